@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then run the main job
+#   make test   set up, then run the full test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_EPOCHS ?= 2
+DEMO_SUBSET ?= 60000
+export STITCHKIT_DATA ?= $(CURDIR)/data
+
+.PHONY: demo test setup data clean benchmarks
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Offline data: Debian's Fashion-MNIST package, when apt is there and we may use it.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo "sudo -n" ); \
+		echo "installing dataset-fashion-mnist with apt-get"; \
+		( $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist ) >/dev/null 2>&1 \
+			|| echo "note: could not install dataset-fashion-mnist with apt-get; Fashion-MNIST will be downloaded if the network allows"; \
+	fi
+
+demo: setup
+	$(BIN)/stitchkit train resnet18 -d fashion --width 16 -e $(DEMO_EPOCHS) -b 128 -lr 2e-3 --train-subset $(DEMO_SUBSET) -workers 1 -dir runs/demo/fashion_resnet18_w16 --overwrite
+	$(BIN)/stitchkit eval runs/demo/fashion_resnet18_w16/final.pt
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+benchmarks: setup
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,7 @@
+"""``python -m stitchkit`` (used with ``torchrun -m stitchkit train ...``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""The ``stitchkit`` command: a thin layer over the library.
+
+Each subcommand lives in its own module with ``register(subparsers)`` and a ``run(args)`` that calls
+one library function and prints. User errors (:class:`~stitchkit.errors.StitchkitError`) print one line
+and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import StitchkitError
+from . import eval as eval_cmd
+from . import layers as layers_cmd
+from . import train as train_cmd
+
+COMMANDS = [train_cmd, eval_cmd, layers_cmd]
+
+EPILOG = """\
+examples:
+  stitchkit train resnet18 -d fashion --width 16 -e 3 -dir runs/r18_s0
+  stitchkit eval runs/r18_s0/final.pt
+  stitchkit layers resnet18 -d fashion
+
+Run `stitchkit COMMAND --help` for the options of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stitchkit",
+        description="Measure how similar two networks' internal representations are: train and cut models, "
+        "stitch layers, test stitched representations for OOD, compute similarity indices.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stitchkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("STITCHKIT_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except StitchkitError as exc:
+        if debug:
+            raise
+        print(f"stitchkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stitchkit: interrupted; finished files are kept, unfinished ones were not written", file=sys.stderr)
+        return 130
+
+
+def console_main() -> None:  # pragma: no cover - entry point
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Options shared by several commands, in the original's spellings and ours."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import StitchkitError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples keep their layout; every option shows its default."""
+
+
+def add_command(sub, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, help=help, description=description, epilog="examples:\n" + examples, formatter_class=HelpFormatter, allow_abbrev=False
+    )
+    return parser
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-gpu", "--gpu", "--device", dest="device", default="auto",
+        help="device: -1 or cpu for the CPU, a GPU index (0) or cuda:N; auto picks a GPU when there is one",
+    )
+
+
+def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", help_extra: str = "") -> None:
+    parser.add_argument("-d", "--dataset", default=default, help="dataset name (see `stitchkit datasets`)" + help_extra)
+    parser.add_argument(
+        "-data", "--dataset-root", "--data", dest="data_root", default=None,
+        help="data root; default $STITCHKIT_DATA or ./data (Fashion-MNIST is also found where Debian's dataset-fashion-mnist installs it)",
+    )
+
+
+def add_loader(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-workers", "--loader-workers", dest="workers", type=int, default=1, help="data loader worker processes")
+    parser.add_argument("-prefetch", "--prefetch-factor", dest="prefetch", type=int, default=1, help="batches prefetched per worker (ignored with 0 workers)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, default=None, help="base width of CIFAR-style ResNets (64 in the original; 16 is quick on a CPU)")
+    parser.add_argument(
+        "--model-option", dest="model_option", action="append", default=[], metavar="KEY=VALUE",
+        help="any other architecture option, e.g. depth=4 or embed_dim=96 for a small ViT (repeatable)",
+    )
+
+
+def parse_value(text: str) -> Any:
+    """JSON scalars (numbers, true/false, null) or the bare string; never eval()."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in getattr(args, "model_option", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StitchkitError(f"--model-option takes KEY=VALUE, got {item!r}")
+        options[key.strip()] = parse_value(value.strip())
+    if getattr(args, "width", None) is not None:
+        options["width"] = args.width
+    return options
+
+
+def args_as_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments as plain data (the original's config.txt), without internals."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}

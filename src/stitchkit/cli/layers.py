@@ -1,0 +1,58 @@
+"""``stitchkit layers``: the stitchable layers of a model with their activation shapes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import StitchkitError
+from ..models.layers import layered
+from .common import add_command, add_model_options, model_options
+
+EXAMPLES = """\
+  stitchkit layers resnet18 -d fashion --width 16
+  stitchkit layers vit_tiny_patch4_32 -d cifar10
+  stitchkit layers runs/fashion_r18_s0/final.pt          # a checkpoint: its own architecture and dataset
+  stitchkit layers torchvision:mobilenet_v3_small -d imagenet --json
+"""
+
+
+def register(sub) -> None:
+    p = add_command(sub, "layers", help="list a model's stitchable layers and activation shapes",
+                    description="Print the stitchable layers of a model in forward order, with the activation shape each "
+                    "has for the dataset's input size. Layer names are the ones every other command takes.", examples=EXAMPLES)
+    p.add_argument("model", help="architecture name or checkpoint path")
+    p.add_argument("-d", "--dataset", default=None, help="dataset whose input shape and class count to use (default cifar10, or the checkpoint's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import dataset_info
+    from ..models import get_model, is_known_model
+    from ..models.checkpoint import load_model
+
+    options = model_options(args)
+    looks_like_path = Path(args.model).suffix in (".pt", ".pth", ".tar") or Path(args.model).exists()
+    if looks_like_path and not is_known_model(args.model):
+        model, ckpt = load_model(args.model, dataset=args.dataset, **options)
+        info = dataset_info(args.dataset or ckpt.dataset or "cifar10")
+    else:
+        info = dataset_info(args.dataset or "cifar10")
+        model = get_model(args.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **options)
+    model.eval()
+    lm = layered(model)
+    if not lm.layers:
+        raise StitchkitError(f"no stitchable layers found in {lm.model_name}")
+    shapes = lm.shapes(info.shape)
+    if args.json:
+        print(json.dumps({"model": lm.model_name, "dataset": info.name, "input_shape": list(info.shape),
+                          "layers": [{"name": n, "shape": list(s)} for n, s in shapes.items()]}, indent=2))
+        return 0
+    print(f"{lm.model_name} on {info.name} (input {'x'.join(map(str, info.shape))}): {len(shapes)} stitchable layers")
+    width = max(len(n) for n in shapes)
+    for i, (name, shape) in enumerate(shapes.items()):
+        print(f"  {i:3d}  {name:<{width}}  {' x '.join(map(str, shape))}")
+    return 0

@@ -1,0 +1,271 @@
+"""Self-describing checkpoints, and loading of the original's plain state_dict files.
+
+A stitchkit checkpoint is a dict of plain data and tensors::
+
+    {"stitchkit_checkpoint": 1, "stitchkit_version": "...", "model": {name, num_classes, in_channels,
+     input_size, options}, "dataset": "fashion", "input_shape": [1, 28, 28], "training": {...},
+     "epoch": 5, "metrics": {...}, "state_dict": {...}, optional "optimizer"/"scheduler"/"scaler"}
+
+so later commands need only its path. Files are always read with ``torch.load(weights_only=True)``:
+users load checkpoints they did not make, and a pickle can execute arbitrary code. A file that would
+need full unpickling is refused with an explanation instead.
+
+Bare ``state_dict`` files (the original's ``model_<epoch>.pt``, and ours, which we keep readable by the
+original's loaders) load when the model is named, or when a stitchkit ``config.json`` beside the file
+describes it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import StitchkitError
+from ..utils.io import torch_save_atomic
+
+FORMAT_VERSION = 1
+RUN_CONFIG = "config.json"  # written by `stitchkit train` into its output folder
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds; ``model_spec`` is None for a bare state_dict."""
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    model_spec: dict[str, Any] | None = None
+    dataset: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # optimizer / scheduler / scaler states
+
+    @property
+    def self_describing(self) -> bool:
+        return self.model_spec is not None
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-like data only (what weights-only loading accepts besides tensors)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None or isinstance(obj, torch.Tensor):
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return str(obj)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict without wrapper prefixes, on the CPU."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    dataset: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    training: Mapping[str, Any] | None = None,
+    epoch: int | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+) -> Path:
+    """Write a self-describing checkpoint atomically."""
+    inner = unwrap(model)
+    spec = getattr(inner, "stitchkit_spec", None)
+    if spec is None:
+        raise StitchkitError(f"{type(inner).__name__} was not built by stitchkit.models.get_model, so its checkpoint cannot describe it")
+    payload: dict[str, Any] = {
+        "stitchkit_checkpoint": FORMAT_VERSION,
+        "stitchkit_version": __version__,
+        "model": _plain(spec),
+        "dataset": dataset,
+        "input_shape": list(input_shape) if input_shape is not None else None,
+        "training": _plain(dict(training or {})),
+        "epoch": epoch,
+        "metrics": _plain(dict(metrics or {})),
+        "state_dict": plain_state_dict(inner),
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        payload["scheduler"] = _plain(scheduler.state_dict())
+    if scaler is not None:
+        payload["scaler"] = _plain(scaler.state_dict())
+    torch_save_atomic(payload, path)
+    return Path(path)
+
+
+def save_state_dict(path: str | Path, model: nn.Module) -> Path:
+    """A bare state_dict (the original's ``model_<epoch>.pt``), atomically."""
+    torch_save_atomic(plain_state_dict(model), path)
+    return Path(path)
+
+
+def _read(path: Path) -> Any:
+    if not path.exists():
+        raise StitchkitError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StitchkitError(f"checkpoint {str(path)!r} is a folder; give the .pt file inside it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise StitchkitError(
+                f"refusing to load {str(path)!r}: it contains Python objects besides tensors and plain data, "
+                "and unpickling them could run arbitrary code. Re-save only the state_dict "
+                "(torch.save(model.state_dict(), path)) from code you trust."
+            ) from None
+        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({exc})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
+
+
+def _looks_like_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes, as the original's
+    ImageNet script saved them."""
+    out = dict(state)
+    for prefix in ("module.", "_orig_mod."):
+        if out and all(k.startswith(prefix) for k in out):
+            out = {k[len(prefix):]: v for k, v in out.items()}
+    return out
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a stitchkit checkpoint or a bare state_dict file (weights only)."""
+    path = Path(path)
+    obj = _read(path)
+    if isinstance(obj, Mapping) and "stitchkit_checkpoint" in obj:
+        version = obj.get("stitchkit_checkpoint")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise StitchkitError(f"checkpoint {str(path)!r} has format {version!r}, newer than this stitchkit understands ({FORMAT_VERSION}); upgrade stitchkit")
+        state = obj.get("state_dict")
+        if not _looks_like_state_dict(state):
+            raise StitchkitError(f"checkpoint {str(path)!r} has no usable state_dict")
+        shape = obj.get("input_shape")
+        return Checkpoint(
+            path=path,
+            state_dict=_strip_prefixes(state),
+            model_spec=dict(obj["model"]) if obj.get("model") else None,
+            dataset=obj.get("dataset"),
+            input_shape=tuple(shape) if shape else None,
+            training=dict(obj.get("training") or {}),
+            epoch=obj.get("epoch"),
+            metrics=dict(obj.get("metrics") or {}),
+            extra={k: obj[k] for k in ("optimizer", "scheduler", "scaler") if k in obj},
+        )
+    if isinstance(obj, Mapping) and _looks_like_state_dict(obj.get("state_dict")):
+        obj = obj["state_dict"]  # {"state_dict": ..., "epoch": ...} files of other trainers
+    if not _looks_like_state_dict(obj):
+        raise StitchkitError(f"{str(path)!r} is a PyTorch file but holds neither a stitchkit checkpoint nor a state_dict")
+    ckpt = Checkpoint(path=path, state_dict=_strip_prefixes(obj))
+    _describe_from_run_config(ckpt)
+    return ckpt
+
+
+def _describe_from_run_config(ckpt: Checkpoint) -> None:
+    """A bare ``model_<e>.pt`` written by ``stitchkit train`` is described by the run's config.json."""
+    config_path = ckpt.path.parent / RUN_CONFIG
+    if not config_path.is_file():
+        return
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(config, dict) and isinstance(config.get("model_spec"), dict):
+        ckpt.model_spec = config["model_spec"]
+        ckpt.dataset = config.get("dataset")
+        shape = config.get("input_shape")
+        ckpt.input_shape = tuple(shape) if shape else None
+        ckpt.training = config
+
+
+def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` with an error that names the mismatched keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (file vs model)", wrong)):
+            if keys:
+                shown = ", ".join(keys[:6]) + (f", … ({len(keys)} in all)" if len(keys) > 6 else "")
+                parts.append(f"{label}: {shown}")
+        name = getattr(model, "stitchkit_spec", {}).get("name", type(model).__name__)
+        raise StitchkitError(f"{source} does not fit model {name}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(
+    path: str | Path,
+    model_name: str | None = None,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    dataset: str | None = None,
+    **options: Any,
+) -> tuple[nn.Module, Checkpoint]:
+    """Build the model a checkpoint describes (or ``model_name``) and load its weights.
+
+    For a bare state_dict without a run config, the architecture must be named; the class count,
+    channels and input size then come from ``dataset`` (default: the original's ``cifar10``).
+    """
+    from .registry import build_from_spec, get_model
+
+    ckpt = load_checkpoint(path)
+    if ckpt.self_describing and (model_name is None or model_name == ckpt.model_spec.get("name")):
+        spec = dict(ckpt.model_spec)
+        if options:
+            spec["options"] = {**spec.get("options", {}), **options}
+        model = build_from_spec(spec)
+    else:
+        if model_name is None:
+            raise StitchkitError(
+                f"{str(path)!r} is a plain state_dict that does not say which architecture it holds; "
+                "give the model name too (e.g. `stitchkit eval model_5.pt resnet18 -d cifar10`)"
+            )
+        if num_classes is None or in_channels is None or input_size is None:
+            from ..data import dataset_info
+
+            info = dataset_info(dataset or ckpt.dataset or "cifar10")
+            num_classes = num_classes if num_classes is not None else info.num_classes
+            in_channels = in_channels if in_channels is not None else info.shape[0]
+            input_size = input_size if input_size is not None else tuple(info.shape[1:])
+        model = get_model(model_name, num_classes=num_classes, in_channels=in_channels, input_size=input_size, **options)
+    load_state_into(model, ckpt.state_dict, source=f"checkpoint {str(path)!r}")
+    return model, ckpt

@@ -1,0 +1,352 @@
+"""Naming a model's layers and cutting it into a prefix (input -> layer) and a suffix (layer -> logits).
+
+This is the one mechanism every later stage relies on. A model is traced once with ``torch.fx`` into a
+graph of operations; a *stitchable layer* is a module whose output node is a clean cut of that graph:
+everything computed after it depends on the input only through that node. Cutting then means copying
+the part of the graph before (or after) the node into a new ``GraphModule`` that shares the model's
+parameters. Nothing outside the requested range is ever executed: unlike forward hooks, a prefix does
+not run the layers after the cut and a suffix does not run the layers before it.
+
+Which modules are layers:
+
+* models of our own declare them in ``model.stitchable_layers`` (the original's names: ``layer{s}.{b}``
+  for ResNets, ``blocks.{i}`` for ViTs) and are traced with those blocks as leaves;
+* any other model (torchvision, timm, user modules) is traced through, and its layers are the modules
+  that are elements of a container (their name ends with an index, like ``features.3`` or
+  ``stages.1.blocks.0``), are not containers themselves, and whose output is a clean cut.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+import weakref
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch import fx, nn
+
+from ..errors import StitchkitError
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _timm_leaf_types() -> tuple[type, ...]:
+    try:
+        from timm.layers import get_notrace_modules
+    except Exception:  # timm missing or too old: nothing to add
+        return ()
+    return tuple(get_notrace_modules())
+
+
+def _timm_autowrap_functions() -> tuple:
+    try:
+        from timm.layers import get_notrace_functions
+    except Exception:
+        return ()
+    return tuple(get_notrace_functions())
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaf_names: Iterable[str]):
+        super().__init__(autowrap_functions=_timm_autowrap_functions())
+        self.leaf_names = set(leaf_names)
+        self.leaf_types = _timm_leaf_types()
+
+    def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
+        if qualname in self.leaf_names:
+            return True
+        if self.leaf_types and isinstance(module, self.leaf_types):
+            return True
+        return super().is_leaf_module(module, qualname)
+
+
+def _extra_forward_args(model: nn.Module) -> dict | None:
+    """Fix every forward argument after the input to its default (timm's ``attn_mask=None`` etc.)."""
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    extra = {}
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            raise StitchkitError(f"{type(model).__name__}.forward needs argument {p.name!r} besides the input; stitchkit cuts single-input models")
+        extra[p.name] = p.default
+    return extra or None
+
+
+def _drop_specialised_arguments(graph: fx.Graph) -> None:
+    """Remove the placeholders of arguments fixed by ``concrete_args`` and the checks fx adds for them."""
+    extra = [n for n in graph.nodes if n.op == "placeholder"][1:]
+    for placeholder in reversed(extra):
+        doomed, stack = [], [placeholder]
+        while stack:
+            node = stack.pop()
+            doomed.append(node)
+            stack.extend(node.users)
+        for node in sorted(set(doomed), key=lambda n: -list(graph.nodes).index(n)):
+            if any(user not in doomed for user in node.users):
+                raise StitchkitError("the model's forward uses arguments besides the input; stitchkit cuts single-input models")
+            graph.erase_node(node)
+
+
+def _module_path(node: fx.Node) -> list[str]:
+    return [name for name, _ in node.meta.get("nn_module_stack", {}).values()]
+
+
+_INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.iand, operator.ior}
+
+
+def _mutates_input(node: fx.Node, root: nn.Module) -> bool:
+    """Whether ``node`` may write into its first argument in place (ReLU(inplace=True), ``x += y``)."""
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(node.target), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).startswith("__")
+    if node.op == "call_function":
+        return node.target in _INPLACE_FUNCTIONS or bool(node.kwargs.get("inplace", False))
+    return False
+
+
+@dataclass(frozen=True)
+class _Cut:
+    name: str
+    node: fx.Node
+    position: int
+
+
+class LayeredModel:
+    """A model traced once, with its stitchable layers and the ability to cut it.
+
+    Get one with :func:`layered` (cached per model object). The modules it returns share the model's
+    parameters and buffers; ``model.eval()`` / ``.train()`` / ``.to()`` act on them too.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        declared = getattr(model, "stitchable_layers", None)
+        modules = dict(model.named_modules())
+        if declared is not None:
+            missing = [n for n in declared if n not in modules]
+            if missing:
+                raise StitchkitError(f"model declares stitchable layers that it does not have: {', '.join(missing)}")
+        tracer = _Tracer(declared or ())
+        try:
+            self.graph = tracer.trace(model, concrete_args=_extra_forward_args(model))
+        except Exception as exc:  # tracing failures come from the model's code, explain them once
+            raise StitchkitError(
+                f"cannot trace {type(model).__name__} into a graph of layers ({type(exc).__name__}: {exc}); "
+                "stitchkit cuts models with torch.fx, which needs a forward without data-dependent Python control flow"
+            ) from None
+        _drop_specialised_arguments(self.graph)
+        self.nodes = list(self.graph.nodes)
+        self._position = {node: i for i, node in enumerate(self.nodes)}
+        self.input_node = next(n for n in self.nodes if n.op == "placeholder")
+        self.output_node = next(n for n in self.nodes if n.op == "output")
+        names = list(declared) if declared is not None else self._candidate_names(modules)
+        self._cuts: dict[str, _Cut] = {}
+        for name in names:
+            cut = self._find_cut(name)
+            if cut is None:
+                if declared is not None:
+                    raise StitchkitError(f"declared stitchable layer {name!r} of {type(model).__name__} is not a clean cut of its forward")
+                continue
+            if declared is None and any(name.startswith(kept + ".") for kept in self._cuts):
+                continue  # inside a block that is already a layer: blocks, not their parts
+            self._cuts[name] = cut
+        ordered = sorted(self._cuts.values(), key=lambda c: c.position)
+        self.layers: list[str] = [c.name for c in ordered]
+        if declared is not None and self.layers != list(declared):
+            raise StitchkitError(f"declared stitchable layers of {type(model).__name__} are not in forward order: {list(declared)}")
+
+    # -- discovering layers -------------------------------------------------------------------------
+    @staticmethod
+    def _candidate_names(modules: dict[str, nn.Module]) -> list[str]:
+        """Elements of plain containers (``features.3``, ``blocks.0``) that are not plain containers.
+
+        Subclasses of ``nn.Sequential`` such as torchvision's ``Conv2dNormActivation`` count as one
+        layer. Listed outer first, so that the outermost clean cut wins over the modules inside it.
+        """
+        names = []
+        for name, module in modules.items():
+            if not name or type(module) in _CONTAINERS:
+                continue
+            parent = modules[name.rsplit(".", 1)[0]] if "." in name else None
+            if parent is not None and type(parent) in _CONTAINERS:
+                names.append(name)
+        return names
+
+    def _find_cut(self, name: str) -> _Cut | None:
+        inside = [i for i, node in enumerate(self.nodes) if name in _module_path(node) or (node.op == "call_module" and node.target == name)]
+        if not inside:
+            return None  # never called in forward
+        first, last = inside[0], inside[-1]
+        # Called exactly once, as one contiguous run of nodes (get_attr nodes may interleave).
+        if any(self.nodes[i].op != "get_attr" and i not in set(inside) for i in range(first, last + 1)):
+            return None
+        out = self.nodes[last]
+        if not self._is_clean_cut(out):
+            return None
+        return _Cut(name, out, last)
+
+    def _is_clean_cut(self, cut: fx.Node) -> bool:
+        position = self._position[cut]
+        for node in self.nodes[position + 1:]:
+            for used in node.all_input_nodes:
+                if used is cut or used.op == "get_attr":
+                    continue
+                if self._position[used] <= position:
+                    return False
+        return True
+
+    # -- public API -----------------------------------------------------------------------------
+    def check_layer(self, name: str) -> str:
+        if name not in self._cuts:
+            listing = ", ".join(self.layers) if self.layers else "(none found)"
+            raise StitchkitError(f"{name!r} is not a stitchable layer of {self.model_name}; valid layers: {listing}")
+        return name
+
+    @property
+    def model_name(self) -> str:
+        spec = getattr(self.model, "stitchkit_spec", None)
+        return spec["name"] if isinstance(spec, dict) and "name" in spec else type(self.model).__name__
+
+    def index(self, name: str) -> int:
+        return self.layers.index(self.check_layer(name))
+
+    def prefix(self, layer: str) -> fx.GraphModule:
+        """A module ``x -> activation at layer`` that runs nothing after the layer."""
+        return self._build_prefix([self.check_layer(layer)], as_dict=False)
+
+    def extractor(self, layers: Sequence[str]) -> fx.GraphModule:
+        """A module ``x -> {layer: activation}`` for several layers in one pass, stopping at the last."""
+        names = [self.check_layer(layer) for layer in layers]
+        if not names:
+            raise StitchkitError("no layers requested for activation extraction")
+        return self._build_prefix(names, as_dict=True)
+
+    def suffix(self, layer: str) -> fx.GraphModule:
+        """A module ``activation at layer -> logits`` that runs nothing before the layer."""
+        cut = self._cuts[self.check_layer(layer)]
+        graph = fx.Graph()
+        activation = graph.placeholder("activation")
+        env: dict[fx.Node, fx.Node] = {cut.node: activation}
+        if any(_mutates_input(user, self.model) for user in cut.node.users):
+            env[cut.node] = graph.call_method("clone", (activation,))  # never write into the caller's tensor
+        for node in self.nodes[cut.position + 1:]:
+            for used in node.all_input_nodes:
+                if used not in env:  # get_attr nodes traced before the cut (parameters, buffers)
+                    env[used] = graph.node_copy(used, lambda n: env[n])
+            env[node] = graph.node_copy(node, lambda n: env[n])
+        return self._graph_module(graph, f"{self.model_name}[{layer}:]")
+
+    def segment(self, start: str, end: str) -> fx.GraphModule:
+        """A module ``activation at start -> activation at end`` (start strictly before end)."""
+        s, e = self._cuts[self.check_layer(start)], self._cuts[self.check_layer(end)]
+        if e.position <= s.position:
+            raise StitchkitError(f"layer {end!r} does not come after {start!r} in {self.model_name}")
+        graph = fx.Graph()
+        activation = graph.placeholder("activation")
+        env: dict[fx.Node, fx.Node] = {s.node: activation}
+        if any(_mutates_input(user, self.model) for user in s.node.users):
+            env[s.node] = graph.call_method("clone", (activation,))
+        for node in self.nodes[s.position + 1: e.position + 1]:
+            for used in node.all_input_nodes:
+                if used not in env:
+                    env[used] = graph.node_copy(used, lambda n: env[n])
+            env[node] = graph.node_copy(node, lambda n: env[n])
+        graph.output(env[e.node])
+        return self._graph_module(graph, f"{self.model_name}[{start}:{end}]")
+
+    @torch.no_grad()
+    def shapes(self, input_shape: Sequence[int], layers: Sequence[str] | None = None) -> dict[str, tuple[int, ...]]:
+        """Activation shape (without batch) of each layer for one input of ``input_shape`` (C, H, W)."""
+        layers = list(layers) if layers is not None else self.layers
+        if not layers:
+            return {}
+        param = next(self.model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+            try:
+                out = self.extractor(layers)(x)
+            except RuntimeError as exc:
+                raise StitchkitError(f"{self.model_name} cannot take inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
+        finally:
+            self.model.train(was_training)
+        return {name: tuple(value.shape[1:]) for name, value in out.items()}
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _build_prefix(self, names: list[str], as_dict: bool) -> fx.GraphModule:
+        cuts = [self._cuts[n] for n in names]
+        last = max(c.position for c in cuts)
+        needed = self._ancestors([c.node for c in cuts])
+        graph = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
+        for node in self.nodes[: last + 1]:
+            if node in needed:
+                env[node] = graph.node_copy(node, lambda n: env[n])
+        outputs = {}
+        for cut in cuts:
+            value = env[cut.node]
+            # A later in-place op inside the prefix (ReLU(inplace=True)) would overwrite this activation.
+            if as_dict and any(_mutates_input(u, self.model) and self._position[u] <= last for u in cut.node.users):
+                value = graph.call_method("clone", (value,))
+            outputs[cut.name] = value
+        graph.output(outputs if as_dict else outputs[names[0]])
+        label = ",".join(names)
+        return self._graph_module(graph, f"{self.model_name}[:{label}]")
+
+    def _ancestors(self, targets: list[fx.Node]) -> set[fx.Node]:
+        seen: set[fx.Node] = set()
+        stack = list(targets)
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend(node.all_input_nodes)
+        return seen
+
+    def _graph_module(self, graph: fx.Graph, label: str) -> fx.GraphModule:
+        module = fx.GraphModule(self.model, graph, class_name="CutModule")
+        module.graph.eliminate_dead_code()
+        module.graph.lint()
+        module.recompile()
+        module.label = label
+        return module
+
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, LayeredModel]" = weakref.WeakKeyDictionary()
+
+
+def layered(model: nn.Module) -> LayeredModel:
+    """The (cached) :class:`LayeredModel` of ``model``."""
+    cached = _CACHE.get(model)
+    if cached is None:
+        cached = _CACHE[model] = LayeredModel(model)
+    return cached
+
+
+def stitchable_layers(model: nn.Module) -> list[str]:
+    """Names of the model's stitchable layers in forward order."""
+    return list(layered(model).layers)
+
+
+def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    return layered(model).shapes(input_shape)
+
+
+def prefix(model: nn.Module, layer: str) -> fx.GraphModule:
+    return layered(model).prefix(layer)
+
+
+def suffix(model: nn.Module, layer: str) -> fx.GraphModule:
+    return layered(model).suffix(layer)
+
+
+def extractor(model: nn.Module, layers: Sequence[str]) -> fx.GraphModule:
+    return layered(model).extractor(layers)

@@ -1,0 +1,296 @@
+"""Training and evaluating base models: what ``stitchkit train`` and ``stitchkit eval`` call.
+
+Outputs of a training run in ``save_dir`` (the original's files first):
+
+* ``model_<epoch>.pt`` every ``save_frequency`` epochs — a bare state_dict, readable by the original's
+  loaders; stitchkit reads it by path alone thanks to ``config.json``;
+* ``training_logs.csv`` — ``train_acc, train_loss, val_acc, val_loss`` (+ top-5, lr, seconds), rewritten
+  after every epoch;
+* ``config.txt`` (the arguments as JSON, like the original) and ``config.json`` (the full, resolved
+  configuration with the model spec and stitchkit version), both written before training starts;
+* ``last.pt`` — a self-describing checkpoint with optimizer and scheduler state, for ``--resume``;
+* ``final.pt`` — the self-describing final checkpoint, and ``metrics.json`` with the final numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from .. import __version__
+from ..errors import StitchkitError
+from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, save_checkpoint, save_state_dict, unwrap
+from ..utils.device import resolve_device
+from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.seed import seed_worker, set_seed
+from .distributed import DistInfo, barrier, init_distributed, local_device
+from .loop import EpochLog, classification_step, evaluate, fit
+from .optim import OptimConfig, build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainSettings:
+    """A base-model training run. Defaults are the original's ``exec_train.py``."""
+
+    model: str
+    save_dir: str
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    epochs: int = 100
+    batch_size: int = 64
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    grad_clip: float | None = None
+    workers: int = 1
+    prefetch: int = 1
+    save_frequency: int = 1
+    device: str = "auto"
+    amp: bool = False
+    resume: str | None = None
+    overwrite: bool = False
+    model_options: dict[str, Any] = field(default_factory=dict)
+    train_subset: int | None = None  # train on a fixed random subset of this many images
+    download: bool = True
+    progress: bool = True
+    verbose: bool = True
+
+    def validate(self) -> "TrainSettings":
+        self.optim.validate()
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.save_frequency >= 1, f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}"),
+            (self.workers >= 0, f"loader workers must be non-negative, got {self.workers}"),
+            (self.prefetch >= 1, f"prefetch factor must be at least 1, got {self.prefetch}"),
+            (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
+            (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise StitchkitError(message)
+        return self
+
+
+class _ShardSampler(Sampler[int]):
+    """Every ``world``-th index from ``rank``, unshuffled and unpadded (exact distributed evaluation)."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    workers: int = 0,
+    prefetch: int = 1,
+    device: torch.device | None = None,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """A DataLoader with the original's knobs, minus its crashes (prefetch only with workers)."""
+    kwargs: dict[str, Any] = {}
+    if workers > 0:
+        kwargs.update(prefetch_factor=prefetch, persistent_workers=True, worker_init_fn=seed_worker)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device is not None and device.type == "cuda",
+        **kwargs,
+    )
+
+
+def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    if n is None or n >= len(dataset):
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n].tolist())
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(f)]
+
+
+def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a base model; returns the final metrics and output paths (see the module docstring)."""
+    from ..data import dataset_info, get_dataset, train_sampler_for
+    from ..models import get_model
+
+    settings.validate()
+    info = dataset_info(settings.dataset)
+    requested = resolve_device(settings.device)
+    dist_info: DistInfo = init_distributed(requested.type)
+    device = local_device(requested, dist_info)
+    amp = settings.amp and device.type == "cuda"
+    save_dir = Path(settings.save_dir)
+    if dist_info.is_main:
+        ensure_writable_dir(save_dir)
+        if settings.resume is None and not settings.overwrite and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists()):
+            raise StitchkitError(
+                f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
+                "choose another -dir, or pass --overwrite"
+            )
+    set_seed(settings.seed)
+
+    model = get_model(settings.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **settings.model_options)
+    spec = model.stitchkit_spec
+    optim_cfg = settings.optim
+    start_epoch, resume_ckpt, history_rows = 0, None, []
+    if settings.resume:
+        resume_ckpt = load_checkpoint(settings.resume)
+        if resume_ckpt.model_spec is not None and resume_ckpt.model_spec != spec:
+            raise StitchkitError(
+                f"cannot resume from {settings.resume!r}: it holds {resume_ckpt.model_spec.get('name')} "
+                f"with {resume_ckpt.model_spec.get('options')}, not {spec['name']} with {spec['options']}"
+            )
+        load_state_into(model, resume_ckpt.state_dict, source=f"checkpoint {settings.resume!r}")
+        start_epoch = int(resume_ckpt.epoch or 0)
+        if start_epoch >= settings.epochs:
+            raise StitchkitError(f"{settings.resume!r} has already been trained for {start_epoch} epochs; ask for more with -e")
+        history_rows = [r for r in _read_csv(save_dir / "training_logs.csv") if r.get("epoch", math.inf) <= start_epoch]
+    model.to(device)
+    train_module: torch.nn.Module = model
+    if dist_info.enabled:
+        train_module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    optimizer = build_optimizer(model.parameters(), optim_cfg)
+    scheduler = build_scheduler(optimizer, optim_cfg, settings.epochs)
+    if resume_ckpt is not None:
+        if "optimizer" not in resume_ckpt.extra:
+            raise StitchkitError(f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt")
+        optimizer.load_state_dict(resume_ckpt.extra["optimizer"])
+        if "scheduler" in resume_ckpt.extra:
+            scheduler.load_state_dict(dict(resume_ckpt.extra["scheduler"]))
+
+    train_set = _subset(get_dataset(settings.dataset, "train", root=settings.data_root, augment=True, download=settings.download), settings.train_subset, settings.seed)
+    test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
+    if dist_info.enabled:
+        train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)
+        test_sampler: Sampler | None = _ShardSampler(len(test_set), dist_info.rank, dist_info.world_size)
+    else:
+        train_sampler = train_sampler_for(settings.dataset, train_set, generator=None)
+        test_sampler = None
+    train_loader = make_loader(train_set, settings.batch_size, shuffle=True, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=train_sampler)
+    test_loader = make_loader(test_set, settings.batch_size, shuffle=False, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=test_sampler)
+
+    run_config = {
+        "command": "train",
+        "stitchkit_version": __version__,
+        "model": settings.model,
+        "model_spec": spec,
+        "dataset": info.name,
+        "input_shape": list(info.shape),
+        "settings": asdict(settings),
+        "device": str(device),
+        "world_size": dist_info.world_size,
+        "conventions": {"lr_schedule": "stepped per epoch", "weight_decay": "L2 added to the gradient" if optim_cfg.optimizer != "adamw" else "decoupled"},
+    }
+    if dist_info.is_main:
+        write_json_atomic(save_dir / RUN_CONFIG, run_config)
+        write_json_atomic(save_dir / "config.txt", argv_config if argv_config is not None else asdict(settings))
+
+    def on_epoch_end(log: EpochLog) -> None:
+        history_rows.append(log.row())
+        if not dist_info.is_main:
+            return
+        _write_csv(save_dir / "training_logs.csv", history_rows)
+        if log.epoch % settings.save_frequency == 0:
+            save_state_dict(save_dir / f"model_{log.epoch}.pt", model)
+        save_checkpoint(
+            save_dir / "last.pt", model, dataset=info.name, input_shape=info.shape, training=run_config["settings"],
+            epoch=log.epoch, metrics=log.row(), optimizer=optimizer, scheduler=scheduler,
+        )
+
+    step = classification_step(topk=(1, 5))
+    started = time.perf_counter()
+    history = fit(
+        train_module, train_loader, optimizer=optimizer, epochs=settings.epochs, device=device, val_loader=test_loader,
+        scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=amp, start_epoch=start_epoch,
+        seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
+        verbose=settings.verbose and dist_info.is_main, desc=f"train {settings.model}",
+    )
+    elapsed = time.perf_counter() - started
+    final = history[-1]
+    metrics = {
+        "test_acc": final.val["acc"] if final.val else math.nan,
+        "test_top5": final.val.get("top5") if final.val else None,
+        "test_loss": final.val["loss"] if final.val else math.nan,
+        "train_acc": final.train.get("acc"),
+        "train_loss": final.train["loss"],
+        "epochs": settings.epochs,
+        "seconds": elapsed,
+        "seconds_per_epoch": [h.seconds for h in history],
+    }
+    result = {"metrics": metrics, "save_dir": str(save_dir), "final": str(save_dir / "final.pt")}
+    if dist_info.is_main:
+        save_checkpoint(save_dir / "final.pt", unwrap(train_module), dataset=info.name, input_shape=info.shape, training=run_config["settings"], epoch=settings.epochs, metrics=metrics)
+        write_json_atomic(save_dir / "metrics.json", metrics)
+    barrier()
+    return result
+
+
+def evaluate_model(
+    model_path: str,
+    model_name: str | None = None,
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    workers: int = 1,
+    prefetch: int = 1,
+    progress: bool = True,
+    model_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split."""
+    from ..data import dataset_info, get_dataset
+
+    if batch_size < 1:
+        raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
+    model, ckpt = load_model(model_path, model_name, dataset=dataset, **(model_options or {}))
+    name = dataset or ckpt.dataset or "cifar10"
+    info = dataset_info(name)
+    spec = model.stitchkit_spec
+    if spec.get("num_classes") != info.num_classes or spec.get("in_channels") != info.shape[0]:
+        raise StitchkitError(
+            f"model {spec['name']} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
+            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes"
+        )
+    dev = resolve_device(device)
+    model.to(dev)
+    test_set = get_dataset(info.name, "test", root=data_root)
+    loader = make_loader(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
+    stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5)), progress=progress, desc="eval")
+    return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, **stats}

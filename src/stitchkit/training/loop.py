@@ -1,0 +1,231 @@
+"""The one training loop: base models, stitching layers, probes and OOD detectors all train here.
+
+A *step function* turns one batch into ``(loss, n_samples, {metric: sum})``; the default is
+classification with cross-entropy and top-1 counts. Everything else — epochs, per-epoch seeding (so a
+resumed run repeats the same batches), mixed precision, gradient clipping, divergence checks, the
+LR schedule (stepped per epoch), distributed reduction, progress bars and callbacks — lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import StitchkitError
+from .distributed import all_reduce_sum
+
+StepOutput = tuple[torch.Tensor, int, dict[str, float]]
+StepFn = Callable[[nn.Module, Any, torch.device], StepOutput]
+
+
+class TrainingDiverged(StitchkitError):
+    """The loss became NaN or infinite."""
+
+
+def move_batch(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_batch(b, device) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: move_batch(v, device) for k, v in batch.items()}
+    return batch
+
+
+def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (1,)) -> StepFn:
+    """Cross-entropy (or ``loss_fn``) on ``(inputs, labels)`` batches, counting top-k hits."""
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    topk = tuple(topk)
+
+    def step(model: nn.Module, batch: Any, device: torch.device) -> StepOutput:
+        inputs, labels = move_batch(batch[0], device), move_batch(batch[1], device)
+        logits = model(inputs)
+        loss = loss_fn(logits, labels)
+        stats = topk_hits(logits.detach(), labels, topk)
+        return loss, labels.shape[0], stats
+
+    return step
+
+
+def topk_hits(logits: torch.Tensor, labels: torch.Tensor, topk: Iterable[int]) -> dict[str, float]:
+    stats = {}
+    topk = [k for k in topk if k <= logits.shape[-1]]
+    if not topk:
+        return stats
+    best = logits.topk(max(topk), dim=-1).indices
+    hits = best == labels.unsqueeze(-1)
+    for k in topk:
+        stats["acc" if k == 1 else f"top{k}"] = hits[:, :k].any(dim=-1).sum().item()
+    return stats
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _finish(sums: dict[str, float], n: float) -> dict[str, float]:
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _reduce(loss_sum: float, n: int, sums: dict[str, float], device: torch.device) -> tuple[float, float, dict[str, float]]:
+    keys = sorted(sums)
+    reduced = all_reduce_sum([loss_sum, float(n)] + [sums[k] for k in keys], device)
+    return reduced[0], reduced[1], dict(zip(keys, reduced[2:]))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    step_fn: StepFn | None = None,
+    amp: bool = False,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict[str, float]:
+    """Mean loss and metrics over a loader, in eval mode; restores the model's previous mode."""
+    step_fn = step_fn or classification_step(topk=(1, 5))
+    was_training = model.training
+    model.eval()
+    loss_sum, n, sums = 0.0, 0, {}
+    try:
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True):
+            with _autocast(device, amp):
+                loss, count, stats = step_fn(model, batch, device)
+            loss_sum += float(loss) * count
+            n += count
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+    finally:
+        model.train(was_training)
+    loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
+    return {"loss": loss_sum / max(total, 1), **_finish(sums, total), "n": int(total)}
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float] | None
+    lr: float
+    seconds: float
+
+    def row(self) -> dict[str, float]:
+        """Flat log row; the first four columns are the original's ``training_logs.csv``."""
+        row = {"train_acc": self.train.get("acc", math.nan), "train_loss": self.train["loss"]}
+        row["val_acc"] = self.val.get("acc", math.nan) if self.val else math.nan
+        row["val_loss"] = self.val["loss"] if self.val else math.nan
+        for k, v in self.train.items():
+            if k not in ("acc", "loss"):
+                row[f"train_{k}"] = v
+        for k, v in (self.val or {}).items():
+            if k not in ("acc", "loss", "n"):
+                row[f"val_{k}"] = v
+        row.update(epoch=self.epoch, lr=self.lr, seconds=self.seconds)
+        return row
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    *,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device,
+    val_loader: Iterable | None = None,
+    scheduler: Any = None,
+    step_fn: StepFn | None = None,
+    val_step_fn: StepFn | None = None,
+    grad_clip: float | None = None,
+    amp: bool = False,
+    start_epoch: int = 0,
+    seed: int | None = None,
+    on_epoch_end: Callable[[EpochLog], None] | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+    desc: str = "train",
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+) -> list[EpochLog]:
+    """Train for ``epochs - start_epoch`` epochs; returns one :class:`EpochLog` per epoch.
+
+    ``model.train()`` is called each epoch: modules that must stay frozen (donor networks of a
+    stitch) override ``train`` to keep their parts in eval mode. ``parameters`` are the ones clipped
+    (default: the optimizer's).
+    """
+    step_fn = step_fn or classification_step()
+    scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
+    clip_params = list(parameters) if parameters is not None else [p for g in optimizer.param_groups for p in g["params"]]
+    history: list[EpochLog] = []
+    for epoch in range(start_epoch, epochs):
+        if seed is not None:
+            # Seeding per epoch makes shuffling and augmentation of epoch e the same whether the run
+            # went straight through or was resumed at e.
+            torch.manual_seed(seed * 100_003 + epoch)
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        model.train()
+        started = time.perf_counter()
+        loss_sum, n, sums = 0.0, 0, {}
+        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, amp):
+                loss, count, stats = step_fn(model, batch, device)
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; "
+                    "lower the learning rate (-lr) or clip gradients (--grad-clip)"
+                )
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
+                optimizer.step()
+            loss_sum += float(loss.detach()) * count
+            n += count
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if progress:
+                post = {"loss": f"{loss_sum / max(n, 1):.4f}"}
+                if "acc" in sums:
+                    post["acc"] = f"{sums['acc'] / max(n, 1):.4f}"
+                bar.set_postfix(post)
+        bar.close()
+        loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
+        train_stats = {"loss": loss_sum / max(total, 1), **_finish(sums, total)}
+        lr = optimizer.param_groups[0]["lr"]
+        val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=progress) if val_loader is not None else None
+        if scheduler is not None:
+            scheduler.step()
+        log = EpochLog(epoch + 1, train_stats, val_stats, lr, time.perf_counter() - started)
+        history.append(log)
+        if verbose:
+            line = f"Epoch #{epoch + 1} train loss: {train_stats['loss']:.4f}, accuracy: {train_stats.get('acc', math.nan):.4f}"
+            if val_stats:
+                line += f" | val loss: {val_stats['loss']:.4f}, accuracy: {val_stats.get('acc', math.nan):.4f}"
+                if "top5" in val_stats:
+                    line += f", top-5: {val_stats['top5']:.4f}"
+            line += f" | lr {lr:.3g} | {log.seconds:.1f}s"
+            tqdm.write(line, file=sys.stderr)
+        if on_epoch_end is not None:
+            on_epoch_end(log)
+    return history
