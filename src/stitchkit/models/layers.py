@@ -286,16 +286,21 @@ class LayeredModel:
         needed = self._ancestors([c.node for c in cuts])
         graph = fx.Graph()
         env: dict[fx.Node, fx.Node] = {}
+        outputs: dict[str, fx.Node] = {}
+        by_node = {c.node: c for c in cuts}
         for node in self.nodes[: last + 1]:
-            if node in needed:
-                env[node] = graph.node_copy(node, lambda n: env[n])
-        outputs = {}
-        for cut in cuts:
-            value = env[cut.node]
-            # A later in-place op inside the prefix (ReLU(inplace=True)) would overwrite this activation.
-            if as_dict and any(_mutates_input(u, self.model) and self._position[u] <= last for u in cut.node.users):
-                value = graph.call_method("clone", (value,))
-            outputs[cut.name] = value
+            if node not in needed:
+                continue
+            env[node] = graph.node_copy(node, lambda n: env[n])
+            cut = by_node.get(node)
+            if cut is not None:
+                value = env[node]
+                # A later in-place op inside the prefix (ReLU(inplace=True)) would overwrite this
+                # activation before it is returned: keep a copy taken right here.
+                if any(_mutates_input(u, self.model) and u in needed for u in node.users):
+                    value = graph.call_method("clone", (value,))
+                outputs[cut.name] = value
+        outputs = {name: outputs[name] for name in names}
         graph.output(outputs if as_dict else outputs[names[0]])
         label = ",".join(names)
         return self._graph_module(graph, f"{self.model_name}[:{label}]")
