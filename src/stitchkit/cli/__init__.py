@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StitchkitError as exc:
         if debug:
             raise
-        print(f"stitchkit: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the library's wording
+        print(f"stitchkit: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stitchkit: interrupted; finished files are kept, unfinished ones were not written", file=sys.stderr)

@@ -138,13 +138,13 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
             raise StitchkitError(
                 f"refusing to load {str(path)!r}: it contains Python objects besides tensors and plain data, "
                 "and unpickling them could run arbitrary code. Re-save only the state_dict "
                 "(torch.save(model.state_dict(), path)) from code you trust."
             ) from None
-        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({exc})") from None
+        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
