@@ -57,6 +57,7 @@ def register(sub) -> None:
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a last.pt checkpoint of this run")
     p.add_argument("--overwrite", action="store_true", help="train into a folder that already holds a run")
     p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="train on a fixed random subset of N images (quick runs)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="train without the dataset's default augmentation")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                           scheduler=v["scheduler"], milestones=list(args.milestones), gamma=args.gamma, step_size=v["step_size"], warmup_epochs=args.warmup_epochs),
         seed=args.seed, grad_clip=args.grad_clip, workers=args.workers, prefetch=args.prefetch, save_frequency=args.save_frequency,
         device=args.device, amp=v["amp"], resume=args.resume, overwrite=args.overwrite, model_options=model_options(args),
-        train_subset=args.train_subset, download=args.download, progress=args.progress,
+        train_subset=args.train_subset, augment=args.augment, download=args.download, progress=args.progress,
     )
     config = args_as_config(args)
     config.update(v)

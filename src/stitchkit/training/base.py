@@ -59,6 +59,7 @@ class TrainSettings:
     overwrite: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
     train_subset: int | None = None  # train on a fixed random subset of this many images
+    augment: bool = True  # the dataset's default training augmentation
     download: bool = True
     progress: bool = True
     verbose: bool = True
@@ -194,7 +195,7 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         if "scheduler" in resume_ckpt.extra:
             scheduler.load_state_dict(dict(resume_ckpt.extra["scheduler"]))
 
-    train_set = _subset(get_dataset(settings.dataset, "train", root=settings.data_root, augment=True, download=settings.download), settings.train_subset, settings.seed)
+    train_set = _subset(get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download), settings.train_subset, settings.seed)
     test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
     if dist_info.enabled:
         train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)
@@ -247,6 +248,8 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         "test_acc": final.val["acc"] if final.val else math.nan,
         "test_top5": final.val.get("top5") if final.val else None,
         "test_loss": final.val["loss"] if final.val else math.nan,
+        "test_samples": final.val["n"] if final.val else 0,
+        "world_size": dist_info.world_size,
         "train_acc": final.train.get("acc"),
         "train_loss": final.train["loss"],
         "epochs": settings.epochs,

@@ -67,6 +67,13 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, topk: Iterable[int]) -
     return stats
 
 
+def progress_bar(iterable, desc: str, enabled: bool, **kw):
+    """tqdm on stderr; redraws at most every few seconds when stderr is a log file, not a terminal."""
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, leave=False, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.1 if interactive else 10.0, **kw)
+
+
 def _autocast(device: torch.device, amp: bool):
     if not amp:
         return contextlib.nullcontext()
@@ -100,7 +107,7 @@ def evaluate(
     model.eval()
     loss_sum, n, sums = 0.0, 0, {}
     try:
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True):
+        for batch in progress_bar(loader, desc, progress):
             with _autocast(device, amp):
                 loss, count, stats = step_fn(model, batch, device)
             loss_sum += float(loss) * count
@@ -178,7 +185,7 @@ def fit(
         model.train()
         started = time.perf_counter()
         loss_sum, n, sums = 0.0, 0, {}
-        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(train_loader, f"{desc} {epoch + 1}/{epochs}", progress)
         for i, batch in enumerate(bar):
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, amp):
@@ -225,7 +232,7 @@ def fit(
                 if "top5" in val_stats:
                     line += f", top-5: {val_stats['top5']:.4f}"
             line += f" | lr {lr:.3g} | {log.seconds:.1f}s"
-            tqdm.write(line, file=sys.stderr)
+            tqdm.write(line, file=sys.stdout)
         if on_epoch_end is not None:
             on_epoch_end(log)
     return history
