@@ -5,8 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_EPOCHS ?= 2
-DEMO_SUBSET ?= 60000
+DEMO_EPOCHS ?= 3
 export STITCHKIT_DATA ?= $(CURDIR)/data
 
 .PHONY: demo test setup data clean benchmarks
@@ -29,8 +28,8 @@ data:
 	fi
 
 demo: setup
-	$(BIN)/stitchkit train resnet18 -d fashion --width 16 -e $(DEMO_EPOCHS) -b 128 -lr 2e-3 --train-subset $(DEMO_SUBSET) -workers 1 -dir runs/demo/fashion_resnet18_w16 --overwrite
-	$(BIN)/stitchkit eval runs/demo/fashion_resnet18_w16/final.pt
+	$(BIN)/stitchkit train resnet18 -d fashion --width 8 -e $(DEMO_EPOCHS) -b 128 -lr 2e-3 --no-augment -workers 1 -dir runs/demo/fashion_resnet18_w8 --overwrite
+	$(BIN)/stitchkit eval runs/demo/fashion_resnet18_w8/final.pt
 
 test: setup
 	$(BIN)/python -m pytest -q
