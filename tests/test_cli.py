@@ -9,7 +9,7 @@ import torch
 
 from stitchkit.cli import build_parser, main
 
-COMMANDS = ["train", "eval", "layers"]
+COMMANDS = ["train", "eval", "layers", "models", "datasets"]
 
 
 def run(args, capsys):
@@ -100,3 +100,10 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     torch.save(torch.load(run_dir / "model_1.pt", weights_only=True), tmp_path / "model_5.pt")
     code, out, _ = run(["eval", str(tmp_path / "model_5.pt"), "resnet18", "-d", "digits", "--width", "4", "-gpu", "-1", "-workers", "0", "--no-progress"], capsys)
     assert code == 0 and out.startswith("Clean accuracy: ")
+
+
+def test_catalog_commands(capsys):
+    code, out, _ = run(["models"], capsys)
+    assert code == 0 and "resnet18" in out and "vit_tiny_patch4_32" in out and "torchvision:" in out
+    code, out, _ = run(["datasets"], capsys)
+    assert code == 0 and "fashion" in out and "cifar5m" in out and "natural_patches" in out

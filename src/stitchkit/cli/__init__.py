@@ -14,11 +14,14 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import StitchkitError
+from . import catalog
+from . import detector as detector_cmd
 from . import eval as eval_cmd
 from . import layers as layers_cmd
+from . import ood as ood_cmd
 from . import train as train_cmd
 
-COMMANDS = [train_cmd, eval_cmd, layers_cmd]
+COMMANDS = [train_cmd, eval_cmd, layers_cmd, catalog, detector_cmd, ood_cmd]
 
 EPILOG = """\
 examples:

@@ -28,7 +28,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", help_extra: str = "") -> None:
-    parser.add_argument("-d", "--dataset", default=default, help="dataset name (see `stitchkit datasets`)" + help_extra)
+    parser.add_argument("-d", "--dataset", default=default, help="dataset name (`stitchkit datasets` lists them)" + help_extra)
     parser.add_argument(
         "-data", "--dataset-root", "--data", dest="data_root", default=None,
         help="data root; default $STITCHKIT_DATA or ./data (Fashion-MNIST is also found where Debian's dataset-fashion-mnist installs it)",
