@@ -11,6 +11,10 @@ citation); the tests check the metadata against the computation.
 * :mod:`.direct` — the direct-matching residual; the stitching accuracies as metadata-only entries.
 * :mod:`.policy` — how activations become matrices (flatten, positions, pool, cls, auto_original).
 * :mod:`.compute` — :func:`compute` (policy + low rank + a result record) and :func:`pairwise_matrix`.
+* :mod:`.pairs` — :class:`RepresentationBank` (each (network, layer, rank) truncated and prepared once)
+  and :func:`similarity_table` (every measure × layer pair × rank pair of two networks).
+* :mod:`.models` — :func:`compare_models` / :func:`compare_checkpoints`: one extraction per network,
+  then :func:`similarity_table` (what ``stitchkit similarity`` calls).
 
 =============== ========== ======== ========= ====================================================
 measure         kind       range    symmetric invariances (each argument independently)
@@ -37,11 +41,23 @@ from .cca import PWCCA, SVCCA, MeanCCA, canonical_correlations
 from .cka import RBFCKA, DebiasedLinearCKA, LinearCKA, StreamingCKA
 from .compute import LOW_RANK_MODES, SimilarityResult, apply_rank, compute, pairwise_matrix
 from .direct import DMResidual
+from .models import DEFAULT_MEASURES, SimilarityReport, compare_checkpoints, compare_models
+from .pairs import PairResult, Rep, RepresentationBank, layer_pairs, result_matrix, similarity_table
 from .policy import POLICIES, matrix_shape, paired_matrices, resolve_policy, to_matrix
 from .procrustes import Procrustes
 from .registry import get_measure, list_measures, measure_info, measure_options
 
 __all__ = [
+    "DEFAULT_MEASURES",
+    "PairResult",
+    "Rep",
+    "RepresentationBank",
+    "SimilarityReport",
+    "compare_checkpoints",
+    "compare_models",
+    "layer_pairs",
+    "result_matrix",
+    "similarity_table",
     "INVARIANCES",
     "LOW_RANK_MODES",
     "POLICIES",

@@ -75,6 +75,13 @@ class MeasureInfo:
     def higher_is_more_similar(self) -> bool:
         return self.kind == "similarity"
 
+    def dissimilarity(self, value: float) -> float:
+        """``value`` as a dissimilarity that is 0 for the most similar pair: ``hi − value`` for a
+        similarity with range [lo, hi], ``value − lo`` for a distance (used by the sensitivity and
+        specificity tests, which rank pairs by dissimilarity)."""
+        lo, hi = self.range
+        return float(hi - value) if self.kind == "similarity" else float(value - lo)
+
 
 _DTYPES = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32}
 

@@ -1,13 +1,19 @@
-"""Stitching: the layers placed between a front and an end network, and direct matching (least squares).
+"""Stitching: the layers placed between a front and an end network, direct matching (least squares),
+task loss matching, and stitching experiments on models.
 
 * :mod:`.layers` — the stitching-layer registry (:func:`make_stitching_layer`, :func:`list_stitching_layers`).
 * :mod:`.direct_match` — the streamed least-squares fit of a layer's affine map and the residual meters.
+* :mod:`.stitcher` — :class:`Stitcher`, the stitched network (front prefix → layer → end suffix).
+* :mod:`.matching` — direct matching, task loss matching and evaluation of a :class:`Stitcher`.
+* :mod:`.experiment` — :func:`stitch_pair` / :func:`stitch_grid` with run folders and result records.
+* :mod:`.collect` — front × end matrices from a results folder (:func:`collect_results`).
 """
 
 from .direct_match import (
     DirectMatchResult,
     LeastSquaresAccumulator,
     ResidualMeter,
+    accumulate_pairs,
     direct_match,
     fit_affine,
     relative_residual,
@@ -21,13 +27,54 @@ from .layers import (
 
 __all__ = [
     "DirectMatchResult",
+    "LOW_RANK_MODES",
     "LeastSquaresAccumulator",
     "ResidualMeter",
+    "SourceReducer",
+    "StitchEvaluation",
+    "StitchResult",
+    "StitchSettings",
+    "Stitcher",
     "StitchingLayer",
+    "accumulate_pairs",
     "auto_stitching_type",
+    "collect_results",
     "direct_match",
+    "evaluate_stitcher",
     "fit_affine",
+    "fit_direct_match",
     "list_stitching_layers",
+    "load_stitcher",
     "make_stitching_layer",
     "relative_residual",
+    "stitch_grid",
+    "stitch_pair",
+    "task_loss_match",
 ]
+
+_LAZY = {
+    "LOW_RANK_MODES": "stitcher",
+    "SourceReducer": "stitcher",
+    "Stitcher": "stitcher",
+    "StitchEvaluation": "matching",
+    "evaluate_stitcher": "matching",
+    "fit_direct_match": "matching",
+    "task_loss_match": "matching",
+    "StitchResult": "experiment",
+    "StitchSettings": "experiment",
+    "load_stitcher": "experiment",
+    "stitch_grid": "experiment",
+    "stitch_pair": "experiment",
+    "collect_results": "collect",
+}
+
+
+def __getattr__(name: str):
+    # The model-level parts import the training loop and the data registry; load them on first use so
+    # that `stitchkit.similarity` (which needs only the least squares) stays light.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,7 @@ resolution limit of a Gram-matrix method in float64. It is not the original's fl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
@@ -294,6 +294,23 @@ class DirectMatchResult:
     residual: float
     n_rows: int
     rank: int
+    #: the streamed statistics of the fit, so that the in-sample residual of any later map (e.g. after
+    #: task loss training) can be computed without another pass: ``stats.residual(*layer.affine())``
+    stats: LeastSquaresAccumulator | None = field(default=None, repr=False)
+
+
+@torch.no_grad()
+def accumulate_pairs(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> LeastSquaresAccumulator:
+    """Stream ``(front_activation, end_activation)`` batches into least-squares statistics for ``layer``.
+
+    Source rows are ``layer.pre_transform(front)`` and target rows ``layer.transform_target(end)`` (see
+    :func:`direct_match`). Memory does not grow with the number of batches.
+    """
+    acc = LeastSquaresAccumulator(layer.in_features, layer.out_features)
+    for front, end in batches:
+        x_rows, y_rows = _paired_rows(layer.pre_transform(front), layer.transform_target(end))
+        acc.update(x_rows, y_rows)
+    return acc
 
 
 @torch.no_grad()
@@ -306,10 +323,7 @@ def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: floa
     ``layer.transform_target(end)``. Any low-rank truncation of the source is the caller's business
     (apply it to the front activation before passing it in).
     """
-    acc = LeastSquaresAccumulator(layer.in_features, layer.out_features)
-    for front, end in batches:
-        x_rows, y_rows = _paired_rows(layer.pre_transform(front), layer.transform_target(end))
-        acc.update(x_rows, y_rows)
+    acc = accumulate_pairs(layer, batches)
     weight, bias = acc.solve(rcond)
     layer.set_affine(weight, bias)
     installed_w, installed_b = layer.affine()
@@ -319,4 +333,5 @@ def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: floa
         residual=acc.residual(installed_w, installed_b),
         n_rows=acc.n,
         rank=acc.effective_rank(rcond),
+        stats=acc,
     )
