@@ -1,0 +1,233 @@
+"""The study configuration: one TOML (or YAML) file describes a whole comparison.
+
+The schema is declared once below (section → key → type, default, allowed values, help); validation
+errors name the section, the key and what is allowed. ``examples/demo.toml`` is a commented example.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import StitchkitError
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None  # allowed values (for lists: allowed elements)
+    check: Callable[[Any], bool] | None = None
+    check_text: str = ""
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0
+
+
+METHODS = ("dm", "tlm", "tlm_from_dm")
+PAIRINGS = ("reference", "all", "self", "reference_and_self")
+STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "study": {
+        "name": Key(str, "study", "a name for the study (used in the report)"),
+        "dataset": Key(str, "fashion", "dataset of every network and method"),
+        "data_root": Key((str, type(None)), None, "data root (default $STITCHKIT_DATA or ./data)"),
+        "device": Key(str, "auto", "auto, cpu, cuda, cuda:N"),
+        "seed": Key(int, 0, "seed of everything that is not a network seed"),
+        "workers": Key(int, 0, "data loader workers inside a unit", check=_non_negative, check_text="must be ≥ 0"),
+    },
+    "networks": {
+        "model": Key(str, "resnet18", "architecture to train (ignored when checkpoints are given)"),
+        "options": Key(dict, {}, "architecture options, e.g. { width = 8 }"),
+        "seeds": Key(list, [0, 1, 2], "one network is trained per seed"),
+        "checkpoints": Key(list, [], "use these checkpoints instead of training (paths)"),
+        "epochs": Key(int, 3, "training epochs", check=_positive, check_text="must be ≥ 1"),
+        "batch_size": Key(int, 128, "training batch size", check=_positive, check_text="must be ≥ 1"),
+        "lr": Key((int, float), 2e-3, "learning rate", check=_positive, check_text="must be > 0"),
+        "optimizer": Key(str, "adam", "optimizer", choices=("adam", "adamw", "sgd")),
+        "weight_decay": Key((int, float), 1e-5, "weight decay", check=_non_negative, check_text="must be ≥ 0"),
+        "momentum": Key((int, float), 0.0, "SGD momentum"),
+        "scheduler": Key(str, "none", "LR schedule", choices=("none", "multistep", "step", "cosine", "linear")),
+        "milestones": Key(list, [], "multistep LR milestones (epochs)"),
+        "augment": Key(bool, True, "use the dataset's training augmentation"),
+        "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images"),
+    },
+    "layers": {
+        "front": Key((str, list), "all", "front (source) layers: all, or a list of names"),
+        "end": Key((str, list), "all", "end (target) layers: all, or a list of names"),
+    },
+    "stitching": {
+        "enabled": Key(bool, True, "run stitching grids"),
+        "methods": Key(list, ["dm", "tlm"], "dm = direct matching, tlm = task loss matching, tlm_from_dm = TLM initialised by DM", choices=METHODS),
+        "pairs": Key(str, "reference", "network pairs: reference (first → each other), all (ordered pairs), self, reference_and_self", choices=PAIRINGS),
+        "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
+        "fit_samples": Key(int, 100, "K, training images of the direct-matching fit", check=_positive, check_text="must be ≥ 1"),
+        "epochs": Key(int, 30, "TLM epochs", check=_positive, check_text="must be ≥ 1"),
+        "batch_size": Key(int, 256, "TLM batch size", check=_positive, check_text="must be ≥ 1"),
+        "lr": Key((int, float), 1e-3, "TLM learning rate", check=_positive, check_text="must be > 0"),
+        "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=_non_negative, check_text="must be ≥ 0"),
+        "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images"),
+        "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)"),
+    },
+    "similarity": {
+        "enabled": Key(bool, True, "compute similarity index matrices"),
+        "measures": Key(list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"),
+        "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
+        "policy": Key(str, "auto_original", "how activations become data matrices", choices=("auto_original", "flatten", "positions", "pool", "cls")),
+        "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
+    },
+    "ood": {
+        "enabled": Key(bool, True, "test stitched representations with OOD detectors"),
+        "energy": Key(bool, True, "train energy detectors (representation classifiers fine-tuned with outlier exposure)"),
+        "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors", choices=("mahalanobis", "knn")),
+        "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
+        "detector_options": Key(dict, {"width": 8}, "detector architecture options"),
+        "outliers": Key(str, "natural_patches_gray", "auxiliary outlier set for fine-tuning"),
+        "sanity": Key((str, type(None)), "digits", "sanity-check OOD set per layer (None to skip)"),
+        "pretrain_epochs": Key(int, 1, "detector pre-training epochs", check=_positive, check_text="must be ≥ 1"),
+        "finetune_epochs": Key(int, 1, "energy fine-tuning epochs", check=_positive, check_text="must be ≥ 1"),
+        "batch_size": Key(int, 128, "detector batch size", check=_positive, check_text="must be ≥ 1"),
+        "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images"),
+        "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)"),
+    },
+    "probes": {
+        "enabled": Key(bool, True, "train linear probes"),
+        "layers": Key((str, list), "all", "probed layers"),
+        "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
+        "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
+        "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images"),
+    },
+    "sensitivity": {
+        "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
+        "layer": Key((str, type(None)), None, "layer tested (default: the middle stitchable layer)"),
+        "ranks": Key(list, [], "decreasing ranks of the candidates (default: derived from the layer width)"),
+        "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+    },
+    "specificity": {
+        "enabled": Key(bool, True, "run the specificity test"),
+        "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
+        "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+    },
+}
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    types = t if isinstance(t, tuple) else (t,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "a table", type(None): "null"}
+    return " or ".join(names.get(x, x.__name__) for x in types)
+
+
+def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dict[str, Any]]:
+    """Fill defaults and check every key; returns the complete configuration."""
+    if not isinstance(raw, dict):
+        raise StitchkitError(f"{source} must be a table of sections ({', '.join(SCHEMA)})")
+    unknown = [s for s in raw if s not in SCHEMA]
+    if unknown:
+        raise StitchkitError(f"{source}: unknown section [{unknown[0]}]; sections: {', '.join(SCHEMA)}")
+    config: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise StitchkitError(f"{source}: [{section}] must be a table")
+        bad = [k for k in given if k not in keys]
+        if bad:
+            raise StitchkitError(f"{source}: unknown key {section}.{bad[0]}; keys of [{section}]: {', '.join(keys)}")
+        out = {}
+        for key, spec in keys.items():
+            value = given.get(key, copy.deepcopy(spec.default))
+            where = f"{section}.{key}"
+            types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+            if type(None) in types and isinstance(value, str) and value.lower() in ("", "none"):
+                value = None  # TOML has no null: "" or "none" stands for it
+            if isinstance(value, bool) and bool not in types:
+                raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
+            if float in types and isinstance(value, int) and not isinstance(value, bool):
+                pass
+            elif not isinstance(value, types):
+                raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
+            if spec.choices is not None:
+                items = value if isinstance(value, list) else [value]
+                for item in items:
+                    if item not in spec.choices:
+                        raise StitchkitError(f"{source}: {where} has {item!r}; allowed: {', '.join(map(str, spec.choices))}")
+            if spec.check is not None and value is not None and not spec.check(value):
+                raise StitchkitError(f"{source}: {where} {spec.check_text}, got {value!r}")
+            out[key] = value
+        config[section] = out
+    _cross_checks(config, source)
+    return config
+
+
+def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
+    nets = config["networks"]
+    if not nets["checkpoints"]:
+        if not nets["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in nets["seeds"]):
+            raise StitchkitError(f"{source}: networks.seeds must be a non-empty list of integers, got {nets['seeds']!r}")
+        if len(set(nets["seeds"])) != len(nets["seeds"]):
+            raise StitchkitError(f"{source}: networks.seeds has duplicates: {nets['seeds']!r}")
+    if not all(isinstance(p, str) for p in nets["checkpoints"]):
+        raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
+    for section in ("probes", "sensitivity"):
+        ranks = config[section]["ranks"]
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
+            raise StitchkitError(f"{source}: {section}.ranks must be positive integers, got {ranks!r}")
+    from ..similarity import list_measures
+
+    known = set(list_measures())
+    for section in ("similarity", "sensitivity", "specificity"):
+        for m in config[section]["measures"]:
+            if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
+                raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
+
+
+def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read and validate a study config (TOML; YAML when PyYAML is installed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StitchkitError(f"study config {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise StitchkitError("YAML study configs need PyYAML (pip install pyyaml); TOML needs nothing") from None
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StitchkitError(f"study config {str(path)!r} is not valid TOML: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError without importing yaml here
+        if type(exc).__module__.startswith("yaml"):
+            raise StitchkitError(f"study config {str(path)!r} is not valid YAML: {exc}") from None
+        raise
+    return validate(raw, source=f"study config {path.name}")
+
+
+def describe_schema() -> str:
+    """The schema as commented TOML (for documentation and ``--help``)."""
+    lines = []
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key, spec in keys.items():
+            if spec.default is None:
+                default = '"none"'
+            elif isinstance(spec.default, dict):
+                default = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in spec.default.items()) + " }"
+            else:
+                default = json.dumps(spec.default)
+            choices = f" (one of: {', '.join(map(str, spec.choices))})" if spec.choices else ""
+            lines.append(f"# {key} = {default}  — {spec.help}{choices}")
+        lines.append("")
+    return "\n".join(lines)

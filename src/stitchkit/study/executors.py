@@ -1,0 +1,195 @@
+"""Where units run: in the driver process, in a local process pool, or on a Ray cluster.
+
+All three take the same ``(unit, deps, settings)`` and give back the dict of
+:func:`~stitchkit.study.units.execute_unit`; the driver stays the only writer to the store. One
+registry, one entry per executor. On machines with GPUs, the pool and Ray place one unit per GPU.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+from typing import Any
+
+from ..errors import StitchkitError, unknown_name
+from .units import Unit, execute_unit, unit_kind
+
+
+class Executor:
+    """``submit`` units up to ``capacity``; ``wait`` returns the ``(unit_id, result)`` pairs that finished."""
+
+    name = "base"
+    capacity = 1
+
+    def submit(self, unit: Unit, study_dir: str, deps: dict[str, Any], settings: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> list[tuple[str, dict[str, Any]]]:
+        raise NotImplementedError
+
+    @property
+    def busy(self) -> int:
+        raise NotImplementedError
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+class InlineExecutor(Executor):
+    """Runs each unit in the driver process (progress bars of the unit show beneath the study's)."""
+
+    name = "inline"
+
+    def __init__(self, workers: int = 1, **_: Any):
+        self.pending: list[tuple[Unit, str, dict[str, Any], dict[str, Any]]] = []
+
+    def submit(self, unit, study_dir, deps, settings):
+        self.pending.append((unit, study_dir, deps, settings))
+
+    def wait(self):
+        unit, study_dir, deps, settings = self.pending.pop(0)
+        return [(unit.id, execute_unit(unit, study_dir, deps, settings))]
+
+    @property
+    def busy(self) -> int:
+        return len(self.pending)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+_GPU_QUEUE: Any = None
+
+
+def _init_pool_worker(queue: Any) -> None:
+    """Give each pool process one GPU of its own (round robin) before torch initialises CUDA."""
+    if queue is not None:
+        try:
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get_nowait())
+        except Exception:
+            pass
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _pool_task(unit: Unit, study_dir: str, deps: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    return execute_unit(unit, study_dir, deps, settings)
+
+
+class ProcessPoolExecutor(Executor):
+    """A local pool of ``workers`` processes (spawned, so CUDA and threads start clean)."""
+
+    name = "pool"
+
+    def __init__(self, workers: int = 2, **_: Any):
+        if workers < 1:
+            raise StitchkitError(f"--workers must be at least 1, got {workers}")
+        self.capacity = workers
+        ctx = mp.get_context("spawn")
+        gpus = _gpu_count()
+        queue = None
+        if gpus:
+            queue = ctx.Manager().Queue()
+            for i in range(workers):
+                queue.put(i % gpus)
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(queue,))
+        self.futures: dict[cf.Future, str] = {}
+
+    def submit(self, unit, study_dir, deps, settings):
+        self.futures[self.pool.submit(_pool_task, unit, study_dir, deps, {**settings, "progress": False})] = unit.id
+
+    def wait(self):
+        done, _ = cf.wait(list(self.futures), return_when=cf.FIRST_COMPLETED)
+        out = []
+        for future in done:
+            unit_id = self.futures.pop(future)
+            try:
+                out.append((unit_id, future.result()))
+            except Exception as exc:  # the worker process died (e.g. out of memory)
+                out.append((unit_id, {"ok": False, "error": f"worker process failed: {exc}", "seconds": None}))
+        return out
+
+    @property
+    def busy(self) -> int:
+        return len(self.futures)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class RayExecutor(Executor):
+    """Units as Ray tasks: ``--address`` joins a running cluster, none starts a local Ray instance.
+
+    Artifacts are written under the study folder, which must be on a path every worker sees (a shared
+    file system); results travel back to the driver, which alone writes the store."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, **_: Any):
+        try:
+            import ray
+        except ImportError:
+            raise StitchkitError("the ray executor needs Ray: pip install 'stitchkit[ray]' (or pip install ray)") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
+            if address:
+                kwargs["address"] = address
+            elif workers:
+                kwargs["num_cpus"] = workers
+            try:
+                ray.init(**kwargs)
+            except Exception as exc:
+                raise StitchkitError(f"could not start or join Ray{' at ' + address if address else ''}: {exc}") from None
+        resources = ray.cluster_resources()
+        self.gpus = int(resources.get("GPU", 0))
+        self.capacity = max(1, int(workers or resources.get("CPU", 1)))
+        self.remote = ray.remote(_pool_task)
+        self.refs: dict[Any, str] = {}
+
+    def submit(self, unit, study_dir, deps, settings):
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if self.gpus and unit_kind(unit.kind).uses_gpu:
+            options["num_gpus"] = 1  # one unit per GPU
+        ref = self.remote.options(**options).remote(unit, study_dir, deps, {**settings, "progress": False})
+        self.refs[ref] = unit.id
+
+    def wait(self):
+        ready, _ = self.ray.wait(list(self.refs), num_returns=1)
+        out = []
+        for ref in ready:
+            unit_id = self.refs.pop(ref)
+            try:
+                out.append((unit_id, self.ray.get(ref)))
+            except Exception as exc:
+                out.append((unit_id, {"ok": False, "error": f"Ray task failed: {exc}", "seconds": None}))
+        return out
+
+    @property
+    def busy(self) -> int:
+        return len(self.refs)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if cancel:
+            for ref in list(self.refs):
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:
+                    pass
+
+
+EXECUTORS = {"inline": InlineExecutor, "pool": ProcessPoolExecutor, "ray": RayExecutor}
+
+
+def make_executor(name: str, workers: int = 1, address: str | None = None) -> Executor:
+    if name not in EXECUTORS:
+        raise unknown_name("executor", name, EXECUTORS)
+    if address and name != "ray":
+        raise StitchkitError("--address is for the ray executor (use --executor ray)")
+    return EXECUTORS[name](workers=workers, address=address)

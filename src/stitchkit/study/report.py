@@ -1,0 +1,211 @@
+"""The study report: a self-contained HTML page, PNG and PDF figures, and every table as CSV (and
+Parquet where pyarrow is installed), all from the store.
+
+Units report in two generic shapes, so the report needs no knowledge of each kind:
+
+* ``metrics["matrices"]``: ``{name: {"rows": [...], "cols": [...], "values": [[...]], "kind":
+  "similarity"|"distance"|"accuracy"|…, "range": [lo, hi] | None}}`` — drawn as labelled heatmaps;
+* ``metrics["tables"]``: ``{name: [ {column: value, …}, … ]}`` — shown as tables and exported.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import StitchkitError
+from ..utils.io import write_text_atomic
+from .runner import STORE_NAME
+from .store import Store, UnitRecord
+
+KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
+
+
+def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.array([[math.nan if v is None else v for v in row] for row in matrix["values"]], dtype=float)
+    rows, cols = matrix["rows"], matrix["cols"]
+    lo, hi = (matrix.get("range") or [None, None])[:2]
+    finite = values[np.isfinite(values)]
+    vmin = lo if lo is not None and math.isfinite(lo) else (float(finite.min()) if finite.size else 0.0)
+    vmax = hi if hi is not None and math.isfinite(hi) else (float(finite.max()) if finite.size else 1.0)
+    if vmax <= vmin:
+        vmax = vmin + 1e-9
+    size = max(3.5, 0.5 * max(len(rows), len(cols)) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    cmap = "viridis_r" if matrix.get("kind") == "distance" else "viridis"
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(matrix.get("col_label", "end layer"))
+    ax.set_ylabel(matrix.get("row_label", "front layer"))
+    ax.set_title(name, fontsize=10)
+    if len(rows) * len(cols) <= 144:
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                v = values[i, j]
+                if math.isfinite(v):
+                    shade = (v - vmin) / (vmax - vmin)
+                    if cmap.endswith("_r"):
+                        shade = 1 - shade
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shade > 0.6 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(png, dpi=130)
+    fig.savefig(pdf)
+    plt.close(fig)
+
+
+def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path_csv, buffer.getvalue())
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    table = pa.Table.from_pylist([{k: (None if v is None else str(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows])
+    parquet = path_csv.with_suffix(".parquet")
+    pq.write_table(table, parquet)
+    return parquet.name
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.4g}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _base_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        if r.kind in ("train", "network") and r.status == "done":
+            rows.append({"network": r.label.split(" ", 1)[1], "test accuracy": r.metrics.get("test_acc"), "top-5": r.metrics.get("test_top5"),
+                         "seconds": r.seconds, "content hash": r.model_hashes.get("network")})
+    return rows
+
+
+def write_report(study_dir: str | Path) -> Path:
+    """Write ``report/index.html`` (+ figures and tables) for a study folder; returns the HTML path."""
+    study_dir = Path(study_dir)
+    if not (study_dir / STORE_NAME).is_file():
+        raise StitchkitError(f"{str(study_dir)!r} holds no study (no {STORE_NAME}); run `stitchkit study CONFIG` first")
+    out = study_dir / "report"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    with Store(study_dir / STORE_NAME) as store:
+        records = store.all()
+        config = store.get_meta("config", {})
+        version = store.get_meta("stitchkit_version", "?")
+    records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
+    name = (config.get("study") or {}).get("name", study_dir.name)
+    sections: list[str] = []
+    exports: list[str] = []
+
+    base = _base_rows(records)
+    if base:
+        _write_table(base, out / "tables" / "base_accuracy.csv")
+        exports.append("base_accuracy.csv")
+        sections.append("<h2>Base networks</h2>" + _html_table(base))
+
+    timing: dict[str, float] = {}
+    for r in records:
+        if r.seconds:
+            timing[r.kind] = timing.get(r.kind, 0.0) + r.seconds
+    current_kind = None
+    for r in records:
+        matrices = r.metrics.get("matrices") or {}
+        tables = r.metrics.get("tables") or {}
+        if not matrices and not tables and not any(str(v).endswith(".png") for v in (r.artifacts or {}).values()):
+            continue
+        if r.kind != current_kind:
+            sections.append(f"<h2>{html.escape(r.kind)}</h2>")
+            current_kind = r.kind
+        parts = [f"<h3>{html.escape(r.label)}</h3>"]
+        for mname, matrix in matrices.items():
+            title = f"{r.label}: {mname}"
+            stem = _slug(f"{r.kind}_{r.label}_{mname}")
+            png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
+            _heatmap(title, matrix, png, pdf)
+            rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
+            _write_table(rows, out / "tables" / f"{stem}.csv")
+            exports.append(f"{stem}.csv")
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)} '
+                         f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{stem}.csv">CSV</a>)</figcaption></figure>')
+        for tname, rows in tables.items():
+            stem = _slug(f"{r.kind}_{r.label}_{tname}")
+            _write_table(rows, out / "tables" / f"{stem}.csv")
+            exports.append(f"{stem}.csv")
+            parts.append(f"<h4>{html.escape(tname)}</h4>" + _html_table(rows))
+        for aname, rel in (r.artifacts or {}).items():  # figures a unit drew itself (e.g. the tests' plots)
+            if str(rel).endswith(".png"):
+                src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
+                if src.is_file():
+                    data = base64.b64encode(src.read_bytes()).decode()
+                    parts.append(f'<figure><img alt="{html.escape(aname)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
+        sections.append("\n".join(parts))
+
+    failed = [r for r in records if r.status == "failed"]
+    pending = [r for r in records if r.status in ("pending", "running")]
+    status_rows = [{"kind": k, "done": sum(1 for r in records if r.kind == k and r.status == "done"),
+                    "failed": sum(1 for r in records if r.kind == k and r.status == "failed"),
+                    "left": sum(1 for r in records if r.kind == k and r.status in ("pending", "running")),
+                    "seconds": round(timing.get(k, 0.0), 1)} for k in dict.fromkeys(r.kind for r in records)]
+    _write_table(status_rows, out / "tables" / "units.csv")
+    notes = ""
+    if failed:
+        notes += "<h3>Failed units</h3>" + _html_table([{"unit": r.label, "error": r.error} for r in failed])
+    if pending:
+        notes += f"<p class=warn>{len(pending)} unit(s) are not finished; run the study again to complete them.</p>"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>stitchkit study: {html.escape(name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} img {{ max-width: 520px; }}
+figcaption {{ font-size: 0.8em; color: #555; max-width: 520px; }} .warn {{ color: #a40; }}
+</style></head><body>
+<h1>stitchkit study: {html.escape(name)}</h1>
+<p>stitchkit {html.escape(str(version))}; dataset {html.escape(str((config.get('study') or {}).get('dataset', '?')))};
+{len(records)} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as PNG and PDF in
+<code>figures/</code>.</p>
+<h2>Units</h2>{_html_table(status_rows)}{notes}
+{''.join(sections)}
+</body></html>
+"""
+    path = out / "index.html"
+    write_text_atomic(path, page)
+    return path

@@ -1,0 +1,214 @@
+"""Running a study: plan, then execute what is not done yet, in dependency order, recording every
+result in the store as it arrives.
+
+Interrupting a study (Ctrl-C, ``kill -9``, a crash) and running it again continues where it stopped:
+finished units are never repeated, units that were running are run again, and a unit that fails is
+recorded with its error while the units that do not depend on it go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..errors import StitchkitError
+from .config import load_config
+from .executors import make_executor
+from .plan import plan_study
+from .store import Store
+from .units import Unit, resolve_artifacts
+
+STORE_NAME = "study.sqlite"
+
+
+@dataclass
+class StudySummary:
+    study_dir: Path
+    counts: dict[str, int]
+    seconds: float
+    ran: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study_dir": str(self.study_dir), "counts": self.counts, "seconds": self.seconds, "ran": self.ran}
+
+
+def default_study_dir(config: dict[str, Any]) -> Path:
+    return Path("runs") / f"study-{config['study']['name']}"
+
+
+def _logger(study_dir: Path) -> logging.Logger:
+    log = logging.getLogger(f"stitchkit.study.{study_dir.resolve()}")
+    if not log.handlers:
+        handler = logging.FileHandler(study_dir / "study.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+
+
+def _settings(config: dict[str, Any], progress: bool) -> dict[str, Any]:
+    study = config["study"]
+    return {"device": study["device"], "data_root": study["data_root"], "workers": study["workers"], "progress": progress}
+
+
+def prepare_study(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[Unit]]:
+    config = load_config(config_path)
+    study_dir = Path(study_dir) if study_dir else default_study_dir(config)
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StitchkitError(f"cannot create study folder {str(study_dir)!r}: {exc.strerror}") from None
+    units = plan_study(config, study_dir)
+    return config, study_dir, units
+
+
+def run_study(
+    config_path: str | Path,
+    study_dir: str | Path | None = None,
+    *,
+    executor: str = "inline",
+    workers: int = 1,
+    address: str | None = None,
+    rerun: Iterable[str] = (),
+    progress: bool = True,
+) -> StudySummary:
+    config, study_dir, units = prepare_study(config_path, study_dir)
+    by_id = {u.id: u for u in units}
+    log = _logger(study_dir)
+    (study_dir / "config.json").write_text(json.dumps(config, indent=2))
+    copy = study_dir / Path(config_path).name
+    if Path(config_path).resolve() != copy.resolve():
+        shutil.copyfile(config_path, copy)  # the study folder keeps the config it was run with
+    settings = _settings(config, progress and executor == "inline")
+    started = time.perf_counter()
+    ran = 0
+    with _exclusive(study_dir), Store(study_dir / STORE_NAME) as store:
+        for stale in (study_dir / "units").glob(".tmp-*"):  # left by a run that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        store.set_meta("config", config)
+        store.set_meta("stitchkit_version", __version__)
+        store.add_planned(units)
+        interrupted = store.reset_interrupted()
+        if interrupted:
+            log.info("%d unit(s) were interrupted in an earlier run and will run again", interrupted)
+        rerun = set(rerun)
+        for record in store.all():
+            if record.id in by_id and (record.kind in rerun or record.status == "failed"):
+                store.db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (record.id,))
+        status = {r.id: r.status for r in store.all() if r.id in by_id}
+        todo = [u for u in units if status[u.id] != "done"]
+        log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
+        ex = make_executor(executor, workers=workers, address=address)
+        overall = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", unit="unit", disable=not progress,
+                       file=sys.stderr, dynamic_ncols=True, position=0, leave=True)
+        running: dict[str, float] = {}
+        durations: list[float] = []
+        try:
+            while True:
+                # units whose dependencies failed cannot run: record why, once
+                for u in todo:
+                    if status[u.id] == "pending" and any(status.get(d) == "failed" for d in u.deps):
+                        failed = next(d for d in u.deps if status.get(d) == "failed")
+                        store.mark_failed(u.id, f"skipped: dependency {by_id[failed].label} failed")
+                        status[u.id] = "failed"
+                        overall.update(1)
+                ready = [u for u in todo if status[u.id] == "pending" and all(status.get(d) == "done" for d in u.deps)]
+                while ready and ex.busy < ex.capacity:
+                    unit = ready.pop(0)
+                    deps = {}
+                    for d in unit.deps:
+                        rec = store.get(d)
+                        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label,
+                                   "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
+                    store.mark_running(unit.id, ex.name)
+                    status[unit.id] = "running"
+                    running[unit.id] = time.perf_counter()
+                    log.info("start %s (%s)", unit.label, unit.id)
+                    overall.set_postfix_str(_postfix(running, by_id, durations, len(todo) - ran), refresh=True)
+                    ex.submit(unit, str(study_dir), deps, settings)
+                if ex.busy == 0:
+                    break
+                for unit_id, result in ex.wait():
+                    unit = by_id[unit_id]
+                    running.pop(unit_id, None)
+                    ran += 1
+                    if result.get("ok"):
+                        store.mark_done(unit_id, result)
+                        status[unit_id] = "done"
+                        durations.append(result.get("seconds") or 0.0)
+                        log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
+                    else:
+                        store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"))
+                        status[unit_id] = "failed"
+                        log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
+                        tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
+                    overall.update(1)
+                    overall.set_postfix_str(_postfix(running, by_id, durations, len(todo) - ran), refresh=True)
+        except KeyboardInterrupt:
+            ex.shutdown(cancel=True)
+            store.reset_interrupted()
+            log.warning("interrupted; finished units are kept")
+            overall.close()
+            raise
+        ex.shutdown()
+        overall.close()
+        counts = store.counts()
+    elapsed = time.perf_counter() - started
+    log.info("finished: %s in %.1fs", counts, elapsed)
+    return StudySummary(study_dir, counts, elapsed, ran)
+
+
+@contextlib.contextmanager
+def _exclusive(study_dir: Path):
+    """One driver per study folder at a time (it is the store's only writer)."""
+    handle = open(study_dir / ".driver.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StitchkitError(f"study {str(study_dir)!r} is already being run by another stitchkit process") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: list[float], left: int) -> str:
+    current = ", ".join(by_id[u].label for u in running) or "-"
+    eta = ""
+    if durations and left > 0:
+        eta = f" | ~{sum(durations) / len(durations) * left / 60:.0f} min left"
+    return f"{current}{eta}"
+
+
+def study_status(config_path: str | Path, study_dir: str | Path | None = None) -> dict[str, Any]:
+    """What is done, running, failed and left, per unit kind (reads the store, runs nothing)."""
+    config, study_dir, units = prepare_study(config_path, study_dir)
+    path = study_dir / STORE_NAME
+    records = {}
+    if path.exists():
+        with Store(path) as store:
+            records = {r.id: r for r in store.all()}
+    kinds: dict[str, dict[str, int]] = {}
+    failed = []
+    for u in units:
+        rec = records.get(u.id)
+        state = rec.status if rec else "pending"
+        kinds.setdefault(u.kind, {"done": 0, "running": 0, "failed": 0, "pending": 0})[state] += 1
+        if state == "failed":
+            failed.append({"unit": u.label, "error": rec.error})
+    totals = {s: sum(k[s] for k in kinds.values()) for s in ("done", "running", "failed", "pending")}
+    return {"study_dir": str(study_dir), "units": len(units), "by_kind": kinds, "totals": totals, "failed": failed}

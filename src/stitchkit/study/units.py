@@ -1,0 +1,156 @@
+"""Units of work: what a study is made of, how each is identified, and how one is executed.
+
+A :class:`Unit` is a kind (``train``, ``stitch``, ``similarity``, …), the parameters that determine
+its result, and the ids of the units it needs. Its id is a hash of exactly those three things, so a
+unit that was finished once is recognised in every later run of the study, and changing anything
+that affects a result (an epoch count, a seed, a dependency) makes a new unit. The code version is
+recorded with every result but is not part of the id: upgrading stitchkit does not silently
+invalidate a finished study (``stitchkit study --rerun KIND`` recomputes a kind on purpose).
+
+:func:`execute_unit` runs one unit anywhere (in the driver, a pool process or a Ray worker): it writes
+the unit's artifacts into a temporary folder, renames it to ``units/<kind>-<id>`` when the unit has
+finished, and returns a plain dict for the driver to store. Nothing half-written is ever left under
+a final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..errors import StitchkitError, unknown_name
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps({"kind": self.kind, "params": self.params, "deps": sorted(self.deps)}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.kind}-{self.id}"
+
+
+@dataclass
+class UnitContext:
+    """What a unit's function gets besides its parameters."""
+
+    study_dir: Path
+    out_dir: Path  # write artifacts here (a temporary folder, renamed when the unit finishes)
+    deps: dict[str, dict[str, Any]]  # dependency id -> {"kind", "params", "metrics", "artifacts"}
+    settings: dict[str, Any] = field(default_factory=dict)  # device, data_root, progress, workers
+
+    def dep(self, kind: str) -> list[dict[str, Any]]:
+        """The dependencies of one kind, in the order the unit listed them."""
+        return [d for d in self.deps.values() if d["kind"] == kind]
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.study_dir / "cache"
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    name: str
+    run: Callable[[Unit, UnitContext], dict[str, Any]]
+    description: str
+    uses_gpu: bool = True
+
+
+UNIT_KINDS: dict[str, UnitKind] = {}
+
+
+def register_unit_kind(name: str, description: str, uses_gpu: bool = True):
+    """Decorator: ``fn(unit, ctx) -> {"metrics": …, "artifacts": {name: path in ctx.out_dir}, …}``."""
+
+    def wrap(fn: Callable[[Unit, UnitContext], dict[str, Any]]):
+        UNIT_KINDS[name] = UnitKind(name, fn, description, uses_gpu)
+        return fn
+
+    return wrap
+
+
+def unit_kind(name: str) -> UnitKind:
+    from . import kinds  # noqa: F401  (registers the built-in kinds)
+
+    if name not in UNIT_KINDS:
+        raise unknown_name("unit kind", name, UNIT_KINDS)
+    return UNIT_KINDS[name]
+
+
+def unit_dir(study_dir: Path, unit: Unit) -> Path:
+    return Path(study_dir) / "units" / unit.folder_name
+
+
+def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """Run one unit and return ``{"ok", "metrics", "artifacts", "conventions", "model_hashes", "seconds",
+    "code_version", "worker", "error"}``. Never raises for a failure of the unit itself: the error is
+    returned, so the study records it and goes on."""
+    study_dir = Path(study_dir)
+    final = unit_dir(study_dir, unit)
+    adopted = _adopt_finished(final)
+    if adopted is not None:  # finished by a driver that died before recording it
+        return adopted
+    tmp = final.parent / f".tmp-{unit.folder_name}-{os.getpid()}-{int(time.time() * 1000)}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    started = time.perf_counter()
+    try:
+        kind = unit_kind(unit.kind)
+        out = kind.run(unit, UnitContext(study_dir, tmp, deps, settings)) or {}
+        result = {
+            "ok": True,
+            "metrics": out.get("metrics", {}),
+            "artifacts": {k: str(Path(v).relative_to(tmp)) if Path(v).is_absolute() else str(v) for k, v in out.get("artifacts", {}).items()},
+            "conventions": out.get("conventions", {}),
+            "model_hashes": out.get("model_hashes", {}),
+            "seconds": time.perf_counter() - started,
+            "code_version": __version__,
+            "worker": worker,
+            "error": None,
+        }
+        (tmp / "unit_result.json").write_text(json.dumps({"unit": {"kind": unit.kind, "params": unit.params, "deps": list(unit.deps)}, **result}, indent=2, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return result
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        message = str(exc) if isinstance(exc, StitchkitError) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {"ok": False, "error": message, "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started, "worker": worker}
+
+
+def _adopt_finished(final: Path) -> dict[str, Any] | None:
+    marker = final / "unit_result.json"
+    if not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text())
+    except ValueError:
+        return None
+    data.pop("unit", None)
+    return data if data.get("ok") else None
+
+
+def resolve_artifacts(study_dir: Path, unit: Unit | str, kind: str | None, artifacts: dict[str, str]) -> dict[str, str]:
+    """Artifact paths of a finished unit, absolute (for the units that depend on it)."""
+    folder = unit_dir(study_dir, unit) if isinstance(unit, Unit) else Path(study_dir) / "units" / f"{kind}-{unit}"
+    return {k: str(folder / v) for k, v in artifacts.items()}

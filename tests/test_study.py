@@ -1,0 +1,188 @@
+"""Studies: config validation, unit identity, the SQLite store, resuming after kill -9, failures,
+executors (in-process, process pool, Ray) giving the same store contents, and the report."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from stitchkit.cli import main
+from stitchkit.errors import StitchkitError
+from stitchkit.study import Store, run_study, study_status, validate
+from stitchkit.study import runner as runner_module
+from stitchkit.study.report import write_report
+from stitchkit.study.units import Unit, register_unit_kind
+
+DISABLED = "\n".join(f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity"))
+
+
+def train_only_config(tmp_path, seeds=(0, 1), name="mini"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(f"""
+        [study]
+        name = "{name}"
+        dataset = "digits"
+        device = "cpu"
+
+        [networks]
+        model = "resnet18"
+        options = {{ width = 4 }}
+        seeds = {list(seeds)}
+        epochs = 1
+        batch_size = 64
+        train_subset = 160
+        augment = false
+    """) + DISABLED + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"stiching": {}}, "unknown section [stiching]"),
+        ({"stitching": {"method": ["dm"]}}, "unknown key stitching.method; keys of [stitching]: enabled, methods"),
+        ({"stitching": {"methods": ["dmm"]}}, "stitching.methods has 'dmm'; allowed: dm, tlm, tlm_from_dm"),
+        ({"networks": {"epochs": 0}}, "networks.epochs must be ≥ 1"),
+        ({"networks": {"epochs": "3"}}, "networks.epochs must be an integer"),
+        ({"networks": {"seeds": [0, 0]}}, "duplicates"),
+        ({"similarity": {"measures": ["cka", "nope"]}}, "similarity.measures has 'nope'"),
+        ({"ood": {"enabled": 1}}, "ood.enabled must be true/false"),
+    ],
+)
+def test_config_errors_name_the_key_and_the_allowed_values(raw, message):
+    with pytest.raises(StitchkitError) as info:
+        validate(raw)
+    assert message in str(info.value)
+
+
+def test_defaults_and_none():
+    config = validate({"ood": {"sanity": "none"}})
+    assert config["ood"]["sanity"] is None and config["stitching"]["fit_samples"] == 100 and config["networks"]["seeds"] == [0, 1, 2]
+
+
+def test_unit_ids_are_hashes_of_what_determines_the_result():
+    a = Unit("train", {"seed": 0, "epochs": 1}, (), "x")
+    assert a.id == Unit("train", {"epochs": 1, "seed": 0}, (), "another label").id
+    assert a.id != Unit("train", {"seed": 1, "epochs": 1}).id
+    assert Unit("stitch", {"m": 1}, ("a", "b")).id == Unit("stitch", {"m": 1}, ("b", "a")).id
+    assert Unit("stitch", {"m": 1}, ("a",)).id != Unit("stitch", {"m": 1}, ("c",)).id
+
+
+def test_store_uses_wal_and_planning_is_idempotent(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        units = [Unit("train", {"seed": s}, (), f"t{s}") for s in range(3)]
+        assert store.add_planned(units) == 3
+        assert store.add_planned(units) == 0
+        store.mark_running(units[0].id, "w")
+        assert store.reset_interrupted() == 1
+        assert store.counts()["pending"] == 3
+
+
+def test_a_study_killed_half_way_finishes_with_one_result_per_unit(tmp_path):
+    config = train_only_config(tmp_path, seeds=(0, 1, 2))
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    done_before = []
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if (out / "study.sqlite").exists():
+            try:
+                with sqlite3.connect(out / "study.sqlite") as db:
+                    done_before = db.execute("SELECT id, finished FROM units WHERE status = 'done'").fetchall()
+            except sqlite3.OperationalError:
+                continue
+            if done_before:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done_before, "no unit finished before the deadline"
+    status = study_status(config, out)
+    assert status["totals"]["done"] < 3 or status["units"] == 3
+    summary = run_study(config, out, progress=False)
+    assert summary.counts == {"pending": 0, "running": 0, "done": 3, "failed": 0}
+    with Store(out / "study.sqlite") as store:
+        records = {r.id: r for r in store.all()}
+    assert len(records) == 3
+    for unit_id, finished in done_before:
+        assert records[unit_id].finished == finished and records[unit_id].attempts == 1  # never repeated
+    assert not list((out / "units").glob(".tmp-*")), "a temporary unit folder was left behind"
+    assert len(list((out / "units").iterdir())) == 3
+
+
+@register_unit_kind("test_echo", "test: returns its parameter", uses_gpu=False)
+def _echo(unit, ctx):
+    if unit.params.get("fail"):
+        raise ValueError("boom")
+    (ctx.out_dir / "value.txt").write_text(str(unit.params["value"]))
+    total = sum(d["metrics"]["value"] for d in ctx.deps.values())
+    return {"metrics": {"value": unit.params["value"] + total,
+                        "matrices": {"m": {"rows": ["a", "b"], "cols": ["c", "d"], "values": [[1.0, 0.5], [None, 0.0]], "kind": "similarity", "range": [0, 1]}},
+                        "tables": {"t": [{"x": 1, "y": 2.5}]}},
+            "artifacts": {"value": ctx.out_dir / "value.txt"}}
+
+
+def test_a_failing_unit_is_recorded_and_the_rest_continue(tmp_path, monkeypatch):
+    ok = Unit("test_echo", {"value": 1}, (), "ok")
+    bad = Unit("test_echo", {"value": 2, "fail": True}, (), "bad")
+    child_of_bad = Unit("test_echo", {"value": 3}, (bad.id,), "child of bad")
+    child_of_ok = Unit("test_echo", {"value": 4}, (ok.id,), "child of ok")
+    monkeypatch.setattr(runner_module, "plan_study", lambda config, study_dir: [ok, bad, child_of_bad, child_of_ok])
+    config = train_only_config(tmp_path)
+    summary = run_study(config, tmp_path / "s", progress=False)
+    assert summary.counts["done"] == 2 and summary.counts["failed"] == 2
+    with Store(tmp_path / "s" / "study.sqlite") as store:
+        by_label = {r.label: r for r in store.all()}
+    assert "boom" in by_label["bad"].error
+    assert "dependency bad failed" in by_label["child of bad"].error
+    assert by_label["child of ok"].metrics["value"] == 5  # got its dependency's result
+    report = write_report(tmp_path / "s")
+    text = report.read_text()
+    assert "Failed units" in text and "boom" in text and "data:image/png;base64" in text
+    assert (report.parent / "figures").glob("*.pdf")
+    assert any(p.suffix == ".parquet" for p in (report.parent / "tables").iterdir())
+    # a second run retries the failed unit (only it runs; its dependant is skipped again)
+    summary = run_study(config, tmp_path / "s", progress=False)
+    assert summary.ran == 1 and summary.counts["done"] == 2
+
+
+def _store_contents(study_dir):
+    with Store(Path(study_dir) / "study.sqlite") as store:
+        return {r.id: (r.status, r.model_hashes, r.metrics["test_acc"]) for r in store.all()}
+
+
+@pytest.mark.parametrize("executor", ["pool", "ray"])
+def test_executors_give_the_same_store_contents_as_in_process(tmp_path, executor):
+    config = train_only_config(tmp_path)
+    run_study(config, tmp_path / "inline", progress=False)
+    run_study(config, tmp_path / executor, executor=executor, workers=2, progress=False)
+    assert _store_contents(tmp_path / "inline") == _store_contents(tmp_path / executor)
+    if executor == "ray":
+        import ray
+
+        ray.shutdown()
+
+
+def test_cli_status_schema_and_bad_config(tmp_path, capsys):
+    config = train_only_config(tmp_path, seeds=(0,))
+    assert main(["study", str(config), "--out", str(tmp_path / "s"), "--status"]) == 0
+    assert "1 units" in capsys.readouterr().out
+    assert main(["study", "--schema"]) == 0
+    assert "[stitching]" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[networks]\nepochs = -1\n")
+    assert main(["study", str(bad)]) == 2
+    assert "networks.epochs must be ≥ 1" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[networks\n")
+    assert main(["study", str(broken)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
