@@ -16,12 +16,18 @@ from .. import __version__
 from ..errors import StitchkitError
 from . import catalog
 from . import detector as detector_cmd
+from . import collect as collect_cmd
 from . import eval as eval_cmd
 from . import layers as layers_cmd
+from . import stitch as stitch_cmd
 from . import ood as ood_cmd
+from . import probe as probe_cmd
+from . import sensitivity as sensitivity_cmd
+from . import similarity as similarity_cmd
+from . import study as study_cmd
 from . import train as train_cmd
 
-COMMANDS = [train_cmd, eval_cmd, layers_cmd, catalog, detector_cmd, ood_cmd]
+COMMANDS = [study_cmd, train_cmd, eval_cmd, layers_cmd, catalog, stitch_cmd, collect_cmd, detector_cmd, ood_cmd, similarity_cmd, probe_cmd, sensitivity_cmd]
 
 EPILOG = """\
 examples:

@@ -228,9 +228,12 @@ def _ratio(pred: Tensor, target: Tensor) -> tuple[float, float]:
         raise StitchkitError(
             f"prediction and target must have the same shape, got {_fmt(pred.shape)} and {_fmt(target.shape)}"
         )
-    t = target.detach().double()
-    err = float(((pred.detach().double() - t) ** 2).sum())
-    return err, float((t * t).sum())
+    # Differences and squares in the inputs' precision (at least float32: one rounding each, relative
+    # error ~1e-7), sums accumulated in float64; no float64 copies of the (large) activations.
+    work = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    t = target.detach().to(work)
+    d = pred.detach().to(work) - t
+    return float(torch.sum(d * d, dtype=torch.float64)), float(torch.sum(t * t, dtype=torch.float64))
 
 
 def relative_residual(pred: Tensor, target: Tensor) -> float:

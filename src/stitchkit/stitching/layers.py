@@ -184,7 +184,9 @@ class ConvToConv(StitchingLayer):
 
 class ResizedConvToConv(StitchingLayer):
     """``rc2c_pre`` (resize, then 1×1 conv; the paper's layer for every conv pair) and ``rc2c_post``
-    (1×1 conv, then resize). The resize always runs, also at equal sizes (bilinear is then exact)."""
+    (1×1 conv, then resize). The resize always runs, also at equal sizes (bilinear is then exact).
+    Both orders give the same function (see :meth:`forward`); they differ in what direct matching fits
+    on: the resized source (rc2c_pre) or the source at its own size (rc2c_post, equal sizes only)."""
 
     def __init__(self, source_shape, target_shape, *, pre_resize: bool = True, upsample_mode: str = "bilinear"):
         kind = "rc2c_pre" if pre_resize else "rc2c_post"
@@ -200,6 +202,20 @@ class ResizedConvToConv(StitchingLayer):
 
     def post_transform(self, y: Tensor) -> Tensor:
         return y if self.pre_resize else _resize(y, self.size, self.upsample_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The resize (bilinear or nearest) acts on each channel with weights that sum to one, the 1×1
+        # conv on the channels of each position: the two commute exactly (bias included), so rc2c_pre
+        # and rc2c_post compute the same function. Run the cheaper order: conv first when it shrinks
+        # the channels of a map that is then enlarged (e.g. layer4 → layer1), resize first otherwise.
+        # Direct matching still fits on pre_transform(x), the resized source, as the original did.
+        h_s, w_s = x.shape[-2:]
+        h_t, w_t = self.size
+        resize_first = h_t * w_t * self.in_features * (self.out_features + 4)
+        conv_first = h_s * w_s * self.in_features * self.out_features + h_t * w_t * self.out_features * 4
+        if conv_first < resize_first:
+            return _resize(self.transform(x), self.size, self.upsample_mode)
+        return self.transform(_resize(x, self.size, self.upsample_mode))
 
     def transform_target(self, y: Tensor) -> Tensor:
         if self.pre_resize or tuple(self.source_shape[1:]) == self.size:

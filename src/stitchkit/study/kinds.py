@@ -68,3 +68,203 @@ def run_network(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "artifacts": {"checkpoint": target},
         "model_hashes": {"network": _fingerprint(str(target))},
     }
+
+
+def _matrix(rows: list[str], cols: list[str], cell: dict[tuple[str, str], float | None], kind: str, value_range=None, **labels: str) -> dict[str, Any]:
+    return {"rows": rows, "cols": cols, "values": [[cell.get((r, c)) for c in cols] for r in rows], "kind": kind, "range": value_range, **labels}
+
+
+@register_unit_kind("stitch", "fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)")
+def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ..stitching.experiment import StitchSettings, stitch_grid
+    from ..training.optim import OptimConfig
+
+    p = unit.params
+    front, end = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[1]]
+    method = p["method"]
+    settings = StitchSettings(
+        stitching_type=p["type"], init="rand" if method == "tlm" else "pinv", epochs=0 if method == "dm" else p["epochs"],
+        batch_size=p.get("batch_size", 256), optim=OptimConfig(lr=p.get("lr", 1e-3), weight_decay=p.get("weight_decay", 1e-5)),
+        seed=p["seed"], fit_samples=p["fit_samples"], test_samples=p["eval_samples"], train_samples=p.get("train_subset"),
+        dataset=p["dataset"], data_root=ctx.settings.get("data_root"), device=ctx.settings.get("device", "auto"),
+        workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
+        cache_dir=str(ctx.cache_dir / "stitch" / unit.id),
+    )
+    runs = ctx.out_dir / "runs"
+    results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p["front_layers"], p["end_layers"], settings, save_dir=runs,
+                          command=f"stitchkit study ({unit.label})", save_dir_label="runs")
+    rows, cols = list(p["front_layers"]), list(p["end_layers"])
+    acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
+    res = {(r.front_layer, r.end_layer): r.residual for r in results}
+    fit = {(r.front_layer, r.end_layer): r.fit_residual for r in results}
+    name = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}[method]
+    matrices = {
+        f"{name} accuracy": _matrix(rows, cols, acc, "accuracy", [0, 1]),
+        f"{name} residual (test, pooled)": _matrix(rows, cols, res, "distance", [0, None]),
+        f"{name} residual (fit samples)": _matrix(rows, cols, fit, "distance", [0, None]),
+    }
+    first = results[0]
+    return {
+        "metrics": {"matrices": matrices, "front_accuracy": first.front_accuracy, "end_accuracy": first.end_accuracy, "pairs": len(results),
+                    "run_names": {f"{r.front_layer}|{r.end_layer}": r.run_name for r in results},
+                    "mean_accuracy": sum(acc.values()) / len(acc)},
+        "artifacts": {"runs": runs},
+        "model_hashes": {"front": first.front.get("fingerprint"), "end": first.end.get("fingerprint")},
+        "conventions": dict(first.conventions),
+    }
+
+
+@register_unit_kind("similarity", "similarity index matrices (CKA, PWCCA, Procrustes, …) between the layers of two networks")
+def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ..data import get_dataset
+    from ..similarity import measure_info
+    from ..similarity.models import compare_models
+    from ..similarity.pairs import result_matrix
+
+    p = unit.params
+    a, b = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[-1]]
+    model_a = load_network(a)
+    model_b = model_a if unit.deps[0] == unit.deps[-1] else load_network(b)
+    test = get_dataset(p["dataset"], "test", root=ctx.settings.get("data_root"))
+    report = compare_models(model_a, model_b, p["layers"], p["layers"], test, measures=p["measures"], n_samples=p["n_samples"], all_pairs=True,
+                            policy=p["policy"], device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0),
+                            cache_dir=ctx.cache_dir / "activations", sample_key=f"{p['dataset']}/test/eval/first={p['n_samples']}",
+                            progress=ctx.settings.get("progress", False))
+    paths = report.write(ctx.out_dir)
+    matrices = {}
+    for measure in p["measures"]:
+        values, rows, cols = result_matrix(report.results, measure)
+        info = measure_info(measure)
+        matrices[measure] = {"rows": rows, "cols": cols, "values": [[None if v != v else float(v) for v in row] for row in values.tolist()],
+                             "kind": info.kind, "range": list(info.range), "row_label": f"layer of {a['label'].split(' ', 1)[1]}",
+                             "col_label": f"layer of {b['label'].split(' ', 1)[1]}"}
+    return {
+        "metrics": {"matrices": matrices, "n_samples": report.info["n_samples"], "seconds_extract": report.info["extraction_seconds"],
+                    "seconds_measures": report.info["measure_seconds"]},
+        "artifacts": {"json": paths["json"], "csv": paths["csv"]},
+        "model_hashes": {"a": report.info["model1"]["fingerprint"], "b": report.info["model2"]["fingerprint"]},
+        "conventions": {"policy": p["policy"], "samples": report.info["samples"], "low_rank_mode": report.info["low_rank_mode"]},
+    }
+
+
+@register_unit_kind("probes", "linear probes of one network's layers at full and low ranks")
+def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ..activations import sample_subset
+    from ..data import get_dataset
+    from ..probing.model import probe_model
+    from ..probing.probe import ProbeConfig, rank_label
+
+    p = unit.params
+    net = ctx.deps[unit.deps[0]]
+    model = load_network(net)
+    train = sample_subset(get_dataset(p["dataset"], "train", root=ctx.settings.get("data_root"), augment=False), p["train_subset"], seed=p["seed"])
+    test = get_dataset(p["dataset"], "test", root=ctx.settings.get("data_root"))
+    ranks = [None] + sorted(p["ranks"], reverse=True)
+    report = probe_model(model, p["layers"], train, test, ranks=ranks, config=ProbeConfig(epochs=p["epochs"], seed=p["seed"], augment=False),
+                         device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0))
+    (ctx.out_dir / "probes.csv").write_text(report.to_csv())
+    cells = {(r.layer, rank_label(r.rank)): r.val_acc for r in report.results}
+    cols = [rank_label(r) for r in ranks]
+    return {
+        "metrics": {"matrices": {"probe accuracy": _matrix(list(p["layers"]), cols, cells, "accuracy", [0, 1], row_label="layer", col_label="rank")},
+                    "seconds_probes": report.info["seconds"]},
+        "artifacts": {"csv": ctx.out_dir / "probes.csv"},
+        "model_hashes": {"network": report.info["model_fingerprint"]},
+        "conventions": {"probe": "global average pool (conv) / CLS (tokens) → linear", "trained_on": "un-augmented training features",
+                        "low_rank_mode": report.config.get("low_rank_mode")},
+    }
+
+
+def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    """The sensitivity or specificity test of Ding et al. over all the study's networks."""
+    from ..probing.probe import ProbeConfig
+    from ..sensitivity.grounding import GroundingSettings, run_grounding_test
+
+    p = unit.params
+    nets = [ctx.deps[d] for d in unit.deps]
+    models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
+    settings = GroundingSettings(
+        measures=list(p["measures"]), n_samples=p["n_samples"], probe=ProbeConfig(epochs=p["probe_epochs"], seed=p["seed"], augment=False),
+        probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p["fit_samples"], device=ctx.settings.get("device", "auto"),
+        workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
+    )
+    if test == "sensitivity":
+        report = run_grounding_test(test, models, p["dataset"], layers=[p["layer"]], ranks=p["ranks"] or (), settings=settings,
+                                    data_root=ctx.settings.get("data_root"))
+    else:
+        report = run_grounding_test(test, models, p["dataset"], layers=p["layers"], reference_layers=[p["reference_layer"]], settings=settings,
+                                    data_root=ctx.settings.get("data_root"))
+    paths = report.write(ctx.out_dir)
+    table = [{k: row[k] for k in ("measure", "scope", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction", "n")}
+             for row in report.stats if row["group"] == "all"]
+    return {
+        "metrics": {"tables": {f"{test} test (Spearman ρ, Kendall τ, one-sided p, bad pairs)": table}},
+        "artifacts": {name: path for name, path in paths.items()},
+        "model_hashes": {name: m for name, m in (report.info.get("fingerprints") or {}).items()},
+        "conventions": {"functional_difference": "|Δ probe accuracy|", "dissimilarity": "1 − similarity for similarities, the value for distances"},
+    }
+
+
+@register_unit_kind("sensitivity", "the sensitivity test: candidates at decreasing ranks across seeds")
+def run_sensitivity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    return _grounding("sensitivity", unit, ctx)
+
+
+@register_unit_kind("specificity", "the specificity test: all layers of all seeds against a reference layer")
+def run_specificity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    return _grounding("specificity", unit, ctx)
+
+
+@register_unit_kind("detectors", "energy OOD detectors (representation classifiers, outlier exposure) for every end layer of a network")
+def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
+
+    p = unit.params
+    net = ctx.deps[unit.deps[0]]
+    registry = ctx.out_dir / "registry"
+    config = DetectorTrainConfig(
+        save_dir=str(ctx.out_dir / "training"), model_type=p["detector"], model_options=dict(p["options"]), dataset=p["dataset"],
+        data_root=ctx.settings.get("data_root"), epochs=p["pretrain_epochs"], batch_size=p["batch_size"], seed=p["seed"],
+        ft_ood_dataset=p["outliers"], ft_epochs=p["finetune_epochs"], train_subset=p["train_subset"], ft_samples=p["train_subset"],
+        val_subset=0, final_save_dir=str(registry), device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0),
+        progress=ctx.settings.get("progress", False), verbose=False,
+    )
+    trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p["layers"]), config)
+    return {
+        "metrics": {"layers": list(p["layers"]), "detectors": len(trained)},
+        "artifacts": {"registry": registry},
+        "model_hashes": {"network": net["model_hashes"].get("network")},
+        "conventions": {"loss": "CE + 0.1·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²), m_in −25, m_out −7",
+                        "lr_schedule": "stepped per epoch"},
+    }
+
+
+@register_unit_kind("ood", "the OOD test of a stitch grid: are stitched representations in-distribution for the end network?")
+def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ..ood.stitched import evaluate_results_dir
+
+    p = unit.params
+    stitch = ctx.deps[unit.deps[0]]
+    detectors = ctx.deps[unit.deps[1]]["artifacts"]["registry"] if len(unit.deps) > 1 else None
+    experiments = evaluate_results_dir(
+        stitch["artifacts"]["runs"], detector_dir=detectors, dataset=p["dataset"], data_root=ctx.settings.get("data_root"),
+        sanity_dataset=p["sanity"], training_free=list(p["training_free"]), test_samples=p["eval_samples"], out_dir=ctx.out_dir,
+        device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0), seed=p["seed"], progress=ctx.settings.get("progress", False),
+        log=lambda message: None,
+    )
+    matrices: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    conventions: dict[str, Any] = {}
+    for exp in experiments:
+        m = exp.matrices
+        rows, cols = m.front_layers, m.end_layers
+        for detector in m.detectors:
+            values = m.matrix("auroc", detector)
+            matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": [[None if v != v else v for v in row] for row in values],
+                                               "kind": "similarity", "range": [0, 1]}
+        conventions.update(m.to_dict().get("conventions", {}))
+        if exp.sanity:
+            tables["detector sanity check (genuine test activations vs " + str(p["sanity"]) + ")"] = [
+                {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
+                for layer, per in exp.sanity.items() for name, vals in per.items()]
+    return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir}, "conventions": conventions}

@@ -29,15 +29,26 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def network_layers(spec: dict[str, Any], dataset: str) -> list[str]:
-    """Stitchable layers of a network described by a model name + options (no training needed)."""
+def network_layers(spec: dict[str, Any], dataset: str) -> dict[str, tuple[int, ...]]:
+    """Stitchable layers (in order) with their activation shapes, for a network described by a model
+    name and options (no training needed)."""
     from ..data import dataset_info
     from ..models import get_model
-    from ..models.layers import stitchable_layers
+    from ..models.layers import layered
 
     info = dataset_info(dataset)
     model = get_model(spec["model"], num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **spec["options"])
-    return stitchable_layers(model)
+    return layered(model).shapes(info.shape)
+
+
+def default_ranks(shape: tuple[int, ...]) -> list[int]:
+    """Halving ranks below the feature count (channels, or token width): C/2, C/4, …, 1."""
+    features = shape[0] if len(shape) == 3 else shape[-1]
+    ranks, r = [], features // 2
+    while r >= 1:
+        ranks.append(r)
+        r //= 2
+    return ranks
 
 
 def _select(layers: list[str], wanted: str | list[str], where: str) -> list[str]:
@@ -88,7 +99,8 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
             params.update(dataset=dataset, seed=seed)
             networks.append(Unit("train", params, (), f"train {nets_cfg['model']} s{seed}"))
     spec = {"model": networks[0].params["model"], "options": networks[0].params["options"]}
-    layers = network_layers(spec, dataset)
+    shapes = network_layers(spec, dataset)
+    layers = list(shapes)
     front_layers = _select(layers, config["layers"]["front"], "layers.front")
     end_layers = _select(layers, config["layers"]["end"], "layers.end")
     units: list[Unit] = list(networks)
@@ -141,7 +153,7 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     sens = config["sensitivity"]
     if sens["enabled"]:
         layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
-        params = {**common, "layer": layer, "ranks": sens["ranks"], "measures": sens["measures"], "n_samples": sc["n_samples"],
+        params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("sensitivity", params, net_ids, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]

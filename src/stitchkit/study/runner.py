@@ -130,7 +130,7 @@ def run_study(
                     deps = {}
                     for d in unit.deps:
                         rec = store.get(d)
-                        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label,
+                        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
                                    "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
                     store.mark_running(unit.id, ex.name)
                     status[unit.id] = "running"

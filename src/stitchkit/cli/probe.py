@@ -1,0 +1,88 @@
+"""``stitchkit probe``: linear probes on a frozen network's layers at several ranks (the original's
+``exec_probe.py``). The network and the data are loaded once for every (layer, rank)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import StitchkitError
+from ..probing.model import probe_checkpoint
+from ..probing.probe import LOW_RANK_MODES, TOKEN_POOLS, ProbeConfig
+from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .similarity import descending, parse_ranks
+
+EXAMPLES = """\
+  # the original's call: probes on two layers at full rank and ranks 32, 8, 2 (Adam 1e-3, 10 epochs, augmented training)
+  stitchkit probe models/test/model_5.pt resnet18 -l layer3.1 layer4.1 -ranks 32 8 2 -d cifar10
+  # a stitchkit checkpoint (type read from the file), every layer, no augmentation: features are extracted once
+  stitchkit probe runs/r18_s0/final.pt -l all --no-augment -o results/probe_s0
+  # the original's per-mini-batch low-rank truncation instead of a fixed basis
+  stitchkit probe runs/r18_s0/final.pt -l layer2.1 -ranks full 16 4 --low-rank-mode per_batch --verbose
+"""
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub, "probe", help="linear probes on a frozen network's layers at several ranks",
+        description="Train a linear probe (global average pool for conv layers, CLS token for ViT blocks, vectors as they "
+        "are) on each layer at each rank and print the final test accuracy in the original's format. Low rank uses a fixed "
+        "basis estimated on the training set (or, with --low-rank-mode per_batch, the original's per-batch SVD). With -o, "
+        "writes probes.json and probes.csv.",
+        examples=EXAMPLES,
+    )
+    p.add_argument("model_path", help="checkpoint")
+    p.add_argument("model_type", nargs="?", default=None, help="architecture; needed only for plain state_dict files (- or auto: from the file)")
+    p.add_argument("-l", "--layers", nargs="+", default=["all"], help="layers to probe, or 'all' (the original had no default)")
+    add_data(p, default=None, help_extra=" (default: the checkpoint's dataset, else cifar10)")
+    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size")
+    p.add_argument("-e", "--epochs", dest="epochs", type=int, default=10, help="epochs")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="learning rate (Adam)")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=0.0, help="weight decay (the original's default 0)")
+    p.add_argument("-s", "--seed", type=int, default=0, help="random seed")
+    add_loader(p)
+    add_device(p)
+    p.add_argument("-ranks", "--ranks", dest="ranks", nargs="*", default=None, metavar="RANK", help="ranks ('full' = no truncation; default full only)")
+    p.add_argument("--verbose", action="store_true", help="print train and test accuracy of every probe after every epoch")
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=LOW_RANK_MODES,
+                   help="fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
+    p.add_argument("--token-pool", dest="token_pool", default="cls", choices=TOKEN_POOLS, help="token activations: the CLS token or the mean token")
+    p.add_argument("--milestones", type=int, nargs="*", default=None, help="LR ×0.1 after these epochs (default e−5 when e > 5, else none)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="train on un-augmented images (features are then extracted once)")
+    p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write probes.json and probes.csv into DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(sys.argv)
+    ranks = descending(parse_ranks(args.ranks, "-ranks"))
+    layers = None if args.layers == ["all"] else [part for text in args.layers for part in text.split(",") if part]
+    if args.workers < 0:
+        raise StitchkitError(f"loader workers must be non-negative, got {args.workers}")
+    config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                         milestones=args.milestones, low_rank_mode=args.low_rank_mode, token_pool=args.token_pool, augment=args.augment,
+                         verbose=args.verbose, progress=args.progress)
+    model_type = None if args.model_type in (None, "-", "auto") else args.model_type
+    report = probe_checkpoint(args.model_path, model_type, layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
+                              device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))
+    for layer in report.layers():
+        print(f"{args.model_path} -- {layer}")
+        accs = [report.accuracy(layer, r) for r in ranks]
+        for r, acc in zip(ranks, accs):
+            print(f"Rank {r}: {acc:.4f}")
+        print()
+        for acc in accs:
+            print(f"{acc:.4f}")
+        print()
+    print()
+    info = report.info
+    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; {info['seconds']:.1f}s)")
+    if args.out:
+        folder = ensure_writable_dir(args.out)
+        write_json_atomic(folder / "probes.json", report.to_dict())
+        write_text_atomic(folder / "probes.csv", report.to_csv())
+        print(f"wrote {folder / 'probes.json'} and {folder / 'probes.csv'}")
+    return 0

@@ -1,0 +1,178 @@
+"""``stitchkit similarity``: CKA / PWCCA / Procrustes (and any other array measure) at several ranks
+(the original's ``exec_compute_low_rank_sim_metrics.py``), for one layer pair, matching layer lists or
+all pairs (an L × L matrix per measure and rank pair).
+
+The positional arguments are the original's. Each network's activations are extracted once (one pass
+of its prefix over the first ``--n-samples`` test images) and reused for every rank, measure and pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import StitchkitError
+from ..similarity.models import DEFAULT_MEASURES, compare_checkpoints
+from ..similarity.pairs import result_matrix
+from ..similarity.policy import POLICIES
+from ..similarity.registry import list_measures, measure_info
+from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+
+EXAMPLES = """\
+  # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
+  stitchkit similarity runs/r18_s0/final.pt runs/r18_s1/final.pt resnet18 resnet18 layer3.1 layer3.1 -m1r 64 32 16 8 -d fashion
+  # all 8 x 8 layer pairs of two networks (types read from stitchkit checkpoints), written to files
+  stitchkit similarity runs/r18_s0/final.pt runs/r18_s1/final.pt - - all all --measures cka pwcca procrustes dm_residual -o results/sim_s0_s1
+  stitchkit similarity a.pt b.pt - - --all-pairs --policy pool --n-samples 2000
+  # a network with itself: one extraction, the symmetric measures on one triangle
+  stitchkit similarity runs/r18_s0/final.pt runs/r18_s0/final.pt - - all all --measures cka cka_debiased
+"""
+
+#: the original's printed names
+LABELS = {"cka": "CKA:", "pwcca": "CCA:", "procrustes": "Orth. Procr:"}
+AUTO_TYPES = ("-", "auto", "")
+
+
+def parse_ranks(values: Sequence[str] | None, flag: str) -> list[int | None]:
+    """Ranks given on the command line: positive integers, or ``full``/``none`` for full rank.
+    Nothing given means full rank only (the original's ``[None]``)."""
+    if not values:
+        return [None]
+    out: list[int | None] = []
+    for text in values:
+        for part in str(text).replace(",", " ").split():
+            if part.lower() in ("none", "full"):
+                out.append(None)
+                continue
+            try:
+                rank = int(part)
+            except ValueError:
+                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {part!r}") from None
+            if rank < 1:
+                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {rank}")
+            out.append(rank)
+    return list(dict.fromkeys(out))
+
+
+def descending(ranks: Sequence[int | None]) -> list[int | None]:
+    """The original sorts ranks in descending order; full rank (None) counts as the highest."""
+    return sorted(ranks, key=lambda r: (r is not None, -(r or 0)))
+
+
+def split_layers(text: str | None) -> list[str] | None:
+    """A layer argument: a name, a comma-separated list or ``all`` (None)."""
+    if text is None or text.strip() in ("all", ""):
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _type(text: str | None) -> str | None:
+    return None if text is None or text in AUTO_TYPES else text
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub, "similarity", help="similarity indices (CKA, PWCCA, Procrustes, ...) between layers at several ranks",
+        description="Compute similarity measures between model1_layer of model 1 and model2_layer of model 2 on the first "
+        "--n-samples test images, for every rank of -m1r and -m2r (centred truncated SVD over the whole sample set). "
+        "Layers may be lists or 'all'; --all-pairs compares every layer of model 1 with every layer of model 2. Prints the "
+        "original's format (matrices in all-pairs mode) and, with -o, writes similarity.json and similarity.csv.",
+        examples=EXAMPLES,
+    )
+    p.add_argument("model1_path", help="checkpoint of model 1")
+    p.add_argument("model2_path", help="checkpoint of model 2 (may be the same file)")
+    p.add_argument("model1_type", help="architecture of model 1, or - / auto for a stitchkit checkpoint")
+    p.add_argument("model2_type", help="architecture of model 2, or - / auto")
+    p.add_argument("model1_layer", nargs="?", default=None, help="layer of model 1, a comma-separated list or 'all'")
+    p.add_argument("model2_layer", nargs="?", default=None, help="layer of model 2, a comma-separated list or 'all'")
+    p.add_argument("-m1r", "--model1-ranks", dest="ranks1", nargs="+", default=None, metavar="RANK", help="ranks of model 1's activation ('full' = no truncation; default full)")
+    p.add_argument("-m2r", "--model2-ranks", dest="ranks2", nargs="+", default=None, metavar="RANK", help="ranks of model 2's activation (default full)")
+    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
+    add_loader(p)
+    add_device(p)
+    p.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), choices=list_measures(requires_models=False), metavar="MEASURE",
+                   help=f"measures to compute; choose from {', '.join(list_measures(requires_models=False))}")
+    p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images (the original: 1000)")
+    p.add_argument("--policy", default="auto_original", choices=POLICIES,
+                   help="how activations become data matrices; auto_original: flatten for CKA, positions (same shapes) or pooled for PWCCA/Procrustes")
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=["fixed", "per_batch"],
+                   help="recorded with the results; on the whole sample set both modes truncate identically")
+    p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
+    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")
+    p.add_argument("--split", default="test", choices=["test", "train"], help="which split the first N images come from")
+    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="keep extracted activations here (content-addressed) for later runs")
+    p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if np.isnan(v) else f"{v:.6f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    ranks1, ranks2 = descending(parse_ranks(args.ranks1, "-m1r")), descending(parse_ranks(args.ranks2, "-m2r"))
+    if args.n_samples < 2:
+        raise StitchkitError(f"--n-samples must be at least 2, got {args.n_samples}")
+    if args.model1_layer is None and not args.all_pairs:
+        raise StitchkitError("give model1_layer and model2_layer (names, comma-separated lists or 'all'), or --all-pairs")
+    layers1, layers2 = split_layers(args.model1_layer), split_layers(args.model2_layer)
+    # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
+    all_pairs = args.all_pairs or layers1 is None or layers2 is None
+    measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
+    report = compare_checkpoints(
+        args.model1_path, args.model2_path, _type(args.model1_type), _type(args.model2_type), layers1, layers2,
+        dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
+        n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
+        low_rank_mode=args.low_rank_mode, device=args.device, batch_size=args.batch_size, workers=args.workers, prefetch=args.prefetch,
+        cache_dir=args.cache_dir, progress=args.progress,
+    )
+    if all_pairs:
+        print_matrices(report, measures, ranks1, ranks2)
+    else:
+        print_original(report, args.model1_path, args.model2_path, measures, ranks1, ranks2)
+    info = report.info
+    print(f"({info['n_samples']} samples; extraction {info['extraction_seconds']:.1f}s, measures {info['measure_seconds']:.1f}s)")
+    if args.out:
+        paths = report.write(args.out)
+        print(f"wrote {paths['json']} and {paths['csv']}")
+    return 0
+
+
+def print_original(report, path1: str, path2: str, measures: Sequence[str], ranks1, ranks2) -> None:
+    """The original's layout: per layer pair and model-1 rank, each measure's values over model-2 ranks."""
+    values = {(r.x.layer, r.y.layer, r.x.rank, r.y.rank, r.result.measure): r.value for r in report.results}
+    pairs = list(dict.fromkeys((r.x.layer, r.y.layer) for r in report.results))
+    for l1, l2 in pairs:
+        for r1 in ranks1:
+            print(f"{path1} -- {path2}")
+            print(f"{l1} -- {l2}")
+            for m in measures:
+                print(LABELS.get(m, f"{m}:"))
+                print(f"Model1 rank {r1}:")
+                row = [values[(l1, l2, r1, r2, m)] for r2 in ranks2]
+                for r2, v in zip(ranks2, row):
+                    print(f"\tModel2 rank {r2}: {_fmt(v)}")
+                print()
+                for v in row:
+                    print(_fmt(v))
+            print("\n")
+
+
+def print_matrices(report, measures: Sequence[str], ranks1, ranks2) -> None:
+    """One matrix per measure and rank pair: rows are model 1's layers, columns model 2's."""
+    for r1 in ranks1:
+        for r2 in ranks2:
+            for m in measures:
+                matrix, rows, cols = result_matrix(report.results, m, rank_x=r1, rank_y=r2)
+                kind = measure_info(m).kind
+                print(f"{LABELS.get(m, m + ':')} {m} ({kind}), model 1 rank {r1} (rows) vs model 2 rank {r2} (columns)")
+                width = max([len(c) for c in cols] + [8]) + 1
+                lead = max(len(r) for r in rows) + 2
+                print(" " * lead + "".join(f"{c:>{width}}" for c in cols))
+                for name, line in zip(rows, matrix):
+                    print(f"{name:<{lead}}" + "".join(f"{_fmt(v)[:width - 1]:>{width}}" for v in line))
+                print()

@@ -1,0 +1,188 @@
+"""``stitchkit stitch``: stitch one layer pair or a whole layer grid (the original's ``exec_stitch.py``).
+
+The positional arguments are the original's. The two layer arguments also take a comma-separated list
+or ``all`` (a grid, run in one process); ``--front-layers``/``--end-layers`` are the same, spelled as
+flags (then give ``-`` positionally). The model types may be ``-`` or ``auto`` for stitchkit checkpoints,
+which describe their own architecture; the original's plain state_dicts need the name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import StitchkitError
+from ..stitching.experiment import StitchSettings, stitch_grid
+from ..stitching.layers import C2T_CLS_MODES, T2C_CLS_MODES, UPSAMPLE_MODES, list_stitching_layers
+from ..stitching.stitcher import LOW_RANK_MODES
+from ..training.optim import SCHEDULERS, OptimConfig
+from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+
+EXAMPLES = """\
+  # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
+  stitchkit stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre -d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch
+  # task loss matching (30 epochs of Adam by default) between two stitchkit checkpoints, types read from the files
+  stitchkit stitch runs/r18_s0/final.pt runs/r18_s1/final.pt - - layer2.1 layer2.1 auto -dir tlm_s0_s1
+  # the whole 8x8 direct-matching grid in one process; re-running it skips finished pairs
+  stitchkit stitch runs/r18_s0/final.pt runs/r18_s1/final.pt - - all all rc2c_pre -e 0 -i pinv -dir dm_s0_s1
+  stitchkit collect results/dm_s0_s1
+  # a low-rank source (fixed basis from the fit images; --low-rank-mode per-batch is the original's)
+  stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
+"""
+
+ORIGINAL_TYPES = ["c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto"]
+
+
+def _optional_choice(choices, label: str):
+    """An option that also takes 'None'/'none' (the original's spelling of "not set")."""
+
+    def parse(text: str):
+        if text in ("None", "none", ""):
+            return None
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid {label} {text!r}; choose from None, {', '.join(c for c in choices if c)}")
+        return text
+
+    return parse
+
+
+_PARSER: argparse.ArgumentParser | None = None
+
+
+def _rebuild_command(args: argparse.Namespace) -> str:
+    """An equivalent command line: the positionals, then every option whose value is not its default."""
+    words = ["stitchkit", "stitch"]
+    options = []
+    for action in _PARSER._actions if _PARSER is not None else []:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            words.append(str(value))
+        elif action.dest != "help" and value != action.default:
+            flag = action.option_strings[0]
+            if action.nargs == 0:
+                options.append(flag)
+            elif isinstance(value, list):
+                options.append(" ".join([flag, *map(str, value)]))
+            else:
+                options.append(f"{flag} {value}")
+    return " ".join(words + options)
+
+
+def register(sub) -> None:
+    global _PARSER
+    p = add_command(
+        sub, "stitch", help="stitch a layer pair or a layer grid (direct matching / task loss matching)",
+        description="Stitch front_layer of the front model to end_layer of the end model with a stitching layer fitted by "
+        "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
+        "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
+        "(the stitching layer's state_dict), training_logs.csv (when trained) and result.json. Finished runs are skipped, "
+        "never overwritten, unless --overwrite.",
+        examples=EXAMPLES,
+    )
+    p.add_argument("front_model_path", help="front model checkpoint")
+    p.add_argument("end_model_path", help="end model checkpoint")
+    p.add_argument("front_model_type", help="front architecture, or - / auto for a stitchkit checkpoint")
+    p.add_argument("end_model_type", help="end architecture, or - / auto for a stitchkit checkpoint")
+    p.add_argument("front_layer", help="front layer, a comma-separated list or 'all' (see `stitchkit layers`); - with --front-layers")
+    p.add_argument("end_layer", help="end layer, a comma-separated list or 'all'; - with --end-layers")
+    p.add_argument("stitching_type", choices=ORIGINAL_TYPES + [t for t in list_stitching_layers() if t not in ORIGINAL_TYPES],
+                   help="stitching layer type; auto picks it from the activation shapes")
+    add_device(p)
+    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
+    p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=["adam", "adamw", "sgd"], help="optimizer (Adam's weight decay is L2, like the original)")
+    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size of training, evaluation and the direct-matching fit")
+    p.add_argument("-e", "--epochs", dest="n_epochs", type=int, default=30, help="training epochs; 0 = no training (pure direct matching with -i pinv)")
+    p.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=1e-3, help="learning rate")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=1e-5, help="weight decay")
+    p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (fit-image sample, init, training)")
+    p.add_argument("-rlre", "--reduce-lr-epochs", dest="reduce_lr_epochs", type=int, nargs="*", default=[], help="multiply the LR by 0.1 after these epochs")
+    p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help="LR schedule, stepped per epoch")
+    p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the stitching layer's gradient norm to this value")
+    add_loader(p)
+    p.add_argument("-dir", "--save-dir", dest="save_dir", default="", help="results go to <--results-root>/<dir>/<run name>/")
+    p.add_argument("--results-root", dest="results_root", default="results", help="the folder that holds -dir (the original's fixed 'results')")
+    p.add_argument("--no-save", dest="no_save", action="store_true", help="do not write final_model.pt (the other files are still written)")
+    p.add_argument("--mod-only-stitch", dest="mod_only_stitch", action="store_true",
+                   help="accepted for compatibility; always on: the donor networks always stay in eval mode")
+    p.add_argument("-i", "--init", dest="init", default="rand", choices=["rand", "eye", "pinv"], help="initialisation; pinv = direct matching")
+    p.add_argument("-pinv-samples", "--pinv-init-samples", dest="n_pinv_init_samples", type=int, default=100,
+                   help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
+                   "and the fit residual; 0 = the whole training split")
+    p.add_argument("-l1", "--l1-coef", dest="l1_coef", type=float, default=0.0, help="L1 penalty on the stitching weight and bias during training")
+    p.add_argument("-c2t-cls", "--c2t-cls-token", dest="c2t_cls_token", type=_optional_choice(C2T_CLS_MODES, "c2t CLS mode"), default=None,
+                   help="c2t CLS token: None, pool or learn")
+    p.add_argument("-t2c-cls", "--t2c-cls-token", dest="t2c_cls_token", type=_optional_choice(T2C_CLS_MODES, "t2c CLS mode"), default=None,
+                   help="t2c CLS handling: None (= drop), drop, add or only")
+    p.add_argument("-upsample", "--upsample-mode", dest="upsample_mode", default="bilinear", choices=list(UPSAMPLE_MODES), help="resize mode of rc2c and t2c")
+    p.add_argument("--front-stitch-rank", dest="front_stitch_rank", type=int, default=None,
+                   help="low-rank approximation of the front activation in every stitched forward (training and evaluation)")
+    p.add_argument("--front-pinv-rank", dest="front_pinv_rank", type=int, default=None,
+                   help="low-rank approximation of the front activation for the direct-matching fit (same source definition as --front-stitch-rank)")
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(LOW_RANK_MODES),
+                   help="fixed: one basis estimated on the K fit images; per-batch: the original's SVD of every batch")
+    p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
+    p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
+    p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="evaluate on the first N test images only (quick runs)")
+    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="train on a fixed random subset of N training images (quick runs)")
+    p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
+    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
+    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+    _PARSER = p
+
+
+def _layers(positional: str, flag: str | None, which: str) -> str:
+    if flag is None:
+        if positional == "-":
+            raise StitchkitError(f"the {which} layer is '-'; give --{which}-layers, or a layer name, a list or 'all' positionally")
+        return positional
+    if positional not in ("-", flag):
+        raise StitchkitError(f"give the {which} layers either positionally ({positional!r}) or with --{which}-layers ({flag!r}), not both")
+    return flag
+
+
+def settings_from_args(args: argparse.Namespace) -> StitchSettings:
+    return StitchSettings(
+        stitching_type=args.stitching_type, init=args.init, epochs=args.n_epochs, batch_size=args.batch_size,
+        optim=OptimConfig(optimizer=args.optimizer, lr=args.learning_rate, weight_decay=args.weight_decay, scheduler=args.lr_scheduler,
+                          milestones=list(args.reduce_lr_epochs)),
+        seed=args.seed, fit_samples=args.n_pinv_init_samples or None, test_samples=args.test_samples, train_samples=args.train_subset, l1=args.l1_coef,
+        grad_clip=args.grad_clip, upsample_mode=args.upsample_mode, c2t_cls=args.c2t_cls_token, t2c_cls=args.t2c_cls_token,
+        front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,
+        dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
+        prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
+        memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n_pinv_init_samples < 0:
+        raise StitchkitError(f"-pinv-samples must be 0 (the whole training split) or more, got {args.n_pinv_init_samples}")
+    front_layers = _layers(args.front_layer, args.front_layers, "front")
+    end_layers = _layers(args.end_layer, args.end_layers, "end")
+    settings = settings_from_args(args)
+    save_root = Path(args.results_root) / args.save_dir if args.save_dir else Path(args.results_root)
+    argv = sys.argv[1:]
+    # The original wrote ' '.join(sys.argv); called in-process (tests, notebooks) sys.argv is someone
+    # else's, so the command is then rebuilt from the parsed arguments.
+    command = "stitchkit " + " ".join(argv) if "stitch" in argv and args.front_model_path in argv else _rebuild_command(args)
+    results = stitch_grid(
+        args.front_model_path, args.end_model_path, front_layers, end_layers, settings, save_dir=save_root,
+        front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args), command=command,
+        save_dir_label=args.save_dir,
+    )
+    if len(results) == 1:
+        r = results[0]
+        if r.skipped:
+            print(f"Clean accuracy: {100 * r.accuracy:.2f}% (stored result; pass --overwrite to recompute)")
+        else:
+            print(f"Clean accuracy: {100 * r.accuracy:.2f}%")
+    else:
+        done = sum(not r.skipped for r in results)
+        print(f"{done} pair(s) stitched, {len(results) - done} already finished; results in {save_root}")
+    return 0

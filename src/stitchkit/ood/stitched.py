@@ -1,0 +1,234 @@
+"""The OOD test of a folder of stitching runs (``stitchkit ood RESULTS_DIR``), on top of
+:mod:`stitchkit.stitching`'s run folders (``result.json``, ``config.json``, ``final_model.pt``).
+
+Runs are grouped into experiments by their ``config_key`` (both models by content, the dataset and every
+option except the layer pair), so TLM and DM runs in one folder give separate matrices. For each
+experiment and each end layer:
+
+1. the end layer's detectors: the energy detector from the registry (looked up by the end model's
+   content hash) and optionally training-free ones fitted on the end model's genuine activations of
+   the ID train split;
+2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
+   per end layer for all its stitches (one pass of the end model's prefix over all end layers);
+3. optionally the sanity check (``sanity_dataset``) through the same detectors;
+4. per run with that end layer: ONE pass over the evaluation test set through the front prefix, the
+   stitching layer and the end suffix gives the accuracy and the stitched activations' scores
+   (:func:`stitchkit.ood.evaluate.evaluate_stitched`).
+
+Outputs in ``out_dir`` (default ``<results_dir>/ood``), per experiment ``<out_dir>/<label>/``:
+``accuracy.csv``, ``{auroc,aupr,fpr95}_<detector>.csv``, ``ood_matrices.json`` (matrices, conventions,
+per-run records, sanity checks, wall times) and ``energies/``: ``id/<end_layer>/<detector>.npy``,
+``runs/<run name>/<detector>.npy`` (keyed by run, unlike the original's shared folder) and
+``sanity/<end_layer>/<dataset>_<detector>.npy``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import StitchkitError
+from .evaluate import OODMatrices, StitchOODResult, evaluate_stitched, fit_training_free, genuine_scores, load_layer_detectors
+from .metrics import ood_metrics
+
+
+@dataclass
+class ExperimentOOD:
+    """The OOD test of one experiment (runs sharing a config_key)."""
+
+    label: str
+    matrices: OODMatrices
+    runs: dict[str, StitchOODResult]
+    sanity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    detector_ids: dict[str, str | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    out_dir: str | None = None
+
+
+def _save_npy(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, np.asarray(values, dtype=np.float32))
+    tmp.replace(path)
+
+
+def _group_runs(results_dir: Path) -> dict[str, list[Any]]:
+    from ..stitching.experiment import StitchResult, is_finished
+
+    if not results_dir.is_dir():
+        raise StitchkitError(f"results folder {str(results_dir)!r} does not exist")
+    groups: dict[str, list[Any]] = {}
+    for run_dir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not is_finished(run_dir):
+            continue
+        result = StitchResult.load(run_dir)
+        groups.setdefault(result.config_key, []).append(result)
+    if not groups:
+        raise StitchkitError(f"{str(results_dir)!r} holds no finished stitching runs (sub-folders with result.json); "
+                             "run `stitchkit stitch ... -dir` first")
+    return groups
+
+
+def _label(result: Any) -> str:
+    return f"{result.stitching_type}__{result.init}_e{result.epochs}__{result.config_key}"
+
+
+def evaluate_results_dir(
+    results_dir: str | Path,
+    *,
+    detector_dir: str | None = None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    id_dataset: str | None = None,
+    id_data_root: str | None = None,
+    sanity_dataset: str | None = None,
+    sanity_root: str | None = None,
+    training_free: Sequence[str] = (),
+    training_free_options: Mapping[str, Mapping[str, Any]] | None = None,
+    fit_samples: int = 10_000,
+    test_samples: int | None = None,
+    positive: str = "id",
+    tpr: float = 0.95,
+    fpr_rule: str = "closest",
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    workers: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[ExperimentOOD]:
+    """Run the OOD test on every finished stitching run of ``results_dir`` (see the module docstring).
+
+    ``detector_dir`` is the energy detectors' registry (``None``: training-free detectors only).
+    ``dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
+    ``id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
+    """
+    from ..activations import sample_subset
+    from ..data import dataset_info, get_dataset
+    from ..models.layers import layered
+    from ..stitching.experiment import load_donor, load_stitcher
+    from ..training.base import make_loader
+    from ..utils.device import resolve_device
+    from .registry import DetectorRegistry
+
+    results_dir = Path(results_dir)
+    out_root = Path(out_dir) if out_dir is not None else results_dir / "ood"
+    dev = resolve_device(device)
+    registry = DetectorRegistry(detector_dir) if detector_dir else None
+    if registry is None and not training_free:
+        raise StitchkitError("no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)")
+    groups = _group_runs(results_dir)
+    outputs = []
+    for key, runs in groups.items():
+        first = runs[0]
+        label = _label(first)
+        exp_dir = out_root / label if len(groups) > 1 else out_root
+        eval_name = dataset or first.dataset
+        info = dataset_info(eval_name)
+        id_info = dataset_info(id_dataset or eval_name)
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        front = load_donor(_model_path(first.front), first.front.get("model_type"), dataset=first.dataset).model.to(dev).eval()
+        end = front if first.front.get("fingerprint") == first.end.get("fingerprint") else \
+            load_donor(_model_path(first.end), first.end.get("model_type"), dataset=first.dataset).model.to(dev).eval()
+        seconds["load_models"] = time.perf_counter() - started
+        end_order = layered(end).layers
+        front_order = layered(front).layers
+        end_layers = [layer for layer in end_order if any(r.end_layer == layer for r in runs)]
+        front_layers = [layer for layer in front_order if any(r.front_layer == layer for r in runs)]
+        log(f"experiment {label}: {len(runs)} runs, front layers {front_layers}, end layers {end_layers}")
+
+        # detectors of every end layer
+        started = time.perf_counter()
+        detectors: dict[str, dict[str, Any]] = {layer: {} for layer in end_layers}
+        ids: dict[str, str | None] = {}
+        if registry is not None:
+            for layer, det in load_layer_detectors(registry, end, end_layers, source_path=first.end.get("path"), device=dev).items():
+                detectors[layer]["energy"] = det
+                ids[layer] = det.meta.get("id")
+        if training_free:
+            fit_set = sample_subset(get_dataset(id_info.name, "train", root=id_data_root or data_root, augment=False), fit_samples, seed=seed)
+            fitted = fit_training_free(end, end_layers, fit_set, names=training_free, options=training_free_options, device=dev,
+                                       batch_size=batch_size, workers=workers, progress=progress)
+            for layer in end_layers:
+                detectors[layer].update(fitted[layer])
+        seconds["detectors"] = time.perf_counter() - started
+
+        # ID scores, one pass over the ID test set for all end layers
+        started = time.perf_counter()
+        id_set = sample_subset(get_dataset(id_info.name, "test", root=id_data_root or data_root, shape=info.shape), test_samples)
+        id_scores = genuine_scores(end, detectors, id_set, device=dev, batch_size=batch_size, workers=workers, progress=progress)
+        seconds["id_scores"] = time.perf_counter() - started
+        for layer, per in id_scores.items():
+            for name, values in per.items():
+                _save_npy(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
+                log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
+
+        sanity: dict[str, dict[str, Any]] = {}
+        if sanity_dataset:
+            started = time.perf_counter()
+            sc_set = sample_subset(get_dataset(sanity_dataset, "test", root=sanity_root or data_root, shape=info.shape), test_samples)
+            sc_scores = genuine_scores(end, detectors, sc_set, device=dev, batch_size=batch_size, workers=workers, progress=progress, desc=sanity_dataset)
+            for layer in end_layers:
+                sanity[layer] = {}
+                log(f"Sanity checking {layer}'s OOD detectors against {sanity_dataset}:")
+                for name in detectors[layer]:
+                    m = ood_metrics(id_scores[layer][name], sc_scores[layer][name], positive=positive, tpr=tpr, fpr_rule=fpr_rule, score=name)
+                    sanity[layer][name] = m.to_dict()
+                    _save_npy(exp_dir / "energies" / "sanity" / layer / f"{sanity_dataset}_{name}.npy", sc_scores[layer][name])
+                    log(f"  {name}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
+            seconds["sanity"] = time.perf_counter() - started
+
+        # the stitches: one pass each
+        eval_set = sample_subset(get_dataset(info.name, "test", root=data_root), test_samples)
+        loader = make_loader(eval_set, batch_size, shuffle=False, workers=workers, device=dev)
+        matrices = OODMatrices(front_layers, end_layers)
+        run_results: dict[str, StitchOODResult] = {}
+        started = time.perf_counter()
+        for result in sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer))):
+            run_dir = Path(result.run_dir)
+            stitcher = load_stitcher(run_dir, device=dev, front=front, end=end).eval()
+
+            def batches(stitcher=stitcher):
+                with torch.no_grad():
+                    for x, y in loader:
+                        stitched = stitcher.stitch(stitcher.front(x.to(dev, non_blocking=True)))
+                        yield stitched, y, stitcher.end(stitched)
+
+            res = evaluate_stitched(end, result.end_layer, detectors[result.end_layer], batches(), id_scores=id_scores[result.end_layer],
+                                    positive=positive, tpr=tpr, fpr_rule=fpr_rule, front_layer=result.front_layer, progress=progress)
+            res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
+            run_results[run_dir.name] = res
+            matrices.add(result.front_layer, result.end_layer, res)
+            for name, values in res.ood_scores.items():
+                _save_npy(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
+            parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
+            log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}  ({res.seconds:.1f}s)")
+        seconds["stitches"] = time.perf_counter() - started
+        extra = {
+            "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
+            "test_samples": test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
+            "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()},
+            "sanity_dataset": sanity_dataset, "sanity": sanity, "runs": {name: r.to_dict() for name, r in run_results.items()},
+            "seconds": seconds,
+        }
+        matrices.save(exp_dir, extra)
+        outputs.append(ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir)))
+    return outputs
+
+
+def _model_path(desc: Mapping[str, Any]) -> str:
+    path = desc.get("path")
+    if path and Path(path).exists():
+        return path
+    if desc.get("abs_path") and Path(desc["abs_path"]).exists():
+        return desc["abs_path"]
+    if not path:
+        raise StitchkitError("a stitching run's model was given in memory, so the OOD test cannot reload it; stitch saved checkpoints")
+    raise StitchkitError(f"the model checkpoint {path!r} recorded in the stitching run does not exist any more")

@@ -1,0 +1,52 @@
+"""Linear probes on frozen representations (seed spec 1.6): the functional score of the sensitivity
+and specificity tests.
+
+* :mod:`.probe` — the probes (global average pool for conv, CLS token for tokens, vectors as they
+  are), optional low rank (fixed basis or per batch), many (layer, rank) probes trained together
+  with the one training loop; :func:`probe_activations` on arrays.
+* :mod:`.model` — :func:`probe_model` / :func:`probe_checkpoint`: network and data loaded once for
+  every (layer, rank).
+
+>>> report = probe_checkpoint("runs/r18_s0/final.pt", layers=["layer3.1"], ranks=[None, 16, 4])
+>>> report.accuracy("layer3.1", 4)
+"""
+
+from .model import feature_pass, load_for_probing, probe_checkpoint, probe_datasets, probe_model
+from .probe import (
+    LOW_RANK_MODES,
+    TOKEN_POOLS,
+    FeatureStats,
+    ProbeBank,
+    ProbeConfig,
+    ProbeReport,
+    ProbeResult,
+    ProbeSpec,
+    check_ranks,
+    default_milestones,
+    pool_activation,
+    probe_activations,
+    probe_on_features,
+    rank_label,
+)
+
+__all__ = [
+    "LOW_RANK_MODES",
+    "TOKEN_POOLS",
+    "FeatureStats",
+    "ProbeBank",
+    "ProbeConfig",
+    "ProbeReport",
+    "ProbeResult",
+    "ProbeSpec",
+    "check_ranks",
+    "default_milestones",
+    "feature_pass",
+    "load_for_probing",
+    "pool_activation",
+    "probe_activations",
+    "probe_checkpoint",
+    "probe_datasets",
+    "probe_model",
+    "probe_on_features",
+    "rank_label",
+]

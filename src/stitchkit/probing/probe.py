@@ -1,0 +1,552 @@
+"""Linear probes on frozen representations, many (layer, rank) probes trained together.
+
+A probe reads one layer's activation and predicts the class with one linear map (seed spec 1.6):
+
+============== ========================================== =============================================
+activation     features the linear map sees               the original
+============== ========================================== =============================================
+(N, C, H, W)   global average pool → C                     ConvProber: AdaptiveAvgPool2d(1), Linear(C, K)
+(N, T, D)      the CLS token (token 0) → D                 TransformerProber: activation[:, 0], Linear(D, K)
+(N, D)         the vector itself → D                       not implemented (crashed)
+============== ========================================== =============================================
+
+``token_pool="mean"`` averages the tokens instead of taking the CLS token (the original's unused
+``cls_token=False``).
+
+**Low rank** (seed spec 1.9, references.md section 3). The activation can be replaced by a rank-r
+version before pooling, in one of two modes:
+
+* ``"fixed"`` (default): a basis estimated once — the mean and the top principal directions of the
+  rows (every position/token a row, channels or embedding dims as features) of the *training set's*
+  un-augmented activations — applied identically to every batch. One eigendecomposition per layer
+  serves every rank (the rank-r basis is the first r directions). Because the projection
+  ``x ↦ μ + (x − μ)VVᵀ`` acts on every row alike and pooling averages (or selects) rows, pooling
+  first and projecting the pooled vector gives exactly the same features, which is how it is
+  computed;
+* ``"per_batch"``: the original's behaviour, a centred truncated SVD of every mini-batch's activation
+  (train and test batches alike), so the kept subspace depends on the batch. Parity only.
+
+**Training several probes at once.** All requested (layer, rank) probes share one pass of the
+frozen network per batch (its prefix up to the deepest layer, never the rest) and one optimizer over
+their independent heads. The loss is the *sum* of the heads' cross-entropies; each head's gradient
+is that of its own loss, and Adam's update is per parameter, so every head follows exactly the
+trajectory it would follow alone with the same batches. Every head is initialised right after
+``torch.manual_seed(seed)``, so a probe's result does not depend on which other probes were trained
+beside it.
+
+Where the data have no augmentation, the network runs once over the training and test sets: the
+pooled features (and the statistics of the fixed basis) are kept and the probes are trained on them
+(:func:`probe_activations` does the same from arrays). With augmentation, or with per-batch low rank,
+the network's prefix runs on every batch (:func:`~stitchkit.probing.model.probe_model`).
+
+Defaults are the original's ``exec_probe.py``: Adam, lr 1e-3, weight decay 0, batch 64, 10 epochs,
+LR ×0.1 after epoch e − 5. The original's milestone e − 5 decayed at construction for e = 5 and never
+for e < 5; here it is used only when e > 5 (no decay otherwise), see :func:`default_milestones`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from ..activations.low_rank import LowRankBasis, low_rank
+from ..errors import StitchkitError
+from ..training.base import make_loader
+from ..training.loop import EpochLog, evaluate, fit
+from ..training.optim import OptimConfig, build_optimizer, build_scheduler
+
+LOW_RANK_MODES = ("fixed", "per_batch")
+TOKEN_POOLS = ("cls", "mean")
+
+Rank = int | None
+
+
+def default_milestones(epochs: int) -> list[int]:
+    """The original's LR decay epoch ``e − 5``, used only where it is meaningful (e > 5).
+
+    The original passed ``[e − 5]`` to MultiStepLR unconditionally: for e = 5 the milestone 0 decayed
+    the LR before the first epoch and for e < 5 it never decayed. Here e ≤ 5 trains at a constant LR.
+    """
+    return [epochs - 5] if epochs > 5 else []
+
+
+def rank_label(rank: Rank) -> str:
+    return "full" if rank is None else str(int(rank))
+
+
+def check_ranks(ranks: Iterable[Rank] | None) -> list[Rank]:
+    """Unique ranks, full rank (None) first, then descending (the original's order)."""
+    out: list[Rank] = []
+    for r in ranks if ranks is not None else [None]:
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1):
+            raise StitchkitError(f"ranks must be positive integers (or None for full rank), got {r!r}")
+        r = None if r is None else int(r)
+        if r not in out:
+            out.append(r)
+    if not out:
+        out = [None]
+    return sorted(out, key=lambda r: (r is not None, -(r or 0)))
+
+
+@dataclass
+class ProbeConfig:
+    """How probes are trained. Defaults are the original's ``exec_probe.py`` (see the module docstring)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    #: LR ×``gamma`` after these epochs; None: :func:`default_milestones` (e − 5 when e > 5)
+    milestones: list[int] | None = None
+    gamma: float = 0.1
+    low_rank_mode: str = "fixed"
+    token_pool: str = "cls"
+    #: train on the dataset's default augmentation (the original did); only used by model-level probing
+    augment: bool = True
+    #: batch size of the passes that extract features (no effect on the result)
+    feature_batch_size: int = 256
+    #: record the test accuracy after every epoch (the original's --verbose); costs a test pass per epoch
+    track_val: bool = False
+    verbose: bool = False
+    progress: bool = False
+
+    def validate(self) -> "ProbeConfig":
+        checks = [
+            (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),
+            (self.lr > 0, f"probe learning rate must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"probe weight decay must be non-negative, got {self.weight_decay}"),
+            (self.low_rank_mode in LOW_RANK_MODES, f"low-rank mode must be one of {', '.join(LOW_RANK_MODES)}, got {self.low_rank_mode!r}"),
+            (self.token_pool in TOKEN_POOLS, f"token pooling must be one of {', '.join(TOKEN_POOLS)}, got {self.token_pool!r}"),
+            (self.feature_batch_size >= 1, f"feature batch size must be at least 1, got {self.feature_batch_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise StitchkitError(message)
+        if self.milestones is not None and any(int(m) < 1 for m in self.milestones):
+            raise StitchkitError(f"LR decay epochs must be at least 1, got {self.milestones}")
+        return self
+
+    @property
+    def resolved_milestones(self) -> list[int]:
+        return list(self.milestones) if self.milestones is not None else default_milestones(self.epochs)
+
+    def optim(self) -> OptimConfig:
+        return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma)
+
+    def key(self) -> str:
+        """What changes a probe's result (for caches of results)."""
+        parts = [self.epochs, self.batch_size, self.lr, self.weight_decay, self.seed, self.resolved_milestones, self.gamma,
+                 self.low_rank_mode, self.token_pool, self.augment]
+        return "|".join(map(str, parts))
+
+
+# -- features ---------------------------------------------------------------------------------------
+
+def pool_activation(x: Tensor, token_pool: str = "cls") -> Tensor:
+    """The probe's feature vector of each sample: conv → global average pool, tokens → CLS token (or
+    the mean token), vectors → themselves."""
+    if x.dim() == 4:
+        return x.mean(dim=(2, 3))
+    if x.dim() == 3:
+        return x[:, 0] if token_pool == "cls" else x.mean(dim=1)
+    if x.dim() == 2:
+        return x
+    raise StitchkitError(
+        f"a probe reads activations of shape (N, C, H, W), (N, T, D) or (N, D), got {tuple(x.shape)}"
+    )
+
+
+def activation_kind(shape: Sequence[int]) -> str:
+    """``conv``, ``tokens`` or ``vector`` for a per-sample activation shape (without the batch)."""
+    return {3: "conv", 2: "tokens", 1: "vector"}.get(len(shape)) or _bad_shape(shape)
+
+
+def _bad_shape(shape) -> str:
+    raise StitchkitError(f"a probe reads activations of shape (C, H, W), (T, D) or (D,) per sample, got {tuple(shape)}")
+
+
+def feature_count(shape: Sequence[int]) -> int:
+    """Features the probe's linear map sees: channels for conv, the embedding dim for tokens."""
+    kind = activation_kind(shape)
+    return int(shape[0]) if kind == "conv" else int(shape[-1])
+
+
+class FeatureStats:
+    """Streams one layer's probe features and the statistics of its fixed low-rank basis.
+
+    ``update(activation)`` per batch keeps the pooled features and (when a basis is needed) the
+    row covariance; ``basis()`` is a :class:`LowRankBasis` holding *all* principal directions in
+    descending order, so that the rank-r basis is its first r columns.
+    """
+
+    def __init__(self, token_pool: str, need_basis: bool):
+        self.token_pool = token_pool
+        self.need_basis = need_basis
+        self.pooled: list[Tensor] = []
+        self._basis: LowRankBasis | None = None
+        self.shape: tuple[int, ...] | None = None
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        if self.shape is None:
+            self.shape = tuple(int(s) for s in x.shape[1:])
+            feature_count(self.shape)  # validates the layout
+            if self.need_basis:
+                self._basis = LowRankBasis(feature_count(self.shape))
+        if self._basis is not None:
+            self._basis.update(x)
+        self.pooled.append(pool_activation(x, self.token_pool).float().cpu())
+
+    def features(self) -> Tensor:
+        return torch.cat(self.pooled) if self.pooled else torch.empty(0)
+
+    def basis(self) -> LowRankBasis | None:
+        if self._basis is not None and not self._basis.fitted:
+            self._basis.finalize()
+        return self._basis
+
+
+# -- the probes -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One probe: a layer, a rank (None = full) and the layer's per-sample activation shape."""
+
+    layer: str
+    rank: Rank
+    shape: tuple[int, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}@{rank_label(self.rank)}"
+
+    @property
+    def in_features(self) -> int:
+        return feature_count(self.shape)
+
+
+class ProbeBank(nn.Module):
+    """Linear probes for several (layer, rank) pairs over one frozen network's activations.
+
+    ``forward(features)`` takes ``{layer: tensor}`` — either the raw activations (``pooled_input=False``)
+    or the already pooled features (``pooled_input=True``, only for full rank and the fixed basis) —
+    and returns the logits of every probe, in the order of ``specs``.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ProbeSpec],
+        num_classes: int,
+        *,
+        bases: Mapping[str, LowRankBasis | None] | None = None,
+        low_rank_mode: str = "fixed",
+        token_pool: str = "cls",
+        pooled_input: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not specs:
+            raise StitchkitError("no probes requested: give at least one layer")
+        self.specs = list(specs)
+        self.low_rank_mode = low_rank_mode
+        self.token_pool = token_pool
+        self.pooled_input = pooled_input
+        heads = []
+        for spec in self.specs:
+            torch.manual_seed(seed)  # each head starts where it would start alone
+            heads.append(nn.Linear(spec.in_features, num_classes))
+        self.heads = nn.ModuleList(heads)
+        # Fixed bases: the mean and all principal directions of each layer that needs one (buffers).
+        self._basis_index: dict[str, int] = {}
+        means, vectors = [], []
+        needs = {s.layer for s in self.specs if s.rank is not None and s.rank < s.in_features}
+        if low_rank_mode == "fixed":
+            for layer in sorted(needs):
+                basis = (bases or {}).get(layer)
+                if basis is None or not basis.fitted:
+                    raise StitchkitError(f"probes of layer {layer!r} at low rank need a fitted low-rank basis of that layer")
+                self._basis_index[layer] = len(means)
+                means.append(basis.mean.float())
+                vectors.append(basis.basis.float())
+        elif pooled_input and needs:
+            raise StitchkitError("per-batch low rank needs the raw activations, not pooled features")
+        for i, (m, v) in enumerate(zip(means, vectors)):  # constants: buffers, moved by .to(device)
+            self.register_buffer(f"basis_mean_{i}", m.clone())
+            self.register_buffer(f"basis_vectors_{i}", v.clone())
+
+    def _features(self, spec: ProbeSpec, x: Tensor) -> Tensor:
+        truncate = spec.rank is not None and spec.rank < spec.in_features
+        if self.pooled_input:
+            z = x
+        elif truncate and self.low_rank_mode == "per_batch":
+            return pool_activation(low_rank(x, spec.rank), self.token_pool)
+        else:
+            z = pool_activation(x, self.token_pool)
+        if truncate:  # fixed basis, applied to the pooled vector (the same as before pooling)
+            i = self._basis_index[spec.layer]
+            mean, v = getattr(self, f"basis_mean_{i}"), getattr(self, f"basis_vectors_{i}")[:, : spec.rank]
+            z = mean + ((z - mean) @ v) @ v.T
+        return z
+
+    def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
+        return [head(self._features(spec, features[spec.layer]).float()) for spec, head in zip(self.specs, self.heads)]
+
+
+BatchSource = Callable[[Any, torch.device], tuple[dict[str, Tensor], Tensor]]
+
+
+def bank_step(source: BatchSource) -> Callable:
+    """The training loop's step function for a :class:`ProbeBank`: the summed cross-entropy of all
+    probes (see the module docstring) and each probe's hit count as ``acc/<layer>@<rank>``."""
+
+    def step(bank: ProbeBank, batch: Any, device: torch.device):
+        features, labels = source(batch, device)
+        logits = bank(features)
+        losses = [F.cross_entropy(out, labels) for out in logits]
+        stats: dict[str, float] = {}
+        hits_total = 0.0
+        for spec, out, loss in zip(bank.specs, logits, losses):
+            hits = float((out.detach().argmax(dim=1) == labels).sum())
+            stats[f"acc/{spec.key}"] = hits
+            stats[f"loss/{spec.key}"] = float(loss.detach()) * labels.shape[0]
+            hits_total += hits
+        stats["acc"] = hits_total / len(logits)  # the mean over probes, for the progress bar
+        return torch.stack(losses).sum(), labels.shape[0], stats
+
+    return step
+
+
+# -- results ----------------------------------------------------------------------------------------
+
+@dataclass
+class ProbeResult:
+    """One probe's outcome: the final test ("val") accuracy after the last epoch, as the original reports."""
+
+    layer: str
+    rank: Rank
+    val_acc: float
+    val_loss: float
+    train_acc: float
+    train_loss: float
+    in_features: int
+    activation_shape: tuple[int, ...]
+    #: per-epoch (train_acc, val_acc or None)
+    history: list[dict[str, float | None]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}@{rank_label(self.rank)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["activation_shape"] = list(self.activation_shape)
+        return out
+
+
+@dataclass
+class ProbeReport:
+    """All probes of one network, with the configuration and provenance."""
+
+    results: list[ProbeResult]
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def accuracy(self, layer: str, rank: Rank = None) -> float:
+        for r in self.results:
+            if r.layer == layer and r.rank == rank:
+                return r.val_acc
+        raise StitchkitError(f"no probe of layer {layer!r} at rank {rank_label(rank)} in this report")
+
+    def layers(self) -> list[str]:
+        return list(dict.fromkeys(r.layer for r in self.results))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"info": self.info, "config": self.config, "results": [r.to_dict() for r in self.results]}
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        columns = ["layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape"]
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for r in self.results:
+            writer.writerow([r.layer, rank_label(r.rank), f"{r.val_acc:.6f}", f"{r.val_loss:.6f}", f"{r.train_acc:.6f}",
+                             f"{r.train_loss:.6f}", r.in_features, "x".join(map(str, r.activation_shape))])
+        return buffer.getvalue()
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+def train_probe_bank(
+    bank: ProbeBank,
+    source: BatchSource,
+    train_loader: Iterable,
+    test_loader: Iterable,
+    config: ProbeConfig,
+    device: torch.device,
+    *,
+    desc: str = "probes",
+) -> list[ProbeResult]:
+    """Train every probe of ``bank`` with the one training loop; the final test accuracy of each."""
+    config.validate()
+    bank.to(device)
+    optimizer = build_optimizer(bank.parameters(), config.optim())
+    scheduler = build_scheduler(optimizer, config.optim(), config.epochs)
+    step = bank_step(source)
+    histories: dict[str, list[dict[str, float | None]]] = {s.key: [] for s in bank.specs}
+
+    def on_epoch_end(log: EpochLog) -> None:
+        for spec in bank.specs:
+            train_acc = log.train.get(f"acc/{spec.key}")
+            val_acc = log.val.get(f"acc/{spec.key}") if log.val else None
+            histories[spec.key].append({"epoch": log.epoch, "train_acc": train_acc, "val_acc": val_acc})
+            if config.verbose:
+                line = f"Epoch #{log.epoch} {spec.layer} rank {rank_label(spec.rank)}: train accuracy {train_acc:.4f}"
+                if val_acc is not None:
+                    line += f", val accuracy {val_acc:.4f}"
+                print(line, flush=True)
+
+    history = fit(
+        bank, train_loader, optimizer=optimizer, epochs=config.epochs, device=device,
+        val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler, step_fn=step,
+        val_step_fn=step, seed=config.seed, on_epoch_end=on_epoch_end, progress=config.progress, verbose=False, desc=desc,
+    )
+    final_val = history[-1].val if history[-1].val is not None else evaluate(bank, test_loader, device, step_fn=step)
+    final_train = history[-1].train
+    results = []
+    for spec in bank.specs:
+        results.append(ProbeResult(
+            layer=spec.layer, rank=spec.rank, val_acc=float(final_val[f"acc/{spec.key}"]),
+            val_loss=float(final_val[f"loss/{spec.key}"]), train_acc=float(final_train[f"acc/{spec.key}"]),
+            train_loss=float(final_train[f"loss/{spec.key}"]), in_features=spec.in_features, activation_shape=spec.shape,
+            history=histories[spec.key],
+        ))
+    return results
+
+
+def probe_specs(shapes: Mapping[str, tuple[int, ...]], layers: Sequence[str], ranks: Sequence[Rank]) -> list[ProbeSpec]:
+    return [ProbeSpec(layer, rank, tuple(shapes[layer])) for layer in layers for rank in ranks]
+
+
+def _pooled_source(layers: Sequence[str]) -> BatchSource:
+    def source(batch, device):
+        return {layer: batch[i].to(device, non_blocking=True) for i, layer in enumerate(layers)}, batch[-1].to(device, non_blocking=True)
+
+    return source
+
+
+def probe_on_features(
+    train_features: Mapping[str, Tensor],
+    train_labels: Tensor,
+    test_features: Mapping[str, Tensor],
+    test_labels: Tensor,
+    *,
+    shapes: Mapping[str, tuple[int, ...]],
+    bases: Mapping[str, LowRankBasis | None],
+    ranks: Sequence[Rank],
+    num_classes: int,
+    config: ProbeConfig,
+    device: torch.device | str = "cpu",
+) -> list[ProbeResult]:
+    """Train probes on pooled features (full rank or the fixed basis): the fast path, no network."""
+    device = torch.device(device)
+    layers = list(train_features)
+    bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode="fixed",
+                     token_pool=config.token_pool, pooled_input=True, seed=config.seed)
+    train_set = TensorDataset(*[train_features[layer].float() for layer in layers], torch.as_tensor(train_labels).long())
+    test_set = TensorDataset(*[test_features[layer].float() for layer in layers], torch.as_tensor(test_labels).long())
+    train_loader = make_loader(train_set, config.batch_size, shuffle=True)
+    test_loader = make_loader(test_set, config.batch_size, shuffle=False)
+    return train_probe_bank(bank, _pooled_source(layers), train_loader, test_loader, config, device)
+
+
+def _as_tensor(x) -> Tensor:
+    return x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
+
+
+def probe_activations(
+    train: Mapping[str, Any],
+    train_labels,
+    test: Mapping[str, Any],
+    test_labels,
+    *,
+    ranks: Sequence[Rank] | None = None,
+    num_classes: int | None = None,
+    config: ProbeConfig | None = None,
+    device: torch.device | str = "cpu",
+) -> ProbeReport:
+    """Linear probes on activations given as arrays or tensors: ``{layer: (N, C, H, W) | (N, T, D) | (N, D)}``
+    for the training and the test samples, with integer labels.
+
+    Every (layer, rank) combination is trained (``ranks``: ints and None for full rank; default full
+    rank only). Returns the final test accuracies as a :class:`ProbeReport`.
+    """
+    config = (config or ProbeConfig()).validate()
+    ranks = check_ranks(ranks)
+    device = torch.device(device)
+    started = time.perf_counter()
+    if not train:
+        raise StitchkitError("no layers given to probe")
+    if set(train) != set(test):
+        raise StitchkitError(f"train and test activations must have the same layers, got {sorted(train)} and {sorted(test)}")
+    train_labels, test_labels = _as_tensor(train_labels).long(), _as_tensor(test_labels).long()
+    layers = list(train)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in layers:
+        tr, te = _as_tensor(train[layer]), _as_tensor(test[layer])
+        if tr.shape[1:] != te.shape[1:]:
+            raise StitchkitError(f"layer {layer!r}: train activations {tuple(tr.shape)} and test activations {tuple(te.shape)} differ in shape")
+        if tr.shape[0] != train_labels.shape[0] or te.shape[0] != test_labels.shape[0]:
+            raise StitchkitError(f"layer {layer!r}: {tr.shape[0]}/{te.shape[0]} activations but {train_labels.shape[0]}/{test_labels.shape[0]} labels")
+        shapes[layer] = tuple(int(s) for s in tr.shape[1:])
+        feature_count(shapes[layer])
+    if num_classes is None:
+        num_classes = int(max(int(train_labels.max()), int(test_labels.max())) + 1)
+    low = any(r is not None for r in ranks)
+    if config.low_rank_mode == "per_batch" and low:
+        # The original's per-batch SVD needs every batch's raw activation.
+        bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, low_rank_mode="per_batch", token_pool=config.token_pool, seed=config.seed)
+        train_set = TensorDataset(*[_as_tensor(train[layer]).float() for layer in layers], train_labels)
+        test_set = TensorDataset(*[_as_tensor(test[layer]).float() for layer in layers], test_labels)
+        results = train_probe_bank(
+            bank, _pooled_source(layers), make_loader(train_set, config.batch_size, shuffle=True),
+            make_loader(test_set, config.batch_size, shuffle=False), config, device,
+        )
+    else:
+        train_feats, test_feats, bases = {}, {}, {}
+        for layer in layers:
+            stats = FeatureStats(config.token_pool, need_basis=low)
+            data = _as_tensor(train[layer])
+            for start in range(0, data.shape[0], config.feature_batch_size):
+                stats.update(data[start:start + config.feature_batch_size].float())
+            train_feats[layer], bases[layer] = stats.features(), stats.basis()
+            test_feats[layer] = pool_activation(_as_tensor(test[layer]).float(), config.token_pool)
+        results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
+                                    num_classes=num_classes, config=config, device=device)
+    info = {"num_classes": num_classes, "train_samples": int(train_labels.shape[0]), "test_samples": int(test_labels.shape[0]),
+            "seconds": time.perf_counter() - started, "path": "per-batch raw activations" if config.low_rank_mode == "per_batch" and low else "pooled features"}
+    return ProbeReport(results, config_record(config), info)
+
+
+def config_record(config: ProbeConfig) -> dict[str, Any]:
+    out = asdict(config)
+    out["milestones"] = config.resolved_milestones
+    out["optimizer"] = "adam"
+    out["conventions"] = {
+        "accuracy": "test-split accuracy after the last epoch (the original's val accuracy)",
+        "pooling": "conv: global average pool; tokens: " + ("CLS token" if config.token_pool == "cls" else "mean token") + "; vectors: as they are",
+        "low_rank": "fixed basis estimated on the un-augmented training set" if config.low_rank_mode == "fixed"
+        else "centred truncated SVD of every mini-batch (the original)",
+        "lr_decay": "×gamma after each milestone epoch; default e−5 only when e > 5",
+    }
+    return out

@@ -1,0 +1,188 @@
+"""Similarity of two networks' layers: the model-level convenience over :mod:`.pairs`.
+
+:func:`compare_models` extracts the activations of every requested layer of each network in one pass
+of its prefix over the first ``n_samples`` items of a dataset (the original's first 1000 test images),
+once, and computes every measure on every layer pair and rank pair from them
+(:func:`~.pairs.similarity_table`). The same network on both sides (the same object, or the same
+weights by content hash) is extracted once. :func:`compare_checkpoints` loads the two checkpoints and
+the dataset first; it is what ``stitchkit similarity`` calls.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
+from ..errors import StitchkitError
+from ..models.layers import layered
+from ..training.base import make_loader
+from ..utils.device import resolve_device
+from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from .pairs import PairResult, similarity_table
+
+DEFAULT_MEASURES = ("cka", "pwcca", "procrustes")  # the original script's three
+
+
+@dataclass
+class SimilarityReport:
+    """Results of :func:`compare_models` with everything needed to reproduce them."""
+
+    results: list[PairResult]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"info": self.info, "results": [r.to_dict() for r in self.results]}
+
+    def to_csv(self) -> str:
+        columns = ["measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
+                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y"]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in self.results:
+            row = r.to_dict()
+            row["rank_x"] = "full" if row["rank_x"] is None else row["rank_x"]
+            row["rank_y"] = "full" if row["rank_y"] is None else row["rank_y"]
+            row["matrix_shape_x"] = "x".join(map(str, row["matrix_shape_x"]))
+            row["matrix_shape_y"] = "x".join(map(str, row["matrix_shape_y"]))
+            row["value"] = f"{row['value']:.8g}"
+            row["dissimilarity"] = f"{row['dissimilarity']:.8g}"
+            writer.writerow(row)
+        return buffer.getvalue()
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        folder = ensure_writable_dir(out_dir)
+        paths = {"json": folder / "similarity.json", "csv": folder / "similarity.csv"}
+        write_json_atomic(paths["json"], self.to_dict())
+        write_text_atomic(paths["csv"], self.to_csv())
+        return paths
+
+
+def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    lm = layered(model)
+    if not layers or list(layers) == ["all"]:
+        return list(lm.layers)
+    return [lm.check_layer(layer) for layer in dict.fromkeys(layers)]
+
+
+def compare_models(
+    model_x: nn.Module,
+    model_y: nn.Module,
+    layers_x: Sequence[str] | None,
+    layers_y: Sequence[str] | None,
+    data: Dataset,
+    *,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    n_samples: int | None = 1000,
+    ranks_x: Sequence[int | None] = (None,),
+    ranks_y: Sequence[int | None] = (None,),
+    all_pairs: bool = False,
+    policy: str = "auto_original",
+    low_rank_mode: str = "fixed",
+    device: str = "auto",
+    batch_size: int = 256,
+    workers: int = 0,
+    prefetch: int = 1,
+    cache_dir: str | Path | None = None,
+    sample_key: str | None = None,
+    progress: bool = False,
+) -> SimilarityReport:
+    """Every measure on the layer pairs of two networks (``layers``: names, or None / ["all"] for all
+    stitchable layers; matching pairs i-i unless ``all_pairs``) at every rank pair.
+
+    With ``cache_dir`` activations go to an :class:`~stitchkit.activations.ActivationCache` keyed by
+    the model's content hash and ``sample_key`` (default: a description of ``data`` and n).
+    """
+    if batch_size < 1:
+        raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
+    if n_samples is not None and n_samples < 2:
+        raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    layers_x, layers_y = _check_layers(model_x, layers_x), _check_layers(model_y, layers_y)
+    if not all_pairs and len(layers_x) != len(layers_y):
+        raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
+    subset = sample_subset(data, n_samples)
+    fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
+    same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
+    key = sample_key or f"{type(data).__name__}/{len(data)}/n={len(subset)}"
+
+    def extract(model: nn.Module, layers: list[str]):
+        model.to(dev)
+        if cache_dir is not None:
+            return ActivationCache(cache_dir).get(model, layers, subset, key, device=dev, batch_size=batch_size, workers=workers, progress=progress)
+        loader = make_loader(subset, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
+        return extract_activations(model, layers, loader, device=dev, progress=progress)
+
+    t0 = time.perf_counter()
+    if same:
+        acts = extract(model_x, list(dict.fromkeys(layers_x + layers_y)))
+        acts_x = acts_y = acts.layers
+    else:
+        acts_x = extract(model_x, layers_x).layers
+        acts_y = extract(model_y, layers_y).layers
+    extraction_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    results = similarity_table(
+        measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y, ranks_x=ranks_x, ranks_y=ranks_y,
+        all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode,
+    )
+    info = {
+        "model1": {"name": layered(model_x).model_name, "fingerprint": fp_x, "layers": layers_x, "ranks": list(ranks_x)},
+        "model2": {"name": layered(model_y).model_name, "fingerprint": fp_y, "layers": layers_y, "ranks": list(ranks_y)},
+        "same_network": same,
+        "measures": [str(m) for m in measures],
+        "n_samples": len(subset),
+        "samples": "the first n items of the split (the original: the first 1000 test images)",
+        "all_pairs": all_pairs,
+        "policy": policy,
+        "low_rank_mode": low_rank_mode,
+        "device": str(dev),
+        "extraction_seconds": extraction_seconds,
+        "measure_seconds": time.perf_counter() - t1,
+        "seconds": time.perf_counter() - started,
+    }
+    return SimilarityReport(results, info)
+
+
+def compare_checkpoints(
+    model1_path: str,
+    model2_path: str,
+    model1_type: str | None = None,
+    model2_type: str | None = None,
+    layers1: Sequence[str] | None = None,
+    layers2: Sequence[str] | None = None,
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    split: str = "test",
+    model_options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> SimilarityReport:
+    """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
+    the dataset's split, then :func:`compare_models`."""
+    from ..data import get_dataset
+    from ..probing.model import load_for_probing
+    from ..utils.seed import set_seed
+
+    set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
+    model1, name1 = load_for_probing(model1_path, model1_type, dataset=dataset, model_options=model_options)
+    if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and model2_type == model1_type:
+        model2, name2 = model1, name1
+    else:
+        model2, name2 = load_for_probing(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+    if name1 != name2:
+        raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
+    data = get_dataset(name1, split, root=data_root)
+    kwargs.setdefault("sample_key", f"{name1}/{split}/n={kwargs.get('n_samples', 1000)}")
+    report = compare_models(model1, model2, layers1, layers2, data, **kwargs)
+    report.info.update(model1_path=str(model1_path), model2_path=str(model2_path), dataset=name1, split=split)
+    return report

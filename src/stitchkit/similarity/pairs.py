@@ -1,0 +1,244 @@
+"""Many measures on many pairs of representations, each activation truncated and prepared at most once.
+
+A *representation* is a layer of a network at a rank: ``Rep(network, layer, rank)`` (rank None = full).
+:class:`RepresentationBank` holds the activations of several networks' layers (one extraction per
+network and sample set, e.g. from :func:`~stitchkit.activations.extract_activations`) and computes, on
+demand and once each,
+
+* the truncated activation of every (network, layer, rank) (:func:`~.compute.apply_rank`), and
+* the prepared matrix of every (measure, network, layer, rank, concrete policy) (a centred Gram
+  matrix, an SVD; see :mod:`.base`),
+
+so an L × L matrix costs L preparations per side and L² cheap comparisons, and a grid of ranks
+truncates every layer once per rank. :func:`similarity_table` is the all-pairs (or matching-pairs)
+table over two networks, ranks and measures that ``stitchkit similarity`` prints.
+
+**Direct matching between different spatial sizes.** ``dm_residual`` uses every spatial position as a
+data point, which needs the same H × W on both sides. Under ``policy="auto_original"`` the source
+activation (X, the first argument) is resized to the target's H × W first, bilinearly with
+``align_corners=False`` and no antialiasing — what the stitching layer does before its 1 × 1
+convolution (``rc2c_pre``, seed spec 1.3). The truncation to a rank happens before the resize. The
+record's ``resolved_policy`` says ``positions+resize``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import StitchkitError
+from .base import Measure
+from .compute import SimilarityResult, _check_mode, apply_rank
+from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
+from .registry import get_measure, measure_info
+
+
+class Rep(NamedTuple):
+    """One representation: a network's layer at a rank (None = full rank)."""
+
+    network: str
+    layer: str
+    rank: int | None = None
+
+    def label(self) -> str:
+        return f"{self.network}/{self.layer}@{'full' if self.rank is None else self.rank}"
+
+
+RESIZED = "positions+resize"
+
+
+class RepresentationBank:
+    """Activations of several networks, ``{network: {layer: activation}}``, truncated and prepared lazily.
+
+    ``compare(measure, x, y)`` gives ``measure(X, Y)`` for two :class:`Rep` as a
+    :class:`~.compute.SimilarityResult`. Activations may be tensors, arrays or memory-mapped tensors;
+    ``low_rank_mode`` is recorded (both modes give the same matrices on a whole sample set, see
+    :mod:`.compute`). ``forget`` drops cached truncations and preparations to bound memory.
+    """
+
+    def __init__(self, activations: Mapping[str, Mapping[str, Any]], *, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64):
+        if not activations:
+            raise StitchkitError("a representation bank needs the activations of at least one network")
+        self.activations = {str(net): dict(layers) for net, layers in activations.items()}
+        self.low_rank_mode = _check_mode(low_rank_mode)
+        self.dtype = dtype
+        self._truncated: dict[Rep, Tensor] = {}
+        self._prepared: dict[tuple, Any] = {}
+        self.counts = {"truncations": 0, "preparations": 0, "comparisons": 0}
+
+    # -- activations --------------------------------------------------------------------------------
+    def activation(self, network: str, layer: str) -> Tensor:
+        if network not in self.activations:
+            raise StitchkitError(f"unknown network {network!r}; the bank holds {', '.join(self.activations)}")
+        layers = self.activations[network]
+        if layer not in layers:
+            raise StitchkitError(f"network {network!r} has no activations of layer {layer!r}; it has {', '.join(layers)}")
+        return _as_tensor(layers[layer])
+
+    def truncated(self, rep: Rep) -> Tensor:
+        rep = Rep(*rep)
+        if rep not in self._truncated:
+            x = self.activation(rep.network, rep.layer)
+            if rep.rank is not None:
+                x = apply_rank(x, int(rep.rank), self.low_rank_mode, self.dtype)
+                self.counts["truncations"] += 1
+            self._truncated[rep] = x
+        return self._truncated[rep]
+
+    def prepared(self, measure: Measure, rep: Rep, concrete: str, size: tuple[int, int] | None = None):
+        rep = Rep(*rep)
+        key = (measure.name, repr(sorted(measure.options.items())), rep, concrete, size)
+        if key not in self._prepared:
+            x = self.truncated(rep)
+            if size is not None:
+                x = F.interpolate(x.to(measure.dtype), size=size, mode="bilinear", align_corners=False)
+            self._prepared[key] = measure.prepare(to_matrix(x, concrete))
+            self.counts["preparations"] += 1
+        return self._prepared[key]
+
+    def forget(self, *, network: str | None = None, rank: Any = ..., prepared_only: bool = False) -> None:
+        """Drop cached truncations (unless ``prepared_only``) and preparations of ``network`` (all by
+        default) at ``rank`` (all by default)."""
+
+        def hit(rep: Rep) -> bool:
+            return (network is None or rep.network == network) and (rank is ... or rep.rank == rank)
+
+        self._prepared = {k: v for k, v in self._prepared.items() if not hit(k[2])}
+        if not prepared_only:
+            self._truncated = {k: v for k, v in self._truncated.items() if not hit(k)}
+
+    # -- comparing ----------------------------------------------------------------------------------
+    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", **options) -> SimilarityResult:
+        """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``."""
+        start = time.perf_counter()
+        m = get_measure(measure, **options)
+        if m.info.requires_models:
+            m(None, None)  # raises the measure's own explanation
+        x, y = Rep(*x), Rep(*y)
+        xa, ya = self.truncated(x), self.truncated(y)
+        concrete = resolve_policy(xa.shape, ya.shape, policy, m)
+        size = None
+        if (policy == "auto_original" and m.info.original_policy == "positions" and xa.dim() == 4 and ya.dim() == 4
+                and tuple(xa.shape[2:]) != tuple(ya.shape[2:])):
+            size = (int(ya.shape[2]), int(ya.shape[3]))
+        shape_x = tuple(int(s) for s in xa.shape) if size is None else (*tuple(int(s) for s in xa.shape[:2]), *size)
+        try:
+            check_paired(shape_x, ya.shape, concrete)
+        except StitchkitError as e:
+            raise StitchkitError(f"{x.label()} and {y.label()}: {e}") from None
+        px, py = self.prepared(m, x, concrete, size), self.prepared(m, y, concrete)
+        value = m.compare(px, py)
+        self.counts["comparisons"] += 1
+        return SimilarityResult(
+            measure=m.name, value=float(value), kind=m.info.kind, policy=policy, resolved_policy=RESIZED if size else concrete,
+            shape_x=tuple(int(s) for s in xa.shape), shape_y=tuple(int(s) for s in ya.shape),
+            matrix_shape_x=(px.n, px.d), matrix_shape_y=(py.n, py.d), rank_x=x.rank, rank_y=y.rank,
+            low_rank_mode=self.low_rank_mode, options=m.options, seconds=time.perf_counter() - start,
+        )
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """A measure on one pair of representations: which pair, and the :class:`SimilarityResult`."""
+
+    x: Rep
+    y: Rep
+    result: SimilarityResult
+
+    @property
+    def value(self) -> float:
+        return self.result.value
+
+    @property
+    def dissimilarity(self) -> float:
+        return measure_info(self.result.measure).dissimilarity(self.result.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"network_x": self.x.network, "layer_x": self.x.layer, "network_y": self.y.network, "layer_y": self.y.layer}
+        out.update(self.result.to_dict())
+        out["dissimilarity"] = self.dissimilarity
+        return out
+
+
+def layer_pairs(layers_x: Sequence[str], layers_y: Sequence[str], all_pairs: bool) -> list[tuple[str, str]]:
+    """Every (x, y) pair, or the matching pairs (i-th with i-th) when not ``all_pairs``."""
+    if all_pairs:
+        return [(a, b) for a in layers_x for b in layers_y]
+    if len(layers_x) != len(layers_y):
+        raise StitchkitError(
+            f"matching layer pairs need as many layers on both sides, got {len(layers_x)} and {len(layers_y)}; ask for all pairs instead"
+        )
+    return list(zip(layers_x, layers_y))
+
+
+def similarity_table(
+    measures: Iterable[str | Measure],
+    acts_x: Mapping[str, Any],
+    acts_y: Mapping[str, Any] | None = None,
+    *,
+    layers_x: Sequence[str] | None = None,
+    layers_y: Sequence[str] | None = None,
+    ranks_x: Sequence[int | None] = (None,),
+    ranks_y: Sequence[int | None] = (None,),
+    all_pairs: bool = True,
+    policy: str = "auto_original",
+    low_rank_mode: str = "fixed",
+    names: tuple[str, str] = ("model1", "model2"),
+) -> list[PairResult]:
+    """Every measure on every (layer pair, rank pair) of two networks' activations ``{layer: activation}``.
+
+    ``acts_y=None`` compares the network with itself (then a symmetric measure at equal ranks is
+    computed on one triangle and mirrored). Each layer is truncated once per rank and prepared once
+    per (measure, rank, policy). Results are ordered by rank x, rank y, measure, then layer pair.
+    """
+    same = acts_y is None or acts_y is acts_x
+    name_x, name_y = names
+    if same:
+        acts_y, name_y = acts_x, name_x
+    layers_x = list(layers_x) if layers_x else list(acts_x)
+    layers_y = list(layers_y) if layers_y else list(acts_y)  # type: ignore[arg-type]
+    pairs = layer_pairs(layers_x, layers_y, all_pairs)
+    measures = [get_measure(m) for m in measures]
+    if not measures:
+        raise StitchkitError("no measures given")
+    for m in measures:
+        if m.info.requires_models:
+            raise StitchkitError(f"{m.name} is computed from two models and data, not from activations: use `stitchkit stitch`")
+    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y}, low_rank_mode=low_rank_mode)
+    out: list[PairResult] = []
+    for i, rx in enumerate(ranks_x):
+        for ry in ranks_y:
+            for m in measures:
+                done: dict[tuple[str, str], SimilarityResult] = {}
+                for lx, ly in pairs:
+                    x, y = Rep(name_x, lx, rx), Rep(name_y, ly, ry)
+                    if same and rx == ry and m.info.symmetric and (ly, lx) in done:
+                        mirrored = done[(ly, lx)]
+                        result = SimilarityResult(**{**mirrored.to_dict(), "shape_x": mirrored.shape_y, "shape_y": mirrored.shape_x,
+                                                     "matrix_shape_x": mirrored.matrix_shape_y, "matrix_shape_y": mirrored.matrix_shape_x,
+                                                     "seconds": 0.0})
+                    else:
+                        result = bank.compare(m, x, y, policy=policy)
+                    done[(lx, ly)] = result
+                    out.append(PairResult(x, y, result))
+        # Truncations of x at this rank are not needed again (unless y shares them).
+        if not (same and rx in ranks_y) and rx not in ranks_x[i + 1:]:
+            bank.forget(network=name_x, rank=rx)
+    return out
+
+
+def result_matrix(results: Sequence[PairResult], measure: str, *, rank_x=None, rank_y=None) -> tuple[np.ndarray, list[str], list[str]]:
+    """The L × L' matrix of ``measure`` at one rank pair from a :func:`similarity_table` (NaN where missing)."""
+    chosen = [r for r in results if r.result.measure == measure and r.x.rank == rank_x and r.y.rank == rank_y]
+    rows = list(dict.fromkeys(r.x.layer for r in chosen))
+    cols = list(dict.fromkeys(r.y.layer for r in chosen))
+    out = np.full((len(rows), len(cols)), np.nan)
+    for r in chosen:
+        out[rows.index(r.x.layer), cols.index(r.y.layer)] = r.value
+    return out, rows, cols

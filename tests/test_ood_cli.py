@@ -1,0 +1,92 @@
+"""`stitchkit detector` and `stitchkit ood` end to end on tiny models and offline data."""
+
+import json
+
+import pytest
+import torch
+
+from stitchkit.cli import build_parser, main
+from stitchkit.models import get_model
+from stitchkit.models.checkpoint import save_checkpoint
+from stitchkit.ood import DetectorRegistry
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [["detector"], ["detector", "train"], ["detector", "check"], ["ood"]])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(command + ["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "stitchkit detector train" in out or "stitchkit ood" in out
+
+
+def test_the_original_flags_are_accepted():
+    args = build_parser().parse_args(
+        "detector train m.pt resnet18 layer3.1 -m repr_cls_resnet18 -d cifar10 -data /d -e 5 -b 512 -gpu -1 -s 3 -lr 0.01 -wd 0 "
+        "-rlre 2 4 -dir out -sf 2 -ftidd cifar5m -ftiddata /a -ftoodd outlier_exposure -ftooddata /b -fe 7 -m-in -20 -m-out -5 "
+        "-score OE -fdir reg".split()
+    )
+    assert (args.source_model_path, args.source_model_type, args.source_layer_name, args.model_type) == ("m.pt", "resnet18", "layer3.1", "repr_cls_resnet18")
+    assert (args.dataset, args.data_root, args.epochs, args.batch_size, args.device, args.seed, args.lr, args.weight_decay) == ("cifar10", "/d", 5, 512, "-1", 3, 0.01, 0.0)
+    assert (args.milestones, args.save_dir, args.save_frequency, args.ft_id_dataset, args.ft_id_root, args.ft_ood_dataset) == ([2, 4], "out", 2, "cifar5m", "/a", "outlier_exposure")
+    assert (args.ft_ood_root, args.ft_epochs, args.m_in, args.m_out, args.score, args.final_save_dir) == ("/b", 7, -20.0, -5.0, "OE", "reg")
+    ood = build_parser().parse_args("ood res -d cifar10 -b 64 -gpu 0 -data /d -idd cifar10 -iddata /i -detectors det -scd svhn -scdata /s -ed e".split())
+    assert (ood.source_dir, ood.dataset, ood.batch_size, ood.id_dataset, ood.id_root, ood.detector_dir, ood.sanity_dataset, ood.sanity_root, ood.out) == (
+        "res", "cifar10", 64, "cifar10", "/i", "det", "svhn", "/s", "e")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    model = get_model("resnet18", num_classes=10, in_channels=1, input_size=28, width=4).eval()
+    return tmp, save_checkpoint(tmp / "source.pt", model, dataset="digits", input_shape=(1, 28, 28))
+
+
+def test_detector_train_all_layers_check_and_list(source, capsys):
+    tmp, path = source
+    code, out, err = run(["detector", "train", path, "-", "--layers", "all", "-m", "repr_cls_resnet18", "--width", "4", "-e", "1", "-fe", "1",
+                          "-b", "16", "-ftoodd", "natural_patches_gray", "--train-subset", "32", "--ft-samples", "16", "--val-subset", "16",
+                          "-gpu", "-1", "-dir", tmp / "det", "-fdir", tmp / "fdir", "--no-progress"], capsys)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [line["layer"] for line in lines] == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
+    assert "FT Epoch #1 FT loss" in out and len(DetectorRegistry(tmp / "fdir").entries()) == 8
+    code, out, err = run(["detector", "check", path, "--layers", "layer1.0", "layer4.1", "-detectors", tmp / "fdir", "-scd", "noise",
+                          "--training-free", "knn", "--knn-k", "5", "--fit-samples", "64", "--id-samples", "48", "--sanity-samples", "48",
+                          "-gpu", "-1", "-o", tmp / "check.json"], capsys)
+    assert code == 0, err
+    assert "energy AUROC" in out and "knn AUROC" in out and "layer4.1" in out and "ID positive" in out
+    assert set(json.loads((tmp / "check.json").read_text())["metrics"]) == {"layer1.0", "layer4.1"}
+    code, out, _ = run(["detector", "list", "-fdir", tmp / "fdir"], capsys)
+    assert code == 0 and out.count("repr_cls_resnet18") == 8
+    code, _, err = run(["detector", "train", path, "-", "-dir", tmp / "x", "-gpu", "-1"], capsys)
+    assert code == 2 and "give the layer" in err
+    code, _, err = run(["detector", "train", path, "-", "layer9.9", "-dir", tmp / "x", "-gpu", "-1"], capsys)
+    assert code == 2 and "valid layers" in err
+
+
+def test_ood_command_on_a_folder_of_stitches(source, capsys):
+    experiment = pytest.importorskip("stitchkit.stitching.experiment")
+    tmp, path = source
+    settings = experiment.StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
+                                         progress=False, verbose=False)
+    experiment.stitch_grid(str(path), str(path), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=tmp / "stitches")
+    code, out, err = run(["ood", tmp / "stitches", "-detectors", "none", "--training-free", "mahalanobis", "knn", "--knn-k", "5",
+                          "--fit-samples", "100", "--test-samples", "64", "-scd", "noise", "-gpu", "-1", "-b", "32"], capsys)
+    assert code == 0, err
+    assert "STITCHING ACCURACY" in out and "STITCHING OOD Detection AUROC (mahalanobis)" in out and "sanity checks: noise" in out
+    data = json.loads((tmp / "stitches" / "ood" / "ood_matrices.json").read_text())
+    assert data["front_layers"] == ["layer3.1", "layer4.0"] and data["end_layers"] == ["layer4.0"]
+    # layer4.0 direct-matched to itself is in distribution
+    assert data["detectors"]["mahalanobis"]["auroc"][1][0] == pytest.approx(0.5, abs=0.05)
+    assert (tmp / "stitches" / "ood" / "accuracy.csv").is_file()
+    runs = list((tmp / "stitches" / "ood" / "energies" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "knn.npy").is_file() for r in runs)
+    assert (tmp / "stitches" / "ood" / "energies" / "id" / "layer4.0" / "mahalanobis.npy").is_file()
