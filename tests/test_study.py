@@ -186,3 +186,27 @@ def test_cli_status_schema_and_bad_config(tmp_path, capsys):
     broken.write_text("[networks\n")
     assert main(["study", str(broken)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_every_unit_kind_end_to_end(tmp_path):
+    """Two tiny networks through every method: stitch grids (DM, TLM), detectors and the OOD test,
+    similarity, probes, sensitivity and specificity; then the report shows their matrices."""
+    config = Path(__file__).parent / "configs" / "tiny_study.toml"
+    summary = run_study(config, tmp_path / "s", progress=False)
+    assert summary.counts == {"pending": 0, "running": 0, "done": 12, "failed": 0}
+    with Store(tmp_path / "s" / "study.sqlite") as store:
+        by_kind = {}
+        for r in store.all():
+            by_kind.setdefault(r.kind, []).append(r)
+    dm = next(r for r in by_kind["stitch"] if r.config["method"] == "dm")
+    acc = dm.metrics["matrices"]["DM accuracy"]
+    assert acc["rows"] == ["layer1.0", "layer4.1"] and all(0 <= v <= 1 for row in acc["values"] for v in row)
+    assert dm.model_hashes["front"] != dm.model_hashes["end"] and dm.conventions
+    ood = by_kind["ood"][0].metrics["matrices"]
+    assert {"AUROC (energy)", "AUROC (mahalanobis)", "AUROC (knn)"} <= set(ood)
+    assert set(by_kind["similarity"][0].metrics["matrices"]) == {"cka", "pwcca", "procrustes"}
+    sens = by_kind["sensitivity"][0].metrics["tables"]
+    assert any(row["measure"] == "cka" for rows in sens.values() for row in rows)
+    text = write_report(tmp_path / "s").read_text()
+    for needle in ("DM accuracy", "TLM accuracy", "AUROC (energy)", "cka", "probe accuracy", "sensitivity test", "Base networks"):
+        assert needle in text, needle
