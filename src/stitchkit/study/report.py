@@ -11,16 +11,14 @@ Units report in two generic shapes, so the report needs no knowledge of each kin
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import StitchkitError
-from ..utils.io import write_text_atomic
+from ..utils.io import write_csv_atomic, write_text_atomic
 from .runner import STORE_NAME
 from .store import Store, UnitRecord
 
@@ -72,14 +70,8 @@ def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
 
 
 def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path_csv, buffer.getvalue())
+    """CSV, and Parquet beside it when pyarrow is installed."""
+    write_csv_atomic(path_csv, rows)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

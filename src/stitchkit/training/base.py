@@ -15,7 +15,6 @@ Outputs of a training run in ``save_dir`` (the original's files first):
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import time
@@ -30,7 +29,7 @@ from .. import __version__
 from ..errors import StitchkitError
 from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, save_checkpoint, save_state_dict, unwrap
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.seed import seed_worker, set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
@@ -126,15 +125,7 @@ def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n].tolist())
 
 
-def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+_write_csv = write_csv_atomic  # training_logs.csv of every trainer (base models, detectors, stitches)
 
 
 def _read_csv(path: Path) -> list[dict[str, float]]:

@@ -48,6 +48,21 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_csv_atomic(target: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts as CSV; the columns are every key seen, in first-seen order."""
+    import csv
+    import io
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(target, buffer.getvalue())
+
+
 def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=4, sort_keys=False, default=_json_default) + "\n")
 
