@@ -210,3 +210,10 @@ def test_every_unit_kind_end_to_end(tmp_path):
     text = write_report(tmp_path / "s").read_text()
     for needle in ("DM accuracy", "TLM accuracy", "AUROC (energy)", "cka", "probe accuracy", "sensitivity test", "Base networks"):
         assert needle in text, needle
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "paper_cifar10_resnet18.toml", "paper_cifar10_vit_tiny.toml"])
+def test_example_configs_validate_and_plan(name, tmp_path):
+    status = study_status(Path(__file__).parent.parent / "examples" / name, tmp_path / "s")
+    kinds = status["by_kind"]
+    assert kinds["train"]["pending"] == 3 and {"stitch", "detectors", "ood", "similarity", "probes", "sensitivity", "specificity"} <= set(kinds)

@@ -94,6 +94,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
         "detector_options": Key(dict, {"width": 8}, "detector architecture options"),
         "outliers": Key(str, "natural_patches_gray", "auxiliary outlier set for fine-tuning"),
+        "finetune_id": Key((str, type(None)), None, "in-distribution set of the fine-tuning (the paper: cifar5m; default the study's dataset)"),
         "sanity": Key((str, type(None)), "digits", "sanity-check OOD set per layer (None to skip)"),
         "pretrain_epochs": Key(int, 1, "detector pre-training epochs", check=_positive, check_text="must be ≥ 1"),
         "finetune_epochs": Key(int, 1, "energy fine-tuning epochs", check=_positive, check_text="must be ≥ 1"),

@@ -225,7 +225,7 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     config = DetectorTrainConfig(
         save_dir=str(ctx.out_dir / "training"), model_type=p["detector"], model_options=dict(p["options"]), dataset=p["dataset"],
         data_root=ctx.settings.get("data_root"), epochs=p["pretrain_epochs"], batch_size=p["batch_size"], seed=p["seed"],
-        ft_ood_dataset=p["outliers"], ft_epochs=p["finetune_epochs"], train_subset=p["train_subset"], ft_samples=p["train_subset"],
+        ft_id_dataset=p.get("finetune_id"), ft_ood_dataset=p["outliers"], ft_epochs=p["finetune_epochs"], train_subset=p["train_subset"], ft_samples=p["train_subset"],
         val_subset=0, final_save_dir=str(registry), device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0),
         progress=ctx.settings.get("progress", False), verbose=False,
     )

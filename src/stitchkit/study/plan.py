@@ -124,7 +124,7 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
         detector_units: dict[str, Unit] = {}
         if oc["energy"]:
             for end_id in sorted({u.deps[1] for u in stitch_units}, key=[n.id for n in networks].index):
-                params = {**common, "detector": oc["detector"], "options": oc["detector_options"], "layers": end_layers, "outliers": oc["outliers"],
+                params = {**common, "detector": oc["detector"], "options": oc["detector_options"], "layers": end_layers, "outliers": oc["outliers"], "finetune_id": oc["finetune_id"],
                           "pretrain_epochs": oc["pretrain_epochs"], "finetune_epochs": oc["finetune_epochs"], "batch_size": oc["batch_size"],
                           "train_subset": oc["train_subset"]}
                 label = next(n.label for n in networks if n.id == end_id).split(" ", 1)[1]
