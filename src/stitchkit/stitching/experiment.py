@@ -52,7 +52,7 @@ from ..errors import StitchkitError, unknown_name
 from ..models.layers import layered
 from ..training.optim import OptimConfig
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir, torch_save_atomic, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir, torch_save_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..utils.seed import set_seed
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .matching import (
@@ -417,12 +417,6 @@ def original_config(front: Donor, end: Donor, front_layer: str, end_layer: str, 
     }
 
 
-def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    from ..training.base import _write_csv as write_csv  # the training runs' training_logs.csv writer
-
-    write_csv(path, rows)
-
-
 def _publish(final_dir: Path, write: Callable[[Path], None], overwrite: bool) -> None:
     """Write a run into a hidden temporary folder beside ``final_dir`` and rename it into place, so a
     run folder is complete or absent (an interrupted run leaves only a hidden ``.*.partial`` folder)."""
@@ -676,7 +670,7 @@ class _Session:
                 if basis is not None:
                     torch_save_atomic({"rank": basis.rank, "mean": basis.mean.cpu(), "basis": basis.basis.cpu()}, folder / BASIS_FILE)
             if result.train_history:
-                _write_csv(folder / "training_logs.csv", result.train_history)
+                write_csv_atomic(folder / "training_logs.csv", result.train_history)
             write_json_atomic(folder / RESULT_FILE, result.to_dict())
 
         _publish(final_dir, write, s.overwrite)
