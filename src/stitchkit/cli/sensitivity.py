@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
                    help=f"measures to test; choose from {', '.join(choices)} (dm_accuracy and tlm_accuracy stitch networks)")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images for the array measures")
     p.add_argument("--policy", default="auto_original", choices=POLICIES, help="activation policy of the array measures")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=LOW_RANK_MODES,
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
                    help="probes (and stitches): a fixed basis from the training set, or the original's per-batch SVD")
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset)")
     g = p.add_argument_group("probes (the functional score; defaults are the original's exec_probe.py)")

@@ -97,7 +97,7 @@ def register(sub) -> None:
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images (the original: 1000)")
     p.add_argument("--policy", default="auto_original", choices=POLICIES,
                    help="how activations become data matrices; auto_original: flatten for CKA, positions (same shapes) or pooled for PWCCA/Procrustes")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=["fixed", "per_batch"],
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=["fixed", "per_batch"],
                    help="recorded with the results; on the whole sample set both modes truncate identically")
     p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")

@@ -121,6 +121,8 @@ class ProbeConfig:
     progress: bool = False
 
     def validate(self) -> "ProbeConfig":
+        if isinstance(self.low_rank_mode, str):
+            self.low_rank_mode = self.low_rank_mode.replace("-", "_")  # the stitching commands spell it per-batch
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),

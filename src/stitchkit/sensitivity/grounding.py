@@ -320,6 +320,7 @@ class GroundingSettings:
     verbose: bool = True
 
     def validate(self) -> "GroundingSettings":
+        self.low_rank_mode = str(self.low_rank_mode).replace("-", "_")  # the stitching commands spell it per-batch
         self.probe.validate()
         array, stitch = split_measures(self.measures)
         if not array and not stitch:
@@ -541,7 +542,7 @@ def stitching_measure_values(
                                   optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5))
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
                        data_root=data_root, device=settings.device, workers=settings.workers, prefetch=settings.prefetch,
-                       low_rank_mode=settings.low_rank_mode, save_weights=False, progress=settings.progress, verbose=False)
+                       low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, progress=settings.progress, verbose=False)
         groups: dict[tuple[str, str, int | None], list[int]] = {}
         for i, c in enumerate(comparisons):
             groups.setdefault((c.candidate.network, c.reference.network, c.candidate.rank), []).append(i)
