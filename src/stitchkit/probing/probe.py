@@ -56,11 +56,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from ..activations.low_rank import LowRankBasis, low_rank
 from ..errors import StitchkitError
-from ..training.base import make_loader
 from ..training.loop import EpochLog, evaluate, fit
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
 
@@ -244,6 +243,11 @@ class ProbeBank(nn.Module):
     ``forward(features)`` takes ``{layer: tensor}`` — either the raw activations (``pooled_input=False``)
     or the already pooled features (``pooled_input=True``, only for full rank and the fixed basis) —
     and returns the logits of every probe, in the order of ``specs``.
+
+    The probes of one layer are stored stacked — weights ``(ranks, classes, features)`` — and, with the
+    fixed basis, their projections too (``P_r = V_r V_rᵀ``, the identity at full rank), so a batch
+    costs two batched products per layer, not a Python loop over probes. Each probe's slice is its own
+    (Adam acts element-wise), initialised as ``nn.Linear`` right after ``torch.manual_seed(seed)``.
     """
 
     def __init__(
@@ -261,48 +265,75 @@ class ProbeBank(nn.Module):
         if not specs:
             raise StitchkitError("no probes requested: give at least one layer")
         self.specs = list(specs)
+        self.keys = [s.key for s in self.specs]
         self.low_rank_mode = low_rank_mode
         self.token_pool = token_pool
         self.pooled_input = pooled_input
-        heads = []
-        for spec in self.specs:
-            torch.manual_seed(seed)  # each head starts where it would start alone
-            heads.append(nn.Linear(spec.in_features, num_classes))
-        self.heads = nn.ModuleList(heads)
-        # Fixed bases: the mean and all principal directions of each layer that needs one (buffers).
-        self._basis_index: dict[str, int] = {}
-        means, vectors = [], []
-        needs = {s.layer for s in self.specs if s.rank is not None and s.rank < s.in_features}
-        if low_rank_mode == "fixed":
-            for layer in sorted(needs):
-                basis = (bases or {}).get(layer)
-                if basis is None or not basis.fitted:
-                    raise StitchkitError(f"probes of layer {layer!r} at low rank need a fitted low-rank basis of that layer")
-                self._basis_index[layer] = len(means)
-                means.append(basis.mean.float())
-                vectors.append(basis.basis.float())
-        elif pooled_input and needs:
+        self.layers = list(dict.fromkeys(s.layer for s in self.specs))
+        self._groups: dict[str, list[int]] = {layer: [i for i, s in enumerate(self.specs) if s.layer == layer] for layer in self.layers}
+        needs = {s.layer for s in self.specs if self._truncates(s)}
+        if low_rank_mode != "fixed" and pooled_input and needs:
             raise StitchkitError("per-batch low rank needs the raw activations, not pooled features")
-        for i, (m, v) in enumerate(zip(means, vectors)):  # constants: buffers, moved by .to(device)
-            self.register_buffer(f"basis_mean_{i}", m.clone())
-            self.register_buffer(f"basis_vectors_{i}", v.clone())
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for g, layer in enumerate(self.layers):
+            group = [self.specs[i] for i in self._groups[layer]]
+            if len({s.in_features for s in group}) != 1:
+                raise StitchkitError(f"probes of layer {layer!r} disagree on its shape")
+            weights, biases = [], []
+            for spec in group:
+                torch.manual_seed(seed)  # each probe starts where it would start alone
+                head = nn.Linear(spec.in_features, num_classes)
+                weights.append(head.weight.detach().clone())
+                biases.append(head.bias.detach().clone())
+            self.weights.append(nn.Parameter(torch.stack(weights)))
+            self.biases.append(nn.Parameter(torch.stack(biases)))
+            if low_rank_mode == "fixed":
+                # constants (buffers, moved by .to): the mean and one projector per probe (identity at full rank)
+                f = group[0].in_features
+                mean, projectors = torch.zeros(f), torch.eye(f).repeat(len(group), 1, 1)
+                if layer in needs:
+                    basis = (bases or {}).get(layer)
+                    if basis is None or not basis.fitted:
+                        raise StitchkitError(f"probes of layer {layer!r} at low rank need a fitted low-rank basis of that layer")
+                    mean = basis.mean.float()
+                    for k, spec in enumerate(group):
+                        if self._truncates(spec):
+                            v = basis.basis.float()[:, : spec.rank]
+                            projectors[k] = v @ v.T
+                self.register_buffer(f"mean_{g}", mean.clone())
+                self.register_buffer(f"projectors_{g}", projectors)
+
+    @staticmethod
+    def _truncates(spec: ProbeSpec) -> bool:
+        return spec.rank is not None and spec.rank < spec.in_features
+
+    def _group_features(self, g: int, x: Tensor) -> Tensor:
+        """The features of every probe of layer group ``g``: (probes, batch, features)."""
+        group = [self.specs[i] for i in self._groups[self.layers[g]]]
+        if self.low_rank_mode == "per_batch" and not self.pooled_input:
+            return torch.stack([pool_activation(low_rank(x, s.rank) if self._truncates(s) else x, self.token_pool) for s in group]).float()
+        z = (x if self.pooled_input else pool_activation(x, self.token_pool)).float()
+        if not any(self._truncates(s) for s in group):
+            return z.unsqueeze(0).expand(len(group), -1, -1)
+        # the fixed basis applied to the pooled vector (the same as projecting every position, then pooling)
+        mean = getattr(self, f"mean_{g}")
+        return mean + torch.einsum("bf,rfg->rbg", z - mean, getattr(self, f"projectors_{g}"))
 
     def _features(self, spec: ProbeSpec, x: Tensor) -> Tensor:
-        truncate = spec.rank is not None and spec.rank < spec.in_features
-        if self.pooled_input:
-            z = x
-        elif truncate and self.low_rank_mode == "per_batch":
-            return pool_activation(low_rank(x, spec.rank), self.token_pool)
-        else:
-            z = pool_activation(x, self.token_pool)
-        if truncate:  # fixed basis, applied to the pooled vector (the same as before pooling)
-            i = self._basis_index[spec.layer]
-            mean, v = getattr(self, f"basis_mean_{i}"), getattr(self, f"basis_vectors_{i}")[:, : spec.rank]
-            z = mean + ((z - mean) @ v) @ v.T
-        return z
+        """The features one probe sees (for inspection and tests)."""
+        i = self.specs.index(spec)
+        g = self.layers.index(spec.layer)
+        return self._group_features(g, x)[self._groups[spec.layer].index(i)]
 
     def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
-        return [head(self._features(spec, features[spec.layer]).float()) for spec, head in zip(self.specs, self.heads)]
+        out: list[Tensor | None] = [None] * len(self.specs)
+        for g, layer in enumerate(self.layers):
+            z = self._group_features(g, features[layer])
+            logits = torch.einsum("rbf,rkf->rbk", z, self.weights[g]) + self.biases[g][:, None, :]
+            for k, i in enumerate(self._groups[layer]):
+                out[i] = logits[k]
+        return out  # type: ignore[return-value]
 
 
 BatchSource = Callable[[Any, torch.device], tuple[dict[str, Tensor], Tensor]]
@@ -314,17 +345,17 @@ def bank_step(source: BatchSource) -> Callable:
 
     def step(bank: ProbeBank, batch: Any, device: torch.device):
         features, labels = source(batch, device)
-        logits = bank(features)
-        losses = [F.cross_entropy(out, labels) for out in logits]
+        logits = torch.stack(bank(features))  # (probes, batch, classes): one loss and one count for all probes
+        n, classes = labels.shape[0], logits.shape[-1]
+        losses = F.cross_entropy(logits.reshape(-1, classes), labels.repeat(len(bank.specs)), reduction="none").view(-1, n).mean(dim=1)
+        hits = (logits.detach().argmax(dim=-1) == labels).sum(dim=1).tolist()
+        loss_values = losses.detach().tolist()
         stats: dict[str, float] = {}
-        hits_total = 0.0
-        for spec, out, loss in zip(bank.specs, logits, losses):
-            hits = float((out.detach().argmax(dim=1) == labels).sum())
-            stats[f"acc/{spec.key}"] = hits
-            stats[f"loss/{spec.key}"] = float(loss.detach()) * labels.shape[0]
-            hits_total += hits
-        stats["acc"] = hits_total / len(logits)  # the mean over probes, for the progress bar
-        return torch.stack(losses).sum(), labels.shape[0], stats
+        for key, h, loss in zip(bank.keys, hits, loss_values):
+            stats["acc/" + key] = float(h)
+            stats["loss/" + key] = loss * n
+        stats["acc"] = sum(hits) / len(hits)  # the mean over probes, for the progress bar
+        return losses.sum(), n, stats
 
     return step
 
@@ -440,6 +471,15 @@ def probe_specs(shapes: Mapping[str, tuple[int, ...]], layers: Sequence[str], ra
     return [ProbeSpec(layer, rank, tuple(shapes[layer])) for layer in layers for rank in ranks]
 
 
+def tensor_loader(tensors: Sequence[Tensor], batch_size: int, *, shuffle: bool) -> DataLoader:
+    """Mini-batches of in-memory tensors, indexed a whole batch at a time (no per-item collation). The
+    sampler is the one a ``DataLoader(shuffle=...)`` uses, so the batches are the same as those of an
+    image loader of the same length under the same seed."""
+    dataset = TensorDataset(*tensors)
+    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
+
+
 def _pooled_source(layers: Sequence[str]) -> BatchSource:
     def source(batch, device):
         return {layer: batch[i].to(device, non_blocking=True) for i, layer in enumerate(layers)}, batch[-1].to(device, non_blocking=True)
@@ -465,10 +505,10 @@ def probe_on_features(
     layers = list(train_features)
     bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode="fixed",
                      token_pool=config.token_pool, pooled_input=True, seed=config.seed)
-    train_set = TensorDataset(*[train_features[layer].float() for layer in layers], torch.as_tensor(train_labels).long())
-    test_set = TensorDataset(*[test_features[layer].float() for layer in layers], torch.as_tensor(test_labels).long())
-    train_loader = make_loader(train_set, config.batch_size, shuffle=True)
-    test_loader = make_loader(test_set, config.batch_size, shuffle=False)
+    train_loader = tensor_loader([*(train_features[layer].float() for layer in layers), torch.as_tensor(train_labels).long()],
+                                 config.batch_size, shuffle=True)
+    test_loader = tensor_loader([*(test_features[layer].float() for layer in layers), torch.as_tensor(test_labels).long()],
+                                config.batch_size, shuffle=False)
     return train_probe_bank(bank, _pooled_source(layers), train_loader, test_loader, config, device)
 
 
@@ -518,11 +558,11 @@ def probe_activations(
     if config.low_rank_mode == "per_batch" and low:
         # The original's per-batch SVD needs every batch's raw activation.
         bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, low_rank_mode="per_batch", token_pool=config.token_pool, seed=config.seed)
-        train_set = TensorDataset(*[_as_tensor(train[layer]).float() for layer in layers], train_labels)
-        test_set = TensorDataset(*[_as_tensor(test[layer]).float() for layer in layers], test_labels)
         results = train_probe_bank(
-            bank, _pooled_source(layers), make_loader(train_set, config.batch_size, shuffle=True),
-            make_loader(test_set, config.batch_size, shuffle=False), config, device,
+            bank, _pooled_source(layers),
+            tensor_loader([*(_as_tensor(train[layer]).float() for layer in layers), train_labels], config.batch_size, shuffle=True),
+            tensor_loader([*(_as_tensor(test[layer]).float() for layer in layers), test_labels], config.batch_size, shuffle=False),
+            config, device,
         )
     else:
         train_feats, test_feats, bases = {}, {}, {}
