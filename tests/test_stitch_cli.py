@@ -189,3 +189,20 @@ def test_help_has_examples(command, capsys):
                      "--mod-only-stitch", "-i", "-pinv-samples", "-l1", "-c2t-cls", "-t2c-cls", "-upsample", "--front-stitch-rank",
                      "--front-pinv-rank", "-sched", "--grad-clip", "--low-rank-mode", "--front-layers", "--end-layers", "--overwrite"]:
             assert f" {flag}" in out, flag
+
+
+def test_no_save_and_two_experiments_in_one_folder(checkpoints, tmp_path, capsys):
+    a, b = checkpoints
+    base = [a, b, "-", "-", "layer2.0", "layer2.0", "rc2c_pre", "-e", "0", "--test-samples", "40", "--results-root", tmp_path] + FAST
+    assert run(["stitch", *base, "-i", "pinv", "--no-save"], capsys)[0] == 0
+    assert run(["stitch", *base, "-i", "eye"], capsys)[0] == 0
+    runs = sorted(tmp_path.iterdir())
+    assert [sorted(p.name for p in r.iterdir()) for r in runs] == [
+        ["config.json", "config.txt", "final_model.pt", "result.json", "summary.txt"],  # eye (sorted first by name)
+        ["config.json", "config.txt", "result.json", "summary.txt"],  # pinv with --no-save
+    ]
+    code, out, _ = run(["collect", tmp_path, "-o", tmp_path / "tables"], capsys)
+    assert code == 0 and out.count("== ") == 2 and "init=eye" in out and "init=pinv" in out
+    groups = json.loads((tmp_path / "tables" / "matrices.json").read_text())["groups"]
+    assert len(groups) == 2 and len({g["config_key"] for g in groups}) == 2
+    assert sum(1 for p in (tmp_path / "tables").iterdir() if p.is_dir()) == 2  # one folder of CSVs per experiment
