@@ -188,11 +188,13 @@ def test_cli_status_schema_and_bad_config(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
 
 
-def test_every_unit_kind_end_to_end(tmp_path):
+def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     """Two tiny networks through every method: stitch grids (DM, TLM), detectors and the OOD test,
-    similarity, probes, sensitivity and specificity; then the report shows their matrices."""
+    similarity, probes, sensitivity and specificity; then the report shows their matrices. The study
+    folder is given as a relative path, as users type it (units must still find each other's files)."""
     config = Path(__file__).parent / "configs" / "tiny_study.toml"
-    summary = run_study(config, tmp_path / "s", progress=False)
+    monkeypatch.chdir(tmp_path)
+    summary = run_study(config, Path("s"), progress=False)
     assert summary.counts == {"pending": 0, "running": 0, "done": 12, "failed": 0}
     with Store(tmp_path / "s" / "study.sqlite") as store:
         by_kind = {}

@@ -10,7 +10,13 @@ from ..errors import StitchkitError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples keep their layout; every option shows its default."""
+    """Examples keep their layout; every option with a value shows its default (switches and options
+    without a default do not: "(default: True)" on a --no-X switch only confuses)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool) or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def add_command(sub, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:

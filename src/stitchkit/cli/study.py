@@ -11,7 +11,7 @@ EXAMPLES = """\
   stitchkit study examples/demo.toml                      # run (or continue) the study
   stitchkit study examples/demo.toml --status             # what is done, running, failed and left
   stitchkit study examples/demo.toml --executor pool --workers 2
-  stitchkit study examples/cifar10_paper.toml --executor ray --address ray://head:10001 --out /shared/studies/c10
+  stitchkit study examples/paper_cifar10_resnet18.toml --executor ray --address ray://head:10001 --out /shared/studies/c10
   stitchkit study examples/demo.toml --rerun similarity   # recompute one kind of unit
   stitchkit study --schema                                # every config key with its default
 """

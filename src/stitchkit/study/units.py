@@ -102,7 +102,7 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
     """Run one unit and return ``{"ok", "metrics", "artifacts", "conventions", "model_hashes", "seconds",
     "code_version", "worker", "error"}``. Never raises for a failure of the unit itself: the error is
     returned, so the study records it and goes on."""
-    study_dir = Path(study_dir)
+    study_dir = Path(study_dir).absolute()  # a relative --out must not leak into the stored artifact paths
     final = unit_dir(study_dir, unit)
     adopted = _adopt_finished(final)
     if adopted is not None:  # finished by a driver that died before recording it
@@ -117,7 +117,7 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
         result = {
             "ok": True,
             "metrics": out.get("metrics", {}),
-            "artifacts": {k: str(Path(v).relative_to(tmp)) if Path(v).is_absolute() else str(v) for k, v in out.get("artifacts", {}).items()},
+            "artifacts": {k: _relative_to(Path(v), tmp) for k, v in out.get("artifacts", {}).items()},
             "conventions": out.get("conventions", {}),
             "model_hashes": out.get("model_hashes", {}),
             "seconds": time.perf_counter() - started,
@@ -136,6 +136,12 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
             raise
         message = str(exc) if isinstance(exc, StitchkitError) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return {"ok": False, "error": message, "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started, "worker": worker}
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    """An artifact's path inside the unit's folder (stored that way so a study folder can be moved)."""
+    path = path.absolute()
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 def _adopt_finished(final: Path) -> dict[str, Any] | None:
