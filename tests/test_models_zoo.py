@@ -299,9 +299,13 @@ def test_fx_traceable_with_stitchable_leaves(name):
 def test_repr_cls_resnet_on_conv_activation():
     model = get_model("repr_cls_resnet18", num_classes=5, in_channels=32, input_size=(32, 32), width=4).eval()
     assert model.conv1.in_channels == 32
-    acts = _activations(model, ["upsample", "layer1.1"], torch.rand(2, 32, 8, 8))
-    assert acts["upsample"].shape == (2, 32, 32, 32)
-    assert model.upsample.mode == "bilinear" and model.upsample.align_corners is False
+    x = torch.rand(2, 32, 8, 8)
+    seen = {}
+    model.conv1.register_forward_pre_hook(lambda m, args: seen.__setitem__("input", args[0]))
+    with torch.no_grad():
+        model(x)
+    # the stem sees the activation resized like nn.Upsample(size, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen["input"], torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False))
     with torch.no_grad():
         assert model(torch.rand(2, 32, 8, 8)).shape == (2, 5)
         # adaptive pooling: a detector for an ImageNet-sized layer works too
@@ -530,3 +534,20 @@ def test_pretrained_torchvision_without_download(monkeypatch):
     assert calls == ["DEFAULT", None]
     assert rebuilt.stitchkit_spec == model.stitchkit_spec
     rebuilt.load_state_dict(model.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("size", [(28, 28), (7, 5), (4, 4)])
+def test_resize_map_equals_interpolate_and_is_the_identity_at_the_same_size(mode, size):
+    from stitchkit.models.resize import resize_map
+
+    x = torch.randn(3, 6, 4, 4, requires_grad=True)
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    expected = torch.nn.functional.interpolate(x, size=size, mode=mode, **kwargs)
+    got = resize_map(x, size, mode)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    if size == (4, 4):
+        assert got is x
+    g1, = torch.autograd.grad(got.square().sum(), x)
+    g2, = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(g1, g2)

@@ -3,7 +3,7 @@
 They take a layer's activation instead of an image and reuse the zoo's building blocks:
 
 * :class:`ReprClsResNet` (``repr_cls_resnet{18,…,152}``): the activation ``(C, h, w)`` is resized
-  bilinearly (``align_corners=False``) to the source network's input size ``(H, W)`` by ``upsample``,
+  bilinearly (``align_corners=False``) to the source network's input size ``(H, W)`` (:func:`resize_map`),
   then goes through the CIFAR ResNet of ``resnet_cifar`` whose stem takes ``C`` channels. Pooling is
   global, so (unlike the original) detectors for ImageNet-sized layers work too.
 * :class:`ReprClsViT` (``repr_cls_vit_{tiny,…}``): the token sequence ``(T, D_src)`` exactly as it
@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .resize import resize_map
 from .resnet_cifar import CifarResNet
 from .vit import LN_EPS, Block, check_vit_dims, init_transformer_
 
@@ -26,10 +27,10 @@ class ReprClsResNet(CifarResNet):
 
     def __init__(self, depth: int, num_classes: int, in_channels: int, input_size: tuple[int, int], width: int = 64):
         super().__init__(depth=depth, num_classes=num_classes, in_channels=in_channels, width=width)
-        self.upsample = nn.Upsample(size=tuple(input_size), mode="bilinear", align_corners=False)
+        self.input_size = tuple(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(self.upsample(x))
+        return super().forward(resize_map(x, self.input_size, "bilinear"))
 
 
 class ReprClsViT(nn.Module):

@@ -11,8 +11,9 @@ experiment and each end layer:
 2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
    per end layer for all its stitches (one pass of the end model's prefix over all end layers);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. per run with that end layer: ONE pass over the evaluation test set through the front prefix, the
-   stitching layer and the end suffix gives the accuracy and the stitched activations' scores
+4. the front network's activations of the evaluation test set at every front layer, from one pass;
+5. per run with that end layer: ONE pass over those activations through the stitching layer and the
+   end suffix gives the accuracy and the stitched activations' scores
    (:func:`stitchkit.ood.evaluate.evaluate_stitched`).
 
 Outputs in ``out_dir`` (default ``<results_dir>/ood``), per experiment ``<out_dir>/<label>/``:
@@ -24,6 +25,8 @@ per-run records, sanity checks, wall times) and ``energies/``: ``id/<end_layer>/
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +103,7 @@ def evaluate_results_dir(
     batch_size: int = 256,
     workers: int = 0,
     seed: int = 0,
+    memory_limit_gb: float = 1.0,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[ExperimentOOD]:
@@ -108,12 +112,13 @@ def evaluate_results_dir(
     ``detector_dir`` is the energy detectors' registry (``None``: training-free detectors only).
     ``dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
     ``id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
+    The front network's activations of the evaluation set are kept in memory up to ``memory_limit_gb``
+    and memory-mapped in a temporary folder beyond.
     """
-    from ..activations import sample_subset
+    from ..activations import extract_activations, sample_subset
     from ..data import dataset_info, get_dataset
     from ..models.layers import layered
     from ..stitching.experiment import load_donor, load_stitcher
-    from ..training.base import make_loader
     from ..utils.device import resolve_device
     from .registry import DetectorRegistry
 
@@ -185,9 +190,15 @@ def evaluate_results_dir(
                     log(f"  {name}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
             seconds["sanity"] = time.perf_counter() - started
 
-        # the stitches: one pass each
+        # the stitches: the front network runs once over the evaluation set for all front layers; each
+        # stitch then runs only its stitching layer, the end suffix and the detectors (one pass)
+        started = time.perf_counter()
         eval_set = sample_subset(get_dataset(info.name, "test", root=data_root), test_samples)
-        loader = make_loader(eval_set, batch_size, shuffle=False, workers=workers, device=dev)
+        per_image = sum(math.prod(shape) for shape in layered(front).shapes(info.shape, front_layers).values()) * 4
+        cache_dir = exp_dir / ".front_activations" if per_image * len(eval_set) > memory_limit_gb * 2**30 else None
+        front_acts = extract_activations(front, front_layers, eval_set, device=dev, batch_size=batch_size, workers=workers,
+                                         out_dir=cache_dir, progress=progress, desc="front activations")
+        seconds["front_activations"] = time.perf_counter() - started
         matrices = OODMatrices(front_layers, end_layers)
         run_results: dict[str, StitchOODResult] = {}
         started = time.perf_counter()
@@ -195,10 +206,10 @@ def evaluate_results_dir(
             run_dir = Path(result.run_dir)
             stitcher = load_stitcher(run_dir, device=dev, front=front, end=end).eval()
 
-            def batches(stitcher=stitcher):
+            def batches(stitcher=stitcher, layer=result.front_layer):
                 with torch.no_grad():
-                    for x, y in loader:
-                        stitched = stitcher.stitch(stitcher.front(x.to(dev, non_blocking=True)))
+                    for acts, y in front_acts.batches(layer, batch_size):
+                        stitched = stitcher.stitch(acts.to(dev, non_blocking=True))
                         yield stitched, y, stitcher.end(stitched)
 
             res = evaluate_stitched(end, result.end_layer, detectors[result.end_layer], batches(), id_scores=id_scores[result.end_layer],
@@ -211,6 +222,9 @@ def evaluate_results_dir(
             parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
             log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}  ({res.seconds:.1f}s)")
         seconds["stitches"] = time.perf_counter() - started
+        del front_acts
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
         extra = {
             "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
             "test_samples": test_samples, "front": first.front, "end": first.end, "detector_ids": ids,

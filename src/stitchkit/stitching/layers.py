@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import StitchkitError, unknown_name
+from ..models.resize import resize_map
 
 INITS = ("rand", "eye", "pinv")
 UPSAMPLE_MODES = ("bilinear", "nearest")
@@ -62,17 +63,6 @@ def _shape_error(kind: str, source_shape, target_shape, why: str) -> StitchkitEr
         f"stitching layer {kind!r} cannot map source shape {_fmt(source_shape)} to target shape "
         f"{_fmt(target_shape)}: {why}"
     )
-
-
-def _resize(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
-    """Resize a (B, C, H, W) map like the original's ``nn.Upsample(size, mode)``.
-
-    Bilinear uses ``align_corners=False`` and no antialiasing (downsampling included); bilinear at the
-    same size is the exact identity. ``nearest`` is torch's legacy nearest mode, as in the original.
-    """
-    if mode == "bilinear":
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return F.interpolate(x, size=size, mode="nearest")
 
 
 class StitchingLayer(nn.Module):
@@ -198,10 +188,10 @@ class ResizedConvToConv(StitchingLayer):
         self.size = (self.target_shape[1], self.target_shape[2])
 
     def pre_transform(self, x: Tensor) -> Tensor:
-        return _resize(x, self.size, self.upsample_mode) if self.pre_resize else x
+        return resize_map(x, self.size, self.upsample_mode) if self.pre_resize else x
 
     def post_transform(self, y: Tensor) -> Tensor:
-        return y if self.pre_resize else _resize(y, self.size, self.upsample_mode)
+        return y if self.pre_resize else resize_map(y, self.size, self.upsample_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         # The resize (bilinear or nearest) acts on each channel with weights that sum to one, the 1×1
@@ -214,8 +204,8 @@ class ResizedConvToConv(StitchingLayer):
         resize_first = h_t * w_t * self.in_features * (self.out_features + 4)
         conv_first = h_s * w_s * self.in_features * self.out_features + h_t * w_t * self.out_features * 4
         if conv_first < resize_first:
-            return _resize(self.transform(x), self.size, self.upsample_mode)
-        return self.transform(_resize(x, self.size, self.upsample_mode))
+            return resize_map(self.transform(x), self.size, self.upsample_mode)
+        return self.transform(resize_map(x, self.size, self.upsample_mode))
 
     def transform_target(self, y: Tensor) -> Tensor:
         if self.pre_resize or tuple(self.source_shape[1:]) == self.size:
@@ -362,7 +352,7 @@ class TransToConv(StitchingLayer):
                 x = patches
         b, _, d = x.shape
         grid = x.reshape(b, self.grid, self.grid, d).permute(0, 3, 1, 2)
-        return _resize(grid, self.size, self.upsample_mode)
+        return resize_map(grid, self.size, self.upsample_mode)
 
     def extra_repr(self) -> str:
         return (
