@@ -119,6 +119,20 @@ def test_a_study_killed_half_way_finishes_with_one_result_per_unit(tmp_path):
     assert len(list((out / "units").iterdir())) == 3
 
 
+def test_rerun_recomputes_finished_units_of_that_kind(tmp_path):
+    config = train_only_config(tmp_path, seeds=(0,))
+    run_study(config, tmp_path / "s", progress=False)
+    with Store(tmp_path / "s" / "study.sqlite") as store:
+        before = store.all()[0]
+    summary = run_study(config, tmp_path / "s", progress=False, rerun=["train"])
+    with Store(tmp_path / "s" / "study.sqlite") as store:
+        after = store.all()[0]
+    assert summary.ran == 1 and after.attempts == 2 and after.finished > before.finished
+    assert after.metrics["seconds"] != before.metrics["seconds"]  # really recomputed, not the old folder adopted
+    timing = {"seconds", "seconds_per_epoch"}
+    assert {k: v for k, v in after.metrics.items() if k not in timing} == {k: v for k, v in before.metrics.items() if k not in timing}
+
+
 @register_unit_kind("test_echo", "test: returns its parameter", uses_gpu=False)
 def _echo(unit, ctx):
     if unit.params.get("fail"):

@@ -27,7 +27,7 @@ from .config import load_config
 from .executors import make_executor
 from .plan import plan_study
 from .store import Store
-from .units import Unit, resolve_artifacts
+from .units import Unit, resolve_artifacts, unit_dir
 
 STORE_NAME = "study.sqlite"
 
@@ -107,6 +107,8 @@ def run_study(
         for record in store.all():
             if record.id in by_id and (record.kind in rerun or record.status == "failed"):
                 store.db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (record.id,))
+                # the finished folder would otherwise be adopted as this run's result
+                (unit_dir(study_dir, by_id[record.id]) / "unit_result.json").unlink(missing_ok=True)
         status = {r.id: r.status for r in store.all() if r.id in by_id}
         todo = [u for u in units if status[u.id] != "done"]
         log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
