@@ -165,6 +165,22 @@ def test_features_once_and_prefix_per_batch_train_the_same_probes(tiny):
         probe_model(model, ["layer9"], train, test, device="cpu")
 
 
+def test_train_subset_probes_on_the_seeded_subset(tiny):
+    from stitchkit.activations import sample_subset
+
+    model, _ = tiny
+    train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
+    config = ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, train_subset=200)
+    subset = probe_model(model, ["layer3.1"], train, test, ranks=[None], config=config, device="cpu")
+    by_hand = probe_model(model, ["layer3.1"], sample_subset(train, 200, seed=3), test, ranks=[None],
+                          config=ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3), device="cpu")
+    assert subset.results[0].val_acc == by_hand.results[0].val_acc
+    assert subset.results[0].train_loss == pytest.approx(by_hand.results[0].train_loss, rel=1e-6)
+    assert config.key() != ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3).key()
+    with pytest.raises(StitchkitError, match="training subset"):
+        ProbeConfig(train_subset=0).validate()
+
+
 def test_probe_command_prints_the_originals_format_and_writes_files(tiny, tmp_path, capsys):
     _, path = tiny
     out_dir = tmp_path / "out"

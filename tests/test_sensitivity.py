@@ -126,6 +126,19 @@ def test_toy_sensitivity_test_recovers_the_known_ordering():
     assert {row["scope"] for row in report.stats} == {"pooled", "mean_over_references"}
 
 
+def test_probe_cache_writers_merge(tmp_path):
+    from stitchkit.sensitivity.grounding import ProbeCache
+
+    path = tmp_path / "cache.json"
+    first, second = ProbeCache(path), ProbeCache(path)  # both opened before either writes
+    first.put("a", {"val_acc": 0.5})
+    second.put("b", {"val_acc": 0.25})
+    first.save()
+    second.save()
+    again = ProbeCache(path)
+    assert again.get("a") == 0.5 and again.get("b") == 0.25
+
+
 def test_report_tables_json_and_figure(tmp_path):
     comparisons = sensitivity_comparisons(["a", "b"], ["z"], [2, 1])
     scores = {Rep(n, "z", r): acc for n in "ab" for r, acc in ((None, 0.9), (2, 0.7), (1, 0.4))}

@@ -221,6 +221,10 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     ood = by_kind["ood"][0].metrics["matrices"]
     assert {"AUROC (energy)", "AUROC (mahalanobis)", "AUROC (knn)"} <= set(ood)
     assert set(by_kind["similarity"][0].metrics["matrices"]) == {"cka", "pwcca", "procrustes"}
+    # the tests reused the probes units' probes (entries written by a probes unit name its network by the unit label)
+    cache = json.loads((tmp_path / "s" / "cache" / "probe_cache.json").read_text())
+    shared = [e for e in cache.values() if e["layer"] == "layer4.1" and e["rank"] is None]
+    assert len(shared) == 2 and all(e["network"].startswith("train ") for e in shared)
     sens = by_kind["sensitivity"][0].metrics["tables"]
     assert any(row["measure"] == "cka" for rows in sens.values() for row in rows)
     text = write_report(tmp_path / "s").read_text()

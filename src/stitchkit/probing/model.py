@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..activations.extract import model_fingerprint
+from ..activations.extract import model_fingerprint, sample_subset
 from ..activations.low_rank import LowRankBasis
 from ..errors import StitchkitError
 from ..models.layers import layered
@@ -101,6 +101,10 @@ def probe_model(
     """
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
+    if config.train_subset is not None:  # the same images, augmented or not
+        train_data = sample_subset(train_data, config.train_subset, seed=config.seed)
+        if augmented_train_data is not None:
+            augmented_train_data = sample_subset(augmented_train_data, config.train_subset, seed=config.seed)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     started = time.perf_counter()
     lm = layered(model)

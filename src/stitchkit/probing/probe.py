@@ -112,6 +112,9 @@ class ProbeConfig:
     token_pool: str = "cls"
     #: train on the dataset's default augmentation (the original did); only used by model-level probing
     augment: bool = True
+    #: model-level probing trains on a fixed random subset of this many training images (drawn with
+    #: ``seed``; None: all of them)
+    train_subset: int | None = None
     #: batch size of the passes that extract features (no effect on the result)
     feature_batch_size: int = 256
     #: record the test accuracy after every epoch (the original's --verbose); costs a test pass per epoch
@@ -125,6 +128,8 @@ class ProbeConfig:
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),
+            (self.train_subset is None or (isinstance(self.train_subset, int) and self.train_subset >= 1),
+             f"the probes' training subset must be a positive number of images, got {self.train_subset!r}"),
             (self.lr > 0, f"probe learning rate must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"probe weight decay must be non-negative, got {self.weight_decay}"),
             (self.low_rank_mode in LOW_RANK_MODES, f"low-rank mode must be one of {', '.join(LOW_RANK_MODES)}, got {self.low_rank_mode!r}"),
@@ -149,6 +154,8 @@ class ProbeConfig:
         """What changes a probe's result (for caches of results)."""
         parts = [self.epochs, self.batch_size, self.lr, self.weight_decay, self.seed, self.resolved_milestones, self.gamma,
                  self.low_rank_mode, self.token_pool, self.augment]
+        if self.train_subset is not None:
+            parts.append(f"train_subset={self.train_subset}")
         return "|".join(map(str, parts))
 
 

@@ -35,6 +35,7 @@ left empty).
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -335,7 +336,8 @@ class GroundingSettings:
 
 
 class ProbeCache:
-    """Probe accuracies stored as JSON, keyed by what changes them."""
+    """Probe accuracies stored as JSON, keyed by what changes them. ``save`` merges with what is on disk
+    under a file lock, so units writing the same cache at once (a study's pool executor) lose nothing."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
@@ -358,7 +360,18 @@ class ProbeCache:
         self.entries[key] = entry
 
     def save(self) -> None:
-        if self.path is not None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk: dict[str, Any] = {}
+            if self.path.is_file():
+                try:
+                    on_disk = json.loads(self.path.read_text())
+                except ValueError:
+                    on_disk = {}  # a broken cache is rewritten
+            self.entries = {**on_disk, **self.entries}
             write_json_atomic(self.path, self.entries)
 
 

@@ -149,20 +149,27 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 @register_unit_kind("probes", "linear probes of one network's layers at full and low ranks")
 def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..activations import sample_subset
     from ..data import get_dataset
     from ..probing.model import probe_model
-    from ..probing.probe import ProbeConfig, rank_label
+    from ..probing.probe import rank_label
+    from ..sensitivity.grounding import ProbeCache
 
     p = unit.params
     net = ctx.deps[unit.deps[0]]
     model = load_network(net)
-    train = sample_subset(get_dataset(p["dataset"], "train", root=ctx.settings.get("data_root"), augment=False), p["train_subset"], seed=p["seed"])
+    train = get_dataset(p["dataset"], "train", root=ctx.settings.get("data_root"), augment=False)
     test = get_dataset(p["dataset"], "test", root=ctx.settings.get("data_root"))
     ranks = [None] + sorted(p["ranks"], reverse=True)
-    report = probe_model(model, p["layers"], train, test, ranks=ranks, config=ProbeConfig(epochs=p["epochs"], seed=p["seed"], augment=False),
+    config = _probe_config(p["epochs"], p["train_subset"], p["seed"])
+    report = probe_model(model, p["layers"], train, test, ranks=ranks, config=config,
                          device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0))
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
+    # the sensitivity and specificity tests score representations by these same probes: share them
+    cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
+    for r in report.results:
+        cache.put(ProbeCache.key(report.info["model_fingerprint"], p["dataset"], r.layer, r.rank, config),
+                  {"val_acc": r.val_acc, "network": net.get("label"), "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc})
+    cache.save()
     cells = {(r.layer, rank_label(r.rank)): r.val_acc for r in report.results}
     cols = [rank_label(r) for r in ranks]
     return {
@@ -175,16 +182,23 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     }
 
 
-def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    """The sensitivity or specificity test of Ding et al. over all the study's networks."""
+def _probe_config(epochs: int, train_subset: int | None, seed: int):
+    """The probes of a study (its probes units and the tests' functional scores share them)."""
     from ..probing.probe import ProbeConfig
+
+    return ProbeConfig(epochs=epochs, seed=seed, augment=False, train_subset=train_subset)
+
+
+def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    """The sensitivity or specificity test of Ding et al. over all the study's networks (its probes
+    units, when the study has them, are dependencies only so that their probes are in the cache)."""
     from ..sensitivity.grounding import GroundingSettings, run_grounding_test
 
     p = unit.params
-    nets = [ctx.deps[d] for d in unit.deps]
+    nets = [ctx.deps[d] for d in unit.deps if ctx.deps[d]["kind"] in ("train", "network")]
     models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
     settings = GroundingSettings(
-        measures=list(p["measures"]), n_samples=p["n_samples"], probe=ProbeConfig(epochs=p["probe_epochs"], seed=p["seed"], augment=False),
+        measures=list(p["measures"]), n_samples=p["n_samples"], probe=_probe_config(p["probe_epochs"], p["probe_train_subset"], p["seed"]),
         probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p["fit_samples"], device=ctx.settings.get("device", "auto"),
         workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
     )

@@ -142,24 +142,27 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
             units.append(Unit("similarity", params, (networks[i].id, networks[j].id), f"similarity {names[i]}↔{names[j]}"))
 
     pc = config["probes"]
+    probe_ids: list[str] = []
     if pc["enabled"]:
         probe_layers = _select(layers, pc["layers"], "probes.layers")
         for n, name in zip(networks, names):
             params = {**common, "layers": probe_layers, "ranks": pc["ranks"], "epochs": pc["epochs"], "train_subset": pc["train_subset"]}
             units.append(Unit("probes", params, (n.id,), f"probes {name}"))
+            probe_ids.append(units[-1].id)
 
     middle = layers[len(layers) // 2]
-    net_ids = tuple(n.id for n in networks)
+    # the tests score representations with the probes units' probes (shared through the probe cache)
+    test_deps = tuple(n.id for n in networks) + tuple(probe_ids)
     sens = config["sensitivity"]
     if sens["enabled"]:
         layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
         params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
-        units.append(Unit("sensitivity", params, net_ids, f"sensitivity {layer}"))
+        units.append(Unit("sensitivity", params, test_deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
         layer = _select(layers, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
         params = {**common, "reference_layer": layer, "layers": layers, "measures": spec_cfg["measures"], "n_samples": sc["n_samples"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
-        units.append(Unit("specificity", params, net_ids, f"specificity {layer}"))
+        units.append(Unit("specificity", params, test_deps, f"specificity {layer}"))
     return units
