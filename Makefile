@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_EPOCHS ?= 3
 export STITCHKIT_DATA ?= $(CURDIR)/data
 
 .PHONY: demo test setup data clean benchmarks
@@ -27,9 +26,9 @@ data:
 			|| echo "note: could not install dataset-fashion-mnist with apt-get; Fashion-MNIST will be downloaded if the network allows"; \
 	fi
 
+# The default study (examples/demo.toml); run again, it continues where it stopped.
 demo: setup
-	$(BIN)/stitchkit train resnet18 -d fashion --width 8 -e $(DEMO_EPOCHS) -b 128 -lr 2e-3 --no-augment -workers 1 -dir runs/demo/fashion_resnet18_w8 --overwrite
-	$(BIN)/stitchkit eval runs/demo/fashion_resnet18_w8/final.pt
+	$(BIN)/stitchkit study examples/demo.toml --out runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q

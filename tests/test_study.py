@@ -75,6 +75,18 @@ def test_unit_ids_are_hashes_of_what_determines_the_result():
     assert Unit("stitch", {"m": 1}, ("a",)).id != Unit("stitch", {"m": 1}, ("c",)).id
 
 
+def test_network_pairings():
+    from stitchkit.study.plan import _pairs
+
+    assert _pairs(3, "reference") == [(0, 1), (0, 2)]
+    assert _pairs(3, "first") == [(0, 1)]
+    assert _pairs(3, "all") == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    assert _pairs(2, "self") == [(0, 0), (1, 1)]
+    assert _pairs(2, "reference_and_self") == [(0, 0), (0, 1)]
+    with pytest.raises(StitchkitError, match="at least two networks"):
+        _pairs(1, "first")
+
+
 def test_store_uses_wal_and_planning_is_idempotent(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -144,6 +144,7 @@ def _register_check(actions) -> None:
     p.add_argument("-o", "--out", dest="out", default=None, help="write the report as JSON here")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--progress", action="store_true", help="progress bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (the default here; accepted like elsewhere)")
     p.set_defaults(handler=run_check)
 
 

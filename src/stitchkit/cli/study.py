@@ -57,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     summary = run_study(args.config, args.out, executor=args.executor, workers=args.workers, address=args.address, rerun=args.rerun, progress=args.progress)
     counts = summary.counts
     print(f"study finished in {summary.seconds:.0f}s: {counts['done']} done, {counts['failed']} failed ({summary.ran} ran now)")
+    if summary.seconds_by_kind:
+        print("time by unit kind: " + ", ".join(f"{kind} {sec:.0f}s" for kind, sec in sorted(summary.seconds_by_kind.items(), key=lambda kv: -kv[1])))
+    print(json.dumps(summary.to_dict()))
     if args.report:
         from ..study.report import write_report
 
-        path = write_report(summary.study_dir)
-        print(f"report: {path}")
-    print(json.dumps(summary.to_dict()))
+        print(f"report: {write_report(summary.study_dir)}")
     return 1 if counts["failed"] else 0

@@ -35,7 +35,7 @@ def _non_negative(v: Any) -> bool:
 
 
 METHODS = ("dm", "tlm", "tlm_from_dm")
-PAIRINGS = ("reference", "all", "self", "reference_and_self")
+PAIRINGS = ("reference", "first", "all", "self", "reference_and_self")
 STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -70,7 +70,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "stitching": {
         "enabled": Key(bool, True, "run stitching grids"),
         "methods": Key(list, ["dm", "tlm"], "dm = direct matching, tlm = task loss matching, tlm_from_dm = TLM initialised by DM", choices=METHODS),
-        "pairs": Key(str, "reference", "network pairs: reference (first → each other), all (ordered pairs), self, reference_and_self", choices=PAIRINGS),
+        "pairs": Key(str, "reference", "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, reference_and_self", choices=PAIRINGS),
         "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
         "fit_samples": Key(int, 100, "K, training images of the direct-matching fit", check=_positive, check_text="must be ≥ 1"),
         "epochs": Key(int, 30, "TLM epochs", check=_positive, check_text="must be ≥ 1"),

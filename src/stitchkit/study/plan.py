@@ -68,6 +68,8 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     if how == "all":
         return [(i, j) for i in range(n) for j in range(n) if i != j]
     pairs = [(0, j) for j in range(1, n)]
+    if how == "first":
+        pairs = pairs[:1]
     if how == "reference_and_self":
         pairs = [(0, 0)] + pairs
     if not pairs:

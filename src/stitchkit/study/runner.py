@@ -15,7 +15,7 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,9 +38,12 @@ class StudySummary:
     counts: dict[str, int]
     seconds: float
     ran: int
+    #: wall time of the units that ran now, summed per unit kind
+    seconds_by_kind: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study_dir": str(self.study_dir), "counts": self.counts, "seconds": self.seconds, "ran": self.ran}
+        return {"study_dir": str(self.study_dir), "counts": self.counts, "seconds": self.seconds, "ran": self.ran,
+                "seconds_by_kind": self.seconds_by_kind}
 
 
 def default_study_dir(config: dict[str, Any]) -> Path:
@@ -116,7 +119,7 @@ def run_study(
         overall = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", unit="unit", disable=not progress,
                        file=sys.stderr, dynamic_ncols=True, position=0, leave=True)
         running: dict[str, float] = {}
-        durations: list[float] = []
+        durations: dict[str, list[float]] = {}  # per unit kind, for the time estimate and the summary
         try:
             while True:
                 # units whose dependencies failed cannot run: record why, once
@@ -138,7 +141,7 @@ def run_study(
                     status[unit.id] = "running"
                     running[unit.id] = time.perf_counter()
                     log.info("start %s (%s)", unit.label, unit.id)
-                    overall.set_postfix_str(_postfix(running, by_id, durations, len(todo) - ran), refresh=True)
+                    overall.set_postfix_str(_postfix(running, by_id, durations, [u for u in todo if status[u.id] not in ("done", "failed")]), refresh=True)
                     ex.submit(unit, str(study_dir), deps, settings)
                 if ex.busy == 0:
                     break
@@ -149,7 +152,7 @@ def run_study(
                     if result.get("ok"):
                         store.mark_done(unit_id, result)
                         status[unit_id] = "done"
-                        durations.append(result.get("seconds") or 0.0)
+                        durations.setdefault(unit.kind, []).append(result.get("seconds") or 0.0)
                         log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
                     else:
                         store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"))
@@ -157,7 +160,7 @@ def run_study(
                         log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
                         tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
                     overall.update(1)
-                    overall.set_postfix_str(_postfix(running, by_id, durations, len(todo) - ran), refresh=True)
+                    overall.set_postfix_str(_postfix(running, by_id, durations, [u for u in todo if status[u.id] not in ("done", "failed")]), refresh=True)
         except KeyboardInterrupt:
             ex.shutdown(cancel=True)
             store.reset_interrupted()
@@ -169,7 +172,7 @@ def run_study(
         counts = store.counts()
     elapsed = time.perf_counter() - started
     log.info("finished: %s in %.1fs", counts, elapsed)
-    return StudySummary(study_dir, counts, elapsed, ran)
+    return StudySummary(study_dir, counts, elapsed, ran, {kind: sum(v) for kind, v in durations.items()})
 
 
 @contextlib.contextmanager
@@ -188,12 +191,16 @@ def _exclusive(study_dir: Path):
         handle.close()
 
 
-def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: list[float], left: int) -> str:
+def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: dict[str, list[float]], unfinished: list[Unit]) -> str:
+    """The running units and the time left: each unfinished unit is expected to take as long as the
+    finished units of its kind took on average (of all finished units while its kind has none)."""
     current = ", ".join(by_id[u].label for u in running) or "-"
-    eta = ""
-    if durations and left > 0:
-        eta = f" | ~{sum(durations) / len(durations) * left / 60:.0f} min left"
-    return f"{current}{eta}"
+    finished = [t for times in durations.values() for t in times]
+    if not finished or not unfinished:
+        return current
+    overall = sum(finished) / len(finished)
+    left = sum(sum(durations[u.kind]) / len(durations[u.kind]) if durations.get(u.kind) else overall for u in unfinished)
+    return f"{current} | ~{left / 60:.0f} min left"
 
 
 def study_status(config_path: str | Path, study_dir: str | Path | None = None) -> dict[str, Any]:

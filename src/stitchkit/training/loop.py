@@ -215,7 +215,7 @@ def fit(
                 post = {"loss": f"{loss_sum / max(n, 1):.4f}"}
                 if "acc" in sums:
                     post["acc"] = f"{sums['acc'] / max(n, 1):.4f}"
-                bar.set_postfix(post)
+                bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a log file would get a line per batch)
         bar.close()
         loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
         train_stats = {"loss": loss_sum / max(total, 1), **_finish(sums, total)}
