@@ -84,7 +84,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True, "compute similarity index matrices"),
         "measures": Key(list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"),
         "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
-        "policy": Key(str, "auto_original", "how activations become data matrices", choices=("auto_original", "flatten", "positions", "pool", "cls")),
+        "policy": Key(str, "auto_original", "how activations become data matrices (also for the sensitivity and specificity tests); auto_original mixes positions and pooling by shape, as the original did", choices=("auto_original", "flatten", "positions", "pool", "cls")),
         "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
     },
     "ood": {

@@ -198,7 +198,8 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     nets = [ctx.deps[d] for d in unit.deps if ctx.deps[d]["kind"] in ("train", "network")]
     models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
     settings = GroundingSettings(
-        measures=list(p["measures"]), n_samples=p["n_samples"], probe=_probe_config(p["probe_epochs"], p["probe_train_subset"], p["seed"]),
+        measures=list(p["measures"]), n_samples=p["n_samples"], policy=p.get("policy", "auto_original"),
+        probe=_probe_config(p["probe_epochs"], p["probe_train_subset"], p["seed"]),
         probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p["fit_samples"], device=ctx.settings.get("device", "auto"),
         workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
     )

@@ -158,13 +158,13 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     sens = config["sensitivity"]
     if sens["enabled"]:
         layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
-        params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"],
+        params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("sensitivity", params, test_deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
         layer = _select(layers, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
-        params = {**common, "reference_layer": layer, "layers": layers, "measures": spec_cfg["measures"], "n_samples": sc["n_samples"],
+        params = {**common, "reference_layer": layer, "layers": layers, "measures": spec_cfg["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("specificity", params, test_deps, f"specificity {layer}"))
     return units
