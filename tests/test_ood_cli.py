@@ -90,3 +90,12 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
     runs = list((tmp / "stitches" / "ood" / "energies" / "runs").iterdir())
     assert len(runs) == 2 and all((r / "knn.npy").is_file() for r in runs)
     assert (tmp / "stitches" / "ood" / "energies" / "id" / "layer4.0" / "mahalanobis.npy").is_file()
+    for record in data["runs"].values():  # the cached front activations give the stitch the grid evaluated
+        assert record["accuracy"] == pytest.approx(record["stitched_accuracy_in_result_json"], abs=1e-9)
+    # front activations memory-mapped on disk (memory limit 0) give the same matrices, and the files go away
+    from stitchkit.ood.stitched import evaluate_results_dir
+
+    [exp] = evaluate_results_dir(tmp / "stitches", training_free=["mahalanobis"], training_free_options={"mahalanobis": {}}, fit_samples=100,
+                                 test_samples=64, out_dir=tmp / "ood_disk", device="cpu", batch_size=32, memory_limit_gb=0, log=lambda m: None)
+    assert exp.matrices.matrix("auroc", "mahalanobis") == data["detectors"]["mahalanobis"]["auroc"]
+    assert not (tmp / "ood_disk" / ".front_activations").exists()
