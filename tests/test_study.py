@@ -145,6 +145,15 @@ def test_rerun_recomputes_finished_units_of_that_kind(tmp_path):
     assert {k: v for k, v in after.metrics.items() if k not in timing} == {k: v for k, v in before.metrics.items() if k not in timing}
 
 
+def test_the_report_shows_the_last_configs_units_only(tmp_path):
+    run_study(train_only_config(tmp_path, seeds=(0, 1)), tmp_path / "s", progress=False)
+    run_study(train_only_config(tmp_path, seeds=(0,), name="smaller"), tmp_path / "s", progress=False)
+    with Store(tmp_path / "s" / "study.sqlite") as store:
+        assert len(store.all()) == 2  # the seed-1 network stays stored (a config that asks for it again reuses it)
+    text = write_report(tmp_path / "s").read_text()
+    assert "s0" in text and "s1" not in text
+
+
 @register_unit_kind("test_echo", "test: returns its parameter", uses_gpu=False)
 def _echo(unit, ctx):
     if unit.params.get("fail"):

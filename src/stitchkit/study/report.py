@@ -14,6 +14,7 @@ import base64
 import html
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,17 @@ def write_report(study_dir: str | Path) -> Path:
     if not (study_dir / STORE_NAME).is_file():
         raise StitchkitError(f"{str(study_dir)!r} holds no study (no {STORE_NAME}); run `stitchkit study CONFIG` first")
     out = study_dir / "report"
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
+        shutil.rmtree(out / folder, ignore_errors=True)
+        (out / folder).mkdir(parents=True, exist_ok=True)
     with Store(study_dir / STORE_NAME) as store:
         records = store.all()
         config = store.get_meta("config", {})
         version = store.get_meta("stitchkit_version", "?")
+        plan = store.get_meta("plan", None)
+    if plan is not None:  # only the last config's units; results of earlier configs stay in the store
+        planned = set(plan)
+        records = [r for r in records if r.id in planned]
     records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
     name = (config.get("study") or {}).get("name", study_dir.name)
     sections: list[str] = []

@@ -102,6 +102,7 @@ def run_study(
             shutil.rmtree(stale, ignore_errors=True)
         store.set_meta("config", config)
         store.set_meta("stitchkit_version", __version__)
+        store.set_meta("plan", [u.id for u in units])  # the report shows these; results of earlier configs stay stored
         store.add_planned(units)
         interrupted = store.reset_interrupted()
         if interrupted:
