@@ -171,7 +171,7 @@ def write_report(study_dir: str | Path) -> Path:
                 src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
                 if src.is_file():
                     data = base64.b64encode(src.read_bytes()).decode()
-                    parts.append(f'<figure><img alt="{html.escape(aname)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
+                    parts.append(f'<figure><img alt="{html.escape(r.label)}: {html.escape(aname)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
         sections.append("\n".join(parts))
 
     failed = [r for r in records if r.status == "failed"]
