@@ -194,14 +194,14 @@ def test_task_loss_matching_accuracy_of_one_comparison(checkpoints):
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     comparison = Comparison("layer4.1", Rep("s0", "layer4.1"), Rep("s1", "layer4.1", 4))
-    settings = GroundingSettings(tlm_epochs=1, tlm_batch_size=256, stitch_test_samples=32, stitch_fit_samples=8, device="cpu", verbose=False,
+    settings = GroundingSettings(tlm_epochs=1, tlm_batch_size=32, tlm_train_samples=96, stitch_test_samples=32, stitch_fit_samples=8, device="cpu", verbose=False,
                                  low_rank_mode="per-batch")  # either spelling; the stitching package spells it per-batch
     values = stitching_measure_values(models, [comparison], ["tlm_accuracy", "dm_accuracy"], "digits", settings)
     assert set(values) == {"tlm_accuracy", "dm_accuracy"} and all(0.0 <= v[0] <= 1.0 for v in values.values())
 
 
 def test_sensitivity_and_specificity_commands(checkpoints, tmp_path, capsys):
-    common = ["-e", "1", "-b", "256", "--no-augment", "--n-samples", "48", "-gpu", "-1", "-workers", "0", "--no-progress", "--quiet"]
+    common = ["-e", "1", "-b", "256", "--no-augment", "--probe-train-subset", "300", "--n-samples", "48", "-gpu", "-1", "-workers", "0", "--no-progress", "--quiet"]
     out = tmp_path / "sens"
     code = main(["sensitivity", *map(str, checkpoints), "-l", "layer3.1", "-ranks", "8", "2", "--measures", "cka", "procrustes", "-o", str(out)] + common)
     text = capsys.readouterr().out

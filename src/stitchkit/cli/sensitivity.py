@@ -50,12 +50,18 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     g.add_argument("-wd", "--weight-decay", dest="weight_decay", type=float, default=0.0, help="probe weight decay")
     g.add_argument("-s", "--seed", type=int, default=0, help="probe seed")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="train probes without augmentation (features extracted once: much faster)")
+    g.add_argument("--probe-train-subset", dest="probe_train_subset", type=int, default=None, metavar="N",
+                   help="probes train on a fixed random subset of N training images (default: all)")
     g.add_argument("--probe-cache", dest="probe_cache", default=None, metavar="FILE",
                    help="JSON file of probe accuracies to reuse and extend (default: <out>/probes.json)")
     s = p.add_argument_group("stitching measures (dm_accuracy, tlm_accuracy)")
     s.add_argument("--stitch-test-samples", dest="stitch_test_samples", type=int, default=1000, help="test images for the stitched accuracy (0: all)")
     s.add_argument("--stitch-fit-samples", dest="stitch_fit_samples", type=int, default=100, help="K training images of direct matching")
     s.add_argument("--tlm-epochs", dest="tlm_epochs", type=int, default=30, help="epochs of task loss matching (the paper: 30)")
+    s.add_argument("--tlm-lr", dest="tlm_lr", type=float, default=1e-3, help="Adam learning rate of task loss matching (the paper: 1e-3)")
+    s.add_argument("--tlm-batch-size", dest="tlm_batch_size", type=int, default=256, help="batch size of task loss matching (the paper: 256)")
+    s.add_argument("--tlm-train-samples", dest="tlm_train_samples", type=int, default=None, metavar="N",
+                   help="task loss matching trains on a fixed random subset of N training images (default: all)")
     add_loader(p)
     add_device(p)
     p.add_argument("-o", "--out", dest="out", default=f"results/{test}", metavar="DIR", help=f"output folder for {test}_stats.csv, "
@@ -107,11 +113,12 @@ def run(args: argparse.Namespace) -> int:
         if value < 0:
             raise StitchkitError(f"{flag} must be non-negative, got {value}")
     probe = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-                        low_rank_mode=args.low_rank_mode, augment=args.augment, progress=args.progress)
+                        low_rank_mode=args.low_rank_mode, augment=args.augment, train_subset=args.probe_train_subset, progress=args.progress)
     settings = GroundingSettings(
         measures=[measure_info(m).name for m in dict.fromkeys(args.measures)], n_samples=args.n_samples, policy=args.policy,
         low_rank_mode=args.low_rank_mode, probe=probe, probe_cache=args.probe_cache or str(Path(args.out) / "probes.json"),
         stitch_test_samples=args.stitch_test_samples or None, stitch_fit_samples=args.stitch_fit_samples, tlm_epochs=args.tlm_epochs,
+        tlm_lr=args.tlm_lr, tlm_batch_size=args.tlm_batch_size, tlm_train_samples=args.tlm_train_samples,
         device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress, verbose=args.verbose,
     )
     kwargs = {}

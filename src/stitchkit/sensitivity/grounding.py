@@ -313,6 +313,8 @@ class GroundingSettings:
     tlm_epochs: int = 30
     tlm_batch_size: int = 256
     tlm_lr: float = 1e-3
+    #: TLM trains on a fixed random subset of this many training images (None: all)
+    tlm_train_samples: int | None = None
     device: str = "auto"
     batch_size: int = 256
     workers: int = 0
@@ -330,6 +332,10 @@ class GroundingSettings:
             raise StitchkitError(f"the tests need at least 3 samples for the measures, got {self.n_samples}")
         if self.tlm_epochs < 1:
             raise StitchkitError(f"task loss matching needs at least 1 epoch, got {self.tlm_epochs}")
+        if self.tlm_lr <= 0 or self.tlm_batch_size < 1:
+            raise StitchkitError(f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and {self.tlm_batch_size}")
+        if self.tlm_train_samples is not None and self.tlm_train_samples < 1:
+            raise StitchkitError(f"task loss matching needs at least 1 training image, got {self.tlm_train_samples}")
         if self.workers < 0:
             raise StitchkitError(f"loader workers must be non-negative, got {self.workers}")
         return self
@@ -509,7 +515,8 @@ def run_grounding_test(
         "probe": asdict(settings.probe) | {"milestones": settings.probe.resolved_milestones},
         "probe_accuracy": {rep.label(): acc for rep, acc in scores.items()},
         "stitching": {"test_samples": settings.stitch_test_samples, "fit_samples": settings.stitch_fit_samples,
-                      "tlm_epochs": settings.tlm_epochs, "tlm_batch_size": settings.tlm_batch_size, "tlm_lr": settings.tlm_lr}
+                      "tlm_epochs": settings.tlm_epochs, "tlm_batch_size": settings.tlm_batch_size, "tlm_lr": settings.tlm_lr,
+                      "tlm_train_samples": settings.tlm_train_samples}
         if stitch_measures else None,
         "conventions": {
             "dissimilarity": "hi − value for similarities with range [lo, hi]; value − lo for distances (measure metadata)",
@@ -551,7 +558,7 @@ def stitching_measure_values(
         if measure == "dm_accuracy":
             base = StitchSettings(init="pinv", epochs=0)
         else:
-            base = StitchSettings(init="rand", epochs=settings.tlm_epochs, batch_size=settings.tlm_batch_size,
+            base = StitchSettings(init="rand", epochs=settings.tlm_epochs, batch_size=settings.tlm_batch_size, train_samples=settings.tlm_train_samples,
                                   optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5))
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
                        data_root=data_root, device=settings.device, workers=settings.workers, prefetch=settings.prefetch,
