@@ -51,7 +51,7 @@ from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig, check_ranks, rank_label
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure, measure_info
-from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_text_atomic
 from .stats import RankAgreement, rank_agreement
 
 TESTS = ("sensitivity", "specificity")
@@ -162,7 +162,7 @@ class GroundingReport:
         paths = {"stats": folder / f"{self.test}_stats.csv", "points": folder / f"{self.test}_points.csv", "json": folder / f"{self.test}.json"}
         write_text_atomic(paths["stats"], self.stats_csv())
         write_text_atomic(paths["points"], self.points_csv())
-        write_json_atomic(paths["json"], _finite(self.to_dict()))
+        write_json_atomic(paths["json"], json_safe(self.to_dict()))
         if figure:
             from .figure import plot_report
 
@@ -193,16 +193,6 @@ def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     for row in rows:
         writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
     return buffer.getvalue()
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def grounding_report(

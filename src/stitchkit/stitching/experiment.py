@@ -52,7 +52,7 @@ from ..errors import StitchkitError, unknown_name
 from ..models.layers import layered
 from ..training.optim import OptimConfig
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir, torch_save_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir, json_safe, torch_save_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..utils.seed import set_seed
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .matching import (
@@ -322,7 +322,7 @@ class StitchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data; NaN and infinities become ``None``."""
-        return _finite(asdict(self))
+        return json_safe(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StitchResult":
@@ -343,16 +343,6 @@ class StitchResult:
         result = cls.from_dict(data)
         result.run_dir = str(run_dir)
         return result
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _hash(obj: Any, n: int = 10) -> str:

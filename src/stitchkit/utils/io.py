@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -65,6 +66,17 @@ def write_csv_atomic(target: str | os.PathLike, rows: list[dict[str, Any]]) -> N
 
 def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=4, sort_keys=False, default=_json_default) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (JSON has no NaN or infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
