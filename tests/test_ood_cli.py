@@ -73,7 +73,7 @@ def test_detector_train_all_layers_check_and_list(source, capsys):
 
 
 def test_ood_command_on_a_folder_of_stitches(source, capsys):
-    experiment = pytest.importorskip("stitchkit.stitching.experiment")
+    from stitchkit.stitching import experiment
     tmp, path = source
     settings = experiment.StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
                                          progress=False, verbose=False)

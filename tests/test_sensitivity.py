@@ -151,7 +151,6 @@ def test_report_tables_json_and_figure(tmp_path):
     assert len(points) == len(comparisons) and float(points[0]["dissimilarity"]) == pytest.approx(1 - float(points[0]["value"]))
     data = json.loads(paths["json"].read_text())
     assert data["test"] == "sensitivity" and data["per_reference"]
-    pytest.importorskip("matplotlib")
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
     assert "Spearman" in report.table()
     with pytest.raises(StitchkitError, match="no functional score"):

@@ -329,7 +329,8 @@ def train_detectors(
     tag = (lambda layer: f"[{layer}] ") if len(layers) > 1 else (lambda layer: "")
 
     # -- phase B: supervised pre-training --------------------------------------------------------
-    def ce_step(model: nn.Module, batch: Any, dev: torch.device):
+    def ce_step(model: nn.Module, batch: Any, dev: torch.device, energy: bool = False):
+        """Cross-entropy of every layer's detector; with ``energy`` also the summed energies (validation)."""
         x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
         acts = acts_of(x)
         total, stats = 0.0, {}
@@ -339,6 +340,8 @@ def train_detectors(
             total = total + ce
             stats[f"{layer}|loss"] = float(ce.detach()) * y.shape[0]
             stats[f"{layer}|acc"] = float((logits.detach().argmax(-1) == y).sum())
+            if energy:
+                stats[f"{layer}|energy"] = float((-torch.logsumexp(logits.detach().float(), dim=-1)).sum())
         return total, y.shape[0], stats
 
     val_loader = None
@@ -429,17 +432,7 @@ def train_detectors(
             return total, n, stats
 
         def val_step(model: nn.Module, batch: Any, dev: torch.device):
-            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-            acts = acts_of(x)
-            total, stats = 0.0, {}
-            for layer in layers:
-                logits = model[keys[layer]](acts[layer])
-                ce = F.cross_entropy(logits, y)
-                total = total + ce
-                stats[f"{layer}|loss"] = float(ce) * y.shape[0]
-                stats[f"{layer}|acc"] = float((logits.argmax(-1) == y).sum())
-                stats[f"{layer}|energy"] = float((-torch.logsumexp(logits.float(), dim=-1)).sum())
-            return total, y.shape[0], stats
+            return ce_step(model, batch, dev, energy=True)
 
         def on_ft_epoch(log) -> None:
             share_id = log.train["n_id"]  # fraction of ID samples among all (fit divides sums by the total)
