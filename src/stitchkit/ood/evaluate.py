@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import StitchkitError
-from ..utils.io import write_json_atomic, write_text_atomic
+from ..utils.io import json_safe, write_json_atomic, write_text_atomic
 from .detectors import Detector, make_detector, pool_features
 from .metrics import OODMetricsResult, ood_metrics
 
@@ -478,7 +478,7 @@ class OODMatrices:
                 write_text_atomic(path, self._csv(self.matrix(metric, name)))
                 paths.append(path)
         data = {**self.to_dict(), **dict(extra or {})}
-        write_json_atomic(out_dir / "ood_matrices.json", _nan_free(data))
+        write_json_atomic(out_dir / "ood_matrices.json", json_safe(data))
         paths.append(out_dir / "ood_matrices.json")
         return paths
 
@@ -496,14 +496,3 @@ class OODMatrices:
             for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):
                 lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", self.matrix(metric, name))
         return "\n".join(lines)
-
-
-def _nan_free(obj: Any) -> Any:
-    """NaN → None so the JSON is standard."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, Mapping):
-        return {k: _nan_free(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_free(v) for v in obj]
-    return obj

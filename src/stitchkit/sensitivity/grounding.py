@@ -355,6 +355,12 @@ class ProbeCache:
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.entries[key] = entry
 
+    def put_results(self, fingerprint: str, dataset: str, results: Iterable[Any], config: ProbeConfig, network: str | None) -> None:
+        """Store the probe results of one network (``ProbeResult``s of :func:`~stitchkit.probing.probe_model`)."""
+        for r in results:
+            self.put(self.key(fingerprint, dataset, r.layer, r.rank, config),
+                     {"val_acc": r.val_acc, "network": network, "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc})
+
     def save(self) -> None:
         if self.path is None:
             return
@@ -459,8 +465,7 @@ def run_grounding_test(
         probe_seconds += time.perf_counter() - t0
         for res in report.results:
             scores[Rep(name, res.layer, res.rank)] = res.val_acc
-            cache.put(ProbeCache.key(fingerprints[name], dataset, res.layer, res.rank, settings.probe),
-                      {"val_acc": res.val_acc, "network": name, "layer": res.layer, "rank": res.rank, "train_acc": res.train_acc})
+        cache.put_results(fingerprints[name], dataset, report.results, settings.probe, name)
         cache.save()
 
     # 2. array measures on the first n test images, activations extracted once per network

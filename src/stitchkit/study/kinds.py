@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..utils.io import json_safe
 from .units import Unit, UnitContext, register_unit_kind
 
 
@@ -135,7 +136,7 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     for measure in p["measures"]:
         values, rows, cols = result_matrix(report.results, measure)
         info = measure_info(measure)
-        matrices[measure] = {"rows": rows, "cols": cols, "values": [[None if v != v else float(v) for v in row] for row in values.tolist()],
+        matrices[measure] = {"rows": rows, "cols": cols, "values": json_safe(values.tolist()),
                              "kind": info.kind, "range": list(info.range), "row_label": f"layer of {a['label'].split(' ', 1)[1]}",
                              "col_label": f"layer of {b['label'].split(' ', 1)[1]}"}
     return {
@@ -166,9 +167,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
     # the sensitivity and specificity tests score representations by these same probes: share them
     cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
-    for r in report.results:
-        cache.put(ProbeCache.key(report.info["model_fingerprint"], p["dataset"], r.layer, r.rank, config),
-                  {"val_acc": r.val_acc, "network": net.get("label"), "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc})
+    cache.put_results(report.info["model_fingerprint"], p["dataset"], report.results, config, net.get("label"))
     cache.save()
     cells = {(r.layer, rank_label(r.rank)): r.val_acc for r in report.results}
     cols = [rank_label(r) for r in ranks]
@@ -275,7 +274,7 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         rows, cols = m.front_layers, m.end_layers
         for detector in m.detectors:
             values = m.matrix("auroc", detector)
-            matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": [[None if v != v else v for v in row] for row in values],
+            matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": json_safe(values),
                                                "kind": "similarity", "range": [0, 1]}
         conventions.update(m.to_dict().get("conventions", {}))
         if exp.sanity:
