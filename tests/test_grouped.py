@@ -82,8 +82,8 @@ def test_grouped_training_on_an_augmented_array_set_uses_the_device_path_and_equ
         models.append(get_model("resnet18", num_classes=10, in_channels=3, input_size=(32, 32), width=4).eval())
     common = dict(QUICK, dataset="cifar10", data_root=str(tmp_path / "data"), download=False, epochs=1, init="rand", batch_size=16,
                   optim=OptimConfig(lr=1e-2))
-    reference = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common, grouping="per-pair", data_path="loader"),
-                            save_dir=tmp_path / "per")
+    today = dict(grouping="per-pair", data_path="loader", channels_last=False)  # the path before grouping
+    reference = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common, **today), save_dir=tmp_path / "per")
     ours = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common), save_dir=tmp_path / "grp")
     assert ours[0].execution["data_path"].startswith("device") and reference[0].execution["data_path"].startswith("loader")
     _assert_same_runs(reference, ours)

@@ -78,6 +78,25 @@ def test_output_shape(name, channels, size):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_channels_last_gives_the_same_outputs_and_cuts(name):
+    # grids run the donors in channels-last memory format (faster convolutions); every family must
+    # accept it and compute the same function, through the prefix and suffix cuts too
+    from stitchkit.models.layers import layered
+
+    model = get_model(name, num_classes=7, in_channels=3, input_size=32, **FAMILIES[name]).eval()
+    x = torch.rand(3, 3, 32, 32)
+    lm = layered(model)
+    middle = lm.layers[len(lm.layers) // 2]
+    with torch.no_grad():
+        expected, cut = model(x), lm.prefix(middle)(x)
+        model.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(xc), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lm.suffix(middle)(lm.prefix(middle)(xc)), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lm.prefix(middle)(xc), cut, atol=1e-4, rtol=1e-4)
+
+
 def test_every_registered_name_builds_with_small_options():
     for name in list_models():
         opts = model_options(name)
