@@ -83,6 +83,7 @@ def _register_train(actions) -> None:
     p.add_argument("--ft-samples", dest="ft_samples", type=int, default=None, metavar="N", help="fine-tuning samples per epoch from each side (default min(|ID|, |OOD|))")
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not add the detectors to -fdir")
+    p.add_argument("--overwrite", action="store_true", help="train into a -dir that already holds finished detectors (they are replaced)")
     add_loader(p)
     p.set_defaults(workers=0)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         reduce_lr_epochs=list(args.milestones), save_frequency=args.save_frequency, ft_id_dataset=args.ft_id_dataset, ft_id_root=args.ft_id_root,
         ft_ood_dataset=args.ft_ood_dataset, ft_ood_root=args.ft_ood_root, ft_epochs=args.ft_epochs, m_in=args.m_in, m_out=args.m_out,
         score=args.score, ft_lr_per_batch=args.ft_lr_per_batch, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
-        ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register,
+        ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register, overwrite=args.overwrite,
         device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress,
     )
     trained = train_detectors_for_checkpoint(args.source_model_path, args.source_model_type, _layers_arg(args), config,
