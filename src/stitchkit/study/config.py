@@ -167,6 +167,13 @@ def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dic
             out[key] = value
         config[section] = out
     _cross_checks(config, source)
+    given = raw.get("networks") or {}
+    if "seeds" not in given and "checkpoints" not in given:
+        # the defaults alone would silently start the full default study
+        raise StitchkitError(
+            f"{source} names no networks: give a [networks] section with seeds (networks to train) or checkpoints (networks you have). "
+            f"The smallest valid config is: [networks] seeds = [0, 1]  — see examples/demo.toml, or `stitchkit study --schema` for every key"
+        )
     return config
 
 
