@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..ood.detectors import TRAINING_FREE
 from ..ood.metrics import FPR_RULES, POSITIVE_CLASSES
@@ -172,6 +173,17 @@ def run_check(args: argparse.Namespace) -> int:
     from ..utils.device import resolve_device
     from ..utils.io import write_json_atomic
 
+    from ..errors import StitchkitError
+    from ..utils.io import check_writable_dir
+
+    for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
+                        ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
+        if value is not None and value < 1:
+            raise StitchkitError(f"{flag} must be at least 1, got {value}")
+    if not args.detector_dir and not args.training_free:
+        raise StitchkitError("nothing to check: give an energy detector registry (-detectors DIR) and/or --training-free mahalanobis knn")
+    if args.out:
+        check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
     donor = load_donor(args.model_path, args.model_type, dataset=args.dataset)
     model = donor.model
     dataset = dataset_info(args.dataset or donor.dataset or "cifar10").name

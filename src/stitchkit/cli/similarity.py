@@ -123,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
     # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
     all_pairs = args.all_pairs or layers1 is None or layers2 is None
     measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
+    from ..utils.io import check_writable_dir
+
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "activation cache folder (--cache-dir)")
+    if args.out:
+        check_writable_dir(args.out)
     report = compare_checkpoints(
         args.model1_path, args.model2_path, _type(args.model1_type), _type(args.model2_type), layers1, layers2,
         dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,

@@ -284,9 +284,6 @@ def train_detectors(
     dirs = _layer_dirs(save_dir, layers)
     registry = check_outputs(config, dirs)
     data = load_training_data(config, info.name, ft_info.name, input_shape)
-    ensure_writable_dir(save_dir)
-    for d in dirs.values():
-        ensure_writable_dir(d)
 
     set_seed(config.seed)
     source.eval().requires_grad_(False)
@@ -314,7 +311,9 @@ def train_detectors(
             "ce_loss": "mean CE over the ID samples",
         },
     }
+    ensure_writable_dir(save_dir)  # only now: every check above has passed
     for layer, d in dirs.items():
+        ensure_writable_dir(d)
         write_json_atomic(d / "config.txt", argv_config if argv_config is not None else asdict(config))
         write_json_atomic(d / "config.json", {**resolved, "layer": layer})
 

@@ -62,7 +62,13 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``target`` atomically."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise StitchkitError(f"cannot write {str(target)!r}: it is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        check_writable_dir(target.parent, "folder")  # names the file in the way
+        raise
     tmp_path = _create_temporary(target)
     try:
         yield tmp_path
