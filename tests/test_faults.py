@@ -541,6 +541,20 @@ def test_kill_9_at_a_random_moment_then_resume_gives_one_result_per_unit(tmp_pat
     assert sorted(by_folder) == folders  # one folder per unit, no temporary ones left
 
 
+def test_a_unit_on_disk_but_not_recorded_is_adopted_not_recomputed(tmp_path, monkeypatch):
+    """The narrowest window of a kill: the unit's folder was renamed into place, the driver died before
+    recording it. The next run takes the result from the folder instead of computing it again."""
+    steps = plan(4, seconds=(0.0, 0.0))
+    out = tmp_path / "study"
+    in_process_study(tmp_path, monkeypatch, steps, out)
+    with sqlite3.connect(out / "study.sqlite") as db:
+        db.execute("UPDATE units SET status = 'running', metrics = NULL WHERE label IN ('u1', 'u3')")
+    killed_at = time.time()
+    summary = in_process_study(tmp_path, monkeypatch, steps, out)
+    assert summary.ran == 2 and not events(tmp_path, after=killed_at)
+    assert {label: r.metrics["value"] for label, r in store_rows(out).items()} == expected_values(steps)
+
+
 # -- concurrent writers ----------------------------------------------------------------------------------------------
 
 def _register_many(root: str, worker: int, n: int) -> None:
