@@ -17,6 +17,7 @@ from . import sources, synthetic
 from . import transforms as tf
 from .base import SPLITS, DatasetInfo, LoadRequest, resolve_data_root
 from .datasets import ImageDataset
+from .device_batches import TransformRecipe
 from .sampler import MultiEpochDisjointSubsetSampler
 
 Shape = tuple[int, int, int]
@@ -270,6 +271,10 @@ def get_dataset(
     if transform is None and entry.mean_std is not None:
         steps.append(tf.normalize_for(entry.mean_std, (target or produced)[0]))
     dataset.transform = tf.compose(steps) if steps else None
+    # The default transform, described for the batched device path (data/device_batches.py).
+    ops = (entry.train_ops if augment else entry.eval_ops) if transform is None else None
+    dataset.recipe = None if ops is None or not dataset.yields_pil else TransformRecipe(
+        ops.__name__, tuple(produced), target if target != produced else None, entry.mean_std)
     return dataset
 
 
