@@ -221,9 +221,9 @@ def test_sensitivity_and_specificity_commands(checkpoints, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["sensitivity", "{ck}", "-l", "layer3.1", "-ranks", "full"], "at least one rank"),
-        (["sensitivity", "{ck}", "-l", "layer7", "-ranks", "2"], "not a stitchable layer"),
-        (["sensitivity", "{ck}", "-l", "layer3.1", "-ranks", "2", "--n-samples", "2"], "at least 3"),
+        (["sensitivity", "{ck}", "{ck1}", "-l", "layer3.1", "-ranks", "full"], "at least one rank"),
+        (["sensitivity", "{ck}", "{ck1}", "-l", "layer7", "-ranks", "2"], "not a stitchable layer"),
+        (["sensitivity", "{ck}", "{ck1}", "-l", "layer3.1", "-ranks", "2", "--n-samples", "2"], "at least 3"),
         (["specificity", "{tmp}/missing.pt"], "does not exist"),
         (["specificity", "{ck}", "{ck}", "--names", "a"], "one distinct name per checkpoint"),
         (["specificity", "{ck}", "-o", "{tmp}/afile/x"], "cannot create output folder"),
@@ -231,7 +231,7 @@ def test_sensitivity_and_specificity_commands(checkpoints, tmp_path, capsys):
 )
 def test_bad_input_is_one_line_with_exit_code_2(checkpoints, args, message, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
-    args = [a.replace("{ck}", str(checkpoints[0])).replace("{tmp}", str(tmp_path)) for a in args]
+    args = [a.replace("{ck1}", str(checkpoints[1])).replace("{ck}", str(checkpoints[0])).replace("{tmp}", str(tmp_path)) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "o")]
     code = main(args + ["-gpu", "-1", "-workers", "0", "--no-progress"])

@@ -63,8 +63,8 @@ def test_config_errors_name_the_key_and_the_allowed_values(raw, message):
 
 
 def test_defaults_and_none():
-    config = validate({"ood": {"sanity": "none"}})
-    assert config["ood"]["sanity"] is None and config["stitching"]["fit_samples"] == 100 and config["networks"]["seeds"] == [0, 1, 2]
+    config = validate({"networks": {"seeds": [0, 1, 2]}, "ood": {"sanity": "none"}})
+    assert config["ood"]["sanity"] is None and config["stitching"]["fit_samples"] == 100 and config["networks"]["epochs"] == 3
 
 
 def test_unit_ids_are_hashes_of_what_determines_the_result():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..ood.detectors import TRAINING_FREE
 from ..ood.metrics import FPR_RULES, POSITIVE_CLASSES
@@ -83,6 +84,7 @@ def _register_train(actions) -> None:
     p.add_argument("--ft-samples", dest="ft_samples", type=int, default=None, metavar="N", help="fine-tuning samples per epoch from each side (default min(|ID|, |OOD|))")
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not add the detectors to -fdir")
+    p.add_argument("--overwrite", action="store_true", help="train into a -dir that already holds finished detectors (they are replaced)")
     add_loader(p)
     p.set_defaults(workers=0)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -110,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         reduce_lr_epochs=list(args.milestones), save_frequency=args.save_frequency, ft_id_dataset=args.ft_id_dataset, ft_id_root=args.ft_id_root,
         ft_ood_dataset=args.ft_ood_dataset, ft_ood_root=args.ft_ood_root, ft_epochs=args.ft_epochs, m_in=args.m_in, m_out=args.m_out,
         score=args.score, ft_lr_per_batch=args.ft_lr_per_batch, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
-        ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register,
+        ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register, overwrite=args.overwrite,
         device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress,
     )
     trained = train_detectors_for_checkpoint(args.source_model_path, args.source_model_type, _layers_arg(args), config,
@@ -171,6 +173,17 @@ def run_check(args: argparse.Namespace) -> int:
     from ..utils.device import resolve_device
     from ..utils.io import write_json_atomic
 
+    from ..errors import StitchkitError
+    from ..utils.io import check_writable_dir
+
+    for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
+                        ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
+        if value is not None and value < 1:
+            raise StitchkitError(f"{flag} must be at least 1, got {value}")
+    if not args.detector_dir and not args.training_free:
+        raise StitchkitError("nothing to check: give an energy detector registry (-detectors DIR) and/or --training-free mahalanobis knn")
+    if args.out:
+        check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
     donor = load_donor(args.model_path, args.model_type, dataset=args.dataset)
     model = donor.model
     dataset = dataset_info(args.dataset or donor.dataset or "cifar10").name

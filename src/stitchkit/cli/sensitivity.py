@@ -10,7 +10,7 @@ from ..probing.probe import LOW_RANK_MODES, ProbeConfig
 from ..sensitivity.grounding import DEFAULT_MEASURES, GroundingSettings, grounding_test_checkpoints
 from ..similarity.policy import POLICIES
 from ..similarity.registry import list_measures, measure_info
-from ..utils.io import ensure_writable_dir
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import parse_ranks
 
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             raise StitchkitError("give the layer(s) to test with -l (the sensitivity test is per layer)")
     else:
         kwargs.update(layers=_layers(args.layers), reference_layers=_layers(args.reference_layers))
-    ensure_writable_dir(args.out)  # fail before the long part
+    check_writable_dir(args.out)  # fail before the long part (created when the first file is written)
     report = grounding_test_checkpoints(
         args.test, args.checkpoints, model_type=None if args.model_type in (None, "-", "auto") else args.model_type, dataset=args.dataset,
         data_root=args.data_root, names=args.names, model_options=model_options(args), settings=settings, **kwargs,

@@ -123,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
     # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
     all_pairs = args.all_pairs or layers1 is None or layers2 is None
     measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
+    from ..utils.io import check_writable_dir
+
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "activation cache folder (--cache-dir)")
+    if args.out:
+        check_writable_dir(args.out)
     report = compare_checkpoints(
         args.model1_path, args.model2_path, _type(args.model1_type), _type(args.model2_type), layers1, layers2,
         dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
@@ -145,17 +151,22 @@ def run(args: argparse.Namespace) -> int:
 def print_original(report, path1: str, path2: str, measures: Sequence[str], ranks1, ranks2) -> None:
     """The original's layout: per layer pair and model-1 rank, each measure's values over model-2 ranks."""
     values = {(r.x.layer, r.y.layer, r.x.rank, r.y.rank, r.result.measure): r.value for r in report.results}
+    used = {(r.x.layer, r.y.layer, r.x.rank, r.y.rank): (r.rank_used_x, r.rank_used_y) for r in report.results}
     pairs = list(dict.fromkeys((r.x.layer, r.y.layer) for r in report.results))
+
+    def shown(asked, really) -> str:  # a rank above the layer's channels is clamped: say which rank was used
+        return f"{asked}" if asked == really else f"{asked} (used {really}: all of the layer's channels)"
+
     for l1, l2 in pairs:
         for r1 in ranks1:
             print(f"{path1} -- {path2}")
             print(f"{l1} -- {l2}")
             for m in measures:
                 print(LABELS.get(m, f"{m}:"))
-                print(f"Model1 rank {r1}:")
+                print(f"Model1 rank {shown(r1, used[(l1, l2, r1, ranks2[0])][0])}:")
                 row = [values[(l1, l2, r1, r2, m)] for r2 in ranks2]
                 for r2, v in zip(ranks2, row):
-                    print(f"\tModel2 rank {r2}: {_fmt(v)}")
+                    print(f"\tModel2 rank {shown(r2, used[(l1, l2, r1, r2)][1])}: {_fmt(v)}")
                 print()
                 for v in row:
                     print(_fmt(v))

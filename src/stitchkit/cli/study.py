@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {kind:<12} " + "  ".join(f"{s} {n}" for s, n in counts.items()))
         for f in status["failed"]:
             print(f"  failed: {f['unit']}: {f['error']}")
+        if status["totals"].get("interrupted"):
+            print(f"  {status['totals']['interrupted']} unit(s) were interrupted: no driver is running; run the study again to continue")
         return 0
     summary = run_study(args.config, args.out, executor=args.executor, workers=args.workers, address=args.address, rerun=args.rerun, progress=args.progress)
     counts = summary.counts

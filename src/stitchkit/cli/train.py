@@ -55,6 +55,8 @@ def register(sub) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on CUDA (default off; on with the ImageNet preset)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a named recipe whose values replace the defaults (explicit flags still win)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a last.pt checkpoint of this run")
+    p.add_argument("--force-resume", dest="force_resume", action="store_true",
+                   help="resume even from a checkpoint whose model, dataset, seed or recipe differ from this run's (recorded in config.json)")
     p.add_argument("--overwrite", action="store_true", help="train into a folder that already holds a run")
     p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="train on a fixed random subset of N images (quick runs)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train without the dataset's default augmentation")
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         optim=OptimConfig(optimizer=v["optimizer"], lr=v["lr"], weight_decay=v["weight_decay"], momentum=v["momentum"], nesterov=args.nesterov,
                           scheduler=v["scheduler"], milestones=list(args.milestones), gamma=args.gamma, step_size=v["step_size"], warmup_epochs=args.warmup_epochs),
         seed=args.seed, grad_clip=args.grad_clip, workers=args.workers, prefetch=args.prefetch, save_frequency=args.save_frequency,
-        device=args.device, amp=v["amp"], resume=args.resume, overwrite=args.overwrite, model_options=model_options(args),
+        device=args.device, amp=v["amp"], resume=args.resume, force_resume=args.force_resume, overwrite=args.overwrite, model_options=model_options(args),
         train_subset=args.train_subset, augment=args.augment, download=args.download, progress=args.progress,
     )
     config = args_as_config(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,12 @@ class Checkpoint:
         return self.model_spec is not None
 
 
-def _plain(obj: Any) -> Any:
+def plain_data(obj: Any) -> Any:
     """JSON-like data only (what weights-only loading accepts besides tensors)."""
     if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_data(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_data(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, (str, int, float, bool)) or obj is None or isinstance(obj, torch.Tensor):
@@ -106,20 +107,20 @@ def save_checkpoint(
     payload: dict[str, Any] = {
         "stitchkit_checkpoint": FORMAT_VERSION,
         "stitchkit_version": __version__,
-        "model": _plain(spec),
+        "model": plain_data(spec),
         "dataset": dataset,
         "input_shape": list(input_shape) if input_shape is not None else None,
-        "training": _plain(dict(training or {})),
+        "training": plain_data(dict(training or {})),
         "epoch": epoch,
-        "metrics": _plain(dict(metrics or {})),
+        "metrics": plain_data(dict(metrics or {})),
         "state_dict": plain_state_dict(inner),
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
-        payload["scheduler"] = _plain(scheduler.state_dict())
+        payload["scheduler"] = plain_data(scheduler.state_dict())
     if scaler is not None:
-        payload["scaler"] = _plain(scaler.state_dict())
+        payload["scaler"] = plain_data(scaler.state_dict())
     torch_save_atomic(payload, path)
     return Path(path)
 
@@ -138,16 +139,37 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
+        refused = refused_global(exc)
+        if refused is not None:
+            what = f"the Python object {refused}" if refused else "Python objects besides tensors and plain data"
             raise StitchkitError(
-                f"refusing to load {str(path)!r}: it contains Python objects besides tensors and plain data, "
-                "and unpickling them could run arbitrary code. Re-save only the state_dict "
-                "(torch.save(model.state_dict(), path)) from code you trust."
+                f"refusing to load {str(path)!r}: it holds {what}, and unpickling it could run arbitrary code. "
+                "Re-save only the state_dict (torch.save(model.state_dict(), path)) from code you trust."
             ) from None
-        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, IndexError, KeyError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
+
+
+# torch's weights-only unpickler names what it refused in several wordings across versions
+# ("Unsupported global: GLOBAL os.system was not an allowed global", "Trying to load unsupported
+# GLOBAL posix.system whose module posix is blocked", "Unsupported class ..."), so match loosely, and
+# case-insensitively. Every weights-only failure starts "Weights only load failed", also plain garbage
+# ("Unsupported operand 110"): that one is a corrupt file, not a refused object.
+_GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
+_REFUSAL = re.compile(r"unsupported (global|class)|not an allowed global", re.IGNORECASE)
+
+
+def refused_global(exc: BaseException) -> str | None:
+    """For an error of weights-only loading that refused a Python object: the object's dotted name
+    (``""`` when the message does not say); ``None`` for any other unpickling error."""
+    text = str(exc)
+    if not _REFUSAL.search(text):
+        return None
+    match = _GLOBAL_NAME.search(text)
+    return match.group(1).rstrip(".") if match else ""
 
 
 def _looks_like_state_dict(obj: Any) -> bool:

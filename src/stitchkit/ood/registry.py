@@ -67,6 +67,10 @@ class DetectorRegistry:
     # -- reading ---------------------------------------------------------------------------------
     def entries(self) -> dict[str, dict[str, Any]]:
         """All entries, keyed ``"<id>.pt"`` (an empty dict when the folder has no registry yet)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StitchkitError(f"detector registry {str(self.root)!r} is a file, not a folder")
+        if self.meta_path.is_dir():
+            raise StitchkitError(f"detector registry {str(self.root)!r} has a folder named {META_FILE}, not the registry file")
         if not self.meta_path.is_file():
             return {}
         try:

@@ -64,7 +64,7 @@ OOD_SCORES = {
 
 # Configuration fields that do not change the trained weights: left out of the detector id.
 _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",
-              "progress", "verbose", "val_subset", "save_frequency", "register")
+              "progress", "verbose", "val_subset", "save_frequency", "register", "overwrite")
 
 
 @dataclass
@@ -100,6 +100,7 @@ class DetectorTrainConfig:
     val_subset: int | None = None  # validate on the first N test images (None: all; 0: no validation)
     final_save_dir: str = "./models/repr_cls_ood_detectors"  # -fdir
     register: bool = True
+    overwrite: bool = False  # train into a -dir that already holds finished detectors
     device: str = "auto"
     workers: int = 0
     prefetch: int = 1
@@ -211,12 +212,6 @@ class _Paired:
         return min(len(self.id_loader), len(self.ood_loader))
 
 
-def _first(dataset, n: int | None):
-    if n is None or n >= len(dataset):
-        return dataset
-    return torch.utils.data.Subset(dataset, list(range(n)))
-
-
 def _layer_dirs(save_dir: Path, layers: Sequence[str]) -> dict[str, Path]:
     if len(layers) == 1:
         return {layers[0]: save_dir}
@@ -258,14 +253,15 @@ def train_detectors(
     dataset's. See the module docstring for the phases and outputs.
     """
     from ..activations import model_fingerprint
-    from ..data import MultiEpochDisjointSubsetSampler, dataset_info, get_dataset
+    from ..data import MultiEpochDisjointSubsetSampler, dataset_info
     from ..models.checkpoint import save_state_dict
     from ..models.layers import layered
     from ..training import OptimConfig, build_optimizer, build_scheduler, fit
-    from ..training.base import _subset, _write_csv, make_loader
+    from ..training.base import _write_csv, make_loader
     from ..utils.device import resolve_device
     from ..utils.seed import set_seed
-    from .registry import DetectorRegistry, detector_id
+    from .registry import detector_id
+    from .train_inputs import check_outputs, load_training_data
 
     config.validate()
     layers = list(dict.fromkeys(layers))
@@ -281,12 +277,13 @@ def train_detectors(
     if ft_info.num_classes != info.num_classes:
         raise StitchkitError(f"the fine-tuning ID set {ft_info.name!r} has {ft_info.num_classes} classes but the detector is "
                              f"pre-trained on {info.name!r} with {info.num_classes}; use an ID set with the same classes")
+    ood_info = dataset_info(config.ft_ood_dataset)
     input_shape = tuple(input_shape or info.shape)
     device = resolve_device(config.device)
-    save_dir = ensure_writable_dir(config.save_dir)
+    save_dir = Path(config.save_dir)
     dirs = _layer_dirs(save_dir, layers)
-    for d in dirs.values():
-        ensure_writable_dir(d)
+    registry = check_outputs(config, dirs)
+    data = load_training_data(config, info.name, ft_info.name, input_shape)
 
     set_seed(config.seed)
     source.eval().requires_grad_(False)
@@ -306,7 +303,7 @@ def train_detectors(
         "source_model_hash": source_hash, "layers": layers, "dataset": info.name, "ft_id_dataset": ft_info.name,
         "input_shape": list(input_shape), "activation_shapes": {k: list(v) for k, v in shapes.items()},
         "model_types": model_type, "model_specs": {layer: detectors[keys[layer]].stitchkit_spec for layer in layers},
-        "settings": asdict(config), "device": str(device),
+        "settings": asdict(config), "device": str(device), "samples": data.counts(),
         "conventions": {
             "energy": "E = −logsumexp(logits), T = 1; higher = more OOD",
             "pretrain_lr_schedule": "×0.1 at each -rlre epoch, stepped per epoch",
@@ -314,7 +311,9 @@ def train_detectors(
             "ce_loss": "mean CE over the ID samples",
         },
     }
+    ensure_writable_dir(save_dir)  # only now: every check above has passed
     for layer, d in dirs.items():
+        ensure_writable_dir(d)
         write_json_atomic(d / "config.txt", argv_config if argv_config is not None else asdict(config))
         write_json_atomic(d / "config.json", {**resolved, "layer": layer})
 
@@ -345,16 +344,14 @@ def train_detectors(
         return total, y.shape[0], stats
 
     val_loader = None
-    if config.val_subset != 0 and (config.epochs > 0 or config.ft_epochs > 0):
-        test_set = _first(get_dataset(info.name, "test", root=config.data_root, shape=input_shape), config.val_subset)
-        val_loader = make_loader(test_set, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch, device=device)
+    if data.test is not None:
+        val_loader = make_loader(data.test, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch, device=device)
 
     pre_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     ft_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     started = time.perf_counter()
     if config.epochs > 0:
-        train_set = _subset(get_dataset(info.name, "train", root=config.data_root, augment=True, shape=input_shape), config.train_subset, config.seed)
-        train_loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch, device=device)
+        train_loader = make_loader(data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch, device=device)
         optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=list(config.reduce_lr_epochs))
         optimizer = build_optimizer(detectors.parameters(), optim_cfg)
         scheduler = build_scheduler(optimizer, optim_cfg, config.epochs)
@@ -383,9 +380,7 @@ def train_detectors(
     # -- phase C: energy fine-tuning with outlier exposure ---------------------------------------
     started = time.perf_counter()
     if config.ft_epochs > 0:
-        id_set = get_dataset(ft_info.name, "train", root=config.ft_id_root or config.data_root, augment=config.ft_id_augment, shape=input_shape)
-        ood_set = get_dataset(config.ft_ood_dataset, "train", root=config.ft_ood_root or config.data_root, shape=input_shape)
-        n_per_epoch = min(len(id_set), len(ood_set), config.ft_samples or math.inf)
+        id_set, ood_set, n_per_epoch = data.ft_id, data.ft_ood, data.ft_per_epoch
         half = config.batch_size // 2
         id_sampler = MultiEpochDisjointSubsetSampler(id_set, int(n_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1))
         ood_sampler = MultiEpochDisjointSubsetSampler(ood_set, int(n_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2))
@@ -460,12 +455,11 @@ def train_detectors(
     finetune_seconds = time.perf_counter() - started
 
     # -- phase D: publishing ------------------------------------------------------------------------
-    registry = DetectorRegistry(config.final_save_dir) if config.register else None
     results = []
     for layer in layers:
         # defaults resolved, so that spelling a default out does not change the id
         identity = {**config.identity(), "model_type": model_type[layer], "dataset": info.name, "ft_id_dataset": ft_info.name,
-                    "ft_ood_dataset": dataset_info(config.ft_ood_dataset).name}
+                    "ft_ood_dataset": ood_info.name}
         model = detectors[keys[layer]].eval().cpu()
         last_pre = pre_logs[layer][-1] if pre_logs[layer] else {}
         last_ft = ft_logs[layer][-1] if ft_logs[layer] else {}

@@ -27,7 +27,7 @@ from ..activations.extract import model_fingerprint, sample_subset
 from ..activations.low_rank import LowRankBasis
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..training.base import make_loader
+from ..training.base import check_subset_size, make_loader
 from ..training.loop import progress_bar
 from ..utils.device import resolve_device
 from .probe import (
@@ -43,6 +43,7 @@ from .probe import (
     probe_specs,
     train_probe_bank,
 )
+from .ranks import warn_clamped
 
 
 @torch.no_grad()
@@ -101,6 +102,7 @@ def probe_model(
     """
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
+    check_subset_size(config.train_subset, len(train_data), "the probes' training subset (train_subset): the training set")
     if config.train_subset is not None:  # the same images, augmented or not
         train_data = sample_subset(train_data, config.train_subset, seed=config.seed)
         if augmented_train_data is not None:
@@ -116,6 +118,7 @@ def probe_model(
     shapes = lm.shapes(tuple(sample.shape), layers)
     for layer in layers:
         feature_count(shapes[layer])
+    warn_clamped(ranks, shapes, "probe rank")
     if num_classes is None:
         spec = getattr(model, "stitchkit_spec", None) or {}
         num_classes = spec.get("num_classes")
@@ -154,7 +157,7 @@ def probe_model(
         "layers": layers,
         "ranks": ranks,
         "num_classes": num_classes,
-        "train_samples": len(augmented_train_data if augmented_train_data is not None else train_data),
+        "train_samples": len(augmented_train_data if augmented_train_data is not None else train_data),  # what was used
         "test_samples": len(test_data),
         "augmented": augmented_train_data is not None,
         "path": path,

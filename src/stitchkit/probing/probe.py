@@ -388,9 +388,15 @@ class ProbeResult:
     def key(self) -> str:
         return f"{self.layer}@{rank_label(self.rank)}"
 
+    @property
+    def rank_used(self) -> int | None:
+        """The rank the probed representation has: ``rank`` capped at the layer's feature count."""
+        return None if self.rank is None else min(int(self.rank), feature_count(self.activation_shape))
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["activation_shape"] = list(self.activation_shape)
+        out["rank_used"] = self.rank_used
         return out
 
 
@@ -416,12 +422,12 @@ class ProbeReport:
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        columns = ["layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape"]
+        columns = ["layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape", "rank_used"]
         writer = csv.writer(buffer)
         writer.writerow(columns)
         for r in self.results:
             writer.writerow([r.layer, rank_label(r.rank), f"{r.val_acc:.6f}", f"{r.val_loss:.6f}", f"{r.train_acc:.6f}",
-                             f"{r.train_loss:.6f}", r.in_features, "x".join(map(str, r.activation_shape))])
+                             f"{r.train_loss:.6f}", r.in_features, "x".join(map(str, r.activation_shape)), rank_label(r.rank_used)])
         return buffer.getvalue()
 
 

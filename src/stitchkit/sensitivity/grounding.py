@@ -51,7 +51,7 @@ from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig, check_ranks, rank_label
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure, measure_info
-from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_text_atomic
+from ..utils.io import check_writable_dir, ensure_writable_dir, json_safe, write_json_atomic, write_text_atomic
 from .stats import RankAgreement, rank_agreement
 
 TESTS = ("sensitivity", "specificity")
@@ -338,11 +338,18 @@ class ProbeCache:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
         self.entries: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.is_file():
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise StitchkitError(f"probe cache {str(self.path)!r} is a folder; give a file name (e.g. {str(self.path / 'probes.json')!r})")
+        check_writable_dir(self.path.parent, "folder of the probe cache")  # it is written after the probes: fail before them
+        if self.path.is_file():
             try:
                 self.entries = json.loads(self.path.read_text())
-            except ValueError:
+            except (ValueError, UnicodeDecodeError):
                 raise StitchkitError(f"probe cache {str(self.path)!r} is not valid JSON; delete it or choose another file") from None
+            if not isinstance(self.entries, dict) or not all(isinstance(e, dict) and "val_acc" in e for e in self.entries.values()):
+                raise StitchkitError(f"probe cache {str(self.path)!r} is not a stitchkit probe cache; delete it or choose another file")
 
     @staticmethod
     def key(fingerprint: str, dataset: str, layer: str, rank: int | None, config: ProbeConfig) -> str:
@@ -386,6 +393,18 @@ def network_names(paths: Sequence[str]) -> list[str]:
     return [f"net{i}" for i in range(len(paths))]
 
 
+def _check_distinct(fingerprints: Mapping[str, str], paths: Mapping[str, str]) -> None:
+    """The same network given twice would count as two seeds (every statistic gains pairs of zero
+    difference): refuse it, naming both."""
+    seen: dict[str, str] = {}
+    for name, fp in fingerprints.items():
+        if fp in seen:
+            first = seen[fp]
+            where = f" ({paths[first]} and {paths[name]})" if first in paths and name in paths else ""
+            raise StitchkitError(f"networks {first} and {name} are the same network{where}: their weights are identical; give each network once")
+        seen[fp] = name
+
+
 def run_grounding_test(
     test: str,
     models: Mapping[str, nn.Module],
@@ -404,7 +423,8 @@ def run_grounding_test(
     layer) and ``reference_layers`` (default: each of ``layers`` in turn).
     """
     from ..activations.extract import extract_activations, model_fingerprint, sample_subset
-    from ..data import get_dataset
+    from ..data import dataset_info, get_dataset
+    from ..probing.ranks import check_ranks_fit
     from ..models.layers import layered
     from ..probing.model import probe_datasets, probe_model
     from ..training.base import make_loader
@@ -418,6 +438,11 @@ def run_grounding_test(
     names = list(models)
     if not names:
         raise StitchkitError("the tests need at least one network")
+    if test == "sensitivity" and len(names) < 2:
+        raise StitchkitError("the sensitivity test needs at least two networks (e.g. two seeds of one architecture): its statistics "
+                             "rank every network's low-rank versions against the other networks, and with one network they are undefined")
+    fingerprints = {name: model_fingerprint(models[name]) for name in names}
+    _check_distinct(fingerprints, paths or {})
     first = layered(models[names[0]])
     layers = list(dict.fromkeys(layers)) if layers else list(first.layers)
     for name in names:
@@ -428,6 +453,7 @@ def run_grounding_test(
         ranks = [r for r in check_ranks(ranks) if r is not None]
         if not ranks:
             raise StitchkitError("the sensitivity test needs at least one rank (-ranks), e.g. -ranks 32 16 8 4 2 1")
+        check_ranks_fit(ranks, first.shapes(dataset_info(dataset).shape, layers), "-ranks")
         comparisons = sensitivity_comparisons(names, layers, ranks)
         needed_ranks = check_ranks([None] + list(ranks))
     else:
@@ -435,7 +461,6 @@ def run_grounding_test(
         needed_ranks = [None]
     array_measures, stitch_measures = split_measures(settings.measures)
     dev = resolve_device(settings.device)
-    fingerprints = {name: model_fingerprint(models[name]) for name in names}
 
     # 1. probes: the functional score of every representation (network and data loaded once per network)
     cache = ProbeCache(settings.probe_cache)

@@ -43,7 +43,7 @@ class SimilarityReport:
 
     def to_csv(self) -> str:
         columns = ["measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
-                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y"]
+                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x", "rank_used_y"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -51,6 +51,8 @@ class SimilarityReport:
             row = r.to_dict()
             row["rank_x"] = "full" if row["rank_x"] is None else row["rank_x"]
             row["rank_y"] = "full" if row["rank_y"] is None else row["rank_y"]
+            row["rank_used_x"] = "full" if row["rank_used_x"] is None else row["rank_used_x"]
+            row["rank_used_y"] = "full" if row["rank_used_y"] is None else row["rank_used_y"]
             row["matrix_shape_x"] = "x".join(map(str, row["matrix_shape_x"]))
             row["matrix_shape_y"] = "x".join(map(str, row["matrix_shape_y"]))
             row["value"] = f"{row['value']:.8g}"
@@ -71,6 +73,20 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     if not layers or list(layers) == ["all"]:
         return list(lm.layers)
     return [lm.check_layer(layer) for layer in dict.fromkeys(layers)]
+
+
+def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], layers_y: list[str], input_shape: tuple[int, ...],
+                   ranks_x: Sequence[int | None], ranks_y: Sequence[int | None]) -> dict[str, list]:
+    """Ranks above a layer's channel count are that layer's full rank: warned about before anything is
+    extracted, and recorded (each result also records its ``rank_used``)."""
+    from ..probing.ranks import warn_clamped
+
+    out = {}
+    for side, model, layers, ranks, label in (("model1", model_x, layers_x, ranks_x, "model 1 rank (-m1r)"),
+                                              ("model2", model_y, layers_y, ranks_y, "model 2 rank (-m2r)")):
+        found = warn_clamped(ranks, layered(model).shapes(input_shape, layers), label) if any(r is not None for r in ranks) else []
+        out[side] = [{"layer": layer, "rank": r, "rank_used": limit} for layer, r, limit in found]
+    return out
 
 
 def compare_models(
@@ -111,6 +127,7 @@ def compare_models(
     if not all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
     subset = sample_subset(data, n_samples)
+    clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, tuple(subset[0][0].shape), ranks_x, ranks_y)
     fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
     same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
     key = sample_key or f"{type(data).__name__}/{len(data)}/n={len(subset)}"
@@ -136,8 +153,8 @@ def compare_models(
         all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode,
     )
     info = {
-        "model1": {"name": layered(model_x).model_name, "fingerprint": fp_x, "layers": layers_x, "ranks": list(ranks_x)},
-        "model2": {"name": layered(model_y).model_name, "fingerprint": fp_y, "layers": layers_y, "ranks": list(ranks_y)},
+        "model1": {"name": layered(model_x).model_name, "fingerprint": fp_x, "layers": layers_x, "ranks": list(ranks_x), "clamped_ranks": clamped["model1"]},
+        "model2": {"name": layered(model_y).model_name, "fingerprint": fp_y, "layers": layers_y, "ranks": list(ranks_y), "clamped_ranks": clamped["model2"]},
         "same_network": same,
         "measures": [str(m) for m in measures],
         "n_samples": len(subset),

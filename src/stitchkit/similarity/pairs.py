@@ -159,11 +159,30 @@ class PairResult:
     def dissimilarity(self) -> float:
         return measure_info(self.result.measure).dissimilarity(self.result.value)
 
+    @property
+    def rank_used_x(self) -> int | None:
+        """The rank X really has: its rank capped at the layer's channel (feature) count."""
+        return _rank_used(self.x.rank, self.result.shape_x)
+
+    @property
+    def rank_used_y(self) -> int | None:
+        return _rank_used(self.y.rank, self.result.shape_y)
+
     def to_dict(self) -> dict[str, Any]:
         out = {"network_x": self.x.network, "layer_x": self.x.layer, "network_y": self.y.network, "layer_y": self.y.layer}
         out.update(self.result.to_dict())
         out["dissimilarity"] = self.dissimilarity
+        out["rank_used_x"], out["rank_used_y"] = self.rank_used_x, self.rank_used_y
         return out
+
+
+def _rank_used(rank: int | None, shape: Sequence[int]) -> int | None:
+    """``rank`` capped at the features of an activation of ``shape`` (with the batch): channels of
+    (N, C, H, W), the embedding of (N, T, D) and (N, D)."""
+    if rank is None or not isinstance(rank, int):
+        return rank
+    features = shape[1] if len(shape) == 4 else shape[-1]
+    return min(rank, int(features))
 
 
 def layer_pairs(layers_x: Sequence[str], layers_y: Sequence[str], all_pairs: bool) -> list[tuple[str, str]]:

@@ -167,6 +167,13 @@ def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dic
             out[key] = value
         config[section] = out
     _cross_checks(config, source)
+    given = raw.get("networks") or {}
+    if "seeds" not in given and "checkpoints" not in given:
+        # the defaults alone would silently start the full default study
+        raise StitchkitError(
+            f"{source} names no networks: give a [networks] section with seeds (networks to train) or checkpoints (networks you have). "
+            f"The smallest valid config is: [networks] seeds = [0, 1]  — see examples/demo.toml, or `stitchkit study --schema` for every key"
+        )
     return config
 
 
@@ -195,9 +202,14 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
 def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read and validate a study config (TOML; YAML when PyYAML is installed)."""
     path = Path(path)
+    if path.is_dir():
+        raise StitchkitError(f"study config {str(path)!r} is a folder; give the config file (e.g. examples/demo.toml)")
     if not path.is_file():
         raise StitchkitError(f"study config {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StitchkitError(f"study config {str(path)!r} cannot be read as text ({exc})") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             try:

@@ -8,8 +8,10 @@ registry, one entry per executor. On machines with GPUs, the pool and Ray place 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import multiprocessing as mp
 import os
+import sys
 from typing import Any
 
 from ..errors import StitchkitError, unknown_name
@@ -65,17 +67,21 @@ def _gpu_count() -> int:
         return 0
 
 
-_GPU_QUEUE: Any = None
+def _init_pool_worker(driver_pid: int, gpus: int, counter: Any) -> None:
+    """In each pool process, before any unit runs: die with the driver (a ``kill -9``'d driver must not
+    leave workers computing units nobody records), and take one GPU of its own (round robin over the
+    workers, before torch initialises CUDA)."""
+    from ..utils.process import exit_with_parent
 
-
-def _init_pool_worker(queue: Any) -> None:
-    """Give each pool process one GPU of its own (round robin) before torch initialises CUDA."""
-    if queue is not None:
-        try:
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get_nowait())
-        except Exception:
-            pass
+    exit_with_parent(driver_pid)
+    if gpus and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported before the variable was set: tell it directly
+        sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
 
 
 def _pool_task(unit: Unit, study_dir: str, deps: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -93,12 +99,9 @@ class ProcessPoolExecutor(Executor):
         self.capacity = workers
         ctx = mp.get_context("spawn")
         gpus = _gpu_count()
-        queue = None
-        if gpus:
-            queue = ctx.Manager().Queue()
-            for i in range(workers):
-                queue.put(i % gpus)
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(queue,))
+        counter = ctx.Value("i", 0) if gpus else None  # a shared counter, not a Manager: no extra process to outlive the driver
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
+                                           initargs=(os.getpid(), gpus, counter))
         self.futures: dict[cf.Future, str] = {}
 
     def submit(self, unit, study_dir, deps, settings):
@@ -187,9 +190,18 @@ class RayExecutor(Executor):
 EXECUTORS = {"inline": InlineExecutor, "pool": ProcessPoolExecutor, "ray": RayExecutor}
 
 
-def make_executor(name: str, workers: int = 1, address: str | None = None) -> Executor:
+def check_executor(name: str, workers: int = 1, address: str | None = None) -> None:
+    """The executor options, checked before a study writes anything (the executor itself starts later)."""
     if name not in EXECUTORS:
         raise unknown_name("executor", name, EXECUTORS)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise StitchkitError(f"--workers must be at least 1, got {workers!r}")
     if address and name != "ray":
         raise StitchkitError("--address is for the ray executor (use --executor ray)")
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise StitchkitError("the ray executor needs Ray: pip install 'stitchkit[ray]' (or pip install ray)")
+
+
+def make_executor(name: str, workers: int = 1, address: str | None = None) -> Executor:
+    check_executor(name, workers, address)
     return EXECUTORS[name](workers=workers, address=address)

@@ -77,7 +77,23 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     return pairs
 
 
+def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
+    """Each network once, and enough of them for the sensitivity test."""
+    hashes: dict[str, int] = {}
+    for i, n in enumerate(networks):
+        if n.kind == "network":
+            if n.params["sha256"] in hashes:
+                raise StitchkitError(f"study config: networks.checkpoints[{i}] is the same file as networks.checkpoints[{hashes[n.params['sha256']]}]; "
+                                     "give each network once")
+            hashes[n.params["sha256"]] = i
+    if config["sensitivity"]["enabled"] and len(networks) < 2:
+        raise StitchkitError("study config: the sensitivity test needs at least two networks (it ranks each network's low-rank versions "
+                             "against the others); add a seed or a checkpoint, or set [sensitivity] enabled = false")
+
+
 def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
+    from ..probing.ranks import check_ranks_fit  # deferred: importing the study package must not import torch (pool workers set threads first)
+
     study, nets_cfg = config["study"], config["networks"]
     dataset = study["dataset"]
     from ..data import dataset_info
@@ -100,6 +116,7 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
             params = {k: nets_cfg[k] for k in keys}
             params.update(dataset=dataset, seed=seed)
             networks.append(Unit("train", params, (), f"train {nets_cfg['model']} s{seed}"))
+    _check_networks(config, networks)
     spec = {"model": networks[0].params["model"], "options": networks[0].params["options"]}
     shapes = network_layers(spec, dataset)
     layers = list(shapes)
@@ -158,6 +175,7 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     sens = config["sensitivity"]
     if sens["enabled"]:
         layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
+        check_ranks_fit(sens["ranks"], {layer: shapes[layer]}, "study config: sensitivity.ranks")
         params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("sensitivity", params, test_deps, f"sensitivity {layer}"))

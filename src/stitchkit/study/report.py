@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import StitchkitError
 from ..utils.io import write_csv_atomic, write_text_atomic
+from .integrity import store_problem
 from .runner import STORE_NAME
 from .store import Store, UnitRecord
 
@@ -113,15 +114,18 @@ def write_report(study_dir: str | Path) -> Path:
     study_dir = Path(study_dir)
     if not (study_dir / STORE_NAME).is_file():
         raise StitchkitError(f"{str(study_dir)!r} holds no study (no {STORE_NAME}); run `stitchkit study CONFIG` first")
-    out = study_dir / "report"
-    for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
-        shutil.rmtree(out / folder, ignore_errors=True)
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    with Store(study_dir / STORE_NAME) as store:
+    problem = store_problem(study_dir / STORE_NAME)
+    if problem is not None:
+        raise StitchkitError(f"the study store of {str(study_dir)!r} is damaged: {problem}; run the study again to rebuild it")
+    with Store(study_dir / STORE_NAME, readonly=True) as store:
         records = store.all()
         config = store.get_meta("config", {})
         version = store.get_meta("stitchkit_version", "?")
         plan = store.get_meta("plan", None)
+    out = study_dir / "report"
+    for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
+        shutil.rmtree(out / folder, ignore_errors=True)
+        (out / folder).mkdir(parents=True, exist_ok=True)
     if plan is not None:  # only the last config's units; results of earlier configs stay in the store
         planned = set(plan)
         records = [r for r in records if r.id in planned]

@@ -4,6 +4,10 @@ result in the store as it arrives.
 Interrupting a study (Ctrl-C, ``kill -9``, a crash) and running it again continues where it stopped:
 finished units are never repeated, units that were running are run again, and a unit that fails is
 recorded with its error while the units that do not depend on it go on.
+
+Everything is checked before anything is written: the config, the plan, the executor options, the
+kinds to rerun, and the store itself (:mod:`.integrity`). A damaged store is kept aside and rebuilt
+from the finished units' own result files before the study goes on.
 """
 
 from __future__ import annotations
@@ -23,13 +27,18 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 from .config import load_config
-from .executors import make_executor
+from .executors import check_executor, make_executor
+from .integrity import rebuild_store, store_problem
 from .plan import plan_study
 from .store import Store
-from .units import Unit, resolve_artifacts, unit_dir
+from .units import UNIT_KINDS, RESULT_FILE, Unit, resolve_artifacts, unit_dir, unit_kind
 
 STORE_NAME = "study.sqlite"
+LOCK_NAME = ".driver.lock"
+#: names the study folder uses itself (a config file of that name is copied under another)
+RESERVED_NAMES = ("config.json", STORE_NAME, "study.log", LOCK_NAME, "units", "cache", "report")
 
 
 @dataclass
@@ -67,14 +76,47 @@ def _settings(config: dict[str, Any], progress: bool) -> dict[str, Any]:
 
 
 def prepare_study(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[Unit]]:
+    """Read and plan a study; nothing is created or written (the folder only has to be creatable)."""
     config = load_config(config_path)
     study_dir = Path(study_dir) if study_dir else default_study_dir(config)
-    try:
-        study_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StitchkitError(f"cannot create study folder {str(study_dir)!r}: {exc.strerror}") from None
+    check_writable_dir(study_dir, "study folder")
     units = plan_study(config, study_dir)
     return config, study_dir, units
+
+
+def check_rerun(kinds: Iterable[str]) -> set[str]:
+    """The unit kinds of ``--rerun``, each a known kind."""
+    out = set()
+    for kind in kinds:
+        try:
+            unit_kind(kind)
+        except StitchkitError:
+            raise StitchkitError(f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(UNIT_KINDS))}") from None
+        out.add(kind)
+    return out
+
+
+def _open_checked_store(study_dir: Path, units: list[Unit], log: logging.Logger) -> None:
+    """Check the store before anything uses it; a damaged one is kept aside and rebuilt from the
+    finished units' result files (said on stderr and in the log)."""
+    path = study_dir / STORE_NAME
+    problem = store_problem(path)
+    if problem is None:
+        return
+    rebuilt = rebuild_store(study_dir, STORE_NAME, units)
+    message = rebuilt.message(study_dir, problem)
+    log.warning(message)
+    tqdm.write(f"stitchkit: {message}", file=sys.stderr)
+
+
+def _keep_config(study_dir: Path, config: dict[str, Any], config_path: str | Path) -> None:
+    """The resolved config and a copy of the file the study was run with."""
+    write_json_atomic(study_dir / "config.json", config)
+    source = Path(config_path)
+    name = source.name if source.name not in RESERVED_NAMES else f"study-config-{source.name}"
+    copy = study_dir / name
+    if source.resolve() != copy.resolve():
+        write_text_atomic(copy, source.read_text())
 
 
 def run_study(
@@ -88,108 +130,144 @@ def run_study(
     progress: bool = True,
 ) -> StudySummary:
     config, study_dir, units = prepare_study(config_path, study_dir)
+    check_executor(executor, workers, address)
+    rerun = check_rerun(rerun)
     by_id = {u.id: u for u in units}
-    log = _logger(study_dir)
-    (study_dir / "config.json").write_text(json.dumps(config, indent=2))
-    copy = study_dir / Path(config_path).name
-    if Path(config_path).resolve() != copy.resolve():
-        shutil.copyfile(config_path, copy)  # the study folder keeps the config it was run with
+    ensure_writable_dir(study_dir)
     settings = _settings(config, progress and executor == "inline")
     started = time.perf_counter()
     ran = 0
-    with _exclusive(study_dir), Store(study_dir / STORE_NAME) as store:
-        for stale in (study_dir / "units").glob(".tmp-*"):  # left by a run that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        store.set_meta("config", config)
-        store.set_meta("stitchkit_version", __version__)
-        store.set_meta("plan", [u.id for u in units])  # the report shows these; results of earlier configs stay stored
-        store.add_planned(units)
-        interrupted = store.reset_interrupted()
-        if interrupted:
-            log.info("%d unit(s) were interrupted in an earlier run and will run again", interrupted)
-        rerun = set(rerun)
-        for record in store.all():
-            if record.id in by_id and (record.kind in rerun or record.status == "failed"):
-                store.db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (record.id,))
-                # the finished folder would otherwise be adopted as this run's result
-                (unit_dir(study_dir, by_id[record.id]) / "unit_result.json").unlink(missing_ok=True)
-        status = {r.id: r.status for r in store.all() if r.id in by_id}
-        todo = [u for u in units if status[u.id] != "done"]
-        log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
-        ex = make_executor(executor, workers=workers, address=address)
-        overall = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", unit="unit", disable=not progress,
-                       file=sys.stderr, dynamic_ncols=True, position=0, leave=True)
-        running: dict[str, float] = {}
-        durations: dict[str, list[float]] = {}  # per unit kind, for the time estimate and the summary
-        try:
-            while True:
-                # units whose dependencies failed cannot run: record why, once
-                for u in todo:
-                    if status[u.id] == "pending" and any(status.get(d) == "failed" for d in u.deps):
-                        failed = next(d for d in u.deps if status.get(d) == "failed")
-                        store.mark_failed(u.id, f"skipped: dependency {by_id[failed].label} failed")
-                        status[u.id] = "failed"
-                        overall.update(1)
-                ready = [u for u in todo if status[u.id] == "pending" and all(status.get(d) == "done" for d in u.deps)]
-                while ready and ex.busy < ex.capacity:
-                    unit = ready.pop(0)
-                    deps = {}
-                    for d in unit.deps:
-                        rec = store.get(d)
-                        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
-                                   "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
-                    store.mark_running(unit.id, ex.name)
-                    status[unit.id] = "running"
-                    running[unit.id] = time.perf_counter()
-                    log.info("start %s (%s)", unit.label, unit.id)
-                    overall.set_postfix_str(_postfix(running, by_id, durations, [u for u in todo if status[u.id] not in ("done", "failed")]), refresh=True)
-                    ex.submit(unit, str(study_dir), deps, settings)
-                if ex.busy == 0:
-                    break
-                for unit_id, result in ex.wait():
-                    unit = by_id[unit_id]
-                    running.pop(unit_id, None)
-                    ran += 1
-                    if result.get("ok"):
-                        store.mark_done(unit_id, result)
-                        status[unit_id] = "done"
-                        durations.setdefault(unit.kind, []).append(result.get("seconds") or 0.0)
-                        log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
-                    else:
-                        store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"))
-                        status[unit_id] = "failed"
-                        log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
-                        tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
-                    overall.update(1)
-                    overall.set_postfix_str(_postfix(running, by_id, durations, [u for u in todo if status[u.id] not in ("done", "failed")]), refresh=True)
-        except KeyboardInterrupt:
-            ex.shutdown(cancel=True)
-            store.reset_interrupted()
-            log.warning("interrupted; finished units are kept")
-            overall.close()
-            raise
-        ex.shutdown()
-        overall.close()
-        counts = store.counts()
+    with _exclusive(study_dir):
+        log = _logger(study_dir)
+        _open_checked_store(study_dir, units, log)
+        _keep_config(study_dir, config, config_path)
+        with Store(study_dir / STORE_NAME) as store:
+            ran, durations = _run_units(store, study_dir, config, units, by_id, rerun, executor, workers, address, settings, progress, log)
+            counts = store.counts()
     elapsed = time.perf_counter() - started
     log.info("finished: %s in %.1fs", counts, elapsed)
     return StudySummary(study_dir, counts, elapsed, ran, {kind: sum(v) for kind, v in durations.items()})
 
 
-@contextlib.contextmanager
-def _exclusive(study_dir: Path):
-    """One driver per study folder at a time (it is the store's only writer)."""
-    handle = open(study_dir / ".driver.lock", "a+")
+def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
+               executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
+               log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
+    """Record the plan, then run every unit that is not done, in dependency order."""
+    ran = 0
+    for stale in (study_dir / "units").glob(".tmp-*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    store.set_meta("config", config)
+    store.set_meta("stitchkit_version", __version__)
+    store.set_meta("plan", [u.id for u in units])  # the report shows these; results of earlier configs stay stored
+    store.add_planned(units)
+    interrupted = store.reset_interrupted()
+    if interrupted:
+        log.info("%d unit(s) were interrupted in an earlier run and will run again", interrupted)
+    for record in store.all():
+        if record.id in by_id and (record.kind in rerun or record.status == "failed"):
+            store.db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (record.id,))
+            # the finished folder would otherwise be adopted as this run's result
+            (unit_dir(study_dir, by_id[record.id]) / RESULT_FILE).unlink(missing_ok=True)
+    status = {r.id: r.status for r in store.all() if r.id in by_id}
+    todo = [u for u in units if status[u.id] != "done"]
+    log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
+    ex = make_executor(executor, workers=workers, address=address)
+    overall = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", unit="unit", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True, position=0, leave=True)
+    running: dict[str, float] = {}
+    durations: dict[str, list[float]] = {}  # per unit kind, for the time estimate and the summary
+
+    def unfinished() -> list[Unit]:
+        return [u for u in todo if status[u.id] not in ("done", "failed")]
+
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StitchkitError(f"study {str(study_dir)!r} is already being run by another stitchkit process") from None
+        while True:
+            # units whose dependencies failed cannot run: record why, once
+            for u in todo:
+                if status[u.id] == "pending" and any(status.get(d) == "failed" for d in u.deps):
+                    failed = next(d for d in u.deps if status.get(d) == "failed")
+                    store.mark_failed(u.id, f"skipped: dependency {by_id[failed].label} failed")
+                    status[u.id] = "failed"
+                    overall.update(1)
+            ready = [u for u in todo if status[u.id] == "pending" and all(status.get(d) == "done" for d in u.deps)]
+            while ready and ex.busy < ex.capacity:
+                unit = ready.pop(0)
+                deps = {}
+                for d in unit.deps:
+                    rec = store.get(d)
+                    deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
+                               "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
+                store.mark_running(unit.id, ex.name)
+                status[unit.id] = "running"
+                running[unit.id] = time.perf_counter()
+                log.info("start %s (%s)", unit.label, unit.id)
+                overall.set_postfix_str(_postfix(running, by_id, durations, unfinished()), refresh=True)
+                ex.submit(unit, str(study_dir), deps, settings)
+            if ex.busy == 0:
+                break
+            for unit_id, result in ex.wait():
+                unit = by_id[unit_id]
+                running.pop(unit_id, None)
+                ran += 1
+                if result.get("ok"):
+                    store.mark_done(unit_id, result)
+                    status[unit_id] = "done"
+                    durations.setdefault(unit.kind, []).append(result.get("seconds") or 0.0)
+                    log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
+                else:
+                    store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"))
+                    status[unit_id] = "failed"
+                    log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
+                    tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
+                overall.update(1)
+                overall.set_postfix_str(_postfix(running, by_id, durations, unfinished()), refresh=True)
+    except KeyboardInterrupt:
+        ex.shutdown(cancel=True)
+        store.reset_interrupted()
+        log.warning("interrupted; finished units are kept")
+        overall.close()
+        raise
+    ex.shutdown()
+    overall.close()
+    return ran, durations
+
+
+@contextlib.contextmanager
+def _exclusive(study_dir: Path, wait: float = 2.0):
+    """One driver per study folder at a time (it is the store's only writer). ``--status`` takes the
+    lock shared for an instant to learn whether a driver is alive, so a starting driver retries for
+    ``wait`` seconds before it concludes that another one holds it."""
+    handle = open(study_dir / LOCK_NAME, "a+")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise StitchkitError(f"study {str(study_dir)!r} is already being run by another stitchkit process") from None
+            time.sleep(0.05)
     try:
         yield
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def driver_running(study_dir: str | Path) -> bool:
+    """Whether a driver holds the study folder's lock now (the lock dies with its process, so a
+    driver killed with ``kill -9`` holds none)."""
+    path = Path(study_dir) / LOCK_NAME
+    if not path.is_file():
+        return False
+    with open(path, "r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: dict[str, list[float]], unfinished: list[Unit]) -> str:
@@ -205,20 +283,30 @@ def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: dict[
 
 
 def study_status(config_path: str | Path, study_dir: str | Path | None = None) -> dict[str, Any]:
-    """What is done, running, failed and left, per unit kind (reads the store, runs nothing)."""
+    """What is done, running, interrupted, failed and left, per unit kind (reads the store, runs and
+    writes nothing). A unit recorded as running while no driver holds the folder's lock was
+    interrupted: its driver died (it runs again when the study is run again)."""
     config, study_dir, units = prepare_study(config_path, study_dir)
     path = study_dir / STORE_NAME
     records = {}
+    alive = driver_running(study_dir)
     if path.exists():
-        with Store(path) as store:
+        problem = store_problem(path)
+        if problem is not None:
+            raise StitchkitError(f"the study store {str(path)!r} is damaged: {problem}; run the study again (the same command without "
+                                 "--status) to keep the damaged file aside and rebuild the store from the finished units' unit_result.json files")
+        with Store(path, readonly=True) as store:
             records = {r.id: r for r in store.all()}
+    states = ("done", "running", "interrupted", "failed", "pending")
     kinds: dict[str, dict[str, int]] = {}
     failed = []
     for u in units:
         rec = records.get(u.id)
         state = rec.status if rec else "pending"
-        kinds.setdefault(u.kind, {"done": 0, "running": 0, "failed": 0, "pending": 0})[state] += 1
+        if state == "running" and not alive:
+            state = "interrupted"
+        kinds.setdefault(u.kind, dict.fromkeys(states, 0))[state] += 1
         if state == "failed":
             failed.append({"unit": u.label, "error": rec.error})
-    totals = {s: sum(k[s] for k in kinds.values()) for s in ("done", "running", "failed", "pending")}
-    return {"study_dir": str(study_dir), "units": len(units), "by_kind": kinds, "totals": totals, "failed": failed}
+    totals = {s: sum(k[s] for k in kinds.values()) for s in states}
+    return {"study_dir": str(study_dir), "units": len(units), "by_kind": kinds, "totals": totals, "failed": failed, "driver_running": alive}

@@ -72,15 +72,22 @@ class UnitRecord:
         return dict(self.__dict__)
 
 
-def _dump(value: Any) -> str:
+def dump_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
 class Store:
     """The study database. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
+        """``readonly``: only read an existing store (``--status``, the report): nothing is created or
+        set up. Otherwise the file and its tables are created when missing."""
         self.path = Path(path)
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(self.path)
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -98,7 +105,7 @@ class Store:
 
     # -- meta --------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, _dump(value)))
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, dump_json(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -108,11 +115,11 @@ class Store:
     def add_planned(self, units: Iterable[Any]) -> int:
         """Insert planned units that are not in the store yet; returns how many were new."""
         new = 0
-        with self._transaction():
+        with self.transaction():
             for u in units:
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO units(id, kind, label, config, deps, status, seed) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                    (u.id, u.kind, u.label, _dump(u.params), _dump(list(u.deps)), u.params.get("seed")),
+                    (u.id, u.kind, u.label, dump_json(u.params), dump_json(list(u.deps)), u.params.get("seed")),
                 )
                 new += cur.rowcount
         return new
@@ -133,8 +140,8 @@ class Store:
             "UPDATE units SET status = 'done', finished = ?, seconds = ?, metrics = ?, artifacts = ?, conventions = ?, "
             "model_hashes = ?, code_version = ?, error = NULL WHERE id = ?",
             (
-                time.time(), result.get("seconds"), _dump(result.get("metrics", {})), _dump(result.get("artifacts", {})),
-                _dump(result.get("conventions", {})), _dump(result.get("model_hashes", {})), result.get("code_version"), unit_id,
+                time.time(), result.get("seconds"), dump_json(result.get("metrics", {})), dump_json(result.get("artifacts", {})),
+                dump_json(result.get("conventions", {})), dump_json(result.get("model_hashes", {})), result.get("code_version"), unit_id,
             ),
         )
 
@@ -165,7 +172,7 @@ class Store:
         return out
 
     # -- internals -----------------------------------------------------------------------------
-    def _transaction(self):
+    def transaction(self):
         db = self.db
 
         class _Tx:

@@ -29,6 +29,10 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import StitchkitError, unknown_name
 
+#: written into a unit's folder when it finishes: the unit and its whole result (a store can be rebuilt
+#: from these, see :mod:`.integrity`)
+RESULT_FILE = "unit_result.json"
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -125,7 +129,8 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
             "worker": worker,
             "error": None,
         }
-        (tmp / "unit_result.json").write_text(json.dumps({"unit": {"kind": unit.kind, "params": unit.params, "deps": list(unit.deps)}, **result}, indent=2, default=str))
+        record = {"unit": {"kind": unit.kind, "params": unit.params, "deps": list(unit.deps), "label": unit.label}, **result}
+        (tmp / RESULT_FILE).write_text(json.dumps(record, indent=2, default=str))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -145,7 +150,7 @@ def _relative_to(path: Path, folder: Path) -> str:
 
 
 def _adopt_finished(final: Path) -> dict[str, Any] | None:
-    marker = final / "unit_result.json"
+    marker = final / RESULT_FILE
     if not marker.is_file():
         return None
     try:

@@ -27,13 +27,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from .. import __version__
 from ..errors import StitchkitError
-from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, save_checkpoint, save_state_dict, unwrap
+from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
+from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.seed import seed_worker, set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
 from .optim import OptimConfig, build_optimizer, build_scheduler
+from .resume import resume_mismatches
 
 
 @dataclass
@@ -55,6 +56,8 @@ class TrainSettings:
     device: str = "auto"
     amp: bool = False
     resume: str | None = None
+    #: resume even from a checkpoint whose model, dataset, seed or recipe differ (recorded in config.json)
+    force_resume: bool = False
     overwrite: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
     train_subset: int | None = None  # train on a fixed random subset of this many images
@@ -118,8 +121,18 @@ def make_loader(
     )
 
 
-def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
-    if n is None or n >= len(dataset):
+def check_subset_size(n: int | None, available: int, what: str) -> None:
+    """Refuse a subset larger than the set it is drawn from (it would be the whole set, recorded as
+    the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
+    split of fashion"."""
+    if n is not None and n > available:
+        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
+                             "or leave the option out to use all of them")
+
+
+def _subset(dataset: Dataset, n: int | None, seed: int, what: str = "the training set (--train-subset)") -> Dataset:
+    check_subset_size(n, len(dataset), what)
+    if n is None or n == len(dataset):
         return dataset
     generator = torch.Generator().manual_seed(seed)
     return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n].tolist())
@@ -147,8 +160,9 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     device = local_device(requested, dist_info)
     amp = settings.amp and device.type == "cuda"
     save_dir = Path(settings.save_dir)
+    # every check before anything is written or created: a refused run leaves no folder behind
     if dist_info.is_main:
-        ensure_writable_dir(save_dir)
+        check_writable_dir(save_dir)
         if settings.resume is None and not settings.overwrite and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists()):
             raise StitchkitError(
                 f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
@@ -159,14 +173,9 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     model = get_model(settings.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **settings.model_options)
     spec = model.stitchkit_spec
     optim_cfg = settings.optim
-    start_epoch, resume_ckpt, history_rows = 0, None, []
+    start_epoch, resume_ckpt, history_rows, mismatches = 0, None, [], []
     if settings.resume:
-        resume_ckpt = load_checkpoint(settings.resume)
-        if resume_ckpt.model_spec is not None and resume_ckpt.model_spec != spec:
-            raise StitchkitError(
-                f"cannot resume from {settings.resume!r}: it holds {resume_ckpt.model_spec.get('name')} "
-                f"with {resume_ckpt.model_spec.get('options')}, not {spec['name']} with {spec['options']}"
-            )
+        resume_ckpt, mismatches = _check_resume(settings, spec, info.name)
         load_state_into(model, resume_ckpt.state_dict, source=f"checkpoint {settings.resume!r}")
         start_epoch = int(resume_ckpt.epoch or 0)
         if start_epoch >= settings.epochs:
@@ -180,13 +189,12 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     optimizer = build_optimizer(model.parameters(), optim_cfg)
     scheduler = build_scheduler(optimizer, optim_cfg, settings.epochs)
     if resume_ckpt is not None:
-        if "optimizer" not in resume_ckpt.extra:
-            raise StitchkitError(f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt")
         optimizer.load_state_dict(resume_ckpt.extra["optimizer"])
         if "scheduler" in resume_ckpt.extra:
             scheduler.load_state_dict(dict(resume_ckpt.extra["scheduler"]))
 
-    train_set = _subset(get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download), settings.train_subset, settings.seed)
+    full_train_set = get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download)
+    train_set = _subset(full_train_set, settings.train_subset, settings.seed, f"--train-subset: the train split of {info.name}")
     test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
     if dist_info.enabled:
         train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)
@@ -196,6 +204,8 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         test_sampler = None
     train_loader = make_loader(train_set, settings.batch_size, shuffle=True, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=train_sampler)
     test_loader = make_loader(test_set, settings.batch_size, shuffle=False, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=test_sampler)
+    if dist_info.is_main:
+        ensure_writable_dir(save_dir)
 
     run_config = {
         "command": "train",
@@ -207,6 +217,9 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         "settings": asdict(settings),
         "device": str(device),
         "world_size": dist_info.world_size,
+        "train_samples": len(train_set),
+        "resumed_from": str(settings.resume) if settings.resume else None,
+        "resume_mismatches": mismatches,
         "conventions": {"lr_schedule": "stepped per epoch", "weight_decay": "L2 added to the gradient" if optim_cfg.optimizer != "adamw" else "decoupled"},
     }
     if dist_info.is_main:
@@ -240,6 +253,7 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         "test_top5": final.val.get("top5") if final.val else None,
         "test_loss": final.val["loss"] if final.val else math.nan,
         "test_samples": final.val["n"] if final.val else 0,
+        "train_samples": len(train_set),
         "world_size": dist_info.world_size,
         "train_acc": final.train.get("acc"),
         "train_loss": final.train["loss"],
@@ -253,6 +267,21 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         write_json_atomic(save_dir / "metrics.json", metrics)
     barrier()
     return result
+
+
+def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
+    """The checkpoint to resume from, and what differs from this run (refused unless forced)."""
+    ckpt = load_checkpoint(settings.resume)
+    if "optimizer" not in ckpt.extra:
+        raise StitchkitError(f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt")
+    recorded = ckpt.training.get("settings", ckpt.training) if isinstance(ckpt.training, dict) else {}
+    mismatches = resume_mismatches(ckpt.model_spec, ckpt.dataset, recorded, plain_data(spec), dataset, plain_data(asdict(settings)))
+    if mismatches and not settings.force_resume:
+        raise StitchkitError(
+            f"cannot resume from {settings.resume!r}: it comes from a different run ({'; '.join(mismatches)}); resume from this "
+            "run's last.pt, or pass --force-resume to continue from it anyway (the differences are then recorded in config.json)"
+        )
+    return ckpt, mismatches
 
 
 def evaluate_model(

@@ -1,16 +1,47 @@
-"""Files are written whole or not at all: write to a temporary file beside the target, then rename."""
+"""Files are written whole or not at all: write to a temporary file beside the target, then rename.
+
+Files and folders get the permissions the umask allows (as ``open``/``mkdir`` would give them), so
+workers and colleagues sharing a study folder can read each other's artifacts. Output folders are
+checked before any work starts (:func:`check_writable_dir`) but created only when the first file
+goes into them, so a refused command leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import StitchkitError
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check, without creating anything, that ``path`` is a writable folder or could be created as one.
+
+    Raises a :class:`StitchkitError` naming the problem: a file where the folder should be (or where
+    one of its parents should be), or a folder that cannot be written.
+    """
+    path = Path(path)
+    absolute = Path(os.path.abspath(path))
+    for probe in (absolute, *absolute.parents):
+        if not probe.exists():
+            continue
+        own = probe == absolute
+        if not probe.is_dir():
+            if own:
+                raise StitchkitError(f"{what} {str(path)!r} exists and is not a folder")
+            raise StitchkitError(f"cannot create {what} {str(path)!r}: {str(probe)!r} is a file, not a folder")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            if own:
+                raise StitchkitError(f"{what} {str(path)!r} is not writable")
+            raise StitchkitError(f"cannot create {what} {str(path)!r}: {str(probe)!r} is not writable")
+        break
+    return path
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
@@ -31,10 +62,14 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``target`` atomically."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if target.is_dir():
+        raise StitchkitError(f"cannot write {str(target)!r}: it is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        check_writable_dir(target.parent, "folder")  # names the file in the way
+        raise
+    tmp_path = _create_temporary(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -42,6 +77,20 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _create_temporary(target: Path) -> Path:
+    """A new, empty file beside ``target``, created with mode 0666 so that the umask decides its
+    permissions (``tempfile.mkstemp`` would make it 0600 whatever the umask)."""
+    for _ in range(100):
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
