@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnknownNameError, unknown_name
-from . import custom
-from .base import DatasetInfo
+from .base import DatasetInfo, is_custom
 
 
 @dataclass(frozen=True)
@@ -155,6 +154,8 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """Metadata of a dataset by name or alias, or of your own data (``folder:PATH``, ``npz:PATH``,
     read and checked on first use); an unknown name lists the known ones."""
-    if custom.is_custom(name):
+    if is_custom(name):
+        from . import custom  # deferred: numpy and Pillow load only for your own data
+
         return custom.describe(name).info
     return DATASETS[canonical_name(name)].info

@@ -41,10 +41,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import StitchkitError
-from .base import SPLITS, DatasetInfo
+from .base import CUSTOM_KINDS, SPLITS, DatasetInfo, is_custom  # noqa: F401 (is_custom: part of this module's API)
 from .readers import memmap_npz_member
 
-KINDS = ("folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 #: Pillow modes read as one channel
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -102,15 +101,10 @@ class CustomData:
     convert: bool
 
 
-def is_custom(name: Any) -> bool:
-    """Whether ``name`` names your own data (``folder:...`` or ``npz:...``)."""
-    return isinstance(name, (str, os.PathLike)) and str(name).split(":", 1)[0].strip().lower() in KINDS and ":" in str(name)
-
-
 def parse(name: str) -> CustomSpec:
     kind, _, rest = str(name).strip().partition(":")
     kind = kind.strip().lower()
-    if kind not in KINDS or not rest.strip():
+    if kind not in CUSTOM_KINDS or not rest.strip():
         raise StitchkitError(f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or @CxHxW)")
     path_text, channels, size = rest, None, None
     head, at, tail = rest.rpartition("@")
