@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn, Sequence
 
 _UNRECOGNIZED = "unrecognized arguments: "
+_REQUIRED = "the following arguments are required: "
 _INVALID_CHOICE = re.compile(r"invalid choice: '?(?P<given>[^' ]*)'? \(choose from (?P<choices>.*)\)")
 
 
@@ -26,16 +27,25 @@ def _closest(word: str, candidates: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
+def unknown_flags(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[str]:
+    """The words that look like flags but are none of ``parser``'s (negative numbers are values)."""
+    out = []
+    for word in words:
+        if word == "--":
+            break
+        if word.startswith("-") and word != "-" and not parser._negative_number_matcher.match(word):
+            if word.split("=", 1)[0] not in parser._option_string_actions:
+                out.append(word)
+    return out
+
+
 def suggestion(parser: argparse.ArgumentParser, message: str) -> str:
     """'did you mean …?' for a misspelled flag, subcommand or choice ('' when nothing is close)."""
     if message.startswith(_UNRECOGNIZED):
         flags = [s for action in parser._actions for s in action.option_strings]
-        guesses = []
-        for word in message[len(_UNRECOGNIZED):].split():
-            if word.startswith("-"):
-                close = _closest(word.split("=", 1)[0], flags)
-                if close:
-                    guesses.append(close)
+        words = message[len(_UNRECOGNIZED):].split(";", 1)[0].split()
+        guesses = [_closest(word.split("=", 1)[0], flags) for word in words if word.startswith("-")]
+        guesses = [g for g in guesses if g]
         return f"did you mean {' and '.join(dict.fromkeys(guesses))}?" if guesses else ""
     match = _INVALID_CHOICE.search(message)
     if match:
@@ -66,9 +76,18 @@ def compact_usage(parser: argparse.ArgumentParser) -> str:
     return " ".join(words)
 
 
-def one_line_error(parser: argparse.ArgumentParser, message: str) -> str:
+def one_line_error(parser: argparse.ArgumentParser, message: str, words: Sequence[str] = ()) -> str:
+    """The error on one line. ``words`` are the arguments ``parser`` saw: a misspelled flag among them
+    is reported before missing arguments (argparse checks those first, so ``train --widht`` would
+    otherwise only hear that model_type is missing)."""
     message = " ".join(str(message).split())
+    unknown = unknown_flags(parser, words) if message.startswith(_REQUIRED) else []
+    if unknown:
+        message = f"{_UNRECOGNIZED}{' '.join(unknown)}; also {message}"
     hint = suggestion(parser, message)
+    if hint and unknown:
+        head, _, rest = message.partition("; ")
+        message, hint = head, f"{hint}; also {rest.removeprefix('also ')}"
     return f"{message}{'; ' + hint if hint else ''} (usage: {compact_usage(parser)}; see `{parser.prog} --help`)"
 
 
@@ -77,8 +96,12 @@ class Parser(argparse.ArgumentParser):
     they belong to. Subcommand parsers inherit the class (argparse's ``parser_class``)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"stitchkit: error: {one_line_error(self, message)}\n")
+        sys.stderr.write(f"stitchkit: error: {one_line_error(self, message, getattr(self, '_words', ()))}\n")
         raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._words = list(sys.argv[1:] if args is None else args)  # for error(): argparse does not pass them on
+        return super().parse_known_args(args, namespace)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         parsed, extras = self.parse_known_args(args, namespace)
