@@ -280,7 +280,7 @@ def _check_images(spec: CustomSpec, key: str, x: np.ndarray) -> np.ndarray:
     levels = np.rint(scaled)
     if np.abs(scaled - levels).max(initial=0) <= _UINT8_TOLERANCE:
         return levels.astype(np.uint8)
-    return np.asarray(x, dtype=np.float32)
+    return np.array(x, dtype=np.float32)  # a writable copy in RAM (torch tensors need one)
 
 
 def _check_labels(spec: CustomSpec, key: str, y: np.ndarray, n: int, x_key: str) -> np.ndarray:
