@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
