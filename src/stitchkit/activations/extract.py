@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -80,6 +81,66 @@ def _loader(data: Dataset | DataLoader, batch_size: int, workers: int) -> DataLo
     return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, **kwargs)
 
 
+class ActivationWriter:
+    """Activations of several layers written batch by batch, in order, into memory-mapped
+    ``<layer>.npy`` files of ``n_total`` rows (with ``labels_file``, plus ``labels.npy``). The files are written under
+    temporary names and renamed by :meth:`close`, so an interrupted extraction leaves no file behind
+    (:meth:`abort` removes the partial ones)."""
+
+    def __init__(self, out_dir: str | os.PathLike, n_total: int, dtype: torch.dtype = torch.float32, *, labels_file: bool = False):
+        self.out_dir = Path(out_dir)
+        self.labels_file = labels_file
+        self.n_total = int(n_total)
+        self.dtype = dtype
+        self.np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        self.arrays: dict[str, np.memmap] = {}
+        self.labels = np.empty(self.n_total, dtype=np.int64)
+        self.position = 0
+
+    def _partial(self, name: str) -> Path:
+        return self.out_dir / f".{name}.npy.partial"
+
+    def write(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+        """Append one batch: ``outputs[layer]`` of shape ``(B, ...)`` for each layer, and its labels."""
+        n = int(labels.shape[0])
+        for name, value in outputs.items():
+            value = value.detach().to(self.dtype)
+            if name not in self.arrays:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self.arrays[name] = np.lib.format.open_memmap(self._partial(name), mode="w+", dtype=self.np_dtype,
+                                                              shape=(self.n_total, *value.shape[1:]))
+            self.arrays[name][self.position:self.position + n] = value.cpu().numpy()
+        self.labels[self.position:self.position + n] = torch.as_tensor(labels).cpu().numpy()
+        self.position += n
+
+    def close(self) -> Activations:
+        """Finish: rename the files into place and return them memory-mapped."""
+        if self.position != self.n_total:
+            self.abort()
+            raise StitchkitError(f"activation extraction stopped after {self.position} of {self.n_total} samples")
+        result: dict[str, torch.Tensor] = {}
+        for name, array in list(self.arrays.items()):
+            array.flush()
+            del self.arrays[name]
+            final = self.out_dir / f"{name}.npy"
+            os.replace(self._partial(name), final)
+            result[name] = torch.from_numpy(np.load(final, mmap_mode="r+"))
+        if self.labels_file:
+            _save_npy_atomic(self.out_dir / "labels.npy", self.labels)
+        return Activations(result, torch.from_numpy(self.labels))
+
+    def abort(self) -> None:
+        for name in list(self.arrays):
+            del self.arrays[name]
+            self._partial(name).unlink(missing_ok=True)
+
+
+def _save_npy_atomic(path: Path, values: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, values)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def extract_activations(
     model: nn.Module,
@@ -106,49 +167,34 @@ def extract_activations(
     extractor = layered(model).extractor(layers)
     loader = _loader(data, batch_size, workers)
     n_total = len(loader.dataset)  # type: ignore[arg-type]
-    arrays: dict[str, Any] = {}
-    tmp_paths: dict[str, Path] = {}
+    writer = ActivationWriter(out_dir, n_total, dtype) if out_dir is not None else None
+    arrays: dict[str, torch.Tensor] = {}
     labels = torch.empty(n_total, dtype=torch.long)
     position = 0
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     try:
         for inputs, targets in progress_bar(loader, desc, progress):
             out = extractor(inputs.to(device, non_blocking=True))
+            targets = torch.as_tensor(targets)
+            if writer is not None:
+                writer.write({name: out[name] for name in layers}, targets)
+                continue
             n = inputs.shape[0]
             for name in layers:
                 value = out[name].to(dtype)
                 if name not in arrays:
-                    shape = (n_total, *value.shape[1:])
-                    if out_dir is not None:
-                        Path(out_dir).mkdir(parents=True, exist_ok=True)
-                        tmp_paths[name] = Path(out_dir) / f".{name}.npy.partial"
-                        arrays[name] = np.lib.format.open_memmap(tmp_paths[name], mode="w+", dtype=np_dtype, shape=shape)
-                    else:
-                        arrays[name] = torch.empty(shape, dtype=dtype)
-                target = arrays[name]
-                if isinstance(target, torch.Tensor):
-                    target[position:position + n] = value.cpu()
-                else:
-                    target[position:position + n] = value.cpu().numpy()
-            labels[position:position + n] = torch.as_tensor(targets)
+                    arrays[name] = torch.empty((n_total, *value.shape[1:]), dtype=dtype)
+                arrays[name][position:position + n] = value.cpu()
+            labels[position:position + n] = targets
             position += n
     except BaseException:
-        for path in tmp_paths.values():
-            path.unlink(missing_ok=True)
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         model.train(was_training)
-    result: dict[str, torch.Tensor] = {}
-    for name in layers:
-        if name in tmp_paths:
-            arrays[name].flush()
-            del arrays[name]
-            final = Path(out_dir) / f"{name}.npy"  # type: ignore[arg-type]
-            os.replace(tmp_paths[name], final)
-            result[name] = torch.from_numpy(np.load(final, mmap_mode="r+"))
-        else:
-            result[name] = arrays[name]
-    return Activations(result, labels)
+    if writer is not None:
+        return writer.close()
+    return Activations({name: arrays[name] for name in layers}, labels)
 
 
 class ActivationCache:
@@ -156,7 +202,8 @@ class ActivationCache:
 
     ``get`` extracts only the layers not cached yet for that (model, sample set), in one pass, and
     returns memory-mapped tensors. The sample-set key is any string that identifies the data and its
-    transform (e.g. ``"fashion/test/eval/n=1000"``).
+    transform (e.g. ``"fashion/test/eval/n=1000"``). The same folder also keeps a network's accuracy on
+    the sample set (:meth:`accuracy`), so that runs in later processes need not measure it again.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -166,13 +213,67 @@ class ActivationCache:
         safe = hashlib.sha256(sample_key.encode()).hexdigest()[:12]
         return self.root / model_fingerprint(model) / safe
 
+    def _mark(self, folder: Path, sample_key: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "key.txt").write_text(sample_key + "\n")  # also its last use, for trim()
+
+    def lookup(self, model: nn.Module, layers: Sequence[str], sample_key: str) -> Activations | None:
+        """The cached activations of ``layers`` (memory-mapped), or None unless all of them are there."""
+        folder = self.folder(model, sample_key)
+        if not (folder / "labels.npy").is_file() or any(not (folder / f"{layer}.npy").is_file() for layer in layers):
+            return None
+        self._mark(folder, sample_key)
+        labels = torch.from_numpy(np.load(folder / "labels.npy"))
+        return Activations({layer: torch.from_numpy(np.load(folder / f"{layer}.npy", mmap_mode="r+")) for layer in layers}, labels)
+
+    def writer(self, model: nn.Module, sample_key: str, n_total: int) -> ActivationWriter:
+        """A writer whose :meth:`~ActivationWriter.close` adds its layers to this cache entry."""
+        folder = self.folder(model, sample_key)
+        self._mark(folder, sample_key)
+        return ActivationWriter(folder, n_total, labels_file=True)
+
     def get(self, model: nn.Module, layers: Sequence[str], data: Dataset | DataLoader, sample_key: str, **kwargs: Any) -> Activations:
         folder = self.folder(model, sample_key)
         missing = [layer for layer in layers if not (folder / f"{layer}.npy").is_file() or not (folder / "labels.npy").is_file()]
         if missing:
             fresh = extract_activations(model, missing, data, out_dir=folder, **kwargs)
-            np.save(folder / "labels.tmp.npy", fresh.labels.numpy())
-            os.replace(folder / "labels.tmp.npy", folder / "labels.npy")
-            (folder / "key.txt").write_text(sample_key + "\n")
-        labels = torch.from_numpy(np.load(folder / "labels.npy"))
-        return Activations({layer: torch.from_numpy(np.load(folder / f"{layer}.npy", mmap_mode="r+")) for layer in layers}, labels)
+            _save_npy_atomic(folder / "labels.npy", fresh.labels.numpy())
+            self._mark(folder, sample_key)
+        cached = self.lookup(model, layers, sample_key)
+        assert cached is not None
+        return cached
+
+    # --- accuracies --------------------------------------------------------------------------------
+    def accuracy(self, model: nn.Module, sample_key: str) -> dict[str, Any] | None:
+        """The accuracy record stored by :meth:`put_accuracy`, or None."""
+        path = self.folder(model, sample_key) / "accuracy.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put_accuracy(self, model: nn.Module, sample_key: str, accuracy: float | None, n: int) -> None:
+        folder = self.folder(model, sample_key)
+        self._mark(folder, sample_key)
+        tmp = folder / ".accuracy.json.tmp"
+        tmp.write_text(json.dumps({"accuracy": accuracy, "n": n, "sample_key": sample_key}))
+        os.replace(tmp, folder / "accuracy.json")
+
+    # --- size ----------------------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.is_dir() else 0
+
+    def trim(self, limit_bytes: float) -> list[Path]:
+        """Remove the least recently used entries until the cache is at most ``limit_bytes``; returns
+        the removed folders."""
+        entries = [p for p in self.root.glob("*/*") if p.is_dir()] if self.root.is_dir() else []
+        sizes = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in entries}
+        total = sum(sizes.values())
+        removed = []
+        for entry in sorted(entries, key=lambda p: (p / "key.txt").stat().st_mtime if (p / "key.txt").exists() else 0.0):
+            if total <= limit_bytes:
+                break
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= sizes[entry]
+            removed.append(entry)
+        return removed

@@ -99,6 +99,8 @@ class CustomData:
     native_channels: int
     #: whether items need converting to ``info.shape`` (a given size or channels that differ)
     convert: bool
+    #: the shape items have before that conversion (None: it varies, images of mixed sizes)
+    native_shape: tuple[int, int, int] | None = None
 
 
 def parse(name: str) -> CustomSpec:
@@ -226,7 +228,8 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
                        f"your image folders: {n_train} train / {n_test} test images in {len(classes)} classes",
                        f"{root}/train/<class>/<image> and {root}/test/<class>/<image>")
     # with a given size every item is converted (a no-op for images already at that size)
-    return CustomData(spec, info, splits, classes, shape[0], spec.size is not None)
+    native_shape = (shape[0], *native) if len(sizes) == 1 and (spec.channels is None or spec.size is None) else None
+    return CustomData(spec, info, splits, classes, shape[0], spec.size is not None, native_shape)
 
 
 def _scan_headers(spec: CustomSpec, files: list[Path]) -> tuple[int, dict[tuple[int, int], Path]]:
@@ -336,4 +339,4 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
     info = DatasetInfo(spec.name, num_classes, shape, True,
                        f"your arrays: {n_train} train / {n_test} test images, {num_classes} classes (largest label + 1)",
                        f"{path} with arrays {', '.join(NPZ_KEYS)}")
-    return CustomData(spec, info, splits, None, channels, shape != (channels, height, width))
+    return CustomData(spec, info, splits, None, channels, shape != (channels, height, width), (channels, height, width))

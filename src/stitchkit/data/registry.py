@@ -21,6 +21,7 @@ from . import transforms as tf
 from .base import SPLITS, DatasetInfo, LoadRequest, resolve_data_root
 from .catalog import dataset_info, list_datasets  # noqa: F401 (the registry's public names)
 from .datasets import ArrayImageDataset, FileImageDataset, ImageDataset, TensorImageDataset
+from .device_batches import TransformRecipe
 from .sampler import MultiEpochDisjointSubsetSampler
 
 Shape = tuple[int, int, int]
@@ -44,6 +45,8 @@ class _Entry:
     builder: _Builder
     #: items are converted to ``info.shape`` at the end of the transform (your own data at a given size)
     convert: bool = False
+    #: the shape of the items before that conversion (your own arrays; None: ``info.shape``)
+    native_shape: tuple[int, int, int] | None = None
 
     @property
     def info(self) -> DatasetInfo:
@@ -101,7 +104,8 @@ _CUSTOM_BUILDER = _Builder(_load_custom, tf.no_ops, tf.no_ops)  # no default aug
 def _entry(name: str) -> _Entry:
     if custom.is_custom(name):
         data = custom.describe(name)
-        return _Entry(catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"), _CUSTOM_BUILDER, convert=data.convert)
+        return _Entry(catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"), _CUSTOM_BUILDER, convert=data.convert,
+                      native_shape=data.native_shape)
     key = catalog.canonical_name(name)
     return _Entry(catalog.DATASETS[key], _BUILDERS[key])
 
@@ -190,6 +194,11 @@ def get_dataset(
     if transform is None and builder.mean_std is not None:
         steps.append(tf.normalize_for(builder.mean_std, (target or produced)[0]))
     dataset.transform = tf.compose(steps) if steps else None
+    # The default transform, described for the batched device path (data/device_batches.py).
+    ops = (builder.train_ops if augment else builder.eval_ops) if transform is None else None
+    native = entry.native_shape or produced
+    dataset.recipe = None if ops is None or not dataset.yields_pil else TransformRecipe(
+        ops.__name__, tuple(native), target if target is not None and tuple(target) != tuple(native) else None, builder.mean_std)
     return dataset
 
 

@@ -30,6 +30,8 @@ from torch import fx, nn
 from ..errors import StitchkitError
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+#: Key of the model's output in the dict of ``extractor(layers, with_logits=True)`` (not a module name).
+LOGITS = "<logits>"
 
 
 def _timm_leaf_types() -> tuple[type, ...]:
@@ -218,12 +220,14 @@ class LayeredModel:
         """A module ``x -> activation at layer`` that runs nothing after the layer."""
         return self._build_prefix([self.check_layer(layer)], as_dict=False)
 
-    def extractor(self, layers: Sequence[str]) -> fx.GraphModule:
-        """A module ``x -> {layer: activation}`` for several layers in one pass, stopping at the last."""
+    def extractor(self, layers: Sequence[str], *, with_logits: bool = False) -> fx.GraphModule:
+        """A module ``x -> {layer: activation}`` for several layers in one pass, stopping at the last;
+        with ``with_logits`` it runs to the end and also returns the model's output under
+        :data:`LOGITS` (a network's own accuracy from the same pass)."""
         names = [self.check_layer(layer) for layer in layers]
-        if not names:
+        if not names and not with_logits:
             raise StitchkitError("no layers requested for activation extraction")
-        return self._build_prefix(names, as_dict=True)
+        return self._build_prefix(names, as_dict=True, with_logits=with_logits)
 
     def suffix(self, layer: str) -> fx.GraphModule:
         """A module ``activation at layer -> logits`` that runs nothing before the layer."""
@@ -280,10 +284,16 @@ class LayeredModel:
         return {name: tuple(value.shape[1:]) for name, value in out.items()}
 
     # -- internals ---------------------------------------------------------------------------------
-    def _build_prefix(self, names: list[str], as_dict: bool) -> fx.GraphModule:
+    def _build_prefix(self, names: list[str], as_dict: bool, with_logits: bool = False) -> fx.GraphModule:
         cuts = [self._cuts[n] for n in names]
-        last = max(c.position for c in cuts)
-        needed = self._ancestors([c.node for c in cuts])
+        targets = [c.node for c in cuts]
+        returned = self.output_node.args[0]
+        if with_logits:
+            if not isinstance(returned, fx.Node):
+                raise StitchkitError(f"{self.model_name} returns a {type(returned).__name__}, not one tensor of logits")
+            targets.append(returned)
+        last = max(self._position[node] for node in targets)
+        needed = self._ancestors(targets)
         graph = fx.Graph()
         env: dict[fx.Node, fx.Node] = {}
         outputs: dict[str, fx.Node] = {}
@@ -301,8 +311,10 @@ class LayeredModel:
                     value = graph.call_method("clone", (value,))
                 outputs[cut.name] = value
         outputs = {name: outputs[name] for name in names}
+        if with_logits:
+            outputs[LOGITS] = env[returned]
         graph.output(outputs if as_dict else outputs[names[0]])
-        label = ",".join(names)
+        label = ",".join(names + ([LOGITS] if with_logits else []))
         return self._graph_module(graph, f"{self.model_name}[:{label}]")
 
     def _ancestors(self, targets: list[fx.Node]) -> set[fx.Node]:
@@ -353,5 +365,5 @@ def suffix(model: nn.Module, layer: str) -> fx.GraphModule:
     return layered(model).suffix(layer)
 
 
-def extractor(model: nn.Module, layers: Sequence[str]) -> fx.GraphModule:
-    return layered(model).extractor(layers)
+def extractor(model: nn.Module, layers: Sequence[str], *, with_logits: bool = False) -> fx.GraphModule:
+    return layered(model).extractor(layers, with_logits=with_logits)

@@ -222,7 +222,8 @@ def fit_affine(x: Tensor, y: Tensor, *, rcond: float | None = None) -> tuple[Ten
     return acc.solve(rcond)
 
 
-def _ratio(pred: Tensor, target: Tensor) -> tuple[float, float]:
+def _ratio_tensors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """``(‖pred − target‖², ‖target‖²)`` as float64 0-d tensors on the inputs' device (no host sync)."""
     pred, target = torch.as_tensor(pred), torch.as_tensor(target)
     if pred.shape != target.shape:
         raise StitchkitError(
@@ -233,7 +234,12 @@ def _ratio(pred: Tensor, target: Tensor) -> tuple[float, float]:
     work = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     t = target.detach().to(work)
     d = pred.detach().to(work) - t
-    return float(torch.sum(d * d, dtype=torch.float64)), float(torch.sum(t * t, dtype=torch.float64))
+    return torch.sum(d * d, dtype=torch.float64), torch.sum(t * t, dtype=torch.float64)
+
+
+def _ratio(pred: Tensor, target: Tensor) -> tuple[float, float]:
+    err, total = _ratio_tensors(pred, target)
+    return float(err), float(total)
 
 
 def relative_residual(pred: Tensor, target: Tensor) -> float:
@@ -249,42 +255,59 @@ class ResidualMeter:
 
     ``pooled`` = Σ‖pred − target‖² / Σ‖target‖² over all batches (the sound default); ``batch_mean`` =
     the mean of the per-batch ratios, the original's value (spec 1.3, references.md section 3), which
-    depends on the batch size.
+    depends on the batch size. :meth:`record` keeps the sums on the inputs' device (no GPU→CPU sync per
+    batch); :meth:`update` also returns the batch's ratio.
     """
 
     def __init__(self) -> None:
-        self.sum_sq_error = 0.0
-        self.sum_sq_target = 0.0
-        self.batch_ratios: list[float] = []
+        self._errors: list[Tensor] = []
+        self._totals: list[Tensor] = []
 
     @torch.no_grad()
+    def record(self, pred: Tensor, target: Tensor) -> None:
+        """Add one batch without waiting for its value."""
+        err, total = _ratio_tensors(pred, target)
+        self._errors.append(err)
+        self._totals.append(total)
+
     def update(self, pred: Tensor, target: Tensor) -> float:
         """Add one batch; returns its ratio."""
-        err, total = _ratio(pred, target)
+        self.record(pred, target)
+        err, total = float(self._errors[-1]), float(self._totals[-1])
         if total == 0.0:
             raise StitchkitError("the relative residual is undefined for a batch whose target values are all zero")
-        self.sum_sq_error += err
-        self.sum_sq_target += total
-        self.batch_ratios.append(err / total)
         return err / total
 
-    def _need_data(self) -> None:
-        if not self.batch_ratios:
+    def _sums(self) -> tuple[Tensor, Tensor]:
+        if not self._errors:
             raise StitchkitError("the residual meter has no batches yet")
+        errors = torch.stack([e.cpu() for e in self._errors])
+        totals = torch.stack([t.cpu() for t in self._totals])
+        if bool((totals == 0).any()):
+            raise StitchkitError("the relative residual is undefined for a batch whose target values are all zero")
+        return errors, totals
+
+    @property
+    def sum_sq_error(self) -> float:
+        return float(self._sums()[0].sum())
+
+    @property
+    def sum_sq_target(self) -> float:
+        return float(self._sums()[1].sum())
 
     @property
     def pooled(self) -> float:
-        self._need_data()
-        return self.sum_sq_error / self.sum_sq_target
+        errors, totals = self._sums()
+        return float(errors.sum() / totals.sum())
 
     @property
     def batch_mean(self) -> float:
-        self._need_data()
-        return sum(self.batch_ratios) / len(self.batch_ratios)
+        errors, totals = self._sums()
+        return float((errors / totals).mean())
 
     @property
     def n_batches(self) -> int:
-        return len(self.batch_ratios)
+        return len(self._errors)
 
 
 @dataclass

@@ -1,0 +1,79 @@
+"""The two networks of a stitch ("donors"): loaded from a checkpoint or given as models, with their
+identity (path and content hash), and layer lists resolved against them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+from ..activations.extract import model_fingerprint
+from ..errors import StitchkitError
+from ..models.checkpoint import load_checkpoint, load_model
+from ..models.layers import layered
+
+
+@dataclass
+class Donor:
+    """A donor network with its identity: where it came from and a content hash of its weights."""
+
+    model: nn.Module
+    path: str | None
+    model_type: str
+    fingerprint: str
+    dataset: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "abs_path": str(Path(self.path).absolute()) if self.path else None,
+            "model_type": self.model_type,
+            "fingerprint": self.fingerprint,
+            "model_spec": getattr(self.model, "stitchkit_spec", None),
+        }
+
+
+AUTO_TYPES = (None, "", "-", "auto")
+
+
+def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | None = None, *, dataset: str | None = None,
+               model_options: dict[str, Any] | None = None) -> Donor:
+    """A :class:`Donor` from a checkpoint path (a self-describing stitchkit checkpoint needs no type;
+    ``model_type`` ``None``/``"-"``/``"auto"`` means "read it from the checkpoint"; the original's plain
+    state_dicts need the architecture name and take their shapes from ``dataset``) or from a model."""
+    if isinstance(source, Donor):
+        return source
+    if isinstance(source, nn.Module):
+        spec = getattr(source, "stitchkit_spec", None)
+        name = spec["name"] if isinstance(spec, dict) else type(source).__name__
+        return Donor(source, None, name, model_fingerprint(source))
+    path = str(source)
+    wanted = None if model_type in AUTO_TYPES else model_type
+    if wanted is not None:
+        ckpt = load_checkpoint(path)
+        described = (ckpt.model_spec or {}).get("name")
+        if described is not None and described != wanted:
+            raise StitchkitError(
+                f"checkpoint {path!r} holds a {described}, not a {wanted}; give its type as {described!r} or '-' "
+                "(a stitchkit checkpoint describes itself)"
+            )
+    model, ckpt = load_model(path, wanted, dataset=dataset, **(model_options or {}))
+    name = model.stitchkit_spec["name"] if hasattr(model, "stitchkit_spec") else (wanted or type(model).__name__)
+    return Donor(model, path, name, model_fingerprint(model), ckpt.dataset)
+
+
+def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[str]:
+    """``"all"``, a comma-separated string or a list of layer names → validated names in forward order
+    of the request (``all``: the network's order)."""
+    lm = layered(model)
+    if isinstance(layers, str):
+        if layers.strip() == "all":
+            return list(lm.layers)
+        layers = [part.strip() for part in layers.split(",") if part.strip()]
+    names = [lm.check_layer(name) for name in layers]
+    if not names:
+        raise StitchkitError(f"no layers given for {lm.model_name}; valid layers: {', '.join(lm.layers)}")
+    return list(dict.fromkeys(names))

@@ -1,0 +1,145 @@
+"""Stitching experiments on models: one layer pair (:func:`stitch_pair`) or a layer grid in one process
+(:func:`stitch_grid`), with the original's run files on disk (spec 1.3) and typed result records.
+
+One pair, step by step (the original's ``exec_stitch.py``, minus its bugs and waste):
+
+1. seed; build the :class:`~.stitcher.Stitcher` (front prefix → stitching layer → end suffix, donors frozen
+   in eval mode);
+2. the fit set: K (``fit_samples``, default 100) training images **without augmentation**, a seeded
+   random subset (:func:`~stitchkit.activations.sample_subset`), streamed in batches; with a fixed
+   low-rank mode the basis of ``--front-stitch-rank`` is estimated on it;
+3. ``init="pinv"``: direct matching on the fit set (:func:`~.matching.fit_direct_match`);
+4. ``epochs > 0``: task loss matching on the training split with the dataset's augmentation, validated
+   on the test split after every epoch. ``epochs == 0`` builds no training set or loader at all, so only
+   the K fit images of the training split are ever read;
+5. one pass over the test split: accuracy, loss, residual of the installed map (pooled and the
+   original's per-batch mean) and, once per session, the donors' own accuracies;
+6. the in-sample residual of the installed map on the fit set, sparsity, wall times;
+7. the run folder ``<save_dir>/<run name>/``, written to a hidden temporary folder and renamed into
+   place, so it is either complete or absent.
+
+A grid extracts each network's activations at every needed layer **once** for the fit set
+(:func:`~stitchkit.activations.extract_activations`; memory-mapped in a cache folder when large) and
+fits every pair's direct matching from them. Then, by default, all pairs train and evaluate together
+(:mod:`.grouped`, run by :class:`~.session.GridSession`): per batch the front network runs once for all
+front layers, and the end suffix once per group of pairs sharing an end layer. ``grouping="per-pair"``
+runs the pairs one after the other (the reference), the test activations then extracted once and
+reused by every pair.
+
+Run names are deterministic: ``<front layer>__<end layer>__<type>__<init>_e<epochs>__<hash>``, the hash
+covering both models' content fingerprints, the dataset and every option that changes the numbers. A
+finished run is never overwritten silently: it is skipped (and said so) unless ``overwrite``. So an
+interrupted grid, run again, only computes the missing pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+from .donors import Donor, load_donor, resolve_layers
+from .records import StitchResult, run_name
+from .run_folder import is_finished, write_run
+from .session import GridSession
+from .settings import StitchSettings
+
+def _printer(settings: StitchSettings) -> Callable[[str], None]:
+    return (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
+
+
+def stitch_grid(
+    front: str | os.PathLike | nn.Module | Donor,
+    end: str | os.PathLike | nn.Module | Donor,
+    front_layers: str | Sequence[str] = "all",
+    end_layers: str | Sequence[str] = "all",
+    settings: StitchSettings | None = None,
+    *,
+    save_dir: str | os.PathLike | None = None,
+    front_type: str | None = None,
+    end_type: str | None = None,
+    model_options: dict[str, Any] | None = None,
+    command: str | None = None,
+    save_dir_label: str | None = None,
+    on_result: Callable[[StitchResult], None] | None = None,
+) -> list[StitchResult]:
+    """Stitch every (front layer, end layer) pair in one process; returns one record per pair (front-major).
+
+    ``front``/``end`` are checkpoint paths (with ``front_type``/``end_type`` for the original's plain
+    state_dicts), models or :class:`Donor`\\ s; the same model may be both. Layers are ``"all"``, a
+    comma-separated string or a list. With ``save_dir`` every pair gets a run folder there, and pairs
+    whose folder is already finished are skipped (their stored record is returned, ``skipped=True``)
+    unless ``settings.overwrite``. By default all pairs are trained and evaluated together
+    (``settings.grouping``, see :mod:`.grouped`); ``"per-pair"`` runs them one after the other.
+    """
+    settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
+    log = _printer(settings)
+    front_d = load_donor(front, front_type, dataset=settings.dataset, model_options=model_options)
+    same_file = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike)) and str(end) == str(front) and end_type == front_type
+    end_d = front_d if (end is front or same_file) else load_donor(end, end_type, dataset=settings.dataset, model_options=model_options)
+    fls = resolve_layers(front_d.model, front_layers)
+    els = resolve_layers(end_d.model, end_layers)
+    session = GridSession(front_d, end_d, settings, log=log)
+    pairs = [(fl, el) for fl in fls for el in els]
+    results: dict[tuple[str, str], StitchResult] = {}
+    names = {pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs}
+    root = Path(save_dir) if save_dir is not None else None
+    todo = []
+    for pair in pairs:
+        final = root / names[pair] if root is not None else None
+        if final is not None and is_finished(final) and not settings.overwrite:
+            results[pair] = StitchResult.load(final)
+            results[pair].skipped = True
+            log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
+        else:
+            todo.append(pair)
+    command = command or "python: stitchkit.stitching.stitch_grid"
+    label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
+    checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
+
+    def finish(i: int, result: StitchResult, stitcher) -> None:
+        fl, el = result.front_layer, result.end_layer
+        if root is not None:
+            write_run(root / names[(fl, el)], result, stitcher, front=front_d, end=end_d, settings=settings, input_shape=session.input_shape,
+                      device=session.device, command=command, save_dir_label=label)
+        results[(fl, el)] = result
+        where = f" -> {result.run_dir}" if result.run_dir else ""
+        if len(pairs) > 1:
+            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}% | residual {result.residual:.4f} "
+                f"| fit residual {result.fit_residual:.4f}{where}")
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        if todo and (len(todo) > 1 or settings.grouping == "grouped"):
+            if settings.cache_dir is None:
+                session.remove_cache = True
+                base = root if root is not None else Path(tempfile.mkdtemp(prefix="stitchkit-activations-"))
+                settings.cache_dir = str(base / ".activation_cache")
+        if todo and settings.grouping == "grouped":
+            for i, (result, stitcher) in enumerate(session.run_grouped(todo, names, checkpoint=checkpoint)):
+                finish(i, result, stitcher)
+        elif todo:
+            if len(todo) > 1:
+                session.prepare_cache(sorted({p[0] for p in todo}, key=fls.index), sorted({p[1] for p in todo}, key=els.index))
+            for i, (fl, el) in enumerate(todo):
+                finish(i, *session.run_pair(fl, el, names[(fl, el)]))
+    finally:
+        session.close()
+    return [results[pair] for pair in pairs]
+
+
+def stitch_pair(
+    front: str | os.PathLike | nn.Module | Donor,
+    end: str | os.PathLike | nn.Module | Donor,
+    front_layer: str,
+    end_layer: str,
+    settings: StitchSettings | None = None,
+    **kwargs: Any,
+) -> StitchResult:
+    """Stitch one pair; keywords as :func:`stitch_grid`."""
+    return stitch_grid(front, end, [front_layer], [end_layer], settings, **kwargs)[0]

@@ -1,0 +1,434 @@
+"""Grouped training and evaluation of a layer grid: all pairs of a grid share every batch.
+
+Trained pair by pair, an 8 × 8 grid runs the front network's prefix 64 times per training batch (once
+per pair), reads and augments every image 64 times, and sends small batches through the end suffix.
+Grouped, per batch:
+
+1. the data are produced once, and the front network runs **once**, up to its last front layer of the
+   grid, giving every front layer's activation (:meth:`GridPass.fronts`);
+2. for each end layer, the stitched activations of its front layers are **concatenated** into one
+   batch (``group_size`` pairs at most) and the end suffix runs once on it, with one backward pass.
+
+This is exactly per-pair training. Each stitching layer sees only its own slice of the concatenated
+batch; the donors are frozen and stay in eval mode, so the suffix treats every sample independently
+(BatchNorm uses its running statistics, nothing mixes samples). The summed loss ``Σ_p loss_p`` has
+the gradient ``∂loss_p/∂θ_p`` for each pair's parameters ``θ_p``: the same batches, the same
+augmentation draws, the same gradients; gradient clipping is per pair, and Adam's state is per
+parameter, so one optimizer over all pairs equals one per pair. ``tests/test_grouped.py`` checks the
+weights against per-pair training from the same seed.
+
+Evaluation (:func:`grouped_evaluate`) is grouped the same way: one front pass and (for the residual)
+one end-prefix pass per test batch for all layers, one suffix pass per group; with ``donors`` the two
+passes run to the logits and also give the networks' own accuracies. Nothing is cached: the test set
+streams, so memory does not grow with the grid or the test set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from ..activations.extract import Activations, ActivationWriter
+from ..errors import StitchkitError
+from ..models.layers import LOGITS, layered
+from ..training.loop import EpochLog, TrainingDiverged, progress_bar
+from ..training.optim import OptimConfig, build_optimizer, build_scheduler
+from ..utils.compile import maybe_compile
+from .direct_match import ResidualMeter
+from .matching import l1_penalty
+from .stitcher import Stitcher, _cut
+
+#: Memory the automatic group size may plan for: this share of the free device memory (CUDA) or of
+#: the available RAM (CPU, at most CPU_BUDGET_CAP bytes: larger suffix batches gain nothing there).
+GPU_MEMORY_SHARE = 0.5
+CPU_MEMORY_SHARE = 0.25
+CPU_BUDGET_CAP = 2 * 2**30
+
+
+@dataclass
+class GridPair:
+    """One stitch of a grid: its layers and its :class:`Stitcher` (stitching layer fitted in place)."""
+
+    front_layer: str
+    end_layer: str
+    stitcher: Stitcher
+
+    @property
+    def label(self) -> str:
+        return f"{self.front_layer}->{self.end_layer}"
+
+
+def plan_groups(pairs: Sequence[GridPair], group_size: int) -> list[list[GridPair]]:
+    """The suffix passes: pairs with the same end layer, in the order given, ``group_size`` at most each."""
+    if group_size < 1:
+        raise StitchkitError(f"the group size must be at least 1 pair per suffix pass, got {group_size}")
+    by_end: dict[str, list[GridPair]] = {}
+    for pair in pairs:
+        by_end.setdefault(pair.end_layer, []).append(pair)
+    return [same[i:i + group_size] for same in by_end.values() for i in range(0, len(same), group_size)]
+
+
+# --- memory -----------------------------------------------------------------------------------------
+def suffix_bytes_per_sample(end_model: nn.Module, end_layer: str, target_shape: Sequence[int]) -> int:
+    """Bytes of every intermediate tensor of the end suffix for one sample (float32): about what one
+    sample keeps alive for the backward pass."""
+    suffix = _cut(end_model, "suffix", end_layer)
+    param = next(end_model.parameters(), None)
+    x = torch.zeros(1, *target_shape, device=param.device if param is not None else "cpu")
+    with torch.no_grad():
+        ShapeProp(suffix).propagate(x)
+    total = math.prod(target_shape)
+    for node in suffix.graph.nodes:
+        meta = node.meta.get("tensor_meta")
+        if node.op in ("call_module", "call_function", "call_method") and hasattr(meta, "shape"):
+            total += math.prod(meta.shape)
+    return 4 * total
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the automatic group size may plan for on ``device`` (see the module constants)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_MEMORY_SHARE)
+    available = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    if available is None:
+        available = 4 * 2**30
+    return int(min(available * CPU_MEMORY_SHARE, CPU_BUDGET_CAP))
+
+
+def auto_group_size(pairs: Sequence[GridPair], batch_size: int, device: torch.device | str) -> int:
+    """Pairs per suffix pass: as many as the memory budget holds for the most expensive end layer,
+    at least 1 and at most the largest number of pairs sharing an end layer."""
+    device = torch.device(device)
+    if not pairs:
+        return 1
+    per_end: dict[str, int] = {}
+    cost: dict[str, int] = {}
+    for pair in pairs:
+        per_end[pair.end_layer] = per_end.get(pair.end_layer, 0) + 1
+        if pair.end_layer not in cost:
+            cost[pair.end_layer] = suffix_bytes_per_sample(pair.stitcher.end_model, pair.end_layer, pair.stitcher.target_shape)
+    per_pair_batch = max(cost.values()) * batch_size
+    fits = max(1, memory_budget(device) // max(per_pair_batch, 1))
+    return int(min(fits, max(per_end.values())))
+
+
+# --- one grouped pass ---------------------------------------------------------------------------------
+def _autocast(device: torch.device, amp: bool):
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+class GridPass:
+    """The shared parts of a grid's forward passes: the front extractor for all front layers, the end
+    extractor for all end layers (for residuals), and each group's concatenated suffix pass."""
+
+    def __init__(self, pairs: Sequence[GridPair], group_size: int, *, donors: bool = False, channels_last: bool = False,
+                 compile: bool = False):
+        if not pairs:
+            raise StitchkitError("a grid needs at least one pair")
+        self.pairs = list(pairs)
+        self.groups = plan_groups(self.pairs, group_size)
+        first = self.pairs[0].stitcher
+        self.front_model, self.end_model = first.front_model, first.end_model
+        front_order, end_order = layered(self.front_model).layers, layered(self.end_model).layers
+        self.front_layers = sorted({p.front_layer for p in self.pairs}, key=front_order.index)
+        self.end_layers = sorted({p.end_layer for p in self.pairs}, key=end_order.index)
+        self.channels_last = channels_last
+        self.front_extractor = maybe_compile(layered(self.front_model).extractor(self.front_layers), compile)
+        self.end_extractor = maybe_compile(layered(self.end_model).extractor(self.end_layers), compile)
+        if donors:
+            self.front_with_logits = maybe_compile(layered(self.front_model).extractor(self.front_layers, with_logits=True), compile)
+            self.end_with_logits = maybe_compile(layered(self.end_model).extractor(self.end_layers, with_logits=True), compile)
+        self.suffixes = {layer: maybe_compile(_cut(self.end_model, "suffix", layer), compile) for layer in self.end_layers}
+        self.index = {id(p): i for i, p in enumerate(self.pairs)}
+
+    def _input(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    @torch.no_grad()
+    def fronts(self, x: Tensor, *, with_logits: bool = False) -> dict[str, Tensor]:
+        return (self.front_with_logits if with_logits else self.front_extractor)(self._input(x))
+
+    @torch.no_grad()
+    def ends(self, x: Tensor, *, with_logits: bool = False) -> dict[str, Tensor]:
+        return (self.end_with_logits if with_logits else self.end_extractor)(self._input(x))
+
+    def group_forward(self, group: Sequence[GridPair], fronts: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
+        """Each pair's stitched activation and the logits of all of them from one suffix pass
+        (rows ``[k·B, (k+1)·B)`` belong to the group's k-th pair)."""
+        stitched = [pair.stitcher.stitch(fronts[pair.front_layer]) for pair in group]
+        batch = stitched[0] if len(stitched) == 1 else torch.cat(stitched)
+        return stitched, self.suffixes[group[0].end_layer](batch)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+@dataclass
+class PairEvaluation:
+    """One pair's share of a grouped evaluation pass (sums; see :meth:`stats`)."""
+
+    n: int = 0
+    hits: Tensor | int = 0
+    ce_sum: Tensor | float = 0.0
+    residual: ResidualMeter | None = None
+
+    def accuracy(self) -> float:
+        return float(self.hits) / self.n if self.n else math.nan
+
+    def loss(self) -> float:
+        return float(self.ce_sum) / self.n if self.n else math.nan
+
+
+@dataclass
+class GridEvaluation:
+    """A grouped evaluation: per pair (in the grid's order) and, with ``donors``, the networks' own hits."""
+
+    pairs: list[PairEvaluation]
+    n: int
+    front_hits: int | None = None
+    end_hits: int | None = None
+    front_ok: bool = True
+    seconds: float = 0.0
+
+    @property
+    def front_accuracy(self) -> float | None:
+        return self.front_hits / self.n if self.front_hits is not None and self.front_ok and self.n else None
+
+    @property
+    def end_accuracy(self) -> float | None:
+        return self.end_hits / self.n if self.end_hits is not None and self.n else None
+
+
+@torch.no_grad()
+def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
+                     amp: bool = False, cached_ends: Activations | None = None, end_sink: ActivationWriter | None = None,
+                     progress: bool = False, desc: str = "evaluate grid") -> GridEvaluation:
+    """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
+    against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
+    one grouped pass over ``batches`` (see the module docstring).
+
+    ``cached_ends`` holds the end layers' activations of the same samples in the same order (the end
+    network then does not run); ``end_sink`` receives the end activations this pass computes."""
+    device = torch.device(device)
+    started = time.perf_counter()
+    results = [PairEvaluation(residual=ResidualMeter() if residuals else None) for _ in grid.pairs]
+    modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
+    for stitcher, _ in modes:
+        stitcher.eval()
+    n = 0
+    front_hits = end_hits = torch.zeros((), dtype=torch.long, device=device)
+    front_ok = True
+    try:
+        for inputs, labels in progress_bar(batches, desc, progress):
+            x = inputs.to(device, non_blocking=True)
+            y = torch.as_tensor(labels).to(device, non_blocking=True)
+            b = y.shape[0]
+            with _autocast(device, amp):
+                fronts = grid.fronts(x, with_logits=donors)
+                if cached_ends is not None:
+                    ends = {layer: cached_ends[layer][n:n + b].to(device, non_blocking=True) for layer in grid.end_layers}
+                    if donors:  # a suffix after a cached activation is the rest of the end network's forward
+                        ends[LOGITS] = grid.suffixes[grid.end_layers[0]](ends[grid.end_layers[0]])
+                else:
+                    ends = grid.ends(x, with_logits=donors) if (residuals or donors) else None
+                    if end_sink is not None:
+                        end_sink.write({layer: ends[layer] for layer in grid.end_layers}, y)
+                if donors:
+                    front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
+                    end_hits = end_hits + (end_logits.argmax(-1) == y).sum()
+                    if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
+                        front_ok = False
+                    else:
+                        front_hits = front_hits + (front_logits.argmax(-1) == y).sum()
+                for group in grid.groups:
+                    stitched, logits = grid.group_forward(group, fronts)
+                    ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
+                    hits = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b).sum(1)
+                    for k, pair in enumerate(group):
+                        res = results[grid.index[id(pair)]]
+                        res.n += b
+                        res.hits = res.hits + hits[k]
+                        res.ce_sum = res.ce_sum + ce[k].double()
+                        if residuals:
+                            res.residual.record(stitched[k], ends[pair.end_layer])
+            n += b
+    except BaseException:
+        if end_sink is not None:
+            end_sink.abort()
+        raise
+    finally:
+        for stitcher, mode in modes:
+            stitcher.train(mode)
+    if n == 0:
+        raise StitchkitError("evaluation got no samples")
+    for res in results:
+        res.hits, res.ce_sum = int(res.hits), float(res.ce_sum)
+    return GridEvaluation(results, n, int(front_hits) if donors else None, int(end_hits) if donors else None, front_ok,
+                          time.perf_counter() - started)
+
+
+# --- training -------------------------------------------------------------------------------------
+@dataclass
+class GroupedTrainingState:
+    """Where grouped training stands after an epoch (to continue an interrupted grid)."""
+
+    epoch: int
+    layers: list[dict[str, Tensor]]
+    optimizer: dict
+    scheduler: dict
+    history: list[list[dict[str, float]]] = field(default_factory=list)
+
+
+def _pair_parameters(pairs: Sequence[GridPair]) -> list[list[nn.Parameter]]:
+    return [pair.stitcher.trainable_parameters() for pair in pairs]
+
+
+def grouped_task_loss_match(
+    grid: GridPass,
+    train_batches: Iterable,
+    *,
+    epochs: int,
+    device: torch.device | str,
+    optim: OptimConfig | None = None,
+    l1: float = 0.0,
+    grad_clip: float | None = None,
+    seed: int | None = None,
+    amp: bool = False,
+    validate: Callable[[int], list[dict[str, float]]] | None = None,
+    resume: GroupedTrainingState | None = None,
+    on_epoch_end: Callable[[GroupedTrainingState], None] | None = None,
+    progress: bool = True,
+    verbose: bool = False,
+    desc: str = "grouped TLM",
+) -> list[list[EpochLog]]:
+    """Task loss matching of every pair of ``grid`` at once (module docstring); returns one list of
+    :class:`~stitchkit.training.loop.EpochLog` per pair, as :func:`~.matching.task_loss_match` would.
+
+    The per-epoch seeding, the loss (cross-entropy + ``l1`` · ‖W‖₁ + ‖b‖₁), the divergence check, the
+    per-pair gradient clipping and the per-epoch LR schedule are those of the one training loop
+    (:func:`stitchkit.training.fit`). ``validate(epoch)`` returns every pair's ``{"loss", "acc", "n"}``
+    after each epoch. ``resume`` continues from a saved state; ``on_epoch_end`` receives the state
+    after every epoch.
+    """
+    device = torch.device(device)
+    optim = optim or OptimConfig()
+    pairs = grid.pairs
+    params = _pair_parameters(pairs)
+    optimizer = build_optimizer([p for group in params for p in group], optim)
+    scheduler = build_scheduler(optimizer, optim, epochs)
+    history: list[list[EpochLog]] = [[] for _ in pairs]
+    start = 0
+    if resume is not None:
+        for pair, state in zip(pairs, resume.layers):
+            pair.stitcher.layer.load_state_dict(state)
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        history = [[_log_from_row(row) for row in rows] for rows in resume.history]
+        start = resume.epoch
+    for epoch in range(start, epochs):
+        if seed is not None:
+            torch.manual_seed(seed * 100_003 + epoch)  # as training.loop.fit: epoch e is the same batches, resumed or not
+        sampler = getattr(train_batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for pair in pairs:
+            pair.stitcher.train()
+        started = time.perf_counter()
+        loss_sums = torch.zeros(len(pairs), dtype=torch.float64, device=device)
+        hit_sums = torch.zeros(len(pairs), dtype=torch.long, device=device)
+        n = 0
+        bar = progress_bar(train_batches, f"{desc} {epoch + 1}/{epochs}", progress)
+        for i, (inputs, labels) in enumerate(bar):
+            optimizer.zero_grad(set_to_none=True)
+            x = inputs.to(device, non_blocking=True)
+            y = torch.as_tensor(labels).to(device, non_blocking=True)
+            b = y.shape[0]
+            losses, hits = _train_step(grid, x, y, l1, amp, device)
+            bad = ~torch.isfinite(losses)
+            if bool(bad.any()):
+                which = pairs[int(bad.nonzero()[0])]
+                raise TrainingDiverged(
+                    f"training diverged: the loss of {which.label} became {float(losses[bad][0])} at epoch {epoch + 1}, "
+                    f"batch {i + 1}; lower the learning rate (-lr) or clip gradients (--grad-clip)"
+                )
+            if grad_clip:
+                for group in params:
+                    torch.nn.utils.clip_grad_norm_(group, grad_clip)
+            optimizer.step()
+            loss_sums += losses.detach().double() * b
+            hit_sums += hits
+            n += b
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        val = validate(epoch) if validate is not None else None
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        losses_mean = (loss_sums / max(n, 1)).tolist()
+        accs = (hit_sums.double() / max(n, 1)).tolist()
+        for k in range(len(pairs)):
+            train_stats = {"loss": losses_mean[k], "acc": accs[k]}
+            history[k].append(EpochLog(epoch + 1, train_stats, val[k] if val is not None else None, lr, seconds))
+        if verbose:
+            mean_val = sum(v["acc"] for v in val) / len(val) if val else math.nan
+            print(f"{desc} epoch {epoch + 1}/{epochs}: mean train loss {sum(losses_mean) / len(pairs):.4f}, "
+                  f"mean val accuracy {mean_val:.4f} over {len(pairs)} pairs | {seconds:.1f}s", file=sys.stdout, flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(GroupedTrainingState(epoch + 1, [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()}
+                                                          for p in pairs], optimizer.state_dict(), scheduler.state_dict(),
+                                              [[log.row() for log in logs] for logs in history]))
+    for pair in pairs:
+        pair.stitcher.train(False)
+    return history
+
+
+def _train_step(grid: GridPass, x: Tensor, y: Tensor, l1: float, amp: bool, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Forward and backward of every group for one batch; returns each pair's loss and top-1 hits (in
+    the grid's order)."""
+    b = y.shape[0]
+    losses: list[Tensor | None] = [None] * len(grid.pairs)
+    hits: list[Tensor | None] = [None] * len(grid.pairs)
+    with _autocast(device, amp):
+        fronts = grid.fronts(x)
+    for group in grid.groups:
+        with _autocast(device, amp):
+            _, logits = grid.group_forward(group, fronts)
+        logits = logits.float()
+        k_y = y.repeat(len(group))
+        per_pair = F.cross_entropy(logits, k_y, reduction="none").view(len(group), b).mean(1)
+        group_hits = (logits.detach().argmax(-1) == k_y).view(len(group), b).sum(1)
+        if l1:
+            per_pair = per_pair + l1 * torch.stack([l1_penalty(pair.stitcher) for pair in group])
+        per_pair.sum().backward()
+        for k, pair in enumerate(group):
+            losses[grid.index[id(pair)]] = per_pair[k].detach()
+            hits[grid.index[id(pair)]] = group_hits[k]
+    return torch.stack(losses), torch.stack(hits)
+
+
+def _log_from_row(row: dict[str, float]) -> EpochLog:
+    """An :class:`EpochLog` back from its :meth:`~EpochLog.row` (for resumed histories)."""
+    train = {"loss": row["train_loss"], "acc": row["train_acc"]}
+    val = None if row.get("val_loss") is None or (isinstance(row.get("val_loss"), float) and math.isnan(row["val_loss"])) else \
+        {"loss": row["val_loss"], "acc": row["val_acc"], **{k[4:]: v for k, v in row.items() if k.startswith("val_") and k not in ("val_loss", "val_acc")}}
+    return EpochLog(int(row["epoch"]), train, val, row["lr"], row["seconds"])
+
+
+__all__ = [
+    "GridEvaluation", "GridPair", "GridPass", "GroupedTrainingState", "PairEvaluation", "auto_group_size", "grouped_evaluate",
+    "grouped_task_loss_match", "memory_budget", "plan_groups", "suffix_bytes_per_sample",
+]

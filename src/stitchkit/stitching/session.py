@@ -1,0 +1,418 @@
+"""A stitching session: the two donors, the data, the device and the caches of one grid, and the two
+ways of running its pairs.
+
+* :meth:`GridSession.run_grouped` (the default): every pair of the grid at once (:mod:`.grouped`):
+  direct matching of each pair on the fit activations extracted once, task loss matching with one
+  front pass and one end-suffix pass per group for each training batch, and one grouped evaluation
+  pass over the test set (fused with the last epoch's validation).
+* :meth:`GridSession.run_pair`: one pair after the other, the reference that the grouped path is
+  tested against (``StitchSettings(grouping="per-pair")``, ``--per-pair``).
+
+Both produce the same :class:`~.records.StitchResult` fields (:meth:`GridSession.result`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..activations.extract import ActivationCache, Activations, extract_activations, sample_subset
+from .. import data as datasets  # called through the module, so that a patched registry is seen
+from ..data.loading import describe_batches, make_batches
+from ..errors import StitchkitError
+from ..models.layers import layered
+from ..training.loop import EpochLog
+from ..utils.device import resolve_device
+from ..utils.io import ensure_writable_dir, torch_save_atomic
+from ..utils.seed import set_seed
+from .donors import Donor
+from .grouped import GridEvaluation, GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_evaluate, grouped_task_loss_match
+from .matching import (
+    FrontActivationBatches,
+    PairSource,
+    StitchEvaluation,
+    cached_pairs,
+    evaluate_stitcher,
+    fit_direct_match,
+    fit_statistics,
+    image_pairs,
+    l1_penalty,
+    sparsity,
+    task_loss_match,
+)
+from .records import StitchResult, config_key
+from .settings import StitchSettings
+from .stitcher import Stitcher
+
+#: Version of the grouped-training checkpoint file (a different one is ignored, not misread).
+CHECKPOINT_VERSION = 1
+
+
+def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
+    """The dataset of a stitch: the one given, else the one both checkpoints were trained on."""
+    if name:
+        return name
+    described = {d.dataset for d in (front, end) if d.dataset}
+    if len(described) > 1:
+        raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d")
+    return described.pop() if described else "cifar10"
+
+
+class GridSession:
+    """Donors, data, device and caches shared by every pair of a grid (see the module docstring)."""
+
+    def __init__(self, front: Donor, end: Donor, settings: StitchSettings, *, log: Callable[[str], None]):
+        self.s = s = settings
+        self.front, self.end = front, end
+        self.log = log
+        self.info = datasets.dataset_info(resolve_dataset(settings.dataset, front, end))
+        self.input_shape = tuple(self.info.shape)
+        for donor, role in ((front, "front"), (end, "end")):
+            spec = getattr(donor.model, "stitchkit_spec", None) or {}
+            channels = spec.get("in_channels")
+            if channels is not None and channels != self.input_shape[0]:
+                raise StitchkitError(
+                    f"the {role} model takes {channels}-channel inputs but dataset {self.info.name} has {self.input_shape[0]} channels"
+                )
+        end_classes = (getattr(end.model, "stitchkit_spec", None) or {}).get("num_classes")
+        if end_classes is not None and end_classes != self.info.num_classes:
+            raise StitchkitError(f"the end model has {end_classes} classes but dataset {self.info.name} has {self.info.num_classes}")
+        self.device = resolve_device(settings.device)
+        self.amp = bool(s.amp and self.device.type == "cuda" and s.epochs > 0)
+        if s.amp and not self.amp and s.epochs > 0:
+            log("note: --amp applies on CUDA only; training in float32")
+        self.channels_last = self.device.type == "cuda" if s.channels_last is None else bool(s.channels_last)
+        for model in (front.model, end.model):
+            model.requires_grad_(False)
+            model.eval()
+            model.to(self.device)
+            if self.channels_last:
+                model.to(memory_format=torch.channels_last)
+        root = s.data_root
+        # Only the K fit images of the training split are ever read unless we train.
+        train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
+        self.fit_set = sample_subset(train_plain, s.fit_samples, s.seed)
+        self.n_fit = len(self.fit_set)
+        test_full = datasets.get_dataset(self.info.name, "test", root=root, download=s.download)
+        self.test_set = sample_subset(test_full, s.test_samples, None)
+        self.n_test = len(self.test_set)
+        self.sample_keys = {
+            "fit": f"{self.info.name}|{root}|train|plain|K={s.fit_samples}|seed={s.seed}",
+            "test": f"{self.info.name}|{root}|test|plain|n={s.test_samples}",
+        }
+        self._fit_loader = self._test_batches = self._train_batches = None
+        self.cache: dict[str, dict[int, Activations]] | None = None
+        self.cache_root: Path | None = None
+        self.remove_cache = False
+        self.shared = ActivationCache(ensure_writable_dir(s.activation_cache)) if s.activation_cache else None
+        self.donor_accuracy: tuple[float | None, float | None] | None = self._cached_donor_accuracy()
+        self.extraction_seconds = 0.0
+        self.key = config_key(front, end, self.info.name, self.naming_settings)
+
+    @property
+    def naming_settings(self) -> StitchSettings:
+        """The settings as they act here (``amp`` only where it applies), for run names and keys."""
+        return self.s if self.amp == self.s.amp else replace(self.s, amp=self.amp)
+
+    # --- data ----------------------------------------------------------------------------------------
+    def _batches(self, dataset, shuffle: bool, sampler=None):
+        return make_batches(dataset, self.s.batch_size, shuffle=shuffle, device=self.device, workers=self.s.workers,
+                            prefetch=self.s.prefetch, sampler=sampler, data_path=self.s.data_path, channels_last=self.channels_last)
+
+    @property
+    def fit_loader(self):
+        if self._fit_loader is None:
+            self._fit_loader = self._batches(self.fit_set, False)
+        return self._fit_loader
+
+    @property
+    def test_batches(self):
+        if self._test_batches is None:
+            self._test_batches = self._batches(self.test_set, False)
+        return self._test_batches
+
+    @property
+    def train_batches(self):
+        """The augmented training split, built on first use (never with ``epochs == 0``)."""
+        if self._train_batches is None:
+            train_set = datasets.get_dataset(self.info.name, "train", root=self.s.data_root, augment=True, download=self.s.download)
+            train_set = sample_subset(train_set, self.s.train_samples, self.s.seed)
+            self._train_batches = self._batches(train_set, True, datasets.train_sampler_for(self.info.name, train_set))
+        return self._train_batches
+
+    # --- activation sources (the fit set; the per-pair path's test set) ------------------------------
+    def fit_source(self, stitcher: Stitcher) -> PairSource:
+        if self.cache is not None and self.cache["fit"]:
+            return self._cached(stitcher, "fit")
+        return image_pairs(stitcher, self.fit_loader, self.device)
+
+    def test_source(self, stitcher: Stitcher) -> PairSource:
+        if self.cache is not None and self.cache["test"]:
+            return self._cached(stitcher, "test")
+        return image_pairs(stitcher, self.test_batches, self.device)
+
+    def _cached(self, stitcher: Stitcher, which: str) -> PairSource:
+        acts = self.cache[which]
+        return cached_pairs(acts[id(self.front.model)], stitcher.front_layer, acts[id(self.end.model)], stitcher.end_layer,
+                            self.s.batch_size, self.device)
+
+    def val_data(self, stitcher: Stitcher) -> tuple[Iterable, bool]:
+        if self.cache is not None and self.cache["test"]:
+            return FrontActivationBatches(self._cached(stitcher, "test")), True
+        return self.test_batches, False
+
+    def prepare_cache(self, front_layers: Sequence[str], end_layers: Sequence[str], which: Sequence[str] = ("fit", "test")) -> None:
+        """Extract every needed layer of each network once, for the fit set (and the test set)."""
+        started = time.perf_counter()
+        wanted: dict[int, tuple[nn.Module, list[str]]] = {}
+        for model, layers in ((self.front.model, front_layers), (self.end.model, end_layers)):
+            entry = wanted.setdefault(id(model), (model, []))
+            entry[1].extend(layer for layer in layers if layer not in entry[1])
+        for _, (model, layers) in wanted.items():
+            order = layered(model).layers
+            layers.sort(key=order.index)
+        per_image = 0
+        for model, layers in wanted.values():
+            shapes = layered(model).shapes(self.input_shape, layers)
+            per_image += sum(math.prod(shape) for shape in shapes.values()) * 4
+        sets = {"fit": self.fit_set, "test": self.test_set}
+        total = per_image * sum(len(sets[w]) for w in which)
+        store: ActivationCache | None = None
+        if total > self.s.memory_limit_gb * 2**30:
+            if self.s.cache_dir is None:
+                raise StitchkitError("internal: a disk cache needs a folder")  # set by stitch_grid
+            self.cache_root = Path(self.s.cache_dir)
+            store = ActivationCache(ensure_writable_dir(self.cache_root))
+            self.log(f"activations: {total / 2**30:.2f} GiB, memory-mapped under {self.cache_root}")
+        self.cache = {"fit": {}, "test": {}}
+        for key, (model, layers) in wanted.items():
+            for name in which:
+                kwargs = dict(device=self.device, batch_size=self.s.batch_size, workers=self.s.workers, progress=self.s.progress,
+                              desc=f"activations {name}")
+                if store is not None:
+                    acts = store.get(model, layers, sets[name], self.sample_keys[name], **kwargs)
+                else:
+                    acts = extract_activations(model, layers, sets[name], **kwargs)
+                self.cache[name][key] = acts
+        self.extraction_seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        self.cache = None
+        if self.remove_cache and self.cache_root is not None:
+            shutil.rmtree(self.cache_root, ignore_errors=True)
+
+    # --- the donors' accuracies ----------------------------------------------------------------------
+    def _cached_donor_accuracy(self) -> tuple[float | None, float | None] | None:
+        if self.shared is None:
+            return None
+        key = self.sample_keys["test"]
+        records = [self.shared.accuracy(donor.model, key) for donor in (self.front, self.end)]
+        if any(r is None or r.get("n") != self.n_test for r in records):
+            return None
+        return records[0]["accuracy"], records[1]["accuracy"]
+
+    def _store_donor_accuracy(self, front_accuracy: float | None, end_accuracy: float | None) -> None:
+        self.donor_accuracy = (front_accuracy, end_accuracy)
+        if self.shared is not None:
+            key = self.sample_keys["test"]
+            self.shared.put_accuracy(self.front.model, key, front_accuracy, self.n_test)
+            self.shared.put_accuracy(self.end.model, key, end_accuracy, self.n_test)
+
+    # --- one stitcher --------------------------------------------------------------------------------
+    def stitcher(self, front_layer: str, end_layer: str) -> Stitcher:
+        s = self.s
+        set_seed(s.seed)  # the random init and the training of every pair are independent of the pair order
+        stitcher = Stitcher(
+            self.front.model, self.end.model, front_layer, end_layer, s.stitching_type, input_shape=self.input_shape, init=s.init,
+            upsample_mode=s.upsample_mode, c2t_cls=s.c2t_cls, t2c_cls=s.t2c_cls, front_rank=s.front_stitch_rank,
+            low_rank_mode=s.low_rank_mode,
+        )
+        return stitcher.to(self.device)
+
+    def fit(self, stitcher: Stitcher):
+        """The fixed low-rank basis (if any) and, with ``init="pinv"``, direct matching on the fit set."""
+        fit_pairs = self.fit_source(stitcher)
+        if stitcher.reduce.needs_fit:
+            stitcher.fit_low_rank(front for front, _, _ in fit_pairs())
+        if self.s.init != "pinv":
+            return None
+        return fit_direct_match(stitcher, fit_pairs, rank=self.s.front_pinv_rank, low_rank_mode=self.s.low_rank_mode, rcond=self.s.rcond)
+
+    def _fit_residual(self, stitcher: Stitcher, dm) -> float:
+        """In-sample residual of the installed map on the source the stitched network sees."""
+        only_affine = len(stitcher.trainable_parameters()) == 2  # no learned CLS weight whose training would change the source
+        try:
+            if dm is not None and dm.stats is not None and self.s.front_pinv_rank == self.s.front_stitch_rank and (self.s.epochs == 0 or only_affine):
+                return dm.stats.residual(*stitcher.layer.affine())
+            return fit_statistics(stitcher, self.fit_source(stitcher)).residual(*stitcher.layer.affine())
+        except StitchkitError:
+            return math.nan  # e.g. rc2c_post across sizes has no target in the transform's layout
+
+    def execution(self, grouping: str, group_size: int | None = None) -> dict[str, Any]:
+        batches = self._train_batches if self._train_batches is not None else self.test_batches
+        return {"grouping": grouping, "group_size": group_size, "device": str(self.device), "data_path": describe_batches(batches),
+                "amp": "bf16 autocast in TLM training and validation" if self.amp else None, "channels_last": self.channels_last,
+                "compile": bool(self.s.compile)}
+
+    def result(self, stitcher: Stitcher, name: str, evaluation: StitchEvaluation, dm, history: list[dict[str, float]],
+               seconds: dict[str, float], execution: dict[str, Any]) -> StitchResult:
+        """The record of one pair (the same fields whichever path computed it)."""
+        s = self.s
+        lf, le = layered(self.front.model), layered(self.end.model)
+        front_layer, end_layer = stitcher.front_layer, stitcher.end_layer
+        return StitchResult(
+            front_layer=front_layer, end_layer=end_layer, stitching_type=stitcher.kind, init=s.init, epochs=s.epochs,
+            accuracy=evaluation.accuracy, loss=evaluation.loss, residual=evaluation.residual,
+            residual_batch_mean=evaluation.residual_batch_mean, fit_residual=self._fit_residual(stitcher, dm),
+            dm_fit_residual=dm.residual if dm is not None else None, dm_rank=dm.rank if dm is not None else None,
+            n_fit=self.n_fit, n_fit_rows=dm.n_rows if dm is not None else None, n_test=evaluation.n,
+            front_accuracy=self.donor_accuracy[0], end_accuracy=self.donor_accuracy[1], sparsity=sparsity(stitcher),
+            train_history=history, seconds={**seconds, "shared_extraction": self.extraction_seconds},
+            front={**self.front.describe(), "layers": list(lf.layers), "layer_index": lf.index(front_layer),
+                   "source_shape": list(stitcher.source_shape)},
+            end={**self.end.describe(), "layers": list(le.layers), "layer_index": le.index(end_layer),
+                 "target_shape": list(stitcher.target_shape)},
+            dataset=self.info.name, options={**self.naming_settings.result_options(), "resolved_stitching_type": stitcher.kind},
+            config_key=self.key, run_name=name, execution=execution,
+        )
+
+    # --- the reference: one pair after the other -----------------------------------------------------
+    def run_pair(self, front_layer: str, end_layer: str, name: str) -> tuple[StitchResult, Stitcher]:
+        s = self.s
+        started = time.perf_counter()
+        stitcher = self.stitcher(front_layer, end_layer)
+        dm = self.fit(stitcher)
+        t_fit = time.perf_counter()
+        history: list[dict[str, float]] = []
+        if s.epochs > 0:
+            val, from_acts = self.val_data(stitcher)
+            logs = task_loss_match(
+                stitcher, self.train_batches, epochs=s.epochs, device=self.device, optim=s.optim, l1=s.l1, grad_clip=s.grad_clip,
+                seed=s.seed, val_data=val, val_from_activations=from_acts, progress=s.progress, verbose=s.verbose,
+                desc=f"{front_layer}->{end_layer}",
+            )
+            history = [log.row() for log in logs]
+        t_train = time.perf_counter()
+        donors = self.donor_accuracy is None
+        evaluation = evaluate_stitcher(stitcher, self.test_source(stitcher), donors=donors)
+        if donors:
+            self._store_donor_accuracy(evaluation.front_accuracy, evaluation.end_accuracy)
+        t_eval = time.perf_counter()
+        seconds = {"fit": t_fit - started, "train": t_train - t_fit, "eval": t_eval - t_train, "total": t_eval - started}
+        return self.result(stitcher, name, evaluation, dm, history, seconds, self.execution("per-pair")), stitcher
+
+    # --- the default: all pairs at once --------------------------------------------------------------
+    def run_grouped(self, todo: Sequence[tuple[str, str]], names: dict[tuple[str, str], str], *,
+                    checkpoint: Path | None = None) -> list[tuple[StitchResult, Stitcher]]:
+        """Fit, train and evaluate the ``todo`` pairs together (module docstring). ``checkpoint`` is a
+        file for the state after each training epoch: an interrupted grid continues from it."""
+        s = self.s
+        front_order, end_order = layered(self.front.model).layers, layered(self.end.model).layers
+        self.prepare_cache(sorted({f for f, _ in todo}, key=front_order.index), sorted({e for _, e in todo}, key=end_order.index),
+                           which=("fit",))
+        pairs, fits, fit_seconds = [], [], []
+        for front_layer, end_layer in todo:
+            started = time.perf_counter()
+            stitcher = self.stitcher(front_layer, end_layer)
+            fits.append(self.fit(stitcher))
+            pairs.append(GridPair(front_layer, end_layer, stitcher))
+            fit_seconds.append(time.perf_counter() - started)
+        group_size = s.group_size or auto_group_size(pairs, s.batch_size, self.device)
+        donors = self.donor_accuracy is None
+        grid = GridPass(pairs, group_size, donors=donors, channels_last=self.channels_last, compile=s.compile)
+        ends = self._shared_end_activations(grid)
+        final: GridEvaluation | None = None
+        histories: list[list[EpochLog]] = [[] for _ in pairs]
+        started = time.perf_counter()
+        if s.epochs > 0:
+            def validate(epoch: int) -> list[dict[str, float]]:
+                nonlocal final
+                last = epoch == s.epochs - 1  # the last validation is the final evaluation (float32, residuals, donors)
+                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, ends=ends if last else None)
+                if last:
+                    final = ev
+                return [{"loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0), "acc": p.accuracy(), "n": p.n}
+                        for p, pair in zip(ev.pairs, pairs)]
+
+            resume, identity = self._load_checkpoint(checkpoint, names, todo)
+            histories = grouped_task_loss_match(
+                grid, self.train_batches, epochs=s.epochs, device=self.device, optim=s.optim, l1=s.l1, grad_clip=s.grad_clip,
+                seed=s.seed, amp=self.amp, validate=validate, resume=resume, progress=s.progress, verbose=s.verbose,
+                on_epoch_end=(lambda state: self._save_checkpoint(checkpoint, identity, state)) if checkpoint is not None else None,
+                desc=f"TLM {len(pairs)} pairs",
+            )
+        train_seconds = time.perf_counter() - started
+        if final is None:
+            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, ends=ends)
+        if donors:
+            self._store_donor_accuracy(final.front_accuracy, final.end_accuracy)
+        execution = self.execution("grouped", group_size)
+        n = len(pairs)
+        out = []
+        for k, pair in enumerate(pairs):
+            res = final.pairs[k]
+            evaluation = StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(), residual=res.residual.pooled,
+                                          residual_batch_mean=res.residual.batch_mean, n=res.n)
+            seconds = {"fit": fit_seconds[k], "train": train_seconds / n, "eval": final.seconds / n,
+                       "total": fit_seconds[k] + (train_seconds + final.seconds) / n, "grouped_train": train_seconds,
+                       "grouped_eval": final.seconds}
+            history = [log.row() for log in histories[k]]
+            out.append((self.result(pair.stitcher, names[(pair.front_layer, pair.end_layer)], evaluation, fits[k], history, seconds,
+                                    execution), pair.stitcher))
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        return out
+
+    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, ends: dict | None) -> GridEvaluation:
+        cached = ends.get("cached") if ends else None
+        sink = ends.get("sink") if ends and residuals and cached is None else None
+        evaluation = grouped_evaluate(grid, self.test_batches, self.device, residuals=residuals, donors=donors, amp=amp,
+                                      cached_ends=cached, end_sink=sink, progress=self.s.progress)
+        if sink is not None:
+            ends["cached"] = sink.close()
+            self.shared.trim(self.s.cache_limit_gb * 2**30)
+        return evaluation
+
+    def _shared_end_activations(self, grid: GridPass) -> dict | None:
+        """The end network's test activations from the persistent cache (single pairs run one process
+        after another then skip the end prefix), or a writer that fills it during the evaluation."""
+        if self.shared is None:
+            return None
+        key = self.sample_keys["test"]
+        cached = self.shared.lookup(self.end.model, grid.end_layers, key)
+        if cached is not None and len(cached) == self.n_test:
+            return {"cached": cached}
+        shapes = layered(self.end.model).shapes(self.input_shape, grid.end_layers)
+        needed = sum(math.prod(shape) for shape in shapes.values()) * 4 * self.n_test
+        if needed > self.s.cache_limit_gb * 2**30:
+            return None
+        return {"sink": self.shared.writer(self.end.model, key, self.n_test)}
+
+    # --- the grouped-training checkpoint -------------------------------------------------------------
+    def _load_checkpoint(self, path: Path | None, names: dict, todo: Sequence[tuple[str, str]]):
+        identity = {"version": CHECKPOINT_VERSION, "key": self.key, "runs": [names[pair] for pair in todo], "epochs": self.s.epochs}
+        if path is None or not path.is_file():
+            return None, identity
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable: start over (it is only a cache of finished epochs)
+            return None, identity
+        if saved.get("identity") != identity:
+            return None, identity
+        state = GroupedTrainingState(**saved["state"])
+        self.log(f"continuing grouped training of {len(todo)} pairs after epoch {state.epoch} (from {path})")
+        return state, identity
+
+    def _save_checkpoint(self, path: Path, identity: dict, state: GroupedTrainingState) -> None:
+        torch_save_atomic({"identity": identity, "state": {"epoch": state.epoch, "layers": state.layers, "optimizer": state.optimizer,
+                                                          "scheduler": state.scheduler, "history": state.history}}, path)
+
+
+__all__ = ["GridSession", "resolve_dataset"]
