@@ -287,3 +287,23 @@ def test_a_study_on_your_own_data(tmp_path):
     """) + disabled + "\n")
     summary = run_study(config, tmp_path / "study", progress=False)
     assert summary.counts["done"] == 3 and summary.counts["failed"] == 0
+
+
+@pytest.mark.parametrize("suffix", ["", "@3x12x12"])
+def test_your_arrays_take_the_batched_device_path_with_the_loaders_batches(tmp_path, suffix):
+    from torch.utils.data import DataLoader
+
+    from stitchkit.data.device_batches import DeviceBatches, can_batch_on_device
+
+    rng = np.random.default_rng(3)
+    path = write_npz(tmp_path / "rgb.npz", x_train=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), y_train=np.arange(20) % 4,
+                     x_test=rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), y_test=np.arange(6) % 4)
+    data = get_dataset(f"npz:{path}{suffix}", "train")
+    assert can_batch_on_device(data) is None
+    torch.manual_seed(5)
+    expected = list(DataLoader(data, batch_size=8, shuffle=True))
+    torch.manual_seed(5)
+    got = list(DeviceBatches(data, 8, shuffle=True))
+    assert len(got) == len(expected)
+    for (x, y), (ex, ey) in zip(got, expected):
+        assert torch.equal(y, ey) and x.shape == ex.shape and torch.allclose(x, ex, atol=1e-6)

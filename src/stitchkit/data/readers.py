@@ -138,7 +138,8 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
         offset = f.tell()
     if dtype.hasobject:  # a pickle of Python objects: mapping it would read raw pointers
         raise StitchkitError(f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never loaded; store a numeric array")
-    return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+    # copy-on-write: the file is never written, but the array is writable (torch.from_numpy warns on read-only arrays)
+    return np.memmap(npz_path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
 
 def _read_npy_header(f, where) -> tuple[tuple[int, ...], bool, np.dtype]:
