@@ -436,8 +436,8 @@ def test_list_models_has_the_original_names():
 def test_model_options():
     assert model_options("resnet18") == {"width": 64}
     assert model_options("resnet18_samewidth") == {"width": 64}
-    assert model_options("tv_resnet18") == {"pretrained": False, "kwargs": {}}
-    assert model_options("timm:resnet10t") == {"pretrained": False, "kwargs": {}}
+    assert model_options("tv_resnet18") == {"pretrained": False, "weights": None, "kwargs": {}}
+    assert model_options("timm:resnet10t") == {"pretrained": False, "weights": None, "kwargs": {}}
     assert model_options("small_cnn") == {"width": 16}
 
 
@@ -504,7 +504,7 @@ def test_torchvision_and_timm_prefixes():
     assert get_model("torchvision:resnet18").stitchable_layers[-1] == "layer4.1"
     # extra constructor arguments pass through and are recorded
     tm2 = get_model("timm:resnet10t", kwargs={"drop_rate": 0.1})
-    assert tm2.stitchkit_spec["options"] == {"pretrained": False, "kwargs": {"drop_rate": 0.1}}
+    assert tm2.stitchkit_spec["options"] == {"pretrained": False, "weights": None, "kwargs": {"drop_rate": 0.1}}
     with pytest.raises(StitchkitError, match="could not be built"):
         get_model("torchvision:resnet18", kwargs={"no_such_argument": 1})
 

@@ -1,8 +1,13 @@
 """The ``stitchkit`` command: a thin layer over the library.
 
 Each subcommand lives in its own module with ``register(subparsers)`` and a ``run(args)`` that calls
-one library function and prints. User errors (:class:`~stitchkit.errors.StitchkitError`) print one line
-and exit with code 2; ``--debug`` shows the traceback instead.
+one library function and prints. User errors (:class:`~stitchkit.errors.StitchkitError`, and every
+argument error, see :mod:`.parser`) print one line and exit with code 2; ``--debug`` shows the
+traceback instead.
+
+Building the parsers imports nothing heavy: the command modules read their choices from the torch-free
+:mod:`stitchkit.choices` and catalogues, and import the library inside ``run()``, so ``--help``,
+``stitchkit models`` and ``stitchkit datasets`` answer without loading torch.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from . import sensitivity as sensitivity_cmd
 from . import similarity as similarity_cmd
 from . import study as study_cmd
 from . import train as train_cmd
+from .parser import Parser
 
 COMMANDS = [study_cmd, train_cmd, eval_cmd, layers_cmd, catalog, stitch_cmd, collect_cmd, detector_cmd, ood_cmd, similarity_cmd, probe_cmd, sensitivity_cmd]
 
@@ -40,7 +46,7 @@ Run `stitchkit COMMAND --help` for the options of each command.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="stitchkit",
         description="Measure how similar two networks' internal representations are: train and cut models, "
         "stitch layers, test stitched representations for OOD, compute similarity indices.",

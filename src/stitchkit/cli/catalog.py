@@ -14,13 +14,15 @@ def register(sub) -> None:
     p.set_defaults(handler=run_models)
     p = add_command(sub, "datasets", help="list the registered datasets and whether they are on disk",
                     description="List every registered dataset with its classes, input shape and where its files are expected.",
-                    examples="  stitchkit datasets\n  stitchkit datasets -data /data\n")
+                    examples="  stitchkit datasets\n  stitchkit datasets -data /data\n"
+                    "  stitchkit train small_cnn -d npz:mine.npz -e 5 -dir runs/mine    # your own arrays\n"
+                    "  stitchkit layers resnet18 -d folder:images@64x64                  # your own image folders, resized\n")
     p.add_argument("-data", "--dataset-root", "--data", dest="data_root", default=None, help="data root to report on")
     p.set_defaults(handler=run_datasets)
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from ..models import describe_models
+    from ..models.catalog import describe_models
 
     print(describe_models())
     return 0
@@ -28,6 +30,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_datasets(args: argparse.Namespace) -> int:
     from ..data import dataset_info, list_datasets, resolve_data_root
+    from ..data.catalog import OWN_DATA
 
     print(f"data root: {resolve_data_root(args.data_root)}")
     rows = [dataset_info(name) for name in list_datasets()]
@@ -37,4 +40,5 @@ def run_datasets(args: argparse.Namespace) -> int:
         shape = "x".join(map(str, info.shape))
         print(f"  {info.name:<{width}}  {info.num_classes:>4} classes  {shape:>9}  {info.description}{aliases}")
         print(f"  {'':<{width}}  files: {info.expected_files}")
+    print(f"and {OWN_DATA}, e.g. -d npz:mine.npz or -d folder:images@32x32 (README: Data)")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..stitching.collect import METRICS, collect_results, write_collected
+from ..choices import COLLECT_METRICS
 from .common import add_command
 
 EXAMPLES = """\
@@ -24,13 +24,15 @@ def register(sub) -> None:
                     "matrices.json (missing pairs as null) and prints the tables.", examples=EXAMPLES)
     p.add_argument("results_dir", help="a folder of stitch runs (e.g. results/<-dir>)")
     p.add_argument("-o", "--out", dest="out", default=None, help="output folder (default: RESULTS_DIR)")
-    p.add_argument("--print", dest="print_metrics", nargs="*", choices=list(METRICS), default=["accuracy"], help="matrices to print")
+    p.add_argument("--print", dest="print_metrics", nargs="*", choices=list(COLLECT_METRICS), default=["accuracy"], help="matrices to print")
     p.add_argument("--all-layers", dest="all_layers", action="store_true", help="rows and columns for every stitchable layer, not only those run")
     p.add_argument("--json", dest="json_out", action="store_true", help="print matrices.json's content instead of tables")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stitching.collect import collect_results, write_collected  # deferred: torch loads only when a command computes
+
     groups = collect_results(args.results_dir, all_layers=args.all_layers)
     written = write_collected(groups, args.out or args.results_dir)
     if args.json_out:

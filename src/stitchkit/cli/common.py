@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import StitchkitError
@@ -34,7 +35,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", help_extra: str = "") -> None:
-    parser.add_argument("-d", "--dataset", default=default, help="dataset name (`stitchkit datasets` lists them)" + help_extra)
+    parser.add_argument("-d", "--dataset", default=default, help="dataset name (`stitchkit datasets` lists them), or your own data: folder:PATH or npz:PATH, optionally @HxW" + help_extra)
     parser.add_argument(
         "-data", "--dataset-root", "--data", dest="data_root", default=None,
         help="data root; default $STITCHKIT_DATA or ./data (Fashion-MNIST is also found where Debian's dataset-fashion-mnist installs it)",
@@ -51,6 +52,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-option", dest="model_option", action="append", default=[], metavar="KEY=VALUE",
         help="any other architecture option, e.g. depth=4 or embed_dim=96 for a small ViT (repeatable)",
+    )
+
+
+def add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", default=None, metavar="PATH",
+        help="start a torchvision:NAME or timm:NAME model from the pretrained weights in this local state_dict file (plain, or under "
+        "'state_dict' or 'model'; 'module.' prefixes stripped): like --model-option pretrained=true, without a download. "
+        "A head for another class count is replaced by a fresh one, as with downloaded weights",
     )
 
 
@@ -71,6 +81,8 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
         options[key.strip()] = parse_value(value.strip())
     if getattr(args, "width", None) is not None:
         options["width"] = args.width
+    if getattr(args, "weights", None):
+        options["weights"] = str(Path(args.weights).expanduser().absolute())  # recorded with the model, so absolute
     return options
 
 

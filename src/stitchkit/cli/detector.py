@@ -7,10 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..ood.detectors import TRAINING_FREE
-from ..ood.metrics import FPR_RULES, POSITIVE_CLASSES
-from ..ood.registry import DEFAULT_DETECTOR_DIR
-from ..ood.train import OOD_SCORES
+from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from .common import HelpFormatter, add_device, add_loader, add_model_options, args_as_config, model_options
 
 EXAMPLES = """\
@@ -151,7 +148,7 @@ def _register_check(actions) -> None:
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--training-free", dest="training_free", nargs="*", default=[], choices=list(TRAINING_FREE),
+    p.add_argument("--training-free", dest="training_free", nargs="*", default=[], choices=list(TRAINING_FREE_DETECTORS),
                    help="also fit these training-free detectors on the ID train split (Mahalanobis: Lee et al. 2018; k-NN: Sun et al. 2022)")
     p.add_argument("--fit-samples", dest="fit_samples", type=int, default=10_000, metavar="N", help="ID train images the training-free detectors are fitted on")
     p.add_argument("--knn-k", dest="knn_k", type=int, default=50, help="k of the k-NN detector")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from ..errors import StitchkitError
-from ..models.layers import layered
 from .common import add_command, add_model_options, model_options
 
 EXAMPLES = """\
@@ -23,7 +22,7 @@ def register(sub) -> None:
                     description="Print the stitchable layers of a model in forward order, with the activation shape each "
                     "has for the dataset's input size. Layer names are the ones every other command takes.", examples=EXAMPLES)
     p.add_argument("model", help="architecture name or checkpoint path")
-    p.add_argument("-d", "--dataset", default=None, help="dataset whose input shape and class count to use (default cifar10, or the checkpoint's)")
+    p.add_argument("-d", "--dataset", default=None, help="dataset whose input shape and class count to use (default cifar10, or the checkpoint's); also folder:PATH or npz:PATH")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_model_options(p)
     p.set_defaults(handler=run)
@@ -33,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import dataset_info
     from ..models import get_model, is_known_model
     from ..models.checkpoint import load_model
+    from ..models.layers import layered  # deferred: torch loads only when a command computes
 
     options = model_options(args)
     looks_like_path = Path(args.model).suffix in (".pt", ".pth", ".tar") or Path(args.model).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..ood.registry import DEFAULT_DETECTOR_DIR
+from ..choices import DEFAULT_DETECTOR_DIR
 from .common import add_command, add_device, add_loader
 from .detector import _add_metric_options, _training_free_options
 

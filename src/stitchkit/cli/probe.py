@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
-from ..probing.model import probe_checkpoint
-from ..probing.probe import LOW_RANK_MODES, TOKEN_POOLS, ProbeConfig
-from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import descending, parse_ranks
 
@@ -57,6 +55,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..probing.model import probe_checkpoint  # deferred: torch loads only when a command computes
+    from ..probing.probe import ProbeConfig
+    from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+
     print(sys.argv)
     ranks = descending(parse_ranks(args.ranks, "-ranks"))
     layers = None if args.layers == ["all"] else [part for text in args.layers for part in text.split(",") if part]

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
-from ..probing.probe import LOW_RANK_MODES, ProbeConfig
-from ..sensitivity.grounding import DEFAULT_MEASURES, GroundingSettings, grounding_test_checkpoints
-from ..similarity.policy import POLICIES
-from ..similarity.registry import list_measures, measure_info
-from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import parse_ranks
 
@@ -35,8 +31,8 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the networks (e.g. several seeds of one architecture)")
     p.add_argument("--model-type", dest="model_type", default=None, help="architecture, needed only for plain state_dict files")
     p.add_argument("--names", nargs="+", default=None, help="a short name per checkpoint (default: the folder names)")
-    choices = list_measures()
-    p.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), choices=choices, metavar="MEASURE",
+    choices = list(MEASURES)
+    p.add_argument("--measures", nargs="+", default=list(DEFAULT_GROUNDING_MEASURES), choices=choices, metavar="MEASURE",
                    help=f"measures to test; choose from {', '.join(choices)} (dm_accuracy and tlm_accuracy stitch networks)")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images for the array measures")
     p.add_argument("--policy", default="auto_original", choices=POLICIES, help="activation policy of the array measures")
@@ -106,6 +102,11 @@ def _layers(values) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from ..probing.probe import ProbeConfig  # deferred: torch loads only when a command computes
+    from ..sensitivity.grounding import GroundingSettings, grounding_test_checkpoints
+    from ..similarity.registry import measure_info
+    from ..utils.io import check_writable_dir, ensure_writable_dir
 
     if args.n_samples < 3:
         raise StitchkitError(f"--n-samples must be at least 3, got {args.n_samples}")

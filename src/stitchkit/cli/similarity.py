@@ -9,15 +9,11 @@ of its prefix over the first ``--n-samples`` test images) and reused for every r
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Sequence
 
-import numpy as np
-
+from ..choices import DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
 from ..errors import StitchkitError
-from ..similarity.models import DEFAULT_MEASURES, compare_checkpoints
-from ..similarity.pairs import result_matrix
-from ..similarity.policy import POLICIES
-from ..similarity.registry import list_measures, measure_info
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
@@ -92,12 +88,12 @@ def register(sub) -> None:
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
     add_loader(p)
     add_device(p)
-    p.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), choices=list_measures(requires_models=False), metavar="MEASURE",
-                   help=f"measures to compute; choose from {', '.join(list_measures(requires_models=False))}")
+    p.add_argument("--measures", nargs="+", default=list(DEFAULT_SIMILARITY_MEASURES), choices=array_measures(), metavar="MEASURE",
+                   help=f"measures to compute; choose from {', '.join(array_measures())}")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images (the original: 1000)")
     p.add_argument("--policy", default="auto_original", choices=POLICIES,
                    help="how activations become data matrices; auto_original: flatten for CKA, positions (same shapes) or pooled for PWCCA/Procrustes")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=["fixed", "per_batch"],
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
                    help="recorded with the results; on the whole sample set both modes truncate identically")
     p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")
@@ -110,10 +106,13 @@ def register(sub) -> None:
 
 
 def _fmt(v: float) -> str:
-    return "nan" if np.isnan(v) else f"{v:.6f}"
+    return "nan" if math.isnan(v) else f"{v:.6f}"
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..similarity.models import compare_checkpoints  # deferred: torch loads only when a command computes
+    from ..similarity.registry import measure_info
+
     ranks1, ranks2 = descending(parse_ranks(args.ranks1, "-m1r")), descending(parse_ranks(args.ranks2, "-m2r"))
     if args.n_samples < 2:
         raise StitchkitError(f"--n-samples must be at least 2, got {args.n_samples}")
@@ -175,6 +174,9 @@ def print_original(report, path1: str, path2: str, measures: Sequence[str], rank
 
 def print_matrices(report, measures: Sequence[str], ranks1, ranks2) -> None:
     """One matrix per measure and rank pair: rows are model 1's layers, columns model 2's."""
+    from ..similarity.pairs import result_matrix  # deferred: torch loads only when a command computes
+    from ..similarity.registry import measure_info
+
     for r1 in ranks1:
         for r2 in ranks2:
             for m in measures:

@@ -12,11 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from ..stitching.experiment import StitchSettings, stitch_grid
-from ..stitching.layers import C2T_CLS_MODES, T2C_CLS_MODES, UPSAMPLE_MODES, list_stitching_layers
-from ..stitching.stitcher import LOW_RANK_MODES
-from ..training.optim import SCHEDULERS, OptimConfig
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
@@ -30,9 +27,6 @@ EXAMPLES = """\
   # a low-rank source (fixed basis from the fit images; --low-rank-mode per-batch is the original's)
   stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
 """
-
-ORIGINAL_TYPES = ["c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto"]
-
 
 def _optional_choice(choices, label: str):
     """An option that also takes 'None'/'none' (the original's spelling of "not set")."""
@@ -86,11 +80,11 @@ def register(sub) -> None:
     p.add_argument("end_model_type", help="end architecture, or - / auto for a stitchkit checkpoint")
     p.add_argument("front_layer", help="front layer, a comma-separated list or 'all' (see `stitchkit layers`); - with --front-layers")
     p.add_argument("end_layer", help="end layer, a comma-separated list or 'all'; - with --end-layers")
-    p.add_argument("stitching_type", choices=ORIGINAL_TYPES + [t for t in list_stitching_layers() if t not in ORIGINAL_TYPES],
+    p.add_argument("stitching_type", choices=STITCHING_TYPES,
                    help="stitching layer type; auto picks it from the activation shapes")
     add_device(p)
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
-    p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=["adam", "adamw", "sgd"], help="optimizer (Adam's weight decay is L2, like the original)")
+    p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (Adam's weight decay is L2, like the original)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size of training, evaluation and the direct-matching fit")
     p.add_argument("-e", "--epochs", dest="n_epochs", type=int, default=30, help="training epochs; 0 = no training (pure direct matching with -i pinv)")
     p.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=1e-3, help="learning rate")
@@ -119,7 +113,7 @@ def register(sub) -> None:
                    help="low-rank approximation of the front activation in every stitched forward (training and evaluation)")
     p.add_argument("--front-pinv-rank", dest="front_pinv_rank", type=int, default=None,
                    help="low-rank approximation of the front activation for the direct-matching fit (same source definition as --front-stitch-rank)")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(LOW_RANK_MODES),
+    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(STITCH_LOW_RANK_MODES),
                    help="fixed: one basis estimated on the K fit images; per-batch: the original's SVD of every batch")
     p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
     p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
@@ -146,7 +140,10 @@ def _layers(positional: str, flag: str | None, which: str) -> str:
     return flag
 
 
-def settings_from_args(args: argparse.Namespace) -> StitchSettings:
+def settings_from_args(args: argparse.Namespace):
+    from ..stitching.experiment import StitchSettings  # deferred: torch loads only when a command computes
+    from ..training.optim import OptimConfig
+
     return StitchSettings(
         stitching_type=args.stitching_type, init=args.init, epochs=args.n_epochs, batch_size=args.batch_size,
         optim=OptimConfig(optimizer=args.optimizer, lr=args.learning_rate, weight_decay=args.weight_decay, scheduler=args.lr_scheduler,
@@ -161,6 +158,8 @@ def settings_from_args(args: argparse.Namespace) -> StitchSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stitching.experiment import stitch_grid  # deferred: torch loads only when a command computes
+
     if args.n_pinv_init_samples < 0:
         raise StitchkitError(f"-pinv-samples must be 0 (the whole training split) or more, got {args.n_pinv_init_samples}")
     front_layers = _layers(args.front_layer, args.front_layers, "front")

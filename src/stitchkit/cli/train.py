@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..training.base import TrainSettings, train_model
-from ..training.distributed import launched_by_torchrun
-from ..training.optim import SCHEDULERS, OptimConfig
-from .common import add_command, add_data, add_device, add_loader, add_model_options, args_as_config, model_options
+from ..choices import OPTIMIZERS, SCHEDULERS
+from .common import add_command, add_data, add_device, add_loader, add_model_options, add_weights, args_as_config, model_options
 
 # The original's exec_train.py defaults, then the ImageNet recipe of spec 1.10 (PyTorch's reference).
 DEFAULTS = dict(dataset="cifar10", optimizer="adam", batch_size=64, epochs=100, lr=1e-3, weight_decay=1e-5, momentum=0.0, scheduler="none", step_size=30, amp=False)
@@ -22,6 +20,10 @@ EXAMPLES = """\
   stitchkit train resnet18 -d fashion --width 16 -e 3 -b 128 -gpu -1 -dir runs/fashion_r18_s0
   # the original's CIFAR-10 recipe
   stitchkit train resnet18 -d cifar10 -e 100 -b 64 -lr 1e-3 -dir models/r18_s0 -s 0
+  # your own arrays (x_train, y_train, x_test, y_test in an .npz)
+  stitchkit train small_cnn -d npz:data/mine.npz --width 8 -e 5 -dir runs/mine_s0
+  # a torchvision model from local pretrained weights (no download), fine-tuned on your image folders at 64x64
+  stitchkit train torchvision:resnet18 --weights resnet18-f37072fd.pth -d folder:data/pets@64x64 -e 3 -dir runs/pets_r18
   # continue an interrupted run
   stitchkit train resnet18 -d fashion --width 16 -e 5 -dir runs/fashion_r18_s0 --resume runs/fashion_r18_s0/last.pt
   # ImageNet on 8 GPUs (SGD 0.1 per 256 images, momentum 0.9, wd 1e-4, ×0.1 every 30 epochs, 90 epochs, AMP)
@@ -35,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("model_type", help="architecture name (see `stitchkit models`)")
     add_device(p)
     add_data(p, default=None, help_extra=" (default cifar10)")
-    p.add_argument("-o", "--optimizer", default=None, choices=["adam", "adamw", "sgd"], help="optimizer (default adam; Adam's weight decay is L2 like the original)")
+    p.add_argument("-o", "--optimizer", default=None, choices=OPTIMIZERS, help="optimizer (default adam; Adam's weight decay is L2 like the original)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=None, help="batch size per process (default 64)")
     p.add_argument("-e", "--epochs", dest="epochs", type=int, default=None, help="epochs (default 100)")
     p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=None, help="learning rate (default 1e-3; ImageNet preset 0.1 per 256 images)")
@@ -63,6 +65,7 @@ def register(sub) -> None:
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)
+    add_weights(p)
     p.set_defaults(handler=run)
 
 
@@ -83,6 +86,10 @@ def resolve(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.base import TrainSettings, train_model  # deferred: torch loads only when a command computes
+    from ..training.distributed import launched_by_torchrun
+    from ..training.optim import OptimConfig
+
     v = resolve(args)
     settings = TrainSettings(
         model=args.model_type, save_dir=args.save_dir, dataset=v["dataset"], data_root=args.data_root, epochs=v["epochs"],

@@ -9,6 +9,9 @@ label)`` (ImageNet's normalised with :func:`dataset_mean_std`).
 >>> train = get_dataset("digits", "train")           # offline, no files needed
 >>> image, label = train[0]
 
+Your own data: ``folder:PATH`` (``PATH/train/<class>/…``, ``PATH/test/<class>/…``) and ``npz:PATH``
+(arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``), optionally ``@HxW``; see :mod:`.custom`.
+
 Registered names (see :func:`list_datasets`): the original's ``mnist``, ``fashion``, ``cifar10``,
 ``cifar100``, ``cifar10_large``, ``cifar100_large``, ``cifar5m``, ``svhn``, ``imagenet``,
 ``outlier_exposure`` with the same on-disk layouts, splits and default transforms, and the offline
@@ -21,11 +24,7 @@ download when ``download=True``. A dataset that cannot be found raises a
 """
 
 from .base import DATA_ROOT_ENV, DatasetInfo, resolve_data_root
-from .readers import memmap_npz_member, read_idx
-from .registry import dataset_info, dataset_mean_std, get_dataset, list_datasets, train_sampler_for
-from .sampler import MultiEpochDisjointSubsetSampler
-from .sources import SYSTEM_DATA_DIRS
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, MatchShape
+from .catalog import dataset_info, list_datasets
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -44,3 +43,26 @@ __all__ = [
     "resolve_data_root",
     "train_sampler_for",
 ]
+
+_LAZY = {
+    "get_dataset": "registry",
+    "dataset_mean_std": "registry",
+    "train_sampler_for": "registry",
+    "memmap_npz_member": "readers",
+    "read_idx": "readers",
+    "MultiEpochDisjointSubsetSampler": "sampler",
+    "SYSTEM_DATA_DIRS": "sources",
+    "IMAGENET_MEAN": "transforms",
+    "IMAGENET_STD": "transforms",
+    "MatchShape": "transforms",
+}
+
+
+def __getattr__(name: str):
+    # The loaders and transforms import torch; load them on first use, so that the catalogue
+    # (`stitchkit datasets`, dataset_info) stays fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,14 @@ DEFAULT_DATA_ROOT = "./data"
 
 SPLITS = ("train", "test")
 
+#: the prefixes of your own data's names (``folder:PATH``, ``npz:PATH``; see :mod:`stitchkit.data.custom`)
+CUSTOM_KINDS = ("folder", "npz")
+
+
+def is_custom(name) -> bool:
+    """Whether ``name`` names your own data (``folder:...`` or ``npz:...``)."""
+    return isinstance(name, (str, os.PathLike)) and ":" in str(name) and str(name).split(":", 1)[0].strip().lower() in CUSTOM_KINDS
+
 
 @dataclass(frozen=True)
 class DatasetInfo:

@@ -1,4 +1,4 @@
-"""Dataset classes over arrays (in RAM or memory-mapped) and image folders.
+"""Dataset classes over arrays (in RAM or memory-mapped), image folders and lists of image files.
 
 All of them yield ``(transform(image), label)``; ``get_dataset`` sets the transform. Datasets over
 files yield PIL images to the transform (like torchvision's, so torchvision transforms behave the
@@ -96,6 +96,25 @@ class FolderImageDataset(ImageDataset):
 
     def load_raw(self, index: int) -> tuple[Image.Image, int]:
         return self.folder[index]
+
+
+class FileImageDataset(ImageDataset):
+    """Image files with their labels, each read in ``mode`` (``"L"`` or ``"RGB"``) when indexed."""
+
+    def __init__(self, files: Sequence[str], labels, mode: str, transform: Callable | None = None, classes: Sequence[str] | None = None):
+        super().__init__(transform, classes)
+        if len(files) != len(labels):
+            raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        self.files = list(files)
+        self.labels = labels
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load_raw(self, index: int) -> tuple[Image.Image, int]:
+        with Image.open(self.files[index]) as image:
+            return image.convert(self.mode), int(self.labels[index])
 
 
 class TensorImageDataset(ImageDataset):

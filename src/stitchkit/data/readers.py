@@ -136,7 +136,10 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
         f.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
         shape, fortran_order, dtype = _read_npy_header(f, npz_path)
         offset = f.tell()
-    return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+    if dtype.hasobject:  # a pickle of Python objects: mapping it would read raw pointers
+        raise StitchkitError(f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never loaded; store a numeric array")
+    # copy-on-write: the file is never written, but the array is writable (torch.from_numpy warns on read-only arrays)
+    return np.memmap(npz_path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
 
 def _read_npy_header(f, where) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -6,7 +6,9 @@
 * ``timm:<name>``: any timm architecture (``timm.create_model(name, pretrained=…, num_classes=…,
   in_chans=…)``); ``vit…`` names that are not the zoo's own ViTs also go to timm.
 
-Weights are downloaded only with the option ``pretrained=True``. When ``in_channels`` differs from 3,
+Weights are downloaded only with the option ``pretrained=True``; ``weights=PATH`` loads them from a
+local state_dict file instead (for machines without internet), with the same adaptation of the head
+and the first convolution as downloaded weights get. When ``in_channels`` differs from 3,
 torchvision models get a new first convolution of the right width (timm does this itself); with
 pretrained weights its kernel is the RGB kernel averaged over the colour channels and scaled by
 ``3 / in_channels``, so a grey image gives the response of the same grey RGB image.
@@ -19,12 +21,15 @@ code derives their layers generically.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..errors import StitchkitError, unknown_name
+from .checkpoint import _read, _strip_prefixes, load_state_into  # weights-only reading and its one-line errors
 from .resnet_cifar import resnet_layer_names
 
 
@@ -119,36 +124,127 @@ def _set_resnet_layers(model: nn.Module) -> nn.Module:
     return model
 
 
+def read_local_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a local weights file, read weights-only: a plain state_dict, one under
+    ``"state_dict"`` or ``"model"`` (other trainers' wrappers), or a stitchkit checkpoint; ``module.``
+    (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes are stripped."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise StitchkitError(f"weights file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    obj = _read(path)
+
+    def is_state(x: Any) -> bool:
+        return isinstance(x, Mapping) and len(x) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in x.items())
+
+    if isinstance(obj, Mapping) and not is_state(obj):
+        obj = next((obj[k] for k in ("state_dict", "model") if is_state(obj.get(k))), obj)
+    if not is_state(obj):
+        keys = f"; its keys: {', '.join(map(str, list(obj)[:8]))}" if isinstance(obj, Mapping) else ""
+        raise StitchkitError(
+            f"weights file {str(path)!r} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or 'model'){keys}"
+        )
+    return _strip_prefixes(obj)
+
+
+def _first_conv_name(model: nn.Module) -> str | None:
+    return next((q for q, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _dim(state: Mapping[str, torch.Tensor], module: str | None, axis: int) -> int | None:
+    weight = state.get(f"{module}.weight") if module is not None else None
+    return int(weight.shape[axis]) if weight is not None and weight.dim() > axis else None
+
+
+def _with_local_weights(
+    build: Callable[[int, int], nn.Module], head_name: Callable[[nn.Module], str | None], reset_head: Callable[[nn.Module, int], None],
+    num_classes: int, in_channels: int, path: str | Path, label: str,
+) -> nn.Module:
+    """The model with the weights of ``path``. Weights made for another class count or input channel
+    count (e.g. an ImageNet head) load into a model of their own shape first; then the head is replaced
+    by a fresh one and the first convolution adapted, exactly as for downloaded pretrained weights."""
+    state = read_local_weights(path)
+    source = f"weights file {str(path)!r} (for {label})"
+    model = build(num_classes, in_channels)
+    file_classes = _dim(state, head_name(model), 0) or num_classes
+    file_channels = _dim(state, _first_conv_name(model), 1) or in_channels
+    if (file_classes, file_channels) == (num_classes, in_channels):
+        load_state_into(model, state, source=source)
+        return model
+    model = build(file_classes, file_channels)
+    load_state_into(model, state, source=source)
+    if file_classes != num_classes:
+        reset_head(model, num_classes)
+    if file_channels != in_channels:
+        adapt_first_conv(model, in_channels, pretrained=True)
+    return model
+
+
+def _last_linear_name(model: nn.Module) -> str | None:
+    names = [q for q, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
+def _check_weight_source(label: str, pretrained: bool, weights: str | None) -> None:
+    if pretrained and weights:
+        raise StitchkitError(f"{label}: give either pretrained=true (download the weights) or weights=PATH (a local file), not both")
+
+
 def build_torchvision(
-    name: str, num_classes: int, in_channels: int, pretrained: bool = False, kwargs: dict[str, Any] | None = None
+    name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     import torchvision
 
     check_torchvision_name(name)
+    _check_weight_source(f"torchvision:{name}", pretrained, weights)
     kwargs = dict(kwargs or {})
+
+    def plain(classes: int, channels: int) -> nn.Module:
+        model = torchvision.models.get_model(name, weights=None, num_classes=classes, **kwargs)
+        if channels != 3:
+            adapt_first_conv(model, channels, pretrained=False)
+        return model
+
     try:
-        if pretrained:
+        if weights:
+            model = _with_local_weights(plain, _last_linear_name, lambda m, n: resize_classifier(m, n, name), num_classes, in_channels,
+                                        weights, f"torchvision:{name}")
+        elif pretrained:
             model = torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
             resize_classifier(model, num_classes, name)
+            if in_channels != 3:
+                adapt_first_conv(model, in_channels, pretrained=True)
         else:
-            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+            model = plain(num_classes, in_channels)
     except (TypeError, ValueError) as e:
         raise StitchkitError(f"torchvision:{name} could not be built with {kwargs}: {e}") from e
     except OSError as e:  # URLError and friends: no network or no cache
         raise StitchkitError(f"could not download the pretrained weights of torchvision:{name}: {e}") from e
-    if in_channels != 3:
-        adapt_first_conv(model, in_channels, pretrained)
     return _set_resnet_layers(model)
 
 
+def _timm_head_name(model: nn.Module) -> str | None:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    return next((q for q, m in model.named_modules() if m is head), None) if isinstance(head, nn.Module) else None
+
+
 def build_timm(
-    name: str, num_classes: int, in_channels: int, pretrained: bool = False, kwargs: dict[str, Any] | None = None
+    name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     import timm
 
     check_timm_name(name)
+    _check_weight_source(f"timm:{name}", pretrained, weights)
     kwargs = dict(kwargs or {})
+
+    def plain(classes: int, channels: int) -> nn.Module:
+        return timm.create_model(name, pretrained=False, num_classes=classes, in_chans=channels, **kwargs)
+
     try:
+        if weights:
+            return _with_local_weights(plain, _timm_head_name, lambda m, n: m.reset_classifier(n), num_classes, in_channels,
+                                       weights, f"timm:{name}")
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs)
     except (TypeError, ValueError) as e:
         raise StitchkitError(f"timm:{name} could not be built with {kwargs}: {e}") from e

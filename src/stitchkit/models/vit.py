@@ -26,18 +26,6 @@ import torch.nn.functional as F
 
 from ..errors import StitchkitError
 
-# size word -> (embed_dim, depth, num_heads) (spec §2.2)
-VIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "tiny": (192, 12, 3),
-    "small": (384, 12, 6),
-    "medium": (512, 12, 8),
-    "base": (768, 12, 12),
-    "large": (1024, 24, 16),
-    "huge": (1280, 32, 16),
-    "giant": (1408, 40, 16),
-    "gigantic": (1664, 48, 16),
-}
-
 LN_EPS = 1e-6
 
 

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from ..choices import TRAINING_FREE_DETECTORS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
 from .scores import energy_score
 
@@ -275,7 +276,7 @@ class KNNDetector(Detector):
 
 
 DETECTORS: dict[str, type[Detector]] = {"energy": EnergyDetector, "mahalanobis": MahalanobisDetector, "knn": KNNDetector}
-TRAINING_FREE = ("mahalanobis", "knn")
+TRAINING_FREE = TRAINING_FREE_DETECTORS
 
 
 def list_detectors() -> list[str]:

@@ -37,16 +37,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from ..choices import FPR_RULES, POSITIVE_CLASSES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
 
-POSITIVE_CLASSES = {
-    "id": "in-distribution samples are positives, scored by −(outlier score) (the original's convention)",
-    "ood": "OOD samples are positives, scored by the outlier score (OpenOOD / pytorch-ood convention)",
-}
-FPR_RULES = {
-    "closest": "the threshold whose TPR is closest to the level (the original's rule; ties to the higher TPR)",
-    "at_least": "the highest threshold whose TPR reaches the level",
-}
 _TIE = 1e-12
 
 

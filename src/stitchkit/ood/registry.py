@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .. import __version__
+from ..choices import DEFAULT_DETECTOR_DIR  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..utils.io import torch_save_atomic, write_json_atomic
 
 META_FILE = "meta.json"
 LOCK_FILE = ".meta.json.lock"
-DEFAULT_DETECTOR_DIR = "./models/repr_cls_ood_detectors"
 
 
 def detector_id(source_hash: str, layer: str, config: Mapping[str, Any]) -> str:

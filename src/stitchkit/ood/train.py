@@ -54,13 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import __version__
+from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
 from ..utils.io import ensure_writable_dir, write_json_atomic
-
-OOD_SCORES = {
-    "energy": "CE + energy_weight·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²) (Liu et al. 2020)",
-    "OE": "CE + oe_weight·CE(outliers, uniform) (outlier exposure, Hendrycks et al. 2019)",
-}
 
 # Configuration fields that do not change the trained weights: left out of the detector id.
 _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",

@@ -59,12 +59,11 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from ..activations.low_rank import LowRankBasis, low_rank
+from ..choices import LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from ..training.loop import EpochLog, evaluate, fit
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
 
-LOW_RANK_MODES = ("fixed", "per_batch")
-TOKEN_POOLS = ("cls", "mean")
 
 Rank = int | None
 

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from ..choices import DEFAULT_GROUNDING_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig, check_ranks, rank_label
 from ..similarity.pairs import Rep, RepresentationBank
@@ -56,7 +57,7 @@ from .stats import RankAgreement, rank_agreement
 
 TESTS = ("sensitivity", "specificity")
 STITCH_MEASURES = ("dm_accuracy", "tlm_accuracy")
-DEFAULT_MEASURES = ("cka", "pwcca", "procrustes", "dm_residual")
+DEFAULT_MEASURES = DEFAULT_GROUNDING_MEASURES
 ALL = "all"
 
 

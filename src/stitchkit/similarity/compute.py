@@ -29,12 +29,12 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import LowRankBasis, low_rank
+from ..choices import LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from .base import Measure
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure
 
-LOW_RANK_MODES = ("fixed", "per_batch")
 
 Rank = int | LowRankBasis | None
 

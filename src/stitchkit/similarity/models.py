@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
+from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..training.base import make_loader
@@ -28,7 +29,7 @@ from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from .pairs import PairResult, similarity_table
 
-DEFAULT_MEASURES = ("cka", "pwcca", "procrustes")  # the original script's three
+DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
 
 
 @dataclass

@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import to_rows
+from ..choices import POLICIES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, UnknownNameError
 from .base import MeasureInfo, fmt_shape
 
-POLICIES = ("flatten", "positions", "pool", "cls", "auto_original")
 CONCRETE_POLICIES = POLICIES[:-1]
 
 

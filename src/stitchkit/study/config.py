@@ -41,7 +41,7 @@ STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
 SCHEMA: dict[str, dict[str, Key]] = {
     "study": {
         "name": Key(str, "study", "a name for the study (used in the report)"),
-        "dataset": Key(str, "fashion", "dataset of every network and method"),
+        "dataset": Key(str, "fashion", "dataset of every network and method; also your own data: folder:PATH or npz:PATH (optionally @HxW)"),
         "data_root": Key((str, type(None)), None, "data root (default $STITCHKIT_DATA or ./data)"),
         "device": Key(str, "auto", "auto, cpu, cuda, cuda:N"),
         "seed": Key(int, 0, "seed of everything that is not a network seed"),
@@ -52,6 +52,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "options": Key(dict, {}, "architecture options, e.g. { width = 8 }"),
         "seeds": Key(list, [0, 1, 2], "one network is trained per seed"),
         "checkpoints": Key(list, [], "use these checkpoints instead of training (paths)"),
+        "weights": Key((str, type(None)), None, "local pretrained weights (a state_dict file) a torchvision:/timm: model starts from, "
+                       "instead of a download (the same as options.weights; paths relative to the working folder)"),
         "epochs": Key(int, 3, "training epochs", check=_positive, check_text="must be ≥ 1"),
         "batch_size": Key(int, 128, "training batch size", check=_positive, check_text="must be ≥ 1"),
         "lr": Key((int, float), 2e-3, "learning rate", check=_positive, check_text="must be > 0"),
@@ -186,6 +188,8 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
             raise StitchkitError(f"{source}: networks.seeds has duplicates: {nets['seeds']!r}")
     if not all(isinstance(p, str) for p in nets["checkpoints"]):
         raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
+    if nets["weights"] is not None:
+        _fold_weights(nets, source)
     for section in ("probes", "sensitivity"):
         ranks = config[section]["ranks"]
         if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
@@ -197,6 +201,20 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         for m in config[section]["measures"]:
             if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
                 raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
+
+
+def _fold_weights(nets: dict[str, Any], source: str) -> None:
+    """networks.weights is the model option ``weights``: checked, made absolute and put there."""
+    if nets["checkpoints"]:
+        raise StitchkitError(f"{source}: networks.weights is for networks to train; the networks.checkpoints hold their own weights")
+    path = Path(nets["weights"]).expanduser().absolute()
+    if not path.is_file():
+        raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} is not a file")
+    given = nets["options"].get("weights")
+    if given is not None and Path(str(given)).expanduser().absolute() != path:
+        raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} and networks.options.weights {given!r} differ; give one")
+    nets["weights"] = str(path)
+    nets["options"] = {**nets["options"], "weights": str(path)}
 
 
 def load_config(path: str | Path) -> dict[str, dict[str, Any]]:

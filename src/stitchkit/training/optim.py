@@ -8,6 +8,7 @@ from typing import Iterable
 
 import torch
 
+from ..choices import SCHEDULERS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
 
 
@@ -95,15 +96,6 @@ def _epoch_factor(cfg: OptimConfig, epochs: int):
         return f
 
     return factor
-
-
-SCHEDULERS = {
-    "none": "constant learning rate (with -rlre: ×gamma at those epochs, like the original)",
-    "multistep": "×gamma at each epoch listed in -rlre/--milestones",
-    "step": "×gamma every --step-size epochs (the ImageNet recipe: 30)",
-    "cosine": "cosine decay to 0 over the run",
-    "linear": "linear decay to 0 over the run",
-}
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:

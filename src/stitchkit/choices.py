@@ -1,0 +1,86 @@
+"""The names the library's options accept, in one module that imports nothing.
+
+The command line offers these as choices and lists them in ``--help`` without importing torch (the
+modules that implement them do), so each list lives here once and the implementing modules import it.
+``tests/test_cli_startup.py`` checks that every implementation knows exactly these names.
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------------------------------
+# training (stitchkit.training.optim)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+SCHEDULERS = {
+    "none": "constant learning rate (with -rlre: ×gamma at those epochs, like the original)",
+    "multistep": "×gamma at each epoch listed in -rlre/--milestones",
+    "step": "×gamma every --step-size epochs (the ImageNet recipe: 30)",
+    "cosine": "cosine decay to 0 over the run",
+    "linear": "linear decay to 0 over the run",
+}
+
+# --------------------------------------------------------------------------------------------------
+# stitching (stitchkit.stitching.layers, .stitcher, .collect)
+
+#: stitching-layer kinds of :func:`stitchkit.stitching.make_stitching_layer` (besides ``auto``)
+STITCHING_LAYERS = ("c2c", "c2t", "rc2c_post", "rc2c_pre", "t2c", "t2t", "v2v")
+#: every ``stitching_type`` the stitch command takes, the original's first; ``auto`` picks one from the
+#: activation shapes
+STITCHING_TYPES = ("c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto", "v2v")
+UPSAMPLE_MODES = ("bilinear", "nearest")
+C2T_CLS_MODES = (None, "pool", "learn")
+T2C_CLS_MODES = (None, "drop", "add", "only")
+#: low-rank modes of the stitched source (the stitcher spells the second one with a hyphen)
+STITCH_LOW_RANK_MODES = ("fixed", "per-batch")
+#: matrices built by ``stitchkit collect``
+COLLECT_METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual")
+
+# --------------------------------------------------------------------------------------------------
+# OOD detection (stitchkit.ood)
+
+DEFAULT_DETECTOR_DIR = "./models/repr_cls_ood_detectors"
+TRAINING_FREE_DETECTORS = ("mahalanobis", "knn")
+POSITIVE_CLASSES = {
+    "id": "in-distribution samples are positives, scored by −(outlier score) (the original's convention)",
+    "ood": "OOD samples are positives, scored by the outlier score (OpenOOD / pytorch-ood convention)",
+}
+FPR_RULES = {
+    "closest": "the threshold whose TPR is closest to the level (the original's rule; ties to the higher TPR)",
+    "at_least": "the highest threshold whose TPR reaches the level",
+}
+OOD_SCORES = {
+    "energy": "CE + energy_weight·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²) (Liu et al. 2020)",
+    "OE": "CE + oe_weight·CE(outliers, uniform) (outlier exposure, Hendrycks et al. 2019)",
+}
+
+# --------------------------------------------------------------------------------------------------
+# similarity, probes, sensitivity (stitchkit.similarity, .probing, .sensitivity)
+
+#: every registered similarity measure → whether it needs the models (stitching) rather than arrays
+MEASURES = {
+    "cka": False,
+    "cka_debiased": False,
+    "rbf_cka": False,
+    "mean_cca": False,
+    "svcca": False,
+    "pwcca": False,
+    "procrustes": False,
+    "dm_residual": False,
+    "dm_accuracy": True,
+    "tlm_accuracy": True,
+}
+#: how activations become data matrices; ``auto_original`` mixes positions and pooling as the original did
+POLICIES = ("flatten", "positions", "pool", "cls", "auto_original")
+#: the similarity command's measures (the original script's three)
+DEFAULT_SIMILARITY_MEASURES = ("cka", "pwcca", "procrustes")
+#: the measures the sensitivity and specificity tests rank by default
+DEFAULT_GROUNDING_MEASURES = ("cka", "pwcca", "procrustes", "dm_residual")
+#: low-rank modes of probes and similarity: one fixed basis, or the original's SVD of every batch
+LOW_RANK_MODES = ("fixed", "per_batch")
+TOKEN_POOLS = ("cls", "mean")
+
+
+def array_measures() -> list[str]:
+    """The measures computed from activation arrays (what ``stitchkit similarity`` offers)."""
+    return [name for name, needs_models in MEASURES.items() if not needs_models]
