@@ -53,7 +53,7 @@ def test_grouped_task_loss_matching_equals_training_each_pair_alone(tmp_path, gr
     reference = stitch_grid(front, end, FRONT_LAYERS, END_LAYERS, StitchSettings(**common, grouping="per-pair"), save_dir=tmp_path / "per")
     ours = stitch_grid(front, end, FRONT_LAYERS, END_LAYERS, StitchSettings(**common, group_size=group_size), save_dir=tmp_path / "grp")
     _assert_same_runs(reference, ours)
-    assert ours[0].execution["group_size"] == (group_size or 3)  # auto: every pair of an end layer in one pass
+    assert ours[0].execution["group_size"] == (group_size or 3)  # auto: 3 pairs of 32 samples, the pairs of an end layer
     assert any(r.accuracy > 0.3 for r in ours)  # they did learn something
 
 
@@ -157,6 +157,8 @@ def test_groups_and_the_automatic_group_size(monkeypatch):
     ]
     monkeypatch.setattr(grouped, "memory_budget", lambda device: 10**12)
     assert auto_group_size(pairs, 64, "cpu") == 3  # capped at the pairs sharing an end layer
+    assert auto_group_size(pairs, 128, "cpu") == 2  # a CPU pass is fastest at about 256 samples
+    assert auto_group_size(pairs, 256, "cpu") == 1
     per_sample = grouped.suffix_bytes_per_sample(model, "layer1.1", (4, 28, 28))
     assert per_sample > 4 * 4 * 28 * 28  # at least the suffix input itself
     monkeypatch.setattr(grouped, "memory_budget", lambda device: 2 * 64 * per_sample)

@@ -2,12 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from stitchkit.cli import build_parser, main
 from stitchkit.models import get_model
-from stitchkit.models.checkpoint import save_checkpoint
+from stitchkit.models.checkpoint import load_model, save_checkpoint
 from stitchkit.ood import DetectorRegistry
 
 
@@ -90,12 +91,28 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
     runs = list((tmp / "stitches" / "ood" / "energies" / "runs").iterdir())
     assert len(runs) == 2 and all((r / "knn.npy").is_file() for r in runs)
     assert (tmp / "stitches" / "ood" / "energies" / "id" / "layer4.0" / "mahalanobis.npy").is_file()
-    for record in data["runs"].values():  # the cached front activations give the stitch the grid evaluated
+    for record in data["runs"].values():  # the grouped pass gives the stitch the grid evaluated
         assert record["accuracy"] == pytest.approx(record["stitched_accuracy_in_result_json"], abs=1e-9)
-    # front activations memory-mapped on disk (memory limit 0) give the same matrices, and the files go away
+    # one stitch per suffix pass gives the same matrices as all stitches of an end layer together
     from stitchkit.ood.stitched import evaluate_results_dir
 
     [exp] = evaluate_results_dir(tmp / "stitches", training_free=["mahalanobis"], training_free_options={"mahalanobis": {}}, fit_samples=100,
-                                 test_samples=64, out_dir=tmp / "ood_disk", device="cpu", batch_size=32, memory_limit_gb=0, log=lambda m: None)
-    assert exp.matrices.matrix("auroc", "mahalanobis") == data["detectors"]["mahalanobis"]["auroc"]
-    assert not (tmp / "ood_disk" / ".front_activations").exists()
+                                 test_samples=64, out_dir=tmp / "ood_single", device="cpu", batch_size=32, group_size=1, log=lambda m: None)
+    np.testing.assert_allclose(exp.matrices.matrix("auroc", "mahalanobis"), data["detectors"]["mahalanobis"]["auroc"], atol=1e-9)
+    # and each stitch's scores are those of the per-stitch pass (evaluate_stitched over its own batches)
+    from stitchkit.data import get_dataset
+    from stitchkit.activations import sample_subset
+    from stitchkit.ood.evaluate import evaluate_stitched, fit_training_free
+    from stitchkit.stitching.experiment import load_stitcher
+
+    model = load_model(str(path))[0].eval()
+    fitted = fit_training_free(model, ["layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
+                               names=["mahalanobis"], options={"mahalanobis": {}}, device="cpu")
+    test = sample_subset(get_dataset("digits", "test"), 64)
+    for run_name, res in exp.runs.items():
+        stitcher = load_stitcher(tmp / "stitches" / run_name, front=model, end=model).eval()
+        with torch.no_grad():
+            batches = [(stitcher.stitch(stitcher.front(x)), y) for x, y in torch.utils.data.DataLoader(test, batch_size=32)]
+        alone = evaluate_stitched(model, res.end_layer, fitted["layer4.0"], batches, id_scores={"mahalanobis": np.zeros(3)})
+        assert alone.accuracy == pytest.approx(res.accuracy, abs=1e-9)
+        np.testing.assert_allclose(alone.ood_scores["mahalanobis"], res.ood_scores["mahalanobis"], rtol=1e-4, atol=1e-4)

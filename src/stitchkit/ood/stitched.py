@@ -11,10 +11,10 @@ experiment and each end layer:
 2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
    per end layer for all its stitches (one pass of the end model's prefix over all end layers);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. the front network's activations of the evaluation test set at every front layer, from one pass;
-5. per run with that end layer: ONE pass over those activations through the stitching layer and the
-   end suffix gives the accuracy and the stitched activations' scores
-   (:func:`stitchkit.ood.evaluate.evaluate_stitched`).
+4. all runs together in ONE grouped pass over the evaluation test set (:mod:`.grouped`): per batch
+   the front network runs once for all front layers, and per end layer the stitching layers, the end
+   suffix (accuracy) and the detectors (scores) once for all its stitches; per stitch this equals
+   :func:`stitchkit.ood.evaluate.evaluate_stitched`.
 
 Outputs in ``out_dir`` (default ``<results_dir>/ood``), per experiment ``<out_dir>/<label>/``:
 ``accuracy.csv``, ``{auroc,aupr,fpr95}_<detector>.csv``, ``ood_matrices.json`` (matrices, conventions,
@@ -25,8 +25,6 @@ per-run records, sanity checks, wall times) and ``energies/``: ``id/<end_layer>/
 
 from __future__ import annotations
 
-import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import StitchkitError
-from .evaluate import OODMatrices, StitchOODResult, evaluate_stitched, fit_training_free, genuine_scores, load_layer_detectors
+from .evaluate import OODMatrices, StitchOODResult, fit_training_free, genuine_scores, load_layer_detectors
 from .metrics import ood_metrics
 
 
@@ -103,7 +101,7 @@ def evaluate_results_dir(
     batch_size: int = 256,
     workers: int = 0,
     seed: int = 0,
-    memory_limit_gb: float = 1.0,
+    group_size: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[ExperimentOOD]:
@@ -112,13 +110,16 @@ def evaluate_results_dir(
     ``detector_dir`` is the energy detectors' registry (``None``: training-free detectors only).
     ``dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
     ``id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
-    The front network's activations of the evaluation set are kept in memory up to ``memory_limit_gb``
-    and memory-mapped in a temporary folder beyond.
+    All stitches of an experiment are evaluated in one grouped pass (:mod:`.grouped`), ``group_size``
+    stitches per end-suffix pass (None: automatic, as in the grids).
     """
-    from ..activations import extract_activations, sample_subset
+    from ..activations import sample_subset
     from ..data import dataset_info, get_dataset
+    from ..data.loading import make_batches
     from ..models.layers import layered
     from ..stitching.experiment import load_donor, load_stitcher
+    from ..stitching.grouped import GridPair, GridPass, auto_group_size
+    from .grouped import grouped_stitch_scores
     from ..utils.device import resolve_device
     from .registry import DetectorRegistry
 
@@ -190,41 +191,34 @@ def evaluate_results_dir(
                     log(f"  {name}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
             seconds["sanity"] = time.perf_counter() - started
 
-        # the stitches: the front network runs once over the evaluation set for all front layers; each
-        # stitch then runs only its stitching layer, the end suffix and the detectors (one pass)
+        # the stitches, all in one grouped pass: per test batch the front network runs once for all
+        # front layers, and per end layer the suffix and the detectors once for all its stitches
         started = time.perf_counter()
         eval_set = sample_subset(get_dataset(info.name, "test", root=data_root), test_samples)
-        per_image = sum(math.prod(shape) for shape in layered(front).shapes(info.shape, front_layers).values()) * 4
-        cache_dir = exp_dir / ".front_activations" if per_image * len(eval_set) > memory_limit_gb * 2**30 else None
-        front_acts = extract_activations(front, front_layers, eval_set, device=dev, batch_size=batch_size, workers=workers,
-                                         out_dir=cache_dir, progress=progress, desc="front activations")
-        seconds["front_activations"] = time.perf_counter() - started
+        ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
+        pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front, end=end).eval()) for r in ordered]
+        for model in {id(front): front, id(end): end}.values():  # faster convolutions; the same function (tested)
+            model.to(memory_format=torch.channels_last)
+        grid = GridPass(pairs, group_size or auto_group_size(pairs, batch_size, dev), channels_last=True)
+        batches = make_batches(eval_set, batch_size, shuffle=False, device=dev, workers=workers)
+        scored = grouped_stitch_scores(grid, batches, detectors, dev, progress=progress)
         matrices = OODMatrices(front_layers, end_layers)
         run_results: dict[str, StitchOODResult] = {}
-        started = time.perf_counter()
-        for result in sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer))):
+        for result, out in zip(ordered, scored):
             run_dir = Path(result.run_dir)
-            stitcher = load_stitcher(run_dir, device=dev, front=front, end=end).eval()
-
-            def batches(stitcher=stitcher, layer=result.front_layer):
-                with torch.no_grad():
-                    for acts, y in front_acts.batches(layer, batch_size):
-                        stitched = stitcher.stitch(acts.to(dev, non_blocking=True))
-                        yield stitched, y, stitcher.end(stitched)
-
-            res = evaluate_stitched(end, result.end_layer, detectors[result.end_layer], batches(), id_scores=id_scores[result.end_layer],
-                                    positive=positive, tpr=tpr, fpr_rule=fpr_rule, front_layer=result.front_layer, progress=progress)
+            ood = out.arrays()
+            metrics = {name: ood_metrics(id_scores[result.end_layer][name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule,
+                                         score=detectors[result.end_layer][name].name) for name in ood}
+            res = StitchOODResult(result.end_layer, out.accuracy, out.n, metrics, ood, front_layer=result.front_layer, seconds=out.seconds)
             res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
             run_results[run_dir.name] = res
             matrices.add(result.front_layer, result.end_layer, res)
             for name, values in res.ood_scores.items():
                 _save_npy(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
             parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
-            log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}  ({res.seconds:.1f}s)")
+            log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
         seconds["stitches"] = time.perf_counter() - started
-        del front_acts
-        if cache_dir is not None:
-            shutil.rmtree(cache_dir, ignore_errors=True)
+        seconds["group_size"] = grid.groups and max(len(g) for g in grid.groups)
         extra = {
             "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
             "test_samples": test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
