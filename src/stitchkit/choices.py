@@ -35,6 +35,16 @@ T2C_CLS_MODES = (None, "drop", "add", "only")
 STITCH_LOW_RANK_MODES = ("fixed", "per-batch")
 #: matrices built by ``stitchkit collect``
 COLLECT_METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual")
+#: initialisations of a stitching layer (pinv = direct matching)
+INITS = ("rand", "eye", "pinv")
+#: how a grid trains and evaluates its pairs: all at once sharing every batch, or one after the other
+GROUPINGS = ("grouped", "per-pair")
+
+# --------------------------------------------------------------------------------------------------
+# data (stitchkit.data.loading)
+
+#: how batches are made: auto (the device path where it reproduces the loader), device, loader
+DATA_PATHS = ("auto", "device", "loader")
 
 # --------------------------------------------------------------------------------------------------
 # OOD detection (stitchkit.ood)

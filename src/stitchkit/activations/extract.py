@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data.device_batches import DeviceBatches
+from ..data.loading import make_batches
 from ..errors import StitchkitError
 from ..models.layers import layered
 
@@ -74,11 +76,10 @@ class Activations:
             yield data[start:start + batch_size], self.labels[start:start + batch_size]
 
 
-def _loader(data: Dataset | DataLoader, batch_size: int, workers: int) -> DataLoader:
-    if isinstance(data, DataLoader):
+def _loader(data: Dataset | DataLoader | DeviceBatches, batch_size: int, workers: int, device: torch.device):
+    if isinstance(data, (DataLoader, DeviceBatches)):
         return data
-    kwargs: dict[str, Any] = {"prefetch_factor": 2} if workers > 0 else {}
-    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, **kwargs)
+    return make_batches(data, batch_size, shuffle=False, workers=workers, prefetch=2, device=device)
 
 
 class ActivationWriter:
@@ -165,7 +166,7 @@ def extract_activations(
     was_training = model.training
     model.eval()
     extractor = layered(model).extractor(layers)
-    loader = _loader(data, batch_size, workers)
+    loader = _loader(data, batch_size, workers, device)
     n_total = len(loader.dataset)  # type: ignore[arg-type]
     writer = ActivationWriter(out_dir, n_total, dtype) if out_dir is not None else None
     arrays: dict[str, torch.Tensor] = {}

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..choices import DATA_PATHS
 from ..errors import StitchkitError
 
 
@@ -45,6 +46,14 @@ def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", h
 def add_loader(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-workers", "--loader-workers", dest="workers", type=int, default=1, help="data loader worker processes")
     parser.add_argument("-prefetch", "--prefetch-factor", dest="prefetch", type=int, default=1, help="batches prefetched per worker (ignored with 0 workers)")
+
+
+def add_data_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-path", dest="data_path", default="auto", choices=DATA_PATHS,
+        help="how batches are made: device = the uint8 images kept on the device and augmented there in batches (the same batches "
+        "as a 0-worker loader, no loader processes), loader = a DataLoader (-workers), auto = device where that reproduces the loader",
+    )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -122,6 +122,23 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
     p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
     p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+    speed = p.add_argument_group("speed (the numbers stay the same up to float rounding, except --amp)")
+    speed.add_argument("--per-pair", dest="grouping", action="store_const", const="per-pair", default="grouped",
+                       help="train and evaluate a grid's pairs one after the other (the reference) instead of all together, "
+                       "one front pass per batch and one end-suffix pass per group of pairs")
+    speed.add_argument("--group-size", dest="group_size", type=int, default=None, metavar="N",
+                       help="pairs per end-suffix pass of a grouped grid (default: what the free memory holds; on a CPU ~256 samples)")
+    add_data_path(speed)
+    speed.add_argument("--amp", action="store_true", help="bf16 autocast of donors and stitching layers during TLM training on CUDA "
+                       "(recorded; the final evaluation stays float32)")
+    speed.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                       help="keep the donors in the default memory layout (channels-last convolutions are faster on CPUs and GPUs)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the network cuts (falls back to eager when compiling fails)")
+    speed.add_argument("--activation-cache", dest="activation_cache", default=None, metavar="DIR",
+                       help="persistent cache of the donors' accuracies and the end network's test activations, so that single pairs "
+                       "run one after another skip both (default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/...)")
+    speed.add_argument("--no-activation-cache", dest="use_activation_cache", action="store_false", help="do not use that cache")
+    speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=float, default=4.0, help="largest size of that cache (least recently used go first)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
@@ -141,7 +158,8 @@ def _layers(positional: str, flag: str | None, which: str) -> str:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from ..stitching.experiment import StitchSettings  # deferred: torch loads only when a command computes
+    from ..data.sources import user_cache_dir  # deferred: torch loads only when a command computes
+    from ..stitching.experiment import StitchSettings
     from ..training.optim import OptimConfig
 
     return StitchSettings(
@@ -153,7 +171,10 @@ def settings_from_args(args: argparse.Namespace):
         front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,
         dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
         prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose,
+        memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,
+        data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        activation_cache=(args.activation_cache or str(user_cache_dir() / "activations")) if args.use_activation_cache else None,
+        cache_limit_gb=args.cache_limit_gb,
     )
 
 

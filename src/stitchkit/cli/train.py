@@ -7,7 +7,7 @@ import argparse
 import json
 
 from ..choices import OPTIMIZERS, SCHEDULERS
-from .common import add_command, add_data, add_device, add_loader, add_model_options, add_weights, args_as_config, model_options
+from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_weights, args_as_config, model_options
 
 # The original's exec_train.py defaults, then the ImageNet recipe of spec 1.10 (PyTorch's reference).
 DEFAULTS = dict(dataset="cifar10", optimizer="adam", batch_size=64, epochs=100, lr=1e-3, weight_decay=1e-5, momentum=0.0, scheduler="none", step_size=30, amp=False)
@@ -52,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=0, help="linear LR warm-up epochs")
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the global L2 gradient norm to this value")
     add_loader(p)
+    add_data_path(p)
     p.add_argument("-dir", "--save-dir", dest="save_dir", required=True, help="output folder")
     p.add_argument("-sf", "--save-frequency", dest="save_frequency", type=int, default=1, help="save model_<epoch>.pt every this many epochs")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on CUDA (default off; on with the ImageNet preset)")
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                           scheduler=v["scheduler"], milestones=list(args.milestones), gamma=args.gamma, step_size=v["step_size"], warmup_epochs=args.warmup_epochs),
         seed=args.seed, grad_clip=args.grad_clip, workers=args.workers, prefetch=args.prefetch, save_frequency=args.save_frequency,
         device=args.device, amp=v["amp"], resume=args.resume, force_resume=args.force_resume, overwrite=args.overwrite, model_options=model_options(args),
-        train_subset=args.train_subset, augment=args.augment, download=args.download, progress=args.progress,
+        train_subset=args.train_subset, augment=args.augment, download=args.download, progress=args.progress, data_path=args.data_path,
     )
     config = args_as_config(args)
     config.update(v)

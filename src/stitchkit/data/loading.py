@@ -17,11 +17,11 @@ from typing import Any, Iterable
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..choices import DATA_PATHS
 from ..errors import StitchkitError, unknown_name
 from ..utils.seed import seed_worker
 from .device_batches import DeviceBatches, can_batch_on_device, device_bytes
 
-DATA_PATHS = ("auto", "device", "loader")
 #: Device memory the uint8 images may take on the auto path (CIFAR-10's training split: 0.15 GB).
 DEFAULT_DEVICE_DATA_GB = 4.0
 

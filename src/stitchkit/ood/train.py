@@ -253,7 +253,8 @@ def train_detectors(
     from ..models.checkpoint import save_state_dict
     from ..models.layers import layered
     from ..training import OptimConfig, build_optimizer, build_scheduler, fit
-    from ..training.base import _write_csv, make_loader
+    from ..data.loading import make_batches
+    from ..training.base import _write_csv
     from ..utils.device import resolve_device
     from ..utils.seed import set_seed
     from .registry import detector_id
@@ -341,13 +342,13 @@ def train_detectors(
 
     val_loader = None
     if data.test is not None:
-        val_loader = make_loader(data.test, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch, device=device)
+        val_loader = make_batches(data.test, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch, device=device)
 
     pre_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     ft_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     started = time.perf_counter()
     if config.epochs > 0:
-        train_loader = make_loader(data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch, device=device)
+        train_loader = make_batches(data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch, device=device)
         optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=list(config.reduce_lr_epochs))
         optimizer = build_optimizer(detectors.parameters(), optim_cfg)
         scheduler = build_scheduler(optimizer, optim_cfg, config.epochs)
@@ -381,8 +382,8 @@ def train_detectors(
         id_sampler = MultiEpochDisjointSubsetSampler(id_set, int(n_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1))
         ood_sampler = MultiEpochDisjointSubsetSampler(ood_set, int(n_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2))
         loader = _Paired(
-            make_loader(id_set, half, shuffle=False, sampler=id_sampler, workers=config.workers, prefetch=config.prefetch, device=device),
-            make_loader(ood_set, half, shuffle=False, sampler=ood_sampler, workers=config.workers, prefetch=config.prefetch, device=device),
+            make_batches(id_set, half, shuffle=False, sampler=id_sampler, workers=config.workers, prefetch=config.prefetch, device=device),
+            make_batches(ood_set, half, shuffle=False, sampler=ood_sampler, workers=config.workers, prefetch=config.prefetch, device=device),
         )
         milestone = config.ft_epochs // 2
         if config.ft_lr_per_batch:

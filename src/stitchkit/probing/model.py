@@ -25,9 +25,10 @@ from torch.utils.data import Dataset
 
 from ..activations.extract import model_fingerprint, sample_subset
 from ..activations.low_rank import LowRankBasis
+from ..data.loading import make_batches
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..training.base import check_subset_size, make_loader
+from ..training.base import check_subset_size
 from ..training.loop import progress_bar
 from ..utils.device import resolve_device
 from .probe import (
@@ -68,7 +69,7 @@ def feature_pass(
     model.eval()
     stats = {layer: FeatureStats(token_pool, need_basis=layer in set(basis_layers)) for layer in layers}
     labels: list[Tensor] = []
-    loader = make_loader(data, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=device)
+    loader = make_batches(data, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=device)
     try:
         for inputs, targets in progress_bar(loader, desc, progress):
             out = extractor(inputs.to(device, non_blocking=True))
@@ -146,9 +147,9 @@ def probe_model(
                 out = extractor(batch[0].to(device, non_blocking=True))
             return out, batch[1].to(device, non_blocking=True)
 
-        train_loader = make_loader(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size,
+        train_loader = make_batches(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size,
                                    shuffle=True, workers=workers, prefetch=prefetch, device=dev)
-        test_loader = make_loader(test_data, config.batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
+        test_loader = make_batches(test_data, config.batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
         results = train_probe_bank(bank, source, train_loader, test_loader, config, dev)
         path = "prefix per batch"
     info = {

@@ -428,7 +428,7 @@ def run_grounding_test(
     from ..probing.ranks import check_ranks_fit
     from ..models.layers import layered
     from ..probing.model import probe_datasets, probe_model
-    from ..training.base import make_loader
+    from ..data.loading import make_batches
     from ..utils.device import resolve_device
 
     settings = (settings or GroundingSettings()).validate()
@@ -503,7 +503,7 @@ def run_grounding_test(
         t0 = time.perf_counter()
         for name in names:
             models[name].to(dev)
-            loader = make_loader(test_set, settings.batch_size, shuffle=False, workers=settings.workers, prefetch=settings.prefetch, device=dev)
+            loader = make_batches(test_set, settings.batch_size, shuffle=False, workers=settings.workers, prefetch=settings.prefetch, device=dev)
             acts[name] = extract_activations(models[name], layers, loader, device=dev, progress=settings.progress).layers
         extraction_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()

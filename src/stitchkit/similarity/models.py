@@ -24,7 +24,7 @@ from ..activations.extract import ActivationCache, extract_activations, model_fi
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..training.base import make_loader
+from ..data.loading import make_batches
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from .pairs import PairResult, similarity_table
@@ -137,7 +137,7 @@ def compare_models(
         model.to(dev)
         if cache_dir is not None:
             return ActivationCache(cache_dir).get(model, layers, subset, key, device=dev, batch_size=batch_size, workers=workers, progress=progress)
-        loader = make_loader(subset, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
+        loader = make_batches(subset, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
         return extract_activations(model, layers, loader, device=dev, progress=progress)
 
     t0 = time.perf_counter()

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import COLLECT_METRICS
 from ..errors import StitchkitError
 from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from .experiment import RESULT_FILE, StitchResult
 
-METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual")
+METRICS = COLLECT_METRICS
 
 
 @dataclass

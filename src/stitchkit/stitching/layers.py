@@ -44,13 +44,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..choices import C2T_CLS_MODES, INITS, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError, unknown_name
 from ..models.resize import resize_map
 
-INITS = ("rand", "eye", "pinv")
-UPSAMPLE_MODES = ("bilinear", "nearest")
-C2T_CLS_MODES = (None, "pool", "learn")
-T2C_CLS_MODES = (None, "drop", "add", "only")
 
 
 def _fmt(shape) -> str:

@@ -6,15 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..choices import GROUPINGS
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
 from ..training.optim import OptimConfig
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .stitcher import check_low_rank_mode, check_rank
-
-#: How a grid trains and evaluates its pairs: all at once, sharing every batch (the default), or one
-#: pair after the other (the reference the grouped path is tested against).
-GROUPINGS = ("grouped", "per-pair")
 
 #: Conventions recorded with every result (references.md section 3).
 CONVENTIONS = {

@@ -28,11 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from ..activations.low_rank import LowRankBasis, low_rank
+from ..choices import STITCH_LOW_RANK_MODES
 from ..errors import StitchkitError, unknown_name
 from ..models.layers import layered
 from .layers import StitchingLayer, make_stitching_layer
 
-LOW_RANK_MODES = ("fixed", "per-batch")
+LOW_RANK_MODES = STITCH_LOW_RANK_MODES
 
 
 def check_rank(name: str, rank: int | None) -> int | None:

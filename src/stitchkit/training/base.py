@@ -15,7 +15,6 @@ Outputs of a training run in ``save_dir`` (the original's files first):
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import Dataset, Sampler, Subset
 
 from .. import __version__
 from ..errors import StitchkitError
 from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
+from ..data.loading import make_batches
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
-from ..utils.seed import seed_worker, set_seed
+from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
 from .optim import OptimConfig, build_optimizer, build_scheduler
@@ -62,6 +62,7 @@ class TrainSettings:
     model_options: dict[str, Any] = field(default_factory=dict)
     train_subset: int | None = None  # train on a fixed random subset of this many images
     augment: bool = True  # the dataset's default training augmentation
+    data_path: str = "auto"  # how batches are made: data.loading.make_batches (the same batches on every path)
     download: bool = True
     progress: bool = True
     verbose: bool = True
@@ -94,31 +95,6 @@ class _ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    workers: int = 0,
-    prefetch: int = 1,
-    device: torch.device | None = None,
-    sampler: Sampler | None = None,
-) -> DataLoader:
-    """A DataLoader with the original's knobs, minus its crashes (prefetch only with workers)."""
-    kwargs: dict[str, Any] = {}
-    if workers > 0:
-        kwargs.update(prefetch_factor=prefetch, persistent_workers=True, worker_init_fn=seed_worker)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=device is not None and device.type == "cuda",
-        **kwargs,
-    )
 
 
 def check_subset_size(n: int | None, available: int, what: str) -> None:
@@ -202,8 +178,9 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     else:
         train_sampler = train_sampler_for(settings.dataset, train_set, generator=None)
         test_sampler = None
-    train_loader = make_loader(train_set, settings.batch_size, shuffle=True, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=train_sampler)
-    test_loader = make_loader(test_set, settings.batch_size, shuffle=False, workers=settings.workers, prefetch=settings.prefetch, device=device, sampler=test_sampler)
+    batches = dict(workers=settings.workers, prefetch=settings.prefetch, device=device, data_path=settings.data_path)
+    train_loader = make_batches(train_set, settings.batch_size, shuffle=True, sampler=train_sampler, **batches)
+    test_loader = make_batches(test_set, settings.batch_size, shuffle=False, sampler=test_sampler, **batches)
     if dist_info.is_main:
         ensure_writable_dir(save_dir)
 
@@ -314,6 +291,6 @@ def evaluate_model(
     dev = resolve_device(device)
     model.to(dev)
     test_set = get_dataset(info.name, "test", root=data_root)
-    loader = make_loader(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
+    loader = make_batches(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
     stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5)), progress=progress, desc="eval")
     return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, **stats}
