@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..choices import DATA_PATHS
 from ..errors import StitchkitError
 
 
@@ -46,6 +47,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "device": Key(str, "auto", "auto, cpu, cuda, cuda:N"),
         "seed": Key(int, 0, "seed of everything that is not a network seed"),
         "workers": Key(int, 0, "data loader workers inside a unit", check=_non_negative, check_text="must be ≥ 0"),
+        "data_path": Key(str, "auto", "how batches are made: auto, device (images kept on the device, augmented there in batches) or loader "
+                         "(a DataLoader); the same batches either way", choices=DATA_PATHS),
+        "group_size": Key((int, type(None)), None, "stitches per end-suffix pass of a grouped grid (default: what the memory holds)",
+                          check=lambda v: v is None or v >= 1, check_text="must be ≥ 1"),
     },
     "networks": {
         "model": Key(str, "resnet18", "architecture to train (ignored when checkpoints are given)"),
@@ -81,6 +86,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=_non_negative, check_text="must be ≥ 0"),
         "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images"),
         "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)"),
+        "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
     },
     "similarity": {
         "enabled": Key(bool, True, "compute similarity index matrices"),

@@ -89,7 +89,8 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         seed=p["seed"], fit_samples=p["fit_samples"], test_samples=p["eval_samples"], train_samples=p.get("train_subset"),
         dataset=p["dataset"], data_root=ctx.settings.get("data_root"), device=ctx.settings.get("device", "auto"),
         workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
-        cache_dir=str(ctx.cache_dir / "stitch" / unit.id),
+        cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.get("amp", False), data_path=ctx.settings.get("data_path", "auto"),
+        group_size=ctx.settings.get("group_size"), activation_cache=str(ctx.cache_dir / "activations"),
     )
     runs = ctx.out_dir / "runs"
     results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p["front_layers"], p["end_layers"], settings, save_dir=runs,
@@ -264,7 +265,7 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         stitch["artifacts"]["runs"], detector_dir=detectors, dataset=p["dataset"], data_root=ctx.settings.get("data_root"),
         sanity_dataset=p["sanity"], training_free=list(p["training_free"]), test_samples=p["eval_samples"], out_dir=ctx.out_dir,
         device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0), seed=p["seed"], progress=ctx.settings.get("progress", False),
-        log=lambda message: None,
+        group_size=ctx.settings.get("group_size"), log=lambda message: None,
     )
     matrices: dict[str, Any] = {}
     tables: dict[str, Any] = {}

@@ -135,6 +135,8 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
                           "fit_samples": st["fit_samples"], "eval_samples": st["eval_samples"]}
                 if method != "dm":
                     params.update(epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"], weight_decay=st["weight_decay"], train_subset=st["train_subset"])
+                    if st["amp"]:  # only when set, so that the units of existing studies keep their identities
+                        params["amp"] = True
                 stitch_units.append(Unit("stitch", params, (networks[i].id, networks[j].id), f"stitch {method} {names[i]}→{names[j]}"))
         units += stitch_units
 

@@ -72,7 +72,8 @@ def _logger(study_dir: Path) -> logging.Logger:
 
 def _settings(config: dict[str, Any], progress: bool) -> dict[str, Any]:
     study = config["study"]
-    return {"device": study["device"], "data_root": study["data_root"], "workers": study["workers"], "progress": progress}
+    return {"device": study["device"], "data_root": study["data_root"], "workers": study["workers"], "progress": progress,
+            "data_path": study["data_path"], "group_size": study["group_size"]}
 
 
 def prepare_study(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[Unit]]:
