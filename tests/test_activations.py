@@ -65,6 +65,27 @@ def test_sample_subset(setup):
         sample_subset(data, 0)
 
 
+@pytest.mark.parametrize("shape", [(40, 7), (6, 5, 3, 3), (3, 9, 4), (5, 12)])  # (5, 12): fewer rows than features
+def test_low_rank_equals_numpys_truncated_svd(shape):
+    # the per-tensor truncation (one eigendecomposition of the scatter matrix) against numpy's SVD of the
+    # centred rows, in float32 and float64; several ranks from one decomposition agree with each call
+    from stitchkit.activations import principal_directions, to_rows, truncate
+
+    torch.manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        x = (torch.randn(*shape) * torch.linspace(0.2, 3.0, shape[1]).view(1, -1, *[1] * (len(shape) - 2)) + 1.5).to(dtype)
+        rows, restore = to_rows(x)
+        r = rows.double().numpy()
+        u, sv, vt = np.linalg.svd(r - r.mean(0), full_matrices=False)
+        mean, directions = principal_directions(x)
+        for rank in (1, 3):
+            expected = restore(torch.from_numpy((u[:, :rank] * sv[:rank]) @ vt[:rank] + r.mean(0)))
+            tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(low_rank(x, rank).double(), expected.double(), **tol)
+            torch.testing.assert_close(truncate(x, mean, directions, rank), low_rank(x, rank))
+            assert low_rank(x, rank).dtype == dtype
+
+
 def test_low_rank_closed_forms():
     torch.manual_seed(0)
     x = torch.randn(50, 6, dtype=torch.float64) @ torch.randn(6, 6, dtype=torch.float64) + 3.0

@@ -157,8 +157,9 @@ def test_groups_and_the_automatic_group_size(monkeypatch):
     ]
     monkeypatch.setattr(grouped, "memory_budget", lambda device: 10**12)
     assert auto_group_size(pairs, 64, "cpu") == 3  # capped at the pairs sharing an end layer
-    assert auto_group_size(pairs, 128, "cpu") == 2  # a CPU pass is fastest at about 256 samples
-    assert auto_group_size(pairs, 256, "cpu") == 1
+    per_input = 4 * 4 * 28 * 28  # a 4-channel 28×28 map (layer1.1) is the largest suffix input
+    assert auto_group_size(pairs, grouped.CPU_BYTES_PER_PASS // (2 * per_input), "cpu") == 2  # a CPU pass is fastest at about 16 MiB
+    assert auto_group_size(pairs, grouped.CPU_BYTES_PER_PASS // per_input, "cpu") == 1
     per_sample = grouped.suffix_bytes_per_sample(model, "layer1.1", (4, 28, 28))
     assert per_sample > 4 * 4 * 28 * 28  # at least the suffix input itself
     monkeypatch.setattr(grouped, "memory_budget", lambda device: 2 * 64 * per_sample)

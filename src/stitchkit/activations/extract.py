@@ -10,6 +10,7 @@ the same activations are never computed twice within a study.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from ..data.device_batches import DeviceBatches
 from ..data.loading import make_batches
 from ..errors import StitchkitError
 from ..models.layers import layered
+from ..utils.device import channels_last as channels_last_layout
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -155,10 +157,13 @@ def extract_activations(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     desc: str = "activations",
+    channels_last: bool = True,
 ) -> Activations:
     """Activations of ``layers`` for every item of ``data`` (in order), from one pass of the model's
     prefix up to the last of them. With ``out_dir`` the arrays are written to ``<layer>.npy`` memmaps
-    there (atomically: a partial extraction leaves no file behind) and returned memory-mapped."""
+    there (atomically: a partial extraction leaves no file behind) and returned memory-mapped.
+    ``channels_last`` runs the pass in that layout (faster convolutions; the values are returned in
+    the usual layout)."""
     from ..training.loop import progress_bar
 
     layers = list(dict.fromkeys(layers))
@@ -172,9 +177,12 @@ def extract_activations(
     arrays: dict[str, torch.Tensor] = {}
     labels = torch.empty(n_total, dtype=torch.long)
     position = 0
+    layout = contextlib.ExitStack()
+    layout.enter_context(channels_last_layout(model, enabled=channels_last))
     try:
         for inputs, targets in progress_bar(loader, desc, progress):
-            out = extractor(inputs.to(device, non_blocking=True))
+            x = inputs.to(device, non_blocking=True)
+            out = extractor(x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x)
             targets = torch.as_tensor(targets)
             if writer is not None:
                 writer.write({name: out[name] for name in layers}, targets)
@@ -192,6 +200,7 @@ def extract_activations(
             writer.abort()
         raise
     finally:
+        layout.close()
         model.train(was_training)
     if writer is not None:
         return writer.close()

@@ -52,20 +52,44 @@ def _check_rank(rank: int) -> int:
     return rank
 
 
+@torch.no_grad()
+def principal_directions(x: Tensor, chunk: int = 1 << 16) -> tuple[Tensor, Tensor]:
+    """The mean of ``x``'s data-point rows and its principal directions, the columns of an orthonormal
+    ``(F, F)`` matrix by decreasing variance: the right singular vectors of the centred rows, from the
+    eigendecomposition of their ``F × F`` scatter matrix accumulated in float64 (chunked, so no float64
+    copy of the rows is made). One decomposition serves every rank (:func:`truncate`)."""
+    rows, _ = to_rows(x)
+    mean = rows.double().mean(dim=0)
+    scatter = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64, device=rows.device)
+    for part in rows.split(chunk):
+        centred = part.double() - mean
+        scatter += centred.T @ centred
+    _, vectors = torch.linalg.eigh(scatter)  # ascending
+    return mean, vectors.flip(-1)
+
+
+def truncate(x: Tensor, mean: Tensor, directions: Tensor, rank: int) -> Tensor:
+    """``x`` with its rows projected on the first ``rank`` ``directions`` around ``mean`` (from
+    :func:`principal_directions`), in ``x``'s layout and dtype (computed in float32 at least)."""
+    rows, restore = to_rows(x)
+    work = torch.float32 if rows.dtype in (torch.float16, torch.bfloat16) else rows.dtype
+    v = directions[:, :rank].to(work)
+    m = mean.to(work)
+    approx = ((rows.to(work) - m) @ v) @ v.T + m
+    return restore(approx.to(rows.dtype)).contiguous()
+
+
 def low_rank(x: Tensor, rank: int | None) -> Tensor:
-    """Per-tensor centred truncated SVD (the original's ``low_rank_approx``). ``rank=None`` or a rank
-    at least the feature count returns ``x`` unchanged."""
+    """Per-tensor centred truncated SVD (the original's ``low_rank_approx``): the top ``rank`` singular
+    directions of the centred rows of this tensor, the mean added back. ``rank=None`` or a rank at least
+    the feature count returns ``x`` unchanged."""
     if rank is None:
         return x
     rank = _check_rank(rank)
-    rows, restore = to_rows(x)
+    rows, _ = to_rows(x)
     if rank >= rows.shape[1]:
         return x
-    work = rows.double() if rows.dtype in (torch.float16, torch.bfloat16) else rows
-    mean = work.mean(dim=0, keepdim=True)
-    u, s, vh = torch.linalg.svd(work - mean, full_matrices=False)
-    approx = (u[:, :rank] * s[:rank]) @ vh[:rank] + mean
-    return restore(approx.to(rows.dtype)).contiguous()
+    return truncate(x, *principal_directions(x), rank)
 
 
 class LowRankBasis(torch.nn.Module):

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from ..activations.low_rank import LowRankBasis, low_rank
+from ..activations.low_rank import LowRankBasis, principal_directions, truncate
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from ..training.loop import EpochLog, evaluate, fit
@@ -318,7 +318,9 @@ class ProbeBank(nn.Module):
         """The features of every probe of layer group ``g``: (probes, batch, features)."""
         group = [self.specs[i] for i in self._groups[self.layers[g]]]
         if self.low_rank_mode == "per_batch" and not self.pooled_input:
-            return torch.stack([pool_activation(low_rank(x, s.rank) if self._truncates(s) else x, self.token_pool) for s in group]).float()
+            directions = principal_directions(x) if any(self._truncates(s) for s in group) else None  # one decomposition, every rank
+            return torch.stack([pool_activation(truncate(x, *directions, s.rank) if self._truncates(s) else x, self.token_pool)
+                                for s in group]).float()
         z = (x if self.pooled_input else pool_activation(x, self.token_pool)).float()
         if not any(self._truncates(s) for s in group):
             return z.unsqueeze(0).expand(len(group), -1, -1)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..activations.low_rank import LowRankBasis, low_rank
+from ..activations.low_rank import LowRankBasis, low_rank, to_rows, truncate
 from ..choices import LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from .base import Measure
@@ -72,8 +72,11 @@ def _rank_label(rank: Rank):
     return f"basis({rank.rank})" if isinstance(rank, LowRankBasis) else rank
 
 
-def apply_rank(x, rank: Rank, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64) -> Tensor:
-    """The activation truncated to ``rank`` (see the module docstring), in ``dtype``."""
+def apply_rank(x, rank: Rank, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64,
+               directions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """The activation truncated to ``rank`` (see the module docstring), in ``dtype``; ``directions``
+    (:func:`~stitchkit.activations.principal_directions` of the same activation) saves decomposing it
+    again for every rank."""
     _check_mode(low_rank_mode)
     x = _as_tensor(x)
     if rank is None:
@@ -84,6 +87,8 @@ def apply_rank(x, rank: Rank, low_rank_mode: str = "fixed", dtype: torch.dtype =
             raise StitchkitError("a fitted LowRankBasis is a fixed basis; use low_rank_mode='fixed' with it")
         with torch.no_grad():
             return rank(x)
+    if directions is not None and rank is not None and rank < to_rows(x)[0].shape[1]:
+        return truncate(x, *directions, rank)
     return low_rank(x, rank)
 
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..activations.low_rank import principal_directions
 from ..errors import StitchkitError
 from .base import Measure
 from .compute import SimilarityResult, _check_mode, apply_rank
@@ -69,6 +70,7 @@ class RepresentationBank:
         self.low_rank_mode = _check_mode(low_rank_mode)
         self.dtype = dtype
         self._truncated: dict[Rep, Tensor] = {}
+        self._spectra: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._prepared: dict[tuple, Any] = {}
         self.counts = {"truncations": 0, "preparations": 0, "comparisons": 0}
 
@@ -86,10 +88,17 @@ class RepresentationBank:
         if rep not in self._truncated:
             x = self.activation(rep.network, rep.layer)
             if rep.rank is not None:
-                x = apply_rank(x, int(rep.rank), self.low_rank_mode, self.dtype)
+                x = apply_rank(x, int(rep.rank), self.low_rank_mode, self.dtype, directions=self._directions(rep, x))
                 self.counts["truncations"] += 1
             self._truncated[rep] = x
         return self._truncated[rep]
+
+    def _directions(self, rep: Rep, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One decomposition of a layer's activations for all of its ranks."""
+        key = (rep.network, rep.layer)
+        if key not in self._spectra:
+            self._spectra[key] = principal_directions(x.detach().to(self.dtype))
+        return self._spectra[key]
 
     def prepared(self, measure: Measure, rep: Rep, concrete: str, size: tuple[int, int] | None = None):
         rep = Rep(*rep)
@@ -112,6 +121,8 @@ class RepresentationBank:
         self._prepared = {k: v for k, v in self._prepared.items() if not hit(k[2])}
         if not prepared_only:
             self._truncated = {k: v for k, v in self._truncated.items() if not hit(k)}
+            if rank is ...:
+                self._spectra = {k: v for k, v in self._spectra.items() if network is not None and k[0] != network}
 
     # -- comparing ----------------------------------------------------------------------------------
     def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", **options) -> SimilarityResult:

@@ -13,6 +13,7 @@ Both produce the same :class:`~.records.StitchResult` fields (:meth:`GridSession
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -29,7 +30,7 @@ from ..data.loading import describe_batches, make_batches
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..training.loop import EpochLog
-from ..utils.device import resolve_device
+from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
 from ..utils.seed import set_seed
 from .donors import Donor
@@ -95,8 +96,6 @@ class GridSession:
             model.requires_grad_(False)
             model.eval()
             model.to(self.device)
-            if self.channels_last:
-                model.to(memory_format=torch.channels_last)
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
         train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
@@ -117,6 +116,8 @@ class GridSession:
         self.donor_accuracy: tuple[float | None, float | None] | None = self._cached_donor_accuracy()
         self.extraction_seconds = 0.0
         self.key = config_key(front, end, self.info.name, self.naming_settings)
+        self._layout = contextlib.ExitStack()  # closed by close(): the models go back to their layout
+        self._layout.enter_context(channels_last(front.model, end.model, enabled=self.channels_last))
 
     @property
     def naming_settings(self) -> StitchSettings:
@@ -206,9 +207,7 @@ class GridSession:
         self.extraction_seconds += time.perf_counter() - started
 
     def close(self) -> None:
-        if self.channels_last:  # give the models back in the layout they came in
-            for model in (self.front.model, self.end.model):
-                model.to(memory_format=torch.contiguous_format)
+        self._layout.close()
         self.cache = None
         if self.remove_cache and self.cache_root is not None:
             shutil.rmtree(self.cache_root, ignore_errors=True)

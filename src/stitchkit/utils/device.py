@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from ..errors import StitchkitError
@@ -35,3 +38,28 @@ def resolve_device(spec: str | int | None) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise StitchkitError(f"GPU {device.index} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def _layout(model: torch.nn.Module) -> torch.memory_format:
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    if weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+@contextlib.contextmanager
+def channels_last(*models: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block the models' 4-D weights are in channels-last layout (oneDNN's and cuDNN's
+    faster convolutions; the same function), afterwards in the layout they had."""
+    if not enabled:
+        yield
+        return
+    unique = list({id(m): m for m in models}.values())
+    before = [_layout(m) for m in unique]
+    for model in unique:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for model, layout in zip(unique, before):
+            model.to(memory_format=layout)
