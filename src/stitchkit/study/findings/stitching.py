@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..store import UnitRecord
 from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, first_decides, not_testable
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint
 
@@ -197,7 +198,7 @@ def claim_c3(view: StudyView, t: Thresholds) -> Finding:
     return first_decides("C3", used, [_c3(StitchGrid.of(tlm), dm_of.get(tlm.id), t) for (tlm,) in pairs])
 
 
-def _c3(tlm: StitchGrid, dm_record, t: Thresholds) -> Outcome:
+def _c3(tlm: StitchGrid, dm_record: UnitRecord | None, t: Thresholds) -> Outcome:
     base = {"links": tlm.links(), "units": [tlm.label]}
     square, why = _square(tlm, tlm.accuracy)
     if why:
@@ -217,7 +218,7 @@ def _c3(tlm: StitchGrid, dm_record, t: Thresholds) -> Outcome:
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"TLM fraction not corresponding": fraction}, **base)
 
 
-def _dm_beside(dm_record, t: Thresholds) -> tuple[float | None, str | None]:
+def _dm_beside(dm_record: UnitRecord | None, t: Thresholds) -> tuple[float | None, str | None]:
     """DM's fraction of end layers whose best front layer is not the corresponding one (information)."""
     if dm_record is None:
         return None, "no DM grid of this pair"
