@@ -82,7 +82,7 @@ def test_grouped_training_on_an_augmented_array_set_uses_the_device_path_and_equ
         models.append(get_model("resnet18", num_classes=10, in_channels=3, input_size=(32, 32), width=4).eval())
     common = dict(QUICK, dataset="cifar10", data_root=str(tmp_path / "data"), download=False, epochs=1, init="rand", batch_size=16,
                   optim=OptimConfig(lr=1e-2))
-    today = dict(grouping="per-pair", data_path="loader", channels_last=False)  # the path before grouping
+    today = dict(grouping="per-pair", data_path="loader", channels_last=False, fold_batchnorm=False)  # the path before grouping
     reference = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common, **today), save_dir=tmp_path / "per")
     ours = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common), save_dir=tmp_path / "grp")
     assert ours[0].execution["data_path"].startswith("device") and reference[0].execution["data_path"].startswith("loader")
@@ -121,7 +121,8 @@ def test_the_persistent_cache_skips_the_end_prefix_and_the_donors_without_changi
     front, end = trained_resnet(0), trained_resnet(1)
     samples = []
     end.layer1[0].register_forward_hook(lambda module, inputs, output: samples.append(inputs[0].shape[0]))
-    settings = StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80, activation_cache=str(tmp_path / "cache"))
+    settings = StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80, activation_cache=str(tmp_path / "cache"),
+                              fold_batchnorm=False)  # compute with the hooked model itself, not a folded copy
     first = stitch_grid(front, end, ["layer4.0"], ["layer2.1"], settings)[0]
     first_samples = sum(samples)
     second = stitch_grid(front, end, ["layer4.0"], ["layer2.1"], settings)[0]

@@ -28,6 +28,7 @@ from ..activations.extract import ActivationCache, Activations, extract_activati
 from .. import data as datasets  # called through the module, so that a patched registry is seen
 from ..data.loading import describe_batches, make_batches
 from ..errors import StitchkitError
+from ..models.folding import fold_batchnorm
 from ..models.layers import layered
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
@@ -89,13 +90,13 @@ class GridSession:
         self.amp = bool(s.amp and self.device.type == "cuda" and s.epochs > 0)
         if s.amp and not self.amp and s.epochs > 0:
             log("note: --amp applies on CUDA only; training in float32")
-        # Channels-last convolutions are faster on CPUs (oneDNN) and GPUs alike; every model family is
-        # tested to compute the same function in that layout (tests/test_models_zoo.py).
+        # Channels-last convolutions are faster on CPUs (oneDNN) and GPUs alike, and so are frozen donors
+        # with their BatchNorms folded into the convolutions (a copy; the same function): every model
+        # family is tested to compute the same function both ways (tests/test_models_zoo.py).
         self.channels_last = True if s.channels_last is None else bool(s.channels_last)
-        for model in (front.model, end.model):
-            model.requires_grad_(False)
-            model.eval()
-            model.to(self.device)
+        self.fold = s.fold_batchnorm is not False
+        self.front_model = self._computing(front.model)
+        self.end_model = self.front_model if end.model is front.model else self._computing(end.model)
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
         train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
@@ -117,7 +118,12 @@ class GridSession:
         self.extraction_seconds = 0.0
         self.key = config_key(front, end, self.info.name, self.naming_settings)
         self._layout = contextlib.ExitStack()  # closed by close(): the models go back to their layout
-        self._layout.enter_context(channels_last(front.model, end.model, enabled=self.channels_last))
+        self._layout.enter_context(channels_last(self.front_model, self.end_model, enabled=self.channels_last))
+
+    def _computing(self, model: nn.Module) -> nn.Module:
+        """The donor as this session computes with it: frozen, in eval mode, on the device (folded)."""
+        model = fold_batchnorm(model) if self.fold else model
+        return model.requires_grad_(False).eval().to(self.device)
 
     @property
     def naming_settings(self) -> StitchSettings:
@@ -163,7 +169,7 @@ class GridSession:
 
     def _cached(self, stitcher: Stitcher, which: str) -> PairSource:
         acts = self.cache[which]
-        return cached_pairs(acts[id(self.front.model)], stitcher.front_layer, acts[id(self.end.model)], stitcher.end_layer,
+        return cached_pairs(acts[id(self.front_model)], stitcher.front_layer, acts[id(self.end_model)], stitcher.end_layer,
                             self.s.batch_size, self.device)
 
     def val_data(self, stitcher: Stitcher) -> tuple[Iterable, bool]:
@@ -175,7 +181,7 @@ class GridSession:
         """Extract every needed layer of each network once, for the fit set (and the test set)."""
         started = time.perf_counter()
         wanted: dict[int, tuple[nn.Module, list[str]]] = {}
-        for model, layers in ((self.front.model, front_layers), (self.end.model, end_layers)):
+        for model, layers in ((self.front_model, front_layers), (self.end_model, end_layers)):
             entry = wanted.setdefault(id(model), (model, []))
             entry[1].extend(layer for layer in layers if layer not in entry[1])
         for _, (model, layers) in wanted.items():
@@ -234,7 +240,7 @@ class GridSession:
         s = self.s
         set_seed(s.seed)  # the random init and the training of every pair are independent of the pair order
         stitcher = Stitcher(
-            self.front.model, self.end.model, front_layer, end_layer, s.stitching_type, input_shape=self.input_shape, init=s.init,
+            self.front_model, self.end_model, front_layer, end_layer, s.stitching_type, input_shape=self.input_shape, init=s.init,
             upsample_mode=s.upsample_mode, c2t_cls=s.c2t_cls, t2c_cls=s.t2c_cls, front_rank=s.front_stitch_rank,
             low_rank_mode=s.low_rank_mode,
         )
@@ -263,13 +269,14 @@ class GridSession:
         batches = self._train_batches if self._train_batches is not None else self.test_batches
         return {"grouping": grouping, "group_size": group_size, "device": str(self.device), "data_path": describe_batches(batches),
                 "amp": "bf16 autocast in TLM training and validation" if self.amp else None, "channels_last": self.channels_last,
+                "batchnorm_folded": self.fold,
                 "compile": bool(self.s.compile)}
 
     def result(self, stitcher: Stitcher, name: str, evaluation: StitchEvaluation, dm, history: list[dict[str, float]],
                seconds: dict[str, float], execution: dict[str, Any]) -> StitchResult:
         """The record of one pair (the same fields whichever path computed it)."""
         s = self.s
-        lf, le = layered(self.front.model), layered(self.end.model)
+        lf, le = layered(self.front_model), layered(self.end_model)
         front_layer, end_layer = stitcher.front_layer, stitcher.end_layer
         return StitchResult(
             front_layer=front_layer, end_layer=end_layer, stitching_type=stitcher.kind, init=s.init, epochs=s.epochs,
@@ -318,7 +325,7 @@ class GridSession:
         """Fit, train and evaluate the ``todo`` pairs together (module docstring). ``checkpoint`` is a
         file for the state after each training epoch: an interrupted grid continues from it."""
         s = self.s
-        front_order, end_order = layered(self.front.model).layers, layered(self.end.model).layers
+        front_order, end_order = layered(self.front_model).layers, layered(self.end_model).layers
         self.prepare_cache(sorted({f for f, _ in todo}, key=front_order.index), sorted({e for _, e in todo}, key=end_order.index),
                            which=("fit",))
         pairs, fits, fit_seconds = [], [], []
@@ -393,7 +400,7 @@ class GridSession:
         cached = self.shared.lookup(self.end.model, grid.end_layers, key)
         if cached is not None and len(cached) == self.n_test:
             return {"cached": cached}
-        shapes = layered(self.end.model).shapes(self.input_shape, grid.end_layers)
+        shapes = layered(self.end_model).shapes(self.input_shape, grid.end_layers)
         needed = sum(math.prod(shape) for shape in shapes.values()) * 4 * self.n_test
         if needed > self.s.cache_limit_gb * 2**30:
             return None
