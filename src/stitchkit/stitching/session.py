@@ -35,7 +35,16 @@ from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
 from ..utils.seed import set_seed
 from .donors import Donor
-from .grouped import GridEvaluation, GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_evaluate, grouped_task_loss_match
+from .grouped import (
+    GridEvaluation,
+    GridPair,
+    GridPass,
+    GroupedTrainingState,
+    SharedActivations,
+    auto_group_size,
+    grouped_evaluate,
+    grouped_task_loss_match,
+)
 from .matching import (
     FrontActivationBatches,
     PairSource,
@@ -338,7 +347,7 @@ class GridSession:
         group_size = s.group_size or auto_group_size(pairs, s.batch_size, self.device)
         donors = self.donor_accuracy is None
         grid = GridPass(pairs, group_size, donors=donors, channels_last=self.channels_last, compile=s.compile)
-        ends = self._shared_end_activations(grid)
+        shared = self._shared_activations(grid)
         final: GridEvaluation | None = None
         histories: list[list[EpochLog]] = [[] for _ in pairs]
         started = time.perf_counter()
@@ -346,7 +355,7 @@ class GridSession:
             def validate(epoch: int) -> list[dict[str, float]]:
                 nonlocal final
                 last = epoch == s.epochs - 1  # the last validation is the final evaluation (float32, residuals, donors)
-                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, ends=ends if last else None)
+                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, shared=shared)
                 if last:
                     final = ev
                 return [{"loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0), "acc": p.accuracy(), "n": p.n}
@@ -361,7 +370,7 @@ class GridSession:
             )
         train_seconds = time.perf_counter() - started
         if final is None:
-            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, ends=ends)
+            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, shared=shared)
         if donors:
             self._store_donor_accuracy(final.front_accuracy, final.end_accuracy)
         execution = self.execution("grouped", group_size)
@@ -381,30 +390,59 @@ class GridSession:
             checkpoint.unlink(missing_ok=True)
         return out
 
-    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, ends: dict | None) -> GridEvaluation:
-        cached = ends.get("cached") if ends else None
-        sink = ends.get("sink") if ends and residuals and cached is None else None
+    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, shared: tuple | None) -> GridEvaluation:
+        fronts_from, ends_from = shared or (None, None)
+        if not residuals:  # validation passes only read the cache; the final evaluation fills it
+            fronts_from = fronts_from if fronts_from is not None and fronts_from.cached is not None else None
+            ends_from = None
         evaluation = grouped_evaluate(grid, self.test_batches, self.device, residuals=residuals, donors=donors, amp=amp,
-                                      cached_ends=cached, end_sink=sink, progress=self.s.progress)
-        if sink is not None:
-            ends["cached"] = sink.close()
+                                      fronts_from=fronts_from, ends_from=ends_from, progress=self.s.progress)
+        wrote = False
+        for source in (fronts_from, ends_from):
+            if source is not None and source.sink is not None:
+                source.cached, source.sink, wrote = source.sink.close(), None, True
+        if wrote:
             self.shared.trim(self.s.cache_limit_gb * 2**30)
         return evaluation
 
-    def _shared_end_activations(self, grid: GridPass) -> dict | None:
-        """The end network's test activations from the persistent cache (single pairs run one process
-        after another then skip the end prefix), or a writer that fills it during the evaluation."""
+    def _shared_activations(self, grid: GridPass) -> tuple[SharedActivations | None, SharedActivations | None] | None:
+        """The two networks' test activations from the persistent cache, or writers that fill it during
+        the evaluation: every stitchable layer of both networks when that fits the cache limit (so that
+        any later pair of these networks finds them), else the layers this grid needs, else the end
+        network's alone. Single pairs run one process after another then skip both networks' passes."""
         if self.shared is None:
             return None
-        key = self.sample_keys["test"]
-        cached = self.shared.lookup(self.end.model, grid.end_layers, key)
-        if cached is not None and len(cached) == self.n_test:
-            return {"cached": cached}
-        shapes = layered(self.end_model).shapes(self.input_shape, grid.end_layers)
-        needed = sum(math.prod(shape) for shape in shapes.values()) * 4 * self.n_test
-        if needed > self.s.cache_limit_gb * 2**30:
-            return None
-        return {"sink": self.shared.writer(self.end.model, key, self.n_test)}
+        key, n, limit = self.sample_keys["test"], self.n_test, self.s.cache_limit_gb * 2**30
+        same = self.end_model is self.front_model
+        sides = [("end", self.end.model, self.end_model, grid.end_layers)]
+        if not same:
+            sides.insert(0, ("front", self.front.model, self.front_model, grid.front_layers))
+        needed_layers = {"front": grid.front_layers, "end": sorted(set(grid.end_layers) | (set(grid.front_layers) if same else set()),
+                                                                    key=layered(self.end_model).layers.index)}
+        cached = {which: self.shared.lookup(original, needed_layers[which], key) for which, original, _, _ in sides}
+        cached = {which: acts if acts is not None and len(acts) == n else None for which, acts in cached.items()}
+
+        def size(model: nn.Module, layers: Sequence[str]) -> int:
+            return sum(math.prod(shape) for shape in layered(model).shapes(self.input_shape, layers).values()) * 4 * n
+
+        missing = [(which, original, model) for which, original, model, _ in sides if cached[which] is None]
+        plans = [{which: list(layered(model).layers) for which, _, model in missing},
+                 {which: needed_layers[which] for which, _, _ in missing},
+                 {which: needed_layers[which] for which, _, _ in missing if which == "end"}]
+        models = {which: model for which, _, model in missing}
+        plan = next((p for p in plans if sum(size(models[w], layers) for w, layers in p.items()) <= limit), {})
+        originals = {which: original for which, original, _, _ in sides}
+        out = {}
+        for which, _, _, _ in sides:
+            if cached[which] is not None:
+                out[which] = SharedActivations(cached=cached[which])
+            elif which in plan:
+                out[which] = SharedActivations(sink=self.shared.writer(originals[which], key, n), layers=plan[which])
+        ends_from = out.get("end")
+        fronts_from = out.get("front")
+        if same and ends_from is not None and ends_from.cached is not None:
+            fronts_from = SharedActivations(cached=ends_from.cached)  # one network: its cache serves both sides
+        return fronts_from, ends_from
 
     # --- the grouped-training checkpoint -------------------------------------------------------------
     def _load_checkpoint(self, path: Path | None, names: dict, todo: Sequence[tuple[str, str]]):
