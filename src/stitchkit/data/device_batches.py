@@ -54,7 +54,7 @@ class TransformRecipe:
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
-def _unwrap(dataset: Dataset) -> tuple[Dataset, list[int] | None]:
+def unwrap_subsets(dataset: Dataset) -> tuple[Dataset, list[int] | None]:
     """The innermost dataset under nested ``Subset``\\ s and the indices into it (None: all, in order)."""
     indices: list[int] | None = None
     while isinstance(dataset, Subset):
@@ -70,7 +70,7 @@ def _is_plain_array(images: Any) -> bool:
 
 def can_batch_on_device(dataset: Dataset) -> str | None:
     """None when :class:`DeviceBatches` reproduces ``dataset``'s items exactly; else the reason why not."""
-    base, _ = _unwrap(dataset)
+    base, _ = unwrap_subsets(dataset)
     recipe = getattr(base, "recipe", None)
     if recipe is None:
         return "the dataset has a custom transform or is not a registered array dataset"
@@ -86,7 +86,7 @@ def can_batch_on_device(dataset: Dataset) -> str | None:
 
 def device_bytes(dataset: Dataset) -> int:
     """Bytes the uint8 images of ``dataset`` (its subset only) take on the device."""
-    base, indices = _unwrap(dataset)
+    base, indices = unwrap_subsets(dataset)
     images = base.images
     per_item = int(np.prod(images.shape[1:]))
     return per_item * (len(indices) if indices is not None else len(images))
@@ -122,7 +122,7 @@ class DeviceBatches:
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.channels_last = channels_last
-        base, indices = _unwrap(dataset)
+        base, indices = unwrap_subsets(dataset)
         self.recipe: TransformRecipe = base.recipe
         images = base.images if indices is None else base.images[np.asarray(indices, dtype=np.int64)]
         pixels = torch.from_numpy(np.ascontiguousarray(images))

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..choices import DATA_PATHS
 from ..errors import StitchkitError, unknown_name
 from ..utils.seed import seed_worker
-from .device_batches import DeviceBatches, can_batch_on_device, device_bytes
+from .device_batches import DeviceBatches, unwrap_subsets, can_batch_on_device, device_bytes
 
 #: Device memory the uint8 images may take on the auto path (CIFAR-10's training split: 0.15 GB).
 DEFAULT_DEVICE_DATA_GB = 4.0
@@ -68,6 +68,16 @@ def make_batches(
     if use_device:
         return DeviceBatches(dataset, batch_size, shuffle=shuffle, sampler=sampler, device=device, channels_last=channels_last)
     return make_loader(dataset, batch_size, shuffle=shuffle, workers=workers, prefetch=prefetch, device=device, sampler=sampler)
+
+
+def item_shape(dataset: Dataset) -> tuple[int, ...]:
+    """The shape of one item's image: from the dataset's recipe when it has one (no item is loaded, so
+    no per-image transform has to be built), else from its first item."""
+    base, _ = unwrap_subsets(dataset)
+    recipe = getattr(base, "recipe", None)
+    if recipe is not None:
+        return tuple(recipe.target or recipe.produced)
+    return tuple(dataset[0][0].shape)
 
 
 def describe_batches(batches: Iterable) -> str:

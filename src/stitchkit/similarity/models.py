@@ -24,7 +24,7 @@ from ..activations.extract import ActivationCache, extract_activations, model_fi
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..data.loading import make_batches
+from ..data.loading import item_shape, make_batches
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from .pairs import PairResult, similarity_table
@@ -128,7 +128,7 @@ def compare_models(
     if not all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
     subset = sample_subset(data, n_samples)
-    clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, tuple(subset[0][0].shape), ranks_x, ranks_y)
+    clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, item_shape(subset), ranks_x, ranks_y)
     fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
     same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
     key = sample_key or f"{type(data).__name__}/{len(data)}/n={len(subset)}"

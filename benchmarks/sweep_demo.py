@@ -1,0 +1,176 @@
+"""The demo-scale sweep: at which (affordable) scale do the paper's effects show?
+
+For each setting it trains (or reuses) two seeds of a CIFAR-style ResNet-18 on Fashion-MNIST, runs a
+small study with the given stitching budget (DM and TLM grids, the TLM self-pairs of the first network
+for claim C4), and reports what the findings section decides on, with the cost:
+
+* DM's accuracy on the corresponding layers relative to the end network (mean and minimum), and the
+  fraction of corresponding layers at >= 0.9 (claim C1a's criterion);
+* TLM's relative accuracy on the corresponding layers (is it trained enough?) and on the distant
+  late → early pairs (claim C2), DM's there;
+* the verdicts of C1a, C1b, C2, C3 and C4 (the criteria fixed in the findings section; not tuned here);
+* seconds: network training (per network), DM grid, TLM grids.
+
+Settings are given as ``--setting key=value,...`` (repeatable), keys: width, epochs, subset (training
+images of the networks), layers (blocks | stages), k (DM fit images), tlm_epochs, tlm_subset, tlm_lr,
+eval (test images). Networks are cached under ``--cache`` by (width, epochs, subset, seed), so several
+settings share them. Results are appended to ``--out`` (JSON lines) and printed as a Markdown table.
+
+    python benchmarks/sweep_demo.py --setting width=16,epochs=2,subset=20000,layers=stages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000)
+STAGES = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+
+
+def parse_setting(text: str) -> dict:
+    setting = dict(DEFAULTS)
+    for part in filter(None, text.split(",")):
+        key, value = part.split("=", 1)
+        if key not in DEFAULTS:
+            raise SystemExit(f"unknown setting key {key!r}; keys: {', '.join(DEFAULTS)}")
+        setting[key] = type(DEFAULTS[key])(value) if not isinstance(DEFAULTS[key], float) else float(value)
+    return setting
+
+
+def network(cache: Path, s: dict, seed: int) -> tuple[Path, float]:
+    """A trained network for the setting (cached); returns its checkpoint and the training seconds."""
+    from stitchkit.training.base import TrainSettings, train_model
+    from stitchkit.training.optim import OptimConfig
+
+    folder = cache / f"r18_w{s['width']}_e{s['epochs']}_n{s['subset']}_s{seed}"
+    info = folder / "sweep.json"
+    if info.is_file():
+        return folder / "final.pt", json.loads(info.read_text())["seconds"]
+    start = time.perf_counter()
+    train_model(TrainSettings(model="resnet18", save_dir=str(folder), dataset="fashion", epochs=s["epochs"], batch_size=128, optim=OptimConfig(lr=2e-3),
+                              seed=seed, workers=0, save_frequency=s["epochs"], model_options={"width": s["width"]}, train_subset=s["subset"],
+                              augment=False, progress=False, verbose=False, overwrite=True))
+    seconds = time.perf_counter() - start
+    info.write_text(json.dumps({"seconds": seconds}))
+    return folder / "final.pt", seconds
+
+
+def study_config(s: dict, checkpoints: list[Path]) -> str:
+    layers = json.dumps(STAGES) if s["layers"] == "stages" else '"all"'
+    return f"""
+[study]
+name = "sweep"
+dataset = "fashion"
+device = "cpu"
+[networks]
+checkpoints = {json.dumps([str(c) for c in checkpoints])}
+[layers]
+front = {layers}
+end = {layers}
+[stitching]
+methods = ["dm", "tlm"]
+pairs = "reference_and_self"
+fit_samples = {s['k']}
+epochs = {s['tlm_epochs']}
+batch_size = {s['tlm_batch']}
+lr = {s['tlm_lr']}
+train_subset = {s['tlm_subset']}
+eval_samples = {s['eval']}
+[similarity]
+enabled = false
+[ood]
+enabled = false
+[probes]
+enabled = false
+[sensitivity]
+enabled = false
+[specificity]
+enabled = false
+"""
+
+
+def measure(s: dict, cache: Path, work: Path) -> dict:
+    from stitchkit.study.findings import study_findings
+    from stitchkit.study.runner import STORE_NAME
+    from stitchkit.study.store import Store
+
+    nets = [network(cache, s, seed) for seed in (0, 1)]
+    name = "_".join(f"{k}{v}" for k, v in s.items())
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "study.toml"
+    config.write_text(study_config(s, [path for path, _ in nets]))
+    subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(folder / "study"), "--no-progress"], check=True,
+                   cwd=REPO, stdout=subprocess.DEVNULL)
+    findings, _ = study_findings(config, folder / "study")
+    with Store(folder / "study" / STORE_NAME, readonly=True) as store:
+        records = store.all()
+    seconds: dict[str, float] = {}
+    grids = {}
+    for r in records:
+        if r.kind == "stitch":
+            key = ("self " if r.deps[0] == r.deps[1] else "") + r.config["method"]
+            seconds[key] = r.seconds or 0.0
+            grids[key] = r.metrics
+    row = {"setting": s, "train_seconds_per_network": sum(t for _, t in nets) / 2, "seconds": seconds,
+           "verdicts": {f.claim: f.verdict for f in findings.findings}}
+    for method in ("dm", "tlm"):
+        m = grids[method]
+        name_ = "DM accuracy" if method == "dm" else "TLM accuracy"
+        matrix = m["matrices"][name_]
+        end_acc = m["end_accuracy"]
+        rel = [[(v / end_acc) if v is not None else math.nan for v in row_] for row_ in matrix["values"]]
+        n = len(rel)
+        diag = [rel[i][i] for i in range(n)]
+        gap = math.ceil(0.5 * n)
+        far = [rel[i][j] for i in range(n) for j in range(n) if i - j >= gap]
+        row[method] = {"diag_mean": sum(diag) / n, "diag_min": min(diag), "diag_match_fraction": sum(d >= 0.9 for d in diag) / n,
+                       "late_early_mean": sum(far) / len(far) if far else math.nan, "end_accuracy": end_acc}
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| width | net epochs × images | layers | K | TLM epochs × images (lr) | end acc | DM diag rel (mean / min / ≥0.9) | "
+            "TLM diag rel | TLM late→early rel | DM late→early rel | C1a | C1b | C2 | C3 | C4 | train s/net | DM s | TLM s (+ self) |")
+    lines = [head, "|" + "---|" * 18]
+    short = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
+    for r in rows:
+        s, dm, tlm, v, t = r["setting"], r["dm"], r["tlm"], r["verdicts"], r["seconds"]
+        lines.append(
+            f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}) | "
+            f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm['diag_mean']:.2f} | "
+            f"{tlm['late_early_mean']:.2f} | {dm['late_early_mean']:.2f} | "
+            + " | ".join(short.get(v.get(c), "?") for c in ("C1a", "C1b", "C2", "C3", "C4"))
+            + f" | {r['train_seconds_per_network']:.0f} | {t.get('dm', 0):.0f} | {t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setting", action="append", default=[], help="key=value,... (repeatable)")
+    p.add_argument("--cache", default="runs/sweep/networks")
+    p.add_argument("--work", default="runs/sweep/studies")
+    p.add_argument("--out", default="runs/sweep/results.jsonl")
+    p.add_argument("--table", action="store_true", help="print the table of everything in --out and stop")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        for text in args.setting or [""]:
+            row = measure(parse_setting(text), Path(args.cache), Path(args.work))
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(table([row]).splitlines()[-1], flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
