@@ -101,10 +101,8 @@ class GridSession:
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
         train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
-        split = f"the training split of {self.info.name}"
-        check_subset_size(s.fit_samples, len(train_plain), f"-pinv-samples (fit_samples): {split}")
-        if s.epochs > 0:
-            check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): {split}")
+        if s.epochs > 0:  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
+            check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {self.info.name}")
         self.fit_set = sample_subset(train_plain, s.fit_samples, s.seed)
         self.n_fit = len(self.fit_set)
         test_full = datasets.get_dataset(self.info.name, "test", root=root, download=s.download)
