@@ -82,7 +82,7 @@ def test_grouped_training_on_an_augmented_array_set_uses_the_device_path_and_equ
         models.append(get_model("resnet18", num_classes=10, in_channels=3, input_size=(32, 32), width=4).eval())
     common = dict(QUICK, dataset="cifar10", data_root=str(tmp_path / "data"), download=False, epochs=1, init="rand", batch_size=16,
                   optim=OptimConfig(lr=1e-2))
-    today = dict(grouping="per-pair", data_path="loader", channels_last=False)  # the path before grouping
+    today = dict(grouping="per-pair", data_path="loader", channels_last=False, fold_batchnorm=False)  # the path before grouping
     reference = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common, **today), save_dir=tmp_path / "per")
     ours = stitch_grid(*models, ["layer1.0", "layer3.0"], ["layer2.0"], StitchSettings(**common), save_dir=tmp_path / "grp")
     assert ours[0].execution["data_path"].startswith("device") and reference[0].execution["data_path"].startswith("loader")
@@ -117,24 +117,41 @@ def test_an_interrupted_grouped_training_continues_from_its_checkpoint(tmp_path,
         assert [r["train_loss"] for r in a.train_history] == pytest.approx([r["train_loss"] for r in b.train_history])
 
 
-def test_the_persistent_cache_skips_the_end_prefix_and_the_donors_without_changing_numbers(tmp_path):
+def test_the_persistent_cache_skips_both_networks_and_the_donors_without_changing_numbers(tmp_path):
     front, end = trained_resnet(0), trained_resnet(1)
-    samples = []
-    end.layer1[0].register_forward_hook(lambda module, inputs, output: samples.append(inputs[0].shape[0]))
-    settings = StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80, activation_cache=str(tmp_path / "cache"))
+    samples = {"front": [], "end": []}
+    front.conv1.register_forward_hook(lambda module, inputs, output: samples["front"].append(inputs[0].shape[0]))
+    end.conv1.register_forward_hook(lambda module, inputs, output: samples["end"].append(inputs[0].shape[0]))
+    settings = StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80, activation_cache=str(tmp_path / "cache"),
+                              fold_batchnorm=False)  # compute with the hooked models themselves, not folded copies
+    counted = lambda: {k: sum(v) for k, v in samples.items()}  # noqa: E731
     first = stitch_grid(front, end, ["layer4.0"], ["layer2.1"], settings)[0]
-    first_samples = sum(samples)
-    second = stitch_grid(front, end, ["layer4.0"], ["layer2.1"], settings)[0]
-    second_samples = sum(samples) - first_samples
-    # the first run sends the 100 fit images and the 80 test images through the end network; the second
-    # only the fit images (and single-image shape probes), the test activations and accuracies are cached
-    assert first_samples >= 180 and 100 <= second_samples < 110
-    plain = stitch_grid(front, end, ["layer4.0"], ["layer2.1"], StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80))[0]
+    after_first = counted()
+    # another pair of the same networks: every layer of both was cached by the first run
+    second = stitch_grid(front, end, ["layer1.1"], ["layer3.0"], settings)[0]
+    after_second = counted()
+    # the first run sends the 100 fit images and the 80 test images through both networks; the second only
+    # the fit images (and single-image shape probes): the test activations and the accuracies are cached
+    assert after_first["front"] >= 180 and after_first["end"] >= 180
+    for net in ("front", "end"):
+        assert 100 <= after_second[net] - after_first[net] < 110, net
+    plain = {pair: stitch_grid(front, end, [pair[0]], [pair[1]], StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=80))[0]
+             for pair in (("layer4.0", "layer2.1"), ("layer1.1", "layer3.0"))}
     for result in (first, second):
-        assert result.accuracy == plain.accuracy
-        assert (result.front_accuracy, result.end_accuracy) == (plain.front_accuracy, plain.end_accuracy)
-        assert result.residual == pytest.approx(plain.residual, rel=1e-6)
-        assert result.residual_batch_mean == pytest.approx(plain.residual_batch_mean, rel=1e-6)
+        reference = plain[(result.front_layer, result.end_layer)]
+        assert result.accuracy == reference.accuracy
+        assert (result.front_accuracy, result.end_accuracy) == (reference.front_accuracy, reference.end_accuracy)
+        assert result.residual == pytest.approx(reference.residual, rel=1e-5)
+        assert result.residual_batch_mean == pytest.approx(reference.residual_batch_mean, rel=1e-5)
+
+
+def test_a_self_stitch_reads_the_cache_for_both_sides(tmp_path):
+    model = trained_resnet(0)
+    settings = StitchSettings(**QUICK, epochs=0, init="pinv", test_samples=50, activation_cache=str(tmp_path / "cache"))
+    first = stitch_grid(model, model, ["layer3.0"], ["layer2.0"], settings)[0]
+    second = stitch_grid(model, model, ["layer3.0"], ["layer2.0"], settings)[0]
+    assert (first.accuracy, first.end_accuracy) == (second.accuracy, second.end_accuracy)
+    assert second.residual == pytest.approx(first.residual, rel=1e-6)
 
 
 def test_the_cache_limit_is_respected(tmp_path):

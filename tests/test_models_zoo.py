@@ -97,6 +97,33 @@ def test_channels_last_gives_the_same_outputs_and_cuts(name):
         torch.testing.assert_close(lm.prefix(middle)(xc), cut, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_batchnorm_folding_keeps_the_function_the_layers_and_their_cuts(name):
+    # grids compute with a copy of each donor whose BatchNorms are folded into the convolutions
+    from stitchkit.models.folding import fold_batchnorm
+    from stitchkit.models.layers import layered
+
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=7, in_channels=3, input_size=32, **FAMILIES[name])
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics
+        model(torch.rand(8, 3, 32, 32) * 2)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.rand(3, 3, 32, 32)
+    lm, lf = layered(model), layered(folded)
+    assert lf.layers == lm.layers
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+        for layer in (lm.layers[0], lm.layers[len(lm.layers) // 2], lm.layers[-1]):
+            torch.testing.assert_close(lf.prefix(layer)(x), lm.prefix(layer)(x), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(lf.suffix(layer)(lm.prefix(layer)(x)), model(x), atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model itself is untouched
+    if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.get_submodule(lm.layers[0]).modules()):
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
 def test_every_registered_name_builds_with_small_options():
     for name in list_models():
         opts = model_options(name)

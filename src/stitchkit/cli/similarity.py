@@ -98,7 +98,11 @@ def register(sub) -> None:
     p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")
     p.add_argument("--split", default="test", choices=["test", "train"], help="which split the first N images come from")
-    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="keep extracted activations here (content-addressed) for later runs")
+    p.add_argument("--cache-dir", "--activation-cache", dest="cache_dir", default=None,
+                   help="keep extracted activations here (content-addressed by network and sample set) for later runs "
+                   "(default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/..., shared with `stitchkit stitch`)")
+    p.add_argument("--no-cache", dest="use_cache", action="store_false", help="extract without the activation cache")
+    p.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=float, default=4.0, help="largest size of that cache (least recently used go first)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)
@@ -124,8 +128,12 @@ def run(args: argparse.Namespace) -> int:
     measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
     from ..utils.io import check_writable_dir
 
-    if args.cache_dir:
-        check_writable_dir(args.cache_dir, "activation cache folder (--cache-dir)")
+    from ..activations import ActivationCache
+    from ..data.sources import user_cache_dir
+
+    cache_dir = (args.cache_dir or str(user_cache_dir() / "activations")) if args.use_cache else None
+    if cache_dir:
+        check_writable_dir(cache_dir, "activation cache folder (--cache-dir)")
     if args.out:
         check_writable_dir(args.out)
     report = compare_checkpoints(
@@ -133,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
         n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
         low_rank_mode=args.low_rank_mode, device=args.device, batch_size=args.batch_size, workers=args.workers, prefetch=args.prefetch,
-        cache_dir=args.cache_dir, progress=args.progress,
+        cache_dir=cache_dir, progress=args.progress,
     )
+    if cache_dir:
+        ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)
     if all_pairs:
         print_matrices(report, measures, ranks1, ranks2)
     else:

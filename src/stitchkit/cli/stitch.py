@@ -142,6 +142,8 @@ def register(sub) -> None:
                        "(recorded; the final evaluation stays float32)")
     speed.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
                        help="keep the donors in the default memory layout (channels-last convolutions are faster on CPUs and GPUs)")
+    speed.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false", default=None,
+                       help="run the donors as they are instead of a copy with each BatchNorm folded into the convolution before it")
     speed.add_argument("--compile", action="store_true", help="torch.compile the network cuts (falls back to eager when compiling fails)")
     speed.add_argument("--activation-cache", dest="activation_cache", default=None, metavar="DIR",
                        help="persistent cache of the donors' accuracies and the end network's test activations, so that single pairs "
@@ -182,7 +184,7 @@ def settings_from_args(args: argparse.Namespace):
         dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
         prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
         memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,
-        data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, fold_batchnorm=args.fold_batchnorm, compile=args.compile,
         activation_cache=(args.activation_cache or str(user_cache_dir() / "activations")) if args.use_activation_cache else None,
         cache_limit_gb=args.cache_limit_gb,
     )

@@ -10,6 +10,7 @@ from .common import add_command
 EXAMPLES = """\
   stitchkit study examples/demo.toml                      # run (or continue) the study
   stitchkit study examples/demo.toml --status             # what is done, running, failed and left
+  stitchkit study examples/demo.toml --findings           # each claim of the paper: supported, not supported or not testable
   stitchkit study examples/demo.toml --executor pool --workers 2
   stitchkit study examples/paper_cifar10_resnet18.toml --executor ray --address ray://head:10001 --out /shared/studies/c10
   stitchkit study examples/demo.toml --rerun similarity   # recompute one kind of unit
@@ -25,7 +26,11 @@ def register(sub) -> None:
                     examples=EXAMPLES)
     p.add_argument("config", nargs="?", help="study config (.toml, or .yaml with PyYAML)")
     p.add_argument("--out", default=None, help="study folder (default runs/study-<name>)")
-    p.add_argument("--status", action="store_true", help="print what is done, running, failed and left, and exit")
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--status", action="store_true", help="print what is done, running, failed and left, and exit")
+    show.add_argument("--findings", action="store_true",
+                      help="print the findings (each claim's verdict, from the results stored so far and the config's [findings] "
+                      "thresholds) and exit; runs and writes nothing")
     p.add_argument("--executor", default="inline", choices=["inline", "pool", "ray"], help="where units run")
     p.add_argument("--workers", type=int, default=2, help="processes of the pool executor (CPUs for a local Ray)")
     p.add_argument("--address", default=None, help="address of a running Ray cluster (ray executor)")
@@ -46,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise StitchkitError("give a study config (e.g. examples/demo.toml), or --schema to see the keys")
+    if args.findings:
+        from ..study.findings import render_text, study_findings
+
+        findings, config = study_findings(args.config, args.out)
+        print(render_text(findings, config["study"]["name"]))
+        return 0
     if args.status:
         status = study_status(args.config, args.out)
         print(f"study folder: {status['study_dir']} — {status['units']} units: " + ", ".join(f"{n} {s}" for s, n in status["totals"].items()))

@@ -8,6 +8,7 @@ data (``folder:PATH``, ``npz:PATH``, see :mod:`stitchkit.data.custom`) is loaded
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence, Sized
@@ -180,26 +181,37 @@ def get_dataset(
     dataset = builder.load(request)
 
     produced = target if (meta.generated and target is not None) else entry.info.shape
-    if transform is not None:
-        steps = [transform]
-    else:
-        augment = split == "train" if augment is None else bool(augment)
-        steps = list((builder.train_ops if augment else builder.eval_ops)(produced))
-        if dataset.yields_pil:
-            steps.append(tf.T.ToTensor())
+    augment = split == "train" if augment is None else bool(augment)
     if entry.convert and target is None:
         target = entry.info.shape  # your own data at the size (and channels) its name gives
-    if target is not None and (transform is not None or target != produced or entry.convert):
-        steps.append(tf.MatchShape(target))
-    if transform is None and builder.mean_std is not None:
-        steps.append(tf.normalize_for(builder.mean_std, (target or produced)[0]))
-    dataset.transform = tf.compose(steps) if steps else None
-    # The default transform, described for the batched device path (data/device_batches.py).
+    match = target is not None and (transform is not None or target != produced or entry.convert)
     ops = (builder.train_ops if augment else builder.eval_ops) if transform is None else None
+    empty = transform is None and ops is tf.no_ops and not dataset.yields_pil and not match and builder.mean_std is None
+    # Built on first use: the default transforms need torchvision, whose import takes seconds, and
+    # batches made on the device never call them.
+    dataset.transform = None if empty else tf.DeferredTransform(functools.partial(
+        _transform, ops, dataset.yields_pil, produced, target if match else None, builder.mean_std, transform))
+    # The default transform, described for the batched device path (data/device_batches.py).
     native = entry.native_shape or produced
     dataset.recipe = None if ops is None or not dataset.yields_pil else TransformRecipe(
         ops.__name__, tuple(native), target if target is not None and tuple(target) != tuple(native) else None, builder.mean_std)
     return dataset
+
+
+def _transform(ops, yields_pil: bool, produced, target, mean_std, custom):
+    """The item transform of :func:`get_dataset`: the geometric steps (or ``custom``), ``ToTensor`` for
+    PIL images, the shape conversion, and the dataset's normalisation."""
+    if custom is not None:
+        steps = [custom]
+    else:
+        steps = list(ops(produced))
+        if yields_pil:
+            steps.append(tf.to_tensor())
+    if target is not None:
+        steps.append(tf.MatchShape(target))
+    if custom is None and mean_std is not None:
+        steps.append(tf.normalize_for(mean_std, (target or produced)[0]))
+    return tf.compose(steps) if steps else None
 
 
 def train_sampler_for(name: str, dataset: Sized, generator=None) -> MultiEpochDisjointSubsetSampler | None:

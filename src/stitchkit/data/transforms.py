@@ -12,12 +12,46 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision import transforms as T
 
 from ..errors import StitchkitError
 
 Shape = tuple[int, int, int]
 OpsFactory = Callable[[Shape], list]
+
+
+def _T():
+    """torchvision.transforms, imported on first use (the import takes seconds; see DeferredTransform)."""
+    from torchvision import transforms
+
+    return transforms
+
+
+def to_tensor() -> Callable:
+    return _T().ToTensor()
+
+
+class DeferredTransform:
+    """A transform built by ``build()`` on its first call (then kept), so that making a dataset does not
+    import torchvision; ``build`` may return None (the identity). Picklable when ``build`` is."""
+
+    def __init__(self, build: Callable[[], Callable | None]):
+        self.build = build
+        self._transform: Callable | None = None
+        self._built = False
+
+    def __call__(self, x):
+        if not self._built:
+            self._transform, self._built = self.build(), True
+        return x if self._transform is None else self._transform(x)
+
+    def __getstate__(self) -> dict:
+        return {"build": self.build}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["build"])
+
+    def __repr__(self) -> str:
+        return f"DeferredTransform({self._transform!r})" if self._built else "DeferredTransform(<not built yet>)"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,37 +67,37 @@ def no_ops(shape: Shape) -> list:
 
 def flip_and_crop(shape: Shape) -> list:
     """RandomHorizontalFlip, RandomCrop(size, padding 4): CIFAR-10/100, Fashion-MNIST, outlier exposure."""
-    return [T.RandomHorizontalFlip(), T.RandomCrop(shape[1:], padding=4)]
+    return [_T().RandomHorizontalFlip(), _T().RandomCrop(shape[1:], padding=4)]
 
 
 def affine_jitter(shape: Shape) -> list:
     """Pad 4 (edge), RandomAffine(±5°, scale 0.9–1.1, shear 5, fill 0), CenterCrop: MNIST and SVHN."""
     return [
-        T.Pad(4, padding_mode="edge"),
-        T.RandomAffine(degrees=5, scale=(0.9, 1.1), shear=5, fill=0),
-        T.CenterCrop(shape[1:]),
+        _T().Pad(4, padding_mode="edge"),
+        _T().RandomAffine(degrees=5, scale=(0.9, 1.1), shear=5, fill=0),
+        _T().CenterCrop(shape[1:]),
     ]
 
 
 def large_cifar_train(shape: Shape) -> list:
     """Resize to 224×224, RandomRotation 15, RandomCrop 224 (a no-op kept for fidelity), flip."""
-    return [T.Resize(shape[1:]), T.RandomRotation(15), T.RandomCrop(shape[1:]), T.RandomHorizontalFlip()]
+    return [_T().Resize(shape[1:]), _T().RandomRotation(15), _T().RandomCrop(shape[1:]), _T().RandomHorizontalFlip()]
 
 
 def large_cifar_eval(shape: Shape) -> list:
     """Resize to 224×224. The original resized CIFAR-100's eval images to 244×244 (a typo that gave
     inputs of the wrong size); we use 224 for both CIFAR-10 and CIFAR-100."""
-    return [T.Resize(shape[1:])]
+    return [_T().Resize(shape[1:])]
 
 
 def imagenet_train(shape: Shape) -> list:
     """RandomResizedCrop 224, RandomHorizontalFlip (Normalize is appended by ``get_dataset``)."""
-    return [T.RandomResizedCrop(shape[1:]), T.RandomHorizontalFlip()]
+    return [_T().RandomResizedCrop(shape[1:]), _T().RandomHorizontalFlip()]
 
 
 def imagenet_eval(shape: Shape) -> list:
     """Resize 256 (shorter side), CenterCrop 224 (Normalize is appended by ``get_dataset``)."""
-    return [T.Resize(round(shape[1] * 256 / 224)), T.CenterCrop(shape[1:])]
+    return [_T().Resize(round(shape[1] * 256 / 224)), _T().CenterCrop(shape[1:])]
 
 
 class MatchShape:
@@ -107,7 +141,7 @@ def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     raise StitchkitError(f"cannot convert images with {have} channels to {channels}; only 1 <-> 3 is supported")
 
 
-def normalize_for(mean_std: tuple[tuple[float, ...], tuple[float, ...]], channels: int) -> T.Normalize:
+def normalize_for(mean_std: tuple[tuple[float, ...], tuple[float, ...]], channels: int) -> Callable:
     """``Normalize`` with the dataset's statistics; for one channel, the luma-weighted statistics."""
     mean, std = mean_std
     if channels != len(mean):
@@ -115,8 +149,8 @@ def normalize_for(mean_std: tuple[tuple[float, ...], tuple[float, ...]], channel
             raise StitchkitError(f"cannot normalise {channels}-channel images with {len(mean)}-channel statistics")
         mean = (sum(w * m for w, m in zip(LUMA_WEIGHTS, mean)),)
         std = (sum(w * s for w, s in zip(LUMA_WEIGHTS, std)),)
-    return T.Normalize(mean, std)
+    return _T().Normalize(mean, std)
 
 
 def compose(steps: list) -> Callable:
-    return steps[0] if len(steps) == 1 else T.Compose(steps)
+    return steps[0] if len(steps) == 1 else _T().Compose(steps)

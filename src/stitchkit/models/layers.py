@@ -50,11 +50,16 @@ def _timm_autowrap_functions() -> tuple:
     return tuple(get_notrace_functions())
 
 
+def _uses_timm(model: nn.Module) -> bool:
+    """Whether any module of ``model`` comes from timm (only then is timm, slow to import, needed)."""
+    return any(type(m).__module__.split(".")[0] == "timm" for m in model.modules())
+
+
 class _Tracer(fx.Tracer):
-    def __init__(self, leaf_names: Iterable[str]):
-        super().__init__(autowrap_functions=_timm_autowrap_functions())
+    def __init__(self, leaf_names: Iterable[str], timm_aware: bool = True):
+        super().__init__(autowrap_functions=_timm_autowrap_functions() if timm_aware else ())
         self.leaf_names = set(leaf_names)
-        self.leaf_types = _timm_leaf_types()
+        self.leaf_types = _timm_leaf_types() if timm_aware else ()
 
     def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
         if qualname in self.leaf_names:
@@ -132,7 +137,7 @@ class LayeredModel:
             missing = [n for n in declared if n not in modules]
             if missing:
                 raise StitchkitError(f"model declares stitchable layers that it does not have: {', '.join(missing)}")
-        tracer = _Tracer(declared or ())
+        tracer = _Tracer(declared or (), timm_aware=_uses_timm(model))
         try:
             self.graph = tracer.trace(model, concrete_args=_extra_forward_args(model))
         except Exception as exc:  # tracing failures come from the model's code, explain them once

@@ -143,6 +143,7 @@ def evaluate_results_dir(
     from ..activations import sample_subset
     from ..data import dataset_info, get_dataset
     from ..data.loading import make_batches
+    from ..models.folding import fold_batchnorm
     from ..models.layers import layered
     from ..stitching.experiment import load_donor, load_stitcher
     from ..stitching.grouped import GridPair, GridPass, auto_group_size
@@ -225,9 +226,11 @@ def evaluate_results_dir(
         started = time.perf_counter()
         eval_set = sample_subset(get_dataset(info.name, "test", root=data_root), test_samples)
         ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-        pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front, end=end).eval()) for r in ordered]
-        for model in {id(front): front, id(end): end}.values():  # faster convolutions; the same function (tested)
-            model.to(memory_format=torch.channels_last)
+        # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
+        front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
+        end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
+        pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
+                 for r in ordered]
         grid = GridPass(pairs, group_size or auto_group_size(pairs, batch_size, dev), channels_last=True)
         batches = make_batches(eval_set, batch_size, shuffle=False, device=dev, workers=workers)
         scored = grouped_stitch_scores(grid, batches, detectors, dev, progress=progress)

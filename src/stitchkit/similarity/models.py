@@ -187,7 +187,7 @@ def compare_checkpoints(
 ) -> SimilarityReport:
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
     the dataset's split, then :func:`compare_models`."""
-    from ..data import get_dataset
+    from ..data import get_dataset, resolve_data_root
     from ..probing.model import load_for_probing
     from ..utils.seed import set_seed
 
@@ -200,7 +200,8 @@ def compare_checkpoints(
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
     data = get_dataset(name1, split, root=data_root)
-    kwargs.setdefault("sample_key", f"{name1}/{split}/n={kwargs.get('n_samples', 1000)}")
+    # the data root is part of the key: a persistent cache must not mix two copies of a dataset
+    kwargs.setdefault("sample_key", f"{name1}|{resolve_data_root(data_root)}|{split}|eval|n={kwargs.get('n_samples', 1000)}")
     report = compare_models(model1, model2, layers1, layers2, data, **kwargs)
     report.info.update(model1_path=str(model1_path), model2_path=str(model2_path), dataset=name1, split=split)
     return report

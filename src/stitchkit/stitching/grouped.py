@@ -165,6 +165,7 @@ class GridPass:
             self.end_with_logits = maybe_compile(layered(self.end_model).extractor(self.end_layers, with_logits=True), compile)
         self.suffixes = {layer: maybe_compile(_cut(self.end_model, "suffix", layer), compile) for layer in self.end_layers}
         self.index = {id(p): i for i, p in enumerate(self.pairs)}
+        self._extractors: dict[tuple, nn.Module] = {}
 
     def _input(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
@@ -177,6 +178,21 @@ class GridPass:
     def ends(self, x: Tensor, *, with_logits: bool = False) -> dict[str, Tensor]:
         return (self.end_with_logits if with_logits else self.end_extractor)(self._input(x))
 
+    @torch.no_grad()
+    def extract(self, which: str, x: Tensor, layers: Sequence[str], *, with_logits: bool = False) -> dict[str, Tensor]:
+        """Activations of any ``layers`` of the front or end network (``which``) from one pass."""
+        if list(layers) == (self.front_layers if which == "front" else self.end_layers):
+            return (self.fronts if which == "front" else self.ends)(x, with_logits=with_logits)
+        model = self.front_model if which == "front" else self.end_model
+        key = (which, tuple(layers), with_logits)
+        if key not in self._extractors:
+            self._extractors[key] = layered(model).extractor(list(layers), with_logits=with_logits)
+        return self._extractors[key](self._input(x))
+
+    def rest(self, which: str, layer: str):
+        """The rest of the front or end network after ``layer`` (its logits from a cached activation)."""
+        return _cut(self.front_model if which == "front" else self.end_model, "suffix", layer)
+
     def group_forward(self, group: Sequence[GridPair], fronts: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
         """Each pair's stitched activation and the logits of all of them from one suffix pass
         (rows ``[k·B, (k+1)·B)`` belong to the group's k-th pair)."""
@@ -186,6 +202,31 @@ class GridPass:
 
 
 # --- evaluation -----------------------------------------------------------------------------------
+@dataclass
+class SharedActivations:
+    """One network's activations of the evaluated samples, in their order: read from a cache
+    (``cached``), or written to it during the pass (``sink``, recording ``layers``)."""
+
+    cached: Activations | None = None
+    sink: ActivationWriter | None = None
+    layers: list[str] = field(default_factory=list)
+
+
+def _network_activations(grid: GridPass, which: str, needed: Sequence[str], shared: SharedActivations | None, x: Tensor, y: Tensor,
+                         start: int, with_logits: bool) -> dict[str, Tensor]:
+    if shared is not None and shared.cached is not None:
+        b = y.shape[0]
+        out = {layer: shared.cached[layer][start:start + b].to(y.device, non_blocking=True) for layer in needed}
+        if with_logits:  # the rest of the network after a cached activation is its forward's second half
+            out[LOGITS] = grid.rest(which, needed[0])(out[needed[0]])
+        return out
+    writing = shared is not None and shared.sink is not None
+    out = grid.extract(which, x, shared.layers if writing else needed, with_logits=with_logits)
+    if writing:
+        shared.sink.write({layer: out[layer] for layer in shared.layers}, y)
+    return out
+
+
 @dataclass
 class PairEvaluation:
     """One pair's share of a grouped evaluation pass (sums; see :meth:`stats`)."""
@@ -224,14 +265,14 @@ class GridEvaluation:
 
 @torch.no_grad()
 def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
-                     amp: bool = False, cached_ends: Activations | None = None, end_sink: ActivationWriter | None = None,
+                     amp: bool = False, fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None,
                      progress: bool = False, desc: str = "evaluate grid") -> GridEvaluation:
     """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
     against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
     one grouped pass over ``batches`` (see the module docstring).
 
-    ``cached_ends`` holds the end layers' activations of the same samples in the same order (the end
-    network then does not run); ``end_sink`` receives the end activations this pass computes."""
+    ``fronts_from``/``ends_from`` read the two networks' activations of the same samples from a cache
+    (that network then does not run) or record them into it (:class:`SharedActivations`)."""
     device = torch.device(device)
     started = time.perf_counter()
     results = [PairEvaluation(residual=ResidualMeter() if residuals else None) for _ in grid.pairs]
@@ -247,15 +288,8 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
             y = torch.as_tensor(labels).to(device, non_blocking=True)
             b = y.shape[0]
             with _autocast(device, amp):
-                fronts = grid.fronts(x, with_logits=donors)
-                if cached_ends is not None:
-                    ends = {layer: cached_ends[layer][n:n + b].to(device, non_blocking=True) for layer in grid.end_layers}
-                    if donors:  # a suffix after a cached activation is the rest of the end network's forward
-                        ends[LOGITS] = grid.suffixes[grid.end_layers[0]](ends[grid.end_layers[0]])
-                else:
-                    ends = grid.ends(x, with_logits=donors) if (residuals or donors) else None
-                    if end_sink is not None:
-                        end_sink.write({layer: ends[layer] for layer in grid.end_layers}, y)
+                fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
+                ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
                 if donors:
                     front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
                     end_hits = end_hits + (end_logits.argmax(-1) == y).sum()
@@ -276,8 +310,9 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
                             res.residual.record(stitched[k], ends[pair.end_layer])
             n += b
     except BaseException:
-        if end_sink is not None:
-            end_sink.abort()
+        for shared in (fronts_from, ends_from):
+            if shared is not None and shared.sink is not None:
+                shared.sink.abort()
         raise
     finally:
         for stitcher, mode in modes:
@@ -437,6 +472,6 @@ def _log_from_row(row: dict[str, float]) -> EpochLog:
 
 
 __all__ = [
-    "GridEvaluation", "GridPair", "GridPass", "GroupedTrainingState", "PairEvaluation", "auto_group_size", "grouped_evaluate",
+    "GridEvaluation", "GridPair", "GridPass", "GroupedTrainingState", "PairEvaluation", "SharedActivations", "auto_group_size", "grouped_evaluate",
     "grouped_task_loss_match", "memory_budget", "plan_groups", "suffix_bytes_per_sample",
 ]

@@ -28,6 +28,7 @@ from ..activations.extract import ActivationCache, Activations, extract_activati
 from .. import data as datasets  # called through the module, so that a patched registry is seen
 from ..data.loading import describe_batches, make_batches
 from ..errors import StitchkitError
+from ..models.folding import fold_batchnorm
 from ..models.layers import layered
 from ..probing.ranks import rank_used, warn_clamped
 from ..training.base import check_subset_size
@@ -36,7 +37,16 @@ from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
 from ..utils.seed import set_seed
 from .donors import Donor
-from .grouped import GridEvaluation, GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_evaluate, grouped_task_loss_match
+from .grouped import (
+    GridEvaluation,
+    GridPair,
+    GridPass,
+    GroupedTrainingState,
+    SharedActivations,
+    auto_group_size,
+    grouped_evaluate,
+    grouped_task_loss_match,
+)
 from .matching import (
     FrontActivationBatches,
     PairSource,
@@ -91,13 +101,13 @@ class GridSession:
         self.amp = bool(s.amp and self.device.type == "cuda" and s.epochs > 0)
         if s.amp and not self.amp and s.epochs > 0:
             log("note: --amp applies on CUDA only; training in float32")
-        # Channels-last convolutions are faster on CPUs (oneDNN) and GPUs alike; every model family is
-        # tested to compute the same function in that layout (tests/test_models_zoo.py).
+        # Channels-last convolutions are faster on CPUs (oneDNN) and GPUs alike, and so are frozen donors
+        # with their BatchNorms folded into the convolutions (a copy; the same function): every model
+        # family is tested to compute the same function both ways (tests/test_models_zoo.py).
         self.channels_last = True if s.channels_last is None else bool(s.channels_last)
-        for model in (front.model, end.model):
-            model.requires_grad_(False)
-            model.eval()
-            model.to(self.device)
+        self.fold = s.fold_batchnorm is not False
+        self.front_model = self._computing(front.model)
+        self.end_model = self.front_model if end.model is front.model else self._computing(end.model)
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
         train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
@@ -121,7 +131,12 @@ class GridSession:
         self.extraction_seconds = 0.0
         self.key = config_key(front, end, self.info.name, self.naming_settings)
         self._layout = contextlib.ExitStack()  # closed by close(): the models go back to their layout
-        self._layout.enter_context(channels_last(front.model, end.model, enabled=self.channels_last))
+        self._layout.enter_context(channels_last(self.front_model, self.end_model, enabled=self.channels_last))
+
+    def _computing(self, model: nn.Module) -> nn.Module:
+        """The donor as this session computes with it: frozen, in eval mode, on the device (folded)."""
+        model = fold_batchnorm(model) if self.fold else model
+        return model.requires_grad_(False).eval().to(self.device)
 
     @property
     def naming_settings(self) -> StitchSettings:
@@ -167,7 +182,7 @@ class GridSession:
 
     def _cached(self, stitcher: Stitcher, which: str) -> PairSource:
         acts = self.cache[which]
-        return cached_pairs(acts[id(self.front.model)], stitcher.front_layer, acts[id(self.end.model)], stitcher.end_layer,
+        return cached_pairs(acts[id(self.front_model)], stitcher.front_layer, acts[id(self.end_model)], stitcher.end_layer,
                             self.s.batch_size, self.device)
 
     def val_data(self, stitcher: Stitcher) -> tuple[Iterable, bool]:
@@ -179,7 +194,7 @@ class GridSession:
         """Extract every needed layer of each network once, for the fit set (and the test set)."""
         started = time.perf_counter()
         wanted: dict[int, tuple[nn.Module, list[str]]] = {}
-        for model, layers in ((self.front.model, front_layers), (self.end.model, end_layers)):
+        for model, layers in ((self.front_model, front_layers), (self.end_model, end_layers)):
             entry = wanted.setdefault(id(model), (model, []))
             entry[1].extend(layer for layer in layers if layer not in entry[1])
         for _, (model, layers) in wanted.items():
@@ -238,7 +253,7 @@ class GridSession:
         s = self.s
         set_seed(s.seed)  # the random init and the training of every pair are independent of the pair order
         stitcher = Stitcher(
-            self.front.model, self.end.model, front_layer, end_layer, s.stitching_type, input_shape=self.input_shape, init=s.init,
+            self.front_model, self.end_model, front_layer, end_layer, s.stitching_type, input_shape=self.input_shape, init=s.init,
             upsample_mode=s.upsample_mode, c2t_cls=s.c2t_cls, t2c_cls=s.t2c_cls, front_rank=s.front_stitch_rank,
             low_rank_mode=s.low_rank_mode,
         )
@@ -283,13 +298,14 @@ class GridSession:
         batches = self._train_batches if self._train_batches is not None else self.test_batches
         return {"grouping": grouping, "group_size": group_size, "device": str(self.device), "data_path": describe_batches(batches),
                 "amp": "bf16 autocast in TLM training and validation" if self.amp else None, "channels_last": self.channels_last,
+                "batchnorm_folded": self.fold,
                 "compile": bool(self.s.compile)}
 
     def result(self, stitcher: Stitcher, name: str, evaluation: StitchEvaluation, dm, history: list[dict[str, float]],
                seconds: dict[str, float], execution: dict[str, Any]) -> StitchResult:
         """The record of one pair (the same fields whichever path computed it)."""
         s = self.s
-        lf, le = layered(self.front.model), layered(self.end.model)
+        lf, le = layered(self.front_model), layered(self.end_model)
         front_layer, end_layer = stitcher.front_layer, stitcher.end_layer
         # the ranks as they act on this front layer: one above its channel count is its full rank
         used = {f"{name}_used": rank_used(rank, stitcher.source_shape) for name, rank in
@@ -342,7 +358,7 @@ class GridSession:
         """Fit, train and evaluate the ``todo`` pairs together (module docstring). ``checkpoint`` is a
         file for the state after each training epoch: an interrupted grid continues from it."""
         s = self.s
-        front_order, end_order = layered(self.front.model).layers, layered(self.end.model).layers
+        front_order, end_order = layered(self.front_model).layers, layered(self.end_model).layers
         self.prepare_cache(sorted({f for f, _ in todo}, key=front_order.index), sorted({e for _, e in todo}, key=end_order.index),
                            which=("fit",))
         pairs, fits, fit_seconds = [], [], []
@@ -355,7 +371,7 @@ class GridSession:
         group_size = s.group_size or auto_group_size(pairs, s.batch_size, self.device)
         donors = self.donor_accuracy is None
         grid = GridPass(pairs, group_size, donors=donors, channels_last=self.channels_last, compile=s.compile)
-        ends = self._shared_end_activations(grid)
+        shared = self._shared_activations(grid)
         final: GridEvaluation | None = None
         histories: list[list[EpochLog]] = [[] for _ in pairs]
         started = time.perf_counter()
@@ -363,7 +379,7 @@ class GridSession:
             def validate(epoch: int) -> list[dict[str, float]]:
                 nonlocal final
                 last = epoch == s.epochs - 1  # the last validation is the final evaluation (float32, residuals, donors)
-                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, ends=ends if last else None)
+                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, shared=shared)
                 if last:
                     final = ev
                 return [{"loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0), "acc": p.accuracy(), "n": p.n}
@@ -378,7 +394,7 @@ class GridSession:
             )
         train_seconds = time.perf_counter() - started
         if final is None:
-            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, ends=ends)
+            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, shared=shared)
         if donors:
             self._store_donor_accuracy(final.front_accuracy, final.end_accuracy)
         execution = self.execution("grouped", group_size)
@@ -398,30 +414,59 @@ class GridSession:
             checkpoint.unlink(missing_ok=True)
         return out
 
-    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, ends: dict | None) -> GridEvaluation:
-        cached = ends.get("cached") if ends else None
-        sink = ends.get("sink") if ends and residuals and cached is None else None
+    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, shared: tuple | None) -> GridEvaluation:
+        fronts_from, ends_from = shared or (None, None)
+        if not residuals:  # validation passes only read the cache; the final evaluation fills it
+            fronts_from = fronts_from if fronts_from is not None and fronts_from.cached is not None else None
+            ends_from = None
         evaluation = grouped_evaluate(grid, self.test_batches, self.device, residuals=residuals, donors=donors, amp=amp,
-                                      cached_ends=cached, end_sink=sink, progress=self.s.progress)
-        if sink is not None:
-            ends["cached"] = sink.close()
+                                      fronts_from=fronts_from, ends_from=ends_from, progress=self.s.progress)
+        wrote = False
+        for source in (fronts_from, ends_from):
+            if source is not None and source.sink is not None:
+                source.cached, source.sink, wrote = source.sink.close(), None, True
+        if wrote:
             self.shared.trim(self.s.cache_limit_gb * 2**30)
         return evaluation
 
-    def _shared_end_activations(self, grid: GridPass) -> dict | None:
-        """The end network's test activations from the persistent cache (single pairs run one process
-        after another then skip the end prefix), or a writer that fills it during the evaluation."""
+    def _shared_activations(self, grid: GridPass) -> tuple[SharedActivations | None, SharedActivations | None] | None:
+        """The two networks' test activations from the persistent cache, or writers that fill it during
+        the evaluation: every stitchable layer of both networks when that fits the cache limit (so that
+        any later pair of these networks finds them), else the layers this grid needs, else the end
+        network's alone. Single pairs run one process after another then skip both networks' passes."""
         if self.shared is None:
             return None
-        key = self.sample_keys["test"]
-        cached = self.shared.lookup(self.end.model, grid.end_layers, key)
-        if cached is not None and len(cached) == self.n_test:
-            return {"cached": cached}
-        shapes = layered(self.end.model).shapes(self.input_shape, grid.end_layers)
-        needed = sum(math.prod(shape) for shape in shapes.values()) * 4 * self.n_test
-        if needed > self.s.cache_limit_gb * 2**30:
-            return None
-        return {"sink": self.shared.writer(self.end.model, key, self.n_test)}
+        key, n, limit = self.sample_keys["test"], self.n_test, self.s.cache_limit_gb * 2**30
+        same = self.end_model is self.front_model
+        sides = [("end", self.end.model, self.end_model, grid.end_layers)]
+        if not same:
+            sides.insert(0, ("front", self.front.model, self.front_model, grid.front_layers))
+        needed_layers = {"front": grid.front_layers, "end": sorted(set(grid.end_layers) | (set(grid.front_layers) if same else set()),
+                                                                    key=layered(self.end_model).layers.index)}
+        cached = {which: self.shared.lookup(original, needed_layers[which], key) for which, original, _, _ in sides}
+        cached = {which: acts if acts is not None and len(acts) == n else None for which, acts in cached.items()}
+
+        def size(model: nn.Module, layers: Sequence[str]) -> int:
+            return sum(math.prod(shape) for shape in layered(model).shapes(self.input_shape, layers).values()) * 4 * n
+
+        missing = [(which, original, model) for which, original, model, _ in sides if cached[which] is None]
+        plans = [{which: list(layered(model).layers) for which, _, model in missing},
+                 {which: needed_layers[which] for which, _, _ in missing},
+                 {which: needed_layers[which] for which, _, _ in missing if which == "end"}]
+        models = {which: model for which, _, model in missing}
+        plan = next((p for p in plans if sum(size(models[w], layers) for w, layers in p.items()) <= limit), {})
+        originals = {which: original for which, original, _, _ in sides}
+        out = {}
+        for which, _, _, _ in sides:
+            if cached[which] is not None:
+                out[which] = SharedActivations(cached=cached[which])
+            elif which in plan:
+                out[which] = SharedActivations(sink=self.shared.writer(originals[which], key, n), layers=plan[which])
+        ends_from = out.get("end")
+        fronts_from = out.get("front")
+        if same and ends_from is not None and ends_from.cached is not None:
+            fronts_from = SharedActivations(cached=ends_from.cached)  # one network: its cache serves both sides
+        return fronts_from, ends_from
 
     # --- the grouped-training checkpoint -------------------------------------------------------------
     def _load_checkpoint(self, path: Path | None, names: dict, todo: Sequence[tuple[str, str]]):

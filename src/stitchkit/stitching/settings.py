@@ -63,7 +63,8 @@ class StitchSettings:
     free memory holds; :mod:`.grouped`); ``"per-pair"`` is the reference. ``data_path`` (``auto``,
     ``device``, ``loader``) chooses how batches are made (:func:`stitchkit.data.loading.make_batches`).
     ``amp``: bf16 autocast of the donors and stitching layers during TLM training and validation on
-    CUDA (the final evaluation stays float32); ``channels_last`` (None: on) and ``compile``
+    CUDA (the final evaluation stays float32); ``channels_last`` (None: on), ``fold_batchnorm`` (None: on;
+    the donors' BatchNorms folded into their convolutions, :mod:`stitchkit.models.folding`) and ``compile``
     (``torch.compile`` of the cut modules, eager fallback) are speed options. ``activation_cache`` is a
     persistent folder for the donors' accuracies and the end network's activations of the test set,
     by content hash and sample set (single pairs, run one process after another, then skip both
@@ -107,6 +108,7 @@ class StitchSettings:
     data_path: str = "auto"
     amp: bool = False
     channels_last: bool | None = None
+    fold_batchnorm: bool | None = None
     compile: bool = False
     activation_cache: str | None = None
     cache_limit_gb: float = 4.0

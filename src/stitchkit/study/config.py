@@ -35,7 +35,17 @@ def _non_negative(v: Any) -> bool:
     return v >= 0
 
 
+def _unit_fraction(v: Any) -> bool:
+    return 0 < v <= 1
+
+
+def _probability(v: Any) -> bool:
+    return 0 <= v <= 1
+
+
 METHODS = ("dm", "tlm", "tlm_from_dm")
+#: how the stitch units name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
+METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self")
 STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
 
@@ -130,6 +140,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
         "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
     },
+    # The thresholds of the report's findings (see stitchkit.study.findings). They are read from the stored
+    # results only: no unit depends on them, so changing them recomputes nothing but the findings. Each help
+    # text is the rationale the report prints beside the value.
+    "findings": {
+        "match": Key((int, float), 0.90, "\"reproduces the end network's accuracy\" = at least this fraction of the end network's own accuracy "
+                     "(relative, so that it means the same for an 85% and a 95% network)", check=_unit_fraction, check_text="must be in (0, 1]"),
+        "high": Key((int, float), 0.90, "\"rated highly similar\" by a stitching method = at least this fraction of the end network's accuracy "
+                    "(the same relative criterion)", check=_unit_fraction, check_text="must be in (0, 1]"),
+        "most": Key((int, float), 0.75, "\"on the corresponding layers\" / \"for most layers\" = at least this fraction of the layers (allows the "
+                    "first block or two to fail, as the paper's own figures show for the earliest layers)", check=_unit_fraction, check_text="must be in (0, 1]"),
+        "often": Key((int, float), 0.5, "\"often\" = at least this fraction of the cases", check=_unit_fraction, check_text="must be in (0, 1]"),
+        "near": Key(int, 1, "\"near the corresponding layer\" = at most this many layer indices away", check=_non_negative, check_text="must be ≥ 0"),
+        "tie": Key((int, float), 0.005, "two relative accuracies within this (absolute difference) are a tie, counted in favour of the corresponding layer",
+                   check=_non_negative, check_text="must be ≥ 0"),
+        "far": Key((int, float), 0.5, "\"distant late → early pairs\" = front index − end index ≥ ceil(far · n) for n layers",
+                   check=_unit_fraction, check_text="must be in (0, 1]"),
+        "ood_auroc": Key((int, float), 0.75, "\"flagged OOD\" = detector AUROC ≥ this (clearly separable, far above 0.5)",
+                         check=_probability, check_text="must be in [0, 1]"),
+        "id_auroc": Key((int, float), 0.65, "\"in-distribution\" = detector AUROC ≤ this (close to chance); between id_auroc and ood_auroc is neither",
+                        check=_probability, check_text="must be in [0, 1]"),
+        "detector_sanity": Key((int, float), 0.90, "a layer's detector is used only if its sanity-check AUROC (genuine test activations vs the sanity set) "
+                               "is at least this", check=_probability, check_text="must be in [0, 1]"),
+        "alpha": Key((int, float), 0.05, "significance level of the one-sided rank correlations of the sensitivity and specificity tests",
+                     check=lambda v: 0 < v < 1, check_text="must be in (0, 1)"),
+    },
 }
 
 
@@ -139,6 +174,50 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in types)
 
 
+def validate_section(section: str, given: Any, source: str = "study config") -> dict[str, Any]:
+    """One section with its defaults filled in and every key checked."""
+    keys = SCHEMA[section]
+    if not isinstance(given, dict):
+        raise StitchkitError(f"{source}: [{section}] must be a table")
+    bad = [k for k in given if k not in keys]
+    if bad:
+        raise StitchkitError(f"{source}: unknown key {section}.{bad[0]}; keys of [{section}]: {', '.join(keys)}")
+    out = {}
+    for key, spec in keys.items():
+        value = given.get(key, copy.deepcopy(spec.default))
+        where = f"{section}.{key}"
+        types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+        if type(None) in types and isinstance(value, str) and value.lower() in ("", "none"):
+            value = None  # TOML has no null: "" or "none" stands for it
+        if isinstance(value, bool) and bool not in types:
+            raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            pass
+        elif not isinstance(value, types):
+            raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
+        if spec.choices is not None:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if item not in spec.choices:
+                    raise StitchkitError(f"{source}: {where} has {item!r}; allowed: {', '.join(map(str, spec.choices))}")
+        if spec.check is not None and value is not None and not spec.check(value):
+            raise StitchkitError(f"{source}: {where} {spec.check_text}, got {value!r}")
+        out[key] = value
+    if section in SECTION_CHECKS:
+        SECTION_CHECKS[section](out, source)
+    return out
+
+
+def _check_findings(values: dict[str, Any], source: str) -> None:
+    if values["id_auroc"] > values["ood_auroc"]:
+        raise StitchkitError(f"{source}: findings.id_auroc ({values['id_auroc']}) must not exceed findings.ood_auroc ({values['ood_auroc']}): "
+                             "an AUROC cannot be both in-distribution and flagged OOD")
+
+
+#: checks between the keys of one section (run whenever the section is validated, also on its own)
+SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {"findings": _check_findings}
+
+
 def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dict[str, Any]]:
     """Fill defaults and check every key; returns the complete configuration."""
     if not isinstance(raw, dict):
@@ -146,36 +225,7 @@ def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dic
     unknown = [s for s in raw if s not in SCHEMA]
     if unknown:
         raise StitchkitError(f"{source}: unknown section [{unknown[0]}]; sections: {', '.join(SCHEMA)}")
-    config: dict[str, dict[str, Any]] = {}
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        if not isinstance(given, dict):
-            raise StitchkitError(f"{source}: [{section}] must be a table")
-        bad = [k for k in given if k not in keys]
-        if bad:
-            raise StitchkitError(f"{source}: unknown key {section}.{bad[0]}; keys of [{section}]: {', '.join(keys)}")
-        out = {}
-        for key, spec in keys.items():
-            value = given.get(key, copy.deepcopy(spec.default))
-            where = f"{section}.{key}"
-            types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
-            if type(None) in types and isinstance(value, str) and value.lower() in ("", "none"):
-                value = None  # TOML has no null: "" or "none" stands for it
-            if isinstance(value, bool) and bool not in types:
-                raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
-            if float in types and isinstance(value, int) and not isinstance(value, bool):
-                pass
-            elif not isinstance(value, types):
-                raise StitchkitError(f"{source}: {where} must be {_type_name(spec.type)}, got {value!r}")
-            if spec.choices is not None:
-                items = value if isinstance(value, list) else [value]
-                for item in items:
-                    if item not in spec.choices:
-                        raise StitchkitError(f"{source}: {where} has {item!r}; allowed: {', '.join(map(str, spec.choices))}")
-            if spec.check is not None and value is not None and not spec.check(value):
-                raise StitchkitError(f"{source}: {where} {spec.check_text}, got {value!r}")
-            out[key] = value
-        config[section] = out
+    config = {section: validate_section(section, raw.get(section, {}), source) for section in SCHEMA}
     _cross_checks(config, source)
     given = raw.get("networks") or {}
     if "seeds" not in given and "checkpoints" not in given:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..utils.io import json_safe
+from .config import METHOD_TITLES
 from .units import Unit, UnitContext, register_unit_kind
 
 
@@ -100,7 +101,7 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
     res = {(r.front_layer, r.end_layer): r.residual for r in results}
     fit = {(r.front_layer, r.end_layer): r.fit_residual for r in results}
-    name = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}[method]
+    name = METHOD_TITLES[method]
     matrices = {
         f"{name} accuracy": _matrix(rows, cols, acc, "accuracy", [0, 1]),
         f"{name} residual (test, pooled)": _matrix(rows, cols, res, "distance", [0, None]),

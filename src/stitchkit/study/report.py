@@ -13,22 +13,20 @@ from __future__ import annotations
 import base64
 import html
 import math
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import StitchkitError
 from ..utils.io import write_csv_atomic, write_text_atomic
+from .artifact_names import artifact_stem
+from .findings import CSS as FINDINGS_CSS
+from .findings import compute_findings, render_html, write_findings_json
 from .integrity import store_problem
 from .runner import STORE_NAME
 from .store import Store, UnitRecord
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
 
 
 def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
@@ -126,9 +124,11 @@ def write_report(study_dir: str | Path) -> Path:
     for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True, exist_ok=True)
-    if plan is not None:  # only the last config's units; results of earlier configs stay in the store
-        planned = set(plan)
-        records = [r for r in records if r.id in planned]
+    if plan is not None:  # only the last config's units, in plan order; results of earlier configs stay in the store
+        order = {unit_id: i for i, unit_id in enumerate(plan)}
+        records = sorted((r for r in records if r.id in order), key=lambda r: order[r.id])
+    findings = compute_findings(records, config.get("findings"))
+    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name)})
     records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
     name = (config.get("study") or {}).get("name", study_dir.name)
     sections: list[str] = []
@@ -156,20 +156,20 @@ def write_report(study_dir: str | Path) -> Path:
         parts = [f"<h3>{html.escape(r.label)}</h3>"]
         for mname, matrix in matrices.items():
             title = f"{r.label}: {mname}"
-            stem = _slug(f"{r.kind}_{r.label}_{mname}")
+            stem = artifact_stem(r.kind, r.label, mname)
             png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
             _heatmap(title, matrix, png, pdf)
             rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
             _write_table(rows, out / "tables" / f"{stem}.csv")
             exports.append(f"{stem}.csv")
             data = base64.b64encode(png.read_bytes()).decode()
-            parts.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)} '
+            parts.append(f'<figure id="{stem}"><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)} '
                          f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{stem}.csv">CSV</a>)</figcaption></figure>')
         for tname, rows in tables.items():
-            stem = _slug(f"{r.kind}_{r.label}_{tname}")
+            stem = artifact_stem(r.kind, r.label, tname)
             _write_table(rows, out / "tables" / f"{stem}.csv")
             exports.append(f"{stem}.csv")
-            parts.append(f"<h4>{html.escape(tname)}</h4>" + _html_table(rows))
+            parts.append(f'<h4 id="{stem}">{html.escape(tname)}</h4>' + _html_table(rows))
         for aname, rel in (r.artifacts or {}).items():  # figures a unit drew itself (e.g. the tests' plots)
             if str(rel).endswith(".png"):
                 src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
@@ -199,11 +199,13 @@ th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} img {{ max-width: 520px; }}
 figcaption {{ font-size: 0.8em; color: #555; max-width: 520px; }} .warn {{ color: #a40; }}
+{FINDINGS_CSS}
 </style></head><body>
 <h1>stitchkit study: {html.escape(name)}</h1>
 <p>stitchkit {html.escape(str(version))}; dataset {html.escape(str((config.get('study') or {}).get('dataset', '?')))};
 {len(records)} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as PNG and PDF in
 <code>figures/</code>.</p>
+{render_html(findings)}
 <h2>Units</h2>{_html_table(status_rows)}{notes}
 {''.join(sections)}
 </body></html>
