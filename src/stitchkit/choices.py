@@ -39,6 +39,9 @@ COLLECT_METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual"
 INITS = ("rand", "eye", "pinv")
 #: how a grid trains and evaluates its pairs: all at once sharing every batch, or one after the other
 GROUPINGS = ("grouped", "per-pair")
+#: direct-matching solvers: stitchkit's (float64 statistics, minimum-norm least squares; the default) and
+#: the original's float32 pinv with torch's default cutoff on the K fit images in one batch
+DM_SOLVERS = ("stitchkit", "original")
 
 # --------------------------------------------------------------------------------------------------
 # data (stitchkit.data.loading)

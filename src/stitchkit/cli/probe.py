@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
@@ -57,9 +56,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..probing.model import probe_checkpoint  # deferred: torch loads only when a command computes
     from ..probing.probe import ProbeConfig
-    from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+    from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 
-    print(sys.argv)
+    if args.out:
+        check_writable_dir(args.out)  # before the probes are trained (the folder is made when they are written)
     ranks = descending(parse_ranks(args.ranks, "-ranks"))
     layers = None if args.layers == ["all"] else [part for text in args.layers for part in text.split(",") if part]
     if args.workers < 0:
@@ -73,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     for layer in report.layers():
         print(f"{args.model_path} -- {layer}")
         accs = [report.accuracy(layer, r) for r in ranks]
+        used = {r.rank: r.rank_used for r in report.results if r.layer == layer}
         for r, acc in zip(ranks, accs):
-            print(f"Rank {r}: {acc:.4f}")
+            # a rank above the layer's channels is clamped: say which rank was used
+            shown = r if used[r] == r else f"{r} (used {used[r]}: all of the layer's channels)"
+            print(f"Rank {shown}: {acc:.4f}")
         print()
         for acc in accs:
             print(f"{acc:.4f}")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
+from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
 from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, model_options
 
@@ -26,6 +26,8 @@ EXAMPLES = """\
   stitchkit collect results/dm_s0_s1
   # a low-rank source (fixed basis from the fit images; --low-rank-mode per-batch is the original's)
   stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
+  # the original's numbers: its float32 pinv with torch's default cutoff on the K = 100 fit images in one batch
+  stitchkit stitch a.pt b.pt - - layer4.1 layer1.0 rc2c_pre -e 0 -i pinv --dm-solver original
 """
 
 def _optional_choice(choices, label: str):
@@ -103,6 +105,10 @@ def register(sub) -> None:
     p.add_argument("-pinv-samples", "--pinv-init-samples", dest="n_pinv_init_samples", type=int, default=100,
                    help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
                    "and the fit residual; 0 = the whole training split")
+    p.add_argument("--dm-solver", dest="dm_solver", default="stitchkit", choices=list(DM_SOLVERS),
+                   help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
+                   "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images in "
+                   "one batch, which drops the source's weak directions (the result records how many as dm_dropped)")
     p.add_argument("-l1", "--l1-coef", dest="l1_coef", type=float, default=0.0, help="L1 penalty on the stitching weight and bias during training")
     p.add_argument("-c2t-cls", "--c2t-cls-token", dest="c2t_cls_token", type=_optional_choice(C2T_CLS_MODES, "c2t CLS mode"), default=None,
                    help="c2t CLS token: None, pool or learn")
@@ -110,15 +116,18 @@ def register(sub) -> None:
                    help="t2c CLS handling: None (= drop), drop, add or only")
     p.add_argument("-upsample", "--upsample-mode", dest="upsample_mode", default="bilinear", choices=list(UPSAMPLE_MODES), help="resize mode of rc2c and t2c")
     p.add_argument("--front-stitch-rank", dest="front_stitch_rank", type=int, default=None,
-                   help="low-rank approximation of the front activation in every stitched forward (training and evaluation)")
+                   help="low-rank approximation of the front activation in every stitched forward (training and evaluation); a rank "
+                   "above a front layer's channel count is its full rank: a warning says so and the result records the rank used")
     p.add_argument("--front-pinv-rank", dest="front_pinv_rank", type=int, default=None,
-                   help="low-rank approximation of the front activation for the direct-matching fit (same source definition as --front-stitch-rank)")
+                   help="low-rank approximation of the front activation for the direct-matching fit (same source definition and "
+                   "clamping as --front-stitch-rank)")
     p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(STITCH_LOW_RANK_MODES),
                    help="fixed: one basis estimated on the K fit images; per-batch: the original's SVD of every batch")
     p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
     p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
     p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="evaluate on the first N test images only (quick runs)")
-    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="train on a fixed random subset of N training images (quick runs)")
+    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N",
+                   help="train on a fixed random subset of N training images (quick runs; at most the training split's size)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
     p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
     p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
@@ -171,6 +180,7 @@ def settings_from_args(args: argparse.Namespace):
         seed=args.seed, fit_samples=args.n_pinv_init_samples or None, test_samples=args.test_samples, train_samples=args.train_subset, l1=args.l1_coef,
         grad_clip=args.grad_clip, upsample_mode=args.upsample_mode, c2t_cls=args.c2t_cls_token, t2c_cls=args.t2c_cls_token,
         front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,
+        dm_solver=args.dm_solver,
         dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
         prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
         memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,

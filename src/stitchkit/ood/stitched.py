@@ -58,6 +58,33 @@ def _save_npy(path: Path, values: np.ndarray) -> None:
     tmp.replace(path)
 
 
+class _PendingScores:
+    """Score arrays kept until an experiment is complete, then written: a failure half-way leaves no
+    folder with part of an experiment's scores (they are small: one float per test image)."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, np.ndarray]] = []
+
+    def add(self, path: Path, values) -> None:
+        self.files.append((path, np.asarray(values, dtype=np.float32)))
+
+    def write(self) -> None:
+        for path, values in self.files:
+            _save_npy(path, values)
+        self.files = []
+
+
+def _check_inputs_first(out_root: Path, names: Sequence[str | None]) -> None:
+    """Everything that can be checked before the work: the output folder and the dataset names."""
+    from ..data import dataset_info
+    from ..utils.io import check_writable_dir
+
+    check_writable_dir(out_root, "OOD output folder (-o)")
+    for name in names:
+        if name:
+            dataset_info(name)
+
+
 def _group_runs(results_dir: Path) -> dict[str, list[Any]]:
     from ..stitching.experiment import StitchResult, is_finished
 
@@ -126,6 +153,7 @@ def evaluate_results_dir(
 
     results_dir = Path(results_dir)
     out_root = Path(out_dir) if out_dir is not None else results_dir / "ood"
+    _check_inputs_first(out_root, [dataset, id_dataset, sanity_dataset])
     dev = resolve_device(device)
     registry = DetectorRegistry(detector_dir) if detector_dir else None
     if registry is None and not training_free:
@@ -140,6 +168,7 @@ def evaluate_results_dir(
         info = dataset_info(eval_name)
         id_info = dataset_info(id_dataset or eval_name)
         seconds: dict[str, float] = {}
+        pending = _PendingScores()
         started = time.perf_counter()
         front = load_donor(_model_path(first.front), first.front.get("model_type"), dataset=first.dataset).model.to(dev).eval()
         end = front if first.front.get("fingerprint") == first.end.get("fingerprint") else \
@@ -174,7 +203,7 @@ def evaluate_results_dir(
         seconds["id_scores"] = time.perf_counter() - started
         for layer, per in id_scores.items():
             for name, values in per.items():
-                _save_npy(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
+                pending.add(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
                 log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
 
         sanity: dict[str, dict[str, Any]] = {}
@@ -188,7 +217,7 @@ def evaluate_results_dir(
                 for name in detectors[layer]:
                     m = ood_metrics(id_scores[layer][name], sc_scores[layer][name], positive=positive, tpr=tpr, fpr_rule=fpr_rule, score=name)
                     sanity[layer][name] = m.to_dict()
-                    _save_npy(exp_dir / "energies" / "sanity" / layer / f"{sanity_dataset}_{name}.npy", sc_scores[layer][name])
+                    pending.add(exp_dir / "energies" / "sanity" / layer / f"{sanity_dataset}_{name}.npy", sc_scores[layer][name])
                     log(f"  {name}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
             seconds["sanity"] = time.perf_counter() - started
 
@@ -217,7 +246,7 @@ def evaluate_results_dir(
             run_results[run_dir.name] = res
             matrices.add(result.front_layer, result.end_layer, res)
             for name, values in res.ood_scores.items():
-                _save_npy(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
+                pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
             parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
             log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
         seconds["stitches"] = time.perf_counter() - started
@@ -229,6 +258,7 @@ def evaluate_results_dir(
             "sanity_dataset": sanity_dataset, "sanity": sanity, "runs": {name: r.to_dict() for name, r in run_results.items()},
             "seconds": seconds,
         }
+        pending.write()
         matrices.save(exp_dir, extra)
         outputs.append(ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir)))
     return outputs

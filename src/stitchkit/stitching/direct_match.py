@@ -29,7 +29,9 @@ mean's share of the augmented matrix's largest singular value, as in pinv, and k
 at zero). The default ``rcond = eps64 · max(n, p + 1)`` mirrors torch.linalg.pinv's default
 ``rtol = eps · max(m, n)``, applied to eigenvalues of the Gram matrix, i.e. to *squared* singular
 values: directions whose singular value is below about ``sqrt(rcond)`` of the largest are dropped, the
-resolution limit of a Gram-matrix method in float64. It is not the original's float32 cutoff.
+resolution limit of a Gram-matrix method in float64. It is not the original's float32 cutoff, which
+:mod:`.original_solver` reproduces on request (``direct_match(..., solver="original")``,
+``--dm-solver original``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import to_rows
-from ..errors import StitchkitError
+from ..choices import DM_SOLVERS
+from ..errors import StitchkitError, unknown_name
 
 _EPS64 = torch.finfo(torch.float64).eps
 
@@ -323,6 +326,10 @@ class DirectMatchResult:
     #: the streamed statistics of the fit, so that the in-sample residual of any later map (e.g. after
     #: task loss training) can be computed without another pass: ``stats.residual(*layer.affine())``
     stats: LeastSquaresAccumulator | None = field(default=None, repr=False)
+    #: singular values of ``[X, 1]`` (``in_features + 1`` of them) that the solver's cutoff set to zero
+    dropped: int | None = None
+    #: the original's "Normalized PINV difference" (its second solve, no cutoff; ``solver="original"`` only)
+    reported_residual: float | None = None
 
 
 @torch.no_grad()
@@ -340,24 +347,34 @@ def accumulate_pairs(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> LeastSq
 
 
 @torch.no_grad()
-def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: float | None = None) -> DirectMatchResult:
+def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: float | None = None,
+                 solver: str = "stitchkit") -> DirectMatchResult:
     """Fit ``layer.transform`` by direct matching and install the map.
 
     ``batches`` yields ``(front_activation, end_activation)`` pairs with shapes ``(B, *layer.source_shape)``
     and ``(B, *layer.target_shape)``. The source rows are ``layer.pre_transform(front)`` (the transform
     input, e.g. the resized map for rc2c_pre, as in the original) and the target rows are
     ``layer.transform_target(end)``. Any low-rank truncation of the source is the caller's business
-    (apply it to the front activation before passing it in).
+    (apply it to the front activation before passing it in). ``solver="original"`` solves the
+    original's way instead (:func:`~.original_solver.original_direct_match`; ``rcond`` does not apply).
     """
+    if solver not in DM_SOLVERS:
+        raise unknown_name("direct-matching solver", solver, DM_SOLVERS)
+    if solver == "original":
+        from .original_solver import original_direct_match  # deferred: that module builds on this one
+
+        return original_direct_match(layer, batches)
     acc = accumulate_pairs(layer, batches)
     weight, bias = acc.solve(rcond)
     layer.set_affine(weight, bias)
     installed_w, installed_b = layer.affine()
+    rank = acc.effective_rank(rcond)
     return DirectMatchResult(
         weight=installed_w,
         bias=installed_b,
         residual=acc.residual(installed_w, installed_b),
         n_rows=acc.n,
-        rank=acc.effective_rank(rcond),
+        rank=rank,
         stats=acc,
+        dropped=acc.n_features_in - rank,  # rank([X, 1]) = rank of the centred X + 1
     )

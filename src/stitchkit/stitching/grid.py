@@ -97,6 +97,7 @@ def stitch_grid(
             log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
         else:
             todo.append(pair)
+    session.warn_clamped_ranks(sorted({fl for fl, _ in todo}, key=fls.index))
     command = command or "python: stitchkit.stitching.stitch_grid"
     label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None

@@ -87,6 +87,7 @@ def fit_direct_match(
     rank: int | None = None,
     low_rank_mode: str = "fixed",
     rcond: float | None = None,
+    solver: str = "stitchkit",
 ) -> DirectMatchResult:
     """Fit and install the stitching layer's transform by direct matching on ``pairs``.
 
@@ -95,6 +96,7 @@ def fit_direct_match(
     of each fit batch (the original truncated all K samples at once: the same when K ≤ batch size).
     When ``rank`` and mode equal the stitcher's own (``--front-stitch-rank``), its reducer is reused.
     The result's ``residual`` is the in-sample residual of the installed map on that source.
+    ``solver`` is stitchkit's least squares or the original's float32 pinv (:mod:`.original_solver`).
     """
     reducer = stitcher.reduce
     if rank != reducer.rank or low_rank_mode != reducer.mode:
@@ -103,7 +105,7 @@ def fit_direct_match(
         for front, _, _ in pairs():
             reducer.update(front)
         reducer.finalize()
-    return direct_match(stitcher.layer, ((reducer(front), end) for front, end, _ in pairs()), rcond=rcond)
+    return direct_match(stitcher.layer, ((reducer(front), end) for front, end, _ in pairs()), rcond=rcond, solver=solver)
 
 
 @torch.no_grad()

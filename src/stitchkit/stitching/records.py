@@ -32,7 +32,9 @@ class StitchResult:
     map on the test split; ``fit_residual`` of the installed map in-sample on the fit images (the
     original's "Normalized PINV difference", here always of the installed map); ``dm_fit_residual`` of
     the direct-matching solution before training (``init == "pinv"``); the donors' own accuracies;
-    ``sparsity`` of the transform's weight, bias and both; wall ``seconds``.
+    ``sparsity`` of the transform's weight, bias and both; wall ``seconds``. ``dm_dropped``: singular values
+    of ``[X, 1]`` the direct-matching solver's cutoff set to zero; ``dm_reported_residual``: the original's
+    "Normalized PINV difference" (``--dm-solver original`` only, see the conventions).
     """
 
     front_layer: str
@@ -65,6 +67,8 @@ class StitchResult:
     stitchkit_version: str = __version__
     #: how it was computed (grouping, group size, data path, device, precision); not what was computed
     execution: dict[str, Any] = field(default_factory=dict)
+    dm_dropped: int | None = None
+    dm_reported_residual: float | None = None
     run_dir: str | None = None
     skipped: bool = False
 

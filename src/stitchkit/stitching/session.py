@@ -30,6 +30,8 @@ from ..data.loading import describe_batches, make_batches
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
+from ..probing.ranks import rank_used, warn_clamped
+from ..training.base import check_subset_size
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
@@ -109,6 +111,8 @@ class GridSession:
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
         train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
+        if s.epochs > 0:  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
+            check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {self.info.name}")
         self.fit_set = sample_subset(train_plain, s.fit_samples, s.seed)
         self.n_fit = len(self.fit_set)
         test_full = datasets.get_dataset(self.info.name, "test", root=root, download=s.download)
@@ -255,6 +259,21 @@ class GridSession:
         )
         return stitcher.to(self.device)
 
+    def warn_clamped_ranks(self, front_layers: Sequence[str]) -> None:
+        """One warning per rank option above a front layer's channel count: that rank is the layer's full
+        rank, and it is recorded as ``front_*_rank_used`` in each pair's options (run names keep the
+        rank asked for)."""
+        options = {"--front-stitch-rank": self.s.front_stitch_rank, "--front-pinv-rank": self.s.front_pinv_rank}
+        given = {flag: rank for flag, rank in options.items() if rank is not None}
+        if not given:
+            return
+        shapes = layered(self.front.model).shapes(self.input_shape, list(front_layers))
+        if len(set(given.values())) == 1:  # the same rank: one line names both options
+            warn_clamped([next(iter(given.values()))], shapes, " and ".join(given))
+        else:
+            for flag, rank in given.items():
+                warn_clamped([rank], shapes, flag)
+
     def fit(self, stitcher: Stitcher):
         """The fixed low-rank basis (if any) and, with ``init="pinv"``, direct matching on the fit set."""
         fit_pairs = self.fit_source(stitcher)
@@ -262,7 +281,8 @@ class GridSession:
             stitcher.fit_low_rank(front for front, _, _ in fit_pairs())
         if self.s.init != "pinv":
             return None
-        return fit_direct_match(stitcher, fit_pairs, rank=self.s.front_pinv_rank, low_rank_mode=self.s.low_rank_mode, rcond=self.s.rcond)
+        return fit_direct_match(stitcher, fit_pairs, rank=self.s.front_pinv_rank, low_rank_mode=self.s.low_rank_mode, rcond=self.s.rcond,
+                                solver=self.s.dm_solver)
 
     def _fit_residual(self, stitcher: Stitcher, dm) -> float:
         """In-sample residual of the installed map on the source the stitched network sees."""
@@ -287,6 +307,9 @@ class GridSession:
         s = self.s
         lf, le = layered(self.front_model), layered(self.end_model)
         front_layer, end_layer = stitcher.front_layer, stitcher.end_layer
+        # the ranks as they act on this front layer: one above its channel count is its full rank
+        used = {f"{name}_used": rank_used(rank, stitcher.source_shape) for name, rank in
+                (("front_stitch_rank", s.front_stitch_rank), ("front_pinv_rank", s.front_pinv_rank)) if rank is not None}
         return StitchResult(
             front_layer=front_layer, end_layer=end_layer, stitching_type=stitcher.kind, init=s.init, epochs=s.epochs,
             accuracy=evaluation.accuracy, loss=evaluation.loss, residual=evaluation.residual,
@@ -299,8 +322,9 @@ class GridSession:
                    "source_shape": list(stitcher.source_shape)},
             end={**self.end.describe(), "layers": list(le.layers), "layer_index": le.index(end_layer),
                  "target_shape": list(stitcher.target_shape)},
-            dataset=self.info.name, options={**self.naming_settings.result_options(), "resolved_stitching_type": stitcher.kind},
-            config_key=self.key, run_name=name, execution=execution,
+            dataset=self.info.name, options={**self.naming_settings.result_options(), "resolved_stitching_type": stitcher.kind, **used},
+            config_key=self.key, run_name=name, execution=execution, conventions=s.conventions(),
+            dm_dropped=dm.dropped if dm is not None else None, dm_reported_residual=dm.reported_residual if dm is not None else None,
         )
 
     # --- the reference: one pair after the other -----------------------------------------------------

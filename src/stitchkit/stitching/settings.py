@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..choices import GROUPINGS
+from ..choices import DM_SOLVERS, GROUPINGS
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
 from ..training.optim import OptimConfig
@@ -24,11 +24,23 @@ CONVENTIONS = {
     "before any training",
     "direct_matching": "minimum-norm least squares [X, 1]·Θ = Y, streamed float64 statistics; rows are spatial "
     "positions (conv) or tokens including CLS; source = the stitching layer's transform input (after resizing)",
+    "dm_dropped": "singular values of [X, 1] (in_features + 1 of them; X the fit rows of the transform input) that the "
+    "direct-matching solver's cutoff treats as zero; dm_rank = in_features − dm_dropped is the rank of the centred source it used",
     "low_rank_source": "both --front-stitch-rank and --front-pinv-rank truncate the front activation before the "
     "stitching layer (the original truncated the resized source for the pinv fit)",
     "donors": "frozen (requires_grad False) and always in eval mode (BatchNorm statistics never change)",
     "accuracy": "top-1 on the test split (first test_samples images when set), fraction",
     "positive_class": "n/a",
+}
+
+#: the ``direct_matching`` convention of ``--dm-solver original`` (the others stay as above)
+ORIGINAL_SOLVER_CONVENTIONS = {
+    "direct_matching": "the original's solve (--dm-solver original): A = torch.linalg.pinv([X, 1]) · Y in float32 on the CPU, "
+    "all rows of the K fit images in one matrix, torch's default cutoff (singular values ≤ eps32 · max(rows, columns) · σ_max "
+    "count as zero, dm_dropped of them); rows are spatial positions (conv) or tokens including CLS; source = the stitching "
+    "layer's transform input (after resizing)",
+    "dm_reported_residual": "the original's 'Normalized PINV difference': in-sample residual of a second float32 pinv solve with "
+    "atol = rtol = 0 (not the installed map; fit_residual and dm_fit_residual are those of the installed map)",
 }
 
 
@@ -38,6 +50,9 @@ class StitchSettings:
     ``low_rank_mode`` (``"fixed"``; the original's behaviour is ``"per-batch"``) and ``device``.
 
     ``fit_samples`` is K of direct matching (``-pinv-samples``); ``None`` uses the whole training split.
+    ``dm_solver``: ``"stitchkit"`` (streamed float64 least squares, minimum-norm; :mod:`.direct_match`) or
+    ``"original"`` (the original's float32 pinv with torch's default cutoff on the K images in one batch;
+    :mod:`.original_solver`), which names the run only when it is not the default.
     ``test_samples`` evaluates on the first N test images (quick runs; None = all, like the original);
     ``train_samples`` trains on a fixed seeded random subset of the training split (None = all).
     ``memory_limit_gb`` bounds the activations a grid keeps in RAM; larger sets are memory-mapped under
@@ -74,6 +89,7 @@ class StitchSettings:
     front_pinv_rank: int | None = None
     low_rank_mode: str = "fixed"
     rcond: float | None = None
+    dm_solver: str = "stitchkit"
     dataset: str | None = None
     data_root: str | None = None
     download: bool = True
@@ -131,7 +147,21 @@ class StitchSettings:
         check_data_path(self.data_path)
         if self.front_pinv_rank is not None and self.init != "pinv":
             raise StitchkitError("--front-pinv-rank only applies to direct matching; add -i pinv")
+        if self.dm_solver not in DM_SOLVERS:
+            raise unknown_name("direct-matching solver (--dm-solver)", str(self.dm_solver), DM_SOLVERS)
+        if self.dm_solver == "original":
+            if self.init != "pinv":
+                raise StitchkitError("--dm-solver original only applies to direct matching; add -i pinv")
+            if self.fit_samples is None:
+                raise StitchkitError("--dm-solver original fits the K fit images in one batch, as the original did; "
+                                     "give their number with -pinv-samples K (the original's default is 100)")
+            if self.rcond is not None:
+                raise StitchkitError("rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff")
         return self
+
+    def conventions(self) -> dict[str, str]:
+        """The conventions recorded with a result of these settings."""
+        return {**CONVENTIONS, **(ORIGINAL_SOLVER_CONVENTIONS if self.dm_solver == "original" else {})}
 
     def result_options(self) -> dict[str, Any]:
         """The options that change the numbers (they name the run); not device, loaders or paths."""
@@ -155,6 +185,7 @@ class StitchSettings:
             "low_rank_mode": self.low_rank_mode if (self.front_stitch_rank or self.front_pinv_rank) else None,
             "rcond": self.rcond,
             **({"amp": "bf16"} if self.amp and self.epochs > 0 else {}),  # only when it changes the numbers (old names stay)
+            **({"dm_solver": self.dm_solver} if self.dm_solver != "stitchkit" else {}),  # likewise
         }
 
     def to_dict(self) -> dict[str, Any]:

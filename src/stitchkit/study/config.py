@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import DATA_PATHS
+from ..choices import DATA_PATHS, DM_SOLVERS
 from ..errors import StitchkitError
 
 
@@ -97,6 +97,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images"),
         "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)"),
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
+        "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
+                         "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
     },
     "similarity": {
         "enabled": Key(bool, True, "compute similarity index matrices"),

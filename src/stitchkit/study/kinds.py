@@ -91,6 +91,7 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         dataset=p["dataset"], data_root=ctx.settings.get("data_root"), device=ctx.settings.get("device", "auto"),
         workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
         cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.get("amp", False), data_path=ctx.settings.get("data_path", "auto"),
+        dm_solver=p.get("dm_solver", "stitchkit"),
         group_size=ctx.settings.get("group_size"), activation_cache=str(ctx.cache_dir / "activations"),
     )
     runs = ctx.out_dir / "runs"

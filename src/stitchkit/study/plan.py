@@ -137,6 +137,8 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
                     params.update(epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"], weight_decay=st["weight_decay"], train_subset=st["train_subset"])
                     if st["amp"]:  # only when set, so that the units of existing studies keep their identities
                         params["amp"] = True
+                if method != "tlm" and st["dm_solver"] != "stitchkit":  # likewise: only when not the default
+                    params["dm_solver"] = st["dm_solver"]
                 stitch_units.append(Unit("stitch", params, (networks[i].id, networks[j].id), f"stitch {method} {names[i]}→{names[j]}"))
         units += stitch_units
 
