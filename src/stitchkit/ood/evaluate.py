@@ -40,25 +40,13 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import StitchkitError
+from ..data.loading import batches_of
 from ..utils.io import json_safe, write_json_atomic, write_text_atomic
+from ..utils.progress import progress_bar
 from .detectors import Detector, make_detector, pool_features
 from .metrics import OODMetricsResult, ood_metrics
 
 DetectorsByLayer = Mapping[str, Mapping[str, Detector]]
-
-
-def _loader(data: Any, batch_size: int, workers: int = 0):
-    from torch.utils.data import DataLoader
-
-    if isinstance(data, DataLoader) or not hasattr(data, "__getitem__"):
-        return data
-    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
-
-
-def _progress(iterable, desc: str, enabled: bool):
-    from ..training.loop import progress_bar
-
-    return progress_bar(iterable, desc, enabled)
 
 
 @torch.no_grad()
@@ -90,7 +78,7 @@ def genuine_scores(
     extractor = layered(model).extractor(layers)
     out: dict[str, dict[str, list[Tensor]]] = {layer: {name: [] for name in detectors[layer]} for layer in layers}
     try:
-        for batch in _progress(_loader(data, batch_size, workers), desc, progress):
+        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), desc, progress):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -133,7 +121,7 @@ def fit_training_free(
     feats: dict[tuple[str, str], list[Tensor]] = {(layer, pool): [] for layer in layers for pool in pools}
     labels: list[Tensor] = []
     try:
-        for batch in _progress(_loader(data, batch_size, workers), "fit detectors", progress):
+        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), "fit detectors", progress):
             x, y = batch[0], batch[1]
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -225,7 +213,7 @@ def evaluate_stitched(
     hits, n, n_labelled = 0, 0, 0
     scores: dict[str, list[Tensor]] = {name: [] for name in detectors}
     try:
-        for batch in _progress(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
+        for batch in progress_bar(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
             act, labels, logits = _unpack(batch)
             if labels is not None:
                 if logits is None:
@@ -270,7 +258,7 @@ def stitched_batches(
     front.eval()
     stitching_layer.eval()
     prefix = layered(front).prefix(front_layer)
-    for x, y in _loader(data, batch_size, workers):
+    for x, y in batches_of(data, batch_size, workers=workers, data_path="loader"):
         yield stitching_layer(prefix(x.to(device, non_blocking=True))), y
 
 

@@ -23,13 +23,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..activations.extract import model_fingerprint, sample_subset
+from ..activations.extract import model_fingerprint
 from ..activations.low_rank import LowRankBasis
-from ..data.loading import make_batches
+from ..data.loading import check_subset_size, make_batches, sample_subset
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..training.base import check_subset_size
-from ..training.loop import progress_bar
+from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
 from .probe import (
     FeatureStats,

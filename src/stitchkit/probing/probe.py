@@ -59,6 +59,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from ..activations.low_rank import LowRankBasis, principal_directions, truncate
+from ..activations.pooling import pool_features
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from ..training.loop import EpochLog, evaluate, fit
@@ -162,16 +163,12 @@ class ProbeConfig:
 
 def pool_activation(x: Tensor, token_pool: str = "cls") -> Tensor:
     """The probe's feature vector of each sample: conv → global average pool, tokens → CLS token (or
-    the mean token), vectors → themselves."""
-    if x.dim() == 4:
-        return x.mean(dim=(2, 3))
-    if x.dim() == 3:
-        return x[:, 0] if token_pool == "cls" else x.mean(dim=1)
-    if x.dim() == 2:
-        return x
-    raise StitchkitError(
-        f"a probe reads activations of shape (N, C, H, W), (N, T, D) or (N, D), got {tuple(x.shape)}"
-    )
+    the mean token), vectors → themselves (:func:`~stitchkit.activations.pooling.pool_features`)."""
+    if x.dim() not in (2, 3, 4):
+        raise StitchkitError(
+            f"a probe reads activations of shape (N, C, H, W), (N, T, D) or (N, D), got {tuple(x.shape)}"
+        )
+    return pool_features(x, "cls" if token_pool == "cls" else "avg")
 
 
 def activation_kind(shape: Sequence[int]) -> str:

@@ -40,7 +40,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 from ..activations.extract import Activations, ActivationWriter
 from ..errors import StitchkitError
 from ..models.layers import LOGITS, layered
-from ..training.loop import EpochLog, TrainingDiverged, progress_bar
+from ..training.loop import EpochLog, TrainingDiverged
+from ..utils.progress import progress_bar
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
 from ..utils.compile import maybe_compile
 from .direct_match import ResidualMeter

@@ -24,14 +24,13 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..activations.extract import ActivationCache, Activations, extract_activations, sample_subset
+from ..activations.extract import ActivationCache, Activations, extract_activations
 from .. import data as datasets  # called through the module, so that a patched registry is seen
-from ..data.loading import describe_batches, make_batches
+from ..data.loading import check_subset_size, describe_batches, make_batches, sample_subset
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
 from ..probing.ranks import rank_used, warn_clamped
-from ..training.base import check_subset_size
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler, Subset
+from torch.utils.data import Sampler
 
 from .. import __version__
 from ..errors import StitchkitError
 from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
-from ..data.loading import make_batches
+from ..data.loading import make_batches, sample_subset
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.seed import set_seed
@@ -97,23 +97,6 @@ class _ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def check_subset_size(n: int | None, available: int, what: str) -> None:
-    """Refuse a subset larger than the set it is drawn from (it would be the whole set, recorded as
-    the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
-    split of fashion"."""
-    if n is not None and n > available:
-        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
-                             "or leave the option out to use all of them")
-
-
-def _subset(dataset: Dataset, n: int | None, seed: int, what: str = "the training set (--train-subset)") -> Dataset:
-    check_subset_size(n, len(dataset), what)
-    if n is None or n == len(dataset):
-        return dataset
-    generator = torch.Generator().manual_seed(seed)
-    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n].tolist())
-
-
 _write_csv = write_csv_atomic  # training_logs.csv of every trainer (base models, detectors, stitches)
 
 
@@ -170,7 +153,7 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
             scheduler.load_state_dict(dict(resume_ckpt.extra["scheduler"]))
 
     full_train_set = get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download)
-    train_set = _subset(full_train_set, settings.train_subset, settings.seed, f"--train-subset: the train split of {info.name}")
+    train_set = sample_subset(full_train_set, settings.train_subset, settings.seed, what=f"--train-subset: the train split of {info.name}")
     test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
     if dist_info.enabled:
         train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import StitchkitError
+from ..utils.progress import progress_bar
 from .distributed import all_reduce_sum
 
 StepOutput = tuple[torch.Tensor, int, dict[str, float]]
@@ -65,13 +66,6 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, topk: Iterable[int]) -
     for k in topk:
         stats["acc" if k == 1 else f"top{k}"] = hits[:, :k].any(dim=-1).sum().item()
     return stats
-
-
-def progress_bar(iterable, desc: str, enabled: bool, **kw):
-    """tqdm on stderr; redraws at most every few seconds when stderr is a log file, not a terminal."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, leave=False, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.1 if interactive else 10.0, **kw)
 
 
 def _autocast(device: torch.device, amp: bool):
