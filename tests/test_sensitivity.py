@@ -171,7 +171,7 @@ def checkpoints(tmp_path_factory):
 
 
 def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     settings = GroundingSettings(
@@ -188,7 +188,7 @@ def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
 
 
 def test_task_loss_matching_accuracy_of_one_comparison(checkpoints):
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.sensitivity import Comparison, stitching_measure_values
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}

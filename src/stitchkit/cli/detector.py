@@ -92,10 +92,8 @@ def _register_train(actions) -> None:
 def _layers_arg(args: argparse.Namespace) -> list[str]:
     from ..errors import StitchkitError
 
-    parts = []
-    for item in ([args.source_layer_name] if args.source_layer_name else []) + list(args.layers or []):
-        parts += [x.strip() for x in item.split(",") if x.strip()]
-    if not parts:
+    parts = ([args.source_layer_name] if args.source_layer_name else []) + list(args.layers or [])
+    if not any(part.strip(", ") for part in parts):
         raise StitchkitError("give the layer to train a detector for (positional source_layer_name, or --layers LAYER ... / --layers all)")
     return parts
 
@@ -166,7 +164,8 @@ def run_check(args: argparse.Namespace) -> int:
     from ..data import dataset_info
     from ..ood.evaluate import check_detectors
     from ..ood.registry import DetectorRegistry
-    from ..stitching.experiment import load_donor, resolve_layers
+    from ..models.layers import layered
+    from ..stitching.experiment import load_donor
     from ..utils.device import resolve_device
     from ..utils.io import write_json_atomic
 
@@ -184,7 +183,7 @@ def run_check(args: argparse.Namespace) -> int:
     donor = load_donor(args.model_path, args.model_type, dataset=args.dataset)
     model = donor.model
     dataset = dataset_info(args.dataset or donor.dataset or "cifar10").name
-    layers = resolve_layers(model, ",".join(args.layers))
+    layers = layered(model).resolve(args.layers)
     report = check_detectors(
         model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,
         registry=DetectorRegistry(args.detector_dir) if args.detector_dir else None, training_free=args.training_free,

@@ -31,7 +31,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import dataset_info
     from ..models import get_model, is_known_model
-    from ..models.checkpoint import load_model
+    from ..models.loading import load_model
     from ..models.layers import layered  # deferred: torch loads only when a command computes
 
     options = model_options(args)

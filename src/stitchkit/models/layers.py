@@ -207,11 +207,29 @@ class LayeredModel:
         return True
 
     # -- public API -----------------------------------------------------------------------------
-    def check_layer(self, name: str) -> str:
+    def check_layer(self, name: str, where: str | None = None) -> str:
+        """``name`` if it is a stitchable layer; else an error listing the valid ones (``where``: the
+        option that asked for it, e.g. "study config: layers.front")."""
         if name not in self._cuts:
             listing = ", ".join(self.layers) if self.layers else "(none found)"
+            if where:
+                raise StitchkitError(f"{where} has {name!r}, which is not a stitchable layer of {self.model_name}; valid layers: {listing}")
             raise StitchkitError(f"{name!r} is not a stitchable layer of {self.model_name}; valid layers: {listing}")
         return name
+
+    def resolve(self, layers: str | Sequence[str] | None, where: str | None = None) -> list[str]:
+        """A layer request → validated names, each once: ``"all"`` or None (every stitchable layer, in
+        forward order), a comma-separated string, or a list (whose items may be comma lists too), in
+        the order asked. ``where`` names the option in errors (:meth:`check_layer`)."""
+        if layers is None:
+            return list(self.layers)
+        items = [layers] if isinstance(layers, str) else list(layers)
+        names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        if names == ["all"]:
+            return list(self.layers)
+        if not names:
+            raise StitchkitError(f"no layers given for {self.model_name}; valid layers: {', '.join(self.layers)}")
+        return list(dict.fromkeys(self.check_layer(name, where) for name in names))
 
     @property
     def model_name(self) -> str:

@@ -506,17 +506,16 @@ def train_detectors_for_checkpoint(
     read from a stitchkit checkpoint); ``layers`` may be ``"all"`` (every stitchable layer), a
     comma-separated string or a list. ``config.dataset`` defaults to the checkpoint's dataset."""
     from ..data import dataset_info
-    from ..stitching.experiment import load_donor, resolve_layers
+    from ..models.layers import layered
+    from ..models.loading import check_fits_dataset
+    from ..stitching.experiment import load_donor
 
     donor = load_donor(source_model_path, source_model_type, dataset=config.dataset, model_options=source_options)
     source = donor.model
     if config.dataset is None:
         config.dataset = donor.dataset or "cifar10"
     info = dataset_info(config.dataset)
-    spec = getattr(source, "stitchkit_spec", {})
-    if spec.get("num_classes") not in (None, info.num_classes) or spec.get("in_channels") not in (None, info.shape[0]):
-        raise StitchkitError(f"the source model takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
-                             f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes; pass the dataset it was trained on (-d)")
-    layers = resolve_layers(source, layers if isinstance(layers, str) else ",".join(layers))
+    check_fits_dataset(source, info)
+    layers = layered(source).resolve(layers)
     return train_detectors(source, layers, config, source_path=str(source_model_path), source_type=donor.model_type,
                            input_shape=info.shape, argv_config=argv_config)

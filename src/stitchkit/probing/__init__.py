@@ -11,7 +11,7 @@ and specificity tests.
 >>> report.accuracy("layer3.1", 4)
 """
 
-from .model import feature_pass, load_for_probing, probe_checkpoint, probe_datasets, probe_model
+from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
 from .probe import (
     LOW_RANK_MODES,
     TOKEN_POOLS,
@@ -41,7 +41,6 @@ __all__ = [
     "check_ranks",
     "default_milestones",
     "feature_pass",
-    "load_for_probing",
     "pool_activation",
     "probe_activations",
     "probe_checkpoint",

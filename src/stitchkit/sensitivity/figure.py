@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..utils.io import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .grounding import GroundingReport
+    from .report import GroundingReport
 
 
 def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:

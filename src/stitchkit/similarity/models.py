@@ -69,13 +69,6 @@ class SimilarityReport:
         return paths
 
 
-def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
-    lm = layered(model)
-    if not layers or list(layers) == ["all"]:
-        return list(lm.layers)
-    return [lm.check_layer(layer) for layer in dict.fromkeys(layers)]
-
-
 def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], layers_y: list[str], input_shape: tuple[int, ...],
                    ranks_x: Sequence[int | None], ranks_y: Sequence[int | None]) -> dict[str, list]:
     """Ranks above a layer's channel count are that layer's full rank: warned about before anything is
@@ -124,7 +117,7 @@ def compare_models(
         raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
     started = time.perf_counter()
     dev = resolve_device(device)
-    layers_x, layers_y = _check_layers(model_x, layers_x), _check_layers(model_y, layers_y)
+    layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
     if not all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
     subset = sample_subset(data, n_samples)
@@ -188,15 +181,18 @@ def compare_checkpoints(
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
     the dataset's split, then :func:`compare_models`."""
     from ..data import get_dataset, resolve_data_root
-    from ..probing.model import load_for_probing
+    from ..models.loading import load_for_dataset, requested_model_type
     from ..utils.seed import set_seed
 
     set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
-    model1, name1 = load_for_probing(model1_path, model1_type, dataset=dataset, model_options=model_options)
-    if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and model2_type == model1_type:
+    model1, _, info1 = load_for_dataset(model1_path, model1_type, dataset=dataset, model_options=model_options)
+    name1 = info1.name
+    same_type = requested_model_type(model2_type) == requested_model_type(model1_type)
+    if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and same_type:
         model2, name2 = model1, name1
     else:
-        model2, name2 = load_for_probing(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+        model2, _, info2 = load_for_dataset(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+        name2 = info2.name
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
     data = get_dataset(name1, split, root=data_root)

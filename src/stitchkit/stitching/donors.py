@@ -12,7 +12,8 @@ from torch import nn
 
 from ..activations.extract import model_fingerprint
 from ..errors import StitchkitError
-from ..models.checkpoint import load_checkpoint, load_model
+from ..models.checkpoint import load_checkpoint
+from ..models.loading import AUTO_MODEL_TYPES, load_model, requested_model_type
 from ..models.layers import layered
 
 
@@ -36,7 +37,7 @@ class Donor:
         }
 
 
-AUTO_TYPES = (None, "", "-", "auto")
+AUTO_TYPES = AUTO_MODEL_TYPES  # the old name
 
 
 def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | None = None, *, dataset: str | None = None,
@@ -51,7 +52,7 @@ def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | 
         name = spec["name"] if isinstance(spec, dict) else type(source).__name__
         return Donor(source, None, name, model_fingerprint(source))
     path = str(source)
-    wanted = None if model_type in AUTO_TYPES else model_type
+    wanted = requested_model_type(model_type)
     if wanted is not None:
         ckpt = load_checkpoint(path)
         described = (ckpt.model_spec or {}).get("name")
@@ -66,14 +67,6 @@ def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | 
 
 
 def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[str]:
-    """``"all"``, a comma-separated string or a list of layer names → validated names in forward order
-    of the request (``all``: the network's order)."""
-    lm = layered(model)
-    if isinstance(layers, str):
-        if layers.strip() == "all":
-            return list(lm.layers)
-        layers = [part.strip() for part in layers.split(",") if part.strip()]
-    names = [lm.check_layer(name) for name in layers]
-    if not names:
-        raise StitchkitError(f"no layers given for {lm.model_name}; valid layers: {', '.join(lm.layers)}")
-    return list(dict.fromkeys(names))
+    """``"all"``, a comma-separated string or a list of layer names → validated names (the layered
+    model resolves them: :meth:`~stitchkit.models.layers.LayeredModel.resolve`)."""
+    return layered(model).resolve(layers)

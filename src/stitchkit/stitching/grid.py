@@ -42,14 +42,12 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
 from .records import StitchResult, run_name
 from .run_folder import is_finished, write_run
 from .session import GridSession
 from .settings import StitchSettings
-
-def _printer(settings: StitchSettings) -> Callable[[str], None]:
-    return (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
 
 
 def stitch_grid(
@@ -77,7 +75,7 @@ def stitch_grid(
     (``settings.grouping``, see :mod:`.grouped`); ``"per-pair"`` runs them one after the other.
     """
     settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
-    log = _printer(settings)
+    log = printer(settings.verbose)
     front_d = load_donor(front, front_type, dataset=settings.dataset, model_options=model_options)
     same_file = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike)) and str(end) == str(front) and end_type == front_type
     end_d = front_d if (end is front or same_file) else load_donor(end, end_type, dataset=settings.dataset, model_options=model_options)

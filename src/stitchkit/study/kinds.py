@@ -14,7 +14,7 @@ from .units import Unit, UnitContext, register_unit_kind
 
 def load_network(dep: dict[str, Any], device: str | torch.device = "cpu"):
     """The model of a finished ``train`` or ``network`` unit."""
-    from ..models.checkpoint import load_model
+    from ..models.loading import load_model
 
     model, _ = load_model(dep["artifacts"]["checkpoint"])
     return model.to(device).eval()
@@ -22,7 +22,7 @@ def load_network(dep: dict[str, Any], device: str | torch.device = "cpu"):
 
 def _fingerprint(path: str) -> str:
     from ..activations import model_fingerprint
-    from ..models.checkpoint import load_model
+    from ..models.loading import load_model
 
     model, _ = load_model(path)
     return model_fingerprint(model)
@@ -156,7 +156,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     from ..data import get_dataset
     from ..probing.model import probe_model
     from ..probing.probe import rank_label
-    from ..sensitivity.grounding import ProbeCache
+    from ..probing.cache import ProbeCache
 
     p = unit.params
     net = ctx.deps[unit.deps[0]]

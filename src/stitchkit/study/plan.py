@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..data import dataset_info  # the torch-free catalogue
 from ..errors import StitchkitError
 from .units import Unit
+
+if TYPE_CHECKING:
+    from ..models.layers import LayeredModel
 
 
 def _file_hash(path: Path) -> str:
@@ -29,16 +33,14 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def network_layers(spec: dict[str, Any], dataset: str) -> dict[str, tuple[int, ...]]:
-    """Stitchable layers (in order) with their activation shapes, for a network described by a model
-    name and options (no training needed)."""
-    from ..data import dataset_info
-    from ..models import get_model
+def network(spec: dict[str, Any], dataset: str) -> LayeredModel:
+    """The (untrained) network a model name and options describe, cut into its stitchable layers."""
+    from ..models import get_model  # deferred: importing the study package must not import torch (pool workers set threads first)
     from ..models.layers import layered
 
     info = dataset_info(dataset)
     model = get_model(spec["model"], num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **spec["options"])
-    return layered(model).shapes(info.shape)
+    return layered(model)
 
 
 def default_ranks(shape: tuple[int, ...]) -> list[int]:
@@ -51,15 +53,10 @@ def default_ranks(shape: tuple[int, ...]) -> list[int]:
     return ranks
 
 
-def _select(layers: list[str], wanted: str | list[str], where: str) -> list[str]:
-    if wanted == "all":
-        return list(layers)
-    if isinstance(wanted, str):
-        wanted = [w.strip() for w in wanted.split(",") if w.strip()]
-    missing = [w for w in wanted if w not in layers]
-    if missing:
-        raise StitchkitError(f"study config: {where} has {missing[0]!r}, which is not a stitchable layer; valid layers: {', '.join(layers)}")
-    return [layer for layer in layers if layer in wanted]
+def _select(net: LayeredModel, wanted: str | list[str], where: str) -> list[str]:
+    """The layers a config key asks for ("all", a comma list or a list), in the network's order."""
+    chosen = set(net.resolve(wanted, where=f"study config: {where}"))
+    return [layer for layer in net.layers if layer in chosen]
 
 
 def _pairs(n: int, how: str) -> list[tuple[int, int]]:
@@ -96,8 +93,6 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
 
     study, nets_cfg = config["study"], config["networks"]
     dataset = study["dataset"]
-    from ..data import dataset_info
-
     dataset_info(dataset)  # fail early on an unknown name
     networks: list[Unit] = []
     if nets_cfg["checkpoints"]:
@@ -118,10 +113,11 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
             networks.append(Unit("train", params, (), f"train {nets_cfg['model']} s{seed}"))
     _check_networks(config, networks)
     spec = {"model": networks[0].params["model"], "options": networks[0].params["options"]}
-    shapes = network_layers(spec, dataset)
+    net = network(spec, dataset)
+    shapes = net.shapes(dataset_info(dataset).shape)
     layers = list(shapes)
-    front_layers = _select(layers, config["layers"]["front"], "layers.front")
-    end_layers = _select(layers, config["layers"]["end"], "layers.end")
+    front_layers = _select(net, config["layers"]["front"], "layers.front")
+    end_layers = _select(net, config["layers"]["end"], "layers.end")
     units: list[Unit] = list(networks)
     names = [n.label.split(" ", 1)[1] for n in networks]
     common = {"dataset": dataset, "seed": study["seed"]}
@@ -167,7 +163,7 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     pc = config["probes"]
     probe_ids: list[str] = []
     if pc["enabled"]:
-        probe_layers = _select(layers, pc["layers"], "probes.layers")
+        probe_layers = _select(net, pc["layers"], "probes.layers")
         for n, name in zip(networks, names):
             params = {**common, "layers": probe_layers, "ranks": pc["ranks"], "epochs": pc["epochs"], "train_subset": pc["train_subset"]}
             units.append(Unit("probes", params, (n.id,), f"probes {name}"))
@@ -178,14 +174,14 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     test_deps = tuple(n.id for n in networks) + tuple(probe_ids)
     sens = config["sensitivity"]
     if sens["enabled"]:
-        layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
+        layer = _select(net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
         check_ranks_fit(sens["ranks"], {layer: shapes[layer]}, "study config: sensitivity.ranks")
         params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("sensitivity", params, test_deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
-        layer = _select(layers, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
+        layer = _select(net, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
         params = {**common, "reference_layer": layer, "layers": layers, "measures": spec_cfg["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
                   "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
         units.append(Unit("specificity", params, test_deps, f"specificity {layer}"))

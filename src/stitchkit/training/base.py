@@ -26,7 +26,8 @@ from torch.utils.data import Sampler
 
 from .. import __version__
 from ..errors import StitchkitError
-from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
+from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
+from ..models.loading import load_for_dataset
 from ..data.loading import make_batches, sample_subset
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
@@ -258,19 +259,12 @@ def evaluate_model(
     model_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split."""
-    from ..data import dataset_info, get_dataset
+    from ..data import get_dataset
 
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
-    model, ckpt = load_model(model_path, model_name, dataset=dataset, **(model_options or {}))
-    name = dataset or ckpt.dataset or "cifar10"
-    info = dataset_info(name)
+    model, _, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)
     spec = model.stitchkit_spec
-    if spec.get("num_classes") != info.num_classes or spec.get("in_channels") != info.shape[0]:
-        raise StitchkitError(
-            f"model {spec['name']} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
-            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes"
-        )
     dev = resolve_device(device)
     model.to(dev)
     test_set = get_dataset(info.name, "test", root=data_root)
