@@ -6,7 +6,8 @@ options of one name; ``build_from_spec(model.stitchkit_spec)`` rebuilds a model 
 What exists is declared torch-free in :mod:`.catalog`.
 """
 
-from .catalog import ModelInfo, Option
+from .catalog import ModelInfo
+from .options import Option
 
 __all__ = [
     "ModelEntry",
