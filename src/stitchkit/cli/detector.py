@@ -161,11 +161,10 @@ def _training_free_options(args: argparse.Namespace) -> dict:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..data import dataset_info
     from ..ood.evaluate import check_detectors
     from ..ood.registry import DetectorRegistry
     from ..models.layers import layered
-    from ..stitching.experiment import load_donor
+    from ..models.loading import check_model_type, load_for_dataset
     from ..utils.device import resolve_device
     from ..utils.io import write_json_atomic
 
@@ -180,9 +179,9 @@ def run_check(args: argparse.Namespace) -> int:
         raise StitchkitError("nothing to check: give an energy detector registry (-detectors DIR) and/or --training-free mahalanobis knn")
     if args.out:
         check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
-    donor = load_donor(args.model_path, args.model_type, dataset=args.dataset)
-    model = donor.model
-    dataset = dataset_info(args.dataset or donor.dataset or "cifar10").name
+    check_model_type(args.model_path, args.model_type)
+    model, _, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
+    dataset = info.name
     layers = layered(model).resolve(args.layers)
     report = check_detectors(
         model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,

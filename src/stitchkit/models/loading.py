@@ -60,6 +60,19 @@ def load_model(
     return model, ckpt
 
 
+def check_model_type(path: str | Path, model_type: str | None) -> None:
+    """Refuse an architecture name that differs from the one a self-describing checkpoint records."""
+    wanted = requested_model_type(model_type)
+    if wanted is None:
+        return
+    described = (load_checkpoint(path).model_spec or {}).get("name")
+    if described is not None and described != wanted:
+        raise StitchkitError(
+            f"checkpoint {str(path)!r} holds a {described}, not a {wanted}; give its type as {described!r} or '-' "
+            "(a stitchkit checkpoint describes itself)"
+        )
+
+
 def check_fits_dataset(model: nn.Module, info: DatasetInfo) -> None:
     """Refuse a model whose input channels or class count differ from the dataset's."""
     spec = getattr(model, "stitchkit_spec", None) or {}

@@ -11,7 +11,8 @@ stitched activations.
 * :mod:`.detectors` — the :class:`Detector` interface (``fit`` / ``predict`` outlier scores) with
   :class:`EnergyDetector`, :class:`MahalanobisDetector` and :class:`KNNDetector`.
 * :mod:`.train` — :func:`train_detectors`: supervised pre-training on a frozen source's activations,
-  then energy fine-tuning with outlier exposure, several layers sharing one source pass.
+  then energy fine-tuning with outlier exposure, several layers sharing one source pass
+  (:class:`~.bank.DetectorBank`; the configuration :mod:`.train_config`, the loss :mod:`.finetune_loss`).
 * :mod:`.registry` — :class:`DetectorRegistry`: ``<fdir>/<id>.pt`` + ``meta.json``, lookup by content
   hash, deterministic ids, safe for concurrent writers.
 * :mod:`.evaluate` — :func:`genuine_scores`, :func:`evaluate_stitched`, :func:`check_detectors`,

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 
 from ..data import get_dataset
-from ..errors import StitchkitError
 from ..data.loading import check_subset_size, sample_subset
+from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .registry import DetectorRegistry
-
-if TYPE_CHECKING:
-    from .train import DetectorTrainConfig
+from .train_config import DetectorTrainConfig
 
 
-def check_outputs(config: "DetectorTrainConfig", dirs: dict[str, Path]):
+def check_outputs(config: DetectorTrainConfig, dirs: dict[str, Path]):
     """Every output path, checked before any work (nothing is created here): the training folders
     can be written and hold no finished detectors (unless ``overwrite``), and the registry folder
     can be written and its ``meta.json`` read. Returns the registry (None without registering)."""
@@ -57,7 +55,7 @@ class TrainingData:
                 "finetune_outliers": size(self.ft_ood), "finetune_per_epoch": self.ft_per_epoch or None}
 
 
-def load_training_data(config: "DetectorTrainConfig", dataset: str, ft_id_name: str, input_shape: Sequence[int]) -> TrainingData:
+def load_training_data(config: DetectorTrainConfig, dataset: str, ft_id_name: str, input_shape: Sequence[int]) -> TrainingData:
     data = TrainingData()
     if config.epochs > 0:
         full = get_dataset(dataset, "train", root=config.data_root, augment=True, shape=input_shape)

@@ -11,9 +11,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..activations.extract import model_fingerprint
-from ..errors import StitchkitError
-from ..models.checkpoint import load_checkpoint
-from ..models.loading import AUTO_MODEL_TYPES, load_model, requested_model_type
+from ..models.loading import AUTO_MODEL_TYPES, check_model_type, load_model, requested_model_type
 from ..models.layers import layered
 
 
@@ -53,14 +51,7 @@ def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | 
         return Donor(source, None, name, model_fingerprint(source))
     path = str(source)
     wanted = requested_model_type(model_type)
-    if wanted is not None:
-        ckpt = load_checkpoint(path)
-        described = (ckpt.model_spec or {}).get("name")
-        if described is not None and described != wanted:
-            raise StitchkitError(
-                f"checkpoint {path!r} holds a {described}, not a {wanted}; give its type as {described!r} or '-' "
-                "(a stitchkit checkpoint describes itself)"
-            )
+    check_model_type(path, wanted)
     model, ckpt = load_model(path, wanted, dataset=dataset, **(model_options or {}))
     name = model.stitchkit_spec["name"] if hasattr(model, "stitchkit_spec") else (wanted or type(model).__name__)
     return Donor(model, path, name, model_fingerprint(model), ckpt.dataset)
