@@ -8,6 +8,7 @@ from typing import Any
 
 from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
+from ..utils.run_options import RunOptions
 
 # Configuration fields that do not change the trained weights: left out of the detector id.
 _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",
@@ -15,14 +16,13 @@ _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_r
 
 
 @dataclass
-class DetectorTrainConfig:
+class DetectorTrainConfig(RunOptions):
     """Everything that shapes a detector training run. Defaults are the original's (spec 1.4)."""
 
     save_dir: str
     model_type: str | None = None  # -m; None: repr_cls_resnet18 for (C,H,W) layers, repr_cls_vit_tiny for (T,D)
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"width": 8}
     dataset: str | None = None  # -d; None: the source checkpoint's dataset, else cifar10
-    data_root: str | None = None
     epochs: int = 100  # -e, supervised pre-training
     batch_size: int = 64
     seed: int = 0
@@ -48,11 +48,6 @@ class DetectorTrainConfig:
     final_save_dir: str = "./models/repr_cls_ood_detectors"  # -fdir
     register: bool = True
     overwrite: bool = False  # train into a -dir that already holds finished detectors
-    device: str = "auto"
-    workers: int = 0
-    prefetch: int = 1
-    progress: bool = True
-    verbose: bool = True
 
     def validate(self) -> "DetectorTrainConfig":
         if self.score not in OOD_SCORES:
@@ -68,11 +63,11 @@ class DetectorTrainConfig:
             (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
             (self.ft_samples is None or self.ft_samples >= 1, f"fine-tuning samples per epoch must be at least 1, got {self.ft_samples}"),
             (self.val_subset is None or self.val_subset >= 0, f"validation subset must be non-negative, got {self.val_subset}"),
-            (self.workers >= 0, f"loader workers must be non-negative, got {self.workers}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
+        self.check_run_options()
         return self
 
     def identity(self) -> dict[str, Any]:

@@ -60,9 +60,9 @@ def stitching_measure_values(
         else:
             base = StitchSettings(init="rand", epochs=settings.tlm_epochs, batch_size=settings.tlm_batch_size, train_samples=settings.tlm_train_samples,
                                   optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5))
+        run = replace(settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False)
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
-                       data_root=data_root, device=settings.device, workers=settings.workers, prefetch=settings.prefetch,
-                       low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, progress=settings.progress, verbose=False)
+                       low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, **vars(run))
         groups: dict[tuple[str, str, int | None], list[int]] = {}
         for i, c in enumerate(comparisons):
             groups.setdefault((c.candidate.network, c.reference.network, c.candidate.rank), []).append(i)

@@ -257,9 +257,10 @@ def run_grounding_test(
 
     Sensitivity needs ``layers`` and ``ranks``; specificity uses ``layers`` (default: every stitchable
     layer) and ``reference_layers`` (default: each of ``layers`` in turn). Layers may be ``"all"``,
-    comma lists or lists.
+    comma lists or lists. ``data_root`` (default ``settings.data_root``) is where the dataset is.
     """
     settings = (settings or GroundingSettings()).validate()
+    data_root = data_root if data_root is not None else settings.data_root
     started = time.perf_counter()
     say = printer(settings.verbose)
     plan = _plan(test, models, dataset, layers, ranks, reference_layers, paths or {})

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from ..choices import DEFAULT_GROUNDING_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig
+from ..utils.run_options import RunOptions
 from .comparisons import split_measures
 
 DEFAULT_MEASURES = DEFAULT_GROUNDING_MEASURES
 
 
 @dataclass
-class GroundingSettings:
+class GroundingSettings(RunOptions):
     """Options of the model-level tests (defaults: the original's probe and similarity settings)."""
 
     measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))
@@ -32,12 +33,8 @@ class GroundingSettings:
     tlm_lr: float = 1e-3
     #: TLM trains on a fixed random subset of this many training images (None: all)
     tlm_train_samples: int | None = None
-    device: str = "auto"
     batch_size: int = 256
-    workers: int = 0
-    prefetch: int = 1
-    progress: bool = False
-    verbose: bool = True
+    progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
     def validate(self) -> "GroundingSettings":
         self.low_rank_mode = str(self.low_rank_mode).replace("-", "_")  # the stitching commands spell it per-batch
@@ -53,6 +50,5 @@ class GroundingSettings:
             raise StitchkitError(f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and {self.tlm_batch_size}")
         if self.tlm_train_samples is not None and self.tlm_train_samples < 1:
             raise StitchkitError(f"task loss matching needs at least 1 training image, got {self.tlm_train_samples}")
-        if self.workers < 0:
-            raise StitchkitError(f"loader workers must be non-negative, got {self.workers}")
+        self.check_run_options()
         return self

@@ -31,6 +31,7 @@ from ..models.loading import load_for_dataset
 from ..data.loading import make_batches, sample_subset
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
+from ..utils.run_options import RunOptions
 from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
@@ -39,22 +40,19 @@ from .resume import resume_mismatches
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(RunOptions):
     """A base-model training run. Defaults are the original's ``exec_train.py``."""
 
     model: str
     save_dir: str
     dataset: str = "cifar10"
-    data_root: str | None = None
     epochs: int = 100
     batch_size: int = 64
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     grad_clip: float | None = None
-    workers: int = 1
-    prefetch: int = 1
+    workers: int = field(default=1, kw_only=True)  # RunOptions, with the original's default
     save_frequency: int = 1
-    device: str = "auto"
     amp: bool = False
     resume: str | None = None
     #: resume even from a checkpoint whose model, dataset, seed or recipe differ (recorded in config.json)
@@ -65,8 +63,6 @@ class TrainSettings:
     augment: bool = True  # the dataset's default training augmentation
     data_path: str = "auto"  # how batches are made: data.loading.make_batches (the same batches on every path)
     download: bool = True
-    progress: bool = True
-    verbose: bool = True
 
     def validate(self) -> "TrainSettings":
         self.optim.validate()
@@ -74,14 +70,13 @@ class TrainSettings:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.save_frequency >= 1, f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}"),
-            (self.workers >= 0, f"loader workers must be non-negative, got {self.workers}"),
-            (self.prefetch >= 1, f"prefetch factor must be at least 1, got {self.prefetch}"),
             (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
             (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
+        self.check_run_options()
         return self
 
 
