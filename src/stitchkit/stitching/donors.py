@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..activations.extract import model_fingerprint
-from ..models.loading import AUTO_MODEL_TYPES, check_model_type, load_model, requested_model_type
+from ..models.loading import check_model_type, load_model, requested_model_type
 from ..models.layers import layered
 
 
@@ -33,9 +33,6 @@ class Donor:
             "fingerprint": self.fingerprint,
             "model_spec": getattr(self.model, "stitchkit_spec", None),
         }
-
-
-AUTO_TYPES = AUTO_MODEL_TYPES  # the old name
 
 
 def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | None = None, *, dataset: str | None = None,

@@ -36,16 +36,8 @@ from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
 from ..utils.seed import set_seed
 from .donors import Donor
-from .grouped import (
-    GridEvaluation,
-    GridPair,
-    GridPass,
-    GroupedTrainingState,
-    SharedActivations,
-    auto_group_size,
-    grouped_evaluate,
-    grouped_task_loss_match,
-)
+from .grid_evaluation import GridEvaluation, SharedActivations, grouped_evaluate
+from .grouped import GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_task_loss_match
 from .matching import (
     FrontActivationBatches,
     PairSource,
