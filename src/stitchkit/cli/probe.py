@@ -7,6 +7,7 @@ import argparse
 
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import descending, parse_ranks
 
@@ -56,8 +57,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..probing.model import probe_checkpoint  # deferred: torch loads only when a command computes
     from ..probing.probe import ProbeConfig
-    from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
-
     if args.out:
         check_writable_dir(args.out)  # before the probes are trained (the folder is made when they are written)
     ranks = descending(parse_ranks(args.ranks, "-ranks"))

@@ -4,9 +4,11 @@ accuracy (Ding et al. 2021, as adapted by Balogh & Jelasity 2025); see :mod:`sti
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import parse_ranks
 
@@ -95,13 +97,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..probing.probe import ProbeConfig  # deferred: torch loads only when a command computes
     from ..sensitivity.grounding import GroundingSettings, grounding_test_checkpoints
     from ..similarity.registry import measure_info
-    from ..utils.io import check_writable_dir, ensure_writable_dir
-
     if args.n_samples < 3:
         raise StitchkitError(f"--n-samples must be at least 3, got {args.n_samples}")
     for flag, value in (("--stitch-test-samples", args.stitch_test_samples), ("--stitch-fit-samples", args.stitch_fit_samples)):

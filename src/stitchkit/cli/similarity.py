@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..choices import DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
@@ -118,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
     # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
     all_pairs = args.all_pairs or every_layer(args.model1_layer) or every_layer(args.model2_layer)
     measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
-    from ..utils.io import check_writable_dir
-
-    from ..activations import ActivationCache
+    from ..activations import ActivationCache  # deferred: torch loads only when a command computes
     from ..data.sources import user_cache_dir
 
     cache_dir = (args.cache_dir or str(user_cache_dir() / "activations")) if args.use_cache else None

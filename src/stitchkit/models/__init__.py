@@ -28,7 +28,7 @@ def __getattr__(name: str):
     # The registry imports torch and every architecture; load it on first use, so that reading the
     # catalogue (`stitchkit models`, the parsers) stays fast.
     if name in __all__:
-        from . import registry
+        from . import registry  # deferred: see above
 
         return getattr(registry, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,7 +36,7 @@ LOGITS = "<logits>"
 
 def _timm_leaf_types() -> tuple[type, ...]:
     try:
-        from timm.layers import get_notrace_modules
+        from timm.layers import get_notrace_modules  # deferred: timm is optional and slow to import
     except Exception:  # timm missing or too old: nothing to add
         return ()
     return tuple(get_notrace_modules())
@@ -44,7 +44,7 @@ def _timm_leaf_types() -> tuple[type, ...]:
 
 def _timm_autowrap_functions() -> tuple:
     try:
-        from timm.layers import get_notrace_functions
+        from timm.layers import get_notrace_functions  # deferred: timm is optional and slow to import
     except Exception:
         return ()
     return tuple(get_notrace_functions())

@@ -39,8 +39,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..activations.extract import model_fingerprint
+from ..data import dataset_info, get_dataset
+from ..data.loading import batches_of, sample_subset
 from ..errors import StitchkitError
-from ..data.loading import batches_of
+from ..models.layers import layered
 from ..utils.io import json_safe, write_json_atomic, write_text_atomic
 from ..utils.progress import progress_bar
 from .detectors import Detector, make_detector, pool_features
@@ -66,8 +69,6 @@ def genuine_scores(
     One pass of the model's prefix up to the last layer in ``detectors`` over ``data`` (a dataset or a
     loader of ``(images, labels)``).
     """
-    from ..models.layers import layered
-
     layers = [layer for layer in layered(model).layers if layer in detectors]
     unknown = [layer for layer in detectors if layer not in layers]
     if unknown:
@@ -107,8 +108,6 @@ def fit_training_free(
 
     ``options`` maps a detector name to its keyword options (e.g. ``{"knn": {"k": 10}}``).
     """
-    from ..models.layers import layered
-
     options = options or {}
     cut = layered(model)
     layers = [cut.check_layer(layer) for layer in layers]
@@ -199,8 +198,6 @@ def evaluate_stitched(
             (:func:`genuine_scores`), the ID side of the metrics.
         positive, tpr, fpr_rule: the metric convention (:func:`stitchkit.ood.metrics.ood_metrics`).
     """
-    from ..models.layers import layered
-
     if isinstance(detectors, Detector):
         detectors = {detectors.name: detectors}
     missing = [name for name in detectors if name not in id_scores]
@@ -252,8 +249,6 @@ def stitched_batches(
 ) -> Iterable[tuple[Tensor, Tensor]]:
     """``(stitched activation, labels)`` batches: the front network up to ``front_layer`` only, then
     the stitching layer. Feed them to :func:`evaluate_stitched`."""
-    from ..models.layers import layered
-
     device = torch.device(device)
     front.eval()
     stitching_layer.eval()
@@ -307,8 +302,6 @@ class DetectorCheck:
 def load_layer_detectors(registry: Any, model: nn.Module, layers: Sequence[str], *, source_path: str | None = None,
                          device: Any = None, id_dataset: str | None = None) -> dict[str, Detector]:
     """The registry's energy detector for each layer of ``model`` (matched by content hash)."""
-    from ..activations import model_fingerprint
-
     source_hash = model_fingerprint(model)
     out = {}
     for layer in layers:
@@ -346,9 +339,6 @@ def check_detectors(
     Energy detectors come from ``registry`` (when given); ``training_free`` names Mahalanobis / k-NN
     detectors fitted here on ``fit_samples`` random ID train images (no augmentation).
     """
-    from ..activations import model_fingerprint, sample_subset
-    from ..data import dataset_info, get_dataset
-
     info = dataset_info(id_dataset)
     device = torch.device(device)
     model.to(device).eval()

@@ -25,12 +25,14 @@ from torch.utils.data import Dataset
 
 from ..activations.extract import model_fingerprint
 from ..activations.low_rank import LowRankBasis
+from ..data import get_dataset
 from ..data.loading import check_subset_size, make_batches, sample_subset
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel, layered
 from ..models.loading import load_for_dataset
 from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
+from ..utils.seed import set_seed
 from .probe import (
     FeatureStats,
     ProbeBank,
@@ -209,8 +211,6 @@ def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping
 
 def probe_datasets(dataset: str, data_root: str | None = None, *, augment: bool = True, download: bool = True) -> dict[str, Dataset]:
     """The splits probing needs: ``train`` (un-augmented), ``train_augmented`` (when asked) and ``test``."""
-    from ..data import get_dataset
-
     out = {
         "train": get_dataset(dataset, "train", root=data_root, augment=False, download=download),
         "test": get_dataset(dataset, "test", root=data_root, download=download),
@@ -235,8 +235,6 @@ def probe_checkpoint(
     model_options: dict[str, Any] | None = None,
 ) -> ProbeReport:
     """``stitchkit probe``: load the checkpoint and the data once, probe every (layer, rank)."""
-    from ..utils.seed import set_seed
-
     config = (config or ProbeConfig()).validate()
     if workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {workers}")

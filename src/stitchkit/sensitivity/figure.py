@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
     """Write the figure to ``path`` (PNG); returns None when matplotlib is missing."""
     try:
-        import matplotlib
+        import matplotlib  # deferred: matplotlib loads only when a figure is drawn
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

@@ -23,10 +23,14 @@ from torch.utils.data import Dataset
 from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
-from ..models.layers import layered
+from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
+from ..models.layers import layered
+from ..models.loading import load_for_dataset, requested_model_type
+from ..probing.ranks import warn_clamped
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.seed import set_seed
 from .pairs import PairResult, similarity_table
 
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
@@ -73,8 +77,6 @@ def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], 
                    ranks_x: Sequence[int | None], ranks_y: Sequence[int | None]) -> dict[str, list]:
     """Ranks above a layer's channel count are that layer's full rank: warned about before anything is
     extracted, and recorded (each result also records its ``rank_used``)."""
-    from ..probing.ranks import warn_clamped
-
     out = {}
     for side, model, layers, ranks, label in (("model1", model_x, layers_x, ranks_x, "model 1 rank (-m1r)"),
                                               ("model2", model_y, layers_y, ranks_y, "model 2 rank (-m2r)")):
@@ -180,10 +182,6 @@ def compare_checkpoints(
 ) -> SimilarityReport:
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
     the dataset's split, then :func:`compare_models`."""
-    from ..data import get_dataset, resolve_data_root
-    from ..models.loading import load_for_dataset, requested_model_type
-    from ..utils.seed import set_seed
-
     set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
     model1, _, info1 = load_for_dataset(model1_path, model1_type, dataset=dataset, model_options=model_options)
     name1 = info1.name
