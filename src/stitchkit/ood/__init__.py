@@ -22,7 +22,6 @@ stitched activations.
 from .detectors import DETECTORS, TRAINING_FREE, Detector, EnergyDetector, KNNDetector, MahalanobisDetector, list_detectors, make_detector, pool_features
 from .evaluate import (
     DetectorCheck,
-    OODMatrices,
     StitchOODResult,
     check_detectors,
     evaluate_stitched,
@@ -31,6 +30,7 @@ from .evaluate import (
     load_layer_detectors,
     stitched_batches,
 )
+from .matrices import OODMatrices
 from .metrics import FPR_RULES, POSITIVE_CLASSES, OODMetrics, OODMetricsResult, auroc, average_precision, fpr_at_tpr, ood_metrics
 from .registry import DEFAULT_DETECTOR_DIR, DetectorRegistry, detector_id
 from .scores import SCORES, energy_score, logit_score, msp_score

@@ -46,7 +46,8 @@ from ..stitching.run_folder import is_finished, load_stitcher
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir
 from . import grouped as ood_grouped
-from .evaluate import OODMatrices, StitchOODResult, fit_training_free, genuine_scores, load_layer_detectors
+from .evaluate import StitchOODResult, fit_training_free, genuine_scores, load_layer_detectors
+from .matrices import OODMatrices
 from .metrics import ood_metrics
 from .registry import DetectorRegistry
 

@@ -12,20 +12,16 @@ and specificity tests.
 """
 
 from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
+from .bank import FeatureStats, ProbeBank, ProbeSpec, probe_activations, probe_on_features
 from .probe import (
     LOW_RANK_MODES,
     TOKEN_POOLS,
-    FeatureStats,
-    ProbeBank,
     ProbeConfig,
     ProbeReport,
     ProbeResult,
-    ProbeSpec,
     check_ranks,
     default_milestones,
     pool_activation,
-    probe_activations,
-    probe_on_features,
     rank_label,
 )
 

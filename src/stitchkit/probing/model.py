@@ -33,19 +33,8 @@ from ..models.loading import load_for_dataset
 from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
 from ..utils.seed import set_seed
-from .probe import (
-    FeatureStats,
-    ProbeBank,
-    ProbeConfig,
-    ProbeReport,
-    Rank,
-    check_ranks,
-    config_record,
-    feature_count,
-    probe_on_features,
-    probe_specs,
-    train_probe_bank,
-)
+from .bank import FeatureStats, ProbeBank, probe_on_features, probe_specs, train_probe_bank
+from .probe import ProbeConfig, ProbeReport, Rank, check_ranks, config_record, feature_count
 from .ranks import warn_clamped
 
 
