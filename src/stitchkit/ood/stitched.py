@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from ..errors import StitchkitError
-from .evaluate import OODMatrices, StitchOODResult, fit_training_free, genuine_scores, load_layer_detectors
+from .evaluate import OODMatrices, StitchOODResult, genuine_scores
 from .metrics import ood_metrics
+from .stitch_test import end_layer_detectors, score_stitches
 
 
 @dataclass
@@ -142,12 +143,10 @@ def evaluate_results_dir(
     """
     from ..activations import sample_subset
     from ..data import dataset_info, get_dataset
-    from ..data.loading import make_batches
     from ..models.folding import fold_batchnorm
     from ..models.layers import layered
     from ..stitching.experiment import load_donor, load_stitcher
-    from ..stitching.grouped import GridPair, GridPass, auto_group_size
-    from .grouped import grouped_stitch_scores
+    from ..stitching.grouped import GridPair
     from ..utils.device import resolve_device
     from .registry import DetectorRegistry
 
@@ -182,18 +181,11 @@ def evaluate_results_dir(
 
         # detectors of every end layer
         started = time.perf_counter()
-        detectors: dict[str, dict[str, Any]] = {layer: {} for layer in end_layers}
-        ids: dict[str, str | None] = {}
-        if registry is not None:
-            for layer, det in load_layer_detectors(registry, end, end_layers, source_path=first.end.get("path"), device=dev).items():
-                detectors[layer]["energy"] = det
-                ids[layer] = det.meta.get("id")
-        if training_free:
-            fit_set = sample_subset(get_dataset(id_info.name, "train", root=id_data_root or data_root, augment=False), fit_samples, seed=seed)
-            fitted = fit_training_free(end, end_layers, fit_set, names=training_free, options=training_free_options, device=dev,
-                                       batch_size=batch_size, workers=workers, progress=progress)
-            for layer in end_layers:
-                detectors[layer].update(fitted[layer])
+        fit_set = sample_subset(get_dataset(id_info.name, "train", root=id_data_root or data_root, augment=False), fit_samples,
+                                seed=seed) if training_free else None
+        detectors, ids = end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=training_free,
+                                             training_free_options=training_free_options, fit_set=fit_set, device=dev, batch_size=batch_size,
+                                             workers=workers, progress=progress)
         seconds["detectors"] = time.perf_counter() - started
 
         # ID scores, one pass over the ID test set for all end layers
@@ -231,17 +223,12 @@ def evaluate_results_dir(
         end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
         pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
                  for r in ordered]
-        grid = GridPass(pairs, group_size or auto_group_size(pairs, batch_size, dev), channels_last=True)
-        batches = make_batches(eval_set, batch_size, shuffle=False, device=dev, workers=workers)
-        scored = grouped_stitch_scores(grid, batches, detectors, dev, progress=progress)
+        scored, largest_group = score_stitches(pairs, detectors, id_scores, eval_set, positive=positive, tpr=tpr, fpr_rule=fpr_rule, device=dev,
+                                               batch_size=batch_size, workers=workers, group_size=group_size, progress=progress)
         matrices = OODMatrices(front_layers, end_layers)
         run_results: dict[str, StitchOODResult] = {}
-        for result, out in zip(ordered, scored):
+        for result, res in zip(ordered, scored):
             run_dir = Path(result.run_dir)
-            ood = out.arrays()
-            metrics = {name: ood_metrics(id_scores[result.end_layer][name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule,
-                                         score=detectors[result.end_layer][name].name) for name in ood}
-            res = StitchOODResult(result.end_layer, out.accuracy, out.n, metrics, ood, front_layer=result.front_layer, seconds=out.seconds)
             res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
             run_results[run_dir.name] = res
             matrices.add(result.front_layer, result.end_layer, res)
@@ -250,7 +237,7 @@ def evaluate_results_dir(
             parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
             log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
         seconds["stitches"] = time.perf_counter() - started
-        seconds["group_size"] = grid.groups and max(len(g) for g in grid.groups)
+        seconds["group_size"] = largest_group
         extra = {
             "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
             "test_samples": test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
