@@ -56,7 +56,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..probing.model import probe_checkpoint  # deferred: torch loads only when a command computes
     from ..probing.probe import ProbeConfig
-    from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
+    from ..utils.io import check_writable_dir
 
     if args.out:
         check_writable_dir(args.out)  # before the probes are trained (the folder is made when they are written)
@@ -86,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
     info = report.info
     print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; {info['seconds']:.1f}s)")
     if args.out:
-        folder = ensure_writable_dir(args.out)
-        write_json_atomic(folder / "probes.json", report.to_dict())
-        write_text_atomic(folder / "probes.csv", report.to_csv())
-        print(f"wrote {folder / 'probes.json'} and {folder / 'probes.csv'}")
+        paths = report.write(args.out)
+        print(f"wrote {paths['json']} and {paths['csv']}")
     return 0

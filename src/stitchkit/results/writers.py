@@ -87,14 +87,19 @@ def _parse(text: str) -> Any:
     return text
 
 
-def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """``rows`` under the header ``columns`` (a key missing from a row is an empty cell)."""
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` under the header ``columns`` as CSV text (a key missing from a row is an empty cell)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(list(columns))
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in columns])
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """:func:`csv_text`, written whole or not at all."""
+    write_text_atomic(path, csv_text(rows, columns))
 
 
 def read_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, Any]]]:
@@ -147,4 +152,4 @@ def read_parquet(path: str | os.PathLike) -> tuple[list[str], list[dict[str, Any
     return list(table.column_names), table.to_pylist()
 
 
-__all__ = ["PARQUET_HINT", "json_ready", "read_csv", "read_json", "read_parquet", "write_csv", "write_json", "write_parquet"]
+__all__ = ["PARQUET_HINT", "csv_text", "json_ready", "read_csv", "read_json", "read_parquet", "write_csv", "write_json", "write_parquet"]
