@@ -12,6 +12,7 @@ and the callers refuse those (:func:`check_unnamed`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import torch
@@ -89,6 +90,11 @@ class DataSplits:
         label = name or (f"memory:{_describe(train)}" if test is train else f"memory:{_describe(train)}+{_describe(test)}")
         info = DatasetInfo(label, classes, shape, test is not train, "datasets given in memory", "nothing (given in memory)")
         return cls(info, train, test, augmented if augmented is not None else train, named=False)
+
+    def with_num_classes(self, num_classes: int) -> "DataSplits":
+        """The same splits with another class count (data in memory whose labels lack the last classes)."""
+        return DataSplits(replace(self.info, num_classes=int(num_classes)), self._splits["train"], self._splits["test"],
+                          self._splits["augmented"], named=self.named, root=self.root)
 
     def train_sampler(self, dataset: Dataset):
         """The training sampler the dataset needs (CIFAR-5M's epochs of fresh images), else None."""

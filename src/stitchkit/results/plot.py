@@ -71,6 +71,21 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
     return fig
 
 
+def heatmaps(matrices: Sequence["Matrix"], *, columns: int | None = None):
+    """Several matrices' heatmaps side by side in one figure (``columns`` per row, default all)."""
+    if not matrices:
+        raise StitchkitError("no matrices to draw")
+    columns = min(columns or len(matrices), len(matrices))
+    rows = -(-len(matrices) // columns)
+    size = max(3.5, 0.5 * max(max(m.shape) for m in matrices) + 2)
+    from matplotlib.figure import Figure  # deferred, as in _new_axes
+
+    fig = Figure(figsize=((size + 1.2) * columns, size * rows))
+    for k, matrix in enumerate(matrices):
+        heatmap(matrix, fig.add_subplot(rows, columns, k + 1))
+    return fig
+
+
 def _numeric(values: Sequence) -> bool:
     present = [v for v in values if v is not None]
     return bool(present) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present)
@@ -106,4 +121,4 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     return fig
 
 
-__all__ = ["ANNOTATE_CELLS", "bar_chart", "colour_scale", "heatmap"]
+__all__ = ["ANNOTATE_CELLS", "bar_chart", "colour_scale", "heatmap", "heatmaps"]

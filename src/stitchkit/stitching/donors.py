@@ -71,6 +71,9 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[str]:
     lm = layered(model)
     if isinstance(layers, str):
         if layers.strip() == "all":
+            if not lm.layers:
+                raise StitchkitError(f"{lm.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
+                                     "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
             return list(lm.layers)
         layers = [part.strip() for part in layers.split(",") if part.strip()]
     names = [lm.check_layer(name) for name in layers]
