@@ -83,6 +83,8 @@ def test_network_pairings():
     assert _pairs(3, "all") == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
     assert _pairs(2, "self") == [(0, 0), (1, 1)]
     assert _pairs(2, "reference_and_self") == [(0, 0), (0, 1)]
+    assert _pairs(3, "reference_and_self") == [(0, 0), (0, 1), (0, 2)]
+    assert _pairs(3, "first_and_self") == [(0, 0), (0, 1)]
     with pytest.raises(StitchkitError, match="at least two networks"):
         _pairs(1, "first")
 
@@ -258,3 +260,19 @@ def test_example_configs_validate_and_plan(name, tmp_path):
     status = study_status(Path(__file__).parent.parent / "examples" / name, tmp_path / "s")
     kinds = status["by_kind"]
     assert kinds["train"]["pending"] == 3 and {"stitch", "detectors", "ood", "similarity", "probes", "sensitivity", "specificity"} <= set(kinds)
+
+
+@pytest.mark.parametrize("self_pairs, n_detectors, n_ood", [(True, 2, 2), (False, 1, 1)])
+def test_ood_self_pairs_decides_whether_self_stitches_are_tested(self_pairs, n_detectors, n_ood, tmp_path):
+    from stitchkit.study.config import validate
+    from stitchkit.study.plan import plan_study
+
+    config = validate({"networks": {"seeds": [0, 1]}, "stitching": {"pairs": "first_and_self", "methods": ["dm"]}, "ood": {"self_pairs": self_pairs}})
+    units = plan_study(config, tmp_path)
+    stitches = {u.id: u for u in units if u.kind == "stitch"}
+    assert len(stitches) == 2  # 0 → 0 and 0 → 1, whatever the OOD test looks at
+    ood = [u for u in units if u.kind == "ood"]
+    assert len([u for u in units if u.kind == "detectors"]) == n_detectors and len(ood) == n_ood
+    if not self_pairs:
+        tested = stitches[ood[0].deps[0]]
+        assert tested.deps[0] != tested.deps[1]

@@ -23,6 +23,7 @@ crops) and custom transforms are not reproduced here: :func:`can_batch_on_device
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -125,7 +126,9 @@ class DeviceBatches:
         base, indices = unwrap_subsets(dataset)
         self.recipe: TransformRecipe = base.recipe
         images = base.images if indices is None else base.images[np.asarray(indices, dtype=np.int64)]
-        pixels = torch.from_numpy(np.ascontiguousarray(images))
+        with warnings.catch_warnings():  # read-only memory maps are fine: the images are only ever read
+            warnings.simplefilter("ignore", UserWarning)
+            pixels = torch.from_numpy(np.ascontiguousarray(images))
         pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)  # N×C×H×W, as ToTensor
         self.images = pixels.contiguous().to(self.device)
         labels = base.labels

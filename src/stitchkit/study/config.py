@@ -46,7 +46,7 @@ def _probability(v: Any) -> bool:
 METHODS = ("dm", "tlm", "tlm_from_dm")
 #: how the stitch units name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
 METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
-PAIRINGS = ("reference", "first", "all", "self", "reference_and_self")
+PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
 STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -87,7 +87,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "stitching": {
         "enabled": Key(bool, True, "run stitching grids"),
         "methods": Key(list, ["dm", "tlm"], "dm = direct matching, tlm = task loss matching, tlm_from_dm = TLM initialised by DM", choices=METHODS),
-        "pairs": Key(str, "reference", "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, reference_and_self", choices=PAIRINGS),
+        "pairs": Key(str, "reference", "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, reference_and_self, first_and_self (first → itself and → second)", choices=PAIRINGS),
         "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
         "fit_samples": Key(int, 100, "K, training images of the direct-matching fit", check=_positive, check_text="must be ≥ 1"),
         "epochs": Key(int, 30, "TLM epochs", check=_positive, check_text="must be ≥ 1"),
@@ -110,6 +110,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "ood": {
         "enabled": Key(bool, True, "test stitched representations with OOD detectors"),
         "energy": Key(bool, True, "train energy detectors (representation classifiers fine-tuned with outlier exposure)"),
+        "self_pairs": Key(bool, True, "also test the stitches of a network into itself (false: only stitches between two networks, "
+                          "which are what the findings' OOD claim uses; saves the detectors of networks that are only self-stitched)"),
         "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors", choices=("mahalanobis", "knn")),
         "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
         "detector_options": Key(dict, {"width": 8}, "detector architecture options"),

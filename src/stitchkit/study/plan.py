@@ -70,7 +70,9 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     pairs = [(0, j) for j in range(1, n)]
     if how == "first":
         pairs = pairs[:1]
-    if how == "reference_and_self":
+    if how == "first_and_self":
+        pairs = pairs[:1]
+    if how in ("reference_and_self", "first_and_self"):
         pairs = [(0, 0)] + pairs
     if not pairs:
         raise StitchkitError("study config: stitching between networks needs at least two networks (or pairs = \"self\")")
@@ -143,17 +145,19 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
         units += stitch_units
 
     oc = config["ood"]
-    if oc["enabled"] and stitch_units:
+    # the stitches the OOD test looks at: all, or (ood.self_pairs = false) those between two networks
+    ood_stitches = [u for u in stitch_units if oc["self_pairs"] or u.deps[0] != u.deps[1]]
+    if oc["enabled"] and ood_stitches:
         detector_units: dict[str, Unit] = {}
         if oc["energy"]:
-            for end_id in sorted({u.deps[1] for u in stitch_units}, key=[n.id for n in networks].index):
+            for end_id in sorted({u.deps[1] for u in ood_stitches}, key=[n.id for n in networks].index):
                 params = {**common, "detector": oc["detector"], "options": oc["detector_options"], "layers": end_layers, "outliers": oc["outliers"], "finetune_id": oc["finetune_id"],
                           "pretrain_epochs": oc["pretrain_epochs"], "finetune_epochs": oc["finetune_epochs"], "batch_size": oc["batch_size"],
                           "train_subset": oc["train_subset"]}
                 label = next(n.label for n in networks if n.id == end_id).split(" ", 1)[1]
                 detector_units[end_id] = Unit("detectors", params, (end_id,), f"detectors {label}")
             units += list(detector_units.values())
-        for su in stitch_units:
+        for su in ood_stitches:
             deps = (su.id,) + ((detector_units[su.deps[1]].id,) if su.deps[1] in detector_units else ())
             params = {**common, "training_free": oc["training_free"], "sanity": oc["sanity"], "eval_samples": oc["eval_samples"], "energy": oc["energy"]}
             units.append(Unit("ood", params, deps, f"ood {su.label.split(' ', 1)[1]}"))
