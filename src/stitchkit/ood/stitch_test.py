@@ -17,7 +17,7 @@ from ..data.loading import make_batches
 from ..stitching.grouped import GridPair, GridPass, auto_group_size
 from .detectors import Detector
 from .evaluate import StitchOODResult, fit_training_free, load_layer_detectors
-from .grouped import grouped_stitch_scores
+from . import grouped
 from .metrics import ood_metrics
 
 
@@ -76,7 +76,7 @@ def score_stitches(
     auto = 1 if device.type == "cpu" else auto_group_size(list(pairs), batch_size, device)
     grid = GridPass(list(pairs), group_size or auto, channels_last=True)
     batches = make_batches(eval_set, batch_size, shuffle=False, device=device, workers=workers)
-    scored = grouped_stitch_scores(grid, batches, detectors, device, progress=progress)
+    scored = grouped.grouped_stitch_scores(grid, batches, detectors, device, progress=progress)  # looked up at call time: the fault tests replace it
     results = []
     for pair, out in zip(pairs, scored):
         ood = out.arrays()
