@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export STITCHKIT_DATA ?= $(CURDIR)/data
 
-.PHONY: demo test setup data clean benchmarks
+.PHONY: demo demo-networks test setup data clean benchmarks
 
 setup: $(STAMP) data
 
@@ -29,6 +29,15 @@ data:
 # The default study (examples/demo.toml); run again, it continues where it stopped.
 demo: setup
 	$(BIN)/stitchkit study examples/demo.toml --out runs/demo
+
+# The two networks examples/demo.toml stitches are shipped in examples/demo_networks (training them takes
+# ~8 min on 2 cores, more than half the demo's budget). This re-creates them, weight for weight, on a CPU.
+demo-networks: setup
+	@for s in 0 1; do \
+		$(BIN)/stitchkit train resnet18 -d fashion --width 32 -e 2 -b 128 -lr 2e-3 -s $$s --train-subset 20000 --no-augment \
+			-sf 2 --device cpu --no-progress --overwrite -dir runs/demo-networks/seed$$s || exit 1; \
+		cp runs/demo-networks/seed$$s/final.pt examples/demo_networks/resnet18_w32_seed$$s.pt; \
+	done
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -36,7 +36,7 @@ import torch
 
 from stitchkit.activations.extract import extract_activations, sample_subset
 from stitchkit.data import get_dataset
-from stitchkit.models.checkpoint import load_model
+from stitchkit.models.loading import load_model
 from stitchkit.similarity import compute
 from stitchkit.stitching.experiment import StitchSettings, stitch_pair
 from stitchkit.training.base import TrainSettings, train_model

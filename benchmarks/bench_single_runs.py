@@ -116,7 +116,7 @@ def original_similarity(path1: str, path2: str, layer: str, ranks1: list[int | N
 
     from stitchkit.activations import sample_subset
     from stitchkit.data import get_dataset
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.similarity import get_measure, paired_matrices
 
     torch.manual_seed(0)
@@ -167,7 +167,7 @@ def original_tlm(path1: str, path2: str, front_layer: str, end_layer: str, train
     same way, then the accuracy pass and the residual pass without no_grad."""
     from stitchkit.activations import sample_subset
     from stitchkit.data import get_dataset
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.models.layers import layered
     from stitchkit.stitching.layers import make_stitching_layer
 

@@ -205,7 +205,7 @@ def original_single_run(front_path, end_path, front_layer, end_layer, args) -> f
     test set; a second full pass for the residual without no_grad. Returns the accuracy."""
     from stitchkit.activations import sample_subset, to_rows
     from stitchkit.data import get_dataset
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.stitching.layers import make_stitching_layer
     from stitchkit.models.layers import layered
 

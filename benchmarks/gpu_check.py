@@ -127,7 +127,7 @@ def step_tlm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
 
 
 def step_detectors(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.ood import DetectorRegistry
     from stitchkit.ood.evaluate import check_detectors
     from stitchkit.ood.train import DetectorTrainConfig, train_detectors_for_checkpoint

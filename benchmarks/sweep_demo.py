@@ -13,7 +13,7 @@ for claim C4), and reports what the findings section decides on, with the cost:
 
 Settings are given as ``--setting key=value,...`` (repeatable), keys: width, epochs, subset (training
 images of the networks), layers (blocks | stages), k (DM fit images), tlm_epochs, tlm_subset, tlm_lr,
-eval (test images). Networks are cached under ``--cache`` by (width, epochs, subset, seed), so several
+eval (test images), self (1: also the TLM and DM grids of the first network into itself, for claim C4; 0: skip them), tlm (0: the DM grid only, for settings that only vary what DM sees). Networks are cached under ``--cache`` by (width, epochs, subset, seed), so several
 settings share them. Results are appended to ``--out`` (JSON lines) and printed as a Markdown table.
 
     python benchmarks/sweep_demo.py --setting width=16,epochs=2,subset=20000,layers=stages
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000)
+DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000, self=1, tlm=1)
 STAGES = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
 
 
@@ -75,8 +75,8 @@ checkpoints = {json.dumps([str(c) for c in checkpoints])}
 front = {layers}
 end = {layers}
 [stitching]
-methods = ["dm", "tlm"]
-pairs = "reference_and_self"
+methods = {'["dm", "tlm"]' if s['tlm'] else '["dm"]'}
+pairs = "{'first_and_self' if s['self'] else 'first'}"
 fit_samples = {s['k']}
 epochs = {s['tlm_epochs']}
 batch_size = {s['tlm_batch']}
@@ -122,6 +122,9 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
     row = {"setting": s, "train_seconds_per_network": sum(t for _, t in nets) / 2, "seconds": seconds,
            "verdicts": {f.claim: f.verdict for f in findings.findings}}
     for method in ("dm", "tlm"):
+        if method not in grids:
+            row[method] = None
+            continue
         m = grids[method]
         name_ = "DM accuracy" if method == "dm" else "TLM accuracy"
         matrix = m["matrices"][name_]
@@ -137,14 +140,16 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| width | net epochs × images | layers | K | TLM epochs × images (lr) | end acc | DM diag rel (mean / min / ≥0.9) | "
+    head = ("| width | net epochs × images | layers | K | TLM epochs × images (lr, batch) | end acc | DM diag rel (mean / min / ≥0.9) | "
             "TLM diag rel | TLM late→early rel | DM late→early rel | C1a | C1b | C2 | C3 | C4 | train s/net | DM s | TLM s (+ self) |")
     lines = [head, "|" + "---|" * 18]
     short = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
     for r in rows:
-        s, dm, tlm, v, t = r["setting"], r["dm"], r["tlm"], r["verdicts"], r["seconds"]
+        s, dm, v, t = r["setting"], r["dm"], r["verdicts"], r["seconds"]
+        tlm = r["tlm"] or {"diag_mean": math.nan, "late_early_mean": math.nan}
+        tlm_budget = f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']})" if r["tlm"] else "–"
         lines.append(
-            f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}) | "
+            f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {tlm_budget} | "
             f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm['diag_mean']:.2f} | "
             f"{tlm['late_early_mean']:.2f} | {dm['late_early_mean']:.2f} | "
             + " | ".join(short.get(v.get(c), "?") for c in ("C1a", "C1b", "C2", "C3", "C4"))

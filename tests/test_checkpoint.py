@@ -8,7 +8,8 @@ import torch
 
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
-from stitchkit.models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, save_checkpoint, save_state_dict
+from stitchkit.models.checkpoint import RUN_CONFIG, load_checkpoint, save_checkpoint, save_state_dict
+from stitchkit.models.loading import load_model
 
 
 def small_model(**kw):

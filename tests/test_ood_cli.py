@@ -8,7 +8,8 @@ import torch
 
 from stitchkit.cli import build_parser, main
 from stitchkit.models import get_model
-from stitchkit.models.checkpoint import load_model, save_checkpoint
+from stitchkit.models.checkpoint import save_checkpoint
+from stitchkit.models.loading import load_model
 from stitchkit.ood import DetectorRegistry
 
 

@@ -171,7 +171,7 @@ def checkpoints(tmp_path_factory):
 
 
 def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     settings = GroundingSettings(
@@ -187,8 +187,38 @@ def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
     assert report.stat("cka", "layer4.1")["n"] == 6
 
 
+def test_each_network_runs_its_test_images_once_for_the_probes_and_the_measures(checkpoints):
+    from stitchkit.activations import extract_activations, sample_subset
+    from stitchkit.data import get_dataset
+    from stitchkit.models.loading import load_model
+    from stitchkit.probing import probe_model
+
+    models = {p.parent.name: load_model(p)[0] for p in checkpoints}
+    probe = ProbeConfig(epochs=1, batch_size=128, augment=False, train_subset=200)
+    settings = GroundingSettings(measures=["cka", "procrustes"], n_samples=100, probe=probe, device="cpu", verbose=False)
+    seen = {name: [] for name in models}
+    hooks = [m.conv1.register_forward_hook(lambda mod, inp, out, name=name: seen[name].append(inp[0].shape[0])) for name, m in models.items()]
+    report = run_grounding_test("specificity", models, "digits", layers=["layer2.0", "layer3.0"], settings=settings)
+    for h in hooks:
+        h.remove()
+    test = get_dataset("digits", "test")
+    # the probes' training subset and every test image once (besides the one-item passes that infer layer shapes)
+    assert all(sum(b for b in n if b > 1) == 200 + len(test) for n in seen.values())
+    # the same numbers as the separate passes: probes on their own test pass, measures on their own extraction
+    train = get_dataset("digits", "train", augment=False)
+    for name, model in models.items():
+        alone = probe_model(model, ["layer2.0", "layer3.0"], train, test, config=probe, device="cpu")
+        for r in alone.results:
+            assert report.info["probe_accuracy"][Rep(name, r.layer).label()] == pytest.approx(r.val_acc, abs=1.5 / len(test))
+    acts = {name: extract_activations(m, ["layer2.0", "layer3.0"], sample_subset(test, 100)).layers for name, m in models.items()}
+    comparisons = specificity_comparisons(list(models), ["layer2.0", "layer3.0"])
+    values = array_measure_values(RepresentationBank(acts), comparisons, ["cka", "procrustes"])
+    for measure in ("cka", "procrustes"):
+        assert [p["value"] for p in report.points if p["measure"] == measure] == values[measure]
+
+
 def test_task_loss_matching_accuracy_of_one_comparison(checkpoints):
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
     from stitchkit.sensitivity import Comparison, stitching_measure_values
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}

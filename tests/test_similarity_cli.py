@@ -89,7 +89,7 @@ def checkpoints(tmp_path_factory):
 
 
 def test_compare_models_extracts_each_network_once(checkpoints):
-    from stitchkit.models.checkpoint import load_model
+    from stitchkit.models.loading import load_model
 
     model = load_model(checkpoints[0])[0]
     data = get_dataset("digits", "test")

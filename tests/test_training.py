@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from stitchkit.errors import StitchkitError
-from stitchkit.models.checkpoint import load_checkpoint, load_model
+from stitchkit.models.checkpoint import load_checkpoint
+from stitchkit.models.loading import load_model
 from stitchkit.training import OptimConfig, TrainingDiverged, build_optimizer, build_scheduler, fit
 from stitchkit.training.base import TrainSettings, evaluate_model, train_model
 

@@ -14,7 +14,8 @@ import torchvision
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import build_from_spec, get_model
-from stitchkit.models.checkpoint import load_model, save_checkpoint
+from stitchkit.models.checkpoint import save_checkpoint
+from stitchkit.models.loading import load_model
 from stitchkit.study import validate
 
 

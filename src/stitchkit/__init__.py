@@ -8,6 +8,8 @@ The Python API for notebooks (:mod:`stitchkit.api`) is here at the top: ``stitch
 ``stitchkit.Matrix`` and ``stitchkit.Table`` (:mod:`stitchkit.results`).
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 from .errors import StitchkitError  # noqa: E402
@@ -24,8 +26,6 @@ __all__ = ["StitchkitError", "__version__", *_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

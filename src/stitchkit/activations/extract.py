@@ -22,13 +22,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
-from ..data.device_batches import DeviceBatches
-from ..data.loading import make_batches
+from ..data.loading import batches_of, sample_subset  # noqa: F401 (sample_subset: re-exported, its old home)
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..utils.device import channels_last as channels_last_layout
+from ..utils.progress import progress_bar
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -43,19 +43,6 @@ def model_fingerprint(model: nn.Module) -> str:
         digest.update(f"{key}:{tensor.dtype}:{tuple(value.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
-
-
-def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None) -> Dataset:
-    """The first ``n_samples`` items (seed None, like the original's test-set measures) or a seeded
-    random subset of that size (like the original's K training images for direct matching)."""
-    if n_samples is None or n_samples >= len(dataset):
-        return dataset
-    if n_samples < 1:
-        raise StitchkitError(f"number of samples must be at least 1, got {n_samples}")
-    if seed is None:
-        return Subset(dataset, list(range(n_samples)))
-    generator = torch.Generator().manual_seed(seed)
-    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n_samples].tolist())
 
 
 @dataclass
@@ -76,12 +63,6 @@ class Activations:
         data = self.layers[layer]
         for start in range(0, len(self), batch_size):
             yield data[start:start + batch_size], self.labels[start:start + batch_size]
-
-
-def _loader(data: Dataset | DataLoader | DeviceBatches, batch_size: int, workers: int, device: torch.device):
-    if isinstance(data, (DataLoader, DeviceBatches)):
-        return data
-    return make_batches(data, batch_size, shuffle=False, workers=workers, prefetch=2, device=device)
 
 
 class ActivationWriter:
@@ -164,14 +145,12 @@ def extract_activations(
     there (atomically: a partial extraction leaves no file behind) and returned memory-mapped.
     ``channels_last`` runs the pass in that layout (faster convolutions; the values are returned in
     the usual layout)."""
-    from ..training.loop import progress_bar
-
     layers = list(dict.fromkeys(layers))
     device = torch.device(device)
     was_training = model.training
     model.eval()
     extractor = layered(model).extractor(layers)
-    loader = _loader(data, batch_size, workers, device)
+    loader = batches_of(data, batch_size, workers=workers, prefetch=2, device=device)
     n_total = len(loader.dataset)  # type: ignore[arg-type]
     writer = ActivationWriter(out_dir, n_total, dtype) if out_dir is not None else None
     arrays: dict[str, torch.Tensor] = {}

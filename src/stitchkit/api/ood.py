@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..activations.extract import sample_subset
 from ..choices import TRAINING_FREE_DETECTORS
 from ..data import get_dataset
+from ..data.loading import sample_subset
 from ..data.splits import DataSplits, as_dataset
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..ood.detectors import Detector
-from ..ood.evaluate import MATRIX_METRICS, OODMatrices, genuine_scores
+from ..ood.evaluate import genuine_scores
+from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.registry import DetectorRegistry
 from ..ood.stitch_test import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
@@ -26,6 +27,7 @@ from ..stitching.grouped import GridPair
 from ..utils.device import resolve_device
 from .inputs import resolve_data
 from .stitch import StitchGridResult, stitch_grid
+
 
 @dataclass
 class OODTestResult:

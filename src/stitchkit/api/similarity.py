@@ -10,10 +10,11 @@ from typing import Any, Sequence
 from ..choices import DEFAULT_SIMILARITY_MEASURES
 from ..data.splits import check_unnamed
 from ..errors import StitchkitError, unknown_name
+from ..models.layers import layered
 from ..results import Matrix, Table
 from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
-from ..stitching.donors import Donor, resolve_layers
+from ..stitching.donors import Donor
 from .inputs import loader_batch_size, resolve_data, resolve_model, same_source
 
 #: keywords of compare_models that compare() sets itself
@@ -102,8 +103,8 @@ def compare(
     check_unnamed(splits, cache_dir=options.get("cache_dir"))
     a = resolve_model(model_a, splits, seed=seed, model_options=model_options, role="model a")
     b = a if same_source(model_a, model_b) else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
-    layers_a = resolve_layers(a.model, layers)
-    layers_b = resolve_layers(b.model, layers if layers_b is None else layers_b)
+    layers_a = layered(a.model).resolve(layers)
+    layers_b = layered(b.model).resolve(layers if layers_b is None else layers_b)
     key = sample_key(splits.info.name, data_root, "test", n_samples) if splits.named else None
     report = compare_models(a.model, b.model, layers_a, layers_b, splits.test, measures=measures, n_samples=n_samples, all_pairs=all_pairs,
                             sample_key=key, **options)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import dataset_info, list_datasets, resolve_data_root
+from ..data.catalog import OWN_DATA
+from ..models.catalog import describe_models
+
 from .common import add_command
 
 
@@ -22,16 +26,11 @@ def register(sub) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from ..models.catalog import describe_models
-
     print(describe_models())
     return 0
 
 
 def run_datasets(args: argparse.Namespace) -> int:
-    from ..data import dataset_info, list_datasets, resolve_data_root
-    from ..data.catalog import OWN_DATA
-
     print(f"data root: {resolve_data_root(args.data_root)}")
     rows = [dataset_info(name) for name in list_datasets()]
     width = max(len(i.name) for i in rows)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
+from ..errors import StitchkitError
+from ..utils.io import check_writable_dir, write_json_atomic
 from .common import HelpFormatter, add_device, add_loader, add_model_options, args_as_config, model_options
 
 EXAMPLES = """\
@@ -90,18 +92,14 @@ def _register_train(actions) -> None:
 
 
 def _layers_arg(args: argparse.Namespace) -> list[str]:
-    from ..errors import StitchkitError
-
-    parts = []
-    for item in ([args.source_layer_name] if args.source_layer_name else []) + list(args.layers or []):
-        parts += [x.strip() for x in item.split(",") if x.strip()]
-    if not parts:
+    parts = ([args.source_layer_name] if args.source_layer_name else []) + list(args.layers or [])
+    if not any(part.strip(", ") for part in parts):
         raise StitchkitError("give the layer to train a detector for (positional source_layer_name, or --layers LAYER ... / --layers all)")
     return parts
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
+    from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint  # deferred: torch loads only when a command computes
 
     config = DetectorTrainConfig(
         save_dir=args.save_dir, model_type=args.model_type, model_options=model_options(args), dataset=args.dataset, data_root=args.data_root,
@@ -163,16 +161,11 @@ def _training_free_options(args: argparse.Namespace) -> dict:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..data import dataset_info
-    from ..ood.evaluate import check_detectors
-    from ..ood.registry import DetectorRegistry
-    from ..stitching.experiment import load_donor, resolve_layers
+    from ..ood.evaluate import check_detectors  # deferred: torch loads only when a command computes
+    from ..ood.registry import DetectorRegistry  # deferred: the ood package imports torch
+    from ..models.layers import layered
+    from ..models.loading import check_model_type, load_for_dataset
     from ..utils.device import resolve_device
-    from ..utils.io import write_json_atomic
-
-    from ..errors import StitchkitError
-    from ..utils.io import check_writable_dir
-
     for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
                         ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
         if value is not None and value < 1:
@@ -181,10 +174,10 @@ def run_check(args: argparse.Namespace) -> int:
         raise StitchkitError("nothing to check: give an energy detector registry (-detectors DIR) and/or --training-free mahalanobis knn")
     if args.out:
         check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
-    donor = load_donor(args.model_path, args.model_type, dataset=args.dataset)
-    model = donor.model
-    dataset = dataset_info(args.dataset or donor.dataset or "cifar10").name
-    layers = resolve_layers(model, ",".join(args.layers))
+    check_model_type(args.model_path, args.model_type)
+    model, _, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
+    dataset = info.name
+    layers = layered(model).resolve(args.layers)
     report = check_detectors(
         model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,
         registry=DetectorRegistry(args.detector_dir) if args.detector_dir else None, training_free=args.training_free,
@@ -211,7 +204,7 @@ def _register_list(actions) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..ood.registry import DetectorRegistry
+    from ..ood.registry import DetectorRegistry  # deferred: the ood package imports torch
 
     entries = DetectorRegistry(args.final_save_dir).entries()
     if args.json:

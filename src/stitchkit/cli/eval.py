@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..utils.io import write_json_atomic
+
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
@@ -30,8 +32,6 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.base import evaluate_model  # deferred: torch loads only when a command computes
-    from ..utils.io import write_json_atomic
-
     result = evaluate_model(
         args.model_path, args.model_type, dataset=args.dataset, data_root=args.data_root, batch_size=args.batch_size, device=args.device,
         workers=args.workers, prefetch=args.prefetch, progress=args.progress, model_options=model_options(args),

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..data import dataset_info
 from ..errors import StitchkitError
 from .common import add_command, add_model_options, model_options
 
@@ -29,9 +30,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import dataset_info
-    from ..models import get_model, is_known_model
-    from ..models.checkpoint import load_model
+    from ..models import get_model, is_known_model  # deferred: torch loads only when a command computes
+    from ..models.loading import load_model
     from ..models.layers import layered  # deferred: torch loads only when a command computes
 
     options = model_options(args)

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ood.stitched import evaluate_results_dir
+    from ..ood.stitched import evaluate_results_dir  # deferred: torch loads only when a command computes
 
     detector_dir = None if str(args.detector_dir).lower() == "none" else args.detector_dir
     experiments = evaluate_results_dir(

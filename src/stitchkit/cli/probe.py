@@ -7,6 +7,7 @@ import argparse
 
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import descending, parse_ranks
 
@@ -56,19 +57,15 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..probing.model import probe_checkpoint  # deferred: torch loads only when a command computes
     from ..probing.probe import ProbeConfig
-    from ..utils.io import check_writable_dir
-
     if args.out:
         check_writable_dir(args.out)  # before the probes are trained (the folder is made when they are written)
     ranks = descending(parse_ranks(args.ranks, "-ranks"))
-    layers = None if args.layers == ["all"] else [part for text in args.layers for part in text.split(",") if part]
     if args.workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {args.workers}")
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                          milestones=args.milestones, low_rank_mode=args.low_rank_mode, token_pool=args.token_pool, augment=args.augment,
                          verbose=args.verbose, progress=args.progress)
-    model_type = None if args.model_type in (None, "-", "auto") else args.model_type
-    report = probe_checkpoint(args.model_path, model_type, layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
+    report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
                               device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))
     for layer in report.layers():
         print(f"{args.model_path} -- {layer}")

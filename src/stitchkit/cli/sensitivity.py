@@ -4,9 +4,11 @@ accuracy (Ding et al. 2021, as adapted by Balogh & Jelasity 2025); see :mod:`sti
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import parse_ranks
 
@@ -94,20 +96,10 @@ def register(sub) -> None:
     q.set_defaults(handler=run, test="specificity")
 
 
-def _layers(values) -> list[str] | None:
-    if values is None or values == ["all"]:
-        return None
-    return [part for text in values for part in text.split(",") if part]
-
-
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..probing.probe import ProbeConfig  # deferred: torch loads only when a command computes
     from ..sensitivity.grounding import GroundingSettings, grounding_test_checkpoints
     from ..similarity.registry import measure_info
-    from ..utils.io import check_writable_dir, ensure_writable_dir
-
     if args.n_samples < 3:
         raise StitchkitError(f"--n-samples must be at least 3, got {args.n_samples}")
     for flag, value in (("--stitch-test-samples", args.stitch_test_samples), ("--stitch-fit-samples", args.stitch_fit_samples)):
@@ -127,14 +119,14 @@ def run(args: argparse.Namespace) -> int:
         ranks = [r for r in parse_ranks(args.ranks, "-ranks") if r is not None]
         if not ranks:
             raise StitchkitError("-ranks needs at least one rank below full, e.g. -ranks 32 16 8 4 2 1")
-        kwargs.update(layers=_layers(args.layers), ranks=ranks)
-        if kwargs["layers"] is None:
+        kwargs.update(layers=args.layers, ranks=ranks)
+        if args.layers in (None, ["all"]):
             raise StitchkitError("give the layer(s) to test with -l (the sensitivity test is per layer)")
     else:
-        kwargs.update(layers=_layers(args.layers), reference_layers=_layers(args.reference_layers))
+        kwargs.update(layers=args.layers, reference_layers=args.reference_layers)
     check_writable_dir(args.out)  # fail before the long part (created when the first file is written)
     report = grounding_test_checkpoints(
-        args.test, args.checkpoints, model_type=None if args.model_type in (None, "-", "auto") else args.model_type, dataset=args.dataset,
+        args.test, args.checkpoints, model_type=args.model_type, dataset=args.dataset,
         data_root=args.data_root, names=args.names, model_options=model_options(args), settings=settings, **kwargs,
     )
     groups = list(dict.fromkeys(p["group"] for p in report.points))

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..choices import DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
 from ..errors import StitchkitError
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 
 EXAMPLES = """\
@@ -28,7 +29,6 @@ EXAMPLES = """\
 
 #: the original's printed names
 LABELS = {"cka": "CKA:", "pwcca": "CCA:", "procrustes": "Orth. Procr:"}
-AUTO_TYPES = ("-", "auto", "")
 
 
 def parse_ranks(values: Sequence[str] | None, flag: str) -> list[int | None]:
@@ -57,15 +57,9 @@ def descending(ranks: Sequence[int | None]) -> list[int | None]:
     return sorted(ranks, key=lambda r: (r is not None, -(r or 0)))
 
 
-def split_layers(text: str | None) -> list[str] | None:
-    """A layer argument: a name, a comma-separated list or ``all`` (None)."""
-    if text is None or text.strip() in ("all", ""):
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _type(text: str | None) -> str | None:
-    return None if text is None or text in AUTO_TYPES else text
+def every_layer(text: str | None) -> bool:
+    """Whether a layer argument asks for every layer (``all``, or nothing)."""
+    return text is None or text.strip() in ("all", "")
 
 
 def register(sub) -> None:
@@ -122,13 +116,10 @@ def run(args: argparse.Namespace) -> int:
         raise StitchkitError(f"--n-samples must be at least 2, got {args.n_samples}")
     if args.model1_layer is None and not args.all_pairs:
         raise StitchkitError("give model1_layer and model2_layer (names, comma-separated lists or 'all'), or --all-pairs")
-    layers1, layers2 = split_layers(args.model1_layer), split_layers(args.model2_layer)
     # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
-    all_pairs = args.all_pairs or layers1 is None or layers2 is None
+    all_pairs = args.all_pairs or every_layer(args.model1_layer) or every_layer(args.model2_layer)
     measures = [measure_info(m).name for m in dict.fromkeys(args.measures)]
-    from ..utils.io import check_writable_dir
-
-    from ..activations import ActivationCache
+    from ..activations import ActivationCache  # deferred: torch loads only when a command computes
     from ..data.sources import user_cache_dir
 
     cache_dir = (args.cache_dir or str(user_cache_dir() / "activations")) if args.use_cache else None
@@ -137,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_dir(args.out)
     report = compare_checkpoints(
-        args.model1_path, args.model2_path, _type(args.model1_type), _type(args.model2_type), layers1, layers2,
+        args.model1_path, args.model2_path, args.model1_type, args.model2_type, args.model1_layer, args.model2_layer,
         dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
         n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
         low_rank_mode=args.low_rank_mode, device=args.device, batch_size=args.batch_size, workers=args.workers, prefetch=args.prefetch,

@@ -86,6 +86,29 @@ def register(sub) -> None:
                    help="stitching layer type; auto picks it from the activation shapes")
     add_device(p)
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
+    _add_training_options(p)
+    add_loader(p)
+    _add_output_options(p)
+    _add_matching_options(p)
+    p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
+    p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
+    p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="evaluate on the first N test images only (quick runs)")
+    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N",
+                   help="train on a fixed random subset of N training images (quick runs; at most the training split's size)")
+    p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
+    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
+    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+    _add_speed_options(p)
+    p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+    _PARSER = p
+
+
+def _add_training_options(p) -> None:
+    """The task-loss-matching training options."""
     p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (Adam's weight decay is L2, like the original)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size of training, evaluation and the direct-matching fit")
     p.add_argument("-e", "--epochs", dest="n_epochs", type=int, default=30, help="training epochs; 0 = no training (pure direct matching with -i pinv)")
@@ -95,12 +118,19 @@ def register(sub) -> None:
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="reduce_lr_epochs", type=int, nargs="*", default=[], help="multiply the LR by 0.1 after these epochs")
     p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help="LR schedule, stepped per epoch")
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the stitching layer's gradient norm to this value")
-    add_loader(p)
+
+
+def _add_output_options(p) -> None:
+    """Where the runs are written."""
     p.add_argument("-dir", "--save-dir", dest="save_dir", default="", help="results go to <--results-root>/<dir>/<run name>/")
     p.add_argument("--results-root", dest="results_root", default="results", help="the folder that holds -dir (the original's fixed 'results')")
     p.add_argument("--no-save", dest="no_save", action="store_true", help="do not write final_model.pt (the other files are still written)")
     p.add_argument("--mod-only-stitch", dest="mod_only_stitch", action="store_true",
                    help="accepted for compatibility; always on: the donor networks always stay in eval mode")
+
+
+def _add_matching_options(p) -> None:
+    """How the stitching layer is initialised, fitted and shaped."""
     p.add_argument("-i", "--init", dest="init", default="rand", choices=["rand", "eye", "pinv"], help="initialisation; pinv = direct matching")
     p.add_argument("-pinv-samples", "--pinv-init-samples", dest="n_pinv_init_samples", type=int, default=100,
                    help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
@@ -123,14 +153,10 @@ def register(sub) -> None:
                    "clamping as --front-stitch-rank)")
     p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(STITCH_LOW_RANK_MODES),
                    help="fixed: one basis estimated on the K fit images; per-batch: the original's SVD of every batch")
-    p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
-    p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
-    p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="evaluate on the first N test images only (quick runs)")
-    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N",
-                   help="train on a fixed random subset of N training images (quick runs; at most the training split's size)")
-    p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
-    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
-    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+
+
+def _add_speed_options(p) -> None:
+    """Options that change how fast a grid runs, not its numbers (except --amp)."""
     speed = p.add_argument_group("speed (the numbers stay the same up to float rounding, except --amp)")
     speed.add_argument("--per-pair", dest="grouping", action="store_const", const="per-pair", default="grouped",
                        help="train and evaluate a grid's pairs one after the other (the reference) instead of all together, "
@@ -150,12 +176,6 @@ def register(sub) -> None:
                        "run one after another skip both (default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/...)")
     speed.add_argument("--no-activation-cache", dest="use_activation_cache", action="store_false", help="do not use that cache")
     speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=float, default=4.0, help="largest size of that cache (least recently used go first)")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
-    add_model_options(p)
-    p.set_defaults(handler=run)
-    _PARSER = p
 
 
 def _layers(positional: str, flag: str | None, which: str) -> str:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import StitchkitError
+from ..study import run_study, study_status  # torch-free (units import torch when they run)
+from ..study.config import describe_schema
+
 from .common import add_command
 
 EXAMPLES = """\
@@ -42,17 +46,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import StitchkitError
-    from ..study import run_study, study_status
-    from ..study.config import describe_schema
-
     if args.schema:
         print(describe_schema())
         return 0
     if not args.config:
         raise StitchkitError("give a study config (e.g. examples/demo.toml), or --schema to see the keys")
     if args.findings:
-        from ..study.findings import render_text, study_findings
+        from ..study.findings import render_text, study_findings  # deferred: numpy loads only when a study is read
 
         findings, config = study_findings(args.config, args.out)
         print(render_text(findings, config["study"]["name"]))
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print("time by unit kind: " + ", ".join(f"{kind} {sec:.0f}s" for kind, sec in sorted(summary.seconds_by_kind.items(), key=lambda kv: -kv[1])))
     print(json.dumps(summary.to_dict()))
     if args.report:
-        from ..study.report import write_report
+        from ..study.report import write_report  # deferred: numpy and matplotlib load only for the report
 
         print(f"report: {write_report(summary.study_dir)}")
     return 1 if counts["failed"] else 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 
 from ..choices import OPTIMIZERS, SCHEDULERS
@@ -79,8 +80,6 @@ def resolve(args: argparse.Namespace) -> dict:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     if args.preset == "imagenet" and args.lr is None:
-        import os
-
         world = int(os.environ.get("WORLD_SIZE", "1"))
         values["lr"] = 0.1 * values["batch_size"] * world / 256  # linear scaling rule, per 256 images
     return values

@@ -1,4 +1,5 @@
-"""Batches of a dataset for the compute stages: one function, :func:`make_batches`, picks the path.
+"""Batches and subsets of a dataset for the compute stages: :func:`make_batches` picks the path,
+:func:`sample_subset` is the one subset (the first N items, or a seeded random N).
 
 * ``"device"``: :class:`~stitchkit.data.device_batches.DeviceBatches` — the uint8 images held on the
   compute device, batches built there with tensor operations (exactly the DataLoader's samples and
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..choices import DATA_PATHS
 from ..errors import StitchkitError, unknown_name
@@ -30,6 +31,32 @@ def check_data_path(data_path: str) -> str:
     if data_path not in DATA_PATHS:
         raise unknown_name("data path", str(data_path), DATA_PATHS)
     return data_path
+
+
+def check_subset_size(n: int | None, available: int, what: str) -> None:
+    """Refuse a subset larger than the set it is drawn from (it would be the whole set, recorded as
+    the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
+    split of fashion"."""
+    if n is not None and n > available:
+        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
+                             "or leave the option out to use all of them")
+
+
+def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None, *, what: str | None = None) -> Dataset:
+    """The first ``n_samples`` items (seed None, like the original's test-set measures) or a seeded
+    random subset of that size (like the original's K training images for direct matching); all of
+    ``dataset`` when ``n_samples`` is None or covers it. With ``what`` (the option and the set, for the
+    message) a subset larger than the set is refused (:func:`check_subset_size`)."""
+    if what is not None:
+        check_subset_size(n_samples, len(dataset), what)
+    if n_samples is None or n_samples >= len(dataset):
+        return dataset
+    if n_samples < 1:
+        raise StitchkitError(f"number of samples must be at least 1, got {n_samples}")
+    if seed is None:
+        return Subset(dataset, list(range(n_samples)))
+    generator = torch.Generator().manual_seed(seed)
+    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n_samples].tolist())
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, workers: int = 0, prefetch: int = 1,
@@ -68,6 +95,15 @@ def make_batches(
     if use_device:
         return DeviceBatches(dataset, batch_size, shuffle=shuffle, sampler=sampler, device=device, channels_last=channels_last)
     return make_loader(dataset, batch_size, shuffle=shuffle, workers=workers, prefetch=prefetch, device=device, sampler=sampler)
+
+
+def batches_of(data: Any, batch_size: int, *, device: torch.device | str | None = None, workers: int = 0, prefetch: int = 1,
+               data_path: str = "auto") -> Iterable:
+    """Batches in order: ``data`` itself when it is already batched (a DataLoader, device batches or any
+    iterable without item access), else :func:`make_batches` of the dataset, unshuffled."""
+    if isinstance(data, (DataLoader, DeviceBatches)) or not hasattr(data, "__getitem__"):
+        return data
+    return make_batches(data, batch_size, shuffle=False, device=device, workers=workers, prefetch=prefetch, data_path=data_path)
 
 
 def item_shape(dataset: Dataset) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from ..errors import StitchkitError
 from ..utils.io import atomic_path
@@ -89,7 +90,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read an SVHN ``*_32x32.mat``: ``X`` is 32×32×3×N, ``y`` is N×1 with label 10 for the digit 0
     (mapped to 0, as torchvision does)."""
-    import scipy.io
+    import scipy.io  # deferred: scipy loads only for SVHN's .mat files
 
     mat = scipy.io.loadmat(str(path))
     images = np.ascontiguousarray(np.transpose(mat["X"], (3, 0, 1, 2)).astype(np.uint8, copy=False))
@@ -143,8 +144,6 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
 
 
 def _read_npy_header(f, where) -> tuple[tuple[int, ...], bool, np.dtype]:
-    from numpy.lib import format as npy_format
-
     version = npy_format.read_magic(f)
     if version == (1, 0):
         return npy_format.read_array_header_1_0(f)

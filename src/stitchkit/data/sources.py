@@ -40,7 +40,7 @@ def user_cache_dir() -> Path:
 
 def download_with_torchvision(class_name: str, root: Path, **kwargs) -> None:
     """Let torchvision's dataset class download (and verify the md5 of) its files into ``root``."""
-    from torchvision import datasets
+    from torchvision import datasets  # deferred: torchvision loads only when a torchvision dataset is read
 
     root.mkdir(parents=True, exist_ok=True)
     getattr(datasets, class_name)(str(root), download=True, **kwargs)
@@ -70,7 +70,7 @@ def _absent(paths: list[Path], root: Path) -> list[str]:
 
 def _cifar_loader(class_name: str) -> Callable[[LoadRequest], ImageDataset]:
     def load(req: LoadRequest) -> ImageDataset:
-        from torchvision import datasets
+        from torchvision import datasets  # deferred: torchvision loads only when a torchvision dataset is read
 
         tv_class = getattr(datasets, class_name)
         folder = req.root / tv_class.base_folder
@@ -223,7 +223,7 @@ def imagenet_candidates(root: Path, split: str) -> list[Path]:
 
 
 def load_imagenet(req: LoadRequest) -> ImageDataset:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # deferred: torchvision loads only when a torchvision dataset is read
 
     candidates = imagenet_candidates(req.root, req.split)
     folder = next((c for c in candidates if c.is_dir()), None)

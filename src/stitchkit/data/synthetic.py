@@ -42,7 +42,7 @@ DIGITS_TRAIN_FRACTION = 0.8
 
 @functools.lru_cache(maxsize=4)
 def _digits_arrays(shape: Shape) -> tuple[torch.Tensor, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: scikit-learn loads only for the digits
 
     bunch = load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]
@@ -118,13 +118,13 @@ def sample_photos() -> tuple[np.ndarray, ...]:
     """The bundled photos as ``H×W×3`` uint8 arrays (loaded once per process)."""
     photos = []
     try:
-        from sklearn.datasets import load_sample_images
+        from sklearn.datasets import load_sample_images  # deferred: scikit-learn loads only for the sample photos
 
         photos.extend(np.asarray(image, dtype=np.uint8) for image in load_sample_images().images)
     except Exception:  # pillow missing or a trimmed install: use whatever else is there
         pass
     try:
-        import skimage.data
+        import skimage.data  # deferred: scikit-image is optional (more photos when installed)
     except ImportError:
         skimage = None
     if skimage is not None:

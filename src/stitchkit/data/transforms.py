@@ -21,7 +21,7 @@ OpsFactory = Callable[[Shape], list]
 
 def _T():
     """torchvision.transforms, imported on first use (the import takes seconds; see DeferredTransform)."""
-    from torchvision import transforms
+    from torchvision import transforms  # deferred: torchvision loads only when a transform is built
 
     return transforms
 

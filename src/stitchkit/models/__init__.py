@@ -6,7 +6,8 @@ options of one name; ``build_from_spec(model.stitchkit_spec)`` rebuilds a model 
 What exists is declared torch-free in :mod:`.catalog`.
 """
 
-from .catalog import ModelInfo, Option
+from .catalog import ModelInfo
+from .options import Option
 
 __all__ = [
     "ModelEntry",
@@ -27,7 +28,7 @@ def __getattr__(name: str):
     # The registry imports torch and every architecture; load it on first use, so that reading the
     # catalogue (`stitchkit models`, the parsers) stays fast.
     if name in __all__:
-        from . import registry
+        from . import registry  # deferred: see above
 
         return getattr(registry, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""What the model registry holds, without building anything: names, families, options, descriptions.
+"""What the model registry holds, without building anything: names, families, options, descriptions
+(the options' schema is :mod:`.options`).
 
 This module imports neither torch nor the architectures, so ``stitchkit models`` and every parser can
 read it in a fraction of a second. :mod:`stitchkit.models.registry` pairs each :class:`ModelInfo`
@@ -9,13 +10,12 @@ make, e.g., ResNet-50 out of the CIFAR ResNet builder). Every name is declared h
 from __future__ import annotations
 
 import copy
-import json
-import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StitchkitError
+from .options import ACTIVATION_OPTION, EXTERNAL_OPTIONS, Option, int_option
 
 TORCHVISION_PREFIX = "torchvision:"
 TIMM_PREFIX = "timm:"
@@ -35,113 +35,6 @@ VIT_SIZES: dict[str, tuple[int, int, int]] = {
 RESNET18_SUFFIXES = {"samewidth": "same_width", "samesize": "same_size"}
 
 
-# --------------------------------------------------------------------------------------------------
-# options
-
-
-@dataclass(frozen=True)
-class Option:
-    """One user-settable option of a model: its default, kind and allowed values.
-
-    ``kind`` is one of ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"floats"`` (a list of numbers)
-    or ``"dict"`` (JSON-serialisable keyword arguments). ``None`` is allowed when ``nullable``.
-    """
-
-    default: Any
-    kind: str
-    help: str
-    minimum: float | None = None
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
-    exclusive_minimum: bool = False
-    maximum: float | None = None
-
-    def allowed(self) -> str:
-        """The allowed values in words, for error messages and ``--help``."""
-        if self.choices is not None:
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        elif self.kind in ("int", "float"):
-            text = "an integer" if self.kind == "int" else "a number"
-            if self.minimum is not None:
-                text += f" {'>' if self.exclusive_minimum else '≥'} {self.minimum:g}"
-            if self.maximum is not None:
-                text += f"{' and' if self.minimum is not None else ''} ≤ {self.maximum:g}"
-        elif self.kind == "bool":
-            text = "true or false"
-        elif self.kind == "floats":
-            text = "a list of numbers"
-        elif self.kind == "dict":
-            text = "a JSON object of keyword arguments"
-        else:
-            text = "a string"
-        return text + (" or None" if self.nullable else "")
-
-    def validate(self, model: str, name: str, value: Any) -> Any:
-        """Return ``value`` normalised to plain JSON types, or raise a StitchkitError."""
-        if value is None and self.nullable:
-            return None
-
-        def bad() -> StitchkitError:
-            return StitchkitError(
-                f"model {model!r}: option {name!r} must be {self.allowed()} (default {self.default!r}), got {value!r}"
-            )
-
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise bad()
-            return value
-        if self.kind in ("int", "float"):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise bad()
-            if self.kind == "int":
-                if not isinstance(value, numbers.Integral):
-                    raise bad()
-                value = int(value)
-            else:
-                value = float(value)
-            if self.minimum is not None and (
-                value <= self.minimum if self.exclusive_minimum else value < self.minimum
-            ):
-                raise bad()
-            if self.maximum is not None and value > self.maximum:
-                raise bad()
-            return value
-        if self.kind == "str":
-            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
-                raise bad()
-            return value
-        if self.kind == "floats":
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise bad()
-            vals = list(value)
-            if not vals or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in vals):
-                raise bad()
-            return [float(v) for v in vals]
-        if self.kind == "dict":
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise bad()
-            try:
-                return json.loads(json.dumps(dict(value)))
-            except (TypeError, ValueError):
-                raise bad() from None
-        raise AssertionError(f"unknown option kind {self.kind!r}")
-
-
-def _int(default: int, help: str, minimum: int = 1) -> Option:
-    return Option(default, "int", help, minimum=minimum)
-
-
-ACTIVATION_OPTION = Option("swish", "str", "activation function", choices=("swish", "relu"))
-PRETRAINED_OPTION = Option(False, "bool", "download and load pretrained weights (needs internet)")
-WEIGHTS_OPTION = Option(
-    None, "str", "local pretrained weights: a state_dict file (plain, or under 'state_dict' or 'model'; "
-    "'module.' prefixes are stripped), loaded like pretrained=true but without a download", nullable=True,
-)
-KWARGS_OPTION = Option({}, "dict", "extra keyword arguments passed to the library's constructor")
-#: the options of every torchvision and timm model
-EXTERNAL_OPTIONS = {"pretrained": PRETRAINED_OPTION, "weights": WEIGHTS_OPTION, "kwargs": KWARGS_OPTION}
-
-
 def _norm_options(what: str) -> dict[str, Option]:
     return {
         "input_mean": Option(None, "floats", f"per-channel input mean (None: {what})", nullable=True),
@@ -152,10 +45,10 @@ def _norm_options(what: str) -> dict[str, Option]:
 def _vit_options(size: str, patch: int) -> dict[str, Option]:
     d, depth, heads = VIT_SIZES[size]
     return {
-        "embed_dim": _int(d, "token dimension D"),
-        "depth": _int(depth, "number of transformer blocks"),
-        "num_heads": _int(heads, "attention heads (must divide embed_dim)"),
-        "patch_size": _int(patch, "patch side in pixels (must divide the input size)"),
+        "embed_dim": int_option(d, "token dimension D"),
+        "depth": int_option(depth, "number of transformer blocks"),
+        "num_heads": int_option(heads, "attention heads (must divide embed_dim)"),
+        "patch_size": int_option(patch, "patch side in pixels (must divide the input size)"),
         "mlp_ratio": Option(4.0, "float", "MLP hidden size / embed_dim", minimum=0, exclusive_minimum=True),
     }
 
@@ -204,7 +97,7 @@ def resnet18_variant(name: str, words: tuple[str, ...]) -> ModelInfo:
     """``resnet18_samewidth``, ``resnet18_samesize`` and their combination (in either order)."""
     flags = {RESNET18_SUFFIXES[w]: True for w in words}
     what = " and ".join({"same_width": "every stage `width` channels", "same_size": "every stage stride 1"}[f] for f in flags)
-    return ModelInfo(name, "cifar_resnet", {"width": _int(64, "base width (channels of the stem)")}, f"CIFAR ResNet-18 with {what}",
+    return ModelInfo(name, "cifar_resnet", {"width": int_option(64, "base width (channels of the stem)")}, f"CIFAR ResNet-18 with {what}",
                      build_args={"depth": 18, **flags})
 
 
@@ -214,7 +107,7 @@ def external_info(name: str, family: str, build_args: Mapping[str, Any], descrip
 
 
 def _catalog() -> list[ModelInfo]:
-    width64 = {"width": _int(64, "base width: stages have width·(1, 2, 4, 8) planes")}
+    width64 = {"width": int_option(64, "base width: stages have width·(1, 2, 4, 8) planes")}
     out = [ModelInfo(f"resnet{d}", "cifar_resnet", width64, f"CIFAR ResNet-{d} (3×3 stem, no max-pool, global average pooling)",
                      build_args={"depth": d}) for d in (18, 34, 50, 101, 152)]
     out += [resnet18_variant("resnet18_" + "_".join(words), words) for words in (("samewidth",), ("samesize",), ("samewidth", "samesize"))]
@@ -229,17 +122,17 @@ def _catalog() -> list[ModelInfo]:
     out += [ModelInfo(f"preact_resnet{d}", "preact_resnet", {**width64, "activation": ACTIVATION_OPTION, **_norm_options("CIFAR-10 statistics")},
                       f"DeepMind-style pre-activation ResNet-{d} (Swish, input normalised inside)", build_args={"depth": d}) for d in (18, 34)]
     out += [ModelInfo(f"wide_resnet_{d}_10", "dm_wide_resnet",
-                      {"width_factor": _int(10, "width factor k: channels 16, 16k, 32k, 64k"), "activation": ACTIVATION_OPTION,
+                      {"width_factor": int_option(10, "width factor k: channels 16, 16k, 32k, 64k"), "activation": ACTIVATION_OPTION,
                        **_norm_options("CIFAR-10 statistics")},
                       f"DeepMind-style WRN-{d}-10 (Swish, input normalised inside)", build_args={"depth": d}) for d in (28, 34)]
     out.append(ModelInfo(
         "liu2020_wrn", "liu_wrn",
-        {"width_factor": _int(2, "width factor k: channels 16, 16k, 32k, 64k"),
+        {"width_factor": int_option(2, "width factor k: channels 16, 16k, 32k, 64k"),
          "drop_rate": Option(0.0, "float", "dropout between the convolutions of a block", minimum=0.0, maximum=1.0),
          **_norm_options("Liu et al.'s CIFAR statistics")},
         "WRN-40-2 of Liu et al. 2020 (energy OOD), input normalised inside",
     ))
-    out.append(ModelInfo("small_cnn", "small_cnn", {"width": _int(16, "channels of conv1; conv2..4 have 2, 4, 8 times as many")},
+    out.append(ModelInfo("small_cnn", "small_cnn", {"width": int_option(16, "channels of conv1; conv2..4 have 2, 4, 8 times as many")},
                          "four 3×3 convolutions with ReLU and max-pooling, global average pooling, FC"))
     for patch, img in ((4, 32), (16, 224)):
         for size, (d, depth, heads) in VIT_SIZES.items():

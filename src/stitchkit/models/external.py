@@ -36,14 +36,14 @@ from .resnet_cifar import resnet_layer_names
 @functools.cache
 def torchvision_names() -> tuple[str, ...]:
     """torchvision's classification architectures (not detection/segmentation/video)."""
-    import torchvision
+    import torchvision  # deferred: torchvision loads only for its models
 
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 @functools.cache
 def timm_names() -> tuple[str, ...]:
-    import timm
+    import timm  # deferred: timm is optional and slow to import
 
     return tuple(timm.list_models())
 
@@ -53,7 +53,7 @@ def is_torchvision_name(name: str) -> bool:
 
 
 def is_timm_name(name: str) -> bool:
-    import timm
+    import timm  # deferred: timm is optional and slow to import
 
     return bool(timm.is_model(name))
 
@@ -117,7 +117,7 @@ def resize_classifier(model: nn.Module, num_classes: int, name: str) -> None:
 
 
 def _set_resnet_layers(model: nn.Module) -> nn.Module:
-    import torchvision
+    import torchvision  # deferred: torchvision loads only for its models
 
     if isinstance(model, torchvision.models.ResNet):
         model.stitchable_layers = resnet_layer_names([len(getattr(model, f"layer{s}")) for s in (1, 2, 3, 4)])
@@ -193,7 +193,7 @@ def build_torchvision(
     name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    import torchvision
+    import torchvision  # deferred: torchvision loads only for its models
 
     check_torchvision_name(name)
     _check_weight_source(f"torchvision:{name}", pretrained, weights)
@@ -232,7 +232,7 @@ def build_timm(
     name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    import timm
+    import timm  # deferred: timm is optional and slow to import
 
     check_timm_name(name)
     _check_weight_source(f"timm:{name}", pretrained, weights)

@@ -36,7 +36,7 @@ LOGITS = "<logits>"
 
 def _timm_leaf_types() -> tuple[type, ...]:
     try:
-        from timm.layers import get_notrace_modules
+        from timm.layers import get_notrace_modules  # deferred: timm is optional and slow to import
     except Exception:  # timm missing or too old: nothing to add
         return ()
     return tuple(get_notrace_modules())
@@ -44,7 +44,7 @@ def _timm_leaf_types() -> tuple[type, ...]:
 
 def _timm_autowrap_functions() -> tuple:
     try:
-        from timm.layers import get_notrace_functions
+        from timm.layers import get_notrace_functions  # deferred: timm is optional and slow to import
     except Exception:
         return ()
     return tuple(get_notrace_functions())
@@ -207,11 +207,30 @@ class LayeredModel:
         return True
 
     # -- public API -----------------------------------------------------------------------------
-    def check_layer(self, name: str) -> str:
+    def check_layer(self, name: str, where: str | None = None) -> str:
+        """``name`` if it is a stitchable layer; else an error listing the valid ones (``where``: the
+        option that asked for it, e.g. "study config: layers.front")."""
         if name not in self._cuts:
             listing = ", ".join(self.layers) if self.layers else "(none found)"
+            if where:
+                raise StitchkitError(f"{where} has {name!r}, which is not a stitchable layer of {self.model_name}; valid layers: {listing}")
             raise StitchkitError(f"{name!r} is not a stitchable layer of {self.model_name}; valid layers: {listing}")
         return name
+
+    def resolve(self, layers: str | Sequence[str] | None, where: str | None = None) -> list[str]:
+        """A layer request → validated names, each once: ``"all"`` or None (every stitchable layer, in
+        forward order), a comma-separated string, or a list (whose items may be comma lists too), in
+        the order asked. ``where`` names the option in errors (:meth:`check_layer`)."""
+        items = [] if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        if layers is None or names == ["all"]:
+            if not self.layers:
+                raise StitchkitError(f"{self.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
+                                     "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
+            return list(self.layers)
+        if not names:
+            raise StitchkitError(f"no layers given for {self.model_name}; valid layers: {', '.join(self.layers)}")
+        return list(dict.fromkeys(self.check_layer(name, where) for name in names))
 
     @property
     def model_name(self) -> str:

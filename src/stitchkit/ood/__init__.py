@@ -11,7 +11,8 @@ stitched activations.
 * :mod:`.detectors` — the :class:`Detector` interface (``fit`` / ``predict`` outlier scores) with
   :class:`EnergyDetector`, :class:`MahalanobisDetector` and :class:`KNNDetector`.
 * :mod:`.train` — :func:`train_detectors`: supervised pre-training on a frozen source's activations,
-  then energy fine-tuning with outlier exposure, several layers sharing one source pass.
+  then energy fine-tuning with outlier exposure, several layers sharing one source pass
+  (:class:`~.bank.DetectorBank`; the configuration :mod:`.train_config`, the loss :mod:`.finetune_loss`).
 * :mod:`.registry` — :class:`DetectorRegistry`: ``<fdir>/<id>.pt`` + ``meta.json``, lookup by content
   hash, deterministic ids, safe for concurrent writers.
 * :mod:`.evaluate` — :func:`genuine_scores`, :func:`evaluate_stitched`, :func:`check_detectors`,
@@ -21,7 +22,6 @@ stitched activations.
 from .detectors import DETECTORS, TRAINING_FREE, Detector, EnergyDetector, KNNDetector, MahalanobisDetector, list_detectors, make_detector, pool_features
 from .evaluate import (
     DetectorCheck,
-    OODMatrices,
     StitchOODResult,
     check_detectors,
     evaluate_stitched,
@@ -30,6 +30,7 @@ from .evaluate import (
     load_layer_detectors,
     stitched_batches,
 )
+from .matrices import OODMatrices
 from .metrics import FPR_RULES, POSITIVE_CLASSES, OODMetrics, OODMetricsResult, auroc, average_precision, fpr_at_tpr, ood_metrics
 from .registry import DEFAULT_DETECTOR_DIR, DetectorRegistry, detector_id
 from .scores import SCORES, energy_score, logit_score, msp_score

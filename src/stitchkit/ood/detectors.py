@@ -28,32 +28,10 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from ..activations.pooling import POOLINGS, pool_features  # noqa: F401 (POOLINGS: re-exported)
 from ..choices import TRAINING_FREE_DETECTORS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
 from .scores import energy_score
-
-POOLINGS = {
-    "avg": "mean over spatial positions (C,H,W) or tokens (T,D)",
-    "cls": "token 0 of a (T,D) sequence (the CLS position); conv maps are averaged",
-    "flatten": "every value as a feature",
-}
-
-
-def pool_features(x: Tensor, pool: str = "avg") -> Tensor:
-    """``(B, …)`` activations → ``(B, F)`` features by ``pool`` (see :data:`POOLINGS`)."""
-    if pool not in POOLINGS:
-        raise unknown_name("pooling", pool, POOLINGS)
-    x = torch.as_tensor(x)
-    if x.dim() < 2:
-        raise StitchkitError(f"activations need a batch dimension, got shape {tuple(x.shape)}")
-    if pool == "flatten" or x.dim() == 2:
-        return x.reshape(x.shape[0], -1)
-    if x.dim() == 4:
-        return x.mean(dim=(2, 3))
-    if x.dim() == 3:
-        return x[:, 0] if pool == "cls" else x.mean(dim=1)
-    return x.reshape(x.shape[0], x.shape[1], -1).mean(dim=2)
-
 
 def _batches(data: Any, labels: Any = None) -> Iterable[tuple[Tensor, Tensor | None]]:
     """A tensor (with optional labels) or an iterable of ``(x, y)`` / ``x`` batches."""

@@ -19,7 +19,7 @@ The functions here work on activations and do not depend on how a stitch is buil
 * :func:`stitched_batches` — stitched activation batches from a front prefix and a stitching layer;
 * :func:`check_detectors` — the detectors' sanity check (genuine ID test activations vs another
   dataset's, e.g. ``digits`` offline where the original used SVHN);
-* :class:`OODMatrices` — front × end matrices of accuracy, AUROC, AUPR and FPR95, written as CSV/JSON.
+* :class:`~.matrices.OODMatrices` (:mod:`.matrices`) — front × end matrices of accuracy, AUROC, AUPR and FPR95, written as CSV/JSON.
 
 Scores are outlier scores (higher = more OOD); metrics follow :mod:`stitchkit.ood.metrics`'
 convention argument (default: ID positive, as the original).
@@ -30,34 +30,22 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import StitchkitError, unknown_name
-from ..results import Matrix, Provenance
-from ..results.writers import write_csv, write_json
+from ..activations.extract import model_fingerprint
+from ..data import dataset_info, get_dataset
+from ..data.loading import batches_of, sample_subset
+from ..errors import StitchkitError
+from ..models.layers import layered
+from ..utils.progress import progress_bar
 from .detectors import Detector, make_detector, pool_features
 from .metrics import OODMetricsResult, ood_metrics
 
 DetectorsByLayer = Mapping[str, Mapping[str, Detector]]
-
-
-def _loader(data: Any, batch_size: int, workers: int = 0):
-    from torch.utils.data import DataLoader
-
-    if isinstance(data, DataLoader) or not hasattr(data, "__getitem__"):
-        return data
-    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
-
-
-def _progress(iterable, desc: str, enabled: bool):
-    from ..training.loop import progress_bar
-
-    return progress_bar(iterable, desc, enabled)
 
 
 @torch.no_grad()
@@ -77,8 +65,6 @@ def genuine_scores(
     One pass of the model's prefix up to the last layer in ``detectors`` over ``data`` (a dataset or a
     loader of ``(images, labels)``).
     """
-    from ..models.layers import layered
-
     layers = [layer for layer in layered(model).layers if layer in detectors]
     unknown = [layer for layer in detectors if layer not in layers]
     if unknown:
@@ -89,7 +75,7 @@ def genuine_scores(
     extractor = layered(model).extractor(layers)
     out: dict[str, dict[str, list[Tensor]]] = {layer: {name: [] for name in detectors[layer]} for layer in layers}
     try:
-        for batch in _progress(_loader(data, batch_size, workers), desc, progress):
+        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), desc, progress):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -118,8 +104,6 @@ def fit_training_free(
 
     ``options`` maps a detector name to its keyword options (e.g. ``{"knn": {"k": 10}}``).
     """
-    from ..models.layers import layered
-
     options = options or {}
     cut = layered(model)
     layers = [cut.check_layer(layer) for layer in layers]
@@ -132,7 +116,7 @@ def fit_training_free(
     feats: dict[tuple[str, str], list[Tensor]] = {(layer, pool): [] for layer in layers for pool in pools}
     labels: list[Tensor] = []
     try:
-        for batch in _progress(_loader(data, batch_size, workers), "fit detectors", progress):
+        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), "fit detectors", progress):
             x, y = batch[0], batch[1]
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -210,8 +194,6 @@ def evaluate_stitched(
             (:func:`genuine_scores`), the ID side of the metrics.
         positive, tpr, fpr_rule: the metric convention (:func:`stitchkit.ood.metrics.ood_metrics`).
     """
-    from ..models.layers import layered
-
     if isinstance(detectors, Detector):
         detectors = {detectors.name: detectors}
     missing = [name for name in detectors if name not in id_scores]
@@ -224,7 +206,7 @@ def evaluate_stitched(
     hits, n, n_labelled = 0, 0, 0
     scores: dict[str, list[Tensor]] = {name: [] for name in detectors}
     try:
-        for batch in _progress(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
+        for batch in progress_bar(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
             act, labels, logits = _unpack(batch)
             if labels is not None:
                 if logits is None:
@@ -263,13 +245,11 @@ def stitched_batches(
 ) -> Iterable[tuple[Tensor, Tensor]]:
     """``(stitched activation, labels)`` batches: the front network up to ``front_layer`` only, then
     the stitching layer. Feed them to :func:`evaluate_stitched`."""
-    from ..models.layers import layered
-
     device = torch.device(device)
     front.eval()
     stitching_layer.eval()
     prefix = layered(front).prefix(front_layer)
-    for x, y in _loader(data, batch_size, workers):
+    for x, y in batches_of(data, batch_size, workers=workers, data_path="loader"):
         yield stitching_layer(prefix(x.to(device, non_blocking=True))), y
 
 
@@ -318,8 +298,6 @@ class DetectorCheck:
 def load_layer_detectors(registry: Any, model: nn.Module, layers: Sequence[str], *, source_path: str | None = None,
                          device: Any = None, id_dataset: str | None = None) -> dict[str, Detector]:
     """The registry's energy detector for each layer of ``model`` (matched by content hash)."""
-    from ..activations import model_fingerprint
-
     source_hash = model_fingerprint(model)
     out = {}
     for layer in layers:
@@ -357,9 +335,6 @@ def check_detectors(
     Energy detectors come from ``registry`` (when given); ``training_free`` names Mahalanobis / k-NN
     detectors fitted here on ``fit_samples`` random ID train images (no augmentation).
     """
-    from ..activations import model_fingerprint, sample_subset
-    from ..data import dataset_info, get_dataset
-
     info = dataset_info(id_dataset)
     device = torch.device(device)
     model.to(device).eval()
@@ -396,125 +371,3 @@ def check_detectors(
         for layer in layers
     }
     return DetectorCheck(model_path, model_fingerprint(model), info.name, sanity_dataset, list(layers), metrics, ids, seconds, id_s, sc_s)
-
-
-# ------------------------------------------------------------------------------------------------
-# matrices
-
-
-MATRIX_METRICS = ("auroc", "aupr", "fpr95")
-#: how each number reads as a :class:`~stitchkit.results.Matrix`, (kind, range): a high AUROC / AUPR
-#: means the detector tells the stitched activations from the genuine ones (not alike), a high FPR95
-#: that it cannot
-METRIC_KINDS = {"accuracy": ("accuracy", (0.0, 1.0)), "auroc": ("distance", (0.0, 1.0)), "aupr": ("distance", (0.0, 1.0)),
-                "fpr95": ("similarity", (0.0, 1.0))}
-#: the corner cell of the matrices' CSV files
-CSV_CORNER = "front \\ end"
-
-
-class OODMatrices:
-    """Front × end matrices of stitched accuracy and, per detector, AUROC / AUPR / FPR95.
-
-    Missing pairs are NaN (the original filled them with 0). ``aupr`` and ``fpr95`` follow the metric
-    convention of the results (recorded in the JSON).
-    """
-
-    def __init__(self, front_layers: Sequence[str], end_layers: Sequence[str]):
-        self.front_layers, self.end_layers = list(front_layers), list(end_layers)
-        self.results: dict[tuple[str, str], StitchOODResult] = {}
-
-    def add(self, front_layer: str, end_layer: str, result: StitchOODResult) -> None:
-        if front_layer not in self.front_layers:
-            self.front_layers.append(front_layer)
-        if end_layer not in self.end_layers:
-            self.end_layers.append(end_layer)
-        self.results[(front_layer, end_layer)] = result
-
-    @property
-    def detectors(self) -> list[str]:
-        names: list[str] = []
-        for r in self.results.values():
-            names += [n for n in r.metrics if n not in names]
-        return names
-
-    def matrix(self, metric: str, detector: str | None = None) -> list[list[float]]:
-        out = []
-        for f in self.front_layers:
-            row = []
-            for e in self.end_layers:
-                r = self.results.get((f, e))
-                if r is None:
-                    row.append(math.nan)
-                elif metric == "accuracy":
-                    row.append(r.accuracy)
-                else:
-                    m = r.metrics.get(detector or "energy")
-                    row.append(getattr(m, metric) if m is not None else math.nan)
-            out.append(row)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        conventions = {}
-        for r in self.results.values():
-            for name, m in r.metrics.items():
-                conventions.setdefault(name, m.convention)
-        return {
-            "front_layers": self.front_layers, "end_layers": self.end_layers, "accuracy": self.matrix("accuracy"),
-            "detectors": {name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS} for name in self.detectors},
-            "conventions": conventions,
-        }
-
-    def to_matrix(self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None) -> Matrix:
-        """Front × end :class:`~stitchkit.results.Matrix` of ``accuracy`` or of a detector's ``auroc``,
-        ``aupr`` or ``fpr95`` (default: the first detector), with ``provenance`` (default: the metric
-        conventions)."""
-        if metric not in METRIC_KINDS:
-            raise unknown_name("OOD metric", metric, METRIC_KINDS)
-        if metric != "accuracy":
-            detector = detector or (self.detectors or ["energy"])[0]
-            if detector not in self.detectors:
-                raise unknown_name("detector of this test", detector, self.detectors)
-        kind, value_range = METRIC_KINDS[metric]
-        name = "stitched accuracy" if metric == "accuracy" else f"{metric.upper()} ({detector})"
-        if provenance is None:
-            provenance = Provenance(f"OOD test of stitches: {name}",
-                                    conventions={f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()})
-        return Matrix(self.front_layers, self.end_layers, self.matrix(metric, detector), kind=kind, range=value_range, name=name,
-                      provenance=provenance)
-
-    def _csv(self, matrix: list[list[float]]) -> list[dict[str, Any]]:
-        """The rows of one matrix's CSV: the front layer, then each end layer's value to 6 digits (empty where missing)."""
-        return [{CSV_CORNER: f, **{e: "" if math.isnan(v) else f"{v:.6g}" for e, v in zip(self.end_layers, row)}}
-                for f, row in zip(self.front_layers, matrix)]
-
-    def save(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
-        """``accuracy.csv``, ``<metric>_<detector>.csv`` and ``ood_matrices.json`` in ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        columns = [CSV_CORNER, *self.end_layers]
-        paths = [out_dir / "accuracy.csv"]
-        write_csv(paths[0], self._csv(self.matrix("accuracy")), columns)
-        for name in self.detectors:
-            for metric in MATRIX_METRICS:
-                path = out_dir / f"{metric}_{name}.csv"
-                write_csv(path, self._csv(self.matrix(metric, name)), columns)
-                paths.append(path)
-        data = {**self.to_dict(), **dict(extra or {})}
-        write_json(out_dir / "ood_matrices.json", data)
-        paths.append(out_dir / "ood_matrices.json")
-        return paths
-
-    def format(self) -> str:
-        """The matrices as text, like the original's printout (rows = front, columns = end)."""
-        def block(title: str, matrix: list[list[float]]) -> list[str]:
-            width = max([len(e) for e in self.end_layers] + [8])
-            lines = [title, " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers)]
-            for f, row in zip(self.front_layers, matrix):
-                lines.append(f"{f:<12}" + "".join(f"{'—' if math.isnan(v) else f'{v:.4f}':>{width + 1}}" for v in row))
-            return lines
-
-        lines = block("STITCHING ACCURACY", self.matrix("accuracy"))
-        for name in self.detectors:
-            for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):
-                lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", self.matrix(metric, name))
-        return "\n".join(lines)

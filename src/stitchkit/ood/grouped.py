@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..stitching.grouped import GridPass
-from ..training.loop import progress_bar
+from ..utils.progress import progress_bar
 from .detectors import Detector
 
 

@@ -36,9 +36,14 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .. import __version__
+from ..activations.extract import model_fingerprint
 from ..choices import DEFAULT_DETECTOR_DIR  # torch-free home (the CLI reads it)
+from ..data import dataset_info
 from ..errors import StitchkitError
+from ..models import build_from_spec, get_model
+from ..models.checkpoint import load_checkpoint, load_state_into
 from ..utils.io import torch_save_atomic, write_json_atomic
+from .detectors import EnergyDetector
 
 META_FILE = "meta.json"
 LOCK_FILE = ".meta.json.lock"
@@ -124,8 +129,6 @@ class DetectorRegistry:
         The source is a model (hashed here), a content hash, or a checkpoint path.
         """
         if model is not None and source_hash is None:
-            from ..activations import model_fingerprint
-
             source_hash = model_fingerprint(model)
         matches = self.find(layer, source_hash=source_hash, source_path=source_path, id_dataset=id_dataset)
         if not matches:
@@ -142,11 +145,6 @@ class DetectorRegistry:
     def load(self, key: str, device: Any = None):
         """Rebuild the detector of entry ``key`` (``"<id>.pt"`` or ``"<id>"``) as an
         :class:`~stitchkit.ood.detectors.EnergyDetector`."""
-        from ..data import dataset_info
-        from ..models import build_from_spec, get_model
-        from ..models.checkpoint import load_checkpoint, load_state_into
-        from .detectors import EnergyDetector
-
         key = key if key.endswith(".pt") else key + ".pt"
         meta = self.entries().get(key)
         if meta is None:

@@ -11,7 +11,8 @@ experiment and each end layer:
 2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
    per end layer for all its stitches (one pass of the end model's prefix over all end layers);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. all runs together in ONE grouped pass over the evaluation test set (:mod:`.grouped`): per batch
+4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_test.score_stitches`,
+   shared with the Python API's ``stitchkit.ood_test``; :mod:`.grouped`): per batch
    the front network runs once for all front layers, and per end layer the stitching layers, the end
    suffix (accuracy) and the detectors (scores) once for all its stitches; per stitch this equals
    :func:`stitchkit.ood.evaluate.evaluate_stitched`.
@@ -32,10 +33,23 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..data import dataset_info, get_dataset
+from ..data.loading import sample_subset
 from ..errors import StitchkitError
-from .evaluate import OODMatrices, StitchOODResult, genuine_scores
+from ..models.folding import fold_batchnorm
+from ..models.layers import layered
+from ..models.loading import check_model_type, load_model, requested_model_type
+from ..stitching.grouped import GridPair
+from ..stitching.records import StitchResult
+from ..stitching.run_folder import is_finished, load_stitcher
+from ..utils.device import resolve_device
+from ..utils.io import check_writable_dir
+from .evaluate import StitchOODResult, genuine_scores
+from .matrices import OODMatrices
 from .metrics import ood_metrics
+from .registry import DetectorRegistry
 from .stitch_test import end_layer_detectors, score_stitches
 
 
@@ -77,9 +91,6 @@ class _PendingScores:
 
 def _check_inputs_first(out_root: Path, names: Sequence[str | None]) -> None:
     """Everything that can be checked before the work: the output folder and the dataset names."""
-    from ..data import dataset_info
-    from ..utils.io import check_writable_dir
-
     check_writable_dir(out_root, "OOD output folder (-o)")
     for name in names:
         if name:
@@ -87,8 +98,6 @@ def _check_inputs_first(out_root: Path, names: Sequence[str | None]) -> None:
 
 
 def _group_runs(results_dir: Path) -> dict[str, list[Any]]:
-    from ..stitching.experiment import StitchResult, is_finished
-
     if not results_dir.is_dir():
         raise StitchkitError(f"results folder {str(results_dir)!r} does not exist")
     groups: dict[str, list[Any]] = {}
@@ -105,6 +114,162 @@ def _group_runs(results_dir: Path) -> dict[str, list[Any]]:
 
 def _label(result: Any) -> str:
     return f"{result.stitching_type}__{result.init}_e{result.epochs}__{result.config_key}"
+
+
+@dataclass(frozen=True)
+class _TestOptions:
+    """The options of :func:`evaluate_results_dir` that every step reads."""
+
+    data_root: str | None
+    id_data_root: str | None
+    sanity_dataset: str | None
+    sanity_root: str | None
+    training_free: Sequence[str]
+    training_free_options: Mapping[str, Mapping[str, Any]] | None
+    fit_samples: int
+    test_samples: int | None
+    positive: str
+    tpr: float
+    fpr_rule: str
+    batch_size: int
+    workers: int
+    seed: int
+    group_size: int | None
+    progress: bool
+    log: Callable[[str], None]
+
+    def metrics(self, id_scores: np.ndarray, ood_scores: np.ndarray, score: str):
+        return ood_metrics(id_scores, ood_scores, positive=self.positive, tpr=self.tpr, fpr_rule=self.fpr_rule, score=score)
+
+
+def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) -> nn.Module:
+    """A stitching run's front or end network, as the run recorded it."""
+    path = _model_path(desc)
+    check_model_type(path, desc.get("model_type"))
+    model, _ = load_model(path, requested_model_type(desc.get("model_type")), dataset=dataset)
+    return model.to(dev).eval()
+
+
+def _run_detectors(opts: _TestOptions, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str], first: Any,
+                   id_name: str, dev: torch.device) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """The detectors of every end layer (energy from the registry, training-free ones fitted on the ID
+    training split: :func:`.stitch_test.end_layer_detectors`) and the energy detectors' ids."""
+    fit_set = None
+    if opts.training_free:
+        train = get_dataset(id_name, "train", root=opts.id_data_root or opts.data_root, augment=False)
+        fit_set = sample_subset(train, opts.fit_samples, seed=opts.seed)
+    return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=opts.training_free,
+                               training_free_options=opts.training_free_options, fit_set=fit_set, device=dev, batch_size=opts.batch_size,
+                               workers=opts.workers, progress=opts.progress)
+
+
+def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[str, Any]], id_scores: dict[str, dict[str, np.ndarray]],
+                  shape: tuple[int, ...], dev: torch.device, exp_dir: Path, pending: _PendingScores) -> dict[str, dict[str, Any]]:
+    """The detectors on genuine ID test activations against the sanity dataset's, per end layer."""
+    name = opts.sanity_dataset
+    sc_set = sample_subset(get_dataset(name, "test", root=opts.sanity_root or opts.data_root, shape=shape), opts.test_samples)
+    sc_scores = genuine_scores(end, detectors, sc_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress,
+                               desc=name)
+    sanity: dict[str, dict[str, Any]] = {}
+    for layer, per in detectors.items():
+        sanity[layer] = {}
+        opts.log(f"Sanity checking {layer}'s OOD detectors against {name}:")
+        for det in per:
+            m = opts.metrics(id_scores[layer][det], sc_scores[layer][det], det)
+            sanity[layer][det] = m.to_dict()
+            pending.add(exp_dir / "energies" / "sanity" / layer / f"{name}_{det}.npy", sc_scores[layer][det])
+            opts.log(f"  {det}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
+    return sanity
+
+
+def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: nn.Module, detectors: dict[str, dict[str, Any]],
+                 id_scores: dict[str, dict[str, np.ndarray]], eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
+    """All stitches of an experiment in one grouped pass (:func:`.stitch_test.score_stitches`): per test
+    batch the front network runs once for all front layers, and per end layer the suffix and the
+    detectors once for all its stitches; each stitch's result in the order of ``ordered``, and the
+    largest group."""
+    eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples)
+    # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
+    front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
+    end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
+    pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
+             for r in ordered]
+    return score_stitches(pairs, detectors, id_scores, eval_set, positive=opts.positive, tpr=opts.tpr, fpr_rule=opts.fpr_rule, device=dev,
+                          batch_size=opts.batch_size, workers=opts.workers, group_size=opts.group_size, progress=opts.progress)
+
+
+def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchOODResult], matrices: OODMatrices, exp_dir: Path,
+                    pending: _PendingScores) -> dict[str, StitchOODResult]:
+    """Each stitch's result (accuracy and metrics against the genuine ID scores of its end layer) by
+    run name, in the matrices, its scores pending, and logged."""
+    run_results: dict[str, StitchOODResult] = {}
+    for result, res in zip(ordered, scored):
+        run_dir = Path(result.run_dir)
+        res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
+        run_results[run_dir.name] = res
+        matrices.add(result.front_layer, result.end_layer, res)
+        for name, values in res.ood_scores.items():
+            pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
+        parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
+        opts.log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
+    return run_results
+
+
+def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry: DetectorRegistry | None, dataset: str | None,
+                         id_dataset: str | None, exp_dir: Path, results_dir: Path, dev: torch.device) -> ExperimentOOD:
+    """The OOD test of one experiment (the runs sharing a config key), written into ``exp_dir`` once complete."""
+    first = runs[0]
+    label = _label(first)
+    info = dataset_info(dataset or first.dataset)
+    id_info = dataset_info(id_dataset or info.name)
+    seconds: dict[str, float] = {}
+    pending = _PendingScores()
+    started = time.perf_counter()
+    front = _load_run_model(first.front, first.dataset, dev)
+    end = front if first.front.get("fingerprint") == first.end.get("fingerprint") else _load_run_model(first.end, first.dataset, dev)
+    seconds["load_models"] = time.perf_counter() - started
+    end_order, front_order = layered(end).layers, layered(front).layers
+    end_layers = [layer for layer in end_order if any(r.end_layer == layer for r in runs)]
+    front_layers = [layer for layer in front_order if any(r.front_layer == layer for r in runs)]
+    opts.log(f"experiment {label}: {len(runs)} runs, front layers {front_layers}, end layers {end_layers}")
+
+    started = time.perf_counter()
+    detectors, ids = _run_detectors(opts, registry, end, end_layers, first, id_info.name, dev)
+    seconds["detectors"] = time.perf_counter() - started
+
+    # ID scores, one pass over the ID test set for all end layers
+    started = time.perf_counter()
+    id_set = sample_subset(get_dataset(id_info.name, "test", root=opts.id_data_root or opts.data_root, shape=info.shape), opts.test_samples)
+    id_scores = genuine_scores(end, detectors, id_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
+    seconds["id_scores"] = time.perf_counter() - started
+    for layer, per in id_scores.items():
+        for name, values in per.items():
+            pending.add(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
+            opts.log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
+
+    sanity: dict[str, dict[str, Any]] = {}
+    if opts.sanity_dataset:
+        started = time.perf_counter()
+        sanity = _sanity_check(opts, end, detectors, id_scores, info.shape, dev, exp_dir, pending)
+        seconds["sanity"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
+    scored, largest_group = _stitch_pass(opts, ordered, front, end, detectors, id_scores, info.name, dev)
+    matrices = OODMatrices(front_layers, end_layers)
+    run_results = _stitch_results(opts, ordered, scored, matrices, exp_dir, pending)
+    seconds["stitches"] = time.perf_counter() - started
+    seconds["group_size"] = largest_group
+    extra = {
+        "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
+        "test_samples": opts.test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
+        "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()},
+        "sanity_dataset": opts.sanity_dataset, "sanity": sanity, "runs": {name: r.to_dict() for name, r in run_results.items()},
+        "seconds": seconds,
+    }
+    pending.write()
+    matrices.save(exp_dir, extra)
+    return ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir))
 
 
 def evaluate_results_dir(
@@ -141,15 +306,6 @@ def evaluate_results_dir(
     All stitches of an experiment are evaluated in one grouped pass (:mod:`.grouped`), ``group_size``
     stitches per end-suffix pass (None: automatic, as in the grids).
     """
-    from ..activations import sample_subset
-    from ..data import dataset_info, get_dataset
-    from ..models.folding import fold_batchnorm
-    from ..models.layers import layered
-    from ..stitching.experiment import load_donor, load_stitcher
-    from ..stitching.grouped import GridPair
-    from ..utils.device import resolve_device
-    from .registry import DetectorRegistry
-
     results_dir = Path(results_dir)
     out_root = Path(out_dir) if out_dir is not None else results_dir / "ood"
     _check_inputs_first(out_root, [dataset, id_dataset, sanity_dataset])
@@ -157,98 +313,12 @@ def evaluate_results_dir(
     registry = DetectorRegistry(detector_dir) if detector_dir else None
     if registry is None and not training_free:
         raise StitchkitError("no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)")
+    opts = _TestOptions(data_root, id_data_root, sanity_dataset, sanity_root, training_free, training_free_options, fit_samples, test_samples,
+                        positive, tpr, fpr_rule, batch_size, workers, seed, group_size, progress, log)
     groups = _group_runs(results_dir)
-    outputs = []
-    for key, runs in groups.items():
-        first = runs[0]
-        label = _label(first)
-        exp_dir = out_root / label if len(groups) > 1 else out_root
-        eval_name = dataset or first.dataset
-        info = dataset_info(eval_name)
-        id_info = dataset_info(id_dataset or eval_name)
-        seconds: dict[str, float] = {}
-        pending = _PendingScores()
-        started = time.perf_counter()
-        front = load_donor(_model_path(first.front), first.front.get("model_type"), dataset=first.dataset).model.to(dev).eval()
-        end = front if first.front.get("fingerprint") == first.end.get("fingerprint") else \
-            load_donor(_model_path(first.end), first.end.get("model_type"), dataset=first.dataset).model.to(dev).eval()
-        seconds["load_models"] = time.perf_counter() - started
-        end_order = layered(end).layers
-        front_order = layered(front).layers
-        end_layers = [layer for layer in end_order if any(r.end_layer == layer for r in runs)]
-        front_layers = [layer for layer in front_order if any(r.front_layer == layer for r in runs)]
-        log(f"experiment {label}: {len(runs)} runs, front layers {front_layers}, end layers {end_layers}")
-
-        # detectors of every end layer
-        started = time.perf_counter()
-        fit_set = sample_subset(get_dataset(id_info.name, "train", root=id_data_root or data_root, augment=False), fit_samples,
-                                seed=seed) if training_free else None
-        detectors, ids = end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=training_free,
-                                             training_free_options=training_free_options, fit_set=fit_set, device=dev, batch_size=batch_size,
-                                             workers=workers, progress=progress)
-        seconds["detectors"] = time.perf_counter() - started
-
-        # ID scores, one pass over the ID test set for all end layers
-        started = time.perf_counter()
-        id_set = sample_subset(get_dataset(id_info.name, "test", root=id_data_root or data_root, shape=info.shape), test_samples)
-        id_scores = genuine_scores(end, detectors, id_set, device=dev, batch_size=batch_size, workers=workers, progress=progress)
-        seconds["id_scores"] = time.perf_counter() - started
-        for layer, per in id_scores.items():
-            for name, values in per.items():
-                pending.add(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
-                log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
-
-        sanity: dict[str, dict[str, Any]] = {}
-        if sanity_dataset:
-            started = time.perf_counter()
-            sc_set = sample_subset(get_dataset(sanity_dataset, "test", root=sanity_root or data_root, shape=info.shape), test_samples)
-            sc_scores = genuine_scores(end, detectors, sc_set, device=dev, batch_size=batch_size, workers=workers, progress=progress, desc=sanity_dataset)
-            for layer in end_layers:
-                sanity[layer] = {}
-                log(f"Sanity checking {layer}'s OOD detectors against {sanity_dataset}:")
-                for name in detectors[layer]:
-                    m = ood_metrics(id_scores[layer][name], sc_scores[layer][name], positive=positive, tpr=tpr, fpr_rule=fpr_rule, score=name)
-                    sanity[layer][name] = m.to_dict()
-                    pending.add(exp_dir / "energies" / "sanity" / layer / f"{sanity_dataset}_{name}.npy", sc_scores[layer][name])
-                    log(f"  {name}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
-            seconds["sanity"] = time.perf_counter() - started
-
-        # the stitches, all in one grouped pass: per test batch the front network runs once for all
-        # front layers, and per end layer the suffix and the detectors once for all its stitches
-        started = time.perf_counter()
-        eval_set = sample_subset(get_dataset(info.name, "test", root=data_root), test_samples)
-        ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-        # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
-        front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
-        end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
-        pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
-                 for r in ordered]
-        scored, largest_group = score_stitches(pairs, detectors, id_scores, eval_set, positive=positive, tpr=tpr, fpr_rule=fpr_rule, device=dev,
-                                               batch_size=batch_size, workers=workers, group_size=group_size, progress=progress)
-        matrices = OODMatrices(front_layers, end_layers)
-        run_results: dict[str, StitchOODResult] = {}
-        for result, res in zip(ordered, scored):
-            run_dir = Path(result.run_dir)
-            res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
-            run_results[run_dir.name] = res
-            matrices.add(result.front_layer, result.end_layer, res)
-            for name, values in res.ood_scores.items():
-                pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
-            parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
-            log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
-        seconds["stitches"] = time.perf_counter() - started
-        seconds["group_size"] = largest_group
-        extra = {
-            "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
-            "test_samples": test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
-            "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()},
-            "sanity_dataset": sanity_dataset, "sanity": sanity, "runs": {name: r.to_dict() for name, r in run_results.items()},
-            "seconds": seconds,
-        }
-        pending.write()
-        matrices.save(exp_dir, extra)
-        outputs.append(ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir)))
-    return outputs
+    return [_evaluate_experiment(opts, key, runs, registry, dataset, id_dataset, out_root / _label(runs[0]) if len(groups) > 1 else out_root,
+                                 results_dir, dev)
+            for key, runs in groups.items()]
 
 
 def _model_path(desc: Mapping[str, Any]) -> str:

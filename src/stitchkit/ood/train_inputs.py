@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-import torch
 
 from ..data import get_dataset
+from ..data.loading import check_subset_size, sample_subset
 from ..errors import StitchkitError
-from ..training.base import _subset, check_subset_size
 from ..utils.io import check_writable_dir
 from .registry import DetectorRegistry
-
-if TYPE_CHECKING:
-    from .train import DetectorTrainConfig
+from .train_config import DetectorTrainConfig
 
 
-def check_outputs(config: "DetectorTrainConfig", dirs: dict[str, Path]):
+def check_outputs(config: DetectorTrainConfig, dirs: dict[str, Path]):
     """Every output path, checked before any work (nothing is created here): the training folders
     can be written and hold no finished detectors (unless ``overwrite``), and the registry folder
     can be written and its ``meta.json`` read. Returns the registry (None without registering)."""
@@ -58,15 +55,14 @@ class TrainingData:
                 "finetune_outliers": size(self.ft_ood), "finetune_per_epoch": self.ft_per_epoch or None}
 
 
-def load_training_data(config: "DetectorTrainConfig", dataset: str, ft_id_name: str, input_shape: Sequence[int]) -> TrainingData:
+def load_training_data(config: DetectorTrainConfig, dataset: str, ft_id_name: str, input_shape: Sequence[int]) -> TrainingData:
     data = TrainingData()
     if config.epochs > 0:
         full = get_dataset(dataset, "train", root=config.data_root, augment=True, shape=input_shape)
-        data.train = _subset(full, config.train_subset, config.seed, f"--train-subset: the train split of {dataset}")
+        data.train = sample_subset(full, config.train_subset, config.seed, what=f"--train-subset: the train split of {dataset}")
     if config.val_subset != 0 and (config.epochs > 0 or config.ft_epochs > 0):
         test = get_dataset(dataset, "test", root=config.data_root, shape=input_shape)
-        check_subset_size(config.val_subset, len(test), f"--val-subset: the test split of {dataset}")
-        data.test = _first(test, config.val_subset)
+        data.test = sample_subset(test, config.val_subset, what=f"--val-subset: the test split of {dataset}")
     if config.ft_epochs > 0:
         data.ft_id = get_dataset(ft_id_name, "train", root=config.ft_id_root or config.data_root, augment=config.ft_id_augment, shape=input_shape)
         data.ft_ood = get_dataset(config.ft_ood_dataset, "train", root=config.ft_ood_root or config.data_root, shape=input_shape)
@@ -75,9 +71,3 @@ def load_training_data(config: "DetectorTrainConfig", dataset: str, ft_id_name: 
                                                    f"{config.ft_ood_dataset}: {len(data.ft_ood)})")
         data.ft_per_epoch = int(config.ft_samples or both)
     return data
-
-
-def _first(dataset, n: int | None):
-    if n is None or n >= len(dataset):
-        return dataset
-    return torch.utils.data.Subset(dataset, list(range(n)))

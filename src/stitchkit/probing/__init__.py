@@ -11,21 +11,17 @@ and specificity tests.
 >>> report.accuracy("layer3.1", 4)
 """
 
-from .model import feature_pass, load_for_probing, probe_checkpoint, probe_datasets, probe_model
+from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
+from .bank import FeatureStats, ProbeBank, ProbeSpec, probe_activations, probe_on_features
 from .probe import (
     LOW_RANK_MODES,
     TOKEN_POOLS,
-    FeatureStats,
-    ProbeBank,
     ProbeConfig,
     ProbeReport,
     ProbeResult,
-    ProbeSpec,
     check_ranks,
     default_milestones,
     pool_activation,
-    probe_activations,
-    probe_on_features,
     rank_label,
 )
 
@@ -41,7 +37,6 @@ __all__ = [
     "check_ranks",
     "default_milestones",
     "feature_pass",
-    "load_for_probing",
     "pool_activation",
     "probe_activations",
     "probe_checkpoint",

@@ -17,33 +17,24 @@ Two ways to feed the probes, chosen automatically:
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..activations.extract import model_fingerprint, sample_subset
+from ..activations.extract import model_fingerprint
 from ..activations.low_rank import LowRankBasis
-from ..data.loading import make_batches
+from ..data import get_dataset
+from ..data.loading import check_subset_size, make_batches, sample_subset
 from ..errors import StitchkitError
-from ..models.layers import layered
-from ..training.base import check_subset_size
-from ..training.loop import progress_bar
+from ..models.layers import LayeredModel, layered
+from ..models.loading import load_for_dataset
+from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
-from .probe import (
-    FeatureStats,
-    ProbeBank,
-    ProbeConfig,
-    ProbeReport,
-    Rank,
-    check_ranks,
-    config_record,
-    feature_count,
-    probe_on_features,
-    probe_specs,
-    train_probe_bank,
-)
+from ..utils.seed import set_seed
+from .bank import FeatureStats, ProbeBank, probe_on_features, probe_specs, train_probe_bank
+from .probe import ProbeConfig, ProbeReport, Rank, check_ranks, config_record, feature_count
 from .ranks import warn_clamped
 
 
@@ -81,6 +72,30 @@ def feature_pass(
     return {k: s.features() for k, s in stats.items()}, {k: s.basis() for k, s in stats.items()}, torch.cat(labels)
 
 
+def pooled_features(activations: Mapping[str, Tensor], layers: Sequence[str], *, token_pool: str = "cls", batch_size: int = 256) -> dict[str, Tensor]:
+    """The probe features of activations extracted for another use (pooled in slices, as
+    :func:`feature_pass` pools each batch)."""
+    out = {}
+    for layer in layers:
+        stats = FeatureStats(token_pool, need_basis=False)
+        data = activations[layer]
+        for start in range(0, data.shape[0], batch_size):
+            stats.update(data[start:start + batch_size])
+        out[layer] = stats.features()
+    return out
+
+
+def low_rank_layers(shapes: Mapping[str, Sequence[int]], ranks: Sequence[Rank]) -> list[str]:
+    """The layers whose probes truncate: some rank below the layer's feature count."""
+    return [layer for layer, shape in shapes.items() if any(r is not None and r < feature_count(shape) for r in ranks)]
+
+
+def runs_features_once(config: ProbeConfig, augmented: bool, low_rank: Sequence[str]) -> bool:
+    """Whether the probes train on features extracted once (module docstring): no augmentation, and
+    full rank or the fixed basis."""
+    return not augmented and not (config.low_rank_mode == "per_batch" and bool(low_rank))
+
+
 def probe_model(
     model: nn.Module,
     layers: Sequence[str] | None,
@@ -94,12 +109,16 @@ def probe_model(
     device: torch.device | str = "auto",
     workers: int = 0,
     prefetch: int = 1,
+    test_features: tuple[Mapping[str, Tensor], Tensor] | None = None,
 ) -> ProbeReport:
     """Probe ``layers`` (default: every stitchable layer) of a frozen ``model`` at every rank.
 
     ``train_data`` is the un-augmented training set (features, the fixed basis); with
     ``augmented_train_data`` the probes are trained on that instead, running the prefix per batch.
-    ``test_data`` gives the reported accuracy. The model is left in eval mode on ``device``.
+    ``test_data`` gives the reported accuracy. ``test_features`` (the pooled features of every layer
+    for every item of ``test_data``, and the labels, from a pass the caller made anyway) replace the
+    test pass where the probes train on features (:func:`runs_features_once`). The model is left in
+    eval mode on ``device``.
     """
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
@@ -111,46 +130,26 @@ def probe_model(
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     started = time.perf_counter()
     lm = layered(model)
-    layers = list(dict.fromkeys(layers)) if layers else list(lm.layers)
-    for layer in layers:
-        lm.check_layer(layer)
+    layers = lm.resolve(layers or None)
     model.eval().to(dev)  # frozen: it only ever runs under no_grad, and the optimizer sees the probes only
-    sample = test_data[0][0]
-    shapes = lm.shapes(tuple(sample.shape), layers)
+    shapes = lm.shapes(tuple(test_data[0][0].shape), layers)
     for layer in layers:
         feature_count(shapes[layer])
     warn_clamped(ranks, shapes, "probe rank")
-    if num_classes is None:
-        spec = getattr(model, "stitchkit_spec", None) or {}
-        num_classes = spec.get("num_classes")
-        if num_classes is None:
-            raise StitchkitError("give num_classes: the model does not say how many classes it has")
-    low = [layer for layer in layers if any(r is not None and r < feature_count(shapes[layer]) for r in ranks)]
-    per_batch = config.low_rank_mode == "per_batch" and bool(low)
+    num_classes = num_classes if num_classes is not None else _class_count(model)
+    low = low_rank_layers(shapes, ranks)
     kw = dict(device=dev, token_pool=config.token_pool, batch_size=config.feature_batch_size, workers=workers, prefetch=prefetch, progress=config.progress)
-    if augmented_train_data is None and not per_batch:
+    if runs_features_once(config, augmented_train_data is not None, low):
         train_feats, bases, train_labels = feature_pass(model, layers, train_data, basis_layers=low, desc="train features", **kw)
-        test_feats, _, test_labels = feature_pass(model, layers, test_data, desc="test features", **kw)
+        if test_features is None:
+            test_feats, _, test_labels = feature_pass(model, layers, test_data, desc="test features", **kw)
+        else:
+            test_feats, test_labels = {layer: test_features[0][layer] for layer in layers}, test_features[1]
         results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
                                     num_classes=num_classes, config=config, device=dev)
         path = "features once"
     else:
-        bases: dict[str, LowRankBasis | None] = {}
-        if low and config.low_rank_mode == "fixed":
-            _, bases, _ = feature_pass(model, low, train_data, basis_layers=low, desc="low-rank basis", **kw)
-        extractor = lm.extractor(layers)
-        bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode=config.low_rank_mode,
-                         token_pool=config.token_pool, seed=config.seed)
-
-        def source(batch: Any, device: torch.device):
-            with torch.no_grad():
-                out = extractor(batch[0].to(device, non_blocking=True))
-            return out, batch[1].to(device, non_blocking=True)
-
-        train_loader = make_batches(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size,
-                                   shuffle=True, workers=workers, prefetch=prefetch, device=dev)
-        test_loader = make_batches(test_data, config.batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
-        results = train_probe_bank(bank, source, train_loader, test_loader, config, dev)
+        results = _probe_prefix_per_batch(lm, layers, shapes, ranks, low, train_data, augmented_train_data, test_data, num_classes, config, kw)
         path = "prefix per batch"
     info = {
         "model": lm.model_name,
@@ -168,35 +167,39 @@ def probe_model(
     return ProbeReport(results, config_record(config), info)
 
 
-def load_for_probing(
-    model_path: str,
-    model_type: str | None = None,
-    *,
-    dataset: str | None = None,
-    data_root: str | None = None,
-    model_options: dict[str, Any] | None = None,
-    download: bool = True,
-) -> tuple[nn.Module, str]:
-    """Load a checkpoint and check it fits the dataset; returns the model and the dataset name."""
-    from ..data import dataset_info
-    from ..models.checkpoint import load_model
+def _class_count(model: nn.Module) -> int:
+    num_classes = (getattr(model, "stitchkit_spec", None) or {}).get("num_classes")
+    if num_classes is None:
+        raise StitchkitError("give num_classes: the model does not say how many classes it has")
+    return num_classes
 
-    model, ckpt = load_model(model_path, model_type, dataset=dataset, **(model_options or {}))
-    name = dataset or ckpt.dataset or "cifar10"
-    info = dataset_info(name)
-    spec = getattr(model, "stitchkit_spec", {})
-    if spec.get("num_classes") != info.num_classes or spec.get("in_channels") != info.shape[0]:
-        raise StitchkitError(
-            f"model {spec.get('name')} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
-            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes"
-        )
-    return model, info.name
+
+def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping[str, tuple[int, ...]], ranks: list[Rank], low: list[str],
+                            train_data: Dataset, augmented_train_data: Dataset | None, test_data: Dataset, num_classes: int,
+                            config: ProbeConfig, kw: dict[str, Any]) -> list:
+    """The probes trained with the frozen prefix run on every batch (augmentation, or per-batch low rank);
+    a fixed basis first from one pass over the un-augmented training set."""
+    dev = kw["device"]
+    bases: dict[str, LowRankBasis | None] = {}
+    if low and config.low_rank_mode == "fixed":
+        _, bases, _ = feature_pass(lm.model, low, train_data, basis_layers=low, desc="low-rank basis", **kw)
+    extractor = lm.extractor(layers)
+    bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode=config.low_rank_mode,
+                     token_pool=config.token_pool, seed=config.seed)
+
+    def source(batch: Any, device: torch.device):
+        with torch.no_grad():
+            out = extractor(batch[0].to(device, non_blocking=True))
+        return out, batch[1].to(device, non_blocking=True)
+
+    batches = dict(workers=kw["workers"], prefetch=kw["prefetch"], device=dev)
+    train_loader = make_batches(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size, shuffle=True, **batches)
+    test_loader = make_batches(test_data, config.batch_size, shuffle=False, **batches)
+    return train_probe_bank(bank, source, train_loader, test_loader, config, dev)
 
 
 def probe_datasets(dataset: str, data_root: str | None = None, *, augment: bool = True, download: bool = True) -> dict[str, Dataset]:
     """The splits probing needs: ``train`` (un-augmented), ``train_augmented`` (when asked) and ``test``."""
-    from ..data import get_dataset
-
     out = {
         "train": get_dataset(dataset, "train", root=data_root, augment=False, download=download),
         "test": get_dataset(dataset, "test", root=data_root, download=download),
@@ -221,13 +224,12 @@ def probe_checkpoint(
     model_options: dict[str, Any] | None = None,
 ) -> ProbeReport:
     """``stitchkit probe``: load the checkpoint and the data once, probe every (layer, rank)."""
-    from ..utils.seed import set_seed
-
     config = (config or ProbeConfig()).validate()
     if workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {workers}")
     set_seed(config.seed)
-    model, name = load_for_probing(model_path, model_type, dataset=dataset, data_root=data_root, model_options=model_options)
+    model, _, info = load_for_dataset(model_path, model_type, dataset=dataset, model_options=model_options)
+    name = info.name
     data = probe_datasets(name, data_root, augment=config.augment)
     report = probe_model(model, layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"),
                          config=config, device=device, workers=workers, prefetch=prefetch)

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from ..utils.io import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .grounding import GroundingReport
+    from .report import GroundingReport
 
 
 def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
     """Write the figure to ``path`` (PNG); returns None when matplotlib is missing."""
     try:
-        import matplotlib
+        import matplotlib  # deferred: matplotlib loads only when a figure is drawn
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

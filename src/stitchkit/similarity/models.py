@@ -21,13 +21,16 @@ from torch.utils.data import Dataset
 from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError
-from ..models.layers import layered
-from ..data import resolve_data_root
+from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
-from ..utils.device import resolve_device
+from ..models.layers import layered
+from ..models.loading import load_for_dataset, requested_model_type
+from ..probing.ranks import warn_clamped
 from ..results import Matrix, Provenance, Table
 from ..results.writers import write_csv, write_json
+from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir
+from ..utils.seed import set_seed
 from .pairs import PairResult, result_matrix, similarity_table
 from .registry import measure_info
 
@@ -96,19 +99,10 @@ class SimilarityReport:
         return paths
 
 
-def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
-    lm = layered(model)
-    if not layers or list(layers) == ["all"]:
-        return list(lm.layers)
-    return [lm.check_layer(layer) for layer in dict.fromkeys(layers)]
-
-
 def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], layers_y: list[str], input_shape: tuple[int, ...],
                    ranks_x: Sequence[int | None], ranks_y: Sequence[int | None]) -> dict[str, list]:
     """Ranks above a layer's channel count are that layer's full rank: warned about before anything is
     extracted, and recorded (each result also records its ``rank_used``)."""
-    from ..probing.ranks import warn_clamped
-
     out = {}
     for side, model, layers, ranks, label in (("model1", model_x, layers_x, ranks_x, "model 1 rank (-m1r)"),
                                               ("model2", model_y, layers_y, ranks_y, "model 2 rank (-m2r)")):
@@ -151,7 +145,7 @@ def compare_models(
         raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
     started = time.perf_counter()
     dev = resolve_device(device)
-    layers_x, layers_y = _check_layers(model_x, layers_x), _check_layers(model_y, layers_y)
+    layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
     if not all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
     subset = sample_subset(data, n_samples)
@@ -221,16 +215,15 @@ def compare_checkpoints(
 ) -> SimilarityReport:
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
     the dataset's split, then :func:`compare_models`."""
-    from ..data import get_dataset
-    from ..probing.model import load_for_probing
-    from ..utils.seed import set_seed
-
     set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
-    model1, name1 = load_for_probing(model1_path, model1_type, dataset=dataset, model_options=model_options)
-    if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and model2_type == model1_type:
+    model1, _, info1 = load_for_dataset(model1_path, model1_type, dataset=dataset, model_options=model_options)
+    name1 = info1.name
+    same_type = requested_model_type(model2_type) == requested_model_type(model1_type)
+    if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and same_type:
         model2, name2 = model1, name1
     else:
-        model2, name2 = load_for_probing(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+        model2, _, info2 = load_for_dataset(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+        name2 = info2.name
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
     data = get_dataset(name1, split, root=data_root)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import to_rows
+from ..activations.pooling import pool_features
 from ..choices import POLICIES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, UnknownNameError
 from .base import MeasureInfo, fmt_shape
@@ -93,13 +94,9 @@ def to_matrix(x, policy: str) -> Tensor:
         return x
     if not x.is_floating_point():
         x = x.float()
-    if policy == "flatten":
-        return x.reshape(x.shape[0], -1)
     if policy == "positions":
         return to_rows(x)[0]
-    if policy == "pool":
-        return x.mean(dim=(2, 3)) if x.dim() == 4 else x.mean(dim=1)
-    return x[:, 0]  # cls
+    return pool_features(x, {"flatten": "flatten", "pool": "avg", "cls": "cls"}[policy])
 
 
 def _info(measure) -> MeasureInfo:

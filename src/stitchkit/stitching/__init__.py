@@ -9,6 +9,8 @@ task loss matching, and stitching experiments on models.
 * :mod:`.collect` — front × end matrices from a results folder (:func:`collect_results`).
 """
 
+import importlib
+
 from .direct_match import (
     DirectMatchResult,
     LeastSquaresAccumulator,
@@ -73,8 +75,6 @@ def __getattr__(name: str):
     # The model-level parts import the training loop and the data registry; load them on first use so
     # that `stitchkit.similarity` (which needs only the least squares) stays light.
     if name in _LAZY:
-        import importlib
-
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

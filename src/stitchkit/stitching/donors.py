@@ -11,8 +11,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..activations.extract import model_fingerprint
-from ..errors import StitchkitError
-from ..models.checkpoint import load_checkpoint, load_model
+from ..models.loading import check_model_type, load_model, requested_model_type
 from ..models.layers import layered
 
 
@@ -36,9 +35,6 @@ class Donor:
         }
 
 
-AUTO_TYPES = (None, "", "-", "auto")
-
-
 def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | None = None, *, dataset: str | None = None,
                model_options: dict[str, Any] | None = None) -> Donor:
     """A :class:`Donor` from a checkpoint path (a self-describing stitchkit checkpoint needs no type;
@@ -51,32 +47,14 @@ def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | 
         name = spec["name"] if isinstance(spec, dict) else type(source).__name__
         return Donor(source, None, name, model_fingerprint(source))
     path = str(source)
-    wanted = None if model_type in AUTO_TYPES else model_type
-    if wanted is not None:
-        ckpt = load_checkpoint(path)
-        described = (ckpt.model_spec or {}).get("name")
-        if described is not None and described != wanted:
-            raise StitchkitError(
-                f"checkpoint {path!r} holds a {described}, not a {wanted}; give its type as {described!r} or '-' "
-                "(a stitchkit checkpoint describes itself)"
-            )
+    wanted = requested_model_type(model_type)
+    check_model_type(path, wanted)
     model, ckpt = load_model(path, wanted, dataset=dataset, **(model_options or {}))
     name = model.stitchkit_spec["name"] if hasattr(model, "stitchkit_spec") else (wanted or type(model).__name__)
     return Donor(model, path, name, model_fingerprint(model), ckpt.dataset)
 
 
 def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[str]:
-    """``"all"``, a comma-separated string or a list of layer names → validated names in forward order
-    of the request (``all``: the network's order)."""
-    lm = layered(model)
-    if isinstance(layers, str):
-        if layers.strip() == "all":
-            if not lm.layers:
-                raise StitchkitError(f"{lm.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
-                                     "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
-            return list(lm.layers)
-        layers = [part.strip() for part in layers.split(",") if part.strip()]
-    names = [lm.check_layer(name) for name in layers]
-    if not names:
-        raise StitchkitError(f"no layers given for {lm.model_name}; valid layers: {', '.join(lm.layers)}")
-    return list(dict.fromkeys(names))
+    """``"all"``, a comma-separated string or a list of layer names → validated names (the layered
+    model resolves them: :meth:`~stitchkit.models.layers.LayeredModel.resolve`)."""
+    return layered(model).resolve(layers)

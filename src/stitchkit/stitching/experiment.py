@@ -8,7 +8,7 @@
 * :mod:`.grid` — :func:`stitch_grid` and :func:`stitch_pair`.
 """
 
-from .donors import AUTO_TYPES, Donor, load_donor, resolve_layers
+from .donors import Donor, load_donor, resolve_layers
 from .grid import stitch_grid, stitch_pair
 from .records import BASIS_FILE, CONFIG_FILE, RESULT_FILE, WEIGHTS_FILE, StitchResult, config_key, original_config, run_name, summary_text
 from .run_folder import is_finished, load_stitcher, publish
@@ -16,7 +16,7 @@ from .settings import CONVENTIONS, GROUPINGS, StitchSettings
 from .stitcher import LOW_RANK_MODES
 
 __all__ = [
-    "AUTO_TYPES", "BASIS_FILE", "CONFIG_FILE", "CONVENTIONS", "Donor", "GROUPINGS", "LOW_RANK_MODES", "RESULT_FILE", "StitchResult",
+    "BASIS_FILE", "CONFIG_FILE", "CONVENTIONS", "Donor", "GROUPINGS", "LOW_RANK_MODES", "RESULT_FILE", "StitchResult",
     "StitchSettings", "WEIGHTS_FILE", "config_key", "is_finished", "load_donor", "load_stitcher", "original_config", "publish",
     "resolve_layers", "run_name", "stitch_grid", "stitch_pair", "summary_text",
 ]

@@ -43,15 +43,13 @@ from typing import Any, Callable, Sequence
 from torch import nn
 
 from ..data.splits import DataSplits, check_unnamed
+from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
 from .records import StitchResult, run_name
 from .run_folder import is_finished, write_run
 from .session import GridSession
 from .settings import StitchSettings
 from .stitcher import Stitcher
-
-def _printer(settings: StitchSettings) -> Callable[[str], None]:
-    return (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
 
 
 def stitch_grid(
@@ -84,7 +82,7 @@ def stitch_grid(
     with its stitched network (skipped pairs have none in memory: :func:`~.run_folder.load_stitcher`).
     """
     settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
-    log = _printer(settings)
+    log = printer(settings.verbose)
     front_d = load_donor(front, front_type, dataset=settings.dataset, model_options=model_options)
     same_file = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike)) and str(end) == str(front) and end_type == front_type
     end_d = front_d if (end is front or same_file) else load_donor(end, end_type, dataset=settings.dataset, model_options=model_options)
@@ -94,18 +92,9 @@ def stitch_grid(
         check_unnamed(data, save_dir=save_dir, cache_dir=settings.cache_dir, activation_cache=settings.activation_cache)
     session = GridSession(front_d, end_d, settings, log=log, data=data)
     pairs = [(fl, el) for fl in fls for el in els]
-    results: dict[tuple[str, str], StitchResult] = {}
     names = {pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs}
     root = Path(save_dir) if save_dir is not None else None
-    todo = []
-    for pair in pairs:
-        final = root / names[pair] if root is not None else None
-        if final is not None and is_finished(final) and not settings.overwrite:
-            results[pair] = StitchResult.load(final)
-            results[pair].skipped = True
-            log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
-        else:
-            todo.append(pair)
+    results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
     session.warn_clamped_ranks(sorted({fl for fl, _ in todo}, key=fls.index))
     command = command or "python: stitchkit.stitching.stitch_grid"
     label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
@@ -143,6 +132,23 @@ def stitch_grid(
     finally:
         session.close()
     return [results[pair] for pair in pairs]
+
+
+def _finished_and_todo(pairs: list[tuple[str, str]], names: dict[tuple[str, str], str], root: Path | None, overwrite: bool,
+                       log: Callable[[str], None]) -> tuple[dict[tuple[str, str], StitchResult], list[tuple[str, str]]]:
+    """The stored records of the pairs whose run folder is finished (``skipped=True``; none with
+    ``overwrite``) and the pairs still to compute, in order."""
+    results: dict[tuple[str, str], StitchResult] = {}
+    todo = []
+    for pair in pairs:
+        final = root / names[pair] if root is not None else None
+        if final is not None and is_finished(final) and not overwrite:
+            results[pair] = StitchResult.load(final)
+            results[pair].skipped = True
+            log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
+        else:
+            todo.append(pair)
+    return results, todo
 
 
 def stitch_pair(

@@ -17,10 +17,7 @@ augmentation draws, the same gradients; gradient clipping is per pair, and Adam'
 parameter, so one optimizer over all pairs equals one per pair. ``tests/test_grouped.py`` checks the
 weights against per-pair training from the same seed.
 
-Evaluation (:func:`grouped_evaluate`) is grouped the same way: one front pass and (for the residual)
-one end-prefix pass per test batch for all layers, one suffix pass per group; with ``donors`` the two
-passes run to the logits and also give the networks' own accuracies. Nothing is cached: the test set
-streams, so memory does not grow with the grid or the test set.
+Evaluation is grouped the same way (:mod:`.grid_evaluation`).
 """
 
 from __future__ import annotations
@@ -37,13 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ..activations.extract import Activations, ActivationWriter
 from ..errors import StitchkitError
-from ..models.layers import LOGITS, layered
-from ..training.loop import EpochLog, TrainingDiverged, progress_bar
+from ..models.layers import layered
+from ..training.loop import EpochLog, TrainingDiverged
+from ..utils.progress import progress_bar
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
 from ..utils.compile import maybe_compile
-from .direct_match import ResidualMeter
 from .matching import l1_penalty
 from .stitcher import Stitcher, _cut
 
@@ -201,130 +197,6 @@ class GridPass:
         return stitched, self.suffixes[group[0].end_layer](batch)
 
 
-# --- evaluation -----------------------------------------------------------------------------------
-@dataclass
-class SharedActivations:
-    """One network's activations of the evaluated samples, in their order: read from a cache
-    (``cached``), or written to it during the pass (``sink``, recording ``layers``)."""
-
-    cached: Activations | None = None
-    sink: ActivationWriter | None = None
-    layers: list[str] = field(default_factory=list)
-
-
-def _network_activations(grid: GridPass, which: str, needed: Sequence[str], shared: SharedActivations | None, x: Tensor, y: Tensor,
-                         start: int, with_logits: bool) -> dict[str, Tensor]:
-    if shared is not None and shared.cached is not None:
-        b = y.shape[0]
-        out = {layer: shared.cached[layer][start:start + b].to(y.device, non_blocking=True) for layer in needed}
-        if with_logits:  # the rest of the network after a cached activation is its forward's second half
-            out[LOGITS] = grid.rest(which, needed[0])(out[needed[0]])
-        return out
-    writing = shared is not None and shared.sink is not None
-    out = grid.extract(which, x, shared.layers if writing else needed, with_logits=with_logits)
-    if writing:
-        shared.sink.write({layer: out[layer] for layer in shared.layers}, y)
-    return out
-
-
-@dataclass
-class PairEvaluation:
-    """One pair's share of a grouped evaluation pass (sums; see :meth:`stats`)."""
-
-    n: int = 0
-    hits: Tensor | int = 0
-    ce_sum: Tensor | float = 0.0
-    residual: ResidualMeter | None = None
-
-    def accuracy(self) -> float:
-        return float(self.hits) / self.n if self.n else math.nan
-
-    def loss(self) -> float:
-        return float(self.ce_sum) / self.n if self.n else math.nan
-
-
-@dataclass
-class GridEvaluation:
-    """A grouped evaluation: per pair (in the grid's order) and, with ``donors``, the networks' own hits."""
-
-    pairs: list[PairEvaluation]
-    n: int
-    front_hits: int | None = None
-    end_hits: int | None = None
-    front_ok: bool = True
-    seconds: float = 0.0
-
-    @property
-    def front_accuracy(self) -> float | None:
-        return self.front_hits / self.n if self.front_hits is not None and self.front_ok and self.n else None
-
-    @property
-    def end_accuracy(self) -> float | None:
-        return self.end_hits / self.n if self.end_hits is not None and self.n else None
-
-
-@torch.no_grad()
-def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
-                     amp: bool = False, fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None,
-                     progress: bool = False, desc: str = "evaluate grid") -> GridEvaluation:
-    """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
-    against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
-    one grouped pass over ``batches`` (see the module docstring).
-
-    ``fronts_from``/``ends_from`` read the two networks' activations of the same samples from a cache
-    (that network then does not run) or record them into it (:class:`SharedActivations`)."""
-    device = torch.device(device)
-    started = time.perf_counter()
-    results = [PairEvaluation(residual=ResidualMeter() if residuals else None) for _ in grid.pairs]
-    modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
-    for stitcher, _ in modes:
-        stitcher.eval()
-    n = 0
-    front_hits = end_hits = torch.zeros((), dtype=torch.long, device=device)
-    front_ok = True
-    try:
-        for inputs, labels in progress_bar(batches, desc, progress):
-            x = inputs.to(device, non_blocking=True)
-            y = torch.as_tensor(labels).to(device, non_blocking=True)
-            b = y.shape[0]
-            with _autocast(device, amp):
-                fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
-                ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
-                if donors:
-                    front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
-                    end_hits = end_hits + (end_logits.argmax(-1) == y).sum()
-                    if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
-                        front_ok = False
-                    else:
-                        front_hits = front_hits + (front_logits.argmax(-1) == y).sum()
-                for group in grid.groups:
-                    stitched, logits = grid.group_forward(group, fronts)
-                    ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
-                    hits = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b).sum(1)
-                    for k, pair in enumerate(group):
-                        res = results[grid.index[id(pair)]]
-                        res.n += b
-                        res.hits = res.hits + hits[k]
-                        res.ce_sum = res.ce_sum + ce[k].double()
-                        if residuals:
-                            res.residual.record(stitched[k], ends[pair.end_layer])
-            n += b
-    except BaseException:
-        for shared in (fronts_from, ends_from):
-            if shared is not None and shared.sink is not None:
-                shared.sink.abort()
-        raise
-    finally:
-        for stitcher, mode in modes:
-            stitcher.train(mode)
-    if n == 0:
-        raise StitchkitError("evaluation got no samples")
-    for res in results:
-        res.hits, res.ce_sum = int(res.hits), float(res.ce_sum)
-    return GridEvaluation(results, n, int(front_hits) if donors else None, int(end_hits) if donors else None, front_ok,
-                          time.perf_counter() - started)
-
-
 # --- training -------------------------------------------------------------------------------------
 @dataclass
 class GroupedTrainingState:
@@ -339,6 +211,52 @@ class GroupedTrainingState:
 
 def _pair_parameters(pairs: Sequence[GridPair]) -> list[list[nn.Parameter]]:
     return [pair.stitcher.trainable_parameters() for pair in pairs]
+
+
+def _resume_from(state: GroupedTrainingState, pairs: Sequence[GridPair], optimizer, scheduler) -> list[list[EpochLog]]:
+    """Install a saved state's layers, optimizer and schedule; returns its histories."""
+    for pair, layer_state in zip(pairs, state.layers):
+        pair.stitcher.layer.load_state_dict(layer_state)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    return [[_log_from_row(row) for row in rows] for rows in state.history]
+
+
+def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int, bar_desc: str, *,
+                 l1: float, grad_clip: float | None, amp: bool, device: torch.device, progress: bool) -> tuple[list[float], list[float]]:
+    """One pass over the training batches for every pair; returns each pair's mean loss and accuracy."""
+    pairs = grid.pairs
+    loss_sums = torch.zeros(len(pairs), dtype=torch.float64, device=device)
+    hit_sums = torch.zeros(len(pairs), dtype=torch.long, device=device)
+    n = 0
+    bar = progress_bar(train_batches, bar_desc, progress)
+    for i, (inputs, labels) in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        x = inputs.to(device, non_blocking=True)
+        y = torch.as_tensor(labels).to(device, non_blocking=True)
+        b = y.shape[0]
+        losses, hits = _train_step(grid, x, y, l1, amp, device)
+        bad = ~torch.isfinite(losses)
+        if bool(bad.any()):
+            which = pairs[int(bad.nonzero()[0])]
+            raise TrainingDiverged(
+                f"training diverged: the loss of {which.label} became {float(losses[bad][0])} at epoch {epoch + 1}, "
+                f"batch {i + 1}; lower the learning rate (-lr) or clip gradients (--grad-clip)"
+            )
+        if grad_clip:
+            for group in params:
+                torch.nn.utils.clip_grad_norm_(group, grad_clip)
+        optimizer.step()
+        loss_sums += losses.detach().double() * b
+        hit_sums += hits
+        n += b
+    bar.close()
+    return (loss_sums / max(n, 1)).tolist(), (hit_sums.double() / max(n, 1)).tolist()
+
+
+def _state_after(epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]) -> GroupedTrainingState:
+    return GroupedTrainingState(epoch, [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()} for p in pairs],
+                                optimizer.state_dict(), scheduler.state_dict(), [[log.row() for log in logs] for logs in history])
 
 
 def grouped_task_loss_match(
@@ -377,12 +295,7 @@ def grouped_task_loss_match(
     history: list[list[EpochLog]] = [[] for _ in pairs]
     start = 0
     if resume is not None:
-        for pair, state in zip(pairs, resume.layers):
-            pair.stitcher.layer.load_state_dict(state)
-        optimizer.load_state_dict(resume.optimizer)
-        scheduler.load_state_dict(resume.scheduler)
-        history = [[_log_from_row(row) for row in rows] for rows in resume.history]
-        start = resume.epoch
+        history, start = _resume_from(resume, pairs, optimizer, scheduler), resume.epoch
     for epoch in range(start, epochs):
         if seed is not None:
             torch.manual_seed(seed * 100_003 + epoch)  # as training.loop.fit: epoch e is the same batches, resumed or not
@@ -392,48 +305,20 @@ def grouped_task_loss_match(
         for pair in pairs:
             pair.stitcher.train()
         started = time.perf_counter()
-        loss_sums = torch.zeros(len(pairs), dtype=torch.float64, device=device)
-        hit_sums = torch.zeros(len(pairs), dtype=torch.long, device=device)
-        n = 0
-        bar = progress_bar(train_batches, f"{desc} {epoch + 1}/{epochs}", progress)
-        for i, (inputs, labels) in enumerate(bar):
-            optimizer.zero_grad(set_to_none=True)
-            x = inputs.to(device, non_blocking=True)
-            y = torch.as_tensor(labels).to(device, non_blocking=True)
-            b = y.shape[0]
-            losses, hits = _train_step(grid, x, y, l1, amp, device)
-            bad = ~torch.isfinite(losses)
-            if bool(bad.any()):
-                which = pairs[int(bad.nonzero()[0])]
-                raise TrainingDiverged(
-                    f"training diverged: the loss of {which.label} became {float(losses[bad][0])} at epoch {epoch + 1}, "
-                    f"batch {i + 1}; lower the learning rate (-lr) or clip gradients (--grad-clip)"
-                )
-            if grad_clip:
-                for group in params:
-                    torch.nn.utils.clip_grad_norm_(group, grad_clip)
-            optimizer.step()
-            loss_sums += losses.detach().double() * b
-            hit_sums += hits
-            n += b
-        bar.close()
+        losses_mean, accs = _train_epoch(grid, train_batches, optimizer, params, epoch, f"{desc} {epoch + 1}/{epochs}", l1=l1, grad_clip=grad_clip,
+                                         amp=amp, device=device, progress=progress)
         lr = optimizer.param_groups[0]["lr"]
         val = validate(epoch) if validate is not None else None
         scheduler.step()
         seconds = time.perf_counter() - started
-        losses_mean = (loss_sums / max(n, 1)).tolist()
-        accs = (hit_sums.double() / max(n, 1)).tolist()
         for k in range(len(pairs)):
-            train_stats = {"loss": losses_mean[k], "acc": accs[k]}
-            history[k].append(EpochLog(epoch + 1, train_stats, val[k] if val is not None else None, lr, seconds))
+            history[k].append(EpochLog(epoch + 1, {"loss": losses_mean[k], "acc": accs[k]}, val[k] if val is not None else None, lr, seconds))
         if verbose:
             mean_val = sum(v["acc"] for v in val) / len(val) if val else math.nan
             print(f"{desc} epoch {epoch + 1}/{epochs}: mean train loss {sum(losses_mean) / len(pairs):.4f}, "
                   f"mean val accuracy {mean_val:.4f} over {len(pairs)} pairs | {seconds:.1f}s", file=sys.stdout, flush=True)
         if on_epoch_end is not None:
-            on_epoch_end(GroupedTrainingState(epoch + 1, [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()}
-                                                          for p in pairs], optimizer.state_dict(), scheduler.state_dict(),
-                                              [[log.row() for log in logs] for logs in history]))
+            on_epoch_end(_state_after(epoch + 1, pairs, optimizer, scheduler, history))
     for pair in pairs:
         pair.stitcher.train(False)
     return history
@@ -472,6 +357,6 @@ def _log_from_row(row: dict[str, float]) -> EpochLog:
 
 
 __all__ = [
-    "GridEvaluation", "GridPair", "GridPass", "GroupedTrainingState", "PairEvaluation", "SharedActivations", "auto_group_size", "grouped_evaluate",
-    "grouped_task_loss_match", "memory_budget", "plan_groups", "suffix_bytes_per_sample",
+    "GridPair", "GridPass", "GroupedTrainingState", "auto_group_size", "grouped_task_loss_match", "memory_budget", "plan_groups",
+    "suffix_bytes_per_sample",
 ]

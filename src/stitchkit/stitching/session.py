@@ -24,29 +24,20 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..activations.extract import ActivationCache, Activations, extract_activations, sample_subset
-from ..data.loading import describe_batches, make_batches
+from ..activations.extract import ActivationCache, Activations, extract_activations
+from ..data.loading import check_subset_size, describe_batches, make_batches, sample_subset
 from ..data.splits import DataSplits
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
 from ..probing.ranks import rank_used, warn_clamped
-from ..training.base import check_subset_size
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir, torch_save_atomic
 from ..utils.seed import set_seed
 from .donors import Donor
-from .grouped import (
-    GridEvaluation,
-    GridPair,
-    GridPass,
-    GroupedTrainingState,
-    SharedActivations,
-    auto_group_size,
-    grouped_evaluate,
-    grouped_task_loss_match,
-)
+from .grid_evaluation import GridEvaluation, SharedActivations, grouped_evaluate
+from .grouped import GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_task_loss_match
 from .matching import (
     FrontActivationBatches,
     PairSource,

@@ -10,6 +10,7 @@ from ..choices import DM_SOLVERS, GROUPINGS
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
 from ..training.optim import OptimConfig
+from ..utils.run_options import RunOptions
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .stitcher import check_low_rank_mode, check_rank
 
@@ -45,7 +46,7 @@ ORIGINAL_SOLVER_CONVENTIONS = {
 
 
 @dataclass
-class StitchSettings:
+class StitchSettings(RunOptions):
     """Everything that shapes a stitch. Defaults are the original's ``exec_stitch.py``, except
     ``low_rank_mode`` (``"fixed"``; the original's behaviour is ``"per-batch"``) and ``device``.
 
@@ -91,17 +92,12 @@ class StitchSettings:
     rcond: float | None = None
     dm_solver: str = "stitchkit"
     dataset: str | None = None
-    data_root: str | None = None
     download: bool = True
-    device: str = "auto"
-    workers: int = 1
-    prefetch: int = 1
+    workers: int = field(default=1, kw_only=True)  # RunOptions, with the original's default
     save_weights: bool = True
     overwrite: bool = False
     cache_dir: str | None = None
     memory_limit_gb: float = 1.0
-    progress: bool = True
-    verbose: bool = True
     # --- how the work is done (results are the same up to float noise; not part of the run name) ---
     grouping: str = "grouped"
     group_size: int | None = None
@@ -132,8 +128,6 @@ class StitchSettings:
             (self.train_samples is None or self.train_samples >= 1, f"--train-subset must be at least 1, got {self.train_samples}"),
             (self.l1 >= 0, f"L1 coefficient (-l1) must be non-negative, got {self.l1}"),
             (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
-            (self.workers >= 0, f"loader workers must be non-negative, got {self.workers}"),
-            (self.prefetch >= 1, f"prefetch factor must be at least 1, got {self.prefetch}"),
             (self.memory_limit_gb >= 0, f"memory limit must be non-negative, got {self.memory_limit_gb}"),
             (self.group_size is None or (isinstance(self.group_size, int) and self.group_size >= 1),
              f"--group-size must be at least 1 pair per suffix pass, got {self.group_size}"),
@@ -142,6 +136,7 @@ class StitchSettings:
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
+        self.check_run_options()
         if self.grouping not in GROUPINGS:
             raise unknown_name("grouping", self.grouping, GROUPINGS)
         check_data_path(self.data_path)

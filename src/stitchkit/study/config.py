@@ -254,7 +254,7 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         ranks = config[section]["ranks"]
         if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
             raise StitchkitError(f"{source}: {section}.ranks must be positive integers, got {ranks!r}")
-    from ..similarity import list_measures
+    from ..similarity import list_measures  # deferred: importing the study package must not import torch
 
     known = set(list_measures())
     for section in ("similarity", "sensitivity", "specificity"):
@@ -291,7 +291,7 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     try:
         if path.suffix in (".yaml", ".yml"):
             try:
-                import yaml  # type: ignore[import-untyped]
+                import yaml  # type: ignore[import-untyped]  # deferred: PyYAML loads only for .yaml configs
             except ImportError:
                 raise StitchkitError("YAML study configs need PyYAML (pip install pyyaml); TOML needs nothing") from None
             raw = yaml.safe_load(text) or {}

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import StitchkitError, unknown_name
+from ..utils.process import exit_with_parent
 from .units import Unit, execute_unit, unit_kind
 
 
@@ -60,7 +61,7 @@ class InlineExecutor(Executor):
 
 def _gpu_count() -> int:
     try:
-        import torch
+        import torch  # deferred: the driver imports torch only to count GPUs
 
         return torch.cuda.device_count()
     except Exception:
@@ -71,8 +72,6 @@ def _init_pool_worker(driver_pid: int, gpus: int, counter: Any) -> None:
     """In each pool process, before any unit runs: die with the driver (a ``kill -9``'d driver must not
     leave workers computing units nobody records), and take one GPU of its own (round robin over the
     workers, before torch initialises CUDA)."""
-    from ..utils.process import exit_with_parent
-
     exit_with_parent(driver_pid)
     if gpus and counter is not None:
         with counter.get_lock():
@@ -136,7 +135,7 @@ class RayExecutor(Executor):
 
     def __init__(self, workers: int | None = None, address: str | None = None, **_: Any):
         try:
-            import ray
+            import ray  # deferred: Ray is optional and slow to import
         except ImportError:
             raise StitchkitError("the ray executor needs Ray: pip install 'stitchkit[ray]' (or pip install ray)") from None
         self.ray = ray

@@ -3,46 +3,68 @@ unit's folder and returning metrics, artifacts, conventions and the content hash
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import torch
 
+from ..activations import model_fingerprint
+from ..data import get_dataset
+from ..models.loading import load_model
+from ..ood.stitched import evaluate_results_dir
+from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
+from ..probing.cache import ProbeCache
+from ..probing.model import probe_model
+from ..probing.probe import ProbeConfig, rank_label
+from ..sensitivity.run import run_grounding_test
+from ..sensitivity.settings import GroundingSettings
+from ..similarity import measure_info
+from ..similarity.models import compare_models
+from ..similarity.pairs import result_matrix
+from ..stitching.grid import stitch_grid
+from ..stitching.settings import StitchSettings
+from ..training.base import TrainSettings, evaluate_model, train_model
+from ..training.optim import OptimConfig
 from ..utils.io import json_safe
 from .config import METHOD_TITLES
+from .params import (
+    DetectorsParams,
+    NetworkParams,
+    OodParams,
+    ProbesParams,
+    SensitivityParams,
+    SimilarityParams,
+    SpecificityParams,
+    StitchParams,
+    TrainParams,
+)
 from .units import Unit, UnitContext, register_unit_kind
+
+#: batch size of a given network's clean-accuracy pass (no effect on the result)
+NETWORK_EVAL_BATCH = 256
 
 
 def load_network(dep: dict[str, Any], device: str | torch.device = "cpu"):
     """The model of a finished ``train`` or ``network`` unit."""
-    from ..models.checkpoint import load_model
-
     model, _ = load_model(dep["artifacts"]["checkpoint"])
     return model.to(device).eval()
 
 
 def _fingerprint(path: str) -> str:
-    from ..activations import model_fingerprint
-    from ..models.checkpoint import load_model
-
     model, _ = load_model(path)
     return model_fingerprint(model)
 
 
 @register_unit_kind("train", "train a base network for one seed")
 def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..training.base import TrainSettings, train_model
-    from ..training.optim import OptimConfig
-
-    p = unit.params
+    p = TrainParams.from_params(unit.params)
     out = ctx.out_dir / "network"
     settings = TrainSettings(
-        model=p["model"], save_dir=str(out), dataset=p["dataset"], data_root=ctx.settings.get("data_root"), epochs=p["epochs"],
-        batch_size=p["batch_size"],
-        optim=OptimConfig(optimizer=p["optimizer"], lr=p["lr"], weight_decay=p["weight_decay"], momentum=p["momentum"],
-                          scheduler=p["scheduler"], milestones=list(p["milestones"])),
-        seed=p["seed"], workers=ctx.settings.get("workers", 0), save_frequency=max(1, p["epochs"]), device=ctx.settings.get("device", "auto"),
-        model_options=dict(p["options"]), train_subset=p["train_subset"], augment=p["augment"],
-        progress=ctx.settings.get("progress", False), verbose=False,
+        model=p.model, save_dir=str(out), dataset=p.dataset, epochs=p.epochs, batch_size=p.batch_size,
+        optim=OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, scheduler=p.scheduler,
+                          milestones=list(p.milestones)),
+        seed=p.seed, save_frequency=max(1, p.epochs), model_options=dict(p.options), train_subset=p.train_subset, augment=p.augment,
+        **vars(ctx.run),
     )
     result = train_model(settings)
     checkpoint = out / "final.pt"
@@ -56,15 +78,11 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 @register_unit_kind("network", "use a given checkpoint: record its identity and clean accuracy")
 def run_network(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    import shutil
-
-    from ..training.base import evaluate_model
-
-    p = unit.params
+    p, run = NetworkParams.from_params(unit.params), ctx.run
     target = ctx.out_dir / "final.pt"
-    shutil.copyfile(p["path"], target)  # the study keeps the exact file it measured
-    stats = evaluate_model(str(target), dataset=p["dataset"], data_root=ctx.settings.get("data_root"), device=ctx.settings.get("device", "auto"),
-                           workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), batch_size=256)
+    shutil.copyfile(p.path, target)  # the study keeps the exact file it measured
+    stats = evaluate_model(str(target), dataset=p.dataset, data_root=run.data_root, device=run.device, workers=run.workers, progress=run.progress,
+                           batch_size=NETWORK_EVAL_BATCH)
     return {
         "metrics": {"test_acc": stats["acc"], "test_top5": stats.get("top5"), "test_loss": stats["loss"]},
         "artifacts": {"checkpoint": target},
@@ -78,26 +96,20 @@ def _matrix(rows: list[str], cols: list[str], cell: dict[tuple[str, str], float 
 
 @register_unit_kind("stitch", "fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)")
 def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..stitching.experiment import StitchSettings, stitch_grid
-    from ..training.optim import OptimConfig
-
-    p = unit.params
+    p = StitchParams.from_params(unit.params)
     front, end = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[1]]
-    method = p["method"]
+    method = p.method
     settings = StitchSettings(
-        stitching_type=p["type"], init="rand" if method == "tlm" else "pinv", epochs=0 if method == "dm" else p["epochs"],
-        batch_size=p.get("batch_size", 256), optim=OptimConfig(lr=p.get("lr", 1e-3), weight_decay=p.get("weight_decay", 1e-5)),
-        seed=p["seed"], fit_samples=p["fit_samples"], test_samples=p["eval_samples"], train_samples=p.get("train_subset"),
-        dataset=p["dataset"], data_root=ctx.settings.get("data_root"), device=ctx.settings.get("device", "auto"),
-        workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
-        cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.get("amp", False), data_path=ctx.settings.get("data_path", "auto"),
-        dm_solver=p.get("dm_solver", "stitchkit"),
-        group_size=ctx.settings.get("group_size"), activation_cache=str(ctx.cache_dir / "activations"),
+        stitching_type=p.type, init="rand" if method == "tlm" else "pinv", epochs=p.epochs, batch_size=p.batch_size,
+        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
+        train_samples=p.train_subset, dataset=p.dataset, cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.amp,
+        data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size,
+        activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
     )
     runs = ctx.out_dir / "runs"
-    results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p["front_layers"], p["end_layers"], settings, save_dir=runs,
+    results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p.front_layers, p.end_layers, settings, save_dir=runs,
                           command=f"stitchkit study ({unit.label})", save_dir_label="runs")
-    rows, cols = list(p["front_layers"]), list(p["end_layers"])
+    rows, cols = list(p.front_layers), list(p.end_layers)
     acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
     res = {(r.front_layer, r.end_layer): r.residual for r in results}
     fit = {(r.front_layer, r.end_layer): r.fit_residual for r in results}
@@ -120,23 +132,17 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 @register_unit_kind("similarity", "similarity index matrices (CKA, PWCCA, Procrustes, …) between the layers of two networks")
 def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..data import get_dataset
-    from ..similarity import measure_info
-    from ..similarity.models import compare_models
-    from ..similarity.pairs import result_matrix
-
-    p = unit.params
+    p, run = SimilarityParams.from_params(unit.params), ctx.run
     a, b = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[-1]]
     model_a = load_network(a)
     model_b = model_a if unit.deps[0] == unit.deps[-1] else load_network(b)
-    test = get_dataset(p["dataset"], "test", root=ctx.settings.get("data_root"))
-    report = compare_models(model_a, model_b, p["layers"], p["layers"], test, measures=p["measures"], n_samples=p["n_samples"], all_pairs=True,
-                            policy=p["policy"], device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0),
-                            cache_dir=ctx.cache_dir / "activations", sample_key=f"{p['dataset']}/test/eval/first={p['n_samples']}",
-                            progress=ctx.settings.get("progress", False))
+    test = get_dataset(p.dataset, "test", root=run.data_root)
+    report = compare_models(model_a, model_b, p.layers, p.layers, test, measures=p.measures, n_samples=p.n_samples, all_pairs=True,
+                            policy=p.policy, device=run.device, workers=run.workers, cache_dir=ctx.cache_dir / "activations",
+                            sample_key=f"{p.dataset}/test/eval/first={p.n_samples}", progress=run.progress)
     paths = report.write(ctx.out_dir)
     matrices = {}
-    for measure in p["measures"]:
+    for measure in p.measures:
         values, rows, cols = result_matrix(report.results, measure)
         info = measure_info(measure)
         matrices[measure] = {"rows": rows, "cols": cols, "values": json_safe(values.tolist()),
@@ -147,35 +153,29 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                     "seconds_measures": report.info["measure_seconds"]},
         "artifacts": {"json": paths["json"], "csv": paths["csv"]},
         "model_hashes": {"a": report.info["model1"]["fingerprint"], "b": report.info["model2"]["fingerprint"]},
-        "conventions": {"policy": p["policy"], "samples": report.info["samples"], "low_rank_mode": report.info["low_rank_mode"]},
+        "conventions": {"policy": p.policy, "samples": report.info["samples"], "low_rank_mode": report.info["low_rank_mode"]},
     }
 
 
 @register_unit_kind("probes", "linear probes of one network's layers at full and low ranks")
 def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..data import get_dataset
-    from ..probing.model import probe_model
-    from ..probing.probe import rank_label
-    from ..sensitivity.grounding import ProbeCache
-
-    p = unit.params
+    p, run = ProbesParams.from_params(unit.params), ctx.run
     net = ctx.deps[unit.deps[0]]
     model = load_network(net)
-    train = get_dataset(p["dataset"], "train", root=ctx.settings.get("data_root"), augment=False)
-    test = get_dataset(p["dataset"], "test", root=ctx.settings.get("data_root"))
-    ranks = [None] + sorted(p["ranks"], reverse=True)
-    config = _probe_config(p["epochs"], p["train_subset"], p["seed"])
-    report = probe_model(model, p["layers"], train, test, ranks=ranks, config=config,
-                         device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0))
+    train = get_dataset(p.dataset, "train", root=run.data_root, augment=False)
+    test = get_dataset(p.dataset, "test", root=run.data_root)
+    ranks = [None] + sorted(p.ranks, reverse=True)
+    config = _probe_config(p.epochs, p.train_subset, p.seed)
+    report = probe_model(model, p.layers, train, test, ranks=ranks, config=config, device=run.device, workers=run.workers)
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
     # the sensitivity and specificity tests score representations by these same probes: share them
     cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
-    cache.put_results(report.info["model_fingerprint"], p["dataset"], report.results, config, net.get("label"))
+    cache.put_results(report.info["model_fingerprint"], p.dataset, report.results, config, net.get("label"))
     cache.save()
     cells = {(r.layer, rank_label(r.rank)): r.val_acc for r in report.results}
     cols = [rank_label(r) for r in ranks]
     return {
-        "metrics": {"matrices": {"probe accuracy": _matrix(list(p["layers"]), cols, cells, "accuracy", [0, 1], row_label="layer", col_label="rank")},
+        "metrics": {"matrices": {"probe accuracy": _matrix(list(p.layers), cols, cells, "accuracy", [0, 1], row_label="layer", col_label="rank")},
                     "seconds_probes": report.info["seconds"]},
         "artifacts": {"csv": ctx.out_dir / "probes.csv"},
         "model_hashes": {"network": report.info["model_fingerprint"]},
@@ -186,31 +186,23 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 def _probe_config(epochs: int, train_subset: int | None, seed: int):
     """The probes of a study (its probes units and the tests' functional scores share them)."""
-    from ..probing.probe import ProbeConfig
-
     return ProbeConfig(epochs=epochs, seed=seed, augment=False, train_subset=train_subset)
 
 
 def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     """The sensitivity or specificity test of Ding et al. over all the study's networks (its probes
     units, when the study has them, are dependencies only so that their probes are in the cache)."""
-    from ..sensitivity.grounding import GroundingSettings, run_grounding_test
-
-    p = unit.params
+    p = (SensitivityParams if test == "sensitivity" else SpecificityParams).from_params(unit.params)
     nets = [ctx.deps[d] for d in unit.deps if ctx.deps[d]["kind"] in ("train", "network")]
     models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
     settings = GroundingSettings(
-        measures=list(p["measures"]), n_samples=p["n_samples"], policy=p.get("policy", "auto_original"),
-        probe=_probe_config(p["probe_epochs"], p["probe_train_subset"], p["seed"]),
-        probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p["fit_samples"], device=ctx.settings.get("device", "auto"),
-        workers=ctx.settings.get("workers", 0), progress=ctx.settings.get("progress", False), verbose=False,
+        measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=_probe_config(p.probe_epochs, p.probe_train_subset, p.seed),
+        probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p.fit_samples, **vars(ctx.run),
     )
     if test == "sensitivity":
-        report = run_grounding_test(test, models, p["dataset"], layers=[p["layer"]], ranks=p["ranks"] or (), settings=settings,
-                                    data_root=ctx.settings.get("data_root"))
+        report = run_grounding_test(test, models, p.dataset, layers=[p.layer], ranks=p.ranks or (), settings=settings)
     else:
-        report = run_grounding_test(test, models, p["dataset"], layers=p["layers"], reference_layers=[p["reference_layer"]], settings=settings,
-                                    data_root=ctx.settings.get("data_root"))
+        report = run_grounding_test(test, models, p.dataset, layers=p.layers, reference_layers=[p.reference_layer], settings=settings)
     paths = report.write(ctx.out_dir)
     table = [{k: row[k] for k in ("measure", "scope", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction", "n")}
              for row in report.stats if row["group"] == "all"]
@@ -234,21 +226,18 @@ def run_specificity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 @register_unit_kind("detectors", "energy OOD detectors (representation classifiers, outlier exposure) for every end layer of a network")
 def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
-
-    p = unit.params
+    p = DetectorsParams.from_params(unit.params)
     net = ctx.deps[unit.deps[0]]
     registry = ctx.out_dir / "registry"
     config = DetectorTrainConfig(
-        save_dir=str(ctx.out_dir / "training"), model_type=p["detector"], model_options=dict(p["options"]), dataset=p["dataset"],
-        data_root=ctx.settings.get("data_root"), epochs=p["pretrain_epochs"], batch_size=p["batch_size"], seed=p["seed"],
-        ft_id_dataset=p.get("finetune_id"), ft_ood_dataset=p["outliers"], ft_epochs=p["finetune_epochs"], train_subset=p["train_subset"], ft_samples=p["train_subset"],
-        val_subset=0, final_save_dir=str(registry), device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0),
-        progress=ctx.settings.get("progress", False), verbose=False,
+        save_dir=str(ctx.out_dir / "training"), model_type=p.detector, model_options=dict(p.options), dataset=p.dataset,
+        epochs=p.pretrain_epochs, batch_size=p.batch_size, seed=p.seed, ft_id_dataset=p.finetune_id, ft_ood_dataset=p.outliers,
+        ft_epochs=p.finetune_epochs, train_subset=p.train_subset, ft_samples=p.train_subset, val_subset=0, final_save_dir=str(registry),
+        **vars(ctx.run),
     )
-    trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p["layers"]), config)
+    trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p.layers), config)
     return {
-        "metrics": {"layers": list(p["layers"]), "detectors": len(trained)},
+        "metrics": {"layers": list(p.layers), "detectors": len(trained)},
         "artifacts": {"registry": registry},
         "model_hashes": {"network": net["model_hashes"].get("network")},
         "conventions": {"loss": "CE + 0.1·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²), m_in −25, m_out −7",
@@ -258,16 +247,13 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
 
 @register_unit_kind("ood", "the OOD test of a stitch grid: are stitched representations in-distribution for the end network?")
 def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
-    from ..ood.stitched import evaluate_results_dir
-
-    p = unit.params
+    p, run = OodParams.from_params(unit.params), ctx.run
     stitch = ctx.deps[unit.deps[0]]
     detectors = ctx.deps[unit.deps[1]]["artifacts"]["registry"] if len(unit.deps) > 1 else None
     experiments = evaluate_results_dir(
-        stitch["artifacts"]["runs"], detector_dir=detectors, dataset=p["dataset"], data_root=ctx.settings.get("data_root"),
-        sanity_dataset=p["sanity"], training_free=list(p["training_free"]), test_samples=p["eval_samples"], out_dir=ctx.out_dir,
-        device=ctx.settings.get("device", "auto"), workers=ctx.settings.get("workers", 0), seed=p["seed"], progress=ctx.settings.get("progress", False),
-        group_size=ctx.settings.get("group_size"), log=lambda message: None,
+        stitch["artifacts"]["runs"], detector_dir=detectors, dataset=p.dataset, data_root=run.data_root, sanity_dataset=p.sanity,
+        training_free=list(p.training_free), test_samples=p.eval_samples, out_dir=ctx.out_dir, device=run.device, workers=run.workers,
+        seed=p.seed, progress=run.progress, group_size=ctx.group_size, log=lambda message: None,
     )
     matrices: dict[str, Any] = {}
     tables: dict[str, Any] = {}
@@ -281,7 +267,7 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                                                "kind": "similarity", "range": [0, 1]}
         conventions.update(m.to_dict().get("conventions", {}))
         if exp.sanity:
-            tables["detector sanity check (genuine test activations vs " + str(p["sanity"]) + ")"] = [
+            tables["detector sanity check (genuine test activations vs " + str(p.sanity) + ")"] = [
                 {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
                 for layer, per in exp.sanity.items() for name, vals in per.items()]
     return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir}, "conventions": conventions}

@@ -14,11 +14,27 @@ on the networks it uses:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..data import dataset_info  # the torch-free catalogue
 from ..errors import StitchkitError
+from .params import (
+    DetectorsParams,
+    NetworkParams,
+    OodParams,
+    ProbesParams,
+    SensitivityParams,
+    SimilarityParams,
+    SpecificityParams,
+    StitchParams,
+    TrainParams,
+)
 from .units import Unit
+
+if TYPE_CHECKING:
+    from ..models.layers import LayeredModel
 
 
 def _file_hash(path: Path) -> str:
@@ -29,16 +45,14 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def network_layers(spec: dict[str, Any], dataset: str) -> dict[str, tuple[int, ...]]:
-    """Stitchable layers (in order) with their activation shapes, for a network described by a model
-    name and options (no training needed)."""
-    from ..data import dataset_info
-    from ..models import get_model
+def network(spec: dict[str, Any], dataset: str) -> LayeredModel:
+    """The (untrained) network a model name and options describe, cut into its stitchable layers."""
+    from ..models import get_model  # deferred: importing the study package must not import torch (pool workers set threads first)
     from ..models.layers import layered
 
     info = dataset_info(dataset)
     model = get_model(spec["model"], num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **spec["options"])
-    return layered(model).shapes(info.shape)
+    return layered(model)
 
 
 def default_ranks(shape: tuple[int, ...]) -> list[int]:
@@ -51,15 +65,10 @@ def default_ranks(shape: tuple[int, ...]) -> list[int]:
     return ranks
 
 
-def _select(layers: list[str], wanted: str | list[str], where: str) -> list[str]:
-    if wanted == "all":
-        return list(layers)
-    if isinstance(wanted, str):
-        wanted = [w.strip() for w in wanted.split(",") if w.strip()]
-    missing = [w for w in wanted if w not in layers]
-    if missing:
-        raise StitchkitError(f"study config: {where} has {missing[0]!r}, which is not a stitchable layer; valid layers: {', '.join(layers)}")
-    return [layer for layer in layers if layer in wanted]
+def _select(net: LayeredModel, wanted: str | list[str], where: str) -> list[str]:
+    """The layers a config key asks for ("all", a comma list or a list), in the network's order."""
+    chosen = set(net.resolve(wanted, where=f"study config: {where}"))
+    return [layer for layer in net.layers if layer in chosen]
 
 
 def _pairs(n: int, how: str) -> list[tuple[int, int]]:
@@ -93,104 +102,146 @@ def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
                              "against the others); add a seed or a checkpoint, or set [sensitivity] enabled = false")
 
 
-def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
-    from ..probing.ranks import check_ranks_fit  # deferred: importing the study package must not import torch (pool workers set threads first)
+@dataclass
+class _Context:
+    """What every part of the plan reads: the config, the networks and the layers of their architecture."""
 
-    study, nets_cfg = config["study"], config["networks"]
-    dataset = study["dataset"]
-    from ..data import dataset_info
+    config: dict[str, Any]
+    networks: list[Unit]
+    names: list[str]
+    net: LayeredModel
+    shapes: dict[str, tuple[int, ...]]
+    front_layers: list[str]
+    end_layers: list[str]
 
-    dataset_info(dataset)  # fail early on an unknown name
+    @property
+    def common(self) -> dict[str, Any]:
+        return {"dataset": self.config["study"]["dataset"], "seed": self.config["study"]["seed"]}
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.shapes)
+
+
+def _network_units(config: dict[str, Any]) -> list[Unit]:
+    """A ``network`` unit per given checkpoint, else a ``train`` unit per seed."""
+    from ..models.checkpoint import load_checkpoint  # deferred: importing the study package must not import torch
+
+    nets_cfg, dataset = config["networks"], config["study"]["dataset"]
     networks: list[Unit] = []
-    if nets_cfg["checkpoints"]:
-        from ..models.checkpoint import load_checkpoint
+    for i, raw in enumerate(nets_cfg["checkpoints"]):
+        path = Path(raw).expanduser().resolve()
+        ckpt = load_checkpoint(path)
+        if not ckpt.self_describing:
+            raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
+        params = NetworkParams(path=str(path), sha256=_file_hash(path), dataset=dataset, model=ckpt.model_spec["name"],
+                               options=ckpt.model_spec.get("options", {}))
+        networks.append(Unit("network", params.to_params(), (), f"network {path.name}#{i}"))
+    if networks:
+        return networks
+    keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset")
+    for seed in nets_cfg["seeds"]:
+        params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
+        networks.append(Unit("train", params.to_params(), (), f"train {nets_cfg['model']} s{seed}"))
+    return networks
 
-        for i, raw in enumerate(nets_cfg["checkpoints"]):
-            path = Path(raw).expanduser().resolve()
-            ckpt = load_checkpoint(path)
-            if not ckpt.self_describing:
-                raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
-            params = {"path": str(path), "sha256": _file_hash(path), "dataset": dataset, "model": ckpt.model_spec["name"], "options": ckpt.model_spec.get("options", {})}
-            networks.append(Unit("network", params, (), f"network {path.name}#{i}"))
-    else:
-        keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset")
-        for seed in nets_cfg["seeds"]:
-            params = {k: nets_cfg[k] for k in keys}
-            params.update(dataset=dataset, seed=seed)
-            networks.append(Unit("train", params, (), f"train {nets_cfg['model']} s{seed}"))
-    _check_networks(config, networks)
-    spec = {"model": networks[0].params["model"], "options": networks[0].params["options"]}
-    shapes = network_layers(spec, dataset)
-    layers = list(shapes)
-    front_layers = _select(layers, config["layers"]["front"], "layers.front")
-    end_layers = _select(layers, config["layers"]["end"], "layers.end")
-    units: list[Unit] = list(networks)
-    names = [n.label.split(" ", 1)[1] for n in networks]
-    common = {"dataset": dataset, "seed": study["seed"]}
 
-    st = config["stitching"]
-    stitch_units: list[Unit] = []
-    if st["enabled"]:
-        for i, j in _pairs(len(networks), st["pairs"]):
-            for method in st["methods"]:
-                params = {**common, "method": method, "front_layers": front_layers, "end_layers": end_layers, "type": st["type"],
-                          "fit_samples": st["fit_samples"], "eval_samples": st["eval_samples"]}
-                if method != "dm":
-                    params.update(epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"], weight_decay=st["weight_decay"], train_subset=st["train_subset"])
-                    if st["amp"]:  # only when set, so that the units of existing studies keep their identities
-                        params["amp"] = True
-                if method != "tlm" and st["dm_solver"] != "stitchkit":  # likewise: only when not the default
-                    params["dm_solver"] = st["dm_solver"]
-                stitch_units.append(Unit("stitch", params, (networks[i].id, networks[j].id), f"stitch {method} {names[i]}→{names[j]}"))
-        units += stitch_units
+def _stitch_units(ctx: _Context) -> list[Unit]:
+    """One layer grid per (front network, end network, method)."""
+    st = ctx.config["stitching"]
+    if not st["enabled"]:
+        return []
+    units = []
+    for i, j in _pairs(len(ctx.networks), st["pairs"]):
+        for method in st["methods"]:
+            training = {} if method == "dm" else {k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp")}
+            params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
+                                  fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"], **training)
+            units.append(Unit("stitch", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
+    return units
 
-    oc = config["ood"]
+
+def _ood_units(ctx: _Context, stitch_units: list[Unit]) -> list[Unit]:
+    """Energy detectors for every end network of a grid, and the OOD test of every grid."""
+    oc = ctx.config["ood"]
     # the stitches the OOD test looks at: all, or (ood.self_pairs = false) those between two networks
     ood_stitches = [u for u in stitch_units if oc["self_pairs"] or u.deps[0] != u.deps[1]]
-    if oc["enabled"] and ood_stitches:
-        detector_units: dict[str, Unit] = {}
-        if oc["energy"]:
-            for end_id in sorted({u.deps[1] for u in ood_stitches}, key=[n.id for n in networks].index):
-                params = {**common, "detector": oc["detector"], "options": oc["detector_options"], "layers": end_layers, "outliers": oc["outliers"], "finetune_id": oc["finetune_id"],
-                          "pretrain_epochs": oc["pretrain_epochs"], "finetune_epochs": oc["finetune_epochs"], "batch_size": oc["batch_size"],
-                          "train_subset": oc["train_subset"]}
-                label = next(n.label for n in networks if n.id == end_id).split(" ", 1)[1]
-                detector_units[end_id] = Unit("detectors", params, (end_id,), f"detectors {label}")
-            units += list(detector_units.values())
-        for su in ood_stitches:
-            deps = (su.id,) + ((detector_units[su.deps[1]].id,) if su.deps[1] in detector_units else ())
-            params = {**common, "training_free": oc["training_free"], "sanity": oc["sanity"], "eval_samples": oc["eval_samples"], "energy": oc["energy"]}
-            units.append(Unit("ood", params, deps, f"ood {su.label.split(' ', 1)[1]}"))
+    if not oc["enabled"] or not ood_stitches:
+        return []
+    detector_units: dict[str, Unit] = {}
+    if oc["energy"]:
+        for end_id in sorted({u.deps[1] for u in ood_stitches}, key=[n.id for n in ctx.networks].index):
+            params = DetectorsParams(**ctx.common, detector=oc["detector"], options=oc["detector_options"], layers=ctx.end_layers,
+                                     outliers=oc["outliers"], finetune_id=oc["finetune_id"], pretrain_epochs=oc["pretrain_epochs"],
+                                     finetune_epochs=oc["finetune_epochs"], batch_size=oc["batch_size"], train_subset=oc["train_subset"])
+            label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
+            detector_units[end_id] = Unit("detectors", params.to_params(), (end_id,), f"detectors {label}")
+    units = list(detector_units.values())
+    for su in ood_stitches:
+        deps = (su.id,) + ((detector_units[su.deps[1]].id,) if su.deps[1] in detector_units else ())
+        params = OodParams(**ctx.common, training_free=oc["training_free"], sanity=oc["sanity"], eval_samples=oc["eval_samples"], energy=oc["energy"])
+        units.append(Unit("ood", params.to_params(), deps, f"ood {su.label.split(' ', 1)[1]}"))
+    return units
 
-    sc = config["similarity"]
-    if sc["enabled"]:
-        for i, j in _pairs(len(networks), sc["pairs"]) if len(networks) > 1 or sc["pairs"] == "self" else [(0, 0)]:
-            params = {**common, "measures": sc["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"], "layers": layers}
-            units.append(Unit("similarity", params, (networks[i].id, networks[j].id), f"similarity {names[i]}↔{names[j]}"))
 
-    pc = config["probes"]
-    probe_ids: list[str] = []
-    if pc["enabled"]:
-        probe_layers = _select(layers, pc["layers"], "probes.layers")
-        for n, name in zip(networks, names):
-            params = {**common, "layers": probe_layers, "ranks": pc["ranks"], "epochs": pc["epochs"], "train_subset": pc["train_subset"]}
-            units.append(Unit("probes", params, (n.id,), f"probes {name}"))
-            probe_ids.append(units[-1].id)
+def _similarity_units(ctx: _Context) -> list[Unit]:
+    sc = ctx.config["similarity"]
+    if not sc["enabled"]:
+        return []
+    n = len(ctx.networks)
+    units = []
+    for i, j in _pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
+        params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers)
+        units.append(Unit("similarity", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
+    return units
 
-    middle = layers[len(layers) // 2]
-    # the tests score representations with the probes units' probes (shared through the probe cache)
-    test_deps = tuple(n.id for n in networks) + tuple(probe_ids)
+
+def _probe_units(ctx: _Context) -> list[Unit]:
+    pc = ctx.config["probes"]
+    if not pc["enabled"]:
+        return []
+    probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
+    return [Unit("probes", ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
+                                        train_subset=pc["train_subset"]).to_params(), (n.id,), f"probes {name}")
+            for n, name in zip(ctx.networks, ctx.names)]
+
+
+def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
+    """The sensitivity and specificity tests; they score representations with the probes units' probes
+    (shared through the probe cache), so those are dependencies too."""
+    from ..probing.ranks import check_ranks_fit  # deferred: importing the study package must not import torch
+
+    config, shapes = ctx.config, ctx.shapes
+    sc, pc, st = config["similarity"], config["probes"], config["stitching"]
+    middle = ctx.layers[len(ctx.layers) // 2]
+    deps = tuple(n.id for n in ctx.networks) + tuple(probe_ids)
+    shared = dict(**ctx.common, n_samples=sc["n_samples"], policy=sc["policy"], probe_epochs=pc["epochs"], probe_train_subset=pc["train_subset"],
+                  fit_samples=st["fit_samples"])
+    units = []
     sens = config["sensitivity"]
     if sens["enabled"]:
-        layer = _select(layers, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
+        layer = _select(ctx.net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
         check_ranks_fit(sens["ranks"], {layer: shapes[layer]}, "study config: sensitivity.ranks")
-        params = {**common, "layer": layer, "ranks": sens["ranks"] or default_ranks(shapes[layer]), "measures": sens["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
-                  "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
-        units.append(Unit("sensitivity", params, test_deps, f"sensitivity {layer}"))
+        params = SensitivityParams(layer=layer, ranks=sens["ranks"] or default_ranks(shapes[layer]), measures=sens["measures"], **shared)
+        units.append(Unit("sensitivity", params.to_params(), deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
-        layer = _select(layers, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
-        params = {**common, "reference_layer": layer, "layers": layers, "measures": spec_cfg["measures"], "n_samples": sc["n_samples"], "policy": sc["policy"],
-                  "probe_epochs": pc["epochs"], "probe_train_subset": pc["train_subset"], "fit_samples": st["fit_samples"]}
-        units.append(Unit("specificity", params, test_deps, f"specificity {layer}"))
+        layer = _select(ctx.net, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
+        params = SpecificityParams(reference_layer=layer, layers=ctx.layers, measures=spec_cfg["measures"], **shared)
+        units.append(Unit("specificity", params.to_params(), deps, f"specificity {layer}"))
     return units
+
+
+def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
+    """Every unit of a study, dependencies first (see the module docstring)."""
+    dataset = config["study"]["dataset"]
+    info = dataset_info(dataset)  # fail early on an unknown name
+    networks = _network_units(config)
+    _check_networks(config, networks)
+    net = network({"model": networks[0].params["model"], "options": networks[0].params["options"]}, dataset)
+    ctx = _Context(config, networks, [n.label.split(" ", 1)[1] for n in networks], net, net.shapes(info.shape),
+                   _select(net, config["layers"]["front"], "layers.front"), _select(net, config["layers"]["end"], "layers.end"))
+    stitch_units = _stitch_units(ctx)
+    probe_units = _probe_units(ctx)
+    return [*networks, *stitch_units, *_ood_units(ctx, stitch_units), *_similarity_units(ctx), *probe_units,
+            *_test_units(ctx, [u.id for u in probe_units])]

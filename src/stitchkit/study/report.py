@@ -40,7 +40,7 @@ def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
     """CSV, and Parquet beside it when pyarrow is installed."""
     write_csv_atomic(path_csv, rows)
     try:
-        import pyarrow as pa
+        import pyarrow as pa  # optional: Parquet beside the CSV when pyarrow is installed
         import pyarrow.parquet as pq
     except ImportError:
         return None
@@ -74,9 +74,8 @@ def _base_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(study_dir: str | Path) -> Path:
-    """Write ``report/index.html`` (+ figures and tables) for a study folder; returns the HTML path."""
-    study_dir = Path(study_dir)
+def _stored_study(study_dir: Path) -> tuple[list[UnitRecord], dict[str, Any], str]:
+    """The records of the last planned config (in plan order), its config and the stitchkit version that ran it."""
     if not (study_dir / STORE_NAME).is_file():
         raise StitchkitError(f"{str(study_dir)!r} holds no study (no {STORE_NAME}); run `stitchkit study CONFIG` first")
     problem = store_problem(study_dir / STORE_NAME)
@@ -87,77 +86,72 @@ def write_report(study_dir: str | Path) -> Path:
         config = store.get_meta("config", {})
         version = store.get_meta("stitchkit_version", "?")
         plan = store.get_meta("plan", None)
-    out = study_dir / "report"
-    for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
-        shutil.rmtree(out / folder, ignore_errors=True)
-        (out / folder).mkdir(parents=True, exist_ok=True)
     if plan is not None:  # only the last config's units, in plan order; results of earlier configs stay in the store
         order = {unit_id: i for i, unit_id in enumerate(plan)}
         records = sorted((r for r in records if r.id in order), key=lambda r: order[r.id])
-    findings = compute_findings(records, config.get("findings"))
-    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name)})
-    records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
-    name = (config.get("study") or {}).get("name", study_dir.name)
-    sections: list[str] = []
-    exports: list[str] = []
+    return records, config, version
 
-    base = _base_rows(records)
-    if base:
-        _write_table(base, out / "tables" / "base_accuracy.csv")
-        exports.append("base_accuracy.csv")
-        sections.append("<h2>Base networks</h2>" + _html_table(base))
 
+def _embedded_png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str]) -> str:
+    """A unit's heatmaps, tables and own figures (written to ``figures/`` and ``tables/``), as HTML."""
+    parts = [f"<h3>{html.escape(r.label)}</h3>"]
+    for mname, matrix in (r.metrics.get("matrices") or {}).items():
+        title = f"{r.label}: {mname}"
+        stem = artifact_stem(r.kind, r.label, mname)
+        png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
+        _heatmap(title, matrix, png, pdf)
+        rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
+        _write_table(rows, out / "tables" / f"{stem}.csv")
+        exports.append(f"{stem}.csv")
+        parts.append(f'<figure id="{stem}"><img alt="{html.escape(title)}" src="{_embedded_png(png)}"><figcaption>{html.escape(title)} '
+                     f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{stem}.csv">CSV</a>)</figcaption></figure>')
+    for tname, rows in (r.metrics.get("tables") or {}).items():
+        stem = artifact_stem(r.kind, r.label, tname)
+        _write_table(rows, out / "tables" / f"{stem}.csv")
+        exports.append(f"{stem}.csv")
+        parts.append(f'<h4 id="{stem}">{html.escape(tname)}</h4>' + _html_table(rows))
+    for aname, rel in (r.artifacts or {}).items():  # figures a unit drew itself (e.g. the tests' plots)
+        if str(rel).endswith(".png"):
+            src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
+            if src.is_file():
+                parts.append(f'<figure><img alt="{html.escape(r.label)}: {html.escape(aname)}" src="{_embedded_png(src)}"><figcaption>'
+                             f'{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
+    return "\n".join(parts)
+
+
+def _has_results(r: UnitRecord) -> bool:
+    return bool(r.metrics.get("matrices") or r.metrics.get("tables") or any(str(v).endswith(".png") for v in (r.artifacts or {}).values()))
+
+
+def _status_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
+    """Per kind: units done, failed and left, and the seconds they took."""
     timing: dict[str, float] = {}
     for r in records:
         if r.seconds:
             timing[r.kind] = timing.get(r.kind, 0.0) + r.seconds
-    current_kind = None
-    for r in records:
-        matrices = r.metrics.get("matrices") or {}
-        tables = r.metrics.get("tables") or {}
-        if not matrices and not tables and not any(str(v).endswith(".png") for v in (r.artifacts or {}).values()):
-            continue
-        if r.kind != current_kind:
-            sections.append(f"<h2>{html.escape(r.kind)}</h2>")
-            current_kind = r.kind
-        parts = [f"<h3>{html.escape(r.label)}</h3>"]
-        for mname, matrix in matrices.items():
-            title = f"{r.label}: {mname}"
-            stem = artifact_stem(r.kind, r.label, mname)
-            png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
-            _heatmap(title, matrix, png, pdf)
-            rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
-            _write_table(rows, out / "tables" / f"{stem}.csv")
-            exports.append(f"{stem}.csv")
-            data = base64.b64encode(png.read_bytes()).decode()
-            parts.append(f'<figure id="{stem}"><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)} '
-                         f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{stem}.csv">CSV</a>)</figcaption></figure>')
-        for tname, rows in tables.items():
-            stem = artifact_stem(r.kind, r.label, tname)
-            _write_table(rows, out / "tables" / f"{stem}.csv")
-            exports.append(f"{stem}.csv")
-            parts.append(f'<h4 id="{stem}">{html.escape(tname)}</h4>' + _html_table(rows))
-        for aname, rel in (r.artifacts or {}).items():  # figures a unit drew itself (e.g. the tests' plots)
-            if str(rel).endswith(".png"):
-                src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
-                if src.is_file():
-                    data = base64.b64encode(src.read_bytes()).decode()
-                    parts.append(f'<figure><img alt="{html.escape(r.label)}: {html.escape(aname)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
-        sections.append("\n".join(parts))
+    return [{"kind": k, "done": sum(1 for r in records if r.kind == k and r.status == "done"),
+             "failed": sum(1 for r in records if r.kind == k and r.status == "failed"),
+             "left": sum(1 for r in records if r.kind == k and r.status in ("pending", "running")),
+             "seconds": round(timing.get(k, 0.0), 1)} for k in dict.fromkeys(r.kind for r in records)]
 
+
+def _notes(records: list[UnitRecord]) -> str:
     failed = [r for r in records if r.status == "failed"]
     pending = [r for r in records if r.status in ("pending", "running")]
-    status_rows = [{"kind": k, "done": sum(1 for r in records if r.kind == k and r.status == "done"),
-                    "failed": sum(1 for r in records if r.kind == k and r.status == "failed"),
-                    "left": sum(1 for r in records if r.kind == k and r.status in ("pending", "running")),
-                    "seconds": round(timing.get(k, 0.0), 1)} for k in dict.fromkeys(r.kind for r in records)]
-    _write_table(status_rows, out / "tables" / "units.csv")
     notes = ""
     if failed:
         notes += "<h3>Failed units</h3>" + _html_table([{"unit": r.label, "error": r.error} for r in failed])
     if pending:
         notes += f"<p class=warn>{len(pending)} unit(s) are not finished; run the study again to complete them.</p>"
-    page = f"""<!doctype html>
+    return notes
+
+
+def _page(name: str, version: str, dataset: str, n_units: int, findings_html: str, units_html: str, sections: list[str]) -> str:
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stitchkit study: {html.escape(name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
@@ -169,14 +163,45 @@ figcaption {{ font-size: 0.8em; color: #555; max-width: 520px; }} .warn {{ color
 {FINDINGS_CSS}
 </style></head><body>
 <h1>stitchkit study: {html.escape(name)}</h1>
-<p>stitchkit {html.escape(str(version))}; dataset {html.escape(str((config.get('study') or {}).get('dataset', '?')))};
-{len(records)} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as PNG and PDF in
+<p>stitchkit {html.escape(str(version))}; dataset {html.escape(dataset)};
+{n_units} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as PNG and PDF in
 <code>figures/</code>.</p>
-{render_html(findings)}
-<h2>Units</h2>{_html_table(status_rows)}{notes}
+{findings_html}
+<h2>Units</h2>{units_html}
 {''.join(sections)}
 </body></html>
 """
+
+
+def write_report(study_dir: str | Path) -> Path:
+    """Write ``report/index.html`` (+ figures and tables) for a study folder; returns the HTML path."""
+    study_dir = Path(study_dir)
+    records, config, version = _stored_study(study_dir)
+    out = study_dir / "report"
+    for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
+        shutil.rmtree(out / folder, ignore_errors=True)
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    findings = compute_findings(records, config.get("findings"))
+    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name)})
+    records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
+    name = (config.get("study") or {}).get("name", study_dir.name)
+    sections: list[str] = []
+    exports: list[str] = []
+    base = _base_rows(records)
+    if base:
+        _write_table(base, out / "tables" / "base_accuracy.csv")
+        exports.append("base_accuracy.csv")
+        sections.append("<h2>Base networks</h2>" + _html_table(base))
+    current_kind = None
+    for r in filter(_has_results, records):
+        if r.kind != current_kind:
+            sections.append(f"<h2>{html.escape(r.kind)}</h2>")
+            current_kind = r.kind
+        sections.append(_unit_section(r, study_dir, out, exports))
+    status_rows = _status_rows(records)
+    _write_table(status_rows, out / "tables" / "units.csv")
+    dataset = str((config.get("study") or {}).get("dataset", "?"))
+    page = _page(name, version, dataset, len(records), render_html(findings), _html_table(status_rows) + _notes(records), sections)
     path = out / "index.html"
     write_text_atomic(path, page)
     return path

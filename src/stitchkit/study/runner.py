@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import shutil
 import sys
@@ -150,11 +149,10 @@ def run_study(
     return StudySummary(study_dir, counts, elapsed, ran, {kind: sum(v) for kind, v in durations.items()})
 
 
-def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
-               executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
-               log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
-    """Record the plan, then run every unit that is not done, in dependency order."""
-    ran = 0
+def _record_plan(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
+                 log: logging.Logger) -> dict[str, str]:
+    """Store the config and the plan, set interrupted, failed and re-run units back to pending, and
+    return every planned unit's status."""
     for stale in (study_dir / "units").glob(".tmp-*"):  # left by a run that was killed
         shutil.rmtree(stale, ignore_errors=True)
     store.set_meta("config", config)
@@ -169,7 +167,25 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
             store.db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (record.id,))
             # the finished folder would otherwise be adopted as this run's result
             (unit_dir(study_dir, by_id[record.id]) / RESULT_FILE).unlink(missing_ok=True)
-    status = {r.id: r.status for r in store.all() if r.id in by_id}
+    return {r.id: r.status for r in store.all() if r.id in by_id}
+
+
+def _dependency_results(store: Store, study_dir: Path, unit: Unit) -> dict[str, dict[str, Any]]:
+    """What a unit gets of each finished dependency (:attr:`~.units.UnitContext.deps`)."""
+    deps = {}
+    for d in unit.deps:
+        rec = store.get(d)
+        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
+                   "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
+    return deps
+
+
+def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
+               executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
+               log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
+    """Record the plan, then run every unit that is not done, in dependency order."""
+    ran = 0
+    status = _record_plan(store, study_dir, config, units, by_id, rerun, log)
     todo = [u for u in units if status[u.id] != "done"]
     log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
     ex = make_executor(executor, workers=workers, address=address)
@@ -193,11 +209,7 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
             ready = [u for u in todo if status[u.id] == "pending" and all(status.get(d) == "done" for d in u.deps)]
             while ready and ex.busy < ex.capacity:
                 unit = ready.pop(0)
-                deps = {}
-                for d in unit.deps:
-                    rec = store.get(d)
-                    deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
-                               "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
+                deps = _dependency_results(store, study_dir, unit)
                 store.mark_running(unit.id, ex.name)
                 status[unit.id] = "running"
                 running[unit.id] = time.perf_counter()

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import StitchkitError, unknown_name
+from ..utils.run_options import RunOptions
 
 #: written into a unit's folder when it finishes: the unit and its whole result (a store can be rebuilt
 #: from these, see :mod:`.integrity`)
@@ -59,6 +60,23 @@ class UnitContext:
     out_dir: Path  # write artifacts here (a temporary folder, renamed when the unit finishes)
     deps: dict[str, dict[str, Any]]  # dependency id -> {"kind", "params", "metrics", "artifacts"}
     settings: dict[str, Any] = field(default_factory=dict)  # device, data_root, progress, workers
+
+    @property
+    def run(self) -> RunOptions:
+        """How the unit runs (the study's device, data root, workers and progress bars; never verbose)."""
+        s = self.settings
+        return RunOptions(data_root=s.get("data_root"), device=s.get("device", "auto"), workers=s.get("workers", 0),
+                          progress=s.get("progress", False), verbose=False)
+
+    @property
+    def data_path(self) -> str:
+        """How a unit's batches are made (``study.data_path``)."""
+        return self.settings.get("data_path", "auto")
+
+    @property
+    def group_size(self) -> int | None:
+        """Stitches per end-suffix pass of a grouped grid (``study.group_size``; None: automatic)."""
+        return self.settings.get("group_size")
 
     def dep(self, kind: str) -> list[dict[str, Any]]:
         """The dependencies of one kind, in the order the unit listed them."""

@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler, Subset
+from torch.utils.data import Sampler
 
 from .. import __version__
+from ..data import dataset_info, get_dataset, train_sampler_for
 from ..errors import StitchkitError
-from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_model, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
-from ..data.loading import make_batches
+from ..models import get_model
+from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
+from ..models.loading import load_for_dataset
+from ..data.loading import make_batches, sample_subset
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
+from ..utils.run_options import RunOptions
 from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
@@ -38,22 +42,19 @@ from .resume import resume_mismatches
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(RunOptions):
     """A base-model training run. Defaults are the original's ``exec_train.py``."""
 
     model: str
     save_dir: str
     dataset: str = "cifar10"
-    data_root: str | None = None
     epochs: int = 100
     batch_size: int = 64
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     grad_clip: float | None = None
-    workers: int = 1
-    prefetch: int = 1
+    workers: int = field(default=1, kw_only=True)  # RunOptions, with the original's default
     save_frequency: int = 1
-    device: str = "auto"
     amp: bool = False
     resume: str | None = None
     #: resume even from a checkpoint whose model, dataset, seed or recipe differ (recorded in config.json)
@@ -64,8 +65,6 @@ class TrainSettings:
     augment: bool = True  # the dataset's default training augmentation
     data_path: str = "auto"  # how batches are made: data.loading.make_batches (the same batches on every path)
     download: bool = True
-    progress: bool = True
-    verbose: bool = True
 
     def validate(self) -> "TrainSettings":
         self.optim.validate()
@@ -73,14 +72,13 @@ class TrainSettings:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.save_frequency >= 1, f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}"),
-            (self.workers >= 0, f"loader workers must be non-negative, got {self.workers}"),
-            (self.prefetch >= 1, f"prefetch factor must be at least 1, got {self.prefetch}"),
             (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
             (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
+        self.check_run_options()
         return self
 
 
@@ -97,23 +95,6 @@ class _ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def check_subset_size(n: int | None, available: int, what: str) -> None:
-    """Refuse a subset larger than the set it is drawn from (it would be the whole set, recorded as
-    the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
-    split of fashion"."""
-    if n is not None and n > available:
-        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
-                             "or leave the option out to use all of them")
-
-
-def _subset(dataset: Dataset, n: int | None, seed: int, what: str = "the training set (--train-subset)") -> Dataset:
-    check_subset_size(n, len(dataset), what)
-    if n is None or n == len(dataset):
-        return dataset
-    generator = torch.Generator().manual_seed(seed)
-    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n].tolist())
-
-
 _write_csv = write_csv_atomic  # training_logs.csv of every trainer (base models, detectors, stitches)
 
 
@@ -124,53 +105,46 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(f)]
 
 
-def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train a base model; returns the final metrics and output paths (see the module docstring)."""
-    from ..data import dataset_info, get_dataset, train_sampler_for
-    from ..models import get_model
+def _check_output(settings: TrainSettings, save_dir: Path, dist_info: DistInfo) -> None:
+    """Every check of the output folder before anything is written: a refused run leaves no folder behind."""
+    if not dist_info.is_main:
+        return
+    check_writable_dir(save_dir)
+    if settings.resume is None and not settings.overwrite and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists()):
+        raise StitchkitError(
+            f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
+            "choose another -dir, or pass --overwrite"
+        )
 
-    settings.validate()
-    info = dataset_info(settings.dataset)
-    requested = resolve_device(settings.device)
-    dist_info: DistInfo = init_distributed(requested.type)
-    device = local_device(requested, dist_info)
-    amp = settings.amp and device.type == "cuda"
-    save_dir = Path(settings.save_dir)
-    # every check before anything is written or created: a refused run leaves no folder behind
-    if dist_info.is_main:
-        check_writable_dir(save_dir)
-        if settings.resume is None and not settings.overwrite and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists()):
-            raise StitchkitError(
-                f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
-                "choose another -dir, or pass --overwrite"
-            )
-    set_seed(settings.seed)
 
+@dataclass
+class _Start:
+    """Where training starts: a fresh model, or a resumed one with its checkpoint and logged history."""
+
+    model: torch.nn.Module
+    epoch: int = 0
+    checkpoint: Any = None
+    history_rows: list[dict[str, float]] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+
+def _start(settings: TrainSettings, info: Any, save_dir: Path) -> _Start:
     model = get_model(settings.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **settings.model_options)
-    spec = model.stitchkit_spec
-    optim_cfg = settings.optim
-    start_epoch, resume_ckpt, history_rows, mismatches = 0, None, [], []
-    if settings.resume:
-        resume_ckpt, mismatches = _check_resume(settings, spec, info.name)
-        load_state_into(model, resume_ckpt.state_dict, source=f"checkpoint {settings.resume!r}")
-        start_epoch = int(resume_ckpt.epoch or 0)
-        if start_epoch >= settings.epochs:
-            raise StitchkitError(f"{settings.resume!r} has already been trained for {start_epoch} epochs; ask for more with -e")
-        history_rows = [r for r in _read_csv(save_dir / "training_logs.csv") if r.get("epoch", math.inf) <= start_epoch]
-    model.to(device)
-    train_module: torch.nn.Module = model
-    if dist_info.enabled:
-        train_module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if not settings.resume:
+        return _Start(model)
+    ckpt, mismatches = _check_resume(settings, model.stitchkit_spec, info.name)
+    load_state_into(model, ckpt.state_dict, source=f"checkpoint {settings.resume!r}")
+    epoch = int(ckpt.epoch or 0)
+    if epoch >= settings.epochs:
+        raise StitchkitError(f"{settings.resume!r} has already been trained for {epoch} epochs; ask for more with -e")
+    rows = [r for r in _read_csv(save_dir / "training_logs.csv") if r.get("epoch", math.inf) <= epoch]
+    return _Start(model, epoch, ckpt, rows, mismatches)
 
-    optimizer = build_optimizer(model.parameters(), optim_cfg)
-    scheduler = build_scheduler(optimizer, optim_cfg, settings.epochs)
-    if resume_ckpt is not None:
-        optimizer.load_state_dict(resume_ckpt.extra["optimizer"])
-        if "scheduler" in resume_ckpt.extra:
-            scheduler.load_state_dict(dict(resume_ckpt.extra["scheduler"]))
 
+def _loaders(settings: TrainSettings, info: Any, dist_info: DistInfo, device: torch.device) -> tuple[Any, Any, Any]:
+    """The training subset and the train and test batches (sharded when distributed)."""
     full_train_set = get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download)
-    train_set = _subset(full_train_set, settings.train_subset, settings.seed, f"--train-subset: the train split of {info.name}")
+    train_set = sample_subset(full_train_set, settings.train_subset, settings.seed, what=f"--train-subset: the train split of {info.name}")
     test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
     if dist_info.enabled:
         train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)
@@ -181,10 +155,13 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     batches = dict(workers=settings.workers, prefetch=settings.prefetch, device=device, data_path=settings.data_path)
     train_loader = make_batches(train_set, settings.batch_size, shuffle=True, sampler=train_sampler, **batches)
     test_loader = make_batches(test_set, settings.batch_size, shuffle=False, sampler=test_sampler, **batches)
-    if dist_info.is_main:
-        ensure_writable_dir(save_dir)
+    return train_set, train_loader, test_loader
 
-    run_config = {
+
+def _run_config(settings: TrainSettings, info: Any, spec: dict[str, Any], device: torch.device, dist_info: DistInfo, train_samples: int,
+                mismatches: list[str]) -> dict[str, Any]:
+    """``config.json``: the full, resolved configuration of the run."""
+    return {
         "command": "train",
         "stitchkit_version": __version__,
         "model": settings.model,
@@ -194,16 +171,62 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         "settings": asdict(settings),
         "device": str(device),
         "world_size": dist_info.world_size,
-        "train_samples": len(train_set),
+        "train_samples": train_samples,
         "resumed_from": str(settings.resume) if settings.resume else None,
         "resume_mismatches": mismatches,
-        "conventions": {"lr_schedule": "stepped per epoch", "weight_decay": "L2 added to the gradient" if optim_cfg.optimizer != "adamw" else "decoupled"},
+        "conventions": {"lr_schedule": "stepped per epoch", "weight_decay": "L2 added to the gradient" if settings.optim.optimizer != "adamw" else "decoupled"},
     }
+
+
+def _final_metrics(settings: TrainSettings, history: list[EpochLog], train_samples: int, world_size: int, elapsed: float) -> dict[str, Any]:
+    final = history[-1]
+    return {
+        "test_acc": final.val["acc"] if final.val else math.nan,
+        "test_top5": final.val.get("top5") if final.val else None,
+        "test_loss": final.val["loss"] if final.val else math.nan,
+        "test_samples": final.val["n"] if final.val else 0,
+        "train_samples": train_samples,
+        "world_size": world_size,
+        "train_acc": final.train.get("acc"),
+        "train_loss": final.train["loss"],
+        "epochs": settings.epochs,
+        "seconds": elapsed,
+        "seconds_per_epoch": [h.seconds for h in history],
+    }
+
+
+def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a base model; returns the final metrics and output paths (see the module docstring)."""
+    settings.validate()
+    info = dataset_info(settings.dataset)
+    requested = resolve_device(settings.device)
+    dist_info: DistInfo = init_distributed(requested.type)
+    device = local_device(requested, dist_info)
+    save_dir = Path(settings.save_dir)
+    _check_output(settings, save_dir, dist_info)
+    set_seed(settings.seed)
+
+    start = _start(settings, info, save_dir)
+    model, history_rows = start.model, start.history_rows
+    model.to(device)
+    train_module: torch.nn.Module = model
+    if dist_info.enabled:
+        train_module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(model.parameters(), settings.optim)
+    scheduler = build_scheduler(optimizer, settings.optim, settings.epochs)
+    if start.checkpoint is not None:
+        optimizer.load_state_dict(start.checkpoint.extra["optimizer"])
+        if "scheduler" in start.checkpoint.extra:
+            scheduler.load_state_dict(dict(start.checkpoint.extra["scheduler"]))
+
+    train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
+    run_config = _run_config(settings, info, model.stitchkit_spec, device, dist_info, len(train_set), start.mismatches)
     if dist_info.is_main:
+        ensure_writable_dir(save_dir)
         write_json_atomic(save_dir / RUN_CONFIG, run_config)
         write_json_atomic(save_dir / "config.txt", argv_config if argv_config is not None else asdict(settings))
 
-    def on_epoch_end(log: EpochLog) -> None:
+    def on_epoch_end(log: EpochLog) -> None:  # the logs, the original's state_dicts and last.pt (for --resume)
         history_rows.append(log.row())
         if not dist_info.is_main:
             return
@@ -219,25 +242,11 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     started = time.perf_counter()
     history = fit(
         train_module, train_loader, optimizer=optimizer, epochs=settings.epochs, device=device, val_loader=test_loader,
-        scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=amp, start_epoch=start_epoch,
-        seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
+        scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=settings.amp and device.type == "cuda",
+        start_epoch=start.epoch, seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
         verbose=settings.verbose and dist_info.is_main, desc=f"train {settings.model}",
     )
-    elapsed = time.perf_counter() - started
-    final = history[-1]
-    metrics = {
-        "test_acc": final.val["acc"] if final.val else math.nan,
-        "test_top5": final.val.get("top5") if final.val else None,
-        "test_loss": final.val["loss"] if final.val else math.nan,
-        "test_samples": final.val["n"] if final.val else 0,
-        "train_samples": len(train_set),
-        "world_size": dist_info.world_size,
-        "train_acc": final.train.get("acc"),
-        "train_loss": final.train["loss"],
-        "epochs": settings.epochs,
-        "seconds": elapsed,
-        "seconds_per_epoch": [h.seconds for h in history],
-    }
+    metrics = _final_metrics(settings, history, len(train_set), dist_info.world_size, time.perf_counter() - started)
     result = {"metrics": metrics, "save_dir": str(save_dir), "final": str(save_dir / "final.pt")}
     if dist_info.is_main:
         save_checkpoint(save_dir / "final.pt", unwrap(train_module), dataset=info.name, input_shape=info.shape, training=run_config["settings"], epoch=settings.epochs, metrics=metrics)
@@ -275,19 +284,10 @@ def evaluate_model(
     model_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split."""
-    from ..data import dataset_info, get_dataset
-
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
-    model, ckpt = load_model(model_path, model_name, dataset=dataset, **(model_options or {}))
-    name = dataset or ckpt.dataset or "cifar10"
-    info = dataset_info(name)
+    model, _, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)
     spec = model.stitchkit_spec
-    if spec.get("num_classes") != info.num_classes or spec.get("in_channels") != info.shape[0]:
-        raise StitchkitError(
-            f"model {spec['name']} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
-            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes"
-        )
     dev = resolve_device(device)
     model.to(dev)
     test_set = get_dataset(info.name, "test", root=data_root)

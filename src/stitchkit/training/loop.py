@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import StitchkitError
+from ..utils.progress import progress_bar
 from .distributed import all_reduce_sum
 
 StepOutput = tuple[torch.Tensor, int, dict[str, float]]
@@ -65,13 +66,6 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, topk: Iterable[int]) -
     for k in topk:
         stats["acc" if k == 1 else f"top{k}"] = hits[:, :k].any(dim=-1).sum().item()
     return stats
-
-
-def progress_bar(iterable, desc: str, enabled: bool, **kw):
-    """tqdm on stderr; redraws at most every few seconds when stderr is a log file, not a terminal."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, leave=False, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.1 if interactive else 10.0, **kw)
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -143,6 +137,64 @@ class EpochLog:
         return row
 
 
+def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any, grad_clip: float | None,
+                       clip_params: list[torch.nn.Parameter]) -> None:
+    """One optimizer step from a batch's loss (through the AMP gradient scaler when there is one)."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
+        optimizer.step()
+
+
+def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, step_fn: StepFn, device: torch.device, amp: bool,
+                 scaler: Any, grad_clip: float | None, clip_params: list[torch.nn.Parameter], epoch: int, bar_desc: str,
+                 progress: bool) -> dict[str, float]:
+    """One pass over the training batches; returns the epoch's mean loss and statistics (all processes)."""
+    loss_sum, n, sums = 0.0, 0, {}
+    bar = progress_bar(train_loader, bar_desc, progress)
+    for i, batch in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, amp):
+            loss, count, stats = step_fn(model, batch, device)
+        if not torch.isfinite(loss.detach()):
+            raise TrainingDiverged(
+                f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; "
+                "lower the learning rate (-lr) or clip gradients (--grad-clip)"
+            )
+        _backward_and_step(loss, optimizer, scaler, grad_clip, clip_params)
+        loss_sum += float(loss.detach()) * count
+        n += count
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if progress:
+            post = {"loss": f"{loss_sum / max(n, 1):.4f}"}
+            if "acc" in sums:
+                post["acc"] = f"{sums['acc'] / max(n, 1):.4f}"
+            bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a log file would get a line per batch)
+    bar.close()
+    loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
+    return {"loss": loss_sum / max(total, 1), **_finish(sums, total)}
+
+
+def _epoch_line(log: EpochLog) -> str:
+    """The original's line per epoch."""
+    train_stats, val_stats = log.train, log.val
+    line = f"Epoch #{log.epoch} train loss: {train_stats['loss']:.4f}, accuracy: {train_stats.get('acc', math.nan):.4f}"
+    if val_stats:
+        line += f" | val loss: {val_stats['loss']:.4f}, accuracy: {val_stats.get('acc', math.nan):.4f}"
+        if "top5" in val_stats:
+            line += f", top-5: {val_stats['top5']:.4f}"
+    return line + f" | lr {log.lr:.3g} | {log.seconds:.1f}s"
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -184,41 +236,8 @@ def fit(
             sampler.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
-        loss_sum, n, sums = 0.0, 0, {}
-        bar = progress_bar(train_loader, f"{desc} {epoch + 1}/{epochs}", progress)
-        for i, batch in enumerate(bar):
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, amp):
-                loss, count, stats = step_fn(model, batch, device)
-            if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; "
-                    "lower the learning rate (-lr) or clip gradients (--grad-clip)"
-                )
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if grad_clip:
-                    torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
-                optimizer.step()
-            loss_sum += float(loss.detach()) * count
-            n += count
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if progress:
-                post = {"loss": f"{loss_sum / max(n, 1):.4f}"}
-                if "acc" in sums:
-                    post["acc"] = f"{sums['acc'] / max(n, 1):.4f}"
-                bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a log file would get a line per batch)
-        bar.close()
-        loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
-        train_stats = {"loss": loss_sum / max(total, 1), **_finish(sums, total)}
+        train_stats = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, grad_clip, clip_params, epoch,
+                                   f"{desc} {epoch + 1}/{epochs}", progress)
         lr = optimizer.param_groups[0]["lr"]
         val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=progress) if val_loader is not None else None
         if scheduler is not None:
@@ -226,13 +245,7 @@ def fit(
         log = EpochLog(epoch + 1, train_stats, val_stats, lr, time.perf_counter() - started)
         history.append(log)
         if verbose:
-            line = f"Epoch #{epoch + 1} train loss: {train_stats['loss']:.4f}, accuracy: {train_stats.get('acc', math.nan):.4f}"
-            if val_stats:
-                line += f" | val loss: {val_stats['loss']:.4f}, accuracy: {val_stats.get('acc', math.nan):.4f}"
-                if "top5" in val_stats:
-                    line += f", top-5: {val_stats['top5']:.4f}"
-            line += f" | lr {lr:.3g} | {log.seconds:.1f}s"
-            tqdm.write(line, file=sys.stdout)
+            tqdm.write(_epoch_line(log), file=sys.stdout)
         if on_epoch_end is not None:
             on_epoch_end(log)
     return history

@@ -9,7 +9,9 @@ goes into them, so a refused command leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import math
 import os
@@ -100,9 +102,6 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
 
 def write_csv_atomic(target: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     """Rows of dicts as CSV; the columns are every key seen, in first-seen order."""
-    import csv
-    import io
-
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -139,7 +138,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def torch_save_atomic(obj: Any, target: str | os.PathLike) -> None:
-    import torch
+    import torch  # deferred: the CLI reads this module before any command needs torch
 
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)

@@ -1,0 +1,354 @@
+"""A bank of OOD detectors, one per layer of a frozen source network, trained together: every batch
+runs the source once for all of them (the phases are described in :mod:`stitchkit.ood.train`).
+
+:class:`DetectorBank` checks everything and writes the run's configuration when it is made, then
+:meth:`~DetectorBank.pretrain`, :meth:`~DetectorBank.finetune` and :meth:`~DetectorBank.publish` are the
+three steps of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import __version__
+from ..activations import model_fingerprint
+from ..data import MultiEpochDisjointSubsetSampler, dataset_info
+from ..data.loading import make_batches
+from ..errors import StitchkitError
+from ..models import get_model
+from ..models.checkpoint import save_state_dict
+from ..models.layers import layered
+from ..training.loop import EpochLog, fit
+from ..training.optim import OptimConfig, build_optimizer, build_scheduler
+from ..utils.device import resolve_device
+from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
+from ..utils.progress import printer
+from ..utils.seed import set_seed
+from .finetune_loss import energy_finetune_loss
+from .registry import detector_id
+from .train_config import DetectorTrainConfig
+from .train_inputs import check_outputs, load_training_data
+
+
+def default_detector_type(activation_shape: Sequence[int]) -> str:
+    """``repr_cls_resnet18`` for conv maps ``(C, H, W)``, ``repr_cls_vit_tiny`` for tokens ``(T, D)``."""
+    if len(activation_shape) == 3:
+        return "repr_cls_resnet18"
+    if len(activation_shape) == 2:
+        return "repr_cls_vit_tiny"
+    raise StitchkitError(f"no representation classifier takes activations of shape {tuple(activation_shape)}; "
+                         "detectors need (C, H, W) maps or (T, D) token sequences")
+
+
+def build_detector_model(model_type: str, activation_shape: Sequence[int], num_classes: int, input_shape: Sequence[int], options: dict | None = None) -> nn.Module:
+    """A representation classifier for activations of ``activation_shape`` from a network whose input
+    is ``input_shape`` (C, H, W): conv detectors resize the map to (H, W); token detectors take D."""
+    shape = tuple(activation_shape)
+    if model_type.startswith("repr_cls_resnet") and len(shape) != 3:
+        raise StitchkitError(f"{model_type} takes (C, H, W) activations, but the layer gives {shape}; use repr_cls_vit_tiny for token sequences")
+    if model_type.startswith("repr_cls_vit") and len(shape) != 2:
+        raise StitchkitError(f"{model_type} takes (T, D) token sequences, but the layer gives {shape}; use repr_cls_resnet18 for conv maps")
+    in_channels = shape[0] if len(shape) == 3 else shape[-1]
+    return get_model(model_type, num_classes=num_classes, in_channels=in_channels, input_size=tuple(input_shape[1:]), **(options or {}))
+
+
+class _Paired:
+    """Zip an ID loader and an outlier loader; one item = ((x_in, y_in), (x_out, y_out))."""
+
+    def __init__(self, id_loader, ood_loader):
+        self.id_loader, self.ood_loader = id_loader, ood_loader
+
+    def __iter__(self):
+        return zip(self.id_loader, self.ood_loader)
+
+    def __len__(self) -> int:
+        return min(len(self.id_loader), len(self.ood_loader))
+
+
+def _layer_dirs(save_dir: Path, layers: Sequence[str]) -> dict[str, Path]:
+    if len(layers) == 1:
+        return {layers[0]: save_dir}
+    return {layer: save_dir / layer for layer in layers}
+
+
+@dataclass
+class TrainedDetector:
+    """One trained detector: its layer, model, output folder, registry id and final metrics."""
+
+    layer: str
+    model: nn.Module
+    save_dir: str
+    detector_id: str | None
+    registry_path: str | None
+    meta: dict[str, Any]
+    pretrain_log: list[dict[str, float]]
+    finetune_log: list[dict[str, float]]
+
+
+class DetectorBank:
+    """One detector per layer of ``source``, with the data, output folders and registry of the run.
+
+    Making it checks every input and output (nothing is written when a check fails), then writes
+    each layer's ``config.txt`` and ``config.json``. ``source`` runs frozen, in eval mode, under
+    ``no_grad`` and only up to the deepest layer.
+    """
+
+    def __init__(self, source: nn.Module, layers: Sequence[str], config: DetectorTrainConfig, *, source_path: str | None = None,
+                 source_type: str | None = None, input_shape: Sequence[int] | None = None, argv_config: dict[str, Any] | None = None):
+        config.validate()
+        self.config, self.source, self.source_path, self.source_type = config, source, source_path, source_type
+        self.layers = list(dict.fromkeys(layers))
+        if not self.layers:
+            raise StitchkitError("no layers to train detectors for")
+        cut = layered(source)
+        for layer in self.layers:
+            cut.check_layer(layer)
+        self._check_datasets()
+        self.input_shape = tuple(input_shape or self.info.shape)
+        self.device = resolve_device(config.device)
+        self.dirs = _layer_dirs(Path(config.save_dir), self.layers)
+        self.registry = check_outputs(config, self.dirs)
+        self.data = load_training_data(config, self.info.name, self.ft_info.name, self.input_shape)
+
+        set_seed(config.seed)
+        source.eval().requires_grad_(False)
+        source.to(self.device)
+        self.source_hash = model_fingerprint(source)
+        self.shapes = cut.shapes(self.input_shape, self.layers)
+        self.extractor = cut.extractor(self.layers).eval()
+        self.model_type = {layer: config.model_type or default_detector_type(self.shapes[layer]) for layer in self.layers}
+        self.keys = {layer: f"d{i}" for i, layer in enumerate(self.layers)}
+        self.detectors = nn.ModuleDict({self.keys[layer]: build_detector_model(self.model_type[layer], self.shapes[layer], self.info.num_classes,
+                                                                               self.input_shape, config.model_options) for layer in self.layers})
+        self.detectors.to(self.device)
+        self.say = printer(config.verbose)
+        self.pre_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in self.layers}
+        self.ft_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in self.layers}
+        self.seconds = {"pretrain": 0.0, "finetune": 0.0}
+        self.val_loader = None
+        if self.data.test is not None:
+            self.val_loader = make_batches(self.data.test, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch,
+                                           device=self.device)
+        self._write_configs(argv_config)
+
+    def _check_datasets(self) -> None:
+        config = self.config
+        self.info = dataset_info(config.dataset or "cifar10")
+        self.ft_info = dataset_info(config.ft_id_dataset or self.info.name)
+        if self.ft_info.num_classes != self.info.num_classes:
+            raise StitchkitError(f"the fine-tuning ID set {self.ft_info.name!r} has {self.ft_info.num_classes} classes but the detector is "
+                                 f"pre-trained on {self.info.name!r} with {self.info.num_classes}; use an ID set with the same classes")
+        self.ood_info = dataset_info(config.ft_ood_dataset)
+
+    def _write_configs(self, argv_config: dict[str, Any] | None) -> None:
+        config = self.config
+        self.resolved = {
+            "command": "detector train", "stitchkit_version": __version__, "source_model_path": self.source_path,
+            "source_model_type": self.source_type, "source_model_hash": self.source_hash, "layers": self.layers, "dataset": self.info.name,
+            "ft_id_dataset": self.ft_info.name, "input_shape": list(self.input_shape), "activation_shapes": {k: list(v) for k, v in self.shapes.items()},
+            "model_types": self.model_type, "model_specs": {layer: self.detectors[self.keys[layer]].stitchkit_spec for layer in self.layers},
+            "settings": asdict(config), "device": str(self.device), "samples": self.data.counts(),
+            "conventions": {
+                "energy": "E = −logsumexp(logits), T = 1; higher = more OOD",
+                "pretrain_lr_schedule": "×0.1 at each -rlre epoch, stepped per epoch",
+                "finetune_lr_schedule": "×0.1 after ft_epochs//2 " + ("iterations (batches; the original's behaviour)" if config.ft_lr_per_batch else "epochs"),
+                "ce_loss": "mean CE over the ID samples",
+            },
+        }
+        ensure_writable_dir(Path(config.save_dir))  # only now: every check has passed
+        for layer, d in self.dirs.items():
+            ensure_writable_dir(d)
+            write_json_atomic(d / "config.txt", argv_config if argv_config is not None else asdict(config))
+            write_json_atomic(d / "config.json", {**self.resolved, "layer": layer})
+
+    # -- shared pieces ------------------------------------------------------------------------------
+    def _activations(self, x: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return self.extractor(x)
+
+    def _tag(self, layer: str) -> str:
+        return f"[{layer}] " if len(self.layers) > 1 else ""
+
+    def _ce_step(self, model: nn.Module, batch: Any, dev: torch.device, energy: bool = False):
+        """Cross-entropy of every layer's detector; with ``energy`` also the summed energies (validation)."""
+        x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+        acts = self._activations(x)
+        total, stats = 0.0, {}
+        for layer in self.layers:
+            logits = model[self.keys[layer]](acts[layer])
+            ce = F.cross_entropy(logits, y)
+            total = total + ce
+            stats[f"{layer}|loss"] = float(ce.detach()) * y.shape[0]
+            stats[f"{layer}|acc"] = float((logits.detach().argmax(-1) == y).sum())
+            if energy:
+                stats[f"{layer}|energy"] = float((-torch.logsumexp(logits.detach().float(), dim=-1)).sum())
+        return total, y.shape[0], stats
+
+    def _energy_val_step(self, model: nn.Module, batch: Any, dev: torch.device):
+        return self._ce_step(model, batch, dev, energy=True)
+
+    # -- phase B: supervised pre-training -----------------------------------------------------------
+    def pretrain(self) -> None:
+        """Cross-entropy on the source's activations of the (augmented) train split, validated on the test split."""
+        config, started = self.config, time.perf_counter()
+        if config.epochs > 0:
+            train_loader = make_batches(self.data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch,
+                                        device=self.device)
+            optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=list(config.reduce_lr_epochs))
+            optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
+            scheduler = build_scheduler(optimizer, optim_cfg, config.epochs)
+            fit(self.detectors, train_loader, optimizer=optimizer, epochs=config.epochs, device=self.device, val_loader=self.val_loader,
+                scheduler=scheduler, step_fn=self._ce_step, val_step_fn=self._ce_step, seed=config.seed, on_epoch_end=self._log_pretrain_epoch,
+                progress=config.progress, verbose=False, desc="detector pre-training")
+        self.seconds["pretrain"] = time.perf_counter() - started
+
+    def _log_pretrain_epoch(self, log: EpochLog) -> None:
+        for layer in self.layers:
+            row = {
+                "train_acc": log.train.get(f"{layer}|acc", math.nan), "train_loss": log.train.get(f"{layer}|loss", math.nan),
+                "val_acc": log.val.get(f"{layer}|acc", math.nan) if log.val else math.nan,
+                "val_loss": log.val.get(f"{layer}|loss", math.nan) if log.val else math.nan,
+                "epoch": log.epoch, "lr": log.lr, "seconds": log.seconds,
+            }
+            self.pre_logs[layer].append(row)
+            write_csv_atomic(self.dirs[layer] / "training_logs.csv", self.pre_logs[layer])
+            if log.epoch % self.config.save_frequency == 0:
+                save_state_dict(self.dirs[layer] / f"model_{log.epoch}.pt", self.detectors[self.keys[layer]])
+            self.say(f"{self._tag(layer)}Epoch #{log.epoch} train loss: {row['train_loss']:.4f}, accuracy: {row['train_acc']:.4f}")
+            if log.val:
+                self.say(f"{self._tag(layer)}Epoch #{log.epoch} val loss: {row['val_loss']:.4f}, accuracy: {row['val_acc']:.4f}")
+
+    # -- phase C: energy fine-tuning with outlier exposure ------------------------------------------
+    def finetune(self) -> None:
+        """Half in-distribution, half outliers per batch; fresh disjoint samples each epoch."""
+        config, started = self.config, time.perf_counter()
+        if config.ft_epochs > 0:
+            milestone = config.ft_epochs // 2
+            if config.ft_lr_per_batch:
+                optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay)
+            else:
+                optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=[milestone] if milestone > 0 else [])
+            optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
+            scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs)
+            step = _FinetuneStep(self, optimizer, milestone)
+            fit(self.detectors, self._paired_batches(), optimizer=optimizer, epochs=config.ft_epochs, device=self.device, val_loader=self.val_loader,
+                scheduler=scheduler, step_fn=step, val_step_fn=self._energy_val_step, seed=config.seed + 1, on_epoch_end=self._log_finetune_epoch,
+                progress=config.progress, verbose=False, desc="energy fine-tuning")
+        self.seconds["finetune"] = time.perf_counter() - started
+
+    def _paired_batches(self) -> "_Paired":
+        config, data = self.config, self.data
+        half = config.batch_size // 2
+        id_sampler = MultiEpochDisjointSubsetSampler(data.ft_id, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1))
+        ood_sampler = MultiEpochDisjointSubsetSampler(data.ft_ood, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2))
+        batches = dict(shuffle=False, workers=config.workers, prefetch=config.prefetch, device=self.device)
+        return _Paired(make_batches(data.ft_id, half, sampler=id_sampler, **batches), make_batches(data.ft_ood, half, sampler=ood_sampler, **batches))
+
+    def _log_finetune_epoch(self, log: EpochLog) -> None:
+        share_id = log.train["n_id"]  # fraction of ID samples among all (fit divides sums by the total)
+        share_out = 1.0 - share_id
+        for layer in self.layers:
+            t, v = log.train, log.val or {}
+            row = {
+                "ft_loss": t[f"{layer}|ft_loss"], "ce_loss": t[f"{layer}|ce"] / share_id, "train_acc": t[f"{layer}|acc"] / share_id,
+                "val_ce_loss": v.get(f"{layer}|loss", math.nan), "val_acc": v.get(f"{layer}|acc", math.nan),
+                "reg_loss": t[f"{layer}|reg"], "mean_energy_in": t[f"{layer}|energy_in"] / share_id,
+                "mean_energy_out": t[f"{layer}|energy_out"] / share_out if share_out > 0 else math.nan,
+                "val_mean_energy": v.get(f"{layer}|energy", math.nan), "epoch": log.epoch, "lr": log.lr, "seconds": log.seconds,
+            }
+            self.ft_logs[layer].append(row)
+            write_csv_atomic(self.dirs[layer] / "ft_logs.csv", self.ft_logs[layer])
+            save_state_dict(self.dirs[layer] / f"ft_model_{log.epoch}.pt", self.detectors[self.keys[layer]])
+            self.say(f"{self._tag(layer)}FT Epoch #{log.epoch} FT loss: {row['ft_loss']:.4f}, CE Loss: {row['ce_loss']:.4f}, accuracy: {row['train_acc']:.4f}, "
+                     f"energy ID {row['mean_energy_in']:.2f} / outliers {row['mean_energy_out']:.2f}")
+            if log.val:
+                self.say(f"{self._tag(layer)}FT Epoch #{log.epoch} val loss: {row['val_ce_loss']:.4f}, accuracy: {row['val_acc']:.4f}")
+
+    # -- phase D: publishing ------------------------------------------------------------------------
+    def publish(self) -> list[TrainedDetector]:
+        """Each detector's ``detector.json`` and, when registering, its registry entry."""
+        return [self._publish(layer) for layer in self.layers]
+
+    def _publish(self, layer: str) -> TrainedDetector:
+        config = self.config
+        # defaults resolved, so that spelling a default out does not change the id
+        identity = {**config.identity(), "model_type": self.model_type[layer], "dataset": self.info.name, "ft_id_dataset": self.ft_info.name,
+                    "ft_ood_dataset": self.ood_info.name}
+        model = self.detectors[self.keys[layer]].eval().cpu()
+        last_pre = self.pre_logs[layer][-1] if self.pre_logs[layer] else {}
+        last_ft = self.ft_logs[layer][-1] if self.ft_logs[layer] else {}
+        meta = {
+            "model_type": self.model_type[layer],
+            "source_model_type": self.source_type or getattr(self.source, "stitchkit_spec", {}).get("name"),
+            "source_model_path": self.source_path,
+            "source_layer": layer,
+            "id_dataset": self.ft_info.name,
+            "orig_input_shape": list(self.input_shape),
+            "required_input_shape": list(self.shapes[layer]),
+            "training_loc": str(self.dirs[layer]),
+            "source_model_hash": self.source_hash,
+            "pretrain_dataset": self.info.name,
+            "ood_dataset": config.ft_ood_dataset,
+            "num_classes": self.info.num_classes,
+            "model_spec": model.stitchkit_spec,
+            "training_config": identity,
+            "conventions": {"score": "energy E = −logsumexp(logits), T = 1; higher = more OOD", **self.resolved["conventions"]},
+            "metrics": {
+                "pretrain_val_acc": last_pre.get("val_acc"), "finetune_val_acc": last_ft.get("val_acc"),
+                "finetune_mean_energy_in": last_ft.get("mean_energy_in"), "finetune_mean_energy_out": last_ft.get("mean_energy_out"),
+                "pretrain_seconds": self.seconds["pretrain"], "finetune_seconds": self.seconds["finetune"],
+            },
+        }
+        det_id, reg_path = None, None
+        if self.registry is not None:
+            det_id = detector_id(self.source_hash, layer, identity)
+            key = self.registry.register({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta, det_id)
+            reg_path = str(self.registry.root / key)
+            self.say(f"{self._tag(layer)}detector {det_id} registered in {self.registry.meta_path}")
+        meta["id"] = det_id
+        write_json_atomic(self.dirs[layer] / "detector.json", meta)
+        return TrainedDetector(layer, model, str(self.dirs[layer]), det_id, reg_path, meta, self.pre_logs[layer], self.ft_logs[layer])
+
+
+class _FinetuneStep:
+    """The fine-tuning step function: the loss of every layer's detector on one half-ID, half-outlier batch."""
+
+    def __init__(self, bank: DetectorBank, optimizer: torch.optim.Optimizer, milestone: int):
+        self.bank, self.optimizer, self.milestone = bank, optimizer, milestone
+        self.iteration = 0
+
+    def __call__(self, model: nn.Module, batch: Any, dev: torch.device):
+        config, bank = self.bank.config, self.bank
+        (x_in, y_in), (x_out, _) = batch
+        if config.ft_lr_per_batch and model.training:
+            # The original's MultiStepLR([fe//2]) stepped after every batch: batch i (counted over
+            # the whole fine-tuning) runs at lr·0.1 once i ≥ fe//2.
+            factor = 0.1 if self.iteration >= self.milestone else 1.0
+            for group in self.optimizer.param_groups:
+                group["lr"] = config.lr * factor
+            self.iteration += 1
+        x_in, y_in, x_out = x_in.to(dev, non_blocking=True), y_in.to(dev, non_blocking=True), x_out.to(dev, non_blocking=True)
+        n_in = x_in.shape[0]
+        acts = bank._activations(torch.cat([x_in, x_out]))
+        total, stats = 0.0, {"n_id": float(n_in)}
+        n = n_in + x_out.shape[0]
+        for layer in bank.layers:
+            logits = model[bank.keys[layer]](acts[layer])
+            loss, parts = energy_finetune_loss(logits[:n_in], y_in, logits[n_in:], score=config.score, m_in=config.m_in, m_out=config.m_out,
+                                               energy_weight=config.energy_weight, oe_weight=config.oe_weight)
+            total = total + loss
+            stats[f"{layer}|ft_loss"] = float(loss.detach()) * n
+            stats[f"{layer}|ce"] = float(parts["ce"]) * n_in
+            stats[f"{layer}|reg"] = float(parts["reg"]) * n
+            stats[f"{layer}|acc"] = float((logits[:n_in].detach().argmax(-1) == y_in).sum())
+            stats[f"{layer}|energy_in"] = float(parts["energy_in"].sum())
+            stats[f"{layer}|energy_out"] = float(parts["energy_out"].sum())
+        return total, n, stats

@@ -1,0 +1,148 @@
+"""Grouped evaluation of a layer grid (:func:`grouped_evaluate`): one front pass and (for the residual)
+one end-prefix pass per test batch for all layers, one suffix pass per group of pairs
+(:class:`~.grouped.GridPass`); with ``donors`` the two passes run to the logits and also give the
+networks' own accuracies. Nothing is cached: the test set streams, so memory does not grow with the
+grid or the test set. Activations of the evaluated samples can be read from or written to the
+activation cache (:class:`SharedActivations`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..activations.extract import Activations, ActivationWriter
+from ..errors import StitchkitError
+from ..models.layers import LOGITS
+from ..utils.progress import progress_bar
+from .direct_match import ResidualMeter
+from .grouped import GridPass, _autocast
+
+
+@dataclass
+class SharedActivations:
+    """One network's activations of the evaluated samples, in their order: read from a cache
+    (``cached``), or written to it during the pass (``sink``, recording ``layers``)."""
+
+    cached: Activations | None = None
+    sink: ActivationWriter | None = None
+    layers: list[str] = field(default_factory=list)
+
+
+def _network_activations(grid: GridPass, which: str, needed: Sequence[str], shared: SharedActivations | None, x: Tensor, y: Tensor,
+                         start: int, with_logits: bool) -> dict[str, Tensor]:
+    if shared is not None and shared.cached is not None:
+        b = y.shape[0]
+        out = {layer: shared.cached[layer][start:start + b].to(y.device, non_blocking=True) for layer in needed}
+        if with_logits:  # the rest of the network after a cached activation is its forward's second half
+            out[LOGITS] = grid.rest(which, needed[0])(out[needed[0]])
+        return out
+    writing = shared is not None and shared.sink is not None
+    out = grid.extract(which, x, shared.layers if writing else needed, with_logits=with_logits)
+    if writing:
+        shared.sink.write({layer: out[layer] for layer in shared.layers}, y)
+    return out
+
+
+@dataclass
+class PairEvaluation:
+    """One pair's share of a grouped evaluation pass (sums; see :meth:`stats`)."""
+
+    n: int = 0
+    hits: Tensor | int = 0
+    ce_sum: Tensor | float = 0.0
+    residual: ResidualMeter | None = None
+
+    def accuracy(self) -> float:
+        return float(self.hits) / self.n if self.n else math.nan
+
+    def loss(self) -> float:
+        return float(self.ce_sum) / self.n if self.n else math.nan
+
+
+@dataclass
+class GridEvaluation:
+    """A grouped evaluation: per pair (in the grid's order) and, with ``donors``, the networks' own hits."""
+
+    pairs: list[PairEvaluation]
+    n: int
+    front_hits: int | None = None
+    end_hits: int | None = None
+    front_ok: bool = True
+    seconds: float = 0.0
+
+    @property
+    def front_accuracy(self) -> float | None:
+        return self.front_hits / self.n if self.front_hits is not None and self.front_ok and self.n else None
+
+    @property
+    def end_accuracy(self) -> float | None:
+        return self.end_hits / self.n if self.end_hits is not None and self.n else None
+
+
+@torch.no_grad()
+def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
+                     amp: bool = False, fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None,
+                     progress: bool = False, desc: str = "evaluate grid") -> GridEvaluation:
+    """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
+    against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
+    one grouped pass over ``batches`` (see the module docstring).
+
+    ``fronts_from``/``ends_from`` read the two networks' activations of the same samples from a cache
+    (that network then does not run) or record them into it (:class:`SharedActivations`)."""
+    device = torch.device(device)
+    started = time.perf_counter()
+    results = [PairEvaluation(residual=ResidualMeter() if residuals else None) for _ in grid.pairs]
+    modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
+    for stitcher, _ in modes:
+        stitcher.eval()
+    n = 0
+    front_hits = end_hits = torch.zeros((), dtype=torch.long, device=device)
+    front_ok = True
+    try:
+        for inputs, labels in progress_bar(batches, desc, progress):
+            x = inputs.to(device, non_blocking=True)
+            y = torch.as_tensor(labels).to(device, non_blocking=True)
+            b = y.shape[0]
+            with _autocast(device, amp):
+                fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
+                ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
+                if donors:
+                    front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
+                    end_hits = end_hits + (end_logits.argmax(-1) == y).sum()
+                    if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
+                        front_ok = False
+                    else:
+                        front_hits = front_hits + (front_logits.argmax(-1) == y).sum()
+                for group in grid.groups:
+                    stitched, logits = grid.group_forward(group, fronts)
+                    ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
+                    hits = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b).sum(1)
+                    for k, pair in enumerate(group):
+                        res = results[grid.index[id(pair)]]
+                        res.n += b
+                        res.hits = res.hits + hits[k]
+                        res.ce_sum = res.ce_sum + ce[k].double()
+                        if residuals:
+                            res.residual.record(stitched[k], ends[pair.end_layer])
+            n += b
+    except BaseException:
+        for shared in (fronts_from, ends_from):
+            if shared is not None and shared.sink is not None:
+                shared.sink.abort()
+        raise
+    finally:
+        for stitcher, mode in modes:
+            stitcher.train(mode)
+    if n == 0:
+        raise StitchkitError("evaluation got no samples")
+    for res in results:
+        res.hits, res.ce_sum = int(res.hits), float(res.ce_sum)
+    return GridEvaluation(results, n, int(front_hits) if donors else None, int(end_hits) if donors else None, front_ok,
+                          time.perf_counter() - started)

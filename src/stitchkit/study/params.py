@@ -1,0 +1,190 @@
+"""The parameters of each unit kind as a typed record: the plan fills one from the config and the unit
+kind reads it back, so every default is stated once (the config schema's, :data:`~.config.SCHEMA`).
+
+A unit's identity is the hash of ``record.to_params()`` (:class:`~.units.Unit`), so the dict must stay
+exactly what existing studies stored: a field marked ``present_if`` is left out of it unless its
+predicate holds (a DM unit has no training options, ``amp`` appears only when on, ``dm_solver`` only
+when not the default), and :meth:`UnitParams.from_params` gives a missing field its default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, ClassVar
+
+from .config import SCHEMA
+
+
+def _default(section: str, key: str) -> Any:
+    return SCHEMA[section][key].default
+
+
+def _present_if(predicate: Callable[[Any], bool], default: Any) -> Any:
+    """A field stored only when ``predicate(record)`` holds (absent: ``default``)."""
+    return field(default=default, metadata={"present_if": predicate})
+
+
+@dataclass(frozen=True)
+class UnitParams:
+    """Base of the records: conversion to and from the stored parameter dict."""
+
+    kind: ClassVar[str] = ""
+
+    def to_params(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            present = f.metadata.get("present_if")
+            if present is None or present(self):
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]):
+        names = {f.name for f in fields(cls)}
+        unknown = set(params) - names
+        if unknown:
+            raise ValueError(f"{cls.kind} unit: unknown parameter(s) {sorted(unknown)}")
+        missing = [f.name for f in fields(cls) if f.name not in params and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ValueError(f"{cls.kind} unit: missing parameter(s) {missing}")
+        return cls(**params)
+
+
+@dataclass(frozen=True)
+class TrainParams(UnitParams):
+    kind: ClassVar[str] = "train"
+    model: str
+    options: dict[str, Any]
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    weight_decay: float
+    momentum: float
+    scheduler: str
+    milestones: list[int]
+    augment: bool
+    train_subset: int | None
+    dataset: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class NetworkParams(UnitParams):
+    kind: ClassVar[str] = "network"
+    path: str
+    sha256: str
+    dataset: str
+    model: str
+    options: dict[str, Any]
+
+
+def _trains(p: "StitchParams") -> bool:
+    return p.method != "dm"
+
+
+@dataclass(frozen=True)
+class StitchParams(UnitParams):
+    kind: ClassVar[str] = "stitch"
+    dataset: str
+    seed: int
+    method: str
+    front_layers: list[str]
+    end_layers: list[str]
+    type: str
+    fit_samples: int
+    eval_samples: int | None
+    # the training options of TLM and TLM from DM (a DM unit trains no epochs and has none of them)
+    epochs: int = _present_if(_trains, 0)
+    batch_size: int = _present_if(_trains, _default("stitching", "batch_size"))
+    lr: float = _present_if(_trains, _default("stitching", "lr"))
+    weight_decay: float = _present_if(_trains, _default("stitching", "weight_decay"))
+    train_subset: int | None = _present_if(_trains, _default("stitching", "train_subset"))
+    # only when set / not the default, so that the units of existing studies keep their identities
+    amp: bool = _present_if(lambda p: _trains(p) and p.amp, _default("stitching", "amp"))
+    dm_solver: str = _present_if(lambda p: p.method != "tlm" and p.dm_solver != _default("stitching", "dm_solver"),
+                                 _default("stitching", "dm_solver"))
+
+
+@dataclass(frozen=True)
+class DetectorsParams(UnitParams):
+    kind: ClassVar[str] = "detectors"
+    dataset: str
+    seed: int
+    detector: str
+    options: dict[str, Any]
+    layers: list[str]
+    outliers: str
+    finetune_id: str | None
+    pretrain_epochs: int
+    finetune_epochs: int
+    batch_size: int
+    train_subset: int | None
+
+
+@dataclass(frozen=True)
+class OodParams(UnitParams):
+    kind: ClassVar[str] = "ood"
+    dataset: str
+    seed: int
+    training_free: list[str]
+    sanity: str | None
+    eval_samples: int | None
+    energy: bool
+
+
+@dataclass(frozen=True)
+class SimilarityParams(UnitParams):
+    kind: ClassVar[str] = "similarity"
+    dataset: str
+    seed: int
+    measures: list[str]
+    n_samples: int
+    policy: str
+    layers: list[str]
+
+
+@dataclass(frozen=True)
+class ProbesParams(UnitParams):
+    kind: ClassVar[str] = "probes"
+    dataset: str
+    seed: int
+    layers: list[str]
+    ranks: list[int]
+    epochs: int
+    train_subset: int | None
+
+
+@dataclass(frozen=True)
+class SensitivityParams(UnitParams):
+    kind: ClassVar[str] = "sensitivity"
+    dataset: str
+    seed: int
+    layer: str
+    ranks: list[int]
+    measures: list[str]
+    n_samples: int
+    policy: str
+    probe_epochs: int
+    probe_train_subset: int | None
+    fit_samples: int
+
+
+@dataclass(frozen=True)
+class SpecificityParams(UnitParams):
+    kind: ClassVar[str] = "specificity"
+    dataset: str
+    seed: int
+    reference_layer: str
+    layers: list[str]
+    measures: list[str]
+    n_samples: int
+    policy: str
+    probe_epochs: int
+    probe_train_subset: int | None
+    fit_samples: int
+
+
+#: the record of each built-in unit kind
+PARAMS: dict[str, type[UnitParams]] = {cls.kind: cls for cls in (TrainParams, NetworkParams, StitchParams, DetectorsParams, OodParams,
+                                                                   SimilarityParams, ProbesParams, SensitivityParams, SpecificityParams)}
