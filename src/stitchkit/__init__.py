@@ -2,10 +2,33 @@
 
 The package follows the flow of data:
 ``data`` -> ``models`` (registry, checkpoints, layer cutting) -> ``training`` -> methods -> ``cli``.
+
+The Python API for notebooks (:mod:`stitchkit.api`) is here at the top: ``stitchkit.direct_match``,
+``task_loss_match``, ``stitch_grid``, ``compare`` and ``ood_test``, with the result records
+``stitchkit.Matrix`` and ``stitchkit.Table`` (:mod:`stitchkit.results`).
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
 from .errors import StitchkitError  # noqa: E402
 
-__all__ = ["StitchkitError", "__version__"]
+#: the API's names and the module each comes from: imported on first use, so that `import stitchkit`
+#: (and the command line's help) does not import torch
+_LAZY = {
+    "ComparisonResult": "api", "OODTestResult": "api", "StitchGridResult": "api", "compare": "api", "direct_match": "api",
+    "ood_test": "api", "stitch_grid": "api", "task_loss_match": "api", "Matrix": "results", "Table": "results", "Provenance": "results",
+}
+
+__all__ = ["StitchkitError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

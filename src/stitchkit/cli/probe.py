@@ -7,7 +7,7 @@ import argparse
 
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
-from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import descending, parse_ranks
 
@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
     info = report.info
     print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; {info['seconds']:.1f}s)")
     if args.out:
-        folder = ensure_writable_dir(args.out)
-        write_json_atomic(folder / "probes.json", report.to_dict())
-        write_text_atomic(folder / "probes.csv", report.to_csv())
-        print(f"wrote {folder / 'probes.json'} and {folder / 'probes.csv'}")
+        paths = report.write(args.out)
+        print(f"wrote {paths['json']} and {paths['csv']}")
     return 0

@@ -221,11 +221,12 @@ class LayeredModel:
         """A layer request → validated names, each once: ``"all"`` or None (every stitchable layer, in
         forward order), a comma-separated string, or a list (whose items may be comma lists too), in
         the order asked. ``where`` names the option in errors (:meth:`check_layer`)."""
-        if layers is None:
-            return list(self.layers)
-        items = [layers] if isinstance(layers, str) else list(layers)
+        items = [] if layers is None else [layers] if isinstance(layers, str) else list(layers)
         names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-        if names == ["all"]:
+        if layers is None or names == ["all"]:
+            if not self.layers:
+                raise StitchkitError(f"{self.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
+                                     "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
             return list(self.layers)
         if not names:
             raise StitchkitError(f"no layers given for {self.model_name}; valid layers: {', '.join(self.layers)}")

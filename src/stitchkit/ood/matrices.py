@@ -3,16 +3,23 @@ detector, AUROC / AUPR / FPR95, written as the original's CSV files and one JSON
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..utils.io import json_safe, write_json_atomic, write_text_atomic
+from ..errors import unknown_name
+from ..results import Matrix, Provenance
+from ..results.writers import write_csv, write_json
 from .evaluate import StitchOODResult
 
 MATRIX_METRICS = ("auroc", "aupr", "fpr95")
+#: how each number reads as a :class:`~stitchkit.results.Matrix`, (kind, range): a high AUROC / AUPR
+#: means the detector tells the stitched activations from the genuine ones (not alike), a high FPR95
+#: that it cannot
+METRIC_KINDS = {"accuracy": ("accuracy", (0.0, 1.0)), "auroc": ("distance", (0.0, 1.0)), "aupr": ("distance", (0.0, 1.0)),
+                "fpr95": ("similarity", (0.0, 1.0))}
+#: the corner cell of the matrices' CSV files
+CSV_CORNER = "front \\ end"
 
 
 class OODMatrices:
@@ -67,27 +74,43 @@ class OODMatrices:
             "conventions": conventions,
         }
 
-    def _csv(self, matrix: list[list[float]]) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["front \\ end", *self.end_layers])
-        for f, row in zip(self.front_layers, matrix):
-            writer.writerow([f, *["" if math.isnan(v) else f"{v:.6g}" for v in row]])
-        return buffer.getvalue()
+    def to_matrix(self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None) -> Matrix:
+        """Front × end :class:`~stitchkit.results.Matrix` of ``accuracy`` or of a detector's ``auroc``,
+        ``aupr`` or ``fpr95`` (default: the first detector), with ``provenance`` (default: the metric
+        conventions)."""
+        if metric not in METRIC_KINDS:
+            raise unknown_name("OOD metric", metric, METRIC_KINDS)
+        if metric != "accuracy":
+            detector = detector or (self.detectors or ["energy"])[0]
+            if detector not in self.detectors:
+                raise unknown_name("detector of this test", detector, self.detectors)
+        kind, value_range = METRIC_KINDS[metric]
+        name = "stitched accuracy" if metric == "accuracy" else f"{metric.upper()} ({detector})"
+        if provenance is None:
+            provenance = Provenance(f"OOD test of stitches: {name}",
+                                    conventions={f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()})
+        return Matrix(self.front_layers, self.end_layers, self.matrix(metric, detector), kind=kind, range=value_range, name=name,
+                      provenance=provenance)
+
+    def _csv(self, matrix: list[list[float]]) -> list[dict[str, Any]]:
+        """The rows of one matrix's CSV: the front layer, then each end layer's value to 6 digits (empty where missing)."""
+        return [{CSV_CORNER: f, **{e: "" if math.isnan(v) else f"{v:.6g}" for e, v in zip(self.end_layers, row)}}
+                for f, row in zip(self.front_layers, matrix)]
 
     def save(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
         """``accuracy.csv``, ``<metric>_<detector>.csv`` and ``ood_matrices.json`` in ``out_dir``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        columns = [CSV_CORNER, *self.end_layers]
         paths = [out_dir / "accuracy.csv"]
-        write_text_atomic(paths[0], self._csv(self.matrix("accuracy")))
+        write_csv(paths[0], self._csv(self.matrix("accuracy")), columns)
         for name in self.detectors:
             for metric in MATRIX_METRICS:
                 path = out_dir / f"{metric}_{name}.csv"
-                write_text_atomic(path, self._csv(self.matrix(metric, name)))
+                write_csv(path, self._csv(self.matrix(metric, name)), columns)
                 paths.append(path)
         data = {**self.to_dict(), **dict(extra or {})}
-        write_json_atomic(out_dir / "ood_matrices.json", json_safe(data))
+        write_json(out_dir / "ood_matrices.json", data)
         paths.append(out_dir / "ood_matrices.json")
         return paths
 

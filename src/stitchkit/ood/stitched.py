@@ -11,7 +11,8 @@ experiment and each end layer:
 2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
    per end layer for all its stitches (one pass of the end model's prefix over all end layers);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. all runs together in ONE grouped pass over the evaluation test set (:mod:`.grouped`): per batch
+4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_test.score_stitches`,
+   shared with the Python API's ``stitchkit.ood_test``; :mod:`.grouped`): per batch
    the front network runs once for all front layers, and per end layer the stitching layers, the end
    suffix (accuracy) and the detectors (scores) once for all its stitches; per stitch this equals
    :func:`stitchkit.ood.evaluate.evaluate_stitched`.
@@ -35,21 +36,21 @@ import torch
 from torch import nn
 
 from ..data import dataset_info, get_dataset
-from ..data.loading import make_batches, sample_subset
+from ..data.loading import sample_subset
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
 from ..models.loading import check_model_type, load_model, requested_model_type
-from ..stitching.grouped import GridPair, GridPass, auto_group_size
+from ..stitching.grouped import GridPair
 from ..stitching.records import StitchResult
 from ..stitching.run_folder import is_finished, load_stitcher
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir
-from . import grouped as ood_grouped
-from .evaluate import StitchOODResult, fit_training_free, genuine_scores, load_layer_detectors
+from .evaluate import StitchOODResult, genuine_scores
 from .matrices import OODMatrices
 from .metrics import ood_metrics
 from .registry import DetectorRegistry
+from .stitch_test import end_layer_detectors, score_stitches
 
 
 @dataclass
@@ -151,21 +152,15 @@ def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) ->
 
 def _run_detectors(opts: _TestOptions, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str], first: Any,
                    id_name: str, dev: torch.device) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
-    """The detectors of every end layer (energy from the registry, training-free ones fitted here) and the energy detectors' ids."""
-    detectors: dict[str, dict[str, Any]] = {layer: {} for layer in end_layers}
-    ids: dict[str, str | None] = {}
-    if registry is not None:
-        for layer, det in load_layer_detectors(registry, end, end_layers, source_path=first.end.get("path"), device=dev).items():
-            detectors[layer]["energy"] = det
-            ids[layer] = det.meta.get("id")
+    """The detectors of every end layer (energy from the registry, training-free ones fitted on the ID
+    training split: :func:`.stitch_test.end_layer_detectors`) and the energy detectors' ids."""
+    fit_set = None
     if opts.training_free:
         train = get_dataset(id_name, "train", root=opts.id_data_root or opts.data_root, augment=False)
-        fitted = fit_training_free(end, end_layers, sample_subset(train, opts.fit_samples, seed=opts.seed), names=opts.training_free,
-                                   options=opts.training_free_options, device=dev, batch_size=opts.batch_size, workers=opts.workers,
-                                   progress=opts.progress)
-        for layer in end_layers:
-            detectors[layer].update(fitted[layer])
-    return detectors, ids
+        fit_set = sample_subset(train, opts.fit_samples, seed=opts.seed)
+    return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=opts.training_free,
+                               training_free_options=opts.training_free_options, fit_set=fit_set, device=dev, batch_size=opts.batch_size,
+                               workers=opts.workers, progress=opts.progress)
 
 
 def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[str, Any]], id_scores: dict[str, dict[str, np.ndarray]],
@@ -188,34 +183,28 @@ def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[
 
 
 def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: nn.Module, detectors: dict[str, dict[str, Any]],
-                 eval_name: str, dev: torch.device) -> tuple[list[Any], GridPass]:
-    """All stitches of an experiment in one grouped pass: per test batch the front network runs once for
-    all front layers, and per end layer the suffix and the detectors once for all its stitches."""
+                 id_scores: dict[str, dict[str, np.ndarray]], eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
+    """All stitches of an experiment in one grouped pass (:func:`.stitch_test.score_stitches`): per test
+    batch the front network runs once for all front layers, and per end layer the suffix and the
+    detectors once for all its stitches; each stitch's result in the order of ``ordered``, and the
+    largest group."""
     eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples)
     # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
     front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
     end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
     pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
              for r in ordered]
-    # On a CPU the detectors' passes dominate, and they run fastest on one stitch's batch at a time
-    # (measured: 8 stitches per pass took 1.3-1.5x as long); a GPU takes what its memory holds.
-    auto = 1 if dev.type == "cpu" else auto_group_size(pairs, opts.batch_size, dev)
-    grid = GridPass(pairs, opts.group_size or auto, channels_last=True)
-    batches = make_batches(eval_set, opts.batch_size, shuffle=False, device=dev, workers=opts.workers)
-    # looked up at call time (module attribute), so that a test can make the pass fail
-    return ood_grouped.grouped_stitch_scores(grid, batches, detectors, dev, progress=opts.progress), grid
+    return score_stitches(pairs, detectors, id_scores, eval_set, positive=opts.positive, tpr=opts.tpr, fpr_rule=opts.fpr_rule, device=dev,
+                          batch_size=opts.batch_size, workers=opts.workers, group_size=opts.group_size, progress=opts.progress)
 
 
-def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[Any], detectors: dict[str, dict[str, Any]],
-                    id_scores: dict[str, dict[str, np.ndarray]], matrices: OODMatrices, exp_dir: Path,
+def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchOODResult], matrices: OODMatrices, exp_dir: Path,
                     pending: _PendingScores) -> dict[str, StitchOODResult]:
-    """Each stitch's accuracy and metrics against the genuine ID scores of its end layer."""
+    """Each stitch's result (accuracy and metrics against the genuine ID scores of its end layer) by
+    run name, in the matrices, its scores pending, and logged."""
     run_results: dict[str, StitchOODResult] = {}
-    for result, out in zip(ordered, scored):
+    for result, res in zip(ordered, scored):
         run_dir = Path(result.run_dir)
-        ood = out.arrays()
-        metrics = {name: opts.metrics(id_scores[result.end_layer][name], ood[name], detectors[result.end_layer][name].name) for name in ood}
-        res = StitchOODResult(result.end_layer, out.accuracy, out.n, metrics, ood, front_layer=result.front_layer, seconds=out.seconds)
         res.extra = {"run": run_dir.name, "stitched_accuracy_in_result_json": result.accuracy}
         run_results[run_dir.name] = res
         matrices.add(result.front_layer, result.end_layer, res)
@@ -266,11 +255,11 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
 
     started = time.perf_counter()
     ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-    scored, grid = _stitch_pass(opts, ordered, front, end, detectors, info.name, dev)
+    scored, largest_group = _stitch_pass(opts, ordered, front, end, detectors, id_scores, info.name, dev)
     matrices = OODMatrices(front_layers, end_layers)
-    run_results = _stitch_results(opts, ordered, scored, detectors, id_scores, matrices, exp_dir, pending)
+    run_results = _stitch_results(opts, ordered, scored, matrices, exp_dir, pending)
     seconds["stitches"] = time.perf_counter() - started
-    seconds["group_size"] = grid.groups and max(len(g) for g in grid.groups)
+    seconds["group_size"] = largest_group
     extra = {
         "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
         "test_samples": opts.test_samples, "front": first.front, "end": first.end, "detector_ids": ids,

@@ -71,4 +71,3 @@ def load_training_data(config: DetectorTrainConfig, dataset: str, ft_id_name: st
                                                    f"{config.ft_ood_dataset}: {len(data.ft_ood)})")
         data.ft_per_epoch = int(config.ft_samples or both)
     return data
-

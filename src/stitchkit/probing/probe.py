@@ -46,9 +46,9 @@ for e < 5; here it is used only when e > 5 (no decay otherwise), see :func:`defa
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -57,7 +57,10 @@ from torch import Tensor
 from ..activations.pooling import pool_features
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
+from ..results import Matrix, Provenance, Table
+from ..results.writers import csv_text, write_csv, write_json
 from ..training.optim import OptimConfig
+from ..utils.io import ensure_writable_dir
 
 
 Rank = int | None
@@ -233,15 +236,47 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         return {"info": self.info, "config": self.config, "results": [r.to_dict() for r in self.results]}
 
+    #: the columns of ``probes.csv``
+    CSV_COLUMNS = ("layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape", "rank_used")
+
+    def provenance(self, what: str) -> Provenance:
+        options = {k: self.info.get(k) for k in ("layers", "ranks", "num_classes", "train_samples", "test_samples", "augmented")}
+        return Provenance(what, {"model": self.info.get("model_fingerprint")}, {**options, "config": self.config},
+                          {"accuracy": "the final test accuracy after the last epoch (the original's report)"})
+
+    def matrix(self, metric: str = "val_acc") -> Matrix:
+        """Layers (rows) × ranks (columns, ``full`` first) of ``val_acc`` (default), ``val_loss``,
+        ``train_acc`` or ``train_loss``; NaN where a layer was not probed at a rank."""
+        if metric not in ("val_acc", "val_loss", "train_acc", "train_loss"):
+            raise StitchkitError(f"a probe matrix shows val_acc, val_loss, train_acc or train_loss, not {metric!r}")
+        ranks = list(dict.fromkeys(r.rank for r in self.results))
+        cells = {(r.layer, r.rank): getattr(r, metric) for r in self.results}
+        values = [[cells.get((layer, rank)) for rank in ranks] for layer in self.layers()]
+        accuracy = metric.endswith("acc")
+        return Matrix(self.layers(), [rank_label(r) for r in ranks], values, kind="accuracy" if accuracy else "distance",
+                      range=(0.0, 1.0) if accuracy else (0.0, None), row_label="layer", col_label="rank", name=f"probe {metric}",
+                      provenance=self.provenance(f"linear probes: {metric}"))
+
+    def table(self) -> Table:
+        """One row per probe (every field of :class:`ProbeResult`)."""
+        return Table([r.to_dict() for r in self.results], name="probes", provenance=self.provenance("linear probes"))
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """The rows of ``probes.csv``: ranks as ``full`` or a number, numbers to 6 decimals, shapes as ``CxHxW``."""
+        return [{"layer": r.layer, "rank": rank_label(r.rank), **{k: f"{getattr(r, k):.6f}" for k in ("val_acc", "val_loss", "train_acc", "train_loss")},
+                 "in_features": r.in_features, "activation_shape": "x".join(map(str, r.activation_shape)), "rank_used": rank_label(r.rank_used)}
+                for r in self.results]
+
     def to_csv(self) -> str:
-        buffer = io.StringIO()
-        columns = ["layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape", "rank_used"]
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        for r in self.results:
-            writer.writerow([r.layer, rank_label(r.rank), f"{r.val_acc:.6f}", f"{r.val_loss:.6f}", f"{r.train_acc:.6f}",
-                             f"{r.train_loss:.6f}", r.in_features, "x".join(map(str, r.activation_shape)), rank_label(r.rank_used)])
-        return buffer.getvalue()
+        return csv_text(self.csv_rows(), self.CSV_COLUMNS)
+
+    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """``probes.json`` and ``probes.csv`` in ``out_dir``, each written whole or not at all."""
+        folder = ensure_writable_dir(out_dir)
+        paths = {"json": folder / "probes.json", "csv": folder / "probes.csv"}
+        write_json(paths["json"], self.to_dict())
+        write_csv(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
+        return paths
 
 
 def config_record(config: ProbeConfig) -> dict[str, Any]:

@@ -10,8 +10,6 @@ the dataset first; it is what ``stitchkit similarity`` calls.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +26,13 @@ from ..data.loading import item_shape, make_batches
 from ..models.layers import layered
 from ..models.loading import load_for_dataset, requested_model_type
 from ..probing.ranks import warn_clamped
+from ..results import Matrix, Provenance, Table
+from ..results.writers import write_csv, write_json
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
-from .pairs import PairResult, similarity_table
+from .pairs import PairResult, result_matrix, similarity_table
+from .registry import measure_info
 
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
 
@@ -46,30 +47,55 @@ class SimilarityReport:
     def to_dict(self) -> dict[str, Any]:
         return {"info": self.info, "results": [r.to_dict() for r in self.results]}
 
-    def to_csv(self) -> str:
-        columns = ["measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
-                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x", "rank_used_y"]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+    #: the columns of ``similarity.csv``
+    CSV_COLUMNS = ("measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
+                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x", "rank_used_y")
+
+    def provenance(self, what: str) -> Provenance:
+        info = self.info
+        return Provenance(what, {"a": info.get("model1", {}).get("fingerprint"), "b": info.get("model2", {}).get("fingerprint")},
+                          {k: info.get(k) for k in ("measures", "n_samples", "all_pairs", "policy", "low_rank_mode", "dataset", "split")},
+                          {"samples": str(info.get("samples", ""))})
+
+    def matrix(self, measure: str, *, rank_x: int | None = None, rank_y: int | None = None) -> Matrix:
+        """Layers of model 1 (rows) × layers of model 2 (columns) of one measure at one rank pair (NaN
+        where a pair was not compared)."""
+        values, rows, cols = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y)
+        if not rows:
+            raise StitchkitError(f"no {measure} values at ranks ({rank_x}, {rank_y}) in this report; it has measures "
+                                 f"{', '.join(self.info.get('measures', []))} at ranks {self.info.get('model1', {}).get('ranks')} × "
+                                 f"{self.info.get('model2', {}).get('ranks')}")
+        info = measure_info(measure)
+        ranks = "" if rank_x is None and rank_y is None else f" (ranks {rank_x or 'full'}, {rank_y or 'full'})"
+        what = f"{measure}{ranks}"
+        provenance = self.provenance(what)
+        provenance.conventions["measure"] = info.description
+        return Matrix(rows, cols, values, kind=info.kind, range=info.range, row_label="layer of model a", col_label="layer of model b",
+                      name=what, provenance=provenance)
+
+    def table(self) -> Table:
+        """One row per measure, layer pair and rank pair (every field of the records)."""
+        return Table([r.to_dict() for r in self.results], name="similarity", provenance=self.provenance("similarity indices"))
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """The rows of ``similarity.csv``: ranks ``full`` where not reduced, shapes as ``NxD``, values to 8 digits."""
+        rows = []
         for r in self.results:
             row = r.to_dict()
-            row["rank_x"] = "full" if row["rank_x"] is None else row["rank_x"]
-            row["rank_y"] = "full" if row["rank_y"] is None else row["rank_y"]
-            row["rank_used_x"] = "full" if row["rank_used_x"] is None else row["rank_used_x"]
-            row["rank_used_y"] = "full" if row["rank_used_y"] is None else row["rank_used_y"]
-            row["matrix_shape_x"] = "x".join(map(str, row["matrix_shape_x"]))
-            row["matrix_shape_y"] = "x".join(map(str, row["matrix_shape_y"]))
-            row["value"] = f"{row['value']:.8g}"
-            row["dissimilarity"] = f"{row['dissimilarity']:.8g}"
-            writer.writerow(row)
-        return buffer.getvalue()
+            for key in ("rank_x", "rank_y", "rank_used_x", "rank_used_y"):
+                row[key] = "full" if row[key] is None else row[key]
+            for key in ("matrix_shape_x", "matrix_shape_y"):
+                row[key] = "x".join(map(str, row[key]))
+            for key in ("value", "dissimilarity"):
+                row[key] = f"{row[key]:.8g}"
+            rows.append(row)
+        return rows
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         folder = ensure_writable_dir(out_dir)
         paths = {"json": folder / "similarity.json", "csv": folder / "similarity.csv"}
-        write_json_atomic(paths["json"], self.to_dict())
-        write_text_atomic(paths["csv"], self.to_csv())
+        write_json(paths["json"], self.to_dict())
+        write_csv(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
         return paths
 
 
@@ -166,6 +192,13 @@ def compare_models(
     return SimilarityReport(results, info)
 
 
+def sample_key(dataset: str, data_root: str | None, split: str, n_samples: int | None) -> str:
+    """The activation cache's key of the first ``n_samples`` items of a named dataset's split, as
+    :func:`compare_models` reads them (the data root is part of it: a persistent cache must not mix two
+    copies of a dataset)."""
+    return f"{dataset}|{resolve_data_root(data_root)}|{split}|eval|n={n_samples}"
+
+
 def compare_checkpoints(
     model1_path: str,
     model2_path: str,
@@ -194,8 +227,7 @@ def compare_checkpoints(
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
     data = get_dataset(name1, split, root=data_root)
-    # the data root is part of the key: a persistent cache must not mix two copies of a dataset
-    kwargs.setdefault("sample_key", f"{name1}|{resolve_data_root(data_root)}|{split}|eval|n={kwargs.get('n_samples', 1000)}")
+    kwargs.setdefault("sample_key", sample_key(name1, data_root, split, kwargs.get("n_samples", 1000)))
     report = compare_models(model1, model2, layers1, layers2, data, **kwargs)
     report.info.update(model1_path=str(model1_path), model2_path=str(model2_path), dataset=name1, split=split)
     return report

@@ -10,8 +10,6 @@ order (recorded in each result); a missing pair is NaN.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,11 +19,22 @@ from typing import Any
 import numpy as np
 
 from ..choices import COLLECT_METRICS
-from ..errors import StitchkitError
-from ..utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..errors import StitchkitError, unknown_name
+from ..results import Matrix, Provenance
+from ..results.writers import csv_text, write_csv, write_json
+from ..utils.io import ensure_writable_dir
 from .experiment import RESULT_FILE, StitchResult
 
 METRICS = COLLECT_METRICS
+#: how each per-pair number reads as a :class:`~stitchkit.results.Matrix`: (kind, range)
+METRIC_KINDS = {
+    "accuracy": ("accuracy", (0.0, 1.0)),
+    "loss": ("distance", (0.0, None)),
+    "residual": ("distance", (0.0, None)),
+    "residual_batch_mean": ("distance", (0.0, None)),
+    "fit_residual": ("distance", (0.0, None)),
+    "dm_fit_residual": ("distance", (0.0, None)),
+}
 
 
 @dataclass
@@ -66,13 +75,23 @@ class ResultMatrices:
             },
         }
 
+    def matrix(self, metric: str = "accuracy") -> Matrix:
+        """One metric as a :class:`~stitchkit.results.Matrix` with the experiment's provenance."""
+        if metric not in self.metrics:
+            raise unknown_name("collected metric", metric, self.metrics)
+        kind, value_range = METRIC_KINDS[metric]
+        name = f"{metric.replace('_', ' ')}: {self.label}"
+        provenance = Provenance(name, {"front": self.front.get("fingerprint"), "end": self.end.get("fingerprint")},
+                                {"dataset": self.dataset, "config_key": self.config_key, **self.options})
+        return Matrix(self.front_layers, self.end_layers, self.metrics[metric], kind=kind, range=value_range, name=name, provenance=provenance)
+
+    def csv_rows(self, metric: str) -> list[dict[str, Any]]:
+        """The rows of ``<metric>.csv``: the front layer, then each end layer's value (``repr``, exact; ``nan`` where missing)."""
+        return [{"front\\end": layer, **{e: "nan" if math.isnan(v) else repr(float(v)) for e, v in zip(self.end_layers, row)}}
+                for layer, row in zip(self.front_layers, self.metrics[metric])]
+
     def csv(self, metric: str) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["front\\end", *self.end_layers])
-        for layer, row in zip(self.front_layers, self.metrics[metric]):
-            writer.writerow([layer, *("nan" if math.isnan(v) else repr(float(v)) for v in row)])
-        return buffer.getvalue()
+        return csv_text(self.csv_rows(metric), ["front\\end", *self.end_layers])
 
     def table(self, metric: str = "accuracy", digits: int = 4) -> str:
         """A fixed-width text table (rows = front layers, columns = end layers)."""
@@ -168,9 +187,9 @@ def write_collected(groups: list[ResultMatrices], out_dir: str | os.PathLike) ->
         folder = out if len(groups) == 1 else out / f"{_slug(g.label)}__{g.config_key}"
         for metric in METRICS:
             path = folder / f"{metric}.csv"
-            write_text_atomic(path, g.csv(metric))
+            write_csv(path, g.csv_rows(metric), ["front\\end", *g.end_layers])
             written.append(path)
     path = out / "matrices.json"
-    write_json_atomic(path, {"groups": [g.to_dict() for g in groups]})
+    write_json(path, {"groups": [g.to_dict() for g in groups]})
     written.append(path)
     return written

@@ -42,12 +42,14 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from ..data.splits import DataSplits, check_unnamed
 from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
 from .records import StitchResult, run_name
 from .run_folder import is_finished, write_run
 from .session import GridSession
 from .settings import StitchSettings
+from .stitcher import Stitcher
 
 
 def stitch_grid(
@@ -64,6 +66,8 @@ def stitch_grid(
     command: str | None = None,
     save_dir_label: str | None = None,
     on_result: Callable[[StitchResult], None] | None = None,
+    data: DataSplits | None = None,
+    on_stitched: Callable[[StitchResult, Stitcher], None] | None = None,
 ) -> list[StitchResult]:
     """Stitch every (front layer, end layer) pair in one process; returns one record per pair (front-major).
 
@@ -73,6 +77,9 @@ def stitch_grid(
     whose folder is already finished are skipped (their stored record is returned, ``skipped=True``)
     unless ``settings.overwrite``. By default all pairs are trained and evaluated together
     (``settings.grouping``, see :mod:`.grouped`); ``"per-pair"`` runs them one after the other.
+    ``data`` gives the data instead of ``settings.dataset`` (e.g. datasets in memory,
+    :class:`~stitchkit.data.splits.DataSplits`); ``on_stitched`` receives each computed pair's record
+    with its stitched network (skipped pairs have none in memory: :func:`~.run_folder.load_stitcher`).
     """
     settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
     log = printer(settings.verbose)
@@ -81,20 +88,13 @@ def stitch_grid(
     end_d = front_d if (end is front or same_file) else load_donor(end, end_type, dataset=settings.dataset, model_options=model_options)
     fls = resolve_layers(front_d.model, front_layers)
     els = resolve_layers(end_d.model, end_layers)
-    session = GridSession(front_d, end_d, settings, log=log)
+    if data is not None:
+        check_unnamed(data, save_dir=save_dir, cache_dir=settings.cache_dir, activation_cache=settings.activation_cache)
+    session = GridSession(front_d, end_d, settings, log=log, data=data)
     pairs = [(fl, el) for fl in fls for el in els]
-    results: dict[tuple[str, str], StitchResult] = {}
     names = {pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs}
     root = Path(save_dir) if save_dir is not None else None
-    todo = []
-    for pair in pairs:
-        final = root / names[pair] if root is not None else None
-        if final is not None and is_finished(final) and not settings.overwrite:
-            results[pair] = StitchResult.load(final)
-            results[pair].skipped = True
-            log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
-        else:
-            todo.append(pair)
+    results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
     session.warn_clamped_ranks(sorted({fl for fl, _ in todo}, key=fls.index))
     command = command or "python: stitchkit.stitching.stitch_grid"
     label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
@@ -112,6 +112,8 @@ def stitch_grid(
                 f"| fit residual {result.fit_residual:.4f}{where}")
         if on_result is not None:
             on_result(result)
+        if on_stitched is not None:
+            on_stitched(result, stitcher)
 
     try:
         if todo and (len(todo) > 1 or settings.grouping == "grouped"):
@@ -130,6 +132,23 @@ def stitch_grid(
     finally:
         session.close()
     return [results[pair] for pair in pairs]
+
+
+def _finished_and_todo(pairs: list[tuple[str, str]], names: dict[tuple[str, str], str], root: Path | None, overwrite: bool,
+                       log: Callable[[str], None]) -> tuple[dict[tuple[str, str], StitchResult], list[tuple[str, str]]]:
+    """The stored records of the pairs whose run folder is finished (``skipped=True``; none with
+    ``overwrite``) and the pairs still to compute, in order."""
+    results: dict[tuple[str, str], StitchResult] = {}
+    todo = []
+    for pair in pairs:
+        final = root / names[pair] if root is not None else None
+        if final is not None and is_finished(final) and not overwrite:
+            results[pair] = StitchResult.load(final)
+            results[pair].skipped = True
+            log(f"skipping {pair[0]} -> {pair[1]}: finished run in {final} (pass --overwrite to redo it)")
+        else:
+            todo.append(pair)
+    return results, todo
 
 
 def stitch_pair(

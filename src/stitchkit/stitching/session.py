@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..activations.extract import ActivationCache, Activations, extract_activations
-from .. import data as datasets  # called through the module, so that a patched registry is seen
 from ..data.loading import check_subset_size, describe_batches, make_batches, sample_subset
+from ..data.splits import DataSplits
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
@@ -72,11 +72,14 @@ def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
 class GridSession:
     """Donors, data, device and caches shared by every pair of a grid (see the module docstring)."""
 
-    def __init__(self, front: Donor, end: Donor, settings: StitchSettings, *, log: Callable[[str], None]):
+    def __init__(self, front: Donor, end: Donor, settings: StitchSettings, *, log: Callable[[str], None], data: DataSplits | None = None):
         self.s = s = settings
         self.front, self.end = front, end
         self.log = log
-        self.info = datasets.dataset_info(resolve_dataset(settings.dataset, front, end))
+        # the data by name (settings.dataset, else the checkpoints'), unless given (e.g. datasets in memory)
+        self.data = data if data is not None else DataSplits.from_name(resolve_dataset(settings.dataset, front, end), root=settings.data_root,
+                                                                        download=settings.download)
+        self.info = self.data.info
         self.input_shape = tuple(self.info.shape)
         for donor, role in ((front, "front"), (end, "end")):
             spec = getattr(donor.model, "stitchkit_spec", None) or {}
@@ -101,12 +104,12 @@ class GridSession:
         self.end_model = self.front_model if end.model is front.model else self._computing(end.model)
         root = s.data_root
         # Only the K fit images of the training split are ever read unless we train.
-        train_plain = datasets.get_dataset(self.info.name, "train", root=root, augment=False, download=s.download)
+        train_plain = self.data.train
         if s.epochs > 0:  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
             check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {self.info.name}")
         self.fit_set = sample_subset(train_plain, s.fit_samples, s.seed)
         self.n_fit = len(self.fit_set)
-        test_full = datasets.get_dataset(self.info.name, "test", root=root, download=s.download)
+        test_full = self.data.test
         self.test_set = sample_subset(test_full, s.test_samples, None)
         self.n_test = len(self.test_set)
         self.sample_keys = {
@@ -155,9 +158,8 @@ class GridSession:
     def train_batches(self):
         """The augmented training split, built on first use (never with ``epochs == 0``)."""
         if self._train_batches is None:
-            train_set = datasets.get_dataset(self.info.name, "train", root=self.s.data_root, augment=True, download=self.s.download)
-            train_set = sample_subset(train_set, self.s.train_samples, self.s.seed)
-            self._train_batches = self._batches(train_set, True, datasets.train_sampler_for(self.info.name, train_set))
+            train_set = sample_subset(self.data.train_augmented(), self.s.train_samples, self.s.seed)
+            self._train_batches = self._batches(train_set, True, self.data.train_sampler(train_set))
         return self._train_batches
 
     # --- activation sources (the fit set; the per-pair path's test set) ------------------------------

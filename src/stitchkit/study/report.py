@@ -17,9 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import StitchkitError
+from ..results import Matrix
 from ..utils.io import write_csv_atomic, write_text_atomic
 from .artifact_names import artifact_stem
 from .findings import CSS as FINDINGS_CSS
@@ -32,42 +31,9 @@ KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sens
 
 
 def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
-    import matplotlib  # deferred: matplotlib loads only when a report is drawn
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = np.array([[math.nan if v is None else v for v in row] for row in matrix["values"]], dtype=float)
-    rows, cols = matrix["rows"], matrix["cols"]
-    lo, hi = (matrix.get("range") or [None, None])[:2]
-    finite = values[np.isfinite(values)]
-    vmin = lo if lo is not None and math.isfinite(lo) else (float(finite.min()) if finite.size else 0.0)
-    vmax = hi if hi is not None and math.isfinite(hi) else (float(finite.max()) if finite.size else 1.0)
-    if vmax <= vmin:
-        vmax = vmin + 1e-9
-    size = max(3.5, 0.5 * max(len(rows), len(cols)) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    cmap = "viridis_r" if matrix.get("kind") == "distance" else "viridis"
-    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    ax.set_xlabel(matrix.get("col_label", "end layer"))
-    ax.set_ylabel(matrix.get("row_label", "front layer"))
-    ax.set_title(name, fontsize=10)
-    if len(rows) * len(cols) <= 144:
-        for i in range(len(rows)):
-            for j in range(len(cols)):
-                v = values[i, j]
-                if math.isfinite(v):
-                    shade = (v - vmin) / (vmax - vmin)
-                    if cmap.endswith("_r"):
-                        shade = 1 - shade
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shade > 0.6 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
+    fig = Matrix.from_dict(matrix, name=name).plot()  # the one heatmap of stitchkit.results
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
-    plt.close(fig)
 
 
 def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:

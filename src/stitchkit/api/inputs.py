@@ -1,0 +1,153 @@
+"""What the Python API's functions take, resolved once into what the library runs on.
+
+* **models** (:func:`resolve_model`): an ``nn.Module`` (any model that ``torch.fx`` can trace), a
+  checkpoint path (a stitchkit checkpoint describes itself), or a registered model name (``resnet18``,
+  ``torchvision:resnet18``, ``timm:…``; ``stitchkit models`` lists them), built untrained for the data's
+  channels, classes and image size with ``model_options`` and a seed;
+* **data** (:func:`resolve_data`): a dataset name (``fashion``, ``digits``, ``folder:PATH``, …), a torch
+  ``Dataset`` or a ``DataLoader`` (used for everything), a pair ``(train, test)``, or a dict with ``train``,
+  ``test`` and optionally ``train_augmented``, all giving one :class:`~stitchkit.data.splits.DataSplits`.
+  A DataLoader stands for its dataset: stitchkit makes its own batches (seeded subsets, shuffling, the
+  device path), taking the loader's batch size unless one is given (:func:`loader_batch_size`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.splits import DataSplits, as_dataset
+from ..errors import StitchkitError
+from ..models import get_model, is_known_model
+from ..stitching.donors import Donor, load_donor
+
+#: what ``data`` may be, for the error message
+DATA_FORMS = "a dataset name, a torch Dataset, a DataLoader, a pair (train, test) or a dict with 'train' and 'test'"
+
+
+def resolve_data(data: Any, *, data_root: str | None = None, download: bool = True, num_classes: int | None = None) -> DataSplits:
+    """``data`` as :class:`DataSplits` (module docstring)."""
+    if isinstance(data, DataSplits):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return DataSplits.from_name(str(data), root=data_root, download=download)
+    if data is None:
+        raise StitchkitError(f"no data: give {DATA_FORMS}")
+    if isinstance(data, Mapping):
+        unknown = sorted(set(data) - {"train", "test", "train_augmented"})
+        if unknown or "train" not in data:
+            raise StitchkitError(f"a data dict takes the keys 'train', 'test' and 'train_augmented' (train required); got {', '.join(map(str, data))}")
+        return DataSplits.from_datasets(data["train"], data.get("test"), train_augmented=data.get("train_augmented"), num_classes=num_classes)
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise StitchkitError(f"data as a sequence is a pair (train, test); got {len(data)} items")
+        return DataSplits.from_datasets(data[0], data[1], num_classes=num_classes)
+    return DataSplits.from_datasets(as_dataset(data, "data"), num_classes=num_classes)
+
+
+def loader_batch_size(data: Any) -> int | None:
+    """The batch size of a DataLoader given as data (the default batch size then), else None."""
+    loaders = list(data.values()) if isinstance(data, Mapping) else list(data) if isinstance(data, (tuple, list)) else [data]
+    sizes = [d.batch_size for d in loaders if isinstance(d, DataLoader) and isinstance(d.batch_size, int)]
+    return sizes[0] if sizes else None
+
+
+def resolve_model(source: Any, data: DataSplits, *, seed: int = 0, model_options: Mapping[str, Any] | None = None, role: str = "model") -> Donor:
+    """A :class:`~stitchkit.stitching.donors.Donor` (the model with its content hash) from a module, a
+    checkpoint path or a registered name (built untrained, its initialisation seeded with ``seed``)."""
+    if isinstance(source, (Donor, nn.Module)):
+        donor = load_donor(source)
+    elif isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        donor = load_donor(source, dataset=data.info.name if data.named else None, model_options=dict(model_options or {}))
+    elif isinstance(source, str) and is_known_model(source):
+        info = data.info
+        if len(info.shape) != 3:
+            raise StitchkitError(f"a registered model is built for images (C, H, W), but the {role}'s data has items of shape {info.shape}")
+        with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's random state alone
+            torch.manual_seed(seed)
+            model = get_model(source, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]),
+                              **dict(model_options or {}))
+        donor = load_donor(model.eval())
+    else:
+        raise StitchkitError(f"the {role} {source!r} is neither an nn.Module, nor a checkpoint file, nor a registered model name "
+                             "(`stitchkit models` lists them)")
+    _check_fits(donor, data, role)
+    _check_runs(donor, data, role)
+    return donor
+
+
+def _check_fits(donor: Donor, data: DataSplits, role: str) -> None:
+    """A model that describes itself must take the data's channels and give its classes (data in memory,
+    whose class count is read from its labels, may lack the last classes)."""
+    spec = getattr(donor.model, "stitchkit_spec", None) or {}
+    channels, classes = spec.get("in_channels"), spec.get("num_classes")
+    if channels is not None and len(data.info.shape) == 3 and channels != data.info.shape[0]:
+        raise StitchkitError(f"the {role} model takes {channels}-channel inputs but the data ({data.info.name}) has {data.info.shape[0]} channels")
+    if classes is not None and (classes < data.info.num_classes if not data.named else classes != data.info.num_classes):
+        raise StitchkitError(f"the {role} model has {classes} classes but the data ({data.info.name}) has {data.info.num_classes}")
+
+
+def _check_runs(donor: Donor, data: DataSplits, role: str) -> None:
+    """Run the model on one test item, so that data it cannot take (wrong channels or size for a plain
+    module, which states neither) is one clear error here rather than a traceback deep inside a run."""
+    item = data.test[0]
+    x = item[0] if isinstance(item, (tuple, list)) else item
+    if not isinstance(x, torch.Tensor):
+        raise StitchkitError(f"the data's items must be (tensor, label) pairs; got a {type(x).__name__} as the input")
+    model = donor.model
+    parameter = next(model.parameters(), None)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()  # eval: a trial forward must not move batch-norm statistics
+            out = model(x.unsqueeze(0).to(parameter.device if parameter is not None else "cpu"))
+    except Exception as exc:  # any failure of the user's forward: report its first line, not the traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StitchkitError(f"the {role} model cannot run on the data's items of shape {tuple(x.shape)} ({data.info.name}): {message}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise StitchkitError(f"the {role} model must return logits of shape (batch, classes); it returned {type(out).__name__}"
+                             f"{' of shape ' + str(tuple(out.shape)) if isinstance(out, torch.Tensor) else ''}")
+    if out.shape[1] < data.info.num_classes:
+        raise StitchkitError(f"the {role} model gives {out.shape[1]} logits but the data ({data.info.name}) has {data.info.num_classes} classes")
+
+
+def with_model_classes(data: DataSplits, *donors: Donor) -> DataSplits:
+    """Data in memory takes the class count of the models that state one (its labels may not show the
+    last classes); named data keeps its own."""
+    stated = {(getattr(d.model, "stitchkit_spec", None) or {}).get("num_classes") for d in donors} - {None}
+    if data.named or not stated or stated == {data.info.num_classes}:
+        return data
+    return data.with_num_classes(max(stated))
+
+
+def same_source(front: Any, end: Any) -> bool:
+    """One network on both sides: the same object, or the same checkpoint file (a name builds two)."""
+    if isinstance(front, (nn.Module, Donor)):
+        return end is front
+    if isinstance(front, (str, os.PathLike)) and isinstance(end, (str, os.PathLike)) and Path(front).is_file():
+        return Path(end).is_file() and Path(front).resolve() == Path(end).resolve()
+    return False
+
+
+def split_options(options: Mapping[str, Any], record: type, what: str, *, refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``options`` checked against the fields of the dataclass ``record`` (one clear error for an
+    unknown name, or for one the function sets itself: ``refused`` maps it to the reason)."""
+    for name, reason in (refused or {}).items():
+        if name in options:
+            raise StitchkitError(f"{what} does not take {name}=: {reason}")
+    known = {f.name for f in fields(record)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise StitchkitError(f"unknown option {unknown[0]!r} of {what}; known options: {', '.join(sorted(known - set(refused or {})))}")
+    return dict(options)
+
+
+__all__ = ["DATA_FORMS", "loader_batch_size", "resolve_data", "resolve_model", "same_source", "split_options", "with_model_classes"]

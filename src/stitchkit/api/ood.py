@@ -1,0 +1,207 @@
+"""The OOD test of stitches from Python: :func:`ood_test` — are the stitched representations
+in-distribution for the end network? — over the same pieces as ``stitchkit ood`` (the end layers'
+detectors and the grouped scoring of :mod:`stitchkit.ood.stitch_test`), on a grid just stitched in
+memory instead of a folder of runs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..choices import TRAINING_FREE_DETECTORS
+from ..data import get_dataset
+from ..data.loading import sample_subset
+from ..data.splits import DataSplits, as_dataset
+from ..errors import StitchkitError
+from ..models.layers import layered
+from ..ood.detectors import Detector
+from ..ood.evaluate import genuine_scores
+from ..ood.matrices import MATRIX_METRICS, OODMatrices
+from ..ood.registry import DetectorRegistry
+from ..ood.stitch_test import end_layer_detectors, score_stitches
+from ..results import Matrix, Provenance, Table
+from ..results.plot import heatmaps
+from ..stitching.grouped import GridPair
+from ..utils.device import resolve_device
+from .inputs import resolve_data
+from .stitch import StitchGridResult, stitch_grid
+
+
+@dataclass
+class OODTestResult:
+    """Per stitch: its accuracy on the evaluation set and, per detector, AUROC / AUPR / FPR95 of its
+    stitched activations against the end network's genuine ones (``ood.results[(front, end)]``, a
+    :class:`~stitchkit.ood.evaluate.StitchOODResult` with the scores), as front × end matrices."""
+
+    ood: OODMatrices
+    stitches: StitchGridResult = field(repr=False)
+    detector_ids: dict[str, str | None] = field(default_factory=dict)
+    id_scores: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def detectors(self) -> list[str]:
+        return self.ood.detectors
+
+    def _provenance(self, what: str) -> Provenance:
+        conventions = self.ood.to_dict()["conventions"]
+        models = {"front": self.stitches.front.fingerprint, "end": self.stitches.end.fingerprint}
+        return Provenance(what, models, {"stitching": self.stitches.method, **self.options, "detector_ids": self.detector_ids},
+                          {f"metrics ({name})": text for name, text in conventions.items()})
+
+    def matrix(self, metric: str = "auroc", detector: str | None = None) -> Matrix:
+        """Front × end matrix of ``accuracy`` or of a detector's ``auroc``, ``aupr`` or ``fpr95`` (default: the first detector)."""
+        matrix = self.ood.to_matrix(metric, detector)
+        matrix.provenance = self._provenance(f"OOD test of {self.stitches.title} stitches: {matrix.name}")  # the models and options too
+        return matrix
+
+    @property
+    def matrices(self) -> dict[str, Matrix]:
+        """The stitched accuracy and each detector's AUROC."""
+        return {"accuracy": self.matrix("accuracy"), **{f"auroc ({d})": self.matrix("auroc", d) for d in self.detectors}}
+
+    def table(self) -> Table:
+        """One row per stitch and detector."""
+        rows = []
+        for (front, end), r in self.ood.results.items():
+            for name, m in r.metrics.items():
+                rows.append({"front_layer": front, "end_layer": end, "detector": name, "accuracy": r.accuracy, "n": r.n,
+                             **{k: getattr(m, k) for k in MATRIX_METRICS}, "mean_id_score": m.mean_id_score, "mean_ood_score": m.mean_ood_score})
+        return Table(rows, name="OOD test", provenance=self._provenance(f"OOD test of {self.stitches.title} stitches"))
+
+    def to_pandas(self):
+        return self.table().to_pandas()
+
+    def plot(self, metric: str | None = None, detector: str | None = None, ax=None):
+        """The heatmap of one metric, or the accuracy and every detector's AUROC side by side."""
+        if metric is not None:
+            return self.matrix(metric, detector).plot(ax=ax)
+        return heatmaps(list(self.matrices.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.ood.to_dict(), "detector_ids": self.detector_ids, "options": self.options,
+                "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()}}
+
+    def save(self, out_dir: str | os.PathLike) -> list[Path]:
+        """The files ``stitchkit ood`` writes: ``accuracy.csv``, ``<metric>_<detector>.csv``, ``ood_matrices.json``."""
+        return self.ood.save(out_dir, {"detector_ids": self.detector_ids, "options": self.options,
+                                       "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()}})
+
+
+def _detector_sources(detectors: Any) -> tuple[DetectorRegistry | None, list[str], Mapping[str, Mapping[str, Detector]] | None]:
+    """``detectors`` as (an energy detectors' registry, training-free names, ready detectors by layer)."""
+    if isinstance(detectors, Mapping):
+        return None, [], detectors
+    items = [detectors] if isinstance(detectors, (str, os.PathLike)) else list(detectors)
+    registry, names = None, []
+    for item in items:
+        if isinstance(item, str) and item in TRAINING_FREE_DETECTORS:
+            names.append(item)
+        elif isinstance(item, (str, os.PathLike)) and Path(item).is_dir() and registry is None:
+            registry = DetectorRegistry(item)
+        else:
+            raise StitchkitError(f"detector {item!r} is neither a training-free detector ({', '.join(TRAINING_FREE_DETECTORS)}) nor a folder "
+                                 "of energy detectors (`stitchkit detector train … -fdir FOLDER`; one folder at most)")
+    if registry is None and not names:
+        raise StitchkitError("no detectors: give training-free ones (e.g. detectors=['mahalanobis']) or a folder of energy detectors")
+    return registry, names, None
+
+
+def _ready_detectors(ready: Mapping[str, Mapping[str, Detector]], end_layers: list[str]) -> dict[str, dict[str, Detector]]:
+    """Detectors given ready, ``{end layer: {name: detector}}``: one set for every end layer of the grid."""
+    missing = [layer for layer in end_layers if not ready.get(layer)]
+    if missing:
+        raise StitchkitError(f"no detectors given for end layer {missing[0]}; give {{end layer: {{name: detector}}}} for {', '.join(end_layers)}")
+    return {layer: dict(ready[layer]) for layer in end_layers}
+
+
+def _id_splits(id_data: Any, eval_splits: DataSplits, data_root: str | None) -> tuple[Any, Any, str]:
+    """The ID (test set, training set for fitting detectors, name); a named ID set is converted to the
+    evaluation set's item shape, as ``stitchkit ood -idd`` does."""
+    if id_data is None:
+        return eval_splits.test, eval_splits.train, eval_splits.info.name
+    if isinstance(id_data, (str, os.PathLike)):
+        test = get_dataset(str(id_data), "test", root=data_root, shape=eval_splits.info.shape)
+        return test, get_dataset(str(id_data), "train", root=data_root, augment=False), str(id_data)
+    splits = resolve_data(id_data)
+    return splits.test, splits.train, splits.info.name
+
+
+def ood_test(
+    stitches: Any,
+    end: Any = None,
+    front_layers: str | Sequence[str] | None = None,
+    end_layers: str | Sequence[str] | None = None,
+    data: Any = None,
+    *,
+    detectors: Any = ("mahalanobis",),
+    detector_options: Mapping[str, Mapping[str, Any]] | None = None,
+    eval_data: Any = None,
+    id_data: Any = None,
+    detector_fit_samples: int = 10_000,
+    test_samples: int | None = None,
+    positive: str = "id",
+    tpr: float = 0.95,
+    fpr_rule: str = "closest",
+    seed: int = 0,
+    group_size: int | None = None,
+    progress: bool = False,
+    **stitch_options: Any,
+) -> OODTestResult:
+    """The OOD test of a grid of stitches: ``ood_test(grid)`` for a :class:`StitchGridResult`, or
+    ``ood_test(front, end, front_layers, end_layers, data, method=…, …)`` to stitch first
+    (:func:`stitch_grid`, with ``stitch_options``).
+
+    ``detectors``: training-free names (``"mahalanobis"``, ``"knn"``; fitted on ``detector_fit_samples`` random
+    images of the ID training split, without augmentation, seeded with ``seed``), a folder of energy
+    detectors trained for the end network (found by its content hash), or ``{end layer: {name:
+    Detector}}``; ``detector_options`` e.g. ``{"knn": {"k": 10}}``. The stitched activations are those of
+    the first ``test_samples`` items of the evaluation set's test split (``eval_data``, default the
+    grid's data), the genuine ones those of the ID test set (``id_data``, default the same); when the
+    stitches are made here, ``test_samples`` is also their evaluation's (and ``fit_samples``, among the
+    ``stitch_options``, their direct matching's K).
+    ``positive``, ``tpr`` and ``fpr_rule`` are the metric convention (:func:`stitchkit.ood.ood_metrics`).
+    """
+    if isinstance(stitches, StitchGridResult):
+        given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
+        if given or stitch_options:
+            raise StitchkitError(f"ood_test of a stitch grid takes no {(given or sorted(stitch_options))[0]}: the grid has its models, layers and data")
+        grid_result = stitches
+    else:
+        grid_result = stitch_grid(stitches, end, "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers,
+                                  data, test_samples=test_samples, **stitch_options)
+    s = grid_result.settings
+    device = resolve_device(s.device)
+    registry, training_free, ready = _detector_sources(detectors)
+    eval_splits = grid_result.data if eval_data is None else resolve_data(eval_data, data_root=s.data_root, download=s.download)
+    id_test, id_train, id_name = _id_splits(id_data, eval_splits, s.data_root)
+    end_model = grid_result.end.model.to(device).eval()  # the network itself (its content hash finds its detectors), not a folded copy
+    end_order, front_order = layered(end_model).layers, layered(grid_result.front.model).layers
+    end_layers_used = [layer for layer in end_order if layer in grid_result.end_layers]
+    if ready is not None:
+        by_layer, ids = _ready_detectors(ready, end_layers_used), {}
+    else:
+        fit_set = sample_subset(as_dataset(id_train), detector_fit_samples, seed=seed) if training_free else None
+        by_layer, ids = end_layer_detectors(end_model, end_layers_used, registry=registry, source_path=grid_result.end.path,
+                                            training_free=training_free, training_free_options=detector_options, fit_set=fit_set, device=device,
+                                            batch_size=s.batch_size, workers=s.workers, progress=progress)
+    id_scores = genuine_scores(end_model, by_layer, sample_subset(as_dataset(id_test), test_samples), device=device, batch_size=s.batch_size,
+                               workers=s.workers, progress=progress)
+    ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
+    pairs = [GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered]
+    scored, largest_group = score_stitches(pairs, by_layer, id_scores, sample_subset(eval_splits.test, test_samples), positive=positive, tpr=tpr,
+                                           fpr_rule=fpr_rule, device=device, batch_size=s.batch_size, workers=s.workers, group_size=group_size,
+                                           progress=progress)
+    matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
+    for record, result in zip(ordered, scored):
+        result.extra = {"stitched_accuracy_in_result": record.accuracy}
+        matrices.add(record.front_layer, record.end_layer, result)
+    options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": test_samples, "detector_fit_samples": detector_fit_samples,
+               "seed": seed, "positive": positive, "tpr": tpr, "fpr_rule": fpr_rule, "group_size": largest_group,
+               "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()}}
+    return OODTestResult(matrices, grid_result, ids, id_scores, options)
+
+
+__all__ = ["OODTestResult", "ood_test"]

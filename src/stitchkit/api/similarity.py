@@ -1,0 +1,115 @@
+"""Similarity indices from Python: :func:`compare`, over :func:`stitchkit.similarity.models.compare_models`
+(what ``stitchkit similarity`` runs), returning a :class:`ComparisonResult` of layer × layer matrices."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..choices import DEFAULT_SIMILARITY_MEASURES
+from ..data.splits import check_unnamed
+from ..errors import StitchkitError, unknown_name
+from ..models.layers import layered
+from ..results import Matrix, Table
+from ..results.plot import heatmaps
+from ..similarity.models import SimilarityReport, compare_models, sample_key
+from ..stitching.donors import Donor
+from .inputs import loader_batch_size, resolve_data, resolve_model, same_source
+
+#: keywords of compare_models that compare() sets itself
+_SET_HERE = {"measures", "n_samples", "all_pairs", "sample_key"}
+OPTIONS = tuple(p.name for p in inspect.signature(compare_models).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in _SET_HERE)
+
+
+@dataclass
+class ComparisonResult:
+    """Every measure on the layer pairs of two networks: the library's :class:`SimilarityReport` (one
+    record per measure, layer pair and rank pair: ``report.results``) and its matrices."""
+
+    report: SimilarityReport
+    layers_a: list[str]
+    layers_b: list[str]
+    model_a: Donor = field(repr=False)
+    model_b: Donor = field(repr=False)
+
+    @property
+    def measures(self) -> list[str]:
+        return list(self.report.info["measures"])
+
+    def matrix(self, measure: str | None = None, *, rank_a: int | None = None, rank_b: int | None = None) -> Matrix:
+        """Layers of ``model_a`` (rows) × layers of ``model_b`` (columns) of one measure at one rank pair
+        (default: the first measure, full ranks)."""
+        measure = measure or self.measures[0]
+        if measure not in self.measures:
+            raise unknown_name("measure of this comparison", measure, self.measures)
+        return self.report.matrix(measure, rank_x=rank_a, rank_y=rank_b)
+
+    @property
+    def matrices(self) -> dict[str, Matrix]:
+        """One matrix per measure at full ranks."""
+        return {measure: self.matrix(measure) for measure in self.measures}
+
+    def table(self) -> Table:
+        """One row per measure, layer pair and rank pair."""
+        return self.report.table()
+
+    def to_pandas(self):
+        return self.table().to_pandas()
+
+    def plot(self, measure: str | None = None, ax=None):
+        """The heatmap of ``measure``, or of every measure side by side."""
+        if measure is not None:
+            return self.matrix(measure).plot(ax=ax)
+        return heatmaps(list(self.matrices.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"matrices": {k: m.to_dict() for k, m in self.matrices.items()}, **self.report.to_dict()}
+
+
+def compare(
+    model_a: Any,
+    model_b: Any,
+    layers: str | Sequence[str],
+    data: Any,
+    *,
+    measures: Sequence[str] = DEFAULT_SIMILARITY_MEASURES,
+    layers_b: str | Sequence[str] | None = None,
+    n_samples: int | None = 1000,
+    all_pairs: bool = True,
+    model_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    num_classes: int | None = None,
+    data_root: str | None = None,
+    download: bool = True,
+    **options: Any,
+) -> ComparisonResult:
+    """Similarity ``measures`` (default CKA, PWCCA, Procrustes) between the layers of two networks, on
+    the first ``n_samples`` items of the data's test split (the original: the first 1000 test images).
+
+    ``layers`` (names, comma-separated or ``"all"``) of ``model_a`` against ``layers_b`` (default: the
+    same names) of ``model_b``: every pair (``all_pairs``) or i-th with i-th. Models and data as in
+    :func:`stitch_grid` (a registered name is built seeded with ``seed``, the second with ``seed + 1``).
+    ``options``: :func:`~stitchkit.similarity.models.compare_models`' ``ranks_x``, ``ranks_y``, ``policy``,
+    ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise StitchkitError(f"unknown option {unknown[0]!r} of stitchkit.compare; known options: {', '.join(OPTIONS)}")
+    batch = loader_batch_size(data)
+    if batch is not None:
+        options.setdefault("batch_size", batch)
+    splits = resolve_data(data, data_root=data_root, download=download, num_classes=num_classes)
+    check_unnamed(splits, cache_dir=options.get("cache_dir"))
+    a = resolve_model(model_a, splits, seed=seed, model_options=model_options, role="model a")
+    b = a if same_source(model_a, model_b) else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
+    layers_a = layered(a.model).resolve(layers)
+    layers_b = layered(b.model).resolve(layers if layers_b is None else layers_b)
+    key = sample_key(splits.info.name, data_root, "test", n_samples) if splits.named else None
+    report = compare_models(a.model, b.model, layers_a, layers_b, splits.test, measures=measures, n_samples=n_samples, all_pairs=all_pairs,
+                            sample_key=key, **options)
+    report.info.update(dataset=splits.info.name, split="test")
+    return ComparisonResult(report, layers_a, layers_b, a, b)
+
+
+__all__ = ["ComparisonResult", "compare"]

@@ -1,0 +1,186 @@
+"""Stitching from Python: :func:`direct_match`, :func:`task_loss_match` and :func:`stitch_grid`, thin
+wrappers of :func:`stitchkit.stitching.grid.stitch_grid` (the same grid session, grouped by default, that
+``stitchkit stitch`` runs) returning a :class:`StitchGridResult`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+
+from ..data.splits import DataSplits
+from ..errors import StitchkitError, unknown_name
+from ..results import Matrix, Provenance, Table
+from ..results.plot import heatmaps
+from ..stitching import grid
+from ..stitching.collect import METRIC_KINDS
+from ..stitching.donors import Donor
+from ..stitching.records import StitchResult
+from ..stitching.run_folder import load_stitcher
+from ..stitching.settings import StitchSettings
+from ..stitching.stitcher import Stitcher
+from ..study.config import METHOD_TITLES, METHODS
+from .inputs import loader_batch_size, resolve_data, resolve_model, same_source, split_options, with_model_classes
+
+#: each method's initialisation: DM fits by least squares and trains nothing; TLM trains from a random
+#: start, or from the DM solution ("tlm_from_dm")
+METHOD_INIT = {"dm": "pinv", "tlm": "rand", "tlm_from_dm": "pinv"}
+#: the columns of :meth:`StitchGridResult.to_pandas`, one row per pair
+PAIR_COLUMNS = ("front_layer", "end_layer", "stitching_type", "init", "epochs", "accuracy", "loss", "residual", "residual_batch_mean",
+                "fit_residual", "dm_fit_residual", "dm_rank", "n_fit", "n_test", "front_accuracy", "end_accuracy", "run_name", "run_dir")
+#: what the functions set themselves
+REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method='dm', 'tlm' or 'tlm_from_dm')"}
+
+
+@dataclass
+class StitchGridResult:
+    """A grid of stitches: one :class:`~stitchkit.stitching.records.StitchResult` per pair (``pairs``,
+    front-major), front × end matrices of their numbers (:meth:`matrix`), and the stitched networks
+    (:meth:`stitcher`), with the donors, the data and the settings they were made with."""
+
+    method: str
+    front_layers: list[str]
+    end_layers: list[str]
+    pairs: list[StitchResult]
+    settings: StitchSettings
+    data: DataSplits = field(repr=False)
+    front: Donor = field(repr=False)
+    end: Donor = field(repr=False)
+    stitchers: dict[tuple[str, str], Stitcher] = field(default_factory=dict, repr=False)
+
+    @property
+    def title(self) -> str:
+        return METHOD_TITLES[self.method]
+
+    def pair(self, front_layer: str | None = None, end_layer: str | None = None) -> StitchResult:
+        """The record of one pair (no arguments: the only pair of a 1 × 1 grid)."""
+        if front_layer is None and end_layer is None:
+            if len(self.pairs) != 1:
+                raise StitchkitError(f"this grid has {len(self.pairs)} pairs; name one: pair(front_layer, end_layer)")
+            return self.pairs[0]
+        found = [r for r in self.pairs if r.front_layer == front_layer and r.end_layer == end_layer]
+        if not found:
+            raise StitchkitError(f"no pair {front_layer} -> {end_layer} in this grid; front layers {', '.join(self.front_layers)}, "
+                                 f"end layers {', '.join(self.end_layers)}")
+        return found[0]
+
+    def stitcher(self, front_layer: str | None = None, end_layer: str | None = None) -> Stitcher:
+        """The stitched network of one pair (front prefix → stitching layer → end suffix), ready to run."""
+        record = self.pair(front_layer, end_layer)
+        key = (record.front_layer, record.end_layer)
+        if key not in self.stitchers:  # a pair skipped as finished in save_dir: its network is on disk
+            if not record.run_dir:
+                raise StitchkitError(f"the stitched network of {key[0]} -> {key[1]} was not kept")
+            self.stitchers[key] = load_stitcher(record.run_dir, front=self.front.model, end=self.end.model).eval()
+        return self.stitchers[key]
+
+    def provenance(self, what: str) -> Provenance:
+        first = self.pairs[0]
+        return Provenance(what, {"front": self.front.fingerprint, "end": self.end.fingerprint},
+                          {"method": self.method, "dataset": first.dataset, **first.options}, dict(first.conventions))
+
+    def matrix(self, metric: str = "accuracy") -> Matrix:
+        """Front × end matrix of one of :data:`METRIC_KINDS` (NaN where a pair has no value)."""
+        if metric not in METRIC_KINDS:
+            raise unknown_name("grid metric", metric, METRIC_KINDS)
+        kind, value_range = METRIC_KINDS[metric]
+        cells = {(r.front_layer, r.end_layer): getattr(r, metric) for r in self.pairs}
+        values = [[cells.get((f, e)) for e in self.end_layers] for f in self.front_layers]
+        name = f"{self.title} {metric.replace('_', ' ')}"
+        return Matrix(self.front_layers, self.end_layers, values, kind=kind, range=value_range, name=name, provenance=self.provenance(name))
+
+    @property
+    def matrices(self) -> dict[str, Matrix]:
+        """The accuracy and the (pooled test) residual matrices."""
+        return {metric: self.matrix(metric) for metric in ("accuracy", "residual")}
+
+    def table(self) -> Table:
+        """One row per pair (:data:`PAIR_COLUMNS`)."""
+        rows = [{c: getattr(r, c) for c in PAIR_COLUMNS} for r in self.pairs]
+        return Table(rows, list(PAIR_COLUMNS), name=f"{self.title} pairs", provenance=self.provenance(f"{self.title} stitching, per pair"))
+
+    def to_pandas(self):
+        """A DataFrame with one row per pair (the wide matrices: ``matrix(metric).to_pandas()``)."""
+        return self.table().to_pandas()
+
+    def plot(self, metric: str | None = None, ax=None):
+        """Heatmaps: of ``metric``, or of the accuracy and residual side by side."""
+        if metric is not None:
+            return self.matrix(metric).plot(ax=ax)
+        return heatmaps(list(self.matrices.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "front_layers": self.front_layers, "end_layers": self.end_layers,
+                "matrices": {k: m.to_dict() for k, m in self.matrices.items()}, "pairs": [r.to_dict() for r in self.pairs]}
+
+
+def stitch_grid(
+    front: Any,
+    end: Any,
+    front_layers: str | Sequence[str],
+    end_layers: str | Sequence[str],
+    data: Any,
+    *,
+    method: str = "dm",
+    settings: StitchSettings | None = None,
+    save_dir: str | os.PathLike | None = None,
+    model_options: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    **options: Any,
+) -> StitchGridResult:
+    """Stitch every (front layer, end layer) pair; layers are names, ``"all"`` or comma-separated.
+
+    ``method``: ``"dm"`` (direct matching: least squares on ``fit_samples`` training images, nothing
+    trained), ``"tlm"`` (task loss matching from a random start, ``epochs`` on the augmented training
+    split) or ``"tlm_from_dm"`` (task loss matching from the DM solution). ``options`` are
+    :class:`~stitchkit.stitching.settings.StitchSettings` fields (``fit_samples``, ``test_samples``,
+    ``epochs``, ``stitching_type``, ``batch_size``, ``seed``, ``device``, …), applied to ``settings``
+    (default: the library's defaults, quiet). A registered model name is built untrained, seeded with
+    ``seed`` (front) and ``seed + 1`` (end); ``model_options`` go to its builder or checkpoint loader.
+    With ``save_dir`` (named data only) every pair gets the run folder ``stitchkit stitch`` writes, and
+    finished pairs there are not run again.
+    """
+    if method not in METHODS:
+        raise unknown_name("stitching method", str(method), METHODS)
+    options = split_options(options, StitchSettings, "stitchkit.stitch_grid", refused=REFUSED)
+    if method == "dm" and options.get("epochs", 0) != 0:
+        raise StitchkitError("direct matching (method='dm') trains nothing; leave out epochs, or use method='tlm_from_dm'")
+    quiet = {} if settings is not None else {"verbose": False, "progress": False}
+    batch = loader_batch_size(data)
+    if batch is not None and settings is None:
+        options.setdefault("batch_size", batch)
+    s = replace(settings or StitchSettings(), **{**quiet, **options}, init=METHOD_INIT[method])
+    if method == "dm":
+        s.epochs = 0
+    splits = resolve_data(data, data_root=s.data_root, download=s.download, num_classes=num_classes)
+    if splits.named:
+        s.dataset = splits.info.name
+    s.validate()
+    front_d = resolve_model(front, splits, seed=s.seed, model_options=model_options, role="front")
+    end_d = front_d if same_source(front, end) else resolve_model(end, splits, seed=s.seed + 1, model_options=model_options, role="end")
+    splits = with_model_classes(splits, front_d, end_d)
+    stitchers: dict[tuple[str, str], Stitcher] = {}
+    pairs = grid.stitch_grid(front_d, end_d, front_layers, end_layers, s, save_dir=save_dir, command="python: stitchkit.stitch_grid",
+                             data=splits, on_stitched=lambda r, st: stitchers.__setitem__((r.front_layer, r.end_layer), st))
+    fls = list(dict.fromkeys(r.front_layer for r in pairs))
+    els = list(dict.fromkeys(r.end_layer for r in pairs))
+    return StitchGridResult(method, fls, els, pairs, s, splits, front_d, end_d, stitchers)
+
+
+def direct_match(front: Any, end: Any, front_layer: str | Sequence[str], end_layer: str | Sequence[str], data: Any, **options: Any) -> StitchGridResult:
+    """Direct matching (least squares on the front layer's activations) of one pair, or of a grid when
+    the layers are lists or ``"all"``; keywords as :func:`stitch_grid`. ``result.pair()`` is the record
+    of a single pair, ``result.stitcher()`` its stitched network."""
+    return stitch_grid(front, end, front_layer, end_layer, data, method="dm", **options)
+
+
+def task_loss_match(front: Any, end: Any, front_layer: str | Sequence[str], end_layer: str | Sequence[str], data: Any, *,
+                    from_dm: bool = False, **options: Any) -> StitchGridResult:
+    """Task loss matching (training the stitching layer on the end network's task, ``epochs`` epochs,
+    default 30) of one pair or a grid, from a random start or, with ``from_dm``, from the direct-matching
+    solution; keywords as :func:`stitch_grid`."""
+    return stitch_grid(front, end, front_layer, end_layer, data, method="tlm_from_dm" if from_dm else "tlm", **options)
+
+
+__all__ = ["METHOD_INIT", "StitchGridResult", "direct_match", "stitch_grid", "task_loss_match"]

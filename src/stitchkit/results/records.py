@@ -1,0 +1,255 @@
+"""The two result records every report can return: a labelled :class:`Matrix` (front × end layers, layer
+× layer, layer × rank, …) and a :class:`Table` of rows, each with its :class:`Provenance`.
+
+Both are plain data (lists, floats, strings) with ``to_dict`` / ``from_dict`` (JSON-safe: a missing
+value is ``None``), ``to_pandas()``, ``plot()`` (a matplotlib figure) and ``save(path)``, which writes
+CSV, JSON or Parquet by the file's suffix (:mod:`.writers`). JSON keeps everything; CSV and Parquet keep
+the values and the labels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..errors import StitchkitError, unknown_name
+from . import writers
+from .plot import bar_chart, heatmap
+
+#: what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a fraction)
+KINDS = ("similarity", "distance", "accuracy")
+#: the file formats of :meth:`Matrix.save` and :meth:`Table.save`, by suffix
+FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class Provenance:
+    """Where a result came from: what was measured, on which models (by content hash, keyed by their
+    role, e.g. ``{"front": …, "end": …}``), with which options and conventions, by which version."""
+
+    what: str = ""
+    models: dict[str, str | None] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    conventions: dict[str, str] = field(default_factory=dict)
+    stitchkit_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return writers.json_ready(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Provenance":
+        data = dict(data or {})
+        known = {"what", "models", "options", "conventions", "stitchkit_version"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _check_file(path: str | os.PathLike) -> tuple[Path, str]:
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise StitchkitError(f"cannot tell the format of {str(path)!r} from its suffix; use one of {', '.join(FORMATS)}")
+    return path, fmt
+
+
+@dataclass
+class Matrix:
+    """``values[i][j]`` belongs to row ``rows[i]`` and column ``cols[j]`` (NaN where nothing was measured).
+
+    ``kind`` is one of :data:`KINDS`; ``range`` the interval the values lie in (``(lo, hi)``, either end
+    ``None`` when open, e.g. ``(0, None)`` for a residual), used as the colour scale of :meth:`plot`.
+    ``row_label`` / ``col_label`` name the axes, ``name`` the quantity (the plot's title).
+    """
+
+    rows: list[str]
+    cols: list[str]
+    values: list[list[float]]
+    kind: str = "similarity"
+    range: tuple[float | None, float | None] | None = None
+    row_label: str = "front layer"
+    col_label: str = "end layer"
+    name: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        self.rows = [str(r) for r in self.rows]
+        self.cols = [str(c) for c in self.cols]
+        if hasattr(self.values, "tolist"):  # a numpy array
+            self.values = self.values.tolist()
+        self.values = [[_float(v) for v in row] for row in self.values]
+        if len(self.values) != len(self.rows) or any(len(row) != len(self.cols) for row in self.values):
+            shape = (len(self.values), max((len(row) for row in self.values), default=0))
+            raise StitchkitError(f"a matrix of {len(self.rows)} rows and {len(self.cols)} columns got values of shape {shape}")
+        if self.kind not in KINDS:
+            raise unknown_name("matrix kind", str(self.kind), KINDS)
+        if self.range is not None:
+            lo, hi = (list(self.range) + [None, None])[:2]
+            self.range = (None if lo is None else float(lo), None if hi is None else float(hi))
+        if isinstance(self.provenance, Mapping):
+            self.provenance = Provenance.from_dict(self.provenance)
+
+    # --- access ----------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), len(self.cols)
+
+    def __getitem__(self, key: tuple[str, str]) -> float:
+        """``matrix[row, col]`` by labels."""
+        row, col = key
+        for labels, label, what in ((self.rows, row, self.row_label), (self.cols, col, self.col_label)):
+            if label not in labels:
+                raise StitchkitError(f"{label!r} is not a {what} of this matrix; it has {', '.join(labels)}")
+        return self.values[self.rows.index(row)][self.cols.index(col)]
+
+    def to_numpy(self) -> np.ndarray:
+        return np.array(self.values, dtype=float).reshape(self.shape)
+
+    def to_pandas(self):
+        """A DataFrame indexed by the rows (named ``row_label``) with one column per ``cols`` entry."""
+        import pandas as pd  # deferred: pandas takes a second to import, and only these two methods need it
+
+        return pd.DataFrame(self.to_numpy(), index=pd.Index(self.rows, name=self.row_label),
+                            columns=pd.Index(self.cols, name=self.col_label))
+
+    def plot(self, ax=None, *, title: str | None = None, annotate: bool | None = None):
+        """A labelled heatmap (:func:`.plot.heatmap`); returns the matplotlib figure."""
+        return heatmap(self, ax=ax, title=title, annotate=annotate)
+
+    # --- plain data ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe data; the keys ``rows``, ``cols``, ``values``, ``kind``, ``range``, ``row_label``,
+        ``col_label`` are those of a study unit's ``metrics["matrices"]`` entries."""
+        return writers.json_ready({
+            "name": self.name, "rows": self.rows, "cols": self.cols, "values": self.values, "kind": self.kind,
+            "range": None if self.range is None else list(self.range), "row_label": self.row_label, "col_label": self.col_label,
+            "provenance": self.provenance.to_dict(),
+        })
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None) -> "Matrix":
+        """From :meth:`to_dict`'s output or a study unit's matrix entry (whose name is its key: ``name``)."""
+        missing = [k for k in ("rows", "cols", "values") if k not in data]
+        if missing:
+            raise StitchkitError(f"a matrix needs {', '.join(missing)}; got keys {', '.join(map(str, data)) or 'none'}")
+        return cls(
+            rows=list(data["rows"]), cols=list(data["cols"]), values=data["values"], kind=data.get("kind") or "similarity",
+            range=data.get("range"), row_label=data.get("row_label") or "front layer", col_label=data.get("col_label") or "end layer",
+            name=name if name is not None else data.get("name", ""), provenance=Provenance.from_dict(data.get("provenance")),
+        )
+
+    # --- files -----------------------------------------------------------------------------------
+    @property
+    def corner(self) -> str:
+        """The CSV's first header cell: ``row label \\ column label``."""
+        return f"{self.row_label} \\ {self.col_label}"
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One dict per row, ``{corner: row, col: value, …}``: the CSV and Parquet layout."""
+        return [{self.corner: row, **dict(zip(self.cols, values))} for row, values in zip(self.rows, self.values)]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """CSV, JSON or Parquet by the suffix; written whole or not at all."""
+        path, fmt = _check_file(path)
+        if fmt == "json":
+            writers.write_json(path, self.to_dict())
+        elif fmt == "csv":
+            writers.write_csv(path, self.table_rows(), [self.corner, *self.cols])
+        else:
+            writers.write_parquet(path, self.table_rows(), [self.corner, *self.cols])
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **fields_: Any) -> "Matrix":
+        """Read what :meth:`save` wrote. From CSV or Parquet, the values and labels come from the file and
+        the other fields (``kind``, ``range``, ``name``, ``provenance``) from the keywords."""
+        path, fmt = _check_file(path)
+        if fmt == "json":
+            return cls.from_dict(writers.read_json(path))
+        columns, rows = writers.read_csv(path) if fmt == "csv" else writers.read_parquet(path)
+        if not columns or " \\ " not in columns[0]:
+            raise StitchkitError(f"{str(path)!r} is not a matrix file: its first header cell should be 'row label \\ column label'")
+        row_label, col_label = columns[0].split(" \\ ", 1)
+        return cls(rows=[str(r[columns[0]]) for r in rows], cols=columns[1:], values=[[r[c] for c in columns[1:]] for r in rows],
+                   row_label=row_label, col_label=col_label, **fields_)
+
+
+@dataclass
+class Table:
+    """Rows of named values (one dict per row; ``columns`` in order, default every key in first-seen
+    order), with the :class:`Provenance` of the whole table."""
+
+    rows: list[dict[str, Any]]
+    columns: list[str] = field(default_factory=list)
+    name: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        self.rows = [dict(row) for row in self.rows]
+        seen = list(self.columns)
+        for row in self.rows:
+            seen += [str(k) for k in row if str(k) not in seen]
+        self.columns = seen
+        if isinstance(self.provenance, Mapping):
+            self.provenance = Provenance.from_dict(self.provenance)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Any]:
+        if name not in self.columns:
+            raise StitchkitError(f"no column {name!r} in this table; it has {', '.join(self.columns)}")
+        return [row.get(name) for row in self.rows]
+
+    def to_pandas(self):
+        """A DataFrame with one row per record and the table's columns in order (missing cells NaN/None)."""
+        import pandas as pd  # deferred, as in Matrix.to_pandas
+
+        return pd.DataFrame([[row.get(c) for c in self.columns] for row in self.rows], columns=self.columns)
+
+    def plot(self, x: str | None = None, y: str | Sequence[str] | None = None, *, ax=None, title: str | None = None):
+        """Bars of the numeric column(s) ``y`` (default: every numeric column) per value of ``x``
+        (default: the first column that is not numeric, else the row number); returns the figure."""
+        return bar_chart(self, x=x, y=y, ax=ax, title=title)
+
+    def to_dict(self) -> dict[str, Any]:
+        return writers.json_ready({"name": self.name, "columns": self.columns, "rows": self.rows, "provenance": self.provenance.to_dict()})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Table":
+        if "rows" not in data:
+            raise StitchkitError(f"a table needs rows; got keys {', '.join(map(str, data)) or 'none'}")
+        return cls(rows=list(data["rows"]), columns=list(data.get("columns") or []), name=data.get("name", ""),
+                   provenance=Provenance.from_dict(data.get("provenance")))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """CSV, JSON or Parquet by the suffix; written whole or not at all. In CSV and Parquet a list or
+        dict cell is written as its JSON text."""
+        path, fmt = _check_file(path)
+        if fmt == "json":
+            writers.write_json(path, self.to_dict())
+        elif fmt == "csv":
+            writers.write_csv(path, self.rows, self.columns)
+        else:
+            writers.write_parquet(path, self.rows, self.columns)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **fields_: Any) -> "Table":
+        """Read what :meth:`save` wrote (from CSV: numbers come back as numbers, empty cells as None)."""
+        path, fmt = _check_file(path)
+        if fmt == "json":
+            return cls.from_dict(writers.read_json(path))
+        columns, rows = writers.read_csv(path) if fmt == "csv" else writers.read_parquet(path)
+        return cls(rows=rows, columns=columns, **fields_)
+
+
+__all__ = ["FORMATS", "KINDS", "Matrix", "Provenance", "Table"]
