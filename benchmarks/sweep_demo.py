@@ -146,14 +146,18 @@ def table(rows: list[dict]) -> str:
     short = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
     for r in rows:
         s, dm, v, t = r["setting"], r["dm"], r["verdicts"], r["seconds"]
-        tlm = r["tlm"] or {"diag_mean": math.nan, "late_early_mean": math.nan}
-        tlm_budget = f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']})" if r["tlm"] else "–"
+        tlm = r["tlm"]
+        # the DM-only rows (tlm=0) have no TLM budget, numbers or verdicts that depend on TLM
+        tlm_budget, tlm_diag, tlm_far, tlm_seconds = ("–",) * 4 if tlm is None else (
+            f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']})", f"{tlm['diag_mean']:.2f}",
+            f"{tlm['late_early_mean']:.2f}", f"{t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f})")
+        claims = ("C1a", "C1b") + (() if tlm is None else ("C2", "C3")) + (("C4",) if tlm is not None and s.get("self", 1) else ())
+        verdicts = [short.get(v.get(c), "?") if c in claims else "–" for c in ("C1a", "C1b", "C2", "C3", "C4")]
         lines.append(
             f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {tlm_budget} | "
-            f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm['diag_mean']:.2f} | "
-            f"{tlm['late_early_mean']:.2f} | {dm['late_early_mean']:.2f} | "
-            + " | ".join(short.get(v.get(c), "?") for c in ("C1a", "C1b", "C2", "C3", "C4"))
-            + f" | {r['train_seconds_per_network']:.0f} | {t.get('dm', 0):.0f} | {t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f}) |")
+            f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm_diag} | "
+            f"{tlm_far} | {dm['late_early_mean']:.2f} | " + " | ".join(verdicts)
+            + f" | {r['train_seconds_per_network']:.0f} | {t.get('dm', 0):.0f} | {tlm_seconds} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from stitchkit.errors import StitchkitError
 from stitchkit.results import Matrix, Provenance, Table
@@ -167,3 +168,12 @@ def test_json_ready_makes_plain_json():
     data = writers.json_ready({"a": np.float32(0.5), "b": (np.int64(2), float("inf")), 3: np.array([1.0, np.nan]), "c": np.bool_(True)})
     assert data == {"a": 0.5, "b": [2, None], "3": [1.0, None], "c": True}
     assert all(type(v) in (float, list, bool) for v in data.values())
+
+
+def test_a_long_title_wraps_inside_the_figure_instead_of_being_cut_off():
+    title = "ood tlm resnet18_w32_seed0.pt#0→resnet18_w32_seed1.pt#1: AUROC (energy)"
+    fig = _matrix().plot(title=title)
+    shown = fig.axes[0].get_title()
+    assert "".join(shown.split()) == "".join(title.split()) and "\n" in shown  # the same characters, over lines
+    box = fig.axes[0].title.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width  # every character lies inside the figure

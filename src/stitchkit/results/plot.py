@@ -9,6 +9,7 @@ or switched and no global figure list grows, so the same code serves a headless 
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -56,7 +57,8 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(matrix.col_label)
     ax.set_ylabel(matrix.row_label)
-    ax.set_title(matrix.name if title is None else title, fontsize=10)
+    # long titles (unit label + matrix name) wrap to the figure's width instead of being cut off
+    ax.set_title(textwrap.fill(matrix.name if title is None else title, width=int(9 * (size + 1.2))), fontsize=10)
     if annotate if annotate is not None else len(rows) * len(cols) <= ANNOTATE_CELLS:
         for i in range(len(rows)):
             for j in range(len(cols)):
