@@ -156,12 +156,12 @@ class ProbesParams(UnitParams):
 
 
 @dataclass(frozen=True)
-class SensitivityParams(UnitParams):
-    kind: ClassVar[str] = "sensitivity"
+class _RankingTestParams(UnitParams):
+    """What the sensitivity and specificity tests share: the measures, how their activations are
+    taken, and the probes that give the functional differences."""
+
     dataset: str
     seed: int
-    layer: str
-    ranks: list[int]
     measures: list[str]
     n_samples: int
     policy: str
@@ -171,18 +171,17 @@ class SensitivityParams(UnitParams):
 
 
 @dataclass(frozen=True)
-class SpecificityParams(UnitParams):
+class SensitivityParams(_RankingTestParams):
+    kind: ClassVar[str] = "sensitivity"
+    layer: str
+    ranks: list[int]
+
+
+@dataclass(frozen=True)
+class SpecificityParams(_RankingTestParams):
     kind: ClassVar[str] = "specificity"
-    dataset: str
-    seed: int
     reference_layer: str
     layers: list[str]
-    measures: list[str]
-    n_samples: int
-    policy: str
-    probe_epochs: int
-    probe_train_subset: int | None
-    fit_samples: int
 
 
 #: the record of each built-in unit kind
