@@ -11,6 +11,8 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..activations.extract import model_fingerprint
+from ..data.base import DatasetInfo
+from ..errors import StitchkitError
 from ..models.loading import check_model_type, load_model, requested_model_type
 from ..models.layers import layered
 
@@ -58,3 +60,25 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[str]:
     """``"all"``, a comma-separated string or a list of layer names → validated names (the layered
     model resolves them: :meth:`~stitchkit.models.layers.LayeredModel.resolve`)."""
     return layered(model).resolve(layers)
+
+
+def check_donors_fit(front: Donor, end: Donor, info: DatasetInfo) -> None:
+    """Refuse donors whose input channels differ from the dataset's, or an end network whose class
+    count does (the front network's head is never run, so its classes do not matter)."""
+    for donor, role in ((front, "front"), (end, "end")):
+        channels = (getattr(donor.model, "stitchkit_spec", None) or {}).get("in_channels")
+        if channels is not None and channels != info.shape[0]:
+            raise StitchkitError(f"the {role} model takes {channels}-channel inputs but dataset {info.name} has {info.shape[0]} channels")
+    end_classes = (getattr(end.model, "stitchkit_spec", None) or {}).get("num_classes")
+    if end_classes is not None and end_classes != info.num_classes:
+        raise StitchkitError(f"the end model has {end_classes} classes but dataset {info.name} has {info.num_classes}")
+
+
+def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
+    """The dataset of a stitch: the one given, else the one both checkpoints were trained on."""
+    if name:
+        return name
+    described = {d.dataset for d in (front, end) if d.dataset}
+    if len(described) > 1:
+        raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d")
+    return described.pop() if described else "cifar10"

@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import torch
 from torch import nn
 
 from ..activations.extract import ActivationCache, Activations, extract_activations
@@ -33,9 +32,10 @@ from ..models.layers import layered
 from ..probing.ranks import rank_used, warn_clamped
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
-from ..utils.io import ensure_writable_dir, torch_save_atomic
+from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
-from .donors import Donor
+from .donors import Donor, check_donors_fit, resolve_dataset
+from .grid_checkpoint import checkpoint_identity, load_grouped_checkpoint, save_grouped_checkpoint
 from .grid_evaluation import GridEvaluation, SharedActivations, grouped_evaluate
 from .grouped import GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_task_loss_match
 from .matching import (
@@ -53,21 +53,8 @@ from .matching import (
 )
 from .records import StitchResult, config_key
 from .settings import StitchSettings
+from .shared_cache import cached_donor_accuracy, shared_activations, store_donor_accuracy
 from .stitcher import Stitcher
-
-#: Version of the grouped-training checkpoint file (a different one is ignored, not misread).
-CHECKPOINT_VERSION = 1
-
-
-def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
-    """The dataset of a stitch: the one given, else the one both checkpoints were trained on."""
-    if name:
-        return name
-    described = {d.dataset for d in (front, end) if d.dataset}
-    if len(described) > 1:
-        raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d")
-    return described.pop() if described else "cifar10"
-
 
 class GridSession:
     """Donors, data, device and caches shared by every pair of a grid (see the module docstring)."""
@@ -81,16 +68,7 @@ class GridSession:
                                                                         download=settings.download)
         self.info = self.data.info
         self.input_shape = tuple(self.info.shape)
-        for donor, role in ((front, "front"), (end, "end")):
-            spec = getattr(donor.model, "stitchkit_spec", None) or {}
-            channels = spec.get("in_channels")
-            if channels is not None and channels != self.input_shape[0]:
-                raise StitchkitError(
-                    f"the {role} model takes {channels}-channel inputs but dataset {self.info.name} has {self.input_shape[0]} channels"
-                )
-        end_classes = (getattr(end.model, "stitchkit_spec", None) or {}).get("num_classes")
-        if end_classes is not None and end_classes != self.info.num_classes:
-            raise StitchkitError(f"the end model has {end_classes} classes but dataset {self.info.name} has {self.info.num_classes}")
+        check_donors_fit(front, end, self.info)
         self.device = resolve_device(settings.device)
         self.amp = bool(s.amp and self.device.type == "cuda" and s.epochs > 0)
         if s.amp and not self.amp and s.epochs > 0:
@@ -224,22 +202,13 @@ class GridSession:
         if self.remove_cache and self.cache_root is not None:
             shutil.rmtree(self.cache_root, ignore_errors=True)
 
-    # --- the donors' accuracies ----------------------------------------------------------------------
+    # --- the donors' accuracies (the persistent cache) ------------------------------------------------
     def _cached_donor_accuracy(self) -> tuple[float | None, float | None] | None:
-        if self.shared is None:
-            return None
-        key = self.sample_keys["test"]
-        records = [self.shared.accuracy(donor.model, key) for donor in (self.front, self.end)]
-        if any(r is None or r.get("n") != self.n_test for r in records):
-            return None
-        return records[0]["accuracy"], records[1]["accuracy"]
+        return cached_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test)
 
     def _store_donor_accuracy(self, front_accuracy: float | None, end_accuracy: float | None) -> None:
         self.donor_accuracy = (front_accuracy, end_accuracy)
-        if self.shared is not None:
-            key = self.sample_keys["test"]
-            self.shared.put_accuracy(self.front.model, key, front_accuracy, self.n_test)
-            self.shared.put_accuracy(self.end.model, key, end_accuracy, self.n_test)
+        store_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test, self.donor_accuracy)
 
     # --- one stitcher --------------------------------------------------------------------------------
     def stitcher(self, front_layer: str, end_layer: str) -> Stitcher:
@@ -423,62 +392,18 @@ class GridSession:
         return evaluation
 
     def _shared_activations(self, grid: GridPass) -> tuple[SharedActivations | None, SharedActivations | None] | None:
-        """The two networks' test activations from the persistent cache, or writers that fill it during
-        the evaluation: every stitchable layer of both networks when that fits the cache limit (so that
-        any later pair of these networks finds them), else the layers this grid needs, else the end
-        network's alone. Single pairs run one process after another then skip both networks' passes."""
         if self.shared is None:
             return None
-        key, n, limit = self.sample_keys["test"], self.n_test, self.s.cache_limit_gb * 2**30
-        same = self.end_model is self.front_model
-        sides = [("end", self.end.model, self.end_model, grid.end_layers)]
-        if not same:
-            sides.insert(0, ("front", self.front.model, self.front_model, grid.front_layers))
-        needed_layers = {"front": grid.front_layers, "end": sorted(set(grid.end_layers) | (set(grid.front_layers) if same else set()),
-                                                                    key=layered(self.end_model).layers.index)}
-        cached = {which: self.shared.lookup(original, needed_layers[which], key) for which, original, _, _ in sides}
-        cached = {which: acts if acts is not None and len(acts) == n else None for which, acts in cached.items()}
-
-        def size(model: nn.Module, layers: Sequence[str]) -> int:
-            return sum(math.prod(shape) for shape in layered(model).shapes(self.input_shape, layers).values()) * 4 * n
-
-        missing = [(which, original, model) for which, original, model, _ in sides if cached[which] is None]
-        plans = [{which: list(layered(model).layers) for which, _, model in missing},
-                 {which: needed_layers[which] for which, _, _ in missing},
-                 {which: needed_layers[which] for which, _, _ in missing if which == "end"}]
-        models = {which: model for which, _, model in missing}
-        plan = next((p for p in plans if sum(size(models[w], layers) for w, layers in p.items()) <= limit), {})
-        originals = {which: original for which, original, _, _ in sides}
-        out = {}
-        for which, _, _, _ in sides:
-            if cached[which] is not None:
-                out[which] = SharedActivations(cached=cached[which])
-            elif which in plan:
-                out[which] = SharedActivations(sink=self.shared.writer(originals[which], key, n), layers=plan[which])
-        ends_from = out.get("end")
-        fronts_from = out.get("front")
-        if same and ends_from is not None and ends_from.cached is not None:
-            fronts_from = SharedActivations(cached=ends_from.cached)  # one network: its cache serves both sides
-        return fronts_from, ends_from
+        return shared_activations(self.shared, grid, (self.front.model, self.front_model), (self.end.model, self.end_model), self.input_shape,
+                                  self.sample_keys["test"], self.n_test, self.s.cache_limit_gb * 2**30)
 
     # --- the grouped-training checkpoint -------------------------------------------------------------
     def _load_checkpoint(self, path: Path | None, names: dict, todo: Sequence[tuple[str, str]]):
-        identity = {"version": CHECKPOINT_VERSION, "key": self.key, "runs": [names[pair] for pair in todo], "epochs": self.s.epochs}
-        if path is None or not path.is_file():
-            return None, identity
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # unreadable: start over (it is only a cache of finished epochs)
-            return None, identity
-        if saved.get("identity") != identity:
-            return None, identity
-        state = GroupedTrainingState(**saved["state"])
-        self.log(f"continuing grouped training of {len(todo)} pairs after epoch {state.epoch} (from {path})")
-        return state, identity
+        identity = checkpoint_identity(self.key, [names[pair] for pair in todo], self.s.epochs)
+        return load_grouped_checkpoint(path, identity, self.log), identity
 
     def _save_checkpoint(self, path: Path, identity: dict, state: GroupedTrainingState) -> None:
-        torch_save_atomic({"identity": identity, "state": {"epoch": state.epoch, "layers": state.layers, "optimizer": state.optimizer,
-                                                          "scheduler": state.scheduler, "history": state.history}}, path)
+        save_grouped_checkpoint(path, identity, state)
 
 
-__all__ = ["GridSession", "resolve_dataset"]
+__all__ = ["GridSession"]

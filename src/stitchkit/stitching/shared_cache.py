@@ -1,0 +1,68 @@
+"""What a grid reads from and writes to the persistent activation cache (``--activation-cache``):
+the donors' accuracies on the test samples, and both networks' test activations. Single pairs run
+one process after another (the original's workflow) then skip the donors' full passes."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from torch import nn
+
+from ..activations.extract import ActivationCache
+from ..models.layers import layered
+from .donors import Donor
+from .grid_evaluation import SharedActivations
+from .grouped import GridPass
+
+
+def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int) -> tuple[float | None, float | None] | None:
+    """Both donors' accuracies on the ``n`` samples of ``sample_key``, when both are cached."""
+    if cache is None:
+        return None
+    records = [cache.accuracy(donor.model, sample_key) for donor in (front, end)]
+    if any(r is None or r.get("n") != n for r in records):
+        return None
+    return records[0]["accuracy"], records[1]["accuracy"]
+
+
+def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int,
+                         accuracies: tuple[float | None, float | None]) -> None:
+    if cache is not None:
+        for donor, accuracy in zip((front, end), accuracies):
+            cache.put_accuracy(donor.model, sample_key, accuracy, n)
+
+
+def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.Module, nn.Module], end: tuple[nn.Module, nn.Module],
+                       input_shape: Sequence[int], sample_key: str, n: int, limit_bytes: float,
+                       ) -> tuple[SharedActivations | None, SharedActivations | None]:
+    """The two networks' test activations from the cache, or writers that fill it during the
+    evaluation: every stitchable layer of both networks when that fits ``limit_bytes`` (so that any
+    later pair of these networks finds them), else the layers this grid needs, else the end network's
+    alone. ``front`` and ``end`` are (the donor's model, the model the session computes with); the
+    cache is keyed by the donor's."""
+    same = end[1] is front[1]
+    sides = [("end", *end)] if same else [("front", *front), ("end", *end)]
+    needed_layers = {"front": grid.front_layers, "end": sorted(set(grid.end_layers) | (set(grid.front_layers) if same else set()),
+                                                                key=layered(end[1]).layers.index)}
+    cached = {which: cache.lookup(original, needed_layers[which], sample_key) for which, original, _ in sides}
+    cached = {which: acts if acts is not None and len(acts) == n else None for which, acts in cached.items()}
+
+    def size(model: nn.Module, layers: Sequence[str]) -> int:
+        return sum(math.prod(shape) for shape in layered(model).shapes(tuple(input_shape), layers).values()) * 4 * n
+
+    missing = {which: model for which, _, model in sides if cached[which] is None}
+    plans = [{which: list(layered(model).layers) for which, model in missing.items()},
+             {which: needed_layers[which] for which in missing},
+             {which: needed_layers[which] for which in missing if which == "end"}]
+    plan = next((p for p in plans if sum(size(missing[w], layers) for w, layers in p.items()) <= limit_bytes), {})
+    out = {}
+    for which, original, _ in sides:
+        if cached[which] is not None:
+            out[which] = SharedActivations(cached=cached[which])
+        elif which in plan:
+            out[which] = SharedActivations(sink=cache.writer(original, sample_key, n), layers=plan[which])
+    ends_from, fronts_from = out.get("end"), out.get("front")
+    if same and ends_from is not None and ends_from.cached is not None:
+        fronts_from = SharedActivations(cached=ends_from.cached)  # one network: its cache serves both sides
+    return fronts_from, ends_from
