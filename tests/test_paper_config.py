@@ -16,6 +16,7 @@ from pathlib import Path
 from test_data import write_cifar5m, write_cifar10, write_oe, write_svhn
 
 from stitchkit.study import Store, run_study
+from stitchkit.study.config import toml_value
 from stitchkit.study.runner import STORE_NAME
 from stitchkit.study.findings import study_findings
 from stitchkit.study.report import write_report
@@ -45,20 +46,12 @@ SIZES = {
 }
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value)  # strings, numbers and booleans are written alike in JSON and TOML
-
-
 def scaled_paper_config(path: Path, data_root: Path) -> dict:
     config = tomllib.loads(PAPER.read_text())
     for (section, key), value in SIZES.items():
         config.setdefault(section, {})[key] = value
     config["study"]["data_root"] = str(data_root)
-    path.write_text("\n".join(f"[{section}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in keys.items()) + "\n" for section, keys in config.items()))
+    path.write_text("\n".join(f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in keys.items()) + "\n" for section, keys in config.items()))
     return config
 
 

@@ -277,3 +277,12 @@ def test_ood_self_pairs_decides_whether_self_stitches_are_tested(self_pairs, n_d
     if not self_pairs:
         tested = stitches[ood[0].deps[0]]
         assert tested.deps[0] != tested.deps[1]
+
+
+def test_toml_value_round_trips_through_the_toml_parser():
+    import tomllib
+
+    from stitchkit.study.config import toml_value
+
+    value = {"width": 4, "name": 'a "quoted" name', "ranks": [4, 2, 1], "flags": {"on": True, "off": False}, "lr": 1e-3, "layers": ["layer1.1"]}
+    assert tomllib.loads(f"x = {toml_value(value)}")["x"] == value

@@ -306,18 +306,23 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     return validate(raw, source=f"study config {path.name}")
 
 
+def toml_value(value: Any) -> str:
+    """A config value as TOML: dicts as inline tables, lists as arrays (strings, numbers and booleans
+    are written alike in JSON and TOML)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def describe_schema() -> str:
     """The schema as commented TOML (for documentation and ``--help``)."""
     lines = []
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
         for key, spec in keys.items():
-            if spec.default is None:
-                default = '"none"'
-            elif isinstance(spec.default, dict):
-                default = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in spec.default.items()) + " }"
-            else:
-                default = json.dumps(spec.default)
+            default = '"none"' if spec.default is None else toml_value(spec.default)
             choices = f" (one of: {', '.join(map(str, spec.choices))})" if spec.choices else ""
             lines.append(f"# {key} = {default}  — {spec.help}{choices}")
         lines.append("")
