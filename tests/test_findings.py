@@ -117,7 +117,8 @@ def pair(study):
 def test_findings_defaults_are_the_fixed_criteria():
     assert validate({"networks": {"seeds": [0, 1]}})["findings"] == {
         "match": 0.90, "high": 0.90, "most": 0.75, "often": 0.5, "near": 1, "tie": 0.005, "far": 0.5,
-        "ood_auroc": 0.75, "id_auroc": 0.65, "detector_sanity": 0.90, "alpha": 0.05}
+        "ood_auroc": 0.75, "id_auroc": 0.65, "detector_sanity": 0.90, "alpha": 0.05, "rho_tolerance": 0.05, "detector_support": 0.5,
+        "pair_support": 0.5}
 
 
 @pytest.mark.parametrize("section,message", [
@@ -127,6 +128,9 @@ def test_findings_defaults_are_the_fixed_criteria():
     ({"alpha": 1}, "findings.alpha must be in (0, 1)"),
     ({"id_auroc": 0.8}, "findings.id_auroc (0.8) must not exceed findings.ood_auroc (0.75)"),
     ({"treshold": 1}, "unknown key findings.treshold"),
+    ({"pair_support": 1}, "findings.pair_support must be in [0, 1)"),
+    ({"detector_support": -0.1}, "findings.detector_support must be in [0, 1)"),
+    ({"rho_tolerance": -0.01}, "findings.rho_tolerance must be ≥ 0"),
 ])
 def test_bad_findings_thresholds_are_refused(section, message):
     with pytest.raises(StitchkitError) as info:
@@ -146,7 +150,7 @@ def test_the_thresholds_decide(study, pair):
     study.stitch("dm", *pair, diagonal(0.92, 0.3))
     assert study.findings()["C1a"].verdict == "supported"
     assert study.findings(match=0.95)["C1a"].verdict == "not supported"
-    assert study.findings(match=0.95)["C1a"].thresholds == {"match": 0.95, "most": 0.75}
+    assert study.findings(match=0.95)["C1a"].thresholds == {"match": 0.95, "most": 0.75, "pair_support": 0.5}
 
 
 def test_index_helpers_by_hand():
@@ -222,13 +226,75 @@ def test_c1a_not_testable(study, setup, needle):
     assert f.verdict == "not testable" and needle in f.reason, f.reason
 
 
-def test_the_first_grid_decides_and_the_others_are_listed(study, pair):
+def test_every_pair_is_judged_and_a_majority_of_the_tested_pairs_decides(study, pair):
+    """Three pairs: two hold, one does not → holds for 2 of 3 (> pair_support = 0.5); each pair's verdict,
+    reason and numbers are listed. Two of four, a tie, is not more than half: not supported."""
+    third, fourth = study.network(2), study.network(3)
+    study.stitch("dm", *pair, diagonal(0.95, 0.3))
+    study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
+    study.stitch("dm", pair[0], fourth, diagonal(0.92, 0.3))
+    f = study.findings()["C1a"]
+    assert f.verdict == "supported" and f.reason.startswith("holds for 2 of 3 network pairs (0.667 > pair_support = 0.5): ")
+    assert "resnet18 s0→resnet18 s2: not supported (fraction reaching match 0)" in f.reason
+    assert [(p.label, p.verdict) for p in f.parts] == [("resnet18 s0→resnet18 s1", "supported"), ("resnet18 s0→resnet18 s2", "not supported"),
+                                                       ("resnet18 s0→resnet18 s3", "supported")]
+    assert f.numbers["pairs holding"] == 2 and f.numbers["pairs tested"] == 3 and f.numbers["pairs not testable"] == 0
+    per_pair = f.numbers["per pair"]
+    assert per_pair[1]["units"] == ["stitch dm resnet18 s0→resnet18 s2"] and per_pair[1]["fraction reaching match"] == 0.0
+    assert per_pair[2]["relative accuracy a_dm[i, i]"]["l1"] == pytest.approx(0.92)
+    assert f.units == ["stitch dm resnet18 s0→resnet18 s1", "stitch dm resnet18 s0→resnet18 s2", "stitch dm resnet18 s0→resnet18 s3"]
+    assert len(f.links) == 3
+    assert study.findings(pair_support=0.7)["C1a"].verdict == "not supported"  # 2/3 is not more than 0.7
+    study.stitch("dm", third, fourth, np.full((4, 4), 0.4))  # 2 of 4: a tie is not a majority
+    f = study.findings()["C1a"]
+    assert f.verdict == "not supported" and f.reason.startswith("holds for 2 of 4 network pairs (0.5 ≤ pair_support = 0.5)")
+
+
+def test_pairs_that_cannot_test_a_claim_are_left_out_of_the_count(study, pair):
+    """C2 on two pairs: one TLM grid is undertrained (not testable), the other decides: holds for 1 of 1."""
+    third = study.network(2)
+    study.stitch("tlm", *pair, np.full((4, 4), 0.95))
+    study.stitch("dm", *pair, diagonal(0.95, 0.3))
+    study.stitch("tlm", pair[0], third, np.full((4, 4), 0.5))
+    study.stitch("dm", pair[0], third, diagonal(0.95, 0.3))
+    f = study.findings()["C2"]
+    assert f.verdict == "supported" and f.reason.startswith("holds for 1 of 1 network pairs (1 more not testable)")
+    assert [p.verdict for p in f.parts] == ["supported", "not testable"] and "budget is too small" in f.parts[1].reason
+    study.store.close()
+    none = Synthetic(study.dir.parent / "none")
+    nets = none.network(0), none.network(1), none.network(2)
+    for other in nets[1:]:
+        none.stitch("tlm", nets[0], other, np.full((4, 4), 0.5))
+        none.stitch("dm", nets[0], other, diagonal(0.95, 0.3))
+    f = none.findings()["C2"]
+    assert f.verdict == "not testable" and f.reason.startswith("not testable on any of the 2 network pairs; the first: TLM does not reach")
+    none.store.close()
+
+
+def test_c4_counts_networks_stitched_into_themselves(study, pair):
+    beaten = diagonal(0.90, 0.80)
+    beaten[2, 0] = beaten[3, 1] = 0.97
+    study.stitch("tlm", pair[0], pair[0], beaten)
+    study.stitch("tlm", pair[1], pair[1], diagonal(0.95, 0.80))
+    f = study.findings()["C4"]
+    assert f.verdict == "not supported" and f.reason.startswith("holds for 1 of 2 networks stitched into themselves (0.5 ≤ pair_support")
+    assert [p.label for p in f.parts] == ["resnet18 s0→resnet18 s0", "resnet18 s1→resnet18 s1"]
+
+
+def test_findings_text_and_html_show_each_pair(study, pair):
+    from stitchkit.study.findings import render_html, render_text
+
     third = study.network(2)
     study.stitch("dm", *pair, diagonal(0.95, 0.3))
     study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
-    f = study.findings()["C1a"]
-    assert f.verdict == "supported" and "from the first of 2 finished candidates; 0 of the other 1 give the same verdict" in f.reason
-    assert f.numbers["other grids"] == [{"units": ["stitch dm resnet18 s0→resnet18 s2"], "verdict": "not supported", "fraction reaching match": 0.0}]
+    findings = study.findings()
+    text = render_text(findings)
+    assert "       · resnet18 s0→resnet18 s2: not supported: 0 of 4 corresponding layers reach match" in text
+    page = render_html(findings)
+    assert '<ul class="parts"><li>resnet18 s0→resnet18 s1: <span class="v-supported">supported</span>: 4 of 4' in page
+    data = findings.to_dict()
+    assert data["findings"][0]["parts"][1] == {"label": "resnet18 s0→resnet18 s2", "verdict": "not supported",
+                                               "reason": findings["C1a"].parts[1].reason}
 
 
 def test_corresponding_layers_are_the_layers_both_lists_have(study, pair):
@@ -401,25 +467,59 @@ def ood_study(study, pair, tlm_auroc=0.9, dm_auroc=0.55, sanity=0.95, tlm_acc=0.
 
 
 def test_c5_supported_when_accurate_tlm_is_ood_and_matching_dm_is_not(study, pair):
+    """Energy and Mahalanobis both pass their sanity check; energy supports, Mahalanobis (0.5 everywhere:
+    TLM not flagged) does not: 1 of 2 is not more than half → not supported overall; each detector's
+    verdict is listed. With Mahalanobis flagging TLM too, 2 of 2 → supported."""
     ood_study(study, pair)
     f = study.findings()["C5"]
-    assert f.verdict == "supported", f.reason
-    assert f.numbers["detector"] == "energy"
-    assert f.numbers["TLM: accurate stitches flagged OOD"]["pairs"] == 16 and f.numbers["TLM: accurate stitches flagged OOD"]["fraction"] == 1.0
-    assert f.numbers["DM: matching stitches in-distribution"]["pairs"] == 4  # the diagonal only
-    assert f.numbers["other detectors"]["mahalanobis"]["verdict"] == "not supported"  # 0.5 is not flagged OOD
-    assert any(link.title.endswith("AUROC (energy)") for link in f.links) and any(not link.figure for link in f.links)
+    assert f.verdict == "not supported", f.reason
+    assert f.reason.startswith("1 of 2 detectors that can test it support it (0.5 ≤ detector_support = 0.5) — energy: supported; "
+                               "mahalanobis: not supported")
+    energy = f.numbers["per detector"]["energy"]
+    assert energy["verdict"] == "supported" and f.numbers["detectors supporting"] == 1 and f.numbers["detectors that can test it"] == 2
+    assert energy["TLM: accurate stitches flagged OOD"]["pairs"] == 16 and energy["TLM: accurate stitches flagged OOD"]["fraction"] == 1.0
+    assert energy["DM: matching stitches in-distribution"]["pairs"] == 4  # the diagonal only
+    assert [(p.label, p.verdict) for p in f.parts] == [("energy", "supported"), ("mahalanobis", "not supported")]
+    titles = [link.title for link in f.links]
+    assert sum(t.endswith("AUROC (energy)") for t in titles) == 2 and sum(t.endswith("AUROC (mahalanobis)") for t in titles) == 2
+    assert any(not link.figure for link in f.links)
+    assert study.findings(detector_support=0.4)["C5"].verdict == "supported"  # 1/2 > 0.4
+
+
+def test_c5_overall_is_a_majority_of_the_detectors_that_can_test_it(study, pair):
+    """energy inverted (AUROC 0.1 on TLM: not flagged), k-NN and Mahalanobis flag TLM and not DM → 2 of 3."""
+    tlm = study.stitch("tlm", *pair, np.full((4, 4), 0.95))
+    dm = study.stitch("dm", *pair, diagonal(0.95, 0.3))
+    sanity = {"energy": 0.95, "mahalanobis": 0.95, "knn": 0.95}
+    study.ood(tlm, {"energy": np.full((4, 4), 0.1), "mahalanobis": np.full((4, 4), 1.0), "knn": np.full((4, 4), 0.99)}, sanity=sanity)
+    study.ood(dm, {"energy": np.full((4, 4), 0.5), "mahalanobis": np.full((4, 4), 0.6), "knn": np.full((4, 4), 0.55)}, sanity=sanity)
+    f = study.findings()["C5"]
+    assert f.verdict == "supported" and f.reason.startswith("2 of 3 detectors that can test it support it (0.667 > detector_support = 0.5)")
+    assert [(p.label, p.verdict) for p in f.parts] == [("energy", "not supported"), ("mahalanobis", "supported"), ("knn", "supported")]
+
+
+def test_c5_a_detector_that_fails_its_sanity_check_does_not_vote(study, pair):
+    """energy fails its sanity check everywhere: it cannot test the claim; Mahalanobis alone decides."""
+    tlm = study.stitch("tlm", *pair, np.full((4, 4), 0.95))
+    dm = study.stitch("dm", *pair, diagonal(0.95, 0.3))
+    sanity = {"energy": 0.6, "mahalanobis": 0.95}
+    study.ood(tlm, {"energy": np.full((4, 4), 0.1), "mahalanobis": np.full((4, 4), 0.9)}, sanity=sanity)
+    study.ood(dm, {"energy": np.full((4, 4), 0.9), "mahalanobis": np.full((4, 4), 0.5)}, sanity=sanity)
+    f = study.findings()["C5"]
+    assert f.verdict == "supported" and f.reason.startswith("1 of 1 detectors that can test it support it")
+    assert f.parts[0].verdict == "not testable" and "passes the sanity check (AUROC ≥ detector_sanity = 0.9) on no end layer" in f.parts[0].reason
 
 
 @pytest.mark.parametrize("tlm_auroc,dm_auroc", [(0.7, 0.55), (0.9, 0.7)])
 def test_c5_not_supported(study, pair, tlm_auroc, dm_auroc):
     ood_study(study, pair, tlm_auroc=tlm_auroc, dm_auroc=dm_auroc)  # 0.7 is neither flagged OOD nor in-distribution
-    assert study.findings()["C5"].verdict == "not supported"
+    f = study.findings()["C5"]
+    assert f.verdict == "not supported" and f.numbers["per detector"]["energy"]["verdict"] == "not supported"
 
 
 @pytest.mark.parametrize("case,needle", [
     ("no ood", "the study has no OOD test of a TLM and a DM grid"),
-    ("sanity fails", "no usable detector: energy of ood tlm resnet18 s0→resnet18 s1 passes the sanity check"),
+    ("sanity fails", "no detector can test it — energy: not usable: in ood tlm resnet18 s0→resnet18 s1 it passes the sanity check"),
     ("no sanity", "has no sanity check (set ood.sanity)"),
     ("tlm inaccurate", "there is no accurate TLM pair"),
     ("dm matches nothing", "DM does not match any pair"),
@@ -442,8 +542,8 @@ def test_c5_not_testable(study, pair, case, needle):
 
 
 def test_c5_training_free_detector_and_only_usable_layers(study, pair):
-    """Without energy the first training-free detector decides; a layer whose detector fails the
-    sanity check does not count, even where it would change the verdict."""
+    """Training-free detectors only; a layer whose detector fails the sanity check does not count, even
+    where it would change the verdict."""
     tlm = study.stitch("tlm", *pair, np.full((4, 4), 0.95))
     dm = study.stitch("dm", *pair, diagonal(0.95, 0.3))
     knn = np.full((4, 4), 0.9)
@@ -453,9 +553,10 @@ def test_c5_training_free_detector_and_only_usable_layers(study, pair):
     study.ood(tlm, {"mahalanobis": flagged, "knn": knn}, sanity=sanity)
     study.ood(dm, {"mahalanobis": np.full((4, 4), 0.5), "knn": np.full((4, 4), 0.5)}, sanity=sanity)
     f = study.findings()["C5"]
-    assert f.numbers["detector"] == "mahalanobis" and f.numbers["usable end layers (TLM test)"] == ["l2", "l3"]
-    assert f.verdict == "supported" and f.numbers["TLM: accurate stitches flagged OOD"]["pairs"] == 8
-    assert f.numbers["DM: matching stitches in-distribution"]["pairs"] == 2 and "knn" in f.numbers["other detectors"]
+    maha = f.numbers["per detector"]["mahalanobis"]
+    assert maha["usable end layers (TLM test)"] == ["l2", "l3"] and maha["verdict"] == "supported"
+    assert maha["TLM: accurate stitches flagged OOD"]["pairs"] == 8 and maha["DM: matching stitches in-distribution"]["pairs"] == 2
+    assert f.numbers["per detector"]["knn"]["verdict"] == "supported" and f.verdict == "supported"
 
 
 # -- C6 --------------------------------------------------------------------------------------------------
@@ -464,13 +565,25 @@ GOOD = {"cka": (0.5, 0.01), "pwcca": (0.4, 0.02), "procrustes": (0.6, 0.001), "d
 
 def test_c6_supported(study):
     study.grounding("sensitivity", GOOD)
-    study.grounding("specificity", {**GOOD, "dm_residual": (0.4, 0.03)})  # equal to the lowest index: not below it
+    study.grounding("specificity", {**GOOD, "dm_residual": (0.56, 0.03)})  # 0.04 below the highest index (0.6): within rho_tolerance
     f = study.findings()["C6"]
     assert f.verdict == "supported", f.reason
+    assert f.numbers["specificity"]["highest index"] == "procrustes" and f.numbers["specificity"]["highest index ρ"] == 0.6
+    assert "specificity: ρ = 0.56, p = 0.03 (< alpha = 0.05), not below the highest index ρ 0.6 (procrustes) − rho_tolerance 0.05" in f.reason
     assert f.numbers["sensitivity"]["study's ordering of the indices"] == ["procrustes", "cka", "pwcca"]
     assert f.numbers["sensitivity"]["Kendall τ with Ding et al.'s ordering"] == pytest.approx(-1 / 3)
     assert f.numbers["specificity"]["Ding et al.'s ordering"] == ["cka", "procrustes", "pwcca"]
     assert [link.figure for link in f.links] == [False, False]
+
+
+def test_c6_compares_with_the_best_index_not_the_worst(study):
+    """DM above the lowest index (PWCCA 0.4) but more than rho_tolerance below the highest (Procrustes 0.6):
+    not "at least as well as the similarity indices"."""
+    study.grounding("sensitivity", GOOD)
+    study.grounding("specificity", {**GOOD, "dm_residual": (0.54, 0.001)})
+    f = study.findings()["C6"]
+    assert f.verdict == "not supported" and "below the highest index ρ 0.6 (procrustes)" in f.reason
+    assert study.findings(rho_tolerance=0.1)["C6"].verdict == "supported"
 
 
 @pytest.mark.parametrize("dm_residual", [(0.7, 0.2), (0.3, 0.001), (NAN, NAN), (-0.8, 0.01)])

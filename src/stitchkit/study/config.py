@@ -43,6 +43,10 @@ def _probability(v: Any) -> bool:
     return 0 <= v <= 1
 
 
+def _below_one(v: Any) -> bool:
+    return 0 <= v < 1
+
+
 METHODS = ("dm", "tlm", "tlm_from_dm")
 #: how the stitch units name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
 METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
@@ -166,6 +170,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "is at least this", check=_probability, check_text="must be in [0, 1]"),
         "alpha": Key((int, float), 0.05, "significance level of the one-sided rank correlations of the sensitivity and specificity tests",
                      check=lambda v: 0 < v < 1, check_text="must be in (0, 1)"),
+        "rho_tolerance": Key((int, float), 0.05, "C6: direct matching tracks functional differences \"at least as well as\" the indices when, in "
+                             "each test, its Spearman ρ is not below the HIGHEST index ρ by more than this (a smaller gap is within the noise of a "
+                             "rank correlation)", check=_non_negative, check_text="must be ≥ 0"),
+        "detector_support": Key((int, float), 0.5, "C5's overall verdict: supported when MORE than this fraction of the detectors that can test the "
+                                "claim support it, not supported otherwise (0.5: a strict majority; a tie does not support). A detector can test it "
+                                "when it passes its sanity check (AUROC ≥ detector_sanity) on some end layer of both OOD tests and those layers have "
+                                "accurate TLM and matching DM stitches; each such detector's own verdict is reported beside the overall one",
+                                check=_below_one, check_text="must be in [0, 1)"),
+        "pair_support": Key((int, float), 0.5, "with several network pairs (or self-pairs for C4) a claim is supported when it holds for MORE than "
+                            "this fraction of the pairs on which it is testable (0.5: a strict majority), not supported otherwise; the verdict "
+                            "says \"holds for k of n pairs\" with each pair's numbers. One pair decides alone",
+                            check=_below_one, check_text="must be in [0, 1)"),
     },
 }
 

@@ -12,8 +12,10 @@ changing a threshold recomputes nothing else.
 * :mod:`.render` — text, the report's HTML section, ``findings.json``.
 
 Conventions for inputs the criteria leave open (also in ``findings.json``): a NaN or missing cell never
-counts as supporting a claim and stays in the denominator; a claim rests on the first finished unit
-(in plan order) of the kind it needs, and the other units of that kind are listed with their verdicts.
+counts as supporting a claim and stays in the denominator. A claim is judged on every finished network
+pair that can test it (each pair's verdict, reason and numbers are listed); with several, it is
+supported when it holds for more than ``pair_support`` of the pairs on which it is testable ("holds for
+k of n pairs"), and one pair decides alone. C5 combines its detectors the same way (``detector_support``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..integrity import store_problem
 from ..runner import STORE_NAME, prepare_study
 from ..store import Store, UnitRecord
 from .grounding import claim_c6
-from .model import CLAIMS, VERDICTS, Finding, Findings, Link, Thresholds
+from .model import CLAIMS, VERDICTS, Finding, Findings, Link, Part, Thresholds
 from .ood import claim_c5
 from .render import CSS, render_html, render_text, write_findings_json
 from .stitching import claim_c1a, claim_c1b, claim_c2, claim_c3, claim_c4
@@ -61,5 +63,5 @@ def study_findings(config_path: str | Path, study_dir: str | Path | None = None)
     return compute_findings(records, config["findings"]), config
 
 
-__all__ = ["CLAIMS", "CSS", "Finding", "Findings", "Link", "Thresholds", "VERDICTS", "compute_findings", "render_html", "render_text",
+__all__ = ["CLAIMS", "CSS", "Finding", "Findings", "Link", "Part", "Thresholds", "VERDICTS", "compute_findings", "render_html", "render_text",
            "study_findings", "write_findings_json"]

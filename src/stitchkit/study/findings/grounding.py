@@ -50,10 +50,11 @@ def ordering_agreement(rhos: dict[str, Any], published: dict[str, float]) -> flo
 
 
 def claim_c6(view: StudyView, t: Thresholds) -> Finding:
-    """supported if dm_residual's ρ is significantly positive (one-sided p < alpha) in both tests and
-    not below the lowest finite ρ among cka, pwcca, procrustes in either test; not supported
-    otherwise (a NaN ρ or p is never significant; with no finite index ρ the comparison fails)."""
-    used = t.pick("alpha")
+    """supported if, in both tests, dm_residual's ρ is significantly positive (one-sided p < alpha) and
+    not below the highest finite ρ among cka, pwcca, procrustes by more than rho_tolerance ("at least as
+    well as the similarity indices"); not supported otherwise (a NaN ρ or p is never significant; with
+    no finite index ρ the comparison fails)."""
+    used = t.pick("alpha", "rho_tolerance")
     records = {test: view.single(test) for test in TESTS}
     for test in TESTS:
         if records[test] is None:
@@ -83,13 +84,17 @@ def claim_c6(view: StudyView, t: Thresholds) -> Finding:
                                 numbers=numbers, links=links, units=[r.label for r in records.values()])
         rho, p = stats[DM_MEASURE]["rho"], stats[DM_MEASURE]["p"]
         significant = finite(rho) and rho > 0 and finite(p) and p < t.alpha
-        index_rhos = [rhos[m] for m in INDICES if finite(rhos.get(m))]
-        lowest = min(index_rhos) if index_rhos else None
-        not_below = lowest is not None and finite(rho) and rho >= lowest
-        numbers[test].update({f"{DM_MEASURE} significantly positive": significant, "lowest index ρ": lowest, f"{DM_MEASURE} not below it": not_below})
+        index_rhos = {m: rhos[m] for m in INDICES if finite(rhos.get(m))}
+        best = max(index_rhos, key=index_rhos.get) if index_rhos else None
+        highest = index_rhos[best] if best else None
+        at_least = highest is not None and finite(rho) and rho >= highest - t.rho_tolerance
+        numbers[test].update({f"{DM_MEASURE} significantly positive": significant, "highest index ρ": highest, "highest index": best,
+                              f"{DM_MEASURE} at least as high (within rho_tolerance)": at_least})
         checks.append(f"{test}: ρ = {_num(rho)}, p = {_num(p)} ({'<' if significant else 'not <'} alpha = {t.alpha:g}), "
-                      f"{'not below' if not_below else 'below'} the lowest index ρ {_num(lowest)}")
-    ok = all(numbers[test][f"{DM_MEASURE} significantly positive"] and numbers[test][f"{DM_MEASURE} not below it"] for test in TESTS)
+                      f"{'not below' if at_least else 'below'} the highest index ρ {_num(highest)}{f' ({best})' if best else ''} − rho_tolerance "
+                      f"{t.rho_tolerance:g}")
+    ok = all(numbers[test][f"{DM_MEASURE} significantly positive"] and numbers[test][f"{DM_MEASURE} at least as high (within rho_tolerance)"]
+             for test in TESTS)
     reason = f"{DM_MEASURE}: " + "; ".join(checks)
     return Finding("C6", CLAIMS["C6"], SUPPORTED if ok else NOT_SUPPORTED, reason, numbers, used, links, [r.label for r in records.values()])
 

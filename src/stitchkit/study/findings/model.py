@@ -40,6 +40,9 @@ class Thresholds:
     id_auroc: float
     detector_sanity: float
     alpha: float
+    rho_tolerance: float
+    detector_support: float
+    pair_support: float
 
     @classmethod
     def from_config(cls, section: dict[str, Any] | None = None, source: str = "study config") -> "Thresholds":
@@ -78,6 +81,18 @@ class Link:
         return {"title": self.title, "anchor": f"index.html#{self.stem}", "file": self.file}
 
 
+@dataclass(frozen=True)
+class Part:
+    """One sub-verdict behind a finding: a network pair's (a claim over several pairs) or a detector's (C5)."""
+
+    label: str
+    verdict: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "verdict": self.verdict, "reason": self.reason}
+
+
 @dataclass
 class Finding:
     claim: str
@@ -90,11 +105,13 @@ class Finding:
     links: list[Link] = field(default_factory=list)
     #: labels of the units the verdict rests on
     units: list[str] = field(default_factory=list)
+    #: the sub-verdicts the verdict combines (per network pair, or C5's per detector), in order
+    parts: list[Part] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"claim": self.claim, "statement": self.statement, "verdict": self.verdict, "reason": self.reason,
                           "numbers": self.numbers, "thresholds": self.thresholds, "links": [link.to_dict() for link in self.links],
-                          "units": self.units})
+                          "units": self.units, "parts": [part.to_dict() for part in self.parts]})
 
 
 @dataclass
@@ -121,36 +138,75 @@ class Findings:
             "conventions": {
                 "relative_accuracy": "stitched accuracy / the end network's own accuracy on the same test images",
                 "nan": "a missing or non-finite cell never counts as supporting a claim; it stays in the denominator",
-                "verdict_basis": "the first finished grid (in plan order) of the kind a claim needs; the other grids are listed",
+                "verdict_basis": "every finished network pair a claim can use is evaluated on its own; with several, the claim is "
+                                 "supported when it holds for more than pair_support of the pairs on which it is testable",
             },
         }
 
 
 @dataclass
 class Outcome:
-    """A claim's criterion applied to one candidate (a grid, or a pair of grids)."""
+    """A claim's criterion applied to one candidate (a grid, or a pair of grids), usually one network pair."""
 
     verdict: str
     reason: str
     numbers: dict[str, Any] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
-    #: the headline numbers, listed for the candidates that do not decide
+    #: the headline numbers of this candidate (listed with the verdicts of every pair)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: which networks this candidate is about (e.g. "resnet18 s0→resnet18 s1")
+    pair: str = ""
+    #: sub-verdicts of this candidate (C5: one per detector)
+    parts: list[Part] = field(default_factory=list)
 
 
 def not_testable(claim: str, thresholds: dict[str, float], reason: str, **extra: Any) -> Finding:
     return Finding(claim, CLAIMS[claim], NOT_TESTABLE, reason, thresholds=thresholds, **extra)
 
 
-def first_decides(claim: str, thresholds: dict[str, float], outcomes: list[Outcome]) -> Finding:
-    """The first finished candidate (in plan order) decides; the others are listed beside it, so that
-    a study of many pairs shows whether they agree, without any choice among them."""
-    first = outcomes[0]
-    numbers = dict(first.numbers)
-    reason = first.reason
-    if len(outcomes) > 1:
-        numbers["other grids"] = [{"units": o.units, "verdict": o.verdict, **o.summary} for o in outcomes[1:]]
-        agree = sum(o.verdict == first.verdict for o in outcomes[1:])
-        reason += f" — from the first of {len(outcomes)} finished candidates; {agree} of the other {len(outcomes) - 1} give the same verdict"
-    return Finding(claim, CLAIMS[claim], first.verdict, reason, numbers, thresholds, first.links, first.units)
+def majority(verdicts: list[str], more_than: float) -> tuple[str, int, int]:
+    """(verdict, supporting, testable) of several sub-verdicts: supported when more than ``more_than``
+    of the testable ones support; not testable when none is testable."""
+    testable = [v for v in verdicts if v != NOT_TESTABLE]
+    supporting = sum(v == SUPPORTED for v in testable)
+    if not testable:
+        return NOT_TESTABLE, 0, 0
+    return (SUPPORTED if supporting / len(testable) > more_than else NOT_SUPPORTED), supporting, len(testable)
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def pairs_decide(claim: str, thresholds: dict[str, float], outcomes: list[Outcome], pair_support: float, noun: str = "network pairs") -> Finding:
+    """Every finished candidate (network pair) is judged on its own. One decides alone; with several, the
+    claim is supported when it holds for more than ``pair_support`` of those on which it is testable
+    ("holds for k of n pairs"), each pair's verdict, reason and numbers listed."""
+    if len(outcomes) == 1:
+        only = outcomes[0]
+        return Finding(claim, CLAIMS[claim], only.verdict, only.reason, dict(only.numbers), thresholds, only.links, only.units, list(only.parts))
+    verdict, k, n = majority([o.verdict for o in outcomes], pair_support)
+    untested = len(outcomes) - n
+    parts = [Part(o.pair or " / ".join(o.units), o.verdict, o.reason) for o in outcomes]
+    numbers: dict[str, Any] = {
+        "pairs holding": k, "pairs tested": n, "pairs not testable": untested,
+        "per pair": [{"pair": o.pair, "units": o.units, "verdict": o.verdict, "reason": o.reason, **o.numbers} for o in outcomes],
+    }
+    if verdict == NOT_TESTABLE:
+        reason = f"not testable on any of the {len(outcomes)} {noun}; the first: {outcomes[0].reason}"
+    else:
+        fraction = k / n
+        reason = (f"holds for {k} of {n} {noun}" + (f" ({untested} more not testable)" if untested else "")
+                  + f" ({fraction:.3g} {'>' if verdict == SUPPORTED else '≤'} pair_support = {pair_support:g}): "
+                  + "; ".join(f"{p.label}: {p.verdict}" + (f" ({_headline(o.summary)})" if o.summary else "") for p, o in zip(parts, outcomes)))
+    links = _unique([link for o in outcomes for link in o.links])
+    units = _unique([u for o in outcomes for u in o.units])
+    return Finding(claim, CLAIMS[claim], verdict, reason, numbers, thresholds, links, units, parts)
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    def show(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{k} {show(v)}" for k, v in summary.items() if k != "verdict reason")

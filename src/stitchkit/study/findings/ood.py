@@ -1,10 +1,13 @@
 """Claim C5: TLM's accurate stitches are flagged OOD, DM's matching stitches are in-distribution.
 
-The detector is energy when both OOD units have it, else the first of the OOD units' training-free
-detectors (``ood.training_free`` order) that both have; the others are reported for information. An
-end layer counts only if the chosen detector passes the sanity check there (sanity AUROC ≥
-detector_sanity, read from each OOD unit's own sanity table); a study without a sanity check
-(``ood.sanity`` none) has no detector known to be usable, so C5 is not testable there.
+Every detector that both OOD units of a network pair have (energy, then the training-free ones in
+``ood.training_free`` order) gives its own verdict. For a detector, an end layer counts only if the
+detector passes the sanity check there (sanity AUROC ≥ detector_sanity, read from each OOD unit's own
+sanity table); a detector that passes it nowhere, or whose usable layers have no accurate TLM or no
+matching DM stitch, cannot test the claim. The pair's overall verdict combines the detectors that can:
+supported when more than ``detector_support`` of them support it (a strict majority by default), not
+supported otherwise, not testable when none can. A study without a sanity check (``ood.sanity`` none)
+has no detector known to be usable, so C5 is not testable there.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, first_decides, not_testable
+from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Part, Thresholds, majority, not_testable, pairs_decide
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint, unit_link
 
 SANITY_TABLE = "detector sanity check"
@@ -55,9 +58,11 @@ def _part(stitch: StitchGrid, auroc: Grid, layers: set[str], accurate: Callable[
 
 
 def claim_c5(view: StudyView, t: Thresholds) -> Finding:
-    """supported if, among TLM stitches with a_tlm ≥ high, at least ``often`` have AUROC ≥ ood_auroc,
-    and among DM stitches with a_dm ≥ match at least ``often`` have AUROC ≤ id_auroc."""
-    used = t.pick("high", "match", "ood_auroc", "id_auroc", "detector_sanity", "often")
+    """Per detector: supported if, among TLM stitches with a_tlm ≥ high, at least ``often`` have AUROC ≥
+    ood_auroc, and among DM stitches with a_dm ≥ match at least ``often`` have AUROC ≤ id_auroc (on the
+    end layers where the detector passes its sanity check). Overall, per network pair: supported if more
+    than ``detector_support`` of the detectors that can test it support it."""
+    used = t.pick("high", "match", "ood_auroc", "id_auroc", "detector_sanity", "often", "detector_support", "pair_support")
     stitched = view.stitch_pairs(("tlm", "dm"))
     pairs, why = available(stitched, "TLM and DM grids of the same pair of different networks", stitch_hint("tlm", "dm"))
     if why:
@@ -67,7 +72,8 @@ def claim_c5(view: StudyView, t: Thresholds) -> Finding:
     quads, why = available(tested, "OOD test of a TLM and a DM grid of the same network pair", "[ood] enabled = true")
     if why:
         return not_testable("C5", used, why)
-    return first_decides("C5", used, [_c5(StitchGrid.of(tlm), StitchGrid.of(dm), ood_tlm, ood_dm, t) for tlm, dm, ood_tlm, ood_dm in quads])
+    return pairs_decide("C5", used, [_c5(StitchGrid.of(tlm), StitchGrid.of(dm), ood_tlm, ood_dm, t) for tlm, dm, ood_tlm, ood_dm in quads],
+                        t.pair_support)
 
 
 def _contrast(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord, detector: str, t: Thresholds) -> tuple[str, str, dict[str, Any]]:
@@ -80,15 +86,17 @@ def _contrast(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: Unit
         missing = ood_tlm if not layers[ood_tlm.id] else ood_dm
         cause = "has no sanity check (set ood.sanity)" if sanity_table(missing) is None else \
             f"passes the sanity check (AUROC ≥ detector_sanity = {t.detector_sanity:g}) on no end layer"
-        return NOT_TESTABLE, f"no usable detector: {detector} of {missing.label} {cause}", numbers
+        return NOT_TESTABLE, f"{detector}: not usable: in {missing.label} it {cause}", numbers
     numbers["TLM: accurate stitches flagged OOD"] = tlm_part = _part(
         tlm, auroc[ood_tlm.id], layers[ood_tlm.id], lambda a: a >= t.high, lambda u: u >= t.ood_auroc)
     numbers["DM: matching stitches in-distribution"] = dm_part = _part(
         dm, auroc[ood_dm.id], layers[ood_dm.id], lambda a: a >= t.match, lambda u: u <= t.id_auroc)
     if not tlm_part["pairs"]:
-        return NOT_TESTABLE, f"no TLM stitch reaches high = {t.high:g} on an end layer with a usable {detector} detector, so there is no accurate TLM pair to test", numbers
+        return NOT_TESTABLE, (f"{detector}: no TLM stitch reaches high = {t.high:g} on an end layer where {detector} is usable, so there is "
+                              "no accurate TLM pair to test"), numbers
     if not dm_part["pairs"]:
-        return NOT_TESTABLE, "DM does not match any pair (on an end layer with a usable detector), so the OOD contrast is not testable", numbers
+        return NOT_TESTABLE, (f"{detector}: DM does not match any pair on an end layer where {detector} is usable, so the OOD contrast is "
+                              "not testable"), numbers
     ok = tlm_part["fraction"] >= t.often and dm_part["fraction"] >= t.often
     reason = (f"{detector}: {tlm_part['count']} of {tlm_part['pairs']} accurate TLM stitches have AUROC ≥ ood_auroc = {t.ood_auroc:g} "
               f"({tlm_part['fraction']:.3g}), {dm_part['count']} of {dm_part['pairs']} matching DM stitches have AUROC ≤ id_auroc = {t.id_auroc:g} "
@@ -99,22 +107,32 @@ def _contrast(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: Unit
 def _c5(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord, t: Thresholds) -> Outcome:
     units = [tlm.label, dm.label, ood_tlm.label, ood_dm.label]
     links = tlm.links() + dm.links()
+    base = {"units": units, "pair": tlm.pair}
     problem = tlm.problem or dm.problem
     if problem:
-        return Outcome(NOT_TESTABLE, problem, links=links, units=units)
+        return Outcome(NOT_TESTABLE, problem, links=links, **base)
     shared = [d for d in detectors_of(ood_tlm) if d in detectors_of(ood_dm)]
     if not shared:
-        return Outcome(NOT_TESTABLE, f"no usable detector: {ood_tlm.label} and {ood_dm.label} have no AUROC matrix of a common detector", links=links, units=units)
-    detector = shared[0]
-    verdict, reason, numbers = _contrast(tlm, dm, ood_tlm, ood_dm, detector, t)
-    numbers["other detectors"] = {}
-    for other in shared[1:]:
-        v, r, n = _contrast(tlm, dm, ood_tlm, ood_dm, other, t)
-        numbers["other detectors"][other] = {"verdict": v, "reason": r, **{k: n[k] for k in n if k != "detector"}}
+        return Outcome(NOT_TESTABLE, f"no usable detector: {ood_tlm.label} and {ood_dm.label} have no AUROC matrix of a common detector",
+                       links=links, **base)
+    per_detector: dict[str, Any] = {}
+    parts = []
+    for detector in shared:
+        verdict, reason, numbers = _contrast(tlm, dm, ood_tlm, ood_dm, detector, t)
+        per_detector[detector] = {"verdict": verdict, "reason": reason, **{k: v for k, v in numbers.items() if k != "detector"}}
+        parts.append(Part(detector, verdict, reason))
+        links += [unit_link(unit, auroc_name(detector)) for unit in (ood_tlm, ood_dm)]
     for unit in (ood_tlm, ood_dm):
-        links.append(unit_link(unit, auroc_name(detector)))
         table = sanity_table(unit)
         if table is not None:
             links.append(unit_link(unit, table[0], figure=False))
-    summary = {"detector": detector, "verdict reason": reason}
-    return Outcome(verdict, reason, numbers, links=links, units=units, summary=summary)
+    verdict, k, n = majority([p.verdict for p in parts], t.detector_support)
+    listing = "; ".join(f"{p.label}: {p.verdict}" for p in parts)
+    if verdict == NOT_TESTABLE:
+        reason = "no detector can test it — " + "; ".join(p.reason for p in parts)
+    else:
+        reason = (f"{k} of {n} detectors that can test it support it ({k / n:.3g} {'>' if verdict == SUPPORTED else '≤'} detector_support = "
+                  f"{t.detector_support:g}) — {listing}")
+    numbers = {"detectors supporting": k, "detectors that can test it": n, "per detector": per_detector}
+    summary = {"detectors supporting": f"{k} of {n}", **{d: per_detector[d]["verdict"] for d in shared}}
+    return Outcome(verdict, reason, numbers, links=links, summary=summary, parts=parts, **base)

@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from ...utils.io import json_safe, write_json_atomic
-from .model import Findings, Thresholds
+from .model import Findings, Part, Thresholds
 
 #: styles of the findings section (the report puts them in its page head)
 CSS = """
 .findings td { text-align: left; vertical-align: top; } .findings td.verdict { white-space: nowrap; font-weight: 600; }
 .v-supported { color: #1a7f37; } .v-not-supported { color: #b42318; } .v-not-testable { color: #6b6b6b; }
+.findings ul.parts { margin: 0.3em 0 0 1em; padding: 0; font-size: 0.92em; }
 details pre { font-size: 0.8em; max-height: 30em; overflow: auto; background: #f7f7f7; padding: 0.5em; }
 """
+
+
+def _after_label(part: Part) -> str:
+    """A part's reason without a leading repetition of its label ("energy: 3 of 4 …" under "energy")."""
+    prefix = f"{part.label}: "
+    return part.reason[len(prefix):] if part.reason.startswith(prefix) else part.reason
 
 
 def _css_class(verdict: str) -> str:
@@ -28,6 +35,8 @@ def render_text(findings: Findings, name: str | None = None) -> str:
     for f in findings.findings:
         lines.append(f"{f.claim:<4} {f.statement}")
         lines.append(f"     {f.verdict}: {f.reason}")
+        for part in f.parts:
+            lines.append(f"       · {part.label}: {part.verdict}: {_after_label(part)}")
         if f.links:
             lines.append("     rests on: " + "; ".join(link.title for link in f.links))
         lines.append("")
@@ -41,8 +50,11 @@ def render_html(findings: Findings) -> str:
     rows = []
     for f in findings.findings:
         links = "<br>".join(f'<a href="#{html.escape(link.stem)}">{html.escape(link.title)}</a>' for link in f.links) or "—"
+        parts = "".join(f'<li>{html.escape(part.label)}: <span class="{_css_class(part.verdict)}">{part.verdict}</span>: '
+                        f'{html.escape(_after_label(part))}</li>' for part in f.parts)
+        why = html.escape(f.reason) + (f'<ul class="parts">{parts}</ul>' if parts else "")
         rows.append(f"<tr><td>{f.claim}</td><td>{html.escape(f.statement)}</td><td class=\"verdict {_css_class(f.verdict)}\">{f.verdict}</td>"
-                    f"<td>{html.escape(f.reason)}</td><td>{links}</td></tr>")
+                    f"<td>{why}</td><td>{links}</td></tr>")
     numbers = "".join(f"<h4>{f.claim}</h4><pre>{html.escape(json.dumps(json_safe(f.numbers), indent=1, ensure_ascii=False))}</pre>"
                       for f in findings.findings if f.numbers)
     rationale, defaults = Thresholds.rationale(), Thresholds.defaults()

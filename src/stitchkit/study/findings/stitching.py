@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, first_decides, not_testable
+from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, not_testable, pairs_decide
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint
 
 
@@ -89,15 +89,15 @@ def _square(grid: StitchGrid, which: Grid | None) -> tuple[Grid | None, str | No
 # -- C1a ---------------------------------------------------------------------------------------------
 def claim_c1a(view: StudyView, t: Thresholds) -> Finding:
     """supported if the fraction of corresponding layers i with a_dm[i, i] ≥ match is ≥ most."""
-    used = t.pick("match", "most")
+    used = t.pick("match", "most", "pair_support")
     pairs, why = available(view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm"))
     if why:
         return not_testable("C1a", used, why)
-    return first_decides("C1a", used, [_c1a(StitchGrid.of(dm), t) for (dm,) in pairs])
+    return pairs_decide("C1a", used, [_c1a(StitchGrid.of(dm), t) for (dm,) in pairs], t.pair_support)
 
 
 def _c1a(dm: StitchGrid, t: Thresholds) -> Outcome:
-    base = {"links": dm.links(), "units": [dm.label]}
+    base = {"links": dm.links(), "units": [dm.label], "pair": dm.pair}
     square, why = _square(dm, dm.accuracy)
     if why:
         return Outcome(NOT_TESTABLE, why, **base)
@@ -115,15 +115,15 @@ def claim_c1b(view: StudyView, t: Thresholds) -> Finding:
     """For each end layer j, i* = argmin_i R_dm[i, j]; supported if the fraction with |i* − j| ≤ near
     is ≥ most. A column with a NaN residual does not count as near (its minimum is unknown); equal
     minima count as near only if all of them are."""
-    used = t.pick("near", "most")
+    used = t.pick("near", "most", "pair_support")
     pairs, why = available(view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm"))
     if why:
         return not_testable("C1b", used, why)
-    return first_decides("C1b", used, [_c1b(StitchGrid.of(dm), t) for (dm,) in pairs])
+    return pairs_decide("C1b", used, [_c1b(StitchGrid.of(dm), t) for (dm,) in pairs], t.pair_support)
 
 
 def _c1b(dm: StitchGrid, t: Thresholds) -> Outcome:
-    base = {"links": dm.links("residual"), "units": [dm.label]}
+    base = {"links": dm.links("residual"), "units": [dm.label], "pair": dm.pair}
     if dm.residual is None:
         return Outcome(NOT_TESTABLE, f"{dm.label} has no residual matrix", **base)
     square, why = _square(dm, dm.residual)
@@ -151,15 +151,15 @@ def _c1b(dm: StitchGrid, t: Thresholds) -> Outcome:
 def claim_c2(view: StudyView, t: Thresholds) -> Finding:
     """Pairs P = {(i, j): i − j ≥ ceil(far · n)}; supported if the pairs with a_tlm ≥ high and
     a_dm < high (both finite) are at least ``often`` of |P|."""
-    used = t.pick("far", "high", "often", "match", "most")
+    used = t.pick("far", "high", "often", "match", "most", "pair_support")
     pairs, why = available(view.stitch_pairs(("tlm", "dm")), "TLM and DM grids of the same pair of different networks", stitch_hint("tlm", "dm"))
     if why:
         return not_testable("C2", used, why)
-    return first_decides("C2", used, [_c2(StitchGrid.of(tlm), StitchGrid.of(dm), t) for tlm, dm in pairs])
+    return pairs_decide("C2", used, [_c2(StitchGrid.of(tlm), StitchGrid.of(dm), t) for tlm, dm in pairs], t.pair_support)
 
 
 def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
-    base = {"links": tlm.links() + dm.links(), "units": [tlm.label, dm.label]}
+    base = {"links": tlm.links() + dm.links(), "units": [tlm.label, dm.label], "pair": tlm.pair}
     if dm.problem:
         return Outcome(NOT_TESTABLE, dm.problem, **base)
     square, why = _square(tlm, tlm.accuracy)
@@ -190,16 +190,16 @@ def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
 def claim_c3(view: StudyView, t: Thresholds) -> Finding:
     """supported if, for at least ``often`` of the end layers j, TLM's best front layer is not j
     (another layer beats a_tlm[j, j] by more than the tie). DM's same fraction is reported beside it."""
-    used = t.pick("tie", "often", "match", "most")
+    used = t.pick("tie", "often", "match", "most", "pair_support")
     pairs, why = available(view.stitch_pairs(("tlm",)), "TLM grid between two different networks with the same layer names", stitch_hint("tlm"))
     if why:
         return not_testable("C3", used, why)
     dm_of = {tlm.id: dm for tlm, dm in view.stitch_pairs(("tlm", "dm"))}
-    return first_decides("C3", used, [_c3(StitchGrid.of(tlm), dm_of.get(tlm.id), t) for (tlm,) in pairs])
+    return pairs_decide("C3", used, [_c3(StitchGrid.of(tlm), dm_of.get(tlm.id), t) for (tlm,) in pairs], t.pair_support)
 
 
 def _c3(tlm: StitchGrid, dm_record: UnitRecord | None, t: Thresholds) -> Outcome:
-    base = {"links": tlm.links(), "units": [tlm.label]}
+    base = {"links": tlm.links(), "units": [tlm.label], "pair": tlm.pair}
     square, why = _square(tlm, tlm.accuracy)
     if why:
         return Outcome(NOT_TESTABLE, why, **base)
@@ -235,16 +235,16 @@ def _dm_beside(dm_record: UnitRecord | None, t: Thresholds) -> tuple[float | Non
 def claim_c4(view: StudyView, t: Thresholds) -> Finding:
     """In a TLM self-pair grid, supported if for at least ``often`` of the end layers j some i ≠ j has
     a_tlm_self[i, j] > a_tlm_self[j, j] + tie."""
-    used = t.pick("tie", "often")
+    used = t.pick("tie", "often", "pair_support")
     pairs, why = available(view.stitch_pairs(("tlm",), self_pairs=True), "TLM self-pair grid (a network stitched into itself)",
                            stitch_hint("tlm", self_pairs=True))
     if why:
         return not_testable("C4", used, why)
-    return first_decides("C4", used, [_c4(StitchGrid.of(tlm), t) for (tlm,) in pairs])
+    return pairs_decide("C4", used, [_c4(StitchGrid.of(tlm), t) for (tlm,) in pairs], t.pair_support, noun="networks stitched into themselves")
 
 
 def _c4(tlm: StitchGrid, t: Thresholds) -> Outcome:
-    base = {"links": tlm.links(), "units": [tlm.label]}
+    base = {"links": tlm.links(), "units": [tlm.label], "pair": tlm.pair}
     square, why = _square(tlm, tlm.accuracy)
     if why:
         return Outcome(NOT_TESTABLE, why, **base)

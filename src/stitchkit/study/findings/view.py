@@ -93,6 +93,11 @@ class StitchGrid:
         return self.record.label
 
     @property
+    def pair(self) -> str:
+        """The networks of the grid ("resnet18 s0→resnet18 s1"): its label without "stitch <method>"."""
+        return pair_name(self.record)
+
+    @property
     def title(self) -> str:
         return METHOD_TITLES[self.record.config["method"]]
 
@@ -101,6 +106,12 @@ class StitchGrid:
         names = {"accuracy": f"{self.title} accuracy", "residual": f"{self.title} residual (test, pooled)"}
         stored = self.record.metrics.get("matrices") or {}
         return [unit_link(self.record, names[w]) for w in what or ("accuracy",) if names[w] in stored]
+
+
+def pair_name(record: UnitRecord) -> str:
+    """The networks a stitch or OOD unit is about: its label without the kind (and the method)."""
+    words = record.label.split(" ", 2 if record.kind == "stitch" else 1)
+    return words[-1]
 
 
 def unit_link(record: UnitRecord, name: str, figure: bool = True) -> Link:
