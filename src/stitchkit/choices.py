@@ -18,6 +18,12 @@ SCHEDULERS = {
     "step": "×gamma every --step-size epochs (the ImageNet recipe: 30)",
     "cosine": "cosine decay to 0 over the run",
     "linear": "linear decay to 0 over the run",
+    "onecycle": "per-step only: cosine rise from lr/25 to lr over the warm-up steps, then cosine decay to ~0 (the one-cycle policy)",
+}
+#: when an LR schedule advances (stitchkit.training.optim.OptimConfig.schedule_unit)
+SCHEDULE_UNITS = {
+    "epoch": "after every epoch (the original's; warm-up with --warmup-epochs)",
+    "step": "after every optimizer step, over epochs × batches steps (warm-up over --warmup-fraction of them)",
 }
 
 # --------------------------------------------------------------------------------------------------

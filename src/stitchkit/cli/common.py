@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import DATA_PATHS
+from ..choices import DATA_PATHS, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
 
 
@@ -54,6 +54,22 @@ def add_data_path(parser: argparse.ArgumentParser) -> None:
         help="how batches are made: device = the uint8 images kept on the device and augmented there in batches (the same batches "
         "as a 0-worker loader, no loader processes), loader = a DataLoader (-workers), auto = device where that reproduces the loader",
     )
+
+
+def schedulers_help(default: str = "none") -> str:
+    """The help of an -sched option: every schedule with what it does."""
+    return f"LR schedule (default {default}): " + "; ".join(f"{name} = {text}" for name, text in SCHEDULERS.items())
+
+
+def add_schedule(parser: argparse.ArgumentParser, *, scheduler: bool = False) -> None:
+    """--schedule-unit and --warmup-fraction (and, with ``scheduler``, -sched for a command that has none of its own)."""
+    if scheduler:
+        parser.add_argument("-sched", "--lr-scheduler", dest="scheduler", default="none", choices=list(SCHEDULERS), help=schedulers_help())
+    parser.add_argument("--schedule-unit", dest="schedule_unit", default="epoch", choices=list(SCHEDULE_UNITS),
+                        help="when the LR schedule advances: " + "; ".join(f"{name} = {text}" for name, text in SCHEDULE_UNITS.items()))
+    parser.add_argument("--warmup-fraction", dest="warmup_fraction", type=float, default=0.0, metavar="F",
+                        help="with --schedule-unit step: warm up over the first round(F·T) of the run's T optimizer steps, 0 ≤ F < 1 "
+                        "(the LR rises linearly to its peak, for onecycle from lr/25 along a half cosine)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

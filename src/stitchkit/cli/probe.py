@@ -8,7 +8,7 @@ import argparse
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .common import add_command, add_data, add_device, add_loader, add_model_options, add_schedule, model_options
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
@@ -47,6 +47,7 @@ def register(sub) -> None:
                    help="fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
     p.add_argument("--token-pool", dest="token_pool", default="cls", choices=TOKEN_POOLS, help="token activations: the CLS token or the mean token")
     p.add_argument("--milestones", type=int, nargs="*", default=None, help="LR ×0.1 after these epochs (default e−5 when e > 5, else none)")
+    add_schedule(p, scheduler=True)
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train on un-augmented images (features are then extracted once)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write probes.json and probes.csv into DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {args.workers}")
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-                         milestones=args.milestones, low_rank_mode=args.low_rank_mode, token_pool=args.token_pool, augment=args.augment,
+                         milestones=args.milestones, scheduler=args.scheduler, schedule_unit=args.schedule_unit,
+                         warmup_fraction=args.warmup_fraction, low_rank_mode=args.low_rank_mode, token_pool=args.token_pool, augment=args.augment,
                          verbose=args.verbose, progress=args.progress)
     report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
                               device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))

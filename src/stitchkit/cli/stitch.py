@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, model_options
+from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, model_options, schedulers_help
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -116,7 +116,8 @@ def _add_training_options(p) -> None:
     p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=1e-5, help="weight decay")
     p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (fit-image sample, init, training)")
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="reduce_lr_epochs", type=int, nargs="*", default=[], help="multiply the LR by 0.1 after these epochs")
-    p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help="LR schedule, stepped per epoch")
+    p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help=schedulers_help())
+    add_schedule(p)
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the stitching layer's gradient norm to this value")
 
 
@@ -196,7 +197,7 @@ def settings_from_args(args: argparse.Namespace):
     return StitchSettings(
         stitching_type=args.stitching_type, init=args.init, epochs=args.n_epochs, batch_size=args.batch_size,
         optim=OptimConfig(optimizer=args.optimizer, lr=args.learning_rate, weight_decay=args.weight_decay, scheduler=args.lr_scheduler,
-                          milestones=list(args.reduce_lr_epochs)),
+                          milestones=list(args.reduce_lr_epochs), schedule_unit=args.schedule_unit, warmup_fraction=args.warmup_fraction),
         seed=args.seed, fit_samples=args.n_pinv_init_samples or None, test_samples=args.test_samples, train_samples=args.train_subset, l1=args.l1_coef,
         grad_clip=args.grad_clip, upsample_mode=args.upsample_mode, c2t_cls=args.c2t_cls_token, t2c_cls=args.t2c_cls_token,
         front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,

@@ -8,7 +8,8 @@ import os
 import json
 
 from ..choices import OPTIMIZERS, SCHEDULERS
-from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_weights, args_as_config, model_options
+from .common import (add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, add_weights, args_as_config,
+                     model_options, schedulers_help)
 
 # The original's exec_train.py defaults, then the ImageNet recipe of spec 1.10 (PyTorch's reference).
 DEFAULTS = dict(dataset="cifar10", optimizer="adam", batch_size=64, epochs=100, lr=1e-3, weight_decay=1e-5, momentum=0.0, scheduler="none", step_size=30, amp=False)
@@ -46,11 +47,12 @@ def register(sub) -> None:
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0 like the original; ImageNet preset 0.9)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed")
-    p.add_argument("-sched", "--lr-scheduler", dest="scheduler", default=None, choices=sorted(SCHEDULERS), help="LR schedule, stepped per epoch (default none)")
+    p.add_argument("-sched", "--lr-scheduler", dest="scheduler", default=None, choices=sorted(SCHEDULERS), help=schedulers_help())
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="milestones", type=int, nargs="*", default=[], help="multiply the LR by --gamma after these epochs")
     p.add_argument("--gamma", type=float, default=0.1, help="LR decay factor of -rlre and the step schedule")
     p.add_argument("--step-size", dest="step_size", type=int, default=None, help="epochs between decays of the step schedule (default 30)")
-    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=0, help="linear LR warm-up epochs")
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=0, help="linear LR warm-up epochs of a per-epoch schedule")
+    add_schedule(p)
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the global L2 gradient norm to this value")
     add_loader(p)
     add_data_path(p)
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model_type, save_dir=args.save_dir, dataset=v["dataset"], data_root=args.data_root, epochs=v["epochs"],
         batch_size=v["batch_size"],
         optim=OptimConfig(optimizer=v["optimizer"], lr=v["lr"], weight_decay=v["weight_decay"], momentum=v["momentum"], nesterov=args.nesterov,
-                          scheduler=v["scheduler"], milestones=list(args.milestones), gamma=args.gamma, step_size=v["step_size"], warmup_epochs=args.warmup_epochs),
+                          scheduler=v["scheduler"], milestones=list(args.milestones), gamma=args.gamma, step_size=v["step_size"], warmup_epochs=args.warmup_epochs,
+                          schedule_unit=args.schedule_unit, warmup_fraction=args.warmup_fraction),
         seed=args.seed, grad_clip=args.grad_clip, workers=args.workers, prefetch=args.prefetch, save_frequency=args.save_frequency,
         device=args.device, amp=v["amp"], resume=args.resume, force_resume=args.force_resume, overwrite=args.overwrite, model_options=model_options(args),
         train_subset=args.train_subset, augment=args.augment, download=args.download, progress=args.progress, data_path=args.data_path,

@@ -27,7 +27,7 @@ from ..models import get_model
 from ..models.checkpoint import save_state_dict
 from ..models.layers import layered
 from ..training.loop import EpochLog, fit
-from ..training.optim import OptimConfig, build_optimizer, build_scheduler
+from ..training.optim import build_optimizer, build_scheduler, describe_schedule
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.progress import printer
@@ -71,6 +71,15 @@ class _Paired:
 
     def __len__(self) -> int:
         return min(len(self.id_loader), len(self.ood_loader))
+
+
+def _schedule_text(config: DetectorTrainConfig, phase: str) -> str:
+    """A phase's LR schedule as the conventions record it (the default's texts are those from before other schedules existed)."""
+    decay = "×0.1 at each -rlre epoch" if phase == "pretrain" else "×0.1 after ft_epochs//2 epochs"
+    optim = config.optim(phase)
+    if config.scheduler == "none" and not optim.per_step:
+        return decay + (", stepped per epoch" if phase == "pretrain" else "")
+    return f"{decay if config.scheduler == 'none' else config.scheduler}; {describe_schedule(optim)}"
 
 
 def _layer_dirs(save_dir: Path, layers: Sequence[str]) -> dict[str, Path]:
@@ -158,8 +167,9 @@ class DetectorBank:
             "settings": asdict(config), "device": str(self.device), "samples": self.data.counts(),
             "conventions": {
                 "energy": "E = −logsumexp(logits), T = 1; higher = more OOD",
-                "pretrain_lr_schedule": "×0.1 at each -rlre epoch, stepped per epoch",
-                "finetune_lr_schedule": "×0.1 after ft_epochs//2 " + ("iterations (batches; the original's behaviour)" if config.ft_lr_per_batch else "epochs"),
+                "pretrain_lr_schedule": _schedule_text(config, "pretrain"),
+                "finetune_lr_schedule": "×0.1 after ft_epochs//2 iterations (batches; the original's behaviour)" if config.ft_lr_per_batch
+                else _schedule_text(config, "finetune"),
                 "ce_loss": "mean CE over the ID samples",
             },
         }
@@ -202,9 +212,9 @@ class DetectorBank:
         if config.epochs > 0:
             train_loader = make_batches(self.data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch,
                                         device=self.device)
-            optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=list(config.reduce_lr_epochs))
+            optim_cfg = config.optim("pretrain")
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
-            scheduler = build_scheduler(optimizer, optim_cfg, config.epochs)
+            scheduler = build_scheduler(optimizer, optim_cfg, config.epochs, train_loader)
             fit(self.detectors, train_loader, optimizer=optimizer, epochs=config.epochs, device=self.device, val_loader=self.val_loader,
                 scheduler=scheduler, step_fn=self._ce_step, val_step_fn=self._ce_step, seed=config.seed, on_epoch_end=self._log_pretrain_epoch,
                 progress=config.progress, verbose=False, desc="detector pre-training")
@@ -232,14 +242,12 @@ class DetectorBank:
         config, started = self.config, time.perf_counter()
         if config.ft_epochs > 0:
             milestone = config.ft_epochs // 2
-            if config.ft_lr_per_batch:
-                optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay)
-            else:
-                optim_cfg = OptimConfig(lr=config.lr, weight_decay=config.weight_decay, milestones=[milestone] if milestone > 0 else [])
+            optim_cfg = config.optim("finetune")
+            batches = self._paired_batches()
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
-            scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs)
+            scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
             step = _FinetuneStep(self, optimizer, milestone)
-            fit(self.detectors, self._paired_batches(), optimizer=optimizer, epochs=config.ft_epochs, device=self.device, val_loader=self.val_loader,
+            fit(self.detectors, batches, optimizer=optimizer, epochs=config.ft_epochs, device=self.device, val_loader=self.val_loader,
                 scheduler=scheduler, step_fn=step, val_step_fn=self._energy_val_step, seed=config.seed + 1, on_epoch_end=self._log_finetune_epoch,
                 progress=config.progress, verbose=False, desc="energy fine-tuning")
         self.seconds["finetune"] = time.perf_counter() - started

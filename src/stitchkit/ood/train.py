@@ -92,6 +92,7 @@ def train_detectors_for_checkpoint(
     """:func:`train_detectors` for a source checkpoint (``source_model_type`` ``None``/``"-"``/``"auto"``:
     read from a stitchkit checkpoint); ``layers`` may be ``"all"`` (every stitchable layer), a
     comma-separated string or a list. ``config.dataset`` defaults to the checkpoint's dataset."""
+    config.validate()  # before the checkpoint is loaded
     check_model_type(source_model_path, source_model_type)
     source, ckpt, info = load_for_dataset(source_model_path, source_model_type, dataset=config.dataset, model_options=source_options)
     if config.dataset is None:

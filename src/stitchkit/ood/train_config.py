@@ -3,7 +3,7 @@ commands can build it before any computation."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads them)
@@ -13,6 +13,8 @@ from ..utils.run_options import RunOptions
 # Configuration fields that do not change the trained weights: left out of the detector id.
 _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",
               "progress", "verbose", "val_subset", "save_frequency", "register", "overwrite")
+# Fields in the detector id only when not at their defaults (the ids of detectors trained before they existed stay).
+_IN_ID_WHEN_SET = ("scheduler", "schedule_unit", "warmup_fraction")
 
 
 @dataclass
@@ -41,6 +43,10 @@ class DetectorTrainConfig(RunOptions):
     energy_weight: float = 0.1
     oe_weight: float = 0.5
     ft_lr_per_batch: bool = False  # parity: the original's MultiStepLR([fe//2]) stepped every batch
+    #: the LR schedule of both phases (stitchkit.training.optim); "none" is the original's ×0.1 decays above
+    scheduler: str = "none"
+    schedule_unit: str = "epoch"
+    warmup_fraction: float = 0.0
     ft_id_augment: bool = False  # the original used ftidd's default train transform (none for CIFAR-5M)
     train_subset: int | None = None  # pre-train on a fixed random subset of N images
     ft_samples: int | None = None  # cap the samples per fine-tuning epoch (each side)
@@ -67,9 +73,29 @@ class DetectorTrainConfig(RunOptions):
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
+        if self.ft_lr_per_batch and (self.scheduler != "none" or self.schedule_unit != "epoch"):
+            raise StitchkitError("--ft-lr-per-batch is the original's fine-tuning decay, set batch by batch; it cannot be combined with "
+                                 "another LR schedule (--lr-scheduler, --schedule-unit)")
+        self.optim("pretrain").validate()
+        self.optim("finetune").validate()
         self.check_run_options()
         return self
 
+    def optim(self, phase: str):
+        """The optimisation of ``phase`` (``"pretrain"`` or ``"finetune"``): Adam(lr, weight decay) with the run's
+        schedule; the milestones (used by the default schedule) are -rlre for pre-training and ``ft_epochs // 2``
+        for fine-tuning (none with ``ft_lr_per_batch``: its decay is set batch by batch)."""
+        from ..training.optim import OptimConfig  # deferred: this module stays torch-free
+
+        if phase == "pretrain":
+            milestones = list(self.reduce_lr_epochs)
+        else:
+            half = self.ft_epochs // 2
+            milestones = [half] if half > 0 and not self.ft_lr_per_batch else []
+        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, milestones=milestones, scheduler=self.scheduler,
+                           schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
+
     def identity(self) -> dict[str, Any]:
         """The result-relevant part of the configuration (what the detector id hashes)."""
-        return {k: v for k, v in asdict(self).items() if k not in _NOT_IN_ID}
+        defaults = {f.name: f.default for f in fields(self) if f.name in _IN_ID_WHEN_SET}
+        return {k: v for k, v in asdict(self).items() if k not in _NOT_IN_ID and not (k in defaults and v == defaults[k])}

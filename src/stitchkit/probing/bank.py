@@ -217,8 +217,9 @@ def train_probe_bank(
     """Train every probe of ``bank`` with the one training loop; the final test accuracy of each."""
     config.validate()
     bank.to(device)
-    optimizer = build_optimizer(bank.parameters(), config.optim())
-    scheduler = build_scheduler(optimizer, config.optim(), config.epochs)
+    optim = config.optim()
+    optimizer = build_optimizer(bank.parameters(), optim)
+    scheduler = build_scheduler(optimizer, optim, config.epochs, train_loader)
     step = bank_step(source)
     histories: dict[str, list[dict[str, float | None]]] = {s.key: [] for s in bank.specs}
 

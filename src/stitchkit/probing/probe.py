@@ -105,6 +105,10 @@ class ProbeConfig:
     #: LR ×``gamma`` after these epochs; None: :func:`default_milestones` (e − 5 when e > 5)
     milestones: list[int] | None = None
     gamma: float = 0.1
+    #: the LR schedule (stitchkit.training.optim): "none" decays ×gamma at the milestones, as the original
+    scheduler: str = "none"
+    schedule_unit: str = "epoch"
+    warmup_fraction: float = 0.0
     low_rank_mode: str = "fixed"
     token_pool: str = "cls"
     #: train on the dataset's default augmentation (the original did); only used by model-level probing
@@ -138,6 +142,7 @@ class ProbeConfig:
                 raise StitchkitError(message)
         if self.milestones is not None and any(int(m) < 1 for m in self.milestones):
             raise StitchkitError(f"LR decay epochs must be at least 1, got {self.milestones}")
+        self.optim().validate()
         return self
 
     @property
@@ -145,7 +150,8 @@ class ProbeConfig:
         return list(self.milestones) if self.milestones is not None else default_milestones(self.epochs)
 
     def optim(self) -> OptimConfig:
-        return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma)
+        return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma,
+                           scheduler=self.scheduler, schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
 
     def key(self) -> str:
         """What changes a probe's result (for caches of results)."""
@@ -153,6 +159,9 @@ class ProbeConfig:
                  self.low_rank_mode, self.token_pool, self.augment]
         if self.train_subset is not None:
             parts.append(f"train_subset={self.train_subset}")
+        defaults = ProbeConfig()
+        parts += [f"{name}={getattr(self, name)}" for name in ("scheduler", "schedule_unit", "warmup_fraction")
+                  if getattr(self, name) != getattr(defaults, name)]  # only when set: the keys of cached results stay
         return "|".join(map(str, parts))
 
 

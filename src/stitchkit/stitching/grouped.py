@@ -38,7 +38,7 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..training.loop import EpochLog, TrainingDiverged
 from ..utils.progress import progress_bar
-from ..training.optim import OptimConfig, build_optimizer, build_scheduler
+from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler
 from ..utils.compile import maybe_compile
 from .matching import l1_penalty
 from .stitcher import Stitcher, _cut
@@ -223,9 +223,12 @@ def _resume_from(state: GroupedTrainingState, pairs: Sequence[GridPair], optimiz
 
 
 def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int, bar_desc: str, *,
-                 l1: float, grad_clip: float | None, amp: bool, device: torch.device, progress: bool) -> tuple[list[float], list[float]]:
-    """One pass over the training batches for every pair; returns each pair's mean loss and accuracy."""
+                 l1: float, grad_clip: float | None, amp: bool, device: torch.device, progress: bool,
+                 step_schedule: PerStepLR | None) -> tuple[list[float], list[float], float]:
+    """One pass over the training batches for every pair, stepping ``step_schedule`` after every optimizer
+    step; returns each pair's mean loss and accuracy and the learning rate of the last step."""
     pairs = grid.pairs
+    lr = optimizer.param_groups[0]["lr"]
     loss_sums = torch.zeros(len(pairs), dtype=torch.float64, device=device)
     hit_sums = torch.zeros(len(pairs), dtype=torch.long, device=device)
     n = 0
@@ -247,11 +250,14 @@ def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: lis
             for group in params:
                 torch.nn.utils.clip_grad_norm_(group, grad_clip)
         optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if step_schedule is not None:
+            step_schedule.step()
         loss_sums += losses.detach().double() * b
         hit_sums += hits
         n += b
     bar.close()
-    return (loss_sums / max(n, 1)).tolist(), (hit_sums.double() / max(n, 1)).tolist()
+    return (loss_sums / max(n, 1)).tolist(), (hit_sums.double() / max(n, 1)).tolist(), lr
 
 
 def _state_after(epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]) -> GroupedTrainingState:
@@ -281,8 +287,8 @@ def grouped_task_loss_match(
     :class:`~stitchkit.training.loop.EpochLog` per pair, as :func:`~.matching.task_loss_match` would.
 
     The per-epoch seeding, the loss (cross-entropy + ``l1`` · ‖W‖₁ + ‖b‖₁), the divergence check, the
-    per-pair gradient clipping and the per-epoch LR schedule are those of the one training loop
-    (:func:`stitchkit.training.fit`). ``validate(epoch)`` returns every pair's ``{"loss", "acc", "n"}``
+    per-pair gradient clipping and the LR schedule (stepped per epoch, or per optimizer step) are those
+    of the one training loop (:func:`stitchkit.training.fit`). ``validate(epoch)`` returns every pair's ``{"loss", "acc", "n"}``
     after each epoch. ``resume`` continues from a saved state; ``on_epoch_end`` receives the state
     after every epoch.
     """
@@ -291,7 +297,8 @@ def grouped_task_loss_match(
     pairs = grid.pairs
     params = _pair_parameters(pairs)
     optimizer = build_optimizer([p for group in params for p in group], optim)
-    scheduler = build_scheduler(optimizer, optim, epochs)
+    scheduler = build_scheduler(optimizer, optim, epochs, train_batches)
+    per_step = scheduler if isinstance(scheduler, PerStepLR) else None
     history: list[list[EpochLog]] = [[] for _ in pairs]
     start = 0
     if resume is not None:
@@ -305,11 +312,11 @@ def grouped_task_loss_match(
         for pair in pairs:
             pair.stitcher.train()
         started = time.perf_counter()
-        losses_mean, accs = _train_epoch(grid, train_batches, optimizer, params, epoch, f"{desc} {epoch + 1}/{epochs}", l1=l1, grad_clip=grad_clip,
-                                         amp=amp, device=device, progress=progress)
-        lr = optimizer.param_groups[0]["lr"]
+        losses_mean, accs, lr = _train_epoch(grid, train_batches, optimizer, params, epoch, f"{desc} {epoch + 1}/{epochs}", l1=l1,
+                                             grad_clip=grad_clip, amp=amp, device=device, progress=progress, step_schedule=per_step)
         val = validate(epoch) if validate is not None else None
-        scheduler.step()
+        if per_step is None:
+            scheduler.step()
         seconds = time.perf_counter() - started
         for k in range(len(pairs)):
             history[k].append(EpochLog(epoch + 1, {"loss": losses_mean[k], "acc": accs[k]}, val[k] if val is not None else None, lr, seconds))

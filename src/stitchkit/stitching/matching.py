@@ -178,7 +178,7 @@ def task_loss_match(
     optim = optim or OptimConfig()
     params = stitcher.trainable_parameters()
     optimizer = build_optimizer(params, optim)
-    scheduler = build_scheduler(optimizer, optim, epochs)
+    scheduler = build_scheduler(optimizer, optim, epochs, train_loader)
     return fit(
         stitcher, train_loader, optimizer=optimizer, epochs=epochs, device=device, val_loader=val_data, scheduler=scheduler,
         step_fn=stitch_step(l1), val_step_fn=stitch_step(l1, from_activations=val_from_activations), grad_clip=grad_clip,

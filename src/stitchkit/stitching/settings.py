@@ -9,7 +9,7 @@ from typing import Any
 from ..choices import DM_SOLVERS, GROUPINGS
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
-from ..training.optim import OptimConfig
+from ..training.optim import OptimConfig, describe_schedule
 from ..utils.run_options import RunOptions
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .stitcher import check_low_rank_mode, check_rank
@@ -156,7 +156,8 @@ class StitchSettings(RunOptions):
 
     def conventions(self) -> dict[str, str]:
         """The conventions recorded with a result of these settings."""
-        return {**CONVENTIONS, **(ORIGINAL_SOLVER_CONVENTIONS if self.dm_solver == "original" else {})}
+        return {**CONVENTIONS, **(ORIGINAL_SOLVER_CONVENTIONS if self.dm_solver == "original" else {}),
+                **({"lr_schedule": describe_schedule(self.optim)} if self.epochs > 0 else {})}
 
     def result_options(self) -> dict[str, Any]:
         """The options that change the numbers (they name the run); not device, loaders or paths."""
@@ -165,7 +166,7 @@ class StitchSettings(RunOptions):
             "init": self.init,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "optim": asdict(self.optim) if self.epochs > 0 else None,
+            "optim": self.optim.identity() if self.epochs > 0 else None,  # the per-step schedule only where it changes the LRs
             "seed": self.seed,
             "fit_samples": self.fit_samples,
             "test_samples": self.test_samples,

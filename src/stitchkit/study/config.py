@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import DATA_PATHS, DM_SOLVERS
+from ..choices import DATA_PATHS, DM_SOLVERS, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
 
 
@@ -53,6 +53,23 @@ METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
 STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
 
+
+#: the LR schedule's keys of the sections that train (checked together by :func:`_check_schedules`)
+SCHEDULE_KEYS = ("scheduler", "schedule_unit", "warmup_fraction")
+
+
+def _schedule_keys(what: str, none: str) -> dict[str, Key]:
+    """The :data:`SCHEDULE_KEYS` of a section, for the training of ``what`` (``none``: what the default does)."""
+    return {
+        "scheduler": Key(str, "none", f"LR schedule of {what} (none: {none}; see `stitchkit train --help`); onecycle needs "
+                         "schedule_unit = \"step\" and a warmup_fraction", choices=tuple(SCHEDULERS)),
+        "schedule_unit": Key(str, "epoch", "when that schedule advances: epoch (the original's) or step (after every optimizer step)",
+                             choices=tuple(SCHEDULE_UNITS)),
+        "warmup_fraction": Key((int, float), 0.0, "with schedule_unit = \"step\": warm up over the first round(fraction·T) of the "
+                               "T = epochs × batches optimizer steps", check=lambda v: 0 <= v < 1, check_text="must be in [0, 1)"),
+    }
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "study": {
         "name": Key(str, "study", "a name for the study (used in the report)"),
@@ -79,7 +96,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "optimizer": Key(str, "adam", "optimizer", choices=("adam", "adamw", "sgd")),
         "weight_decay": Key((int, float), 1e-5, "weight decay", check=_non_negative, check_text="must be ≥ 0"),
         "momentum": Key((int, float), 0.0, "SGD momentum"),
-        "scheduler": Key(str, "none", "LR schedule", choices=("none", "multistep", "step", "cosine", "linear")),
+        **_schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
         "augment": Key(bool, True, "use the dataset's training augmentation"),
         "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images"),
@@ -99,6 +116,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lr": Key((int, float), 1e-3, "TLM learning rate", check=_positive, check_text="must be > 0"),
         "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=_non_negative, check_text="must be ≥ 0"),
         "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images"),
+        **_schedule_keys("TLM", "constant"),
         "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)"),
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
         "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
@@ -126,6 +144,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "finetune_epochs": Key(int, 1, "energy fine-tuning epochs", check=_positive, check_text="must be ≥ 1"),
         "batch_size": Key(int, 128, "detector batch size", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images"),
+        **_schedule_keys("both detector phases", "×0.1 after half the fine-tuning epochs"),
         "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)"),
     },
     "probes": {
@@ -134,6 +153,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
         "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images"),
+        **_schedule_keys("the probes, also those of the sensitivity and specificity tests", "×0.1 after epoch e − 5 when e > 5"),
     },
     "sensitivity": {
         "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
@@ -266,6 +286,7 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
     if nets["weights"] is not None:
         _fold_weights(nets, source)
+    _check_schedules(config, source)
     for section in ("probes", "sensitivity"):
         ranks = config[section]["ranks"]
         if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
@@ -277,6 +298,19 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         for m in config[section]["measures"]:
             if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
                 raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
+
+
+def _check_schedules(config: dict[str, dict[str, Any]], source: str) -> None:
+    """Each section's LR schedule keys together, as the training will check them."""
+    from ..training.optim import OptimConfig  # deferred: importing the study package must not import torch
+
+    for section in ("networks", "stitching", "ood", "probes"):
+        values = config[section]
+        try:
+            OptimConfig(**{k: values[k] for k in SCHEDULE_KEYS}).validate()
+        except StitchkitError as exc:
+            raise StitchkitError(f"{source}: [{section}] scheduler = {values['scheduler']!r}, schedule_unit = {values['schedule_unit']!r}, "
+                                 f"warmup_fraction = {values['warmup_fraction']!r}: {exc}") from None
 
 
 def _fold_weights(nets: dict[str, Any], source: str) -> None:

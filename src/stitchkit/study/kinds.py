@@ -24,7 +24,7 @@ from ..similarity.pairs import result_matrix
 from ..stitching.grid import stitch_grid
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
-from ..training.optim import OptimConfig
+from ..training.optim import OptimConfig, describe_schedule
 from ..utils.io import json_safe
 from .config import METHOD_TITLES
 from .params import (
@@ -62,7 +62,7 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     settings = TrainSettings(
         model=p.model, save_dir=str(out), dataset=p.dataset, epochs=p.epochs, batch_size=p.batch_size,
         optim=OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, scheduler=p.scheduler,
-                          milestones=list(p.milestones)),
+                          milestones=list(p.milestones), schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction),
         seed=p.seed, save_frequency=max(1, p.epochs), model_options=dict(p.options), train_subset=p.train_subset, augment=p.augment,
         **vars(ctx.run),
     )
@@ -72,7 +72,7 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "metrics": result["metrics"],
         "artifacts": {"checkpoint": checkpoint, "logs": out / "training_logs.csv"},
         "model_hashes": {"network": _fingerprint(str(checkpoint))},
-        "conventions": {"lr_schedule": "stepped per epoch"},
+        "conventions": {"lr_schedule": describe_schedule(settings.optim)},
     }
 
 
@@ -101,7 +101,8 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     method = p.method
     settings = StitchSettings(
         stitching_type=p.type, init="rand" if method == "tlm" else "pinv", epochs=p.epochs, batch_size=p.batch_size,
-        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
+        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, scheduler=p.scheduler, schedule_unit=p.schedule_unit,
+                          warmup_fraction=p.warmup_fraction), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
         train_samples=p.train_subset, dataset=p.dataset, cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.amp,
         data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size,
         activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
@@ -165,7 +166,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     train = get_dataset(p.dataset, "train", root=run.data_root, augment=False)
     test = get_dataset(p.dataset, "test", root=run.data_root)
     ranks = [None] + sorted(p.ranks, reverse=True)
-    config = _probe_config(p.epochs, p.train_subset, p.seed)
+    config = _probe_config(p.epochs, p.train_subset, p.seed, (p.scheduler, p.schedule_unit, p.warmup_fraction))
     report = probe_model(model, p.layers, train, test, ranks=ranks, config=config, device=run.device, workers=run.workers)
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
     # the sensitivity and specificity tests score representations by these same probes: share them
@@ -184,9 +185,12 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     }
 
 
-def _probe_config(epochs: int, train_subset: int | None, seed: int):
-    """The probes of a study (its probes units and the tests' functional scores share them)."""
-    return ProbeConfig(epochs=epochs, seed=seed, augment=False, train_subset=train_subset)
+def _probe_config(epochs: int, train_subset: int | None, seed: int, schedule: tuple[str, str, float]):
+    """The probes of a study (its probes units and the tests' functional scores share them); ``schedule``:
+    the scheduler, schedule unit and warm-up fraction."""
+    scheduler, unit, warmup = schedule
+    return ProbeConfig(epochs=epochs, seed=seed, augment=False, train_subset=train_subset, scheduler=scheduler, schedule_unit=unit,
+                       warmup_fraction=warmup)
 
 
 def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
@@ -195,8 +199,9 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p = (SensitivityParams if test == "sensitivity" else SpecificityParams).from_params(unit.params)
     nets = [ctx.deps[d] for d in unit.deps if ctx.deps[d]["kind"] in ("train", "network")]
     models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
+    probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, (p.probe_scheduler, p.probe_schedule_unit, p.probe_warmup_fraction))
     settings = GroundingSettings(
-        measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=_probe_config(p.probe_epochs, p.probe_train_subset, p.seed),
+        measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe,
         probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p.fit_samples, **vars(ctx.run),
     )
     if test == "sensitivity":
@@ -233,7 +238,7 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         save_dir=str(ctx.out_dir / "training"), model_type=p.detector, model_options=dict(p.options), dataset=p.dataset,
         epochs=p.pretrain_epochs, batch_size=p.batch_size, seed=p.seed, ft_id_dataset=p.finetune_id, ft_ood_dataset=p.outliers,
         ft_epochs=p.finetune_epochs, train_subset=p.train_subset, ft_samples=p.train_subset, val_subset=0, final_save_dir=str(registry),
-        **vars(ctx.run),
+        scheduler=p.scheduler, schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction, **vars(ctx.run),
     )
     trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p.layers), config)
     return {
@@ -241,7 +246,7 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "artifacts": {"registry": registry},
         "model_hashes": {"network": net["model_hashes"].get("network")},
         "conventions": {"loss": "CE + 0.1·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²), m_in −25, m_out −7",
-                        "lr_schedule": "stepped per epoch"},
+                        "lr_schedule": describe_schedule(config.optim("pretrain"))},
     }
 
 

@@ -19,9 +19,16 @@ def _default(section: str, key: str) -> Any:
     return SCHEMA[section][key].default
 
 
-def _present_if(predicate: Callable[[Any], bool], default: Any) -> Any:
+def _present_if(predicate: Callable[[Any], bool], default: Any, kw_only: bool = False) -> Any:
     """A field stored only when ``predicate(record)`` holds (absent: ``default``)."""
-    return field(default=default, metadata={"present_if": predicate})
+    return field(default=default, metadata={"present_if": predicate}, kw_only=kw_only)
+
+
+def _if_set(section: str, key: str, when: Callable[[Any], bool] = lambda p: True, *, name: str | None = None, kw_only: bool = False) -> Any:
+    """A field (``name``, default ``key``) stored only when it differs from the schema's default of
+    ``section.key`` and ``when(record)`` holds."""
+    default = _default(section, key)
+    return _present_if(lambda p: when(p) and getattr(p, name or key) != default, default, kw_only)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class TrainParams(UnitParams):
     train_subset: int | None
     dataset: str
     seed: int
+    schedule_unit: str = _if_set("networks", "schedule_unit")
+    warmup_fraction: float = _if_set("networks", "warmup_fraction")
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,9 @@ class StitchParams(UnitParams):
     amp: bool = _present_if(lambda p: _trains(p) and p.amp, _default("stitching", "amp"))
     dm_solver: str = _present_if(lambda p: p.method != "tlm" and p.dm_solver != _default("stitching", "dm_solver"),
                                  _default("stitching", "dm_solver"))
+    scheduler: str = _if_set("stitching", "scheduler", _trains)
+    schedule_unit: str = _if_set("stitching", "schedule_unit", _trains)
+    warmup_fraction: float = _if_set("stitching", "warmup_fraction", _trains)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,9 @@ class DetectorsParams(UnitParams):
     finetune_epochs: int
     batch_size: int
     train_subset: int | None
+    scheduler: str = _if_set("ood", "scheduler")
+    schedule_unit: str = _if_set("ood", "schedule_unit")
+    warmup_fraction: float = _if_set("ood", "warmup_fraction")
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,9 @@ class ProbesParams(UnitParams):
     ranks: list[int]
     epochs: int
     train_subset: int | None
+    scheduler: str = _if_set("probes", "scheduler")
+    schedule_unit: str = _if_set("probes", "schedule_unit")
+    warmup_fraction: float = _if_set("probes", "warmup_fraction")
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,10 @@ class _RankingTestParams(UnitParams):
     probe_epochs: int
     probe_train_subset: int | None
     fit_samples: int
+    # the probes' schedule (keyword-only: the subclasses' fields come after these defaults)
+    probe_scheduler: str = _if_set("probes", "scheduler", name="probe_scheduler", kw_only=True)
+    probe_schedule_unit: str = _if_set("probes", "schedule_unit", name="probe_schedule_unit", kw_only=True)
+    probe_warmup_fraction: float = _if_set("probes", "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import dataset_info  # the torch-free catalogue
 from ..errors import StitchkitError
+from .config import SCHEDULE_KEYS
 from .params import (
     DetectorsParams,
     NetworkParams,
@@ -139,7 +140,8 @@ def _network_units(config: dict[str, Any]) -> list[Unit]:
         networks.append(Unit("network", params.to_params(), (), f"network {path.name}#{i}"))
     if networks:
         return networks
-    keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset")
+    keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset",
+            "schedule_unit", "warmup_fraction")
     for seed in nets_cfg["seeds"]:
         params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
         networks.append(Unit("train", params.to_params(), (), f"train {nets_cfg['model']} s{seed}"))
@@ -154,7 +156,8 @@ def _stitch_units(ctx: _Context) -> list[Unit]:
     units = []
     for i, j in _pairs(len(ctx.networks), st["pairs"]):
         for method in st["methods"]:
-            training = {} if method == "dm" else {k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp")}
+            training = {} if method == "dm" else {k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp",
+                                                                         *SCHEDULE_KEYS)}
             params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
                                   fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"], **training)
             units.append(Unit("stitch", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
@@ -173,7 +176,8 @@ def _ood_units(ctx: _Context, stitch_units: list[Unit]) -> list[Unit]:
         for end_id in sorted({u.deps[1] for u in ood_stitches}, key=[n.id for n in ctx.networks].index):
             params = DetectorsParams(**ctx.common, detector=oc["detector"], options=oc["detector_options"], layers=ctx.end_layers,
                                      outliers=oc["outliers"], finetune_id=oc["finetune_id"], pretrain_epochs=oc["pretrain_epochs"],
-                                     finetune_epochs=oc["finetune_epochs"], batch_size=oc["batch_size"], train_subset=oc["train_subset"])
+                                     finetune_epochs=oc["finetune_epochs"], batch_size=oc["batch_size"], train_subset=oc["train_subset"],
+                                     **{k: oc[k] for k in SCHEDULE_KEYS})
             label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
             detector_units[end_id] = Unit("detectors", params.to_params(), (end_id,), f"detectors {label}")
     units = list(detector_units.values())
@@ -202,7 +206,7 @@ def _probe_units(ctx: _Context) -> list[Unit]:
         return []
     probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
     return [Unit("probes", ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
-                                        train_subset=pc["train_subset"]).to_params(), (n.id,), f"probes {name}")
+                                        train_subset=pc["train_subset"], **{k: pc[k] for k in SCHEDULE_KEYS}).to_params(), (n.id,), f"probes {name}")
             for n, name in zip(ctx.networks, ctx.names)]
 
 
@@ -216,7 +220,7 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
     middle = ctx.layers[len(ctx.layers) // 2]
     deps = tuple(n.id for n in ctx.networks) + tuple(probe_ids)
     shared = dict(**ctx.common, n_samples=sc["n_samples"], policy=sc["policy"], probe_epochs=pc["epochs"], probe_train_subset=pc["train_subset"],
-                  fit_samples=st["fit_samples"])
+                  fit_samples=st["fit_samples"], **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS})
     units = []
     sens = config["sensitivity"]
     if sens["enabled"]:

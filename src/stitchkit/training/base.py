@@ -37,7 +37,7 @@ from ..utils.run_options import RunOptions
 from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, classification_step, evaluate, fit
-from .optim import OptimConfig, build_optimizer, build_scheduler
+from .optim import OptimConfig, build_optimizer, build_scheduler, describe_schedule
 from .resume import resume_mismatches
 
 
@@ -174,7 +174,7 @@ def _run_config(settings: TrainSettings, info: Any, spec: dict[str, Any], device
         "train_samples": train_samples,
         "resumed_from": str(settings.resume) if settings.resume else None,
         "resume_mismatches": mismatches,
-        "conventions": {"lr_schedule": "stepped per epoch", "weight_decay": "L2 added to the gradient" if settings.optim.optimizer != "adamw" else "decoupled"},
+        "conventions": {"lr_schedule": describe_schedule(settings.optim), "weight_decay": "L2 added to the gradient" if settings.optim.optimizer != "adamw" else "decoupled"},
     }
 
 
@@ -213,13 +213,12 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     if dist_info.enabled:
         train_module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(model.parameters(), settings.optim)
-    scheduler = build_scheduler(optimizer, settings.optim, settings.epochs)
+    train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
+    scheduler = build_scheduler(optimizer, settings.optim, settings.epochs, train_loader)  # a per-step one counts the batches
     if start.checkpoint is not None:
         optimizer.load_state_dict(start.checkpoint.extra["optimizer"])
         if "scheduler" in start.checkpoint.extra:
             scheduler.load_state_dict(dict(start.checkpoint.extra["scheduler"]))
-
-    train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
     run_config = _run_config(settings, info, model.stitchkit_spec, device, dist_info, len(train_set), start.mismatches)
     if dist_info.is_main:
         ensure_writable_dir(save_dir)
@@ -261,6 +260,8 @@ def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
     if "optimizer" not in ckpt.extra:
         raise StitchkitError(f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt")
     recorded = ckpt.training.get("settings", ckpt.training) if isinstance(ckpt.training, dict) else {}
+    if isinstance(recorded.get("optim"), dict):  # a checkpoint from before an option existed ran with its default
+        recorded = {**recorded, "optim": {**asdict(OptimConfig()), **recorded["optim"]}}
     mismatches = resume_mismatches(ckpt.model_spec, ckpt.dataset, recorded, plain_data(spec), dataset, plain_data(asdict(settings)))
     if mismatches and not settings.force_resume:
         raise StitchkitError(

@@ -3,7 +3,9 @@
 A *step function* turns one batch into ``(loss, n_samples, {metric: sum})``; the default is
 classification with cross-entropy and top-1 counts. Everything else — epochs, per-epoch seeding (so a
 resumed run repeats the same batches), mixed precision, gradient clipping, divergence checks, the
-LR schedule (stepped per epoch), distributed reduction, progress bars and callbacks — lives here once.
+LR schedule (stepped after every epoch, or after every optimizer step for a
+:class:`~stitchkit.training.optim.PerStepLR`), distributed reduction, progress bars and callbacks —
+lives here once. The ``lr`` logged per epoch is that of the epoch's last optimizer step.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from ..errors import StitchkitError
 from ..utils.progress import progress_bar
 from .distributed import all_reduce_sum
+from .optim import PerStepLR
 
 StepOutput = tuple[torch.Tensor, int, dict[str, float]]
 StepFn = Callable[[nn.Module, Any, torch.device], StepOutput]
@@ -156,9 +159,11 @@ def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, sca
 
 def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, step_fn: StepFn, device: torch.device, amp: bool,
                  scaler: Any, grad_clip: float | None, clip_params: list[torch.nn.Parameter], epoch: int, bar_desc: str,
-                 progress: bool) -> dict[str, float]:
-    """One pass over the training batches; returns the epoch's mean loss and statistics (all processes)."""
+                 progress: bool, step_schedule: PerStepLR | None) -> tuple[dict[str, float], float]:
+    """One pass over the training batches, stepping ``step_schedule`` after every optimizer step; returns
+    the epoch's mean loss and statistics (all processes) and the learning rate of its last step."""
     loss_sum, n, sums = 0.0, 0, {}
+    lr = optimizer.param_groups[0]["lr"]
     bar = progress_bar(train_loader, bar_desc, progress)
     for i, batch in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
@@ -170,6 +175,9 @@ def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.opti
                 "lower the learning rate (-lr) or clip gradients (--grad-clip)"
             )
         _backward_and_step(loss, optimizer, scaler, grad_clip, clip_params)
+        lr = optimizer.param_groups[0]["lr"]
+        if step_schedule is not None:
+            step_schedule.step()
         loss_sum += float(loss.detach()) * count
         n += count
         for k, v in stats.items():
@@ -181,7 +189,7 @@ def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.opti
             bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a log file would get a line per batch)
     bar.close()
     loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
-    return {"loss": loss_sum / max(total, 1), **_finish(sums, total)}
+    return {"loss": loss_sum / max(total, 1), **_finish(sums, total)}, lr
 
 
 def _epoch_line(log: EpochLog) -> str:
@@ -220,11 +228,13 @@ def fit(
 
     ``model.train()`` is called each epoch: modules that must stay frozen (donor networks of a
     stitch) override ``train`` to keep their parts in eval mode. ``parameters`` are the ones clipped
-    (default: the optimizer's).
+    (default: the optimizer's). ``scheduler`` is stepped after every epoch, a
+    :class:`~stitchkit.training.optim.PerStepLR` after every optimizer step.
     """
     step_fn = step_fn or classification_step()
     scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
     clip_params = list(parameters) if parameters is not None else [p for g in optimizer.param_groups for p in g["params"]]
+    per_step = scheduler if isinstance(scheduler, PerStepLR) else None
     history: list[EpochLog] = []
     for epoch in range(start_epoch, epochs):
         if seed is not None:
@@ -236,11 +246,10 @@ def fit(
             sampler.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
-        train_stats = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, grad_clip, clip_params, epoch,
-                                   f"{desc} {epoch + 1}/{epochs}", progress)
-        lr = optimizer.param_groups[0]["lr"]
+        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, grad_clip, clip_params, epoch,
+                                       f"{desc} {epoch + 1}/{epochs}", progress, per_step)
         val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=progress) if val_loader is not None else None
-        if scheduler is not None:
+        if scheduler is not None and per_step is None:
             scheduler.step()
         log = EpochLog(epoch + 1, train_stats, val_stats, lr, time.perf_counter() - started)
         history.append(log)
