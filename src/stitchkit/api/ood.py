@@ -18,10 +18,11 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..ood.detectors import Detector
 from ..ood.evaluate import genuine_pass
-from ..ood.matrices import MATRIX_METRICS, OODMatrices, score_figure
+from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.registry import DetectorRegistry
 from ..ood.stitch_test import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
+from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
 from ..utils.device import resolve_device
@@ -85,7 +86,7 @@ class OODTestResult:
 
     def plot_scores(self, detector: str | None = None):
         """Box plots of ``detector``'s scores (default: the first), genuine vs each stitch, one panel per end
-        layer (:func:`~stitchkit.ood.matrices.score_figure`)."""
+        layer (:func:`~stitchkit.results.ood_scores.score_figure`)."""
         detector = detector or self.detectors[0]
         return score_figure(self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores")
 

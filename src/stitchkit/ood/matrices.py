@@ -1,9 +1,9 @@
 """Front × end matrices of a grid's OOD test (:class:`OODMatrices`): stitched accuracy and, per
 detector, AUROC / AUPR / FPR95, written as the original's CSV files and one JSON; beside them what
 lets a reader interpret an AUROC: the norm ratio of the stitched to the genuine activations
-(:data:`~.stitch_record.NORM_DEFINITION`), each detector's median score of the stitched activations,
-and both sides' score distributions (:meth:`OODMatrices.score_rows`, drawn per end layer from
-:func:`score_panels`)."""
+(:data:`~stitchkit.results.ood_scores.NORM_DEFINITION`), each detector's median score of the stitched
+activations, and both sides' score distributions (:meth:`OODMatrices.score_rows`, drawn per end layer
+by :func:`stitchkit.results.ood_scores.score_figure`)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,14 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import StitchkitError, unknown_name
+from ..errors import unknown_name
 from ..results import Matrix, Provenance
-from ..results.plot import summary_boxes
 from ..results.writers import write_csv, write_json
 from .stitch_record import NORM_DEFINITION, StitchOODResult
 
 MATRIX_METRICS = ("auroc", "aupr", "fpr95")
 #: per detector, beside :data:`MATRIX_METRICS`: the median outlier score of the stitched activations
 SCORE_METRICS = ("median_score",)
-#: the columns of :meth:`OODMatrices.score_rows` (``front_layer`` and ``auroc`` are None on the genuine rows)
-SCORE_COLUMNS = ("end_layer", "front_layer", "detector", "activations", "n", "mean", "min", "q25", "q50", "q75", "max", "auroc")
-#: how to read :func:`score_figure` (AUROC is the same whichever class is positive: :mod:`.metrics`)
-SCORE_FIGURE_CAPTION = (
-    "Per end layer, the grey box shows the detector's outlier scores (higher = more OOD) of the end network's genuine activations on "
-    "the ID test set and each blue box those of one stitch's activations, labelled by its front layer with its AUROC above it (boxes "
-    "span the quartiles with a line at the median, whiskers min to max, a dot at the mean, a dashed line at the genuine median); "
-    "AUROC = P(stitched score > genuine score), so a stitch whose box lies above the grey one is flagged OOD (AUROC near 1), one level "
-    "with it is indistinguishable (about 0.5), and one whose box lies below it is rated more typical than the genuine activations "
-    "(AUROC well below 0.5: unlike the genuine activations too, in the other direction)."
-)
 #: how each number reads as a :class:`~stitchkit.results.Matrix`, (kind, range): a high AUROC / AUPR
 #: means the detector tells the stitched activations from the genuine ones (not alike), a high FPR95
 #: that it cannot
@@ -98,7 +86,7 @@ class OODMatrices:
 
     def score_rows(self) -> list[dict[str, Any]]:
         """Each detector's score distribution, per end layer: the genuine activations' row, then one row
-        per stitch into that layer with its AUROC (columns :data:`SCORE_COLUMNS`; outlier scores,
+        per stitch into that layer with its AUROC (columns :data:`~stitchkit.results.ood_scores.SCORE_COLUMNS`; outlier scores,
         higher = more OOD)."""
         rows = []
         for e in self.end_layers:
@@ -195,33 +183,3 @@ def _median(summary: Any) -> float:
     if summary is None:
         return math.nan
     return float(summary["q50"] if isinstance(summary, Mapping) else summary.q50)
-
-
-def score_figure(rows: Sequence[Mapping[str, Any]], detector: str, *, title: str = ""):
-    """The score distributions of ``detector`` (:func:`score_panels` of :meth:`OODMatrices.score_rows`)
-    as box plots, one panel per end layer (read them as :data:`SCORE_FIGURE_CAPTION` says)."""
-    panels = score_panels(rows, detector)
-    if not panels:
-        raise StitchkitError(f"no score distributions of detector {detector!r} to draw")
-    title = f"{title} (above each stitch's box: its AUROC)" if title else "above each stitch's box: its AUROC"
-    return summary_boxes({f"end: {layer}": boxes for layer, boxes in panels.items()}, title=title, xlabel="front layer of the stitch",
-                         ylabel=f"{detector} score (higher = more OOD)")
-
-
-def score_panels(rows: Sequence[Mapping[str, Any]], detector: str) -> dict[str, list[dict[str, Any]]]:
-    """:meth:`OODMatrices.score_rows` (or the study table holding them) as the boxes of
-    :func:`stitchkit.results.plot.summary_boxes`: per end layer, the genuine box (the reference) and
-    one box per stitch, labelled by its front layer, with its AUROC as the note."""
-    panels: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.get("detector") != detector or any(row.get(k) is None for k in ("min", "q25", "q50", "q75", "max")):
-            continue  # another detector's, or a distribution that was not recorded
-        genuine = row.get("activations") == "genuine"
-        auroc = row.get("auroc")
-        note = None if genuine or auroc is None or not math.isfinite(auroc) else f"{auroc:.2f}"
-        panels.setdefault(str(row["end_layer"]), []).append(
-            {"label": "genuine" if genuine else str(row["front_layer"]), "reference": genuine, "note": note,
-             **{k: row.get(k) for k in ("mean", "min", "q25", "q50", "q75", "max")}})
-    for boxes in panels.values():
-        boxes.sort(key=lambda box: not box["reference"])  # the genuine box first; stitches keep their order
-    return panels

@@ -21,13 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..results.ood_scores import NORM_DEFINITION  # torch-free home of the text (the report reads it)
 from .metrics import OODMetricsResult, ValueSummary
-
-#: what the norm ratio of a stitch compares
-NORM_DEFINITION = ("norm = L2 norm of one sample's whole activation tensor at the end layer (all channels and positions, or all "
-                   "tokens and features); norm ratio = mean norm of the stitched activations (evaluation test images) / mean norm "
-                   "of the end network's genuine activations (ID test images, the AUROC's ID side)")
-
 
 def activation_norms(act: Tensor) -> Tensor:
     """Each sample's L2 norm over its whole activation tensor (every dimension but the first), float32."""

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 #: matrices with at most this many cells get their values written into the cells
 ANNOTATE_CELLS = 144
-#: the colour bar's ticks of a ratio matrix, where they fall inside its scale
-RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+#: the colour bar's ticks of a ratio matrix, where they fall inside its scale: powers of two, or where
+#: fewer than three of them do (a scale within ½..2), these finer ones
+RATIO_TICKS = tuple(2.0 ** k for k in range(-12, 13))
+FINE_RATIO_TICKS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 
 
 def _new_axes(ax, figsize: tuple[float, float]):
@@ -92,7 +94,8 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shades[i, j] > 0.6 else "white")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if matrix.kind == "ratio":  # plain numbers (0.5, 1, 2) instead of powers of ten
-        bar.set_ticks([t for t in RATIO_TICKS if norm.vmin <= t <= norm.vmax], labels=None)
+        ticks = [t for t in RATIO_TICKS if norm.vmin <= t <= norm.vmax]
+        bar.set_ticks(ticks if len(ticks) >= 3 else [t for t in FINE_RATIO_TICKS if norm.vmin <= t <= norm.vmax])
         bar.ax.minorticks_off()
         bar.ax.yaxis.set_major_formatter("{x:.3g}")
     fig.tight_layout()
