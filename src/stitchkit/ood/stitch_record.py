@@ -6,9 +6,10 @@ P(stitched score > genuine score) + ½·P(tie) for outlier scores (higher = more
 the detector flags the stitched activations, AUROC ≈ ½ that it cannot tell them apart, and AUROC far
 below ½ that it rates them as *more typical* than the genuine ones. The record therefore keeps, beside
 the metrics, both sides' score distributions (in each detector's
-:class:`~.metrics.OODMetricsResult`) and the norms of both sides' activations: a stitched activation
-of several times the genuine norm can push an energy detector's logits up (lower energy, "more
-typical") while distance-based detectors (Mahalanobis, k-NN) flag it.
+:class:`~.metrics.OODMetricsResult`) and the norms of both sides' activations: where an energy
+detector's logits grow with the size of its input, stitched activations of several times the genuine
+norm get lower energy ("more typical"), while their Mahalanobis distance grows (k-NN normalises its
+features, so it sees only a change of direction).
 """
 
 from __future__ import annotations
