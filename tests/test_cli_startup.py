@@ -121,3 +121,13 @@ def test_the_choices_are_the_libraries_names():
     assert set(schema["networks"]["optimizer"].choices) == set(choices.OPTIMIZERS)
     assert set(schema["similarity"]["policy"].choices) == set(choices.POLICIES)
     assert set(schema["ood"]["training_free"].choices) == set(choices.TRAINING_FREE_DETECTORS)
+
+
+def test_the_study_report_and_its_ood_figures_do_not_import_torch():
+    """The report (and `stitchkit study --findings`) reads stored records only: drawing an OOD unit's
+    score distributions must not pull in the detectors."""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    code = "import sys, stitchkit.study.report, stitchkit.results.ood_scores; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -8,9 +8,24 @@ import torch
 
 from stitchkit.cli import build_parser, main
 from stitchkit.models import get_model
+from stitchkit.models.layers import layered
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.models.loading import load_model
 from stitchkit.ood import DetectorRegistry
+
+
+def l2_norms(acts) -> np.ndarray:
+    """Each sample's L2 norm over its whole activation, in float64 numpy."""
+    a = acts.detach().double().numpy()
+    return np.sqrt((a.reshape(len(a), -1) ** 2).sum(axis=1))
+
+
+def assert_quantiles(summary, values) -> None:
+    """A recorded score distribution equals numpy's of the score array written beside it."""
+    v = np.asarray(values, dtype=np.float64)
+    assert summary["n"] == v.size and (summary["min"], summary["max"]) == (v.min(), v.max())
+    assert [summary[k] for k in ("q25", "q50", "q75")] == pytest.approx(np.quantile(v, [0.25, 0.5, 0.75]).tolist(), rel=1e-12)
+    assert summary["mean"] == pytest.approx(v.mean(), rel=1e-12)
 
 
 def run(args, capsys):
@@ -94,6 +109,19 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
     assert (tmp / "stitches" / "ood" / "energies" / "id" / "layer4.0" / "mahalanobis.npy").is_file()
     for record in data["runs"].values():  # the grouped pass gives the stitch the grid evaluated
         assert record["accuracy"] == pytest.approx(record["stitched_accuracy_in_result_json"], abs=1e-9)
+    # beside each AUROC what explains it: the score distributions are those of the written score arrays
+    assert "NORM RATIO" in out and "MEDIAN SCORE (knn" in out
+    ood_dir = tmp / "stitches" / "ood"
+    assert (ood_dir / "norm_ratio.csv").is_file() and (ood_dir / "median_score_mahalanobis.csv").is_file()
+    for name in ("mahalanobis", "knn"):
+        genuine = data["genuine"]["layer4.0"]["scores"][name]
+        assert_quantiles(genuine, np.load(ood_dir / "energies" / "id" / "layer4.0" / f"{name}.npy"))
+        for run_name, record in data["runs"].items():
+            stitched = record["metrics"][name]["ood_score_summary"]
+            assert_quantiles(stitched, np.load(ood_dir / "energies" / "runs" / run_name / f"{name}.npy"))
+            assert record["metrics"][name]["id_score_summary"] == genuine  # every stitch into layer4.0 has the same ID side
+            row = data["front_layers"].index(record["front_layer"])
+            assert data["detectors"][name]["median_score"][row][0] == stitched["q50"] and data["norm_ratio"][row][0] == record["norm_ratio"]
     # one stitch per suffix pass gives the same matrices as all stitches of an end layer together
     from stitchkit.ood.stitched import evaluate_results_dir
 
@@ -110,10 +138,16 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
     fitted = fit_training_free(model, ["layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
                                names=["mahalanobis"], options={"mahalanobis": {}}, device="cpu")
     test = sample_subset(get_dataset("digits", "test"), 64)
+    with torch.no_grad():  # the norm ratio's denominator, independently: the end network's own layer4.0 on the ID test images
+        genuine_norms = np.concatenate([l2_norms(layered(model).prefix("layer4.0")(x)) for x, _ in torch.utils.data.DataLoader(test, batch_size=32)])
     for run_name, res in exp.runs.items():
         stitcher = load_stitcher(tmp / "stitches" / run_name, front=model, end=model).eval()
         with torch.no_grad():
             batches = [(stitcher.stitch(stitcher.front(x)), y) for x, y in torch.utils.data.DataLoader(test, batch_size=32)]
-        alone = evaluate_stitched(model, res.end_layer, fitted["layer4.0"], batches, id_scores={"mahalanobis": np.zeros(3)})
+        alone = evaluate_stitched(model, res.end_layer, fitted["layer4.0"], batches, id_scores={"mahalanobis": np.zeros(3)}, id_norms=genuine_norms)
         assert alone.accuracy == pytest.approx(res.accuracy, abs=1e-9)
         np.testing.assert_allclose(alone.ood_scores["mahalanobis"], res.ood_scores["mahalanobis"], rtol=1e-4, atol=1e-4)
+        stitched_norms = np.concatenate([l2_norms(act) for act, _ in batches])
+        assert res.norm_ratio == pytest.approx(stitched_norms.mean() / genuine_norms.mean(), rel=1e-4)
+        assert alone.norm_ratio == pytest.approx(res.norm_ratio, rel=1e-4)
+        assert res.genuine_norm.mean == pytest.approx(genuine_norms.mean(), rel=1e-5) and res.stitched_norm.n == stitched_norms.size == 64

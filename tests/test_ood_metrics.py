@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from stitchkit.errors import StitchkitError
 from stitchkit.ood import OODMetrics, auroc, average_precision, energy_score, fpr_at_tpr, msp_score, ood_metrics
+from stitchkit.ood.metrics import ValueSummary
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -102,3 +103,26 @@ def test_energy_of_zero_logits_is_minus_log_k_and_msp():
     assert msp_score(logits).item() == pytest.approx(-math.exp(2) / (math.exp(2) + 1 + math.exp(-1)))
     with pytest.raises(StitchkitError, match="temperature"):
         energy_score(logits, temperature=0)
+
+
+def test_value_summary_closed_forms_and_errors():
+    shuffled = np.random.default_rng(0).permutation(np.arange(101.0))
+    s = ValueSummary.of(shuffled)
+    assert (s.n, s.mean, s.min, s.q25, s.q50, s.q75, s.max) == (101, 50.0, 0.0, 25.0, 50.0, 75.0, 100.0)
+    # four values: linear interpolation between order statistics at (n − 1)·p = 0.75, 1.5, 2.25
+    s = ValueSummary.of(torch.tensor([[4.0, 1.0], [3.0, 2.0]]))  # any shape, tensors too
+    assert (s.n, s.mean, s.q25, s.q50, s.q75) == (4, 2.5, 1.75, 2.5, 3.25)
+    assert ValueSummary.of([7.0]).to_dict() == {"n": 1, "mean": 7.0, "min": 7.0, "q25": 7.0, "q50": 7.0, "q75": 7.0, "max": 7.0}
+    with pytest.raises(StitchkitError, match="no activation norms to summarise"):
+        ValueSummary.of([], "activation norms")
+
+
+def test_metrics_carry_both_score_distributions_and_auroc_reads_against_them():
+    rng = np.random.default_rng(1)
+    id_e = rng.normal(size=64)
+    m = ood_metrics(id_e, id_e - 10.0)  # every "OOD" score below every ID score: rated more typical
+    assert m.auroc == 0.0
+    assert m.id_score_summary == ValueSummary.of(id_e) and m.ood_score_summary == ValueSummary.of(id_e - 10.0)
+    assert m.ood_score_summary.max < m.id_score_summary.min and m.ood_score_summary.mean == pytest.approx(m.mean_ood_score, abs=1e-12)
+    assert ood_metrics(id_e, id_e + 10.0, positive="ood").auroc == 1.0  # above: flagged, whichever class is positive
+    assert m.to_dict()["ood_score_summary"]["q50"] == pytest.approx(float(np.median(id_e)) - 10.0, abs=1e-12)

@@ -92,11 +92,21 @@ def test_ood_matrices_convert_to_records(donors):
     grid = stitchkit.direct_match(front, end, "layer2.0", ["layer3.0", "layer4.0"], "digits", fit_samples=50, test_samples=64, **QUICK)
     ood = stitchkit.ood_test(grid, detectors=["mahalanobis"], detector_fit_samples=100, test_samples=64)
     raw = ood.ood
-    for metric in ("accuracy", "auroc", "aupr", "fpr95"):
+    for metric in ("accuracy", "auroc", "aupr", "fpr95", "norm_ratio", "median_score"):
         record = raw.to_matrix(metric, "mahalanobis")
         np.testing.assert_array_equal(record.to_numpy(), np.array(raw.matrix(metric, "mahalanobis")))
         assert (record.rows, record.cols) == (["layer2.0"], ["layer3.0", "layer4.0"])
     assert raw.to_matrix("fpr95").kind == "similarity" and raw.to_matrix("auroc").kind == "distance"
+    assert raw.to_matrix("norm_ratio").kind == "ratio" and raw.to_matrix("norm_ratio").name == "norm ratio (stitched / genuine)"
+    # the norm ratio compares the genuine activations of the ID test set the AUROC's ID side scored
+    for (front, end), r in raw.results.items():
+        assert r.norm_ratio == pytest.approx(r.stitched_norm.mean / np.mean(ood.id_norms[end]), rel=1e-6) and r.genuine_norm.n == 64
+    assert list(ood.matrices) == ["accuracy", "auroc (mahalanobis)", "norm ratio"]
+    scores = ood.score_table()
+    assert len(scores) == 2 * (1 + 1) and scores.column("activations") == ["genuine", "stitched"] * 2
+    assert ood.table().column("norm_ratio") == [raw.results[("layer2.0", e)].norm_ratio for e in ("layer3.0", "layer4.0")]
+    fig = ood.plot_scores()
+    assert [ax.get_title() for ax in fig.axes] == ["end: layer3.0", "end: layer4.0"] and "AUROC" in fig.get_suptitle()
     assert "metrics (mahalanobis)" in raw.to_matrix("auroc").provenance.conventions
     assert ood.matrix("auroc").provenance.models == {"front": grid.front.fingerprint, "end": grid.end.fingerprint}
     with pytest.raises(StitchkitError, match="unknown detector of this test 'knn'"):

@@ -177,3 +177,41 @@ def test_a_long_title_wraps_inside_the_figure_instead_of_being_cut_off():
     assert "".join(shown.split()) == "".join(title.split()) and "\n" in shown  # the same characters, over lines
     box = fig.axes[0].title.get_window_extent(FigureCanvasAgg(fig).get_renderer())
     assert 0 <= box.x0 and box.x1 <= fig.bbox.width  # every character lies inside the figure
+
+
+def test_a_ratio_matrix_is_drawn_on_a_log_scale_centred_at_one():
+    m = Matrix(["a", "b"], ["c", "d"], [[0.5, 2.0], [1.0, math.nan]], kind="ratio", range=(0, None), name="norm ratio")
+    fig = m.plot()
+    image = fig.axes[0].images[0]
+    norm = image.norm
+    assert image.get_cmap().name == "RdBu_r" and (norm.vmin, norm.vmax) == pytest.approx((0.5, 2.0))
+    assert float(norm(1.0)) == pytest.approx(0.5) and float(norm(0.5)) + float(norm(2.0)) == pytest.approx(1.0)  # ½ and 2 equally far from 1
+    ticks = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert ticks == ["0.5", "1", "2"]  # plain ratios, not powers of ten
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["0.50", "1.00", "2.00"]
+    near_one = Matrix(["a"], ["b"], [[1.0]], kind="ratio").plot().axes[0].images[0].norm
+    assert near_one.vmin < 1 < near_one.vmax  # all ones: still a scale
+    fig = Matrix(["a"], ["b", "c"], [[0.9, 1.2]], kind="ratio").plot()
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0.9", "1", "1.1"]  # a narrow scale gets finer ticks
+    fig = Matrix(["a"], ["b", "c"], [[0.15, 3.0]], kind="ratio").plot()
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0.25", "0.5", "1", "2", "4"]
+
+
+def test_summary_boxes_draw_the_given_quartiles():
+    from stitchkit.results.plot import summary_boxes
+
+    panels = {"end: x": [{"label": "genuine", "min": 0.0, "q25": 1.0, "q50": 2.0, "q75": 3.0, "max": 5.0, "mean": 2.2, "reference": True},
+                         {"label": "f1", "min": -4.0, "q25": -3.0, "q50": -2.5, "q75": -2.0, "max": -1.0, "note": "0.00"}],
+              "end: y": [{"label": "f1", "min": 1.0, "q25": 2.0, "q50": 3.0, "q75": 4.0, "max": 6.0}]}
+    fig = summary_boxes(panels, title="t", xlabel="front layer", ylabel="score")
+    ax = fig.axes[0]
+    assert [a.get_title() for a in fig.axes] == ["end: x", "end: y"] and [t.get_text() for t in ax.get_xticklabels()] == ["genuine", "f1"]
+    boxes = list(ax.patches)
+    assert [(p.get_path().vertices[:, 1].min(), p.get_path().vertices[:, 1].max()) for p in boxes] == [(1.0, 3.0), (-3.0, -2.0)]  # q25..q75
+    ys = {round(float(y), 9) for line in ax.lines for y in line.get_ydata()}
+    assert {0.0, 5.0, -4.0, -1.0, 2.0, -2.5, 2.2} <= ys  # whiskers reach min and max; medians and the given mean drawn
+    assert any(line.get_linestyle() == "--" and set(line.get_ydata()) == {2.0} for line in ax.lines)  # the reference median across the panel
+    assert [t.get_text() for t in ax.texts] == ["0.00"] and ax.get_ylabel() == "score" and fig.get_suptitle() == "t"
+    assert boxes[0].get_facecolor() != boxes[1].get_facecolor()
+    with pytest.raises(StitchkitError, match="no distributions to draw"):
+        summary_boxes({})

@@ -1,6 +1,7 @@
 """Studies: config validation, unit identity, the SQLite store, resuming after kill -9, failures,
 executors (in-process, process pool, Ray) giving the same store contents, and the report."""
 
+import html
 import json
 import os
 import signal
@@ -11,12 +12,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.study import Store, run_study, study_status, validate
 from stitchkit.study import runner as runner_module
+from stitchkit.study.artifact_names import artifact_stem
+from stitchkit.study.ood_records import NORM_RATIO_CAPTION, NORM_RATIO_MATRIX, SCORE_TABLE
 from stitchkit.study.report import write_report
 from stitchkit.study.units import Unit, register_unit_kind
 
@@ -253,6 +257,49 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     text = write_report(tmp_path / "s").read_text()
     for needle in ("DM accuracy", "TLM accuracy", "AUROC (energy)", "cka", "probe accuracy", "sensitivity test", "Base networks"):
         assert needle in text, needle
+    for unit in by_kind["ood"]:
+        _check_ood_explanations(unit, tmp_path / "s", text)
+
+
+def _check_ood_explanations(unit, study_dir, text):
+    """An OOD unit stores, beside its AUROC matrices, the norm ratio and the score distributions (equal
+    to those of the score arrays it wrote), and the report shows them with the unit's AUROC heatmaps."""
+    detectors = [name[len("AUROC ("):-1] for name in unit.metrics["matrices"] if name.startswith("AUROC (")]  # in the unit's order
+    assert sorted(detectors) == ["energy", "knn", "mahalanobis"]
+    ratio = unit.metrics["matrices"][NORM_RATIO_MATRIX]
+    assert ratio["kind"] == "ratio" and (ratio["rows"], ratio["cols"]) == (["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"])
+    assert all(v > 0 for row in ratio["values"] for v in row) and list(unit.metrics["matrices"])[-1] == NORM_RATIO_MATRIX
+    rows = unit.metrics["tables"][SCORE_TABLE]
+    genuine = {(r["end_layer"], r["detector"]): r for r in rows if r["activations"] == "genuine"}
+    stitched = {(r["front_layer"], r["end_layer"], r["detector"]): r for r in rows if r["activations"] == "stitched"}
+    assert set(genuine) == {(e, d) for e in ratio["cols"] for d in detectors} and len(rows) == len(genuine) + len(stitched)
+    assert set(stitched) == {(f, e, d) for f in ratio["rows"] for e in ratio["cols"] for d in detectors}
+    out = study_dir / "units" / f"ood-{unit.id}"
+    runs = json.loads((out / "ood_matrices.json").read_text())["runs"]
+    for (end, name), row in genuine.items():
+        _same_quantiles(row, np.load(out / "energies" / "id" / end / f"{name}.npy"))
+    for run_name, record in runs.items():
+        for name in detectors:
+            row = stitched[(record["front_layer"], record["end_layer"], name)]
+            _same_quantiles(row, np.load(out / "energies" / "runs" / run_name / f"{name}.npy"))
+            assert row["auroc"] == unit.metrics["matrices"][f"AUROC ({name})"]["values"][ratio["rows"].index(record["front_layer"])][ratio["cols"].index(record["end_layer"])]
+    # the report: the norm-ratio heatmap right after the AUROC heatmaps, then one score figure per detector, then the unit's tables
+    section = text[text.index(f"<h3>{unit.label}</h3>"):]
+    section = section[:section.index("<h3>", 4)] if "<h3>" in section[4:] else section
+    order = [f'id="{artifact_stem("ood", unit.label, name)}"' for name in
+             [f"AUROC ({d})" for d in detectors] + [NORM_RATIO_MATRIX] + [f"score distributions ({d})" for d in detectors] + [SCORE_TABLE]]
+    positions = [section.index(anchor) for anchor in order]
+    assert positions == sorted(positions)
+    assert "higher = more OOD" in section and "AUROC = P(stitched score &gt; genuine score)" in section and "more typical than the genuine" in section
+    assert html.escape(NORM_RATIO_CAPTION) in section  # how to read the norm-ratio heatmap
+    for d in detectors:
+        assert (study_dir / "report" / "figures" / f"{artifact_stem('ood', unit.label, f'score distributions ({d})')}.png").is_file()
+
+
+def _same_quantiles(row, values):
+    v = np.asarray(values, dtype=np.float64)
+    assert row["n"] == v.size and (row["min"], row["max"]) == (v.min(), v.max())
+    assert [row["q25"], row["q50"], row["q75"]] == pytest.approx(np.quantile(v, [0.25, 0.5, 0.75]).tolist(), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "paper_cifar10_resnet18.toml", "paper_cifar10_vit_tiny.toml"])

@@ -17,11 +17,12 @@ from ..data.splits import DataSplits, as_dataset
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..ood.detectors import Detector
-from ..ood.evaluate import genuine_scores
+from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.registry import DetectorRegistry
 from ..ood.stitch_test import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
+from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
 from ..utils.device import resolve_device
@@ -33,13 +34,16 @@ from .stitch import StitchGridResult, stitch_grid
 class OODTestResult:
     """Per stitch: its accuracy on the evaluation set and, per detector, AUROC / AUPR / FPR95 of its
     stitched activations against the end network's genuine ones (``ood.results[(front, end)]``, a
-    :class:`~stitchkit.ood.evaluate.StitchOODResult` with the scores), as front × end matrices."""
+    :class:`~stitchkit.ood.evaluate.StitchOODResult` with the scores), as front × end matrices; beside
+    them what explains an AUROC: the norm ratio of the stitched to the genuine activations and both
+    sides' score distributions (:meth:`score_table`, :meth:`plot_scores`)."""
 
     ood: OODMatrices
     stitches: StitchGridResult = field(repr=False)
     detector_ids: dict[str, str | None] = field(default_factory=dict)
     id_scores: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
+    id_norms: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def detectors(self) -> list[str]:
@@ -52,15 +56,17 @@ class OODTestResult:
                           {f"metrics ({name})": text for name, text in conventions.items()})
 
     def matrix(self, metric: str = "auroc", detector: str | None = None) -> Matrix:
-        """Front × end matrix of ``accuracy`` or of a detector's ``auroc``, ``aupr`` or ``fpr95`` (default: the first detector)."""
+        """Front × end matrix of ``accuracy``, ``norm_ratio`` or of a detector's ``auroc``, ``aupr``, ``fpr95`` or
+        ``median_score`` (default: the first detector)."""
         matrix = self.ood.to_matrix(metric, detector)
         matrix.provenance = self._provenance(f"OOD test of {self.stitches.title} stitches: {matrix.name}")  # the models and options too
         return matrix
 
     @property
     def matrices(self) -> dict[str, Matrix]:
-        """The stitched accuracy and each detector's AUROC."""
-        return {"accuracy": self.matrix("accuracy"), **{f"auroc ({d})": self.matrix("auroc", d) for d in self.detectors}}
+        """The stitched accuracy, each detector's AUROC and the norm ratio."""
+        return {"accuracy": self.matrix("accuracy"), **{f"auroc ({d})": self.matrix("auroc", d) for d in self.detectors},
+                "norm ratio": self.matrix("norm_ratio")}
 
     def table(self) -> Table:
         """One row per stitch and detector."""
@@ -68,14 +74,27 @@ class OODTestResult:
         for (front, end), r in self.ood.results.items():
             for name, m in r.metrics.items():
                 rows.append({"front_layer": front, "end_layer": end, "detector": name, "accuracy": r.accuracy, "n": r.n,
-                             **{k: getattr(m, k) for k in MATRIX_METRICS}, "mean_id_score": m.mean_id_score, "mean_ood_score": m.mean_ood_score})
+                             **{k: getattr(m, k) for k in MATRIX_METRICS}, "mean_id_score": m.mean_id_score, "mean_ood_score": m.mean_ood_score,
+                             "median_id_score": m.id_score_summary.q50, "median_ood_score": m.ood_score_summary.q50, "norm_ratio": r.norm_ratio})
         return Table(rows, name="OOD test", provenance=self._provenance(f"OOD test of {self.stitches.title} stitches"))
+
+    def score_table(self) -> Table:
+        """Each detector's score distribution per end layer: the genuine activations' row and one row per
+        stitch (:meth:`~stitchkit.ood.matrices.OODMatrices.score_rows`)."""
+        return Table(self.ood.score_rows(), name="OOD score distributions",
+                     provenance=self._provenance(f"OOD test of {self.stitches.title} stitches: score distributions"))
+
+    def plot_scores(self, detector: str | None = None):
+        """Box plots of ``detector``'s scores (default: the first), genuine vs each stitch, one panel per end
+        layer (:func:`~stitchkit.results.ood_scores.score_figure`)."""
+        detector = detector or self.detectors[0]
+        return score_figure(self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores")
 
     def to_pandas(self):
         return self.table().to_pandas()
 
     def plot(self, metric: str | None = None, detector: str | None = None, ax=None):
-        """The heatmap of one metric, or the accuracy and every detector's AUROC side by side."""
+        """The heatmap of one metric, or the accuracy, every detector's AUROC and the norm ratio side by side."""
         if metric is not None:
             return self.matrix(metric, detector).plot(ax=ax)
         return heatmaps(list(self.matrices.values()))
@@ -187,13 +206,13 @@ def ood_test(
         by_layer, ids = end_layer_detectors(end_model, end_layers_used, registry=registry, source_path=grid_result.end.path,
                                             training_free=training_free, training_free_options=detector_options, fit_set=fit_set, device=device,
                                             batch_size=s.batch_size, workers=s.workers, progress=progress)
-    id_scores = genuine_scores(end_model, by_layer, sample_subset(as_dataset(id_test), test_samples), device=device, batch_size=s.batch_size,
-                               workers=s.workers, progress=progress)
+    genuine = genuine_pass(end_model, by_layer, sample_subset(as_dataset(id_test), test_samples), device=device, batch_size=s.batch_size,
+                           workers=s.workers, progress=progress)
     ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
     pairs = [GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered]
-    scored, largest_group = score_stitches(pairs, by_layer, id_scores, sample_subset(eval_splits.test, test_samples), positive=positive, tpr=tpr,
-                                           fpr_rule=fpr_rule, device=device, batch_size=s.batch_size, workers=s.workers, group_size=group_size,
-                                           progress=progress)
+    scored, largest_group = score_stitches(pairs, by_layer, genuine.scores, sample_subset(eval_splits.test, test_samples), id_norms=genuine.norms,
+                                           positive=positive, tpr=tpr, fpr_rule=fpr_rule, device=device, batch_size=s.batch_size, workers=s.workers,
+                                           group_size=group_size, progress=progress)
     matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
     for record, result in zip(ordered, scored):
         result.extra = {"stitched_accuracy_in_result": record.accuracy}
@@ -201,7 +220,7 @@ def ood_test(
     options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": test_samples, "detector_fit_samples": detector_fit_samples,
                "seed": seed, "positive": positive, "tpr": tpr, "fpr_rule": fpr_rule, "group_size": largest_group,
                "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()}}
-    return OODTestResult(matrices, grid_result, ids, id_scores, options)
+    return OODTestResult(matrices, grid_result, ids, genuine.scores, options, genuine.norms)
 
 
 __all__ = ["OODTestResult", "ood_test"]

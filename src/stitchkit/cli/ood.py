@@ -22,7 +22,9 @@ def register(sub) -> None:
                     description="For every finished stitching run in RESULTS_DIR and its end layer L: ID scores = the end layer's "
                     "detector on the end network's genuine activations of the ID test set; OOD scores = the detector on the "
                     "stitched activations of the evaluation test set. Prints and writes front × end matrices of accuracy, AUROC, "
-                    "AUPR and FPR95 (CSV + JSON) and saves the scores per run, under RESULTS_DIR/ood (or -o). Runs with different "
+                    "AUPR and FPR95, and what explains them: the norm ratio of stitched to genuine activations and each detector's "
+                    "median scores (CSV + JSON, with both sides' score distributions) and saves the scores per run, under "
+                    "RESULTS_DIR/ood (or -o). Runs with different "
                     "options (e.g. TLM and DM) give separate experiments.", examples=EXAMPLES)
     p.add_argument("source_dir", help="folder whose sub-folders are stitching runs (result.json, config.json, final_model.pt)")
     p.add_argument("-d", "--dataset", default=None, help="evaluation dataset whose test split is stitched (default: the runs' dataset)")

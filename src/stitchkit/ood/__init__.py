@@ -15,8 +15,10 @@ stitched activations.
   (:class:`~.bank.DetectorBank`; the configuration :mod:`.train_config`, the loss :mod:`.finetune_loss`).
 * :mod:`.registry` — :class:`DetectorRegistry`: ``<fdir>/<id>.pt`` + ``meta.json``, lookup by content
   hash, deterministic ids, safe for concurrent writers.
-* :mod:`.evaluate` — :func:`genuine_scores`, :func:`evaluate_stitched`, :func:`check_detectors`,
-  :class:`OODMatrices`.
+* :mod:`.evaluate` — :func:`genuine_scores` / :func:`genuine_pass` (with activation norms),
+  :func:`evaluate_stitched`, :func:`check_detectors`, :class:`OODMatrices`; each stitch's record
+  (:class:`StitchOODResult`, :mod:`.stitch_record`) keeps beside its AUROC both sides' score
+  distributions (:class:`ValueSummary`) and the norm ratio of its activations to the genuine ones.
 """
 
 from .detectors import DETECTORS, TRAINING_FREE, Detector, EnergyDetector, KNNDetector, MahalanobisDetector, list_detectors, make_detector, pool_features
@@ -26,12 +28,13 @@ from .evaluate import (
     check_detectors,
     evaluate_stitched,
     fit_training_free,
+    genuine_pass,
     genuine_scores,
     load_layer_detectors,
     stitched_batches,
 )
 from .matrices import OODMatrices
-from .metrics import FPR_RULES, POSITIVE_CLASSES, OODMetrics, OODMetricsResult, auroc, average_precision, fpr_at_tpr, ood_metrics
+from .metrics import FPR_RULES, POSITIVE_CLASSES, OODMetrics, OODMetricsResult, ValueSummary, auroc, average_precision, fpr_at_tpr, ood_metrics
 from .registry import DEFAULT_DETECTOR_DIR, DetectorRegistry, detector_id
 from .scores import SCORES, energy_score, logit_score, msp_score
 from .train import DetectorTrainConfig, TrainedDetector, energy_finetune_loss, train_detectors, train_detectors_for_checkpoint
@@ -39,8 +42,8 @@ from .train import DetectorTrainConfig, TrainedDetector, energy_finetune_loss, t
 __all__ = [
     "DEFAULT_DETECTOR_DIR", "DETECTORS", "FPR_RULES", "POSITIVE_CLASSES", "SCORES", "TRAINING_FREE",
     "Detector", "DetectorCheck", "DetectorRegistry", "DetectorTrainConfig", "EnergyDetector", "KNNDetector", "MahalanobisDetector",
-    "OODMatrices", "OODMetrics", "OODMetricsResult", "StitchOODResult", "TrainedDetector",
+    "OODMatrices", "OODMetrics", "OODMetricsResult", "StitchOODResult", "TrainedDetector", "ValueSummary",
     "auroc", "average_precision", "check_detectors", "detector_id", "energy_finetune_loss", "energy_score", "evaluate_stitched",
-    "fit_training_free", "fpr_at_tpr", "genuine_scores", "list_detectors", "load_layer_detectors", "logit_score", "make_detector",
+    "fit_training_free", "fpr_at_tpr", "genuine_pass", "genuine_scores", "list_detectors", "load_layer_detectors", "logit_score", "make_detector",
     "msp_score", "ood_metrics", "pool_features", "stitched_batches", "train_detectors", "train_detectors_for_checkpoint",
 ]

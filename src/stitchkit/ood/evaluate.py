@@ -12,7 +12,8 @@ end network even when the stitched accuracy is high (Balogh & Jelasity 2025, cla
 
 The functions here work on activations and do not depend on how a stitch is built:
 
-* :func:`genuine_scores` — scores of genuine activations for several layers in one pass of the model;
+* :func:`genuine_pass` / :func:`genuine_scores` — scores (and activation norms) of genuine activations
+  for several layers in one pass of the model;
 * :func:`fit_training_free` — Mahalanobis / k-NN detectors fitted on genuine activations, one pass;
 * :func:`evaluate_stitched` — accuracy and OOD metrics of one stitch from ONE pass over its stitched
   activation batches (logits from the end network's suffix, or given);
@@ -23,6 +24,11 @@ The functions here work on activations and do not depend on how a stitch is buil
 
 Scores are outlier scores (higher = more OOD); metrics follow :mod:`stitchkit.ood.metrics`'
 convention argument (default: ID positive, as the original).
+
+What lets a reader interpret an AUROC is recorded beside it: each side's score distribution
+(:class:`~.metrics.ValueSummary` in the metrics) and the activation norms (:mod:`.stitch_record`),
+streamed in the same passes. An AUROC far below ½ means the stitched activations score as *more*
+typical than the genuine ones; a norm ratio far from 1 is one reason a detector may do that.
 """
 
 from __future__ import annotations
@@ -43,24 +49,43 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..utils.progress import progress_bar
 from .detectors import Detector, make_detector, pool_features
-from .metrics import OODMetricsResult, ood_metrics
+from .metrics import OODMetricsResult, ValueSummary, ood_metrics
+from .stitch_record import StitchOODResult, activation_norms  # the record lives there; importable from here as before
 
 DetectorsByLayer = Mapping[str, Mapping[str, Detector]]
 
 
+@dataclass
+class GenuineActivations:
+    """One pass of a model over a set: per layer, each detector's outlier scores of its genuine
+    activations (``scores[layer][detector]``) and each sample's activation norm (``norms[layer]``,
+    :func:`activation_norms`; empty when not asked for)."""
+
+    scores: dict[str, dict[str, np.ndarray]]
+    norms: dict[str, np.ndarray]
+
+
+def genuine_scores(model: nn.Module, detectors: DetectorsByLayer, data: Any, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Outlier scores of ``model``'s genuine activations, ``{layer: {detector: scores}}``
+    (:func:`genuine_pass` without the norms)."""
+    return genuine_pass(model, detectors, data, norms=False, **options).scores
+
+
 @torch.no_grad()
-def genuine_scores(
+def genuine_pass(
     model: nn.Module,
     detectors: DetectorsByLayer,
     data: Any,
     *,
+    norms: bool = True,
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     workers: int = 0,
     progress: bool = False,
     desc: str = "ID scores",
-) -> dict[str, dict[str, np.ndarray]]:
-    """Outlier scores of ``model``'s genuine activations, ``{layer: {detector: scores}}``.
+) -> GenuineActivations:
+    """Outlier scores of ``model``'s genuine activations and (``norms``) each sample's activation norm,
+    for every layer of ``detectors``.
 
     One pass of the model's prefix up to the last layer in ``detectors`` over ``data`` (a dataset or a
     loader of ``(images, labels)``).
@@ -74,6 +99,7 @@ def genuine_scores(
     model.eval()
     extractor = layered(model).extractor(layers)
     out: dict[str, dict[str, list[Tensor]]] = {layer: {name: [] for name in detectors[layer]} for layer in layers}
+    norm_parts: dict[str, list[Tensor]] = {layer: [] for layer in layers} if norms else {}
     try:
         for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), desc, progress):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -81,9 +107,12 @@ def genuine_scores(
             for layer in layers:
                 for name, det in detectors[layer].items():
                     out[layer][name].append(det.predict(acts[layer]).detach().float().cpu())
+                if norms:
+                    norm_parts[layer].append(activation_norms(acts[layer]).cpu())
     finally:
         model.train(was_training)
-    return {layer: {name: torch.cat(v).numpy() for name, v in per.items()} for layer, per in out.items()}
+    return GenuineActivations({layer: {name: torch.cat(v).numpy() for name, v in per.items()} for layer, per in out.items()},
+                              {layer: torch.cat(parts).numpy() for layer, parts in norm_parts.items()})
 
 
 @torch.no_grad()
@@ -136,29 +165,6 @@ def fit_training_free(
     return fitted
 
 
-@dataclass
-class StitchOODResult:
-    """Accuracy and OOD metrics of one stitch at one end layer, plus its scores."""
-
-    end_layer: str
-    accuracy: float
-    n: int
-    metrics: dict[str, OODMetricsResult]
-    ood_scores: dict[str, np.ndarray] = field(repr=False)
-    front_layer: str | None = None
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self, scores: bool = False) -> dict[str, Any]:
-        out = {
-            "front_layer": self.front_layer, "end_layer": self.end_layer, "accuracy": self.accuracy, "n": self.n,
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()}, "seconds": self.seconds, **self.extra,
-        }
-        if scores:
-            out["ood_scores"] = {k: v.tolist() for k, v in self.ood_scores.items()}
-        return out
-
-
 def _unpack(batch: Any) -> tuple[Tensor, Tensor | None, Tensor | None]:
     if isinstance(batch, Tensor):
         return batch, None, None
@@ -176,6 +182,7 @@ def evaluate_stitched(
     stitched: Iterable[Any],
     *,
     id_scores: Mapping[str, Any],
+    id_norms: Any = None,
     positive: str = "id",
     tpr: float = 0.95,
     fpr_rule: str = "closest",
@@ -192,6 +199,8 @@ def evaluate_stitched(
             default to the end network's suffix applied to the stitched activation.
         id_scores: ``{name: scores}`` of the end network's genuine activations on the ID test set
             (:func:`genuine_scores`), the ID side of the metrics.
+        id_norms: the genuine activations' norms at ``end_layer`` on the same ID test set
+            (:func:`genuine_pass`), for the norm ratio (None: the stitched norms only).
         positive, tpr, fpr_rule: the metric convention (:func:`stitchkit.ood.metrics.ood_metrics`).
     """
     if isinstance(detectors, Detector):
@@ -205,6 +214,7 @@ def evaluate_stitched(
     end_model.eval()
     hits, n, n_labelled = 0, 0, 0
     scores: dict[str, list[Tensor]] = {name: [] for name in detectors}
+    norms: list[Tensor] = []
     try:
         for batch in progress_bar(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
             act, labels, logits = _unpack(batch)
@@ -218,6 +228,7 @@ def evaluate_stitched(
                 n_labelled += int(labels.shape[0])
             for name, det in detectors.items():
                 scores[name].append(det.predict(act).detach().float().cpu())
+            norms.append(activation_norms(act).cpu())
             n += int(act.shape[0])
     finally:
         end_model.train(was_training)
@@ -229,7 +240,9 @@ def evaluate_stitched(
         for name in detectors
     }
     accuracy = hits / n_labelled if n_labelled else math.nan
-    return StitchOODResult(end_layer, accuracy, n, metrics, ood, front_layer=front_layer, seconds=time.perf_counter() - started)
+    genuine = None if id_norms is None else ValueSummary.of(id_norms, f"genuine activation norms at {end_layer!r}")
+    return StitchOODResult(end_layer, accuracy, n, metrics, ood, front_layer=front_layer, seconds=time.perf_counter() - started,
+                           stitched_norm=ValueSummary.of(torch.cat(norms)), genuine_norm=genuine)
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 Per test batch the front network runs once for all front layers of the grid; for each end layer, the
 stitched activations of its stitches are concatenated, the end suffix runs once on them (accuracy)
-and each of that layer's detectors scores them once (:class:`~stitchkit.stitching.grouped.GridPass`).
+and each of that layer's detectors scores them once (:class:`~stitchkit.stitching.grouped.GridPass`);
+each stitched sample's activation norm is taken in the same pass, on the same concatenated tensor.
 This gives, stitch by stitch, what :func:`~stitchkit.ood.evaluate.evaluate_stitched` computes from
 one pass per stitch (tested equal), without running the front network or the detectors once per
 stitch and without keeping the front activations of the test set.
@@ -20,16 +21,19 @@ import torch
 from ..stitching.grouped import GridPass
 from ..utils.progress import progress_bar
 from .detectors import Detector
+from .stitch_record import activation_norms
 
 
 @dataclass
 class StitchScores:
-    """One stitch's share of a grouped OOD pass: top-1 hits, samples, and each detector's scores."""
+    """One stitch's share of a grouped OOD pass: top-1 hits, samples, each detector's scores and each
+    sample's activation norm (:func:`~.stitch_record.activation_norms`)."""
 
     hits: int = 0
     n: int = 0
     scores: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     seconds: float = 0.0
+    norms: list[torch.Tensor] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -38,11 +42,14 @@ class StitchScores:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: torch.cat(parts).numpy() for name, parts in self.scores.items()}
 
+    def norm_array(self) -> np.ndarray:
+        return torch.cat(self.norms).cpu().numpy()
+
 
 @torch.no_grad()
 def grouped_stitch_scores(grid: GridPass, batches: Iterable[Any], detectors: Mapping[str, Mapping[str, Detector]],
                           device: torch.device | str, *, progress: bool = False) -> list[StitchScores]:
-    """Accuracy and every detector's outlier scores of the stitched activations of each pair of
+    """Accuracy, every detector's outlier scores and the activation norms of the stitched activations of each pair of
     ``grid`` (in its order), from one grouped pass over ``(images, labels)`` ``batches``.
     ``detectors[end_layer]`` maps detector names to the detectors of that end layer."""
     device = torch.device(device)
@@ -59,6 +66,7 @@ def grouped_stitch_scores(grid: GridPass, batches: Iterable[Any], detectors: Map
             k = len(group)
             group_hits = (logits.argmax(-1) == y.repeat(k)).view(k, b).sum(1)
             together = stitched[0] if k == 1 else torch.cat(stitched)
+            norms = activation_norms(together).view(k, b)  # kept on the device until the end: no sync per batch
             for name, detector in detectors[group[0].end_layer].items():
                 scores = detector.predict(together).detach().float().cpu().view(k, b)
                 for i, pair in enumerate(group):
@@ -67,6 +75,7 @@ def grouped_stitch_scores(grid: GridPass, batches: Iterable[Any], detectors: Map
                 index = grid.index[id(pair)]
                 hits[index] = hits[index] + group_hits[i]
                 out[index].n += b
+                out[index].norms.append(norms[i])
     seconds = (time.perf_counter() - started) / max(len(grid.pairs), 1)
     for result, count in zip(out, hits):
         result.hits, result.seconds = int(count), seconds

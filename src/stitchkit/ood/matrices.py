@@ -1,5 +1,9 @@
 """Front × end matrices of a grid's OOD test (:class:`OODMatrices`): stitched accuracy and, per
-detector, AUROC / AUPR / FPR95, written as the original's CSV files and one JSON."""
+detector, AUROC / AUPR / FPR95, written as the original's CSV files and one JSON; beside them what
+lets a reader interpret an AUROC: the norm ratio of the stitched to the genuine activations
+(:data:`~stitchkit.results.ood_scores.NORM_DEFINITION`), each detector's median score of the stitched
+activations, and both sides' score distributions (:meth:`OODMatrices.score_rows`, drawn per end layer
+by :func:`stitchkit.results.ood_scores.score_figure`)."""
 
 from __future__ import annotations
 
@@ -10,14 +14,18 @@ from typing import Any, Mapping, Sequence
 from ..errors import unknown_name
 from ..results import Matrix, Provenance
 from ..results.writers import write_csv, write_json
-from .evaluate import StitchOODResult
+from .stitch_record import NORM_DEFINITION, StitchOODResult
 
 MATRIX_METRICS = ("auroc", "aupr", "fpr95")
+#: per detector, beside :data:`MATRIX_METRICS`: the median outlier score of the stitched activations
+SCORE_METRICS = ("median_score",)
 #: how each number reads as a :class:`~stitchkit.results.Matrix`, (kind, range): a high AUROC / AUPR
 #: means the detector tells the stitched activations from the genuine ones (not alike), a high FPR95
 #: that it cannot
 METRIC_KINDS = {"accuracy": ("accuracy", (0.0, 1.0)), "auroc": ("distance", (0.0, 1.0)), "aupr": ("distance", (0.0, 1.0)),
-                "fpr95": ("similarity", (0.0, 1.0))}
+                "fpr95": ("similarity", (0.0, 1.0)), "norm_ratio": ("ratio", (0.0, None)), "median_score": ("distance", None)}
+#: the titles of the matrices that are not a detector's metric
+TITLES = {"accuracy": "stitched accuracy", "norm_ratio": "norm ratio (stitched / genuine)"}
 #: the corner cell of the matrices' CSV files
 CSV_CORNER = "front \\ end"
 
@@ -26,7 +34,9 @@ class OODMatrices:
     """Front × end matrices of stitched accuracy and, per detector, AUROC / AUPR / FPR95.
 
     Missing pairs are NaN (the original filled them with 0). ``aupr`` and ``fpr95`` follow the metric
-    convention of the results (recorded in the JSON).
+    convention of the results (recorded in the JSON). ``norm_ratio`` is each stitch's
+    :attr:`~.stitch_record.StitchOODResult.norm_ratio`, a detector's ``median_score`` the median of its
+    scores of the stitched activations (the genuine ones' per end layer: :meth:`genuine`).
     """
 
     def __init__(self, front_layers: Sequence[str], end_layers: Sequence[str]):
@@ -57,11 +67,40 @@ class OODMatrices:
                     row.append(math.nan)
                 elif metric == "accuracy":
                     row.append(r.accuracy)
+                elif metric == "norm_ratio":
+                    row.append(r.norm_ratio)
                 else:
                     m = r.metrics.get(detector or "energy")
-                    row.append(getattr(m, metric) if m is not None else math.nan)
+                    row.append(math.nan if m is None else _median(m.ood_score_summary) if metric == "median_score" else getattr(m, metric))
             out.append(row)
         return out
+
+    def genuine(self, end_layer: str) -> dict[str, Any] | None:
+        """The genuine side of ``end_layer`` (shared by all its stitches): ``{"norm": summary, "scores":
+        {detector: summary}}`` as dicts (None where a summary is not recorded), or None without a stitch there."""
+        r = next((r for (_, e), r in self.results.items() if e == end_layer), None)
+        if r is None:
+            return None
+        return {"norm": None if r.genuine_norm is None else r.genuine_norm.to_dict(),
+                "scores": {name: None if m.id_score_summary is None else m.id_score_summary.to_dict() for name, m in r.metrics.items()}}
+
+    def score_rows(self) -> list[dict[str, Any]]:
+        """Each detector's score distribution, per end layer: the genuine activations' row, then one row
+        per stitch into that layer with its AUROC (columns :data:`~stitchkit.results.ood_scores.SCORE_COLUMNS`; outlier scores,
+        higher = more OOD)."""
+        rows = []
+        for e in self.end_layers:
+            stitches = [(f, self.results[(f, e)]) for f in self.front_layers if (f, e) in self.results]
+            for name in self.detectors:
+                genuine = (self.genuine(e) or {}).get("scores", {}).get(name)
+                if genuine is not None:
+                    rows.append({"end_layer": e, "front_layer": None, "detector": name, "activations": "genuine", **genuine, "auroc": None})
+                for f, r in stitches:
+                    m = r.metrics.get(name)
+                    if m is not None and m.ood_score_summary is not None:
+                        rows.append({"end_layer": e, "front_layer": f, "detector": name, "activations": "stitched",
+                                     **m.ood_score_summary.to_dict(), "auroc": m.auroc})
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         conventions = {}
@@ -70,25 +109,27 @@ class OODMatrices:
                 conventions.setdefault(name, m.convention)
         return {
             "front_layers": self.front_layers, "end_layers": self.end_layers, "accuracy": self.matrix("accuracy"),
-            "detectors": {name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS} for name in self.detectors},
-            "conventions": conventions,
+            "norm_ratio": self.matrix("norm_ratio"),
+            "detectors": {name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS + SCORE_METRICS} for name in self.detectors},
+            "genuine": {e: genuine for e in self.end_layers if (genuine := self.genuine(e)) is not None},
+            "conventions": conventions, "norm_ratio_definition": NORM_DEFINITION,
         }
 
     def to_matrix(self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None) -> Matrix:
-        """Front × end :class:`~stitchkit.results.Matrix` of ``accuracy`` or of a detector's ``auroc``,
-        ``aupr`` or ``fpr95`` (default: the first detector), with ``provenance`` (default: the metric
-        conventions)."""
+        """Front × end :class:`~stitchkit.results.Matrix` of ``accuracy``, ``norm_ratio`` or of a
+        detector's ``auroc``, ``aupr``, ``fpr95`` or ``median_score`` (default: the first detector), with
+        ``provenance`` (default: the metric conventions)."""
         if metric not in METRIC_KINDS:
             raise unknown_name("OOD metric", metric, METRIC_KINDS)
-        if metric != "accuracy":
+        if metric not in TITLES:
             detector = detector or (self.detectors or ["energy"])[0]
             if detector not in self.detectors:
                 raise unknown_name("detector of this test", detector, self.detectors)
         kind, value_range = METRIC_KINDS[metric]
-        name = "stitched accuracy" if metric == "accuracy" else f"{metric.upper()} ({detector})"
+        name = TITLES.get(metric) or (f"median score ({detector})" if metric == "median_score" else f"{metric.upper()} ({detector})")
         if provenance is None:
-            provenance = Provenance(f"OOD test of stitches: {name}",
-                                    conventions={f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()})
+            conventions = {f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()}
+            provenance = Provenance(f"OOD test of stitches: {name}", conventions={**conventions, "norm ratio": NORM_DEFINITION})
         return Matrix(self.front_layers, self.end_layers, self.matrix(metric, detector), kind=kind, range=value_range, name=name,
                       provenance=provenance)
 
@@ -98,14 +139,16 @@ class OODMatrices:
                 for f, row in zip(self.front_layers, matrix)]
 
     def save(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
-        """``accuracy.csv``, ``<metric>_<detector>.csv`` and ``ood_matrices.json`` in ``out_dir``."""
+        """``accuracy.csv``, ``norm_ratio.csv``, ``<metric>_<detector>.csv`` (``median_score`` too) and
+        ``ood_matrices.json`` in ``out_dir``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         columns = [CSV_CORNER, *self.end_layers]
-        paths = [out_dir / "accuracy.csv"]
+        paths = [out_dir / "accuracy.csv", out_dir / "norm_ratio.csv"]
         write_csv(paths[0], self._csv(self.matrix("accuracy")), columns)
+        write_csv(paths[1], self._csv(self.matrix("norm_ratio")), columns)
         for name in self.detectors:
-            for metric in MATRIX_METRICS:
+            for metric in MATRIX_METRICS + SCORE_METRICS:
                 path = out_dir / f"{metric}_{name}.csv"
                 write_csv(path, self._csv(self.matrix(metric, name)), columns)
                 paths.append(path)
@@ -116,15 +159,27 @@ class OODMatrices:
 
     def format(self) -> str:
         """The matrices as text, like the original's printout (rows = front, columns = end)."""
-        def block(title: str, matrix: list[list[float]]) -> list[str]:
+        def block(title: str, matrix: list[list[float]], genuine: list[float] | None = None) -> list[str]:
             width = max([len(e) for e in self.end_layers] + [8])
             lines = [title, " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers)]
-            for f, row in zip(self.front_layers, matrix):
+            labelled = list(zip(self.front_layers, matrix)) + ([("genuine", genuine)] if genuine is not None else [])
+            for f, row in labelled:
                 lines.append(f"{f:<12}" + "".join(f"{'—' if math.isnan(v) else f'{v:.4f}':>{width + 1}}" for v in row))
             return lines
 
         lines = block("STITCHING ACCURACY", self.matrix("accuracy"))
+        lines += [""] + block("NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)", self.matrix("norm_ratio"))
         for name in self.detectors:
             for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):
                 lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", self.matrix(metric, name))
+            genuine = [_median((self.genuine(e) or {}).get("scores", {}).get(name)) for e in self.end_layers]
+            lines += [""] + block(f"MEDIAN SCORE ({name}; higher = more OOD; last row: genuine activations)", self.matrix("median_score", name),
+                                  genuine)
         return "\n".join(lines)
+
+
+def _median(summary: Any) -> float:
+    """The median of a :class:`~.metrics.ValueSummary` or of its dict (NaN for None)."""
+    if summary is None:
+        return math.nan
+    return float(summary["q50"] if isinstance(summary, Mapping) else summary.q50)

@@ -27,6 +27,10 @@ Definitions (n_pos positives, n_neg negatives, thresholds at the distinct score 
   one whose true-positive rate is closest to ``tpr`` (ties, within 1e-12, go to the higher TPR, i.e. the
   larger FPR); ``rule="at_least"`` takes the highest threshold whose TPR reaches ``tpr``. Both give the
   false-positive rate there.
+
+Beside the metrics, :class:`ValueSummary` records each side's score distribution (mean, min,
+quartiles, max), which says what an AUROC means: AUROC = P(OOD score > ID score) + ½·P(tie), so an
+AUROC far below ½ means the "OOD" side scores *lower* (more typical) than the ID side.
 """
 
 from __future__ import annotations
@@ -104,11 +108,41 @@ def fpr_at_tpr(pos_scores: Any, neg_scores: Any, tpr: float = 0.95, rule: str = 
 
 
 @dataclass
+class ValueSummary:
+    """The distribution of a set of values: count, mean, min, quartiles (``q50`` = median) and max.
+
+    Quartiles are ``numpy.quantile``'s default (linear interpolation between order statistics).
+    """
+
+    n: int
+    mean: float
+    min: float
+    q25: float
+    q50: float
+    q75: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Any, what: str = "values") -> "ValueSummary":
+        """The summary of ``values`` (array-like or tensor, any shape, at least one value; a NaN makes
+        every statistic NaN)."""
+        array = _scores_or_empty(values)
+        if array.size == 0:
+            raise StitchkitError(f"no {what} to summarise: a distribution needs at least one value")
+        q25, q50, q75 = np.quantile(array, [0.25, 0.5, 0.75])
+        return cls(int(array.size), float(array.mean()), float(array.min()), float(q25), float(q50), float(q75), float(array.max()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class OODMetricsResult:
     """OOD metrics of one ID/OOD split, with the conventions that produced them.
 
     ``aupr`` and ``fpr95`` follow ``positive``; ``aupr_in`` and ``aupr_out`` are both always given.
-    ``mean_id_score`` / ``mean_ood_score`` are means of the outlier scores (for energy: mean energies).
+    ``mean_id_score`` / ``mean_ood_score`` are means of the outlier scores (for energy: mean energies);
+    ``id_score_summary`` / ``ood_score_summary`` their whole distributions (:class:`ValueSummary`).
     """
 
     auroc: float
@@ -125,6 +159,8 @@ class OODMetricsResult:
     fpr_rule: str = "closest"
     score: str = "energy"
     convention: str = field(default="")
+    id_score_summary: ValueSummary | None = None
+    ood_score_summary: ValueSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +197,7 @@ def ood_metrics(
         auroc=auroc(-id_s, -ood_s), aupr_in=aupr_in, aupr_out=aupr_out, fpr95=fpr, aupr=aupr,
         n_id=int(id_s.size), n_ood=int(ood_s.size), mean_id_score=float(id_s.mean()), mean_ood_score=float(ood_s.mean()),
         positive=positive, tpr_level=tpr, fpr_rule=fpr_rule, score=score, convention=text + f" (FPR rule: {fpr_rule})",
+        id_score_summary=ValueSummary.of(id_s), ood_score_summary=ValueSummary.of(ood_s),
     )
 
 

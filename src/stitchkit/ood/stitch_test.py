@@ -18,7 +18,7 @@ from ..stitching.grouped import GridPair, GridPass, auto_group_size
 from .detectors import Detector
 from .evaluate import StitchOODResult, fit_training_free, load_layer_detectors
 from . import grouped
-from .metrics import ood_metrics
+from .metrics import ValueSummary, ood_metrics
 
 
 def end_layer_detectors(
@@ -58,6 +58,7 @@ def score_stitches(
     id_scores: Mapping[str, Mapping[str, Any]],
     eval_set: Dataset,
     *,
+    id_norms: Mapping[str, Any] | None = None,
     positive: str = "id",
     tpr: float = 0.95,
     fpr_rule: str = "closest",
@@ -69,7 +70,9 @@ def score_stitches(
 ) -> tuple[list[StitchOODResult], int]:
     """Each stitch's accuracy on ``eval_set`` and the OOD metrics of its stitched activations against
     the end network's genuine ``id_scores`` (``{end layer: {detector: scores}}``), from one grouped pass
-    (:func:`~.grouped.grouped_stitch_scores`), in the order of ``pairs``; and the largest group size."""
+    (:func:`~.grouped.grouped_stitch_scores`), in the order of ``pairs``; and the largest group size.
+    ``id_norms`` (``{end layer: norms}`` of the same genuine activations, :func:`~.evaluate.genuine_pass`)
+    gives each result its norm ratio."""
     device = torch.device(device)
     # On a CPU the detectors' passes dominate, and they run fastest on one stitch's batch at a time
     # (measured: 8 stitches per pass took 1.3-1.5x as long); a GPU takes what its memory holds.
@@ -77,12 +80,14 @@ def score_stitches(
     grid = GridPass(list(pairs), group_size or auto, channels_last=True)
     batches = make_batches(eval_set, batch_size, shuffle=False, device=device, workers=workers)
     scored = grouped.grouped_stitch_scores(grid, batches, detectors, device, progress=progress)  # looked up at call time: the fault tests replace it
+    genuine_norms = {layer: ValueSummary.of(values, f"genuine activation norms at {layer!r}") for layer, values in (id_norms or {}).items()}
     results = []
     for pair, out in zip(pairs, scored):
         ood = out.arrays()
         metrics = {name: ood_metrics(id_scores[pair.end_layer][name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule,
                                      score=detectors[pair.end_layer][name].name) for name in ood}
-        results.append(StitchOODResult(pair.end_layer, out.accuracy, out.n, metrics, ood, front_layer=pair.front_layer, seconds=out.seconds))
+        results.append(StitchOODResult(pair.end_layer, out.accuracy, out.n, metrics, ood, front_layer=pair.front_layer, seconds=out.seconds,
+                                       stitched_norm=ValueSummary.of(out.norm_array()), genuine_norm=genuine_norms.get(pair.end_layer)))
     return results, max(len(g) for g in grid.groups)
 
 

@@ -9,7 +9,8 @@ experiment and each end layer:
    content hash) and optionally training-free ones fitted on the end model's genuine activations of
    the ID train split;
 2. ID scores: the end model's genuine activations at the end layer for the ID test set, computed once
-   per end layer for all its stitches (one pass of the end model's prefix over all end layers);
+   per end layer for all its stitches (one pass of the end model's prefix over all end layers), with
+   each sample's activation norm (the norm ratio's denominator);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
 4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_test.score_stitches`,
    shared with the Python API's ``stitchkit.ood_test``; :mod:`.grouped`): per batch
@@ -18,8 +19,10 @@ experiment and each end layer:
    :func:`stitchkit.ood.evaluate.evaluate_stitched`.
 
 Outputs in ``out_dir`` (default ``<results_dir>/ood``), per experiment ``<out_dir>/<label>/``:
-``accuracy.csv``, ``{auroc,aupr,fpr95}_<detector>.csv``, ``ood_matrices.json`` (matrices, conventions,
-per-run records, sanity checks, wall times) and ``energies/``: ``id/<end_layer>/<detector>.npy``,
+``accuracy.csv``, ``{auroc,aupr,fpr95}_<detector>.csv``, ``norm_ratio.csv``, ``median_score_<detector>.csv``,
+``ood_matrices.json`` (matrices, the genuine side per end layer, conventions, per-run records with
+score and norm distributions, sanity checks, wall times; :meth:`.matrices.OODMatrices.to_dict`) and
+``energies/``: ``id/<end_layer>/<detector>.npy``,
 ``runs/<run name>/<detector>.npy`` (keyed by run, unlike the original's shared folder) and
 ``sanity/<end_layer>/<dataset>_<detector>.npy``.
 """
@@ -46,7 +49,7 @@ from ..stitching.records import StitchResult
 from ..stitching.run_folder import is_finished, load_stitcher
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir
-from .evaluate import StitchOODResult, genuine_scores
+from .evaluate import StitchOODResult, genuine_pass, genuine_scores
 from .matrices import OODMatrices
 from .metrics import ood_metrics
 from .registry import DetectorRegistry
@@ -183,19 +186,20 @@ def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[
 
 
 def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: nn.Module, detectors: dict[str, dict[str, Any]],
-                 id_scores: dict[str, dict[str, np.ndarray]], eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
+                 genuine: Any, eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
     """All stitches of an experiment in one grouped pass (:func:`.stitch_test.score_stitches`): per test
     batch the front network runs once for all front layers, and per end layer the suffix and the
-    detectors once for all its stitches; each stitch's result in the order of ``ordered``, and the
-    largest group."""
+    detectors once for all its stitches; each stitch's result (against the ``genuine`` scores and norms
+    of its end layer) in the order of ``ordered``, and the largest group."""
     eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples)
     # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
     front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
     end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
     pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
              for r in ordered]
-    return score_stitches(pairs, detectors, id_scores, eval_set, positive=opts.positive, tpr=opts.tpr, fpr_rule=opts.fpr_rule, device=dev,
-                          batch_size=opts.batch_size, workers=opts.workers, group_size=opts.group_size, progress=opts.progress)
+    return score_stitches(pairs, detectors, genuine.scores, eval_set, id_norms=genuine.norms, positive=opts.positive, tpr=opts.tpr,
+                          fpr_rule=opts.fpr_rule, device=dev, batch_size=opts.batch_size, workers=opts.workers, group_size=opts.group_size,
+                          progress=opts.progress)
 
 
 def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchOODResult], matrices: OODMatrices, exp_dir: Path,
@@ -211,7 +215,7 @@ def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchO
         for name, values in res.ood_scores.items():
             pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
         parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
-        opts.log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  {parts}")
+        opts.log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  norm ratio {res.norm_ratio:.3f}  {parts}")
     return run_results
 
 
@@ -237,10 +241,11 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
     detectors, ids = _run_detectors(opts, registry, end, end_layers, first, id_info.name, dev)
     seconds["detectors"] = time.perf_counter() - started
 
-    # ID scores, one pass over the ID test set for all end layers
+    # ID scores and activation norms, one pass over the ID test set for all end layers
     started = time.perf_counter()
     id_set = sample_subset(get_dataset(id_info.name, "test", root=opts.id_data_root or opts.data_root, shape=info.shape), opts.test_samples)
-    id_scores = genuine_scores(end, detectors, id_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
+    genuine = genuine_pass(end, detectors, id_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
+    id_scores = genuine.scores
     seconds["id_scores"] = time.perf_counter() - started
     for layer, per in id_scores.items():
         for name, values in per.items():
@@ -255,7 +260,7 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
 
     started = time.perf_counter()
     ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-    scored, largest_group = _stitch_pass(opts, ordered, front, end, detectors, id_scores, info.name, dev)
+    scored, largest_group = _stitch_pass(opts, ordered, front, end, detectors, genuine, info.name, dev)
     matrices = OODMatrices(front_layers, end_layers)
     run_results = _stitch_results(opts, ordered, scored, matrices, exp_dir, pending)
     seconds["stitches"] = time.perf_counter() - started

@@ -1,5 +1,6 @@
 """Figures of result records: the labelled heatmap of a :class:`~.records.Matrix` (the study report's
-figures are drawn by it too) and a bar chart of a :class:`~.records.Table`'s numeric columns.
+figures are drawn by it too), a bar chart of a :class:`~.records.Table`'s numeric columns, and box
+plots of distributions given by their quartiles (:func:`summary_boxes`).
 
 Figures are built as :class:`matplotlib.figure.Figure` objects, without pyplot: no backend is chosen
 or switched and no global figure list grows, so the same code serves a headless report and a notebook
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 #: matrices with at most this many cells get their values written into the cells
 ANNOTATE_CELLS = 144
+#: the colour bar's ticks of a ratio matrix, where they fall inside its scale: powers of two, or where
+#: fewer than three of them do (a scale within ½..2), these finer ones
+RATIO_TICKS = tuple(2.0 ** k for k in range(-12, 13))
+FINE_RATIO_TICKS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 
 
 def _new_axes(ax, figsize: tuple[float, float]):
@@ -42,17 +47,39 @@ def colour_scale(matrix: "Matrix") -> tuple[float, float]:
     return vmin, (vmax if vmax > vmin else vmin + 1e-9)
 
 
+def ratio_norm(values: np.ndarray):
+    """The colour scale of a ratio: logarithmic and symmetric about 1 (½ and 2 equally far from the
+    neutral middle colour), spanning the finite positive values."""
+    from matplotlib.colors import LogNorm  # deferred, as in _new_axes
+
+    positive = values[np.isfinite(values) & (values > 0)]
+    spread = float(np.max(np.abs(np.log(positive)))) if positive.size else 0.0
+    spread = max(spread, math.log(1.1))  # all near 1: still a visible scale
+    return LogNorm(vmin=math.exp(-spread), vmax=math.exp(spread))
+
+
 def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bool | None = None):
     """The matrix as a heatmap with row and column labels, its range as the colour scale (reversed for
-    distances, so that "more alike" is always the same colour), values written into the cells of small
-    matrices (``annotate``, default: at most :data:`ANNOTATE_CELLS` cells). Returns the figure."""
+    distances, so that "more alike" is always the same colour; for ratios a diverging logarithmic scale
+    with 1 in the middle, :func:`ratio_norm`), values written into the cells of small matrices
+    (``annotate``, default: at most :data:`ANNOTATE_CELLS` cells). Returns the figure."""
     values = matrix.to_numpy()
     rows, cols = matrix.rows, matrix.cols
-    vmin, vmax = colour_scale(matrix)
     size = max(3.5, 0.5 * max(len(rows), len(cols)) + 2)
     fig, ax = _new_axes(ax, (size + 1.2, size))
-    cmap = "viridis_r" if matrix.kind == "distance" else "viridis"
-    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    if matrix.kind == "ratio":
+        norm = ratio_norm(values)
+        image = ax.imshow(values, cmap="RdBu_r", norm=norm, aspect="auto")
+        # how light each cell is: the diverging map is palest in the middle (a ratio of 1); a ratio
+        # the log scale cannot place (≤ 0) is left blank, so it counts as pale too
+        shades = 1 - 2 * np.abs(np.ma.filled(norm(values), 0.5) - 0.5)
+    else:
+        vmin, vmax = colour_scale(matrix)
+        cmap = "viridis_r" if matrix.kind == "distance" else "viridis"
+        image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        shades = (values - vmin) / (vmax - vmin)
+        if matrix.kind == "distance":
+            shades = 1 - shades
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(matrix.col_label)
@@ -64,11 +91,13 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
             for j in range(len(cols)):
                 v = values[i, j]
                 if math.isfinite(v):
-                    shade = (v - vmin) / (vmax - vmin)
-                    if cmap.endswith("_r"):
-                        shade = 1 - shade
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shade > 0.6 else "white")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shades[i, j] > 0.6 else "white")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if matrix.kind == "ratio":  # plain numbers (0.5, 1, 2) instead of powers of ten
+        ticks = [t for t in RATIO_TICKS if norm.vmin <= t <= norm.vmax]
+        bar.set_ticks(ticks if len(ticks) >= 3 else [t for t in FINE_RATIO_TICKS if norm.vmin <= t <= norm.vmax])
+        bar.ax.minorticks_off()
+        bar.ax.yaxis.set_major_formatter("{x:.3g}")
     fig.tight_layout()
     return fig
 
@@ -85,6 +114,50 @@ def heatmaps(matrices: Sequence["Matrix"], *, columns: int | None = None):
     fig = Figure(figsize=((size + 1.2) * columns, size * rows))
     for k, matrix in enumerate(matrices):
         heatmap(matrix, fig.add_subplot(rows, columns, k + 1))
+    return fig
+
+
+def summary_boxes(panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "", xlabel: str = "", ylabel: str = "", columns: int = 4):
+    """Box plots of distributions given by their summaries, one panel (own y axis) per key of ``panels``.
+
+    Each box is a dict with ``label``, ``q25``, ``q50``, ``q75``, ``min`` and ``max`` (the box spans the
+    quartiles with a line at the median, the whiskers reach min and max), optionally ``mean`` (a dot),
+    ``reference`` (True: drawn grey, with a dashed line at its median across the panel, so the other
+    boxes read against it) and ``note`` (a short text above the box). Returns the figure."""
+    if not panels:
+        raise StitchkitError("no distributions to draw")
+    from matplotlib.figure import Figure  # deferred, as in _new_axes
+
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    widest = max(len(boxes) for boxes in panels.values())
+    fig = Figure(figsize=(columns * max(2.6, 0.32 * widest + 1.0), rows * 3.0 + 0.6))
+    for k, (name, boxes) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        stats = [{"label": b["label"], "q1": b["q25"], "med": b["q50"], "q3": b["q75"], "whislo": b["min"], "whishi": b["max"]} for b in boxes]
+        drawn = ax.bxp(stats, showfliers=False, patch_artist=True)
+        means = [(position, b["mean"]) for position, b in enumerate(boxes, start=1) if b.get("mean") is not None]
+        if means:  # bxp draws means only when every box has one
+            ax.plot(*zip(*means), linestyle="none", marker=".", color="black")
+        for box, patch in zip(boxes, drawn["boxes"]):
+            patch.set_facecolor("0.75" if box.get("reference") else "#9ecae1")
+            if box.get("reference"):
+                ax.axhline(box["q50"], color="0.4", linestyle="--", linewidth=0.8, zorder=0)
+        top = max(b["max"] for b in boxes)
+        for position, box in enumerate(boxes, start=1):
+            if box.get("note"):
+                ax.annotate(str(box["note"]), (position, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=6)
+        ax.set_title(str(name), fontsize=9)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        if k % columns == 0 and ylabel:
+            ax.set_ylabel(ylabel, fontsize=8)
+        if xlabel:
+            ax.set_xlabel(xlabel, fontsize=8)
+        ax.margins(y=0.12)
+    if title:
+        fig.suptitle(textwrap.fill(title, width=int(14 * fig.get_figwidth())), fontsize=10)
+    fig.tight_layout()
     return fig
 
 
@@ -123,4 +196,4 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     return fig
 
 
-__all__ = ["ANNOTATE_CELLS", "bar_chart", "colour_scale", "heatmap", "heatmaps"]
+__all__ = ["ANNOTATE_CELLS", "bar_chart", "colour_scale", "heatmap", "heatmaps", "ratio_norm", "summary_boxes"]

@@ -22,8 +22,9 @@ from ..errors import StitchkitError, unknown_name
 from . import writers
 from .plot import bar_chart, heatmap
 
-#: what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a fraction)
-KINDS = ("similarity", "distance", "accuracy")
+#: what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a fraction),
+#: "ratio" (a positive ratio, 1 = equal)
+KINDS = ("similarity", "distance", "accuracy", "ratio")
 #: the file formats of :meth:`Matrix.save` and :meth:`Table.save`, by suffix
 FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
 

@@ -27,6 +27,7 @@ from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
 from ..utils.io import json_safe
 from .config import METHOD_TITLES
+from .ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from .params import (
     DetectorsParams,
     NetworkParams,
@@ -270,9 +271,12 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
             values = m.matrix("auroc", detector)
             matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": json_safe(values),
                                                "kind": "similarity", "range": [0, 1]}
+        matrices[NORM_RATIO_MATRIX] = norm_ratio_matrix(m)  # stored sorted by name, so drawn right after the "AUROC (…)" heatmaps
         conventions.update(m.to_dict().get("conventions", {}))
+        conventions["norm ratio"] = NORM_DEFINITION
         if exp.sanity:
             tables["detector sanity check (genuine test activations vs " + str(p.sanity) + ")"] = [
                 {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
                 for layer, per in exp.sanity.items() for name, vals in per.items()]
+        tables[SCORE_TABLE] = score_table(m)
     return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir}, "conventions": conventions}

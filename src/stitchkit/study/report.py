@@ -4,8 +4,12 @@ Parquet where pyarrow is installed), all from the store.
 Units report in two generic shapes, so the report needs no knowledge of each kind:
 
 * ``metrics["matrices"]``: ``{name: {"rows": [...], "cols": [...], "values": [[...]], "kind":
-  "similarity"|"distance"|"accuracy"|…, "range": [lo, hi] | None}}`` — drawn as labelled heatmaps;
+  "similarity"|"distance"|"accuracy"|"ratio", "range": [lo, hi] | None, "caption": how to read it
+  (optional)}}`` — drawn as labelled heatmaps;
 * ``metrics["tables"]``: ``{name: [ {column: value, …}, … ]}`` — shown as tables and exported.
+
+A kind may also draw figures of its own records (:data:`UNIT_FIGURES`; the OOD unit's score
+distributions, :func:`.ood_records.score_figures`); they follow the unit's heatmaps.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import html
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import StitchkitError
 from ..results import Matrix
@@ -24,10 +28,13 @@ from .artifact_names import artifact_stem
 from .findings import CSS as FINDINGS_CSS
 from .findings import compute_findings, render_html, write_findings_json
 from .integrity import store_problem
+from .ood_records import UnitFigure, score_figures
 from .runner import STORE_NAME
 from .store import Store, UnitRecord
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
+#: figures a unit kind draws from its own records, shown after the unit's heatmaps
+UNIT_FIGURES: dict[str, Callable[[UnitRecord], list[UnitFigure]]] = {"ood": score_figures}
 
 
 def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
@@ -56,6 +63,8 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
         columns += [k for k in row if k not in columns]
 
     def fmt(v: Any) -> str:
+        if v is None:  # not applicable (e.g. the genuine rows' front layer), not the text "None"
+            return ""
         if isinstance(v, float):
             return "nan" if math.isnan(v) else f"{v:.4g}"
         return html.escape(str(v))
@@ -96,6 +105,14 @@ def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def _figure_html(stem: str, title: str, png: Path, table_stem: str, caption: str | None, *, wide: bool = False) -> str:
+    """A report figure: the embedded PNG, its title, how to read it, and links to its PDF and its data's
+    CSV; ``wide`` figures (many panels) take the page's width."""
+    text = html.escape(title) + (f". {html.escape(caption)}" if caption else "")
+    return (f'<figure id="{stem}"{" class=wide" if wide else ""}><img alt="{html.escape(title)}" src="{_embedded_png(png)}"><figcaption>{text} '
+            f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{table_stem}.csv">CSV</a>)</figcaption></figure>')
+
+
 def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str]) -> str:
     """A unit's heatmaps, tables and own figures (written to ``figures/`` and ``tables/``), as HTML."""
     parts = [f"<h3>{html.escape(r.label)}</h3>"]
@@ -107,8 +124,13 @@ def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str])
         rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
         _write_table(rows, out / "tables" / f"{stem}.csv")
         exports.append(f"{stem}.csv")
-        parts.append(f'<figure id="{stem}"><img alt="{html.escape(title)}" src="{_embedded_png(png)}"><figcaption>{html.escape(title)} '
-                     f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{stem}.csv">CSV</a>)</figcaption></figure>')
+        parts.append(_figure_html(stem, title, png, stem, matrix.get("caption")))
+    for extra in UNIT_FIGURES.get(r.kind, lambda record: [])(r):
+        stem = artifact_stem(r.kind, r.label, extra.name)
+        png = out / "figures" / f"{stem}.png"
+        extra.figure.savefig(png, dpi=100)
+        extra.figure.savefig(out / "figures" / f"{stem}.pdf")
+        parts.append(_figure_html(stem, f"{r.label}: {extra.name}", png, artifact_stem(r.kind, r.label, extra.table), extra.caption, wide=True))
     for tname, rows in (r.metrics.get("tables") or {}).items():
         stem = artifact_stem(r.kind, r.label, tname)
         _write_table(rows, out / "tables" / f"{stem}.csv")
@@ -160,6 +182,7 @@ th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} img {{ max-width: 520px; }}
 figcaption {{ font-size: 0.8em; color: #555; max-width: 520px; }} .warn {{ color: #a40; }}
+figure.wide img, figure.wide figcaption {{ max-width: 1060px; }}
 {FINDINGS_CSS}
 </style></head><body>
 <h1>stitchkit study: {html.escape(name)}</h1>
