@@ -19,6 +19,7 @@ from stitchkit.study.config import load_config
 from stitchkit.study.findings import compute_findings
 from stitchkit.study.findings.grounding import ordering_agreement
 from stitchkit.study.findings.stitching import distant_gap
+from stitchkit.study.ood_records import NORM_RATIO_MATRIX
 from stitchkit.study.plan import plan_study
 from stitchkit.study.report import write_report
 from stitchkit.study.units import Unit
@@ -73,8 +74,9 @@ class Synthetic:
                     f"stitch {method} {names[0]}→{names[1]}")
         return self.add(unit, {"matrices": matrices, "end_accuracy": end_accuracy}, done=done)
 
-    def ood(self, stitch, aurocs, sanity=None, training_free=("mahalanobis", "knn"), done=True):
-        """``aurocs``: detector → AUROC matrix; ``sanity``: detector → sanity AUROC of every end layer (or layer → AUROC)."""
+    def ood(self, stitch, aurocs, sanity=None, training_free=("mahalanobis", "knn"), done=True, norms=None):
+        """``aurocs``: detector → AUROC matrix; ``sanity``: detector → sanity AUROC of every end layer (or layer → AUROC);
+        ``norms``: the norm-ratio matrix (stitched / genuine)."""
         tables = {}
         if sanity is not None:
             rows = []
@@ -84,6 +86,8 @@ class Synthetic:
             tables["detector sanity check (genuine test activations vs digits)"] = rows
         unit = Unit("ood", {"training_free": list(training_free), "sanity": "digits"}, (stitch.id,), f"ood {stitch.label.split(' ', 1)[1]}")
         metrics = {"matrices": {f"AUROC ({d})": matrix(v) for d, v in aurocs.items()}, "tables": tables}
+        if norms is not None:
+            metrics["matrices"][NORM_RATIO_MATRIX] = {**matrix(norms), "kind": "ratio", "range": [0, None]}
         return self.add(unit, metrics, done=done)
 
     def grounding(self, test, stats, done=True):
@@ -496,6 +500,26 @@ def test_c5_overall_is_a_majority_of_the_detectors_that_can_test_it(study, pair)
     f = study.findings()["C5"]
     assert f.verdict == "supported" and f.reason.startswith("2 of 3 detectors that can test it support it (0.667 > detector_support = 0.5)")
     assert [(p.label, p.verdict) for p in f.parts] == [("energy", "not supported"), ("mahalanobis", "supported"), ("knn", "supported")]
+    assert "detectors disagree" not in f.reason  # this study did not record the norms
+
+
+def test_c5_says_what_the_scores_react_to_when_the_detectors_disagree(study, pair):
+    """With the norm ratios recorded, each accurate TLM stitch carries its own, and a split vote names
+    their scale (median and range over the accurate TLM stitches)."""
+    tlm = study.stitch("tlm", *pair, np.full((4, 4), 0.95))
+    dm = study.stitch("dm", *pair, diagonal(0.95, 0.3))
+    sanity = {"energy": 0.95, "knn": 0.95}
+    norms = np.full((4, 4), 2.0)
+    norms[3, 0], norms[0, 3] = 6.0, 1.5
+    study.ood(tlm, {"energy": np.full((4, 4), 0.1), "knn": np.full((4, 4), 1.0)}, sanity=sanity, norms=norms)
+    study.ood(dm, {"energy": np.full((4, 4), 0.5), "knn": np.full((4, 4), 0.5)}, sanity=sanity, norms=np.ones((4, 4)))
+    f = study.findings()["C5"]
+    assert f.verdict == "not supported" and f.reason.startswith("1 of 2 detectors")
+    assert "the detectors disagree — the accurate TLM stitches' activations have 2× the genuine ones' mean norm (median; 1.5–6)" in f.reason
+    cells = f.numbers["per detector"]["energy"]["TLM: accurate stitches flagged OOD"]["cells"]
+    assert next(c for c in cells if (c["front"], c["end"]) == ("l3", "l0"))["norm ratio"] == 6.0
+    assert f.numbers["norm ratio of the accurate TLM stitches (median, min, max)"] == (2.0, 1.5, 6.0)
+    assert sum(link.title.endswith(NORM_RATIO_MATRIX) for link in f.links) == 2
 
 
 def test_c5_a_detector_that_fails_its_sanity_check_does_not_vote(study, pair):
@@ -604,7 +628,7 @@ def test_c6_not_testable(study):
 
 # -- the report, findings.json and the CLI -----------------------------------------------------------------
 def test_report_has_the_findings_section_with_links_that_resolve(study, pair):
-    ood_study(study, pair)
+    ood_study(study, pair, norms=np.full((4, 4), 1.5))  # the norm-ratio heatmaps are linked too
     study.stitch("tlm", pair[0], pair[0], diagonal(0.9, 0.95))
     study.grounding("sensitivity", GOOD)
     study.grounding("specificity", GOOD)
@@ -620,7 +644,7 @@ def test_report_has_the_findings_section_with_links_that_resolve(study, pair):
     assert verdicts["C1a"] == "supported" and verdicts["C1b"] == "not testable" and verdicts["C6"] == "supported"
     anchors = set(re.findall(r'id="([^"]+)"', page))
     links = [link for f in data["findings"] for link in f["links"]]
-    assert links
+    assert links and any(link["title"].endswith("norm ratio (stitched / genuine)") for link in links)
     for link in links:
         assert link["anchor"].split("#")[1] in anchors, link
         assert (study.dir / "report" / link["file"]).is_file(), link

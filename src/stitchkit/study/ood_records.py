@@ -47,6 +47,11 @@ def score_table(matrices: "OODMatrices") -> list[dict[str, Any]]:
     return json_safe(matrices.score_rows())
 
 
+def score_figure_name(detector: str) -> str:
+    """The name of an OOD unit's score-distribution figure of one detector (its report stem's last part)."""
+    return f"score distributions ({detector})"
+
+
 @dataclass
 class UnitFigure:
     """A figure a unit's records are drawn as in the report: its name (the file stem's last part), the
@@ -65,10 +70,10 @@ def score_figures(record: UnitRecord) -> list[UnitFigure]:
     heatmaps = [name[len("AUROC ("):-1] for name in record.metrics.get("matrices") or {} if name.startswith("AUROC (")]
     # in the order of the unit's AUROC heatmaps (the store keeps a unit's matrices sorted by name)
     detectors = sorted(dict.fromkeys(row["detector"] for row in rows), key=lambda name: heatmaps.index(name) if name in heatmaps else len(heatmaps))
-    return [UnitFigure(f"score distributions ({name})", score_figure(rows, name, title=f"{record.label}: {name} scores, genuine vs stitched"),
+    return [UnitFigure(score_figure_name(name), score_figure(rows, name, title=f"{record.label}: {name} scores, genuine vs stitched"),
                        SCORE_FIGURE_CAPTION, SCORE_TABLE)
             for name in detectors]
 
 
-__all__ = ["NORM_DEFINITION", "NORM_RATIO_CAPTION", "NORM_RATIO_MATRIX", "SCORE_TABLE", "UnitFigure", "norm_ratio_matrix", "score_figures",
+__all__ = ["NORM_DEFINITION", "NORM_RATIO_CAPTION", "NORM_RATIO_MATRIX", "SCORE_TABLE", "UnitFigure", "norm_ratio_matrix", "score_figure_name", "score_figures",
            "score_table"]

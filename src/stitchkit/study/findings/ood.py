@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
+from ..ood_records import NORM_RATIO_MATRIX, SCORE_TABLE, score_figure_name
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Part, Thresholds, majority, not_testable, pairs_decide
+from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Link, Outcome, Part, Thresholds, majority, not_testable, pairs_decide
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint, unit_link
 
 SANITY_TABLE = "detector sanity check"
@@ -47,12 +50,20 @@ def usable_layers(ood: UnitRecord, detector: str, minimum: float) -> set[str]:
     return {row["layer"] for row in table[1] if row.get("detector") == detector and finite(row.get("auroc")) and row["auroc"] >= minimum}
 
 
-def _part(stitch: StitchGrid, auroc: Grid, layers: set[str], accurate: Callable[[float], bool], holds: Callable[[float], bool]) -> dict[str, Any]:
+def norm_ratios(ood: UnitRecord) -> Grid | None:
+    """The OOD unit's stitched / genuine mean activation norm per stitch (None for units stored before it existed)."""
+    return Grid.from_stored((ood.metrics.get("matrices") or {}).get(NORM_RATIO_MATRIX))
+
+
+def _part(stitch: StitchGrid, auroc: Grid, layers: set[str], accurate: Callable[[float], bool], holds: Callable[[float], bool],
+          norms: Grid | None) -> dict[str, Any]:
     """Among the stitches on usable end layers that are accurate, how many the AUROC criterion holds for
-    (a NaN accuracy is not accurate; a NaN AUROC never holds)."""
+    (a NaN accuracy is not accurate; a NaN AUROC never holds); each cell with its norm ratio, which says
+    how an AUROC far from ½ comes about."""
     grid = stitch.accuracy
     pairs = [(r, c) for r in grid.rows for c in grid.cols if c in layers and finite(grid.get(r, c)) and accurate(grid.get(r, c))]
-    cells = [{"front": r, "end": c, "relative accuracy": grid.get(r, c), "AUROC": auroc.get(r, c)} for r, c in pairs]
+    cells = [{"front": r, "end": c, "relative accuracy": grid.get(r, c), "AUROC": auroc.get(r, c),
+              **({"norm ratio": norms.get(r, c)} if norms is not None else {})} for r, c in pairs]
     count = sum(finite(cell["AUROC"]) and holds(cell["AUROC"]) for cell in cells)
     return {"pairs": len(cells), "count": count, "fraction": count / len(cells) if cells else None, "cells": cells}
 
@@ -88,9 +99,9 @@ def _contrast(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: Unit
             f"passes the sanity check (AUROC ≥ detector_sanity = {t.detector_sanity:g}) on no end layer"
         return NOT_TESTABLE, f"{detector}: not usable: in {missing.label} it {cause}", numbers
     numbers["TLM: accurate stitches flagged OOD"] = tlm_part = _part(
-        tlm, auroc[ood_tlm.id], layers[ood_tlm.id], lambda a: a >= t.high, lambda u: u >= t.ood_auroc)
+        tlm, auroc[ood_tlm.id], layers[ood_tlm.id], lambda a: a >= t.high, lambda u: u >= t.ood_auroc, norm_ratios(ood_tlm))
     numbers["DM: matching stitches in-distribution"] = dm_part = _part(
-        dm, auroc[ood_dm.id], layers[ood_dm.id], lambda a: a >= t.match, lambda u: u <= t.id_auroc)
+        dm, auroc[ood_dm.id], layers[ood_dm.id], lambda a: a >= t.match, lambda u: u <= t.id_auroc, norm_ratios(ood_dm))
     if not tlm_part["pairs"]:
         return NOT_TESTABLE, (f"{detector}: no TLM stitch reaches high = {t.high:g} on an end layer where {detector} is usable, so there is "
                               "no accurate TLM pair to test"), numbers
@@ -122,10 +133,7 @@ def _c5(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord
         per_detector[detector] = {"verdict": verdict, "reason": reason, **{k: v for k, v in numbers.items() if k != "detector"}}
         parts.append(Part(detector, verdict, reason))
         links += [unit_link(unit, auroc_name(detector)) for unit in (ood_tlm, ood_dm)]
-    for unit in (ood_tlm, ood_dm):
-        table = sanity_table(unit)
-        if table is not None:
-            links.append(unit_link(unit, table[0], figure=False))
+    links += _explaining_links(ood_tlm, ood_dm, shared)
     verdict, k, n = majority([p.verdict for p in parts], t.detector_support)
     listing = "; ".join(f"{p.label}: {p.verdict}" for p in parts)
     if verdict == NOT_TESTABLE:
@@ -134,5 +142,36 @@ def _c5(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord
         reason = (f"{k} of {n} detectors that can test it support it ({k / n:.3g} {'>' if verdict == SUPPORTED else '≤'} detector_support = "
                   f"{t.detector_support:g}) — {listing}")
     numbers = {"detectors supporting": k, "detectors that can test it": n, "per detector": per_detector}
+    scale = _tlm_norm_scale(per_detector)
+    if scale is not None:
+        numbers["norm ratio of the accurate TLM stitches (median, min, max)"] = scale
+        if 0 < k < n:  # the detectors disagree: say what the scores react to
+            reason += (f"; the detectors disagree — the accurate TLM stitches' activations have {scale[0]:.3g}× the genuine ones' mean norm "
+                       f"(median; {scale[1]:.3g}–{scale[2]:.3g}), see the score distributions")
     summary = {"detectors supporting": f"{k} of {n}", **{d: per_detector[d]["verdict"] for d in shared}}
     return Outcome(verdict, reason, numbers, links=links, summary=summary, parts=parts, **base)
+
+
+def _tlm_norm_scale(per_detector: dict[str, Any]) -> tuple[float, float, float] | None:
+    """Median, min and max norm ratio of the accurate TLM stitches any detector looked at (None without the records)."""
+    ratios = {(c["front"], c["end"]): c["norm ratio"] for numbers in per_detector.values()
+              for c in (numbers.get("TLM: accurate stitches flagged OOD") or {}).get("cells", []) if finite(c.get("norm ratio"))}
+    if not ratios:
+        return None
+    values = sorted(ratios.values())
+    return float(np.median(values)), values[0], values[-1]
+
+
+def _explaining_links(ood_tlm: UnitRecord, ood_dm: UnitRecord, detectors: list[str]) -> list[Link]:
+    """The sanity tables, and what explains an AUROC (the norm-ratio heatmaps, the score distributions), of both OOD units."""
+    links = []
+    for unit in (ood_tlm, ood_dm):
+        table = sanity_table(unit)
+        if table is not None:
+            links.append(unit_link(unit, table[0], figure=False))
+        if norm_ratios(unit) is not None:
+            links.append(unit_link(unit, NORM_RATIO_MATRIX))
+        tables = unit.metrics.get("tables") or {}
+        if SCORE_TABLE in tables:
+            links += [unit_link(unit, score_figure_name(d)) for d in detectors]
+    return links
