@@ -30,10 +30,10 @@ data:
 demo: setup
 	$(BIN)/stitchkit study examples/demo.toml --out runs/demo
 
-# The two networks examples/demo.toml stitches are shipped in examples/demo_networks (training them takes
-# ~8 min on 2 cores, more than half the demo's budget). This re-creates them, weight for weight, on a CPU.
+# The networks examples/demo.toml (seeds 0, 1) and examples/seeds.toml (seeds 0–3) stitch are shipped in examples/demo_networks (training them takes
+# ~4 min each on 2 cores; the demo's two would be more than half its budget). This re-creates them, weight for weight, on a CPU.
 demo-networks: setup
-	@for s in 0 1; do \
+	@for s in 0 1 2 3; do \
 		$(BIN)/stitchkit train resnet18 -d fashion --width 32 -e 2 -b 128 -lr 2e-3 -s $$s --train-subset 20000 --no-augment \
 			-sf 2 --device cpu --no-progress --overwrite -dir runs/demo-networks/seed$$s || exit 1; \
 		cp runs/demo-networks/seed$$s/final.pt examples/demo_networks/resnet18_w32_seed$$s.pt; \

@@ -13,8 +13,12 @@ for claim C4), and reports what the findings section decides on, with the cost:
 
 Settings are given as ``--setting key=value,...`` (repeatable), keys: width, epochs, subset (training
 images of the networks), layers (blocks | stages), k (DM fit images), tlm_epochs, tlm_subset, tlm_lr,
-eval (test images), self (1: also the TLM and DM grids of the first network into itself, for claim C4; 0: skip them), tlm (0: the DM grid only, for settings that only vary what DM sees). Networks are cached under ``--cache`` by (width, epochs, subset, seed), so several
-settings share them. Results are appended to ``--out`` (JSON lines) and printed as a Markdown table.
+eval (test images), self (1: also the TLM and DM grids of the first network into itself, for claim C4; 0: skip them), tlm (0: the DM
+grid only, for settings that only vary what DM sees), tlm_aug (TLM's augmentation: network = what the networks were trained with,
+none here; dataset = the dataset's default flip + crop, what TLM used before it followed the networks), tlm_sched (none, cosine,
+linear or onecycle: then stepped per optimizer step) with tlm_warmup (its warm-up fraction of the steps), nets (train: train the two
+networks; demo: the shipped ones of examples/demo.toml, which must match width 32, 2 epochs, 20,000 images). Networks are cached under
+``--cache`` by (width, epochs, subset, seed), so several settings share them. Results are appended to ``--out`` (JSON lines) and printed as a Markdown table.
 
     python benchmarks/sweep_demo.py --setting width=16,epochs=2,subset=20000,layers=stages
 """
@@ -30,7 +34,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000, self=1, tlm=1)
+DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000, self=1, tlm=1,
+                tlm_aug="network", tlm_sched="none", tlm_warmup=0.0, nets="train")
+#: the networks examples/demo.toml stitches (width 32, 2 epochs of 20,000 images): ``nets=demo`` uses them instead of training
+DEMO_NETWORKS = [REPO / "examples" / "demo_networks" / f"resnet18_w32_seed{seed}.pt" for seed in (0, 1)]
 STAGES = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
 
 
@@ -49,6 +56,10 @@ def network(cache: Path, s: dict, seed: int) -> tuple[Path, float]:
     from stitchkit.training.base import TrainSettings, train_model
     from stitchkit.training.optim import OptimConfig
 
+    if s["nets"] == "demo":
+        if (s["width"], s["epochs"], s["subset"]) != (32, 2, 20000):
+            raise SystemExit("nets=demo: the shipped networks are width 32, 2 epochs, 20,000 images")
+        return DEMO_NETWORKS[seed], math.nan
     folder = cache / f"r18_w{s['width']}_e{s['epochs']}_n{s['subset']}_s{seed}"
     info = folder / "sweep.json"
     if info.is_file():
@@ -83,7 +94,8 @@ batch_size = {s['tlm_batch']}
 lr = {s['tlm_lr']}
 train_subset = {s['tlm_subset']}
 eval_samples = {s['eval']}
-[similarity]
+augment = "{s['tlm_aug']}"
+{_schedule(s)}[similarity]
 enabled = false
 [ood]
 enabled = false
@@ -94,6 +106,13 @@ enabled = false
 [specificity]
 enabled = false
 """
+
+
+def _schedule(s: dict) -> str:
+    """TLM's schedule keys: per optimizer step when there is one (a one-epoch run has no per-epoch schedule)."""
+    if s["tlm_sched"] == "none":
+        return ""
+    return f'scheduler = "{s["tlm_sched"]}"\nschedule_unit = "step"\nwarmup_fraction = {s["tlm_warmup"]}\n'
 
 
 def measure(s: dict, cache: Path, work: Path) -> dict:
@@ -139,6 +158,19 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
     return row
 
 
+def _seconds(value: float) -> str:
+    return "shipped" if value is None or math.isnan(value) else f"{value:.0f}"
+
+
+def _budget_extras(s: dict) -> str:
+    """TLM's augmentation and schedule where they are not the defaults (rows written before these keys existed used the dataset's)."""
+    aug = s.get("tlm_aug", "dataset")
+    extras = [] if aug == "network" else [f"aug {aug}"]
+    if s.get("tlm_sched", "none") != "none":
+        extras.append(f"{s['tlm_sched']}/step, warm-up {s['tlm_warmup']:g}")
+    return "".join(f", {e}" for e in extras)
+
+
 def table(rows: list[dict]) -> str:
     head = ("| width | net epochs × images | layers | K | TLM epochs × images (lr, batch) | end acc | DM diag rel (mean / min / ≥0.9) | "
             "TLM diag rel | TLM late→early rel | DM late→early rel | C1a | C1b | C2 | C3 | C4 | train s/net | DM s | TLM s (+ self) |")
@@ -149,7 +181,7 @@ def table(rows: list[dict]) -> str:
         tlm = r["tlm"]
         # the DM-only rows (tlm=0) have no TLM budget, numbers or verdicts that depend on TLM
         tlm_budget, tlm_diag, tlm_far, tlm_seconds = ("–",) * 4 if tlm is None else (
-            f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']})", f"{tlm['diag_mean']:.2f}",
+            f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']}{_budget_extras(s)})", f"{tlm['diag_mean']:.2f}",
             f"{tlm['late_early_mean']:.2f}", f"{t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f})")
         claims = ("C1a", "C1b") + (() if tlm is None else ("C2", "C3")) + (("C4",) if tlm is not None and s.get("self", 1) else ())
         verdicts = [short.get(v.get(c), "?") if c in claims else "–" for c in ("C1a", "C1b", "C2", "C3", "C4")]
@@ -157,7 +189,7 @@ def table(rows: list[dict]) -> str:
             f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {tlm_budget} | "
             f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm_diag} | "
             f"{tlm_far} | {dm['late_early_mean']:.2f} | " + " | ".join(verdicts)
-            + f" | {r['train_seconds_per_network']:.0f} | {t.get('dm', 0):.0f} | {tlm_seconds} |")
+            + f" | {_seconds(r['train_seconds_per_network'])} | {t.get('dm', 0):.0f} | {tlm_seconds} |")
     return "\n".join(lines)
 
 
