@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import DATA_PATHS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION
 from ..errors import StitchkitError
 
 
@@ -54,6 +54,15 @@ def add_data_path(parser: argparse.ArgumentParser) -> None:
         help="how batches are made: device = the uint8 images kept on the device and augmented there in batches (the same batches "
         "as a 0-worker loader, no loader processes), loader = a DataLoader (-workers), auto = device where that reproduces the loader",
     )
+
+
+def add_augment(parser: argparse.ArgumentParser, what: str, *, no_augment: str | None = None) -> None:
+    """``--augment`` (:data:`~stitchkit.choices.AUGMENTATIONS`) for the images ``what`` trains on; with
+    ``no_augment`` (its help) also the older ``--no-augment``, which means ``--augment none``."""
+    parser.add_argument("--augment", dest="augment", default=DEFAULT_AUGMENTATION, choices=list(AUGMENTATIONS),
+                        help=f"augmentation of the images {what} trains on: " + "; ".join(f"{k} = {v}" for k, v in AUGMENTATIONS.items()))
+    if no_augment is not None:
+        parser.add_argument("--no-augment", dest="augment", action="store_const", const="none", help=no_augment + " (= --augment none)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
