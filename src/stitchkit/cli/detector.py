@@ -10,7 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
-from .common import HelpFormatter, add_device, add_loader, add_model_options, args_as_config, model_options
+from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, args_as_config, model_options
 
 EXAMPLES = """\
   # the original's call: one layer, CIFAR-5M as ID and the 300K random images as outliers
@@ -78,7 +78,10 @@ def _register_train(actions) -> None:
     p.add_argument("-fdir", "--final-save-dir", dest="final_save_dir", default=DEFAULT_DETECTOR_DIR, help="detector registry folder")
     p.add_argument("--ft-lr-per-batch", dest="ft_lr_per_batch", action="store_true",
                    help="parity: step the fine-tuning ×0.1 decay per batch like the original (LR drops after fe//2 iterations)")
-    p.add_argument("--ft-id-augment", dest="ft_id_augment", action="store_true", help="augment the fine-tuning ID samples (the original did for sets other than cifar5m)")
+    add_augment(p, "the detectors (pre-training and the fine-tuning's ID half)")
+    p.add_argument("--ft-id-augment", dest="ft_id_augment", action="store_const", const=True, default=None,
+                   help="augment the fine-tuning ID samples with their set's default augmentation whatever --augment says "
+                   "(the original did for sets other than cifar5m)")
     p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="pre-train on a fixed random subset of N images")
     p.add_argument("--ft-samples", dest="ft_samples", type=int, default=None, metavar="N", help="fine-tuning samples per epoch from each side (default min(|ID|, |OOD|))")
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
@@ -106,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr, weight_decay=args.weight_decay,
         reduce_lr_epochs=list(args.milestones), save_frequency=args.save_frequency, ft_id_dataset=args.ft_id_dataset, ft_id_root=args.ft_id_root,
         ft_ood_dataset=args.ft_ood_dataset, ft_ood_root=args.ft_ood_root, ft_epochs=args.ft_epochs, m_in=args.m_in, m_out=args.m_out,
-        score=args.score, ft_lr_per_batch=args.ft_lr_per_batch, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
+        score=args.score, ft_lr_per_batch=args.ft_lr_per_batch, augment=args.augment, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
         ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register, overwrite=args.overwrite,
         device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress,
     )
