@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import DATA_PATHS, DM_SOLVERS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, DM_SOLVERS
 from ..errors import StitchkitError
 
 
@@ -77,7 +77,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "momentum": Key((int, float), 0.0, "SGD momentum"),
         "scheduler": Key(str, "none", "LR schedule", choices=("none", "multistep", "step", "cosine", "linear")),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
-        "augment": Key(bool, True, "use the dataset's training augmentation"),
+        "augment": Key(bool, True, "use the dataset's training augmentation (recorded in the checkpoint; what trains through the network "
+                       "follows it by default: stitching.augment, ood.augment, probes.augment)"),
         "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images"),
     },
     "layers": {
@@ -99,6 +100,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
         "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
                          "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
+                       "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; the dataset's "
+                       "default when it records nothing), dataset = the dataset's default, none", choices=tuple(AUGMENTATIONS)),
     },
     "similarity": {
         "enabled": Key(bool, True, "compute similarity index matrices"),
@@ -123,6 +127,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch_size": Key(int, 128, "detector batch size", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images"),
         "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)"),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images the detectors' pre-training and the ID half of their "
+                       "fine-tuning feed through the end network (the outliers keep their set's): network, dataset or none, as stitching.augment",
+                       choices=tuple(AUGMENTATIONS)),
     },
     "probes": {
         "enabled": Key(bool, True, "train linear probes"),
@@ -130,6 +137,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
         "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images"),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the probes' training images, also the sensitivity and specificity "
+                       "tests' probes: network (as the probed network was trained), dataset or none (features extracted once: much faster)",
+                       choices=tuple(AUGMENTATIONS)),
     },
     "sensitivity": {
         "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),

@@ -5,6 +5,12 @@ A unit's identity is the hash of ``record.to_params()`` (:class:`~.units.Unit`),
 exactly what existing studies stored: a field marked ``present_if`` is left out of it unless its
 predicate holds (a DM unit has no training options, ``amp`` appears only when on, ``dm_solver`` only
 when not the default), and :meth:`UnitParams.from_params` gives a missing field its default.
+
+The augmentation fields hold what the images fed through a network actually get (the plan resolves
+``[section] augment`` by the network's record, :mod:`stitchkit.data.augmentation`), and appear only where
+that differs from what every unit trained on before they existed: TLM and detector pre-training on the
+dataset's default augmentation, probes and the detectors' fine-tuning ID half on none. So a unit's id
+changes exactly when its training images do.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ def _default(section: str, key: str) -> Any:
     return SCHEMA[section][key].default
 
 
-def _present_if(predicate: Callable[[Any], bool], default: Any) -> Any:
+def _present_if(predicate: Callable[[Any], bool], default: Any, *, kw_only: bool = False) -> Any:
     """A field stored only when ``predicate(record)`` holds (absent: ``default``)."""
-    return field(default=default, metadata={"present_if": predicate})
+    return field(default=default, metadata={"present_if": predicate}, kw_only=kw_only)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class StitchParams(UnitParams):
     amp: bool = _present_if(lambda p: _trains(p) and p.amp, _default("stitching", "amp"))
     dm_solver: str = _present_if(lambda p: p.method != "tlm" and p.dm_solver != _default("stitching", "dm_solver"),
                                  _default("stitching", "dm_solver"))
+    # False: TLM trains on un-augmented images where the dataset has an augmentation (e.g. networks trained without)
+    augment: bool = _present_if(lambda p: _trains(p) and not p.augment, True)
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,9 @@ class DetectorsParams(UnitParams):
     finetune_epochs: int
     batch_size: int
     train_subset: int | None
+    # pre-training on un-augmented images (False) / the fine-tuning ID half on augmented ones (True)
+    augment: bool = _present_if(lambda p: not p.augment, True)
+    finetune_id_augment: bool = _present_if(lambda p: p.finetune_id_augment, False)
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,7 @@ class ProbesParams(UnitParams):
     ranks: list[int]
     epochs: int
     train_subset: int | None
+    augment: bool = _present_if(lambda p: p.augment, False)  # True: the probes train on augmented images
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,11 @@ class _RankingTestParams(UnitParams):
     probe_epochs: int
     probe_train_subset: int | None
     fit_samples: int
+    # per network (in the order of the dependencies): its probes train on augmented images; the
+    # reference's tlm_accuracy trains on its dataset's default augmentation (or the same images)
+    probe_augment: list[bool] | None = _present_if(lambda p: any(p.probe_augment or ()), None, kw_only=True)
+    tlm_augment: list[bool] | None = _present_if(lambda p: "tlm_accuracy" in p.measures and not all(p.tlm_augment or ()), None,
+                                                 kw_only=True)
 
 
 @dataclass(frozen=True)
