@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..choices import AUGMENTATIONS, DEFAULT_AUGMENTATION
-from ..errors import StitchkitError, unknown_name
+from ..errors import StitchkitError
 
 __all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENTATION", "Augmentation", "check_augmentation", "choice_for", "recorded_augment",
            "resolve_augmentation"]
@@ -47,7 +47,7 @@ class Augmentation:
 def check_augmentation(choice: Any, where: str = "augment") -> str:
     """``choice`` if it is one of :data:`AUGMENTATIONS`, else a clear error naming ``where`` it was given."""
     if not isinstance(choice, str) or choice not in AUGMENTATIONS:
-        raise unknown_name(f"augmentation ({where})", str(choice), AUGMENTATIONS)
+        raise StitchkitError(f"unknown augmentation {choice!r} ({where}); choose one of: {', '.join(AUGMENTATIONS)}")
     return choice
 
 
