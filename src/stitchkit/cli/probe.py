@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         print()
     print()
     info = report.info
-    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; {info['seconds']:.1f}s)")
+    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation {info['augmentation']}; "
+          f"{info['seconds']:.1f}s)")
     if args.out:
         paths = report.write(args.out)
         print(f"wrote {paths['json']} and {paths['csv']}")
