@@ -14,7 +14,7 @@ import torch
 
 from stitchkit.api import task_loss_match
 from stitchkit.cli import build_parser
-from stitchkit.data import get_dataset
+from stitchkit.data import dataset_augments, get_dataset
 from stitchkit.data.augmentation import choice_for, recorded_augment, resolve_augmentation
 from stitchkit.data.loading import make_batches, sample_subset
 from stitchkit.errors import StitchkitError
@@ -83,6 +83,8 @@ def test_the_choice_is_resolved_by_the_record_and_an_explicit_choice_overrides_i
     with pytest.raises(StitchkitError, match="unknown augmentation 'flip' \\(augment\\); choose one of: network, dataset, none"):
         resolve_augmentation("flip", True)
     assert [choice_for(f) for f in ([True, True], [False, False], [True, False])] == ["dataset", "none", "network"]
+    # sets whose augmented split is the plain one (CIFAR-5M, noise, your own data: read no files to say so)
+    assert [dataset_augments(n) for n in ("fashion", "digits", "cifar5m", "noise", "folder:/nowhere")] == [True, True, False, False, False]
 
 
 def test_the_record_is_read_from_checkpoints_run_configs_and_travels_with_the_model(nets, tmp_path):

@@ -122,6 +122,8 @@ def dataset_augments(name: str) -> bool:
     """Whether the dataset's default training transform augments (differs from its eval transform):
     CIFAR-5M, the noise sets and your own data have no augmentation, so their augmented training
     split is the plain one."""
+    if custom.is_custom(name):
+        return False  # (without reading the data's files)
     builder = _entry(name).builder
     return builder.train_ops is not builder.eval_ops
 

@@ -89,16 +89,24 @@ def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
 class StitchAugmentation:
     """The augmentation of task loss matching's training images (:mod:`stitchkit.data.augmentation`):
     the end network's, whose task loss is the one optimised, when following the networks; ``note``
-    says so when the front network was trained otherwise (None when they agree)."""
+    says so when the front network was trained otherwise (None when they agree). ``data_augments``:
+    whether the data has an augmentation to leave out."""
 
     resolved: Augmentation
     note: str | None
+    data_augments: bool = True
+
+    @property
+    def acting(self) -> str:
+        """As it acts, for run names: ``"none"`` only where the images are not the dataset's default
+        augmentation's (data without one trains on the same images either way)."""
+        return "none" if not self.resolved.augment and self.data_augments else "dataset"
 
     def describe(self) -> str:
         return self.resolved.describe() + (f"; {self.note}" if self.note else "")
 
 
-def stitch_augmentation(choice: str, front: Donor, end: Donor) -> StitchAugmentation:
+def stitch_augmentation(choice: str, front: Donor, end: Donor, data_augments: bool = True) -> StitchAugmentation:
     """Resolve ``choice`` (``StitchSettings.augment``) for the donors: by the end network's record."""
     resolved = resolve_augmentation(choice, recorded_augmentation(end.model), "the end network")
     front_resolved = resolve_augmentation(choice, recorded_augmentation(front.model), "the front network")
@@ -107,4 +115,4 @@ def stitch_augmentation(choice: str, front: Donor, end: Donor) -> StitchAugmenta
         said = {True: "with", False: "without"}
         note = (f"the front network was trained {said[front_resolved.augment]} augmentation, the end network {said[resolved.augment]}: "
                 "task loss matching follows the end network, whose task loss it optimises")
-    return StitchAugmentation(resolved, note)
+    return StitchAugmentation(resolved, note, data_augments)

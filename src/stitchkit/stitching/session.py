@@ -69,7 +69,7 @@ class GridSession:
         self.info = self.data.info
         self.input_shape = tuple(self.info.shape)
         check_donors_fit(front, end, self.info)
-        self.augmentation = stitch_augmentation(s.augment, front, end)
+        self.augmentation = stitch_augmentation(s.augment, front, end, self.data.augments)
         if self.augmentation.note and s.epochs > 0:
             log(f"note: {self.augmentation.note}")
         self.device = resolve_device(settings.device)
@@ -117,8 +117,7 @@ class GridSession:
     def naming_settings(self) -> StitchSettings:
         """The settings as they act here (``amp`` only where it applies; the augmentation resolved, and
         ``"dataset"`` where the data has none to leave out), for run names and keys."""
-        acting = "none" if not self.augmentation.resolved.augment and self.data.augments else "dataset"
-        return replace(self.s, amp=self.amp, augment=acting)
+        return replace(self.s, amp=self.amp, augment=self.augmentation.acting)
 
     # --- data ----------------------------------------------------------------------------------------
     def _batches(self, dataset, shuffle: bool, sampler=None):
