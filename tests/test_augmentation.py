@@ -14,6 +14,7 @@ import torch
 
 from stitchkit.api import task_loss_match
 from stitchkit.cli import build_parser
+from stitchkit.cli.stitch import settings_from_args
 from stitchkit.data import dataset_augments, get_dataset
 from stitchkit.data.augmentation import choice_for, recorded_augment, resolve_augmentation
 from stitchkit.data.loading import make_batches, sample_subset
@@ -24,6 +25,8 @@ from stitchkit.ood.bank import DetectorBank
 from stitchkit.ood.train import DetectorTrainConfig
 from stitchkit.probing import model as probing_model
 from stitchkit.probing.probe import ProbeConfig
+from stitchkit.sensitivity import run as grounding
+from stitchkit.sensitivity.settings import GroundingSettings
 from stitchkit.stitching.donors import load_donor
 from stitchkit.stitching.grid import stitch_grid
 from stitchkit.stitching.session import GridSession
@@ -253,9 +256,6 @@ def test_a_probe_report_records_the_resolved_augmentation(nets):
 
 
 def test_the_tests_probes_follow_each_network(nets, monkeypatch):
-    from stitchkit.sensitivity import run as grounding
-    from stitchkit.sensitivity.settings import GroundingSettings
-
     given: dict = {}
     real = grounding.probe_model
 
@@ -278,7 +278,7 @@ def test_the_tests_probes_follow_each_network(nets, monkeypatch):
 def test_the_commands_take_augment_and_keep_their_old_flags():
     parse = build_parser().parse_args
     assert parse(["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "auto"]).augment == "network"
-    assert parse(["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "auto", "--augment", "none"]).augment == "none"
+    assert settings_from_args(parse(["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "auto", "--augment", "none"])).augment == "none"
     assert parse(["probe", "a.pt", "--no-augment"]).augment == "none"
     assert parse(["sensitivity", "a.pt", "b.pt", "-l", "x", "-ranks", "1", "--no-augment"]).augment == "none"
     train = ["detector", "train", "a.pt", "-", "layer1.0", "-dir", "d"]
