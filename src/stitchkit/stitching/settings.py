@@ -188,10 +188,10 @@ class StitchSettings(RunOptions):
             "rcond": self.rcond,
             **({"amp": "bf16"} if self.amp and self.epochs > 0 else {}),  # only when it changes the numbers (old names stay)
             **({"dm_solver": self.dm_solver} if self.dm_solver != "stitchkit" else {}),  # likewise
-            # likewise: only where the training images differ from the dataset's default augmentation. The
-            # session names runs with the augmentation as it acts ("dataset" or "none"); "network" unresolved
-            # names no run of the past either.
-            **({"augment": self.augment} if self.epochs > 0 and self.augment != "dataset" else {}),
+            # likewise: only where the training images differ from the dataset's default augmentation. Runs
+            # are named by the session's settings, with the augmentation as it acts there ("dataset" or "none",
+            # GridSession.naming_settings), never with "network" unresolved.
+            **({"augment": self.augment} if self.epochs > 0 and self.augment == "none" else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
