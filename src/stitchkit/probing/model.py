@@ -5,8 +5,8 @@ dataset's splits first (what ``stitchkit probe`` calls). See :mod:`.probe` for t
 
 Two ways to feed the probes, chosen automatically:
 
-* **features once** — without augmentation (``augment=False``, or a dataset whose training transform
-  does not augment) and with full rank or the fixed low-rank basis, the network's prefix (up to the
+* **features once** — without augmentation (a network trained without it, or ``augment="none"``;
+  :func:`resolve_probe_config`) and with full rank or the fixed low-rank basis, the network's prefix (up to the
   deepest requested layer) runs once over the training set and once over the test set; the pooled
   features and the basis statistics are kept, and the probes train on those;
 * **prefix per batch** — with augmentation (the original's setting) or the per-batch low rank, the
