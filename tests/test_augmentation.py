@@ -284,5 +284,6 @@ def test_the_commands_take_augment_and_keep_their_old_flags():
     train = ["detector", "train", "a.pt", "-", "layer1.0", "-dir", "d"]
     assert (parse(train).augment, parse(train).ft_id_augment) == ("network", None)
     assert parse(train + ["--augment", "dataset", "--ft-id-augment"]).ft_id_augment is True
+    assert parse(train + ["--augment", "dataset", "--no-ft-id-augment"]).ft_id_augment is False
     with pytest.raises(SystemExit):
         parse(["probe", "a.pt", "--augment", "flip"])

@@ -82,6 +82,9 @@ def _register_train(actions) -> None:
     p.add_argument("--ft-id-augment", dest="ft_id_augment", action="store_const", const=True, default=None,
                    help="augment the fine-tuning ID samples with their set's default augmentation whatever --augment says "
                    "(the original did for sets other than cifar5m)")
+    p.add_argument("--no-ft-id-augment", dest="ft_id_augment", action="store_const", const=False,
+                   help="the fine-tuning ID samples un-augmented whatever --augment says (with --augment dataset: what every run did "
+                   "before --augment existed)")
     p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="pre-train on a fixed random subset of N images")
     p.add_argument("--ft-samples", dest="ft_samples", type=int, default=None, metavar="N", help="fine-tuning samples per epoch from each side (default min(|ID|, |OOD|))")
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
