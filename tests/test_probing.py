@@ -194,6 +194,9 @@ def test_probe_command_prints_the_originals_format_and_writes_files(tiny, tmp_pa
     assert float(lines[start + 4]) == float(lines[start + 1].split(": ")[1])
     data = json.loads((out_dir / "probes.json").read_text())
     assert [r["rank"] for r in data["results"]] == [None, 4] and data["config"]["milestones"] == []
+    # --no-augment is --augment none, said in the output and recorded
+    assert "augmentation none (augment = none: asked for" in out and data["config"]["augment"] == "none"
+    assert data["info"]["augmentation"].startswith("none (augment = none") and data["info"]["path"] == "features once"
     assert (out_dir / "probes.csv").read_text().startswith("layer,rank,val_acc")
 
 

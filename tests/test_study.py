@@ -245,6 +245,11 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     acc = dm.metrics["matrices"]["DM accuracy"]
     assert acc["rows"] == ["layer1.0", "layer4.1"] and all(0 <= v <= 1 for row in acc["values"] for v in row)
     assert dm.model_hashes["front"] != dm.model_hashes["end"] and dm.conventions
+    # the tiny networks are trained without augmentation, and what trains through them follows (recorded)
+    tlm = next(r for r in by_kind["stitch"] if r.config["method"] == "tlm")
+    assert tlm.conventions["augmentation"].startswith("none (") and tlm.config["augment"] is False
+    assert by_kind["detectors"][0].conventions["pretrain_augmentation"].startswith("none (")
+    assert by_kind["probes"][0].conventions["augmentation"].startswith("none")
     ood = by_kind["ood"][0].metrics["matrices"]
     assert {"AUROC (energy)", "AUROC (mahalanobis)", "AUROC (knn)"} <= set(ood)
     assert set(by_kind["similarity"][0].metrics["matrices"]) == {"cka", "pwcca", "procrustes"}

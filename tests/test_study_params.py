@@ -1,13 +1,17 @@
 """The typed parameter records of the unit kinds: a study's unit ids are the same as before them
-(so existing study folders resume), and each record reads back exactly what the plan stored."""
+(so existing study folders resume), and each record reads back exactly what the plan stored. Since
+what trains through a network follows its augmentation, an id changes exactly where the images do."""
 
 from pathlib import Path
 
 import pytest
 
-from stitchkit.study.config import SCHEMA, load_config
+from stitchkit.errors import StitchkitError
+from stitchkit.models.checkpoint import save_checkpoint
+from stitchkit.study.config import SCHEMA, load_config, validate
 from stitchkit.study.params import PARAMS, StitchParams
 from stitchkit.study.plan import plan_study
+from stitch_support import SHAPE, resnet
 
 TINY = Path(__file__).parent / "configs" / "tiny_study.toml"
 
@@ -32,17 +36,77 @@ ALL_METHOD_IDS = [
     ("stitch", "stitch tlm resnet18 s0→resnet18 s1", "bd989e345311c361"),
     ("stitch", "stitch tlm_from_dm resnet18 s0→resnet18 s1", "2be169e2cdac0096"),
 ]
+# The tiny study's networks are trained with augment = false. Since augmentation follows the networks,
+# TLM and the detectors' pre-training train on un-augmented images (new ids; the OOD tests use those
+# detectors); DM, the probes (un-augmented before and now) and the rest keep theirs.
+AUGMENT_CHANGED = {
+    "stitch tlm resnet18 s0→resnet18 s1": "63d21e3fea235c04",
+    "detectors resnet18 s1": "59e883b8e08b1235",
+    "ood dm resnet18 s0→resnet18 s1": "119d613dfabe5135",
+    "ood tlm resnet18 s0→resnet18 s1": "bf2088680fb61529",
+}
 
 
-def test_unit_ids_are_those_of_the_untyped_plan(tmp_path):
+def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_path):
     units = plan_study(load_config(TINY), tmp_path)
-    assert [(u.kind, u.label, u.id) for u in units] == TINY_IDS
+    assert [(u.kind, u.label, u.id) for u in units] == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
+
+
+def test_asking_for_the_old_augmentation_keeps_the_old_ids(tmp_path):
+    config = load_config(TINY)
+    config["stitching"]["augment"] = "dataset"  # what TLM always trained on before
+    ids = {u.label: u.id for u in plan_study(config, tmp_path)}
+    assert ids["stitch tlm resnet18 s0→resnet18 s1"] == "864291773b475d79"
+    # the detectors cannot: pre-training on the dataset's augmentation and the ID half on none was one
+    # choice for both before; ood.augment = dataset augments both, none neither
+    for choice, changed in (("dataset", {"finetune_id_augment": True}), ("none", {"augment": False})):
+        config["ood"]["augment"] = choice
+        detectors = next(u for u in plan_study(config, tmp_path) if u.kind == "detectors")
+        assert {k: v for k, v in detectors.params.items() if "augment" in k} == changed
+        assert detectors.id != "1dd959d86ee1e12f"
 
 
 def test_optional_stitch_fields_keep_the_ids_of_the_untyped_plan(tmp_path):
     config = load_config(TINY)
-    config["stitching"].update(methods=["dm", "tlm", "tlm_from_dm"], amp=True, dm_solver="original")
+    config["stitching"].update(methods=["dm", "tlm", "tlm_from_dm"], amp=True, dm_solver="original", augment="dataset")
     assert [(u.kind, u.label, u.id) for u in plan_study(config, tmp_path) if u.kind == "stitch"] == ALL_METHOD_IDS
+    config["stitching"]["augment"] = "network"  # the networks' own: none, so the two that train change
+    changed = [(u.label, u.id) for u in plan_study(config, tmp_path) if u.kind == "stitch"]
+    assert [same == (label, i) for same, (_, label, i) in zip(changed, ALL_METHOD_IDS)] == [True, False, False]
+    assert [u.params.get("augment") for u in plan_study(config, tmp_path) if u.kind == "stitch"] == [None, False, False]
+
+
+def _checkpoint(path: Path, seed: int, training: dict | None) -> str:
+    save_checkpoint(path, resnet(seed), dataset="digits", input_shape=SHAPE, training=training)
+    return str(path)
+
+
+def test_given_checkpoints_are_followed_by_their_records_at_plan_time(tmp_path):
+    """Network units: the plan reads each checkpoint's record. The end network decides TLM's and the
+    detectors' augmentation, each network its own probes' (and the tests' probes, per network)."""
+    paths = [_checkpoint(tmp_path / f"n{i}.pt", i, training) for i, training in enumerate(({"augment": True}, {"augment": False}, None))]
+    config = load_config(TINY)
+    config["networks"].update(checkpoints=paths)
+    config["stitching"].update(pairs="all", methods=["tlm"])
+    config["ood"]["enabled"] = False
+    units = plan_study(config, tmp_path)
+    ids = [u.id for u in units if u.kind == "network"]
+    tlm = {(ids.index(u.deps[0]), ids.index(u.deps[1])): u.params.get("augment") for u in units if u.kind == "stitch"}
+    # only into the network trained without augmentation is TLM un-augmented; a record of nothing = the dataset's
+    assert tlm == {(0, 1): False, (2, 1): False, (1, 0): None, (2, 0): None, (0, 2): None, (1, 2): None}
+    probes = [u.params.get("augment") for u in units if u.kind == "probes"]
+    assert probes == [True, None, True]
+    sensitivity = next(u for u in units if u.kind == "sensitivity")
+    assert sensitivity.params["probe_augment"] == [True, False, True] and "tlm_augment" not in sensitivity.params
+    config["sensitivity"]["measures"] = ["cka", "tlm_accuracy"]
+    sensitivity = next(u for u in plan_study(config, tmp_path) if u.kind == "sensitivity")
+    assert sensitivity.params["tlm_augment"] == [True, False, True]
+
+
+def test_a_bad_augmentation_is_refused_naming_the_key_and_the_choices():
+    for section in ("stitching", "ood", "probes"):
+        with pytest.raises(StitchkitError, match=rf"study config: {section}\.augment has 'foo'; allowed: network, dataset, none"):
+            validate({"networks": {"seeds": [0]}, section: {"augment": "foo"}})
 
 
 def test_each_unit_reads_back_what_the_plan_stored(tmp_path):

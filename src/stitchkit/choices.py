@@ -27,6 +27,18 @@ SCHEDULE_UNITS = {
 }
 
 # --------------------------------------------------------------------------------------------------
+# augmentation of what trains on images fed through a trained network (stitchkit.data.augmentation):
+# task loss matching, detector pre-training and the ID half of its fine-tuning, probes
+
+AUGMENTATIONS = {
+    "network": "what the network's checkpoint records (the dataset's default when it records nothing; "
+    "task loss matching follows the end network)",
+    "dataset": "the dataset's default training augmentation",
+    "none": "no augmentation",
+}
+DEFAULT_AUGMENTATION = "network"
+
+# --------------------------------------------------------------------------------------------------
 # stitching (stitchkit.stitching.layers, .stitcher, .collect)
 
 #: stitching-layer kinds of :func:`stitchkit.stitching.make_stitching_layer` (besides ``auto``)

@@ -132,8 +132,8 @@ def stitch_grid(
     """Stitch every (front layer, end layer) pair; layers are names, ``"all"`` or comma-separated.
 
     ``method``: ``"dm"`` (direct matching: least squares on ``fit_samples`` training images, nothing
-    trained), ``"tlm"`` (task loss matching from a random start, ``epochs`` on the augmented training
-    split) or ``"tlm_from_dm"`` (task loss matching from the DM solution). ``options`` are
+    trained), ``"tlm"`` (task loss matching from a random start, ``epochs`` on the training split with the
+    end network's augmentation, ``augment``) or ``"tlm_from_dm"`` (task loss matching from the DM solution). ``options`` are
     :class:`~stitchkit.stitching.settings.StitchSettings` fields (``fit_samples``, ``test_samples``,
     ``epochs``, ``stitching_type``, ``batch_size``, ``seed``, ``device``, …), applied to ``settings``
     (default: the library's defaults, quiet). A registered model name is built untrained, seeded with

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import DATA_PATHS, SCHEDULE_UNITS, SCHEDULERS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
 
 
@@ -70,6 +70,15 @@ def add_schedule(parser: argparse.ArgumentParser, *, scheduler: bool = False) ->
     parser.add_argument("--warmup-fraction", dest="warmup_fraction", type=float, default=0.0, metavar="F",
                         help="with --schedule-unit step: warm up over the first round(F·T) of the run's T optimizer steps, 0 ≤ F < 1 "
                         "(the LR rises linearly to its peak, for onecycle from lr/25 along a half cosine)")
+
+
+def add_augment(parser: argparse.ArgumentParser, what: str, *, no_augment: str | None = None) -> None:
+    """``--augment`` (:data:`~stitchkit.choices.AUGMENTATIONS`) for the images ``what`` trains on; with
+    ``no_augment`` (its help) also the older ``--no-augment``, which means ``--augment none``."""
+    parser.add_argument("--augment", dest="augment", default=DEFAULT_AUGMENTATION, choices=list(AUGMENTATIONS),
+                        help=f"augmentation of the images {what} trains on: " + "; ".join(f"{k} = {v}" for k, v in AUGMENTATIONS.items()))
+    if no_augment is not None:
+        parser.add_argument("--no-augment", dest="augment", action="store_const", const="none", help=no_augment + " (= --augment none)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
-from .common import HelpFormatter, add_device, add_loader, add_model_options, add_schedule, args_as_config, model_options
+from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, model_options
 
 EXAMPLES = """\
   # the original's call: one layer, CIFAR-5M as ID and the 300K random images as outliers
@@ -80,7 +80,13 @@ def _register_train(actions) -> None:
                    help="parity: step the fine-tuning ×0.1 decay per batch like the original (LR drops after fe//2 iterations)")
     schedule = p.add_argument_group("LR schedule of both phases (the default none: ×0.1 at -rlre in pre-training, after fe//2 epochs in fine-tuning)")
     add_schedule(schedule, scheduler=True)
-    p.add_argument("--ft-id-augment", dest="ft_id_augment", action="store_true", help="augment the fine-tuning ID samples (the original did for sets other than cifar5m)")
+    add_augment(p, "the detectors (pre-training and the fine-tuning's ID half)")
+    p.add_argument("--ft-id-augment", dest="ft_id_augment", action="store_const", const=True, default=None,
+                   help="augment the fine-tuning ID samples with their set's default augmentation whatever --augment says "
+                   "(the original did for sets other than cifar5m)")
+    p.add_argument("--no-ft-id-augment", dest="ft_id_augment", action="store_const", const=False,
+                   help="the fine-tuning ID samples un-augmented whatever --augment says (with --augment dataset: what every run did "
+                   "before --augment existed)")
     p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N", help="pre-train on a fixed random subset of N images")
     p.add_argument("--ft-samples", dest="ft_samples", type=int, default=None, metavar="N", help="fine-tuning samples per epoch from each side (default min(|ID|, |OOD|))")
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
@@ -109,7 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
         reduce_lr_epochs=list(args.milestones), save_frequency=args.save_frequency, ft_id_dataset=args.ft_id_dataset, ft_id_root=args.ft_id_root,
         ft_ood_dataset=args.ft_ood_dataset, ft_ood_root=args.ft_ood_root, ft_epochs=args.ft_epochs, m_in=args.m_in, m_out=args.m_out,
         score=args.score, ft_lr_per_batch=args.ft_lr_per_batch, scheduler=args.scheduler, schedule_unit=args.schedule_unit,
-        warmup_fraction=args.warmup_fraction, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
+        warmup_fraction=args.warmup_fraction, augment=args.augment, ft_id_augment=args.ft_id_augment, train_subset=args.train_subset,
         ft_samples=args.ft_samples, val_subset=args.val_subset, final_save_dir=args.final_save_dir, register=args.register, overwrite=args.overwrite,
         device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress,
     )

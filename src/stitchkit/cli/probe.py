@@ -8,11 +8,12 @@ import argparse
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, add_schedule, model_options
+from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, model_options
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
-  # the original's call: probes on two layers at full rank and ranks 32, 8, 2 (Adam 1e-3, 10 epochs, augmented training)
+  # the original's call: probes on two layers at full rank and ranks 32, 8, 2 (Adam 1e-3, 10 epochs; a plain state_dict
+  # records no augmentation, so the probes train on the dataset's default augmentation, as the original's did)
   stitchkit probe models/test/model_5.pt resnet18 -l layer3.1 layer4.1 -ranks 32 8 2 -d cifar10
   # a stitchkit checkpoint (type read from the file), every layer, no augmentation: features are extracted once
   stitchkit probe runs/r18_s0/final.pt -l all --no-augment -o results/probe_s0
@@ -48,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--token-pool", dest="token_pool", default="cls", choices=TOKEN_POOLS, help="token activations: the CLS token or the mean token")
     p.add_argument("--milestones", type=int, nargs="*", default=None, help="LR ×0.1 after these epochs (default e−5 when e > 5, else none)")
     add_schedule(p, scheduler=True)
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="train on un-augmented images (features are then extracted once)")
+    add_augment(p, "the probes", no_augment="train on un-augmented images (features are then extracted once)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write probes.json and probes.csv into DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print()
     print()
     info = report.info
-    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; {info['seconds']:.1f}s)")
+    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation {info['augmentation']}; "
+          f"{info['seconds']:.1f}s)")
     if args.out:
         paths = report.write(args.out)
         print(f"wrote {paths['json']} and {paths['csv']}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, model_options
 from .similarity import parse_ranks
 
 SENSITIVITY_EXAMPLES = """\
@@ -47,7 +47,8 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     g.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="probe learning rate")
     g.add_argument("-wd", "--weight-decay", dest="weight_decay", type=float, default=0.0, help="probe weight decay")
     g.add_argument("-s", "--seed", type=int, default=0, help="probe seed")
-    g.add_argument("--no-augment", dest="augment", action="store_false", help="train probes without augmentation (features extracted once: much faster)")
+    add_augment(g, "the probes and task loss matching (tlm_accuracy)",
+                no_augment="train probes and task loss matching without augmentation (probe features extracted once: much faster)")
     g.add_argument("--probe-train-subset", dest="probe_train_subset", type=int, default=None, metavar="N",
                    help="probes train on a fixed random subset of N training images (default: all)")
     g.add_argument("--probe-cache", dest="probe_cache", default=None, metavar="FILE",
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         low_rank_mode=args.low_rank_mode, probe=probe, probe_cache=args.probe_cache or str(Path(args.out) / "probes.json"),
         stitch_test_samples=args.stitch_test_samples or None, stitch_fit_samples=args.stitch_fit_samples, tlm_epochs=args.tlm_epochs,
         tlm_lr=args.tlm_lr, tlm_batch_size=args.tlm_batch_size, tlm_train_samples=args.tlm_train_samples,
-        device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress, verbose=args.verbose,
+        tlm_augment=args.augment, device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress, verbose=args.verbose,
     )
     kwargs = {}
     if args.test == "sensitivity":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from .common import add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, model_options, schedulers_help
+from .common import add_augment, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, model_options, schedulers_help
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -26,6 +26,8 @@ EXAMPLES = """\
   stitchkit collect results/dm_s0_s1
   # a low-rank source (fixed basis from the fit images; --low-rank-mode per-batch is the original's)
   stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
+  # task loss matching on the dataset's flip+crop even though the end network was trained without it (default: as it was trained)
+  stitchkit stitch a.pt b.pt - - layer2.1 layer2.1 auto --augment dataset
   # the original's numbers: its float32 pinv with torch's default cutoff on the K = 100 fit images in one batch
   stitchkit stitch a.pt b.pt - - layer4.1 layer1.0 rc2c_pre -e 0 -i pinv --dm-solver original
 """
@@ -119,6 +121,7 @@ def _add_training_options(p) -> None:
     p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help=schedulers_help())
     add_schedule(p)
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the stitching layer's gradient norm to this value")
+    add_augment(p, "task loss matching")
 
 
 def _add_output_options(p) -> None:
@@ -201,7 +204,7 @@ def settings_from_args(args: argparse.Namespace):
         seed=args.seed, fit_samples=args.n_pinv_init_samples or None, test_samples=args.test_samples, train_samples=args.train_subset, l1=args.l1_coef,
         grad_clip=args.grad_clip, upsample_mode=args.upsample_mode, c2t_cls=args.c2t_cls_token, t2c_cls=args.t2c_cls_token,
         front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,
-        dm_solver=args.dm_solver,
+        dm_solver=args.dm_solver, augment=args.augment,
         dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
         prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
         memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,

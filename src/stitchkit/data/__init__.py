@@ -36,6 +36,7 @@ __all__ = [
     "MatchShape",
     "MultiEpochDisjointSubsetSampler",
     "SYSTEM_DATA_DIRS",
+    "dataset_augments",
     "dataset_info",
     "dataset_mean_std",
     "get_dataset",
@@ -48,6 +49,7 @@ __all__ = [
 
 _LAZY = {
     "get_dataset": "registry",
+    "dataset_augments": "registry",
     "dataset_mean_std": "registry",
     "train_sampler_for": "registry",
     "memmap_npz_member": "readers",

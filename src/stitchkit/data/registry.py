@@ -118,6 +118,16 @@ def dataset_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] |
     return _entry(name).builder.mean_std
 
 
+def dataset_augments(name: str) -> bool:
+    """Whether the dataset's default training transform augments (differs from its eval transform):
+    CIFAR-5M, the noise sets and your own data have no augmentation, so their augmented training
+    split is the plain one."""
+    if custom.is_custom(name):
+        return False  # (without reading the data's files)
+    builder = _entry(name).builder
+    return builder.train_ops is not builder.eval_ops
+
+
 def _check_shape(shape: Sequence[int] | None) -> Shape | None:
     if shape is None:
         return None

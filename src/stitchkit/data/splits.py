@@ -1,6 +1,7 @@
 """The data of an experiment, resolved once (:class:`DataSplits`): a dataset's training split without
 augmentation (the fit samples of direct matching, the fit set of training-free detectors), the same
-split with its augmentation (task loss matching), its test split, and what they are.
+split with its augmentation (what task loss matching trains on unless the networks were trained
+without: :mod:`.augmentation`), its test split, and what they are.
 
 Two sources, one record: a name (:meth:`DataSplits.from_name`: a registered dataset or your own
 ``folder:``/``npz:`` data, through :func:`~stitchkit.data.get_dataset`) or datasets given in memory
@@ -52,6 +53,19 @@ class DataSplits:
     def train_augmented(self) -> Dataset:
         """The training split as trained on (a named dataset's default augmentation)."""
         return self._split("augmented")
+
+    def train_split(self, augment: bool) -> Dataset:
+        """The training split to train on: with the default augmentation (:meth:`train_augmented`) or
+        without (:attr:`train`); :mod:`~stitchkit.data.augmentation` says which."""
+        return self.train_augmented() if augment else self.train
+
+    @property
+    def augments(self) -> bool:
+        """Whether the augmented training split differs from the plain one: a named dataset whose
+        default training transform augments, or data in memory given with ``train_augmented``."""
+        if self.named:
+            return datasets.dataset_augments(self.info.name)
+        return self._splits["augmented"] is not self._splits["train"]
 
     @classmethod
     def from_name(cls, name: str, *, root: str | None = None, download: bool = True) -> "DataSplits":

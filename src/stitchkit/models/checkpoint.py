@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..data.augmentation import recorded_augment
 from ..errors import StitchkitError
 from ..utils.io import torch_save_atomic
 
@@ -53,6 +54,12 @@ class Checkpoint:
     @property
     def self_describing(self) -> bool:
         return self.model_spec is not None
+
+    @property
+    def augment(self) -> bool | None:
+        """Whether the network was trained with its dataset's default augmentation, as the training
+        record says (None: it says nothing, e.g. a plain state_dict)."""
+        return recorded_augment(self.training)
 
 
 def plain_data(obj: Any) -> Any:

@@ -57,7 +57,17 @@ def load_model(
             input_size = input_size if input_size is not None else tuple(info.shape[1:])
         model = get_model(model_name, num_classes=num_classes, in_channels=in_channels, input_size=input_size, **options)
     load_state_into(model, ckpt.state_dict, source=f"checkpoint {str(path)!r}")
+    # The training record travels with the model (like stitchkit_spec), so that whatever later trains
+    # on images fed through it can follow its augmentation (stitchkit.data.augmentation).
+    model.stitchkit_augment = ckpt.augment
     return model, ckpt
+
+
+def recorded_augmentation(model: nn.Module) -> bool | None:
+    """Whether ``model`` was trained with its dataset's default augmentation, as the checkpoint it was
+    loaded from records (None: it records nothing, or the model was not loaded by :func:`load_model`)."""
+    value = getattr(model, "stitchkit_augment", None)
+    return value if isinstance(value, bool) else None
 
 
 def check_model_type(path: str | Path, model_type: str | None) -> None:

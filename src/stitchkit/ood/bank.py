@@ -26,6 +26,7 @@ from ..errors import StitchkitError
 from ..models import get_model
 from ..models.checkpoint import save_state_dict
 from ..models.layers import layered
+from ..models.loading import recorded_augmentation
 from ..training.loop import EpochLog, fit
 from ..training.optim import build_optimizer, build_scheduler, describe_schedule
 from ..utils.device import resolve_device
@@ -35,7 +36,7 @@ from ..utils.seed import set_seed
 from .finetune_loss import energy_finetune_loss
 from .registry import detector_id
 from .train_config import DetectorTrainConfig
-from .train_inputs import check_outputs, load_training_data
+from .train_inputs import check_outputs, load_training_data, resolve_detector_augmentation
 
 
 def default_detector_type(activation_shape: Sequence[int]) -> str:
@@ -125,7 +126,8 @@ class DetectorBank:
         self.device = resolve_device(config.device)
         self.dirs = _layer_dirs(Path(config.save_dir), self.layers)
         self.registry = check_outputs(config, self.dirs)
-        self.data = load_training_data(config, self.info.name, self.ft_info.name, self.input_shape)
+        self.augmentation = resolve_detector_augmentation(config, recorded_augmentation(source))
+        self.data = load_training_data(config, self.info.name, self.ft_info.name, self.input_shape, self.augmentation)
 
         set_seed(config.seed)
         source.eval().requires_grad_(False)
@@ -171,6 +173,7 @@ class DetectorBank:
                 "finetune_lr_schedule": "×0.1 after ft_epochs//2 iterations (batches; the original's behaviour)" if config.ft_lr_per_batch
                 else _schedule_text(config, "finetune"),
                 "ce_loss": "mean CE over the ID samples",
+                **self.augmentation.conventions(),
             },
         }
         ensure_writable_dir(Path(config.save_dir))  # only now: every check has passed
@@ -289,7 +292,7 @@ class DetectorBank:
         config = self.config
         # defaults resolved, so that spelling a default out does not change the id
         identity = {**config.identity(), "model_type": self.model_type[layer], "dataset": self.info.name, "ft_id_dataset": self.ft_info.name,
-                    "ft_ood_dataset": self.ood_info.name}
+                    "ft_ood_dataset": self.ood_info.name, **self.augmentation.identity(config, self.info.name, self.ft_info.name)}
         model = self.detectors[self.keys[layer]].eval().cpu()
         last_pre = self.pre_logs[layer][-1] if self.pre_logs[layer] else {}
         last_ft = self.ft_logs[layer][-1] if self.ft_logs[layer] else {}

@@ -6,17 +6,22 @@ learns to classify the layer's activations and then becomes an energy-based OOD 
 layer's representation space:
 
 1. **Supervised pre-training** (``epochs``): cross-entropy on the source's activations of the train
-   split of ``dataset`` (with its default augmentation), validated on the test split. Adam(lr, wd),
+   split of ``dataset``, validated on the test split. Adam(lr, wd),
    ×0.1 at the epochs in ``reduce_lr_epochs``.
 2. **Energy fine-tuning with outlier exposure** (``ft_epochs``; Liu, Wang, Owens & Li, NeurIPS 2020,
-   section 3): every batch is half in-distribution (the train split of ``ft_id_dataset``, without
-   augmentation by default) and half auxiliary outliers (the train split of ``ft_ood_dataset``, with its
+   section 3): every batch is half in-distribution (the train split of ``ft_id_dataset``) and half
+   auxiliary outliers (the train split of ``ft_ood_dataset``, with its
    flip+crop augmentation, converted to the ID input shape). Each epoch draws
    ``min(|ID|, |OOD|)`` (or ``ft_samples``) fresh, disjoint samples from each set. The loss is
    ``CE(ID) + 0.1·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²)`` with
    ``E = −logsumexp(logits)``, m_in = −25, m_out = −7 (:func:`energy_finetune_loss`); the ``OE`` score
    uses ``CE(ID) + 0.5·CE(OOD, uniform)`` instead (Hendrycks et al. 2019). A new Adam with the same
    LR; ×0.1 after ``ft_epochs // 2`` epochs.
+
+The images fed through the source network (the pre-training set and the ID half of the fine-tuning)
+get the augmentation the source was trained with, as its checkpoint records (``augment="network"``;
+the dataset's default when it records nothing; :mod:`stitchkit.data.augmentation`), unless ``augment``
+says ``"dataset"`` or ``"none"``; ``ft_id_augment`` overrides it for the ID half.
 
 What is fixed relative to the original (spec 6.1 and 6.2):
 

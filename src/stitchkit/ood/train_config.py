@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_AUGMENTATION, OOD_SCORES  # torch-free home of the names (the CLI reads them)
+from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError, unknown_name
 from ..utils.run_options import RunOptions
 
-# Configuration fields that do not change the trained weights: left out of the detector id.
+# Configuration fields that do not change the trained weights: left out of the detector id. The
+# augmentation enters it resolved, as it acts (stitchkit.ood.train_inputs.DetectorAugmentation.identity).
 _NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",
-              "progress", "verbose", "val_subset", "save_frequency", "register", "overwrite")
+              "progress", "verbose", "val_subset", "save_frequency", "register", "overwrite", "augment", "ft_id_augment")
 # Fields in the detector id only when not at their defaults (the ids of detectors trained before they existed stay).
 _IN_ID_WHEN_SET = ("scheduler", "schedule_unit", "warmup_fraction")
 
@@ -47,7 +49,12 @@ class DetectorTrainConfig(RunOptions):
     scheduler: str = "none"
     schedule_unit: str = "epoch"
     warmup_fraction: float = 0.0
-    ft_id_augment: bool = False  # the original used ftidd's default train transform (none for CIFAR-5M)
+    #: augmentation of the source's training images: pre-training and (unless ft_id_augment) the ID half
+    #: of the fine-tuning; "network" = as the source checkpoint records (stitchkit.data.augmentation)
+    augment: str = DEFAULT_AUGMENTATION
+    #: the ID half of the fine-tuning: True = its set's default augmentation (the original used ftidd's
+    #: default train transform, none for CIFAR-5M), False = none, None = as ``augment``
+    ft_id_augment: bool | None = None
     train_subset: int | None = None  # pre-train on a fixed random subset of N images
     ft_samples: int | None = None  # cap the samples per fine-tuning epoch (each side)
     val_subset: int | None = None  # validate on the first N test images (None: all; 0: no validation)
@@ -58,6 +65,9 @@ class DetectorTrainConfig(RunOptions):
     def validate(self) -> "DetectorTrainConfig":
         if self.score not in OOD_SCORES:
             raise unknown_name("OOD score", self.score, OOD_SCORES)
+        check_augmentation(self.augment, "augment")
+        if self.ft_id_augment not in (None, True, False):
+            raise StitchkitError(f"ft_id_augment must be true, false or None (as augment), got {self.ft_id_augment!r}")
         checks = [
             (self.epochs >= 0, f"pre-training epochs (-e) must be non-negative, got {self.epochs}"),
             (self.ft_epochs >= 0, f"fine-tuning epochs (-fe) must be non-negative, got {self.ft_epochs}"),

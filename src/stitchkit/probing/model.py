@@ -5,8 +5,8 @@ dataset's splits first (what ``stitchkit probe`` calls). See :mod:`.probe` for t
 
 Two ways to feed the probes, chosen automatically:
 
-* **features once** — without augmentation (``augment=False``, or a dataset whose training transform
-  does not augment) and with full rank or the fixed low-rank basis, the network's prefix (up to the
+* **features once** — without augmentation (a network trained without it, or ``augment="none"``;
+  :func:`resolve_probe_config`) and with full rank or the fixed low-rank basis, the network's prefix (up to the
   deepest requested layer) runs once over the training set and once over the test set; the pooled
   features and the basis statistics are kept, and the probes train on those;
 * **prefix per batch** — with augmentation (the original's setting) or the per-batch low rank, the
@@ -17,6 +17,7 @@ Two ways to feed the probes, chosen automatically:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -26,10 +27,11 @@ from torch.utils.data import Dataset
 from ..activations.extract import model_fingerprint
 from ..activations.low_rank import LowRankBasis
 from ..data import get_dataset
+from ..data.augmentation import Augmentation, resolve_augmentation
 from ..data.loading import check_subset_size, make_batches, sample_subset
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel, layered
-from ..models.loading import load_for_dataset
+from ..models.loading import load_for_dataset, recorded_augmentation
 from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
 from ..utils.seed import set_seed
@@ -198,6 +200,13 @@ def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping
     return train_probe_bank(bank, source, train_loader, test_loader, config, dev)
 
 
+def resolve_probe_config(config: ProbeConfig, model: nn.Module) -> tuple[ProbeConfig, Augmentation]:
+    """``config`` with its augmentation resolved for ``model`` (``"dataset"`` or ``"none"``; by the
+    network's record for ``"network"``, :mod:`stitchkit.data.augmentation`), and the resolution."""
+    augmentation = resolve_augmentation(config.augment, recorded_augmentation(model), "the probed network")
+    return replace(config, augment=augmentation.name), augmentation
+
+
 def probe_datasets(dataset: str, data_root: str | None = None, *, augment: bool = True, download: bool = True) -> dict[str, Dataset]:
     """The splits probing needs: ``train`` (un-augmented), ``train_augmented`` (when asked) and ``test``."""
     out = {
@@ -230,8 +239,9 @@ def probe_checkpoint(
     set_seed(config.seed)
     model, _, info = load_for_dataset(model_path, model_type, dataset=dataset, model_options=model_options)
     name = info.name
-    data = probe_datasets(name, data_root, augment=config.augment)
+    config, augmentation = resolve_probe_config(config, model)
+    data = probe_datasets(name, data_root, augment=augmentation.augment)
     report = probe_model(model, layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"),
                          config=config, device=device, workers=workers, prefetch=prefetch)
-    report.info.update(model_path=str(model_path), dataset=name)
+    report.info.update(model_path=str(model_path), dataset=name, augmentation=augmentation.describe())
     return report

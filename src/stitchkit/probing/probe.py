@@ -55,7 +55,8 @@ import numpy as np
 from torch import Tensor
 
 from ..activations.pooling import pool_features
-from ..choices import LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_AUGMENTATION, LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
+from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError
 from ..results import Matrix, Provenance, Table
 from ..results.writers import csv_text, write_csv, write_json
@@ -111,8 +112,10 @@ class ProbeConfig:
     warmup_fraction: float = 0.0
     low_rank_mode: str = "fixed"
     token_pool: str = "cls"
-    #: train on the dataset's default augmentation (the original did); only used by model-level probing
-    augment: bool = True
+    #: augmentation of the training images (:data:`~stitchkit.choices.AUGMENTATIONS`): "network" = as the
+    #: probed network's checkpoint records (the dataset's default, as the original, when it records
+    #: nothing); resolved by model-level probing (:func:`~.model.resolve_probe_config`), which alone uses it
+    augment: str = DEFAULT_AUGMENTATION
     #: model-level probing trains on a fixed random subset of this many training images (drawn with
     #: ``seed``; None: all of them)
     train_subset: int | None = None
@@ -126,6 +129,9 @@ class ProbeConfig:
     def validate(self) -> "ProbeConfig":
         if isinstance(self.low_rank_mode, str):
             self.low_rank_mode = self.low_rank_mode.replace("-", "_")  # the stitching commands spell it per-batch
+        if isinstance(self.augment, bool):  # the option's earlier form: on = the dataset's default
+            self.augment = "dataset" if self.augment else "none"
+        check_augmentation(self.augment, "probe augment")
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),
@@ -155,8 +161,11 @@ class ProbeConfig:
 
     def key(self) -> str:
         """What changes a probe's result (for caches of results)."""
+        # the augmentation as it acts, spelled as before the choice existed (True/False) so that cached
+        # results stay valid; an unresolved "network" matches nothing cached
+        augment = {"dataset": True, "none": False}.get(self.augment, self.augment)
         parts = [self.epochs, self.batch_size, self.lr, self.weight_decay, self.seed, self.resolved_milestones, self.gamma,
-                 self.low_rank_mode, self.token_pool, self.augment]
+                 self.low_rank_mode, self.token_pool, augment]
         if self.train_subset is not None:
             parts.append(f"train_subset={self.train_subset}")
         defaults = ProbeConfig()
@@ -249,7 +258,8 @@ class ProbeReport:
     CSV_COLUMNS = ("layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape", "rank_used")
 
     def provenance(self, what: str) -> Provenance:
-        options = {k: self.info.get(k) for k in ("layers", "ranks", "num_classes", "train_samples", "test_samples", "augmented")}
+        options = {k: self.info.get(k) for k in ("layers", "ranks", "num_classes", "train_samples", "test_samples", "augmented",
+                                                "augmentation")}
         return Provenance(what, {"model": self.info.get("model_fingerprint")}, {**options, "config": self.config},
                           {"accuracy": "the final test accuracy after the last epoch (the original's report)"})
 

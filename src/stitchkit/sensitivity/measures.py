@@ -59,7 +59,7 @@ def stitching_measure_values(
             base = StitchSettings(init="pinv", epochs=0)
         else:
             base = StitchSettings(init="rand", epochs=settings.tlm_epochs, batch_size=settings.tlm_batch_size, train_samples=settings.tlm_train_samples,
-                                  optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5))
+                                  optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5), augment=settings.tlm_augment)
         run = replace(settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False)
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
                        low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, **vars(run))

@@ -19,7 +19,7 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..models.loading import load_for_dataset
 from ..probing.cache import ProbeCache
-from ..probing.model import feature_pass, low_rank_layers, pooled_features, probe_datasets, probe_model, runs_features_once
+from ..probing.model import feature_pass, low_rank_layers, pooled_features, probe_datasets, probe_model, resolve_probe_config, runs_features_once
 from ..probing.probe import check_ranks, rank_label
 from ..probing.ranks import check_ranks_fit
 from ..similarity.pairs import Rep, RepresentationBank
@@ -96,19 +96,21 @@ def _plan(test: str, models: Mapping[str, nn.Module], dataset: str, layers: Sequ
 
 
 class _Network:
-    """One network's part of a test: its probe accuracies (from the cache or trained) and its activations
-    of the measures' test images, from one pass over the test split where the probes train on features."""
+    """One network's part of a test: its probe accuracies (from the cache or trained, on the augmentation
+    the network's own record gives by default) and its activations of the measures' test images, from
+    one pass over the test split where the probes train on features."""
 
     def __init__(self, name: str, model: nn.Module, plan: _Plan, dataset: str, data_root: str | None, settings: GroundingSettings,
                  device, seconds: dict[str, float], say: Callable[[str], None]):
         self.name, self.model, self.plan, self.dataset, self.data_root = name, model, plan, dataset, data_root
         self.settings, self.device, self.seconds, self.say = settings, device, seconds, say
+        self.probe_config, self.augmentation = resolve_probe_config(settings.probe, model)
 
     def cached_scores(self, cache: ProbeCache, scores: dict[Rep, float]) -> list[tuple[str, int | None]]:
         """Fill ``scores`` from the cache; the (layer, rank) probes still missing."""
         todo = [(layer, r) for layer in self.plan.layers for r in self.plan.needed_ranks]
         for layer, r in todo:
-            acc = cache.get(ProbeCache.key(self.plan.fingerprints[self.name], self.dataset, layer, r, self.settings.probe))
+            acc = cache.get(ProbeCache.key(self.plan.fingerprints[self.name], self.dataset, layer, r, self.probe_config))
             if acc is not None:
                 scores[Rep(self.name, layer, r)] = acc
         missing = [lr for lr in todo if Rep(self.name, *lr) not in scores]
@@ -132,7 +134,7 @@ class _Network:
         miss_layers = list(dict.fromkeys(layer for layer, _ in missing))
         shapes = layered(self.model).shapes(dataset_info(self.dataset).shape, miss_layers)
         miss_ranks = check_ranks(list(dict.fromkeys(r for _, r in missing)))
-        return runs_features_once(self.settings.probe, "train_augmented" in data, low_rank_layers(shapes, miss_ranks))
+        return runs_features_once(self.probe_config, self.augmentation.augment, low_rank_layers(shapes, miss_ranks))
 
     def test_features(self, miss_layers: list[str], acts: Activations, test_set) -> tuple[dict[str, Tensor], Tensor]:
         """The probes' pooled test features: the measures' images from their activations, the rest of
@@ -155,7 +157,8 @@ class _Network:
         miss_ranks = check_ranks(list(dict.fromkeys(r for _, r in missing)))
         self.say(f"probes of {self.name}: {len(miss_layers)} layer(s) × {len(miss_ranks)} rank(s)")
         report = probe_model(self.model, miss_layers, data["train"], data["test"], ranks=miss_ranks,
-                             augmented_train_data=data.get("train_augmented"), config=self.settings.probe, device=self.device,
+                             augmented_train_data=data["train_augmented"] if self.augmentation.augment else None, config=self.probe_config,
+                             device=self.device,
                              workers=self.settings.workers, prefetch=self.settings.prefetch, test_features=test_features)
         self.seconds["probes"] += time.perf_counter() - t0
         return report
@@ -171,11 +174,12 @@ def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, datase
     acts: dict[str, Activations] = {}
     data: dict[str, Any] | None = None
     test_set = None
-    for name in plan.names:
-        net = _Network(name, models[name], plan, dataset, data_root, settings, device, seconds, say)
+    nets = [_Network(name, models[name], plan, dataset, data_root, settings, device, seconds, say) for name in plan.names]
+    for net in nets:
+        name = net.name
         missing = net.cached_scores(cache, scores)
         if missing and data is None:
-            data = probe_datasets(dataset, data_root, augment=settings.probe.augment)
+            data = probe_datasets(dataset, data_root, augment=any(n.augmentation.augment for n in nets))
             test_set = data["test"]
         if with_activations and test_set is None:
             test_set = get_dataset(dataset, "test", root=data_root)
@@ -189,9 +193,9 @@ def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, datase
         report = net.probe(missing, data, test_features=shared)
         for res in report.results:
             scores[Rep(name, res.layer, res.rank)] = res.val_acc
-        cache.put_results(plan.fingerprints[name], dataset, report.results, settings.probe, name)
+        cache.put_results(plan.fingerprints[name], dataset, report.results, net.probe_config, name)
         cache.save()
-    return scores, {name: a.layers for name, a in acts.items()}
+    return scores, {name: a.layers for name, a in acts.items()}, {net.name: net.augmentation.describe() for net in nets}
 
 
 def _array_values(acts: dict[str, dict[str, Tensor]], comparisons: Sequence[Comparison], measures: Sequence[str], settings: GroundingSettings,
@@ -207,7 +211,7 @@ def _array_values(acts: dict[str, dict[str, Tensor]], comparisons: Sequence[Comp
 
 
 def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, measures: list[str], scores: Mapping[Rep, float],
-          stitching: bool, paths: Mapping[str, str], device, seconds: dict[str, float]) -> dict[str, Any]:
+          stitching: bool, paths: Mapping[str, str], device, seconds: dict[str, float], probe_augmentation: Mapping[str, str]) -> dict[str, Any]:
     """The provenance recorded with the report."""
     return {
         "test": test,
@@ -221,10 +225,11 @@ def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, mea
         "policy": settings.policy,
         "low_rank_mode": settings.low_rank_mode,
         "probe": asdict(settings.probe) | {"milestones": settings.probe.resolved_milestones},
+        "probe_augmentation": dict(probe_augmentation),
         "probe_accuracy": {rep.label(): acc for rep, acc in scores.items()},
         "stitching": {"test_samples": settings.stitch_test_samples, "fit_samples": settings.stitch_fit_samples,
                       "tlm_epochs": settings.tlm_epochs, "tlm_batch_size": settings.tlm_batch_size, "tlm_lr": settings.tlm_lr,
-                      "tlm_train_samples": settings.tlm_train_samples}
+                      "tlm_train_samples": settings.tlm_train_samples, "tlm_augment": settings.tlm_augment}
         if stitching else None,
         "conventions": CONVENTIONS,
         "device": str(device),
@@ -268,7 +273,7 @@ def run_grounding_test(
     dev = resolve_device(settings.device)
     seconds = {"probes": 0.0, "extraction": 0.0, "measures": 0.0, "stitching": 0.0}
     # 1. the functional scores and the array measures' activations, each network once
-    scores, acts = _scores_and_activations(models, plan, dataset, data_root, settings, dev, bool(array_measures), seconds, say)
+    scores, acts, probe_augmentation = _scores_and_activations(models, plan, dataset, data_root, settings, dev, bool(array_measures), seconds, say)
     # 2. array measures on the first n test images
     values = _array_values(acts, plan.comparisons, array_measures, settings, seconds, say) if array_measures else {}
     del acts
@@ -279,7 +284,7 @@ def run_grounding_test(
         seconds["stitching"] = time.perf_counter() - t0
     ordered = {m: values[m] for m in [get_measure(x).name for x in settings.measures] if m in values}
     seconds["total"] = time.perf_counter() - started
-    info = _info(test, dataset, plan, settings, list(ordered), scores, bool(stitch_measures), paths or {}, dev, seconds)
+    info = _info(test, dataset, plan, settings, list(ordered), scores, bool(stitch_measures), paths or {}, dev, seconds, probe_augmentation)
     return grounding_report(test, plan.comparisons, scores, ordered, info)
 
 

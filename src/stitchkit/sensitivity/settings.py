@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..choices import DEFAULT_GROUNDING_MEASURES  # torch-free home (the CLI reads it)
+from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES  # torch-free home (the CLI reads it)
+from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig
 from ..utils.run_options import RunOptions
@@ -33,6 +34,9 @@ class GroundingSettings(RunOptions):
     tlm_lr: float = 1e-3
     #: TLM trains on a fixed random subset of this many training images (None: all)
     tlm_train_samples: int | None = None
+    #: augmentation of TLM's training images (:data:`~stitchkit.choices.AUGMENTATIONS`; "network": the
+    #: reference (end) network's, as its checkpoint records); the probes' is ``probe.augment``
+    tlm_augment: str = DEFAULT_AUGMENTATION
     batch_size: int = 256
     progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
@@ -50,5 +54,6 @@ class GroundingSettings(RunOptions):
             raise StitchkitError(f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and {self.tlm_batch_size}")
         if self.tlm_train_samples is not None and self.tlm_train_samples < 1:
             raise StitchkitError(f"task loss matching needs at least 1 training image, got {self.tlm_train_samples}")
+        check_augmentation(self.tlm_augment, "tlm_augment")
         self.check_run_options()
         return self

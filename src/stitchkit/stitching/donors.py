@@ -11,9 +11,10 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..activations.extract import model_fingerprint
+from ..data.augmentation import Augmentation, resolve_augmentation
 from ..data.base import DatasetInfo
 from ..errors import StitchkitError
-from ..models.loading import check_model_type, load_model, requested_model_type
+from ..models.loading import check_model_type, load_model, recorded_augmentation, requested_model_type
 from ..models.layers import layered
 
 
@@ -82,3 +83,36 @@ def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
     if len(described) > 1:
         raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d")
     return described.pop() if described else "cifar10"
+
+
+@dataclass(frozen=True)
+class StitchAugmentation:
+    """The augmentation of task loss matching's training images (:mod:`stitchkit.data.augmentation`):
+    the end network's, whose task loss is the one optimised, when following the networks; ``note``
+    says so when the front network was trained otherwise (None when they agree). ``data_augments``:
+    whether the data has an augmentation to leave out."""
+
+    resolved: Augmentation
+    note: str | None
+    data_augments: bool = True
+
+    @property
+    def acting(self) -> str:
+        """As it acts, for run names: ``"none"`` only where the images are not the dataset's default
+        augmentation's (data without one trains on the same images either way)."""
+        return "none" if not self.resolved.augment and self.data_augments else "dataset"
+
+    def describe(self) -> str:
+        return self.resolved.describe() + (f"; {self.note}" if self.note else "")
+
+
+def stitch_augmentation(choice: str, front: Donor, end: Donor, data_augments: bool = True) -> StitchAugmentation:
+    """Resolve ``choice`` (``StitchSettings.augment``) for the donors: by the end network's record."""
+    resolved = resolve_augmentation(choice, recorded_augmentation(end.model), "the end network")
+    front_resolved = resolve_augmentation(choice, recorded_augmentation(front.model), "the front network")
+    note = None
+    if choice == "network" and front_resolved.augment != resolved.augment:
+        said = {True: "with", False: "without"}
+        note = (f"the front network was trained {said[front_resolved.augment]} augmentation, the end network {said[resolved.augment]}: "
+                "task loss matching follows the end network, whose task loss it optimises")
+    return StitchAugmentation(resolved, note, data_augments)

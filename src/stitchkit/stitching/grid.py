@@ -9,8 +9,9 @@ One pair, step by step (the original's ``exec_stitch.py``, minus its bugs and wa
    random subset (:func:`~stitchkit.activations.sample_subset`), streamed in batches; with a fixed
    low-rank mode the basis of ``--front-stitch-rank`` is estimated on it;
 3. ``init="pinv"``: direct matching on the fit set (:func:`~.matching.fit_direct_match`);
-4. ``epochs > 0``: task loss matching on the training split with the dataset's augmentation, validated
-   on the test split after every epoch. ``epochs == 0`` builds no training set or loader at all, so only
+4. ``epochs > 0``: task loss matching on the training split with the augmentation the end network was
+   trained with (``settings.augment``, :mod:`stitchkit.data.augmentation`), validated on the test split
+   after every epoch. ``epochs == 0`` builds no training set or loader at all, so only
    the K fit images of the training split are ever read;
 5. one pass over the test split: accuracy, loss, residual of the installed map (pooled and the
    original's per-batch mean) and, once per session, the donors' own accuracies;

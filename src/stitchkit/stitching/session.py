@@ -34,7 +34,7 @@ from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
-from .donors import Donor, check_donors_fit, resolve_dataset
+from .donors import Donor, check_donors_fit, resolve_dataset, stitch_augmentation
 from .grid_checkpoint import checkpoint_identity, load_grouped_checkpoint, save_grouped_checkpoint
 from .grid_evaluation import GridEvaluation, SharedActivations, grouped_evaluate
 from .grouped import GridPair, GridPass, GroupedTrainingState, auto_group_size, grouped_task_loss_match
@@ -69,6 +69,9 @@ class GridSession:
         self.info = self.data.info
         self.input_shape = tuple(self.info.shape)
         check_donors_fit(front, end, self.info)
+        self.augmentation = stitch_augmentation(s.augment, front, end, self.data.augments)
+        if self.augmentation.note and s.epochs > 0:
+            log(f"note: {self.augmentation.note}")
         self.device = resolve_device(settings.device)
         self.amp = bool(s.amp and self.device.type == "cuda" and s.epochs > 0)
         if s.amp and not self.amp and s.epochs > 0:
@@ -112,8 +115,9 @@ class GridSession:
 
     @property
     def naming_settings(self) -> StitchSettings:
-        """The settings as they act here (``amp`` only where it applies), for run names and keys."""
-        return self.s if self.amp == self.s.amp else replace(self.s, amp=self.amp)
+        """The settings as they act here (``amp`` only where it applies; the augmentation resolved, and
+        ``"dataset"`` where the data has none to leave out), for run names and keys."""
+        return replace(self.s, amp=self.amp, augment=self.augmentation.acting)
 
     # --- data ----------------------------------------------------------------------------------------
     def _batches(self, dataset, shuffle: bool, sampler=None):
@@ -134,9 +138,9 @@ class GridSession:
 
     @property
     def train_batches(self):
-        """The augmented training split, built on first use (never with ``epochs == 0``)."""
+        """The training split with the resolved augmentation, built on first use (never with ``epochs == 0``)."""
         if self._train_batches is None:
-            train_set = sample_subset(self.data.train_augmented(), self.s.train_samples, self.s.seed)
+            train_set = sample_subset(self.data.train_split(self.augmentation.resolved.augment), self.s.train_samples, self.s.seed)
             self._train_batches = self._batches(train_set, True, self.data.train_sampler(train_set))
         return self._train_batches
 
@@ -285,7 +289,8 @@ class GridSession:
             end={**self.end.describe(), "layers": list(le.layers), "layer_index": le.index(end_layer),
                  "target_shape": list(stitcher.target_shape)},
             dataset=self.info.name, options={**self.naming_settings.result_options(), "resolved_stitching_type": stitcher.kind, **used},
-            config_key=self.key, run_name=name, execution=execution, conventions=s.conventions(),
+            config_key=self.key, run_name=name, execution=execution,
+            conventions={**s.conventions(), "augmentation": self.augmentation.describe() if s.epochs > 0 else "n/a (nothing trained)"},
             dm_dropped=dm.dropped if dm is not None else None, dm_reported_residual=dm.reported_residual if dm is not None else None,
         )
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..choices import DM_SOLVERS, GROUPINGS
+from ..choices import DEFAULT_AUGMENTATION, DM_SOLVERS, GROUPINGS
+from ..data.augmentation import check_augmentation
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
 from ..training.optim import OptimConfig, describe_schedule
@@ -56,6 +57,10 @@ class StitchSettings(RunOptions):
     :mod:`.original_solver`), which names the run only when it is not the default.
     ``test_samples`` evaluates on the first N test images (quick runs; None = all, like the original);
     ``train_samples`` trains on a fixed seeded random subset of the training split (None = all).
+    ``augment``: the augmentation of the training images (:data:`~stitchkit.choices.AUGMENTATIONS`):
+    ``"network"`` (the end network's, as its checkpoint records; the dataset's default when it records
+    nothing), ``"dataset"`` or ``"none"``; it names the run only where the images differ from the
+    dataset's default augmentation (what every run trained on before the option existed).
     ``memory_limit_gb`` bounds the activations a grid keeps in RAM; larger sets are memory-mapped under
     ``cache_dir`` (default ``<save_dir>/.activation_cache``, removed when the grid finishes).
 
@@ -91,6 +96,7 @@ class StitchSettings(RunOptions):
     low_rank_mode: str = "fixed"
     rcond: float | None = None
     dm_solver: str = "stitchkit"
+    augment: str = DEFAULT_AUGMENTATION
     dataset: str | None = None
     download: bool = True
     workers: int = field(default=1, kw_only=True)  # RunOptions, with the original's default
@@ -140,6 +146,7 @@ class StitchSettings(RunOptions):
         if self.grouping not in GROUPINGS:
             raise unknown_name("grouping", self.grouping, GROUPINGS)
         check_data_path(self.data_path)
+        check_augmentation(self.augment, "augment")
         if self.front_pinv_rank is not None and self.init != "pinv":
             raise StitchkitError("--front-pinv-rank only applies to direct matching; add -i pinv")
         if self.dm_solver not in DM_SOLVERS:
@@ -182,6 +189,10 @@ class StitchSettings(RunOptions):
             "rcond": self.rcond,
             **({"amp": "bf16"} if self.amp and self.epochs > 0 else {}),  # only when it changes the numbers (old names stay)
             **({"dm_solver": self.dm_solver} if self.dm_solver != "stitchkit" else {}),  # likewise
+            # likewise: only where the training images differ from the dataset's default augmentation. Runs
+            # are named by the session's settings, with the augmentation as it acts there ("dataset" or "none",
+            # GridSession.naming_settings), never with "network" unresolved.
+            **({"augment": self.augment} if self.epochs > 0 and self.augment == "none" else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import DATA_PATHS, DM_SOLVERS, SCHEDULE_UNITS, SCHEDULERS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, DM_SOLVERS, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
 
 
@@ -98,7 +98,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "momentum": Key((int, float), 0.0, "SGD momentum"),
         **_schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
-        "augment": Key(bool, True, "use the dataset's training augmentation"),
+        "augment": Key(bool, True, "use the dataset's training augmentation (recorded in the checkpoint; what trains through the network "
+                       "follows it by default: stitching.augment, ood.augment, probes.augment)"),
         "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images"),
     },
     "layers": {
@@ -121,6 +122,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
         "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
                          "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
+                       "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; the dataset's "
+                       "default when it records nothing), dataset = the dataset's default, none", choices=tuple(AUGMENTATIONS)),
     },
     "similarity": {
         "enabled": Key(bool, True, "compute similarity index matrices"),
@@ -146,6 +150,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images"),
         **_schedule_keys("both detector phases", "×0.1 after half the fine-tuning epochs"),
         "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)"),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images the detectors' pre-training and the ID half of their "
+                       "fine-tuning feed through the end network (the outliers keep their set's): network, dataset or none, as stitching.augment",
+                       choices=tuple(AUGMENTATIONS)),
     },
     "probes": {
         "enabled": Key(bool, True, "train linear probes"),
@@ -154,6 +161,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images"),
         **_schedule_keys("the probes, also those of the sensitivity and specificity tests", "×0.1 after epoch e − 5 when e > 5"),
+        "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the probes' training images, also the sensitivity and specificity "
+                       "tests' probes: network (as the probed network was trained), dataset or none (features extracted once: much faster)",
+                       choices=tuple(AUGMENTATIONS)),
     },
     "sensitivity": {
         "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),

@@ -10,11 +10,12 @@ import torch
 
 from ..activations import model_fingerprint
 from ..data import get_dataset
+from ..data.augmentation import choice_for
 from ..models.loading import load_model
 from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 from ..probing.cache import ProbeCache
-from ..probing.model import probe_model
+from ..probing.model import probe_datasets, probe_model
 from ..probing.probe import ProbeConfig, rank_label
 from ..sensitivity.run import run_grounding_test
 from ..sensitivity.settings import GroundingSettings
@@ -43,6 +44,12 @@ from .units import Unit, UnitContext, register_unit_kind
 
 #: batch size of a given network's clean-accuracy pass (no effect on the result)
 NETWORK_EVAL_BATCH = 256
+
+
+def _augment(augmented: bool) -> str:
+    """The augmentation choice that gives what a unit's parameters say its images get (the plan
+    resolved it by the network's record)."""
+    return "dataset" if augmented else "none"
 
 
 def load_network(dep: dict[str, Any], device: str | torch.device = "cpu"):
@@ -105,7 +112,7 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, scheduler=p.scheduler, schedule_unit=p.schedule_unit,
                           warmup_fraction=p.warmup_fraction), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
         train_samples=p.train_subset, dataset=p.dataset, cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.amp,
-        data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size,
+        data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size, augment=_augment(p.augment),
         activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
     )
     runs = ctx.out_dir / "runs"
@@ -164,11 +171,11 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p, run = ProbesParams.from_params(unit.params), ctx.run
     net = ctx.deps[unit.deps[0]]
     model = load_network(net)
-    train = get_dataset(p.dataset, "train", root=run.data_root, augment=False)
-    test = get_dataset(p.dataset, "test", root=run.data_root)
+    data = probe_datasets(p.dataset, run.data_root, augment=p.augment)
     ranks = [None] + sorted(p.ranks, reverse=True)
-    config = _probe_config(p.epochs, p.train_subset, p.seed, (p.scheduler, p.schedule_unit, p.warmup_fraction))
-    report = probe_model(model, p.layers, train, test, ranks=ranks, config=config, device=run.device, workers=run.workers)
+    config = _probe_config(p.epochs, p.train_subset, p.seed, _augment(p.augment), (p.scheduler, p.schedule_unit, p.warmup_fraction))
+    report = probe_model(model, p.layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"), config=config,
+                         device=run.device, workers=run.workers)
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
     # the sensitivity and specificity tests score representations by these same probes: share them
     cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
@@ -181,16 +188,18 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                     "seconds_probes": report.info["seconds"]},
         "artifacts": {"csv": ctx.out_dir / "probes.csv"},
         "model_hashes": {"network": report.info["model_fingerprint"]},
-        "conventions": {"probe": "global average pool (conv) / CLS (tokens) → linear", "trained_on": "un-augmented training features",
+        "conventions": {"probe": "global average pool (conv) / CLS (tokens) → linear",
+                        "trained_on": "augmented training images" if p.augment else "un-augmented training features",
+                        "augmentation": _augment(p.augment) + " (probes.augment resolved by the network's record)",
                         "low_rank_mode": report.config.get("low_rank_mode")},
     }
 
 
-def _probe_config(epochs: int, train_subset: int | None, seed: int, schedule: tuple[str, str, float]):
+def _probe_config(epochs: int, train_subset: int | None, seed: int, augment: str, schedule: tuple[str, str, float]):
     """The probes of a study (its probes units and the tests' functional scores share them); ``schedule``:
     the scheduler, schedule unit and warm-up fraction."""
     scheduler, unit, warmup = schedule
-    return ProbeConfig(epochs=epochs, seed=seed, augment=False, train_subset=train_subset, scheduler=scheduler, schedule_unit=unit,
+    return ProbeConfig(epochs=epochs, seed=seed, augment=augment, train_subset=train_subset, scheduler=scheduler, schedule_unit=unit,
                        warmup_fraction=warmup)
 
 
@@ -200,10 +209,14 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p = (SensitivityParams if test == "sensitivity" else SpecificityParams).from_params(unit.params)
     nets = [ctx.deps[d] for d in unit.deps if ctx.deps[d]["kind"] in ("train", "network")]
     models = {n["label"].split(" ", 1)[1]: load_network(n) for n in nets}
-    probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, (p.probe_scheduler, p.probe_schedule_unit, p.probe_warmup_fraction))
+    # the networks' augmentations as the plan resolved them: one choice where they agree, else their records
+    probe_augment = choice_for(p.probe_augment) if p.probe_augment else "none"
+    tlm_augment = choice_for(p.tlm_augment) if p.tlm_augment else "dataset"
+    probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment,
+                          (p.probe_scheduler, p.probe_schedule_unit, p.probe_warmup_fraction))
     settings = GroundingSettings(
-        measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe,
-        probe_cache=str(ctx.cache_dir / "probe_cache.json"), stitch_fit_samples=p.fit_samples, **vars(ctx.run),
+        measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe, probe_cache=str(ctx.cache_dir / "probe_cache.json"),
+        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, **vars(ctx.run),
     )
     if test == "sensitivity":
         report = run_grounding_test(test, models, p.dataset, layers=[p.layer], ranks=p.ranks or (), settings=settings)
@@ -216,7 +229,8 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "metrics": {"tables": {f"{test} test (Spearman ρ, Kendall τ, one-sided p, bad pairs)": table}},
         "artifacts": {name: path for name, path in paths.items()},
         "model_hashes": {name: m for name, m in (report.info.get("fingerprints") or {}).items()},
-        "conventions": {"functional_difference": "|Δ probe accuracy|", "dissimilarity": "1 − similarity for similarities, the value for distances"},
+        "conventions": {"functional_difference": "|Δ probe accuracy|", "dissimilarity": "1 − similarity for similarities, the value for distances",
+                        "probe_augmentation": report.info.get("probe_augmentation")},
     }
 
 
@@ -239,7 +253,8 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         save_dir=str(ctx.out_dir / "training"), model_type=p.detector, model_options=dict(p.options), dataset=p.dataset,
         epochs=p.pretrain_epochs, batch_size=p.batch_size, seed=p.seed, ft_id_dataset=p.finetune_id, ft_ood_dataset=p.outliers,
         ft_epochs=p.finetune_epochs, train_subset=p.train_subset, ft_samples=p.train_subset, val_subset=0, final_save_dir=str(registry),
-        scheduler=p.scheduler, schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction, **vars(ctx.run),
+        scheduler=p.scheduler, schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction, augment=_augment(p.augment),
+        ft_id_augment=p.finetune_id_augment, **vars(ctx.run),
     )
     trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p.layers), config)
     return {
@@ -247,7 +262,8 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "artifacts": {"registry": registry},
         "model_hashes": {"network": net["model_hashes"].get("network")},
         "conventions": {"loss": "CE + 0.1·(mean relu(E_in − m_in)² + mean relu(m_out − E_out)²), m_in −25, m_out −7",
-                        "lr_schedule": describe_schedule(config.optim("pretrain"))},
+                        "lr_schedule": describe_schedule(config.optim("pretrain")),
+                        **{k: v for k, v in trained[0].meta["conventions"].items() if k.endswith("augmentation")}},
     }
 
 

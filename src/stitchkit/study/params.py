@@ -5,6 +5,12 @@ A unit's identity is the hash of ``record.to_params()`` (:class:`~.units.Unit`),
 exactly what existing studies stored: a field marked ``present_if`` is left out of it unless its
 predicate holds (a DM unit has no training options, ``amp`` appears only when on, ``dm_solver`` only
 when not the default), and :meth:`UnitParams.from_params` gives a missing field its default.
+
+The augmentation fields hold what the images fed through a network actually get (the plan resolves
+``[section] augment`` by the network's record, :mod:`stitchkit.data.augmentation`), and appear only where
+that differs from what every unit trained on before they existed: TLM and detector pre-training on the
+dataset's default augmentation, probes and the detectors' fine-tuning ID half on none. So a unit's id
+changes exactly when its training images do.
 """
 
 from __future__ import annotations
@@ -116,6 +122,8 @@ class StitchParams(UnitParams):
     scheduler: str = _if_set("stitching", "scheduler", _trains)
     schedule_unit: str = _if_set("stitching", "schedule_unit", _trains)
     warmup_fraction: float = _if_set("stitching", "warmup_fraction", _trains)
+    # False: TLM trains on un-augmented images where the dataset has an augmentation (e.g. networks trained without)
+    augment: bool = _present_if(lambda p: _trains(p) and not p.augment, True)
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,9 @@ class DetectorsParams(UnitParams):
     scheduler: str = _if_set("ood", "scheduler")
     schedule_unit: str = _if_set("ood", "schedule_unit")
     warmup_fraction: float = _if_set("ood", "warmup_fraction")
+    # pre-training on un-augmented images (False) / the fine-tuning ID half on augmented ones (True)
+    augment: bool = _present_if(lambda p: not p.augment, True)
+    finetune_id_augment: bool = _present_if(lambda p: p.finetune_id_augment, False)
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,7 @@ class ProbesParams(UnitParams):
     scheduler: str = _if_set("probes", "scheduler")
     schedule_unit: str = _if_set("probes", "schedule_unit")
     warmup_fraction: float = _if_set("probes", "warmup_fraction")
+    augment: bool = _present_if(lambda p: p.augment, False)  # True: the probes train on augmented images
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,11 @@ class _RankingTestParams(UnitParams):
     probe_scheduler: str = _if_set("probes", "scheduler", name="probe_scheduler", kw_only=True)
     probe_schedule_unit: str = _if_set("probes", "schedule_unit", name="probe_schedule_unit", kw_only=True)
     probe_warmup_fraction: float = _if_set("probes", "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
+    # per network (in the order of the dependencies): its probes train on augmented images; the
+    # reference's tlm_accuracy trains on its dataset's default augmentation (or the same images)
+    probe_augment: list[bool] | None = _present_if(lambda p: any(p.probe_augment or ()), None, kw_only=True)
+    tlm_augment: list[bool] | None = _present_if(lambda p: "tlm_accuracy" in p.measures and not all(p.tlm_augment or ()), None,
+                                                 kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ on the networks it uses:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data import dataset_info  # the torch-free catalogue
+from ..data.augmentation import resolve_augmentation
 from ..errors import StitchkitError
 from .config import SCHEDULE_KEYS
 from .params import (
@@ -114,22 +115,36 @@ class _Context:
     shapes: dict[str, tuple[int, ...]]
     front_layers: list[str]
     end_layers: list[str]
+    #: network id → whether it was trained with the dataset's augmentation, as its record says (None: no record)
+    augment_records: dict[str, bool | None] = field(default_factory=dict)
 
     @property
     def common(self) -> dict[str, Any]:
         return {"dataset": self.config["study"]["dataset"], "seed": self.config["study"]["seed"]}
+
+    def augmented(self, section: str, network_id: str, dataset: str | None = None) -> bool | None:
+        """What the images a ``section`` unit feeds through a network get, ``[section] augment``
+        resolved by the network's record: True the dataset's augmentation, False none, None the same
+        either way (the dataset has no augmentation)."""
+        from ..data import dataset_augments  # deferred: importing the study package must not import torch
+
+        if not dataset_augments(dataset or self.config["study"]["dataset"]):
+            return None
+        return resolve_augmentation(self.config[section]["augment"], self.augment_records[network_id]).augment
 
     @property
     def layers(self) -> list[str]:
         return list(self.shapes)
 
 
-def _network_units(config: dict[str, Any]) -> list[Unit]:
-    """A ``network`` unit per given checkpoint, else a ``train`` unit per seed."""
+def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool | None]]:
+    """A ``network`` unit per given checkpoint, else a ``train`` unit per seed; and what each network's
+    record says about its augmentation (the checkpoint's, else ``networks.augment``)."""
     from ..models.checkpoint import load_checkpoint  # deferred: importing the study package must not import torch
 
     nets_cfg, dataset = config["networks"], config["study"]["dataset"]
     networks: list[Unit] = []
+    records: dict[str, bool | None] = {}
     for i, raw in enumerate(nets_cfg["checkpoints"]):
         path = Path(raw).expanduser().resolve()
         ckpt = load_checkpoint(path)
@@ -138,14 +153,16 @@ def _network_units(config: dict[str, Any]) -> list[Unit]:
         params = NetworkParams(path=str(path), sha256=_file_hash(path), dataset=dataset, model=ckpt.model_spec["name"],
                                options=ckpt.model_spec.get("options", {}))
         networks.append(Unit("network", params.to_params(), (), f"network {path.name}#{i}"))
+        records[networks[-1].id] = ckpt.augment
     if networks:
-        return networks
+        return networks, records
     keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset",
             "schedule_unit", "warmup_fraction")
     for seed in nets_cfg["seeds"]:
         params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
         networks.append(Unit("train", params.to_params(), (), f"train {nets_cfg['model']} s{seed}"))
-    return networks
+        records[networks[-1].id] = params.augment
+    return networks, records
 
 
 def _stitch_units(ctx: _Context) -> list[Unit]:
@@ -159,7 +176,8 @@ def _stitch_units(ctx: _Context) -> list[Unit]:
             training = {} if method == "dm" else {k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp",
                                                                          *SCHEDULE_KEYS)}
             params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
-                                  fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"], **training)
+                                  fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"],
+                                  augment=ctx.augmented("stitching", ctx.networks[j].id) is not False, **training)
             units.append(Unit("stitch", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
     return units
 
@@ -177,7 +195,9 @@ def _ood_units(ctx: _Context, stitch_units: list[Unit]) -> list[Unit]:
             params = DetectorsParams(**ctx.common, detector=oc["detector"], options=oc["detector_options"], layers=ctx.end_layers,
                                      outliers=oc["outliers"], finetune_id=oc["finetune_id"], pretrain_epochs=oc["pretrain_epochs"],
                                      finetune_epochs=oc["finetune_epochs"], batch_size=oc["batch_size"], train_subset=oc["train_subset"],
-                                     **{k: oc[k] for k in SCHEDULE_KEYS})
+                                     **{k: oc[k] for k in SCHEDULE_KEYS},
+                                     augment=ctx.augmented("ood", end_id) is not False,
+                                     finetune_id_augment=ctx.augmented("ood", end_id, oc["finetune_id"]) is True)
             label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
             detector_units[end_id] = Unit("detectors", params.to_params(), (end_id,), f"detectors {label}")
     units = list(detector_units.values())
@@ -205,8 +225,9 @@ def _probe_units(ctx: _Context) -> list[Unit]:
     if not pc["enabled"]:
         return []
     probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
-    return [Unit("probes", ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
-                                        train_subset=pc["train_subset"], **{k: pc[k] for k in SCHEDULE_KEYS}).to_params(), (n.id,), f"probes {name}")
+    return [Unit("probes", ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"], train_subset=pc["train_subset"],
+                                        augment=ctx.augmented("probes", n.id) is True, **{k: pc[k] for k in SCHEDULE_KEYS}).to_params(),
+                 (n.id,), f"probes {name}")
             for n, name in zip(ctx.networks, ctx.names)]
 
 
@@ -220,7 +241,8 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
     middle = ctx.layers[len(ctx.layers) // 2]
     deps = tuple(n.id for n in ctx.networks) + tuple(probe_ids)
     shared = dict(**ctx.common, n_samples=sc["n_samples"], policy=sc["policy"], probe_epochs=pc["epochs"], probe_train_subset=pc["train_subset"],
-                  fit_samples=st["fit_samples"], **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS})
+                  fit_samples=st["fit_samples"], probe_augment=[ctx.augmented("probes", n.id) is True for n in ctx.networks],
+                  tlm_augment=[ctx.augmented("stitching", n.id) is not False for n in ctx.networks], **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS})
     units = []
     sens = config["sensitivity"]
     if sens["enabled"]:
@@ -240,11 +262,12 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     """Every unit of a study, dependencies first (see the module docstring)."""
     dataset = config["study"]["dataset"]
     info = dataset_info(dataset)  # fail early on an unknown name
-    networks = _network_units(config)
+    networks, augment_records = _network_units(config)
     _check_networks(config, networks)
     net = network({"model": networks[0].params["model"], "options": networks[0].params["options"]}, dataset)
     ctx = _Context(config, networks, [n.label.split(" ", 1)[1] for n in networks], net, net.shapes(info.shape),
-                   _select(net, config["layers"]["front"], "layers.front"), _select(net, config["layers"]["end"], "layers.end"))
+                   _select(net, config["layers"]["front"], "layers.front"), _select(net, config["layers"]["end"], "layers.end"),
+                   augment_records=augment_records)
     stitch_units = _stitch_units(ctx)
     probe_units = _probe_units(ctx)
     return [*networks, *stitch_units, *_ood_units(ctx, stitch_units), *_similarity_units(ctx), *probe_units,
