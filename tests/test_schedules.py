@@ -287,8 +287,10 @@ def test_defaults_keep_the_names_and_ids_of_existing_results():
 
     # computed with the code before the per-step schedules
     assert digest(StitchSettings(epochs=2).result_options()) == "40b9d379c8eb3cf1"
-    assert digest(DetectorTrainConfig(save_dir="x").identity()) == "37413da42601a77c"
-    assert ProbeConfig().key() == "10|64|0.001|0.0|0|[5]|0.1|fixed|cls|True"
+    # (the augmentation joins a detector's id as it acts, ood.train_inputs.DetectorAugmentation.identity: un-augmented ID half here)
+    assert digest({**DetectorTrainConfig(save_dir="x").identity(), "ft_id_augment": False}) == "37413da42601a77c"
+    # (the probes' augmentation enters their key as it acts: the dataset's, as every probe before the choice existed)
+    assert ProbeConfig(augment="dataset").key() == "10|64|0.001|0.0|0|[5]|0.1|fixed|cls|True"
 
 
 def test_stitch_run_names_change_exactly_when_the_schedule_changes_the_learning_rates():
