@@ -25,7 +25,6 @@ networks; demo: the shipped ones of examples/demo.toml, which must match width 3
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -34,21 +33,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from sweep_common import run_sweep, sweep_parser  # noqa: E402  (a sibling script)
+
 DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000, self=1, tlm=1,
                 tlm_aug="network", tlm_sched="none", tlm_warmup=0.0, nets="train")
 #: the networks examples/demo.toml stitches (width 32, 2 epochs of 20,000 images): ``nets=demo`` uses them instead of training
 DEMO_NETWORKS = [REPO / "examples" / "demo_networks" / f"resnet18_w32_seed{seed}.pt" for seed in (0, 1)]
 STAGES = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
-
-
-def parse_setting(text: str) -> dict:
-    setting = dict(DEFAULTS)
-    for part in filter(None, text.split(",")):
-        key, value = part.split("=", 1)
-        if key not in DEFAULTS:
-            raise SystemExit(f"unknown setting key {key!r}; keys: {', '.join(DEFAULTS)}")
-        setting[key] = type(DEFAULTS[key])(value) if not isinstance(DEFAULTS[key], float) else float(value)
-    return setting
 
 
 def network(cache: Path, s: dict, seed: int) -> tuple[Path, float]:
@@ -194,23 +186,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setting", action="append", default=[], help="key=value,... (repeatable)")
+    p = sweep_parser(__doc__, "runs/sweep/results.jsonl")
     p.add_argument("--cache", default="runs/sweep/networks")
     p.add_argument("--work", default="runs/sweep/studies")
-    p.add_argument("--out", default="runs/sweep/results.jsonl")
-    p.add_argument("--table", action="store_true", help="print the table of everything in --out and stop")
     args = p.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.table:
-        for text in args.setting or [""]:
-            row = measure(parse_setting(text), Path(args.cache), Path(args.work))
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(table([row]).splitlines()[-1], flush=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-    print(table(rows))
+    run_sweep(args, DEFAULTS, lambda s: measure(s, Path(args.cache), Path(args.work)), table)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ are appended to ``--out`` (JSON lines) and printed as a Markdown table.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -32,19 +30,12 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from sweep_common import run_sweep, sweep_parser  # noqa: E402  (a sibling script)
+
 DEFAULTS = dict(width=4, pretrain=2, finetune=2, outliers="natural_patches_gray", subset=5000)
 OFF = ("similarity", "probes", "sensitivity", "specificity")
 SHORT = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
-
-
-def parse_setting(text: str) -> dict:
-    setting = dict(DEFAULTS)
-    for part in filter(None, text.split(",")):
-        key, value = part.split("=", 1)
-        if key not in DEFAULTS:
-            raise SystemExit(f"unknown setting key {key!r}; keys: {', '.join(DEFAULTS)}")
-        setting[key] = type(DEFAULTS[key])(value)
-    return setting
 
 
 def study_config(base: Path, s: dict) -> str:
@@ -149,23 +140,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setting", action="append", default=[], help="key=value,... (repeatable)")
+    p = sweep_parser(__doc__, "runs/sweep_detectors/results.jsonl")
     p.add_argument("--base", default=str(REPO / "examples" / "demo.toml"), help="the study config whose networks and stitching are used")
     p.add_argument("--work", default="runs/sweep_detectors")
-    p.add_argument("--out", default="runs/sweep_detectors/results.jsonl")
-    p.add_argument("--table", action="store_true", help="print the table of everything in --out and stop")
     args = p.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.table:
-        for text in args.setting or [""]:
-            row = measure(parse_setting(text), Path(args.base), Path(args.work))
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(table([row]).splitlines()[-1], flush=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-    print(table(rows))
+    run_sweep(args, DEFAULTS, lambda s: measure(s, Path(args.base), Path(args.work)), table)
 
 
 if __name__ == "__main__":

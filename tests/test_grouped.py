@@ -7,14 +7,13 @@ persistent cache of donors' accuracies and end activations changes no number."""
 import pytest
 import torch
 
-from stitch_support import QUICK, SHAPE, trained_resnet, write_tiny_cifar10
+from stitch_support import QUICK, SHAPE, interrupt_grouped_training, trained_resnet, write_tiny_cifar10
 from stitchkit.models import get_model
 from stitchkit.models.layers import LOGITS, layered
 from stitchkit.stitching import grouped
 from stitchkit.stitching.experiment import StitchSettings, stitch_grid
 from stitchkit.stitching.grouped import GridPair, auto_group_size, plan_groups
 from stitchkit.stitching.records import WEIGHTS_FILE
-from stitchkit.stitching.session import GridSession
 from stitchkit.training.optim import OptimConfig
 
 FRONT_LAYERS = ["layer1.0", "layer2.1", "layer4.1"]
@@ -93,19 +92,9 @@ def test_an_interrupted_grouped_training_continues_from_its_checkpoint(tmp_path,
     front, end = trained_resnet(0), trained_resnet(1)
     settings = StitchSettings(**QUICK, epochs=3, init="rand", batch_size=32, train_samples=64, test_samples=40, optim=OptimConfig(lr=1e-2))
     straight = stitch_grid(front, end, FRONT_LAYERS[:2], END_LAYERS[:1], settings, save_dir=tmp_path / "straight")
-    real_save = GridSession._save_checkpoint
-
-    def save_then_stop(self, path, identity, state):
-        real_save(self, path, identity, state)
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(GridSession, "_save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        stitch_grid(front, end, FRONT_LAYERS[:2], END_LAYERS[:1], settings, save_dir=tmp_path / "resumed")
+    interrupt_grouped_training(monkeypatch, 2, lambda: stitch_grid(front, end, FRONT_LAYERS[:2], END_LAYERS[:1], settings, save_dir=tmp_path / "resumed"))
     checkpoints = list((tmp_path / "resumed").glob(".grouped-training-*.pt"))
     assert len(checkpoints) == 1 and not any(p.is_dir() and not p.name.startswith(".") for p in (tmp_path / "resumed").iterdir())
-    monkeypatch.setattr(GridSession, "_save_checkpoint", real_save)
     seen = []
     monkeypatch.setattr(grouped, "_train_step", lambda *a, _real=grouped._train_step: seen.append(1) or _real(*a))
     resumed = stitch_grid(front, end, FRONT_LAYERS[:2], END_LAYERS[:1], settings, save_dir=tmp_path / "resumed")

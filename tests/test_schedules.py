@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from stitch_support import QUICK, trained_resnet
+from stitch_support import QUICK, interrupt_grouped_training, trained_resnet
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
@@ -22,7 +22,6 @@ from stitchkit.probing import ProbeConfig, probe_activations
 from stitchkit.stitching import grouped, matching
 from stitchkit.stitching.experiment import StitchSettings, stitch_grid
 from stitchkit.stitching.records import WEIGHTS_FILE
-from stitchkit.stitching.session import GridSession
 from stitchkit.study.config import validate
 from stitchkit.training import OptimConfig, build_optimizer, build_scheduler, fit
 from stitchkit.training import base as base_training
@@ -224,17 +223,7 @@ def test_grouped_tlm_resumed_from_its_checkpoint_follows_the_same_schedule(tmp_p
                               optim=OptimConfig(lr=1e-2, scheduler="cosine", schedule_unit="step", warmup_fraction=0.34))
     layers = (["layer1.0", "layer2.1"], ["layer1.1"])
     straight = stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "straight")
-    real_save = GridSession._save_checkpoint
-
-    def save_then_stop(self, path, identity, state):
-        real_save(self, path, identity, state)
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(GridSession, "_save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed")
-    monkeypatch.setattr(GridSession, "_save_checkpoint", real_save)
+    interrupt_grouped_training(monkeypatch, 2, lambda: stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed"))
     resumed = stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed")
     full, interrupted, rest = seen
     assert full == pytest.approx([1e-2 * expected_factor("cosine", s, 6, 2) for s in range(6)], rel=1e-12)
