@@ -39,7 +39,7 @@ def run_sweep(args: argparse.Namespace, defaults: dict, measure: Callable[[dict]
             row = measure(parse_setting(text, defaults))
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(table([row]).splitlines()[-1], flush=True)
+            print(table([row]).splitlines()[2], flush=True)  # its row (under the head and the rule)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
     print(table(rows))
 

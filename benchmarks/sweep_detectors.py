@@ -12,10 +12,14 @@ setting it reports, from the stored unit records and the findings (criteria not 
   (a_dm >= match) on the layers where it passes its sanity check (median, min – max);
 * the norm ratio of the stitched activations to the genuine ones of the accurate TLM stitches (median,
   min – max), when the OOD units record it;
-* C5's verdict per detector and overall.
+* C5's verdict per detector and overall;
+* the scaling check: each detector's AUROC for the end network's own test activations multiplied by c
+  (c = 0.5 … 8) against the unscaled ones, per end layer — what a detector makes of activations that
+  differ from genuine ones only in their norm (above ½: flagged; below ½: rated more typical).
 
 Settings are ``--setting key=value,...`` (repeatable); keys: width (detector base width), pretrain,
-finetune (epochs), outliers (the fine-tuning outlier set), subset (detector training images). Results
+finetune (epochs), outliers (the fine-tuning outlier set), subset (detector training images), aug (the detectors'
+augmentation: network = as the networks were trained, none here; dataset = flip + crop, what they used before). Results
 are appended to ``--out`` (JSON lines) and printed as a Markdown table.
 
     python benchmarks/sweep_detectors.py --setting width=4,pretrain=2,finetune=2 --setting width=16,pretrain=4,finetune=4
@@ -33,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sweep_common import run_sweep, sweep_parser  # noqa: E402  (a sibling script)
 
-DEFAULTS = dict(width=4, pretrain=2, finetune=2, outliers="natural_patches_gray", subset=5000)
+DEFAULTS = dict(width=4, pretrain=2, finetune=2, outliers="natural_patches_gray", subset=5000, aug="network")
 OFF = ("similarity", "probes", "sensitivity", "specificity")
 SHORT = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
 
@@ -46,7 +50,7 @@ def study_config(base: Path, s: dict) -> str:
     raw["networks"]["checkpoints"] = [str((REPO / p).resolve()) for p in raw["networks"]["checkpoints"]]
     raw["stitching"]["pairs"] = "first"  # C5 uses the stitches between two networks only
     raw["ood"].update(detector_options={"width": s["width"]}, pretrain_epochs=s["pretrain"], finetune_epochs=s["finetune"],
-                      outliers=s["outliers"], train_subset=s["subset"], self_pairs=False)
+                      outliers=s["outliers"], train_subset=s["subset"], self_pairs=False, augment=s["aug"])
     for section in OFF:
         raw[section] = {"enabled": False}
     return "\n".join(f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) for section, keys in raw.items())
@@ -96,7 +100,61 @@ def measure(s: dict, base: Path, work: Path) -> dict:
             "dm_auroc": _spread([c["AUROC"] for c in dm.get("cells", [])]),
             "tlm_norm_ratio": _spread([norm.get(("tlm", c["front"], c["end"])) for c in tlm.get("cells", [])]),
         }
+    registry = study / "units" / f"detectors-{detectors[0].id}" / detectors[0].artifacts["registry"] if detectors else None
+    row["scaling"] = scaling_check(config, registry)
     return row
+
+
+SCALES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def scaling_check(config: Path, registry_dir: Path | None, n: int = 1000, fit: int = 2000) -> dict:
+    """{detector: {end layer: {scale: AUROC}}}: genuine test activations × c against the unscaled ones,
+    for the setting's energy detectors (its detectors unit's registry) and the training-free ones (fitted on
+    ``fit`` training images, as the OOD test fits them); ID positive, as the OOD test."""
+    # deferred: the sweep's driver needs no torch until here
+    import numpy as np
+    import torch
+
+    from stitchkit.data import get_dataset
+    from stitchkit.data.loading import batches_of, sample_subset
+    from stitchkit.models.layers import layered
+    from stitchkit.models.loading import load_model
+    from stitchkit.ood.evaluate import fit_training_free, load_layer_detectors
+    from stitchkit.ood.metrics import ood_metrics
+    from stitchkit.ood.registry import DetectorRegistry
+    from stitchkit.study.config import load_config
+
+    cfg = load_config(config)
+    end_path = cfg["networks"]["checkpoints"][1]  # the end network of the stitches C5 reads (seed 0 → seed 1)
+    end, _ = load_model(end_path)
+    end.eval()
+    layers = list(cfg["layers"]["end"])
+    detectors = {layer: {} for layer in layers}
+    if registry_dir is not None:
+        registry = DetectorRegistry(registry_dir)
+        for layer, det in load_layer_detectors(registry, end, layers).items():
+            detectors[layer]["energy"] = det
+    train = sample_subset(get_dataset(cfg["study"]["dataset"], "train", augment=False), fit, seed=0)
+    for layer, fitted in fit_training_free(end, layers, train, names=cfg["ood"]["training_free"]).items():
+        detectors[layer].update(fitted)
+    test = sample_subset(get_dataset(cfg["study"]["dataset"], "test"), n)
+    extractor = layered(end).extractor(layers)
+    scores = {(layer, name, c): [] for layer in layers for name in detectors[layer] for c in SCALES}
+    with torch.no_grad():
+        for x, _ in batches_of(test, 250, data_path="loader"):
+            acts = extractor(x)
+            for layer in layers:
+                for name, det in detectors[layer].items():
+                    for c in SCALES:
+                        scores[(layer, name, c)].append(det.predict(acts[layer] * c).float().numpy())
+    out: dict = {}
+    for layer in layers:
+        for name in detectors[layer]:
+            genuine = np.concatenate(scores[(layer, name, 1.0)])
+            out.setdefault(name, {})[layer] = {str(c): ood_metrics(genuine, np.concatenate(scores[(layer, name, c)]), score=name).auroc
+                                               for c in SCALES}
+    return out
 
 
 def _norm_ratios(oods: list) -> dict:
@@ -133,9 +191,28 @@ def table(rows: list[dict]) -> str:
 
         ratio = next((d[k]["tlm_norm_ratio"] for k in ("energy", "knn", "mahalanobis") if k in d and d[k]["tlm_norm_ratio"]), None)
         verdicts = " / ".join(SHORT.get(d.get(k, {}).get("verdict"), "–") for k in ("energy", "mahalanobis", "knn"))
-        lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']} | {s['outliers']} | {r['detector_seconds']:.0f} | "
+        aug = "" if s.get("aug", "network") == "network" else f" (aug {s['aug']})"
+        lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']} | {r['detector_seconds']:.0f} | "
                      f"{sanity('energy')} / {sanity('mahalanobis')} / {sanity('knn')} | {pair('energy')} | {pair('knn')} | {pair('mahalanobis')} | "
                      f"{_fmt(ratio)} | {verdicts} → {SHORT[r['c5']]} |")
+    lines += ["", scaling_table(rows)]
+    return "\n".join(lines)
+
+
+def scaling_table(rows: list[dict]) -> str:
+    """The scaling check of each setting: per detector, the AUROC of genuine activations × c (min – max over the end layers)."""
+    head = "| detector width | pre-train × fine-tune | images | outliers | detector | " + " | ".join(f"× {c:g}" for c in SCALES if c != 1.0) + " |"
+    lines = [head, "|" + "---|" * (5 + len(SCALES) - 1)]
+    for r in rows:
+        s = r["setting"]
+        for name, per_layer in (r.get("scaling") or {}).items():
+            cells = []
+            for c in SCALES:
+                if c == 1.0:
+                    continue
+                values = [v[str(c)] for v in per_layer.values()]
+                cells.append(f"{min(values):.2f}–{max(values):.2f}")
+            lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']} | {s['outliers']} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
