@@ -11,7 +11,8 @@ setting it reports, from the stored unit records and the findings (criteria not 
 * per detector, the AUROC of the accurate TLM stitches (a_tlm >= high) and of the matching DM stitches
   (a_dm >= match) on the layers where it passes its sanity check (median, min – max);
 * the norm ratio of the stitched activations to the genuine ones of the accurate TLM stitches (median,
-  min – max), when the OOD units record it;
+  min – max), when the OOD units record it, and the Spearman ρ between the energy AUROC and the norm
+  ratio over all TLM stitches;
 * C5's verdict per detector and overall;
 * the scaling check: each detector's AUROC for the end network's own test activations multiplied by c
   (c = 0.5 … 8) against the unscaled ones, per end layer — what a detector makes of activations that
@@ -91,6 +92,7 @@ def measure(s: dict, base: Path, work: Path) -> dict:
                     row["sanity"].setdefault(r["detector"], {})[r["layer"]] = r["auroc"]
     per = c5.numbers.get("per detector") or {}  # one network pair: the pair's numbers are the finding's
     norm = _norm_ratios(oods)
+    row["energy_norm_rho"] = _energy_norm_rho(oods, norm)
     for detector, numbers in per.items():
         tlm = numbers.get("TLM: accurate stitches flagged OOD") or {}
         dm = numbers.get("DM: matching stitches in-distribution") or {}
@@ -170,6 +172,23 @@ def _norm_ratios(oods: list) -> dict:
     return out
 
 
+def _energy_norm_rho(oods: list, norm: dict) -> float | None:
+    """Spearman ρ between the energy AUROC and the norm ratio over all TLM stitches (None without both)."""
+    from scipy.stats import spearmanr  # deferred, as the other analysis imports
+
+    tlm = next((o for o in oods if o.label.split(" ")[1] == "tlm"), None)
+    auroc = (tlm.metrics.get("matrices") or {}).get("AUROC (energy)") if tlm is not None else None
+    if not auroc or not norm:
+        return None
+    pairs = [(auroc["values"][i][j], norm.get(("tlm", r, c))) for i, r in enumerate(auroc["rows"]) for j, c in enumerate(auroc["cols"])]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic) if len(pairs) > 2 else None
+
+
+def _rho(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def _fmt(spread: dict | None) -> str:
     return "–" if not spread else f"{spread['median']:.2f} ({spread['min']:.2f}–{spread['max']:.2f})"
 
@@ -177,8 +196,8 @@ def _fmt(spread: dict | None) -> str:
 def table(rows: list[dict]) -> str:
     head = ("| detector width | pre-train × fine-tune epochs | images | outliers | detectors s | sanity AUROC energy / Mahalanobis / k-NN "
             "(min–max over layers) | energy AUROC: accurate TLM / matching DM | k-NN AUROC: TLM / DM | Mahalanobis AUROC: TLM / DM | "
-            "TLM norm ratio | C5 energy / Mah. / k-NN → overall |")
-    lines = [head, "|" + "---|" * 11]
+            "TLM norm ratio | ρ(energy AUROC, norm ratio) | C5 energy / Mah. / k-NN → overall |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         s, d = r["setting"], r["detectors"]
 
@@ -194,25 +213,32 @@ def table(rows: list[dict]) -> str:
         aug = "" if s.get("aug", "network") == "network" else f" (aug {s['aug']})"
         lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']} | {r['detector_seconds']:.0f} | "
                      f"{sanity('energy')} / {sanity('mahalanobis')} / {sanity('knn')} | {pair('energy')} | {pair('knn')} | {pair('mahalanobis')} | "
-                     f"{_fmt(ratio)} | {verdicts} → {SHORT[r['c5']]} |")
+                     f"{_fmt(ratio)} | {_rho(r.get('energy_norm_rho'))} | {verdicts} → {SHORT[r['c5']]} |")
     lines += ["", scaling_table(rows)]
     return "\n".join(lines)
 
 
 def scaling_table(rows: list[dict]) -> str:
-    """The scaling check of each setting: per detector, the AUROC of genuine activations × c (min – max over the end layers)."""
+    """The scaling check of each setting: per detector, the AUROC of genuine activations × c (min – max over
+    the end layers). The training-free detectors do not depend on the setting: their rows come once."""
     head = "| detector width | pre-train × fine-tune | images | outliers | detector | " + " | ".join(f"× {c:g}" for c in SCALES if c != 1.0) + " |"
     lines = [head, "|" + "---|" * (5 + len(SCALES) - 1)]
+    shown: set[str] = set()
     for r in rows:
         s = r["setting"]
         for name, per_layer in (r.get("scaling") or {}).items():
+            if name != "energy" and name in shown:
+                continue
+            shown.add(name)
             cells = []
             for c in SCALES:
                 if c == 1.0:
                     continue
                 values = [v[str(c)] for v in per_layer.values()]
                 cells.append(f"{min(values):.2f}–{max(values):.2f}")
-            lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']} | {s['outliers']} | {name} | " + " | ".join(cells) + " |")
+            aug = "" if s.get("aug", "network") == "network" else f" (aug {s['aug']})"
+            budget = f"{s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']}" if name == "energy" else "– | – | – | –"
+            lines.append(f"| {budget} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
