@@ -19,6 +19,7 @@ from stitchkit.study.plan import plan_study
 
 REPO = Path(__file__).parent.parent
 DEMO = REPO / "examples" / "demo.toml"
+SEEDS = REPO / "examples" / "seeds.toml"
 
 
 def _recipe_command() -> list[str]:
@@ -30,10 +31,15 @@ def _recipe_command() -> list[str]:
 
 
 def test_the_demo_checkpoints_were_trained_with_the_makefile_recipe(monkeypatch):
+    """The demo's two networks and the four of examples/seeds.toml (the demo's and two more)."""
     monkeypatch.chdir(REPO)
     paths = tomllib.loads(DEMO.read_text())["networks"]["checkpoints"]
     assert len(paths) == 2
-    for seed, path in enumerate(paths):
+    seeds = tomllib.loads(SEEDS.read_text())["networks"]["checkpoints"]
+    assert len(seeds) == 4 and seeds[:2] == paths
+    target = (REPO / "Makefile").read_text().split("demo-networks: setup", 1)[1]
+    assert re.search(r"for s in ([\d ]+); do", target).group(1).split() == [str(i) for i in range(len(seeds))]  # make re-creates them all
+    for seed, path in enumerate(seeds):
         args = build_parser().parse_args(["train"] + [a.replace("$$s", str(seed)) for a in _recipe_command()])
         recipe = resolve(args)
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
