@@ -21,8 +21,13 @@ from typing import Any, Mapping
 from ..choices import AUGMENTATIONS, DEFAULT_AUGMENTATION
 from ..errors import StitchkitError
 
-__all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENTATION", "Augmentation", "check_augmentation", "choice_for", "recorded_augment",
+__all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENTATION", "Augmentation", "check_augmentation", "choice_for", "choice_of", "recorded_augment",
            "resolve_augmentation"]
+
+
+def choice_of(augment: bool) -> str:
+    """The choice that gives images with (``"dataset"``) or without (``"none"``) the dataset's default augmentation."""
+    return "dataset" if augment else "none"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class Augmentation:
     @property
     def name(self) -> str:
         """``"dataset"`` or ``"none"``: what the images get."""
-        return "dataset" if self.augment else "none"
+        return choice_of(self.augment)
 
     def describe(self) -> str:
         """The recorded convention, e.g. ``"none (augment = network: the end network's checkpoint records augment: false)"``."""
@@ -81,6 +86,6 @@ def choice_for(flags: list[bool] | tuple[bool, ...]) -> str:
     networks' own records) can have given them."""
     if not flags:
         raise StitchkitError("internal: no networks to choose an augmentation for")
-    if all(flags):
-        return "dataset"
-    return "none" if not any(flags) else DEFAULT_AUGMENTATION
+    if all(flags) or not any(flags):
+        return choice_of(flags[0])
+    return DEFAULT_AUGMENTATION

@@ -91,8 +91,9 @@ class OODMatrices:
         rows = []
         for e in self.end_layers:
             stitches = [(f, self.results[(f, e)]) for f in self.front_layers if (f, e) in self.results]
+            genuine_scores = (self.genuine(e) or {}).get("scores", {})
             for name in self.detectors:
-                genuine = (self.genuine(e) or {}).get("scores", {}).get(name)
+                genuine = genuine_scores.get(name)
                 if genuine is not None:
                     rows.append({"end_layer": e, "front_layer": None, "detector": name, "activations": "genuine", **genuine, "auroc": None})
                 for f, r in stitches:

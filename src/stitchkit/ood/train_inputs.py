@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 
 from ..data import dataset_augments, get_dataset
-from ..data.augmentation import Augmentation, resolve_augmentation
+from ..data.augmentation import Augmentation, choice_of, resolve_augmentation
 from ..data.loading import check_subset_size, sample_subset
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
@@ -89,8 +89,7 @@ def resolve_detector_augmentation(config: DetectorTrainConfig, recorded: bool | 
     pretrain = resolve_augmentation(config.augment, recorded, "the source network")
     if config.ft_id_augment is None:
         return DetectorAugmentation(pretrain, pretrain)
-    choice = "dataset" if config.ft_id_augment else "none"
-    return DetectorAugmentation(pretrain, Augmentation(choice, bool(config.ft_id_augment), f"asked for by ft_id_augment = {bool(config.ft_id_augment)}"))
+    return DetectorAugmentation(pretrain, Augmentation(choice_of(config.ft_id_augment), bool(config.ft_id_augment), f"asked for by ft_id_augment = {bool(config.ft_id_augment)}"))
 
 
 def load_training_data(config: DetectorTrainConfig, dataset: str, ft_id_name: str, input_shape: Sequence[int],

@@ -56,7 +56,7 @@ from torch import Tensor
 
 from ..activations.pooling import pool_features
 from ..choices import DEFAULT_AUGMENTATION, LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
-from ..data.augmentation import check_augmentation
+from ..data.augmentation import check_augmentation, choice_of
 from ..errors import StitchkitError
 from ..results import Matrix, Provenance, Table
 from ..results.writers import csv_text, write_csv, write_json
@@ -130,7 +130,7 @@ class ProbeConfig:
         if isinstance(self.low_rank_mode, str):
             self.low_rank_mode = self.low_rank_mode.replace("-", "_")  # the stitching commands spell it per-batch
         if isinstance(self.augment, bool):  # the option's earlier form: on = the dataset's default
-            self.augment = "dataset" if self.augment else "none"
+            self.augment = choice_of(self.augment)
         check_augmentation(self.augment, "probe augment")
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),

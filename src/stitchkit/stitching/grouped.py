@@ -38,7 +38,7 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..training.loop import EpochLog, TrainingDiverged
 from ..utils.progress import progress_bar
-from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler
+from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler, split_schedule
 from ..utils.compile import maybe_compile
 from .matching import l1_penalty
 from .stitcher import Stitcher, _cut
@@ -298,7 +298,7 @@ def grouped_task_loss_match(
     params = _pair_parameters(pairs)
     optimizer = build_optimizer([p for group in params for p in group], optim)
     scheduler = build_scheduler(optimizer, optim, epochs, train_batches)
-    per_step = scheduler if isinstance(scheduler, PerStepLR) else None
+    per_step, per_epoch = split_schedule(scheduler)
     history: list[list[EpochLog]] = [[] for _ in pairs]
     start = 0
     if resume is not None:
@@ -315,8 +315,8 @@ def grouped_task_loss_match(
         losses_mean, accs, lr = _train_epoch(grid, train_batches, optimizer, params, epoch, f"{desc} {epoch + 1}/{epochs}", l1=l1,
                                              grad_clip=grad_clip, amp=amp, device=device, progress=progress, step_schedule=per_step)
         val = validate(epoch) if validate is not None else None
-        if per_step is None:
-            scheduler.step()
+        if per_epoch is not None:
+            per_epoch.step()
         seconds = time.perf_counter() - started
         for k in range(len(pairs)):
             history[k].append(EpochLog(epoch + 1, {"loss": losses_mean[k], "acc": accs[k]}, val[k] if val is not None else None, lr, seconds))

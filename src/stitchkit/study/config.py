@@ -66,7 +66,7 @@ def _schedule_keys(what: str, none: str) -> dict[str, Key]:
         "schedule_unit": Key(str, "epoch", "when that schedule advances: epoch (the original's) or step (after every optimizer step)",
                              choices=tuple(SCHEDULE_UNITS)),
         "warmup_fraction": Key((int, float), 0.0, "with schedule_unit = \"step\": warm up over the first round(fraction·T) of the "
-                               "T = epochs × batches optimizer steps", check=lambda v: 0 <= v < 1, check_text="must be in [0, 1)"),
+                               "T = epochs × batches optimizer steps", check=_below_one, check_text="must be in [0, 1)"),
     }
 
 

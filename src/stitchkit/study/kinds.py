@@ -10,7 +10,7 @@ import torch
 
 from ..activations import model_fingerprint
 from ..data import get_dataset
-from ..data.augmentation import choice_for
+from ..data.augmentation import choice_for, choice_of
 from ..models.loading import load_model
 from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
@@ -27,7 +27,7 @@ from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
 from ..utils.io import json_safe
-from .config import METHOD_TITLES
+from .config import METHOD_TITLES, SCHEDULE_KEYS
 from .ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from .params import (
     DetectorsParams,
@@ -46,10 +46,10 @@ from .units import Unit, UnitContext, register_unit_kind
 NETWORK_EVAL_BATCH = 256
 
 
-def _augment(augmented: bool) -> str:
-    """The augmentation choice that gives what a unit's parameters say its images get (the plan
-    resolved it by the network's record)."""
-    return "dataset" if augmented else "none"
+def _schedule(p: Any, prefix: str = "") -> dict[str, Any]:
+    """A unit's LR schedule options (:data:`~.config.SCHEDULE_KEYS`, stored as ``prefix + key``), as the
+    library's configs name them."""
+    return {key: getattr(p, prefix + key) for key in SCHEDULE_KEYS}
 
 
 def load_network(dep: dict[str, Any], device: str | torch.device = "cpu"):
@@ -69,8 +69,8 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     out = ctx.out_dir / "network"
     settings = TrainSettings(
         model=p.model, save_dir=str(out), dataset=p.dataset, epochs=p.epochs, batch_size=p.batch_size,
-        optim=OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, scheduler=p.scheduler,
-                          milestones=list(p.milestones), schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction),
+        optim=OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum, milestones=list(p.milestones),
+                          **_schedule(p)),
         seed=p.seed, save_frequency=max(1, p.epochs), model_options=dict(p.options), train_subset=p.train_subset, augment=p.augment,
         **vars(ctx.run),
     )
@@ -109,10 +109,9 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     method = p.method
     settings = StitchSettings(
         stitching_type=p.type, init="rand" if method == "tlm" else "pinv", epochs=p.epochs, batch_size=p.batch_size,
-        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, scheduler=p.scheduler, schedule_unit=p.schedule_unit,
-                          warmup_fraction=p.warmup_fraction), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
+        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, **_schedule(p)), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
         train_samples=p.train_subset, dataset=p.dataset, cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.amp,
-        data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size, augment=_augment(p.augment),
+        data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size, augment=choice_of(p.augment),
         activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
     )
     runs = ctx.out_dir / "runs"
@@ -173,7 +172,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     model = load_network(net)
     data = probe_datasets(p.dataset, run.data_root, augment=p.augment)
     ranks = [None] + sorted(p.ranks, reverse=True)
-    config = _probe_config(p.epochs, p.train_subset, p.seed, _augment(p.augment), (p.scheduler, p.schedule_unit, p.warmup_fraction))
+    config = _probe_config(p.epochs, p.train_subset, p.seed, choice_of(p.augment), _schedule(p))
     report = probe_model(model, p.layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"), config=config,
                          device=run.device, workers=run.workers)
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
@@ -190,17 +189,15 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "model_hashes": {"network": report.info["model_fingerprint"]},
         "conventions": {"probe": "global average pool (conv) / CLS (tokens) → linear",
                         "trained_on": "augmented training images" if p.augment else "un-augmented training features",
-                        "augmentation": _augment(p.augment) + " (probes.augment resolved by the network's record)",
+                        "augmentation": choice_of(p.augment) + " (probes.augment resolved by the network's record)",
                         "low_rank_mode": report.config.get("low_rank_mode")},
     }
 
 
-def _probe_config(epochs: int, train_subset: int | None, seed: int, augment: str, schedule: tuple[str, str, float]):
+def _probe_config(epochs: int, train_subset: int | None, seed: int, augment: str, schedule: dict[str, Any]):
     """The probes of a study (its probes units and the tests' functional scores share them); ``schedule``:
-    the scheduler, schedule unit and warm-up fraction."""
-    scheduler, unit, warmup = schedule
-    return ProbeConfig(epochs=epochs, seed=seed, augment=augment, train_subset=train_subset, scheduler=scheduler, schedule_unit=unit,
-                       warmup_fraction=warmup)
+    :func:`_schedule` of the unit."""
+    return ProbeConfig(epochs=epochs, seed=seed, augment=augment, train_subset=train_subset, **schedule)
 
 
 def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
@@ -212,8 +209,7 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     # the networks' augmentations as the plan resolved them: one choice where they agree, else their records
     probe_augment = choice_for(p.probe_augment) if p.probe_augment else "none"
     tlm_augment = choice_for(p.tlm_augment) if p.tlm_augment else "dataset"
-    probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment,
-                          (p.probe_scheduler, p.probe_schedule_unit, p.probe_warmup_fraction))
+    probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment, _schedule(p, "probe_"))
     settings = GroundingSettings(
         measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe, probe_cache=str(ctx.cache_dir / "probe_cache.json"),
         stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, **vars(ctx.run),
@@ -253,8 +249,7 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         save_dir=str(ctx.out_dir / "training"), model_type=p.detector, model_options=dict(p.options), dataset=p.dataset,
         epochs=p.pretrain_epochs, batch_size=p.batch_size, seed=p.seed, ft_id_dataset=p.finetune_id, ft_ood_dataset=p.outliers,
         ft_epochs=p.finetune_epochs, train_subset=p.train_subset, ft_samples=p.train_subset, val_subset=0, final_save_dir=str(registry),
-        scheduler=p.scheduler, schedule_unit=p.schedule_unit, warmup_fraction=p.warmup_fraction, augment=_augment(p.augment),
-        ft_id_augment=p.finetune_id_augment, **vars(ctx.run),
+        augment=choice_of(p.augment), ft_id_augment=p.finetune_id_augment, **_schedule(p), **vars(ctx.run),
     )
     trained = train_detectors_for_checkpoint(net["artifacts"]["checkpoint"], None, list(p.layers), config)
     return {

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..errors import StitchkitError
 from ..utils.progress import progress_bar
 from .distributed import all_reduce_sum
-from .optim import PerStepLR
+from .optim import PerStepLR, split_schedule
 
 StepOutput = tuple[torch.Tensor, int, dict[str, float]]
 StepFn = Callable[[nn.Module, Any, torch.device], StepOutput]
@@ -234,7 +234,7 @@ def fit(
     step_fn = step_fn or classification_step()
     scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
     clip_params = list(parameters) if parameters is not None else [p for g in optimizer.param_groups for p in g["params"]]
-    per_step = scheduler if isinstance(scheduler, PerStepLR) else None
+    per_step, per_epoch = split_schedule(scheduler)
     history: list[EpochLog] = []
     for epoch in range(start_epoch, epochs):
         if seed is not None:
@@ -249,8 +249,8 @@ def fit(
         train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, grad_clip, clip_params, epoch,
                                        f"{desc} {epoch + 1}/{epochs}", progress, per_step)
         val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=progress) if val_loader is not None else None
-        if scheduler is not None and per_step is None:
-            scheduler.step()
+        if per_epoch is not None:
+            per_epoch.step()
         log = EpochLog(epoch + 1, train_stats, val_stats, lr, time.perf_counter() - started)
         history.append(log)
         if verbose:

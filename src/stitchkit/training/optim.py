@@ -176,6 +176,14 @@ class PerStepLR(torch.optim.lr_scheduler.LambdaLR):
     state, the number of steps taken, is that of any LambdaLR)."""
 
 
+def split_schedule(scheduler: Any) -> tuple[PerStepLR | None, Any]:
+    """``(per step, per epoch)``: the schedule to step after every optimizer step and the one to step after
+    every epoch (the other one, and both without a schedule, None)."""
+    if isinstance(scheduler, PerStepLR):
+        return scheduler, None
+    return None, scheduler
+
+
 def steps_per_epoch(batches: Any) -> int:
     """The optimizer steps of one epoch over ``batches`` (their ``len``)."""
     try:
