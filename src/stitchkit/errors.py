@@ -21,3 +21,16 @@ def unknown_name(kind: str, name: str, known) -> UnknownNameError:
     """Build the standard 'unknown X' error listing every valid choice."""
     known = sorted(known)
     return UnknownNameError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
+
+
+class StitchkitWarning(UserWarning):
+    """Something a result depends on that the user should know: a count clamped to what the data has,
+    a network evaluated on a dataset other than its own, a class without images. The CLI prints it as
+    one line ``stitchkit: warning: …``; in Python it is an ordinary warning (``warnings`` filters apply)."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`StitchkitWarning` (one sentence, like an error's message)."""
+    import warnings  # deferred: this module stays import-light
+
+    warnings.warn(message, StitchkitWarning, stacklevel=2)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
-from ..errors import StitchkitError
+from ..errors import StitchkitError, StitchkitWarning
 from . import catalog
 from . import detector as detector_cmd
 from . import collect as collect_cmd
@@ -68,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", StitchkitWarning)  # each says something about this run's result
+            warnings.showwarning = _show_warning
+            return int(args.handler(args) or 0)
     except StitchkitError as exc:
         if debug:
             raise
@@ -78,6 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stitchkit: interrupted; finished files are kept, unfinished ones were not written", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A :class:`StitchkitWarning` as one line on stderr; other warnings as Python prints them."""
+    if issubclass(category, StitchkitWarning):
+        print(f"stitchkit: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def console_main() -> None:  # pragma: no cover - entry point
