@@ -1,5 +1,6 @@
-"""The typed parameter records of the unit kinds: a study's unit ids are the same as before them
-(so existing study folders resume), and each record reads back exactly what the plan stored. Since
+"""The typed parameter records of the unit kinds: a unit's stored parameters are the same as before them
+(so existing study folders resume: the ids below are version-1 ids, :func:`~stitchkit.study.migrate.legacy_unit_id`,
+which the store upgrade recognises), and each record reads back exactly what the plan stored. Since
 what trains through a network follows its augmentation, an id changes exactly where the images do."""
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.study.config import SCHEMA, load_config, validate
 from stitchkit.study.params import PARAMS, StitchParams
+from stitchkit.study.migrate import legacy_unit_id
 from stitchkit.study.plan import plan_study
 from stitch_support import SHAPE, resnet
 
@@ -47,31 +49,40 @@ AUGMENT_CHANGED = {
 }
 
 
+def legacy_plan(config, study_dir):
+    """The plan's units as (kind, label, version-1 id), the id the units of stores before version 2 have."""
+    units, legacy = plan_study(config, study_dir), {}
+    for u in units:
+        legacy[u.id] = legacy_unit_id(u.kind, u.params, [legacy[d] for d in u.deps])
+    return [(u.kind, u.label, legacy[u.id]) for u in units], units
+
+
 def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_path):
-    units = plan_study(load_config(TINY), tmp_path)
-    assert [(u.kind, u.label, u.id) for u in units] == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
+    planned, _ = legacy_plan(load_config(TINY), tmp_path)
+    assert planned == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
 
 
 def test_asking_for_the_old_augmentation_keeps_the_old_ids(tmp_path):
     config = load_config(TINY)
     config["stitching"]["augment"] = "dataset"  # what TLM always trained on before
-    ids = {u.label: u.id for u in plan_study(config, tmp_path)}
+    ids = {label: i for _, label, i in legacy_plan(config, tmp_path)[0]}
     assert ids["stitch tlm resnet18 s0→resnet18 s1"] == "864291773b475d79"
     # the detectors cannot: pre-training on the dataset's augmentation and the ID half on none was one
     # choice for both before; ood.augment = dataset augments both, none neither
     for choice, changed in (("dataset", {"finetune_id_augment": True}), ("none", {"augment": False})):
         config["ood"]["augment"] = choice
-        detectors = next(u for u in plan_study(config, tmp_path) if u.kind == "detectors")
+        planned, units = legacy_plan(config, tmp_path)
+        detectors = next(u for u in units if u.kind == "detectors")
         assert {k: v for k, v in detectors.params.items() if "augment" in k} == changed
-        assert detectors.id != "1dd959d86ee1e12f"
+        assert next(i for k, _, i in planned if k == "detectors") != "1dd959d86ee1e12f"
 
 
 def test_optional_stitch_fields_keep_the_ids_of_the_untyped_plan(tmp_path):
     config = load_config(TINY)
     config["stitching"].update(methods=["dm", "tlm", "tlm_from_dm"], amp=True, dm_solver="original", augment="dataset")
-    assert [(u.kind, u.label, u.id) for u in plan_study(config, tmp_path) if u.kind == "stitch"] == ALL_METHOD_IDS
+    assert [p for p in legacy_plan(config, tmp_path)[0] if p[0] == "stitch"] == ALL_METHOD_IDS
     config["stitching"]["augment"] = "network"  # the networks' own: none, so the two that train change
-    changed = [(u.label, u.id) for u in plan_study(config, tmp_path) if u.kind == "stitch"]
+    changed = [(label, i) for k, label, i in legacy_plan(config, tmp_path)[0] if k == "stitch"]
     assert [same == (label, i) for same, (_, label, i) in zip(changed, ALL_METHOD_IDS)] == [True, False, False]
     assert [u.params.get("augment") for u in plan_study(config, tmp_path) if u.kind == "stitch"] == [None, False, False]
 
