@@ -123,7 +123,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lr": Key((int, float), 2e-3, "learning rate", check=_positive, check_text="must be > 0"),
         "optimizer": Key(str, "adam", "optimizer", choices=OPTIMIZERS),
         "weight_decay": Key((int, float), 1e-5, "weight decay", check=_non_negative, check_text="must be ≥ 0"),
-        "momentum": Key((int, float), 0.0, "SGD momentum", check=_non_negative, check_text="must be ≥ 0"),
+        "momentum": Key((int, float), 0.0, "SGD momentum", check=_below_one, check_text="must be in [0, 1)"),
         **_schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
         "augment": Key(bool, True, "use the dataset's training augmentation (recorded in the checkpoint; what trains through the network "
