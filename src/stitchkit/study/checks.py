@@ -33,6 +33,8 @@ from .plan import network
 from .units import Unit
 
 PREFIX = "study config"
+#: what a layer key left out means (sensitivity.layer, specificity.reference_layer)
+_MIDDLE = "the middle layer of networks[0]"
 #: methods whose stitching layer is fitted by direct matching
 _DIRECT_MATCHING = ("dm", "tlm_from_dm")
 
@@ -74,11 +76,11 @@ def check_units(config: dict[str, Any], networks: list[Unit], units: Iterable[Un
             _detectors_fit(deps[0], p, config["study"]["dataset"], fitted)
         elif unit.kind == "sensitivity":
             for n in deps:
-                _has_layers(n, [p["layer"]], "sensitivity.layer", config["sensitivity"]["layer"])
+                _has_layers(n, [p["layer"]], "sensitivity.layer", config["sensitivity"]["layer"] or _MIDDLE)
                 check_ranks_fit(p["ranks"], {p["layer"]: n.shapes[p["layer"]]}, f"{PREFIX}: sensitivity.ranks (network {n.label})")
         elif unit.kind == "specificity":
             for n in deps:
-                _has_layers(n, [p["reference_layer"]], "specificity.reference_layer", config["specificity"]["reference_layer"])
+                _has_layers(n, [p["reference_layer"]], "specificity.reference_layer", config["specificity"]["reference_layer"] or _MIDDLE)
                 _has_layers(n, p["layers"], "[specificity] (every layer of networks[0])", None)
 
 
@@ -102,7 +104,7 @@ def _has_layers(n: _Network, layers: list[str], key: str, value: Any) -> None:
     missing = [layer for layer in layers if layer not in n.shapes]
     if not missing:
         return
-    asked = f"{key} = {json.dumps(value)}" if value is not None else key
+    asked = key if value is None else f"{key} ({value})" if value == _MIDDLE else f"{key} = {json.dumps(value)}"
     raise StitchkitError(
         f"{PREFIX}: {asked} uses layer {missing[0]!r}, which network {n.label} (networks[{n.index}], a {n.model}) does not have; "
         f"the study's networks differ in architecture, so name layers each of them has ({n.label}'s: {', '.join(n.shapes)}) "
