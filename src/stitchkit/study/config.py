@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, DM_SOLVERS, SCHEDULE_UNITS, SCHEDULERS
+from ..choices import (
+    AUGMENTATIONS,
+    DATA_PATHS,
+    DEFAULT_AUGMENTATION,
+    DM_SOLVERS,
+    OPTIMIZERS,
+    POLICIES,
+    SCHEDULE_UNITS,
+    SCHEDULERS,
+    STITCHING_TYPES,
+    TRAINING_FREE_DETECTORS,
+)
 from ..errors import StitchkitError
 
 
@@ -47,11 +58,28 @@ def _below_one(v: Any) -> bool:
     return 0 <= v < 1
 
 
-METHODS = ("dm", "tlm", "tlm_from_dm")
+#: the seeds every generator accepts (torch's range; numpy takes them modulo 2**32)
+SEED_RANGE = "[-2**63, 2**64)"
+
+
+def _seed(v: Any) -> bool:
+    return -(2**63) <= v < 2**64
+
+
+def _count_or_none(v: Any) -> bool:
+    return v is None or v >= 1
+
+
+#: a sample count or subset size that may be left out (None: all)
+_COUNT = {"check": _count_or_none, "check_text": "must be ≥ 1 (or \"none\" for all)"}
+
+
 #: how the stitch units name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
 METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
+METHODS = tuple(METHOD_TITLES)
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
-STITCH_TYPES = ("auto", "c2c", "rc2c_pre", "rc2c_post", "t2t", "c2t", "t2c")
+#: the stitch command's types (stitchkit.choices, the stitching-layer registry's names), ``auto`` first
+STITCH_TYPES = ("auto", *(t for t in STITCHING_TYPES if t != "auto"))
 
 
 #: the LR schedule's keys of the sections that train (checked together by :func:`_check_schedules`)
@@ -76,7 +104,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dataset": Key(str, "fashion", "dataset of every network and method; also your own data: folder:PATH or npz:PATH (optionally @HxW)"),
         "data_root": Key((str, type(None)), None, "data root (default $STITCHKIT_DATA or ./data)"),
         "device": Key(str, "auto", "auto, cpu, cuda, cuda:N"),
-        "seed": Key(int, 0, "seed of everything that is not a network seed"),
+        "seed": Key(int, 0, "seed of everything that is not a network seed", check=_seed, check_text=f"must be in {SEED_RANGE}"),
         "workers": Key(int, 0, "data loader workers inside a unit", check=_non_negative, check_text="must be ≥ 0"),
         "data_path": Key(str, "auto", "how batches are made: auto, device (images kept on the device, augmented there in batches) or loader "
                          "(a DataLoader); the same batches either way", choices=DATA_PATHS),
@@ -93,14 +121,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "epochs": Key(int, 3, "training epochs", check=_positive, check_text="must be ≥ 1"),
         "batch_size": Key(int, 128, "training batch size", check=_positive, check_text="must be ≥ 1"),
         "lr": Key((int, float), 2e-3, "learning rate", check=_positive, check_text="must be > 0"),
-        "optimizer": Key(str, "adam", "optimizer", choices=("adam", "adamw", "sgd")),
+        "optimizer": Key(str, "adam", "optimizer", choices=OPTIMIZERS),
         "weight_decay": Key((int, float), 1e-5, "weight decay", check=_non_negative, check_text="must be ≥ 0"),
-        "momentum": Key((int, float), 0.0, "SGD momentum"),
+        "momentum": Key((int, float), 0.0, "SGD momentum", check=_below_one, check_text="must be in [0, 1)"),
         **_schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
         "augment": Key(bool, True, "use the dataset's training augmentation (recorded in the checkpoint; what trains through the network "
                        "follows it by default: stitching.augment, ood.augment, probes.augment)"),
-        "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images"),
+        "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images", **_COUNT),
     },
     "layers": {
         "front": Key((str, list), "all", "front (source) layers: all, or a list of names"),
@@ -116,9 +144,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch_size": Key(int, 256, "TLM batch size", check=_positive, check_text="must be ≥ 1"),
         "lr": Key((int, float), 1e-3, "TLM learning rate", check=_positive, check_text="must be > 0"),
         "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=_non_negative, check_text="must be ≥ 0"),
-        "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images"),
+        "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images", **_COUNT),
         **_schedule_keys("TLM", "constant"),
-        "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)"),
+        "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)", **_COUNT),
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
         "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
                          "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
@@ -130,7 +158,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True, "compute similarity index matrices"),
         "measures": Key(list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"),
         "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
-        "policy": Key(str, "auto_original", "how activations become data matrices (also for the sensitivity and specificity tests); auto_original mixes positions and pooling by shape, as the original did", choices=("auto_original", "flatten", "positions", "pool", "cls")),
+        "policy": Key(str, "auto_original", "how activations become data matrices (also for the sensitivity and specificity tests); auto_original mixes positions and pooling by shape, as the original did", choices=POLICIES),
         "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
     },
     "ood": {
@@ -138,7 +166,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "energy": Key(bool, True, "train energy detectors (representation classifiers fine-tuned with outlier exposure)"),
         "self_pairs": Key(bool, True, "also test the stitches of a network into itself (false: only stitches between two networks, "
                           "which are what the findings' OOD claim uses; saves the detectors of networks that are only self-stitched)"),
-        "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors", choices=("mahalanobis", "knn")),
+        "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors", choices=TRAINING_FREE_DETECTORS),
         "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
         "detector_options": Key(dict, {"width": 8}, "detector architecture options"),
         "outliers": Key(str, "natural_patches_gray", "auxiliary outlier set for fine-tuning"),
@@ -146,10 +174,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sanity": Key((str, type(None)), "digits", "sanity-check OOD set per layer (None to skip)"),
         "pretrain_epochs": Key(int, 1, "detector pre-training epochs", check=_positive, check_text="must be ≥ 1"),
         "finetune_epochs": Key(int, 1, "energy fine-tuning epochs", check=_positive, check_text="must be ≥ 1"),
-        "batch_size": Key(int, 128, "detector batch size", check=_positive, check_text="must be ≥ 1"),
-        "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images"),
+        "batch_size": Key(int, 128, "detector batch size (fine-tuning batches are half in-distribution, half outliers)", check=lambda v: v >= 2,
+                          check_text="must be ≥ 2"),
+        "train_subset": Key((int, type(None)), None, "detectors train on a fixed random subset of this many images", **_COUNT),
         **_schedule_keys("both detector phases", "×0.1 after half the fine-tuning epochs"),
-        "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)"),
+        "eval_samples": Key((int, type(None)), None, "OOD evaluation on the first N test images (default all)", **_COUNT),
         "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images the detectors' pre-training and the ID half of their "
                        "fine-tuning feed through the end network (the outliers keep their set's): network, dataset or none, as stitching.augment",
                        choices=tuple(AUGMENTATIONS)),
@@ -159,7 +188,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "layers": Key((str, list), "all", "probed layers"),
         "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
         "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
-        "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images"),
+        "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images", **_COUNT),
         **_schedule_keys("the probes, also those of the sensitivity and specificity tests", "×0.1 after epoch e − 5 when e > 5"),
         "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the probes' training images, also the sensitivity and specificity "
                        "tests' probes: network (as the probed network was trained), dataset or none (features extracted once: much faster)",
@@ -292,15 +321,17 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
             raise StitchkitError(f"{source}: networks.seeds must be a non-empty list of integers, got {nets['seeds']!r}")
         if len(set(nets["seeds"])) != len(nets["seeds"]):
             raise StitchkitError(f"{source}: networks.seeds has duplicates: {nets['seeds']!r}")
+        if not all(_seed(s) for s in nets["seeds"]):
+            raise StitchkitError(f"{source}: networks.seeds must be in {SEED_RANGE}, got {nets['seeds']!r}")
     if not all(isinstance(p, str) for p in nets["checkpoints"]):
         raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
     if nets["weights"] is not None:
         _fold_weights(nets, source)
     _check_schedules(config, source)
-    for section in ("probes", "sensitivity"):
-        ranks = config[section]["ranks"]
-        if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
-            raise StitchkitError(f"{source}: {section}.ranks must be positive integers, got {ranks!r}")
+    for section, key in (("probes", "ranks"), ("sensitivity", "ranks"), ("networks", "milestones")):
+        values = config[section][key]
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in values):
+            raise StitchkitError(f"{source}: {section}.{key} must be positive integers, got {values!r}")
     from ..similarity import list_measures  # deferred: importing the study package must not import torch
 
     known = set(list_measures())
@@ -308,6 +339,62 @@ def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         for m in config[section]["measures"]:
             if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
                 raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
+    _check_enabled_sections(config, source)
+    if config["ood"]["enabled"] and config["stitching"]["enabled"]:
+        _check_ood_names(config["ood"], config["study"]["dataset"], source)
+
+
+#: what each section runs when enabled: a list that must not be empty (an enabled section with nothing
+#: to run would plan no units and still say "finished")
+_MUST_NAME = {"stitching": ("methods", "dm, tlm or tlm_from_dm"), "similarity": ("measures", "e.g. cka"),
+              "sensitivity": ("measures", "e.g. cka"), "specificity": ("measures", "e.g. cka")}
+
+
+def _check_enabled_sections(config: dict[str, dict[str, Any]], source: str) -> None:
+    """An enabled section names something to run; every layer list names a layer."""
+    for section, (key, example) in _MUST_NAME.items():
+        if config[section]["enabled"] and not config[section][key]:
+            raise StitchkitError(f"{source}: [{section}] is enabled but {section}.{key} is empty; name at least one ({example}) "
+                                 f"or set [{section}] enabled = false")
+    ood = config["ood"]
+    if ood["enabled"] and config["stitching"]["enabled"] and not ood["energy"] and not ood["training_free"]:
+        raise StitchkitError(f"{source}: [ood] is enabled with energy = false and ood.training_free empty, so no detector would test "
+                             "anything; set energy = true, name training-free detectors, or set [ood] enabled = false")
+    for section, key in (("layers", "front"), ("layers", "end"), ("probes", "layers")):
+        value = config[section][key]
+        if not (value.strip() if isinstance(value, str) else value):
+            raise StitchkitError(f"{source}: {section}.{key} is empty; give \"all\" or a list of layer names")
+
+
+def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
+    """The OOD section's datasets and detector architecture, by the registries' names (the detectors'
+    layer shapes are checked with the networks, :mod:`.checks`)."""
+    from ..data import dataset_info  # deferred: importing the study package must not import torch
+    from ..models.catalog import MODELS
+
+    keys = [("sanity", ood["sanity"])]
+    if ood["energy"]:
+        keys += [("outliers", ood["outliers"]), ("finetune_id", ood["finetune_id"])]
+    for key, name in keys:
+        if name is not None:
+            try:
+                dataset_info(name)
+            except StitchkitError as exc:
+                raise StitchkitError(f"{source}: ood.{key}: {exc}") from None
+    if not ood["energy"]:
+        return
+    if ood["finetune_id"] is not None and dataset_info(ood["finetune_id"]).num_classes != dataset_info(dataset).num_classes:
+        raise StitchkitError(f"{source}: ood.finetune_id {ood['finetune_id']!r} has {dataset_info(ood['finetune_id']).num_classes} classes but "
+                             f"the study's dataset {dataset!r} has {dataset_info(dataset).num_classes}; the detectors classify the study's "
+                             "classes, so use an ID set with the same classes (or none: the study's dataset)")
+    detectors = [name for name, info in MODELS.items() if info.family.startswith("repr_cls")]
+    if ood["detector"] not in MODELS:
+        raise StitchkitError(f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the representation "
+                             f"classifiers: {', '.join(detectors)}")
+    try:
+        MODELS[ood["detector"]].resolve_options(ood["detector_options"])
+    except StitchkitError as exc:
+        raise StitchkitError(f"{source}: ood.detector_options: {exc}") from None
 
 
 def _check_schedules(config: dict[str, dict[str, Any]], source: str) -> None:

@@ -284,5 +284,9 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
                    augment_records=augment_records)
     stitch_units = _stitch_units(ctx)
     probe_units = _probe_units(ctx)
-    return [*networks, *stitch_units, *_ood_units(ctx, stitch_units), *_similarity_units(ctx), *probe_units,
-            *_test_units(ctx, [u.id for u in probe_units])]
+    units = [*networks, *stitch_units, *_ood_units(ctx, stitch_units), *_similarity_units(ctx), *probe_units,
+             *_test_units(ctx, [u.id for u in probe_units])]
+    from .checks import check_units  # deferred: importing the study package must not import torch
+
+    check_units(config, networks, units, net)  # what each unit would meet on its networks, before anything is written
+    return units
