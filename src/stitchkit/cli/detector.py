@@ -10,7 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
-from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, model_options
+from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, finite_float, model_options
 
 EXAMPLES = """\
   # the original's call: one layer, CIFAR-5M as ID and the 300K random images as outliers
@@ -61,8 +61,8 @@ def _register_train(actions) -> None:
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size (fine-tuning: half ID, half outliers)")
     add_device(p)
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed (the original ignored it and always used 0)")
-    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="Adam learning rate (both phases)")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=1e-5, help="Adam weight decay (L2)")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=finite_float, default=1e-3, help="Adam learning rate (both phases)")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=1e-5, help="Adam weight decay (L2)")
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="milestones", type=int, nargs="*", default=[], help="pre-training: ×0.1 LR after these epochs")
     p.add_argument("-dir", "--save-dir", dest="save_dir", required=True, help="output folder of the training run")
     p.add_argument("-sf", "--save-frequency", dest="save_frequency", type=int, default=1, help="save model_<e>.pt every this many pre-training epochs")
@@ -72,8 +72,8 @@ def _register_train(actions) -> None:
                    help="auxiliary outlier set, converted to the ID input shape (offline: natural_patches / natural_patches_gray)")
     p.add_argument("-ftooddata", "--finetune-ood-dataset-root", dest="ft_ood_root", default=None, help="its data root (default: -data)")
     p.add_argument("-fe", "--finetune-epochs", dest="ft_epochs", type=int, default=20, help="energy fine-tuning epochs")
-    p.add_argument("-m-in", "--mean-in-score", dest="m_in", type=float, default=-25.0, help="energy margin for ID samples (m_in)")
-    p.add_argument("-m-out", "--mean-out-score", dest="m_out", type=float, default=-7.0, help="energy margin for outliers (m_out)")
+    p.add_argument("-m-in", "--mean-in-score", dest="m_in", type=finite_float, default=-25.0, help="energy margin for ID samples (m_in)")
+    p.add_argument("-m-out", "--mean-out-score", dest="m_out", type=finite_float, default=-7.0, help="energy margin for outliers (m_out)")
     p.add_argument("-score", "--ood-score", dest="score", choices=sorted(OOD_SCORES), default="energy", help="fine-tuning regulariser")
     p.add_argument("-fdir", "--final-save-dir", dest="final_save_dir", default=DEFAULT_DETECTOR_DIR, help="detector registry folder")
     p.add_argument("--ft-lr-per-batch", dest="ft_lr_per_batch", action="store_true",
