@@ -174,6 +174,7 @@ def run_check(args: argparse.Namespace) -> int:
     from ..ood.registry import DetectorRegistry  # deferred: the ood package imports torch
     from ..models.layers import layered
     from ..models.loading import check_model_type, load_for_dataset
+    from ..data.provenance import note_provenance
     from ..utils.device import resolve_device
     for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
                         ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
@@ -184,8 +185,9 @@ def run_check(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
     check_model_type(args.model_path, args.model_type)
-    model, _, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
+    model, ckpt, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
     dataset = info.name
+    provenance = note_provenance({"": ckpt.dataset}, dataset)
     layers = layered(model).resolve(args.layers)
     report = check_detectors(
         model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,
@@ -194,6 +196,7 @@ def run_check(args: argparse.Namespace) -> int:
         sanity_samples=args.sanity_samples, data_root=args.data_root, sanity_root=args.sanity_root, positive=args.positive,
         fpr_rule=args.fpr_rule, device=resolve_device(args.device), batch_size=args.batch_size, model_path=args.model_path, progress=args.progress,
     )
+    report.conventions.update(provenance)
     if args.out:
         write_json_atomic(args.out, report.to_dict())
     if args.json:
