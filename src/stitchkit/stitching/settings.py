@@ -164,7 +164,7 @@ class StitchSettings(RunOptions):
                 raise StitchkitError("rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff")
         # an untrained random layer is no result; the identity (-i eye) with 0 epochs is a deliberate baseline
         if self.epochs == 0 and self.init == "rand":
-            raise StitchkitError("0 epochs (-e 0) with init 'rand' would record an untrained random stitching layer as a result; "
+            raise StitchkitError("0 epochs (-e 0) with init 'rand' would record an untrained stitching layer (its random start) as a result; "
                                  "train it (-e 1 or more) or fit it by direct matching (-i pinv)")
         return self
 
