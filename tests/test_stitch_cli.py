@@ -62,7 +62,9 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
     assert lines[8].startswith("Command: stitchkit " + command[:100]) and "-e 0" in lines[8] and "--mod-only-stitch" in lines[8]
     assert lines[11].startswith("0: \t\t") and lines[12].startswith("1e-5: \t") and lines[16].startswith("1e-1: \t")
     config = json.loads((run_dir / "config.txt").read_text())
-    assert config["n_epochs"] == 0 and config["init"] == "pinv" and config["n_pinv_init_samples"] == 100 and config["mod_only_stitch"]
+    # K = 100 asked of the tiny 20-image training split: all 20 are used, said once, and recorded as used
+    assert config["n_epochs"] == 0 and config["init"] == "pinv" and config["n_pinv_init_samples"] == 20 and config["mod_only_stitch"]
+    assert err.count("fewer than the 100 asked for; using all 20") == 1
     assert config["front_layer"] == "layer4.1" and config["stitching_type"] == "rc2c_pre" and config["batch_size"] == 512
     state = torch.load(run_dir / "final_model.pt", weights_only=True)
     assert sorted(state) == ["transform.bias", "transform.weight"] and state["transform.weight"].shape == (64, 512, 1, 1)

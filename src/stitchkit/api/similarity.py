@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..choices import DEFAULT_SIMILARITY_MEASURES
+from ..data.provenance import note_provenance
 from ..data.splits import check_unnamed
 from ..errors import StitchkitError, unknown_name
 from ..models.layers import layered
@@ -15,6 +16,7 @@ from ..results import Matrix, Table
 from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
 from ..stitching.donors import Donor
+from ..utils.numbers import check_seed
 from .inputs import loader_batch_size, resolve_data, resolve_model, same_source
 
 #: keywords of compare_models that compare() sets itself
@@ -99,16 +101,19 @@ def compare(
     batch = loader_batch_size(data)
     if batch is not None:
         options.setdefault("batch_size", batch)
+    check_seed(seed)
     splits = resolve_data(data, data_root=data_root, download=download, num_classes=num_classes)
     check_unnamed(splits, cache_dir=options.get("cache_dir"))
     a = resolve_model(model_a, splits, seed=seed, model_options=model_options, role="model a")
     b = a if same_source(model_a, model_b) else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
+    recorded = {"": a.dataset} if b is a else {"first": a.dataset, "second": b.dataset}
+    provenance = note_provenance(recorded, splits.info.name if splits.named else None)
     layers_a = layered(a.model).resolve(layers)
     layers_b = layered(b.model).resolve(layers if layers_b is None else layers_b)
     key = sample_key(splits.info.name, data_root, "test", n_samples) if splits.named else None
     report = compare_models(a.model, b.model, layers_a, layers_b, splits.test, measures=measures, n_samples=n_samples, all_pairs=all_pairs,
                             sample_key=key, **options)
-    report.info.update(dataset=splits.info.name, split="test")
+    report.info.update(dataset=splits.info.name, split="test", conventions=provenance)
     return ComparisonResult(report, layers_a, layers_b, a, b)
 
 

@@ -146,6 +146,9 @@ def stitch_grid(
     options = split_options(options, StitchSettings, "stitchkit.stitch_grid", refused=REFUSED)
     if method == "dm" and options.get("epochs", 0) != 0:
         raise StitchkitError("direct matching (method='dm') trains nothing; leave out epochs, or use method='tlm_from_dm'")
+    if method != "dm" and "epochs" in options and not (isinstance(options["epochs"], int) and options["epochs"] >= 1):
+        raise StitchkitError(f"task loss matching trains the stitching layer: epochs must be at least 1, got {options['epochs']!r}; "
+                             "for a stitch without training use direct_match")
     quiet = {} if settings is not None else {"verbose": False, "progress": False}
     batch = loader_batch_size(data)
     if batch is not None and settings is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
+from ..utils.numbers import is_finite_number
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -19,6 +20,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if action.default is None or isinstance(action.default, bool) or action.default == []:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+def finite_float(text: str) -> float:
+    """The type of every numeric option: a float, but neither NaN nor an infinity (argparse names the option)."""
+    value = float(text)
+    if not is_finite_number(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def add_command(sub, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -67,7 +76,7 @@ def add_schedule(parser: argparse.ArgumentParser, *, scheduler: bool = False) ->
         parser.add_argument("-sched", "--lr-scheduler", dest="scheduler", default="none", choices=list(SCHEDULERS), help=schedulers_help())
     parser.add_argument("--schedule-unit", dest="schedule_unit", default="epoch", choices=list(SCHEDULE_UNITS),
                         help="when the LR schedule advances: " + "; ".join(f"{name} = {text}" for name, text in SCHEDULE_UNITS.items()))
-    parser.add_argument("--warmup-fraction", dest="warmup_fraction", type=float, default=0.0, metavar="F",
+    parser.add_argument("--warmup-fraction", dest="warmup_fraction", type=finite_float, default=0.0, metavar="F",
                         help="with --schedule-unit step: warm up over the first round(F·T) of the run's T optimizer steps, 0 ≤ F < 1 "
                         "(the LR rises linearly to its peak, for onecycle from lr/25 along a half cosine)")
 

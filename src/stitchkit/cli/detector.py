@@ -10,7 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
-from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, model_options
+from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, finite_float, model_options
 
 EXAMPLES = """\
   # the original's call: one layer, CIFAR-5M as ID and the 300K random images as outliers
@@ -61,8 +61,8 @@ def _register_train(actions) -> None:
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size (fine-tuning: half ID, half outliers)")
     add_device(p)
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed (the original ignored it and always used 0)")
-    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="Adam learning rate (both phases)")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=1e-5, help="Adam weight decay (L2)")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=finite_float, default=1e-3, help="Adam learning rate (both phases)")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=1e-5, help="Adam weight decay (L2)")
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="milestones", type=int, nargs="*", default=[], help="pre-training: ×0.1 LR after these epochs")
     p.add_argument("-dir", "--save-dir", dest="save_dir", required=True, help="output folder of the training run")
     p.add_argument("-sf", "--save-frequency", dest="save_frequency", type=int, default=1, help="save model_<e>.pt every this many pre-training epochs")
@@ -72,8 +72,8 @@ def _register_train(actions) -> None:
                    help="auxiliary outlier set, converted to the ID input shape (offline: natural_patches / natural_patches_gray)")
     p.add_argument("-ftooddata", "--finetune-ood-dataset-root", dest="ft_ood_root", default=None, help="its data root (default: -data)")
     p.add_argument("-fe", "--finetune-epochs", dest="ft_epochs", type=int, default=20, help="energy fine-tuning epochs")
-    p.add_argument("-m-in", "--mean-in-score", dest="m_in", type=float, default=-25.0, help="energy margin for ID samples (m_in)")
-    p.add_argument("-m-out", "--mean-out-score", dest="m_out", type=float, default=-7.0, help="energy margin for outliers (m_out)")
+    p.add_argument("-m-in", "--mean-in-score", dest="m_in", type=finite_float, default=-25.0, help="energy margin for ID samples (m_in)")
+    p.add_argument("-m-out", "--mean-out-score", dest="m_out", type=finite_float, default=-7.0, help="energy margin for outliers (m_out)")
     p.add_argument("-score", "--ood-score", dest="score", choices=sorted(OOD_SCORES), default="energy", help="fine-tuning regulariser")
     p.add_argument("-fdir", "--final-save-dir", dest="final_save_dir", default=DEFAULT_DETECTOR_DIR, help="detector registry folder")
     p.add_argument("--ft-lr-per-batch", dest="ft_lr_per_batch", action="store_true",
@@ -174,6 +174,7 @@ def run_check(args: argparse.Namespace) -> int:
     from ..ood.registry import DetectorRegistry  # deferred: the ood package imports torch
     from ..models.layers import layered
     from ..models.loading import check_model_type, load_for_dataset
+    from ..data.provenance import note_provenance
     from ..utils.device import resolve_device
     for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
                         ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
@@ -184,8 +185,9 @@ def run_check(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_dir(Path(args.out).parent, "folder of -o")  # before the long part
     check_model_type(args.model_path, args.model_type)
-    model, _, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
+    model, ckpt, info = load_for_dataset(args.model_path, args.model_type, dataset=args.dataset)
     dataset = info.name
+    provenance = note_provenance({"": ckpt.dataset}, dataset)
     layers = layered(model).resolve(args.layers)
     report = check_detectors(
         model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,
@@ -194,6 +196,7 @@ def run_check(args: argparse.Namespace) -> int:
         sanity_samples=args.sanity_samples, data_root=args.data_root, sanity_root=args.sanity_root, positive=args.positive,
         fpr_rule=args.fpr_rule, device=resolve_device(args.device), batch_size=args.batch_size, model_path=args.model_path, progress=args.progress,
     )
+    report.conventions.update(provenance)
     if args.out:
         write_json_atomic(args.out, report.to_dict())
     if args.json:

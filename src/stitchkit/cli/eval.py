@@ -36,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
         args.model_path, args.model_type, dataset=args.dataset, data_root=args.data_root, batch_size=args.batch_size, device=args.device,
         workers=args.workers, prefetch=args.prefetch, progress=args.progress, model_options=model_options(args),
     )
-    print(f"Clean accuracy: {100 * result['acc']:.2f}%")
+    print(f"Clean accuracy: {100 * result['acc']:.2f}%")  # first, as the original's exec_eval.py printed it
     if "top5" in result:
         print(f"Top-5 accuracy: {100 * result['top5']:.2f}%")
+    print(f"Evaluated on: {result['dataset']} (test split, {result['n']} images)")
     if args.json_out:
         write_json_atomic(args.json_out, result)
     return 0

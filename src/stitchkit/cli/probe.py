@@ -8,7 +8,7 @@ import argparse
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, model_options
+from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, finite_float, model_options
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
@@ -37,8 +37,8 @@ def register(sub) -> None:
     add_data(p, default=None, help_extra=" (default: the checkpoint's dataset, else cifar10)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size")
     p.add_argument("-e", "--epochs", dest="epochs", type=int, default=10, help="epochs")
-    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="learning rate (Adam)")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=0.0, help="weight decay (the original's default 0)")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=finite_float, default=1e-3, help="learning rate (Adam)")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=0.0, help="weight decay (the original's default 0)")
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed")
     add_loader(p)
     add_device(p)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
 from .similarity import parse_ranks
 
 SENSITIVITY_EXAMPLES = """\
@@ -44,8 +44,8 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     g = p.add_argument_group("probes (the functional score; defaults are the original's exec_probe.py)")
     g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="probe batch size")
     g.add_argument("-e", "--epochs", dest="epochs", type=int, default=10, help="probe epochs")
-    g.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=1e-3, help="probe learning rate")
-    g.add_argument("-wd", "--weight-decay", dest="weight_decay", type=float, default=0.0, help="probe weight decay")
+    g.add_argument("-lr", "--learning-rate", dest="lr", type=finite_float, default=1e-3, help="probe learning rate")
+    g.add_argument("-wd", "--weight-decay", dest="weight_decay", type=finite_float, default=0.0, help="probe weight decay")
     g.add_argument("-s", "--seed", type=int, default=0, help="probe seed")
     add_augment(g, "the probes and task loss matching (tlm_accuracy)",
                 no_augment="train probes and task loss matching without augmentation (probe features extracted once: much faster)")
@@ -57,7 +57,7 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     s.add_argument("--stitch-test-samples", dest="stitch_test_samples", type=int, default=1000, help="test images for the stitched accuracy (0: all)")
     s.add_argument("--stitch-fit-samples", dest="stitch_fit_samples", type=int, default=100, help="K training images of direct matching")
     s.add_argument("--tlm-epochs", dest="tlm_epochs", type=int, default=30, help="epochs of task loss matching (the paper: 30)")
-    s.add_argument("--tlm-lr", dest="tlm_lr", type=float, default=1e-3, help="Adam learning rate of task loss matching (the paper: 1e-3)")
+    s.add_argument("--tlm-lr", dest="tlm_lr", type=finite_float, default=1e-3, help="Adam learning rate of task loss matching (the paper: 1e-3)")
     s.add_argument("--tlm-batch-size", dest="tlm_batch_size", type=int, default=256, help="batch size of task loss matching (the paper: 256)")
     s.add_argument("--tlm-train-samples", dest="tlm_train_samples", type=int, default=None, metavar="N",
                    help="task loss matching trains on a fixed random subset of N training images (default: all)")

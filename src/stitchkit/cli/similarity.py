@@ -15,7 +15,7 @@ from typing import Sequence
 from ..choices import DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, model_options
+from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
@@ -96,7 +96,7 @@ def register(sub) -> None:
                    help="keep extracted activations here (content-addressed by network and sample set) for later runs "
                    "(default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/..., shared with `stitchkit stitch`)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false", help="extract without the activation cache")
-    p.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=float, default=4.0, help="largest size of that cache (least recently used go first)")
+    p.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)

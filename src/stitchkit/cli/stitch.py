@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from .common import add_augment, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, model_options, schedulers_help
+from .common import (add_augment, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
+                     model_options, schedulers_help)
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -99,7 +100,7 @@ def register(sub) -> None:
                    help="train on a fixed random subset of N training images (quick runs; at most the training split's size)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
     p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
-    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=finite_float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
     _add_speed_options(p)
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -114,13 +115,13 @@ def _add_training_options(p) -> None:
     p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (Adam's weight decay is L2, like the original)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size of training, evaluation and the direct-matching fit")
     p.add_argument("-e", "--epochs", dest="n_epochs", type=int, default=30, help="training epochs; 0 = no training (pure direct matching with -i pinv)")
-    p.add_argument("-lr", "--learning-rate", dest="learning_rate", type=float, default=1e-3, help="learning rate")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=1e-5, help="weight decay")
+    p.add_argument("-lr", "--learning-rate", dest="learning_rate", type=finite_float, default=1e-3, help="learning rate")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=1e-5, help="weight decay")
     p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (fit-image sample, init, training)")
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="reduce_lr_epochs", type=int, nargs="*", default=[], help="multiply the LR by 0.1 after these epochs")
     p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help=schedulers_help())
     add_schedule(p)
-    p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the stitching layer's gradient norm to this value")
+    p.add_argument("--grad-clip", dest="grad_clip", type=finite_float, default=None, help="clip the stitching layer's gradient norm to this value")
     add_augment(p, "task loss matching")
 
 
@@ -143,7 +144,7 @@ def _add_matching_options(p) -> None:
                    help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
                    "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images in "
                    "one batch, which drops the source's weak directions (the result records how many as dm_dropped)")
-    p.add_argument("-l1", "--l1-coef", dest="l1_coef", type=float, default=0.0, help="L1 penalty on the stitching weight and bias during training")
+    p.add_argument("-l1", "--l1-coef", dest="l1_coef", type=finite_float, default=0.0, help="L1 penalty on the stitching weight and bias during training")
     p.add_argument("-c2t-cls", "--c2t-cls-token", dest="c2t_cls_token", type=_optional_choice(C2T_CLS_MODES, "c2t CLS mode"), default=None,
                    help="c2t CLS token: None, pool or learn")
     p.add_argument("-t2c-cls", "--t2c-cls-token", dest="t2c_cls_token", type=_optional_choice(T2C_CLS_MODES, "t2c CLS mode"), default=None,
@@ -179,7 +180,7 @@ def _add_speed_options(p) -> None:
                        help="persistent cache of the donors' accuracies and the end network's test activations, so that single pairs "
                        "run one after another skip both (default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/...)")
     speed.add_argument("--no-activation-cache", dest="use_activation_cache", action="store_false", help="do not use that cache")
-    speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=float, default=4.0, help="largest size of that cache (least recently used go first)")
+    speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
 
 
 def _layers(positional: str, flag: str | None, which: str) -> str:

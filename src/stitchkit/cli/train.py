@@ -9,7 +9,7 @@ import json
 
 from ..choices import OPTIMIZERS, SCHEDULERS
 from .common import (add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, add_weights, args_as_config,
-                     model_options, schedulers_help)
+                     finite_float, model_options, schedulers_help)
 
 # The original's exec_train.py defaults, then the ImageNet recipe of spec 1.10 (PyTorch's reference).
 DEFAULTS = dict(dataset="cifar10", optimizer="adam", batch_size=64, epochs=100, lr=1e-3, weight_decay=1e-5, momentum=0.0, scheduler="none", step_size=30, amp=False)
@@ -42,18 +42,18 @@ def register(sub) -> None:
     p.add_argument("-o", "--optimizer", default=None, choices=OPTIMIZERS, help="optimizer (default adam; Adam's weight decay is L2 like the original)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=None, help="batch size per process (default 64)")
     p.add_argument("-e", "--epochs", dest="epochs", type=int, default=None, help="epochs (default 100)")
-    p.add_argument("-lr", "--learning-rate", dest="lr", type=float, default=None, help="learning rate (default 1e-3; ImageNet preset 0.1 per 256 images)")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float, default=None, help="weight decay (default 1e-5)")
-    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0 like the original; ImageNet preset 0.9)")
+    p.add_argument("-lr", "--learning-rate", dest="lr", type=finite_float, default=None, help="learning rate (default 1e-3; ImageNet preset 0.1 per 256 images)")
+    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=None, help="weight decay (default 1e-5)")
+    p.add_argument("--momentum", type=finite_float, default=None, help="SGD momentum (default 0 like the original; ImageNet preset 0.9)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed")
     p.add_argument("-sched", "--lr-scheduler", dest="scheduler", default=None, choices=sorted(SCHEDULERS), help=schedulers_help())
     p.add_argument("-rlre", "--reduce-lr-epochs", dest="milestones", type=int, nargs="*", default=[], help="multiply the LR by --gamma after these epochs")
-    p.add_argument("--gamma", type=float, default=0.1, help="LR decay factor of -rlre and the step schedule")
+    p.add_argument("--gamma", type=finite_float, default=0.1, help="LR decay factor of -rlre and the step schedule")
     p.add_argument("--step-size", dest="step_size", type=int, default=None, help="epochs between decays of the step schedule (default 30)")
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=0, help="linear LR warm-up epochs of a per-epoch schedule")
     add_schedule(p)
-    p.add_argument("--grad-clip", dest="grad_clip", type=float, default=None, help="clip the global L2 gradient norm to this value")
+    p.add_argument("--grad-clip", dest="grad_clip", type=finite_float, default=None, help="clip the global L2 gradient norm to this value")
     add_loader(p)
     add_data_path(p)
     p.add_argument("-dir", "--save-dir", dest="save_dir", required=True, help="output folder")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..choices import DATA_PATHS
-from ..errors import StitchkitError, unknown_name
+from ..errors import StitchkitError, unknown_name, warn
 from ..utils.seed import seed_worker
 from .device_batches import DeviceBatches, unwrap_subsets, can_batch_on_device, device_bytes
 
@@ -40,6 +40,16 @@ def check_subset_size(n: int | None, available: int, what: str) -> None:
     if n is not None and n > available:
         raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
                              "or leave the option out to use all of them")
+
+
+def clamped_count(n: int | None, available: int, what: str) -> int | None:
+    """The number of items a count takes from a set of ``available``: ``n`` (None: all), or, when ``n``
+    asks for more than there are, all of them with a warning, so that results record and name the number
+    used. ``what`` names the option and the set, e.g. "-pinv-samples (K): the training split of digits"."""
+    if n is not None and n > available:
+        warn(f"{what} has only {available} images, fewer than the {n} asked for; using all {available} (recorded as {available})")
+        return available
+    return n
 
 
 def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None, *, what: str | None = None) -> Dataset:

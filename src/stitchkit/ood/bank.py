@@ -112,7 +112,9 @@ class DetectorBank:
     """
 
     def __init__(self, source: nn.Module, layers: Sequence[str], config: DetectorTrainConfig, *, source_path: str | None = None,
-                 source_type: str | None = None, input_shape: Sequence[int] | None = None, argv_config: dict[str, Any] | None = None):
+                 source_type: str | None = None, input_shape: Sequence[int] | None = None, argv_config: dict[str, Any] | None = None,
+                 provenance: dict[str, str] | None = None):
+        self.provenance = dict(provenance or {})  # the data_provenance convention (stitchkit.data.provenance)
         config.validate()
         self.config, self.source, self.source_path, self.source_type = config, source, source_path, source_type
         self.layers = list(dict.fromkeys(layers))
@@ -174,6 +176,7 @@ class DetectorBank:
                 else _schedule_text(config, "finetune"),
                 "ce_loss": "mean CE over the ID samples",
                 **self.augmentation.conventions(),
+                **self.provenance,
             },
         }
         ensure_writable_dir(Path(config.save_dir))  # only now: every check has passed

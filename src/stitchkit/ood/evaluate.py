@@ -284,9 +284,11 @@ class DetectorCheck:
     seconds: dict[str, float]
     id_scores: dict[str, dict[str, np.ndarray]] = field(repr=False, default_factory=dict)
     sanity_scores: dict[str, dict[str, np.ndarray]] = field(repr=False, default_factory=dict)
+    #: what the numbers depend on besides the options, e.g. data_provenance (stitchkit.data.provenance)
+    conventions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return {"conventions": self.conventions,
             "model": self.model, "model_hash": self.model_hash, "id_dataset": self.id_dataset, "sanity_dataset": self.sanity_dataset,
             "layers": self.layers, "detector_ids": self.detector_ids, "seconds": self.seconds,
             "metrics": {layer: {name: m.to_dict() for name, m in per.items()} for layer, per in self.metrics.items()},

@@ -53,6 +53,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads them)
+from ..data.provenance import note_provenance
 from ..models.layers import layered
 from ..models.loading import check_model_type, load_for_dataset
 from .bank import DetectorBank, TrainedDetector, build_detector_model, default_detector_type
@@ -72,15 +73,17 @@ def train_detectors(
     source_type: str | None = None,
     input_shape: Sequence[int] | None = None,
     argv_config: dict[str, Any] | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> list[TrainedDetector]:
     """Train one OOD detector per layer of ``source``, sharing one source pass per batch.
 
     ``source`` is a network built by :func:`stitchkit.models.get_model` (its checkpoint path and type
     are recorded in the registry when given). ``input_shape`` is its input (C, H, W); default the
-    dataset's. See the module docstring for the phases and outputs.
+    dataset's. ``provenance``: the conventions entry of a source run on another dataset than its own
+    (:func:`stitchkit.data.provenance.note_provenance`). See the module docstring for the phases and outputs.
     """
     bank = DetectorBank(source, layers, config, source_path=source_path, source_type=source_type, input_shape=input_shape,
-                        argv_config=argv_config)
+                        argv_config=argv_config, provenance=provenance)
     bank.pretrain()
     bank.finetune()
     return bank.publish()
@@ -103,5 +106,6 @@ def train_detectors_for_checkpoint(
     if config.dataset is None:
         config.dataset = ckpt.dataset or "cifar10"
     layers = layered(source).resolve(layers)
+    provenance = note_provenance({"": ckpt.dataset}, info.name)
     return train_detectors(source, layers, config, source_path=str(source_model_path), source_type=source.stitchkit_spec["name"],
-                           input_shape=info.shape, argv_config=argv_config)
+                           input_shape=info.shape, argv_config=argv_config, provenance=provenance)

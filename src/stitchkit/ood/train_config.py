@@ -9,6 +9,7 @@ from typing import Any
 from ..choices import DEFAULT_AUGMENTATION, OOD_SCORES  # torch-free home of the names (the CLI reads them)
 from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError, unknown_name
+from ..utils.numbers import check_finite, check_seed
 from ..utils.run_options import RunOptions
 
 # Configuration fields that do not change the trained weights: left out of the detector id. The
@@ -66,6 +67,8 @@ class DetectorTrainConfig(RunOptions):
         if self.score not in OOD_SCORES:
             raise unknown_name("OOD score", self.score, OOD_SCORES)
         check_augmentation(self.augment, "augment")
+        check_seed(self.seed)
+        check_finite({"learning rate": self.lr, "weight decay": self.weight_decay, "energy margin m_in": self.m_in, "energy margin m_out": self.m_out})
         if self.ft_id_augment not in (None, True, False):
             raise StitchkitError(f"ft_id_augment must be true, false or None (as augment), got {self.ft_id_augment!r}")
         checks = [

@@ -29,6 +29,7 @@ from ..activations.low_rank import LowRankBasis
 from ..data import get_dataset
 from ..data.augmentation import Augmentation, resolve_augmentation
 from ..data.loading import check_subset_size, make_batches, sample_subset
+from ..data.provenance import note_provenance
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel, layered
 from ..models.loading import load_for_dataset, recorded_augmentation
@@ -237,11 +238,13 @@ def probe_checkpoint(
     if workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {workers}")
     set_seed(config.seed)
-    model, _, info = load_for_dataset(model_path, model_type, dataset=dataset, model_options=model_options)
+    model, ckpt, info = load_for_dataset(model_path, model_type, dataset=dataset, model_options=model_options)
     name = info.name
+    provenance = note_provenance({"": ckpt.dataset}, name)
     config, augmentation = resolve_probe_config(config, model)
     data = probe_datasets(name, data_root, augment=augmentation.augment)
     report = probe_model(model, layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"),
                          config=config, device=device, workers=workers, prefetch=prefetch)
     report.info.update(model_path=str(model_path), dataset=name, augmentation=augmentation.describe())
+    report.config["conventions"].update(provenance)
     return report

@@ -62,6 +62,7 @@ from ..results import Matrix, Provenance, Table
 from ..results.writers import csv_text, write_csv, write_json
 from ..training.optim import OptimConfig
 from ..utils.io import ensure_writable_dir
+from ..utils.numbers import check_seed
 
 
 Rank = int | None
@@ -132,6 +133,7 @@ class ProbeConfig:
         if isinstance(self.augment, bool):  # the option's earlier form: on = the dataset's default
             self.augment = choice_of(self.augment)
         check_augmentation(self.augment, "probe augment")
+        check_seed(self.seed, "probe seed")
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),

@@ -55,7 +55,7 @@ class SimilarityReport:
         info = self.info
         return Provenance(what, {"a": info.get("model1", {}).get("fingerprint"), "b": info.get("model2", {}).get("fingerprint")},
                           {k: info.get(k) for k in ("measures", "n_samples", "all_pairs", "policy", "low_rank_mode", "dataset", "split")},
-                          {"samples": str(info.get("samples", ""))})
+                          {"samples": str(info.get("samples", "")), **info.get("conventions", {})})
 
     def matrix(self, measure: str, *, rank_x: int | None = None, rank_y: int | None = None) -> Matrix:
         """Layers of model 1 (rows) × layers of model 2 (columns) of one measure at one rank pair (NaN

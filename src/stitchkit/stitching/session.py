@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 from torch import nn
 
 from ..activations.extract import ActivationCache, Activations, extract_activations
-from ..data.loading import check_subset_size, describe_batches, make_batches, sample_subset
+from ..data.loading import check_subset_size, clamped_count, describe_batches, make_batches, sample_subset
+from ..data.provenance import note_provenance
 from ..data.splits import DataSplits
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
@@ -69,6 +70,9 @@ class GridSession:
         self.info = self.data.info
         self.input_shape = tuple(self.info.shape)
         check_donors_fit(front, end, self.info)
+        # said once per grid, recorded with every pair (data in memory has no name to compare)
+        recorded = {"": front.dataset} if end is front else {"front": front.dataset, "end": end.dataset}
+        self.provenance = note_provenance(recorded, self.info.name if self.data.named else None)
         self.augmentation = stitch_augmentation(s.augment, front, end, self.data.augments)
         if self.augmentation.note and s.epochs > 0:
             log(f"note: {self.augmentation.note}")
@@ -88,9 +92,13 @@ class GridSession:
         train_plain = self.data.train
         if s.epochs > 0:  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
             check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {self.info.name}")
+        test_full = self.data.test
+        # K and the test samples above their split use all of it, said and recorded (in the settings, so that
+        # run names, keys and labels carry the number used; the settings are the grid's own copy)
+        s.fit_samples = clamped_count(s.fit_samples, len(train_plain), f"-pinv-samples (fit_samples, K): the training split of {self.info.name}")
+        s.test_samples = clamped_count(s.test_samples, len(test_full), f"--test-samples (test_samples): the test split of {self.info.name}")
         self.fit_set = sample_subset(train_plain, s.fit_samples, s.seed)
         self.n_fit = len(self.fit_set)
-        test_full = self.data.test
         self.test_set = sample_subset(test_full, s.test_samples, None)
         self.n_test = len(self.test_set)
         self.sample_keys = {
@@ -290,7 +298,8 @@ class GridSession:
                  "target_shape": list(stitcher.target_shape)},
             dataset=self.info.name, options={**self.naming_settings.result_options(), "resolved_stitching_type": stitcher.kind, **used},
             config_key=self.key, run_name=name, execution=execution,
-            conventions={**s.conventions(), "augmentation": self.augmentation.describe() if s.epochs > 0 else "n/a (nothing trained)"},
+            conventions={**s.conventions(), "augmentation": self.augmentation.describe() if s.epochs > 0 else "n/a (nothing trained)",
+                         **self.provenance},
             dm_dropped=dm.dropped if dm is not None else None, dm_reported_residual=dm.reported_residual if dm is not None else None,
         )
 

@@ -11,6 +11,7 @@ from ..data.augmentation import check_augmentation
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
 from ..training.optim import OptimConfig, describe_schedule
+from ..utils.numbers import check_finite, check_seed
 from ..utils.run_options import RunOptions
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
 from .stitcher import check_low_rank_mode, check_rank
@@ -126,6 +127,8 @@ class StitchSettings(RunOptions):
         check_rank("--front-stitch-rank", self.front_stitch_rank)
         check_rank("--front-pinv-rank", self.front_pinv_rank)
         self.optim.validate()
+        check_seed(self.seed)
+        check_finite({"L1 coefficient (-l1)": self.l1, "gradient clipping threshold (--grad-clip)": self.grad_clip})
         checks = [
             (self.epochs >= 0, f"epochs (-e) must be 0 (direct matching only) or more, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size (-b) must be at least 1, got {self.batch_size}"),
@@ -159,6 +162,10 @@ class StitchSettings(RunOptions):
                                      "give their number with -pinv-samples K (the original's default is 100)")
             if self.rcond is not None:
                 raise StitchkitError("rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff")
+        # an untrained random layer is no result; the identity (-i eye) with 0 epochs is a deliberate baseline
+        if self.epochs == 0 and self.init == "rand":
+            raise StitchkitError("0 epochs (-e 0) with init 'rand' would record an untrained stitching layer (its random start) as a result; "
+                                 "train it (-e 1 or more) or fit it by direct matching (-i pinv)")
         return self
 
     def conventions(self) -> dict[str, str]:

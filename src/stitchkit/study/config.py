@@ -116,6 +116,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "options": Key(dict, {}, "architecture options, e.g. { width = 8 }"),
         "seeds": Key(list, [0, 1, 2], "one network is trained per seed"),
         "checkpoints": Key(list, [], "use these checkpoints instead of training (paths)"),
+        "allow_other_dataset": Key(bool, False, "use checkpoints that record a dataset other than study.dataset (refused by default: their "
+                                   "results would describe them on data they were not trained on; recorded with each result when allowed)"),
         "weights": Key((str, type(None)), None, "local pretrained weights (a state_dict file) a torchvision:/timm: model starts from, "
                        "instead of a download (the same as options.weights; paths relative to the working folder)"),
         "epochs": Key(int, 3, "training epochs", check=_positive, check_text="must be ≥ 1"),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import dataset_info  # the torch-free catalogue
 from ..data.augmentation import resolve_augmentation
+from ..data.provenance import note_provenance, other_datasets
 from ..errors import StitchkitError
 from .config import SCHEDULE_KEYS
 from .params import (
@@ -272,10 +273,27 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
     return units
 
 
+def _check_provenance(config: dict[str, Any]) -> None:
+    """Refuse a checkpoint that records a dataset other than ``study.dataset`` unless
+    ``networks.allow_other_dataset`` (then each one is said once, :func:`~stitchkit.data.provenance.note_provenance`)."""
+    from ..models.checkpoint import load_checkpoint  # deferred: importing the study package must not import torch
+
+    dataset = config["study"]["dataset"]
+    for i, raw in enumerate(config["networks"]["checkpoints"]):
+        recorded = load_checkpoint(Path(raw).expanduser().resolve()).dataset
+        if not other_datasets({"": recorded}, dataset):
+            continue
+        if not config["networks"]["allow_other_dataset"]:
+            raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} was trained on {recorded}, not on study.dataset {dataset!r}; "
+                                 f"set study.dataset = {recorded!r}, or networks.allow_other_dataset = true to study it on {dataset}")
+        note_provenance({f"networks.checkpoints[{i}]": recorded}, dataset)
+
+
 def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     """Every unit of a study, dependencies first (see the module docstring)."""
     dataset = config["study"]["dataset"]
     info = dataset_info(dataset)  # fail early on an unknown name
+    _check_provenance(config)
     networks, augment_records = _network_units(config)
     _check_networks(config, networks)
     net = network({"model": networks[0].params["model"], "options": networks[0].params["options"]}, dataset)

@@ -31,8 +31,10 @@ from ..models import get_model
 from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
 from ..models.loading import load_for_dataset
 from ..data.loading import make_batches, sample_subset
+from ..data.provenance import note_provenance
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
+from ..utils.numbers import check_seed
 from ..utils.run_options import RunOptions
 from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
@@ -67,6 +69,7 @@ class TrainSettings(RunOptions):
     download: bool = True
 
     def validate(self) -> "TrainSettings":
+        check_seed(self.seed)
         self.optim.validate()
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
@@ -287,11 +290,13 @@ def evaluate_model(
     """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split."""
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
-    model, _, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)
+    model, ckpt, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)
+    conventions = note_provenance({"": ckpt.dataset}, info.name)
     spec = model.stitchkit_spec
     dev = resolve_device(device)
     model.to(dev)
     test_set = get_dataset(info.name, "test", root=data_root)
     loader = make_batches(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
     stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5)), progress=progress, desc="eval")
-    return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, **stats}
+    return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, "trained_on": ckpt.dataset, "n": len(test_set), **stats,
+            **({"conventions": conventions} if conventions else {})}

@@ -17,6 +17,7 @@ import torch
 
 from ..choices import SCHEDULE_UNITS, SCHEDULERS  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
+from ..utils.numbers import check_finite
 
 #: the schedules that decay over the run's positions (epochs, or steps of a per-step schedule); the
 #: others count epochs in both units
@@ -43,6 +44,8 @@ class OptimConfig:
     warmup_fraction: float = 0.0
 
     def validate(self) -> "OptimConfig":
+        check_finite({"learning rate": self.lr, "weight decay": self.weight_decay, "momentum": self.momentum, "LR decay factor": self.gamma,
+                      "warm-up fraction": self.warmup_fraction})
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
         if self.scheduler not in SCHEDULERS:

@@ -7,10 +7,13 @@ import random
 import numpy as np
 import torch
 
+from .numbers import check_seed
+
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
     """Seed Python, numpy and torch (CPU and CUDA); with ``deterministic`` also ask cuDNN for
-    deterministic kernels (as the original did)."""
+    deterministic kernels (as the original did). A seed that is not an integer in [0, 2**64) is refused."""
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
