@@ -7,18 +7,22 @@ a dataset name (``-d npz:data/mine.npz``, ``dataset = "folder:/data/pets@64x64"`
   BMP, GIF, TIFF, WebP, PPM/PGM; sub-folders of a class folder count too; hidden files are skipped).
   Classes are the train folder's class folders in sorted order (class index = position); the test
   split may lack classes but may not have others. Images are read as grey when every image is grey,
-  else as RGB.
+  else as RGB; 16-bit images are scaled, and a file that cannot be decoded is named
+  (:mod:`.image_files`).
 * ``npz:PATH`` reads an ``.npz`` archive (``np.savez``) with the arrays ``x_train``, ``y_train``,
   ``x_test``, ``y_test``: images ``N×H×W`` (grey) or ``N×H×W×C`` (C = 1 or 3), uint8 in 0–255 or
   float in [0, 1]; labels ``N`` integers ``0 … K−1``. Uncompressed archives are memory-mapped.
   Float images that are exactly ``k/255`` are stored as uint8; others stay float32.
 
-The class count is the data's: the number of class folders, or the largest label + 1.
+The class count is the data's: the number of class folders, or the largest label + 1. Both kinds need
+two classes with training images and refuse a test class the train split lacks (:func:`_check_classes`);
+a class index without training images (1-based labels) is warned of.
 
 **Input size.** ``@HxW`` (e.g. ``folder:PATH@32x32``) delivers every image at that size (bilinear
 with antialiasing); ``@CxHxW`` also sets the channels (1 or 3; grey ↔ RGB by luma / repetition).
 Without it the size is inferred, and images of mixed sizes are an error that asks for one. Giving
-``@CxHxW`` for a folder skips reading every image's header.
+``@CxHxW`` for a folder skips reading every image's header. A size at which one image would not fit in
+the available memory is refused before any image is made (:func:`_check_memory`).
 
 Paths are relative to the working folder; the registered name (``DatasetInfo.name``, recorded in
 checkpoints and results) holds the absolute path. No default augmentation is applied to your own data
