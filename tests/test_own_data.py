@@ -86,7 +86,7 @@ def test_npz_colour_float_and_resized(tmp_path):
     assert torch.equal(data[3][0], torch.from_numpy(x[3]).permute(2, 0, 1))
     # @HxW delivers another size: a constant image stays the same constant at any size
     const = np.full((4, 6, 6), 77, dtype=np.uint8)
-    path = write_npz(tmp_path / "c.npz", x_train=const, x_test=const, y_train=np.zeros(4, int), y_test=np.zeros(4, int))
+    path = write_npz(tmp_path / "c.npz", x_train=const, x_test=const, y_train=np.arange(4) % 2, y_test=np.arange(4) % 2)
     info = dataset_info(f"npz:{path}@3x10x12")
     assert info.shape == (3, 10, 12) and info.name == f"npz:{path}@3x10x12"
     image, _ = get_dataset(info.name, "test")[1]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.splits import DataSplits, as_dataset
-from ..errors import StitchkitError
+from ..errors import StitchkitError, warn
 from ..models import get_model, is_known_model
 from ..stitching.donors import Donor, load_donor
 
@@ -62,6 +62,7 @@ def resolve_model(source: Any, data: DataSplits, *, seed: int = 0, model_options
     """A :class:`~stitchkit.stitching.donors.Donor` (the model with its content hash) from a module, a
     checkpoint path or a registered name (built untrained, its initialisation seeded with ``seed``)."""
     if isinstance(source, (Donor, nn.Module)):
+        _check_weights(source.model if isinstance(source, Donor) else source, role)
         donor = load_donor(source)
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         donor = load_donor(source, dataset=data.info.name if data.named else None, model_options=dict(model_options or {}))
@@ -82,13 +83,27 @@ def resolve_model(source: Any, data: DataSplits, *, seed: int = 0, model_options
     return donor
 
 
+def _check_weights(model: nn.Module, role: str) -> None:
+    """A model built on the meta device (``torch.device("meta")``, ``init_empty_weights``, a lazy
+    loader) has shapes but no numbers; nothing could be computed from it."""
+    meta = next((name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if meta is not None:
+        raise StitchkitError(f"the {role} model has no weights: it is on the meta device ({meta} and others hold no values); "
+                             "load its weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(...)")
+
+
 def _check_fits(donor: Donor, data: DataSplits, role: str) -> None:
     """A model that describes itself must take the data's channels and give its classes (data in memory,
-    whose class count is read from its labels, may lack the last classes)."""
+    whose class count is read from its labels, may lack the last classes); a model built for another
+    image size runs on the data's, but is said to."""
     spec = getattr(donor.model, "stitchkit_spec", None) or {}
     channels, classes = spec.get("in_channels"), spec.get("num_classes")
     if channels is not None and len(data.info.shape) == 3 and channels != data.info.shape[0]:
         raise StitchkitError(f"the {role} model takes {channels}-channel inputs but the data ({data.info.name}) has {data.info.shape[0]} channels")
+    size = spec.get("input_size")
+    if size is not None and len(data.info.shape) == 3 and tuple(size) != tuple(data.info.shape[1:]):
+        warn(f"the {role} model was built for {size[0]}×{size[1]} images but the data ({data.info.name}) has "
+             f"{data.info.shape[1]}×{data.info.shape[2]}; it runs on them, on inputs of a size it was not made for")
     if classes is not None and (classes < data.info.num_classes if not data.named else classes != data.info.num_classes):
         raise StitchkitError(f"the {role} model has {classes} classes but the data ({data.info.name}) has {data.info.num_classes}")
 
@@ -96,10 +111,7 @@ def _check_fits(donor: Donor, data: DataSplits, role: str) -> None:
 def _check_runs(donor: Donor, data: DataSplits, role: str) -> None:
     """Run the model on one test item, so that data it cannot take (wrong channels or size for a plain
     module, which states neither) is one clear error here rather than a traceback deep inside a run."""
-    item = data.test[0]
-    x = item[0] if isinstance(item, (tuple, list)) else item
-    if not isinstance(x, torch.Tensor):
-        raise StitchkitError(f"the data's items must be (tensor, label) pairs; got a {type(x).__name__} as the input")
+    x = data.test[0][0]  # an (image tensor, label) pair: named data gives them, data in memory is checked (data.items)
     model = donor.model
     parameter = next(model.parameters(), None)
     was_training = model.training

@@ -26,6 +26,7 @@ from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
 from ..utils.device import resolve_device
+from .arguments import check_types
 from .inputs import resolve_data
 from .stitch import StitchGridResult, stitch_grid
 
@@ -183,6 +184,7 @@ def ood_test(
     ``stitch_options``, their direct matching's K).
     ``positive``, ``tpr`` and ``fpr_rule`` are the metric convention (:func:`stitchkit.ood.ood_metrics`).
     """
+    check_types(ood_test, locals(), "stitchkit.ood_test")
     if isinstance(stitches, StitchGridResult):
         given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
         if given or stitch_options:

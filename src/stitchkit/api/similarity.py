@@ -17,6 +17,7 @@ from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
 from ..stitching.donors import Donor
 from ..utils.numbers import check_seed
+from .arguments import check_types
 from .inputs import loader_batch_size, resolve_data, resolve_model, same_source
 
 #: keywords of compare_models that compare() sets itself
@@ -95,6 +96,8 @@ def compare(
     ``options``: :func:`~stitchkit.similarity.models.compare_models`' ``ranks_x``, ``ranks_y``, ``policy``,
     ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``.
     """
+    check_types(compare, locals(), "stitchkit.compare")
+    check_types(compare_models, options, "stitchkit.compare")
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise StitchkitError(f"unknown option {unknown[0]!r} of stitchkit.compare; known options: {', '.join(OPTIONS)}")

@@ -21,6 +21,7 @@ from ..stitching.run_folder import load_stitcher
 from ..stitching.settings import StitchSettings
 from ..stitching.stitcher import Stitcher
 from ..study.config import METHOD_TITLES, METHODS
+from .arguments import check_types
 from .inputs import loader_batch_size, resolve_data, resolve_model, same_source, split_options, with_model_classes
 
 #: each method's initialisation: DM fits by least squares and trains nothing; TLM trains from a random
@@ -141,9 +142,11 @@ def stitch_grid(
     With ``save_dir`` (named data only) every pair gets the run folder ``stitchkit stitch`` writes, and
     finished pairs there are not run again.
     """
+    check_types(stitch_grid, locals(), "stitchkit.stitch_grid")
     if method not in METHODS:
         raise unknown_name("stitching method", str(method), METHODS)
     options = split_options(options, StitchSettings, "stitchkit.stitch_grid", refused=REFUSED)
+    check_types(StitchSettings, options, "stitchkit.stitch_grid")
     if method == "dm" and options.get("epochs", 0) != 0:
         raise StitchkitError("direct matching (method='dm') trains nothing; leave out epochs, or use method='tlm_from_dm'")
     if method != "dm" and "epochs" in options and not (isinstance(options["epochs"], int) and options["epochs"] >= 1):

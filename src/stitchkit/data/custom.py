@@ -7,18 +7,22 @@ a dataset name (``-d npz:data/mine.npz``, ``dataset = "folder:/data/pets@64x64"`
   BMP, GIF, TIFF, WebP, PPM/PGM; sub-folders of a class folder count too; hidden files are skipped).
   Classes are the train folder's class folders in sorted order (class index = position); the test
   split may lack classes but may not have others. Images are read as grey when every image is grey,
-  else as RGB.
+  else as RGB; 16-bit images are scaled, and a file that cannot be decoded is named
+  (:mod:`.image_files`).
 * ``npz:PATH`` reads an ``.npz`` archive (``np.savez``) with the arrays ``x_train``, ``y_train``,
   ``x_test``, ``y_test``: images ``N×H×W`` (grey) or ``N×H×W×C`` (C = 1 or 3), uint8 in 0–255 or
   float in [0, 1]; labels ``N`` integers ``0 … K−1``. Uncompressed archives are memory-mapped.
   Float images that are exactly ``k/255`` are stored as uint8; others stay float32.
 
-The class count is the data's: the number of class folders, or the largest label + 1.
+The class count is the data's: the number of class folders, or the largest label + 1. Both kinds need
+two classes with training images and refuse a test class the train split lacks (:func:`_check_classes`);
+a class index without training images (1-based labels) is warned of.
 
 **Input size.** ``@HxW`` (e.g. ``folder:PATH@32x32``) delivers every image at that size (bilinear
 with antialiasing); ``@CxHxW`` also sets the channels (1 or 3; grey ↔ RGB by luma / repetition).
 Without it the size is inferred, and images of mixed sizes are an error that asks for one. Giving
-``@CxHxW`` for a folder skips reading every image's header.
+``@CxHxW`` for a folder skips reading every image's header. A size at which one image would not fit in
+the available memory is refused before any image is made (:func:`_check_memory`).
 
 Paths are relative to the working folder; the registered name (``DatasetInfo.name``, recorded in
 checkpoints and results) holds the absolute path. No default augmentation is applied to your own data
@@ -40,7 +44,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import StitchkitError
+from ..errors import StitchkitError, warn
+from ..utils.memory import available_memory, gib
 from .base import CUSTOM_KINDS, SPLITS, DatasetInfo, is_custom  # noqa: F401 (is_custom: part of this module's API)
 from .readers import memmap_npz_member
 
@@ -157,10 +162,35 @@ def describe(name: str) -> CustomData:
     key = (spec.name, _state(spec))
     if key not in _CACHE:
         data = _describe_folder(spec) if spec.kind == "folder" else _describe_npz(spec)
+        _check_memory(spec, data.info.shape)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = data
     return _CACHE[key]
+
+
+def _check_memory(spec: CustomSpec, shape: tuple[int, int, int]) -> None:
+    """Refuse an ``@HxW`` size whose single image (a float32 tensor) would not fit in the memory this
+    machine has available, before any image is made at that size."""
+    if spec.size is None:
+        return
+    need, available = 4 * shape[0] * shape[1] * shape[2], available_memory()
+    if available is not None and need > available:
+        raise spec.error(f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes {gib(need)} "
+                         f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory available; give a smaller size")
+
+
+def _check_classes(spec: CustomSpec, train: list, test: list, names: tuple[str, str], listed: str) -> None:
+    """The class rules shared by folders and arrays: at least two classes in the training split, and
+    no class in the test split that the training split lacks. ``train``/``test``: the classes present
+    in each split; ``names``: how the two splits are called (``train/``, ``y_train``); ``listed``: the
+    training split's classes, in words."""
+    if len(set(train)) < 2:
+        way = "one folder per class under train/" if spec.kind == "folder" else "labels 0 … K−1"
+        raise spec.error(f"{names[0]} has only class {train[0]!r}; a classifier needs at least two classes ({way})")
+    extra = sorted(set(test) - set(train))
+    if extra:
+        raise spec.error(f"{names[1]} has class {extra[0]!r}, which {names[0]} lacks; both splits use the train split's classes ({listed})")
 
 
 def _target_shape(spec: CustomSpec, channels: int, size: tuple[int, int]) -> tuple[int, int, int]:
@@ -197,9 +227,7 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
     classes = tuple(p.name for p in split_dirs["train"])
     if not classes:
         raise spec.error(f"train/ has no class folders; {_LAYOUT}")
-    extra = [p.name for p in split_dirs["test"] if p.name not in classes]
-    if extra:
-        raise spec.error(f"test/ has class {extra[0]!r}, which train/ lacks; both splits use the train split's classes ({', '.join(classes)})")
+    _check_classes(spec, list(classes), [p.name for p in split_dirs["test"]], ("train/", "test/"), ", ".join(classes))
     splits, files_by_split = {}, {}
     for split, dirs in split_dirs.items():
         files, labels = [], []
@@ -306,6 +334,28 @@ def _check_labels(spec: CustomSpec, key: str, y: np.ndarray, n: int, x_key: str)
     return labels
 
 
+def _ranges(values: list[int]) -> str:
+    """Sorted integers in words: ``0–4, 7``."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def _warn_empty_classes(spec: CustomSpec, train: list[int], num_classes: int) -> None:
+    """A class index below the largest label that no training image has still counts as a class (a
+    logit the networks learn never to give): say so, with the likely cause."""
+    empty = sorted(set(range(num_classes)) - set(train))
+    if not empty:
+        return
+    hint = "; are the labels 1-based? store y - 1 so that they run 0 … K−1" if empty == [0] and train[0] == 1 else ""
+    warn(f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), yet counts "
+         f"among its {num_classes} classes (the largest label + 1){hint}")
+
+
 def _describe_npz(spec: CustomSpec) -> CustomData:
     path = spec.path
     if not path.is_file():
@@ -334,7 +384,10 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
         raise spec.error(f"x_train images are {'×'.join(map(str, a))} but x_test images are {'×'.join(map(str, b))}; both splits need one shape")
     height, width, channels = image_shapes["train"]
     shape = _target_shape(spec, channels, (height, width))
-    num_classes = int(max(splits[s].labels.max() for s in SPLITS)) + 1
+    present = {s: np.unique(splits[s].labels).tolist() for s in SPLITS}
+    _check_classes(spec, present["train"], present["test"], ("y_train", "y_test"), _ranges(present["train"]))
+    num_classes = int(max(present["train"])) + 1
+    _warn_empty_classes(spec, present["train"], num_classes)
     n_train, n_test = (len(splits[s].labels) for s in SPLITS)
     info = DatasetInfo(spec.name, num_classes, shape, True,
                        f"your arrays: {n_train} train / {n_test} test images, {num_classes} classes (largest label + 1)",

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .image_files import read_image
+
 
 class ImageDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load_raw(index) -> (image, label)``."""
@@ -99,7 +101,8 @@ class FolderImageDataset(ImageDataset):
 
 
 class FileImageDataset(ImageDataset):
-    """Image files with their labels, each read in ``mode`` (``"L"`` or ``"RGB"``) when indexed."""
+    """Image files with their labels, each read in ``mode`` (``"L"`` or ``"RGB"``) when indexed
+    (:func:`~stitchkit.data.image_files.read_image`: 16-bit images scaled, damaged files named)."""
 
     def __init__(self, files: Sequence[str], labels, mode: str, transform: Callable | None = None, classes: Sequence[str] | None = None):
         super().__init__(transform, classes)
@@ -113,8 +116,7 @@ class FileImageDataset(ImageDataset):
         return len(self.files)
 
     def load_raw(self, index: int) -> tuple[Image.Image, int]:
-        with Image.open(self.files[index]) as image:
-            return image.convert(self.mode), int(self.labels[index])
+        return read_image(self.files[index], self.mode), int(self.labels[index])
 
 
 class TensorImageDataset(ImageDataset):

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from .. import data as datasets  # called through the package, so that a patched registry is seen
 from ..errors import StitchkitError
 from .base import DatasetInfo
+from .items import check_item
 from .loading import item_shape
 
 
@@ -86,13 +87,16 @@ class DataSplits:
         """Datasets in memory: ``train`` (fit samples; also trained on unless ``train_augmented`` is
         given), ``test`` (default: ``train`` itself). The item shape is read from ``train``; the class
         count is ``num_classes`` or counted from the labels of both sets. ``name`` labels the data in
-        the records (default: the dataset's class and size)."""
+        the records (default: the dataset's class and size). Item 0 of each set is checked first
+        (:func:`~stitchkit.data.items.check_item`)."""
         train, test = as_dataset(train, "train"), as_dataset(test, "test") if test is not None else None
         augmented = as_dataset(train_augmented, "train_augmented") if train_augmented is not None else None
         test = train if test is None else test
         for split, ds in (("train", train), ("test", test), ("train_augmented", augmented)):
             if ds is not None and len(ds) == 0:
                 raise StitchkitError(f"the {split} data is empty")
+            if ds is not None and (split == "train" or ds is not train):
+                check_item(ds, split)
         if augmented is not None and len(augmented) != len(train):
             raise StitchkitError(f"train_augmented has {len(augmented)} items but train has {len(train)}; give the same items, augmented")
         shape = tuple(int(s) for s in item_shape(train))
