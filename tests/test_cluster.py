@@ -105,6 +105,15 @@ def test_units_spread_over_the_nodes_and_the_store_records_where(cluster, tmp_pa
     assert set(nodes.values()) == {gpu.node_id[:12], cpu.node_id[:12]}  # both worker nodes, never the CPU-less head
     for r in rows:
         assert r.metrics["node"][:12] == nodes[r.label]  # the store names the node the unit itself ran on
+    assert max_in_flight(log) == 2  # --address: as many units at once as the cluster has CPUs (workers=1 sizes a local Ray only)
+
+
+def max_in_flight(log: str) -> int:
+    running, most = 0, 0
+    for event, *_ in log_lines(log):
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    return most
 
 
 def test_gpu_units_go_to_the_gpu_node_unless_the_study_runs_on_the_cpu(cluster, tmp_path, monkeypatch):
@@ -165,14 +174,16 @@ def test_address_joins_an_existing_cluster_from_the_cli(cluster, tmp_path):
     config = train_only_config(tmp_path, seeds=(0,))
     config.write_text(config.read_text().replace("train_subset = 160", "train_subset = 64"))
     out = tmp_path / "s"
-    cmd = [sys.executable, "-m", "stitchkit", "study", str(config), "--executor", "ray", "--address", c.address, "--out", str(out),
+    # a relative --out: the workers (whose working folder is not the driver's) must write where the driver looks
+    cmd = [sys.executable, "-m", "stitchkit", "study", config.name, "--executor", "ray", "--address", c.address, "--out", "s",
            "--no-progress", "--no-report"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[-1])["counts"]["done"] == 1
     (row,) = records(out)
     assert row.kind == "train" and row.status == "done"
     assert node_of(row) in {gpu.node_id[:12], cpu.node_id[:12]}  # ran on the cluster, not on a Ray of its own
+    assert (out / "units" / f"train-{row.id}" / row.artifacts["checkpoint"]).is_file()
 
 
 def _remove_node_running(c, log: str, name: str, removed: list) -> None:

@@ -190,6 +190,7 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
                executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
                log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
     """Record the plan, then run every unit that is not done, in dependency order."""
+    study_dir = study_dir.absolute()  # units and their dependencies' artifacts travel to workers whose working folder is not ours
     ran = 0
     status = _record_plan(store, study_dir, config, units, by_id, rerun, log)
     todo = [u for u in units if status[u.id] != "done"]
