@@ -95,7 +95,7 @@ def node_of(record) -> str:
 def test_units_spread_over_the_nodes_and_the_store_records_where(cluster, tmp_path, monkeypatch):
     c, gpu, cpu = cluster
     log = str(tmp_path / "log")
-    units = [step(f"u{i}", log, seconds=1.0) for i in range(4)]
+    units = [step(f"u{i}", log, seconds=2.0) for i in range(4)]  # long enough to overlap however slowly workers start
     config = study(tmp_path, monkeypatch, units)
     with job(c):
         summary = run_study(config, tmp_path / "s", executor="ray", address=c.address, progress=False)
@@ -216,6 +216,7 @@ def test_a_node_lost_mid_unit_is_run_again_elsewhere_and_nothing_is_half_written
         assert summary.counts["done"] == 3 and summary.counts["failed"] == 0
         rows = assert_sound(out, units)
         assert node_of(rows["slow"]) != removed[0][:12]  # finished on the node that is left
+        print(f"removed node {removed[0][:12]}; units ran:", {label: r.worker for label, r in rows.items()}, "log:", log_lines(log))  # pytest -rP
         events = [line[:2] for line in log_lines(log)]
         assert events.count(["start", "slow"]) == 2 and events.count(["end", "slow"]) == 1
         assert (unit_dir(out.absolute(), units[0]) / "data.bin").is_file()
