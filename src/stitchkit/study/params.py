@@ -87,7 +87,9 @@ class TrainParams(UnitParams):
 @dataclass(frozen=True)
 class NetworkParams(UnitParams):
     kind: ClassVar[str] = "network"
-    path: str
+    # where the checkpoint was found: not part of the unit's identity (its content hash is), so a study
+    # stays finished when it, the checkpoints or the checkout move
+    path: str = field(metadata={"identity": False})
     sha256: str
     dataset: str
     model: str
@@ -221,6 +223,16 @@ class SpecificityParams(_RankingTestParams):
     kind: ClassVar[str] = "specificity"
     reference_layer: str
     layers: list[str]
+
+
+def identity(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a ``kind`` unit that make its identity: all but the fields its record marks
+    ``identity=False`` (locations of inputs whose content is identified otherwise)."""
+    record = PARAMS.get(kind)
+    if record is None:
+        return params
+    located = {f.name for f in fields(record) if f.metadata.get("identity") is False}
+    return {k: v for k, v in params.items() if k not in located} if located else params
 
 
 #: the record of each built-in unit kind

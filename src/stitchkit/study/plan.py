@@ -90,6 +90,20 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     return pairs
 
 
+def network_names(paths: list[Path]) -> list[str]:
+    """Short distinct names of checkpoint files: their stems (``resnet18_w32_seed0``), else as many of
+    their last folders as tell them apart, without the file name they share (two ``runs/r18_s0/final.pt``
+    and ``runs/r18_s1/final.pt`` are ``r18_s0`` and ``r18_s1``)."""
+    parts = [[*p.parent.parts[1:], p.stem] for p in paths]
+    if len(paths) > 1 and len({p[-1] for p in parts}) == 1 and all(len(p) > 1 for p in parts):
+        parts = [p[:-1] for p in parts]  # the file name they all share says nothing
+    for keep in range(1, max(map(len, parts), default=0) + 1):
+        names = ["/".join(p[-keep:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]  # same folders and stems: only the suffixes differ
+
+
 def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
     """Each network once, and enough of them for the sensitivity test."""
     hashes: dict[str, int] = {}
@@ -145,14 +159,14 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
     nets_cfg, dataset = config["networks"], config["study"]["dataset"]
     networks: list[Unit] = []
     records: dict[str, bool | None] = {}
-    for i, raw in enumerate(nets_cfg["checkpoints"]):
-        path = Path(raw).expanduser().resolve()
+    paths = [Path(raw).expanduser().resolve() for raw in nets_cfg["checkpoints"]]
+    for i, (raw, path, name) in enumerate(zip(nets_cfg["checkpoints"], paths, network_names(paths))):
         ckpt = load_checkpoint(path)
         if not ckpt.self_describing:
             raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
         params = NetworkParams(path=str(path), sha256=_file_hash(path), dataset=dataset, model=ckpt.model_spec["name"],
                                options=ckpt.model_spec.get("options", {}))
-        networks.append(Unit("network", params.to_params(), (), f"network {path.name}#{i}"))
+        networks.append(Unit("network", params.to_params(), (), f"network {name}"))
         records[networks[-1].id] = ckpt.augment
     if networks:
         return networks, records

@@ -27,10 +27,9 @@ from ..utils.io import write_csv_atomic, write_text_atomic
 from .artifact_names import artifact_stem
 from .findings import CSS as FINDINGS_CSS
 from .findings import compute_findings, render_html, write_findings_json
-from .integrity import store_problem
 from .ood_records import UnitFigure, score_figures
-from .runner import STORE_NAME
-from .store import Store, UnitRecord
+from .runner import STORE_NAME, read_store
+from .store import UnitRecord
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
@@ -87,10 +86,7 @@ def _stored_study(study_dir: Path) -> tuple[list[UnitRecord], dict[str, Any], st
     """The records of the last planned config (in plan order), its config and the stitchkit version that ran it."""
     if not (study_dir / STORE_NAME).is_file():
         raise StitchkitError(f"{str(study_dir)!r} holds no study (no {STORE_NAME}); run `stitchkit study CONFIG` first")
-    problem = store_problem(study_dir / STORE_NAME)
-    if problem is not None:
-        raise StitchkitError(f"the study store of {str(study_dir)!r} is damaged: {problem}; run the study again to rebuild it")
-    with Store(study_dir / STORE_NAME, readonly=True) as store:
+    with read_store(study_dir) as store:
         records = store.all()
         config = store.get_meta("config", {})
         version = store.get_meta("stitchkit_version", "?")

@@ -30,8 +30,9 @@ from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomi
 from .config import load_config
 from .executors import check_executor, make_executor
 from .integrity import rebuild_store, store_problem
+from .migrate import upgrade_store
 from .plan import plan_study
-from .store import Store
+from .store import STORE_VERSION, Store
 from .units import UNIT_KINDS, RESULT_FILE, Unit, resolve_artifacts, unit_dir, unit_kind
 
 STORE_NAME = "study.sqlite"
@@ -109,6 +110,42 @@ def _open_checked_store(study_dir: Path, units: list[Unit], log: logging.Logger)
     tqdm.write(f"stitchkit: {message}", file=sys.stderr)
 
 
+def _upgrade(study_dir: Path, store: Store, log: logging.Logger | None = None) -> None:
+    """Bring a store written by an earlier stitchkit to the current version (said on stderr and in the log)."""
+    upgraded = upgrade_store(study_dir, store)
+    if upgraded is not None:
+        message = upgraded.message()
+        if log is not None:
+            log.warning(message)
+        tqdm.write(f"stitchkit: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def read_store(study_dir: str | Path):
+    """The study's store for reading (``--status``, ``--findings``, the report), or None when there is
+    none yet: checked first, and upgraded when an earlier stitchkit wrote it (the one write these make;
+    refused while a driver runs the study)."""
+    path = Path(study_dir) / STORE_NAME
+    if not path.exists():
+        yield None
+        return
+    problem = store_problem(path)
+    if problem is not None:
+        raise StitchkitError(f"the study store {str(path)!r} is damaged: {problem}; run the study again (the same command without "
+                             "--status or --findings) to keep the damaged file aside and rebuild the store from the finished units' "
+                             "unit_result.json files")
+    with Store(path, readonly=True) as store:
+        current = store.version >= STORE_VERSION
+    if not current:
+        if driver_running(study_dir):
+            raise StitchkitError(f"the study store {str(path)!r} was written by an earlier stitchkit and a driver is running the study now; "
+                                 "wait for it to finish, then ask again")
+        with _exclusive(Path(study_dir)), Store(path) as store:
+            _upgrade(Path(study_dir), store)
+    with Store(path, readonly=True) as store:
+        yield store
+
+
 def _keep_config(study_dir: Path, config: dict[str, Any], config_path: str | Path) -> None:
     """The resolved config and a copy of the file the study was run with."""
     write_json_atomic(study_dir / "config.json", config)
@@ -142,6 +179,7 @@ def run_study(
         _open_checked_store(study_dir, units, log)
         _keep_config(study_dir, config, config_path)
         with Store(study_dir / STORE_NAME) as store:
+            _upgrade(study_dir, store, log)
             ran, durations = _run_units(store, study_dir, config, units, by_id, rerun, executor, workers, address, settings, progress, log)
             counts = store.counts()
     elapsed = time.perf_counter() - started
@@ -311,12 +349,8 @@ def study_status(config_path: str | Path, study_dir: str | Path | None = None) -
     path = study_dir / STORE_NAME
     records = {}
     alive = driver_running(study_dir)
-    if path.exists():
-        problem = store_problem(path)
-        if problem is not None:
-            raise StitchkitError(f"the study store {str(path)!r} is damaged: {problem}; run the study again (the same command without "
-                                 "--status) to keep the damaged file aside and rebuild the store from the finished units' unit_result.json files")
-        with Store(path, readonly=True) as store:
+    with read_store(study_dir) as store:
+        if store is not None:
             records = {r.id: r for r in store.all()}
     states = ("done", "running", "interrupted", "failed", "pending")
     kinds: dict[str, dict[str, int]] = {}

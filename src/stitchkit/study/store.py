@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 STATUSES = ("pending", "running", "done", "failed")
 
+#: the version of the store's contents, in ``meta`` under :data:`VERSION_KEY` (a store without one is
+#: version 1). 2: unit ids keep the order (role) of their dependencies and identify a given network by
+#: content, not path; :mod:`.migrate` upgrades a version-1 store.
+STORE_VERSION = 2
+VERSION_KEY = "store_version"
+
 
 @dataclass
 class UnitRecord:
@@ -93,6 +99,8 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if self.get_meta(VERSION_KEY) is None and self.db.execute("SELECT 1 FROM units LIMIT 1").fetchone() is None:
+            self.set_meta(VERSION_KEY, STORE_VERSION)  # a new store (one with units and no version is an older one)
 
     def close(self) -> None:
         self.db.close()
@@ -111,17 +119,26 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    @property
+    def version(self) -> int:
+        return int(self.get_meta(VERSION_KEY, 1))
+
     # -- units -------------------------------------------------------------------------------
     def add_planned(self, units: Iterable[Any]) -> int:
-        """Insert planned units that are not in the store yet; returns how many were new."""
+        """Insert planned units that are not in the store yet; returns how many were new. A unit
+        already stored takes the current plan's label (labels name, they do not identify)."""
         new = 0
         with self.transaction():
             for u in units:
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO units(id, kind, label, config, deps, status, seed) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                known = self.db.execute("SELECT 1 FROM units WHERE id = ?", (u.id,)).fetchone()
+                if known:
+                    self.db.execute("UPDATE units SET label = ? WHERE id = ?", (u.label, u.id))
+                    continue
+                self.db.execute(
+                    "INSERT INTO units(id, kind, label, config, deps, status, seed) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
                     (u.id, u.kind, u.label, dump_json(u.params), dump_json(list(u.deps)), u.params.get("seed")),
                 )
-                new += cur.rowcount
+                new += 1
         return new
 
     def reset_interrupted(self) -> int:

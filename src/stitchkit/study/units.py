@@ -1,9 +1,11 @@
 """Units of work: what a study is made of, how each is identified, and how one is executed.
 
 A :class:`Unit` is a kind (``train``, ``stitch``, ``similarity``, …), the parameters that determine
-its result, and the ids of the units it needs. Its id is a hash of exactly those three things, so a
-unit that was finished once is recognised in every later run of the study, and changing anything
-that affects a result (an epoch count, a seed, a dependency) makes a new unit. The code version is
+its result, and the ids of the units it needs, in the order of their roles (front network, end
+network, …). Its id is a hash of exactly those three things, so a unit that was finished once is
+recognised in every later run of the study, wherever the study folder or the checkout lies (a given
+network is identified by its content hash, not its path), and changing anything that affects a result
+(an epoch count, a seed, a dependency, which network is the front) makes a new unit. The code version is
 recorded with every result but is not part of the id: upgrading stitchkit does not silently
 invalidate a finished study (``stitchkit study --rerun KIND`` recomputes a kind on purpose).
 
@@ -30,6 +32,7 @@ from .. import __version__
 from ..errors import StitchkitError, unknown_name
 from ..utils.run_options import RunOptions
 from ..utils.write_errors import disk_full_cause
+from .params import identity
 
 #: written into a unit's folder when it finishes: the unit and its whole result (a store can be rebuilt
 #: from these, see :mod:`.integrity`)
@@ -45,7 +48,10 @@ class Unit:
 
     @property
     def id(self) -> str:
-        blob = json.dumps({"kind": self.kind, "params": self.params, "deps": sorted(self.deps)}, sort_keys=True, default=str)
+        """The hash of the kind, the parameters that determine the result (:func:`~.params.identity`:
+        not where an input file happens to lie) and the dependencies IN ORDER: their position is
+        their role (front, end, …), so the stitch A → B and the stitch B → A are different units."""
+        blob = json.dumps({"kind": self.kind, "params": identity(self.kind, self.params), "deps": list(self.deps)}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property

@@ -23,10 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import StitchkitError
-from ..integrity import store_problem
-from ..runner import STORE_NAME, prepare_study
-from ..store import Store, UnitRecord
+from ..runner import prepare_study, read_store
+from ..store import UnitRecord
 from .grounding import claim_c6
 from .model import CLAIMS, VERDICTS, Finding, Findings, Link, Part, Thresholds
 from .ood import claim_c5
@@ -51,13 +49,9 @@ def study_findings(config_path: str | Path, study_dir: str | Path | None = None)
     thresholds from the config's [findings]); reads the store, writes nothing. Returns the findings and
     the config."""
     config, study_dir, units = prepare_study(config_path, study_dir)
-    path = Path(study_dir) / STORE_NAME
     stored: dict[str, UnitRecord] = {}
-    if path.exists():
-        problem = store_problem(path)
-        if problem is not None:
-            raise StitchkitError(f"the study store {str(path)!r} is damaged: {problem}; run the study again to rebuild it")
-        with Store(path, readonly=True) as store:
+    with read_store(study_dir) as store:
+        if store is not None:
             stored = {r.id: r for r in store.all()}
     records = [stored.get(u.id) or UnitRecord(u.id, u.kind, u.label, u.params, list(u.deps), "pending") for u in units]
     return compute_findings(records, config["findings"]), config
