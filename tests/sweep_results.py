@@ -268,8 +268,8 @@ API_CASES: list[ApiCase] = [
     ApiCase("api", "api", "set_seed with a string", _set_seed("3"), "seed must be an integer, got '3'"),
     ApiCase("api", "api", "set_seed of 2**64", _set_seed(2**64), SEED_RANGE),
     ApiCase("api", "api", "set_seed with a float", _set_seed(1.5), "seed must be an integer"),
-    ApiCase("api", "api", "compare with a string seed", _compare_seed, "seed must be an integer, got '1'"),
-    ApiCase("api", "api", "direct_match with a string seed", _dm_seed, "seed must be an integer, got '7'"),
+    ApiCase("api", "api", "compare with a string seed", _compare_seed, "seed must be an integer"),
+    ApiCase("api", "api", "direct_match with a string seed", _dm_seed, "seed must be an integer"),
     ApiCase("api", "api", "StitchSettings with seed 2**64", _settings("stitch", seed=2**64), SEED_RANGE),
     ApiCase("api", "api", "ProbeConfig with a bool seed", _settings("probe", seed=True), "probe seed must be an integer"),
 ]

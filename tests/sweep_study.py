@@ -159,7 +159,7 @@ CLI_CASES: list[Case] = [
     _case("checks", "probes_two_architectures.toml", "probes.layers = [\"relu1\"] uses layer 'relu1'"),
     _case("checks", "sensitivity_two_architectures.toml", "sensitivity.layer = \"relu3\" uses layer 'relu3'"),
     _case("checks", "specificity_two_architectures.toml", "specificity.reference_layer (the middle layer of networks[0]) uses layer 'layer3.0'"),
-    _case("checks", "sensitivity_rank_narrow_network.toml", "sensitivity.ranks (network final.pt#1) 12 is above the 8 channels"),
+    _case("checks", "sensitivity_rank_narrow_network.toml", "sensitivity.ranks (network narrow0) 12 is above the 8 channels"),
     _case("checks", "front_layers_empty.toml", "layers.front is empty"),
     _case("checks", "probe_layers_empty.toml", "probes.layers is empty"),
     # the OOD section

@@ -125,11 +125,32 @@ class ProcessPoolExecutor(Executor):
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+#: Ray runs a unit again this many times when its worker or node dies under it (a lost node); a unit's
+#: own failure is returned, not raised, so it is never retried
+RAY_RETRIES = 1
+
+
+def _ray_task(unit: Unit, study_dir: str, deps: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """One unit on a Ray worker; its ``worker`` names the Ray node too (``host:pid node=<id>``), which
+    the store records."""
+    import ray  # deferred: runs on Ray workers only
+
+    result = execute_unit(unit, study_dir, deps, settings)
+    worker = result.get("worker") or ""
+    if " node=" not in worker:  # a result adopted from a finished folder keeps the node that computed it
+        result["worker"] = f"{worker} node={ray.get_runtime_context().get_node_id()[:12]}"
+    return result
+
+
 class RayExecutor(Executor):
     """Units as Ray tasks: ``--address`` joins a running cluster, none starts a local Ray instance.
 
     Artifacts are written under the study folder, which must be on a path every worker sees (a shared
-    file system); results travel back to the driver, which alone writes the store."""
+    file system); results travel back to the driver, which alone writes the store. On a cluster as
+    many units are in flight as it has CPUs (``--workers`` sizes a local Ray only); a unit of a kind
+    that uses a GPU asks Ray for one whenever the cluster has GPUs and the study's device is not
+    ``cpu``, so Ray places it on a node with a free GPU. A unit whose node is lost runs again
+    elsewhere (:data:`RAY_RETRIES`)."""
 
     name = "ray"
 
@@ -151,15 +172,21 @@ class RayExecutor(Executor):
                 raise StitchkitError(f"could not start or join Ray{' at ' + address if address else ''}: {exc}") from None
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
-        self.capacity = max(1, int(workers or resources.get("CPU", 1)))
-        self.remote = ray.remote(_pool_task)
+        cpus = max(1, int(resources.get("CPU", 1)))
+        self.capacity = cpus if address else max(1, int(workers or cpus))
+        self.remote = ray.remote(_ray_task)
         self.refs: dict[Any, str] = {}
 
+    def options(self, unit: Unit, settings: dict[str, Any]) -> dict[str, Any]:
+        """What a unit asks Ray for: a CPU, and a GPU of its own (one unit per GPU) when its kind uses
+        one, the cluster has one and the study's device allows it."""
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": RAY_RETRIES}
+        if self.gpus and str(settings.get("device", "auto")) != "cpu" and unit_kind(unit.kind).uses_gpu:
+            options["num_gpus"] = 1
+        return options
+
     def submit(self, unit, study_dir, deps, settings):
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
-        if self.gpus and unit_kind(unit.kind).uses_gpu:
-            options["num_gpus"] = 1  # one unit per GPU
-        ref = self.remote.options(**options).remote(unit, study_dir, deps, {**settings, "progress": False})
+        ref = self.remote.options(**self.options(unit, settings)).remote(unit, study_dir, deps, {**settings, "progress": False})
         self.refs[ref] = unit.id
 
     def wait(self):

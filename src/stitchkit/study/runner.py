@@ -187,12 +187,18 @@ def run_study(
     return StudySummary(study_dir, counts, elapsed, ran, {kind: sum(v) for kind, v in durations.items()})
 
 
+def _remove_partial_units(study_dir: Path) -> None:
+    """The temporary folders of units whose process died mid-unit (a killed run, a lost Ray node).
+    Only while no unit of this study runs: before a run starts, and after every unit has returned."""
+    for stale in (study_dir / "units").glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _record_plan(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
                  log: logging.Logger) -> dict[str, str]:
     """Store the config and the plan, set interrupted, failed and re-run units back to pending, and
     return every planned unit's status."""
-    for stale in (study_dir / "units").glob(".tmp-*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_partial_units(study_dir)
     store.set_meta("config", config)
     store.set_meta("stitchkit_version", __version__)
     store.set_meta("plan", [u.id for u in units])  # the report shows these; results of earlier configs stay stored
@@ -222,6 +228,7 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
                executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
                log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
     """Record the plan, then run every unit that is not done, in dependency order."""
+    study_dir = study_dir.absolute()  # units and their dependencies' artifacts travel to workers whose working folder is not ours
     ran = 0
     status = _record_plan(store, study_dir, config, units, by_id, rerun, log)
     todo = [u for u in units if status[u.id] != "done"]
@@ -266,7 +273,7 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
                     durations.setdefault(unit.kind, []).append(result.get("seconds") or 0.0)
                     log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
                 else:
-                    store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"))
+                    store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"), result.get("worker"))
                     status[unit_id] = "failed"
                     log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
                     tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
@@ -279,6 +286,7 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
         overall.close()
         raise
     ex.shutdown()
+    _remove_partial_units(study_dir)  # e.g. of an attempt on a Ray node that was lost, run again elsewhere
     overall.close()
     return ran, durations
 

@@ -153,17 +153,21 @@ class Store:
         )
 
     def mark_done(self, unit_id: str, result: dict[str, Any]) -> None:
+        """A finished unit; ``worker`` becomes where it ran (``host:pid``, on Ray ``host:pid node=<id>``)
+        when the result says, in place of the executor's name set by :meth:`mark_running`."""
         self.db.execute(
             "UPDATE units SET status = 'done', finished = ?, seconds = ?, metrics = ?, artifacts = ?, conventions = ?, "
-            "model_hashes = ?, code_version = ?, error = NULL WHERE id = ?",
+            "model_hashes = ?, code_version = ?, error = NULL, worker = COALESCE(?, worker) WHERE id = ?",
             (
                 time.time(), result.get("seconds"), dump_json(result.get("metrics", {})), dump_json(result.get("artifacts", {})),
-                dump_json(result.get("conventions", {})), dump_json(result.get("model_hashes", {})), result.get("code_version"), unit_id,
+                dump_json(result.get("conventions", {})), dump_json(result.get("model_hashes", {})), result.get("code_version"),
+                result.get("worker"), unit_id,
             ),
         )
 
-    def mark_failed(self, unit_id: str, error: str, seconds: float | None = None) -> None:
-        self.db.execute("UPDATE units SET status = 'failed', finished = ?, seconds = ?, error = ? WHERE id = ?", (time.time(), seconds, error, unit_id))
+    def mark_failed(self, unit_id: str, error: str, seconds: float | None = None, worker: str | None = None) -> None:
+        self.db.execute("UPDATE units SET status = 'failed', finished = ?, seconds = ?, error = ?, worker = COALESCE(?, worker) WHERE id = ?",
+                        (time.time(), seconds, error, worker, unit_id))
 
     def get(self, unit_id: str) -> UnitRecord | None:
         row = self.db.execute("SELECT * FROM units WHERE id = ?", (unit_id,)).fetchone()

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import StitchkitError, unknown_name
 from ..utils.run_options import RunOptions
+from ..utils.write_errors import disk_full_cause
 from .params import identity
 
 #: written into a unit's folder when it finishes: the unit and its whole result (a store can be rebuilt
@@ -163,8 +164,20 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        message = str(exc) if isinstance(exc, StitchkitError) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        message = _failure_message(exc, final)
         return {"ok": False, "error": message, "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started, "worker": worker}
+
+
+def _failure_message(exc: BaseException, final: Path) -> str:
+    """One line for the store: a StitchkitError's own sentence; a write that ran out of space (disk,
+    quota, file-size limit) named as such with where it was writing; otherwise the exception."""
+    if isinstance(exc, StitchkitError):
+        return str(exc)
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    cause = disk_full_cause(exc, final)
+    if cause:
+        return f"{cause} ({text}); nothing of this unit was kept: free space and run the study again"
+    return text
 
 
 def _relative_to(path: Path, folder: Path) -> str:
