@@ -51,6 +51,7 @@ CLI_CASES: list[Case] = [
     _c("study/provenance", "study {W}/cfg/allow_not_bool.toml --out {O}/s --no-progress --no-report", "networks.allow_other_dataset"),
     # -- honest: TLM that trains nothing --------------------------------------------------------------------------
     _c("cli/honest", _replace(STITCH, "-i pinv", "-i rand"), "would record an untrained stitching layer"),
+    _c("cli/honest", _replace(STITCH, "-i pinv", "-i eye"), "init 'eye' would record an untrained stitching layer"),
     _c("cli/honest", _replace(_replace(STITCH, "-i pinv", "-i rand"), "layer1.0 layer1.0", "layer2.0 layer3.0") + " -s 3", "untrained"),
     # -- honest: non-finite hyperparameters (each command's float options) ---------------------------------------
     _c("cli/honest", TLM + " -wd nan", FINITE),

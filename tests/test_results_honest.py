@@ -88,7 +88,8 @@ def test_tlm_with_no_epochs_is_refused_and_dm_with_none_is_fine():
     with pytest.raises(StitchkitError, match="untrained stitching layer"):
         StitchSettings(epochs=0, init="rand").validate()
     StitchSettings(epochs=0, init="pinv").validate()
-    StitchSettings(epochs=0, init="eye").validate()  # the identity: a deliberate untrained baseline
+    with pytest.raises(StitchkitError, match="init 'eye' would record an untrained stitching layer"):
+        StitchSettings(epochs=0, init="eye").validate()
 
 
 def test_a_clamped_count_warns_and_gives_the_number_used():

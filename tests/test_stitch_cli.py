@@ -197,10 +197,12 @@ def test_no_save_and_two_experiments_in_one_folder(checkpoints, tmp_path, capsys
     a, b = checkpoints
     base = [a, b, "-", "-", "layer2.0", "layer2.0", "rc2c_pre", "-e", "0", "--test-samples", "40", "--results-root", tmp_path] + FAST
     assert run(["stitch", *base, "-i", "pinv", "--no-save"], capsys)[0] == 0
-    assert run(["stitch", *base, "-i", "eye"], capsys)[0] == 0
+    assert run(["stitch", *base, "-i", "eye"], capsys)[0] == 2  # an untrained layer is no result
+    trained = [("1" if b == "0" else b) for b in base]  # -e 1
+    assert run(["stitch", *trained, "--train-subset", "16", "-i", "eye"], capsys)[0] == 0
     runs = sorted(tmp_path.iterdir())
     assert [sorted(p.name for p in r.iterdir()) for r in runs] == [
-        ["config.json", "config.txt", "final_model.pt", "result.json", "summary.txt"],  # eye (sorted first by name)
+        ["config.json", "config.txt", "final_model.pt", "result.json", "summary.txt", "training_logs.csv"],  # eye, trained (sorted first)
         ["config.json", "config.txt", "result.json", "summary.txt"],  # pinv with --no-save
     ]
     code, out, _ = run(["collect", tmp_path, "-o", tmp_path / "tables"], capsys)

@@ -162,10 +162,10 @@ class StitchSettings(RunOptions):
                                      "give their number with -pinv-samples K (the original's default is 100)")
             if self.rcond is not None:
                 raise StitchkitError("rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff")
-        # an untrained random layer is no result; the identity (-i eye) with 0 epochs is a deliberate baseline
-        if self.epochs == 0 and self.init == "rand":
-            raise StitchkitError("0 epochs (-e 0) with init 'rand' would record an untrained stitching layer (its random start) as a result; "
-                                 "train it (-e 1 or more) or fit it by direct matching (-i pinv)")
+        # 0 epochs is direct matching; any other start left untrained is no stitching result
+        if self.epochs == 0 and self.init != "pinv":
+            raise StitchkitError(f"0 epochs (-e 0) with init {self.init!r} would record an untrained stitching layer (its starting point) as a "
+                                 "result; train it (-e 1 or more) or fit it by direct matching (-i pinv)")
         return self
 
     def conventions(self) -> dict[str, str]:
