@@ -40,6 +40,7 @@ from ..training.loop import EpochLog, TrainingDiverged
 from ..utils.progress import progress_bar
 from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler, split_schedule
 from ..utils.compile import maybe_compile
+from ..utils.memory import available_memory
 from .matching import l1_penalty
 from .stitcher import Stitcher, _cut
 
@@ -99,12 +100,7 @@ def memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * GPU_MEMORY_SHARE)
-    available = None
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
+    available = available_memory()
     if available is None:
         available = 4 * 2**30
     return int(min(available * CPU_MEMORY_SHARE, CPU_BUDGET_CAP))
