@@ -10,6 +10,7 @@ The test that removes a node runs last: the module's cluster has one worker node
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -66,11 +67,13 @@ def cluster():
 @contextlib.contextmanager
 def job(cluster, hook=setup_worker):
     """This process as a Ray driver on the cluster; the job's workers run ``hook`` when they start."""
+    own_print = builtins.print  # ray.init replaces it with Ray's own; later tests in this process expect Python's
     ray.init(address=cluster.address, runtime_env={"worker_process_setup_hook": hook}, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+        builtins.print = own_print
 
 
 def study(tmp_path, monkeypatch, units, device="cpu"):
