@@ -107,6 +107,8 @@ def build(world: Path) -> None:
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(w / "f_16bit_rgb" / "train" / "dog" / "colour.png")
     _folder(w / "f_cut_jpeg", mode="RGB")
     _cut_jpeg(w / "f_cut_jpeg" / "test" / "dog" / "broken.jpg")
+    _folder(w / "f_cut_train", mode="RGB")
+    _cut_jpeg(w / "f_cut_train" / "train" / "dog" / "broken.jpg")
     _folder(w / "f_fake_png")
     (w / "f_fake_png" / "train" / "cat" / "fake.png").write_text("this is text, not a PNG\n")
     _folder(w / "f_empty_class")
@@ -166,6 +168,9 @@ CLI_CASES: list[Case] = [
          f"/{OWN}/f_cut_jpeg/test/dog/broken.jpg: its data is cut short"),
     Case("folder/honest", f"eval {{W}}/{OWN}/rgb2.pt -d {_folder_name('f_cut_jpeg')}@3x8x8 {QUIET} -workers 0",
          f"/{OWN}/f_cut_jpeg/test/dog/broken.jpg: its data is cut short"),
+    # found while training, before the first epoch ends: nothing to resume, so the run leaves nothing
+    Case("folder/honest", f"train small_cnn -d {_folder_name('f_cut_train')}@3x8x8 --width 2 -e 1 -b 2 {QUIET} -workers 0 -dir {{O}}/t",
+         f"/{OWN}/f_cut_train/train/dog/broken.jpg: its data is cut short"),
 ]
 
 

@@ -223,6 +223,7 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         if "scheduler" in start.checkpoint.extra:
             scheduler.load_state_dict(dict(start.checkpoint.extra["scheduler"]))
     run_config = _run_config(settings, info, model.stitchkit_spec, device, dist_info, len(train_set), start.mismatches)
+    new_folder = not save_dir.exists()
     if dist_info.is_main:
         ensure_writable_dir(save_dir)
         write_json_atomic(save_dir / RUN_CONFIG, run_config)
@@ -242,12 +243,17 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
 
     step = classification_step(topk=(1, 5))
     started = time.perf_counter()
-    history = fit(
-        train_module, train_loader, optimizer=optimizer, epochs=settings.epochs, device=device, val_loader=test_loader,
-        scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=settings.amp and device.type == "cuda",
-        start_epoch=start.epoch, seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
-        verbose=settings.verbose and dist_info.is_main, desc=f"train {settings.model}",
-    )
+    try:
+        history = fit(
+            train_module, train_loader, optimizer=optimizer, epochs=settings.epochs, device=device, val_loader=test_loader,
+            scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=settings.amp and device.type == "cuda",
+            start_epoch=start.epoch, seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
+            verbose=settings.verbose and dist_info.is_main, desc=f"train {settings.model}",
+        )
+    except BaseException:
+        if dist_info.is_main and start.checkpoint is None and not (save_dir / "last.pt").exists():
+            _remove_unstarted_run(save_dir, new_folder)
+        raise
     metrics = _final_metrics(settings, history, len(train_set), dist_info.world_size, time.perf_counter() - started)
     result = {"metrics": metrics, "save_dir": str(save_dir), "final": str(save_dir / "final.pt")}
     if dist_info.is_main:
@@ -255,6 +261,15 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         write_json_atomic(save_dir / "metrics.json", metrics)
     barrier()
     return result
+
+
+def _remove_unstarted_run(save_dir: Path, new_folder: bool) -> None:
+    """A run that failed before its first epoch finished (a damaged image, a bad batch, Ctrl-C) leaves
+    nothing to resume: its config files go, and its folder too when this run made it."""
+    for name in (RUN_CONFIG, "config.txt"):
+        (save_dir / name).unlink(missing_ok=True)
+    if new_folder and save_dir.is_dir() and not any(save_dir.iterdir()):
+        save_dir.rmdir()
 
 
 def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
