@@ -180,6 +180,24 @@ def _test_above_split(world: Path, out: Path) -> None:
     assert pair.options["test_samples"] == pair.n_test < 10**6, (pair.options["test_samples"], pair.n_test)
 
 
+def _check_counts_above_split(world: Path, out: Path) -> None:
+    from stitchkit.models.loading import load_model
+    from stitchkit.ood.evaluate import check_detectors
+
+    model, _ = load_model(str(world / "ck0" / "final.pt"))
+    check = check_detectors(model, ["layer4.1"], id_dataset="digits", training_free=["knn"], training_free_options={"knn": {"k": 5}},
+                            fit_samples=32, id_samples=100_000, sanity_samples=32)
+    assert check.metrics["layer4.1"]["knn"].n_id == 359  # the number used is what the metrics record
+
+
+def _similarity_samples_above_split(world: Path, out: Path) -> None:
+    from stitchkit.similarity.models import compare_checkpoints
+
+    report = compare_checkpoints(str(world / "ck0" / "final.pt"), str(world / "ck1" / "final.pt"), layers1=["layer3.1"],
+                                 layers2=["layer3.1"], dataset="digits", n_samples=100_000, measures=["cka"], device="cpu")
+    assert report.info["n_samples"] == 359, report.info
+
+
 def _collect_label_k(world: Path, out: Path) -> None:
     from stitchkit.stitching.collect import collect_results
     from stitchkit.stitching.grid import stitch_grid
@@ -269,6 +287,10 @@ API_CASES: list[ApiCase] = [
     ApiCase("api", "api", "set_seed with a string", _set_seed("3"), "seed must be an integer, got '3'"),
     ApiCase("api", "api", "set_seed of 2**64", _set_seed(2**64), SEED_RANGE),
     ApiCase("api", "api", "set_seed with a float", _set_seed(1.5), "seed must be an integer"),
+    ApiCase("api", "honest", "detector check with more ID test images than the split", _check_counts_above_split,
+            "--id-samples: the test split of digits has only 359 images, fewer than the 100000 asked for", expect="warning"),
+    ApiCase("api", "honest", "similarity with more samples than the test split", _similarity_samples_above_split,
+            "--n-samples (n_samples): the data compared has only 359 images", expect="warning"),
     ApiCase("api", "api", "compare with a string seed", _compare_seed, "seed must be an integer"),
     ApiCase("api", "api", "direct_match with a string seed", _dm_seed, "seed must be an integer"),
     ApiCase("api", "api", "StitchSettings with seed 2**64", _settings("stitch", seed=2**64), SEED_RANGE),

@@ -52,13 +52,17 @@ def clamped_count(n: int | None, available: int, what: str) -> int | None:
     return n
 
 
-def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None, *, what: str | None = None) -> Dataset:
+def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None, *, what: str | None = None,
+                  clamp: str | None = None) -> Dataset:
     """The first ``n_samples`` items (seed None, like the original's test-set measures) or a seeded
     random subset of that size (like the original's K training images for direct matching); all of
     ``dataset`` when ``n_samples`` is None or covers it. With ``what`` (the option and the set, for the
-    message) a subset larger than the set is refused (:func:`check_subset_size`)."""
+    message) a subset larger than the set is refused (:func:`check_subset_size`); with ``clamp`` instead
+    it takes all of the set and says so (:func:`clamped_count`)."""
     if what is not None:
         check_subset_size(n_samples, len(dataset), what)
+    if clamp is not None:
+        n_samples = clamped_count(n_samples, len(dataset), clamp)
     if n_samples is None or n_samples >= len(dataset):
         return dataset
     if n_samples < 1:

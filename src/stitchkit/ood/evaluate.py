@@ -364,7 +364,8 @@ def check_detectors(
         seconds["load_energy_detectors"] = time.perf_counter() - started
     if training_free:
         started = time.perf_counter()
-        fit_set = sample_subset(get_dataset(info.name, "train", root=data_root, augment=False), fit_samples, seed=seed)
+        fit_set = sample_subset(get_dataset(info.name, "train", root=data_root, augment=False), fit_samples, seed=seed,
+                                clamp=f"--fit-samples: the training split of {info.name}")
         fitted = fit_training_free(model, layers, fit_set, names=training_free, options=training_free_options, device=device,
                                    batch_size=batch_size, progress=progress)
         for layer in layers:
@@ -373,11 +374,12 @@ def check_detectors(
     if not any(detectors.values()):
         raise StitchkitError("no detectors to check: give a detector registry (-detectors) or training-free detectors")
     started = time.perf_counter()
-    id_set = sample_subset(get_dataset(info.name, "test", root=data_root), id_samples)
+    id_set = sample_subset(get_dataset(info.name, "test", root=data_root), id_samples, clamp=f"--id-samples: the test split of {info.name}")
     id_s = genuine_scores(model, detectors, id_set, device=device, batch_size=batch_size, progress=progress, desc="ID test scores")
     seconds["id_scores"] = time.perf_counter() - started
     started = time.perf_counter()
-    sanity_set = sample_subset(get_dataset(sanity_dataset, "test", root=sanity_root or data_root, shape=info.shape), sanity_samples)
+    sanity_set = sample_subset(get_dataset(sanity_dataset, "test", root=sanity_root or data_root, shape=info.shape), sanity_samples,
+                               clamp=f"--sanity-samples: the test split of {sanity_dataset}")
     sc_s = genuine_scores(model, detectors, sanity_set, device=device, batch_size=batch_size, progress=progress, desc=f"{sanity_dataset} scores")
     seconds["sanity_scores"] = time.perf_counter() - started
     metrics = {

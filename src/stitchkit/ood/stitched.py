@@ -160,7 +160,7 @@ def _run_detectors(opts: _TestOptions, registry: DetectorRegistry | None, end: n
     fit_set = None
     if opts.training_free:
         train = get_dataset(id_name, "train", root=opts.id_data_root or opts.data_root, augment=False)
-        fit_set = sample_subset(train, opts.fit_samples, seed=opts.seed)
+        fit_set = sample_subset(train, opts.fit_samples, seed=opts.seed, clamp=f"--fit-samples: the training split of {id_name}")
     return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=opts.training_free,
                                training_free_options=opts.training_free_options, fit_set=fit_set, device=dev, batch_size=opts.batch_size,
                                workers=opts.workers, progress=opts.progress)
@@ -170,7 +170,8 @@ def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[
                   shape: tuple[int, ...], dev: torch.device, exp_dir: Path, pending: _PendingScores) -> dict[str, dict[str, Any]]:
     """The detectors on genuine ID test activations against the sanity dataset's, per end layer."""
     name = opts.sanity_dataset
-    sc_set = sample_subset(get_dataset(name, "test", root=opts.sanity_root or opts.data_root, shape=shape), opts.test_samples)
+    sc_set = sample_subset(get_dataset(name, "test", root=opts.sanity_root or opts.data_root, shape=shape), opts.test_samples,
+                           clamp=f"--test-samples: the test split of {name}")
     sc_scores = genuine_scores(end, detectors, sc_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress,
                                desc=name)
     sanity: dict[str, dict[str, Any]] = {}
@@ -191,7 +192,7 @@ def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: 
     batch the front network runs once for all front layers, and per end layer the suffix and the
     detectors once for all its stitches; each stitch's result (against the ``genuine`` scores and norms
     of its end layer) in the order of ``ordered``, and the largest group."""
-    eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples)
+    eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples, clamp=f"--test-samples: the test split of {eval_name}")
     # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
     front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
     end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
@@ -243,7 +244,8 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
 
     # ID scores and activation norms, one pass over the ID test set for all end layers
     started = time.perf_counter()
-    id_set = sample_subset(get_dataset(id_info.name, "test", root=opts.id_data_root or opts.data_root, shape=info.shape), opts.test_samples)
+    id_set = sample_subset(get_dataset(id_info.name, "test", root=opts.id_data_root or opts.data_root, shape=info.shape), opts.test_samples,
+                           clamp=f"--test-samples: the test split of {id_info.name}")
     genuine = genuine_pass(end, detectors, id_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
     id_scores = genuine.scores
     seconds["id_scores"] = time.perf_counter() - started

@@ -148,7 +148,7 @@ def compare_models(
     layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
     if not all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
-    subset = sample_subset(data, n_samples)
+    subset = sample_subset(data, n_samples, clamp="--n-samples (n_samples): the data compared")
     clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, item_shape(subset), ranks_x, ranks_y)
     fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
     same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
