@@ -215,3 +215,25 @@ def test_summary_boxes_draw_the_given_quartiles():
     assert boxes[0].get_facecolor() != boxes[1].get_facecolor()
     with pytest.raises(StitchkitError, match="no distributions to draw"):
         summary_boxes({})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_a_matrix_keeps_its_interval_and_p_values_through_every_file_format(tmp_path, suffix):
+    m = Matrix(["a", "b"], ["c", "d"], [[0.5, 0.6], [0.7, math.nan]], kind="accuracy", name="acc",
+               lower=[[0.4, 0.5], [0.6, math.nan]], upper=[[0.6, 0.7], [0.8, math.nan]], p_value=[[0.01, 0.2], [0.03, math.nan]],
+               interval={"level": 0.95, "resamples": 1000, "method": "percentile", "seed": 0})
+    back = Matrix.load(m.save(tmp_path / f"m{suffix}"))
+    assert back.cols == ["c", "d"] and back.ci("a", "d") == (0.5, 0.7)
+    np.testing.assert_array_equal(back.ci()[1], np.array(m.upper))
+    np.testing.assert_array_equal(np.array(back.p_value), np.array(m.p_value))
+    if suffix == ".csv":
+        header = (tmp_path / "m.csv").read_text().splitlines()[0]
+        assert header.endswith("c (lower),d (lower),c (upper),d (upper),c (p),d (p)")
+
+
+def test_a_matrix_without_an_interval_says_how_to_get_one():
+    m = Matrix(["a"], ["b"], [[1.0]], name="acc")
+    with pytest.raises(StitchkitError, match="no confidence intervals; compute it with bootstrap"):
+        m.ci("a", "b")
+    with pytest.raises(StitchkitError, match="both bounds"):
+        Matrix(["a"], ["b"], [[1.0]], lower=[[0.5]])

@@ -62,6 +62,11 @@ def _check_file(path: str | os.PathLike) -> tuple[Path, str]:
     return path, fmt
 
 
+#: a matrix's optional grids beside its values, and the suffix of their CSV / Parquet columns
+BOUND_FIELDS = ("lower", "upper", "p_value")
+BOUND_SUFFIX = {"lower": "lower", "upper": "upper", "p_value": "p"}
+
+
 @dataclass
 class Matrix:
     """``values[i][j]`` belongs to row ``rows[i]`` and column ``cols[j]`` (NaN where nothing was measured).
@@ -69,6 +74,11 @@ class Matrix:
     ``kind`` is one of :data:`KINDS`; ``range`` the interval the values lie in (``(lo, hi)``, either end
     ``None`` when open, e.g. ``(0, None)`` for a residual), used as the colour scale of :meth:`plot`.
     ``row_label`` / ``col_label`` name the axes, ``name`` the quantity (the plot's title).
+
+    How sure each value is, where it was measured: ``lower`` / ``upper`` the bounds of its confidence
+    interval and ``p_value`` its permutation p-value against the null of unrelated representations
+    (each the shape of ``values``, NaN where a cell has none; None when the matrix has none at all), and
+    ``interval`` how they were made (``level``, ``resamples``, ``method``, ``seed``, ``permutations``, …).
     """
 
     rows: list[str]
@@ -80,16 +90,21 @@ class Matrix:
     col_label: str = "end layer"
     name: str = ""
     provenance: Provenance = field(default_factory=Provenance)
+    lower: list[list[float]] | None = None
+    upper: list[list[float]] | None = None
+    p_value: list[list[float]] | None = None
+    interval: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = [str(r) for r in self.rows]
         self.cols = [str(c) for c in self.cols]
-        if hasattr(self.values, "tolist"):  # a numpy array
-            self.values = self.values.tolist()
-        self.values = [[_float(v) for v in row] for row in self.values]
-        if len(self.values) != len(self.rows) or any(len(row) != len(self.cols) for row in self.values):
-            shape = (len(self.values), max((len(row) for row in self.values), default=0))
-            raise StitchkitError(f"a matrix of {len(self.rows)} rows and {len(self.cols)} columns got values of shape {shape}")
+        self.values = self._grid(self.values, "values")
+        for extra in BOUND_FIELDS:
+            if getattr(self, extra) is not None:
+                setattr(self, extra, self._grid(getattr(self, extra), extra))
+        if (self.lower is None) != (self.upper is None):
+            raise StitchkitError("a matrix's interval needs both bounds (lower and upper) or neither")
+        self.interval = dict(self.interval or {})
         if self.kind not in KINDS:
             raise unknown_name("matrix kind", str(self.kind), KINDS)
         if self.range is not None:
@@ -98,18 +113,46 @@ class Matrix:
         if isinstance(self.provenance, Mapping):
             self.provenance = Provenance.from_dict(self.provenance)
 
+    def _grid(self, values: Any, what: str) -> list[list[float]]:
+        """``values`` as a list of row lists of floats, checked against the labels."""
+        if hasattr(values, "tolist"):  # a numpy array
+            values = values.tolist()
+        values = [[_float(v) for v in row] for row in values]
+        if len(values) != len(self.rows) or any(len(row) != len(self.cols) for row in values):
+            shape = (len(values), max((len(row) for row in values), default=0))
+            raise StitchkitError(f"a matrix of {len(self.rows)} rows and {len(self.cols)} columns got {what} of shape {shape}")
+        return values
+
     # --- access ----------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.rows), len(self.cols)
 
+    @property
+    def has_interval(self) -> bool:
+        return self.lower is not None
+
+    def ci(self, row: str | None = None, col: str | None = None):
+        """The confidence interval: of one cell, ``(lower, upper)`` by labels; of every cell (no labels),
+        two arrays shaped like :meth:`to_numpy`. Refused when the matrix has none (turn the bootstrap on)."""
+        if self.lower is None or self.upper is None:
+            raise StitchkitError(f"the matrix {self.name or '(unnamed)'!r} has no confidence intervals; compute it with bootstrap "
+                                 "resamples (e.g. bootstrap=1000, or --bootstrap 1000)")
+        if row is None and col is None:
+            return np.array(self.lower, dtype=float), np.array(self.upper, dtype=float)
+        i, j = self._index(row, col)
+        return self.lower[i][j], self.upper[i][j]
+
     def __getitem__(self, key: tuple[str, str]) -> float:
         """``matrix[row, col]`` by labels."""
-        row, col = key
+        i, j = self._index(*key)
+        return self.values[i][j]
+
+    def _index(self, row: Any, col: Any) -> tuple[int, int]:
         for labels, label, what in ((self.rows, row, self.row_label), (self.cols, col, self.col_label)):
             if label not in labels:
                 raise StitchkitError(f"{label!r} is not a {what} of this matrix; it has {', '.join(labels)}")
-        return self.values[self.rows.index(row)][self.cols.index(col)]
+        return self.rows.index(row), self.cols.index(col)
 
     def to_numpy(self) -> np.ndarray:
         return np.array(self.values, dtype=float).reshape(self.shape)
@@ -133,6 +176,8 @@ class Matrix:
             "name": self.name, "rows": self.rows, "cols": self.cols, "values": self.values, "kind": self.kind,
             "range": None if self.range is None else list(self.range), "row_label": self.row_label, "col_label": self.col_label,
             "provenance": self.provenance.to_dict(),
+            **{extra: getattr(self, extra) for extra in BOUND_FIELDS if getattr(self, extra) is not None},
+            **({"interval": self.interval} if self.interval else {}),
         })
 
     @classmethod
@@ -145,6 +190,7 @@ class Matrix:
             rows=list(data["rows"]), cols=list(data["cols"]), values=data["values"], kind=data.get("kind") or "similarity",
             range=data.get("range"), row_label=data.get("row_label") or "front layer", col_label=data.get("col_label") or "end layer",
             name=name if name is not None else data.get("name", ""), provenance=Provenance.from_dict(data.get("provenance")),
+            **{extra: data.get(extra) for extra in BOUND_FIELDS}, interval=data.get("interval") or {},
         )
 
     # --- files -----------------------------------------------------------------------------------
@@ -153,9 +199,23 @@ class Matrix:
         """The CSV's first header cell: ``row label \\ column label``."""
         return f"{self.row_label} \\ {self.col_label}"
 
+    def table_columns(self) -> list[str]:
+        """The CSV and Parquet header: the corner, the columns' values, then each bound the matrix has,
+        column by column (``"layer2.1 (lower)"``, …, ``"layer2.1 (upper)"``, …, ``"layer2.1 (p)"``)."""
+        bounds = [f"{c} ({BOUND_SUFFIX[extra]})" for extra in BOUND_FIELDS if getattr(self, extra) is not None for c in self.cols]
+        return [self.corner, *self.cols, *bounds]
+
     def table_rows(self) -> list[dict[str, Any]]:
-        """One dict per row, ``{corner: row, col: value, …}``: the CSV and Parquet layout."""
-        return [{self.corner: row, **dict(zip(self.cols, values))} for row, values in zip(self.rows, self.values)]
+        """One dict per row, ``{corner: row, col: value, …, "col (lower)": …}``: the CSV and Parquet layout."""
+        out = []
+        for i, row in enumerate(self.rows):
+            cells = {self.corner: row, **dict(zip(self.cols, self.values[i]))}
+            for extra in BOUND_FIELDS:
+                grid = getattr(self, extra)
+                if grid is not None:
+                    cells.update({f"{c} ({BOUND_SUFFIX[extra]})": v for c, v in zip(self.cols, grid[i])})
+            out.append(cells)
+        return out
 
     def save(self, path: str | os.PathLike) -> Path:
         """CSV, JSON or Parquet by the suffix; written whole or not at all."""
@@ -163,9 +223,9 @@ class Matrix:
         if fmt == "json":
             writers.write_json(path, self.to_dict())
         elif fmt == "csv":
-            writers.write_csv(path, self.table_rows(), [self.corner, *self.cols])
+            writers.write_csv(path, self.table_rows(), self.table_columns())
         else:
-            writers.write_parquet(path, self.table_rows(), [self.corner, *self.cols])
+            writers.write_parquet(path, self.table_rows(), self.table_columns())
         return path
 
     @classmethod
@@ -179,8 +239,11 @@ class Matrix:
         if not columns or " \\ " not in columns[0]:
             raise StitchkitError(f"{str(path)!r} is not a matrix file: its first header cell should be 'row label \\ column label'")
         row_label, col_label = columns[0].split(" \\ ", 1)
-        return cls(rows=[str(r[columns[0]]) for r in rows], cols=columns[1:], values=[[r[c] for c in columns[1:]] for r in rows],
-                   row_label=row_label, col_label=col_label, **fields_)
+        suffixes = {f" ({suffix})": extra for extra, suffix in BOUND_SUFFIX.items()}
+        cols = [c for c in columns[1:] if not any(c.endswith(s) for s in suffixes)]
+        extras = {extra: [[r[f"{c}{s}"] for c in cols] for r in rows] for s, extra in suffixes.items() if f"{cols[0]}{s}" in columns} if cols else {}
+        return cls(rows=[str(r[columns[0]]) for r in rows], cols=cols, values=[[r[c] for c in cols] for r in rows],
+                   row_label=row_label, col_label=col_label, **{**extras, **fields_})
 
 
 @dataclass
