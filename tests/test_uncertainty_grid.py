@@ -152,3 +152,14 @@ def test_pair_samples_refuse_mismatched_lengths(tmp_path):
     s = PairSamples(np.ones(3), np.ones(3), np.ones(3), np.zeros(3), None, np.arange(3))
     s.save(tmp_path / "x.npz")
     assert set(read_npz(tmp_path / "x.npz")) == {"hits", "residual_num", "residual_den", "images", "end_hits"}
+
+
+def test_the_donors_hits_come_from_the_activation_cache_when_their_pass_is_skipped(donors, grouped, tmp_path):
+    _, results = grouped
+    settings = _settings(activation_cache=str(tmp_path / "cache"))
+    first = stitch_grid(*donors, ["layer1.1"], ["layer2.0"], settings)[0]
+    second = stitch_grid(*donors, ["layer3.1"], ["layer4.0"], settings)[0]  # donors' accuracies read from the cache
+    for r in (first, second):
+        np.testing.assert_array_equal(r.samples.end_hits, results[0].samples.end_hits)
+        np.testing.assert_array_equal(r.samples.front_hits, results[0].samples.front_hits)
+    np.testing.assert_array_equal(second.samples.hits, results[3].samples.hits)

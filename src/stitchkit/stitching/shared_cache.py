@@ -11,15 +11,17 @@ import numpy as np
 from torch import nn
 
 from ..activations.extract import ActivationCache
+from ..errors import StitchkitError
 from ..models.layers import layered
-from ..utils.io import atomic_path
 from .donors import Donor
 from .grid_evaluation import SharedActivations
 from .grouped import GridPass
+from .per_sample import read_npz, write_npz_atomic
 
 
-#: each donor's per-image hits (uint8, the samples' order) beside its accuracy record in the cache
-HITS_FILE = "hits.npy"
+#: each donor's per-image hits (uint8 ``hits``, the samples' order) beside its accuracy record in the cache
+#: (not ``.npy``: that folder's ``<layer>.npy`` files are activations)
+HITS_FILE = "donor_hits.npz"
 
 DonorRecord = tuple[float | None, float | None, "np.ndarray | None", "np.ndarray | None"]
 
@@ -39,10 +41,10 @@ def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Dono
             hits.append(None)
             continue
         try:
-            values = np.load(path)
-        except (OSError, ValueError):
-            return None  # an entry from before per-image hits were kept: measure again
-        if values.shape != (n,):
+            values = read_npz(path).get("hits") if path.is_file() else None
+        except StitchkitError:  # a damaged cache entry is a missing one
+            values = None
+        if values is None or values.shape != (n,):  # an entry from before per-image hits were kept: measure again
             return None
         hits.append(values.astype(np.uint8))
     return records[0]["accuracy"], records[1]["accuracy"], hits[0], hits[1]
@@ -53,8 +55,7 @@ def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor
         return
     for donor, accuracy, hits in zip((front, end), record[:2], record[2:]):
         if hits is not None:  # first, so that an accuracy record always has its hits
-            with atomic_path(cache.folder(donor.model, sample_key) / HITS_FILE) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, np.asarray(hits, dtype=np.uint8))
+            write_npz_atomic(cache.folder(donor.model, sample_key) / HITS_FILE, {"hits": np.asarray(hits, dtype=np.uint8)})
         cache.put_accuracy(donor.model, sample_key, accuracy, n)
 
 
