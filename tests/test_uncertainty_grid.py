@@ -163,3 +163,30 @@ def test_the_donors_hits_come_from_the_activation_cache_when_their_pass_is_skipp
         np.testing.assert_array_equal(r.samples.end_hits, results[0].samples.end_hits)
         np.testing.assert_array_equal(r.samples.front_hits, results[0].samples.front_hits)
     np.testing.assert_array_equal(second.samples.hits, results[3].samples.hits)
+
+
+def test_the_study_stitch_unit_writes_the_grids_per_sample_statistics(donors, tmp_path):
+    from stitchkit.models.checkpoint import save_checkpoint
+    from stitchkit.study.kinds import run_stitch
+    from stitchkit.study.units import Unit, UnitContext
+
+    deps = {}
+    for name, model in zip(("front", "end"), donors):
+        path = tmp_path / name / "final.pt"
+        save_checkpoint(path, model, dataset="digits", input_shape=(1, 28, 28))
+        deps[name] = {"kind": "network", "params": {}, "metrics": {}, "artifacts": {"checkpoint": str(path)}}
+    params = {"dataset": "digits", "seed": 0, "method": "dm", "front_layers": FRONTS, "end_layers": ENDS, "type": "auto", "fit_samples": 100,
+              "eval_samples": 90}
+    out = tmp_path / "unit"
+    out.mkdir()
+    ctx = UnitContext(tmp_path, out, deps, {"device": "cpu", "workers": 0})
+    result = run_stitch(Unit("stitch", params, ("front", "end")), ctx)
+    arrays = read_npz(result["artifacts"]["per_sample"])
+    assert result["artifacts"]["per_sample"] == out / PER_SAMPLE_FILE
+    assert arrays["hits"].shape == (2, 2, 90) and list(arrays["front_layers"]) == FRONTS and list(arrays["end_layers"]) == ENDS
+    matrices = result["metrics"]["matrices"]
+    assert np.array_equal(np.array(matrices["DM accuracy"]["values"]), arrays["hits"].mean(-1))
+    residual = np.array(matrices["DM residual (test, pooled)"]["values"])
+    assert np.array_equal(residual, arrays["residual_num"].sum(-1) / arrays["residual_den"].sum(-1))
+    assert result["metrics"]["end_accuracy"] == arrays["end_hits"].mean()
+    assert result["metrics"]["front_accuracy"] == arrays["front_hits"].mean()
