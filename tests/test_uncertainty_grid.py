@@ -190,3 +190,26 @@ def test_the_study_stitch_unit_writes_the_grids_per_sample_statistics(donors, tm
     assert np.array_equal(residual, arrays["residual_num"].sum(-1) / arrays["residual_den"].sum(-1))
     assert result["metrics"]["end_accuracy"] == arrays["end_hits"].mean()
     assert result["metrics"]["front_accuracy"] == arrays["front_hits"].mean()
+
+
+def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
+    import stitchkit
+
+    plain = stitchkit.stitch_grid(*donors, FRONTS, ENDS, "digits", test_samples=90, batch_size=32)
+    assert not plain.matrix("accuracy").has_interval
+    sure = stitchkit.stitch_grid(*donors, FRONTS, ENDS, "digits", test_samples=90, batch_size=32, bootstrap=200, bootstrap_seed=4)
+    for metric in ("accuracy", "residual", "relative_accuracy"):
+        stored, asked = sure.matrix(metric), plain.ci(metric, resamples=200, seed=4)
+        assert stored.has_interval and stored.interval["resamples"] == 200
+        np.testing.assert_array_equal(stored.to_numpy(), asked.to_numpy())
+        np.testing.assert_allclose(stored.ci()[0], asked.ci()[0], rtol=1e-12)
+        np.testing.assert_allclose(stored.ci()[1], asked.ci()[1], rtol=1e-12)
+        lower, upper = stored.ci()
+        assert np.all(lower <= stored.to_numpy() + 1e-12) and np.all(stored.to_numpy() <= upper + 1e-12)
+    rel = sure.matrix("relative_accuracy")
+    r = sure.pair(FRONTS[0], ENDS[1])
+    assert rel[FRONTS[0], ENDS[1]] == r.accuracy / r.end_accuracy and rel.ci(FRONTS[0], ENDS[1]) == tuple(r.relative_accuracy_ci)
+    assert sure.matrices["accuracy"].has_interval
+    assert plain.ci("accuracy", level=0.5).interval["level"] == 0.5
+    with pytest.raises(StitchkitError, match="metric with an interval"):
+        plain.ci("fit_residual")
