@@ -213,3 +213,31 @@ def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
     assert plain.ci("accuracy", level=0.5).interval["level"] == 0.5
     with pytest.raises(StitchkitError, match="metric with an interval"):
         plain.ci("fit_residual")
+
+
+def test_the_cli_prints_intervals_and_collect_writes_bounds(donors, tmp_path, capsys):
+    from stitchkit.cli import main
+    from stitchkit.models.checkpoint import save_checkpoint
+
+    paths = []
+    for name, model in zip(("a", "b"), donors):
+        paths.append(tmp_path / f"{name}.pt")
+        save_checkpoint(paths[-1], model, dataset="digits", input_shape=(1, 28, 28))
+    base = ["stitch", *map(str, paths), "-", "-", "layer3.1", "layer4.0", "auto", "-e", "0", "-i", "pinv", "--test-samples", "90",
+            "-b", "32", "--results-root", str(tmp_path / "results"), "-dir", "dm", "-gpu", "-1", "-workers", "0", "--no-progress",
+            "--no-activation-cache"]
+    assert main(base) == 0
+    assert "CI" not in capsys.readouterr().out
+    assert main(base + ["--bootstrap", "200", "--level", "0.9"]) == 0  # the stored run, not run again
+    out = capsys.readouterr().out
+    assert "stored result" in out and "(90% CI " in out
+    assert main(["collect", str(tmp_path / "results" / "dm"), "--bootstrap", "200", "--level", "0.9", "--print", "accuracy"]) == 0
+    out = capsys.readouterr().out
+    assert "lower bound of the 90% interval" in out
+    group = json.loads((tmp_path / "results" / "dm" / "matrices.json").read_text())["groups"][0]
+    run = StitchResult.load(next(p for p in (tmp_path / "results" / "dm").iterdir() if p.is_dir()))
+    attach_intervals([run], BootstrapSpec(200, 0.9, 0))
+    assert group["bounds"]["accuracy"]["lower"][0][0] == run.accuracy_ci[0]
+    assert group["bounds"]["residual"]["upper"][0][0] == run.residual_ci[1]
+    assert group["interval"]["resamples"] == 200 and group["interval"]["n"] == 90
+    assert (tmp_path / "results" / "dm" / "accuracy.lower.csv").is_file()

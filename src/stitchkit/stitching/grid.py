@@ -114,8 +114,8 @@ def stitch_grid(
         results[(fl, el)] = result
         where = f" -> {result.run_dir}" if result.run_dir else ""
         if len(pairs) > 1:
-            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}%{describe_ci(result.accuracy_ci, 100, '.2f')} "
-                f"| residual {result.residual:.4f}{describe_ci(result.residual_ci)} "
+            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
+                f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
                 f"| fit residual {result.fit_residual:.4f}{where}")
         if on_result is not None:
             on_result(result)

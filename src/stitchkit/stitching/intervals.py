@@ -107,6 +107,9 @@ def attach_intervals(results: Sequence[StitchResult], spec: BootstrapSpec) -> No
             result.interval = {**spec.record(), "n": result.samples.n}
 
 
-def describe_ci(ci: Sequence[float] | None, scale: float = 1.0, fmt: str = ".4f") -> str:
-    """`` [lower, upper]`` for a printed line (empty without an interval)."""
-    return "" if ci is None else f" [{ci[0] * scale:{fmt}}, {ci[1] * scale:{fmt}}]"
+def describe_ci(result: StitchResult, metric: str, scale: float = 1.0, fmt: str = ".4f", unit: str = "") -> str:
+    """`` (95% CI lower–upper)`` of one of the result's intervals, for a printed line (empty without one)."""
+    ci = getattr(result, INTERVAL_FIELDS[metric])
+    if ci is None or result.interval is None:
+        return ""
+    return f" ({100 * result.interval['level']:g}% CI {ci[0] * scale:{fmt}}–{ci[1] * scale:{fmt}}{unit})"
