@@ -75,7 +75,7 @@ def register(sub) -> None:
         description="Stitch front_layer of the front model to end_layer of the end model with a stitching layer fitted by "
         "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
         "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
-        "(the stitching layer's state_dict), training_logs.csv (when trained) and result.json. Finished runs are skipped, "
+        "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
         "never overwritten, unless --overwrite.",
         examples=EXAMPLES,
     )
