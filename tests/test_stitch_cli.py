@@ -52,7 +52,7 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
     assert out.strip().splitlines()[-1].startswith("Clean accuracy: ") and out.strip().endswith("%")
     (run_dir,) = list((tmp_path / "results").iterdir())
     assert run_dir.name.startswith("layer4.1__layer1.0__rc2c_pre__pinv_e0__")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "config.txt", "final_model.pt", "result.json", "summary.txt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "config.txt", "final_model.pt", "per_sample.npz", "result.json", "summary.txt"]
     lines = (run_dir / "summary.txt").read_text().split("\n")
     assert lines[:4] == ["Front model: models/test/model_5.pt ", "End model: models/test2/model_5.pt ", "Front layer: layer4.1 ", "End layer: layer1.0 "]
     assert lines[4].startswith("Clean accuracy: 0.") and lines[4].endswith(" ") and len(lines[4].split()[2]) == 6
@@ -202,8 +202,8 @@ def test_no_save_and_two_experiments_in_one_folder(checkpoints, tmp_path, capsys
     assert run(["stitch", *trained, "--train-subset", "16", "-i", "eye"], capsys)[0] == 0
     runs = sorted(tmp_path.iterdir())
     assert [sorted(p.name for p in r.iterdir()) for r in runs] == [
-        ["config.json", "config.txt", "final_model.pt", "result.json", "summary.txt", "training_logs.csv"],  # eye, trained (sorted first)
-        ["config.json", "config.txt", "result.json", "summary.txt"],  # pinv with --no-save
+        ["config.json", "config.txt", "final_model.pt", "per_sample.npz", "result.json", "summary.txt", "training_logs.csv"],  # eye, trained
+        ["config.json", "config.txt", "per_sample.npz", "result.json", "summary.txt"],  # pinv with --no-save
     ]
     code, out, _ = run(["collect", tmp_path, "-o", tmp_path / "tables"], capsys)
     assert code == 0 and out.count("== ") == 2 and "init=eye" in out and "init=pinv" in out

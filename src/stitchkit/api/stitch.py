@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+import numpy as np
 
 from ..data.splits import DataSplits
 from ..errors import StitchkitError, unknown_name
@@ -16,11 +17,13 @@ from ..results.plot import heatmaps
 from ..stitching import grid
 from ..stitching.collect import METRIC_KINDS
 from ..stitching.donors import Donor
+from ..stitching.intervals import INTERVAL_FIELDS, bootstrap_spec, pair_intervals
 from ..stitching.records import StitchResult
 from ..stitching.run_folder import load_stitcher
 from ..stitching.settings import StitchSettings
 from ..stitching.stitcher import Stitcher
 from ..study.config import METHOD_TITLES, METHODS
+from ..uncertainty.bootstrap import DEFAULT_RESAMPLES, BootstrapSpec
 from .arguments import check_types
 from .inputs import loader_batch_size, resolve_data, resolve_model, same_source, split_options, with_model_classes
 
@@ -30,6 +33,8 @@ METHOD_INIT = {"dm": "pinv", "tlm": "rand", "tlm_from_dm": "pinv"}
 #: the columns of :meth:`StitchGridResult.to_pandas`, one row per pair
 PAIR_COLUMNS = ("front_layer", "end_layer", "stitching_type", "init", "epochs", "accuracy", "loss", "residual", "residual_batch_mean",
                 "fit_residual", "dm_fit_residual", "dm_rank", "n_fit", "n_test", "front_accuracy", "end_accuracy", "run_name", "run_dir")
+#: the matrices of a grid: the per-pair numbers, and the relative accuracy (accuracy / end accuracy)
+GRID_METRICS = {**METRIC_KINDS, "relative_accuracy": ("ratio", (0.0, None))}
 #: what the functions set themselves
 REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method='dm', 'tlm' or 'tlm_from_dm')"}
 
@@ -82,14 +87,49 @@ class StitchGridResult:
                           {"method": self.method, "dataset": first.dataset, **first.options}, dict(first.conventions))
 
     def matrix(self, metric: str = "accuracy") -> Matrix:
-        """Front × end matrix of one of :data:`METRIC_KINDS` (NaN where a pair has no value)."""
-        if metric not in METRIC_KINDS:
-            raise unknown_name("grid metric", metric, METRIC_KINDS)
-        kind, value_range = METRIC_KINDS[metric]
-        cells = {(r.front_layer, r.end_layer): getattr(r, metric) for r in self.pairs}
-        values = [[cells.get((f, e)) for e in self.end_layers] for f in self.front_layers]
+        """Front × end matrix of one of :data:`GRID_METRICS` (NaN where a pair has no value); with the
+        bootstrap on (``bootstrap=B``) the accuracy, residual and relative accuracy carry their intervals."""
+        cis = [getattr(r, INTERVAL_FIELDS[metric]) for r in self.pairs] if metric in INTERVAL_FIELDS else [None]
+        if any(ci is None for ci in cis):
+            return self._matrix(metric)
+        bounds = (np.array([ci[0] for ci in cis]), np.array([ci[1] for ci in cis]))
+        return self._matrix(metric, bounds, self.pairs[0].interval)
+
+    def ci(self, metric: str = "accuracy", *, resamples: int | None = None, level: float | None = None, seed: int | None = None) -> Matrix:
+        """The matrix of ``metric`` (``"accuracy"``, ``"residual"`` or ``"relative_accuracy"``) with the bounds of
+        its percentile bootstrap intervals, computed from the pairs' per-image statistics (no network
+        runs again): ``resamples`` (default: the settings' ``bootstrap``, else 1000) of the test images,
+        shared by every pair, at ``level`` (default the settings' ``bootstrap_level``), seeded with
+        ``seed`` (default ``bootstrap_seed``, else the settings' ``seed``)."""
+        if metric not in INTERVAL_FIELDS:
+            raise unknown_name("metric with an interval", metric, INTERVAL_FIELDS)
+        missing = [f"{r.front_layer} -> {r.end_layer}" for r in self.pairs if r.samples is None]
+        if missing:
+            raise StitchkitError(f"no per-image statistics for {', '.join(missing)} (runs from before they were kept); run them again "
+                                 "with overwrite=True")
+        base = bootstrap_spec(self.settings)
+        spec = BootstrapSpec(resamples=resamples if resamples is not None else (base.resamples or DEFAULT_RESAMPLES),
+                             level=level if level is not None else base.level, seed=seed if seed is not None else base.seed)
+        bounds = pair_intervals([r.samples for r in self.pairs], spec).get(metric)
+        if bounds is None:
+            raise StitchkitError(f"no {metric.replace('_', ' ')} intervals: the end network's per-image hits were not measured")
+        return self._matrix(metric, bounds, {**spec.record(), "n": self.pairs[0].samples.n})
+
+    def _matrix(self, metric: str, bounds: tuple[np.ndarray, np.ndarray] | None = None, interval: dict | None = None) -> Matrix:
+        if metric not in GRID_METRICS:
+            raise unknown_name("grid metric", metric, GRID_METRICS)
+        kind, value_range = GRID_METRICS[metric]
+        index = {(r.front_layer, r.end_layer): k for k, r in enumerate(self.pairs)}
+
+        def grid_of(values) -> list[list[float | None]]:
+            return [[values[index[(f, e)]] if (f, e) in index else None for e in self.end_layers] for f in self.front_layers]
+
+        values = grid_of([_pair_value(r, metric) for r in self.pairs])
+        extra = {} if bounds is None else {"lower": grid_of(bounds[0].tolist()), "upper": grid_of(bounds[1].tolist()),
+                                           "interval": dict(interval or {})}
         name = f"{self.title} {metric.replace('_', ' ')}"
-        return Matrix(self.front_layers, self.end_layers, values, kind=kind, range=value_range, name=name, provenance=self.provenance(name))
+        return Matrix(self.front_layers, self.end_layers, values, kind=kind, range=value_range, name=name, provenance=self.provenance(name),
+                      **extra)
 
     @property
     def matrices(self) -> dict[str, Matrix]:
@@ -114,6 +154,13 @@ class StitchGridResult:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "front_layers": self.front_layers, "end_layers": self.end_layers,
                 "matrices": {k: m.to_dict() for k, m in self.matrices.items()}, "pairs": [r.to_dict() for r in self.pairs]}
+
+
+def _pair_value(result: StitchResult, metric: str) -> float | None:
+    if metric == "relative_accuracy":  # the stitched network's accuracy over the end network's, on the same images
+        end = result.end_accuracy
+        return result.accuracy / end if end else None
+    return getattr(result, metric)
 
 
 def stitch_grid(

@@ -8,6 +8,7 @@ import json
 
 from ..choices import COLLECT_METRICS
 from .common import add_command
+from .stitch import add_bootstrap_options
 
 EXAMPLES = """\
   stitchkit collect results/dm_s0_s1                   # writes accuracy.csv, residual.csv, ... and matrices.json there
@@ -27,13 +28,16 @@ def register(sub) -> None:
     p.add_argument("--print", dest="print_metrics", nargs="*", choices=list(COLLECT_METRICS), default=["accuracy"], help="matrices to print")
     p.add_argument("--all-layers", dest="all_layers", action="store_true", help="rows and columns for every stitchable layer, not only those run")
     p.add_argument("--json", dest="json_out", action="store_true", help="print matrices.json's content instead of tables")
+    add_bootstrap_options(p, "the accuracy and residual matrices (written as <metric>.lower.csv / .upper.csv and in matrices.json), "
+                          "from each run's per_sample.npz")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..stitching.collect import collect_results, write_collected  # deferred: torch loads only when a command computes
 
-    groups = collect_results(args.results_dir, all_layers=args.all_layers)
+    groups = collect_results(args.results_dir, all_layers=args.all_layers, bootstrap=args.bootstrap, level=args.bootstrap_level,
+                             seed=args.bootstrap_seed)
     written = write_collected(groups, args.out or args.results_dir)
     if args.json_out:
         print(json.dumps({"groups": [g.to_dict() for g in groups]}, indent=2))
@@ -44,5 +48,8 @@ def run(args: argparse.Namespace) -> int:
         for metric in args.print_metrics:
             print(f"{metric}:")
             print(g.table(metric))
+            for side, values in zip(("lower", "upper"), g.bounds.get(metric, ())):
+                print(f"{metric}, {side} bound of the {100 * g.interval['level']:g}% interval ({g.interval['resamples']} resamples):")
+                print(g.table(metric, values=values))
     print(f"wrote {len(written)} files, e.g. {written[0]}")
     return 0

@@ -75,7 +75,7 @@ def register(sub) -> None:
         description="Stitch front_layer of the front model to end_layer of the end model with a stitching layer fitted by "
         "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
         "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
-        "(the stitching layer's state_dict), training_logs.csv (when trained) and result.json. Finished runs are skipped, "
+        "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
         "never overwritten, unless --overwrite.",
         examples=EXAMPLES,
     )
@@ -102,6 +102,7 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
     p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=finite_float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
     _add_speed_options(p)
+    add_bootstrap_options(p, "each pair's accuracy, residual and relative accuracy (accuracy / the end network's)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
@@ -183,6 +184,17 @@ def _add_speed_options(p) -> None:
     speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
 
 
+def add_bootstrap_options(p, what: str) -> None:
+    """``--bootstrap B`` (0: off), ``--level`` and ``--bootstrap-seed``: percentile intervals of ``what``
+    from the kept per-image statistics."""
+    group = p.add_argument_group("how sure (intervals from resampled test images; no pair runs again, no run name changes)")
+    group.add_argument("--bootstrap", dest="bootstrap", type=int, default=0, metavar="B",
+                       help=f"bootstrap resamples of the test images for intervals of {what}; 0 = none (e.g. 1000)")
+    group.add_argument("--level", dest="bootstrap_level", type=finite_float, default=0.95, help="the intervals' confidence level")
+    group.add_argument("--bootstrap-seed", dest="bootstrap_seed", type=int, default=None,
+                       help="seed of the resamples (default: --seed); the same for every pair, so differences between cells are resampled alike")
+
+
 def _layers(positional: str, flag: str | None, which: str) -> str:
     if flag is None:
         if positional == "-":
@@ -211,12 +223,13 @@ def settings_from_args(args: argparse.Namespace):
         memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,
         data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, fold_batchnorm=args.fold_batchnorm, compile=args.compile,
         activation_cache=(args.activation_cache or str(user_cache_dir() / "activations")) if args.use_activation_cache else None,
-        cache_limit_gb=args.cache_limit_gb,
+        cache_limit_gb=args.cache_limit_gb, bootstrap=args.bootstrap, bootstrap_level=args.bootstrap_level, bootstrap_seed=args.bootstrap_seed,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..stitching.experiment import stitch_grid  # deferred: torch loads only when a command computes
+    from ..stitching.intervals import describe_ci
 
     if args.n_pinv_init_samples < 0:
         raise StitchkitError(f"-pinv-samples must be 0 (the whole training split) or more, got {args.n_pinv_init_samples}")
@@ -235,10 +248,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if len(results) == 1:
         r = results[0]
+        ci = describe_ci(r, "accuracy", 100, ".2f", "%")
         if r.skipped:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}% (stored result; pass --overwrite to recompute)")
+            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci} (stored result; pass --overwrite to recompute)")
         else:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}%")
+            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci}")
     else:
         done = sum(not r.skipped for r in results)
         print(f"{done} pair(s) stitched, {len(results) - done} already finished; results in {save_root}")

@@ -23,7 +23,9 @@ from ..errors import StitchkitError, unknown_name
 from ..results import Matrix, Provenance
 from ..results.writers import csv_text, write_csv, write_json
 from ..utils.io import ensure_writable_dir
+from ..uncertainty.bootstrap import DEFAULT_LEVEL, BootstrapSpec
 from .experiment import RESULT_FILE, StitchResult
+from .intervals import INTERVAL_FIELDS, attach_intervals
 
 METRICS = COLLECT_METRICS
 #: how each per-pair number reads as a :class:`~stitchkit.results.Matrix`: (kind, range)
@@ -52,6 +54,9 @@ class ResultMatrices:
     dataset: str
     options: dict[str, Any]
     run_dirs: dict[str, str] = field(default_factory=dict)
+    #: with a bootstrap: ``metric -> (lower, upper)`` matrices (NaN where a run has no per-image statistics)
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    interval: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_runs(self) -> int:
@@ -69,10 +74,9 @@ class ResultMatrices:
             "front_layers": self.front_layers,
             "end_layers": self.end_layers,
             "n_runs": self.n_runs,
-            "metrics": {
-                name: [[None if math.isnan(v) else float(v) for v in row] for row in matrix.tolist()]
-                for name, matrix in self.metrics.items()
-            },
+            "metrics": {name: _nullable(matrix) for name, matrix in self.metrics.items()},
+            **({"bounds": {name: {"lower": _nullable(lo), "upper": _nullable(hi)} for name, (lo, hi) in self.bounds.items()},
+                "interval": self.interval} if self.bounds else {}),
         }
 
     def matrix(self, metric: str = "accuracy") -> Matrix:
@@ -83,19 +87,26 @@ class ResultMatrices:
         name = f"{metric.replace('_', ' ')}: {self.label}"
         provenance = Provenance(name, {"front": self.front.get("fingerprint"), "end": self.end.get("fingerprint")},
                                 {"dataset": self.dataset, "config_key": self.config_key, **self.options})
-        return Matrix(self.front_layers, self.end_layers, self.metrics[metric], kind=kind, range=value_range, name=name, provenance=provenance)
+        extra = {}
+        if metric in self.bounds:
+            extra = {"lower": self.bounds[metric][0], "upper": self.bounds[metric][1], "interval": self.interval}
+        return Matrix(self.front_layers, self.end_layers, self.metrics[metric], kind=kind, range=value_range, name=name, provenance=provenance,
+                      **extra)
 
-    def csv_rows(self, metric: str) -> list[dict[str, Any]]:
-        """The rows of ``<metric>.csv``: the front layer, then each end layer's value (``repr``, exact; ``nan`` where missing)."""
+    def csv_rows(self, metric: str, values: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """The rows of ``<metric>.csv``: the front layer, then each end layer's value (``repr``, exact; ``nan`` where missing);
+        ``values`` instead of the metric's (its bounds)."""
+        values = self.metrics[metric] if values is None else values
         return [{"front\\end": layer, **{e: "nan" if math.isnan(v) else repr(float(v)) for e, v in zip(self.end_layers, row)}}
-                for layer, row in zip(self.front_layers, self.metrics[metric])]
+                for layer, row in zip(self.front_layers, values)]
 
     def csv(self, metric: str) -> str:
         return csv_text(self.csv_rows(metric), ["front\\end", *self.end_layers])
 
-    def table(self, metric: str = "accuracy", digits: int = 4) -> str:
-        """A fixed-width text table (rows = front layers, columns = end layers)."""
-        cells = [[("nan" if math.isnan(v) else f"{v:.{digits}f}") for v in row] for row in self.metrics[metric]]
+    def table(self, metric: str = "accuracy", digits: int = 4, values: np.ndarray | None = None) -> str:
+        """A fixed-width text table (rows = front layers, columns = end layers) of the metric (or of ``values``)."""
+        values = self.metrics[metric] if values is None else values
+        cells = [[("nan" if math.isnan(v) else f"{v:.{digits}f}") for v in row] for row in values]
         corner = "front \\ end"
         first = max([len(corner)] + [len(x) for x in self.front_layers])
         width = max([len(x) for x in self.end_layers] + [digits + 3])
@@ -103,6 +114,10 @@ class ResultMatrices:
         for layer, row in zip(self.front_layers, cells):
             lines.append(f"{layer:<{first}}  " + "  ".join(f"{c:>{width}}" for c in row))
         return "\n".join(lines)
+
+
+def _nullable(matrix: np.ndarray) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else float(v) for v in row] for row in matrix.tolist()]
 
 
 def _label(result: StitchResult) -> str:
@@ -136,12 +151,17 @@ def _ordered(names: set[str], order: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (position.get(n, len(order)), n))
 
 
-def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False) -> list[ResultMatrices]:
+def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False, bootstrap: int = 0, level: float = DEFAULT_LEVEL,
+                    seed: int | None = None) -> list[ResultMatrices]:
     """Group the runs under ``results_dir`` by experiment and build their matrices.
 
     Rows/columns are the layers that occur in the group's runs, in the networks' layer order; with
-    ``all_layers`` every stitchable layer of the two networks.
+    ``all_layers`` every stitchable layer of the two networks. With ``bootstrap`` resamples the
+    accuracy and residual matrices get the bounds of percentile intervals at ``level`` from the runs'
+    ``per_sample.npz`` (seeded with ``seed``, default each experiment's own seed; :mod:`.intervals`).
     """
+    if bootstrap < 0:
+        raise StitchkitError(f"--bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
     runs = find_results(results_dir)
     if not runs:
         raise StitchkitError(f"no finished stitch runs (folders with {RESULT_FILE}) under {str(results_dir)!r}")
@@ -165,13 +185,32 @@ def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False)
                 value = getattr(r, m)
                 metrics[m][fi[r.front_layer], ei[r.end_layer]] = math.nan if value is None else float(value)
             run_dirs[f"{r.front_layer}|{r.end_layer}"] = r.run_dir or ""
-        out.append(ResultMatrices(_label(first), key, front_layers, end_layers, metrics, first.front, first.end, first.dataset,
-                                  first.options, run_dirs))
+        group = ResultMatrices(_label(first), key, front_layers, end_layers, metrics, first.front, first.end, first.dataset,
+                               first.options, run_dirs)
+        if bootstrap:
+            spec = BootstrapSpec(bootstrap, level, seed if seed is not None else int(first.options.get("seed") or 0))
+            _add_bounds(group, results, spec, fi, ei)
+        out.append(group)
     labels = [g.label for g in out]
     for g in out:
         if labels.count(g.label) > 1:  # same options, different models: tell them apart
             g.label += f" [{g.config_key}]"
     return sorted(out, key=lambda g: g.label)
+
+
+def _add_bounds(group: ResultMatrices, results: list[StitchResult], spec: BootstrapSpec, fi: dict[str, int], ei: dict[str, int]) -> None:
+    """The intervals of the runs that kept their per-image statistics, as bound matrices of the group."""
+    attach_intervals(results, spec)
+    for metric in (m for m in INTERVAL_FIELDS if m in group.metrics):
+        lower, upper = (np.full_like(group.metrics[metric], np.nan) for _ in range(2))
+        for r in results:
+            ci = getattr(r, INTERVAL_FIELDS[metric])
+            if ci is not None:
+                lower[fi[r.front_layer], ei[r.end_layer]], upper[fi[r.front_layer], ei[r.end_layer]] = ci
+        group.bounds[metric] = (lower, upper)
+    n = sorted({r.samples.n for r in results if r.samples is not None})
+    group.interval = {**spec.record(), "n": n[0] if len(n) == 1 else n,
+                      "runs_without_per_sample": sum(r.samples is None for r in results)}
 
 
 def _slug(text: str) -> str:
@@ -189,6 +228,10 @@ def write_collected(groups: list[ResultMatrices], out_dir: str | os.PathLike) ->
             path = folder / f"{metric}.csv"
             write_csv(path, g.csv_rows(metric), ["front\\end", *g.end_layers])
             written.append(path)
+            for side, values in zip(("lower", "upper"), g.bounds.get(metric, ())):
+                path = folder / f"{metric}.{side}.csv"
+                write_csv(path, g.csv_rows(metric, values), ["front\\end", *g.end_layers])
+                written.append(path)
     path = out / "matrices.json"
     write_json(path, {"groups": [g.to_dict() for g in groups]})
     written.append(path)

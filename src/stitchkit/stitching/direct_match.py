@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -240,6 +241,23 @@ def _ratio_tensors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sum(d * d, dtype=torch.float64), torch.sum(t * t, dtype=torch.float64)
 
 
+def _per_sample_ratio_tensors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Each sample's ``(‖pred − target‖², ‖target‖²)`` (dimension 0 is the batch) as float64 ``(b,)``
+    tensors on the inputs' device, computed like :func:`_ratio_tensors`."""
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.shape != target.shape:
+        raise StitchkitError(
+            f"prediction and target must have the same shape, got {_fmt(pred.shape)} and {_fmt(target.shape)}"
+        )
+    if pred.dim() == 1:  # one value per sample
+        pred, target = pred[:, None], target[:, None]
+    work = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    t = target.detach().to(work)
+    d = pred.detach().to(work) - t
+    dims = list(range(1, d.dim()))
+    return torch.sum(d * d, dim=dims, dtype=torch.float64), torch.sum(t * t, dim=dims, dtype=torch.float64)
+
+
 def _ratio(pred: Tensor, target: Tensor) -> tuple[float, float]:
     err, total = _ratio_tensors(pred, target)
     return float(err), float(total)
@@ -260,6 +278,9 @@ class ResidualMeter:
     the mean of the per-batch ratios, the original's value (spec 1.3, references.md section 3), which
     depends on the batch size. :meth:`record` keeps the sums on the inputs' device (no GPU→CPU sync per
     batch); :meth:`update` also returns the batch's ratio.
+
+    The sums are kept per sample (:meth:`per_sample`: each image's ‖pred − target‖² and ‖target‖², for
+    the bootstrap), and ``pooled`` is computed from them, so ``pooled == num.sum() / den.sum()`` exactly.
     """
 
     def __init__(self) -> None:
@@ -269,39 +290,47 @@ class ResidualMeter:
     @torch.no_grad()
     def record(self, pred: Tensor, target: Tensor) -> None:
         """Add one batch without waiting for its value."""
-        err, total = _ratio_tensors(pred, target)
+        err, total = _per_sample_ratio_tensors(pred, target)
         self._errors.append(err)
         self._totals.append(total)
 
     def update(self, pred: Tensor, target: Tensor) -> float:
         """Add one batch; returns its ratio."""
         self.record(pred, target)
-        err, total = float(self._errors[-1]), float(self._totals[-1])
+        err, total = float(self._errors[-1].sum()), float(self._totals[-1].sum())
         if total == 0.0:
             raise StitchkitError("the relative residual is undefined for a batch whose target values are all zero")
         return err / total
 
-    def _sums(self) -> tuple[Tensor, Tensor]:
+    def per_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(num, den)``: each sample's ‖pred − target‖² and ‖target‖², float64 arrays in the recorded order."""
         if not self._errors:
             raise StitchkitError("the residual meter has no batches yet")
-        errors = torch.stack([e.cpu() for e in self._errors])
-        totals = torch.stack([t.cpu() for t in self._totals])
+        return (torch.cat([e.cpu() for e in self._errors]).numpy(), torch.cat([t.cpu() for t in self._totals]).numpy())
+
+    def _sums(self) -> tuple[Tensor, Tensor]:
+        """Per-batch sums (for the batch mean)."""
+        if not self._errors:
+            raise StitchkitError("the residual meter has no batches yet")
+        errors = torch.stack([e.cpu().sum() for e in self._errors])
+        totals = torch.stack([t.cpu().sum() for t in self._totals])
         if bool((totals == 0).any()):
             raise StitchkitError("the relative residual is undefined for a batch whose target values are all zero")
         return errors, totals
 
     @property
     def sum_sq_error(self) -> float:
-        return float(self._sums()[0].sum())
+        return float(self.per_sample()[0].sum())
 
     @property
     def sum_sq_target(self) -> float:
-        return float(self._sums()[1].sum())
+        return float(self.per_sample()[1].sum())
 
     @property
     def pooled(self) -> float:
-        errors, totals = self._sums()
-        return float(errors.sum() / totals.sum())
+        self._sums()  # refuses a batch whose target is all zero
+        num, den = self.per_sample()
+        return float(num.sum() / den.sum())
 
     @property
     def batch_mean(self) -> float:

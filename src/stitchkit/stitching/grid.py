@@ -46,6 +46,7 @@ from torch import nn
 from ..data.splits import DataSplits, check_unnamed
 from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
+from .intervals import attach_intervals, bootstrap_spec, describe_ci
 from .records import StitchResult, run_name
 from .run_folder import is_finished, write_run
 from .session import GridSession
@@ -101,15 +102,20 @@ def stitch_grid(
     label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
 
+    spec = bootstrap_spec(settings)
+    attach_intervals(list(results.values()), spec)  # stored records: intervals as asked now, from their per-image statistics
+
     def finish(i: int, result: StitchResult, stitcher) -> None:
         fl, el = result.front_layer, result.end_layer
+        attach_intervals([result], spec)  # the same resamples for every pair (same test images, same seed)
         if root is not None:
             write_run(root / names[(fl, el)], result, stitcher, front=front_d, end=end_d, settings=settings, input_shape=session.input_shape,
                       device=session.device, command=command, save_dir_label=label)
         results[(fl, el)] = result
         where = f" -> {result.run_dir}" if result.run_dir else ""
         if len(pairs) > 1:
-            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}% | residual {result.residual:.4f} "
+            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
+                f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
                 f"| fit residual {result.fit_residual:.4f}{where}")
         if on_result is not None:
             on_result(result)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -58,6 +59,8 @@ class PairEvaluation:
     hits: Tensor | int = 0
     ce_sum: Tensor | float = 0.0
     residual: ResidualMeter | None = None
+    #: with ``keep_samples``: each test image's hit (uint8, in the pass's order; batches until the pass ends)
+    hit_images: np.ndarray | list[Tensor] | None = None
 
     def accuracy(self) -> float:
         return float(self.hits) / self.n if self.n else math.nan
@@ -76,6 +79,9 @@ class GridEvaluation:
     end_hits: int | None = None
     front_ok: bool = True
     seconds: float = 0.0
+    #: with ``keep_samples`` and ``donors``: each network's hit on each test image (front: None when not measured)
+    front_hit_images: np.ndarray | None = None
+    end_hit_images: np.ndarray | None = None
 
     @property
     def front_accuracy(self) -> float | None:
@@ -89,16 +95,19 @@ class GridEvaluation:
 @torch.no_grad()
 def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
                      amp: bool = False, fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None,
-                     progress: bool = False, desc: str = "evaluate grid") -> GridEvaluation:
+                     progress: bool = False, desc: str = "evaluate grid", keep_samples: bool = False) -> GridEvaluation:
     """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
     against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
     one grouped pass over ``batches`` (see the module docstring).
 
     ``fronts_from``/``ends_from`` read the two networks' activations of the same samples from a cache
-    (that network then does not run) or record them into it (:class:`SharedActivations`)."""
+    (that network then does not run) or record them into it (:class:`SharedActivations`). With
+    ``keep_samples`` every pair also keeps each test image's hit (``hit_images``) and its residual's
+    per-image sums (``residual.per_sample()``), and the donors theirs (:mod:`.per_sample`)."""
     device = torch.device(device)
     started = time.perf_counter()
-    results = [PairEvaluation(residual=ResidualMeter() if residuals else None) for _ in grid.pairs]
+    results = [PairEvaluation(residual=ResidualMeter() if residuals else None, hit_images=[] if keep_samples else None) for _ in grid.pairs]
+    donor_images: dict[str, list[Tensor]] = {"front": [], "end": []}
     modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
     for stitcher, _ in modes:
         stitcher.eval()
@@ -115,20 +124,29 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
                 ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
                 if donors:
                     front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
-                    end_hits = end_hits + (end_logits.argmax(-1) == y).sum()
+                    end_right = end_logits.argmax(-1) == y
+                    end_hits = end_hits + end_right.sum()
+                    if keep_samples:
+                        donor_images["end"].append(end_right.to(torch.uint8))
                     if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
                         front_ok = False
                     else:
-                        front_hits = front_hits + (front_logits.argmax(-1) == y).sum()
+                        front_right = front_logits.argmax(-1) == y
+                        front_hits = front_hits + front_right.sum()
+                        if keep_samples:
+                            donor_images["front"].append(front_right.to(torch.uint8))
                 for group in grid.groups:
                     stitched, logits = grid.group_forward(group, fronts)
                     ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
-                    hits = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b).sum(1)
+                    right = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b)
+                    hits = right.sum(1)
                     for k, pair in enumerate(group):
                         res = results[grid.index[id(pair)]]
                         res.n += b
                         res.hits = res.hits + hits[k]
                         res.ce_sum = res.ce_sum + ce[k].double()
+                        if keep_samples:
+                            res.hit_images.append(right[k].to(torch.uint8))
                         if residuals:
                             res.residual.record(stitched[k], ends[pair.end_layer])
             n += b
@@ -144,5 +162,14 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
         raise StitchkitError("evaluation got no samples")
     for res in results:
         res.hits, res.ce_sum = int(res.hits), float(res.ce_sum)
+        if keep_samples:
+            res.hit_images = _joined(res.hit_images)
+    front_images = _joined(donor_images["front"]) if keep_samples and donors and front_ok else None
+    end_images = _joined(donor_images["end"]) if keep_samples and donors else None
     return GridEvaluation(results, n, int(front_hits) if donors else None, int(end_hits) if donors else None, front_ok,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, front_images, end_images)
+
+
+def _joined(batches: list[Tensor]) -> np.ndarray:
+    """Per-batch uint8 tensors (on the device until now: no sync per batch) as one host array."""
+    return torch.cat(batches).cpu().numpy() if batches else np.zeros(0, dtype=np.uint8)

@@ -28,9 +28,10 @@ commutes with a spatial resize that preserves constants).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -204,16 +205,20 @@ class StitchEvaluation:
     n: int
     front_accuracy: float | None = None
     end_accuracy: float | None = None
+    #: with ``keep_samples``: per test image ``hits``, ``residual_num``, ``residual_den`` and, where the
+    #: donors were measured, ``end_hits`` / ``front_hits`` (:mod:`.per_sample`); not in :meth:`to_dict`
+    per_image: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "per_image"}
 
 
 @torch.no_grad()
-def evaluate_stitcher(stitcher: Stitcher, pairs: PairSource, *, donors: bool = False) -> StitchEvaluation:
+def evaluate_stitcher(stitcher: Stitcher, pairs: PairSource, *, donors: bool = False, keep_samples: bool = False) -> StitchEvaluation:
     """Accuracy and loss of the stitched network and the residual of the installed map against the end
     layer's own activation, in one pass; with ``donors`` also the front and end models' accuracies
-    (from the same activations: front suffix of the front activation, end suffix of the end one)."""
+    (from the same activations: front suffix of the front activation, end suffix of the end one).
+    With ``keep_samples`` the result's ``per_image`` keeps each test image's statistics."""
     was_training = stitcher.training
     stitcher.eval()
     front_suffix = _cut(stitcher.front_model, "suffix", stitcher.front_layer) if donors else None
@@ -221,6 +226,7 @@ def evaluate_stitcher(stitcher: Stitcher, pairs: PairSource, *, donors: bool = F
     n = hits = 0
     loss_sum = 0.0
     donor_hits = {"front": 0, "end": 0}
+    images: dict[str, list[Tensor]] = {"hits": [], "front_hits": [], "end_hits": []}
     front_ok = True
     try:
         for front, end, labels in pairs():
@@ -228,20 +234,31 @@ def evaluate_stitcher(stitcher: Stitcher, pairs: PairSource, *, donors: bool = F
             logits = stitcher.end(stitched)
             meter.update(stitched, end)
             loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-            hits += int((logits.argmax(-1) == labels).sum())
+            right = logits.argmax(-1) == labels
+            hits += int(right.sum())
+            images["hits"].append(right)
             n += labels.shape[0]
             if donors:
-                end_logits = stitcher.end(end)
-                donor_hits["end"] += int((end_logits.argmax(-1) == labels).sum())
+                end_right = stitcher.end(end).argmax(-1) == labels
+                donor_hits["end"] += int(end_right.sum())
+                images["end_hits"].append(end_right)
                 front_logits = front_suffix(front)
                 if front_logits.dim() != 2 or front_logits.shape[-1] <= int(labels.max()):
                     front_ok = False
                 else:
-                    donor_hits["front"] += int((front_logits.argmax(-1) == labels).sum())
+                    front_right = front_logits.argmax(-1) == labels
+                    donor_hits["front"] += int(front_right.sum())
+                    images["front_hits"].append(front_right)
     finally:
         stitcher.train(was_training)
     if n == 0:
         raise ValueError("evaluation got no samples")
+    per_image = None
+    if keep_samples:
+        num, den = meter.per_sample()
+        per_image = {"residual_num": num, "residual_den": den}
+        per_image.update({key: torch.cat(batches).to(torch.uint8).cpu().numpy() for key, batches in images.items()
+                          if batches and (key != "front_hits" or front_ok)})
     return StitchEvaluation(
         accuracy=hits / n,
         loss=loss_sum / n,
@@ -250,6 +267,7 @@ def evaluate_stitcher(stitcher: Stitcher, pairs: PairSource, *, donors: bool = F
         n=n,
         front_accuracy=(donor_hits["front"] / n if front_ok else None) if donors else None,
         end_accuracy=donor_hits["end"] / n if donors else None,
+        per_image=per_image,
     )
 
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import StitchkitError
 from ..utils.io import json_safe
 from .donors import Donor
+from .per_sample import PairSamples, load_run_samples
 from .settings import CONVENTIONS, StitchSettings
 
 #: The files of a run folder.
@@ -35,6 +36,12 @@ class StitchResult:
     ``sparsity`` of the transform's weight, bias and both; wall ``seconds``. ``dm_dropped``: singular values
     of ``[X, 1]`` the direct-matching solver's cutoff set to zero; ``dm_reported_residual``: the original's
     "Normalized PINV difference" (``--dm-solver original`` only, see the conventions).
+
+    How sure: ``samples`` keeps the evaluation's per-image statistics (:class:`~.per_sample.PairSamples`;
+    in ``per_sample.npz`` beside ``result.json``, not in :meth:`to_dict`); with a bootstrap
+    (``StitchSettings.bootstrap``) ``accuracy_ci``, ``residual_ci`` and ``relative_accuracy_ci`` (accuracy /
+    the end network's accuracy, resampled jointly on the same images) are ``[lower, upper]`` percentile
+    intervals and ``interval`` records how they were made (:mod:`.intervals`).
     """
 
     front_layer: str
@@ -71,10 +78,15 @@ class StitchResult:
     dm_reported_residual: float | None = None
     run_dir: str | None = None
     skipped: bool = False
+    accuracy_ci: list[float] | None = None
+    residual_ci: list[float] | None = None
+    relative_accuracy_ci: list[float] | None = None
+    interval: dict[str, Any] | None = None
+    samples: PairSamples | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data; NaN and infinities become ``None``."""
-        return json_safe(asdict(self))
+        """Plain JSON data (without the per-image ``samples``); NaN and infinities become ``None``."""
+        return json_safe({k: v for k, v in asdict(replace(self, samples=None)).items() if k != "samples"})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StitchResult":
@@ -94,6 +106,7 @@ class StitchResult:
             raise StitchkitError(f"cannot read stitch result {str(path)!r}: {exc}") from None
         result = cls.from_dict(data)
         result.run_dir = str(run_dir)
+        result.samples = load_run_samples(run_dir)
         return result
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import StitchkitError
 from ..utils.io import ensure_writable_dir, torch_save_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from .donors import Donor, load_donor
+from .per_sample import PER_SAMPLE_FILE
 from .records import BASIS_FILE, CONFIG_FILE, RESULT_FILE, WEIGHTS_FILE, StitchResult, original_config, summary_text
 from .settings import StitchSettings
 from .stitcher import Stitcher
@@ -71,6 +72,8 @@ def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, *, fron
                 torch_save_atomic({"rank": basis.rank, "mean": basis.mean.cpu(), "basis": basis.basis.cpu()}, folder / BASIS_FILE)
         if result.train_history:
             write_csv_atomic(folder / "training_logs.csv", result.train_history)
+        if result.samples is not None:
+            result.samples.save(folder / PER_SAMPLE_FILE)
         write_json_atomic(folder / RESULT_FILE, result.to_dict())
 
     publish(final_dir, write, s.overwrite)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 from torch import nn
 
 from ..activations.extract import ActivationCache, Activations, extract_activations
@@ -52,6 +53,7 @@ from .matching import (
     sparsity,
     task_loss_match,
 )
+from .per_sample import PairSamples
 from .records import StitchResult, config_key
 from .settings import StitchSettings
 from .shared_cache import cached_donor_accuracy, shared_activations, store_donor_accuracy
@@ -110,7 +112,11 @@ class GridSession:
         self.cache_root: Path | None = None
         self.remove_cache = False
         self.shared = ActivationCache(ensure_writable_dir(s.activation_cache)) if s.activation_cache else None
-        self.donor_accuracy: tuple[float | None, float | None] | None = self._cached_donor_accuracy()
+        self.test_images = np.arange(self.n_test, dtype=np.int64)  # the first n_test images of the test split, in order
+        #: the donors' accuracies and per-image hits (None until measured or read from the cache)
+        self.donor_accuracy: tuple[float | None, float | None] | None = None
+        self.donor_hits: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        self._cached_donor_accuracy()
         self.extraction_seconds = 0.0
         self.key = config_key(front, end, self.info.name, self.naming_settings)
         self._layout = contextlib.ExitStack()  # closed by close(): the models go back to their layout
@@ -215,12 +221,22 @@ class GridSession:
             shutil.rmtree(self.cache_root, ignore_errors=True)
 
     # --- the donors' accuracies (the persistent cache) ------------------------------------------------
-    def _cached_donor_accuracy(self) -> tuple[float | None, float | None] | None:
-        return cached_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test)
+    def _cached_donor_accuracy(self) -> None:
+        record = cached_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test)
+        if record is not None:
+            self.donor_accuracy, self.donor_hits = record[:2], record[2:]
 
-    def _store_donor_accuracy(self, front_accuracy: float | None, end_accuracy: float | None) -> None:
+    def _store_donor_accuracy(self, front_accuracy: float | None, end_accuracy: float | None, front_hits: np.ndarray | None,
+                              end_hits: np.ndarray | None) -> None:
         self.donor_accuracy = (front_accuracy, end_accuracy)
-        store_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test, self.donor_accuracy)
+        self.donor_hits = (front_hits, end_hits)
+        store_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test, (*self.donor_accuracy, *self.donor_hits))
+
+    def samples(self, evaluation: StitchEvaluation) -> PairSamples:
+        """One pair's per-image statistics: its evaluation's, with the donors' hits on the same images."""
+        per = evaluation.per_image
+        return PairSamples(per["hits"], per["residual_num"], per["residual_den"], end_hits=self.donor_hits[1], front_hits=self.donor_hits[0],
+                           images=self.test_images)
 
     # --- one stitcher --------------------------------------------------------------------------------
     def stitcher(self, front_layer: str, end_layer: str) -> Stitcher:
@@ -301,6 +317,7 @@ class GridSession:
             conventions={**s.conventions(), "augmentation": self.augmentation.describe() if s.epochs > 0 else "n/a (nothing trained)",
                          **self.provenance},
             dm_dropped=dm.dropped if dm is not None else None, dm_reported_residual=dm.reported_residual if dm is not None else None,
+            samples=self.samples(evaluation),
         )
 
     # --- the reference: one pair after the other -----------------------------------------------------
@@ -321,9 +338,10 @@ class GridSession:
             history = [log.row() for log in logs]
         t_train = time.perf_counter()
         donors = self.donor_accuracy is None
-        evaluation = evaluate_stitcher(stitcher, self.test_source(stitcher), donors=donors)
+        evaluation = evaluate_stitcher(stitcher, self.test_source(stitcher), donors=donors, keep_samples=True)
         if donors:
-            self._store_donor_accuracy(evaluation.front_accuracy, evaluation.end_accuracy)
+            per = evaluation.per_image
+            self._store_donor_accuracy(evaluation.front_accuracy, evaluation.end_accuracy, per.get("front_hits"), per.get("end_hits"))
         t_eval = time.perf_counter()
         seconds = {"fit": t_fit - started, "train": t_train - t_fit, "eval": t_eval - t_train, "total": t_eval - started}
         return self.result(stitcher, name, evaluation, dm, history, seconds, self.execution("per-pair")), stitcher
@@ -355,7 +373,7 @@ class GridSession:
             def validate(epoch: int) -> list[dict[str, float]]:
                 nonlocal final
                 last = epoch == s.epochs - 1  # the last validation is the final evaluation (float32, residuals, donors)
-                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, shared=shared)
+                ev = self._evaluate(grid, residuals=last, donors=last and donors, amp=self.amp and not last, shared=shared, keep_samples=last)
                 if last:
                     final = ev
                 return [{"loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0), "acc": p.accuracy(), "n": p.n}
@@ -370,16 +388,18 @@ class GridSession:
             )
         train_seconds = time.perf_counter() - started
         if final is None:
-            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, shared=shared)
+            final = self._evaluate(grid, residuals=True, donors=donors, amp=False, shared=shared, keep_samples=True)
         if donors:
-            self._store_donor_accuracy(final.front_accuracy, final.end_accuracy)
+            self._store_donor_accuracy(final.front_accuracy, final.end_accuracy, final.front_hit_images, final.end_hit_images)
         execution = self.execution("grouped", group_size)
         n = len(pairs)
         out = []
         for k, pair in enumerate(pairs):
             res = final.pairs[k]
+            num, den = res.residual.per_sample()
             evaluation = StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(), residual=res.residual.pooled,
-                                          residual_batch_mean=res.residual.batch_mean, n=res.n)
+                                          residual_batch_mean=res.residual.batch_mean, n=res.n,
+                                          per_image={"hits": res.hit_images, "residual_num": num, "residual_den": den})
             seconds = {"fit": fit_seconds[k], "train": train_seconds / n, "eval": final.seconds / n,
                        "total": fit_seconds[k] + (train_seconds + final.seconds) / n, "grouped_train": train_seconds,
                        "grouped_eval": final.seconds}
@@ -390,13 +410,14 @@ class GridSession:
             checkpoint.unlink(missing_ok=True)
         return out
 
-    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, shared: tuple | None) -> GridEvaluation:
+    def _evaluate(self, grid: GridPass, *, residuals: bool, donors: bool, amp: bool, shared: tuple | None,
+                  keep_samples: bool = False) -> GridEvaluation:
         fronts_from, ends_from = shared or (None, None)
         if not residuals:  # validation passes only read the cache; the final evaluation fills it
             fronts_from = fronts_from if fronts_from is not None and fronts_from.cached is not None else None
             ends_from = None
         evaluation = grouped_evaluate(grid, self.test_batches, self.device, residuals=residuals, donors=donors, amp=amp,
-                                      fronts_from=fronts_from, ends_from=ends_from, progress=self.s.progress)
+                                      fronts_from=fronts_from, ends_from=ends_from, progress=self.s.progress, keep_samples=keep_samples)
         wrote = False
         for source in (fronts_from, ends_from):
             if source is not None and source.sink is not None:

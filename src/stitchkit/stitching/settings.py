@@ -76,6 +76,11 @@ class StitchSettings(RunOptions):
     persistent folder for the donors' accuracies and the end network's activations of the test set,
     by content hash and sample set (single pairs, run one process after another, then skip both
     networks' extra passes), at most ``cache_limit_gb`` big.
+
+    How sure: ``bootstrap`` resamples of the test images (0: no intervals) give each result percentile
+    intervals at ``bootstrap_level``, seeded with ``bootstrap_seed`` (None: ``seed``), from the per-image
+    statistics every evaluation keeps (:mod:`.intervals`); they change no number and name no run, so
+    turning them on never re-runs a finished pair.
     """
 
     stitching_type: str = "auto"
@@ -115,6 +120,10 @@ class StitchSettings(RunOptions):
     compile: bool = False
     activation_cache: str | None = None
     cache_limit_gb: float = 4.0
+    # --- how sure (intervals from the kept per-image statistics; not part of the run name) ---
+    bootstrap: int = 0
+    bootstrap_level: float = 0.95
+    bootstrap_seed: int | None = None
 
     def validate(self) -> "StitchSettings":
         if self.stitching_type not in list_stitching_layers():
@@ -128,6 +137,8 @@ class StitchSettings(RunOptions):
         check_rank("--front-pinv-rank", self.front_pinv_rank)
         self.optim.validate()
         check_seed(self.seed)
+        if self.bootstrap_seed is not None:
+            check_seed(self.bootstrap_seed, "bootstrap seed")
         check_finite({"L1 coefficient (-l1)": self.l1, "gradient clipping threshold (--grad-clip)": self.grad_clip})
         checks = [
             (self.epochs >= 0, f"epochs (-e) must be 0 (direct matching only) or more, got {self.epochs}"),
@@ -141,6 +152,8 @@ class StitchSettings(RunOptions):
             (self.group_size is None or (isinstance(self.group_size, int) and self.group_size >= 1),
              f"--group-size must be at least 1 pair per suffix pass, got {self.group_size}"),
             (self.cache_limit_gb >= 0, f"--cache-limit-gb must be non-negative, got {self.cache_limit_gb}"),
+            (isinstance(self.bootstrap, int) and self.bootstrap >= 0, f"--bootstrap must be 0 (off) or a number of resamples, got {self.bootstrap}"),
+            (0 < self.bootstrap_level < 1, f"the confidence level must be between 0 and 1 (e.g. 0.95), got {self.bootstrap_level}"),
         ]
         for ok, message in checks:
             if not ok:

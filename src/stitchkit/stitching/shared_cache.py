@@ -7,30 +7,56 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 from torch import nn
 
 from ..activations.extract import ActivationCache
+from ..errors import StitchkitError
 from ..models.layers import layered
 from .donors import Donor
 from .grid_evaluation import SharedActivations
 from .grouped import GridPass
+from .per_sample import read_npz, write_npz_atomic
 
 
-def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int) -> tuple[float | None, float | None] | None:
-    """Both donors' accuracies on the ``n`` samples of ``sample_key``, when both are cached."""
+#: each donor's per-image hits (uint8 ``hits``, the samples' order) beside its accuracy record in the cache
+#: (not ``.npy``: that folder's ``<layer>.npy`` files are activations)
+HITS_FILE = "donor_hits.npz"
+
+DonorRecord = tuple[float | None, float | None, "np.ndarray | None", "np.ndarray | None"]
+
+
+def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int) -> DonorRecord | None:
+    """Both donors' accuracies on the ``n`` samples of ``sample_key`` and their per-image hits (None for
+    a donor without an accuracy), when all of them are cached."""
     if cache is None:
         return None
     records = [cache.accuracy(donor.model, sample_key) for donor in (front, end)]
     if any(r is None or r.get("n") != n for r in records):
         return None
-    return records[0]["accuracy"], records[1]["accuracy"]
+    hits = []
+    for donor, record in zip((front, end), records):
+        path = cache.folder(donor.model, sample_key) / HITS_FILE
+        if record["accuracy"] is None:
+            hits.append(None)
+            continue
+        try:
+            values = read_npz(path).get("hits") if path.is_file() else None
+        except StitchkitError:  # a damaged cache entry is a missing one
+            values = None
+        if values is None or values.shape != (n,):  # an entry from before per-image hits were kept: measure again
+            return None
+        hits.append(values.astype(np.uint8))
+    return records[0]["accuracy"], records[1]["accuracy"], hits[0], hits[1]
 
 
-def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int,
-                         accuracies: tuple[float | None, float | None]) -> None:
-    if cache is not None:
-        for donor, accuracy in zip((front, end), accuracies):
-            cache.put_accuracy(donor.model, sample_key, accuracy, n)
+def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int, record: DonorRecord) -> None:
+    if cache is None:
+        return
+    for donor, accuracy, hits in zip((front, end), record[:2], record[2:]):
+        if hits is not None:  # first, so that an accuracy record always has its hits
+            write_npz_atomic(cache.folder(donor.model, sample_key) / HITS_FILE, {"hits": np.asarray(hits, dtype=np.uint8)})
+        cache.put_accuracy(donor.model, sample_key, accuracy, n)
 
 
 def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.Module, nn.Module], end: tuple[nn.Module, nn.Module],

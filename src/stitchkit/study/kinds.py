@@ -23,6 +23,7 @@ from ..similarity import measure_info
 from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
 from ..stitching.grid import stitch_grid
+from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays, write_npz_atomic
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
@@ -128,11 +129,14 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         f"{name} residual (fit samples)": _matrix(rows, cols, fit, "distance", [0, None]),
     }
     first = results[0]
+    # every cell's per-image statistics (the (F, E, N) contract of issue 19): intervals come from them later
+    per_sample = ctx.out_dir / PER_SAMPLE_FILE
+    write_npz_atomic(per_sample, grid_arrays({(r.front_layer, r.end_layer): r.samples for r in results if r.samples is not None}, rows, cols))
     return {
         "metrics": {"matrices": matrices, "front_accuracy": first.front_accuracy, "end_accuracy": first.end_accuracy, "pairs": len(results),
                     "run_names": {f"{r.front_layer}|{r.end_layer}": r.run_name for r in results},
                     "mean_accuracy": sum(acc.values()) / len(acc)},
-        "artifacts": {"runs": runs},
+        "artifacts": {"runs": runs, "per_sample": per_sample},
         "model_hashes": {"front": first.front.get("fingerprint"), "end": first.end.get("fingerprint")},
         "conventions": dict(first.conventions),
     }
