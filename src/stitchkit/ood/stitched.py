@@ -25,6 +25,10 @@ score and norm distributions, sanity checks, wall times; :meth:`.matrices.OODMat
 ``energies/``: ``id/<end_layer>/<detector>.npy``,
 ``runs/<run name>/<detector>.npy`` (keyed by run, unlike the original's shared folder) and
 ``sanity/<end_layer>/<dataset>_<detector>.npy``.
+
+With ``bootstrap`` (``stitchkit ood --bootstrap B``), AUROC, AUPR, FPR95 and the norm ratio get
+percentile intervals from resampling the test images' scores and norms (:mod:`.per_sample`; paired
+where the ID set is the evaluation set), in the matrices, their JSON and the printout.
 """
 
 from __future__ import annotations
