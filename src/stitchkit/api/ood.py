@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from ..choices import TRAINING_FREE_DETECTORS
 from ..data import get_dataset
 from ..data.loading import sample_subset
@@ -19,12 +21,14 @@ from ..models.layers import layered
 from ..ood.detectors import Detector
 from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
+from ..ood.per_sample import as_bootstrap, attach_intervals, score_arrays
 from ..ood.registry import DetectorRegistry
 from ..ood.stitch_test import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
 from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
+from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.device import resolve_device
 from .arguments import check_types
 from .inputs import resolve_data
@@ -58,10 +62,21 @@ class OODTestResult:
 
     def matrix(self, metric: str = "auroc", detector: str | None = None) -> Matrix:
         """Front × end matrix of ``accuracy``, ``norm_ratio`` or of a detector's ``auroc``, ``aupr``, ``fpr95`` or
-        ``median_score`` (default: the first detector)."""
+        ``median_score`` (default: the first detector); with ``lower`` / ``upper`` bounds for the norm
+        ratio, AUROC, AUPR and FPR95 when the test was run with ``bootstrap``."""
         matrix = self.ood.to_matrix(metric, detector)
         matrix.provenance = self._provenance(f"OOD test of {self.stitches.title} stitches: {matrix.name}")  # the models and options too
         return matrix
+
+    def ci(self, metric: str = "auroc", detector: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The front × end ``(lower, upper)`` confidence intervals of ``metric`` (``auroc``, ``aupr``, ``fpr95`` of
+        ``detector``, default the first, or ``norm_ratio``); the test must have been run with ``bootstrap``."""
+        return self.matrix(metric, detector).ci()
+
+    def score_arrays(self) -> dict[str, np.ndarray]:
+        """Every test image's outlier scores and activation norms, genuine and stitched
+        (:func:`stitchkit.ood.per_sample.score_arrays`): what the metrics and their intervals are made from."""
+        return score_arrays(self.ood.results, self.id_scores, self.id_norms)
 
     @property
     def matrices(self) -> dict[str, Matrix]:
@@ -168,6 +183,7 @@ def ood_test(
     seed: int = 0,
     group_size: int | None = None,
     progress: bool = False,
+    bootstrap: int | BootstrapSpec = 0,
     **stitch_options: Any,
 ) -> OODTestResult:
     """The OOD test of a grid of stitches: ``ood_test(grid)`` for a :class:`StitchGridResult`, or
@@ -183,8 +199,12 @@ def ood_test(
     stitches are made here, ``test_samples`` is also their evaluation's (and ``fit_samples``, among the
     ``stitch_options``, their direct matching's K).
     ``positive``, ``tpr`` and ``fpr_rule`` are the metric convention (:func:`stitchkit.ood.ood_metrics`).
+    ``bootstrap``: resamples of the test images (or a :class:`~stitchkit.uncertainty.bootstrap.BootstrapSpec`
+    with the level and seed; 0: none) for percentile intervals of AUROC, AUPR, FPR95 and the norm ratio
+    (:meth:`OODTestResult.ci`), from the per-image scores, with no further pass of any network.
     """
     check_types(ood_test, locals(), "stitchkit.ood_test")
+    spec = as_bootstrap(bootstrap)
     if isinstance(stitches, StitchGridResult):
         given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
         if given or stitch_options:
@@ -219,6 +239,9 @@ def ood_test(
     for record, result in zip(ordered, scored):
         result.extra = {"stitched_accuracy_in_result": record.accuracy}
         matrices.add(record.front_layer, record.end_layer, result)
+    # paired where the genuine side is the evaluation set's own test split (the same first test_samples images)
+    attach_intervals(matrices, genuine.scores, genuine.norms, spec, paired=id_data is None, positive=positive, tpr=tpr,
+                     fpr_rule=fpr_rule)
     options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": test_samples, "detector_fit_samples": detector_fit_samples,
                "seed": seed, "positive": positive, "tpr": tpr, "fpr_rule": fpr_rule, "group_size": largest_group,
                "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()}}

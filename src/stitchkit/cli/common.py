@@ -9,6 +9,7 @@ from typing import Any
 
 from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
+from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSpec
 from ..utils.numbers import is_finite_number
 
 
@@ -55,6 +56,24 @@ def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", h
 def add_loader(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-workers", "--loader-workers", dest="workers", type=int, default=1, help="data loader worker processes")
     parser.add_argument("-prefetch", "--prefetch-factor", dest="prefetch", type=int, default=1, help="batches prefetched per worker (ignored with 0 workers)")
+
+
+def add_bootstrap(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--bootstrap B`` (0: no intervals), ``--level`` and ``--bootstrap-seed``: percentile intervals of
+    ``what`` from resampling the test images (:mod:`stitchkit.uncertainty.bootstrap`)."""
+    parser.add_argument("--bootstrap", dest="bootstrap", type=int, default=0, metavar="B",
+                        help=f"bootstrap resamples of the test images for percentile intervals of {what} (0: none; e.g. {DEFAULT_RESAMPLES})")
+    parser.add_argument("--level", dest="level", type=finite_float, default=DEFAULT_LEVEL, help="confidence level of the intervals")
+    parser.add_argument("--bootstrap-seed", dest="bootstrap_seed", type=int, default=0, help="seed of the bootstrap's resamples (recorded)")
+
+
+def bootstrap_spec(args: argparse.Namespace) -> BootstrapSpec:
+    """The :class:`~stitchkit.uncertainty.bootstrap.BootstrapSpec` of :func:`add_bootstrap`'s options."""
+    if args.bootstrap < 0:
+        raise StitchkitError(f"--bootstrap must be a number of resamples, 0 for none, got {args.bootstrap}")
+    if not 0 < args.level < 1:
+        raise StitchkitError(f"--level must be a confidence level between 0 and 1 (e.g. 0.95), got {args.level:g}")
+    return BootstrapSpec(resamples=args.bootstrap, level=args.level, seed=args.bootstrap_seed)
 
 
 def add_data_path(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..choices import DEFAULT_DETECTOR_DIR
-from .common import add_command, add_device, add_loader
+from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec
 from .detector import _add_metric_options, _training_free_options
 
 EXAMPLES = """\
@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--test-samples", dest="test_samples", type=int, default=None, metavar="N", help="first N test images of each set (default all)")
     add_loader(p)
     p.set_defaults(workers=0)
+    add_bootstrap(p, "AUROC, AUPR, FPR95 and the norm ratio")
     p.add_argument("--progress", action="store_true", help="progress bars")
     p.set_defaults(handler=run)
 
@@ -51,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from ..ood.stitched import evaluate_results_dir  # deferred: torch loads only when a command computes
 
     detector_dir = None if str(args.detector_dir).lower() == "none" else args.detector_dir
+    bootstrap = bootstrap_spec(args)  # before the work: a wrong level is refused at once
     experiments = evaluate_results_dir(
         args.source_dir, detector_dir=detector_dir, dataset=args.dataset, data_root=args.data_root, id_dataset=args.id_dataset,
         id_data_root=args.id_root, sanity_dataset=args.sanity_dataset, sanity_root=args.sanity_root, training_free=args.training_free,
         training_free_options=_training_free_options(args), fit_samples=args.fit_samples, test_samples=args.test_samples,
         positive=args.positive, fpr_rule=args.fpr_rule, out_dir=args.out, device=args.device, batch_size=args.batch_size,
-        workers=args.workers, progress=args.progress,
+        workers=args.workers, progress=args.progress, bootstrap=bootstrap,
     )
     for exp in experiments:
         print()
@@ -72,5 +74,9 @@ def run(args: argparse.Namespace) -> int:
         conventions = exp.matrices.to_dict()["conventions"]
         for name, text in conventions.items():
             print(f"convention ({name}): {text}")
+        if exp.matrices.interval:
+            record = exp.matrices.interval
+            print(f"intervals: {100 * record['level']:g}% percentile bootstrap of the test images, {record['resamples']} resamples, "
+                  f"seed {record['seed']}, {'genuine and stitched resampled together (the same images)' if record['paired'] else 'each side resampled on its own'}")
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in exp.seconds.items()))
     return 0

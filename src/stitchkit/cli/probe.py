@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..choices import LOW_RANK_MODES, TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, finite_float, model_options
+from .common import (add_augment, add_bootstrap, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, bootstrap_spec,
+                     finite_float, model_options)
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
@@ -28,7 +30,7 @@ def register(sub) -> None:
         description="Train a linear probe (global average pool for conv layers, CLS token for ViT blocks, vectors as they "
         "are) on each layer at each rank and print the final test accuracy in the original's format. Low rank uses a fixed "
         "basis estimated on the training set (or, with --low-rank-mode per_batch, the original's per-batch SVD). With -o, "
-        "writes probes.json and probes.csv.",
+        "writes probes.json and probes.csv (and, with --bootstrap, probe_accuracy.csv with the intervals' bounds).",
         examples=EXAMPLES,
     )
     p.add_argument("model_path", help="checkpoint")
@@ -51,6 +53,7 @@ def register(sub) -> None:
     add_schedule(p, scheduler=True)
     add_augment(p, "the probes", no_augment="train on un-augmented images (features are then extracted once)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write probes.json and probes.csv into DIR")
+    add_bootstrap(p, "each probe's test accuracy")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_model_options(p)
     p.set_defaults(handler=run)
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_dir(args.out)  # before the probes are trained (the folder is made when they are written)
     ranks = descending(parse_ranks(args.ranks, "-ranks"))
+    bootstrap = bootstrap_spec(args)
     if args.workers < 0:
         raise StitchkitError(f"loader workers must be non-negative, got {args.workers}")
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                          verbose=args.verbose, progress=args.progress)
     report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
                               device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))
+    intervals = report.accuracy_intervals(bootstrap) if bootstrap.enabled else {}
     for layer in report.layers():
         print(f"{args.model_path} -- {layer}")
         accs = [report.accuracy(layer, r) for r in ranks]
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         for r, acc in zip(ranks, accs):
             # a rank above the layer's channels is clamped: say which rank was used
             shown = r if used[r] == r else f"{r} (used {used[r]}: all of the layer's channels)"
-            print(f"Rank {shown}: {acc:.4f}")
+            bounds = intervals.get((layer, r))
+            print(f"Rank {shown}: {acc:.4f}" + ("" if bounds is None else f"  [{bounds[0]:.4f}, {bounds[1]:.4f}]"))
         print()
         for acc in accs:
             print(f"{acc:.4f}")
@@ -86,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     info = report.info
     print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation {info['augmentation']}; "
           f"{info['seconds']:.1f}s)")
+    if bootstrap.enabled:
+        print(f"(in brackets: {100 * bootstrap.level:g}% percentile bootstrap intervals of the test accuracy, {bootstrap.resamples} resamples "
+              f"of the test images, seed {bootstrap.seed})")
     if args.out:
         paths = report.write(args.out)
         print(f"wrote {paths['json']} and {paths['csv']}")
+        if bootstrap.enabled:  # the layer × rank accuracy with its bounds ("<rank> (lower)" / "(upper)" columns)
+            print(f"wrote {report.matrix('val_acc', bootstrap).save(Path(args.out) / 'probe_accuracy.csv')}")
     return 0

@@ -241,8 +241,9 @@ def evaluate_stitched(
     }
     accuracy = hits / n_labelled if n_labelled else math.nan
     genuine = None if id_norms is None else ValueSummary.of(id_norms, f"genuine activation norms at {end_layer!r}")
+    norm_array = torch.cat(norms).numpy()
     return StitchOODResult(end_layer, accuracy, n, metrics, ood, front_layer=front_layer, seconds=time.perf_counter() - started,
-                           stitched_norm=ValueSummary.of(torch.cat(norms)), genuine_norm=genuine)
+                           stitched_norm=ValueSummary.of(norm_array), genuine_norm=genuine, norms=norm_array)
 
 
 @torch.no_grad()

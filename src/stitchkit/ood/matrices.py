@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from ..errors import unknown_name
 from ..results import Matrix, Provenance
 from ..results.writers import write_csv, write_json
@@ -37,11 +39,18 @@ class OODMatrices:
     convention of the results (recorded in the JSON). ``norm_ratio`` is each stitch's
     :attr:`~.stitch_record.StitchOODResult.norm_ratio`, a detector's ``median_score`` the median of its
     scores of the stitched activations (the genuine ones' per end layer: :meth:`genuine`).
+
+    With a bootstrap (:func:`.per_sample.attach_intervals`), ``bounds`` holds the front × end lower and
+    upper bounds of the norm ratio (key ``"norm_ratio"``) and of each detector's AUROC, AUPR and FPR95
+    (``"auroc|<detector>"``, …), and ``interval`` how they were made; :meth:`to_matrix` carries them
+    and :meth:`ci` returns them.
     """
 
     def __init__(self, front_layers: Sequence[str], end_layers: Sequence[str]):
         self.front_layers, self.end_layers = list(front_layers), list(end_layers)
         self.results: dict[tuple[str, str], StitchOODResult] = {}
+        self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.interval: dict[str, Any] = {}
 
     def add(self, front_layer: str, end_layer: str, result: StitchOODResult) -> None:
         if front_layer not in self.front_layers:
@@ -49,6 +58,23 @@ class OODMatrices:
         if end_layer not in self.end_layers:
             self.end_layers.append(end_layer)
         self.results[(front_layer, end_layer)] = result
+
+    def set_intervals(self, bounds: Mapping[str, tuple[np.ndarray, np.ndarray]], interval: Mapping[str, Any]) -> None:
+        """Keep the bounds of :func:`.per_sample.interval_grids` (made for the current layers, in their order)
+        and their record (:meth:`~stitchkit.uncertainty.bootstrap.BootstrapSpec.record`)."""
+        self.bounds, self.interval = dict(bounds), dict(interval)
+
+    def bounds_of(self, metric: str, detector: str | None = None) -> tuple[list[list[float]], list[list[float]]] | None:
+        """The (lower, upper) grids of ``metric`` (a detector's, default the first), or None without them."""
+        if metric not in TITLES:
+            detector = detector or (self.detectors or ["energy"])[0]
+        found = self.bounds.get(metric if metric in TITLES else f"{metric}|{detector}")
+        return None if found is None else (np.asarray(found[0], dtype=float).tolist(), np.asarray(found[1], dtype=float).tolist())
+
+    def ci(self, metric: str = "auroc", detector: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The confidence intervals of ``metric`` (a detector's, default the first) as front × end
+        ``(lower, upper)`` arrays (:meth:`stitchkit.results.Matrix.ci`)."""
+        return self.to_matrix(metric, detector).ci()
 
     @property
     def detectors(self) -> list[str]:
@@ -114,6 +140,8 @@ class OODMatrices:
             "detectors": {name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS + SCORE_METRICS} for name in self.detectors},
             "genuine": {e: genuine for e in self.end_layers if (genuine := self.genuine(e)) is not None},
             "conventions": conventions, "norm_ratio_definition": NORM_DEFINITION,
+            **({"intervals": {key: {"lower": np.asarray(lo).tolist(), "upper": np.asarray(hi).tolist()} for key, (lo, hi) in self.bounds.items()},
+                "interval": self.interval} if self.bounds else {}),
         }
 
     def to_matrix(self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None) -> Matrix:
@@ -131,8 +159,10 @@ class OODMatrices:
         if provenance is None:
             conventions = {f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()}
             provenance = Provenance(f"OOD test of stitches: {name}", conventions={**conventions, "norm ratio": NORM_DEFINITION})
+        bounds = self.bounds_of(metric, detector)
+        lower, upper = bounds if bounds is not None else (None, None)
         return Matrix(self.front_layers, self.end_layers, self.matrix(metric, detector), kind=kind, range=value_range, name=name,
-                      provenance=provenance)
+                      provenance=provenance, lower=lower, upper=upper, interval=self.interval if bounds is not None else {})
 
     def _csv(self, matrix: list[list[float]]) -> list[dict[str, Any]]:
         """The rows of one matrix's CSV: the front layer, then each end layer's value to 6 digits (empty where missing)."""
@@ -159,24 +189,40 @@ class OODMatrices:
         return paths
 
     def format(self) -> str:
-        """The matrices as text, like the original's printout (rows = front, columns = end)."""
-        def block(title: str, matrix: list[list[float]], genuine: list[float] | None = None) -> list[str]:
-            width = max([len(e) for e in self.end_layers] + [8])
-            lines = [title, " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers)]
-            labelled = list(zip(self.front_layers, matrix)) + ([("genuine", genuine)] if genuine is not None else [])
-            for f, row in labelled:
-                lines.append(f"{f:<12}" + "".join(f"{'—' if math.isnan(v) else f'{v:.4f}':>{width + 1}}" for v in row))
+        """The matrices as text, like the original's printout (rows = front, columns = end); with
+        intervals (:attr:`bounds`), each cell shows its bounds after the value."""
+        level = self.interval.get("level")
+        note = f" [{100 * level:g}% interval]" if level is not None else ""
+
+        def block(title: str, metric: str, detector: str | None = None, genuine: list[float] | None = None) -> list[str]:
+            matrix, bounds = self.matrix(metric, detector), self.bounds_of(metric, detector)
+            cells = [[_cell(v, None if bounds is None else (bounds[0][i][j], bounds[1][i][j])) for j, v in enumerate(row)]
+                     for i, row in enumerate(matrix)]
+            if genuine is not None:
+                cells.append([_cell(v) for v in genuine])
+            width = max([len(e) for e in self.end_layers] + [len(c) for row in cells for c in row] + [8])
+            labels = self.front_layers + (["genuine"] if genuine is not None else [])
+            lines = [title + (note if bounds is not None else ""), " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers)]
+            lines += [f"{f:<12}" + "".join(f"{c:>{width + 1}}" for c in row) for f, row in zip(labels, cells)]
             return lines
 
-        lines = block("STITCHING ACCURACY", self.matrix("accuracy"))
-        lines += [""] + block("NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)", self.matrix("norm_ratio"))
+        lines = block("STITCHING ACCURACY", "accuracy")
+        lines += [""] + block("NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)", "norm_ratio")
         for name in self.detectors:
             for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):
-                lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", self.matrix(metric, name))
+                lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", metric, name)
             genuine = [_median((self.genuine(e) or {}).get("scores", {}).get(name)) for e in self.end_layers]
-            lines += [""] + block(f"MEDIAN SCORE ({name}; higher = more OOD; last row: genuine activations)", self.matrix("median_score", name),
-                                  genuine)
+            lines += [""] + block(f"MEDIAN SCORE ({name}; higher = more OOD; last row: genuine activations)", "median_score", name, genuine)
         return "\n".join(lines)
+
+
+def _cell(value: float, bounds: tuple[float, float] | None = None) -> str:
+    """One printed cell: the value to 4 decimals (— where missing), with its interval where it has one."""
+    if math.isnan(value):
+        return "—"
+    if bounds is None or any(b is None or math.isnan(b) for b in bounds):
+        return f"{value:.4f}"
+    return f"{value:.4f} [{bounds[0]:.4f}, {bounds[1]:.4f}]"
 
 
 def _median(summary: Any) -> float:

@@ -36,7 +36,8 @@ class StitchOODResult:
 
     Each detector's metrics carry both sides' score distributions; ``stitched_norm`` and
     ``genuine_norm`` summarise the activation norms (:data:`NORM_DEFINITION`) of the stitched and the
-    genuine activations, and :attr:`norm_ratio` compares their means.
+    genuine activations, and :attr:`norm_ratio` compares their means; ``norms`` keeps the stitched
+    ones image by image (:mod:`.per_sample`).
     """
 
     end_layer: str
@@ -49,6 +50,8 @@ class StitchOODResult:
     extra: dict[str, Any] = field(default_factory=dict)
     stitched_norm: ValueSummary | None = None
     genuine_norm: ValueSummary | None = None
+    #: each stitched sample's activation norm, in the order of the scores (what ``stitched_norm`` summarises)
+    norms: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def norm_ratio(self) -> float:

@@ -83,11 +83,11 @@ def score_stitches(
     genuine_norms = {layer: ValueSummary.of(values, f"genuine activation norms at {layer!r}") for layer, values in (id_norms or {}).items()}
     results = []
     for pair, out in zip(pairs, scored):
-        ood = out.arrays()
+        ood, norms = out.arrays(), out.norm_array()
         metrics = {name: ood_metrics(id_scores[pair.end_layer][name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule,
                                      score=detectors[pair.end_layer][name].name) for name in ood}
         results.append(StitchOODResult(pair.end_layer, out.accuracy, out.n, metrics, ood, front_layer=pair.front_layer, seconds=out.seconds,
-                                       stitched_norm=ValueSummary.of(out.norm_array()), genuine_norm=genuine_norms.get(pair.end_layer)))
+                                       stitched_norm=ValueSummary.of(norms), genuine_norm=genuine_norms.get(pair.end_layer), norms=norms))
     return results, max(len(g) for g in grid.groups)
 
 

@@ -25,6 +25,10 @@ score and norm distributions, sanity checks, wall times; :meth:`.matrices.OODMat
 ``energies/``: ``id/<end_layer>/<detector>.npy``,
 ``runs/<run name>/<detector>.npy`` (keyed by run, unlike the original's shared folder) and
 ``sanity/<end_layer>/<dataset>_<detector>.npy``.
+
+With ``bootstrap`` (``stitchkit ood --bootstrap B``), AUROC, AUPR, FPR95 and the norm ratio get
+percentile intervals from resampling the test images' scores and norms (:mod:`.per_sample`; paired
+where the ID set is the evaluation set), in the matrices, their JSON and the printout.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ from ..models.loading import check_model_type, load_model, requested_model_type
 from ..stitching.grouped import GridPair
 from ..stitching.records import StitchResult
 from ..stitching.run_folder import is_finished, load_stitcher
+from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir
 from .evaluate import StitchOODResult, genuine_pass, genuine_scores
 from .matrices import OODMatrices
 from .metrics import ood_metrics
+from .per_sample import as_bootstrap, attach_intervals, score_arrays
 from .registry import DetectorRegistry
 from .stitch_test import end_layer_detectors, score_stitches
 
@@ -67,6 +73,14 @@ class ExperimentOOD:
     detector_ids: dict[str, str | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     out_dir: str | None = None
+    #: the genuine side's per-image scores and norms (:class:`~.evaluate.GenuineActivations`)
+    genuine: Any = field(default=None, repr=False)
+    #: whether genuine and stitched activations come from the same test images (:mod:`.per_sample`)
+    paired: bool = True
+
+    def score_arrays(self) -> dict[str, np.ndarray]:
+        """Every image's scores and norms, genuine and stitched (:func:`.per_sample.score_arrays`)."""
+        return score_arrays(self.matrices.results, self.genuine.scores, self.genuine.norms)
 
 
 def _save_npy(path: Path, values: np.ndarray) -> None:
@@ -140,6 +154,7 @@ class _TestOptions:
     group_size: int | None
     progress: bool
     log: Callable[[str], None]
+    bootstrap: BootstrapSpec
 
     def metrics(self, id_scores: np.ndarray, ood_scores: np.ndarray, score: str):
         return ood_metrics(id_scores, ood_scores, positive=self.positive, tpr=self.tpr, fpr_rule=self.fpr_rule, score=score)
@@ -266,6 +281,13 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
     matrices = OODMatrices(front_layers, end_layers)
     run_results = _stitch_results(opts, ordered, scored, matrices, exp_dir, pending)
     seconds["stitches"] = time.perf_counter() - started
+    # the same images on both sides: the ID set is the evaluation set, read from the same place
+    paired = id_info.name == info.name and (opts.id_data_root is None or opts.id_data_root == opts.data_root)
+    if opts.bootstrap.enabled:
+        started = time.perf_counter()
+        attach_intervals(matrices, genuine.scores, genuine.norms, opts.bootstrap, paired=paired, positive=opts.positive, tpr=opts.tpr,
+                         fpr_rule=opts.fpr_rule)
+        seconds["bootstrap"] = time.perf_counter() - started
     seconds["group_size"] = largest_group
     extra = {
         "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
@@ -276,7 +298,7 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
     }
     pending.write()
     matrices.save(exp_dir, extra)
-    return ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir))
+    return ExperimentOOD(label, matrices, run_results, sanity, ids, seconds, str(exp_dir), genuine, paired)
 
 
 def evaluate_results_dir(
@@ -304,6 +326,7 @@ def evaluate_results_dir(
     group_size: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    bootstrap: BootstrapSpec | int = 0,
 ) -> list[ExperimentOOD]:
     """Run the OOD test on every finished stitching run of ``results_dir`` (see the module docstring).
 
@@ -311,7 +334,9 @@ def evaluate_results_dir(
     ``dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
     ``id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
     All stitches of an experiment are evaluated in one grouped pass (:mod:`.grouped`), ``group_size``
-    stitches per end-suffix pass (None: automatic, as in the grids).
+    stitches per end-suffix pass (None: automatic, as in the grids). ``bootstrap`` (resamples, or a
+    :class:`~stitchkit.uncertainty.bootstrap.BootstrapSpec`; 0: none) gives AUROC, AUPR, FPR95 and the
+    norm ratio percentile intervals from the per-image scores (:mod:`.per_sample`).
     """
     results_dir = Path(results_dir)
     out_root = Path(out_dir) if out_dir is not None else results_dir / "ood"
@@ -321,7 +346,7 @@ def evaluate_results_dir(
     if registry is None and not training_free:
         raise StitchkitError("no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)")
     opts = _TestOptions(data_root, id_data_root, sanity_dataset, sanity_root, training_free, training_free_options, fit_samples, test_samples,
-                        positive, tpr, fpr_rule, batch_size, workers, seed, group_size, progress, log)
+                        positive, tpr, fpr_rule, batch_size, workers, seed, group_size, progress, log, as_bootstrap(bootstrap))
     groups = _group_runs(results_dir)
     return [_evaluate_experiment(opts, key, runs, registry, dataset, id_dataset, out_root / _label(runs[0]) if len(groups) > 1 else out_root,
                                  results_dir, dev)

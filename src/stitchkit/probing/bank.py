@@ -181,16 +181,20 @@ class ProbeBank(nn.Module):
 BatchSource = Callable[[Any, torch.device], tuple[dict[str, Tensor], Tensor]]
 
 
-def bank_step(source: BatchSource) -> Callable:
+def bank_step(source: BatchSource, record: list[Tensor] | None = None) -> Callable:
     """The training loop's step function for a :class:`ProbeBank`: the summed cross-entropy of all
-    probes (see the module docstring) and each probe's hit count as ``acc/<layer>@<rank>``."""
+    probes (see the module docstring) and each probe's hit count as ``acc/<layer>@<rank>``; with
+    ``record``, each batch's per-sample hits ((probes, batch) uint8, 1 = right) are appended to it."""
 
     def step(bank: ProbeBank, batch: Any, device: torch.device):
         features, labels = source(batch, device)
         logits = torch.stack(bank(features))  # (probes, batch, classes): one loss and one count for all probes
         n, classes = labels.shape[0], logits.shape[-1]
         losses = F.cross_entropy(logits.reshape(-1, classes), labels.repeat(len(bank.specs)), reduction="none").view(-1, n).mean(dim=1)
-        hits = (logits.detach().argmax(dim=-1) == labels).sum(dim=1).tolist()
+        right = logits.detach().argmax(dim=-1) == labels
+        if record is not None:
+            record.append(right.to(torch.uint8).cpu())
+        hits = right.sum(dim=1).tolist()
         loss_values = losses.detach().tolist()
         stats: dict[str, float] = {}
         for key, h, loss in zip(bank.keys, hits, loss_values):
@@ -214,16 +218,22 @@ def train_probe_bank(
     *,
     desc: str = "probes",
 ) -> list[ProbeResult]:
-    """Train every probe of ``bank`` with the one training loop; the final test accuracy of each."""
+    """Train every probe of ``bank`` with the one training loop; the final test accuracy of each, and
+    its hits image by image (``test_hits``, in the test loader's order) from the same final test pass."""
     config.validate()
     bank.to(device)
     optim = config.optim()
     optimizer = build_optimizer(bank.parameters(), optim)
     scheduler = build_scheduler(optimizer, optim, config.epochs, train_loader)
     step = bank_step(source)
+    recorded: list[Tensor] = []  # the per-sample hits of the test pass under way
+    last_hits: list[Tensor] = []  # those of the last finished one
+    val_step = bank_step(source, recorded)
     histories: dict[str, list[dict[str, float | None]]] = {s.key: [] for s in bank.specs}
 
     def on_epoch_end(log: EpochLog) -> None:
+        if log.val:
+            last_hits[:], recorded[:] = recorded, []
         for spec in bank.specs:
             train_acc = log.train.get(f"acc/{spec.key}")
             val_acc = log.val.get(f"acc/{spec.key}") if log.val else None
@@ -237,17 +247,21 @@ def train_probe_bank(
     history = fit(
         bank, train_loader, optimizer=optimizer, epochs=config.epochs, device=device,
         val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler, step_fn=step,
-        val_step_fn=step, seed=config.seed, on_epoch_end=on_epoch_end, progress=config.progress, verbose=False, desc=desc,
+        val_step_fn=val_step, seed=config.seed, on_epoch_end=on_epoch_end, progress=config.progress, verbose=False, desc=desc,
     )
-    final_val = history[-1].val if history[-1].val is not None else evaluate(bank, test_loader, device, step_fn=step)
+    if history[-1].val is not None:
+        final_val = history[-1].val
+    else:
+        final_val, last_hits = evaluate(bank, test_loader, device, step_fn=val_step), recorded
+    hits = torch.cat(last_hits, dim=1).numpy()  # (probes, test samples)
     final_train = history[-1].train
     results = []
-    for spec in bank.specs:
+    for k, spec in enumerate(bank.specs):
         results.append(ProbeResult(
             layer=spec.layer, rank=spec.rank, val_acc=float(final_val[f"acc/{spec.key}"]),
             val_loss=float(final_val[f"loss/{spec.key}"]), train_acc=float(final_train[f"acc/{spec.key}"]),
             train_loss=float(final_train[f"loss/{spec.key}"]), in_features=spec.in_features, activation_shape=spec.shape,
-            history=histories[spec.key],
+            history=histories[spec.key], test_hits=hits[k],
         ))
     return results
 

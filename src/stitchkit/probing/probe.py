@@ -46,8 +46,9 @@ for e < 5; here it is used only when e > 5 (no decay otherwise), see :func:`defa
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -61,6 +62,8 @@ from ..errors import StitchkitError
 from ..results import Matrix, Provenance, Table
 from ..results.writers import csv_text, write_csv, write_json
 from ..training.optim import OptimConfig
+from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
+from ..uncertainty.intervals import mean_samples
 from ..utils.io import ensure_writable_dir
 from ..utils.numbers import check_seed
 
@@ -219,6 +222,8 @@ class ProbeResult:
     activation_shape: tuple[int, ...]
     #: per-epoch (train_acc, val_acc or None)
     history: list[dict[str, float | None]] = field(default_factory=list)
+    #: per test sample (test order): 1 where the final probe classified it right (``val_acc`` is their mean)
+    test_hits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -230,7 +235,8 @@ class ProbeResult:
         return None if self.rank is None else min(int(self.rank), feature_count(self.activation_shape))
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_hits"}  # the hits go to per_sample(), not JSON
+        out["history"] = [dict(h) for h in self.history]
         out["activation_shape"] = list(self.activation_shape)
         out["rank_used"] = self.rank_used
         return out
@@ -265,18 +271,47 @@ class ProbeReport:
         return Provenance(what, {"model": self.info.get("model_fingerprint")}, {**options, "config": self.config},
                           {"accuracy": "the final test accuracy after the last epoch (the original's report)"})
 
-    def matrix(self, metric: str = "val_acc") -> Matrix:
+    def matrix(self, metric: str = "val_acc", bootstrap: BootstrapSpec | None = None) -> Matrix:
         """Layers (rows) × ranks (columns, ``full`` first) of ``val_acc`` (default), ``val_loss``,
-        ``train_acc`` or ``train_loss``; NaN where a layer was not probed at a rank."""
+        ``train_acc`` or ``train_loss``; NaN where a layer was not probed at a rank. With an enabled
+        ``bootstrap``, the test accuracy carries the bounds of :meth:`accuracy_intervals`."""
         if metric not in ("val_acc", "val_loss", "train_acc", "train_loss"):
             raise StitchkitError(f"a probe matrix shows val_acc, val_loss, train_acc or train_loss, not {metric!r}")
         ranks = list(dict.fromkeys(r.rank for r in self.results))
         cells = {(r.layer, r.rank): getattr(r, metric) for r in self.results}
         values = [[cells.get((layer, rank)) for rank in ranks] for layer in self.layers()]
         accuracy = metric.endswith("acc")
+        bounds: dict[str, Any] = {}
+        if bootstrap is not None and bootstrap.enabled and metric == "val_acc":
+            found = self.accuracy_intervals(bootstrap)
+            bounds = {side: [[found[(layer, rank)][k] if (layer, rank) in found else math.nan for rank in ranks] for layer in self.layers()]
+                      for k, side in enumerate(("lower", "upper"))}
+            bounds["interval"] = bootstrap.record()
         return Matrix(self.layers(), [rank_label(r) for r in ranks], values, kind="accuracy" if accuracy else "distance",
                       range=(0.0, 1.0) if accuracy else (0.0, None), row_label="layer", col_label="rank", name=f"probe {metric}",
-                      provenance=self.provenance(f"linear probes: {metric}"))
+                      provenance=self.provenance(f"linear probes: {metric}"), **bounds)
+
+    def per_sample(self) -> dict[str, np.ndarray]:
+        """Each probe's hits on the test images, ``hits|<layer>|<rank label>`` (uint8, 1 = right), and the
+        test images' indices in their set (``images``): a study probes unit's ``per_sample`` artifact."""
+        kept = [r for r in self.results if r.test_hits is not None]
+        if not kept:
+            raise StitchkitError("these probe results keep no per-image hits (they were made before stitchkit kept them); probe again")
+        out = {f"hits|{r.layer}|{rank_label(r.rank)}": np.asarray(r.test_hits, dtype=np.uint8) for r in kept}
+        images = self.info.get("test_images")
+        out["images"] = np.asarray(images if images is not None else np.arange(kept[0].test_hits.size), dtype=np.int64)
+        return out
+
+    def accuracy_intervals(self, bootstrap: BootstrapSpec) -> dict[tuple[str, Rank], tuple[float, float]]:
+        """``{(layer, rank): (lower, upper)}``: the percentile interval of each probe's test accuracy from
+        resampling the test images (the same resamples for every probe, so differences have intervals too)."""
+        kept = [r for r in self.results if r.test_hits is not None]
+        if not kept:
+            raise StitchkitError("these probe results keep no per-image hits to resample; probe again")
+        hits = np.stack([np.asarray(r.test_hits, dtype=np.float64) for r in kept])  # (probes, images)
+        samples = mean_samples(hits, resample_counts(hits.shape[1], bootstrap.resamples, bootstrap.seed))  # (B, probes)
+        lower, upper = percentile_interval(samples, bootstrap.level)
+        return {(r.layer, r.rank): (float(lo), float(hi)) for r, lo, hi in zip(kept, lower, upper)}
 
     def table(self) -> Table:
         """One row per probe (every field of :class:`ProbeResult`)."""

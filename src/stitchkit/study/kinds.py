@@ -12,6 +12,7 @@ from ..activations import model_fingerprint
 from ..data import get_dataset
 from ..data.augmentation import choice_for, choice_of
 from ..models.loading import load_model
+from ..ood.per_sample import SCORES_CONVENTION, write_scores
 from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 from ..probing.cache import ProbeCache
@@ -27,7 +28,7 @@ from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays, write_npz_atomi
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
-from ..utils.io import json_safe
+from ..utils.io import json_safe, write_npz_atomic
 from .config import METHOD_TITLES, SCHEDULE_KEYS
 from .ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from .params import (
@@ -180,6 +181,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     report = probe_model(model, p.layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"), config=config,
                          device=run.device, workers=run.workers)
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
+    write_npz_atomic(ctx.out_dir / "per_sample.npz", report.per_sample())  # each probe's hits per test image: its accuracy's intervals
     # the sensitivity and specificity tests score representations by these same probes: share them
     cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
     cache.put_results(report.info["model_fingerprint"], p.dataset, report.results, config, net.get("label"))
@@ -189,7 +191,7 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     return {
         "metrics": {"matrices": {"probe accuracy": _matrix(list(p.layers), cols, cells, "accuracy", [0, 1], row_label="layer", col_label="rank")},
                     "seconds_probes": report.info["seconds"]},
-        "artifacts": {"csv": ctx.out_dir / "probes.csv"},
+        "artifacts": {"csv": ctx.out_dir / "probes.csv", "per_sample": ctx.out_dir / "per_sample.npz"},
         "model_hashes": {"network": report.info["model_fingerprint"]},
         "conventions": {"probe": "global average pool (conv) / CLS (tokens) → linear",
                         "trained_on": "augmented training images" if p.augment else "un-augmented training features",
@@ -279,8 +281,10 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     matrices: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     conventions: dict[str, Any] = {}
+    scores: dict[str, Any] = {}  # a stitch unit is one experiment; its keys name every cell
     for exp in experiments:
         m = exp.matrices
+        scores.update(exp.score_arrays())
         rows, cols = m.front_layers, m.end_layers
         for detector in m.detectors:
             values = m.matrix("auroc", detector)
@@ -294,4 +298,7 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                 {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
                 for layer, per in exp.sanity.items() for name, vals in per.items()]
         tables[SCORE_TABLE] = score_table(m)
-    return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir}, "conventions": conventions}
+    write_scores(ctx.out_dir / "scores.npz", scores)  # every image's scores and norms: the intervals are made from them
+    conventions["scores"] = SCORES_CONVENTION
+    return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir, "scores": ctx.out_dir / "scores.npz"},
+            "conventions": conventions}

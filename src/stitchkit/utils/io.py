@@ -19,6 +19,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from ..errors import StitchkitError
 
 
@@ -110,6 +112,12 @@ def write_csv_atomic(target: str | os.PathLike, rows: list[dict[str, Any]]) -> N
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(target, buffer.getvalue())
+
+
+def write_npz_atomic(target: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """Named arrays as an uncompressed ``.npz`` archive (``np.savez``), written whole or not at all."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
+        np.savez(handle, **{str(k): np.asarray(v) for k, v in arrays.items()})
 
 
 def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
