@@ -7,8 +7,7 @@ import argparse
 import json
 
 from ..choices import COLLECT_METRICS
-from .common import add_command
-from .stitch import add_bootstrap_options
+from .common import add_bootstrap, add_command
 
 EXAMPLES = """\
   stitchkit collect results/dm_s0_s1                   # writes accuracy.csv, residual.csv, ... and matrices.json there
@@ -28,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--print", dest="print_metrics", nargs="*", choices=list(COLLECT_METRICS), default=["accuracy"], help="matrices to print")
     p.add_argument("--all-layers", dest="all_layers", action="store_true", help="rows and columns for every stitchable layer, not only those run")
     p.add_argument("--json", dest="json_out", action="store_true", help="print matrices.json's content instead of tables")
-    add_bootstrap_options(p, "the accuracy and residual matrices (written as <metric>.lower.csv / .upper.csv and in matrices.json), "
+    add_bootstrap(p, "the accuracy and residual matrices (written as <metric>.lower.csv / .upper.csv and in matrices.json), "
                           "from each run's per_sample.npz")
     p.set_defaults(handler=run)
 
@@ -36,7 +35,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..stitching.collect import collect_results, write_collected  # deferred: torch loads only when a command computes
 
-    groups = collect_results(args.results_dir, all_layers=args.all_layers, bootstrap=args.bootstrap, level=args.bootstrap_level,
+    groups = collect_results(args.results_dir, all_layers=args.all_layers, bootstrap=args.bootstrap, level=args.level,
                              seed=args.bootstrap_seed)
     written = write_collected(groups, args.out or args.results_dir)
     if args.json_out:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
-from .common import (add_augment, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
+from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
                      model_options, schedulers_help)
 
 EXAMPLES = """\
@@ -102,7 +102,8 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
     p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=finite_float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
     _add_speed_options(p)
-    add_bootstrap_options(p, "each pair's accuracy, residual and relative accuracy (accuracy / the end network's)")
+    add_bootstrap(p, "each pair's accuracy, residual and relative accuracy (accuracy / the end network's); no pair runs again and "
+                     "no run name changes")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
@@ -184,17 +185,6 @@ def _add_speed_options(p) -> None:
     speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
 
 
-def add_bootstrap_options(p, what: str) -> None:
-    """``--bootstrap B`` (0: off), ``--level`` and ``--bootstrap-seed``: percentile intervals of ``what``
-    from the kept per-image statistics."""
-    group = p.add_argument_group("how sure (intervals from resampled test images; no pair runs again, no run name changes)")
-    group.add_argument("--bootstrap", dest="bootstrap", type=int, default=0, metavar="B",
-                       help=f"bootstrap resamples of the test images for intervals of {what}; 0 = none (e.g. 1000)")
-    group.add_argument("--level", dest="bootstrap_level", type=finite_float, default=0.95, help="the intervals' confidence level")
-    group.add_argument("--bootstrap-seed", dest="bootstrap_seed", type=int, default=None,
-                       help="seed of the resamples (default: --seed); the same for every pair, so differences between cells are resampled alike")
-
-
 def _layers(positional: str, flag: str | None, which: str) -> str:
     if flag is None:
         if positional == "-":
@@ -223,7 +213,7 @@ def settings_from_args(args: argparse.Namespace):
         memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,
         data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, fold_batchnorm=args.fold_batchnorm, compile=args.compile,
         activation_cache=(args.activation_cache or str(user_cache_dir() / "activations")) if args.use_activation_cache else None,
-        cache_limit_gb=args.cache_limit_gb, bootstrap=args.bootstrap, bootstrap_level=args.bootstrap_level, bootstrap_seed=args.bootstrap_seed,
+        cache_limit_gb=args.cache_limit_gb, bootstrap=args.bootstrap, bootstrap_level=args.level, bootstrap_seed=args.bootstrap_seed,
     )
 
 

@@ -14,7 +14,6 @@ contract layout (``(F, E, N)``, :func:`grid_arrays`) go to one ``per_sample.npz`
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,25 +21,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import StitchkitError
-from ..utils.io import atomic_path
+from ..utils.io import read_npz, write_npz_atomic
 
 #: the file of a run folder (and of a study's stitch unit)
 PER_SAMPLE_FILE = "per_sample.npz"
-
-
-def write_npz_atomic(target: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` of ``arrays`` into ``target``, written to a temporary file and renamed into place."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded (the file is closed afterwards)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise StitchkitError(f"cannot read the per-sample statistics {str(path)!r}: {exc}") from None
 
 
 @dataclass

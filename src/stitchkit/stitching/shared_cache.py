@@ -13,10 +13,10 @@ from torch import nn
 from ..activations.extract import ActivationCache
 from ..errors import StitchkitError
 from ..models.layers import layered
+from ..utils.io import read_npz, write_npz_atomic
 from .donors import Donor
 from .grid_evaluation import SharedActivations
 from .grouped import GridPass
-from .per_sample import read_npz, write_npz_atomic
 
 
 #: each donor's per-image hits (uint8 ``hits``, the samples' order) beside its accuracy record in the cache

@@ -24,7 +24,7 @@ from ..similarity import measure_info
 from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
 from ..stitching.grid import stitch_grid
-from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays, write_npz_atomic
+from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import secrets
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -118,6 +119,16 @@ def write_npz_atomic(target: str | os.PathLike, arrays: Mapping[str, Any]) -> No
     """Named arrays as an uncompressed ``.npz`` archive (``np.savez``), written whole or not at all."""
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
         np.savez(handle, **{str(k): np.asarray(v) for k, v in arrays.items()})
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded (the file is closed afterwards); a damaged file is a
+    :class:`~stitchkit.errors.StitchkitError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise StitchkitError(f"cannot read the per-sample statistics {str(path)!r}: {exc}") from None
 
 
 def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
