@@ -114,10 +114,9 @@ def mean_interval(values: Any, counts: Any, level: float = DEFAULT_LEVEL, *, kee
 def ratio_interval(num: Any, den: Any, counts: Any, level: float = DEFAULT_LEVEL, *, keep_samples: bool = False):
     """``(point, lower, upper)`` of ``sum(num) / sum(den)`` over the last axis (the pooled residual);
     with ``keep_samples`` also the ``(B, ...)`` samples."""
-    samples = ratio_samples(num, den, counts)
     num, den = _per_sample(num, "numerators"), _per_sample(den, "denominators")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        point = num.sum(axis=-1) / np.where(den.sum(axis=-1) != 0, den.sum(axis=-1), np.nan)
+    samples = ratio_samples(num, den, counts)
+    point = ratio_samples(num, den, np.ones((1, num.shape[-1])))[0]  # the ratio of the sums as given
     return _with_interval(point, samples, level, keep_samples)
 
 
