@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
+from ..uncertainty.intervals import mean_samples, ratio_samples
 from .per_sample import PairSamples
 from .records import StitchResult
 
@@ -37,8 +38,6 @@ def bootstrap_spec(settings) -> BootstrapSpec:
     return BootstrapSpec(resamples=settings.bootstrap, level=settings.bootstrap_level, seed=seed)
 
 
-# The two one-liners below stand in for uncertainty.intervals.mean_samples / ratio_samples (written at the
-# same time by another part of issue 19); one of the two homes goes at the merge.
 @functools.lru_cache(maxsize=1)
 def _shared_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     """The counts of a grid, drawn once while its pairs finish one by one (read-only)."""
@@ -47,27 +46,14 @@ def _shared_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _mean_samples(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``(B, ...)`` resampled means of ``values (..., n)``."""
-    return np.moveaxis(np.asarray(values, dtype=np.float64) @ counts.T.astype(np.float64), -1, 0) / counts.shape[1]
-
-
-def _ratio_samples(num: np.ndarray, den: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``(B, ...)`` resampled ratios of sums ``Σ num / Σ den`` (NaN where a resample's denominator is 0)."""
-    c = counts.T.astype(np.float64)
-    top, bottom = np.asarray(num, dtype=np.float64) @ c, np.asarray(den, dtype=np.float64) @ c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.moveaxis(np.where(bottom != 0, top / np.where(bottom != 0, bottom, 1.0), np.nan), -1, 0)
-
-
 def metric_samples(samples: Sequence[PairSamples], counts: np.ndarray) -> dict[str, np.ndarray]:
     """``(B, P)`` bootstrap samples of each metric of :data:`INTERVAL_FIELDS` for ``P`` pairs measured on
     the same images (relative accuracy only where the end network's hits are known)."""
     hits = np.stack([s.hits for s in samples])
-    out = {"accuracy": _mean_samples(hits, counts),
-           "residual": _ratio_samples(np.stack([s.residual_num for s in samples]), np.stack([s.residual_den for s in samples]), counts)}
+    out = {"accuracy": mean_samples(hits, counts),
+           "residual": ratio_samples(np.stack([s.residual_num for s in samples]), np.stack([s.residual_den for s in samples]), counts)}
     if all(s.end_hits is not None for s in samples):
-        out["relative_accuracy"] = _ratio_samples(hits, np.stack([s.end_hits for s in samples]), counts)
+        out["relative_accuracy"] = ratio_samples(hits, np.stack([s.end_hits for s in samples]), counts)
     return out
 
 
