@@ -65,6 +65,8 @@ from ..similarity.cka import RBFCKA, DebiasedLinearCKA, LinearCKA, u_centre
 from ..similarity.procrustes import Procrustes
 from .bootstrap import DEFAULT_LEVEL, percentile_interval, resample_counts
 
+#: the numbers a similarity record's ``uncertainty`` holds (and the CSV's extra columns)
+UNCERTAINTY_FIELDS = ("lower", "upper", "p_value", "null_mean", "calibrated")
 #: elements (float64) one batched chunk may hold: 2**23 ≈ 64 MiB
 _CHUNK_ELEMENTS = 2**23
 #: a null value this close to the observed one counts as reaching it (ties are not evidence)
