@@ -19,8 +19,10 @@ repeated ``counts[b, i]`` times; every index is recomputed on it, centring inclu
   of the whole sample (the resampled kernel is the whole sample's kernel restricted to the resample).
 * ``cka_debiased``: duplicated samples would put ‖xᵢ‖² (a diagonal term, the very bias the unbiased
   HSIC removes) off the diagonal. **Choice: copies of one sample count as the diagonal.** The zero-
-  diagonal Gram matrix K̃ is resampled, so the entries between two copies of a sample are 0, like the
-  diagonal, and Song et al.'s estimator is applied to the resampled K̃ as it is (n positions). Every
+  diagonal Gram matrix K̃ of the whole sample's centred data is resampled, so the entries between two
+  copies of a sample are 0, like the diagonal, and Song et al.'s estimator is applied to the resampled
+  K̃ as it is (n positions). (The zeroed copies make the value depend slightly on the centring, which
+  is therefore the whole sample's, not the resample's.) Every
   pair of distinct samples keeps its weight wᵢwⱼ; the only change is that the ~n pairs of copies (a
   fraction ≈ 1/n of all pairs) contribute nothing, so the resamples stay centred on the debiased value
   (recomputing on explicitly duplicated features instead would bias them upwards for wide layers).
