@@ -103,7 +103,7 @@ def register(sub) -> None:
                    help="bootstrap resamples of the images: a percentile interval for every value (0 = off, the default)")
     p.add_argument("--permutations", type=int, default=0, metavar="P",
                    help="permutations of model 2's images against model 1's: a p-value and a null-calibrated score for every value (0 = off)")
-    p.add_argument("--level", type=finite_float, default=0.95, help="the intervals' confidence level (default 0.95)")
+    p.add_argument("--level", type=finite_float, default=0.95, help="the intervals' confidence level")
     p.add_argument("--uncertainty-seed", dest="uncertainty_seed", type=int, default=0, help="seed of the resamples and permutations (recorded)")
     add_model_options(p)
     p.set_defaults(handler=run)
