@@ -94,7 +94,8 @@ def compare(
     same names) of ``model_b``: every pair (``all_pairs``) or i-th with i-th. Models and data as in
     :func:`stitch_grid` (a registered name is built seeded with ``seed``, the second with ``seed + 1``).
     ``options``: :func:`~stitchkit.similarity.models.compare_models`' ``ranks_x``, ``ranks_y``, ``policy``,
-    ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``.
+    ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``,
+    ``bootstrap`` / ``permutations`` (0 = off; intervals and permutation p-values on the matrices), ``uncertainty_seed``, ``level``.
     """
     check_types(compare, locals(), "stitchkit.compare")
     check_types(compare_models, options, "stitchkit.compare")

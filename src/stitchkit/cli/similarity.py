@@ -99,6 +99,12 @@ def register(sub) -> None:
     p.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
     p.add_argument("-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="bootstrap resamples of the images: a percentile interval for every value (0 = off, the default)")
+    p.add_argument("--permutations", type=int, default=0, metavar="P",
+                   help="permutations of model 2's images against model 1's: a p-value and a null-calibrated score for every value (0 = off)")
+    p.add_argument("--level", type=finite_float, default=0.95, help="the intervals' confidence level")
+    p.add_argument("--uncertainty-seed", dest="uncertainty_seed", type=int, default=0, help="seed of the resamples and permutations (recorded)")
     add_model_options(p)
     p.set_defaults(handler=run)
 
@@ -114,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
     ranks1, ranks2 = descending(parse_ranks(args.ranks1, "-m1r")), descending(parse_ranks(args.ranks2, "-m2r"))
     if args.n_samples < 2:
         raise StitchkitError(f"--n-samples must be at least 2, got {args.n_samples}")
+    for flag, value in (("--bootstrap", args.bootstrap), ("--permutations", args.permutations)):
+        if value < 0:
+            raise StitchkitError(f"{flag} takes a number of resamples, 0 for none, got {value}")
+    if not 0 < args.level < 1:
+        raise StitchkitError(f"--level is a confidence level between 0 and 1, got {args.level}")
     if args.model1_layer is None and not args.all_pairs:
         raise StitchkitError("give model1_layer and model2_layer (names, comma-separated lists or 'all'), or --all-pairs")
     # 'all' on either side, or --all-pairs: every layer of model 1 against every layer of model 2
@@ -132,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
         n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
         low_rank_mode=args.low_rank_mode, device=args.device, batch_size=args.batch_size, workers=args.workers, prefetch=args.prefetch,
-        cache_dir=cache_dir, progress=args.progress,
+        cache_dir=cache_dir, progress=args.progress, bootstrap=args.bootstrap, permutations=args.permutations,
+        uncertainty_seed=args.uncertainty_seed, level=args.level,
     )
     if cache_dir:
         ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)
@@ -190,3 +202,20 @@ def print_matrices(report, measures: Sequence[str], ranks1, ranks2) -> None:
                 for name, line in zip(rows, matrix):
                     print(f"{name:<{lead}}" + "".join(f"{_fmt(v)[:width - 1]:>{width}}" for v in line))
                 print()
+                print_uncertainty(report, m, r1, r2, rows, lead, width)
+
+
+def print_uncertainty(report, measure: str, r1, r2, rows: Sequence[str], lead: int, width: int) -> None:
+    """Below a matrix, when computed: its interval bounds and permutation p-values, in the same layout."""
+    from ..similarity.pairs import result_matrix  # deferred: torch loads only when a command computes
+
+    sure = report.info.get("uncertainty") or {}
+    shown = ([("lower", "lower bound"), ("upper", "upper bound")] if sure.get("resamples") else []) + (
+        [("p_value", "permutation p-value")] if sure.get("permutations") else [])
+    for field, label in shown:
+        grid = result_matrix(report.results, measure, rank_x=r1, rank_y=r2, field=field)[0]
+        extra = f" of the {sure['level']:.0%} interval ({sure['resamples']} resamples)" if field != "p_value" else f" ({sure['permutations']} permutations)"
+        print(f"  {measure} {label}{extra}")
+        for name, line in zip(rows, grid):
+            print(f"{name:<{lead}}" + "".join(f"{_fmt(v)[:width - 1]:>{width}}" for v in line))
+        print()

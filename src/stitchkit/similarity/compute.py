@@ -57,9 +57,15 @@ class SimilarityResult:
     low_rank_mode: str
     options: dict = field(default_factory=dict)
     seconds: float = 0.0
+    #: how sure the value is, when asked (:class:`~stitchkit.uncertainty.similarity.IndexUncertainty`
+    #: as a dict: lower, upper, p_value, null_mean, calibrated; NaN where not computed)
+    uncertainty: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["uncertainty"] is None:  # records without uncertainty keep their old shape
+            del out["uncertainty"]
+        return out
 
 
 def _check_mode(low_rank_mode: str) -> str:

@@ -31,6 +31,7 @@ from ..results.writers import write_csv, write_json
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
+from ..uncertainty.similarity import UNCERTAINTY_FIELDS, UncertaintyPlan
 from .pairs import PairResult, result_matrix, similarity_table
 from .registry import measure_info
 
@@ -61,6 +62,7 @@ class SimilarityReport:
         """Layers of model 1 (rows) × layers of model 2 (columns) of one measure at one rank pair (NaN
         where a pair was not compared)."""
         values, rows, cols = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y)
+        sure = self.info.get("uncertainty") or {}
         if not rows:
             raise StitchkitError(f"no {measure} values at ranks ({rank_x}, {rank_y}) in this report; it has measures "
                                  f"{', '.join(self.info.get('measures', []))} at ranks {self.info.get('model1', {}).get('ranks')} × "
@@ -70,23 +72,43 @@ class SimilarityReport:
         what = f"{measure}{ranks}"
         provenance = self.provenance(what)
         provenance.conventions["measure"] = info.description
+        bounds = {}
+        if sure.get("resamples"):
+            bounds.update({f: result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field=f)[0] for f in ("lower", "upper")})
+        if sure.get("permutations"):
+            bounds["p_value"] = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field="p_value")[0]
         return Matrix(rows, cols, values, kind=info.kind, range=info.range, row_label="layer of model a", col_label="layer of model b",
-                      name=what, provenance=provenance)
+                      name=what, provenance=provenance, interval=sure, **bounds)
+
+    def calibrated(self, measure: str, *, rank_x: int | None = None, rank_y: int | None = None) -> Matrix:
+        """The null-calibrated scores of one measure (1 − dissimilarity / mean null dissimilarity: 1 for
+        identical representations, 0 at the level of unrelated ones); needs permutations."""
+        if not (self.info.get("uncertainty") or {}).get("permutations"):
+            raise StitchkitError("null-calibrated scores need a permutation null; compare with permutations > 0")
+        base = self.matrix(measure, rank_x=rank_x, rank_y=rank_y)
+        values = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field="calibrated")[0]
+        return Matrix(base.rows, base.cols, values, kind="similarity", range=None, row_label=base.row_label,
+                      col_label=base.col_label, name=f"{base.name} (null-calibrated)", provenance=base.provenance, interval=base.interval)
 
     def table(self) -> Table:
         """One row per measure, layer pair and rank pair (every field of the records)."""
         return Table([r.to_dict() for r in self.results], name="similarity", provenance=self.provenance("similarity indices"))
+
+    def csv_columns(self) -> tuple[str, ...]:
+        """:attr:`CSV_COLUMNS`, and the uncertainty's columns when it was computed."""
+        return self.CSV_COLUMNS + (UNCERTAINTY_FIELDS if self.info.get("uncertainty") else ())
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """The rows of ``similarity.csv``: ranks ``full`` where not reduced, shapes as ``NxD``, values to 8 digits."""
         rows = []
         for r in self.results:
             row = r.to_dict()
+            row.update(row.pop("uncertainty", None) or {})
             for key in ("rank_x", "rank_y", "rank_used_x", "rank_used_y"):
                 row[key] = "full" if row[key] is None else row[key]
             for key in ("matrix_shape_x", "matrix_shape_y"):
                 row[key] = "x".join(map(str, row[key]))
-            for key in ("value", "dissimilarity"):
+            for key in ("value", "dissimilarity") + tuple(f for f in UNCERTAINTY_FIELDS if f in row):
                 row[key] = f"{row[key]:.8g}"
             rows.append(row)
         return rows
@@ -95,7 +117,7 @@ class SimilarityReport:
         folder = ensure_writable_dir(out_dir)
         paths = {"json": folder / "similarity.json", "csv": folder / "similarity.csv"}
         write_json(paths["json"], self.to_dict())
-        write_csv(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
+        write_csv(paths["csv"], self.csv_rows(), self.csv_columns())
         return paths
 
 
@@ -132,13 +154,23 @@ def compare_models(
     cache_dir: str | Path | None = None,
     sample_key: str | None = None,
     progress: bool = False,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    uncertainty_seed: int = 0,
+    level: float = 0.95,
 ) -> SimilarityReport:
     """Every measure on the layer pairs of two networks (``layers``: names, or None / ["all"] for all
     stitchable layers; matching pairs i-i unless ``all_pairs``) at every rank pair.
 
     With ``cache_dir`` activations go to an :class:`~stitchkit.activations.ActivationCache` keyed by
     the model's content hash and ``sample_key`` (default: a description of ``data`` and n).
+
+    ``bootstrap`` resamples of the images give each value a percentile interval at ``level`` and
+    ``permutations`` of the images of model 2 against those of model 1 a p-value and a null-calibrated
+    score (0 = off, the default; seeded by ``uncertainty_seed``; :mod:`stitchkit.uncertainty.similarity`).
+    :meth:`SimilarityReport.matrix` then carries ``lower``/``upper``/``p_value``.
     """
+    plan = UncertaintyPlan(bootstrap, permutations, level, uncertainty_seed)
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
     if n_samples is not None and n_samples < 2:
@@ -172,7 +204,7 @@ def compare_models(
     t1 = time.perf_counter()
     results = similarity_table(
         measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y, ranks_x=ranks_x, ranks_y=ranks_y,
-        all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode,
+        all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode, uncertainty=plan if plan.enabled else None,
     )
     info = {
         "model1": {"name": layered(model_x).model_name, "fingerprint": fp_x, "layers": layers_x, "ranks": list(ranks_x), "clamped_ranks": clamped["model1"]},
@@ -189,6 +221,8 @@ def compare_models(
         "measure_seconds": time.perf_counter() - t1,
         "seconds": time.perf_counter() - started,
     }
+    if plan.enabled:
+        info["uncertainty"] = plan.record()
     return SimilarityReport(results, info)
 
 

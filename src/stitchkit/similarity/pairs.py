@@ -38,6 +38,7 @@ from .base import Measure
 from .compute import SimilarityResult, _check_mode, apply_rank
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure, measure_info
+from ..uncertainty.similarity import UncertaintyPlan, pair_uncertainty, resampling_state
 
 
 class Rep(NamedTuple):
@@ -72,6 +73,7 @@ class RepresentationBank:
         self._truncated: dict[Rep, Tensor] = {}
         self._spectra: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._prepared: dict[tuple, Any] = {}
+        self._matrices: dict[tuple, tuple[Tensor, Any]] = {}  # data matrix and resampling state (uncertainty only)
         self.counts = {"truncations": 0, "preparations": 0, "comparisons": 0}
 
     # -- activations --------------------------------------------------------------------------------
@@ -111,6 +113,20 @@ class RepresentationBank:
             self.counts["preparations"] += 1
         return self._prepared[key]
 
+    def resampling(self, measure: Measure, rep: Rep, concrete: str, size: tuple[int, int] | None = None) -> tuple[Tensor, Any]:
+        """The data matrix of a prepared representation and its resampling state (the Gram matrices of
+        CKA; :func:`~stitchkit.uncertainty.similarity.resampling_state`), once each: for uncertainty."""
+        rep = Rep(*rep)
+        key = (measure.name, repr(sorted(measure.options.items())), rep, concrete, size)
+        if key not in self._matrices:
+            prep = self.prepared(measure, rep, concrete, size)
+            x = self.truncated(rep)
+            if size is not None:
+                x = F.interpolate(x.to(measure.dtype), size=size, mode="bilinear", align_corners=False)
+            matrix = to_matrix(x, concrete).to(measure.dtype)
+            self._matrices[key] = (matrix, resampling_state(measure, prep, matrix))
+        return self._matrices[key]
+
     def forget(self, *, network: str | None = None, rank: Any = ..., prepared_only: bool = False) -> None:
         """Drop cached truncations (unless ``prepared_only``) and preparations of ``network`` (all by
         default) at ``rank`` (all by default)."""
@@ -119,14 +135,17 @@ class RepresentationBank:
             return (network is None or rep.network == network) and (rank is ... or rep.rank == rank)
 
         self._prepared = {k: v for k, v in self._prepared.items() if not hit(k[2])}
+        self._matrices = {k: v for k, v in self._matrices.items() if not hit(k[2])}
         if not prepared_only:
             self._truncated = {k: v for k, v in self._truncated.items() if not hit(k)}
             if rank is ...:
                 self._spectra = {k: v for k, v in self._spectra.items() if network is not None and k[0] != network}
 
     # -- comparing ----------------------------------------------------------------------------------
-    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", **options) -> SimilarityResult:
-        """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``."""
+    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", uncertainty: UncertaintyPlan | None = None,
+                **options) -> SimilarityResult:
+        """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``;
+        with an ``uncertainty`` plan, also its bootstrap interval and permutation null over the images."""
         start = time.perf_counter()
         m = get_measure(measure, **options)
         if m.info.requires_models:
@@ -146,11 +165,15 @@ class RepresentationBank:
         px, py = self.prepared(m, x, concrete, size), self.prepared(m, y, concrete)
         value = m.compare(px, py)
         self.counts["comparisons"] += 1
+        sure = None
+        if uncertainty is not None and uncertainty.enabled:
+            (mx, sx), (my, sy) = self.resampling(m, x, concrete, size), self.resampling(m, y, concrete)
+            sure = pair_uncertainty(m, px, py, mx, my, uncertainty, images=int(xa.shape[0]), states=(sx, sy), value=value).to_dict()
         return SimilarityResult(
             measure=m.name, value=float(value), kind=m.info.kind, policy=policy, resolved_policy=RESIZED if size else concrete,
             shape_x=tuple(int(s) for s in xa.shape), shape_y=tuple(int(s) for s in ya.shape),
             matrix_shape_x=(px.n, px.d), matrix_shape_y=(py.n, py.d), rank_x=x.rank, rank_y=y.rank,
-            low_rank_mode=self.low_rank_mode, options=m.options, seconds=time.perf_counter() - start,
+            low_rank_mode=self.low_rank_mode, options=m.options, seconds=time.perf_counter() - start, uncertainty=sure,
         )
 
 
@@ -220,12 +243,15 @@ def similarity_table(
     policy: str = "auto_original",
     low_rank_mode: str = "fixed",
     names: tuple[str, str] = ("model1", "model2"),
+    uncertainty: UncertaintyPlan | None = None,
 ) -> list[PairResult]:
     """Every measure on every (layer pair, rank pair) of two networks' activations ``{layer: activation}``.
 
     ``acts_y=None`` compares the network with itself (then a symmetric measure at equal ranks is
     computed on one triangle and mirrored). Each layer is truncated once per rank and prepared once
     per (measure, rank, policy). Results are ordered by rank x, rank y, measure, then layer pair.
+    ``uncertainty`` adds each value's bootstrap interval and permutation p-value (the same resampled
+    images for every pair; :mod:`stitchkit.uncertainty.similarity`).
     """
     same = acts_y is None or acts_y is acts_x
     name_x, name_y = names
@@ -254,7 +280,7 @@ def similarity_table(
                                                      "matrix_shape_x": mirrored.matrix_shape_y, "matrix_shape_y": mirrored.matrix_shape_x,
                                                      "seconds": 0.0})
                     else:
-                        result = bank.compare(m, x, y, policy=policy)
+                        result = bank.compare(m, x, y, policy=policy, uncertainty=uncertainty)
                     done[(lx, ly)] = result
                     out.append(PairResult(x, y, result))
         # Truncations of x at this rank are not needed again (unless y shares them).
@@ -263,12 +289,16 @@ def similarity_table(
     return out
 
 
-def result_matrix(results: Sequence[PairResult], measure: str, *, rank_x=None, rank_y=None) -> tuple[np.ndarray, list[str], list[str]]:
-    """The L × L' matrix of ``measure`` at one rank pair from a :func:`similarity_table` (NaN where missing)."""
+def result_matrix(results: Sequence[PairResult], measure: str, *, rank_x=None, rank_y=None, field: str = "value") -> tuple[np.ndarray, list[str], list[str]]:
+    """The L × L' matrix of ``measure`` at one rank pair from a :func:`similarity_table` (NaN where missing);
+    ``field`` another number of each record's uncertainty (``lower``, ``upper``, ``p_value``, ``calibrated``, …)."""
     chosen = [r for r in results if r.result.measure == measure and r.x.rank == rank_x and r.y.rank == rank_y]
     rows = list(dict.fromkeys(r.x.layer for r in chosen))
     cols = list(dict.fromkeys(r.y.layer for r in chosen))
     out = np.full((len(rows), len(cols)), np.nan)
     for r in chosen:
-        out[rows.index(r.x.layer), cols.index(r.y.layer)] = r.value
+        if field == "value":
+            out[rows.index(r.x.layer), cols.index(r.y.layer)] = r.value
+        elif r.result.uncertainty is not None:
+            out[rows.index(r.x.layer), cols.index(r.y.layer)] = r.result.uncertainty.get(field, np.nan)
     return out, rows, cols
