@@ -39,7 +39,8 @@ def spread_figure(matrix: Matrix, spread: np.ndarray | None, spread_title: str, 
     matrix.plot(ax=ax)
     if markers is not None and markers.any():
         i, j = np.nonzero(markers)
-        ax.scatter(j, i, marker=NOT_ABOVE_NULL_MARKER, s=60, color="red", linewidths=1.2, label="p ≥ α (not above the null)")
+        # in the cell's upper right corner, clear of the value written in its middle
+        ax.scatter(j + 0.3, i - 0.3, marker=NOT_ABOVE_NULL_MARKER, s=30, color="red", linewidths=1.2, label="p ≥ α (not above the null)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=7, frameon=False)
     if spread is not None:
         side = fig.add_subplot(grid[0, 1])
