@@ -57,8 +57,20 @@ def legacy_plan(config, study_dir):
     return [(u.kind, u.label, legacy[u.id]) for u in units], units
 
 
+# The similarity units compute their bootstrap intervals and permutation null themselves, so the
+# [uncertainty] defaults (on) are part of their parameters: a new id. Switched off, they keep the old one.
+UNCERTAINTY_CHANGED = {"similarity resnet18 s0↔resnet18 s1": "bfd9681fc5e712a2"}
+
+
 def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_path):
     planned, _ = legacy_plan(load_config(TINY), tmp_path)
+    assert planned == [(k, label, {**AUGMENT_CHANGED, **UNCERTAINTY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS]
+
+
+def test_uncertainty_off_keeps_the_similarity_ids_of_the_untyped_plan(tmp_path):
+    config = load_config(TINY)
+    config["uncertainty"].update(bootstrap=0, permutations=0)
+    planned, _ = legacy_plan(config, tmp_path)
     assert planned == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
 
 

@@ -26,6 +26,7 @@ from ..choices import (
     TRAINING_FREE_DETECTORS,
 )
 from ..errors import StitchkitError
+from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True, "run the specificity test"),
         "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
         "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+    },
+    # How sure each number is (issue 19). Intervals of the stitch, OOD and probe matrices and the verdicts'
+    # robustness are computed at report time from the per-sample statistics the units always store, so
+    # these keys are not part of those units' identities (switching them on re-runs none of them); the
+    # similarity units compute their intervals and nulls themselves, so there they are (only when non-zero).
+    "uncertainty": {
+        "bootstrap": Key(int, DEFAULT_RESAMPLES, "bootstrap resamples of the test images behind each interval (0: no intervals); percentile "
+                         "intervals, the same resampled images for every cell of a grid and every unit on the same images",
+                         check=_non_negative, check_text="must be ≥ 0"),
+        "permutations": Key(int, 200, "permutations of the sample correspondence giving each similarity index's null distribution and "
+                            "p-value (0: none)", check=_non_negative, check_text="must be ≥ 0"),
+        "level": Key(float, DEFAULT_LEVEL, "confidence level of the intervals", check=lambda v: 0 < v < 1, check_text="must be in (0, 1)"),
+        "seed": Key(int, 0, "seed of the resamples and permutations (recorded with every interval)", check=_seed,
+                    check_text=f"must be in {SEED_RANGE}"),
+        "verdict_resamples": Key(int, 200, "bootstrap resamples on which each finding's verdict is recomputed to say how often it comes out "
+                                 "the same (0: not measured); a verdict holding in fewer than 90% of them is marked fragile",
+                                 check=_non_negative, check_text="must be ≥ 0"),
     },
     # The thresholds of the report's findings (see stitchkit.study.findings). They are read from the stored
     # results only: no unit depends on them, so changing them recomputes nothing but the findings. Each help

@@ -28,6 +28,7 @@ from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
+from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.io import json_safe, write_npz_atomic
 from .config import METHOD_TITLES, SCHEDULE_KEYS
 from .ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
@@ -152,7 +153,8 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     test = get_dataset(p.dataset, "test", root=run.data_root)
     report = compare_models(model_a, model_b, p.layers, p.layers, test, measures=p.measures, n_samples=p.n_samples, all_pairs=True,
                             policy=p.policy, device=run.device, workers=run.workers, cache_dir=ctx.cache_dir / "activations",
-                            sample_key=f"{p.dataset}/test/eval/first={p.n_samples}", progress=run.progress)
+                            sample_key=f"{p.dataset}/test/eval/first={p.n_samples}", progress=run.progress,
+                            bootstrap=p.bootstrap, permutations=p.permutations, uncertainty_seed=p.uncertainty_seed, level=p.level)
     paths = report.write(ctx.out_dir)
     matrices = {}
     for measure in p.measures:
@@ -160,7 +162,7 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         info = measure_info(measure)
         matrices[measure] = {"rows": rows, "cols": cols, "values": json_safe(values.tolist()),
                              "kind": info.kind, "range": list(info.range), "row_label": f"layer of {a['label'].split(' ', 1)[1]}",
-                             "col_label": f"layer of {b['label'].split(' ', 1)[1]}"}
+                             "col_label": f"layer of {b['label'].split(' ', 1)[1]}", **_similarity_bounds(report.results, measure, rows, cols, p)}
     return {
         "metrics": {"matrices": matrices, "n_samples": report.info["n_samples"], "seconds_extract": report.info["extraction_seconds"],
                     "seconds_measures": report.info["measure_seconds"]},
@@ -168,6 +170,19 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "model_hashes": {"a": report.info["model1"]["fingerprint"], "b": report.info["model2"]["fingerprint"]},
         "conventions": {"policy": p.policy, "samples": report.info["samples"], "low_rank_mode": report.info["low_rank_mode"]},
     }
+
+
+def _similarity_bounds(results: list[Any], measure: str, rows: list[str], cols: list[str], p: SimilarityParams) -> dict[str, Any]:
+    """A similarity matrix's ``lower`` / ``upper`` (bootstrap) and ``p_value`` (permutation null) grids on the
+    ``rows`` × ``cols`` of :func:`result_matrix`, with the ``interval`` record; none when the unit computed neither."""
+    if not p.bootstrap and not p.permutations:
+        return {}
+    cells = {(r.x.layer, r.y.layer): r.result for r in results if r.result.measure == measure and r.x.rank is None and r.y.rank is None}
+    names = (("lower", "upper") if p.bootstrap else ()) + (("p_value",) if p.permutations else ())
+    out: dict[str, Any] = {name: json_safe([[getattr(cells.get((r, c)), name, None) for c in cols] for r in rows]) for name in names}
+    spec = BootstrapSpec(p.bootstrap, p.level, p.uncertainty_seed)
+    out["interval"] = {**(spec.record() if p.bootstrap else {"seed": p.uncertainty_seed}), "permutations": p.permutations}
+    return out
 
 
 @register_unit_kind("probes", "linear probes of one network's layers at full and low ranks")

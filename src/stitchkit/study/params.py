@@ -170,6 +170,12 @@ class SimilarityParams(UnitParams):
     n_samples: int
     policy: str
     layers: list[str]
+    # the indices' intervals and permutation null (issue 19): stored only when on, so that a similarity unit
+    # with uncertainty off keeps the id it had before they existed; level and seed only beside one of them
+    bootstrap: int = _present_if(lambda p: p.bootstrap > 0, 0)
+    permutations: int = _present_if(lambda p: p.permutations > 0, 0)
+    level: float = _present_if(lambda p: p.bootstrap > 0 and p.level != _default("uncertainty", "level"), _default("uncertainty", "level"))
+    uncertainty_seed: int = _present_if(lambda p: (p.bootstrap > 0 or p.permutations > 0) and p.uncertainty_seed != 0, 0)
 
 
 @dataclass(frozen=True)

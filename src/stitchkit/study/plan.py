@@ -230,9 +230,16 @@ def _similarity_units(ctx: _Context) -> list[Unit]:
     n = len(ctx.networks)
     units = []
     for i, j in _pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
-        params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers)
+        params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers,
+                                  **similarity_uncertainty(ctx.config))
         units.append(Unit("similarity", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
     return units
+
+
+def similarity_uncertainty(config: dict[str, Any]) -> dict[str, Any]:
+    """The similarity units' interval and null settings (:class:`~.params.SimilarityParams`), from [uncertainty]."""
+    u = config["uncertainty"]
+    return {"bootstrap": u["bootstrap"], "permutations": u["permutations"], "level": u["level"], "uncertainty_seed": u["seed"]}
 
 
 def _probe_units(ctx: _Context) -> list[Unit]:

@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import StitchkitError
 from ..results import Matrix
 from ..utils.io import write_csv_atomic, write_text_atomic
@@ -28,16 +30,24 @@ from .artifact_names import artifact_stem
 from .findings import CSS as FINDINGS_CSS
 from .findings import compute_findings, render_html, write_findings_json
 from .ood_records import UnitFigure, score_figures
+from .report_uncertainty import interval_caption, interval_table_html, interval_width, not_above_null, spread_figure
 from .runner import STORE_NAME, read_store
+from .seeds import across_pairs
 from .store import UnitRecord
+from .uncertainty import UncertaintySettings, interval_matrices, verdict_robustness
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
 UNIT_FIGURES: dict[str, Callable[[UnitRecord], list[UnitFigure]]] = {"ood": score_figures}
 
 
-def _heatmap(name: str, matrix: dict[str, Any], png: Path, pdf: Path) -> None:
-    fig = Matrix.from_dict(matrix, name=name).plot()  # the one heatmap of stitchkit.results
+def _heatmap(matrix: Matrix, png: Path, pdf: Path, alpha: float, spread: np.ndarray | None = None, spread_title: str = "") -> None:
+    """The one heatmap of stitchkit.results; beside it a panel of each cell's uncertainty (its interval's
+    width, or the given ``spread``) and × on the cells not above the permutation null, where there are any."""
+    markers = not_above_null(matrix, alpha)
+    if spread is None and matrix.has_interval:
+        spread, spread_title = interval_width(matrix), "interval width"
+    fig = matrix.plot() if spread is None and markers is None else spread_figure(matrix, spread, spread_title, markers)
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
 
@@ -109,18 +119,27 @@ def _figure_html(stem: str, title: str, png: Path, table_stem: str, caption: str
             f'(<a href="figures/{stem}.pdf">PDF</a>, <a href="tables/{table_stem}.csv">CSV</a>)</figcaption></figure>')
 
 
-def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str]) -> str:
-    """A unit's heatmaps, tables and own figures (written to ``figures/`` and ``tables/``), as HTML."""
+def _matrix_html(title: str, stem: str, entry: dict[str, Any], out: Path, exports: list[str], alpha: float,
+                 spread: np.ndarray | None = None, spread_title: str = "") -> str:
+    """A matrix's heatmap (with its uncertainty, where it has any) and its CSV (with the bound columns), as HTML."""
+    matrix = Matrix.from_dict(entry, name=title)
+    png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
+    _heatmap(matrix, png, pdf, alpha, spread, spread_title)
+    rows = [{"front \\ end": row[matrix.corner], **{k: v for k, v in row.items() if k != matrix.corner}} for row in matrix.table_rows()]
+    _write_table(rows, out / "tables" / f"{stem}.csv")
+    exports.append(f"{stem}.csv")
+    caption = "; ".join(filter(None, [entry.get("caption"), interval_caption(matrix, alpha)]))
+    wide = spread is not None or matrix.has_interval
+    table = interval_table_html(matrix) if matrix.has_interval or matrix.p_value is not None else ""
+    return _figure_html(stem, title, png, stem, caption or None, wide=wide) + table
+
+
+def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str], settings: UncertaintySettings, alpha: float) -> str:
+    """A unit's heatmaps (with the intervals its per-sample statistics give), tables and own figures
+    (written to ``figures/`` and ``tables/``), as HTML."""
     parts = [f"<h3>{html.escape(r.label)}</h3>"]
-    for mname, matrix in (r.metrics.get("matrices") or {}).items():
-        title = f"{r.label}: {mname}"
-        stem = artifact_stem(r.kind, r.label, mname)
-        png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
-        _heatmap(title, matrix, png, pdf)
-        rows = [{"front \\ end": row_name, **{c: v for c, v in zip(matrix["cols"], values)}} for row_name, values in zip(matrix["rows"], matrix["values"])]
-        _write_table(rows, out / "tables" / f"{stem}.csv")
-        exports.append(f"{stem}.csv")
-        parts.append(_figure_html(stem, title, png, stem, matrix.get("caption")))
+    for mname, matrix in interval_matrices(study_dir, r, settings).items():
+        parts.append(_matrix_html(f"{r.label}: {mname}", artifact_stem(r.kind, r.label, mname), matrix, out, exports, alpha))
     for extra in UNIT_FIGURES.get(r.kind, lambda record: [])(r):
         stem = artifact_stem(r.kind, r.label, extra.name)
         png = out / "figures" / f"{stem}.png"
@@ -138,6 +157,24 @@ def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str])
             if src.is_file():
                 parts.append(f'<figure><img alt="{html.escape(r.label)}: {html.escape(aname)}" src="{_embedded_png(src)}"><figcaption>'
                              f'{html.escape(r.label)}: {html.escape(aname)}</figcaption></figure>')
+    return "\n".join(parts)
+
+
+def _seeds_section(records: list[UnitRecord], out: Path, exports: list[str], alpha: float) -> str:
+    """Seeds as a source of variance: each stitch and similarity matrix kind's mean across the network
+    pairs with its standard deviation beside it, and a table (none with fewer than three networks)."""
+    spreads = across_pairs(records)
+    if not spreads:
+        return ""
+    parts = ["<h2 id=\"seeds\">Across network pairs (seeds)</h2><p>Per cell, the mean and the standard deviation across the network "
+             "pairs of each matrix kind: how much a number depends on which trained networks were compared.</p>"]
+    for spread in spreads:
+        stem = artifact_stem("seeds", spread.kind, spread.title)
+        parts.append(_matrix_html(spread.title, stem, spread.mean_matrix(), out, exports, alpha, spread.std, "standard deviation"))
+        _write_table(spread.table_rows(), out / "tables" / f"{stem}_table.csv")
+        exports.append(f"{stem}_table.csv")
+        parts.append(f"<details><summary>{html.escape(spread.title)}: mean and standard deviation per cell</summary>"
+                     + _html_table(spread.table_rows()) + "</details>")
     return "\n".join(parts)
 
 
@@ -200,8 +237,10 @@ def write_report(study_dir: str | Path) -> Path:
     for folder in ("figures", "tables"):  # figures of units no longer planned must not linger
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True, exist_ok=True)
-    findings = compute_findings(records, config.get("findings"))
-    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name)})
+    settings = UncertaintySettings.from_config(config)
+    findings = verdict_robustness(records, study_dir, compute_findings(records, config.get("findings")), config.get("findings"), settings)
+    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name),
+                                                          "uncertainty": vars(settings)})
     records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
     name = (config.get("study") or {}).get("name", study_dir.name)
     sections: list[str] = []
@@ -216,7 +255,8 @@ def write_report(study_dir: str | Path) -> Path:
         if r.kind != current_kind:
             sections.append(f"<h2>{html.escape(r.kind)}</h2>")
             current_kind = r.kind
-        sections.append(_unit_section(r, study_dir, out, exports))
+        sections.append(_unit_section(r, study_dir, out, exports, settings, findings.thresholds.alpha))
+    sections.append(_seeds_section(records, out, exports, findings.thresholds.alpha))
     status_rows = _status_rows(records)
     _write_table(status_rows, out / "tables" / "units.csv")
     dataset = str((config.get("study") or {}).get("dataset", "?"))

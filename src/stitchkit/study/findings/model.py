@@ -10,6 +10,8 @@ from ..config import SCHEMA, validate_section
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE)
+#: a verdict that comes out the same in fewer than this fraction of the bootstrap resamples is fragile
+FRAGILE_BELOW = 0.9
 
 #: the paper's claims, as the findings state them (Balogh & Jelasity 2025; the criteria are in each claim's function)
 CLAIMS: dict[str, str] = {
@@ -107,9 +109,19 @@ class Finding:
     units: list[str] = field(default_factory=list)
     #: the sub-verdicts the verdict combines (per network pair, or C5's per detector), in order
     parts: list[Part] = field(default_factory=list)
+    #: the fraction of bootstrap resamples of the test images in which the verdict comes out the same
+    #: (None: not measured, ``robustness_note`` says why); :mod:`stitchkit.study.uncertainty`
+    robustness: float | None = None
+    robustness_note: str = ""
+
+    @property
+    def fragile(self) -> bool:
+        """Whether the verdict holds in fewer than :data:`FRAGILE_BELOW` of the resamples."""
+        return self.robustness is not None and self.robustness < FRAGILE_BELOW
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"claim": self.claim, "statement": self.statement, "verdict": self.verdict, "reason": self.reason,
+                          "robustness": self.robustness, "fragile": self.fragile, "robustness_note": self.robustness_note,
                           "numbers": self.numbers, "thresholds": self.thresholds, "links": [link.to_dict() for link in self.links],
                           "units": self.units, "parts": [part.to_dict() for part in self.parts]})
 
@@ -140,6 +152,9 @@ class Findings:
                 "nan": "a missing or non-finite cell never counts as supporting a claim; it stays in the denominator",
                 "verdict_basis": "every finished network pair a claim can use is evaluated on its own; with several, the claim is "
                                  "supported when it holds for more than pair_support of the pairs on which it is testable",
+                "robustness": "the fraction of bootstrap resamples of the test images (every matrix and donor accuracy the claim reads "
+                              f"recomputed on the resample, thresholds fixed) in which the verdict comes out the same; below {FRAGILE_BELOW:g} "
+                              "the verdict is fragile",
             },
         }
 

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ...utils.io import json_safe, write_json_atomic
-from .model import Findings, Part, Thresholds
+from .model import Finding, Findings, Part, Thresholds
 
 #: styles of the findings section (the report puts them in its page head)
 CSS = """
 .findings td { text-align: left; vertical-align: top; } .findings td.verdict { white-space: nowrap; font-weight: 600; }
 .v-supported { color: #1a7f37; } .v-not-supported { color: #b42318; } .v-not-testable { color: #6b6b6b; }
+.findings .fragile { color: #a40; font-weight: 600; } .findings .robustness { font-size: 0.9em; color: #555; }
 .findings ul.parts { margin: 0.3em 0 0 1em; padding: 0; font-size: 0.92em; }
 details pre { font-size: 0.8em; max-height: 30em; overflow: auto; background: #f7f7f7; padding: 0.5em; }
 """
@@ -29,12 +30,21 @@ def _css_class(verdict: str) -> str:
     return "v-" + verdict.replace(" ", "-")
 
 
+def robustness_text(f: Finding) -> str:
+    """"robustness 0.93 (…)", "robustness 0.71, FRAGILE (…)" or "robustness: not resampled (why)"; empty when never asked."""
+    if f.robustness is None:
+        return f"robustness: {f.robustness_note}" if f.robustness_note else ""
+    return f"robustness {f.robustness:.2f}{', FRAGILE' if f.fragile else ''}: {f.robustness_note}"
+
+
 def render_text(findings: Findings, name: str | None = None) -> str:
     head = f"Findings{f' of study {name!r}' if name else ''} ({findings.units_done} of {findings.units_planned} units done)"
     lines = [head, ""]
     for f in findings.findings:
         lines.append(f"{f.claim:<4} {f.statement}")
-        lines.append(f"     {f.verdict}: {f.reason}")
+        lines.append(f"     {f.verdict}{' (fragile)' if f.fragile else ''}: {f.reason}")
+        if robustness_text(f):
+            lines.append(f"     {robustness_text(f)}")
         for part in f.parts:
             lines.append(f"       · {part.label}: {part.verdict}: {_after_label(part)}")
         if f.links:
@@ -52,8 +62,11 @@ def render_html(findings: Findings) -> str:
         links = "<br>".join(f'<a href="#{html.escape(link.stem)}">{html.escape(link.title)}</a>' for link in f.links) or "—"
         parts = "".join(f'<li>{html.escape(part.label)}: <span class="{_css_class(part.verdict)}">{part.verdict}</span>: '
                         f'{html.escape(_after_label(part))}</li>' for part in f.parts)
-        why = html.escape(f.reason) + (f'<ul class="parts">{parts}</ul>' if parts else "")
-        rows.append(f"<tr><td>{f.claim}</td><td>{html.escape(f.statement)}</td><td class=\"verdict {_css_class(f.verdict)}\">{f.verdict}</td>"
+        robust = robustness_text(f)
+        why = (html.escape(f.reason) + (f'<ul class="parts">{parts}</ul>' if parts else "")
+               + (f'<div class="robustness{" fragile" if f.fragile else ""}">{html.escape(robust)}</div>' if robust else ""))
+        fragile = '<br><span class="fragile">fragile</span>' if f.fragile else ""
+        rows.append(f"<tr><td>{f.claim}</td><td>{html.escape(f.statement)}</td><td class=\"verdict {_css_class(f.verdict)}\">{f.verdict}{fragile}</td>"
                     f"<td>{why}</td><td>{links}</td></tr>")
     numbers = "".join(f"<h4>{f.claim}</h4><pre>{html.escape(json.dumps(json_safe(f.numbers), indent=1, ensure_ascii=False))}</pre>"
                       for f in findings.findings if f.numbers)

@@ -1,0 +1,277 @@
+"""How sure a study's numbers are, computed at report time from the per-sample statistics its units
+store (issue 19), so that switching ``[uncertainty]`` on re-runs no stitch, OOD or probe unit.
+
+Every unit that measures something on test images stores, whatever the settings, what each image
+contributed (the CONTRACT formats): a stitch unit its hits and residual numerators and denominators per
+image (``per_sample.npz``), an OOD unit its detector scores and activation norms per image
+(``scores.npz``), a probes unit its probes' hits per image (``per_sample.npz``). A bootstrap resample is
+a row of counts (:func:`~stitchkit.uncertainty.bootstrap.resample_counts`), the same for every unit on
+the same number of test images, so
+
+* :func:`matrix_samples` recomputes every matrix the unit reports, for all resamples at once (a mean
+  and a ratio of sums are one matrix product each; the OOD metrics are weighted by the counts);
+* :func:`interval_matrices` turns them into percentile intervals (the matrices' ``lower`` / ``upper``);
+* :func:`verdict_robustness` recomputes every matrix and donor accuracy the findings read for each of
+  ``verdict_resamples`` resamples, runs the claims on them and says how often each verdict comes out
+  the same (fragile below :data:`~.findings.model.FRAGILE_BELOW`).
+
+The similarity units compute their intervals and permutation p-values themselves (they hold the
+activations); their matrices arrive here with bounds already.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
+from .config import METHOD_TITLES, validate_section
+from .findings import compute_findings
+from .findings.model import Findings
+from .ood_records import NORM_RATIO_MATRIX
+from .store import UnitRecord
+from .units import resolve_artifacts
+
+try:  # the OOD metrics' weighted bootstrap (issue 19, stitchkit.uncertainty.intervals); until it lands OOD units get no intervals
+    from ..uncertainty.intervals import ood_metric_samples
+except ImportError:  # pragma: no cover - removed at merge
+    ood_metric_samples = None
+
+#: the artifact that holds a unit kind's per-sample statistics
+STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample"}
+PROBE_MATRIX = "probe accuracy"
+AUROC_PREFIX = "AUROC ("
+
+
+@dataclass(frozen=True)
+class UncertaintySettings:
+    """A study's ``[uncertainty]`` section (a store written before it existed gets its defaults)."""
+
+    bootstrap: int
+    permutations: int
+    level: float
+    seed: int
+    verdict_resamples: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> "UncertaintySettings":
+        return cls(**validate_section("uncertainty", (config or {}).get("uncertainty") or {}))
+
+    @property
+    def spec(self) -> BootstrapSpec:
+        return BootstrapSpec(self.bootstrap, self.level, self.seed)
+
+
+class Resamples:
+    """The counts of ``resamples`` bootstrap resamples of n images, one array per n (the same for every
+    unit on n images: :func:`resample_counts` depends on n and the seed only)."""
+
+    def __init__(self, resamples: int, seed: int):
+        self.resamples, self.seed = resamples, seed
+        self._counts: dict[int, np.ndarray] = {}
+
+    def __call__(self, n: int) -> np.ndarray:
+        if n not in self._counts:
+            self._counts[n] = resample_counts(n, self.resamples, self.seed)
+        return self._counts[n]
+
+
+# -- resampled statistics (unified with stitchkit.uncertainty.intervals at merge) -------------------------
+def mean_samples(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(B, ...)`` means over the last axis of ``values`` (``(..., n)``) under each resample's counts:
+    one matrix product, ``counts @ values.T / n``."""
+    values = np.asarray(values, dtype=float)
+    flat = values.reshape(-1, values.shape[-1])
+    return (counts @ flat.T / values.shape[-1]).reshape(counts.shape[0], *values.shape[:-1])
+
+
+def ratio_samples(num: np.ndarray, den: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(B, ...)`` ratios of sums (Σ num / Σ den over the last axis) under each resample's counts."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mean_samples(num, counts) / mean_samples(den, counts)
+
+
+# -- the per-sample statistics of a unit ---------------------------------------------------------------
+def load_statistics(study_dir: str | Path, record: UnitRecord) -> dict[str, np.ndarray] | None:
+    """The per-sample statistics a finished unit stored (None: a kind without them, or a unit run
+    before they existed)."""
+    key = STATISTICS_ARTIFACT.get(record.kind)
+    if key is None or record.status != "done" or key not in (record.artifacts or {}):
+        return None
+    path = Path(resolve_artifacts(Path(study_dir), record.id, record.kind, {key: record.artifacts[key]})[key])
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _aligned(samples: np.ndarray, rows: Sequence[str], cols: Sequence[str], entry: dict[str, Any]) -> np.ndarray:
+    """``(B, R, C)`` samples laid out as the stored matrix ``entry``'s rows and columns (NaN where it has a
+    cell the statistics do not)."""
+    out = np.full((samples.shape[0], len(entry["rows"]), len(entry["cols"])), np.nan)
+    r_at, c_at = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(cols)}
+    ri = [(i, r_at[r]) for i, r in enumerate(entry["rows"]) if r in r_at]
+    ci = [(j, c_at[c]) for j, c in enumerate(entry["cols"]) if c in c_at]
+    if ri and ci:
+        (to_r, from_r), (to_c, from_c) = zip(*ri), zip(*ci)
+        out[:, np.array(to_r)[:, None], np.array(to_c)[None, :]] = samples[:, np.array(from_r)[:, None], np.array(from_c)[None, :]]
+    return out
+
+
+Samples = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+def _stitch_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
+    """The accuracy and pooled test residual matrices, and both donors' accuracies, per resample."""
+    title = METHOD_TITLES[record.config["method"]]
+    stored = record.metrics.get("matrices") or {}
+    rows, cols = [str(v) for v in stats["front_layers"]], [str(v) for v in stats["end_layers"]]
+    c = counts(stats["hits"].shape[-1])
+    computed = {f"{title} accuracy": lambda: mean_samples(stats["hits"], c),
+                f"{title} residual (test, pooled)": lambda: ratio_samples(stats["residual_num"], stats["residual_den"], c)}
+    matrices = {name: _aligned(make(), rows, cols, stored[name]) for name, make in computed.items() if name in stored}
+    scalars = {f"{who}_accuracy": mean_samples(stats[f"{who}_hits"], c) for who in ("front", "end") if f"{who}_hits" in stats}
+    return matrices, scalars
+
+
+def _ood_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
+    """Each detector's AUROC matrix (the genuine and the stitched scores of the same images, resampled
+    together) and the norm-ratio matrix, per resample."""
+    matrices: dict[str, np.ndarray] = {}
+    for name, entry in (record.metrics.get("matrices") or {}).items():
+        if name == NORM_RATIO_MATRIX:
+            matrices[name] = _grid_samples(entry, lambda f, e: ("norm_stitched|" + f"{f}|{e}", f"norm_genuine|{e}"), stats, counts, _norm_ratio)
+        elif name.startswith(AUROC_PREFIX) and ood_metric_samples is not None:
+            detector = name[len(AUROC_PREFIX):-1]
+            matrices[name] = _grid_samples(entry, lambda f, e: (f"stitched|{f}|{e}|{detector}", f"genuine|{e}|{detector}"), stats, counts, _auroc)
+    return matrices, {}
+
+
+def _norm_ratio(stitched: np.ndarray, genuine: np.ndarray, c: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mean_samples(stitched, c) / mean_samples(genuine, c)
+
+
+def _auroc(stitched: np.ndarray, genuine: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return ood_metric_samples(genuine, stitched, c, c, positive="id")["auroc"]
+
+
+def _grid_samples(entry: dict[str, Any], keys: Callable[[str, str], tuple[str, str]], stats: dict[str, np.ndarray], counts: Resamples,
+                  statistic: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(B, R, C)``: ``statistic(stitched, genuine, counts)`` of every cell whose scores are stored (NaN elsewhere)."""
+    out = np.full((counts.resamples, len(entry["rows"]), len(entry["cols"])), np.nan)
+    for i, front in enumerate(entry["rows"]):
+        for j, end in enumerate(entry["cols"]):
+            stitched, genuine = keys(front, end)
+            if stitched in stats and genuine in stats:
+                out[:, i, j] = statistic(stats[stitched], stats[genuine], counts(len(stats[genuine])))
+    return out
+
+
+def _probe_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
+    """The probe accuracy matrix (layers × ranks), per resample."""
+    entry = (record.metrics.get("matrices") or {}).get(PROBE_MATRIX)
+    if entry is None:
+        return {}, {}
+    cells = [(i, j, f"hits|{layer}|{rank}") for i, layer in enumerate(entry["rows"]) for j, rank in enumerate(entry["cols"])]
+    present = [(i, j, stats[key]) for i, j, key in cells if key in stats]
+    out = np.full((counts.resamples, len(entry["rows"]), len(entry["cols"])), np.nan)
+    if present:
+        means = mean_samples(np.stack([hits for _, _, hits in present]), counts(len(present[0][2])))
+        out[:, [i for i, _, _ in present], [j for _, j, _ in present]] = means
+    return {PROBE_MATRIX: out}, {}
+
+
+SAMPLERS: dict[str, Callable[[UnitRecord, dict[str, np.ndarray], Resamples], Samples]] = {
+    "stitch": _stitch_samples, "ood": _ood_samples, "probes": _probe_samples}
+
+
+def matrix_samples(study_dir: str | Path, record: UnitRecord, counts: Resamples) -> Samples | None:
+    """The unit's matrices (name → ``(B, rows, cols)``, laid out as stored) and scalars (``end_accuracy``,
+    ``front_accuracy`` → ``(B,)``) recomputed on each resample; None without per-sample statistics."""
+    sampler = SAMPLERS.get(record.kind)
+    stats = load_statistics(study_dir, record) if sampler else None
+    return None if stats is None else sampler(record, stats, counts)
+
+
+# -- intervals -----------------------------------------------------------------------------------------
+def interval_matrices(study_dir: str | Path, record: UnitRecord, settings: UncertaintySettings) -> dict[str, dict[str, Any]]:
+    """The unit's stored matrices, those its per-sample statistics cover with ``lower`` / ``upper`` bounds
+    (percentile intervals of ``settings.bootstrap`` resamples) and the ``interval`` record; the others
+    (and all of them with the bootstrap off) as stored."""
+    stored = dict(record.metrics.get("matrices") or {})
+    if not settings.bootstrap:
+        return stored
+    sampled = matrix_samples(study_dir, record, Resamples(settings.bootstrap, settings.seed))
+    if sampled is None:
+        return stored
+    for name, samples in sampled[0].items():
+        lower, upper = percentile_interval(samples, settings.level)
+        stored[name] = {**stored[name], "lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": settings.spec.record()}
+    return stored
+
+
+def _nan_as_none(grid: np.ndarray) -> list[list[float | None]]:
+    return [[float(v) if np.isfinite(v) else None for v in row] for row in grid]
+
+
+# -- the robustness of the verdicts ---------------------------------------------------------------------
+def _resampled(record: UnitRecord, samples: Samples, b: int) -> UnitRecord:
+    """The record as it would read on resample ``b``: its matrices' values and donor accuracies replaced."""
+    matrices, scalars = samples
+    stored = record.metrics.get("matrices") or {}
+    metrics = {**record.metrics, **{name: float(values[b]) for name, values in scalars.items()},
+               "matrices": {**stored, **{name: {**stored[name], "values": grid[b]} for name, grid in matrices.items()}}}
+    return dataclasses.replace(record, metrics=metrics)
+
+
+def _not_resampled(finding_units: list[str], by_label: dict[str, UnitRecord], sampled: set[str]) -> str | None:
+    """Why a finding's verdict cannot be resampled (None: it can)."""
+    if not finding_units:
+        return "not resampled: the claim is not testable here, so there is nothing to resample"
+    units = [by_label[label] for label in finding_units if label in by_label]
+    if not any(u.id in sampled for u in units):
+        kinds = sorted({u.kind for u in units if u.kind not in SAMPLERS})
+        if kinds:
+            return (f"not resampled: its inputs (the {' and '.join(kinds)} units' statistics, e.g. rank correlations over networks) "
+                    "are not per-sample statistics of test images")
+        return "not resampled: its units stored no per-sample statistics (run before they existed); run them again to measure it"
+    return None
+
+
+def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, findings: Findings, findings_settings: dict[str, Any] | None,
+                       settings: UncertaintySettings) -> Findings:
+    """Annotate each finding with the fraction of ``settings.verdict_resamples`` bootstrap resamples in which
+    its verdict comes out the same (every matrix and donor accuracy the claims read recomputed on the
+    resample, the same resampled images for every unit on the same test images; thresholds fixed), or
+    why it was not resampled. Returns ``findings``."""
+    resamples = settings.verdict_resamples
+    if not resamples:
+        for f in findings.findings:
+            f.robustness, f.robustness_note = None, "not measured ([uncertainty] verdict_resamples = 0)"
+        return findings
+    counts = Resamples(resamples, settings.seed)
+    samples = {r.id: s for r in records if (s := matrix_samples(study_dir, r, counts)) is not None}
+    by_label = {r.label: r for r in records}
+    notes = {f.claim: _not_resampled(f.units, by_label, set(samples)) for f in findings.findings}
+    same = {f.claim: 0 for f in findings.findings}
+    for b in range(resamples):  # the claim functions run per resample; the matrices were recomputed for all at once
+        again = compute_findings([_resampled(r, samples[r.id], b) if r.id in samples else r for r in records], findings_settings)
+        for f in findings.findings:
+            same[f.claim] += again[f.claim].verdict == f.verdict
+    for f in findings.findings:
+        if notes[f.claim] is not None:
+            f.robustness, f.robustness_note = None, notes[f.claim]
+        else:
+            f.robustness = same[f.claim] / resamples
+            f.robustness_note = (f"the verdict comes out {f.verdict!r} in {same[f.claim]} of {resamples} bootstrap resamples of the test images "
+                                 f"(seed {settings.seed})")
+    return findings
+
+
+__all__ = ["Resamples", "SAMPLERS", "UncertaintySettings", "interval_matrices", "load_statistics", "matrix_samples", "mean_samples",
+           "ratio_samples", "verdict_robustness"]
