@@ -162,7 +162,7 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         info = measure_info(measure)
         matrices[measure] = {"rows": rows, "cols": cols, "values": json_safe(values.tolist()),
                              "kind": info.kind, "range": list(info.range), "row_label": f"layer of {a['label'].split(' ', 1)[1]}",
-                             "col_label": f"layer of {b['label'].split(' ', 1)[1]}", **_similarity_bounds(report.results, measure, rows, cols, p)}
+                             "col_label": f"layer of {b['label'].split(' ', 1)[1]}", **_similarity_bounds(report.results, measure, p)}
     return {
         "metrics": {"matrices": matrices, "n_samples": report.info["n_samples"], "seconds_extract": report.info["extraction_seconds"],
                     "seconds_measures": report.info["measure_seconds"]},
@@ -172,14 +172,13 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     }
 
 
-def _similarity_bounds(results: list[Any], measure: str, rows: list[str], cols: list[str], p: SimilarityParams) -> dict[str, Any]:
-    """A similarity matrix's ``lower`` / ``upper`` (bootstrap) and ``p_value`` (permutation null) grids on the
-    ``rows`` × ``cols`` of :func:`result_matrix`, with the ``interval`` record; none when the unit computed neither."""
+def _similarity_bounds(results: list[Any], measure: str, p: SimilarityParams) -> dict[str, Any]:
+    """A similarity matrix's ``lower`` / ``upper`` (bootstrap) and ``p_value`` (permutation null) grids,
+    laid out as its values (:func:`result_matrix`), with the ``interval`` record; none when the unit computed neither."""
     if not p.bootstrap and not p.permutations:
         return {}
-    cells = {(r.x.layer, r.y.layer): r.result for r in results if r.result.measure == measure and r.x.rank is None and r.y.rank is None}
     names = (("lower", "upper") if p.bootstrap else ()) + (("p_value",) if p.permutations else ())
-    out: dict[str, Any] = {name: json_safe([[getattr(cells.get((r, c)), name, None) for c in cols] for r in rows]) for name in names}
+    out: dict[str, Any] = {name: json_safe(result_matrix(results, measure, field=name)[0].tolist()) for name in names}
     spec = BootstrapSpec(p.bootstrap, p.level, p.uncertainty_seed)
     out["interval"] = {**(spec.record() if p.bootstrap else {"seed": p.uncertainty_seed}), "permutations": p.permutations}
     return out
