@@ -43,23 +43,6 @@ def resampled_indices(counts_row):
     return np.repeat(np.arange(counts_row.size), counts_row)
 
 
-def fake_ood_metric_samples(id_scores, ood_scores, counts_id, counts_ood, positive="id", tpr=0.95, fpr_rule="closest"):
-    """Test-only stand-in for stitchkit.uncertainty.intervals.ood_metric_samples (another engineer's, landing
-    at merge): the library's metrics on each resample's drawn images, one resample at a time."""
-    out = {"auroc": [], "aupr": [], "fpr95": []}
-    for ci, co in zip(counts_id, counts_ood):
-        m = ood_metrics(np.asarray(id_scores)[resampled_indices(ci)], np.asarray(ood_scores)[resampled_indices(co)], positive=positive, tpr=tpr,
-                        fpr_rule=fpr_rule)
-        for k in out:
-            out[k].append(getattr(m, k))
-    return {k: np.array(v) for k, v in out.items()}
-
-
-@pytest.fixture(autouse=True)
-def _ood_samples(monkeypatch):
-    monkeypatch.setattr(study_uncertainty, "ood_metric_samples", fake_ood_metric_samples)
-
-
 def grid(values, rows=LAYERS, cols=LAYERS, kind="accuracy", value_range=(0, 1)):
     values = np.asarray(values, dtype=float)
     return {"rows": list(rows), "cols": list(cols), "values": [[None if math.isnan(v) else float(v) for v in row] for row in values],

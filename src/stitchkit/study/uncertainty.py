@@ -29,17 +29,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
+from ..uncertainty.intervals import mean_samples, ood_metric_samples, ratio_samples
 from .config import METHOD_TITLES, validate_section
 from .findings import compute_findings
 from .findings.model import Findings
 from .ood_records import NORM_RATIO_MATRIX
 from .store import UnitRecord
 from .units import resolve_artifacts
-
-try:  # the OOD metrics' weighted bootstrap (issue 19, stitchkit.uncertainty.intervals); until it lands OOD units get no intervals
-    from ..uncertainty.intervals import ood_metric_samples
-except ImportError:  # pragma: no cover - removed at merge
-    ood_metric_samples = None
 
 #: the artifact that holds a unit kind's per-sample statistics
 STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample"}
@@ -78,21 +74,6 @@ class Resamples:
         if n not in self._counts:
             self._counts[n] = resample_counts(n, self.resamples, self.seed)
         return self._counts[n]
-
-
-# -- resampled statistics (unified with stitchkit.uncertainty.intervals at merge) -------------------------
-def mean_samples(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``(B, ...)`` means over the last axis of ``values`` (``(..., n)``) under each resample's counts:
-    one matrix product, ``counts @ values.T / n``."""
-    values = np.asarray(values, dtype=float)
-    flat = values.reshape(-1, values.shape[-1])
-    return (counts @ flat.T / values.shape[-1]).reshape(counts.shape[0], *values.shape[:-1])
-
-
-def ratio_samples(num: np.ndarray, den: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``(B, ...)`` ratios of sums (Σ num / Σ den over the last axis) under each resample's counts."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return mean_samples(num, counts) / mean_samples(den, counts)
 
 
 # -- the per-sample statistics of a unit ---------------------------------------------------------------
@@ -145,7 +126,7 @@ def _ood_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resam
     for name, entry in (record.metrics.get("matrices") or {}).items():
         if name == NORM_RATIO_MATRIX:
             matrices[name] = _grid_samples(entry, lambda f, e: ("norm_stitched|" + f"{f}|{e}", f"norm_genuine|{e}"), stats, counts, _norm_ratio)
-        elif name.startswith(AUROC_PREFIX) and ood_metric_samples is not None:
+        elif name.startswith(AUROC_PREFIX):
             detector = name[len(AUROC_PREFIX):-1]
             matrices[name] = _grid_samples(entry, lambda f, e: (f"stitched|{f}|{e}|{detector}", f"genuine|{e}|{detector}"), stats, counts, _auroc)
     return matrices, {}
