@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OFF = "\n[uncertainty]\nbootstrap = 0\npermutations = 0\nverdict_resamples = 0\n"
+OFF = "\n[uncertainty]\nbootstrap = 0\nsimilarity_bootstrap = 0\npermutations = 0\nverdict_resamples = 0\n"
 
 
 def _study(config: Path, out: Path) -> tuple[float, dict]:

@@ -16,7 +16,7 @@ from grown_sweep import ApiCase
 
 SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "sensitivity", "specificity"))
 # the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their identity
-SECTIONS_OFF += "\n[uncertainty]\nbootstrap = 0\npermutations = 0"
+SECTIONS_OFF += "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0"
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 
 
@@ -143,7 +143,7 @@ def version_1_store(world: Path, out: Path) -> None:
     for i, net in enumerate(nets):  # the config names copies (the unit folders move in the upgrade)
         shutil.copyfile(net, out / f"n{i}.pt")
     text = (FIXTURE / "study.toml").read_text().replace('"nets/n0/final.pt", "nets/n1/final.pt"', f'"{out}/n0.pt", "{out}/n1.pt"')
-    (out / "c.toml").write_text(text)
+    (out / "c.toml").write_text(text + "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0\n")  # as the old store's similarity ran
     summary = _run(out / "c.toml", study)
     assert summary.ran == 2 and summary.counts["done"] == 6, summary
     _roles_kept(study)

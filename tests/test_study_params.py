@@ -59,7 +59,7 @@ def legacy_plan(config, study_dir):
 
 # The similarity units compute their bootstrap intervals and permutation null themselves, so the
 # [uncertainty] defaults (on) are part of their parameters: a new id. Switched off, they keep the old one.
-UNCERTAINTY_CHANGED = {"similarity resnet18 s0↔resnet18 s1": "bfd9681fc5e712a2"}
+UNCERTAINTY_CHANGED = {"similarity resnet18 s0↔resnet18 s1": "f72af1e23a4386fa"}
 
 
 def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_path):
@@ -69,7 +69,7 @@ def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_pa
 
 def test_uncertainty_off_keeps_the_similarity_ids_of_the_untyped_plan(tmp_path):
     config = load_config(TINY)
-    config["uncertainty"].update(bootstrap=0, permutations=0)
+    config["uncertainty"].update(similarity_bootstrap=0, permutations=0)
     planned, _ = legacy_plan(config, tmp_path)
     assert planned == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
 

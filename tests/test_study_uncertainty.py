@@ -149,8 +149,8 @@ def settings(**given):
 
 # -- the config and the plan ---------------------------------------------------------------------------
 def test_uncertainty_defaults_and_bad_values():
-    assert validate({"networks": {"seeds": [0, 1]}})["uncertainty"] == {"bootstrap": 1000, "permutations": 200, "level": 0.95, "seed": 0,
-                                                                        "verdict_resamples": 200}
+    assert validate({"networks": {"seeds": [0, 1]}})["uncertainty"] == {"bootstrap": 1000, "similarity_bootstrap": 50, "permutations": 50,
+                                                                        "level": 0.95, "seed": 0, "verdict_resamples": 200}
     for given, message in (({"bootstrap": -1}, "uncertainty.bootstrap must be ≥ 0"), ({"level": 1.0}, "uncertainty.level must be in (0, 1)"),
                            ({"resamples": 3}, "unknown key uncertainty.resamples")):
         with pytest.raises(StitchkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -165,12 +165,12 @@ def test_uncertainty_reruns_no_stitch_ood_or_probe_unit(tmp_path):
         path.write_text(TINY.read_text() + extra)
         return {u.label: u for u in plan_study(load_config(path), tmp_path / "s")}
 
-    off = plan("\n[uncertainty]\nbootstrap = 0\npermutations = 0\n")
-    on = plan("\n[uncertainty]\nbootstrap = 1000\npermutations = 200\nseed = 3\n")
+    off = plan("\n[uncertainty]\nbootstrap = 0\nsimilarity_bootstrap = 0\npermutations = 0\n")
+    on = plan("\n[uncertainty]\nbootstrap = 1000\nsimilarity_bootstrap = 100\npermutations = 200\nseed = 3\n")
     assert off.keys() == on.keys()
     for label, unit in off.items():
         if unit.kind == "similarity":
-            assert unit.id != on[label].id and "bootstrap" not in unit.params and on[label].params["bootstrap"] == 1000
+            assert unit.id != on[label].id and "bootstrap" not in unit.params and on[label].params["bootstrap"] == 100
             assert on[label].params["uncertainty_seed"] == 3
         elif unit.kind != "sensitivity" and unit.kind != "specificity":
             assert unit.id == on[label].id, label

@@ -184,3 +184,20 @@ def test_compare_models_carries_intervals_and_p_values():
         assert matrix.has_interval and np.all(lower <= upper) and np.all(np.array(matrix.p_value) >= 0.1 - 1e-12)
         assert matrix.interval["resamples"] == 20 and matrix.interval["permutations"] == 9 and matrix.interval["seed"] == 0
     assert set(sure.csv_columns()) >= {"lower", "upper", "p_value", "calibrated"}
+
+
+@pytest.mark.parametrize("name", ["mean_cca", "pwcca"])
+def test_a_side_shared_by_pairs_of_other_widths_gives_what_a_fresh_one_gives(name):
+    """The CCA family's resampled whitenings are made once per side and reused by every pair (of any partner)."""
+    from stitchkit.uncertainty.similarity import resampling_state
+
+    x, y = related(n=40, p=6, q=9)
+    z = torch.tensor(np.random.default_rng(3).normal(size=(40, 3)))
+    m = get_measure(name)
+    plan = UncertaintyPlan(bootstrap=30, seed=2)
+    w = plan.weights(40, 40, torch.float64, "cpu")
+    shared = resampling_state(m, m.prepare(x), x)
+    for other in (y, z, y):
+        fresh = bootstrap_values(m, m.prepare(x), m.prepare(other), x, other, w).numpy()
+        reused = bootstrap_values(m, m.prepare(x), m.prepare(other), x, other, w, shared, None).numpy()
+        np.testing.assert_allclose(reused, fresh, atol=1e-12)

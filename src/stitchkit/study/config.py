@@ -216,8 +216,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "bootstrap": Key(int, DEFAULT_RESAMPLES, "bootstrap resamples of the test images behind each interval (0: no intervals); percentile "
                          "intervals, the same resampled images for every cell of a grid and every unit on the same images",
                          check=_non_negative, check_text="must be ≥ 0"),
-        "permutations": Key(int, 200, "permutations of the sample correspondence giving each similarity index's null distribution and "
-                            "p-value (0: none)", check=_non_negative, check_text="must be ≥ 0"),
+        "similarity_bootstrap": Key(int, 50, "bootstrap resamples of the similarity indices (0: none): each resample refits the index "
+                                    "(an SVD per resample and layer pair for PWCCA and Procrustes), hence fewer than `bootstrap` by default; "
+                                    "the similarity units run again when it changes", check=_non_negative, check_text="must be ≥ 0"),
+        "permutations": Key(int, 50, "permutations of the sample correspondence giving each similarity index's null distribution and "
+                            "p-value (0: none; the smallest p-value is 1/(permutations + 1))", check=_non_negative, check_text="must be ≥ 0"),
         "level": Key(float, DEFAULT_LEVEL, "confidence level of the intervals", check=lambda v: 0 < v < 1, check_text="must be in (0, 1)"),
         "seed": Key(int, 0, "seed of the resamples and permutations (recorded with every interval)", check=_seed,
                     check_text=f"must be in {SEED_RANGE}"),

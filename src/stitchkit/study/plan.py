@@ -239,7 +239,7 @@ def _similarity_units(ctx: _Context) -> list[Unit]:
 def similarity_uncertainty(config: dict[str, Any]) -> dict[str, Any]:
     """The similarity units' interval and null settings (:class:`~.params.SimilarityParams`), from [uncertainty]."""
     u = config["uncertainty"]
-    return {"bootstrap": u["bootstrap"], "permutations": u["permutations"], "level": u["level"], "uncertainty_seed": u["seed"]}
+    return {"bootstrap": u["similarity_bootstrap"], "permutations": u["permutations"], "level": u["level"], "uncertainty_seed": u["seed"]}
 
 
 def _probe_units(ctx: _Context) -> list[Unit]:

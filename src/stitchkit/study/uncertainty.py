@@ -48,6 +48,7 @@ class UncertaintySettings:
     """A study's ``[uncertainty]`` section (a store written before it existed gets its defaults)."""
 
     bootstrap: int
+    similarity_bootstrap: int
     permutations: int
     level: float
     seed: int

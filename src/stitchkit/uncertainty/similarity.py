@@ -71,6 +71,11 @@ from .bootstrap import DEFAULT_LEVEL, percentile_interval, resample_counts
 UNCERTAINTY_FIELDS = ("lower", "upper", "p_value", "null_mean", "calibrated")
 #: elements (float64) one batched chunk may hold: 2**23 ≈ 64 MiB
 _CHUNK_ELEMENTS = 2**23
+#: singular values below this fraction of the largest are dropped in the CCA family's resamples
+#: (:class:`_CovarianceSide`: an eigendecomposition of the covariance resolves no smaller ones)
+_EIG_RCOND = 1e-6
+#: the most one side of a pair may keep of its resamples' whitenings for the next pairs (else recomputed)
+_SIDE_CACHE_BYTES = 2**28
 #: a null value this close to the observed one counts as reaching it (ties are not evidence)
 _TIE = 1e-12
 
@@ -248,7 +253,11 @@ def _cca_values(measure, ua: Tensor, ub: Tensor, va_s: Tensor | None, m) -> Tens
     """The CCA-family value of batched bases ``ua`` (B, n, ra), ``ub`` (B, n, rb); ``va_s`` (B, d, ra)
     is X's V·S (the projections of PWCCA's weights); ``m`` the number of canonical pairs (an int or,
     for SVCCA's resamples, one per resample)."""
-    prod = ua.transpose(1, 2) @ ub
+    return _cca_from_product(measure, ua.transpose(1, 2) @ ub, va_s, m)
+
+
+def _cca_from_product(measure, prod: Tensor, va_s: Tensor | None, m) -> Tensor:
+    """The CCA-family value from the bases' inner products ``prod`` = U_XᵀU_Y (B, ra, rb) (see :func:`_cca_values`)."""
     if not isinstance(measure, PWCCA):
         return torch.linalg.svdvals(prod).clamp(0.0, 1.0).sum(1) / m
     p, rho, _ = torch.linalg.svd(prod, full_matrices=True)
@@ -290,6 +299,63 @@ def _weighted_bases(measure, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tens
         keep = keep & (torch.arange(s.shape[1], device=s.device)[None, :] < kept[:, None])
     s = s * keep
     return u * keep[:, None, :], vh.transpose(1, 2) * s[:, None, :], keep.sum(1)
+
+
+class _CovarianceSide:
+    """One side of the CCA family's bootstrap through covariances (mean CCA, PWCCA): for each resample,
+    the eigendecomposition of its weighted centred covariance ``C = Xᵀdiag(w)X − n·m mᵀ = V S² Vᵀ`` gives
+    the whitening ``V S⁻¹`` (so that U = diag(√w)(X − 1mᵀ) V S⁻¹ without forming U) and PWCCA's ``V S``.
+    Every pair that shares the side (the same layer, the same resampled images) reuses them: the
+    d × d eigendecompositions are made once per side instead of an n × d SVD per pair and side.
+
+    The eigendecomposition resolves singular values only down to ~1e-6 of the largest (its error is
+    ``eps·s_max²`` in ``s²``), so directions below :data:`_EIG_RCOND` of the largest are dropped in the
+    resamples (the SVD of the point estimate keeps down to ``max(n, d)·eps``); only nearly collinear
+    features are affected."""
+
+    def __init__(self, measure, x: Tensor):
+        self.measure, self.x = measure, x
+        self._weights: Tensor | None = None
+        self._all: tuple[Tensor, Tensor] | None = None
+
+    def part(self, w: Tensor, part: slice) -> tuple[Tensor, Tensor, Tensor]:
+        """The resamples ``w[part]``'s means (b, d), whitenings (b, d, d) and PWCCA's V·S (b, d, d)."""
+        n, d = self.x.shape
+        mean = w[part] @ self.x / n
+        if self._weights is not w:  # another set of resamples: start over
+            self._weights, self._all = w, None
+            if w.shape[0] * d * d * 2 * 8 <= _SIDE_CACHE_BYTES:  # small enough to keep for every pair of this side
+                pieces = [_covariance_bases(self.measure, self.x, w[p], w[p] @ self.x / n) for p in _chunks(w.shape[0], d * (n + 3 * d))]
+                self._all = (torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))
+        if self._all is not None:
+            return mean, self._all[0][part], self._all[1][part]
+        return (mean, *_covariance_bases(self.measure, self.x, w[part], mean))
+
+
+def _covariance_bases(measure, x: Tensor, w: Tensor, mean: Tensor) -> tuple[Tensor, Tensor]:
+    n, d = x.shape
+    cov = (x.T[None] * w[:, None, :]) @ x - n * mean[:, :, None] * mean[:, None, :]
+    evals, vecs = torch.linalg.eigh(cov)
+    s = evals.flip(-1).clamp(min=0).sqrt()
+    vecs = vecs.flip(-1)
+    rcond = measure.rcond if measure.rcond is not None else max(n, d) * torch.finfo(s.dtype).eps
+    keep = s > s[:, :1] * max(rcond, _EIG_RCOND)
+    inverse = torch.where(keep, 1.0 / torch.where(keep, s, 1.0), 0.0)
+    return vecs * inverse[:, None, :], vecs * (s * keep)[:, None, :]
+
+
+def _cca_boot_covariance(measure, a, b, w: Tensor, sa: "_CovarianceSide", sb: "_CovarianceSide") -> Tensor:
+    """Mean CCA and PWCCA on every resample from the two sides' cached whitenings: per pair only the
+    resamples' cross-covariances ``Xᵀdiag(w)Y − n·m_X m_Yᵀ`` and a small SVD."""
+    n, da, db = sa.x.shape[0], sa.x.shape[1], sb.x.shape[1]
+    m = n_canonical_pairs(a, b)
+    out = []
+    for part in _chunks(w.shape[0], 2 * (da * da + db * db) + n * (da + db) + da * db):
+        mean_a, whiten_a, va_s = sa.part(w, part)
+        mean_b, whiten_b, _ = sb.part(w, part)
+        cross = (sa.x.T[None] * w[part][:, None, :]) @ sb.x - n * mean_a[:, :, None] * mean_b[:, None, :]
+        out.append(_cca_from_product(measure, whiten_a.transpose(1, 2) @ cross @ whiten_b, va_s, m))
+    return torch.cat(out)
 
 
 def _cca_boot(measure, a, b, w: Tensor, xa: Tensor, xb: Tensor) -> Tensor:
@@ -335,8 +401,17 @@ class IndexUncertainty:
 
 
 def resampling_state(measure: Measure, prep, x: Tensor) -> Any:
-    """What the resampling of one side needs beyond ``prep`` (the Gram matrices of CKA), once per side."""
-    return _kernel_state(measure, prep, x) if isinstance(measure, (LinearCKA, RBFCKA)) else None
+    """What the resampling of one side needs beyond ``prep``, once per side: the Gram matrices of CKA,
+    the resamples' whitenings of mean CCA and PWCCA (:class:`_CovarianceSide`)."""
+    if isinstance(measure, (LinearCKA, RBFCKA)):
+        return _kernel_state(measure, prep, x)
+    if _by_covariance(measure):
+        return _CovarianceSide(measure, x.to(measure.dtype))
+    return None
+
+
+def _by_covariance(measure: Measure) -> bool:
+    return isinstance(measure, MeanCCA | PWCCA) and not isinstance(measure, SVCCA)
 
 
 def bootstrap_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, w: Tensor, sa=None, sb=None) -> Tensor:
@@ -348,6 +423,10 @@ def bootstrap_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, w: Tensor
         return _cka_boot(measure, sa, sb, w)
     if isinstance(measure, Procrustes):
         return _procrustes_boot(measure, pa, pb, w)
+    if _by_covariance(measure):
+        sa = sa if sa is not None else resampling_state(measure, pa, xa)
+        sb = sb if sb is not None else resampling_state(measure, pb, xb)
+        return _cca_boot_covariance(measure, pa, pb, w, sa, sb)
     if isinstance(measure, MeanCCA | PWCCA):
         return _cca_boot(measure, pa, pb, w, xa.to(measure.dtype), xb.to(measure.dtype))
     return _explicit_boot(measure, xa, xb, w)
