@@ -94,7 +94,7 @@ def test_the_study_report_draws_with_the_shared_heatmap(tmp_path, monkeypatch):
     real = records.heatmap
     monkeypatch.setattr(records, "heatmap", lambda matrix, **kw: drawn.append(matrix) or real(matrix, **kw))
     entry = {"rows": ["a", "b"], "cols": ["c"], "values": [[0.5], [None]], "kind": "accuracy", "range": [0, 1]}
-    report._heatmap("unit: DM accuracy", entry, tmp_path / "f.png", tmp_path / "f.pdf")
+    report._heatmap(Matrix.from_dict(entry, name="unit: DM accuracy"), tmp_path / "f.png", tmp_path / "f.pdf", alpha=0.05)
     assert [m.name for m in drawn] == ["unit: DM accuracy"] and drawn[0].rows == ["a", "b"]
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
 
