@@ -715,3 +715,6 @@ def test_a_real_tiny_study_has_its_findings(tmp_path, capsys):
     printed = capsys.readouterr().out
     for claim, f in by_claim.items():
         assert f"{claim:<4} {f['statement']}" in printed and f"{f['verdict']}: {f['reason']}" in printed
+        # each verdict's robustness, the same as the report's (the same resamples), or why it is not resampled
+        if f["verdict"] != "not testable":
+            assert (f"robustness {f['robustness']:.2f}" if f["robustness"] is not None else "robustness: not resampled") in printed, claim

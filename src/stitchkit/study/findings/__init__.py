@@ -46,15 +46,19 @@ def compute_findings(records: Sequence[UnitRecord], settings: dict[str, Any] | N
 
 def study_findings(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[Findings, dict[str, Any]]:
     """The findings of a study as its config plans it now (finished, partly finished or not started;
-    thresholds from the config's [findings]); reads the store, writes nothing. Returns the findings and
-    the config."""
+    thresholds from the config's [findings]), each with its verdict's robustness ([uncertainty]
+    verdict_resamples); reads the store, writes nothing. Returns the findings and the config."""
     config, study_dir, units = prepare_study(config_path, study_dir)
     stored: dict[str, UnitRecord] = {}
     with read_store(study_dir) as store:
         if store is not None:
             stored = {r.id: r for r in store.all()}
     records = [stored.get(u.id) or UnitRecord(u.id, u.kind, u.label, u.params, list(u.deps), "pending") for u in units]
-    return compute_findings(records, config["findings"]), config
+    # deferred: stitchkit.study.uncertainty imports this package (for compute_findings)
+    from ..uncertainty import UncertaintySettings, verdict_robustness
+
+    findings = compute_findings(records, config["findings"])
+    return verdict_robustness(records, study_dir, findings, config["findings"], UncertaintySettings.from_config(config)), config
 
 
 __all__ = ["CLAIMS", "CSS", "Finding", "Findings", "Link", "Part", "Thresholds", "VERDICTS", "compute_findings", "render_html", "render_text",

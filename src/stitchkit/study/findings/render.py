@@ -31,7 +31,10 @@ def _css_class(verdict: str) -> str:
 
 
 def robustness_text(f: Finding) -> str:
-    """"robustness 0.93 (…)", "robustness 0.71, FRAGILE (…)" or "robustness: not resampled (why)"; empty when never asked."""
+    """"robustness 0.93 (…)", "robustness 0.71, FRAGILE (…)" or "robustness: not resampled (why)"; empty when never
+    asked, and for a claim that is not testable (its reason says why; findings.json keeps the note)."""
+    if f.verdict == "not testable":
+        return ""
     if f.robustness is None:
         return f"robustness: {f.robustness_note}" if f.robustness_note else ""
     return f"robustness {f.robustness:.2f}{', FRAGILE' if f.fragile else ''}: {f.robustness_note}"
