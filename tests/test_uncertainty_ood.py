@@ -16,7 +16,8 @@ from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.ood.metrics import ood_metrics
-from stitchkit.ood.per_sample import as_bootstrap, interval_grids, score_arrays
+from stitchkit.ood.per_sample import as_bootstrap, score_arrays
+from stitchkit.uncertainty.stitch_scores import interval_grids
 from stitchkit.probing import ProbeConfig, probe_activations
 from stitchkit.results import Matrix
 from stitchkit.study.ood_records import NORM_RATIO_MATRIX

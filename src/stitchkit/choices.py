@@ -25,6 +25,8 @@ SCHEDULE_UNITS = {
     "epoch": "after every epoch (the original's; warm-up with --warmup-epochs)",
     "step": "after every optimizer step, over epochs × batches steps (warm-up over --warmup-fraction of them)",
 }
+#: the LR schedule's options, as every settings class and study section that trains names them
+SCHEDULE_KEYS = ("scheduler", "schedule_unit", "warmup_fraction")
 
 # --------------------------------------------------------------------------------------------------
 # augmentation of what trains on images fed through a trained network (stitchkit.data.augmentation):

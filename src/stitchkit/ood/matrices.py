@@ -60,7 +60,7 @@ class OODMatrices:
         self.results[(front_layer, end_layer)] = result
 
     def set_intervals(self, bounds: Mapping[str, tuple[np.ndarray, np.ndarray]], interval: Mapping[str, Any]) -> None:
-        """Keep the bounds of :func:`.per_sample.interval_grids` (made for the current layers, in their order)
+        """Keep the bounds of :func:`~stitchkit.uncertainty.stitch_scores.interval_grids` (made for the current layers, in their order)
         and their record (:meth:`~stitchkit.uncertainty.bootstrap.BootstrapSpec.record`)."""
         self.bounds, self.interval = dict(bounds), dict(interval)
 

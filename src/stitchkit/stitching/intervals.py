@@ -16,7 +16,6 @@ resampled consistently. Percentile intervals; the bootstrap's settings are recor
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import numpy as np
@@ -36,14 +35,6 @@ def bootstrap_spec(settings) -> BootstrapSpec:
     seeded with ``bootstrap_seed`` (None: the settings' ``seed``)."""
     seed = settings.seed if settings.bootstrap_seed is None else settings.bootstrap_seed
     return BootstrapSpec(resamples=settings.bootstrap, level=settings.bootstrap_level, seed=seed)
-
-
-@functools.lru_cache(maxsize=1)
-def _shared_counts(n: int, resamples: int, seed: int) -> np.ndarray:
-    """The counts of a grid, drawn once while its pairs finish one by one (read-only)."""
-    counts = resample_counts(n, resamples, seed)
-    counts.flags.writeable = False
-    return counts
 
 
 def metric_samples(samples: Sequence[PairSamples], counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,7 +57,7 @@ def pair_intervals(samples: Sequence[PairSamples], spec: BootstrapSpec) -> dict[
     n = samples[0].n
     if any(not np.array_equal(s.images, samples[0].images) for s in samples):
         raise StitchkitError("the pairs were evaluated on different test images; their intervals cannot share resamples")
-    counts = _shared_counts(n, spec.resamples, spec.seed)
+    counts = resample_counts(n, spec.resamples, spec.seed)
     return {metric: percentile_interval(values, spec.level) for metric, values in metric_samples(samples, counts).items()}
 
 

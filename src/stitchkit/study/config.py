@@ -20,6 +20,7 @@ from ..choices import (
     DM_SOLVERS,
     OPTIMIZERS,
     POLICIES,
+    SCHEDULE_KEYS,
     SCHEDULE_UNITS,
     SCHEDULERS,
     STITCHING_TYPES,
@@ -27,6 +28,7 @@ from ..choices import (
 )
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from .config_checks import SEED_RANGE, cross_checks, seed_in_range
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,6 @@ def _below_one(v: Any) -> bool:
     return 0 <= v < 1
 
 
-#: the seeds every generator accepts (torch's range; numpy takes them modulo 2**32)
-SEED_RANGE = "[-2**63, 2**64)"
-
-
-def _seed(v: Any) -> bool:
-    return -(2**63) <= v < 2**64
-
-
 def _count_or_none(v: Any) -> bool:
     return v is None or v >= 1
 
@@ -81,10 +75,6 @@ METHODS = tuple(METHOD_TITLES)
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
 #: the stitch command's types (stitchkit.choices, the stitching-layer registry's names), ``auto`` first
 STITCH_TYPES = ("auto", *(t for t in STITCHING_TYPES if t != "auto"))
-
-
-#: the LR schedule's keys of the sections that train (checked together by :func:`_check_schedules`)
-SCHEDULE_KEYS = ("scheduler", "schedule_unit", "warmup_fraction")
 
 
 def _schedule_keys(what: str, none: str) -> dict[str, Key]:
@@ -105,7 +95,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dataset": Key(str, "fashion", "dataset of every network and method; also your own data: folder:PATH or npz:PATH (optionally @HxW)"),
         "data_root": Key((str, type(None)), None, "data root (default $STITCHKIT_DATA or ./data)"),
         "device": Key(str, "auto", "auto, cpu, cuda, cuda:N"),
-        "seed": Key(int, 0, "seed of everything that is not a network seed", check=_seed, check_text=f"must be in {SEED_RANGE}"),
+        "seed": Key(int, 0, "seed of everything that is not a network seed", check=seed_in_range, check_text=f"must be in {SEED_RANGE}"),
         "workers": Key(int, 0, "data loader workers inside a unit", check=_non_negative, check_text="must be ≥ 0"),
         "data_path": Key(str, "auto", "how batches are made: auto, device (images kept on the device, augmented there in batches) or loader "
                          "(a DataLoader); the same batches either way", choices=DATA_PATHS),
@@ -222,7 +212,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "permutations": Key(int, 50, "permutations of the sample correspondence giving each similarity index's null distribution and "
                             "p-value (0: none; the smallest p-value is 1/(permutations + 1))", check=_non_negative, check_text="must be ≥ 0"),
         "level": Key(float, DEFAULT_LEVEL, "confidence level of the intervals", check=lambda v: 0 < v < 1, check_text="must be in (0, 1)"),
-        "seed": Key(int, 0, "seed of the resamples and permutations (recorded with every interval)", check=_seed,
+        "seed": Key(int, 0, "seed of the resamples and permutations (recorded with every interval)", check=seed_in_range,
                     check_text=f"must be in {SEED_RANGE}"),
         "verdict_resamples": Key(int, 200, "bootstrap resamples on which each finding's verdict is recomputed to say how often it comes out "
                                  "the same (0: not measured); a verdict holding in fewer than 90% of them is marked fragile",
@@ -326,7 +316,7 @@ def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dic
     if unknown:
         raise StitchkitError(f"{source}: unknown section [{unknown[0]}]; sections: {', '.join(SCHEMA)}")
     config = {section: validate_section(section, raw.get(section, {}), source) for section in SCHEMA}
-    _cross_checks(config, source)
+    cross_checks(config, source)
     given = raw.get("networks") or {}
     if "seeds" not in given and "checkpoints" not in given:
         # the defaults alone would silently start the full default study
@@ -335,116 +325,6 @@ def validate(raw: dict[str, Any], source: str = "study config") -> dict[str, dic
             f"The smallest valid config is: [networks] seeds = [0, 1]  — see examples/demo.toml, or `stitchkit study --schema` for every key"
         )
     return config
-
-
-def _cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
-    nets = config["networks"]
-    if not nets["checkpoints"]:
-        if not nets["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in nets["seeds"]):
-            raise StitchkitError(f"{source}: networks.seeds must be a non-empty list of integers, got {nets['seeds']!r}")
-        if len(set(nets["seeds"])) != len(nets["seeds"]):
-            raise StitchkitError(f"{source}: networks.seeds has duplicates: {nets['seeds']!r}")
-        if not all(_seed(s) for s in nets["seeds"]):
-            raise StitchkitError(f"{source}: networks.seeds must be in {SEED_RANGE}, got {nets['seeds']!r}")
-    if not all(isinstance(p, str) for p in nets["checkpoints"]):
-        raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
-    if nets["weights"] is not None:
-        _fold_weights(nets, source)
-    _check_schedules(config, source)
-    for section, key in (("probes", "ranks"), ("sensitivity", "ranks"), ("networks", "milestones")):
-        values = config[section][key]
-        if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in values):
-            raise StitchkitError(f"{source}: {section}.{key} must be positive integers, got {values!r}")
-    from ..similarity import list_measures  # deferred: importing the study package must not import torch
-
-    known = set(list_measures())
-    for section in ("similarity", "sensitivity", "specificity"):
-        for m in config[section]["measures"]:
-            if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
-                raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
-    _check_enabled_sections(config, source)
-    if config["ood"]["enabled"] and config["stitching"]["enabled"]:
-        _check_ood_names(config["ood"], config["study"]["dataset"], source)
-
-
-#: what each section runs when enabled: a list that must not be empty (an enabled section with nothing
-#: to run would plan no units and still say "finished")
-_MUST_NAME = {"stitching": ("methods", "dm, tlm or tlm_from_dm"), "similarity": ("measures", "e.g. cka"),
-              "sensitivity": ("measures", "e.g. cka"), "specificity": ("measures", "e.g. cka")}
-
-
-def _check_enabled_sections(config: dict[str, dict[str, Any]], source: str) -> None:
-    """An enabled section names something to run; every layer list names a layer."""
-    for section, (key, example) in _MUST_NAME.items():
-        if config[section]["enabled"] and not config[section][key]:
-            raise StitchkitError(f"{source}: [{section}] is enabled but {section}.{key} is empty; name at least one ({example}) "
-                                 f"or set [{section}] enabled = false")
-    ood = config["ood"]
-    if ood["enabled"] and config["stitching"]["enabled"] and not ood["energy"] and not ood["training_free"]:
-        raise StitchkitError(f"{source}: [ood] is enabled with energy = false and ood.training_free empty, so no detector would test "
-                             "anything; set energy = true, name training-free detectors, or set [ood] enabled = false")
-    for section, key in (("layers", "front"), ("layers", "end"), ("probes", "layers")):
-        value = config[section][key]
-        if not (value.strip() if isinstance(value, str) else value):
-            raise StitchkitError(f"{source}: {section}.{key} is empty; give \"all\" or a list of layer names")
-
-
-def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
-    """The OOD section's datasets and detector architecture, by the registries' names (the detectors'
-    layer shapes are checked with the networks, :mod:`.checks`)."""
-    from ..data import dataset_info  # deferred: importing the study package must not import torch
-    from ..models.catalog import MODELS
-
-    keys = [("sanity", ood["sanity"])]
-    if ood["energy"]:
-        keys += [("outliers", ood["outliers"]), ("finetune_id", ood["finetune_id"])]
-    for key, name in keys:
-        if name is not None:
-            try:
-                dataset_info(name)
-            except StitchkitError as exc:
-                raise StitchkitError(f"{source}: ood.{key}: {exc}") from None
-    if not ood["energy"]:
-        return
-    if ood["finetune_id"] is not None and dataset_info(ood["finetune_id"]).num_classes != dataset_info(dataset).num_classes:
-        raise StitchkitError(f"{source}: ood.finetune_id {ood['finetune_id']!r} has {dataset_info(ood['finetune_id']).num_classes} classes but "
-                             f"the study's dataset {dataset!r} has {dataset_info(dataset).num_classes}; the detectors classify the study's "
-                             "classes, so use an ID set with the same classes (or none: the study's dataset)")
-    detectors = [name for name, info in MODELS.items() if info.family.startswith("repr_cls")]
-    if ood["detector"] not in MODELS:
-        raise StitchkitError(f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the representation "
-                             f"classifiers: {', '.join(detectors)}")
-    try:
-        MODELS[ood["detector"]].resolve_options(ood["detector_options"])
-    except StitchkitError as exc:
-        raise StitchkitError(f"{source}: ood.detector_options: {exc}") from None
-
-
-def _check_schedules(config: dict[str, dict[str, Any]], source: str) -> None:
-    """Each section's LR schedule keys together, as the training will check them."""
-    from ..training.optim import OptimConfig  # deferred: importing the study package must not import torch
-
-    for section in ("networks", "stitching", "ood", "probes"):
-        values = config[section]
-        try:
-            OptimConfig(**{k: values[k] for k in SCHEDULE_KEYS}).validate()
-        except StitchkitError as exc:
-            raise StitchkitError(f"{source}: [{section}] scheduler = {values['scheduler']!r}, schedule_unit = {values['schedule_unit']!r}, "
-                                 f"warmup_fraction = {values['warmup_fraction']!r}: {exc}") from None
-
-
-def _fold_weights(nets: dict[str, Any], source: str) -> None:
-    """networks.weights is the model option ``weights``: checked, made absolute and put there."""
-    if nets["checkpoints"]:
-        raise StitchkitError(f"{source}: networks.weights is for networks to train; the networks.checkpoints hold their own weights")
-    path = Path(nets["weights"]).expanduser().absolute()
-    if not path.is_file():
-        raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} is not a file")
-    given = nets["options"].get("weights")
-    if given is not None and Path(str(given)).expanduser().absolute() != path:
-        raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} and networks.options.weights {given!r} differ; give one")
-    nets["weights"] = str(path)
-    nets["options"] = {**nets["options"], "weights": str(path)}
 
 
 def load_config(path: str | Path) -> dict[str, dict[str, Any]]:

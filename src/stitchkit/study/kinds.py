@@ -12,7 +12,7 @@ from ..activations import model_fingerprint
 from ..data import get_dataset
 from ..data.augmentation import choice_for, choice_of
 from ..models.loading import load_model
-from ..ood.per_sample import SCORES_CONVENTION, write_scores
+from ..ood.per_sample import SCORES_CONVENTION
 from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 from ..probing.cache import ProbeCache
@@ -312,7 +312,7 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                 {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
                 for layer, per in exp.sanity.items() for name, vals in per.items()]
         tables[SCORE_TABLE] = score_table(m)
-    write_scores(ctx.out_dir / "scores.npz", scores)  # every image's scores and norms: the intervals are made from them
+    write_npz_atomic(ctx.out_dir / "scores.npz", scores)  # every image's scores and norms: the intervals are made from them
     conventions["scores"] = SCORES_CONVENTION
     return {"metrics": {"matrices": matrices, "tables": tables}, "artifacts": {"out": ctx.out_dir, "scores": ctx.out_dir / "scores.npz"},
             "conventions": conventions}

@@ -29,7 +29,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
-from ..uncertainty.intervals import mean_samples, ood_metric_samples, ratio_samples
+from ..uncertainty.intervals import mean_samples, ratio_samples
+from ..uncertainty.stitch_scores import SEP, metric_samples
+from ..utils.io import read_npz
 from .config import METHOD_TITLES, validate_section
 from .findings import compute_findings
 from .findings.model import Findings
@@ -64,17 +66,14 @@ class UncertaintySettings:
 
 
 class Resamples:
-    """The counts of ``resamples`` bootstrap resamples of n images, one array per n (the same for every
-    unit on n images: :func:`resample_counts` depends on n and the seed only)."""
+    """The counts of ``resamples`` bootstrap resamples of n images, by n (:func:`resample_counts`: the
+    same for every unit on n images)."""
 
     def __init__(self, resamples: int, seed: int):
         self.resamples, self.seed = resamples, seed
-        self._counts: dict[int, np.ndarray] = {}
 
     def __call__(self, n: int) -> np.ndarray:
-        if n not in self._counts:
-            self._counts[n] = resample_counts(n, self.resamples, self.seed)
-        return self._counts[n]
+        return resample_counts(n, self.resamples, self.seed)
 
 
 # -- the per-sample statistics of a unit ---------------------------------------------------------------
@@ -87,8 +86,7 @@ def load_statistics(study_dir: str | Path, record: UnitRecord) -> dict[str, np.n
     path = Path(resolve_artifacts(Path(study_dir), record.id, record.kind, {key: record.artifacts[key]})[key])
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    return read_npz(path)
 
 
 def _aligned(samples: np.ndarray, rows: Sequence[str], cols: Sequence[str], entry: dict[str, Any]) -> np.ndarray:
@@ -122,36 +120,23 @@ def _stitch_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Re
 
 def _ood_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
     """Each detector's AUROC matrix (the genuine and the stitched scores of the same images, resampled
-    together) and the norm-ratio matrix, per resample."""
+    together) and the norm-ratio matrix, per resample (:func:`~stitchkit.ood.per_sample.metric_samples`)."""
+    samples = metric_samples(stats, BootstrapSpec(counts.resamples, seed=counts.seed))
     matrices: dict[str, np.ndarray] = {}
     for name, entry in (record.metrics.get("matrices") or {}).items():
         if name == NORM_RATIO_MATRIX:
-            matrices[name] = _grid_samples(entry, lambda f, e: ("norm_stitched|" + f"{f}|{e}", f"norm_genuine|{e}"), stats, counts, _norm_ratio)
+            cells = samples.get("norm_ratio", {})
         elif name.startswith(AUROC_PREFIX):
-            detector = name[len(AUROC_PREFIX):-1]
-            matrices[name] = _grid_samples(entry, lambda f, e: (f"stitched|{f}|{e}|{detector}", f"genuine|{e}|{detector}"), stats, counts, _auroc)
+            cells = samples.get(f"auroc{SEP}{name[len(AUROC_PREFIX):-1]}", {})
+        else:
+            continue
+        out = np.full((counts.resamples, len(entry["rows"]), len(entry["cols"])), np.nan)
+        for i, front in enumerate(entry["rows"]):
+            for j, end in enumerate(entry["cols"]):
+                if (front, end) in cells:
+                    out[:, i, j] = cells[(front, end)]
+        matrices[name] = out
     return matrices, {}
-
-
-def _norm_ratio(stitched: np.ndarray, genuine: np.ndarray, c: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return mean_samples(stitched, c) / mean_samples(genuine, c)
-
-
-def _auroc(stitched: np.ndarray, genuine: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return ood_metric_samples(genuine, stitched, c, c, positive="id")["auroc"]
-
-
-def _grid_samples(entry: dict[str, Any], keys: Callable[[str, str], tuple[str, str]], stats: dict[str, np.ndarray], counts: Resamples,
-                  statistic: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """``(B, R, C)``: ``statistic(stitched, genuine, counts)`` of every cell whose scores are stored (NaN elsewhere)."""
-    out = np.full((counts.resamples, len(entry["rows"]), len(entry["cols"])), np.nan)
-    for i, front in enumerate(entry["rows"]):
-        for j, end in enumerate(entry["cols"]):
-            stitched, genuine = keys(front, end)
-            if stitched in stats and genuine in stats:
-                out[:, i, j] = statistic(stats[stitched], stats[genuine], counts(len(stats[genuine])))
-    return out
 
 
 def _probe_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:

@@ -10,6 +10,7 @@ between cells get intervals too, and a verdict can be recomputed resample by res
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -39,11 +40,19 @@ class BootstrapSpec:
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     """``(resamples, n)`` int32 counts of a nonparametric bootstrap of ``n`` samples (each row a
-    multinomial draw of ``n`` with equal probabilities), the same for the same arguments."""
+    multinomial draw of ``n`` with equal probabilities), the same for the same arguments. Drawn once
+    and shared (read-only): every cell of a grid and every unit on the same images asks for them."""
     if n < 1 or resamples < 1:
         raise ValueError(f"a bootstrap needs at least one sample and one resample, got n={n}, resamples={resamples}")
-    rng = np.random.default_rng([int(seed), int(n), 0x5EED])
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.int32)
+    return _draw(int(n), int(resamples), int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _draw(n: int, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, n, 0x5EED])
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.int32)
+    counts.flags.writeable = False
+    return counts
 
 
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

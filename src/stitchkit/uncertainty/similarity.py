@@ -62,20 +62,14 @@ from torch import Tensor
 
 from ..errors import StitchkitError
 from ..similarity.base import Measure, centre
-from ..similarity.cca import PWCCA, SVCCA, MeanCCA, n_canonical_pairs
+from ..similarity.cca import PWCCA, MeanCCA
 from ..similarity.cka import RBFCKA, DebiasedLinearCKA, LinearCKA, u_centre
 from ..similarity.procrustes import Procrustes
 from .bootstrap import DEFAULT_LEVEL, percentile_interval, resample_counts
+from .cca_resampling import CovarianceSide, by_covariance, cca_boot, cca_boot_covariance, cca_null, chunks
 
 #: the numbers a similarity record's ``uncertainty`` holds (and the CSV's extra columns)
 UNCERTAINTY_FIELDS = ("lower", "upper", "p_value", "null_mean", "calibrated")
-#: elements (float64) one batched chunk may hold: 2**23 ≈ 64 MiB
-_CHUNK_ELEMENTS = 2**23
-#: singular values below this fraction of the largest are dropped in the CCA family's resamples
-#: (:class:`_CovarianceSide`: an eigendecomposition of the covariance resolves no smaller ones)
-_EIG_RCOND = 1e-6
-#: the most one side of a pair may keep of its resamples' whitenings for the next pairs (else recomputed)
-_SIDE_CACHE_BYTES = 2**28
 #: a null value this close to the observed one counts as reaching it (ties are not evidence)
 _TIE = 1e-12
 
@@ -119,11 +113,8 @@ class UncertaintyPlan:
         return out
 
     def counts(self, images: int) -> np.ndarray:
-        """(bootstrap, images) counts, the same for the same images and seed (cached)."""
-        key = ("counts", images)
-        if key not in self._draws:
-            self._draws[key] = resample_counts(images, self.bootstrap, self.seed)
-        return self._draws[key]
+        """(bootstrap, images) counts, the same for the same images and seed."""
+        return resample_counts(images, self.bootstrap, self.seed)
 
     def weights(self, images: int, rows: int, dtype: torch.dtype, device) -> Tensor:
         """The row weights (bootstrap, rows) as one tensor per (images, rows), shared by every pair."""
@@ -156,12 +147,6 @@ def row_permutations(perms: np.ndarray, rows: int) -> np.ndarray:
         raise StitchkitError(f"a data matrix of {rows} rows does not split into {images} images")
     g = rows // images
     return (perms[:, :, None] * g + np.arange(g)[None, None, :]).reshape(perms.shape[0], rows)
-
-
-def _chunks(total: int, per_item: int):
-    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
-    for start in range(0, total, step):
-        yield slice(start, min(start + step, total))
 
 
 # -- CKA: Gram matrices ---------------------------------------------------------------------------
@@ -202,7 +187,7 @@ def _cka_null_features(measure, pa, pb, perms: Tensor) -> Tensor:
     """The null from the feature form: ‖XᵀY_π‖² (and the debiased terms), for narrow layers."""
     x, y, n = pa.x, pb.x, pa.n
     out = []
-    for part in _chunks(perms.shape[0], n * (y.shape[1] + x.shape[1]) + x.shape[1] * y.shape[1]):
+    for part in chunks(perms.shape[0], n * (y.shape[1] + x.shape[1]) + x.shape[1] * y.shape[1]):
         cross = torch.einsum("ni,bnj->bij", x, y[perms[part]]).square().sum((1, 2))
         if isinstance(measure, DebiasedLinearCKA):
             kl = pb.sq_norms[perms[part]] @ pa.sq_norms
@@ -215,7 +200,7 @@ def _cka_null(measure, a: dict, b: dict, perms: Tensor) -> Tensor:
     n = a["null"].shape[0]
     out = []
     inverse = torch.argsort(perms, dim=1)
-    for part in _chunks(perms.shape[0], 2 * n * n):
+    for part in chunks(perms.shape[0], 2 * n * n):
         # Σᵢⱼ Kᵢⱼ L_π(i)π(j) = Σᵢₖ K_π⁻¹(k)ᵢ L_π(i)k (K symmetric): two row gathers, no scattered 2-D gather
         out.append(torch.einsum("bki,bik->b", a["null"][inverse[part]], b["null"][perms[part]]))
     return torch.cat(out) / math.sqrt(a["self"] * b["self"])
@@ -230,7 +215,7 @@ def _procrustes_boot(measure, a, b, w: Tensor) -> Tensor:
     f, g = a.factor, b.factor
     n = f.shape[0]
     out = []
-    for part in _chunks(w.shape[0], f.shape[1] * g.shape[1] + n * f.shape[1]):
+    for part in chunks(w.shape[0], f.shape[1] * g.shape[1] + n * f.shape[1]):
         wb = w[part]
         mf, mg = wb @ f / n, wb @ g / n
         cross = torch.einsum("bn,ni,nj->bij", wb, f, g) - n * mf[:, :, None] * mg[:, None, :]
@@ -243,130 +228,8 @@ def _procrustes_boot(measure, a, b, w: Tensor) -> Tensor:
 def _procrustes_null(measure, a, b, perms: Tensor) -> Tensor:
     f, g = a.factor, b.factor
     out = []
-    for part in _chunks(perms.shape[0], f.shape[0] * g.shape[1] + f.shape[1] * g.shape[1]):
+    for part in chunks(perms.shape[0], f.shape[0] * g.shape[1] + f.shape[1] * g.shape[1]):
         out.append(2.0 - 2.0 * _nuclear(torch.einsum("ni,bnj->bij", f, g[perms[part]])))
-    return torch.cat(out)
-
-
-# -- the CCA family: orthonormal bases ------------------------------------------------------------
-def _cca_values(measure, ua: Tensor, ub: Tensor, va_s: Tensor | None, m) -> Tensor:
-    """The CCA-family value of batched bases ``ua`` (B, n, ra), ``ub`` (B, n, rb); ``va_s`` (B, d, ra)
-    is X's V·S (the projections of PWCCA's weights); ``m`` the number of canonical pairs (an int or,
-    for SVCCA's resamples, one per resample)."""
-    return _cca_from_product(measure, ua.transpose(1, 2) @ ub, va_s, m)
-
-
-def _cca_from_product(measure, prod: Tensor, va_s: Tensor | None, m) -> Tensor:
-    """The CCA-family value from the bases' inner products ``prod`` = U_XᵀU_Y (B, ra, rb) (see :func:`_cca_values`)."""
-    if not isinstance(measure, PWCCA):
-        return torch.linalg.svdvals(prod).clamp(0.0, 1.0).sum(1) / m
-    p, rho, _ = torch.linalg.svd(prod, full_matrices=True)
-    k = min(m, prod.shape[1])
-    rho_full = torch.zeros(prod.shape[0], k, dtype=rho.dtype, device=rho.device)
-    rho_full[:, : min(k, rho.shape[1])] = rho[:, :k].clamp(0.0, 1.0)
-    weights = (va_s @ p[:, :, :k]).abs().sum(1)
-    return 1.0 - (weights * rho_full).sum(1) / weights.sum(1)
-
-
-def _cca_null(measure, a, b, perms: Tensor) -> Tensor:
-    m = n_canonical_pairs(a, b)
-    out = []
-    for part in _chunks(perms.shape[0], a.u.shape[0] * b.u.shape[1]):
-        ub = b.u[perms[part]]
-        ua = a.u.expand(ub.shape[0], *a.u.shape)
-        va_s = (a.v * a.s).expand(ub.shape[0], *a.v.shape) if isinstance(measure, PWCCA) else None
-        out.append(_cca_values(measure, ua, ub, va_s, m))
-    return torch.cat(out)
-
-
-def _weighted_bases(measure, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched bases of the resamples' centred column spaces, directions below the rank tolerance (and,
-    for SVCCA, beyond the kept ones) masked; X's V·S; the number of directions kept per resample."""
-    n, d = x.shape
-    mean = w @ x / n
-    xw = w.sqrt()[:, :, None] * (x[None] - mean[:, None, :])
-    u, s, vh = torch.linalg.svd(xw, full_matrices=False)
-    rcond = measure.rcond if measure.rcond is not None else max(n, d) * torch.finfo(s.dtype).eps
-    keep = s > s[:, :1] * rcond  # subspace()'s numerical rank, per resample
-    if isinstance(measure, SVCCA):  # SVCCA.kept_directions, per resample
-        rank = keep.sum(1)
-        if measure.n_components is not None:
-            kept = rank.clamp(max=measure.n_components)
-        else:
-            energy = torch.cumsum(s * s * keep, 1)
-            target = measure.variance * energy[:, -1:] * (1 - 1e-12)
-            kept = torch.minimum((energy < target).sum(1) + 1, rank)
-        keep = keep & (torch.arange(s.shape[1], device=s.device)[None, :] < kept[:, None])
-    s = s * keep
-    return u * keep[:, None, :], vh.transpose(1, 2) * s[:, None, :], keep.sum(1)
-
-
-class _CovarianceSide:
-    """One side of the CCA family's bootstrap through covariances (mean CCA, PWCCA): for each resample,
-    the eigendecomposition of its weighted centred covariance ``C = Xᵀdiag(w)X − n·m mᵀ = V S² Vᵀ`` gives
-    the whitening ``V S⁻¹`` (so that U = diag(√w)(X − 1mᵀ) V S⁻¹ without forming U) and PWCCA's ``V S``.
-    Every pair that shares the side (the same layer, the same resampled images) reuses them: the
-    d × d eigendecompositions are made once per side instead of an n × d SVD per pair and side.
-
-    The eigendecomposition resolves singular values only down to ~1e-6 of the largest (its error is
-    ``eps·s_max²`` in ``s²``), so directions below :data:`_EIG_RCOND` of the largest are dropped in the
-    resamples (the SVD of the point estimate keeps down to ``max(n, d)·eps``); only nearly collinear
-    features are affected."""
-
-    def __init__(self, measure, x: Tensor):
-        self.measure, self.x = measure, x
-        self._weights: Tensor | None = None
-        self._all: tuple[Tensor, Tensor] | None = None
-
-    def part(self, w: Tensor, part: slice) -> tuple[Tensor, Tensor, Tensor]:
-        """The resamples ``w[part]``'s means (b, d), whitenings (b, d, d) and PWCCA's V·S (b, d, d)."""
-        n, d = self.x.shape
-        mean = w[part] @ self.x / n
-        if self._weights is not w:  # another set of resamples: start over
-            self._weights, self._all = w, None
-            if w.shape[0] * d * d * 2 * 8 <= _SIDE_CACHE_BYTES:  # small enough to keep for every pair of this side
-                pieces = [_covariance_bases(self.measure, self.x, w[p], w[p] @ self.x / n) for p in _chunks(w.shape[0], d * (n + 3 * d))]
-                self._all = (torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))
-        if self._all is not None:
-            return mean, self._all[0][part], self._all[1][part]
-        return (mean, *_covariance_bases(self.measure, self.x, w[part], mean))
-
-
-def _covariance_bases(measure, x: Tensor, w: Tensor, mean: Tensor) -> tuple[Tensor, Tensor]:
-    n, d = x.shape
-    cov = (x.T[None] * w[:, None, :]) @ x - n * mean[:, :, None] * mean[:, None, :]
-    evals, vecs = torch.linalg.eigh(cov)
-    s = evals.flip(-1).clamp(min=0).sqrt()
-    vecs = vecs.flip(-1)
-    rcond = measure.rcond if measure.rcond is not None else max(n, d) * torch.finfo(s.dtype).eps
-    keep = s > s[:, :1] * max(rcond, _EIG_RCOND)
-    inverse = torch.where(keep, 1.0 / torch.where(keep, s, 1.0), 0.0)
-    return vecs * inverse[:, None, :], vecs * (s * keep)[:, None, :]
-
-
-def _cca_boot_covariance(measure, a, b, w: Tensor, sa: "_CovarianceSide", sb: "_CovarianceSide") -> Tensor:
-    """Mean CCA and PWCCA on every resample from the two sides' cached whitenings: per pair only the
-    resamples' cross-covariances ``Xᵀdiag(w)Y − n·m_X m_Yᵀ`` and a small SVD."""
-    n, da, db = sa.x.shape[0], sa.x.shape[1], sb.x.shape[1]
-    m = n_canonical_pairs(a, b)
-    out = []
-    for part in _chunks(w.shape[0], 2 * (da * da + db * db) + n * (da + db) + da * db):
-        mean_a, whiten_a, va_s = sa.part(w, part)
-        mean_b, whiten_b, _ = sb.part(w, part)
-        cross = (sa.x.T[None] * w[part][:, None, :]) @ sb.x - n * mean_a[:, :, None] * mean_b[:, None, :]
-        out.append(_cca_from_product(measure, whiten_a.transpose(1, 2) @ cross @ whiten_b, va_s, m))
-    return torch.cat(out)
-
-
-def _cca_boot(measure, a, b, w: Tensor, xa: Tensor, xb: Tensor) -> Tensor:
-    n = xa.shape[0]
-    out = []
-    for part in _chunks(w.shape[0], n * (xa.shape[1] + xb.shape[1])):
-        ua, va_s, ka = _weighted_bases(measure, xa, w[part])
-        ub, _, kb = _weighted_bases(measure, xb, w[part])
-        # SVCCA's canonical pairs follow the directions kept in each resample; the others' are fixed
-        m = torch.clamp(torch.minimum(ka, kb), max=n - 1).to(ua.dtype) if isinstance(measure, SVCCA) else n_canonical_pairs(a, b)
-        out.append(_cca_values(measure, ua, ub, va_s, m))
     return torch.cat(out)
 
 
@@ -402,16 +265,12 @@ class IndexUncertainty:
 
 def resampling_state(measure: Measure, prep, x: Tensor) -> Any:
     """What the resampling of one side needs beyond ``prep``, once per side: the Gram matrices of CKA,
-    the resamples' whitenings of mean CCA and PWCCA (:class:`_CovarianceSide`)."""
+    the resamples' whitenings of mean CCA and PWCCA (:class:`~.cca_resampling.CovarianceSide`)."""
     if isinstance(measure, (LinearCKA, RBFCKA)):
         return _kernel_state(measure, prep, x)
-    if _by_covariance(measure):
-        return _CovarianceSide(measure, x.to(measure.dtype))
+    if by_covariance(measure):
+        return CovarianceSide(measure, x.to(measure.dtype))
     return None
-
-
-def _by_covariance(measure: Measure) -> bool:
-    return isinstance(measure, MeanCCA | PWCCA) and not isinstance(measure, SVCCA)
 
 
 def bootstrap_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, w: Tensor, sa=None, sb=None) -> Tensor:
@@ -423,12 +282,12 @@ def bootstrap_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, w: Tensor
         return _cka_boot(measure, sa, sb, w)
     if isinstance(measure, Procrustes):
         return _procrustes_boot(measure, pa, pb, w)
-    if _by_covariance(measure):
+    if by_covariance(measure):
         sa = sa if sa is not None else resampling_state(measure, pa, xa)
         sb = sb if sb is not None else resampling_state(measure, pb, xb)
-        return _cca_boot_covariance(measure, pa, pb, w, sa, sb)
+        return cca_boot_covariance(measure, pa, pb, w, sa, sb)
     if isinstance(measure, MeanCCA | PWCCA):
-        return _cca_boot(measure, pa, pb, w, xa.to(measure.dtype), xb.to(measure.dtype))
+        return cca_boot(measure, pa, pb, w, xa.to(measure.dtype), xb.to(measure.dtype))
     return _explicit_boot(measure, xa, xb, w)
 
 
@@ -443,7 +302,7 @@ def null_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, perms: Tensor,
     if isinstance(measure, Procrustes):
         return _procrustes_null(measure, pa, pb, perms)
     if isinstance(measure, MeanCCA | PWCCA):
-        return _cca_null(measure, pa, pb, perms)
+        return cca_null(measure, pa, pb, perms)
     return _explicit_null(measure, pa, xb, perms)
 
 
