@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tqdm.auto import tqdm
-
 from .. import __version__
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..utils.progress import tqdm
 from .config import load_config
 from .executors import check_executor, make_executor
 from .integrity import rebuild_store, store_problem

@@ -19,10 +19,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import StitchkitError
-from ..utils.progress import progress_bar
+from ..utils.progress import progress_bar, tqdm
 from .distributed import all_reduce_sum
 from .optim import PerStepLR, split_schedule
 

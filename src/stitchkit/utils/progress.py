@@ -1,11 +1,20 @@
-"""What a long run shows while it works: the one progress bar and the one verbose printer."""
+"""What a long run shows while it works: the one progress bar and the one verbose printer.
+
+:data:`tqdm` is the bar class every module uses: tqdm's automatic choice (the notebook widget in a
+Jupyter kernel) where ipywidgets is installed, else tqdm's text bar. ``tqdm.auto`` alone would, in a
+kernel without ipywidgets, warn "IProgress not found" on import and draw nothing better.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Callable, Iterable
 
-from tqdm.auto import tqdm
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm.std import tqdm
 
 
 def progress_bar(iterable: Iterable, desc: str, enabled: bool, **kw):
@@ -26,3 +35,6 @@ def _say(line: str) -> None:
 
 def _quiet(line: str) -> None:
     pass
+
+
+__all__ = ["printer", "progress_bar", "tqdm"]
