@@ -51,6 +51,12 @@ def resolve_data(data: Any, *, data_root: str | None = None, download: bool = Tr
     return DataSplits.from_datasets(as_dataset(data, "data"), num_classes=num_classes)
 
 
+def network_text(donor: Donor) -> str:
+    """A network as results describe it: its checkpoint path (else its model type) and the first
+    characters of its content hash, e.g. ``runs/fm_s0/final.pt (3f2a9c1e)``."""
+    return f"{donor.path or donor.model_type} ({str(donor.fingerprint)[:8]})"
+
+
 def loader_batch_size(data: Any) -> int | None:
     """The batch size of a DataLoader given as data (the default batch size then), else None."""
     loaders = list(data.values()) if isinstance(data, Mapping) else list(data) if isinstance(data, (tuple, list)) else [data]
@@ -162,4 +168,4 @@ def split_options(options: Mapping[str, Any], record: type, what: str, *, refuse
     return dict(options)
 
 
-__all__ = ["DATA_FORMS", "loader_batch_size", "resolve_data", "resolve_model", "same_source", "split_options", "with_model_classes"]
+__all__ = ["DATA_FORMS", "loader_batch_size", "network_text", "resolve_data", "resolve_model", "same_source", "split_options", "with_model_classes"]

@@ -25,18 +25,19 @@ from ..ood.per_sample import as_bootstrap, attach_intervals, score_arrays
 from ..ood.registry import DetectorRegistry
 from ..ood.stitch_test import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
+from ..results.display import Description, Described, inline, labels
 from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
 from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.device import resolve_device
 from .arguments import check_types
-from .inputs import resolve_data
+from .inputs import network_text, resolve_data
 from .stitch import StitchGridResult, stitch_grid
 
 
-@dataclass
-class OODTestResult:
+@dataclass(repr=False)
+class OODTestResult(Described):
     """Per stitch: its accuracy on the evaluation set and, per detector, AUROC / AUPR / FPR95 of its
     stitched activations against the end network's genuine ones (``ood.results[(front, end)]``, a
     :class:`~stitchkit.ood.evaluate.StitchOODResult` with the scores), as front × end matrices; beside
@@ -104,16 +105,31 @@ class OODTestResult:
         """Box plots of ``detector``'s scores (default: the first), genuine vs each stitch, one panel per end
         layer (:func:`~stitchkit.results.ood_scores.score_figure`)."""
         detector = detector or self.detectors[0]
-        return score_figure(self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores")
+        return inline(score_figure(self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores"))
 
     def to_pandas(self):
         return self.table().to_pandas()
 
     def plot(self, metric: str | None = None, detector: str | None = None, ax=None):
-        """The heatmap of one metric, or the accuracy, every detector's AUROC and the norm ratio side by side."""
+        """The heatmap of one metric, or the accuracy, every detector's AUROC and the norm ratio side by side
+        (a figure a notebook shows by itself)."""
         if metric is not None:
             return self.matrix(metric, detector).plot(ax=ax)
-        return heatmaps(list(self.matrices.values()))
+        return inline(heatmaps(list(self.matrices.values())))
+
+    def description(self) -> Description:
+        """What :meth:`summary`, ``repr`` and a notebook show: the networks, the layers, the detectors, and
+        the stitched accuracy, each detector's AUROC and the norm ratio."""
+        grid, o = self.stitches, self.options
+        n = next(iter(self.ood.results.values())).n if self.ood.results else 0
+        facts = {"networks": f"front {network_text(grid.front)} → end {network_text(grid.end)}",
+                 "front layers": labels(self.ood.front_layers), "end layers": labels(self.ood.end_layers),
+                 "detectors": ", ".join(self.detectors)}
+        notes = [f"genuine activations: {o.get('id_dataset')}; positive class {o.get('positive')!r}, FPR at TPR {o.get('tpr')}",
+                 "per stitch and detector: .to_pandas(); score distributions: .score_table(), .plot_scores()"]
+        return Description(f"OODTestResult: {len(self.detectors)} detector{'s' if len(self.detectors) != 1 else ''} on "
+                           f"{len(self.ood.front_layers)} × {len(self.ood.end_layers)} {grid.title} stitches, {o.get('eval_dataset')} "
+                           f"({n} test images)", facts, self.matrices, notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.ood.to_dict(), "detector_ids": self.detector_ids, "options": self.options,

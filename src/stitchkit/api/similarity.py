@@ -13,20 +13,21 @@ from ..data.splits import check_unnamed
 from ..errors import StitchkitError, unknown_name
 from ..models.layers import layered
 from ..results import Matrix, Table
+from ..results.display import Description, Described, inline, labels
 from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
 from ..stitching.donors import Donor
 from ..utils.numbers import check_seed
 from .arguments import check_types
-from .inputs import loader_batch_size, resolve_data, resolve_model, same_source
+from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source
 
 #: keywords of compare_models that compare() sets itself
 _SET_HERE = {"measures", "n_samples", "all_pairs", "sample_key"}
 OPTIONS = tuple(p.name for p in inspect.signature(compare_models).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in _SET_HERE)
 
 
-@dataclass
-class ComparisonResult:
+@dataclass(repr=False)
+class ComparisonResult(Described):
     """Every measure on the layer pairs of two networks: the library's :class:`SimilarityReport` (one
     record per measure, layer pair and rank pair: ``report.results``) and its matrices."""
 
@@ -61,10 +62,24 @@ class ComparisonResult:
         return self.table().to_pandas()
 
     def plot(self, measure: str | None = None, ax=None):
-        """The heatmap of ``measure``, or of every measure side by side."""
+        """The heatmap of ``measure``, or of every measure side by side (a figure a notebook shows by itself)."""
         if measure is not None:
             return self.matrix(measure).plot(ax=ax)
-        return heatmaps(list(self.matrices.values()))
+        return inline(heatmaps(list(self.matrices.values())))
+
+    def description(self) -> Description:
+        """What :meth:`summary`, ``repr`` and a notebook show: the networks, the layers, and each measure at
+        full ranks."""
+        info = self.report.info
+        facts = {"networks": f"a {network_text(self.model_a)}, b {network_text(self.model_b)}"}
+        if self.layers_a == self.layers_b:
+            facts["layers"] = labels(self.layers_a) + " (of both)"
+        else:
+            facts.update({"layers of a": labels(self.layers_a), "layers of b": labels(self.layers_b)})
+        notes = [f"activations as data matrices: policy {info.get('policy')}; ranks {info.get('model1', {}).get('ranks')} × "
+                 f"{info.get('model2', {}).get('ranks')} (None: full)", "one row per measure, layer pair and rank: .to_pandas()"]
+        return Description(f"ComparisonResult: {len(self.measures)} measures on {len(self.layers_a)} × {len(self.layers_b)} layer pairs, "
+                           f"{info.get('dataset')} ({info.get('n_samples')} test images)", facts, self.matrices, notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"matrices": {k: m.to_dict() for k, m in self.matrices.items()}, **self.report.to_dict()}

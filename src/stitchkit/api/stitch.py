@@ -13,6 +13,7 @@ import numpy as np
 from ..data.splits import DataSplits
 from ..errors import StitchkitError, unknown_name
 from ..results import Matrix, Provenance, Table
+from ..results.display import Description, Described, inline, labels, number
 from ..results.plot import heatmaps
 from ..stitching import grid
 from ..stitching.collect import METRIC_KINDS
@@ -25,7 +26,7 @@ from ..stitching.stitcher import Stitcher
 from ..study.config import METHOD_TITLES, METHODS
 from ..uncertainty.bootstrap import DEFAULT_RESAMPLES, BootstrapSpec
 from .arguments import check_types
-from .inputs import loader_batch_size, resolve_data, resolve_model, same_source, split_options, with_model_classes
+from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source, split_options, with_model_classes
 
 #: each method's initialisation: DM fits by least squares and trains nothing; TLM trains from a random
 #: start, or from the DM solution ("tlm_from_dm")
@@ -39,8 +40,8 @@ GRID_METRICS = {**METRIC_KINDS, "relative_accuracy": ("ratio", (0.0, None))}
 REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method='dm', 'tlm' or 'tlm_from_dm')"}
 
 
-@dataclass
-class StitchGridResult:
+@dataclass(repr=False)
+class StitchGridResult(Described):
     """A grid of stitches: one :class:`~stitchkit.stitching.records.StitchResult` per pair (``pairs``,
     front-major), front × end matrices of their numbers (:meth:`matrix`), and the stitched networks
     (:meth:`stitcher`), with the donors, the data and the settings they were made with."""
@@ -146,10 +147,26 @@ class StitchGridResult:
         return self.table().to_pandas()
 
     def plot(self, metric: str | None = None, ax=None):
-        """Heatmaps: of ``metric``, or of the accuracy and residual side by side."""
+        """Heatmaps: of ``metric``, or of the accuracy and residual side by side (a figure a notebook shows
+        by itself)."""
         if metric is not None:
             return self.matrix(metric).plot(ax=ax)
-        return heatmaps(list(self.matrices.values()))
+        return inline(heatmaps(list(self.matrices.values())))
+
+    def description(self) -> Description:
+        """What :meth:`summary`, ``repr`` and a notebook show: the networks, the layers, and the accuracy,
+        the relative accuracy (where the end network's own accuracy was measured) and the residual."""
+        first = self.pairs[0]
+        facts = {"networks": f"front {network_text(self.front)} → end {network_text(self.end)}",
+                 "front layers": labels(self.front_layers), "end layers": labels(self.end_layers)}
+        if first.end_accuracy is not None:
+            facts["end network alone"] = f"accuracy {number(first.end_accuracy)}"
+        names = ["accuracy", *(["relative_accuracy"] if first.end_accuracy else []), "residual"]
+        notes = [f"{first.stitching_type} stitching layers, {first.n_fit} fit images, {first.epochs} epochs of training",
+                 "per pair: .pair(front, end) and .to_pandas(); the stitched network: .stitcher(front, end)"]
+        return Description(f"StitchGridResult: {self.title} stitching, {len(self.front_layers)} × {len(self.end_layers)} layer pairs, "
+                           f"{first.dataset} ({first.n_test} test images)", facts,
+                           {name.replace("_", " "): self.matrix(name) for name in names}, notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "front_layers": self.front_layers, "end_layers": self.end_layers,

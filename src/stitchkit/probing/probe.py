@@ -242,13 +242,18 @@ class ProbeResult:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class ProbeReport:
     """All probes of one network, with the configuration and provenance."""
 
     results: list[ProbeResult]
     config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line of what it holds (the records: ``report.results``; the numbers: :meth:`matrix`, :meth:`table`)."""
+        layers = list(dict.fromkeys(r.layer for r in self.results))
+        return f"ProbeReport: {len(self.results)} probes over {len(layers)} layers; .matrix() (layers × ranks), .table()"
 
     def accuracy(self, layer: str, rank: Rank = None) -> float:
         for r in self.results:

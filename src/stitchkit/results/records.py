@@ -20,6 +20,7 @@ import numpy as np
 from .. import __version__
 from ..errors import StitchkitError, unknown_name
 from . import writers
+from .display import HTML_CELLS, Description, Described, html_grid, inline, kind_text, labels, matrix_line
 from .plot import bar_chart, heatmap
 
 #: what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a fraction),
@@ -67,8 +68,8 @@ BOUND_FIELDS = ("lower", "upper", "p_value")
 BOUND_SUFFIX = {"lower": "lower", "upper": "upper", "p_value": "p"}
 
 
-@dataclass
-class Matrix:
+@dataclass(repr=False)
+class Matrix(Described):
     """``values[i][j]`` belongs to row ``rows[i]`` and column ``cols[j]`` (NaN where nothing was measured).
 
     ``kind`` is one of :data:`KINDS`; ``range`` the interval the values lie in (``(lo, hi)``, either end
@@ -165,8 +166,31 @@ class Matrix:
                             columns=pd.Index(self.cols, name=self.col_label))
 
     def plot(self, ax=None, *, title: str | None = None, annotate: bool | None = None):
-        """A labelled heatmap (:func:`.plot.heatmap`); returns the matplotlib figure."""
-        return heatmap(self, ax=ax, title=title, annotate=annotate)
+        """A labelled heatmap (:func:`.plot.heatmap`); returns the matplotlib figure (drawn into ``ax``'s, or
+        a new one that a notebook shows by itself: :func:`.display.inline`)."""
+        figure = heatmap(self, ax=ax, title=title, annotate=annotate)
+        return figure if ax is not None else inline(figure)
+
+    # --- display ---------------------------------------------------------------------------------
+    def description(self) -> Description:
+        notes = [f"{self.provenance.what}" + (f" (models {', '.join(f'{k} {v[:12]}' for k, v in self.provenance.models.items() if v)})"
+                                              if any(self.provenance.models.values()) else "")] if self.provenance.what else []
+        if self.has_interval:
+            notes.append("with confidence intervals: " + ", ".join(f"{k} {v}" for k, v in self.interval.items()))
+        if self.p_value is not None:
+            notes.append("with permutation p-values (matrix.p_value)")
+        title = f"Matrix{f' {self.name!r}' if self.name else ''}: {kind_text(self)}, {self.shape[0]} × {self.shape[1]} " \
+                f"({self.row_label} × {self.col_label})"
+        return Description(title, {f"rows ({self.row_label})": labels(self.rows), f"columns ({self.col_label})": labels(self.cols)},
+                           {"values": self}, notes)
+
+    def _repr_html_(self) -> str:
+        """The values (the first :data:`~.display.HTML_CELLS` rows and columns), the title above, the
+        line of numbers below."""
+        rows, cols = self.rows[:HTML_CELLS], self.cols[:HTML_CELLS]
+        cut = "" if (len(rows), len(cols)) == self.shape else f"; first {len(rows)} rows and {len(cols)} columns shown"
+        return html_grid([self.corner, *cols], [[row, *self.values[i][:len(cols)]] for i, row in enumerate(rows)],
+                         caption=self.description().title, note=matrix_line(self) + cut)
 
     # --- plain data ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -246,8 +270,8 @@ class Matrix:
                    row_label=row_label, col_label=col_label, **{**extras, **fields_})
 
 
-@dataclass
-class Table:
+@dataclass(repr=False)
+class Table(Described):
     """Rows of named values (one dict per row; ``columns`` in order, default every key in first-seen
     order), with the :class:`Provenance` of the whole table."""
 
@@ -281,8 +305,21 @@ class Table:
 
     def plot(self, x: str | None = None, y: str | Sequence[str] | None = None, *, ax=None, title: str | None = None):
         """Bars of the numeric column(s) ``y`` (default: every numeric column) per value of ``x``
-        (default: the first column that is not numeric, else the row number); returns the figure."""
-        return bar_chart(self, x=x, y=y, ax=ax, title=title)
+        (default: the first column that is not numeric, else the row number); returns the figure (a
+        notebook shows a new one by itself, as :meth:`Matrix.plot`'s)."""
+        figure = bar_chart(self, x=x, y=y, ax=ax, title=title)
+        return figure if ax is not None else inline(figure)
+
+    # --- display ---------------------------------------------------------------------------------
+    def description(self) -> Description:
+        title = f"Table{f' {self.name!r}' if self.name else ''}: {len(self.rows)} rows × {len(self.columns)} columns"
+        return Description(title, {"columns": labels(self.columns, 10)}, {}, [self.provenance.what] if self.provenance.what else [])
+
+    def _repr_html_(self) -> str:
+        """The first :data:`~.display.HTML_CELLS` rows, every column."""
+        shown = self.rows[:HTML_CELLS]
+        note = "" if len(shown) == len(self.rows) else f"first {len(shown)} of {len(self.rows)} rows shown"
+        return html_grid(self.columns, [[row.get(c) for c in self.columns] for row in shown], caption=self.description().title, note=note)
 
     def to_dict(self) -> dict[str, Any]:
         return writers.json_ready({"name": self.name, "columns": self.columns, "rows": self.rows, "provenance": self.provenance.to_dict()})

@@ -38,12 +38,18 @@ from .registry import measure_info
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
 
 
-@dataclass
+@dataclass(repr=False)
 class SimilarityReport:
     """Results of :func:`compare_models` with everything needed to reproduce them."""
 
     results: list[PairResult]
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line of what it holds (the records: ``report.results``; the numbers: :meth:`matrix`, :meth:`table`)."""
+        return (f"SimilarityReport: {len(self.results)} results of {', '.join(self.info.get('measures', []))} between "
+                f"{len(self.info.get('model1', {}).get('layers', []))} and {len(self.info.get('model2', {}).get('layers', []))} layers "
+                f"on {self.info.get('n_samples')} images; .matrix(measure), .table()")
 
     def to_dict(self) -> dict[str, Any]:
         return {"info": self.info, "results": [r.to_dict() for r in self.results]}

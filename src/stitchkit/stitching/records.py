@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import StitchkitError
+from ..results.display import number
 from ..utils.io import json_safe
 from .donors import Donor
 from .per_sample import PairSamples, load_run_samples
@@ -24,7 +25,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "final_model.pt"
 BASIS_FILE = "low_rank_basis.pt"
 
-@dataclass
+@dataclass(repr=False)
 class StitchResult:
     """One stitched pair: what was measured, on what, with which options and conventions.
 
@@ -83,6 +84,14 @@ class StitchResult:
     relative_accuracy_ci: list[float] | None = None
     interval: dict[str, Any] | None = None
     samples: PairSamples | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        """One line of what was measured (every field: :meth:`to_dict`)."""
+        donors = ", ".join(f"{role} {number(value)}" for role, value in (("front", self.front_accuracy), ("end", self.end_accuracy))
+                           if value is not None)
+        return (f"StitchResult {self.front_layer} -> {self.end_layer} ({self.stitching_type}, init {self.init}, {self.epochs} epochs, "
+                f"{self.dataset}): accuracy {number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}, "
+                f"residual {number(self.residual)}, {self.n_test} test images")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (without the per-image ``samples``); NaN and infinities become ``None``."""
