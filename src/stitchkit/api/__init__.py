@@ -5,13 +5,19 @@ torch ``Dataset`` or a ``DataLoader``; :mod:`.inputs`), each returning a typed r
 
 * :func:`direct_match`, :func:`task_loss_match`, :func:`stitch_grid` → :class:`StitchGridResult` (:mod:`.stitch`);
 * :func:`compare` → :class:`ComparisonResult` (:mod:`.similarity`);
-* :func:`ood_test` → :class:`OODTestResult` (:mod:`.ood`).
+* :func:`ood_test` → :class:`OODTestResult` (:mod:`.ood`);
+* :func:`list_layers` → a :class:`LayerInfo` per stitchable layer of a model in memory (:mod:`.layers`).
+
+Every result shows itself in a notebook: a compact ``repr``, a small HTML table, ``summary()`` (a short
+text) and ``plot()`` figures that display without ``%matplotlib inline`` (:mod:`stitchkit.results.display`).
 
 They are re-exported as ``stitchkit.direct_match`` etc., loaded on first use.
 """
 
 from .similarity import ComparisonResult, compare
+from .layers import LayerInfo, list_layers
 from .ood import OODTestResult, ood_test
 from .stitch import StitchGridResult, direct_match, stitch_grid, task_loss_match
 
-__all__ = ["ComparisonResult", "OODTestResult", "StitchGridResult", "compare", "direct_match", "ood_test", "stitch_grid", "task_loss_match"]
+__all__ = ["ComparisonResult", "LayerInfo", "OODTestResult", "StitchGridResult", "compare", "direct_match", "list_layers", "ood_test", "stitch_grid",
+           "task_loss_match"]
