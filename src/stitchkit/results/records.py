@@ -173,8 +173,12 @@ class Matrix(Described):
 
     # --- display ---------------------------------------------------------------------------------
     def description(self) -> Description:
-        notes = [f"{self.provenance.what}" + (f" (models {', '.join(f'{k} {v[:12]}' for k, v in self.provenance.models.items() if v)})"
-                                              if any(self.provenance.models.values()) else "")] if self.provenance.what else []
+        """The title (name, kind and range, shape), the row and column labels, the line of numbers and,
+        for :meth:`summary`, what was measured on which models and how sure it is."""
+        notes = []
+        if self.provenance.what:
+            models = ", ".join(f"{role} {str(digest)[:8]}" for role, digest in self.provenance.models.items() if digest)
+            notes.append(self.provenance.what + (f" (models {models})" if models else ""))
         if self.has_interval:
             notes.append("with confidence intervals: " + ", ".join(f"{k} {v}" for k, v in self.interval.items()))
         if self.p_value is not None:
@@ -312,6 +316,7 @@ class Table(Described):
 
     # --- display ---------------------------------------------------------------------------------
     def description(self) -> Description:
+        """The title (name, size), the columns and, for :meth:`summary`, what the table holds."""
         title = f"Table{f' {self.name!r}' if self.name else ''}: {len(self.rows)} rows × {len(self.columns)} columns"
         return Description(title, {"columns": labels(self.columns, 10)}, {}, [self.provenance.what] if self.provenance.what else [])
 
