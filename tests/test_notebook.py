@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -25,6 +26,7 @@ import stitchkit
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.models.layers import stitchable_layers
+from stitchkit.probing.probe import ProbeReport
 from stitchkit.results import Matrix, Table
 from stitchkit.results.display import SHOWN_LABELS, Summary
 
@@ -142,6 +144,11 @@ def test_a_comparison_and_an_ood_test_describe_themselves(results):
     assert "highest" not in norm_line and "lowest" not in norm_line  # a ratio has no "more alike" end
     assert "score_table()" in ood.summary() and "auroc (mahalanobis)" in ood._repr_html_()
     assert len(repr(sim.report)) < 300 and "cka, procrustes" in repr(sim.report)
+
+
+def test_a_probe_report_is_one_line():
+    probes = [SimpleNamespace(layer=layer) for layer in ("layer1.0", "layer1.0", "layer2.0")]  # the repr reads only the layers
+    assert repr(ProbeReport(probes, {})) == "ProbeReport: 3 probes over 2 layers; .matrix() (layers × ranks), .table()"
 
 
 def test_a_summary_shows_as_its_text_in_a_notebook():
