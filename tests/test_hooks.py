@@ -4,6 +4,7 @@ repeated modules are not layers; the automatic fallback and its one warning; the
 HuggingFace ``transformers`` ViT and ConvNeXt models from small random configs (offline)."""
 
 import copy
+import json
 import subprocess
 import sys
 import warnings
@@ -228,3 +229,18 @@ def test_direct_matching_between_two_transformers_models_gives_finite_accuracies
         assert 0.0 <= pair.accuracy <= 1.0
     own = stitchkit.direct_match(end, end, layered(end).layers[-1], layered(end).layers[-1], "digits", **QUICK).pair()
     assert own.accuracy == pytest.approx(own.end_accuracy, abs=1 / 64)  # itself at the same layer: its own accuracy
+
+
+# --- the option, declared once ------------------------------------------------------------------------------
+def test_the_cut_methods_are_the_ones_declared_and_the_layers_command_takes_them(capsys):
+    from stitchkit.choices import CUT_METHODS
+    from stitchkit.cli import main
+    from stitchkit.models.hooks import HOOKS
+
+    assert set(CUT_METHODS) == {"auto", LayeredModel.cut_method, HOOKS}
+    listings = {}
+    for cut in ("fx", "hooks"):
+        assert main(["layers", "resnet18", "-d", "digits", "--width", "4", "--cut", cut, "--json"]) == 0
+        listings[cut] = json.loads(capsys.readouterr().out)
+    assert [listings[c]["cut"] for c in ("fx", "hooks")] == ["fx", "hooks"]
+    assert listings["hooks"]["layers"] == listings["fx"]["layers"] and len(listings["fx"]["layers"]) == 8
