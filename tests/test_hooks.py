@@ -180,6 +180,7 @@ def test_transformers_models_list_layers_and_extract_what_their_hidden_states_sa
     with pytest.warns(StitchkitWarning, match="forward hooks"):
         lm = layered(model)
     assert isinstance(lm, HookedModel) and len(lm.layers) == 2 and lm.input_shape == SHAPE
+    assert set(lm.dummy_batch.values()) == {1}  # the layers before a cut cost one sample
     x = torch.randn(3, *SHAPE)
     with torch.no_grad():
         reference = model(x, output_hidden_states=True)
@@ -244,3 +245,28 @@ def test_the_cut_methods_are_the_ones_declared_and_the_layers_command_takes_them
         listings[cut] = json.loads(capsys.readouterr().out)
     assert [listings[c]["cut"] for c in ("fx", "hooks")] == ["fx", "hooks"]
     assert listings["hooks"]["layers"] == listings["fx"]["layers"] and len(listings["fx"]["layers"]) == 8
+
+
+class _ReadsBatchSize(nn.Module):
+    """Reads the input's batch size after the cut at blocks.0: one dummy sample is not enough there."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)])
+        self.head = nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        h = self.blocks[1](torch.relu(self.blocks[0](x)))
+        return self.head(h.reshape(x.shape[0], -1))
+
+
+def test_the_dummy_before_a_cut_is_one_sample_only_where_that_is_enough():
+    torch.manual_seed(0)
+    model = _ReadsBatchSize().eval()
+    hooks, resnet_hooks = HookedModel(model, (1, 4, 4)), HookedModel(resnet(0), SHAPE)
+    assert hooks.layers == ["blocks.0", "blocks.1"] and hooks.dummy_batch == {"blocks.0": None, "blocks.1": None}
+    assert set(resnet_hooks.dummy_batch.values()) == {1}
+    x = torch.randn(5, 1, 4, 4)
+    with torch.no_grad():
+        for name in hooks.layers:
+            torch.testing.assert_close(hooks.suffix(name)(hooks.prefix(name)(x)), model(x), rtol=0, atol=1e-6)

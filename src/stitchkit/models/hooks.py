@@ -10,16 +10,19 @@ Many models (most HuggingFace ``transformers`` vision models among them) have a 
   last needed layer runs — one pass gives every requested layer (as on the fx path);
 * **stitching** (``suffix``, ``segment``): a hook returns the given activation in place of the layer's
   output. A model cannot start in the middle, so **the whole network runs**: the layers before the cut
-  run on a dummy input (zeros of the model's input shape) whose results are thrown away. A stitched
-  forward therefore costs a whole forward of the end network (the fx path runs only its suffix), and so
-  does every evaluation of a stitch from cached front activations.
+  run on a dummy input (zeros of the model's input shape) whose results are thrown away. The dummy is
+  one sample where the check below shows that one is enough (the part before the cut then costs one
+  sample's forward per batch, whatever the batch size), else a batch of the activation's size (then a
+  stitched forward costs a whole forward of the end network; the fx path runs only the suffix). Either
+  way the whole end network's code runs on every stitched batch, from cached front activations too.
 
 The dummy input is correct only if nothing after the layer depends on the input other than through the
 layer's output — a residual connection that skips over the layer would carry the dummy's values into
 the result. Layers are therefore **checked when the model is cut**: the model runs once on an input A,
 keeping every candidate's output, and then once per candidate on another input B with the candidate's
 output replaced by A's; a candidate is a layer only if the logits equal A's (everything after it depends
-on the input only through it). This is the hook path's version of the fx path's "clean cut", checked on
+on the input only through it). B is one sample while A is two; where that fails (a forward that reads
+the input's batch size after the cut), B is two samples and the cut's dummy the batch's size. This is the hook path's version of the fx path's "clean cut", checked on
 numbers instead of a graph: a skip whose effect on the logits vanishes for both random inputs would go
 unnoticed. Modules called more than once, or never, are not layers.
 
@@ -145,6 +148,7 @@ class HookedForward(nn.Module):
         super().__init__()
         self.model = hooked.model
         self.input_shape = hooked.input_shape
+        self.dummy_batch = hooked.dummy_batch.get(replace) if replace is not None else None
         self.capture, self.replace, self.logits, self.single = list(capture), replace, logits, single
         self.label = label
 
@@ -152,7 +156,7 @@ class HookedForward(nn.Module):
         replace = None
         if self.replace is not None:
             replace = {self.replace: x}
-            x = torch.zeros(x.shape[0], *self.input_shape, device=x.device, dtype=_placement(self.model)[1])
+            x = torch.zeros(self.dummy_batch or x.shape[0], *self.input_shape, device=x.device, dtype=_placement(self.model)[1])
         captured, logits = run_hooked(self.model, x, self.capture, stop=not self.logits, replace=replace)
         if self.single:
             return captured[self.capture[0]]
@@ -213,6 +217,9 @@ class HookedModel(LayeredModel):
             if missing:
                 raise StitchkitError(f"model declares stitchable layers that it does not have: {', '.join(missing)}")
         candidates = list(declared) if declared is not None else self._candidate_names(modules)
+        #: the batch size of the dummy input a cut at each layer runs on: 1 where one sample is enough (the
+        #: layers before the cut then cost one sample's forward), None for the activation's own batch size
+        self.dummy_batch: dict[str, int | None] = {}
         found = self._clean_cuts(candidates, nested_too=declared is not None)
         if declared is not None:
             bad = [n for n in declared if n not in found]
@@ -227,7 +234,7 @@ class HookedModel(LayeredModel):
         model = self.model
         device, dtype = _placement(model)
         generator = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(1, *self.input_shape, generator=generator).to(device, dtype) for _ in range(2))
+        a, b, c = (torch.randn(n, *self.input_shape, generator=generator).to(device, dtype) for n in (2, 1, 2))
         was_training = model.training
         model.eval()
         try:
@@ -244,12 +251,22 @@ class HookedModel(LayeredModel):
             for name in candidates:
                 if calls.get(name) != 1 or (not nested_too and any(name.startswith(kept + ".") for kept in found)):
                     continue
-                _, logits = run_hooked(model, b, replace={name: outputs[name]})
-                if float((logits - reference).abs().max()) <= CLEAN_CUT_TOLERANCE * scale:
-                    found[name] = order[name]
+                for dummy in (b, c):  # one dummy sample is enough unless the forward uses the input's batch size after the cut
+                    if self._same_logits(name, outputs[name], dummy, reference, scale):
+                        found[name] = order[name]
+                        self.dummy_batch[name] = dummy.shape[0] if dummy is b else None
+                        break
             return found
         finally:
             model.train(was_training)
+
+    def _same_logits(self, name: str, activation: Tensor, dummy: Tensor, reference: Tensor, scale: float) -> bool:
+        """Whether the model on ``dummy`` with ``name``'s output replaced by ``activation`` gives ``reference``."""
+        try:
+            _, logits = run_hooked(self.model, dummy, replace={name: activation})
+        except Exception:  # a forward that cannot take the replaced batch fails in its own way: not this dummy
+            return False
+        return logits.shape == reference.shape and float((logits - reference).abs().max()) <= CLEAN_CUT_TOLERANCE * scale
 
     # -- the cuts (LayeredModel's interface) ---------------------------------------------------------
     def prefix(self, layer: str) -> HookedForward:

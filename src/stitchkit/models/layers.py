@@ -416,8 +416,8 @@ def _warn_hooks(model: nn.Module, reason: TraceError) -> None:
         return
     _WARNED.add(name)
     warn(f"{reason}; so {name} is cut with forward hooks instead: extraction stops after the last needed layer as usual, but "
-         "every stitched forward runs the whole end network (the layers before the cut on a dummy input), so stitching "
-         "costs a full forward of the end network per batch (layered(model, cut='hooks') chooses this without the warning)")
+         "every stitched forward runs the whole end network, the layers before the cut on a dummy input (one sample where "
+         "that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)")
 
 
 def stitchable_layers(model: nn.Module) -> list[str]:
