@@ -11,14 +11,14 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 from transformers import ConvNextConfig, ConvNextForImageClassification, ViTConfig, ViTForImageClassification
 from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
 
 import stitchkit
 from stitchkit.errors import StitchkitError, StitchkitWarning
 from stitchkit.models import layers as layers_module
-from stitchkit.models.hooks import HookedModel
+from stitchkit.models.hooks import HookedForward, HookedModel
 from stitchkit.models.layers import LOGITS, LayeredModel, layered
 from stitchkit.models.outputs import activation_of, logits_of, replace_activation
 from stitchkit.stitching.stitcher import Stitcher
@@ -88,6 +88,7 @@ def test_hooks_equal_fx_when_stitching_with_a_given_layer_and_by_direct_matching
     p, q = dm_fx.pair(), dm_hooks.pair()
     assert (q.accuracy, q.front_accuracy, q.end_accuracy) == (p.accuracy, p.front_accuracy, p.end_accuracy)
     assert q.residual == pytest.approx(p.residual, rel=1e-5)
+    assert isinstance(dm_hooks.stitcher().end, HookedForward) and isinstance(dm_fx.stitcher().end, fx.GraphModule)  # kept through copies
     with torch.no_grad():
         torch.testing.assert_close(dm_hooks.stitcher()(x), dm_fx.stitcher()(x), rtol=0, atol=1e-5)
 
@@ -188,6 +189,14 @@ def test_transformers_models_list_layers_and_extract_what_their_hidden_states_sa
     torch.testing.assert_close(acts[LOGITS], reference.logits, rtol=0, atol=1e-6)
     for i, name in enumerate(lm.layers):  # hidden_states[0] is the embedding, [i + 1] block i's output
         torch.testing.assert_close(acts[name], reference.hidden_states[i + 1], rtol=0, atol=1e-6)
+    counts, handles = _calls(model)
+    try:
+        with torch.no_grad():
+            lm.prefix(lm.layers[0])(x)
+    finally:
+        for h in handles:
+            h.remove()
+    assert counts[lm.layers[0]] == 1 and lm.layers[1] not in counts and "classifier" not in counts  # stopped there
     shapes = lm.shapes()
     if build is hf_vit:  # tokens (B, N, D): 7 × 7 patches and the CLS token, width 32
         assert shapes == {name: (50, 32) for name in lm.layers}
@@ -270,3 +279,13 @@ def test_the_dummy_before_a_cut_is_one_sample_only_where_that_is_enough():
     with torch.no_grad():
         for name in hooks.layers:
             torch.testing.assert_close(hooks.suffix(name)(hooks.prefix(name)(x)), model(x), rtol=0, atol=1e-6)
+
+
+def test_task_loss_matching_trains_through_a_hooked_end_network():
+    front, end = hf_vit(0), hf_convnext(1)
+    layered(front, cut="hooks"), layered(end, cut="hooks")
+    last, first = layered(front).layers[-1], layered(end).layers[0]
+    grid = stitchkit.task_loss_match(front, end, last, first, "digits", epochs=1, train_samples=64, test_samples=64, device="cpu", workers=0)
+    pair = grid.pair()
+    assert pair.stitching_type == "t2c" and 0.0 <= pair.accuracy <= 1.0 and pair.loss == pair.loss
+    assert len(pair.train_history) == 1 and all(v == v for v in pair.train_history[0].values() if isinstance(v, float))

@@ -49,6 +49,9 @@ from .outputs import activation_of, logits_of, replace_activation
 
 #: the name of this way of cutting (``stitchkit.choices.CUT_METHODS``)
 HOOKS = "hooks"
+#: the model attribute holding the input shape given to ``layered(model, input_shape=...)`` (kept on the
+#: model, so that its copies know it too)
+INPUT_SHAPE_ATTRIBUTE = "stitchkit_input_shape"
 #: how far the logits of the clean-cut check may differ, relative to their largest magnitude
 CLEAN_CUT_TOLERANCE = 1e-5
 
@@ -58,8 +61,12 @@ class _Stop(Exception):
 
 
 def probe_input_shape(model: nn.Module) -> tuple[int, ...] | None:
-    """The input shape (C, H, W) a model states: stitchkit's ``stitchkit_spec``, else a ``transformers``
-    config's ``num_channels`` and ``image_size``; None if it states none."""
+    """The input shape (C, H, W) a model states: one given to ``layered`` before (:data:`INPUT_SHAPE_ATTRIBUTE`),
+    stitchkit's ``stitchkit_spec``, else a ``transformers`` config's ``num_channels`` and ``image_size``;
+    None if it states none."""
+    given = getattr(model, INPUT_SHAPE_ATTRIBUTE, None)
+    if given is not None:
+        return tuple(given)
     spec = getattr(model, "stitchkit_spec", None)
     if isinstance(spec, dict) and spec.get("in_channels") and spec.get("input_size"):
         return (int(spec["in_channels"]), *(int(s) for s in spec["input_size"]))
@@ -316,4 +323,4 @@ class HookedModel(LayeredModel):
         return {name: tuple(value.shape[1:]) for name, value in out.items()}
 
 
-__all__ = ["CLEAN_CUT_TOLERANCE", "HOOKS", "HookedForward", "HookedModel", "intermediate_bytes", "probe_input_shape", "run_hooked"]
+__all__ = ["CLEAN_CUT_TOLERANCE", "HOOKS", "INPUT_SHAPE_ATTRIBUTE", "HookedForward", "HookedModel", "intermediate_bytes", "probe_input_shape", "run_hooked"]

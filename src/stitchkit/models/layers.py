@@ -372,33 +372,45 @@ class LayeredModel:
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, LayeredModel]" = weakref.WeakKeyDictionary()
 
 
+#: the model attribute that keeps a model's cut method chosen by ``layered(model, cut=...)``: an
+#: attribute, so that it survives the copies stitchkit makes (folded donors, checkpoints reloaded in memory)
+CUT_ATTRIBUTE = "stitchkit_cut"
+
+
 def layered(model: nn.Module, cut: str | None = None, *, input_shape: Sequence[int] | None = None) -> LayeredModel:
     """The (cached) :class:`LayeredModel` of ``model``.
 
     ``cut`` (``stitchkit.choices.CUT_METHODS``): ``"auto"`` traces the model with torch.fx and, when
     tracing fails, cuts it with forward hooks instead (:class:`~stitchkit.models.hooks.HookedModel`,
     with a warning: there every stitched forward runs the whole end network); ``"fx"`` or ``"hooks"``
-    forces one way. None keeps the way the model was cut before (else ``"auto"``), so calling
-    ``layered(model, cut="hooks")`` once makes every later use of the model take hooks.
-    ``input_shape`` (C, H, W) is for the hook path, which runs the model (default: read from the model).
+    forces one way. A ``cut`` given is kept on the model (:data:`CUT_ATTRIBUTE`), so calling
+    ``layered(model, cut="hooks")`` once makes every later use of the model, and of its copies, take
+    hooks; None uses the kept one, else ``"auto"``. ``input_shape`` (C, H, W) is for the hook path,
+    which runs the model (default: read from the model; a given one is kept on it too).
     """
-    if cut is not None and cut not in CUT_METHODS:
-        raise unknown_name("cut method", str(cut), CUT_METHODS)
-    cached = _CACHE.get(model)
-    if cached is not None and cut in (None, "auto", cached.cut_method):
-        return cached
-    from .hooks import HookedModel  # deferred: hooks.py subclasses LayeredModel (an import cycle at the top)
+    if cut is not None:
+        if cut not in CUT_METHODS:
+            raise unknown_name("cut method", str(cut), CUT_METHODS)
+        setattr(model, CUT_ATTRIBUTE, cut)
+    from .hooks import INPUT_SHAPE_ATTRIBUTE, HookedModel  # deferred: hooks.py subclasses LayeredModel (an import cycle at the top)
 
-    if cut == "hooks":
-        built = HookedModel(model, input_shape)
-    elif cut == "fx":
+    if input_shape is not None:
+        setattr(model, INPUT_SHAPE_ATTRIBUTE, tuple(int(s) for s in input_shape))
+    wanted = getattr(model, CUT_ATTRIBUTE, "auto")
+    cached = _CACHE.get(model)
+    other_shape = input_shape is not None and getattr(cached, "input_shape", tuple(input_shape)) != tuple(input_shape)
+    if cached is not None and wanted in ("auto", cached.cut_method) and not other_shape:
+        return cached
+    if wanted == "hooks":
+        built = HookedModel(model)
+    elif wanted == "fx":
         built = LayeredModel(model)
     else:
         try:
             built = LayeredModel(model)
         except TraceError as exc:
             try:
-                built = HookedModel(model, input_shape)
+                built = HookedModel(model)
             except StitchkitError as hooks_exc:
                 raise TraceError(f"{exc}; forward hooks cannot cut it either: {hooks_exc}") from None
             _warn_hooks(model, exc)
