@@ -23,7 +23,7 @@ from stitchkit.models.layers import LOGITS, LayeredModel, layered
 from stitchkit.models.outputs import activation_of, logits_of, replace_activation
 from stitchkit.stitching.stitcher import Stitcher
 
-from stitch_support import SHAPE, resnet
+from stitch_support import SHAPE, resnet, vit
 
 QUICK = dict(device="cpu", workers=0, fit_samples=64, test_samples=64)
 
@@ -37,21 +37,23 @@ def _calls(model: nn.Module) -> tuple[dict[str, int], list]:
 
 
 # --- equal to the fx path on a model both can cut -----------------------------------------------------
-def test_hooks_equal_fx_on_a_resnet_for_every_cut():
-    model = resnet(0)
-    fx, hooks = LayeredModel(model), HookedModel(model, SHAPE)
-    assert hooks.layers == fx.layers and len(fx.layers) == 8
-    assert hooks.shapes(SHAPE) == fx.shapes(SHAPE)
+@pytest.mark.parametrize("build, count", [(resnet, 8), (vit, 2)])
+def test_hooks_equal_fx_for_every_cut(build, count):
+    model = build(0)
+    traced, hooks = LayeredModel(model), HookedModel(model, SHAPE)
+    assert hooks.layers == traced.layers and len(traced.layers) == count
+    assert hooks.shapes(SHAPE) == traced.shapes(SHAPE)
     x = torch.randn(3, *SHAPE)
     with torch.no_grad():
-        a, b = fx.extractor(fx.layers, with_logits=True)(x), hooks.extractor(hooks.layers, with_logits=True)(x)
-        assert list(b) == [*fx.layers, LOGITS]
+        a, b = traced.extractor(traced.layers, with_logits=True)(x), hooks.extractor(hooks.layers, with_logits=True)(x)
+        assert list(b) == [*traced.layers, LOGITS]
         torch.testing.assert_close(b[LOGITS], model(x), rtol=0, atol=1e-6)
-        for name in fx.layers:
+        for name in traced.layers:
             torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6)
             torch.testing.assert_close(hooks.prefix(name)(x), a[name], rtol=0, atol=1e-6)
-            torch.testing.assert_close(hooks.suffix(name)(a[name]), fx.suffix(name)(a[name]), rtol=0, atol=1e-6)
-        torch.testing.assert_close(hooks.segment("layer1.1", "layer3.0")(a["layer1.1"]), a["layer3.0"], rtol=0, atol=1e-6)
+            torch.testing.assert_close(hooks.suffix(name)(a[name]), traced.suffix(name)(a[name]), rtol=0, atol=1e-6)
+        first, last = traced.layers[0], traced.layers[-1]
+        torch.testing.assert_close(hooks.segment(first, last)(a[first]), a[last], rtol=0, atol=1e-6)
 
 
 def test_hook_extraction_stops_after_the_last_needed_layer():
