@@ -210,7 +210,7 @@ class HookedModel(LayeredModel):
 
     cut_method = HOOKS
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int] | None = None):  # noqa: D107 (no fx trace here)
+    def __init__(self, model: nn.Module, input_shape: Sequence[int] | None = None):
         self.model = model
         shape = tuple(int(s) for s in input_shape) if input_shape is not None else probe_input_shape(model)
         if shape is None:
