@@ -29,6 +29,13 @@ SCHEDULE_UNITS = {
 SCHEDULE_KEYS = ("scheduler", "schedule_unit", "warmup_fraction")
 
 # --------------------------------------------------------------------------------------------------
+# cutting models into layers (stitchkit.models.layers.layered)
+
+#: how a model is cut: ``auto`` traces it with torch.fx and falls back to forward hooks when tracing
+#: fails (with a warning); ``fx`` and ``hooks`` force one way (stitchkit.models.hooks)
+CUT_METHODS = ("auto", "fx", "hooks")
+
+# --------------------------------------------------------------------------------------------------
 # augmentation of what trains on images fed through a trained network (stitchkit.data.augmentation):
 # task loss matching, detector pre-training and the ID half of its fine-tuning, probes
 

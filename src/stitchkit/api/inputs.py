@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from ..data.splits import DataSplits, as_dataset
 from ..errors import StitchkitError, warn
 from ..models import get_model, is_known_model
+from ..models.outputs import logits_of
 from ..stitching.donors import Donor, load_donor
 
 #: what ``data`` may be, for the error message
@@ -124,7 +125,9 @@ def _check_runs(donor: Donor, data: DataSplits, role: str) -> None:
     try:
         with torch.no_grad():
             model.eval()  # eval: a trial forward must not move batch-norm statistics
-            out = model(x.unsqueeze(0).to(parameter.device if parameter is not None else "cpu"))
+            out = logits_of(model(x.unsqueeze(0).to(parameter.device if parameter is not None else "cpu")))  # ModelOutput: .logits
+    except StitchkitError:
+        raise
     except Exception as exc:  # any failure of the user's forward: report its first line, not the traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StitchkitError(f"the {role} model cannot run on the data's items of shape {tuple(x.shape)} ({data.info.name}): {message}") from None

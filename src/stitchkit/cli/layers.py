@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..choices import CUT_METHODS
 from ..data import dataset_info
 from ..errors import StitchkitError
 from .common import add_command, add_model_options, model_options
@@ -25,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("model", help="architecture name or checkpoint path")
     p.add_argument("-d", "--dataset", default=None, help="dataset whose input shape and class count to use (default cifar10, or the checkpoint's); also folder:PATH or npz:PATH")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cut", default="auto", choices=list(CUT_METHODS),
+                   help="how the model is cut: torch.fx, falling back to forward hooks when it cannot trace the model (auto), or one of them")
     add_model_options(p)
     p.set_defaults(handler=run)
 
@@ -43,15 +46,16 @@ def run(args: argparse.Namespace) -> int:
         info = dataset_info(args.dataset or "cifar10")
         model = get_model(args.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **options)
     model.eval()
-    lm = layered(model)
+    lm = layered(model, args.cut, input_shape=info.shape)
     if not lm.layers:
         raise StitchkitError(f"no stitchable layers found in {lm.model_name}")
     shapes = lm.shapes(info.shape)
     if args.json:
-        print(json.dumps({"model": lm.model_name, "dataset": info.name, "input_shape": list(info.shape),
+        print(json.dumps({"model": lm.model_name, "dataset": info.name, "input_shape": list(info.shape), "cut": lm.cut_method,
                           "layers": [{"name": n, "shape": list(s)} for n, s in shapes.items()]}, indent=2))
         return 0
-    print(f"{lm.model_name} on {info.name} (input {'x'.join(map(str, info.shape))}): {len(shapes)} stitchable layers")
+    hooks = " (cut with forward hooks)" if lm.cut_method == "hooks" else ""
+    print(f"{lm.model_name} on {info.name} (input {'x'.join(map(str, info.shape))}): {len(shapes)} stitchable layers{hooks}")
     width = max(len(n) for n in shapes)
     for i, (name, shape) in enumerate(shapes.items()):
         print(f"  {i:3d}  {name:<{width}}  {' x '.join(map(str, shape))}")

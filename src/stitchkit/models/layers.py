@@ -27,7 +27,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import fx, nn
 
-from ..errors import StitchkitError
+from ..choices import CUT_METHODS
+from ..errors import StitchkitError, unknown_name, warn
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Key of the model's output in the dict of ``extractor(layers, with_logits=True)`` (not a module name).
@@ -122,12 +123,19 @@ class _Cut:
     position: int
 
 
+class TraceError(StitchkitError):
+    """torch.fx could not trace the model (:func:`layered` then cuts it with hooks, unless told ``cut="fx"``)."""
+
+
 class LayeredModel:
     """A model traced once, with its stitchable layers and the ability to cut it.
 
     Get one with :func:`layered` (cached per model object). The modules it returns share the model's
     parameters and buffers; ``model.eval()`` / ``.train()`` / ``.to()`` act on them too.
     """
+
+    #: how this model is cut (one of ``stitchkit.choices.CUT_METHODS``; the hook path's subclass says ``hooks``)
+    cut_method = "fx"
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -141,7 +149,7 @@ class LayeredModel:
         try:
             self.graph = tracer.trace(model, concrete_args=_extra_forward_args(model))
         except Exception as exc:  # tracing failures come from the model's code, explain them once
-            raise StitchkitError(
+            raise TraceError(
                 f"cannot trace {type(model).__name__} into a graph of layers ({type(exc).__name__}: {exc}); "
                 "stitchkit cuts models with torch.fx, which needs a forward without data-dependent Python control flow"
             ) from None
@@ -364,12 +372,64 @@ class LayeredModel:
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, LayeredModel]" = weakref.WeakKeyDictionary()
 
 
-def layered(model: nn.Module) -> LayeredModel:
-    """The (cached) :class:`LayeredModel` of ``model``."""
+#: the model attribute that keeps a model's cut method chosen by ``layered(model, cut=...)``: an
+#: attribute, so that it survives the copies stitchkit makes (folded donors, checkpoints reloaded in memory)
+CUT_ATTRIBUTE = "stitchkit_cut"
+
+
+def layered(model: nn.Module, cut: str | None = None, *, input_shape: Sequence[int] | None = None) -> LayeredModel:
+    """The (cached) :class:`LayeredModel` of ``model``.
+
+    ``cut`` (``stitchkit.choices.CUT_METHODS``): ``"auto"`` traces the model with torch.fx and, when
+    tracing fails, cuts it with forward hooks instead (:class:`~stitchkit.models.hooks.HookedModel`,
+    with a warning: there every stitched forward runs the whole end network); ``"fx"`` or ``"hooks"``
+    forces one way. A ``cut`` given is kept on the model (:data:`CUT_ATTRIBUTE`), so calling
+    ``layered(model, cut="hooks")`` once makes every later use of the model, and of its copies, take
+    hooks; None uses the kept one, else ``"auto"``. ``input_shape`` (C, H, W) is for the hook path,
+    which runs the model (default: read from the model; a given one is kept on it too).
+    """
+    if cut is not None:
+        if cut not in CUT_METHODS:
+            raise unknown_name("cut method", str(cut), CUT_METHODS)
+        setattr(model, CUT_ATTRIBUTE, cut)
+    from .hooks import INPUT_SHAPE_ATTRIBUTE, HookedModel  # deferred: hooks.py subclasses LayeredModel (an import cycle at the top)
+
+    if input_shape is not None:
+        setattr(model, INPUT_SHAPE_ATTRIBUTE, tuple(int(s) for s in input_shape))
+    wanted = getattr(model, CUT_ATTRIBUTE, "auto")
     cached = _CACHE.get(model)
-    if cached is None:
-        cached = _CACHE[model] = LayeredModel(model)
-    return cached
+    other_shape = input_shape is not None and getattr(cached, "input_shape", tuple(input_shape)) != tuple(input_shape)
+    if cached is not None and wanted in ("auto", cached.cut_method) and not other_shape:
+        return cached
+    if wanted == "hooks":
+        built = HookedModel(model)
+    elif wanted == "fx":
+        built = LayeredModel(model)
+    else:
+        try:
+            built = LayeredModel(model)
+        except TraceError as exc:
+            try:
+                built = HookedModel(model)
+            except StitchkitError as hooks_exc:
+                raise TraceError(f"{exc}; forward hooks cannot cut it either: {hooks_exc}") from None
+            _warn_hooks(model, exc)
+    _CACHE[model] = built
+    return built
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_hooks(model: nn.Module, reason: TraceError) -> None:
+    """Say once per model class that it is cut with hooks, why, and what that costs."""
+    name = type(model).__name__
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    warn(f"{reason}; so {name} is cut with forward hooks instead: extraction stops after the last needed layer as usual, but "
+         "every stitched forward runs the whole end network, the layers before the cut on a dummy input (one sample where "
+         "that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)")
 
 
 def stitchable_layers(model: nn.Module) -> list[str]:

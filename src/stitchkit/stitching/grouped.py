@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import StitchkitError
+from ..models.hooks import HookedForward, intermediate_bytes
 from ..models.layers import layered
 from ..training.loop import EpochLog, TrainingDiverged
 from ..utils.progress import progress_bar
@@ -85,6 +86,8 @@ def suffix_bytes_per_sample(end_model: nn.Module, end_layer: str, target_shape: 
     suffix = _cut(end_model, "suffix", end_layer)
     param = next(end_model.parameters(), None)
     x = torch.zeros(1, *target_shape, device=param.device if param is not None else "cpu")
+    if isinstance(suffix, HookedForward):  # a model cut with hooks has no graph: count its modules' outputs
+        return intermediate_bytes(suffix, x)
     with torch.no_grad():
         ShapeProp(suffix).propagate(x)
     total = math.prod(target_shape)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import StitchkitError
+from ..models.outputs import logits_of
 from ..utils.progress import progress_bar, tqdm
 from .distributed import all_reduce_sum
 from .optim import PerStepLR, split_schedule
@@ -50,7 +51,7 @@ def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (
 
     def step(model: nn.Module, batch: Any, device: torch.device) -> StepOutput:
         inputs, labels = move_batch(batch[0], device), move_batch(batch[1], device)
-        logits = model(inputs)
+        logits = logits_of(model(inputs))  # a ModelOutput (transformers) gives its .logits
         loss = loss_fn(logits, labels)
         stats = topk_hits(logits.detach(), labels, topk)
         return loss, labels.shape[0], stats
