@@ -13,6 +13,7 @@ import numpy as np
 
 from ..results import Matrix
 from ..results.plot import ANNOTATE_CELLS
+from .report_tables import MISSING
 
 #: the marker of a cell whose permutation p-value is not below the significance level
 NOT_ABOVE_NULL_MARKER = "x"
@@ -82,9 +83,9 @@ def _percent(level: Any) -> str:
 
 
 def cell_text(value: float, lower: float | None = None, upper: float | None = None, p: float | None = None) -> str:
-    """"0.91 [0.89, 0.93]", with ", p = 0.01" when a p-value is given; "nan" for a missing value."""
+    """"0.91 [0.89, 0.93]", with ", p = 0.01" when a p-value is given; a dash for a missing value."""
     if value is None or not math.isfinite(value):
-        return "nan"
+        return MISSING
     text = f"{value:.3g}"
     if lower is not None and upper is not None and math.isfinite(lower) and math.isfinite(upper):
         text += f" [{lower:.3g}, {upper:.3g}]"
