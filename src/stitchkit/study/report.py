@@ -190,7 +190,7 @@ def _relative_accuracy(r: UnitRecord) -> tuple[str, dict[str, Any]] | None:
     if grid.accuracy is None:
         return None
     values = [[float(v) if np.isfinite(v) else None for v in row] for row in grid.accuracy.values]
-    caption = (f"the stitched accuracy divided by the end network's own accuracy ({grid.end_accuracy:.3f}): 1 = as accurate as the end "
+    caption = (f"The stitched accuracy divided by the end network's own accuracy ({grid.end_accuracy:.3f}): 1 = as accurate as the end "
                "network (white), blue below, red above")
     return f"{grid.title} accuracy", {"rows": list(grid.accuracy.rows), "cols": list(grid.accuracy.cols), "values": values, "kind": "ratio",
                                       "range": [0, None], "caption": caption}
