@@ -31,9 +31,10 @@ FINE_RATIO_TICKS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 #: detector's AUROC is a distance (high: the detector tells stitched from genuine activations;
 #: stitchkit.ood.matrices.METRIC_KINDS), so the API's ``ood.plot()`` and the report draw it alike.
 KIND_CMAPS = {"similarity": "viridis", "accuracy": "viridis", "distance": "viridis_r", "ratio": "RdBu_r"}
-#: where a title may break: after a space, an arrow joining two names, an underscore or a slash (never
-#: inside a word)
-TITLE_BREAKS = re.compile(r"(?<=[\s→↔_/])")
+#: where a title may break: after a space, an arrow joining two names or a slash; inside a piece still too
+#: long, after an underscore (``fm_r18_s0``); never inside a word
+TITLE_BREAKS = re.compile(r"(?<=[\s→↔/])")
+NAME_BREAKS = re.compile(r"(?<=_)")
 #: a title's characters per inch of figure width at font size 10
 TITLE_CHARS_PER_INCH = 10
 
@@ -48,10 +49,12 @@ def _new_axes(ax, figsize: tuple[float, float]):
 
 
 def wrap_title(text: str, width: int) -> tuple[str, float]:
-    """``text`` in lines of at most ``width`` characters, broken only at :data:`TITLE_BREAKS`; and the font
+    """``text`` in lines of at most ``width`` characters, broken only at :data:`TITLE_BREAKS` (and
+    :data:`NAME_BREAKS`); and the font
     scale (≤ 1) at which a piece longer than ``width`` (which cannot break) still fits."""
     lines = [""]
-    for piece in filter(None, TITLE_BREAKS.split(text)):
+    pieces = [part for piece in TITLE_BREAKS.split(text) for part in (NAME_BREAKS.split(piece) if len(piece.rstrip()) > width else [piece])]
+    for piece in filter(None, pieces):
         if lines[-1].strip() and len(lines[-1]) + len(piece.rstrip()) > width:
             lines.append(piece.lstrip())
         else:

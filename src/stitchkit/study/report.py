@@ -106,8 +106,11 @@ def _figure_html(stem: str, title: str, png: Path, table_stem: str | None, capti
     """A report figure: the embedded PNG (linked to itself at full size), its title, how to read it, and
     links to its PDF and its data's CSV where they exist; ``wide`` figures (many panels) take the page's width."""
     text = html.escape(title) + (f". {html.escape(caption)}" if caption else "")
-    links = [f'<a href="figures/{png.name}">full size</a>'] + [f'<a href="figures/{stem}.pdf">PDF</a>'] * png.with_suffix(".pdf").is_file() \
-        + [f'<a href="tables/{table_stem}.csv">CSV</a>'] * (table_stem is not None)
+    links = [f'<a href="figures/{png.name}">full size</a>']
+    if png.with_suffix(".pdf").is_file():
+        links.append(f'<a href="figures/{png.stem}.pdf">PDF</a>')
+    if table_stem is not None:
+        links.append(f'<a href="tables/{table_stem}.csv">CSV</a>')
     return (f'<figure id="{stem}"{" class=wide" if wide else ""}><a href="figures/{png.name}"><img alt="{html.escape(title)}" '
             f'src="{_embedded_png(png)}"></a><figcaption>{text} ({", ".join(links)})</figcaption></figure>')
 

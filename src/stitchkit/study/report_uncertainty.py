@@ -47,14 +47,14 @@ def spread_figure(matrix: Matrix, spread: np.ndarray | None, spread_title: str, 
         side = fig.add_subplot(grid[0, 1])
         finite = spread[np.isfinite(spread)]
         image = side.imshow(spread, cmap="Greys", vmin=0, vmax=float(finite.max()) if finite.size and finite.max() > 0 else 1, aspect="auto")
-        side.set_xticks(range(len(matrix.cols)), matrix.cols, rotation=60, ha="right", fontsize=7)
-        side.set_yticks(range(len(matrix.rows)), [] if len(matrix.rows) > 1 else matrix.rows, fontsize=7)
+        side.set_xticks(range(len(matrix.cols)), matrix.cols, rotation=60, ha="right", fontsize=8)
+        side.set_yticks(range(len(matrix.rows)), [] if len(matrix.rows) > 1 else matrix.rows, fontsize=8)
         side.set_title(spread_title, fontsize=9)
         if spread.size <= ANNOTATE_CELLS:
             top = float(finite.max()) if finite.size else 1.0
             for (r, c), v in np.ndenumerate(spread):
                 if math.isfinite(v):
-                    side.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 * top else "black")
+                    side.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 * top else "black")
         fig.colorbar(image, ax=side, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
