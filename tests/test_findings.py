@@ -238,7 +238,7 @@ def test_every_pair_is_judged_and_a_majority_of_the_tested_pairs_decides(study, 
     study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
     study.stitch("dm", pair[0], fourth, diagonal(0.92, 0.3))
     f = study.findings()["C1a"]
-    assert f.verdict == "supported" and f.reason.startswith("holds for 2 of 3 network pairs (0.667 > pair_support = 0.5): ")
+    assert f.verdict == "supported" and f.reason.startswith("holds for 2 of 3 network pairs (67%; more than 50% needed (pair_support = 0.5)): ")
     assert "resnet18 s0→resnet18 s2: not supported (fraction reaching match 0)" in f.reason
     assert [(p.label, p.verdict) for p in f.parts] == [("resnet18 s0→resnet18 s1", "supported"), ("resnet18 s0→resnet18 s2", "not supported"),
                                                        ("resnet18 s0→resnet18 s3", "supported")]
@@ -251,7 +251,7 @@ def test_every_pair_is_judged_and_a_majority_of_the_tested_pairs_decides(study, 
     assert study.findings(pair_support=0.7)["C1a"].verdict == "not supported"  # 2/3 is not more than 0.7
     study.stitch("dm", third, fourth, np.full((4, 4), 0.4))  # 2 of 4: a tie is not a majority
     f = study.findings()["C1a"]
-    assert f.verdict == "not supported" and f.reason.startswith("holds for 2 of 4 network pairs (0.5 ≤ pair_support = 0.5)")
+    assert f.verdict == "not supported" and f.reason.startswith("holds for 2 of 4 network pairs (50%; more than 50% needed (pair_support = 0.5))")
 
 
 def test_pairs_that_cannot_test_a_claim_are_left_out_of_the_count(study, pair):
@@ -281,7 +281,7 @@ def test_c4_counts_networks_stitched_into_themselves(study, pair):
     study.stitch("tlm", pair[0], pair[0], beaten)
     study.stitch("tlm", pair[1], pair[1], diagonal(0.95, 0.80))
     f = study.findings()["C4"]
-    assert f.verdict == "not supported" and f.reason.startswith("holds for 1 of 2 networks stitched into themselves (0.5 ≤ pair_support")
+    assert f.verdict == "not supported" and f.reason.startswith("holds for 1 of 2 networks stitched into themselves (50%; more than 50% needed (pair_support")
     assert [p.label for p in f.parts] == ["resnet18 s0→resnet18 s0", "resnet18 s1→resnet18 s1"]
 
 
@@ -293,7 +293,7 @@ def test_findings_text_and_html_show_each_pair(study, pair):
     study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
     findings = study.findings()
     text = render_text(findings)
-    assert "       · resnet18 s0→resnet18 s2: not supported: 0 of 4 corresponding layers reach match" in text
+    assert "       · resnet18 s0→resnet18 s2: not supported: 0 of 4 corresponding layers reach 90% of the end network's accuracy (match = 0.9)" in text
     page = render_html(findings)
     assert '<ul class="parts"><li>resnet18 s0→resnet18 s1: <span class="v-supported">supported</span>: 4 of 4' in page
     data = findings.to_dict()
@@ -477,7 +477,7 @@ def test_c5_supported_when_accurate_tlm_is_ood_and_matching_dm_is_not(study, pai
     ood_study(study, pair)
     f = study.findings()["C5"]
     assert f.verdict == "not supported", f.reason
-    assert f.reason.startswith("1 of 2 detectors that can test it support it (0.5 ≤ detector_support = 0.5) — energy: supported; "
+    assert f.reason.startswith("1 of 2 detectors that can test it support it (50%; more than 50% needed (detector_support = 0.5)) — energy: supported; "
                                "mahalanobis: not supported")
     energy = f.numbers["per detector"]["energy"]
     assert energy["verdict"] == "supported" and f.numbers["detectors supporting"] == 1 and f.numbers["detectors that can test it"] == 2
@@ -498,7 +498,7 @@ def test_c5_overall_is_a_majority_of_the_detectors_that_can_test_it(study, pair)
     study.ood(tlm, {"energy": np.full((4, 4), 0.1), "mahalanobis": np.full((4, 4), 1.0), "knn": np.full((4, 4), 0.99)}, sanity=sanity)
     study.ood(dm, {"energy": np.full((4, 4), 0.5), "mahalanobis": np.full((4, 4), 0.6), "knn": np.full((4, 4), 0.55)}, sanity=sanity)
     f = study.findings()["C5"]
-    assert f.verdict == "supported" and f.reason.startswith("2 of 3 detectors that can test it support it (0.667 > detector_support = 0.5)")
+    assert f.verdict == "supported" and f.reason.startswith("2 of 3 detectors that can test it support it (67%; more than 50% needed (detector_support = 0.5))")
     assert [(p.label, p.verdict) for p in f.parts] == [("energy", "not supported"), ("mahalanobis", "supported"), ("knn", "supported")]
     assert "detectors disagree" not in f.reason  # this study did not record the norms
 
@@ -531,7 +531,7 @@ def test_c5_a_detector_that_fails_its_sanity_check_does_not_vote(study, pair):
     study.ood(dm, {"energy": np.full((4, 4), 0.9), "mahalanobis": np.full((4, 4), 0.5)}, sanity=sanity)
     f = study.findings()["C5"]
     assert f.verdict == "supported" and f.reason.startswith("1 of 1 detectors that can test it support it")
-    assert f.parts[0].verdict == "not testable" and "passes the sanity check (AUROC ≥ detector_sanity = 0.9) on no end layer" in f.parts[0].reason
+    assert f.parts[0].verdict == "not testable" and "passes the sanity check on no end layer (its sanity AUROC is below detector_sanity = 0.9 on each)" in f.parts[0].reason
 
 
 @pytest.mark.parametrize("tlm_auroc,dm_auroc", [(0.7, 0.55), (0.9, 0.7)])
@@ -593,7 +593,7 @@ def test_c6_supported(study):
     f = study.findings()["C6"]
     assert f.verdict == "supported", f.reason
     assert f.numbers["specificity"]["highest index"] == "procrustes" and f.numbers["specificity"]["highest index ρ"] == 0.6
-    assert "specificity: ρ = 0.56, p = 0.03 (< alpha = 0.05), not below the highest index ρ 0.6 (procrustes) − rho_tolerance 0.05" in f.reason
+    assert "specificity: ρ = 0.56 with p = 0.03, significant at alpha = 0.05; within rho_tolerance = 0.05 of the best index's ρ 0.6 (procrustes)" in f.reason
     assert f.numbers["sensitivity"]["study's ordering of the indices"] == ["procrustes", "cka", "pwcca"]
     assert f.numbers["sensitivity"]["Kendall τ with Ding et al.'s ordering"] == pytest.approx(-1 / 3)
     assert f.numbers["specificity"]["Ding et al.'s ordering"] == ["cka", "procrustes", "pwcca"]
@@ -606,7 +606,7 @@ def test_c6_compares_with_the_best_index_not_the_worst(study):
     study.grounding("sensitivity", GOOD)
     study.grounding("specificity", {**GOOD, "dm_residual": (0.54, 0.001)})
     f = study.findings()["C6"]
-    assert f.verdict == "not supported" and "below the highest index ρ 0.6 (procrustes)" in f.reason
+    assert f.verdict == "not supported" and "more than rho_tolerance = 0.05 below the best index's ρ 0.6 (procrustes)" in f.reason
     assert study.findings(rho_tolerance=0.1)["C6"].verdict == "supported"
 
 

@@ -4,6 +4,7 @@ identified by content wherever they and the study lie, and a store written befor
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stitchkit.cli import main
+from stitchkit.errors import StitchkitError
 from stitchkit.study import Store, run_study, study_status
 from stitchkit.study import migrate
 from stitchkit.study.config import validate
@@ -26,8 +28,8 @@ SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "s
 SECTIONS_OFF += "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0"
 
 
-def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = "legacy") -> Path:
-    """The config the fixture was run with (tests/fixtures/store_v1/study.toml), with these checkpoints."""
+def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = "legacy", names: list[str] | None = None) -> Path:
+    """The config the fixture was run with (tests/fixtures/store_v1/study.toml), with these checkpoints (and network names)."""
     path.write_text(textwrap.dedent(f"""
         [study]
         name = "{name}"
@@ -35,6 +37,7 @@ def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = 
         device = "cpu"
         [networks]
         checkpoints = {json.dumps(checkpoints)}
+        names = {json.dumps(names or [])}
         [layers]
         front = ["layer1.0", "layer4.1"]
         end = ["layer1.0", "layer4.1"]
@@ -192,6 +195,42 @@ def test_a_config_with_the_networks_in_the_other_order_computes_its_own_grid(tmp
     _assert_roles_kept(records)
 
 
+def test_renaming_the_networks_re_uses_every_unit_and_relabels_the_report(tmp_path, two_networks):
+    study = tmp_path / "s"
+    assert run_study(_config(tmp_path / "a.toml", two_networks, pairs="reference"), study, progress=False).ran == 4
+    renamed = _config(tmp_path / "b.toml", two_networks, pairs="reference", names=["fm_r18_s0", "fm_r18_s1"])
+    assert run_study(renamed, study, progress=False).ran == 0  # names label; identity is the networks' content
+    labels = sorted(r.label for r in _done(study))
+    assert labels == ["network fm_r18_s0", "network fm_r18_s1", "similarity fm_r18_s0↔fm_r18_s1", "stitch dm fm_r18_s0→fm_r18_s1"]
+    report = Path(write_report(study)).read_text()
+    assert "stitch dm fm_r18_s0→fm_r18_s1" in report and "n0→n1" not in report
+
+
+def test_named_seeds_plan_the_same_units_under_other_labels(tmp_path):
+    raw = {"study": {"dataset": "digits"}, "networks": {"seeds": [0, 1], "options": {"width": 4}}, "layers": {"front": ["layer1.0"], "end": ["layer1.0"]},
+           "ood": {"enabled": False}, "sensitivity": {"enabled": False}, "specificity": {"enabled": False}}
+    plain = plan_study(validate(raw), tmp_path)
+    named = plan_study(validate({**raw, "networks": {**raw["networks"], "names": ["a_s0", "a_s1"]}}), tmp_path)
+    assert [u.id for u in named] == [u.id for u in plain]
+    assert [u.label for u in plain][:2] == ["train resnet18 s0", "train resnet18 s1"]
+    assert [u.label for u in named][:3] == ["train a_s0", "train a_s1", "stitch dm a_s0→a_s1"]
+
+
+@pytest.mark.parametrize("names, message", [
+    (["a"], "1 name(s) for 2 network(s)"),
+    (["a", "a"], "'a' more than once"),
+    (["a", ""], "names[1] = '' is not a usable name"),
+    (["a", "x/y"], "names[1] = 'x/y'"),
+    (["a b", "c"], "names[0] = 'a b'"),
+    (["a→b", "c"], "names[0]"),
+    ([".hidden", "c"], "not starting with a dot"),
+    (["a", 3], "names[1] = 3"),
+])
+def test_network_names_are_one_distinct_usable_name_per_network(names, message):
+    with pytest.raises(StitchkitError, match=re.escape(message)):
+        validate({"networks": {"seeds": [0, 1], "names": names}})
+
+
 def test_plans_never_repeat_an_id(tmp_path):
     config = validate({"study": {"dataset": "digits"}, "networks": {"seeds": [0, 1, 2], "options": {"width": 4}},
                        "stitching": {"pairs": "all", "methods": ["dm", "tlm", "tlm_from_dm"]}, "similarity": {"pairs": "all"},
@@ -229,7 +268,9 @@ def test_a_finished_study_moved_or_in_another_clone_is_still_finished(tmp_path, 
     (["/a/x/run/final.pt", "/b/x/run/final.pt"], ["a/x/run", "b/x/run"]),
     (["/a/final.pt", "/a/b.pt"], ["final", "b"]),
     (["/a/net.pt", "/a/net.pth"], ["/a/net.pt", "/a/net.pth"]),
-    (["/only/final.pt"], ["final"]),
+    (["/only/final.pt"], ["only"]),  # a run folder names its network
+    (["runs/fm_r18_s0/final.pt"], ["fm_r18_s0"]),
+    (["/a/final.pt", "/b/last.pt"], ["a", "b"]),
 ])
 def test_networks_that_share_a_file_name_get_distinct_labels(paths, names):
     assert network_names([Path(p) for p in paths]) == names

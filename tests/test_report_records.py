@@ -9,8 +9,10 @@ import pytest
 
 import stitchkit
 from stitchkit.errors import StitchkitError
+from stitchkit.ood.matrices import METRIC_KINDS
 from stitchkit.probing.probe import ProbeReport, ProbeResult
 from stitchkit.results import Matrix, Table
+from stitchkit.results.plot import KIND_CMAPS
 from stitchkit.stitching.collect import collect_results, write_collected
 
 from stitch_support import trained_resnet
@@ -102,6 +104,8 @@ def test_ood_matrices_convert_to_records(donors):
     for (front, end), r in raw.results.items():
         assert r.norm_ratio == pytest.approx(r.stitched_norm.mean / np.mean(ood.id_norms[end]), rel=1e-6) and r.genuine_norm.n == 64
     assert list(ood.matrices) == ["accuracy", "auroc (mahalanobis)", "norm ratio"]
+    # the API's AUROC heatmap has the colours of the study report's (KIND_CMAPS by the kind METRIC_KINDS declares)
+    assert ood.plot("auroc", "mahalanobis").axes[0].images[0].get_cmap().name == KIND_CMAPS[METRIC_KINDS["auroc"][0]]
     scores = ood.score_table()
     assert len(scores) == 2 * (1 + 1) and scores.column("activations") == ["genuine", "stitched"] * 2
     assert ood.table().column("norm_ratio") == [raw.results[("layer2.0", e)].norm_ratio for e in ("layer3.0", "layer4.0")]

@@ -1,9 +1,11 @@
 """Studies: config validation, unit identity, the SQLite store, resuming after kill -9, failures,
 executors (in-process, process pool, Ray) giving the same store contents, and the report."""
 
+import csv
 import html
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
+from stitchkit.ood.matrices import METRIC_KINDS
 from stitchkit.study import Store, run_study, study_status, validate
 from stitchkit.study import runner as runner_module
 from stitchkit.study.artifact_names import artifact_stem
@@ -263,8 +266,38 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     text = write_report(tmp_path / "s").read_text()
     for needle in ("DM accuracy", "TLM accuracy", "AUROC (energy)", "cka", "probe accuracy", "sensitivity test", "Base networks"):
         assert needle in text, needle
+    _check_readable_report(by_kind, tmp_path / "s", text)
     for unit in by_kind["ood"]:
         _check_ood_explanations(unit, tmp_path / "s", text)
+
+
+def _check_readable_report(by_kind, study_dir, text):
+    """What the report shows people: no raw nan, tables in reading order, the sanity table once per end network
+    with its failures marked, each stitch accuracy's relative accuracy beside it, AUROC stored (and so drawn) as the API's."""
+    words = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    assert not re.search(r"\bnan\b", words, re.IGNORECASE) and ">None<" not in words
+    sanity = [r.metrics["tables"] for r in by_kind["ood"]]
+    name = next(n for n in sanity[0] if n.startswith("detector sanity check"))
+    assert sanity[0][name] == sanity[1][name]  # both OOD units test the same end network's detectors
+    assert words.count(f">{name}</h4>") == 1
+    assert words.count(f"{name}: the same table as") == 1
+    table = words.split(f">{name}</h4>", 1)[1].split("</table>", 1)[0]
+    head = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table)
+    assert head == ["detector", "layer", "passes", "auroc", "aupr", "fpr95"]
+    failing = sum(row["auroc"] < 0.9 for row in sanity[0][name])  # the default detector_sanity
+    assert table.count("<tr class=fail>") == failing and table.count("<td>no</td>") == failing
+    scores = words.split(f">{SCORE_TABLE}</h4>", 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"<th(?: [^>]*)?>(.*?)</th>", scores)[:4] == ["end_layer", "detector", "activations", "front_layer"]
+    for stitch in by_kind["stitch"]:
+        title = {"dm": "DM", "tlm": "TLM"}[stitch.config["method"]]
+        stem = artifact_stem("stitch", stitch.label, f"{title} relative accuracy")
+        absolute = words.index(f'id="{artifact_stem("stitch", stitch.label, f"{title} accuracy")}"')
+        assert absolute < words.index(f'id="{stem}"') < words.index(f"{stitch.label}: {title} accuracy: values")  # right beside it
+        rows = list(csv.reader((study_dir / "report" / "tables" / f"{stem}.csv").open()))
+        expected = np.array(stitch.metrics["matrices"][f"{title} accuracy"]["values"], dtype=float) / stitch.metrics["end_accuracy"]
+        np.testing.assert_allclose(np.array([row[1:] for row in rows[1:]], dtype=float), expected, rtol=1e-9)
+    for unit in by_kind["ood"]:
+        assert unit.metrics["matrices"]["AUROC (energy)"]["kind"] == METRIC_KINDS["auroc"][0]
 
 
 def _check_ood_explanations(unit, study_dir, text):

@@ -10,7 +10,7 @@ or switched and no global figure list grows, so the same code serves a headless 
 from __future__ import annotations
 
 import math
-import textwrap
+import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +26,17 @@ ANNOTATE_CELLS = 144
 #: fewer than three of them do (a scale within ½..2), these finer ones
 RATIO_TICKS = tuple(2.0 ** k for k in range(-12, 13))
 FINE_RATIO_TICKS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
+#: the colour map of each matrix kind, declared once for every heatmap (the study report's and the API's):
+#: "more alike" is the same colour everywhere, so a distance's map is the similarity's reversed. An OOD
+#: detector's AUROC is a distance (high: the detector tells stitched from genuine activations;
+#: stitchkit.ood.matrices.METRIC_KINDS), so the API's ``ood.plot()`` and the report draw it alike.
+KIND_CMAPS = {"similarity": "viridis", "accuracy": "viridis", "distance": "viridis_r", "ratio": "RdBu_r"}
+#: where a title may break: after a space, an arrow joining two names or a slash; inside a piece still too
+#: long, after an underscore (``fm_r18_s0``); never inside a word
+TITLE_BREAKS = re.compile(r"(?<=[\s→↔/])")
+NAME_BREAKS = re.compile(r"(?<=_)")
+#: a title's characters per inch of figure width at font size 10
+TITLE_CHARS_PER_INCH = 10
 
 
 def _new_axes(ax, figsize: tuple[float, float]):
@@ -35,6 +46,29 @@ def _new_axes(ax, figsize: tuple[float, float]):
 
     fig = Figure(figsize=figsize)
     return fig, fig.add_subplot()
+
+
+def wrap_title(text: str, width: int) -> tuple[str, float]:
+    """``text`` in lines of at most ``width`` characters, broken only at :data:`TITLE_BREAKS` (and
+    :data:`NAME_BREAKS`); and the font
+    scale (≤ 1) at which a piece longer than ``width`` (which cannot break) still fits."""
+    lines = [""]
+    pieces = [part for piece in TITLE_BREAKS.split(text) for part in (NAME_BREAKS.split(piece) if len(piece.rstrip()) > width else [piece])]
+    for piece in filter(None, pieces):
+        if lines[-1].strip() and len(lines[-1]) + len(piece.rstrip()) > width:
+            lines.append(piece.lstrip())
+        else:
+            lines[-1] += piece
+    lines = [line.rstrip() for line in lines]
+    return "\n".join(lines), min(1.0, width / max(1, max(map(len, lines))))
+
+
+def set_title(ax, text: str, width_inches: float, fontsize: float = 10, *, figure: bool = False) -> None:
+    """A title that fits ``width_inches``: wrapped at :data:`TITLE_BREAKS` and shrunk (not below 6 pt) only
+    where one piece is too long; ``figure``: the figure's title (``ax`` is then the figure)."""
+    text, scale = wrap_title(text, int(TITLE_CHARS_PER_INCH * width_inches * 10 / fontsize))
+    size = max(6.0, fontsize * scale)
+    (ax.suptitle if figure else ax.set_title)(text, fontsize=size)
 
 
 def colour_scale(matrix: "Matrix") -> tuple[float, float]:
@@ -69,14 +103,13 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
     fig, ax = _new_axes(ax, (size + 1.2, size))
     if matrix.kind == "ratio":
         norm = ratio_norm(values)
-        image = ax.imshow(values, cmap="RdBu_r", norm=norm, aspect="auto")
+        image = ax.imshow(values, cmap=KIND_CMAPS["ratio"], norm=norm, aspect="auto")
         # how light each cell is: the diverging map is palest in the middle (a ratio of 1); a ratio
         # the log scale cannot place (≤ 0) is left blank, so it counts as pale too
         shades = 1 - 2 * np.abs(np.ma.filled(norm(values), 0.5) - 0.5)
     else:
         vmin, vmax = colour_scale(matrix)
-        cmap = "viridis_r" if matrix.kind == "distance" else "viridis"
-        image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        image = ax.imshow(values, cmap=KIND_CMAPS[matrix.kind], vmin=vmin, vmax=vmax, aspect="auto")
         shades = (values - vmin) / (vmax - vmin)
         if matrix.kind == "distance":
             shades = 1 - shades
@@ -84,8 +117,8 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(matrix.col_label)
     ax.set_ylabel(matrix.row_label)
-    # long titles (unit label + matrix name) wrap to the figure's width instead of being cut off
-    ax.set_title(textwrap.fill(matrix.name if title is None else title, width=int(9 * (size + 1.2))), fontsize=10)
+    # long titles (unit label + matrix name) wrap to the axes' width at separators, never inside a word
+    set_title(ax, matrix.name if title is None else title, ax.get_position().width * fig.get_figwidth() + 1.0)
     if annotate if annotate is not None else len(rows) * len(cols) <= ANNOTATE_CELLS:
         for i in range(len(rows)):
             for j in range(len(cols)):
@@ -156,7 +189,7 @@ def summary_boxes(panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: s
             ax.set_xlabel(xlabel, fontsize=8)
         ax.margins(y=0.12)
     if title:
-        fig.suptitle(textwrap.fill(title, width=int(14 * fig.get_figwidth())), fontsize=10)
+        set_title(fig, title, fig.get_figwidth() - 0.4, figure=True)
     fig.tight_layout()
     return fig
 
@@ -196,4 +229,5 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     return fig
 
 
-__all__ = ["ANNOTATE_CELLS", "bar_chart", "colour_scale", "heatmap", "heatmaps", "ratio_norm", "summary_boxes"]
+__all__ = ["ANNOTATE_CELLS", "KIND_CMAPS", "bar_chart", "colour_scale", "heatmap", "heatmaps", "ratio_norm", "set_title", "summary_boxes",
+           "wrap_title"]

@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 
 from ..utils.io import atomic_path
 
+#: the tick labels' font size (pt); titles and labels are a little larger. The figure is about 1400 px
+#: wide, so at the report's page width these stay at about 10 px or more
+FONT = 9
+
 if TYPE_CHECKING:  # pragma: no cover
     from .report import GroundingReport
 
@@ -38,16 +42,16 @@ def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
             ax.scatter([p["dissimilarity"] for p in pts], [p["functional_difference"] for p in pts], s=14, alpha=0.75,
                        color=colours(g % colours.N), label=group)
         st = report.stat(measure)
-        ax.set_title(f"{measure}: ρ={_f(st['spearman'])}, τ={_f(st['kendall'])}, bad={_f(st['bad_fraction'])}", fontsize=9)
-        ax.set_xlabel("dissimilarity (from the measure's metadata)", fontsize=8)
-        ax.set_ylabel("|Δ probe accuracy|", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"{measure}: ρ={_f(st['spearman'])}, τ={_f(st['kendall'])}, bad={_f(st['bad_fraction'])}", fontsize=FONT + 2)
+        ax.set_xlabel("dissimilarity (from the measure's metadata)", fontsize=FONT + 1)
+        ax.set_ylabel("|Δ probe accuracy|", fontsize=FONT + 1)
+        ax.tick_params(labelsize=FONT)
     for k in range(len(measures), rows * cols):
         axes[k // cols][k % cols].axis("off")
     if len(groups) > 1:
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(groups), 8), fontsize=7, frameon=False)
-    fig.suptitle(f"{report.test} test ({report.info.get('dataset', '')})", fontsize=10)
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(groups), 8), fontsize=FONT, frameon=False)
+    fig.suptitle(f"{report.test} test ({report.info.get('dataset', '')})", fontsize=FONT + 3)
     fig.tight_layout(rect=(0, 0.06 if len(groups) > 1 else 0, 1, 0.96))
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -57,4 +61,4 @@ def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
 
 
 def _f(v) -> str:
-    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"

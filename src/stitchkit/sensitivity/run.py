@@ -25,21 +25,13 @@ from ..probing.ranks import check_ranks_fit
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure
 from ..utils.device import resolve_device
+from ..utils.names import network_names
 from ..utils.progress import printer
 from ..utils.seed import set_seed
 from .comparisons import TESTS, Comparison, sensitivity_comparisons, specificity_comparisons, split_measures
 from .measures import array_measure_values, stitching_measure_values
 from .report import GroundingReport, grounding_report
 from .settings import GroundingSettings
-
-
-def network_names(paths: Sequence[str]) -> list[str]:
-    """Short unique names for checkpoints: the folder name (``runs/r18_s0/final.pt`` → ``r18_s0``), the
-    file stem, or ``net<i>``."""
-    for candidates in ([Path(p).parent.name for p in paths], [Path(p).stem for p in paths]):
-        if all(candidates) and len(set(candidates)) == len(candidates):
-            return candidates
-    return [f"net{i}" for i in range(len(paths))]
 
 
 def _check_distinct(fingerprints: Mapping[str, str], paths: Mapping[str, str]) -> None:

@@ -107,6 +107,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "options": Key(dict, {}, "architecture options, e.g. { width = 8 }"),
         "seeds": Key(list, [0, 1, 2], "one network is trained per seed"),
         "checkpoints": Key(list, [], "use these checkpoints instead of training (paths)"),
+        "names": Key(list, [], "the networks' names in labels, figures and file names, one per network (per seed, or per checkpoint) in "
+                     "order; letters, digits and . _ + = - (default: the checkpoints' run folders, e.g. fm_r18_s0, or the model and seed); "
+                     "names only label: renaming recomputes nothing"),
         "allow_other_dataset": Key(bool, False, "use checkpoints that record a dataset other than study.dataset (refused by default: their "
                                    "results would describe them on data they were not trained on; recorded with each result when allowed)"),
         "weights": Key((str, type(None)), None, "local pretrained weights (a state_dict file) a torchvision:/timm: model starts from, "

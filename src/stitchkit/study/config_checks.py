@@ -6,6 +6,7 @@ are :mod:`.checks`."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         raise StitchkitError(f"{source}: networks.checkpoints must be a list of paths")
     if nets["weights"] is not None:
         _fold_weights(nets, source)
+    _check_names(nets, source)
     _check_schedules(config, source)
     for section, key in (("probes", "ranks"), ("sensitivity", "ranks"), ("networks", "milestones")):
         values = config[section][key]
@@ -49,6 +51,29 @@ def cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
     _check_enabled_sections(config, source)
     if config["ood"]["enabled"] and config["stitching"]["enabled"]:
         _check_ood_names(config["ood"], config["study"]["dataset"], source)
+
+
+#: a network's name (``[networks] names``): it becomes part of unit labels, figure titles and file names, so
+#: letters, digits and ``. _ + = -`` only (no spaces, slashes or the arrows → ↔ that join two names), not
+#: starting with a dot
+NETWORK_NAME = re.compile(r"[\w+=-][\w.+=-]*")
+
+
+def _check_names(nets: dict[str, Any], source: str) -> None:
+    """``networks.names``: one distinct, well-formed name per network (checkpoint, else seed), or none."""
+    names = nets["names"]
+    if not names:
+        return
+    what, count = ("checkpoints", len(nets["checkpoints"])) if nets["checkpoints"] else ("seeds", len(nets["seeds"]))
+    if len(names) != count:
+        raise StitchkitError(f"{source}: networks.names has {len(names)} name(s) for {count} network(s) (networks.{what}); give one name per network")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not NETWORK_NAME.fullmatch(name):
+            raise StitchkitError(f"{source}: networks.names[{i}] = {name!r} is not a usable name; use letters, digits and . _ + = - "
+                                 "(no spaces, slashes or arrows; not starting with a dot), e.g. \"fm_r18_s0\"")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StitchkitError(f"{source}: networks.names gives {', '.join(map(repr, repeated))} more than once; each network needs its own name")
 
 
 #: what each section runs when enabled: a list that must not be empty (an enabled section with nothing

@@ -12,6 +12,7 @@ from ..activations import model_fingerprint
 from ..data import get_dataset
 from ..data.augmentation import choice_for, choice_of
 from ..models.loading import load_model
+from ..ood.matrices import METRIC_KINDS
 from ..ood.per_sample import SCORES_CONVENTION
 from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
@@ -302,8 +303,8 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         rows, cols = m.front_layers, m.end_layers
         for detector in m.detectors:
             values = m.matrix("auroc", detector)
-            matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": json_safe(values),
-                                               "kind": "similarity", "range": [0, 1]}
+            kind, scale = METRIC_KINDS["auroc"]  # the API's convention and colours (results.plot.KIND_CMAPS)
+            matrices[f"AUROC ({detector})"] = {"rows": rows, "cols": cols, "values": json_safe(values), "kind": kind, "range": list(scale)}
         matrices[NORM_RATIO_MATRIX] = norm_ratio_matrix(m)  # stored sorted by name, so drawn right after the "AUROC (…)" heatmaps
         conventions.update(m.to_dict().get("conventions", {}))
         conventions["norm ratio"] = NORM_DEFINITION

@@ -22,6 +22,7 @@ from ..data import dataset_info  # the torch-free catalogue
 from ..data.augmentation import resolve_augmentation
 from ..data.provenance import note_provenance, other_datasets
 from ..errors import StitchkitError
+from ..utils.names import network_names
 from .config import SCHEDULE_KEYS
 from .params import (
     DetectorsParams,
@@ -91,20 +92,6 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     return pairs
 
 
-def network_names(paths: list[Path]) -> list[str]:
-    """Short distinct names of checkpoint files: their stems (``resnet18_w32_seed0``), else as many of
-    their last folders as tell them apart, without the file name they share (two ``runs/r18_s0/final.pt``
-    and ``runs/r18_s1/final.pt`` are ``r18_s0`` and ``r18_s1``)."""
-    parts = [[*p.parent.parts[1:], p.stem] for p in paths]
-    if len(paths) > 1 and len({p[-1] for p in parts}) == 1 and all(len(p) > 1 for p in parts):
-        parts = [p[:-1] for p in parts]  # the file name they all share says nothing
-    for keep in range(1, max(map(len, parts), default=0) + 1):
-        names = ["/".join(p[-keep:]) for p in parts]
-        if len(set(names)) == len(names):
-            return names
-    return [str(p) for p in paths]  # same folders and stems: only the suffixes differ
-
-
 def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
     """Each network once, and enough of them for the sensitivity test."""
     hashes: dict[str, int] = {}
@@ -161,7 +148,8 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
     networks: list[Unit] = []
     records: dict[str, bool | None] = {}
     paths = [Path(raw).expanduser().resolve() for raw in nets_cfg["checkpoints"]]
-    for i, (raw, path, name) in enumerate(zip(nets_cfg["checkpoints"], paths, network_names(paths))):
+    # names only label (a unit's identity is its content, Unit.id): the config's, else the files' own
+    for i, (raw, path, name) in enumerate(zip(nets_cfg["checkpoints"], paths, nets_cfg["names"] or network_names(paths))):
         ckpt = load_checkpoint(path)
         if not ckpt.self_describing:
             raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
@@ -173,9 +161,10 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
         return networks, records
     keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset",
             "schedule_unit", "warmup_fraction")
-    for seed in nets_cfg["seeds"]:
+    names = nets_cfg["names"] or [f"{nets_cfg['model']} s{seed}" for seed in nets_cfg["seeds"]]
+    for seed, name in zip(nets_cfg["seeds"], names):
         params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
-        networks.append(Unit("train", params.to_params(), (), f"train {nets_cfg['model']} s{seed}"))
+        networks.append(Unit("train", params.to_params(), (), f"train {name}"))
         records[networks[-1].id] = params.augment
     return networks, records
 

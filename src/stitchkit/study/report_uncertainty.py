@@ -13,6 +13,7 @@ import numpy as np
 
 from ..results import Matrix
 from ..results.plot import ANNOTATE_CELLS
+from .report_tables import MISSING
 
 #: the marker of a cell whose permutation p-value is not below the significance level
 NOT_ABOVE_NULL_MARKER = "x"
@@ -46,14 +47,14 @@ def spread_figure(matrix: Matrix, spread: np.ndarray | None, spread_title: str, 
         side = fig.add_subplot(grid[0, 1])
         finite = spread[np.isfinite(spread)]
         image = side.imshow(spread, cmap="Greys", vmin=0, vmax=float(finite.max()) if finite.size and finite.max() > 0 else 1, aspect="auto")
-        side.set_xticks(range(len(matrix.cols)), matrix.cols, rotation=60, ha="right", fontsize=7)
-        side.set_yticks(range(len(matrix.rows)), [] if len(matrix.rows) > 1 else matrix.rows, fontsize=7)
+        side.set_xticks(range(len(matrix.cols)), matrix.cols, rotation=60, ha="right", fontsize=8)
+        side.set_yticks(range(len(matrix.rows)), [] if len(matrix.rows) > 1 else matrix.rows, fontsize=8)
         side.set_title(spread_title, fontsize=9)
         if spread.size <= ANNOTATE_CELLS:
             top = float(finite.max()) if finite.size else 1.0
             for (r, c), v in np.ndenumerate(spread):
                 if math.isfinite(v):
-                    side.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 * top else "black")
+                    side.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 * top else "black")
         fig.colorbar(image, ax=side, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
@@ -82,9 +83,9 @@ def _percent(level: Any) -> str:
 
 
 def cell_text(value: float, lower: float | None = None, upper: float | None = None, p: float | None = None) -> str:
-    """"0.91 [0.89, 0.93]", with ", p = 0.01" when a p-value is given; "nan" for a missing value."""
+    """"0.91 [0.89, 0.93]", with ", p = 0.01" when a p-value is given; a dash for a missing value."""
     if value is None or not math.isfinite(value):
-        return "nan"
+        return MISSING
     text = f"{value:.3g}"
     if lower is not None and upper is not None and math.isfinite(lower) and math.isfinite(upper):
         text += f" [{lower:.3g}, {upper:.3g}]"

@@ -90,9 +90,9 @@ def claim_c6(view: StudyView, t: Thresholds) -> Finding:
         at_least = highest is not None and finite(rho) and rho >= highest - t.rho_tolerance
         numbers[test].update({f"{DM_MEASURE} significantly positive": significant, "highest index ρ": highest, "highest index": best,
                               f"{DM_MEASURE} at least as high (within rho_tolerance)": at_least})
-        checks.append(f"{test}: ρ = {_num(rho)}, p = {_num(p)} ({'<' if significant else 'not <'} alpha = {t.alpha:g}), "
-                      f"{'not below' if at_least else 'below'} the highest index ρ {_num(highest)}{f' ({best})' if best else ''} − rho_tolerance "
-                      f"{t.rho_tolerance:g}")
+        checks.append(f"{test}: ρ = {_num(rho)} with p = {_num(p)}, {'significant' if significant else 'not significant'} at alpha = {t.alpha:g}; "
+                      f"{'within' if at_least else 'more than'} rho_tolerance = {t.rho_tolerance:g} {'of' if at_least else 'below'} the best "
+                      f"index's ρ {_num(highest)}{f' ({best})' if best else ''}")
     ok = all(numbers[test][f"{DM_MEASURE} significantly positive"] and numbers[test][f"{DM_MEASURE} at least as high (within rho_tolerance)"]
              for test in TESTS)
     reason = f"{DM_MEASURE}: " + "; ".join(checks)

@@ -194,6 +194,17 @@ def _unique(items: list[Any]) -> list[Any]:
     return list(dict.fromkeys(items))
 
 
+def percent(fraction: float) -> str:
+    """0.75 → "75%", 2 / 3 → "67%": a share in words."""
+    return f"{100 * fraction:.0f}%"
+
+
+def share(fraction: float, needed: float, name: str, *, strict: bool = False) -> str:
+    """A share beside the threshold it is held against, in words: "100%; at least 75% needed (most = 0.75)",
+    or with ``strict`` "50%; more than 50% needed (detector_support = 0.5)"."""
+    return f"{percent(fraction)}; {'more than' if strict else 'at least'} {percent(needed)} needed ({name} = {needed:g})"
+
+
 def pairs_decide(claim: str, thresholds: dict[str, float], outcomes: list[Outcome], pair_support: float, noun: str = "network pairs") -> Finding:
     """Every finished candidate (network pair) is judged on its own. One decides alone; with several, the
     claim is supported when it holds for more than ``pair_support`` of those on which it is testable
@@ -213,7 +224,7 @@ def pairs_decide(claim: str, thresholds: dict[str, float], outcomes: list[Outcom
     else:
         fraction = k / n
         reason = (f"holds for {k} of {n} {noun}" + (f" ({untested} more not testable)" if untested else "")
-                  + f" ({fraction:.3g} {'>' if verdict == SUPPORTED else '≤'} pair_support = {pair_support:g}): "
+                  + f" ({share(fraction, pair_support, 'pair_support', strict=True)}): "
                   + "; ".join(f"{p.label}: {p.verdict}" + (f" ({_headline(o.summary)})" if o.summary else "") for p, o in zip(parts, outcomes)))
     links = _unique([link for o in outcomes for link in o.links])
     units = _unique([u for o in outcomes for u in o.units])

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ood_records import NORM_RATIO_MATRIX, SCORE_TABLE, score_figure_name
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Link, Outcome, Part, Thresholds, majority, not_testable, pairs_decide
+from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Link, Outcome, Part, Thresholds, majority, not_testable, pairs_decide, percent, share
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint, unit_link
 
 SANITY_TABLE = "detector sanity check"
@@ -47,7 +47,12 @@ def usable_layers(ood: UnitRecord, detector: str, minimum: float) -> set[str]:
     table = sanity_table(ood)
     if table is None:
         return set()
-    return {row["layer"] for row in table[1] if row.get("detector") == detector and finite(row.get("auroc")) and row["auroc"] >= minimum}
+    return {row["layer"] for row in table[1] if row.get("detector") == detector and passes_sanity(row, minimum)}
+
+
+def passes_sanity(row: dict[str, Any], minimum: float) -> bool:
+    """Whether a row of the sanity table passes: its detector's sanity AUROC is ≥ ``minimum`` (detector_sanity)."""
+    return finite(row.get("auroc")) and row["auroc"] >= minimum
 
 
 def norm_ratios(ood: UnitRecord) -> Grid | None:
@@ -96,22 +101,23 @@ def _contrast(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: Unit
     if not layers[ood_tlm.id] or not layers[ood_dm.id]:
         missing = ood_tlm if not layers[ood_tlm.id] else ood_dm
         cause = "has no sanity check (set ood.sanity)" if sanity_table(missing) is None else \
-            f"passes the sanity check (AUROC ≥ detector_sanity = {t.detector_sanity:g}) on no end layer"
+            f"passes the sanity check on no end layer (its sanity AUROC is below detector_sanity = {t.detector_sanity:g} on each)"
         return NOT_TESTABLE, f"{detector}: not usable: in {missing.label} it {cause}", numbers
     numbers["TLM: accurate stitches flagged OOD"] = tlm_part = _part(
         tlm, auroc[ood_tlm.id], layers[ood_tlm.id], lambda a: a >= t.high, lambda u: u >= t.ood_auroc, norm_ratios(ood_tlm))
     numbers["DM: matching stitches in-distribution"] = dm_part = _part(
         dm, auroc[ood_dm.id], layers[ood_dm.id], lambda a: a >= t.match, lambda u: u <= t.id_auroc, norm_ratios(ood_dm))
     if not tlm_part["pairs"]:
-        return NOT_TESTABLE, (f"{detector}: no TLM stitch reaches high = {t.high:g} on an end layer where {detector} is usable, so there is "
-                              "no accurate TLM pair to test"), numbers
+        return NOT_TESTABLE, (f"{detector}: no TLM stitch reaches {percent(t.high)} of the end network's accuracy (high = {t.high:g}) on an "
+                              f"end layer where {detector} is usable, so there is no accurate TLM pair to test"), numbers
     if not dm_part["pairs"]:
         return NOT_TESTABLE, (f"{detector}: DM does not match any pair on an end layer where {detector} is usable, so the OOD contrast is "
                               "not testable"), numbers
     ok = tlm_part["fraction"] >= t.often and dm_part["fraction"] >= t.often
-    reason = (f"{detector}: {tlm_part['count']} of {tlm_part['pairs']} accurate TLM stitches have AUROC ≥ ood_auroc = {t.ood_auroc:g} "
-              f"({tlm_part['fraction']:.3g}), {dm_part['count']} of {dm_part['pairs']} matching DM stitches have AUROC ≤ id_auroc = {t.id_auroc:g} "
-              f"({dm_part['fraction']:.3g}); both must be ≥ often = {t.often:g}")
+    reason = (f"{detector}: {tlm_part['count']} of {tlm_part['pairs']} accurate TLM stitches are flagged OOD (AUROC at least ood_auroc = "
+              f"{t.ood_auroc:g}): {percent(tlm_part['fraction'])}, and {dm_part['count']} of {dm_part['pairs']} matching DM stitches look "
+              f"in-distribution (AUROC at most id_auroc = {t.id_auroc:g}): {percent(dm_part['fraction'])}; each needs at least "
+              f"{percent(t.often)} (often = {t.often:g})")
     return (SUPPORTED if ok else NOT_SUPPORTED), reason, numbers
 
 
@@ -139,8 +145,7 @@ def _c5(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord
     if verdict == NOT_TESTABLE:
         reason = "no detector can test it — " + "; ".join(p.reason for p in parts)
     else:
-        reason = (f"{k} of {n} detectors that can test it support it ({k / n:.3g} {'>' if verdict == SUPPORTED else '≤'} detector_support = "
-                  f"{t.detector_support:g}) — {listing}")
+        reason = f"{k} of {n} detectors that can test it support it ({share(k / n, t.detector_support, 'detector_support', strict=True)}) — {listing}"
     numbers = {"detectors supporting": k, "detectors that can test it": n, "per detector": per_detector}
     scale = _tlm_norm_scale(per_detector)
     if scale is not None:

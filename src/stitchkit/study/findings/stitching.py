@@ -13,12 +13,8 @@ from fractions import Fraction
 import numpy as np
 
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, not_testable, pairs_decide
+from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, not_testable, pairs_decide, percent, share
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint
-
-
-def _compare(value: float, bound: float) -> str:
-    return "≥" if value >= bound else "<"
 
 
 def _fraction_verdict(fraction: float, needed: float) -> str:
@@ -104,8 +100,8 @@ def _c1a(dm: StitchGrid, t: Thresholds) -> Outcome:
     diag = corresponding(square)
     hits, n = reaching(diag, t.match), len(diag)
     fraction = hits / n
-    reason = (f"{hits} of {n} corresponding layers reach match = {t.match:g} of the end network's accuracy in {dm.label} "
-              f"({fraction:.3g} {_compare(fraction, t.most)} most = {t.most:g})")
+    reason = (f"{hits} of {n} corresponding layers reach {percent(t.match)} of the end network's accuracy (match = {t.match:g}) in "
+              f"{dm.label}: {share(fraction, t.most, 'most')}")
     numbers = {"grid": dm.label, "end accuracy": dm.end_accuracy, "relative accuracy a_dm[i, i]": diag, "fraction reaching match": fraction}
     return Outcome(_fraction_verdict(fraction, t.most), reason, numbers, summary={"fraction reaching match": fraction}, **base)
 
@@ -141,8 +137,8 @@ def _c1b(dm: StitchGrid, t: Thresholds) -> Outcome:
         smallest[end] = [layers[i] for i in minimisers]
         near += all(abs(int(i) - j) <= t.near for i in minimisers)
     fraction = near / len(layers)
-    reason = (f"for {near} of {len(layers)} end layers the smallest DM residual is at most near = {t.near} layer(s) from the corresponding "
-              f"front layer in {dm.label} ({fraction:.3g} {_compare(fraction, t.most)} most = {t.most:g})")
+    reason = (f"for {near} of {len(layers)} end layers the smallest DM residual lies at most {t.near:g} layer(s) from the corresponding "
+              f"front layer (near = {t.near:g}) in {dm.label}: {share(fraction, t.most, 'most')}")
     numbers = {"grid": dm.label, "front layer(s) of the smallest residual, per end layer": smallest, "fraction near": fraction}
     return Outcome(_fraction_verdict(fraction, t.most), reason, numbers, summary={"fraction near": fraction}, **base)
 
@@ -180,8 +176,8 @@ def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
         rows.append({"front": layers[i], "end": layers[j], "a_tlm": a_tlm, "a_dm": a_dm, "TLM high where DM is not": misleads})
     count = sum(r["TLM high where DM is not"] for r in rows)
     fraction = count / len(rows)
-    reason = (f"{count} of {len(rows)} distant late → early pairs (front − end ≥ {gap}) have a_tlm ≥ high = {t.high:g} while a_dm < high "
-              f"({fraction:.3g} {_compare(fraction, t.often)} often = {t.often:g})")
+    reason = (f"{count} of {len(rows)} distant late → early pairs (the front layer at least {gap} layer(s) after the end layer) reach "
+              f"{percent(t.high)} of the end network's accuracy with TLM but not with DM (high = {t.high:g}): {share(fraction, t.often, 'often')}")
     numbers = {"grids": [tlm.label, dm.label], "distant pairs": rows, "minimum index gap": gap, "fraction": fraction}
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"fraction": fraction}, **base)
 
@@ -212,9 +208,9 @@ def _c3(tlm: StitchGrid, dm_record: UnitRecord | None, t: Thresholds) -> Outcome
     numbers["DM fraction not corresponding"], dm_note = _dm_beside(dm_record, t)
     if dm_note is None:
         base["links"] += StitchGrid.of(dm_record).links()
-    reason = (f"for {count} of {len(per_layer)} end layers TLM's best front layer is not the corresponding one in {tlm.label} "
-              f"({fraction:.3g} {_compare(fraction, t.often)} often = {t.often:g}); DM: "
-              + (f"{numbers['DM fraction not corresponding']:.3g}" if dm_note is None else dm_note))
+    reason = (f"for {count} of {len(per_layer)} end layers TLM's best front layer is not the corresponding one in {tlm.label}: "
+              f"{share(fraction, t.often, 'often')}; DM, for comparison: "
+              + (f"{percent(numbers['DM fraction not corresponding'])}" if dm_note is None else dm_note))
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"TLM fraction not corresponding": fraction}, **base)
 
 
@@ -257,7 +253,7 @@ def _c4(tlm: StitchGrid, t: Thresholds) -> Outcome:
         others = [square.layers[i] for i in range(len(column)) if i != j and beaten and column[i] > column[j] + t.tie]
         per_layer[end] = {"a_tlm_self[j, j]": float(column[j]), "layers rated more similar": others}
     fraction = count / len(per_layer)
-    reason = (f"for {count} of {len(per_layer)} layers of {tlm.label} TLM rates another layer as more similar than the layer itself "
-              f"(by more than tie = {t.tie:g}; {fraction:.3g} {_compare(fraction, t.often)} often = {t.often:g})")
+    reason = (f"for {count} of {len(per_layer)} layers of {tlm.label} TLM rates another layer as more similar than the layer itself, "
+              f"by more than {t.tie:g} (tie = {t.tie:g}): {share(fraction, t.often, 'often')}")
     numbers = {"grid": tlm.label, "per layer": per_layer, "fraction": fraction}
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"fraction": fraction}, **base)
