@@ -11,9 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from stitchkit.errors import StitchkitError
 from stitchkit.ood.metrics import ood_metrics
+from stitchkit.sensitivity.comparisons import sensitivity_comparisons
+from stitchkit.sensitivity.per_sample import sample_arrays
+from stitchkit.sensitivity.report import grounding_report
 from stitchkit.study import Store, validate
 from stitchkit.study import uncertainty as study_uncertainty
 from stitchkit.study.config import load_config
@@ -130,6 +134,26 @@ class Study:
                                                                       "permutations": 20})
         names = [u.label.split(" ", 1)[1] for u in (a, b)]
         return self.add(Unit("similarity", {"measures": ["cka"]}, (a.id, b.id), f"similarity {names[0]}↔{names[1]}"), {"matrices": {"cka": entry}})
+
+    def ranking(self, kind, networks, resamples, seed=0, n_test=N, keep=True):
+        """A sensitivity or specificity test's record (its table from :func:`grounding_report`) and, with
+        ``keep``, its per-sample file (probe hits, cka and dm_residual values on each resample)."""
+        names = [u.label.split(" ", 1)[1] for u in networks]
+        comparisons = sensitivity_comparisons(names, ["z"], [2, 1])
+        reps = list(dict.fromkeys([c.reference for c in comparisons] + [c.candidate for c in comparisons]))
+        hits = {rep: self.exact_hits(0.9 - 0.2 * (rep.rank is not None) - 0.15 * (rep.rank == 1), n_test) for rep in reps}
+        scores = {rep: float(h.mean()) for rep, h in hits.items()}
+        gap = np.array([abs(scores[c.reference] - scores[c.candidate]) for c in comparisons])
+        # dm_residual tracks the functional difference with noise; cka a little less well
+        values = {"dm_residual": np.clip(gap + self.rng.normal(0, 0.08, (resamples, gap.size)), 0, 1),
+                  "cka": np.clip(1 - gap + self.rng.normal(0, 0.1, (resamples, gap.size)), 0, 1)}
+        report = grounding_report(kind, comparisons, scores, {m: v.mean(0).tolist() for m, v in values.items()})
+        table = [{k: row[k] for k in ("measure", "scope", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction", "n")}
+                 for row in report.stats if row["group"] == "all"]
+        unit = Unit(kind, {"measures": ["cka", "dm_residual"]}, tuple(u.id for u in networks), f"{kind} test")
+        artifacts = {"per_sample": ("per_sample.npz", sample_arrays(comparisons, scores, hits, values, seed=seed))} if keep else None
+        self.add(unit, {"tables": {f"{kind} test (Spearman ρ, Kendall τ, one-sided p, bad pairs)": table}}, artifacts)
+        return comparisons, reps, hits, values
 
     def records(self):
         order = {i: k for k, i in enumerate(self.plan)}
@@ -288,6 +312,48 @@ def test_c5_robustness_uses_the_same_images_for_stitches_and_scores(study):
     records = study.records()
     findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=20))
     assert findings["C5"].verdict == "supported" and findings["C5"].robustness == 1.0 and not findings["C5"].fragile
+
+
+def c6_hand(tests, counts_test, alpha=0.05, tolerance=0.05):
+    """C6 on each resample, from the resampled images directly: in both tests dm_residual's Spearman ρ is
+    significantly positive and not below cka's by more than the tolerance."""
+    out = []
+    for b, row in enumerate(counts_test):
+        idx = np.repeat(np.arange(row.size), row)
+        ok = True
+        for comparisons, reps, hits, values in tests:
+            acc = {rep: hits[rep][idx].mean() for rep in reps}
+            f = [abs(acc[c.reference] - acc[c.candidate]) for c in comparisons]
+            dm = sps.spearmanr(values["dm_residual"][b], f, alternative="greater")
+            cka = sps.spearmanr(1 - values["cka"][b], f).statistic
+            ok &= bool(dm.statistic > 0 and dm.pvalue < alpha and dm.statistic >= cka - tolerance)
+        out.append(ok)
+    return np.array(out)
+
+
+def test_c6_robustness_equals_the_verdict_recomputed_on_the_resampled_images(study):
+    nets = [study.network(seed) for seed in range(3)]
+    tests = [study.ranking(kind, nets, 40, seed=3) for kind in ("sensitivity", "specificity")]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=3))
+    supported = c6_hand(tests, resample_counts(N, 40, 3))
+    same = supported if findings["C6"].verdict == "supported" else ~supported
+    assert 0 < same.mean() and findings["C6"].robustness == pytest.approx(same.mean())
+    note = findings["C6"].robustness_note
+    assert "of 40 bootstrap resamples" in note and "held fixed: sensitivity test: the comparisons" in note and "specificity test" in note
+
+
+def test_c6_not_resampled_when_the_tests_kept_other_resamples_or_none(study):
+    nets = [study.network(seed) for seed in range(2)]
+    study.ranking("sensitivity", nets, 30, seed=1)
+    study.ranking("specificity", nets, 30, seed=1, keep=False)  # run before the tests kept per-sample statistics
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=1))
+    assert findings["C6"].robustness is None
+    assert "kept its measures' values on 30 resamples (seed 1), not the study's 40 (seed 1)" in findings["C6"].robustness_note
+    assert "--rerun sensitivity" in findings["C6"].robustness_note
+    again = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=30, seed=1))
+    assert again["C6"].robustness is not None and "specificity test entirely" in again["C6"].robustness_note
 
 
 # -- the report -----------------------------------------------------------------------------------------

@@ -232,7 +232,8 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment, _schedule(p, "probe_"))
     settings = GroundingSettings(
         measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe, probe_cache=str(ctx.cache_dir / "probe_cache.json"),
-        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, **vars(ctx.run),
+        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, bootstrap=ctx.settings.get("verdict_resamples", 0),
+        bootstrap_seed=ctx.settings.get("uncertainty_seed", 0), **vars(ctx.run),
     )
     if test == "sensitivity":
         report = run_grounding_test(test, models, p.dataset, layers=[p.layer], ranks=p.ranks or (), settings=settings)

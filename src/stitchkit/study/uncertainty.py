@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..sensitivity.per_sample import fixed_parts, resampled_agreements
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples, ratio_samples
 from ..uncertainty.stitch_scores import SEP, metric_samples
@@ -40,7 +41,8 @@ from .store import UnitRecord
 from .units import resolve_artifacts
 
 #: the artifact that holds a unit kind's per-sample statistics
-STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample"}
+STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample", "sensitivity": "per_sample", "specificity": "per_sample"}
+RANKING_KINDS = ("sensitivity", "specificity")
 PROBE_MATRIX = "probe accuracy"
 AUROC_PREFIX = "AUROC ("
 
@@ -102,7 +104,8 @@ def _aligned(samples: np.ndarray, rows: Sequence[str], cols: Sequence[str], entr
     return out
 
 
-Samples = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+#: (matrices: name → (B, rows, cols), scalars: name → (B,), tables: name → B lists of rows)
+Samples = tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[list[dict[str, Any]]]]]
 
 
 def _stitch_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
@@ -115,7 +118,7 @@ def _stitch_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Re
                 f"{title} residual (test, pooled)": lambda: ratio_samples(stats["residual_num"], stats["residual_den"], c)}
     matrices = {name: _aligned(make(), rows, cols, stored[name]) for name, make in computed.items() if name in stored}
     scalars = {f"{who}_accuracy": mean_samples(stats[f"{who}_hits"], c) for who in ("front", "end") if f"{who}_hits" in stats}
-    return matrices, scalars
+    return matrices, scalars, {}
 
 
 def _ood_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
@@ -136,25 +139,48 @@ def _ood_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resam
                 if (front, end) in cells:
                     out[:, i, j] = cells[(front, end)]
         matrices[name] = out
-    return matrices, {}
+    return matrices, {}, {}
 
 
 def _probe_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
     """The probe accuracy matrix (layers × ranks), per resample."""
     entry = (record.metrics.get("matrices") or {}).get(PROBE_MATRIX)
     if entry is None:
-        return {}, {}
+        return {}, {}, {}
     cells = [(i, j, f"hits|{layer}|{rank}") for i, layer in enumerate(entry["rows"]) for j, rank in enumerate(entry["cols"])]
     present = [(i, j, stats[key]) for i, j, key in cells if key in stats]
     out = np.full((counts.resamples, len(entry["rows"]), len(entry["cols"])), np.nan)
     if present:
         means = mean_samples(np.stack([hits for _, _, hits in present]), counts(len(present[0][2])))
         out[:, [i for i, _, _ in present], [j for _, j, _ in present]] = means
-    return {PROBE_MATRIX: out}, {}
+    return {PROBE_MATRIX: out}, {}, {}
+
+
+def resamples_match(stats: dict[str, np.ndarray], counts: Resamples) -> bool:
+    """Whether a sensitivity or specificity test kept its measures' values on these resamples."""
+    return int(stats.get("resamples", 0)) == counts.resamples and int(stats.get("seed", -1)) == counts.seed
+
+
+def _ranking_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
+    """The test's statistics table on each resample: the pooled rows of the resampled measures recomputed
+    (:func:`~stitchkit.sensitivity.per_sample.resampled_agreements`), the other rows as stored; nothing
+    when the test kept other resamples than these."""
+    if not resamples_match(stats, counts):
+        return {}, {}, {}
+    agreements = resampled_agreements(stats, counts(stats["hits"].shape[1]) if stats["hits"].size else None)
+    tables: dict[str, list[list[dict[str, Any]]]] = {}
+    for name, rows in (record.metrics.get("tables") or {}).items():
+        if not name.startswith(f"{record.kind} test"):
+            continue
+        tables[name] = [[{**row, **{k: v for k, v in agreements[row["measure"]][b].to_dict().items() if k in row}}
+                         if row.get("scope") == "pooled" and row.get("measure") in agreements else row for row in rows]
+                        for b in range(counts.resamples)]
+    return {}, {}, tables
 
 
 SAMPLERS: dict[str, Callable[[UnitRecord, dict[str, np.ndarray], Resamples], Samples]] = {
-    "stitch": _stitch_samples, "ood": _ood_samples, "probes": _probe_samples}
+    "stitch": _stitch_samples, "ood": _ood_samples, "probes": _probe_samples, "sensitivity": _ranking_samples,
+    "specificity": _ranking_samples}
 
 
 def matrix_samples(study_dir: str | Path, record: UnitRecord, counts: Resamples) -> Samples | None:
@@ -188,15 +214,17 @@ def _nan_as_none(grid: np.ndarray) -> list[list[float | None]]:
 
 # -- the robustness of the verdicts ---------------------------------------------------------------------
 def _resampled(record: UnitRecord, samples: Samples, b: int) -> UnitRecord:
-    """The record as it would read on resample ``b``: its matrices' values and donor accuracies replaced."""
-    matrices, scalars = samples
+    """The record as it would read on resample ``b``: its matrices' values, donor accuracies and tables replaced."""
+    matrices, scalars, tables = samples
     stored = record.metrics.get("matrices") or {}
     metrics = {**record.metrics, **{name: float(values[b]) for name, values in scalars.items()},
                "matrices": {**stored, **{name: {**stored[name], "values": grid[b]} for name, grid in matrices.items()}}}
+    if tables:
+        metrics["tables"] = {**(record.metrics.get("tables") or {}), **{name: rows[b] for name, rows in tables.items()}}
     return dataclasses.replace(record, metrics=metrics)
 
 
-def _not_resampled(finding_units: list[str], by_label: dict[str, UnitRecord], sampled: set[str]) -> str | None:
+def _not_resampled(finding_units: list[str], by_label: dict[str, UnitRecord], sampled: set[str], mismatched: dict[str, str]) -> str | None:
     """Why a finding's verdict cannot be resampled (None: it can)."""
     if not finding_units:
         return "not resampled: the claim is not testable here, so there is nothing to resample"
@@ -206,25 +234,56 @@ def _not_resampled(finding_units: list[str], by_label: dict[str, UnitRecord], sa
         if kinds:
             return (f"not resampled: its inputs (the {' and '.join(kinds)} units' statistics, e.g. rank correlations over networks) "
                     "are not per-sample statistics of test images")
+        stale = [mismatched[u.id] for u in units if u.id in mismatched]
+        if stale:
+            return f"not resampled: {'; '.join(stale)}"
         return "not resampled: its units stored no per-sample statistics (run before they existed); run them again to measure it"
     return None
+
+
+def _ranking_notes(records: Sequence[UnitRecord], study_dir: str | Path, counts: Resamples) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """For the sensitivity and specificity tests with per-sample statistics: why one kept resamples other
+    than the study's (unit id → sentence), and what a resample of each holds fixed (unit id → parts)."""
+    mismatched: dict[str, str] = {}
+    held: dict[str, list[str]] = {}
+    for r in records:
+        stats = load_statistics(study_dir, r) if r.kind in RANKING_KINDS else None
+        if stats is None:
+            continue
+        if not resamples_match(stats, counts):
+            mismatched[r.id] = (f"{r.label} kept its measures' values on {int(stats.get('resamples', 0))} resamples (seed {int(stats.get('seed', 0))}), "
+                                f"not the study's {counts.resamples} (seed {counts.seed}); run it again (--rerun {r.kind}) to measure it")
+            continue
+        measures = [row["measure"] for rows in (r.metrics.get("tables") or {}).values() for row in rows if row.get("scope") == "pooled"]
+        held[r.id] = [f"{r.label}: " + "; ".join(["the comparisons (networks, layers, ranks) the rank correlation runs over, and the probes' "
+                                                  "and dm_residual's fits"] + fixed_parts(stats, list(dict.fromkeys(measures))))]
+    return mismatched, held
+
+
+def _held_fixed(finding_units: list[str], by_label: dict[str, UnitRecord], sampled: set[str], held: dict[str, list[str]]) -> str:
+    """The sentence naming what a resampled finding's resamples hold fixed ('' when nothing beyond the thresholds)."""
+    units = [by_label[label] for label in finding_units if label in by_label]
+    parts = [part for u in units for part in held.get(u.id, [])]
+    parts += [f"{u.label} entirely (no per-sample statistics on these resamples)" for u in units if u.kind in SAMPLERS and u.id not in sampled]
+    return f"; held fixed: {' | '.join(parts)}" if parts else ""
 
 
 def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, findings: Findings, findings_settings: dict[str, Any] | None,
                        settings: UncertaintySettings) -> Findings:
     """Annotate each finding with the fraction of ``settings.verdict_resamples`` bootstrap resamples in which
-    its verdict comes out the same (every matrix and donor accuracy the claims read recomputed on the
-    resample, the same resampled images for every unit on the same test images; thresholds fixed), or
-    why it was not resampled. Returns ``findings``."""
+    its verdict comes out the same (every matrix, donor accuracy and test statistic the claims read
+    recomputed on the resample, the same resampled images for every unit on the same test images;
+    thresholds fixed), or why it was not resampled. Returns ``findings``."""
     resamples = settings.verdict_resamples
     if not resamples:
         for f in findings.findings:
             f.robustness, f.robustness_note = None, "not measured ([uncertainty] verdict_resamples = 0)"
         return findings
     counts = Resamples(resamples, settings.seed)
-    samples = {r.id: s for r in records if (s := matrix_samples(study_dir, r, counts)) is not None}
+    samples = {r.id: s for r in records if (s := matrix_samples(study_dir, r, counts)) is not None and any(s)}
+    mismatched, held = _ranking_notes(records, study_dir, counts)
     by_label = {r.label: r for r in records}
-    notes = {f.claim: _not_resampled(f.units, by_label, set(samples)) for f in findings.findings}
+    notes = {f.claim: _not_resampled(f.units, by_label, set(samples), mismatched) for f in findings.findings}
     same = {f.claim: 0 for f in findings.findings}
     for b in range(resamples):  # the claim functions run per resample; the matrices were recomputed for all at once
         again = compute_findings([_resampled(r, samples[r.id], b) if r.id in samples else r for r in records], findings_settings)
@@ -236,7 +295,7 @@ def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, fin
         else:
             f.robustness = same[f.claim] / resamples
             f.robustness_note = (f"the verdict comes out {f.verdict!r} in {same[f.claim]} of {resamples} bootstrap resamples of the test images "
-                                 f"(seed {settings.seed})")
+                                 f"(seed {settings.seed}){_held_fixed(f.units, by_label, set(samples), held)}")
     return findings
 
 
