@@ -40,6 +40,7 @@ from stitchkit.uncertainty.bootstrap import percentile_interval, resample_counts
 TINY = Path(__file__).parent / "configs" / "tiny_study.toml"
 LAYERS = ["l0", "l1", "l2"]
 N = 120
+K_FIT = 40
 
 
 def resampled_indices(counts_row):
@@ -77,21 +78,26 @@ class Study:
     def network(self, seed):
         return self.add(Unit("train", {"model": "resnet18", "options": {"width": 4}, "seed": seed}, (), f"train resnet18 s{seed}"), {"test_acc": 0.9})
 
-    def stitch(self, method, front, end, p_hit, p_end=0.95, n=N):
-        """Exactly round(p_hit · n) hits per cell (F × E) on random images; the stored matrices are exactly what they give."""
+    def stitch(self, method, front, end, p_hit, p_end=0.95, n=N, fit_images=K_FIT):
+        """Exactly round(p_hit · n) hits per cell (F × E) on random images, residual terms per test image and
+        (``fit_images`` > 0) per fit image; the stored matrices are exactly what they give."""
         p_hit = np.asarray(p_hit, dtype=float)
         hits = np.stack([self.exact_hits(p, n) for p in p_hit.ravel()]).reshape(*p_hit.shape, n)
         num, den = self.rng.gamma(2.0, 1.0, (*p_hit.shape, n)), self.rng.gamma(4.0, 1.0, (*p_hit.shape, n))
+        fit_num, fit_den = self.rng.gamma(1.0, 1.0, (*p_hit.shape, fit_images)), self.rng.gamma(5.0, 1.0, (*p_hit.shape, fit_images))
         end_hits, front_hits = self.exact_hits(p_end, n), self.exact_hits(0.9, n)
         title = {"dm": "DM", "tlm": "TLM"}[method]
         matrices = {f"{title} accuracy": grid(hits.mean(-1)),
                     f"{title} residual (test, pooled)": grid(num.sum(-1) / den.sum(-1), kind="distance", value_range=(0, None)),
-                    f"{title} residual (fit samples)": grid(np.ones(p_hit.shape), kind="distance", value_range=(0, None))}
+                    f"{title} residual (fit samples)": grid(fit_num.sum(-1) / fit_den.sum(-1) if fit_images else np.ones(p_hit.shape),
+                                                             kind="distance", value_range=(0, None))}
         names = [u.label.split(" ", 1)[1] for u in (front, end)]
         unit = Unit("stitch", {"method": method, "front_layers": LAYERS, "end_layers": LAYERS, "seed": 0}, (front.id, end.id),
                     f"stitch {method} {names[0]}→{names[1]}")
         stats = {"front_layers": np.array(LAYERS), "end_layers": np.array(LAYERS), "hits": hits, "residual_num": num, "residual_den": den,
                  "front_hits": front_hits, "end_hits": end_hits, "images": np.arange(n, dtype=np.int64)}
+        if fit_images:
+            stats.update(fit_num=fit_num, fit_den=fit_den)
         return self.add(unit, {"matrices": matrices, "end_accuracy": float(end_hits.mean()), "front_accuracy": float(front_hits.mean())},
                         {"per_sample": ("per_sample.npz", stats)})
 
@@ -232,7 +238,15 @@ def test_stitch_intervals_from_per_sample_statistics(study):
         assert out[name]["interval"] == {"method": "percentile bootstrap", "resamples": 300, "level": 0.95, "seed": 5}
         values = np.array(out[name]["values"], dtype=float)
         assert (np.array(out[name]["lower"]) <= values + 1e-12).all() and (values <= np.array(out[name]["upper"]) + 1e-12).all()
-    assert "lower" not in out["DM residual (fit samples)"]  # the fit images are not the test images
+    # the fit residual: the K fit images' own resamples (not the test images'), the fit held fixed and said so
+    fit_idx = [resampled_indices(row) for row in resample_counts(K_FIT, 300, 5)]
+    fit = np.stack([stats["fit_num"][..., i].sum(-1) / stats["fit_den"][..., i].sum(-1) for i in fit_idx])
+    lower, upper = percentile_interval(fit, 0.95)
+    np.testing.assert_allclose(np.array(out["DM residual (fit samples)"]["lower"], dtype=float), lower)
+    np.testing.assert_allclose(np.array(out["DM residual (fit samples)"]["upper"], dtype=float), upper)
+    assert "held fixed" in out["DM residual (fit samples)"]["interval"]["held_fixed"]
+    old = study.stitch("dm", a, b, np.full((3, 3), 0.7), fit_images=0)  # stored before the fit terms were kept
+    assert "lower" not in interval_matrices(study.dir, study.store.get(old.id), settings(bootstrap=50))["DM residual (fit samples)"]
     assert "lower" not in interval_matrices(study.dir, record, settings(bootstrap=0))["DM accuracy"]
 
 

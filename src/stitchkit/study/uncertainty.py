@@ -41,9 +41,14 @@ from .store import UnitRecord
 from .units import resolve_artifacts
 
 #: the artifact that holds a unit kind's per-sample statistics
-STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample", "sensitivity": "per_sample", "specificity": "per_sample"}
+STATISTICS_ARTIFACT = {"stitch": "per_sample", "ood": "scores", "probes": "per_sample", "sensitivity": "per_sample", "specificity": "per_sample",
+                       "train": "per_sample", "network": "per_sample"}
 RANKING_KINDS = ("sensitivity", "specificity")
 PROBE_MATRIX = "probe accuracy"
+FIT_RESIDUAL = "residual (fit samples)"
+#: what the fit residual's interval holds fixed (its interval record says so)
+FIT_HELD_FIXED = ("the map fitted on these images: its per-image terms are resampled with the fit held fixed (the interval covers "
+                  "the evaluation on the fit images, not a refit on another draw of them)")
 AUROC_PREFIX = "AUROC ("
 
 
@@ -116,6 +121,8 @@ def _stitch_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Re
     c = counts(stats["hits"].shape[-1])
     computed = {f"{title} accuracy": lambda: mean_samples(stats["hits"], c),
                 f"{title} residual (test, pooled)": lambda: ratio_samples(stats["residual_num"], stats["residual_den"], c)}
+    if "fit_num" in stats:  # the K fit images, resampled with the map held fixed (their own counts: K images)
+        computed[f"{title} {FIT_RESIDUAL}"] = lambda: ratio_samples(stats["fit_num"], stats["fit_den"], counts(stats["fit_num"].shape[-1]))
     matrices = {name: _aligned(make(), rows, cols, stored[name]) for name, make in computed.items() if name in stored}
     scalars = {f"{who}_accuracy": mean_samples(stats[f"{who}_hits"], c) for who in ("front", "end") if f"{who}_hits" in stats}
     return matrices, scalars, {}
@@ -156,6 +163,11 @@ def _probe_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Res
     return {PROBE_MATRIX: out}, {}, {}
 
 
+def _network_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
+    """The network's clean test accuracy (``test_acc``), per resample."""
+    return {}, {"test_acc": mean_samples(stats["hits"], counts(stats["hits"].shape[-1]))}, {}
+
+
 def resamples_match(stats: dict[str, np.ndarray], counts: Resamples) -> bool:
     """Whether a sensitivity or specificity test kept its measures' values on these resamples."""
     return int(stats.get("resamples", 0)) == counts.resamples and int(stats.get("seed", -1)) == counts.seed
@@ -180,7 +192,7 @@ def _ranking_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: R
 
 SAMPLERS: dict[str, Callable[[UnitRecord, dict[str, np.ndarray], Resamples], Samples]] = {
     "stitch": _stitch_samples, "ood": _ood_samples, "probes": _probe_samples, "sensitivity": _ranking_samples,
-    "specificity": _ranking_samples}
+    "specificity": _ranking_samples, "train": _network_samples, "network": _network_samples}
 
 
 def matrix_samples(study_dir: str | Path, record: UnitRecord, counts: Resamples) -> Samples | None:
@@ -204,8 +216,44 @@ def interval_matrices(study_dir: str | Path, record: UnitRecord, settings: Uncer
         return stored
     for name, samples in sampled[0].items():
         lower, upper = percentile_interval(samples, settings.level)
-        stored[name] = {**stored[name], "lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": settings.spec.record()}
+        record = {**settings.spec.record(), **({"held_fixed": FIT_HELD_FIXED} if name.endswith(FIT_RESIDUAL) else {})}
+        stored[name] = {**stored[name], "lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": record}
     return stored
+
+
+#: the scalars with per-image hits, by unit kind: metric → the hits' array in the unit's statistics
+SCALAR_HITS = {"train": {"test_acc": "hits"}, "network": {"test_acc": "hits"}, "stitch": {"end_accuracy": "end_hits", "front_accuracy": "front_hits"}}
+
+
+def scalar_intervals(study_dir: str | Path, record: UnitRecord, settings: UncertaintySettings) -> dict[str, tuple[float, float]]:
+    """The percentile intervals of the unit's accuracies that per-image hits cover (a network's ``test_acc``,
+    a stitch unit's donors' ``end_accuracy`` / ``front_accuracy``); none with the bootstrap off or without hits."""
+    keys = SCALAR_HITS.get(record.kind)
+    stats = load_statistics(study_dir, record) if keys and settings.bootstrap else None
+    if stats is None:
+        return {}
+    counts = Resamples(settings.bootstrap, settings.seed)
+    return {name: tuple(float(v) for v in percentile_interval(mean_samples(stats[key], counts(stats[key].shape[-1])), settings.level))
+            for name, key in keys.items() if key in stats}
+
+
+def accuracy_intervals(records: Sequence[UnitRecord], study_dir: str | Path, findings: Findings, settings: UncertaintySettings) -> Findings:
+    """Beside each ``end accuracy`` a finding's numbers show (the end network's accuracy on a grid's test
+    images), its interval as ``end accuracy interval`` ([lower, upper]; :func:`scalar_intervals`). Returns ``findings``."""
+    by_label = {r.label: r for r in records}
+
+    def annotate(numbers: dict[str, Any]) -> None:
+        record = by_label.get(numbers.get("grid")) if isinstance(numbers.get("grid"), str) else None
+        if record is not None and "end accuracy" in numbers:
+            bounds = scalar_intervals(study_dir, record, settings).get("end_accuracy")
+            if bounds:
+                numbers["end accuracy interval"] = list(bounds)
+
+    for f in findings.findings:
+        annotate(f.numbers)
+        for entry in f.numbers.get("per pair") or []:
+            annotate(entry)
+    return findings
 
 
 def _nan_as_none(grid: np.ndarray) -> list[list[float | None]]:
@@ -273,7 +321,9 @@ def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, fin
     """Annotate each finding with the fraction of ``settings.verdict_resamples`` bootstrap resamples in which
     its verdict comes out the same (every matrix, donor accuracy and test statistic the claims read
     recomputed on the resample, the same resampled images for every unit on the same test images;
-    thresholds fixed), or why it was not resampled. Returns ``findings``."""
+    thresholds fixed), or why it was not resampled; and the end networks' accuracies it shows with their
+    intervals (:func:`accuracy_intervals`). Returns ``findings``."""
+    accuracy_intervals(records, study_dir, findings, settings)
     resamples = settings.verdict_resamples
     if not resamples:
         for f in findings.findings:
@@ -300,4 +350,4 @@ def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, fin
 
 
 __all__ = ["Resamples", "SAMPLERS", "UncertaintySettings", "interval_matrices", "load_statistics", "matrix_samples", "mean_samples",
-           "ratio_samples", "verdict_robustness"]
+           "ratio_samples", "scalar_intervals", "verdict_robustness"]
