@@ -235,7 +235,10 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     """Two tiny networks through every method: stitch grids (DM, TLM), detectors and the OOD test,
     similarity, probes, sensitivity and specificity; then the report shows their matrices. The study
     folder is given as a relative path, as users type it (units must still find each other's files)."""
-    config = Path(__file__).parent / "configs" / "tiny_study.toml"
+    text = (Path(__file__).parent / "configs" / "tiny_study.toml").read_text()
+    config = tmp_path / "tiny_study.toml"  # the specificity test measures dm_residual too, so that C6 is testable (and resampled)
+    config.write_text(text.replace('measures = ["cka", "procrustes"]\n', 'measures = ["cka", "procrustes", "dm_residual"]\n'))
+    assert config.read_text() != text
     monkeypatch.chdir(tmp_path)
     summary = run_study(config, Path("s"), progress=False)
     assert summary.counts == {"pending": 0, "running": 0, "done": 12, "failed": 0}

@@ -31,6 +31,7 @@ from stitchkit.study.uncertainty import (
     UncertaintySettings,
     interval_matrices,
     mean_samples,
+    scalar_intervals,
     ratio_samples,
     verdict_robustness,
 )
@@ -75,8 +76,12 @@ class Study:
         self.store.set_meta("plan", self.plan)
         return unit
 
-    def network(self, seed):
-        return self.add(Unit("train", {"model": "resnet18", "options": {"width": 4}, "seed": seed}, (), f"train resnet18 s{seed}"), {"test_acc": 0.9})
+    def network(self, seed, hits=None):
+        """A trained network's record; with ``hits``, its per-image clean hits stored as the unit stores them."""
+        unit = Unit("train", {"model": "resnet18", "options": {"width": 4}, "seed": seed}, (), f"train resnet18 s{seed}")
+        if hits is None:
+            return self.add(unit, {"test_acc": 0.9})
+        return self.add(unit, {"test_acc": float(hits.mean())}, {"per_sample": ("per_sample.npz", {"hits": hits, "images": np.arange(hits.size)})})
 
     def stitch(self, method, front, end, p_hit, p_end=0.95, n=N, fit_images=K_FIT):
         """Exactly round(p_hit · n) hits per cell (F × E) on random images, residual terms per test image and
@@ -277,6 +282,26 @@ def test_a_unit_without_per_sample_statistics_keeps_its_matrices(study):
     assert "lower" not in interval_matrices(study.dir, study.store.get(unit.id), settings())["DM accuracy"]
 
 
+def test_base_accuracy_and_the_findings_end_accuracy_get_intervals(study):
+    hits = study.exact_hits(0.8, 200)
+    a, b = study.network(0, hits), study.network(1)
+    unit = study.stitch("dm", a, b, np.where(np.eye(3, dtype=bool), 0.9, 0.2))
+    given = settings(bootstrap=300, seed=2)
+    lower, upper = percentile_interval(np.array([hits[resampled_indices(row)].mean() for row in resample_counts(200, 300, 2)]), 0.95)
+    assert scalar_intervals(study.dir, study.store.get(a.id), given)["test_acc"] == pytest.approx((lower, upper), abs=1e-12)
+    assert scalar_intervals(study.dir, study.store.get(b.id), given) == {}  # stored before the hits were kept
+    assert scalar_intervals(study.dir, study.store.get(a.id), settings(bootstrap=0)) == {}
+    end_hits = np.load(study.dir / "units" / f"stitch-{unit.id}" / "per_sample.npz")["end_hits"]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, given)
+    lower, upper = percentile_interval(np.array([end_hits[resampled_indices(row)].mean() for row in resample_counts(N, 300, 2)]), 0.95)
+    assert findings["C1a"].numbers["end accuracy interval"] == pytest.approx([lower, upper], abs=1e-12)
+    study.store.set_meta("config", {"study": {"name": "s", "dataset": "digits"}, "uncertainty": {"bootstrap": 300, "seed": 2, "verdict_resamples": 5}})
+    rows = list(csv.DictReader((write_report(study.dir).parent / "tables" / "base_accuracy.csv").open()))
+    assert float(rows[0]["test accuracy (lower)"]) <= float(rows[0]["test accuracy"]) <= float(rows[0]["test accuracy (upper)"])
+    assert rows[1]["test accuracy (lower)"] == ""
+
+
 # -- the verdicts' robustness ---------------------------------------------------------------------------
 def c1a_hand(hits, end_hits, counts, match=0.9, most=0.75):
     """C1a by hand on every resample: the fraction of corresponding layers reaching match ≥ most."""
@@ -362,12 +387,29 @@ def test_c6_not_resampled_when_the_tests_kept_other_resamples_or_none(study):
     study.ranking("sensitivity", nets, 30, seed=1)
     study.ranking("specificity", nets, 30, seed=1, keep=False)  # run before the tests kept per-sample statistics
     records = study.records()
-    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=1))
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=2))
     assert findings["C6"].robustness is None
-    assert "kept its measures' values on 30 resamples (seed 1), not the study's 40 (seed 1)" in findings["C6"].robustness_note
+    assert "kept its measures' values on 30 resamples (seed 1), none of the study's 40 (seed 2)" in findings["C6"].robustness_note
     assert "--rerun sensitivity" in findings["C6"].robustness_note
     again = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=30, seed=1))
     assert again["C6"].robustness is not None and "specificity test entirely" in again["C6"].robustness_note
+
+
+def test_c6_is_counted_on_the_first_resamples_the_tests_kept(study):
+    """The tests keep their indices on the first similarity_bootstrap of the verdict resamples (a smaller draw
+    of the same seed is the larger one's prefix): C6 is counted on those, the other claims on all."""
+    assert np.array_equal(resample_counts(N, 200, 3)[:25], resample_counts(N, 25, 3))
+    nets = [study.network(seed) for seed in range(3)]
+    tests = [study.ranking(kind, nets, 25, seed=3) for kind in ("sensitivity", "specificity")]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=60, seed=3))
+    supported = c6_hand(tests, resample_counts(N, 25, 3))
+    same = supported if findings["C6"].verdict == "supported" else ~supported
+    assert findings["C6"].robustness == pytest.approx(same.mean())
+    assert f"in {int(same.sum())} of 25 bootstrap resamples of the test images (the first 25 of the study's 60" in findings["C6"].robustness_note
+    fewer = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=10, seed=3))
+    assert fewer["C6"].robustness == pytest.approx(same[:10].mean())
+    assert "of 10 bootstrap resamples" in fewer["C6"].robustness_note and "the first" not in fewer["C6"].robustness_note
 
 
 # -- the report -----------------------------------------------------------------------------------------

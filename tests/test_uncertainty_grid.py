@@ -223,6 +223,14 @@ def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
     r = sure.pair(FRONTS[0], ENDS[1])
     assert rel[FRONTS[0], ENDS[1]] == r.accuracy / r.end_accuracy and rel.ci(FRONTS[0], ENDS[1]) == tuple(r.relative_accuracy_ci)
     assert sure.matrices["accuracy"].has_interval
+    # the per-pair table: each metric's bounds right after it (relative accuracy's at the end), none without a bootstrap
+    table = sure.table()
+    at = table.columns.index("accuracy")
+    assert table.columns[at + 1:at + 3] == ["accuracy (lower)", "accuracy (upper)"] and table.columns[-2:] == [
+        "relative_accuracy (lower)", "relative_accuracy (upper)"]
+    row = next(row for row in table.rows if (row["front_layer"], row["end_layer"]) == (FRONTS[0], ENDS[1]))
+    assert [row["residual (lower)"], row["residual (upper)"]] == r.residual_ci
+    assert not any("(lower)" in c for c in plain.table().columns)
     assert plain.ci("accuracy", level=0.5).interval["level"] == 0.5
     with pytest.raises(StitchkitError, match="metric with an interval"):
         plain.ci("fit_residual")

@@ -244,7 +244,7 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment, _schedule(p, "probe_"))
     settings = GroundingSettings(
         measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe, probe_cache=str(ctx.cache_dir / "probe_cache.json"),
-        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, bootstrap=ctx.settings.get("verdict_resamples", 0),
+        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, bootstrap=ctx.settings.get("ranking_resamples", 0),
         bootstrap_seed=ctx.settings.get("uncertainty_seed", 0), **vars(ctx.run),
     )
     if test == "sensitivity":

@@ -3,8 +3,12 @@ store (issue 19), so that switching ``[uncertainty]`` on re-runs no stitch, OOD 
 
 Every unit that measures something on test images stores, whatever the settings, what each image
 contributed (the CONTRACT formats): a stitch unit its hits and residual numerators and denominators per
-image (``per_sample.npz``), an OOD unit its detector scores and activation norms per image
-(``scores.npz``), a probes unit its probes' hits per image (``per_sample.npz``). A bootstrap resample is
+test image and its fit residual's per fit image, the map held fixed (``per_sample.npz``), an OOD unit its
+detector scores and activation norms per image (``scores.npz``), a probes unit its probes' hits per image
+and a network (``train`` / ``network``) unit its clean hits (``per_sample.npz``), a sensitivity or
+specificity test its probes' hits and its indices' values on the verdict resamples
+(``per_sample.npz``, :mod:`stitchkit.sensitivity.per_sample`: an index is no sum over images, so the
+test computes it on the resamples the study passes it, outside its identity). A bootstrap resample is
 a row of counts (:func:`~stitchkit.uncertainty.bootstrap.resample_counts`), the same for every unit on
 the same number of test images, so
 
@@ -28,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..sensitivity.per_sample import fixed_parts, resampled_agreements
+from ..sensitivity.per_sample import VALUES, fixed_parts, resampled_agreements, resampled_measures
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples, ratio_samples
 from ..uncertainty.stitch_scores import SEP, metric_samples
@@ -168,25 +172,30 @@ def _network_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: R
     return {}, {"test_acc": mean_samples(stats["hits"], counts(stats["hits"].shape[-1]))}, {}
 
 
-def resamples_match(stats: dict[str, np.ndarray], counts: Resamples) -> bool:
-    """Whether a sensitivity or specificity test kept its measures' values on these resamples."""
-    return int(stats.get("resamples", 0)) == counts.resamples and int(stats.get("seed", -1)) == counts.seed
+def kept_resamples(stats: dict[str, np.ndarray], counts: Resamples) -> int:
+    """On how many of these resamples a sensitivity or specificity test kept its measures' values: their
+    first ``min(kept, resamples)`` (of two draws with the same seed, the smaller is the larger's prefix),
+    0 when it kept none of them (another seed, or no values)."""
+    kept = int(stats.get("resamples", 0))
+    return min(kept, counts.resamples) if int(stats.get("seed", -1)) == counts.seed and kept > 0 and resampled_measures(stats) else 0
 
 
 def _ranking_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: Resamples) -> Samples:
     """The test's statistics table on each resample: the pooled rows of the resampled measures recomputed
     (:func:`~stitchkit.sensitivity.per_sample.resampled_agreements`), the other rows as stored; nothing
-    when the test kept other resamples than these."""
-    if not resamples_match(stats, counts):
+    when the test kept none of these resamples (it may keep only their first few, :func:`kept_resamples`)."""
+    kept = kept_resamples(stats, counts)
+    if not kept:
         return {}, {}, {}
-    agreements = resampled_agreements(stats, counts(stats["hits"].shape[1]) if stats["hits"].size else None)
+    first = {**stats, **{f"{VALUES}{m}": stats[f"{VALUES}{m}"][:kept] for m in resampled_measures(stats)}}
+    agreements = resampled_agreements(first, counts(stats["hits"].shape[1])[:kept] if stats["hits"].size else None)
     tables: dict[str, list[list[dict[str, Any]]]] = {}
     for name, rows in (record.metrics.get("tables") or {}).items():
         if not name.startswith(f"{record.kind} test"):
             continue
         tables[name] = [[{**row, **{k: v for k, v in agreements[row["measure"]][b].to_dict().items() if k in row}}
                          if row.get("scope") == "pooled" and row.get("measure") in agreements else row for row in rows]
-                        for b in range(counts.resamples)]
+                        for b in range(kept)]
     return {}, {}, tables
 
 
@@ -267,8 +276,8 @@ def _resampled(record: UnitRecord, samples: Samples, b: int) -> UnitRecord:
     stored = record.metrics.get("matrices") or {}
     metrics = {**record.metrics, **{name: float(values[b]) for name, values in scalars.items()},
                "matrices": {**stored, **{name: {**stored[name], "values": grid[b]} for name, grid in matrices.items()}}}
-    if tables:
-        metrics["tables"] = {**(record.metrics.get("tables") or {}), **{name: rows[b] for name, rows in tables.items()}}
+    if tables:  # a test kept only its first few resamples: past them it reads as stored (and its claims are not counted)
+        metrics["tables"] = {**(record.metrics.get("tables") or {}), **{name: rows[b] for name, rows in tables.items() if b < len(rows)}}
     return dataclasses.replace(record, metrics=metrics)
 
 
@@ -298,9 +307,9 @@ def _ranking_notes(records: Sequence[UnitRecord], study_dir: str | Path, counts:
         stats = load_statistics(study_dir, r) if r.kind in RANKING_KINDS else None
         if stats is None:
             continue
-        if not resamples_match(stats, counts):
+        if not kept_resamples(stats, counts):
             mismatched[r.id] = (f"{r.label} kept its measures' values on {int(stats.get('resamples', 0))} resamples (seed {int(stats.get('seed', 0))}), "
-                                f"not the study's {counts.resamples} (seed {counts.seed}); run it again (--rerun {r.kind}) to measure it")
+                                f"none of the study's {counts.resamples} (seed {counts.seed}); run it again (--rerun {r.kind}) to measure it")
             continue
         measures = [row["measure"] for rows in (r.metrics.get("tables") or {}).values() for row in rows if row.get("scope") == "pooled"]
         held[r.id] = [f"{r.label}: " + "; ".join(["the comparisons (networks, layers, ranks) the rank correlation runs over, and the probes' "
@@ -334,17 +343,22 @@ def verdict_robustness(records: Sequence[UnitRecord], study_dir: str | Path, fin
     mismatched, held = _ranking_notes(records, study_dir, counts)
     by_label = {r.label: r for r in records}
     notes = {f.claim: _not_resampled(f.units, by_label, set(samples), mismatched) for f in findings.findings}
+    # a finding is counted on the resamples all its units kept (the tests keep only the first few: similarity_bootstrap)
+    kept = {r.id: min((len(rows) for rows in samples[r.id][2].values()), default=resamples) if r.id in samples else resamples for r in records}
+    measured = {f.claim: min((kept[by_label[u].id] for u in f.units if u in by_label), default=resamples) for f in findings.findings}
     same = {f.claim: 0 for f in findings.findings}
     for b in range(resamples):  # the claim functions run per resample; the matrices were recomputed for all at once
         again = compute_findings([_resampled(r, samples[r.id], b) if r.id in samples else r for r in records], findings_settings)
         for f in findings.findings:
-            same[f.claim] += again[f.claim].verdict == f.verdict
+            same[f.claim] += b < measured[f.claim] and again[f.claim].verdict == f.verdict
     for f in findings.findings:
         if notes[f.claim] is not None:
             f.robustness, f.robustness_note = None, notes[f.claim]
         else:
-            f.robustness = same[f.claim] / resamples
-            f.robustness_note = (f"the verdict comes out {f.verdict!r} in {same[f.claim]} of {resamples} bootstrap resamples of the test images "
+            n = measured[f.claim]
+            f.robustness = same[f.claim] / n
+            first = f" (the first {n} of the study's {resamples}: the tests keep their indices on similarity_bootstrap of them)" if n < resamples else ""
+            f.robustness_note = (f"the verdict comes out {f.verdict!r} in {same[f.claim]} of {n} bootstrap resamples of the test images{first} "
                                  f"(seed {settings.seed}){_held_fixed(f.units, by_label, set(samples), held)}")
     return findings
 
