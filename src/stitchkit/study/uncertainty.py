@@ -218,7 +218,7 @@ def interval_matrices(study_dir: str | Path, record: UnitRecord, settings: Uncer
     (percentile intervals of ``settings.bootstrap`` resamples) and the ``interval`` record; the others
     (and all of them with the bootstrap off) as stored."""
     stored = dict(record.metrics.get("matrices") or {})
-    if not settings.bootstrap:
+    if not settings.bootstrap or not stored:  # (the tests and the networks have statistics but no matrices)
         return stored
     sampled = matrix_samples(study_dir, record, Resamples(settings.bootstrap, settings.seed))
     if sampled is None:
