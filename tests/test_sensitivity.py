@@ -176,11 +176,17 @@ def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     settings = GroundingSettings(
         measures=["cka", "dm_residual", "dm_accuracy"], n_samples=64, probe=ProbeConfig(epochs=1, batch_size=256, augment=False),
-        stitch_test_samples=64, stitch_fit_samples=16, device="cpu", verbose=False,
+        stitch_test_samples=64, stitch_fit_samples=16, device="cpu", verbose=False, bootstrap=4, bootstrap_seed=2,
     )
     report = run_grounding_test("sensitivity", models, "digits", layers=["layer4.1"], ranks=[4], settings=settings)
     assert report.measures() == ["cka", "dm_residual", "dm_accuracy"]
     assert len(report.points) == 3 * 2 * (2 * 2 - 1)
+    # what the pass kept per image: every probe's hits (their means are the scores) and the array measures on 4 resamples
+    kept = report.samples
+    assert kept["hits"].shape[0] == len(kept["reps"]) == 4 and kept["hits"].shape[1] > 64
+    np.testing.assert_allclose(kept["hits"].mean(axis=1), kept["scores"][kept["hits_of"]], atol=1e-12)
+    assert kept["values|cka"].shape == kept["values|dm_residual"].shape == (4, 6) and "values|dm_accuracy" not in kept
+    assert int(kept["resamples"]) == 4 and int(kept["seed"]) == 2
     dm = [p for p in report.points if p["measure"] == "dm_accuracy"]
     assert all(0.0 <= p["value"] <= 1.0 for p in dm)
     assert report.info["probe_accuracy"] and report.info["seconds"]["stitching"] > 0

@@ -25,6 +25,7 @@ from stitchkit.study import runner as runner_module
 from stitchkit.study.artifact_names import artifact_stem
 from stitchkit.study.ood_records import NORM_RATIO_CAPTION, NORM_RATIO_MATRIX, SCORE_TABLE
 from stitchkit.study.report import write_report
+from stitchkit.study.uncertainty import UncertaintySettings, interval_matrices, scalar_intervals
 from stitchkit.study.units import Unit, register_unit_kind
 
 DISABLED = "\n".join(f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity"))
@@ -237,7 +238,10 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     """Two tiny networks through every method: stitch grids (DM, TLM), detectors and the OOD test,
     similarity, probes, sensitivity and specificity; then the report shows their matrices. The study
     folder is given as a relative path, as users type it (units must still find each other's files)."""
-    config = Path(__file__).parent / "configs" / "tiny_study.toml"
+    text = (Path(__file__).parent / "configs" / "tiny_study.toml").read_text()
+    config = tmp_path / "tiny_study.toml"  # the specificity test measures dm_residual too, so that C6 is testable (and resampled)
+    config.write_text(text.replace('measures = ["cka", "procrustes"]\n', 'measures = ["cka", "procrustes", "dm_residual"]\n'))
+    assert config.read_text() != text
     monkeypatch.chdir(tmp_path)
     summary = run_study(config, Path("s"), progress=False)
     assert summary.counts == {"pending": 0, "running": 0, "done": 12, "failed": 0}
@@ -269,6 +273,27 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     _check_readable_report(by_kind, tmp_path / "s", text)
     for unit in by_kind["ood"]:
         _check_ood_explanations(unit, tmp_path / "s", text)
+    _check_how_sure(tmp_path / "s", [r for rs in by_kind.values() for r in rs])
+
+
+def _check_how_sure(study_dir, records):
+    """Issue 19: every matrix of the study gets an interval, every network's test accuracy too, and C6 (the
+    sensitivity and specificity tests) a robustness, its resamples made from what the tests kept."""
+    settings = UncertaintySettings.from_config({})
+    for r in records:
+        for name, entry in interval_matrices(study_dir, r, settings).items():
+            assert entry.get("lower") is not None and entry.get("upper") is not None, (r.label, name)
+        if r.kind == "train":
+            lower, upper = scalar_intervals(study_dir, r, settings)["test_acc"]
+            assert lower <= r.metrics["test_acc"] <= upper
+    findings = json.loads((study_dir / "report" / "findings.json").read_text())
+    c6 = next(f for f in findings["findings"] if f["claim"] == "C6")
+    assert c6["verdict"] in ("supported", "not supported") and 0 <= c6["robustness"] <= 1, c6
+    note = c6["robustness_note"]
+    assert "held fixed: sensitivity " in note and "| specificity " in note and "the comparisons" in note
+    assert "cached without per-image hits" not in note  # the probes units' probes, shared through the cache, kept their hits
+    base = (study_dir / "report" / "tables" / "base_accuracy.csv").read_text().splitlines()[0]
+    assert "test accuracy (lower)" in base and "test accuracy (upper)" in base
 
 
 def _check_readable_report(by_kind, study_dir, text):

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from stitchkit.errors import StitchkitError
 from stitchkit.ood.metrics import ood_metrics
+from stitchkit.sensitivity.comparisons import sensitivity_comparisons
+from stitchkit.sensitivity.per_sample import sample_arrays
+from stitchkit.sensitivity.report import grounding_report
 from stitchkit.study import Store, validate
 from stitchkit.study import uncertainty as study_uncertainty
 from stitchkit.study.config import load_config
@@ -27,6 +31,7 @@ from stitchkit.study.uncertainty import (
     UncertaintySettings,
     interval_matrices,
     mean_samples,
+    scalar_intervals,
     ratio_samples,
     verdict_robustness,
 )
@@ -36,6 +41,7 @@ from stitchkit.uncertainty.bootstrap import percentile_interval, resample_counts
 TINY = Path(__file__).parent / "configs" / "tiny_study.toml"
 LAYERS = ["l0", "l1", "l2"]
 N = 120
+K_FIT = 40
 
 
 def resampled_indices(counts_row):
@@ -70,24 +76,33 @@ class Study:
         self.store.set_meta("plan", self.plan)
         return unit
 
-    def network(self, seed):
-        return self.add(Unit("train", {"model": "resnet18", "options": {"width": 4}, "seed": seed}, (), f"train resnet18 s{seed}"), {"test_acc": 0.9})
+    def network(self, seed, hits=None):
+        """A trained network's record; with ``hits``, its per-image clean hits stored as the unit stores them."""
+        unit = Unit("train", {"model": "resnet18", "options": {"width": 4}, "seed": seed}, (), f"train resnet18 s{seed}")
+        if hits is None:
+            return self.add(unit, {"test_acc": 0.9})
+        return self.add(unit, {"test_acc": float(hits.mean())}, {"per_sample": ("per_sample.npz", {"hits": hits, "images": np.arange(hits.size)})})
 
-    def stitch(self, method, front, end, p_hit, p_end=0.95, n=N):
-        """Exactly round(p_hit · n) hits per cell (F × E) on random images; the stored matrices are exactly what they give."""
+    def stitch(self, method, front, end, p_hit, p_end=0.95, n=N, fit_images=K_FIT):
+        """Exactly round(p_hit · n) hits per cell (F × E) on random images, residual terms per test image and
+        (``fit_images`` > 0) per fit image; the stored matrices are exactly what they give."""
         p_hit = np.asarray(p_hit, dtype=float)
         hits = np.stack([self.exact_hits(p, n) for p in p_hit.ravel()]).reshape(*p_hit.shape, n)
         num, den = self.rng.gamma(2.0, 1.0, (*p_hit.shape, n)), self.rng.gamma(4.0, 1.0, (*p_hit.shape, n))
+        fit_num, fit_den = self.rng.gamma(1.0, 1.0, (*p_hit.shape, fit_images)), self.rng.gamma(5.0, 1.0, (*p_hit.shape, fit_images))
         end_hits, front_hits = self.exact_hits(p_end, n), self.exact_hits(0.9, n)
         title = {"dm": "DM", "tlm": "TLM"}[method]
         matrices = {f"{title} accuracy": grid(hits.mean(-1)),
                     f"{title} residual (test, pooled)": grid(num.sum(-1) / den.sum(-1), kind="distance", value_range=(0, None)),
-                    f"{title} residual (fit samples)": grid(np.ones(p_hit.shape), kind="distance", value_range=(0, None))}
+                    f"{title} residual (fit samples)": grid(fit_num.sum(-1) / fit_den.sum(-1) if fit_images else np.ones(p_hit.shape),
+                                                             kind="distance", value_range=(0, None))}
         names = [u.label.split(" ", 1)[1] for u in (front, end)]
         unit = Unit("stitch", {"method": method, "front_layers": LAYERS, "end_layers": LAYERS, "seed": 0}, (front.id, end.id),
                     f"stitch {method} {names[0]}→{names[1]}")
         stats = {"front_layers": np.array(LAYERS), "end_layers": np.array(LAYERS), "hits": hits, "residual_num": num, "residual_den": den,
                  "front_hits": front_hits, "end_hits": end_hits, "images": np.arange(n, dtype=np.int64)}
+        if fit_images:
+            stats.update(fit_num=fit_num, fit_den=fit_den)
         return self.add(unit, {"matrices": matrices, "end_accuracy": float(end_hits.mean()), "front_accuracy": float(front_hits.mean())},
                         {"per_sample": ("per_sample.npz", stats)})
 
@@ -130,6 +145,26 @@ class Study:
                                                                       "permutations": 20})
         names = [u.label.split(" ", 1)[1] for u in (a, b)]
         return self.add(Unit("similarity", {"measures": ["cka"]}, (a.id, b.id), f"similarity {names[0]}↔{names[1]}"), {"matrices": {"cka": entry}})
+
+    def ranking(self, kind, networks, resamples, seed=0, n_test=N, keep=True):
+        """A sensitivity or specificity test's record (its table from :func:`grounding_report`) and, with
+        ``keep``, its per-sample file (probe hits, cka and dm_residual values on each resample)."""
+        names = [u.label.split(" ", 1)[1] for u in networks]
+        comparisons = sensitivity_comparisons(names, ["z"], [2, 1])
+        reps = list(dict.fromkeys([c.reference for c in comparisons] + [c.candidate for c in comparisons]))
+        hits = {rep: self.exact_hits(0.9 - 0.2 * (rep.rank is not None) - 0.15 * (rep.rank == 1), n_test) for rep in reps}
+        scores = {rep: float(h.mean()) for rep, h in hits.items()}
+        gap = np.array([abs(scores[c.reference] - scores[c.candidate]) for c in comparisons])
+        # dm_residual tracks the functional difference with noise; cka a little less well
+        values = {"dm_residual": np.clip(gap + self.rng.normal(0, 0.08, (resamples, gap.size)), 0, 1),
+                  "cka": np.clip(1 - gap + self.rng.normal(0, 0.1, (resamples, gap.size)), 0, 1)}
+        report = grounding_report(kind, comparisons, scores, {m: v.mean(0).tolist() for m, v in values.items()})
+        table = [{k: row[k] for k in ("measure", "scope", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction", "n")}
+                 for row in report.stats if row["group"] == "all"]
+        unit = Unit(kind, {"measures": ["cka", "dm_residual"]}, tuple(u.id for u in networks), f"{kind} test")
+        artifacts = {"per_sample": ("per_sample.npz", sample_arrays(comparisons, scores, hits, values, seed=seed))} if keep else None
+        self.add(unit, {"tables": {f"{kind} test (Spearman ρ, Kendall τ, one-sided p, bad pairs)": table}}, artifacts)
+        return comparisons, reps, hits, values
 
     def records(self):
         order = {i: k for k, i in enumerate(self.plan)}
@@ -208,7 +243,15 @@ def test_stitch_intervals_from_per_sample_statistics(study):
         assert out[name]["interval"] == {"method": "percentile bootstrap", "resamples": 300, "level": 0.95, "seed": 5}
         values = np.array(out[name]["values"], dtype=float)
         assert (np.array(out[name]["lower"]) <= values + 1e-12).all() and (values <= np.array(out[name]["upper"]) + 1e-12).all()
-    assert "lower" not in out["DM residual (fit samples)"]  # the fit images are not the test images
+    # the fit residual: the K fit images' own resamples (not the test images'), the fit held fixed and said so
+    fit_idx = [resampled_indices(row) for row in resample_counts(K_FIT, 300, 5)]
+    fit = np.stack([stats["fit_num"][..., i].sum(-1) / stats["fit_den"][..., i].sum(-1) for i in fit_idx])
+    lower, upper = percentile_interval(fit, 0.95)
+    np.testing.assert_allclose(np.array(out["DM residual (fit samples)"]["lower"], dtype=float), lower)
+    np.testing.assert_allclose(np.array(out["DM residual (fit samples)"]["upper"], dtype=float), upper)
+    assert "held fixed" in out["DM residual (fit samples)"]["interval"]["held_fixed"]
+    old = study.stitch("dm", a, b, np.full((3, 3), 0.7), fit_images=0)  # stored before the fit terms were kept
+    assert "lower" not in interval_matrices(study.dir, study.store.get(old.id), settings(bootstrap=50))["DM residual (fit samples)"]
     assert "lower" not in interval_matrices(study.dir, record, settings(bootstrap=0))["DM accuracy"]
 
 
@@ -237,6 +280,26 @@ def test_a_unit_without_per_sample_statistics_keeps_its_matrices(study):
     a, b = study.network(0), study.network(1)
     unit = study.add(Unit("stitch", {"method": "dm", "seed": 0}, (a.id, b.id), "stitch dm s0→s1"), {"matrices": {"DM accuracy": grid(np.eye(3))}})
     assert "lower" not in interval_matrices(study.dir, study.store.get(unit.id), settings())["DM accuracy"]
+
+
+def test_base_accuracy_and_the_findings_end_accuracy_get_intervals(study):
+    hits = study.exact_hits(0.8, 200)
+    a, b = study.network(0, hits), study.network(1)
+    unit = study.stitch("dm", a, b, np.where(np.eye(3, dtype=bool), 0.9, 0.2))
+    given = settings(bootstrap=300, seed=2)
+    lower, upper = percentile_interval(np.array([hits[resampled_indices(row)].mean() for row in resample_counts(200, 300, 2)]), 0.95)
+    assert scalar_intervals(study.dir, study.store.get(a.id), given)["test_acc"] == pytest.approx((lower, upper), abs=1e-12)
+    assert scalar_intervals(study.dir, study.store.get(b.id), given) == {}  # stored before the hits were kept
+    assert scalar_intervals(study.dir, study.store.get(a.id), settings(bootstrap=0)) == {}
+    end_hits = np.load(study.dir / "units" / f"stitch-{unit.id}" / "per_sample.npz")["end_hits"]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, given)
+    lower, upper = percentile_interval(np.array([end_hits[resampled_indices(row)].mean() for row in resample_counts(N, 300, 2)]), 0.95)
+    assert findings["C1a"].numbers["end accuracy interval"] == pytest.approx([lower, upper], abs=1e-12)
+    study.store.set_meta("config", {"study": {"name": "s", "dataset": "digits"}, "uncertainty": {"bootstrap": 300, "seed": 2, "verdict_resamples": 5}})
+    rows = list(csv.DictReader((write_report(study.dir).parent / "tables" / "base_accuracy.csv").open()))
+    assert float(rows[0]["test accuracy (lower)"]) <= float(rows[0]["test accuracy"]) <= float(rows[0]["test accuracy (upper)"])
+    assert rows[1]["test accuracy (lower)"] == ""
 
 
 # -- the verdicts' robustness ---------------------------------------------------------------------------
@@ -288,6 +351,65 @@ def test_c5_robustness_uses_the_same_images_for_stitches_and_scores(study):
     records = study.records()
     findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=20))
     assert findings["C5"].verdict == "supported" and findings["C5"].robustness == 1.0 and not findings["C5"].fragile
+
+
+def c6_hand(tests, counts_test, alpha=0.05, tolerance=0.05):
+    """C6 on each resample, from the resampled images directly: in both tests dm_residual's Spearman ρ is
+    significantly positive and not below cka's by more than the tolerance."""
+    out = []
+    for b, row in enumerate(counts_test):
+        idx = np.repeat(np.arange(row.size), row)
+        ok = True
+        for comparisons, reps, hits, values in tests:
+            acc = {rep: hits[rep][idx].mean() for rep in reps}
+            f = [abs(acc[c.reference] - acc[c.candidate]) for c in comparisons]
+            dm = sps.spearmanr(values["dm_residual"][b], f, alternative="greater")
+            cka = sps.spearmanr(1 - values["cka"][b], f).statistic
+            ok &= bool(dm.statistic > 0 and dm.pvalue < alpha and dm.statistic >= cka - tolerance)
+        out.append(ok)
+    return np.array(out)
+
+
+def test_c6_robustness_equals_the_verdict_recomputed_on_the_resampled_images(study):
+    nets = [study.network(seed) for seed in range(3)]
+    tests = [study.ranking(kind, nets, 40, seed=3) for kind in ("sensitivity", "specificity")]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=3))
+    supported = c6_hand(tests, resample_counts(N, 40, 3))
+    same = supported if findings["C6"].verdict == "supported" else ~supported
+    assert 0 < same.mean() and findings["C6"].robustness == pytest.approx(same.mean())
+    note = findings["C6"].robustness_note
+    assert "of 40 bootstrap resamples" in note and "held fixed: sensitivity test: the comparisons" in note and "specificity test" in note
+
+
+def test_c6_not_resampled_when_the_tests_kept_other_resamples_or_none(study):
+    nets = [study.network(seed) for seed in range(2)]
+    study.ranking("sensitivity", nets, 30, seed=1)
+    study.ranking("specificity", nets, 30, seed=1, keep=False)  # run before the tests kept per-sample statistics
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=2))
+    assert findings["C6"].robustness is None
+    assert "kept its measures' values on 30 resamples (seed 1), none of the study's 40 (seed 2)" in findings["C6"].robustness_note
+    assert "--rerun sensitivity" in findings["C6"].robustness_note
+    again = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=30, seed=1))
+    assert again["C6"].robustness is not None and "specificity test entirely" in again["C6"].robustness_note
+
+
+def test_c6_is_counted_on_the_first_resamples_the_tests_kept(study):
+    """The tests keep their indices on the first similarity_bootstrap of the verdict resamples (a smaller draw
+    of the same seed is the larger one's prefix): C6 is counted on those, the other claims on all."""
+    assert np.array_equal(resample_counts(N, 200, 3)[:25], resample_counts(N, 25, 3))
+    nets = [study.network(seed) for seed in range(3)]
+    tests = [study.ranking(kind, nets, 25, seed=3) for kind in ("sensitivity", "specificity")]
+    records = study.records()
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=60, seed=3))
+    supported = c6_hand(tests, resample_counts(N, 25, 3))
+    same = supported if findings["C6"].verdict == "supported" else ~supported
+    assert findings["C6"].robustness == pytest.approx(same.mean())
+    assert f"in {int(same.sum())} of 25 bootstrap resamples of the test images (the first 25 of the study's 60" in findings["C6"].robustness_note
+    fewer = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=10, seed=3))
+    assert fewer["C6"].robustness == pytest.approx(same[:10].mean())
+    assert "of 10 bootstrap resamples" in fewer["C6"].robustness_note and "the first" not in fewer["C6"].robustness_note
 
 
 # -- the report -----------------------------------------------------------------------------------------

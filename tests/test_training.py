@@ -4,6 +4,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -142,6 +143,8 @@ def test_evaluate_matches_the_training_run(tmp_path):
     result = train_model(settings(tmp_path))
     ev = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False)
     assert ev["dataset"] == "digits"
-    assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"])
+    assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"]) and "hits" not in ev
+    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False, batch_size=100, keep_hits=True)
+    assert kept["hits"].dtype == np.uint8 and kept["hits"].size == kept["n"] and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
     with pytest.raises(StitchkitError, match="channels"):
         evaluate_model(str(tmp_path / "run" / "final.pt"), dataset="cifar10", device="cpu", workers=0, progress=False)

@@ -61,6 +61,8 @@ def test_the_records_numbers_are_their_per_image_statistics(grouped):
         assert r.residual == s.residual_num.sum() / s.residual_den.sum()
         assert r.end_accuracy == s.end_hits.mean() and r.front_accuracy == s.front_hits.mean()
         np.testing.assert_array_equal(s.images, np.arange(90))
+        # the fit residual from the least-squares statistics, and from each fit image's terms with the map held fixed
+        assert s.fit_num.size == s.fit_den.size == r.n_fit and r.fit_residual == pytest.approx(s.fit_num.sum() / s.fit_den.sum(), rel=1e-6)
 
 
 def test_the_per_pair_path_keeps_the_same_arrays_as_the_grouped_one(donors, grouped):
@@ -72,6 +74,8 @@ def test_the_per_pair_path_keeps_the_same_arrays_as_the_grouped_one(donors, grou
             np.testing.assert_array_equal(getattr(a.samples, name), getattr(b.samples, name))
         np.testing.assert_allclose(a.samples.residual_num, b.samples.residual_num, rtol=1e-5)
         np.testing.assert_allclose(a.samples.residual_den, b.samples.residual_den, rtol=1e-5)
+        np.testing.assert_allclose(a.samples.fit_num, b.samples.fit_num, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(a.samples.fit_den, b.samples.fit_den, rtol=1e-5)
 
 
 def test_run_folders_keep_the_statistics_beside_the_result(grouped):
@@ -94,6 +98,8 @@ def test_grid_arrays_stack_the_cells_in_the_contract_layout(grouped):
     assert np.array_equal(arrays["hits"].mean(-1), accuracy)
     assert np.array_equal(arrays["residual_num"].sum(-1) / arrays["residual_den"].sum(-1), residual)
     assert list(arrays["front_layers"]) == FRONTS and list(arrays["end_layers"]) == ENDS
+    fit = np.array([[r.fit_residual for r in results[:2]], [r.fit_residual for r in results[2:]]])
+    np.testing.assert_allclose(arrays["fit_num"].sum(-1) / arrays["fit_den"].sum(-1), fit, rtol=1e-6)
     with pytest.raises(StitchkitError, match="no per-sample statistics"):
         grid_arrays({}, FRONTS, ENDS)
 
@@ -152,6 +158,13 @@ def test_pair_samples_refuse_mismatched_lengths(tmp_path):
     s = PairSamples(np.ones(3), np.ones(3), np.ones(3), np.zeros(3), None, np.arange(3))
     s.save(tmp_path / "x.npz")
     assert set(read_npz(tmp_path / "x.npz")) == {"hits", "residual_num", "residual_den", "images", "end_hits"}
+    with pytest.raises(StitchkitError, match="both numerators and denominators"):
+        PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5))
+    with pytest.raises(StitchkitError, match="two vectors of one length"):
+        PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.ones(4))
+    kept = PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.full(5, 2.0))
+    kept.save(tmp_path / "y.npz")
+    assert PairSamples.load(tmp_path / "y.npz").fit_den.tolist() == [2.0] * 5
 
 
 def test_the_donors_hits_come_from_the_activation_cache_when_their_pass_is_skipped(donors, grouped, tmp_path):
@@ -210,6 +223,14 @@ def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
     r = sure.pair(FRONTS[0], ENDS[1])
     assert rel[FRONTS[0], ENDS[1]] == r.accuracy / r.end_accuracy and rel.ci(FRONTS[0], ENDS[1]) == tuple(r.relative_accuracy_ci)
     assert sure.matrices["accuracy"].has_interval
+    # the per-pair table: each metric's bounds right after it (relative accuracy's at the end), none without a bootstrap
+    table = sure.table()
+    at = table.columns.index("accuracy")
+    assert table.columns[at + 1:at + 3] == ["accuracy (lower)", "accuracy (upper)"] and table.columns[-2:] == [
+        "relative_accuracy (lower)", "relative_accuracy (upper)"]
+    row = next(row for row in table.rows if (row["front_layer"], row["end_layer"]) == (FRONTS[0], ENDS[1]))
+    assert [row["residual (lower)"], row["residual (upper)"]] == r.residual_ci
+    assert not any("(lower)" in c for c in plain.table().columns)
     assert plain.ci("accuracy", level=0.5).interval["level"] == 0.5
     with pytest.raises(StitchkitError, match="metric with an interval"):
         plain.ci("fit_residual")
@@ -241,3 +262,11 @@ def test_the_cli_prints_intervals_and_collect_writes_bounds(donors, tmp_path, ca
     assert group["bounds"]["residual"]["upper"][0][0] == run.residual_ci[1]
     assert group["interval"]["resamples"] == 200 and group["interval"]["n"] == 90
     assert (tmp_path / "results" / "dm" / "accuracy.lower.csv").is_file()
+
+
+def test_a_trained_stitchs_fit_residual_is_its_fit_images_terms(donors):
+    """Task loss matching: the statistics and the per-image terms come from one pass over the fit images."""
+    (result,) = stitch_grid(*donors, ["layer3.1"], ["layer4.0"], _settings(init="rand", epochs=1, train_samples=64, fit_samples=48))
+    s = result.samples
+    assert s.fit_num.size == 48 and (s.fit_num >= 0).all() and (s.fit_den > 0).all()
+    assert result.fit_residual == pytest.approx(s.fit_num.sum() / s.fit_den.sum(), rel=1e-6)

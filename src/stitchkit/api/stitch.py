@@ -138,9 +138,19 @@ class StitchGridResult(Described):
         return {metric: self.matrix(metric) for metric in ("accuracy", "residual")}
 
     def table(self) -> Table:
-        """One row per pair (:data:`PAIR_COLUMNS`)."""
-        rows = [{c: getattr(r, c) for c in PAIR_COLUMNS} for r in self.pairs]
-        return Table(rows, list(PAIR_COLUMNS), name=f"{self.title} pairs", provenance=self.provenance(f"{self.title} stitching, per pair"))
+        """One row per pair (:data:`PAIR_COLUMNS`), each metric with an interval (``StitchSettings.bootstrap``)
+        followed by its ``<metric> (lower)`` and ``<metric> (upper)`` columns."""
+        bounded = [m for m, name in INTERVAL_FIELDS.items() if any(getattr(r, name) is not None for r in self.pairs)]
+        columns = [c for column in PAIR_COLUMNS for c in [column] + _bound_columns(column, bounded)]
+        columns += [c for m in bounded if m not in PAIR_COLUMNS for c in _bound_columns(m, bounded)]
+        rows = []
+        for r in self.pairs:
+            row = {c: getattr(r, c) for c in PAIR_COLUMNS}
+            for m in bounded:
+                ci = getattr(r, INTERVAL_FIELDS[m])
+                row[f"{m} (lower)"], row[f"{m} (upper)"] = (ci[0], ci[1]) if ci is not None else (None, None)
+            rows.append(row)
+        return Table(rows, columns, name=f"{self.title} pairs", provenance=self.provenance(f"{self.title} stitching, per pair"))
 
     def to_pandas(self):
         """A DataFrame with one row per pair (the wide matrices: ``matrix(metric).to_pandas()``)."""
@@ -171,6 +181,10 @@ class StitchGridResult(Described):
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "front_layers": self.front_layers, "end_layers": self.end_layers,
                 "matrices": {k: m.to_dict() for k, m in self.matrices.items()}, "pairs": [r.to_dict() for r in self.pairs]}
+
+
+def _bound_columns(metric: str, bounded: list[str]) -> list[str]:
+    return [f"{metric} (lower)", f"{metric} (upper)"] if metric in bounded else []
 
 
 def _pair_value(result: StitchResult, metric: str) -> float | None:

@@ -1,11 +1,15 @@
-"""Probe accuracies reused across runs and units: a JSON file keyed by what changes a probe's result."""
+"""Probe accuracies reused across runs and units: a JSON file keyed by what changes a probe's result (with
+each probe's hits per test image, packed one bit per image, where its results kept them)."""
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
@@ -40,14 +44,26 @@ class ProbeCache:
         entry = self.entries.get(key)
         return None if entry is None else float(entry["val_acc"])
 
+    def get_hits(self, key: str) -> np.ndarray | None:
+        """The probe's hits per test image (uint8, 1 = right, the test split's order), None where the entry
+        keeps none (stored before stitchkit kept them)."""
+        entry = self.entries.get(key)
+        if entry is None or "test_hits" not in entry:
+            return None
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(entry["test_hits"]), dtype=np.uint8))
+        return bits[: int(entry["test_images"])].copy()
+
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.entries[key] = entry
 
     def put_results(self, fingerprint: str, dataset: str, results: Iterable[Any], config: ProbeConfig, network: str | None) -> None:
         """Store the probe results of one network (``ProbeResult``s of :func:`~stitchkit.probing.probe_model`)."""
         for r in results:
-            self.put(self.key(fingerprint, dataset, r.layer, r.rank, config),
-                     {"val_acc": r.val_acc, "network": network, "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc})
+            entry = {"val_acc": r.val_acc, "network": network, "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc}
+            if getattr(r, "test_hits", None) is not None:  # the hits, one bit per test image: the accuracy's resamples
+                hits = np.asarray(r.test_hits, dtype=np.uint8).reshape(-1)
+                entry.update(test_hits=base64.b64encode(np.packbits(hits != 0).tobytes()).decode("ascii"), test_images=int(hits.size))
+            self.put(self.key(fingerprint, dataset, r.layer, r.rank, config), entry)
 
     def save(self) -> None:
         if self.path is None:

@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 from torch import nn
 
 from ..probing.probe import rank_label
@@ -27,13 +28,20 @@ def array_measure_values(
     measures: Sequence[str],
     *,
     policy: str = "auto_original",
+    counts: np.ndarray | None = None,
+    resamples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, list[float]]:
     """Each array measure on every comparison (X = candidate, Y = reference), each representation
-    truncated and prepared once per measure."""
+    truncated and prepared once per measure. With ``counts`` ((B, images) bootstrap counts of the
+    measures' images), each measure's values on every resample are put in ``resamples`` (measure →
+    (B, comparisons); :meth:`~stitchkit.similarity.pairs.RepresentationBank.resampled`), from the same
+    preparations."""
     out: dict[str, list[float]] = {}
     for name in measures:
         m = get_measure(name)
         out[m.name] = [bank.compare(m, c.candidate, c.reference, policy=policy).value for c in comparisons]
+        if counts is not None and resamples is not None:
+            resamples[m.name] = np.stack([bank.resampled(m, c.candidate, c.reference, counts, policy=policy) for c in comparisons], axis=1)
         bank.forget(prepared_only=True)  # the next measure prepares differently; keep the truncations
     return out
 

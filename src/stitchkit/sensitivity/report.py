@@ -16,9 +16,10 @@ from ..errors import StitchkitError
 from ..probing.probe import rank_label
 from ..similarity.pairs import Rep
 from ..similarity.registry import measure_info
-from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_text_atomic
+from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_npz_atomic, write_text_atomic
 from .comparisons import ALL, TESTS, Comparison
 from .figure import plot_report
+from .per_sample import PER_SAMPLE_FILE
 from .stats import RankAgreement, rank_agreement
 
 
@@ -31,6 +32,8 @@ class GroundingReport:
     stats: list[dict[str, Any]]
     per_reference: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    #: what the test kept per test image (:func:`.per_sample.sample_arrays`; empty: nothing)
+    samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def measures(self) -> list[str]:
         return list(dict.fromkeys(p["measure"] for p in self.points))
@@ -64,12 +67,16 @@ class GroundingReport:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, *, figure: bool = True) -> dict[str, Path]:
-        """``<test>_stats.csv``, ``<test>_points.csv``, ``<test>.json`` and ``<test>.png`` (when matplotlib is there)."""
+        """``<test>_stats.csv``, ``<test>_points.csv``, ``<test>.json``, ``<test>.png`` (when matplotlib is there)
+        and the per-sample statistics (``per_sample.npz``, when the test kept them)."""
         folder = ensure_writable_dir(out_dir)
         paths = {"stats": folder / f"{self.test}_stats.csv", "points": folder / f"{self.test}_points.csv", "json": folder / f"{self.test}.json"}
         write_text_atomic(paths["stats"], self.stats_csv())
         write_text_atomic(paths["points"], self.points_csv())
         write_json_atomic(paths["json"], json_safe(self.to_dict()))
+        if self.samples:
+            paths["per_sample"] = folder / PER_SAMPLE_FILE
+            write_npz_atomic(paths["per_sample"], self.samples)
         if figure:
             png = plot_report(self, folder / f"{self.test}.png")
             if png is not None:

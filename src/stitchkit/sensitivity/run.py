@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Subset
@@ -24,12 +25,14 @@ from ..probing.probe import check_ranks, rank_label
 from ..probing.ranks import check_ranks_fit
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure
+from ..uncertainty.bootstrap import resample_counts
 from ..utils.device import resolve_device
 from ..utils.names import network_names
 from ..utils.progress import printer
 from ..utils.seed import set_seed
 from .comparisons import TESTS, Comparison, sensitivity_comparisons, specificity_comparisons, split_measures
 from .measures import array_measure_values, stitching_measure_values
+from .per_sample import sample_arrays
 from .report import GroundingReport, grounding_report
 from .settings import GroundingSettings
 
@@ -98,13 +101,17 @@ class _Network:
         self.settings, self.device, self.seconds, self.say = settings, device, seconds, say
         self.probe_config, self.augmentation = resolve_probe_config(settings.probe, model)
 
-    def cached_scores(self, cache: ProbeCache, scores: dict[Rep, float]) -> list[tuple[str, int | None]]:
-        """Fill ``scores`` from the cache; the (layer, rank) probes still missing."""
+    def cached_scores(self, cache: ProbeCache, scores: dict[Rep, float], hits: dict[Rep, np.ndarray]) -> list[tuple[str, int | None]]:
+        """Fill ``scores`` (and ``hits``, where the cache kept them) from the cache; the (layer, rank) probes still missing."""
         todo = [(layer, r) for layer in self.plan.layers for r in self.plan.needed_ranks]
         for layer, r in todo:
-            acc = cache.get(ProbeCache.key(self.plan.fingerprints[self.name], self.dataset, layer, r, self.probe_config))
+            key = ProbeCache.key(self.plan.fingerprints[self.name], self.dataset, layer, r, self.probe_config)
+            acc = cache.get(key)
             if acc is not None:
                 scores[Rep(self.name, layer, r)] = acc
+                kept = cache.get_hits(key)
+                if kept is not None:
+                    hits[Rep(self.name, layer, r)] = kept
         missing = [lr for lr in todo if Rep(self.name, *lr) not in scores]
         if not missing:
             self.say(f"probes of {self.name}: all {len(todo)} from the cache")
@@ -158,18 +165,19 @@ class _Network:
 
 def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, dataset: str, data_root: str | None, settings: GroundingSettings,
                             device, with_activations: bool, seconds: dict[str, float], say: Callable[[str], None]):
-    """The functional score (probe accuracy) of every representation and, for the array measures, every
-    network's activations of the first ``n_samples`` test images: each network and its data loaded once,
-    its test images run once where the probes train on features."""
+    """The functional score (probe accuracy) of every representation, its probe's hits per test image
+    (where kept) and, for the array measures, every network's activations of the first ``n_samples`` test
+    images: each network and its data loaded once, its test images run once where the probes train on features."""
     cache = ProbeCache(settings.probe_cache)
     scores: dict[Rep, float] = {}
+    hits: dict[Rep, np.ndarray] = {}
     acts: dict[str, Activations] = {}
     data: dict[str, Any] | None = None
     test_set = None
     nets = [_Network(name, models[name], plan, dataset, data_root, settings, device, seconds, say) for name in plan.names]
     for net in nets:
         name = net.name
-        missing = net.cached_scores(cache, scores)
+        missing = net.cached_scores(cache, scores, hits)
         if missing and data is None:
             data = probe_datasets(dataset, data_root, augment=any(n.augmentation.augment for n in nets))
             test_set = data["test"]
@@ -185,19 +193,25 @@ def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, datase
         report = net.probe(missing, data, test_features=shared)
         for res in report.results:
             scores[Rep(name, res.layer, res.rank)] = res.val_acc
+            if res.test_hits is not None:
+                hits[Rep(name, res.layer, res.rank)] = np.asarray(res.test_hits, dtype=np.uint8)
         cache.put_results(plan.fingerprints[name], dataset, report.results, net.probe_config, name)
         cache.save()
-    return scores, {name: a.layers for name, a in acts.items()}, {net.name: net.augmentation.describe() for net in nets}
+    return scores, hits, {name: a.layers for name, a in acts.items()}, {net.name: net.augmentation.describe() for net in nets}
 
 
 def _array_values(acts: dict[str, dict[str, Tensor]], comparisons: Sequence[Comparison], measures: Sequence[str], settings: GroundingSettings,
-                  seconds: dict[str, float], say: Callable[[str], None]) -> dict[str, list[float]]:
+                  seconds: dict[str, float], say: Callable[[str], None], resamples: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Each array measure on every comparison; with ``settings.bootstrap``, also on every resample of the
+    measures' images (into ``resamples``, :mod:`.per_sample`)."""
     t0 = time.perf_counter()
     bank = RepresentationBank(acts, low_rank_mode=settings.low_rank_mode)
+    images = int(next(iter(next(iter(acts.values())).values())).shape[0])
+    counts = resample_counts(images, settings.bootstrap, settings.bootstrap_seed) if settings.bootstrap else None
     values: dict[str, list[float]] = {}
     for measure in measures:
         say(f"{measure}: {len(comparisons)} pairs")
-        values.update(array_measure_values(bank, comparisons, [measure], policy=settings.policy))
+        values.update(array_measure_values(bank, comparisons, [measure], policy=settings.policy, counts=counts, resamples=resamples))
     seconds["measures"] = time.perf_counter() - t0
     return values
 
@@ -265,9 +279,11 @@ def run_grounding_test(
     dev = resolve_device(settings.device)
     seconds = {"probes": 0.0, "extraction": 0.0, "measures": 0.0, "stitching": 0.0}
     # 1. the functional scores and the array measures' activations, each network once
-    scores, acts, probe_augmentation = _scores_and_activations(models, plan, dataset, data_root, settings, dev, bool(array_measures), seconds, say)
-    # 2. array measures on the first n test images
-    values = _array_values(acts, plan.comparisons, array_measures, settings, seconds, say) if array_measures else {}
+    scores, hits, acts, probe_augmentation = _scores_and_activations(models, plan, dataset, data_root, settings, dev, bool(array_measures),
+                                                                     seconds, say)
+    # 2. array measures on the first n test images (and on their resamples)
+    resamples: dict[str, np.ndarray] = {}
+    values = _array_values(acts, plan.comparisons, array_measures, settings, seconds, say, resamples) if array_measures else {}
     del acts
     # 3. stitching measures: stitch the candidate's network into the reference's
     if stitch_measures:
@@ -277,7 +293,9 @@ def run_grounding_test(
     ordered = {m: values[m] for m in [get_measure(x).name for x in settings.measures] if m in values}
     seconds["total"] = time.perf_counter() - started
     info = _info(test, dataset, plan, settings, list(ordered), scores, bool(stitch_measures), paths or {}, dev, seconds, probe_augmentation)
-    return grounding_report(test, plan.comparisons, scores, ordered, info)
+    report = grounding_report(test, plan.comparisons, scores, ordered, info)
+    report.samples = sample_arrays(plan.comparisons, scores, hits, resamples, seed=settings.bootstrap_seed)
+    return report
 
 
 def grounding_test_checkpoints(

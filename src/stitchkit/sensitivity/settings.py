@@ -38,6 +38,10 @@ class GroundingSettings(RunOptions):
     #: reference (end) network's, as its checkpoint records); the probes' is ``probe.augment``
     tlm_augment: str = DEFAULT_AUGMENTATION
     batch_size: int = 256
+    #: keep each array measure's values on this many bootstrap resamples of the measures' images (0: none),
+    #: drawn with ``bootstrap_seed`` (:mod:`.per_sample`: the study's verdict resamples)
+    bootstrap: int = 0
+    bootstrap_seed: int = 0
     progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
     def validate(self) -> "GroundingSettings":
@@ -54,6 +58,10 @@ class GroundingSettings(RunOptions):
             raise StitchkitError(f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and {self.tlm_batch_size}")
         if self.tlm_train_samples is not None and self.tlm_train_samples < 1:
             raise StitchkitError(f"task loss matching needs at least 1 training image, got {self.tlm_train_samples}")
+        for name in ("bootstrap", "bootstrap_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StitchkitError(f"{name} must be a non-negative integer, got {value!r}")
         check_augmentation(self.tlm_augment, "tlm_augment")
         self.check_run_options()
         return self

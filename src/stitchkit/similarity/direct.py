@@ -60,13 +60,25 @@ class DMResidual(Measure):
         x = self._matrix(x)
         return RawMatrix(int(x.shape[0]), int(x.shape[1]), x=x)
 
-    def compare(self, a: RawMatrix, b: RawMatrix) -> float:
+    def _fit(self, a: RawMatrix, b: RawMatrix) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The rows (float64) and the least-squares map fitted on all of them."""
         self._check_pair(a, b)
         x, y = a.x.double(), b.x.double().to(a.x.device)
         acc = LeastSquaresAccumulator(a.d, b.d, device=x.device)
         acc.update(x, y)
         weight, bias = acc.solve(self.rcond)
+        return x, y, weight, bias
+
+    def compare(self, a: RawMatrix, b: RawMatrix) -> float:
+        x, y, weight, bias = self._fit(a, b)
         return min(max(relative_residual(x @ weight.T + bias, y), 0.0), 1.0)
+
+    def row_terms(self, a: RawMatrix, b: RawMatrix) -> tuple[Tensor, Tensor]:
+        """Each row's ``‖x Wᵀ + b − y‖²`` and ``‖y‖²`` (float64), the map fitted once on all rows: their sums'
+        ratio is :meth:`compare`'s value, and weighted sums of them are the residual of a resample with
+        the fit held fixed."""
+        x, y, weight, bias = self._fit(a, b)
+        return ((x @ weight.T + bias - y) ** 2).sum(dim=1), (y ** 2).sum(dim=1)
 
 
 class _ModelBased(Measure):

@@ -35,10 +35,11 @@ from torch import Tensor
 from ..activations.low_rank import principal_directions
 from ..errors import StitchkitError
 from .base import Measure
+from .direct import DMResidual
 from .compute import SimilarityResult, _check_mode, apply_rank
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure, measure_info
-from ..uncertainty.similarity import UncertaintyPlan, pair_uncertainty, resampling_state
+from ..uncertainty.similarity import UncertaintyPlan, bootstrap_values, fixed_fit_values, pair_uncertainty, resampling_state, row_weights
 
 
 class Rep(NamedTuple):
@@ -142,11 +143,9 @@ class RepresentationBank:
                 self._spectra = {k: v for k, v in self._spectra.items() if network is not None and k[0] != network}
 
     # -- comparing ----------------------------------------------------------------------------------
-    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", uncertainty: UncertaintyPlan | None = None,
-                **options) -> SimilarityResult:
-        """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``;
-        with an ``uncertainty`` plan, also its bootstrap interval and permutation null over the images."""
-        start = time.perf_counter()
+    def _pair(self, measure: str | Measure, x: Rep, y: Rep, policy: str, options: dict) -> tuple:
+        """(measure, x, y, X's and Y's truncated activations, concrete policy, the size X is resized to or None),
+        checked to pair."""
         m = get_measure(measure, **options)
         if m.info.requires_models:
             m(None, None)  # raises the measure's own explanation
@@ -162,6 +161,30 @@ class RepresentationBank:
             check_paired(shape_x, ya.shape, concrete)
         except StitchkitError as e:
             raise StitchkitError(f"{x.label()} and {y.label()}: {e}") from None
+        return m, x, y, xa, ya, concrete, size
+
+    def resampled(self, measure: str | Measure, x: Rep, y: Rep, counts: np.ndarray, *, policy: str = "auto_original", **options) -> np.ndarray:
+        """``measure(X, Y)`` on each bootstrap resample of the images (``counts`` (B, images), e.g.
+        :func:`~stitchkit.uncertainty.bootstrap.resample_counts`), clipped to the measure's range: the
+        batched recomputations of :func:`~stitchkit.uncertainty.similarity.bootstrap_values`, except that
+        ``dm_residual`` keeps the whole sample's fit (:func:`~stitchkit.uncertainty.similarity.fixed_fit_values`)."""
+        m, x, y, xa, ya, concrete, size = self._pair(measure, x, y, policy, options)
+        if counts.ndim != 2 or counts.shape[1] != xa.shape[0]:
+            raise StitchkitError(f"resample counts of shape {tuple(counts.shape)} do not fit {int(xa.shape[0])} images")
+        px, py = self.prepared(m, x, concrete, size), self.prepared(m, y, concrete)
+        (mx, sx), (my, sy) = self.resampling(m, x, concrete, size), self.resampling(m, y, concrete)
+        w = torch.as_tensor(row_weights(counts, int(mx.shape[0])), dtype=m.dtype, device=mx.device)
+        with torch.no_grad():
+            values = fixed_fit_values(m, px, py, w) if isinstance(m, DMResidual) else bootstrap_values(m, px, py, mx, my, w, sx, sy)
+        lo, hi = m.info.range
+        return np.clip(values.cpu().numpy().astype(np.float64), lo, hi)
+
+    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", uncertainty: UncertaintyPlan | None = None,
+                **options) -> SimilarityResult:
+        """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``;
+        with an ``uncertainty`` plan, also its bootstrap interval and permutation null over the images."""
+        start = time.perf_counter()
+        m, x, y, xa, ya, concrete, size = self._pair(measure, x, y, policy, options)
         px, py = self.prepared(m, x, concrete, size), self.prepared(m, y, concrete)
         value = m.compare(px, py)
         self.counts["comparisons"] += 1

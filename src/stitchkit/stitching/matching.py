@@ -39,7 +39,7 @@ from torch import Tensor
 from ..activations.extract import Activations
 from ..training.loop import EpochLog, StepFn, fit, move_batch, topk_hits
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
-from .direct_match import DirectMatchResult, LeastSquaresAccumulator, ResidualMeter, accumulate_pairs, direct_match
+from .direct_match import DirectMatchResult, LeastSquaresAccumulator, ResidualMeter, _paired_rows, accumulate_pairs, direct_match
 from .stitcher import SourceReducer, Stitcher, _cut
 
 PairBatch = tuple[Tensor, Tensor, Tensor]
@@ -110,11 +110,29 @@ def fit_direct_match(
 
 
 @torch.no_grad()
-def fit_statistics(stitcher: Stitcher, pairs: PairSource) -> LeastSquaresAccumulator:
-    """Least-squares statistics of the source the stitched network actually sees (the stitcher's own
-    low-rank reduction applied) against the end activation; ``.residual(*stitcher.layer.affine())``
-    is then the in-sample residual of whatever map is installed."""
-    return accumulate_pairs(stitcher.layer, ((stitcher.reduce(front), end) for front, end, _ in pairs()))
+def fit_image_terms(stitcher: Stitcher, pairs: PairSource, *, accumulate: bool = False
+                    ) -> tuple[LeastSquaresAccumulator | None, np.ndarray, np.ndarray]:
+    """Each fit image's ``Σ‖x Wᵀ + b − y‖²`` and ``Σ‖y‖²`` over its rows, for the installed map ``W, b``
+    held fixed (x the rows of the source the stitched network sees, the stitcher's own low-rank
+    reduction applied, and y the end activation's rows): their sums' ratio is the in-sample fit residual,
+    and a resample's weighted sums are its residual with the same map. With ``accumulate``, also the
+    least-squares statistics of the same rows (``.residual(*stitcher.layer.affine())`` is then the
+    residual of whatever map is installed), from the same pass."""
+    layer = stitcher.layer
+    weight, bias = (t.double() for t in layer.affine())
+    acc = LeastSquaresAccumulator(layer.in_features, layer.out_features) if accumulate else None
+    nums: list[Tensor] = []
+    dens: list[Tensor] = []
+    for front, end, _ in pairs():
+        x_rows, y_rows = _paired_rows(layer.pre_transform(stitcher.reduce(front)), layer.transform_target(end))
+        if acc is not None:
+            acc.update(x_rows, y_rows)
+        images = int(front.shape[0])  # rows are image-major (to_rows): each image's rows are consecutive
+        x, y = x_rows.double(), y_rows.double()
+        err = ((x @ weight.to(x.device).T + bias.to(x.device) - y) ** 2).sum(dim=1)
+        nums.append(err.reshape(images, -1).sum(dim=1).cpu())
+        dens.append((y * y).sum(dim=1).reshape(images, -1).sum(dim=1).cpu())
+    return acc, torch.cat(nums).numpy(), torch.cat(dens).numpy()
 
 
 def _device_of(stitcher: Stitcher) -> torch.device:

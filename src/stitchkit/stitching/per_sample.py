@@ -7,6 +7,10 @@ residual is ``residual_num.sum() / residual_den.sum()``, exactly the record's ``
 donors' own hits on the same images (``front_hits`` is None where the front network's classes are not
 the labels'). ``images`` are the images' indices in the test split.
 
+The fit residual (in-sample, on the K fit images) keeps ``fit_num[k]`` and ``fit_den[k]`` per fit image,
+with the installed map **held fixed** (:func:`~.matching.fit_image_terms`): resampling them covers how the
+number depends on which fit images it is evaluated on, not the refit a new draw of K images would make.
+
 A run folder keeps them in ``per_sample.npz`` beside ``result.json``; a grid's arrays in the study's
 contract layout (``(F, E, N)``, :func:`grid_arrays`) go to one ``per_sample.npz`` per stitch unit.
 """
@@ -37,6 +41,8 @@ class PairSamples:
     end_hits: np.ndarray | None
     front_hits: np.ndarray | None
     images: np.ndarray
+    fit_num: np.ndarray | None = None
+    fit_den: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.hits = np.asarray(self.hits, dtype=np.uint8)
@@ -51,6 +57,13 @@ class PairSamples:
                  if getattr(self, name) is not None}
         if any(size != n for size in sizes.values()):
             raise StitchkitError(f"per-sample statistics of one pair must all cover the same {n} images, got sizes {sizes}")
+        if (self.fit_num is None) != (self.fit_den is None):
+            raise StitchkitError("the fit residual's per-image terms need both numerators and denominators")
+        if self.fit_num is not None:
+            self.fit_num, self.fit_den = np.asarray(self.fit_num, dtype=np.float64), np.asarray(self.fit_den, dtype=np.float64)
+            if self.fit_num.shape != self.fit_den.shape or self.fit_num.ndim != 1:
+                raise StitchkitError(f"the fit residual's numerators and denominators must be two vectors of one length, got shapes "
+                                     f"{self.fit_num.shape} and {self.fit_den.shape}")
 
     @property
     def n(self) -> int:
@@ -66,7 +79,7 @@ class PairSamples:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"hits": self.hits, "residual_num": self.residual_num, "residual_den": self.residual_den, "images": self.images}
-        arrays.update({name: getattr(self, name) for name in ("end_hits", "front_hits") if getattr(self, name) is not None})
+        arrays.update({name: getattr(self, name) for name in ("end_hits", "front_hits", "fit_num", "fit_den") if getattr(self, name) is not None})
         return arrays
 
     def save(self, path: str | os.PathLike) -> None:
@@ -79,7 +92,7 @@ class PairSamples:
         if missing:
             raise StitchkitError(f"{str(path)!r} lacks {', '.join(missing)}; it is not a stitch run's per-sample file")
         return cls(arrays["hits"], arrays["residual_num"], arrays["residual_den"], arrays.get("end_hits"), arrays.get("front_hits"),
-                   arrays["images"])
+                   arrays["images"], arrays.get("fit_num"), arrays.get("fit_den"))
 
 
 def load_run_samples(run_dir: str | os.PathLike) -> PairSamples | None:
@@ -91,8 +104,9 @@ def load_run_samples(run_dir: str | os.PathLike) -> PairSamples | None:
 def grid_arrays(samples: dict[tuple[str, str], PairSamples], front_layers: Sequence[str], end_layers: Sequence[str]) -> dict[str, np.ndarray]:
     """A grid's per-sample statistics in the study's layout: ``hits`` uint8 and ``residual_num`` /
     ``residual_den`` float64 ``(F, E, N)``, the donors' ``front_hits`` / ``end_hits`` ``(N,)``
-    (``front_hits`` left out where the front network's classes are not the labels'), ``images``, and the
-    layer names. Every pair must be there, on the same images."""
+    (``front_hits`` left out where the front network's classes are not the labels'), ``images``, the
+    layer names, and ``fit_num`` / ``fit_den`` ``(F, E, K)`` where every pair kept its fit images' terms.
+    Every pair must be there, on the same images."""
     missing = [f"{f} -> {e}" for f in front_layers for e in end_layers if (f, e) not in samples]
     if missing:
         raise StitchkitError(f"no per-sample statistics for {', '.join(missing)} (runs from before they were kept: run them again "
@@ -109,4 +123,6 @@ def grid_arrays(samples: dict[tuple[str, str], PairSamples], front_layers: Seque
     for name in ("end_hits", "front_hits"):
         if getattr(first, name) is not None:
             arrays[name] = getattr(first, name)
+    if all(s.fit_num is not None for s in samples.values()) and len({s.fit_num.size for s in samples.values()}) == 1:
+        arrays["fit_num"], arrays["fit_den"] = stack("fit_num"), stack("fit_den")
     return arrays

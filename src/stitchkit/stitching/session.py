@@ -47,7 +47,7 @@ from .matching import (
     cached_pairs,
     evaluate_stitcher,
     fit_direct_match,
-    fit_statistics,
+    fit_image_terms,
     image_pairs,
     l1_penalty,
     sparsity,
@@ -232,11 +232,13 @@ class GridSession:
         self.donor_hits = (front_hits, end_hits)
         store_donor_accuracy(self.shared, self.front, self.end, self.sample_keys["test"], self.n_test, (*self.donor_accuracy, *self.donor_hits))
 
-    def samples(self, evaluation: StitchEvaluation) -> PairSamples:
-        """One pair's per-image statistics: its evaluation's, with the donors' hits on the same images."""
+    def samples(self, evaluation: StitchEvaluation, fit_terms: tuple[np.ndarray, np.ndarray] | None = None) -> PairSamples:
+        """One pair's per-image statistics: its evaluation's, with the donors' hits on the same images, and
+        the fit images' residual terms (``fit_terms``, the map held fixed)."""
         per = evaluation.per_image
+        fit_num, fit_den = fit_terms if fit_terms is not None else (None, None)
         return PairSamples(per["hits"], per["residual_num"], per["residual_den"], end_hits=self.donor_hits[1], front_hits=self.donor_hits[0],
-                           images=self.test_images)
+                           images=self.test_images, fit_num=fit_num, fit_den=fit_den)
 
     # --- one stitcher --------------------------------------------------------------------------------
     def stitcher(self, front_layer: str, end_layer: str) -> Stitcher:
@@ -274,15 +276,18 @@ class GridSession:
         return fit_direct_match(stitcher, fit_pairs, rank=self.s.front_pinv_rank, low_rank_mode=self.s.low_rank_mode, rcond=self.s.rcond,
                                 solver=self.s.dm_solver)
 
-    def _fit_residual(self, stitcher: Stitcher, dm) -> float:
-        """In-sample residual of the installed map on the source the stitched network sees."""
+    def _fit_residual(self, stitcher: Stitcher, dm) -> tuple[float, tuple[np.ndarray, np.ndarray] | None]:
+        """In-sample residual of the installed map on the source the stitched network sees, and each fit
+        image's numerator and denominator of it, the map held fixed (:func:`fit_image_terms`)."""
         only_affine = len(stitcher.trainable_parameters()) == 2  # no learned CLS weight whose training would change the source
         try:
             if dm is not None and dm.stats is not None and self.s.front_pinv_rank == self.s.front_stitch_rank and (self.s.epochs == 0 or only_affine):
-                return dm.stats.residual(*stitcher.layer.affine())
-            return fit_statistics(stitcher, self.fit_source(stitcher)).residual(*stitcher.layer.affine())
+                _, num, den = fit_image_terms(stitcher, self.fit_source(stitcher))
+                return dm.stats.residual(*stitcher.layer.affine()), (num, den)
+            acc, num, den = fit_image_terms(stitcher, self.fit_source(stitcher), accumulate=True)
+            return acc.residual(*stitcher.layer.affine()), (num, den)
         except StitchkitError:
-            return math.nan  # e.g. rc2c_post across sizes has no target in the transform's layout
+            return math.nan, None  # e.g. rc2c_post across sizes has no target in the transform's layout
 
     def execution(self, grouping: str, group_size: int | None = None) -> dict[str, Any]:
         batches = self._train_batches if self._train_batches is not None else self.test_batches
@@ -297,13 +302,14 @@ class GridSession:
         s = self.s
         lf, le = layered(self.front_model), layered(self.end_model)
         front_layer, end_layer = stitcher.front_layer, stitcher.end_layer
+        fit_residual, fit_terms = self._fit_residual(stitcher, dm)
         # the ranks as they act on this front layer: one above its channel count is its full rank
         used = {f"{name}_used": rank_used(rank, stitcher.source_shape) for name, rank in
                 (("front_stitch_rank", s.front_stitch_rank), ("front_pinv_rank", s.front_pinv_rank)) if rank is not None}
         return StitchResult(
             front_layer=front_layer, end_layer=end_layer, stitching_type=stitcher.kind, init=s.init, epochs=s.epochs,
             accuracy=evaluation.accuracy, loss=evaluation.loss, residual=evaluation.residual,
-            residual_batch_mean=evaluation.residual_batch_mean, fit_residual=self._fit_residual(stitcher, dm),
+            residual_batch_mean=evaluation.residual_batch_mean, fit_residual=fit_residual,
             dm_fit_residual=dm.residual if dm is not None else None, dm_rank=dm.rank if dm is not None else None,
             n_fit=self.n_fit, n_fit_rows=dm.n_rows if dm is not None else None, n_test=evaluation.n,
             front_accuracy=self.donor_accuracy[0], end_accuracy=self.donor_accuracy[1], sparsity=sparsity(stitcher),
@@ -317,7 +323,7 @@ class GridSession:
             conventions={**s.conventions(), "augmentation": self.augmentation.describe() if s.epochs > 0 else "n/a (nothing trained)",
                          **self.provenance},
             dm_dropped=dm.dropped if dm is not None else None, dm_reported_residual=dm.reported_residual if dm is not None else None,
-            samples=self.samples(evaluation),
+            samples=self.samples(evaluation, fit_terms),
         )
 
     # --- the reference: one pair after the other -----------------------------------------------------

@@ -205,6 +205,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     # robustness are computed at report time from the per-sample statistics the units always store, so
     # these keys are not part of those units' identities (switching them on re-runs none of them); the
     # similarity units compute their intervals and nulls themselves, so there they are (only when non-zero).
+    # The sensitivity and specificity tests keep their indices' values on the first min(verdict_resamples,
+    # similarity_bootstrap) verdict resamples (seed), passed through the unit context (not their identity), for
+    # C6's robustness.
     "uncertainty": {
         "bootstrap": Key(int, DEFAULT_RESAMPLES, "bootstrap resamples of the test images behind each interval (0: no intervals); percentile "
                          "intervals, the same resampled images for every cell of a grid and every unit on the same images",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..activations import model_fingerprint
@@ -44,6 +45,7 @@ from .params import (
     StitchParams,
     TrainParams,
 )
+from .uncertainty import FIT_RESIDUAL
 from .units import Unit, UnitContext, register_unit_kind
 
 #: batch size of a given network's clean-accuracy pass (no effect on the result)
@@ -80,9 +82,12 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     )
     result = train_model(settings)
     checkpoint = out / "final.pt"
+    # the test accuracy's per-image hits (issue 19): one more pass over the test split, as the network kind makes
+    clean = evaluate_model(str(checkpoint), dataset=p.dataset, data_root=ctx.run.data_root, device=ctx.run.device, workers=ctx.run.workers,
+                           progress=False, batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
     return {
         "metrics": result["metrics"],
-        "artifacts": {"checkpoint": checkpoint, "logs": out / "training_logs.csv"},
+        "artifacts": {"checkpoint": checkpoint, "logs": out / "training_logs.csv", "per_sample": _write_hits(ctx, clean["hits"])},
         "model_hashes": {"network": _fingerprint(str(checkpoint))},
         "conventions": {"lr_schedule": describe_schedule(settings.optim)},
     }
@@ -94,12 +99,19 @@ def run_network(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     target = ctx.out_dir / "final.pt"
     shutil.copyfile(p.path, target)  # the study keeps the exact file it measured
     stats = evaluate_model(str(target), dataset=p.dataset, data_root=run.data_root, device=run.device, workers=run.workers, progress=run.progress,
-                           batch_size=NETWORK_EVAL_BATCH)
+                           batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
     return {
         "metrics": {"test_acc": stats["acc"], "test_top5": stats.get("top5"), "test_loss": stats["loss"]},
-        "artifacts": {"checkpoint": target},
+        "artifacts": {"checkpoint": target, "per_sample": _write_hits(ctx, stats["hits"])},
         "model_hashes": {"network": _fingerprint(str(target))},
     }
+
+
+def _write_hits(ctx: UnitContext, hits) -> Any:
+    """A network's clean hits per test image (``hits``, ``images``): its test accuracy's intervals come from them."""
+    path = ctx.out_dir / PER_SAMPLE_FILE
+    write_npz_atomic(path, {"hits": hits, "images": np.arange(len(hits), dtype=np.int64)})
+    return path
 
 
 def _matrix(rows: list[str], cols: list[str], cell: dict[tuple[str, str], float | None], kind: str, value_range=None, **labels: str) -> dict[str, Any]:
@@ -129,7 +141,7 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     matrices = {
         f"{name} accuracy": _matrix(rows, cols, acc, "accuracy", [0, 1]),
         f"{name} residual (test, pooled)": _matrix(rows, cols, res, "distance", [0, None]),
-        f"{name} residual (fit samples)": _matrix(rows, cols, fit, "distance", [0, None]),
+        f"{name} {FIT_RESIDUAL}": _matrix(rows, cols, fit, "distance", [0, None]),
     }
     first = results[0]
     # every cell's per-image statistics (the (F, E, N) contract of issue 19): intervals come from them later
@@ -233,7 +245,8 @@ def _grounding(test: str, unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     probe = _probe_config(p.probe_epochs, p.probe_train_subset, p.seed, probe_augment, _schedule(p, "probe_"))
     settings = GroundingSettings(
         measures=list(p.measures), n_samples=p.n_samples, policy=p.policy, probe=probe, probe_cache=str(ctx.cache_dir / "probe_cache.json"),
-        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, **vars(ctx.run),
+        stitch_fit_samples=p.fit_samples, tlm_augment=tlm_augment, bootstrap=ctx.settings.get("ranking_resamples", 0),
+        bootstrap_seed=ctx.settings.get("uncertainty_seed", 0), **vars(ctx.run),
     )
     if test == "sensitivity":
         report = run_grounding_test(test, models, p.dataset, layers=[p.layer], ranks=p.ranks or (), settings=settings)

@@ -39,7 +39,7 @@ from .report_uncertainty import interval_caption, interval_table_html, interval_
 from .runner import STORE_NAME, read_store
 from .seeds import across_pairs
 from .store import UnitRecord
-from .uncertainty import UncertaintySettings, interval_matrices, verdict_robustness
+from .uncertainty import UncertaintySettings, interval_matrices, scalar_intervals, verdict_robustness
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
@@ -74,12 +74,14 @@ def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
     return parquet.name
 
 
-def _base_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
+def _base_rows(records: list[UnitRecord], study_dir: Path, settings: UncertaintySettings) -> list[dict[str, Any]]:
     rows = []
     for r in records:
         if r.kind in ("train", "network") and r.status == "done":
-            rows.append({"network": r.label.split(" ", 1)[1], "test accuracy": r.metrics.get("test_acc"), "top-5": r.metrics.get("test_top5"),
-                         "seconds": r.seconds, "content hash": r.model_hashes.get("network")})
+            bounds = scalar_intervals(study_dir, r, settings).get("test_acc")  # from the unit's per-image hits
+            interval = {"test accuracy (lower)": bounds[0], "test accuracy (upper)": bounds[1]} if bounds else {}
+            rows.append({"network": r.label.split(" ", 1)[1], "test accuracy": r.metrics.get("test_acc"), **interval,
+                         "top-5": r.metrics.get("test_top5"), "seconds": r.seconds, "content hash": r.model_hashes.get("network")})
     return rows
 
 
@@ -282,7 +284,7 @@ def write_report(study_dir: str | Path) -> Path:
     name = (config.get("study") or {}).get("name", study_dir.name)
     sections: list[str] = []
     exports: list[str] = []
-    base = _base_rows(records)
+    base = _base_rows(records, study_dir, settings)
     thresholds = findings.thresholds
     if base:
         _write_table(base, out / "tables" / "base_accuracy.csv")

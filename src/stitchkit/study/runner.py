@@ -70,9 +70,13 @@ def _logger(study_dir: Path) -> logging.Logger:
 
 
 def _settings(config: dict[str, Any], progress: bool) -> dict[str, Any]:
-    study = config["study"]
+    study, sure = config["study"], config.get("uncertainty") or {}
+    # the sensitivity and specificity tests keep their indices' values on the first similarity_bootstrap of the
+    # verdicts' resamples (each resample refits every index: the same budget as the similarity units'), for C6's
+    # robustness; not part of any unit's identity (a test stored with none of them says so in C6's robustness)
     return {"device": study["device"], "data_root": study["data_root"], "workers": study["workers"], "progress": progress,
-            "data_path": study["data_path"], "group_size": study["group_size"]}
+            "data_path": study["data_path"], "group_size": study["group_size"],
+            "ranking_resamples": min(sure.get("verdict_resamples", 0), sure.get("similarity_bootstrap", 0)), "uncertainty_seed": sure.get("seed", 0)}
 
 
 def prepare_study(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[Unit]]:

@@ -301,8 +301,10 @@ def evaluate_model(
     prefetch: int = 1,
     progress: bool = True,
     model_options: dict[str, Any] | None = None,
+    keep_hits: bool = False,
 ) -> dict[str, Any]:
-    """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split."""
+    """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split; with ``keep_hits``, also
+    ``hits``: each test image's top-1 hit (uint8, 1 = right, in the split's order; their mean is ``acc``)."""
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
     model, ckpt, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)
@@ -312,6 +314,8 @@ def evaluate_model(
     model.to(dev)
     test_set = get_dataset(info.name, "test", root=data_root)
     loader = make_batches(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
-    stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5)), progress=progress, desc="eval")
+    recorded: list[torch.Tensor] | None = [] if keep_hits else None
+    stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5), record=recorded), progress=progress, desc="eval")
+    hits = {"hits": torch.cat(recorded).to(torch.uint8).numpy()} if recorded else {}
     return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, "trained_on": ckpt.dataset, "n": len(test_set), **stats,
-            **({"conventions": conventions} if conventions else {})}
+            **hits, **({"conventions": conventions} if conventions else {})}

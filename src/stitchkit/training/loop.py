@@ -44,8 +44,9 @@ def move_batch(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (1,)) -> StepFn:
-    """Cross-entropy (or ``loss_fn``) on ``(inputs, labels)`` batches, counting top-k hits."""
+def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (1,), record: list[torch.Tensor] | None = None) -> StepFn:
+    """Cross-entropy (or ``loss_fn``) on ``(inputs, labels)`` batches, counting top-k hits; with ``record``,
+    each batch's top-1 hits per sample (bool, on the CPU) are appended to it, in the loader's order."""
     loss_fn = loss_fn or nn.functional.cross_entropy
     topk = tuple(topk)
 
@@ -54,6 +55,8 @@ def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (
         logits = logits_of(model(inputs))  # a ModelOutput (transformers) gives its .logits
         loss = loss_fn(logits, labels)
         stats = topk_hits(logits.detach(), labels, topk)
+        if record is not None:
+            record.append((logits.detach().argmax(-1) == labels).cpu())
         return loss, labels.shape[0], stats
 
     return step

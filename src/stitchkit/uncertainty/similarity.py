@@ -64,6 +64,7 @@ from ..errors import StitchkitError
 from ..similarity.base import Measure, centre
 from ..similarity.cca import PWCCA, MeanCCA
 from ..similarity.cka import RBFCKA, DebiasedLinearCKA, LinearCKA, u_centre
+from ..similarity.direct import DMResidual
 from ..similarity.procrustes import Procrustes
 from .bootstrap import DEFAULT_LEVEL, percentile_interval, resample_counts
 from .cca_resampling import CovarianceSide, by_covariance, cca_boot, cca_boot_covariance, cca_null, chunks
@@ -289,6 +290,15 @@ def bootstrap_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, w: Tensor
     if isinstance(measure, MeanCCA | PWCCA):
         return cca_boot(measure, pa, pb, w, xa.to(measure.dtype), xb.to(measure.dtype))
     return _explicit_boot(measure, xa, xb, w)
+
+
+def fixed_fit_values(measure: DMResidual, pa, pb, w: Tensor) -> Tensor:
+    """``dm_residual`` on every resample (row weights ``w`` (B, n)) with the whole sample's least-squares
+    map held fixed: ``Σ wᵢ‖xᵢWᵀ + b − yᵢ‖² / Σ wᵢ‖yᵢ‖²``, one matrix product (no refit; the interval then
+    covers the evaluation images, not the fit's own variation)."""
+    err, total = measure.row_terms(pa, pb)
+    w = w.to(device=err.device, dtype=torch.float64)
+    return ((w @ err) / (w @ total)).clamp(0.0, 1.0)
 
 
 def null_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, perms: Tensor, sa=None, sb=None) -> Tensor:
