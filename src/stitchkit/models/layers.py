@@ -115,6 +115,55 @@ def _mutates_input(node: fx.Node, root: nn.Module) -> bool:
     return False
 
 
+#: what a model's forward raises when an input does not fit it (a shape mismatch, timm's size asserts)
+INPUT_ERRORS = (RuntimeError, AssertionError, ValueError, IndexError)
+
+
+def _size_text(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def expected_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The ``(C, H, W)`` a model says it was built for, where it says one: timm models' configuration
+    (``pretrained_cfg["input_size"]``); None for others (torchvision's pool globally)."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    return tuple(int(v) for v in size) if isinstance(size, (tuple, list)) and len(size) == 3 else None
+
+
+def input_shape_error(model: nn.Module, label: str, input_shape: Sequence[int], exc: BaseException) -> StitchkitError:
+    """The one-sentence error for a model that cannot take inputs of ``input_shape`` (C, H, W), with the
+    fixes: data at the size the model was built for (``NAME@CxHxW``, ``cifar10_large``), or the model
+    built for this size (its constructor's keyword arguments, the model option ``kwargs``)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    expected = expected_input_shape(model)
+    size = _size_text(expected[1:]) if expected else "CxHxW"
+    example = f"fashion@{size}" + (" or cifar10_large" if expected and tuple(expected[1:]) == (224, 224) else "")
+    built = f" (built for {size} inputs)" if expected else ""
+    return StitchkitError(
+        f"{label}{built} cannot take inputs of shape {_size_text(input_shape)} ({type(exc).__name__}: {reason}); give it data of the "
+        f"size it takes (dataset NAME@{size}, e.g. {example}), or build it for this size through its constructor's keyword "
+        f"arguments (the model option kwargs, e.g. --model-option 'kwargs={{\"img_size\": {input_shape[-1]}}}' for a timm ViT)"
+    )
+
+
+class _CutModule(fx.GraphModule):
+    """A cut of a model: a ``GraphModule`` whose errors propagate like any module's. torch.fx's own call
+    wrapper prints a traceback and the generated code to stderr before re-raising, which would put 25
+    lines in front of the one-line error a user gets for, say, an input of the wrong size."""
+
+    def recompile(self):
+        code = super().recompile()
+        type(self).__call__ = _call_quietly  # recompile installs fx's printing wrapper on every call
+        return code
+
+
+def _call_quietly(self: nn.Module, *args, **kwargs):
+    # looked up at call time (not nn.Module.__call__ kept in a variable), so that fx's patching of
+    # Module.__call__ while tracing still applies
+    return super(fx.GraphModule, self).__call__(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class _Cut:
     name: str
@@ -301,8 +350,8 @@ class LayeredModel:
             x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
             try:
                 out = self.extractor(layers)(x)
-            except RuntimeError as exc:
-                raise StitchkitError(f"{self.model_name} cannot take inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
+            except INPUT_ERRORS as exc:
+                raise input_shape_error(self.model, self.model_name, input_shape, exc) from None
         finally:
             self.model.train(was_training)
         return {name: tuple(value.shape[1:]) for name, value in out.items()}
@@ -353,7 +402,7 @@ class LayeredModel:
         return seen
 
     def _graph_module(self, graph: fx.Graph, label: str) -> fx.GraphModule:
-        module = fx.GraphModule(self.model, graph, class_name="CutModule")
+        module = _CutModule(self.model, graph, class_name="CutModule")
         module.graph.eliminate_dead_code()
         module.graph.lint()
         module.recompile()

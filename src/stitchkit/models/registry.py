@@ -38,6 +38,7 @@ import torch.nn as nn
 from ..errors import StitchkitError, UnknownNameError
 from . import catalog, external
 from .builders import BUILDERS
+from .layers import expected_input_shape
 from .catalog import RESNET18_SUFFIXES, TIMM_PREFIX, TORCHVISION_PREFIX, ModelInfo
 
 
@@ -194,6 +195,12 @@ def get_model(
     size = _input_size(input_size, entry.default_input_size)
     resolved = entry.resolve_options(options)
     model = entry.build(num_classes=num_classes, in_channels=in_channels, input_size=size, **resolved)
+    if not entry.own:
+        # a library's model: its own size when none is asked for (timm's *_384), and a check that it
+        # takes inputs of that size, so that a mismatch stops here in one sentence
+        expected = expected_input_shape(model) if input_size is None else None
+        size = tuple(expected[1:]) if expected else size
+        external.check_input(model, name, (in_channels, *size))
     if entry.own:
         layers = getattr(model, "stitchable_layers", None)
         names = dict(model.named_modules())
