@@ -1,13 +1,18 @@
-"""Library models (timm, torchvision) on data they were not built for: one sentence with the fixes, never
-torch.fx's traceback."""
+"""Library models (timm, torchvision) and models of your own: on data they were not built for, one
+sentence with the fixes and never torch.fx's traceback; their layers' kinds, and "all" without the
+layers that are no features of their own."""
+
+import json
 
 import pytest
 import torch
+from torch import nn
 
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
-from stitchkit.models.layers import layered
+from stitchkit.models.layers import layer_kind, layered
+from stitchkit.stitching.donors import resolve_layers
 
 #: a timm ViT for 224-pixel inputs, one block wide enough to be quick (pretrained=False: nothing downloaded)
 TINY_VIT = ["timm:vit_tiny_patch16_224", "--model-option", 'kwargs={"depth": 1, "embed_dim": 12, "num_heads": 3}']
@@ -35,10 +40,10 @@ def test_a_timm_vit_on_28_pixel_data_is_one_line_with_the_fixes(command, capsys,
 
 def test_the_fixes_it_names_work(capsys):
     assert main(["layers", *TINY_VIT, "-d", "digits@3x224x224"]) == 0
-    assert "blocks.0  197 x 12" in capsys.readouterr().out
+    assert "blocks.0  Block  197 x 12" in capsys.readouterr().out
     kwargs = 'kwargs={"depth": 1, "embed_dim": 12, "num_heads": 3, "img_size": 28, "patch_size": 4}'
     assert main(["layers", "timm:vit_tiny_patch16_224", "--model-option", kwargs, "-d", "digits"]) == 0
-    assert "blocks.0  50 x 12" in capsys.readouterr().out  # 7×7 patches and the class token
+    assert "blocks.0  Block  50 x 12" in capsys.readouterr().out  # 7×7 patches and the class token
 
 
 def test_a_cut_module_raises_without_printing_fx_code(capsys):
@@ -57,3 +62,65 @@ def test_a_cut_module_raises_without_printing_fx_code(capsys):
 def test_an_unsized_timm_model_is_built_for_its_own_size():
     model = get_model("timm:vit_small_patch16_384", num_classes=3, kwargs={"depth": 1, "embed_dim": 12, "num_heads": 3})
     assert model.stitchkit_spec["input_size"] == [384, 384]
+
+
+# --------------------------------------------------------------------------------------------------
+# layer kinds: "all" leaves out what is no feature of its own, "every" keeps it
+
+
+@pytest.mark.parametrize("module,kind", [
+    (nn.ReLU(), "activation"), (nn.Hardswish(), "activation"), (nn.GELU(), "activation"), (nn.Softmax(dim=1), "activation"),
+    (nn.Dropout(0.2), "dropout"), (nn.Dropout2d(), "dropout"), (nn.Identity(), "identity"),
+    (nn.Conv2d(1, 2, 3), "feature"), (nn.Linear(2, 2), "feature"), (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "feature"),
+    (nn.MultiheadAttention(4, 2), "feature"), (nn.MaxPool2d(2), "feature"),
+])
+def test_layer_kind_of_modules(module, kind):
+    assert layer_kind(module) == kind
+    assert layer_kind(module, is_output=True) == "logits"
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.GELU(), nn.Identity())
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 3))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_all_leaves_out_activations_dropout_and_logits_and_every_keeps_them():
+    lm = layered(_Net())
+    every = ["features.0", "features.1", "features.2", "features.3", "features.4", "head.0", "head.1", "head.2"]
+    assert lm.layers == every and lm.resolve("every") == every and lm.resolve(["every"]) == every
+    assert lm.resolve("all") == lm.resolve(None) == lm.feature_layers == ["features.0", "features.2", "head.0"]
+    assert lm.kinds == {"features.0": "feature", "features.1": "activation", "features.2": "feature", "features.3": "activation",
+                        "features.4": "identity", "head.0": "feature", "head.1": "dropout", "head.2": "logits"}
+    assert lm.module_types["features.3"] == "GELU" and lm.module_types["head.2"] == "Linear"
+    assert lm.resolve("head.2,features.1") == ["head.2", "features.1"]  # asked for by name: allowed
+    assert not lm.is_feature("head.1") and lm.is_feature("features.2")
+    assert resolve_layers(_Net(), "all") == ["features.0", "features.2", "head.0"]  # the stitching grid's resolution
+
+
+def test_declared_layers_are_features_even_when_they_are_activations():
+    model = get_model("small_cnn", num_classes=10, in_channels=1, width=4)
+    lm = layered(model)
+    assert lm.resolve("all") == lm.resolve("every") == ["relu1", "relu2", "relu3", "relu4"]
+    assert set(lm.kinds.values()) == {"feature"} and lm.module_types["relu1"] == "ReLU"
+
+
+def test_mobilenet_lists_module_types_and_marks_non_features(capsys):
+    assert main(["layers", "torchvision:mobilenet_v3_small", "-d", "digits"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "17 stitchable layers; 'all' leaves out the 3 marked *" in lines[0] and "'every'" in lines[0]
+    rows = {line.split()[1]: line.split() for line in lines[1:]}
+    assert rows["features.0"][2] == "Conv2dNormActivation" and "*" not in rows["features.0"]
+    assert rows["classifier.0"][2:] == ["Linear", "1024"]
+    assert rows["classifier.1"][2] == "Hardswish" and rows["classifier.1"][-2:] == ["*", "activation"]
+    assert rows["classifier.2"][-2:] == ["*", "dropout"] and rows["classifier.3"][-2:] == ["*", "logits"]
+    assert main(["layers", "torchvision:mobilenet_v3_small", "-d", "digits", "--json"]) == 0
+    records = {r["name"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
+    assert records["classifier.1"]["module_type"] == "Hardswish" and records["classifier.1"]["is_feature"] is False
+    assert records["features.12"]["is_feature"] is True and records["classifier.3"]["kind"] == "logits"
+    lm = layered(get_model("torchvision:mobilenet_v3_small", num_classes=10, in_channels=1, input_size=28))
+    assert lm.resolve("all") == [f"features.{i}" for i in range(13)] + ["classifier.0"]

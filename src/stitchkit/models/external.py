@@ -30,7 +30,6 @@ import torch.nn as nn
 
 from ..errors import StitchkitError, unknown_name
 from .checkpoint import _read, _strip_prefixes, load_state_into  # weights-only reading and its one-line errors
-from .layers import INPUT_ERRORS, input_shape_error
 from .resnet_cifar import resnet_layer_names
 
 
@@ -222,23 +221,6 @@ def build_torchvision(
     except OSError as e:  # URLError and friends: no network or no cache
         raise StitchkitError(f"could not download the pretrained weights of torchvision:{name}: {e}") from e
     return _set_resnet_layers(model)
-
-
-@torch.no_grad()
-def check_input(model: nn.Module, label: str, input_shape: tuple[int, int, int]) -> nn.Module:
-    """``model`` once it has taken one blank input of ``input_shape`` (C, H, W); ``get_model`` checks
-    every library model so. A model built for another size (a timm ViT for 224 pixels on 28-pixel
-    data) stops here, with the fixes in one sentence, instead of failing with a traceback in the middle
-    of training or cutting."""
-    was_training = model.training
-    model.eval()
-    try:
-        model(torch.zeros(1, *input_shape))
-    except INPUT_ERRORS as exc:
-        raise input_shape_error(model, label, input_shape, exc) from None
-    finally:
-        model.train(was_training)
-    return model
 
 
 def _timm_head_name(model: nn.Module) -> str | None:

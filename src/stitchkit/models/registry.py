@@ -38,7 +38,7 @@ import torch.nn as nn
 from ..errors import StitchkitError, UnknownNameError
 from . import catalog, external
 from .builders import BUILDERS
-from .layers import expected_input_shape
+from .input_check import check_input, expected_input_shape
 from .catalog import RESNET18_SUFFIXES, TIMM_PREFIX, TORCHVISION_PREFIX, ModelInfo
 
 
@@ -200,7 +200,7 @@ def get_model(
         # takes inputs of that size, so that a mismatch stops here in one sentence
         expected = expected_input_shape(model) if input_size is None else None
         size = tuple(expected[1:]) if expected else size
-        external.check_input(model, name, (in_channels, *size))
+        check_input(model, name, (in_channels, *size))
     if entry.own:
         layers = getattr(model, "stitchable_layers", None)
         names = dict(model.named_modules())
