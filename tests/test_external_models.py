@@ -1,16 +1,21 @@
 """Library models (timm, torchvision) and models of your own: on data they were not built for, one
 sentence with the fixes and never torch.fx's traceback; their layers' kinds, and "all" without the
-layers that are no features of their own."""
+layers that are no features of their own; pretrained weights without internet fail at once and
+point to local weights."""
 
 import json
+import socket
 
 import pytest
+import timm
 import torch
+import torchvision
 from torch import nn
 
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
+from stitchkit.models.external import CONNECT_TIMEOUT
 from stitchkit.models.layers import layer_kind, layered
 from stitchkit.stitching.donors import resolve_layers
 
@@ -124,3 +129,70 @@ def test_mobilenet_lists_module_types_and_marks_non_features(capsys):
     assert records["features.12"]["is_feature"] is True and records["classifier.3"]["kind"] == "logits"
     lm = layered(get_model("torchvision:mobilenet_v3_small", num_classes=10, in_channels=1, input_size=28))
     assert lm.resolve("all") == [f"features.{i}" for i in range(13)] + ["classifier.0"]
+
+
+# --------------------------------------------------------------------------------------------------
+# pretrained weights without internet: one connection attempt, then an error that names --weights
+
+
+class _NoNetwork:
+    """socket.create_connection on a machine without internet: every attempt fails, and is counted."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, address, timeout=None, *args, **kwargs):
+        self.calls.append((address, timeout))
+        raise socket.gaierror(-2, "Name or service not known")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    no_network = _NoNetwork()
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty download cache
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the library's download (with its minute of retries) was started")
+
+    monkeypatch.setattr(timm, "create_model", lambda *a, pretrained=False, **k: no_download() if pretrained else None)
+    monkeypatch.setattr(torchvision.models, "get_model", lambda *a, weights=None, **k: no_download() if weights else None)
+    return no_network
+
+
+@pytest.mark.parametrize("name,host", [("timm:resnet10t", "huggingface.co"), ("torchvision:resnet18", "download.pytorch.org")])
+def test_pretrained_offline_fails_at_once_and_names_the_local_weights(offline, name, host):
+    with pytest.raises(StitchkitError) as info:
+        get_model(name, num_classes=10, pretrained=True)
+    text = str(info.value)
+    assert f"could not download the pretrained weights of {name}: {host} is not reachable" in text
+    assert "--weights PATH" in text and "weights=PATH" in text and 'weights = "PATH" under [networks]' in text
+    assert "model_options={\"weights\": PATH}" in text
+    assert offline.calls == [((host, 443), CONNECT_TIMEOUT)]  # one attempt, with a short timeout
+
+
+def test_pretrained_offline_cli_is_one_line(offline, capsys):
+    assert main(["layers", "timm:resnet10t", "--model-option", "pretrained=true", "-d", "digits"]) == 2
+    assert "--weights PATH" in _one_error_line(capsys.readouterr().err)
+
+
+def test_hub_offline_mode_needs_no_connection_attempt(offline, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StitchkitError, match=r"HF_HUB_OFFLINE is set and they are not in the local cache; .*--weights PATH"):
+        get_model("timm:resnet10t", num_classes=10, pretrained=True)
+    assert offline.calls == []
+
+
+def test_cached_weights_are_used_without_a_connection_attempt(offline, tmp_path):
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]).write_bytes(b"cached")
+    with pytest.raises(AssertionError, match="download"):  # the library is called: it reads its cache
+        get_model("torchvision:resnet18", num_classes=10, pretrained=True)
+    assert offline.calls == []
