@@ -196,3 +196,10 @@ def test_cached_weights_are_used_without_a_connection_attempt(offline, tmp_path)
     with pytest.raises(AssertionError, match="download"):  # the library is called: it reads its cache
         get_model("torchvision:resnet18", num_classes=10, pretrained=True)
     assert offline.calls == []
+
+
+def test_a_model_of_the_zoo_on_too_small_images_is_one_line(capsys, tmp_path):
+    assert main(["train", "small_cnn", "-d", "digits@3x32", "-e", "1", "-gpu", "-1", "-dir", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("stitchkit: error: small_cnn cannot take inputs of shape 1x3x32 (RuntimeError: ")
+    assert "dataset NAME@CxHxW" in line and "kwargs" not in line  # the zoo's models have no constructor kwargs option

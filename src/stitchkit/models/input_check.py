@@ -29,18 +29,23 @@ def expected_input_shape(model: nn.Module) -> tuple[int, ...] | None:
 
 def input_shape_error(model: nn.Module, label: str, input_shape: Sequence[int], exc: BaseException) -> StitchkitError:
     """The one-sentence error for a model that cannot take inputs of ``input_shape`` (C, H, W), with the
-    fixes: data at the size the model was built for (``NAME@CxHxW``, ``cifar10_large``), or the model
-    built for this size (its constructor's keyword arguments, the model option ``kwargs``)."""
+    fixes: data at the size the model was built for (``NAME@CxHxW``, ``cifar10_large``), or, for a
+    library's model, the model built for this size (its constructor's keyword arguments, the model
+    option ``kwargs``)."""
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     expected = expected_input_shape(model)
-    size = _size_text(expected[1:]) if expected else "CxHxW"
-    example = f"fashion@{size}" + (" or cifar10_large" if expected and tuple(expected[1:]) == (224, 224) else "")
-    built = f" (built for {size} inputs)" if expected else ""
-    return StitchkitError(
-        f"{label}{built} cannot take inputs of shape {_size_text(input_shape)} ({type(exc).__name__}: {reason}); give it data of the "
-        f"size it takes (dataset NAME@{size}, e.g. {example}), or build it for this size through its constructor's keyword "
-        f"arguments (the model option kwargs, e.g. --model-option 'kwargs={{\"img_size\": {input_shape[-1]}}}' for a timm ViT)"
-    )
+    if expected:
+        size = _size_text(expected[1:])
+        example = f"fashion@{size}" + (" or cifar10_large" if tuple(expected[1:]) == (224, 224) else "")
+        data = f"give it data of the size it takes (dataset NAME@{size}, e.g. {example})"
+    else:
+        data = "give it data of a size it takes (dataset NAME@CxHxW, e.g. fashion@3x32x32 or cifar10_large)"
+    text = f"{label}{f' (built for {size} inputs)' if expected else ''} cannot take inputs of shape {_size_text(input_shape)} " \
+           f"({type(exc).__name__}: {reason}); {data}"
+    if type(model).__module__.split(".")[0] in ("timm", "torchvision"):
+        text += (", or build it for this size through its constructor's keyword arguments (the model option kwargs, e.g. "
+                 f"--model-option 'kwargs={{\"img_size\": {input_shape[-1]}}}' for a timm ViT)")
+    return StitchkitError(text)
 
 
 @torch.no_grad()

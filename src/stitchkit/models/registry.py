@@ -195,11 +195,12 @@ def get_model(
     size = _input_size(input_size, entry.default_input_size)
     resolved = entry.resolve_options(options)
     model = entry.build(num_classes=num_classes, in_channels=in_channels, input_size=size, **resolved)
-    if not entry.own:
-        # a library's model: its own size when none is asked for (timm's *_384), and a check that it
-        # takes inputs of that size, so that a mismatch stops here in one sentence
-        expected = expected_input_shape(model) if input_size is None else None
+    if not entry.own and input_size is None:  # a library's model: its own size (timm's *_384)
+        expected = expected_input_shape(model)
         size = tuple(expected[1:]) if expected else size
+    if not entry.builder_name.startswith("repr_cls"):  # (the detectors' classifiers take activations, not images)
+        # an image model takes inputs of its size, or stops here in one sentence (a timm ViT for 224
+        # pixels on 28-pixel data, a small CNN on 3-pixel images) instead of mid-training
         check_input(model, name, (in_channels, *size))
     if entry.own:
         layers = getattr(model, "stitchable_layers", None)
