@@ -187,7 +187,8 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
 
 
 class _MLP(torch.nn.Module):
-    """A plain user module (no stitchkit spec): its layers are ``body.0`` … ``body.5``."""
+    """A plain user module (no stitchkit spec): its layers are ``body.0`` … ``body.5`` (``"every"``; ``"all"``
+    leaves out the ReLUs ``body.2``, ``body.4`` and the logits ``body.5``)."""
 
     def __init__(self):
         super().__init__()
@@ -215,10 +216,11 @@ def test_compare_cka_is_one_on_the_model_itself_and_invariant_to_an_orthogonal_t
         b.body[3].bias.copy_(q @ a.body[3].bias)
     x, y = torch.randn(120, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.arange(120) % 10
     data = TensorDataset(x, y)
-    itself = stitchkit.compare(a, a, "all", data, measures=["cka"], n_samples=None, device="cpu").matrix("cka")
+    assert stitchkit.compare(a, a, "all", data, measures=["cka"], n_samples=10, device="cpu").matrix("cka").rows == ["body.0", "body.1", "body.3"]
+    itself = stitchkit.compare(a, a, "every", data, measures=["cka"], n_samples=None, device="cpu").matrix("cka")
     np.testing.assert_allclose(np.diag(itself.to_numpy()), 1.0, atol=1e-6)
     np.testing.assert_allclose(itself.to_numpy(), itself.to_numpy().T, atol=1e-6)
-    rotated = stitchkit.compare(a, b, "all", data, layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu").matrix("cka")
+    rotated = stitchkit.compare(a, b, "every", data, layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu").matrix("cka")
     assert rotated.shape == (6, 1) and rotated.cols == ["body.3"]
     np.testing.assert_allclose(rotated.to_numpy()[:, 0], itself.to_numpy()[:, 3], atol=1e-6)
     assert rotated["body.3", "body.3"] == pytest.approx(1.0, abs=1e-6)
@@ -226,7 +228,7 @@ def test_compare_cka_is_one_on_the_model_itself_and_invariant_to_an_orthogonal_t
         hidden, rotated_out = a.body[:3](x).double().numpy(), b.body[:4](x).double().numpy()
     assert rotated["body.2", "body.3"] == pytest.approx(_linear_cka(hidden, rotated_out), abs=1e-6)
     # a DataLoader of the same data gives the same matrix
-    loaded = stitchkit.compare(a, b, "all", DataLoader(data, batch_size=32), layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu")
+    loaded = stitchkit.compare(a, b, "every", DataLoader(data, batch_size=32), layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu")
     np.testing.assert_allclose(loaded.matrix("cka").to_numpy(), rotated.to_numpy(), atol=1e-6)
 
 

@@ -569,6 +569,44 @@ def test_file_datasets_can_be_converted_to_another_shape(tmp_path):
     assert image.shape == (1, 28, 28) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
 
 
+def test_registered_sets_take_a_size_like_own_data(tmp_path):
+    raw = write_cifar10(tmp_path)["test"][0].reshape(-1, 3, 32, 32).astype(np.float64) / 255
+    info = dataset_info("CIFAR10@1x32x32")
+    assert (info.name, info.shape, info.num_classes) == ("cifar10@1x32x32", (1, 32, 32), 10)
+    grey, _ = get_dataset("cifar10@1x32x32", "test", root=tmp_path)[0]
+    luma = np.tensordot([0.299, 0.587, 0.114], raw[0], axes=1)  # ITU-R 601-2, as PIL's convert("L")
+    np.testing.assert_allclose(grey[0].numpy(), luma, atol=1e-6)
+    small, _ = get_dataset("cifar10@3x16x16", "test", root=tmp_path)[1]
+    pil = Image.fromarray(np.uint8(np.rint(raw[1] * 255)).transpose(1, 2, 0)).resize((16, 16), Image.BILINEAR)
+    assert small.shape == (3, 16, 16)
+    assert np.abs(small.numpy().transpose(1, 2, 0) * 255 - np.asarray(pil, dtype=np.float64)).max() <= 2.0
+    # the same delivery as get_dataset(shape=...), augmented training batches included
+    torch.manual_seed(0)
+    named = next(iter(DataLoader(get_dataset("cifar10@3x48x40", "train", root=tmp_path), batch_size=4)))[0]
+    torch.manual_seed(0)
+    shaped = next(iter(DataLoader(get_dataset("cifar10", "train", root=tmp_path, shape=(3, 48, 40)), batch_size=4)))[0]
+    assert named.shape == (4, 3, 48, 40) and torch.equal(named, shaped)
+
+
+def test_size_suffix_of_generated_sets_and_aliases():
+    images, labels = next(iter(DataLoader(get_dataset("digits@3x32x32", "test"), batch_size=5)))
+    assert images.shape == (5, 3, 32, 32) and torch.equal(images[:, 0], images[:, 2])  # grey repeated
+    assert get_dataset("noise@1x8x8", "test", size=2)[0][0].shape == (1, 8, 8)
+    assert dataset_info("fashion-mnist@40x40").name == "fashion@1x40x40"  # @HxW keeps the set's channels
+    assert dataset_info("digits@1x28x28").name == "digits"  # the set's own shape is the set itself
+
+
+@pytest.mark.parametrize("name", ["fashion@2x32x32", "fashion@0x28", "fashion@28", "fashion@big", "fashion@3x28x28x1"])
+def test_bad_size_suffix_says_what_is_accepted(name):
+    with pytest.raises(StitchkitError, match=r"the size after '@' is HxW or CxHxW with 1 or 3 channels.*e\.g\. @32x32"):
+        dataset_info(name)
+
+
+def test_unknown_sized_name_lists_the_known_ones_and_the_forms():
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'fashon'.*fashion.*NAME@CxHxW.*folder:PATH"):
+        dataset_info("fashon@3x32x32")
+
+
 @pytest.mark.parametrize("name", ["noise", "noise_gaussian"])
 def test_noise_is_deterministic_and_in_range(name):
     dataset = get_dataset(name, "test", size=5)

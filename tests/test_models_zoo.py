@@ -561,6 +561,8 @@ def test_pretrained_torchvision_without_download(monkeypatch):
     rebuild from the spec does not ask again. (torchvision's loader is replaced: no network here.)"""
     import torchvision
 
+    from stitchkit.models import external
+
     calls = []
     real = torchvision.models.get_model
 
@@ -572,6 +574,7 @@ def test_pretrained_torchvision_without_download(monkeypatch):
         return real(name, **config)
 
     monkeypatch.setattr(torchvision.models, "get_model", fake_get_model)
+    monkeypatch.setattr(external, "unreachable", lambda url, timeout=None: None)  # as if the server answered
     model = get_model("tv_resnet18", num_classes=10, in_channels=1, pretrained=True)
     assert calls == ["DEFAULT"]
     assert model.fc.out_features == 10 and model.conv1.in_channels == 1

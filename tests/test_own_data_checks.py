@@ -51,9 +51,10 @@ def test_the_cli_names_a_cut_jpeg(tmp_path, capsys):
     from stitchkit.models import get_model
     from stitchkit.models.checkpoint import save_checkpoint
 
-    save_checkpoint(model, get_model("small_cnn", num_classes=2, in_channels=3, input_size=(6, 5), width=2), dataset="digits",
-                    input_shape=(3, 6, 5))
-    code = main(["eval", str(model), "-d", f"folder:{root}@3x6x5", "-gpu", "-1", "-workers", "0", "--no-progress"])
+    # (8×8: small_cnn pools three times and takes no smaller images)
+    save_checkpoint(model, get_model("small_cnn", num_classes=2, in_channels=3, input_size=(8, 8), width=2), dataset="digits",
+                    input_shape=(3, 8, 8))
+    code = main(["eval", str(model), "-d", f"folder:{root}@3x8x8", "-gpu", "-1", "-workers", "0", "--no-progress"])
     err = capsys.readouterr().err
     lines = err.splitlines()  # the network records digits: that is said once, then the error
     assert code == 2 and len(lines) == 2 and lines[0].startswith("stitchkit: warning: the network was trained on digits")

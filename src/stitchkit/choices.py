@@ -48,6 +48,17 @@ AUGMENTATIONS = {
 DEFAULT_AUGMENTATION = "network"
 
 # --------------------------------------------------------------------------------------------------
+# layer requests (stitchkit.models.layers.LayeredModel.resolve): wherever layers are asked for
+
+#: every stitchable layer that is a feature of its own, in forward order (the default)
+ALL_LAYERS = "all"
+#: every stitchable layer, also those that are not features (an activation alone, dropout, the logits)
+EVERY_LAYER = "every"
+#: the layer requests in words (help texts)
+LAYER_REQUESTS = (f"{ALL_LAYERS} (the feature layers), {EVERY_LAYER} (also an activation alone, dropout and the logits), "
+                  "or a list of names")
+
+# --------------------------------------------------------------------------------------------------
 # stitching (stitchkit.stitching.layers, .stitcher, .collect)
 
 #: stitching-layer kinds of :func:`stitchkit.stitching.make_stitching_layer` (besides ``auto``)

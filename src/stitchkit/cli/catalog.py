@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import dataset_info, list_datasets, resolve_data_root
-from ..data.catalog import OWN_DATA
+from ..data.catalog import OWN_DATA, SIZED
 from ..models.catalog import describe_models
 
 from .common import add_command
@@ -39,5 +39,5 @@ def run_datasets(args: argparse.Namespace) -> int:
         shape = "x".join(map(str, info.shape))
         print(f"  {info.name:<{width}}  {info.num_classes:>4} classes  {shape:>9}  {info.description}{aliases}")
         print(f"  {'':<{width}}  files: {info.expected_files}")
-    print(f"and {OWN_DATA}, e.g. -d npz:mine.npz or -d folder:images@32x32 (README: Data)")
+    print(f"{SIZED[0].upper()}{SIZED[1:]}; and {OWN_DATA}, e.g. -d npz:mine.npz or -d folder:images@32x32 (README: Data)")
     return 0

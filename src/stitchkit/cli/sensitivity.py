@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
+from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, EVERY_LAYER, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         if not ranks:
             raise StitchkitError("-ranks needs at least one rank below full, e.g. -ranks 32 16 8 4 2 1")
         kwargs.update(layers=args.layers, ranks=ranks)
-        if args.layers in (None, ["all"]):
+        if args.layers in (None, [ALL_LAYERS], [EVERY_LAYER]):
             raise StitchkitError("give the layer(s) to test with -l (the sensitivity test is per layer)")
     else:
         kwargs.update(layers=args.layers, reference_layers=args.reference_layers)

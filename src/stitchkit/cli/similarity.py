@@ -12,7 +12,7 @@ import argparse
 import math
 from typing import Sequence
 
-from ..choices import DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
+from ..choices import ALL_LAYERS, DEFAULT_SIMILARITY_MEASURES, EVERY_LAYER, LOW_RANK_MODES, POLICIES, array_measures
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
@@ -58,8 +58,8 @@ def descending(ranks: Sequence[int | None]) -> list[int | None]:
 
 
 def every_layer(text: str | None) -> bool:
-    """Whether a layer argument asks for every layer (``all``, or nothing)."""
-    return text is None or text.strip() in ("all", "")
+    """Whether a layer argument asks for every layer (``all``, ``every``, or nothing)."""
+    return text is None or text.strip() in (ALL_LAYERS, EVERY_LAYER, "")
 
 
 def register(sub) -> None:

@@ -4,6 +4,7 @@ missing-data error."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,35 @@ SPLITS = ("train", "test")
 
 #: the prefixes of your own data's names (``folder:PATH``, ``npz:PATH``; see :mod:`stitchkit.data.custom`)
 CUSTOM_KINDS = ("folder", "npz")
+
+
+#: a size after '@' in a dataset's name: ``HxW`` or ``CxHxW``
+_SIZE = re.compile(r"(?:(\d+)x)?(\d+)x(\d+)")
+#: what may follow '@', in words (quoted by every error about it)
+SIZE_FORMS = "HxW or CxHxW with 1 or 3 channels and positive sides, e.g. @32x32 or @3x224x224"
+
+
+def parse_size(name: str, text: str, strict: bool = True) -> tuple[int | None, tuple[int, int]] | None:
+    """The ``(channels or None, (H, W))`` that ``text`` (what follows '@' in the dataset name ``name``)
+    asks for, for your own data (``folder:PATH@64x64``) and registered sets (``fashion@3x224x224``)
+    alike. A malformed size raises; with ``strict=False`` (a path may contain '@') text that does not
+    look like a size at all gives None."""
+    cleaned = text.strip().lower()
+    match = _SIZE.fullmatch(cleaned)
+    if match is None:
+        if strict or re.fullmatch(r"[\dx×*,\s]+", cleaned):
+            raise StitchkitError(f"{name!r}: the size after '@' is {SIZE_FORMS}; got {text!r}")
+        return None
+    channels = int(match.group(1)) if match.group(1) else None
+    size = (int(match.group(2)), int(match.group(3)))
+    if channels not in (None, 1, 3) or min(size) < 1:
+        raise StitchkitError(f"{name!r}: the size after '@' is {SIZE_FORMS}; got {text!r}")
+    return channels, size
+
+
+def size_suffix(channels: int | None, size: tuple[int, int]) -> str:
+    """``@CxHxW`` (``@HxW`` without channels): the canonical spelling of a size in a dataset's name."""
+    return "@" + (f"{channels}x" if channels else "") + f"{size[0]}x{size[1]}"
 
 
 def is_custom(name) -> bool:

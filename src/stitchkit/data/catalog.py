@@ -10,10 +10,10 @@ class counts follow the original code (seed spec section 3), plus the offline se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import UnknownNameError, unknown_name
-from .base import DatasetInfo, is_custom
+from .base import DatasetInfo, is_custom, parse_size, size_suffix
 
 
 @dataclass(frozen=True)
@@ -133,17 +133,35 @@ ALIASES: dict[str, str] = {alias: entry.info.name for entry in DATASETS.values()
 
 #: how the registry's errors and listings name your own data
 OWN_DATA = "your own data: folder:PATH (PATH/train/<class>/<image>, PATH/test/<class>/<image>) or npz:PATH (x_train, y_train, x_test, y_test)"
+#: how the registry's errors and listings name a registered set at another input size
+SIZED = "any of them at another input size as NAME@CxHxW (e.g. fashion@3x224x224)"
+
+
+def registered(name: str) -> tuple[str, tuple[int, int, int] | None]:
+    """The registered name behind ``name`` and the item shape its ``@CxHxW`` suffix asks for (None:
+    the set's own shape). ``@HxW`` keeps the set's channels. An unknown name raises the error that
+    lists the known ones; a malformed size says what is accepted."""
+    text = str(name).strip()
+    base, at, tail = text.partition("@")
+    key = base.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in DATASETS:
+        listing = unknown_name("dataset", base.strip() if at else text, list(DATASETS))
+        raise UnknownNameError(f"{listing}; {SIZED}; or {OWN_DATA}")
+    if not at:
+        return key, None
+    channels, size = parse_size(text, tail)
+    native = DATASETS[key].info.shape
+    shape = (channels or native[0], *size)
+    return key, (None if shape == native else shape)
 
 
 def canonical_name(name: str) -> str:
-    """The registered name behind ``name`` (an alias or another capitalisation); an unknown name
-    raises the error that lists the known ones."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in DATASETS:
-        listing = unknown_name("dataset", str(name), list(DATASETS))
-        raise UnknownNameError(f"{listing}; or {OWN_DATA}")
-    return key
+    """The registered name behind ``name`` (an alias or another capitalisation), with ``@CxHxW`` when
+    it asks for a shape other than the set's own; an unknown name raises the error that lists the
+    known ones."""
+    key, shape = registered(name)
+    return key if shape is None else key + size_suffix(shape[0], shape[1:])
 
 
 def list_datasets() -> list[str]:
@@ -152,10 +170,17 @@ def list_datasets() -> list[str]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Metadata of a dataset by name or alias, or of your own data (``folder:PATH``, ``npz:PATH``,
-    read and checked on first use); an unknown name lists the known ones."""
+    """Metadata of a dataset by name or alias (``NAME@CxHxW``: at that item shape), or of your own
+    data (``folder:PATH``, ``npz:PATH``, read and checked on first use); an unknown name lists the
+    known ones."""
     if is_custom(name):
         from . import custom  # deferred: numpy and Pillow load only for your own data
 
         return custom.describe(name).info
-    return DATASETS[canonical_name(name)].info
+    key, shape = registered(name)
+    info = DATASETS[key].info
+    if shape is None:
+        return info
+    return replace(info, name=canonical_name(name), shape=shape, aliases=(),
+                   description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with antialiasing; "
+                   "channels by luma or repetition).")

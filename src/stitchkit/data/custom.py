@@ -35,7 +35,6 @@ This module needs numpy and Pillow only (no torch), so checking a layout is fast
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +45,13 @@ from PIL import Image
 
 from ..errors import StitchkitError, warn
 from ..utils.memory import available_memory, gib
-from .base import CUSTOM_KINDS, SPLITS, DatasetInfo, is_custom  # noqa: F401 (is_custom: part of this module's API)
+from .base import CUSTOM_KINDS, SPLITS, DatasetInfo, is_custom, parse_size, size_suffix  # noqa: F401 (is_custom: part of this module's API)
 from .readers import memmap_npz_member
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 #: Pillow modes read as one channel
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_SIZE = re.compile(r"(?:(\d+)x)?(\d+)x(\d+)")
 #: float images within this distance of k/255 (in units of 1/255) are stored as uint8 without loss
 _UINT8_TOLERANCE = 1e-3
 
@@ -72,7 +70,7 @@ class CustomSpec:
         """The canonical name: absolute path, and the size when one was given."""
         text = f"{self.kind}:{self.path}"
         if self.size is not None:
-            text += "@" + (f"{self.channels}x" if self.channels else "") + f"{self.size[0]}x{self.size[1]}"
+            text += size_suffix(self.channels, self.size)
         return text
 
     def error(self, text: str) -> StitchkitError:
@@ -115,16 +113,9 @@ def parse(name: str) -> CustomSpec:
         raise StitchkitError(f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or @CxHxW)")
     path_text, channels, size = rest, None, None
     head, at, tail = rest.rpartition("@")
-    if at:
-        match = _SIZE.fullmatch(tail.strip().lower())
-        if match:
-            path_text = head
-            channels = int(match.group(1)) if match.group(1) else None
-            size = (int(match.group(2)), int(match.group(3)))
-            if channels not in (None, 1, 3) or min(size) < 1:
-                raise StitchkitError(f"{name!r}: the size after '@' is HxW or CxHxW with 1 or 3 channels and positive sides, e.g. @32x32 or @1x28x28")
-        elif re.fullmatch(r"[\dx×*,\s]+", tail.strip().lower()):
-            raise StitchkitError(f"{name!r}: the size after '@' is HxW or CxHxW, e.g. @32x32 or @3x64x64; got {tail!r}")
+    parsed = parse_size(name, tail, strict=False) if at else None
+    if parsed is not None:
+        path_text, (channels, size) = head, parsed
     if not path_text.strip():
         raise StitchkitError(f"{name!r} names no path; use {kind}:PATH")
     return CustomSpec(kind, Path(path_text.strip()).expanduser().absolute(), channels, size)

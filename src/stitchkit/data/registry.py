@@ -48,6 +48,8 @@ class _Entry:
     convert: bool = False
     #: the shape of the items before that conversion (your own arrays; None: ``info.shape``)
     native_shape: tuple[int, int, int] | None = None
+    #: the shape a registered set's name asks for (``fashion@3x224x224``): delivered as ``shape=`` is
+    shape: Shape | None = None
 
     @property
     def info(self) -> DatasetInfo:
@@ -107,8 +109,8 @@ def _entry(name: str) -> _Entry:
         data = custom.describe(name)
         return _Entry(catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"), _CUSTOM_BUILDER, convert=data.convert,
                       native_shape=data.native_shape)
-    key = catalog.canonical_name(name)
-    return _Entry(catalog.DATASETS[key], _BUILDERS[key])
+    key, shape = catalog.registered(name)
+    return _Entry(catalog.DATASETS[key], _BUILDERS[key], shape=shape)
 
 
 def dataset_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -164,7 +166,8 @@ def get_dataset(
       :func:`resolve_data_root`. ``download``: fetch missing files through torchvision where it can.
     * ``size``: number of items of a generated set (``natural_patches*``, ``noise*``; default
       50,000 train / 10,000 test).
-    * ``shape``: ``(C, H, W)`` to deliver instead of the dataset's own shape, so that an OOD set can
+    * ``shape``: ``(C, H, W)`` to deliver instead of the dataset's own shape (``name@CxHxW`` does the
+      same; ``shape`` wins when both are given), so that an OOD set can
       match the in-distribution set's input (e.g. ``get_dataset("natural_patches", shape=(1, 28, 28))``
       next to MNIST). Generated sets are generated at that shape; other sets are converted at the
       end of the transform (channels 3→1 by luma, 1→3 by repetition; bilinear resize with
@@ -177,7 +180,7 @@ def get_dataset(
     meta, builder = entry.meta, entry.builder
     if split not in SPLITS:
         raise StitchkitError(f"unknown split {split!r} for dataset {entry.info.name!r}; use 'train' or 'test'")
-    target = _check_shape(shape)
+    target = _check_shape(shape) or entry.shape  # NAME@CxHxW delivers like shape=(C, H, W)
     if size is not None:
         if not meta.takes_size:
             generated = [n for n, e in catalog.DATASETS.items() if e.takes_size]

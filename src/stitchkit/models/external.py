@@ -6,7 +6,9 @@
 * ``timm:<name>``: any timm architecture (``timm.create_model(name, pretrained=…, num_classes=…,
   in_chans=…)``); ``vit…`` names that are not the zoo's own ViTs also go to timm.
 
-Weights are downloaded only with the option ``pretrained=True``; ``weights=PATH`` loads them from a
+Weights are downloaded only with the option ``pretrained=True`` (when they are not cached and their
+server accepts no connection within :data:`CONNECT_TIMEOUT` seconds, at once with an error that names
+``weights``, instead of the libraries' minute of retries); ``weights=PATH`` loads them from a
 local state_dict file instead (for machines without internet), with the same adaptation of the head
 and the first convolution as downloaded weights get. When ``in_channels`` differs from 3,
 torchvision models get a new first convolution of the right width (timm does this itself); with
@@ -21,6 +23,10 @@ code derives their layers generically.
 from __future__ import annotations
 
 import functools
+import os
+import socket
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -184,6 +190,72 @@ def _last_linear_name(model: nn.Module) -> str | None:
     return names[-1] if names else None
 
 
+#: where local weights go instead of a download, in every interface
+LOCAL_WEIGHTS = ("without internet, load them from a local file: --weights PATH (the model option weights=PATH; "
+                 "weights = \"PATH\" under [networks] in a study config; model_options={\"weights\": PATH} in the Python API)")
+#: seconds to wait for the weights' server to accept a connection before saying it is unreachable
+CONNECT_TIMEOUT = 3.0
+
+
+def download_error(label: str, reason: str) -> StitchkitError:
+    return StitchkitError(f"could not download the pretrained weights of {label}: {reason}; {LOCAL_WEIGHTS}")
+
+
+def unreachable(url: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why ``url``'s server (or the HTTPS proxy the environment names) accepts no connection within
+    ``timeout`` seconds; None when it does. One attempt: the libraries' own retries spend about a
+    minute before they give up on a machine without internet."""
+    target = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
+    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host} is not reachable ({exc.strerror or exc or type(exc).__name__})"
+
+
+def _check_download(label: str, url: str, cached: bool) -> None:
+    """Fail at once, naming the local alternative, when the weights are not in the local cache and their
+    server cannot be reached (or the Hugging Face hub is set offline)."""
+    if cached:
+        return
+    if "huggingface" in url and os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise download_error(label, "HF_HUB_OFFLINE is set and they are not in the local cache")
+    reason = unreachable(url)
+    if reason:
+        raise download_error(label, f"{reason}, and they are not in the local cache")
+
+
+def _in_torch_hub_cache(url: str) -> bool:
+    import torch.hub  # deferred: only for downloads
+
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlsplit(url).path).name).is_file()
+
+
+def _check_torchvision_download(name: str) -> None:
+    import torchvision  # deferred: torchvision loads only for its models
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    _check_download(f"torchvision:{name}", url, _in_torch_hub_cache(url))
+
+
+def _check_timm_download(name: str) -> None:
+    from timm.models import get_pretrained_cfg  # deferred: timm is optional and slow to import
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return  # no known weights: timm says so itself
+    if cfg.hf_hub_id:  # timm prefers the hub
+        import huggingface_hub  # deferred: a dependency of timm, needed only for downloads
+
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        repo = cfg.hf_hub_id.split("@")[0]
+        cached = any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files)
+        _check_download(f"timm:{name}", huggingface_hub.constants.ENDPOINT, cached)
+    elif cfg.url:
+        _check_download(f"timm:{name}", cfg.url, _in_torch_hub_cache(cfg.url))
+
+
 def _check_weight_source(label: str, pretrained: bool, weights: str | None) -> None:
     if pretrained and weights:
         raise StitchkitError(f"{label}: give either pretrained=true (download the weights) or weights=PATH (a local file), not both")
@@ -210,6 +282,7 @@ def build_torchvision(
             model = _with_local_weights(plain, _last_linear_name, lambda m, n: resize_classifier(m, n, name), num_classes, in_channels,
                                         weights, f"torchvision:{name}")
         elif pretrained:
+            _check_torchvision_download(name)
             model = torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
             resize_classifier(model, num_classes, name)
             if in_channels != 3:
@@ -219,7 +292,7 @@ def build_torchvision(
     except (TypeError, ValueError) as e:
         raise StitchkitError(f"torchvision:{name} could not be built with {kwargs}: {e}") from e
     except OSError as e:  # URLError and friends: no network or no cache
-        raise StitchkitError(f"could not download the pretrained weights of torchvision:{name}: {e}") from e
+        raise download_error(f"torchvision:{name}", str(e)) from e
     return _set_resnet_layers(model)
 
 
@@ -245,8 +318,10 @@ def build_timm(
         if weights:
             return _with_local_weights(plain, _timm_head_name, lambda m, n: m.reset_classifier(n), num_classes, in_channels,
                                        weights, f"timm:{name}")
+        if pretrained:
+            _check_timm_download(name)
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs)
     except (TypeError, ValueError) as e:
         raise StitchkitError(f"timm:{name} could not be built with {kwargs}: {e}") from e
     except OSError as e:  # network and Hugging Face hub errors
-        raise StitchkitError(f"could not download the pretrained weights of timm:{name}: {e}") from e
+        raise download_error(f"timm:{name}", str(e)) from e

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import StitchkitError
-from .layers import LOGITS, LayeredModel
+from .layers import FEATURE, LOGITS, LayeredModel, layer_kind
 from .outputs import activation_of, logits_of, replace_activation
 
 #: the name of this way of cutting (``stitchkit.choices.CUT_METHODS``)
@@ -234,6 +234,22 @@ class HookedModel(LayeredModel):
                 raise StitchkitError(f"declared stitchable layer {bad[0]!r} of {type(model).__name__} is not a clean cut of its forward")
         self.layers: list[str] = sorted(found, key=found.get)
         self._cuts = {name: found[name] for name in self.layers}  # name -> position in the forward
+        output_layer = self._output_layer() if declared is None else None
+        #: each layer's kind and module class name, as on the fx path (:func:`layer_kind`)
+        self.kinds: dict[str, str] = {name: FEATURE if declared is not None else layer_kind(modules[name], is_output=name == output_layer)
+                                      for name in self.layers}
+        self.module_types: dict[str, str] = {name: type(modules[name]).__name__ for name in self.layers}
+
+    @torch.no_grad()
+    def _output_layer(self) -> str | None:
+        """The last layer, when its output is the model's logits themselves (the classifier head)."""
+        if not self.layers:
+            return None
+        device, dtype = _placement(self.model)
+        x = torch.randn(2, *self.input_shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+        outputs = self.extractor([self.layers[-1]], with_logits=True)(x)
+        last, logits = outputs[self.layers[-1]], outputs[LOGITS]
+        return self.layers[-1] if last.shape == logits.shape and torch.equal(last, logits) else None
 
     @torch.no_grad()
     def _clean_cuts(self, candidates: list[str], nested_too: bool) -> dict[str, int]:

@@ -14,6 +14,10 @@ Which modules are layers:
 * any other model (torchvision, timm, user modules) is traced through, and its layers are the modules
   that are elements of a container (their name ends with an index, like ``features.3`` or
   ``stages.1.blocks.0``), are not containers themselves, and whose output is a clean cut.
+
+Each layer has a kind (:func:`layer_kind`): a feature, or a layer that is no feature of its own (an
+activation alone, dropout, an identity, the logits). ``"all"`` asks for the feature layers, ``"every"``
+for all of them (:data:`~stitchkit.choices.EVERY_LAYER`); a model's declared layers are all features.
 """
 
 from __future__ import annotations
@@ -27,12 +31,43 @@ from typing import Iterable, Sequence
 import torch
 from torch import fx, nn
 
-from ..choices import CUT_METHODS
+from ..choices import ALL_LAYERS, CUT_METHODS, EVERY_LAYER
 from ..errors import StitchkitError, unknown_name, warn
+from .input_check import INPUT_ERRORS, input_shape_error
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Key of the model's output in the dict of ``extractor(layers, with_logits=True)`` (not a module name).
 LOGITS = "<logits>"
+
+
+#: the kind of a layer whose output is a representation of its own
+FEATURE = "feature"
+#: the kinds of layer that are no feature of their own, and why (left out of "all")
+NON_FEATURE_KINDS = {
+    "activation": "an activation alone (the layer before it holds the same information)",
+    "dropout": "dropout (the identity at evaluation)",
+    "identity": "an identity (the layer before it, again)",
+    "logits": "the model's output (the logits)",
+}
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+#: timm's stochastic-depth modules (by name: timm is optional and slow to import)
+_TIMM_DROPOUT = ("DropPath", "DropBlock2d")
+#: the modules that define activations (torch's MultiheadAttention lives there too, and is no activation)
+_ACTIVATION_MODULES = ("torch.nn.modules.activation", "timm.layers.activations", "timm.layers.activations_me")
+
+
+def layer_kind(module: nn.Module, *, is_output: bool = False) -> str:
+    """What a stitchable layer is: :data:`FEATURE`, or one of :data:`NON_FEATURE_KINDS` (``is_output``:
+    its output is the model's output). The one place that decides which layers ``"all"`` leaves out."""
+    if is_output:
+        return "logits"
+    if isinstance(module, _DROPOUT) or type(module).__name__ in _TIMM_DROPOUT:
+        return "dropout"
+    if isinstance(module, nn.Identity):
+        return "identity"
+    if type(module).__module__ in _ACTIVATION_MODULES and not isinstance(module, nn.MultiheadAttention):
+        return "activation"
+    return FEATURE
 
 
 def _timm_leaf_types() -> tuple[type, ...]:
@@ -116,6 +151,23 @@ def _mutates_input(node: fx.Node, root: nn.Module) -> bool:
     return False
 
 
+class _CutModule(fx.GraphModule):
+    """A cut of a model: a ``GraphModule`` whose errors propagate like any module's. torch.fx's own call
+    wrapper prints a traceback and the generated code to stderr before re-raising, which would put 25
+    lines in front of the one-line error a user gets for, say, an input of the wrong size."""
+
+    def recompile(self):
+        code = super().recompile()
+        type(self).__call__ = _call_quietly  # recompile installs fx's printing wrapper on every call
+        return code
+
+
+def _call_quietly(self: nn.Module, *args, **kwargs):
+    # looked up at call time (not nn.Module.__call__ kept in a variable), so that fx's patching of
+    # Module.__call__ while tracing still applies
+    return super(fx.GraphModule, self).__call__(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class _Cut:
     name: str
@@ -173,6 +225,14 @@ class LayeredModel:
         self.layers: list[str] = [c.name for c in ordered]
         if declared is not None and self.layers != list(declared):
             raise StitchkitError(f"declared stitchable layers of {type(model).__name__} are not in forward order: {list(declared)}")
+        returned = self.output_node.args[0]
+        #: each layer's kind (:func:`layer_kind`); a model's declared layers are its features
+        self.kinds: dict[str, str] = {
+            name: FEATURE if declared is not None else layer_kind(modules[name], is_output=self._cuts[name].node is returned)
+            for name in self.layers
+        }
+        #: each layer's module class name (``Conv2dNormActivation``, ``Hardswish``)
+        self.module_types: dict[str, str] = {name: type(modules[name]).__name__ for name in self.layers}
 
     # -- discovering layers -------------------------------------------------------------------------
     @staticmethod
@@ -215,6 +275,14 @@ class LayeredModel:
         return True
 
     # -- public API -----------------------------------------------------------------------------
+    @property
+    def feature_layers(self) -> list[str]:
+        """The layers ``"all"`` gives: every stitchable layer that is a feature (:func:`layer_kind`)."""
+        return [name for name in self.layers if self.kinds[name] == FEATURE]
+
+    def is_feature(self, name: str) -> bool:
+        return self.kinds[self.check_layer(name)] == FEATURE
+
     def check_layer(self, name: str, where: str | None = None) -> str:
         """``name`` if it is a stitchable layer; else an error listing the valid ones (``where``: the
         option that asked for it, e.g. "study config: layers.front")."""
@@ -226,19 +294,28 @@ class LayeredModel:
         return name
 
     def resolve(self, layers: str | Sequence[str] | None, where: str | None = None) -> list[str]:
-        """A layer request → validated names, each once: ``"all"`` or None (every stitchable layer, in
-        forward order), a comma-separated string, or a list (whose items may be comma lists too), in
-        the order asked. ``where`` names the option in errors (:meth:`check_layer`)."""
+        """A layer request → validated names, each once: ``"all"`` or None (every stitchable layer that
+        is a feature, in forward order), ``"every"`` (every stitchable layer, also an activation alone,
+        dropout and the logits), a comma-separated string, or a list (whose items may be comma lists
+        too), in the order asked. ``where`` names the option in errors (:meth:`check_layer`)."""
         items = [] if layers is None else [layers] if isinstance(layers, str) else list(layers)
         names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-        if layers is None or names == ["all"]:
+        if layers is None or names in ([ALL_LAYERS], [EVERY_LAYER]):
             if not self.layers:
                 raise StitchkitError(f"{self.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
                                      "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
-            return list(self.layers)
+            if names == [EVERY_LAYER]:
+                return list(self.layers)
+            if not self.feature_layers:
+                raise StitchkitError(f"{self.model_name} has no stitchable layers that are features (its layers: {self._listing()}); "
+                                     f"ask for them by name or with {EVERY_LAYER!r}")
+            return self.feature_layers
         if not names:
             raise StitchkitError(f"no layers given for {self.model_name}; valid layers: {', '.join(self.layers)}")
         return list(dict.fromkeys(self.check_layer(name, where) for name in names))
+
+    def _listing(self) -> str:
+        return ", ".join(n if self.kinds[n] == FEATURE else f"{n} ({self.kinds[n]})" for n in self.layers)
 
     @property
     def model_name(self) -> str:
@@ -309,8 +386,8 @@ class LayeredModel:
             x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
             try:
                 out = self.extractor(layers)(x)
-            except RuntimeError as exc:
-                raise StitchkitError(f"{self.model_name} cannot take inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
+            except INPUT_ERRORS as exc:
+                raise input_shape_error(self.model, self.model_name, input_shape, exc) from None
         finally:
             self.model.train(was_training)
         return {name: tuple(value.shape[1:]) for name, value in out.items()}
@@ -361,7 +438,7 @@ class LayeredModel:
         return seen
 
     def _graph_module(self, graph: fx.Graph, label: str) -> fx.GraphModule:
-        module = fx.GraphModule(self.model, graph, class_name="CutModule")
+        module = _CutModule(self.model, graph, class_name="CutModule")
         module.graph.eliminate_dead_code()
         module.graph.lint()
         module.recompile()

@@ -38,6 +38,7 @@ import torch.nn as nn
 from ..errors import StitchkitError, UnknownNameError
 from . import catalog, external
 from .builders import BUILDERS
+from .input_check import check_input, expected_input_shape
 from .catalog import RESNET18_SUFFIXES, TIMM_PREFIX, TORCHVISION_PREFIX, ModelInfo
 
 
@@ -194,6 +195,13 @@ def get_model(
     size = _input_size(input_size, entry.default_input_size)
     resolved = entry.resolve_options(options)
     model = entry.build(num_classes=num_classes, in_channels=in_channels, input_size=size, **resolved)
+    if not entry.own and input_size is None:  # a library's model: its own size (timm's *_384)
+        expected = expected_input_shape(model)
+        size = tuple(expected[1:]) if expected else size
+    if not entry.builder_name.startswith("repr_cls"):  # (the detectors' classifiers take activations, not images)
+        # an image model takes inputs of its size, or stops here in one sentence (a timm ViT for 224
+        # pixels on 28-pixel data, a small CNN on 3-pixel images) instead of mid-training
+        check_input(model, name, (in_channels, *size))
     if entry.own:
         layers = getattr(model, "stitchable_layers", None)
         names = dict(model.named_modules())

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..choices import (
+    ALL_LAYERS,
     AUGMENTATIONS,
     DATA_PATHS,
     DEFAULT_AUGMENTATION,
     DM_SOLVERS,
+    LAYER_REQUESTS,
     OPTIMIZERS,
     POLICIES,
     SCHEDULE_KEYS,
@@ -127,8 +129,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images", **_COUNT),
     },
     "layers": {
-        "front": Key((str, list), "all", "front (source) layers: all, or a list of names"),
-        "end": Key((str, list), "all", "end (target) layers: all, or a list of names"),
+        "front": Key((str, list), ALL_LAYERS, f"front (source) layers: {LAYER_REQUESTS}"),
+        "end": Key((str, list), ALL_LAYERS, f"end (target) layers: {LAYER_REQUESTS}"),
     },
     "stitching": {
         "enabled": Key(bool, True, "run stitching grids"),
@@ -181,7 +183,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "probes": {
         "enabled": Key(bool, True, "train linear probes"),
-        "layers": Key((str, list), "all", "probed layers"),
+        "layers": Key((str, list), ALL_LAYERS, f"probed layers: {LAYER_REQUESTS}"),
         "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
         "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
         "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images", **_COUNT),
