@@ -291,3 +291,23 @@ def test_task_loss_matching_trains_through_a_hooked_end_network():
     pair = grid.pair()
     assert pair.stitching_type == "t2c" and 0.0 <= pair.accuracy <= 1.0 and pair.loss == pair.loss
     assert len(pair.train_history) == 1 and all(v == v for v in pair.train_history[0].values() if isinstance(v, float))
+
+
+def test_hooks_give_each_layer_the_kind_and_module_type_the_fx_path_gives():
+    """A user model with an activation alone, a dropout and a classifier head: both cuts classify alike."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)), nn.ReLU(), nn.Dropout(0.5),
+                                      nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = Net().eval()
+    fx_cut, hook_cut = layered(model, "fx", input_shape=(1, 8, 8)), layered(model, "hooks", input_shape=(1, 8, 8))
+    assert hook_cut.layers == fx_cut.layers
+    assert hook_cut.kinds == fx_cut.kinds and hook_cut.module_types == fx_cut.module_types
+    kinds = {name.removeprefix("body."): kind for name, kind in hook_cut.kinds.items()}
+    assert kinds["0.0"] == "feature" and kinds["1"] == "activation" and kinds["2"] == "dropout" and kinds["4"] == "logits"
+    assert hook_cut.feature_layers == fx_cut.feature_layers
