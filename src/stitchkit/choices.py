@@ -105,6 +105,12 @@ MEASURES = {
 }
 #: how activations become data matrices; ``auto_original`` mixes positions and pooling as the original did
 POLICIES = ("flatten", "positions", "pool", "cls", "auto_original")
+#: the policy of every similarity grid (``stitchkit similarity``, :func:`stitchkit.compare`, the study's
+#: similarity, sensitivity and specificity units): one conversion for every cell of a matrix. The original's
+#: ``auto_original`` computes same-shape pairs over spatial positions and other pairs over pooled channels,
+#: so one matrix mixes two computations; it stays available by name (and single pairs, ``similarity.compute``,
+#: keep it as their default, for parity with the original)
+DEFAULT_POLICY = "pool"
 #: the similarity command's measures (the original script's three)
 DEFAULT_SIMILARITY_MEASURES = ("cka", "pwcca", "procrustes")
 #: the measures the sensitivity and specificity tests rank by default

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import DEFAULT_GROUNDING_MEASURES, LOW_RANK_MODES, MEASURES, POLICIES
+from ..choices import DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, LOW_RANK_MODES, MEASURES, POLICIES
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
@@ -37,7 +37,7 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     p.add_argument("--measures", nargs="+", default=list(DEFAULT_GROUNDING_MEASURES), choices=choices, metavar="MEASURE",
                    help=f"measures to test; choose from {', '.join(choices)} (dm_accuracy and tlm_accuracy stitch networks)")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images for the array measures")
-    p.add_argument("--policy", default="auto_original", choices=POLICIES, help="activation policy of the array measures")
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="activation policy of the array measures (the same for every comparison; auto_original: the original's, positions or pooled by shape)")
     p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
                    help="probes (and stitches): a fixed basis from the training set, or the original's per-batch SVD")
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset)")

@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
+from ..choices import DEFAULT_POLICY
 from ..probing.probe import rank_label
 from ..similarity.pairs import RepresentationBank
 from ..similarity.registry import get_measure
@@ -26,7 +27,7 @@ def array_measure_values(
     comparisons: Sequence[Comparison],
     measures: Sequence[str],
     *,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
 ) -> dict[str, list[float]]:
     """Each array measure on every comparison (X = candidate, Y = reference), each representation
     truncated and prepared once per measure."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import LowRankBasis, low_rank, to_rows, truncate
-from ..choices import LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_POLICY, LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
 from .base import Measure
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
@@ -151,7 +151,7 @@ def pairwise_matrix(
     acts_a: Mapping[str, Any],
     acts_b: Mapping[str, Any] | None = None,
     *,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
     rank_a: Rank | Mapping[str, Rank] = None,
     rank_b: Rank | Mapping[str, Rank] = None,
     low_rank_mode: str = "fixed",

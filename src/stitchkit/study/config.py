@@ -17,6 +17,7 @@ from ..choices import (
     AUGMENTATIONS,
     DATA_PATHS,
     DEFAULT_AUGMENTATION,
+    DEFAULT_POLICY,
     DM_SOLVERS,
     OPTIMIZERS,
     POLICIES,
@@ -151,7 +152,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True, "compute similarity index matrices"),
         "measures": Key(list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"),
         "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
-        "policy": Key(str, "auto_original", "how activations become data matrices (also for the sensitivity and specificity tests); auto_original mixes positions and pooling by shape, as the original did", choices=POLICIES),
+        "policy": Key(str, DEFAULT_POLICY, "how activations become data matrices (also for the sensitivity and specificity tests), the same for every cell of a matrix; auto_original mixes positions and pooling by shape, as the original did (its matrices are marked)", choices=POLICIES),
         "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
     },
     "ood": {
