@@ -31,7 +31,7 @@ OFF = "\n[uncertainty]\nbootstrap = 0\nsimilarity_bootstrap = 0\npermutations = 
 def _study(config: Path, out: Path) -> tuple[float, dict]:
     """Run ``stitchkit study`` as a user would (report included); its wall time and summary line."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress"],
+    done = subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress", "--json"],
                           cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

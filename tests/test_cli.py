@@ -88,18 +88,22 @@ def test_layers_prints_names_and_shapes(capsys):
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, _ = run(["train", "resnet18", "-e", "1", "-b", "64", "--train-subset", "128", "-dir", str(run_dir)] + TINY, capsys)
-    assert code == 0 and "Clean accuracy:" in out
+    assert code == 0 and out.splitlines()[-2].startswith("trained resnet18 on digits for 1 epoch(s) in ") and "s: test accuracy " in out
+    assert out.splitlines()[-1] == f"wrote {run_dir / 'final.pt'}"
     config = json.loads((run_dir / "config.txt").read_text())
     assert config["model_type"] == "resnet18" and config["save_frequency"] == 1  # the original's config.txt keys
     code, out, _ = run(["eval", str(run_dir / "final.pt"), "-gpu", "-1", "-workers", "0", "--no-progress", "--json", str(tmp_path / "e.json")], capsys)
-    assert code == 0 and out.startswith("Clean accuracy: ")
+    numbers = json.loads((tmp_path / "e.json").read_text())
+    assert code == 0 and out.splitlines() == [f"resnet18 ({run_dir / 'final.pt'}) on digits test (359 images): accuracy {100 * numbers['acc']:.2f}%, "
+                                              f"top-5 {100 * numbers['top5']:.2f}%", f"wrote {tmp_path / 'e.json'}"]
     assert json.loads((tmp_path / "e.json").read_text())["dataset"] == "digits"
     code, out, _ = run(["layers", str(run_dir / "final.pt")], capsys)
     assert code == 0 and "on digits" in out
     # a plain state_dict of the original, with the model named
     torch.save(torch.load(run_dir / "model_1.pt", weights_only=True), tmp_path / "model_5.pt")
-    code, out, _ = run(["eval", str(tmp_path / "model_5.pt"), "resnet18", "-d", "digits", "--width", "4", "-gpu", "-1", "-workers", "0", "--no-progress"], capsys)
-    assert code == 0 and out.startswith("Clean accuracy: ")
+    code, out, _ = run(["eval", str(tmp_path / "model_5.pt"), "resnet18", "-d", "digits", "--width", "4", "-gpu", "-1", "-workers", "0", "--no-progress",
+                        "--original-output"], capsys)
+    assert code == 0 and out.startswith("Clean accuracy: ") and "\nEvaluated on: digits (test split, 359 images)\n" in out
 
 
 def test_catalog_commands(capsys):
@@ -107,3 +111,13 @@ def test_catalog_commands(capsys):
     assert code == 0 and "resnet18" in out and "vit_tiny_patch4_32" in out and "torchvision:" in out
     code, out, _ = run(["datasets"], capsys)
     assert code == 0 and "fashion" in out and "cifar5m" in out and "natural_patches" in out
+
+
+@pytest.mark.parametrize("argv", [["train", "resnet18"], ["eval", "a.pt"], ["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["ood", "runs"],
+                                  ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["probe", "a.pt"]])
+def test_the_commands_with_the_originals_printout_take_one_flag_for_it(argv):
+    from stitchkit.cli import build_parser
+    from stitchkit.cli.common import ORIGINAL_OUTPUT
+
+    parser = build_parser()
+    assert parser.parse_args(argv).original_output is False and parser.parse_args(argv + [ORIGINAL_OUTPUT]).original_output is True

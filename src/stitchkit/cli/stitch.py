@@ -15,7 +15,7 @@ from pathlib import Path
 from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
-                     model_options, schedulers_help)
+                     model_options, schedulers_help, percent, print_wrote)
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -76,8 +76,9 @@ def register(sub) -> None:
         "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
         "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
         "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
-        "never overwritten, unless --overwrite.",
-        examples=EXAMPLES,
+        "never overwritten, unless --overwrite. A single pair prints its accuracy, its relative accuracy (stitched / end network) "
+        "and its run folder (the original's `Clean accuracy` line with --original-output).",
+        examples=EXAMPLES, original_output=True,
     )
     p.add_argument("front_model_path", help="front model checkpoint")
     p.add_argument("end_model_path", help="end model checkpoint")
@@ -236,13 +237,18 @@ def run(args: argparse.Namespace) -> int:
         front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args), command=command,
         save_dir_label=args.save_dir,
     )
-    if len(results) == 1:
+    stored = " (stored result; pass --overwrite to recompute)"
+    if len(results) == 1 and args.original_output:
         r = results[0]
-        ci = describe_ci(r, "accuracy", 100, ".2f", "%")
-        if r.skipped:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci} (stored result; pass --overwrite to recompute)")
-        else:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci}")
+        print(f"Clean accuracy: {100 * r.accuracy:.2f}%{describe_ci(r, 'accuracy', 100, '.2f', '%')}{stored if r.skipped else ''}")
+    elif len(results) == 1:
+        r = results[0]
+        relative = r.accuracy / r.end_accuracy if r.end_accuracy else None
+        rel = "n/a" if relative is None else f"{relative:.3f}{describe_ci(r, 'relative_accuracy', 1, '.3f')}"
+        print(f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} epoch(s)){stored if r.skipped else ''}: "
+              f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network {percent(r.end_accuracy)}, "
+              f"relative accuracy {rel}")
+        print_wrote(r.run_dir)
     else:
         done = sum(not r.skipped for r in results)
         print(f"{done} pair(s) stitched, {len(results) - done} already finished; results in {save_root}")
