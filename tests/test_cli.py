@@ -113,7 +113,7 @@ def test_catalog_commands(capsys):
     assert code == 0 and "fashion" in out and "cifar5m" in out and "natural_patches" in out
 
 
-@pytest.mark.parametrize("argv", [["train", "resnet18"], ["eval", "a.pt"], ["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["ood", "runs"],
+@pytest.mark.parametrize("argv", [["train", "resnet18", "-dir", "x"], ["eval", "a.pt"], ["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["ood", "runs"],
                                   ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["probe", "a.pt"]])
 def test_the_commands_with_the_originals_printout_take_one_flag_for_it(argv):
     from stitchkit.cli import build_parser
