@@ -8,6 +8,10 @@ import pytest
 import torch
 
 from stitchkit.cli import build_parser, main
+from stitchkit.cli.common import ORIGINAL_OUTPUT
+from stitchkit.errors import StitchkitError, StitchkitWarning
+from stitchkit.probing.probe import ProbeConfig
+from stitchkit.stitching.settings import StitchSettings
 
 COMMANDS = ["train", "eval", "layers", "models", "datasets"]
 
@@ -116,8 +120,28 @@ def test_catalog_commands(capsys):
 @pytest.mark.parametrize("argv", [["train", "resnet18", "-dir", "x"], ["eval", "a.pt"], ["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["ood", "runs"],
                                   ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["probe", "a.pt"]])
 def test_the_commands_with_the_originals_printout_take_one_flag_for_it(argv):
-    from stitchkit.cli import build_parser
-    from stitchkit.cli.common import ORIGINAL_OUTPUT
-
     parser = build_parser()
     assert parser.parse_args(argv).original_output is False and parser.parse_args(argv + [ORIGINAL_OUTPUT]).original_output is True
+
+
+@pytest.mark.parametrize("argv", [["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["probe", "a.pt"],
+                                  ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["sensitivity", "a.pt", "b.pt", "-l", "layer1.0", "-ranks", "2"]])
+def test_the_low_rank_mode_has_one_spelling_in_every_command(argv, capsys):
+    parser = build_parser()
+    assert parser.parse_args(argv).low_rank_mode == "fixed"
+    assert parser.parse_args(argv + ["--low-rank-mode", "per_batch"]).low_rank_mode == "per_batch"
+    with pytest.warns(StitchkitWarning, match="'per-batch' is deprecated: every command now spells it 'per_batch'"):
+        assert parser.parse_args(argv + ["--low-rank-mode", "per-batch"]).low_rank_mode == "per_batch"  # what the stitch command took
+    with pytest.raises(SystemExit) as info:
+        main(argv + ["--low-rank-mode", "batch"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "unknown low-rank mode 'batch'; known low-rank modes: fixed, per_batch" in err and err.count("\n") == 1
+
+
+def test_the_library_reads_the_old_low_rank_spelling_with_a_warning():
+    with pytest.warns(StitchkitWarning, match="deprecated"):
+        assert StitchSettings(low_rank_mode="per-batch", front_stitch_rank=2).validate().low_rank_mode == "per_batch"
+    with pytest.warns(StitchkitWarning, match="deprecated"):
+        assert ProbeConfig(low_rank_mode="per-batch").validate().low_rank_mode == "per_batch"
+    with pytest.raises(StitchkitError, match="known low-rank modes: fixed, per_batch"):
+        StitchSettings(low_rank_mode="perbatch").validate()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, LOW_RANK_MODES, SCHEDULE_UNITS, SCHEDULERS, low_rank_mode
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSpec
 from ..utils.numbers import is_finite_number
@@ -178,3 +178,17 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 def args_as_config(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed arguments as plain data (the original's config.txt), without internals."""
     return {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}
+
+
+def add_low_rank_mode(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--low-rank-mode`` in the one spelling of :data:`~stitchkit.choices.LOW_RANK_MODES` (the stitch
+    command's earlier ``per-batch`` still read, with a deprecation warning)."""
+    parser.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=_low_rank_mode, metavar="{" + ",".join(LOW_RANK_MODES) + "}",
+                        help=help)
+
+
+def _low_rank_mode(text: str) -> str:
+    try:
+        return low_rank_mode(text)
+    except StitchkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

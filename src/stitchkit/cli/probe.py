@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import LOW_RANK_MODES, TOKEN_POOLS
+from ..choices import TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, bootstrap_spec,
-                     finite_float, model_options, print_wrote, rank_text)
+                     finite_float, model_options, print_wrote, rank_text, add_low_rank_mode)
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
@@ -47,8 +47,7 @@ def register(sub) -> None:
     add_device(p)
     p.add_argument("-ranks", "--ranks", dest="ranks", nargs="*", default=None, metavar="RANK", help="ranks ('full' = no truncation; default full only)")
     p.add_argument("--verbose", action="store_true", help="print train and test accuracy of every probe after every epoch")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
-                   help="fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
+    add_low_rank_mode(p, "fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
     p.add_argument("--token-pool", dest="token_pool", default="cls", choices=TOKEN_POOLS, help="token activations: the CLS token or the mean token")
     p.add_argument("--milestones", type=int, nargs="*", default=None, help="LR ×0.1 after these epochs (default e−5 when e > 5, else none)")
     add_schedule(p, scheduler=True)

@@ -12,10 +12,10 @@ import argparse
 import math
 from typing import Sequence
 
-from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, LOW_RANK_MODES, POLICIES, array_measures
+from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, POLICIES, array_measures
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, rank_text
+from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, rank_text, add_low_rank_mode
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
@@ -90,8 +90,7 @@ def register(sub) -> None:
     p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES,
                    help="how activations become data matrices, the same for every pair; auto_original (the original's numbers for a "
                    "single pair): flatten for CKA, positions (same shapes) or pooled (other shapes) for PWCCA/Procrustes, so a matrix mixes them")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
-                   help="recorded with the results; on the whole sample set both modes truncate identically")
+    add_low_rank_mode(p, "recorded with the results; on the whole sample set both modes truncate identically")
     p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")
     p.add_argument("--split", default="test", choices=["test", "train"], help="which split the first N images come from")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import StitchkitError
-from ..utils.io import check_writable_dir, write_json_atomic
+from ..utils.io import check_writable_dir, lock_file, write_json_atomic
 from .probe import ProbeConfig, rank_label
 
 
@@ -53,8 +52,7 @@ class ProbeCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with lock_file(self.path.with_name(self.path.name + ".lock")):  # removed after use
             on_disk: dict[str, Any] = {}
             if self.path.is_file():
                 try:

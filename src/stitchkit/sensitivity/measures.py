@@ -63,7 +63,7 @@ def stitching_measure_values(
                                   optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5), augment=settings.tlm_augment)
         run = replace(settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False)
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
-                       low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, **vars(run))
+                       low_rank_mode=settings.low_rank_mode, save_weights=False, **vars(run))
         groups: dict[tuple[str, str, int | None], list[int]] = {}
         for i, c in enumerate(comparisons):
             groups.setdefault((c.candidate.network, c.reference.network, c.candidate.rank), []).append(i)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY  # torch-free home (the CLI reads it)
+from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, low_rank_mode  # torch-free home (the CLI reads it)
 from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig
@@ -41,7 +41,7 @@ class GroundingSettings(RunOptions):
     progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
     def validate(self) -> "GroundingSettings":
-        self.low_rank_mode = str(self.low_rank_mode).replace("-", "_")  # the stitching commands spell it per-batch
+        self.low_rank_mode = low_rank_mode(self.low_rank_mode)  # one spelling (the earlier per-batch warns)
         self.probe.validate()
         array, stitch = split_measures(self.measures)
         if not array and not stitch:

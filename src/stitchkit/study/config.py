@@ -367,13 +367,19 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+#: the first line of :func:`describe_schema`
+NULL_NOTE = ('# null = no value (YAML: null; TOML has no null: leave the key out, or write "none" or ""); '
+             'a quoted "none" is the option\'s own value none')
+
+
 def describe_schema() -> str:
-    """The schema as commented TOML (for documentation and ``--help``)."""
-    lines = []
+    """The schema as commented TOML (for documentation and ``--help``); a default of None is shown as
+    ``null`` (JSON's and YAML's; TOML has none, so such a key is left out there, or set to "none" or "")."""
+    lines = [NULL_NOTE, ""]
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
         for key, spec in keys.items():
-            default = '"none"' if spec.default is None else toml_value(spec.default)
+            default = toml_value(spec.default)  # None: null
             choices = f" (one of: {', '.join(map(str, spec.choices))})" if spec.choices else ""
             lines.append(f"# {key} = {default}  — {spec.help}{choices}")
         lines.append("")
