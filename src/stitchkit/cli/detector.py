@@ -212,6 +212,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"OOD detector sanity checks: {dataset} test (ID) vs {args.sanity_dataset} test, model {args.model_path}")
         print(report.table())
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+        print_wrote(args.out)
     return 0
 
 
