@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Clean accuracy: {100 * r.accuracy:.2f}%{describe_ci(r, 'accuracy', 100, '.2f', '%')}{stored if r.skipped else ''}")
     elif len(results) == 1:
         r = results[0]
-        relative = r.accuracy / r.end_accuracy if r.end_accuracy else None
+        relative = r.relative_accuracy
         rel = "n/a" if relative is None else f"{relative:.3f}{describe_ci(r, 'relative_accuracy', 1, '.3f')}"
         print(f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} epoch(s)){stored if r.skipped else ''}: "
               f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network {percent(r.end_accuracy)}, "

@@ -84,6 +84,12 @@ class StitchResult:
     interval: dict[str, Any] | None = None
     samples: PairSamples | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def relative_accuracy(self) -> float | None:
+        """The stitched network's accuracy over the end network's, on the same images (None where the
+        end network's accuracy is unknown or 0)."""
+        return self.accuracy / self.end_accuracy if self.end_accuracy else None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (without the per-image ``samples``); NaN and infinities become ``None``."""
         return json_safe({k: v for k, v in asdict(replace(self, samples=None)).items() if k != "samples"})
