@@ -143,6 +143,7 @@ def version_1_store(world: Path, out: Path) -> None:
     for i, net in enumerate(nets):  # the config names copies (the unit folders move in the upgrade)
         shutil.copyfile(net, out / f"n{i}.pt")
     text = (FIXTURE / "study.toml").read_text().replace('"nets/n0/final.pt", "nets/n1/final.pt"', f'"{out}/n0.pt", "{out}/n1.pt"')
+    text = text.replace('measures = ["cka"]', 'measures = ["cka"]\npolicy = "auto_original"')  # the default policy when it ran
     (out / "c.toml").write_text(text + "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0\n")  # as the old store's similarity ran
     summary = _run(out / "c.toml", study)
     assert summary.ran == 2 and summary.counts["done"] == 6, summary

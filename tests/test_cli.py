@@ -8,6 +8,10 @@ import pytest
 import torch
 
 from stitchkit.cli import build_parser, main
+from stitchkit.cli.common import ORIGINAL_OUTPUT
+from stitchkit.errors import StitchkitError, StitchkitWarning
+from stitchkit.probing.probe import ProbeConfig
+from stitchkit.stitching.settings import StitchSettings
 
 COMMANDS = ["train", "eval", "layers", "models", "datasets"]
 
@@ -88,18 +92,22 @@ def test_layers_prints_names_and_shapes(capsys):
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, _ = run(["train", "resnet18", "-e", "1", "-b", "64", "--train-subset", "128", "-dir", str(run_dir)] + TINY, capsys)
-    assert code == 0 and "Clean accuracy:" in out
+    assert code == 0 and out.splitlines()[-2].startswith("trained resnet18 on digits for 1 epoch(s) in ") and "s: test accuracy " in out
+    assert out.splitlines()[-1] == f"wrote {run_dir / 'final.pt'}"
     config = json.loads((run_dir / "config.txt").read_text())
     assert config["model_type"] == "resnet18" and config["save_frequency"] == 1  # the original's config.txt keys
     code, out, _ = run(["eval", str(run_dir / "final.pt"), "-gpu", "-1", "-workers", "0", "--no-progress", "--json", str(tmp_path / "e.json")], capsys)
-    assert code == 0 and out.startswith("Clean accuracy: ")
+    numbers = json.loads((tmp_path / "e.json").read_text())
+    assert code == 0 and out.splitlines() == [f"resnet18 ({run_dir / 'final.pt'}) on digits test (359 images): accuracy {100 * numbers['acc']:.2f}%, "
+                                              f"top-5 {100 * numbers['top5']:.2f}%", f"wrote {tmp_path / 'e.json'}"]
     assert json.loads((tmp_path / "e.json").read_text())["dataset"] == "digits"
     code, out, _ = run(["layers", str(run_dir / "final.pt")], capsys)
     assert code == 0 and "on digits" in out
     # a plain state_dict of the original, with the model named
     torch.save(torch.load(run_dir / "model_1.pt", weights_only=True), tmp_path / "model_5.pt")
-    code, out, _ = run(["eval", str(tmp_path / "model_5.pt"), "resnet18", "-d", "digits", "--width", "4", "-gpu", "-1", "-workers", "0", "--no-progress"], capsys)
-    assert code == 0 and out.startswith("Clean accuracy: ")
+    code, out, _ = run(["eval", str(tmp_path / "model_5.pt"), "resnet18", "-d", "digits", "--width", "4", "-gpu", "-1", "-workers", "0", "--no-progress",
+                        "--original-output"], capsys)
+    assert code == 0 and out.startswith("Clean accuracy: ") and "\nEvaluated on: digits (test split, 359 images)\n" in out
 
 
 def test_catalog_commands(capsys):
@@ -107,3 +115,33 @@ def test_catalog_commands(capsys):
     assert code == 0 and "resnet18" in out and "vit_tiny_patch4_32" in out and "torchvision:" in out
     code, out, _ = run(["datasets"], capsys)
     assert code == 0 and "fashion" in out and "cifar5m" in out and "natural_patches" in out
+
+
+@pytest.mark.parametrize("argv", [["train", "resnet18", "-dir", "x"], ["eval", "a.pt"], ["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["ood", "runs"],
+                                  ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["probe", "a.pt"]])
+def test_the_commands_with_the_originals_printout_take_one_flag_for_it(argv):
+    parser = build_parser()
+    assert parser.parse_args(argv).original_output is False and parser.parse_args(argv + [ORIGINAL_OUTPUT]).original_output is True
+
+
+@pytest.mark.parametrize("argv", [["stitch", "a.pt", "b.pt", "-", "-", "l", "l", "c2c"], ["probe", "a.pt"],
+                                  ["similarity", "a.pt", "b.pt", "-", "-", "all", "all"], ["sensitivity", "a.pt", "b.pt", "-l", "layer1.0", "-ranks", "2"]])
+def test_the_low_rank_mode_has_one_spelling_in_every_command(argv, capsys):
+    parser = build_parser()
+    assert parser.parse_args(argv).low_rank_mode == "fixed"
+    assert parser.parse_args(argv + ["--low-rank-mode", "per_batch"]).low_rank_mode == "per_batch"
+    with pytest.warns(StitchkitWarning, match="'per-batch' is deprecated: every command now spells it 'per_batch'"):
+        assert parser.parse_args(argv + ["--low-rank-mode", "per-batch"]).low_rank_mode == "per_batch"  # what the stitch command took
+    with pytest.raises(SystemExit) as info:
+        main(argv + ["--low-rank-mode", "batch"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "unknown low-rank mode 'batch'; known low-rank modes: fixed, per_batch" in err and err.count("\n") == 1
+
+
+def test_the_library_reads_the_old_low_rank_spelling_with_a_warning():
+    with pytest.warns(StitchkitWarning, match="deprecated"):
+        assert StitchSettings(low_rank_mode="per-batch", front_stitch_rank=2).validate().low_rank_mode == "per_batch"
+    with pytest.warns(StitchkitWarning, match="deprecated"):
+        assert ProbeConfig(low_rank_mode="per-batch").validate().low_rank_mode == "per_batch"
+    with pytest.raises(StitchkitError, match="known low-rank modes: fixed, per_batch"):
+        StitchSettings(low_rank_mode="perbatch").validate()

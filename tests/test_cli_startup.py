@@ -105,7 +105,7 @@ def test_the_choices_are_the_libraries_names():
     assert sorted(choices.STITCHING_TYPES) == layers.list_stitching_layers()
     assert (layers.UPSAMPLE_MODES, layers.C2T_CLS_MODES, layers.T2C_CLS_MODES) == (
         choices.UPSAMPLE_MODES, choices.C2T_CLS_MODES, choices.T2C_CLS_MODES)
-    assert stitcher.LOW_RANK_MODES == choices.STITCH_LOW_RANK_MODES and collect.METRICS == choices.COLLECT_METRICS
+    assert stitcher.LOW_RANK_MODES == choices.LOW_RANK_MODES and collect.METRICS == choices.COLLECT_METRICS
     assert {n: c.info.requires_models for n, c in MEASURE_CLASSES.items()} == choices.MEASURES
     assert list(MEASURE_CLASSES) == list(choices.MEASURES)
     assert set(choices.TRAINING_FREE_DETECTORS) < set(detectors.DETECTORS) and detectors.TRAINING_FREE is choices.TRAINING_FREE_DETECTORS

@@ -179,7 +179,7 @@ def test_address_joins_an_existing_cluster_from_the_cli(cluster, tmp_path):
     out = tmp_path / "s"
     # a relative --out: the workers (whose working folder is not the driver's) must write where the driver looks
     cmd = [sys.executable, "-m", "stitchkit", "study", config.name, "--executor", "ray", "--address", c.address, "--out", "s",
-           "--no-progress", "--no-report"]
+           "--no-progress", "--no-report", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[-1])["counts"]["done"] == 1

@@ -33,7 +33,7 @@ def test_torchrun_with_two_gloo_processes(tmp_path):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("Clean accuracy:") == 1  # only rank 0 reports
+    assert proc.stdout.count("test accuracy") == 1  # only rank 0 reports
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2
     settings = config["settings"]["optim"]

@@ -25,6 +25,7 @@ from stitchkit.study.store import STORE_VERSION
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "sensitivity", "specificity"))
 # the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their identity
+# (and with the policy that was then the default, auto_original, named in _config)
 SECTIONS_OFF += "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0"
 
 
@@ -50,6 +51,7 @@ def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = 
         pairs = "{pairs}"
         n_samples = 50
         measures = ["cka"]
+        policy = "auto_original"
     """) + SECTIONS_OFF + "\n")
     return path
 

@@ -45,6 +45,12 @@ def test_probe_prints_the_rank_it_used_and_no_argv(checkpoint, capsys):
     out, err = capsys.readouterr()
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == f"{checkpoint} -- layer1.0"  # nothing printed before the results (the stray print(sys.argv))
+    assert lines[0] == f"probe test accuracy of {checkpoint}"  # nothing printed before the results (the stray print(sys.argv))
+    assert lines[1].split() == ["layer", "rank", "999", "rank", "2"] and lines[2].split()[1].endswith("*") and not lines[2].endswith("*")
+    assert lines[3] == "(* a rank above the layer's channels: all of them were used)"
+    code = main(["probe", str(checkpoint), "-l", "layer1.0", "-ranks", "999", "2", "-e", "1", "-b", "256", "--no-augment", "-gpu", "-1",
+                 "-workers", "0", "--no-progress", "--original-output"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{checkpoint} -- layer1.0"
     assert lines[1].startswith("Rank 999 (used 4: all of the layer's channels): ") and lines[2].startswith("Rank 2: ")
     assert "999 at layer1.0 (4 channels)" in err

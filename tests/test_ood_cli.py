@@ -70,7 +70,7 @@ def test_detector_train_all_layers_check_and_list(source, capsys):
     tmp, path = source
     code, out, err = run(["detector", "train", path, "-", "--layers", "all", "-m", "repr_cls_resnet18", "--width", "4", "-e", "1", "-fe", "1",
                           "-b", "16", "-ftoodd", "natural_patches_gray", "--train-subset", "32", "--ft-samples", "16", "--val-subset", "16",
-                          "-gpu", "-1", "-dir", tmp / "det", "-fdir", tmp / "fdir", "--no-progress"], capsys)
+                          "-gpu", "-1", "-dir", tmp / "det", "-fdir", tmp / "fdir", "--no-progress", "--json"], capsys)
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [line["layer"] for line in lines] == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
@@ -96,7 +96,7 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
                                          progress=False, verbose=False)
     experiment.stitch_grid(str(path), str(path), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=tmp / "stitches")
     code, out, err = run(["ood", tmp / "stitches", "-detectors", "none", "--training-free", "mahalanobis", "knn", "--knn-k", "5",
-                          "--fit-samples", "100", "--test-samples", "64", "-scd", "noise", "-gpu", "-1", "-b", "32"], capsys)
+                          "--fit-samples", "100", "--test-samples", "64", "-scd", "noise", "-gpu", "-1", "-b", "32", "--original-output"], capsys)
     assert code == 0, err
     assert "STITCHING ACCURACY" in out and "STITCHING OOD Detection AUROC (mahalanobis)" in out and "sanity checks: noise" in out
     data = json.loads((tmp / "stitches" / "ood" / "ood_matrices.json").read_text())

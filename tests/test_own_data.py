@@ -239,7 +239,7 @@ def test_train_and_stitch_end_to_end_on_npz(tmp_path, capsys):
                  "-e", "0", "-i", "pinv", "-pinv-samples", "20", "--results-root", str(tmp_path / "results"), "-dir", "dm", *CPU])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "Clean accuracy:" in out
+    assert "stitched relu2 -> relu2 (c2c, pinv, 0 epoch(s)): accuracy " in out and ", relative accuracy " in out
     result = json.loads(next((tmp_path / "results" / "dm").glob("*/result.json")).read_text())
     assert result["dataset"] == name
     # the checkpoints remember the data: layers and eval need no -d

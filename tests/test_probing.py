@@ -181,11 +181,19 @@ def test_train_subset_probes_on_the_seeded_subset(tiny):
         ProbeConfig(train_subset=0).validate()
 
 
-def test_probe_command_prints_the_originals_format_and_writes_files(tiny, tmp_path, capsys):
+def test_probe_command_prints_a_table_or_the_originals_format_and_writes_files(tiny, tmp_path, capsys):
     _, path = tiny
     out_dir = tmp_path / "out"
-    code = main(["probe", str(path), "-l", "layer3.1", "-ranks", "full", "4", "-e", "1", "-b", "128", "--no-augment", "-gpu", "-1",
-                 "-workers", "0", "--no-progress", "-o", str(out_dir)])
+    args = ["probe", str(path), "-l", "layer3.1", "-ranks", "full", "4", "-e", "1", "-b", "128", "--no-augment", "-gpu", "-1", "-workers", "0", "--no-progress"]
+    code = main(args + ["-o", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    accuracy = {r["rank"]: r["val_acc"] for r in json.loads((out_dir / "probes.json").read_text())["results"]}
+    assert lines[:3] == [f"probe test accuracy of {path}", f"{'layer':<10}{'rank full':>11}{'rank 4':>11}",
+                         f"{'layer3.1':<10}{accuracy[None]:>11.4f}{accuracy[4]:>11.4f}"]
+    assert "None" not in out and lines[-1] == f"wrote {out_dir / 'probes.json'}, {out_dir / 'probes.csv'}"
+    code = main(args + ["--original-output"])
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()

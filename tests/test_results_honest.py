@@ -114,7 +114,7 @@ def test_eval_says_its_dataset_and_warns_when_the_checkpoint_records_another(tmp
     save_checkpoint(tmp_path / "final.pt", model, dataset="fashion", input_shape=(1, 28, 28))
     assert main(["eval", str(tmp_path / "final.pt"), "-d", "digits", "-gpu", "-1", "-workers", "0", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("Clean accuracy: ") and "\nEvaluated on: digits (test split, 359 images)\n" in out
+    assert out.startswith(f"resnet18 ({tmp_path / 'final.pt'}) on digits test (359 images): accuracy ")
     assert err.count("stitchkit: warning: the network was trained on fashion") == 1
     import json
 

@@ -230,7 +230,7 @@ def test_task_loss_matching_accuracy_of_one_comparison(checkpoints):
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     comparison = Comparison("layer4.1", Rep("s0", "layer4.1"), Rep("s1", "layer4.1", 4))
     settings = GroundingSettings(tlm_epochs=1, tlm_batch_size=32, tlm_train_samples=96, stitch_test_samples=32, stitch_fit_samples=8, device="cpu", verbose=False,
-                                 low_rank_mode="per-batch")  # either spelling; the stitching package spells it per-batch
+                                 low_rank_mode="per_batch")
     values = stitching_measure_values(models, [comparison], ["tlm_accuracy", "dm_accuracy"], "digits", settings)
     assert set(values) == {"tlm_accuracy", "dm_accuracy"} and all(0.0 <= v[0] <= 1.0 for v in values.values())
 

@@ -21,6 +21,8 @@ from stitchkit.similarity import (
     RepresentationBank,
     compare_models,
     compute,
+    describe_mixed,
+    mixed_policies,
     pairwise_matrix,
     result_matrix,
     similarity_table,
@@ -40,7 +42,7 @@ def test_table_equals_compute_pair_by_pair_and_prepares_each_layer_once():
     results = similarity_table(["cka", "pwcca", "procrustes"], x, y, ranks_x=[None, 2], ranks_y=[3], all_pairs=True)
     assert len(results) == 2 * 1 * 3 * 9
     for r in results[::7]:
-        expected = compute(r.result.measure, x[r.x.layer], y[r.y.layer], rank_x=r.x.rank, rank_y=r.y.rank)
+        expected = compute(r.result.measure, x[r.x.layer], y[r.y.layer], rank_x=r.x.rank, rank_y=r.y.rank, policy="pool")
         assert r.value == pytest.approx(expected.value, rel=1e-9, abs=1e-12)
         assert r.result.resolved_policy == expected.resolved_policy and r.result.rank_x == r.x.rank and r.result.low_rank_mode == "fixed"
     matrix, rows, cols = result_matrix(results, "cka", rank_x=None, rank_y=3)
@@ -101,10 +103,24 @@ def test_compare_models_extracts_each_network_once(checkpoints):
         compare_models(model, model, None, None, data, n_samples=1)
 
 
-def test_similarity_command_prints_the_originals_format(checkpoints, tmp_path, capsys):
+def test_similarity_command_prints_each_number_once_with_full_ranks_named(checkpoints, tmp_path, capsys):
     a, b = map(str, checkpoints)
     code = main(["similarity", a, b, "resnet18", "-", "layer3.1", "layer3.1", "-m1r", "full", "2", "-m2r", "4", "--n-samples", "40",
                  "-gpu", "-1", "-workers", "0", "--no-progress", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[0].split() == ["layer", "pair", "rank", "1", "rank", "2", "cka", "pwcca", "procrustes"]
+    assert out[1].split()[:5] == ["layer3.1", "--", "layer3.1", "full", "4"] and out[2].split()[:5] == ["layer3.1", "--", "layer3.1", "2", "4"]
+    data = json.loads((tmp_path / "out" / "similarity.json").read_text())
+    values = {(r["rank_x"], r["measure"]): r["value"] for r in data["results"]}
+    assert [float(v) for v in out[1].split()[5:]] == pytest.approx([values[(None, m)] for m in ("cka", "pwcca", "procrustes")], abs=5e-5)
+    assert "None" not in "\n".join(out) and "policy pool" in out[3] and out[-1] == f"wrote {tmp_path / 'out' / 'similarity.json'}, {tmp_path / 'out' / 'similarity.csv'}"
+    assert {r["policy"] for r in data["results"]} == {"pool"} and data["info"]["mixed_policies"] == {}
+
+
+def test_similarity_command_prints_the_originals_format(checkpoints, tmp_path, capsys):
+    a, b = map(str, checkpoints)
+    code = main(["similarity", a, b, "resnet18", "-", "layer3.1", "layer3.1", "-m1r", "full", "2", "-m2r", "4", "--n-samples", "40",
+                 "-gpu", "-1", "-workers", "0", "--no-progress", "-o", str(tmp_path / "out"), "--policy", "auto_original", "--original-output"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert out[:5] == [f"{a} -- {b}", "layer3.1 -- layer3.1", "CKA:", "Model1 rank None:", out[4]] and out[4].startswith("\tModel2 rank 4: ")
@@ -122,10 +138,10 @@ def test_similarity_command_all_pairs_prints_matrices(checkpoints, capsys):
     code = main(["similarity", a, b, "-", "-", "all", "all", "--measures", "cka", "dm_residual", "--policy", "auto_original", "--n-samples", "32",
                  "-gpu", "-1", "-workers", "0", "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and "cka (similarity), model 1 rank None (rows) vs model 2 rank None (columns)" in out
+    assert code == 0 and "cka (similarity; policy auto_original), model 1 rank full (rows) vs model 2 rank full (columns)" in out
     header = [line for line in out.splitlines() if "layer1.0" in line and "layer4.1" in line][0]
     assert header.split() == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
-    assert "dm_residual (distance)" in out
+    assert "dm_residual (distance; policy auto_original)" in out
 
 
 @pytest.mark.parametrize(
@@ -161,3 +177,46 @@ def test_every_new_command_has_help_with_examples(command, capsys):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and "examples:" in out and f"stitchkit {command}" in out
+
+
+def test_a_default_matrix_is_computed_one_way_and_the_originals_mixed_policy_is_marked():
+    x, y = acts(5, SHAPES), acts(6, {**SHAPES, "a": (4, 3, 3)})
+    uniform = similarity_table(["cka", "pwcca", "dm_residual"], x, y, all_pairs=True)
+    assert {r.result.policy for r in uniform} == {"pool"} and {r.result.resolved_policy for r in uniform} == {"pool"}
+    assert mixed_policies(uniform) == {}
+    # the original's choice: PWCCA over positions where the shapes agree (the diagonal), pooled elsewhere
+    original = similarity_table(["cka", "pwcca", "dm_residual"], x, y, all_pairs=True, policy="auto_original")
+    resolved = {(r.result.measure, r.x.layer, r.y.layer): r.result.resolved_policy for r in original}
+    assert resolved["pwcca", "a", "a"] == "positions" and resolved["pwcca", "a", "b"] == "pool"
+    assert mixed_policies(original) == {"pwcca": ["pool", "positions"]}  # CKA flattens every cell; DM uses positions throughout
+    assert "pwcca: pool and positions" in describe_mixed(mixed_policies(original), "auto_original")
+
+
+def test_the_command_marks_a_mixed_matrix_in_print_csv_json_and_the_api(checkpoints, tmp_path, capsys):
+    a, b = map(str, checkpoints)
+    layers = "layer1.0,layer2.0"
+    code = main(["similarity", a, b, "-", "-", layers, layers, "--all-pairs", "--measures", "cka", "pwcca", "--policy", "auto_original",
+                 "--n-samples", "24", "-gpu", "-1", "-workers", "0", "--no-progress", "-o", str(tmp_path / "mixed")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "pwcca (distance; MIXED policies: pool and positions)" in out and "cka (similarity; policy auto_original)" in out
+    assert "stitchkit: warning: policy 'auto_original' computes the cells of one matrix in different ways (pwcca: pool and positions)" in err
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "mixed" / "similarity.csv").read_text())))
+    assert {(r["measure"], r["policy_mixed"]) for r in rows} == {("cka", "False"), ("pwcca", "True")}
+    info = json.loads((tmp_path / "mixed" / "similarity.json").read_text())["info"]
+    assert info["mixed_policies"] == {"pwcca": ["pool", "positions"]}
+    code = main(["similarity", a, b, "-", "-", layers, layers, "--all-pairs", "--measures", "pwcca", "--n-samples", "24", "-gpu", "-1",
+                 "-workers", "0", "--no-progress", "-o", str(tmp_path / "uniform")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "pwcca (distance; policy pool)" in out and "warning" not in err
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "uniform" / "similarity.csv").read_text())))
+    assert {(r["resolved_policy"], r["policy_mixed"]) for r in rows} == {("pool", "False")}
+    # the API: the same mark on the result and in the matrix's name
+    import stitchkit
+    from stitchkit.models.loading import load_model
+
+    model_a, model_b = load_model(checkpoints[0])[0], load_model(checkpoints[1])[0]
+    with pytest.warns(UserWarning, match="different ways"):
+        mixed = stitchkit.compare(model_a, model_b, layers, "digits", measures=["pwcca"], n_samples=24, policy="auto_original", device="cpu")
+    assert mixed.mixed_policies == {"pwcca": ["pool", "positions"]} and "mixed: pool and positions" in mixed.matrix("pwcca").name
+    uniform = stitchkit.compare(model_a, model_b, layers, "digits", measures=["pwcca"], n_samples=24, device="cpu")
+    assert uniform.mixed_policies == {} and uniform.report.info["policy"] == "pool"

@@ -4,6 +4,7 @@ folders that are never overwritten silently, grid resumption, NaN for missing pa
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,8 +50,12 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
     command = "stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre -d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch"
     code, out, err = run(command.split(), capsys)
     assert code == 0, err
-    assert out.strip().splitlines()[-1].startswith("Clean accuracy: ") and out.strip().endswith("%")
     (run_dir,) = list((tmp_path / "results").iterdir())
+    result = json.loads((run_dir / "result.json").read_text())
+    summary, wrote = out.strip().splitlines()[-2:]
+    assert summary.startswith("stitched layer4.1 -> layer1.0 (rc2c_pre, pinv, 0 epoch(s)): accuracy ") and wrote == f"wrote {Path('results') / run_dir.name}"
+    relative = result["accuracy"] / result["end_accuracy"]
+    assert summary.endswith(f"end network {100 * result['end_accuracy']:.2f}%, relative accuracy {relative:.3f}")
     assert run_dir.name.startswith("layer4.1__layer1.0__rc2c_pre__pinv_e0__")
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "config.txt", "final_model.pt", "per_sample.npz", "result.json", "summary.txt"]
     lines = (run_dir / "summary.txt").read_text().split("\n")
@@ -75,8 +80,9 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
     assert {"fit", "eval", "total"} <= set(result["seconds"])
     assert set(result["sparsity"]) == {"weight", "bias", "all"}
     # run again: the finished run is kept and said so
-    code, out, _ = run(command.split(), capsys)
+    code, out, _ = run(command.split() + ["--original-output"], capsys)
     assert code == 0 and "skipping" in out and "stored result" in out
+    assert out.strip().splitlines()[-1] == f"Clean accuracy: {100 * result['accuracy']:.2f}% (stored result; pass --overwrite to recompute)"
     assert len(list((tmp_path / "results").iterdir())) == 1
 
 

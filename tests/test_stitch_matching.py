@@ -70,7 +70,7 @@ def test_model_level_direct_matching_equals_numpy_lstsq():
     assert result.n_rows == 100 * 28 * 28
 
 
-@pytest.mark.parametrize("mode", ["fixed", "per-batch"])
+@pytest.mark.parametrize("mode", ["fixed", "per_batch"])
 def test_low_rank_source_closed_form_and_min_norm_solution(mode):
     """DM from the rank-k source X_k (+ mean) to the full X of the same layer leaves exactly the
     discarded variance: Σ_{i>k} sᵢ² / ‖X‖²_F (references.md section 2); [X_k, 1] is rank deficient and

@@ -133,7 +133,7 @@ def test_fixed_low_rank_needs_a_basis_and_per_batch_does_not():
         stitcher(X)
     stitcher.fit_low_rank([stitcher.front(X)])
     assert stitcher(X).shape == (3, 10)
-    per_batch = Stitcher(resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="per-batch")
+    per_batch = Stitcher(resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="per_batch")
     assert per_batch(X).shape == (3, 10)
     with pytest.raises(StitchkitError, match="unknown low-rank mode"):
         Stitcher(resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="sometimes")

@@ -223,7 +223,13 @@ def test_cli_status_schema_and_bad_config(tmp_path, capsys):
     assert main(["study", str(config), "--out", str(tmp_path / "s"), "--status"]) == 0
     assert "1 units" in capsys.readouterr().out
     assert main(["study", "--schema"]) == 0
-    assert "[stitching]" in capsys.readouterr().out
+    schema = capsys.readouterr().out
+    assert "[stitching]" in schema
+    # a default of None is a real null, not the string "none" (which is a value of its own, e.g. the LR schedule's)
+    assert "# data_root = null  — " in schema and '# scheduler = "none"  — ' in schema
+    defaults = {line[2:].split(" = ", 1)[0]: line.split(" = ", 1)[1].split("  — ")[0] for line in schema.splitlines()
+                if line.startswith("# ") and " = " in line and "  — " in line}
+    assert defaults["group_size"] == "null" and '"none"' not in {defaults[k] for k in ("data_root", "group_size", "weights", "layer")}
     bad = tmp_path / "bad.toml"
     bad.write_text("[networks]\nepochs = -1\n")
     assert main(["study", str(bad)]) == 2

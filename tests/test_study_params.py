@@ -62,14 +62,31 @@ def legacy_plan(config, study_dir):
 UNCERTAINTY_CHANGED = {"similarity resnet18 s0↔resnet18 s1": "f72af1e23a4386fa"}
 
 
-def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_changed(tmp_path):
+# The similarity policy's default became pool (one computation for every cell of a matrix) from the
+# original's auto_original: the units that compute indices have new ids; naming auto_original keeps the old.
+POLICY_CHANGED = {
+    "similarity resnet18 s0↔resnet18 s1": "1cbfbdf35461528f",
+    "sensitivity layer2.0": "0fd96689657abd65",
+    "specificity layer2.0": "d6cc916932f242da",
+}
+POLICY_AND_UNCERTAINTY_CHANGED = {**POLICY_CHANGED, "similarity resnet18 s0↔resnet18 s1": "50e116eb90239e24"}
+
+
+def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_or_the_policy_changed(tmp_path):
     planned, _ = legacy_plan(load_config(TINY), tmp_path)
+    assert planned == [(k, label, {**AUGMENT_CHANGED, **POLICY_AND_UNCERTAINTY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS]
+    config = load_config(TINY)
+    config["similarity"]["policy"] = "auto_original"
+    planned, _ = legacy_plan(config, tmp_path)
     assert planned == [(k, label, {**AUGMENT_CHANGED, **UNCERTAINTY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS]
 
 
 def test_uncertainty_off_keeps_the_similarity_ids_of_the_untyped_plan(tmp_path):
     config = load_config(TINY)
     config["uncertainty"].update(similarity_bootstrap=0, permutations=0)
+    planned, _ = legacy_plan(config, tmp_path)
+    assert planned == [(k, label, {**AUGMENT_CHANGED, **POLICY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS]
+    config["similarity"]["policy"] = "auto_original"
     planned, _ = legacy_plan(config, tmp_path)
     assert planned == [(k, label, AUGMENT_CHANGED.get(label, i)) for k, label, i in TINY_IDS]
 

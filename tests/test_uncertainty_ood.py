@@ -177,9 +177,8 @@ def test_probe_command_prints_and_writes_the_intervals(tiny_checkpoint, tmp_path
                  "-workers", "0", "--no-progress", "-o", str(out_dir), "--bootstrap", "40", "--level", "0.9"])
     out = capsys.readouterr().out
     assert code == 0
-    line = next(x for x in out.splitlines() if x.startswith("Rank None: "))
-    value, bounds = line.split(": ")[1].split("  ")
-    lo, hi = (float(b) for b in bounds.strip("[]").split(", "))
+    line = next(x for x in out.splitlines() if x.startswith("layer3.1 "))
+    value, lo, hi = (float(word.strip("[],")) for word in line.split()[1:4])  # rank full: value [lower, upper]
     assert lo <= float(value) <= hi and "90% percentile bootstrap intervals" in out
     matrix = Matrix.load(out_dir / "probe_accuracy.csv")
     assert matrix.ci("layer3.1", "full") == pytest.approx((lo, hi), abs=1e-4)
@@ -263,7 +262,8 @@ def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_fo
                  "--test-samples", "64", "-gpu", "-1", "-b", "32", "-o", str(tmp_path / "cli"), "--bootstrap", "30", "--level", "0.9",
                  "--bootstrap-seed", "4"])
     out = capsys.readouterr().out
-    assert code == 0 and "STITCHING OOD Detection AUROC (knn) [90% interval]" in out and "intervals: 90% percentile bootstrap" in out
+    assert code == 0 and "STITCHING OOD Detection AUROC (knn) [90% interval]" in out and out.splitlines()[-1] == f"wrote {tmp_path / 'cli'}"
+    assert "AUPR" not in out.replace("AUPR, FPR95", "") and "intervals: " not in out  # the summary: accuracy and AUROC
     auroc_block = out.split("STITCHING OOD Detection AUROC (knn)")[1].splitlines()
     lo, hi = expected["auroc|knn"][0][0, 0], expected["auroc|knn"][1][0, 0]
     assert f"[{lo:.4f}, {hi:.4f}]" in auroc_block[2]

@@ -1,4 +1,4 @@
-"""The names the library's options accept, in one module that imports nothing.
+"""The names the library's options accept, in one module that imports nothing heavy (only :mod:`.errors`).
 
 The command line offers these as choices and lists them in ``--help`` without importing torch (the
 modules that implement them do), so each list lives here once and the implementing modules import it.
@@ -6,6 +6,8 @@ modules that implement them do), so each list lives here once and the implementi
 """
 
 from __future__ import annotations
+
+from .errors import unknown_name, warn
 
 # --------------------------------------------------------------------------------------------------
 # training (stitchkit.training.optim)
@@ -69,8 +71,6 @@ STITCHING_TYPES = ("c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto", 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 C2T_CLS_MODES = (None, "pool", "learn")
 T2C_CLS_MODES = (None, "drop", "add", "only")
-#: low-rank modes of the stitched source (the stitcher spells the second one with a hyphen)
-STITCH_LOW_RANK_MODES = ("fixed", "per-batch")
 #: matrices built by ``stitchkit collect``
 COLLECT_METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual")
 #: initialisations of a stitching layer (pinv = direct matching)
@@ -123,15 +123,36 @@ MEASURES = {
 }
 #: how activations become data matrices; ``auto_original`` mixes positions and pooling as the original did
 POLICIES = ("flatten", "positions", "pool", "cls", "auto_original")
+#: the policy of every similarity grid (``stitchkit similarity``, :func:`stitchkit.compare`, the study's
+#: similarity, sensitivity and specificity units): one conversion for every cell of a matrix. The original's
+#: ``auto_original`` computes same-shape pairs over spatial positions and other pairs over pooled channels,
+#: so one matrix mixes two computations; it stays available by name (and single pairs, ``similarity.compute``,
+#: keep it as their default, for parity with the original)
+DEFAULT_POLICY = "pool"
 #: the similarity command's measures (the original script's three)
 DEFAULT_SIMILARITY_MEASURES = ("cka", "pwcca", "procrustes")
 #: the measures the sensitivity and specificity tests rank by default
 DEFAULT_GROUNDING_MEASURES = ("cka", "pwcca", "procrustes", "dm_residual")
-#: low-rank modes of probes and similarity: one fixed basis, or the original's SVD of every batch
+#: low-rank modes of probes, similarity and the stitched source: one fixed basis, or the original's SVD of every batch
 LOW_RANK_MODES = ("fixed", "per_batch")
+#: earlier spellings, still read (stored stitch runs and scripts hold them) with a deprecation warning
+RENAMED_LOW_RANK_MODES = {"per-batch": "per_batch"}
 TOKEN_POOLS = ("cls", "mean")
 
 
 def array_measures() -> list[str]:
     """The measures computed from activation arrays (what ``stitchkit similarity`` offers)."""
     return [name for name, needs_models in MEASURES.items() if not needs_models]
+
+
+def low_rank_mode(mode: str) -> str:
+    """``mode`` as one of :data:`LOW_RANK_MODES` (every command and function spells them so); an earlier
+    spelling (:data:`RENAMED_LOW_RANK_MODES`: the stitch command's ``per-batch``) is read with a deprecation
+    warning, anything else refused with the choices."""
+    renamed = RENAMED_LOW_RANK_MODES.get(str(mode))
+    if renamed is not None:
+        warn(f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; {mode!r} will stop being accepted")
+        return renamed
+    if mode not in LOW_RANK_MODES:
+        raise unknown_name("low-rank mode", str(mode), LOW_RANK_MODES)
+    return mode

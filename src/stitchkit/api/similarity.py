@@ -50,6 +50,12 @@ class ComparisonResult(Described):
         return self.report.matrix(measure, rank_x=rank_a, rank_y=rank_b)
 
     @property
+    def mixed_policies(self) -> dict[str, list[str]]:
+        """``{measure: [concrete policies]}`` for the measures whose matrices mix computations (only under
+        ``policy="auto_original"``; the default ``pool`` computes every cell one way): empty when none does."""
+        return self.report.mixed_policies
+
+    @property
     def matrices(self) -> dict[str, Matrix]:
         """One matrix per measure at full ranks."""
         return {measure: self.matrix(measure) for measure in self.measures}
@@ -108,6 +114,8 @@ def compare(
     ``layers`` (names, comma-separated or ``"all"``) of ``model_a`` against ``layers_b`` (default: the
     same names) of ``model_b``: every pair (``all_pairs``) or i-th with i-th. Models and data as in
     :func:`stitch_grid` (a registered name is built seeded with ``seed``, the second with ``seed + 1``).
+    ``policy`` (default ``pool``) converts every cell of a matrix one way; ``auto_original`` (the original's
+    positions or pooling by shape) mixes them, warns and is marked (:attr:`ComparisonResult.mixed_policies`).
     ``options``: :func:`~stitchkit.similarity.models.compare_models`' ``ranks_x``, ``ranks_y``, ``policy``,
     ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``,
     ``bootstrap`` / ``permutations`` (0 = off; intervals and permutation p-values on the matrices), ``uncertainty_seed``, ``level``.

@@ -188,10 +188,7 @@ def _bound_columns(metric: str, bounded: list[str]) -> list[str]:
 
 
 def _pair_value(result: StitchResult, metric: str) -> float | None:
-    if metric == "relative_accuracy":  # the stitched network's accuracy over the end network's, on the same images
-        end = result.end_accuracy
-        return result.accuracy / end if end else None
-    return getattr(result, metric)
+    return getattr(result, metric)  # relative_accuracy: StitchResult's property
 
 
 def stitch_grid(

@@ -67,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("STITCHKIT_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", StitchkitWarning)  # each says something about this run's result
             warnings.showwarning = _show_warning
+            args = parser.parse_args(argv)  # in here: an option value's deprecation warning is one line too
             return int(args.handler(args) or 0)
     except StitchkitError as exc:
         if debug:

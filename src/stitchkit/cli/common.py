@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, LOW_RANK_MODES, SCHEDULE_UNITS, SCHEDULERS, low_rank_mode
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSpec
 from ..utils.numbers import is_finite_number
@@ -31,11 +31,38 @@ def finite_float(text: str) -> float:
     return value
 
 
-def add_command(sub, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:
+def add_command(sub, name: str, *, help: str, description: str, examples: str, original_output: bool = False) -> argparse.ArgumentParser:
+    """A subcommand's parser; with ``original_output`` it also takes :data:`ORIGINAL_OUTPUT` (the command
+    prints a compact summary by default, and the original code's text format with the flag)."""
     parser = sub.add_parser(
         name, help=help, description=description, epilog="examples:\n" + examples, formatter_class=HelpFormatter, allow_abbrev=False
     )
+    if original_output:
+        parser.add_argument(ORIGINAL_OUTPUT, dest="original_output", action="store_true",
+                            help="print the original code's text format (every number, as its scripts printed them) instead of the "
+                            "compact summary; the files written are the same either way")
     return parser
+
+
+#: the flag of every command with two printouts: the original's text format instead of the summary
+ORIGINAL_OUTPUT = "--original-output"
+
+
+def percent(value: float | None) -> str:
+    """An accuracy (a fraction) as the summaries print it: ``91.23%``, or ``n/a``."""
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}%"
+
+
+def rank_text(rank: Any) -> str:
+    """A rank as people read it: ``full`` for no truncation (the original printed ``None``)."""
+    return "full" if rank is None else str(rank)
+
+
+def print_wrote(*paths: Any) -> None:
+    """The last line of a summary: where the command wrote (nothing when it wrote nothing)."""
+    shown = [str(p) for p in paths if p]
+    if shown:
+        print("wrote " + ", ".join(shown))
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -151,3 +178,17 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 def args_as_config(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed arguments as plain data (the original's config.txt), without internals."""
     return {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}
+
+
+def add_low_rank_mode(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--low-rank-mode`` in the one spelling of :data:`~stitchkit.choices.LOW_RANK_MODES` (the stitch
+    command's earlier ``per-batch`` still read, with a deprecation warning)."""
+    parser.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=_low_rank_mode, metavar="{" + ",".join(LOW_RANK_MODES) + "}",
+                        help=help)
+
+
+def _low_rank_mode(text: str) -> str:
+    try:
+        return low_rank_mode(text)
+    except StitchkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
-from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, finite_float, model_options
+from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, finite_float, model_options, percent, print_wrote
 
 EXAMPLES = """\
   # the original's call: one layer, CIFAR-5M as ID and the 300K random images as outliers
@@ -92,6 +92,7 @@ def _register_train(actions) -> None:
     p.add_argument("--val-subset", dest="val_subset", type=int, default=None, metavar="N", help="validate on the first N test images (0: no validation)")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not add the detectors to -fdir")
     p.add_argument("--overwrite", action="store_true", help="train into a -dir that already holds finished detectors (they are replaced)")
+    p.add_argument("--json", action="store_true", help="print one line of JSON per detector instead of the summary")
     add_loader(p)
     p.set_defaults(workers=0)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -123,8 +124,14 @@ def run_train(args: argparse.Namespace) -> int:
                                              argv_config=args_as_config(args))
     for t in trained:
         m = t.meta["metrics"]
-        print(json.dumps({"layer": t.layer, "detector_id": t.detector_id, "save_dir": t.save_dir, "pretrain_val_acc": m["pretrain_val_acc"],
-                          "finetune_val_acc": m["finetune_val_acc"], "seconds": round(m["pretrain_seconds"] + m["finetune_seconds"], 1)}))
+        seconds = round(m["pretrain_seconds"] + m["finetune_seconds"], 1)
+        if args.json:
+            print(json.dumps({"layer": t.layer, "detector_id": t.detector_id, "save_dir": t.save_dir, "pretrain_val_acc": m["pretrain_val_acc"],
+                              "finetune_val_acc": m["finetune_val_acc"], "seconds": seconds}))
+        else:
+            print(f"{t.layer}: detector {t.detector_id}, validation accuracy {percent(m['pretrain_val_acc'])} pre-trained, "
+                  f"{percent(m['finetune_val_acc'])} fine-tuned ({seconds:.1f}s)")
+            print_wrote(t.save_dir)
     return 0
 
 
@@ -205,6 +212,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"OOD detector sanity checks: {dataset} test (ID) vs {args.sanity_dataset} test, model {args.model_path}")
         print(report.table())
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+        print_wrote(args.out)
     return 0
 
 

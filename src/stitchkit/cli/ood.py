@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..choices import DEFAULT_DETECTOR_DIR
-from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec
+from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec, print_wrote
 from .detector import _add_metric_options, _training_free_options
 
 EXAMPLES = """\
@@ -25,7 +25,8 @@ def register(sub) -> None:
                     "AUPR and FPR95, and what explains them: the norm ratio of stitched to genuine activations and each detector's "
                     "median scores (CSV + JSON, with both sides' score distributions) and saves the scores per run, under "
                     "RESULTS_DIR/ood (or -o). Runs with different "
-                    "options (e.g. TLM and DM) give separate experiments.", examples=EXAMPLES)
+                    "options (e.g. TLM and DM) give separate experiments. Prints the accuracy and AUROC matrices and where it wrote "
+                    "(every matrix, sanity check and convention with --original-output).", examples=EXAMPLES, original_output=True)
     p.add_argument("source_dir", help="folder whose sub-folders are stitching runs (result.json, config.json, final_model.pt)")
     p.add_argument("-d", "--dataset", default=None, help="evaluation dataset whose test split is stitched (default: the runs' dataset)")
     p.add_argument("-data", "--dataset-root", dest="data_root", default=None, help="data root")
@@ -59,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
         training_free_options=_training_free_options(args), fit_samples=args.fit_samples, test_samples=args.test_samples,
         positive=args.positive, fpr_rule=args.fpr_rule, out_dir=args.out, device=args.device, batch_size=args.batch_size,
         workers=args.workers, progress=args.progress, bootstrap=bootstrap,
+        log=print if args.original_output else _quiet,  # the summary leaves out the log line of every run
     )
+    if not args.original_output:
+        for exp in experiments:
+            print_summary(exp, args.sanity_dataset)
+        return 0
     for exp in experiments:
         print()
         print(f"== {exp.label}  ({exp.out_dir})")
@@ -80,3 +86,22 @@ def run(args: argparse.Namespace) -> int:
                   f"seed {record['seed']}, {'genuine and stitched resampled together (the same images)' if record['paired'] else 'each side resampled on its own'}")
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in exp.seconds.items()))
     return 0
+
+
+def _quiet(message: str) -> None:
+    """The log of the summary: nothing (every run's numbers are in the files)."""
+
+
+def print_summary(exp, sanity_dataset: str | None) -> None:
+    """One experiment in a few lines: its accuracy and AUROC matrices, each detector's sanity check
+    (mean over the end layers) and where it wrote."""
+    print(f"== {exp.label}")
+    print(exp.matrices.format(full=False))
+    if exp.sanity:
+        names = list(next(iter(exp.sanity.values())))
+        means = {name: sum(exp.sanity[layer][name]["auroc"] for layer in exp.sanity) / len(exp.sanity) for name in names}
+        print(f"detector sanity check (genuine ID vs {sanity_dataset}), mean AUROC over {len(exp.sanity)} end layer(s): "
+              + ", ".join(f"{name} {value:.4f}" for name, value in means.items()))
+    print(f"({sum(exp.seconds.values()):.1f}s; AUPR, FPR95, norm ratios, median scores and conventions in the files, "
+          f"or printed with --original-output)")
+    print_wrote(exp.out_dir)

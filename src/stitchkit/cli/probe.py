@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import LOW_RANK_MODES, TOKEN_POOLS
+from ..choices import TOKEN_POOLS
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, bootstrap_spec,
-                     finite_float, model_options)
+                     finite_float, model_options, print_wrote, rank_text, add_low_rank_mode)
 from .similarity import descending, parse_ranks
 
 EXAMPLES = """\
@@ -28,10 +28,11 @@ def register(sub) -> None:
     p = add_command(
         sub, "probe", help="linear probes on a frozen network's layers at several ranks",
         description="Train a linear probe (global average pool for conv layers, CLS token for ViT blocks, vectors as they "
-        "are) on each layer at each rank and print the final test accuracy in the original's format. Low rank uses a fixed "
+        "are) on each layer at each rank and print the final test accuracies as a layer × rank table (the original's format with "
+        "--original-output). Low rank uses a fixed "
         "basis estimated on the training set (or, with --low-rank-mode per_batch, the original's per-batch SVD). With -o, "
         "writes probes.json and probes.csv (and, with --bootstrap, probe_accuracy.csv with the intervals' bounds).",
-        examples=EXAMPLES,
+        examples=EXAMPLES, original_output=True,
     )
     p.add_argument("model_path", help="checkpoint")
     p.add_argument("model_type", nargs="?", default=None, help="architecture; needed only for plain state_dict files (- or auto: from the file)")
@@ -46,8 +47,7 @@ def register(sub) -> None:
     add_device(p)
     p.add_argument("-ranks", "--ranks", dest="ranks", nargs="*", default=None, metavar="RANK", help="ranks ('full' = no truncation; default full only)")
     p.add_argument("--verbose", action="store_true", help="print train and test accuracy of every probe after every epoch")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
-                   help="fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
+    add_low_rank_mode(p, "fixed: one basis from the training set; per_batch: the original's SVD of every mini-batch")
     p.add_argument("--token-pool", dest="token_pool", default="cls", choices=TOKEN_POOLS, help="token activations: the CLS token or the mean token")
     p.add_argument("--milestones", type=int, nargs="*", default=None, help="LR ×0.1 after these epochs (default e−5 when e > 5, else none)")
     add_schedule(p, scheduler=True)
@@ -75,8 +75,48 @@ def run(args: argparse.Namespace) -> int:
     report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
                               device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))
     intervals = report.accuracy_intervals(bootstrap) if bootstrap.enabled else {}
+    if args.original_output:
+        print_original(report, args.model_path, ranks, intervals)
+    else:
+        print_table(report, args.model_path, ranks, intervals)
+    info = report.info
+    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation {info['augmentation']}; "
+          f"{info['seconds']:.1f}s)")
+    if bootstrap.enabled:
+        print(f"(in brackets: {100 * bootstrap.level:g}% percentile bootstrap intervals of the test accuracy, {bootstrap.resamples} resamples "
+              f"of the test images, seed {bootstrap.seed})")
+    if args.out:
+        paths = report.write(args.out)
+        # the layer × rank accuracy with its bounds ("<rank> (lower)" / "(upper)" columns)
+        bounds = report.matrix("val_acc", bootstrap).save(Path(args.out) / "probe_accuracy.csv") if bootstrap.enabled else None
+        print_wrote(paths["json"], paths["csv"], bounds)
+    return 0
+
+
+def print_table(report, model_path: str, ranks, intervals) -> None:
+    """The probes' test accuracy: one row per layer, one column per rank, each number once."""
+    layers = report.layers()
+    cells = {}
+    for layer in layers:
+        used = {r.rank: r.rank_used for r in report.results if r.layer == layer}
+        for r in ranks:
+            bounds = intervals.get((layer, r))
+            cells[layer, r] = (f"{report.accuracy(layer, r):.4f}" + ("" if bounds is None else f" [{bounds[0]:.4f}, {bounds[1]:.4f}]")
+                               + ("*" if used[r] != r else ""))
+    lead = max(len(layer) for layer in layers) + 2
+    width = max([len(c) for c in cells.values()] + [len(f"rank {rank_text(r)}") for r in ranks]) + 2
+    print(f"probe test accuracy of {model_path}")
+    print(f"{'layer':<{lead}}" + "".join(f"{'rank ' + rank_text(r):>{width}}" for r in ranks))
+    for layer in layers:
+        print(f"{layer:<{lead}}" + "".join(f"{cells[layer, r]:>{width}}" for r in ranks))
+    if any(c.endswith("*") for c in cells.values()):
+        print("(* a rank above the layer's channels: all of them were used)")
+
+
+def print_original(report, model_path: str, ranks, intervals) -> None:
+    """The original's format: per layer, each rank's accuracy, then the accuracies again one per line."""
     for layer in report.layers():
-        print(f"{args.model_path} -- {layer}")
+        print(f"{model_path} -- {layer}")
         accs = [report.accuracy(layer, r) for r in ranks]
         used = {r.rank: r.rank_used for r in report.results if r.layer == layer}
         for r, acc in zip(ranks, accs):
@@ -89,15 +129,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"{acc:.4f}")
         print()
     print()
-    info = report.info
-    print(f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation {info['augmentation']}; "
-          f"{info['seconds']:.1f}s)")
-    if bootstrap.enabled:
-        print(f"(in brackets: {100 * bootstrap.level:g}% percentile bootstrap intervals of the test accuracy, {bootstrap.resamples} resamples "
-              f"of the test images, seed {bootstrap.seed})")
-    if args.out:
-        paths = report.write(args.out)
-        print(f"wrote {paths['json']} and {paths['csv']}")
-        if bootstrap.enabled:  # the layer × rank accuracy with its bounds ("<rank> (lower)" / "(upper)" columns)
-            print(f"wrote {report.matrix('val_acc', bootstrap).save(Path(args.out) / 'probe_accuracy.csv')}")
-    return 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, EVERY_LAYER, LOW_RANK_MODES, MEASURES, POLICIES
+from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, EVERY_LAYER, MEASURES, POLICIES
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
+from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, add_low_rank_mode
 from .similarity import parse_ranks
 
 SENSITIVITY_EXAMPLES = """\
@@ -37,9 +37,8 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     p.add_argument("--measures", nargs="+", default=list(DEFAULT_GROUNDING_MEASURES), choices=choices, metavar="MEASURE",
                    help=f"measures to test; choose from {', '.join(choices)} (dm_accuracy and tlm_accuracy stitch networks)")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images for the array measures")
-    p.add_argument("--policy", default="auto_original", choices=POLICIES, help="activation policy of the array measures")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
-                   help="probes (and stitches): a fixed basis from the training set, or the original's per-batch SVD")
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="activation policy of the array measures (the same for every comparison; auto_original: the original's, positions or pooled by shape)")
+    add_low_rank_mode(p, "probes (and stitches): a fixed basis from the training set, or the original's per-batch SVD (per_batch)")
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset)")
     g = p.add_argument_group("probes (the functional score; defaults are the original's exec_probe.py)")
     g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="probe batch size")

@@ -12,10 +12,10 @@ import argparse
 import math
 from typing import Sequence
 
-from ..choices import ALL_LAYERS, DEFAULT_SIMILARITY_MEASURES, EVERY_LAYER, LOW_RANK_MODES, POLICIES, array_measures
+from ..choices import ALL_LAYERS, DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, EVERY_LAYER, POLICIES, array_measures
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options
+from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, rank_text, add_low_rank_mode
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
@@ -67,9 +67,11 @@ def register(sub) -> None:
         sub, "similarity", help="similarity indices (CKA, PWCCA, Procrustes, ...) between layers at several ranks",
         description="Compute similarity measures between model1_layer of model 1 and model2_layer of model 2 on the first "
         "--n-samples test images, for every rank of -m1r and -m2r (centred truncated SVD over the whole sample set). "
-        "Layers may be lists or 'all'; --all-pairs compares every layer of model 1 with every layer of model 2. Prints the "
-        "original's format (matrices in all-pairs mode) and, with -o, writes similarity.json and similarity.csv.",
-        examples=EXAMPLES,
+        "Layers may be lists or 'all'; --all-pairs compares every layer of model 1 with every layer of model 2. Prints one table "
+        "of the layer pairs (the original's format with --original-output), or one matrix per measure and rank pair in all-pairs mode, "
+        "and, with -o, writes similarity.json and similarity.csv. Every cell is computed by one --policy (default pool); the "
+        "original's auto_original mixes positions and pooling by shape, and a matrix it mixes is marked.",
+        examples=EXAMPLES, original_output=True,
     )
     p.add_argument("model1_path", help="checkpoint of model 1")
     p.add_argument("model2_path", help="checkpoint of model 2 (may be the same file)")
@@ -85,10 +87,10 @@ def register(sub) -> None:
     p.add_argument("--measures", nargs="+", default=list(DEFAULT_SIMILARITY_MEASURES), choices=array_measures(), metavar="MEASURE",
                    help=f"measures to compute; choose from {', '.join(array_measures())}")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images (the original: 1000)")
-    p.add_argument("--policy", default="auto_original", choices=POLICIES,
-                   help="how activations become data matrices; auto_original: flatten for CKA, positions (same shapes) or pooled for PWCCA/Procrustes")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=lambda text: text.replace("-", "_"), choices=LOW_RANK_MODES,
-                   help="recorded with the results; on the whole sample set both modes truncate identically")
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES,
+                   help="how activations become data matrices, the same for every pair; auto_original (the original's numbers for a "
+                   "single pair): flatten for CKA, positions (same shapes) or pooled (other shapes) for PWCCA/Procrustes, so a matrix mixes them")
+    add_low_rank_mode(p, "recorded with the results; on the whole sample set both modes truncate identically")
     p.add_argument("--all-pairs", dest="all_pairs", action="store_true", help="every layer of model 1 with every layer of model 2 (default: all of each)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="batch size of the extraction pass (no effect on the values)")
     p.add_argument("--split", default="test", choices=["test", "train"], help="which split the first N images come from")
@@ -109,8 +111,8 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def _fmt(v: float) -> str:
-    return "nan" if math.isnan(v) else f"{v:.6f}"
+def _fmt(v: float, digits: int = 6) -> str:
+    return "nan" if math.isnan(v) else f"{v:.{digits}f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,14 +152,33 @@ def run(args: argparse.Namespace) -> int:
         ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)
     if all_pairs:
         print_matrices(report, measures, ranks1, ranks2)
-    else:
+    elif args.original_output:
         print_original(report, args.model1_path, args.model2_path, measures, ranks1, ranks2)
+    else:
+        print_pairs(report, measures)
     info = report.info
-    print(f"({info['n_samples']} samples; extraction {info['extraction_seconds']:.1f}s, measures {info['measure_seconds']:.1f}s)")
+    print(f"({info['n_samples']} samples, policy {info['policy']}; extraction {info['extraction_seconds']:.1f}s, "
+          f"measures {info['measure_seconds']:.1f}s)")
     if args.out:
         paths = report.write(args.out)
-        print(f"wrote {paths['json']} and {paths['csv']}")
+        print_wrote(paths["json"], paths["csv"])
     return 0
+
+
+def print_pairs(report, measures: Sequence[str]) -> None:
+    """One line per layer pair and rank pair, one column per measure (each number once)."""
+    values = {(r.x.layer, r.y.layer, r.x.rank, r.y.rank, r.result.measure): r.value for r in report.results}
+    rows = list(dict.fromkeys((r.x.layer, r.y.layer, r.x.rank, r.y.rank) for r in report.results))
+    used = {(r.x.layer, r.y.layer, r.x.rank, r.y.rank): (r.rank_used_x, r.rank_used_y) for r in report.results}
+    pair_width = max(len(f"{a} -- {b}") for a, b, _, _ in rows)
+    width = max([len(m) for m in measures] + [8]) + 2
+    print(f"{'layer pair':<{pair_width}}  {'rank 1':>7} {'rank 2':>7}" + "".join(f"{m:>{width}}" for m in measures))
+    for key in rows:
+        a, b, r1, r2 = key
+        shown = [rank_text(r) + ("*" if u != r else "") for r, u in zip((r1, r2), used[key])]
+        print(f"{f'{a} -- {b}':<{pair_width}}  {shown[0]:>7} {shown[1]:>7}" + "".join(f"{_fmt(values[(*key, m)], 4):>{width}}" for m in measures))
+    if any(u != r for key in rows for r, u in zip(key[2:], used[key])):
+        print("(* a rank above the layer's channels: all of them were used)")
 
 
 def print_original(report, path1: str, path2: str, measures: Sequence[str], ranks1, ranks2) -> None:
@@ -190,12 +211,14 @@ def print_matrices(report, measures: Sequence[str], ranks1, ranks2) -> None:
     from ..similarity.pairs import result_matrix  # deferred: torch loads only when a command computes
     from ..similarity.registry import measure_info
 
+    mixed = report.mixed_policies
     for r1 in ranks1:
         for r2 in ranks2:
             for m in measures:
                 matrix, rows, cols = result_matrix(report.results, m, rank_x=r1, rank_y=r2)
                 kind = measure_info(m).kind
-                print(f"{LABELS.get(m, m + ':')} {m} ({kind}), model 1 rank {r1} (rows) vs model 2 rank {r2} (columns)")
+                how = f"MIXED policies: {' and '.join(mixed[m])}" if m in mixed else f"policy {report.info['policy']}"
+                print(f"{m} ({kind}; {how}), model 1 rank {rank_text(r1)} (rows) vs model 2 rank {rank_text(r2)} (columns)")
                 width = max([len(c) for c in cols] + [8]) + 1
                 lead = max(len(r) for r in rows) + 2
                 print(" " * lead + "".join(f"{c:>{width}}" for c in cols))

@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCH_LOW_RANK_MODES, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
+from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
-                     model_options, schedulers_help)
+                     model_options, schedulers_help, percent, print_wrote, add_low_rank_mode)
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
@@ -25,7 +25,7 @@ EXAMPLES = """\
   # the whole 8x8 direct-matching grid in one process; re-running it skips finished pairs
   stitchkit stitch runs/r18_s0/final.pt runs/r18_s1/final.pt - - all all rc2c_pre -e 0 -i pinv -dir dm_s0_s1
   stitchkit collect results/dm_s0_s1
-  # a low-rank source (fixed basis from the fit images; --low-rank-mode per-batch is the original's)
+  # a low-rank source (fixed basis from the fit images; --low-rank-mode per_batch is the original's)
   stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
   # task loss matching on the dataset's flip+crop even though the end network was trained without it (default: as it was trained)
   stitchkit stitch a.pt b.pt - - layer2.1 layer2.1 auto --augment dataset
@@ -76,8 +76,9 @@ def register(sub) -> None:
         "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
         "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
         "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
-        "never overwritten, unless --overwrite.",
-        examples=EXAMPLES,
+        "never overwritten, unless --overwrite. A single pair prints its accuracy, its relative accuracy (stitched / end network) "
+        "and its run folder (the original's `Clean accuracy` line with --original-output).",
+        examples=EXAMPLES, original_output=True,
     )
     p.add_argument("front_model_path", help="front model checkpoint")
     p.add_argument("end_model_path", help="end model checkpoint")
@@ -158,8 +159,7 @@ def _add_matching_options(p) -> None:
     p.add_argument("--front-pinv-rank", dest="front_pinv_rank", type=int, default=None,
                    help="low-rank approximation of the front activation for the direct-matching fit (same source definition and "
                    "clamping as --front-stitch-rank)")
-    p.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", choices=list(STITCH_LOW_RANK_MODES),
-                   help="fixed: one basis estimated on the K fit images; per-batch: the original's SVD of every batch")
+    add_low_rank_mode(p, "fixed: one basis estimated on the K fit images; per_batch: the original's SVD of every batch")
 
 
 def _add_speed_options(p) -> None:
@@ -236,13 +236,18 @@ def run(args: argparse.Namespace) -> int:
         front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args), command=command,
         save_dir_label=args.save_dir,
     )
-    if len(results) == 1:
+    stored = " (stored result; pass --overwrite to recompute)"
+    if len(results) == 1 and args.original_output:
         r = results[0]
-        ci = describe_ci(r, "accuracy", 100, ".2f", "%")
-        if r.skipped:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci} (stored result; pass --overwrite to recompute)")
-        else:
-            print(f"Clean accuracy: {100 * r.accuracy:.2f}%{ci}")
+        print(f"Clean accuracy: {100 * r.accuracy:.2f}%{describe_ci(r, 'accuracy', 100, '.2f', '%')}{stored if r.skipped else ''}")
+    elif len(results) == 1:
+        r = results[0]
+        relative = r.relative_accuracy
+        rel = "n/a" if relative is None else f"{relative:.3f}{describe_ci(r, 'relative_accuracy', 1, '.3f')}"
+        print(f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} epoch(s)){stored if r.skipped else ''}: "
+              f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network {percent(r.end_accuracy)}, "
+              f"relative accuracy {rel}")
+        print_wrote(r.run_dir)
     else:
         done = sum(not r.skipped for r in results)
         print(f"{done} pair(s) stitched, {len(results) - done} already finished; results in {save_root}")

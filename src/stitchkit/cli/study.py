@@ -42,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--no-report", dest="report", action="store_false", help="do not write the report at the end")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     p.add_argument("--schema", action="store_true", help="print every config key with its default and exit")
+    p.add_argument("--json", action="store_true", help="end with the run's summary as one line of JSON (for scripts)")
     p.set_defaults(handler=run)
 
 
@@ -72,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"study finished in {summary.seconds:.0f}s: {counts['done']} done, {counts['failed']} failed ({summary.ran} ran now)")
     if summary.seconds_by_kind:
         print("time by unit kind: " + ", ".join(f"{kind} {sec:.0f}s" for kind, sec in sorted(summary.seconds_by_kind.items(), key=lambda kv: -kv[1])))
-    print(json.dumps(summary.to_dict()))
+    print(f"study folder: {summary.study_dir}")
     if args.report:
         from ..study.report import write_report  # deferred: numpy and matplotlib load only for the report
 
         print(f"report: {write_report(summary.study_dir)}")
+    if args.json:
+        print(json.dumps(summary.to_dict()))
     return 1 if counts["failed"] else 0

@@ -9,7 +9,7 @@ import json
 
 from ..choices import OPTIMIZERS, SCHEDULERS
 from .common import (add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, add_weights, args_as_config,
-                     finite_float, model_options, schedulers_help)
+                     finite_float, model_options, schedulers_help, percent, print_wrote)
 
 # The original's exec_train.py defaults, then the ImageNet recipe of spec 1.10 (PyTorch's reference).
 DEFAULTS = dict(dataset="cifar10", optimizer="adam", batch_size=64, epochs=100, lr=1e-3, weight_decay=1e-5, momentum=0.0, scheduler="none", step_size=30, amp=False)
@@ -35,7 +35,9 @@ EXAMPLES = """\
 
 def register(sub) -> None:
     p = add_command(sub, "train", help="train a base model", description="Train a base classifier. Writes model_<epoch>.pt, "
-                    "training_logs.csv, config.txt/config.json, last.pt (for --resume) and final.pt into -dir.", examples=EXAMPLES)
+                    "training_logs.csv, config.txt/config.json, last.pt (for --resume) and final.pt into -dir, and prints the test accuracy "
+                    "and where it wrote (the original's `Clean accuracy` and a JSON line with --original-output).", examples=EXAMPLES,
+                    original_output=True)
     p.add_argument("model_type", help="architecture name (see `stitchkit models`)")
     add_device(p)
     add_data(p, default=None, help_extra=" (default cifar10)")
@@ -108,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     result = train_model(settings, argv_config=config)
     if not launched_by_torchrun() or int(__import__("os").environ.get("RANK", "0")) == 0:
         m = result["metrics"]
-        print(f"Clean accuracy: {100 * m['test_acc']:.2f}%")
-        print(json.dumps({"final": result["final"], "test_acc": m["test_acc"], "seconds": round(m["seconds"], 1)}))
+        if args.original_output:
+            print(f"Clean accuracy: {100 * m['test_acc']:.2f}%")
+            print(json.dumps({"final": result["final"], "test_acc": m["test_acc"], "seconds": round(m["seconds"], 1)}))
+        else:
+            print(f"trained {args.model_type} on {v['dataset']} for {v['epochs']} epoch(s) in {m['seconds']:.1f}s: "
+                  f"test accuracy {percent(m['test_acc'])}")
+            print_wrote(result["final"])
     return 0

@@ -188,9 +188,10 @@ class OODMatrices:
         paths.append(out_dir / "ood_matrices.json")
         return paths
 
-    def format(self) -> str:
+    def format(self, full: bool = True) -> str:
         """The matrices as text, like the original's printout (rows = front, columns = end); with
-        intervals (:attr:`bounds`), each cell shows its bounds after the value."""
+        intervals (:attr:`bounds`), each cell shows its bounds after the value. ``full=False``: only the
+        stitching accuracy and each detector's AUROC (the summary ``stitchkit ood`` prints by default)."""
         level = self.interval.get("level")
         note = f" [{100 * level:g}% interval]" if level is not None else ""
 
@@ -207,6 +208,10 @@ class OODMatrices:
             return lines
 
         lines = block("STITCHING ACCURACY", "accuracy")
+        if not full:
+            for name in self.detectors:
+                lines += [""] + block(f"STITCHING OOD Detection AUROC ({name})", "auroc", name)
+            return "\n".join(lines)
         lines += [""] + block("NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)", "norm_ratio")
         for name in self.detectors:
             for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):

@@ -15,7 +15,7 @@ with two fixes and some additions:
 
 Identifiers are deterministic: a hash of (source hash, layer, result-relevant training configuration),
 so retraining the same detector replaces its entry instead of adding a duplicate. ``meta.json`` is
-updated read-modify-write under an exclusive ``fcntl`` lock on ``<fdir>/.meta.json.lock`` and replaced
+updated read-modify-write under an exclusive ``fcntl`` lock on ``<fdir>/.meta.json.lock`` (removed after use) and replaced
 by an atomic rename, so concurrent trainings cannot lose each other's entries and readers never see a
 half-written file.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
@@ -42,7 +41,7 @@ from ..data import dataset_info
 from ..errors import StitchkitError
 from ..models import build_from_spec, get_model
 from ..models.checkpoint import load_checkpoint, load_state_into
-from ..utils.io import torch_save_atomic, write_json_atomic
+from ..utils.io import lock_file, torch_save_atomic, write_json_atomic
 from .detectors import EnergyDetector
 
 META_FILE = "meta.json"
@@ -169,12 +168,8 @@ class DetectorRegistry:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with lock_file(self.root / LOCK_FILE):  # removed after use
+            yield
 
     def update(self, key: str, meta: Mapping[str, Any] | None) -> None:
         """Set (or, with ``meta=None``, remove) one entry under the lock, atomically."""

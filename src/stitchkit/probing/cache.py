@@ -4,7 +4,6 @@ each probe's hits per test image, packed one bit per image, where its results ke
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import StitchkitError
-from ..utils.io import check_writable_dir, write_json_atomic
+from ..utils.io import check_writable_dir, lock_file, write_json_atomic
 from .probe import ProbeConfig, rank_label
 
 
@@ -69,8 +68,7 @@ class ProbeCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with lock_file(self.path.with_name(self.path.name + ".lock")):  # removed after use
             on_disk: dict[str, Any] = {}
             if self.path.is_file():
                 try:

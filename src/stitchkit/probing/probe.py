@@ -56,7 +56,7 @@ import numpy as np
 from torch import Tensor
 
 from ..activations.pooling import pool_features
-from ..choices import DEFAULT_AUGMENTATION, LOW_RANK_MODES, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_AUGMENTATION, LOW_RANK_MODES, TOKEN_POOLS, low_rank_mode  # torch-free home of the names (the CLI reads them)
 from ..data.augmentation import check_augmentation, choice_of
 from ..errors import StitchkitError
 from ..results import Matrix, Provenance, Table
@@ -132,7 +132,7 @@ class ProbeConfig:
 
     def validate(self) -> "ProbeConfig":
         if isinstance(self.low_rank_mode, str):
-            self.low_rank_mode = self.low_rank_mode.replace("-", "_")  # the stitching commands spell it per-batch
+            self.low_rank_mode = low_rank_mode(self.low_rank_mode)  # one spelling (the earlier per-batch warns)
         if isinstance(self.augment, bool):  # the option's earlier form: on = the dataset's default
             self.augment = choice_of(self.augment)
         check_augmentation(self.augment, "probe augment")

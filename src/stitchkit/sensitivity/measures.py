@@ -11,6 +11,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from ..choices import DEFAULT_POLICY
 from ..probing.probe import rank_label
 from ..similarity.pairs import RepresentationBank
 from ..similarity.registry import get_measure
@@ -27,7 +28,7 @@ def array_measure_values(
     comparisons: Sequence[Comparison],
     measures: Sequence[str],
     *,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
     counts: np.ndarray | None = None,
     resamples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, list[float]]:
@@ -70,7 +71,7 @@ def stitching_measure_values(
                                   optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5), augment=settings.tlm_augment)
         run = replace(settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False)
         base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
-                       low_rank_mode=settings.low_rank_mode.replace("_", "-"), save_weights=False, **vars(run))
+                       low_rank_mode=settings.low_rank_mode, save_weights=False, **vars(run))
         groups: dict[tuple[str, str, int | None], list[int]] = {}
         for i, c in enumerate(comparisons):
             groups.setdefault((c.candidate.network, c.reference.network, c.candidate.rank), []).append(i)

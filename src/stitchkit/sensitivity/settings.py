@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES  # torch-free home (the CLI reads it)
+from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, low_rank_mode  # torch-free home (the CLI reads it)
 from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig
@@ -20,7 +20,7 @@ class GroundingSettings(RunOptions):
 
     measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))
     n_samples: int | None = 1000
-    policy: str = "auto_original"
+    policy: str = DEFAULT_POLICY
     low_rank_mode: str = "fixed"
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     #: JSON file of probe results reused across runs (keyed by model hash, dataset, layer, rank and probe options)
@@ -45,7 +45,7 @@ class GroundingSettings(RunOptions):
     progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
     def validate(self) -> "GroundingSettings":
-        self.low_rank_mode = str(self.low_rank_mode).replace("-", "_")  # the stitching commands spell it per-batch
+        self.low_rank_mode = low_rank_mode(self.low_rank_mode)  # one spelling (the earlier per-batch warns)
         self.probe.validate()
         array, stitch = split_measures(self.measures)
         if not array and not stitch:

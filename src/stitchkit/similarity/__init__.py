@@ -42,7 +42,7 @@ from .cka import RBFCKA, DebiasedLinearCKA, LinearCKA, StreamingCKA
 from .compute import LOW_RANK_MODES, SimilarityResult, apply_rank, compute, pairwise_matrix
 from .direct import DMResidual
 from .models import DEFAULT_MEASURES, SimilarityReport, compare_checkpoints, compare_models
-from .pairs import PairResult, Rep, RepresentationBank, layer_pairs, result_matrix, similarity_table
+from .pairs import PairResult, Rep, RepresentationBank, describe_mixed, layer_pairs, mixed_policies, result_matrix, similarity_table
 from .policy import POLICIES, matrix_shape, paired_matrices, resolve_policy, to_matrix
 from .procrustes import Procrustes
 from .registry import get_measure, list_measures, measure_info, measure_options
@@ -57,6 +57,8 @@ __all__ = [
     "compare_models",
     "layer_pairs",
     "result_matrix",
+    "mixed_policies",
+    "describe_mixed",
     "similarity_table",
     "INVARIANCES",
     "LOW_RANK_MODES",

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import LowRankBasis, low_rank, to_rows, truncate
-from ..choices import LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_POLICY, LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
+from ..choices import low_rank_mode as canonical_low_rank_mode  # its parameters are named low_rank_mode
 from ..errors import StitchkitError
 from .base import Measure
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
@@ -68,10 +69,8 @@ class SimilarityResult:
         return out
 
 
-def _check_mode(low_rank_mode: str) -> str:
-    if low_rank_mode not in LOW_RANK_MODES:
-        raise StitchkitError(f"low_rank_mode must be one of {', '.join(LOW_RANK_MODES)}, got {low_rank_mode!r}")
-    return low_rank_mode
+def _check_mode(mode: str) -> str:
+    return canonical_low_rank_mode(mode)
 
 
 def _rank_label(rank: Rank):
@@ -83,7 +82,7 @@ def apply_rank(x, rank: Rank, low_rank_mode: str = "fixed", dtype: torch.dtype =
     """The activation truncated to ``rank`` (see the module docstring), in ``dtype``; ``directions``
     (:func:`~stitchkit.activations.principal_directions` of the same activation) saves decomposing it
     again for every rank."""
-    _check_mode(low_rank_mode)
+    low_rank_mode = _check_mode(low_rank_mode)
     x = _as_tensor(x)
     if rank is None:
         return x
@@ -151,7 +150,7 @@ def pairwise_matrix(
     acts_a: Mapping[str, Any],
     acts_b: Mapping[str, Any] | None = None,
     *,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
     rank_a: Rank | Mapping[str, Rank] = None,
     rank_b: Rank | Mapping[str, Rank] = None,
     low_rank_mode: str = "fixed",
@@ -165,7 +164,7 @@ def pairwise_matrix(
     Returns the float64 matrix, the row names and the column names.
     """
     m = get_measure(measure, **options)
-    _check_mode(low_rank_mode)
+    low_rank_mode = _check_mode(low_rank_mode)
     same = acts_b is None or (acts_b is acts_a and rank_b is rank_a)
     if acts_b is None:
         acts_b, rank_b = acts_a, rank_a

@@ -19,8 +19,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
-from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
-from ..errors import StitchkitError
+from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
+from ..errors import StitchkitError, warn
 from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
 from ..models.layers import layered
@@ -32,7 +32,7 @@ from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
 from ..uncertainty.similarity import UNCERTAINTY_FIELDS, UncertaintyPlan
-from .pairs import PairResult, result_matrix, similarity_table
+from .pairs import PairResult, describe_mixed, mixed_policies, result_matrix, similarity_table
 from .registry import measure_info
 
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
@@ -56,7 +56,17 @@ class SimilarityReport:
 
     #: the columns of ``similarity.csv``
     CSV_COLUMNS = ("measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
-                   "policy", "resolved_policy", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x", "rank_used_y")
+                   "policy", "resolved_policy", "policy_mixed", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x",
+                   "rank_used_y")
+
+    @property
+    def mixed_policies(self) -> dict[str, list[str]]:
+        """``{measure: [concrete policies]}`` for the measures whose matrices mix computations (empty: none does)."""
+        return self.info.get("mixed_policies", mixed_policies(self.results))
+
+    def mixed_note(self) -> str:
+        """A sentence saying which matrices mix computations ('' when none does)."""
+        return describe_mixed(self.mixed_policies, str(self.info.get("policy")))
 
     def provenance(self, what: str) -> Provenance:
         info = self.info
@@ -76,8 +86,13 @@ class SimilarityReport:
         info = measure_info(measure)
         ranks = "" if rank_x is None and rank_y is None else f" (ranks {rank_x or 'full'}, {rank_y or 'full'})"
         what = f"{measure}{ranks}"
+        mixed = self.mixed_policies.get(measure)
+        if mixed:
+            what += f" (mixed: {' and '.join(mixed)})"
         provenance = self.provenance(what)
         provenance.conventions["measure"] = info.description
+        if mixed:
+            provenance.conventions["mixed_policy"] = describe_mixed({measure: mixed}, str(self.info.get("policy")))
         bounds = {}
         if sure.get("resamples"):
             bounds.update({f: result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field=f)[0] for f in ("lower", "upper")})
@@ -106,10 +121,11 @@ class SimilarityReport:
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """The rows of ``similarity.csv``: ranks ``full`` where not reduced, shapes as ``NxD``, values to 8 digits."""
-        rows = []
+        rows, mixed = [], self.mixed_policies
         for r in self.results:
             row = r.to_dict()
             row.update(row.pop("uncertainty", None) or {})
+            row["policy_mixed"] = r.result.measure in mixed  # this measure's matrices mix computations
             for key in ("rank_x", "rank_y", "rank_used_x", "rank_used_y"):
                 row[key] = "full" if row[key] is None else row[key]
             for key in ("matrix_shape_x", "matrix_shape_y"):
@@ -151,7 +167,7 @@ def compare_models(
     ranks_x: Sequence[int | None] = (None,),
     ranks_y: Sequence[int | None] = (None,),
     all_pairs: bool = False,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
     low_rank_mode: str = "fixed",
     device: str = "auto",
     batch_size: int = 256,
@@ -221,6 +237,8 @@ def compare_models(
         "samples": "the first n items of the split (the original: the first 1000 test images)",
         "all_pairs": all_pairs,
         "policy": policy,
+        #: {measure: [concrete policies]} where a matrix mixes computations (auto_original on layers of different shapes)
+        "mixed_policies": mixed_policies(results),
         "low_rank_mode": low_rank_mode,
         "device": str(dev),
         "extraction_seconds": extraction_seconds,
@@ -229,6 +247,8 @@ def compare_models(
     }
     if plan.enabled:
         info["uncertainty"] = plan.record()
+    if info["mixed_policies"]:
+        warn(describe_mixed(info["mixed_policies"], policy))
     return SimilarityReport(results, info)
 
 

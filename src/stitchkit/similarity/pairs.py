@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..activations.low_rank import principal_directions
+from ..choices import DEFAULT_POLICY
 from ..errors import StitchkitError
 from .base import Measure
 from .direct import DMResidual
@@ -263,7 +264,7 @@ def similarity_table(
     ranks_x: Sequence[int | None] = (None,),
     ranks_y: Sequence[int | None] = (None,),
     all_pairs: bool = True,
-    policy: str = "auto_original",
+    policy: str = DEFAULT_POLICY,
     low_rank_mode: str = "fixed",
     names: tuple[str, str] = ("model1", "model2"),
     uncertainty: UncertaintyPlan | None = None,
@@ -325,3 +326,28 @@ def result_matrix(results: Sequence[PairResult], measure: str, *, rank_x=None, r
         elif r.result.uncertainty is not None:
             out[rows.index(r.x.layer), cols.index(r.y.layer)] = r.result.uncertainty.get(field, np.nan)
     return out, rows, cols
+
+
+def mixed_policies(results: Sequence[PairResult]) -> dict[str, list[str]]:
+    """The measures whose matrices mix computations: ``{measure: [concrete policies]}`` for every measure
+    with a matrix (one rank pair) whose cells were converted by more than one concrete policy (what
+    ``policy="auto_original"`` does when the layers' shapes differ); empty when every matrix is uniform."""
+    seen: dict[tuple[str, Any, Any], set[str]] = {}
+    for r in results:
+        # direct matching's resized source is still every spatial position (as stitching does it)
+        seen.setdefault((r.result.measure, r.x.rank, r.y.rank), set()).add(r.result.resolved_policy.removesuffix("+resize"))
+    out: dict[str, set[str]] = {}
+    for (measure, _, _), policies in seen.items():
+        if len(policies) > 1:
+            out.setdefault(measure, set()).update(policies)
+    return {measure: sorted(policies) for measure, policies in out.items()}
+
+
+def describe_mixed(mixed: Mapping[str, Sequence[str]], policy: str) -> str:
+    """One sentence on the matrices that :func:`mixed_policies` found mixed ('' when none is)."""
+    if not mixed:
+        return ""
+    which = "; ".join(f"{measure}: {' and '.join(policies)}" for measure, policies in mixed.items())
+    return (f"policy {policy!r} computes the cells of one matrix in different ways ({which}): same-shape pairs over spatial "
+            f"positions, the others over pooled channels, so their values are not comparable across the matrix; "
+            f"use policy 'pool' (the default) for one computation throughout")

@@ -89,9 +89,16 @@ class StitchResult:
         """One line of what was measured (every field: :meth:`to_dict`)."""
         donors = ", ".join(f"{role} {number(value)}" for role, value in (("front", self.front_accuracy), ("end", self.end_accuracy))
                            if value is not None)
+        relative = f", relative {number(self.relative_accuracy)}" if self.relative_accuracy is not None else ""
         return (f"StitchResult {self.front_layer} -> {self.end_layer} ({self.stitching_type}, init {self.init}, {self.epochs} epochs, "
-                f"{self.dataset}): accuracy {number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}, "
+                f"{self.dataset}): accuracy {number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}{relative}, "
                 f"residual {number(self.residual)}, {self.n_test} test images")
+
+    @property
+    def relative_accuracy(self) -> float | None:
+        """The stitched network's accuracy over the end network's, on the same images (None where the
+        end network's accuracy is unknown or 0)."""
+        return self.accuracy / self.end_accuracy if self.end_accuracy else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (without the per-image ``samples``); NaN and infinities become ``None``."""

@@ -50,7 +50,7 @@ ORIGINAL_SOLVER_CONVENTIONS = {
 @dataclass
 class StitchSettings(RunOptions):
     """Everything that shapes a stitch. Defaults are the original's ``exec_stitch.py``, except
-    ``low_rank_mode`` (``"fixed"``; the original's behaviour is ``"per-batch"``) and ``device``.
+    ``low_rank_mode`` (``"fixed"``; the original's behaviour is ``"per_batch"``) and ``device``.
 
     ``fit_samples`` is K of direct matching (``-pinv-samples``); ``None`` uses the whole training split.
     ``dm_solver``: ``"stitchkit"`` (streamed float64 least squares, minimum-norm; :mod:`.direct_match`) or
@@ -132,7 +132,7 @@ class StitchSettings(RunOptions):
             raise unknown_name("init", self.init, INITS)
         if self.upsample_mode not in UPSAMPLE_MODES:
             raise unknown_name("upsample mode", self.upsample_mode, UPSAMPLE_MODES)
-        check_low_rank_mode(self.low_rank_mode)
+        self.low_rank_mode = check_low_rank_mode(self.low_rank_mode)
         check_rank("--front-stitch-rank", self.front_stitch_rank)
         check_rank("--front-pinv-rank", self.front_pinv_rank)
         self.optim.validate()

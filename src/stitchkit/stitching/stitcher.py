@@ -28,12 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from ..activations.low_rank import LowRankBasis, low_rank
-from ..choices import STITCH_LOW_RANK_MODES
-from ..errors import StitchkitError, unknown_name
+from ..choices import LOW_RANK_MODES, low_rank_mode
+from ..errors import StitchkitError
 from ..models.layers import layered
 from .layers import StitchingLayer, make_stitching_layer
 
-LOW_RANK_MODES = STITCH_LOW_RANK_MODES
 
 
 def check_rank(name: str, rank: int | None) -> int | None:
@@ -45,9 +44,8 @@ def check_rank(name: str, rank: int | None) -> int | None:
 
 
 def check_low_rank_mode(mode: str) -> str:
-    if mode not in LOW_RANK_MODES:
-        raise unknown_name("low-rank mode", str(mode), LOW_RANK_MODES)
-    return mode
+    """One of :data:`~stitchkit.choices.LOW_RANK_MODES` (:func:`~stitchkit.choices.low_rank_mode`)."""
+    return low_rank_mode(mode)
 
 
 _CUTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -79,7 +77,7 @@ class SourceReducer(nn.Module):
 
     ``mode="fixed"`` (default): a :class:`~stitchkit.activations.LowRankBasis` estimated once on reference
     activations (:meth:`update` per batch, then :meth:`finalize`) and applied identically to every batch.
-    ``mode="per-batch"``: the original's centred truncated SVD recomputed on every tensor passed in
+    ``mode="per_batch"``: the original's centred truncated SVD recomputed on every tensor passed in
     (the kept subspace then depends on the batch). ``rank=None`` is the identity.
     """
 

@@ -18,6 +18,7 @@ from ..choices import (
     AUGMENTATIONS,
     DATA_PATHS,
     DEFAULT_AUGMENTATION,
+    DEFAULT_POLICY,
     DM_SOLVERS,
     LAYER_REQUESTS,
     OPTIMIZERS,
@@ -156,7 +157,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True, "compute similarity index matrices"),
         "measures": Key(list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"),
         "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
-        "policy": Key(str, "auto_original", "how activations become data matrices (also for the sensitivity and specificity tests); auto_original mixes positions and pooling by shape, as the original did", choices=POLICIES),
+        "policy": Key(str, DEFAULT_POLICY, "how activations become data matrices (also for the sensitivity and specificity tests), the same for every cell of a matrix; auto_original mixes positions and pooling by shape, as the original did (its matrices are marked)", choices=POLICIES),
         "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
     },
     "ood": {
@@ -374,13 +375,19 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+#: the first line of :func:`describe_schema`
+NULL_NOTE = ('# null = no value (YAML: null; TOML has no null: leave the key out, or write "none" or ""); '
+             'a quoted "none" is the option\'s own value none')
+
+
 def describe_schema() -> str:
-    """The schema as commented TOML (for documentation and ``--help``)."""
-    lines = []
+    """The schema as commented TOML (for documentation and ``--help``); a default of None is shown as
+    ``null`` (JSON's and YAML's; TOML has none, so such a key is left out there, or set to "none" or "")."""
+    lines = [NULL_NOTE, ""]
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
         for key, spec in keys.items():
-            default = '"none"' if spec.default is None else toml_value(spec.default)
+            default = toml_value(spec.default)  # None: null
             choices = f" (one of: {', '.join(map(str, spec.choices))})" if spec.choices else ""
             lines.append(f"# {key} = {default}  — {spec.help}{choices}")
         lines.append("")

@@ -181,7 +181,8 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
                     "seconds_measures": report.info["measure_seconds"]},
         "artifacts": {"json": paths["json"], "csv": paths["csv"]},
         "model_hashes": {"a": report.info["model1"]["fingerprint"], "b": report.info["model2"]["fingerprint"]},
-        "conventions": {"policy": p.policy, "samples": report.info["samples"], "low_rank_mode": report.info["low_rank_mode"]},
+        "conventions": {"policy": p.policy, "mixed_policies": report.info["mixed_policies"], "samples": report.info["samples"],
+                        "low_rank_mode": report.info["low_rank_mode"]},
     }
 
 

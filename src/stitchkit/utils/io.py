@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import fcntl
 import io
 import json
 import math
@@ -161,3 +162,33 @@ def torch_save_atomic(obj: Any, target: str | os.PathLike) -> None:
 
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
+
+
+@contextlib.contextmanager
+def lock_file(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a lock file made for it) and remove the file afterwards.
+
+    The file is removed while the lock is still held; a process that opened it before and was waiting
+    then finds that ``path`` no longer names the file it locked, and opens it anew, so two processes
+    never both hold the lock (one on the removed file, one on a new one)."""
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)  # locked a lock file its holder had removed: try again
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock
