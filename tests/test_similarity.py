@@ -510,7 +510,7 @@ def test_compute_low_rank_modes_and_basis():
     assert with_basis.rank_x == "basis(2)"
     with pytest.raises(StitchkitError, match="fixed basis"):
         compute("procrustes", x, y, rank_x=basis, low_rank_mode="per_batch")
-    with pytest.raises(StitchkitError, match="low_rank_mode"):
+    with pytest.raises(StitchkitError, match="low-rank mode"):
         compute("procrustes", x, y, rank_x=2, low_rank_mode="sometimes")
 
 

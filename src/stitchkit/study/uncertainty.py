@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..sensitivity.per_sample import VALUES, fixed_parts, resampled_agreements, resampled_measures
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples, ratio_samples
 from ..uncertainty.stitch_scores import SEP, metric_samples
@@ -42,6 +41,9 @@ from .findings import compute_findings
 from .findings.model import Findings
 from .ood_records import NORM_RATIO_MATRIX
 from .store import UnitRecord
+
+# The sensitivity tests' per-sample helpers are imported where they are used: the sensitivity package's
+# __init__ loads torch, and the report (which reads this module) must start without it.
 from .units import resolve_artifacts
 
 #: the artifact that holds a unit kind's per-sample statistics
@@ -176,6 +178,7 @@ def kept_resamples(stats: dict[str, np.ndarray], counts: Resamples) -> int:
     """On how many of these resamples a sensitivity or specificity test kept its measures' values: their
     first ``min(kept, resamples)`` (of two draws with the same seed, the smaller is the larger's prefix),
     0 when it kept none of them (another seed, or no values)."""
+    from ..sensitivity.per_sample import resampled_measures  # deferred: see the note at the imports
     kept = int(stats.get("resamples", 0))
     return min(kept, counts.resamples) if int(stats.get("seed", -1)) == counts.seed and kept > 0 and resampled_measures(stats) else 0
 
@@ -184,6 +187,7 @@ def _ranking_samples(record: UnitRecord, stats: dict[str, np.ndarray], counts: R
     """The test's statistics table on each resample: the pooled rows of the resampled measures recomputed
     (:func:`~stitchkit.sensitivity.per_sample.resampled_agreements`), the other rows as stored; nothing
     when the test kept none of these resamples (it may keep only their first few, :func:`kept_resamples`)."""
+    from ..sensitivity.per_sample import VALUES, resampled_agreements, resampled_measures  # deferred: see the note at the imports
     kept = kept_resamples(stats, counts)
     if not kept:
         return {}, {}, {}
@@ -301,6 +305,7 @@ def _not_resampled(finding_units: list[str], by_label: dict[str, UnitRecord], sa
 def _ranking_notes(records: Sequence[UnitRecord], study_dir: str | Path, counts: Resamples) -> tuple[dict[str, str], dict[str, list[str]]]:
     """For the sensitivity and specificity tests with per-sample statistics: why one kept resamples other
     than the study's (unit id → sentence), and what a resample of each holds fixed (unit id → parts)."""
+    from ..sensitivity.per_sample import fixed_parts  # deferred: see the note at the imports
     mismatched: dict[str, str] = {}
     held: dict[str, list[str]] = {}
     for r in records:
