@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 from mkdocs.structure.files import File, Files
 
@@ -78,6 +79,21 @@ def config_reference() -> str:
             lines.append(f"| `{key}` | {_type_name(spec)} | `{_cell(default)}` | {_cell(spec.help.rstrip('.'))}.{choices} |")
         lines.append("")
     return "\n".join(lines)
+
+
+#: a reStructuredText role around a rendered name (the docstrings use Sphinx's ``:func:`name```), with
+#: an optional ``~`` that shows the last component only
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>(~?)([\w.]+)</code>")
+
+
+def _plain_role(match: re.Match) -> str:
+    shown = match.group(2).rsplit(".", 1)[-1] if match.group(1) else match.group(2)
+    return f"<code>{shown}</code>"
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """Docstrings are reStructuredText-flavoured: show their roles as plain code names."""
+    return _ROLE.sub(_plain_role, html)
 
 
 def on_files(files: Files, config) -> Files:
