@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export STITCHKIT_DATA ?= $(CURDIR)/data
 
-.PHONY: demo demo-networks test setup data clean benchmarks
+.PHONY: demo demo-networks quickstart test docs setup data clean benchmarks
 
 setup: $(STAMP) data
 
@@ -30,6 +30,10 @@ data:
 demo: setup
 	$(BIN)/stitchkit study examples/demo.toml --out runs/demo
 
+# The quick start (examples/quickstart.toml): every kind of unit and the report, in about a minute on 2 cores.
+quickstart: setup
+	$(BIN)/stitchkit study examples/quickstart.toml --out runs/quickstart
+
 # The networks examples/demo.toml (seeds 0, 1) and examples/seeds.toml (seeds 0–3) stitch are shipped in examples/demo_networks (training them takes
 # ~4 min each on 2 cores; the demo's two would be more than half its budget). This re-creates them, weight for weight, on a CPU.
 demo-networks: setup
@@ -42,8 +46,13 @@ demo-networks: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The documentation site (docs/, mkdocs.yml) into site/, offline; strict: a broken link, anchor or API
+# reference fails the build. The test suite builds it too (tests/test_docs.py), so CI checks it.
+docs: setup
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 benchmarks: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

@@ -1,7 +1,7 @@
 """The Python API (stitchkit.direct_match, task_loss_match, stitch_grid, compare, ood_test): its numbers
 are the library's and the commands' on the same inputs, whatever form the models and data take; its
-results convert to pandas, plot and round-trip; bad input is one clear error; and the README's
-notebook example runs as written."""
+results convert to pandas, plot and round-trip; bad input is one clear error; and the notebook
+tutorial's example (docs/tutorials/notebook.md) runs as written."""
 
 import json
 import math
@@ -339,20 +339,20 @@ def test_import_stitchkit_stays_torch_free_until_the_api_is_used():
     assert done.stdout.strip() == "True"
 
 
-def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Python API (notebooks)"):]
-    section = section[:section.index("\n## ", 1)]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 1, "the API section holds one example"
+NOTEBOOK_TUTORIAL = ROOT / "docs" / "tutorials" / "notebook.md"
+
+
+def tutorial_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", NOTEBOOK_TUTORIAL.read_text(), re.S)
+    assert len(blocks) == 1, "the notebook tutorial holds one example"
     return blocks[0]
 
 
-def test_the_readme_example_runs_as_written():
-    code = readme_example()
+def test_the_notebook_tutorials_example_runs_as_written():
+    code = tutorial_example()
     assert 10 <= len(code.strip().splitlines()) <= 20 and "torchvision.models.resnet18" in code
     namespace: dict = {}
-    exec(compile(code, "README.md: Python API (notebooks)", "exec"), namespace)
+    exec(compile(code, str(NOTEBOOK_TUTORIAL.relative_to(ROOT)), "exec"), namespace)
     dm, sim, ood = namespace["dm"], namespace["sim"], namespace["ood"]
     layers = namespace["layers"]
     assert [(r.front_layer, r.end_layer) for r in dm.pairs] == [(f, e) for f in layers for e in layers]

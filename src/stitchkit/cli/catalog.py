@@ -39,5 +39,5 @@ def run_datasets(args: argparse.Namespace) -> int:
         shape = "x".join(map(str, info.shape))
         print(f"  {info.name:<{width}}  {info.num_classes:>4} classes  {shape:>9}  {info.description}{aliases}")
         print(f"  {'':<{width}}  files: {info.expected_files}")
-    print(f"{SIZED[0].upper()}{SIZED[1:]}; and {OWN_DATA}, e.g. -d npz:mine.npz or -d folder:images@32x32 (README: Data)")
+    print(f"{SIZED[0].upper()}{SIZED[1:]}; and {OWN_DATA}, e.g. -d npz:mine.npz or -d folder:images@32x32 (docs/tutorials/own-data.md)")
     return 0
