@@ -24,6 +24,15 @@ def test_columns_read_key_first_then_numbers_in_a_fixed_order_not_alphabetically
     assert column_order(scores) == ["end_layer", "detector", "activations", "front_layer", "auroc", "min", "q25", "q50", "mean", "q75", "max", "n"]
 
 
+def test_a_values_interval_columns_come_right_after_it():
+    base = [{"network": "a", "test accuracy": 0.9, "top-5": 1.0, "seconds": 5.0, "content hash": "ab",
+             "test accuracy (lower)": 0.88, "test accuracy (upper)": 0.92}]
+    assert column_order(base) == ["network", "test accuracy", "test accuracy (lower)", "test accuracy (upper)", "top-5", "seconds",
+                                  "content hash"]
+    unnamed = [{"layer": "l1", "cka (upper)": 0.9, "cka": 0.8, "cka (p)": 0.02, "cka (lower)": 0.7, "other": 1.0}]
+    assert column_order(unnamed) == ["layer", "cka", "cka (lower)", "cka (upper)", "cka (p)", "other"]
+
+
 def test_a_column_has_one_number_of_decimals_and_missing_values_are_a_dash():
     assert [number_format([0.09192, 0.1226])(v) for v in (0.09192, 0.1226)] == ["0.092", "0.123"]
     assert [number_format([0.5, 0.75, 1.0])(v) for v in (0.5, 1.0)] == ["0.500", "1.000"]

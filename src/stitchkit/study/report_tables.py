@@ -17,6 +17,9 @@ KEY_COLUMNS = ("kind", "unit", "network", "measure", "scope", "end_layer", "dete
 VALUE_COLUMNS = ("test accuracy", "top-5", "auroc", "aupr", "fpr95", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction",
                  "min", "q25", "q50", "mean", "q75", "max", "n", "done", "failed", "left", "seconds", "content hash")
 
+#: the suffixes of a value's interval columns ("test accuracy (lower)"), which come right after the value
+BOUND_SUFFIXES = ("lower)", "upper)", "p)")
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -29,13 +32,17 @@ def column_order(rows: Sequence[dict[str, Any]]) -> list[str]:
     for row in rows:
         columns += [k for k in row if k not in columns]
 
-    def rank(column: str) -> tuple[int, int]:
+    def rank(column: str) -> tuple[int, int, int]:
+        base, _, bound = column.rpartition(" (")
+        if bound in BOUND_SUFFIXES and (base in VALUE_COLUMNS or base in columns):  # a value's bounds follow it
+            group, position, _ = rank(base)
+            return group, position, 1 + BOUND_SUFFIXES.index(bound)
         if column in KEY_COLUMNS:
-            return 0, KEY_COLUMNS.index(column)
+            return 0, KEY_COLUMNS.index(column), 0
         if column in VALUE_COLUMNS:
-            return 2, VALUE_COLUMNS.index(column)
+            return 2, VALUE_COLUMNS.index(column), 0
         numeric = all(_is_number(r.get(column)) or r.get(column) is None for r in rows)
-        return (3 if numeric else 1), columns.index(column)
+        return (3 if numeric else 1), columns.index(column), 0
 
     return sorted(columns, key=rank)
 
