@@ -16,7 +16,8 @@ from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.models.external import CONNECT_TIMEOUT
-from stitchkit.models.layers import layer_kind, layered
+from stitchkit.models.layer_kinds import layer_kind
+from stitchkit.models.layers import layered
 from stitchkit.stitching.donors import resolve_layers
 
 #: a timm ViT for 224-pixel inputs, one block wide enough to be quick (pretrained=False: nothing downloaded)

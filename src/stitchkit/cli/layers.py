@@ -37,7 +37,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models import get_model, is_known_model  # deferred: torch loads only when a command computes
     from ..models.loading import load_model
-    from ..models.layers import FEATURE, layered  # deferred: torch loads only when a command computes
+    from ..models.layer_kinds import FEATURE  # deferred: torch loads only when a command computes
+    from ..models.layers import layered
 
     options = model_options(args)
     looks_like_path = Path(args.model).suffix in (".pt", ".pth", ".tar") or Path(args.model).exists()

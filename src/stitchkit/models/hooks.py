@@ -44,7 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import StitchkitError
-from .layers import FEATURE, LOGITS, LayeredModel, layer_kind
+from .layer_kinds import FEATURE, layer_kind
+from .layers import LOGITS, LayeredModel
 from .outputs import activation_of, logits_of, replace_activation
 
 #: the name of this way of cutting (``stitchkit.choices.CUT_METHODS``)

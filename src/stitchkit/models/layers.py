@@ -22,11 +22,9 @@ for all of them (:data:`~stitchkit.choices.EVERY_LAYER`); a model's declared lay
 
 from __future__ import annotations
 
-import inspect
-import operator
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import fx, nn
@@ -34,138 +32,12 @@ from torch import fx, nn
 from ..choices import ALL_LAYERS, CUT_METHODS, EVERY_LAYER
 from ..errors import StitchkitError, unknown_name, warn
 from .input_check import INPUT_ERRORS, input_shape_error
+from .layer_kinds import FEATURE, layer_kind
+from .tracing import CutModule, LayerTracer, drop_specialised_arguments, extra_forward_args, module_path, mutates_input, uses_timm
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Key of the model's output in the dict of ``extractor(layers, with_logits=True)`` (not a module name).
 LOGITS = "<logits>"
-
-
-#: the kind of a layer whose output is a representation of its own
-FEATURE = "feature"
-#: the kinds of layer that are no feature of their own, and why (left out of "all")
-NON_FEATURE_KINDS = {
-    "activation": "an activation alone (the layer before it holds the same information)",
-    "dropout": "dropout (the identity at evaluation)",
-    "identity": "an identity (the layer before it, again)",
-    "logits": "the model's output (the logits)",
-}
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-#: timm's stochastic-depth modules (by name: timm is optional and slow to import)
-_TIMM_DROPOUT = ("DropPath", "DropBlock2d")
-#: the modules that define activations (torch's MultiheadAttention lives there too, and is no activation)
-_ACTIVATION_MODULES = ("torch.nn.modules.activation", "timm.layers.activations", "timm.layers.activations_me")
-
-
-def layer_kind(module: nn.Module, *, is_output: bool = False) -> str:
-    """What a stitchable layer is: :data:`FEATURE`, or one of :data:`NON_FEATURE_KINDS` (``is_output``:
-    its output is the model's output). The one place that decides which layers ``"all"`` leaves out."""
-    if is_output:
-        return "logits"
-    if isinstance(module, _DROPOUT) or type(module).__name__ in _TIMM_DROPOUT:
-        return "dropout"
-    if isinstance(module, nn.Identity):
-        return "identity"
-    if type(module).__module__ in _ACTIVATION_MODULES and not isinstance(module, nn.MultiheadAttention):
-        return "activation"
-    return FEATURE
-
-
-def _timm_leaf_types() -> tuple[type, ...]:
-    try:
-        from timm.layers import get_notrace_modules  # deferred: timm is optional and slow to import
-    except Exception:  # timm missing or too old: nothing to add
-        return ()
-    return tuple(get_notrace_modules())
-
-
-def _timm_autowrap_functions() -> tuple:
-    try:
-        from timm.layers import get_notrace_functions  # deferred: timm is optional and slow to import
-    except Exception:
-        return ()
-    return tuple(get_notrace_functions())
-
-
-def _uses_timm(model: nn.Module) -> bool:
-    """Whether any module of ``model`` comes from timm (only then is timm, slow to import, needed)."""
-    return any(type(m).__module__.split(".")[0] == "timm" for m in model.modules())
-
-
-class _Tracer(fx.Tracer):
-    def __init__(self, leaf_names: Iterable[str], timm_aware: bool = True):
-        super().__init__(autowrap_functions=_timm_autowrap_functions() if timm_aware else ())
-        self.leaf_names = set(leaf_names)
-        self.leaf_types = _timm_leaf_types() if timm_aware else ()
-
-    def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
-        if qualname in self.leaf_names:
-            return True
-        if self.leaf_types and isinstance(module, self.leaf_types):
-            return True
-        return super().is_leaf_module(module, qualname)
-
-
-def _extra_forward_args(model: nn.Module) -> dict | None:
-    """Fix every forward argument after the input to its default (timm's ``attn_mask=None`` etc.)."""
-    params = list(inspect.signature(model.forward).parameters.values())[1:]
-    extra = {}
-    for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if p.default is inspect.Parameter.empty:
-            raise StitchkitError(f"{type(model).__name__}.forward needs argument {p.name!r} besides the input; stitchkit cuts single-input models")
-        extra[p.name] = p.default
-    return extra or None
-
-
-def _drop_specialised_arguments(graph: fx.Graph) -> None:
-    """Remove the placeholders of arguments fixed by ``concrete_args`` and the checks fx adds for them."""
-    extra = [n for n in graph.nodes if n.op == "placeholder"][1:]
-    for placeholder in reversed(extra):
-        doomed, stack = [], [placeholder]
-        while stack:
-            node = stack.pop()
-            doomed.append(node)
-            stack.extend(node.users)
-        for node in sorted(set(doomed), key=lambda n: -list(graph.nodes).index(n)):
-            if any(user not in doomed for user in node.users):
-                raise StitchkitError("the model's forward uses arguments besides the input; stitchkit cuts single-input models")
-            graph.erase_node(node)
-
-
-def _module_path(node: fx.Node) -> list[str]:
-    return [name for name, _ in node.meta.get("nn_module_stack", {}).values()]
-
-
-_INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.iand, operator.ior}
-
-
-def _mutates_input(node: fx.Node, root: nn.Module) -> bool:
-    """Whether ``node`` may write into its first argument in place (ReLU(inplace=True), ``x += y``)."""
-    if node.op == "call_module":
-        return bool(getattr(root.get_submodule(node.target), "inplace", False))
-    if node.op == "call_method":
-        return str(node.target).endswith("_") and not str(node.target).startswith("__")
-    if node.op == "call_function":
-        return node.target in _INPLACE_FUNCTIONS or bool(node.kwargs.get("inplace", False))
-    return False
-
-
-class _CutModule(fx.GraphModule):
-    """A cut of a model: a ``GraphModule`` whose errors propagate like any module's. torch.fx's own call
-    wrapper prints a traceback and the generated code to stderr before re-raising, which would put 25
-    lines in front of the one-line error a user gets for, say, an input of the wrong size."""
-
-    def recompile(self):
-        code = super().recompile()
-        type(self).__call__ = _call_quietly  # recompile installs fx's printing wrapper on every call
-        return code
-
-
-def _call_quietly(self: nn.Module, *args, **kwargs):
-    # looked up at call time (not nn.Module.__call__ kept in a variable), so that fx's patching of
-    # Module.__call__ while tracing still applies
-    return super(fx.GraphModule, self).__call__(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -197,15 +69,15 @@ class LayeredModel:
             missing = [n for n in declared if n not in modules]
             if missing:
                 raise StitchkitError(f"model declares stitchable layers that it does not have: {', '.join(missing)}")
-        tracer = _Tracer(declared or (), timm_aware=_uses_timm(model))
+        tracer = LayerTracer(declared or (), timm_aware=uses_timm(model))
         try:
-            self.graph = tracer.trace(model, concrete_args=_extra_forward_args(model))
+            self.graph = tracer.trace(model, concrete_args=extra_forward_args(model))
         except Exception as exc:  # tracing failures come from the model's code, explain them once
             raise TraceError(
                 f"cannot trace {type(model).__name__} into a graph of layers ({type(exc).__name__}: {exc}); "
                 "stitchkit cuts models with torch.fx, which needs a forward without data-dependent Python control flow"
             ) from None
-        _drop_specialised_arguments(self.graph)
+        drop_specialised_arguments(self.graph)
         self.nodes = list(self.graph.nodes)
         self._position = {node: i for i, node in enumerate(self.nodes)}
         self.input_node = next(n for n in self.nodes if n.op == "placeholder")
@@ -252,7 +124,7 @@ class LayeredModel:
         return names
 
     def _find_cut(self, name: str) -> _Cut | None:
-        inside = [i for i, node in enumerate(self.nodes) if name in _module_path(node) or (node.op == "call_module" and node.target == name)]
+        inside = [i for i, node in enumerate(self.nodes) if name in module_path(node) or (node.op == "call_module" and node.target == name)]
         if not inside:
             return None  # never called in forward
         first, last = inside[0], inside[-1]
@@ -344,7 +216,7 @@ class LayeredModel:
         graph = fx.Graph()
         activation = graph.placeholder("activation")
         env: dict[fx.Node, fx.Node] = {cut.node: activation}
-        if any(_mutates_input(user, self.model) for user in cut.node.users):
+        if any(mutates_input(user, self.model) for user in cut.node.users):
             env[cut.node] = graph.call_method("clone", (activation,))  # never write into the caller's tensor
         for node in self.nodes[cut.position + 1:]:
             for used in node.all_input_nodes:
@@ -361,7 +233,7 @@ class LayeredModel:
         graph = fx.Graph()
         activation = graph.placeholder("activation")
         env: dict[fx.Node, fx.Node] = {s.node: activation}
-        if any(_mutates_input(user, self.model) for user in s.node.users):
+        if any(mutates_input(user, self.model) for user in s.node.users):
             env[s.node] = graph.call_method("clone", (activation,))
         for node in self.nodes[s.position + 1: e.position + 1]:
             for used in node.all_input_nodes:
@@ -416,7 +288,7 @@ class LayeredModel:
                 value = env[node]
                 # A later in-place op inside the prefix (ReLU(inplace=True)) would overwrite this
                 # activation before it is returned: keep a copy taken right here.
-                if any(_mutates_input(u, self.model) and u in needed for u in node.users):
+                if any(mutates_input(u, self.model) and u in needed for u in node.users):
                     value = graph.call_method("clone", (value,))
                 outputs[cut.name] = value
         outputs = {name: outputs[name] for name in names}
@@ -438,7 +310,7 @@ class LayeredModel:
         return seen
 
     def _graph_module(self, graph: fx.Graph, label: str) -> fx.GraphModule:
-        module = _CutModule(self.model, graph, class_name="CutModule")
+        module = CutModule(self.model, graph, class_name="CutModule")
         module.graph.eliminate_dead_code()
         module.graph.lint()
         module.recompile()
