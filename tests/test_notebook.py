@@ -258,3 +258,26 @@ def test_list_layers_refuses_what_it_cannot_list():
     with pytest.raises(StitchkitError, match="cannot take inputs of shape"):
         stitchkit.list_layers(model, (3, 28, 28))
     assert "list_layers" in stitchkit.__all__ and stitchkit.LayerInfo is stitchkit.api.LayerInfo
+
+
+class _CountingLoader:
+    """An iterable that counts the iterators made of it (a DataLoader draws from torch's RNG for each one)."""
+
+    def __init__(self, items):
+        self.items, self.iterators = items, 0
+
+    def __iter__(self):
+        self.iterators += 1
+        return iter(self.items)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_progress_bar_makes_one_iterator_of_its_loader_and_only_when_iterated(enabled):
+    # tqdm.auto's class (tqdm_asyncio) made one at construction and dropped it: a DataLoader then drew an
+    # extra seed from torch's RNG (and started its workers) for every loop, which shifted what trains after
+    from stitchkit.utils.progress import progress_bar
+
+    loader = _CountingLoader([1, 2, 3])
+    bar = progress_bar(loader, "test", enabled)
+    assert loader.iterators == 0
+    assert list(bar) == [1, 2, 3] and loader.iterators == 1
