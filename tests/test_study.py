@@ -326,7 +326,11 @@ def _check_readable_report(by_kind, study_dir, text):
         assert absolute < words.index(f'id="{stem}"') < words.index(f"{stitch.label}: {title} accuracy: values")  # right beside it
         rows = list(csv.reader((study_dir / "report" / "tables" / f"{stem}.csv").open()))
         expected = np.array(stitch.metrics["matrices"][f"{title} accuracy"]["values"], dtype=float) / stitch.metrics["end_accuracy"]
-        np.testing.assert_allclose(np.array([row[1:] for row in rows[1:]], dtype=float), expected, rtol=1e-9)
+        width = expected.shape[1]  # the values, then their (lower) and (upper) bounds
+        table = np.array([row[1:] for row in rows[1:]], dtype=float)
+        np.testing.assert_allclose(table[:, :width], expected, rtol=1e-9)
+        assert rows[0][1 + width].endswith("(lower)") and rows[0][1 + 2 * width].endswith("(upper)")
+        assert (table[:, width:2 * width] <= expected + 1e-12).all() and (expected <= table[:, 2 * width:] + 1e-12).all()
     for unit in by_kind["ood"]:
         assert unit.metrics["matrices"]["AUROC (energy)"]["kind"] == METRIC_KINDS["auroc"][0]
 

@@ -31,6 +31,7 @@ from stitchkit.study.uncertainty import (
     UncertaintySettings,
     interval_matrices,
     mean_samples,
+    relative_interval,
     scalar_intervals,
     ratio_samples,
     verdict_robustness,
@@ -253,6 +254,22 @@ def test_stitch_intervals_from_per_sample_statistics(study):
     old = study.stitch("dm", a, b, np.full((3, 3), 0.7), fit_images=0)  # stored before the fit terms were kept
     assert "lower" not in interval_matrices(study.dir, study.store.get(old.id), settings(bootstrap=50))["DM residual (fit samples)"]
     assert "lower" not in interval_matrices(study.dir, record, settings(bootstrap=0))["DM accuracy"]
+
+
+def test_the_relative_accuracy_interval_resamples_the_stitch_and_the_end_network_together(study):
+    a, b = study.network(0), study.network(1)
+    unit = study.stitch("dm", a, b, np.full((3, 3), 0.7), p_end=0.8)
+    record = study.store.get(unit.id)
+    stats = np.load(study.dir / "units" / f"stitch-{unit.id}" / "per_sample.npz")
+    idx = [resampled_indices(row) for row in resample_counts(N, 300, 5)]
+    ratios = np.stack([stats["hits"][..., i].mean(-1) / stats["end_hits"][i].mean() for i in idx])
+    lower, upper = percentile_interval(ratios, 0.95)
+    out = relative_interval(study.dir, record, "DM accuracy", settings(bootstrap=300, seed=5))
+    np.testing.assert_allclose(np.array(out["lower"], dtype=float), lower)
+    np.testing.assert_allclose(np.array(out["upper"], dtype=float), upper)
+    point = stats["hits"].mean(-1) / stats["end_hits"].mean()
+    assert (lower <= point + 1e-12).all() and (point <= upper + 1e-12).all()
+    assert relative_interval(study.dir, record, "DM accuracy", settings(bootstrap=0)) == {}
 
 
 def test_ood_and_probe_intervals(study):

@@ -39,7 +39,7 @@ from .report_uncertainty import interval_caption, interval_table_html, interval_
 from .runner import STORE_NAME, read_store
 from .seeds import across_pairs
 from .store import UnitRecord
-from .uncertainty import UncertaintySettings, interval_matrices, scalar_intervals, verdict_robustness
+from .uncertainty import UncertaintySettings, interval_matrices, relative_interval, scalar_intervals, verdict_robustness
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
@@ -145,7 +145,8 @@ def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str],
         figure, table = _matrix_html(f"{r.label}: {mname}", artifact_stem(r.kind, r.label, mname), matrix, out, exports, alpha)
         if relative is not None and mname == relative[0]:  # beside the absolute accuracy it is computed from
             name = f"{mname.removesuffix(' accuracy')} relative accuracy"
-            figure += _matrix_html(f"{r.label}: {name}", artifact_stem(r.kind, r.label, name), relative[1], out, exports, alpha)[0]
+            bounded = {**relative[1], **relative_interval(study_dir, r, mname, settings)}
+            figure += _matrix_html(f"{r.label}: {name}", artifact_stem(r.kind, r.label, name), bounded, out, exports, alpha)[0]
         parts.append(figure + table)
     for extra in UNIT_FIGURES.get(r.kind, lambda record: [])(r):
         stem = artifact_stem(r.kind, r.label, extra.name)

@@ -234,6 +234,22 @@ def interval_matrices(study_dir: str | Path, record: UnitRecord, settings: Uncer
     return stored
 
 
+def relative_interval(study_dir: str | Path, record: UnitRecord, accuracy: str,
+                      settings: UncertaintySettings) -> dict[str, Any]:
+    """The bounds of a stitch grid's relative accuracy (its ``accuracy`` matrix over the end network's own
+    accuracy, both recomputed on the same resampled images, so their correlation is kept): ``lower``,
+    ``upper`` and the ``interval`` record, or nothing without the bootstrap or per-image hits."""
+    if not settings.bootstrap or record.kind != "stitch":
+        return {}
+    sampled = matrix_samples(study_dir, record, Resamples(settings.bootstrap, settings.seed))
+    if sampled is None or accuracy not in sampled[0] or "end_accuracy" not in sampled[1]:
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = sampled[0][accuracy] / sampled[1]["end_accuracy"][:, None, None]
+    lower, upper = percentile_interval(np.where(np.isfinite(ratios), ratios, np.nan), settings.level)
+    return {"lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": settings.spec.record()}
+
+
 #: the scalars with per-image hits, by unit kind: metric → the hits' array in the unit's statistics
 SCALAR_HITS = {"train": {"test_acc": "hits"}, "network": {"test_acc": "hits"}, "stitch": {"end_accuracy": "end_hits", "front_accuracy": "front_hits"}}
 
