@@ -31,7 +31,6 @@ from stitchkit.study.uncertainty import (
     UncertaintySettings,
     interval_matrices,
     mean_samples,
-    relative_interval,
     scalar_intervals,
     ratio_samples,
     verdict_robustness,
@@ -264,12 +263,12 @@ def test_the_relative_accuracy_interval_resamples_the_stitch_and_the_end_network
     idx = [resampled_indices(row) for row in resample_counts(N, 300, 5)]
     ratios = np.stack([stats["hits"][..., i].mean(-1) / stats["end_hits"][i].mean() for i in idx])
     lower, upper = percentile_interval(ratios, 0.95)
-    out = relative_interval(study.dir, record, "DM accuracy", settings(bootstrap=300, seed=5))
+    out = interval_matrices(study.dir, record, settings(bootstrap=300, seed=5))["DM accuracy"]["relative"]
     np.testing.assert_allclose(np.array(out["lower"], dtype=float), lower)
     np.testing.assert_allclose(np.array(out["upper"], dtype=float), upper)
     point = stats["hits"].mean(-1) / stats["end_hits"].mean()
     assert (lower <= point + 1e-12).all() and (point <= upper + 1e-12).all()
-    assert relative_interval(study.dir, record, "DM accuracy", settings(bootstrap=0)) == {}
+    assert "relative" not in interval_matrices(study.dir, record, settings(bootstrap=0))["DM accuracy"]
 
 
 def test_ood_and_probe_intervals(study):
@@ -387,13 +386,19 @@ def c6_hand(tests, counts_test, alpha=0.05, tolerance=0.05):
     return np.array(out)
 
 
-def test_c6_robustness_equals_the_verdict_recomputed_on_the_resampled_images(study):
-    nets = [study.network(seed) for seed in range(3)]
-    tests = [study.ranking(kind, nets, 40, seed=3) for kind in ("sensitivity", "specificity")]
+def c6_study(study, kept, verdict_resamples, seed):
+    """Three networks' sensitivity and specificity tests that kept ``kept`` resamples; the study's C6
+    robustness on ``verdict_resamples``, and whether the verdict comes out the same, by hand, on each kept one."""
+    nets = [study.network(s) for s in range(3)]
+    tests = [study.ranking(kind, nets, kept, seed=seed) for kind in ("sensitivity", "specificity")]
     records = study.records()
-    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=40, seed=3))
-    supported = c6_hand(tests, resample_counts(N, 40, 3))
-    same = supported if findings["C6"].verdict == "supported" else ~supported
+    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=verdict_resamples, seed=seed))
+    supported = c6_hand(tests, resample_counts(N, kept, seed))
+    return records, findings, (supported if findings["C6"].verdict == "supported" else ~supported)
+
+
+def test_c6_robustness_equals_the_verdict_recomputed_on_the_resampled_images(study):
+    _, findings, same = c6_study(study, kept=40, verdict_resamples=40, seed=3)
     assert 0 < same.mean() and findings["C6"].robustness == pytest.approx(same.mean())
     note = findings["C6"].robustness_note
     assert "of 40 bootstrap resamples" in note and "held fixed: sensitivity test: the comparisons" in note and "specificity test" in note
@@ -416,12 +421,7 @@ def test_c6_is_counted_on_the_first_resamples_the_tests_kept(study):
     """The tests keep their indices on the first similarity_bootstrap of the verdict resamples (a smaller draw
     of the same seed is the larger one's prefix): C6 is counted on those, the other claims on all."""
     assert np.array_equal(resample_counts(N, 200, 3)[:25], resample_counts(N, 25, 3))
-    nets = [study.network(seed) for seed in range(3)]
-    tests = [study.ranking(kind, nets, 25, seed=3) for kind in ("sensitivity", "specificity")]
-    records = study.records()
-    findings = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=60, seed=3))
-    supported = c6_hand(tests, resample_counts(N, 25, 3))
-    same = supported if findings["C6"].verdict == "supported" else ~supported
+    records, findings, same = c6_study(study, kept=25, verdict_resamples=60, seed=3)
     assert findings["C6"].robustness == pytest.approx(same.mean())
     assert f"in {int(same.sum())} of 25 bootstrap resamples of the test images (the first 25 of the study's 60" in findings["C6"].robustness_note
     fewer = verdict_robustness(records, study.dir, compute_findings(records), None, settings(verdict_resamples=10, seed=3))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -155,6 +155,27 @@ def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], 
     return out
 
 
+def _check_counts(batch_size: int, n_samples: int | None) -> None:
+    if batch_size < 1:
+        raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
+    if n_samples is not None and n_samples < 2:
+        raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
+
+
+def _pair_activations(extract: Callable[[nn.Module, list[str]], Any], model_x: nn.Module, model_y: nn.Module,
+                      layers_x: list[str], layers_y: list[str], same: bool) -> tuple[dict, dict]:
+    """Both sides' activations by layer; one network compared with itself is run once, for the union of its layers."""
+    if same:
+        acts = extract(model_x, list(dict.fromkeys(layers_x + layers_y))).layers
+        return acts, acts
+    return extract(model_x, layers_x).layers, extract(model_y, layers_y).layers
+
+
+def _side_info(model: nn.Module, fingerprint: str, layers: list[str], ranks: Sequence[int | None], clamped: list[dict]) -> dict[str, Any]:
+    """What the report records of one side of a comparison."""
+    return {"name": layered(model).model_name, "fingerprint": fingerprint, "layers": layers, "ranks": list(ranks), "clamped_ranks": clamped}
+
+
 def compare_models(
     model_x: nn.Module,
     model_y: nn.Module,
@@ -193,10 +214,7 @@ def compare_models(
     :meth:`SimilarityReport.matrix` then carries ``lower``/``upper``/``p_value``.
     """
     plan = UncertaintyPlan(bootstrap, permutations, level, uncertainty_seed)
-    if batch_size < 1:
-        raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
-    if n_samples is not None and n_samples < 2:
-        raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
+    _check_counts(batch_size, n_samples)
     started = time.perf_counter()
     dev = resolve_device(device)
     layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
@@ -216,12 +234,7 @@ def compare_models(
         return extract_activations(model, layers, loader, device=dev, progress=progress)
 
     t0 = time.perf_counter()
-    if same:
-        acts = extract(model_x, list(dict.fromkeys(layers_x + layers_y)))
-        acts_x = acts_y = acts.layers
-    else:
-        acts_x = extract(model_x, layers_x).layers
-        acts_y = extract(model_y, layers_y).layers
+    acts_x, acts_y = _pair_activations(extract, model_x, model_y, layers_x, layers_y, same)
     extraction_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     results = similarity_table(
@@ -229,8 +242,8 @@ def compare_models(
         all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode, uncertainty=plan if plan.enabled else None,
     )
     info = {
-        "model1": {"name": layered(model_x).model_name, "fingerprint": fp_x, "layers": layers_x, "ranks": list(ranks_x), "clamped_ranks": clamped["model1"]},
-        "model2": {"name": layered(model_y).model_name, "fingerprint": fp_y, "layers": layers_y, "ranks": list(ranks_y), "clamped_ranks": clamped["model2"]},
+        "model1": _side_info(model_x, fp_x, layers_x, ranks_x, clamped["model1"]),
+        "model2": _side_info(model_y, fp_y, layers_y, ranks_y, clamped["model2"]),
         "same_network": same,
         "measures": [str(m) for m in measures],
         "n_samples": len(subset),

@@ -39,7 +39,7 @@ from .report_uncertainty import interval_caption, interval_table_html, interval_
 from .runner import STORE_NAME, read_store
 from .seeds import across_pairs
 from .store import UnitRecord
-from .uncertainty import UncertaintySettings, interval_matrices, relative_interval, scalar_intervals, verdict_robustness
+from .uncertainty import UncertaintySettings, interval_matrices, scalar_intervals, verdict_robustness
 
 KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
@@ -142,10 +142,11 @@ def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str],
     parts = [f"<h3>{html.escape(r.label)}</h3>"]
     relative = _relative_accuracy(r)
     for mname, matrix in interval_matrices(study_dir, r, settings).items():
+        relative_bounds = matrix.pop("relative", {})
         figure, table = _matrix_html(f"{r.label}: {mname}", artifact_stem(r.kind, r.label, mname), matrix, out, exports, alpha)
         if relative is not None and mname == relative[0]:  # beside the absolute accuracy it is computed from
             name = f"{mname.removesuffix(' accuracy')} relative accuracy"
-            bounded = {**relative[1], **relative_interval(study_dir, r, mname, settings)}
+            bounded = {**relative[1], **relative_bounds}
             figure += _matrix_html(f"{r.label}: {name}", artifact_stem(r.kind, r.label, name), bounded, out, exports, alpha)[0]
         parts.append(figure + table)
     for extra in UNIT_FIGURES.get(r.kind, lambda record: [])(r):

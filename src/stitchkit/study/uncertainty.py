@@ -220,32 +220,29 @@ def matrix_samples(study_dir: str | Path, record: UnitRecord, counts: Resamples)
 def interval_matrices(study_dir: str | Path, record: UnitRecord, settings: UncertaintySettings) -> dict[str, dict[str, Any]]:
     """The unit's stored matrices, those its per-sample statistics cover with ``lower`` / ``upper`` bounds
     (percentile intervals of ``settings.bootstrap`` resamples) and the ``interval`` record; the others
-    (and all of them with the bootstrap off) as stored."""
+    (and all of them with the bootstrap off) as stored. A stitch grid's accuracy matrix also gets the
+    bounds of its relative accuracy under ``"relative"`` (:func:`_relative_bounds`)."""
     stored = dict(record.metrics.get("matrices") or {})
     if not settings.bootstrap or not stored:  # (the tests and the networks have statistics but no matrices)
         return stored
     sampled = matrix_samples(study_dir, record, Resamples(settings.bootstrap, settings.seed))
     if sampled is None:
         return stored
-    for name, samples in sampled[0].items():
+    matrices, scalars, _ = sampled
+    for name, samples in matrices.items():
         lower, upper = percentile_interval(samples, settings.level)
-        record = {**settings.spec.record(), **({"held_fixed": FIT_HELD_FIXED} if name.endswith(FIT_RESIDUAL) else {})}
-        stored[name] = {**stored[name], "lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": record}
+        interval = {**settings.spec.record(), **({"held_fixed": FIT_HELD_FIXED} if name.endswith(FIT_RESIDUAL) else {})}
+        stored[name] = {**stored[name], "lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": interval}
+        if record.kind == "stitch" and name.endswith(" accuracy") and "end_accuracy" in scalars:
+            stored[name]["relative"] = _relative_bounds(samples, scalars["end_accuracy"], settings)
     return stored
 
 
-def relative_interval(study_dir: str | Path, record: UnitRecord, accuracy: str,
-                      settings: UncertaintySettings) -> dict[str, Any]:
-    """The bounds of a stitch grid's relative accuracy (its ``accuracy`` matrix over the end network's own
-    accuracy, both recomputed on the same resampled images, so their correlation is kept): ``lower``,
-    ``upper`` and the ``interval`` record, or nothing without the bootstrap or per-image hits."""
-    if not settings.bootstrap or record.kind != "stitch":
-        return {}
-    sampled = matrix_samples(study_dir, record, Resamples(settings.bootstrap, settings.seed))
-    if sampled is None or accuracy not in sampled[0] or "end_accuracy" not in sampled[1]:
-        return {}
+def _relative_bounds(accuracy: np.ndarray, end_accuracy: np.ndarray, settings: UncertaintySettings) -> dict[str, Any]:
+    """The bounds of a stitch grid's relative accuracy: its accuracy over the end network's own, both
+    recomputed on the same resampled images (so their correlation is kept)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = sampled[0][accuracy] / sampled[1]["end_accuracy"][:, None, None]
+        ratios = accuracy / end_accuracy[:, None, None]
     lower, upper = percentile_interval(np.where(np.isfinite(ratios), ratios, np.nan), settings.level)
     return {"lower": _nan_as_none(lower), "upper": _nan_as_none(upper), "interval": settings.spec.record()}
 
