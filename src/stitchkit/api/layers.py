@@ -48,16 +48,15 @@ def list_layers(model: nn.Module, input_shape: Sequence[int] | str | None = None
     (``"fashion"``, ``"folder:PATH@3x64x64"``) whose shape to use; the model then runs once on a zero
     input to measure each layer's activation shape. Without it, a model built by stitchkit uses the size
     it was built for, and any other model gets ``shape=None``. Models that ``torch.fx`` cannot trace are
-    refused with the reason.
+    cut with forward hooks (:mod:`stitchkit.models.hooks`, with a warning), which needs the input shape.
     """
     if not isinstance(model, nn.Module):
         raise StitchkitError(f"stitchkit.list_layers takes an nn.Module, got {type(model).__name__}; for a registered name or a "
                              "checkpoint, `stitchkit layers NAME_OR_PATH` lists them")
-    lm = layered(model)
     shape = _input_shape(model, input_shape)
+    lm = layered(model, input_shape=shape)
     shapes = lm.shapes(shape) if shape is not None else {}
-    modules = dict(model.named_modules())
-    return [LayerInfo(i, name, type(modules[name]).__name__, shapes.get(name)) for i, name in enumerate(lm.layers)]
+    return [LayerInfo(i, name, lm.module_types[name], shapes.get(name)) for i, name in enumerate(lm.layers)]
 
 
 __all__ = ["LayerInfo", "list_layers"]
