@@ -200,3 +200,19 @@ def test_untraceable_models_get_a_clear_error():
 
     with pytest.raises(StitchkitError, match="cannot trace"):
         layered(Branchy())
+
+
+class _TwoInputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x, mask):
+        return self.fc(x) * mask
+
+
+def test_a_model_whose_forward_needs_a_second_input_is_refused_by_name():
+    from stitchkit.models.tracing import extra_forward_args
+
+    with pytest.raises(StitchkitError, match="needs argument 'mask' besides the input"):
+        extra_forward_args(_TwoInputs())

@@ -10,6 +10,8 @@ from typing import Iterable
 
 from torch import fx, nn
 
+from ..errors import StitchkitError
+
 
 def _timm_leaf_types() -> tuple[type, ...]:
     try:
