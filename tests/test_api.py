@@ -163,12 +163,13 @@ def test_stitch_grid_with_a_folder_skips_finished_pairs_and_reloads_their_networ
 
 def test_compare_equals_the_similarity_command(tmp_path, donors):
     from stitchkit.similarity.models import compare_checkpoints
+    from stitchkit.similarity.settings import SimilaritySettings
 
     paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
     measures = ["cka", "procrustes"]
     result = stitchkit.compare(str(paths[0]), str(paths[1]), LAYERS, "digits", measures=measures, n_samples=100, device="cpu")
-    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS, measures=measures, n_samples=100, all_pairs=True,
-                                    device="cpu")
+    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS,
+                                    settings=SimilaritySettings(measures=measures, n_samples=100, all_pairs=True, device="cpu"))
     timeless = lambda report: [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in report.results]  # noqa: E731
     assert timeless(result.report) == timeless(reference)
     cka = result.matrix("cka")

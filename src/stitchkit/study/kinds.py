@@ -25,6 +25,7 @@ from ..sensitivity.settings import GroundingSettings
 from ..similarity import measure_info
 from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
+from ..similarity.settings import SimilaritySettings
 from ..stitching.grid import stitch_grid
 from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
@@ -164,10 +165,10 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     model_a = load_network(a)
     model_b = model_a if unit.deps[0] == unit.deps[-1] else load_network(b)
     test = get_dataset(p.dataset, "test", root=run.data_root)
-    report = compare_models(model_a, model_b, p.layers, p.layers, test, measures=p.measures, n_samples=p.n_samples, all_pairs=True,
-                            policy=p.policy, device=run.device, workers=run.workers, cache_dir=ctx.cache_dir / "activations",
-                            sample_key=f"{p.dataset}/test/eval/first={p.n_samples}", progress=run.progress,
-                            bootstrap=p.bootstrap, permutations=p.permutations, uncertainty_seed=p.uncertainty_seed, level=p.level)
+    settings = SimilaritySettings(measures=p.measures, n_samples=p.n_samples, all_pairs=True, policy=p.policy, bootstrap=p.bootstrap,
+                                  permutations=p.permutations, level=p.level, uncertainty_seed=p.uncertainty_seed, device=run.device,
+                                  workers=run.workers, cache_dir=ctx.cache_dir / "activations", progress=run.progress)
+    report = compare_models(model_a, model_b, p.layers, p.layers, test, settings, sample_key=f"{p.dataset}/test/eval/first={p.n_samples}")
     paths = report.write(ctx.out_dir)
     matrices = {}
     for measure in p.measures:
