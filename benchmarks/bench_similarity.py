@@ -95,7 +95,8 @@ def main() -> None:
           f"measures {', '.join(MEASURES)}")
 
     started = time.perf_counter()
-    settings = SimilaritySettings(measures=MEASURES, n_samples=args.n_samples, all_pairs=True, device="cpu", batch_size=256)
+    settings = SimilaritySettings(measures=MEASURES, n_samples=args.n_samples, all_pairs=True, device="cpu",
+                                  batch_size=256)
     report = compare_models(models[0], models[1], None, None, data, settings)
     fast = time.perf_counter() - started
     print(f"stitchkit (one extraction per network, each layer prepared once): {fast:.1f} s "

@@ -135,8 +135,8 @@ def _probe_on_digits(world: Path, out: Path) -> None:
     from stitchkit.probing.model import probe_checkpoint
     from stitchkit.probing.probe import ProbeConfig
 
-    report = probe_checkpoint(_fashion(world), layers=["layer4.1"], dataset="digits", config=ProbeConfig(epochs=1, augment="none"),
-                              device="cpu", workers=0)
+    config = ProbeConfig(epochs=1, augment="none", device="cpu", workers=0)
+    report = probe_checkpoint(_fashion(world), layers=["layer4.1"], dataset="digits", config=config)
     assert "data_provenance" in report.config["conventions"], report.config
 
 

@@ -168,8 +168,8 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
     paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
     measures = ["cka", "procrustes"]
     result = stitchkit.compare(str(paths[0]), str(paths[1]), LAYERS, "digits", measures=measures, n_samples=100, device="cpu")
-    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS,
-                                    settings=SimilaritySettings(measures=measures, n_samples=100, all_pairs=True, device="cpu"))
+    settings = SimilaritySettings(measures=measures, n_samples=100, all_pairs=True, device="cpu")
+    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS, settings=settings)
     timeless = lambda report: [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in report.results]  # noqa: E731
     assert timeless(result.report) == timeless(reference)
     cka = result.matrix("cka")

@@ -142,10 +142,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_dir(args.out)
     settings = SimilaritySettings(
-        measures=measures, n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
-        low_rank_mode=args.low_rank_mode, bootstrap=args.bootstrap, permutations=args.permutations, level=args.level,
-        uncertainty_seed=args.uncertainty_seed, device=args.device, batch_size=args.batch_size, workers=args.workers,
-        prefetch=args.prefetch, cache_dir=cache_dir, progress=args.progress, data_root=args.data_root,
+        measures=measures, n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs,
+        policy=args.policy, low_rank_mode=args.low_rank_mode, bootstrap=args.bootstrap, permutations=args.permutations,
+        level=args.level, uncertainty_seed=args.uncertainty_seed, device=args.device, batch_size=args.batch_size,
+        workers=args.workers, prefetch=args.prefetch, cache_dir=cache_dir, progress=args.progress,
+        data_root=args.data_root,
     )
     report = compare_checkpoints(
         args.model1_path, args.model2_path, args.model1_type, args.model2_type, args.model1_layer, args.model2_layer,

@@ -18,7 +18,13 @@ from typing import Any, Callable, Sequence
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
+from ..activations.extract import (
+    ActivationCache,
+    ExtractionSettings,
+    extract_activations,
+    model_fingerprint,
+    sample_subset,
+)
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError, warn
 from ..data import get_dataset, resolve_data_root
@@ -206,16 +212,17 @@ def compare_models(
     def extract(model: nn.Module, layers: list[str]):
         model.to(dev)
         if s.cache_dir is not None:
-            return ActivationCache(s.cache_dir).get(model, layers, subset, key, device=dev, batch_size=s.batch_size, workers=s.workers,
-                                                    progress=s.progress)
+            how = ExtractionSettings(device=dev, batch_size=s.batch_size, workers=s.workers, progress=s.progress)
+            return ActivationCache(s.cache_dir).get(model, layers, subset, key, how)
         loader = make_batches(subset, s.batch_size, shuffle=False, workers=s.workers, prefetch=s.prefetch, device=dev)
-        return extract_activations(model, layers, loader, device=dev, progress=s.progress)
+        return extract_activations(model, layers, loader, settings=ExtractionSettings(device=dev, progress=s.progress))
 
     t0 = time.perf_counter()
     acts_x, acts_y = _pair_activations(extract, model_x, model_y, layers_x, layers_y, same)
     extraction_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    results = similarity_table(s.measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y, settings=s)
+    results = similarity_table(s.measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y,
+                               settings=s)
     info = {
         "model1": _side_info(model_x, fp_x, layers_x, s.ranks_x, clamped["model1"]),
         "model2": _side_info(model_y, fp_y, layers_y, s.ranks_y, clamped["model2"]),
@@ -276,6 +283,7 @@ def compare_checkpoints(
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
     data = get_dataset(name1, split, root=s.data_root)
-    report = compare_models(model1, model2, layers1, layers2, data, s, sample_key=sample_key(name1, s.data_root, split, s.n_samples))
+    key = sample_key(name1, s.data_root, split, s.n_samples)
+    report = compare_models(model1, model2, layers1, layers2, data, s, sample_key=key)
     report.info.update(model1_path=str(model1_path), model2_path=str(model2_path), dataset=name1, split=split)
     return report

@@ -40,7 +40,15 @@ from .compute import SimilarityResult, _check_mode, apply_rank
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure, measure_info
 from .settings import SimilaritySettings
-from ..uncertainty.similarity import UncertaintyPlan, bootstrap_values, fixed_fit_values, pair_uncertainty, resampling_state, row_weights
+from ..uncertainty.similarity import (
+    PreparedSide,
+    UncertaintyPlan,
+    bootstrap_values,
+    fixed_fit_values,
+    pair_uncertainty,
+    resampling_state,
+    row_weights,
+)
 
 
 class Rep(NamedTuple):
@@ -192,7 +200,8 @@ class RepresentationBank:
         sure = None
         if uncertainty is not None and uncertainty.enabled:
             (mx, sx), (my, sy) = self.resampling(m, x, concrete, size), self.resampling(m, y, concrete)
-            sure = pair_uncertainty(m, px, py, mx, my, uncertainty, images=int(xa.shape[0]), states=(sx, sy), value=value).to_dict()
+            sides = PreparedSide(prep=px, x=mx, state=sx), PreparedSide(prep=py, x=my, state=sy)
+            sure = pair_uncertainty(m, *sides, uncertainty, images=int(xa.shape[0]), value=value).to_dict()
         return SimilarityResult(
             measure=m.name, value=float(value), kind=m.info.kind, policy=policy, resolved_policy=RESIZED if size else concrete,
             shape_x=tuple(int(s) for s in xa.shape), shape_y=tuple(int(s) for s in ya.shape),
@@ -292,7 +301,8 @@ def similarity_table(
     for m in measures:
         if m.info.requires_models:
             raise StitchkitError(f"{m.name} is computed from two models and data, not from activations: use `stitchkit stitch`")
-    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y}, low_rank_mode=s.low_rank_mode)
+    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y},
+                              low_rank_mode=s.low_rank_mode)
     out: list[PairResult] = []
     for i, rx in enumerate(ranks_x):
         for ry in ranks_y:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
+from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import DEFAULT_LEVEL
 from ..uncertainty.similarity import UncertaintyPlan
@@ -61,7 +61,8 @@ class SimilaritySettings:
 
     def uncertainty(self) -> UncertaintyPlan:
         """The bootstrap and permutation plan of these settings (a fresh one: it keeps its draws)."""
-        return UncertaintyPlan(bootstrap=self.bootstrap, permutations=self.permutations, level=self.level, seed=self.uncertainty_seed)
+        return UncertaintyPlan(bootstrap=self.bootstrap, permutations=self.permutations, level=self.level,
+                               seed=self.uncertainty_seed)
 
 
 __all__ = ["SimilaritySettings"]
