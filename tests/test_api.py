@@ -187,6 +187,24 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
     assert other.matrix().shape == (1, 2) and other.matrix()["layer1.0", "layer3.0"] == cka["layer1.0", "layer3.0"]
 
 
+def test_compare_takes_a_settings_record_with_options_over_it(donors):
+    from stitchkit.similarity import SimilaritySettings
+
+    front, end = donors
+    settings = SimilaritySettings(measures=["cka"], n_samples=60, all_pairs=True, device="cpu")
+    by_options = stitchkit.compare(front, end, LAYERS, "digits", measures=["cka"], n_samples=60, device="cpu")
+    by_record = stitchkit.compare(front, end, LAYERS, "digits", settings=settings)
+    np.testing.assert_array_equal(by_record.matrix("cka").values, by_options.matrix("cka").values)
+    # an option replaces the record's field; the record's own default pairs the layers i-th with i-th
+    fewer = stitchkit.compare(front, end, LAYERS, "digits", settings=settings, n_samples=40)
+    assert fewer.report.info["n_samples"] == 40 and settings.n_samples == 60
+    plain = SimilaritySettings(measures=["cka"], n_samples=60, device="cpu")
+    matching = stitchkit.compare(front, end, LAYERS, "digits", settings=plain)
+    assert matching.report.info["all_pairs"] is False and len(matching.report.results) == len(LAYERS)
+    with pytest.raises(TypeError):
+        SimilaritySettings(["cka"])  # a record is built with keywords only
+
+
 class _MLP(torch.nn.Module):
     """A plain user module (no stitchkit spec): its layers are ``body.0`` … ``body.5`` (``"every"``; ``"all"``
     leaves out the ReLUs ``body.2``, ``body.4`` and the logits ``body.5``)."""

@@ -136,6 +136,8 @@ def test_what_cannot_be_batched_falls_back_to_a_loader(cifar_root):
     assert isinstance(make_batches(get_dataset("cifar10", "train", root=cifar_root, download=False), 8, shuffle=False,
                                    path=BatchPath(data_path="loader")), DataLoader)
     huge = get_dataset("cifar10", "train", root=cifar_root, download=False)
+    with pytest.raises(StitchkitError, match="unknown data path"):
+        BatchPath(data_path="gpu")
     over_budget = BatchPath(memory_limit_gb=1e-9)
     assert isinstance(make_batches(huge, 8, shuffle=False, path=over_budget), DataLoader)  # over the memory budget
 

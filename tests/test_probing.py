@@ -27,6 +27,17 @@ from stitchkit.training import build_optimizer, build_scheduler
 FAST = dict(epochs=6, lr=0.05, batch_size=64)
 
 
+def test_where_probes_run_is_neither_recorded_nor_part_of_their_key():
+    g = torch.Generator().manual_seed(1)
+    (xtr, ytr), (xte, yte) = separable(128, "vector", g), separable(64, "vector", g)
+    here = ProbeConfig(**FAST, device="cpu", workers=2, prefetch=3, data_root="/nowhere")
+    report = probe_activations({"a": xtr}, ytr, {"a": xte}, yte, config=here)
+    assert not {"device", "workers", "prefetch", "data_root"} & set(report.config)
+    assert here.key() == ProbeConfig(**FAST).key() and here.recorded() == ProbeConfig(**FAST).recorded()
+    with pytest.raises(StitchkitError, match="loader workers must be non-negative"):
+        ProbeConfig(workers=-1).validate()
+
+
 def separable(n, layout, generator, k=4):
     """Class k's mean is 4·e_k in feature space; small noise; laid out as conv maps, tokens or vectors."""
     y = torch.randint(0, k, (n,), generator=generator)
@@ -164,6 +175,8 @@ def test_features_once_and_prefix_per_batch_train_the_same_probes(tiny):
     assert once.results[0].activation_shape == (8, 14, 14) and once.results[0].in_features == 8
     with pytest.raises(StitchkitError, match="not a stitchable layer"):
         probe_model(model, ["layer9"], {"train": train, "test": test}, config=ProbeConfig(device="cpu"))
+    with pytest.raises(StitchkitError, match="keys 'train', 'test' and optionally 'train_augmented'; got train, tset"):
+        probe_model(model, ["layer2.1"], {"train": train, "tset": test}, config=ProbeConfig(device="cpu"))
 
 
 def test_train_subset_probes_on_the_seeded_subset(tiny):

@@ -28,6 +28,7 @@ from stitchkit.similarity import (
     result_matrix,
     similarity_table,
 )
+from stitchkit.uncertainty.similarity import UncertaintyPlan
 
 
 def acts(seed, shapes):
@@ -67,6 +68,25 @@ def test_a_network_with_itself_mirrors_symmetric_measures():
     assert np.allclose(pwcca, expected)
     matching = similarity_table(["cka"], x, settings=SimilaritySettings(all_pairs=False))
     assert [(r.x.layer, r.y.layer) for r in matching] == [("a", "a"), ("b", "b"), ("c", "c")]
+
+
+def test_similarity_settings_check_each_option_once():
+    for options, message in (({"batch_size": 0}, "batch size must be at least 1"),
+                             ({"n_samples": 1}, "at least 2 samples"),
+                             ({"bootstrap": -1}, "bootstrap resamples must be a non-negative integer"),
+                             ({"level": 1.5}, "confidence level must be a number between 0 and 1")):
+        with pytest.raises(StitchkitError, match=message):
+            SimilaritySettings(**options)
+    # the table reads the uncertainty from the record: the same resampled images as a plan made by hand
+    x = acts(0, {"a": (6,), "b": (5,)})
+    table = similarity_table(["cka"], x, settings=SimilaritySettings(all_pairs=True, bootstrap=30, permutations=9,
+                                                                                 uncertainty_seed=3))
+    bank = RepresentationBank({"model1": x})
+    by_hand = bank.compare("cka", Rep("model1", "a"), Rep("model1", "b"), policy="pool",
+                           uncertainty=UncertaintyPlan(bootstrap=30, permutations=9, seed=3))
+    (ab,) = [r for r in table if (r.x.layer, r.y.layer) == ("a", "b")]
+    sure = ab.result.uncertainty
+    assert sure == by_hand.uncertainty and sure["lower"] <= ab.value <= sure["upper"]
 
 
 def test_direct_matching_across_spatial_sizes_resizes_the_source_like_the_stitching_layer():

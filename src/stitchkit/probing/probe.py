@@ -170,6 +170,13 @@ class ProbeConfig(RunOptions):
         return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma,
                            scheduler=self.scheduler, schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
 
+    def recorded(self) -> dict[str, Any]:
+        """The fields a result records: the probes' options (not where they ran: no run option but
+        ``verbose`` and ``progress``, last, where they always were)."""
+        out = {name: value for name, value in asdict(self).items() if name not in RUN_OPTION_NAMES}
+        out.update(verbose=self.verbose, progress=self.progress)
+        return out
+
     def key(self) -> str:
         """What changes a probe's result (for caches of results)."""
         # the augmentation as it acts, spelled as before the choice existed (True/False) so that cached
@@ -347,10 +354,8 @@ class ProbeReport:
 
 
 def config_record(config: ProbeConfig) -> dict[str, Any]:
-    """What a report records of ``config``: the probes' options (not where they ran), then ``verbose``
-    and ``progress``."""
-    out = {name: value for name, value in asdict(config).items() if name not in RUN_OPTION_NAMES}
-    out.update(verbose=config.verbose, progress=config.progress)
+    """What a report records of ``config`` (:meth:`ProbeConfig.recorded`, the optimizer, the conventions)."""
+    out = config.recorded()
     out["milestones"] = config.resolved_milestones
     out["optimizer"] = "adam"
     out["conventions"] = {

@@ -4,7 +4,7 @@ through the probe cache), the measures on the comparisons, and the report."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -232,7 +232,7 @@ def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, mea
         "n_samples": settings.n_samples,
         "policy": settings.policy,
         "low_rank_mode": settings.low_rank_mode,
-        "probe": asdict(settings.probe) | {"milestones": settings.probe.resolved_milestones},
+        "probe": settings.probe.recorded() | {"milestones": settings.probe.resolved_milestones},
         "probe_augmentation": dict(probe_augmentation),
         "probe_accuracy": {rep.label(): acc for rep, acc in scores.items()},
         "stitching": {"test_samples": settings.stitch_test_samples, "fit_samples": settings.stitch_fit_samples,
