@@ -201,7 +201,7 @@ def bench_dm(args) -> dict:
 def bench_ood(args) -> dict:
     import numpy as np
 
-    from stitchkit.activations import extract_activations, sample_subset
+    from stitchkit.activations import ExtractionSettings, extract_activations, sample_subset
     from stitchkit.data import get_dataset
     from stitchkit.data.loading import make_batches
     from stitchkit.models import get_model
@@ -227,7 +227,7 @@ def bench_ood(args) -> dict:
     pairs = [GridPair(f, e, Stitcher(front, end, f, e, "rc2c_pre", input_shape=(1, 28, 28)).eval()) for e in layers for f in layers]
     # before: the front activations once, then one pass per stitch through its layer, the end suffix and the detectors
     start = time.perf_counter()
-    front_acts = extract_activations(front, layers, test, batch_size=args.eval_batch)
+    front_acts = extract_activations(front, layers, test, settings=ExtractionSettings(batch_size=args.eval_batch))
     before = []
     for pair in pairs:
         def batches(pair=pair):

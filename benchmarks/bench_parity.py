@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stitchkit.activations.extract import extract_activations, sample_subset
+from stitchkit.activations.extract import ExtractionSettings, extract_activations, sample_subset
 from stitchkit.data import get_dataset
 from stitchkit.models.loading import load_model
 from stitchkit.similarity import compute
@@ -164,7 +164,8 @@ def similarity_figures(paths, args) -> list[dict]:
     models = [load_model(p)[0].eval() for p in paths]
     test = sample_subset(get_dataset("fashion", "test"), args.n_samples)
     layers = sorted({layer for pair in SIM_PAIRS for layer in pair})
-    acts = [extract_activations(m, layers, test, device="cpu", batch_size=250) for m in models]
+    how = ExtractionSettings(device="cpu", batch_size=250)
+    acts = [extract_activations(m, layers, test, settings=how) for m in models]
     rows = []
     print("pair | measure | stitchkit float64 | emulation float64 (|diff| to stitchkit) | original float32 | "
           "shift vs stitchkit | float32 − float64 emulation")

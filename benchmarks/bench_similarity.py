@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from stitchkit.models import get_model
 from stitchkit.models.layers import layered
-from stitchkit.similarity import compare_models, get_measure, paired_matrices, result_matrix
+from stitchkit.similarity import SimilaritySettings, compare_models, get_measure, paired_matrices, result_matrix
 
 MEASURES = ("cka", "pwcca", "procrustes")
 
@@ -95,8 +95,9 @@ def main() -> None:
           f"measures {', '.join(MEASURES)}")
 
     started = time.perf_counter()
-    report = compare_models(models[0], models[1], None, None, data, measures=MEASURES, n_samples=args.n_samples, all_pairs=True,
-                            device="cpu", batch_size=256)
+    settings = SimilaritySettings(measures=MEASURES, n_samples=args.n_samples, all_pairs=True, device="cpu",
+                                  batch_size=256)
+    report = compare_models(models[0], models[1], None, None, data, settings)
     fast = time.perf_counter() - started
     print(f"stitchkit (one extraction per network, each layer prepared once): {fast:.1f} s "
           f"(extraction {report.info['extraction_seconds']:.1f} s, measures {report.info['measure_seconds']:.1f} s)")

@@ -135,8 +135,8 @@ def _probe_on_digits(world: Path, out: Path) -> None:
     from stitchkit.probing.model import probe_checkpoint
     from stitchkit.probing.probe import ProbeConfig
 
-    report = probe_checkpoint(_fashion(world), layers=["layer4.1"], dataset="digits", config=ProbeConfig(epochs=1, augment="none"),
-                              device="cpu", workers=0)
+    config = ProbeConfig(epochs=1, augment="none", device="cpu", workers=0)
+    report = probe_checkpoint(_fashion(world), layers=["layer4.1"], dataset="digits", config=config)
     assert "data_provenance" in report.config["conventions"], report.config
 
 
@@ -192,9 +192,11 @@ def _check_counts_above_split(world: Path, out: Path) -> None:
 
 def _similarity_samples_above_split(world: Path, out: Path) -> None:
     from stitchkit.similarity.models import compare_checkpoints
+    from stitchkit.similarity.settings import SimilaritySettings
 
     report = compare_checkpoints(str(world / "ck0" / "final.pt"), str(world / "ck1" / "final.pt"), layers1=["layer3.1"],
-                                 layers2=["layer3.1"], dataset="digits", n_samples=100_000, measures=["cka"], device="cpu")
+                                 layers2=["layer3.1"], dataset="digits",
+                                 settings=SimilaritySettings(n_samples=100_000, measures=["cka"], device="cpu"))
     assert report.info["n_samples"] == 359, report.info
 
 

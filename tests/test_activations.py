@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from stitchkit.activations import ActivationCache, LowRankBasis, extract_activations, low_rank, model_fingerprint, sample_subset
+from stitchkit.activations import (
+    ActivationCache,
+    ExtractionSettings,
+    LowRankBasis,
+    extract_activations,
+    low_rank,
+    model_fingerprint,
+    sample_subset,
+)
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.models.layers import layered
@@ -23,12 +31,13 @@ def test_extraction_matches_the_prefix_and_runs_one_pass(setup, tmp_path):
     model, x, data = setup
     calls = []
     model.layer1[0].register_forward_hook(lambda *a: calls.append(1))
-    acts = extract_activations(model, ["layer1.0", "layer2.1"], data, batch_size=4)
+    acts = extract_activations(model, ["layer1.0", "layer2.1"], data, settings=ExtractionSettings(batch_size=4))
     assert len(calls) == 3  # one pass over 3 batches for both layers
     with torch.no_grad():
         torch.testing.assert_close(acts["layer2.1"], layered(model).prefix("layer2.1")(x))
     assert acts.labels.tolist() == (torch.arange(10) % 3).tolist()
-    on_disk = extract_activations(model, ["layer1.0", "layer2.1"], data, batch_size=4, out_dir=tmp_path)
+    on_disk = extract_activations(model, ["layer1.0", "layer2.1"], data, out_dir=tmp_path,
+                                  settings=ExtractionSettings(batch_size=4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layer1.0.npy", "layer2.1.npy"]
     torch.testing.assert_close(on_disk["layer1.0"], acts["layer1.0"])
 

@@ -163,12 +163,13 @@ def test_stitch_grid_with_a_folder_skips_finished_pairs_and_reloads_their_networ
 
 def test_compare_equals_the_similarity_command(tmp_path, donors):
     from stitchkit.similarity.models import compare_checkpoints
+    from stitchkit.similarity.settings import SimilaritySettings
 
     paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
     measures = ["cka", "procrustes"]
     result = stitchkit.compare(str(paths[0]), str(paths[1]), LAYERS, "digits", measures=measures, n_samples=100, device="cpu")
-    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS, measures=measures, n_samples=100, all_pairs=True,
-                                    device="cpu")
+    settings = SimilaritySettings(measures=measures, n_samples=100, all_pairs=True, device="cpu")
+    reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS, settings=settings)
     timeless = lambda report: [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in report.results]  # noqa: E731
     assert timeless(result.report) == timeless(reference)
     cka = result.matrix("cka")
@@ -184,6 +185,24 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
     front, end = donors
     other = stitchkit.compare(front, end, ["layer1.0"], "digits", layers_b=["layer2.0", "layer3.0"], measures=["cka"], n_samples=100, device="cpu")
     assert other.matrix().shape == (1, 2) and other.matrix()["layer1.0", "layer3.0"] == cka["layer1.0", "layer3.0"]
+
+
+def test_compare_takes_a_settings_record_with_options_over_it(donors):
+    from stitchkit.similarity import SimilaritySettings
+
+    front, end = donors
+    settings = SimilaritySettings(measures=["cka"], n_samples=60, all_pairs=True, device="cpu")
+    by_options = stitchkit.compare(front, end, LAYERS, "digits", measures=["cka"], n_samples=60, device="cpu")
+    by_record = stitchkit.compare(front, end, LAYERS, "digits", settings=settings)
+    np.testing.assert_array_equal(by_record.matrix("cka").values, by_options.matrix("cka").values)
+    # an option replaces the record's field; the record's own default pairs the layers i-th with i-th
+    fewer = stitchkit.compare(front, end, LAYERS, "digits", settings=settings, n_samples=40)
+    assert fewer.report.info["n_samples"] == 40 and settings.n_samples == 60
+    plain = SimilaritySettings(measures=["cka"], n_samples=60, device="cpu")
+    matching = stitchkit.compare(front, end, LAYERS, "digits", settings=plain)
+    assert matching.report.info["all_pairs"] is False and len(matching.report.results) == len(LAYERS)
+    with pytest.raises(TypeError):
+        SimilaritySettings(["cka"])  # a record is built with keywords only
 
 
 class _MLP(torch.nn.Module):

@@ -226,13 +226,13 @@ def _probe_inputs(path: str, monkeypatch, **config) -> dict:
     """What probe_checkpoint hands the probes (the model-level function is not run)."""
     seen: dict = {}
 
-    def capture(model, layers, train, test, **kwargs):
-        seen.update(train=train, augmented=kwargs["augmented_train_data"], config=kwargs["config"])
+    def capture(model, layers, data, **kwargs):
+        seen.update(train=data["train"], augmented=data.get("train_augmented"), config=kwargs["config"])
         raise KeyboardInterrupt  # stop here: the inputs are what is under test
 
     monkeypatch.setattr(probing_model, "probe_model", capture)
     with pytest.raises(KeyboardInterrupt):
-        probing_model.probe_checkpoint(path, layers=["layer1.0"], config=ProbeConfig(**config), device="cpu", workers=0)
+        probing_model.probe_checkpoint(path, layers=["layer1.0"], config=ProbeConfig(**config, device="cpu", workers=0))
     return seen
 
 
@@ -248,8 +248,8 @@ def test_probes_train_on_the_networks_augmentation(nets, monkeypatch):
 
 
 def test_a_probe_report_records_the_resolved_augmentation(nets):
-    report = probing_model.probe_checkpoint(nets["plain"], layers=["layer1.0"], config=ProbeConfig(epochs=1, train_subset=32), device="cpu",
-                                            workers=0)
+    config = ProbeConfig(epochs=1, train_subset=32, device="cpu", workers=0)
+    report = probing_model.probe_checkpoint(nets["plain"], layers=["layer1.0"], config=config)
     assert report.config["augment"] == "none" and report.info["augmented"] is False and report.info["path"] == "features once"
     assert report.info["augmentation"].startswith("none (augment = network: the probed network's checkpoint records augment: false")
     assert ProbeConfig(augment="none").key() == ProbeConfig(augment=False).key() != ProbeConfig(augment="dataset").key()
@@ -259,9 +259,9 @@ def test_the_tests_probes_follow_each_network(nets, monkeypatch):
     given: dict = {}
     real = grounding.probe_model
 
-    def spy(model, layers, train, test, **kwargs):
-        given[recorded_augmentation(model)] = kwargs["augmented_train_data"]
-        return real(model, layers, train, test, **kwargs)
+    def spy(model, layers, data, **kwargs):
+        given[recorded_augmentation(model)] = data.get("train_augmented")
+        return real(model, layers, data, **kwargs)
 
     monkeypatch.setattr(grounding, "probe_model", spy)
     models = {name: load_model(nets[name])[0] for name in ("plain", "augmented")}

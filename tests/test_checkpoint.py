@@ -33,6 +33,19 @@ def test_self_describing_roundtrip(tmp_path):
     assert raw["stitchkit_version"] and raw["model"]["name"] == "resnet18"
 
 
+def test_a_checkpoint_keeps_the_states_to_resume_from_by_name(tmp_path):
+    model = small_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2)
+    path = save_checkpoint(tmp_path / "m.pt", model, epoch=1, resume={"optimizer": optimizer, "scheduler": scheduler})
+    extra = load_checkpoint(path).extra
+    assert set(extra) == {"optimizer", "scheduler"} and extra["scheduler"]["step_size"] == 2
+    assert extra["optimizer"]["param_groups"][0]["momentum"] == 0.9
+    with pytest.raises(StitchkitError, match="states of optimizer, scheduler, scaler to resume from, not optimiser"):
+        save_checkpoint(tmp_path / "n.pt", model, resume={"optimiser": optimizer})
+    assert not (tmp_path / "n.pt").exists()
+
+
 def test_plain_state_dict_needs_a_model_name(tmp_path):
     model = small_model()
     path = tmp_path / "model_5.pt"

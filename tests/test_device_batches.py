@@ -13,7 +13,7 @@ from stitch_support import write_tiny_cifar10
 from stitchkit.activations import sample_subset
 from stitchkit.data import get_dataset
 from stitchkit.data.device_batches import DeviceBatches, can_batch_on_device, draw_flip_and_crop, flip_and_crop_batch
-from stitchkit.data.loading import make_batches
+from stitchkit.data.loading import BatchPath, make_batches
 from stitchkit.errors import StitchkitError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -132,10 +132,14 @@ def test_what_cannot_be_batched_falls_back_to_a_loader(cifar_root):
     assert "custom transform" in can_batch_on_device(custom)
     assert isinstance(make_batches(custom, 8, shuffle=False), DataLoader)
     with pytest.raises(StitchkitError, match="--data-path device cannot serve"):
-        make_batches(digits, 8, shuffle=False, data_path="device")
-    assert isinstance(make_batches(get_dataset("cifar10", "train", root=cifar_root, download=False), 8, shuffle=False, data_path="loader"), DataLoader)
+        make_batches(digits, 8, shuffle=False, path=BatchPath(data_path="device"))
+    assert isinstance(make_batches(get_dataset("cifar10", "train", root=cifar_root, download=False), 8, shuffle=False,
+                                   path=BatchPath(data_path="loader")), DataLoader)
     huge = get_dataset("cifar10", "train", root=cifar_root, download=False)
-    assert isinstance(make_batches(huge, 8, shuffle=False, memory_limit_gb=1e-9), DataLoader)  # over the memory budget
+    with pytest.raises(StitchkitError, match="unknown data path"):
+        BatchPath(data_path="gpu")
+    over_budget = BatchPath(memory_limit_gb=1e-9)
+    assert isinstance(make_batches(huge, 8, shuffle=False, path=over_budget), DataLoader)  # over the memory budget
 
 
 def test_labels_of_a_single_label_set_and_channels_last(cifar_root):

@@ -361,7 +361,8 @@ def test_the_probes_refuse_a_subset_larger_than_the_training_set():
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=4)
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
     with pytest.raises(StitchkitError, match=f"has only {len(train)} images, fewer than the 100000000"):
-        probe_model(model, ["layer4.1"], train, test, config=ProbeConfig(train_subset=100_000_000, epochs=1), device="cpu")
+        probe_model(model, ["layer4.1"], {"train": train, "test": test},
+                    config=ProbeConfig(train_subset=100_000_000, epochs=1, device="cpu"))
 
 
 # -- 6, 7, 13. study configs and options are checked before anything is written ---------------------------
@@ -439,7 +440,8 @@ def test_probe_ranks_above_the_channel_count_record_the_rank_used(capsys):
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=4)
     train = torch.utils.data.Subset(get_dataset("digits", "train", augment=False), range(64))
     test = torch.utils.data.Subset(get_dataset("digits", "test"), range(32))
-    report = probe_model(model, ["layer1.0", "layer4.1"], train, test, ranks=[None, 8], config=ProbeConfig(epochs=1), device="cpu")
+    report = probe_model(model, ["layer1.0", "layer4.1"], {"train": train, "test": test}, ranks=[None, 8],
+                         config=ProbeConfig(epochs=1, device="cpu"))
     assert "8 at layer1.0 (4 channels)" in capsys.readouterr().err
     used = {(r.layer, r.rank): r.to_dict()["rank_used"] for r in report.results}
     assert used == {("layer1.0", None): None, ("layer1.0", 8): 4, ("layer4.1", None): None, ("layer4.1", 8): 8}

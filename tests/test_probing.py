@@ -27,6 +27,17 @@ from stitchkit.training import build_optimizer, build_scheduler
 FAST = dict(epochs=6, lr=0.05, batch_size=64)
 
 
+def test_where_probes_run_is_neither_recorded_nor_part_of_their_key():
+    g = torch.Generator().manual_seed(1)
+    (xtr, ytr), (xte, yte) = separable(128, "vector", g), separable(64, "vector", g)
+    here = ProbeConfig(**FAST, device="cpu", workers=2, prefetch=3, data_root="/nowhere")
+    report = probe_activations({"a": xtr}, ytr, {"a": xte}, yte, config=here)
+    assert not {"device", "workers", "prefetch", "data_root"} & set(report.config)
+    assert here.key() == ProbeConfig(**FAST).key() and here.recorded() == ProbeConfig(**FAST).recorded()
+    with pytest.raises(StitchkitError, match="loader workers must be non-negative"):
+        ProbeConfig(workers=-1).validate()
+
+
 def separable(n, layout, generator, k=4):
     """Class k's mean is 4·e_k in feature space; small noise; laid out as conv maps, tokens or vectors."""
     y = torch.randint(0, k, (n,), generator=generator)
@@ -151,10 +162,11 @@ def tiny(tmp_path_factory):
 def test_features_once_and_prefix_per_batch_train_the_same_probes(tiny):
     model, _ = tiny
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
-    config = ProbeConfig(epochs=1, batch_size=128, lr=0.01)
-    once = probe_model(model, ["layer2.1", "layer4.1"], train, test, ranks=[None, 4], config=config, device="cpu")
+    config = ProbeConfig(epochs=1, batch_size=128, lr=0.01, device="cpu")
+    once = probe_model(model, ["layer2.1", "layer4.1"], {"train": train, "test": test}, ranks=[None, 4], config=config)
     # the per-batch path, fed the same un-augmented images, sees the same batches in the same order
-    per_batch = probe_model(model, ["layer2.1", "layer4.1"], train, test, ranks=[None, 4], augmented_train_data=train, config=config, device="cpu")
+    per_batch = probe_model(model, ["layer2.1", "layer4.1"], {"train": train, "test": test, "train_augmented": train},
+                            ranks=[None, 4], config=config)
     assert once.info["path"] == "features once" and per_batch.info["path"] == "prefix per batch"
     for a, b in zip(once.results, per_batch.results):
         assert (a.layer, a.rank) == (b.layer, b.rank)
@@ -162,7 +174,9 @@ def test_features_once_and_prefix_per_batch_train_the_same_probes(tiny):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
     assert once.results[0].activation_shape == (8, 14, 14) and once.results[0].in_features == 8
     with pytest.raises(StitchkitError, match="not a stitchable layer"):
-        probe_model(model, ["layer9"], train, test, device="cpu")
+        probe_model(model, ["layer9"], {"train": train, "test": test}, config=ProbeConfig(device="cpu"))
+    with pytest.raises(StitchkitError, match="keys 'train', 'test' and optionally 'train_augmented'; got train, tset"):
+        probe_model(model, ["layer2.1"], {"train": train, "tset": test}, config=ProbeConfig(device="cpu"))
 
 
 def test_train_subset_probes_on_the_seeded_subset(tiny):
@@ -170,10 +184,10 @@ def test_train_subset_probes_on_the_seeded_subset(tiny):
 
     model, _ = tiny
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
-    config = ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, train_subset=200)
-    subset = probe_model(model, ["layer3.1"], train, test, ranks=[None], config=config, device="cpu")
-    by_hand = probe_model(model, ["layer3.1"], sample_subset(train, 200, seed=3), test, ranks=[None],
-                          config=ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3), device="cpu")
+    config = ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, train_subset=200, device="cpu")
+    subset = probe_model(model, ["layer3.1"], {"train": train, "test": test}, ranks=[None], config=config)
+    by_hand = probe_model(model, ["layer3.1"], {"train": sample_subset(train, 200, seed=3), "test": test}, ranks=[None],
+                          config=ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, device="cpu"))
     assert subset.results[0].val_acc == by_hand.results[0].val_acc
     assert subset.results[0].train_loss == pytest.approx(by_hand.results[0].train_loss, rel=1e-6)
     assert config.key() != ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3).key()

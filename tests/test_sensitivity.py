@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -213,7 +214,8 @@ def test_each_network_runs_its_test_images_once_for_the_probes_and_the_measures(
     # the same numbers as the separate passes: probes on their own test pass, measures on their own extraction
     train = get_dataset("digits", "train", augment=False)
     for name, model in models.items():
-        alone = probe_model(model, ["layer2.0", "layer3.0"], train, test, config=probe, device="cpu")
+        alone = probe_model(model, ["layer2.0", "layer3.0"], {"train": train, "test": test},
+                            config=replace(probe, device="cpu"))
         for r in alone.results:
             assert report.info["probe_accuracy"][Rep(name, r.layer).label()] == pytest.approx(r.val_acc, abs=1.5 / len(test))
     acts = {name: extract_activations(m, ["layer2.0", "layer3.0"], sample_subset(test, 100)).layers for name, m in models.items()}

@@ -19,6 +19,7 @@ from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.similarity import (
     Rep,
     RepresentationBank,
+    SimilaritySettings,
     compare_models,
     compute,
     describe_mixed,
@@ -27,6 +28,7 @@ from stitchkit.similarity import (
     result_matrix,
     similarity_table,
 )
+from stitchkit.uncertainty.similarity import UncertaintyPlan
 
 
 def acts(seed, shapes):
@@ -39,7 +41,8 @@ SHAPES = {"a": (4, 3, 3), "b": (6, 3, 3), "c": (8, 2, 2)}
 
 def test_table_equals_compute_pair_by_pair_and_prepares_each_layer_once():
     x, y = acts(0, SHAPES), acts(1, SHAPES)
-    results = similarity_table(["cka", "pwcca", "procrustes"], x, y, ranks_x=[None, 2], ranks_y=[3], all_pairs=True)
+    results = similarity_table(["cka", "pwcca", "procrustes"], x, y,
+                               settings=SimilaritySettings(ranks_x=[None, 2], ranks_y=[3], all_pairs=True))
     assert len(results) == 2 * 1 * 3 * 9
     for r in results[::7]:
         expected = compute(r.result.measure, x[r.x.layer], y[r.y.layer], rank_x=r.x.rank, rank_y=r.y.rank, policy="pool")
@@ -57,13 +60,33 @@ def test_table_equals_compute_pair_by_pair_and_prepares_each_layer_once():
 
 def test_a_network_with_itself_mirrors_symmetric_measures():
     x = acts(2, SHAPES)
-    results = similarity_table(["cka", "pwcca"], x, all_pairs=True)
+    results = similarity_table(["cka", "pwcca"], x, settings=SimilaritySettings(all_pairs=True))
     cka, _, _ = result_matrix(results, "cka")
     assert np.allclose(cka, cka.T) and np.allclose(np.diag(cka), 1.0)
     pwcca, _, _ = result_matrix(results, "pwcca")  # not symmetric: every pair is computed
     expected, _, _ = pairwise_matrix("pwcca", x)
     assert np.allclose(pwcca, expected)
-    assert [(r.x.layer, r.y.layer) for r in similarity_table(["cka"], x, all_pairs=False)] == [("a", "a"), ("b", "b"), ("c", "c")]
+    matching = similarity_table(["cka"], x, settings=SimilaritySettings(all_pairs=False))
+    assert [(r.x.layer, r.y.layer) for r in matching] == [("a", "a"), ("b", "b"), ("c", "c")]
+
+
+def test_similarity_settings_check_each_option_once():
+    for options, message in (({"batch_size": 0}, "batch size must be at least 1"),
+                             ({"n_samples": 1}, "at least 2 samples"),
+                             ({"bootstrap": -1}, "bootstrap resamples must be a non-negative integer"),
+                             ({"level": 1.5}, "confidence level must be a number between 0 and 1")):
+        with pytest.raises(StitchkitError, match=message):
+            SimilaritySettings(**options)
+    # the table reads the uncertainty from the record: the same resampled images as a plan made by hand
+    x = acts(0, {"a": (6,), "b": (5,)})
+    table = similarity_table(["cka"], x, settings=SimilaritySettings(all_pairs=True, bootstrap=30, permutations=9,
+                                                                                 uncertainty_seed=3))
+    bank = RepresentationBank({"model1": x})
+    by_hand = bank.compare("cka", Rep("model1", "a"), Rep("model1", "b"), policy="pool",
+                           uncertainty=UncertaintyPlan(bootstrap=30, permutations=9, seed=3))
+    (ab,) = [r for r in table if (r.x.layer, r.y.layer) == ("a", "b")]
+    sure = ab.result.uncertainty
+    assert sure == by_hand.uncertainty and sure["lower"] <= ab.value <= sure["upper"]
 
 
 def test_direct_matching_across_spatial_sizes_resizes_the_source_like_the_stitching_layer():
@@ -95,12 +118,13 @@ def test_compare_models_extracts_each_network_once(checkpoints):
 
     model = load_model(checkpoints[0])[0]
     data = get_dataset("digits", "test")
-    report = compare_models(model, model, ["layer1.0", "layer4.1"], None, data, n_samples=40, all_pairs=True, device="cpu", measures=["cka"])
+    report = compare_models(model, model, ["layer1.0", "layer4.1"], None, data,
+                            SimilaritySettings(n_samples=40, all_pairs=True, device="cpu", measures=["cka"]))
     assert report.info["same_network"] and report.info["n_samples"] == 40
     assert report.info["model2"]["layers"][0] == "layer1.0" and len(report.info["model2"]["layers"]) == 8
     assert len(report.results) == 2 * 8
     with pytest.raises(StitchkitError, match="at least 2 samples"):
-        compare_models(model, model, None, None, data, n_samples=1)
+        compare_models(model, model, None, None, data, SimilaritySettings(n_samples=1))
 
 
 def test_similarity_command_prints_each_number_once_with_full_ranks_named(checkpoints, tmp_path, capsys):
@@ -181,11 +205,12 @@ def test_every_new_command_has_help_with_examples(command, capsys):
 
 def test_a_default_matrix_is_computed_one_way_and_the_originals_mixed_policy_is_marked():
     x, y = acts(5, SHAPES), acts(6, {**SHAPES, "a": (4, 3, 3)})
-    uniform = similarity_table(["cka", "pwcca", "dm_residual"], x, y, all_pairs=True)
+    uniform = similarity_table(["cka", "pwcca", "dm_residual"], x, y, settings=SimilaritySettings(all_pairs=True))
     assert {r.result.policy for r in uniform} == {"pool"} and {r.result.resolved_policy for r in uniform} == {"pool"}
     assert mixed_policies(uniform) == {}
     # the original's choice: PWCCA over positions where the shapes agree (the diagonal), pooled elsewhere
-    original = similarity_table(["cka", "pwcca", "dm_residual"], x, y, all_pairs=True, policy="auto_original")
+    original = similarity_table(["cka", "pwcca", "dm_residual"], x, y,
+                                settings=SimilaritySettings(all_pairs=True, policy="auto_original"))
     resolved = {(r.result.measure, r.x.layer, r.y.layer): r.result.resolved_policy for r in original}
     assert resolved["pwcca", "a", "a"] == "positions" and resolved["pwcca", "a", "b"] == "pool"
     assert mixed_policies(original) == {"pwcca": ["pool", "positions"]}  # CKA flattens every cell; DM uses positions throughout

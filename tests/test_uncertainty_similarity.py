@@ -169,13 +169,14 @@ def test_compare_models_carries_intervals_and_p_values():
     from stitch_support import resnet
 
     from stitchkit.data import get_dataset
-    from stitchkit.similarity import compare_models
+    from stitchkit.similarity import SimilaritySettings, compare_models
 
     data = get_dataset("digits", "test")
     a, b = resnet(0), resnet(1)
     kw = dict(n_samples=24, all_pairs=True, device="cpu", measures=["cka", "procrustes"])
-    plain = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data, **kw)
-    sure = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data, bootstrap=20, permutations=9, **kw)
+    plain = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data, SimilaritySettings(**kw))
+    sure = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data,
+                          SimilaritySettings(bootstrap=20, permutations=9, **kw))
     assert "uncertainty" not in plain.results[0].to_dict() and not plain.matrix("cka").has_interval
     for measure in ("cka", "procrustes"):
         matrix = sure.matrix(measure)

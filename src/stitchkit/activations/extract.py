@@ -125,32 +125,42 @@ def _save_npy_atomic(path: Path, values: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExtractionSettings:
+    """How an extraction pass runs: on ``device``, in batches of ``batch_size`` with ``workers`` loader
+    processes, a progress bar (``progress``, labelled ``desc``), the arrays kept as ``dtype``, and the
+    pass in the ``channels_last`` layout (faster convolutions; the values are returned in the usual layout)."""
+
+    device: torch.device | str = "cpu"
+    batch_size: int = 256
+    workers: int = 0
+    progress: bool = False
+    desc: str = "activations"
+    dtype: torch.dtype = torch.float32
+    channels_last: bool = True
+
+
 @torch.no_grad()
 def extract_activations(
     model: nn.Module,
     layers: Sequence[str],
     data: Dataset | DataLoader,
     *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-    workers: int = 0,
     out_dir: str | os.PathLike | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    desc: str = "activations",
-    channels_last: bool = True,
+    settings: ExtractionSettings | None = None,
 ) -> Activations:
     """Activations of ``layers`` for every item of ``data`` (in order), from one pass of the model's
-    prefix up to the last of them. With ``out_dir`` the arrays are written to ``<layer>.npy`` memmaps
-    there (atomically: a partial extraction leaves no file behind) and returned memory-mapped.
-    ``channels_last`` runs the pass in that layout (faster convolutions; the values are returned in
-    the usual layout)."""
+    prefix up to the last of them (run as ``settings`` says, default :class:`ExtractionSettings`). With
+    ``out_dir`` the arrays are written to ``<layer>.npy`` memmaps there (atomically: a partial extraction
+    leaves no file behind) and returned memory-mapped."""
+    s = settings or ExtractionSettings()
+    dtype, channels_last = s.dtype, s.channels_last
     layers = list(dict.fromkeys(layers))
-    device = torch.device(device)
+    device = torch.device(s.device)
     was_training = model.training
     model.eval()
     extractor = layered(model).extractor(layers)
-    loader = batches_of(data, batch_size, workers=workers, prefetch=2, device=device)
+    loader = batches_of(data, s.batch_size, workers=s.workers, prefetch=2, device=device)
     n_total = len(loader.dataset)  # type: ignore[arg-type]
     writer = ActivationWriter(out_dir, n_total, dtype) if out_dir is not None else None
     arrays: dict[str, torch.Tensor] = {}
@@ -159,7 +169,7 @@ def extract_activations(
     layout = contextlib.ExitStack()
     layout.enter_context(channels_last_layout(model, enabled=channels_last))
     try:
-        for inputs, targets in progress_bar(loader, desc, progress):
+        for inputs, targets in progress_bar(loader, s.desc, s.progress):
             x = inputs.to(device, non_blocking=True)
             out = extractor(x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x)
             targets = torch.as_tensor(targets)
@@ -221,11 +231,13 @@ class ActivationCache:
         self._mark(folder, sample_key)
         return ActivationWriter(folder, n_total, labels_file=True)
 
-    def get(self, model: nn.Module, layers: Sequence[str], data: Dataset | DataLoader, sample_key: str, **kwargs: Any) -> Activations:
+    def get(self, model: nn.Module, layers: Sequence[str], data: Dataset | DataLoader, sample_key: str,
+            settings: ExtractionSettings | None = None) -> Activations:
+        """The activations of ``layers``, extracted (as ``settings`` says) where the cache lacks them."""
         folder = self.folder(model, sample_key)
         missing = [layer for layer in layers if not (folder / f"{layer}.npy").is_file() or not (folder / "labels.npy").is_file()]
         if missing:
-            fresh = extract_activations(model, missing, data, out_dir=folder, **kwargs)
+            fresh = extract_activations(model, missing, data, out_dir=folder, settings=settings)
             _save_npy_atomic(folder / "labels.npy", fresh.labels.numpy())
             self._mark(folder, sample_key)
         cached = self.lookup(model, layers, sample_key)

@@ -3,27 +3,23 @@
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from ..choices import DEFAULT_SIMILARITY_MEASURES
 from ..data.provenance import note_provenance
 from ..data.splits import check_unnamed
-from ..errors import StitchkitError, unknown_name
+from ..errors import unknown_name
 from ..models.layers import layered
 from ..results import Matrix, Table
 from ..results.display import Description, Described, inline, labels
 from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
+from ..similarity.settings import SimilaritySettings
 from ..stitching.donors import Donor
 from ..utils.numbers import check_seed
 from .arguments import check_types
-from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source
+from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source, split_options
 
-#: keywords of compare_models that compare() sets itself
-_SET_HERE = {"measures", "n_samples", "all_pairs", "sample_key"}
-OPTIONS = tuple(p.name for p in inspect.signature(compare_models).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in _SET_HERE)
 
 
 @dataclass(repr=False)
@@ -97,49 +93,49 @@ def compare(
     layers: str | Sequence[str],
     data: Any,
     *,
-    measures: Sequence[str] = DEFAULT_SIMILARITY_MEASURES,
     layers_b: str | Sequence[str] | None = None,
-    n_samples: int | None = 1000,
-    all_pairs: bool = True,
+    settings: SimilaritySettings | None = None,
     model_options: dict[str, Any] | None = None,
     seed: int = 0,
     num_classes: int | None = None,
-    data_root: str | None = None,
-    download: bool = True,
     **options: Any,
 ) -> ComparisonResult:
     """Similarity ``measures`` (default CKA, PWCCA, Procrustes) between the layers of two networks, on
     the first ``n_samples`` items of the data's test split (the original: the first 1000 test images).
 
     ``layers`` (names, comma-separated or ``"all"``) of ``model_a`` against ``layers_b`` (default: the
-    same names) of ``model_b``: every pair (``all_pairs``) or i-th with i-th. Models and data as in
-    :func:`stitch_grid` (a registered name is built seeded with ``seed``, the second with ``seed + 1``).
+    same names) of ``model_b``: every pair (``all_pairs``, the default here) or i-th with i-th. Models and
+    data as in :func:`stitch_grid` (a registered name is built seeded with ``seed``, the second with
+    ``seed + 1``; ``model_options`` go to its builder or checkpoint loader).
+
+    ``options`` are the fields of :class:`~stitchkit.similarity.settings.SimilaritySettings` (documented
+    there: ``measures``, ``n_samples``, ``all_pairs``, ``ranks_x``, ``ranks_y``, ``policy``, ``low_rank_mode``,
+    ``bootstrap`` / ``permutations`` / ``level`` / ``uncertainty_seed``, ``device``, ``batch_size``, ``workers``,
+    ``cache_dir`` (named data only), ``progress``, ``data_root``, ``download``), applied to ``settings``
+    (default: the record's defaults with ``all_pairs=True`` and a DataLoader's batch size).
     ``policy`` (default ``pool``) converts every cell of a matrix one way; ``auto_original`` (the original's
     positions or pooling by shape) mixes them, warns and is marked (:attr:`ComparisonResult.mixed_policies`).
-    ``options``: :func:`~stitchkit.similarity.models.compare_models`' ``ranks_x``, ``ranks_y``, ``policy``,
-    ``low_rank_mode``, ``device``, ``batch_size``, ``workers``, ``cache_dir`` (named data only), ``progress``,
-    ``bootstrap`` / ``permutations`` (0 = off; intervals and permutation p-values on the matrices), ``uncertainty_seed``, ``level``.
     """
     check_types(compare, locals(), "stitchkit.compare")
-    check_types(compare_models, options, "stitchkit.compare")
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise StitchkitError(f"unknown option {unknown[0]!r} of stitchkit.compare; known options: {', '.join(OPTIONS)}")
-    batch = loader_batch_size(data)
-    if batch is not None:
-        options.setdefault("batch_size", batch)
+    options = split_options(options, SimilaritySettings, "stitchkit.compare")
+    check_types(SimilaritySettings, options, "stitchkit.compare")
+    if settings is None:
+        options.setdefault("all_pairs", True)  # a notebook sees whole matrices unless it asks for i-th with i-th
+        batch = loader_batch_size(data)
+        if batch is not None:
+            options.setdefault("batch_size", batch)
+    s = replace(settings or SimilaritySettings(), **options)
     check_seed(seed)
-    splits = resolve_data(data, data_root=data_root, download=download, num_classes=num_classes)
-    check_unnamed(splits, cache_dir=options.get("cache_dir"))
+    splits = resolve_data(data, data_root=s.data_root, download=s.download, num_classes=num_classes)
+    check_unnamed(splits, cache_dir=s.cache_dir)
     a = resolve_model(model_a, splits, seed=seed, model_options=model_options, role="model a")
     b = a if same_source(model_a, model_b) else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
     recorded = {"": a.dataset} if b is a else {"first": a.dataset, "second": b.dataset}
     provenance = note_provenance(recorded, splits.info.name if splits.named else None)
     layers_a = layered(a.model).resolve(layers)
     layers_b = layered(b.model).resolve(layers if layers_b is None else layers_b)
-    key = sample_key(splits.info.name, data_root, "test", n_samples) if splits.named else None
-    report = compare_models(a.model, b.model, layers_a, layers_b, splits.test, measures=measures, n_samples=n_samples, all_pairs=all_pairs,
-                            sample_key=key, **options)
+    key = sample_key(splits.info.name, s.data_root, "test", s.n_samples) if splits.named else None
+    report = compare_models(a.model, b.model, layers_a, layers_b, splits.test, s, sample_key=key)
     report.info.update(dataset=splits.info.name, split="test", conventions=provenance)
     return ComparisonResult(report, layers_a, layers_b, a, b)
 

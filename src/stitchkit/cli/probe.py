@@ -71,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                          milestones=args.milestones, scheduler=args.scheduler, schedule_unit=args.schedule_unit,
                          warmup_fraction=args.warmup_fraction, low_rank_mode=args.low_rank_mode, token_pool=args.token_pool, augment=args.augment,
-                         verbose=args.verbose, progress=args.progress)
-    report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset, data_root=args.data_root, config=config,
-                              device=args.device, workers=args.workers, prefetch=args.prefetch, model_options=model_options(args))
+                         verbose=args.verbose, progress=args.progress, data_root=args.data_root, device=args.device,
+                         workers=args.workers, prefetch=args.prefetch)
+    report = probe_checkpoint(args.model_path, args.model_type, args.layers, ranks=ranks, dataset=args.dataset,
+                              config=config, model_options=model_options(args))
     intervals = report.accuracy_intervals(bootstrap) if bootstrap.enabled else {}
     if args.original_output:
         print_original(report, args.model_path, ranks, intervals)

@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         stitch_test_samples=args.stitch_test_samples or None, stitch_fit_samples=args.stitch_fit_samples, tlm_epochs=args.tlm_epochs,
         tlm_lr=args.tlm_lr, tlm_batch_size=args.tlm_batch_size, tlm_train_samples=args.tlm_train_samples,
         tlm_augment=args.augment, device=args.device, workers=args.workers, prefetch=args.prefetch, progress=args.progress, verbose=args.verbose,
+        data_root=args.data_root,
     )
     kwargs = {}
     if args.test == "sensitivity":
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)  # fail before the long part (created when the first file is written)
     report = grounding_test_checkpoints(
         args.test, args.checkpoints, model_type=args.model_type, dataset=args.dataset,
-        data_root=args.data_root, names=args.names, model_options=model_options(args), settings=settings, **kwargs,
+        names=args.names, model_options=model_options(args), settings=settings, **kwargs,
     )
     groups = list(dict.fromkeys(p["group"] for p in report.points))
     n_refs = len({p["reference"] for p in report.points})

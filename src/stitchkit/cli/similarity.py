@@ -117,6 +117,7 @@ def _fmt(v: float, digits: int = 6) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..similarity.models import compare_checkpoints  # deferred: torch loads only when a command computes
+    from ..similarity.settings import SimilaritySettings
     from ..similarity.registry import measure_info
 
     ranks1, ranks2 = descending(parse_ranks(args.ranks1, "-m1r")), descending(parse_ranks(args.ranks2, "-m2r"))
@@ -140,13 +141,16 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(cache_dir, "activation cache folder (--cache-dir)")
     if args.out:
         check_writable_dir(args.out)
+    settings = SimilaritySettings(
+        measures=measures, n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs,
+        policy=args.policy, low_rank_mode=args.low_rank_mode, bootstrap=args.bootstrap, permutations=args.permutations,
+        level=args.level, uncertainty_seed=args.uncertainty_seed, device=args.device, batch_size=args.batch_size,
+        workers=args.workers, prefetch=args.prefetch, cache_dir=cache_dir, progress=args.progress,
+        data_root=args.data_root,
+    )
     report = compare_checkpoints(
         args.model1_path, args.model2_path, args.model1_type, args.model2_type, args.model1_layer, args.model2_layer,
-        dataset=args.dataset, data_root=args.data_root, split=args.split, model_options=model_options(args), measures=measures,
-        n_samples=args.n_samples, ranks_x=ranks1, ranks_y=ranks2, all_pairs=all_pairs, policy=args.policy,
-        low_rank_mode=args.low_rank_mode, device=args.device, batch_size=args.batch_size, workers=args.workers, prefetch=args.prefetch,
-        cache_dir=cache_dir, progress=args.progress, bootstrap=args.bootstrap, permutations=args.permutations,
-        uncertainty_seed=args.uncertainty_seed, level=args.level,
+        dataset=args.dataset, split=args.split, model_options=model_options(args), settings=settings,
     )
     if cache_dir:
         ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
@@ -31,6 +32,20 @@ def check_data_path(data_path: str) -> str:
     if data_path not in DATA_PATHS:
         raise unknown_name("data path", str(data_path), DATA_PATHS)
     return data_path
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchPath:
+    """Which path serves the batches (module docstring): ``data_path`` (``auto``, ``device`` or ``loader``),
+    the device memory the auto path may give the images (``memory_limit_gb``), and whether device-path
+    batches come in the ``channels_last`` layout."""
+
+    data_path: str = "auto"
+    memory_limit_gb: float = DEFAULT_DEVICE_DATA_GB
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        check_data_path(self.data_path)
 
 
 def check_subset_size(n: int | None, available: int, what: str) -> None:
@@ -92,20 +107,21 @@ def make_batches(
     workers: int = 0,
     prefetch: int = 1,
     sampler: Sampler | None = None,
-    data_path: str = "auto",
-    memory_limit_gb: float = DEFAULT_DEVICE_DATA_GB,
-    channels_last: bool = False,
+    path: BatchPath | None = None,
 ) -> Iterable:
-    """``(images, labels)`` batches of ``dataset`` by the path ``data_path`` chooses (module docstring).
+    """``(images, labels)`` batches of ``dataset`` by the path ``path`` chooses (default :class:`BatchPath`:
+    ``auto``; module docstring).
 
     Device-path batches are already on ``device``; loader batches are moved by the consumer, as before.
     """
-    check_data_path(data_path)
+    path = path or BatchPath()
+    data_path, channels_last = path.data_path, path.channels_last
     device = torch.device(device) if device is not None else torch.device("cpu")
     reason = can_batch_on_device(dataset)
     if data_path == "device" and reason is not None:
         raise StitchkitError(f"--data-path device cannot serve this dataset: {reason}; use --data-path loader or auto")
-    use_device = data_path == "device" or (data_path == "auto" and reason is None and device_bytes(dataset) <= memory_limit_gb * 2**30)
+    fits = reason is None and device_bytes(dataset) <= path.memory_limit_gb * 2**30
+    use_device = data_path == "device" or (data_path == "auto" and fits)
     if use_device:
         return DeviceBatches(dataset, batch_size, shuffle=shuffle, sampler=sampler, device=device, channels_last=channels_last)
     return make_loader(dataset, batch_size, shuffle=shuffle, workers=workers, prefetch=prefetch, device=device, sampler=sampler)
@@ -117,7 +133,8 @@ def batches_of(data: Any, batch_size: int, *, device: torch.device | str | None 
     iterable without item access), else :func:`make_batches` of the dataset, unshuffled."""
     if isinstance(data, (DataLoader, DeviceBatches)) or not hasattr(data, "__getitem__"):
         return data
-    return make_batches(data, batch_size, shuffle=False, device=device, workers=workers, prefetch=prefetch, data_path=data_path)
+    return make_batches(data, batch_size, shuffle=False, device=device, workers=workers, prefetch=prefetch,
+                        path=BatchPath(data_path=data_path))
 
 
 def item_shape(dataset: Dataset) -> tuple[int, ...]:

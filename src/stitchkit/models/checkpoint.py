@@ -35,6 +35,8 @@ from ..utils.io import torch_save_atomic
 
 FORMAT_VERSION = 1
 RUN_CONFIG = "config.json"  # written by `stitchkit train` into its output folder
+#: the training states a checkpoint may keep to resume from (:attr:`Checkpoint.extra`)
+RESUME_STATES = ("optimizer", "scheduler", "scaler")
 
 
 @dataclass
@@ -102,11 +104,14 @@ def save_checkpoint(
     training: Mapping[str, Any] | None = None,
     epoch: int | None = None,
     metrics: Mapping[str, Any] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: Any = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a self-describing checkpoint atomically."""
+    """Write a self-describing checkpoint atomically. ``resume`` maps any of :data:`RESUME_STATES`
+    (``optimizer``, ``scheduler``, ``scaler``) to the object whose ``state_dict()`` is kept to resume from."""
+    unknown = sorted(set(resume or {}) - set(RESUME_STATES))
+    if unknown:
+        raise StitchkitError(f"a checkpoint keeps the states of {', '.join(RESUME_STATES)} to resume from, "
+                             f"not {', '.join(unknown)}")
     inner = unwrap(model)
     spec = getattr(inner, "stitchkit_spec", None)
     if spec is None:
@@ -122,12 +127,9 @@ def save_checkpoint(
         "metrics": plain_data(dict(metrics or {})),
         "state_dict": plain_state_dict(inner),
     }
-    if optimizer is not None:
-        payload["optimizer"] = optimizer.state_dict()
-    if scheduler is not None:
-        payload["scheduler"] = plain_data(scheduler.state_dict())
-    if scaler is not None:
-        payload["scaler"] = plain_data(scaler.state_dict())
+    for name, owner in (resume or {}).items():
+        if owner is not None:  # the optimizer's state holds tensors as they are; the others are plain data
+            payload[name] = owner.state_dict() if name == "optimizer" else plain_data(owner.state_dict())
     torch_save_atomic(payload, path)
     return Path(path)
 
@@ -214,7 +216,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             training=dict(obj.get("training") or {}),
             epoch=obj.get("epoch"),
             metrics=dict(obj.get("metrics") or {}),
-            extra={k: obj[k] for k in ("optimizer", "scheduler", "scaler") if k in obj},
+            extra={k: obj[k] for k in RESUME_STATES if k in obj},
         )
     if isinstance(obj, Mapping) and _looks_like_state_dict(obj.get("state_dict")):
         obj = obj["state_dict"]  # {"state_dict": ..., "epoch": ...} files of other trainers

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +20,7 @@ from ..activations.low_rank import LowRankBasis, principal_directions, truncate
 from ..errors import StitchkitError
 from ..training.loop import EpochLog, evaluate, fit
 from ..training.optim import build_optimizer, build_scheduler
+from ..utils.device import resolve_device
 from .probe import ProbeConfig, ProbeReport, ProbeResult, Rank, check_ranks, config_record, feature_count, pool_activation, rank_label
 
 
@@ -297,10 +298,10 @@ def probe_on_features(
     ranks: Sequence[Rank],
     num_classes: int,
     config: ProbeConfig,
-    device: torch.device | str = "cpu",
 ) -> list[ProbeResult]:
-    """Train probes on pooled features (full rank or the fixed basis): the fast path, no network."""
-    device = torch.device(device)
+    """Train probes on pooled features (full rank or the fixed basis): the fast path, no network; on
+    ``config.device``."""
+    device = resolve_device(config.device)
     layers = list(train_features)
     bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode="fixed",
                      token_pool=config.token_pool, pooled_input=True, seed=config.seed)
@@ -324,17 +325,17 @@ def probe_activations(
     ranks: Sequence[Rank] | None = None,
     num_classes: int | None = None,
     config: ProbeConfig | None = None,
-    device: torch.device | str = "cpu",
 ) -> ProbeReport:
     """Linear probes on activations given as arrays or tensors: ``{layer: (N, C, H, W) | (N, T, D) | (N, D)}``
     for the training and the test samples, with integer labels.
 
     Every (layer, rank) combination is trained (``ranks``: ints and None for full rank; default full
-    rank only). Returns the final test accuracies as a :class:`ProbeReport`.
+    rank only). ``config`` (default: :class:`ProbeConfig`'s defaults) says how, and on which ``device``.
+    Returns the final test accuracies as a :class:`ProbeReport`.
     """
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
-    device = torch.device(device)
+    device = resolve_device(config.device)
     started = time.perf_counter()
     if not train:
         raise StitchkitError("no layers given to probe")
@@ -373,7 +374,7 @@ def probe_activations(
             train_feats[layer], bases[layer] = stats.features(), stats.basis()
             test_feats[layer] = pool_activation(_as_tensor(test[layer]).float(), config.token_pool)
         results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
-                                    num_classes=num_classes, config=config, device=device)
+                                    num_classes=num_classes, config=replace(config, device=str(device)))
     info = {"num_classes": num_classes, "train_samples": int(train_labels.shape[0]), "test_samples": int(test_labels.shape[0]),
             "seconds": time.perf_counter() - started, "path": "per-batch raw activations" if config.low_rank_mode == "per_batch" and low else "pooled features"}
     return ProbeReport(results, config_record(config), info)

@@ -47,25 +47,24 @@ def feature_pass(
     layers: Sequence[str],
     data: Dataset,
     *,
-    device: torch.device,
-    token_pool: str = "cls",
+    config: ProbeConfig,
     basis_layers: Sequence[str] = (),
-    batch_size: int = 256,
-    workers: int = 0,
-    prefetch: int = 1,
-    progress: bool = False,
     desc: str = "features",
 ) -> tuple[dict[str, Tensor], dict[str, LowRankBasis | None], Tensor]:
     """One pass of the model's prefix over ``data``: the pooled probe features of every layer, the
-    fixed low-rank bases of ``basis_layers`` (all principal directions) and the labels."""
+    fixed low-rank bases of ``basis_layers`` (all principal directions) and the labels. ``config`` gives
+    the pooling (``token_pool``), the pass's batch size (``feature_batch_size``), ``device``,
+    ``workers``, ``prefetch`` and ``progress``."""
+    device = resolve_device(config.device)
     extractor = layered(model).extractor(list(layers))
     was_training = model.training
     model.eval()
-    stats = {layer: FeatureStats(token_pool, need_basis=layer in set(basis_layers)) for layer in layers}
+    stats = {layer: FeatureStats(config.token_pool, need_basis=layer in set(basis_layers)) for layer in layers}
     labels: list[Tensor] = []
-    loader = make_batches(data, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=device)
+    loader = make_batches(data, config.feature_batch_size, shuffle=False, workers=config.workers,
+                          prefetch=config.prefetch, device=device)
     try:
-        for inputs, targets in progress_bar(loader, desc, progress):
+        for inputs, targets in progress_bar(loader, desc, config.progress):
             out = extractor(inputs.to(device, non_blocking=True))
             for layer in layers:
                 stats[layer].update(out[layer])
@@ -102,35 +101,32 @@ def runs_features_once(config: ProbeConfig, augmented: bool, low_rank: Sequence[
 def probe_model(
     model: nn.Module,
     layers: Sequence[str] | None,
-    train_data: Dataset,
-    test_data: Dataset,
+    data: Mapping[str, Dataset],
     *,
     ranks: Sequence[Rank] | None = None,
-    augmented_train_data: Dataset | None = None,
     num_classes: int | None = None,
     config: ProbeConfig | None = None,
-    device: torch.device | str = "auto",
-    workers: int = 0,
-    prefetch: int = 1,
     test_features: tuple[Mapping[str, Tensor], Tensor] | None = None,
 ) -> ProbeReport:
     """Probe ``layers`` (default: every stitchable layer) of a frozen ``model`` at every rank.
 
-    ``train_data`` is the un-augmented training set (features, the fixed basis); with
-    ``augmented_train_data`` the probes are trained on that instead, running the prefix per batch.
-    ``test_data`` gives the reported accuracy. ``test_features`` (the pooled features of every layer
-    for every item of ``test_data``, and the labels, from a pass the caller made anyway) replace the
-    test pass where the probes train on features (:func:`runs_features_once`). The model is left in
-    eval mode on ``device``.
+    ``data`` is what :func:`probe_datasets` gives: ``train``, the un-augmented training set (features,
+    the fixed basis); with ``train_augmented`` the probes are trained on that instead, running the
+    prefix per batch. ``test`` gives the reported accuracy. ``test_features`` (the pooled features of every layer
+    for every item of ``data["test"]``, and the labels, from a pass the caller made anyway) replace the
+    test pass where the probes train on features (:func:`runs_features_once`). ``config`` (default:
+    :class:`ProbeConfig`'s defaults) says how, and on which ``device`` (the model is left in eval mode there).
     """
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
+    train_data, test_data, augmented_train_data = _probe_splits(data)
     check_subset_size(config.train_subset, len(train_data), "the probes' training subset (train_subset): the training set")
     if config.train_subset is not None:  # the same images, augmented or not
         train_data = sample_subset(train_data, config.train_subset, seed=config.seed)
         if augmented_train_data is not None:
             augmented_train_data = sample_subset(augmented_train_data, config.train_subset, seed=config.seed)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = resolve_device(config.device)
+    config = replace(config, device=str(dev))  # resolved once for every pass
     started = time.perf_counter()
     lm = layered(model)
     layers = lm.resolve(layers or None)
@@ -141,18 +137,19 @@ def probe_model(
     warn_clamped(ranks, shapes, "probe rank")
     num_classes = num_classes if num_classes is not None else _class_count(model)
     low = low_rank_layers(shapes, ranks)
-    kw = dict(device=dev, token_pool=config.token_pool, batch_size=config.feature_batch_size, workers=workers, prefetch=prefetch, progress=config.progress)
     if runs_features_once(config, augmented_train_data is not None, low):
-        train_feats, bases, train_labels = feature_pass(model, layers, train_data, basis_layers=low, desc="train features", **kw)
+        train_feats, bases, train_labels = feature_pass(model, layers, train_data, config=config, basis_layers=low,
+                                                        desc="train features")
         if test_features is None:
-            test_feats, _, test_labels = feature_pass(model, layers, test_data, desc="test features", **kw)
+            test_feats, _, test_labels = feature_pass(model, layers, test_data, config=config, desc="test features")
         else:
             test_feats, test_labels = {layer: test_features[0][layer] for layer in layers}, test_features[1]
         results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
-                                    num_classes=num_classes, config=config, device=dev)
+                                    num_classes=num_classes, config=config)
         path = "features once"
     else:
-        results = _probe_prefix_per_batch(lm, layers, shapes, ranks, low, train_data, augmented_train_data, test_data, num_classes, config, kw)
+        results = _probe_prefix_per_batch(lm, layers, shapes, ranks, low, train_data, augmented_train_data, test_data,
+                                          num_classes, config)
         path = "prefix per batch"
     info = {
         "model": lm.model_name,
@@ -170,6 +167,15 @@ def probe_model(
     return ProbeReport(results, config_record(config), info)
 
 
+def _probe_splits(data: Mapping[str, Dataset]) -> tuple[Dataset, Dataset, Dataset | None]:
+    """``data``'s training, test and (optional) augmented training sets."""
+    unknown = sorted(set(data) - {"train", "test", "train_augmented"})
+    if unknown or "train" not in data or "test" not in data:
+        raise StitchkitError("probing data is a dict with the keys 'train', 'test' and optionally 'train_augmented'; "
+                             f"got {', '.join(map(str, data))}")
+    return data["train"], data["test"], data.get("train_augmented")
+
+
 def _class_count(model: nn.Module) -> int:
     num_classes = (getattr(model, "stitchkit_spec", None) or {}).get("num_classes")
     if num_classes is None:
@@ -179,13 +185,13 @@ def _class_count(model: nn.Module) -> int:
 
 def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping[str, tuple[int, ...]], ranks: list[Rank], low: list[str],
                             train_data: Dataset, augmented_train_data: Dataset | None, test_data: Dataset, num_classes: int,
-                            config: ProbeConfig, kw: dict[str, Any]) -> list:
+                            config: ProbeConfig) -> list:
     """The probes trained with the frozen prefix run on every batch (augmentation, or per-batch low rank);
     a fixed basis first from one pass over the un-augmented training set."""
-    dev = kw["device"]
+    dev = resolve_device(config.device)
     bases: dict[str, LowRankBasis | None] = {}
     if low and config.low_rank_mode == "fixed":
-        _, bases, _ = feature_pass(lm.model, low, train_data, basis_layers=low, desc="low-rank basis", **kw)
+        _, bases, _ = feature_pass(lm.model, low, train_data, config=config, basis_layers=low, desc="low-rank basis")
     extractor = lm.extractor(layers)
     bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode=config.low_rank_mode,
                      token_pool=config.token_pool, seed=config.seed)
@@ -195,7 +201,7 @@ def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping
             out = extractor(batch[0].to(device, non_blocking=True))
         return out, batch[1].to(device, non_blocking=True)
 
-    batches = dict(workers=kw["workers"], prefetch=kw["prefetch"], device=dev)
+    batches = dict(workers=config.workers, prefetch=config.prefetch, device=dev)
     train_loader = make_batches(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size, shuffle=True, **batches)
     test_loader = make_batches(test_data, config.batch_size, shuffle=False, **batches)
     return train_probe_bank(bank, source, train_loader, test_loader, config, dev)
@@ -226,25 +232,19 @@ def probe_checkpoint(
     *,
     ranks: Sequence[Rank] | None = None,
     dataset: str | None = None,
-    data_root: str | None = None,
     config: ProbeConfig | None = None,
-    device: str = "auto",
-    workers: int = 1,
-    prefetch: int = 1,
     model_options: dict[str, Any] | None = None,
 ) -> ProbeReport:
-    """``stitchkit probe``: load the checkpoint and the data once, probe every (layer, rank)."""
+    """``stitchkit probe``: load the checkpoint and the data (from ``config.data_root``) once, probe every
+    (layer, rank)."""
     config = (config or ProbeConfig()).validate()
-    if workers < 0:
-        raise StitchkitError(f"loader workers must be non-negative, got {workers}")
     set_seed(config.seed)
     model, ckpt, info = load_for_dataset(model_path, model_type, dataset=dataset, model_options=model_options)
     name = info.name
     provenance = note_provenance({"": ckpt.dataset}, name)
     config, augmentation = resolve_probe_config(config, model)
-    data = probe_datasets(name, data_root, augment=augmentation.augment)
-    report = probe_model(model, layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"),
-                         config=config, device=device, workers=workers, prefetch=prefetch)
+    data = probe_datasets(name, config.data_root, augment=augmentation.augment)
+    report = probe_model(model, layers, data, ranks=ranks, config=config)
     report.info.update(model_path=str(model_path), dataset=name, augmentation=augmentation.describe())
     report.config["conventions"].update(provenance)
     return report

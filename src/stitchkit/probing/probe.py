@@ -66,6 +66,7 @@ from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample
 from ..uncertainty.intervals import mean_samples
 from ..utils.io import ensure_writable_dir
 from ..utils.numbers import check_seed
+from ..utils.run_options import RUN_OPTION_NAMES, RunOptions
 
 
 Rank = int | None
@@ -99,8 +100,12 @@ def check_ranks(ranks: Iterable[Rank] | None) -> list[Rank]:
 
 
 @dataclass
-class ProbeConfig:
-    """How probes are trained. Defaults are the original's ``exec_probe.py`` (see the module docstring)."""
+class ProbeConfig(RunOptions):
+    """How probes are trained. Defaults are the original's ``exec_probe.py`` (see the module docstring).
+
+    Where they run is :class:`~stitchkit.utils.run_options.RunOptions` (``device``, ``workers``,
+    ``prefetch``, ``data_root`` of model-level probing; ``progress`` and ``verbose``, off here): none of
+    them changes a result, none is part of :meth:`key` or of the recorded config."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -127,8 +132,8 @@ class ProbeConfig:
     feature_batch_size: int = 256
     #: record the test accuracy after every epoch (the original's --verbose); costs a test pass per epoch
     track_val: bool = False
-    verbose: bool = False
-    progress: bool = False
+    verbose: bool = field(default=False, kw_only=True)  # RunOptions, quiet by default
+    progress: bool = field(default=False, kw_only=True)
 
     def validate(self) -> "ProbeConfig":
         if isinstance(self.low_rank_mode, str):
@@ -154,6 +159,7 @@ class ProbeConfig:
         if self.milestones is not None and any(int(m) < 1 for m in self.milestones):
             raise StitchkitError(f"LR decay epochs must be at least 1, got {self.milestones}")
         self.optim().validate()
+        self.check_run_options()
         return self
 
     @property
@@ -163,6 +169,13 @@ class ProbeConfig:
     def optim(self) -> OptimConfig:
         return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma,
                            scheduler=self.scheduler, schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
+
+    def recorded(self) -> dict[str, Any]:
+        """The fields a result records: the probes' options (not where they ran: no run option but
+        ``verbose`` and ``progress``, last, where they always were)."""
+        out = {name: value for name, value in asdict(self).items() if name not in RUN_OPTION_NAMES}
+        out.update(verbose=self.verbose, progress=self.progress)
+        return out
 
     def key(self) -> str:
         """What changes a probe's result (for caches of results)."""
@@ -341,7 +354,8 @@ class ProbeReport:
 
 
 def config_record(config: ProbeConfig) -> dict[str, Any]:
-    out = asdict(config)
+    """What a report records of ``config`` (:meth:`ProbeConfig.recorded`, the optimizer, the conventions)."""
+    out = config.recorded()
     out["milestones"] = config.resolved_milestones
     out["optimizer"] = "adam"
     out["conventions"] = {

@@ -4,7 +4,7 @@ through the probe cache), the measures on the comparisons, and the report."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Subset
 
-from ..activations.extract import Activations, extract_activations, model_fingerprint
+from ..activations.extract import Activations, ExtractionSettings, extract_activations, model_fingerprint
 from ..data import dataset_info, get_dataset
 from ..data.loading import make_batches, sample_subset
 from ..errors import StitchkitError
@@ -99,7 +99,9 @@ class _Network:
                  device, seconds: dict[str, float], say: Callable[[str], None]):
         self.name, self.model, self.plan, self.dataset, self.data_root = name, model, plan, dataset, data_root
         self.settings, self.device, self.seconds, self.say = settings, device, seconds, say
-        self.probe_config, self.augmentation = resolve_probe_config(settings.probe, model)
+        config, self.augmentation = resolve_probe_config(settings.probe, model)
+        # the probes run where the test runs (the tests' run options; none of them is part of a probe's key)
+        self.probe_config = replace(config, device=str(device), workers=settings.workers, prefetch=settings.prefetch)
 
     def cached_scores(self, cache: ProbeCache, scores: dict[Rep, float], hits: dict[Rep, np.ndarray]) -> list[tuple[str, int | None]]:
         """Fill ``scores`` (and ``hits``, where the cache kept them) from the cache; the (layer, rank) probes still missing."""
@@ -124,7 +126,8 @@ class _Network:
         s = self.settings
         loader = make_batches(sample_subset(test_set, s.n_samples), s.batch_size, shuffle=False, workers=s.workers, prefetch=s.prefetch,
                               device=self.device)
-        acts = extract_activations(self.model, self.plan.layers, loader, device=self.device, progress=s.progress)
+        how = ExtractionSettings(device=self.device, progress=s.progress)
+        acts = extract_activations(self.model, self.plan.layers, loader, settings=how)
         self.seconds["extraction"] += time.perf_counter() - t0
         return acts
 
@@ -138,15 +141,13 @@ class _Network:
     def test_features(self, miss_layers: list[str], acts: Activations, test_set) -> tuple[dict[str, Tensor], Tensor]:
         """The probes' pooled test features: the measures' images from their activations, the rest of
         the test split from one more pass over it (so every test image runs once)."""
-        probe = self.settings.probe
+        probe = self.probe_config
         head = pooled_features(acts.layers, miss_layers, token_pool=probe.token_pool, batch_size=probe.feature_batch_size)
         rest = Subset(test_set, range(len(acts), len(test_set)))
         labels = acts.labels.long()
         if len(rest) == 0:
             return head, labels
-        tail, _, tail_labels = feature_pass(self.model, miss_layers, rest, device=self.device, token_pool=probe.token_pool,
-                                            batch_size=probe.feature_batch_size, workers=self.settings.workers, prefetch=self.settings.prefetch,
-                                            progress=probe.progress, desc="test features")
+        tail, _, tail_labels = feature_pass(self.model, miss_layers, rest, config=probe, desc="test features")
         return {layer: torch.cat([head[layer], tail[layer]]) for layer in miss_layers}, torch.cat([labels, tail_labels])
 
     def probe(self, missing: list[tuple[str, int | None]], data: dict[str, Any], test_features=None):
@@ -155,10 +156,11 @@ class _Network:
         miss_layers = list(dict.fromkeys(layer for layer, _ in missing))
         miss_ranks = check_ranks(list(dict.fromkeys(r for _, r in missing)))
         self.say(f"probes of {self.name}: {len(miss_layers)} layer(s) × {len(miss_ranks)} rank(s)")
-        report = probe_model(self.model, miss_layers, data["train"], data["test"], ranks=miss_ranks,
-                             augmented_train_data=data["train_augmented"] if self.augmentation.augment else None, config=self.probe_config,
-                             device=self.device,
-                             workers=self.settings.workers, prefetch=self.settings.prefetch, test_features=test_features)
+        splits = {"train": data["train"], "test": data["test"]}
+        if self.augmentation.augment:
+            splits["train_augmented"] = data["train_augmented"]
+        report = probe_model(self.model, miss_layers, splits, ranks=miss_ranks, config=self.probe_config,
+                             test_features=test_features)
         self.seconds["probes"] += time.perf_counter() - t0
         return report
 
@@ -230,7 +232,7 @@ def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, mea
         "n_samples": settings.n_samples,
         "policy": settings.policy,
         "low_rank_mode": settings.low_rank_mode,
-        "probe": asdict(settings.probe) | {"milestones": settings.probe.resolved_milestones},
+        "probe": settings.probe.recorded() | {"milestones": settings.probe.resolved_milestones},
         "probe_augmentation": dict(probe_augmentation),
         "probe_accuracy": {rep.label(): acc for rep, acc in scores.items()},
         "stitching": {"test_samples": settings.stitch_test_samples, "fit_samples": settings.stitch_fit_samples,
@@ -261,17 +263,16 @@ def run_grounding_test(
     ranks: Sequence[int | None] = (),
     reference_layers: Sequence[str] | None = None,
     settings: GroundingSettings | None = None,
-    data_root: str | None = None,
     paths: Mapping[str, str] | None = None,
 ) -> GroundingReport:
     """Run the sensitivity or specificity test on ``models`` (``{name: model}``, e.g. several seeds).
 
     Sensitivity needs ``layers`` and ``ranks``; specificity uses ``layers`` (default: every stitchable
     layer) and ``reference_layers`` (default: each of ``layers`` in turn). Layers may be ``"all"``,
-    comma lists or lists. ``data_root`` (default ``settings.data_root``) is where the dataset is.
+    comma lists or lists. ``settings.data_root`` is where the dataset is.
     """
     settings = (settings or GroundingSettings()).validate()
-    data_root = data_root if data_root is not None else settings.data_root
+    data_root = settings.data_root
     started = time.perf_counter()
     say = printer(settings.verbose)
     plan = _plan(test, models, dataset, layers, ranks, reference_layers, paths or {})
@@ -304,12 +305,12 @@ def grounding_test_checkpoints(
     *,
     model_type: str | None = None,
     dataset: str | None = None,
-    data_root: str | None = None,
     names: Sequence[str] | None = None,
     model_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> GroundingReport:
-    """Load the checkpoints (e.g. several seeds of one architecture) and run :func:`run_grounding_test`."""
+    """Load the checkpoints (e.g. several seeds of one architecture) and run :func:`run_grounding_test`
+    (``kwargs``: its keywords, the data from ``settings.data_root``)."""
     if not checkpoints:
         raise StitchkitError("give at least one checkpoint")
     names = list(names) if names else network_names(checkpoints)
@@ -323,4 +324,4 @@ def grounding_test_checkpoints(
         datasets.add(info.name)
     if len(datasets) > 1:
         raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); choose one with -d")
-    return run_grounding_test(test, models, datasets.pop(), data_root=data_root, paths=dict(zip(names, map(str, checkpoints))), **kwargs)
+    return run_grounding_test(test, models, datasets.pop(), paths=dict(zip(names, map(str, checkpoints))), **kwargs)

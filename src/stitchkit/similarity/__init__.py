@@ -15,6 +15,7 @@ citation); the tests check the metadata against the computation.
   and :func:`similarity_table` (every measure × layer pair × rank pair of two networks).
 * :mod:`.models` — :func:`compare_models` / :func:`compare_checkpoints`: one extraction per network,
   then :func:`similarity_table` (what ``stitchkit similarity`` calls).
+* :mod:`.settings` — :class:`SimilaritySettings`: the options of a comparison, declared once.
 
 =============== ========== ======== ========= ====================================================
 measure         kind       range    symmetric invariances (each argument independently)
@@ -46,6 +47,7 @@ from .pairs import PairResult, Rep, RepresentationBank, describe_mixed, layer_pa
 from .policy import POLICIES, matrix_shape, paired_matrices, resolve_policy, to_matrix
 from .procrustes import Procrustes
 from .registry import get_measure, list_measures, measure_info, measure_options
+from .settings import SimilaritySettings
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -53,6 +55,7 @@ __all__ = [
     "Rep",
     "RepresentationBank",
     "SimilarityReport",
+    "SimilaritySettings",
     "compare_checkpoints",
     "compare_models",
     "layer_pairs",

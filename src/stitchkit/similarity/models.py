@@ -18,8 +18,14 @@ from typing import Any, Callable, Sequence
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..activations.extract import ActivationCache, extract_activations, model_fingerprint, sample_subset
-from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
+from ..activations.extract import (
+    ActivationCache,
+    ExtractionSettings,
+    extract_activations,
+    model_fingerprint,
+    sample_subset,
+)
+from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
 from ..errors import StitchkitError, warn
 from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
@@ -31,9 +37,10 @@ from ..results.writers import write_csv, write_json
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir
 from ..utils.seed import set_seed
-from ..uncertainty.similarity import UNCERTAINTY_FIELDS, UncertaintyPlan
+from ..uncertainty.similarity import UNCERTAINTY_FIELDS
 from .pairs import PairResult, describe_mixed, mixed_policies, result_matrix, similarity_table
 from .registry import measure_info
+from .settings import SimilaritySettings
 
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
 
@@ -155,13 +162,6 @@ def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], 
     return out
 
 
-def _check_counts(batch_size: int, n_samples: int | None) -> None:
-    if batch_size < 1:
-        raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
-    if n_samples is not None and n_samples < 2:
-        raise StitchkitError(f"similarity measures need at least 2 samples, got --n-samples {n_samples}")
-
-
 def _pair_activations(extract: Callable[[nn.Module, list[str]], Any], model_x: nn.Module, model_y: nn.Module,
                       layers_x: list[str], layers_y: list[str], same: bool) -> tuple[dict, dict]:
     """Both sides' activations by layer; one network compared with itself is run once, for the union of its layers."""
@@ -182,86 +182,69 @@ def compare_models(
     layers_x: Sequence[str] | None,
     layers_y: Sequence[str] | None,
     data: Dataset,
+    settings: SimilaritySettings | None = None,
     *,
-    measures: Sequence[str] = DEFAULT_MEASURES,
-    n_samples: int | None = 1000,
-    ranks_x: Sequence[int | None] = (None,),
-    ranks_y: Sequence[int | None] = (None,),
-    all_pairs: bool = False,
-    policy: str = DEFAULT_POLICY,
-    low_rank_mode: str = "fixed",
-    device: str = "auto",
-    batch_size: int = 256,
-    workers: int = 0,
-    prefetch: int = 1,
-    cache_dir: str | Path | None = None,
     sample_key: str | None = None,
-    progress: bool = False,
-    bootstrap: int = 0,
-    permutations: int = 0,
-    uncertainty_seed: int = 0,
-    level: float = 0.95,
 ) -> SimilarityReport:
     """Every measure on the layer pairs of two networks (``layers``: names, or None / ["all"] for all
-    stitchable layers; matching pairs i-i unless ``all_pairs``) at every rank pair.
+    stitchable layers; matching pairs i-i unless ``settings.all_pairs``) at every rank pair; the options
+    are :class:`~.settings.SimilaritySettings` (default: its defaults).
 
-    With ``cache_dir`` activations go to an :class:`~stitchkit.activations.ActivationCache` keyed by
+    With ``settings.cache_dir`` activations go to an :class:`~stitchkit.activations.ActivationCache` keyed by
     the model's content hash and ``sample_key`` (default: a description of ``data`` and n).
 
-    ``bootstrap`` resamples of the images give each value a percentile interval at ``level`` and
-    ``permutations`` of the images of model 2 against those of model 1 a p-value and a null-calibrated
-    score (0 = off, the default; seeded by ``uncertainty_seed``; :mod:`stitchkit.uncertainty.similarity`).
+    ``settings.bootstrap`` resamples of the images give each value a percentile interval and
+    ``settings.permutations`` a p-value and a null-calibrated score (:mod:`stitchkit.uncertainty.similarity`);
     :meth:`SimilarityReport.matrix` then carries ``lower``/``upper``/``p_value``.
     """
-    plan = UncertaintyPlan(bootstrap, permutations, level, uncertainty_seed)
-    _check_counts(batch_size, n_samples)
+    s = settings or SimilaritySettings()
     started = time.perf_counter()
-    dev = resolve_device(device)
+    dev = resolve_device(s.device)
     layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
-    if not all_pairs and len(layers_x) != len(layers_y):
+    if not s.all_pairs and len(layers_x) != len(layers_y):
         raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
-    subset = sample_subset(data, n_samples, clamp="--n-samples (n_samples): the data compared")
-    clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, item_shape(subset), ranks_x, ranks_y)
+    subset = sample_subset(data, s.n_samples, clamp="--n-samples (n_samples): the data compared")
+    clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, item_shape(subset), s.ranks_x, s.ranks_y)
     fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
     same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
     key = sample_key or f"{type(data).__name__}/{len(data)}/n={len(subset)}"
 
     def extract(model: nn.Module, layers: list[str]):
         model.to(dev)
-        if cache_dir is not None:
-            return ActivationCache(cache_dir).get(model, layers, subset, key, device=dev, batch_size=batch_size, workers=workers, progress=progress)
-        loader = make_batches(subset, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
-        return extract_activations(model, layers, loader, device=dev, progress=progress)
+        if s.cache_dir is not None:
+            how = ExtractionSettings(device=dev, batch_size=s.batch_size, workers=s.workers, progress=s.progress)
+            return ActivationCache(s.cache_dir).get(model, layers, subset, key, how)
+        loader = make_batches(subset, s.batch_size, shuffle=False, workers=s.workers, prefetch=s.prefetch, device=dev)
+        return extract_activations(model, layers, loader, settings=ExtractionSettings(device=dev, progress=s.progress))
 
     t0 = time.perf_counter()
     acts_x, acts_y = _pair_activations(extract, model_x, model_y, layers_x, layers_y, same)
     extraction_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    results = similarity_table(
-        measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y, ranks_x=ranks_x, ranks_y=ranks_y,
-        all_pairs=all_pairs, policy=policy, low_rank_mode=low_rank_mode, uncertainty=plan if plan.enabled else None,
-    )
+    results = similarity_table(s.measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y,
+                               settings=s)
     info = {
-        "model1": _side_info(model_x, fp_x, layers_x, ranks_x, clamped["model1"]),
-        "model2": _side_info(model_y, fp_y, layers_y, ranks_y, clamped["model2"]),
+        "model1": _side_info(model_x, fp_x, layers_x, s.ranks_x, clamped["model1"]),
+        "model2": _side_info(model_y, fp_y, layers_y, s.ranks_y, clamped["model2"]),
         "same_network": same,
-        "measures": [str(m) for m in measures],
+        "measures": [str(m) for m in s.measures],
         "n_samples": len(subset),
         "samples": "the first n items of the split (the original: the first 1000 test images)",
-        "all_pairs": all_pairs,
-        "policy": policy,
+        "all_pairs": s.all_pairs,
+        "policy": s.policy,
         #: {measure: [concrete policies]} where a matrix mixes computations (auto_original on layers of different shapes)
         "mixed_policies": mixed_policies(results),
-        "low_rank_mode": low_rank_mode,
+        "low_rank_mode": s.low_rank_mode,
         "device": str(dev),
         "extraction_seconds": extraction_seconds,
         "measure_seconds": time.perf_counter() - t1,
         "seconds": time.perf_counter() - started,
     }
+    plan = s.uncertainty()
     if plan.enabled:
         info["uncertainty"] = plan.record()
     if info["mixed_policies"]:
-        warn(describe_mixed(info["mixed_policies"], policy))
+        warn(describe_mixed(info["mixed_policies"], s.policy))
     return SimilarityReport(results, info)
 
 
@@ -281,13 +264,13 @@ def compare_checkpoints(
     layers2: Sequence[str] | None = None,
     *,
     dataset: str | None = None,
-    data_root: str | None = None,
     split: str = "test",
     model_options: dict[str, Any] | None = None,
-    **kwargs: Any,
+    settings: SimilaritySettings | None = None,
 ) -> SimilarityReport:
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
-    the dataset's split, then :func:`compare_models`."""
+    the dataset's split (from ``settings.data_root``), then :func:`compare_models` with ``settings``."""
+    s = settings or SimilaritySettings()
     set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
     model1, _, info1 = load_for_dataset(model1_path, model1_type, dataset=dataset, model_options=model_options)
     name1 = info1.name
@@ -299,8 +282,8 @@ def compare_checkpoints(
         name2 = info2.name
     if name1 != name2:
         raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
-    data = get_dataset(name1, split, root=data_root)
-    kwargs.setdefault("sample_key", sample_key(name1, data_root, split, kwargs.get("n_samples", 1000)))
-    report = compare_models(model1, model2, layers1, layers2, data, **kwargs)
+    data = get_dataset(name1, split, root=s.data_root)
+    key = sample_key(name1, s.data_root, split, s.n_samples)
+    report = compare_models(model1, model2, layers1, layers2, data, s, sample_key=key)
     report.info.update(model1_path=str(model1_path), model2_path=str(model2_path), dataset=name1, split=split)
     return report

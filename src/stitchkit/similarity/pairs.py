@@ -33,14 +33,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..activations.low_rank import principal_directions
-from ..choices import DEFAULT_POLICY
 from ..errors import StitchkitError
 from .base import Measure
 from .direct import DMResidual
 from .compute import SimilarityResult, _check_mode, apply_rank
 from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure, measure_info
-from ..uncertainty.similarity import UncertaintyPlan, bootstrap_values, fixed_fit_values, pair_uncertainty, resampling_state, row_weights
+from .settings import SimilaritySettings
+from ..uncertainty.similarity import (
+    PreparedSide,
+    UncertaintyPlan,
+    bootstrap_values,
+    fixed_fit_values,
+    pair_uncertainty,
+    resampling_state,
+    row_weights,
+)
 
 
 class Rep(NamedTuple):
@@ -192,7 +200,8 @@ class RepresentationBank:
         sure = None
         if uncertainty is not None and uncertainty.enabled:
             (mx, sx), (my, sy) = self.resampling(m, x, concrete, size), self.resampling(m, y, concrete)
-            sure = pair_uncertainty(m, px, py, mx, my, uncertainty, images=int(xa.shape[0]), states=(sx, sy), value=value).to_dict()
+            sides = PreparedSide(prep=px, x=mx, state=sx), PreparedSide(prep=py, x=my, state=sy)
+            sure = pair_uncertainty(m, *sides, uncertainty, images=int(xa.shape[0]), value=value).to_dict()
         return SimilarityResult(
             measure=m.name, value=float(value), kind=m.info.kind, policy=policy, resolved_policy=RESIZED if size else concrete,
             shape_x=tuple(int(s) for s in xa.shape), shape_y=tuple(int(s) for s in ya.shape),
@@ -261,36 +270,39 @@ def similarity_table(
     *,
     layers_x: Sequence[str] | None = None,
     layers_y: Sequence[str] | None = None,
-    ranks_x: Sequence[int | None] = (None,),
-    ranks_y: Sequence[int | None] = (None,),
-    all_pairs: bool = True,
-    policy: str = DEFAULT_POLICY,
-    low_rank_mode: str = "fixed",
     names: tuple[str, str] = ("model1", "model2"),
-    uncertainty: UncertaintyPlan | None = None,
+    settings: SimilaritySettings | None = None,
 ) -> list[PairResult]:
     """Every measure on every (layer pair, rank pair) of two networks' activations ``{layer: activation}``.
 
+    ``settings`` (:class:`~.settings.SimilaritySettings`; None: its defaults with ``all_pairs=True``)
+    gives the table's ``ranks_x``, ``ranks_y``, ``all_pairs``, ``policy``, ``low_rank_mode`` and
+    uncertainty (``bootstrap``, ``permutations``, ``level``, ``uncertainty_seed``).
     ``acts_y=None`` compares the network with itself (then a symmetric measure at equal ranks is
     computed on one triangle and mirrored). Each layer is truncated once per rank and prepared once
     per (measure, rank, policy). Results are ordered by rank x, rank y, measure, then layer pair.
-    ``uncertainty`` adds each value's bootstrap interval and permutation p-value (the same resampled
+    The uncertainty adds each value's bootstrap interval and permutation p-value (the same resampled
     images for every pair; :mod:`stitchkit.uncertainty.similarity`).
     """
+    s = settings or SimilaritySettings(all_pairs=True)
+    ranks_x, ranks_y, policy = s.ranks_x, s.ranks_y, s.policy
+    plan = s.uncertainty()
+    uncertainty = plan if plan.enabled else None
     same = acts_y is None or acts_y is acts_x
     name_x, name_y = names
     if same:
         acts_y, name_y = acts_x, name_x
     layers_x = list(layers_x) if layers_x else list(acts_x)
     layers_y = list(layers_y) if layers_y else list(acts_y)  # type: ignore[arg-type]
-    pairs = layer_pairs(layers_x, layers_y, all_pairs)
+    pairs = layer_pairs(layers_x, layers_y, s.all_pairs)
     measures = [get_measure(m) for m in measures]
     if not measures:
         raise StitchkitError("no measures given")
     for m in measures:
         if m.info.requires_models:
             raise StitchkitError(f"{m.name} is computed from two models and data, not from activations: use `stitchkit stitch`")
-    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y}, low_rank_mode=low_rank_mode)
+    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y},
+                              low_rank_mode=s.low_rank_mode)
     out: list[PairResult] = []
     for i, rx in enumerate(ranks_x):
         for ry in ranks_y:

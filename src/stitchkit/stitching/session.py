@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from torch import nn
 
-from ..activations.extract import ActivationCache, Activations, extract_activations
-from ..data.loading import check_subset_size, clamped_count, describe_batches, make_batches, sample_subset
+from ..activations.extract import ActivationCache, Activations, ExtractionSettings, extract_activations
+from ..data.loading import BatchPath, check_subset_size, clamped_count, describe_batches, make_batches, sample_subset
 from ..data.provenance import note_provenance
 from ..data.splits import DataSplits
 from ..errors import StitchkitError
@@ -135,8 +135,9 @@ class GridSession:
 
     # --- data ----------------------------------------------------------------------------------------
     def _batches(self, dataset, shuffle: bool, sampler=None):
+        path = BatchPath(data_path=self.s.data_path, channels_last=self.channels_last)
         return make_batches(dataset, self.s.batch_size, shuffle=shuffle, device=self.device, workers=self.s.workers,
-                            prefetch=self.s.prefetch, sampler=sampler, data_path=self.s.data_path, channels_last=self.channels_last)
+                            prefetch=self.s.prefetch, sampler=sampler, path=path)
 
     @property
     def fit_loader(self):
@@ -205,12 +206,12 @@ class GridSession:
         self.cache = {"fit": {}, "test": {}}
         for key, (model, layers) in wanted.items():
             for name in which:
-                kwargs = dict(device=self.device, batch_size=self.s.batch_size, workers=self.s.workers, progress=self.s.progress,
-                              desc=f"activations {name}")
+                how = ExtractionSettings(device=self.device, batch_size=self.s.batch_size, workers=self.s.workers,
+                                         progress=self.s.progress, desc=f"activations {name}")
                 if store is not None:
-                    acts = store.get(model, layers, sets[name], self.sample_keys[name], **kwargs)
+                    acts = store.get(model, layers, sets[name], self.sample_keys[name], how)
                 else:
-                    acts = extract_activations(model, layers, sets[name], **kwargs)
+                    acts = extract_activations(model, layers, sets[name], settings=how)
                 self.cache[name][key] = acts
         self.extraction_seconds += time.perf_counter() - started
 

@@ -4,6 +4,7 @@ unit's folder and returning metrics, artifacts, conventions and the content hash
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..sensitivity.settings import GroundingSettings
 from ..similarity import measure_info
 from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
+from ..similarity.settings import SimilaritySettings
 from ..stitching.grid import stitch_grid
 from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
@@ -164,10 +166,12 @@ def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     model_a = load_network(a)
     model_b = model_a if unit.deps[0] == unit.deps[-1] else load_network(b)
     test = get_dataset(p.dataset, "test", root=run.data_root)
-    report = compare_models(model_a, model_b, p.layers, p.layers, test, measures=p.measures, n_samples=p.n_samples, all_pairs=True,
-                            policy=p.policy, device=run.device, workers=run.workers, cache_dir=ctx.cache_dir / "activations",
-                            sample_key=f"{p.dataset}/test/eval/first={p.n_samples}", progress=run.progress,
-                            bootstrap=p.bootstrap, permutations=p.permutations, uncertainty_seed=p.uncertainty_seed, level=p.level)
+    settings = SimilaritySettings(measures=p.measures, n_samples=p.n_samples, all_pairs=True, policy=p.policy,
+                                  bootstrap=p.bootstrap, permutations=p.permutations, level=p.level,
+                                  uncertainty_seed=p.uncertainty_seed, device=run.device, workers=run.workers,
+                                  cache_dir=ctx.cache_dir / "activations", progress=run.progress)
+    key = f"{p.dataset}/test/eval/first={p.n_samples}"
+    report = compare_models(model_a, model_b, p.layers, p.layers, test, settings, sample_key=key)
     paths = report.write(ctx.out_dir)
     matrices = {}
     for measure in p.measures:
@@ -206,8 +210,8 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     data = probe_datasets(p.dataset, run.data_root, augment=p.augment)
     ranks = [None] + sorted(p.ranks, reverse=True)
     config = _probe_config(p.epochs, p.train_subset, p.seed, choice_of(p.augment), _schedule(p))
-    report = probe_model(model, p.layers, data["train"], data["test"], ranks=ranks, augmented_train_data=data.get("train_augmented"), config=config,
-                         device=run.device, workers=run.workers)
+    report = probe_model(model, p.layers, data, ranks=ranks,
+                         config=replace(config, device=run.device, workers=run.workers))
     (ctx.out_dir / "probes.csv").write_text(report.to_csv())
     write_npz_atomic(ctx.out_dir / "per_sample.npz", report.per_sample())  # each probe's hits per test image: its accuracy's intervals
     # the sensitivity and specificity tests score representations by these same probes: share them

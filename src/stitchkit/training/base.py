@@ -30,7 +30,7 @@ from ..errors import StitchkitError
 from ..models import get_model
 from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
 from ..models.loading import load_for_dataset
-from ..data.loading import make_batches, sample_subset
+from ..data.loading import BatchPath, make_batches, sample_subset
 from ..data.provenance import note_provenance
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
@@ -155,7 +155,8 @@ def _loaders(settings: TrainSettings, info: Any, dist_info: DistInfo, device: to
     else:
         train_sampler = train_sampler_for(settings.dataset, train_set, generator=None)
         test_sampler = None
-    batches = dict(workers=settings.workers, prefetch=settings.prefetch, device=device, data_path=settings.data_path)
+    batches = dict(workers=settings.workers, prefetch=settings.prefetch, device=device,
+                   path=BatchPath(data_path=settings.data_path))
     train_loader = make_batches(train_set, settings.batch_size, shuffle=True, sampler=train_sampler, **batches)
     test_loader = make_batches(test_set, settings.batch_size, shuffle=False, sampler=test_sampler, **batches)
     return train_set, train_loader, test_loader
@@ -238,7 +239,7 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
             save_state_dict(save_dir / f"model_{log.epoch}.pt", model)
         save_checkpoint(
             save_dir / "last.pt", model, dataset=info.name, input_shape=info.shape, training=run_config["settings"],
-            epoch=log.epoch, metrics=log.row(), optimizer=optimizer, scheduler=scheduler,
+            epoch=log.epoch, metrics=log.row(), resume={"optimizer": optimizer, "scheduler": scheduler},
         )
 
     step = classification_step(topk=(1, 5))

@@ -335,6 +335,16 @@ def summarise(measure: Measure, value: float, boot: np.ndarray | None, null: np.
     return IndexUncertainty(**out)
 
 
+@dataclass(frozen=True)
+class PreparedSide:
+    """One side of a compared pair as the resampling reads it: the measure's prepared form ``prep``, the
+    data matrix ``x`` it was prepared from, and (optional) its :func:`resampling_state`."""
+
+    prep: Any
+    x: Tensor
+    state: Any = None
+
+
 def index_uncertainty(measure: Measure, x, y, plan: UncertaintyPlan, *, images: int | None = None) -> tuple[float, IndexUncertainty]:
     """``measure(X, Y)`` and how sure it is, for data matrices ``x``, ``y`` whose rows are ``images``
     images (default: one row each) — the library entry point on arrays."""
@@ -342,12 +352,15 @@ def index_uncertainty(measure: Measure, x, y, plan: UncertaintyPlan, *, images: 
     xb = measure._matrix(y, "Y").to(xa.device)
     pa, pb = measure.prepare(xa), measure.prepare(xb)
     value = measure.compare(pa, pb)
-    return value, pair_uncertainty(measure, pa, pb, xa, xb, plan, images=images or xa.shape[0])
+    sides = PreparedSide(prep=pa, x=xa), PreparedSide(prep=pb, x=xb)
+    return value, pair_uncertainty(measure, *sides, plan, images=images or xa.shape[0])
 
 
-def pair_uncertainty(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, plan: UncertaintyPlan, *, images: int,
-                     states: tuple[Any, Any] = (None, None), value: float | None = None) -> IndexUncertainty:
-    """The :class:`IndexUncertainty` of one prepared pair (see :func:`index_uncertainty`)."""
+def pair_uncertainty(measure: Measure, a: PreparedSide, b: PreparedSide, plan: UncertaintyPlan, *, images: int,
+                     value: float | None = None) -> IndexUncertainty:
+    """The :class:`IndexUncertainty` of one prepared pair (see :func:`index_uncertainty`); ``value``: the
+    measure on it, when already computed."""
+    pa, pb, xa, xb, states = a.prep, b.prep, a.x, b.x, (a.state, b.state)
     value = measure.compare(pa, pb) if value is None else value
     rows = xa.shape[0]
     boot = null = None
