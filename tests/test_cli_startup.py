@@ -92,7 +92,7 @@ def test_the_dataset_catalogue_and_the_loaders_agree():
 
 def test_the_choices_are_the_libraries_names():
     # by module path: some packages export functions named like their modules (stitchkit.probing.probe)
-    modules = ["ood.detectors", "ood.metrics", "ood.registry", "ood.train", "probing.probe", "sensitivity.grounding", "similarity.compute",
+    modules = ["ood.detectors", "ood.metrics", "ood.registry", "ood.train", "probing.probe", "sensitivity.settings", "similarity.compute",
                "similarity.models", "similarity.policy", "stitching.collect", "stitching.layers", "stitching.stitcher", "study.config",
                "training.optim"]
     (detectors, metrics, registry, train, probe, grounding, compute, models, policy, collect, layers, stitcher, config,

@@ -98,7 +98,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..probing.probe import ProbeConfig  # deferred: torch loads only when a command computes
-    from ..sensitivity.grounding import GroundingSettings, grounding_test_checkpoints
+    from ..sensitivity.run import grounding_test_checkpoints
+    from ..sensitivity.settings import GroundingSettings
     from ..similarity.registry import measure_info
     if args.n_samples < 3:
         raise StitchkitError(f"--n-samples must be at least 3, got {args.n_samples}")

@@ -197,7 +197,7 @@ def _layers(positional: str, flag: str | None, which: str) -> str:
 
 def settings_from_args(args: argparse.Namespace):
     from ..data.sources import user_cache_dir  # deferred: torch loads only when a command computes
-    from ..stitching.experiment import StitchSettings
+    from ..stitching.settings import StitchSettings
     from ..training.optim import OptimConfig
 
     return StitchSettings(
@@ -218,7 +218,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..stitching.experiment import stitch_grid  # deferred: torch loads only when a command computes
+    from ..stitching.grid import stitch_grid  # deferred: torch loads only when a command computes
     from ..stitching.intervals import describe_ci
 
     if args.n_pinv_init_samples < 0:

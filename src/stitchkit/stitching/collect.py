@@ -24,7 +24,7 @@ from ..results import Matrix, Provenance
 from ..results.writers import csv_text, write_csv, write_json
 from ..utils.io import ensure_writable_dir
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, BootstrapSpec
-from .experiment import RESULT_FILE, StitchResult
+from .records import RESULT_FILE, StitchResult
 from .intervals import INTERVAL_FIELDS, attach_intervals
 
 METRICS = COLLECT_METRICS
