@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import StitchkitError
-from ..probing.probe import rank_label
+from ..ranks import rank_label
 from ..similarity.pairs import Rep
 from ..similarity.registry import measure_info
 from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_npz_atomic, write_text_atomic

@@ -25,7 +25,7 @@ from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
 from ..models.layers import layered
 from ..models.loading import load_for_dataset, requested_model_type
-from ..probing.ranks import warn_clamped
+from ..ranks import warn_clamped
 from ..results import Matrix, Provenance, Table
 from ..results.writers import write_csv, write_json
 from ..utils.device import resolve_device

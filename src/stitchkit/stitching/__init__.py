@@ -10,6 +10,7 @@ task loss matching, and stitching experiments on models.
 * :mod:`.collect` — front × end matrices from a results folder (:func:`collect_results`).
 """
 
+from ..ranks import LOW_RANK_MODES
 from ..utils.lazy import lazy_exports
 from .direct_match import (
     DirectMatchResult,
@@ -55,7 +56,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LOW_RANK_MODES": "stitcher",
     "SourceReducer": "stitcher",
     "Stitcher": "stitcher",
     "StitchEvaluation": "matching",
