@@ -76,9 +76,34 @@ def check_ranks(ranks: Iterable[Rank] | None) -> list[Rank]:
         r = None if r is None else int(r)
         if r not in out:
             out.append(r)
-    if not out:
-        out = [None]
-    return sorted(out, key=lambda r: (r is not None, -(r or 0)))
+    return descending(out or [None])
+
+
+def descending(ranks: Iterable[Rank]) -> list[Rank]:
+    """The original's order of ranks: full rank (None, the highest) first, then from the highest number."""
+    return sorted(ranks, key=lambda r: (r is not None, -(r or 0)))
+
+
+def parse_ranks(values: Sequence[str] | None, flag: str) -> list[Rank]:
+    """Ranks given on the command line: positive integers, or ``full``/``none`` for full rank (several in
+    one value apart by commas or spaces), each once. Nothing given means full rank only (the original's
+    ``[None]``); ``flag`` names the option in the error."""
+    if not values:
+        return [None]
+    out: list[Rank] = []
+    for text in values:
+        for part in str(text).replace(",", " ").split():
+            if part.lower() in ("none", "full"):
+                out.append(None)
+                continue
+            try:
+                rank = int(part)
+            except ValueError:
+                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {part!r}") from None
+            if rank < 1:
+                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {rank}")
+            out.append(rank)
+    return list(dict.fromkeys(out))
 
 
 # -- ranks against a layer's features ------------------------------------------------------------------
@@ -141,5 +166,5 @@ def check_ranks_fit(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]], 
 
 __all__ = [
     "LOW_RANK_MODES", "RENAMED_LOW_RANK_MODES", "Rank", "activation_kind", "check_rank", "check_ranks", "check_ranks_fit",
-    "clamped_ranks", "feature_count", "low_rank_mode", "rank_label", "rank_used", "warn_clamped",
+    "clamped_ranks", "descending", "feature_count", "low_rank_mode", "parse_ranks", "rank_label", "rank_used", "warn_clamped",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
-from ..ranks import LOW_RANK_MODES, low_rank_mode, rank_label
+from ..ranks import LOW_RANK_MODES, low_rank_mode
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSpec
 from ..utils.numbers import is_finite_number
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ..choices import TOKEN_POOLS
 from ..errors import StitchkitError
+from ..ranks import descending, parse_ranks, rank_label
 from ..utils.io import check_writable_dir
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, bootstrap_spec,
-                     finite_float, model_options, print_wrote, rank_label, add_low_rank_mode)
-from .similarity import descending, parse_ranks
+                     finite_float, model_options, print_wrote, add_low_rank_mode)
 
 EXAMPLES = """\
   # the original's call: probes on two layers at full rank and ranks 32, 8, 2 (Adam 1e-3, 10 epochs; a plain state_dict

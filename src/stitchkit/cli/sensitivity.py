@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, EVERY_LAYER, MEASURES, POLICIES
 from ..errors import StitchkitError
+from ..ranks import parse_ranks
 from ..utils.io import check_writable_dir
 from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, add_low_rank_mode
-from .similarity import parse_ranks
 
 SENSITIVITY_EXAMPLES = """\
   # three seeds, one layer, candidates at decreasing ranks; tables and figure in results/sens

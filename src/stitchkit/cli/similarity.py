@@ -14,8 +14,9 @@ from typing import Sequence
 
 from ..choices import ALL_LAYERS, DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, EVERY_LAYER, POLICIES, array_measures
 from ..errors import StitchkitError
+from ..ranks import descending, parse_ranks, rank_label
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, rank_label, add_low_rank_mode
+from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, add_low_rank_mode
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
@@ -29,32 +30,6 @@ EXAMPLES = """\
 
 #: the original's printed names
 LABELS = {"cka": "CKA:", "pwcca": "CCA:", "procrustes": "Orth. Procr:"}
-
-
-def parse_ranks(values: Sequence[str] | None, flag: str) -> list[int | None]:
-    """Ranks given on the command line: positive integers, or ``full``/``none`` for full rank.
-    Nothing given means full rank only (the original's ``[None]``)."""
-    if not values:
-        return [None]
-    out: list[int | None] = []
-    for text in values:
-        for part in str(text).replace(",", " ").split():
-            if part.lower() in ("none", "full"):
-                out.append(None)
-                continue
-            try:
-                rank = int(part)
-            except ValueError:
-                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {part!r}") from None
-            if rank < 1:
-                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {rank}")
-            out.append(rank)
-    return list(dict.fromkeys(out))
-
-
-def descending(ranks: Sequence[int | None]) -> list[int | None]:
-    """The original sorts ranks in descending order; full rank (None) counts as the highest."""
-    return sorted(ranks, key=lambda r: (r is not None, -(r or 0)))
 
 
 def every_layer(text: str | None) -> bool:

@@ -61,11 +61,10 @@ from ..data.augmentation import check_augmentation, choice_of
 from ..errors import StitchkitError
 from ..ranks import LOW_RANK_MODES, Rank, low_rank_mode, rank_label, rank_used
 from ..results import Matrix, Provenance, Table
-from ..results.writers import csv_text, write_csv, write_json
 from ..training.optim import OptimConfig
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples
-from ..utils.io import ensure_writable_dir
+from ..utils.io import csv_text, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.numbers import check_seed
 
 
@@ -301,8 +300,8 @@ class ProbeReport:
         """``probes.json`` and ``probes.csv`` in ``out_dir``, each written whole or not at all."""
         folder = ensure_writable_dir(out_dir)
         paths = {"json": folder / "probes.json", "csv": folder / "probes.csv"}
-        write_json(paths["json"], self.to_dict())
-        write_csv(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
+        write_json_atomic(paths["json"], self.to_dict())
+        write_csv_atomic(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
         return paths
 
 
