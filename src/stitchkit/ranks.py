@@ -29,7 +29,8 @@ from .errors import StitchkitError, unknown_name, warn
 #: a rank: a positive number of kept directions, or None for the full rank
 Rank = int | None
 
-#: low-rank modes of probes, similarity and the stitched source: one fixed basis, or the original's SVD of every batch
+#: low-rank modes of probes, similarity and the stitched source: one fixed basis, or the original's SVD of every
+#: batch
 LOW_RANK_MODES = ("fixed", "per_batch")
 #: earlier spellings, still read (stored stitch runs and scripts hold them) with a deprecation warning
 RENAMED_LOW_RANK_MODES = {"per-batch": "per_batch"}
@@ -41,7 +42,8 @@ def low_rank_mode(mode: str) -> str:
     warning, anything else refused with the choices."""
     renamed = RENAMED_LOW_RANK_MODES.get(str(mode))
     if renamed is not None:
-        warn(f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; {mode!r} will stop being accepted")
+        warn(f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; "
+             f"{mode!r} will stop being accepted")
         return renamed
     if mode not in LOW_RANK_MODES:
         raise unknown_name("low-rank mode", str(mode), LOW_RANK_MODES)
@@ -140,14 +142,15 @@ def clamped_ranks(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]]) ->
             if r is not None and r > feature_count(shape)]
 
 
-def warn_clamped(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]], label: str = "rank") -> list[tuple[str, int, int]]:
+def warn_clamped(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]],
+                 label: str = "rank") -> list[tuple[str, int, int]]:
     """Print one warning line (stderr) for the ranks :func:`clamped_ranks` finds; returns them."""
     found = clamped_ranks(ranks, shapes)
     if found:
         shown = "; ".join(f"{r} at {layer} ({limit} {_unit(shapes[layer])})" for layer, r, limit in found[:8])
         more = f"; … {len(found)} in all" if len(found) > 8 else ""
-        print(f"stitchkit: warning: {label} above a layer's channel count is that layer's full rank, so it is clamped and recorded "
-              f"as rank_used: {shown}{more}", file=sys.stderr, flush=True)
+        print(f"stitchkit: warning: {label} above a layer's channel count is that layer's full rank, so it is clamped "
+              f"and recorded as rank_used: {shown}{more}", file=sys.stderr, flush=True)
     return found
 
 
@@ -159,12 +162,13 @@ def check_ranks_fit(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]], 
         over = sorted({int(r) for r in ranks if r is not None and r > limit}, reverse=True)
         if over:
             raise StitchkitError(
-                f"{label} {over[0]} is above the {limit} {_unit(shape)} of layer {layer}, so its candidate would be the full-rank layer "
-                f"counted twice; use ranks up to {limit}"
+                f"{label} {over[0]} is above the {limit} {_unit(shape)} of layer {layer}, so its candidate would be "
+                f"the full-rank layer counted twice; use ranks up to {limit}"
             )
 
 
 __all__ = [
-    "LOW_RANK_MODES", "RENAMED_LOW_RANK_MODES", "Rank", "activation_kind", "check_rank", "check_ranks", "check_ranks_fit",
-    "clamped_ranks", "descending", "feature_count", "low_rank_mode", "parse_ranks", "rank_label", "rank_used", "warn_clamped",
+    "LOW_RANK_MODES", "RENAMED_LOW_RANK_MODES", "Rank", "activation_kind", "check_rank", "check_ranks",
+    "check_ranks_fit", "clamped_ranks", "descending", "feature_count", "low_rank_mode", "parse_ranks", "rank_label",
+    "rank_used", "warn_clamped",
 ]

@@ -60,5 +60,5 @@ def either_of(names: tuple[str, ...] | list[str], quote: str = "") -> str:
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
 
 
-__all__ = ["DEFAULT_DM_SOLVER", "DIRECT_MATCHING_METHODS", "DM_SOLVERS", "METHODS", "METHODS_HELP", "METHOD_INIT", "METHOD_TITLES",
-           "STITCH_METHODS", "StitchMethod", "either_of"]
+__all__ = ["DEFAULT_DM_SOLVER", "DIRECT_MATCHING_METHODS", "DM_SOLVERS", "METHODS", "METHODS_HELP", "METHOD_INIT",
+           "METHOD_TITLES", "STITCH_METHODS", "StitchMethod", "either_of"]

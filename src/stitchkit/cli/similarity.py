@@ -16,7 +16,8 @@ from ..choices import ALL_LAYERS, DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, E
 from ..errors import StitchkitError
 from ..ranks import descending, parse_ranks, rank_label
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, add_low_rank_mode
+from .common import (add_command, add_data, add_device, add_loader, add_low_rank_mode, add_model_options, finite_float, model_options,
+                     print_wrote)
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks

@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import StitchkitError, unknown_name
-from .checkpoint import load_state_into, read_checkpoint_file, strip_prefixes  # weights-only reading and its one-line errors
+# weights-only reading and its one-line errors
+from .checkpoint import load_state_into, read_checkpoint_file, strip_prefixes
 from .resnet_cifar import resnet_layer_names
 
 

@@ -335,7 +335,8 @@ class Table(Described):
         return html_grid(self.columns, [[row.get(c) for c in self.columns] for row in shown], caption=self.description().title, note=note)
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"name": self.name, "columns": self.columns, "rows": self.rows, "provenance": self.provenance.to_dict()})
+        return json_safe({"name": self.name, "columns": self.columns, "rows": self.rows,
+                          "provenance": self.provenance.to_dict()})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Table":

@@ -28,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from ..activations.low_rank import LowRankBasis, low_rank
-from ..errors import StitchkitError
 from ..models.layers import layered
 from ..ranks import check_rank, low_rank_mode
 from .layers import StitchingLayer, make_stitching_layer

@@ -144,8 +144,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         **_schedule_keys("TLM", "constant"),
         "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)", **_COUNT),
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
-        "dm_solver": Key(str, DEFAULT_DM_SOLVER, "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
-                         "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
+        "dm_solver": Key(str, DEFAULT_DM_SOLVER, "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least "
+                         "squares) or original (its float32 pinv with torch's default cutoff on the fit images in one batch)",
+                         choices=DM_SOLVERS),
         "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
                        "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; the dataset's "
                        "default when it records nothing), dataset = the dataset's default, none", choices=tuple(AUGMENTATIONS)),
