@@ -113,7 +113,7 @@ def _report(total: float, timers: Timers) -> tuple[float, list[str]]:
 
 # --------------------------------------------------------------------------------------------------
 def bench_tlm(args) -> dict:
-    from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+    from stitchkit.stitching import StitchSettings, stitch_grid
     from stitchkit.training.optim import OptimConfig
 
     front, end = _models(args.width)
@@ -149,7 +149,7 @@ def bench_tlm(args) -> dict:
 def bench_dm(args) -> dict:
     from stitchkit.models.checkpoint import save_checkpoint
     from stitchkit.models.layers import layered
-    from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+    from stitchkit.stitching import StitchSettings, stitch_grid
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-dm-grid-"))
     models = _models(args.width)

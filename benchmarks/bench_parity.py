@@ -38,7 +38,7 @@ from stitchkit.activations.extract import ExtractionSettings, extract_activation
 from stitchkit.data import get_dataset
 from stitchkit.models.loading import load_model
 from stitchkit.similarity import compute
-from stitchkit.stitching.experiment import StitchSettings, stitch_pair
+from stitchkit.stitching import StitchSettings, stitch_pair
 from stitchkit.training.base import TrainSettings, train_model
 from stitchkit.training.optim import OptimConfig
 

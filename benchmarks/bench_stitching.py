@@ -138,7 +138,7 @@ def _stitch_cmd(a, b, fl, el, root, extra) -> list[str]:
 def bench_grid(args) -> dict:
     from stitchkit.models.checkpoint import save_checkpoint
     from stitchkit.models.layers import layered
-    from stitchkit.stitching.experiment import StitchSettings, stitch_pair
+    from stitchkit.stitching import StitchSettings, stitch_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-grid-"))
     models = _models(args.width)
@@ -264,7 +264,7 @@ def _rss_mb() -> float:
 def memory_child(k: int, width: int, layer: str, threads: int) -> None:
     torch.set_num_threads(threads)
     from stitchkit.data import get_dataset
-    from stitchkit.stitching.experiment import StitchSettings, stitch_pair
+    from stitchkit.stitching import StitchSettings, stitch_pair
 
     front, end = _models(width)
     get_dataset("fashion", "train", augment=False), get_dataset("fashion", "test")  # loaded before the baseline reading

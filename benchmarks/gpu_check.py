@@ -86,7 +86,7 @@ def step_train(args, dataset: str, tmp: Path) -> list[str]:
 
 
 def step_dm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
-    from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+    from stitchkit.stitching import StitchSettings, stitch_grid
 
     common = dict(stitching_type="rc2c_pre", init="pinv", epochs=0, dataset=dataset, workers=0, progress=False, verbose=False)
     runs = {}
@@ -108,7 +108,7 @@ def step_dm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
 
 
 def step_tlm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
-    from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+    from stitchkit.stitching import StitchSettings, stitch_grid
     from stitchkit.training.optim import OptimConfig
 
     common = dict(stitching_type="rc2c_pre", init="rand", epochs=1, batch_size=64, optim=OptimConfig(lr=1e-3), dataset=dataset, workers=0,
@@ -166,7 +166,7 @@ def step_ddp(args, dataset: str, tmp: Path) -> None:
 
 def step_timing(args, tmp: Path) -> None:
     from stitchkit.models import get_model
-    from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+    from stitchkit.stitching import StitchSettings, stitch_grid
 
     n_train, n_test = args.timing_train, args.timing_test
     dataset = write_random_cifar(tmp / "random_cifar.npz", n_train, n_test)

@@ -92,7 +92,7 @@ def test_the_dataset_catalogue_and_the_loaders_agree():
 
 def test_the_choices_are_the_libraries_names():
     # by module path: some packages export functions named like their modules (stitchkit.probing.probe)
-    modules = ["ood.detectors", "ood.metrics", "ood.registry", "ood.train", "probing.probe", "sensitivity.grounding", "similarity.compute",
+    modules = ["ood.detectors", "ood.metrics", "ood.registry", "ood.train", "probing.probe", "sensitivity.settings", "similarity.compute",
                "similarity.models", "similarity.policy", "stitching.collect", "stitching.layers", "stitching.stitcher", "study.config",
                "training.optim"]
     (detectors, metrics, registry, train, probe, grounding, compute, models, policy, collect, layers, stitcher, config,
@@ -105,13 +105,13 @@ def test_the_choices_are_the_libraries_names():
     assert sorted(choices.STITCHING_TYPES) == layers.list_stitching_layers()
     assert (layers.UPSAMPLE_MODES, layers.C2T_CLS_MODES, layers.T2C_CLS_MODES) == (
         choices.UPSAMPLE_MODES, choices.C2T_CLS_MODES, choices.T2C_CLS_MODES)
-    assert stitcher.LOW_RANK_MODES == choices.LOW_RANK_MODES and collect.METRICS == choices.COLLECT_METRICS
+    assert collect.METRICS == choices.COLLECT_METRICS
     assert {n: c.info.requires_models for n, c in MEASURE_CLASSES.items()} == choices.MEASURES
     assert list(MEASURE_CLASSES) == list(choices.MEASURES)
     assert set(choices.TRAINING_FREE_DETECTORS) < set(detectors.DETECTORS) and detectors.TRAINING_FREE is choices.TRAINING_FREE_DETECTORS
     assert metrics.FPR_RULES is choices.FPR_RULES and metrics.POSITIVE_CLASSES is choices.POSITIVE_CLASSES
     assert train.OOD_SCORES is choices.OOD_SCORES and registry.DEFAULT_DETECTOR_DIR == choices.DEFAULT_DETECTOR_DIR
-    assert policy.POLICIES is choices.POLICIES and compute.LOW_RANK_MODES is probe.LOW_RANK_MODES is choices.LOW_RANK_MODES
+    assert policy.POLICIES is choices.POLICIES
     assert models.DEFAULT_MEASURES == choices.DEFAULT_SIMILARITY_MEASURES and grounding.DEFAULT_MEASURES == choices.DEFAULT_GROUNDING_MEASURES
     assert probe.TOKEN_POOLS is choices.TOKEN_POOLS
     # the study schema's lists are subsets of the same names

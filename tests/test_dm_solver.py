@@ -17,7 +17,7 @@ from stitchkit.data import get_dataset
 from stitchkit.errors import StitchkitError
 from stitchkit.stitching import Stitcher
 from stitchkit.stitching.direct_match import direct_match
-from stitchkit.stitching.experiment import StitchSettings, stitch_pair
+from stitchkit.stitching import StitchSettings, stitch_pair
 from stitchkit.stitching.matching import fit_direct_match, image_pairs
 from stitchkit.stitching.original_solver import EPS32, solve_original
 from stitchkit.stitching.records import StitchResult

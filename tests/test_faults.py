@@ -570,7 +570,7 @@ def _register_many(root: str, worker: int, n: int) -> None:
 
 
 def _probe_cache_many(path: str, worker: int, n: int) -> None:
-    from stitchkit.sensitivity.grounding import ProbeCache
+    from stitchkit.probing.cache import ProbeCache
 
     for i in range(n):
         cache = ProbeCache(path)

@@ -11,7 +11,7 @@ from stitch_support import QUICK, SHAPE, interrupt_grouped_training, trained_res
 from stitchkit.models import get_model
 from stitchkit.models.layers import LOGITS, layered
 from stitchkit.stitching import grouped
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, stitch_grid
 from stitchkit.stitching.grouped import GridPair, auto_group_size, plan_groups
 from stitchkit.stitching.records import WEIGHTS_FILE
 from stitchkit.training.optim import OptimConfig

@@ -5,11 +5,22 @@ import math
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stitchkit.ood.registry import DetectorRegistry
 from stitchkit.probing.cache import ProbeCache
-from stitchkit.utils.io import json_safe, lock_file, write_csv_atomic, write_json_atomic
+from stitchkit.utils.io import (
+    csv_text,
+    json_safe,
+    lock_file,
+    read_csv,
+    read_json,
+    read_parquet,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 
 def test_json_safe_replaces_non_finite_floats_at_any_depth():
@@ -66,3 +77,30 @@ def test_the_probe_cache_and_the_detector_registry_leave_no_lock_files(tmp_path)
     registry = DetectorRegistry(tmp_path / "fdir")
     registry.update("a.pt", {"source_layer": "layer1.0"})
     assert sorted(p.name for p in (tmp_path / "fdir").iterdir()) == ["meta.json"] and list(registry.entries()) == ["a.pt"]
+
+
+def test_one_cell_encoding_for_csv_json_and_parquet(tmp_path):
+    """Every file goes through utils.io with the same values: lists as JSON, NaN empty or null, floats exact."""
+    rows = [{"a": 1, "b": ["x", 2], "c": math.nan, "d": np.float64(0.1) + np.float64(0.2)},
+            {"e": None, "a": True}]
+    text = csv_text(rows)
+    assert text == 'a,b,c,d,e\n1,"[""x"", 2]",,0.30000000000000004,\nTrue,,,,\n'
+    write_csv_atomic(tmp_path / "t.csv", rows)
+    columns, back = read_csv(tmp_path / "t.csv")
+    assert columns == ["a", "b", "c", "d", "e"]
+    assert back[0] == {"a": 1, "b": ["x", 2], "c": None, "d": 0.1 + 0.2, "e": None}
+    write_json_atomic(tmp_path / "t.json", {"rows": rows, "n": np.int64(2)})
+    json.loads((tmp_path / "t.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert read_json(tmp_path / "t.json")["rows"][0] == {"a": 1, "b": ["x", 2], "c": None, "d": 0.1 + 0.2}
+    write_parquet_atomic(tmp_path / "t.parquet", rows)
+    columns, back = read_parquet(tmp_path / "t.parquet")
+    assert columns == ["a", "b", "c", "d", "e"] and back[0]["b"] == '["x", 2]'
+    assert back[1]["a"] == "True"  # a column mixing numbers and booleans is text
+
+
+def test_csv_files_written_before_one_writer_stack_still_read(tmp_path):
+    """The earlier writer put CRLF line ends, Python lists and ``nan`` in cells: they read back as text and a float."""
+    (tmp_path / "old.csv").write_bytes(b"layer,ranks,loss\r\nlayer1.0,\"['a', 'b']\",nan\r\n")
+    columns, rows = read_csv(tmp_path / "old.csv")
+    assert columns == ["layer", "ranks", "loss"]
+    assert rows[0]["ranks"] == "['a', 'b']" and math.isnan(rows[0]["loss"])

@@ -10,7 +10,7 @@ from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.ood import grouped as ood_grouped
 from stitchkit.ood.stitched import evaluate_results_dir
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, stitch_grid
 
 
 @pytest.fixture(scope="module")

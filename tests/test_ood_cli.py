@@ -90,11 +90,11 @@ def test_detector_train_all_layers_check_and_list(source, capsys):
 
 
 def test_ood_command_on_a_folder_of_stitches(source, capsys):
-    from stitchkit.stitching import experiment
+    from stitchkit.stitching import StitchSettings, stitch_grid
     tmp, path = source
-    settings = experiment.StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
+    settings = StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
                                          progress=False, verbose=False)
-    experiment.stitch_grid(str(path), str(path), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=tmp / "stitches")
+    stitch_grid(str(path), str(path), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=tmp / "stitches")
     code, out, err = run(["ood", tmp / "stitches", "-detectors", "none", "--training-free", "mahalanobis", "knn", "--knn-k", "5",
                           "--fit-samples", "100", "--test-samples", "64", "-scd", "noise", "-gpu", "-1", "-b", "32", "--original-output"], capsys)
     assert code == 0, err
@@ -132,7 +132,7 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
     from stitchkit.data import get_dataset
     from stitchkit.activations import sample_subset
     from stitchkit.ood.evaluate import evaluate_stitched, fit_training_free
-    from stitchkit.stitching.experiment import load_stitcher
+    from stitchkit.stitching import load_stitcher
 
     model = load_model(str(path))[0].eval()
     fitted = fit_training_free(model, ["layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),

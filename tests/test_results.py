@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from stitchkit.errors import StitchkitError
 from stitchkit.results import Matrix, Provenance, Table
-from stitchkit.results import writers
+from stitchkit.utils.io import json_safe
 
 
 def _matrix() -> Matrix:
@@ -165,7 +165,7 @@ def test_table_to_pandas_and_plot():
 
 
 def test_json_ready_makes_plain_json():
-    data = writers.json_ready({"a": np.float32(0.5), "b": (np.int64(2), float("inf")), 3: np.array([1.0, np.nan]), "c": np.bool_(True)})
+    data = json_safe({"a": np.float32(0.5), "b": (np.int64(2), float("inf")), 3: np.array([1.0, np.nan]), "c": np.bool_(True)})
     assert data == {"a": 0.5, "b": [2, None], "3": [1.0, None], "c": True}
     assert all(type(v) in (float, list, bool) for v in data.values())
 

@@ -20,7 +20,7 @@ from stitchkit.models import get_model
 from stitchkit.ood import DetectorTrainConfig, train_detectors
 from stitchkit.probing import ProbeConfig, probe_activations
 from stitchkit.stitching import grouped, matching
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, stitch_grid
 from stitchkit.stitching.records import WEIGHTS_FILE
 from stitchkit.study.config import validate
 from stitchkit.training import OptimConfig, build_optimizer, build_scheduler, fit

@@ -128,7 +128,7 @@ def test_toy_sensitivity_test_recovers_the_known_ordering():
 
 
 def test_probe_cache_writers_merge(tmp_path):
-    from stitchkit.sensitivity.grounding import ProbeCache
+    from stitchkit.probing.cache import ProbeCache
 
     path = tmp_path / "cache.json"
     first, second = ProbeCache(path), ProbeCache(path)  # both opened before either writes

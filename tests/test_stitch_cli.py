@@ -13,7 +13,7 @@ from stitch_support import write_tiny_cifar10
 from stitchkit.cli import main
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
-from stitchkit.stitching.experiment import StitchSettings, load_stitcher, stitch_grid
+from stitchkit.stitching import StitchSettings, load_stitcher, stitch_grid
 from stitch_support import QUICK, trained_resnet
 
 FAST = ["-gpu", "-1", "-workers", "0", "--no-progress"]

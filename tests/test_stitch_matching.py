@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import stitchkit.data
 from stitch_support import QUICK, SHAPE, trained_resnet, trained_vit
 from stitchkit.activations import sample_subset, to_rows
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid, stitch_pair
+from stitchkit.stitching import StitchSettings, stitch_grid, stitch_pair
 from stitchkit.stitching.matching import fit_direct_match, image_pairs
 from stitchkit.stitching.stitcher import Stitcher
 

@@ -11,7 +11,7 @@ from stitchkit.cli import main
 from stitchkit.data import get_dataset
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.stitching.donors import load_donor
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, stitch_grid
 from stitchkit.stitching.records import run_name
 
 

@@ -12,7 +12,7 @@ import torch
 from stitch_support import QUICK, trained_resnet
 from stitchkit.errors import StitchkitError
 from stitchkit.stitching.direct_match import ResidualMeter
-from stitchkit.stitching.experiment import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, stitch_grid
 from stitchkit.stitching.intervals import attach_intervals, bootstrap_spec
 from stitchkit.stitching.per_sample import PER_SAMPLE_FILE, PairSamples, grid_arrays, read_npz
 from stitchkit.stitching.records import RESULT_FILE, StitchResult

@@ -210,12 +210,12 @@ def test_the_probes_unit_writes_each_probes_hits(tiny_checkpoint, tmp_path):
 
 @pytest.fixture(scope="module")
 def stitch_folder(tiny_checkpoint):
-    from stitchkit.stitching import experiment
+    from stitchkit.stitching import StitchSettings, stitch_grid
 
     folder = tiny_checkpoint.parent / "stitches"
-    settings = experiment.StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
+    settings = StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
                                          progress=False, verbose=False)
-    experiment.stitch_grid(str(tiny_checkpoint), str(tiny_checkpoint), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=folder)
+    stitch_grid(str(tiny_checkpoint), str(tiny_checkpoint), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=folder)
     return folder
 
 

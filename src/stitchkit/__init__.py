@@ -8,11 +8,10 @@ The Python API for notebooks (:mod:`stitchkit.api`) is here at the top: ``stitch
 ``stitchkit.Matrix`` and ``stitchkit.Table`` (:mod:`stitchkit.results`).
 """
 
-import importlib
-
 __version__ = "0.1.0"
 
 from .errors import StitchkitError  # noqa: E402
+from .utils.lazy import lazy_exports  # noqa: E402
 
 #: the API's names and the module each comes from: imported on first use, so that `import stitchkit`
 #: (and the command line's help) does not import torch
@@ -25,11 +24,4 @@ _LAZY = {
 __all__ = ["StitchkitError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -7,8 +7,6 @@ modules that implement them do), so each list lives here once and the implementi
 
 from __future__ import annotations
 
-from .errors import unknown_name, warn
-
 # --------------------------------------------------------------------------------------------------
 # training (stitchkit.training.optim)
 
@@ -77,9 +75,7 @@ COLLECT_METRICS = ("accuracy", "residual", "residual_batch_mean", "fit_residual"
 INITS = ("rand", "eye", "pinv")
 #: how a grid trains and evaluates its pairs: all at once sharing every batch, or one after the other
 GROUPINGS = ("grouped", "per-pair")
-#: direct-matching solvers: stitchkit's (float64 statistics, minimum-norm least squares; the default) and
-#: the original's float32 pinv with torch's default cutoff on the K fit images in one batch
-DM_SOLVERS = ("stitchkit", "original")
+# (the stitching methods and the direct-matching solvers: stitchkit.stitch_methods)
 
 # --------------------------------------------------------------------------------------------------
 # data (stitchkit.data.loading)
@@ -133,26 +129,10 @@ DEFAULT_POLICY = "pool"
 DEFAULT_SIMILARITY_MEASURES = ("cka", "pwcca", "procrustes")
 #: the measures the sensitivity and specificity tests rank by default
 DEFAULT_GROUNDING_MEASURES = ("cka", "pwcca", "procrustes", "dm_residual")
-#: low-rank modes of probes, similarity and the stitched source: one fixed basis, or the original's SVD of every batch
-LOW_RANK_MODES = ("fixed", "per_batch")
-#: earlier spellings, still read (stored stitch runs and scripts hold them) with a deprecation warning
-RENAMED_LOW_RANK_MODES = {"per-batch": "per_batch"}
+# (low-rank modes: stitchkit.ranks, the torch-free home of everything about ranks)
 TOKEN_POOLS = ("cls", "mean")
 
 
 def array_measures() -> list[str]:
     """The measures computed from activation arrays (what ``stitchkit similarity`` offers)."""
     return [name for name, needs_models in MEASURES.items() if not needs_models]
-
-
-def low_rank_mode(mode: str) -> str:
-    """``mode`` as one of :data:`LOW_RANK_MODES` (every command and function spells them so); an earlier
-    spelling (:data:`RENAMED_LOW_RANK_MODES`: the stitch command's ``per-batch``) is read with a deprecation
-    warning, anything else refused with the choices."""
-    renamed = RENAMED_LOW_RANK_MODES.get(str(mode))
-    if renamed is not None:
-        warn(f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; {mode!r} will stop being accepted")
-        return renamed
-    if mode not in LOW_RANK_MODES:
-        raise unknown_name("low-rank mode", str(mode), LOW_RANK_MODES)
-    return mode

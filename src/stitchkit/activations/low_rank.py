@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import StitchkitError
+from ..ranks import check_rank
 
 
 def to_rows(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
@@ -44,12 +45,6 @@ def to_rows(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
     raise StitchkitError(
         f"cannot turn an activation of shape {tuple(x.shape)} into data points; expected (N, C, H, W), (N, T, D) or (N, D)"
     )
-
-
-def _check_rank(rank: int) -> int:
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise StitchkitError(f"rank must be a positive integer, got {rank!r}")
-    return rank
 
 
 @torch.no_grad()
@@ -85,7 +80,7 @@ def low_rank(x: Tensor, rank: int | None) -> Tensor:
     the feature count returns ``x`` unchanged."""
     if rank is None:
         return x
-    rank = _check_rank(rank)
+    rank = check_rank(rank)
     rows, _ = to_rows(x)
     if rank >= rows.shape[1]:
         return x
@@ -103,7 +98,7 @@ class LowRankBasis(torch.nn.Module):
 
     def __init__(self, rank: int):
         super().__init__()
-        self.rank = _check_rank(rank)
+        self.rank = check_rank(rank)
         self.register_buffer("mean", torch.empty(0))
         self.register_buffer("basis", torch.empty(0))
         self._n = 0

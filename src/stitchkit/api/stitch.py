@@ -15,6 +15,7 @@ from ..errors import StitchkitError, unknown_name
 from ..results import Matrix, Provenance, Table
 from ..results.display import Description, Described, inline, labels, number
 from ..results.plot import heatmaps
+from ..stitch_methods import METHOD_INIT, METHOD_TITLES, METHODS, either_of
 from ..stitching import grid
 from ..stitching.collect import METRIC_KINDS
 from ..stitching.donors import Donor
@@ -23,21 +24,17 @@ from ..stitching.records import StitchResult
 from ..stitching.run_folder import load_stitcher
 from ..stitching.settings import StitchSettings
 from ..stitching.stitcher import Stitcher
-from ..study.config import METHOD_TITLES, METHODS
 from ..uncertainty.bootstrap import DEFAULT_RESAMPLES, BootstrapSpec
 from .arguments import check_types
 from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source, split_options, with_model_classes
 
-#: each method's initialisation: DM fits by least squares and trains nothing; TLM trains from a random
-#: start, or from the DM solution ("tlm_from_dm")
-METHOD_INIT = {"dm": "pinv", "tlm": "rand", "tlm_from_dm": "pinv"}
 #: the columns of :meth:`StitchGridResult.to_pandas`, one row per pair
 PAIR_COLUMNS = ("front_layer", "end_layer", "stitching_type", "init", "epochs", "accuracy", "loss", "residual", "residual_batch_mean",
                 "fit_residual", "dm_fit_residual", "dm_rank", "n_fit", "n_test", "front_accuracy", "end_accuracy", "run_name", "run_dir")
 #: the matrices of a grid: the per-pair numbers, and the relative accuracy (accuracy / end accuracy)
 GRID_METRICS = {**METRIC_KINDS, "relative_accuracy": ("ratio", (0.0, None))}
 #: what the functions set themselves
-REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method='dm', 'tlm' or 'tlm_from_dm')"}
+REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method=" + either_of(METHODS, "'") + ")"}
 
 
 @dataclass(repr=False)

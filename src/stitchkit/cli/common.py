@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, LOW_RANK_MODES, SCHEDULE_UNITS, SCHEDULERS, low_rank_mode
+from ..choices import AUGMENTATIONS, DATA_PATHS, DEFAULT_AUGMENTATION, SCHEDULE_UNITS, SCHEDULERS
 from ..errors import StitchkitError
+from ..ranks import LOW_RANK_MODES, low_rank_mode
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSpec
 from ..utils.numbers import is_finite_number
 
@@ -51,11 +52,6 @@ ORIGINAL_OUTPUT = "--original-output"
 def percent(value: float | None) -> str:
     """An accuracy (a fraction) as the summaries print it: ``91.23%``, or ``n/a``."""
     return "n/a" if value is None or value != value else f"{100 * value:.2f}%"
-
-
-def rank_text(rank: Any) -> str:
-    """A rank as people read it: ``full`` for no truncation (the original printed ``None``)."""
-    return "full" if rank is None else str(rank)
 
 
 def print_wrote(*paths: Any) -> None:
@@ -181,7 +177,7 @@ def args_as_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_low_rank_mode(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--low-rank-mode`` in the one spelling of :data:`~stitchkit.choices.LOW_RANK_MODES` (the stitch
+    """``--low-rank-mode`` in the one spelling of :data:`~stitchkit.ranks.LOW_RANK_MODES` (the stitch
     command's earlier ``per-batch`` still read, with a deprecation warning)."""
     parser.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=_low_rank_mode, metavar="{" + ",".join(LOW_RANK_MODES) + "}",
                         help=help)

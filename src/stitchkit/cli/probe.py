@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ..choices import TOKEN_POOLS
 from ..errors import StitchkitError
+from ..ranks import descending, parse_ranks, rank_label
 from ..utils.io import check_writable_dir
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_device, add_loader, add_model_options, add_schedule, bootstrap_spec,
-                     finite_float, model_options, print_wrote, rank_text, add_low_rank_mode)
-from .similarity import descending, parse_ranks
+                     finite_float, model_options, print_wrote, add_low_rank_mode)
 
 EXAMPLES = """\
   # the original's call: probes on two layers at full rank and ranks 32, 8, 2 (Adam 1e-3, 10 epochs; a plain state_dict
@@ -105,9 +105,9 @@ def print_table(report, model_path: str, ranks, intervals) -> None:
             cells[layer, r] = (f"{report.accuracy(layer, r):.4f}" + ("" if bounds is None else f" [{bounds[0]:.4f}, {bounds[1]:.4f}]")
                                + ("*" if used[r] != r else ""))
     lead = max(len(layer) for layer in layers) + 2
-    width = max([len(c) for c in cells.values()] + [len(f"rank {rank_text(r)}") for r in ranks]) + 2
+    width = max([len(c) for c in cells.values()] + [len(f"rank {rank_label(r)}") for r in ranks]) + 2
     print(f"probe test accuracy of {model_path}")
-    print(f"{'layer':<{lead}}" + "".join(f"{'rank ' + rank_text(r):>{width}}" for r in ranks))
+    print(f"{'layer':<{lead}}" + "".join(f"{'rank ' + rank_label(r):>{width}}" for r in ranks))
     for layer in layers:
         print(f"{layer:<{lead}}" + "".join(f"{cells[layer, r]:>{width}}" for r in ranks))
     if any(c.endswith("*") for c in cells.values()):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, EVERY_LAYER, MEASURES, POLICIES
 from ..errors import StitchkitError
+from ..ranks import parse_ranks
 from ..utils.io import check_writable_dir
 from .common import add_augment, add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, add_low_rank_mode
-from .similarity import parse_ranks
 
 SENSITIVITY_EXAMPLES = """\
   # three seeds, one layer, candidates at decreasing ranks; tables and figure in results/sens
@@ -98,7 +98,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..probing.probe import ProbeConfig  # deferred: torch loads only when a command computes
-    from ..sensitivity.grounding import GroundingSettings, grounding_test_checkpoints
+    from ..sensitivity.run import grounding_test_checkpoints
+    from ..sensitivity.settings import GroundingSettings
     from ..similarity.registry import measure_info
     if args.n_samples < 3:
         raise StitchkitError(f"--n-samples must be at least 3, got {args.n_samples}")

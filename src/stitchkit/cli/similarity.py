@@ -14,8 +14,10 @@ from typing import Sequence
 
 from ..choices import ALL_LAYERS, DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES, EVERY_LAYER, POLICIES, array_measures
 from ..errors import StitchkitError
+from ..ranks import descending, parse_ranks, rank_label
 from ..utils.io import check_writable_dir
-from .common import add_command, add_data, add_device, add_loader, add_model_options, finite_float, model_options, print_wrote, rank_text, add_low_rank_mode
+from .common import (add_command, add_data, add_device, add_loader, add_low_rank_mode, add_model_options, finite_float, model_options,
+                     print_wrote)
 
 EXAMPLES = """\
   # the original's call: two seeds, one layer pair, model 1 truncated to several ranks
@@ -29,32 +31,6 @@ EXAMPLES = """\
 
 #: the original's printed names
 LABELS = {"cka": "CKA:", "pwcca": "CCA:", "procrustes": "Orth. Procr:"}
-
-
-def parse_ranks(values: Sequence[str] | None, flag: str) -> list[int | None]:
-    """Ranks given on the command line: positive integers, or ``full``/``none`` for full rank.
-    Nothing given means full rank only (the original's ``[None]``)."""
-    if not values:
-        return [None]
-    out: list[int | None] = []
-    for text in values:
-        for part in str(text).replace(",", " ").split():
-            if part.lower() in ("none", "full"):
-                out.append(None)
-                continue
-            try:
-                rank = int(part)
-            except ValueError:
-                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {part!r}") from None
-            if rank < 1:
-                raise StitchkitError(f"{flag} takes positive integers (or 'full'), got {rank}")
-            out.append(rank)
-    return list(dict.fromkeys(out))
-
-
-def descending(ranks: Sequence[int | None]) -> list[int | None]:
-    """The original sorts ranks in descending order; full rank (None) counts as the highest."""
-    return sorted(ranks, key=lambda r: (r is not None, -(r or 0)))
 
 
 def every_layer(text: str | None) -> bool:
@@ -179,7 +155,7 @@ def print_pairs(report, measures: Sequence[str]) -> None:
     print(f"{'layer pair':<{pair_width}}  {'rank 1':>7} {'rank 2':>7}" + "".join(f"{m:>{width}}" for m in measures))
     for key in rows:
         a, b, r1, r2 = key
-        shown = [rank_text(r) + ("*" if u != r else "") for r, u in zip((r1, r2), used[key])]
+        shown = [rank_label(r) + ("*" if u != r else "") for r, u in zip((r1, r2), used[key])]
         print(f"{f'{a} -- {b}':<{pair_width}}  {shown[0]:>7} {shown[1]:>7}" + "".join(f"{_fmt(values[(*key, m)], 4):>{width}}" for m in measures))
     if any(u != r for key in rows for r, u in zip(key[2:], used[key])):
         print("(* a rank above the layer's channels: all of them were used)")
@@ -222,7 +198,7 @@ def print_matrices(report, measures: Sequence[str], ranks1, ranks2) -> None:
                 matrix, rows, cols = result_matrix(report.results, m, rank_x=r1, rank_y=r2)
                 kind = measure_info(m).kind
                 how = f"MIXED policies: {' and '.join(mixed[m])}" if m in mixed else f"policy {report.info['policy']}"
-                print(f"{m} ({kind}; {how}), model 1 rank {rank_text(r1)} (rows) vs model 2 rank {rank_text(r2)} (columns)")
+                print(f"{m} ({kind}; {how}), model 1 rank {rank_label(r1)} (rows) vs model 2 rank {rank_label(r2)} (columns)")
                 width = max([len(c) for c in cols] + [8]) + 1
                 lead = max(len(r) for r in rows) + 2
                 print(" " * lead + "".join(f"{c:>{width}}" for c in cols))

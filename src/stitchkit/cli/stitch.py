@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..choices import C2T_CLS_MODES, DM_SOLVERS, OPTIMIZERS, SCHEDULERS, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
+from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
 from ..errors import StitchkitError
+from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
                      model_options, schedulers_help, percent, print_wrote, add_low_rank_mode)
 
@@ -143,7 +144,7 @@ def _add_matching_options(p) -> None:
     p.add_argument("-pinv-samples", "--pinv-init-samples", dest="n_pinv_init_samples", type=int, default=100,
                    help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
                    "and the fit residual; 0 = the whole training split")
-    p.add_argument("--dm-solver", dest="dm_solver", default="stitchkit", choices=list(DM_SOLVERS),
+    p.add_argument("--dm-solver", dest="dm_solver", default=DEFAULT_DM_SOLVER, choices=list(DM_SOLVERS),
                    help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
                    "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images in "
                    "one batch, which drops the source's weak directions (the result records how many as dm_dropped)")
@@ -197,7 +198,7 @@ def _layers(positional: str, flag: str | None, which: str) -> str:
 
 def settings_from_args(args: argparse.Namespace):
     from ..data.sources import user_cache_dir  # deferred: torch loads only when a command computes
-    from ..stitching.experiment import StitchSettings
+    from ..stitching.settings import StitchSettings
     from ..training.optim import OptimConfig
 
     return StitchSettings(
@@ -218,7 +219,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..stitching.experiment import stitch_grid  # deferred: torch loads only when a command computes
+    from ..stitching.grid import stitch_grid  # deferred: torch loads only when a command computes
     from ..stitching.intervals import describe_ci
 
     if args.n_pinv_init_samples < 0:

@@ -23,8 +23,7 @@ download when ``download=True``. A dataset that cannot be found raises a
 :class:`~stitchkit.errors.StitchkitError` that names the files and how to get them.
 """
 
-import importlib
-
+from ..utils.lazy import lazy_exports
 from .base import DATA_ROOT_ENV, DatasetInfo, resolve_data_root
 from .catalog import dataset_info, list_datasets
 
@@ -62,9 +61,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    # The loaders and transforms import torch; load them on first use, so that the catalogue
-    # (`stitchkit datasets`, dataset_info) stays fast.
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The loaders and transforms import torch; load them on first use, so that the catalogue
+# (`stitchkit datasets`, dataset_info) stays fast.
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

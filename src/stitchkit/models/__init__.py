@@ -6,6 +6,7 @@ options of one name; ``build_from_spec(model.stitchkit_spec)`` rebuilds a model 
 What exists is declared torch-free in :mod:`.catalog`.
 """
 
+from ..utils.lazy import lazy_exports
 from .catalog import ModelInfo
 from .options import Option
 
@@ -24,11 +25,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # The registry imports torch and every architecture; load it on first use, so that reading the
-    # catalogue (`stitchkit models`, the parsers) stays fast.
-    if name in __all__:
-        from . import registry  # deferred: see above
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: the registry's names: it imports torch and every architecture, so it loads on first use and reading
+#: the catalogue (`stitchkit models`, the parsers) stays fast
+_LAZY = {name: "registry" for name in __all__ if name not in ("ModelInfo", "Option")}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -140,7 +140,9 @@ def save_state_dict(path: str | Path, model: nn.Module) -> Path:
     return Path(path)
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint_file(path: Path) -> Any:
+    """The object a checkpoint file holds, read weights-only (tensors and plain data); a missing, corrupt or
+    unsafe file is a :class:`~stitchkit.errors.StitchkitError` that says which."""
     if not path.exists():
         raise StitchkitError(f"checkpoint {str(path)!r} does not exist")
     if path.is_dir():
@@ -185,7 +187,7 @@ def _looks_like_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes, as the original's
     ImageNet script saved them."""
     out = dict(state)
@@ -198,7 +200,7 @@ def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a stitchkit checkpoint or a bare state_dict file (weights only)."""
     path = Path(path)
-    obj = _read(path)
+    obj = read_checkpoint_file(path)
     if isinstance(obj, Mapping) and "stitchkit_checkpoint" in obj:
         version = obj.get("stitchkit_checkpoint")
         if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -209,7 +211,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         shape = obj.get("input_shape")
         return Checkpoint(
             path=path,
-            state_dict=_strip_prefixes(state),
+            state_dict=strip_prefixes(state),
             model_spec=dict(obj["model"]) if obj.get("model") else None,
             dataset=obj.get("dataset"),
             input_shape=tuple(shape) if shape else None,
@@ -222,7 +224,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         obj = obj["state_dict"]  # {"state_dict": ..., "epoch": ...} files of other trainers
     if not _looks_like_state_dict(obj):
         raise StitchkitError(f"{str(path)!r} is a PyTorch file but holds neither a stitchkit checkpoint nor a state_dict")
-    ckpt = Checkpoint(path=path, state_dict=_strip_prefixes(obj))
+    ckpt = Checkpoint(path=path, state_dict=strip_prefixes(obj))
     _describe_from_run_config(ckpt)
     return ckpt
 

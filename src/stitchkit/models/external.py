@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import StitchkitError, unknown_name
-from .checkpoint import _read, _strip_prefixes, load_state_into  # weights-only reading and its one-line errors
+# weights-only reading and its one-line errors
+from .checkpoint import load_state_into, read_checkpoint_file, strip_prefixes
 from .resnet_cifar import resnet_layer_names
 
 
@@ -137,7 +138,7 @@ def read_local_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise StitchkitError(f"weights file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
-    obj = _read(path)
+    obj = read_checkpoint_file(path)
 
     def is_state(x: Any) -> bool:
         return isinstance(x, Mapping) and len(x) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in x.items())
@@ -149,7 +150,7 @@ def read_local_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise StitchkitError(
             f"weights file {str(path)!r} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or 'model'){keys}"
         )
-    return _strip_prefixes(obj)
+    return strip_prefixes(obj)
 
 
 def _first_conv_name(model: nn.Module) -> str | None:

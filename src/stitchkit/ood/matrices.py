@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import unknown_name
 from ..results import Matrix, Provenance
-from ..results.writers import write_csv, write_json
+from ..utils.io import write_csv_atomic, write_json_atomic
 from .stitch_record import NORM_DEFINITION, StitchOODResult
 
 MATRIX_METRICS = ("auroc", "aupr", "fpr95")
@@ -176,15 +176,15 @@ class OODMatrices:
         out_dir.mkdir(parents=True, exist_ok=True)
         columns = [CSV_CORNER, *self.end_layers]
         paths = [out_dir / "accuracy.csv", out_dir / "norm_ratio.csv"]
-        write_csv(paths[0], self._csv(self.matrix("accuracy")), columns)
-        write_csv(paths[1], self._csv(self.matrix("norm_ratio")), columns)
+        write_csv_atomic(paths[0], self._csv(self.matrix("accuracy")), columns)
+        write_csv_atomic(paths[1], self._csv(self.matrix("norm_ratio")), columns)
         for name in self.detectors:
             for metric in MATRIX_METRICS + SCORE_METRICS:
                 path = out_dir / f"{metric}_{name}.csv"
-                write_csv(path, self._csv(self.matrix(metric, name)), columns)
+                write_csv_atomic(path, self._csv(self.matrix(metric, name)), columns)
                 paths.append(path)
         data = {**self.to_dict(), **dict(extra or {})}
-        write_json(out_dir / "ood_matrices.json", data)
+        write_json_atomic(out_dir / "ood_matrices.json", data)
         paths.append(out_dir / "ood_matrices.json")
         return paths
 

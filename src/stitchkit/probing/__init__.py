@@ -11,18 +11,16 @@ and specificity tests.
 >>> report.accuracy("layer3.1", 4)
 """
 
+from ..ranks import LOW_RANK_MODES, check_ranks, rank_label
 from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
 from .bank import FeatureStats, ProbeBank, ProbeSpec, probe_activations, probe_on_features
 from .probe import (
-    LOW_RANK_MODES,
     TOKEN_POOLS,
     ProbeConfig,
     ProbeReport,
     ProbeResult,
-    check_ranks,
     default_milestones,
     pool_activation,
-    rank_label,
 )
 
 __all__ = [

@@ -18,10 +18,11 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from ..activations.low_rank import LowRankBasis, principal_directions, truncate
 from ..errors import StitchkitError
+from ..ranks import Rank, check_ranks, feature_count, rank_label
 from ..training.loop import EpochLog, evaluate, fit
 from ..training.optim import build_optimizer, build_scheduler
 from ..utils.device import resolve_device
-from .probe import ProbeConfig, ProbeReport, ProbeResult, Rank, check_ranks, config_record, feature_count, pool_activation, rank_label
+from .probe import ProbeConfig, ProbeReport, ProbeResult, config_record, pool_activation
 
 
 class FeatureStats:

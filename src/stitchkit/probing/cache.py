@@ -11,8 +11,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import StitchkitError
+from ..ranks import rank_label
 from ..utils.io import check_writable_dir, lock_file, write_json_atomic
-from .probe import ProbeConfig, rank_label
+from .probe import ProbeConfig
 
 
 class ProbeCache:

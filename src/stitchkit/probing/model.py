@@ -33,12 +33,12 @@ from ..data.provenance import note_provenance
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel, layered
 from ..models.loading import load_for_dataset, recorded_augmentation
+from ..ranks import Rank, check_ranks, feature_count, warn_clamped
 from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
 from ..utils.seed import set_seed
 from .bank import FeatureStats, ProbeBank, probe_on_features, probe_specs, train_probe_bank
-from .probe import ProbeConfig, ProbeReport, Rank, check_ranks, config_record, feature_count
-from .ranks import warn_clamped
+from .probe import ProbeConfig, ProbeReport, config_record
 
 
 @torch.no_grad()

@@ -50,26 +50,24 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from ..activations.pooling import pool_features
-from ..choices import DEFAULT_AUGMENTATION, LOW_RANK_MODES, TOKEN_POOLS, low_rank_mode  # torch-free home of the names (the CLI reads them)
+from ..choices import DEFAULT_AUGMENTATION, TOKEN_POOLS  # torch-free home of the names (the CLI reads them)
 from ..data.augmentation import check_augmentation, choice_of
 from ..errors import StitchkitError
+from ..ranks import LOW_RANK_MODES, Rank, low_rank_mode, rank_label, rank_used
 from ..results import Matrix, Provenance, Table
-from ..results.writers import csv_text, write_csv, write_json
 from ..training.optim import OptimConfig
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples
-from ..utils.io import ensure_writable_dir
+from ..utils.io import csv_text, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.numbers import check_seed
 from ..utils.run_options import RUN_OPTION_NAMES, RunOptions
 
-
-Rank = int | None
 
 
 def default_milestones(epochs: int) -> list[int]:
@@ -79,24 +77,6 @@ def default_milestones(epochs: int) -> list[int]:
     the LR before the first epoch and for e < 5 it never decayed. Here e ≤ 5 trains at a constant LR.
     """
     return [epochs - 5] if epochs > 5 else []
-
-
-def rank_label(rank: Rank) -> str:
-    return "full" if rank is None else str(int(rank))
-
-
-def check_ranks(ranks: Iterable[Rank] | None) -> list[Rank]:
-    """Unique ranks, full rank (None) first, then descending (the original's order)."""
-    out: list[Rank] = []
-    for r in ranks if ranks is not None else [None]:
-        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1):
-            raise StitchkitError(f"ranks must be positive integers (or None for full rank), got {r!r}")
-        r = None if r is None else int(r)
-        if r not in out:
-            out.append(r)
-    if not out:
-        out = [None]
-    return sorted(out, key=lambda r: (r is not None, -(r or 0)))
 
 
 @dataclass
@@ -204,21 +184,6 @@ def pool_activation(x: Tensor, token_pool: str = "cls") -> Tensor:
     return pool_features(x, "cls" if token_pool == "cls" else "avg")
 
 
-def activation_kind(shape: Sequence[int]) -> str:
-    """``conv``, ``tokens`` or ``vector`` for a per-sample activation shape (without the batch)."""
-    return {3: "conv", 2: "tokens", 1: "vector"}.get(len(shape)) or _bad_shape(shape)
-
-
-def _bad_shape(shape) -> str:
-    raise StitchkitError(f"a probe reads activations of shape (C, H, W), (T, D) or (D,) per sample, got {tuple(shape)}")
-
-
-def feature_count(shape: Sequence[int]) -> int:
-    """Features the probe's linear map sees: channels for conv, the embedding dim for tokens."""
-    kind = activation_kind(shape)
-    return int(shape[0]) if kind == "conv" else int(shape[-1])
-
-
 # -- results ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -245,7 +210,7 @@ class ProbeResult:
     @property
     def rank_used(self) -> int | None:
         """The rank the probed representation has: ``rank`` capped at the layer's feature count."""
-        return None if self.rank is None else min(int(self.rank), feature_count(self.activation_shape))
+        return rank_used(self.rank, self.activation_shape)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_hits"}  # the hits go to per_sample(), not JSON
@@ -348,8 +313,8 @@ class ProbeReport:
         """``probes.json`` and ``probes.csv`` in ``out_dir``, each written whole or not at all."""
         folder = ensure_writable_dir(out_dir)
         paths = {"json": folder / "probes.json", "csv": folder / "probes.csv"}
-        write_json(paths["json"], self.to_dict())
-        write_csv(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
+        write_json_atomic(paths["json"], self.to_dict())
+        write_csv_atomic(paths["csv"], self.csv_rows(), self.CSV_COLUMNS)
         return paths
 
 

@@ -3,8 +3,8 @@
 
 Both are plain data (lists, floats, strings) with ``to_dict`` / ``from_dict`` (JSON-safe: a missing
 value is ``None``), ``to_pandas()``, ``plot()`` (a matplotlib figure) and ``save(path)``, which writes
-CSV, JSON or Parquet by the file's suffix (:mod:`.writers`). JSON keeps everything; CSV and Parquet keep
-the values and the labels.
+CSV, JSON or Parquet by the file's suffix (the package's one writer stack, :mod:`stitchkit.utils.io`).
+JSON keeps everything; CSV and Parquet keep the values and the labels.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ import numpy as np
 
 from .. import __version__
 from ..errors import StitchkitError, unknown_name
-from . import writers
+from ..utils.io import (
+    json_safe,
+    read_csv,
+    read_json,
+    read_parquet,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from .display import HTML_CELLS, Description, Described, html_grid, inline, kind_text, labels, matrix_line
 from .plot import bar_chart, heatmap
 
@@ -42,7 +50,7 @@ class Provenance:
     stitchkit_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
-        return writers.json_ready(asdict(self))
+        return json_safe(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Provenance":
@@ -200,7 +208,7 @@ class Matrix(Described):
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe data; the keys ``rows``, ``cols``, ``values``, ``kind``, ``range``, ``row_label``,
         ``col_label`` are those of a study unit's ``metrics["matrices"]`` entries."""
-        return writers.json_ready({
+        return json_safe({
             "name": self.name, "rows": self.rows, "cols": self.cols, "values": self.values, "kind": self.kind,
             "range": None if self.range is None else list(self.range), "row_label": self.row_label, "col_label": self.col_label,
             "provenance": self.provenance.to_dict(),
@@ -249,11 +257,11 @@ class Matrix(Described):
         """CSV, JSON or Parquet by the suffix; written whole or not at all."""
         path, fmt = _check_file(path)
         if fmt == "json":
-            writers.write_json(path, self.to_dict())
+            write_json_atomic(path, self.to_dict())
         elif fmt == "csv":
-            writers.write_csv(path, self.table_rows(), self.table_columns())
+            write_csv_atomic(path, self.table_rows(), self.table_columns())
         else:
-            writers.write_parquet(path, self.table_rows(), self.table_columns())
+            write_parquet_atomic(path, self.table_rows(), self.table_columns())
         return path
 
     @classmethod
@@ -262,8 +270,8 @@ class Matrix(Described):
         the other fields (``kind``, ``range``, ``name``, ``provenance``) from the keywords."""
         path, fmt = _check_file(path)
         if fmt == "json":
-            return cls.from_dict(writers.read_json(path))
-        columns, rows = writers.read_csv(path) if fmt == "csv" else writers.read_parquet(path)
+            return cls.from_dict(read_json(path))
+        columns, rows = read_csv(path) if fmt == "csv" else read_parquet(path)
         if not columns or " \\ " not in columns[0]:
             raise StitchkitError(f"{str(path)!r} is not a matrix file: its first header cell should be 'row label \\ column label'")
         row_label, col_label = columns[0].split(" \\ ", 1)
@@ -327,7 +335,8 @@ class Table(Described):
         return html_grid(self.columns, [[row.get(c) for c in self.columns] for row in shown], caption=self.description().title, note=note)
 
     def to_dict(self) -> dict[str, Any]:
-        return writers.json_ready({"name": self.name, "columns": self.columns, "rows": self.rows, "provenance": self.provenance.to_dict()})
+        return json_safe({"name": self.name, "columns": self.columns, "rows": self.rows,
+                          "provenance": self.provenance.to_dict()})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Table":
@@ -341,11 +350,11 @@ class Table(Described):
         dict cell is written as its JSON text."""
         path, fmt = _check_file(path)
         if fmt == "json":
-            writers.write_json(path, self.to_dict())
+            write_json_atomic(path, self.to_dict())
         elif fmt == "csv":
-            writers.write_csv(path, self.rows, self.columns)
+            write_csv_atomic(path, self.rows, self.columns)
         else:
-            writers.write_parquet(path, self.rows, self.columns)
+            write_parquet_atomic(path, self.rows, self.columns)
         return path
 
     @classmethod
@@ -353,8 +362,8 @@ class Table(Described):
         """Read what :meth:`save` wrote (from CSV: numbers come back as numbers, empty cells as None)."""
         path, fmt = _check_file(path)
         if fmt == "json":
-            return cls.from_dict(writers.read_json(path))
-        columns, rows = writers.read_csv(path) if fmt == "csv" else writers.read_parquet(path)
+            return cls.from_dict(read_json(path))
+        columns, rows = read_csv(path) if fmt == "csv" else read_parquet(path)
         return cls(rows=rows, columns=columns, **fields_)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..errors import StitchkitError
-from ..probing.probe import check_ranks
+from ..ranks import check_ranks
 from ..similarity.pairs import Rep
 from ..similarity.registry import measure_info
 

@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from ..choices import DEFAULT_POLICY
-from ..probing.probe import rank_label
+from ..ranks import rank_label
 from ..similarity.pairs import RepresentationBank
 from ..similarity.registry import get_measure
 from ..stitching.donors import load_donor

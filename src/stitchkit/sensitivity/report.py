@@ -3,8 +3,6 @@ statistics per group and for all groups, tables, CSV, JSON and the figure."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +11,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import StitchkitError
-from ..probing.probe import rank_label
+from ..ranks import rank_label
 from ..similarity.pairs import Rep
 from ..similarity.registry import measure_info
-from ..utils.io import ensure_writable_dir, json_safe, write_json_atomic, write_npz_atomic, write_text_atomic
+from ..utils.io import csv_text, ensure_writable_dir, json_safe, write_json_atomic, write_npz_atomic, write_text_atomic
 from .comparisons import ALL, TESTS, Comparison
 from .figure import plot_report
 from .per_sample import PER_SAMPLE_FILE
@@ -48,10 +46,10 @@ class GroundingReport:
         return {"test": self.test, "info": self.info, "stats": self.stats, "per_reference": self.per_reference, "points": self.points}
 
     def stats_csv(self) -> str:
-        return _csv(self.stats, STAT_COLUMNS)
+        return csv_text(self.stats, STAT_COLUMNS)
 
     def points_csv(self) -> str:
-        return _csv(self.points, POINT_COLUMNS)
+        return csv_text(self.points, POINT_COLUMNS)
 
     def table(self, group: str = ALL) -> str:
         """The statistics of one group as a text table (one row per measure and scope)."""
@@ -96,15 +94,6 @@ def _fmt(v: float) -> str:
 
 def _fmt_p(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
-
-
-def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
-    return buffer.getvalue()
 
 
 def grounding_report(

@@ -21,8 +21,7 @@ from ..models.layers import layered
 from ..models.loading import load_for_dataset
 from ..probing.cache import ProbeCache
 from ..probing.model import feature_pass, low_rank_layers, pooled_features, probe_datasets, probe_model, resolve_probe_config, runs_features_once
-from ..probing.probe import check_ranks, rank_label
-from ..probing.ranks import check_ranks_fit
+from ..ranks import check_ranks, check_ranks_fit, rank_label
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure
 from ..uncertainty.bootstrap import resample_counts

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, low_rank_mode  # torch-free home (the CLI reads it)
+# torch-free home (the CLI reads it)
+from ..choices import DEFAULT_AUGMENTATION, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY
 from ..data.augmentation import check_augmentation
 from ..errors import StitchkitError
 from ..probing.probe import ProbeConfig
+from ..ranks import low_rank_mode
 from ..utils.run_options import RunOptions
 from .comparisons import split_measures
 

@@ -37,10 +37,11 @@ data when features ≫ samples (use ``cka_debiased``), and with features ≥ sam
 correlation is 1, so the CCA family says "identical" for any data.
 """
 
+from ..ranks import LOW_RANK_MODES
 from .base import INVARIANCES, Measure, MeasureInfo
 from .cca import PWCCA, SVCCA, MeanCCA, canonical_correlations
 from .cka import RBFCKA, DebiasedLinearCKA, LinearCKA, StreamingCKA
-from .compute import LOW_RANK_MODES, SimilarityResult, apply_rank, compute, pairwise_matrix
+from .compute import SimilarityResult, apply_rank, compute, pairwise_matrix
 from .direct import DMResidual
 from .models import DEFAULT_MEASURES, SimilarityReport, compare_checkpoints, compare_models
 from .pairs import PairResult, Rep, RepresentationBank, describe_mixed, layer_pairs, mixed_policies, result_matrix, similarity_table

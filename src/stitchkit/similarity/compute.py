@@ -29,15 +29,17 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import LowRankBasis, low_rank, to_rows, truncate
-from ..choices import DEFAULT_POLICY, LOW_RANK_MODES  # torch-free home of the names (the CLI reads them)
-from ..choices import low_rank_mode as canonical_low_rank_mode  # its parameters are named low_rank_mode
+from ..choices import DEFAULT_POLICY  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError
+from ..ranks import Rank
+from ..ranks import low_rank_mode as canonical_low_rank_mode  # its parameters are named low_rank_mode
 from .base import Measure
-from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
+from .policy import as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure
 
 
-Rank = int | LowRankBasis | None
+#: a rank (:mod:`stitchkit.ranks`) or a fitted basis of the layer (its rank is the basis's)
+RankOrBasis = Rank | LowRankBasis
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,17 @@ class SimilarityResult:
         return out
 
 
-def _check_mode(mode: str) -> str:
-    return canonical_low_rank_mode(mode)
-
-
-def _rank_label(rank: Rank):
+def _rank_label(rank: RankOrBasis):
     return f"basis({rank.rank})" if isinstance(rank, LowRankBasis) else rank
 
 
-def apply_rank(x, rank: Rank, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64,
+def apply_rank(x, rank: RankOrBasis, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64,
                directions: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """The activation truncated to ``rank`` (see the module docstring), in ``dtype``; ``directions``
     (:func:`~stitchkit.activations.principal_directions` of the same activation) saves decomposing it
     again for every rank."""
-    low_rank_mode = _check_mode(low_rank_mode)
-    x = _as_tensor(x)
+    low_rank_mode = canonical_low_rank_mode(low_rank_mode)
+    x = as_tensor(x)
     if rank is None:
         return x
     x = x.detach().to(dtype)
@@ -103,8 +101,8 @@ def compute(
     y,
     *,
     policy: str = "auto_original",
-    rank_x: Rank = None,
-    rank_y: Rank = None,
+    rank_x: RankOrBasis = None,
+    rank_y: RankOrBasis = None,
     low_rank_mode: str = "fixed",
     **options,
 ) -> SimilarityResult:
@@ -115,7 +113,7 @@ def compute(
     """
     start = time.perf_counter()
     m = get_measure(measure, **options)
-    x_act, y_act = _as_tensor(x), _as_tensor(y)
+    x_act, y_act = as_tensor(x), as_tensor(y)
     concrete = resolve_policy(x_act.shape, y_act.shape, policy, m)
     check_paired(x_act.shape, y_act.shape, concrete)
     xm = to_matrix(apply_rank(x_act, rank_x, low_rank_mode, m.dtype), concrete)
@@ -139,7 +137,7 @@ def compute(
     )
 
 
-def _per_layer(rank, name) -> Rank:
+def _per_layer(rank, name) -> RankOrBasis:
     if isinstance(rank, Mapping):
         return rank.get(name)
     return rank
@@ -151,8 +149,8 @@ def pairwise_matrix(
     acts_b: Mapping[str, Any] | None = None,
     *,
     policy: str = DEFAULT_POLICY,
-    rank_a: Rank | Mapping[str, Rank] = None,
-    rank_b: Rank | Mapping[str, Rank] = None,
+    rank_a: RankOrBasis | Mapping[str, RankOrBasis] = None,
+    rank_b: RankOrBasis | Mapping[str, RankOrBasis] = None,
     low_rank_mode: str = "fixed",
     **options,
 ) -> tuple[np.ndarray, list[str], list[str]]:
@@ -164,7 +162,7 @@ def pairwise_matrix(
     Returns the float64 matrix, the row names and the column names.
     """
     m = get_measure(measure, **options)
-    low_rank_mode = _check_mode(low_rank_mode)
+    low_rank_mode = canonical_low_rank_mode(low_rank_mode)
     same = acts_b is None or (acts_b is acts_a and rank_b is rank_a)
     if acts_b is None:
         acts_b, rank_b = acts_a, rank_a

@@ -31,11 +31,10 @@ from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
 from ..models.layers import layered
 from ..models.loading import load_for_dataset, requested_model_type
-from ..probing.ranks import warn_clamped
+from ..ranks import warn_clamped
 from ..results import Matrix, Provenance, Table
-from ..results.writers import write_csv, write_json
 from ..utils.device import resolve_device
-from ..utils.io import ensure_writable_dir
+from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.seed import set_seed
 from ..uncertainty.similarity import UNCERTAINTY_FIELDS
 from .pairs import PairResult, describe_mixed, mixed_policies, result_matrix, similarity_table
@@ -145,8 +144,8 @@ class SimilarityReport:
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         folder = ensure_writable_dir(out_dir)
         paths = {"json": folder / "similarity.json", "csv": folder / "similarity.csv"}
-        write_json(paths["json"], self.to_dict())
-        write_csv(paths["csv"], self.csv_rows(), self.csv_columns())
+        write_json_atomic(paths["json"], self.to_dict())
+        write_csv_atomic(paths["csv"], self.csv_rows(), self.csv_columns())
         return paths
 
 

@@ -34,10 +34,12 @@ from torch import Tensor
 
 from ..activations.low_rank import principal_directions
 from ..errors import StitchkitError
+from ..ranks import low_rank_mode as canonical_low_rank_mode  # its parameters are named low_rank_mode
+from ..ranks import rank_used
 from .base import Measure
 from .direct import DMResidual
-from .compute import SimilarityResult, _check_mode, apply_rank
-from .policy import _as_tensor, check_paired, resolve_policy, to_matrix
+from .compute import SimilarityResult, apply_rank
+from .policy import as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure, measure_info
 from .settings import SimilaritySettings
 from ..uncertainty.similarity import (
@@ -78,7 +80,7 @@ class RepresentationBank:
         if not activations:
             raise StitchkitError("a representation bank needs the activations of at least one network")
         self.activations = {str(net): dict(layers) for net, layers in activations.items()}
-        self.low_rank_mode = _check_mode(low_rank_mode)
+        self.low_rank_mode = canonical_low_rank_mode(low_rank_mode)
         self.dtype = dtype
         self._truncated: dict[Rep, Tensor] = {}
         self._spectra: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
@@ -93,7 +95,7 @@ class RepresentationBank:
         layers = self.activations[network]
         if layer not in layers:
             raise StitchkitError(f"network {network!r} has no activations of layer {layer!r}; it has {', '.join(layers)}")
-        return _as_tensor(layers[layer])
+        return as_tensor(layers[layer])
 
     def truncated(self, rep: Rep) -> Tensor:
         rep = Rep(*rep)
@@ -248,8 +250,7 @@ def _rank_used(rank: int | None, shape: Sequence[int]) -> int | None:
     (N, C, H, W), the embedding of (N, T, D) and (N, D)."""
     if rank is None or not isinstance(rank, int):
         return rank
-    features = shape[1] if len(shape) == 4 else shape[-1]
-    return min(rank, int(features))
+    return rank_used(rank, shape[1:])
 
 
 def layer_pairs(layers_x: Sequence[str], layers_y: Sequence[str], all_pairs: bool) -> list[tuple[str, str]]:

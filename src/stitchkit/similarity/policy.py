@@ -39,7 +39,8 @@ from .base import MeasureInfo, fmt_shape
 CONCRETE_POLICIES = POLICIES[:-1]
 
 
-def _as_tensor(x) -> Tensor:
+def as_tensor(x) -> Tensor:
+    """``x`` (a tensor or array) as a tensor of activations, (N, C, H, W), (N, T, D) or (N, D)."""
     if not torch.is_tensor(x):
         x = torch.as_tensor(np.asarray(x))
     if x.dim() not in (2, 3, 4):
@@ -88,7 +89,7 @@ def to_matrix(x, policy: str) -> Tensor:
 
     The dtype and device are kept (integer input becomes float32 for pooling).
     """
-    x = _as_tensor(x)
+    x = as_tensor(x)
     matrix_shape(x.shape, policy)  # validates the policy and the shape
     if x.dim() == 2:
         return x
@@ -158,7 +159,7 @@ def check_paired(x_shape, y_shape, policy: str) -> None:
 def paired_matrices(x, y, policy: str, measure) -> tuple[Tensor, Tensor]:
     """Both activations as data matrices with the same rows, under ``policy`` (``auto_original`` resolved
     for ``measure``; :func:`resolve_policy` says which concrete policy that was)."""
-    x, y = _as_tensor(x), _as_tensor(y)
+    x, y = as_tensor(x), as_tensor(y)
     concrete = resolve_policy(x.shape, y.shape, policy, measure)
     check_paired(x.shape, y.shape, concrete)
     return to_matrix(x, concrete), to_matrix(y, concrete)

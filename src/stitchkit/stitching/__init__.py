@@ -5,12 +5,13 @@ task loss matching, and stitching experiments on models.
 * :mod:`.direct_match` — the streamed least-squares fit of a layer's affine map and the residual meters.
 * :mod:`.stitcher` — :class:`Stitcher`, the stitched network (front prefix → layer → end suffix).
 * :mod:`.matching` — direct matching, task loss matching and evaluation of a :class:`Stitcher`.
-* :mod:`.experiment` — :func:`stitch_pair` / :func:`stitch_grid` with run folders and result records.
+* :mod:`.grid` — :func:`stitch_pair` / :func:`stitch_grid` with run folders (:mod:`.run_folder`) and result
+  records (:mod:`.records`); :mod:`.settings` — :class:`StitchSettings`.
 * :mod:`.collect` — front × end matrices from a results folder (:func:`collect_results`).
 """
 
-import importlib
-
+from ..ranks import LOW_RANK_MODES
+from ..utils.lazy import lazy_exports
 from .direct_match import (
     DirectMatchResult,
     LeastSquaresAccumulator,
@@ -55,26 +56,21 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LOW_RANK_MODES": "stitcher",
     "SourceReducer": "stitcher",
     "Stitcher": "stitcher",
     "StitchEvaluation": "matching",
     "evaluate_stitcher": "matching",
     "fit_direct_match": "matching",
     "task_loss_match": "matching",
-    "StitchResult": "experiment",
-    "StitchSettings": "experiment",
-    "load_stitcher": "experiment",
-    "stitch_grid": "experiment",
-    "stitch_pair": "experiment",
+    "StitchResult": "records",
+    "StitchSettings": "settings",
+    "load_stitcher": "run_folder",
+    "stitch_grid": "grid",
+    "stitch_pair": "grid",
     "collect_results": "collect",
 }
 
 
-def __getattr__(name: str):
-    # The model-level parts import the training loop and the data registry; load them on first use so
-    # that `stitchkit.similarity` (which needs only the least squares) stays light.
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The model-level parts import the training loop and the data registry; load them on first use so
+# that `stitchkit.similarity` (which needs only the least squares) stays light.
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -21,10 +21,9 @@ import numpy as np
 from ..choices import COLLECT_METRICS
 from ..errors import StitchkitError, unknown_name
 from ..results import Matrix, Provenance
-from ..results.writers import csv_text, write_csv, write_json
-from ..utils.io import ensure_writable_dir
+from ..utils.io import csv_text, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, BootstrapSpec
-from .experiment import RESULT_FILE, StitchResult
+from .records import RESULT_FILE, StitchResult
 from .intervals import INTERVAL_FIELDS, attach_intervals
 
 METRICS = COLLECT_METRICS
@@ -226,13 +225,13 @@ def write_collected(groups: list[ResultMatrices], out_dir: str | os.PathLike) ->
         folder = out if len(groups) == 1 else out / f"{_slug(g.label)}__{g.config_key}"
         for metric in METRICS:
             path = folder / f"{metric}.csv"
-            write_csv(path, g.csv_rows(metric), ["front\\end", *g.end_layers])
+            write_csv_atomic(path, g.csv_rows(metric), ["front\\end", *g.end_layers])
             written.append(path)
             for side, values in zip(("lower", "upper"), g.bounds.get(metric, ())):
                 path = folder / f"{metric}.{side}.csv"
-                write_csv(path, g.csv_rows(metric, values), ["front\\end", *g.end_layers])
+                write_csv_atomic(path, g.csv_rows(metric, values), ["front\\end", *g.end_layers])
                 written.append(path)
     path = out / "matrices.json"
-    write_json(path, {"groups": [g.to_dict() for g in groups]})
+    write_json_atomic(path, {"groups": [g.to_dict() for g in groups]})
     written.append(path)
     return written

@@ -44,8 +44,8 @@ import torch
 from torch import Tensor
 
 from ..activations.low_rank import to_rows
-from ..choices import DM_SOLVERS
 from ..errors import StitchkitError, unknown_name
+from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS
 
 _EPS64 = torch.finfo(torch.float64).eps
 
@@ -377,7 +377,7 @@ def accumulate_pairs(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> LeastSq
 
 @torch.no_grad()
 def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: float | None = None,
-                 solver: str = "stitchkit") -> DirectMatchResult:
+                 solver: str = DEFAULT_DM_SOLVER) -> DirectMatchResult:
     """Fit ``layer.transform`` by direct matching and install the map.
 
     ``batches`` yields ``(front_activation, end_activation)`` pairs with shapes ``(B, *layer.source_shape)``

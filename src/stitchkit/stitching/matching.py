@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..activations.extract import Activations
+from ..stitch_methods import DEFAULT_DM_SOLVER
 from ..training.loop import EpochLog, StepFn, fit, move_batch, topk_hits
 from ..training.optim import OptimConfig, build_optimizer, build_scheduler
 from .direct_match import DirectMatchResult, LeastSquaresAccumulator, ResidualMeter, _paired_rows, accumulate_pairs, direct_match
@@ -88,7 +89,7 @@ def fit_direct_match(
     rank: int | None = None,
     low_rank_mode: str = "fixed",
     rcond: float | None = None,
-    solver: str = "stitchkit",
+    solver: str = DEFAULT_DM_SOLVER,
 ) -> DirectMatchResult:
     """Fit and install the stitching layer's transform by direct matching on ``pairs``.
 

@@ -31,7 +31,7 @@ from ..data.splits import DataSplits
 from ..errors import StitchkitError
 from ..models.folding import fold_batchnorm
 from ..models.layers import layered
-from ..probing.ranks import rank_used, warn_clamped
+from ..ranks import rank_used, warn_clamped
 from ..training.loop import EpochLog
 from ..utils.device import channels_last, resolve_device
 from ..utils.io import ensure_writable_dir

@@ -6,15 +6,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..choices import DEFAULT_AUGMENTATION, DM_SOLVERS, GROUPINGS
+from ..choices import DEFAULT_AUGMENTATION, GROUPINGS
 from ..data.augmentation import check_augmentation
 from ..data.loading import check_data_path
 from ..errors import StitchkitError, unknown_name
+from ..ranks import check_rank
+from ..ranks import low_rank_mode as canonical_low_rank_mode  # the field is named low_rank_mode
+from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS
 from ..training.optim import OptimConfig, describe_schedule
 from ..utils.numbers import check_finite, check_seed
 from ..utils.run_options import RunOptions
 from .layers import INITS, UPSAMPLE_MODES, list_stitching_layers
-from .stitcher import check_low_rank_mode, check_rank
 
 #: Conventions recorded with every result (references.md section 3).
 CONVENTIONS = {
@@ -101,7 +103,7 @@ class StitchSettings(RunOptions):
     front_pinv_rank: int | None = None
     low_rank_mode: str = "fixed"
     rcond: float | None = None
-    dm_solver: str = "stitchkit"
+    dm_solver: str = DEFAULT_DM_SOLVER
     augment: str = DEFAULT_AUGMENTATION
     dataset: str | None = None
     download: bool = True
@@ -132,9 +134,9 @@ class StitchSettings(RunOptions):
             raise unknown_name("init", self.init, INITS)
         if self.upsample_mode not in UPSAMPLE_MODES:
             raise unknown_name("upsample mode", self.upsample_mode, UPSAMPLE_MODES)
-        self.low_rank_mode = check_low_rank_mode(self.low_rank_mode)
-        check_rank("--front-stitch-rank", self.front_stitch_rank)
-        check_rank("--front-pinv-rank", self.front_pinv_rank)
+        self.low_rank_mode = canonical_low_rank_mode(self.low_rank_mode)
+        check_rank(self.front_stitch_rank, "--front-stitch-rank", full=True)
+        check_rank(self.front_pinv_rank, "--front-pinv-rank", full=True)
         self.optim.validate()
         check_seed(self.seed)
         if self.bootstrap_seed is not None:
@@ -208,7 +210,7 @@ class StitchSettings(RunOptions):
             "low_rank_mode": self.low_rank_mode if (self.front_stitch_rank or self.front_pinv_rank) else None,
             "rcond": self.rcond,
             **({"amp": "bf16"} if self.amp and self.epochs > 0 else {}),  # only when it changes the numbers (old names stay)
-            **({"dm_solver": self.dm_solver} if self.dm_solver != "stitchkit" else {}),  # likewise
+            **({"dm_solver": self.dm_solver} if self.dm_solver != DEFAULT_DM_SOLVER else {}),  # likewise
             # likewise: only where the training images differ from the dataset's default augmentation. Runs
             # are named by the session's settings, with the augmentation as it acts there ("dataset" or "none",
             # GridSession.naming_settings), never with "network" unresolved.

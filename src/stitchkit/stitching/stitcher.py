@@ -28,24 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from ..activations.low_rank import LowRankBasis, low_rank
-from ..choices import LOW_RANK_MODES, low_rank_mode
-from ..errors import StitchkitError
 from ..models.layers import layered
+from ..ranks import check_rank, low_rank_mode
 from .layers import StitchingLayer, make_stitching_layer
 
-
-
-def check_rank(name: str, rank: int | None) -> int | None:
-    if rank is None:
-        return None
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise StitchkitError(f"{name} must be a positive integer, got {rank!r}")
-    return rank
-
-
-def check_low_rank_mode(mode: str) -> str:
-    """One of :data:`~stitchkit.choices.LOW_RANK_MODES` (:func:`~stitchkit.choices.low_rank_mode`)."""
-    return low_rank_mode(mode)
 
 
 _CUTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -83,8 +69,8 @@ class SourceReducer(nn.Module):
 
     def __init__(self, rank: int | None, mode: str = "fixed"):
         super().__init__()
-        self.rank = check_rank("rank", rank)
-        self.mode = check_low_rank_mode(mode)
+        self.rank = check_rank(rank, "rank", full=True)
+        self.mode = low_rank_mode(mode)
         self.basis = LowRankBasis(rank) if rank is not None and mode == "fixed" else None
 
     @property
@@ -177,7 +163,7 @@ class Stitcher(nn.Module):
         )
         if param is not None:
             self.layer.to(param.device)
-        self.reduce = SourceReducer(check_rank("front_rank", front_rank), low_rank_mode)
+        self.reduce = SourceReducer(check_rank(front_rank, "front_rank", full=True), low_rank_mode)
         self.init = init
         self.train(False)
 

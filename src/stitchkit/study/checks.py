@@ -26,7 +26,8 @@ from ..data import dataset_info
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel
 from ..ood.bank import build_detector_model
-from ..probing.ranks import check_ranks_fit
+from ..ranks import check_ranks_fit
+from ..stitch_methods import DIRECT_MATCHING_METHODS
 from ..stitching.stitcher import Stitcher
 from ..utils.device import resolve_device
 from .plan import network
@@ -35,8 +36,6 @@ from .units import Unit
 PREFIX = "study config"
 #: what a layer key left out means (sensitivity.layer, specificity.reference_layer)
 _MIDDLE = "the middle layer of networks[0]"
-#: methods whose stitching layer is fitted by direct matching
-_DIRECT_MATCHING = ("dm", "tlm_from_dm")
 
 
 @dataclass
@@ -114,7 +113,7 @@ def _has_layers(n: _Network, layers: list[str], key: str, value: Any) -> None:
 
 def _stitches_fit(front: _Network, end: _Network, p: dict[str, Any], dataset: str, fitted: set[tuple[Any, ...]]) -> None:
     """Every pair of the grid gets its stitching layer, as the grid builds it (and direct matching can fit it)."""
-    dm = p["method"] in _DIRECT_MATCHING
+    dm = p["method"] in DIRECT_MATCHING_METHODS
     key = ("stitch", id(front.net), id(end.net), tuple(p["front_layers"]), tuple(p["end_layers"]), p["type"], dm)
     if key in fitted:
         return

@@ -19,7 +19,6 @@ from ..choices import (
     DATA_PATHS,
     DEFAULT_AUGMENTATION,
     DEFAULT_POLICY,
-    DM_SOLVERS,
     LAYER_REQUESTS,
     OPTIMIZERS,
     POLICIES,
@@ -30,6 +29,7 @@ from ..choices import (
     TRAINING_FREE_DETECTORS,
 )
 from ..errors import StitchkitError
+from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHODS, METHODS_HELP
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from .config_checks import SEED_RANGE, cross_checks, seed_in_range
 
@@ -72,9 +72,6 @@ def _count_or_none(v: Any) -> bool:
 _COUNT = {"check": _count_or_none, "check_text": "must be ≥ 1 (or \"none\" for all)"}
 
 
-#: how the stitch units name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
-METHOD_TITLES = {"dm": "DM", "tlm": "TLM", "tlm_from_dm": "TLM from DM"}
-METHODS = tuple(METHOD_TITLES)
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
 #: the stitch command's types (stitchkit.choices, the stitching-layer registry's names), ``auto`` first
 STITCH_TYPES = ("auto", *(t for t in STITCHING_TYPES if t != "auto"))
@@ -135,7 +132,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "stitching": {
         "enabled": Key(bool, True, "run stitching grids"),
-        "methods": Key(list, ["dm", "tlm"], "dm = direct matching, tlm = task loss matching, tlm_from_dm = TLM initialised by DM", choices=METHODS),
+        "methods": Key(list, ["dm", "tlm"], METHODS_HELP, choices=METHODS),
         "pairs": Key(str, "reference", "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, reference_and_self, first_and_self (first → itself and → second)", choices=PAIRINGS),
         "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
         "fit_samples": Key(int, 100, "K, training images of the direct-matching fit", check=_positive, check_text="must be ≥ 1"),
@@ -147,8 +144,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         **_schedule_keys("TLM", "constant"),
         "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)", **_COUNT),
         "amp": Key(bool, False, "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; recorded)"),
-        "dm_solver": Key(str, "stitchkit", "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least squares) or original (its float32 pinv "
-                         "with torch's default cutoff on the fit images in one batch)", choices=DM_SOLVERS),
+        "dm_solver": Key(str, DEFAULT_DM_SOLVER, "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least "
+                         "squares) or original (its float32 pinv with torch's default cutoff on the fit images in one batch)",
+                         choices=DM_SOLVERS),
         "augment": Key(str, DEFAULT_AUGMENTATION, "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
                        "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; the dataset's "
                        "default when it records nothing), dataset = the dataset's default, none", choices=tuple(AUGMENTATIONS)),

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..choices import SCHEDULE_KEYS
 from ..errors import StitchkitError
+from ..stitch_methods import METHODS, either_of
 from ..utils.numbers import SEED_LIMIT
 
 #: the seeds stitchkit's generators take (:func:`stitchkit.utils.numbers.check_seed`)
@@ -78,7 +79,7 @@ def _check_names(nets: dict[str, Any], source: str) -> None:
 
 #: what each section runs when enabled: a list that must not be empty (an enabled section with nothing
 #: to run would plan no units and still say "finished")
-_MUST_NAME = {"stitching": ("methods", "dm, tlm or tlm_from_dm"), "similarity": ("measures", "e.g. cka"),
+_MUST_NAME = {"stitching": ("methods", either_of(METHODS)), "similarity": ("measures", "e.g. cka"),
               "sensitivity": ("measures", "e.g. cka"), "specificity": ("measures", "e.g. cka")}
 
 

@@ -20,13 +20,15 @@ from ..ood.stitched import evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 from ..probing.cache import ProbeCache
 from ..probing.model import probe_datasets, probe_model
-from ..probing.probe import ProbeConfig, rank_label
+from ..probing.probe import ProbeConfig
+from ..ranks import rank_label
 from ..sensitivity.run import run_grounding_test
 from ..sensitivity.settings import GroundingSettings
 from ..similarity import measure_info
 from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
 from ..similarity.settings import SimilaritySettings
+from ..stitch_methods import METHOD_INIT, METHOD_TITLES
 from ..stitching.grid import stitch_grid
 from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
@@ -34,7 +36,7 @@ from ..training.base import TrainSettings, evaluate_model, train_model
 from ..training.optim import OptimConfig, describe_schedule
 from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.io import json_safe, write_npz_atomic
-from .config import METHOD_TITLES, SCHEDULE_KEYS
+from .config import SCHEDULE_KEYS
 from .ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from .params import (
     DetectorsParams,
@@ -126,7 +128,7 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     front, end = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[1]]
     method = p.method
     settings = StitchSettings(
-        stitching_type=p.type, init="rand" if method == "tlm" else "pinv", epochs=p.epochs, batch_size=p.batch_size,
+        stitching_type=p.type, init=METHOD_INIT[method], epochs=p.epochs, batch_size=p.batch_size,
         optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, **_schedule(p)), seed=p.seed, fit_samples=p.fit_samples, test_samples=p.eval_samples,
         train_samples=p.train_subset, dataset=p.dataset, cache_dir=str(ctx.cache_dir / "stitch" / unit.id), amp=p.amp,
         data_path=ctx.data_path, dm_solver=p.dm_solver, group_size=ctx.group_size, augment=choice_of(p.augment),

@@ -22,6 +22,7 @@ from ..data import dataset_info  # the torch-free catalogue
 from ..data.augmentation import resolve_augmentation
 from ..data.provenance import note_provenance, other_datasets
 from ..errors import StitchkitError
+from ..ranks import check_ranks_fit, feature_count  # torch-free: importing the study package must not import torch
 from ..utils.names import network_names
 from .config import SCHEDULE_KEYS
 from .params import (
@@ -61,8 +62,7 @@ def network(spec: dict[str, Any], dataset: str) -> LayeredModel:
 
 def default_ranks(shape: tuple[int, ...]) -> list[int]:
     """Halving ranks below the feature count (channels, or token width): C/2, C/4, …, 1."""
-    features = shape[0] if len(shape) == 3 else shape[-1]
-    ranks, r = [], features // 2
+    ranks, r = [], feature_count(shape) // 2
     while r >= 1:
         ranks.append(r)
         r //= 2
@@ -245,7 +245,6 @@ def _probe_units(ctx: _Context) -> list[Unit]:
 def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
     """The sensitivity and specificity tests; they score representations with the probes units' probes
     (shared through the probe cache), so those are dependencies too."""
-    from ..probing.ranks import check_ranks_fit  # deferred: importing the study package must not import torch
 
     config, shapes = ctx.config, ctx.shapes
     sc, pc, st = config["similarity"], config["probes"], config["stitching"]

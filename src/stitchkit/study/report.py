@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import StitchkitError
 from ..results import Matrix
-from ..utils.io import write_csv_atomic, write_text_atomic
+from ..utils.io import parquet_available, write_csv_atomic, write_parquet_atomic, write_text_atomic
 from .artifact_names import artifact_stem
 from .findings import CSS as FINDINGS_CSS
 from .findings import Thresholds, compute_findings, render_html, write_findings_json
@@ -63,14 +63,10 @@ def _heatmap(matrix: Matrix, png: Path, pdf: Path, alpha: float, spread: np.ndar
 def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
     """CSV, and Parquet beside it when pyarrow is installed."""
     write_csv_atomic(path_csv, rows)
-    try:
-        import pyarrow as pa  # optional: Parquet beside the CSV when pyarrow is installed
-        import pyarrow.parquet as pq
-    except ImportError:
+    if not parquet_available():
         return None
-    table = pa.Table.from_pylist([{k: (None if v is None else str(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows])
     parquet = path_csv.with_suffix(".parquet")
-    pq.write_table(table, parquet)
+    write_parquet_atomic(parquet, rows)
     return parquet.name
 
 

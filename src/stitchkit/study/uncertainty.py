@@ -32,11 +32,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..stitch_methods import METHOD_TITLES
 from ..uncertainty.bootstrap import BootstrapSpec, percentile_interval, resample_counts
 from ..uncertainty.intervals import mean_samples, ratio_samples
 from ..uncertainty.stitch_scores import SEP, metric_samples
 from ..utils.io import read_npz
-from .config import METHOD_TITLES, validate_section
+from .config import validate_section
 from .findings import compute_findings
 from .findings.model import Findings
 from .ood_records import NORM_RATIO_MATRIX

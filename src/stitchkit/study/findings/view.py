@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...stitch_methods import METHOD_TITLES
 from ..artifact_names import artifact_stem
-from ..config import METHOD_TITLES
 from ..store import UnitRecord
 from .model import Link
 
