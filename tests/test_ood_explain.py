@@ -16,7 +16,7 @@ from stitchkit.models.layers import layered
 from stitchkit.ood.evaluate import evaluate_stitched, fit_training_free, genuine_pass, genuine_scores
 from stitchkit.ood.matrices import OODMatrices
 from stitchkit.ood.stitch_record import activation_norms
-from stitchkit.ood.stitch_test import score_stitches
+from stitchkit.ood.stitch_scoring import score_stitches
 from stitchkit.results.ood_scores import score_panels
 from stitchkit.stitching.grouped import GridPair
 from stitchkit.stitching.stitcher import Stitcher

@@ -1,6 +1,6 @@
 """The OOD test of stitches from Python: :func:`ood_test` — are the stitched representations
 in-distribution for the end network? — over the same pieces as ``stitchkit ood`` (the end layers'
-detectors and the grouped scoring of :mod:`stitchkit.ood.stitch_test`), on a grid just stitched in
+detectors and the grouped scoring of :mod:`stitchkit.ood.stitch_scoring`), on a grid just stitched in
 memory instead of a folder of runs."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.per_sample import as_bootstrap, attach_intervals, score_arrays
 from ..ood.registry import DetectorRegistry
-from ..ood.stitch_test import end_layer_detectors, score_stitches
+from ..ood.stitch_scoring import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
 from ..results.display import Description, Described, inline, labels
 from ..results.ood_scores import score_figure

@@ -12,7 +12,7 @@ experiment and each end layer:
    per end layer for all its stitches (one pass of the end model's prefix over all end layers), with
    each sample's activation norm (the norm ratio's denominator);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_test.score_stitches`,
+4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_scoring.score_stitches`,
    shared with the Python API's ``stitchkit.ood_test``; :mod:`.grouped`): per batch
    the front network runs once for all front layers, and per end layer the stitching layers, the end
    suffix (accuracy) and the detectors (scores) once for all its stitches; per stitch this equals
@@ -59,7 +59,7 @@ from .matrices import OODMatrices
 from .metrics import ood_metrics
 from .per_sample import as_bootstrap, attach_intervals, score_arrays
 from .registry import DetectorRegistry
-from .stitch_test import end_layer_detectors, score_stitches
+from .stitch_scoring import end_layer_detectors, score_stitches
 
 
 @dataclass
@@ -171,7 +171,7 @@ def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) ->
 def _run_detectors(opts: _TestOptions, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str], first: Any,
                    id_name: str, dev: torch.device) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
     """The detectors of every end layer (energy from the registry, training-free ones fitted on the ID
-    training split: :func:`.stitch_test.end_layer_detectors`) and the energy detectors' ids."""
+    training split: :func:`.stitch_scoring.end_layer_detectors`) and the energy detectors' ids."""
     fit_set = None
     if opts.training_free:
         train = get_dataset(id_name, "train", root=opts.id_data_root or opts.data_root, augment=False)
@@ -203,7 +203,7 @@ def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[
 
 def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: nn.Module, detectors: dict[str, dict[str, Any]],
                  genuine: Any, eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
-    """All stitches of an experiment in one grouped pass (:func:`.stitch_test.score_stitches`): per test
+    """All stitches of an experiment in one grouped pass (:func:`.stitch_scoring.score_stitches`): per test
     batch the front network runs once for all front layers, and per end layer the suffix and the
     detectors once for all its stitches; each stitch's result (against the ``genuine`` scores and norms
     of its end layer) in the order of ``ordered``, and the largest group."""
