@@ -201,6 +201,38 @@ def ood_metrics(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class OODConvention:
+    """The convention of the OOD metrics, declared once: the positive class (``"id"``, the original's, or
+    ``"ood"``), the TPR level of the FPR and the rule picking its threshold (:func:`fpr_at_tpr`).
+
+    Settings records that carry the convention inherit these fields (as :class:`~stitchkit.utils.run_options.RunOptions`
+    is inherited), so a record of them is itself a convention."""
+
+    positive: str = "id"
+    tpr: float = 0.95
+    fpr_rule: str = "closest"
+
+    def __post_init__(self) -> None:
+        if self.positive not in POSITIVE_CLASSES:
+            raise unknown_name("positive class", self.positive, POSITIVE_CLASSES)
+        if self.fpr_rule not in FPR_RULES:
+            raise unknown_name("FPR rule", self.fpr_rule, FPR_RULES)
+        if not 0.0 < self.tpr <= 1.0:
+            raise StitchkitError(f"the TPR level must be in (0, 1], got {self.tpr}")
+        later = getattr(super(), "__post_init__", None)  # the checks of the other records a settings class inherits
+        if later is not None:
+            later()
+
+    def options(self) -> dict[str, Any]:
+        """The convention as the keywords of :func:`ood_metrics` (and of the bootstrap's ``ood_metric_samples``)."""
+        return {"positive": self.positive, "tpr": self.tpr, "fpr_rule": self.fpr_rule}
+
+    def metrics(self, id_scores: Any, ood_scores: Any, score: str) -> "OODMetricsResult":
+        """:func:`ood_metrics` of outlier scores under this convention; ``score`` names the outlier score."""
+        return ood_metrics(id_scores, ood_scores, **self.options(), score=score)
+
+
 class OODMetrics:
     """Streaming OOD metrics in the torchmetrics / pytorch-ood style.
 
