@@ -16,10 +16,11 @@ The functions here work on activations and do not depend on how a stitch is buil
   for several layers in one pass of the model;
 * :func:`fit_training_free` — Mahalanobis / k-NN detectors fitted on genuine activations, one pass;
 * :func:`evaluate_stitched` — accuracy and OOD metrics of one stitch from ONE pass over its stitched
-  activation batches (logits from the end network's suffix, or given);
+  activation batches (logits from the end network's suffix, or given): the per-stitch reference mode of
+  the one scoring path, :func:`.grouped.grouped_stitch_scores`;
 * :func:`stitched_batches` — stitched activation batches from a front prefix and a stitching layer;
 * :func:`check_detectors` — the detectors' sanity check (genuine ID test activations vs another
-  dataset's, e.g. ``digits`` offline where the original used SVHN);
+  dataset's, e.g. ``digits`` offline where the original used SVHN), its options in :class:`DetectorCheckSettings`;
 * :class:`~.matrices.OODMatrices` (:mod:`.matrices`) — front × end matrices of accuracy, AUROC, AUPR and FPR95, written as CSV/JSON.
 
 Scores are outlier scores (higher = more OOD); metrics follow :mod:`stitchkit.ood.metrics`'

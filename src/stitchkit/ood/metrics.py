@@ -43,6 +43,7 @@ from scipy.stats import rankdata
 
 from ..choices import FPR_RULES, POSITIVE_CLASSES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
+from .settings import SettingsRecord
 
 _TIE = 1e-12
 
@@ -202,7 +203,7 @@ def ood_metrics(
 
 
 @dataclass(frozen=True, kw_only=True)
-class OODConvention:
+class OODConvention(SettingsRecord):
     """The convention of the OOD metrics, declared once: the positive class (``"id"``, the original's, or
     ``"ood"``), the TPR level of the FPR and the rule picking its threshold (:func:`fpr_at_tpr`).
 
@@ -213,16 +214,13 @@ class OODConvention:
     tpr: float = 0.95
     fpr_rule: str = "closest"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.positive not in POSITIVE_CLASSES:
             raise unknown_name("positive class", self.positive, POSITIVE_CLASSES)
         if self.fpr_rule not in FPR_RULES:
             raise unknown_name("FPR rule", self.fpr_rule, FPR_RULES)
         if not 0.0 < self.tpr <= 1.0:
             raise StitchkitError(f"the TPR level must be in (0, 1], got {self.tpr}")
-        later = getattr(super(), "__post_init__", None)  # the checks of the other records a settings class inherits
-        if later is not None:
-            later()
 
     def options(self) -> dict[str, Any]:
         """The convention as the keywords of :func:`ood_metrics` (and of the bootstrap's ``ood_metric_samples``)."""

@@ -153,9 +153,8 @@ class ResultsOODSettings(OODConvention, DetectorFit, PassOptions):
     #: resamples of the test images for percentile intervals (or a BootstrapSpec; 0: none); a BootstrapSpec once built
     bootstrap: BootstrapSpec | int = 0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         object.__setattr__(self, "bootstrap", as_bootstrap(self.bootstrap))  # frozen: set once, checked
-        super().__post_init__()
 
 
 def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) -> nn.Module:
