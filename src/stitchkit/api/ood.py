@@ -231,19 +231,21 @@ def ood_test(
     (:meth:`OODTestResult.ci`), from the per-image scores, with no further pass of any network.
     """
     check_types(ood_test, locals(), "stitchkit.ood_test")
-    stitch_options = {name: value for name, value in options.items() if name not in _OOD_OPTIONS}
     if isinstance(stitches, StitchGridResult):
         given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
-        if given or stitch_options:
-            raise StitchkitError(f"ood_test of a stitch grid takes no {(given or sorted(stitch_options))[0]}: "
+        if given:
+            raise StitchkitError(f"ood_test of a stitch grid takes no {given[0]}: "
                                  "the grid has its models, layers and data")
-    own = split_options({k: v for k, v in options.items() if k in _OOD_OPTIONS}, OODTestSettings, "stitchkit.ood_test")
+        own, stitch_options = split_options(options, OODTestSettings, "stitchkit.ood_test"), {}
+    else:  # the test's own options, and the stitching's (checked by stitch_grid)
+        own = {name: value for name, value in options.items() if name in _OOD_OPTIONS}
+        stitch_options = {name: value for name, value in options.items() if name not in _OOD_OPTIONS}
     check_types(OODTestSettings, own, "stitchkit.ood_test")
     o = replace(settings or OODTestSettings(), **own)
     spec = as_bootstrap(o.bootstrap)
     if isinstance(stitches, StitchGridResult):
         grid_result = stitches
-    else:  # the stitching options are checked by stitch_grid (one clear error for an unknown name)
+    else:
         fronts, ends = "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers
         grid_result = stitch_grid(stitches, end, fronts, ends, data, test_samples=o.test_samples, **stitch_options)
     s = grid_result.settings
