@@ -129,7 +129,7 @@ def step_tlm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
 def step_detectors(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
     from stitchkit.models.loading import load_model
     from stitchkit.ood import DetectorRegistry
-    from stitchkit.ood.evaluate import check_detectors
+    from stitchkit.ood.evaluate import DetectorCheckSettings, check_detectors
     from stitchkit.ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 
     aurocs = {}
@@ -141,8 +141,9 @@ def step_detectors(args, dataset: str, checkpoints: list[str], tmp: Path) -> Non
         train_detectors_for_checkpoint(checkpoints[1], None, ["layer2.0", "layer4.0"], config)
         seconds = time.perf_counter() - start
         model = load_model(checkpoints[1])[0].to(device).eval()
-        check = check_detectors(model, ["layer2.0", "layer4.0"], id_dataset=dataset, sanity_dataset="noise",
-                                registry=DetectorRegistry(str(tmp / f"fdir_{label}")), device=device, model_path=checkpoints[1])
+        settings = DetectorCheckSettings(sanity_dataset="noise", device=device)
+        check = check_detectors(model, ["layer2.0", "layer4.0"], settings, id_dataset=dataset,
+                                registry=DetectorRegistry(str(tmp / f"fdir_{label}")), model_path=checkpoints[1])
         aurocs[label] = ([check.metrics[layer]["energy"].auroc for layer in ("layer2.0", "layer4.0")], seconds)
     (gpu_auc, t_gpu), (cpu_auc, t_cpu) = aurocs["gpu"], aurocs["cpu"]
     report("detectors", min(gpu_auc) > 0.8 and min(cpu_auc) > 0.8, f"energy detectors for 2 layers on {args.device} ({t_gpu:.1f} s): "

@@ -182,11 +182,12 @@ def _test_above_split(world: Path, out: Path) -> None:
 
 def _check_counts_above_split(world: Path, out: Path) -> None:
     from stitchkit.models.loading import load_model
-    from stitchkit.ood.evaluate import check_detectors
+    from stitchkit.ood.evaluate import DetectorCheckSettings, check_detectors
 
     model, _ = load_model(str(world / "ck0" / "final.pt"))
-    check = check_detectors(model, ["layer4.1"], id_dataset="digits", training_free=["knn"], training_free_options={"knn": {"k": 5}},
-                            fit_samples=32, id_samples=100_000, sanity_samples=32)
+    settings = DetectorCheckSettings(training_free=["knn"], training_free_options={"knn": {"k": 5}}, fit_samples=32,
+                                     id_samples=100_000, sanity_samples=32)
+    check = check_detectors(model, ["layer4.1"], settings, id_dataset="digits")
     assert check.metrics["layer4.1"]["knn"].n_id == 359  # the number used is what the metrics record
 
 

@@ -252,7 +252,7 @@ def test_compare_cka_is_one_on_the_model_itself_and_invariant_to_an_orthogonal_t
 
 
 def test_ood_test_equals_the_ood_command_on_the_same_stitches(donors, tmp_path):
-    from stitchkit.ood.stitched import evaluate_results_dir
+    from stitchkit.ood.stitched import ResultsOODSettings, evaluate_results_dir
 
     front, end = donors
     options = dict(fit_samples=50, test_samples=64, **QUICK)
@@ -262,8 +262,9 @@ def test_ood_test_equals_the_ood_command_on_the_same_stitches(donors, tmp_path):
     paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
     s = StitchSettings(init="pinv", epochs=0, dataset="digits", progress=False, verbose=False, **options)
     library_stitch_grid(str(paths[0]), str(paths[1]), ["layer2.0", "layer3.0"], ["layer3.0", "layer4.0"], s, save_dir=tmp_path / "runs")
-    [exp] = evaluate_results_dir(tmp_path / "runs", training_free=["mahalanobis", "knn"], training_free_options={"knn": {"k": 5}}, fit_samples=100,
-                                 test_samples=64, device="cpu", log=lambda m: None)
+    settings = ResultsOODSettings(training_free=["mahalanobis", "knn"], training_free_options={"knn": {"k": 5}},
+                                  fit_samples=100, test_samples=64, device="cpu")
+    [exp] = evaluate_results_dir(tmp_path / "runs", settings, log=lambda m: None)
     assert ood.detectors == exp.matrices.detectors == ["mahalanobis", "knn"]
     np.testing.assert_allclose(ood.matrix("accuracy").to_numpy(), exp.matrices.matrix("accuracy"), atol=1e-9)
     for detector in ood.detectors:
@@ -290,11 +291,12 @@ def test_ood_test_equals_the_ood_command_on_the_same_stitches(donors, tmp_path):
 def test_ood_test_with_ready_detectors_and_an_energy_registry(donors, tmp_path):
     from stitchkit.activations import sample_subset
     from stitchkit.ood.evaluate import fit_training_free
+    from stitchkit.ood.settings import PassOptions
 
     front, end = donors
     grid = stitchkit.direct_match(front, end, "layer3.0", ["layer3.0", "layer4.0"], "digits", fit_samples=50, test_samples=64, **QUICK)
     fitted = fit_training_free(end, ["layer3.0", "layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
-                               names=["mahalanobis"], device="cpu")
+                               names=["mahalanobis"], scoring=PassOptions(device="cpu"))
     ready = stitchkit.ood_test(grid, detectors=fitted, test_samples=64)
     fresh = stitchkit.ood_test(grid, detectors=["mahalanobis"], detector_fit_samples=100, test_samples=64)
     np.testing.assert_allclose(ready.matrix("auroc").to_numpy(), fresh.matrix("auroc").to_numpy(), atol=1e-9)

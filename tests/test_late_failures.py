@@ -9,7 +9,7 @@ from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.ood import grouped as ood_grouped
-from stitchkit.ood.stitched import evaluate_results_dir
+from stitchkit.ood.stitched import ResultsOODSettings, evaluate_results_dir
 from stitchkit.stitching import StitchSettings, stitch_grid
 
 
@@ -29,13 +29,13 @@ def test_an_ood_test_that_fails_half_way_leaves_no_output(checkpoint, tmp_path, 
         raise StitchkitError("the stitched pass failed")
 
     monkeypatch.setattr(ood_grouped, "grouped_stitch_scores", fail)
-    kwargs = dict(training_free=["knn"], training_free_options={"knn": {"k": 5}}, fit_samples=40, test_samples=32, sanity_dataset="noise",
-                  device="cpu", batch_size=32, log=lambda m: None)
+    settings = ResultsOODSettings(training_free=["knn"], training_free_options={"knn": {"k": 5}}, fit_samples=40,
+                                  test_samples=32, sanity_dataset="noise", device="cpu", batch_size=32)
     with pytest.raises(StitchkitError, match="the stitched pass failed"):
-        evaluate_results_dir(tmp_path / "stitches", out_dir=tmp_path / "ood", **kwargs)
+        evaluate_results_dir(tmp_path / "stitches", settings, out_dir=tmp_path / "ood", log=lambda m: None)
     assert not (tmp_path / "ood").exists()
     monkeypatch.undo()
-    [exp] = evaluate_results_dir(tmp_path / "stitches", out_dir=tmp_path / "ood", **kwargs)
+    [exp] = evaluate_results_dir(tmp_path / "stitches", settings, out_dir=tmp_path / "ood", log=lambda m: None)
     assert (tmp_path / "ood" / "ood_matrices.json").is_file() and (tmp_path / "ood" / "energies" / "id" / "layer4.1" / "knn.npy").is_file()
 
 

@@ -123,20 +123,22 @@ def test_ood_command_on_a_folder_of_stitches(source, capsys):
             row = data["front_layers"].index(record["front_layer"])
             assert data["detectors"][name]["median_score"][row][0] == stitched["q50"] and data["norm_ratio"][row][0] == record["norm_ratio"]
     # one stitch per suffix pass gives the same matrices as all stitches of an end layer together
-    from stitchkit.ood.stitched import evaluate_results_dir
+    from stitchkit.ood.stitched import ResultsOODSettings, evaluate_results_dir
 
-    [exp] = evaluate_results_dir(tmp / "stitches", training_free=["mahalanobis"], training_free_options={"mahalanobis": {}}, fit_samples=100,
-                                 test_samples=64, out_dir=tmp / "ood_single", device="cpu", batch_size=32, group_size=1, log=lambda m: None)
+    single = ResultsOODSettings(training_free=["mahalanobis"], training_free_options={"mahalanobis": {}},
+                                fit_samples=100, test_samples=64, device="cpu", batch_size=32, group_size=1)
+    [exp] = evaluate_results_dir(tmp / "stitches", single, out_dir=tmp / "ood_single", log=lambda m: None)
     np.testing.assert_allclose(exp.matrices.matrix("auroc", "mahalanobis"), data["detectors"]["mahalanobis"]["auroc"], atol=1e-9)
     # and each stitch's scores are those of the per-stitch pass (evaluate_stitched over its own batches)
     from stitchkit.data import get_dataset
     from stitchkit.activations import sample_subset
     from stitchkit.ood.evaluate import evaluate_stitched, fit_training_free
+    from stitchkit.ood.settings import PassOptions
     from stitchkit.stitching import load_stitcher
 
     model = load_model(str(path))[0].eval()
     fitted = fit_training_free(model, ["layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
-                               names=["mahalanobis"], options={"mahalanobis": {}}, device="cpu")
+                               names=["mahalanobis"], options={"mahalanobis": {}}, scoring=PassOptions(device="cpu"))
     test = sample_subset(get_dataset("digits", "test"), 64)
     with torch.no_grad():  # the norm ratio's denominator, independently: the end network's own layer4.0 on the ID test images
         genuine_norms = np.concatenate([l2_norms(layered(model).prefix("layer4.0")(x)) for x, _ in torch.utils.data.DataLoader(test, batch_size=32)])

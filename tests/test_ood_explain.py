@@ -15,8 +15,9 @@ from stitchkit.data.loading import sample_subset
 from stitchkit.models.layers import layered
 from stitchkit.ood.evaluate import evaluate_stitched, fit_training_free, genuine_pass, genuine_scores
 from stitchkit.ood.matrices import OODMatrices
+from stitchkit.ood.settings import PassOptions
 from stitchkit.ood.stitch_record import activation_norms
-from stitchkit.ood.stitch_test import score_stitches
+from stitchkit.ood.stitch_scoring import score_stitches
 from stitchkit.results.ood_scores import score_panels
 from stitchkit.stitching.grouped import GridPair
 from stitchkit.stitching.stitcher import Stitcher
@@ -70,9 +71,9 @@ def setting():
 
 
 def test_the_genuine_pass_streams_each_samples_norm(setting):
-    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], batch_size=20)
+    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], PassOptions(batch_size=20))
     np.testing.assert_allclose(genuine.norms[END], numpy_norms(setting["genuine_acts"].numpy()), rtol=1e-5)
-    plain = genuine_scores(setting["model"], {END: setting["detectors"]}, setting["test"], batch_size=20)
+    plain = genuine_scores(setting["model"], {END: setting["detectors"]}, setting["test"], PassOptions(batch_size=20))
     for name in ("mahalanobis", "knn"):
         np.testing.assert_array_equal(plain[END][name], genuine.scores[END][name])  # the norms change no score
         np.testing.assert_allclose(genuine.scores[END][name], setting["detectors"][name].predict(setting["genuine_acts"]).numpy(), rtol=1e-4, atol=1e-5)
@@ -80,7 +81,7 @@ def test_the_genuine_pass_streams_each_samples_norm(setting):
 
 
 def test_one_stitch_records_its_norm_ratio_and_both_score_distributions(setting):
-    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], batch_size=20)
+    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], PassOptions(batch_size=20))
     acts = setting["stitched_acts"]["layer1.0"]
     labels = torch.tensor([setting["test"][i][1] for i in range(len(setting["test"]))])
     batches = [(acts[i:i + 20], labels[i:i + 20]) for i in range(0, len(acts), 20)]
@@ -102,10 +103,10 @@ def test_one_stitch_records_its_norm_ratio_and_both_score_distributions(setting)
 def test_the_grouped_pass_records_what_each_stitch_alone_does(setting):
     """Three stitches into one end layer scored together (one concatenated suffix and detector pass)
     against each stitch's own pass, and the matrices and score rows built from them."""
-    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], batch_size=16)
+    genuine = genuine_pass(setting["model"], {END: setting["detectors"]}, setting["test"], PassOptions(batch_size=16))
     pairs = [GridPair(f, END, setting["stitchers"][f]) for f in FRONTS]
     grouped, largest = score_stitches(pairs, {END: setting["detectors"]}, genuine.scores, setting["test"], id_norms=genuine.norms,
-                                      device="cpu", batch_size=16, group_size=3)
+                                      scoring=PassOptions(device="cpu", batch_size=16), group_size=3)
     assert largest == 3  # the concatenated path, not one stitch per pass
     labels = torch.tensor([setting["test"][i][1] for i in range(len(setting["test"]))])
     genuine_norms = numpy_norms(setting["genuine_acts"].numpy())

@@ -14,9 +14,11 @@ from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.models.layers import layered
 from stitchkit.ood import (
+    DetectorCheckSettings,
     DetectorRegistry,
     DetectorTrainConfig,
     OODMatrices,
+    PassOptions,
     check_detectors,
     detector_id,
     evaluate_stitched,
@@ -108,7 +110,7 @@ def test_layer_stitched_to_itself_is_in_distribution(trained):
     test = sample_subset(get_dataset("digits", "test"), 96)
     detectors = {"energy": energy, **fit_training_free(source, [layer], sample_subset(get_dataset("digits", "train", augment=False), 200, seed=0),
                                                         options={"knn": {"k": 5}})[layer]}
-    id_scores = genuine_scores(source, {layer: detectors}, test, batch_size=32)[layer]
+    id_scores = genuine_scores(source, {layer: detectors}, test, PassOptions(batch_size=32))[layer]
     shape = layered(source).shapes((1, 28, 28), [layer])[layer]
     own_acc = float((torch.cat([source(x).argmax(1) for x, _ in torch.utils.data.DataLoader(test, 32)]) == torch.tensor([y for _, y in test])).float().mean())
 
@@ -143,8 +145,9 @@ def test_layer_stitched_to_itself_is_in_distribution(trained):
 
 def test_check_detectors_and_errors(trained):
     registry = DetectorRegistry(trained["tmp"] / "fdir")
-    report = check_detectors(trained["source"], LAYERS, id_dataset="digits", sanity_dataset="noise", registry=registry,
-                             training_free=("mahalanobis",), fit_samples=100, id_samples=64, sanity_samples=64)
+    settings = DetectorCheckSettings(sanity_dataset="noise", training_free=("mahalanobis",), fit_samples=100,
+                                     id_samples=64, sanity_samples=64)
+    report = check_detectors(trained["source"], LAYERS, settings, id_dataset="digits", registry=registry)
     assert set(report.metrics["layer1.0"]) == {"energy", "mahalanobis"}
     assert report.metrics["layer1.0"]["mahalanobis"].auroc > 0.9  # uniform noise is far from digits at the first block
     assert "layer4.1" in report.table() and report.detector_ids["layer1.0"] == trained["results"][0].detector_id

@@ -231,12 +231,13 @@ def assert_metrics_from_the_arrays(arrays: dict, matrices: dict, fronts, ends) -
 
 
 def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_folder, tmp_path, capsys):
-    from stitchkit.ood.stitched import evaluate_results_dir
+    from stitchkit.ood.stitched import ResultsOODSettings, evaluate_results_dir
 
     options = dict(training_free=["mahalanobis", "knn"], training_free_options={"knn": {"k": 5}}, fit_samples=100, test_samples=64, device="cpu",
-                   batch_size=32, log=lambda m: None)
+                   batch_size=32)
     spec = BootstrapSpec(resamples=30, level=0.9, seed=4)
-    [exp] = evaluate_results_dir(stitch_folder, out_dir=tmp_path / "ood", bootstrap=spec, **options)
+    [exp] = evaluate_results_dir(stitch_folder, ResultsOODSettings(bootstrap=spec, **options), out_dir=tmp_path / "ood",
+                                 log=lambda m: None)
     arrays = exp.score_arrays()
     m = exp.matrices
     assert exp.paired and arrays["genuine|layer4.0|knn"].shape == arrays["stitched|layer3.1|layer4.0|knn"].shape == (64,)
@@ -253,8 +254,9 @@ def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_fo
     data = json.loads((tmp_path / "ood" / "ood_matrices.json").read_text())
     assert data["interval"] == {**spec.record(), "paired": True} and data["intervals"]["auroc|knn"]["lower"] == expected["auroc|knn"][0].tolist()
     # without a bootstrap: the same matrices, no bounds
-    [plain] = evaluate_results_dir(stitch_folder, out_dir=tmp_path / "plain", training_free=["knn"], training_free_options={"knn": {"k": 5}},
-                                   fit_samples=100, test_samples=64, device="cpu", batch_size=32, log=lambda m: None)
+    knn_only = ResultsOODSettings(training_free=["knn"], training_free_options={"knn": {"k": 5}}, fit_samples=100,
+                                  test_samples=64, device="cpu", batch_size=32)
+    [plain] = evaluate_results_dir(stitch_folder, knn_only, out_dir=tmp_path / "plain", log=lambda m: None)
     assert plain.matrices.bounds == {} and "intervals" not in plain.matrices.to_dict()
     assert plain.matrices.matrix("auroc", "knn") == m.matrix("auroc", "knn")
     # the command prints each cell's interval

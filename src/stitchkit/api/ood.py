@@ -1,12 +1,12 @@
 """The OOD test of stitches from Python: :func:`ood_test` — are the stitched representations
 in-distribution for the end network? — over the same pieces as ``stitchkit ood`` (the end layers'
-detectors and the grouped scoring of :mod:`stitchkit.ood.stitch_test`), on a grid just stitched in
+detectors and the grouped scoring of :mod:`stitchkit.ood.stitch_scoring`), on a grid just stitched in
 memory instead of a folder of runs."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,9 +21,11 @@ from ..models.layers import layered
 from ..ood.detectors import Detector
 from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
+from ..ood.metrics import OODConvention
 from ..ood.per_sample import as_bootstrap, attach_intervals, score_arrays
 from ..ood.registry import DetectorRegistry
-from ..ood.stitch_test import end_layer_detectors, score_stitches
+from ..ood.settings import PassOptions
+from ..ood.stitch_scoring import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
 from ..results.display import Description, Described, inline, labels
 from ..results.ood_scores import score_figure
@@ -32,7 +34,7 @@ from ..stitching.grouped import GridPair
 from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.device import resolve_device
 from .arguments import check_types
-from .inputs import network_text, resolve_data
+from .inputs import network_text, resolve_data, split_options
 from .stitch import StitchGridResult, stitch_grid
 
 
@@ -180,6 +182,25 @@ def _id_splits(id_data: Any, eval_splits: DataSplits, data_root: str | None) -> 
     return splits.test, splits.train, splits.info.name
 
 
+@dataclass(frozen=True, kw_only=True)
+class OODTestSettings(OODConvention):
+    """The options of :func:`ood_test`, each declared once, with the metric convention it inherits
+    (:class:`~stitchkit.ood.metrics.OODConvention`: ``positive``, ``tpr``, ``fpr_rule``)."""
+
+    detector_options: Mapping[str, Mapping[str, Any]] | None = None  # e.g. {"knn": {"k": 10}}
+    eval_data: Any = None  # the evaluation set (None: the grid's data)
+    id_data: Any = None  # the ID set of the genuine activations (None: the evaluation set)
+    detector_fit_samples: int = 10_000  # random ID training images the training-free detectors are fitted on
+    test_samples: int | None = None  # the first N test images (None: all)
+    seed: int = 0  # the draw of the fitting images
+    group_size: int | None = None  # stitches per end-suffix pass (None: automatic)
+    progress: bool = False
+    bootstrap: int | BootstrapSpec = 0  # resamples of the test images for intervals (0: none)
+
+
+_OOD_OPTIONS = frozenset(f.name for f in fields(OODTestSettings))
+
+
 def ood_test(
     stitches: Any,
     end: Any = None,
@@ -188,24 +209,14 @@ def ood_test(
     data: Any = None,
     *,
     detectors: Any = ("mahalanobis",),
-    detector_options: Mapping[str, Mapping[str, Any]] | None = None,
-    eval_data: Any = None,
-    id_data: Any = None,
-    detector_fit_samples: int = 10_000,
-    test_samples: int | None = None,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
-    seed: int = 0,
-    group_size: int | None = None,
-    progress: bool = False,
-    bootstrap: int | BootstrapSpec = 0,
-    **stitch_options: Any,
+    settings: OODTestSettings | None = None,
+    **options: Any,
 ) -> OODTestResult:
     """The OOD test of a grid of stitches: ``ood_test(grid)`` for a :class:`StitchGridResult`, or
     ``ood_test(front, end, front_layers, end_layers, data, method=…, …)`` to stitch first
-    (:func:`stitch_grid`, with ``stitch_options``).
+    (:func:`stitch_grid`, with the ``options`` that are not the test's own).
 
+    ``options`` are :class:`OODTestSettings` fields, applied to ``settings`` (default: its defaults).
     ``detectors``: training-free names (``"mahalanobis"``, ``"knn"``; fitted on ``detector_fit_samples`` random
     images of the ID training split, without augmentation, seeded with ``seed``), a folder of energy
     detectors trained for the end network (found by its content hash), or ``{end layer: {name:
@@ -213,55 +224,64 @@ def ood_test(
     the first ``test_samples`` items of the evaluation set's test split (``eval_data``, default the
     grid's data), the genuine ones those of the ID test set (``id_data``, default the same); when the
     stitches are made here, ``test_samples`` is also their evaluation's (and ``fit_samples``, among the
-    ``stitch_options``, their direct matching's K).
+    stitching options, their direct matching's K).
     ``positive``, ``tpr`` and ``fpr_rule`` are the metric convention (:func:`stitchkit.ood.ood_metrics`).
     ``bootstrap``: resamples of the test images (or a :class:`~stitchkit.uncertainty.bootstrap.BootstrapSpec`
     with the level and seed; 0: none) for percentile intervals of AUROC, AUPR, FPR95 and the norm ratio
     (:meth:`OODTestResult.ci`), from the per-image scores, with no further pass of any network.
     """
     check_types(ood_test, locals(), "stitchkit.ood_test")
-    spec = as_bootstrap(bootstrap)
     if isinstance(stitches, StitchGridResult):
         given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
-        if given or stitch_options:
-            raise StitchkitError(f"ood_test of a stitch grid takes no {(given or sorted(stitch_options))[0]}: the grid has its models, layers and data")
+        if given:
+            raise StitchkitError(f"ood_test of a stitch grid takes no {given[0]}: "
+                                 "the grid has its models, layers and data")
+        own, stitch_options = split_options(options, OODTestSettings, "stitchkit.ood_test"), {}
+    else:  # the test's own options, and the stitching's (checked by stitch_grid)
+        own = {name: value for name, value in options.items() if name in _OOD_OPTIONS}
+        stitch_options = {name: value for name, value in options.items() if name not in _OOD_OPTIONS}
+    check_types(OODTestSettings, own, "stitchkit.ood_test")
+    o = replace(settings or OODTestSettings(), **own)
+    spec = as_bootstrap(o.bootstrap)
+    if isinstance(stitches, StitchGridResult):
         grid_result = stitches
     else:
-        grid_result = stitch_grid(stitches, end, "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers,
-                                  data, test_samples=test_samples, **stitch_options)
+        fronts, ends = "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers
+        grid_result = stitch_grid(stitches, end, fronts, ends, data, test_samples=o.test_samples, **stitch_options)
     s = grid_result.settings
     device = resolve_device(s.device)
+    scoring = PassOptions(device=device, batch_size=s.batch_size, workers=s.workers, progress=o.progress)
     registry, training_free, ready = _detector_sources(detectors)
-    eval_splits = grid_result.data if eval_data is None else resolve_data(eval_data, data_root=s.data_root, download=s.download)
-    id_test, id_train, id_name = _id_splits(id_data, eval_splits, s.data_root)
+    eval_splits = grid_result.data if o.eval_data is None else resolve_data(o.eval_data, data_root=s.data_root,
+                                                                            download=s.download)
+    id_test, id_train, id_name = _id_splits(o.id_data, eval_splits, s.data_root)
     end_model = grid_result.end.model.to(device).eval()  # the network itself (its content hash finds its detectors), not a folded copy
     end_order, front_order = layered(end_model).layers, layered(grid_result.front.model).layers
     end_layers_used = [layer for layer in end_order if layer in grid_result.end_layers]
     if ready is not None:
         by_layer, ids = _ready_detectors(ready, end_layers_used), {}
     else:
-        fit_set = sample_subset(as_dataset(id_train), detector_fit_samples, seed=seed) if training_free else None
+        fit_set = sample_subset(as_dataset(id_train), o.detector_fit_samples, seed=o.seed) if training_free else None
         by_layer, ids = end_layer_detectors(end_model, end_layers_used, registry=registry, source_path=grid_result.end.path,
-                                            training_free=training_free, training_free_options=detector_options, fit_set=fit_set, device=device,
-                                            batch_size=s.batch_size, workers=s.workers, progress=progress)
-    genuine = genuine_pass(end_model, by_layer, sample_subset(as_dataset(id_test), test_samples), device=device, batch_size=s.batch_size,
-                           workers=s.workers, progress=progress)
+                                            training_free=training_free, training_free_options=o.detector_options,
+                                            fit_set=fit_set, scoring=scoring)
+    genuine = genuine_pass(end_model, by_layer, sample_subset(as_dataset(id_test), o.test_samples), scoring)
     ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
     pairs = [GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered]
-    scored, largest_group = score_stitches(pairs, by_layer, genuine.scores, sample_subset(eval_splits.test, test_samples), id_norms=genuine.norms,
-                                           positive=positive, tpr=tpr, fpr_rule=fpr_rule, device=device, batch_size=s.batch_size, workers=s.workers,
-                                           group_size=group_size, progress=progress)
+    eval_test = sample_subset(eval_splits.test, o.test_samples)
+    scored, largest_group = score_stitches(pairs, by_layer, genuine.scores, eval_test, id_norms=genuine.norms,
+                                           convention=o, scoring=scoring, group_size=o.group_size)
     matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
-    for record, result in zip(ordered, scored):
+    for record, result in zip(ordered, scored, strict=True):
         result.extra = {"stitched_accuracy_in_result": record.accuracy}
         matrices.add(record.front_layer, record.end_layer, result)
     # paired where the genuine side is the evaluation set's own test split (the same first test_samples images)
-    attach_intervals(matrices, genuine.scores, genuine.norms, spec, paired=id_data is None, positive=positive, tpr=tpr,
-                     fpr_rule=fpr_rule)
-    options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": test_samples, "detector_fit_samples": detector_fit_samples,
-               "seed": seed, "positive": positive, "tpr": tpr, "fpr_rule": fpr_rule, "group_size": largest_group,
+    attach_intervals(matrices, genuine.scores, genuine.norms, spec, paired=o.id_data is None, convention=o)
+    options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": o.test_samples,
+               "detector_fit_samples": o.detector_fit_samples, "seed": o.seed, "positive": o.positive, "tpr": o.tpr,
+               "fpr_rule": o.fpr_rule, "group_size": largest_group,
                "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()}}
     return OODTestResult(matrices, grid_result, ids, genuine.scores, options, genuine.norms)
 
 
-__all__ = ["OODTestResult", "ood_test"]
+__all__ = ["OODTestResult", "OODTestSettings", "ood_test"]

@@ -149,7 +149,7 @@ def _register_check(actions) -> None:
     p.add_argument("-iddata", "--id-dataset-root", "-data", dest="data_root", default=None, help="its data root")
     p.add_argument("-scd", "--sanity-check-dataset", dest="sanity_dataset", default="digits", help="the other dataset (converted to the ID input shape)")
     p.add_argument("-scdata", "--sanity-check-dataset-root", dest="sanity_root", default=None, help="its data root")
-    _add_metric_options(p)
+    add_metric_options(p)
     p.add_argument("--id-samples", dest="id_samples", type=int, default=None, metavar="N", help="first N ID test images (default all)")
     p.add_argument("--sanity-samples", dest="sanity_samples", type=int, default=None, metavar="N", help="first N sanity test images (default all)")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size")
@@ -161,7 +161,8 @@ def _register_check(actions) -> None:
     p.set_defaults(handler=run_check)
 
 
-def _add_metric_options(p: argparse.ArgumentParser) -> None:
+def add_metric_options(p: argparse.ArgumentParser) -> None:
+    """The training-free detectors' and the metric convention's options (``detector check``, ``ood``)."""
     p.add_argument("--training-free", dest="training_free", nargs="*", default=[], choices=list(TRAINING_FREE_DETECTORS),
                    help="also fit these training-free detectors on the ID train split (Mahalanobis: Lee et al. 2018; k-NN: Sun et al. 2022)")
     p.add_argument("--fit-samples", dest="fit_samples", type=int, default=10_000, metavar="N", help="ID train images the training-free detectors are fitted on")
@@ -177,7 +178,7 @@ def _training_free_options(args: argparse.Namespace) -> dict:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..ood.evaluate import check_detectors  # deferred: torch loads only when a command computes
+    from ..ood.evaluate import DetectorCheckSettings, check_detectors  # deferred: torch loads only when a command runs
     from ..ood.registry import DetectorRegistry  # deferred: the ood package imports torch
     from ..models.layers import layered
     from ..models.loading import check_model_type, load_for_dataset
@@ -196,13 +197,15 @@ def run_check(args: argparse.Namespace) -> int:
     dataset = info.name
     provenance = note_provenance({"": ckpt.dataset}, dataset)
     layers = layered(model).resolve(args.layers)
-    report = check_detectors(
-        model, layers, id_dataset=dataset, sanity_dataset=args.sanity_dataset,
-        registry=DetectorRegistry(args.detector_dir) if args.detector_dir else None, training_free=args.training_free,
+    settings = DetectorCheckSettings(
+        sanity_dataset=args.sanity_dataset, training_free=args.training_free,
         training_free_options=_training_free_options(args), fit_samples=args.fit_samples, id_samples=args.id_samples,
-        sanity_samples=args.sanity_samples, data_root=args.data_root, sanity_root=args.sanity_root, positive=args.positive,
-        fpr_rule=args.fpr_rule, device=resolve_device(args.device), batch_size=args.batch_size, model_path=args.model_path, progress=args.progress,
+        sanity_samples=args.sanity_samples, data_root=args.data_root, sanity_root=args.sanity_root,
+        positive=args.positive, fpr_rule=args.fpr_rule, device=resolve_device(args.device), batch_size=args.batch_size,
+        progress=args.progress,
     )
+    registry = DetectorRegistry(args.detector_dir) if args.detector_dir else None
+    report = check_detectors(model, layers, settings, id_dataset=dataset, registry=registry, model_path=args.model_path)
     report.conventions.update(provenance)
     if args.out:
         write_json_atomic(args.out, report.to_dict())

@@ -24,6 +24,7 @@ stitched activations.
 from .detectors import DETECTORS, TRAINING_FREE, Detector, EnergyDetector, KNNDetector, MahalanobisDetector, list_detectors, make_detector, pool_features
 from .evaluate import (
     DetectorCheck,
+    DetectorCheckSettings,
     StitchOODResult,
     check_detectors,
     evaluate_stitched,
@@ -34,9 +35,11 @@ from .evaluate import (
     stitched_batches,
 )
 from .matrices import OODMatrices
-from .metrics import FPR_RULES, POSITIVE_CLASSES, OODMetrics, OODMetricsResult, ValueSummary, auroc, average_precision, fpr_at_tpr, ood_metrics
+from .metrics import (FPR_RULES, POSITIVE_CLASSES, OODConvention, OODMetrics, OODMetricsResult, ValueSummary, auroc,
+                      average_precision, fpr_at_tpr, ood_metrics)
 from .registry import DEFAULT_DETECTOR_DIR, DetectorRegistry, detector_id
 from .scores import SCORES, energy_score, logit_score, msp_score
+from .settings import DetectorFit, PassOptions
 from .train import DetectorTrainConfig, TrainedDetector, energy_finetune_loss, train_detectors, train_detectors_for_checkpoint
 
 __all__ = [
@@ -46,4 +49,5 @@ __all__ = [
     "auroc", "average_precision", "check_detectors", "detector_id", "energy_finetune_loss", "energy_score", "evaluate_stitched",
     "fit_training_free", "fpr_at_tpr", "genuine_pass", "genuine_scores", "list_detectors", "load_layer_detectors", "logit_score", "make_detector",
     "msp_score", "ood_metrics", "pool_features", "stitched_batches", "train_detectors", "train_detectors_for_checkpoint",
+    "DetectorCheckSettings", "DetectorFit", "OODConvention", "PassOptions",
 ]

@@ -16,10 +16,11 @@ The functions here work on activations and do not depend on how a stitch is buil
   for several layers in one pass of the model;
 * :func:`fit_training_free` — Mahalanobis / k-NN detectors fitted on genuine activations, one pass;
 * :func:`evaluate_stitched` — accuracy and OOD metrics of one stitch from ONE pass over its stitched
-  activation batches (logits from the end network's suffix, or given);
+  activation batches (logits from the end network's suffix, or given): the per-stitch reference mode of
+  the one scoring path, :func:`.grouped.grouped_stitch_scores`;
 * :func:`stitched_batches` — stitched activation batches from a front prefix and a stitching layer;
 * :func:`check_detectors` — the detectors' sanity check (genuine ID test activations vs another
-  dataset's, e.g. ``digits`` offline where the original used SVHN);
+  dataset's, e.g. ``digits`` offline where the original used SVHN), its options in :class:`DetectorCheckSettings`;
 * :class:`~.matrices.OODMatrices` (:mod:`.matrices`) — front × end matrices of accuracy, AUROC, AUPR and FPR95, written as CSV/JSON.
 
 Scores are outlier scores (higher = more OOD); metrics follow :mod:`stitchkit.ood.metrics`'
@@ -33,7 +34,6 @@ typical than the genuine ones; a norm ratio far from 1 is one reason a detector 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -48,8 +48,10 @@ from ..data.loading import batches_of, sample_subset
 from ..errors import StitchkitError
 from ..models.layers import layered
 from ..utils.progress import progress_bar
+from . import grouped
 from .detectors import Detector, make_detector, pool_features
-from .metrics import OODMetricsResult, ValueSummary, ood_metrics
+from .metrics import OODConvention, OODMetricsResult
+from .settings import DetectorFit, PassOptions
 from .stitch_record import StitchOODResult, activation_norms  # the record lives there; importable from here as before
 
 DetectorsByLayer = Mapping[str, Mapping[str, Detector]]
@@ -65,43 +67,36 @@ class GenuineActivations:
     norms: dict[str, np.ndarray]
 
 
-def genuine_scores(model: nn.Module, detectors: DetectorsByLayer, data: Any, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+def genuine_scores(model: nn.Module, detectors: DetectorsByLayer, data: Any, scoring: PassOptions | None = None, *,
+                   desc: str = "ID scores") -> dict[str, dict[str, np.ndarray]]:
     """Outlier scores of ``model``'s genuine activations, ``{layer: {detector: scores}}``
     (:func:`genuine_pass` without the norms)."""
-    return genuine_pass(model, detectors, data, norms=False, **options).scores
+    return genuine_pass(model, detectors, data, scoring, norms=False, desc=desc).scores
 
 
 @torch.no_grad()
-def genuine_pass(
-    model: nn.Module,
-    detectors: DetectorsByLayer,
-    data: Any,
-    *,
-    norms: bool = True,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-    workers: int = 0,
-    progress: bool = False,
-    desc: str = "ID scores",
-) -> GenuineActivations:
+def genuine_pass(model: nn.Module, detectors: DetectorsByLayer, data: Any, scoring: PassOptions | None = None, *,
+                 norms: bool = True, desc: str = "ID scores") -> GenuineActivations:
     """Outlier scores of ``model``'s genuine activations and (``norms``) each sample's activation norm,
     for every layer of ``detectors``.
 
     One pass of the model's prefix up to the last layer in ``detectors`` over ``data`` (a dataset or a
-    loader of ``(images, labels)``).
+    loader of ``(images, labels)``), run as ``scoring`` says (device, batch size, workers, progress).
     """
+    scoring = scoring or PassOptions()
     layers = [layer for layer in layered(model).layers if layer in detectors]
     unknown = [layer for layer in detectors if layer not in layers]
     if unknown:
         layered(model).check_layer(unknown[0])
-    device = torch.device(device)
+    device = torch.device(scoring.device)
     was_training = model.training
     model.eval()
     extractor = layered(model).extractor(layers)
     out: dict[str, dict[str, list[Tensor]]] = {layer: {name: [] for name in detectors[layer]} for layer in layers}
     norm_parts: dict[str, list[Tensor]] = {layer: [] for layer in layers} if norms else {}
     try:
-        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), desc, progress):
+        batches = batches_of(data, scoring.batch_size, workers=scoring.workers, data_path="loader")
+        for batch in progress_bar(batches, desc, scoring.progress):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -123,29 +118,28 @@ def fit_training_free(
     *,
     names: Sequence[str] = ("mahalanobis", "knn"),
     options: Mapping[str, Mapping[str, Any]] | None = None,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-    workers: int = 0,
-    progress: bool = False,
+    scoring: PassOptions | None = None,
 ) -> dict[str, dict[str, Detector]]:
     """Training-free detectors for each layer, fitted on ``model``'s genuine activations of ``data`` in
-    one pass (features are pooled as they stream, so memory stays small).
+    one pass (features are pooled as they stream, so memory stays small), run as ``scoring`` says.
 
     ``options`` maps a detector name to its keyword options (e.g. ``{"knn": {"k": 10}}``).
     """
+    scoring = scoring or PassOptions()
     options = options or {}
     cut = layered(model)
     layers = [cut.check_layer(layer) for layer in layers]
     templates = {name: make_detector(name, **dict(options.get(name, {}))) for name in names}
     pools = sorted({getattr(det, "pool", "avg") for det in templates.values()})
-    device = torch.device(device)
+    device = torch.device(scoring.device)
     was_training = model.training
     model.eval()
     extractor = cut.extractor(layers)
     feats: dict[tuple[str, str], list[Tensor]] = {(layer, pool): [] for layer in layers for pool in pools}
     labels: list[Tensor] = []
     try:
-        for batch in progress_bar(batches_of(data, batch_size, workers=workers, data_path="loader"), "fit detectors", progress):
+        batches = batches_of(data, scoring.batch_size, workers=scoring.workers, data_path="loader")
+        for batch in progress_bar(batches, "fit detectors", scoring.progress):
             x, y = batch[0], batch[1]
             acts = extractor(x.to(device, non_blocking=True))
             for layer in layers:
@@ -165,15 +159,6 @@ def fit_training_free(
     return fitted
 
 
-def _unpack(batch: Any) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    if isinstance(batch, Tensor):
-        return batch, None, None
-    if isinstance(batch, Mapping):
-        return batch["stitched"], batch.get("labels"), batch.get("logits")
-    items = list(batch) + [None, None]
-    return items[0], items[1], items[2]
-
-
 @torch.no_grad()
 def evaluate_stitched(
     end_model: nn.Module,
@@ -183,13 +168,13 @@ def evaluate_stitched(
     *,
     id_scores: Mapping[str, Any],
     id_norms: Any = None,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
+    convention: OODConvention | None = None,
     front_layer: str | None = None,
     progress: bool = False,
 ) -> StitchOODResult:
-    """Accuracy and OOD metrics of one stitch at ``end_layer``, from one pass over its activations.
+    """Accuracy and OOD metrics of one stitch at ``end_layer``, from one pass over its activations: the
+    per-stitch reference mode (:class:`~.grouped.StitchedActivations`) of the one scoring path,
+    :func:`~.grouped.grouped_stitch_scores`.
 
     Args:
         end_model: the end network (frozen; it runs from ``end_layer`` on when logits are not given).
@@ -201,49 +186,26 @@ def evaluate_stitched(
             (:func:`genuine_scores`), the ID side of the metrics.
         id_norms: the genuine activations' norms at ``end_layer`` on the same ID test set
             (:func:`genuine_pass`), for the norm ratio (None: the stitched norms only).
-        positive, tpr, fpr_rule: the metric convention (:func:`stitchkit.ood.metrics.ood_metrics`).
+        convention: the metric convention (:class:`~.metrics.OODConvention`; None: its defaults).
     """
     if isinstance(detectors, Detector):
         detectors = {detectors.name: detectors}
     missing = [name for name in detectors if name not in id_scores]
     if missing:
         raise StitchkitError(f"no ID scores for detector(s) {', '.join(missing)} at layer {end_layer!r}")
-    started = time.perf_counter()
-    suffix = None
+    stitch = grouped.StitchedActivations(end_model, end_layer, front_layer)
     was_training = end_model.training
     end_model.eval()
-    hits, n, n_labelled = 0, 0, 0
-    scores: dict[str, list[Tensor]] = {name: [] for name in detectors}
-    norms: list[Tensor] = []
     try:
-        for batch in progress_bar(stitched, f"stitched {front_layer or ''}->{end_layer}", progress):
-            act, labels, logits = _unpack(batch)
-            if labels is not None:
-                if logits is None:
-                    if suffix is None:
-                        suffix = layered(end_model).suffix(end_layer)
-                    logits = suffix(act)
-                labels = torch.as_tensor(labels).to(logits.device)
-                hits += int((logits.argmax(-1) == labels).sum())
-                n_labelled += int(labels.shape[0])
-            for name, det in detectors.items():
-                scores[name].append(det.predict(act).detach().float().cpu())
-            norms.append(activation_norms(act).cpu())
-            n += int(act.shape[0])
+        [scored] = grouped.grouped_stitch_scores(stitch, stitched, {end_layer: detectors}, progress=progress)
     finally:
         end_model.train(was_training)
-    if n == 0:
+    if scored.n == 0:
         raise StitchkitError(f"no stitched activations to evaluate at layer {end_layer!r}")
-    ood = {name: torch.cat(v).numpy() for name, v in scores.items()}
-    metrics = {
-        name: ood_metrics(id_scores[name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule, score=detectors[name].name)
-        for name in detectors
-    }
-    accuracy = hits / n_labelled if n_labelled else math.nan
-    genuine = None if id_norms is None else ValueSummary.of(id_norms, f"genuine activation norms at {end_layer!r}")
-    norm_array = torch.cat(norms).numpy()
-    return StitchOODResult(end_layer, accuracy, n, metrics, ood, front_layer=front_layer, seconds=time.perf_counter() - started,
-                           stitched_norm=ValueSummary.of(norm_array), genuine_norm=genuine, norms=norm_array)
+    genuine_norms = None if id_norms is None else {end_layer: id_norms}
+    [result] = grouped.stitch_results([stitch], [scored], {end_layer: detectors}, {end_layer: id_scores},
+                                      convention or OODConvention(), genuine_norms)
+    return result
 
 
 @torch.no_grad()
@@ -322,37 +284,38 @@ def load_layer_detectors(registry: Any, model: nn.Module, layers: Sequence[str],
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class DetectorCheckSettings(OODConvention, DetectorFit, PassOptions):
+    """The options of :func:`check_detectors` (``stitchkit detector check``): the sanity dataset and the
+    samples of each set, where the data are, and the records it carries: the metric convention
+    (:class:`~.metrics.OODConvention`), the training-free detectors (:class:`~.settings.DetectorFit`) and
+    the pass (:class:`~.settings.PassOptions`)."""
+
+    sanity_dataset: str = "digits"
+    id_samples: int | None = None  # the first N ID test images (None: all)
+    sanity_samples: int | None = None  # the first N sanity test images (None: all)
+    data_root: str | None = None
+    sanity_root: str | None = None  # None: data_root
+
+
 def check_detectors(
     model: nn.Module,
     layers: Sequence[str],
+    settings: DetectorCheckSettings | None = None,
     *,
     id_dataset: str,
-    sanity_dataset: str = "digits",
     registry: Any = None,
-    training_free: Sequence[str] = (),
-    training_free_options: Mapping[str, Mapping[str, Any]] | None = None,
-    fit_samples: int = 10_000,
-    id_samples: int | None = None,
-    sanity_samples: int | None = None,
-    data_root: str | None = None,
-    sanity_root: str | None = None,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
     model_path: str | None = None,
-    progress: bool = False,
-    seed: int = 0,
 ) -> DetectorCheck:
     """Can each layer's detectors tell the model's genuine activations on the ID test set from its
-    activations on ``sanity_dataset`` (converted to the ID input shape)? The original's ``-scd``.
+    activations on ``settings.sanity_dataset`` (converted to the ID input shape)? The original's ``-scd``.
 
-    Energy detectors come from ``registry`` (when given); ``training_free`` names Mahalanobis / k-NN
-    detectors fitted here on ``fit_samples`` random ID train images (no augmentation).
+    Energy detectors come from ``registry`` (when given); ``settings.training_free`` names Mahalanobis / k-NN
+    detectors fitted here on ``settings.fit_samples`` random ID train images (no augmentation).
     """
+    s = settings or DetectorCheckSettings()
     info = dataset_info(id_dataset)
-    device = torch.device(device)
+    device = torch.device(s.device)
     model.to(device).eval()
     seconds: dict[str, float] = {}
     detectors: dict[str, dict[str, Detector]] = {layer: {} for layer in layers}
@@ -363,29 +326,31 @@ def check_detectors(
             detectors[layer]["energy"] = det
             ids[layer] = det.meta.get("id")
         seconds["load_energy_detectors"] = time.perf_counter() - started
-    if training_free:
+    if s.training_free:
         started = time.perf_counter()
-        fit_set = sample_subset(get_dataset(info.name, "train", root=data_root, augment=False), fit_samples, seed=seed,
+        train = get_dataset(info.name, "train", root=s.data_root, augment=False)
+        fit_set = sample_subset(train, s.fit_samples, seed=s.seed,
                                 clamp=f"--fit-samples: the training split of {info.name}")
-        fitted = fit_training_free(model, layers, fit_set, names=training_free, options=training_free_options, device=device,
-                                   batch_size=batch_size, progress=progress)
+        fitted = fit_training_free(model, layers, fit_set, names=s.training_free, options=s.training_free_options,
+                                   scoring=s)
         for layer in layers:
             detectors[layer].update(fitted[layer])
         seconds["fit_training_free"] = time.perf_counter() - started
     if not any(detectors.values()):
         raise StitchkitError("no detectors to check: give a detector registry (-detectors) or training-free detectors")
     started = time.perf_counter()
-    id_set = sample_subset(get_dataset(info.name, "test", root=data_root), id_samples, clamp=f"--id-samples: the test split of {info.name}")
-    id_s = genuine_scores(model, detectors, id_set, device=device, batch_size=batch_size, progress=progress, desc="ID test scores")
+    id_set = sample_subset(get_dataset(info.name, "test", root=s.data_root), s.id_samples,
+                           clamp=f"--id-samples: the test split of {info.name}")
+    id_s = genuine_scores(model, detectors, id_set, s, desc="ID test scores")
     seconds["id_scores"] = time.perf_counter() - started
     started = time.perf_counter()
-    sanity_set = sample_subset(get_dataset(sanity_dataset, "test", root=sanity_root or data_root, shape=info.shape), sanity_samples,
-                               clamp=f"--sanity-samples: the test split of {sanity_dataset}")
-    sc_s = genuine_scores(model, detectors, sanity_set, device=device, batch_size=batch_size, progress=progress, desc=f"{sanity_dataset} scores")
+    sanity_test = get_dataset(s.sanity_dataset, "test", root=s.sanity_root or s.data_root, shape=info.shape)
+    sanity_set = sample_subset(sanity_test, s.sanity_samples,
+                               clamp=f"--sanity-samples: the test split of {s.sanity_dataset}")
+    sc_s = genuine_scores(model, detectors, sanity_set, s, desc=f"{s.sanity_dataset} scores")
     seconds["sanity_scores"] = time.perf_counter() - started
-    metrics = {
-        layer: {name: ood_metrics(id_s[layer][name], sc_s[layer][name], positive=positive, tpr=tpr, fpr_rule=fpr_rule, score=detectors[layer][name].name)
-                for name in detectors[layer]}
-        for layer in layers
-    }
-    return DetectorCheck(model_path, model_fingerprint(model), info.name, sanity_dataset, list(layers), metrics, ids, seconds, id_s, sc_s)
+    metrics = {layer: {name: s.metrics(id_s[layer][name], sc_s[layer][name], detectors[layer][name].name)
+                       for name in detectors[layer]}
+               for layer in layers}
+    return DetectorCheck(model_path, model_fingerprint(model), info.name, s.sanity_dataset, list(layers), metrics, ids,
+                         seconds, id_s, sc_s)

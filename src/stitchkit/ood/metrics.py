@@ -43,6 +43,7 @@ from scipy.stats import rankdata
 
 from ..choices import FPR_RULES, POSITIVE_CLASSES  # torch-free home of the names (the CLI reads them)
 from ..errors import StitchkitError, unknown_name
+from .settings import SettingsRecord
 
 _TIE = 1e-12
 
@@ -199,6 +200,35 @@ def ood_metrics(
         positive=positive, tpr_level=tpr, fpr_rule=fpr_rule, score=score, convention=text + f" (FPR rule: {fpr_rule})",
         id_score_summary=ValueSummary.of(id_s), ood_score_summary=ValueSummary.of(ood_s),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OODConvention(SettingsRecord):
+    """The convention of the OOD metrics, declared once: the positive class (``"id"``, the original's, or
+    ``"ood"``), the TPR level of the FPR and the rule picking its threshold (:func:`fpr_at_tpr`).
+
+    Settings records that carry the convention inherit these fields (as :class:`~stitchkit.utils.run_options.RunOptions`
+    is inherited), so a record of them is itself a convention."""
+
+    positive: str = "id"
+    tpr: float = 0.95
+    fpr_rule: str = "closest"
+
+    def check(self) -> None:
+        if self.positive not in POSITIVE_CLASSES:
+            raise unknown_name("positive class", self.positive, POSITIVE_CLASSES)
+        if self.fpr_rule not in FPR_RULES:
+            raise unknown_name("FPR rule", self.fpr_rule, FPR_RULES)
+        if not 0.0 < self.tpr <= 1.0:
+            raise StitchkitError(f"the TPR level must be in (0, 1], got {self.tpr}")
+
+    def options(self) -> dict[str, Any]:
+        """The convention as the keywords of :func:`ood_metrics` (and of the bootstrap's ``ood_metric_samples``)."""
+        return {"positive": self.positive, "tpr": self.tpr, "fpr_rule": self.fpr_rule}
+
+    def metrics(self, id_scores: Any, ood_scores: Any, score: str) -> "OODMetricsResult":
+        """:func:`ood_metrics` of outlier scores under this convention; ``score`` names the outlier score."""
+        return ood_metrics(id_scores, ood_scores, **self.options(), score=score)
 
 
 class OODMetrics:

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import StitchkitError
 from ..uncertainty.bootstrap import BootstrapSpec
 from ..uncertainty.stitch_scores import SEP, interval_grids
+from .metrics import OODConvention
 
 #: what a study ood unit's ``scores.npz`` holds (its conventions say it)
 SCORES_CONVENTION = ("per test image, in the test set's order: genuine|<end>|<detector> and stitched|<front>|<end>|<detector> outlier "
@@ -55,14 +56,16 @@ def score_arrays(results: Mapping[tuple[str, str], Any], id_scores: Mapping[str,
 
 
 def attach_intervals(matrices: Any, id_scores: Mapping[str, Mapping[str, Any]], id_norms: Mapping[str, Any], spec: BootstrapSpec | int, *,
-                     paired: bool = True, positive: str = "id", tpr: float = 0.95, fpr_rule: str = "closest") -> None:
+                     paired: bool = True, convention: OODConvention | None = None) -> None:
     """Give ``matrices`` (:class:`.matrices.OODMatrices`, complete) the intervals of :func:`interval_grids`
-    made from its own per-image scores and the genuine side's; nothing when the bootstrap is off."""
+    made from its own per-image scores and the genuine side's, under the metric ``convention`` (None: its
+    defaults); nothing when the bootstrap is off."""
     spec = as_bootstrap(spec)
     if not spec.enabled:
         return
     arrays = score_arrays(matrices.results, id_scores, id_norms)
-    grids = interval_grids(arrays, matrices.front_layers, matrices.end_layers, spec, paired=paired, positive=positive, tpr=tpr, fpr_rule=fpr_rule)
+    options = (convention or OODConvention()).options()
+    grids = interval_grids(arrays, matrices.front_layers, matrices.end_layers, spec, paired=paired, **options)
     matrices.set_intervals(grids, {**spec.record(), "paired": paired})
 
 

@@ -12,7 +12,7 @@ experiment and each end layer:
    per end layer for all its stitches (one pass of the end model's prefix over all end layers), with
    each sample's activation norm (the norm ratio's denominator);
 3. optionally the sanity check (``sanity_dataset``) through the same detectors;
-4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_test.score_stitches`,
+4. all runs together in ONE grouped pass over the evaluation test set (:func:`.stitch_scoring.score_stitches`,
    shared with the Python API's ``stitchkit.ood_test``; :mod:`.grouped`): per batch
    the front network runs once for all front layers, and per end layer the stitching layers, the end
    suffix (accuracy) and the detectors (scores) once for all its stitches; per stitch this equals
@@ -34,7 +34,7 @@ where the ID set is the evaluation set), in the matrices, their JSON and the pri
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,10 +56,11 @@ from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir
 from .evaluate import StitchOODResult, genuine_pass, genuine_scores
 from .matrices import OODMatrices
-from .metrics import ood_metrics
+from .metrics import OODConvention
 from .per_sample import as_bootstrap, attach_intervals, score_arrays
 from .registry import DetectorRegistry
-from .stitch_test import end_layer_detectors, score_stitches
+from .settings import DetectorFit, PassOptions
+from .stitch_scoring import end_layer_detectors, score_stitches
 
 
 @dataclass
@@ -133,31 +134,27 @@ def _label(result: Any) -> str:
     return f"{result.stitching_type}__{result.init}_e{result.epochs}__{result.config_key}"
 
 
-@dataclass(frozen=True)
-class _TestOptions:
-    """The options of :func:`evaluate_results_dir` that every step reads."""
+@dataclass(frozen=True, kw_only=True)
+class ResultsOODSettings(OODConvention, DetectorFit, PassOptions):
+    """The options of :func:`evaluate_results_dir` (``stitchkit ood``, a study's ``ood`` unit): the sets and
+    where they are, the samples, the grouping and the bootstrap, and the records it carries: the metric
+    convention (:class:`~.metrics.OODConvention`), the training-free detectors (:class:`~.settings.DetectorFit`)
+    and the passes (:class:`~.settings.PassOptions`, here on the ``"auto"`` device)."""
 
-    data_root: str | None
-    id_data_root: str | None
-    sanity_dataset: str | None
-    sanity_root: str | None
-    training_free: Sequence[str]
-    training_free_options: Mapping[str, Mapping[str, Any]] | None
-    fit_samples: int
-    test_samples: int | None
-    positive: str
-    tpr: float
-    fpr_rule: str
-    batch_size: int
-    workers: int
-    seed: int
-    group_size: int | None
-    progress: bool
-    log: Callable[[str], None]
-    bootstrap: BootstrapSpec
+    device: Any = "auto"  # auto, cpu, cuda, cuda:N, or a torch.device
+    dataset: str | None = None  # the evaluation set whose test split is stitched (None: the runs' dataset)
+    data_root: str | None = None
+    id_dataset: str | None = None  # the ID test set of the genuine activations (None: dataset)
+    id_data_root: str | None = None  # None: data_root
+    sanity_dataset: str | None = None  # the detectors' sanity check (None: none)
+    sanity_root: str | None = None  # None: data_root
+    test_samples: int | None = None  # the first N test images of each set (None: all)
+    group_size: int | None = None  # stitches per end-suffix pass (None: automatic, as in the grids)
+    #: resamples of the test images for percentile intervals (or a BootstrapSpec; 0: none); a BootstrapSpec once built
+    bootstrap: BootstrapSpec | int = 0
 
-    def metrics(self, id_scores: np.ndarray, ood_scores: np.ndarray, score: str):
-        return ood_metrics(id_scores, ood_scores, positive=self.positive, tpr=self.tpr, fpr_rule=self.fpr_rule, score=score)
+    def check(self) -> None:
+        object.__setattr__(self, "bootstrap", as_bootstrap(self.bootstrap))  # frozen: set once, checked
 
 
 def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) -> nn.Module:
@@ -168,58 +165,61 @@ def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) ->
     return model.to(dev).eval()
 
 
-def _run_detectors(opts: _TestOptions, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str], first: Any,
-                   id_name: str, dev: torch.device) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+def _run_detectors(s: ResultsOODSettings, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str],
+                   first: Any, id_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
     """The detectors of every end layer (energy from the registry, training-free ones fitted on the ID
-    training split: :func:`.stitch_test.end_layer_detectors`) and the energy detectors' ids."""
+    training split: :func:`.stitch_scoring.end_layer_detectors`) and the energy detectors' ids."""
     fit_set = None
-    if opts.training_free:
-        train = get_dataset(id_name, "train", root=opts.id_data_root or opts.data_root, augment=False)
-        fit_set = sample_subset(train, opts.fit_samples, seed=opts.seed, clamp=f"--fit-samples: the training split of {id_name}")
-    return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"), training_free=opts.training_free,
-                               training_free_options=opts.training_free_options, fit_set=fit_set, device=dev, batch_size=opts.batch_size,
-                               workers=opts.workers, progress=opts.progress)
+    if s.training_free:
+        train = get_dataset(id_name, "train", root=s.id_data_root or s.data_root, augment=False)
+        fit_set = sample_subset(train, s.fit_samples, seed=s.seed,
+                                clamp=f"--fit-samples: the training split of {id_name}")
+    return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"),
+                               training_free=s.training_free, training_free_options=s.training_free_options,
+                               fit_set=fit_set, scoring=s)
 
 
-def _sanity_check(opts: _TestOptions, end: nn.Module, detectors: dict[str, dict[str, Any]], id_scores: dict[str, dict[str, np.ndarray]],
-                  shape: tuple[int, ...], dev: torch.device, exp_dir: Path, pending: _PendingScores) -> dict[str, dict[str, Any]]:
+def _sanity_check(s: ResultsOODSettings, log: Callable[[str], None], end: nn.Module,
+                  detectors: dict[str, dict[str, Any]], id_scores: dict[str, dict[str, np.ndarray]],
+                  shape: tuple[int, ...], exp_dir: Path, pending: _PendingScores) -> dict[str, dict[str, Any]]:
     """The detectors on genuine ID test activations against the sanity dataset's, per end layer."""
-    name = opts.sanity_dataset
-    sc_set = sample_subset(get_dataset(name, "test", root=opts.sanity_root or opts.data_root, shape=shape), opts.test_samples,
+    name = s.sanity_dataset
+    sc_set = sample_subset(get_dataset(name, "test", root=s.sanity_root or s.data_root, shape=shape), s.test_samples,
                            clamp=f"--test-samples: the test split of {name}")
-    sc_scores = genuine_scores(end, detectors, sc_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress,
-                               desc=name)
+    sc_scores = genuine_scores(end, detectors, sc_set, s, desc=name)
     sanity: dict[str, dict[str, Any]] = {}
     for layer, per in detectors.items():
         sanity[layer] = {}
-        opts.log(f"Sanity checking {layer}'s OOD detectors against {name}:")
+        log(f"Sanity checking {layer}'s OOD detectors against {name}:")
         for det in per:
-            m = opts.metrics(id_scores[layer][det], sc_scores[layer][det], det)
+            m = s.metrics(id_scores[layer][det], sc_scores[layer][det], det)
             sanity[layer][det] = m.to_dict()
             pending.add(exp_dir / "energies" / "sanity" / layer / f"{name}_{det}.npy", sc_scores[layer][det])
-            opts.log(f"  {det}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
+            log(f"  {det}: AUROC: {m.auroc:.4f}  AUPR: {m.aupr:.4f}  FPR95: {m.fpr95:.4f}")
     return sanity
 
 
-def _stitch_pass(opts: _TestOptions, ordered: list[Any], front: nn.Module, end: nn.Module, detectors: dict[str, dict[str, Any]],
-                 genuine: Any, eval_name: str, dev: torch.device) -> tuple[list[StitchOODResult], int]:
-    """All stitches of an experiment in one grouped pass (:func:`.stitch_test.score_stitches`): per test
+def _stitch_pass(s: ResultsOODSettings, ordered: list[Any], front: nn.Module, end: nn.Module,
+                 detectors: dict[str, dict[str, Any]], genuine: Any,
+                 eval_name: str) -> tuple[list[StitchOODResult], int]:
+    """All stitches of an experiment in one grouped pass (:func:`.stitch_scoring.score_stitches`): per test
     batch the front network runs once for all front layers, and per end layer the suffix and the
     detectors once for all its stitches; each stitch's result (against the ``genuine`` scores and norms
     of its end layer) in the order of ``ordered``, and the largest group."""
-    eval_set = sample_subset(get_dataset(eval_name, "test", root=opts.data_root), opts.test_samples, clamp=f"--test-samples: the test split of {eval_name}")
+    eval_set = sample_subset(get_dataset(eval_name, "test", root=s.data_root), s.test_samples,
+                             clamp=f"--test-samples: the test split of {eval_name}")
+    dev = s.device
     # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
     front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
     end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
     pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
              for r in ordered]
-    return score_stitches(pairs, detectors, genuine.scores, eval_set, id_norms=genuine.norms, positive=opts.positive, tpr=opts.tpr,
-                          fpr_rule=opts.fpr_rule, device=dev, batch_size=opts.batch_size, workers=opts.workers, group_size=opts.group_size,
-                          progress=opts.progress)
+    return score_stitches(pairs, detectors, genuine.scores, eval_set, id_norms=genuine.norms, convention=s, scoring=s,
+                          group_size=s.group_size)
 
 
-def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchOODResult], matrices: OODMatrices, exp_dir: Path,
-                    pending: _PendingScores) -> dict[str, StitchOODResult]:
+def _stitch_results(log: Callable[[str], None], ordered: list[Any], scored: list[StitchOODResult],
+                    matrices: OODMatrices, exp_dir: Path, pending: _PendingScores) -> dict[str, StitchOODResult]:
     """Each stitch's result (accuracy and metrics against the genuine ID scores of its end layer) by
     run name, in the matrices, its scores pending, and logged."""
     run_results: dict[str, StitchOODResult] = {}
@@ -231,17 +231,19 @@ def _stitch_results(opts: _TestOptions, ordered: list[Any], scored: list[StitchO
         for name, values in res.ood_scores.items():
             pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
         parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
-        opts.log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  norm ratio {res.norm_ratio:.3f}  {parts}")
+        log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  "
+            f"norm ratio {res.norm_ratio:.3f}  {parts}")
     return run_results
 
 
-def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry: DetectorRegistry | None, dataset: str | None,
-                         id_dataset: str | None, exp_dir: Path, results_dir: Path, dev: torch.device) -> ExperimentOOD:
+def _evaluate_experiment(s: ResultsOODSettings, log: Callable[[str], None], key: str, runs: list[Any],
+                         registry: DetectorRegistry | None, exp_dir: Path, results_dir: Path) -> ExperimentOOD:
     """The OOD test of one experiment (the runs sharing a config key), written into ``exp_dir`` once complete."""
     first = runs[0]
     label = _label(first)
-    info = dataset_info(dataset or first.dataset)
-    id_info = dataset_info(id_dataset or info.name)
+    info = dataset_info(s.dataset or first.dataset)
+    id_info = dataset_info(s.id_dataset or info.name)
+    dev = s.device
     seconds: dict[str, float] = {}
     pending = _PendingScores()
     started = time.perf_counter()
@@ -251,49 +253,49 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
     end_order, front_order = layered(end).layers, layered(front).layers
     end_layers = [layer for layer in end_order if any(r.end_layer == layer for r in runs)]
     front_layers = [layer for layer in front_order if any(r.front_layer == layer for r in runs)]
-    opts.log(f"experiment {label}: {len(runs)} runs, front layers {front_layers}, end layers {end_layers}")
+    log(f"experiment {label}: {len(runs)} runs, front layers {front_layers}, end layers {end_layers}")
 
     started = time.perf_counter()
-    detectors, ids = _run_detectors(opts, registry, end, end_layers, first, id_info.name, dev)
+    detectors, ids = _run_detectors(s, registry, end, end_layers, first, id_info.name)
     seconds["detectors"] = time.perf_counter() - started
 
     # ID scores and activation norms, one pass over the ID test set for all end layers
     started = time.perf_counter()
-    id_set = sample_subset(get_dataset(id_info.name, "test", root=opts.id_data_root or opts.data_root, shape=info.shape), opts.test_samples,
-                           clamp=f"--test-samples: the test split of {id_info.name}")
-    genuine = genuine_pass(end, detectors, id_set, device=dev, batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
+    id_test = get_dataset(id_info.name, "test", root=s.id_data_root or s.data_root, shape=info.shape)
+    id_set = sample_subset(id_test, s.test_samples, clamp=f"--test-samples: the test split of {id_info.name}")
+    genuine = genuine_pass(end, detectors, id_set, s)
     id_scores = genuine.scores
     seconds["id_scores"] = time.perf_counter() - started
     for layer, per in id_scores.items():
         for name, values in per.items():
             pending.add(exp_dir / "energies" / "id" / layer / f"{name}.npy", values)
-            opts.log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
+            log(f"{layer}: mean ID {name} score {float(np.mean(values)):.4f}")
 
     sanity: dict[str, dict[str, Any]] = {}
-    if opts.sanity_dataset:
+    if s.sanity_dataset:
         started = time.perf_counter()
-        sanity = _sanity_check(opts, end, detectors, id_scores, info.shape, dev, exp_dir, pending)
+        sanity = _sanity_check(s, log, end, detectors, id_scores, info.shape, exp_dir, pending)
         seconds["sanity"] = time.perf_counter() - started
 
     started = time.perf_counter()
     ordered = sorted(runs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-    scored, largest_group = _stitch_pass(opts, ordered, front, end, detectors, genuine, info.name, dev)
+    scored, largest_group = _stitch_pass(s, ordered, front, end, detectors, genuine, info.name)
     matrices = OODMatrices(front_layers, end_layers)
-    run_results = _stitch_results(opts, ordered, scored, matrices, exp_dir, pending)
+    run_results = _stitch_results(log, ordered, scored, matrices, exp_dir, pending)
     seconds["stitches"] = time.perf_counter() - started
     # the same images on both sides: the ID set is the evaluation set, read from the same place
-    paired = id_info.name == info.name and (opts.id_data_root is None or opts.id_data_root == opts.data_root)
-    if opts.bootstrap.enabled:
+    paired = id_info.name == info.name and (s.id_data_root is None or s.id_data_root == s.data_root)
+    if s.bootstrap.enabled:
         started = time.perf_counter()
-        attach_intervals(matrices, genuine.scores, genuine.norms, opts.bootstrap, paired=paired, positive=opts.positive, tpr=opts.tpr,
-                         fpr_rule=opts.fpr_rule)
+        attach_intervals(matrices, genuine.scores, genuine.norms, s.bootstrap, paired=paired, convention=s)
         seconds["bootstrap"] = time.perf_counter() - started
     seconds["group_size"] = largest_group
     extra = {
         "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
-        "test_samples": opts.test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
+        "test_samples": s.test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
         "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()},
-        "sanity_dataset": opts.sanity_dataset, "sanity": sanity, "runs": {name: r.to_dict() for name, r in run_results.items()},
+        "sanity_dataset": s.sanity_dataset, "sanity": sanity,
+        "runs": {name: r.to_dict() for name, r in run_results.items()},
         "seconds": seconds,
     }
     pending.write()
@@ -303,53 +305,35 @@ def _evaluate_experiment(opts: _TestOptions, key: str, runs: list[Any], registry
 
 def evaluate_results_dir(
     results_dir: str | Path,
+    settings: ResultsOODSettings | None = None,
     *,
     detector_dir: str | None = None,
-    dataset: str | None = None,
-    data_root: str | None = None,
-    id_dataset: str | None = None,
-    id_data_root: str | None = None,
-    sanity_dataset: str | None = None,
-    sanity_root: str | None = None,
-    training_free: Sequence[str] = (),
-    training_free_options: Mapping[str, Mapping[str, Any]] | None = None,
-    fit_samples: int = 10_000,
-    test_samples: int | None = None,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
     out_dir: str | Path | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    workers: int = 0,
-    seed: int = 0,
-    group_size: int | None = None,
-    progress: bool = False,
     log: Callable[[str], None] = print,
-    bootstrap: BootstrapSpec | int = 0,
 ) -> list[ExperimentOOD]:
-    """Run the OOD test on every finished stitching run of ``results_dir`` (see the module docstring).
+    """Run the OOD test on every finished stitching run of ``results_dir`` (see the module docstring),
+    with the options of ``settings`` (:class:`ResultsOODSettings`; None: its defaults).
 
     ``detector_dir`` is the energy detectors' registry (``None``: training-free detectors only).
-    ``dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
-    ``id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
+    ``settings.dataset`` is the evaluation set whose test split is stitched (default: the runs' dataset);
+    ``settings.id_dataset`` the ID test set for the genuine activations (default: ``dataset``).
     All stitches of an experiment are evaluated in one grouped pass (:mod:`.grouped`), ``group_size``
     stitches per end-suffix pass (None: automatic, as in the grids). ``bootstrap`` (resamples, or a
     :class:`~stitchkit.uncertainty.bootstrap.BootstrapSpec`; 0: none) gives AUROC, AUPR, FPR95 and the
-    norm ratio percentile intervals from the per-image scores (:mod:`.per_sample`).
+    norm ratio percentile intervals from the per-image scores (:mod:`.per_sample`). Each experiment's files
+    go to ``out_dir`` (default ``<results_dir>/ood``); ``log`` takes the lines of progress.
     """
+    s = settings or ResultsOODSettings()
     results_dir = Path(results_dir)
     out_root = Path(out_dir) if out_dir is not None else results_dir / "ood"
-    _check_inputs_first(out_root, [dataset, id_dataset, sanity_dataset])
-    dev = resolve_device(device)
+    _check_inputs_first(out_root, [s.dataset, s.id_dataset, s.sanity_dataset])
+    s = replace(s, device=resolve_device(s.device))
     registry = DetectorRegistry(detector_dir) if detector_dir else None
-    if registry is None and not training_free:
+    if registry is None and not s.training_free:
         raise StitchkitError("no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)")
-    opts = _TestOptions(data_root, id_data_root, sanity_dataset, sanity_root, training_free, training_free_options, fit_samples, test_samples,
-                        positive, tpr, fpr_rule, batch_size, workers, seed, group_size, progress, log, as_bootstrap(bootstrap))
     groups = _group_runs(results_dir)
-    return [_evaluate_experiment(opts, key, runs, registry, dataset, id_dataset, out_root / _label(runs[0]) if len(groups) > 1 else out_root,
-                                 results_dir, dev)
+    return [_evaluate_experiment(s, log, key, runs, registry,
+                                 out_root / _label(runs[0]) if len(groups) > 1 else out_root, results_dir)
             for key, runs in groups.items()]
 
 

@@ -16,7 +16,7 @@ from ..data.augmentation import choice_for, choice_of
 from ..models.loading import load_model
 from ..ood.matrices import METRIC_KINDS
 from ..ood.per_sample import SCORES_CONVENTION
-from ..ood.stitched import evaluate_results_dir
+from ..ood.stitched import ResultsOODSettings, evaluate_results_dir
 from ..ood.train import DetectorTrainConfig, train_detectors_for_checkpoint
 from ..probing.cache import ProbeCache
 from ..probing.model import probe_datasets, probe_model
@@ -308,11 +308,13 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p, run = OodParams.from_params(unit.params), ctx.run
     stitch = ctx.deps[unit.deps[0]]
     detectors = ctx.deps[unit.deps[1]]["artifacts"]["registry"] if len(unit.deps) > 1 else None
-    experiments = evaluate_results_dir(
-        stitch["artifacts"]["runs"], detector_dir=detectors, dataset=p.dataset, data_root=run.data_root, sanity_dataset=p.sanity,
-        training_free=list(p.training_free), test_samples=p.eval_samples, out_dir=ctx.out_dir, device=run.device, workers=run.workers,
-        seed=p.seed, progress=run.progress, group_size=ctx.group_size, log=lambda message: None,
+    settings = ResultsOODSettings(
+        dataset=p.dataset, data_root=run.data_root, sanity_dataset=p.sanity, training_free=list(p.training_free),
+        test_samples=p.eval_samples, device=run.device, workers=run.workers, seed=p.seed, progress=run.progress,
+        group_size=ctx.group_size,
     )
+    experiments = evaluate_results_dir(stitch["artifacts"]["runs"], settings, detector_dir=detectors,
+                                       out_dir=ctx.out_dir, log=lambda message: None)
     matrices: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     conventions: dict[str, Any] = {}

@@ -244,16 +244,14 @@ def ood_metric_interval(
     counts_ood: Any = None,
     level: float = DEFAULT_LEVEL,
     *,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
     keep_samples: bool = False,
+    **convention: Any,
 ) -> dict[str, tuple]:
     """``{metric: (point, lower, upper)}`` (with ``keep_samples``: ``(point, lower, upper, samples)``)
     for the keys of :func:`ood_metric_samples`; the point is the metric of the scores as given (unit
-    weights), which equals ``ood_metrics``."""
+    weights), which equals ``ood_metrics``. ``convention`` is the metric convention, the keywords
+    ``positive``, ``tpr`` and ``fpr_rule`` of :func:`ood_metric_samples` (which checks them)."""
     id_s, ood_s = _scores(id_scores, "in-distribution"), _scores(ood_scores, "OOD")
-    options = dict(positive=positive, tpr=tpr, fpr_rule=fpr_rule)
-    samples = ood_metric_samples(id_s, ood_s, counts_id, counts_ood, **options)
-    points = ood_metric_samples(id_s, ood_s, np.ones((1, id_s.size)), np.ones((1, ood_s.size)), **options)
+    samples = ood_metric_samples(id_s, ood_s, counts_id, counts_ood, **convention)
+    points = ood_metric_samples(id_s, ood_s, np.ones((1, id_s.size)), np.ones((1, ood_s.size)), **convention)
     return {key: _with_interval(float(points[key][0]), samples[key], level, keep_samples) for key in OOD_METRICS}

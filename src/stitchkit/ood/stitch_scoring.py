@@ -15,10 +15,11 @@ from torch.utils.data import Dataset
 
 from ..data.loading import make_batches
 from ..stitching.grouped import GridPair, GridPass, auto_group_size
+from . import grouped
 from .detectors import Detector
 from .evaluate import StitchOODResult, fit_training_free, load_layer_detectors
-from . import grouped
-from .metrics import ValueSummary, ood_metrics
+from .metrics import OODConvention
+from .settings import PassOptions
 
 
 def end_layer_detectors(
@@ -30,23 +31,23 @@ def end_layer_detectors(
     training_free: Sequence[str] = (),
     training_free_options: Mapping[str, Mapping[str, Any]] | None = None,
     fit_set: Dataset | None = None,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-    workers: int = 0,
-    progress: bool = False,
+    scoring: PassOptions | None = None,
 ) -> tuple[dict[str, dict[str, Detector]], dict[str, str | None]]:
     """``({end layer: {name: detector}}, {end layer: energy detector id})``: the registry's energy
     detector of each layer (by the end model's content hash) and the ``training_free`` detectors
-    fitted on the end model's genuine activations of ``fit_set`` in one pass."""
+    fitted on the end model's genuine activations of ``fit_set`` in one pass (run as ``scoring`` says)."""
+    scoring = scoring or PassOptions()
     detectors: dict[str, dict[str, Detector]] = {layer: {} for layer in end_layers}
     ids: dict[str, str | None] = {}
     if registry is not None:
-        for layer, det in load_layer_detectors(registry, end, end_layers, source_path=source_path, device=device).items():
+        loaded = load_layer_detectors(registry, end, end_layers, source_path=source_path, device=scoring.device)
+        for layer, det in loaded.items():
             detectors[layer]["energy"] = det
             ids[layer] = det.meta.get("id")
     if training_free:
-        fitted = fit_training_free(end, end_layers, fit_set, names=training_free, options=training_free_options, device=device,
-                                   batch_size=batch_size, workers=workers, progress=progress)
+        fitted = fit_training_free(
+            end, end_layers, fit_set, names=training_free, options=training_free_options, scoring=scoring
+        )
         for layer in end_layers:
             detectors[layer].update(fitted[layer])
     return detectors, ids
@@ -59,35 +60,25 @@ def score_stitches(
     eval_set: Dataset,
     *,
     id_norms: Mapping[str, Any] | None = None,
-    positive: str = "id",
-    tpr: float = 0.95,
-    fpr_rule: str = "closest",
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-    workers: int = 0,
+    convention: OODConvention | None = None,
+    scoring: PassOptions | None = None,
     group_size: int | None = None,
-    progress: bool = False,
 ) -> tuple[list[StitchOODResult], int]:
     """Each stitch's accuracy on ``eval_set`` and the OOD metrics of its stitched activations against
-    the end network's genuine ``id_scores`` (``{end layer: {detector: scores}}``), from one grouped pass
-    (:func:`~.grouped.grouped_stitch_scores`), in the order of ``pairs``; and the largest group size.
-    ``id_norms`` (``{end layer: norms}`` of the same genuine activations, :func:`~.evaluate.genuine_pass`)
-    gives each result its norm ratio."""
-    device = torch.device(device)
+    the end network's genuine ``id_scores`` (``{end layer: {detector: scores}}``) under ``convention``,
+    from one grouped pass (:func:`~.grouped.grouped_stitch_scores`, run as ``scoring`` says), in the order
+    of ``pairs``; and the largest group size. ``id_norms`` (``{end layer: norms}`` of the same genuine
+    activations, :func:`~.evaluate.genuine_pass`) gives each result its norm ratio."""
+    scoring = scoring or PassOptions()
+    device = torch.device(scoring.device)
     # On a CPU the detectors' passes dominate, and they run fastest on one stitch's batch at a time
     # (measured: 8 stitches per pass took 1.3-1.5x as long); a GPU takes what its memory holds.
-    auto = 1 if device.type == "cpu" else auto_group_size(list(pairs), batch_size, device)
+    auto = 1 if device.type == "cpu" else auto_group_size(list(pairs), scoring.batch_size, device)
     grid = GridPass(list(pairs), group_size or auto, channels_last=True)
-    batches = make_batches(eval_set, batch_size, shuffle=False, device=device, workers=workers)
-    scored = grouped.grouped_stitch_scores(grid, batches, detectors, device, progress=progress)  # looked up at call time: the fault tests replace it
-    genuine_norms = {layer: ValueSummary.of(values, f"genuine activation norms at {layer!r}") for layer, values in (id_norms or {}).items()}
-    results = []
-    for pair, out in zip(pairs, scored):
-        ood, norms = out.arrays(), out.norm_array()
-        metrics = {name: ood_metrics(id_scores[pair.end_layer][name], ood[name], positive=positive, tpr=tpr, fpr_rule=fpr_rule,
-                                     score=detectors[pair.end_layer][name].name) for name in ood}
-        results.append(StitchOODResult(pair.end_layer, out.accuracy, out.n, metrics, ood, front_layer=pair.front_layer, seconds=out.seconds,
-                                       stitched_norm=ValueSummary.of(norms), genuine_norm=genuine_norms.get(pair.end_layer), norms=norms))
+    batches = make_batches(eval_set, scoring.batch_size, shuffle=False, device=device, workers=scoring.workers)
+    # looked up at call time: the fault tests replace it
+    scored = grouped.grouped_stitch_scores(grid, batches, detectors, device, progress=scoring.progress)
+    results = grouped.stitch_results(pairs, scored, detectors, id_scores, convention or OODConvention(), id_norms)
     return results, max(len(g) for g in grid.groups)
 
 
