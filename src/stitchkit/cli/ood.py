@@ -7,7 +7,7 @@ import argparse
 
 from ..choices import DEFAULT_DETECTOR_DIR
 from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec, print_wrote
-from .detector import _add_metric_options, _training_free_options
+from .detector import add_metric_options, training_free_options
 
 EXAMPLES = """\
   # the original's call: a folder of stitching runs, detectors from the default registry, SVHN sanity check
@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("-scdata", "--sanity-check-dataset-root", dest="sanity_root", default=None, help="its data root")
     p.add_argument("-ed", "-o", "--energy-dir", "--out", dest="out", default=None,
                    help="output folder for matrices and scores (default RESULTS_DIR/ood; scores are keyed by run)")
-    _add_metric_options(p)
+    add_metric_options(p)
     p.add_argument("--test-samples", dest="test_samples", type=int, default=None, metavar="N", help="first N test images of each set (default all)")
     add_loader(p)
     p.set_defaults(workers=0)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     experiments = evaluate_results_dir(
         args.source_dir, detector_dir=detector_dir, dataset=args.dataset, data_root=args.data_root, id_dataset=args.id_dataset,
         id_data_root=args.id_root, sanity_dataset=args.sanity_dataset, sanity_root=args.sanity_root, training_free=args.training_free,
-        training_free_options=_training_free_options(args), fit_samples=args.fit_samples, test_samples=args.test_samples,
+        training_free_options=training_free_options(args), fit_samples=args.fit_samples, test_samples=args.test_samples,
         positive=args.positive, fpr_rule=args.fpr_rule, out_dir=args.out, device=args.device, batch_size=args.batch_size,
         workers=args.workers, progress=args.progress, bootstrap=bootstrap,
         log=print if args.original_output else _quiet,  # the summary leaves out the log line of every run

@@ -46,7 +46,8 @@ def get_measure(name: str | Measure, **options) -> Measure:
     is returned as it is (then no options may be given)."""
     if isinstance(name, Measure):
         if options:
-            raise StitchkitError(f"options {sorted(options)} cannot be applied to the already configured measure {name!r}")
+            raise StitchkitError(
+                f"options {sorted(options)} cannot be applied to the already configured measure {name!r}")
         return name
     cls = _measure_class(name)
     accepted = measure_options(cls.info.name)
