@@ -12,7 +12,7 @@ Two readers derive everything else from these declarations:
 * :func:`catalogue` (and :func:`names`, :func:`declaration`) reads them **without importing the defining
   modules**: it parses the source files of the kind's home package (:data:`KINDS`) and evaluates the
   decorator's arguments, which must therefore be literals (or module-level constants bound to
-  literals). This is what the command line's choices, ``--help``, the study schema and the report's
+  literals); it reads a module's top level (the decorators of its classes and functions). This is what the command line's choices, ``--help``, the study schema and the report's
   order come from, so the command line answers ``--help`` without importing torch. Declarations made at
   run time in this process (a notebook's or a test's own measure) are added after the scanned ones.
 * :func:`implementation` imports the defining module (which runs the decorator) and returns the
@@ -253,9 +253,7 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
     tree = ast.parse(text, filename=str(path))
     constants = _module_constants(tree)
     out = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _is_declare(node.func)):
-            continue
+    for node in _declare_calls(tree):
         where = f"{path}:{node.lineno}"
         if len(node.args) != 2:
             raise DeclarationError(f"{where}: declare() takes the kind and the name, then keyword arguments")
@@ -268,6 +266,18 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
         _check_kind(kind)
         out.append(Declaration(kind, name, module, where, MappingProxyType(meta)))
     return out
+
+
+def _declare_calls(tree: ast.Module) -> Iterator[ast.Call]:
+    """The ``declare(...)`` calls of a module's top level: in the decorators of its classes and functions
+    (not in their bodies, which the reader need not walk: the slow part of reading) and in its other
+    statements."""
+    for statement in tree.body:
+        defines = isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        for root in statement.decorator_list if defines else [statement]:
+            for node in ast.walk(root):
+                if isinstance(node, ast.Call) and _is_declare(node.func):
+                    yield node
 
 
 def _is_declare(func: ast.expr) -> bool:
