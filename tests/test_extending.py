@@ -33,7 +33,7 @@ from stitchkit.similarity.base import Measure, Prepared, as_matrix
 from stitchkit.stitching.layer_types.base import StitchingLayer, need_rank
 from stitchkit.stitching.layers import list_stitching_layers, make_stitching_layer
 from stitchkit.stitching.settings import StitchSettings
-from stitchkit.study.config import validate
+from stitchkit.study.config import SCHEMA, validate
 
 SEEDS = {"networks": {"seeds": [0]}}
 
@@ -248,6 +248,9 @@ def test_what_the_commands_offer_is_what_is_declared():
 def test_the_built_in_stitching_types_keep_the_original_order_and_auto_picks_the_declared_ones():
     # the original script's order of stitching_type, auto and v2v after its own
     assert d.names("stitching_layer") == ("c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto", "v2v")
+    # the study schema offers auto first (its default), then the others; v2v too, which its own list had lost
+    study_types = ("auto", "c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "v2v")
+    assert tuple(SCHEMA["stitching"]["type"].choices) == study_types
     picks = {(3, 3): "rc2c_pre", (2, 2): "t2t", (3, 2): "c2t", (2, 3): "t2c", (1, 1): "v2v"}
     shapes = {1: (6,), 2: (4, 6), 3: (6, 2, 2)}
     for (src, tgt), kind in picks.items():

@@ -12,8 +12,9 @@ Two readers derive everything else from these declarations:
 * :func:`catalogue` (and :func:`names`, :func:`declaration`) reads them **without importing the defining
   modules**: it parses the source files of the kind's home package (:data:`KINDS`) and evaluates the
   decorator's arguments, which must therefore be literals (or module-level constants bound to
-  literals); it reads a module's top level (the decorators of its classes and functions). This is what the command line's choices, ``--help``, the study schema and the report's
-  order come from, so the command line answers ``--help`` without importing torch. Declarations made at
+  literals); it reads a module's top level (the decorators of its classes and functions). This is
+  what the command line's choices, ``--help``, the study schema and the report's order come from, so
+  the command line answers ``--help`` without importing torch. Declarations made at
   run time in this process (a notebook's or a test's own measure) are added after the scanned ones.
 * :func:`implementation` imports the defining module (which runs the decorator) and returns the
   declared object: the registries use it.
@@ -174,11 +175,6 @@ class LiveNames(Sequence[str]):
 
     def __contains__(self, value: object) -> bool:
         return value in self._now()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and tuple(self) == tuple(other)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return repr(self._now())
