@@ -1,11 +1,16 @@
-"""The names the library's options accept, in one module that imports nothing heavy (only :mod:`.errors`).
+"""The names the library's options accept, in one module that imports nothing heavy (only :mod:`.errors`
+and :mod:`.declarations`).
 
 The command line offers these as choices and lists them in ``--help`` without importing torch (the
 modules that implement them do), so each list lives here once and the implementing modules import it.
-``tests/test_cli_startup.py`` checks that every implementation knows exactly these names.
+``tests/test_cli_startup.py`` checks that every implementation knows exactly these names. Similarity
+measures, OOD detectors and stitching-layer types are not listed here: each is declared where it is
+defined (:mod:`stitchkit.declarations`), and their names are read from those declarations.
 """
 
 from __future__ import annotations
+
+from .declarations import names
 
 # --------------------------------------------------------------------------------------------------
 # training (stitchkit.training.optim)
@@ -61,11 +66,6 @@ LAYER_REQUESTS = (f"{ALL_LAYERS} (the feature layers), {EVERY_LAYER} (also an ac
 # --------------------------------------------------------------------------------------------------
 # stitching (stitchkit.stitching.layers, .stitcher, .collect)
 
-#: stitching-layer kinds of :func:`stitchkit.stitching.make_stitching_layer` (besides ``auto``)
-STITCHING_LAYERS = ("c2c", "c2t", "rc2c_post", "rc2c_pre", "t2c", "t2t", "v2v")
-#: every ``stitching_type`` the stitch command takes, the original's first; ``auto`` picks one from the
-#: activation shapes
-STITCHING_TYPES = ("c2c", "t2t", "c2t", "t2c", "rc2c_pre", "rc2c_post", "auto", "v2v")
 UPSAMPLE_MODES = ("bilinear", "nearest")
 C2T_CLS_MODES = (None, "pool", "learn")
 T2C_CLS_MODES = (None, "drop", "add", "only")
@@ -87,7 +87,6 @@ DATA_PATHS = ("auto", "device", "loader")
 # OOD detection (stitchkit.ood)
 
 DEFAULT_DETECTOR_DIR = "./models/repr_cls_ood_detectors"
-TRAINING_FREE_DETECTORS = ("mahalanobis", "knn")
 POSITIVE_CLASSES = {
     "id": "in-distribution samples are positives, scored by −(outlier score) (the original's convention)",
     "ood": "OOD samples are positives, scored by the outlier score (OpenOOD / pytorch-ood convention)",
@@ -104,19 +103,6 @@ OOD_SCORES = {
 # --------------------------------------------------------------------------------------------------
 # similarity, probes, sensitivity (stitchkit.similarity, .probing, .sensitivity)
 
-#: every registered similarity measure → whether it needs the models (stitching) rather than arrays
-MEASURES = {
-    "cka": False,
-    "cka_debiased": False,
-    "rbf_cka": False,
-    "mean_cca": False,
-    "svcca": False,
-    "pwcca": False,
-    "procrustes": False,
-    "dm_residual": False,
-    "dm_accuracy": True,
-    "tlm_accuracy": True,
-}
 #: how activations become data matrices; ``auto_original`` mixes positions and pooling as the original did
 POLICIES = ("flatten", "positions", "pool", "cls", "auto_original")
 #: the policy of every similarity grid (``stitchkit similarity``, :func:`stitchkit.compare`, the study's
@@ -134,5 +120,5 @@ TOKEN_POOLS = ("cls", "mean")
 
 
 def array_measures() -> list[str]:
-    """The measures computed from activation arrays (what ``stitchkit similarity`` offers)."""
-    return [name for name, needs_models in MEASURES.items() if not needs_models]
+    """The declared measures computed from activation arrays (what ``stitchkit similarity`` offers)."""
+    return list(names("measure", requires_models=False))

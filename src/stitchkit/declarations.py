@@ -12,8 +12,9 @@ Two readers derive everything else from these declarations:
 * :func:`catalogue` (and :func:`names`, :func:`declaration`) reads them **without importing the defining
   modules**: it parses the source files of the kind's home package (:data:`KINDS`) and evaluates the
   decorator's arguments, which must therefore be literals (or module-level constants bound to
-  literals). This is what the command line's choices, ``--help``, the study schema and the report's
-  order come from, so the command line answers ``--help`` without importing torch. Declarations made at
+  literals); it reads a module's top level (the decorators of its classes and functions). This is
+  what the command line's choices, ``--help``, the study schema and the report's order come from, so
+  the command line answers ``--help`` without importing torch. Declarations made at
   run time in this process (a notebook's or a test's own measure) are added after the scanned ones.
 * :func:`implementation` imports the defining module (which runs the decorator) and returns the
   declared object: the registries use it.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import ast
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -98,7 +99,7 @@ def _check_kind(kind: str) -> ThingKind:
     return KINDS[kind]
 
 
-def declare(kind: str, name: str, **meta: Any) -> Callable[[T], T]:
+def declare(kind: str, name: str, /, **meta: Any) -> Callable[[T], T]:
     """Declare the decorated object (a class or a function) as the ``kind`` named ``name``, with
     ``meta`` as its metadata. In a home package, every argument must be a literal (see the module
     docstring); declared elsewhere (a notebook, a test), the thing is known from the moment the
@@ -150,6 +151,35 @@ def names(kind: str, **where: Any) -> tuple[str, ...]:
     )
 
 
+class LiveNames(Sequence[str]):
+    """The names of every declared ``kind`` (as :func:`names` with ``where``), read anew whenever they are
+    used: choices that are fixed when a module is imported (a schema's) and must still see what is
+    declared later (a notebook's or a test's own). ``first`` names are put first, in that order."""
+
+    def __init__(self, kind: str, *, first: tuple[str, ...] = (), **where: Any):
+        _check_kind(kind)
+        self.kind, self.first, self.where = kind, tuple(first), where
+
+    def _now(self) -> tuple[str, ...]:
+        found = names(self.kind, **self.where)
+        return (*(n for n in self.first if n in found), *(n for n in found if n not in self.first))
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._now()[index]
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._now()
+
+    def __repr__(self) -> str:
+        return repr(self._now())
+
+
 def declaration(kind: str, name: str) -> Declaration:
     """The declaration of the ``kind`` named ``name``; an unknown name is refused with the choices."""
     known = catalogue(kind)
@@ -166,6 +196,16 @@ def implementation(kind: str, name: str) -> Any:
     if name not in _DECLARED[kind]:
         raise DeclarationError(f"{decl.module} was imported but did not declare {KINDS[kind].words} {name!r}")
     return _DECLARED[kind][name][1]
+
+
+def declaration_of(kind: str, obj: Any) -> Declaration:
+    """The declaration whose declared object is ``obj`` (a class reads its own name and metadata so);
+    an undeclared object is refused."""
+    for decl in catalogue(kind).values():
+        if decl.module == getattr(obj, "__module__", None) and implementation(kind, decl.name) is obj:
+            return decl
+    raise DeclarationError(f"{getattr(obj, '__qualname__', obj)!r} is not declared as a {KINDS[kind].words}: "
+                           f"decorate it with @declare({kind!r}, name, ...) (see CONTRIBUTING.md)")
 
 
 def implementations(kind: str) -> dict[str, Any]:
@@ -186,7 +226,7 @@ def _scanned(kind: str) -> dict[str, Declaration]:
             continue
         for path in sorted(folder.glob("*.py")):
             found.extend(d for d in _declarations_in(path, _module_name(path)) if d.kind == kind)
-    found.sort(key=lambda d: (d.order, d.source))
+    found.sort(key=lambda d: (d.order, d.module, int(d.source.rpartition(":")[2])))  # lines as numbers: 9 before 10
     by_name: dict[str, Declaration] = {}
     for decl in found:
         if decl.name in by_name:
@@ -209,9 +249,7 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
     tree = ast.parse(text, filename=str(path))
     constants = _module_constants(tree)
     out = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _is_declare(node.func)):
-            continue
+    for node in _declare_calls(tree):
         where = f"{path}:{node.lineno}"
         if len(node.args) != 2:
             raise DeclarationError(f"{where}: declare() takes the kind and the name, then keyword arguments")
@@ -224,6 +262,18 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
         _check_kind(kind)
         out.append(Declaration(kind, name, module, where, MappingProxyType(meta)))
     return out
+
+
+def _declare_calls(tree: ast.Module) -> Iterator[ast.Call]:
+    """The ``declare(...)`` calls of a module's top level: in the decorators of its classes and functions
+    (not in their bodies, which the reader need not walk: the slow part of reading) and in its other
+    statements."""
+    for statement in tree.body:
+        defines = isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        for root in statement.decorator_list if defines else [statement]:
+            for node in ast.walk(root):
+                if isinstance(node, ast.Call) and _is_declare(node.func):
+                    yield node
 
 
 def _is_declare(func: ast.expr) -> bool:

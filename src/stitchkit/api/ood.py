@@ -12,13 +12,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..choices import TRAINING_FREE_DETECTORS
 from ..data import get_dataset
 from ..data.loading import sample_subset
 from ..data.splits import DataSplits, as_dataset
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..ood.detectors import Detector
+from ..ood.detectors import Detector, training_free_detectors
 from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.metrics import OODConvention
@@ -148,14 +147,14 @@ def _detector_sources(detectors: Any) -> tuple[DetectorRegistry | None, list[str
     if isinstance(detectors, Mapping):
         return None, [], detectors
     items = [detectors] if isinstance(detectors, (str, os.PathLike)) else list(detectors)
-    registry, names = None, []
+    registry, names, training_free = None, [], training_free_detectors()
     for item in items:
-        if isinstance(item, str) and item in TRAINING_FREE_DETECTORS:
+        if isinstance(item, str) and item in training_free:
             names.append(item)
         elif isinstance(item, (str, os.PathLike)) and Path(item).is_dir() and registry is None:
             registry = DetectorRegistry(item)
         else:
-            raise StitchkitError(f"detector {item!r} is neither a training-free detector ({', '.join(TRAINING_FREE_DETECTORS)}) nor a folder "
+            raise StitchkitError(f"detector {item!r} is neither a training-free detector ({', '.join(training_free)}) nor a folder "
                                  "of energy detectors (`stitchkit detector train … -fdir FOLDER`; one folder at most)")
     if registry is None and not names:
         raise StitchkitError("no detectors: give training-free ones (e.g. detectors=['mahalanobis']) or a folder of energy detectors")

@@ -7,7 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES, TRAINING_FREE_DETECTORS
+from ..choices import DEFAULT_DETECTOR_DIR, FPR_RULES, OOD_SCORES, POSITIVE_CLASSES
+from ..declarations import DeclarationError, catalogue, names
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, write_json_atomic
 from .common import HelpFormatter, add_augment, add_device, add_loader, add_model_options, add_schedule, args_as_config, finite_float, model_options, percent, print_wrote
@@ -161,20 +162,51 @@ def _register_check(actions) -> None:
     p.set_defaults(handler=run_check)
 
 
+#: the types a training-free detector's declared option may have on the command line
+_OPTION_TYPES = {"int": int, "float": finite_float, "str": str}
+
+
+def training_free_option_flags() -> dict[str, dict]:
+    """Every command-line flag of the training-free detectors' declared ``options``, with its spec; detectors
+    that offer the same flag (``--pool``) must declare it alike."""
+    flags: dict[str, dict] = {}
+    for name in names("detector", trains=False):
+        for spec in catalogue("detector")[name].get("options", {}).values():
+            if flags.setdefault(spec["flag"], spec) != spec:
+                raise DeclarationError(f"detector {name!r} declares {spec['flag']} unlike another detector: "
+                                       f"{spec} and {flags[spec['flag']]}")
+    return flags
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
 def add_metric_options(p: argparse.ArgumentParser) -> None:
-    """The training-free detectors' and the metric convention's options (``detector check``, ``ood``)."""
-    p.add_argument("--training-free", dest="training_free", nargs="*", default=[], choices=list(TRAINING_FREE_DETECTORS),
-                   help="also fit these training-free detectors on the ID train split (Mahalanobis: Lee et al. 2018; k-NN: Sun et al. 2022)")
+    """The training-free detectors (their names and declared options) and the metrics' conventions."""
+    free = names("detector", trains=False)
+    described = "; ".join(f"{n}: {catalogue('detector')[n].get('help', '')}" for n in free).replace("%", "%%")
+    p.add_argument("--training-free", dest="training_free", nargs="*", default=[], choices=list(free),
+                   help=f"also fit these training-free detectors on the ID train split ({described})")
     p.add_argument("--fit-samples", dest="fit_samples", type=int, default=10_000, metavar="N", help="ID train images the training-free detectors are fitted on")
-    p.add_argument("--knn-k", dest="knn_k", type=int, default=50, help="k of the k-NN detector")
-    p.add_argument("--pool", choices=["avg", "cls", "flatten"], default="avg", help="pooling of activations for the training-free detectors")
+    for flag, spec in training_free_option_flags().items():
+        p.add_argument(flag, dest=_dest(flag), type=_OPTION_TYPES[spec.get("type", "str")], default=spec["default"],
+                       choices=spec.get("choices"), help=spec["help"].replace("%", "%%"))
     p.add_argument("--positive", choices=sorted(POSITIVE_CLASSES), default="id",
                    help="positive class of AUPR and FPR95: id (the original's, score −energy) or ood (OpenOOD's)")
     p.add_argument("--fpr-rule", dest="fpr_rule", choices=sorted(FPR_RULES), default="closest", help="how the 95%% TPR threshold is picked")
 
 
-def _training_free_options(args: argparse.Namespace) -> dict:
-    return {"knn": {"k": args.knn_k, "pool": args.pool}, "mahalanobis": {"pool": args.pool}}
+def training_free_options(args: argparse.Namespace) -> dict:
+    """Each training-free detector's declared options, as the command line set them; a value below an
+    option's declared ``min`` is refused."""
+    for flag, spec in training_free_option_flags().items():
+        value = getattr(args, _dest(flag))
+        if "min" in spec and value is not None and value < spec["min"]:
+            raise StitchkitError(f"{flag} must be at least {spec['min']}, got {value}")
+    declared = catalogue("detector")
+    return {name: {option: getattr(args, _dest(spec["flag"])) for option, spec in declared[name].get("options", {}).items()}
+            for name in names("detector", trains=False)}
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -184,7 +216,8 @@ def run_check(args: argparse.Namespace) -> int:
     from ..models.loading import check_model_type, load_for_dataset
     from ..data.provenance import note_provenance
     from ..utils.device import resolve_device
-    for flag, value in (("batch size (-b)", args.batch_size), ("--knn-k", args.knn_k), ("--fit-samples", args.fit_samples),
+    options = training_free_options(args)  # its checks first, as before the model loads
+    for flag, value in (("batch size (-b)", args.batch_size), ("--fit-samples", args.fit_samples),
                         ("--id-samples", args.id_samples), ("--sanity-samples", args.sanity_samples)):
         if value is not None and value < 1:
             raise StitchkitError(f"{flag} must be at least 1, got {value}")
@@ -199,7 +232,7 @@ def run_check(args: argparse.Namespace) -> int:
     layers = layered(model).resolve(args.layers)
     settings = DetectorCheckSettings(
         sanity_dataset=args.sanity_dataset, training_free=args.training_free,
-        training_free_options=_training_free_options(args), fit_samples=args.fit_samples, id_samples=args.id_samples,
+        training_free_options=options, fit_samples=args.fit_samples, id_samples=args.id_samples,
         sanity_samples=args.sanity_samples, data_root=args.data_root, sanity_root=args.sanity_root,
         positive=args.positive, fpr_rule=args.fpr_rule, device=resolve_device(args.device), batch_size=args.batch_size,
         progress=args.progress,

@@ -7,7 +7,7 @@ import argparse
 
 from ..choices import DEFAULT_DETECTOR_DIR
 from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec, print_wrote
-from .detector import _training_free_options, add_metric_options
+from .detector import add_metric_options, training_free_options
 
 EXAMPLES = """\
   # the original's call: a folder of stitching runs, detectors from the default registry, SVHN sanity check
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ResultsOODSettings(
         dataset=args.dataset, data_root=args.data_root, id_dataset=args.id_dataset, id_data_root=args.id_root,
         sanity_dataset=args.sanity_dataset, sanity_root=args.sanity_root, training_free=args.training_free,
-        training_free_options=_training_free_options(args), fit_samples=args.fit_samples,
+        training_free_options=training_free_options(args), fit_samples=args.fit_samples,
         test_samples=args.test_samples, positive=args.positive, fpr_rule=args.fpr_rule, device=args.device,
         batch_size=args.batch_size, workers=args.workers, progress=args.progress, bootstrap=bootstrap,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, EVERY_LAYER, MEASURES, POLICIES
+from ..choices import ALL_LAYERS, DEFAULT_GROUNDING_MEASURES, DEFAULT_POLICY, EVERY_LAYER, POLICIES
+from ..declarations import names
 from ..errors import StitchkitError
 from ..ranks import parse_ranks
 from ..utils.io import check_writable_dir
@@ -33,7 +34,7 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the networks (e.g. several seeds of one architecture)")
     p.add_argument("--model-type", dest="model_type", default=None, help="architecture, needed only for plain state_dict files")
     p.add_argument("--names", nargs="+", default=None, help="a short name per checkpoint (default: the folder names)")
-    choices = list(MEASURES)
+    choices = list(names("measure"))
     p.add_argument("--measures", nargs="+", default=list(DEFAULT_GROUNDING_MEASURES), choices=choices, metavar="MEASURE",
                    help=f"measures to test; choose from {', '.join(choices)} (dm_accuracy and tlm_accuracy stitch networks)")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="the first N test images for the array measures")

@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, STITCHING_TYPES, T2C_CLS_MODES, UPSAMPLE_MODES
+from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, T2C_CLS_MODES, UPSAMPLE_MODES
+from ..declarations import catalogue
 from ..errors import StitchkitError
 from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS
 from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
@@ -87,8 +88,10 @@ def register(sub) -> None:
     p.add_argument("end_model_type", help="end architecture, or - / auto for a stitchkit checkpoint")
     p.add_argument("front_layer", help="front layer, a comma-separated list or 'all' (see `stitchkit layers`); - with --front-layers")
     p.add_argument("end_layer", help="end layer, a comma-separated list or 'all'; - with --end-layers")
-    p.add_argument("stitching_type", choices=STITCHING_TYPES,
-                   help="stitching layer type; auto picks it from the activation shapes")
+    types = catalogue("stitching_layer")
+    p.add_argument("stitching_type", choices=list(types),
+                   help=("stitching layer type: " + "; ".join(f"{name}: {decl.get('help', '')}" for name, decl in types.items())
+                         ).replace("%", "%%"))
     add_device(p)
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
     _add_training_options(p)

@@ -9,7 +9,7 @@ stitched activations.
 * :mod:`.metrics` — AUROC, AUPR-In/Out, FPR95 with an explicit positive-class convention;
   :class:`OODMetrics` (``update`` / ``compute``).
 * :mod:`.detectors` — the :class:`Detector` interface (``fit`` / ``predict`` outlier scores) with
-  :class:`EnergyDetector`, :class:`MahalanobisDetector` and :class:`KNNDetector`.
+  :class:`EnergyDetector`, :class:`MahalanobisDetector` and :class:`KNNDetector`, one module each.
 * :mod:`.train` — :func:`train_detectors`: supervised pre-training on a frozen source's activations,
   then energy fine-tuning with outlier exposure, several layers sharing one source pass
   (:class:`~.bank.DetectorBank`; the configuration :mod:`.train_config`, the loss :mod:`.finetune_loss`).
@@ -21,7 +21,16 @@ stitched activations.
   distributions (:class:`ValueSummary`) and the norm ratio of its activations to the genuine ones.
 """
 
-from .detectors import DETECTORS, TRAINING_FREE, Detector, EnergyDetector, KNNDetector, MahalanobisDetector, list_detectors, make_detector, pool_features
+from .detectors import (
+    Detector,
+    EnergyDetector,
+    KNNDetector,
+    MahalanobisDetector,
+    list_detectors,
+    make_detector,
+    pool_features,
+    training_free_detectors,
+)
 from .evaluate import (
     DetectorCheck,
     DetectorCheckSettings,
@@ -43,11 +52,12 @@ from .settings import DetectorFit, PassOptions
 from .train import DetectorTrainConfig, TrainedDetector, energy_finetune_loss, train_detectors, train_detectors_for_checkpoint
 
 __all__ = [
-    "DEFAULT_DETECTOR_DIR", "DETECTORS", "FPR_RULES", "POSITIVE_CLASSES", "SCORES", "TRAINING_FREE",
+    "DEFAULT_DETECTOR_DIR", "FPR_RULES", "POSITIVE_CLASSES", "SCORES",
     "Detector", "DetectorCheck", "DetectorRegistry", "DetectorTrainConfig", "EnergyDetector", "KNNDetector", "MahalanobisDetector",
     "OODMatrices", "OODMetrics", "OODMetricsResult", "StitchOODResult", "TrainedDetector", "ValueSummary",
     "auroc", "average_precision", "check_detectors", "detector_id", "energy_finetune_loss", "energy_score", "evaluate_stitched",
     "fit_training_free", "fpr_at_tpr", "genuine_pass", "genuine_scores", "list_detectors", "load_layer_detectors", "logit_score", "make_detector",
     "msp_score", "ood_metrics", "pool_features", "stitched_batches", "train_detectors", "train_detectors_for_checkpoint",
     "DetectorCheckSettings", "DetectorFit", "OODConvention", "PassOptions",
+    "training_free_detectors",
 ]

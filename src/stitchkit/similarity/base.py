@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..declarations import DeclarationError, declaration_of
 from ..errors import StitchkitError
 
 INVARIANCES = ("orthogonal", "isotropic_scaling", "translation", "invertible_linear", "permutation")
@@ -81,6 +82,35 @@ class MeasureInfo:
         specificity tests, which rank pairs by dissimilarity)."""
         lo, hi = self.range
         return float(hi - value) if self.kind == "similarity" else float(value - lo)
+
+
+#: what a measure's declaration (``@declare("measure", name, ...)``) states besides its name and order
+DECLARED_FIELDS = ("kind", "range", "symmetric", "invariances", "description", "citation", "requires_models")
+
+
+def declared_info(cls: type) -> MeasureInfo:
+    """The metadata of the measure class ``cls``, from its declaration; ``original_policy`` may be left out."""
+    decl = declaration_of("measure", cls)
+    missing = [key for key in DECLARED_FIELDS if key not in decl.meta]
+    if missing:
+        raise DeclarationError(f"measure {decl.name!r} ({decl.source}) does not declare {', '.join(missing)}")
+    meta = decl.meta
+    return MeasureInfo(
+        name=decl.name, kind=meta["kind"], range=tuple(meta["range"]), symmetric=meta["symmetric"],
+        invariances=frozenset(meta["invariances"]), description=meta["description"], citation=meta["citation"],
+        requires_models=meta["requires_models"], original_policy=meta.get("original_policy"),
+    )
+
+
+class _DeclaredInfo:
+    """``Measure.info``: read from the class's declaration on first use, then kept on the class."""
+
+    def __get__(self, obj: Any, owner: type) -> MeasureInfo:
+        info = owner.__dict__.get("_declared_info")
+        if info is None:
+            info = declared_info(owner)
+            owner._declared_info = info  # the class's own attribute: a subclass reads its own declaration
+        return info
 
 
 _DTYPES = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32}
@@ -141,13 +171,14 @@ class Prepared:
 
 
 class Measure:
-    """A similarity measure; subclasses set :attr:`info` and implement :meth:`prepare` and :meth:`compare`.
+    """A similarity measure; subclasses are declared (``@declare("measure", name, ...)``, which gives
+    :attr:`info`) and implement :meth:`prepare` and :meth:`compare`.
 
     Options are keyword-only constructor arguments; :attr:`options` lists their values (recorded with
     every result).
     """
 
-    info: ClassVar[MeasureInfo]
+    info: ClassVar[MeasureInfo] = _DeclaredInfo()  # type: ignore[assignment]
 
     def __init__(self, *, dtype=torch.float64):
         self.dtype = resolve_dtype(dtype)

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..declarations import declare
 from ..errors import StitchkitError
-from .base import Measure, MeasureInfo, Prepared, as_matrix, centre, check_same_rows, clamp, fmt_shape, rank_tolerance
+from .base import Measure, Prepared, as_matrix, centre, check_same_rows, clamp, fmt_shape, rank_tolerance
 
 _CCA_POLICY = "positions_or_pool"
 
@@ -104,35 +105,35 @@ class _CCABase(Measure):
         return subspace(self._matrix(x), self.rcond, self.info.name)
 
 
+@declare(
+    "measure", "mean_cca", order=4,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "invertible_linear", "permutation"},
+    description="mean canonical correlation over min(p, q, n−1) pairs; 1 for any data when features ≥ samples",
+    citation="Hotelling, Relations between two sets of variates, Biometrika 1936; Raghu et al., NeurIPS 2017",
+    original_policy=_CCA_POLICY,
+    requires_models=False,
+)
 class MeanCCA(_CCABase):
-    info = MeasureInfo(
-        name="mean_cca",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "invertible_linear", "permutation"}),
-        description="mean canonical correlation over min(p, q, n−1) pairs; 1 for any data when features ≥ samples",
-        citation="Hotelling, Relations between two sets of variates, Biometrika 1936; Raghu et al., NeurIPS 2017",
-        original_policy=_CCA_POLICY,
-    )
-
     def compare(self, a: Subspace, b: Subspace) -> float:
         self._check_pair(a, b)
         return clamp(float(_correlations(a, b).sum()) / n_canonical_pairs(a, b), *self.info.range)
 
 
+@declare(
+    "measure", "svcca", order=5,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
+    description="SVCCA: mean CCA of the top singular directions explaining 99% of each matrix's variance",
+    citation="Raghu, Gilmer, Yosinski & Sohl-Dickstein, SVCCA, NeurIPS 2017",
+    original_policy=_CCA_POLICY,
+    requires_models=False,
+)
 class SVCCA(MeanCCA):
-    info = MeasureInfo(
-        name="svcca",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"}),
-        description="SVCCA: mean CCA of the top singular directions explaining 99% of each matrix's variance",
-        citation="Raghu, Gilmer, Yosinski & Sohl-Dickstein, SVCCA, NeurIPS 2017",
-        original_policy=_CCA_POLICY,
-    )
-
     def __init__(self, *, variance: float = 0.99, n_components: int | None = None, rcond: float | None = None, dtype=torch.float64):
         super().__init__(rcond=rcond, dtype=dtype)
         if not (isinstance(variance, (int, float)) and 0 < variance <= 1):
@@ -157,25 +158,21 @@ class SVCCA(MeanCCA):
         return Subspace(sub.n, k, u=sub.u[:, :k], s=sub.s[:k], v=torch.eye(k, dtype=sub.s.dtype, device=sub.s.device))
 
 
+@declare(
+    "measure", "pwcca", order=6,
+    kind="distance",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances={"isotropic_scaling", "translation", "permutation"},
+    description="projection-weighted CCA distance 1 − Σ wᵢρᵢ, weights from the projections of X's features on its "
+        "canonical variates (Ding et al.'s conventions); 0 for any data when features ≥ samples",
+    citation="Morcos, Raghu & Bengio, Insights on representational similarity in neural networks with canonical "
+        "correlation, NeurIPS 2018; Ding, Denain & Steinhardt, Grounding Representation Similarity with "
+        "Statistical Testing, NeurIPS 2021",
+    original_policy=_CCA_POLICY,
+    requires_models=False,
+)
 class PWCCA(_CCABase):
-    info = MeasureInfo(
-        name="pwcca",
-        kind="distance",
-        range=(0.0, 1.0),
-        symmetric=False,
-        invariances=frozenset({"isotropic_scaling", "translation", "permutation"}),
-        description=(
-            "projection-weighted CCA distance 1 − Σ wᵢρᵢ, weights from the projections of X's features on its "
-            "canonical variates (Ding et al.'s conventions); 0 for any data when features ≥ samples"
-        ),
-        citation=(
-            "Morcos, Raghu & Bengio, Insights on representational similarity in neural networks with canonical "
-            "correlation, NeurIPS 2018; Ding, Denain & Steinhardt, Grounding Representation Similarity with "
-            "Statistical Testing, NeurIPS 2021"
-        ),
-        original_policy=_CCA_POLICY,
-    )
-
     def weights_and_correlations(self, a: Subspace, b: Subspace) -> tuple[Tensor, Tensor]:
         """(wᵢ, ρᵢ) over X's first min(m, r_X) canonical variates (ρ padded with zeros)."""
         self._check_pair(a, b)

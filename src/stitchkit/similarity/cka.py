@@ -52,8 +52,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..declarations import declare
 from ..errors import StitchkitError
-from .base import Measure, MeasureInfo, Prepared, centre, check_same_rows, clamp, fmt_shape
+from .base import Measure, Prepared, centre, check_same_rows, clamp, fmt_shape
 from .policy import to_matrix
 
 FORMS = ("auto", "feature", "gram")
@@ -123,18 +124,18 @@ class _CKA(Measure):
         return clamp(value, *self.info.range)
 
 
+@declare(
+    "measure", "cka", order=1,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
+    description="linear CKA with the biased HSIC: ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred X, Y",
+    citation="Kornblith, Norouzi, Lee & Hinton, Similarity of Neural Network Representations Revisited, ICML 2019",
+    original_policy="flatten",
+    requires_models=False,
+)
 class LinearCKA(_CKA):
-    info = MeasureInfo(
-        name="cka",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"}),
-        description="linear CKA with the biased HSIC: ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred X, Y",
-        citation="Kornblith, Norouzi, Lee & Hinton, Similarity of Neural Network Representations Revisited, ICML 2019",
-        original_policy="flatten",
-    )
-
     def __init__(self, *, form: str = "auto", dtype=torch.float64):
         super().__init__(dtype=dtype)
         if form not in FORMS:
@@ -155,38 +156,35 @@ class LinearCKA(_CKA):
         return self._finish(prep)
 
 
+@declare(
+    "measure", "cka_debiased", order=2,
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
+    description="linear CKA with the unbiased HSIC estimator of Song et al. 2012 (U-centred Gram matrices); "
+        "near 0 for unrelated data even when features ≫ samples; can be negative",
+    citation="Song et al., Feature Selection via Dependence Maximization, JMLR 2012; Kornblith et al., ICML 2019; "
+        "Nguyen, Raghu & Kornblith, Do Wide and Deep Networks Learn the Same Things?, ICLR 2021",
+    original_policy="flatten",
+    requires_models=False,
+)
 class DebiasedLinearCKA(LinearCKA):
     debiased = True
-    info = MeasureInfo(
-        name="cka_debiased",
-        kind="similarity",
-        range=(-1.0, 1.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"}),
-        description=(
-            "linear CKA with the unbiased HSIC estimator of Song et al. 2012 (U-centred Gram matrices); "
-            "near 0 for unrelated data even when features ≫ samples; can be negative"
-        ),
-        citation=(
-            "Song et al., Feature Selection via Dependence Maximization, JMLR 2012; Kornblith et al., ICML 2019; "
-            "Nguyen, Raghu & Kornblith, Do Wide and Deep Networks Learn the Same Things?, ICLR 2021"
-        ),
-        original_policy="flatten",
-    )
 
 
+@declare(
+    "measure", "rbf_cka", order=3,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
+    description="CKA with RBF kernels, bandwidth σ × the median pairwise distance (σ = 0.8), biased HSIC",
+    citation="Kornblith, Norouzi, Lee & Hinton, Similarity of Neural Network Representations Revisited, ICML 2019",
+    original_policy="flatten",
+    requires_models=False,
+)
 class RBFCKA(_CKA):
-    info = MeasureInfo(
-        name="rbf_cka",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"}),
-        description="CKA with RBF kernels, bandwidth σ × the median pairwise distance (σ = 0.8), biased HSIC",
-        citation="Kornblith, Norouzi, Lee & Hinton, Similarity of Neural Network Representations Revisited, ICML 2019",
-        original_policy="flatten",
-    )
-
     def __init__(self, *, sigma: float = 0.8, dtype=torch.float64):
         super().__init__(dtype=dtype)
         if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0 and math.isfinite(sigma)):

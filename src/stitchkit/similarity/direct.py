@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..declarations import declare
 from ..errors import StitchkitError
 from ..stitching.direct_match import LeastSquaresAccumulator, relative_residual
-from .base import Measure, MeasureInfo, Prepared
+from .base import Measure, Prepared
 
 
 @dataclass
@@ -34,24 +35,20 @@ class RawMatrix(Prepared):
     x: Tensor | None = None
 
 
+@declare(
+    "measure", "dm_residual", order=8,
+    kind="distance",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances={"orthogonal", "isotropic_scaling", "permutation"},
+    description="direct matching: relative residual ‖XWᵀ + b − Y‖²/‖Y‖² (uncentred) of the least-squares affine map "
+        "from X to Y; also invariant to invertible affine maps of X alone",
+    citation="Csiszárik et al., Similarity and Matching of Neural Network Representations, NeurIPS 2021; "
+        "Balogh & Jelasity, How not to Stitch Representations to Measure Similarity, AAAI 2025",
+    original_policy="positions",
+    requires_models=False,
+)
 class DMResidual(Measure):
-    info = MeasureInfo(
-        name="dm_residual",
-        kind="distance",
-        range=(0.0, 1.0),
-        symmetric=False,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "permutation"}),
-        description=(
-            "direct matching: relative residual ‖XWᵀ + b − Y‖²/‖Y‖² (uncentred) of the least-squares affine map "
-            "from X to Y; also invariant to invertible affine maps of X alone"
-        ),
-        citation=(
-            "Csiszárik et al., Similarity and Matching of Neural Network Representations, NeurIPS 2021; "
-            "Balogh & Jelasity, How not to Stitch Representations to Measure Similarity, AAAI 2025"
-        ),
-        original_policy="positions",
-    )
-
     def __init__(self, *, rcond: float | None = None, dtype=torch.float64):
         super().__init__(dtype=dtype)
         self.rcond = rcond
@@ -101,29 +98,29 @@ class _ModelBased(Measure):
         raise self._refuse()
 
 
+@declare(
+    "measure", "dm_accuracy", order=9,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances=(),
+    description="accuracy of the stitched network after direct matching (least-squares stitching layer)",
+    citation="Csiszárik et al., NeurIPS 2021; Balogh & Jelasity, AAAI 2025",
+    requires_models=True,
+)
 class DMAccuracy(_ModelBased):
     how = "run `stitchkit stitch` with direct matching (pinv initialisation) and read the stitched accuracy"
-    info = MeasureInfo(
-        name="dm_accuracy",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=False,
-        invariances=frozenset(),
-        description="accuracy of the stitched network after direct matching (least-squares stitching layer)",
-        citation="Csiszárik et al., NeurIPS 2021; Balogh & Jelasity, AAAI 2025",
-        requires_models=True,
-    )
 
 
+@declare(
+    "measure", "tlm_accuracy", order=10,
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances=(),
+    description="accuracy of the stitched network after task loss matching (stitching layer trained on the task loss)",
+    citation="Bansal, Nakkiran & Barak, NeurIPS 2021; Csiszárik et al., NeurIPS 2021; Balogh & Jelasity, AAAI 2025",
+    requires_models=True,
+)
 class TLMAccuracy(_ModelBased):
     how = "run `stitchkit stitch` with task loss matching (a trained stitching layer) and read the stitched accuracy"
-    info = MeasureInfo(
-        name="tlm_accuracy",
-        kind="similarity",
-        range=(0.0, 1.0),
-        symmetric=False,
-        invariances=frozenset(),
-        description="accuracy of the stitched network after task loss matching (stitching layer trained on the task loss)",
-        citation="Bansal, Nakkiran & Barak, NeurIPS 2021; Csiszárik et al., NeurIPS 2021; Balogh & Jelasity, AAAI 2025",
-        requires_models=True,
-    )

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..declarations import declare
 from ..errors import StitchkitError
-from .base import Measure, MeasureInfo, Prepared, centre, clamp, fmt_shape
+from .base import Measure, Prepared, centre, clamp, fmt_shape
 
 
 @dataclass
@@ -31,21 +32,19 @@ class NormalisedFactor(Prepared):
     factor: Tensor | None = None  # n × r with FᵀF having the spectrum of AᵀA, ‖F‖_F = 1
 
 
+@declare(
+    "measure", "procrustes", order=7,
+    kind="distance",
+    range=(0.0, 2.0),
+    symmetric=True,
+    invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
+    description="orthogonal Procrustes distance ‖A‖² + ‖B‖² − 2‖AᵀB‖_* on centred, Frobenius-normalised A, B",
+    citation="Schönemann, A generalized solution of the orthogonal Procrustes problem, Psychometrika 1966; "
+        "Ding, Denain & Steinhardt, Grounding Representation Similarity with Statistical Testing, NeurIPS 2021",
+    original_policy="positions_or_pool",
+    requires_models=False,
+)
 class Procrustes(Measure):
-    info = MeasureInfo(
-        name="procrustes",
-        kind="distance",
-        range=(0.0, 2.0),
-        symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "translation", "permutation"}),
-        description="orthogonal Procrustes distance ‖A‖² + ‖B‖² − 2‖AᵀB‖_* on centred, Frobenius-normalised A, B",
-        citation=(
-            "Schönemann, A generalized solution of the orthogonal Procrustes problem, Psychometrika 1966; "
-            "Ding, Denain & Steinhardt, Grounding Representation Similarity with Statistical Testing, NeurIPS 2021"
-        ),
-        original_policy="positions_or_pool",
-    )
-
     def prepare(self, x) -> NormalisedFactor:
         x = self._matrix(x)
         n, d = x.shape

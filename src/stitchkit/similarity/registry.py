@@ -1,4 +1,5 @@
-"""The measure registry: one entry per measure; adding a measure is adding its class to ``_CLASSES``.
+"""The measure registry, derived from the declarations: a measure is known by its ``@declare("measure", …)``
+at its class (:mod:`stitchkit.declarations`); nothing here lists them.
 
 >>> get_measure("cka")(X, Y)                 # a float
 >>> get_measure("rbf_cka", sigma=0.5)(X, Y)  # options are keyword arguments
@@ -9,39 +10,24 @@ from __future__ import annotations
 
 import inspect
 
+from ..declarations import catalogue, implementation
 from ..errors import StitchkitError, unknown_name
 from .base import Measure, MeasureInfo
-from .cca import PWCCA, SVCCA, MeanCCA
-from .cka import DebiasedLinearCKA, LinearCKA, RBFCKA
-from .direct import DMAccuracy, DMResidual, TLMAccuracy
-from .procrustes import Procrustes
-
-_CLASSES: tuple[type[Measure], ...] = (
-    LinearCKA,
-    DebiasedLinearCKA,
-    RBFCKA,
-    MeanCCA,
-    SVCCA,
-    PWCCA,
-    Procrustes,
-    DMResidual,
-    DMAccuracy,
-    TLMAccuracy,
-)
-_REGISTRY: dict[str, type[Measure]] = {cls.info.name: cls for cls in _CLASSES}
 
 
 def _measure_class(name: str) -> type[Measure]:
     key = str(name).strip().lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise unknown_name("measure", str(name), list(_REGISTRY))
-    return _REGISTRY[key]
+    known = catalogue("measure")
+    if key not in known:
+        raise unknown_name("measure", str(name), list(known))
+    return implementation("measure", key)
 
 
 def list_measures(*, requires_models: bool | None = None) -> list[str]:
-    """Names of the registered measures; ``requires_models=False`` keeps those computed from arrays,
-    ``True`` those computed from models (stitching accuracies)."""
-    return [n for n, c in _REGISTRY.items() if requires_models is None or c.info.requires_models == requires_models]
+    """Names of the declared measures, in their declared order; ``requires_models=False`` keeps those
+    computed from arrays, ``True`` those computed from models (stitching accuracies)."""
+    return [name for name, decl in catalogue("measure").items()
+            if requires_models is None or decl.get("requires_models") == requires_models]
 
 
 def measure_info(name: str) -> MeasureInfo:
@@ -60,7 +46,8 @@ def get_measure(name: str | Measure, **options) -> Measure:
     is returned as it is (then no options may be given)."""
     if isinstance(name, Measure):
         if options:
-            raise StitchkitError(f"options {sorted(options)} cannot be applied to the already configured measure {name!r}")
+            raise StitchkitError(
+                f"options {sorted(options)} cannot be applied to the already configured measure {name!r}")
         return name
     cls = _measure_class(name)
     accepted = measure_options(cls.info.name)

@@ -25,9 +25,8 @@ from ..choices import (
     SCHEDULE_KEYS,
     SCHEDULE_UNITS,
     SCHEDULERS,
-    STITCHING_TYPES,
-    TRAINING_FREE_DETECTORS,
 )
+from ..declarations import LiveNames
 from ..errors import StitchkitError
 from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHODS, METHODS_HELP
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
@@ -73,8 +72,8 @@ _COUNT = {"check": _count_or_none, "check_text": "must be ≥ 1 (or \"none\" for
 
 
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
-#: the stitch command's types (stitchkit.choices, the stitching-layer registry's names), ``auto`` first
-STITCH_TYPES = ("auto", *(t for t in STITCHING_TYPES if t != "auto"))
+#: the stitch command's types (the declared stitching-layer types), ``auto`` first; read when the schema is used
+STITCH_TYPES = LiveNames("stitching_layer", first=("auto",))
 
 
 def _schedule_keys(what: str, none: str) -> dict[str, Key]:
@@ -163,7 +162,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "energy": Key(bool, True, "train energy detectors (representation classifiers fine-tuned with outlier exposure)"),
         "self_pairs": Key(bool, True, "also test the stitches of a network into itself (false: only stitches between two networks, "
                           "which are what the findings' OOD claim uses; saves the detectors of networks that are only self-stitched)"),
-        "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors", choices=TRAINING_FREE_DETECTORS),
+        "training_free": Key(list, ["mahalanobis", "knn"], "training-free detectors",
+                             choices=LiveNames("detector", trains=False)),
         "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
         "detector_options": Key(dict, {"width": 8}, "detector architecture options"),
         "outliers": Key(str, "natural_patches_gray", "auxiliary outlier set for fine-tuning"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..choices import SCHEDULE_KEYS
+from ..declarations import names
 from ..errors import StitchkitError
 from ..stitch_methods import METHODS, either_of
 from ..utils.numbers import SEED_LIMIT
@@ -42,12 +43,10 @@ def cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
         values = config[section][key]
         if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in values):
             raise StitchkitError(f"{source}: {section}.{key} must be positive integers, got {values!r}")
-    from ..similarity import list_measures  # deferred: importing the study package must not import torch
-
-    known = set(list_measures())
+    known = set(names("measure"))  # the declared measures (read without importing them)
     for section in ("similarity", "sensitivity", "specificity"):
         for m in config[section]["measures"]:
-            if m not in known and m not in ("dm_accuracy", "tlm_accuracy"):
+            if m not in known:
                 raise StitchkitError(f"{source}: {section}.measures has {m!r}; allowed: {', '.join(sorted(known))}")
     _check_enabled_sections(config, source)
     if config["ood"]["enabled"] and config["stitching"]["enabled"]:
