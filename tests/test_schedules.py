@@ -23,7 +23,7 @@ from stitchkit.stitching import grouped, matching
 from stitchkit.stitching.experiment import StitchSettings, stitch_grid
 from stitchkit.stitching.records import WEIGHTS_FILE
 from stitchkit.study.config import validate
-from stitchkit.training import OptimConfig, build_optimizer, build_scheduler, fit
+from stitchkit.training import LoopSettings, OptimConfig, build_optimizer, build_scheduler, fit
 from stitchkit.training import base as base_training
 from stitchkit.training.base import TrainSettings, train_model
 from stitchkit.training.optim import warmup_steps
@@ -67,8 +67,8 @@ def tiny_fit(cfg: OptimConfig, epochs: int, samples: int = 20, batch: int = 5):
     model = nn.Linear(2, 2)
     seen: list[float] = []
     optimizer = record_lrs(build_optimizer(model.parameters(), cfg), seen)
-    history = fit(model, loader, optimizer=optimizer, epochs=epochs, device=torch.device("cpu"),
-                  scheduler=build_scheduler(optimizer, cfg, epochs, loader), progress=False, verbose=False)
+    history = fit(model, loader, optimizer, LoopSettings(epochs=epochs, device=torch.device("cpu"), progress=False, verbose=False),
+                  scheduler=build_scheduler(optimizer, cfg, epochs, loader))
     return seen, history
 
 

@@ -9,6 +9,7 @@ from stitch_support import SHAPE, resnet, trained_resnet, vit
 from stitchkit.errors import StitchkitError
 from stitchkit.stitching.matching import task_loss_match
 from stitchkit.stitching.stitcher import Stitcher, naive_hooked_forward
+from stitchkit.training import LoopSettings
 
 X = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(0))
 
@@ -108,7 +109,7 @@ def test_task_loss_matching_lowers_the_loss_and_leaves_the_donors_unchanged():
             return float(torch.nn.functional.cross_entropy(stitcher(x), y))
 
     start = loss()
-    logs = task_loss_match(stitcher, loader, epochs=4, device="cpu", seed=0, progress=False, verbose=False)
+    logs = task_loss_match(stitcher, loader, LoopSettings(epochs=4, device="cpu", seed=0, progress=False, verbose=False))
     assert len(logs) == 4 and logs[-1].train["loss"] < logs[0].train["loss"]
     assert loss() < start
     for name, model in (("front", front), ("end", end)):

@@ -12,8 +12,9 @@ from torch import nn
 from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import load_checkpoint
 from stitchkit.models.loading import load_model
-from stitchkit.training import OptimConfig, TrainingDiverged, build_optimizer, build_scheduler, fit
+from stitchkit.training import LoopSettings, OptimConfig, TrainingDiverged, build_optimizer, build_scheduler, fit
 from stitchkit.training.base import TrainSettings, evaluate_model, train_model
+from stitchkit.utils.run_options import RunOptions
 
 
 def settings(tmp_path, name="run", **kw):
@@ -34,7 +35,7 @@ def test_fit_lowers_the_loss_on_a_separable_problem():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
     model = nn.Linear(5, 2)
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.05))
-    history = fit(model, loader, optimizer=opt, epochs=5, device=torch.device("cpu"), val_loader=loader, progress=False, verbose=False)
+    history = fit(model, loader, opt, LoopSettings(epochs=5, device=torch.device("cpu"), progress=False, verbose=False), val_loader=loader)
     assert history[-1].train["loss"] < history[0].train["loss"]
     assert history[-1].val["acc"] > 0.9
 
@@ -44,7 +45,7 @@ def test_nan_loss_stops_with_a_clear_message():
     loader = [(torch.full((4, 2), float("nan")), torch.zeros(4, dtype=torch.long))]
     opt = build_optimizer(model.parameters(), OptimConfig())
     with pytest.raises(TrainingDiverged, match="diverged.*learning rate"):
-        fit(model, loader, optimizer=opt, epochs=1, device=torch.device("cpu"), progress=False, verbose=False)
+        fit(model, loader, opt, LoopSettings(epochs=1, device=torch.device("cpu"), progress=False, verbose=False))
 
 
 @pytest.mark.parametrize(
@@ -141,10 +142,11 @@ def test_bad_settings(tmp_path, kw, match):
 
 def test_evaluate_matches_the_training_run(tmp_path):
     result = train_model(settings(tmp_path))
-    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False)
+    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False))
     assert ev["dataset"] == "digits"
     assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"]) and "hits" not in ev
-    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False, batch_size=100, keep_hits=True)
+    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False), batch_size=100,
+                          keep_hits=True)
     assert kept["hits"].dtype == np.uint8 and kept["hits"].size == kept["n"] and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
     with pytest.raises(StitchkitError, match="channels"):
-        evaluate_model(str(tmp_path / "run" / "final.pt"), dataset="cifar10", device="cpu", workers=0, progress=False)
+        evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False), dataset="cifar10")

@@ -58,7 +58,7 @@ _LAZY = {
     "LOW_RANK_MODES": "stitcher",
     "SourceReducer": "stitcher",
     "Stitcher": "stitcher",
-    "StitchEvaluation": "matching",
+    "StitchEvaluation": "grid_evaluation",
     "evaluate_stitcher": "matching",
     "fit_direct_match": "matching",
     "task_loss_match": "matching",
