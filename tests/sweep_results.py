@@ -122,7 +122,8 @@ def _eval_own(world: Path, out: Path) -> None:
     from stitchkit.training.base import evaluate_model
     from stitchkit.utils.run_options import RunOptions
 
-    result = evaluate_model(str(world / "ck0" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False), dataset="Digits")
+    quiet = RunOptions(device="cpu", workers=0, progress=False)
+    result = evaluate_model(str(world / "ck0" / "final.pt"), run=quiet, dataset="Digits")
     assert result["dataset"] == "digits" and "conventions" not in result, result
 
 

@@ -102,7 +102,8 @@ def test_energy_finetuning_lowers_id_energy_and_raises_outlier_energy():
 
     batches = [((x_in[i:i + 32], y[i:i + 32]), (x_out[i:i + 32],)) for i in range(0, n, 32)]
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.1))
-    fit(model, batches, opt, LoopSettings(epochs=10, device=torch.device("cpu"), progress=False, verbose=False), step_fn=step)
+    loop = LoopSettings(epochs=10, device=torch.device("cpu"), progress=False, verbose=False)
+    fit(model, batches, opt, loop, step_fn=step)
     with torch.no_grad():
         after_in, after_out = energy_score(model(x_in)).mean().item(), energy_score(model(x_out)).mean().item()
         acc = (model(x_in).argmax(1) == y).float().mean().item()

@@ -115,7 +115,8 @@ def test_an_interrupted_grid_resumes_with_the_missing_pairs(checkpoints, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        stitch_grid(a, b, "layer1.0,layer4.1", "layer2.0,layer3.0", settings, GridOptions(on_result=interrupt), save_dir=tmp_path)
+        stitch_grid(a, b, "layer1.0,layer4.1", "layer2.0,layer3.0", settings, GridOptions(on_result=interrupt),
+                    save_dir=tmp_path)
     finished = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert len(finished) == 2
     stamps = {name: os.stat(tmp_path / name / "result.json").st_mtime_ns for name in finished}

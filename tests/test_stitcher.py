@@ -109,7 +109,8 @@ def test_task_loss_matching_lowers_the_loss_and_leaves_the_donors_unchanged():
             return float(torch.nn.functional.cross_entropy(stitcher(x), y))
 
     start = loss()
-    logs = task_loss_match(stitcher, loader, LoopSettings(epochs=4, device="cpu", seed=0, progress=False, verbose=False))
+    loop = LoopSettings(epochs=4, device="cpu", seed=0, progress=False, verbose=False)
+    logs = task_loss_match(stitcher, loader, loop)
     assert len(logs) == 4 and logs[-1].train["loss"] < logs[0].train["loss"]
     assert loss() < start
     for name, model in (("front", front), ("end", end)):

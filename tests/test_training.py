@@ -35,7 +35,8 @@ def test_fit_lowers_the_loss_on_a_separable_problem():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
     model = nn.Linear(5, 2)
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.05))
-    history = fit(model, loader, opt, LoopSettings(epochs=5, device=torch.device("cpu"), progress=False, verbose=False), val_loader=loader)
+    loop = LoopSettings(epochs=5, device=torch.device("cpu"), progress=False, verbose=False)
+    history = fit(model, loader, opt, loop, val_loader=loader)
     assert history[-1].train["loss"] < history[0].train["loss"]
     assert history[-1].val["acc"] > 0.9
 
@@ -142,11 +143,11 @@ def test_bad_settings(tmp_path, kw, match):
 
 def test_evaluate_matches_the_training_run(tmp_path):
     result = train_model(settings(tmp_path))
-    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False))
+    quiet = RunOptions(device="cpu", workers=0, progress=False)
+    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet)
     assert ev["dataset"] == "digits"
     assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"]) and "hits" not in ev
-    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False), batch_size=100,
-                          keep_hits=True)
+    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, batch_size=100, keep_hits=True)
     assert kept["hits"].dtype == np.uint8 and kept["hits"].size == kept["n"] and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
     with pytest.raises(StitchkitError, match="channels"):
-        evaluate_model(str(tmp_path / "run" / "final.pt"), run=RunOptions(device="cpu", workers=0, progress=False), dataset="cifar10")
+        evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, dataset="cifar10")

@@ -233,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
     command = "stitchkit " + " ".join(argv) if "stitch" in argv and args.front_model_path in argv else _rebuild_command(args)
     results = stitch_grid(
         args.front_model_path, args.end_model_path, front_layers, end_layers, settings,
-        GridOptions(front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args), command=command,
-                    save_dir_label=args.save_dir),
+        GridOptions(front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args),
+                    command=command, save_dir_label=args.save_dir),
         save_dir=save_root,
     )
     stored = " (stored result; pass --overwrite to recompute)"

@@ -221,10 +221,10 @@ class DetectorBank:
             optim_cfg = config.optim("pretrain")
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = build_scheduler(optimizer, optim_cfg, config.epochs, train_loader)
-            loop = LoopSettings(epochs=config.epochs, device=self.device, seed=config.seed, progress=config.progress, verbose=False,
-                                desc="detector pre-training")
-            fit(self.detectors, train_loader, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler, step_fn=self._ce_step,
-                val_step_fn=self._ce_step, on_epoch_end=self._log_pretrain_epoch)
+            loop = LoopSettings(epochs=config.epochs, device=self.device, seed=config.seed, progress=config.progress,
+                                verbose=False, desc="detector pre-training")
+            fit(self.detectors, train_loader, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler,
+                step_fn=self._ce_step, val_step_fn=self._ce_step, on_epoch_end=self._log_pretrain_epoch)
         self.seconds["pretrain"] = time.perf_counter() - started
 
     def _log_pretrain_epoch(self, log: EpochLog) -> None:
@@ -254,8 +254,8 @@ class DetectorBank:
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
             step = _FinetuneStep(self, optimizer, milestone)
-            loop = LoopSettings(epochs=config.ft_epochs, device=self.device, seed=config.seed + 1, progress=config.progress, verbose=False,
-                                desc="energy fine-tuning")
+            loop = LoopSettings(epochs=config.ft_epochs, device=self.device, seed=config.seed + 1,
+                                progress=config.progress, verbose=False, desc="energy fine-tuning")
             fit(self.detectors, batches, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler, step_fn=step,
                 val_step_fn=self._energy_val_step, on_epoch_end=self._log_finetune_epoch)
         self.seconds["finetune"] = time.perf_counter() - started

@@ -244,9 +244,11 @@ def train_probe_bank(
                     line += f", val accuracy {val_acc:.4f}"
                 print(line, flush=True)
 
-    loop = LoopSettings(epochs=config.epochs, device=device, seed=config.seed, progress=config.progress, verbose=False, desc=desc)
-    history = fit(bank, train_loader, optimizer, loop, val_loader=test_loader if (config.track_val or config.verbose) else None,
-                  scheduler=scheduler, step_fn=step, val_step_fn=val_step, on_epoch_end=on_epoch_end)
+    loop = LoopSettings(epochs=config.epochs, device=device, seed=config.seed, progress=config.progress, verbose=False,
+                        desc=desc)
+    history = fit(bank, train_loader, optimizer, loop,
+                  val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler,
+                  step_fn=step, val_step_fn=val_step, on_epoch_end=on_epoch_end)
     if history[-1].val is not None:
         final_val = history[-1].val
     else:

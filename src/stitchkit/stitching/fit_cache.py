@@ -32,7 +32,9 @@ class CacheOptions:
     progress: bool
 
 
-def _wanted_layers(front: tuple[nn.Module, Sequence[str]], end: tuple[nn.Module, Sequence[str]]) -> dict[int, tuple[nn.Module, list[str]]]:
+def _wanted_layers(
+    front: tuple[nn.Module, Sequence[str]], end: tuple[nn.Module, Sequence[str]]
+) -> dict[int, tuple[nn.Module, list[str]]]:
     """Each network's needed layers in its order (one entry when front and end are the same network)."""
     wanted: dict[int, tuple[nn.Module, list[str]]] = {}
     for model, layers in (front, end):
@@ -53,13 +55,27 @@ class FitActivations:
         self.root: Path | None = None
         self.seconds = 0.0
 
-    def extract(self, front: tuple[nn.Module, Sequence[str]], end: tuple[nn.Module, Sequence[str]], fit_set, sample_key: str,
-                input_shape: Sequence[int], cache: CacheOptions, log: Callable[[str], None]) -> None:
+    def extract(
+        self,
+        front: tuple[nn.Module, Sequence[str]],
+        end: tuple[nn.Module, Sequence[str]],
+        fit_set,
+        sample_key: str,
+        input_shape: Sequence[int],
+        cache: CacheOptions,
+        log: Callable[[str], None],
+    ) -> None:
         """Extract every needed layer (``(model, layers)`` of each network) once for ``fit_set``."""
         started = time.perf_counter()
         wanted = _wanted_layers(front, end)
-        per_image = sum(math.prod(shape) for model, layers in wanted.values()
-                        for shape in layered(model).shapes(tuple(input_shape), layers).values()) * 4
+        per_image = (
+            sum(
+                math.prod(shape)
+                for model, layers in wanted.values()
+                for shape in layered(model).shapes(tuple(input_shape), layers).values()
+            )
+            * 4
+        )
         total = per_image * len(fit_set)
         store: ActivationCache | None = None
         if total > cache.memory_limit_gb * 2**30:
@@ -70,7 +86,13 @@ class FitActivations:
             log(f"activations: {total / 2**30:.2f} GiB, memory-mapped under {self.root}")
         o = self.options
         for key, (model, layers) in wanted.items():
-            kwargs = dict(device=o.device, batch_size=o.batch_size, workers=cache.workers, progress=cache.progress, desc="activations fit")
+            kwargs = dict(
+                device=o.device,
+                batch_size=o.batch_size,
+                workers=cache.workers,
+                progress=cache.progress,
+                desc="activations fit",
+            )
             if store is not None:
                 self.acts[key] = store.get(model, layers, fit_set, sample_key, **kwargs)
             else:
@@ -81,7 +103,9 @@ class FitActivations:
         """The pair's fit batches: read from the extracted activations, else computed from the images."""
         front, end = self.acts.get(id(stitcher.front_model)), self.acts.get(id(stitcher.end_model))
         if front is not None and end is not None:
-            return cached_pairs(front, stitcher.front_layer, end, stitcher.end_layer, self.options.batch_size, self.options.device)
+            return cached_pairs(
+                front, stitcher.front_layer, end, stitcher.end_layer, self.options.batch_size, self.options.device
+            )
         return image_pairs(stitcher, self.fit_loader(), self.options.device)
 
     def close(self, remove: bool) -> None:

@@ -98,9 +98,10 @@ def stitch_grid(
     o = options or GridOptions()
     log = printer(settings.verbose)
     front_d = load_donor(front, o.front_type, dataset=settings.dataset, model_options=o.model_options)
-    same_file = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike)) and str(end) == str(front) \
-        and o.end_type == o.front_type
-    end_d = front_d if (end is front or same_file) else load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
+    paths = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike))
+    same_file = paths and str(end) == str(front) and o.end_type == o.front_type
+    end_d = front_d if (end is front or same_file) else \
+        load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
     fls = resolve_layers(front_d.model, front_layers)
     els = resolve_layers(end_d.model, end_layers)
     if data is not None:
@@ -112,8 +113,8 @@ def stitch_grid(
     results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
     warn_clamped_ranks(front_d.model, session.input_shape, sorted({fl for fl, _ in todo}, key=fls.index), settings)
     label = o.save_dir_label if o.save_dir_label is not None else (str(root) if root is not None else "")
-    context = RunContext(front_d, end_d, settings, session.input_shape, session.device, o.command or "python: stitchkit.stitching.stitch_grid",
-                         label)
+    context = RunContext(front_d, end_d, settings, session.input_shape, session.device,
+                         o.command or "python: stitchkit.stitching.stitch_grid", label)
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
 
     spec = bootstrap_spec(settings)

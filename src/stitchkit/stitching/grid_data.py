@@ -52,13 +52,25 @@ def grid_data(splits: DataSplits, settings: StitchSettings) -> GridData:
     labels carry the number used. Only the K fit images of the training split are read unless we train."""
     s, name = settings, splits.info.name
     train_plain, test_full = splits.train, splits.test
-    if s.epochs > 0:  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
-        check_subset_size(s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {name}")
-    s.fit_samples = clamped_count(s.fit_samples, len(train_plain), f"-pinv-samples (fit_samples, K): the training split of {name}")
-    s.test_samples = clamped_count(s.test_samples, len(test_full), f"--test-samples (test_samples): the test split of {name}")
-    keys = {"fit": f"{name}|{s.data_root}|train|plain|K={s.fit_samples}|seed={s.seed}",
-            "test": f"{name}|{s.data_root}|test|plain|n={s.test_samples}"}
-    return GridData(splits, sample_subset(train_plain, s.fit_samples, s.seed), sample_subset(test_full, s.test_samples, None), keys)
+    if (
+        s.epochs > 0
+    ):  # (a K above the split's size fits on all of it, recorded as n_fit, like the default K = 100 on tiny sets)
+        check_subset_size(
+            s.train_samples, len(train_plain), f"--train-subset (train_samples): the training split of {name}"
+        )
+    s.fit_samples = clamped_count(
+        s.fit_samples, len(train_plain), f"-pinv-samples (fit_samples, K): the training split of {name}"
+    )
+    s.test_samples = clamped_count(
+        s.test_samples, len(test_full), f"--test-samples (test_samples): the test split of {name}"
+    )
+    keys = {
+        "fit": f"{name}|{s.data_root}|train|plain|K={s.fit_samples}|seed={s.seed}",
+        "test": f"{name}|{s.data_root}|test|plain|n={s.test_samples}",
+    }
+    return GridData(
+        splits, sample_subset(train_plain, s.fit_samples, s.seed), sample_subset(test_full, s.test_samples, None), keys
+    )
 
 
 @dataclass(frozen=True)
@@ -84,8 +96,17 @@ class GridBatches:
 
     def _batches(self, dataset, shuffle: bool, sampler=None):
         o = self.options
-        return make_batches(dataset, o.batch_size, shuffle=shuffle, device=o.device, workers=o.workers, prefetch=o.prefetch,
-                            sampler=sampler, data_path=o.data_path, channels_last=o.channels_last)
+        return make_batches(
+            dataset,
+            o.batch_size,
+            shuffle=shuffle,
+            device=o.device,
+            workers=o.workers,
+            prefetch=o.prefetch,
+            sampler=sampler,
+            data_path=o.data_path,
+            channels_last=o.channels_last,
+        )
 
     @property
     def fit(self):

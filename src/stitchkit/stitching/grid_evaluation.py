@@ -137,16 +137,18 @@ class GridEvaluation:
         if res.hit_images is not None and meter is not None:
             num, den = meter.per_sample()
             per_image = {"hits": res.hit_images, "residual_num": num, "residual_den": den}
-            per_image.update({key: images for key, images in (("front_hits", self.front_hit_images), ("end_hits", self.end_hit_images))
-                              if images is not None})
-        return StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(), residual=meter.pooled if meter is not None else math.nan,
+            donors = (("front_hits", self.front_hit_images), ("end_hits", self.end_hit_images))
+            per_image.update({key: images for key, images in donors if images is not None})
+        return StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(),
+                                residual=meter.pooled if meter is not None else math.nan,
                                 residual_batch_mean=meter.batch_mean if meter is not None else math.nan, n=res.n,
                                 front_accuracy=self.front_accuracy, end_accuracy=self.end_accuracy, per_image=per_image)
 
 
 @torch.no_grad()
-def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, options: EvalOptions = EvalOptions(), *,
-                     fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None) -> GridEvaluation:
+def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str,
+                     options: EvalOptions = EvalOptions(), *, fronts_from: SharedActivations | None = None,
+                     ends_from: SharedActivations | None = None) -> GridEvaluation:
     """Accuracy, cross-entropy and (with ``options.residuals``) the residual of every pair's installed map
     against the end layer's own activation, plus (with ``options.donors``) the two networks' accuracies, from
     one grouped pass over ``batches`` (see the module docstring). A single pair is a grid of one

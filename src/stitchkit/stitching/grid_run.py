@@ -34,8 +34,9 @@ Pair = tuple[str, str]
 Shared = tuple[SharedActivations | None, SharedActivations | None] | None
 
 
-def run_grid(session: GridSession, todo: Sequence[Pair], names: dict[Pair, str], *,
-             checkpoint: Path | None = None) -> Iterator[tuple[StitchResult, Stitcher]]:
+def run_grid(
+    session: GridSession, todo: Sequence[Pair], names: dict[Pair, str], *, checkpoint: Path | None = None
+) -> Iterator[tuple[StitchResult, Stitcher]]:
     """Fit, train and evaluate the ``todo`` pairs (module docstring): together, or as grids of one with
     ``grouping="per-pair"``. ``checkpoint`` is a file for the state after each training epoch: an
     interrupted grid continues from it."""
@@ -43,9 +44,18 @@ def run_grid(session: GridSession, todo: Sequence[Pair], names: dict[Pair, str],
     front_order, end_order = layered(c.front_model).layers, layered(c.end_model).layers
     fronts = sorted({f for f, _ in todo}, key=front_order.index)
     ends = sorted({e for _, e in todo}, key=end_order.index)
-    cache = CacheOptions(memory_limit_gb=s.memory_limit_gb, cache_dir=s.cache_dir, workers=s.workers, progress=s.progress)
-    session.fit_acts.extract((c.front_model, fronts), (c.end_model, ends), data.fit_set, data.sample_keys["fit"], data.input_shape, cache,
-                             session.log)
+    cache = CacheOptions(
+        memory_limit_gb=s.memory_limit_gb, cache_dir=s.cache_dir, workers=s.workers, progress=s.progress
+    )
+    session.fit_acts.extract(
+        (c.front_model, fronts),
+        (c.end_model, ends),
+        data.fit_set,
+        data.sample_keys["fit"],
+        data.input_shape,
+        cache,
+        session.log,
+    )
     if s.grouping == "per-pair":
         for pair in todo:
             yield from run_pairs(session, [pair], names, checkpoint=checkpoint, per_pair=True)
@@ -53,8 +63,14 @@ def run_grid(session: GridSession, todo: Sequence[Pair], names: dict[Pair, str],
         yield from run_pairs(session, todo, names, checkpoint=checkpoint)
 
 
-def run_pairs(session: GridSession, todo: Sequence[Pair], names: dict[Pair, str], *, checkpoint: Path | None = None,
-              per_pair: bool = False) -> list[tuple[StitchResult, Stitcher]]:
+def run_pairs(
+    session: GridSession,
+    todo: Sequence[Pair],
+    names: dict[Pair, str],
+    *,
+    checkpoint: Path | None = None,
+    per_pair: bool = False,
+) -> list[tuple[StitchResult, Stitcher]]:
     """One grid of ``todo`` pairs, fitted, trained and evaluated together; ``per_pair``: a grid of one
     pair (one pair per suffix pass, recorded as the per-pair reference)."""
     s, c = session.settings, session.compute
@@ -67,17 +83,34 @@ def run_pairs(session: GridSession, todo: Sequence[Pair], names: dict[Pair, str]
     histories, final = _train(session, grid, shared, [names[pair] for pair in todo], checkpoint, donors)
     train_seconds = time.perf_counter() - started
     if final is None:
-        final = _evaluate(session, grid, EvalOptions(residuals=True, donors=donors, keep_samples=True, progress=s.progress), shared)
+        final = _evaluate(
+            session, grid, EvalOptions(residuals=True, donors=donors, keep_samples=True, progress=s.progress), shared
+        )
     if donors:
         session.donors.store(final.front_accuracy, final.end_accuracy, final.front_hit_images, final.end_hit_images)
     how = execution(session, "per-pair", None) if per_pair else execution(session, "grouped", group_size)
     n = len(pairs)
     out = []
     for k, pair in enumerate(pairs):
-        seconds = {"fit": fit_seconds[k], "train": train_seconds / n, "eval": final.seconds / n,
-                   "total": fit_seconds[k] + (train_seconds + final.seconds) / n, "grouped_train": train_seconds, "grouped_eval": final.seconds}
+        seconds = {
+            "fit": fit_seconds[k],
+            "train": train_seconds / n,
+            "eval": final.seconds / n,
+            "total": fit_seconds[k] + (train_seconds + final.seconds) / n,
+            "grouped_train": train_seconds,
+            "grouped_eval": final.seconds,
+        }
         history = [log.row() for log in histories[k]]
-        result = pair_result(session, pair.stitcher, names[(pair.front_layer, pair.end_layer)], final.of_pair(k), fits[k], history, seconds, how)
+        result = pair_result(
+            session,
+            pair.stitcher,
+            names[(pair.front_layer, pair.end_layer)],
+            final.of_pair(k),
+            fits[k],
+            history,
+            seconds,
+            how,
+        )
         out.append((result, pair.stitcher))
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
@@ -90,15 +123,18 @@ def _fitted_pairs(session: GridSession, todo: Sequence[Pair]) -> tuple[list[Grid
     pairs, fits, seconds = [], [], []
     for front_layer, end_layer in todo:
         started = time.perf_counter()
-        stitcher = new_stitcher(c.front_model, c.end_model, (front_layer, end_layer), session.settings, session.input_shape, c.device)
+        stitcher = new_stitcher(
+            c.front_model, c.end_model, (front_layer, end_layer), session.settings, session.input_shape, c.device
+        )
         fits.append(fit_pair(stitcher, session.fit_acts.source(stitcher), session.settings))
         pairs.append(GridPair(front_layer, end_layer, stitcher))
         seconds.append(time.perf_counter() - started)
     return pairs, fits, seconds
 
 
-def _train(session: GridSession, grid: GridPass, shared: Shared, runs: list[str], checkpoint: Path | None,
-           donors: bool) -> tuple[list[list[EpochLog]], GridEvaluation | None]:
+def _train(
+    session: GridSession, grid: GridPass, shared: Shared, runs: list[str], checkpoint: Path | None, donors: bool
+) -> tuple[list[list[EpochLog]], GridEvaluation | None]:
     """Task loss matching of every pair (none with ``epochs == 0``); the last epoch's validation is the
     final evaluation (float32, residuals, donors), returned with the histories."""
     s, c, pairs = session.settings, session.compute, grid.pairs
@@ -109,21 +145,38 @@ def _train(session: GridSession, grid: GridPass, shared: Shared, runs: list[str]
     def validate(epoch: int) -> list[dict[str, float]]:
         nonlocal final
         last = epoch == s.epochs - 1
-        options = EvalOptions(residuals=last, donors=last and donors, amp=c.amp and not last, keep_samples=last, progress=s.progress)
+        options = EvalOptions(
+            residuals=last, donors=last and donors, amp=c.amp and not last, keep_samples=last, progress=s.progress
+        )
         ev = _evaluate(session, grid, options, shared)
         if last:
             final = ev
-        return [{"loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0), "acc": p.accuracy(), "n": p.n}
-                for p, pair in zip(ev.pairs, pairs, strict=True)]
+        return [
+            {
+                "loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0),
+                "acc": p.accuracy(),
+                "n": p.n,
+            }
+            for p, pair in zip(ev.pairs, pairs, strict=True)
+        ]
 
     identity = checkpoint_identity(session.key, runs, s.epochs)
     resume = load_grouped_checkpoint(checkpoint, identity, session.log)
     save = (lambda state: save_grouped_checkpoint(checkpoint, identity, state)) if checkpoint is not None else None
     desc = pairs[0].label if len(pairs) == 1 else f"TLM {len(pairs)} pairs"
-    loop = LoopSettings(epochs=s.epochs, device=c.device, seed=s.seed, grad_clip=s.grad_clip, amp=c.amp, progress=s.progress,
-                        verbose=s.verbose, desc=desc)
-    histories = grouped_task_loss_match(grid, session.batches.train, loop, optim=s.optim, l1=s.l1, validate=validate, resume=resume,
-                                        on_epoch_end=save)
+    loop = LoopSettings(
+        epochs=s.epochs,
+        device=c.device,
+        seed=s.seed,
+        grad_clip=s.grad_clip,
+        amp=c.amp,
+        progress=s.progress,
+        verbose=s.verbose,
+        desc=desc,
+    )
+    histories = grouped_task_loss_match(
+        grid, session.batches.train, loop, optim=s.optim, l1=s.l1, validate=validate, resume=resume, on_epoch_end=save
+    )
     return histories, final
 
 
@@ -132,7 +185,9 @@ def _evaluate(session: GridSession, grid: GridPass, options: EvalOptions, shared
     if not options.residuals:  # validation passes only read the cache; the final evaluation fills it
         fronts_from = fronts_from if fronts_from is not None and fronts_from.cached is not None else None
         ends_from = None
-    evaluation = grouped_evaluate(grid, session.batches.test, session.device, options, fronts_from=fronts_from, ends_from=ends_from)
+    evaluation = grouped_evaluate(
+        grid, session.batches.test, session.device, options, fronts_from=fronts_from, ends_from=ends_from
+    )
     wrote = False
     for source in (fronts_from, ends_from):
         if source is not None and source.sink is not None:
@@ -146,8 +201,16 @@ def _shared_activations(session: GridSession, grid: GridPass) -> Shared:
     if session.shared is None:
         return None
     c, data = session.compute, session.data
-    return shared_activations(session.shared, grid, (session.front.model, c.front_model), (session.end.model, c.end_model), data.input_shape,
-                              data.sample_keys["test"], data.n_test, session.settings.cache_limit_gb * 2**30)
+    return shared_activations(
+        session.shared,
+        grid,
+        (session.front.model, c.front_model),
+        (session.end.model, c.end_model),
+        data.input_shape,
+        data.sample_keys["test"],
+        data.n_test,
+        session.settings.cache_limit_gb * 2**30,
+    )
 
 
 __all__ = ["run_grid", "run_pairs"]

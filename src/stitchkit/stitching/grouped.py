@@ -149,7 +149,8 @@ class GridPass:
         if donors:
             self.front_with_logits = maybe_compile(layered(self.front_model).extractor(self.front_layers, with_logits=True), compile)
             self.end_with_logits = maybe_compile(layered(self.end_model).extractor(self.end_layers, with_logits=True), compile)
-        self.suffixes = {layer: maybe_compile(model_cut(self.end_model, "suffix", layer), compile) for layer in self.end_layers}
+        self.suffixes = {layer: maybe_compile(model_cut(self.end_model, "suffix", layer), compile)
+                         for layer in self.end_layers}
         self.index = {id(p): i for i, p in enumerate(self.pairs)}
         self._extractors: dict[tuple, nn.Module] = {}
 
@@ -212,8 +213,9 @@ def _resume_from(state: GroupedTrainingState, pairs: Sequence[GridPair], optimiz
     return [[_log_from_row(row) for row in rows] for rows in state.history]
 
 
-def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int, loop: LoopSettings,
-                 l1: float, step_schedule: PerStepLR | None) -> tuple[list[float], list[float], float]:
+def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int,
+                 loop: LoopSettings, l1: float,
+                 step_schedule: PerStepLR | None) -> tuple[list[float], list[float], float]:
     """One pass over the training batches for every pair, stepping ``step_schedule`` after every optimizer
     step; returns each pair's mean loss and accuracy and the learning rate of the last step."""
     pairs, device = grid.pairs, loop.device
@@ -246,7 +248,8 @@ def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: lis
 
 def _state_after(epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]) -> GroupedTrainingState:
     layers = [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()} for p in pairs]
-    return GroupedTrainingState(epoch, layers, optimizer.state_dict(), scheduler.state_dict(), [[log.row() for log in logs] for logs in history])
+    rows = [[log.row() for log in logs] for logs in history]
+    return GroupedTrainingState(epoch, layers, optimizer.state_dict(), scheduler.state_dict(), rows)
 
 
 def grouped_task_loss_match(
@@ -288,7 +291,8 @@ def grouped_task_loss_match(
     def after_epoch(epoch: int, out, seconds: float) -> None:
         losses, accs, lr, val = out
         for k in range(len(pairs)):
-            history[k].append(EpochLog(epoch + 1, {"loss": losses[k], "acc": accs[k]}, val[k] if val is not None else None, lr, seconds))
+            train = {"loss": losses[k], "acc": accs[k]}
+            history[k].append(EpochLog(epoch + 1, train, val[k] if val is not None else None, lr, seconds))
         if loop.verbose:
             mean_val = sum(v["acc"] for v in val) / len(val) if val else math.nan
             print(f"{loop.desc} epoch {epoch + 1}/{loop.epochs}: mean train loss {sum(losses) / len(pairs):.4f}, "

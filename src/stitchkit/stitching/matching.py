@@ -144,8 +144,8 @@ def _grid_of_one(stitcher: Stitcher, *, donors: bool = False) -> GridPass:
     return GridPass([GridPair(stitcher.front_layer, stitcher.end_layer, stitcher)], 1, donors=donors)
 
 
-def task_loss_match(stitcher: Stitcher, train_loader: Iterable, loop: LoopSettings, *, optim: OptimConfig | None = None, l1: float = 0.0,
-                    val_batches: Iterable | None = None) -> list[EpochLog]:
+def task_loss_match(stitcher: Stitcher, train_loader: Iterable, loop: LoopSettings, *, optim: OptimConfig | None = None,
+                    l1: float = 0.0, val_batches: Iterable | None = None) -> list[EpochLog]:
     """Train only the stitching layer on the task loss (defaults: Adam, lr 1e-3, wd 1e-5 as L2, like
     the original): :func:`~.grouped.grouped_task_loss_match` of a grid of one. ``val_batches`` (image
     batches) are evaluated after every epoch."""
@@ -153,9 +153,11 @@ def task_loss_match(stitcher: Stitcher, train_loader: Iterable, loop: LoopSettin
 
     def validate(epoch: int) -> list[dict[str, float]]:
         ev = grouped_evaluate(grid, val_batches, loop.device, EvalOptions(amp=loop.amp)).pairs[0]
-        return [{"loss": ev.loss() + (l1 * float(l1_penalty(stitcher).detach()) if l1 else 0.0), "acc": ev.accuracy(), "n": ev.n}]
+        penalty = l1 * float(l1_penalty(stitcher).detach()) if l1 else 0.0
+        return [{"loss": ev.loss() + penalty, "acc": ev.accuracy(), "n": ev.n}]
 
-    return grouped_task_loss_match(grid, train_loader, loop, optim=optim, l1=l1, validate=validate if val_batches is not None else None)[0]
+    check = validate if val_batches is not None else None
+    return grouped_task_loss_match(grid, train_loader, loop, optim=optim, l1=l1, validate=check)[0]
 
 
 @torch.no_grad()
@@ -166,7 +168,8 @@ def evaluate_stitcher(stitcher: Stitcher, batches: Iterable, device: torch.devic
     models' accuracies. With ``keep_samples`` the result's ``per_image`` keeps each test image's
     statistics. :func:`~.grid_evaluation.grouped_evaluate` of a grid of one."""
     grid = _grid_of_one(stitcher, donors=donors)
-    return grouped_evaluate(grid, batches, device, EvalOptions(residuals=True, donors=donors, keep_samples=keep_samples)).of_pair(0)
+    options = EvalOptions(residuals=True, donors=donors, keep_samples=keep_samples)
+    return grouped_evaluate(grid, batches, device, options).of_pair(0)
 
 
 def sparsity(stitcher: Stitcher, thresholds=(0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)) -> dict[str, dict[str, float]]:

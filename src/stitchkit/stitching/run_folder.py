@@ -66,9 +66,8 @@ def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, context
     """The run folder of one pair: the original's ``summary.txt``, ``config.txt``, ``final_model.pt`` and
     ``training_logs.csv``, plus ``config.json`` (everything needed to rebuild the stitch), the fixed
     low-rank basis and ``result.json``."""
-    s, front, end, input_shape, device, command = (context.settings, context.front, context.end, context.input_shape, context.device,
-                                                   context.command)
-    save_dir_label = context.save_dir_label
+    s, front, end, command = context.settings, context.front, context.end, context.command
+    input_shape, device, save_dir_label = context.input_shape, context.device, context.save_dir_label
     config = original_config(front, end, result.front_layer, result.end_layer, result.dataset, s, save_dir_label)
     full_config = {
         "command": "stitch", "stitchkit_version": __version__, "front": front.describe(), "end": end.describe(),

@@ -61,19 +61,32 @@ def computing(front: Donor, end: Donor, settings: StitchSettings, log: Callable[
 
     front_model = frozen(front.model)
     end_model = front_model if end.model is front.model else frozen(end.model)
-    return Computing(device, amp, True if s.channels_last is None else bool(s.channels_last), fold, front_model, end_model)
+    return Computing(
+        device, amp, True if s.channels_last is None else bool(s.channels_last), fold, front_model, end_model
+    )
 
 
 class GridSession:
     """Donors, data, device and caches shared by every pair of a grid (see the module docstring).
     ``settings`` is the grid's own copy (the sample counts used are recorded in it)."""
 
-    def __init__(self, front: Donor, end: Donor, settings: StitchSettings, *, log: Callable[[str], None], data: DataSplits | None = None):
+    def __init__(
+        self,
+        front: Donor,
+        end: Donor,
+        settings: StitchSettings,
+        *,
+        log: Callable[[str], None],
+        data: DataSplits | None = None,
+    ):
         s = self.settings = settings
         self.front, self.end, self.log = front, end, log
         # the data by name (settings.dataset, else the checkpoints'), unless given (e.g. datasets in memory)
-        splits = data if data is not None else DataSplits.from_name(resolve_dataset(s.dataset, front, end), root=s.data_root,
-                                                                    download=s.download)
+        splits = (
+            data
+            if data is not None
+            else DataSplits.from_name(resolve_dataset(s.dataset, front, end), root=s.data_root, download=s.download)
+        )
         check_donors_fit(front, end, splits.info)
         # said once per grid, recorded with every pair (data in memory has no name to compare)
         recorded = {"": front.dataset} if end is front else {"front": front.dataset, "end": end.dataset}
@@ -83,10 +96,17 @@ class GridSession:
             log(f"note: {self.augmentation.note}")
         self.compute = c = computing(front, end, s, log)
         self.data = grid_data(splits, s)
-        options = BatchOptions(batch_size=s.batch_size, device=c.device, workers=s.workers, prefetch=s.prefetch, data_path=s.data_path,
-                               channels_last=c.channels_last)
-        self.batches = GridBatches(self.data, options, augment=self.augmentation.resolved.augment, train_samples=s.train_samples,
-                                   seed=s.seed)
+        options = BatchOptions(
+            batch_size=s.batch_size,
+            device=c.device,
+            workers=s.workers,
+            prefetch=s.prefetch,
+            data_path=s.data_path,
+            channels_last=c.channels_last,
+        )
+        self.batches = GridBatches(
+            self.data, options, augment=self.augmentation.resolved.augment, train_samples=s.train_samples, seed=s.seed
+        )
         self.fit_acts = FitActivations(lambda: self.batches.fit, options)
         self.remove_cache = False
         self.shared = ActivationCache(ensure_writable_dir(s.activation_cache)) if s.activation_cache else None

@@ -84,8 +84,8 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     result = train_model(settings)
     checkpoint = out / "final.pt"
     # the test accuracy's per-image hits (issue 19): one more pass over the test split, as the network kind makes
-    clean = evaluate_model(str(checkpoint), run=replace(ctx.run, progress=False), dataset=p.dataset, batch_size=NETWORK_EVAL_BATCH,
-                           keep_hits=True)
+    clean = evaluate_model(str(checkpoint), run=replace(ctx.run, progress=False), dataset=p.dataset,
+                           batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
     return {
         "metrics": result["metrics"],
         "artifacts": {"checkpoint": checkpoint, "logs": out / "training_logs.csv", "per_sample": _write_hits(ctx, clean["hits"])},
@@ -131,8 +131,9 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
     )
     runs = ctx.out_dir / "runs"
-    results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p.front_layers, p.end_layers, settings,
-                          GridOptions(command=f"stitchkit study ({unit.label})", save_dir_label="runs"), save_dir=runs)
+    options = GridOptions(command=f"stitchkit study ({unit.label})", save_dir_label="runs")
+    fronts, ends = front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"]
+    results = stitch_grid(fronts, ends, p.front_layers, p.end_layers, settings, options, save_dir=runs)
     rows, cols = list(p.front_layers), list(p.end_layers)
     acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
     res = {(r.front_layer, r.end_layer): r.residual for r in results}

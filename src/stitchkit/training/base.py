@@ -244,12 +244,13 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     step = classification_step(topk=(1, 5))
     started = time.perf_counter()
     try:
+        main = dist_info.is_main
         loop = LoopSettings(epochs=settings.epochs, device=device, seed=settings.seed, grad_clip=settings.grad_clip,
                             amp=settings.amp and device.type == "cuda", start_epoch=start.epoch,
-                            progress=settings.progress and dist_info.is_main, verbose=settings.verbose and dist_info.is_main,
+                            progress=settings.progress and main, verbose=settings.verbose and main,
                             desc=f"train {settings.model}")
-        history = fit(train_module, train_loader, optimizer, loop, val_loader=test_loader, scheduler=scheduler, step_fn=step,
-                      val_step_fn=step, on_epoch_end=on_epoch_end)
+        history = fit(train_module, train_loader, optimizer, loop, val_loader=test_loader, scheduler=scheduler,
+                      step_fn=step, val_step_fn=step, on_epoch_end=on_epoch_end)
     except BaseException:
         if dist_info.is_main and start.checkpoint is None and not (save_dir / "last.pt").exists():
             _remove_unstarted_run(save_dir, new_folder)

@@ -295,8 +295,9 @@ def fit(
 
     def one_epoch(epoch: int, per_step: PerStepLR | None):
         model.train()
-        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, settings.grad_clip, clip_params,
-                                       epoch, f"{settings.desc} {epoch + 1}/{epochs}", settings.progress, per_step)
+        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, settings.grad_clip,
+                                       clip_params, epoch, f"{settings.desc} {epoch + 1}/{epochs}", settings.progress,
+                                       per_step)
         val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=settings.progress) \
             if val_loader is not None else None
         return train_stats, val_stats, lr
