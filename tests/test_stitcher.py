@@ -125,7 +125,7 @@ def test_evaluating_one_stitcher_as_a_grid_of_one_equals_a_direct_computation():
     stitcher = Stitcher(front, end, "layer3.1", "layer2.1", "rc2c_pre", input_shape=SHAPE).eval()
     x = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(5))
     y = torch.randint(0, 10, (40,), generator=torch.Generator().manual_seed(6))
-    batches = list(zip(x.split(16), y.split(16)))
+    batches = list(zip(x.split(16), y.split(16), strict=True))
     ev = evaluate_stitcher(stitcher, batches, "cpu", donors=True, keep_samples=True)
     with torch.no_grad():
         logits = stitcher(x)
@@ -133,7 +133,8 @@ def test_evaluating_one_stitcher_as_a_grid_of_one_equals_a_direct_computation():
         hits = logits.argmax(-1) == y
         assert ev.n == 40 and ev.accuracy == pytest.approx(hits.double().mean().item(), abs=1e-12)
         assert ev.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
-        assert ev.residual == pytest.approx(((stitched - target) ** 2).sum().item() / (target ** 2).sum().item(), rel=1e-5)
+        residual = ((stitched - target) ** 2).sum().item() / (target**2).sum().item()
+        assert ev.residual == pytest.approx(residual, rel=1e-5)
         assert ev.end_accuracy == pytest.approx((end(x).argmax(-1) == y).double().mean().item(), abs=1e-12)
         assert ev.front_accuracy == pytest.approx((front(x).argmax(-1) == y).double().mean().item(), abs=1e-12)
     assert ev.per_image["hits"].tolist() == hits.to(torch.uint8).tolist()

@@ -12,7 +12,15 @@ from torch import nn
 from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import load_checkpoint
 from stitchkit.models.loading import load_model
-from stitchkit.training import LoopSettings, OptimConfig, TrainingDiverged, build_optimizer, build_scheduler, fit, run_epochs
+from stitchkit.training import (
+    LoopSettings,
+    OptimConfig,
+    TrainingDiverged,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    run_epochs,
+)
 from stitchkit.training.loop import check_finite
 from stitchkit.training.base import TrainSettings, evaluate_model, train_model
 from stitchkit.utils.run_options import RunOptions
@@ -84,7 +92,7 @@ def test_the_epoch_scaffold_seeds_each_epoch_and_steps_the_schedule_once_per_epo
 
 def test_a_diverged_loss_names_the_first_bad_entry():
     check_finite(torch.tensor([0.5, 1.0]), 0, 0, ["a", "b"])  # finite: nothing happens
-    with pytest.raises(TrainingDiverged, match=r"the loss of b became inf at epoch 2, batch 4; lower the learning rate"):
+    with pytest.raises(TrainingDiverged, match=r"the loss of b became inf at epoch 2, batch 4; lower the"):
         check_finite(torch.tensor([0.5, float("inf"), float("nan")]), 1, 3, ["a", "b", "c"])
     with pytest.raises(TrainingDiverged, match=r"the loss became nan at epoch 1, batch 1"):
         check_finite(torch.tensor(float("nan")), 0, 0)
