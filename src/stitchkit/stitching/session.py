@@ -15,6 +15,7 @@ import contextlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..activations.extract import ActivationCache
@@ -36,7 +37,7 @@ class Computing:
     """How a grid computes: the device, bf16 autocast (CUDA, while training), channels-last and the
     donors frozen, in eval mode, on the device, their BatchNorms folded (a copy; the same function)."""
 
-    device: object
+    device: torch.device
     amp: bool
     channels_last: bool
     fold: bool
@@ -130,7 +131,7 @@ class GridSession:
         return self.data.input_shape
 
     @property
-    def device(self):
+    def device(self) -> torch.device:
         return self.compute.device
 
     @property
