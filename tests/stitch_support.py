@@ -13,7 +13,7 @@ import torch
 
 from stitchkit.data import get_dataset
 from stitchkit.models import get_model
-from stitchkit.stitching.session import GridSession
+from stitchkit.stitching import grid_run
 
 SHAPE = (1, 28, 28)
 RESNET = dict(width=4)
@@ -79,14 +79,14 @@ def write_tiny_cifar10(root: Path, n_per_batch: int = 4, n_test: int = 8) -> Non
 def interrupt_grouped_training(monkeypatch, after_epoch: int, run) -> None:
     """Call ``run()`` with its grouped TLM training stopped (KeyboardInterrupt) right after the checkpoint of
     epoch ``after_epoch`` is written, as a killed process would leave it; afterwards checkpoints save normally."""
-    real_save = GridSession._save_checkpoint
+    real_save = grid_run.save_grouped_checkpoint
 
-    def save_then_stop(self, path, identity, state):
-        real_save(self, path, identity, state)
+    def save_then_stop(path, identity, state):
+        real_save(path, identity, state)
         if state.epoch == after_epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(GridSession, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(grid_run, "save_grouped_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run()
-    monkeypatch.setattr(GridSession, "_save_checkpoint", real_save)
+    monkeypatch.setattr(grid_run, "save_grouped_checkpoint", real_save)

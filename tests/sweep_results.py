@@ -112,15 +112,18 @@ def _dm_one_other(world: Path, out: Path) -> None:
 
 def _eval_on_digits(world: Path, out: Path) -> None:
     from stitchkit.training.base import evaluate_model
+    from stitchkit.utils.run_options import RunOptions
 
-    result = evaluate_model(_fashion(world), dataset="digits", device="cpu", workers=0, progress=False)
+    result = evaluate_model(_fashion(world), run=RunOptions(device="cpu", workers=0, progress=False), dataset="digits")
     assert result["dataset"] == "digits" and result["trained_on"] == "fashion" and "data_provenance" in result["conventions"], result
 
 
 def _eval_own(world: Path, out: Path) -> None:
     from stitchkit.training.base import evaluate_model
+    from stitchkit.utils.run_options import RunOptions
 
-    result = evaluate_model(str(world / "ck0" / "final.pt"), dataset="Digits", device="cpu", workers=0, progress=False)
+    quiet = RunOptions(device="cpu", workers=0, progress=False)
+    result = evaluate_model(str(world / "ck0" / "final.pt"), run=quiet, dataset="Digits")
     assert result["dataset"] == "digits" and "conventions" not in result, result
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from stitchkit.errors import StitchkitError
 from stitchkit.ood import KNNDetector, MahalanobisDetector, energy_finetune_loss, energy_score, make_detector, ood_metrics, pool_features
-from stitchkit.training import OptimConfig, build_optimizer, fit
+from stitchkit.training import LoopSettings, OptimConfig, build_optimizer, fit
 
 
 def gaussian_maps(n, shift=0.0, seed=0, classes=3):
@@ -102,7 +102,8 @@ def test_energy_finetuning_lowers_id_energy_and_raises_outlier_energy():
 
     batches = [((x_in[i:i + 32], y[i:i + 32]), (x_out[i:i + 32],)) for i in range(0, n, 32)]
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.1))
-    fit(model, batches, optimizer=opt, epochs=10, device=torch.device("cpu"), step_fn=step, progress=False, verbose=False)
+    loop = LoopSettings(epochs=10, device=torch.device("cpu"), progress=False, verbose=False)
+    fit(model, batches, opt, loop, step_fn=step)
     with torch.no_grad():
         after_in, after_out = energy_score(model(x_in)).mean().item(), energy_score(model(x_out)).mean().item()
         acc = (model(x_in).argmax(1) == y).float().mean().item()

@@ -14,6 +14,7 @@ from stitchkit.cli import main
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.stitching import StitchSettings, load_stitcher, stitch_grid
+from stitchkit.stitching.grid import GridOptions
 from stitch_support import QUICK, trained_resnet
 
 FAST = ["-gpu", "-1", "-workers", "0", "--no-progress"]
@@ -114,7 +115,8 @@ def test_an_interrupted_grid_resumes_with_the_missing_pairs(checkpoints, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        stitch_grid(a, b, "layer1.0,layer4.1", "layer2.0,layer3.0", settings, save_dir=tmp_path, on_result=interrupt)
+        stitch_grid(a, b, "layer1.0,layer4.1", "layer2.0,layer3.0", settings, GridOptions(on_result=interrupt),
+                    save_dir=tmp_path)
     finished = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert len(finished) == 2
     stamps = {name: os.stat(tmp_path / name / "result.json").st_mtime_ns for name in finished}

@@ -7,8 +7,9 @@ import torch
 
 from stitch_support import SHAPE, resnet, trained_resnet, vit
 from stitchkit.errors import StitchkitError
-from stitchkit.stitching.matching import task_loss_match
+from stitchkit.stitching.matching import evaluate_stitcher, task_loss_match
 from stitchkit.stitching.stitcher import Stitcher, naive_hooked_forward
+from stitchkit.training import LoopSettings
 
 X = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(0))
 
@@ -108,7 +109,8 @@ def test_task_loss_matching_lowers_the_loss_and_leaves_the_donors_unchanged():
             return float(torch.nn.functional.cross_entropy(stitcher(x), y))
 
     start = loss()
-    logs = task_loss_match(stitcher, loader, epochs=4, device="cpu", seed=0, progress=False, verbose=False)
+    loop = LoopSettings(epochs=4, device="cpu", seed=0, progress=False, verbose=False)
+    logs = task_loss_match(stitcher, loader, loop)
     assert len(logs) == 4 and logs[-1].train["loss"] < logs[0].train["loss"]
     assert loss() < start
     for name, model in (("front", front), ("end", end)):
@@ -116,6 +118,26 @@ def test_task_loss_matching_lowers_the_loss_and_leaves_the_donors_unchanged():
         for key, value in before[name].items():  # weights and BatchNorm running statistics alike
             assert torch.equal(after[key], value), f"{name} {key} changed"
         assert not any(m.training for m in model.modules())
+
+
+def test_evaluating_one_stitcher_as_a_grid_of_one_equals_a_direct_computation():
+    front, end = trained_resnet(0), trained_resnet(1)
+    stitcher = Stitcher(front, end, "layer3.1", "layer2.1", "rc2c_pre", input_shape=SHAPE).eval()
+    x = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(5))
+    y = torch.randint(0, 10, (40,), generator=torch.Generator().manual_seed(6))
+    batches = list(zip(x.split(16), y.split(16), strict=True))
+    ev = evaluate_stitcher(stitcher, batches, "cpu", donors=True, keep_samples=True)
+    with torch.no_grad():
+        logits = stitcher(x)
+        stitched, target = stitcher.stitch(stitcher.front(x)), stitcher.end_prefix(x)
+        hits = logits.argmax(-1) == y
+        assert ev.n == 40 and ev.accuracy == pytest.approx(hits.double().mean().item(), abs=1e-12)
+        assert ev.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+        residual = ((stitched - target) ** 2).sum().item() / (target**2).sum().item()
+        assert ev.residual == pytest.approx(residual, rel=1e-5)
+        assert ev.end_accuracy == pytest.approx((end(x).argmax(-1) == y).double().mean().item(), abs=1e-12)
+        assert ev.front_accuracy == pytest.approx((front(x).argmax(-1) == y).double().mean().item(), abs=1e-12)
+    assert ev.per_image["hits"].tolist() == hits.to(torch.uint8).tolist()
 
 
 def test_l1_penalty_and_gradients_reach_only_the_layer():

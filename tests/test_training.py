@@ -12,8 +12,18 @@ from torch import nn
 from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import load_checkpoint
 from stitchkit.models.loading import load_model
-from stitchkit.training import OptimConfig, TrainingDiverged, build_optimizer, build_scheduler, fit
+from stitchkit.training import (
+    LoopSettings,
+    OptimConfig,
+    TrainingDiverged,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    run_epochs,
+)
+from stitchkit.training.loop import check_finite
 from stitchkit.training.base import TrainSettings, evaluate_model, train_model
+from stitchkit.utils.run_options import RunOptions
 
 
 def settings(tmp_path, name="run", **kw):
@@ -34,9 +44,58 @@ def test_fit_lowers_the_loss_on_a_separable_problem():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
     model = nn.Linear(5, 2)
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.05))
-    history = fit(model, loader, optimizer=opt, epochs=5, device=torch.device("cpu"), val_loader=loader, progress=False, verbose=False)
+    loop = LoopSettings(epochs=5, device=torch.device("cpu"), progress=False, verbose=False)
+    history = fit(model, loader, opt, loop, val_loader=loader)
     assert history[-1].train["loss"] < history[0].train["loss"]
     assert history[-1].val["acc"] > 0.9
+
+
+class _Sampler:
+    def __init__(self):
+        self.epochs = []
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+
+class _Batches(list):
+    def __init__(self):
+        super().__init__([0])
+        self.sampler = _Sampler()
+
+
+def test_the_epoch_scaffold_seeds_each_epoch_and_steps_the_schedule_once_per_epoch():
+    """run_epochs: epoch e draws from torch's generator seeded with seed · 100003 + e (the same numbers
+    whether the run starts at 0 or resumes at e), tells the sampler its epoch, and steps a per-epoch
+    schedule after each epoch; the seconds handed on are non-negative."""
+    model = nn.Linear(2, 2)
+    opt = build_optimizer(model.parameters(), OptimConfig(lr=1.0, scheduler="step", step_size=1, gamma=0.5))
+    sched = build_scheduler(opt, OptimConfig(lr=1.0, scheduler="step", step_size=1, gamma=0.5), 3, [0])
+    batches, seen = _Batches(), []
+
+    def one_epoch(epoch, per_step):
+        assert per_step is None  # a per-epoch schedule is not stepped per optimizer step
+        opt.step()  # (no gradients: nothing changes)
+        return torch.rand(()).item(), opt.param_groups[0]["lr"]
+
+    run_epochs(LoopSettings(epochs=3, device="cpu", seed=7), batches, sched, one_epoch,
+               lambda epoch, out, seconds: seen.append((epoch, *out, seconds >= 0)))
+    expected_draws = [torch.rand((), generator=torch.Generator().manual_seed(7 * 100_003 + e)).item() for e in range(3)]
+    assert [row[0] for row in seen] == [0, 1, 2] and batches.sampler.epochs == [0, 1, 2]
+    assert [row[1] for row in seen] == expected_draws
+    assert [row[2] for row in seen] == [1.0, 0.5, 0.25] and all(row[3] for row in seen)
+    resumed = []
+    run_epochs(LoopSettings(epochs=3, device="cpu", seed=7, start_epoch=2), _Batches(), None,
+               lambda epoch, per_step: torch.rand(()).item(), lambda epoch, out, seconds: resumed.append((epoch, out)))
+    assert resumed == [(2, expected_draws[2])]
+
+
+def test_a_diverged_loss_names_the_first_bad_entry():
+    check_finite(torch.tensor([0.5, 1.0]), 0, 0, ["a", "b"])  # finite: nothing happens
+    with pytest.raises(TrainingDiverged, match=r"the loss of b became inf at epoch 2, batch 4; lower the"):
+        check_finite(torch.tensor([0.5, float("inf"), float("nan")]), 1, 3, ["a", "b", "c"])
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan at epoch 1, batch 1"):
+        check_finite(torch.tensor(float("nan")), 0, 0)
 
 
 def test_nan_loss_stops_with_a_clear_message():
@@ -44,7 +103,7 @@ def test_nan_loss_stops_with_a_clear_message():
     loader = [(torch.full((4, 2), float("nan")), torch.zeros(4, dtype=torch.long))]
     opt = build_optimizer(model.parameters(), OptimConfig())
     with pytest.raises(TrainingDiverged, match="diverged.*learning rate"):
-        fit(model, loader, optimizer=opt, epochs=1, device=torch.device("cpu"), progress=False, verbose=False)
+        fit(model, loader, opt, LoopSettings(epochs=1, device=torch.device("cpu"), progress=False, verbose=False))
 
 
 @pytest.mark.parametrize(
@@ -141,10 +200,11 @@ def test_bad_settings(tmp_path, kw, match):
 
 def test_evaluate_matches_the_training_run(tmp_path):
     result = train_model(settings(tmp_path))
-    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False)
+    quiet = RunOptions(device="cpu", workers=0, progress=False)
+    ev = evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet)
     assert ev["dataset"] == "digits"
     assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"]) and "hits" not in ev
-    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), device="cpu", workers=0, progress=False, batch_size=100, keep_hits=True)
+    kept = evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, batch_size=100, keep_hits=True)
     assert kept["hits"].dtype == np.uint8 and kept["hits"].size == kept["n"] and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
     with pytest.raises(StitchkitError, match="channels"):
-        evaluate_model(str(tmp_path / "run" / "final.pt"), dataset="cifar10", device="cpu", workers=0, progress=False)
+        evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, dataset="cifar10")

@@ -239,8 +239,9 @@ def stitch_grid(
     end_d = front_d if same_source(front, end) else resolve_model(end, splits, seed=s.seed + 1, model_options=model_options, role="end")
     splits = with_model_classes(splits, front_d, end_d)
     stitchers: dict[tuple[str, str], Stitcher] = {}
-    pairs = grid.stitch_grid(front_d, end_d, front_layers, end_layers, s, save_dir=save_dir, command="python: stitchkit.stitch_grid",
-                             data=splits, on_stitched=lambda r, st: stitchers.__setitem__((r.front_layer, r.end_layer), st))
+    keep = grid.GridOptions(command="python: stitchkit.stitch_grid",
+                            on_stitched=lambda r, st: stitchers.__setitem__((r.front_layer, r.end_layer), st))
+    pairs = grid.stitch_grid(front_d, end_d, front_layers, end_layers, s, keep, save_dir=save_dir, data=splits)
     fls = list(dict.fromkeys(r.front_layer for r in pairs))
     els = list(dict.fromkeys(r.end_layer for r in pairs))
     return StitchGridResult(method, fls, els, pairs, s, splits, front_d, end_d, stitchers)

@@ -33,10 +33,11 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.base import evaluate_model  # deferred: torch loads only when a command computes
-    result = evaluate_model(
-        args.model_path, args.model_type, dataset=args.dataset, data_root=args.data_root, batch_size=args.batch_size, device=args.device,
-        workers=args.workers, prefetch=args.prefetch, progress=args.progress, model_options=model_options(args),
-    )
+    from ..utils.run_options import RunOptions
+    run_options = RunOptions(data_root=args.data_root, device=args.device, workers=args.workers, prefetch=args.prefetch,
+                             progress=args.progress)
+    result = evaluate_model(args.model_path, args.model_type, run_options, dataset=args.dataset,
+                            batch_size=args.batch_size, model_options=model_options(args))
     if args.original_output:
         print(f"Clean accuracy: {100 * result['acc']:.2f}%")  # first, as the original's exec_eval.py printed it
         if "top5" in result:

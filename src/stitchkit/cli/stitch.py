@@ -222,7 +222,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..stitching.grid import stitch_grid  # deferred: torch loads only when a command computes
+    from ..stitching.grid import GridOptions, stitch_grid  # deferred: torch loads only when a command computes
     from ..stitching.intervals import describe_ci
 
     if args.n_pinv_init_samples < 0:
@@ -236,9 +236,10 @@ def run(args: argparse.Namespace) -> int:
     # else's, so the command is then rebuilt from the parsed arguments.
     command = "stitchkit " + " ".join(argv) if "stitch" in argv and args.front_model_path in argv else _rebuild_command(args)
     results = stitch_grid(
-        args.front_model_path, args.end_model_path, front_layers, end_layers, settings, save_dir=save_root,
-        front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args), command=command,
-        save_dir_label=args.save_dir,
+        args.front_model_path, args.end_model_path, front_layers, end_layers, settings,
+        GridOptions(front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args),
+                    command=command, save_dir_label=args.save_dir),
+        save_dir=save_root,
     )
     stored = " (stored result; pass --overwrite to recompute)"
     if len(results) == 1 and args.original_output:

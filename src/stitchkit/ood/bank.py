@@ -27,7 +27,7 @@ from ..models import get_model
 from ..models.checkpoint import save_state_dict
 from ..models.layers import layered
 from ..models.loading import recorded_augmentation
-from ..training.loop import EpochLog, fit
+from ..training.loop import EpochLog, LoopSettings, fit
 from ..training.optim import build_optimizer, build_scheduler, describe_schedule
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
@@ -221,9 +221,10 @@ class DetectorBank:
             optim_cfg = config.optim("pretrain")
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = build_scheduler(optimizer, optim_cfg, config.epochs, train_loader)
-            fit(self.detectors, train_loader, optimizer=optimizer, epochs=config.epochs, device=self.device, val_loader=self.val_loader,
-                scheduler=scheduler, step_fn=self._ce_step, val_step_fn=self._ce_step, seed=config.seed, on_epoch_end=self._log_pretrain_epoch,
-                progress=config.progress, verbose=False, desc="detector pre-training")
+            loop = LoopSettings(epochs=config.epochs, device=self.device, seed=config.seed, progress=config.progress,
+                                verbose=False, desc="detector pre-training")
+            fit(self.detectors, train_loader, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler,
+                step_fn=self._ce_step, val_step_fn=self._ce_step, on_epoch_end=self._log_pretrain_epoch)
         self.seconds["pretrain"] = time.perf_counter() - started
 
     def _log_pretrain_epoch(self, log: EpochLog) -> None:
@@ -253,9 +254,10 @@ class DetectorBank:
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
             step = _FinetuneStep(self, optimizer, milestone)
-            fit(self.detectors, batches, optimizer=optimizer, epochs=config.ft_epochs, device=self.device, val_loader=self.val_loader,
-                scheduler=scheduler, step_fn=step, val_step_fn=self._energy_val_step, seed=config.seed + 1, on_epoch_end=self._log_finetune_epoch,
-                progress=config.progress, verbose=False, desc="energy fine-tuning")
+            loop = LoopSettings(epochs=config.ft_epochs, device=self.device, seed=config.seed + 1,
+                                progress=config.progress, verbose=False, desc="energy fine-tuning")
+            fit(self.detectors, batches, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler, step_fn=step,
+                val_step_fn=self._energy_val_step, on_epoch_end=self._log_finetune_epoch)
         self.seconds["finetune"] = time.perf_counter() - started
 
     def _paired_batches(self) -> "_Paired":

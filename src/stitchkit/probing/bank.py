@@ -19,7 +19,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from ..activations.low_rank import LowRankBasis, principal_directions, truncate
 from ..errors import StitchkitError
 from ..ranks import Rank, check_ranks, feature_count, rank_label
-from ..training.loop import EpochLog, evaluate, fit
+from ..training.loop import EpochLog, LoopSettings, evaluate, fit
 from ..training.optim import build_optimizer, build_scheduler
 from ..utils.device import resolve_device
 from .probe import ProbeConfig, ProbeReport, ProbeResult, config_record, pool_activation
@@ -246,11 +246,11 @@ def train_probe_bank(
                     line += f", val accuracy {val_acc:.4f}"
                 print(line, flush=True)
 
-    history = fit(
-        bank, train_loader, optimizer=optimizer, epochs=config.epochs, device=device,
-        val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler, step_fn=step,
-        val_step_fn=val_step, seed=config.seed, on_epoch_end=on_epoch_end, progress=config.progress, verbose=False, desc=desc,
-    )
+    loop = LoopSettings(epochs=config.epochs, device=device, seed=config.seed, progress=config.progress, verbose=False,
+                        desc=desc)
+    history = fit(bank, train_loader, optimizer, loop,
+                  val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler,
+                  step_fn=step, val_step_fn=val_step, on_epoch_end=on_epoch_end)
     if history[-1].val is not None:
         final_val = history[-1].val
     else:

@@ -4,7 +4,9 @@ task loss matching, and stitching experiments on models.
 * :mod:`.layers` — the stitching-layer registry (:func:`make_stitching_layer`, :func:`list_stitching_layers`).
 * :mod:`.direct_match` — the streamed least-squares fit of a layer's affine map and the residual meters.
 * :mod:`.stitcher` — :class:`Stitcher`, the stitched network (front prefix → layer → end suffix).
-* :mod:`.matching` — direct matching, task loss matching and evaluation of a :class:`Stitcher`.
+* :mod:`.matching` — direct matching of a :class:`Stitcher`; its TLM and evaluation as a grid of one.
+* :mod:`.grouped`, :mod:`.grid_evaluation` — the one TLM training and the one evaluation of a grid.
+* :mod:`.grid_run` — the one path of a grid (per-pair: grids of one), over :mod:`.session`'s pieces.
 * :mod:`.grid` — :func:`stitch_pair` / :func:`stitch_grid` with run folders (:mod:`.run_folder`) and result
   records (:mod:`.records`); :mod:`.settings` — :class:`StitchSettings`.
 * :mod:`.collect` — front × end matrices from a results folder (:func:`collect_results`).
@@ -58,7 +60,7 @@ __all__ = [
 _LAZY = {
     "SourceReducer": "stitcher",
     "Stitcher": "stitcher",
-    "StitchEvaluation": "matching",
+    "StitchEvaluation": "grid_evaluation",
     "evaluate_stitcher": "matching",
     "fit_direct_match": "matching",
     "task_loss_match": "matching",

@@ -197,7 +197,7 @@ class LeastSquaresAccumulator:
         return max(float(err), 0.0) / float(total)
 
 
-def _paired_rows(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def paired_rows(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.dim() not in (2, 3, 4) or y.dim() not in (2, 3, 4):
         raise StitchkitError(
@@ -220,7 +220,7 @@ def fit_affine(x: Tensor, y: Tensor, *, rcond: float | None = None) -> tuple[Ten
     Rows are data points (:func:`~stitchkit.activations.to_rows`); source and target must give the same
     number of rows.
     """
-    x_rows, y_rows = _paired_rows(x, y)
+    x_rows, y_rows = paired_rows(x, y)
     acc = LeastSquaresAccumulator(x_rows.shape[1], y_rows.shape[1], device=x_rows.device)
     acc.update(x_rows, y_rows)
     return acc.solve(rcond)
@@ -370,7 +370,7 @@ def accumulate_pairs(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> LeastSq
     """
     acc = LeastSquaresAccumulator(layer.in_features, layer.out_features)
     for front, end in batches:
-        x_rows, y_rows = _paired_rows(layer.pre_transform(front), layer.transform_target(end))
+        x_rows, y_rows = paired_rows(layer.pre_transform(front), layer.transform_target(end))
         acc.update(x_rows, y_rows)
     return acc
 

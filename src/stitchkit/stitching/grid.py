@@ -22,10 +22,9 @@ One pair, step by step (the original's ``exec_stitch.py``, minus its bugs and wa
 A grid extracts each network's activations at every needed layer **once** for the fit set
 (:func:`~stitchkit.activations.extract_activations`; memory-mapped in a cache folder when large) and
 fits every pair's direct matching from them. Then, by default, all pairs train and evaluate together
-(:mod:`.grouped`, run by :class:`~.session.GridSession`): per batch the front network runs once for all
+(:mod:`.grouped`, run by :func:`~.grid_run.run_grid`): per batch the front network runs once for all
 front layers, and the end suffix once per group of pairs sharing an end layer. ``grouping="per-pair"``
-runs the pairs one after the other (the reference), the test activations then extracted once and
-reused by every pair.
+runs the pairs one after the other (the reference), each through the same code as a grid of one.
 
 Run names are deterministic: ``<front layer>__<end layer>__<type>__<init>_e<epochs>__<hash>``, the hash
 covering both models' content fingerprints, the dataset and every option that changes the numbers. A
@@ -37,7 +36,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,10 +47,28 @@ from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
 from .intervals import attach_intervals, bootstrap_spec, describe_ci
 from .records import StitchResult, run_name
-from .run_folder import is_finished, write_run
+from .grid_run import run_grid
+from .pair_fit import warn_clamped_ranks
+from .run_folder import RunContext, is_finished, write_run
 from .session import GridSession
 from .settings import StitchSettings
 from .stitcher import Stitcher
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How a grid's donors are loaded and its runs described and reported, none of which changes a
+    number: ``front_type``/``end_type`` (the original's plain state_dicts) and ``model_options`` for
+    loading checkpoints, the ``command`` and ``save_dir_label`` its run folders record, and callbacks
+    with each computed pair's record (``on_result``) and its stitched network (``on_stitched``)."""
+
+    front_type: str | None = None
+    end_type: str | None = None
+    model_options: dict[str, Any] | None = None
+    command: str | None = None
+    save_dir_label: str | None = None
+    on_result: Callable[[StitchResult], None] | None = None
+    on_stitched: Callable[[StitchResult, Stitcher], None] | None = None
 
 
 def stitch_grid(
@@ -60,34 +77,31 @@ def stitch_grid(
     front_layers: str | Sequence[str] = "all",
     end_layers: str | Sequence[str] = "all",
     settings: StitchSettings | None = None,
+    options: GridOptions | None = None,
     *,
     save_dir: str | os.PathLike | None = None,
-    front_type: str | None = None,
-    end_type: str | None = None,
-    model_options: dict[str, Any] | None = None,
-    command: str | None = None,
-    save_dir_label: str | None = None,
-    on_result: Callable[[StitchResult], None] | None = None,
     data: DataSplits | None = None,
-    on_stitched: Callable[[StitchResult, Stitcher], None] | None = None,
 ) -> list[StitchResult]:
     """Stitch every (front layer, end layer) pair in one process; returns one record per pair (front-major).
 
-    ``front``/``end`` are checkpoint paths (with ``front_type``/``end_type`` for the original's plain
-    state_dicts), models or :class:`Donor`\\ s; the same model may be both. Layers are ``"all"``, a
+    ``front``/``end`` are checkpoint paths (with ``options.front_type``/``end_type`` for the original's
+    plain state_dicts), models or :class:`Donor`\\ s; the same model may be both. Layers are ``"all"``, a
     comma-separated string or a list. With ``save_dir`` every pair gets a run folder there, and pairs
     whose folder is already finished are skipped (their stored record is returned, ``skipped=True``)
     unless ``settings.overwrite``. By default all pairs are trained and evaluated together
-    (``settings.grouping``, see :mod:`.grouped`); ``"per-pair"`` runs them one after the other.
-    ``data`` gives the data instead of ``settings.dataset`` (e.g. datasets in memory,
-    :class:`~stitchkit.data.splits.DataSplits`); ``on_stitched`` receives each computed pair's record
+    (``settings.grouping``, see :mod:`.grid_run`); ``"per-pair"`` runs them one after the other, each a
+    grid of one. ``data`` gives the data instead of ``settings.dataset`` (e.g. datasets in memory,
+    :class:`~stitchkit.data.splits.DataSplits`); ``options.on_stitched`` receives each computed pair's record
     with its stitched network (skipped pairs have none in memory: :func:`~.run_folder.load_stitcher`).
     """
     settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
+    o = options or GridOptions()
     log = printer(settings.verbose)
-    front_d = load_donor(front, front_type, dataset=settings.dataset, model_options=model_options)
-    same_file = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike)) and str(end) == str(front) and end_type == front_type
-    end_d = front_d if (end is front or same_file) else load_donor(end, end_type, dataset=settings.dataset, model_options=model_options)
+    front_d = load_donor(front, o.front_type, dataset=settings.dataset, model_options=o.model_options)
+    paths = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike))
+    same_file = paths and str(end) == str(front) and o.end_type == o.front_type
+    end_d = front_d if (end is front or same_file) else \
+        load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
     fls = resolve_layers(front_d.model, front_layers)
     els = resolve_layers(end_d.model, end_layers)
     if data is not None:
@@ -97,9 +111,10 @@ def stitch_grid(
     names = {pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs}
     root = Path(save_dir) if save_dir is not None else None
     results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
-    session.warn_clamped_ranks(sorted({fl for fl, _ in todo}, key=fls.index))
-    command = command or "python: stitchkit.stitching.stitch_grid"
-    label = save_dir_label if save_dir_label is not None else (str(root) if root is not None else "")
+    warn_clamped_ranks(front_d.model, session.input_shape, sorted({fl for fl, _ in todo}, key=fls.index), settings)
+    label = o.save_dir_label if o.save_dir_label is not None else (str(root) if root is not None else "")
+    context = RunContext(front_d, end_d, settings, session.input_shape, session.device,
+                         o.command or "python: stitchkit.stitching.stitch_grid", label)
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
 
     spec = bootstrap_spec(settings)
@@ -109,33 +124,26 @@ def stitch_grid(
         fl, el = result.front_layer, result.end_layer
         attach_intervals([result], spec)  # the same resamples for every pair (same test images, same seed)
         if root is not None:
-            write_run(root / names[(fl, el)], result, stitcher, front=front_d, end=end_d, settings=settings, input_shape=session.input_shape,
-                      device=session.device, command=command, save_dir_label=label)
+            write_run(root / names[(fl, el)], result, stitcher, context)
         results[(fl, el)] = result
         where = f" -> {result.run_dir}" if result.run_dir else ""
         if len(pairs) > 1:
             log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
                 f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
                 f"| fit residual {result.fit_residual:.4f}{where}")
-        if on_result is not None:
-            on_result(result)
-        if on_stitched is not None:
-            on_stitched(result, stitcher)
+        if o.on_result is not None:
+            o.on_result(result)
+        if o.on_stitched is not None:
+            o.on_stitched(result, stitcher)
 
     try:
-        if todo and (len(todo) > 1 or settings.grouping == "grouped"):
-            if settings.cache_dir is None:
-                session.remove_cache = True
-                base = root if root is not None else Path(tempfile.mkdtemp(prefix="stitchkit-activations-"))
-                settings.cache_dir = str(base / ".activation_cache")
-        if todo and settings.grouping == "grouped":
-            for i, (result, stitcher) in enumerate(session.run_grouped(todo, names, checkpoint=checkpoint)):
+        if todo and settings.cache_dir is None:
+            session.remove_cache = True
+            base = root if root is not None else Path(tempfile.mkdtemp(prefix="stitchkit-activations-"))
+            settings.cache_dir = str(base / ".activation_cache")
+        if todo:
+            for i, (result, stitcher) in enumerate(run_grid(session, todo, names, checkpoint=checkpoint)):
                 finish(i, result, stitcher)
-        elif todo:
-            if len(todo) > 1:
-                session.prepare_cache(sorted({p[0] for p in todo}, key=fls.index), sorted({p[1] for p in todo}, key=els.index))
-            for i, (fl, el) in enumerate(todo):
-                finish(i, *session.run_pair(fl, el, names[(fl, el)]))
     finally:
         session.close()
     return [results[pair] for pair in pairs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -21,9 +21,47 @@ from torch import Tensor
 from ..activations.extract import Activations, ActivationWriter
 from ..errors import StitchkitError
 from ..models.layers import LOGITS
+from ..training.loop import autocast
 from ..utils.progress import progress_bar
 from .direct_match import ResidualMeter
-from .grouped import GridPass, _autocast
+from .grouped import GridPass
+
+
+@dataclass
+class StitchEvaluation:
+    """What one evaluation pass measures for one pair.
+
+    ``residual`` pools the whole set: Σ‖T(f(x)) − g(x)‖² / Σ‖g(x)‖² (uncentred target norm);
+    ``residual_batch_mean`` is the original's mean of per-batch ratios (depends on the batch size).
+    ``front_accuracy``/``end_accuracy`` are the donors' own accuracies (None when not measured, or for a
+    front model whose class count differs from the labels').
+    """
+
+    accuracy: float
+    loss: float
+    residual: float
+    residual_batch_mean: float
+    n: int
+    front_accuracy: float | None = None
+    end_accuracy: float | None = None
+    #: with ``keep_samples``: per test image ``hits``, ``residual_num``, ``residual_den`` and, where the
+    #: donors were measured, ``end_hits`` / ``front_hits`` (:mod:`.per_sample`); not in :meth:`to_dict`
+    per_image: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "per_image"}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What a grouped evaluation pass measures besides accuracy and loss, and how it runs."""
+
+    residuals: bool = False  #: each pair's residual against the end layer's own activation
+    donors: bool = False  #: the two networks' own accuracies
+    amp: bool = False
+    keep_samples: bool = False  #: each test image's statistics (:mod:`.per_sample`)
+    progress: bool = False
+    desc: str = "evaluate grid"
 
 
 @dataclass
@@ -91,20 +129,37 @@ class GridEvaluation:
     def end_accuracy(self) -> float | None:
         return self.end_hits / self.n if self.end_hits is not None and self.n else None
 
+    def of_pair(self, k: int) -> StitchEvaluation:
+        """The k-th pair's evaluation (the grid's order), with the donors' accuracies and, where kept,
+        each test image's statistics."""
+        res, meter = self.pairs[k], self.pairs[k].residual
+        per_image = None
+        if res.hit_images is not None and meter is not None:
+            num, den = meter.per_sample()
+            per_image = {"hits": res.hit_images, "residual_num": num, "residual_den": den}
+            donors = (("front_hits", self.front_hit_images), ("end_hits", self.end_hit_images))
+            per_image.update({key: images for key, images in donors if images is not None})
+        return StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(),
+                                residual=meter.pooled if meter is not None else math.nan,
+                                residual_batch_mean=meter.batch_mean if meter is not None else math.nan, n=res.n,
+                                front_accuracy=self.front_accuracy, end_accuracy=self.end_accuracy, per_image=per_image)
+
 
 @torch.no_grad()
-def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str, *, residuals: bool = False, donors: bool = False,
-                     amp: bool = False, fronts_from: SharedActivations | None = None, ends_from: SharedActivations | None = None,
-                     progress: bool = False, desc: str = "evaluate grid", keep_samples: bool = False) -> GridEvaluation:
-    """Accuracy, cross-entropy and (with ``residuals``) the residual of every pair's installed map
-    against the end layer's own activation, plus (with ``donors``) the two networks' accuracies, from
-    one grouped pass over ``batches`` (see the module docstring).
+def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str,
+                     options: EvalOptions = EvalOptions(), *, fronts_from: SharedActivations | None = None,
+                     ends_from: SharedActivations | None = None) -> GridEvaluation:
+    """Accuracy, cross-entropy and (with ``options.residuals``) the residual of every pair's installed map
+    against the end layer's own activation, plus (with ``options.donors``) the two networks' accuracies, from
+    one grouped pass over ``batches`` (see the module docstring). A single pair is a grid of one
+    (:func:`~.matching.evaluate_stitcher`).
 
     ``fronts_from``/``ends_from`` read the two networks' activations of the same samples from a cache
     (that network then does not run) or record them into it (:class:`SharedActivations`). With
     ``keep_samples`` every pair also keeps each test image's hit (``hit_images``) and its residual's
     per-image sums (``residual.per_sample()``), and the donors theirs (:mod:`.per_sample`)."""
     device = torch.device(device)
+    residuals, donors, keep_samples = options.residuals, options.donors, options.keep_samples
     started = time.perf_counter()
     results = [PairEvaluation(residual=ResidualMeter() if residuals else None, hit_images=[] if keep_samples else None) for _ in grid.pairs]
     donor_images: dict[str, list[Tensor]] = {"front": [], "end": []}
@@ -115,11 +170,11 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
     front_hits = end_hits = torch.zeros((), dtype=torch.long, device=device)
     front_ok = True
     try:
-        for inputs, labels in progress_bar(batches, desc, progress):
+        for inputs, labels in progress_bar(batches, options.desc, options.progress):
             x = inputs.to(device, non_blocking=True)
             y = torch.as_tensor(labels).to(device, non_blocking=True)
             b = y.shape[0]
-            with _autocast(device, amp):
+            with autocast(device, options.amp):
                 fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
                 ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
                 if donors:

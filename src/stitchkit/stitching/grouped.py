@@ -22,10 +22,8 @@ Evaluation is grouped the same way (:mod:`.grid_evaluation`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -37,13 +35,12 @@ from torch.fx.passes.shape_prop import ShapeProp
 from ..errors import StitchkitError
 from ..models.hooks import HookedForward, intermediate_bytes
 from ..models.layers import layered
-from ..training.loop import EpochLog, TrainingDiverged
-from ..utils.progress import progress_bar
-from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler, split_schedule
+from ..training.loop import EpochLog, LoopSettings, autocast, check_finite, run_epochs
+from ..training.optim import OptimConfig, PerStepLR, build_optimizer, build_scheduler
 from ..utils.compile import maybe_compile
 from ..utils.memory import available_memory
-from .matching import l1_penalty
-from .stitcher import Stitcher, _cut
+from ..utils.progress import progress_bar
+from .stitcher import Stitcher, l1_penalty, model_cut
 
 #: Memory the automatic group size may plan for: this share of the free device memory (CUDA) or of
 #: the available RAM (CPU, at most CPU_BUDGET_CAP bytes).
@@ -83,7 +80,7 @@ def plan_groups(pairs: Sequence[GridPair], group_size: int) -> list[list[GridPai
 def suffix_bytes_per_sample(end_model: nn.Module, end_layer: str, target_shape: Sequence[int]) -> int:
     """Bytes of every intermediate tensor of the end suffix for one sample (float32): about what one
     sample keeps alive for the backward pass."""
-    suffix = _cut(end_model, "suffix", end_layer)
+    suffix = model_cut(end_model, "suffix", end_layer)
     param = next(end_model.parameters(), None)
     x = torch.zeros(1, *target_shape, device=param.device if param is not None else "cpu")
     if isinstance(suffix, HookedForward):  # a model cut with hooks has no graph: count its modules' outputs
@@ -131,12 +128,6 @@ def auto_group_size(pairs: Sequence[GridPair], batch_size: int, device: torch.de
 
 
 # --- one grouped pass ---------------------------------------------------------------------------------
-def _autocast(device: torch.device, amp: bool):
-    if not amp or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-
-
 class GridPass:
     """The shared parts of a grid's forward passes: the front extractor for all front layers, the end
     extractor for all end layers (for residuals), and each group's concatenated suffix pass."""
@@ -158,7 +149,8 @@ class GridPass:
         if donors:
             self.front_with_logits = maybe_compile(layered(self.front_model).extractor(self.front_layers, with_logits=True), compile)
             self.end_with_logits = maybe_compile(layered(self.end_model).extractor(self.end_layers, with_logits=True), compile)
-        self.suffixes = {layer: maybe_compile(_cut(self.end_model, "suffix", layer), compile) for layer in self.end_layers}
+        self.suffixes = {layer: maybe_compile(model_cut(self.end_model, "suffix", layer), compile)
+                         for layer in self.end_layers}
         self.index = {id(p): i for i, p in enumerate(self.pairs)}
         self._extractors: dict[tuple, nn.Module] = {}
 
@@ -186,7 +178,7 @@ class GridPass:
 
     def rest(self, which: str, layer: str):
         """The rest of the front or end network after ``layer`` (its logits from a cached activation)."""
-        return _cut(self.front_model if which == "front" else self.end_model, "suffix", layer)
+        return model_cut(self.front_model if which == "front" else self.end_model, "suffix", layer)
 
     def group_forward(self, group: Sequence[GridPair], fronts: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
         """Each pair's stitched activation and the logits of all of them from one suffix pass
@@ -214,40 +206,35 @@ def _pair_parameters(pairs: Sequence[GridPair]) -> list[list[nn.Parameter]]:
 
 def _resume_from(state: GroupedTrainingState, pairs: Sequence[GridPair], optimizer, scheduler) -> list[list[EpochLog]]:
     """Install a saved state's layers, optimizer and schedule; returns its histories."""
-    for pair, layer_state in zip(pairs, state.layers):
+    for pair, layer_state in zip(pairs, state.layers, strict=True):
         pair.stitcher.layer.load_state_dict(layer_state)
     optimizer.load_state_dict(state.optimizer)
     scheduler.load_state_dict(state.scheduler)
     return [[_log_from_row(row) for row in rows] for rows in state.history]
 
 
-def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int, bar_desc: str, *,
-                 l1: float, grad_clip: float | None, amp: bool, device: torch.device, progress: bool,
+def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int,
+                 loop: LoopSettings, l1: float,
                  step_schedule: PerStepLR | None) -> tuple[list[float], list[float], float]:
     """One pass over the training batches for every pair, stepping ``step_schedule`` after every optimizer
     step; returns each pair's mean loss and accuracy and the learning rate of the last step."""
-    pairs = grid.pairs
+    pairs, device = grid.pairs, loop.device
+    labels_of = [pair.label for pair in pairs]
     lr = optimizer.param_groups[0]["lr"]
     loss_sums = torch.zeros(len(pairs), dtype=torch.float64, device=device)
     hit_sums = torch.zeros(len(pairs), dtype=torch.long, device=device)
     n = 0
-    bar = progress_bar(train_batches, bar_desc, progress)
+    bar = progress_bar(train_batches, f"{loop.desc} {epoch + 1}/{loop.epochs}", loop.progress)
     for i, (inputs, labels) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         x = inputs.to(device, non_blocking=True)
         y = torch.as_tensor(labels).to(device, non_blocking=True)
         b = y.shape[0]
-        losses, hits = _train_step(grid, x, y, l1, amp, device)
-        bad = ~torch.isfinite(losses)
-        if bool(bad.any()):
-            which = pairs[int(bad.nonzero()[0])]
-            raise TrainingDiverged(
-                f"training diverged: the loss of {which.label} became {float(losses[bad][0])} at epoch {epoch + 1}, "
-                f"batch {i + 1}; lower the learning rate (-lr) or clip gradients (--grad-clip)"
-            )
-        if grad_clip:
+        losses, hits = _train_step(grid, x, y, l1, loop.amp, device)
+        check_finite(losses, epoch, i, labels_of)
+        if loop.grad_clip:
             for group in params:
-                torch.nn.utils.clip_grad_norm_(group, grad_clip)
+                torch.nn.utils.clip_grad_norm_(group, loop.grad_clip)
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         if step_schedule is not None:
@@ -260,71 +247,60 @@ def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: lis
 
 
 def _state_after(epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]) -> GroupedTrainingState:
-    return GroupedTrainingState(epoch, [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()} for p in pairs],
-                                optimizer.state_dict(), scheduler.state_dict(), [[log.row() for log in logs] for logs in history])
+    layers = [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()} for p in pairs]
+    rows = [[log.row() for log in logs] for logs in history]
+    return GroupedTrainingState(epoch, layers, optimizer.state_dict(), scheduler.state_dict(), rows)
 
 
 def grouped_task_loss_match(
     grid: GridPass,
     train_batches: Iterable,
+    loop: LoopSettings,
     *,
-    epochs: int,
-    device: torch.device | str,
     optim: OptimConfig | None = None,
     l1: float = 0.0,
-    grad_clip: float | None = None,
-    seed: int | None = None,
-    amp: bool = False,
     validate: Callable[[int], list[dict[str, float]]] | None = None,
     resume: GroupedTrainingState | None = None,
     on_epoch_end: Callable[[GroupedTrainingState], None] | None = None,
-    progress: bool = True,
-    verbose: bool = False,
-    desc: str = "grouped TLM",
 ) -> list[list[EpochLog]]:
     """Task loss matching of every pair of ``grid`` at once (module docstring); returns one list of
-    :class:`~stitchkit.training.loop.EpochLog` per pair, as :func:`~.matching.task_loss_match` would.
+    :class:`~stitchkit.training.loop.EpochLog` per pair. A single pair is a grid of one
+    (:func:`~.matching.task_loss_match`).
 
-    The per-epoch seeding, the loss (cross-entropy + ``l1`` · ‖W‖₁ + ‖b‖₁), the divergence check, the
-    per-pair gradient clipping and the LR schedule (stepped per epoch, or per optimizer step) are those
-    of the one training loop (:func:`stitchkit.training.fit`). ``validate(epoch)`` returns every pair's ``{"loss", "acc", "n"}``
-    after each epoch. ``resume`` continues from a saved state; ``on_epoch_end`` receives the state
-    after every epoch.
+    The epochs run in the one training loop's scaffold (:func:`stitchkit.training.loop.run_epochs`:
+    per-epoch seeding, sampler epochs, the LR schedule stepped per epoch or per optimizer step); the
+    loss is cross-entropy + ``l1`` · ‖W‖₁ + ‖b‖₁, with the loop's divergence check and per-pair
+    gradient clipping. ``validate(epoch)`` returns every pair's ``{"loss", "acc", "n"}`` after each
+    epoch. ``resume`` continues from a saved state; ``on_epoch_end`` receives the state after every epoch.
     """
-    device = torch.device(device)
     optim = optim or OptimConfig()
     pairs = grid.pairs
     params = _pair_parameters(pairs)
     optimizer = build_optimizer([p for group in params for p in group], optim)
-    scheduler = build_scheduler(optimizer, optim, epochs, train_batches)
-    per_step, per_epoch = split_schedule(scheduler)
+    scheduler = build_scheduler(optimizer, optim, loop.epochs, train_batches)
     history: list[list[EpochLog]] = [[] for _ in pairs]
-    start = 0
     if resume is not None:
-        history, start = _resume_from(resume, pairs, optimizer, scheduler), resume.epoch
-    for epoch in range(start, epochs):
-        if seed is not None:
-            torch.manual_seed(seed * 100_003 + epoch)  # as training.loop.fit: epoch e is the same batches, resumed or not
-        sampler = getattr(train_batches, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        history, loop = _resume_from(resume, pairs, optimizer, scheduler), loop.resumed(resume.epoch)
+
+    def one_epoch(epoch: int, per_step: PerStepLR | None):
         for pair in pairs:
             pair.stitcher.train()
-        started = time.perf_counter()
-        losses_mean, accs, lr = _train_epoch(grid, train_batches, optimizer, params, epoch, f"{desc} {epoch + 1}/{epochs}", l1=l1,
-                                             grad_clip=grad_clip, amp=amp, device=device, progress=progress, step_schedule=per_step)
-        val = validate(epoch) if validate is not None else None
-        if per_epoch is not None:
-            per_epoch.step()
-        seconds = time.perf_counter() - started
+        losses, accs, lr = _train_epoch(grid, train_batches, optimizer, params, epoch, loop, l1, per_step)
+        return losses, accs, lr, (validate(epoch) if validate is not None else None)
+
+    def after_epoch(epoch: int, out, seconds: float) -> None:
+        losses, accs, lr, val = out
         for k in range(len(pairs)):
-            history[k].append(EpochLog(epoch + 1, {"loss": losses_mean[k], "acc": accs[k]}, val[k] if val is not None else None, lr, seconds))
-        if verbose:
+            train = {"loss": losses[k], "acc": accs[k]}
+            history[k].append(EpochLog(epoch + 1, train, val[k] if val is not None else None, lr, seconds))
+        if loop.verbose:
             mean_val = sum(v["acc"] for v in val) / len(val) if val else math.nan
-            print(f"{desc} epoch {epoch + 1}/{epochs}: mean train loss {sum(losses_mean) / len(pairs):.4f}, "
+            print(f"{loop.desc} epoch {epoch + 1}/{loop.epochs}: mean train loss {sum(losses) / len(pairs):.4f}, "
                   f"mean val accuracy {mean_val:.4f} over {len(pairs)} pairs | {seconds:.1f}s", file=sys.stdout, flush=True)
         if on_epoch_end is not None:
             on_epoch_end(_state_after(epoch + 1, pairs, optimizer, scheduler, history))
+
+    run_epochs(loop, train_batches, scheduler, one_epoch, after_epoch)
     for pair in pairs:
         pair.stitcher.train(False)
     return history
@@ -336,10 +312,10 @@ def _train_step(grid: GridPass, x: Tensor, y: Tensor, l1: float, amp: bool, devi
     b = y.shape[0]
     losses: list[Tensor | None] = [None] * len(grid.pairs)
     hits: list[Tensor | None] = [None] * len(grid.pairs)
-    with _autocast(device, amp):
+    with autocast(device, amp):
         fronts = grid.fronts(x)
     for group in grid.groups:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             _, logits = grid.group_forward(group, fronts)
         logits = logits.float()
         k_y = y.repeat(len(group))

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..errors import StitchkitError
-from .direct_match import DirectMatchResult, LeastSquaresAccumulator, _paired_rows
+from .direct_match import DirectMatchResult, LeastSquaresAccumulator, paired_rows
 
 EPS32 = torch.finfo(torch.float32).eps
 #: the largest ``[X, 1]`` the one-batch float32 solve builds (its SVD needs about three times that)
@@ -112,7 +112,7 @@ def original_direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> Di
     acc = LeastSquaresAccumulator(layer.in_features, layer.out_features)
     xs, ys, size = [], [], 0
     for front, end in batches:
-        x_rows, y_rows = _paired_rows(layer.pre_transform(front), layer.transform_target(end))
+        x_rows, y_rows = paired_rows(layer.pre_transform(front), layer.transform_target(end))
         acc.update(x_rows, y_rows)
         size += x_rows.shape[0] * (x_rows.shape[1] + 1) * 4
         if size > MAX_ORIGINAL_BYTES:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,12 +48,26 @@ def publish(final_dir: Path, write: Callable[[Path], None], overwrite: bool) -> 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / RESULT_FILE).is_file()
 
-def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, *, front: Donor, end: Donor, settings: StitchSettings,
-              input_shape: tuple[int, ...], device: Any, command: str, save_dir_label: str) -> None:
+@dataclass(frozen=True)
+class RunContext:
+    """What every run folder of a grid records besides the pair's own result: the donors, the settings,
+    the input shape and device, the command and the ``save_dir`` label of the original's ``config.txt``."""
+
+    front: Donor
+    end: Donor
+    settings: StitchSettings
+    input_shape: tuple[int, ...]
+    device: Any
+    command: str
+    save_dir_label: str
+
+
+def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, context: RunContext) -> None:
     """The run folder of one pair: the original's ``summary.txt``, ``config.txt``, ``final_model.pt`` and
     ``training_logs.csv``, plus ``config.json`` (everything needed to rebuild the stitch), the fixed
     low-rank basis and ``result.json``."""
-    s = settings
+    s, front, end, command = context.settings, context.front, context.end, context.command
+    input_shape, device, save_dir_label = context.input_shape, context.device, context.save_dir_label
     config = original_config(front, end, result.front_layer, result.end_layer, result.dataset, s, save_dir_label)
     full_config = {
         "command": "stitch", "stitchkit_version": __version__, "front": front.describe(), "end": end.describe(),

@@ -59,6 +59,28 @@ def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor
         cache.put_accuracy(donor.model, sample_key, accuracy, n)
 
 
+class DonorAccuracy:
+    """The donors' accuracies and per-image hits on a grid's test samples: read from the persistent
+    cache when it has them, else None until the grid's first evaluation measures them (:meth:`store`)."""
+
+    def __init__(self, cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int):
+        self.cache, self.front, self.end, self.sample_key, self.n = cache, front, end, sample_key, n
+        self.accuracy: tuple[float | None, float | None] | None = None
+        self.hits: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        record = cached_donor_accuracy(cache, front, end, sample_key, n)
+        if record is not None:
+            self.accuracy, self.hits = record[:2], record[2:]
+
+    @property
+    def measured(self) -> bool:
+        return self.accuracy is not None
+
+    def store(self, front_accuracy: float | None, end_accuracy: float | None, front_hits: np.ndarray | None,
+              end_hits: np.ndarray | None) -> None:
+        self.accuracy, self.hits = (front_accuracy, end_accuracy), (front_hits, end_hits)
+        store_donor_accuracy(self.cache, self.front, self.end, self.sample_key, self.n, (*self.accuracy, *self.hits))
+
+
 def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.Module, nn.Module], end: tuple[nn.Module, nn.Module],
                        input_shape: Sequence[int], sample_key: str, n: int, limit_bytes: float,
                        ) -> tuple[SharedActivations | None, SharedActivations | None]:

@@ -37,7 +37,7 @@ from .layers import StitchingLayer, make_stitching_layer
 _CUTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _cut(model: nn.Module, what: str, layer: str, input_shape: tuple[int, ...] | None = None):
+def model_cut(model: nn.Module, what: str, layer: str, input_shape: tuple[int, ...] | None = None):
     """The model's prefix/suffix module or activation shape at ``layer``, built once per model (a grid
     builds many stitchers over the same two networks; the cut modules are stateless views)."""
     cache = _CUTS.setdefault(model, {})
@@ -144,8 +144,8 @@ class Stitcher(nn.Module):
             model.eval()
         self.front_layer, self.end_layer = front_layer, end_layer
         self.input_shape = tuple(int(s) for s in input_shape)
-        self.source_shape = _cut(front, "shape", front_layer, self.input_shape)
-        self.target_shape = _cut(end, "shape", end_layer, self.input_shape)
+        self.source_shape = model_cut(front, "shape", front_layer, self.input_shape)
+        self.target_shape = model_cut(end, "shape", end_layer, self.input_shape)
         if front_has_cls is None and len(self.source_shape) == 2:
             front_has_cls = _has_cls_token(front)
         # The donors are registered so that .to()/.cuda() move all of them, including the parts the
@@ -153,9 +153,9 @@ class Stitcher(nn.Module):
         # their parameters and buffers.
         self.front_model = front
         self.end_model = end
-        self.front = _cut(front, "prefix", front_layer)
-        self.end = _cut(end, "suffix", end_layer)
-        self.end_prefix = _cut(end, "prefix", end_layer)
+        self.front = model_cut(front, "prefix", front_layer)
+        self.end = model_cut(end, "suffix", end_layer)
+        self.end_prefix = model_cut(end, "prefix", end_layer)
         param = next(front.parameters(), None)
         self.layer: StitchingLayer = make_stitching_layer(
             kind, self.source_shape, self.target_shape, init=init, upsample_mode=upsample_mode,
@@ -229,6 +229,12 @@ class Stitcher(nn.Module):
             f"front_layer={self.front_layer!r}, end_layer={self.end_layer!r}, source_shape={self.source_shape}, "
             f"target_shape={self.target_shape}"
         )
+
+
+def l1_penalty(stitcher: Stitcher) -> Tensor:
+    """‖W‖₁ + ‖b‖₁ of the stitching layer's transform (the original's ``-l1`` term)."""
+    t = stitcher.layer.transform
+    return t.weight.abs().sum() + t.bias.abs().sum()
 
 
 def naive_hooked_forward(front: nn.Module, end: nn.Module, front_layer: str, end_layer: str, layer: nn.Module):

@@ -29,7 +29,7 @@ from ..similarity.models import compare_models
 from ..similarity.pairs import result_matrix
 from ..similarity.settings import SimilaritySettings
 from ..stitch_methods import METHOD_INIT, METHOD_TITLES
-from ..stitching.grid import stitch_grid
+from ..stitching.grid import GridOptions, stitch_grid
 from ..stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
 from ..stitching.settings import StitchSettings
 from ..training.base import TrainSettings, evaluate_model, train_model
@@ -87,8 +87,8 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     result = train_model(settings)
     checkpoint = out / "final.pt"
     # the test accuracy's per-image hits (issue 19): one more pass over the test split, as the network kind makes
-    clean = evaluate_model(str(checkpoint), dataset=p.dataset, data_root=ctx.run.data_root, device=ctx.run.device, workers=ctx.run.workers,
-                           progress=False, batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
+    clean = evaluate_model(str(checkpoint), run=replace(ctx.run, progress=False), dataset=p.dataset,
+                           batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
     return {
         "metrics": result["metrics"],
         "artifacts": {"checkpoint": checkpoint, "logs": out / "training_logs.csv", "per_sample": _write_hits(ctx, clean["hits"])},
@@ -102,8 +102,7 @@ def run_network(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p, run = NetworkParams.from_params(unit.params), ctx.run
     target = ctx.out_dir / "final.pt"
     shutil.copyfile(p.path, target)  # the study keeps the exact file it measured
-    stats = evaluate_model(str(target), dataset=p.dataset, data_root=run.data_root, device=run.device, workers=run.workers, progress=run.progress,
-                           batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
+    stats = evaluate_model(str(target), run=run, dataset=p.dataset, batch_size=NETWORK_EVAL_BATCH, keep_hits=True)
     return {
         "metrics": {"test_acc": stats["acc"], "test_top5": stats.get("top5"), "test_loss": stats["loss"]},
         "artifacts": {"checkpoint": target, "per_sample": _write_hits(ctx, stats["hits"])},
@@ -135,8 +134,9 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         activation_cache=str(ctx.cache_dir / "activations"), **vars(ctx.run),
     )
     runs = ctx.out_dir / "runs"
-    results = stitch_grid(front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"], p.front_layers, p.end_layers, settings, save_dir=runs,
-                          command=f"stitchkit study ({unit.label})", save_dir_label="runs")
+    options = GridOptions(command=f"stitchkit study ({unit.label})", save_dir_label="runs")
+    fronts, ends = front["artifacts"]["checkpoint"], end["artifacts"]["checkpoint"]
+    results = stitch_grid(fronts, ends, p.front_layers, p.end_layers, settings, options, save_dir=runs)
     rows, cols = list(p.front_layers), list(p.end_layers)
     acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
     res = {(r.front_layer, r.end_layer): r.residual for r in results}

@@ -38,7 +38,7 @@ from ..utils.numbers import check_seed
 from ..utils.run_options import RunOptions
 from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
-from .loop import EpochLog, classification_step, evaluate, fit
+from .loop import EpochLog, LoopSettings, classification_step, evaluate, fit
 from .optim import OptimConfig, build_optimizer, build_scheduler, describe_schedule
 from .resume import resume_mismatches
 
@@ -245,12 +245,13 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     step = classification_step(topk=(1, 5))
     started = time.perf_counter()
     try:
-        history = fit(
-            train_module, train_loader, optimizer=optimizer, epochs=settings.epochs, device=device, val_loader=test_loader,
-            scheduler=scheduler, step_fn=step, val_step_fn=step, grad_clip=settings.grad_clip, amp=settings.amp and device.type == "cuda",
-            start_epoch=start.epoch, seed=settings.seed, on_epoch_end=on_epoch_end, progress=settings.progress and dist_info.is_main,
-            verbose=settings.verbose and dist_info.is_main, desc=f"train {settings.model}",
-        )
+        main = dist_info.is_main
+        loop = LoopSettings(epochs=settings.epochs, device=device, seed=settings.seed, grad_clip=settings.grad_clip,
+                            amp=settings.amp and device.type == "cuda", start_epoch=start.epoch,
+                            progress=settings.progress and main, verbose=settings.verbose and main,
+                            desc=f"train {settings.model}")
+        history = fit(train_module, train_loader, optimizer, loop, val_loader=test_loader, scheduler=scheduler,
+                      step_fn=step, val_step_fn=step, on_epoch_end=on_epoch_end)
     except BaseException:
         if dist_info.is_main and start.checkpoint is None and not (save_dir / "last.pt").exists():
             _remove_unstarted_run(save_dir, new_folder)
@@ -293,19 +294,18 @@ def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
 def evaluate_model(
     model_path: str,
     model_name: str | None = None,
+    run: RunOptions | None = None,
     *,
     dataset: str | None = None,
-    data_root: str | None = None,
     batch_size: int = 64,
-    device: str = "auto",
-    workers: int = 1,
-    prefetch: int = 1,
-    progress: bool = True,
     model_options: dict[str, Any] | None = None,
     keep_hits: bool = False,
 ) -> dict[str, Any]:
     """Clean accuracy (and top-5, loss) of a checkpoint on a dataset's test split; with ``keep_hits``, also
-    ``hits``: each test image's top-1 hit (uint8, 1 = right, in the split's order; their mean is ``acc``)."""
+    ``hits``: each test image's top-1 hit (uint8, 1 = right, in the split's order; their mean is ``acc``).
+    ``run`` says where the data are, which device computes and how batches load (:class:`RunOptions`)."""
+    run = run or RunOptions()
+    data_root, device, workers, prefetch, progress = run.data_root, run.device, run.workers, run.prefetch, run.progress
     if batch_size < 1:
         raise StitchkitError(f"batch size must be at least 1, got {batch_size}")
     model, ckpt, info = load_for_dataset(model_path, model_name, dataset=dataset, model_options=model_options)

@@ -14,8 +14,8 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -74,7 +74,9 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, topk: Iterable[int]) -
     return stats
 
 
-def _autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool):
+    """Mixed precision where ``amp`` asks for it: bfloat16 on CPUs and GPUs that have it, else float16
+    (the one autocast of every training and evaluation pass)."""
     if not amp:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
@@ -108,7 +110,7 @@ def evaluate(
     loss_sum, n, sums = 0.0, 0, {}
     try:
         for batch in progress_bar(loader, desc, progress):
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 loss, count, stats = step_fn(model, batch, device)
             loss_sum += float(loss) * count
             n += count
@@ -143,6 +145,19 @@ class EpochLog:
         return row
 
 
+def check_finite(loss: torch.Tensor, epoch: int, batch: int, names: Sequence[str] | None = None) -> None:
+    """Raise :class:`TrainingDiverged` when a loss is NaN or infinite: a scalar loss, or one loss per
+    ``names`` entry (the first bad one is named)."""
+    loss = loss.detach()
+    bad = ~torch.isfinite(loss)
+    if not bool(bad.any()):
+        return
+    what = f"the loss became {float(loss)}" if names is None else \
+        f"the loss of {names[int(bad.nonzero()[0])]} became {float(loss[bad][0])}"
+    raise TrainingDiverged(f"training diverged: {what} at epoch {epoch + 1}, batch {batch + 1}; "
+                           "lower the learning rate (-lr) or clip gradients (--grad-clip)")
+
+
 def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any, grad_clip: float | None,
                        clip_params: list[torch.nn.Parameter]) -> None:
     """One optimizer step from a batch's loss (through the AMP gradient scaler when there is one)."""
@@ -170,13 +185,9 @@ def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.opti
     bar = progress_bar(train_loader, bar_desc, progress)
     for i, batch in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss, count, stats = step_fn(model, batch, device)
-        if not torch.isfinite(loss.detach()):
-            raise TrainingDiverged(
-                f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; "
-                "lower the learning rate (-lr) or clip gradients (--grad-clip)"
-            )
+        check_finite(loss, epoch, i)
         _backward_and_step(loss, optimizer, scaler, grad_clip, clip_params)
         lr = optimizer.param_groups[0]["lr"]
         if step_schedule is not None:
@@ -206,58 +217,99 @@ def _epoch_line(log: EpochLog) -> str:
     return line + f" | lr {log.lr:.3g} | {log.seconds:.1f}s"
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the one training loop runs: every option of :func:`fit` that is not data, model or callback.
+
+    ``seed`` seeds each epoch (``seed · 100003 + epoch``), so a run resumed at ``start_epoch`` repeats
+    the batches and augmentation draws of the run that went straight through."""
+
+    epochs: int
+    device: torch.device
+    seed: int | None = None
+    grad_clip: float | None = None
+    amp: bool = False
+    start_epoch: int = 0
+    progress: bool = True
+    verbose: bool = True
+    desc: str = "train"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", torch.device(self.device))
+
+    def resumed(self, start_epoch: int) -> "LoopSettings":
+        return replace(self, start_epoch=start_epoch)
+
+
+EpochOut = TypeVar("EpochOut")
+
+
+def run_epochs(settings: LoopSettings, train_batches: Iterable, scheduler: Any,
+               one_epoch: Callable[[int, PerStepLR | None], EpochOut],
+               after_epoch: Callable[[int, EpochOut, float], None]) -> None:
+    """The epoch scaffold of every training: for each epoch from ``settings.start_epoch``, the per-epoch
+    seed and the sampler's epoch, then ``one_epoch(epoch, per_step_schedule)`` (train and validate; it
+    steps a :class:`~stitchkit.training.optim.PerStepLR` after each optimizer step), then the per-epoch
+    schedule step, then ``after_epoch(epoch, what one_epoch returned, seconds)``."""
+    per_step, per_epoch = split_schedule(scheduler)
+    for epoch in range(settings.start_epoch, settings.epochs):
+        if settings.seed is not None:
+            # Seeding per epoch makes shuffling and augmentation of epoch e the same whether the run
+            # went straight through or was resumed at e.
+            torch.manual_seed(settings.seed * 100_003 + epoch)
+        sampler = getattr(train_batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        out = one_epoch(epoch, per_step)
+        if per_epoch is not None:
+            per_epoch.step()
+        after_epoch(epoch, out, time.perf_counter() - started)
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
-    *,
     optimizer: torch.optim.Optimizer,
-    epochs: int,
-    device: torch.device,
+    settings: LoopSettings,
+    *,
     val_loader: Iterable | None = None,
     scheduler: Any = None,
     step_fn: StepFn | None = None,
     val_step_fn: StepFn | None = None,
-    grad_clip: float | None = None,
-    amp: bool = False,
-    start_epoch: int = 0,
-    seed: int | None = None,
     on_epoch_end: Callable[[EpochLog], None] | None = None,
-    progress: bool = True,
-    verbose: bool = True,
-    desc: str = "train",
-    parameters: Iterable[torch.nn.Parameter] | None = None,
 ) -> list[EpochLog]:
-    """Train for ``epochs - start_epoch`` epochs; returns one :class:`EpochLog` per epoch.
+    """Train for ``settings.epochs - settings.start_epoch`` epochs (:func:`run_epochs`); returns one
+    :class:`EpochLog` per epoch.
 
     ``model.train()`` is called each epoch: modules that must stay frozen (donor networks of a
-    stitch) override ``train`` to keep their parts in eval mode. ``parameters`` are the ones clipped
-    (default: the optimizer's). ``scheduler`` is stepped after every epoch, a
+    stitch) override ``train`` to keep their parts in eval mode. The optimizer's parameters are the
+    ones clipped. ``scheduler`` is stepped after every epoch, a
     :class:`~stitchkit.training.optim.PerStepLR` after every optimizer step.
     """
     step_fn = step_fn or classification_step()
+    device, amp, epochs = settings.device, settings.amp, settings.epochs
     scaler = torch.amp.GradScaler(device.type) if amp and device.type == "cuda" else None
-    clip_params = list(parameters) if parameters is not None else [p for g in optimizer.param_groups for p in g["params"]]
-    per_step, per_epoch = split_schedule(scheduler)
+    clip_params = [p for g in optimizer.param_groups for p in g["params"]]
     history: list[EpochLog] = []
-    for epoch in range(start_epoch, epochs):
-        if seed is not None:
-            # Seeding per epoch makes shuffling and augmentation of epoch e the same whether the run
-            # went straight through or was resumed at e.
-            torch.manual_seed(seed * 100_003 + epoch)
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+
+    def one_epoch(epoch: int, per_step: PerStepLR | None):
         model.train()
-        started = time.perf_counter()
-        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, grad_clip, clip_params, epoch,
-                                       f"{desc} {epoch + 1}/{epochs}", progress, per_step)
-        val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=progress) if val_loader is not None else None
-        if per_epoch is not None:
-            per_epoch.step()
-        log = EpochLog(epoch + 1, train_stats, val_stats, lr, time.perf_counter() - started)
+        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, settings.grad_clip,
+                                       clip_params, epoch, f"{settings.desc} {epoch + 1}/{epochs}", settings.progress,
+                                       per_step)
+        val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=settings.progress) \
+            if val_loader is not None else None
+        return train_stats, val_stats, lr
+
+    def after_epoch(epoch: int, out, seconds: float) -> None:
+        train_stats, val_stats, lr = out
+        log = EpochLog(epoch + 1, train_stats, val_stats, lr, seconds)
         history.append(log)
-        if verbose:
+        if settings.verbose:
             tqdm.write(_epoch_line(log), file=sys.stdout)
         if on_epoch_end is not None:
             on_epoch_end(log)
+
+    run_epochs(settings, train_loader, scheduler, one_epoch, after_epoch)
     return history
