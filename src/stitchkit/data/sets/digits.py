@@ -9,9 +9,15 @@ from ..datasets import ImageDataset
 
 
 @declare(
-    "dataset", "digits", order=11, num_classes=10, shape=(1, 28, 28), generated=True,
+    "dataset",
+    "digits",
+    order=11,
+    num_classes=10,
+    shape=(1, 28, 28),
+    generated=True,
     description="scikit-learn's 1,797 handwritten digits (8×8) upsampled to 28×28; 80% train / 20% test; offline.",
-    expected_files="nothing (bundled with scikit-learn)", how_to_get="install scikit-learn.",
+    expected_files="nothing (bundled with scikit-learn)",
+    how_to_get="install scikit-learn.",
     train_transform="affine_jitter",
 )
 def load_digits(req: LoadRequest) -> ImageDataset:

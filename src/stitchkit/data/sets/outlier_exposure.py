@@ -9,11 +9,18 @@ from ..datasets import ImageDataset
 
 
 @declare(
-    "dataset", "outlier_exposure", order=10, num_classes=1, shape=(3, 32, 32), has_test_split=False, aliases=("oe",),
+    "dataset",
+    "outlier_exposure",
+    order=10,
+    num_classes=1,
+    shape=(3, 32, 32),
+    has_test_split=False,
+    aliases=("oe",),
     description="The 300K random images of Hendrycks et al.'s outlier exposure, memory-mapped; every label is 1; "
     "the test split is the same images without augmentation.",
     expected_files="oe/300K_random_images.npy (300,000×32×32×3 uint8, NHWC)",
-    how_to_get="download 300K_random_images.npy (linked from https://github.com/hendrycks/outlier-exposure) and place it "
+    how_to_get="download 300K_random_images.npy (linked from https://github.com/hendrycks/outlier-exposure) and place "
+    "it "
     "in {root}/oe; offline, the natural_patches dataset is a stand-in.",
     train_transform="flip_and_crop",
 )

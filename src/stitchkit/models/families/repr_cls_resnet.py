@@ -1,4 +1,5 @@
-"""Representation classifiers on convolutional activations: the activation resized to the input size, then a CIFAR ResNet."""
+"""Representation classifiers on convolutional activations: the activation resized to the input size, then a
+CIFAR ResNet."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from ..repr_cls import ReprClsResNet
 
 
 @declare(
-    "model_family", "repr_cls_resnet", order=7, title="representation classifiers on conv activations", options=STAGE_WIDTH,
-    description="representation classifier: activation (C, h, w) resized to input_size, then CIFAR ResNet-{depth}; in_channels = C",
+    "model_family",
+    "repr_cls_resnet",
+    order=7,
+    title="representation classifiers on conv activations",
+    options=STAGE_WIDTH,
+    description="representation classifier: activation (C, h, w) resized to input_size, then CIFAR ResNet-{depth}; "
+    "in_channels = C",
     members={
         "repr_cls_resnet18": {"args": {"depth": 18}},
         "repr_cls_resnet34": {"args": {"depth": 34}},

@@ -24,19 +24,42 @@ TOKEN_OPTIONS = {
     "depth": {"kind": "int", "help": "number of transformer blocks", "minimum": 1},
     "num_heads": {"kind": "int", "help": "attention heads (must divide embed_dim)", "minimum": 1},
 }
-PATCH_OPTION = {"patch_size": {"kind": "int", "help": "patch side in pixels (must divide the input size)", "minimum": 1}}
-MLP_RATIO = {"mlp_ratio": {"default": 4.0, "kind": "float", "help": "MLP hidden size / embed_dim", "minimum": 0, "exclusive_minimum": True}}
+PATCH_OPTION = {
+    "patch_size": {"kind": "int", "help": "patch side in pixels (must divide the input size)", "minimum": 1}
+}
+MLP_RATIO = {
+    "mlp_ratio": {
+        "default": 4.0,
+        "kind": "float",
+        "help": "MLP hidden size / embed_dim",
+        "minimum": 0,
+        "exclusive_minimum": True,
+    }
+}
 
 
 @declare(
-    "model_family", "vit", order=6, title="Vision Transformers (own implementation)", sizes=VIT_SIZES,
+    "model_family",
+    "vit",
+    order=6,
+    title="Vision Transformers (own implementation)",
+    sizes=VIT_SIZES,
     options=(TOKEN_OPTIONS, PATCH_OPTION, MLP_RATIO),
-    description="ViT-{size} (D {embed_dim}, depth {depth}, heads {num_heads}), patch {patch_size}; image size = input_size",
+    description="ViT-{size} (D {embed_dim}, depth {depth}, heads {num_heads}), patch {patch_size}; image size = "
+    "input_size",
     members={
         "vit_{size}_patch4_32": {"defaults": {"patch_size": 4}, "input_size": (32, 32)},
         "vit_{size}_patch16_224": {"defaults": {"patch_size": 16}, "input_size": (224, 224)},
     },
 )
 def build_vit(num_classes, in_channels, input_size, *, embed_dim, depth, num_heads, patch_size, mlp_ratio) -> nn.Module:
-    return VisionTransformer(input_size, patch_size, in_channels, num_classes, embed_dim=embed_dim, depth=depth,
-                             num_heads=num_heads, mlp_ratio=mlp_ratio)
+    return VisionTransformer(
+        input_size,
+        patch_size,
+        in_channels,
+        num_classes,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+    )
