@@ -136,9 +136,10 @@ def test_unknown_kind_and_bad_name_are_refused():
 def test_constants_imported_from_a_sibling_module_are_read_from_its_file(tmp_path):
     (tmp_path / "shared.py").write_text('import torch  # never executed\nBASE = {"kind": "int"}\nWIDTH = BASE\n')
     path = tmp_path / "things.py"
-    path.write_text('from .shared import WIDTH as W, NOT_THERE\n@declare("measure", "toy", options=W)\nclass Toy:\n    pass\n')
+    toy = '@declare("measure", "toy", options={})\nclass Toy:\n    pass\n'
+    path.write_text("from .shared import WIDTH as W, NOT_THERE\n" + toy.format("W"))
     (found,) = d._declarations_in(path, "pkg.things")
     assert found.meta["options"] == {"kind": "int"}
-    path.write_text('from .shared import NOT_THERE\n@declare("measure", "toy", options=NOT_THERE)\nclass Toy:\n    pass\n')
+    path.write_text("from .shared import NOT_THERE\n" + toy.format("NOT_THERE"))
     with pytest.raises(d.DeclarationError, match="must be literals"):
         d._declarations_in(path, "pkg.things")

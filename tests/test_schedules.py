@@ -355,10 +355,10 @@ def test_study_schedule_keys_reach_the_units_and_the_library(tmp_path, monkeypat
     from stitchkit.sensitivity import run as sensitivity_run
     from stitchkit.stitching import grid
     from stitchkit.study.config import load_config
-    from stitchkit.study.unit_kinds import detectors, probes, sensitivity, shared, stitch, train
-    from stitchkit.training import base as training_base
     from stitchkit.study.plan import plan_study
+    from stitchkit.study.unit_kinds import detectors, probes, sensitivity, shared, stitch, train
     from stitchkit.study.units import UnitContext
+    from stitchkit.training import base as training_base
 
     config = load_config(Path(__file__).parent / "configs" / "tiny_study.toml")
     schedule = {"scheduler": "cosine", "schedule_unit": "step", "warmup_fraction": 0.1}
@@ -374,8 +374,9 @@ def test_study_schedule_keys_reach_the_units_and_the_library(tmp_path, monkeypat
         raise _Called(args, kw)
 
     # the kinds import the library when they run: stop it where it is defined
-    for module, name in ((training_base, "train_model"), (grid, "stitch_grid"), (ood_train, "train_detectors_for_checkpoint"),
-                         (probing_model, "probe_model"), (sensitivity_run, "run_grounding_test")):
+    stops = ((training_base, "train_model"), (grid, "stitch_grid"), (ood_train, "train_detectors_for_checkpoint"),
+             (probing_model, "probe_model"), (sensitivity_run, "run_grounding_test"))
+    for module, name in stops:
         monkeypatch.setattr(module, name, called)
     for module in (shared, probes):
         monkeypatch.setattr(module, "load_network", lambda *args, **kw: None)

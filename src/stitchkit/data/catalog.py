@@ -42,7 +42,8 @@ REQUIRED = object()
 #: → its default (:data:`REQUIRED`: none); the transforms are named by their function in
 #: :mod:`stitchkit.data.transforms`, ``mean_std`` is the ``(mean, std)`` the items are normalised with
 METADATA: dict[str, Any] = {
-    "num_classes": REQUIRED, "shape": REQUIRED, "description": REQUIRED, "expected_files": REQUIRED, "how_to_get": REQUIRED,
+    "num_classes": REQUIRED, "shape": REQUIRED, "description": REQUIRED, "expected_files": REQUIRED,
+    "how_to_get": REQUIRED,
     "has_test_split": True, "aliases": (), "generated": False, "takes_size": False, "epoch_size": None,
     "train_transform": "no_ops", "eval_transform": "no_ops", "mean_std": None, "order": None,
 }
@@ -55,8 +56,9 @@ def _entry(decl: Declaration) -> CatalogEntry:
         problem = f"has no metadata {unknown[0]!r}" if unknown else f"needs {missing[0]!r}"
         raise DeclarationError(f"dataset {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(METADATA)}")
     meta = {**METADATA, **decl.meta}
-    info = DatasetInfo(decl.name, meta["num_classes"], tuple(meta["shape"]), meta["has_test_split"], meta["description"],
-                       meta["expected_files"], aliases=tuple(meta["aliases"]))
+    info = DatasetInfo(name=decl.name, num_classes=meta["num_classes"], shape=tuple(meta["shape"]),
+                       has_test_split=meta["has_test_split"], description=meta["description"],
+                       expected_files=meta["expected_files"], aliases=tuple(meta["aliases"]))
     return CatalogEntry(info, meta["how_to_get"], generated=meta["generated"], takes_size=meta["takes_size"],
                         epoch_size=meta["epoch_size"])
 

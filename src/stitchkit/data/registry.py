@@ -60,13 +60,15 @@ class _Entry:
 
 #: the default transforms a dataset's declaration can name (``train_transform=``, ``eval_transform=``)
 TRANSFORMS: dict[str, tf.OpsFactory] = {ops.__name__: ops for ops in (
-    tf.no_ops, tf.flip_and_crop, tf.affine_jitter, tf.large_cifar_train, tf.large_cifar_eval, tf.imagenet_train, tf.imagenet_eval)}
+    tf.no_ops, tf.flip_and_crop, tf.affine_jitter, tf.large_cifar_train, tf.large_cifar_eval, tf.imagenet_train,
+    tf.imagenet_eval)}
 
 
 def _transform_named(decl: Declaration, key: str) -> tf.OpsFactory:
     name = decl.get(key, catalog.METADATA[key])
     if name not in TRANSFORMS:
-        raise DeclarationError(f"dataset {decl.name!r} ({decl.source}): {key} {name!r} is not one of {', '.join(TRANSFORMS)}")
+        raise DeclarationError(
+            f"dataset {decl.name!r} ({decl.source}): {key} {name!r} is not one of {', '.join(TRANSFORMS)}")
     return TRANSFORMS[name]
 
 
@@ -75,7 +77,8 @@ def _builder(name: str) -> _Builder:
     decl = declaration("dataset", name)
     mean_std = decl.get("mean_std")
     return _Builder(implementation("dataset", name), _transform_named(decl, "train_transform"),
-                    _transform_named(decl, "eval_transform"), None if mean_std is None else (tuple(mean_std[0]), tuple(mean_std[1])))
+                    _transform_named(decl, "eval_transform"),
+                    None if mean_std is None else (tuple(mean_std[0]), tuple(mean_std[1])))
 
 
 def _load_custom(req: LoadRequest) -> ImageDataset:

@@ -76,7 +76,8 @@ def resnet18_variant(name: str) -> ModelInfo | None:
 
 def resnet18_words() -> list[str]:
     """The words a ResNet-18 variant's name combines (those of the declared one-word variants)."""
-    return [n.removeprefix("resnet18_") for n in models() if n.startswith("resnet18_") and "_" not in n.removeprefix("resnet18_")]
+    words = [n.removeprefix("resnet18_") for n in models() if n.startswith("resnet18_")]
+    return [w for w in words if "_" not in w]
 
 
 def external_info(name: str, family: str, build_args: Mapping[str, Any], description: str) -> ModelInfo:
@@ -108,7 +109,8 @@ def _options(given: Any, defaults: Mapping[str, Any], where: str) -> dict[str, O
         specs.update(group)
     unknown = [k for k in defaults if k not in specs]
     if unknown:
-        raise DeclarationError(f"{where}: a default for {unknown[0]!r}, which is not one of its options ({', '.join(specs)})")
+        raise DeclarationError(
+            f"{where}: a default for {unknown[0]!r}, which is not one of its options ({', '.join(specs)})")
     return {k: option_from({**spec, **({"default": defaults[k]} if k in defaults else {})}, f"{where}, option {k!r}")
             for k, spec in specs.items()}
 
@@ -118,13 +120,15 @@ def _family_members(decl: Declaration) -> list[ModelInfo]:
     missing = [key for key, default in FAMILY_METADATA.items() if default is REQUIRED and key not in decl.meta]
     if unknown or missing:
         problem = f"has no metadata {unknown[0]!r}" if unknown else f"needs {missing[0]!r}"
-        raise DeclarationError(f"model family {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(FAMILY_METADATA)}")
+        raise DeclarationError(
+            f"model family {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(FAMILY_METADATA)}")
     meta = {**FAMILY_METADATA, **decl.meta}
     out = []
     for template, spec in meta["members"].items():
         where = f"model {template!r} of family {decl.name!r} ({decl.source})"
         if set(spec) - set(MEMBER_KEYS):
-            raise DeclarationError(f"{where}: no member key {sorted(set(spec) - set(MEMBER_KEYS))[0]!r}; its keys: {', '.join(MEMBER_KEYS)}")
+            wrong = sorted(set(spec) - set(MEMBER_KEYS))[0]
+            raise DeclarationError(f"{where}: no member key {wrong!r}; its keys: {', '.join(MEMBER_KEYS)}")
         sizes = meta["sizes"] if "{size}" in template else {None: {}}
         for size, row in (sizes or {}).items():
             options = _options(spec.get("options", meta["options"]), {**row, **spec.get("defaults", {})}, where)
@@ -132,7 +136,8 @@ def _family_members(decl: Declaration) -> list[ModelInfo]:
             fields = {**args, **{k: o.default for k, o in options.items()}, "size": size}
             out.append(ModelInfo(name=template.format(size=size), family=decl.name, options=options,
                                  description=spec.get("description", meta["description"]).format(**fields),
-                                 default_input_size=tuple(spec.get("input_size", meta["input_size"])), own=meta["own"], build_args=args))
+                                 default_input_size=tuple(spec.get("input_size", meta["input_size"])), own=meta["own"],
+                                 build_args=args))
     return out
 
 
@@ -150,7 +155,8 @@ def models() -> dict[str, ModelInfo]:
             known = _FAMILIES[id(decl)] = (decl, _family_members(decl))
         for info in known[1]:
             if info.name in out:
-                raise DeclarationError(f"model {info.name!r} is declared by families {out[info.name].family!r} and {decl.name!r}")
+                raise DeclarationError(
+                    f"model {info.name!r} is declared by families {out[info.name].family!r} and {decl.name!r}")
             out[info.name] = info
     return out
 
@@ -170,7 +176,8 @@ def describe_models(entries: Iterable[Any] | None = None) -> str:
     lines = []
     for fam, members in by_family.items():
         opts = ", ".join(f"{k}={o.default!r}" for k, o in members[0].options.items())
-        lines.append(f"{family_title(fam)}: {', '.join(e.name for e in members)}" + (f"  [options: {opts}]" if opts else ""))
+        lines.append(f"{family_title(fam)}: {', '.join(e.name for e in members)}"
+                     + (f"  [options: {opts}]" if opts else ""))
     external = ", ".join(EXTERNAL_OPTIONS)
     lines.append(f"any torchvision classification model: {TORCHVISION_PREFIX}<name>  [options: {external}]")
     lines.append(f"any timm model: {TIMM_PREFIX}<name> (other vit… names also go to timm)  [options: {external}]")

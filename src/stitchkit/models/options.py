@@ -110,14 +110,19 @@ def option_from(spec: Mapping[str, Any], where: str = "an option") -> Option:
     known = Option.__dataclass_fields__
     unknown = [k for k in spec if k not in known]
     if unknown or not {"default", "kind", "help"} <= set(spec):
-        raise StitchkitError(f"{where}: an option is a dict of {', '.join(known)} (default, kind and help required), got {dict(spec)!r}")
+        raise StitchkitError(
+            f"{where}: an option is a dict of {', '.join(known)} (default, kind and help required), got {dict(spec)!r}")
     return Option(**{k: tuple(v) if k == "choices" and v is not None else v for k, v in spec.items()})
 
 
 #: the stage width of the CIFAR-style ResNets
-STAGE_WIDTH = {"width": {"default": 64, "kind": "int", "help": "base width: stages have width·(1, 2, 4, 8) planes", "minimum": 1}}
+STAGE_WIDTH = {
+    "width": {"default": 64, "kind": "int", "help": "base width: stages have width·(1, 2, 4, 8) planes", "minimum": 1},
+}
 # The options several families share, as the literal dicts their declarations use (read without importing)
-ACTIVATION = {"activation": {"default": "swish", "kind": "str", "help": "activation function", "choices": ("swish", "relu")}}
+ACTIVATION = {
+    "activation": {"default": "swish", "kind": "str", "help": "activation function", "choices": ("swish", "relu")},
+}
 #: the options of every torchvision and timm model
 EXTERNAL = {
     "pretrained": {"default": False, "kind": "bool", "help": "download and load pretrained weights (needs internet)"},

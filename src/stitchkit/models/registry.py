@@ -68,11 +68,13 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _build_torchvision(num_classes, in_channels, input_size, *, tv_name, pretrained, weights, kwargs):
-    return external.build_torchvision(tv_name, num_classes, in_channels, pretrained=pretrained, weights=weights, kwargs=kwargs)
+    return external.build_torchvision(tv_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
+                                      kwargs=kwargs)
 
 
 def _build_timm(num_classes, in_channels, input_size, *, timm_name, pretrained, weights, kwargs):
-    return external.build_timm(timm_name, num_classes, in_channels, pretrained=pretrained, weights=weights, kwargs=kwargs)
+    return external.build_timm(timm_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
+                               kwargs=kwargs)
 
 
 #: the build functions of the prefixed names (``torchvision:<name>``, ``timm:<name>``); every other

@@ -34,7 +34,8 @@ def present_if(predicate: Callable[[Any], bool], default: Any, kw_only: bool = F
     return field(default=default, metadata={"present_if": predicate}, kw_only=kw_only)
 
 
-def if_set(section: str, key: str, when: Callable[[Any], bool] = lambda p: True, *, name: str | None = None, kw_only: bool = False) -> Any:
+def if_set(section: str, key: str, when: Callable[[Any], bool] = lambda p: True, *, name: str | None = None,
+           kw_only: bool = False) -> Any:
     """A field (``name``, default ``key``) stored only when it differs from the schema's default of
     ``section.key`` and ``when(record)`` holds."""
     default = schema_default(section, key)

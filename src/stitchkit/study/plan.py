@@ -180,7 +180,8 @@ def _stitch_units(ctx: _Context) -> list[Unit]:
             params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
                                   fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"],
                                   augment=ctx.augmented("stitching", ctx.networks[j].id) is not False, **training)
-            units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
+            units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
+                              f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
     return units
 
 
@@ -219,7 +220,8 @@ def _similarity_units(ctx: _Context) -> list[Unit]:
     for i, j in _pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
         params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers,
                                   **similarity_uncertainty(ctx.config))
-        units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
+        units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
+                          f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
     return units
 
 
@@ -234,11 +236,13 @@ def _probe_units(ctx: _Context) -> list[Unit]:
     if not pc["enabled"]:
         return []
     probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
-    return [Unit(ProbesParams.kind, ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
-                                                 train_subset=pc["train_subset"], augment=ctx.augmented("probes", n.id) is True,
-                                                 **{k: pc[k] for k in SCHEDULE_KEYS}).to_params(),
-                 (n.id,), f"probes {name}")
-            for n, name in zip(ctx.networks, ctx.names)]
+    units = []
+    for n, name in zip(ctx.networks, ctx.names, strict=True):
+        params = ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
+                              train_subset=pc["train_subset"], augment=ctx.augmented("probes", n.id) is True,
+                              **{k: pc[k] for k in SCHEDULE_KEYS})
+        units.append(Unit(params.kind, params.to_params(), (n.id,), f"probes {name}"))
+    return units
 
 
 def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:

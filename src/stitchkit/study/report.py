@@ -298,7 +298,8 @@ def write_report(study_dir: str | Path) -> Path:
     for r in filter(_has_results, records):
         if r.kind != current_kind:
             intro = kind_intro(r.kind, thresholds)
-            sections.append(f"<h2>{html.escape(kind_title(r.kind))}</h2>" + (f"<p class=intro>{html.escape(intro)}</p>" if intro else ""))
+            sections.append(f"<h2>{html.escape(kind_title(r.kind))}</h2>"
+                            + (f"<p class=intro>{html.escape(intro)}</p>" if intro else ""))
             current_kind = r.kind
         sections.append(_unit_section(r, study_dir, out, exports, settings, thresholds, shown))
     sections.append(_seeds_section(records, out, exports, findings.thresholds.alpha))

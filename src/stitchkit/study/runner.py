@@ -96,7 +96,8 @@ def check_rerun(kinds: Iterable[str]) -> set[str]:
         try:
             unit_kind(kind)
         except StitchkitError:
-            raise StitchkitError(f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(names('unit_kind')))}") from None
+            raise StitchkitError(
+                f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(names('unit_kind')))}") from None
         out.add(kind)
     return out
 

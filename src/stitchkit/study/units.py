@@ -126,7 +126,8 @@ def unit_kind(name: str) -> UnitKind:
     decl = known[name]
     unknown = sorted(set(decl.meta) - set(KIND_METADATA))
     if unknown:
-        raise DeclarationError(f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; its metadata: {', '.join(KIND_METADATA)}")
+        raise DeclarationError(f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; "
+                               f"its metadata: {', '.join(KIND_METADATA)}")
     return UnitKind(name, implementation("unit_kind", name), decl.get("help", ""), decl.get("uses_gpu", True))
 
 
