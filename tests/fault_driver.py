@@ -16,7 +16,8 @@ import os
 import sys
 import time
 
-import stitchkit.study.kinds  # noqa: F401  (torch and the built-in kinds loaded before the study starts: kills land in units)
+# torch and the library the built-in kinds call, loaded before the study starts: kills land in units
+import stitchkit.stitching.grid  # noqa: F401
 from stitchkit.study import runner
 from stitchkit.study.units import Unit, register_unit_kind
 

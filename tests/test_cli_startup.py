@@ -69,23 +69,22 @@ def test_the_listings_say_the_same_as_the_registries(capsys):
 def test_the_model_catalogue_and_the_builders_agree():
     from stitchkit.models import catalog, registry
 
-    assert registry.list_models() == list(catalog.MODELS)
-    for info in catalog.MODELS.values():
-        build = registry._BUILDERS[info.builder_name]
+    assert registry.list_models() == list(catalog.models())
+    for info in catalog.models().values():
+        build = registry.family_builder(info)
         keywords = {p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY}
         required = {p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
         given = set(info.options) | set(info.build_args)
         assert required <= given <= keywords, (info.name, keywords ^ given)
-    # every builder is used by a catalogued family (timm's only by the timm: prefix)
-    assert {i.builder_name for i in catalog.MODELS.values()} | {"timm"} == set(registry._BUILDERS)
     assert registry.describe_models() == catalog.describe_models()
 
 
 def test_the_dataset_catalogue_and_the_loaders_agree():
     from stitchkit.data import catalog, registry
 
-    assert set(registry._BUILDERS) == set(catalog.DATASETS)
-    for alias, name in catalog.ALIASES.items():
+    for name in catalog.entries():  # every declared set has its loader and its transforms
+        assert callable(registry._builder(name).load)
+    for alias, name in catalog.aliases().items():
         assert registry.dataset_info(alias).name == name
     assert registry.dataset_mean_std("imagenet") is not None and registry.dataset_mean_std("cifar10") is None
 

@@ -131,3 +131,15 @@ def test_unknown_kind_and_bad_name_are_refused():
         d.catalogue("measures")
     with pytest.raises(d.DeclarationError, match="non-empty name"):
         d.declare("measure", "")
+
+
+def test_constants_imported_from_a_sibling_module_are_read_from_its_file(tmp_path):
+    (tmp_path / "shared.py").write_text('import torch  # never executed\nBASE = {"kind": "int"}\nWIDTH = BASE\n')
+    path = tmp_path / "things.py"
+    toy = '@declare("measure", "toy", options={})\nclass Toy:\n    pass\n'
+    path.write_text("from .shared import WIDTH as W, NOT_THERE\n" + toy.format("W"))
+    (found,) = d._declarations_in(path, "pkg.things")
+    assert found.meta["options"] == {"kind": "int"}
+    path.write_text("from .shared import NOT_THERE\n" + toy.format("NOT_THERE"))
+    with pytest.raises(d.DeclarationError, match="must be literals"):
+        d._declarations_in(path, "pkg.things")

@@ -4,10 +4,9 @@ nothing runs), and `make quickstart` runs it. Running it end to end is the study
 
 from pathlib import Path
 
-import stitchkit.study.kinds  # noqa: F401  (registers the built-in unit kinds)
+from stitchkit.declarations import catalogue
 from stitchkit.study.config import load_config
 from stitchkit.study.plan import plan_study
-from stitchkit.study.units import UNIT_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.toml"
@@ -18,7 +17,7 @@ def test_the_quickstart_plans_every_unit_kind(tmp_path):
     kinds = {u.kind for u in units}
     # "train" and "network" are the two ways of getting a network: the quick start trains its own
     # (other test modules register kinds of their own: only stitchkit's count)
-    built_in = {name for name, kind in UNIT_KINDS.items() if kind.run.__module__.startswith("stitchkit.")}
+    built_in = {name for name, decl in catalogue("unit_kind").items() if decl.module.startswith("stitchkit.")}
     assert len(built_in) >= 9 and kinds == built_in - {"network"}
     assert {u.params["method"] for u in units if u.kind == "stitch"} == {"dm", "tlm"}
     ood = [u for u in units if u.kind == "ood"]

@@ -349,10 +349,15 @@ class _Called(Exception):
 def test_study_schedule_keys_reach_the_units_and_the_library(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from stitchkit.study import kinds
+    from stitchkit.ood import train as ood_train
+    from stitchkit.probing import model as probing_model
+    from stitchkit.sensitivity import run as sensitivity_run
+    from stitchkit.stitching import grid
     from stitchkit.study.config import load_config
     from stitchkit.study.plan import plan_study
+    from stitchkit.study.unit_kinds import detectors, probes, sensitivity, shared, stitch, train
     from stitchkit.study.units import UnitContext
+    from stitchkit.training import base as training_base
 
     config = load_config(Path(__file__).parent / "configs" / "tiny_study.toml")
     schedule = {"scheduler": "cosine", "schedule_unit": "step", "warmup_fraction": 0.1}
@@ -367,17 +372,20 @@ def test_study_schedule_keys_reach_the_units_and_the_library(tmp_path, monkeypat
     def called(*args, **kw):
         raise _Called(args, kw)
 
-    for name in ("train_model", "stitch_grid", "train_detectors_for_checkpoint", "probe_model", "run_grounding_test"):
-        monkeypatch.setattr(kinds, name, called)
-    for name in ("load_network", "get_dataset"):
-        monkeypatch.setattr(kinds, name, lambda *args, **kw: None)
+    # the kinds import the library when they run: stop it where it is defined
+    stops = ((training_base, "train_model"), (grid, "stitch_grid"), (ood_train, "train_detectors_for_checkpoint"),
+             (probing_model, "probe_model"), (sensitivity_run, "run_grounding_test"))
+    for module, name in stops:
+        monkeypatch.setattr(module, name, called)
+    for module in (shared, probes):
+        monkeypatch.setattr(module, "load_network", lambda *args, **kw: None)
     fake = {"artifacts": {"checkpoint": "x.pt"}, "model_hashes": {}, "label": "train a", "kind": "train"}
     cases = [  # the unit, its kind's function, and where the library call got the schedule
-        (("train", None), kinds.run_train, lambda args, kw: args[0].optim),
-        (("stitch", "tlm"), kinds.run_stitch, lambda args, kw: args[4].optim),
-        (("detectors", None), kinds.run_detectors, lambda args, kw: args[3].optim("finetune")),
-        (("probes", None), kinds.run_probes, lambda args, kw: kw["config"].optim()),
-        (("sensitivity", None), kinds.run_sensitivity, lambda args, kw: kw["settings"].probe.optim()),
+        (("train", None), train.run_train, lambda args, kw: args[0].optim),
+        (("stitch", "tlm"), stitch.run_stitch, lambda args, kw: args[4].optim),
+        (("detectors", None), detectors.run_detectors, lambda args, kw: args[3].optim("finetune")),
+        (("probes", None), probes.run_probes, lambda args, kw: kw["config"].optim()),
+        (("sensitivity", None), sensitivity.run_sensitivity, lambda args, kw: kw["settings"].probe.optim()),
     ]
     for key, run, schedule_of in cases:
         unit = units[key]

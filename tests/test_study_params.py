@@ -10,7 +10,8 @@ import pytest
 from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.study.config import SCHEMA, load_config, validate
-from stitchkit.study.params import PARAMS, StitchParams
+from stitchkit.study.params import record_of
+from stitchkit.study.unit_kinds.stitch import StitchParams
 from stitchkit.study.migrate import legacy_unit_id
 from stitchkit.study.plan import plan_study
 from stitch_support import SHAPE, resnet
@@ -153,7 +154,7 @@ def test_each_unit_reads_back_what_the_plan_stored(tmp_path):
     config = load_config(TINY)
     config["stitching"].update(methods=["dm", "tlm_from_dm"], dm_solver="original")
     for unit in plan_study(config, tmp_path):
-        record = PARAMS[unit.kind].from_params(unit.params)
+        record = record_of(unit.kind).from_params(unit.params)
         assert record.to_params() == unit.params
 
 

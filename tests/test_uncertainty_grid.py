@@ -180,7 +180,7 @@ def test_the_donors_hits_come_from_the_activation_cache_when_their_pass_is_skipp
 
 def test_the_study_stitch_unit_writes_the_grids_per_sample_statistics(donors, tmp_path):
     from stitchkit.models.checkpoint import save_checkpoint
-    from stitchkit.study.kinds import run_stitch
+    from stitchkit.study.unit_kinds.stitch import run_stitch
     from stitchkit.study.units import Unit, UnitContext
 
     deps = {}

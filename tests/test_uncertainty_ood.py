@@ -187,7 +187,7 @@ def test_probe_command_prints_and_writes_the_intervals(tiny_checkpoint, tmp_path
 
 
 def test_the_probes_unit_writes_each_probes_hits(tiny_checkpoint, tmp_path):
-    from stitchkit.study.kinds import run_probes
+    from stitchkit.study.unit_kinds.probes import run_probes
     from stitchkit.study.units import Unit, UnitContext
 
     params = dict(dataset="digits", seed=0, layers=["layer2.1", "layer3.1"], ranks=[4], epochs=1, train_subset=300)
@@ -272,7 +272,7 @@ def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_fo
 
 
 def test_the_ood_unit_writes_every_images_scores(stitch_folder, tmp_path):
-    from stitchkit.study.kinds import run_ood
+    from stitchkit.study.unit_kinds.ood import run_ood
     from stitchkit.study.units import Unit, UnitContext
 
     params = dict(dataset="digits", seed=0, training_free=["mahalanobis", "knn"], sanity=None, eval_samples=64, energy=False)

@@ -247,7 +247,7 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
     if "declare(" not in text:
         return []
     tree = ast.parse(text, filename=str(path))
-    constants = _module_constants(tree)
+    constants = _module_constants(tree, path)
     out = []
     for node in _declare_calls(tree):
         where = f"{path}:{node.lineno}"
@@ -282,20 +282,40 @@ def _is_declare(func: ast.expr) -> bool:
     )
 
 
-def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
-    """The module's top-level ``NAME = value`` bindings (evaluated only when a declaration uses them)."""
-    out: dict[str, ast.expr] = {}
+@dataclass(frozen=True)
+class _Imported:
+    """``from .module import NAME`` at a module's top level: the constant is read from that file."""
+
+    path: Path
+    name: str
+
+
+def _module_constants(tree: ast.Module, path: Path | None = None) -> dict[str, ast.expr | _Imported]:
+    """The module's top-level ``NAME = value`` bindings (evaluated only when a declaration uses them),
+    and the names it imports from sibling modules by a relative ``from . import`` (read from their files)."""
+    out: dict[str, ast.expr | _Imported] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             out[node.targets[0].id] = node.value
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
             out[node.target.id] = node.value
+        elif isinstance(node, ast.ImportFrom) and node.level > 0 and node.module and path is not None:
+            source = path.parents[node.level - 1].joinpath(*node.module.split(".")).with_suffix(".py")
+            out.update({alias.asname or alias.name: _Imported(source, alias.name) for alias in node.names})
     return out
 
 
-def _literal(node: ast.expr, constants: Mapping[str, ast.expr], where: str, depth: int = 0) -> Any:
+@cache
+def _constants_of(path: Path) -> dict[str, ast.expr | _Imported]:
+    if not path.is_file():
+        return {}
+    return _module_constants(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), path)
+
+
+def _literal(node: ast.expr, constants: Mapping[str, ast.expr | _Imported], where: str, depth: int = 0) -> Any:
     """The value of a literal expression: constants, tuples, lists, sets, dicts, a negative number,
-    ``+`` of strings or tuples, and names of module-level constants bound to such literals."""
+    ``+`` of strings or tuples, and names of module-level constants bound to such literals (in the
+    module, or imported from a sibling module with a relative ``from .module import NAME``)."""
     if depth > 20:
         raise DeclarationError(f"{where}: a declaration's constants refer to each other in a loop")
 
@@ -317,7 +337,12 @@ def _literal(node: ast.expr, constants: Mapping[str, ast.expr], where: str, dept
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         return value(node.left) + value(node.right)
     if isinstance(node, ast.Name) and node.id in constants:
-        return value(constants[node.id])
+        bound = constants[node.id]
+        if not isinstance(bound, _Imported):
+            return value(bound)
+        others = _constants_of(bound.path)
+        if bound.name in others:
+            return _literal(ast.Name(bound.name), others, where, depth + 1)
     raise DeclarationError(
         f"{where}: a declaration's arguments must be literals or module-level constants bound to literals "
         f"(so the command line can read them without importing the module), not {ast.unparse(node)!r}"

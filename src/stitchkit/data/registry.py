@@ -1,9 +1,12 @@
 """The dataset registry: each dataset's loader and default transforms, by name.
 
-What exists (names, class counts, shapes, files, how to get them) is declared once, torch-free, in
-:mod:`stitchkit.data.catalog`; this module adds to each name its loader and its default train and eval
-transforms (``_BUILDERS``; adding a dataset is adding one entry there and one to the catalogue). Your own
-data (``folder:PATH``, ``npz:PATH``, see :mod:`stitchkit.data.custom`) is loaded here too.
+Each dataset is declared once, at its loader in :mod:`stitchkit.data.sets` (names, class counts,
+shapes, files, how to get them, default transforms); :mod:`stitchkit.data.catalog` reads those
+declarations torch-free, and this module pairs each name with its declared loader
+(:func:`stitchkit.declarations.implementation`, which imports the set's module on first use) and its
+default train and eval transforms (:data:`TRANSFORMS`). Adding a dataset is adding one module to
+:mod:`stitchkit.data.sets`. Your own data (``folder:PATH``, ``npz:PATH``, see
+:mod:`stitchkit.data.custom`) is loaded here too.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Callable, Sequence, Sized
 import torch
 from torch.utils.data import Dataset
 
+from ..declarations import Declaration, DeclarationError, declaration, implementation
 from ..errors import StitchkitError
-from . import catalog, custom, sources, synthetic
+from . import catalog, custom
 from . import transforms as tf
 from .base import SPLITS, DatasetInfo, LoadRequest, resolve_data_root
 from .catalog import dataset_info, list_datasets  # noqa: F401 (the registry's public names)
@@ -26,8 +30,6 @@ from .device_batches import TransformRecipe
 from .sampler import MultiEpochDisjointSubsetSampler
 
 Shape = tuple[int, int, int]
-
-DEFAULT_GENERATED_SIZES = {"train": 50_000, "test": 10_000}
 
 
 @dataclass(frozen=True)
@@ -56,38 +58,27 @@ class _Entry:
         return self.meta.info
 
 
-def _generated_load(make: Callable[[LoadRequest, Shape, int], ImageDataset]) -> Callable[[LoadRequest], ImageDataset]:
-    def load(req: LoadRequest) -> ImageDataset:
-        shape = req.shape or req.info.shape
-        size = req.size if req.size is not None else DEFAULT_GENERATED_SIZES[req.split]
-        return make(req, shape, size)
-
-    return load
+#: the default transforms a dataset's declaration can name (``train_transform=``, ``eval_transform=``)
+TRANSFORMS: dict[str, tf.OpsFactory] = {ops.__name__: ops for ops in (
+    tf.no_ops, tf.flip_and_crop, tf.affine_jitter, tf.large_cifar_train, tf.large_cifar_eval, tf.imagenet_train,
+    tf.imagenet_eval)}
 
 
-_PATCHES = _generated_load(lambda req, shape, size: synthetic.NaturalPatches(req.split, size, shape))
+def _transform_named(decl: Declaration, key: str) -> tf.OpsFactory:
+    name = decl.get(key, catalog.METADATA[key])
+    if name not in TRANSFORMS:
+        raise DeclarationError(
+            f"dataset {decl.name!r} ({decl.source}): {key} {name!r} is not one of {', '.join(TRANSFORMS)}")
+    return TRANSFORMS[name]
 
-_BUILDERS: dict[str, _Builder] = {
-    "mnist": _Builder(sources.load_mnist, tf.affine_jitter, tf.no_ops),
-    "fashion": _Builder(sources.load_fashion, tf.flip_and_crop, tf.no_ops),
-    "cifar10": _Builder(sources.load_cifar10, tf.flip_and_crop, tf.no_ops),
-    "cifar100": _Builder(sources.load_cifar100, tf.flip_and_crop, tf.no_ops),
-    "cifar10_large": _Builder(sources.load_cifar10, tf.large_cifar_train, tf.large_cifar_eval),
-    "cifar100_large": _Builder(sources.load_cifar100, tf.large_cifar_train, tf.large_cifar_eval),
-    "cifar5m": _Builder(sources.load_cifar5m, tf.no_ops, tf.no_ops),
-    "svhn": _Builder(sources.load_svhn, tf.affine_jitter, tf.no_ops),
-    "imagenet": _Builder(sources.load_imagenet, tf.imagenet_train, tf.imagenet_eval, mean_std=(tf.IMAGENET_MEAN, tf.IMAGENET_STD)),
-    "outlier_exposure": _Builder(sources.load_outlier_exposure, tf.flip_and_crop, tf.no_ops),
-    "digits": _Builder(_generated_load(lambda req, shape, size: synthetic.load_digits_split(req.split, shape)), tf.affine_jitter, tf.no_ops),
-    "natural_patches": _Builder(_PATCHES, tf.flip_and_crop, tf.no_ops),
-    "natural_patches_gray": _Builder(_PATCHES, tf.flip_and_crop, tf.no_ops),
-    "noise": _Builder(_generated_load(lambda req, shape, size: synthetic.NoiseImages(req.split, size, shape, "uniform")), tf.no_ops, tf.no_ops),
-    "noise_gaussian": _Builder(_generated_load(lambda req, shape, size: synthetic.NoiseImages(req.split, size, shape, "gaussian")),
-                               tf.no_ops, tf.no_ops),
-}
 
-if set(_BUILDERS) != set(catalog.DATASETS):  # a bug, not a user error: the two tables must name the same sets
-    raise RuntimeError(f"dataset catalogue and loaders disagree: {sorted(set(_BUILDERS) ^ set(catalog.DATASETS))}")
+def _builder(name: str) -> _Builder:
+    """A registered dataset's declared loader (importing its module in :mod:`stitchkit.data.sets`) and transforms."""
+    decl = declaration("dataset", name)
+    mean_std = decl.get("mean_std")
+    return _Builder(implementation("dataset", name), _transform_named(decl, "train_transform"),
+                    _transform_named(decl, "eval_transform"),
+                    None if mean_std is None else (tuple(mean_std[0]), tuple(mean_std[1])))
 
 
 def _load_custom(req: LoadRequest) -> ImageDataset:
@@ -110,7 +101,7 @@ def _entry(name: str) -> _Entry:
         return _Entry(catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"), _CUSTOM_BUILDER, convert=data.convert,
                       native_shape=data.native_shape)
     key, shape = catalog.registered(name)
-    return _Entry(catalog.DATASETS[key], _BUILDERS[key], shape=shape)
+    return _Entry(catalog.entries()[key], _builder(key), shape=shape)
 
 
 def dataset_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -183,7 +174,7 @@ def get_dataset(
     target = _check_shape(shape) or entry.shape  # NAME@CxHxW delivers like shape=(C, H, W)
     if size is not None:
         if not meta.takes_size:
-            generated = [n for n, e in catalog.DATASETS.items() if e.takes_size]
+            generated = [n for n, e in catalog.entries().items() if e.takes_size]
             raise StitchkitError(
                 f"size= only applies to the generated datasets ({', '.join(generated)}); "
                 f"to take part of {entry.info.name!r}, wrap it in torch.utils.data.Subset"

@@ -22,6 +22,9 @@ from .base import LoadRequest
 from .datasets import ArrayImageDataset, ConcatArrays, FolderImageDataset, ImageDataset
 from .readers import MappedArray, memmap_npy, memmap_npz_member, read_cifar_batches, read_cifar_class_names, read_idx, read_svhn_mat
 
+#: how the missing-data messages of the sets torchvision can fetch end (quoted in their declarations)
+TORCHVISION_DOWNLOAD = "or let torchvision download it into {root} (download=True, needs network access)"
+
 #: System folders searched after the data root, per canonical dataset name. A dict so that tests
 #: and administrators can change it in place (``monkeypatch.setitem(SYSTEM_DATA_DIRS, "fashion", ...)``).
 #: No Debian package ships MNIST today; ``/usr/share/datasets/mnist`` follows the same convention in

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import StitchkitError
+from .base import LoadRequest
 from .datasets import ImageDataset, TensorImageDataset
 from .transforms import convert_channels, match_shape
 
@@ -38,6 +39,15 @@ PATCHES_SEED = 300_000
 NOISE_SEED = 7
 
 DIGITS_TRAIN_FRACTION = 0.8
+
+#: items of a generated set whose length is chosen (``size=``) when none is asked for
+DEFAULT_GENERATED_SIZES = {"train": 50_000, "test": 10_000}
+
+
+def requested(req: LoadRequest) -> tuple[Shape, int]:
+    """The item shape and the number of items a load request asks a generated set for."""
+    shape = req.shape or req.info.shape
+    return shape, req.size if req.size is not None else DEFAULT_GENERATED_SIZES[req.split]
 
 
 @functools.lru_cache(maxsize=4)

@@ -104,12 +104,33 @@ def int_option(default: int, help: str, minimum: int = 1) -> Option:
     return Option(default, "int", help, minimum=minimum)
 
 
-ACTIVATION_OPTION = Option("swish", "str", "activation function", choices=("swish", "relu"))
-PRETRAINED_OPTION = Option(False, "bool", "download and load pretrained weights (needs internet)")
-WEIGHTS_OPTION = Option(
-    None, "str", "local pretrained weights: a state_dict file (plain, or under 'state_dict' or 'model'; "
-    "'module.' prefixes are stripped), loaded like pretrained=true but without a download", nullable=True,
-)
-KWARGS_OPTION = Option({}, "dict", "extra keyword arguments passed to the library's constructor")
+def option_from(spec: Mapping[str, Any], where: str = "an option") -> Option:
+    """The :class:`Option` a declaration writes as a literal dict of its fields (``{"default": 64,
+    "kind": "int", "help": "…", "minimum": 1}``); a field that does not exist is refused."""
+    known = Option.__dataclass_fields__
+    unknown = [k for k in spec if k not in known]
+    if unknown or not {"default", "kind", "help"} <= set(spec):
+        raise StitchkitError(
+            f"{where}: an option is a dict of {', '.join(known)} (default, kind and help required), got {dict(spec)!r}")
+    return Option(**{k: tuple(v) if k == "choices" and v is not None else v for k, v in spec.items()})
+
+
+#: the stage width of the CIFAR-style ResNets
+STAGE_WIDTH = {
+    "width": {"default": 64, "kind": "int", "help": "base width: stages have width·(1, 2, 4, 8) planes", "minimum": 1},
+}
+# The options several families share, as the literal dicts their declarations use (read without importing)
+ACTIVATION = {
+    "activation": {"default": "swish", "kind": "str", "help": "activation function", "choices": ("swish", "relu")},
+}
 #: the options of every torchvision and timm model
-EXTERNAL_OPTIONS = {"pretrained": PRETRAINED_OPTION, "weights": WEIGHTS_OPTION, "kwargs": KWARGS_OPTION}
+EXTERNAL = {
+    "pretrained": {"default": False, "kind": "bool", "help": "download and load pretrained weights (needs internet)"},
+    "weights": {"default": None, "kind": "str", "nullable": True,
+                "help": "local pretrained weights: a state_dict file (plain, or under 'state_dict' or 'model'; "
+                "'module.' prefixes are stripped), loaded like pretrained=true but without a download"},
+    "kwargs": {"default": {}, "kind": "dict", "help": "extra keyword arguments passed to the library's constructor"},
+}
+
+ACTIVATION_OPTION = option_from(ACTIVATION["activation"])
+EXTERNAL_OPTIONS = {name: option_from(spec) for name, spec in EXTERNAL.items()}

@@ -15,12 +15,13 @@ dict ``{name, num_classes, in_channels, input_size, options}``) so that a checkp
 ``named_modules()``) of their stitchable layers in forward order; each is a valid cut (no skip
 connection spans it).
 
-The names, options and descriptions are declared once, torch-free, in :mod:`stitchkit.models.catalog`;
-the options' schema is :mod:`stitchkit.models.options`, the families' build functions
-:mod:`stitchkit.models.builders`; this module pairs each catalogue entry with its builder, looks names
-up and builds. Adding an architecture is adding one :class:`~stitchkit.models.catalog.ModelInfo` to the
-catalogue and, for a new family, its builder to :data:`~stitchkit.models.builders.BUILDERS` (or, at run
-time, one :class:`ModelEntry` with :func:`register_model`).
+Each family is declared once, at its build function in :mod:`stitchkit.models.families`, with its
+models' names, options and descriptions; :mod:`stitchkit.models.catalog` reads the declarations
+torch-free (the options' schema is :mod:`stitchkit.models.options`), and this module pairs each
+catalogued model with its family's declared build function
+(:func:`stitchkit.declarations.implementation`), looks names up and builds. Adding a family is adding
+one module to :mod:`stitchkit.models.families`; adding a model to a family is one entry in its
+``members`` (or, at run time, one :class:`ModelEntry` with :func:`register_model`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from typing import Any
 
 import torch.nn as nn
 
+from ..declarations import implementation
 from ..errors import StitchkitError, UnknownNameError
 from . import catalog, external
-from .builders import BUILDERS
+from .catalog import TIMM_PREFIX, TORCHVISION_PREFIX, ModelInfo
 from .input_check import check_input, expected_input_shape
-from .catalog import RESNET18_SUFFIXES, TIMM_PREFIX, TORCHVISION_PREFIX, ModelInfo
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,13 @@ class ModelEntry(ModelInfo):
     build: Callable[..., nn.Module] | None = None
 
 
+# architectures registered at run time with :func:`register_model` (the declared ones are in the catalogue)
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
     """Add an architecture to the registry (a name can be registered once)."""
-    if entry.name in _REGISTRY:
+    if entry.name in _REGISTRY or entry.name in catalog.models():
         raise ValueError(f"model {entry.name!r} is already registered")
     if entry.name.startswith((TORCHVISION_PREFIX, TIMM_PREFIX)):
         raise ValueError(f"{entry.name!r} uses a reserved prefix")
@@ -65,16 +67,37 @@ def register_model(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-_BUILDERS = BUILDERS  # the catalogue's builder names → build functions (:mod:`.builders`)
+def _build_torchvision(num_classes, in_channels, input_size, *, tv_name, pretrained, weights, kwargs):
+    return external.build_torchvision(tv_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
+                                      kwargs=kwargs)
+
+
+def _build_timm(num_classes, in_channels, input_size, *, timm_name, pretrained, weights, kwargs):
+    return external.build_timm(timm_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
+                               kwargs=kwargs)
+
+
+#: the build functions of the prefixed names (``torchvision:<name>``, ``timm:<name>``); every other
+#: architecture is built by its family's declared function
+PREFIX_BUILDERS: dict[str, Callable[..., nn.Module]] = {"torchvision": _build_torchvision, "timm": _build_timm}
+
+
+def family_builder(info: ModelInfo) -> Callable[..., nn.Module]:
+    """The build function of ``info``'s family: declared in :mod:`stitchkit.models.families` (imported
+    on first use), or a prefix's."""
+    if info.builder_name in PREFIX_BUILDERS:
+        return PREFIX_BUILDERS[info.builder_name]
+    return implementation("model_family", info.builder_name)
 
 
 def _entry(info: ModelInfo) -> ModelEntry:
     fields = {f: getattr(info, f) for f in info.__dataclass_fields__}
-    return ModelEntry(**fields, build=functools.partial(_BUILDERS[info.builder_name], **info.build_args))
+    return ModelEntry(**fields, build=functools.partial(family_builder(info), **info.build_args))
 
 
-for _info in catalog.MODELS.values():
-    register_model(_entry(_info))
+def _known() -> dict[str, ModelInfo]:
+    """Every architecture by name: the declared ones, then those registered at run time."""
+    return {**catalog.models(), **_REGISTRY}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,10 +105,11 @@ for _info in catalog.MODELS.values():
 
 
 def _unknown_model(name: str) -> UnknownNameError:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    known = list(_known())
+    close = difflib.get_close_matches(name, known, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return UnknownNameError(
-        f"unknown model {name!r}{hint}; known models: {', '.join(_REGISTRY)}; "
+        f"unknown model {name!r}{hint}; known models: {', '.join(known)}; "
         f"also '{TORCHVISION_PREFIX}<name>' for any torchvision classification model and "
         f"'{TIMM_PREFIX}<name>' for any timm model"
     )
@@ -97,6 +121,9 @@ def model_entry(name: str) -> ModelEntry:
         raise StitchkitError(f"a model name must be a string, got {name!r}")
     if name in _REGISTRY:
         return _REGISTRY[name]
+    declared = catalog.models()
+    if name in declared:
+        return _entry(declared[name])
     if name.startswith(TORCHVISION_PREFIX):
         tv = name[len(TORCHVISION_PREFIX):]
         external.check_torchvision_name(tv)
@@ -105,14 +132,13 @@ def model_entry(name: str) -> ModelEntry:
         tm = name[len(TIMM_PREFIX):]
         external.check_timm_name(tm)
         return _entry(catalog.external_info(name, "timm", {"timm_name": tm}, f"timm {tm}"))
-    m = re.fullmatch(r"resnet18_(\w+)", name)
-    if m:
-        words = tuple(m.group(1).split("_"))
-        if set(words) <= set(RESNET18_SUFFIXES) and len(set(words)) == len(words):
-            return _entry(catalog.resnet18_variant(name, words))
+    if re.fullmatch(r"resnet18_(\w+)", name):
+        variant = catalog.resnet18_variant(name)
+        if variant is not None:
+            return _entry(variant)
         raise StitchkitError(
             f"unknown model {name!r}: a resnet18_<suffix> name combines the words "
-            f"{', '.join(RESNET18_SUFFIXES)} joined by '_' (e.g. resnet18_samewidth_samesize)"
+            f"{', '.join(catalog.resnet18_words())} joined by '_' (e.g. resnet18_samewidth_samesize)"
         )
     if name.startswith("vit") and external.is_timm_name(name):
         # the original sends every other vit… name to timm (spec §2.1 rule 4)
@@ -132,7 +158,7 @@ def is_known_model(name: str) -> bool:
 def list_models() -> list[str]:
     """Every registered name, family by family. ``torchvision:<name>``, ``timm:<name>`` and other
     ``vit…`` timm names are accepted too (see :func:`describe_models`)."""
-    return list(_REGISTRY)
+    return list(_known())
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -143,7 +169,7 @@ def model_options(name: str) -> dict[str, Any]:
 def describe_models() -> str:
     """A readable list of the families, their names and options (for ``--help``), including
     architectures registered at run time."""
-    return catalog.describe_models(_REGISTRY.values())
+    return catalog.describe_models(_known().values())
 
 
 # --------------------------------------------------------------------------------------------------

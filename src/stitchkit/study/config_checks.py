@@ -102,7 +102,7 @@ def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
     """The OOD section's datasets and detector architecture, by the registries' names (the detectors'
     layer shapes are checked with the networks, :mod:`.checks`)."""
     from ..data import dataset_info  # deferred: importing the study package must not import torch
-    from ..models.catalog import MODELS
+    from ..models.catalog import models
 
     keys = [("sanity", ood["sanity"])]
     if ood["energy"]:
@@ -119,12 +119,13 @@ def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
         raise StitchkitError(f"{source}: ood.finetune_id {ood['finetune_id']!r} has {dataset_info(ood['finetune_id']).num_classes} classes but "
                              f"the study's dataset {dataset!r} has {dataset_info(dataset).num_classes}; the detectors classify the study's "
                              "classes, so use an ID set with the same classes (or none: the study's dataset)")
-    detectors = [name for name, info in MODELS.items() if info.family.startswith("repr_cls")]
-    if ood["detector"] not in MODELS:
+    known = models()
+    detectors = [name for name, info in known.items() if info.family.startswith("repr_cls")]
+    if ood["detector"] not in known:
         raise StitchkitError(f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the representation "
                              f"classifiers: {', '.join(detectors)}")
     try:
-        MODELS[ood["detector"]].resolve_options(ood["detector_options"])
+        known[ood["detector"]].resolve_options(ood["detector_options"])
     except StitchkitError as exc:
         raise StitchkitError(f"{source}: ood.detector_options: {exc}") from None
 

@@ -25,17 +25,15 @@ from ..errors import StitchkitError
 from ..ranks import check_ranks_fit, feature_count  # torch-free: importing the study package must not import torch
 from ..utils.names import network_names
 from .config import SCHEDULE_KEYS
-from .params import (
-    DetectorsParams,
-    NetworkParams,
-    OodParams,
-    ProbesParams,
-    SensitivityParams,
-    SimilarityParams,
-    SpecificityParams,
-    StitchParams,
-    TrainParams,
-)
+from .unit_kinds.detectors import DetectorsParams
+from .unit_kinds.network import NetworkParams
+from .unit_kinds.ood import OodParams
+from .unit_kinds.probes import ProbesParams
+from .unit_kinds.sensitivity import SensitivityParams
+from .unit_kinds.similarity import SimilarityParams
+from .unit_kinds.specificity import SpecificityParams
+from .unit_kinds.stitch import StitchParams
+from .unit_kinds.train import TrainParams
 from .units import Unit
 
 if TYPE_CHECKING:
@@ -96,7 +94,7 @@ def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
     """Each network once, and enough of them for the sensitivity test."""
     hashes: dict[str, int] = {}
     for i, n in enumerate(networks):
-        if n.kind == "network":
+        if n.kind == NetworkParams.kind:
             if n.params["sha256"] in hashes:
                 raise StitchkitError(f"study config: networks.checkpoints[{i}] is the same file as networks.checkpoints[{hashes[n.params['sha256']]}]; "
                                      "give each network once")
@@ -155,7 +153,7 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
             raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
         params = NetworkParams(path=str(path), sha256=_file_hash(path), dataset=dataset, model=ckpt.model_spec["name"],
                                options=ckpt.model_spec.get("options", {}))
-        networks.append(Unit("network", params.to_params(), (), f"network {name}"))
+        networks.append(Unit(params.kind, params.to_params(), (), f"network {name}"))
         records[networks[-1].id] = ckpt.augment
     if networks:
         return networks, records
@@ -164,7 +162,7 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
     names = nets_cfg["names"] or [f"{nets_cfg['model']} s{seed}" for seed in nets_cfg["seeds"]]
     for seed, name in zip(nets_cfg["seeds"], names):
         params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
-        networks.append(Unit("train", params.to_params(), (), f"train {name}"))
+        networks.append(Unit(params.kind, params.to_params(), (), f"train {name}"))
         records[networks[-1].id] = params.augment
     return networks, records
 
@@ -182,7 +180,8 @@ def _stitch_units(ctx: _Context) -> list[Unit]:
             params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
                                   fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"],
                                   augment=ctx.augmented("stitching", ctx.networks[j].id) is not False, **training)
-            units.append(Unit("stitch", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
+            units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
+                              f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
     return units
 
 
@@ -203,12 +202,12 @@ def _ood_units(ctx: _Context, stitch_units: list[Unit]) -> list[Unit]:
                                      augment=ctx.augmented("ood", end_id) is not False,
                                      finetune_id_augment=ctx.augmented("ood", end_id, oc["finetune_id"]) is True)
             label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
-            detector_units[end_id] = Unit("detectors", params.to_params(), (end_id,), f"detectors {label}")
+            detector_units[end_id] = Unit(params.kind, params.to_params(), (end_id,), f"detectors {label}")
     units = list(detector_units.values())
     for su in ood_stitches:
         deps = (su.id,) + ((detector_units[su.deps[1]].id,) if su.deps[1] in detector_units else ())
         params = OodParams(**ctx.common, training_free=oc["training_free"], sanity=oc["sanity"], eval_samples=oc["eval_samples"], energy=oc["energy"])
-        units.append(Unit("ood", params.to_params(), deps, f"ood {su.label.split(' ', 1)[1]}"))
+        units.append(Unit(params.kind, params.to_params(), deps, f"ood {su.label.split(' ', 1)[1]}"))
     return units
 
 
@@ -221,7 +220,8 @@ def _similarity_units(ctx: _Context) -> list[Unit]:
     for i, j in _pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
         params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers,
                                   **similarity_uncertainty(ctx.config))
-        units.append(Unit("similarity", params.to_params(), (ctx.networks[i].id, ctx.networks[j].id), f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
+        units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
+                          f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
     return units
 
 
@@ -236,10 +236,13 @@ def _probe_units(ctx: _Context) -> list[Unit]:
     if not pc["enabled"]:
         return []
     probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
-    return [Unit("probes", ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"], train_subset=pc["train_subset"],
-                                        augment=ctx.augmented("probes", n.id) is True, **{k: pc[k] for k in SCHEDULE_KEYS}).to_params(),
-                 (n.id,), f"probes {name}")
-            for n, name in zip(ctx.networks, ctx.names)]
+    units = []
+    for n, name in zip(ctx.networks, ctx.names, strict=True):
+        params = ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
+                              train_subset=pc["train_subset"], augment=ctx.augmented("probes", n.id) is True,
+                              **{k: pc[k] for k in SCHEDULE_KEYS})
+        units.append(Unit(params.kind, params.to_params(), (n.id,), f"probes {name}"))
+    return units
 
 
 def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
@@ -259,12 +262,12 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
         layer = _select(ctx.net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
         check_ranks_fit(sens["ranks"], {layer: shapes[layer]}, "study config: sensitivity.ranks")
         params = SensitivityParams(layer=layer, ranks=sens["ranks"] or default_ranks(shapes[layer]), measures=sens["measures"], **shared)
-        units.append(Unit("sensitivity", params.to_params(), deps, f"sensitivity {layer}"))
+        units.append(Unit(params.kind, params.to_params(), deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
         layer = _select(ctx.net, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
         params = SpecificityParams(reference_layer=layer, layers=ctx.layers, measures=spec_cfg["measures"], **shared)
-        units.append(Unit("specificity", params.to_params(), deps, f"specificity {layer}"))
+        units.append(Unit(params.kind, params.to_params(), deps, f"specificity {layer}"))
     return units
 
 

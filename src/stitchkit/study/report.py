@@ -34,14 +34,14 @@ from .findings.view import StitchGrid
 from .ood_records import UnitFigure, score_figures
 from .report_tables import CSS as TABLE_CSS
 from .report_tables import html_table
-from .report_text import KIND_TITLES, kind_intro
+from .report_text import kind_intro, kind_order, kind_title
 from .report_uncertainty import interval_caption, interval_table_html, interval_width, not_above_null, spread_figure
 from .runner import STORE_NAME, read_store
 from .seeds import across_pairs
 from .store import UnitRecord
 from .uncertainty import UncertaintySettings, interval_matrices, scalar_intervals, verdict_robustness
+from .units import network_kinds
 
-KIND_ORDER = ["train", "network", "stitch", "ood", "similarity", "probes", "sensitivity", "specificity", "detectors"]
 #: figures a unit kind draws from its own records, shown after the unit's heatmaps
 UNIT_FIGURES: dict[str, Callable[[UnitRecord], list[UnitFigure]]] = {"ood": score_figures}
 #: the resolution of the report's PNG figures: the page shows them at this size (fonts of 7–10 pt read at
@@ -73,7 +73,7 @@ def _write_table(rows: list[dict[str, Any]], path_csv: Path) -> str | None:
 def _base_rows(records: list[UnitRecord], study_dir: Path, settings: UncertaintySettings) -> list[dict[str, Any]]:
     rows = []
     for r in records:
-        if r.kind in ("train", "network") and r.status == "done":
+        if r.kind in network_kinds() and r.status == "done":
             bounds = scalar_intervals(study_dir, r, settings).get("test_acc")  # from the unit's per-image hits
             interval = {"test accuracy (lower)": bounds[0], "test accuracy (upper)": bounds[1]} if bounds else {}
             rows.append({"network": r.label.split(" ", 1)[1], "test accuracy": r.metrics.get("test_acc"), **interval,
@@ -278,7 +278,8 @@ def write_report(study_dir: str | Path) -> Path:
     findings = verdict_robustness(records, study_dir, compute_findings(records, config.get("findings")), config.get("findings"), settings)
     write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name),
                                                           "uncertainty": vars(settings)})
-    records.sort(key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.label))
+    order = kind_order()
+    records.sort(key=lambda r: (order.index(r.kind) if r.kind in order else len(order), r.label))
     name = (config.get("study") or {}).get("name", study_dir.name)
     sections: list[str] = []
     exports: list[str] = []
@@ -293,7 +294,8 @@ def write_report(study_dir: str | Path) -> Path:
     for r in filter(_has_results, records):
         if r.kind != current_kind:
             intro = kind_intro(r.kind, thresholds)
-            sections.append(f"<h2>{html.escape(KIND_TITLES.get(r.kind, r.kind))}</h2>" + (f"<p class=intro>{html.escape(intro)}</p>" if intro else ""))
+            sections.append(f"<h2>{html.escape(kind_title(r.kind))}</h2>"
+                            + (f"<p class=intro>{html.escape(intro)}</p>" if intro else ""))
             current_kind = r.kind
         sections.append(_unit_section(r, study_dir, out, exports, settings, thresholds, shown))
     sections.append(_seeds_section(records, out, exports, findings.thresholds.alpha))

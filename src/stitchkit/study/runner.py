@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import __version__
+from ..declarations import names
 from ..errors import StitchkitError
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 from ..utils.progress import tqdm
@@ -32,7 +33,7 @@ from .integrity import rebuild_store, store_problem
 from .migrate import upgrade_store
 from .plan import plan_study
 from .store import STORE_VERSION, Store
-from .units import UNIT_KINDS, RESULT_FILE, Unit, resolve_artifacts, unit_dir, unit_kind
+from .units import RESULT_FILE, Unit, resolve_artifacts, unit_dir, unit_kind
 
 STORE_NAME = "study.sqlite"
 LOCK_NAME = ".driver.lock"
@@ -95,7 +96,8 @@ def check_rerun(kinds: Iterable[str]) -> set[str]:
         try:
             unit_kind(kind)
         except StitchkitError:
-            raise StitchkitError(f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(UNIT_KINDS))}") from None
+            raise StitchkitError(
+                f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(names('unit_kind')))}") from None
         out.add(kind)
     return out
 

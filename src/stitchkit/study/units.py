@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..declarations import DeclarationError, catalogue, declare, implementation, names
 from ..errors import StitchkitError, unknown_name
 from ..utils.run_options import RunOptions
 from ..utils.write_errors import disk_full_cause
@@ -102,25 +103,37 @@ class UnitKind:
     uses_gpu: bool = True
 
 
-UNIT_KINDS: dict[str, UnitKind] = {}
+#: a unit kind's declaration metadata (``@declare("unit_kind", KIND, **metadata)`` at its run function in
+#: :mod:`stitchkit.study.unit_kinds`): ``help`` says what it does, ``uses_gpu`` whether it wants a GPU,
+#: ``record`` names its parameter record in its module, ``network`` marks the kinds that give the study a
+#: network, ``title`` and ``intro`` head its section of the report (``intro`` may name a finding threshold,
+#: ``{detector_sanity:g}``), and ``order`` places that section
+KIND_METADATA = ("help", "uses_gpu", "record", "network", "title", "intro", "order")
 
 
 def register_unit_kind(name: str, description: str, uses_gpu: bool = True):
-    """Decorator: ``fn(unit, ctx) -> {"metrics": …, "artifacts": {name: path in ctx.out_dir}, …}``."""
-
-    def wrap(fn: Callable[[Unit, UnitContext], dict[str, Any]]):
-        UNIT_KINDS[name] = UnitKind(name, fn, description, uses_gpu)
-        return fn
-
-    return wrap
+    """Decorator: ``fn(unit, ctx) -> {"metrics": …, "artifacts": {name: path in ctx.out_dir}, …}``, declared
+    as the unit kind ``name`` from where it runs (a test's or a notebook's kind; the built-in kinds are
+    declared in :mod:`stitchkit.study.unit_kinds`)."""
+    return declare("unit_kind", name, help=description, uses_gpu=uses_gpu)
 
 
 def unit_kind(name: str) -> UnitKind:
-    from . import kinds  # noqa: F401  (registers the built-in kinds)
+    """A declared unit kind, its run function imported (an unknown name lists the known ones)."""
+    known = catalogue("unit_kind")
+    if name not in known:
+        raise unknown_name("unit kind", name, list(known))
+    decl = known[name]
+    unknown = sorted(set(decl.meta) - set(KIND_METADATA))
+    if unknown:
+        raise DeclarationError(f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; "
+                               f"its metadata: {', '.join(KIND_METADATA)}")
+    return UnitKind(name, implementation("unit_kind", name), decl.get("help", ""), decl.get("uses_gpu", True))
 
-    if name not in UNIT_KINDS:
-        raise unknown_name("unit kind", name, UNIT_KINDS)
-    return UNIT_KINDS[name]
+
+def network_kinds() -> tuple[str, ...]:
+    """The unit kinds that give the study its networks (``train``, ``network``)."""
+    return names("unit_kind", network=True)
 
 
 def unit_dir(study_dir: Path, unit: Unit) -> Path:

@@ -1,0 +1,105 @@
+"""The ``ood`` unit: the OOD test of a stitch grid (are stitched representations in-distribution for the end
+network?)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...declarations import declare
+from ...utils.io import json_safe, write_npz_atomic
+from ..ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
+from ..params import UnitParams
+from ..units import Unit, UnitContext
+
+KIND = "ood"
+
+
+@dataclass(frozen=True)
+class OodParams(UnitParams):
+    kind: ClassVar[str] = KIND
+    dataset: str
+    seed: int
+    training_free: list[str]
+    sanity: str | None
+    eval_samples: int | None
+    energy: bool
+
+
+@declare(
+    "unit_kind",
+    KIND,
+    order=4,
+    record="OodParams",
+    title="OOD test of stitched activations",
+    help="the OOD test of a stitch grid: are stitched representations in-distribution for the end network?",
+    intro="Rows are the stitches' front layers and columns their end layers; each AUROC heatmap tells how well a "
+    "detector separates "
+    "the stitched activations from the end network's genuine ones, on one colour scale everywhere (as in the API's "
+    "ood.plot()): dark purple is 1 (flagged OOD), teal 0.5 (indistinguishable), yellow 0; the norm ratio is white at "
+    "1, red "
+    "above, blue below; in the sanity-check table a red row is a detector that fails its check there (AUROC below "
+    "detector_sanity = {detector_sanity:g}), so the findings do not use it on that layer.",
+)
+def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ...ood.matrices import METRIC_KINDS  # deferred: no torch until a unit runs
+    from ...ood.per_sample import SCORES_CONVENTION
+    from ...ood.stitched import ResultsOODSettings, evaluate_results_dir
+
+    p, run = OodParams.from_params(unit.params), ctx.run
+    stitch = ctx.deps[unit.deps[0]]
+    detectors = ctx.deps[unit.deps[1]]["artifacts"]["registry"] if len(unit.deps) > 1 else None
+    settings = ResultsOODSettings(
+        dataset=p.dataset,
+        data_root=run.data_root,
+        sanity_dataset=p.sanity,
+        training_free=list(p.training_free),
+        test_samples=p.eval_samples,
+        device=run.device,
+        workers=run.workers,
+        seed=p.seed,
+        progress=run.progress,
+        group_size=ctx.group_size,
+    )
+    experiments = evaluate_results_dir(
+        stitch["artifacts"]["runs"], settings, detector_dir=detectors, out_dir=ctx.out_dir, log=lambda message: None
+    )
+    matrices: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    conventions: dict[str, Any] = {}
+    scores: dict[str, Any] = {}  # a stitch unit is one experiment; its keys name every cell
+    for exp in experiments:
+        m = exp.matrices
+        scores.update(exp.score_arrays())
+        rows, cols = m.front_layers, m.end_layers
+        for detector in m.detectors:
+            values = m.matrix("auroc", detector)
+            kind, scale = METRIC_KINDS["auroc"]  # the API's convention and colours (results.plot.KIND_CMAPS)
+            matrices[f"AUROC ({detector})"] = {
+                "rows": rows,
+                "cols": cols,
+                "values": json_safe(values),
+                "kind": kind,
+                "range": list(scale),
+            }
+        matrices[NORM_RATIO_MATRIX] = norm_ratio_matrix(
+            m
+        )  # stored sorted by name, so drawn right after the "AUROC (…)" heatmaps
+        conventions.update(m.to_dict().get("conventions", {}))
+        conventions["norm ratio"] = NORM_DEFINITION
+        if exp.sanity:
+            tables["detector sanity check (genuine test activations vs " + str(p.sanity) + ")"] = [
+                {"layer": layer, "detector": name, **{k: v for k, v in vals.items() if k in ("auroc", "aupr", "fpr95")}}
+                for layer, per in exp.sanity.items()
+                for name, vals in per.items()
+            ]
+        tables[SCORE_TABLE] = score_table(m)
+    write_npz_atomic(
+        ctx.out_dir / "scores.npz", scores
+    )  # every image's scores and norms: the intervals are made from them
+    conventions["scores"] = SCORES_CONVENTION
+    return {
+        "metrics": {"matrices": matrices, "tables": tables},
+        "artifacts": {"out": ctx.out_dir, "scores": ctx.out_dir / "scores.npz"},
+        "conventions": conventions,
+    }

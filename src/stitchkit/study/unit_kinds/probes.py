@@ -1,0 +1,89 @@
+"""The ``probes`` unit: linear probes of one network's layers at full and low ranks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from ...data.augmentation import choice_of
+from ...declarations import declare
+from ...utils.io import write_npz_atomic
+from ..params import UnitParams, if_set, present_if
+from ..units import Unit, UnitContext
+from .shared import load_network, matrix, probe_config, schedule
+
+KIND = "probes"
+
+
+@dataclass(frozen=True)
+class ProbesParams(UnitParams):
+    kind: ClassVar[str] = KIND
+    dataset: str
+    seed: int
+    layers: list[str]
+    ranks: list[int]
+    epochs: int
+    train_subset: int | None
+    scheduler: str = if_set("probes", "scheduler")
+    schedule_unit: str = if_set("probes", "schedule_unit")
+    warmup_fraction: float = if_set("probes", "warmup_fraction")
+    augment: bool = present_if(lambda p: p.augment, False)  # True: the probes train on augmented images
+
+
+@declare(
+    "unit_kind",
+    KIND,
+    order=6,
+    record="ProbesParams",
+    title="Linear probes",
+    help="linear probes of one network's layers at full and low ranks",
+    intro="Rows are layers and columns the probe's rank (full: no low-rank bottleneck); colour is the linear probe's "
+    "test accuracy, "
+    "from dark purple (0) to yellow (1).",
+)
+def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ...probing.cache import ProbeCache  # deferred: no torch until a unit runs
+    from ...probing.model import probe_datasets, probe_model
+    from ...ranks import rank_label
+
+    p, run = ProbesParams.from_params(unit.params), ctx.run
+    net = ctx.deps[unit.deps[0]]
+    model = load_network(net)
+    data = probe_datasets(p.dataset, run.data_root, augment=p.augment)
+    ranks = [None] + sorted(p.ranks, reverse=True)
+    config = probe_config(p.epochs, p.train_subset, p.seed, choice_of(p.augment), schedule(p))
+    report = probe_model(
+        model,
+        p.layers,
+        data,
+        ranks=ranks,
+        config=replace(config, device=run.device, workers=run.workers),
+    )
+    (ctx.out_dir / "probes.csv").write_text(report.to_csv())
+    write_npz_atomic(
+        ctx.out_dir / "per_sample.npz", report.per_sample()
+    )  # each probe's hits per test image: its accuracy's intervals
+    # the sensitivity and specificity tests score representations by these same probes: share them
+    cache = ProbeCache(ctx.cache_dir / "probe_cache.json")
+    cache.put_results(report.info["model_fingerprint"], p.dataset, report.results, config, net.get("label"))
+    cache.save()
+    cells = {(r.layer, rank_label(r.rank)): r.val_acc for r in report.results}
+    cols = [rank_label(r) for r in ranks]
+    return {
+        "metrics": {
+            "matrices": {
+                "probe accuracy": matrix(
+                    list(p.layers), cols, cells, "accuracy", [0, 1], row_label="layer", col_label="rank"
+                )
+            },
+            "seconds_probes": report.info["seconds"],
+        },
+        "artifacts": {"csv": ctx.out_dir / "probes.csv", "per_sample": ctx.out_dir / "per_sample.npz"},
+        "model_hashes": {"network": report.info["model_fingerprint"]},
+        "conventions": {
+            "probe": "global average pool (conv) / CLS (tokens) → linear",
+            "trained_on": "augmented training images" if p.augment else "un-augmented training features",
+            "augmentation": choice_of(p.augment) + " (probes.augment resolved by the network's record)",
+            "low_rank_mode": report.config.get("low_rank_mode"),
+        },
+    }

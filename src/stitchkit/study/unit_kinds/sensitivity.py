@@ -1,0 +1,37 @@
+"""The ``sensitivity`` unit: the sensitivity test of Ding et al., candidates at decreasing ranks across seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...declarations import declare
+from ..units import Unit, UnitContext
+from .shared import RankingTestParams, run_ranking_test
+
+KIND = "sensitivity"
+
+
+@dataclass(frozen=True)
+class SensitivityParams(RankingTestParams):
+    kind: ClassVar[str] = KIND
+    layer: str
+    ranks: list[int]
+
+
+@declare(
+    "unit_kind",
+    KIND,
+    order=7,
+    record="SensitivityParams",
+    title="Sensitivity test",
+    help="the sensitivity test: candidates at decreasing ranks across seeds",
+    intro="Each panel is one measure: a dot is a pair of representations, placed by the measure's dissimilarity (x) "
+    "and "
+    "their difference in probe accuracy (y), one colour per network group; a measure that tracks function rises "
+    "from left to right (Spearman ρ and Kendall τ high, few bad pairs); the table gives these per measure, pooled "
+    "and as the mean over references.",
+)
+def run_sensitivity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    p = SensitivityParams.from_params(unit.params)
+    return run_ranking_test(p, unit, ctx, layers=[p.layer], ranks=p.ranks or ())

@@ -1,0 +1,34 @@
+"""The ``specificity`` unit: the specificity test of Ding et al., all layers of all seeds against a reference layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...declarations import declare
+from ..units import Unit, UnitContext
+from .shared import RankingTestParams, run_ranking_test
+
+KIND = "specificity"
+
+
+@dataclass(frozen=True)
+class SpecificityParams(RankingTestParams):
+    kind: ClassVar[str] = KIND
+    reference_layer: str
+    layers: list[str]
+
+
+@declare(
+    "unit_kind",
+    KIND,
+    order=8,
+    record="SpecificityParams",
+    title="Specificity test",
+    help="the specificity test: all layers of all seeds against a reference layer",
+    intro="As in the sensitivity test, one panel per measure and one dot per pair of layers (x: the measure's "
+    "dissimilarity, y: the difference in probe accuracy); the table gives the rank correlations per measure.",
+)
+def run_specificity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    p = SpecificityParams.from_params(unit.params)
+    return run_ranking_test(p, unit, ctx, layers=p.layers, reference_layers=[p.reference_layer])

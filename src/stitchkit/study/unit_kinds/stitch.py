@@ -1,0 +1,138 @@
+"""The ``stitch`` unit: fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...data.augmentation import choice_of
+from ...declarations import declare
+from ...stitch_methods import METHOD_INIT, METHOD_TITLES
+from ...utils.io import write_npz_atomic
+from ..params import UnitParams, if_set, present_if, schema_default
+from ..units import Unit, UnitContext
+from .shared import matrix, schedule
+
+KIND = "stitch"
+
+
+def _trains(p: StitchParams) -> bool:
+    return p.method != "dm"
+
+
+@dataclass(frozen=True)
+class StitchParams(UnitParams):
+    kind: ClassVar[str] = KIND
+    dataset: str
+    seed: int
+    method: str
+    front_layers: list[str]
+    end_layers: list[str]
+    type: str
+    fit_samples: int
+    eval_samples: int | None
+    # the training options of TLM and TLM from DM (a DM unit trains no epochs and has none of them)
+    epochs: int = present_if(_trains, 0)
+    batch_size: int = present_if(_trains, schema_default("stitching", "batch_size"))
+    lr: float = present_if(_trains, schema_default("stitching", "lr"))
+    weight_decay: float = present_if(_trains, schema_default("stitching", "weight_decay"))
+    train_subset: int | None = present_if(_trains, schema_default("stitching", "train_subset"))
+    # only when set / not the default, so that the units of existing studies keep their identities
+    amp: bool = present_if(lambda p: _trains(p) and p.amp, schema_default("stitching", "amp"))
+    dm_solver: str = present_if(
+        lambda p: p.method != "tlm" and p.dm_solver != schema_default("stitching", "dm_solver"),
+        schema_default("stitching", "dm_solver"),
+    )
+    scheduler: str = if_set("stitching", "scheduler", _trains)
+    schedule_unit: str = if_set("stitching", "schedule_unit", _trains)
+    warmup_fraction: float = if_set("stitching", "warmup_fraction", _trains)
+    # False: TLM trains on un-augmented images where the dataset has an augmentation (e.g. networks trained without)
+    augment: bool = present_if(lambda p: _trains(p) and not p.augment, True)
+
+
+@declare(
+    "unit_kind",
+    KIND,
+    order=3,
+    record="StitchParams",
+    title="Stitching",
+    help="fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)",
+    intro="Each heatmap is one stitch grid: rows are the front network's layers where it is cut, columns the end "
+    "network's layers "
+    "where the stitched activations enter; the accuracy heatmaps run from dark purple (0) to yellow (1), the "
+    "residuals from "
+    "yellow (small) to dark purple (large), and beside each accuracy heatmap its relative accuracy (the stitched "
+    "accuracy "
+    "divided by the end network's own, as the findings use it): white is 1, blue below, red above; grey panels are the "
+    "widths of the confidence intervals.",
+)
+def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
+    from ...stitching.grid import GridOptions, stitch_grid  # deferred: no torch until a unit runs
+    from ...stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
+    from ...stitching.settings import StitchSettings
+    from ...training.optim import OptimConfig
+    from ..uncertainty import FIT_RESIDUAL  # (the report's module, which imports the runner and so the plan)
+
+    p = StitchParams.from_params(unit.params)
+    front, end = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[1]]
+    method = p.method
+    settings = StitchSettings(
+        stitching_type=p.type,
+        init=METHOD_INIT[method],
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        optim=OptimConfig(lr=p.lr, weight_decay=p.weight_decay, **schedule(p)),
+        seed=p.seed,
+        fit_samples=p.fit_samples,
+        test_samples=p.eval_samples,
+        train_samples=p.train_subset,
+        dataset=p.dataset,
+        cache_dir=str(ctx.cache_dir / "stitch" / unit.id),
+        amp=p.amp,
+        data_path=ctx.data_path,
+        dm_solver=p.dm_solver,
+        group_size=ctx.group_size,
+        augment=choice_of(p.augment),
+        activation_cache=str(ctx.cache_dir / "activations"),
+        **vars(ctx.run),
+    )
+    runs = ctx.out_dir / "runs"
+    results = stitch_grid(
+        front["artifacts"]["checkpoint"],
+        end["artifacts"]["checkpoint"],
+        p.front_layers,
+        p.end_layers,
+        settings,
+        GridOptions(command=f"stitchkit study ({unit.label})", save_dir_label="runs"),
+        save_dir=runs,
+    )
+    rows, cols = list(p.front_layers), list(p.end_layers)
+    acc = {(r.front_layer, r.end_layer): r.accuracy for r in results}
+    res = {(r.front_layer, r.end_layer): r.residual for r in results}
+    fit = {(r.front_layer, r.end_layer): r.fit_residual for r in results}
+    name = METHOD_TITLES[method]
+    matrices = {
+        f"{name} accuracy": matrix(rows, cols, acc, "accuracy", [0, 1]),
+        f"{name} residual (test, pooled)": matrix(rows, cols, res, "distance", [0, None]),
+        f"{name} {FIT_RESIDUAL}": matrix(rows, cols, fit, "distance", [0, None]),
+    }
+    first = results[0]
+    # every cell's per-image statistics (the (F, E, N) contract of issue 19): intervals come from them later
+    per_sample = ctx.out_dir / PER_SAMPLE_FILE
+    write_npz_atomic(
+        per_sample,
+        grid_arrays({(r.front_layer, r.end_layer): r.samples for r in results if r.samples is not None}, rows, cols),
+    )
+    return {
+        "metrics": {
+            "matrices": matrices,
+            "front_accuracy": first.front_accuracy,
+            "end_accuracy": first.end_accuracy,
+            "pairs": len(results),
+            "run_names": {f"{r.front_layer}|{r.end_layer}": r.run_name for r in results},
+            "mean_accuracy": sum(acc.values()) / len(acc),
+        },
+        "artifacts": {"runs": runs, "per_sample": per_sample},
+        "model_hashes": {"front": first.front.get("fingerprint"), "end": first.end.get("fingerprint")},
+        "conventions": dict(first.conventions),
+    }
