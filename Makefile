@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export STITCHKIT_DATA ?= $(CURDIR)/data
 
-.PHONY: demo demo-networks quickstart test docs setup data clean benchmarks
+.PHONY: demo demo-networks quickstart test lint format docs setup data clean benchmarks
 
 setup: $(STAMP) data
 
@@ -43,8 +43,17 @@ demo-networks: setup
 		cp runs/demo-networks/seed$$s/final.pt examples/demo_networks/resnet18_w32_seed$$s.pt; \
 	done
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# ruff (configured in pyproject.toml): the checks, and that the code is formatted; `make format` formats it.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The documentation site (docs/, mkdocs.yml) into site/, offline; strict: a broken link, anchor or API
 # reference fails the build. The test suite builds it too (tests/test_docs.py), so CI checks it.

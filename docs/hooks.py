@@ -1,7 +1,7 @@
 """MkDocs hooks: the command-line and study-config references are generated at build time, from the
 argparse parsers (``stitchkit.cli.build_parser``) and the study schema (``stitchkit.study.config.SCHEMA``),
-so they cannot drift from the code. Nothing is written into docs/: the pages are added to the build as
-generated files."""
+so they cannot drift from the code; the repository's CONTRIBUTING.md becomes the Contributing page. Nothing
+is written into docs/: the pages are added to the build as generated files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from stitchkit.study.config import SCHEMA, toml_value
 
 CLI_PAGE = "reference/cli.md"
 CONFIG_PAGE = "reference/config.md"
+#: the repository's CONTRIBUTING.md, published as a page of the site (one text, read in both places)
+CONTRIBUTING_PAGE = "contributing.md"
+CONTRIBUTING_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "CONTRIBUTING.md")
 #: the width argparse wraps help at, so that the page does not depend on the terminal of the build
 HELP_WIDTH = "100"
 
@@ -97,6 +100,9 @@ def on_page_content(html: str, page, config, files) -> str:
 
 
 def on_files(files: Files, config) -> Files:
-    for path, content in ((CLI_PAGE, cli_reference()), (CONFIG_PAGE, config_reference())):
+    with open(CONTRIBUTING_FILE, encoding="utf-8") as f:
+        contributing = f.read()
+    for path, content in ((CLI_PAGE, cli_reference()), (CONFIG_PAGE, config_reference()),
+                          (CONTRIBUTING_PAGE, contributing)):
         files.append(File.generated(config, path, content=content))
     return files
