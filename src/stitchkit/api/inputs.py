@@ -175,12 +175,13 @@ def split_options(options: Mapping[str, Any], record: type | tuple[type, ...], w
     for name, reason in (refused or {}).items():
         if name in options:
             raise StitchkitError(f"{what} does not take {name}=: {reason}")
-    known = {f.name for r in (record if isinstance(record, tuple) else (record,)) for f in fields(r)}
+    records = record if isinstance(record, tuple) else (record,)
+    known = {f.name for r in records for f in fields(r)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise StitchkitError(f"unknown option {unknown[0]!r} of {what}; known options: {', '.join(sorted(known - set(refused or {})))}")
     return dict(options)
 
 
-__all__ = ["DATA_FORMS", "InputOptions", "loader_batch_size", "network_text", "resolve_data", "resolve_model", "same_source",
-           "split_options", "with_model_classes"]
+__all__ = ["DATA_FORMS", "InputOptions", "loader_batch_size", "network_text", "resolve_data", "resolve_model",
+           "same_source", "split_options", "with_model_classes"]

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     )
     report = compare_checkpoints(
         args.model1_path, args.model2_path, args.model1_type, args.model2_type, args.model1_layer, args.model2_layer,
-        options=CheckpointOptions(dataset=args.dataset, split=args.split, model_options=model_options(args)), settings=settings,
+        options=CheckpointOptions(dataset=args.dataset, split=args.split, model_options=model_options(args)),
+        settings=settings,
     )
     if cache_dir:
         ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)

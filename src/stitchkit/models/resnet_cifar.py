@@ -140,7 +140,7 @@ class BottleneckSpec:
                 raise StitchkitError(f"the bottleneck's {name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def of(cls, given: "BottleneckSpec | Mapping[str, int] | None") -> "BottleneckSpec":
+    def of(cls, given: BottleneckSpec | Mapping[str, int] | None) -> BottleneckSpec:
         """``given`` as a record (a mapping of its fields, as a model family declares it; None: the plain ResNet's)."""
         return given if isinstance(given, cls) else cls(**(given or {}))
 

@@ -7,9 +7,10 @@ Each option's name, default and check are here once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES
 from ..errors import StitchkitError, unknown_name

@@ -111,7 +111,7 @@ class StitcherOptions:
     low_rank_mode: str = "fixed"
 
     @classmethod
-    def of(cls, settings: Any, **options: Any) -> "StitcherOptions":
+    def of(cls, settings: Any, **options: Any) -> StitcherOptions:
         """The options a :class:`~stitchkit.stitching.settings.StitchSettings` gives a stitcher (its
         ``init`` only where ``options`` name it)."""
         return cls(upsample_mode=settings.upsample_mode, c2t_cls=settings.c2t_cls, t2c_cls=settings.t2c_cls,
