@@ -196,10 +196,10 @@ def _check_counts_above_split(world: Path, out: Path) -> None:
 
 def _similarity_samples_above_split(world: Path, out: Path) -> None:
     from stitchkit.similarity.models import compare_checkpoints
-    from stitchkit.similarity.settings import SimilaritySettings
+    from stitchkit.similarity.settings import CheckpointOptions, SimilaritySettings
 
     report = compare_checkpoints(str(world / "ck0" / "final.pt"), str(world / "ck1" / "final.pt"), layers1=["layer3.1"],
-                                 layers2=["layer3.1"], dataset="digits",
+                                 layers2=["layer3.1"], options=CheckpointOptions(dataset="digits"),
                                  settings=SimilaritySettings(n_samples=100_000, measures=["cka"], device="cpu"))
     assert report.info["n_samples"] == 359, report.info
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -158,17 +158,30 @@ def same_source(front: Any, end: Any) -> bool:
     return False
 
 
-def split_options(options: Mapping[str, Any], record: type, what: str, *, refused: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``options`` checked against the fields of the dataclass ``record`` (one clear error for an
-    unknown name, or for one the function sets itself: ``refused`` maps it to the reason)."""
+@dataclass(frozen=True, kw_only=True)
+class InputOptions:
+    """How a function of the Python API turns its model and data arguments into networks and splits
+    (:func:`resolve_model`, :func:`resolve_data`)."""
+
+    model_options: dict[str, Any] | None = None  # keywords of a registered model's builder or checkpoint loader
+    num_classes: int | None = None  # the classes of data given as datasets (None: from their labels)
+
+
+def split_options(options: Mapping[str, Any], record: type | tuple[type, ...], what: str, *,
+                  refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``options`` checked against the fields of the dataclass ``record`` (or of several records: the
+    function sorts them out; one clear error for an unknown name, or for one the function sets itself:
+    ``refused`` maps it to the reason)."""
     for name, reason in (refused or {}).items():
         if name in options:
             raise StitchkitError(f"{what} does not take {name}=: {reason}")
-    known = {f.name for f in fields(record)}
+    records = record if isinstance(record, tuple) else (record,)
+    known = {f.name for r in records for f in fields(r)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise StitchkitError(f"unknown option {unknown[0]!r} of {what}; known options: {', '.join(sorted(known - set(refused or {})))}")
     return dict(options)
 
 
-__all__ = ["DATA_FORMS", "loader_batch_size", "network_text", "resolve_data", "resolve_model", "same_source", "split_options", "with_model_classes"]
+__all__ = ["DATA_FORMS", "InputOptions", "loader_batch_size", "network_text", "resolve_data", "resolve_model",
+           "same_source", "split_options", "with_model_classes"]

@@ -5,7 +5,7 @@ wrappers of :func:`stitchkit.stitching.grid.stitch_grid` (the same grid session,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,13 +26,24 @@ from ..stitching.settings import StitchSettings
 from ..stitching.stitcher import Stitcher
 from ..uncertainty.bootstrap import DEFAULT_RESAMPLES, BootstrapSpec
 from .arguments import check_types
-from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source, split_options, with_model_classes
+from .inputs import (
+    InputOptions,
+    loader_batch_size,
+    network_text,
+    resolve_data,
+    resolve_model,
+    same_source,
+    split_options,
+    with_model_classes,
+)
 
 #: the columns of :meth:`StitchGridResult.to_pandas`, one row per pair
 PAIR_COLUMNS = ("front_layer", "end_layer", "stitching_type", "init", "epochs", "accuracy", "loss", "residual", "residual_batch_mean",
                 "fit_residual", "dm_fit_residual", "dm_rank", "n_fit", "n_test", "front_accuracy", "end_accuracy", "run_name", "run_dir")
 #: the matrices of a grid: the per-pair numbers, and the relative accuracy (accuracy / end accuracy)
 GRID_METRICS = {**METRIC_KINDS, "relative_accuracy": ("ratio", (0.0, None))}
+#: the options of :func:`stitch_grid` that say how its models and data are made (:class:`InputOptions`)
+INPUT_OPTIONS = frozenset(f.name for f in fields(InputOptions))
 #: what the functions set themselves
 REFUSED = {"dataset": "give the data as data=", "init": "the method sets it (method=" + either_of(METHODS, "'") + ")"}
 
@@ -198,8 +209,7 @@ def stitch_grid(
     method: str = "dm",
     settings: StitchSettings | None = None,
     save_dir: str | os.PathLike | None = None,
-    model_options: dict[str, Any] | None = None,
-    num_classes: int | None = None,
+    inputs: InputOptions | None = None,
     **options: Any,
 ) -> StitchGridResult:
     """Stitch every (front layer, end layer) pair; layers are names, ``"all"`` or comma-separated.
@@ -209,16 +219,20 @@ def stitch_grid(
     end network's augmentation, ``augment``) or ``"tlm_from_dm"`` (task loss matching from the DM solution). ``options`` are
     :class:`~stitchkit.stitching.settings.StitchSettings` fields (``fit_samples``, ``test_samples``,
     ``epochs``, ``stitching_type``, ``batch_size``, ``seed``, ``device``, …), applied to ``settings``
-    (default: the library's defaults, quiet). A registered model name is built untrained, seeded with
-    ``seed`` (front) and ``seed + 1`` (end); ``model_options`` go to its builder or checkpoint loader.
+    (default: the library's defaults, quiet), or :class:`~stitchkit.api.inputs.InputOptions` fields
+    (``model_options``, ``num_classes``), applied to ``inputs``. A registered model name is built untrained,
+    seeded with ``seed`` (front) and ``seed + 1`` (end); ``model_options`` go to its builder or checkpoint loader.
     With ``save_dir`` (named data only) every pair gets the run folder ``stitchkit stitch`` writes, and
     finished pairs there are not run again.
     """
     check_types(stitch_grid, locals(), "stitchkit.stitch_grid")
     if method not in METHODS:
         raise unknown_name("stitching method", str(method), METHODS)
-    options = split_options(options, StitchSettings, "stitchkit.stitch_grid", refused=REFUSED)
+    options = split_options(options, (StitchSettings, InputOptions), "stitchkit.stitch_grid", refused=REFUSED)
+    own = {name: options.pop(name) for name in INPUT_OPTIONS & set(options)}
+    check_types(InputOptions, own, "stitchkit.stitch_grid")
     check_types(StitchSettings, options, "stitchkit.stitch_grid")
+    given = replace(inputs or InputOptions(), **own)
     if method == "dm" and options.get("epochs", 0) != 0:
         raise StitchkitError("direct matching (method='dm') trains nothing; leave out epochs, or use method='tlm_from_dm'")
     if method != "dm" and "epochs" in options and not (isinstance(options["epochs"], int) and options["epochs"] >= 1):
@@ -231,12 +245,13 @@ def stitch_grid(
     s = replace(settings or StitchSettings(), **{**quiet, **options}, init=METHOD_INIT[method])
     if method == "dm":
         s.epochs = 0
-    splits = resolve_data(data, data_root=s.data_root, download=s.download, num_classes=num_classes)
+    splits = resolve_data(data, data_root=s.data_root, download=s.download, num_classes=given.num_classes)
     if splits.named:
         s.dataset = splits.info.name
     s.validate()
-    front_d = resolve_model(front, splits, seed=s.seed, model_options=model_options, role="front")
-    end_d = front_d if same_source(front, end) else resolve_model(end, splits, seed=s.seed + 1, model_options=model_options, role="end")
+    front_d = resolve_model(front, splits, seed=s.seed, model_options=given.model_options, role="front")
+    end_d = front_d if same_source(front, end) else resolve_model(
+        end, splits, seed=s.seed + 1, model_options=given.model_options, role="end")
     splits = with_model_classes(splits, front_d, end_d)
     stitchers: dict[tuple[str, str], Stitcher] = {}
     keep = grid.GridOptions(command="python: stitchkit.stitch_grid",

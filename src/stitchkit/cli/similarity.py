@@ -93,7 +93,7 @@ def _fmt(v: float, digits: int = 6) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..similarity.models import compare_checkpoints  # deferred: torch loads only when a command computes
-    from ..similarity.settings import SimilaritySettings
+    from ..similarity.settings import CheckpointOptions, SimilaritySettings
     from ..similarity.registry import measure_info
 
     ranks1, ranks2 = descending(parse_ranks(args.ranks1, "-m1r")), descending(parse_ranks(args.ranks2, "-m2r"))
@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     )
     report = compare_checkpoints(
         args.model1_path, args.model2_path, args.model1_type, args.model2_type, args.model1_layer, args.model2_layer,
-        dataset=args.dataset, split=args.split, model_options=model_options(args), settings=settings,
+        options=CheckpointOptions(dataset=args.dataset, split=args.split, model_options=model_options(args)),
+        settings=settings,
     )
     if cache_dir:
         ActivationCache(cache_dir).trim(args.cache_limit_gb * 2**30)

@@ -17,7 +17,8 @@ Parameter names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -122,6 +123,26 @@ RESNET_STAGES.update(
         152: (Bottleneck, (3, 8, 36, 3)),
     }
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BottleneckSpec:
+    """The grouping of a Bottleneck ResNet's 3×3 convolutions: ``groups`` of ``width_per_group``
+    channels each per 64 planes (1, 64: the plain ResNet; wide ResNets 1, 128; ResNeXt 32, 4 or 8)."""
+
+    groups: int = 1
+    width_per_group: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("groups", "width_per_group"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise StitchkitError(f"the bottleneck's {name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def of(cls, given: BottleneckSpec | Mapping[str, int] | None) -> BottleneckSpec:
+        """``given`` as a record (a mapping of its fields, as a model family declares it; None: the plain ResNet's)."""
+        return given if isinstance(given, cls) else cls(**(given or {}))
 
 
 class CifarResNet(nn.Module):

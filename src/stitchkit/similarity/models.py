@@ -39,7 +39,7 @@ from ..utils.seed import set_seed
 from ..uncertainty.similarity import UNCERTAINTY_FIELDS
 from .pairs import PairResult, describe_mixed, mixed_policies, result_matrix, similarity_table
 from .registry import measure_info
-from .settings import SimilaritySettings
+from .settings import CheckpointOptions, SimilaritySettings
 
 DEFAULT_MEASURES = DEFAULT_SIMILARITY_MEASURES  # the original script's three
 
@@ -262,14 +262,16 @@ def compare_checkpoints(
     layers1: Sequence[str] | None = None,
     layers2: Sequence[str] | None = None,
     *,
-    dataset: str | None = None,
-    split: str = "test",
-    model_options: dict[str, Any] | None = None,
+    options: CheckpointOptions | None = None,
     settings: SimilaritySettings | None = None,
 ) -> SimilarityReport:
     """``stitchkit similarity``: load both checkpoints (types may be None for self-describing ones) and
-    the dataset's split (from ``settings.data_root``), then :func:`compare_models` with ``settings``."""
+    the dataset's split (:class:`~.settings.CheckpointOptions`; from ``settings.data_root``), then
+    :func:`compare_models` with ``settings``."""
     s = settings or SimilaritySettings()
+    o = options or CheckpointOptions()
+    dataset, split = o.dataset, o.split
+    model_options = None if o.model_options is None else dict(o.model_options)
     set_seed(0)  # the original's set_random_seed(0); nothing here is random, but keep it for parity
     model1, _, info1 = load_for_dataset(model1_path, model1_type, dataset=dataset, model_options=model_options)
     name1 = info1.name

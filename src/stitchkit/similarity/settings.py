@@ -7,12 +7,13 @@ Each option's name, default and check are here once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from ..choices import DEFAULT_POLICY, DEFAULT_SIMILARITY_MEASURES
-from ..errors import StitchkitError
+from ..errors import StitchkitError, unknown_name
 from ..uncertainty.bootstrap import DEFAULT_LEVEL
 from ..uncertainty.similarity import UncertaintyPlan
 
@@ -65,4 +66,23 @@ class SimilaritySettings:
                                seed=self.uncertainty_seed)
 
 
-__all__ = ["SimilaritySettings"]
+#: the splits :func:`~.models.compare_checkpoints` reads the first ``n_samples`` images of
+CHECKPOINT_SPLITS = ("test", "train")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointOptions:
+    """How :func:`~.models.compare_checkpoints` loads two checkpoints and their data: the ``dataset``
+    (None: the one the first checkpoint records), its ``split`` (:data:`CHECKPOINT_SPLITS`) and the
+    ``model_options`` of the checkpoints' builders (for checkpoints that do not describe themselves)."""
+
+    dataset: str | None = None
+    split: str = "test"
+    model_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in CHECKPOINT_SPLITS:
+            raise unknown_name("split", str(self.split), CHECKPOINT_SPLITS)
+
+
+__all__ = ["CHECKPOINT_SPLITS", "CheckpointOptions", "SimilaritySettings"]

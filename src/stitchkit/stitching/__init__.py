@@ -40,6 +40,7 @@ __all__ = [
     "StitchResult",
     "StitchSettings",
     "Stitcher",
+    "StitcherOptions",
     "StitchingLayer",
     "accumulate_pairs",
     "auto_stitching_type",
@@ -60,6 +61,7 @@ __all__ = [
 _LAZY = {
     "SourceReducer": "stitcher",
     "Stitcher": "stitcher",
+    "StitcherOptions": "stitcher",
     "StitchEvaluation": "grid_evaluation",
     "evaluate_stitcher": "matching",
     "fit_direct_match": "matching",

@@ -17,7 +17,7 @@ from ..utils.seed import set_seed
 from .direct_match import DirectMatchResult
 from .matching import PairSource, fit_direct_match, fit_image_terms
 from .settings import StitchSettings
-from .stitcher import Stitcher
+from .stitcher import Stitcher, StitcherOptions
 
 
 def new_stitcher(
@@ -39,12 +39,7 @@ def new_stitcher(
         layers[1],
         s.stitching_type,
         input_shape=tuple(input_shape),
-        init=s.init,
-        upsample_mode=s.upsample_mode,
-        c2t_cls=s.c2t_cls,
-        t2c_cls=s.t2c_cls,
-        front_rank=s.front_stitch_rank,
-        low_rank_mode=s.low_rank_mode,
+        options=StitcherOptions.of(s, init=s.init),
     )
     return stitcher.to(device)
 

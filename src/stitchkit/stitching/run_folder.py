@@ -22,7 +22,7 @@ from .donors import Donor, load_donor
 from .per_sample import PER_SAMPLE_FILE
 from .records import BASIS_FILE, CONFIG_FILE, RESULT_FILE, WEIGHTS_FILE, StitchResult, original_config, summary_text
 from .settings import StitchSettings
-from .stitcher import Stitcher
+from .stitcher import Stitcher, StitcherOptions
 
 def publish(final_dir: Path, write: Callable[[Path], None], overwrite: bool) -> None:
     """Write a run into a hidden temporary folder beside ``final_dir`` and rename it into place, so a
@@ -122,8 +122,7 @@ def load_stitcher(run_dir: str | os.PathLike, *, device: str | torch.device = "c
         models[1] = models[0]
     stitcher = Stitcher(
         models[0], models[1], config["front_layer"], config["end_layer"], settings.stitching_type, input_shape=config["input_shape"],
-        upsample_mode=settings.upsample_mode, c2t_cls=settings.c2t_cls, t2c_cls=settings.t2c_cls,
-        front_rank=settings.front_stitch_rank, low_rank_mode=settings.low_rank_mode,
+        options=StitcherOptions.of(settings),
     )
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():

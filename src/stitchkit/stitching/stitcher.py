@@ -22,7 +22,8 @@ The same model object may be both front and end (a layer stitched to a layer of 
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -96,6 +97,27 @@ class SourceReducer(nn.Module):
         return f"rank={self.rank}, mode={self.mode!r}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class StitcherOptions:
+    """How a :class:`Stitcher` builds its stitching layer and low-rank step, each option declared once
+    (checked where it is used: :func:`~stitchkit.stitching.make_stitching_layer` and :class:`SourceReducer`)."""
+
+    init: str = "rand"  # "rand", "eye" or "pinv" (left at rand here; fit it by direct matching)
+    upsample_mode: str = "bilinear"
+    c2t_cls: str | None = None
+    t2c_cls: str | None = None
+    front_has_cls: bool | None = None  # None: ask the front model whether it has a cls_token
+    front_rank: int | None = None  # --front-stitch-rank: low-rank approximation of the front activation
+    low_rank_mode: str = "fixed"
+
+    @classmethod
+    def of(cls, settings: Any, **options: Any) -> StitcherOptions:
+        """The options a :class:`~stitchkit.stitching.settings.StitchSettings` gives a stitcher (its
+        ``init`` only where ``options`` name it)."""
+        return cls(upsample_mode=settings.upsample_mode, c2t_cls=settings.c2t_cls, t2c_cls=settings.t2c_cls,
+                   front_rank=settings.front_stitch_rank, low_rank_mode=settings.low_rank_mode, **options)
+
+
 class Stitcher(nn.Module):
     """``end_suffix(layer(reduce(front_prefix(x))))`` for two (possibly identical) models.
 
@@ -106,10 +128,11 @@ class Stitcher(nn.Module):
         kind: stitching-layer type (:func:`~stitchkit.stitching.list_stitching_layers`), ``"auto"`` picks it
             from the two activation shapes.
         input_shape: ``(C, H, W)`` of one input, used to infer the activation shapes.
-        init: ``"rand"``, ``"eye"`` or ``"pinv"`` (left at rand here; fit it by direct matching).
-        front_rank: rank of the low-rank approximation of the front activation applied in every forward
+        options: a :class:`StitcherOptions`, with ``**given`` (its field names, e.g. ``init="eye"``) applied:
+            ``init``: ``"rand"``, ``"eye"`` or ``"pinv"`` (left at rand here; fit it by direct matching).
+            ``front_rank``: rank of the low-rank approximation of the front activation applied in every forward
             (``--front-stitch-rank``); ``low_rank_mode`` ``"fixed"`` needs :meth:`fit_low_rank` before use.
-        upsample_mode, c2t_cls, t2c_cls, front_has_cls: passed to
+            ``upsample_mode``, ``c2t_cls``, ``t2c_cls``, ``front_has_cls``: passed to
             :func:`~stitchkit.stitching.make_stitching_layer` (``front_has_cls=None`` asks the front model
             whether it has a ``cls_token``, else uses the original's perfect-square heuristic).
 
@@ -127,15 +150,12 @@ class Stitcher(nn.Module):
         kind: str = "auto",
         *,
         input_shape: Sequence[int],
-        init: str = "rand",
-        upsample_mode: str = "bilinear",
-        c2t_cls: str | None = None,
-        t2c_cls: str | None = None,
-        front_has_cls: bool | None = None,
-        front_rank: int | None = None,
-        low_rank_mode: str = "fixed",
+        options: StitcherOptions | None = None,
+        **given: Any,
     ):
         super().__init__()
+        o = replace(options or StitcherOptions(), **given)  # (an unknown name: a TypeError naming it)
+        front_has_cls = o.front_has_cls
         lf, le = layered(front), layered(end)
         lf.check_layer(front_layer)
         le.check_layer(end_layer)
@@ -158,13 +178,13 @@ class Stitcher(nn.Module):
         self.end_prefix = model_cut(end, "prefix", end_layer)
         param = next(front.parameters(), None)
         self.layer: StitchingLayer = make_stitching_layer(
-            kind, self.source_shape, self.target_shape, init=init, upsample_mode=upsample_mode,
-            c2t_cls=c2t_cls, t2c_cls=t2c_cls, front_has_cls=front_has_cls,
+            kind, self.source_shape, self.target_shape, init=o.init, upsample_mode=o.upsample_mode,
+            c2t_cls=o.c2t_cls, t2c_cls=o.t2c_cls, front_has_cls=front_has_cls,
         )
         if param is not None:
             self.layer.to(param.device)
-        self.reduce = SourceReducer(check_rank(front_rank, "front_rank", full=True), low_rank_mode)
-        self.init = init
+        self.reduce = SourceReducer(check_rank(o.front_rank, "front_rank", full=True), o.low_rank_mode)
+        self.init = o.init
         self.train(False)
 
     # --- modes ------------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch.nn as nn
 
 from ...declarations import declare
 from ..options import STAGE_WIDTH
-from ..resnet_cifar import CifarResNet
+from ..resnet_cifar import BottleneckSpec, CifarResNet
 
 #: the ResNet-18 variants' width (every stage has it)
 STEM_WIDTH = {"width": {"default": 64, "kind": "int", "help": "base width (channels of the stem)", "minimum": 1}}
@@ -41,19 +43,19 @@ STEM_WIDTH = {"width": {"default": 64, "kind": "int", "help": "base width (chann
             "description": "CIFAR ResNet-18 with every stage `width` channels and every stage stride 1",
         },
         "wide_resnet50_2": {
-            "args": {"depth": 50, "groups": 1, "width_per_group": 128},
+            "args": {"depth": 50, "bottleneck": {"groups": 1, "width_per_group": 128}},
             "description": "CIFAR-style wide ResNet-50-2 (Bottleneck, groups 1, width_per_group 128)",
         },
         "wide_resnet101_2": {
-            "args": {"depth": 101, "groups": 1, "width_per_group": 128},
+            "args": {"depth": 101, "bottleneck": {"groups": 1, "width_per_group": 128}},
             "description": "CIFAR-style wide ResNet-101-2 (Bottleneck, groups 1, width_per_group 128)",
         },
         "resnext50_32x4d": {
-            "args": {"depth": 50, "groups": 32, "width_per_group": 4},
+            "args": {"depth": 50, "bottleneck": {"groups": 32, "width_per_group": 4}},
             "description": "CIFAR-style ResNeXt-50 32×4d (Bottleneck, groups 32, width_per_group 4)",
         },
         "resnext101_32x8d": {
-            "args": {"depth": 101, "groups": 32, "width_per_group": 8},
+            "args": {"depth": 101, "bottleneck": {"groups": 32, "width_per_group": 8}},
             "description": "CIFAR-style ResNeXt-101 32×8d (Bottleneck, groups 32, width_per_group 8)",
         },
     },
@@ -65,18 +67,20 @@ def build_cifar_resnet(
     *,
     depth,
     width,
-    groups=1,
-    width_per_group=64,
+    bottleneck: BottleneckSpec | Mapping[str, int] | None = None,
     same_width=False,
     same_size=False,
 ) -> nn.Module:
+    """A member of the family: ``depth``, the Bottleneck grouping (:class:`BottleneckSpec`, given as a mapping of its
+    fields by the wide ResNets and ResNeXts) and the ResNet-18 variants' ``same_width``/``same_size``."""
+    spec = BottleneckSpec.of(bottleneck)
     return CifarResNet(
         depth,
         num_classes,
         in_channels,
         width=width,
-        groups=groups,
-        width_per_group=width_per_group,
+        groups=spec.groups,
+        width_per_group=spec.width_per_group,
         same_width=same_width,
         same_size=same_size,
     )
