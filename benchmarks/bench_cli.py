@@ -62,8 +62,13 @@ def wall_times(argv: list[str], reps: int) -> list[float]:
 def imports_torch(command: list[str]) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         flag = Path(tmp) / "torch_imported"
-        subprocess.run([sys.executable, "-c", PROBE, str(flag), *command], env=_env(), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            [sys.executable, "-c", PROBE, str(flag), *command],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
         return flag.read_text() == "True"
 
 
@@ -73,10 +78,14 @@ def main() -> None:
     args = parser.parse_args()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-          f"load average {load:.1f}; {args.reps} runs per command")
-    rows = [("python -c pass", [sys.executable, "-c", "pass"], None),
-            ("python -c 'import torch'", [sys.executable, "-c", "import torch"], True)]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"load average {load:.1f}; {args.reps} runs per command"
+    )
+    rows = [
+        ("python -c pass", [sys.executable, "-c", "pass"], None),
+        ("python -c 'import torch'", [sys.executable, "-c", "import torch"], True),
+    ]
     rows += [("stitchkit " + " ".join(c), [sys.executable, "-m", "stitchkit", *c], imports_torch(c)) for c in COMMANDS]
     results = []
     for label, argv, torch_flag in rows:

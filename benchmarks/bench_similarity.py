@@ -44,8 +44,10 @@ def original_pair(model1, model2, layer1, layer2, loader, n_samples):
 
         return save
 
-    handles = [dict(model1.named_modules())[layer1].register_forward_hook(hook("x")),
-               dict(model2.named_modules())[layer2].register_forward_hook(hook("y"))]
+    handles = [
+        dict(model1.named_modules())[layer1].register_forward_hook(hook("x")),
+        dict(model2.named_modules())[layer2].register_forward_hook(hook("y")),
+    ]
     xs, ys, count = [], [], 0
     try:
         for images, _ in loader:
@@ -74,7 +76,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--n-samples", type=int, default=1000)
-    parser.add_argument("--baseline-pairs", type=int, default=64, help="time the original's way on this many pairs, extrapolate to 64")
+    parser.add_argument(
+        "--baseline-pairs", type=int, default=64, help="time the original's way on this many pairs, extrapolate to 64"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -84,23 +88,38 @@ def main() -> None:
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        models.append(get_model("resnet18", num_classes=10, in_channels=args.channels, input_size=args.image_size, width=args.width).eval())
-    images = torch.rand(args.n_samples, *shape, generator=torch.Generator().manual_seed(0))  # the measures' cost does not depend on content
+        models.append(
+            get_model(
+                "resnet18", num_classes=10, in_channels=args.channels, input_size=args.image_size, width=args.width
+            ).eval()
+        )
+    images = torch.rand(
+        args.n_samples, *shape, generator=torch.Generator().manual_seed(0)
+    )  # the measures' cost does not depend on content
     data = TensorDataset(images, torch.zeros(args.n_samples, dtype=torch.long))
     layers = layered(models[0]).layers
     pairs = [(a, b) for a in layers for b in layers]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"GPU: {'yes' if torch.cuda.is_available() else 'no'}; load average {os.getloadavg()[0]:.1f}")
-    print(f"ResNet-18 width {args.width} on {'×'.join(map(str, shape))} inputs, n = {args.n_samples}, {len(pairs)} layer pairs, "
-          f"measures {', '.join(MEASURES)}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, "
+        f"GPU: {'yes' if torch.cuda.is_available() else 'no'}; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"ResNet-18 width {args.width} on {'×'.join(map(str, shape))} inputs, n = {args.n_samples}, {len(pairs)} "
+        f"layer pairs, "
+        f"measures {', '.join(MEASURES)}"
+    )
 
     started = time.perf_counter()
-    settings = SimilaritySettings(measures=MEASURES, n_samples=args.n_samples, all_pairs=True, device="cpu",
-                                  batch_size=256)
+    settings = SimilaritySettings(
+        measures=MEASURES, n_samples=args.n_samples, all_pairs=True, device="cpu", batch_size=256
+    )
     report = compare_models(models[0], models[1], None, None, data, settings)
     fast = time.perf_counter() - started
-    print(f"stitchkit (one extraction per network, each layer prepared once): {fast:.1f} s "
-          f"(extraction {report.info['extraction_seconds']:.1f} s, measures {report.info['measure_seconds']:.1f} s)")
+    print(
+        f"stitchkit (one extraction per network, each layer prepared once): {fast:.1f} s "
+        f"(extraction {report.info['extraction_seconds']:.1f} s, measures {report.info['measure_seconds']:.1f} s)"
+    )
 
     loader = DataLoader(data, batch_size=64, shuffle=False)
     timed = pairs[: max(1, min(args.baseline_pairs, len(pairs)))]
@@ -114,7 +133,10 @@ def main() -> None:
     per_pair = (time.perf_counter() - started) / len(timed)
     slow = per_pair * len(pairs)
     label = "measured" if len(timed) == len(pairs) else f"extrapolated from {len(timed)} pairs"
-    print(f"original way (re-extract both networks per pair, full forward with hooks, no no_grad): {slow:.1f} s ({label}; {per_pair:.2f} s per pair)")
+    print(
+        f"original way (re-extract both networks per pair, full forward with hooks, no no_grad): {slow:.1f} s "
+        f"({label}; {per_pair:.2f} s per pair)"
+    )
     print(f"largest difference between the two matrices: {worst:.2e}")
     print(f"speed-up: {slow / fast:.1f}x")
     assert worst < 1e-6, "the two ways disagree"

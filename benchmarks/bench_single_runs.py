@@ -78,19 +78,72 @@ def bench_dm(args, tmp: Path, env: dict) -> dict:
     pairs = [(layers[i], layers[(3 * i + 1) % 8]) for i in range(8)][: args.pairs]
     ours, original = [], []
     for fl, el in pairs:  # interleaved, so that machine load hits both alike
-        ours.append(_timed(_stitchkit("stitch", str(a), str(b), "-", "-", fl, el, "rc2c_pre", "-e", "0", "-i", "pinv", "-gpu", "-1", "-d", "fashion",
-                                      "--no-progress", "--quiet", "--results-root", str(tmp / "results"), "-dir", "dm",
-                                      "--activation-cache", str(tmp / "cache")), env))
-        original.append(_timed([sys.executable, str(REPO / "benchmarks" / "bench_stitching.py"), "--original-child", str(a), str(b), fl, el,
-                                "--eval-batch", "256", "--threads", str(args.threads)], env))
+        ours.append(
+            _timed(
+                _stitchkit(
+                    "stitch",
+                    str(a),
+                    str(b),
+                    "-",
+                    "-",
+                    fl,
+                    el,
+                    "rc2c_pre",
+                    "-e",
+                    "0",
+                    "-i",
+                    "pinv",
+                    "-gpu",
+                    "-1",
+                    "-d",
+                    "fashion",
+                    "--no-progress",
+                    "--quiet",
+                    "--results-root",
+                    str(tmp / "results"),
+                    "-dir",
+                    "dm",
+                    "--activation-cache",
+                    str(tmp / "cache"),
+                ),
+                env,
+            )
+        )
+        original.append(
+            _timed(
+                [
+                    sys.executable,
+                    str(REPO / "benchmarks" / "bench_stitching.py"),
+                    "--original-child",
+                    str(a),
+                    str(b),
+                    fl,
+                    el,
+                    "--eval-batch",
+                    "256",
+                    "--threads",
+                    str(args.threads),
+                ],
+                env,
+            )
+        )
         print(f"  {fl} -> {el}: stitchkit {ours[-1]:.1f} s, the original's way {original[-1]:.1f} s", flush=True)
     warm = sum(ours[1:]) / max(len(ours) - 1, 1)
     orig = sum(original) / len(original)
-    out = {"stitchkit_seconds": ours, "original_seconds": original, "ratio_warm": orig / warm, "ratio_cold": orig / ours[0],
-           "ratio_sequence": sum(original) / sum(ours)}
-    print(f"single DM pair, {len(pairs)} runs in a row on the whole test set: the original's way {orig:.1f} s per run; stitchkit "
-          f"{ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s with the cache -> {out['ratio_warm']:.2f}x; "
-          f"the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)")
+    out = {
+        "stitchkit_seconds": ours,
+        "original_seconds": original,
+        "ratio_warm": orig / warm,
+        "ratio_cold": orig / ours[0],
+        "ratio_sequence": sum(original) / sum(ours),
+    }
+    print(
+        f"single DM pair, {len(pairs)} runs in a row on the whole test set: the original's way {orig:.1f} s per run; "
+        f"stitchkit "
+        f"{ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s with the cache -> "
+        f"{out['ratio_warm']:.2f}x; "
+        f"the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)"
+    )
     return out
 
 
@@ -146,17 +199,47 @@ def bench_similarity(args, tmp: Path, env: dict) -> dict:
     layer = args.sim_layer
     ours, original = [], []
     for _ in range(args.sim_reps):
-        ours.append(_timed(_stitchkit("similarity", str(a), str(b), "-", "-", layer, layer, "-m1r", "128", "64", "-d", "fashion", "-gpu", "-1",
-                                      "--cache-dir", str(tmp / "cache_similarity")), env))
+        ours.append(
+            _timed(
+                _stitchkit(
+                    "similarity",
+                    str(a),
+                    str(b),
+                    "-",
+                    "-",
+                    layer,
+                    layer,
+                    "-m1r",
+                    "128",
+                    "64",
+                    "-d",
+                    "fashion",
+                    "-gpu",
+                    "-1",
+                    "--cache-dir",
+                    str(tmp / "cache_similarity"),
+                ),
+                env,
+            )
+        )
         original.append(_timed([sys.executable, __file__, "--original-similarity", str(a), str(b), layer], env))
         print(f"  stitchkit {ours[-1]:.1f} s, the original's way {original[-1]:.1f} s", flush=True)
     orig = sum(original) / len(original)
     warm = min(ours[1:]) if len(ours) > 1 else math.nan
-    out = {"stitchkit_seconds": ours, "original_seconds": original, "ratio_cold": orig / ours[0], "ratio_warm": orig / warm,
-           "ratio_sequence": sum(original) / sum(ours)}
-    print(f"similarity {layer} -- {layer} at model-1 ranks 128 and 64, ResNet-18 width {args.sim_width}, {len(ours)} runs in a row: the original's way "
-          f"{orig:.1f} s per run; stitchkit {ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s with the activation cache -> "
-          f"{out['ratio_warm']:.2f}x; the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)")
+    out = {
+        "stitchkit_seconds": ours,
+        "original_seconds": original,
+        "ratio_cold": orig / ours[0],
+        "ratio_warm": orig / warm,
+        "ratio_sequence": sum(original) / sum(ours),
+    }
+    print(
+        f"similarity {layer} -- {layer} at model-1 ranks 128 and 64, ResNet-18 width {args.sim_width}, {len(ours)} "
+        f"runs in a row: the original's way "
+        f"{orig:.1f} s per run; stitchkit {ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s "
+        f"with the activation cache -> "
+        f"{out['ratio_warm']:.2f}x; the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)"
+    )
     return out
 
 
@@ -167,8 +250,8 @@ def original_tlm(path1: str, path2: str, front_layer: str, end_layer: str, train
     same way, then the accuracy pass and the residual pass without no_grad."""
     from stitchkit.activations import sample_subset
     from stitchkit.data import get_dataset
-    from stitchkit.models.loading import load_model
     from stitchkit.models.layers import layered
+    from stitchkit.models.loading import load_model
     from stitchkit.stitching.layers import make_stitching_layer
 
     torch.manual_seed(0)
@@ -190,7 +273,7 @@ def original_tlm(path1: str, path2: str, front_layer: str, end_layer: str, train
         opt.step()
     for _ in range(2):  # the validation pass, then the accuracy pass
         with torch.no_grad():
-            for x, y in test_loader:
+            for x, _ in test_loader:
                 front(x)
                 end(x)
     for x, _ in test_loader:  # the residual pass, without no_grad
@@ -201,13 +284,47 @@ def original_tlm(path1: str, path2: str, front_layer: str, end_layer: str, train
 def bench_tlm(args, tmp: Path, env: dict) -> dict:
     a, b = _checkpoints(tmp, args.width)
     fl, el = args.tlm_pair.split(",")
-    ours = _timed(_stitchkit("stitch", str(a), str(b), "-", "-", fl, el, "rc2c_pre", "-e", "1", "-b", str(args.tlm_batch), "-gpu", "-1", "-d", "fashion",
-                             "--train-subset", str(args.tlm_train), "--no-progress", "--quiet", "--results-root", str(tmp / "results"), "-dir", "tlm",
-                             "--activation-cache", str(tmp / "cache_tlm")), env)
-    original = _timed([sys.executable, __file__, "--original-tlm", str(a), str(b), fl, el, str(args.tlm_train), str(args.tlm_batch)], env)
+    ours = _timed(
+        _stitchkit(
+            "stitch",
+            str(a),
+            str(b),
+            "-",
+            "-",
+            fl,
+            el,
+            "rc2c_pre",
+            "-e",
+            "1",
+            "-b",
+            str(args.tlm_batch),
+            "-gpu",
+            "-1",
+            "-d",
+            "fashion",
+            "--train-subset",
+            str(args.tlm_train),
+            "--no-progress",
+            "--quiet",
+            "--results-root",
+            str(tmp / "results"),
+            "-dir",
+            "tlm",
+            "--activation-cache",
+            str(tmp / "cache_tlm"),
+        ),
+        env,
+    )
+    original = _timed(
+        [sys.executable, __file__, "--original-tlm", str(a), str(b), fl, el, str(args.tlm_train), str(args.tlm_batch)],
+        env,
+    )
     ratio = original / ours
-    print(f"one TLM epoch of {fl} -> {el} over {args.tlm_train} images (batch {args.tlm_batch}), whole test set: the original's way {original:.1f} s, "
-          f"stitchkit {ours:.1f} s -> {ratio:.2f}x")
+    print(
+        f"one TLM epoch of {fl} -> {el} over {args.tlm_train} images (batch {args.tlm_batch}), whole test set: the "
+        f"original's way {original:.1f} s, "
+        f"stitchkit {ours:.1f} s -> {ratio:.2f}x"
+    )
     return {"stitchkit_seconds": ours, "original_seconds": original, "ratio": ratio}
 
 
@@ -235,8 +352,12 @@ def main() -> None:
         original_tlm(path1, path2, fl, el, int(n), int(batch))
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads per process, "
-          f"CUDA {'available' if torch.cuda.is_available() else 'not available'}; Fashion-MNIST, every run its own process", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads per process, "
+        f"CUDA {'available' if torch.cuda.is_available() else 'not available'}; Fashion-MNIST, every run its own "
+        f"process",
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bench-single-"))
     results = {}
     for part, fn in (("dm", bench_dm), ("similarity", bench_similarity), ("tlm", bench_tlm)):

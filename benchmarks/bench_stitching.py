@@ -103,14 +103,22 @@ def bench_forward(args) -> dict:
         ours_fwd(), naive_fwd(), ours_step(), naive_step()  # warm-up
         t = {"ours_fwd": [], "naive_fwd": [], "ours_step": [], "naive_step": []}
         for _ in range(args.reps):  # interleaved, so machine load hits both alike
-            for name, fn in (("ours_fwd", ours_fwd), ("naive_fwd", naive_fwd), ("ours_step", ours_step), ("naive_step", naive_step)):
+            for name, fn in (
+                ("ours_fwd", ours_fwd),
+                ("naive_fwd", naive_fwd),
+                ("ours_step", ours_step),
+                ("naive_step", naive_step),
+            ):
                 t[name].append(_best(fn, 1))
         remove()
         row = {"front": fl, "end": el, **{k: min(v) for k, v in t.items()}}
         row["fwd_ratio"] = row["naive_fwd"] / row["ours_fwd"]
         row["step_ratio"] = row["naive_step"] / row["ours_step"]
         rows.append(row)
-        print(f"  {fl:>8} -> {el:<8} forward {row['fwd_ratio']:5.2f}x  training step {row['step_ratio']:5.2f}x", flush=True)
+        print(
+            f"  {fl:>8} -> {el:<8} forward {row['fwd_ratio']:5.2f}x  training step {row['step_ratio']:5.2f}x",
+            flush=True,
+        )
     n = len(rows)
     summary = {
         "pairs": n,
@@ -122,7 +130,8 @@ def bench_forward(args) -> dict:
         "step_min_ratio": min(r["step_ratio"] for r in rows),
     }
     print(
-        f"forward: {summary['forward_mean_of_ratios']:.2f}x mean over pairs ({summary['forward_ratio_of_totals']:.2f}x of total time; "
+        f"forward: {summary['forward_mean_of_ratios']:.2f}x mean over pairs "
+        f"({summary['forward_ratio_of_totals']:.2f}x of total time; "
         f"target >= 1.8x)\ntraining step: {summary['step_mean_of_ratios']:.2f}x mean over pairs "
         f"({summary['step_ratio_of_totals']:.2f}x of total time; target >= 1.4x)"
     )
@@ -131,8 +140,32 @@ def bench_forward(args) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 def _stitch_cmd(a, b, fl, el, root, extra) -> list[str]:
-    return [sys.executable, "-m", "stitchkit", "stitch", str(a), str(b), "-", "-", fl, el, "rc2c_pre", "-e", "0", "-i", "pinv",
-            "-gpu", "-1", "-workers", "0", "--no-progress", "--quiet", "--results-root", str(root), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "stitchkit",
+        "stitch",
+        str(a),
+        str(b),
+        "-",
+        "-",
+        fl,
+        el,
+        "rc2c_pre",
+        "-e",
+        "0",
+        "-i",
+        "pinv",
+        "-gpu",
+        "-1",
+        "-workers",
+        "0",
+        "--no-progress",
+        "--quiet",
+        "--results-root",
+        str(root),
+        *extra,
+    ]
 
 
 def bench_grid(args) -> dict:
@@ -147,9 +180,14 @@ def bench_grid(args) -> dict:
         paths.append(tmp / f"r18_w{args.width}_s{i}.pt")
         save_checkpoint(paths[-1], model, dataset="fashion", input_shape=(1, 28, 28))
     layers = layered(models[0]).layers
-    extra = ["-d", "fashion", "-b", str(args.eval_batch)] + (["--test-samples", str(args.test_samples)] if args.test_samples else [])
+    extra = ["-d", "fashion", "-b", str(args.eval_batch)] + (
+        ["--test-samples", str(args.test_samples)] if args.test_samples else []
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "STITCHKIT_TORCH_THREADS": str(args.threads)}
-    pre = f"import torch; torch.set_num_threads({args.threads}); import runpy, sys; sys.argv = ['stitchkit'] + sys.argv[1:]; runpy.run_module('stitchkit', run_name='__main__')"
+    pre = (
+        f"import torch; torch.set_num_threads({args.threads}); import runpy, sys; "
+        "sys.argv = ['stitchkit'] + sys.argv[1:]; runpy.run_module('stitchkit', run_name='__main__')"
+    )
 
     def spawn(cmd):
         cmd = [cmd[0], "-c", pre] + cmd[3:]  # python -c <set threads, run stitchkit> stitch ...
@@ -159,7 +197,7 @@ def bench_grid(args) -> dict:
 
     transversal = [(layers[i], layers[(3 * i + 1) % len(layers)]) for i in range(len(layers))]  # a permutation
     assert sorted(e for _, e in transversal) == sorted(layers)
-    print(f"  grid: 8x8 in one process ...", flush=True)
+    print("  grid: 8x8 in one process ...", flush=True)
     grid_seconds = spawn(_stitch_cmd(paths[0], paths[1], "all", "all", tmp / "grid", extra))
     print(f"  grid: {grid_seconds:.1f} s", flush=True)
     wanted = set(args.baselines.split(","))
@@ -167,11 +205,23 @@ def bench_grid(args) -> dict:
     for fl, el in transversal if "spawned" in wanted else []:
         single.append(spawn(_stitch_cmd(paths[0], paths[1], fl, el, tmp / "single", extra)))
         print(f"  single-pair process {fl} -> {el}: {single[-1]:.1f} s", flush=True)
-    settings = StitchSettings(stitching_type="rc2c_pre", init="pinv", epochs=0, dataset="fashion", batch_size=args.eval_batch,
-                              test_samples=args.test_samples, workers=0, progress=False, verbose=False, device="cpu")
+    settings = StitchSettings(
+        stitching_type="rc2c_pre",
+        init="pinv",
+        epochs=0,
+        dataset="fashion",
+        batch_size=args.eval_batch,
+        test_samples=args.test_samples,
+        workers=0,
+        progress=False,
+        verbose=False,
+        device="cpu",
+    )
     for fl, el in transversal if "inprocess" in wanted else []:
         start = time.perf_counter()
-        stitch_pair(str(paths[0]), str(paths[1]), fl, el, settings, save_dir=tmp / "inproc")  # loads models and data again
+        stitch_pair(
+            str(paths[0]), str(paths[1]), fl, el, settings, save_dir=tmp / "inproc"
+        )  # loads models and data again
         in_process.append(time.perf_counter() - start)
         print(f"  single pair in-process {fl} -> {el}: {in_process[-1]:.1f} s", flush=True)
     for fl, el in transversal if "original" in wanted else []:
@@ -179,15 +229,21 @@ def bench_grid(args) -> dict:
         if args.test_samples:
             extra_args += ["--test-samples", str(args.test_samples)]
         start = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--original-child", str(paths[0]), str(paths[1]), fl, el, *extra_args], check=True,
-                       cwd=REPO, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, __file__, "--original-child", str(paths[0]), str(paths[1]), fl, el, *extra_args],
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
         original.append(time.perf_counter() - start)
         print(f"  single-pair process the original's way {fl} -> {el}: {original[-1]:.1f} s", flush=True)
     summary = {"grid_seconds": grid_seconds, "test_samples": args.test_samples or 10000}
     lines = [f"8x8 DM grid: {grid_seconds:.1f} s in one process (target >= 10x faster than 64 single-pair runs)"]
-    for key, times, what in (("spawned", single, "64 single-pair `stitchkit stitch` processes"),
-                             ("inprocess", in_process, "64 single pairs in-process, models and data reloaded per pair"),
-                             ("original", original, "64 single-pair processes doing what the original's exec_stitch.py did")):
+    for key, times, what in (
+        ("spawned", single, "64 single-pair `stitchkit stitch` processes"),
+        ("inprocess", in_process, "64 single pairs in-process, models and data reloaded per pair"),
+        ("original", original, "64 single-pair processes doing what the original's exec_stitch.py did"),
+    ):
         if times:
             estimate = 8 * sum(times)
             summary[f"{key}_seconds_8"] = times
@@ -205,9 +261,9 @@ def original_single_run(front_path, end_path, front_layer, end_layer, args) -> f
     test set; a second full pass for the residual without no_grad. Returns the accuracy."""
     from stitchkit.activations import sample_subset, to_rows
     from stitchkit.data import get_dataset
+    from stitchkit.models.layers import layered
     from stitchkit.models.loading import load_model
     from stitchkit.stitching.layers import make_stitching_layer
-    from stitchkit.models.layers import layered
 
     front, _ = load_model(front_path)
     end, _ = load_model(end_path)
@@ -268,8 +324,18 @@ def memory_child(k: int, width: int, layer: str, threads: int) -> None:
 
     front, end = _models(width)
     get_dataset("fashion", "train", augment=False), get_dataset("fashion", "test")  # loaded before the baseline reading
-    settings = StitchSettings(stitching_type="rc2c_pre", init="pinv", epochs=0, dataset="fashion", fit_samples=k, test_samples=256,
-                              workers=0, progress=False, verbose=False, device="cpu")
+    settings = StitchSettings(
+        stitching_type="rc2c_pre",
+        init="pinv",
+        epochs=0,
+        dataset="fashion",
+        fit_samples=k,
+        test_samples=256,
+        workers=0,
+        progress=False,
+        verbose=False,
+        device="cpu",
+    )
     from stitchkit.models.layers import layered
 
     layered(front), layered(end)  # traced (and timm imported) before the baseline reading
@@ -278,26 +344,51 @@ def memory_child(k: int, width: int, layer: str, threads: int) -> None:
     result = stitch_pair(front, end, layer, layer, settings)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"k": k, "peak_mb": peak, "before_mb": before, "seconds": seconds, "n_fit_rows": result.n_fit_rows}))
+    print(
+        json.dumps({"k": k, "peak_mb": peak, "before_mb": before, "seconds": seconds, "n_fit_rows": result.n_fit_rows})
+    )
 
 
 def bench_memory(args) -> dict:
     out = {}
     for k in (100, 10_000):
-        proc = subprocess.run([sys.executable, __file__, "--memory-child", str(k), "--width", str(args.width), "--threads", str(args.threads)],
-                              check=True, capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                str(k),
+                "--width",
+                str(args.width),
+                "--threads",
+                str(args.threads),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         out[k] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"  K={k}: peak {out[k]['peak_mb']:.0f} MB (resident before the fit {out[k]['before_mb']:.0f} MB), "
-              f"{out[k]['n_fit_rows']} rows, {out[k]['seconds']:.1f} s", flush=True)
+        print(
+            f"  K={k}: peak {out[k]['peak_mb']:.0f} MB (resident before the fit {out[k]['before_mb']:.0f} MB), "
+            f"{out[k]['n_fit_rows']} rows, {out[k]['seconds']:.1f} s",
+            flush=True,
+        )
     small, large = out[100], out[10_000]
     summary = {
-        "peak_mb_k100": small["peak_mb"], "peak_mb_k10000": large["peak_mb"], "peak_ratio": large["peak_mb"] / small["peak_mb"],
-        "fit_only_mb_k100": small["peak_mb"] - small["before_mb"], "fit_only_mb_k10000": large["peak_mb"] - large["before_mb"],
-        "seconds_k100": small["seconds"], "seconds_k10000": large["seconds"],
+        "peak_mb_k100": small["peak_mb"],
+        "peak_mb_k10000": large["peak_mb"],
+        "peak_ratio": large["peak_mb"] / small["peak_mb"],
+        "fit_only_mb_k100": small["peak_mb"] - small["before_mb"],
+        "fit_only_mb_k10000": large["peak_mb"] - large["before_mb"],
+        "seconds_k100": small["seconds"],
+        "seconds_k10000": large["seconds"],
     }
     summary["fit_only_ratio"] = summary["fit_only_mb_k10000"] / max(summary["fit_only_mb_k100"], 1e-9)
-    print(f"peak memory K=10,000 / K=100: {summary['peak_ratio']:.2f} (target <= 1.3); above the pre-fit level: "
-          f"{summary['fit_only_mb_k10000']:.0f} MB vs {summary['fit_only_mb_k100']:.0f} MB")
+    print(
+        f"peak memory K=10,000 / K=100: {summary['peak_ratio']:.2f} (target <= 1.3); above the pre-fit level: "
+        f"{summary['fit_only_mb_k10000']:.0f} MB vs {summary['fit_only_mb_k100']:.0f} MB"
+    )
     return summary
 
 
@@ -308,9 +399,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128, help="batch size of the forward/training-step part")
     p.add_argument("--eval-batch", type=int, default=256, help="batch size (-b) of the grid part")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--test-samples", type=int, default=None, help="grid part: evaluate on the first N test images (default all 10,000)")
+    p.add_argument(
+        "--test-samples",
+        type=int,
+        default=None,
+        help="grid part: evaluate on the first N test images (default all 10,000)",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--baselines", default="spawned,inprocess,original", help="grid part: which single-pair baselines to time")
+    p.add_argument(
+        "--baselines", default="spawned,inprocess,original", help="grid part: which single-pair baselines to time"
+    )
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--original-child", nargs=4, default=None, help=argparse.SUPPRESS)
     p.add_argument("--layer", default="layer1.0", help=argparse.SUPPRESS)
@@ -323,8 +421,12 @@ def main() -> None:
         memory_child(args.memory_child, args.width, args.layer, args.threads)
         return
     torch.set_num_threads(args.threads)
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"CUDA {'available' if torch.cuda.is_available() else 'not available'}; ResNet-18 width {args.width} on 1x28x28", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"CUDA {'available' if torch.cuda.is_available() else 'not available'}; "
+        f"ResNet-18 width {args.width} on 1x28x28",
+        flush=True,
+    )
     results = {}
     for part, fn in (("forward", bench_forward), ("grid", bench_grid), ("memory", bench_memory)):
         if args.part in (part, "all"):

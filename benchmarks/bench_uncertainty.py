@@ -35,8 +35,12 @@ def _study(config: Path, out: Path, rerun: tuple[str, ...] = ()) -> tuple[float,
     """Run ``stitchkit study`` as a user would (report included); its wall time and summary line."""
     started = time.perf_counter()
     again = [a for kind in rerun for a in ("--rerun", kind)]
-    done = subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress", "--json", *again],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress", "--json", *again],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the study failed:\n{done.stderr[-3000:]}")

@@ -59,8 +59,13 @@ def write_digits_npz(path: Path) -> str:
 
 def write_random_cifar(path: Path, n_train: int, n_test: int) -> str:
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8), y_train=rng.integers(0, 10, n_train),
-             x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8), y_test=rng.integers(0, 10, n_test))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train),
+        x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test),
+    )
     return f"npz:{path}"
 
 
@@ -68,19 +73,38 @@ def train(dataset: str, out: Path, device: str, amp: bool, seed: int, epochs: in
     from stitchkit.training.base import TrainSettings, train_model
     from stitchkit.training.optim import OptimConfig
 
-    settings = TrainSettings(model="resnet18", save_dir=str(out), dataset=dataset, epochs=epochs, batch_size=64, optim=OptimConfig(lr=2e-3),
-                             seed=seed, workers=0, device=device, amp=amp, model_options={"width": width}, progress=False, verbose=False,
-                             save_frequency=epochs)
+    settings = TrainSettings(
+        model="resnet18",
+        save_dir=str(out),
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=64,
+        optim=OptimConfig(lr=2e-3),
+        seed=seed,
+        workers=0,
+        device=device,
+        amp=amp,
+        model_options={"width": width},
+        progress=False,
+        verbose=False,
+        save_frequency=epochs,
+    )
     return train_model(settings)
 
 
 def step_train(args, dataset: str, tmp: Path) -> list[str]:
     gpu, cpu = args.device, "cpu"
-    result_gpu = train(dataset, tmp / "train_gpu", gpu, amp=gpu.startswith("cuda"), seed=0, epochs=args.epochs, width=args.width)
+    result_gpu = train(
+        dataset, tmp / "train_gpu", gpu, amp=gpu.startswith("cuda"), seed=0, epochs=args.epochs, width=args.width
+    )
     result_cpu = train(dataset, tmp / "train_cpu", cpu, amp=False, seed=0, epochs=args.epochs, width=args.width)
     a, b = result_gpu["metrics"]["test_acc"], result_cpu["metrics"]["test_acc"]
-    report("train", abs(a - b) <= 0.06 and a > 0.5, f"base training, {args.epochs} epochs: {gpu} with AMP {a:.4f} "
-           f"({result_gpu['metrics']['seconds']:.1f} s), CPU float32 {b:.4f} ({result_cpu['metrics']['seconds']:.1f} s)")
+    report(
+        "train",
+        abs(a - b) <= 0.06 and a > 0.5,
+        f"base training, {args.epochs} epochs: {gpu} with AMP {a:.4f} "
+        f"({result_gpu['metrics']['seconds']:.1f} s), CPU float32 {b:.4f} ({result_cpu['metrics']['seconds']:.1f} s)",
+    )
     second = train(dataset, tmp / "train_cpu_s1", cpu, amp=False, seed=1, epochs=args.epochs, width=args.width)
     return [result_cpu["final"], second["final"]]
 
@@ -88,12 +112,18 @@ def step_train(args, dataset: str, tmp: Path) -> list[str]:
 def step_dm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
     from stitchkit.stitching import StitchSettings, stitch_grid
 
-    common = dict(stitching_type="rc2c_pre", init="pinv", epochs=0, dataset=dataset, workers=0, progress=False, verbose=False)
+    common = dict(
+        stitching_type="rc2c_pre", init="pinv", epochs=0, dataset=dataset, workers=0, progress=False, verbose=False
+    )
     runs = {}
     for label, device in (("gpu", args.device), ("cpu", "cpu")):
         start = time.perf_counter()
-        runs[label] = (stitch_grid(*checkpoints, "all", "all", StitchSettings(**common, device=device), save_dir=tmp / f"dm_{label}"),
-                       time.perf_counter() - start)
+        runs[label] = (
+            stitch_grid(
+                *checkpoints, "all", "all", StitchSettings(**common, device=device), save_dir=tmp / f"dm_{label}"
+            ),
+            time.perf_counter() - start,
+        )
     (gpu_runs, t_gpu), (cpu_runs, t_cpu) = runs["gpu"], runs["cpu"]
     worst_w, worst_acc = 0.0, 0.0
     for g, c in zip(gpu_runs, cpu_runs):
@@ -103,27 +133,53 @@ def step_dm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
             worst_w = max(worst_w, float((wg[key] - wc[key]).abs().max() / wc[key].abs().max().clamp_min(1e-12)))
         worst_acc = max(worst_acc, abs(g.accuracy - c.accuracy))
     n = gpu_runs[0].n_test
-    report("dm", worst_w < 1e-3 and worst_acc <= 3 / n, f"8x8 DM grid on {args.device} ({t_gpu:.1f} s) vs CPU ({t_cpu:.1f} s): largest relative "
-           f"weight difference {worst_w:.1e}, largest accuracy difference {worst_acc:.4f} ({worst_acc * n:.0f} of {n} images)")
+    report(
+        "dm",
+        worst_w < 1e-3 and worst_acc <= 3 / n,
+        f"8x8 DM grid on {args.device} ({t_gpu:.1f} s) vs CPU ({t_cpu:.1f} s): largest relative "
+        f"weight difference {worst_w:.1e}, largest accuracy difference {worst_acc:.4f} ({worst_acc * n:.0f} of {n} "
+        f"images)",
+    )
 
 
 def step_tlm(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
     from stitchkit.stitching import StitchSettings, stitch_grid
     from stitchkit.training.optim import OptimConfig
 
-    common = dict(stitching_type="rc2c_pre", init="rand", epochs=1, batch_size=64, optim=OptimConfig(lr=1e-3), dataset=dataset, workers=0,
-                  progress=False, verbose=False)
+    common = dict(
+        stitching_type="rc2c_pre",
+        init="rand",
+        epochs=1,
+        batch_size=64,
+        optim=OptimConfig(lr=1e-3),
+        dataset=dataset,
+        workers=0,
+        progress=False,
+        verbose=False,
+    )
     layers = "layer1.0,layer2.1,layer3.1,layer4.1"
     timed = {}
-    for label, extra in (("grouped", dict(device=args.device)), ("per-pair", dict(device=args.device, grouping="per-pair")), ("cpu", dict(device="cpu"))):
+    for label, extra in (
+        ("grouped", dict(device=args.device)),
+        ("per-pair", dict(device=args.device, grouping="per-pair")),
+        ("cpu", dict(device="cpu")),
+    ):
         start = time.perf_counter()
-        timed[label] = (stitch_grid(*checkpoints, layers, layers, StitchSettings(**common, **extra)), time.perf_counter() - start)
+        timed[label] = (
+            stitch_grid(*checkpoints, layers, layers, StitchSettings(**common, **extra)),
+            time.perf_counter() - start,
+        )
     grouped, per_pair, cpu = (timed[k][0] for k in ("grouped", "per-pair", "cpu"))
     same = max(abs(a.accuracy - b.accuracy) for a, b in zip(grouped, per_pair))
     noise = max(abs(a.accuracy - b.accuracy) for a, b in zip(grouped, cpu))
     mean = sum(r.accuracy for r in grouped) / len(grouped)
-    report("tlm", same <= 0.02 and noise <= 0.1, f"4x4 TLM grid epoch on {args.device}: grouped {timed['grouped'][1]:.1f} s vs per pair "
-           f"{timed['per-pair'][1]:.1f} s, largest accuracy difference {same:.4f}; vs CPU ({timed['cpu'][1]:.1f} s) {noise:.4f}; mean accuracy {mean:.3f}")
+    report(
+        "tlm",
+        same <= 0.02 and noise <= 0.1,
+        f"4x4 TLM grid epoch on {args.device}: grouped {timed['grouped'][1]:.1f} s vs per pair "
+        f"{timed['per-pair'][1]:.1f} s, largest accuracy difference {same:.4f}; vs CPU ({timed['cpu'][1]:.1f} s) "
+        f"{noise:.4f}; mean accuracy {mean:.3f}",
+    )
 
 
 def step_detectors(args, dataset: str, checkpoints: list[str], tmp: Path) -> None:
@@ -134,35 +190,84 @@ def step_detectors(args, dataset: str, checkpoints: list[str], tmp: Path) -> Non
 
     aurocs = {}
     for label, device in (("gpu", args.device), ("cpu", "cpu")):
-        config = DetectorTrainConfig(save_dir=str(tmp / f"det_{label}"), model_options={"width": 4}, dataset=dataset, epochs=args.epochs,
-                                     batch_size=64, ft_ood_dataset="noise", ft_epochs=1, ft_samples=500, final_save_dir=str(tmp / f"fdir_{label}"),
-                                     device=device, workers=0, progress=False, verbose=False)
+        config = DetectorTrainConfig(
+            save_dir=str(tmp / f"det_{label}"),
+            model_options={"width": 4},
+            dataset=dataset,
+            epochs=args.epochs,
+            batch_size=64,
+            ft_ood_dataset="noise",
+            ft_epochs=1,
+            ft_samples=500,
+            final_save_dir=str(tmp / f"fdir_{label}"),
+            device=device,
+            workers=0,
+            progress=False,
+            verbose=False,
+        )
         start = time.perf_counter()
         train_detectors_for_checkpoint(checkpoints[1], None, ["layer2.0", "layer4.0"], config)
         seconds = time.perf_counter() - start
         model = load_model(checkpoints[1])[0].to(device).eval()
         settings = DetectorCheckSettings(sanity_dataset="noise", device=device)
-        check = check_detectors(model, ["layer2.0", "layer4.0"], settings, id_dataset=dataset,
-                                registry=DetectorRegistry(str(tmp / f"fdir_{label}")), model_path=checkpoints[1])
+        check = check_detectors(
+            model,
+            ["layer2.0", "layer4.0"],
+            settings,
+            id_dataset=dataset,
+            registry=DetectorRegistry(str(tmp / f"fdir_{label}")),
+            model_path=checkpoints[1],
+        )
         aurocs[label] = ([check.metrics[layer]["energy"].auroc for layer in ("layer2.0", "layer4.0")], seconds)
     (gpu_auc, t_gpu), (cpu_auc, t_cpu) = aurocs["gpu"], aurocs["cpu"]
-    report("detectors", min(gpu_auc) > 0.8 and min(cpu_auc) > 0.8, f"energy detectors for 2 layers on {args.device} ({t_gpu:.1f} s): "
-           f"AUROC vs noise {', '.join(f'{v:.3f}' for v in gpu_auc)}; CPU ({t_cpu:.1f} s): {', '.join(f'{v:.3f}' for v in cpu_auc)}")
+    report(
+        "detectors",
+        min(gpu_auc) > 0.8 and min(cpu_auc) > 0.8,
+        f"energy detectors for 2 layers on {args.device} ({t_gpu:.1f} s): "
+        f"AUROC vs noise {', '.join(f'{v:.3f}' for v in gpu_auc)}; CPU ({t_cpu:.1f} s): "
+        f"{', '.join(f'{v:.3f}' for v in cpu_auc)}",
+    )
 
 
 def step_ddp(args, dataset: str, tmp: Path) -> None:
     gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 2
     device = [] if args.device.startswith("cuda") else ["-gpu", "-1"]
-    cmd = ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", "stitchkit", "train", "resnet18", "-d", dataset, "--width", str(args.width),
-           "-e", "1", "-b", "64", "-workers", "0", "--no-augment", "-dir", str(tmp / "ddp"), "--no-progress", *device]
+    cmd = [
+        "torchrun",
+        "--standalone",
+        f"--nproc_per_node={gpus}",
+        "-m",
+        "stitchkit",
+        "train",
+        "resnet18",
+        "-d",
+        dataset,
+        "--width",
+        str(args.width),
+        "-e",
+        "1",
+        "-b",
+        "64",
+        "-workers",
+        "0",
+        "--no-augment",
+        "-dir",
+        str(tmp / "ddp"),
+        "--no-progress",
+        *device,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     seconds = time.perf_counter() - start
     metrics = json.loads((tmp / "ddp" / "metrics.json").read_text()) if (tmp / "ddp" / "metrics.json").is_file() else {}
     ok = proc.returncode == 0 and metrics.get("world_size") == gpus
     tail = proc.stderr.strip().splitlines()[-1] if proc.returncode and proc.stderr.strip() else ""
-    report("ddp", ok, f"torchrun DDP on {gpus} process(es) ({seconds:.1f} s): world size {metrics.get('world_size')}, "
-           f"test accuracy {metrics.get('test_acc', math.nan):.4f} {tail}")
+    report(
+        "ddp",
+        ok,
+        f"torchrun DDP on {gpus} process(es) ({seconds:.1f} s): world size {metrics.get('world_size')}, "
+        f"test accuracy {metrics.get('test_acc', math.nan):.4f} {tail}",
+    )
 
 
 def step_timing(args, tmp: Path) -> None:
@@ -174,11 +279,23 @@ def step_timing(args, tmp: Path) -> None:
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        models.append(get_model("resnet18", num_classes=10, in_channels=3, input_size=(32, 32), width=args.timing_width).eval())
+        models.append(
+            get_model("resnet18", num_classes=10, in_channels=3, input_size=(32, 32), width=args.timing_width).eval()
+        )
     lines, ok = [], True
     for amp in (False, True):
-        settings = StitchSettings(stitching_type="rc2c_pre", init="rand", epochs=1, batch_size=256, dataset=dataset, device=args.device, amp=amp,
-                                  workers=0, progress=False, verbose=False)
+        settings = StitchSettings(
+            stitching_type="rc2c_pre",
+            init="rand",
+            epochs=1,
+            batch_size=256,
+            dataset=dataset,
+            device=args.device,
+            amp=amp,
+            workers=0,
+            progress=False,
+            verbose=False,
+        )
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -188,10 +305,17 @@ def step_timing(args, tmp: Path) -> None:
         scale = 50_000 / n_train  # CIFAR-10's training split
         per_epoch = epoch * scale
         ok = ok and all(math.isfinite(r.accuracy) for r in results)
-        lines.append(f"{'bf16 AMP' if amp else 'float32'}: {seconds:.1f} s in all ({epoch:.1f} s training {n_train} images with validation on "
-                     f"{n_test}, group size {results[0].execution['group_size']}); 50,000 images: ~{per_epoch:.0f} s per epoch, "
-                     f"30 epochs ~{30 * per_epoch / 3600:.2f} h")
-    report("timing", ok, f"the paper's 8x8 grid, ResNet-18 width {args.timing_width} on 3x32x32, batch 256: " + " | ".join(lines))
+        lines.append(
+            f"{'bf16 AMP' if amp else 'float32'}: {seconds:.1f} s in all ({epoch:.1f} s training {n_train} images "
+            f"with validation on "
+            f"{n_test}, group size {results[0].execution['group_size']}); 50,000 images: ~{per_epoch:.0f} s per epoch, "
+            f"30 epochs ~{30 * per_epoch / 3600:.2f} h"
+        )
+    report(
+        "timing",
+        ok,
+        f"the paper's 8x8 grid, ResNet-18 width {args.timing_width} on 3x32x32, batch 256: " + " | ".join(lines),
+    )
 
 
 def main() -> None:
@@ -205,8 +329,12 @@ def main() -> None:
     args.epochs = 3
     args.timing_width = 8 if args.smoke else 64
     args.timing_train, args.timing_test = (256, 128) if args.smoke else (10_000, 2_000)
-    print(f"gpu check: torch {torch.__version__}, CUDA {torch.version.cuda}, device {torch.cuda.get_device_name(0) if cuda else 'none (CPU only)'}, "
-          f"{torch.cuda.device_count() if cuda else 0} GPU(s), {os.cpu_count()} CPU cores", flush=True)
+    print(
+        f"gpu check: torch {torch.__version__}, CUDA {torch.version.cuda}, device "
+        f"{torch.cuda.get_device_name(0) if cuda else 'none (CPU only)'}, "
+        f"{torch.cuda.device_count() if cuda else 0} GPU(s), {os.cpu_count()} CPU cores",
+        flush=True,
+    )
     if not cuda and not args.smoke:
         print("no GPU: nothing to check (use --smoke to test the script on the CPU)")
         sys.exit(1)
@@ -223,8 +351,11 @@ def main() -> None:
     if "timing" in wanted:
         step_timing(args, tmp)
     failed = [name for name, ok, _ in RESULTS if not ok]
-    print(f"summary: {len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed{' (failed: ' + ', '.join(failed) + ')' if failed else ''}; "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"summary: {len(RESULTS) - len(failed)} of {len(RESULTS)} checks "
+        f"passed{' (failed: ' + ', '.join(failed) + ')' if failed else ''}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     sys.exit(1 if failed else 0)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def parse_setting(text: str, defaults: dict) -> dict:
@@ -30,8 +30,11 @@ def sweep_parser(doc: str, out: str) -> argparse.ArgumentParser:
     return p
 
 
-def run_sweep(args: argparse.Namespace, defaults: dict, measure: Callable[[dict], dict], table: Callable[[list[dict]], str]) -> None:
-    """Measure each setting (unless --table), appending its row to --out and printing it; then the table of every row there."""
+def run_sweep(
+    args: argparse.Namespace, defaults: dict, measure: Callable[[dict], dict], table: Callable[[list[dict]], str]
+) -> None:
+    """Measure each setting (unless --table), appending its row to --out and printing it; then the table of every row
+    there."""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.table:

@@ -13,12 +13,18 @@ for claim C4), and reports what the findings section decides on, with the cost:
 
 Settings are given as ``--setting key=value,...`` (repeatable), keys: width, epochs, subset (training
 images of the networks), layers (blocks | stages), k (DM fit images), tlm_epochs, tlm_subset, tlm_lr,
-eval (test images), self (1: also the TLM and DM grids of the first network into itself, for claim C4; 0: skip them), tlm (0: the DM
-grid only, for settings that only vary what DM sees), tlm_aug (TLM's augmentation: network = what the networks were trained with,
-none here; dataset = the dataset's default flip + crop, what TLM used before it followed the networks), tlm_sched (none, cosine,
-linear or onecycle: then stepped per optimizer step) with tlm_warmup (its warm-up fraction of the steps), nets (train: train the two
-networks; demo: the shipped ones of examples/demo.toml, which must match width 32, 2 epochs, 20,000 images). Networks are cached under
-``--cache`` by (width, epochs, subset, seed), so several settings share them. Results are appended to ``--out`` (JSON lines) and printed as a Markdown table.
+eval (test images), self (1: also the TLM and DM grids of the first network into itself, for claim C4; 0: skip them),
+tlm (0: the DM
+grid only, for settings that only vary what DM sees), tlm_aug (TLM's augmentation: network = what the networks were
+trained with,
+none here; dataset = the dataset's default flip + crop, what TLM used before it followed the networks), tlm_sched (none,
+cosine,
+linear or onecycle: then stepped per optimizer step) with tlm_warmup (its warm-up fraction of the steps), nets (train:
+train the two
+networks; demo: the shipped ones of examples/demo.toml, which must match width 32, 2 epochs, 20,000 images). Networks
+are cached under
+``--cache`` by (width, epochs, subset, seed), so several settings share them. Results are appended to ``--out`` (JSON
+lines) and printed as a Markdown table.
 
     python benchmarks/sweep_demo.py --setting width=16,epochs=2,subset=20000,layers=stages
 """
@@ -36,9 +42,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sweep_common import run_sweep, sweep_parser  # noqa: E402  (a sibling script)
 
-DEFAULTS = dict(width=8, epochs=2, subset=20000, layers="blocks", k=100, tlm_epochs=1, tlm_subset=8000, tlm_lr=1e-2, tlm_batch=64, eval=2000, self=1, tlm=1,
-                tlm_aug="network", tlm_sched="none", tlm_warmup=0.0, nets="train")
-#: the networks examples/demo.toml stitches (width 32, 2 epochs of 20,000 images): ``nets=demo`` uses them instead of training
+DEFAULTS = dict(
+    width=8,
+    epochs=2,
+    subset=20000,
+    layers="blocks",
+    k=100,
+    tlm_epochs=1,
+    tlm_subset=8000,
+    tlm_lr=1e-2,
+    tlm_batch=64,
+    eval=2000,
+    self=1,
+    tlm=1,
+    tlm_aug="network",
+    tlm_sched="none",
+    tlm_warmup=0.0,
+    nets="train",
+)
+# : the networks examples/demo.toml stitches (width 32, 2 epochs of 20,000 images): ``nets=demo`` uses them instead of
+# training
 DEMO_NETWORKS = [REPO / "examples" / "demo_networks" / f"resnet18_w32_seed{seed}.pt" for seed in (0, 1)]
 STAGES = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
 
@@ -57,9 +80,25 @@ def network(cache: Path, s: dict, seed: int) -> tuple[Path, float]:
     if info.is_file():
         return folder / "final.pt", json.loads(info.read_text())["seconds"]
     start = time.perf_counter()
-    train_model(TrainSettings(model="resnet18", save_dir=str(folder), dataset="fashion", epochs=s["epochs"], batch_size=128, optim=OptimConfig(lr=2e-3),
-                              seed=seed, workers=0, save_frequency=s["epochs"], model_options={"width": s["width"]}, train_subset=s["subset"],
-                              augment=False, progress=False, verbose=False, overwrite=True))
+    train_model(
+        TrainSettings(
+            model="resnet18",
+            save_dir=str(folder),
+            dataset="fashion",
+            epochs=s["epochs"],
+            batch_size=128,
+            optim=OptimConfig(lr=2e-3),
+            seed=seed,
+            workers=0,
+            save_frequency=s["epochs"],
+            model_options={"width": s["width"]},
+            train_subset=s["subset"],
+            augment=False,
+            progress=False,
+            verbose=False,
+            overwrite=True,
+        )
+    )
     seconds = time.perf_counter() - start
     info.write_text(json.dumps({"seconds": seconds}))
     return folder / "final.pt", seconds
@@ -78,15 +117,15 @@ checkpoints = {json.dumps([str(c) for c in checkpoints])}
 front = {layers}
 end = {layers}
 [stitching]
-methods = {'["dm", "tlm"]' if s['tlm'] else '["dm"]'}
-pairs = "{'first_and_self' if s['self'] else 'first'}"
-fit_samples = {s['k']}
-epochs = {s['tlm_epochs']}
-batch_size = {s['tlm_batch']}
-lr = {s['tlm_lr']}
-train_subset = {s['tlm_subset']}
-eval_samples = {s['eval']}
-augment = "{s['tlm_aug']}"
+methods = {'["dm", "tlm"]' if s["tlm"] else '["dm"]'}
+pairs = "{"first_and_self" if s["self"] else "first"}"
+fit_samples = {s["k"]}
+epochs = {s["tlm_epochs"]}
+batch_size = {s["tlm_batch"]}
+lr = {s["tlm_lr"]}
+train_subset = {s["tlm_subset"]}
+eval_samples = {s["eval"]}
+augment = "{s["tlm_aug"]}"
 {_schedule(s)}[similarity]
 enabled = false
 [ood]
@@ -118,8 +157,12 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "study.toml"
     config.write_text(study_config(s, [path for path, _ in nets]))
-    subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(folder / "study"), "--no-progress"], check=True,
-                   cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(folder / "study"), "--no-progress"],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     findings, _ = study_findings(config, folder / "study")
     with Store(folder / "study" / STORE_NAME, readonly=True) as store:
         records = store.all()
@@ -130,8 +173,12 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
             key = ("self " if r.deps[0] == r.deps[1] else "") + r.config["method"]
             seconds[key] = r.seconds or 0.0
             grids[key] = r.metrics
-    row = {"setting": s, "train_seconds_per_network": sum(t for _, t in nets) / 2, "seconds": seconds,
-           "verdicts": {f.claim: f.verdict for f in findings.findings}}
+    row = {
+        "setting": s,
+        "train_seconds_per_network": sum(t for _, t in nets) / 2,
+        "seconds": seconds,
+        "verdicts": {f.claim: f.verdict for f in findings.findings},
+    }
     for method in ("dm", "tlm"):
         if method not in grids:
             row[method] = None
@@ -145,8 +192,13 @@ def measure(s: dict, cache: Path, work: Path) -> dict:
         diag = [rel[i][i] for i in range(n)]
         gap = math.ceil(0.5 * n)
         far = [rel[i][j] for i in range(n) for j in range(n) if i - j >= gap]
-        row[method] = {"diag_mean": sum(diag) / n, "diag_min": min(diag), "diag_match_fraction": sum(d >= 0.9 for d in diag) / n,
-                       "late_early_mean": sum(far) / len(far) if far else math.nan, "end_accuracy": end_acc}
+        row[method] = {
+            "diag_mean": sum(diag) / n,
+            "diag_min": min(diag),
+            "diag_match_fraction": sum(d >= 0.9 for d in diag) / n,
+            "late_early_mean": sum(far) / len(far) if far else math.nan,
+            "end_accuracy": end_acc,
+        }
     return row
 
 
@@ -155,7 +207,8 @@ def _seconds(value: float) -> str:
 
 
 def _budget_extras(s: dict) -> str:
-    """TLM's augmentation and schedule where they are not the defaults (rows written before these keys existed used the dataset's)."""
+    """TLM's augmentation and schedule where they are not the defaults (rows written before these keys existed used the
+    dataset's)."""
     aug = s.get("tlm_aug", "dataset")
     extras = [] if aug == "network" else [f"aug {aug}"]
     if s.get("tlm_sched", "none") != "none":
@@ -164,24 +217,42 @@ def _budget_extras(s: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| width | net epochs × images | layers | K | TLM epochs × images (lr, batch) | end acc | DM diag rel (mean / min / ≥0.9) | "
-            "TLM diag rel | TLM late→early rel | DM late→early rel | C1a | C1b | C2 | C3 | C4 | train s/net | DM s | TLM s (+ self) |")
+    head = (
+        "| width | net epochs × images | layers | K | TLM epochs × images (lr, batch) | end acc | DM diag rel (mean / "
+        "min / ≥0.9) | "
+        "TLM diag rel | TLM late→early rel | DM late→early rel | C1a | C1b | C2 | C3 | C4 | train s/net | DM s | TLM "
+        "s (+ self) |"
+    )
     lines = [head, "|" + "---|" * 18]
     short = {"supported": "yes", "not supported": "no", "not testable": "n/t"}
     for r in rows:
         s, dm, v, t = r["setting"], r["dm"], r["verdicts"], r["seconds"]
         tlm = r["tlm"]
         # the DM-only rows (tlm=0) have no TLM budget, numbers or verdicts that depend on TLM
-        tlm_budget, tlm_diag, tlm_far, tlm_seconds = ("–",) * 4 if tlm is None else (
-            f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']}{_budget_extras(s)})", f"{tlm['diag_mean']:.2f}",
-            f"{tlm['late_early_mean']:.2f}", f"{t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f})")
-        claims = ("C1a", "C1b") + (() if tlm is None else ("C2", "C3")) + (("C4",) if tlm is not None and s.get("self", 1) else ())
+        tlm_budget, tlm_diag, tlm_far, tlm_seconds = (
+            ("–",) * 4
+            if tlm is None
+            else (
+                f"{s['tlm_epochs']} × {s['tlm_subset']} ({s['tlm_lr']:g}, {s['tlm_batch']}{_budget_extras(s)})",
+                f"{tlm['diag_mean']:.2f}",
+                f"{tlm['late_early_mean']:.2f}",
+                f"{t.get('tlm', 0):.0f} (+{t.get('self tlm', 0):.0f})",
+            )
+        )
+        claims = (
+            ("C1a", "C1b")
+            + (() if tlm is None else ("C2", "C3"))
+            + (("C4",) if tlm is not None and s.get("self", 1) else ())
+        )
         verdicts = [short.get(v.get(c), "?") if c in claims else "–" for c in ("C1a", "C1b", "C2", "C3", "C4")]
         lines.append(
             f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {tlm_budget} | "
-            f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / {dm['diag_match_fraction']:.2f} | {tlm_diag} | "
-            f"{tlm_far} | {dm['late_early_mean']:.2f} | " + " | ".join(verdicts)
-            + f" | {_seconds(r['train_seconds_per_network'])} | {t.get('dm', 0):.0f} | {tlm_seconds} |")
+            f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / "
+            f"{dm['diag_match_fraction']:.2f} | {tlm_diag} | "
+            f"{tlm_far} | {dm['late_early_mean']:.2f} | "
+            + " | ".join(verdicts)
+            + f" | {_seconds(r['train_seconds_per_network'])} | {t.get('dm', 0):.0f} | {tlm_seconds} |"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ finetune (epochs), outliers (the fine-tuning outlier set), subset (detector trai
 augmentation: network = as the networks were trained, none here; dataset = flip + crop, what they used before). Results
 are appended to ``--out`` (JSON lines) and printed as a Markdown table.
 
-    python benchmarks/sweep_detectors.py --setting width=4,pretrain=2,finetune=2 --setting width=16,pretrain=4,finetune=4
+    python benchmarks/sweep_detectors.py --setting width=4,pretrain=2,finetune=2 --setting
+    width=16,pretrain=4,finetune=4
 """
 
 from __future__ import annotations
@@ -50,11 +51,20 @@ def study_config(base: Path, s: dict) -> str:
     raw = tomllib.loads(base.read_text())
     raw["networks"]["checkpoints"] = [str((REPO / p).resolve()) for p in raw["networks"]["checkpoints"]]
     raw["stitching"]["pairs"] = "first"  # C5 uses the stitches between two networks only
-    raw["ood"].update(detector_options={"width": s["width"]}, pretrain_epochs=s["pretrain"], finetune_epochs=s["finetune"],
-                      outliers=s["outliers"], train_subset=s["subset"], self_pairs=False, augment=s["aug"])
+    raw["ood"].update(
+        detector_options={"width": s["width"]},
+        pretrain_epochs=s["pretrain"],
+        finetune_epochs=s["finetune"],
+        outliers=s["outliers"],
+        train_subset=s["subset"],
+        self_pairs=False,
+        augment=s["aug"],
+    )
     for section in OFF:
         raw[section] = {"enabled": False}
-    return "\n".join(f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) for section, keys in raw.items())
+    return "\n".join(
+        f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) for section, keys in raw.items()
+    )
 
 
 def _spread(values: list[float]) -> dict | None:
@@ -74,8 +84,12 @@ def measure(s: dict, base: Path, work: Path) -> dict:
     config = work / f"{name}.toml"
     config.write_text(study_config(base, s))
     study = work / "study"
-    subprocess.run([sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(study), "--no-progress", "--no-report"], check=True,
-                   cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(study), "--no-progress", "--no-report"],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     findings, _ = study_findings(config, study)
     c5 = findings["C5"]
     with Store(study / STORE_NAME, readonly=True) as store:
@@ -83,8 +97,14 @@ def measure(s: dict, base: Path, work: Path) -> dict:
     _, _, units = prepare_study(config, study)  # this setting's units (the folder also holds the other settings')
     detectors = [records[u.id] for u in units if u.kind == "detectors"]
     oods = [records[u.id] for u in units if u.kind == "ood"]
-    row: dict = {"setting": s, "detector_seconds": sum(r.seconds or 0.0 for r in detectors), "c5": c5.verdict, "c5_reason": c5.reason,
-                 "sanity": {}, "detectors": {}}
+    row: dict = {
+        "setting": s,
+        "detector_seconds": sum(r.seconds or 0.0 for r in detectors),
+        "c5": c5.verdict,
+        "c5_reason": c5.reason,
+        "sanity": {},
+        "detectors": {},
+    }
     for ood in oods:
         for table_name, rows in (ood.metrics.get("tables") or {}).items():
             if table_name.startswith("detector sanity check"):
@@ -102,7 +122,9 @@ def measure(s: dict, base: Path, work: Path) -> dict:
             "dm_auroc": _spread([c["AUROC"] for c in dm.get("cells", [])]),
             "tlm_norm_ratio": _spread([norm.get(("tlm", c["front"], c["end"])) for c in tlm.get("cells", [])]),
         }
-    registry = study / "units" / f"detectors-{detectors[0].id}" / detectors[0].artifacts["registry"] if detectors else None
+    registry = (
+        study / "units" / f"detectors-{detectors[0].id}" / detectors[0].artifacts["registry"] if detectors else None
+    )
     row["scaling"] = scaling_check(config, registry)
     return row
 
@@ -154,8 +176,9 @@ def scaling_check(config: Path, registry_dir: Path | None, n: int = 1000, fit: i
     for layer in layers:
         for name in detectors[layer]:
             genuine = np.concatenate(scores[(layer, name, 1.0)])
-            out.setdefault(name, {})[layer] = {str(c): ood_metrics(genuine, np.concatenate(scores[(layer, name, c)]), score=name).auroc
-                                               for c in SCALES}
+            out.setdefault(name, {})[layer] = {
+                str(c): ood_metrics(genuine, np.concatenate(scores[(layer, name, c)]), score=name).auroc for c in SCALES
+            }
     return out
 
 
@@ -180,7 +203,11 @@ def _energy_norm_rho(oods: list, norm: dict) -> float | None:
     auroc = (tlm.metrics.get("matrices") or {}).get("AUROC (energy)") if tlm is not None else None
     if not auroc or not norm:
         return None
-    pairs = [(auroc["values"][i][j], norm.get(("tlm", r, c))) for i, r in enumerate(auroc["rows"]) for j, c in enumerate(auroc["cols"])]
+    pairs = [
+        (auroc["values"][i][j], norm.get(("tlm", r, c)))
+        for i, r in enumerate(auroc["rows"])
+        for j, c in enumerate(auroc["cols"])
+    ]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic) if len(pairs) > 2 else None
 
@@ -194,9 +221,13 @@ def _fmt(spread: dict | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| detector width | pre-train × fine-tune epochs | images | outliers | detectors s | sanity AUROC energy / Mahalanobis / k-NN "
-            "(min–max over layers) | energy AUROC: accurate TLM / matching DM | k-NN AUROC: TLM / DM | Mahalanobis AUROC: TLM / DM | "
-            "TLM norm ratio | ρ(energy AUROC, norm ratio) | C5 energy / Mah. / k-NN → overall |")
+    head = (
+        "| detector width | pre-train × fine-tune epochs | images | outliers | detectors s | sanity AUROC energy / "
+        "Mahalanobis / k-NN "
+        "(min–max over layers) | energy AUROC: accurate TLM / matching DM | k-NN AUROC: TLM / DM | Mahalanobis AUROC: "
+        "TLM / DM | "
+        "TLM norm ratio | ρ(energy AUROC, norm ratio) | C5 energy / Mah. / k-NN → overall |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         s, d = r["setting"], r["detectors"]
@@ -208,12 +239,19 @@ def table(rows: list[dict]) -> str:
         def pair(det: str) -> str:
             return "–" if det not in d else f"{_fmt(d[det]['tlm_auroc'])} / {_fmt(d[det]['dm_auroc'])}"
 
-        ratio = next((d[k]["tlm_norm_ratio"] for k in ("energy", "knn", "mahalanobis") if k in d and d[k]["tlm_norm_ratio"]), None)
+        ratio = next(
+            (d[k]["tlm_norm_ratio"] for k in ("energy", "knn", "mahalanobis") if k in d and d[k]["tlm_norm_ratio"]),
+            None,
+        )
         verdicts = " / ".join(SHORT.get(d.get(k, {}).get("verdict"), "–") for k in ("energy", "mahalanobis", "knn"))
         aug = "" if s.get("aug", "network") == "network" else f" (aug {s['aug']})"
-        lines.append(f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']} | {r['detector_seconds']:.0f} | "
-                     f"{sanity('energy')} / {sanity('mahalanobis')} / {sanity('knn')} | {pair('energy')} | {pair('knn')} | {pair('mahalanobis')} | "
-                     f"{_fmt(ratio)} | {_rho(r.get('energy_norm_rho'))} | {verdicts} → {SHORT[r['c5']]} |")
+        lines.append(
+            f"| {s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']} | "
+            f"{r['detector_seconds']:.0f} | "
+            f"{sanity('energy')} / {sanity('mahalanobis')} / {sanity('knn')} | {pair('energy')} | {pair('knn')} | "
+            f"{pair('mahalanobis')} | "
+            f"{_fmt(ratio)} | {_rho(r.get('energy_norm_rho'))} | {verdicts} → {SHORT[r['c5']]} |"
+        )
     lines += ["", scaling_table(rows)]
     return "\n".join(lines)
 
@@ -221,7 +259,11 @@ def table(rows: list[dict]) -> str:
 def scaling_table(rows: list[dict]) -> str:
     """The scaling check of each setting: per detector, the AUROC of genuine activations × c (min – max over
     the end layers). The training-free detectors do not depend on the setting: their rows come once."""
-    head = "| detector width | pre-train × fine-tune | images | outliers | detector | " + " | ".join(f"× {c:g}" for c in SCALES if c != 1.0) + " |"
+    head = (
+        "| detector width | pre-train × fine-tune | images | outliers | detector | "
+        + " | ".join(f"× {c:g}" for c in SCALES if c != 1.0)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (5 + len(SCALES) - 1)]
     shown: set[str] = set()
     for r in rows:
@@ -237,14 +279,22 @@ def scaling_table(rows: list[dict]) -> str:
                 values = [v[str(c)] for v in per_layer.values()]
                 cells.append(f"{min(values):.2f}–{max(values):.2f}")
             aug = "" if s.get("aug", "network") == "network" else f" (aug {s['aug']})"
-            budget = f"{s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']}" if name == "energy" else "– | – | – | –"
+            budget = (
+                f"{s['width']} | {s['pretrain']} × {s['finetune']} | {s['subset']}{aug} | {s['outliers']}"
+                if name == "energy"
+                else "– | – | – | –"
+            )
             lines.append(f"| {budget} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = sweep_parser(__doc__, "runs/sweep_detectors/results.jsonl")
-    p.add_argument("--base", default=str(REPO / "examples" / "demo.toml"), help="the study config whose networks and stitching are used")
+    p.add_argument(
+        "--base",
+        default=str(REPO / "examples" / "demo.toml"),
+        help="the study config whose networks and stitching are used",
+    )
     p.add_argument("--work", default="runs/sweep_detectors")
     args = p.parse_args()
     run_sweep(args, DEFAULTS, lambda s: measure(s, Path(args.base), Path(args.work)), table)

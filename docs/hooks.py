@@ -44,10 +44,17 @@ def cli_reference() -> str:
     os.environ["COLUMNS"] = HELP_WIDTH
     try:
         parser = build_parser()
-        lines = ["# Command-line reference", "",
-                 "Generated from the command line's own parsers when the documentation is built: each section is what "
-                 "`stitchkit COMMAND --help` prints. Errors are one line, `stitchkit: error: …`, with exit code 2.", "",
-                 "```text", parser.format_help().rstrip(), "```", ""]
+        lines = [
+            "# Command-line reference",
+            "",
+            "Generated from the command line's own parsers when the documentation is built: each section is what "
+            "`stitchkit COMMAND --help` prints. Errors are one line, `stitchkit: error: …`, with exit code 2.",
+            "",
+            "```text",
+            parser.format_help().rstrip(),
+            "```",
+            "",
+        ]
         for name, sub in _subcommands(parser).items():
             lines += _command_section(name, sub, 2)
     finally:
@@ -69,17 +76,23 @@ def _cell(text: str) -> str:
 
 def config_reference() -> str:
     """Every study-config key with its type, default, allowed values and meaning, generated from the schema."""
-    lines = ["# Study config reference", "",
-             "Generated from the study schema when the documentation is built (`stitchkit study --schema` prints the "
-             "same keys as commented TOML). A study config is a TOML (or YAML) file with these sections; every key is "
-             "optional and a missing key takes its default. `examples/quickstart.toml` and `examples/demo.toml` are "
-             "commented examples.", ""]
+    lines = [
+        "# Study config reference",
+        "",
+        "Generated from the study schema when the documentation is built (`stitchkit study --schema` prints the "
+        "same keys as commented TOML). A study config is a TOML (or YAML) file with these sections; every key is "
+        "optional and a missing key takes its default. `examples/quickstart.toml` and `examples/demo.toml` are "
+        "commented examples.",
+        "",
+    ]
     for section, keys in SCHEMA.items():
         lines += [f"## `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for key, spec in keys.items():
             default = "none" if spec.default is None else toml_value(spec.default)
             choices = f" One of: {', '.join(f'`{c}`' for c in spec.choices)}." if spec.choices else ""
-            lines.append(f"| `{key}` | {_type_name(spec)} | `{_cell(default)}` | {_cell(spec.help.rstrip('.'))}.{choices} |")
+            lines.append(
+                f"| `{key}` | {_type_name(spec)} | `{_cell(default)}` | {_cell(spec.help.rstrip('.'))}.{choices} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -102,7 +115,10 @@ def on_page_content(html: str, page, config, files) -> str:
 def on_files(files: Files, config) -> Files:
     with open(CONTRIBUTING_FILE, encoding="utf-8") as f:
         contributing = f.read()
-    for path, content in ((CLI_PAGE, cli_reference()), (CONFIG_PAGE, config_reference()),
-                          (CONTRIBUTING_PAGE, contributing)):
+    for path, content in (
+        (CLI_PAGE, cli_reference()),
+        (CONFIG_PAGE, config_reference()),
+        (CONTRIBUTING_PAGE, contributing),
+    ):
         files.append(File.generated(config, path, content=content))
     return files

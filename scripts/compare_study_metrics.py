@@ -37,8 +37,16 @@ def run_study(src: Path, config: Path, out: Path) -> None:
 def stored_units(out: Path) -> dict[str, dict]:
     with sqlite3.connect(f"file:{out / STORE_FILE}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT id, kind, label, status, config, metrics FROM units").fetchall()
-    return {r[0]: {"kind": r[1], "label": r[2], "status": r[3], "config": json.loads(r[4]), "metrics": json.loads(r[5] or "{}")}
-            for r in rows}
+    return {
+        r[0]: {
+            "kind": r[1],
+            "label": r[2],
+            "status": r[3],
+            "config": json.loads(r[4]),
+            "metrics": json.loads(r[5] or "{}"),
+        }
+        for r in rows
+    }
 
 
 def differences(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
@@ -49,9 +57,14 @@ def differences(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
         for key in ("kind", "label", "status", "config"):
             if a[key] != b[key]:
                 out.append(f"{a['label']}: {key} differs: {a[key]!r} != {b[key]!r}")
-        for name in sorted((set(a["metrics"]) | set(b["metrics"])) - set(wall_times(a["metrics"]) + wall_times(b["metrics"]))):
+        for name in sorted(
+            (set(a["metrics"]) | set(b["metrics"])) - set(wall_times(a["metrics"]) + wall_times(b["metrics"]))
+        ):
             if a["metrics"].get(name, "<missing>") != b["metrics"].get(name, "<missing>"):
-                out.append(f"{a['label']}: metric {name}: {a['metrics'].get(name, '<missing>')!r} != {b['metrics'].get(name, '<missing>')!r}")
+                out.append(
+                    f"{a['label']}: metric {name}: {a['metrics'].get(name, '<missing>')!r} != "
+                    f"{b['metrics'].get(name, '<missing>')!r}"
+                )
     return out
 
 
@@ -73,8 +86,10 @@ def main() -> int:
     n_metrics = sum(len(set(u["metrics"]) - set(wall_times(u["metrics"]))) for u in after.values())
     for line in problems:
         print(line)
-    print(f"{len(before)} units before, {len(after)} after, {n_metrics} metrics compared: "
-          + ("identical" if not problems else f"{len(problems)} differences"))
+    print(
+        f"{len(before)} units before, {len(after)} after, {n_metrics} metrics compared: "
+        + ("identical" if not problems else f"{len(problems)} differences")
+    )
     return 0 if not problems else 1
 
 

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 
 TINY = "-gpu -1 -workers 0 --no-progress"
-NO_SECTIONS = "\n".join(f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity"))
+NO_SECTIONS = "\n".join(
+    f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
+)
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,36 @@ def _c(area: str, args: str, needle: str = "", usage: bool = False) -> Case:
 
 TRAIN = "train resnet18 -d digits --width 4 -e 1 -b 32 --train-subset 64 " + TINY + " -dir {O}/t"
 EVAL = "eval {W}/ck0/final.pt " + TINY
-STITCH = ("stitch {W}/ck0/final.pt {W}/ck1/final.pt - - layer1.0 layer1.0 c2c -e 0 -i pinv -pinv-samples 32 --test-samples 32 "
-          "-d digits " + TINY + " --results-root {O}/r -dir x")
-DETECTOR = ("detector train {W}/ck0/final.pt - layer4.1 -e 1 -fe 1 -b 8 -ftoodd natural_patches_gray --train-subset 16 --ft-samples 16 "
-            "--val-subset 16 " + TINY + " -dir {O}/d -fdir {O}/reg")
-CHECK = "detector check {W}/ck0/final.pt --layers layer4.1 -scd digits --id-samples 32 --sanity-samples 32 --training-free knn --fit-samples 32 --knn-k 5 -gpu -1"
-OOD = "ood {W}/results -detectors none --training-free knn --fit-samples 32 --knn-k 5 --test-samples 32 -scd digits -gpu -1 -o {O}/ood"
+STITCH = (
+    "stitch {W}/ck0/final.pt {W}/ck1/final.pt - - layer1.0 layer1.0 c2c -e 0 -i pinv -pinv-samples 32 --test-samples "
+    "32 "
+    "-d digits " + TINY + " --results-root {O}/r -dir x"
+)
+DETECTOR = (
+    "detector train {W}/ck0/final.pt - layer4.1 -e 1 -fe 1 -b 8 -ftoodd natural_patches_gray --train-subset 16 "
+    "--ft-samples 16 "
+    "--val-subset 16 " + TINY + " -dir {O}/d -fdir {O}/reg"
+)
+CHECK = (
+    "detector check {W}/ck0/final.pt --layers layer4.1 -scd digits --id-samples 32 --sanity-samples 32 "
+    "--training-free knn --fit-samples 32 --knn-k 5 -gpu -1"
+)
+OOD = (
+    "ood {W}/results -detectors none --training-free knn --fit-samples 32 --knn-k 5 --test-samples 32 -scd digits "
+    "-gpu -1 -o {O}/ood"
+)
 SIM = "similarity {W}/ck0/final.pt {W}/ck1/final.pt - - layer3.1 layer3.1 --n-samples 40 -d digits " + TINY
 PROBE = "probe {W}/ck0/final.pt -l layer4.1 -e 1 --no-augment -d digits " + TINY
-SENS = "sensitivity {W}/ck0/final.pt {W}/ck1/final.pt -l layer3.1 -ranks 4 -d digits -e 1 --no-augment --n-samples 40 " + TINY + " -o {O}/s"
-SPEC = "specificity {W}/ck0/final.pt {W}/ck1/final.pt -l layer3.1 layer4.1 -d digits -e 1 --no-augment --n-samples 40 " + TINY + " -o {O}/s"
+SENS = (
+    "sensitivity {W}/ck0/final.pt {W}/ck1/final.pt -l layer3.1 -ranks 4 -d digits -e 1 --no-augment --n-samples 40 "
+    + TINY
+    + " -o {O}/s"
+)
+SPEC = (
+    "specificity {W}/ck0/final.pt {W}/ck1/final.pt -l layer3.1 layer4.1 -d digits -e 1 --no-augment --n-samples 40 "
+    + TINY
+    + " -o {O}/s"
+)
 STUDY = "study {W}/cfg/%s --out {O}/s --no-progress --no-report"
 
 
@@ -113,7 +135,11 @@ CASES: list[Case] = [
     _c("train", TRAIN + " --schedule-unit step --warmup-fraction 1", "in [0, 1)"),
     _c("train", TRAIN + " --schedule-unit step --warmup-epochs 1", "--warmup-fraction"),
     _c("train", TRAIN + " --schedule-unit batch", usage=True),
-    _c("stitch", _replace(STITCH, "-e 0", "-e 1") + " -sched onecycle --schedule-unit step", "warm-up's share of the steps"),
+    _c(
+        "stitch",
+        _replace(STITCH, "-e 0", "-e 1") + " -sched onecycle --schedule-unit step",
+        "warm-up's share of the steps",
+    ),
     _c("detector", DETECTOR + " --ft-lr-per-batch -sched cosine", "--ft-lr-per-batch"),
     _c("detector", DETECTOR + " --schedule-unit step --warmup-fraction -0.5", "in [0, 1)"),
     _c("probe", PROBE + " -sched onecycle", "onecycle schedule"),
@@ -156,11 +182,25 @@ CASES: list[Case] = [
     _c("stitch", _replace(STITCH, " c2c ", " bogus "), usage=True),
     _c("stitch", _replace(STITCH, "-e 0", "-e -1"), "epochs"),
     _c("stitch", STITCH + " -b 0", "batch size"),
-    _c("stitch", _replace(STITCH, "-pinv-samples 32", "-pinv-samples -1"), "samples"),  # 0 is valid: the whole training split
-    _c("stitch", _replace(STITCH, "-e 0", "-e 1") + " --train-subset 100000000", "--train-subset (train_samples): the training split of digits has only"),
+    _c(
+        "stitch", _replace(STITCH, "-pinv-samples 32", "-pinv-samples -1"), "samples"
+    ),  # 0 is valid: the whole training split
+    _c(
+        "stitch",
+        _replace(STITCH, "-e 0", "-e 1") + " --train-subset 100000000",
+        "--train-subset (train_samples): the training split of digits has only",
+    ),
     _c("stitch", STITCH + " --dm-solver bogus", usage=True),
-    _c("stitch", _replace(STITCH, "-i pinv", "-i rand") + " --dm-solver original", "--dm-solver original only applies to direct matching"),
-    _c("stitch", _replace(STITCH, "-pinv-samples 32", "-pinv-samples 0") + " --dm-solver original", "give their number with -pinv-samples K"),
+    _c(
+        "stitch",
+        _replace(STITCH, "-i pinv", "-i rand") + " --dm-solver original",
+        "--dm-solver original only applies to direct matching",
+    ),
+    _c(
+        "stitch",
+        _replace(STITCH, "-pinv-samples 32", "-pinv-samples 0") + " --dm-solver original",
+        "give their number with -pinv-samples K",
+    ),
     _c("stitch", _replace(STITCH, "--test-samples 32", "--test-samples -1"), "test"),
     _c("stitch", _replace(STITCH, " c2c ", " t2t "), "t2t"),
     _c("stitch", _replace(STITCH, "-d digits", "-d cifar10"), "channel"),
@@ -170,8 +210,16 @@ CASES: list[Case] = [
     _c("stitch", STITCH + " --front-stitch-rank 0", "rank"),
     _c("stitch", _replace(STITCH, "-e 0", "-e 1") + " -lr 0", "learning rate"),
     _c("stitch", STITCH + " --memory-limit-gb -1", "memory"),
-    _c("stitch", _replace(STITCH, "{W}/ck0/final.pt {W}/ck1/final.pt - -", "{W}/plain.pt {W}/ck1/final.pt resnet99 -"), "unknown model"),
-    _c("stitch", _replace(STITCH, "{W}/ck0/final.pt {W}/ck1/final.pt - -", "{W}/plain.pt {W}/ck1/final.pt - -"), "model name"),
+    _c(
+        "stitch",
+        _replace(STITCH, "{W}/ck0/final.pt {W}/ck1/final.pt - -", "{W}/plain.pt {W}/ck1/final.pt resnet99 -"),
+        "unknown model",
+    ),
+    _c(
+        "stitch",
+        _replace(STITCH, "{W}/ck0/final.pt {W}/ck1/final.pt - -", "{W}/plain.pt {W}/ck1/final.pt - -"),
+        "model name",
+    ),
     # -- collect ---------------------------------------------------------------------------------------------
     _c("collect", "collect {O}/missing", "missing"),
     _c("collect", "collect {W}/afile", "afile"),
@@ -185,7 +233,11 @@ CASES: list[Case] = [
     _c("detector", DETECTOR + " -m resnet99", "unknown model"),
     _c("detector", DETECTOR + " -m repr_cls_vit_tiny", "token sequences"),
     _c("detector", _replace(DETECTOR, "-ftoodd natural_patches_gray", "-ftoodd bogus"), "unknown dataset 'bogus'"),
-    _c("detector", _replace(DETECTOR, "-ftoodd natural_patches_gray", "-ftoodd outlier_exposure -ftooddata {O}/nodata"), "300K_random_images"),
+    _c(
+        "detector",
+        _replace(DETECTOR, "-ftoodd natural_patches_gray", "-ftoodd outlier_exposure -ftooddata {O}/nodata"),
+        "300K_random_images",
+    ),
     _c("detector", DETECTOR + " -ftidd bogus", "unknown dataset 'bogus'"),
     _c("detector", DETECTOR + " -ftidd cifar100", "classes"),
     _c("detector", DETECTOR + " -d cifar10", "channel"),
@@ -197,11 +249,23 @@ CASES: list[Case] = [
     _c("detector", DETECTOR + " -wd -1", "weight decay"),
     _c("detector", DETECTOR + " -rlre 0", "LR decay epochs"),
     _c("detector", _replace(DETECTOR, "--train-subset 16", "--train-subset 0"), "training subset"),
-    _c("detector", _replace(DETECTOR, "--train-subset 16", "--train-subset 100000000"), "fewer than the 100000000 asked for"),
+    _c(
+        "detector",
+        _replace(DETECTOR, "--train-subset 16", "--train-subset 100000000"),
+        "fewer than the 100000000 asked for",
+    ),
     _c("detector", _replace(DETECTOR, "--ft-samples 16", "--ft-samples 0"), "fine-tuning samples"),
-    _c("detector", _replace(DETECTOR, "--ft-samples 16", "--ft-samples 100000000"), "fewer than the 100000000 asked for"),
+    _c(
+        "detector",
+        _replace(DETECTOR, "--ft-samples 16", "--ft-samples 100000000"),
+        "fewer than the 100000000 asked for",
+    ),
     _c("detector", _replace(DETECTOR, "--val-subset 16", "--val-subset -1"), "validation subset"),
-    _c("detector", _replace(DETECTOR, "--val-subset 16", "--val-subset 100000000"), "fewer than the 100000000 asked for"),
+    _c(
+        "detector",
+        _replace(DETECTOR, "--val-subset 16", "--val-subset 100000000"),
+        "fewer than the 100000000 asked for",
+    ),
     _c("detector", _replace(DETECTOR, "-fdir {O}/reg", "-fdir {W}/afile"), "detector registry folder (-fdir)"),
     _c("detector", _replace(DETECTOR, "-fdir {O}/reg", "-fdir {W}/afile/reg"), "detector registry folder (-fdir)"),
     _c("detector", _replace(DETECTOR, "-fdir {O}/reg", "-fdir {W}/bad_registry"), "not valid JSON"),
@@ -331,6 +395,7 @@ OPEN_ELSEWHERE: dict[str, str] = {}
 
 # -- the shared inputs --------------------------------------------------------------------------------------
 
+
 def _config(path: Path, text: str) -> None:
     path.write_text(textwrap.dedent(text))
 
@@ -368,18 +433,39 @@ def build_world(root: Path) -> Path:
     (w / "bad_registry" / "meta.json").write_text("{not json")
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        assert main(shlex.split(f"train resnet18 -d digits --width 4 -e 1 -b 32 --train-subset 64 {TINY} -dir {w}/run_done")) == 0
-        assert main(shlex.split(f"detector train {w}/ck0/final.pt - layer4.1 -e 0 -fe 0 -b 8 {TINY} -dir {w}/det_done --no-register")) == 0
-        assert main(shlex.split(STITCH.replace("{W}", str(w)).replace("{O}/r", f"{w}/stitch_root").replace("-dir x", f"-dir {w}/results"))) == 0
+        assert (
+            main(
+                shlex.split(f"train resnet18 -d digits --width 4 -e 1 -b 32 --train-subset 64 {TINY} -dir {w}/run_done")
+            )
+            == 0
+        )
+        assert (
+            main(
+                shlex.split(
+                    f"detector train {w}/ck0/final.pt - layer4.1 -e 0 -fe 0 -b 8 {TINY} -dir {w}/det_done --no-register"
+                )
+            )
+            == 0
+        )
+        assert (
+            main(
+                shlex.split(
+                    STITCH.replace("{W}", str(w))
+                    .replace("{O}/r", f"{w}/stitch_root")
+                    .replace("-dir x", f"-dir {w}/results")
+                )
+            )
+            == 0
+        )
     cfg = w / "cfg"
     cfg.mkdir()
-    valid = f"""
+    valid = """
         [study]
         name = "bad"
         dataset = "digits"
         device = "cpu"
         [networks]
-        options = {{ width = 4 }}
+        options = { width = 4 }
         seeds = [0, 1]
         epochs = 1
         train_subset = 64
@@ -390,23 +476,43 @@ def build_world(root: Path) -> Path:
     _config(cfg / "broken.toml", "[networks\nseeds = [0, 1]\n")
     _config(cfg / "unknown_section.toml", "[networks]\nseeds = [0, 1]\n[stiching]\n")
     _config(cfg / "unknown_key.toml", "[networks]\nseeds = [0, 1]\nepoch = 3\n")
-    _config(cfg / "bad_type.toml", "[networks]\nseeds = [0, 1]\nepochs = \"3\"\n")
+    _config(cfg / "bad_type.toml", '[networks]\nseeds = [0, 1]\nepochs = "3"\n')
     _config(cfg / "negative_epochs.toml", "[networks]\nseeds = [0, 1]\nepochs = -1\n")
-    _config(cfg / "unknown_dataset.toml", "[study]\ndataset = \"cifar11\"\n[networks]\nseeds = [0, 1]\n")
-    _config(cfg / "unknown_model.toml", "[study]\ndataset = \"digits\"\n[networks]\nmodel = \"resnet99\"\nseeds = [0, 1]\n")
-    _config(cfg / "unknown_layer.toml", valid.replace("[networks]", "[layers]\nfront = [\"layer9.9\"]\n[networks]"))
+    _config(cfg / "unknown_dataset.toml", '[study]\ndataset = "cifar11"\n[networks]\nseeds = [0, 1]\n')
+    _config(cfg / "unknown_model.toml", '[study]\ndataset = "digits"\n[networks]\nmodel = "resnet99"\nseeds = [0, 1]\n')
+    _config(cfg / "unknown_layer.toml", valid.replace("[networks]", '[layers]\nfront = ["layer9.9"]\n[networks]'))
     _config(cfg / "duplicate_seeds.toml", "[networks]\nseeds = [0, 0]\n")
-    _config(cfg / "missing_checkpoint.toml", f"[study]\ndataset = \"digits\"\n[networks]\ncheckpoints = [\"{w}/nothere.pt\", \"{w}/ck1/final.pt\"]\n")
-    _config(cfg / "corrupt_checkpoint.toml", f"[study]\ndataset = \"digits\"\n[networks]\ncheckpoints = [\"{w}/corrupt.pt\", \"{w}/ck1/final.pt\"]\n")
-    _config(cfg / "same_checkpoint_twice.toml", f"[study]\ndataset = \"digits\"\n[networks]\ncheckpoints = [\"{w}/ck0/final.pt\", \"{w}/ck0copy/final.pt\"]\n")
-    _config(cfg / "sensitivity_one_network.toml", valid.replace("seeds = [0, 1]", "seeds = [0]") + NO_SECTIONS.replace("[sensitivity]\nenabled = false", "[sensitivity]\nenabled = true"))
-    _config(cfg / "bad_method.toml", "[networks]\nseeds = [0, 1]\n[stitching]\nmethods = [\"dmm\"]\n")
-    _config(cfg / "bad_measure.toml", "[networks]\nseeds = [0, 1]\n[similarity]\nmeasures = [\"cka\", \"nope\"]\n")
+    _config(
+        cfg / "missing_checkpoint.toml",
+        f'[study]\ndataset = "digits"\n[networks]\ncheckpoints = ["{w}/nothere.pt", "{w}/ck1/final.pt"]\n',
+    )
+    _config(
+        cfg / "corrupt_checkpoint.toml",
+        f'[study]\ndataset = "digits"\n[networks]\ncheckpoints = ["{w}/corrupt.pt", "{w}/ck1/final.pt"]\n',
+    )
+    _config(
+        cfg / "same_checkpoint_twice.toml",
+        f'[study]\ndataset = "digits"\n[networks]\ncheckpoints = ["{w}/ck0/final.pt", "{w}/ck0copy/final.pt"]\n',
+    )
+    _config(
+        cfg / "sensitivity_one_network.toml",
+        valid.replace("seeds = [0, 1]", "seeds = [0]")
+        + NO_SECTIONS.replace("[sensitivity]\nenabled = false", "[sensitivity]\nenabled = true"),
+    )
+    _config(cfg / "bad_method.toml", '[networks]\nseeds = [0, 1]\n[stitching]\nmethods = ["dmm"]\n')
+    _config(cfg / "bad_measure.toml", '[networks]\nseeds = [0, 1]\n[similarity]\nmeasures = ["cka", "nope"]\n')
     _config(cfg / "negative_rank.toml", "[networks]\nseeds = [0, 1]\n[probes]\nranks = [-2]\n")
-    _config(cfg / "sensitivity_rank_too_high.toml", valid + NO_SECTIONS.replace("[sensitivity]\nenabled = false", "[sensitivity]\nenabled = true\nranks = [999]"))
-    _config(cfg / "bad_pairs.toml", "[networks]\nseeds = [0, 1]\n[stitching]\npairs = \"some\"\n")
-    _config(cfg / "bad_dm_solver.toml", "[networks]\nseeds = [0, 1]\n[stitching]\ndm_solver = \"pinv\"\n")
-    _config(cfg / "one_network_stitching.toml", valid.replace("seeds = [0, 1]", "seeds = [0]") + NO_SECTIONS.replace("[stitching]\nenabled = false", "[stitching]\nenabled = true"))
+    _config(
+        cfg / "sensitivity_rank_too_high.toml",
+        valid + NO_SECTIONS.replace("[sensitivity]\nenabled = false", "[sensitivity]\nenabled = true\nranks = [999]"),
+    )
+    _config(cfg / "bad_pairs.toml", '[networks]\nseeds = [0, 1]\n[stitching]\npairs = "some"\n')
+    _config(cfg / "bad_dm_solver.toml", '[networks]\nseeds = [0, 1]\n[stitching]\ndm_solver = "pinv"\n')
+    _config(
+        cfg / "one_network_stitching.toml",
+        valid.replace("seeds = [0, 1]", "seeds = [0]")
+        + NO_SECTIONS.replace("[stitching]\nenabled = false", "[stitching]\nenabled = true"),
+    )
     _config(cfg / "yaml_broken.yaml", "networks: [seeds: 0\n")
     _config(cfg / "not_a_table.yaml", "- 1\n- 2\n")
     damaged = w / "damaged_study"
@@ -423,6 +529,7 @@ class _Evil:
 
 
 # -- running a case --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -473,8 +580,9 @@ def run_case(case: Case, world: Path, out: Path) -> Outcome:
 def _leftovers(out: Path, ignore: set[str], world: Path, before_world: dict[str, int]) -> list[str]:
     left = [p.name for p in out.iterdir() if p.name not in ignore]
     after = _snapshot(world)
-    changed = [f"{{W}}/{k}" for k in sorted(set(after) ^ set(before_world))] + [f"{{W}}/{k} (changed)" for k in before_world
-                                                                             if k in after and after[k] != before_world[k]]
+    changed = [f"{{W}}/{k}" for k in sorted(set(after) ^ set(before_world))] + [
+        f"{{W}}/{k} (changed)" for k in before_world if k in after and after[k] != before_world[k]
+    ]
     return left + changed
 
 
@@ -494,7 +602,11 @@ if __name__ == "__main__":  # python tests/bad_inputs.py: the counts and every c
         results = sweep(Path(tmp))
     total = sum(len(v) for v in results.values())
     leftovers = [(c, o) for v in results.values() for c, o in v if o.leftovers]
-    print(json.dumps({"bad inputs": total, **{k: len(v) for k, v in sorted(results.items())}, "with leftovers": len(leftovers)}))
+    print(
+        json.dumps(
+            {"bad inputs": total, **{k: len(v) for k, v in sorted(results.items())}, "with leftovers": len(leftovers)}
+        )
+    )
     for kind in ("traceback", "silent", "unclear"):
         for case, outcome in results.get(kind, []):
             known = " (open elsewhere)" if case.args in OPEN_ELSEWHERE else ""

@@ -45,11 +45,18 @@ def _step(unit, ctx):
 
 
 register_unit_kind("cluster_step", "cluster tests: sleep, write bytes, say where it ran", uses_gpu=False)(_step)
-register_unit_kind("cluster_gpu_step", "cluster tests: as cluster_step, of a kind that uses a GPU", uses_gpu=True)(_step)
+register_unit_kind("cluster_gpu_step", "cluster tests: as cluster_step, of a kind that uses a GPU", uses_gpu=True)(
+    _step
+)
 
 
 def step(name: str, log: str, seconds: float = 0.0, nbytes: int = 16, gpu: bool = False) -> Unit:
-    return Unit("cluster_gpu_step" if gpu else "cluster_step", {"name": name, "log": log, "seconds": seconds, "nbytes": nbytes}, (), name)
+    return Unit(
+        "cluster_gpu_step" if gpu else "cluster_step",
+        {"name": name, "log": log, "seconds": seconds, "nbytes": nbytes},
+        (),
+        name,
+    )
 
 
 def setup_worker() -> None:

@@ -31,9 +31,10 @@ import json
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bad_inputs import Case, Outcome, build_world, run_case
 
@@ -137,7 +138,11 @@ def tally(results: list[tuple[str, str, bool]]) -> dict[str, Any]:
     """Counts by class and area, and how many were not as expected."""
     by = Counter((klass, area) for klass, area, _ in results)
     table = {klass: {area: by[(klass, area)] for area in AREAS if by[(klass, area)]} for klass in CLASSES}
-    return {"cases": len(results), "not as expected": sum(1 for *_, ok in results if not ok), "by class and area": table}
+    return {
+        "cases": len(results),
+        "not as expected": sum(1 for *_, ok in results if not ok),
+        "by class and area": table,
+    }
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ def vit(seed: int = 0) -> torch.nn.Module:
     return get_model("vit_tiny_patch4_32", num_classes=10, in_channels=1, input_size=SHAPE[1:], **VIT).eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_state(kind: str, seed: int) -> dict:
     model = resnet(seed) if kind == "resnet" else vit(seed)
     data = get_dataset("digits", "train", augment=False)
@@ -69,7 +69,10 @@ def write_tiny_cifar10(root: Path, n_per_batch: int = 4, n_test: int = 8) -> Non
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         n = n_test if name == "test_batch" else n_per_batch
-        entry = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8), "labels": [int(v) for v in rng.integers(0, 10, size=n)]}
+        entry = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "labels": [int(v) for v in rng.integers(0, 10, size=n)],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
     with open(folder / "batches.meta", "wb") as f:

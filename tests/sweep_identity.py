@@ -10,18 +10,19 @@ import textwrap
 from pathlib import Path
 
 import torch
-
 from bad_inputs import STUDY, Case
 from grown_sweep import ApiCase
 
 SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "sensitivity", "specificity"))
-# the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their identity
+# the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their
+# identity
 SECTIONS_OFF += "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0"
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 
 
 def _config(path: Path, checkpoints: list[str], pairs: str = "all") -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [study]
         name = "identity"
         dataset = "digits"
@@ -40,7 +41,10 @@ def _config(path: Path, checkpoints: list[str], pairs: str = "all") -> Path:
         pairs = "{pairs}"
         n_samples = 32
         measures = ["cka"]
-    """) + SECTIONS_OFF + "\n")
+    """)
+        + SECTIONS_OFF
+        + "\n"
+    )
     return path
 
 
@@ -91,7 +95,10 @@ def _roles_kept(study: Path) -> None:
 def both_directions(world: Path, out: Path) -> None:
     summary = _run(_config(out / "c.toml", _nets(world)), out / "s")
     assert summary.counts["done"] == 6, summary.counts
-    assert sorted(r.label for r in _done(out / "s") if r.kind == "stitch") == ["stitch dm run0→run1", "stitch dm run1→run0"]
+    assert sorted(r.label for r in _done(out / "s") if r.kind == "stitch") == [
+        "stitch dm run0→run1",
+        "stitch dm run1→run0",
+    ]
     _roles_kept(out / "s")
 
 
@@ -142,9 +149,17 @@ def version_1_store(world: Path, out: Path) -> None:
     nets = [str(study / "units" / f"network-{unit_id}" / "final.pt") for (unit_id,) in rows]
     for i, net in enumerate(nets):  # the config names copies (the unit folders move in the upgrade)
         shutil.copyfile(net, out / f"n{i}.pt")
-    text = (FIXTURE / "study.toml").read_text().replace('"nets/n0/final.pt", "nets/n1/final.pt"', f'"{out}/n0.pt", "{out}/n1.pt"')
-    text = text.replace('measures = ["cka"]', 'measures = ["cka"]\npolicy = "auto_original"')  # the default policy when it ran
-    (out / "c.toml").write_text(text + "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0\n")  # as the old store's similarity ran
+    text = (
+        (FIXTURE / "study.toml")
+        .read_text()
+        .replace('"nets/n0/final.pt", "nets/n1/final.pt"', f'"{out}/n0.pt", "{out}/n1.pt"')
+    )
+    text = text.replace(
+        'measures = ["cka"]', 'measures = ["cka"]\npolicy = "auto_original"'
+    )  # the default policy when it ran
+    (out / "c.toml").write_text(
+        text + "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0\n"
+    )  # as the old store's similarity ran
     summary = _run(out / "c.toml", study)
     assert summary.ran == 2 and summary.counts["done"] == 6, summary
     _roles_kept(study)
@@ -165,12 +180,35 @@ CLI_CASES: list[Case] = [
 ]
 
 API_CASES: list[ApiCase] = [
-    ApiCase("study", "identity", "pairs = all over two networks computes both directions", both_directions, expect="ok"),
-    ApiCase("study", "identity", "a config with the networks in the other order gets its own grids", reversed_config_in_the_same_folder,
-            expect="ok"),
-    ApiCase("study", "identity", "a checkpoint retrained in place is a new network", checkpoint_changed_in_place, expect="ok"),
-    ApiCase("study", "identity", "a finished study moved to another folder is still finished", moved_study, expect="ok"),
-    ApiCase("study", "identity", "checkpoints moved (same content) keep the study finished", moved_checkpoints, expect="ok"),
+    ApiCase(
+        "study", "identity", "pairs = all over two networks computes both directions", both_directions, expect="ok"
+    ),
+    ApiCase(
+        "study",
+        "identity",
+        "a config with the networks in the other order gets its own grids",
+        reversed_config_in_the_same_folder,
+        expect="ok",
+    ),
+    ApiCase(
+        "study",
+        "identity",
+        "a checkpoint retrained in place is a new network",
+        checkpoint_changed_in_place,
+        expect="ok",
+    ),
+    ApiCase(
+        "study", "identity", "a finished study moved to another folder is still finished", moved_study, expect="ok"
+    ),
+    ApiCase(
+        "study", "identity", "checkpoints moved (same content) keep the study finished", moved_checkpoints, expect="ok"
+    ),
     ApiCase("study", "identity", "a store of version 1 keeps its unambiguous results", version_1_store, expect="ok"),
-    ApiCase("checkpoint", "identity", "checkpoints that share a file name get distinct labels", labels_of_same_named_files, expect="ok"),
+    ApiCase(
+        "checkpoint",
+        "identity",
+        "checkpoints that share a file name get distinct labels",
+        labels_of_same_named_files,
+        expect="ok",
+    ),
 ]

@@ -13,9 +13,9 @@ import copy
 from pathlib import Path
 
 import torch
-
 from bad_inputs import Case
 from grown_sweep import ApiCase
+
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.study.config import toml_value
@@ -27,8 +27,15 @@ OFF = ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
 ONE_PAIR = {"enabled": True, "methods": ["dm"], "fit_samples": 32, "eval_samples": 32}
 ONE_LAYER = {"front": ["layer4.1"], "end": ["layer4.1"]}
 #: the OOD test of that grid with tiny detectors
-OOD = {"enabled": True, "pretrain_epochs": 1, "finetune_epochs": 1, "batch_size": 8, "train_subset": 16, "eval_samples": 32,
-       "detector_options": {"width": 4}}
+OOD = {
+    "enabled": True,
+    "pretrain_epochs": 1,
+    "finetune_epochs": 1,
+    "batch_size": 8,
+    "train_subset": 16,
+    "eval_samples": 32,
+    "detector_options": {"width": 4},
+}
 
 
 def _save(world: Path, name: str, model_name: str, seed: int, **options) -> None:
@@ -48,7 +55,11 @@ def _base(world: Path, checkpoints: tuple[str, ...]) -> dict:
 def _write(path: Path, config: dict, changes: dict) -> None:
     """``config`` with ``changes`` (section → keys) merged in, as TOML."""
     config = {**config, **{s: {**config.get(s, {}), **copy.deepcopy(keys)} for s, keys in changes.items()}}
-    path.write_text("\n".join(f"[{s}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) for s, keys in config.items()))
+    path.write_text(
+        "\n".join(
+            f"[{s}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) for s, keys in config.items()
+        )
+    )
 
 
 #: name → (changes to the base config, checkpoints or None for ck0 and ck1); see CLI_CASES for each one's mistake
@@ -57,49 +68,109 @@ CONFIGS: dict[str, tuple[dict, tuple[str, ...] | None]] = {
     "t2t_conv.toml": ({"stitching": {**ONE_PAIR, "type": "t2t"}, "layers": ONE_LAYER}, None),
     "all_two_architectures.toml": ({"stitching": ONE_PAIR}, ("ck0", "cnn0")),
     "stitch_eval_zero.toml": ({"stitching": {**ONE_PAIR, "eval_samples": 0}, "layers": ONE_LAYER}, None),
-    "detector_typo.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector": "repr_cls_resnet81"}}, None),
-    "outliers_typo.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "outliers": "natural_patches_grey"}}, None),
+    "detector_typo.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector": "repr_cls_resnet81"}},
+        None,
+    ),
+    "outliers_typo.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "outliers": "natural_patches_grey"}},
+        None,
+    ),
     "no_methods.toml": ({"stitching": {**ONE_PAIR, "methods": []}, "layers": ONE_LAYER}, None),
     # stitching types against the shapes, as the grid builds them
-    "c2c_sizes_differ.toml": ({"stitching": {**ONE_PAIR, "type": "c2c"}, "layers": {"front": ["layer1.0"], "end": ["layer4.1"]}}, None),
+    "c2c_sizes_differ.toml": (
+        {"stitching": {**ONE_PAIR, "type": "c2c"}, "layers": {"front": ["layer1.0"], "end": ["layer4.1"]}},
+        None,
+    ),
     "c2c_all_layers.toml": ({"stitching": {**ONE_PAIR, "type": "c2c"}}, None),
-    "rc2c_post_dm.toml": ({"stitching": {**ONE_PAIR, "type": "rc2c_post"}, "layers": {"front": ["layer4.1"], "end": ["layer1.0"]}}, None),
-    "rc2c_post_tlm_from_dm.toml": ({"stitching": {**ONE_PAIR, "type": "rc2c_post", "methods": ["tlm_from_dm"], "epochs": 1},
-                                    "layers": {"front": ["layer4.1"], "end": ["layer1.0"]}}, None),
+    "rc2c_post_dm.toml": (
+        {"stitching": {**ONE_PAIR, "type": "rc2c_post"}, "layers": {"front": ["layer4.1"], "end": ["layer1.0"]}},
+        None,
+    ),
+    "rc2c_post_tlm_from_dm.toml": (
+        {
+            "stitching": {**ONE_PAIR, "type": "rc2c_post", "methods": ["tlm_from_dm"], "epochs": 1},
+            "layers": {"front": ["layer4.1"], "end": ["layer1.0"]},
+        },
+        None,
+    ),
     "c2t_conv.toml": ({"stitching": {**ONE_PAIR, "type": "c2t"}, "layers": ONE_LAYER}, None),
     "v2v_conv.toml": ({"stitching": {**ONE_PAIR, "type": "v2v"}, "layers": ONE_LAYER}, None),
     "t2c_from_conv.toml": ({"stitching": {**ONE_PAIR, "type": "t2c"}, "layers": ONE_LAYER}, None),
-    "c2c_vit_tokens.toml": ({"stitching": {**ONE_PAIR, "type": "c2c"}, "layers": {"front": ["blocks.1"], "end": ["blocks.1"]}}, ("vit0", "vit1")),
+    "c2c_vit_tokens.toml": (
+        {"stitching": {**ONE_PAIR, "type": "c2c"}, "layers": {"front": ["blocks.1"], "end": ["blocks.1"]}},
+        ("vit0", "vit1"),
+    ),
     # layers each network must have
     "end_layer_other_arch.toml": ({"stitching": ONE_PAIR, "layers": {"end": ["layer4.1"]}}, ("ck0", "cnn0")),
     "self_pairs_two_architectures.toml": ({"stitching": {**ONE_PAIR, "pairs": "self"}}, ("cnn0", "ck0")),
     "similarity_two_architectures.toml": ({"similarity": {"enabled": True, "n_samples": 32}}, ("ck0", "cnn0")),
-    "probes_two_architectures.toml": ({"probes": {"enabled": True, "layers": ["relu1"], "epochs": 1, "train_subset": 32}}, ("cnn0", "ck0")),
-    "sensitivity_two_architectures.toml": ({"sensitivity": {"enabled": True, "layer": "relu3", "measures": ["cka"]}}, ("cnn0", "ck0")),
+    "probes_two_architectures.toml": (
+        {"probes": {"enabled": True, "layers": ["relu1"], "epochs": 1, "train_subset": 32}},
+        ("cnn0", "ck0"),
+    ),
+    "sensitivity_two_architectures.toml": (
+        {"sensitivity": {"enabled": True, "layer": "relu3", "measures": ["cka"]}},
+        ("cnn0", "ck0"),
+    ),
     "specificity_two_architectures.toml": ({"specificity": {"enabled": True, "measures": ["cka"]}}, ("ck0", "cnn0")),
-    "sensitivity_rank_narrow_network.toml": ({"sensitivity": {"enabled": True, "layer": "layer3.0", "ranks": [12], "measures": ["cka"]}},
-                                             ("ck0", "narrow0")),
+    "sensitivity_rank_narrow_network.toml": (
+        {"sensitivity": {"enabled": True, "layer": "layer3.0", "ranks": [12], "measures": ["cka"]}},
+        ("ck0", "narrow0"),
+    ),
     "front_layers_empty.toml": ({"stitching": ONE_PAIR, "layers": {"front": [], "end": ["layer4.1"]}}, None),
     "probe_layers_empty.toml": ({"probes": {"enabled": True, "layers": [], "epochs": 1}}, None),
     # the OOD section's names
     "sanity_typo.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "sanity": "digit"}}, None),
-    "finetune_id_typo.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "finetune_id": "cifar5mil"}}, None),
-    "finetune_id_classes.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "finetune_id": "cifar100"}}, None),
-    "detector_not_an_architecture.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector": "repr_cls"}}, None),
-    "detector_option_unknown.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector_options": {"widht": 4}}}, None),
-    "detector_width_zero.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector_options": {"width": 0}}}, None),
-    "token_detector_on_conv.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector": "repr_cls_vit_tiny",
-                                                                                          "detector_options": {}}}, None),
-    "conv_detector_on_vit.toml": ({"stitching": {**ONE_PAIR, "type": "t2t"}, "layers": {"front": ["blocks.1"], "end": ["blocks.1"]},
-                                   "ood": OOD}, ("vit0", "vit1")),
-    "ood_no_detectors.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "energy": False, "training_free": []}}, None),
+    "finetune_id_typo.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "finetune_id": "cifar5mil"}},
+        None,
+    ),
+    "finetune_id_classes.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "finetune_id": "cifar100"}},
+        None,
+    ),
+    "detector_not_an_architecture.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector": "repr_cls"}},
+        None,
+    ),
+    "detector_option_unknown.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector_options": {"widht": 4}}},
+        None,
+    ),
+    "detector_width_zero.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "detector_options": {"width": 0}}},
+        None,
+    ),
+    "token_detector_on_conv.toml": (
+        {
+            "stitching": ONE_PAIR,
+            "layers": ONE_LAYER,
+            "ood": {**OOD, "detector": "repr_cls_vit_tiny", "detector_options": {}},
+        },
+        None,
+    ),
+    "conv_detector_on_vit.toml": (
+        {"stitching": {**ONE_PAIR, "type": "t2t"}, "layers": {"front": ["blocks.1"], "end": ["blocks.1"]}, "ood": OOD},
+        ("vit0", "vit1"),
+    ),
+    "ood_no_detectors.toml": (
+        {"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "energy": False, "training_free": []}},
+        None,
+    ),
     "ood_eval_zero.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "eval_samples": 0}}, None),
     "ood_batch_one.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "batch_size": 1}}, None),
     "ood_subset_zero.toml": ({"stitching": ONE_PAIR, "layers": ONE_LAYER, "ood": {**OOD, "train_subset": 0}}, None),
     # ranges and enabled sections that would run nothing
-    "stitch_subset_zero.toml": ({"stitching": {**ONE_PAIR, "methods": ["tlm"], "epochs": 1, "train_subset": 0}, "layers": ONE_LAYER}, None),
+    "stitch_subset_zero.toml": (
+        {"stitching": {**ONE_PAIR, "methods": ["tlm"], "epochs": 1, "train_subset": 0}, "layers": ONE_LAYER},
+        None,
+    ),
     "stitch_eval_negative.toml": ({"stitching": {**ONE_PAIR, "eval_samples": -5}, "layers": ONE_LAYER}, None),
-    "probe_subset_zero.toml": ({"probes": {"enabled": True, "layers": ["layer4.1"], "epochs": 1, "train_subset": 0}}, None),
+    "probe_subset_zero.toml": (
+        {"probes": {"enabled": True, "layers": ["layer4.1"], "epochs": 1, "train_subset": 0}},
+        None,
+    ),
     "similarity_no_measures.toml": ({"similarity": {"enabled": True, "measures": [], "n_samples": 32}}, None),
     "sensitivity_no_measures.toml": ({"sensitivity": {"enabled": True, "measures": []}}, None),
     "specificity_no_measures.toml": ({"specificity": {"enabled": True, "measures": []}}, None),
@@ -158,8 +229,16 @@ CLI_CASES: list[Case] = [
     _case("checks", "similarity_two_architectures.toml", "[similarity] (every layer of networks[0]) uses layer"),
     _case("checks", "probes_two_architectures.toml", "probes.layers = [\"relu1\"] uses layer 'relu1'"),
     _case("checks", "sensitivity_two_architectures.toml", "sensitivity.layer = \"relu3\" uses layer 'relu3'"),
-    _case("checks", "specificity_two_architectures.toml", "specificity.reference_layer (the middle layer of networks[0]) uses layer 'layer3.0'"),
-    _case("checks", "sensitivity_rank_narrow_network.toml", "sensitivity.ranks (network narrow0) 12 is above the 8 channels"),
+    _case(
+        "checks",
+        "specificity_two_architectures.toml",
+        "specificity.reference_layer (the middle layer of networks[0]) uses layer 'layer3.0'",
+    ),
+    _case(
+        "checks",
+        "sensitivity_rank_narrow_network.toml",
+        "sensitivity.ranks (network narrow0) 12 is above the 8 channels",
+    ),
     _case("checks", "front_layers_empty.toml", "layers.front is empty"),
     _case("checks", "probe_layers_empty.toml", "probes.layers is empty"),
     # the OOD section
@@ -167,7 +246,11 @@ CLI_CASES: list[Case] = [
     _case("checks", "finetune_id_typo.toml", "ood.finetune_id: unknown dataset 'cifar5mil'"),
     _case("checks", "finetune_id_classes.toml", "ood.finetune_id 'cifar100' has 100 classes"),
     _case("checks", "detector_not_an_architecture.toml", "ood.detector has 'repr_cls'"),
-    _case("checks", "detector_option_unknown.toml", "ood.detector_options: model 'repr_cls_resnet18' has no option 'widht'"),
+    _case(
+        "checks",
+        "detector_option_unknown.toml",
+        "ood.detector_options: model 'repr_cls_resnet18' has no option 'widht'",
+    ),
     _case("checks", "detector_width_zero.toml", "ood.detector_options"),
     _case("checks", "token_detector_on_conv.toml", "repr_cls_vit_tiny takes (T, D) token sequences"),
     _case("checks", "conv_detector_on_vit.toml", "repr_cls_resnet18 takes (C, H, W) activations"),

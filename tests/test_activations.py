@@ -36,8 +36,9 @@ def test_extraction_matches_the_prefix_and_runs_one_pass(setup, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(acts["layer2.1"], layered(model).prefix("layer2.1")(x))
     assert acts.labels.tolist() == (torch.arange(10) % 3).tolist()
-    on_disk = extract_activations(model, ["layer1.0", "layer2.1"], data, out_dir=tmp_path,
-                                  settings=ExtractionSettings(batch_size=4))
+    on_disk = extract_activations(
+        model, ["layer1.0", "layer2.1"], data, out_dir=tmp_path, settings=ExtractionSettings(batch_size=4)
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layer1.0.npy", "layer2.1.npy"]
     torch.testing.assert_close(on_disk["layer1.0"], acts["layer1.0"])
 
@@ -82,7 +83,9 @@ def test_low_rank_equals_numpys_truncated_svd(shape):
 
     torch.manual_seed(1)
     for dtype in (torch.float32, torch.float64):
-        x = (torch.randn(*shape) * torch.linspace(0.2, 3.0, shape[1]).view(1, -1, *[1] * (len(shape) - 2)) + 1.5).to(dtype)
+        x = (torch.randn(*shape) * torch.linspace(0.2, 3.0, shape[1]).view(1, -1, *[1] * (len(shape) - 2)) + 1.5).to(
+            dtype
+        )
         rows, restore = to_rows(x)
         r = rows.double().numpy()
         u, sv, vt = np.linalg.svd(r - r.mean(0), full_matrices=False)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from stitch_support import RESNET, SHAPE, trained_resnet
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 import stitchkit
@@ -30,13 +31,22 @@ from stitchkit.results import Matrix
 from stitchkit.stitching.grid import stitch_grid as library_stitch_grid
 from stitchkit.stitching.settings import StitchSettings
 
-from stitch_support import RESNET, SHAPE, trained_resnet
-
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = dict(device="cpu", workers=0)
 LAYERS = ["layer1.0", "layer3.0"]
 #: the per-pair numbers that must agree between two paths
-NUMBERS = ("accuracy", "loss", "residual", "residual_batch_mean", "fit_residual", "dm_fit_residual", "front_accuracy", "end_accuracy", "n_fit", "n_test")
+NUMBERS = (
+    "accuracy",
+    "loss",
+    "residual",
+    "residual_batch_mean",
+    "fit_residual",
+    "dm_fit_residual",
+    "front_accuracy",
+    "end_accuracy",
+    "n_fit",
+    "n_test",
+)
 
 
 def _library(front, end, front_layers, end_layers, **settings):
@@ -49,8 +59,9 @@ def _same_numbers(api_pairs, library_pairs):
     for a, b in zip(api_pairs, library_pairs):
         for name in NUMBERS:
             assert getattr(a, name) == getattr(b, name), name
-        assert a.train_history == b.train_history or [{k: v for k, v in h.items() if k != "seconds"} for h in a.train_history] == \
-            [{k: v for k, v in h.items() if k != "seconds"} for h in b.train_history]
+        assert a.train_history == b.train_history or [
+            {k: v for k, v in h.items() if k != "seconds"} for h in a.train_history
+        ] == [{k: v for k, v in h.items() if k != "seconds"} for h in b.train_history]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +74,9 @@ def test_direct_match_equals_the_library_grid(donors):
     grid = stitchkit.direct_match(front, end, LAYERS, LAYERS, "digits", fit_samples=50, test_samples=64, **QUICK)
     reference = _library(front, end, LAYERS, LAYERS, init="pinv", epochs=0, fit_samples=50, test_samples=64)
     _same_numbers(grid.pairs, reference)
-    assert [r.config_key for r in grid.pairs] == [r.config_key for r in reference]  # the same experiment, named the same
+    assert [r.config_key for r in grid.pairs] == [
+        r.config_key for r in reference
+    ]  # the same experiment, named the same
 
 
 def test_task_loss_match_equals_the_library_and_keeps_the_stitched_network(donors):
@@ -71,8 +84,12 @@ def test_task_loss_match_equals_the_library_and_keeps_the_stitched_network(donor
     options = dict(epochs=1, train_samples=64, test_samples=64, batch_size=32, **QUICK)
     tlm = stitchkit.task_loss_match(front, end, "layer2.0", "layer2.0", "digits", **options)
     _same_numbers([tlm.pair()], _library(front, end, ["layer2.0"], ["layer2.0"], init="rand", **options))
-    from_dm = stitchkit.task_loss_match(front, end, "layer2.0", "layer2.0", "digits", from_dm=True, fit_samples=50, **options)
-    _same_numbers([from_dm.pair()], _library(front, end, ["layer2.0"], ["layer2.0"], init="pinv", fit_samples=50, **options))
+    from_dm = stitchkit.task_loss_match(
+        front, end, "layer2.0", "layer2.0", "digits", from_dm=True, fit_samples=50, **options
+    )
+    _same_numbers(
+        [from_dm.pair()], _library(front, end, ["layer2.0"], ["layer2.0"], init="pinv", fit_samples=50, **options)
+    )
     stitcher = tlm.stitcher()
     x, y = next(iter(DataLoader(Subset(get_dataset("digits", "test"), range(64)), batch_size=64)))
     with torch.no_grad():
@@ -84,10 +101,18 @@ def test_data_in_memory_as_datasets_pairs_dicts_and_loaders_gives_the_named_numb
     front, end = donors
     named = stitchkit.direct_match(front, end, LAYERS, "layer3.0", "digits", fit_samples=50, test_samples=64, **QUICK)
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
-    for data in ((train, test), {"train": train, "test": test}, (DataLoader(train, batch_size=256), DataLoader(test, batch_size=256))):
+    for data in (
+        (train, test),
+        {"train": train, "test": test},
+        (DataLoader(train, batch_size=256), DataLoader(test, batch_size=256)),
+    ):
         memory = stitchkit.direct_match(front, end, LAYERS, "layer3.0", data, fit_samples=50, test_samples=64, **QUICK)
         _same_numbers(memory.pairs, named.pairs)
-        assert memory.pairs[0].dataset.startswith("memory:") and not memory.data.named and memory.data.info.num_classes == 10
+        assert (
+            memory.pairs[0].dataset.startswith("memory:")
+            and not memory.data.named
+            and memory.data.info.num_classes == 10
+        )
     # training on the augmented split given in memory is training on the named one
     options = dict(epochs=1, train_samples=64, test_samples=64, batch_size=32, **QUICK)
     named_tlm = stitchkit.task_loss_match(front, end, "layer2.0", "layer2.0", "digits", **options)
@@ -103,36 +128,70 @@ def test_a_plain_tensor_dataset_and_its_loaders_batch_size(donors):
     data = TensorDataset(x, y)
     one = stitchkit.direct_match(front, end, "layer3.0", "layer3.0", data, fit_samples=40, **QUICK)
     assert one.pair().n_test == 80 and one.pair().n_fit == 40 and one.data.info.shape == SHAPE
-    loaded = stitchkit.direct_match(front, end, "layer3.0", "layer3.0", DataLoader(data, batch_size=16), fit_samples=40, **QUICK)
-    assert loaded.settings.batch_size == 16 and loaded.pair().residual_batch_mean != one.pair().residual_batch_mean  # per-batch mean at 16
-    assert loaded.pair().residual == pytest.approx(one.pair().residual, rel=1e-5)  # the pooled residual does not depend on batches
+    loaded = stitchkit.direct_match(
+        front, end, "layer3.0", "layer3.0", DataLoader(data, batch_size=16), fit_samples=40, **QUICK
+    )
+    assert (
+        loaded.settings.batch_size == 16 and loaded.pair().residual_batch_mean != one.pair().residual_batch_mean
+    )  # per-batch mean at 16
+    assert loaded.pair().residual == pytest.approx(
+        one.pair().residual, rel=1e-5
+    )  # the pooled residual does not depend on batches
     # labels 0..k-1 only: the class count is the model's
     few = TensorDataset(x[y < 5], y[y < 5])
-    assert stitchkit.direct_match(front, end, "layer3.0", "layer3.0", few, fit_samples=20, **QUICK).data.info.num_classes == 10
+    assert (
+        stitchkit.direct_match(front, end, "layer3.0", "layer3.0", few, fit_samples=20, **QUICK).data.info.num_classes
+        == 10
+    )
 
 
 def test_checkpoints_and_registered_names_are_the_same_networks(tmp_path, donors):
     front, end = donors
-    paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
-    by_path = stitchkit.direct_match(str(paths[0]), paths[1], "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK)
-    by_module = stitchkit.direct_match(front, end, "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK)
+    paths = [
+        save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)
+    ]
+    by_path = stitchkit.direct_match(
+        str(paths[0]), paths[1], "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK
+    )
+    by_module = stitchkit.direct_match(
+        front, end, "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK
+    )
     _same_numbers(by_path.pairs, by_module.pairs)
     assert by_path.front.path == str(paths[0]) and by_path.front.fingerprint == by_module.front.fingerprint
     # a name builds the architecture untrained, the front seeded with seed, the end with seed + 1
-    named = stitchkit.direct_match("resnet18", "resnet18", "layer2.0", "layer2.0", "digits", model_options=RESNET, seed=3, fit_samples=50,
-                                   test_samples=64, **QUICK)
+    named = stitchkit.direct_match(
+        "resnet18",
+        "resnet18",
+        "layer2.0",
+        "layer2.0",
+        "digits",
+        model_options=RESNET,
+        seed=3,
+        fit_samples=50,
+        test_samples=64,
+        **QUICK,
+    )
     built = []
     for seed in (3, 4):
         torch.manual_seed(seed)
         built.append(get_model("resnet18", num_classes=10, in_channels=1, input_size=SHAPE[1:], **RESNET).eval())
-    _same_numbers(named.pairs, _library(*built, ["layer2.0"], ["layer2.0"], init="pinv", epochs=0, seed=3, fit_samples=50, test_samples=64))
-    same = stitchkit.direct_match(str(paths[0]), str(paths[0]), "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK)
-    assert same.front is same.end and same.pair().accuracy == same.pair().front_accuracy  # one network, stitched to itself
+    _same_numbers(
+        named.pairs,
+        _library(*built, ["layer2.0"], ["layer2.0"], init="pinv", epochs=0, seed=3, fit_samples=50, test_samples=64),
+    )
+    same = stitchkit.direct_match(
+        str(paths[0]), str(paths[0]), "layer2.0", "layer2.0", "digits", fit_samples=50, test_samples=64, **QUICK
+    )
+    assert (
+        same.front is same.end and same.pair().accuracy == same.pair().front_accuracy
+    )  # one network, stitched to itself
 
 
 def test_stitch_grid_results_convert_plot_and_round_trip(donors, tmp_path):
     front, end = donors
-    grid = stitchkit.stitch_grid(front, end, LAYERS, "layer2.0,layer3.0", "digits", method="dm", fit_samples=50, test_samples=64, **QUICK)
+    grid = stitchkit.stitch_grid(
+        front, end, LAYERS, "layer2.0,layer3.0", "digits", method="dm", fit_samples=50, test_samples=64, **QUICK
+    )
     df = grid.to_pandas()
     assert df.shape[0] == 4 and list(df["front_layer"]) == ["layer1.0", "layer1.0", "layer3.0", "layer3.0"]
     assert list(df["accuracy"]) == [r.accuracy for r in grid.pairs]
@@ -144,7 +203,10 @@ def test_stitch_grid_results_convert_plot_and_round_trip(donors, tmp_path):
     assert acc.provenance.models == {"front": grid.front.fingerprint, "end": grid.end.fingerprint}
     assert acc.provenance.options["fit_samples"] == 50 and "residual" in acc.provenance.conventions
     fig = grid.plot()
-    assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes if ax.images] == ["DM accuracy", "DM residual"]
+    assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes if ax.images] == [
+        "DM accuracy",
+        "DM residual",
+    ]
     assert isinstance(grid.plot("fit_residual"), Figure)
     data = json.loads(json.dumps(grid.to_dict()))
     assert Matrix.from_dict(data["matrices"]["accuracy"]).to_dict() == acc.to_dict()
@@ -153,8 +215,28 @@ def test_stitch_grid_results_convert_plot_and_round_trip(donors, tmp_path):
 
 def test_stitch_grid_with_a_folder_skips_finished_pairs_and_reloads_their_networks(donors, tmp_path):
     front, end = donors
-    first = stitchkit.stitch_grid(front, end, "layer2.0", "layer2.0", "digits", save_dir=tmp_path / "runs", fit_samples=50, test_samples=64, **QUICK)
-    again = stitchkit.stitch_grid(front, end, "layer2.0", "layer2.0", "digits", save_dir=tmp_path / "runs", fit_samples=50, test_samples=64, **QUICK)
+    first = stitchkit.stitch_grid(
+        front,
+        end,
+        "layer2.0",
+        "layer2.0",
+        "digits",
+        save_dir=tmp_path / "runs",
+        fit_samples=50,
+        test_samples=64,
+        **QUICK,
+    )
+    again = stitchkit.stitch_grid(
+        front,
+        end,
+        "layer2.0",
+        "layer2.0",
+        "digits",
+        save_dir=tmp_path / "runs",
+        fit_samples=50,
+        test_samples=64,
+        **QUICK,
+    )
     assert again.pair().skipped and again.pair().accuracy == first.pair().accuracy and not again.stitchers
     x = next(iter(DataLoader(Subset(get_dataset("digits", "test"), range(32)), batch_size=32)))[0]
     with torch.no_grad():
@@ -165,9 +247,13 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
     from stitchkit.similarity.models import compare_checkpoints
     from stitchkit.similarity.settings import SimilaritySettings
 
-    paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
+    paths = [
+        save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)
+    ]
     measures = ["cka", "procrustes"]
-    result = stitchkit.compare(str(paths[0]), str(paths[1]), LAYERS, "digits", measures=measures, n_samples=100, device="cpu")
+    result = stitchkit.compare(
+        str(paths[0]), str(paths[1]), LAYERS, "digits", measures=measures, n_samples=100, device="cpu"
+    )
     settings = SimilaritySettings(measures=measures, n_samples=100, all_pairs=True, device="cpu")
     reference = compare_checkpoints(str(paths[0]), str(paths[1]), layers1=LAYERS, layers2=LAYERS, settings=settings)
     timeless = lambda report: [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in report.results]  # noqa: E731
@@ -183,7 +269,16 @@ def test_compare_equals_the_similarity_command(tmp_path, donors):
     assert isinstance(fig, Figure) and sum(1 for ax in fig.axes if ax.images) == 2
     # modules, and another pairing of layers
     front, end = donors
-    other = stitchkit.compare(front, end, ["layer1.0"], "digits", layers_b=["layer2.0", "layer3.0"], measures=["cka"], n_samples=100, device="cpu")
+    other = stitchkit.compare(
+        front,
+        end,
+        ["layer1.0"],
+        "digits",
+        layers_b=["layer2.0", "layer3.0"],
+        measures=["cka"],
+        n_samples=100,
+        device="cpu",
+    )
     assert other.matrix().shape == (1, 2) and other.matrix()["layer1.0", "layer3.0"] == cka["layer1.0", "layer3.0"]
 
 
@@ -211,8 +306,14 @@ class _MLP(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
-                                        torch.nn.Linear(16, 10))
+        self.body = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(64, 32),
+            torch.nn.ReLU(),
+            torch.nn.Linear(32, 16),
+            torch.nn.ReLU(),
+            torch.nn.Linear(16, 10),
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -235,11 +336,17 @@ def test_compare_cka_is_one_on_the_model_itself_and_invariant_to_an_orthogonal_t
         b.body[3].bias.copy_(q @ a.body[3].bias)
     x, y = torch.randn(120, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.arange(120) % 10
     data = TensorDataset(x, y)
-    assert stitchkit.compare(a, a, "all", data, measures=["cka"], n_samples=10, device="cpu").matrix("cka").rows == ["body.0", "body.1", "body.3"]
+    assert stitchkit.compare(a, a, "all", data, measures=["cka"], n_samples=10, device="cpu").matrix("cka").rows == [
+        "body.0",
+        "body.1",
+        "body.3",
+    ]
     itself = stitchkit.compare(a, a, "every", data, measures=["cka"], n_samples=None, device="cpu").matrix("cka")
     np.testing.assert_allclose(np.diag(itself.to_numpy()), 1.0, atol=1e-6)
     np.testing.assert_allclose(itself.to_numpy(), itself.to_numpy().T, atol=1e-6)
-    rotated = stitchkit.compare(a, b, "every", data, layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu").matrix("cka")
+    rotated = stitchkit.compare(
+        a, b, "every", data, layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu"
+    ).matrix("cka")
     assert rotated.shape == (6, 1) and rotated.cols == ["body.3"]
     np.testing.assert_allclose(rotated.to_numpy()[:, 0], itself.to_numpy()[:, 3], atol=1e-6)
     assert rotated["body.3", "body.3"] == pytest.approx(1.0, abs=1e-6)
@@ -247,7 +354,16 @@ def test_compare_cka_is_one_on_the_model_itself_and_invariant_to_an_orthogonal_t
         hidden, rotated_out = a.body[:3](x).double().numpy(), b.body[:4](x).double().numpy()
     assert rotated["body.2", "body.3"] == pytest.approx(_linear_cka(hidden, rotated_out), abs=1e-6)
     # a DataLoader of the same data gives the same matrix
-    loaded = stitchkit.compare(a, b, "every", DataLoader(data, batch_size=32), layers_b=["body.3"], measures=["cka"], n_samples=None, device="cpu")
+    loaded = stitchkit.compare(
+        a,
+        b,
+        "every",
+        DataLoader(data, batch_size=32),
+        layers_b=["body.3"],
+        measures=["cka"],
+        n_samples=None,
+        device="cpu",
+    )
     np.testing.assert_allclose(loaded.matrix("cka").to_numpy(), rotated.to_numpy(), atol=1e-6)
 
 
@@ -257,35 +373,71 @@ def test_ood_test_equals_the_ood_command_on_the_same_stitches(donors, tmp_path):
     front, end = donors
     options = dict(fit_samples=50, test_samples=64, **QUICK)
     grid = stitchkit.direct_match(front, end, ["layer2.0", "layer3.0"], ["layer3.0", "layer4.0"], "digits", **options)
-    ood = stitchkit.ood_test(grid, detectors=["mahalanobis", "knn"], detector_options={"knn": {"k": 5}}, detector_fit_samples=100,
-                              test_samples=64)
-    paths = [save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)]
+    ood = stitchkit.ood_test(
+        grid,
+        detectors=["mahalanobis", "knn"],
+        detector_options={"knn": {"k": 5}},
+        detector_fit_samples=100,
+        test_samples=64,
+    )
+    paths = [
+        save_checkpoint(tmp_path / f"m{i}.pt", m, dataset="digits", input_shape=SHAPE) for i, m in enumerate(donors)
+    ]
     s = StitchSettings(init="pinv", epochs=0, dataset="digits", progress=False, verbose=False, **options)
-    library_stitch_grid(str(paths[0]), str(paths[1]), ["layer2.0", "layer3.0"], ["layer3.0", "layer4.0"], s, save_dir=tmp_path / "runs")
-    settings = ResultsOODSettings(training_free=["mahalanobis", "knn"], training_free_options={"knn": {"k": 5}},
-                                  fit_samples=100, test_samples=64, device="cpu")
+    library_stitch_grid(
+        str(paths[0]), str(paths[1]), ["layer2.0", "layer3.0"], ["layer3.0", "layer4.0"], s, save_dir=tmp_path / "runs"
+    )
+    settings = ResultsOODSettings(
+        training_free=["mahalanobis", "knn"],
+        training_free_options={"knn": {"k": 5}},
+        fit_samples=100,
+        test_samples=64,
+        device="cpu",
+    )
     [exp] = evaluate_results_dir(tmp_path / "runs", settings, log=lambda m: None)
     assert ood.detectors == exp.matrices.detectors == ["mahalanobis", "knn"]
     np.testing.assert_allclose(ood.matrix("accuracy").to_numpy(), exp.matrices.matrix("accuracy"), atol=1e-9)
     for detector in ood.detectors:
         for metric in ("auroc", "aupr", "fpr95"):
-            np.testing.assert_allclose(ood.matrix(metric, detector).to_numpy(), exp.matrices.matrix(metric, detector), atol=1e-6)
+            np.testing.assert_allclose(
+                ood.matrix(metric, detector).to_numpy(), exp.matrices.matrix(metric, detector), atol=1e-6
+            )
     for key, result in ood.ood.results.items():  # the scores themselves, stitch by stitch
         theirs = exp.matrices.results[key]
         for name in ood.detectors:
             np.testing.assert_allclose(result.ood_scores[name], theirs.ood_scores[name], rtol=1e-4, atol=1e-5)
     auroc = ood.matrix("auroc", "knn")
-    assert auroc.rows == ["layer2.0", "layer3.0"] and auroc.cols == ["layer3.0", "layer4.0"] and auroc.name == "AUROC (knn)"
+    assert (
+        auroc.rows == ["layer2.0", "layer3.0"]
+        and auroc.cols == ["layer3.0", "layer4.0"]
+        and auroc.name == "AUROC (knn)"
+    )
     df = ood.to_pandas()
-    assert df.shape[0] == 4 * 2 and set(df["detector"]) == {"mahalanobis", "knn"} and {"auroc", "aupr", "fpr95"} <= set(df.columns)
+    assert (
+        df.shape[0] == 4 * 2
+        and set(df["detector"]) == {"mahalanobis", "knn"}
+        and {"auroc", "aupr", "fpr95"} <= set(df.columns)
+    )
     assert isinstance(ood.plot(), Figure) and isinstance(ood.plot("fpr95", "knn"), Figure)
     written = ood.save(tmp_path / "ood")
     assert {p.name for p in written} >= {"accuracy.csv", "auroc_knn.csv", "ood_matrices.json"}
-    # stitching first, in the same call, gives the same test (test_samples serves both; fit_samples is the stitching's K)
-    direct = stitchkit.ood_test(front, end, ["layer2.0", "layer3.0"], ["layer3.0", "layer4.0"], "digits", detectors="mahalanobis", method="dm",
-                                detector_fit_samples=100, **options)
+    # stitching first, in the same call, gives the same test (test_samples serves both; fit_samples is the stitching's
+    # K)
+    direct = stitchkit.ood_test(
+        front,
+        end,
+        ["layer2.0", "layer3.0"],
+        ["layer3.0", "layer4.0"],
+        "digits",
+        detectors="mahalanobis",
+        method="dm",
+        detector_fit_samples=100,
+        **options,
+    )
     _same_numbers(direct.stitches.pairs, grid.pairs)
-    np.testing.assert_allclose(direct.matrix("auroc").to_numpy(), ood.matrix("auroc", "mahalanobis").to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        direct.matrix("auroc").to_numpy(), ood.matrix("auroc", "mahalanobis").to_numpy(), atol=1e-9
+    )
 
 
 def test_ood_test_with_ready_detectors_and_an_energy_registry(donors, tmp_path):
@@ -294,9 +446,16 @@ def test_ood_test_with_ready_detectors_and_an_energy_registry(donors, tmp_path):
     from stitchkit.ood.settings import PassOptions
 
     front, end = donors
-    grid = stitchkit.direct_match(front, end, "layer3.0", ["layer3.0", "layer4.0"], "digits", fit_samples=50, test_samples=64, **QUICK)
-    fitted = fit_training_free(end, ["layer3.0", "layer4.0"], sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
-                               names=["mahalanobis"], scoring=PassOptions(device="cpu"))
+    grid = stitchkit.direct_match(
+        front, end, "layer3.0", ["layer3.0", "layer4.0"], "digits", fit_samples=50, test_samples=64, **QUICK
+    )
+    fitted = fit_training_free(
+        end,
+        ["layer3.0", "layer4.0"],
+        sample_subset(get_dataset("digits", "train", augment=False), 100, seed=0),
+        names=["mahalanobis"],
+        scoring=PassOptions(device="cpu"),
+    )
     ready = stitchkit.ood_test(grid, detectors=fitted, test_samples=64)
     fresh = stitchkit.ood_test(grid, detectors=["mahalanobis"], detector_fit_samples=100, test_samples=64)
     np.testing.assert_allclose(ready.matrix("auroc").to_numpy(), fresh.matrix("auroc").to_numpy(), atol=1e-9)
@@ -310,7 +469,9 @@ def test_ood_test_with_ready_detectors_and_an_energy_registry(donors, tmp_path):
 
 def test_bad_input_is_one_clear_error(donors, tmp_path):
     front, end = donors
-    with pytest.raises(StitchkitError, match="unknown option 'fit_sample' of stitchkit.stitch_grid; known options: .*fit_samples"):
+    with pytest.raises(
+        StitchkitError, match="unknown option 'fit_sample' of stitchkit.stitch_grid; known options: .*fit_samples"
+    ):
         stitchkit.direct_match(front, end, "layer1.0", "layer1.0", "digits", fit_sample=10)
     with pytest.raises(StitchkitError, match="trains nothing"):
         stitchkit.direct_match(front, end, "layer1.0", "layer1.0", "digits", epochs=3)
@@ -318,7 +479,9 @@ def test_bad_input_is_one_clear_error(donors, tmp_path):
         stitchkit.stitch_grid(front, end, "layer1.0", "layer1.0", "digits", init="rand")
     with pytest.raises(StitchkitError, match="unknown stitching method 'pinv'"):
         stitchkit.stitch_grid(front, end, "layer1.0", "layer1.0", "digits", method="pinv")
-    with pytest.raises(StitchkitError, match="neither an nn.Module, nor a checkpoint file, nor a registered model name"):
+    with pytest.raises(
+        StitchkitError, match="neither an nn.Module, nor a checkpoint file, nor a registered model name"
+    ):
         stitchkit.direct_match("no_such_model", end, "layer1.0", "layer1.0", "digits")
     with pytest.raises(StitchkitError, match="unknown dataset"):
         stitchkit.direct_match(front, end, "layer1.0", "layer1.0", "no_such_data")
@@ -338,23 +501,37 @@ def test_bad_input_is_one_clear_error(donors, tmp_path):
         stitchkit.compare(front, end, "layer1.0", "digits", measure="cka")
     # a plain module states no input shape: data it cannot take is found by one trial item, before anything runs
     mlp = _MLP()
-    with pytest.raises(StitchkitError, match=r"the front model cannot run on the data's items of shape \(1, 28, 28\) \(digits\): .*shapes"):
+    with pytest.raises(
+        StitchkitError,
+        match=r"the front model cannot run on the data's items of shape \(1, 28, 28\) \(digits\): .*shapes",
+    ):
         stitchkit.direct_match(mlp, mlp, "body.1", "body.3", "digits", save_dir=tmp_path / "runs", **QUICK)
     assert not (tmp_path / "runs").exists() and mlp.training  # nothing written; the module's mode left as it was
     few_logits = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
     with pytest.raises(StitchkitError, match="gives 4 logits but the data \\(digits\\) has 10 classes"):
         stitchkit.compare(few_logits, few_logits, "all", "digits")
     with pytest.raises(StitchkitError, match="Sequential has no stitchable layers"):
-        stitchkit.compare(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), end, "all", "digits", layers_b="layer1.0")
+        stitchkit.compare(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), end, "all", "digits", layers_b="layer1.0"
+        )
     with pytest.raises(StitchkitError, match="the train items have shape"):
-        stitchkit.direct_match(front, end, "layer1.0", "layer1.0", (train, TensorDataset(torch.zeros(4, 3, 28, 28), torch.zeros(4).long())))
+        stitchkit.direct_match(
+            front, end, "layer1.0", "layer1.0", (train, TensorDataset(torch.zeros(4, 3, 28, 28), torch.zeros(4).long()))
+        )
     with pytest.raises(StitchkitError, match="no pair layer1.0 -> layer4.1"):
-        stitchkit.direct_match(front, end, "layer1.0", "layer1.0", "digits", fit_samples=20, test_samples=32, **QUICK).pair("layer1.0", "layer4.1")
+        stitchkit.direct_match(
+            front, end, "layer1.0", "layer1.0", "digits", fit_samples=20, test_samples=32, **QUICK
+        ).pair("layer1.0", "layer4.1")
 
 
 def test_import_stitchkit_stays_torch_free_until_the_api_is_used():
-    probe = "import sys, stitchkit; assert 'torch' not in sys.modules; stitchkit.Matrix; assert 'torch' not in sys.modules; stitchkit.direct_match; print('torch' in sys.modules)"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    probe = (
+        "import sys, stitchkit; assert 'torch' not in sys.modules; stitchkit.Matrix; "
+        "assert 'torch' not in sys.modules; stitchkit.direct_match; print('torch' in sys.modules)"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1"
+    )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"

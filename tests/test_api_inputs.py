@@ -29,22 +29,37 @@ class Items(Dataset):
         return self.make(i)
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda i: {"image": X[i], "label": 0}, "is a dict with keys 'image', 'label'; items must be (image, label) pairs"),
-    (lambda i: (X[i],), "is a tuple of 1 item; items must be (image, label) pairs"),
-    (lambda i: (X[i], 0, i), "is a tuple of 3 items; items must be (image, label) pairs"),
-    (lambda i: X[i], "is a torch.Tensor; items must be (image, label) pairs"),
-    (lambda i: (X[i].numpy(), 0), "is a numpy.ndarray; images must be float tensors (torch.from_numpy(x))"),
-    (lambda i: ((X[i] * 255).to(torch.uint8), 0), "is a torch.uint8 tensor; images must be float tensors in [0, 1]"),
-    (lambda i: (X[i][None], 0), "has shape (1, 1, 28, 28), with a batch dimension"),
-    (lambda i: (torch.full((1, 4, 4), float("nan")), 0), "holds 16 NaN or infinite values of 16; images must be finite"),
-    (lambda i: (X[i], "cat"), "the label of item 0 of the train data is the str 'cat'; labels must be integer class indices"),
-    (lambda i: (X[i], 1.0), "is the float 1.0; labels must be integer class indices 0 … K−1 (int(y))"),
-    (lambda i: (X[i], torch.eye(2)[0]), "is a tensor of shape (2,); a label is one integer class index (one-hot?"),
-    (lambda i: (X[i], -1), "the label of item 0 of the train data is -1; labels must be class indices"),
-    (lambda i: (X[i], True), "is the bool True; labels must be integer class indices"),
-    (lambda i: 1 / 0, "item 0 of the train data cannot be read: ZeroDivisionError: division by zero"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (
+            lambda i: {"image": X[i], "label": 0},
+            "is a dict with keys 'image', 'label'; items must be (image, label) pairs",
+        ),
+        (lambda i: (X[i],), "is a tuple of 1 item; items must be (image, label) pairs"),
+        (lambda i: (X[i], 0, i), "is a tuple of 3 items; items must be (image, label) pairs"),
+        (lambda i: X[i], "is a torch.Tensor; items must be (image, label) pairs"),
+        (lambda i: (X[i].numpy(), 0), "is a numpy.ndarray; images must be float tensors (torch.from_numpy(x))"),
+        (
+            lambda i: ((X[i] * 255).to(torch.uint8), 0),
+            "is a torch.uint8 tensor; images must be float tensors in [0, 1]",
+        ),
+        (lambda i: (X[i][None], 0), "has shape (1, 1, 28, 28), with a batch dimension"),
+        (
+            lambda i: (torch.full((1, 4, 4), float("nan")), 0),
+            "holds 16 NaN or infinite values of 16; images must be finite",
+        ),
+        (
+            lambda i: (X[i], "cat"),
+            "the label of item 0 of the train data is the str 'cat'; labels must be integer class indices",
+        ),
+        (lambda i: (X[i], 1.0), "is the float 1.0; labels must be integer class indices 0 … K−1 (int(y))"),
+        (lambda i: (X[i], torch.eye(2)[0]), "is a tensor of shape (2,); a label is one integer class index (one-hot?"),
+        (lambda i: (X[i], -1), "the label of item 0 of the train data is -1; labels must be class indices"),
+        (lambda i: (X[i], True), "is the bool True; labels must be integer class indices"),
+        (lambda i: 1 / 0, "item 0 of the train data cannot be read: ZeroDivisionError: division by zero"),
+    ],
+)
 def test_a_wrong_item_is_named(make, needle):
     with pytest.raises(StitchkitError) as info:
         DataSplits.from_datasets(Items(make))
@@ -87,15 +102,36 @@ def test_a_model_built_for_another_size_is_warned_of():
     assert all("built for 28×28 images but the data (memory:TensorDataset(8)) has 32×32" in s for s in said)
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda m, d: stitchkit.direct_match(m, m, "layer1.0", "layer1.0", d, seed="1"), "stitchkit.stitch_grid: seed must be an integer, got the str '1'"),
-    (lambda m, d: stitchkit.direct_match(m, m, "layer1.0", "layer1.0", d, fit_samples=4.5), "fit_samples must be an integer or None, got the float 4.5"),
-    (lambda m, d: stitchkit.stitch_grid(m, m, "layer1.0", "layer1.0", d, num_classes="2"), "num_classes must be an integer or None"),
-    (lambda m, d: stitchkit.compare(m, m, "layer1.0", d, n_samples=8.0), "stitchkit.compare: n_samples must be an integer or None, got the float 8.0"),
-    (lambda m, d: stitchkit.compare(m, m, "layer1.0", d, all_pairs="no"), "all_pairs must be True or False, got the str 'no'"),
-    (lambda m, d: stitchkit.compare(m, m, "layer1.0", d, batch_size="8"), "batch_size must be an integer"),
-    (lambda m, d: stitchkit.ood_test(m, m, "layer1.0", "layer1.0", d, tpr="95%"), "stitchkit.ood_test: tpr must be a number, got the str '95%'"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (
+            lambda m, d: stitchkit.direct_match(m, m, "layer1.0", "layer1.0", d, seed="1"),
+            "stitchkit.stitch_grid: seed must be an integer, got the str '1'",
+        ),
+        (
+            lambda m, d: stitchkit.direct_match(m, m, "layer1.0", "layer1.0", d, fit_samples=4.5),
+            "fit_samples must be an integer or None, got the float 4.5",
+        ),
+        (
+            lambda m, d: stitchkit.stitch_grid(m, m, "layer1.0", "layer1.0", d, num_classes="2"),
+            "num_classes must be an integer or None",
+        ),
+        (
+            lambda m, d: stitchkit.compare(m, m, "layer1.0", d, n_samples=8.0),
+            "stitchkit.compare: n_samples must be an integer or None, got the float 8.0",
+        ),
+        (
+            lambda m, d: stitchkit.compare(m, m, "layer1.0", d, all_pairs="no"),
+            "all_pairs must be True or False, got the str 'no'",
+        ),
+        (lambda m, d: stitchkit.compare(m, m, "layer1.0", d, batch_size="8"), "batch_size must be an integer"),
+        (
+            lambda m, d: stitchkit.ood_test(m, m, "layer1.0", "layer1.0", d, tpr="95%"),
+            "stitchkit.ood_test: tpr must be a number, got the str '95%'",
+        ),
+    ],
+)
 def test_an_argument_of_the_wrong_type_is_named(call, needle):
     with pytest.raises(ArgumentTypeError) as info:
         call(_tiny(), TensorDataset(X, Y))
@@ -103,7 +139,9 @@ def test_an_argument_of_the_wrong_type_is_named(call, needle):
 
 
 def test_check_types_reads_the_declared_types():
-    check_types(StitchSettings, {"seed": np.int64(3), "l1": 1, "grad_clip": None, "amp": 0, "device": torch.device("cpu")}, "f")
+    check_types(
+        StitchSettings, {"seed": np.int64(3), "l1": 1, "grad_clip": None, "amp": 0, "device": torch.device("cpu")}, "f"
+    )
     with pytest.raises(ArgumentTypeError, match="f: seed must be an integer, got the bool True"):
         check_types(StitchSettings, {"seed": True}, "f")
     with pytest.raises(ArgumentTypeError, match="f: l1 must be a number, got the str '0'"):

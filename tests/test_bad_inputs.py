@@ -3,7 +3,6 @@ case must give one clear line ``stitchkit: error: …`` with exit code 2 (or arg
 error), never a traceback or a silent success, and leave nothing behind."""
 
 import pytest
-
 from bad_inputs import CASES, OPEN_ELSEWHERE, build_world, run_case
 
 TESTED = [c for c in CASES if c.args not in OPEN_ELSEWHERE]

@@ -23,7 +23,15 @@ def same_weights(a, b):
 
 def test_self_describing_roundtrip(tmp_path):
     model = small_model()
-    path = save_checkpoint(tmp_path / "m.pt", model, dataset="fashion", input_shape=(1, 28, 28), training={"lr": 0.1}, epoch=3, metrics={"acc": 0.5})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        dataset="fashion",
+        input_shape=(1, 28, 28),
+        training={"lr": 0.1},
+        epoch=3,
+        metrics={"acc": 0.5},
+    )
     loaded, ckpt = load_model(path)
     assert same_weights(model, loaded)
     assert ckpt.dataset == "fashion" and ckpt.epoch == 3 and ckpt.training["lr"] == 0.1
@@ -59,7 +67,9 @@ def test_plain_state_dict_needs_a_model_name(tmp_path):
 def test_plain_state_dict_in_a_run_folder_is_described_by_config_json(tmp_path):
     model = small_model()
     save_state_dict(tmp_path / "model_1.pt", model)
-    (tmp_path / RUN_CONFIG).write_text(json.dumps({"model_spec": model.stitchkit_spec, "dataset": "fashion", "input_shape": [1, 28, 28]}))
+    (tmp_path / RUN_CONFIG).write_text(
+        json.dumps({"model_spec": model.stitchkit_spec, "dataset": "fashion", "input_shape": [1, 28, 28]})
+    )
     loaded, ckpt = load_model(tmp_path / "model_1.pt")
     assert same_weights(model, loaded) and ckpt.dataset == "fashion"
 

@@ -33,11 +33,18 @@ def test_an_unknown_flag_of_every_command_is_one_line_with_its_usage(command, ca
     err = _error([*command, "--no-such-flag-anywhere"], capsys)
     assert "unrecognized arguments: --no-such-flag-anywhere" in err
     usage = f"(usage: stitchkit {' '.join(command)}"
-    assert usage in err and err[err.index(usage) + len(usage)] in " ;" and f"see `stitchkit {' '.join(command)} --help`" in err
+    assert (
+        usage in err
+        and err[err.index(usage) + len(usage)] in " ;"
+        and f"see `stitchkit {' '.join(command)} --help`" in err
+    )
 
 
-@pytest.mark.parametrize("command", [c for c in _all_commands() if c not in (["models"], ["datasets"], ["study"], ["detector", "list"])],
-                         ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [c for c in _all_commands() if c not in (["models"], ["datasets"], ["study"], ["detector", "list"])],
+    ids=" ".join,
+)
 def test_missing_arguments_of_every_command_are_one_line(command, capsys):
     err = _error(command, capsys)
     assert "the following arguments are required" in err and f"usage: stitchkit {' '.join(command)}" in err
@@ -77,7 +84,9 @@ def test_the_compact_usage_and_suggestions():
     parser = build_parser()
     train = next(a for a in parser._actions if a.dest == "command").choices["train"]
     assert compact_usage(train) == "stitchkit train [options] model_type -dir SAVE_DIR"
-    assert suggestion(train, "unrecognized arguments: --widht --lr-schedulr") == "did you mean --width and --lr-scheduler?"
+    assert (
+        suggestion(train, "unrecognized arguments: --widht --lr-schedulr") == "did you mean --width and --lr-scheduler?"
+    )
     assert suggestion(train, "unrecognized arguments: 3") == ""
 
 
@@ -89,6 +98,8 @@ def test_a_misspelled_flag_is_reported_before_missing_arguments(capsys):
 
 
 def test_a_real_process_exits_2_with_one_line():
-    done = subprocess.run([sys.executable, "-m", "stitchkit", "train", "--widht", "8"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "stitchkit", "train", "--widht", "8"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "did you mean --width?" in done.stderr

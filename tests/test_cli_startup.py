@@ -44,7 +44,9 @@ def _commands() -> list[list[str]]:
 def test_help_and_listings_do_not_import_torch():
     commands = _commands()
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(commands)], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(commands)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(report) == {" ".join(c) for c in commands} and len(report) > 15
@@ -73,7 +75,11 @@ def test_the_model_catalogue_and_the_builders_agree():
     for info in catalog.models().values():
         build = registry.family_builder(info)
         keywords = {p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY}
-        required = {p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
+        required = {
+            p.name
+            for p in inspect.signature(build).parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+        }
         given = set(info.options) | set(info.build_args)
         assert required <= given <= keywords, (info.name, keywords ^ given)
     assert registry.describe_models() == catalog.describe_models()
@@ -91,22 +97,55 @@ def test_the_dataset_catalogue_and_the_loaders_agree():
 
 def test_the_choices_are_the_libraries_names():
     # by module path: some packages export functions named like their modules (stitchkit.probing.probe)
-    modules = ["ood.detectors", "ood.metrics", "ood.registry", "ood.train", "probing.probe", "sensitivity.settings", "similarity.compute",
-               "similarity.models", "similarity.policy", "stitching.collect", "stitching.layers", "stitching.stitcher", "study.config",
-               "training.optim"]
-    (detectors, metrics, registry, train, probe, grounding, compute, models, policy, collect, layers, stitcher, config,
-     optim) = (importlib.import_module(f"stitchkit.{m}") for m in modules)
+    modules = [
+        "ood.detectors",
+        "ood.metrics",
+        "ood.registry",
+        "ood.train",
+        "probing.probe",
+        "sensitivity.settings",
+        "similarity.compute",
+        "similarity.models",
+        "similarity.policy",
+        "stitching.collect",
+        "stitching.layers",
+        "stitching.stitcher",
+        "study.config",
+        "training.optim",
+    ]
+    (
+        detectors,
+        metrics,
+        registry,
+        train,
+        probe,
+        grounding,
+        compute,
+        models,
+        policy,
+        collect,
+        layers,
+        stitcher,
+        config,
+        optim,
+    ) = (importlib.import_module(f"stitchkit.{m}") for m in modules)
 
     assert tuple(optim.OPTIMIZERS) == choices.OPTIMIZERS and optim.SCHEDULERS is choices.SCHEDULERS
     # measures, detectors and stitching-layer types are declared where they are defined (tests/test_extending.py
     # checks that everything reads those declarations); stitching keeps these option lists of its own
     assert (layers.UPSAMPLE_MODES, layers.C2T_CLS_MODES, layers.T2C_CLS_MODES) == (
-        choices.UPSAMPLE_MODES, choices.C2T_CLS_MODES, choices.T2C_CLS_MODES)
+        choices.UPSAMPLE_MODES,
+        choices.C2T_CLS_MODES,
+        choices.T2C_CLS_MODES,
+    )
     assert collect.METRICS == choices.COLLECT_METRICS
     assert metrics.FPR_RULES is choices.FPR_RULES and metrics.POSITIVE_CLASSES is choices.POSITIVE_CLASSES
     assert train.OOD_SCORES is choices.OOD_SCORES and registry.DEFAULT_DETECTOR_DIR == choices.DEFAULT_DETECTOR_DIR
     assert policy.POLICIES is choices.POLICIES
-    assert models.DEFAULT_MEASURES == choices.DEFAULT_SIMILARITY_MEASURES and grounding.DEFAULT_MEASURES == choices.DEFAULT_GROUNDING_MEASURES
+    assert (
+        models.DEFAULT_MEASURES == choices.DEFAULT_SIMILARITY_MEASURES
+        and grounding.DEFAULT_MEASURES == choices.DEFAULT_GROUNDING_MEASURES
+    )
     assert probe.TOKEN_POOLS is choices.TOKEN_POOLS
     # the study schema's lists are subsets of the same names
     schema = config.SCHEMA

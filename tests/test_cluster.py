@@ -22,18 +22,18 @@ import threading
 import time
 from pathlib import Path
 
+import cluster_units
 import pytest
 import ray
-from ray.cluster_utils import Cluster
-
-import cluster_units
-import stitchkit
 from cluster_units import log_lines, setup_worker, setup_worker_with_file_size_limit, step
+from ray.cluster_utils import Cluster
+from test_study import train_only_config
+
+import stitchkit
 from stitchkit.study import Store, run_study
 from stitchkit.study import runner as runner_module
 from stitchkit.study.integrity import store_problem
 from stitchkit.study.units import unit_dir
-from test_study import train_only_config
 
 pytestmark = pytest.mark.cluster
 
@@ -108,7 +108,9 @@ def test_units_spread_over_the_nodes_and_the_store_records_where(cluster, tmp_pa
     assert set(nodes.values()) == {gpu.node_id[:12], cpu.node_id[:12]}  # both worker nodes, never the CPU-less head
     for r in rows:
         assert r.metrics["node"][:12] == nodes[r.label]  # the store names the node the unit itself ran on
-    assert max_in_flight(log) == 2  # --address: as many units at once as the cluster has CPUs (workers=1 sizes a local Ray only)
+    assert (
+        max_in_flight(log) == 2
+    )  # --address: as many units at once as the cluster has CPUs (workers=1 sizes a local Ray only)
 
 
 def max_in_flight(log: str) -> int:
@@ -124,14 +126,26 @@ def test_gpu_units_go_to_the_gpu_node_unless_the_study_runs_on_the_cpu(cluster, 
     log = str(tmp_path / "log")
     units = [step(f"g{i}", log, seconds=0.5, gpu=True) for i in range(2)] + [step(f"c{i}", log) for i in range(2)]
     with job(c):
-        run_study(study(tmp_path, monkeypatch, units, device="auto"), tmp_path / "auto", executor="ray", address=c.address, progress=False)
+        run_study(
+            study(tmp_path, monkeypatch, units, device="auto"),
+            tmp_path / "auto",
+            executor="ray",
+            address=c.address,
+            progress=False,
+        )
         by_label = {r.label: r for r in records(tmp_path / "auto")}
         for name in ("g0", "g1"):
             assert node_of(by_label[name]) == gpu.node_id[:12] and by_label[name].metrics["gpu_ids"] == ["0"]
         assert by_label["c0"].metrics["gpu_ids"] == [] and by_label["c1"].metrics["gpu_ids"] == []
         # device = "cpu": a kind that uses a GPU asks for none, so both nodes take such units
         cpu_units = [step(f"k{i}", log, seconds=1.0, gpu=True) for i in range(2)]
-        run_study(study(tmp_path, monkeypatch, cpu_units, device="cpu"), tmp_path / "cpu", executor="ray", address=c.address, progress=False)
+        run_study(
+            study(tmp_path, monkeypatch, cpu_units, device="cpu"),
+            tmp_path / "cpu",
+            executor="ray",
+            address=c.address,
+            progress=False,
+        )
         rows = records(tmp_path / "cpu")
         assert all(r.status == "done" and r.metrics["gpu_ids"] == [] for r in rows)
         assert {node_of(r) for r in rows} == {gpu.node_id[:12], cpu.node_id[:12]}
@@ -178,9 +192,25 @@ def test_address_joins_an_existing_cluster_from_the_cli(cluster, tmp_path):
     config.write_text(config.read_text().replace("train_subset = 160", "train_subset = 64"))
     out = tmp_path / "s"
     # a relative --out: the workers (whose working folder is not the driver's) must write where the driver looks
-    cmd = [sys.executable, "-m", "stitchkit", "study", config.name, "--executor", "ray", "--address", c.address, "--out", "s",
-           "--no-progress", "--no-report", "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "stitchkit",
+        "study",
+        config.name,
+        "--executor",
+        "ray",
+        "--address",
+        c.address,
+        "--out",
+        "s",
+        "--no-progress",
+        "--no-report",
+        "--json",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[-1])["counts"]["done"] == 1
     (row,) = records(out)
@@ -219,7 +249,12 @@ def test_a_node_lost_mid_unit_is_run_again_elsewhere_and_nothing_is_half_written
         assert summary.counts["done"] == 3 and summary.counts["failed"] == 0
         rows = assert_sound(out, units)
         assert node_of(rows["slow"]) != removed[0][:12]  # finished on the node that is left
-        print(f"removed node {removed[0][:12]}; units ran:", {label: r.worker for label, r in rows.items()}, "log:", log_lines(log))  # pytest -rP
+        print(
+            f"removed node {removed[0][:12]}; units ran:",
+            {label: r.worker for label, r in rows.items()},
+            "log:",
+            log_lines(log),
+        )  # pytest -rP
         events = [line[:2] for line in log_lines(log)]
         assert events.count(["start", "slow"]) == 2 and events.count(["end", "slow"]) == 1
         assert (unit_dir(out.absolute(), units[0]) / "data.bin").is_file()

@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from stitchkit.errors import StitchkitError, UnknownNameError
 from stitchkit.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,9 +32,10 @@ from stitchkit.data import (
     memmap_npz_member,
     read_idx,
     resolve_data_root,
+    sources,
     train_sampler_for,
 )
-from stitchkit.data import sources
+from stitchkit.errors import StitchkitError, UnknownNameError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -58,7 +58,9 @@ def write_cifar10(root: Path, n_per_batch=3, n_test=4) -> dict:
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, size=n)]
         with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "data": data, "labels": labels, "filenames": [f"{i}.png" for i in range(n)]}, f)
+            pickle.dump(
+                {"batch_label": name, "data": data, "labels": labels, "filenames": [f"{i}.png" for i in range(n)]}, f
+            )
         key = "test" if name == "test_batch" else "train"
         written[key][0].append(data)
         written[key][1].extend(labels)
@@ -79,7 +81,9 @@ def write_cifar100(root: Path, n_train=5, n_test=3) -> dict:
             pickle.dump({"data": data, "fine_labels": fine, "coarse_labels": [v // 5 for v in fine]}, f)
         written[name] = (data, np.array(fine))
     with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}, f)
+        pickle.dump(
+            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}, f
+        )
     return written
 
 
@@ -145,7 +149,7 @@ def write_oe(root: Path, n=6) -> np.ndarray:
 
 def write_image_folder(folder: Path, classes=("b_dogs", "a_cats", "c_birds"), per_class=2) -> None:
     rng = _rng(7)
-    for ci, cls in enumerate(classes):
+    for cls in classes:
         (folder / cls).mkdir(parents=True)
         for k in range(per_class):
             pixels = rng.integers(0, 256, size=(40 + 5 * k, 50, 3), dtype=np.uint8)
@@ -177,8 +181,23 @@ def _no_system_dirs_or_downloads(monkeypatch, tmp_path):
 
 def test_registry_lists_the_original_and_offline_names():
     names = list_datasets()
-    for name in ["cifar10", "cifar100", "cifar10_large", "cifar100_large", "svhn", "mnist", "fashion", "cifar5m",
-                 "outlier_exposure", "imagenet", "digits", "natural_patches", "natural_patches_gray", "noise"]:  # fmt: skip
+    for name in [
+        "cifar10",
+        "cifar100",
+        "cifar10_large",
+        "cifar100_large",
+        "svhn",
+        "mnist",
+        "fashion",
+        "cifar5m",
+        # fmt: skip
+        "outlier_exposure",
+        "imagenet",
+        "digits",
+        "natural_patches",
+        "natural_patches_gray",
+        "noise",
+    ]:
         assert name in names
     assert len(names) == len(set(names))
     for name in names:

@@ -19,7 +19,9 @@ def _write(tmp_path, text: str):
 
 
 def test_source_declarations_are_read_with_their_literal_metadata(tmp_path):
-    path = _write(tmp_path, '''
+    path = _write(
+        tmp_path,
+        """
         import a_module_that_does_not_exist  # the reader never executes the file
         HELP = "a " + "toy"
         OPTIONS = {"width": (1, -2.5), "modes": ["a", "b"]}
@@ -32,23 +34,33 @@ def test_source_declarations_are_read_with_their_literal_metadata(tmp_path):
             pass
 
         stitchkit.declarations.declare("detector", "toy_detector", tags={"x"})(build)
-    ''')
+    """,
+    )
     found = d._declarations_in(path, "pkg.things")
-    assert [(x.kind, x.name, x.module) for x in found] == [("measure", "toy", "pkg.things"),
-                                                           ("detector", "toy_detector", "pkg.things")]
-    assert dict(found[0].meta) == {"help": "a toy", "options": {"width": (1, -2.5), "modes": ["a", "b"]},
-                                   "requires_models": False, "order": 3}
+    assert [(x.kind, x.name, x.module) for x in found] == [
+        ("measure", "toy", "pkg.things"),
+        ("detector", "toy_detector", "pkg.things"),
+    ]
+    assert dict(found[0].meta) == {
+        "help": "a toy",
+        "options": {"width": (1, -2.5), "modes": ["a", "b"]},
+        "requires_models": False,
+        "order": 3,
+    }
     assert found[0].order == 3 and found[1].order == float("inf")
     assert found[1].meta["tags"] == frozenset({"x"})
     assert found[0].source.endswith("things.py:6")
 
 
-@pytest.mark.parametrize("bad, words", [
-    ('@declare("measure", "toy", help=make_help())', "must be literals"),
-    ('@declare("measure", "toy", **OPTIONS)', "name each argument"),
-    ('@declare("measure")', "takes the kind and the name"),
-    ('@declare("no_such_kind", "toy")', "kind of declaration"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ('@declare("measure", "toy", help=make_help())', "must be literals"),
+        ('@declare("measure", "toy", **OPTIONS)', "name each argument"),
+        ('@declare("measure")', "takes the kind and the name"),
+        ('@declare("no_such_kind", "toy")', "kind of declaration"),
+    ],
+)
 def test_a_declaration_that_cannot_be_read_without_importing_is_refused_with_its_place(tmp_path, bad, words):
     path = _write(tmp_path, f"OPTIONS = {{}}\n{bad}\nclass Toy:\n    pass\n")
     with pytest.raises(StitchkitError, match=words) as err:
@@ -100,13 +112,15 @@ def test_one_name_declared_by_two_modules_is_refused():
 
 
 def test_implementation_imports_the_defining_module_once_and_checks_it_declared_the_name(tmp_path, monkeypatch):
-    (tmp_path / "toy_home.py").write_text(textwrap.dedent('''
+    (tmp_path / "toy_home.py").write_text(
+        textwrap.dedent("""
         from stitchkit.declarations import declare
 
         @declare("detector", "toy_imported", help="imported on demand")
         class ToyDetector:
             pass
-    '''))
+    """)
+    )
     (tmp_path / "toy_silent.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     scanned = {

@@ -25,7 +25,7 @@ SEEDS = REPO / "examples" / "seeds.toml"
 def _recipe_command() -> list[str]:
     """The `stitchkit train` arguments of the Makefile's demo-networks target (seed left as $$s)."""
     text = (REPO / "Makefile").read_text()
-    target = text[text.index("demo-networks: setup"):]
+    target = text[text.index("demo-networks: setup") :]
     command = re.search(r"stitchkit train (.*?) \|\| exit 1", target.replace("\\\n", " "), re.S).group(1)
     return shlex.split(command)
 
@@ -38,15 +38,23 @@ def test_the_demo_checkpoints_were_trained_with_the_makefile_recipe(monkeypatch)
     seeds = tomllib.loads(SEEDS.read_text())["networks"]["checkpoints"]
     assert len(seeds) == 4 and seeds[:2] == paths
     target = (REPO / "Makefile").read_text().split("demo-networks: setup", 1)[1]
-    assert re.search(r"for s in ([\d ]+); do", target).group(1).split() == [str(i) for i in range(len(seeds))]  # make re-creates them all
+    assert re.search(r"for s in ([\d ]+); do", target).group(1).split() == [
+        str(i) for i in range(len(seeds))
+    ]  # make re-creates them all
     for seed, path in enumerate(seeds):
         args = build_parser().parse_args(["train"] + [a.replace("$$s", str(seed)) for a in _recipe_command()])
         recipe = resolve(args)
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         training = ckpt["training"]
         assert ckpt["dataset"] == recipe["dataset"] == "fashion" and training["model"] == args.model_type
-        assert training["model_options"] == model_options(args) == {"width": 32} and training["seed"] == args.seed == seed
-        assert (training["epochs"], training["batch_size"], training["optim"]["lr"]) == (recipe["epochs"], recipe["batch_size"], recipe["lr"])
+        assert (
+            training["model_options"] == model_options(args) == {"width": 32} and training["seed"] == args.seed == seed
+        )
+        assert (training["epochs"], training["batch_size"], training["optim"]["lr"]) == (
+            recipe["epochs"],
+            recipe["batch_size"],
+            recipe["lr"],
+        )
         assert training["train_subset"] == args.train_subset and training["augment"] is False and args.augment is False
         assert f"seed{seed}.pt" in path and Path(path).stat().st_size < 12e6
 
@@ -57,5 +65,10 @@ def test_the_demo_store_records_the_checkpoints_content_hashes(monkeypatch, tmp_
     assert status["by_kind"]["network"]["pending"] == 2
     units = plan_study(load_config(DEMO), tmp_path / "demo")
     recorded = [u.params["sha256"] for u in units if u.kind == "network"]
-    files = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in tomllib.loads(DEMO.read_text())["networks"]["checkpoints"]]
-    assert len(recorded) == 2 and all(len(r) >= 16 and f.startswith(r) for r, f in zip(recorded, files))  # a prefix of the file's SHA-256
+    files = [
+        hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        for p in tomllib.loads(DEMO.read_text())["networks"]["checkpoints"]
+    ]
+    assert len(recorded) == 2 and all(
+        len(r) >= 16 and f.startswith(r) for r, f in zip(recorded, files)
+    )  # a prefix of the file's SHA-256

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stitch_support import write_tiny_cifar10
 from torch.utils.data import DataLoader
 
-from stitch_support import write_tiny_cifar10
 from stitchkit.activations import sample_subset
 from stitchkit.data import get_dataset
 from stitchkit.data.device_batches import DeviceBatches, can_batch_on_device, draw_flip_and_crop, flip_and_crop_batch
@@ -26,7 +26,10 @@ def cifar_root(tmp_path):
 
 
 def _loader_batches(dataset, batch_size, shuffle, sampler=None):
-    return [(x.clone(), y.clone()) for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=0)]
+    return [
+        (x.clone(), y.clone())
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=0)
+    ]
 
 
 def _assert_same(reference, batches):
@@ -63,7 +66,9 @@ def test_the_same_stream_through_a_progress_bar(cifar_root):
 
     dataset = get_dataset("cifar10", "train", root=cifar_root, augment=True, download=False)
     torch.manual_seed(0)
-    reference = [(x.clone(), y.clone()) for x, y in progress_bar(DataLoader(dataset, batch_size=4, shuffle=True), "x", False)]
+    reference = [
+        (x.clone(), y.clone()) for x, y in progress_bar(DataLoader(dataset, batch_size=4, shuffle=True), "x", False)
+    ]
     torch.manual_seed(0)
     _assert_same(reference, list(progress_bar(DeviceBatches(dataset, 4, shuffle=True), "x", False)))
 
@@ -105,13 +110,17 @@ def test_a_sampler_drives_the_order(cifar_root):
 def test_batched_flip_and_crop_against_a_direct_per_image_reference():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 5, 7)
-    flip, top, left = torch.tensor([1, 0, 1, 0, 1, 0], dtype=torch.bool), torch.tensor([0, 8, 4, 1, 7, 3]), torch.tensor([8, 0, 4, 2, 6, 5])
+    flip, top, left = (
+        torch.tensor([1, 0, 1, 0, 1, 0], dtype=torch.bool),
+        torch.tensor([0, 8, 4, 1, 7, 3]),
+        torch.tensor([8, 0, 4, 2, 6, 5]),
+    )
     out = flip_and_crop_batch(x, flip, top, left)
     for i in range(6):
         image = x[i].flip(-1) if flip[i] else x[i]
         padded = torch.zeros(3, 13, 15)
         padded[:, 4:9, 4:11] = image
-        assert torch.equal(out[i], padded[:, top[i]:top[i] + 5, left[i]:left[i] + 7])
+        assert torch.equal(out[i], padded[:, top[i] : top[i] + 5, left[i] : left[i] + 7])
 
 
 def test_draws_follow_torchvisions_per_image_calls():
@@ -128,13 +137,22 @@ def test_what_cannot_be_batched_falls_back_to_a_loader(cifar_root):
     digits = get_dataset("digits", "train")  # generated tensors, not a uint8 array
     assert can_batch_on_device(digits) is not None
     assert isinstance(make_batches(digits, 8, shuffle=False), DataLoader)
-    custom = get_dataset("cifar10", "train", root=cifar_root, transform=lambda im: torch.zeros(3, 32, 32), download=False)
+    custom = get_dataset(
+        "cifar10", "train", root=cifar_root, transform=lambda im: torch.zeros(3, 32, 32), download=False
+    )
     assert "custom transform" in can_batch_on_device(custom)
     assert isinstance(make_batches(custom, 8, shuffle=False), DataLoader)
     with pytest.raises(StitchkitError, match="--data-path device cannot serve"):
         make_batches(digits, 8, shuffle=False, path=BatchPath(data_path="device"))
-    assert isinstance(make_batches(get_dataset("cifar10", "train", root=cifar_root, download=False), 8, shuffle=False,
-                                   path=BatchPath(data_path="loader")), DataLoader)
+    assert isinstance(
+        make_batches(
+            get_dataset("cifar10", "train", root=cifar_root, download=False),
+            8,
+            shuffle=False,
+            path=BatchPath(data_path="loader"),
+        ),
+        DataLoader,
+    )
     huge = get_dataset("cifar10", "train", root=cifar_root, download=False)
     with pytest.raises(StitchkitError, match="unknown data path"):
         BatchPath(data_path="gpu")

@@ -61,7 +61,9 @@ def test_streamed_fit_equals_numpy_lstsq_and_one_batch_fit(offset):
     assert acc.n == 300 and acc.effective_rank() == 7
 
 
-@pytest.mark.parametrize("case", ["duplicate_columns", "low_rank_with_offset", "constant_column", "more_features_than_rows"])
+@pytest.mark.parametrize(
+    "case", ["duplicate_columns", "low_rank_with_offset", "constant_column", "more_features_than_rows"]
+)
 def test_rank_deficient_fit_equals_pinv_minimum_norm_solution(case):
     g = _gen(2)
     if case == "duplicate_columns":
@@ -226,9 +228,11 @@ def test_residual_meter_pooled_and_batch_mean_by_hand():
     assert meter.pooled == pytest.approx(1 / 10)
     assert meter.batch_mean == pytest.approx(0.25)
     assert meter.n_batches == 2
-    assert relative_residual(torch.tensor([[1.0, 0.0], [2.0, 2.0]]), torch.tensor([[1.0, 1.0], [2.0, 2.0]])) == pytest.approx(0.1)
+    assert relative_residual(
+        torch.tensor([[1.0, 0.0], [2.0, 2.0]]), torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    ) == pytest.approx(0.1)
     with pytest.raises(StitchkitError):
-        ResidualMeter().pooled
+        _ = ResidualMeter().pooled
     with pytest.raises(StitchkitError, match="shape"):
         relative_residual(torch.zeros(2), torch.ones(3))
     with pytest.raises(StitchkitError, match="zero"):

@@ -27,9 +27,33 @@ def test_torchrun_with_two_gloo_processes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "stitchkit", "train", "small_cnn", "--preset", "imagenet", "-data", str(tmp_path / "data"),
-        "-e", "2", "-b", "2", "-workers", "0", "-gpu", "-1", "--width", "4", "--no-progress", "-dir", str(out),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "stitchkit",
+        "train",
+        "small_cnn",
+        "--preset",
+        "imagenet",
+        "-data",
+        str(tmp_path / "data"),
+        "-e",
+        "2",
+        "-b",
+        "2",
+        "-workers",
+        "0",
+        "-gpu",
+        "-1",
+        "--width",
+        "4",
+        "--no-progress",
+        "-dir",
+        str(out),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +62,13 @@ def test_torchrun_with_two_gloo_processes(tmp_path):
     assert config["world_size"] == 2
     settings = config["settings"]["optim"]
     # the ImageNet recipe: SGD, momentum 0.9, wd 1e-4, step decay every 30 epochs, lr 0.1 per 256 images (2 x 2 here)
-    assert (settings["optimizer"], settings["momentum"], settings["weight_decay"], settings["scheduler"], settings["step_size"]) == ("sgd", 0.9, 1e-4, "step", 30)
+    assert (
+        settings["optimizer"],
+        settings["momentum"],
+        settings["weight_decay"],
+        settings["scheduler"],
+        settings["step_size"],
+    ) == ("sgd", 0.9, 1e-4, "step", 30)
     assert settings["lr"] == pytest.approx(0.1 * 4 / 256)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["test_samples"] == 6  # every validation image exactly once

@@ -8,16 +8,15 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from stitch_support import QUICK, trained_resnet
 from torch.utils.data import DataLoader
 
-from stitch_support import QUICK, trained_resnet
 from stitchkit.activations.extract import sample_subset
 from stitchkit.cli import main
 from stitchkit.data import get_dataset
 from stitchkit.errors import StitchkitError
-from stitchkit.stitching import Stitcher
+from stitchkit.stitching import Stitcher, StitchSettings, stitch_pair
 from stitchkit.stitching.direct_match import direct_match
-from stitchkit.stitching import StitchSettings, stitch_pair
 from stitchkit.stitching.matching import fit_direct_match, image_pairs
 from stitchkit.stitching.original_solver import EPS32, solve_original
 from stitchkit.stitching.records import StitchResult
@@ -63,7 +62,9 @@ def test_the_original_solve_equals_numpy_and_torch_float32_pinv_on_the_same_rows
     a = torch.linalg.pinv(x1) @ torch.from_numpy(y)
     assert _close(solve.weight, a[:-1].T) and _close(solve.bias, a[-1])
     # the reported residual comes from the exact pinv (atol = rtol = 0): the least-squares minimum
-    exact = np.linalg.lstsq(np.hstack([x, np.ones((x.shape[0], 1))]).astype(np.float64), y.astype(np.float64), rcond=None)[0]
+    exact = np.linalg.lstsq(
+        np.hstack([x, np.ones((x.shape[0], 1))]).astype(np.float64), y.astype(np.float64), rcond=None
+    )[0]
     x1d = np.hstack([x, np.ones((x.shape[0], 1))]).astype(np.float64)
     best = np.linalg.norm(x1d @ exact - y) ** 2 / np.linalg.norm(y.astype(np.float64)) ** 2
     installed = np.linalg.norm(x1d @ np.vstack([w_np.T, b_np]) - y) ** 2 / np.linalg.norm(y.astype(np.float64)) ** 2
@@ -73,7 +74,9 @@ def test_the_original_solve_equals_numpy_and_torch_float32_pinv_on_the_same_rows
 def _hooked_rows(model, layer, images):
     """Rows (N·H·W, C) of a layer's output, taken with a forward hook (not the stitcher's prefix)."""
     grabbed = {}
-    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: grabbed.setdefault("out", o.detach()))
+    handle = dict(model.named_modules())[layer].register_forward_hook(
+        lambda m, i, o: grabbed.setdefault("out", o.detach())
+    )
     with torch.no_grad():
         model(images)
     handle.remove()
@@ -87,7 +90,9 @@ def test_the_original_solver_on_a_real_pair_over_several_batches_equals_numpy_pi
     images = torch.stack([fit[i][0] for i in range(len(fit))])
     stitcher = Stitcher(front, end, "layer3.0", "layer3.0", "c2c", input_shape=(1, 28, 28), init="pinv")
     dm = fit_direct_match(stitcher, image_pairs(stitcher, DataLoader(fit, batch_size=50), "cpu"), solver="original")
-    w_np, b_np, dropped, _ = _numpy_original(_hooked_rows(front, "layer3.0", images), _hooked_rows(end, "layer3.0", images))
+    w_np, b_np, dropped, _ = _numpy_original(
+        _hooked_rows(front, "layer3.0", images), _hooked_rows(end, "layer3.0", images)
+    )
     weight, bias = stitcher.layer.affine()
     assert _close(weight, w_np) and _close(bias, b_np)
     assert dm.dropped == dropped and dm.rank == stitcher.layer.in_features - dropped and dm.n_rows == 120 * 7 * 7
@@ -108,8 +113,16 @@ def real_pair():
     front, end = trained_resnet(0), trained_resnet(1)
     out = {}
     for solver in ("stitchkit", "original"):
-        settings = StitchSettings(stitching_type="rc2c_pre", init="pinv", epochs=0, fit_samples=1000, test_samples=200, batch_size=250,
-                                  dm_solver=solver, **QUICK)
+        settings = StitchSettings(
+            stitching_type="rc2c_pre",
+            init="pinv",
+            epochs=0,
+            fit_samples=1000,
+            test_samples=200,
+            batch_size=250,
+            dm_solver=solver,
+            **QUICK,
+        )
         out[solver] = stitch_pair(front, end, "layer4.1", "layer1.0", settings)
     return out
 
@@ -130,23 +143,46 @@ def test_the_solver_is_recorded_and_names_the_run_only_when_not_the_default(real
     ours, orig = real_pair["stitchkit"], real_pair["original"]
     assert "dm_solver" not in ours.options and orig.options["dm_solver"] == "original"
     assert ours.run_name != orig.run_name and ours.config_key != orig.config_key
-    assert "float32" in orig.conventions["direct_matching"] and "atol = rtol = 0" in orig.conventions["dm_reported_residual"]
+    assert (
+        "float32" in orig.conventions["direct_matching"]
+        and "atol = rtol = 0" in orig.conventions["dm_reported_residual"]
+    )
     assert "float64" in ours.conventions["direct_matching"] and "dm_reported_residual" not in ours.conventions
     assert "dm_dropped" in ours.conventions
     # the options that name a run are those of earlier versions (existing runs keep their names)
     assert set(StitchSettings().result_options()) == {
-        "stitching_type", "init", "epochs", "batch_size", "optim", "seed", "fit_samples", "test_samples", "train_samples", "l1",
-        "grad_clip", "upsample_mode", "c2t_cls", "t2c_cls", "front_stitch_rank", "front_pinv_rank", "low_rank_mode", "rcond"}
+        "stitching_type",
+        "init",
+        "epochs",
+        "batch_size",
+        "optim",
+        "seed",
+        "fit_samples",
+        "test_samples",
+        "train_samples",
+        "l1",
+        "grad_clip",
+        "upsample_mode",
+        "c2t_cls",
+        "t2c_cls",
+        "front_stitch_rank",
+        "front_pinv_rank",
+        "low_rank_mode",
+        "rcond",
+    }
     again = StitchResult.from_dict(json.loads(json.dumps(orig.to_dict())))
     assert again.dm_dropped == orig.dm_dropped and again.dm_reported_residual == orig.dm_reported_residual
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(init="rand"), "--dm-solver original only applies to direct matching"),
-    (dict(fit_samples=None), "give their number with -pinv-samples K"),
-    (dict(rcond=1e-6), "rcond is the cutoff of stitchkit's solver"),
-    (dict(dm_solver="lstsq"), "unknown direct-matching solver (--dm-solver) 'lstsq'"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(init="rand"), "--dm-solver original only applies to direct matching"),
+        (dict(fit_samples=None), "give their number with -pinv-samples K"),
+        (dict(rcond=1e-6), "rcond is the cutoff of stitchkit's solver"),
+        (dict(dm_solver="lstsq"), "unknown direct-matching solver (--dm-solver) 'lstsq'"),
+    ],
+)
 def test_settings_that_cannot_go_with_the_original_solver_are_refused(changes, message):
     settings = StitchSettings(init="pinv", epochs=0, dm_solver="original")
     for key, value in changes.items():
@@ -162,8 +198,11 @@ def test_the_cli_flag_reaches_the_result(tmp_path, capsys):
 
     for seed in (0, 1):
         save_checkpoint(ck / f"s{seed}.pt", trained_resnet(seed), dataset="digits", input_shape=(1, 28, 28))
-    common = (f"stitch {ck}/s0.pt {ck}/s1.pt - - layer4.1 layer4.1 c2c -e 0 -i pinv -pinv-samples 40 --test-samples 40 -d digits "
-              f"-gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x").split()
+    common = (
+        f"stitch {ck}/s0.pt {ck}/s1.pt - - layer4.1 layer4.1 c2c -e 0 -i pinv -pinv-samples 40 --test-samples 40 -d "
+        f"digits "
+        f"-gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x"
+    ).split()
     assert main(common + ["--dm-solver", "original"]) == 0
     assert main(common) == 0
     results = [json.loads(p.read_text()) for p in sorted((tmp_path / "r" / "x").glob("*/result.json"))]
@@ -184,7 +223,8 @@ def _help(capsys) -> str:
 def _study_config(tmp_path, solver: str | None):
     extra = f'dm_solver = "{solver}"\n' if solver else ""
     path = tmp_path / f"study_{solver}.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         [study]
         dataset = "digits"
         device = "cpu"
@@ -202,14 +242,21 @@ def _study_config(tmp_path, solver: str | None):
         methods = ["dm"]
         fit_samples = 40
         eval_samples = 40
-    """) + extra + "\n".join(f"[{s}]\nenabled = false" for s in ("similarity", "ood", "probes", "sensitivity", "specificity")) + "\n")
+    """)
+        + extra
+        + "\n".join(f"[{s}]\nenabled = false" for s in ("similarity", "ood", "probes", "sensitivity", "specificity"))
+        + "\n"
+    )
     return path
 
 
 def test_study_key_names_only_the_units_that_use_direct_matching(tmp_path):
-    raw = {"study": {"dataset": "digits"}, "networks": {"options": {"width": 4}, "seeds": [0, 1]},
-           "stitching": {"methods": ["dm", "tlm", "tlm_from_dm"]},
-           **{s: {"enabled": False} for s in ("similarity", "ood", "probes", "sensitivity", "specificity")}}
+    raw = {
+        "study": {"dataset": "digits"},
+        "networks": {"options": {"width": 4}, "seeds": [0, 1]},
+        "stitching": {"methods": ["dm", "tlm", "tlm_from_dm"]},
+        **{s: {"enabled": False} for s in ("similarity", "ood", "probes", "sensitivity", "specificity")},
+    }
     default = {u.label: u for u in plan_study(validate(raw), tmp_path) if u.kind == "stitch"}
     raw["stitching"]["dm_solver"] = "original"
     original = {u.label: u for u in plan_study(validate(raw), tmp_path) if u.kind == "stitch"}
@@ -227,7 +274,9 @@ def test_a_study_with_the_original_solver_records_it_in_its_runs(tmp_path):
     summary = run_study(_study_config(tmp_path, "original"), tmp_path / "s", progress=False)
     assert summary.counts["done"] == 3 and summary.counts["failed"] == 0
     results = [json.loads(p.read_text()) for p in (tmp_path / "s").rglob("runs/*/result.json")]
-    assert len(results) == 1 and results[0]["options"]["dm_solver"] == "original" and results[0]["dm_dropped"] is not None
+    assert (
+        len(results) == 1 and results[0]["options"]["dm_solver"] == "original" and results[0]["dm_dropped"] is not None
+    )
     with Store(tmp_path / "s" / "study.sqlite") as store:
         stitch = next(r for r in store.all() if r.kind == "stitch")
     assert stitch.config["dm_solver"] == "original"

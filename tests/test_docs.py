@@ -15,9 +15,17 @@ import hooks  # noqa: E402  (docs/hooks.py, the build's generator of the referen
 
 
 def test_the_documentation_builds_strictly(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     for page in ("reference/cli", "reference/config", "reference/api", "quickstart", "tutorials/notebook"):
         assert (tmp_path / "site" / page / "index.html").is_file(), page
@@ -36,7 +44,7 @@ def test_the_cli_reference_has_every_command_and_option():
 def test_the_config_reference_has_every_key_with_its_default():
     page = hooks.config_reference()
     for section, keys in SCHEMA.items():
-        body = page[page.index(f"## `[{section}]`"):]
+        body = page[page.index(f"## `[{section}]`") :]
         for key in keys:
             assert f"| `{key}` |" in body.split("\n## ", 1)[0], (section, key)
     assert '| `methods` | list | `["dm", "tlm"]` |' in page and "| `data_root` | str or none | `none` |" in page

@@ -60,9 +60,18 @@ def _help(argv: list[str], capsys) -> str:
 
 @pytest.fixture
 def toy_measure():
-    @declare("measure", "toy_norm_ratio", kind="similarity", range=(0.0, 1.0), symmetric=True,
-             invariances={"orthogonal", "permutation"}, requires_models=False, original_policy="flatten",
-             description="min(‖X‖_F, ‖Y‖_F) / max(‖X‖_F, ‖Y‖_F)", citation="a test's toy")
+    @declare(
+        "measure",
+        "toy_norm_ratio",
+        kind="similarity",
+        range=(0.0, 1.0),
+        symmetric=True,
+        invariances={"orthogonal", "permutation"},
+        requires_models=False,
+        original_policy="flatten",
+        description="min(‖X‖_F, ‖Y‖_F) / max(‖X‖_F, ‖Y‖_F)",
+        citation="a test's toy",
+    )
     class NormRatio(Measure):
         def prepare(self, x) -> Prepared:
             x = as_matrix(x, self.dtype)
@@ -78,10 +87,16 @@ def toy_measure():
 
 
 #: the toy detector's own option, and the pooling option every training-free detector declares alike
-TOY_OPTIONS = {"scale": {"flag": "--toy-scale", "type": "float", "default": 1.0,
-                         "help": "scale of the toy's distances"},
-               "pool": {"flag": "--pool", "type": "str", "default": "avg", "choices": ("avg", "cls", "flatten"),
-                        "help": "pooling of activations for the training-free detectors"}}
+TOY_OPTIONS = {
+    "scale": {"flag": "--toy-scale", "type": "float", "default": 1.0, "help": "scale of the toy's distances"},
+    "pool": {
+        "flag": "--pool",
+        "type": "str",
+        "default": "avg",
+        "choices": ("avg", "cls", "flatten"),
+        "help": "pooling of activations for the training-free detectors",
+    },
+}
 
 
 @pytest.fixture
@@ -131,7 +146,12 @@ def test_a_toy_measure_is_computed_by_the_registry_with_its_declared_metadata(to
     assert compute("toy_norm_ratio", x, y).value == pytest.approx(expected, rel=1e-12)
     info = measure_info("toy-norm-ratio")
     assert (info.name, info.kind, info.range, info.symmetric, info.requires_models) == (
-        "toy_norm_ratio", "similarity", (0.0, 1.0), True, False)
+        "toy_norm_ratio",
+        "similarity",
+        (0.0, 1.0),
+        True,
+        False,
+    )
     assert info.invariances == frozenset({"orthogonal", "permutation"}) and toy_measure.info is info
     assert list_measures()[-1] == "toy_norm_ratio" and "toy_norm_ratio" in list_measures(requires_models=False)
 
@@ -141,7 +161,7 @@ def test_an_undeclared_measure_class_is_refused_with_the_way_to_declare_it():
         pass
 
     with pytest.raises(StitchkitError, match="not declared.*@declare"):
-        Undeclared().info
+        _ = Undeclared().info
 
 
 def test_a_toy_detector_is_made_fitted_and_named_by_the_registry(toy_detector):
@@ -176,8 +196,9 @@ def test_the_command_line_offers_the_toys(toy_measure, toy_detector, toy_layer, 
     assert args.measures == ["cka", "toy_norm_ratio"]
     args = parser.parse_args(["stitch", "a.pt", "b.pt", "-", "-", "l1", "l2", "toy_flat2v"])
     assert args.stitching_type == "toy_flat2v"
-    args = parser.parse_args(["detector", "check", "m.pt", "--training-free", "knn", "toy_centroid",
-                              "--toy-scale", "3", "--knn-k", "7"])
+    args = parser.parse_args(
+        ["detector", "check", "m.pt", "--training-free", "knn", "toy_centroid", "--toy-scale", "3", "--knn-k", "7"]
+    )
     assert args.training_free == ["knn", "toy_centroid"]
     options = training_free_options(args)
     assert options["toy_centroid"] == {"scale": 3.0, "pool": "avg"} and options["knn"] == {"k": 7, "pool": "avg"}
@@ -196,8 +217,9 @@ def test_a_declared_option_below_its_minimum_is_refused_on_the_command_line():
 
 
 def test_two_detectors_that_declare_one_flag_differently_are_refused():
-    @declare("detector", "toy_other_pool", trains=False,
-             options={"pool": {"flag": "--pool", "default": "cls", "help": "x"}})
+    @declare(
+        "detector", "toy_other_pool", trains=False, options={"pool": {"flag": "--pool", "default": "cls", "help": "x"}}
+    )
     class OtherPool(Detector):
         def predict(self, x):
             return x
@@ -214,12 +236,21 @@ def test_two_detectors_that_declare_one_flag_differently_are_refused():
 
 
 def test_the_study_schema_accepts_the_toys_and_still_refuses_unknown_names(toy_measure, toy_detector, toy_layer):
-    config = validate({**SEEDS, "similarity": {"measures": ["cka", "toy_norm_ratio"]},
-                       "stitching": {"type": "toy_flat2v"}, "ood": {"training_free": ["toy_centroid"]}})
+    config = validate(
+        {
+            **SEEDS,
+            "similarity": {"measures": ["cka", "toy_norm_ratio"]},
+            "stitching": {"type": "toy_flat2v"},
+            "ood": {"training_free": ["toy_centroid"]},
+        }
+    )
     assert config["similarity"]["measures"] == ["cka", "toy_norm_ratio"]
     assert config["stitching"]["type"] == "toy_flat2v" and config["ood"]["training_free"] == ["toy_centroid"]
-    unknown = (("similarity", "measures", ["no_such"]), ("stitching", "type", "no_such"),
-               ("ood", "training_free", ["no_such"]))
+    unknown = (
+        ("similarity", "measures", ["no_such"]),
+        ("stitching", "type", "no_such"),
+        ("ood", "training_free", ["no_such"]),
+    )
     for section, key, value in unknown:
         with pytest.raises(StitchkitError, match=f"{section}.{key} has 'no_such'"):
             validate({**SEEDS, section: {key: value}})
@@ -278,7 +309,8 @@ def test_a_new_file_in_a_home_package_is_picked_up_by_the_registry_and_the_comma
     home.mkdir(parents=True)
     (tmp_path / "toypkg" / "__init__.py").write_text("")
     (home / "__init__.py").write_text("")
-    (home / "toy_file_measure.py").write_text(textwrap.dedent('''
+    (home / "toy_file_measure.py").write_text(
+        textwrap.dedent("""
         from stitchkit.declarations import declare
         from stitchkit.similarity.base import Measure
 
@@ -286,7 +318,8 @@ def test_a_new_file_in_a_home_package_is_picked_up_by_the_registry_and_the_comma
                  requires_models=False, description="a toy in a file of its own", citation="none")
         class FileMeasure(Measure):
             pass
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(d, "PACKAGE_DIR", tmp_path / "toypkg")
     monkeypatch.setattr(d, "PACKAGE", "toypkg")

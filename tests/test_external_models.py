@@ -31,15 +31,22 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [["layers", *TINY_VIT, "-d", "digits"],
-                                     ["train", *TINY_VIT, "-d", "digits", "-e", "1", "-gpu", "-1", "--no-progress"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["layers", *TINY_VIT, "-d", "digits"],
+        ["train", *TINY_VIT, "-d", "digits", "-e", "1", "-gpu", "-1", "--no-progress"],
+    ],
+)
 def test_a_timm_vit_on_28_pixel_data_is_one_line_with_the_fixes(command, capsys, tmp_path):
     if command[0] == "train":
         command += ["-dir", str(tmp_path / "run")]
     assert main(command) == 2
     out, err = capsys.readouterr()
     line = _one_error_line(err)
-    assert line.startswith("stitchkit: error: timm:vit_tiny_patch16_224 (built for 224x224 inputs) cannot take inputs of shape 1x28x28")
+    assert line.startswith(
+        "stitchkit: error: timm:vit_tiny_patch16_224 (built for 224x224 inputs) cannot take inputs of shape 1x28x28"
+    )
     assert "NAME@224x224" in line and "cifar10_large" in line and "kwargs" in line and '"img_size": 28' in line
     assert not (tmp_path / "run").exists()
 
@@ -53,7 +60,9 @@ def test_the_fixes_it_names_work(capsys):
 
 
 def test_a_cut_module_raises_without_printing_fx_code(capsys):
-    model = get_model("timm:vit_tiny_patch16_224", num_classes=10, in_channels=1, input_size=224, kwargs=TINY_VIT_KWARGS).eval()
+    model = get_model(
+        "timm:vit_tiny_patch16_224", num_classes=10, in_channels=1, input_size=224, kwargs=TINY_VIT_KWARGS
+    ).eval()
     capsys.readouterr()
     prefix = layered(model).prefix("blocks.0")
     with pytest.raises(RuntimeError, match="must match the size"):
@@ -74,12 +83,23 @@ def test_an_unsized_timm_model_is_built_for_its_own_size():
 # layer kinds: "all" leaves out what is no feature of its own, "every" keeps it
 
 
-@pytest.mark.parametrize("module,kind", [
-    (nn.ReLU(), "activation"), (nn.Hardswish(), "activation"), (nn.GELU(), "activation"), (nn.Softmax(dim=1), "activation"),
-    (nn.Dropout(0.2), "dropout"), (nn.Dropout2d(), "dropout"), (nn.Identity(), "identity"),
-    (nn.Conv2d(1, 2, 3), "feature"), (nn.Linear(2, 2), "feature"), (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "feature"),
-    (nn.MultiheadAttention(4, 2), "feature"), (nn.MaxPool2d(2), "feature"),
-])
+@pytest.mark.parametrize(
+    "module,kind",
+    [
+        (nn.ReLU(), "activation"),
+        (nn.Hardswish(), "activation"),
+        (nn.GELU(), "activation"),
+        (nn.Softmax(dim=1), "activation"),
+        (nn.Dropout(0.2), "dropout"),
+        (nn.Dropout2d(), "dropout"),
+        (nn.Identity(), "identity"),
+        (nn.Conv2d(1, 2, 3), "feature"),
+        (nn.Linear(2, 2), "feature"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "feature"),
+        (nn.MultiheadAttention(4, 2), "feature"),
+        (nn.MaxPool2d(2), "feature"),
+    ],
+)
 def test_layer_kind_of_modules(module, kind):
     assert layer_kind(module) == kind
     assert layer_kind(module, is_output=True) == "logits"
@@ -100,8 +120,16 @@ def test_all_leaves_out_activations_dropout_and_logits_and_every_keeps_them():
     every = ["features.0", "features.1", "features.2", "features.3", "features.4", "head.0", "head.1", "head.2"]
     assert lm.layers == every and lm.resolve("every") == every and lm.resolve(["every"]) == every
     assert lm.resolve("all") == lm.resolve(None) == lm.feature_layers == ["features.0", "features.2", "head.0"]
-    assert lm.kinds == {"features.0": "feature", "features.1": "activation", "features.2": "feature", "features.3": "activation",
-                        "features.4": "identity", "head.0": "feature", "head.1": "dropout", "head.2": "logits"}
+    assert lm.kinds == {
+        "features.0": "feature",
+        "features.1": "activation",
+        "features.2": "feature",
+        "features.3": "activation",
+        "features.4": "identity",
+        "head.0": "feature",
+        "head.1": "dropout",
+        "head.2": "logits",
+    }
     assert lm.module_types["features.3"] == "GELU" and lm.module_types["head.2"] == "Linear"
     assert lm.resolve("head.2,features.1") == ["head.2", "features.1"]  # asked for by name: allowed
     assert not lm.is_feature("head.1") and lm.is_feature("features.2")
@@ -163,18 +191,22 @@ def offline(monkeypatch, tmp_path):
         raise AssertionError("the library's download (with its minute of retries) was started")
 
     monkeypatch.setattr(timm, "create_model", lambda *a, pretrained=False, **k: no_download() if pretrained else None)
-    monkeypatch.setattr(torchvision.models, "get_model", lambda *a, weights=None, **k: no_download() if weights else None)
+    monkeypatch.setattr(
+        torchvision.models, "get_model", lambda *a, weights=None, **k: no_download() if weights else None
+    )
     return no_network
 
 
-@pytest.mark.parametrize("name,host", [("timm:resnet10t", "huggingface.co"), ("torchvision:resnet18", "download.pytorch.org")])
+@pytest.mark.parametrize(
+    "name,host", [("timm:resnet10t", "huggingface.co"), ("torchvision:resnet18", "download.pytorch.org")]
+)
 def test_pretrained_offline_fails_at_once_and_names_the_local_weights(offline, name, host):
     with pytest.raises(StitchkitError) as info:
         get_model(name, num_classes=10, pretrained=True)
     text = str(info.value)
     assert f"could not download the pretrained weights of {name}: {host} is not reachable" in text
     assert "--weights PATH" in text and "weights=PATH" in text and 'weights = "PATH" under [networks]' in text
-    assert "model_options={\"weights\": PATH}" in text
+    assert 'model_options={"weights": PATH}' in text
     assert offline.calls == [((host, 443), CONNECT_TIMEOUT)]  # one attempt, with a short timeout
 
 
@@ -185,7 +217,9 @@ def test_pretrained_offline_cli_is_one_line(offline, capsys):
 
 def test_hub_offline_mode_needs_no_connection_attempt(offline, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(StitchkitError, match=r"HF_HUB_OFFLINE is set and they are not in the local cache; .*--weights PATH"):
+    with pytest.raises(
+        StitchkitError, match=r"HF_HUB_OFFLINE is set and they are not in the local cache; .*--weights PATH"
+    ):
         get_model("timm:resnet10t", num_classes=10, pretrained=True)
     assert offline.calls == []
 
@@ -200,7 +234,9 @@ def test_cached_weights_are_used_without_a_connection_attempt(offline, tmp_path)
 
 
 def test_a_model_of_the_zoo_on_too_small_images_is_one_line(capsys, tmp_path):
-    assert main(["train", "small_cnn", "-d", "digits@3x32", "-e", "1", "-gpu", "-1", "-dir", str(tmp_path / "run")]) == 2
+    assert (
+        main(["train", "small_cnn", "-d", "digits@3x32", "-e", "1", "-gpu", "-1", "-dir", str(tmp_path / "run")]) == 2
+    )
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("stitchkit: error: small_cnn cannot take inputs of shape 1x3x32 (RuntimeError: ")
     assert "dataset NAME@CxHxW" in line and "kwargs" not in line  # the zoo's models have no constructor kwargs option

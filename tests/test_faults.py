@@ -21,10 +21,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import fault_driver
 import pytest
 import torch
 
-import fault_driver
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
@@ -36,15 +36,19 @@ from stitchkit.utils.io import check_writable_dir, torch_save_atomic, write_json
 
 HERE = Path(__file__).parent
 DRIVER = HERE / "fault_driver.py"
-DISABLED = "\n".join(f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity"))
+DISABLED = "\n".join(
+    f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
+)
 TINY = ["-gpu", "-1", "-workers", "0", "--no-progress"]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
+
 def study_config(tmp_path: Path) -> Path:
     path = tmp_path / "faults.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         [study]
         name = "faults"
         dataset = "digits"
@@ -52,7 +56,10 @@ def study_config(tmp_path: Path) -> Path:
 
         [networks]
         seeds = [0, 1]
-    """) + DISABLED + "\n")
+    """)
+        + DISABLED
+        + "\n"
+    )
     return path
 
 
@@ -79,11 +86,15 @@ def env_with_log(log: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "STITCHKIT_FAULT_LOG": str(log), "OMP_NUM_THREADS": "1"}
 
 
-def start_driver(tmp_path: Path, steps: list[dict], out: Path, executor: str = "inline", workers: int = 1) -> subprocess.Popen:
+def start_driver(
+    tmp_path: Path, steps: list[dict], out: Path, executor: str = "inline", workers: int = 1
+) -> subprocess.Popen:
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(steps))
     cmd = [sys.executable, str(DRIVER), str(study_config(tmp_path)), str(out), executor, str(workers), str(plan_file)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env_with_log(tmp_path / "events.log"))
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env_with_log(tmp_path / "events.log")
+    )
 
 
 def events(tmp_path: Path, after: float = 0.0) -> list[tuple[str, str, int]]:
@@ -169,6 +180,7 @@ def tiny_checkpoint(path: Path, seed: int = 0, dataset: str = "digits") -> Path:
 
 # -- 1. a damaged study store -------------------------------------------------------------------------
 
+
 def _truncate(path: Path, rng: random.Random) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
@@ -185,7 +197,7 @@ def _random_pages(path: Path, rng: random.Random) -> None:
     page = int.from_bytes(data[16:18], "big") or 65536
     for index in range(1, len(data) // page):  # every page but the header page
         start = index * page + 8
-        data[start:start + page - 16] = bytes(rng.randrange(256) for _ in range(page - 16))
+        data[start : start + page - 16] = bytes(rng.randrange(256) for _ in range(page - 16))
     path.write_bytes(bytes(data))
 
 
@@ -204,7 +216,9 @@ def _garbage_row(path: Path, rng: random.Random) -> None:
         db.execute("UPDATE units SET metrics = '{broken' WHERE rowid = 1")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _break_header, _random_pages, _empty, _foreign, _garbage_row], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize(
+    "damage", [_truncate, _break_header, _random_pages, _empty, _foreign, _garbage_row], ids=lambda f: f.__name__[1:]
+)
 def test_a_damaged_store_is_reported_and_rebuilt_from_the_units_results(tmp_path, monkeypatch, capsys, damage):
     steps = plan(12, seconds=(0.0, 0.0))
     out = tmp_path / "study"
@@ -232,6 +246,7 @@ def test_a_damaged_store_is_reported_and_rebuilt_from_the_units_results(tmp_path
 
 # -- 2. a checkpoint that would run code -------------------------------------------------------------
 
+
 class RunsCode:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -244,8 +259,14 @@ class AnyObject:
     pass
 
 
-@pytest.mark.parametrize("payload,name", [("system", ("os.system", "posix.system")), ("print", ("print", "builtins.print")),
-                                          ("object", ("test_faults.AnyObject",))])
+@pytest.mark.parametrize(
+    "payload,name",
+    [
+        ("system", ("os.system", "posix.system")),
+        ("print", ("print", "builtins.print")),
+        ("object", ("test_faults.AnyObject",)),
+    ],
+)
 def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path, payload, name):
     marker = tmp_path / "owned"
     obj = {"system": RunsCode(marker), "print": _PrintPayload(), "object": AnyObject()}[payload]
@@ -273,6 +294,7 @@ def test_garbage_is_still_called_corrupt(tmp_path):
 
 # -- 3, 4, 13. detector training checks every output and input first -----------------------------------
 
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("ck") / "final.pt")
@@ -283,8 +305,29 @@ DET = ["layer4.1", "-e", "0", "-fe", "0", "-b", "8", "-ftoodd", "natural_patches
 
 def test_detector_train_checks_the_registry_path_before_training(checkpoint, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
-    for fdir, needle in ((tmp_path / "afile", "exists and is not a folder"), (tmp_path / "afile" / "reg", "is a file, not a folder")):
-        code, _, err = cli(["detector", "train", checkpoint, "-", *DET[:1], "-e", "1", "-fe", "1", *DET[5:], "-dir", tmp_path / "d", "-fdir", fdir], capsys)
+    for fdir, needle in (
+        (tmp_path / "afile", "exists and is not a folder"),
+        (tmp_path / "afile" / "reg", "is a file, not a folder"),
+    ):
+        code, _, err = cli(
+            [
+                "detector",
+                "train",
+                checkpoint,
+                "-",
+                *DET[:1],
+                "-e",
+                "1",
+                "-fe",
+                "1",
+                *DET[5:],
+                "-dir",
+                tmp_path / "d",
+                "-fdir",
+                fdir,
+            ],
+            capsys,
+        )
         assert_one_line_error(code, err, "detector registry folder (-fdir)", needle)
         assert not (tmp_path / "d").exists()
     broken = tmp_path / "broken_registry"
@@ -309,12 +352,56 @@ def test_detector_train_refuses_a_finished_dir_unless_overwrite(checkpoint, tmp_
 
 def test_detector_train_loads_every_dataset_before_pre_training(checkpoint, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    code, _, err = cli(["detector", "train", checkpoint, "-", "layer4.1", "-e", "1", "-fe", "1", "-b", "8", "-ftoodd", "outlier_exposure",
-                        "-ftooddata", tmp_path / "empty", *TINY, "-dir", tmp_path / "d", "-fdir", tmp_path / "reg"], capsys)
+    code, _, err = cli(
+        [
+            "detector",
+            "train",
+            checkpoint,
+            "-",
+            "layer4.1",
+            "-e",
+            "1",
+            "-fe",
+            "1",
+            "-b",
+            "8",
+            "-ftoodd",
+            "outlier_exposure",
+            "-ftooddata",
+            tmp_path / "empty",
+            *TINY,
+            "-dir",
+            tmp_path / "d",
+            "-fdir",
+            tmp_path / "reg",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "300K_random_images")
     assert not (tmp_path / "d").exists() and not (tmp_path / "reg").exists()
-    code, _, err = cli(["detector", "train", checkpoint, "-", "layer4.1", "-e", "1", "-fe", "0", "-b", "8", "--train-subset", "100000000",
-                        *TINY, "-dir", tmp_path / "d", "-fdir", tmp_path / "reg"], capsys)
+    code, _, err = cli(
+        [
+            "detector",
+            "train",
+            checkpoint,
+            "-",
+            "layer4.1",
+            "-e",
+            "1",
+            "-fe",
+            "0",
+            "-b",
+            "8",
+            "--train-subset",
+            "100000000",
+            *TINY,
+            "-dir",
+            tmp_path / "d",
+            "-fdir",
+            tmp_path / "reg",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "--train-subset", "fewer than the 100000000 asked for")
     assert not (tmp_path / "d").exists()
 
@@ -328,25 +415,36 @@ def test_resume_from_another_runs_checkpoint_is_refused_unless_forced(tmp_path, 
     code, _, err = cli(["train", *TRAIN, "-e", "1", "-s", "0", "-dir", tmp_path / "a"], capsys)
     assert code == 0, err
     other = tmp_path / "a" / "last.pt"
-    for extra, needle in ((["-s", "1"], "seed 0 (this run: 1)"), (["-s", "0", "-lr", "0.01"], "optim.lr"),
-                          (["-s", "0", "--no-augment"], "augment True (this run: False)")):
+    for extra, needle in (
+        (["-s", "1"], "seed 0 (this run: 1)"),
+        (["-s", "0", "-lr", "0.01"], "optim.lr"),
+        (["-s", "0", "--no-augment"], "augment True (this run: False)"),
+    ):
         code, _, err = cli(["train", *TRAIN, "-e", "2", *extra, "-dir", tmp_path / "b", "--resume", other], capsys)
         assert_one_line_error(code, err, "comes from a different run", needle, "--force-resume")
         assert not (tmp_path / "b").exists()
-    code, _, err = cli(["train", *TRAIN[:4], "8", *TRAIN[5:], "-e", "2", "-dir", tmp_path / "b", "--resume", other], capsys)
+    code, _, err = cli(
+        ["train", *TRAIN[:4], "8", *TRAIN[5:], "-e", "2", "-dir", tmp_path / "b", "--resume", other], capsys
+    )
     assert_one_line_error(code, err, "model resnet18")
-    code, _, err = cli(["train", *TRAIN, "-e", "2", "-s", "1", "-dir", tmp_path / "b", "--resume", other, "--force-resume"], capsys)
+    code, _, err = cli(
+        ["train", *TRAIN, "-e", "2", "-s", "1", "-dir", tmp_path / "b", "--resume", other, "--force-resume"], capsys
+    )
     assert code == 0, err
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["resumed_from"] == str(other) and config["resume_mismatches"] == ["seed 0 (this run: 1)"]
     # the run's own checkpoint resumes as before
-    code, _, err = cli(["train", *TRAIN, "-e", "3", "-s", "1", "-dir", tmp_path / "b", "--resume", tmp_path / "b" / "last.pt"], capsys)
+    code, _, err = cli(
+        ["train", *TRAIN, "-e", "3", "-s", "1", "-dir", tmp_path / "b", "--resume", tmp_path / "b" / "last.pt"], capsys
+    )
     assert code == 0, err
 
 
 def test_a_subset_larger_than_the_split_is_refused_and_the_used_size_recorded(tmp_path, capsys):
     code, _, err = cli(["train", *TRAIN[:-6], "100000000", *TINY, "-e", "1", "-dir", tmp_path / "big"], capsys)
-    assert_one_line_error(code, err, "--train-subset: the train split of digits has only", "fewer than the 100000000 asked for")
+    assert_one_line_error(
+        code, err, "--train-subset: the train split of digits has only", "fewer than the 100000000 asked for"
+    )
     assert not (tmp_path / "big").exists()
     code, _, err = cli(["train", *TRAIN, "-e", "1", "-dir", tmp_path / "ok"], capsys)
     assert code == 0, err
@@ -361,14 +459,25 @@ def test_the_probes_refuse_a_subset_larger_than_the_training_set():
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=4)
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
     with pytest.raises(StitchkitError, match=f"has only {len(train)} images, fewer than the 100000000"):
-        probe_model(model, ["layer4.1"], {"train": train, "test": test},
-                    config=ProbeConfig(train_subset=100_000_000, epochs=1, device="cpu"))
+        probe_model(
+            model,
+            ["layer4.1"],
+            {"train": train, "test": test},
+            config=ProbeConfig(train_subset=100_000_000, epochs=1, device="cpu"),
+        )
 
 
 # -- 6, 7, 13. study configs and options are checked before anything is written ---------------------------
 
-@pytest.mark.parametrize("text,needle", [("", "names no networks"), ("[networks]\n", "names no networks"),
-                                          ("[study]\nname = 'x'\n", "smallest valid config is: [networks] seeds = [0, 1]")])
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("", "names no networks"),
+        ("[networks]\n", "names no networks"),
+        ("[study]\nname = 'x'\n", "smallest valid config is: [networks] seeds = [0, 1]"),
+    ],
+)
 def test_a_config_without_networks_is_refused(tmp_path, capsys, text, needle):
     config = tmp_path / "c.toml"
     config.write_text(text)
@@ -377,18 +486,26 @@ def test_a_config_without_networks_is_refused(tmp_path, capsys, text, needle):
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("extra,needle", [(["--rerun", "bogus"], "--rerun 'bogus' is not a unit kind; valid kinds:"),
-                                          (["--workers", "0", "--executor", "pool"], "--workers must be at least 1"),
-                                          (["--address", "ray://x:1"], "--address is for the ray executor")])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--rerun", "bogus"], "--rerun 'bogus' is not a unit kind; valid kinds:"),
+        (["--workers", "0", "--executor", "pool"], "--workers must be at least 1"),
+        (["--address", "ray://x:1"], "--address is for the ray executor"),
+    ],
+)
 def test_bad_study_options_write_nothing(tmp_path, capsys, extra, needle):
     config = tmp_path / "c.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         [study]
         dataset = "digits"
         [networks]
         options = { width = 4 }
         seeds = [0, 1]
-    """) + DISABLED)
+    """)
+        + DISABLED
+    )
     code, _, err = cli(["study", config, "--out", tmp_path / "s", *extra], capsys)
     assert_one_line_error(code, err, needle)
     if "--rerun" in extra:
@@ -409,12 +526,37 @@ def test_a_failed_resume_rewrites_nothing(tmp_path, monkeypatch, capsys):
 
 # -- 8. ranks above a layer's channel count ------------------------------------------------------------------
 
+
 def test_ranks_above_the_channel_count_are_clamped_recorded_or_refused(checkpoint, tmp_path, capsys):
     ck1 = tiny_checkpoint(tmp_path / "n1" / "final.pt", seed=1)
-    code, out, err = cli(["similarity", checkpoint, ck1, "-", "-", "layer3.1", "layer3.1", "-m1r", "999", "8", "-m2r", "full",
-                          "--n-samples", "40", "-d", "digits", *TINY, "-o", tmp_path / "sim"], capsys)
+    code, out, err = cli(
+        [
+            "similarity",
+            checkpoint,
+            ck1,
+            "-",
+            "-",
+            "layer3.1",
+            "layer3.1",
+            "-m1r",
+            "999",
+            "8",
+            "-m2r",
+            "full",
+            "--n-samples",
+            "40",
+            "-d",
+            "digits",
+            *TINY,
+            "-o",
+            tmp_path / "sim",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert "warning: model 1 rank (-m1r) above a layer's channel count" in err and "999 at layer3.1 (16 channels)" in err
+    assert (
+        "warning: model 1 rank (-m1r) above a layer's channel count" in err and "999 at layer3.1 (16 channels)" in err
+    )
     lines = out.splitlines()
     assert lines[1].split()[3:5] == ["999*", "full"] and lines[2].split()[3:5] == ["8", "full"]
     assert "(* a rank above the layer's channels: all of them were used)" in lines
@@ -422,13 +564,49 @@ def test_ranks_above_the_channel_count_are_clamped_recorded_or_refused(checkpoin
     used = {(r["rank_x"], r["rank_used_x"]) for r in rows}
     assert used == {(999, 16), (8, 8)}
     full = {r["measure"]: r["value"] for r in rows if r["rank_x"] == 999}
-    code, _, err = cli(["similarity", checkpoint, ck1, "-", "-", "layer3.1", "layer3.1", "--n-samples", "40", "-d", "digits", *TINY,
-                        "-o", tmp_path / "sim_full"], capsys)
+    code, _, err = cli(
+        [
+            "similarity",
+            checkpoint,
+            ck1,
+            "-",
+            "-",
+            "layer3.1",
+            "layer3.1",
+            "--n-samples",
+            "40",
+            "-d",
+            "digits",
+            *TINY,
+            "-o",
+            tmp_path / "sim_full",
+        ],
+        capsys,
+    )
     assert code == 0
     rows_full = json.loads((tmp_path / "sim_full" / "similarity.json").read_text())["results"]
-    assert full == pytest.approx({r["measure"]: r["value"] for r in rows_full}, rel=1e-4)  # rank 999 is the full activation
+    assert full == pytest.approx(
+        {r["measure"]: r["value"] for r in rows_full}, rel=1e-4
+    )  # rank 999 is the full activation
     # the sensitivity test's candidates: refused
-    code, _, err = cli(["sensitivity", checkpoint, ck1, "-l", "layer3.1", "-ranks", "999", "4", "-d", "digits", *TINY, "-o", tmp_path / "sens"], capsys)
+    code, _, err = cli(
+        [
+            "sensitivity",
+            checkpoint,
+            ck1,
+            "-l",
+            "layer3.1",
+            "-ranks",
+            "999",
+            "4",
+            "-d",
+            "digits",
+            *TINY,
+            "-o",
+            tmp_path / "sens",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "-ranks 999 is above the 16 channels of layer layer3.1")
     assert not (tmp_path / "sens").exists()
 
@@ -440,8 +618,13 @@ def test_probe_ranks_above_the_channel_count_record_the_rank_used(capsys):
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=4)
     train = torch.utils.data.Subset(get_dataset("digits", "train", augment=False), range(64))
     test = torch.utils.data.Subset(get_dataset("digits", "test"), range(32))
-    report = probe_model(model, ["layer1.0", "layer4.1"], {"train": train, "test": test}, ranks=[None, 8],
-                         config=ProbeConfig(epochs=1, device="cpu"))
+    report = probe_model(
+        model,
+        ["layer1.0", "layer4.1"],
+        {"train": train, "test": test},
+        ranks=[None, 8],
+        config=ProbeConfig(epochs=1, device="cpu"),
+    )
     assert "8 at layer1.0 (4 channels)" in capsys.readouterr().err
     used = {(r.layer, r.rank): r.to_dict()["rank_used"] for r in report.results}
     assert used == {("layer1.0", None): None, ("layer1.0", 8): 4, ("layer4.1", None): None, ("layer4.1", 8): 8}
@@ -449,6 +632,7 @@ def test_probe_ranks_above_the_channel_count_record_the_rank_used(capsys):
 
 
 # -- 10. the sensitivity test needs two different networks -----------------------------------------------------
+
 
 def test_sensitivity_refuses_one_network_and_the_same_network_twice(checkpoint, tmp_path, capsys):
     copy = tmp_path / "copy" / "final.pt"
@@ -464,6 +648,7 @@ def test_sensitivity_refuses_one_network_and_the_same_network_twice(checkpoint, 
 
 
 # -- 12. files honour the umask --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("umask,mode", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
 def test_written_files_honour_the_umask(tmp_path, umask, mode):
@@ -491,6 +676,7 @@ def test_check_writable_dir_creates_nothing(tmp_path):
 
 # -- 11, 15. a killed driver: its workers die with it, --status shows what was interrupted ------------------------
 
+
 def test_pool_workers_die_with_a_killed_driver_and_status_says_interrupted(tmp_path, monkeypatch, capsys):
     steps = [{"name": f"long{i}", "seconds": 60, "value": i, "deps": []} for i in range(2)]
     out = tmp_path / "study"
@@ -515,6 +701,7 @@ def test_pool_workers_die_with_a_killed_driver_and_status_says_interrupted(tmp_p
 
 # -- kill -9 at random moments: exactly one result per unit after resuming ---------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(5))
 def test_kill_9_at_a_random_moment_then_resume_gives_one_result_per_unit(tmp_path, monkeypatch, seed):
     steps = plan(10, seed=seed)
@@ -528,14 +715,18 @@ def test_kill_9_at_a_random_moment_then_resume_gives_one_result_per_unit(tmp_pat
         killed_at = time.time()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    finished = {p.name for p in (out / "units").iterdir() if not p.name.startswith(".")} if (out / "units").exists() else set()
+    finished = (
+        {p.name for p in (out / "units").iterdir() if not p.name.startswith(".")} if (out / "units").exists() else set()
+    )
     recorded = {}
     if (out / "study.sqlite").exists() and store_problem(out / "study.sqlite") is None:
         recorded = {label: r.finished for label, r in store_rows(out).items() if r.status == "done"}
     summary = in_process_study(tmp_path, monkeypatch, steps, out)
     assert summary.counts == {"pending": 0, "running": 0, "done": len(steps), "failed": 0}
     rows = store_rows(out)
-    assert len(rows) == len(steps) and {label: r.metrics["value"] for label, r in rows.items()} == expected_values(steps)
+    assert len(rows) == len(steps) and {label: r.metrics["value"] for label, r in rows.items()} == expected_values(
+        steps
+    )
     for label, when in recorded.items():  # recorded before the kill: kept as it was
         assert rows[label].finished == when and rows[label].attempts == 1
     by_folder = {u.folder_name: u.label for u in fault_driver.build_units(steps)}
@@ -560,6 +751,7 @@ def test_a_unit_on_disk_but_not_recorded_is_adopted_not_recomputed(tmp_path, mon
 
 
 # -- concurrent writers ----------------------------------------------------------------------------------------------
+
 
 def _register_many(root: str, worker: int, n: int) -> None:
     from stitchkit.ood.registry import DetectorRegistry
@@ -591,7 +783,9 @@ def _run_concurrently(target, where: str, per_worker: int, workers: int = 4) -> 
     return procs
 
 
-@pytest.mark.parametrize("target,per_worker", [(_register_many, 25), (_probe_cache_many, 15)], ids=["detector registry", "probe cache"])
+@pytest.mark.parametrize(
+    "target,per_worker", [(_register_many, 25), (_probe_cache_many, 15)], ids=["detector registry", "probe cache"]
+)
 def test_concurrent_writers_lose_nothing(tmp_path, target, per_worker):
     where = str(tmp_path / ("reg" if target is _register_many else "probes.json"))
     procs = _run_concurrently(target, where, per_worker)

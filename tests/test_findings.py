@@ -33,8 +33,13 @@ NAN = math.nan
 def matrix(values, rows=LAYERS, cols=None):
     cols = rows if cols is None else cols
     values = np.asarray(values, dtype=float)
-    return {"rows": list(rows), "cols": list(cols), "values": [[None if math.isnan(v) else float(v) for v in row] for row in values],
-            "kind": "accuracy", "range": [0, 1]}
+    return {
+        "rows": list(rows),
+        "cols": list(cols),
+        "values": [[None if math.isnan(v) else float(v) for v in row] for row in values],
+        "kind": "accuracy",
+        "range": [0, 1],
+    }
 
 
 def diagonal(on, off, n=4):
@@ -60,9 +65,14 @@ class Synthetic:
         return unit
 
     def network(self, seed, model="resnet18"):
-        return self.add(Unit("train", {"model": model, "options": {"width": 4}, "seed": seed}, (), f"train {model} s{seed}"), {"test_acc": 0.9})
+        return self.add(
+            Unit("train", {"model": model, "options": {"width": 4}, "seed": seed}, (), f"train {model} s{seed}"),
+            {"test_acc": 0.9},
+        )
 
-    def stitch(self, method, front, end, accuracy=None, end_accuracy=1.0, residual=None, rows=LAYERS, cols=None, done=True):
+    def stitch(
+        self, method, front, end, accuracy=None, end_accuracy=1.0, residual=None, rows=LAYERS, cols=None, done=True
+    ):
         cols = rows if cols is None else cols
         matrices = {}
         if accuracy is not None:
@@ -70,21 +80,34 @@ class Synthetic:
         if residual is not None:
             matrices[f"{TITLES[method]} residual (test, pooled)"] = matrix(residual, rows, cols)
         names = [u.label.split(" ", 1)[1] for u in (front, end)]
-        unit = Unit("stitch", {"method": method, "front_layers": list(rows), "end_layers": list(cols), "seed": 0}, (front.id, end.id),
-                    f"stitch {method} {names[0]}→{names[1]}")
+        unit = Unit(
+            "stitch",
+            {"method": method, "front_layers": list(rows), "end_layers": list(cols), "seed": 0},
+            (front.id, end.id),
+            f"stitch {method} {names[0]}→{names[1]}",
+        )
         return self.add(unit, {"matrices": matrices, "end_accuracy": end_accuracy}, done=done)
 
     def ood(self, stitch, aurocs, sanity=None, training_free=("mahalanobis", "knn"), done=True, norms=None):
-        """``aurocs``: detector → AUROC matrix; ``sanity``: detector → sanity AUROC of every end layer (or layer → AUROC);
+        """``aurocs``: detector → AUROC matrix; ``sanity``: detector → sanity AUROC of every end layer (or layer →
+        AUROC);
         ``norms``: the norm-ratio matrix (stitched / genuine)."""
         tables = {}
         if sanity is not None:
             rows = []
             for detector, values in sanity.items():
                 per_layer = values if isinstance(values, dict) else {layer: values for layer in LAYERS}
-                rows += [{"layer": layer, "detector": detector, "auroc": v, "aupr": 0.5, "fpr95": 0.5} for layer, v in per_layer.items()]
+                rows += [
+                    {"layer": layer, "detector": detector, "auroc": v, "aupr": 0.5, "fpr95": 0.5}
+                    for layer, v in per_layer.items()
+                ]
             tables["detector sanity check (genuine test activations vs digits)"] = rows
-        unit = Unit("ood", {"training_free": list(training_free), "sanity": "digits"}, (stitch.id,), f"ood {stitch.label.split(' ', 1)[1]}")
+        unit = Unit(
+            "ood",
+            {"training_free": list(training_free), "sanity": "digits"},
+            (stitch.id,),
+            f"ood {stitch.label.split(' ', 1)[1]}",
+        )
         metrics = {"matrices": {f"AUROC ({d})": matrix(v) for d, v in aurocs.items()}, "tables": tables}
         if norms is not None:
             metrics["matrices"][NORM_RATIO_MATRIX] = {**matrix(norms), "kind": "ratio", "range": [0, None]}
@@ -94,11 +117,34 @@ class Synthetic:
         """``stats``: measure → (Spearman ρ, one-sided p)."""
         rows = []
         for measure, (rho, p) in stats.items():
-            rows.append({"measure": measure, "scope": "pooled", "spearman": rho, "spearman_p": p, "kendall": rho, "kendall_p": p, "bad_fraction": 0.2, "n": 30})
-            rows.append({"measure": measure, "scope": "mean_over_references", "spearman": -0.9, "spearman_p": None, "kendall": -0.9,
-                         "kendall_p": None, "bad_fraction": 0.2, "n": 30})  # another scope: must not be read
+            rows.append(
+                {
+                    "measure": measure,
+                    "scope": "pooled",
+                    "spearman": rho,
+                    "spearman_p": p,
+                    "kendall": rho,
+                    "kendall_p": p,
+                    "bad_fraction": 0.2,
+                    "n": 30,
+                }
+            )
+            rows.append(
+                {
+                    "measure": measure,
+                    "scope": "mean_over_references",
+                    "spearman": -0.9,
+                    "spearman_p": None,
+                    "kendall": -0.9,
+                    "kendall_p": None,
+                    "bad_fraction": 0.2,
+                    "n": 30,
+                }
+            )  # another scope: must not be read
         table = {f"{test} test (Spearman ρ, Kendall τ, one-sided p, bad pairs)": rows}
-        return self.add(Unit(test, {"layer": "l1", "measures": list(stats)}, (), f"{test} l1"), {"tables": table}, done=done)
+        return self.add(
+            Unit(test, {"layer": "l1", "measures": list(stats)}, (), f"{test} l1"), {"tables": table}, done=done
+        )
 
     def findings(self, **thresholds):
         return compute_findings(self.store.all(), thresholds)
@@ -120,22 +166,37 @@ def pair(study):
 # -- the config ------------------------------------------------------------------------------------------
 def test_findings_defaults_are_the_fixed_criteria():
     assert validate({"networks": {"seeds": [0, 1]}})["findings"] == {
-        "match": 0.90, "high": 0.90, "most": 0.75, "often": 0.5, "near": 1, "tie": 0.005, "far": 0.5,
-        "ood_auroc": 0.75, "id_auroc": 0.65, "detector_sanity": 0.90, "alpha": 0.05, "rho_tolerance": 0.05, "detector_support": 0.5,
-        "pair_support": 0.5}
+        "match": 0.90,
+        "high": 0.90,
+        "most": 0.75,
+        "often": 0.5,
+        "near": 1,
+        "tie": 0.005,
+        "far": 0.5,
+        "ood_auroc": 0.75,
+        "id_auroc": 0.65,
+        "detector_sanity": 0.90,
+        "alpha": 0.05,
+        "rho_tolerance": 0.05,
+        "detector_support": 0.5,
+        "pair_support": 0.5,
+    }
 
 
-@pytest.mark.parametrize("section,message", [
-    ({"match": 0}, "findings.match must be in (0, 1]"),
-    ({"most": 1.5}, "findings.most must be in (0, 1]"),
-    ({"near": 0.5}, "findings.near must be an integer"),
-    ({"alpha": 1}, "findings.alpha must be in (0, 1)"),
-    ({"id_auroc": 0.8}, "findings.id_auroc (0.8) must not exceed findings.ood_auroc (0.75)"),
-    ({"treshold": 1}, "unknown key findings.treshold"),
-    ({"pair_support": 1}, "findings.pair_support must be in [0, 1)"),
-    ({"detector_support": -0.1}, "findings.detector_support must be in [0, 1)"),
-    ({"rho_tolerance": -0.01}, "findings.rho_tolerance must be ≥ 0"),
-])
+@pytest.mark.parametrize(
+    "section,message",
+    [
+        ({"match": 0}, "findings.match must be in (0, 1]"),
+        ({"most": 1.5}, "findings.most must be in (0, 1]"),
+        ({"near": 0.5}, "findings.near must be an integer"),
+        ({"alpha": 1}, "findings.alpha must be in (0, 1)"),
+        ({"id_auroc": 0.8}, "findings.id_auroc (0.8) must not exceed findings.ood_auroc (0.75)"),
+        ({"treshold": 1}, "unknown key findings.treshold"),
+        ({"pair_support": 1}, "findings.pair_support must be in [0, 1)"),
+        ({"detector_support": -0.1}, "findings.detector_support must be in [0, 1)"),
+        ({"rho_tolerance": -0.01}, "findings.rho_tolerance must be ≥ 0"),
+    ],
+)
 def test_bad_findings_thresholds_are_refused(section, message):
     with pytest.raises(StitchkitError) as info:
         validate({"networks": {"seeds": [0, 1]}, "findings": section})
@@ -203,14 +264,17 @@ def test_c1a_needs_most_layers_and_nan_never_supports(study, pair):
     other.store.close()
 
 
-@pytest.mark.parametrize("setup,needle", [
-    ("nothing", "the study has no DM grid between two different networks"),
-    ("tlm only", "\"dm\" in stitching.methods"),
-    ("self pair", "the study has no DM grid between two different networks"),
-    ("other architecture", "the study has no DM grid between two different networks of the same architecture"),
-    ("pending", "not computed yet (stitch dm resnet18 s0→resnet18 s1: pending"),
-    ("failed", "stitch dm resnet18 s0→resnet18 s1: failed (out of memory)"),
-])
+@pytest.mark.parametrize(
+    "setup,needle",
+    [
+        ("nothing", "the study has no DM grid between two different networks"),
+        ("tlm only", '"dm" in stitching.methods'),
+        ("self pair", "the study has no DM grid between two different networks"),
+        ("other architecture", "the study has no DM grid between two different networks of the same architecture"),
+        ("pending", "not computed yet (stitch dm resnet18 s0→resnet18 s1: pending"),
+        ("failed", "stitch dm resnet18 s0→resnet18 s1: failed (out of memory)"),
+    ],
+)
 def test_c1a_not_testable(study, setup, needle):
     a = study.network(0)
     b = study.network(1, model="vit_tiny") if setup == "other architecture" else study.network(1)
@@ -238,20 +302,33 @@ def test_every_pair_is_judged_and_a_majority_of_the_tested_pairs_decides(study, 
     study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
     study.stitch("dm", pair[0], fourth, diagonal(0.92, 0.3))
     f = study.findings()["C1a"]
-    assert f.verdict == "supported" and f.reason.startswith("holds for 2 of 3 network pairs (67%; more than 50% needed (pair_support = 0.5)): ")
+    assert f.verdict == "supported" and f.reason.startswith(
+        "holds for 2 of 3 network pairs (67%; more than 50% needed (pair_support = 0.5)): "
+    )
     assert "resnet18 s0→resnet18 s2: not supported (fraction reaching match 0)" in f.reason
-    assert [(p.label, p.verdict) for p in f.parts] == [("resnet18 s0→resnet18 s1", "supported"), ("resnet18 s0→resnet18 s2", "not supported"),
-                                                       ("resnet18 s0→resnet18 s3", "supported")]
+    assert [(p.label, p.verdict) for p in f.parts] == [
+        ("resnet18 s0→resnet18 s1", "supported"),
+        ("resnet18 s0→resnet18 s2", "not supported"),
+        ("resnet18 s0→resnet18 s3", "supported"),
+    ]
     assert f.numbers["pairs holding"] == 2 and f.numbers["pairs tested"] == 3 and f.numbers["pairs not testable"] == 0
     per_pair = f.numbers["per pair"]
-    assert per_pair[1]["units"] == ["stitch dm resnet18 s0→resnet18 s2"] and per_pair[1]["fraction reaching match"] == 0.0
+    assert (
+        per_pair[1]["units"] == ["stitch dm resnet18 s0→resnet18 s2"] and per_pair[1]["fraction reaching match"] == 0.0
+    )
     assert per_pair[2]["relative accuracy a_dm[i, i]"]["l1"] == pytest.approx(0.92)
-    assert f.units == ["stitch dm resnet18 s0→resnet18 s1", "stitch dm resnet18 s0→resnet18 s2", "stitch dm resnet18 s0→resnet18 s3"]
+    assert f.units == [
+        "stitch dm resnet18 s0→resnet18 s1",
+        "stitch dm resnet18 s0→resnet18 s2",
+        "stitch dm resnet18 s0→resnet18 s3",
+    ]
     assert len(f.links) == 3
     assert study.findings(pair_support=0.7)["C1a"].verdict == "not supported"  # 2/3 is not more than 0.7
     study.stitch("dm", third, fourth, np.full((4, 4), 0.4))  # 2 of 4: a tie is not a majority
     f = study.findings()["C1a"]
-    assert f.verdict == "not supported" and f.reason.startswith("holds for 2 of 4 network pairs (50%; more than 50% needed (pair_support = 0.5))")
+    assert f.verdict == "not supported" and f.reason.startswith(
+        "holds for 2 of 4 network pairs (50%; more than 50% needed (pair_support = 0.5))"
+    )
 
 
 def test_pairs_that_cannot_test_a_claim_are_left_out_of_the_count(study, pair):
@@ -271,7 +348,9 @@ def test_pairs_that_cannot_test_a_claim_are_left_out_of_the_count(study, pair):
         none.stitch("tlm", nets[0], other, np.full((4, 4), 0.5))
         none.stitch("dm", nets[0], other, diagonal(0.95, 0.3))
     f = none.findings()["C2"]
-    assert f.verdict == "not testable" and f.reason.startswith("not testable on any of the 2 network pairs; the first: TLM does not reach")
+    assert f.verdict == "not testable" and f.reason.startswith(
+        "not testable on any of the 2 network pairs; the first: TLM does not reach"
+    )
     none.store.close()
 
 
@@ -281,7 +360,9 @@ def test_c4_counts_networks_stitched_into_themselves(study, pair):
     study.stitch("tlm", pair[0], pair[0], beaten)
     study.stitch("tlm", pair[1], pair[1], diagonal(0.95, 0.80))
     f = study.findings()["C4"]
-    assert f.verdict == "not supported" and f.reason.startswith("holds for 1 of 2 networks stitched into themselves (50%; more than 50% needed (pair_support")
+    assert f.verdict == "not supported" and f.reason.startswith(
+        "holds for 1 of 2 networks stitched into themselves (50%; more than 50% needed (pair_support"
+    )
     assert [p.label for p in f.parts] == ["resnet18 s0→resnet18 s0", "resnet18 s1→resnet18 s1"]
 
 
@@ -293,12 +374,18 @@ def test_findings_text_and_html_show_each_pair(study, pair):
     study.stitch("dm", pair[0], third, np.full((4, 4), 0.5))
     findings = study.findings()
     text = render_text(findings)
-    assert "       · resnet18 s0→resnet18 s2: not supported: 0 of 4 corresponding layers reach 90% of the end network's accuracy (match = 0.9)" in text
+    assert (
+        "       · resnet18 s0→resnet18 s2: not supported: 0 of 4 corresponding layers reach 90% of the end network's "
+        "accuracy (match = 0.9)" in text
+    )
     page = render_html(findings)
     assert '<ul class="parts"><li>resnet18 s0→resnet18 s1: <span class="v-supported">supported</span>: 4 of 4' in page
     data = findings.to_dict()
-    assert data["findings"][0]["parts"][1] == {"label": "resnet18 s0→resnet18 s2", "verdict": "not supported",
-                                               "reason": findings["C1a"].parts[1].reason}
+    assert data["findings"][0]["parts"][1] == {
+        "label": "resnet18 s0→resnet18 s2",
+        "verdict": "not supported",
+        "reason": findings["C1a"].parts[1].reason,
+    }
 
 
 def test_corresponding_layers_are_the_layers_both_lists_have(study, pair):
@@ -320,7 +407,11 @@ def test_corresponding_layers_are_the_layers_both_lists_have(study, pair):
 def test_c1b_supported_when_the_residual_is_smallest_on_the_diagonal(study, pair):
     study.stitch("dm", *pair, diagonal(0.9, 0.3), residual=diagonal(0.1, 0.8))
     f = study.findings()["C1b"]
-    assert f.verdict == "supported" and f.numbers["fraction near"] == 1.0 and f.links[0].title.endswith("DM residual (test, pooled)")
+    assert (
+        f.verdict == "supported"
+        and f.numbers["fraction near"] == 1.0
+        and f.links[0].title.endswith("DM residual (test, pooled)")
+    )
 
 
 def test_c1b_not_supported_when_the_first_layer_is_always_closest(study, pair):
@@ -349,7 +440,12 @@ def test_c1b_near_nan_and_ties(study, pair):
     other.stitch("dm", *nets, diagonal(0.9, 0.3), residual=residual)
     f = other.findings()["C1b"]
     assert f.numbers["fraction near"] == 0.5 and f.verdict == "not supported"
-    assert f.numbers["front layer(s) of the smallest residual, per end layer"] == {"l0": ["l0", "l3"], "l1": None, "l2": ["l2"], "l3": ["l3"]}
+    assert f.numbers["front layer(s) of the smallest residual, per end layer"] == {
+        "l0": ["l0", "l3"],
+        "l1": None,
+        "l2": ["l2"],
+        "l3": ["l3"],
+    }
     other.store.close()
 
 
@@ -404,7 +500,10 @@ def test_c3_supported_when_another_front_layer_is_best(study, pair):
     study.stitch("dm", *pair, diagonal(0.95, 0.3))
     f = study.findings()["C3"]
     assert f.verdict == "supported" and f.numbers["TLM fraction not corresponding"] == 0.75
-    assert f.numbers["DM fraction not corresponding"] == 0.0 and f.numbers["TLM, per end layer"]["l0"]["best front layer"] == "l3"
+    assert (
+        f.numbers["DM fraction not corresponding"] == 0.0
+        and f.numbers["TLM, per end layer"]["l0"]["best front layer"] == "l3"
+    )
 
 
 def test_c3_not_supported_when_the_corresponding_layer_is_best_or_tied(study, pair):
@@ -443,7 +542,9 @@ def test_c4_supported_when_another_layer_beats_the_layer_itself(study, pair):
     study.stitch("tlm", pair[0], pair[0], tlm)
     f = study.findings()["C4"]
     assert f.verdict == "supported" and f.numbers["fraction"] == 0.5
-    assert f.numbers["per layer"]["l0"]["layers rated more similar"] == ["l2"] and f.units == ["stitch tlm resnet18 s0→resnet18 s0"]
+    assert f.numbers["per layer"]["l0"]["layers rated more similar"] == ["l2"] and f.units == [
+        "stitch tlm resnet18 s0→resnet18 s0"
+    ]
 
 
 def test_c4_not_supported_when_each_layer_is_its_own_best(study, pair):
@@ -477,15 +578,28 @@ def test_c5_supported_when_accurate_tlm_is_ood_and_matching_dm_is_not(study, pai
     ood_study(study, pair)
     f = study.findings()["C5"]
     assert f.verdict == "not supported", f.reason
-    assert f.reason.startswith("1 of 2 detectors that can test it support it (50%; more than 50% needed (detector_support = 0.5)) — energy: supported; "
-                               "mahalanobis: not supported")
+    assert f.reason.startswith(
+        "1 of 2 detectors that can test it support it (50%; more than 50% needed (detector_support = 0.5)) — energy: "
+        "supported; "
+        "mahalanobis: not supported"
+    )
     energy = f.numbers["per detector"]["energy"]
-    assert energy["verdict"] == "supported" and f.numbers["detectors supporting"] == 1 and f.numbers["detectors that can test it"] == 2
-    assert energy["TLM: accurate stitches flagged OOD"]["pairs"] == 16 and energy["TLM: accurate stitches flagged OOD"]["fraction"] == 1.0
+    assert (
+        energy["verdict"] == "supported"
+        and f.numbers["detectors supporting"] == 1
+        and f.numbers["detectors that can test it"] == 2
+    )
+    assert (
+        energy["TLM: accurate stitches flagged OOD"]["pairs"] == 16
+        and energy["TLM: accurate stitches flagged OOD"]["fraction"] == 1.0
+    )
     assert energy["DM: matching stitches in-distribution"]["pairs"] == 4  # the diagonal only
     assert [(p.label, p.verdict) for p in f.parts] == [("energy", "supported"), ("mahalanobis", "not supported")]
     titles = [link.title for link in f.links]
-    assert sum(t.endswith("AUROC (energy)") for t in titles) == 2 and sum(t.endswith("AUROC (mahalanobis)") for t in titles) == 2
+    assert (
+        sum(t.endswith("AUROC (energy)") for t in titles) == 2
+        and sum(t.endswith("AUROC (mahalanobis)") for t in titles) == 2
+    )
     assert any(not link.figure for link in f.links)
     assert study.findings(detector_support=0.4)["C5"].verdict == "supported"  # 1/2 > 0.4
 
@@ -495,11 +609,25 @@ def test_c5_overall_is_a_majority_of_the_detectors_that_can_test_it(study, pair)
     tlm = study.stitch("tlm", *pair, np.full((4, 4), 0.95))
     dm = study.stitch("dm", *pair, diagonal(0.95, 0.3))
     sanity = {"energy": 0.95, "mahalanobis": 0.95, "knn": 0.95}
-    study.ood(tlm, {"energy": np.full((4, 4), 0.1), "mahalanobis": np.full((4, 4), 1.0), "knn": np.full((4, 4), 0.99)}, sanity=sanity)
-    study.ood(dm, {"energy": np.full((4, 4), 0.5), "mahalanobis": np.full((4, 4), 0.6), "knn": np.full((4, 4), 0.55)}, sanity=sanity)
+    study.ood(
+        tlm,
+        {"energy": np.full((4, 4), 0.1), "mahalanobis": np.full((4, 4), 1.0), "knn": np.full((4, 4), 0.99)},
+        sanity=sanity,
+    )
+    study.ood(
+        dm,
+        {"energy": np.full((4, 4), 0.5), "mahalanobis": np.full((4, 4), 0.6), "knn": np.full((4, 4), 0.55)},
+        sanity=sanity,
+    )
     f = study.findings()["C5"]
-    assert f.verdict == "supported" and f.reason.startswith("2 of 3 detectors that can test it support it (67%; more than 50% needed (detector_support = 0.5))")
-    assert [(p.label, p.verdict) for p in f.parts] == [("energy", "not supported"), ("mahalanobis", "supported"), ("knn", "supported")]
+    assert f.verdict == "supported" and f.reason.startswith(
+        "2 of 3 detectors that can test it support it (67%; more than 50% needed (detector_support = 0.5))"
+    )
+    assert [(p.label, p.verdict) for p in f.parts] == [
+        ("energy", "not supported"),
+        ("mahalanobis", "supported"),
+        ("knn", "supported"),
+    ]
     assert "detectors disagree" not in f.reason  # this study did not record the norms
 
 
@@ -515,7 +643,10 @@ def test_c5_says_what_the_scores_react_to_when_the_detectors_disagree(study, pai
     study.ood(dm, {"energy": np.full((4, 4), 0.5), "knn": np.full((4, 4), 0.5)}, sanity=sanity, norms=np.ones((4, 4)))
     f = study.findings()["C5"]
     assert f.verdict == "not supported" and f.reason.startswith("1 of 2 detectors")
-    assert "the detectors disagree — the accurate TLM stitches' activations have 2× the genuine ones' mean norm (median; 1.5–6)" in f.reason
+    assert (
+        "the detectors disagree — the accurate TLM stitches' activations have 2× the genuine ones' mean norm (median; "
+        "1.5–6)" in f.reason
+    )
     cells = f.numbers["per detector"]["energy"]["TLM: accurate stitches flagged OOD"]["cells"]
     assert next(c for c in cells if (c["front"], c["end"]) == ("l3", "l0"))["norm ratio"] == 6.0
     assert f.numbers["norm ratio of the accurate TLM stitches (median, min, max)"] == (2.0, 1.5, 6.0)
@@ -531,7 +662,11 @@ def test_c5_a_detector_that_fails_its_sanity_check_does_not_vote(study, pair):
     study.ood(dm, {"energy": np.full((4, 4), 0.9), "mahalanobis": np.full((4, 4), 0.5)}, sanity=sanity)
     f = study.findings()["C5"]
     assert f.verdict == "supported" and f.reason.startswith("1 of 1 detectors that can test it support it")
-    assert f.parts[0].verdict == "not testable" and "passes the sanity check on no end layer (its sanity AUROC is below detector_sanity = 0.9 on each)" in f.parts[0].reason
+    assert (
+        f.parts[0].verdict == "not testable"
+        and "passes the sanity check on no end layer (its sanity AUROC is below detector_sanity = 0.9 on each)"
+        in f.parts[0].reason
+    )
 
 
 @pytest.mark.parametrize("tlm_auroc,dm_auroc", [(0.7, 0.55), (0.9, 0.7)])
@@ -541,14 +676,21 @@ def test_c5_not_supported(study, pair, tlm_auroc, dm_auroc):
     assert f.verdict == "not supported" and f.numbers["per detector"]["energy"]["verdict"] == "not supported"
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("no ood", "the study has no OOD test of a TLM and a DM grid"),
-    ("sanity fails", "no detector can test it — energy: not usable: in ood tlm resnet18 s0→resnet18 s1 it passes the sanity check"),
-    ("no sanity", "has no sanity check (set ood.sanity)"),
-    ("tlm inaccurate", "there is no accurate TLM pair"),
-    ("dm matches nothing", "DM does not match any pair"),
-    ("pending", "not computed yet (ood tlm resnet18 s0→resnet18 s1: pending"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("no ood", "the study has no OOD test of a TLM and a DM grid"),
+        (
+            "sanity fails",
+            "no detector can test it — energy: not usable: in ood tlm resnet18 s0→resnet18 s1 it passes the sanity "
+            "check",
+        ),
+        ("no sanity", "has no sanity check (set ood.sanity)"),
+        ("tlm inaccurate", "there is no accurate TLM pair"),
+        ("dm matches nothing", "DM does not match any pair"),
+        ("pending", "not computed yet (ood tlm resnet18 s0→resnet18 s1: pending"),
+    ],
+)
 def test_c5_not_testable(study, pair, case, needle):
     if case == "no ood":
         study.stitch("tlm", *pair, np.full((4, 4), 0.95))
@@ -559,8 +701,13 @@ def test_c5_not_testable(study, pair, case, needle):
         study.ood(tlm, {"energy": np.full((4, 4), 0.9)}, done=False)
         study.ood(dm, {"energy": np.full((4, 4), 0.5)}, done=False)
     else:
-        ood_study(study, pair, sanity={"sanity fails": 0.8, "no sanity": None}.get(case, 0.95),
-                  tlm_acc=0.5 if case == "tlm inaccurate" else 0.95, dm_acc=np.full((4, 4), 0.5) if case == "dm matches nothing" else None)
+        ood_study(
+            study,
+            pair,
+            sanity={"sanity fails": 0.8, "no sanity": None}.get(case, 0.95),
+            tlm_acc=0.5 if case == "tlm inaccurate" else 0.95,
+            dm_acc=np.full((4, 4), 0.5) if case == "dm matches nothing" else None,
+        )
     f = study.findings()["C5"]
     assert f.verdict == "not testable" and needle in f.reason, f.reason
 
@@ -573,13 +720,19 @@ def test_c5_training_free_detector_and_only_usable_layers(study, pair):
     knn = np.full((4, 4), 0.9)
     flagged = np.full((4, 4), 0.9)
     flagged[:, 0] = flagged[:, 1] = 0.5  # not flagged on end layers l0, l1 …
-    sanity = {"knn": 0.95, "mahalanobis": {"l0": 0.5, "l1": 0.5, "l2": 0.95, "l3": 0.95}}  # … whose detector is not usable
+    sanity = {
+        "knn": 0.95,
+        "mahalanobis": {"l0": 0.5, "l1": 0.5, "l2": 0.95, "l3": 0.95},
+    }  # … whose detector is not usable
     study.ood(tlm, {"mahalanobis": flagged, "knn": knn}, sanity=sanity)
     study.ood(dm, {"mahalanobis": np.full((4, 4), 0.5), "knn": np.full((4, 4), 0.5)}, sanity=sanity)
     f = study.findings()["C5"]
     maha = f.numbers["per detector"]["mahalanobis"]
     assert maha["usable end layers (TLM test)"] == ["l2", "l3"] and maha["verdict"] == "supported"
-    assert maha["TLM: accurate stitches flagged OOD"]["pairs"] == 8 and maha["DM: matching stitches in-distribution"]["pairs"] == 2
+    assert (
+        maha["TLM: accurate stitches flagged OOD"]["pairs"] == 8
+        and maha["DM: matching stitches in-distribution"]["pairs"] == 2
+    )
     assert f.numbers["per detector"]["knn"]["verdict"] == "supported" and f.verdict == "supported"
 
 
@@ -589,11 +742,18 @@ GOOD = {"cka": (0.5, 0.01), "pwcca": (0.4, 0.02), "procrustes": (0.6, 0.001), "d
 
 def test_c6_supported(study):
     study.grounding("sensitivity", GOOD)
-    study.grounding("specificity", {**GOOD, "dm_residual": (0.56, 0.03)})  # 0.04 below the highest index (0.6): within rho_tolerance
+    study.grounding(
+        "specificity", {**GOOD, "dm_residual": (0.56, 0.03)}
+    )  # 0.04 below the highest index (0.6): within rho_tolerance
     f = study.findings()["C6"]
     assert f.verdict == "supported", f.reason
-    assert f.numbers["specificity"]["highest index"] == "procrustes" and f.numbers["specificity"]["highest index ρ"] == 0.6
-    assert "specificity: ρ = 0.56 with p = 0.03, significant at alpha = 0.05; within rho_tolerance = 0.05 of the best index's ρ 0.6 (procrustes)" in f.reason
+    assert (
+        f.numbers["specificity"]["highest index"] == "procrustes" and f.numbers["specificity"]["highest index ρ"] == 0.6
+    )
+    assert (
+        "specificity: ρ = 0.56 with p = 0.03, significant at alpha = 0.05; within rho_tolerance = 0.05 of the best "
+        "index's ρ 0.6 (procrustes)" in f.reason
+    )
     assert f.numbers["sensitivity"]["study's ordering of the indices"] == ["procrustes", "cka", "pwcca"]
     assert f.numbers["sensitivity"]["Kendall τ with Ding et al.'s ordering"] == pytest.approx(-1 / 3)
     assert f.numbers["specificity"]["Ding et al.'s ordering"] == ["cka", "procrustes", "pwcca"]
@@ -606,14 +766,19 @@ def test_c6_compares_with_the_best_index_not_the_worst(study):
     study.grounding("sensitivity", GOOD)
     study.grounding("specificity", {**GOOD, "dm_residual": (0.54, 0.001)})
     f = study.findings()["C6"]
-    assert f.verdict == "not supported" and "more than rho_tolerance = 0.05 below the best index's ρ 0.6 (procrustes)" in f.reason
+    assert (
+        f.verdict == "not supported"
+        and "more than rho_tolerance = 0.05 below the best index's ρ 0.6 (procrustes)" in f.reason
+    )
     assert study.findings(rho_tolerance=0.1)["C6"].verdict == "supported"
 
 
 @pytest.mark.parametrize("dm_residual", [(0.7, 0.2), (0.3, 0.001), (NAN, NAN), (-0.8, 0.01)])
 def test_c6_not_supported(study, dm_residual):
     study.grounding("sensitivity", GOOD)
-    study.grounding("specificity", {**GOOD, "dm_residual": dm_residual})  # not significant, below the indices, undefined, negative
+    study.grounding(
+        "specificity", {**GOOD, "dm_residual": dm_residual}
+    )  # not significant, below the indices, undefined, negative
     assert study.findings()["C6"].verdict == "not supported"
 
 
@@ -636,10 +801,14 @@ def test_report_has_the_findings_section_with_links_that_resolve(study, pair):
     study.store.set_meta("config", config)
     study.store.set_meta("plan", [u.id for u in study.units])
     page = write_report(study.dir).read_text()
-    assert page.index("<h2 id=\"findings\">Findings</h2>") < page.index("<h2>Units</h2>")
+    assert page.index('<h2 id="findings">Findings</h2>') < page.index("<h2>Units</h2>")
     data = json.loads((study.dir / "report" / "findings.json").read_text())
     assert [f["claim"] for f in data["findings"]] == ["C1a", "C1b", "C2", "C3", "C4", "C5", "C6"]
-    assert data["thresholds"]["often"] == {"value": 0.6, "default": 0.5, "rationale": data["thresholds"]["often"]["rationale"]}
+    assert data["thresholds"]["often"] == {
+        "value": 0.6,
+        "default": 0.5,
+        "rationale": data["thresholds"]["often"]["rationale"],
+    }
     verdicts = {f["claim"]: f["verdict"] for f in data["findings"]}
     assert verdicts["C1a"] == "supported" and verdicts["C1b"] == "not testable" and verdicts["C6"] == "supported"
     anchors = set(re.findall(r'id="([^"]+)"', page))
@@ -661,12 +830,18 @@ def test_cli_findings_on_a_partly_finished_study(tmp_path, capsys):
         store.add_planned(units)
         dm = next(u for u in units if u.kind == "stitch" and u.params["method"] == "dm")
         rows = dm.params["front_layers"]
-        store.mark_done(dm.id, {"metrics": {"matrices": {"DM accuracy": matrix(diagonal(0.9, 0.2, n=2), rows)}, "end_accuracy": 0.92}})
+        store.mark_done(
+            dm.id,
+            {"metrics": {"matrices": {"DM accuracy": matrix(diagonal(0.9, 0.2, n=2), rows)}, "end_accuracy": 0.92}},
+        )
     before = sorted(p.name for p in out.rglob("*"))
     assert main(["study", str(TINY), "--out", str(out), "--findings"]) == 0
     text = capsys.readouterr().out
     assert "C1a  DM reproduces" in text and "supported: 2 of 2 corresponding layers" in text
-    assert "C2 " in text and "not testable: TLM and DM grids of the same pair of different networks not computed yet" in text
+    assert (
+        "C2 " in text
+        and "not testable: TLM and DM grids of the same pair of different networks not computed yet" in text
+    )
     assert "stitch tlm resnet18 s0→resnet18 s1: pending" in text and "thresholds" in text
     assert sorted(p.name for p in out.rglob("*")) == before
 
@@ -688,10 +863,13 @@ def test_a_real_tiny_study_has_its_findings(tmp_path, capsys):
     (no claim waits for a unit), the report leads with the section, and `--findings` prints it."""
     config = tmp_path / "tiny_findings.toml"
     text = TINY.read_text().replace('methods = ["dm", "tlm"]', 'methods = ["dm", "tlm"]\npairs = "reference_and_self"')
-    config.write_text(text.replace("[similarity]", "[similarity]\nenabled = false") + textwrap.dedent("""
+    config.write_text(
+        text.replace("[similarity]", "[similarity]\nenabled = false")
+        + textwrap.dedent("""
         [findings]
         match = 0.5
-    """))
+    """)
+    )
     summary = run_study(config, tmp_path / "s", progress=False)
     assert summary.counts["failed"] == 0
     report = write_report(tmp_path / "s")
@@ -706,7 +884,10 @@ def test_a_real_tiny_study_has_its_findings(tmp_path, capsys):
         assert "not computed yet" not in f["reason"] and "the study has no" not in f["reason"], f
         for link in f["links"]:
             assert (report.parent / link["file"]).is_file() and f'id="{link["anchor"].split("#")[1]}"' in page
-    assert by_claim["C1a"]["verdict"] != "not testable" and len(by_claim["C1a"]["numbers"]["relative accuracy a_dm[i, i]"]) == 2
+    assert (
+        by_claim["C1a"]["verdict"] != "not testable"
+        and len(by_claim["C1a"]["numbers"]["relative accuracy a_dm[i, i]"]) == 2
+    )
     assert by_claim["C4"]["units"] == ["stitch tlm resnet18 s0→resnet18 s0"]
     # the specificity test of the tiny config has no dm_residual; the sensitivity test's statistics were read
     assert "dm_residual is not among the specificity test's measures" in by_claim["C6"]["reason"]
@@ -717,4 +898,6 @@ def test_a_real_tiny_study_has_its_findings(tmp_path, capsys):
         assert f"{claim:<4} {f['statement']}" in printed and f"{f['verdict']}: {f['reason']}" in printed
         # each verdict's robustness, the same as the report's (the same resamples), or why it is not resampled
         if f["verdict"] != "not testable":
-            assert (f"robustness {f['robustness']:.2f}" if f["robustness"] is not None else "robustness: not resampled") in printed, claim
+            assert (
+                f"robustness {f['robustness']:.2f}" if f["robustness"] is not None else "robustness: not resampled"
+            ) in printed, claim

@@ -45,7 +45,10 @@ def test_every_writer_out_of_space_is_named(tmp_path):
     assert out["python"] == ["OSError", f"the file size limit (ulimit -f) was reached while writing {tmp_path}"]
     for writer in ("numpy", "torch"):  # no errno: the limit is found after the fact
         kind, cause = out[writer]
-        assert cause == f"the file size limit (ulimit -f) was reached (50000 bytes) while writing {tmp_path}", (writer, kind)
+        assert cause == f"the file size limit (ulimit -f) was reached (50000 bytes) while writing {tmp_path}", (
+            writer,
+            kind,
+        )
 
 
 def test_other_failures_are_not_called_a_full_disk(tmp_path):

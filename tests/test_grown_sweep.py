@@ -3,7 +3,6 @@ through the Python API and the command line. Each case must give what it promise
 warning, or a correct result), never a traceback or a silent wrong result, and leave nothing behind."""
 
 import pytest
-
 from bad_inputs import run_case
 from grown_sweep import api_cases, build_grown_world, cli_cases, run_api_case
 

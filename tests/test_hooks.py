@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from stitch_support import SHAPE, resnet, vit
 from torch import fx, nn
 from transformers import ConvNextConfig, ConvNextForImageClassification, ViTConfig, ViTForImageClassification
 from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
@@ -23,16 +24,17 @@ from stitchkit.models.layers import LOGITS, LayeredModel, layered
 from stitchkit.models.outputs import activation_of, logits_of, replace_activation
 from stitchkit.stitching.stitcher import Stitcher
 
-from stitch_support import SHAPE, resnet, vit
-
 QUICK = dict(device="cpu", workers=0, fit_samples=64, test_samples=64)
 
 
 def _calls(model: nn.Module) -> tuple[dict[str, int], list]:
     """Counts of the calls of every named module of ``model``, and the hook handles to remove."""
     counts: dict[str, int] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, _o, n=name: counts.__setitem__(n, counts.get(n, 0) + 1))
-               for name, m in model.named_modules() if name]
+    handles = [
+        m.register_forward_hook(lambda _m, _i, _o, n=name: counts.__setitem__(n, counts.get(n, 0) + 1))
+        for name, m in model.named_modules()
+        if name
+    ]
     return counts, handles
 
 
@@ -90,7 +92,9 @@ def test_hooks_equal_fx_when_stitching_with_a_given_layer_and_by_direct_matching
     p, q = dm_fx.pair(), dm_hooks.pair()
     assert (q.accuracy, q.front_accuracy, q.end_accuracy) == (p.accuracy, p.front_accuracy, p.end_accuracy)
     assert q.residual == pytest.approx(p.residual, rel=1e-5)
-    assert isinstance(dm_hooks.stitcher().end, HookedForward) and isinstance(dm_fx.stitcher().end, fx.GraphModule)  # kept through copies
+    assert isinstance(dm_hooks.stitcher().end, HookedForward) and isinstance(
+        dm_fx.stitcher().end, fx.GraphModule
+    )  # kept through copies
     with torch.no_grad():
         torch.testing.assert_close(dm_hooks.stitcher()(x), dm_fx.stitcher()(x), rtol=0, atol=1e-5)
 
@@ -148,7 +152,9 @@ def test_the_output_rule_reads_and_replaces_tensors_in_any_container():
     assert logits_of((logits, t)) is logits and logits_of([logits]) is logits
     hidden = BaseModelOutput(last_hidden_state=t)
     assert activation_of(hidden) is t and activation_of((t, None)) is t
-    assert activation_of(replace_activation(hidden, u)) is u and isinstance(replace_activation(hidden, u), BaseModelOutput)
+    assert activation_of(replace_activation(hidden, u)) is u and isinstance(
+        replace_activation(hidden, u), BaseModelOutput
+    )
     replaced = replace_activation((t, "attention"), u)
     assert type(replaced) is tuple and replaced[0] is u and replaced[1] == "attention"
     assert replace_activation(t, u) is u
@@ -157,7 +163,9 @@ def test_the_output_rule_reads_and_replaces_tensors_in_any_container():
 
 
 def test_importing_stitchkit_and_its_cuts_does_not_import_transformers():
-    code = "import sys, stitchkit, stitchkit.models.layers, stitchkit.models.hooks; print('transformers' in sys.modules)"
+    code = (
+        "import sys, stitchkit, stitchkit.models.layers, stitchkit.models.hooks; print('transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -165,14 +173,24 @@ def test_importing_stitchkit_and_its_cuts_does_not_import_transformers():
 # --- HuggingFace transformers models from small random configs -------------------------------------------
 def hf_vit(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=28,
-                       patch_size=4, num_channels=1, num_labels=10)
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=28,
+        patch_size=4,
+        num_channels=1,
+        num_labels=10,
+    )
     return ViTForImageClassification(config).eval()
 
 
 def hf_convnext(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    config = ConvNextConfig(num_channels=1, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=28, num_labels=10)
+    config = ConvNextConfig(
+        num_channels=1, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=28, num_labels=10
+    )
     return ConvNextForImageClassification(config).eval()
 
 
@@ -226,7 +244,11 @@ def test_gradients_reach_the_stitching_layer_through_a_hooked_end_network():
     loss = nn.functional.cross_entropy(stitcher(torch.randn(4, *SHAPE)), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     grads = [p.grad for p in stitcher.trainable_parameters()]
-    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert (
+        grads
+        and all(g is not None and torch.isfinite(g).all() for g in grads)
+        and any(g.abs().sum() > 0 for g in grads)
+    )
     assert all(p.grad is None for p in end.parameters())  # the donors stay frozen
 
 
@@ -287,7 +309,9 @@ def test_task_loss_matching_trains_through_a_hooked_end_network():
     front, end = hf_vit(0), hf_convnext(1)
     layered(front, cut="hooks"), layered(end, cut="hooks")
     last, first = layered(front).layers[-1], layered(end).layers[0]
-    grid = stitchkit.task_loss_match(front, end, last, first, "digits", epochs=1, train_samples=64, test_samples=64, device="cpu", workers=0)
+    grid = stitchkit.task_loss_match(
+        front, end, last, first, "digits", epochs=1, train_samples=64, test_samples=64, device="cpu", workers=0
+    )
     pair = grid.pair()
     assert pair.stitching_type == "t2c" and 0.0 <= pair.accuracy <= 1.0 and pair.loss == pair.loss
     assert len(pair.train_history) == 1 and all(v == v for v in pair.train_history[0].values() if isinstance(v, float))
@@ -295,11 +319,17 @@ def test_task_loss_matching_trains_through_a_hooked_end_network():
 
 def test_hooks_give_each_layer_the_kind_and_module_type_the_fx_path_gives():
     """A user model with an activation alone, a dropout and a classifier head: both cuts classify alike."""
+
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.body = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)), nn.ReLU(), nn.Dropout(0.5),
-                                      nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+            self.body = nn.Sequential(
+                nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)),
+                nn.ReLU(),
+                nn.Dropout(0.5),
+                nn.Flatten(),
+                nn.Linear(4 * 6 * 6, 10),
+            )
 
         def forward(self, x):
             return self.body(x)
@@ -309,5 +339,7 @@ def test_hooks_give_each_layer_the_kind_and_module_type_the_fx_path_gives():
     assert hook_cut.layers == fx_cut.layers
     assert hook_cut.kinds == fx_cut.kinds and hook_cut.module_types == fx_cut.module_types
     kinds = {name.removeprefix("body."): kind for name, kind in hook_cut.kinds.items()}
-    assert kinds["0.0"] == "feature" and kinds["1"] == "activation" and kinds["2"] == "dropout" and kinds["4"] == "logits"
+    assert (
+        kinds["0.0"] == "feature" and kinds["1"] == "activation" and kinds["2"] == "dropout" and kinds["4"] == "logits"
+    )
     assert hook_cut.feature_layers == fx_cut.feature_layers

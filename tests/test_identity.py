@@ -14,8 +14,7 @@ import pytest
 
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
-from stitchkit.study import Store, run_study, study_status
-from stitchkit.study import migrate
+from stitchkit.study import Store, migrate, run_study, study_status
 from stitchkit.study.config import validate
 from stitchkit.study.migrate import legacy_unit_id
 from stitchkit.study.plan import network_names, plan_study
@@ -24,14 +23,19 @@ from stitchkit.study.store import STORE_VERSION
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "sensitivity", "specificity"))
-# the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their identity
+# the version-1 fixture's similarity units were computed without intervals or a null: with them off they keep their
+# identity
 # (and with the policy that was then the default, auto_original, named in _config)
 SECTIONS_OFF += "\n[uncertainty]\nsimilarity_bootstrap = 0\npermutations = 0"
 
 
-def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = "legacy", names: list[str] | None = None) -> Path:
-    """The config the fixture was run with (tests/fixtures/store_v1/study.toml), with these checkpoints (and network names)."""
-    path.write_text(textwrap.dedent(f"""
+def _config(
+    path: Path, checkpoints: list[str], pairs: str = "all", name: str = "legacy", names: list[str] | None = None
+) -> Path:
+    """The config the fixture was run with (tests/fixtures/store_v1/study.toml), with these checkpoints (and network
+    names)."""
+    path.write_text(
+        textwrap.dedent(f"""
         [study]
         name = "{name}"
         dataset = "digits"
@@ -52,7 +56,10 @@ def _config(path: Path, checkpoints: list[str], pairs: str = "all", name: str = 
         n_samples = 50
         measures = ["cka"]
         policy = "auto_original"
-    """) + SECTIONS_OFF + "\n")
+    """)
+        + SECTIONS_OFF
+        + "\n"
+    )
     return path
 
 
@@ -103,15 +110,24 @@ def test_a_version_1_store_is_upgraded_keeping_unambiguous_results_and_computing
     config = _config(tmp_path / "study.toml", nets)
     summary = run_study(config, study, progress=False)
     err = capsys.readouterr().err
-    assert "upgraded the study store from version 1 to 2" in err and "kept 4 finished unit(s)" in err and "run again" not in err
+    assert (
+        "upgraded the study store from version 1 to 2" in err
+        and "kept 4 finished unit(s)" in err
+        and "run again" not in err
+    )
     assert summary.ran == 2 and summary.counts["done"] == 6  # only B → A: the stitch and the similarity
     records = _done(study)
     assert sorted(r.kind for r in records) == ["network", "network", "similarity", "similarity", "stitch", "stitch"]
     _assert_roles_kept(records)
     stitches = [r for r in records if r.kind == "stitch"]
-    assert {tuple(r.deps) for r in stitches} == {(stitches[0].deps[0], stitches[0].deps[1]), (stitches[0].deps[1], stitches[0].deps[0])}
+    assert {tuple(r.deps) for r in stitches} == {
+        (stitches[0].deps[0], stitches[0].deps[1]),
+        (stitches[0].deps[1], stitches[0].deps[0]),
+    }
     folders = sorted(p.name for p in (study / "units").iterdir())
-    assert folders == sorted(f"{r.kind}-{r.id}" for r in records)  # every kept unit moved to its new folder, nothing else left
+    assert folders == sorted(
+        f"{r.kind}-{r.id}" for r in records
+    )  # every kept unit moved to its new folder, nothing else left
     for r in records:  # each result file names the unit by its new identity (a rebuilt store reads them)
         spec = json.loads((study / "units" / f"{r.kind}-{r.id}" / "unit_result.json").read_text())["unit"]
         assert spec["deps"] == r.deps
@@ -126,7 +142,10 @@ def test_a_result_whose_roles_the_old_store_cannot_tell_is_recomputed(tmp_path, 
     (stitch / "unit_result.json").unlink()  # a study from before unit result files: which direction ran is unknown
     summary = run_study(_config(tmp_path / "study.toml", nets), study, progress=False)
     err = capsys.readouterr().err
-    assert "kept 3 finished unit(s)" in err and "1 finished unit(s) whose inputs' roles the old store cannot tell run again" in err
+    assert (
+        "kept 3 finished unit(s)" in err
+        and "1 finished unit(s) whose inputs' roles the old store cannot tell run again" in err
+    )
     assert summary.ran == 3 and summary.counts["done"] == 6
     assert not stitch.exists()
     _assert_roles_kept(_done(study))
@@ -177,7 +196,13 @@ def test_pairs_all_gives_both_directions_in_store_status_and_report(tmp_path, tw
     _assert_roles_kept(records)
     labels = sorted(r.label for r in records if r.kind in ("stitch", "similarity"))
     assert labels == ["similarity n0↔n1", "similarity n1↔n0", "stitch dm n0→n1", "stitch dm n1→n0"]
-    assert study_status(config, tmp_path / "s")["by_kind"]["stitch"] == {"done": 2, "running": 0, "interrupted": 0, "failed": 0, "pending": 0}
+    assert study_status(config, tmp_path / "s")["by_kind"]["stitch"] == {
+        "done": 2,
+        "running": 0,
+        "interrupted": 0,
+        "failed": 0,
+        "pending": 0,
+    }
     report = Path(write_report(tmp_path / "s")).read_text()
     for label in labels:
         assert label in report
@@ -203,14 +228,25 @@ def test_renaming_the_networks_re_uses_every_unit_and_relabels_the_report(tmp_pa
     renamed = _config(tmp_path / "b.toml", two_networks, pairs="reference", names=["fm_r18_s0", "fm_r18_s1"])
     assert run_study(renamed, study, progress=False).ran == 0  # names label; identity is the networks' content
     labels = sorted(r.label for r in _done(study))
-    assert labels == ["network fm_r18_s0", "network fm_r18_s1", "similarity fm_r18_s0↔fm_r18_s1", "stitch dm fm_r18_s0→fm_r18_s1"]
+    assert labels == [
+        "network fm_r18_s0",
+        "network fm_r18_s1",
+        "similarity fm_r18_s0↔fm_r18_s1",
+        "stitch dm fm_r18_s0→fm_r18_s1",
+    ]
     report = Path(write_report(study)).read_text()
     assert "stitch dm fm_r18_s0→fm_r18_s1" in report and "n0→n1" not in report
 
 
 def test_named_seeds_plan_the_same_units_under_other_labels(tmp_path):
-    raw = {"study": {"dataset": "digits"}, "networks": {"seeds": [0, 1], "options": {"width": 4}}, "layers": {"front": ["layer1.0"], "end": ["layer1.0"]},
-           "ood": {"enabled": False}, "sensitivity": {"enabled": False}, "specificity": {"enabled": False}}
+    raw = {
+        "study": {"dataset": "digits"},
+        "networks": {"seeds": [0, 1], "options": {"width": 4}},
+        "layers": {"front": ["layer1.0"], "end": ["layer1.0"]},
+        "ood": {"enabled": False},
+        "sensitivity": {"enabled": False},
+        "specificity": {"enabled": False},
+    }
     plain = plan_study(validate(raw), tmp_path)
     named = plan_study(validate({**raw, "networks": {**raw["networks"], "names": ["a_s0", "a_s1"]}}), tmp_path)
     assert [u.id for u in named] == [u.id for u in plain]
@@ -218,25 +254,34 @@ def test_named_seeds_plan_the_same_units_under_other_labels(tmp_path):
     assert [u.label for u in named][:3] == ["train a_s0", "train a_s1", "stitch dm a_s0→a_s1"]
 
 
-@pytest.mark.parametrize("names, message", [
-    (["a"], "1 name(s) for 2 network(s)"),
-    (["a", "a"], "'a' more than once"),
-    (["a", ""], "names[1] = '' is not a usable name"),
-    (["a", "x/y"], "names[1] = 'x/y'"),
-    (["a b", "c"], "names[0] = 'a b'"),
-    (["a→b", "c"], "names[0]"),
-    ([".hidden", "c"], "not starting with a dot"),
-    (["a", 3], "names[1] = 3"),
-])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["a"], "1 name(s) for 2 network(s)"),
+        (["a", "a"], "'a' more than once"),
+        (["a", ""], "names[1] = '' is not a usable name"),
+        (["a", "x/y"], "names[1] = 'x/y'"),
+        (["a b", "c"], "names[0] = 'a b'"),
+        (["a→b", "c"], "names[0]"),
+        ([".hidden", "c"], "not starting with a dot"),
+        (["a", 3], "names[1] = 3"),
+    ],
+)
 def test_network_names_are_one_distinct_usable_name_per_network(names, message):
     with pytest.raises(StitchkitError, match=re.escape(message)):
         validate({"networks": {"seeds": [0, 1], "names": names}})
 
 
 def test_plans_never_repeat_an_id(tmp_path):
-    config = validate({"study": {"dataset": "digits"}, "networks": {"seeds": [0, 1, 2], "options": {"width": 4}},
-                       "stitching": {"pairs": "all", "methods": ["dm", "tlm", "tlm_from_dm"]}, "similarity": {"pairs": "all"},
-                       "ood": {"self_pairs": True}})
+    config = validate(
+        {
+            "study": {"dataset": "digits"},
+            "networks": {"seeds": [0, 1, 2], "options": {"width": 4}},
+            "stitching": {"pairs": "all", "methods": ["dm", "tlm", "tlm_from_dm"]},
+            "similarity": {"pairs": "all"},
+            "ood": {"self_pairs": True},
+        }
+    )
     units = plan_study(config, tmp_path)
     assert len({u.id for u in units}) == len(units)
     assert sum(u.kind == "stitch" for u in units) == 6 * 3 and sum(u.kind == "similarity" for u in units) == 6
@@ -264,15 +309,18 @@ def test_a_finished_study_moved_or_in_another_clone_is_still_finished(tmp_path, 
     assert main(["study", "study.toml", "--out", str(moved), "--findings"]) == 0
 
 
-@pytest.mark.parametrize("paths, names", [
-    (["/r/resnet18_w32_seed0.pt", "/r/resnet18_w32_seed1.pt"], ["resnet18_w32_seed0", "resnet18_w32_seed1"]),
-    (["/runs/r18_s0/final.pt", "/runs/r18_s1/final.pt"], ["r18_s0", "r18_s1"]),
-    (["/a/x/run/final.pt", "/b/x/run/final.pt"], ["a/x/run", "b/x/run"]),
-    (["/a/final.pt", "/a/b.pt"], ["final", "b"]),
-    (["/a/net.pt", "/a/net.pth"], ["/a/net.pt", "/a/net.pth"]),
-    (["/only/final.pt"], ["only"]),  # a run folder names its network
-    (["runs/fm_r18_s0/final.pt"], ["fm_r18_s0"]),
-    (["/a/final.pt", "/b/last.pt"], ["a", "b"]),
-])
+@pytest.mark.parametrize(
+    "paths, names",
+    [
+        (["/r/resnet18_w32_seed0.pt", "/r/resnet18_w32_seed1.pt"], ["resnet18_w32_seed0", "resnet18_w32_seed1"]),
+        (["/runs/r18_s0/final.pt", "/runs/r18_s1/final.pt"], ["r18_s0", "r18_s1"]),
+        (["/a/x/run/final.pt", "/b/x/run/final.pt"], ["a/x/run", "b/x/run"]),
+        (["/a/final.pt", "/a/b.pt"], ["final", "b"]),
+        (["/a/net.pt", "/a/net.pth"], ["/a/net.pt", "/a/net.pth"]),
+        (["/only/final.pt"], ["only"]),  # a run folder names its network
+        (["runs/fm_r18_s0/final.pt"], ["fm_r18_s0"]),
+        (["/a/final.pt", "/b/last.pt"], ["a", "b"]),
+    ],
+)
 def test_networks_that_share_a_file_name_get_distinct_labels(paths, names):
     assert network_names([Path(p) for p in paths]) == names

@@ -73,16 +73,20 @@ def test_the_probe_cache_and_the_detector_registry_leave_no_lock_files(tmp_path)
     cache = ProbeCache(tmp_path / "probes.json")
     cache.put("k", {"val_acc": 0.5})
     cache.save()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["probes.json"] and ProbeCache(tmp_path / "probes.json").get("k") == 0.5
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["probes.json"]
+        and ProbeCache(tmp_path / "probes.json").get("k") == 0.5
+    )
     registry = DetectorRegistry(tmp_path / "fdir")
     registry.update("a.pt", {"source_layer": "layer1.0"})
-    assert sorted(p.name for p in (tmp_path / "fdir").iterdir()) == ["meta.json"] and list(registry.entries()) == ["a.pt"]
+    assert sorted(p.name for p in (tmp_path / "fdir").iterdir()) == ["meta.json"] and list(registry.entries()) == [
+        "a.pt"
+    ]
 
 
 def test_one_cell_encoding_for_csv_json_and_parquet(tmp_path):
     """Every file goes through utils.io with the same values: lists as JSON, NaN empty or null, floats exact."""
-    rows = [{"a": 1, "b": ["x", 2], "c": math.nan, "d": np.float64(0.1) + np.float64(0.2)},
-            {"e": None, "a": True}]
+    rows = [{"a": 1, "b": ["x", 2], "c": math.nan, "d": np.float64(0.1) + np.float64(0.2)}, {"e": None, "a": True}]
     text = csv_text(rows)
     assert text == 'a,b,c,d,e\n1,"[""x"", 2]",,0.30000000000000004,\nTrue,,,,\n'
     write_csv_atomic(tmp_path / "t.csv", rows)

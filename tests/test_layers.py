@@ -8,7 +8,7 @@ from torch import nn
 
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model, list_models
-from stitchkit.models.layers import layered, layer_shapes, stitchable_layers
+from stitchkit.models.layers import layer_shapes, layered, stitchable_layers
 
 TINY = [  # (name prefix, options that make the model small enough for a CPU test)
     ("repr_cls_resnet", {"width": 4}),
@@ -47,7 +47,9 @@ def build(name):
 def family_representatives():
     seen, names = set(), []
     for name in list_models():
-        key = next(p for p, _ in TINY if name.startswith(p)) + ("_" + name.split("_")[-1] if name.startswith("vit_") else "")
+        key = next(p for p, _ in TINY if name.startswith(p)) + (
+            "_" + name.split("_")[-1] if name.startswith("vit_") else ""
+        )
         key += "18" if "18" in name else ""
         if key not in seen:
             seen.add(key)
@@ -93,7 +95,18 @@ def calls(module, x, model):
     return seen, out
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vit_tiny_patch4_32", "preact_resnet18", "liu2020_wrn", "small_cnn", "tv_resnet18", "wide_resnet_28_10"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "vit_tiny_patch4_32",
+        "preact_resnet18",
+        "liu2020_wrn",
+        "small_cnn",
+        "tv_resnet18",
+        "wide_resnet_28_10",
+    ],
+)
 def test_layers_outside_the_range_never_run(name):
     model, x = build(name)
     lm = layered(model)
@@ -101,7 +114,7 @@ def test_layers_outside_the_range_never_run(name):
     for layer in lm.layers:
         done_at = order.index(layer)
         before = set(order[: done_at + 1])
-        after = set(order[done_at + 1:])
+        after = set(order[done_at + 1 :])
         ancestors = {n for n in after if layer.startswith(n + ".")}
         shared = before & after
         only_after = after - ancestors - shared
@@ -116,7 +129,11 @@ def test_extractor_gives_every_layer_in_one_pass():
     model, x = build("resnet18")
     lm = layered(model)
     counts = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: counts.__setitem__(n, counts.get(n, 0) + 1)) for n, m in model.named_modules() if n]
+    handles = [
+        m.register_forward_hook(lambda mod, i, o, n=n: counts.__setitem__(n, counts.get(n, 0) + 1))
+        for n, m in model.named_modules()
+        if n
+    ]
     with torch.no_grad():
         acts = lm.extractor(["layer1.1", "layer3.0"])(x)
     for h in handles:
@@ -140,12 +157,23 @@ def test_cut_modules_share_the_models_parameters():
     model, _ = build("resnet18")
     prefix = layered(model).prefix("layer2.0")
     assert prefix.conv1.weight is model.conv1.weight
-    assert prefix.get_submodule("layer1.0.bn1") is model.layer1[0].bn1  # shared, so .eval()/.train() of the model act on it
+    assert (
+        prefix.get_submodule("layer1.0.bn1") is model.layer1[0].bn1
+    )  # shared, so .eval()/.train() of the model act on it
 
 
 def test_resnet18_layer_names_and_shapes():
     model = get_model("resnet18", num_classes=10, in_channels=3, input_size=32)
-    assert stitchable_layers(model) == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
+    assert stitchable_layers(model) == [
+        "layer1.0",
+        "layer1.1",
+        "layer2.0",
+        "layer2.1",
+        "layer3.0",
+        "layer3.1",
+        "layer4.0",
+        "layer4.1",
+    ]
     shapes = layer_shapes(model, (3, 32, 32))
     assert shapes["layer1.0"] == (64, 32, 32) and shapes["layer2.1"] == (128, 16, 16)
     assert shapes["layer3.0"] == (256, 8, 8) and shapes["layer4.1"] == (512, 4, 4)
@@ -155,7 +183,9 @@ def test_resnet18_layer_names_and_shapes():
 
 def test_a_wrong_layer_name_lists_the_valid_ones():
     model, _ = build("resnet18")
-    with pytest.raises(StitchkitError, match=r"'layer5\.0' is not a stitchable layer of resnet18; valid layers: layer1\.0, layer1\.1"):
+    with pytest.raises(
+        StitchkitError, match=r"'layer5\.0' is not a stitchable layer of resnet18; valid layers: layer1\.0, layer1\.1"
+    ):
         layered(model).prefix("layer5.0")
 
 

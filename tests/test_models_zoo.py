@@ -121,7 +121,9 @@ def test_batchnorm_folding_keeps_the_function_the_layers_and_their_cuts(name):
             torch.testing.assert_close(lf.suffix(layer)(lm.prefix(layer)(x)), model(x), atol=1e-4, rtol=1e-4)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model itself is untouched
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.get_submodule(lm.layers[0]).modules()):
-        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(
+            isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()
+        )
 
 
 def test_every_registered_name_builds_with_small_options():
@@ -147,17 +149,27 @@ def test_every_registered_name_builds_with_small_options():
 def test_resnet18_stitchable_layers():
     model = get_model("resnet18", width=4)
     assert model.stitchable_layers == (
-        "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1",
+        "layer1.0",
+        "layer1.1",
+        "layer2.0",
+        "layer2.1",
+        "layer3.0",
+        "layer3.1",
+        "layer4.0",
+        "layer4.1",
     )
 
 
-@pytest.mark.parametrize("name, counts", [
-    ("resnet34", (3, 4, 6, 3)),
-    ("resnet50", (3, 4, 6, 3)),
-    ("resnet101", (3, 4, 23, 3)),
-    ("resnet152", (3, 8, 36, 3)),
-    ("repr_cls_resnet18", (2, 2, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "name, counts",
+    [
+        ("resnet34", (3, 4, 6, 3)),
+        ("resnet50", (3, 4, 6, 3)),
+        ("resnet101", (3, 4, 23, 3)),
+        ("resnet152", (3, 8, 36, 3)),
+        ("repr_cls_resnet18", (2, 2, 2, 2)),
+    ],
+)
 def test_resnet_stitchable_layers(name, counts):
     model = get_model(name, width=4)
     expected = tuple(f"layer{s}.{b}" for s, n in enumerate(counts, start=1) for b in range(n))
@@ -166,18 +178,29 @@ def test_resnet_stitchable_layers(name, counts):
     assert set(expected) <= dict(model.named_modules()).keys()
 
 
-@pytest.mark.parametrize("name, options, expected", [
-    ("vit_tiny_patch4_32", TINY_VIT, tuple(f"blocks.{i}" for i in range(12))),
-    ("vit_large_patch16_224", {"embed_dim": 16, "num_heads": 2, "depth": 24}, tuple(f"blocks.{i}" for i in range(24))),
-    ("preact_resnet18", {"width": 4}, tuple(f"layer_{s}.{b}" for s in range(4) for b in range(2))),
-    ("preact_resnet34", {"width": 4}, tuple(f"layer_{s}.{b}" for s, n in enumerate((3, 4, 6, 3)) for b in range(n))),
-    ("wide_resnet_28_10", {"width_factor": 1}, tuple(f"layer.{g}.block.{i}" for g in range(3) for i in range(4))),
-    ("wide_resnet_34_10", {"width_factor": 1}, tuple(f"layer.{g}.block.{i}" for g in range(3) for i in range(5))),
-    ("liu2020_wrn", {"width_factor": 1}, tuple(f"block{g}.layer.{i}" for g in (1, 2, 3) for i in range(6))),
-    ("small_cnn", {"width": 4}, ("relu1", "relu2", "relu3", "relu4")),
-    ("repr_cls_vit_tiny", {"embed_dim": 12, "num_heads": 3, "depth": 3}, ("blocks.0", "blocks.1", "blocks.2")),
-    ("tv_resnet18", {}, tuple(f"layer{s}.{b}" for s in (1, 2, 3, 4) for b in (0, 1))),
-])
+@pytest.mark.parametrize(
+    "name, options, expected",
+    [
+        ("vit_tiny_patch4_32", TINY_VIT, tuple(f"blocks.{i}" for i in range(12))),
+        (
+            "vit_large_patch16_224",
+            {"embed_dim": 16, "num_heads": 2, "depth": 24},
+            tuple(f"blocks.{i}" for i in range(24)),
+        ),
+        ("preact_resnet18", {"width": 4}, tuple(f"layer_{s}.{b}" for s in range(4) for b in range(2))),
+        (
+            "preact_resnet34",
+            {"width": 4},
+            tuple(f"layer_{s}.{b}" for s, n in enumerate((3, 4, 6, 3)) for b in range(n)),
+        ),
+        ("wide_resnet_28_10", {"width_factor": 1}, tuple(f"layer.{g}.block.{i}" for g in range(3) for i in range(4))),
+        ("wide_resnet_34_10", {"width_factor": 1}, tuple(f"layer.{g}.block.{i}" for g in range(3) for i in range(5))),
+        ("liu2020_wrn", {"width_factor": 1}, tuple(f"block{g}.layer.{i}" for g in (1, 2, 3) for i in range(6))),
+        ("small_cnn", {"width": 4}, ("relu1", "relu2", "relu3", "relu4")),
+        ("repr_cls_vit_tiny", {"embed_dim": 12, "num_heads": 3, "depth": 3}, ("blocks.0", "blocks.1", "blocks.2")),
+        ("tv_resnet18", {}, tuple(f"layer{s}.{b}" for s in (1, 2, 3, 4) for b in (0, 1))),
+    ],
+)
 def test_stitchable_layer_names(name, options, expected):
     model = get_model(name, **options)
     assert model.stitchable_layers == expected
@@ -185,10 +208,17 @@ def test_stitchable_layer_names(name, options, expected):
 
 
 def test_vit_default_depths_follow_the_size_word():
-    depths = {"tiny": 12, "small": 12, "medium": 12, "base": 12, "large": 24, "huge": 32, "giant": 40,
-              "gigantic": 48}
-    dims = {"tiny": (192, 3), "small": (384, 6), "medium": (512, 8), "base": (768, 12), "large": (1024, 16),
-            "huge": (1280, 16), "giant": (1408, 16), "gigantic": (1664, 16)}
+    depths = {"tiny": 12, "small": 12, "medium": 12, "base": 12, "large": 24, "huge": 32, "giant": 40, "gigantic": 48}
+    dims = {
+        "tiny": (192, 3),
+        "small": (384, 6),
+        "medium": (512, 8),
+        "base": (768, 12),
+        "large": (1024, 16),
+        "huge": (1280, 16),
+        "giant": (1408, 16),
+        "gigantic": (1664, 16),
+    }
     for size, depth in depths.items():
         for suffix, patch in (("patch4_32", 4), ("patch16_224", 16)):
             opts = model_options(f"vit_{size}_{suffix}")
@@ -214,12 +244,15 @@ def test_resnet_activation_shapes_scale_with_width():
     assert [tuple(a.shape[1:]) for a in acts.values()] == [(16, 28, 28), (32, 14, 14), (64, 7, 7), (128, 4, 4)]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("resnet18_samewidth", [(8, 32, 32), (8, 16, 16), (8, 8, 8), (8, 4, 4)]),
-    ("resnet18_samesize", [(8, 32, 32), (16, 32, 32), (32, 32, 32), (64, 32, 32)]),
-    ("resnet18_samewidth_samesize", [(8, 32, 32)] * 4),
-    ("resnet18_samesize_samewidth", [(8, 32, 32)] * 4),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet18_samewidth", [(8, 32, 32), (8, 16, 16), (8, 8, 8), (8, 4, 4)]),
+        ("resnet18_samesize", [(8, 32, 32), (16, 32, 32), (32, 32, 32), (64, 32, 32)]),
+        ("resnet18_samewidth_samesize", [(8, 32, 32)] * 4),
+        ("resnet18_samesize_samewidth", [(8, 32, 32)] * 4),
+    ],
+)
 def test_samewidth_samesize_shapes(name, expected):
     model = get_model(name, width=8).eval()
     acts = _activations(model, ["layer1.1", "layer2.1", "layer3.1", "layer4.1"], torch.rand(2, 3, 32, 32))
@@ -243,14 +276,18 @@ def test_other_families_activation_shapes():
     assert all((a >= 0).all() for a in acts.values())
 
 
-@pytest.mark.parametrize("name, size, patch, tokens", [
-    ("vit_tiny_patch4_32", 32, 4, 65),
-    ("vit_tiny_patch16_224", 224, 16, 197),
-    ("vit_base_patch4_32", 28, 4, 50),
-])
+@pytest.mark.parametrize(
+    "name, size, patch, tokens",
+    [
+        ("vit_tiny_patch4_32", 32, 4, 65),
+        ("vit_tiny_patch16_224", 224, 16, 197),
+        ("vit_base_patch4_32", 28, 4, 50),
+    ],
+)
 def test_vit_token_count(name, size, patch, tokens):
-    model = get_model(name, in_channels=1 if size == 28 else 3, input_size=size, depth=1, embed_dim=8,
-                      num_heads=2).eval()
+    model = get_model(
+        name, in_channels=1 if size == 28 else 3, input_size=size, depth=1, embed_dim=8, num_heads=2
+    ).eval()
     assert model.patch_embed.proj.kernel_size == (patch, patch) == model.patch_embed.proj.stride
     assert model.pos_embed.shape == (1, tokens, 8) and model.cls_token.shape == (1, 1, 8)
     acts = _activations(model, ["blocks.0"], torch.rand(2, model.stitchkit_spec["in_channels"], size, size))
@@ -351,7 +388,9 @@ def test_repr_cls_resnet_on_conv_activation():
     with torch.no_grad():
         model(x)
     # the stem sees the activation resized like nn.Upsample(size, mode="bilinear", align_corners=False)
-    torch.testing.assert_close(seen["input"], torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(
+        seen["input"], torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    )
     with torch.no_grad():
         assert model(torch.rand(2, 32, 8, 8)).shape == (2, 5)
         # adaptive pooling: a detector for an ImageNet-sized layer works too
@@ -404,20 +443,23 @@ def test_unknown_external_names_list_the_library_names():
         get_model("resnet18_samewidth_samewidth")
 
 
-@pytest.mark.parametrize("name, options, words", [
-    ("resnet18", {"width": 0}, ["'width'", "≥ 1"]),
-    ("resnet18", {"width": 2.5}, ["'width'", "integer"]),
-    ("resnet18", {"width": True}, ["'width'"]),
-    ("resnet18", {"depth": 3}, ["'depth'", "width"]),
-    ("preact_resnet18", {"activation": "tanh"}, ["'activation'", "'swish'", "'relu'"]),
-    ("vit_tiny_patch4_32", {"num_heads": 5}, ["embed_dim", "num_heads"]),
-    ("vit_tiny_patch4_32", {"patch_size": 5}, ["patch size 5"]),
-    ("liu2020_wrn", {"drop_rate": -0.1}, ["'drop_rate'", "≥ 0 and ≤ 1"]),
-    ("liu2020_wrn", {"drop_rate": 1.5}, ["'drop_rate'"]),
-    ("liu2020_wrn", {"input_std": [0.0]}, ["input_std"]),
-    ("tv_resnet18", {"pretrained": "yes"}, ["'pretrained'", "true or false"]),
-    ("resnext50_32x4d", {"width": 8}, ["width"]),
-])
+@pytest.mark.parametrize(
+    "name, options, words",
+    [
+        ("resnet18", {"width": 0}, ["'width'", "≥ 1"]),
+        ("resnet18", {"width": 2.5}, ["'width'", "integer"]),
+        ("resnet18", {"width": True}, ["'width'"]),
+        ("resnet18", {"depth": 3}, ["'depth'", "width"]),
+        ("preact_resnet18", {"activation": "tanh"}, ["'activation'", "'swish'", "'relu'"]),
+        ("vit_tiny_patch4_32", {"num_heads": 5}, ["embed_dim", "num_heads"]),
+        ("vit_tiny_patch4_32", {"patch_size": 5}, ["patch size 5"]),
+        ("liu2020_wrn", {"drop_rate": -0.1}, ["'drop_rate'", "≥ 0 and ≤ 1"]),
+        ("liu2020_wrn", {"drop_rate": 1.5}, ["'drop_rate'"]),
+        ("liu2020_wrn", {"input_std": [0.0]}, ["input_std"]),
+        ("tv_resnet18", {"pretrained": "yes"}, ["'pretrained'", "true or false"]),
+        ("resnext50_32x4d", {"width": 8}, ["width"]),
+    ],
+)
 def test_bad_options(name, options, words):
     with pytest.raises(StitchkitError) as e:
         get_model(name, **options)
@@ -440,11 +482,24 @@ def test_bad_basic_arguments():
 def test_list_models_has_the_original_names():
     names = list_models()
     expected = [
-        *(f"resnet{d}" for d in (18, 34, 50, 101, 152)), "resnet18_samewidth", "resnet18_samesize",
-        "preact_resnet18", "preact_resnet34", "wide_resnet_28_10", "wide_resnet_34_10", "wide_resnet50_2",
-        "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "liu2020_wrn", "small_cnn",
-        *(f"vit_{s}_{p}" for s in ("tiny", "small", "medium", "base", "large", "huge", "giant", "gigantic")
-          for p in ("patch4_32", "patch16_224")),
+        *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
+        "resnet18_samewidth",
+        "resnet18_samesize",
+        "preact_resnet18",
+        "preact_resnet34",
+        "wide_resnet_28_10",
+        "wide_resnet_34_10",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "liu2020_wrn",
+        "small_cnn",
+        *(
+            f"vit_{s}_{p}"
+            for s in ("tiny", "small", "medium", "base", "large", "huge", "giant", "gigantic")
+            for p in ("patch4_32", "patch16_224")
+        ),
         *(f"tv_resnet{d}" for d in (18, 34, 50, 101, 152)),
         *(f"repr_cls_resnet{d}" for d in (18, 34, 50, 101, 152)),
         *(f"repr_cls_vit_{s}" for s in ("tiny", "small", "medium", "base", "large", "huge", "giant", "gigantic")),
@@ -468,16 +523,19 @@ def test_model_options():
     assert model_options("small_cnn") == {"width": 16}
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("resnet18_samesize_samewidth", {"width": 4, "num_classes": 3}),
-    ("preact_resnet18", {"width": 4, "in_channels": 1, "activation": "relu", "input_mean": [0.5]}),
-    ("vit_small_patch4_32", {"input_size": (28, 28), "in_channels": 1, **TINY_VIT, "depth": 2}),
-    ("repr_cls_resnet34", {"in_channels": 16, "input_size": (24, 20), "width": 4}),
-    ("repr_cls_vit_base", {"in_channels": 20, **TINY_VIT, "depth": 1}),
-    ("liu2020_wrn", {"width_factor": 1}),
-    ("tv_resnet18", {"in_channels": 1}),
-    ("timm:resnet10t", {"num_classes": 4}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet18_samesize_samewidth", {"width": 4, "num_classes": 3}),
+        ("preact_resnet18", {"width": 4, "in_channels": 1, "activation": "relu", "input_mean": [0.5]}),
+        ("vit_small_patch4_32", {"input_size": (28, 28), "in_channels": 1, **TINY_VIT, "depth": 2}),
+        ("repr_cls_resnet34", {"in_channels": 16, "input_size": (24, 20), "width": 4}),
+        ("repr_cls_vit_base", {"in_channels": 20, **TINY_VIT, "depth": 1}),
+        ("liu2020_wrn", {"width_factor": 1}),
+        ("tv_resnet18", {"in_channels": 1}),
+        ("timm:resnet10t", {"num_classes": 4}),
+    ],
+)
 def test_build_from_spec_reproduces_the_architecture(name, kwargs):
     model = get_model(name, **kwargs)
     spec = json.loads(json.dumps(model.stitchkit_spec))  # JSON round trip, as in a checkpoint
@@ -501,7 +559,10 @@ def test_build_from_spec_rejects_bad_specs():
 def test_spec_records_resolved_options():
     spec = get_model("vit_tiny_patch4_32", input_size=28, in_channels=1, **TINY_VIT, depth=1).stitchkit_spec
     assert spec == {
-        "name": "vit_tiny_patch4_32", "num_classes": 10, "in_channels": 1, "input_size": [28, 28],
+        "name": "vit_tiny_patch4_32",
+        "num_classes": 10,
+        "in_channels": 1,
+        "input_size": [28, 28],
         "options": {"embed_dim": 12, "depth": 1, "num_heads": 3, "patch_size": 4, "mlp_ratio": 4.0},
     }
 
@@ -597,6 +658,6 @@ def test_resize_map_equals_interpolate_and_is_the_identity_at_the_same_size(mode
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     if size == (4, 4):
         assert got is x
-    g1, = torch.autograd.grad(got.square().sum(), x)
-    g2, = torch.autograd.grad(expected.square().sum(), x)
+    (g1,) = torch.autograd.grad(got.square().sum(), x)
+    (g2,) = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(g1, g2)

@@ -49,9 +49,19 @@ def _png_size(png: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def results():
     """A 2 × 2 DM grid of two untrained ResNet-18s (width 8), their comparison and OOD test: small and quick."""
-    dm = stitchkit.direct_match("resnet18", "resnet18", LAYERS, LAYERS, "digits", fit_samples=50, test_samples=64, **QUICK)
-    sim = stitchkit.compare("resnet18", "resnet18", LAYERS, "digits", measures=["cka", "procrustes"], n_samples=64, model_options={"width": 8},
-                            device="cpu")
+    dm = stitchkit.direct_match(
+        "resnet18", "resnet18", LAYERS, LAYERS, "digits", fit_samples=50, test_samples=64, **QUICK
+    )
+    sim = stitchkit.compare(
+        "resnet18",
+        "resnet18",
+        LAYERS,
+        "digits",
+        measures=["cka", "procrustes"],
+        n_samples=64,
+        model_options={"width": 8},
+        device="cpu",
+    )
     ood = stitchkit.ood_test(dm, detectors=["mahalanobis"], detector_fit_samples=64, test_samples=64)
     return dm, sim, ood
 
@@ -64,6 +74,7 @@ def _matrix(n: int = 2, kind: str = "accuracy", values=None) -> Matrix:
 
 # --- figures that show up -------------------------------------------------------------------------
 
+
 def test_a_bare_matplotlib_figure_gives_ipython_no_image():
     """The issue: without ``%matplotlib inline`` IPython shows a plain Figure as text only."""
     fig = Figure()
@@ -74,9 +85,16 @@ def test_a_bare_matplotlib_figure_gives_ipython_no_image():
 
 def test_every_plot_renders_as_a_png_image_and_still_saves_headless(results, tmp_path):
     dm, sim, ood = results
-    figures = {"grid": dm.plot(), "grid metric": dm.plot("fit_residual"), "comparison": sim.plot(), "ood": ood.plot(),
-               "ood metric": ood.plot("fpr95"), "scores": ood.plot_scores(), "matrix": _matrix().plot(),
-               "table": Table([{"layer": "a", "auroc": 0.5}, {"layer": "b", "auroc": 0.7}]).plot()}
+    figures = {
+        "grid": dm.plot(),
+        "grid metric": dm.plot("fit_residual"),
+        "comparison": sim.plot(),
+        "ood": ood.plot(),
+        "ood metric": ood.plot("fpr95"),
+        "scores": ood.plot_scores(),
+        "matrix": _matrix().plot(),
+        "table": Table([{"layer": "a", "auroc": 0.5}, {"layer": "b", "auroc": 0.7}]).plot(),
+    }
     for what, fig in figures.items():
         assert isinstance(fig, Figure), what
         png = _displayed(fig).get("image/png")
@@ -101,6 +119,7 @@ def test_a_figure_drawn_into_the_callers_axes_is_left_as_it_is():
 
 # --- repr, HTML and summary -----------------------------------------------------------------------
 
+
 def test_a_stitch_grid_describes_itself_in_a_few_lines(results):
     dm = results[0]
     text = repr(dm)
@@ -111,13 +130,24 @@ def test_a_stitch_grid_describes_itself_in_a_few_lines(results):
     lowest = min(residuals, key=residuals.get)
     end = dm.pairs[0].end_accuracy
     assert text.splitlines()[0] == "StitchGridResult: DM stitching, 2 × 2 layer pairs, digits (64 test images)"
-    assert f"accuracy: mean {np.mean(list(accuracies.values())):.3g}, {min(accuracies.values()):.3g} to {max(accuracies.values()):.3g}, " \
-           f"highest {accuracies[best]:.3g} at ({best[0]}, {best[1]}), same layers {np.mean([accuracies[(l, l)] for l in LAYERS]):.3g}" in text
-    assert f"residual: mean {np.mean(list(residuals.values())):.3g}" in text and f"lowest {residuals[lowest]:.3g} at ({lowest[0]}, {lowest[1]})" in text
+    assert (
+        f"accuracy: mean {np.mean(list(accuracies.values())):.3g}, {min(accuracies.values()):.3g} to "
+        f"{max(accuracies.values()):.3g}, "
+        f"highest {accuracies[best]:.3g} at ({best[0]}, {best[1]}), same layers "
+        f"{np.mean([accuracies[(l, l)] for l in LAYERS]):.3g}" in text
+    )
+    assert (
+        f"residual: mean {np.mean(list(residuals.values())):.3g}" in text
+        and f"lowest {residuals[lowest]:.3g} at ({lowest[0]}, {lowest[1]})" in text
+    )
     assert f"relative accuracy: mean {np.mean([a / end for a in accuracies.values()]):.3g}" in text
     assert f"end network alone: accuracy {end:.3g}" in text and f"({dm.front.fingerprint[:8]})" in text
     summary = dm.summary()
-    assert isinstance(summary, str) and summary.startswith(text.splitlines()[0]) and len(summary.splitlines()) > len(text.splitlines())
+    assert (
+        isinstance(summary, str)
+        and summary.startswith(text.splitlines()[0])
+        and len(summary.splitlines()) > len(text.splitlines())
+    )
     assert "50 fit images" in summary and len(summary) < 1500
     html = dm._repr_html_()
     assert html.startswith("<div>") and html.count("<table>") == 1 and len(html) < 5000
@@ -132,13 +162,22 @@ def test_a_comparison_and_an_ood_test_describe_themselves(results):
     _, sim, ood = results
     text = repr(sim)
     cka = sim.matrix("cka")
-    assert len(text) < 1000 and text.startswith("ComparisonResult: 2 measures on 2 × 2 layer pairs, digits (64 test images)")
-    assert f"cka: mean {np.mean(cka.values):.3g}" in text and f"same layers {np.mean([cka[l, l] for l in LAYERS]):.3g}" in text
-    assert "procrustes: " in text and "lowest" in text.split("procrustes: ")[1]  # a distance: the lowest cell is the most alike
+    assert len(text) < 1000 and text.startswith(
+        "ComparisonResult: 2 measures on 2 × 2 layer pairs, digits (64 test images)"
+    )
+    assert (
+        f"cka: mean {np.mean(cka.values):.3g}" in text
+        and f"same layers {np.mean([cka[l, l] for l in LAYERS]):.3g}" in text
+    )
+    assert (
+        "procrustes: " in text and "lowest" in text.split("procrustes: ")[1]
+    )  # a distance: the lowest cell is the most alike
     assert "policy" in sim.summary() and "<table>" in sim._repr_html_()
     text = repr(ood)
     auroc = ood.matrix("auroc")
-    assert len(text) < 1200 and text.startswith("OODTestResult: 1 detector on 2 × 2 DM stitches, digits (64 test images)")
+    assert len(text) < 1200 and text.startswith(
+        "OODTestResult: 1 detector on 2 × 2 DM stitches, digits (64 test images)"
+    )
     assert f"auroc (mahalanobis): mean {np.mean(auroc.values):.3g}" in text and "detectors: mahalanobis" in text
     norm_line = next(line for line in text.splitlines() if line.strip().startswith("norm ratio:"))
     assert "highest" not in norm_line and "lowest" not in norm_line  # a ratio has no "more alike" end
@@ -147,7 +186,9 @@ def test_a_comparison_and_an_ood_test_describe_themselves(results):
 
 
 def test_a_probe_report_is_one_line():
-    probes = [SimpleNamespace(layer=layer) for layer in ("layer1.0", "layer1.0", "layer2.0")]  # the repr reads only the layers
+    probes = [
+        SimpleNamespace(layer=layer) for layer in ("layer1.0", "layer1.0", "layer2.0")
+    ]  # the repr reads only the layers
     assert repr(ProbeReport(probes, {})) == "ProbeReport: 3 probes over 2 layers; .matrix() (layers × ranks), .table()"
 
 
@@ -183,8 +224,10 @@ def test_a_long_table_shows_its_first_rows():
 def test_labels_are_shortened_to_the_first_and_last():
     m = _matrix(SHOWN_LABELS + 4)
     rows_line = repr(m).splitlines()[1]
-    assert rows_line.endswith(f"layer0, layer1, layer2, …, layer{SHOWN_LABELS + 1}, layer{SHOWN_LABELS + 2}, layer{SHOWN_LABELS + 3} "
-                              f"({SHOWN_LABELS + 4})")
+    assert rows_line.endswith(
+        f"layer0, layer1, layer2, …, layer{SHOWN_LABELS + 1}, layer{SHOWN_LABELS + 2}, layer{SHOWN_LABELS + 3} "
+        f"({SHOWN_LABELS + 4})"
+    )
 
 
 # --- no tqdm widget warning -----------------------------------------------------------------------
@@ -209,18 +252,25 @@ print(sum("IProgress" in str(w.message) for w in caught))
 @pytest.mark.parametrize("imported, warnings", [("tqdm.auto", 1), ("stitchkit", 0)])
 def test_no_iprogress_warning_in_a_kernel_without_ipywidgets(imported, warnings):
     """tqdm.auto alone warns there (so the probe does reproduce a kernel); stitchkit's bars do not."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", TQDM_PROBE, imported], env=env, capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", TQDM_PROBE, imported], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip().splitlines()[-1]) == warnings
 
 
 # --- list_layers ----------------------------------------------------------------------------------
 
+
 def test_list_layers_of_a_registered_model_gives_names_types_and_shapes():
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=8)
     layers = stitchkit.list_layers(model)  # the size it was built for
-    assert [layer.name for layer in layers] == stitchable_layers(model) and [layer.index for layer in layers] == list(range(8))
+    assert [layer.name for layer in layers] == stitchable_layers(model) and [layer.index for layer in layers] == list(
+        range(8)
+    )
     assert {layer.module_type for layer in layers} == {"BasicBlock"}
     # CIFAR-style ResNet on 28 × 28: stride 2 at stages 2-4 (28 → 14 → 7 → 4), channels width × 1, 2, 4, 8
     expected = [(8, 28, 28)] * 2 + [(16, 14, 14)] * 2 + [(32, 7, 7)] * 2 + [(64, 4, 4)] * 2
@@ -245,8 +295,11 @@ def test_list_layers_of_any_module():
         def forward(self, x):
             return self.body(x)
 
-    assert [(layer.name, layer.module_type, layer.shape) for layer in stitchkit.list_layers(MLP(), (6,))] == \
-        [("body.0", "Linear", (5,)), ("body.1", "ReLU", (5,)), ("body.2", "Linear", (3,))]
+    assert [(layer.name, layer.module_type, layer.shape) for layer in stitchkit.list_layers(MLP(), (6,))] == [
+        ("body.0", "Linear", (5,)),
+        ("body.1", "ReLU", (5,)),
+        ("body.2", "Linear", (3,)),
+    ]
 
 
 def test_list_layers_refuses_what_it_cannot_list():

@@ -8,7 +8,15 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from stitchkit.errors import StitchkitError
-from stitchkit.ood import KNNDetector, MahalanobisDetector, energy_finetune_loss, energy_score, make_detector, ood_metrics, pool_features
+from stitchkit.ood import (
+    KNNDetector,
+    MahalanobisDetector,
+    energy_finetune_loss,
+    energy_score,
+    make_detector,
+    ood_metrics,
+    pool_features,
+)
 from stitchkit.training import LoopSettings, OptimConfig, build_optimizer, fit
 
 
@@ -46,7 +54,7 @@ def test_training_free_detectors_separate_shifted_data(name, opts):
     assert ood_metrics(id_s, det.predict(test_shifted)).auroc > 0.99
     assert abs(ood_metrics(id_s, det.predict(test_same)).auroc - 0.5) < 0.1
     # fitting from an iterable of batches gives the same detector
-    batched = make_detector(name, **opts).fit([(train[i:i + 64], y[i:i + 64]) for i in range(0, 600, 64)])
+    batched = make_detector(name, **opts).fit([(train[i : i + 64], y[i : i + 64]) for i in range(0, 600, 64)])
     assert torch.allclose(batched.predict(test_id), id_s, rtol=1e-4, atol=1e-4)
 
 
@@ -100,7 +108,7 @@ def test_energy_finetuning_lowers_id_energy_and_raises_outlier_energy():
         loss, parts = energy_finetune_loss(m(xi), yi, m(xo), m_in=-25.0, m_out=-7.0)
         return loss, xi.shape[0] + xo.shape[0], {"ce": float(parts["ce"]) * xi.shape[0]}
 
-    batches = [((x_in[i:i + 32], y[i:i + 32]), (x_out[i:i + 32],)) for i in range(0, n, 32)]
+    batches = [((x_in[i : i + 32], y[i : i + 32]), (x_out[i : i + 32],)) for i in range(0, n, 32)]
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.1))
     loop = LoopSettings(epochs=10, device=torch.device("cpu"), progress=False, verbose=False)
     fit(model, batches, opt, loop, step_fn=step)

@@ -112,7 +112,15 @@ def test_value_summary_closed_forms_and_errors():
     # four values: linear interpolation between order statistics at (n − 1)·p = 0.75, 1.5, 2.25
     s = ValueSummary.of(torch.tensor([[4.0, 1.0], [3.0, 2.0]]))  # any shape, tensors too
     assert (s.n, s.mean, s.q25, s.q50, s.q75) == (4, 2.5, 1.75, 2.5, 3.25)
-    assert ValueSummary.of([7.0]).to_dict() == {"n": 1, "mean": 7.0, "min": 7.0, "q25": 7.0, "q50": 7.0, "q75": 7.0, "max": 7.0}
+    assert ValueSummary.of([7.0]).to_dict() == {
+        "n": 1,
+        "mean": 7.0,
+        "min": 7.0,
+        "q25": 7.0,
+        "q50": 7.0,
+        "q75": 7.0,
+        "max": 7.0,
+    }
     with pytest.raises(StitchkitError, match="no activation norms to summarise"):
         ValueSummary.of([], "activation norms")
 
@@ -123,6 +131,8 @@ def test_metrics_carry_both_score_distributions_and_auroc_reads_against_them():
     m = ood_metrics(id_e, id_e - 10.0)  # every "OOD" score below every ID score: rated more typical
     assert m.auroc == 0.0
     assert m.id_score_summary == ValueSummary.of(id_e) and m.ood_score_summary == ValueSummary.of(id_e - 10.0)
-    assert m.ood_score_summary.max < m.id_score_summary.min and m.ood_score_summary.mean == pytest.approx(m.mean_ood_score, abs=1e-12)
+    assert m.ood_score_summary.max < m.id_score_summary.min and m.ood_score_summary.mean == pytest.approx(
+        m.mean_ood_score, abs=1e-12
+    )
     assert ood_metrics(id_e, id_e + 10.0, positive="ood").auroc == 1.0  # above: flagged, whichever class is positive
     assert m.to_dict()["ood_score_summary"]["q50"] == pytest.approx(float(np.median(id_e)) - 10.0, abs=1e-12)

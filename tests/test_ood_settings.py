@@ -35,8 +35,12 @@ def test_records_are_built_by_keywords_and_check_each_of_their_fields():
     with pytest.raises(StitchkitError, match="training_free takes a list"):
         DetectorFit(training_free="knn")
     # a settings record of a whole test runs the checks of every record it carries
-    cases = [(dict(positive="x"), "unknown positive class"), (dict(workers=-1), "loader workers"),
-             (dict(training_free="knn"), "training_free takes a list"), (dict(bootstrap=-2), "bootstrap resamples")]
+    cases = [
+        (dict(positive="x"), "unknown positive class"),
+        (dict(workers=-1), "loader workers"),
+        (dict(training_free="knn"), "training_free takes a list"),
+        (dict(bootstrap=-2), "bootstrap resamples"),
+    ]
     for bad, message in cases:
         with pytest.raises(StitchkitError, match=message):
             ResultsOODSettings(**bad)
@@ -61,9 +65,10 @@ def test_the_per_stitch_mode_scores_given_activations_as_computed_here():
     convention = OODConvention(positive="ood", tpr=0.9, fpr_rule="at_least")
     end = nn.Identity()  # logits are given: the end network never runs
 
-    batches = [(stitched[i:i + 8], labels[i:i + 8], logits[i:i + 8]) for i in range(0, 30, 8)]
-    res = evaluate_stitched(end, "layer", detector, batches, id_scores={"mahalanobis": id_scores},
-                            convention=convention)
+    batches = [(stitched[i : i + 8], labels[i : i + 8], logits[i : i + 8]) for i in range(0, 30, 8)]
+    res = evaluate_stitched(
+        end, "layer", detector, batches, id_scores={"mahalanobis": id_scores}, convention=convention
+    )
     assert res.n == 30
     assert res.accuracy == pytest.approx(float((logits.argmax(1) == labels).double().mean()), abs=1e-12)
     np.testing.assert_allclose(res.ood_scores["mahalanobis"], expected, rtol=1e-6)
@@ -73,8 +78,9 @@ def test_the_per_stitch_mode_scores_given_activations_as_computed_here():
     assert (m.auroc, m.aupr, m.fpr95) == pytest.approx((reference.auroc, reference.aupr, reference.fpr95), abs=1e-12)
     assert (m.positive, m.tpr_level, m.fpr_rule) == ("ood", 0.9, "at_least")
 
-    unlabelled = evaluate_stitched(end, "layer", {"mahalanobis": detector}, [stitched[:16], stitched[16:]],
-                                   id_scores={"mahalanobis": id_scores})
+    unlabelled = evaluate_stitched(
+        end, "layer", {"mahalanobis": detector}, [stitched[:16], stitched[16:]], id_scores={"mahalanobis": id_scores}
+    )
     assert unlabelled.n == 30 and math.isnan(unlabelled.accuracy)  # no labels: no accuracy, every sample scored
     np.testing.assert_allclose(unlabelled.ood_scores["mahalanobis"], expected, rtol=1e-6)
     with pytest.raises(StitchkitError, match="no stitched activations"):

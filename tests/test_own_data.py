@@ -73,14 +73,21 @@ def test_npz_colour_float_and_resized(tmp_path):
     rng = np.random.default_rng(1)
     # float images that are k/255 become uint8 without loss
     levels = rng.integers(0, 256, (10, 4, 4, 3))
-    path = write_npz(tmp_path / "a.npz", x_train=(levels / 255).astype(np.float32), x_test=(levels[:4] / 255), y_train=np.arange(10) % 2,
-                     y_test=np.array([0.0, 1.0, 1.0, 0.0]))
+    path = write_npz(
+        tmp_path / "a.npz",
+        x_train=(levels / 255).astype(np.float32),
+        x_test=(levels[:4] / 255),
+        y_train=np.arange(10) % 2,
+        y_test=np.array([0.0, 1.0, 1.0, 0.0]),
+    )
     data = get_dataset(f"npz:{path}", "train")
     assert isinstance(data, ArrayImageDataset) and np.array_equal(data.images, levels.astype(np.uint8))
     assert dataset_info(f"npz:{path}").shape == (3, 4, 4)
     # other floats stay exact
     x = rng.random((6, 5, 5, 1)).astype(np.float32)
-    path = write_npz(tmp_path / "b.npz", x_train=x, x_test=x[:2], y_train=np.array([0, 1, 2, 3, 4, 5]), y_test=np.array([5, 0]))
+    path = write_npz(
+        tmp_path / "b.npz", x_train=x, x_test=x[:2], y_train=np.array([0, 1, 2, 3, 4, 5]), y_test=np.array([5, 0])
+    )
     data = get_dataset(f"npz:{path}", "train")
     assert isinstance(data, TensorImageDataset) and dataset_info(f"npz:{path}").num_classes == 6
     assert torch.equal(data[3][0], torch.from_numpy(x[3]).permute(2, 0, 1))
@@ -127,14 +134,30 @@ def test_npz_layout_errors(tmp_path, overrides, message):
 
 def test_npz_file_errors(tmp_path):
     (tmp_path / "text.npz").write_text("not an archive")
-    np.savez(tmp_path / "objects.npz", x_train=np.array([{"a": 1}] * 3, dtype=object), y_train=[0, 1, 2], x_test=np.zeros((1, 2, 2)), y_test=[0])
-    np.savez_compressed(tmp_path / "objects_z.npz", x_train=np.array([{"a": 1}] * 3, dtype=object), y_train=[0, 1, 2], x_test=np.zeros((1, 2, 2)),
-                        y_test=[0])
+    np.savez(
+        tmp_path / "objects.npz",
+        x_train=np.array([{"a": 1}] * 3, dtype=object),
+        y_train=[0, 1, 2],
+        x_test=np.zeros((1, 2, 2)),
+        y_test=[0],
+    )
+    np.savez_compressed(
+        tmp_path / "objects_z.npz",
+        x_train=np.array([{"a": 1}] * 3, dtype=object),
+        y_train=[0, 1, 2],
+        x_test=np.zeros((1, 2, 2)),
+        y_test=[0],
+    )
     with zipfile.ZipFile(tmp_path / "empty.npz", "w"):
         pass
-    for name, message in [("missing.npz", "does not exist"), ("text.npz", "is not an .npz archive"), ("objects.npz", "stores x_train as Python objects"),
-                          ("objects_z.npz", "cannot read x_train"),
-                          ("empty.npz", "it holds nothing"), ("", "is a folder")]:
+    for name, message in [
+        ("missing.npz", "does not exist"),
+        ("text.npz", "is not an .npz archive"),
+        ("objects.npz", "stores x_train as Python objects"),
+        ("objects_z.npz", "cannot read x_train"),
+        ("empty.npz", "it holds nothing"),
+        ("", "is a folder"),
+    ]:
         with pytest.raises(StitchkitError) as info:
             dataset_info(f"npz:{tmp_path / name}")
         assert message in str(info.value)
@@ -194,7 +217,10 @@ def test_a_changed_folder_is_read_again(tmp_path):
     "damage,message",
     [
         (lambda r: __import__("shutil").rmtree(r / "test"), "has no test/ folder"),
-        (lambda r: (r / "train" / "cat" / "0.png").rename(r / "train" / "loose.png"), "train/ holds images directly (loose.png"),
+        (
+            lambda r: (r / "train" / "cat" / "0.png").rename(r / "train" / "loose.png"),
+            "train/ holds images directly (loose.png",
+        ),
         (lambda r: (r / "test" / "fish").mkdir(), "test/ has class 'fish', which train/ lacks"),
         (lambda r: [p.unlink() for p in (r / "train" / "dog").iterdir()], "train/dog/ holds no images"),
         (lambda r: (r / "train" / "cat" / "1.png").write_bytes(b"not a png"), "cannot read image"),
@@ -230,13 +256,52 @@ def test_train_and_stitch_end_to_end_on_npz(tmp_path, capsys):
     path = write_npz(tmp_path / "mine.npz")
     name = f"npz:{path}"
     for seed in (0, 1):
-        code = main(["train", "small_cnn", "-d", name, "--width", "4", "-e", "1", "-b", "16", "-s", str(seed), "-dir", str(tmp_path / f"r{seed}"), *CPU])
+        code = main(
+            [
+                "train",
+                "small_cnn",
+                "-d",
+                name,
+                "--width",
+                "4",
+                "-e",
+                "1",
+                "-b",
+                "16",
+                "-s",
+                str(seed),
+                "-dir",
+                str(tmp_path / f"r{seed}"),
+                *CPU,
+            ]
+        )
         assert code == 0, capsys.readouterr().err
     config = json.loads((tmp_path / "r0" / "config.json").read_text())
     assert config["dataset"] == name and config["input_shape"] == [1, 8, 8]
     capsys.readouterr()
-    code = main(["stitch", str(tmp_path / "r0" / "final.pt"), str(tmp_path / "r1" / "final.pt"), "-", "-", "relu2", "relu2", "c2c",
-                 "-e", "0", "-i", "pinv", "-pinv-samples", "20", "--results-root", str(tmp_path / "results"), "-dir", "dm", *CPU])
+    code = main(
+        [
+            "stitch",
+            str(tmp_path / "r0" / "final.pt"),
+            str(tmp_path / "r1" / "final.pt"),
+            "-",
+            "-",
+            "relu2",
+            "relu2",
+            "c2c",
+            "-e",
+            "0",
+            "-i",
+            "pinv",
+            "-pinv-samples",
+            "20",
+            "--results-root",
+            str(tmp_path / "results"),
+            "-dir",
+            "dm",
+            *CPU,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "stitched relu2 -> relu2 (c2c, pinv, 0 epoch(s)): accuracy " in out and ", relative accuracy " in out
@@ -250,8 +315,10 @@ def test_train_and_stitch_end_to_end_on_npz(tmp_path, capsys):
 
 def test_a_wrong_layout_is_one_line_from_every_command(tmp_path, capsys):
     path = write_npz(tmp_path / "bad.npz", y_train=None)
-    for argv in (["layers", "small_cnn", "-d", f"npz:{path}"],
-                 ["train", "small_cnn", "-d", f"npz:{path}", "-dir", str(tmp_path / "run"), *CPU]):
+    for argv in (
+        ["layers", "small_cnn", "-d", f"npz:{path}"],
+        ["train", "small_cnn", "-d", f"npz:{path}", "-dir", str(tmp_path / "run"), *CPU],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "has no y_train" in err
@@ -263,8 +330,11 @@ def test_a_study_on_your_own_data(tmp_path):
 
     path = write_npz(tmp_path / "mine.npz")
     config = tmp_path / "own.toml"
-    disabled = "\n".join(f"[{s}]\nenabled = false" for s in ("similarity", "ood", "probes", "sensitivity", "specificity"))
-    config.write_text(textwrap.dedent(f"""
+    disabled = "\n".join(
+        f"[{s}]\nenabled = false" for s in ("similarity", "ood", "probes", "sensitivity", "specificity")
+    )
+    config.write_text(
+        textwrap.dedent(f"""
         [study]
         name = "own"
         dataset = "npz:{path}"
@@ -284,7 +354,10 @@ def test_a_study_on_your_own_data(tmp_path):
         [stitching]
         methods = ["dm"]
         fit_samples = 20
-    """) + disabled + "\n")
+    """)
+        + disabled
+        + "\n"
+    )
     summary = run_study(config, tmp_path / "study", progress=False)
     assert summary.counts["done"] == 3 and summary.counts["failed"] == 0
 
@@ -296,8 +369,13 @@ def test_your_arrays_take_the_batched_device_path_with_the_loaders_batches(tmp_p
     from stitchkit.data.device_batches import DeviceBatches, can_batch_on_device
 
     rng = np.random.default_rng(3)
-    path = write_npz(tmp_path / "rgb.npz", x_train=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), y_train=np.arange(20) % 4,
-                     x_test=rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), y_test=np.arange(6) % 4)
+    path = write_npz(
+        tmp_path / "rgb.npz",
+        x_train=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
+        y_train=np.arange(20) % 4,
+        x_test=rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8),
+        y_test=np.arange(6) % 4,
+    )
     data = get_dataset(f"npz:{path}{suffix}", "train")
     assert can_batch_on_device(data) is None
     torch.manual_seed(5)

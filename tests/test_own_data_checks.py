@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_own_data import write_folder, write_npz
 from torch.utils.data import DataLoader
 
 from stitchkit.cli import main
 from stitchkit.data import custom, dataset_info, get_dataset
 from stitchkit.data.image_files import read_image
 from stitchkit.errors import StitchkitError, StitchkitWarning
-
-from test_own_data import write_folder, write_npz
 
 
 def _cut_jpeg(path):
@@ -41,7 +40,9 @@ def test_an_error_in_a_loader_worker_keeps_its_one_line(tmp_path):
     data = get_dataset(f"folder:{root}@3x6x5", "train")
     with pytest.raises(StitchkitError) as info:
         list(DataLoader(data, batch_size=len(data), num_workers=1))
-    assert str(info.value).startswith(f"cannot decode image {bad}: its data is cut short") and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"cannot decode image {bad}: its data is cut short") and "\n" not in str(
+        info.value
+    )
 
 
 def test_the_cli_names_a_cut_jpeg(tmp_path, capsys):
@@ -52,12 +53,18 @@ def test_the_cli_names_a_cut_jpeg(tmp_path, capsys):
     from stitchkit.models.checkpoint import save_checkpoint
 
     # (8×8: small_cnn pools three times and takes no smaller images)
-    save_checkpoint(model, get_model("small_cnn", num_classes=2, in_channels=3, input_size=(8, 8), width=2), dataset="digits",
-                    input_shape=(3, 8, 8))
+    save_checkpoint(
+        model,
+        get_model("small_cnn", num_classes=2, in_channels=3, input_size=(8, 8), width=2),
+        dataset="digits",
+        input_shape=(3, 8, 8),
+    )
     code = main(["eval", str(model), "-d", f"folder:{root}@3x8x8", "-gpu", "-1", "-workers", "0", "--no-progress"])
     err = capsys.readouterr().err
     lines = err.splitlines()  # the network records digits: that is said once, then the error
-    assert code == 2 and len(lines) == 2 and lines[0].startswith("stitchkit: warning: the network was trained on digits")
+    assert (
+        code == 2 and len(lines) == 2 and lines[0].startswith("stitchkit: warning: the network was trained on digits")
+    )
     assert lines[1].startswith(f"stitchkit: error: cannot decode image {bad}")
 
 
@@ -99,19 +106,28 @@ def test_fewer_than_two_classes_are_refused(tmp_path):
 
 def test_an_npz_test_class_the_train_split_lacks_is_refused(tmp_path):
     path = write_npz(tmp_path / "d.npz", y_train=np.arange(40) % 3, y_test=np.array([0, 1, 2, 5] * 3))
-    with pytest.raises(StitchkitError, match=r"y_test has class 5, which y_train lacks; both splits use the train split's classes \(0–2\)"):
+    with pytest.raises(
+        StitchkitError,
+        match=r"y_test has class 5, which y_train lacks; both splits use the train split's classes \(0–2\)",
+    ):
         dataset_info(f"npz:{path}")
     # the same rule and words as for folders
     root = write_folder(tmp_path / "f")
     (root / "test" / "eel").mkdir()
     Image.fromarray(np.zeros((6, 5), np.uint8)).save(root / "test" / "eel" / "0.png")
-    with pytest.raises(StitchkitError, match=r"test/ has class 'eel', which train/ lacks; both splits use the train split's classes \(cat, dog\)"):
+    with pytest.raises(
+        StitchkitError,
+        match=r"test/ has class 'eel', which train/ lacks; both splits use the train split's classes \(cat, dog\)",
+    ):
         dataset_info(f"folder:{root}")
 
 
 def test_a_class_without_training_images_is_warned_of(tmp_path):
     path = write_npz(tmp_path / "d.npz", y_train=np.arange(40) % 3 + 1, y_test=np.arange(12) % 3 + 1)  # 1-based labels
-    with pytest.warns(StitchkitWarning, match=r"class 0 has no training images \(labels 1–3\), yet counts among its 4 classes.*1-based"):
+    with pytest.warns(
+        StitchkitWarning,
+        match=r"class 0 has no training images \(labels 1–3\), yet counts among its 4 classes.*1-based",
+    ):
         info = dataset_info(f"npz:{path}")
     assert info.num_classes == 4
     path = write_npz(tmp_path / "gap.npz", y_train=np.array([0, 1, 4] * 10 + [0] * 10), y_test=np.arange(12) % 2)
@@ -125,8 +141,11 @@ def test_a_class_without_training_images_is_warned_of(tmp_path):
 def test_a_size_is_checked_against_memory_first(tmp_path, monkeypatch):
     path = write_npz(tmp_path / "d.npz")
     monkeypatch.setattr(custom, "available_memory", lambda: 30_000)
-    with pytest.raises(StitchkitError, match=r"@100x100 makes every image 1×100×100, which takes .* \(40000 bytes\) as float32 for one image, "
-                                             r"more than the .* of memory available"):
+    with pytest.raises(
+        StitchkitError,
+        match=r"@100x100 makes every image 1×100×100, which takes .* \(40000 bytes\) as float32 for one image, "
+        r"more than the .* of memory available",
+    ):
         dataset_info(f"npz:{path}@100x100")
     assert dataset_info(f"npz:{path}@3x50x50").shape == (3, 50, 50)  # 30000 bytes: fits
     root = write_folder(tmp_path / "f")

@@ -17,9 +17,9 @@ from test_data import write_cifar5m, write_cifar10, write_oe, write_svhn
 
 from stitchkit.study import Store, run_study
 from stitchkit.study.config import toml_value
-from stitchkit.study.runner import STORE_NAME
 from stitchkit.study.findings import study_findings
 from stitchkit.study.report import write_report
+from stitchkit.study.runner import STORE_NAME
 
 PAPER = Path(__file__).parent.parent / "examples" / "paper_cifar10_resnet18.toml"
 
@@ -51,7 +51,12 @@ def scaled_paper_config(path: Path, data_root: Path) -> dict:
     for (section, key), value in SIZES.items():
         config.setdefault(section, {})[key] = value
     config["study"]["data_root"] = str(data_root)
-    path.write_text("\n".join(f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in keys.items()) + "\n" for section, keys in config.items()))
+    path.write_text(
+        "\n".join(
+            f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in keys.items()) + "\n"
+            for section, keys in config.items()
+        )
+    )
     return config
 
 
@@ -65,7 +70,9 @@ def test_the_paper_setting_runs_end_to_end_on_its_own_data(tmp_path):
     original = tomllib.loads(PAPER.read_text())
     config = scaled_paper_config(tmp_path / "paper.toml", root)
     unchanged = [(s, k) for s, keys in original.items() for k in keys if (s, k) not in SIZES]
-    assert ("stitching", "type") in unchanged and ("ood", "finetune_id") in unchanged and ("ood", "outliers") in unchanged
+    assert (
+        ("stitching", "type") in unchanged and ("ood", "finetune_id") in unchanged and ("ood", "outliers") in unchanged
+    )
     assert all(config[s][k] == original[s][k] for s, k in unchanged)
 
     summary = run_study(tmp_path / "paper.toml", tmp_path / "study", progress=False)
@@ -78,7 +85,10 @@ def test_the_paper_setting_runs_end_to_end_on_its_own_data(tmp_path):
     assert "Findings" in text
     with Store(tmp_path / "study" / STORE_NAME, readonly=True) as store:
         stitches = [r for r in store.all() if r.kind == "stitch"]
-    assert {r.config["type"] for r in stitches} == {"rc2c_pre"} and {r.config["method"] for r in stitches} == {"dm", "tlm"}
+    assert {r.config["type"] for r in stitches} == {"rc2c_pre"} and {r.config["method"] for r in stitches} == {
+        "dm",
+        "tlm",
+    }
     assert {r.deps[0] == r.deps[1] for r in stitches} == {True, False}  # reference and self pairs
     written = json.loads((report / "findings.json").read_text())
     findings, _ = study_findings(tmp_path / "paper.toml", tmp_path / "study")

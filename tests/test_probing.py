@@ -76,11 +76,16 @@ def test_all_layouts_and_ranks_train_together_with_the_results_of_separate_runs(
     g = torch.Generator().manual_seed(1)
     train, test = {}, {}
     for layout in ("conv", "tokens", "vector"):
-        (train[layout], ytr), (test[layout], yte) = separable(256, layout, torch.Generator().manual_seed(2)), separable(128, layout, g)
+        (train[layout], ytr), (test[layout], yte) = (
+            separable(256, layout, torch.Generator().manual_seed(2)),
+            separable(128, layout, g),
+        )
     config = ProbeConfig(epochs=2, lr=0.02)
     together = probe_activations(train, ytr, test, yte, ranks=[2, None], config=config)
     assert [(r.layer, r.rank) for r in together.results] == [(layer, rank) for layer in train for rank in (None, 2)]
-    alone = probe_activations({"tokens": train["tokens"]}, ytr, {"tokens": test["tokens"]}, yte, ranks=[2], config=config)
+    alone = probe_activations(
+        {"tokens": train["tokens"]}, ytr, {"tokens": test["tokens"]}, yte, ranks=[2], config=config
+    )
     assert alone.results[0].val_acc == together.accuracy("tokens", 2)
     assert alone.results[0].val_loss == pytest.approx(together.results[3].val_loss, rel=1e-5)
     # rank 2 keeps two of the four class directions: about half the classes are lost
@@ -119,7 +124,9 @@ def test_per_batch_and_fixed_modes_from_arrays():
     g = torch.Generator().manual_seed(5)
     (xtr, ytr), (xte, yte) = separable(256, "conv", g), separable(128, "conv", g)
     for mode in ("fixed", "per_batch"):
-        report = probe_activations({"c": xtr}, ytr, {"c": xte}, yte, ranks=[None, 4], config=ProbeConfig(low_rank_mode=mode, **FAST))
+        report = probe_activations(
+            {"c": xtr}, ytr, {"c": xte}, yte, ranks=[None, 4], config=ProbeConfig(low_rank_mode=mode, **FAST)
+        )
         assert report.accuracy("c", None) >= 0.99 and report.accuracy("c", 4) >= 0.95
         assert report.config["low_rank_mode"] == mode
 
@@ -147,7 +154,13 @@ def test_ranks_are_checked_and_ordered_like_the_original():
         with pytest.raises(StitchkitError, match="positive integers"):
             check_ranks(bad)
     with pytest.raises(StitchkitError, match="epochs"):
-        probe_activations({"a": torch.zeros(4, 2)}, torch.zeros(4), {"a": torch.zeros(4, 2)}, torch.zeros(4), config=ProbeConfig(epochs=0))
+        probe_activations(
+            {"a": torch.zeros(4, 2)},
+            torch.zeros(4),
+            {"a": torch.zeros(4, 2)},
+            torch.zeros(4),
+            config=ProbeConfig(epochs=0),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +178,13 @@ def test_features_once_and_prefix_per_batch_train_the_same_probes(tiny):
     config = ProbeConfig(epochs=1, batch_size=128, lr=0.01, device="cpu")
     once = probe_model(model, ["layer2.1", "layer4.1"], {"train": train, "test": test}, ranks=[None, 4], config=config)
     # the per-batch path, fed the same un-augmented images, sees the same batches in the same order
-    per_batch = probe_model(model, ["layer2.1", "layer4.1"], {"train": train, "test": test, "train_augmented": train},
-                            ranks=[None, 4], config=config)
+    per_batch = probe_model(
+        model,
+        ["layer2.1", "layer4.1"],
+        {"train": train, "test": test, "train_augmented": train},
+        ranks=[None, 4],
+        config=config,
+    )
     assert once.info["path"] == "features once" and per_batch.info["path"] == "prefix per batch"
     for a, b in zip(once.results, per_batch.results):
         assert (a.layer, a.rank) == (b.layer, b.rank)
@@ -186,8 +204,13 @@ def test_train_subset_probes_on_the_seeded_subset(tiny):
     train, test = get_dataset("digits", "train", augment=False), get_dataset("digits", "test")
     config = ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, train_subset=200, device="cpu")
     subset = probe_model(model, ["layer3.1"], {"train": train, "test": test}, ranks=[None], config=config)
-    by_hand = probe_model(model, ["layer3.1"], {"train": sample_subset(train, 200, seed=3), "test": test}, ranks=[None],
-                          config=ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, device="cpu"))
+    by_hand = probe_model(
+        model,
+        ["layer3.1"],
+        {"train": sample_subset(train, 200, seed=3), "test": test},
+        ranks=[None],
+        config=ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3, device="cpu"),
+    )
     assert subset.results[0].val_acc == by_hand.results[0].val_acc
     assert subset.results[0].train_loss == pytest.approx(by_hand.results[0].train_loss, rel=1e-6)
     assert config.key() != ProbeConfig(epochs=1, batch_size=64, lr=0.01, seed=3).key()
@@ -198,21 +221,46 @@ def test_train_subset_probes_on_the_seeded_subset(tiny):
 def test_probe_command_prints_a_table_or_the_originals_format_and_writes_files(tiny, tmp_path, capsys):
     _, path = tiny
     out_dir = tmp_path / "out"
-    args = ["probe", str(path), "-l", "layer3.1", "-ranks", "full", "4", "-e", "1", "-b", "128", "--no-augment", "-gpu", "-1", "-workers", "0", "--no-progress"]
+    args = [
+        "probe",
+        str(path),
+        "-l",
+        "layer3.1",
+        "-ranks",
+        "full",
+        "4",
+        "-e",
+        "1",
+        "-b",
+        "128",
+        "--no-augment",
+        "-gpu",
+        "-1",
+        "-workers",
+        "0",
+        "--no-progress",
+    ]
     code = main(args + ["-o", str(out_dir)])
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
     accuracy = {r["rank"]: r["val_acc"] for r in json.loads((out_dir / "probes.json").read_text())["results"]}
-    assert lines[:3] == [f"probe test accuracy of {path}", f"{'layer':<10}{'rank full':>11}{'rank 4':>11}",
-                         f"{'layer3.1':<10}{accuracy[None]:>11.4f}{accuracy[4]:>11.4f}"]
+    assert lines[:3] == [
+        f"probe test accuracy of {path}",
+        f"{'layer':<10}{'rank full':>11}{'rank 4':>11}",
+        f"{'layer3.1':<10}{accuracy[None]:>11.4f}{accuracy[4]:>11.4f}",
+    ]
     assert "None" not in out and lines[-1] == f"wrote {out_dir / 'probes.json'}, {out_dir / 'probes.csv'}"
     code = main(args + ["--original-output"])
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
     start = lines.index(f"{path} -- layer3.1")
-    assert lines[start + 1].startswith("Rank None: ") and lines[start + 2].startswith("Rank 4: ") and lines[start + 3] == ""
+    assert (
+        lines[start + 1].startswith("Rank None: ")
+        and lines[start + 2].startswith("Rank 4: ")
+        and lines[start + 3] == ""
+    )
     assert float(lines[start + 4]) == float(lines[start + 1].split(": ")[1])
     data = json.loads((out_dir / "probes.json").read_text())
     assert [r["rank"] for r in data["results"]] == [None, 4] and data["config"]["milestones"] == []

@@ -23,10 +23,12 @@ def test_the_quickstart_plans_every_unit_kind(tmp_path):
     ood = [u for u in units if u.kind == "ood"]
     assert ood and all(u.params["energy"] and set(u.params["training_free"]) == {"mahalanobis", "knn"} for u in ood)
     stitches = [u for u in units if u.kind == "stitch"]
-    assert any(u.deps[0] == u.deps[1] for u in stitches) and any(u.deps[0] != u.deps[1] for u in stitches)  # C4 needs a self-pair
+    assert any(u.deps[0] == u.deps[1] for u in stitches) and any(
+        u.deps[0] != u.deps[1] for u in stitches
+    )  # C4 needs a self-pair
 
 
 def test_make_quickstart_runs_the_quickstart_config():
     makefile = (ROOT / "Makefile").read_text()
-    target = makefile[makefile.index("\nquickstart:"):].split("\n\n", 1)[0]
+    target = makefile[makefile.index("\nquickstart:") :].split("\n\n", 1)[0]
     assert "stitchkit study examples/quickstart.toml" in target

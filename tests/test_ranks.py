@@ -93,8 +93,9 @@ def test_the_stitching_methods_are_declared_once():
 
 
 def test_the_declaration_modules_import_no_torch():
-    code = ("import sys, stitchkit.ranks, stitchkit.stitch_methods, stitchkit.study.config; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, stitchkit.ranks, stitchkit.stitch_methods, stitchkit.study.config; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

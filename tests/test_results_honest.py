@@ -16,7 +16,9 @@ def test_datasets_are_compared_by_canonical_name_and_custom_data_by_path(tmp_pat
     assert same_dataset("fashion", "Fashion-MNIST") and same_dataset(None, "digits") and same_dataset("", "digits")
     assert not same_dataset("fashion", "digits")
     monkeypatch.chdir(tmp_path)
-    assert same_dataset("npz:data.npz", f"npz:{tmp_path}/data.npz") and not same_dataset("npz:data.npz", "npz:other.npz")
+    assert same_dataset("npz:data.npz", f"npz:{tmp_path}/data.npz") and not same_dataset(
+        "npz:data.npz", "npz:other.npz"
+    )
     assert not same_dataset("npz:data.npz@16x16", "npz:data.npz")
 
 
@@ -29,7 +31,9 @@ def test_the_message_names_both_datasets_in_one_sentence():
     one = provenance_message({"": "fashion"}, "digits")
     two = provenance_message({"front": "fashion", "end": "cifar10"}, "digits")
     assert one.startswith("the network was trained on fashion") and "digits" in one and "\n" not in one
-    assert "the front network was trained on fashion and the end network on cifar10" in two and "they run on digits" in two
+    assert (
+        "the front network was trained on fashion and the end network on cifar10" in two and "they run on digits" in two
+    )
 
 
 def test_note_provenance_warns_once_and_returns_the_convention():
@@ -48,8 +52,16 @@ def test_check_finite_refuses_what_is_not_a_finite_number(value):
     check_finite({"learning rate": 1e-3, "grad clip": None})
 
 
-@pytest.mark.parametrize("seed, words", [("3", "must be an integer, got '3'"), (1.0, "must be an integer"), (True, "must be an integer"),
-                                         (2**64, "from 0 to 2**64 - 1"), (-1, "from 0 to 2**64 - 1")])
+@pytest.mark.parametrize(
+    "seed, words",
+    [
+        ("3", "must be an integer, got '3'"),
+        (1.0, "must be an integer"),
+        (True, "must be an integer"),
+        (2**64, "from 0 to 2**64 - 1"),
+        (-1, "from 0 to 2**64 - 1"),
+    ],
+)
 def test_check_seed_refuses_what_the_generators_cannot_take(seed, words):
     with pytest.raises(StitchkitError, match=words.replace("*", r"\*")):
         check_seed(seed)
@@ -112,7 +124,24 @@ def test_eval_says_its_dataset_and_warns_when_the_checkpoint_records_another(tmp
     torch.manual_seed(0)
     model = get_model("resnet18", num_classes=10, in_channels=1, input_size=(28, 28), width=4)
     save_checkpoint(tmp_path / "final.pt", model, dataset="fashion", input_shape=(1, 28, 28))
-    assert main(["eval", str(tmp_path / "final.pt"), "-d", "digits", "-gpu", "-1", "-workers", "0", "--no-progress", "--json", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "final.pt"),
+                "-d",
+                "digits",
+                "-gpu",
+                "-1",
+                "-workers",
+                "0",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert out.startswith(f"resnet18 ({tmp_path / 'final.pt'}) on digits test (359 images): accuracy ")
     assert err.count("stitchkit: warning: the network was trained on fashion") == 1

@@ -11,16 +11,15 @@ import math
 
 import pytest
 import torch
+from stitch_support import QUICK, interrupt_grouped_training, trained_resnet
 from torch import nn
 
-from stitch_support import QUICK, interrupt_grouped_training, trained_resnet
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
 from stitchkit.ood import DetectorTrainConfig, train_detectors
 from stitchkit.probing import ProbeConfig, probe_activations
-from stitchkit.stitching import grouped
-from stitchkit.stitching import StitchSettings, stitch_grid
+from stitchkit.stitching import StitchSettings, grouped, stitch_grid
 from stitchkit.stitching.records import WEIGHTS_FILE
 from stitchkit.study.config import validate
 from stitchkit.training import LoopSettings, OptimConfig, build_optimizer, build_scheduler, fit
@@ -74,6 +73,7 @@ def tiny_fit(cfg: OptimConfig, epochs: int, samples: int = 20, batch: int = 5):
 
 # -- the closed forms -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["cosine", "linear", "onecycle"])
 def test_every_step_of_a_per_step_schedule_follows_its_closed_form(kind):
     # 3 epochs of 4 batches: T = 12 steps, warm-up round(0.25 · 12) = 3 steps
@@ -86,7 +86,13 @@ def test_every_step_of_a_per_step_schedule_follows_its_closed_form(kind):
 
 
 def test_a_few_values_by_hand():
-    for kind, s, value in [("onecycle", 0, 0.04), ("onecycle", 3, 1.0), ("cosine", 0, 0.25), ("cosine", 3, 1.0), ("linear", 11, 1 / 9)]:
+    for kind, s, value in [
+        ("onecycle", 0, 0.04),
+        ("onecycle", 3, 1.0),
+        ("cosine", 0, 0.25),
+        ("cosine", 3, 1.0),
+        ("linear", 11, 1 / 9),
+    ]:
         seen, _ = tiny_fit(OptimConfig(lr=1.0, scheduler=kind, schedule_unit="step", warmup_fraction=0.25), epochs=3)
         assert seen[s] == pytest.approx(value, rel=1e-12), (kind, s)
     seen, _ = tiny_fit(OptimConfig(lr=1.0, scheduler="onecycle", schedule_unit="step", warmup_fraction=0.25), epochs=3)
@@ -108,7 +114,13 @@ def test_per_epoch_schedules_are_unchanged_through_the_loop():
 
 
 def test_the_warm_up_is_the_rounded_share_of_the_steps():
-    assert [warmup_steps(f, 12) for f in (0, 0.25, 0.3, 0.125, 0.04)] == [0, 3, 4, 2, 0]  # 3.6 → 4, 1.5 → 2 (halves up), 0.48 → 0
+    assert [warmup_steps(f, 12) for f in (0, 0.25, 0.3, 0.125, 0.04)] == [
+        0,
+        3,
+        4,
+        2,
+        0,
+    ]  # 3.6 → 4, 1.5 → 2 (halves up), 0.48 → 0
     assert warmup_steps(0.29, 100) == 29  # 0.29 · 100 is 28.999… in floating point
     assert warmup_steps(0.9, 1) == 0  # at least one step at the peak
 
@@ -121,15 +133,18 @@ def test_a_per_step_schedule_needs_sized_batches():
     assert type(build_scheduler(optimizer, OptimConfig(), 2, iter([]))).__name__ == "LambdaLR"  # per epoch: not needed
 
 
-@pytest.mark.parametrize("cfg,match", [
-    (OptimConfig(warmup_fraction=0.1), "needs the schedule unit step"),
-    (OptimConfig(scheduler="onecycle"), "onecycle.*schedule unit step"),
-    (OptimConfig(scheduler="onecycle", schedule_unit="step"), "warm-up's share"),
-    (OptimConfig(schedule_unit="step", warmup_fraction=1.0), r"\[0, 1\)"),
-    (OptimConfig(schedule_unit="step", warmup_fraction=-0.1), r"\[0, 1\)"),
-    (OptimConfig(schedule_unit="step", warmup_epochs=2), "--warmup-fraction"),
-    (OptimConfig(schedule_unit="batch"), "unknown schedule unit 'batch'"),
-])
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        (OptimConfig(warmup_fraction=0.1), "needs the schedule unit step"),
+        (OptimConfig(scheduler="onecycle"), "onecycle.*schedule unit step"),
+        (OptimConfig(scheduler="onecycle", schedule_unit="step"), "warm-up's share"),
+        (OptimConfig(schedule_unit="step", warmup_fraction=1.0), r"\[0, 1\)"),
+        (OptimConfig(schedule_unit="step", warmup_fraction=-0.1), r"\[0, 1\)"),
+        (OptimConfig(schedule_unit="step", warmup_epochs=2), "--warmup-fraction"),
+        (OptimConfig(schedule_unit="batch"), "unknown schedule unit 'batch'"),
+    ],
+)
 def test_bad_schedules_are_refused(cfg, match):
     with pytest.raises(StitchkitError, match=match):
         cfg.validate()
@@ -137,11 +152,24 @@ def test_bad_schedules_are_refused(cfg, match):
 
 # -- base training: per step, and resumed between epochs ---------------------------------------------------
 
+
 def _settings(tmp_path, name, **kw):
     # 96 images in batches of 32: 3 steps per epoch
-    base = dict(model="resnet18", save_dir=str(tmp_path / name), dataset="digits", epochs=2, batch_size=32, workers=0, model_options={"width": 4},
-                train_subset=96, progress=False, verbose=False, device="cpu", seed=1,
-                optim=OptimConfig(lr=1e-2, scheduler="cosine", schedule_unit="step", warmup_fraction=0.34))
+    base = dict(
+        model="resnet18",
+        save_dir=str(tmp_path / name),
+        dataset="digits",
+        epochs=2,
+        batch_size=32,
+        workers=0,
+        model_options={"width": 4},
+        train_subset=96,
+        progress=False,
+        verbose=False,
+        device="cpu",
+        seed=1,
+        optim=OptimConfig(lr=1e-2, scheduler="cosine", schedule_unit="step", warmup_fraction=0.34),
+    )
     base.update(kw)
     return TrainSettings(**base)
 
@@ -172,7 +200,10 @@ def test_base_training_resumed_between_epochs_follows_the_same_per_step_schedule
     rows = list(csv.DictReader((tmp_path / "resumed" / "training_logs.csv").open()))
     assert [float(r["lr"]) for r in rows] == pytest.approx([straight[2], straight[5]])
     config = json.loads((tmp_path / "straight" / "config.json").read_text())
-    assert config["settings"]["optim"]["schedule_unit"] == "step" and "optimizer step" in config["conventions"]["lr_schedule"]
+    assert (
+        config["settings"]["optim"]["schedule_unit"] == "step"
+        and "optimizer step" in config["conventions"]["lr_schedule"]
+    )
 
 
 def test_a_checkpoint_from_before_the_per_step_options_resumes(tmp_path, monkeypatch):
@@ -188,6 +219,7 @@ def test_a_checkpoint_from_before_the_per_step_options_resumes(tmp_path, monkeyp
 
 # -- task loss matching: per pair, grouped, and the grouped checkpoint ------------------------------------
 
+
 def _weights(result):
     return torch.load(f"{result.run_dir}/{WEIGHTS_FILE}", weights_only=True)
 
@@ -197,17 +229,28 @@ def test_per_pair_and_grouped_tlm_follow_the_per_step_schedule(tmp_path, monkeyp
     spy_on(monkeypatch, grouped, seen)  # per-pair runs are grids of one: every optimizer is built there
     front, end = trained_resnet(0), trained_resnet(1)
     # 96 images in batches of 32, 2 epochs: T = 6 steps, warm-up round(0.3 · 6) = 2
-    common = dict(QUICK, epochs=2, init="rand", batch_size=32, train_samples=96, test_samples=40,
-                  optim=OptimConfig(lr=1e-2, scheduler="onecycle", schedule_unit="step", warmup_fraction=0.3))
+    common = dict(
+        QUICK,
+        epochs=2,
+        init="rand",
+        batch_size=32,
+        train_samples=96,
+        test_samples=40,
+        optim=OptimConfig(lr=1e-2, scheduler="onecycle", schedule_unit="step", warmup_fraction=0.3),
+    )
     layers = (["layer1.0", "layer2.1"], ["layer3.0"])
-    per_pair = stitch_grid(front, end, *layers, StitchSettings(**common, grouping="per-pair"), save_dir=tmp_path / "per")
+    per_pair = stitch_grid(
+        front, end, *layers, StitchSettings(**common, grouping="per-pair"), save_dir=tmp_path / "per"
+    )
     together = stitch_grid(front, end, *layers, StitchSettings(**common), save_dir=tmp_path / "grp")
     expected = [1e-2 * expected_factor("onecycle", s, 6, 2) for s in range(6)]
     assert len(seen) == 3  # one optimizer per pair, then one for the grouped grid
     for lrs in seen:
         assert lrs == pytest.approx(expected, rel=1e-12)
     for a, b in zip(per_pair, together):
-        assert a.run_name == b.run_name and [r["lr"] for r in b.train_history] == pytest.approx([expected[2], expected[5]], rel=1e-12)
+        assert a.run_name == b.run_name and [r["lr"] for r in b.train_history] == pytest.approx(
+            [expected[2], expected[5]], rel=1e-12
+        )
         for key, value in _weights(a).items():
             torch.testing.assert_close(_weights(b)[key], value, atol=2e-5, rtol=1e-4)
         assert b.options["optim"]["schedule_unit"] == "step" and "optimizer step" in b.conventions["lr_schedule"]
@@ -218,11 +261,20 @@ def test_grouped_tlm_resumed_from_its_checkpoint_follows_the_same_schedule(tmp_p
     spy_on(monkeypatch, grouped, seen)
     front, end = trained_resnet(0), trained_resnet(1)
     # 64 images in batches of 32, 3 epochs: T = 6 steps, warm-up round(0.34 · 6) = 2
-    settings = StitchSettings(**QUICK, epochs=3, init="rand", batch_size=32, train_samples=64, test_samples=40,
-                              optim=OptimConfig(lr=1e-2, scheduler="cosine", schedule_unit="step", warmup_fraction=0.34))
+    settings = StitchSettings(
+        **QUICK,
+        epochs=3,
+        init="rand",
+        batch_size=32,
+        train_samples=64,
+        test_samples=40,
+        optim=OptimConfig(lr=1e-2, scheduler="cosine", schedule_unit="step", warmup_fraction=0.34),
+    )
     layers = (["layer1.0", "layer2.1"], ["layer1.1"])
     straight = stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "straight")
-    interrupt_grouped_training(monkeypatch, 2, lambda: stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed"))
+    interrupt_grouped_training(
+        monkeypatch, 2, lambda: stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed")
+    )
     resumed = stitch_grid(front, end, *layers, settings, save_dir=tmp_path / "resumed")
     full, interrupted, rest = seen
     assert full == pytest.approx([1e-2 * expected_factor("cosine", s, 6, 2) for s in range(6)], rel=1e-12)
@@ -235,16 +287,33 @@ def test_grouped_tlm_resumed_from_its_checkpoint_follows_the_same_schedule(tmp_p
 
 # -- detectors and probes ------------------------------------------------------------------------------------
 
+
 def test_detector_pretraining_and_finetuning_follow_the_per_step_schedule(tmp_path, monkeypatch):
     from stitchkit.ood import bank
 
     seen: list[list[float]] = []
     spy_on(monkeypatch, bank, seen)
     # pre-training: 64 images in batches of 16 = 4 steps per epoch; fine-tuning: 32 per side in halves of 8 = 4 steps
-    config = DetectorTrainConfig(save_dir=str(tmp_path / "det"), model_type="repr_cls_resnet18", model_options={"width": 4}, dataset="digits",
-                                 epochs=2, ft_epochs=2, batch_size=16, ft_ood_dataset="natural_patches_gray", train_subset=64, ft_samples=32,
-                                 val_subset=0, register=False, device="cpu", progress=False, verbose=False, scheduler="linear",
-                                 schedule_unit="step", warmup_fraction=0.25)
+    config = DetectorTrainConfig(
+        save_dir=str(tmp_path / "det"),
+        model_type="repr_cls_resnet18",
+        model_options={"width": 4},
+        dataset="digits",
+        epochs=2,
+        ft_epochs=2,
+        batch_size=16,
+        ft_ood_dataset="natural_patches_gray",
+        train_subset=64,
+        ft_samples=32,
+        val_subset=0,
+        register=False,
+        device="cpu",
+        progress=False,
+        verbose=False,
+        scheduler="linear",
+        schedule_unit="step",
+        warmup_fraction=0.25,
+    )
     source = get_model("resnet18", num_classes=10, in_channels=1, input_size=28, width=4).eval()
     (result,) = train_detectors(source, ["layer1.0"], config)
     expected = [1e-3 * expected_factor("linear", s, 8, 2) for s in range(8)]
@@ -261,7 +330,9 @@ def test_probes_follow_the_per_step_schedule(monkeypatch):
     spy_on(monkeypatch, bank, seen)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 4, 2, 2, generator=g), torch.randint(0, 3, (40,), generator=g)
-    config = ProbeConfig(epochs=3, batch_size=10, lr=0.05, scheduler="onecycle", schedule_unit="step", warmup_fraction=0.25)
+    config = ProbeConfig(
+        epochs=3, batch_size=10, lr=0.05, scheduler="onecycle", schedule_unit="step", warmup_fraction=0.25
+    )
     probe_activations({"c": x}, y, {"c": x}, y, config=config)
     assert seen[0] == pytest.approx([0.05 * expected_factor("onecycle", s, 12, 3) for s in range(12)], rel=1e-12)
     assert config.key().endswith("|scheduler=onecycle|schedule_unit=step|warmup_fraction=0.25")
@@ -269,13 +340,15 @@ def test_probes_follow_the_per_step_schedule(monkeypatch):
 
 # -- names and ids -----------------------------------------------------------------------------------------
 
+
 def test_defaults_keep_the_names_and_ids_of_existing_results():
     def digest(obj):
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     # computed with the code before the per-step schedules
     assert digest(StitchSettings(epochs=2).result_options()) == "40b9d379c8eb3cf1"
-    # (the augmentation joins a detector's id as it acts, ood.train_inputs.DetectorAugmentation.identity: un-augmented ID half here)
+    # (the augmentation joins a detector's id as it acts, ood.train_inputs.DetectorAugmentation.identity: un-augmented
+    # ID half here)
     assert digest({**DetectorTrainConfig(save_dir="x").identity(), "ft_id_augment": False}) == "37413da42601a77c"
     # (the probes' augmentation enters their key as it acts: the dataset's, as every probe before the choice existed)
     assert ProbeConfig(augment="dataset").key() == "10|64|0.001|0.0|0|[5]|0.1|fixed|cls|True"
@@ -285,30 +358,87 @@ def test_stitch_run_names_change_exactly_when_the_schedule_changes_the_learning_
     def options(**kw):
         return StitchSettings(epochs=2, optim=OptimConfig(**kw)).result_options()
 
-    assert options(schedule_unit="step") == options()  # per step, but the per-epoch LRs: the same numbers, the same name
+    assert (
+        options(schedule_unit="step") == options()
+    )  # per step, but the per-epoch LRs: the same numbers, the same name
     assert options(milestones=[1], schedule_unit="step") == options(milestones=[1])
-    names = [options(scheduler="cosine"), options(scheduler="cosine", schedule_unit="step"),
-             options(scheduler="cosine", schedule_unit="step", warmup_fraction=0.1), options(schedule_unit="step", warmup_fraction=0.1)]
-    assert all(a != b for i, a in enumerate(names) for b in names[i + 1:])
-    assert StitchSettings(epochs=0, optim=OptimConfig(scheduler="cosine", schedule_unit="step")).result_options() == \
-        StitchSettings(epochs=0).result_options()  # nothing is trained
+    names = [
+        options(scheduler="cosine"),
+        options(scheduler="cosine", schedule_unit="step"),
+        options(scheduler="cosine", schedule_unit="step", warmup_fraction=0.1),
+        options(schedule_unit="step", warmup_fraction=0.1),
+    ]
+    assert all(a != b for i, a in enumerate(names) for b in names[i + 1 :])
+    assert (
+        StitchSettings(epochs=0, optim=OptimConfig(scheduler="cosine", schedule_unit="step")).result_options()
+        == StitchSettings(epochs=0).result_options()
+    )  # nothing is trained
 
 
 # -- the command line and the study keys -----------------------------------------------------------------------
+
 
 def test_the_commands_take_the_schedule_options(tmp_path, capsys):
     from stitchkit.cli import build_parser
     from stitchkit.cli.stitch import settings_from_args
 
-    args = build_parser().parse_args(["stitch", "a.pt", "b.pt", "-", "-", "layer1.0", "layer1.0", "c2c", "-sched", "onecycle", "--schedule-unit", "step",
-                                      "--warmup-fraction", "0.3"])
+    args = build_parser().parse_args(
+        [
+            "stitch",
+            "a.pt",
+            "b.pt",
+            "-",
+            "-",
+            "layer1.0",
+            "layer1.0",
+            "c2c",
+            "-sched",
+            "onecycle",
+            "--schedule-unit",
+            "step",
+            "--warmup-fraction",
+            "0.3",
+        ]
+    )
     optim = settings_from_args(args).optim
     assert (optim.scheduler, optim.schedule_unit, optim.warmup_fraction) == ("onecycle", "step", 0.3)
     for argv in (["detector", "train", "a.pt", "-", "-dir", "x"], ["probe", "a.pt"]):
-        args = build_parser().parse_args(argv + ["-sched", "linear", "--schedule-unit", "step", "--warmup-fraction", "0.1"])
+        args = build_parser().parse_args(
+            argv + ["-sched", "linear", "--schedule-unit", "step", "--warmup-fraction", "0.1"]
+        )
         assert (args.scheduler, args.schedule_unit, args.warmup_fraction) == ("linear", "step", 0.1)
-    assert main(["train", "resnet18", "-d", "digits", "--width", "4", "-e", "1", "-b", "32", "--train-subset", "64", "-gpu", "-1", "-workers", "0",
-                 "--no-progress", "-dir", str(tmp_path / "t"), "-sched", "cosine", "--schedule-unit", "step", "--warmup-fraction", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "resnet18",
+                "-d",
+                "digits",
+                "--width",
+                "4",
+                "-e",
+                "1",
+                "-b",
+                "32",
+                "--train-subset",
+                "64",
+                "-gpu",
+                "-1",
+                "-workers",
+                "0",
+                "--no-progress",
+                "-dir",
+                str(tmp_path / "t"),
+                "-sched",
+                "cosine",
+                "--schedule-unit",
+                "step",
+                "--warmup-fraction",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["settings"]["optim"]["warmup_fraction"] == 0.5
     rows = list(csv.DictReader((tmp_path / "t" / "training_logs.csv").open()))
@@ -367,14 +497,21 @@ def test_study_schedule_keys_reach_the_units_and_the_library(tmp_path, monkeypat
     for key in [("train", None), ("stitch", "tlm"), ("detectors", None), ("probes", None)]:
         assert {k: units[key].params[k] for k in schedule} == schedule, key
     assert not set(schedule) & set(units[("stitch", "dm")].params)  # DM trains nothing
-    assert {k: units[("sensitivity", None)].params[f"probe_{k}"] for k in schedule} == schedule  # the tests' probes are the probes'
+    assert {
+        k: units[("sensitivity", None)].params[f"probe_{k}"] for k in schedule
+    } == schedule  # the tests' probes are the probes'
 
     def called(*args, **kw):
         raise _Called(args, kw)
 
     # the kinds import the library when they run: stop it where it is defined
-    stops = ((training_base, "train_model"), (grid, "stitch_grid"), (ood_train, "train_detectors_for_checkpoint"),
-             (probing_model, "probe_model"), (sensitivity_run, "run_grounding_test"))
+    stops = (
+        (training_base, "train_model"),
+        (grid, "stitch_grid"),
+        (ood_train, "train_detectors_for_checkpoint"),
+        (probing_model, "probe_model"),
+        (sensitivity_run, "run_grounding_test"),
+    )
     for module, name in stops:
         monkeypatch.setattr(module, name, called)
     for module in (shared, probes):

@@ -104,7 +104,9 @@ def test_toy_sensitivity_test_recovers_the_known_ordering():
     ranks = [5, 4, 3, 2, 1]
     scores = {}
     for name, (tr, te) in nets.items():
-        report = probe_activations({"z": tr}, ytr, {"z": te}, yte, ranks=[None] + ranks, config=ProbeConfig(epochs=8, lr=0.05))
+        report = probe_activations(
+            {"z": tr}, ytr, {"z": te}, yte, ranks=[None] + ranks, config=ProbeConfig(epochs=8, lr=0.05)
+        )
         for r in report.results:
             scores[Rep(name, "z", r.rank)] = r.val_acc
     for name in nets:  # the designed task: 4 bits → accuracy about 1, 1, 1/2, 1/4, 1/8 at ranks 4..1
@@ -116,13 +118,17 @@ def test_toy_sensitivity_test_recovers_the_known_ordering():
     values = array_measure_values(bank, comparisons, ["cka", "procrustes", "pwcca"])
     report = grounding_report("sensitivity", comparisons, scores, values)
     for name in nets:
-        cka_d = [measure_info("cka").dissimilarity(v) for c, v in zip(comparisons, values["cka"])
-                 if c.reference.network == "a" and c.candidate.network == name and c.candidate.rank is not None]
+        cka_d = [
+            measure_info("cka").dissimilarity(v)
+            for c, v in zip(comparisons, values["cka"])
+            if c.reference.network == "a" and c.candidate.network == name and c.candidate.rank is not None
+        ]
         assert cka_d == sorted(cka_d) and cka_d[0] < cka_d[-1]  # CKA dissimilarity grows as the rank drops
     for measure in ("cka", "procrustes"):
         st = report.stat(measure)
         assert st["spearman"] > 0.8 and st["spearman_p"] < 1e-3 and st["kendall"] > 0.6 and st["bad_fraction"] < 0.2
-    # CCA is invariant to invertible maps: a low-rank version is "identical" on the kept directions — it is not sensitive
+    # CCA is invariant to invertible maps: a low-rank version is "identical" on the kept directions — it is not
+    # sensitive
     assert report.stat("pwcca")["spearman"] < report.stat("cka")["spearman"]
     assert {row["scope"] for row in report.stats} == {"pooled", "mean_over_references"}
 
@@ -147,9 +153,16 @@ def test_report_tables_json_and_figure(tmp_path):
     report = grounding_report("sensitivity", comparisons, scores, values, {"dataset": "toy"})
     paths = report.write(tmp_path)
     rows = list(csv.DictReader(io.StringIO(paths["stats"].read_text())))
-    assert {(r["group"], r["scope"]) for r in rows} == {("z", "pooled"), ("z", "mean_over_references"), ("all", "pooled"), ("all", "mean_over_references")}
+    assert {(r["group"], r["scope"]) for r in rows} == {
+        ("z", "pooled"),
+        ("z", "mean_over_references"),
+        ("all", "pooled"),
+        ("all", "mean_over_references"),
+    }
     points = list(csv.DictReader(io.StringIO(paths["points"].read_text())))
-    assert len(points) == len(comparisons) and float(points[0]["dissimilarity"]) == pytest.approx(1 - float(points[0]["value"]))
+    assert len(points) == len(comparisons) and float(points[0]["dissimilarity"]) == pytest.approx(
+        1 - float(points[0]["value"])
+    )
     data = json.loads(paths["json"].read_text())
     assert data["test"] == "sensitivity" and data["per_reference"]
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
@@ -176,13 +189,21 @@ def test_model_level_sensitivity_with_direct_matching_accuracy(checkpoints):
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     settings = GroundingSettings(
-        measures=["cka", "dm_residual", "dm_accuracy"], n_samples=64, probe=ProbeConfig(epochs=1, batch_size=256, augment=False),
-        stitch_test_samples=64, stitch_fit_samples=16, device="cpu", verbose=False, bootstrap=4, bootstrap_seed=2,
+        measures=["cka", "dm_residual", "dm_accuracy"],
+        n_samples=64,
+        probe=ProbeConfig(epochs=1, batch_size=256, augment=False),
+        stitch_test_samples=64,
+        stitch_fit_samples=16,
+        device="cpu",
+        verbose=False,
+        bootstrap=4,
+        bootstrap_seed=2,
     )
     report = run_grounding_test("sensitivity", models, "digits", layers=["layer4.1"], ranks=[4], settings=settings)
     assert report.measures() == ["cka", "dm_residual", "dm_accuracy"]
     assert len(report.points) == 3 * 2 * (2 * 2 - 1)
-    # what the pass kept per image: every probe's hits (their means are the scores) and the array measures on 4 resamples
+    # what the pass kept per image: every probe's hits (their means are the scores) and the array measures on 4
+    # resamples
     kept = report.samples
     assert kept["hits"].shape[0] == len(kept["reps"]) == 4 and kept["hits"].shape[1] > 64
     np.testing.assert_allclose(kept["hits"].mean(axis=1), kept["scores"][kept["hits_of"]], atol=1e-12)
@@ -202,9 +223,14 @@ def test_each_network_runs_its_test_images_once_for_the_probes_and_the_measures(
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     probe = ProbeConfig(epochs=1, batch_size=128, augment=False, train_subset=200)
-    settings = GroundingSettings(measures=["cka", "procrustes"], n_samples=100, probe=probe, device="cpu", verbose=False)
+    settings = GroundingSettings(
+        measures=["cka", "procrustes"], n_samples=100, probe=probe, device="cpu", verbose=False
+    )
     seen = {name: [] for name in models}
-    hooks = [m.conv1.register_forward_hook(lambda mod, inp, out, name=name: seen[name].append(inp[0].shape[0])) for name, m in models.items()]
+    hooks = [
+        m.conv1.register_forward_hook(lambda mod, inp, out, name=name: seen[name].append(inp[0].shape[0]))
+        for name, m in models.items()
+    ]
     report = run_grounding_test("specificity", models, "digits", layers=["layer2.0", "layer3.0"], settings=settings)
     for h in hooks:
         h.remove()
@@ -214,11 +240,17 @@ def test_each_network_runs_its_test_images_once_for_the_probes_and_the_measures(
     # the same numbers as the separate passes: probes on their own test pass, measures on their own extraction
     train = get_dataset("digits", "train", augment=False)
     for name, model in models.items():
-        alone = probe_model(model, ["layer2.0", "layer3.0"], {"train": train, "test": test},
-                            config=replace(probe, device="cpu"))
+        alone = probe_model(
+            model, ["layer2.0", "layer3.0"], {"train": train, "test": test}, config=replace(probe, device="cpu")
+        )
         for r in alone.results:
-            assert report.info["probe_accuracy"][Rep(name, r.layer).label()] == pytest.approx(r.val_acc, abs=1.5 / len(test))
-    acts = {name: extract_activations(m, ["layer2.0", "layer3.0"], sample_subset(test, 100)).layers for name, m in models.items()}
+            assert report.info["probe_accuracy"][Rep(name, r.layer).label()] == pytest.approx(
+                r.val_acc, abs=1.5 / len(test)
+            )
+    acts = {
+        name: extract_activations(m, ["layer2.0", "layer3.0"], sample_subset(test, 100)).layers
+        for name, m in models.items()
+    }
     comparisons = specificity_comparisons(list(models), ["layer2.0", "layer3.0"])
     values = array_measure_values(RepresentationBank(acts), comparisons, ["cka", "procrustes"])
     for measure in ("cka", "procrustes"):
@@ -231,24 +263,84 @@ def test_task_loss_matching_accuracy_of_one_comparison(checkpoints):
 
     models = {p.parent.name: load_model(p)[0] for p in checkpoints}
     comparison = Comparison("layer4.1", Rep("s0", "layer4.1"), Rep("s1", "layer4.1", 4))
-    settings = GroundingSettings(tlm_epochs=1, tlm_batch_size=32, tlm_train_samples=96, stitch_test_samples=32, stitch_fit_samples=8, device="cpu", verbose=False,
-                                 low_rank_mode="per_batch")
+    settings = GroundingSettings(
+        tlm_epochs=1,
+        tlm_batch_size=32,
+        tlm_train_samples=96,
+        stitch_test_samples=32,
+        stitch_fit_samples=8,
+        device="cpu",
+        verbose=False,
+        low_rank_mode="per_batch",
+    )
     values = stitching_measure_values(models, [comparison], ["tlm_accuracy", "dm_accuracy"], "digits", settings)
     assert set(values) == {"tlm_accuracy", "dm_accuracy"} and all(0.0 <= v[0] <= 1.0 for v in values.values())
 
 
 def test_sensitivity_and_specificity_commands(checkpoints, tmp_path, capsys):
-    common = ["-e", "1", "-b", "256", "--no-augment", "--probe-train-subset", "300", "--n-samples", "48", "-gpu", "-1", "-workers", "0", "--no-progress", "--quiet"]
+    common = [
+        "-e",
+        "1",
+        "-b",
+        "256",
+        "--no-augment",
+        "--probe-train-subset",
+        "300",
+        "--n-samples",
+        "48",
+        "-gpu",
+        "-1",
+        "-workers",
+        "0",
+        "--no-progress",
+        "--quiet",
+    ]
     out = tmp_path / "sens"
-    code = main(["sensitivity", *map(str, checkpoints), "-l", "layer3.1", "-ranks", "8", "2", "--measures", "cka", "procrustes", "-o", str(out)] + common)
+    code = main(
+        [
+            "sensitivity",
+            *map(str, checkpoints),
+            "-l",
+            "layer3.1",
+            "-ranks",
+            "8",
+            "2",
+            "--measures",
+            "cka",
+            "procrustes",
+            "-o",
+            str(out),
+        ]
+        + common
+    )
     text = capsys.readouterr().out
     assert code == 0 and "sensitivity test on digits: 2 network(s)" in text and "procrustes" in text
-    assert {"sensitivity_stats.csv", "sensitivity_points.csv", "sensitivity.json", "probes.json"} <= {p.name for p in out.iterdir()}
+    assert {"sensitivity_stats.csv", "sensitivity_points.csv", "sensitivity.json", "probes.json"} <= {
+        p.name for p in out.iterdir()
+    }
     cached = json.loads((out / "probes.json").read_text())
     assert len(cached) == 2 * 3  # two networks × (full, 8, 2)
     out2 = tmp_path / "spec"
-    code = main(["specificity", *map(str, checkpoints), "-l", "layer2.1", "layer3.1", "layer4.1", "--reference-layers", "layer3.1",
-                 "--measures", "cka", "--probe-cache", str(out / "probes.json"), "-o", str(out2), "--no-figure"] + common)
+    code = main(
+        [
+            "specificity",
+            *map(str, checkpoints),
+            "-l",
+            "layer2.1",
+            "layer3.1",
+            "layer4.1",
+            "--reference-layers",
+            "layer3.1",
+            "--measures",
+            "cka",
+            "--probe-cache",
+            str(out / "probes.json"),
+            "-o",
+            str(out2),
+            "--no-figure",
+        ]
+        + common
+    )
     text = capsys.readouterr().out
     assert code == 0 and "[layer3.1]" in text
     data = json.loads((out2 / "specificity.json").read_text())
@@ -269,7 +361,10 @@ def test_sensitivity_and_specificity_commands(checkpoints, tmp_path, capsys):
 )
 def test_bad_input_is_one_line_with_exit_code_2(checkpoints, args, message, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
-    args = [a.replace("{ck1}", str(checkpoints[1])).replace("{ck}", str(checkpoints[0])).replace("{tmp}", str(tmp_path)) for a in args]
+    args = [
+        a.replace("{ck1}", str(checkpoints[1])).replace("{ck}", str(checkpoints[0])).replace("{tmp}", str(tmp_path))
+        for a in args
+    ]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "o")]
     code = main(args + ["-gpu", "-1", "-workers", "0", "--no-progress"])

@@ -110,7 +110,7 @@ def ref_debiased_cka(x, y):
 def ref_rbf_cka(x, y, sigma=0.8):
     def gram(z):
         dist = pdist(z)
-        return np.exp(-squareform(dist) ** 2 / (2 * (sigma * np.median(dist)) ** 2))
+        return np.exp(-(squareform(dist) ** 2) / (2 * (sigma * np.median(dist)) ** 2))
 
     return ref_cka_from_grams(gram(x), gram(y))
 
@@ -340,7 +340,9 @@ def test_declared_invariances_hold_and_absent_ones_fail(name):
             base = m(x, y)
             rng = _rng(1000 + seed)
             strong = kind not in info.invariances
-            diffs.append(abs(m(_transform(kind, x, rng, strong=strong), _transform(kind, y, rng, strong=strong)) - base))
+            diffs.append(
+                abs(m(_transform(kind, x, rng, strong=strong), _transform(kind, y, rng, strong=strong)) - base)
+            )
         if kind in info.invariances:
             assert max(diffs) < 1e-8, (name, kind, diffs)
         else:
@@ -526,21 +528,30 @@ def test_pairwise_matrix_equals_per_pair(name):
     base = torch.randn(24, 4, 3, 3, generator=g, dtype=torch.float64)
     acts_a = {
         "conv_small": base,  # flatten: 36 features (feature form for CKA)
-        "conv_wide": torch.cat([base, torch.randn(24, 4, 3, 3, generator=g, dtype=torch.float64)], 1),  # 72 > n: Gram form
+        "conv_wide": torch.cat(
+            [base, torch.randn(24, 4, 3, 3, generator=g, dtype=torch.float64)], 1
+        ),  # 72 > n: Gram form
         "conv_pooled": torch.randn(24, 5, 2, 2, generator=g, dtype=torch.float64) + base[:, :1, :2, :2],
     }
-    acts_b = {"same_shape": base * 2 + torch.randn(24, 4, 3, 3, generator=g, dtype=torch.float64), "vec": base.mean((2, 3))}
+    acts_b = {
+        "same_shape": base * 2 + torch.randn(24, 4, 3, 3, generator=g, dtype=torch.float64),
+        "vec": base.mean((2, 3)),
+    }
     policy = "pool" if name == "dm_residual" else "auto_original"
     mat, rows, cols = pairwise_matrix(name, acts_a, acts_b, policy=policy, rank_a={"conv_small": 2})
     assert rows == list(acts_a) and cols == list(acts_b) and mat.shape == (3, 2)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             rank = 2 if r == "conv_small" else None
-            assert mat[i, j] == pytest.approx(compute(name, acts_a[r], acts_b[c], policy=policy, rank_x=rank).value, rel=1e-10, abs=1e-12)
+            assert mat[i, j] == pytest.approx(
+                compute(name, acts_a[r], acts_b[c], policy=policy, rank_x=rank).value, rel=1e-10, abs=1e-12
+            )
     mat, rows, cols = pairwise_matrix(name, acts_a, policy="pool")
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            assert mat[i, j] == pytest.approx(compute(name, acts_a[r], acts_a[c], policy="pool").value, rel=1e-10, abs=1e-12)
+            assert mat[i, j] == pytest.approx(
+                compute(name, acts_a[r], acts_a[c], policy="pool").value, rel=1e-10, abs=1e-12
+            )
 
 
 def test_pairwise_matrix_positions_error_names_layers():
@@ -575,7 +586,9 @@ def test_streaming_minibatch_unbiased_estimator():
     batches = [(x[i : i + 20], y[i : i + 20]) for i in range(0, 60, 20)]
     for xb, yb in batches:
         meter.update(xb, yb)
-    hs = np.array([[ref_hsic_unbiased(a @ a.T, b @ b.T) for a, b in ((xb, yb), (xb, xb), (yb, yb))] for xb, yb in batches]).mean(0)
+    hs = np.array(
+        [[ref_hsic_unbiased(a @ a.T, b @ b.T) for a, b in ((xb, yb), (xb, xb), (yb, yb))] for xb, yb in batches]
+    ).mean(0)
     assert meter.compute() == pytest.approx(hs[0] / math.sqrt(hs[1] * hs[2]), rel=1e-9)
     with pytest.raises(StitchkitError, match="at least 4"):
         meter.update(x[:3], y[:3])

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from stitch_support import QUICK, trained_resnet, write_tiny_cifar10
 
-from stitch_support import write_tiny_cifar10
 from stitchkit.cli import main
 from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.stitching import StitchSettings, load_stitcher, stitch_grid
 from stitchkit.stitching.grid import GridOptions
-from stitch_support import QUICK, trained_resnet
 
 FAST = ["-gpu", "-1", "-workers", "0", "--no-progress"]
 
@@ -48,32 +47,68 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
         model = get_model("resnet18", num_classes=10, in_channels=3, input_size=32)
         (tmp_path / "models" / folder).mkdir(parents=True)
         torch.save(model.state_dict(), tmp_path / "models" / folder / "model_5.pt")
-    command = "stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre -d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch"
+    command = (
+        "stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre "
+        "-d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch"
+    )
     code, out, err = run(command.split(), capsys)
     assert code == 0, err
     (run_dir,) = list((tmp_path / "results").iterdir())
     result = json.loads((run_dir / "result.json").read_text())
     summary, wrote = out.strip().splitlines()[-2:]
-    assert summary.startswith("stitched layer4.1 -> layer1.0 (rc2c_pre, pinv, 0 epoch(s)): accuracy ") and wrote == f"wrote {Path('results') / run_dir.name}"
+    assert (
+        summary.startswith("stitched layer4.1 -> layer1.0 (rc2c_pre, pinv, 0 epoch(s)): accuracy ")
+        and wrote == f"wrote {Path('results') / run_dir.name}"
+    )
     relative = result["accuracy"] / result["end_accuracy"]
     assert summary.endswith(f"end network {100 * result['end_accuracy']:.2f}%, relative accuracy {relative:.3f}")
     assert run_dir.name.startswith("layer4.1__layer1.0__rc2c_pre__pinv_e0__")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "config.txt", "final_model.pt", "per_sample.npz", "result.json", "summary.txt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.json",
+        "config.txt",
+        "final_model.pt",
+        "per_sample.npz",
+        "result.json",
+        "summary.txt",
+    ]
     lines = (run_dir / "summary.txt").read_text().split("\n")
-    assert lines[:4] == ["Front model: models/test/model_5.pt ", "End model: models/test2/model_5.pt ", "Front layer: layer4.1 ", "End layer: layer1.0 "]
+    assert lines[:4] == [
+        "Front model: models/test/model_5.pt ",
+        "End model: models/test2/model_5.pt ",
+        "Front layer: layer4.1 ",
+        "End layer: layer1.0 ",
+    ]
     assert lines[4].startswith("Clean accuracy: 0.") and lines[4].endswith(" ") and len(lines[4].split()[2]) == 6
-    assert lines[5].startswith("Normalized PINV difference: ") and lines[6].startswith("Normalized representation difference: ")
+    assert lines[5].startswith("Normalized PINV difference: ") and lines[6].startswith(
+        "Normalized representation difference: "
+    )
     assert lines[7] == "" and lines[9:11] == ["", "Sparsity"]
     # in-process the command is rebuilt from the parsed arguments (from a shell it is sys.argv, like the original)
-    assert lines[8].startswith("Command: stitchkit " + command[:100]) and "-e 0" in lines[8] and "--mod-only-stitch" in lines[8]
+    assert (
+        lines[8].startswith("Command: stitchkit " + command[:100])
+        and "-e 0" in lines[8]
+        and "--mod-only-stitch" in lines[8]
+    )
     assert lines[11].startswith("0: \t\t") and lines[12].startswith("1e-5: \t") and lines[16].startswith("1e-1: \t")
     config = json.loads((run_dir / "config.txt").read_text())
     # K = 100 asked of the tiny 20-image training split: all 20 are used, said once, and recorded as used
-    assert config["n_epochs"] == 0 and config["init"] == "pinv" and config["n_pinv_init_samples"] == 20 and config["mod_only_stitch"]
+    assert (
+        config["n_epochs"] == 0
+        and config["init"] == "pinv"
+        and config["n_pinv_init_samples"] == 20
+        and config["mod_only_stitch"]
+    )
     assert err.count("fewer than the 100 asked for; using all 20") == 1
-    assert config["front_layer"] == "layer4.1" and config["stitching_type"] == "rc2c_pre" and config["batch_size"] == 512
+    assert (
+        config["front_layer"] == "layer4.1" and config["stitching_type"] == "rc2c_pre" and config["batch_size"] == 512
+    )
     state = torch.load(run_dir / "final_model.pt", weights_only=True)
-    assert sorted(state) == ["transform.bias", "transform.weight"] and state["transform.weight"].shape == (64, 512, 1, 1)
+    assert sorted(state) == ["transform.bias", "transform.weight"] and state["transform.weight"].shape == (
+        64,
+        512,
+        1,
+        1,
+    )
     result = json.loads((run_dir / "result.json").read_text())
     assert result["n_fit"] == 20 and result["n_test"] == 8  # K = 100 > the 20 training images: all of them
     assert result["front"]["model_type"] == "resnet18" and len(result["front"]["fingerprint"]) == 16
@@ -83,14 +118,40 @@ def test_the_originals_readme_command_runs_unchanged(tmp_path, monkeypatch, caps
     # run again: the finished run is kept and said so
     code, out, _ = run(command.split() + ["--original-output"], capsys)
     assert code == 0 and "skipping" in out and "stored result" in out
-    assert out.strip().splitlines()[-1] == f"Clean accuracy: {100 * result['accuracy']:.2f}% (stored result; pass --overwrite to recompute)"
+    assert (
+        out.strip().splitlines()[-1]
+        == f"Clean accuracy: {100 * result['accuracy']:.2f}% (stored result; pass --overwrite to recompute)"
+    )
     assert len(list((tmp_path / "results").iterdir())) == 1
 
 
 def test_training_writes_logs_and_the_run_can_be_reloaded(checkpoints, tmp_path, capsys):
     a, b = checkpoints
-    args = [a, b, "-", "auto", "layer3.0", "layer2.1", "auto", "-e", "1", "--train-subset", "96", "--test-samples", "64", "-l1", "1e-4",
-            "--grad-clip", "1", "-sched", "cosine", "--results-root", tmp_path, "-dir", "tlm"] + FAST
+    args = [
+        a,
+        b,
+        "-",
+        "auto",
+        "layer3.0",
+        "layer2.1",
+        "auto",
+        "-e",
+        "1",
+        "--train-subset",
+        "96",
+        "--test-samples",
+        "64",
+        "-l1",
+        "1e-4",
+        "--grad-clip",
+        "1",
+        "-sched",
+        "cosine",
+        "--results-root",
+        tmp_path,
+        "-dir",
+        "tlm",
+    ] + FAST
     code, out, err = run(["stitch", *args], capsys)
     assert code == 0, err
     (run_dir,) = list((tmp_path / "tlm").iterdir())
@@ -98,15 +159,21 @@ def test_training_writes_logs_and_the_run_can_be_reloaded(checkpoints, tmp_path,
     header = (run_dir / "training_logs.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["train_acc", "train_loss", "val_acc", "val_loss"]
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["stitching_type"] == "rc2c_pre" and result["dataset"] == "digits" and result["dm_fit_residual"] is None
+    assert (
+        result["stitching_type"] == "rc2c_pre" and result["dataset"] == "digits" and result["dm_fit_residual"] is None
+    )
     stitcher = load_stitcher(run_dir)
     assert stitcher.kind == "rc2c_pre"
-    torch.testing.assert_close(stitcher.layer.transform.weight, torch.load(run_dir / "final_model.pt")["transform.weight"])
+    torch.testing.assert_close(
+        stitcher.layer.transform.weight, torch.load(run_dir / "final_model.pt")["transform.weight"]
+    )
 
 
 def test_an_interrupted_grid_resumes_with_the_missing_pairs(checkpoints, tmp_path, capsys):
     a, b = checkpoints
-    settings = StitchSettings(**{**QUICK, "stitching_type": "rc2c_pre", "init": "pinv", "epochs": 0, "test_samples": 60})
+    settings = StitchSettings(
+        **{**QUICK, "stitching_type": "rc2c_pre", "init": "pinv", "epochs": 0, "test_samples": 60}
+    )
     done = []
 
     def interrupt(result):
@@ -115,13 +182,44 @@ def test_an_interrupted_grid_resumes_with_the_missing_pairs(checkpoints, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        stitch_grid(a, b, "layer1.0,layer4.1", "layer2.0,layer3.0", settings, GridOptions(on_result=interrupt),
-                    save_dir=tmp_path)
+        stitch_grid(
+            a,
+            b,
+            "layer1.0,layer4.1",
+            "layer2.0,layer3.0",
+            settings,
+            GridOptions(on_result=interrupt),
+            save_dir=tmp_path,
+        )
     finished = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert len(finished) == 2
     stamps = {name: os.stat(tmp_path / name / "result.json").st_mtime_ns for name in finished}
-    code, out, err = run(["stitch", a, b, "-", "-", "-", "-", "rc2c_pre", "--front-layers", "layer1.0,layer4.1", "--end-layers",
-                          "layer2.0,layer3.0", "-e", "0", "-i", "pinv", "--test-samples", "60", "--results-root", tmp_path] + FAST, capsys)
+    code, out, err = run(
+        [
+            "stitch",
+            a,
+            b,
+            "-",
+            "-",
+            "-",
+            "-",
+            "rc2c_pre",
+            "--front-layers",
+            "layer1.0,layer4.1",
+            "--end-layers",
+            "layer2.0,layer3.0",
+            "-e",
+            "0",
+            "-i",
+            "pinv",
+            "--test-samples",
+            "60",
+            "--results-root",
+            tmp_path,
+        ]
+        + FAST,
+        capsys,
+    )
     assert code == 0, err
     assert out.count("skipping") == 2 and "2 pair(s) stitched, 2 already finished" in out
     runs = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
@@ -133,8 +231,30 @@ def test_an_interrupted_grid_resumes_with_the_missing_pairs(checkpoints, tmp_pat
 def test_collect_builds_matrices_in_layer_order_with_nan_for_missing_pairs(checkpoints, tmp_path, capsys):
     a, b = checkpoints
     results = tmp_path / "results" / "dm"
-    code, _, err = run(["stitch", a, b, "-", "-", "layer4.1,layer1.0", "layer2.1,layer1.1", "rc2c_pre", "-e", "0", "-i", "pinv",
-                        "--test-samples", "60", "--results-root", tmp_path / "results", "-dir", "dm"] + FAST, capsys)
+    code, _, err = run(
+        [
+            "stitch",
+            a,
+            b,
+            "-",
+            "-",
+            "layer4.1,layer1.0",
+            "layer2.1,layer1.1",
+            "rc2c_pre",
+            "-e",
+            "0",
+            "-i",
+            "pinv",
+            "--test-samples",
+            "60",
+            "--results-root",
+            tmp_path / "results",
+            "-dir",
+            "dm",
+        ]
+        + FAST,
+        capsys,
+    )
     assert code == 0, err
     missing = next(p for p in results.iterdir() if p.name.startswith("layer4.1__layer1.1__"))
     stored = {p.name: json.loads((p / "result.json").read_text()) for p in results.iterdir()}
@@ -164,8 +284,14 @@ def test_collect_builds_matrices_in_layer_order_with_nan_for_missing_pairs(check
     "args,message",
     [
         (["{a}", "{b}", "-", "-", "layer9.9", "layer1.0", "rc2c_pre"], "valid layers: layer1.0, layer1.1"),
-        (["{a}", "{b}", "-", "-", "layer1.0", "layer2.0", "c2c"], "cannot map source shape (4, 28, 28) to target shape (8, 14, 14)"),
-        (["{a}", "{b}", "vit_tiny_patch4_32", "-", "layer1.0", "layer1.0", "auto"], "holds a resnet18, not a vit_tiny_patch4_32"),
+        (
+            ["{a}", "{b}", "-", "-", "layer1.0", "layer2.0", "c2c"],
+            "cannot map source shape (4, 28, 28) to target shape (8, 14, 14)",
+        ),
+        (
+            ["{a}", "{b}", "vit_tiny_patch4_32", "-", "layer1.0", "layer1.0", "auto"],
+            "holds a resnet18, not a vit_tiny_patch4_32",
+        ),
         (["{tmp}/missing.pt", "{b}", "-", "-", "layer1.0", "layer1.0", "auto"], "does not exist"),
         (["{a}", "{b}", "-", "-", "layer1.0", "layer1.0", "auto", "--front-pinv-rank", "2"], "add -i pinv"),
         (["{a}", "{b}", "-", "-", "layer1.0", "layer1.0", "auto", "-e", "-1"], "epochs"),
@@ -195,22 +321,72 @@ def test_help_has_examples(command, capsys):
     out = capsys.readouterr().out
     assert "examples:" in out and f"stitchkit {command}" in out
     if command == "stitch":
-        for flag in ["-gpu", "-d", "-o", "-b", "-e", "-lr", "-wd", "-s", "-rlre", "-data", "-workers", "-prefetch", "-dir", "--no-save",
-                     "--mod-only-stitch", "-i", "-pinv-samples", "-l1", "-c2t-cls", "-t2c-cls", "-upsample", "--front-stitch-rank",
-                     "--front-pinv-rank", "-sched", "--grad-clip", "--low-rank-mode", "--front-layers", "--end-layers", "--overwrite"]:
+        for flag in [
+            "-gpu",
+            "-d",
+            "-o",
+            "-b",
+            "-e",
+            "-lr",
+            "-wd",
+            "-s",
+            "-rlre",
+            "-data",
+            "-workers",
+            "-prefetch",
+            "-dir",
+            "--no-save",
+            "--mod-only-stitch",
+            "-i",
+            "-pinv-samples",
+            "-l1",
+            "-c2t-cls",
+            "-t2c-cls",
+            "-upsample",
+            "--front-stitch-rank",
+            "--front-pinv-rank",
+            "-sched",
+            "--grad-clip",
+            "--low-rank-mode",
+            "--front-layers",
+            "--end-layers",
+            "--overwrite",
+        ]:
             assert f" {flag}" in out, flag
 
 
 def test_no_save_and_two_experiments_in_one_folder(checkpoints, tmp_path, capsys):
     a, b = checkpoints
-    base = [a, b, "-", "-", "layer2.0", "layer2.0", "rc2c_pre", "-e", "0", "--test-samples", "40", "--results-root", tmp_path] + FAST
+    base = [
+        a,
+        b,
+        "-",
+        "-",
+        "layer2.0",
+        "layer2.0",
+        "rc2c_pre",
+        "-e",
+        "0",
+        "--test-samples",
+        "40",
+        "--results-root",
+        tmp_path,
+    ] + FAST
     assert run(["stitch", *base, "-i", "pinv", "--no-save"], capsys)[0] == 0
     assert run(["stitch", *base, "-i", "eye"], capsys)[0] == 2  # an untrained layer is no result
     trained = [("1" if b == "0" else b) for b in base]  # -e 1
     assert run(["stitch", *trained, "--train-subset", "16", "-i", "eye"], capsys)[0] == 0
     runs = sorted(tmp_path.iterdir())
     assert [sorted(p.name for p in r.iterdir()) for r in runs] == [
-        ["config.json", "config.txt", "final_model.pt", "per_sample.npz", "result.json", "summary.txt", "training_logs.csv"],  # eye, trained
+        [
+            "config.json",
+            "config.txt",
+            "final_model.pt",
+            "per_sample.npz",
+            "result.json",
+            "summary.txt",
+            "training_logs.csv",
+        ],  # eye, trained
         ["config.json", "config.txt", "per_sample.npz", "result.json", "summary.txt"],  # pinv with --no-save
     ]
     code, out, _ = run(["collect", tmp_path, "-o", tmp_path / "tables"], capsys)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stitch_support import QUICK, SHAPE, trained_resnet, trained_vit
 
 import stitchkit.data
-from stitch_support import QUICK, SHAPE, trained_resnet, trained_vit
 from stitchkit.activations import sample_subset, to_rows
 from stitchkit.stitching import StitchSettings, stitch_grid, stitch_pair
 from stitchkit.stitching.matching import fit_direct_match, image_pairs
@@ -59,7 +59,9 @@ def test_model_level_direct_matching_equals_numpy_lstsq():
     ys, _ = to_rows(ea.double())
     xa = np.concatenate([xs.numpy(), np.ones((xs.shape[0], 1))], axis=1)
     theta, *_ = np.linalg.lstsq(xa, ys.numpy(), rcond=None)
-    loader = torch.utils.data.DataLoader(sample_subset(stitchkit.data.get_dataset("digits", "train", augment=False), 100, 0), batch_size=32)
+    loader = torch.utils.data.DataLoader(
+        sample_subset(stitchkit.data.get_dataset("digits", "train", augment=False), 100, 0), batch_size=32
+    )
     result = fit_direct_match(stitcher, image_pairs(stitcher, loader, "cpu"))
     weight, bias = stitcher.layer.affine()
     np.testing.assert_allclose(weight.double().numpy(), theta[:-1].T, rtol=1e-4, atol=1e-5)
@@ -88,7 +90,9 @@ def test_low_rank_source_closed_form_and_min_norm_solution(mode):
     xk = (u[:, :k] * sv[:k]) @ vh[:k] + mean
     theta = torch.linalg.pinv(torch.cat([xk, torch.ones(len(xk), 1, dtype=xk.dtype)], 1)) @ rows
     stitcher = Stitcher(model, model, "layer2.1", "layer2.1", "rc2c_pre", input_shape=SHAPE)
-    loader = torch.utils.data.DataLoader(sample_subset(stitchkit.data.get_dataset("digits", "train", augment=False), 100, 0), batch_size=256)
+    loader = torch.utils.data.DataLoader(
+        sample_subset(stitchkit.data.get_dataset("digits", "train", augment=False), 100, 0), batch_size=256
+    )
     fit_direct_match(stitcher, image_pairs(stitcher, loader, "cpu"), rank=k, low_rank_mode=mode)
     weight, bias = stitcher.layer.affine()
     np.testing.assert_allclose(weight.double().numpy(), theta[:-1].T.numpy(), atol=2e-4)
@@ -100,7 +104,10 @@ def test_the_grid_reuses_activations_and_matches_single_pairs(tmp_path):
     settings = _settings(test_samples=120)
     grid = stitch_grid(front, end, ["layer1.1", "layer3.1"], "layer2.0,layer4.0", settings, save_dir=tmp_path / "grid")
     assert [(r.front_layer, r.end_layer) for r in grid] == [
-        ("layer1.1", "layer2.0"), ("layer1.1", "layer4.0"), ("layer3.1", "layer2.0"), ("layer3.1", "layer4.0")
+        ("layer1.1", "layer2.0"),
+        ("layer1.1", "layer4.0"),
+        ("layer3.1", "layer2.0"),
+        ("layer3.1", "layer4.0"),
     ]
     single = stitch_pair(front, end, "layer3.1", "layer4.0", settings)
     cached = grid[3]
@@ -137,7 +144,9 @@ def test_direct_matching_alone_reads_only_the_k_fit_images(monkeypatch, grid):
     monkeypatch.setattr(stitchkit.data, "get_dataset", counting)
     model = trained_resnet(0)
     layers = ["layer1.0", "layer2.0"] if grid else ["layer2.0"]
-    stitch_grid(model, trained_resnet(1), layers, layers, _settings(fit_samples=37, front_stitch_rank=2, test_samples=50))
+    stitch_grid(
+        model, trained_resnet(1), layers, layers, _settings(fit_samples=37, front_stitch_rank=2, test_samples=50)
+    )
     assert requests == [("train", False), ("test", None)]
     assert len(seen) == 37
 
@@ -145,8 +154,18 @@ def test_direct_matching_alone_reads_only_the_k_fit_images(monkeypatch, grid):
 def test_pinv_then_training_starts_from_the_direct_matching_solution():
     front, end = trained_resnet(0), trained_resnet(1)
     dm = stitch_pair(front, end, "layer3.0", "layer3.0", _settings(test_samples=100))
-    still = stitch_pair(front, end, "layer3.0", "layer3.0", _settings(
-        epochs=1, test_samples=100, train_samples=64, optim=StitchSettings().optim.__class__(lr=1e-12, weight_decay=0.0)))
+    still = stitch_pair(
+        front,
+        end,
+        "layer3.0",
+        "layer3.0",
+        _settings(
+            epochs=1,
+            test_samples=100,
+            train_samples=64,
+            optim=StitchSettings().optim.__class__(lr=1e-12, weight_decay=0.0),
+        ),
+    )
     assert still.accuracy == dm.accuracy and still.residual == pytest.approx(dm.residual, rel=1e-5)
     assert still.dm_fit_residual == pytest.approx(dm.fit_residual, rel=1e-6)
     assert len(still.train_history) == 1 and not math.isnan(still.train_history[0]["val_acc"])

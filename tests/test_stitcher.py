@@ -4,8 +4,8 @@ hook-based wiring."""
 
 import pytest
 import torch
-
 from stitch_support import SHAPE, resnet, trained_resnet, vit
+
 from stitchkit.errors import StitchkitError
 from stitchkit.stitching.matching import evaluate_stitcher, task_loss_match
 from stitchkit.stitching.stitcher import Stitcher, naive_hooked_forward
@@ -35,7 +35,9 @@ def _model(kind, seed):
 
 @pytest.mark.parametrize("front_kind,end_kind,front_layer,end_layer,kind,options", CASES)
 def test_every_type_maps_the_source_to_the_target_shape(front_kind, end_kind, front_layer, end_layer, kind, options):
-    stitcher = Stitcher(_model(front_kind, 0), _model(end_kind, 1), front_layer, end_layer, kind, input_shape=SHAPE, **options)
+    stitcher = Stitcher(
+        _model(front_kind, 0), _model(end_kind, 1), front_layer, end_layer, kind, input_shape=SHAPE, **options
+    )
     logits, acts = stitcher(X, return_activations=True)
     assert logits.shape == (3, 10)
     assert acts["stitched"].shape == acts["end"].shape == (3, *stitcher.target_shape)
@@ -49,7 +51,9 @@ def test_every_type_maps_the_source_to_the_target_shape(front_kind, end_kind, fr
 @pytest.mark.parametrize("which", ["front", "end"])
 def test_a_wrong_layer_name_lists_the_valid_ones(which):
     layers = {"front": "layer9.9", "end": "layer1.0"} if which == "front" else {"front": "layer1.0", "end": "blocks.7"}
-    with pytest.raises(StitchkitError, match=r"not a stitchable layer.*valid layers: layer1\.0, layer1\.1, .*layer4\.1"):
+    with pytest.raises(
+        StitchkitError, match=r"not a stitchable layer.*valid layers: layer1\.0, layer1\.1, .*layer4\.1"
+    ):
         Stitcher(resnet(0), resnet(1), layers["front"], layers["end"], input_shape=SHAPE)
 
 
@@ -155,7 +159,11 @@ def test_fixed_low_rank_needs_a_basis_and_per_batch_does_not():
         stitcher(X)
     stitcher.fit_low_rank([stitcher.front(X)])
     assert stitcher(X).shape == (3, 10)
-    per_batch = Stitcher(resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="per_batch")
+    per_batch = Stitcher(
+        resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="per_batch"
+    )
     assert per_batch(X).shape == (3, 10)
     with pytest.raises(StitchkitError, match="unknown low-rank mode"):
-        Stitcher(resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="sometimes")
+        Stitcher(
+            resnet(0), resnet(1), "layer2.0", "layer2.1", input_shape=SHAPE, front_rank=2, low_rank_mode="sometimes"
+        )

@@ -182,7 +182,12 @@ def test_t2c_front_has_cls_explicit_and_inferred():
     with pytest.raises(StitchkitError, match=r"\(10, 3\).*\(3, 3, 3\)"):
         make_stitching_layer("t2c", (10, 3), (3, 3, 3), front_has_cls=False)
     # 1 + 1 tokens, explicitly with CLS: one patch.
-    assert make_stitching_layer("t2c", (2, 3), (3, 2, 2), front_has_cls=True)(torch.randn(1, 2, 3)).shape == (1, 3, 2, 2)
+    assert make_stitching_layer("t2c", (2, 3), (3, 2, 2), front_has_cls=True)(torch.randn(1, 2, 3)).shape == (
+        1,
+        3,
+        2,
+        2,
+    )
     with pytest.raises(StitchkitError, match="needs a front CLS token"):
         make_stitching_layer("t2c", (16, 3), (3, 4, 4), t2c_cls="add")
 

@@ -69,7 +69,9 @@ def test_no_module_imports_another_modules_private_names():
             if isinstance(node, ast.ImportFrom):
                 private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 if private:
-                    reaching.append(f"{path.relative_to(SRC)}: from {'.' * node.level}{node.module or ''} import {private}")
+                    reaching.append(
+                        f"{path.relative_to(SRC)}: from {'.' * node.level}{node.module or ''} import {private}"
+                    )
     assert not reaching, "make the name public in its one home, or move it:\n" + "\n".join(reaching)
 
 
@@ -77,12 +79,15 @@ def test_no_product_module_is_named_like_a_test_file():
     assert not [p for p in MODULES if p.name.startswith("test_") or p.name.endswith("_test.py")]
 
 
-@pytest.mark.parametrize("source, count", [
-    ("def f(a, b, *, c=1, **kw): pass", 4),
-    ("class A:\n    def m(self, a, *args): pass", 2),
-    ("def f(a, settings=None, **options): pass", 1),
-    ("def f(a, how: ExtractionSettings | None = None, more: GridOptions = None): pass", 1),
-])
+@pytest.mark.parametrize(
+    "source, count",
+    [
+        ("def f(a, b, *, c=1, **kw): pass", 4),
+        ("class A:\n    def m(self, a, *args): pass", 2),
+        ("def f(a, settings=None, **options): pass", 1),
+        ("def f(a, how: ExtractionSettings | None = None, more: GridOptions = None): pass", 1),
+    ],
+)
 def test_the_parameter_count_counts_what_a_caller_can_pass(tmp_path, source, count):
     tree = ast.parse(source)
     assert [_parameter_count(node.args) for _, node in _public_functions(tree)] == [count]

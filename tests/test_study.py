@@ -28,12 +28,15 @@ from stitchkit.study.report import write_report
 from stitchkit.study.uncertainty import UncertaintySettings, interval_matrices, scalar_intervals
 from stitchkit.study.units import Unit, register_unit_kind
 
-DISABLED = "\n".join(f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity"))
+DISABLED = "\n".join(
+    f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
+)
 
 
 def train_only_config(tmp_path, seeds=(0, 1), name="mini"):
     path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [study]
         name = "{name}"
         dataset = "digits"
@@ -47,7 +50,10 @@ def train_only_config(tmp_path, seeds=(0, 1), name="mini"):
         batch_size = 64
         train_subset = 160
         augment = false
-    """) + DISABLED + "\n")
+    """)
+        + DISABLED
+        + "\n"
+    )
     return path
 
 
@@ -72,7 +78,11 @@ def test_config_errors_name_the_key_and_the_allowed_values(raw, message):
 
 def test_defaults_and_none():
     config = validate({"networks": {"seeds": [0, 1, 2]}, "ood": {"sanity": "none"}})
-    assert config["ood"]["sanity"] is None and config["stitching"]["fit_samples"] == 100 and config["networks"]["epochs"] == 3
+    assert (
+        config["ood"]["sanity"] is None
+        and config["stitching"]["fit_samples"] == 100
+        and config["networks"]["epochs"] == 3
+    )
 
 
 def test_unit_ids_are_hashes_of_what_determines_the_result():
@@ -113,7 +123,9 @@ def test_a_study_killed_half_way_finishes_with_one_result_per_unit(tmp_path):
     config = train_only_config(tmp_path, seeds=(0, 1, 2))
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "stitchkit", "study", str(config), "--out", str(out), "--no-progress", "--no-report"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.time() + 240
     done_before = []
     while time.time() < deadline:
@@ -153,7 +165,9 @@ def test_rerun_recomputes_finished_units_of_that_kind(tmp_path):
     assert summary.ran == 1 and after.attempts == 2 and after.finished > before.finished
     assert after.metrics["seconds"] != before.metrics["seconds"]  # really recomputed, not the old folder adopted
     timing = {"seconds", "seconds_per_epoch"}
-    assert {k: v for k, v in after.metrics.items() if k not in timing} == {k: v for k, v in before.metrics.items() if k not in timing}
+    assert {k: v for k, v in after.metrics.items() if k not in timing} == {
+        k: v for k, v in before.metrics.items() if k not in timing
+    }
 
 
 def test_the_report_shows_the_last_configs_units_only(tmp_path):
@@ -171,10 +185,22 @@ def _echo(unit, ctx):
         raise ValueError("boom")
     (ctx.out_dir / "value.txt").write_text(str(unit.params["value"]))
     total = sum(d["metrics"]["value"] for d in ctx.deps.values())
-    return {"metrics": {"value": unit.params["value"] + total,
-                        "matrices": {"m": {"rows": ["a", "b"], "cols": ["c", "d"], "values": [[1.0, 0.5], [None, 0.0]], "kind": "similarity", "range": [0, 1]}},
-                        "tables": {"t": [{"x": 1, "y": 2.5}]}},
-            "artifacts": {"value": ctx.out_dir / "value.txt"}}
+    return {
+        "metrics": {
+            "value": unit.params["value"] + total,
+            "matrices": {
+                "m": {
+                    "rows": ["a", "b"],
+                    "cols": ["c", "d"],
+                    "values": [[1.0, 0.5], [None, 0.0]],
+                    "kind": "similarity",
+                    "range": [0, 1],
+                }
+            },
+            "tables": {"t": [{"x": 1, "y": 2.5}]},
+        },
+        "artifacts": {"value": ctx.out_dir / "value.txt"},
+    }
 
 
 def test_a_failing_unit_is_recorded_and_the_rest_continue(tmp_path, monkeypatch):
@@ -227,9 +253,14 @@ def test_cli_status_schema_and_bad_config(tmp_path, capsys):
     assert "[stitching]" in schema
     # a default of None is a real null, not the string "none" (which is a value of its own, e.g. the LR schedule's)
     assert "# data_root = null  — " in schema and '# scheduler = "none"  — ' in schema
-    defaults = {line[2:].split(" = ", 1)[0]: line.split(" = ", 1)[1].split("  — ")[0] for line in schema.splitlines()
-                if line.startswith("# ") and " = " in line and "  — " in line}
-    assert defaults["group_size"] == "null" and '"none"' not in {defaults[k] for k in ("data_root", "group_size", "weights", "layer")}
+    defaults = {
+        line[2:].split(" = ", 1)[0]: line.split(" = ", 1)[1].split("  — ")[0]
+        for line in schema.splitlines()
+        if line.startswith("# ") and " = " in line and "  — " in line
+    }
+    assert defaults["group_size"] == "null" and '"none"' not in {
+        defaults[k] for k in ("data_root", "group_size", "weights", "layer")
+    }
     bad = tmp_path / "bad.toml"
     bad.write_text("[networks]\nepochs = -1\n")
     assert main(["study", str(bad)]) == 2
@@ -245,8 +276,12 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     similarity, probes, sensitivity and specificity; then the report shows their matrices. The study
     folder is given as a relative path, as users type it (units must still find each other's files)."""
     text = (Path(__file__).parent / "configs" / "tiny_study.toml").read_text()
-    config = tmp_path / "tiny_study.toml"  # the specificity test measures dm_residual too, so that C6 is testable (and resampled)
-    config.write_text(text.replace('measures = ["cka", "procrustes"]\n', 'measures = ["cka", "procrustes", "dm_residual"]\n'))
+    config = (
+        tmp_path / "tiny_study.toml"
+    )  # the specificity test measures dm_residual too, so that C6 is testable (and resampled)
+    config.write_text(
+        text.replace('measures = ["cka", "procrustes"]\n', 'measures = ["cka", "procrustes", "dm_residual"]\n')
+    )
     assert config.read_text() != text
     monkeypatch.chdir(tmp_path)
     summary = run_study(config, Path("s"), progress=False)
@@ -274,7 +309,15 @@ def test_every_unit_kind_end_to_end(tmp_path, monkeypatch):
     sens = by_kind["sensitivity"][0].metrics["tables"]
     assert any(row["measure"] == "cka" for rows in sens.values() for row in rows)
     text = write_report(tmp_path / "s").read_text()
-    for needle in ("DM accuracy", "TLM accuracy", "AUROC (energy)", "cka", "probe accuracy", "sensitivity test", "Base networks"):
+    for needle in (
+        "DM accuracy",
+        "TLM accuracy",
+        "AUROC (energy)",
+        "cka",
+        "probe accuracy",
+        "sensitivity test",
+        "Base networks",
+    ):
         assert needle in text, needle
     _check_readable_report(by_kind, tmp_path / "s", text)
     for unit in by_kind["ood"]:
@@ -297,14 +340,17 @@ def _check_how_sure(study_dir, records):
     assert c6["verdict"] in ("supported", "not supported") and 0 <= c6["robustness"] <= 1, c6
     note = c6["robustness_note"]
     assert "held fixed: sensitivity " in note and "| specificity " in note and "the comparisons" in note
-    assert "cached without per-image hits" not in note  # the probes units' probes, shared through the cache, kept their hits
+    assert (
+        "cached without per-image hits" not in note
+    )  # the probes units' probes, shared through the cache, kept their hits
     base = (study_dir / "report" / "tables" / "base_accuracy.csv").read_text().splitlines()[0]
     assert "test accuracy (lower)" in base and "test accuracy (upper)" in base
 
 
 def _check_readable_report(by_kind, study_dir, text):
     """What the report shows people: no raw nan, tables in reading order, the sanity table once per end network
-    with its failures marked, each stitch accuracy's relative accuracy beside it, AUROC stored (and so drawn) as the API's."""
+    with its failures marked, each stitch accuracy's relative accuracy beside it, AUROC stored (and so drawn) as the
+    API's."""
     words = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert not re.search(r"\bnan\b", words, re.IGNORECASE) and ">None<" not in words
     sanity = [r.metrics["tables"] for r in by_kind["ood"]]
@@ -318,19 +364,31 @@ def _check_readable_report(by_kind, study_dir, text):
     failing = sum(row["auroc"] < 0.9 for row in sanity[0][name])  # the default detector_sanity
     assert table.count("<tr class=fail>") == failing and table.count("<td>no</td>") == failing
     scores = words.split(f">{SCORE_TABLE}</h4>", 1)[1].split("</tr>", 1)[0]
-    assert re.findall(r"<th(?: [^>]*)?>(.*?)</th>", scores)[:4] == ["end_layer", "detector", "activations", "front_layer"]
+    assert re.findall(r"<th(?: [^>]*)?>(.*?)</th>", scores)[:4] == [
+        "end_layer",
+        "detector",
+        "activations",
+        "front_layer",
+    ]
     for stitch in by_kind["stitch"]:
         title = {"dm": "DM", "tlm": "TLM"}[stitch.config["method"]]
         stem = artifact_stem("stitch", stitch.label, f"{title} relative accuracy")
         absolute = words.index(f'id="{artifact_stem("stitch", stitch.label, f"{title} accuracy")}"')
-        assert absolute < words.index(f'id="{stem}"') < words.index(f"{stitch.label}: {title} accuracy: values")  # right beside it
+        assert (
+            absolute < words.index(f'id="{stem}"') < words.index(f"{stitch.label}: {title} accuracy: values")
+        )  # right beside it
         rows = list(csv.reader((study_dir / "report" / "tables" / f"{stem}.csv").open()))
-        expected = np.array(stitch.metrics["matrices"][f"{title} accuracy"]["values"], dtype=float) / stitch.metrics["end_accuracy"]
+        expected = (
+            np.array(stitch.metrics["matrices"][f"{title} accuracy"]["values"], dtype=float)
+            / stitch.metrics["end_accuracy"]
+        )
         width = expected.shape[1]  # the values, then their (lower) and (upper) bounds
         table = np.array([row[1:] for row in rows[1:]], dtype=float)
         np.testing.assert_allclose(table[:, :width], expected, rtol=1e-9)
         assert rows[0][1 + width].endswith("(lower)") and rows[0][1 + 2 * width].endswith("(upper)")
-        assert (table[:, width:2 * width] <= expected + 1e-12).all() and (expected <= table[:, 2 * width:] + 1e-12).all()
+        assert (table[:, width : 2 * width] <= expected + 1e-12).all() and (
+            expected <= table[:, 2 * width :] + 1e-12
+        ).all()
     for unit in by_kind["ood"]:
         assert unit.metrics["matrices"]["AUROC (energy)"]["kind"] == METRIC_KINDS["auroc"][0]
 
@@ -338,15 +396,24 @@ def _check_readable_report(by_kind, study_dir, text):
 def _check_ood_explanations(unit, study_dir, text):
     """An OOD unit stores, beside its AUROC matrices, the norm ratio and the score distributions (equal
     to those of the score arrays it wrote), and the report shows them with the unit's AUROC heatmaps."""
-    detectors = [name[len("AUROC ("):-1] for name in unit.metrics["matrices"] if name.startswith("AUROC (")]  # in the unit's order
+    detectors = [
+        name[len("AUROC (") : -1] for name in unit.metrics["matrices"] if name.startswith("AUROC (")
+    ]  # in the unit's order
     assert sorted(detectors) == ["energy", "knn", "mahalanobis"]
     ratio = unit.metrics["matrices"][NORM_RATIO_MATRIX]
-    assert ratio["kind"] == "ratio" and (ratio["rows"], ratio["cols"]) == (["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"])
-    assert all(v > 0 for row in ratio["values"] for v in row) and list(unit.metrics["matrices"])[-1] == NORM_RATIO_MATRIX
+    assert ratio["kind"] == "ratio" and (ratio["rows"], ratio["cols"]) == (
+        ["layer1.0", "layer4.1"],
+        ["layer1.0", "layer4.1"],
+    )
+    assert (
+        all(v > 0 for row in ratio["values"] for v in row) and list(unit.metrics["matrices"])[-1] == NORM_RATIO_MATRIX
+    )
     rows = unit.metrics["tables"][SCORE_TABLE]
     genuine = {(r["end_layer"], r["detector"]): r for r in rows if r["activations"] == "genuine"}
     stitched = {(r["front_layer"], r["end_layer"], r["detector"]): r for r in rows if r["activations"] == "stitched"}
-    assert set(genuine) == {(e, d) for e in ratio["cols"] for d in detectors} and len(rows) == len(genuine) + len(stitched)
+    assert set(genuine) == {(e, d) for e in ratio["cols"] for d in detectors} and len(rows) == len(genuine) + len(
+        stitched
+    )
     assert set(stitched) == {(f, e, d) for f in ratio["rows"] for e in ratio["cols"] for d in detectors}
     out = study_dir / "units" / f"ood-{unit.id}"
     runs = json.loads((out / "ood_matrices.json").read_text())["runs"]
@@ -356,18 +423,35 @@ def _check_ood_explanations(unit, study_dir, text):
         for name in detectors:
             row = stitched[(record["front_layer"], record["end_layer"], name)]
             _same_quantiles(row, np.load(out / "energies" / "runs" / run_name / f"{name}.npy"))
-            assert row["auroc"] == unit.metrics["matrices"][f"AUROC ({name})"]["values"][ratio["rows"].index(record["front_layer"])][ratio["cols"].index(record["end_layer"])]
-    # the report: the norm-ratio heatmap right after the AUROC heatmaps, then one score figure per detector, then the unit's tables
-    section = text[text.index(f"<h3>{unit.label}</h3>"):]
-    section = section[:section.index("<h3>", 4)] if "<h3>" in section[4:] else section
-    order = [f'id="{artifact_stem("ood", unit.label, name)}"' for name in
-             [f"AUROC ({d})" for d in detectors] + [NORM_RATIO_MATRIX] + [f"score distributions ({d})" for d in detectors] + [SCORE_TABLE]]
+            assert (
+                row["auroc"]
+                == unit.metrics["matrices"][f"AUROC ({name})"]["values"][ratio["rows"].index(record["front_layer"])][
+                    ratio["cols"].index(record["end_layer"])
+                ]
+            )
+    # the report: the norm-ratio heatmap right after the AUROC heatmaps, then one score figure per detector, then the
+    # unit's tables
+    section = text[text.index(f"<h3>{unit.label}</h3>") :]
+    section = section[: section.index("<h3>", 4)] if "<h3>" in section[4:] else section
+    order = [
+        f'id="{artifact_stem("ood", unit.label, name)}"'
+        for name in [f"AUROC ({d})" for d in detectors]
+        + [NORM_RATIO_MATRIX]
+        + [f"score distributions ({d})" for d in detectors]
+        + [SCORE_TABLE]
+    ]
     positions = [section.index(anchor) for anchor in order]
     assert positions == sorted(positions)
-    assert "higher = more OOD" in section and "AUROC = P(stitched score &gt; genuine score)" in section and "more typical than the genuine" in section
+    assert (
+        "higher = more OOD" in section
+        and "AUROC = P(stitched score &gt; genuine score)" in section
+        and "more typical than the genuine" in section
+    )
     assert html.escape(NORM_RATIO_CAPTION) in section  # how to read the norm-ratio heatmap
     for d in detectors:
-        assert (study_dir / "report" / "figures" / f"{artifact_stem('ood', unit.label, f'score distributions ({d})')}.png").is_file()
+        assert (
+            study_dir / "report" / "figures" / f"{artifact_stem('ood', unit.label, f'score distributions ({d})')}.png"
+        ).is_file()
 
 
 def _same_quantiles(row, values):
@@ -381,7 +465,15 @@ def test_example_configs_validate_and_plan(name, tmp_path):
     status = study_status(Path(__file__).parent.parent / "examples" / name, tmp_path / "s")
     kinds = status["by_kind"]
     networks = ("network", 2) if name == "demo.toml" else ("train", 3)  # the demo stitches shipped checkpoints
-    assert kinds[networks[0]]["pending"] == networks[1] and {"stitch", "detectors", "ood", "similarity", "probes", "sensitivity", "specificity"} <= set(kinds)
+    assert kinds[networks[0]]["pending"] == networks[1] and {
+        "stitch",
+        "detectors",
+        "ood",
+        "similarity",
+        "probes",
+        "sensitivity",
+        "specificity",
+    } <= set(kinds)
 
 
 @pytest.mark.parametrize("self_pairs, n_detectors, n_ood", [(True, 2, 2), (False, 1, 1)])
@@ -389,7 +481,13 @@ def test_ood_self_pairs_decides_whether_self_stitches_are_tested(self_pairs, n_d
     from stitchkit.study.config import validate
     from stitchkit.study.plan import plan_study
 
-    config = validate({"networks": {"seeds": [0, 1]}, "stitching": {"pairs": "first_and_self", "methods": ["dm"]}, "ood": {"self_pairs": self_pairs}})
+    config = validate(
+        {
+            "networks": {"seeds": [0, 1]},
+            "stitching": {"pairs": "first_and_self", "methods": ["dm"]},
+            "ood": {"self_pairs": self_pairs},
+        }
+    )
     units = plan_study(config, tmp_path)
     stitches = {u.id: u for u in units if u.kind == "stitch"}
     assert len(stitches) == 2  # 0 → 0 and 0 → 1, whatever the OOD test looks at
@@ -405,5 +503,12 @@ def test_toml_value_round_trips_through_the_toml_parser():
 
     from stitchkit.study.config import toml_value
 
-    value = {"width": 4, "name": 'a "quoted" name', "ranks": [4, 2, 1], "flags": {"on": True, "off": False}, "lr": 1e-3, "layers": ["layer1.1"]}
+    value = {
+        "width": 4,
+        "name": 'a "quoted" name',
+        "ranks": [4, 2, 1],
+        "flags": {"on": True, "off": False},
+        "lr": 1e-3,
+        "layers": ["layer1.1"],
+    }
     assert tomllib.loads(f"x = {toml_value(value)}")["x"] == value

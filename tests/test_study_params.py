@@ -6,15 +6,15 @@ what trains through a network follows its augmentation, an id changes exactly wh
 from pathlib import Path
 
 import pytest
+from stitch_support import SHAPE, resnet
 
 from stitchkit.errors import StitchkitError
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.study.config import SCHEMA, load_config, validate
-from stitchkit.study.params import record_of
-from stitchkit.study.unit_kinds.stitch import StitchParams
 from stitchkit.study.migrate import legacy_unit_id
+from stitchkit.study.params import record_of
 from stitchkit.study.plan import plan_study
-from stitch_support import SHAPE, resnet
+from stitchkit.study.unit_kinds.stitch import StitchParams
 
 TINY = Path(__file__).parent / "configs" / "tiny_study.toml"
 
@@ -75,7 +75,9 @@ POLICY_AND_UNCERTAINTY_CHANGED = {**POLICY_CHANGED, "similarity resnet18 s0↔re
 
 def test_unit_ids_are_those_of_the_untyped_plan_unless_the_images_or_the_policy_changed(tmp_path):
     planned, _ = legacy_plan(load_config(TINY), tmp_path)
-    assert planned == [(k, label, {**AUGMENT_CHANGED, **POLICY_AND_UNCERTAINTY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS]
+    assert planned == [
+        (k, label, {**AUGMENT_CHANGED, **POLICY_AND_UNCERTAINTY_CHANGED}.get(label, i)) for k, label, i in TINY_IDS
+    ]
     config = load_config(TINY)
     config["similarity"]["policy"] = "auto_original"
     planned, _ = legacy_plan(config, tmp_path)
@@ -125,7 +127,10 @@ def _checkpoint(path: Path, seed: int, training: dict | None) -> str:
 def test_given_checkpoints_are_followed_by_their_records_at_plan_time(tmp_path):
     """Network units: the plan reads each checkpoint's record. The end network decides TLM's and the
     detectors' augmentation, each network its own probes' (and the tests' probes, per network)."""
-    paths = [_checkpoint(tmp_path / f"n{i}.pt", i, training) for i, training in enumerate(({"augment": True}, {"augment": False}, None))]
+    paths = [
+        _checkpoint(tmp_path / f"n{i}.pt", i, training)
+        for i, training in enumerate(({"augment": True}, {"augment": False}, None))
+    ]
     config = load_config(TINY)
     config["networks"].update(checkpoints=paths)
     config["stitching"].update(pairs="all", methods=["tlm"])
@@ -146,7 +151,9 @@ def test_given_checkpoints_are_followed_by_their_records_at_plan_time(tmp_path):
 
 def test_a_bad_augmentation_is_refused_naming_the_key_and_the_choices():
     for section in ("stitching", "ood", "probes"):
-        with pytest.raises(StitchkitError, match=rf"study config: {section}\.augment has 'foo'; allowed: network, dataset, none"):
+        with pytest.raises(
+            StitchkitError, match=rf"study config: {section}\.augment has 'foo'; allowed: network, dataset, none"
+        ):
             validate({"networks": {"seeds": [0]}, section: {"augment": "foo"}})
 
 
@@ -159,12 +166,25 @@ def test_each_unit_reads_back_what_the_plan_stored(tmp_path):
 
 
 def test_a_dm_unit_stores_no_training_options_and_reads_the_schema_defaults():
-    dm = StitchParams(dataset="digits", seed=0, method="dm", front_layers=["a"], end_layers=["b"], type="auto", fit_samples=10, eval_samples=None)
+    dm = StitchParams(
+        dataset="digits",
+        seed=0,
+        method="dm",
+        front_layers=["a"],
+        end_layers=["b"],
+        type="auto",
+        fit_samples=10,
+        eval_samples=None,
+    )
     stored = dm.to_params()
     assert not {"epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp", "dm_solver"} & set(stored)
     back = StitchParams.from_params(stored)
-    assert (back.epochs, back.batch_size, back.lr, back.dm_solver) == (0, SCHEMA["stitching"]["batch_size"].default,
-                                                                         SCHEMA["stitching"]["lr"].default, "stitchkit")
+    assert (back.epochs, back.batch_size, back.lr, back.dm_solver) == (
+        0,
+        SCHEMA["stitching"]["batch_size"].default,
+        SCHEMA["stitching"]["lr"].default,
+        "stitchkit",
+    )
 
 
 def test_unknown_or_missing_parameters_are_refused():

@@ -21,14 +21,25 @@ from stitchkit.training import (
     fit,
     run_epochs,
 )
-from stitchkit.training.loop import check_finite
 from stitchkit.training.base import TrainSettings, evaluate_model, train_model
+from stitchkit.training.loop import check_finite
 from stitchkit.utils.run_options import RunOptions
 
 
 def settings(tmp_path, name="run", **kw):
-    base = dict(model="resnet18", save_dir=str(tmp_path / name), dataset="digits", epochs=1, batch_size=32, workers=0,
-                model_options={"width": 4}, train_subset=96, progress=False, verbose=False, device="cpu")
+    base = dict(
+        model="resnet18",
+        save_dir=str(tmp_path / name),
+        dataset="digits",
+        epochs=1,
+        batch_size=32,
+        workers=0,
+        model_options={"width": 4},
+        train_subset=96,
+        progress=False,
+        verbose=False,
+        device="cpu",
+    )
     base.update(kw)
     return TrainSettings(**base)
 
@@ -78,15 +89,25 @@ def test_the_epoch_scaffold_seeds_each_epoch_and_steps_the_schedule_once_per_epo
         opt.step()  # (no gradients: nothing changes)
         return torch.rand(()).item(), opt.param_groups[0]["lr"]
 
-    run_epochs(LoopSettings(epochs=3, device="cpu", seed=7), batches, sched, one_epoch,
-               lambda epoch, out, seconds: seen.append((epoch, *out, seconds >= 0)))
+    run_epochs(
+        LoopSettings(epochs=3, device="cpu", seed=7),
+        batches,
+        sched,
+        one_epoch,
+        lambda epoch, out, seconds: seen.append((epoch, *out, seconds >= 0)),
+    )
     expected_draws = [torch.rand((), generator=torch.Generator().manual_seed(7 * 100_003 + e)).item() for e in range(3)]
     assert [row[0] for row in seen] == [0, 1, 2] and batches.sampler.epochs == [0, 1, 2]
     assert [row[1] for row in seen] == expected_draws
     assert [row[2] for row in seen] == [1.0, 0.5, 0.25] and all(row[3] for row in seen)
     resumed = []
-    run_epochs(LoopSettings(epochs=3, device="cpu", seed=7, start_epoch=2), _Batches(), None,
-               lambda epoch, per_step: torch.rand(()).item(), lambda epoch, out, seconds: resumed.append((epoch, out)))
+    run_epochs(
+        LoopSettings(epochs=3, device="cpu", seed=7, start_epoch=2),
+        _Batches(),
+        None,
+        lambda epoch, per_step: torch.rand(()).item(),
+        lambda epoch, out, seconds: resumed.append((epoch, out)),
+    )
     assert resumed == [(2, expected_draws[2])]
 
 
@@ -111,7 +132,11 @@ def test_nan_loss_stops_with_a_clear_message():
     [
         (OptimConfig(milestones=[2, 4]), 6, [1, 1, 0.1, 0.1, 0.01, 0.01]),  # the original's -rlre
         (OptimConfig(scheduler="step", step_size=2, gamma=0.5), 5, [1, 1, 0.5, 0.5, 0.25]),
-        (OptimConfig(scheduler="cosine"), 4, [1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2]),
+        (
+            OptimConfig(scheduler="cosine"),
+            4,
+            [1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2],
+        ),
     ],
 )
 def test_schedules_step_per_epoch(cfg, epochs, expected):
@@ -142,14 +167,25 @@ def test_bad_optimisation_settings(cfg, match):
 
 
 def test_sgd_momentum_is_an_option():
-    opt = build_optimizer([nn.Parameter(torch.zeros(1))], OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True))
+    opt = build_optimizer(
+        [nn.Parameter(torch.zeros(1))], OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True)
+    )
     assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["nesterov"]
 
 
 def test_training_writes_the_original_outputs_and_a_final_checkpoint(tmp_path):
     result = train_model(settings(tmp_path, epochs=2, save_frequency=1))
     out = tmp_path / "run"
-    for name in ["model_1.pt", "model_2.pt", "training_logs.csv", "config.txt", "config.json", "last.pt", "final.pt", "metrics.json"]:
+    for name in [
+        "model_1.pt",
+        "model_2.pt",
+        "training_logs.csv",
+        "config.txt",
+        "config.json",
+        "last.pt",
+        "final.pt",
+        "metrics.json",
+    ]:
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "training_logs.csv").open()))
     assert len(rows) == 2 and list(rows[0])[:4] == ["train_acc", "train_loss", "val_acc", "val_loss"]
@@ -192,7 +228,10 @@ def test_an_existing_run_is_not_overwritten_silently(tmp_path):
         train_model(settings(tmp_path, resume=str(tmp_path / "run" / "last.pt")))
 
 
-@pytest.mark.parametrize("kw,match", [({"save_frequency": 0}, "save frequency"), ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch size")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [({"save_frequency": 0}, "save frequency"), ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch size")],
+)
 def test_bad_settings(tmp_path, kw, match):
     with pytest.raises(StitchkitError, match=match):
         train_model(settings(tmp_path, **kw))
@@ -205,6 +244,10 @@ def test_evaluate_matches_the_training_run(tmp_path):
     assert ev["dataset"] == "digits"
     assert ev["acc"] == pytest.approx(result["metrics"]["test_acc"]) and "hits" not in ev
     kept = evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, batch_size=100, keep_hits=True)
-    assert kept["hits"].dtype == np.uint8 and kept["hits"].size == kept["n"] and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
+    assert (
+        kept["hits"].dtype == np.uint8
+        and kept["hits"].size == kept["n"]
+        and kept["hits"].mean() == pytest.approx(kept["acc"], abs=1e-12)
+    )
     with pytest.raises(StitchkitError, match="channels"):
         evaluate_model(str(tmp_path / "run" / "final.pt"), run=quiet, dataset="cifar10")

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from stitch_support import QUICK, trained_resnet
+
 from stitchkit.errors import StitchkitError
-from stitchkit.stitching.direct_match import ResidualMeter
 from stitchkit.stitching import StitchSettings, stitch_grid
+from stitchkit.stitching.direct_match import ResidualMeter
 from stitchkit.stitching.intervals import attach_intervals, bootstrap_spec
 from stitchkit.stitching.per_sample import PER_SAMPLE_FILE, PairSamples, grid_arrays, read_npz
 from stitchkit.stitching.records import RESULT_FILE, StitchResult
@@ -46,7 +46,7 @@ def test_the_residual_meter_keeps_each_images_sums_and_pools_them_exactly():
     pred = np.concatenate([p.double().numpy() for p, _ in batches])
     target = np.concatenate([t.double().numpy() for _, t in batches])
     np.testing.assert_allclose(num, ((pred - target) ** 2).sum(axis=(1, 2, 3)), rtol=1e-6)
-    np.testing.assert_allclose(den, (target ** 2).sum(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(den, (target**2).sum(axis=(1, 2, 3)), rtol=1e-6)
     assert meter.pooled == num.sum() / den.sum()  # exactly: the pooled value is made from them
     ratios = [((p - t).double() ** 2).sum() / (t.double() ** 2).sum() for p, t in batches]
     assert meter.batch_mean == pytest.approx(float(np.mean(ratios)), rel=1e-6)
@@ -62,7 +62,9 @@ def test_the_records_numbers_are_their_per_image_statistics(grouped):
         assert r.end_accuracy == s.end_hits.mean() and r.front_accuracy == s.front_hits.mean()
         np.testing.assert_array_equal(s.images, np.arange(90))
         # the fit residual from the least-squares statistics, and from each fit image's terms with the map held fixed
-        assert s.fit_num.size == s.fit_den.size == r.n_fit and r.fit_residual == pytest.approx(s.fit_num.sum() / s.fit_den.sum(), rel=1e-6)
+        assert s.fit_num.size == s.fit_den.size == r.n_fit and r.fit_residual == pytest.approx(
+            s.fit_num.sum() / s.fit_den.sum(), rel=1e-6
+        )
 
 
 def test_the_per_pair_path_keeps_the_same_arrays_as_the_grouped_one(donors, grouped):
@@ -161,8 +163,12 @@ def test_pair_samples_refuse_mismatched_lengths(tmp_path):
     with pytest.raises(StitchkitError, match="both numerators and denominators"):
         PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5))
     with pytest.raises(StitchkitError, match="two vectors of one length"):
-        PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.ones(4))
-    kept = PairSamples(np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.full(5, 2.0))
+        PairSamples(
+            np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.ones(4)
+        )
+    kept = PairSamples(
+        np.ones(3), np.ones(3), np.ones(3), None, None, np.arange(3), fit_num=np.ones(5), fit_den=np.full(5, 2.0)
+    )
     kept.save(tmp_path / "y.npz")
     assert PairSamples.load(tmp_path / "y.npz").fit_den.tolist() == [2.0] * 5
 
@@ -188,15 +194,27 @@ def test_the_study_stitch_unit_writes_the_grids_per_sample_statistics(donors, tm
         path = tmp_path / name / "final.pt"
         save_checkpoint(path, model, dataset="digits", input_shape=(1, 28, 28))
         deps[name] = {"kind": "network", "params": {}, "metrics": {}, "artifacts": {"checkpoint": str(path)}}
-    params = {"dataset": "digits", "seed": 0, "method": "dm", "front_layers": FRONTS, "end_layers": ENDS, "type": "auto", "fit_samples": 100,
-              "eval_samples": 90}
+    params = {
+        "dataset": "digits",
+        "seed": 0,
+        "method": "dm",
+        "front_layers": FRONTS,
+        "end_layers": ENDS,
+        "type": "auto",
+        "fit_samples": 100,
+        "eval_samples": 90,
+    }
     out = tmp_path / "unit"
     out.mkdir()
     ctx = UnitContext(tmp_path, out, deps, {"device": "cpu", "workers": 0})
     result = run_stitch(Unit("stitch", params, ("front", "end")), ctx)
     arrays = read_npz(result["artifacts"]["per_sample"])
     assert result["artifacts"]["per_sample"] == out / PER_SAMPLE_FILE
-    assert arrays["hits"].shape == (2, 2, 90) and list(arrays["front_layers"]) == FRONTS and list(arrays["end_layers"]) == ENDS
+    assert (
+        arrays["hits"].shape == (2, 2, 90)
+        and list(arrays["front_layers"]) == FRONTS
+        and list(arrays["end_layers"]) == ENDS
+    )
     matrices = result["metrics"]["matrices"]
     assert np.array_equal(np.array(matrices["DM accuracy"]["values"]), arrays["hits"].mean(-1))
     residual = np.array(matrices["DM residual (test, pooled)"]["values"])
@@ -210,7 +228,9 @@ def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
 
     plain = stitchkit.stitch_grid(*donors, FRONTS, ENDS, "digits", test_samples=90, batch_size=32)
     assert not plain.matrix("accuracy").has_interval
-    sure = stitchkit.stitch_grid(*donors, FRONTS, ENDS, "digits", test_samples=90, batch_size=32, bootstrap=200, bootstrap_seed=4)
+    sure = stitchkit.stitch_grid(
+        *donors, FRONTS, ENDS, "digits", test_samples=90, batch_size=32, bootstrap=200, bootstrap_seed=4
+    )
     for metric in ("accuracy", "residual", "relative_accuracy"):
         stored, asked = sure.matrix(metric), plain.ci(metric, resamples=200, seed=4)
         assert stored.has_interval and stored.interval["resamples"] == 200
@@ -221,13 +241,17 @@ def test_the_api_grid_carries_bounds_and_computes_them_on_request(donors):
         assert np.all(lower <= stored.to_numpy() + 1e-12) and np.all(stored.to_numpy() <= upper + 1e-12)
     rel = sure.matrix("relative_accuracy")
     r = sure.pair(FRONTS[0], ENDS[1])
-    assert rel[FRONTS[0], ENDS[1]] == r.accuracy / r.end_accuracy and rel.ci(FRONTS[0], ENDS[1]) == tuple(r.relative_accuracy_ci)
+    assert rel[FRONTS[0], ENDS[1]] == r.accuracy / r.end_accuracy and rel.ci(FRONTS[0], ENDS[1]) == tuple(
+        r.relative_accuracy_ci
+    )
     assert sure.matrices["accuracy"].has_interval
     # the per-pair table: each metric's bounds right after it (relative accuracy's at the end), none without a bootstrap
     table = sure.table()
     at = table.columns.index("accuracy")
-    assert table.columns[at + 1:at + 3] == ["accuracy (lower)", "accuracy (upper)"] and table.columns[-2:] == [
-        "relative_accuracy (lower)", "relative_accuracy (upper)"]
+    assert table.columns[at + 1 : at + 3] == ["accuracy (lower)", "accuracy (upper)"] and table.columns[-2:] == [
+        "relative_accuracy (lower)",
+        "relative_accuracy (upper)",
+    ]
     row = next(row for row in table.rows if (row["front_layer"], row["end_layer"]) == (FRONTS[0], ENDS[1]))
     assert [row["residual (lower)"], row["residual (upper)"]] == r.residual_ci
     assert not any("(lower)" in c for c in plain.table().columns)
@@ -244,15 +268,44 @@ def test_the_cli_prints_intervals_and_collect_writes_bounds(donors, tmp_path, ca
     for name, model in zip(("a", "b"), donors):
         paths.append(tmp_path / f"{name}.pt")
         save_checkpoint(paths[-1], model, dataset="digits", input_shape=(1, 28, 28))
-    base = ["stitch", *map(str, paths), "-", "-", "layer3.1", "layer4.0", "auto", "-e", "0", "-i", "pinv", "--test-samples", "90",
-            "-b", "32", "--results-root", str(tmp_path / "results"), "-dir", "dm", "-gpu", "-1", "-workers", "0", "--no-progress",
-            "--no-activation-cache"]
+    base = [
+        "stitch",
+        *map(str, paths),
+        "-",
+        "-",
+        "layer3.1",
+        "layer4.0",
+        "auto",
+        "-e",
+        "0",
+        "-i",
+        "pinv",
+        "--test-samples",
+        "90",
+        "-b",
+        "32",
+        "--results-root",
+        str(tmp_path / "results"),
+        "-dir",
+        "dm",
+        "-gpu",
+        "-1",
+        "-workers",
+        "0",
+        "--no-progress",
+        "--no-activation-cache",
+    ]
     assert main(base) == 0
     assert "CI" not in capsys.readouterr().out
     assert main(base + ["--bootstrap", "200", "--level", "0.9"]) == 0  # the stored run, not run again
     out = capsys.readouterr().out
     assert "stored result" in out and "(90% CI " in out
-    assert main(["collect", str(tmp_path / "results" / "dm"), "--bootstrap", "200", "--level", "0.9", "--print", "accuracy"]) == 0
+    assert (
+        main(
+            ["collect", str(tmp_path / "results" / "dm"), "--bootstrap", "200", "--level", "0.9", "--print", "accuracy"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lower bound of the 90% interval" in out
     group = json.loads((tmp_path / "results" / "dm" / "matrices.json").read_text())["groups"][0]
@@ -266,7 +319,9 @@ def test_the_cli_prints_intervals_and_collect_writes_bounds(donors, tmp_path, ca
 
 def test_a_trained_stitchs_fit_residual_is_its_fit_images_terms(donors):
     """Task loss matching: the statistics and the per-image terms come from one pass over the fit images."""
-    (result,) = stitch_grid(*donors, ["layer3.1"], ["layer4.0"], _settings(init="rand", epochs=1, train_samples=64, fit_samples=48))
+    (result,) = stitch_grid(
+        *donors, ["layer3.1"], ["layer4.0"], _settings(init="rand", epochs=1, train_samples=64, fit_samples=48)
+    )
     s = result.samples
     assert s.fit_num.size == 48 and (s.fit_num >= 0).all() and (s.fit_den > 0).all()
     assert result.fit_residual == pytest.approx(s.fit_num.sum() / s.fit_den.sum(), rel=1e-6)

@@ -17,11 +17,11 @@ from stitchkit.models import get_model
 from stitchkit.models.checkpoint import save_checkpoint
 from stitchkit.ood.metrics import ood_metrics
 from stitchkit.ood.per_sample import as_bootstrap, score_arrays
-from stitchkit.uncertainty.stitch_scores import interval_grids
 from stitchkit.probing import ProbeConfig, probe_activations
 from stitchkit.results import Matrix
 from stitchkit.study.ood_records import NORM_RATIO_MATRIX
 from stitchkit.uncertainty.bootstrap import BootstrapSpec, resample_counts
+from stitchkit.uncertainty.stitch_scores import interval_grids
 from stitchkit.utils.io import write_npz_atomic
 
 FRONTS, ENDS = ["f1", "f2"], ["e1", "e2"]
@@ -47,7 +47,9 @@ def by_hand(genuine, stitched, norm_g, norm_s, counts_g, counts_s, level):
         g, s = np.repeat(genuine, cg), np.repeat(stitched, cs)
         labels = np.r_[np.zeros(g.size), np.ones(s.size)]  # stitched = OOD
         samples["auroc"].append(roc_auc_score(labels, np.r_[g, s]))
-        samples["aupr"].append(average_precision_score(1 - labels, -np.r_[g, s]))  # AUPR-In: ID positive, scored by −score
+        samples["aupr"].append(
+            average_precision_score(1 - labels, -np.r_[g, s])
+        )  # AUPR-In: ID positive, scored by −score
         samples["fpr95"].append(ood_metrics(g, s).fpr95)
         samples["norm_ratio"].append(np.repeat(norm_s, cs).mean() / np.repeat(norm_g, cg).mean())
     q = [(1 - level) / 2, (1 + level) / 2]
@@ -65,8 +67,15 @@ def test_intervals_resample_the_test_images_as_by_hand(paired):
     counts_g = counts_s if paired else resample_counts(n_genuine, 40, 4)  # unpaired: the genuine side draws on its own
     for i, front in enumerate(FRONTS):
         for j, end in enumerate(ENDS):
-            expected = by_hand(arrays[f"genuine|{end}|d"], arrays[f"stitched|{front}|{end}|d"], arrays[f"norm_genuine|{end}"],
-                               arrays[f"norm_stitched|{front}|{end}"], counts_g, counts_s, 0.9)
+            expected = by_hand(
+                arrays[f"genuine|{end}|d"],
+                arrays[f"stitched|{front}|{end}|d"],
+                arrays[f"norm_genuine|{end}"],
+                arrays[f"norm_stitched|{front}|{end}"],
+                counts_g,
+                counts_s,
+                0.9,
+            )
             for metric, (lo, hi) in expected.items():
                 lower, upper = grids[metric if metric == "norm_ratio" else f"{metric}|d"]
                 assert (lower[i, j], upper[i, j]) == pytest.approx((lo, hi), abs=1e-12), (metric, front, end)
@@ -90,7 +99,11 @@ def test_closed_forms_identical_scores_and_scaled_norms():
 def test_missing_cells_are_nan_and_mistakes_are_refused():
     arrays = {k: v for k, v in synthetic_arrays().items() if "f2|e1" not in k}
     grids = interval_grids(arrays, FRONTS, ENDS, BootstrapSpec(resamples=10))
-    assert np.isnan(grids["auroc|d"][0][1, 0]) and np.isnan(grids["norm_ratio"][1][1, 0]) and not np.isnan(grids["auroc|d"][0][0, 0])
+    assert (
+        np.isnan(grids["auroc|d"][0][1, 0])
+        and np.isnan(grids["norm_ratio"][1][1, 0])
+        and not np.isnan(grids["auroc|d"][0][0, 0])
+    )
     with pytest.raises(StitchkitError, match="same test images"):
         interval_grids(synthetic_arrays(n_genuine=50), FRONTS, ENDS, BootstrapSpec(resamples=10), paired=True)
     for bad in (-1, True, 2.5):
@@ -100,10 +113,18 @@ def test_missing_cells_are_nan_and_mistakes_are_refused():
 
 
 def test_score_arrays_name_every_image_statistic_and_round_trip(tmp_path):
-    results = {("f1", "e1"): SimpleNamespace(ood_scores={"d": np.float32([1, 2])}, norms=np.float32([3, 4])),
-               ("f2", "e1"): SimpleNamespace(ood_scores={"d": np.float32([5, 6])}, norms=None)}
+    results = {
+        ("f1", "e1"): SimpleNamespace(ood_scores={"d": np.float32([1, 2])}, norms=np.float32([3, 4])),
+        ("f2", "e1"): SimpleNamespace(ood_scores={"d": np.float32([5, 6])}, norms=None),
+    }
     arrays = score_arrays(results, {"e1": {"d": [0.5, 0.25]}}, {"e1": [1.0, 1.5]})
-    assert sorted(arrays) == ["genuine|e1|d", "norm_genuine|e1", "norm_stitched|f1|e1", "stitched|f1|e1|d", "stitched|f2|e1|d"]
+    assert sorted(arrays) == [
+        "genuine|e1|d",
+        "norm_genuine|e1",
+        "norm_stitched|f1|e1",
+        "stitched|f1|e1|d",
+        "stitched|f2|e1|d",
+    ]
     assert all(a.dtype == np.float64 for a in arrays.values())
     write_npz_atomic(tmp_path / "scores.npz", arrays)
     with np.load(tmp_path / "scores.npz") as stored:
@@ -112,6 +133,7 @@ def test_score_arrays_name_every_image_statistic_and_round_trip(tmp_path):
 
 
 # -- probes --------------------------------------------------------------------------------------------
+
 
 def noisy_set(n, generator):
     y = torch.randint(0, 4, (n,), generator=generator)
@@ -132,12 +154,17 @@ def test_probe_hits_are_the_test_accuracy_image_by_image(probe_data):
         assert r.test_hits.dtype == np.uint8 and r.test_hits.shape == (120,)
         assert r.test_hits.mean() == pytest.approx(r.val_acc, abs=1e-12)
     # the test pass of every epoch (track_val) ends with the same hits as the one final pass
-    tracked = probe_activations({"a": xtr}, ytr, {"a": xte}, yte, ranks=[None, 2], config=ProbeConfig(track_val=True, **config))
+    tracked = probe_activations(
+        {"a": xtr}, ytr, {"a": xte}, yte, ranks=[None, 2], config=ProbeConfig(track_val=True, **config)
+    )
     for a, b in zip(report.results, tracked.results):
         np.testing.assert_array_equal(a.test_hits, b.test_hits)
-    # hits belong to their images: shuffling the test set shuffles them alike (the probes train on the training set only)
+    # hits belong to their images: shuffling the test set shuffles them alike (the probes train on the training set
+    # only)
     order = torch.randperm(120, generator=torch.Generator().manual_seed(5))
-    shuffled = probe_activations({"a": xtr}, ytr, {"a": xte[order]}, yte[order], ranks=[None, 2], config=ProbeConfig(**config))
+    shuffled = probe_activations(
+        {"a": xtr}, ytr, {"a": xte[order]}, yte[order], ranks=[None, 2], config=ProbeConfig(**config)
+    )
     for a, b in zip(report.results, shuffled.results):
         np.testing.assert_array_equal(b.test_hits, a.test_hits[order.numpy()])
     per_sample = report.per_sample()
@@ -149,8 +176,14 @@ def test_probe_hits_are_the_test_accuracy_image_by_image(probe_data):
 
 def test_probe_accuracy_intervals_as_by_hand(probe_data):
     xtr, ytr, xte, yte = probe_data
-    report = probe_activations({"a": xtr, "b": 2 * xtr}, ytr, {"a": xte, "b": 2 * xte}, yte, ranks=[None, 2],
-                               config=ProbeConfig(epochs=2, lr=0.05, batch_size=32))
+    report = probe_activations(
+        {"a": xtr, "b": 2 * xtr},
+        ytr,
+        {"a": xte, "b": 2 * xte},
+        yte,
+        ranks=[None, 2],
+        config=ProbeConfig(epochs=2, lr=0.05, batch_size=32),
+    )
     spec = BootstrapSpec(resamples=50, level=0.8, seed=2)
     found = report.accuracy_intervals(spec)
     counts = resample_counts(120, 50, 2)
@@ -173,8 +206,33 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_probe_command_prints_and_writes_the_intervals(tiny_checkpoint, tmp_path, capsys):
     out_dir = tmp_path / "out"
-    code = main(["probe", str(tiny_checkpoint), "-l", "layer3.1", "-ranks", "full", "4", "-e", "1", "-b", "128", "--no-augment", "-gpu", "-1",
-                 "-workers", "0", "--no-progress", "-o", str(out_dir), "--bootstrap", "40", "--level", "0.9"])
+    code = main(
+        [
+            "probe",
+            str(tiny_checkpoint),
+            "-l",
+            "layer3.1",
+            "-ranks",
+            "full",
+            "4",
+            "-e",
+            "1",
+            "-b",
+            "128",
+            "--no-augment",
+            "-gpu",
+            "-1",
+            "-workers",
+            "0",
+            "--no-progress",
+            "-o",
+            str(out_dir),
+            "--bootstrap",
+            "40",
+            "--level",
+            "0.9",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     line = next(x for x in out.splitlines() if x.startswith("layer3.1 "))
@@ -182,7 +240,23 @@ def test_probe_command_prints_and_writes_the_intervals(tiny_checkpoint, tmp_path
     assert lo <= float(value) <= hi and "90% percentile bootstrap intervals" in out
     matrix = Matrix.load(out_dir / "probe_accuracy.csv")
     assert matrix.ci("layer3.1", "full") == pytest.approx((lo, hi), abs=1e-4)
-    code = main(["probe", str(tiny_checkpoint), "-l", "layer3.1", "-e", "1", "-gpu", "-1", "-workers", "0", "--no-progress", "--level", "1.5"])
+    code = main(
+        [
+            "probe",
+            str(tiny_checkpoint),
+            "-l",
+            "layer3.1",
+            "-e",
+            "1",
+            "-gpu",
+            "-1",
+            "-workers",
+            "0",
+            "--no-progress",
+            "--level",
+            "1.5",
+        ]
+    )
     assert code == 2 and "--level must be a confidence level" in capsys.readouterr().err
 
 
@@ -192,30 +266,54 @@ def test_the_probes_unit_writes_each_probes_hits(tiny_checkpoint, tmp_path):
 
     params = dict(dataset="digits", seed=0, layers=["layer2.1", "layer3.1"], ranks=[4], epochs=1, train_subset=300)
     unit = Unit("probes", params, deps=("net",))
-    ctx = UnitContext(tmp_path, tmp_path / "out", {"net": {"artifacts": {"checkpoint": str(tiny_checkpoint)}, "label": "train s0"}},
-                      {"device": "cpu"})
+    ctx = UnitContext(
+        tmp_path,
+        tmp_path / "out",
+        {"net": {"artifacts": {"checkpoint": str(tiny_checkpoint)}, "label": "train s0"}},
+        {"device": "cpu"},
+    )
     (tmp_path / "out").mkdir()
     out = run_probes(unit, ctx)
     matrix = out["metrics"]["matrices"]["probe accuracy"]
     with np.load(out["artifacts"]["per_sample"]) as stored:
-        assert sorted(stored.files) == ["hits|layer2.1|4", "hits|layer2.1|full", "hits|layer3.1|4", "hits|layer3.1|full", "images"]
+        assert sorted(stored.files) == [
+            "hits|layer2.1|4",
+            "hits|layer2.1|full",
+            "hits|layer3.1|4",
+            "hits|layer3.1|full",
+            "images",
+        ]
         for i, layer in enumerate(matrix["rows"]):
             for j, rank in enumerate(matrix["cols"]):
                 hits = stored[f"hits|{layer}|{rank}"]
                 assert hits.dtype == np.uint8 and hits.mean() == pytest.approx(matrix["values"][i][j], abs=1e-12)
-        assert stored["images"].dtype == np.int64 and np.array_equal(stored["images"], np.arange(stored["hits|layer2.1|4"].size))
+        assert stored["images"].dtype == np.int64 and np.array_equal(
+            stored["images"], np.arange(stored["hits|layer2.1|4"].size)
+        )
 
 
 # -- the OOD test --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def stitch_folder(tiny_checkpoint):
     from stitchkit.stitching import StitchSettings, stitch_grid
 
     folder = tiny_checkpoint.parent / "stitches"
-    settings = StitchSettings(init="pinv", epochs=0, fit_samples=50, test_samples=64, dataset="digits", device="cpu", workers=0,
-                                         progress=False, verbose=False)
-    stitch_grid(str(tiny_checkpoint), str(tiny_checkpoint), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=folder)
+    settings = StitchSettings(
+        init="pinv",
+        epochs=0,
+        fit_samples=50,
+        test_samples=64,
+        dataset="digits",
+        device="cpu",
+        workers=0,
+        progress=False,
+        verbose=False,
+    )
+    stitch_grid(
+        str(tiny_checkpoint), str(tiny_checkpoint), ["layer3.1", "layer4.0"], ["layer4.0"], settings, save_dir=folder
+    )
     return folder
 
 
@@ -224,7 +322,9 @@ def assert_metrics_from_the_arrays(arrays: dict, matrices: dict, fronts, ends) -
     for i, front in enumerate(fronts):
         for j, end in enumerate(ends):
             for detector in ("mahalanobis", "knn"):
-                expected = ood_metrics(arrays[f"genuine|{end}|{detector}"], arrays[f"stitched|{front}|{end}|{detector}"]).auroc
+                expected = ood_metrics(
+                    arrays[f"genuine|{end}|{detector}"], arrays[f"stitched|{front}|{end}|{detector}"]
+                ).auroc
                 assert matrices[f"AUROC ({detector})"][i][j] == pytest.approx(expected, abs=1e-12)
             ratio = arrays[f"norm_stitched|{front}|{end}"].mean() / arrays[f"norm_genuine|{end}"].mean()
             assert matrices[NORM_RATIO_MATRIX][i][j] == pytest.approx(ratio, rel=1e-9)
@@ -233,16 +333,33 @@ def assert_metrics_from_the_arrays(arrays: dict, matrices: dict, fronts, ends) -
 def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_folder, tmp_path, capsys):
     from stitchkit.ood.stitched import ResultsOODSettings, evaluate_results_dir
 
-    options = dict(training_free=["mahalanobis", "knn"], training_free_options={"knn": {"k": 5}}, fit_samples=100, test_samples=64, device="cpu",
-                   batch_size=32)
+    options = dict(
+        training_free=["mahalanobis", "knn"],
+        training_free_options={"knn": {"k": 5}},
+        fit_samples=100,
+        test_samples=64,
+        device="cpu",
+        batch_size=32,
+    )
     spec = BootstrapSpec(resamples=30, level=0.9, seed=4)
-    [exp] = evaluate_results_dir(stitch_folder, ResultsOODSettings(bootstrap=spec, **options), out_dir=tmp_path / "ood",
-                                 log=lambda m: None)
+    [exp] = evaluate_results_dir(
+        stitch_folder, ResultsOODSettings(bootstrap=spec, **options), out_dir=tmp_path / "ood", log=lambda m: None
+    )
     arrays = exp.score_arrays()
     m = exp.matrices
-    assert exp.paired and arrays["genuine|layer4.0|knn"].shape == arrays["stitched|layer3.1|layer4.0|knn"].shape == (64,)
-    assert_metrics_from_the_arrays(arrays, {"AUROC (mahalanobis)": m.matrix("auroc", "mahalanobis"), "AUROC (knn)": m.matrix("auroc", "knn"),
-                                            NORM_RATIO_MATRIX: m.matrix("norm_ratio")}, m.front_layers, m.end_layers)
+    assert exp.paired and arrays["genuine|layer4.0|knn"].shape == arrays["stitched|layer3.1|layer4.0|knn"].shape == (
+        64,
+    )
+    assert_metrics_from_the_arrays(
+        arrays,
+        {
+            "AUROC (mahalanobis)": m.matrix("auroc", "mahalanobis"),
+            "AUROC (knn)": m.matrix("auroc", "knn"),
+            NORM_RATIO_MATRIX: m.matrix("norm_ratio"),
+        },
+        m.front_layers,
+        m.end_layers,
+    )
     expected = interval_grids(arrays, m.front_layers, m.end_layers, spec)
     for metric in ("auroc", "aupr", "fpr95"):
         lower, upper = m.ci(metric, "knn")
@@ -252,19 +369,57 @@ def test_the_ood_test_of_a_folder_keeps_its_scores_and_gives_intervals(stitch_fo
     with pytest.raises(StitchkitError, match="no confidence intervals"):
         m.ci("accuracy")
     data = json.loads((tmp_path / "ood" / "ood_matrices.json").read_text())
-    assert data["interval"] == {**spec.record(), "paired": True} and data["intervals"]["auroc|knn"]["lower"] == expected["auroc|knn"][0].tolist()
+    assert (
+        data["interval"] == {**spec.record(), "paired": True}
+        and data["intervals"]["auroc|knn"]["lower"] == expected["auroc|knn"][0].tolist()
+    )
     # without a bootstrap: the same matrices, no bounds
-    knn_only = ResultsOODSettings(training_free=["knn"], training_free_options={"knn": {"k": 5}}, fit_samples=100,
-                                  test_samples=64, device="cpu", batch_size=32)
+    knn_only = ResultsOODSettings(
+        training_free=["knn"],
+        training_free_options={"knn": {"k": 5}},
+        fit_samples=100,
+        test_samples=64,
+        device="cpu",
+        batch_size=32,
+    )
     [plain] = evaluate_results_dir(stitch_folder, knn_only, out_dir=tmp_path / "plain", log=lambda m: None)
     assert plain.matrices.bounds == {} and "intervals" not in plain.matrices.to_dict()
     assert plain.matrices.matrix("auroc", "knn") == m.matrix("auroc", "knn")
     # the command prints each cell's interval
-    code = main(["ood", str(stitch_folder), "-detectors", "none", "--training-free", "knn", "--knn-k", "5", "--fit-samples", "100",
-                 "--test-samples", "64", "-gpu", "-1", "-b", "32", "-o", str(tmp_path / "cli"), "--bootstrap", "30", "--level", "0.9",
-                 "--bootstrap-seed", "4"])
+    code = main(
+        [
+            "ood",
+            str(stitch_folder),
+            "-detectors",
+            "none",
+            "--training-free",
+            "knn",
+            "--knn-k",
+            "5",
+            "--fit-samples",
+            "100",
+            "--test-samples",
+            "64",
+            "-gpu",
+            "-1",
+            "-b",
+            "32",
+            "-o",
+            str(tmp_path / "cli"),
+            "--bootstrap",
+            "30",
+            "--level",
+            "0.9",
+            "--bootstrap-seed",
+            "4",
+        ]
+    )
     out = capsys.readouterr().out
-    assert code == 0 and "STITCHING OOD Detection AUROC (knn) [90% interval]" in out and out.splitlines()[-1] == f"wrote {tmp_path / 'cli'}"
+    assert (
+        code == 0
+        and "STITCHING OOD Detection AUROC (knn) [90% interval]" in out
+        and out.splitlines()[-1] == f"wrote {tmp_path / 'cli'}"
+    )
     assert "AUPR" not in out.replace("AUPR, FPR95", "") and "intervals: " not in out  # the summary: accuracy and AUROC
     auroc_block = out.split("STITCHING OOD Detection AUROC (knn)")[1].splitlines()
     lo, hi = expected["auroc|knn"][0][0, 0], expected["auroc|knn"][1][0, 0]
@@ -275,8 +430,12 @@ def test_the_ood_unit_writes_every_images_scores(stitch_folder, tmp_path):
     from stitchkit.study.unit_kinds.ood import run_ood
     from stitchkit.study.units import Unit, UnitContext
 
-    params = dict(dataset="digits", seed=0, training_free=["mahalanobis", "knn"], sanity=None, eval_samples=64, energy=False)
-    ctx = UnitContext(tmp_path, tmp_path / "out", {"stitch": {"artifacts": {"runs": str(stitch_folder)}}}, {"device": "cpu"})
+    params = dict(
+        dataset="digits", seed=0, training_free=["mahalanobis", "knn"], sanity=None, eval_samples=64, energy=False
+    )
+    ctx = UnitContext(
+        tmp_path, tmp_path / "out", {"stitch": {"artifacts": {"runs": str(stitch_folder)}}}, {"device": "cpu"}
+    )
     (tmp_path / "out").mkdir()
     out = run_ood(Unit("ood", params, deps=("stitch",)), ctx)
     matrices = {name: m["values"] for name, m in out["metrics"]["matrices"].items()}
@@ -292,17 +451,38 @@ def test_the_ood_unit_writes_every_images_scores(stitch_folder, tmp_path):
 
 
 def test_ood_test_api_carries_the_bounds():
-    import stitchkit
     from stitch_support import trained_resnet
 
+    import stitchkit
+
     front = trained_resnet(0)
-    grid = stitchkit.direct_match(front, front, ["layer3.0"], ["layer4.0"], "digits", fit_samples=50, test_samples=48, workers=0, progress=False,
-                                  verbose=False, device="cpu")
-    ood = stitchkit.ood_test(grid, detectors=["mahalanobis"], detector_fit_samples=100, test_samples=48, bootstrap=BootstrapSpec(resamples=25, seed=1))
+    grid = stitchkit.direct_match(
+        front,
+        front,
+        ["layer3.0"],
+        ["layer4.0"],
+        "digits",
+        fit_samples=50,
+        test_samples=48,
+        workers=0,
+        progress=False,
+        verbose=False,
+        device="cpu",
+    )
+    ood = stitchkit.ood_test(
+        grid,
+        detectors=["mahalanobis"],
+        detector_fit_samples=100,
+        test_samples=48,
+        bootstrap=BootstrapSpec(resamples=25, seed=1),
+    )
     lower, upper = ood.ci("auroc")
     assert lower.shape == upper.shape == (1, 1) and lower[0, 0] <= ood.matrix("auroc").values[0][0] <= upper[0, 0]
     expected = interval_grids(ood.score_arrays(), ["layer3.0"], ["layer4.0"], BootstrapSpec(resamples=25, seed=1))
-    assert ood.ci("aupr")[0][0, 0] == expected["aupr|mahalanobis"][0][0, 0] and ood.ci("norm_ratio")[1][0, 0] == expected["norm_ratio"][1][0, 0]
+    assert (
+        ood.ci("aupr")[0][0, 0] == expected["aupr|mahalanobis"][0][0, 0]
+        and ood.ci("norm_ratio")[1][0, 0] == expected["norm_ratio"][1][0, 0]
+    )
     assert ood.matrix("fpr95").interval["resamples"] == 25 and not ood.matrix("accuracy").has_interval
     plain = stitchkit.ood_test(grid, detectors=["mahalanobis"], detector_fit_samples=100, test_samples=48)
     assert not plain.matrix("auroc").has_interval

@@ -16,7 +16,7 @@ from stitchkit.probing.probe import ProbeConfig
 from stitchkit.sensitivity.comparisons import sensitivity_comparisons
 from stitchkit.sensitivity.per_sample import fixed_parts, resampled_agreements, sample_arrays
 from stitchkit.similarity import get_measure
-from stitchkit.similarity.pairs import RepresentationBank, Rep
+from stitchkit.similarity.pairs import Rep, RepresentationBank
 from stitchkit.uncertainty.bootstrap import resample_counts
 
 
@@ -52,7 +52,8 @@ def test_dm_residual_resamples_keep_the_whole_samples_fit():
         assert value == pytest.approx(((design[idx] @ theta - y[idx]) ** 2).sum() / (y[idx] ** 2).sum(), rel=1e-9)
     ones = np.ones((1, x.shape[0]), dtype=np.int64)  # every image once: the index itself
     assert bank.resampled("dm_residual", Rep("a", "l"), Rep("b", "l"), ones, policy="flatten")[0] == pytest.approx(
-        get_measure("dm_residual")(torch.tensor(x), torch.tensor(y)), rel=1e-10)
+        get_measure("dm_residual")(torch.tensor(x), torch.tensor(y)), rel=1e-10
+    )
     with pytest.raises(StitchkitError, match="do not fit 40 images"):
         bank.resampled("cka", Rep("a", "l"), Rep("b", "l"), counts[:, :10], policy="flatten")
 
@@ -81,7 +82,10 @@ def toy_test(n_test=60, resamples=30, seed=5):
     hits = {rep: (rng.random(n_test) < p[rep]).astype(np.uint8) for rep in reps}
     hits.pop(reps[-1])  # one probe from an old cache: no hits, its accuracy fixed
     scores = {rep: float(hits[rep].mean()) if rep in hits else 0.5 for rep in reps}
-    values = {"cka": rng.uniform(0.3, 1.0, (resamples, len(comparisons))), "dm_residual": rng.uniform(0.0, 0.6, (resamples, len(comparisons)))}
+    values = {
+        "cka": rng.uniform(0.3, 1.0, (resamples, len(comparisons))),
+        "dm_residual": rng.uniform(0.0, 0.6, (resamples, len(comparisons))),
+    }
     return comparisons, reps, scores, hits, values
 
 
@@ -99,6 +103,8 @@ def test_resampled_rank_statistics_equal_a_direct_recomputation_on_the_resampled
             assert got[measure][b].spearman == pytest.approx(rho.statistic, abs=1e-12)
             assert got[measure][b].spearman_p == pytest.approx(rho.pvalue, abs=1e-12)
     assert fixed_parts(arrays, ["cka", "dm_residual", "procrustes"]) == [
-        f"the probe accuracies of {reps[-1].label()} (cached without per-image hits)", "the values of procrustes (no resamples kept)"]
+        f"the probe accuracies of {reps[-1].label()} (cached without per-image hits)",
+        "the values of procrustes (no resamples kept)",
+    ]
     with pytest.raises(StitchkitError, match="10 resamples of the probes' images for 30"):
         resampled_agreements(arrays, counts[:10])

@@ -14,8 +14,14 @@ from scipy import stats
 from stitchkit.errors import StitchkitError
 from stitchkit.similarity import get_measure
 from stitchkit.uncertainty.bootstrap import resample_counts
-from stitchkit.uncertainty.similarity import (UncertaintyPlan, bootstrap_values, index_uncertainty, null_values, row_permutations,
-                                              row_weights)
+from stitchkit.uncertainty.similarity import (
+    UncertaintyPlan,
+    bootstrap_values,
+    index_uncertainty,
+    null_values,
+    row_permutations,
+    row_weights,
+)
 
 BATCHED = ["cka", "cka_debiased", "mean_cca", "svcca", "pwcca", "procrustes"]
 
@@ -65,15 +71,20 @@ def test_cka_bootstrap_from_both_prepared_forms_is_the_same():
     np.testing.assert_allclose(boot, bootstrap_values(g, g.prepare(x), g.prepare(y), x, y, w).numpy(), atol=1e-12)
     np.testing.assert_allclose(null, null_values(g, g.prepare(x), g.prepare(y), x, y, perms).numpy(), atol=1e-12)
     f = get_measure("cka", form="feature")  # the narrow-layer null (feature form) against the Gram one
-    np.testing.assert_allclose(null_values(f, f.prepare(x[:, :5]), f.prepare(y), x[:, :5], y, perms).numpy(),
-                               null_values(g, g.prepare(x[:, :5]), g.prepare(y), x[:, :5], y, perms).numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        null_values(f, f.prepare(x[:, :5]), f.prepare(y), x[:, :5], y, perms).numpy(),
+        null_values(g, g.prepare(x[:, :5]), g.prepare(y), x[:, :5], y, perms).numpy(),
+        atol=1e-12,
+    )
 
 
 def song_hsic(k, l):
     """Song et al. 2012 eq. 5 on Gram matrices with zero diagonals (written out, not u_centre)."""
     n = k.shape[0]
     one = np.ones(n)
-    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
+    return (
+        np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l @ one
+    ) / (n * (n - 3))
 
 
 def test_debiased_cka_resamples_count_copies_as_the_diagonal():
@@ -158,7 +169,9 @@ def test_intervals_are_invariant_where_the_index_is(name):
 def test_same_seed_same_numbers_and_options_are_checked():
     x, y = related()
     plan = dict(bootstrap=20, permutations=10, seed=3)
-    assert index_uncertainty(get_measure("cka"), x, y, UncertaintyPlan(**plan)) == index_uncertainty(get_measure("cka"), x, y, UncertaintyPlan(**plan))
+    assert index_uncertainty(get_measure("cka"), x, y, UncertaintyPlan(**plan)) == index_uncertainty(
+        get_measure("cka"), x, y, UncertaintyPlan(**plan)
+    )
     with pytest.raises(StitchkitError, match="bootstrap"):
         UncertaintyPlan(bootstrap=-1)
     with pytest.raises(StitchkitError, match="level"):
@@ -175,15 +188,23 @@ def test_compare_models_carries_intervals_and_p_values():
     a, b = resnet(0), resnet(1)
     kw = dict(n_samples=24, all_pairs=True, device="cpu", measures=["cka", "procrustes"])
     plain = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data, SimilaritySettings(**kw))
-    sure = compare_models(a, b, ["layer1.0", "layer4.1"], ["layer1.0", "layer4.1"], data,
-                          SimilaritySettings(bootstrap=20, permutations=9, **kw))
+    sure = compare_models(
+        a,
+        b,
+        ["layer1.0", "layer4.1"],
+        ["layer1.0", "layer4.1"],
+        data,
+        SimilaritySettings(bootstrap=20, permutations=9, **kw),
+    )
     assert "uncertainty" not in plain.results[0].to_dict() and not plain.matrix("cka").has_interval
     for measure in ("cka", "procrustes"):
         matrix = sure.matrix(measure)
         np.testing.assert_array_equal(matrix.to_numpy(), plain.matrix(measure).to_numpy())
         lower, upper = matrix.ci()
         assert matrix.has_interval and np.all(lower <= upper) and np.all(np.array(matrix.p_value) >= 0.1 - 1e-12)
-        assert matrix.interval["resamples"] == 20 and matrix.interval["permutations"] == 9 and matrix.interval["seed"] == 0
+        assert (
+            matrix.interval["resamples"] == 20 and matrix.interval["permutations"] == 9 and matrix.interval["seed"] == 0
+        )
     assert set(sure.csv_columns()) >= {"lower", "upper", "p_value", "calibrated"}
 
 

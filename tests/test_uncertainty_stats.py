@@ -82,7 +82,9 @@ def test_ratio_interval_point_is_the_pooled_ratio_and_norm_ratio_is_mean_over_me
     stitched, genuine = rng.gamma(3.0, 2.0, 80), rng.gamma(3.0, 1.0, 80)
     n_point, n_lower, n_upper = norm_ratio_interval(stitched, genuine, counts)
     assert n_point == pytest.approx(stitched.mean() / genuine.mean(), rel=1e-14)
-    expected = percentile_interval(np.array([_expanded(stitched, c).mean() / _expanded(genuine, c).mean() for c in counts]))
+    expected = percentile_interval(
+        np.array([_expanded(stitched, c).mean() / _expanded(genuine, c).mean() for c in counts])
+    )
     np.testing.assert_allclose((n_lower, n_upper), expected, rtol=1e-12)
 
 
@@ -101,18 +103,21 @@ def test_interval_is_the_percentile_interval():
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: mean_samples(np.ones((2, 5)), np.ones((3, 4))),  # n mismatch
-    lambda: mean_samples(np.ones(5), np.ones(5)),  # counts not (B, n)
-    lambda: mean_samples(np.ones(5), -np.ones((2, 5))),  # negative weights
-    lambda: ratio_samples(np.ones((2, 5)), np.ones((3, 5)), np.ones((1, 5))),  # shapes differ
-    lambda: ood_metric_samples(np.ones(4), np.ones(5), np.ones((2, 4))),  # paired needs n == m
-    lambda: ood_metric_samples(np.ones(4), np.ones(5), np.ones((2, 4)), np.ones((3, 5))),  # B differs
-    lambda: ood_metric_samples(np.r_[1.0, np.nan], np.ones(2), np.ones((1, 2))),
-    lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), positive="both"),
-    lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), fpr_rule="nearest"),
-    lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), tpr=1.5),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: mean_samples(np.ones((2, 5)), np.ones((3, 4))),  # n mismatch
+        lambda: mean_samples(np.ones(5), np.ones(5)),  # counts not (B, n)
+        lambda: mean_samples(np.ones(5), -np.ones((2, 5))),  # negative weights
+        lambda: ratio_samples(np.ones((2, 5)), np.ones((3, 5)), np.ones((1, 5))),  # shapes differ
+        lambda: ood_metric_samples(np.ones(4), np.ones(5), np.ones((2, 4))),  # paired needs n == m
+        lambda: ood_metric_samples(np.ones(4), np.ones(5), np.ones((2, 4)), np.ones((3, 5))),  # B differs
+        lambda: ood_metric_samples(np.r_[1.0, np.nan], np.ones(2), np.ones((1, 2))),
+        lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), positive="both"),
+        lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), fpr_rule="nearest"),
+        lambda: ood_metric_samples(np.ones(2), np.ones(2), np.ones((1, 2)), tpr=1.5),
+    ],
+)
 def test_mistakes_raise_one_sentence(call):
     with pytest.raises(StitchkitError):
         call()
@@ -132,7 +137,9 @@ def test_the_tie_tolerance_is_ood_metrics_own():
 @pytest.mark.parametrize("tpr", [0.95, 0.5])
 def test_unit_weights_equal_ood_metrics_with_ties(seed, positive, rule, tpr):
     id_s, ood_s = _tied_scores(seed)
-    got = ood_metric_samples(id_s, ood_s, np.ones((2, id_s.size)), np.ones((2, ood_s.size)), positive=positive, tpr=tpr, fpr_rule=rule)
+    got = ood_metric_samples(
+        id_s, ood_s, np.ones((2, id_s.size)), np.ones((2, ood_s.size)), positive=positive, tpr=tpr, fpr_rule=rule
+    )
     want = ood_metrics(id_s, ood_s, positive=positive, tpr=tpr, fpr_rule=rule)
     for key in OOD_KEYS:
         assert got[key].shape == (2,)
@@ -148,7 +155,9 @@ def test_integer_counts_equal_ood_metrics_of_the_repeated_samples(positive, rule
     counts_id, counts_ood = resample_counts(61, 12, seed=1), resample_counts(47, 12, seed=2)
     got = ood_metric_samples(id_s, ood_s, counts_id, counts_ood, positive=positive, tpr=tpr, fpr_rule=rule)
     for b in range(12):
-        want = ood_metrics(_expanded(id_s, counts_id[b]), _expanded(ood_s, counts_ood[b]), positive=positive, tpr=tpr, fpr_rule=rule)
+        want = ood_metrics(
+            _expanded(id_s, counts_id[b]), _expanded(ood_s, counts_ood[b]), positive=positive, tpr=tpr, fpr_rule=rule
+        )
         for key in OOD_KEYS:
             assert got[key][b] == pytest.approx(getattr(want, key), abs=1e-12), (b, key)
 
@@ -187,7 +196,9 @@ def test_closed_forms_separated_and_identical_scores():
 
 def test_ood_metric_interval_points_equal_ood_metrics():
     id_s, ood_s = _tied_scores(10)
-    result = ood_metric_interval(id_s, ood_s, resample_counts(id_s.size, 300, seed=0), resample_counts(ood_s.size, 300, seed=1), positive="ood")
+    result = ood_metric_interval(
+        id_s, ood_s, resample_counts(id_s.size, 300, seed=0), resample_counts(ood_s.size, 300, seed=1), positive="ood"
+    )
     want = ood_metrics(id_s, ood_s, positive="ood")
     for key in OOD_KEYS:
         point, lower, upper = result[key]

@@ -22,7 +22,9 @@ from stitchkit.study import validate
 @pytest.fixture(scope="module")
 def imagenet_resnet18():
     torch.manual_seed(0)
-    return torchvision.models.get_model("resnet18", weights=None)  # 1000 classes, 3 channels, like the published weights
+    return torchvision.models.get_model(
+        "resnet18", weights=None
+    )  # 1000 classes, 3 channels, like the published weights
 
 
 def _equal_except(a: dict, b: dict, skip: tuple[str, ...]) -> bool:
@@ -32,10 +34,16 @@ def _equal_except(a: dict, b: dict, skip: tuple[str, ...]) -> bool:
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module."])
 def test_torchvision_weights_load_and_adapt_like_downloaded_ones(tmp_path, imagenet_resnet18, wrap):
     state = imagenet_resnet18.state_dict()
-    payload = {"plain": state, "state_dict": {"state_dict": state, "epoch": 3}, "model": {"model": state},
-               "module.": {f"module.{k}": v for k, v in state.items()}}[wrap]
+    payload = {
+        "plain": state,
+        "state_dict": {"state_dict": state, "epoch": 3},
+        "model": {"model": state},
+        "module.": {f"module.{k}": v for k, v in state.items()},
+    }[wrap]
     torch.save(payload, tmp_path / "w.pth")
-    model = get_model("torchvision:resnet18", num_classes=10, in_channels=1, input_size=32, weights=str(tmp_path / "w.pth"))
+    model = get_model(
+        "torchvision:resnet18", num_classes=10, in_channels=1, input_size=32, weights=str(tmp_path / "w.pth")
+    )
     got = model.state_dict()
     assert _equal_except(got, state, ("conv1.", "fc."))
     # a fresh head for 10 classes; the first convolution's RGB kernel summed for one grey channel (= the
@@ -82,9 +90,15 @@ def test_a_checkpoint_of_such_a_model_does_not_need_the_weights_file(tmp_path, i
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda sd: {k: v for k, v in sd.items() if not k.startswith("layer4.1.")}, "missing keys: layer4.1.conv1.weight"),
+        (
+            lambda sd: {k: v for k, v in sd.items() if not k.startswith("layer4.1.")},
+            "missing keys: layer4.1.conv1.weight",
+        ),
         (lambda sd: {**sd, "extra.weight": torch.zeros(1)}, "unexpected keys: extra.weight"),
-        (lambda sd: {**sd, "layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)}, "shape mismatches (file vs model): layer1.0.conv1.weight (64, 64, 1, 1) vs (64, 64, 3, 3)"),
+        (
+            lambda sd: {**sd, "layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)},
+            "shape mismatches (file vs model): layer1.0.conv1.weight (64, 64, 1, 1) vs (64, 64, 3, 3)",
+        ),
         (lambda sd: {"epoch": 3, "note": "no tensors"}, "holds no state_dict"),
         (lambda sd: [1, 2, 3], "holds no state_dict"),
     ],
@@ -114,11 +128,37 @@ def test_weights_errors(tmp_path, imagenet_resnet18):
 
 def test_train_weights_on_the_command_line(tmp_path, imagenet_resnet18, capsys):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8), y_train=np.arange(16) % 4,
-             x_test=rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), y_test=np.arange(8) % 4)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        y_train=np.arange(16) % 4,
+        x_test=rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+        y_test=np.arange(8) % 4,
+    )
     torch.save(imagenet_resnet18.state_dict(), tmp_path / "w.pth")
-    code = main(["train", "torchvision:resnet18", "--weights", str(tmp_path / "w.pth"), "-d", f"npz:{tmp_path / 'd.npz'}", "-e", "1", "-b", "8",
-                 "-lr", "1e-12", "-dir", str(tmp_path / "run"), "-gpu", "-1", "-workers", "0", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "torchvision:resnet18",
+            "--weights",
+            str(tmp_path / "w.pth"),
+            "-d",
+            f"npz:{tmp_path / 'd.npz'}",
+            "-e",
+            "1",
+            "-b",
+            "8",
+            "-lr",
+            "1e-12",
+            "-dir",
+            str(tmp_path / "run"),
+            "-gpu",
+            "-1",
+            "-workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     model, ckpt = load_model(tmp_path / "run" / "final.pt")
     assert ckpt.model_spec["options"]["weights"] == str(tmp_path / "w.pth") and model.fc.out_features == 4
@@ -126,7 +166,9 @@ def test_train_weights_on_the_command_line(tmp_path, imagenet_resnet18, capsys):
     # training started from the file's weights (a learning rate of 1e-12 moves them by at most ~1e-11)
     for key in ("conv1.weight", "layer2.0.conv1.weight", "layer4.1.conv2.weight"):
         assert torch.allclose(trained[key], start[key], atol=1e-8)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["model_spec"]["options"]["weights"] == str(tmp_path / "w.pth")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model_spec"]["options"]["weights"] == str(
+        tmp_path / "w.pth"
+    )
     assert json.loads((tmp_path / "run" / "config.txt").read_text())["weights"] == str(tmp_path / "w.pth")
 
 
@@ -135,7 +177,9 @@ def test_the_study_key(tmp_path, monkeypatch):
     config = validate({"networks": {"model": "torchvision:resnet18", "seeds": [0], "weights": str(tmp_path / "w.pth")}})
     assert config["networks"]["options"]["weights"] == str(tmp_path / "w.pth")
     monkeypatch.chdir(tmp_path)  # a relative path is the working folder's, recorded absolute
-    assert validate({"networks": {"model": "timm:resnet10t", "seeds": [0], "weights": "w.pth"}})["networks"]["weights"] == str(tmp_path / "w.pth")
+    assert validate({"networks": {"model": "timm:resnet10t", "seeds": [0], "weights": "w.pth"}})["networks"][
+        "weights"
+    ] == str(tmp_path / "w.pth")
     for networks, message in [
         ({"seeds": [0], "weights": str(tmp_path / "missing.pth")}, "networks.weights .* is not a file"),
         ({"checkpoints": ["a.pt"], "weights": str(tmp_path / "w.pth")}, "networks.weights is for networks to train"),

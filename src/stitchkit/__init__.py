@@ -16,9 +16,19 @@ from .utils.lazy import lazy_exports  # noqa: E402
 #: the API's names and the module each comes from: imported on first use, so that `import stitchkit`
 #: (and the command line's help) does not import torch
 _LAZY = {
-    "ComparisonResult": "api", "OODTestResult": "api", "StitchGridResult": "api", "compare": "api", "direct_match": "api",
-    "ood_test": "api", "stitch_grid": "api", "task_loss_match": "api", "list_layers": "api", "LayerInfo": "api",
-    "Matrix": "results", "Table": "results", "Provenance": "results",
+    "ComparisonResult": "api",
+    "OODTestResult": "api",
+    "StitchGridResult": "api",
+    "compare": "api",
+    "direct_match": "api",
+    "ood_test": "api",
+    "stitch_grid": "api",
+    "task_loss_match": "api",
+    "list_layers": "api",
+    "LayerInfo": "api",
+    "Matrix": "results",
+    "Table": "results",
+    "Provenance": "results",
 }
 
 __all__ = ["StitchkitError", "__version__", *_LAZY]

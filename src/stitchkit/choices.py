@@ -23,7 +23,8 @@ SCHEDULERS = {
     "step": "×gamma every --step-size epochs (the ImageNet recipe: 30)",
     "cosine": "cosine decay to 0 over the run",
     "linear": "linear decay to 0 over the run",
-    "onecycle": "per-step only: cosine rise from lr/25 to lr over the warm-up steps, then cosine decay to ~0 (the one-cycle policy)",
+    "onecycle": "per-step only: cosine rise from lr/25 to lr over the warm-up steps, then cosine decay to ~0 (the "
+    "one-cycle policy)",
 }
 #: when an LR schedule advances (stitchkit.training.optim.OptimConfig.schedule_unit)
 SCHEDULE_UNITS = {
@@ -60,8 +61,10 @@ ALL_LAYERS = "all"
 #: every stitchable layer, also those that are not features (an activation alone, dropout, the logits)
 EVERY_LAYER = "every"
 #: the layer requests in words (help texts)
-LAYER_REQUESTS = (f"{ALL_LAYERS} (the feature layers), {EVERY_LAYER} (also an activation alone, dropout and the logits), "
-                  "or a list of names")
+LAYER_REQUESTS = (
+    f"{ALL_LAYERS} (the feature layers), {EVERY_LAYER} (also an activation alone, dropout and the logits), "
+    "or a list of names"
+)
 
 # --------------------------------------------------------------------------------------------------
 # stitching (stitchkit.stitching.layers, .stitcher, .collect)

@@ -146,9 +146,7 @@ def catalogue(kind: str) -> dict[str, Declaration]:
 def names(kind: str, **where: Any) -> tuple[str, ...]:
     """The names of every declared ``kind`` whose metadata has the given values
     (``names("measure", requires_models=False)``)."""
-    return tuple(
-        name for name, decl in catalogue(kind).items() if all(decl.meta.get(k) == v for k, v in where.items())
-    )
+    return tuple(name for name, decl in catalogue(kind).items() if all(decl.meta.get(k) == v for k, v in where.items()))
 
 
 class LiveNames(Sequence[str]):
@@ -204,8 +202,10 @@ def declaration_of(kind: str, obj: Any) -> Declaration:
     for decl in catalogue(kind).values():
         if decl.module == getattr(obj, "__module__", None) and implementation(kind, decl.name) is obj:
             return decl
-    raise DeclarationError(f"{getattr(obj, '__qualname__', obj)!r} is not declared as a {KINDS[kind].words}: "
-                           f"decorate it with @declare({kind!r}, name, ...) (see CONTRIBUTING.md)")
+    raise DeclarationError(
+        f"{getattr(obj, '__qualname__', obj)!r} is not declared as a {KINDS[kind].words}: "
+        f"decorate it with @declare({kind!r}, name, ...) (see CONTRIBUTING.md)"
+    )
 
 
 def implementations(kind: str) -> dict[str, Any]:
@@ -231,7 +231,8 @@ def _scanned(kind: str) -> dict[str, Declaration]:
     for decl in found:
         if decl.name in by_name:
             raise DeclarationError(
-                f"{KINDS[kind].words} {decl.name!r} is declared twice: at {by_name[decl.name].source} and at {decl.source}"
+                f"{KINDS[kind].words} {decl.name!r} is declared twice: at {by_name[decl.name].source} and at "
+                f"{decl.source}"
             )
         by_name[decl.name] = decl
     return by_name
@@ -257,7 +258,9 @@ def _declarations_in(path: Path, module: str) -> list[Declaration]:
         meta = {}
         for keyword in node.keywords:
             if keyword.arg is None:
-                raise DeclarationError(f"{where}: declare() cannot read **{ast.unparse(keyword.value)}; name each argument")
+                raise DeclarationError(
+                    f"{where}: declare() cannot read **{ast.unparse(keyword.value)}; name each argument"
+                )
             meta[keyword.arg] = _literal(keyword.value, constants, where)
         _check_kind(kind)
         out.append(Declaration(kind, name, module, where, MappingProxyType(meta)))

@@ -31,7 +31,7 @@ def _from_worker(message: str) -> str:
         return message
     name = re.escape(match.group(1))
     last = list(re.finditer(rf"^(?:[\w.]+\.)?{name}: ", message, flags=re.MULTILINE))
-    return message[last[-1].end():].strip() if last else message
+    return message[last[-1].end() :].strip() if last else message
 
 
 class UnknownNameError(StitchkitError, KeyError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numbers
 import sys
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import StitchkitError, unknown_name, warn
 
@@ -42,8 +42,10 @@ def low_rank_mode(mode: str) -> str:
     warning, anything else refused with the choices."""
     renamed = RENAMED_LOW_RANK_MODES.get(str(mode))
     if renamed is not None:
-        warn(f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; "
-             f"{mode!r} will stop being accepted")
+        warn(
+            f"low-rank mode {mode!r} is deprecated: every command now spells it {renamed!r}; "
+            f"{mode!r} will stop being accepted"
+        )
         return renamed
     if mode not in LOW_RANK_MODES:
         raise unknown_name("low-rank mode", str(mode), LOW_RANK_MODES)
@@ -110,6 +112,7 @@ def parse_ranks(values: Sequence[str] | None, flag: str) -> list[Rank]:
 
 # -- ranks against a layer's features ------------------------------------------------------------------
 
+
 def activation_kind(shape: Sequence[int]) -> str:
     """``conv``, ``tokens`` or ``vector`` for a per-sample activation shape (without the batch)."""
     return {3: "conv", 2: "tokens", 1: "vector"}.get(len(shape)) or _bad_shape(shape)
@@ -138,19 +141,28 @@ def _unit(shape: Sequence[int]) -> str:
 
 def clamped_ranks(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]]) -> list[tuple[str, int, int]]:
     """``(layer, rank, feature count)`` for every rank above a layer's feature count."""
-    return [(layer, int(r), feature_count(shape)) for layer, shape in shapes.items() for r in ranks
-            if r is not None and r > feature_count(shape)]
+    return [
+        (layer, int(r), feature_count(shape))
+        for layer, shape in shapes.items()
+        for r in ranks
+        if r is not None and r > feature_count(shape)
+    ]
 
 
-def warn_clamped(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]],
-                 label: str = "rank") -> list[tuple[str, int, int]]:
+def warn_clamped(
+    ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]], label: str = "rank"
+) -> list[tuple[str, int, int]]:
     """Print one warning line (stderr) for the ranks :func:`clamped_ranks` finds; returns them."""
     found = clamped_ranks(ranks, shapes)
     if found:
         shown = "; ".join(f"{r} at {layer} ({limit} {_unit(shapes[layer])})" for layer, r, limit in found[:8])
         more = f"; … {len(found)} in all" if len(found) > 8 else ""
-        print(f"stitchkit: warning: {label} above a layer's channel count is that layer's full rank, so it is clamped "
-              f"and recorded as rank_used: {shown}{more}", file=sys.stderr, flush=True)
+        print(
+            f"stitchkit: warning: {label} above a layer's channel count is that layer's full rank, so it is clamped "
+            f"and recorded as rank_used: {shown}{more}",
+            file=sys.stderr,
+            flush=True,
+        )
     return found
 
 
@@ -168,7 +180,19 @@ def check_ranks_fit(ranks: Sequence[Rank], shapes: Mapping[str, Sequence[int]], 
 
 
 __all__ = [
-    "LOW_RANK_MODES", "RENAMED_LOW_RANK_MODES", "Rank", "activation_kind", "check_rank", "check_ranks",
-    "check_ranks_fit", "clamped_ranks", "descending", "feature_count", "low_rank_mode", "parse_ranks", "rank_label",
-    "rank_used", "warn_clamped",
+    "LOW_RANK_MODES",
+    "RENAMED_LOW_RANK_MODES",
+    "Rank",
+    "activation_kind",
+    "check_rank",
+    "check_ranks",
+    "check_ranks_fit",
+    "clamped_ranks",
+    "descending",
+    "feature_count",
+    "low_rank_mode",
+    "parse_ranks",
+    "rank_label",
+    "rank_used",
+    "warn_clamped",
 ]

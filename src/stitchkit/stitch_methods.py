@@ -31,11 +31,14 @@ class StitchMethod:
 
 
 #: every method by name, in the order the study and the report show them
-STITCH_METHODS: dict[str, StitchMethod] = {m.name: m for m in (
-    StitchMethod("dm", "DM", "pinv", False, "direct matching"),
-    StitchMethod("tlm", "TLM", "rand", True, "task loss matching"),
-    StitchMethod("tlm_from_dm", "TLM from DM", "pinv", True, "TLM initialised by DM"),
-)}
+STITCH_METHODS: dict[str, StitchMethod] = {
+    m.name: m
+    for m in (
+        StitchMethod("dm", "DM", "pinv", False, "direct matching"),
+        StitchMethod("tlm", "TLM", "rand", True, "task loss matching"),
+        StitchMethod("tlm_from_dm", "TLM from DM", "pinv", True, "TLM initialised by DM"),
+    )
+}
 #: the method names
 METHODS = tuple(STITCH_METHODS)
 #: how the stitch units and the API name each method's matrices ("DM accuracy", "TLM residual (test, pooled)", …)
@@ -60,5 +63,15 @@ def either_of(names: tuple[str, ...] | list[str], quote: str = "") -> str:
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
 
 
-__all__ = ["DEFAULT_DM_SOLVER", "DIRECT_MATCHING_METHODS", "DM_SOLVERS", "METHODS", "METHODS_HELP", "METHOD_INIT",
-           "METHOD_TITLES", "STITCH_METHODS", "StitchMethod", "either_of"]
+__all__ = [
+    "DEFAULT_DM_SOLVER",
+    "DIRECT_MATCHING_METHODS",
+    "DM_SOLVERS",
+    "METHODS",
+    "METHODS_HELP",
+    "METHOD_INIT",
+    "METHOD_TITLES",
+    "STITCH_METHODS",
+    "StitchMethod",
+    "either_of",
+]

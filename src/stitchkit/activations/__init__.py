@@ -10,6 +10,16 @@ from .extract import (
 )
 from .low_rank import LowRankBasis, low_rank, principal_directions, to_rows, truncate
 
-__all__ = ["ActivationCache", "Activations", "ExtractionSettings", "LowRankBasis", "extract_activations",
-           "low_rank", "model_fingerprint", "principal_directions", "sample_subset", "to_rows",
-           "truncate"]
+__all__ = [
+    "ActivationCache",
+    "Activations",
+    "ExtractionSettings",
+    "LowRankBasis",
+    "extract_activations",
+    "low_rank",
+    "model_fingerprint",
+    "principal_directions",
+    "sample_subset",
+    "to_rows",
+    "truncate",
+]

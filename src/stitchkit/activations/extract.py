@@ -15,9 +15,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class Activations:
         """``(activation batch, label batch)`` in order; slices of a memmap are read lazily."""
         data = self.layers[layer]
         for start in range(0, len(self), batch_size):
-            yield data[start:start + batch_size], self.labels[start:start + batch_size]
+            yield data[start : start + batch_size], self.labels[start : start + batch_size]
 
 
 class ActivationWriter:
@@ -71,7 +72,9 @@ class ActivationWriter:
     temporary names and renamed by :meth:`close`, so an interrupted extraction leaves no file behind
     (:meth:`abort` removes the partial ones)."""
 
-    def __init__(self, out_dir: str | os.PathLike, n_total: int, dtype: torch.dtype = torch.float32, *, labels_file: bool = False):
+    def __init__(
+        self, out_dir: str | os.PathLike, n_total: int, dtype: torch.dtype = torch.float32, *, labels_file: bool = False
+    ):
         self.out_dir = Path(out_dir)
         self.labels_file = labels_file
         self.n_total = int(n_total)
@@ -91,10 +94,11 @@ class ActivationWriter:
             value = value.detach().to(self.dtype)
             if name not in self.arrays:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                self.arrays[name] = np.lib.format.open_memmap(self._partial(name), mode="w+", dtype=self.np_dtype,
-                                                              shape=(self.n_total, *value.shape[1:]))
-            self.arrays[name][self.position:self.position + n] = value.cpu().numpy()
-        self.labels[self.position:self.position + n] = torch.as_tensor(labels).cpu().numpy()
+                self.arrays[name] = np.lib.format.open_memmap(
+                    self._partial(name), mode="w+", dtype=self.np_dtype, shape=(self.n_total, *value.shape[1:])
+                )
+            self.arrays[name][self.position : self.position + n] = value.cpu().numpy()
+        self.labels[self.position : self.position + n] = torch.as_tensor(labels).cpu().numpy()
         self.position += n
 
     def close(self) -> Activations:
@@ -181,8 +185,8 @@ def extract_activations(
                 value = out[name].to(dtype)
                 if name not in arrays:
                     arrays[name] = torch.empty((n_total, *value.shape[1:]), dtype=dtype)
-                arrays[name][position:position + n] = value.cpu()
-            labels[position:position + n] = targets
+                arrays[name][position : position + n] = value.cpu()
+            labels[position : position + n] = targets
             position += n
     except BaseException:
         if writer is not None:
@@ -223,7 +227,9 @@ class ActivationCache:
             return None
         self._mark(folder, sample_key)
         labels = torch.from_numpy(np.load(folder / "labels.npy"))
-        return Activations({layer: torch.from_numpy(np.load(folder / f"{layer}.npy", mmap_mode="r+")) for layer in layers}, labels)
+        return Activations(
+            {layer: torch.from_numpy(np.load(folder / f"{layer}.npy", mmap_mode="r+")) for layer in layers}, labels
+        )
 
     def writer(self, model: nn.Module, sample_key: str, n_total: int) -> ActivationWriter:
         """A writer whose :meth:`~ActivationWriter.close` adds its layers to this cache entry."""
@@ -231,11 +237,21 @@ class ActivationCache:
         self._mark(folder, sample_key)
         return ActivationWriter(folder, n_total, labels_file=True)
 
-    def get(self, model: nn.Module, layers: Sequence[str], data: Dataset | DataLoader, sample_key: str,
-            settings: ExtractionSettings | None = None) -> Activations:
+    def get(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        data: Dataset | DataLoader,
+        sample_key: str,
+        settings: ExtractionSettings | None = None,
+    ) -> Activations:
         """The activations of ``layers``, extracted (as ``settings`` says) where the cache lacks them."""
         folder = self.folder(model, sample_key)
-        missing = [layer for layer in layers if not (folder / f"{layer}.npy").is_file() or not (folder / "labels.npy").is_file()]
+        missing = [
+            layer
+            for layer in layers
+            if not (folder / f"{layer}.npy").is_file() or not (folder / "labels.npy").is_file()
+        ]
         if missing:
             fresh = extract_activations(model, missing, data, out_dir=folder, settings=settings)
             _save_npy_atomic(folder / "labels.npy", fresh.labels.numpy())
@@ -271,7 +287,9 @@ class ActivationCache:
         sizes = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in entries}
         total = sum(sizes.values())
         removed = []
-        for entry in sorted(entries, key=lambda p: (p / "key.txt").stat().st_mtime if (p / "key.txt").exists() else 0.0):
+        for entry in sorted(
+            entries, key=lambda p: (p / "key.txt").stat().st_mtime if (p / "key.txt").exists() else 0.0
+        ):
             if total <= limit_bytes:
                 break
             shutil.rmtree(entry, ignore_errors=True)

@@ -15,7 +15,7 @@ Two modes:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -43,7 +43,8 @@ def to_rows(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
     if x.dim() == 2:
         return x, lambda r: r
     raise StitchkitError(
-        f"cannot turn an activation of shape {tuple(x.shape)} into data points; expected (N, C, H, W), (N, T, D) or (N, D)"
+        f"cannot turn an activation of shape {tuple(x.shape)} into data points; expected (N, C, H, W), (N, T, D) or "
+        f"(N, D)"
     )
 
 
@@ -106,7 +107,7 @@ class LowRankBasis(torch.nn.Module):
         self._outer: Tensor | None = None
 
     @torch.no_grad()
-    def update(self, x: Tensor) -> "LowRankBasis":
+    def update(self, x: Tensor) -> LowRankBasis:
         rows, _ = to_rows(x)
         rows = rows.double()
         if self._sum is None:
@@ -120,7 +121,7 @@ class LowRankBasis(torch.nn.Module):
         return self
 
     @torch.no_grad()
-    def finalize(self) -> "LowRankBasis":
+    def finalize(self) -> LowRankBasis:
         if self._sum is None or self._n == 0:
             raise StitchkitError("low-rank basis needs at least one batch of reference activations")
         mean = self._sum / self._n
@@ -132,7 +133,7 @@ class LowRankBasis(torch.nn.Module):
         self._sum = self._outer = None
         return self
 
-    def fit(self, x: Tensor) -> "LowRankBasis":
+    def fit(self, x: Tensor) -> LowRankBasis:
         return self.update(x).finalize()
 
     @property

@@ -14,10 +14,20 @@ text) and ``plot()`` figures that display without ``%matplotlib inline`` (:mod:`
 They are re-exported as ``stitchkit.direct_match`` etc., loaded on first use.
 """
 
-from .similarity import ComparisonResult, compare
 from .layers import LayerInfo, list_layers
 from .ood import OODTestResult, ood_test
+from .similarity import ComparisonResult, compare
 from .stitch import StitchGridResult, direct_match, stitch_grid, task_loss_match
 
-__all__ = ["ComparisonResult", "LayerInfo", "OODTestResult", "StitchGridResult", "compare", "direct_match", "list_layers", "ood_test", "stitch_grid",
-           "task_loss_match"]
+__all__ = [
+    "ComparisonResult",
+    "LayerInfo",
+    "OODTestResult",
+    "StitchGridResult",
+    "compare",
+    "direct_match",
+    "list_layers",
+    "ood_test",
+    "stitch_grid",
+    "task_loss_match",
+]

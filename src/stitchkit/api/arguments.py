@@ -14,7 +14,8 @@ from __future__ import annotations
 import numbers
 import types
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import StitchkitError
 
@@ -35,7 +36,9 @@ def check_types(declared_by: Callable | type, values: Mapping[str, Any], what: s
         if allowed is None or (value is None and type(None) in allowed):
             continue
         if not any(_is(value, t) for t in allowed if t is not type(None)):
-            words = " or ".join(_WORDS[t] for t in allowed if t is not type(None)) + (" or None" if type(None) in allowed else "")
+            words = " or ".join(_WORDS[t] for t in allowed if t is not type(None)) + (
+                " or None" if type(None) in allowed else ""
+            )
             raise ArgumentTypeError(f"{what}: {name} must be {words}, got {_shown(value)}")
 
 

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,9 @@ from ..stitching.donors import Donor, load_donor
 DATA_FORMS = "a dataset name, a torch Dataset, a DataLoader, a pair (train, test) or a dict with 'train' and 'test'"
 
 
-def resolve_data(data: Any, *, data_root: str | None = None, download: bool = True, num_classes: int | None = None) -> DataSplits:
+def resolve_data(
+    data: Any, *, data_root: str | None = None, download: bool = True, num_classes: int | None = None
+) -> DataSplits:
     """``data`` as :class:`DataSplits` (module docstring)."""
     if isinstance(data, DataSplits):
         return data
@@ -43,8 +46,13 @@ def resolve_data(data: Any, *, data_root: str | None = None, download: bool = Tr
     if isinstance(data, Mapping):
         unknown = sorted(set(data) - {"train", "test", "train_augmented"})
         if unknown or "train" not in data:
-            raise StitchkitError(f"a data dict takes the keys 'train', 'test' and 'train_augmented' (train required); got {', '.join(map(str, data))}")
-        return DataSplits.from_datasets(data["train"], data.get("test"), train_augmented=data.get("train_augmented"), num_classes=num_classes)
+            raise StitchkitError(
+                f"a data dict takes the keys 'train', 'test' and 'train_augmented' (train required); got "
+                f"{', '.join(map(str, data))}"
+            )
+        return DataSplits.from_datasets(
+            data["train"], data.get("test"), train_augmented=data.get("train_augmented"), num_classes=num_classes
+        )
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise StitchkitError(f"data as a sequence is a pair (train, test); got {len(data)} items")
@@ -60,31 +68,47 @@ def network_text(donor: Donor) -> str:
 
 def loader_batch_size(data: Any) -> int | None:
     """The batch size of a DataLoader given as data (the default batch size then), else None."""
-    loaders = list(data.values()) if isinstance(data, Mapping) else list(data) if isinstance(data, (tuple, list)) else [data]
+    loaders = (
+        list(data.values()) if isinstance(data, Mapping) else list(data) if isinstance(data, (tuple, list)) else [data]
+    )
     sizes = [d.batch_size for d in loaders if isinstance(d, DataLoader) and isinstance(d.batch_size, int)]
     return sizes[0] if sizes else None
 
 
-def resolve_model(source: Any, data: DataSplits, *, seed: int = 0, model_options: Mapping[str, Any] | None = None, role: str = "model") -> Donor:
+def resolve_model(
+    source: Any, data: DataSplits, *, seed: int = 0, model_options: Mapping[str, Any] | None = None, role: str = "model"
+) -> Donor:
     """A :class:`~stitchkit.stitching.donors.Donor` (the model with its content hash) from a module, a
     checkpoint path or a registered name (built untrained, its initialisation seeded with ``seed``)."""
     if isinstance(source, (Donor, nn.Module)):
         _check_weights(source.model if isinstance(source, Donor) else source, role)
         donor = load_donor(source)
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        donor = load_donor(source, dataset=data.info.name if data.named else None, model_options=dict(model_options or {}))
+        donor = load_donor(
+            source, dataset=data.info.name if data.named else None, model_options=dict(model_options or {})
+        )
     elif isinstance(source, str) and is_known_model(source):
         info = data.info
         if len(info.shape) != 3:
-            raise StitchkitError(f"a registered model is built for images (C, H, W), but the {role}'s data has items of shape {info.shape}")
+            raise StitchkitError(
+                f"a registered model is built for images (C, H, W), but the {role}'s data has items of shape "
+                f"{info.shape}"
+            )
         with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's random state alone
             torch.manual_seed(seed)
-            model = get_model(source, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]),
-                              **dict(model_options or {}))
+            model = get_model(
+                source,
+                num_classes=info.num_classes,
+                in_channels=info.shape[0],
+                input_size=tuple(info.shape[1:]),
+                **dict(model_options or {}),
+            )
         donor = load_donor(model.eval())
     else:
-        raise StitchkitError(f"the {role} {source!r} is neither an nn.Module, nor a checkpoint file, nor a registered model name "
-                             "(`stitchkit models` lists them)")
+        raise StitchkitError(
+            f"the {role} {source!r} is neither an nn.Module, nor a checkpoint file, nor a registered model name "
+            "(`stitchkit models` lists them)"
+        )
     _check_fits(donor, data, role)
     _check_runs(donor, data, role)
     return donor
@@ -95,8 +119,10 @@ def _check_weights(model: nn.Module, role: str) -> None:
     loader) has shapes but no numbers; nothing could be computed from it."""
     meta = next((name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
     if meta is not None:
-        raise StitchkitError(f"the {role} model has no weights: it is on the meta device ({meta} and others hold no values); "
-                             "load its weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(...)")
+        raise StitchkitError(
+            f"the {role} model has no weights: it is on the meta device ({meta} and others hold no values); "
+            "load its weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(...)"
+        )
 
 
 def _check_fits(donor: Donor, data: DataSplits, role: str) -> None:
@@ -106,13 +132,22 @@ def _check_fits(donor: Donor, data: DataSplits, role: str) -> None:
     spec = getattr(donor.model, "stitchkit_spec", None) or {}
     channels, classes = spec.get("in_channels"), spec.get("num_classes")
     if channels is not None and len(data.info.shape) == 3 and channels != data.info.shape[0]:
-        raise StitchkitError(f"the {role} model takes {channels}-channel inputs but the data ({data.info.name}) has {data.info.shape[0]} channels")
+        raise StitchkitError(
+            f"the {role} model takes {channels}-channel inputs but the data ({data.info.name}) has "
+            f"{data.info.shape[0]} channels"
+        )
     size = spec.get("input_size")
     if size is not None and len(data.info.shape) == 3 and tuple(size) != tuple(data.info.shape[1:]):
-        warn(f"the {role} model was built for {size[0]}×{size[1]} images but the data ({data.info.name}) has "
-             f"{data.info.shape[1]}×{data.info.shape[2]}; it runs on them, on inputs of a size it was not made for")
-    if classes is not None and (classes < data.info.num_classes if not data.named else classes != data.info.num_classes):
-        raise StitchkitError(f"the {role} model has {classes} classes but the data ({data.info.name}) has {data.info.num_classes}")
+        warn(
+            f"the {role} model was built for {size[0]}×{size[1]} images but the data ({data.info.name}) has "
+            f"{data.info.shape[1]}×{data.info.shape[2]}; it runs on them, on inputs of a size it was not made for"
+        )
+    if classes is not None and (
+        classes < data.info.num_classes if not data.named else classes != data.info.num_classes
+    ):
+        raise StitchkitError(
+            f"the {role} model has {classes} classes but the data ({data.info.name}) has {data.info.num_classes}"
+        )
 
 
 def _check_runs(donor: Donor, data: DataSplits, role: str) -> None:
@@ -125,19 +160,28 @@ def _check_runs(donor: Donor, data: DataSplits, role: str) -> None:
     try:
         with torch.no_grad():
             model.eval()  # eval: a trial forward must not move batch-norm statistics
-            out = logits_of(model(x.unsqueeze(0).to(parameter.device if parameter is not None else "cpu")))  # ModelOutput: .logits
+            out = logits_of(
+                model(x.unsqueeze(0).to(parameter.device if parameter is not None else "cpu"))
+            )  # ModelOutput: .logits
     except StitchkitError:
         raise
     except Exception as exc:  # any failure of the user's forward: report its first line, not the traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StitchkitError(f"the {role} model cannot run on the data's items of shape {tuple(x.shape)} ({data.info.name}): {message}") from None
+        raise StitchkitError(
+            f"the {role} model cannot run on the data's items of shape {tuple(x.shape)} ({data.info.name}): {message}"
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise StitchkitError(f"the {role} model must return logits of shape (batch, classes); it returned {type(out).__name__}"
-                             f"{' of shape ' + str(tuple(out.shape)) if isinstance(out, torch.Tensor) else ''}")
+        raise StitchkitError(
+            f"the {role} model must return logits of shape (batch, classes); it returned {type(out).__name__}"
+            f"{' of shape ' + str(tuple(out.shape)) if isinstance(out, torch.Tensor) else ''}"
+        )
     if out.shape[1] < data.info.num_classes:
-        raise StitchkitError(f"the {role} model gives {out.shape[1]} logits but the data ({data.info.name}) has {data.info.num_classes} classes")
+        raise StitchkitError(
+            f"the {role} model gives {out.shape[1]} logits but the data ({data.info.name}) has "
+            f"{data.info.num_classes} classes"
+        )
 
 
 def with_model_classes(data: DataSplits, *donors: Donor) -> DataSplits:
@@ -167,8 +211,9 @@ class InputOptions:
     num_classes: int | None = None  # the classes of data given as datasets (None: from their labels)
 
 
-def split_options(options: Mapping[str, Any], record: type | tuple[type, ...], what: str, *,
-                  refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+def split_options(
+    options: Mapping[str, Any], record: type | tuple[type, ...], what: str, *, refused: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``options`` checked against the fields of the dataclass ``record`` (or of several records: the
     function sorts them out; one clear error for an unknown name, or for one the function sets itself:
     ``refused`` maps it to the reason)."""
@@ -179,9 +224,20 @@ def split_options(options: Mapping[str, Any], record: type | tuple[type, ...], w
     known = {f.name for r in records for f in fields(r)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise StitchkitError(f"unknown option {unknown[0]!r} of {what}; known options: {', '.join(sorted(known - set(refused or {})))}")
+        raise StitchkitError(
+            f"unknown option {unknown[0]!r} of {what}; known options: {', '.join(sorted(known - set(refused or {})))}"
+        )
     return dict(options)
 
 
-__all__ = ["DATA_FORMS", "InputOptions", "loader_batch_size", "network_text", "resolve_data", "resolve_model",
-           "same_source", "split_options", "with_model_classes"]
+__all__ = [
+    "DATA_FORMS",
+    "InputOptions",
+    "loader_batch_size",
+    "network_text",
+    "resolve_data",
+    "resolve_model",
+    "same_source",
+    "split_options",
+    "with_model_classes",
+]

@@ -4,8 +4,8 @@ a registered name or a checkpoint, for any ``nn.Module`` (a thin view of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
@@ -37,7 +37,9 @@ def _input_shape(model: nn.Module, input_shape: Sequence[int] | str | None) -> t
         return (int(channels), *map(int, size)) if size and channels else None
     shape = tuple(input_shape)
     if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
-        raise StitchkitError(f"input_shape must be positive integers without the batch dimension, e.g. (3, 32, 32); got {input_shape!r}")
+        raise StitchkitError(
+            f"input_shape must be positive integers without the batch dimension, e.g. (3, 32, 32); got {input_shape!r}"
+        )
     return shape
 
 
@@ -51,8 +53,10 @@ def list_layers(model: nn.Module, input_shape: Sequence[int] | str | None = None
     cut with forward hooks (:mod:`stitchkit.models.hooks`, with a warning), which needs the input shape.
     """
     if not isinstance(model, nn.Module):
-        raise StitchkitError(f"stitchkit.list_layers takes an nn.Module, got {type(model).__name__}; for a registered name or a "
-                             "checkpoint, `stitchkit layers NAME_OR_PATH` lists them")
+        raise StitchkitError(
+            f"stitchkit.list_layers takes an nn.Module, got {type(model).__name__}; for a registered name or a "
+            "checkpoint, `stitchkit layers NAME_OR_PATH` lists them"
+        )
     shape = _input_shape(model, input_shape)
     lm = layered(model, input_shape=shape)
     shapes = lm.shapes(shape) if shape is not None else {}

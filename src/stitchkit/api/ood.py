@@ -6,9 +6,10 @@ memory instead of a folder of runs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from ..ood.registry import DetectorRegistry
 from ..ood.settings import PassOptions
 from ..ood.stitch_scoring import end_layer_detectors, score_stitches
 from ..results import Matrix, Provenance, Table
-from ..results.display import Description, Described, inline, labels
+from ..results.display import Described, Description, inline, labels
 from ..results.ood_scores import score_figure
 from ..results.plot import heatmaps
 from ..stitching.grouped import GridPair
@@ -59,15 +60,21 @@ class OODTestResult(Described):
     def _provenance(self, what: str) -> Provenance:
         conventions = self.ood.to_dict()["conventions"]
         models = {"front": self.stitches.front.fingerprint, "end": self.stitches.end.fingerprint}
-        return Provenance(what, models, {"stitching": self.stitches.method, **self.options, "detector_ids": self.detector_ids},
-                          {f"metrics ({name})": text for name, text in conventions.items()})
+        return Provenance(
+            what,
+            models,
+            {"stitching": self.stitches.method, **self.options, "detector_ids": self.detector_ids},
+            {f"metrics ({name})": text for name, text in conventions.items()},
+        )
 
     def matrix(self, metric: str = "auroc", detector: str | None = None) -> Matrix:
         """Front × end matrix of ``accuracy``, ``norm_ratio`` or of a detector's ``auroc``, ``aupr``, ``fpr95`` or
         ``median_score`` (default: the first detector); with ``lower`` / ``upper`` bounds for the norm
         ratio, AUROC, AUPR and FPR95 when the test was run with ``bootstrap``."""
         matrix = self.ood.to_matrix(metric, detector)
-        matrix.provenance = self._provenance(f"OOD test of {self.stitches.title} stitches: {matrix.name}")  # the models and options too
+        matrix.provenance = self._provenance(
+            f"OOD test of {self.stitches.title} stitches: {matrix.name}"
+        )  # the models and options too
         return matrix
 
     def ci(self, metric: str = "auroc", detector: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -83,30 +90,52 @@ class OODTestResult(Described):
     @property
     def matrices(self) -> dict[str, Matrix]:
         """The stitched accuracy, each detector's AUROC and the norm ratio."""
-        return {"accuracy": self.matrix("accuracy"), **{f"auroc ({d})": self.matrix("auroc", d) for d in self.detectors},
-                "norm ratio": self.matrix("norm_ratio")}
+        return {
+            "accuracy": self.matrix("accuracy"),
+            **{f"auroc ({d})": self.matrix("auroc", d) for d in self.detectors},
+            "norm ratio": self.matrix("norm_ratio"),
+        }
 
     def table(self) -> Table:
         """One row per stitch and detector."""
         rows = []
         for (front, end), r in self.ood.results.items():
             for name, m in r.metrics.items():
-                rows.append({"front_layer": front, "end_layer": end, "detector": name, "accuracy": r.accuracy, "n": r.n,
-                             **{k: getattr(m, k) for k in MATRIX_METRICS}, "mean_id_score": m.mean_id_score, "mean_ood_score": m.mean_ood_score,
-                             "median_id_score": m.id_score_summary.q50, "median_ood_score": m.ood_score_summary.q50, "norm_ratio": r.norm_ratio})
+                rows.append(
+                    {
+                        "front_layer": front,
+                        "end_layer": end,
+                        "detector": name,
+                        "accuracy": r.accuracy,
+                        "n": r.n,
+                        **{k: getattr(m, k) for k in MATRIX_METRICS},
+                        "mean_id_score": m.mean_id_score,
+                        "mean_ood_score": m.mean_ood_score,
+                        "median_id_score": m.id_score_summary.q50,
+                        "median_ood_score": m.ood_score_summary.q50,
+                        "norm_ratio": r.norm_ratio,
+                    }
+                )
         return Table(rows, name="OOD test", provenance=self._provenance(f"OOD test of {self.stitches.title} stitches"))
 
     def score_table(self) -> Table:
         """Each detector's score distribution per end layer: the genuine activations' row and one row per
         stitch (:meth:`~stitchkit.ood.matrices.OODMatrices.score_rows`)."""
-        return Table(self.ood.score_rows(), name="OOD score distributions",
-                     provenance=self._provenance(f"OOD test of {self.stitches.title} stitches: score distributions"))
+        return Table(
+            self.ood.score_rows(),
+            name="OOD score distributions",
+            provenance=self._provenance(f"OOD test of {self.stitches.title} stitches: score distributions"),
+        )
 
     def plot_scores(self, detector: str | None = None):
         """Box plots of ``detector``'s scores (default: the first), genuine vs each stitch, one panel per end
         layer (:func:`~stitchkit.results.ood_scores.score_figure`)."""
         detector = detector or self.detectors[0]
-        return inline(score_figure(self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores"))
+        return inline(
+            score_figure(
+                self.ood.score_rows(), detector, title=f"OOD test of {self.stitches.title} stitches: {detector} scores"
+            )
+        )
 
     def to_pandas(self):
         return self.table().to_pandas()
@@ -123,26 +152,49 @@ class OODTestResult(Described):
         the stitched accuracy, each detector's AUROC and the norm ratio."""
         grid, o = self.stitches, self.options
         n = next(iter(self.ood.results.values())).n if self.ood.results else 0
-        facts = {"networks": f"front {network_text(grid.front)} → end {network_text(grid.end)}",
-                 "front layers": labels(self.ood.front_layers), "end layers": labels(self.ood.end_layers),
-                 "detectors": ", ".join(self.detectors)}
-        notes = [f"genuine activations: {o.get('id_dataset')}; positive class {o.get('positive')!r}, FPR at TPR {o.get('tpr')}",
-                 "per stitch and detector: .to_pandas(); score distributions: .score_table(), .plot_scores()"]
-        return Description(f"OODTestResult: {len(self.detectors)} detector{'s' if len(self.detectors) != 1 else ''} on "
-                           f"{len(self.ood.front_layers)} × {len(self.ood.end_layers)} {grid.title} stitches, {o.get('eval_dataset')} "
-                           f"({n} test images)", facts, self.matrices, notes)
+        facts = {
+            "networks": f"front {network_text(grid.front)} → end {network_text(grid.end)}",
+            "front layers": labels(self.ood.front_layers),
+            "end layers": labels(self.ood.end_layers),
+            "detectors": ", ".join(self.detectors),
+        }
+        notes = [
+            f"genuine activations: {o.get('id_dataset')}; positive class {o.get('positive')!r}, FPR at TPR "
+            f"{o.get('tpr')}",
+            "per stitch and detector: .to_pandas(); score distributions: .score_table(), .plot_scores()",
+        ]
+        return Description(
+            f"OODTestResult: {len(self.detectors)} detector{'s' if len(self.detectors) != 1 else ''} on "
+            f"{len(self.ood.front_layers)} × {len(self.ood.end_layers)} {grid.title} stitches, {o.get('eval_dataset')} "
+            f"({n} test images)",
+            facts,
+            self.matrices,
+            notes,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.ood.to_dict(), "detector_ids": self.detector_ids, "options": self.options,
-                "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()}}
+        return {
+            **self.ood.to_dict(),
+            "detector_ids": self.detector_ids,
+            "options": self.options,
+            "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
+        }
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """The files ``stitchkit ood`` writes: ``accuracy.csv``, ``<metric>_<detector>.csv``, ``ood_matrices.json``."""
-        return self.ood.save(out_dir, {"detector_ids": self.detector_ids, "options": self.options,
-                                       "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()}})
+        return self.ood.save(
+            out_dir,
+            {
+                "detector_ids": self.detector_ids,
+                "options": self.options,
+                "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
+            },
+        )
 
 
-def _detector_sources(detectors: Any) -> tuple[DetectorRegistry | None, list[str], Mapping[str, Mapping[str, Detector]] | None]:
+def _detector_sources(
+    detectors: Any,
+) -> tuple[DetectorRegistry | None, list[str], Mapping[str, Mapping[str, Detector]] | None]:
     """``detectors`` as (an energy detectors' registry, training-free names, ready detectors by layer)."""
     if isinstance(detectors, Mapping):
         return None, [], detectors
@@ -154,18 +206,27 @@ def _detector_sources(detectors: Any) -> tuple[DetectorRegistry | None, list[str
         elif isinstance(item, (str, os.PathLike)) and Path(item).is_dir() and registry is None:
             registry = DetectorRegistry(item)
         else:
-            raise StitchkitError(f"detector {item!r} is neither a training-free detector ({', '.join(training_free)}) nor a folder "
-                                 "of energy detectors (`stitchkit detector train … -fdir FOLDER`; one folder at most)")
+            raise StitchkitError(
+                f"detector {item!r} is neither a training-free detector ({', '.join(training_free)}) nor a folder "
+                "of energy detectors (`stitchkit detector train … -fdir FOLDER`; one folder at most)"
+            )
     if registry is None and not names:
-        raise StitchkitError("no detectors: give training-free ones (e.g. detectors=['mahalanobis']) or a folder of energy detectors")
+        raise StitchkitError(
+            "no detectors: give training-free ones (e.g. detectors=['mahalanobis']) or a folder of energy detectors"
+        )
     return registry, names, None
 
 
-def _ready_detectors(ready: Mapping[str, Mapping[str, Detector]], end_layers: list[str]) -> dict[str, dict[str, Detector]]:
+def _ready_detectors(
+    ready: Mapping[str, Mapping[str, Detector]], end_layers: list[str]
+) -> dict[str, dict[str, Detector]]:
     """Detectors given ready, ``{end layer: {name: detector}}``: one set for every end layer of the grid."""
     missing = [layer for layer in end_layers if not ready.get(layer)]
     if missing:
-        raise StitchkitError(f"no detectors given for end layer {missing[0]}; give {{end layer: {{name: detector}}}} for {', '.join(end_layers)}")
+        raise StitchkitError(
+            f"no detectors given for end layer {missing[0]}; give {{end layer: {{name: detector}}}} for "
+            f"{', '.join(end_layers)}"
+        )
     return {layer: dict(ready[layer]) for layer in end_layers}
 
 
@@ -231,10 +292,15 @@ def ood_test(
     """
     check_types(ood_test, locals(), "stitchkit.ood_test")
     if isinstance(stitches, StitchGridResult):
-        given = [n for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data)) if v is not None]
+        given = [
+            n
+            for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data))
+            if v is not None
+        ]
         if given:
-            raise StitchkitError(f"ood_test of a stitch grid takes no {given[0]}: "
-                                 "the grid has its models, layers and data")
+            raise StitchkitError(
+                f"ood_test of a stitch grid takes no {given[0]}: the grid has its models, layers and data"
+            )
         own, stitch_options = split_options(options, OODTestSettings, "stitchkit.ood_test"), {}
     else:  # the test's own options, and the stitching's (checked by stitch_grid)
         own = {name: value for name, value in options.items() if name in _OOD_OPTIONS}
@@ -251,35 +317,67 @@ def ood_test(
     device = resolve_device(s.device)
     scoring = PassOptions(device=device, batch_size=s.batch_size, workers=s.workers, progress=o.progress)
     registry, training_free, ready = _detector_sources(detectors)
-    eval_splits = grid_result.data if o.eval_data is None else resolve_data(o.eval_data, data_root=s.data_root,
-                                                                            download=s.download)
+    eval_splits = (
+        grid_result.data
+        if o.eval_data is None
+        else resolve_data(o.eval_data, data_root=s.data_root, download=s.download)
+    )
     id_test, id_train, id_name = _id_splits(o.id_data, eval_splits, s.data_root)
-    end_model = grid_result.end.model.to(device).eval()  # the network itself (its content hash finds its detectors), not a folded copy
+    end_model = grid_result.end.model.to(
+        device
+    ).eval()  # the network itself (its content hash finds its detectors), not a folded copy
     end_order, front_order = layered(end_model).layers, layered(grid_result.front.model).layers
     end_layers_used = [layer for layer in end_order if layer in grid_result.end_layers]
     if ready is not None:
         by_layer, ids = _ready_detectors(ready, end_layers_used), {}
     else:
         fit_set = sample_subset(as_dataset(id_train), o.detector_fit_samples, seed=o.seed) if training_free else None
-        by_layer, ids = end_layer_detectors(end_model, end_layers_used, registry=registry, source_path=grid_result.end.path,
-                                            training_free=training_free, training_free_options=o.detector_options,
-                                            fit_set=fit_set, scoring=scoring)
+        by_layer, ids = end_layer_detectors(
+            end_model,
+            end_layers_used,
+            registry=registry,
+            source_path=grid_result.end.path,
+            training_free=training_free,
+            training_free_options=o.detector_options,
+            fit_set=fit_set,
+            scoring=scoring,
+        )
     genuine = genuine_pass(end_model, by_layer, sample_subset(as_dataset(id_test), o.test_samples), scoring)
     ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-    pairs = [GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered]
+    pairs = [
+        GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered
+    ]
     eval_test = sample_subset(eval_splits.test, o.test_samples)
-    scored, largest_group = score_stitches(pairs, by_layer, genuine.scores, eval_test, id_norms=genuine.norms,
-                                           convention=o, scoring=scoring, group_size=o.group_size)
+    scored, largest_group = score_stitches(
+        pairs,
+        by_layer,
+        genuine.scores,
+        eval_test,
+        id_norms=genuine.norms,
+        convention=o,
+        scoring=scoring,
+        group_size=o.group_size,
+    )
     matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
     for record, result in zip(ordered, scored, strict=True):
         result.extra = {"stitched_accuracy_in_result": record.accuracy}
         matrices.add(record.front_layer, record.end_layer, result)
     # paired where the genuine side is the evaluation set's own test split (the same first test_samples images)
     attach_intervals(matrices, genuine.scores, genuine.norms, spec, paired=o.id_data is None, convention=o)
-    options = {"eval_dataset": eval_splits.info.name, "id_dataset": id_name, "test_samples": o.test_samples,
-               "detector_fit_samples": o.detector_fit_samples, "seed": o.seed, "positive": o.positive, "tpr": o.tpr,
-               "fpr_rule": o.fpr_rule, "group_size": largest_group,
-               "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()}}
+    options = {
+        "eval_dataset": eval_splits.info.name,
+        "id_dataset": id_name,
+        "test_samples": o.test_samples,
+        "detector_fit_samples": o.detector_fit_samples,
+        "seed": o.seed,
+        "positive": o.positive,
+        "tpr": o.tpr,
+        "fpr_rule": o.fpr_rule,
+        "group_size": largest_group,
+        "detector_settings": {
+            layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()
+        },
+    }
     return OODTestResult(matrices, grid_result, ids, genuine.scores, options, genuine.norms)
 
 

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from ..data.provenance import note_provenance
 from ..data.splits import check_unnamed
 from ..errors import unknown_name
 from ..models.layers import layered
 from ..results import Matrix, Table
-from ..results.display import Description, Described, inline, labels
+from ..results.display import Described, Description, inline, labels
 from ..results.plot import heatmaps
 from ..similarity.models import SimilarityReport, compare_models, sample_key
 from ..similarity.settings import SimilaritySettings
@@ -19,7 +20,6 @@ from ..stitching.donors import Donor
 from ..utils.numbers import check_seed
 from .arguments import check_types
 from .inputs import loader_batch_size, network_text, resolve_data, resolve_model, same_source, split_options
-
 
 
 @dataclass(repr=False)
@@ -78,10 +78,19 @@ class ComparisonResult(Described):
             facts["layers"] = labels(self.layers_a) + " (of both)"
         else:
             facts.update({"layers of a": labels(self.layers_a), "layers of b": labels(self.layers_b)})
-        notes = [f"activations as data matrices: policy {info.get('policy')}; ranks {info.get('model1', {}).get('ranks')} × "
-                 f"{info.get('model2', {}).get('ranks')} (None: full)", "one row per measure, layer pair and rank: .to_pandas()"]
-        return Description(f"ComparisonResult: {len(self.measures)} measures on {len(self.layers_a)} × {len(self.layers_b)} layer pairs, "
-                           f"{info.get('dataset')} ({info.get('n_samples')} test images)", facts, self.matrices, notes)
+        notes = [
+            f"activations as data matrices: policy {info.get('policy')}; ranks {info.get('model1', {}).get('ranks')} × "
+            f"{info.get('model2', {}).get('ranks')} (None: full)",
+            "one row per measure, layer pair and rank: .to_pandas()",
+        ]
+        return Description(
+            f"ComparisonResult: {len(self.measures)} measures on {len(self.layers_a)} × {len(self.layers_b)} layer "
+            f"pairs, "
+            f"{info.get('dataset')} ({info.get('n_samples')} test images)",
+            facts,
+            self.matrices,
+            notes,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"matrices": {k: m.to_dict() for k, m in self.matrices.items()}, **self.report.to_dict()}
@@ -129,7 +138,11 @@ def compare(
     splits = resolve_data(data, data_root=s.data_root, download=s.download, num_classes=num_classes)
     check_unnamed(splits, cache_dir=s.cache_dir)
     a = resolve_model(model_a, splits, seed=seed, model_options=model_options, role="model a")
-    b = a if same_source(model_a, model_b) else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
+    b = (
+        a
+        if same_source(model_a, model_b)
+        else resolve_model(model_b, splits, seed=seed + 1, model_options=model_options, role="model b")
+    )
     recorded = {"": a.dataset} if b is a else {"first": a.dataset, "second": b.dataset}
     provenance = note_provenance(recorded, splits.info.name if splits.named else None)
     layers_a = layered(a.model).resolve(layers)

@@ -16,25 +16,38 @@ import argparse
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import StitchkitError, StitchkitWarning
 from . import catalog
-from . import detector as detector_cmd
 from . import collect as collect_cmd
+from . import detector as detector_cmd
 from . import eval as eval_cmd
 from . import layers as layers_cmd
-from . import stitch as stitch_cmd
 from . import ood as ood_cmd
 from . import probe as probe_cmd
 from . import sensitivity as sensitivity_cmd
 from . import similarity as similarity_cmd
+from . import stitch as stitch_cmd
 from . import study as study_cmd
 from . import train as train_cmd
 from .parser import Parser
 
-COMMANDS = [study_cmd, train_cmd, eval_cmd, layers_cmd, catalog, stitch_cmd, collect_cmd, detector_cmd, ood_cmd, similarity_cmd, probe_cmd, sensitivity_cmd]
+COMMANDS = [
+    study_cmd,
+    train_cmd,
+    eval_cmd,
+    layers_cmd,
+    catalog,
+    stitch_cmd,
+    collect_cmd,
+    detector_cmd,
+    ood_cmd,
+    similarity_cmd,
+    probe_cmd,
+    sensitivity_cmd,
+]
 
 EPILOG = """\
 examples:

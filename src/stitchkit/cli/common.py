@@ -32,16 +32,27 @@ def finite_float(text: str) -> float:
     return value
 
 
-def add_command(sub, name: str, *, help: str, description: str, examples: str, original_output: bool = False) -> argparse.ArgumentParser:
+def add_command(
+    sub, name: str, *, help: str, description: str, examples: str, original_output: bool = False
+) -> argparse.ArgumentParser:
     """A subcommand's parser; with ``original_output`` it also takes :data:`ORIGINAL_OUTPUT` (the command
     prints a compact summary by default, and the original code's text format with the flag)."""
     parser = sub.add_parser(
-        name, help=help, description=description, epilog="examples:\n" + examples, formatter_class=HelpFormatter, allow_abbrev=False
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
     if original_output:
-        parser.add_argument(ORIGINAL_OUTPUT, dest="original_output", action="store_true",
-                            help="print the original code's text format (every number, as its scripts printed them) instead of the "
-                            "compact summary; the files written are the same either way")
+        parser.add_argument(
+            ORIGINAL_OUTPUT,
+            dest="original_output",
+            action="store_true",
+            help="print the original code's text format (every number, as its scripts printed them) instead of the "
+            "compact summary; the files written are the same either way",
+        )
     return parser
 
 
@@ -63,31 +74,70 @@ def print_wrote(*paths: Any) -> None:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-gpu", "--gpu", "--device", dest="device", default="auto",
+        "-gpu",
+        "--gpu",
+        "--device",
+        dest="device",
+        default="auto",
         help="device: -1 or cpu for the CPU, a GPU index (0) or cuda:N; auto picks a GPU when there is one",
     )
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = "cifar10", help_extra: str = "") -> None:
-    parser.add_argument("-d", "--dataset", default=default, help="dataset name (`stitchkit datasets` lists them), or your own data: folder:PATH or npz:PATH, optionally @HxW" + help_extra)
     parser.add_argument(
-        "-data", "--dataset-root", "--data", dest="data_root", default=None,
-        help="data root; default $STITCHKIT_DATA or ./data (Fashion-MNIST is also found where Debian's dataset-fashion-mnist installs it)",
+        "-d",
+        "--dataset",
+        default=default,
+        help="dataset name (`stitchkit datasets` lists them), or your own data: folder:PATH or npz:PATH, optionally "
+        "@HxW" + help_extra,
+    )
+    parser.add_argument(
+        "-data",
+        "--dataset-root",
+        "--data",
+        dest="data_root",
+        default=None,
+        help="data root; default $STITCHKIT_DATA or ./data (Fashion-MNIST is also found where Debian's "
+        "dataset-fashion-mnist installs it)",
     )
 
 
 def add_loader(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-workers", "--loader-workers", dest="workers", type=int, default=1, help="data loader worker processes")
-    parser.add_argument("-prefetch", "--prefetch-factor", dest="prefetch", type=int, default=1, help="batches prefetched per worker (ignored with 0 workers)")
+    parser.add_argument(
+        "-workers", "--loader-workers", dest="workers", type=int, default=1, help="data loader worker processes"
+    )
+    parser.add_argument(
+        "-prefetch",
+        "--prefetch-factor",
+        dest="prefetch",
+        type=int,
+        default=1,
+        help="batches prefetched per worker (ignored with 0 workers)",
+    )
 
 
 def add_bootstrap(parser: argparse.ArgumentParser, what: str) -> None:
     """``--bootstrap B`` (0: no intervals), ``--level`` and ``--bootstrap-seed``: percentile intervals of
     ``what`` from resampling the test images (:mod:`stitchkit.uncertainty.bootstrap`)."""
-    parser.add_argument("--bootstrap", dest="bootstrap", type=int, default=0, metavar="B",
-                        help=f"bootstrap resamples of the test images for percentile intervals of {what} (0: none; e.g. {DEFAULT_RESAMPLES})")
-    parser.add_argument("--level", dest="level", type=finite_float, default=DEFAULT_LEVEL, help="confidence level of the intervals")
-    parser.add_argument("--bootstrap-seed", dest="bootstrap_seed", type=int, default=0, help="seed of the bootstrap's resamples (recorded)")
+    parser.add_argument(
+        "--bootstrap",
+        dest="bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help=f"bootstrap resamples of the test images for percentile intervals of {what} (0: none; e.g. "
+        f"{DEFAULT_RESAMPLES})",
+    )
+    parser.add_argument(
+        "--level", dest="level", type=finite_float, default=DEFAULT_LEVEL, help="confidence level of the intervals"
+    )
+    parser.add_argument(
+        "--bootstrap-seed",
+        dest="bootstrap_seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap's resamples (recorded)",
+    )
 
 
 def bootstrap_spec(args: argparse.Namespace) -> BootstrapSpec:
@@ -101,9 +151,14 @@ def bootstrap_spec(args: argparse.Namespace) -> BootstrapSpec:
 
 def add_data_path(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-path", dest="data_path", default="auto", choices=DATA_PATHS,
-        help="how batches are made: device = the uint8 images kept on the device and augmented there in batches (the same batches "
-        "as a 0-worker loader, no loader processes), loader = a DataLoader (-workers), auto = device where that reproduces the loader",
+        "--data-path",
+        dest="data_path",
+        default="auto",
+        choices=DATA_PATHS,
+        help="how batches are made: device = the uint8 images kept on the device and augmented there in batches (the "
+        "same batches "
+        "as a 0-worker loader, no loader processes), loader = a DataLoader (-workers), auto = device where that "
+        "reproduces the loader",
     )
 
 
@@ -113,38 +168,78 @@ def schedulers_help(default: str = "none") -> str:
 
 
 def add_schedule(parser: argparse.ArgumentParser, *, scheduler: bool = False) -> None:
-    """--schedule-unit and --warmup-fraction (and, with ``scheduler``, -sched for a command that has none of its own)."""
+    """--schedule-unit and --warmup-fraction (and, with ``scheduler``, -sched for a command that has none of
+    its own)."""
     if scheduler:
-        parser.add_argument("-sched", "--lr-scheduler", dest="scheduler", default="none", choices=list(SCHEDULERS), help=schedulers_help())
-    parser.add_argument("--schedule-unit", dest="schedule_unit", default="epoch", choices=list(SCHEDULE_UNITS),
-                        help="when the LR schedule advances: " + "; ".join(f"{name} = {text}" for name, text in SCHEDULE_UNITS.items()))
-    parser.add_argument("--warmup-fraction", dest="warmup_fraction", type=finite_float, default=0.0, metavar="F",
-                        help="with --schedule-unit step: warm up over the first round(F·T) of the run's T optimizer steps, 0 ≤ F < 1 "
-                        "(the LR rises linearly to its peak, for onecycle from lr/25 along a half cosine)")
+        parser.add_argument(
+            "-sched",
+            "--lr-scheduler",
+            dest="scheduler",
+            default="none",
+            choices=list(SCHEDULERS),
+            help=schedulers_help(),
+        )
+    parser.add_argument(
+        "--schedule-unit",
+        dest="schedule_unit",
+        default="epoch",
+        choices=list(SCHEDULE_UNITS),
+        help="when the LR schedule advances: " + "; ".join(f"{name} = {text}" for name, text in SCHEDULE_UNITS.items()),
+    )
+    parser.add_argument(
+        "--warmup-fraction",
+        dest="warmup_fraction",
+        type=finite_float,
+        default=0.0,
+        metavar="F",
+        help="with --schedule-unit step: warm up over the first round(F·T) of the run's T optimizer steps, 0 ≤ F < 1 "
+        "(the LR rises linearly to its peak, for onecycle from lr/25 along a half cosine)",
+    )
 
 
 def add_augment(parser: argparse.ArgumentParser, what: str, *, no_augment: str | None = None) -> None:
     """``--augment`` (:data:`~stitchkit.choices.AUGMENTATIONS`) for the images ``what`` trains on; with
     ``no_augment`` (its help) also the older ``--no-augment``, which means ``--augment none``."""
-    parser.add_argument("--augment", dest="augment", default=DEFAULT_AUGMENTATION, choices=list(AUGMENTATIONS),
-                        help=f"augmentation of the images {what} trains on: " + "; ".join(f"{k} = {v}" for k, v in AUGMENTATIONS.items()))
+    parser.add_argument(
+        "--augment",
+        dest="augment",
+        default=DEFAULT_AUGMENTATION,
+        choices=list(AUGMENTATIONS),
+        help=f"augmentation of the images {what} trains on: "
+        + "; ".join(f"{k} = {v}" for k, v in AUGMENTATIONS.items()),
+    )
     if no_augment is not None:
-        parser.add_argument("--no-augment", dest="augment", action="store_const", const="none", help=no_augment + " (= --augment none)")
+        parser.add_argument(
+            "--no-augment", dest="augment", action="store_const", const="none", help=no_augment + " (= --augment none)"
+        )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--width", type=int, default=None, help="base width of CIFAR-style ResNets (64 in the original; 16 is quick on a CPU)")
     parser.add_argument(
-        "--model-option", dest="model_option", action="append", default=[], metavar="KEY=VALUE",
+        "--width",
+        type=int,
+        default=None,
+        help="base width of CIFAR-style ResNets (64 in the original; 16 is quick on a CPU)",
+    )
+    parser.add_argument(
+        "--model-option",
+        dest="model_option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="any other architecture option, e.g. depth=4 or embed_dim=96 for a small ViT (repeatable)",
     )
 
 
 def add_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--weights", default=None, metavar="PATH",
-        help="start a torchvision:NAME or timm:NAME model from the pretrained weights in this local state_dict file (plain, or under "
-        "'state_dict' or 'model'; 'module.' prefixes stripped): like --model-option pretrained=true, without a download. "
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="start a torchvision:NAME or timm:NAME model from the pretrained weights in this local state_dict file "
+        "(plain, or under "
+        "'state_dict' or 'model'; 'module.' prefixes stripped): like --model-option pretrained=true, without a "
+        "download. "
         "A head for another class count is replaced by a fresh one, as with downloaded weights",
     )
 
@@ -179,8 +274,14 @@ def args_as_config(args: argparse.Namespace) -> dict[str, Any]:
 def add_low_rank_mode(parser: argparse.ArgumentParser, help: str) -> None:
     """``--low-rank-mode`` in the one spelling of :data:`~stitchkit.ranks.LOW_RANK_MODES` (the stitch
     command's earlier ``per-batch`` still read, with a deprecation warning)."""
-    parser.add_argument("--low-rank-mode", dest="low_rank_mode", default="fixed", type=_low_rank_mode, metavar="{" + ",".join(LOW_RANK_MODES) + "}",
-                        help=help)
+    parser.add_argument(
+        "--low-rank-mode",
+        dest="low_rank_mode",
+        default="fixed",
+        type=_low_rank_mode,
+        metavar="{" + ",".join(LOW_RANK_MODES) + "}",
+        help=help,
+    )
 
 
 def _low_rank_mode(text: str) -> str:

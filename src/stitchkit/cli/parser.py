@@ -11,7 +11,8 @@ import argparse
 import difflib
 import re
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 _UNRECOGNIZED = "unrecognized arguments: "
 _REQUIRED = "the following arguments are required: "
@@ -43,7 +44,7 @@ def suggestion(parser: argparse.ArgumentParser, message: str) -> str:
     """'did you mean …?' for a misspelled flag, subcommand or choice ('' when nothing is close)."""
     if message.startswith(_UNRECOGNIZED):
         flags = [s for action in parser._actions for s in action.option_strings]
-        words = message[len(_UNRECOGNIZED):].split(";", 1)[0].split()
+        words = message[len(_UNRECOGNIZED) :].split(";", 1)[0].split()
         guesses = [_closest(word.split("=", 1)[0], flags) for word in words if word.startswith("-")]
         guesses = [g for g in guesses if g]
         return f"did you mean {' and '.join(dict.fromkeys(guesses))}?" if guesses else ""

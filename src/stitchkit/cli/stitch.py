@@ -16,12 +16,28 @@ from ..choices import C2T_CLS_MODES, OPTIMIZERS, SCHEDULERS, T2C_CLS_MODES, UPSA
 from ..declarations import catalogue
 from ..errors import StitchkitError
 from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS
-from .common import (add_augment, add_bootstrap, add_command, add_data, add_data_path, add_device, add_loader, add_model_options, add_schedule, finite_float,
-                     model_options, schedulers_help, percent, print_wrote, add_low_rank_mode)
+from .common import (
+    add_augment,
+    add_bootstrap,
+    add_command,
+    add_data,
+    add_data_path,
+    add_device,
+    add_loader,
+    add_low_rank_mode,
+    add_model_options,
+    add_schedule,
+    finite_float,
+    model_options,
+    percent,
+    print_wrote,
+    schedulers_help,
+)
 
 EXAMPLES = """\
   # the original's README example (direct matching of layer4.1 onto layer1.0 from 100 training images)
-  stitchkit stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre -d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch
+  stitchkit stitch models/test/model_5.pt models/test2/model_5.pt resnet18 resnet18 layer4.1 layer1.0 rc2c_pre \\
+      -d cifar10 -e 0 -b 512 -i pinv --mod-only-stitch
   # task loss matching (30 epochs of Adam by default) between two stitchkit checkpoints, types read from the files
   stitchkit stitch runs/r18_s0/final.pt runs/r18_s1/final.pt - - layer2.1 layer2.1 auto -dir tlm_s0_s1
   # the whole 8x8 direct-matching grid in one process; re-running it skips finished pairs
@@ -29,11 +45,13 @@ EXAMPLES = """\
   stitchkit collect results/dm_s0_s1
   # a low-rank source (fixed basis from the fit images; --low-rank-mode per_batch is the original's)
   stitchkit stitch a.pt b.pt - - layer3.1 layer3.1 rc2c_pre -e 0 -i pinv --front-pinv-rank 8 --front-stitch-rank 8
-  # task loss matching on the dataset's flip+crop even though the end network was trained without it (default: as it was trained)
+  # task loss matching on the dataset's flip+crop even though the end network was trained without it
+  # (default: as it was trained)
   stitchkit stitch a.pt b.pt - - layer2.1 layer2.1 auto --augment dataset
   # the original's numbers: its float32 pinv with torch's default cutoff on the K = 100 fit images in one batch
   stitchkit stitch a.pt b.pt - - layer4.1 layer1.0 rc2c_pre -e 0 -i pinv --dm-solver original
 """
+
 
 def _optional_choice(choices, label: str):
     """An option that also takes 'None'/'none' (the original's spelling of "not set")."""
@@ -42,7 +60,9 @@ def _optional_choice(choices, label: str):
         if text in ("None", "none", ""):
             return None
         if text not in choices:
-            raise argparse.ArgumentTypeError(f"invalid {label} {text!r}; choose from None, {', '.join(c for c in choices if c)}")
+            raise argparse.ArgumentTypeError(
+                f"invalid {label} {text!r}; choose from None, {', '.join(c for c in choices if c)}"
+            )
         return text
 
     return parse
@@ -73,43 +93,94 @@ def _rebuild_command(args: argparse.Namespace) -> str:
 def register(sub) -> None:
     global _PARSER
     p = add_command(
-        sub, "stitch", help="stitch a layer pair or a layer grid (direct matching / task loss matching)",
-        description="Stitch front_layer of the front model to end_layer of the end model with a stitching layer fitted by "
+        sub,
+        "stitch",
+        help="stitch a layer pair or a layer grid (direct matching / task loss matching)",
+        description="Stitch front_layer of the front model to end_layer of the end model with a stitching layer "
+        "fitted by "
         "direct matching (-i pinv -e 0), task loss matching (-e > 0), or both (-i pinv -e > 0). Each pair writes "
         "results/<-dir>/<run name>/ with summary.txt (the original's format), config.txt, config.json, final_model.pt "
-        "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
-        "never overwritten, unless --overwrite. A single pair prints its accuracy, its relative accuracy (stitched / end network) "
+        "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each "
+        "test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
+        "never overwritten, unless --overwrite. A single pair prints its accuracy, its relative accuracy (stitched / "
+        "end network) "
         "and its run folder (the original's `Clean accuracy` line with --original-output).",
-        examples=EXAMPLES, original_output=True,
+        examples=EXAMPLES,
+        original_output=True,
     )
     p.add_argument("front_model_path", help="front model checkpoint")
     p.add_argument("end_model_path", help="end model checkpoint")
     p.add_argument("front_model_type", help="front architecture, or - / auto for a stitchkit checkpoint")
     p.add_argument("end_model_type", help="end architecture, or - / auto for a stitchkit checkpoint")
-    p.add_argument("front_layer", help="front layer, a comma-separated list or 'all' (see `stitchkit layers`); - with --front-layers")
+    p.add_argument(
+        "front_layer",
+        help="front layer, a comma-separated list or 'all' (see `stitchkit layers`); - with --front-layers",
+    )
     p.add_argument("end_layer", help="end layer, a comma-separated list or 'all'; - with --end-layers")
     types = catalogue("stitching_layer")
-    p.add_argument("stitching_type", choices=list(types),
-                   help=("stitching layer type: " + "; ".join(f"{name}: {decl.get('help', '')}" for name, decl in types.items())
-                         ).replace("%", "%%"))
+    p.add_argument(
+        "stitching_type",
+        choices=list(types),
+        help=(
+            "stitching layer type: " + "; ".join(f"{name}: {decl.get('help', '')}" for name, decl in types.items())
+        ).replace("%", "%%"),
+    )
     add_device(p)
     add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
     _add_training_options(p)
     add_loader(p)
     _add_output_options(p)
     _add_matching_options(p)
-    p.add_argument("--front-layers", dest="front_layers", default=None, help="front layers of a grid: all or L1,L2,... (instead of the positional)")
-    p.add_argument("--end-layers", dest="end_layers", default=None, help="end layers of a grid: all or L1,L2,... (instead of the positional)")
-    p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="evaluate on the first N test images only (quick runs)")
-    p.add_argument("--train-subset", dest="train_subset", type=int, default=None, metavar="N",
-                   help="train on a fixed random subset of N training images (quick runs; at most the training split's size)")
+    p.add_argument(
+        "--front-layers",
+        dest="front_layers",
+        default=None,
+        help="front layers of a grid: all or L1,L2,... (instead of the positional)",
+    )
+    p.add_argument(
+        "--end-layers",
+        dest="end_layers",
+        default=None,
+        help="end layers of a grid: all or L1,L2,... (instead of the positional)",
+    )
+    p.add_argument(
+        "--test-samples",
+        dest="test_samples",
+        type=int,
+        default=None,
+        help="evaluate on the first N test images only (quick runs)",
+    )
+    p.add_argument(
+        "--train-subset",
+        dest="train_subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on a fixed random subset of N training images (quick runs; at most the training split's size)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo pairs whose run folder is already finished")
-    p.add_argument("--cache-dir", dest="cache_dir", default=None, help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)")
-    p.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=finite_float, default=1.0, help="a grid keeps up to this many GiB of activations in RAM")
+    p.add_argument(
+        "--cache-dir",
+        dest="cache_dir",
+        default=None,
+        help="where a grid memory-maps large activation sets (default <dir>/.activation_cache, removed at the end)",
+    )
+    p.add_argument(
+        "--memory-limit-gb",
+        dest="memory_limit_gb",
+        type=finite_float,
+        default=1.0,
+        help="a grid keeps up to this many GiB of activations in RAM",
+    )
     _add_speed_options(p)
-    add_bootstrap(p, "each pair's accuracy, residual and relative accuracy (accuracy / the end network's); no pair runs again and "
-                     "no run name changes")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never try to download a missing dataset")
+    add_bootstrap(
+        p,
+        "each pair's accuracy, residual and relative accuracy (accuracy / the end network's); no pair runs again and "
+        "no run name changes",
+    )
+    p.add_argument(
+        "--no-download", dest="download", action="store_false", help="never try to download a missing dataset"
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final line of each pair")
     add_model_options(p)
@@ -119,83 +190,257 @@ def register(sub) -> None:
 
 def _add_training_options(p) -> None:
     """The task-loss-matching training options."""
-    p.add_argument("-o", "--optimizer", dest="optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (Adam's weight decay is L2, like the original)")
-    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=256, help="batch size of training, evaluation and the direct-matching fit")
-    p.add_argument("-e", "--epochs", dest="n_epochs", type=int, default=30, help="training epochs; 0 = no training (pure direct matching with -i pinv)")
-    p.add_argument("-lr", "--learning-rate", dest="learning_rate", type=finite_float, default=1e-3, help="learning rate")
-    p.add_argument("-wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=finite_float, default=1e-5, help="weight decay")
-    p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (fit-image sample, init, training)")
-    p.add_argument("-rlre", "--reduce-lr-epochs", dest="reduce_lr_epochs", type=int, nargs="*", default=[], help="multiply the LR by 0.1 after these epochs")
-    p.add_argument("-sched", "--lr-scheduler", dest="lr_scheduler", default="none", choices=sorted(SCHEDULERS), help=schedulers_help())
+    p.add_argument(
+        "-o",
+        "--optimizer",
+        dest="optimizer",
+        default="adam",
+        choices=OPTIMIZERS,
+        help="optimizer (Adam's weight decay is L2, like the original)",
+    )
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=256,
+        help="batch size of training, evaluation and the direct-matching fit",
+    )
+    p.add_argument(
+        "-e",
+        "--epochs",
+        dest="n_epochs",
+        type=int,
+        default=30,
+        help="training epochs; 0 = no training (pure direct matching with -i pinv)",
+    )
+    p.add_argument(
+        "-lr", "--learning-rate", dest="learning_rate", type=finite_float, default=1e-3, help="learning rate"
+    )
+    p.add_argument(
+        "-wd",
+        "--weight_decay",
+        "--weight-decay",
+        dest="weight_decay",
+        type=finite_float,
+        default=1e-5,
+        help="weight decay",
+    )
+    p.add_argument(
+        "-s", "--seed", dest="seed", type=int, default=0, help="random seed (fit-image sample, init, training)"
+    )
+    p.add_argument(
+        "-rlre",
+        "--reduce-lr-epochs",
+        dest="reduce_lr_epochs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="multiply the LR by 0.1 after these epochs",
+    )
+    p.add_argument(
+        "-sched",
+        "--lr-scheduler",
+        dest="lr_scheduler",
+        default="none",
+        choices=sorted(SCHEDULERS),
+        help=schedulers_help(),
+    )
     add_schedule(p)
-    p.add_argument("--grad-clip", dest="grad_clip", type=finite_float, default=None, help="clip the stitching layer's gradient norm to this value")
+    p.add_argument(
+        "--grad-clip",
+        dest="grad_clip",
+        type=finite_float,
+        default=None,
+        help="clip the stitching layer's gradient norm to this value",
+    )
     add_augment(p, "task loss matching")
 
 
 def _add_output_options(p) -> None:
     """Where the runs are written."""
-    p.add_argument("-dir", "--save-dir", dest="save_dir", default="", help="results go to <--results-root>/<dir>/<run name>/")
-    p.add_argument("--results-root", dest="results_root", default="results", help="the folder that holds -dir (the original's fixed 'results')")
-    p.add_argument("--no-save", dest="no_save", action="store_true", help="do not write final_model.pt (the other files are still written)")
-    p.add_argument("--mod-only-stitch", dest="mod_only_stitch", action="store_true",
-                   help="accepted for compatibility; always on: the donor networks always stay in eval mode")
+    p.add_argument(
+        "-dir", "--save-dir", dest="save_dir", default="", help="results go to <--results-root>/<dir>/<run name>/"
+    )
+    p.add_argument(
+        "--results-root",
+        dest="results_root",
+        default="results",
+        help="the folder that holds -dir (the original's fixed 'results')",
+    )
+    p.add_argument(
+        "--no-save",
+        dest="no_save",
+        action="store_true",
+        help="do not write final_model.pt (the other files are still written)",
+    )
+    p.add_argument(
+        "--mod-only-stitch",
+        dest="mod_only_stitch",
+        action="store_true",
+        help="accepted for compatibility; always on: the donor networks always stay in eval mode",
+    )
 
 
 def _add_matching_options(p) -> None:
     """How the stitching layer is initialised, fitted and shaped."""
-    p.add_argument("-i", "--init", dest="init", default="rand", choices=["rand", "eye", "pinv"], help="initialisation; pinv = direct matching")
-    p.add_argument("-pinv-samples", "--pinv-init-samples", dest="n_pinv_init_samples", type=int, default=100,
-                   help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
-                   "and the fit residual; 0 = the whole training split")
-    p.add_argument("--dm-solver", dest="dm_solver", default=DEFAULT_DM_SOLVER, choices=list(DM_SOLVERS),
-                   help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
-                   "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images in "
-                   "one batch, which drops the source's weak directions (the result records how many as dm_dropped)")
-    p.add_argument("-l1", "--l1-coef", dest="l1_coef", type=finite_float, default=0.0, help="L1 penalty on the stitching weight and bias during training")
-    p.add_argument("-c2t-cls", "--c2t-cls-token", dest="c2t_cls_token", type=_optional_choice(C2T_CLS_MODES, "c2t CLS mode"), default=None,
-                   help="c2t CLS token: None, pool or learn")
-    p.add_argument("-t2c-cls", "--t2c-cls-token", dest="t2c_cls_token", type=_optional_choice(T2C_CLS_MODES, "t2c CLS mode"), default=None,
-                   help="t2c CLS handling: None (= drop), drop, add or only")
-    p.add_argument("-upsample", "--upsample-mode", dest="upsample_mode", default="bilinear", choices=list(UPSAMPLE_MODES), help="resize mode of rc2c and t2c")
-    p.add_argument("--front-stitch-rank", dest="front_stitch_rank", type=int, default=None,
-                   help="low-rank approximation of the front activation in every stitched forward (training and evaluation); a rank "
-                   "above a front layer's channel count is its full rank: a warning says so and the result records the rank used")
-    p.add_argument("--front-pinv-rank", dest="front_pinv_rank", type=int, default=None,
-                   help="low-rank approximation of the front activation for the direct-matching fit (same source definition and "
-                   "clamping as --front-stitch-rank)")
+    p.add_argument(
+        "-i",
+        "--init",
+        dest="init",
+        default="rand",
+        choices=["rand", "eye", "pinv"],
+        help="initialisation; pinv = direct matching",
+    )
+    p.add_argument(
+        "-pinv-samples",
+        "--pinv-init-samples",
+        dest="n_pinv_init_samples",
+        type=int,
+        default=100,
+        help="K: training images (no augmentation, seeded random subset) for direct matching, the fixed low-rank basis "
+        "and the fit residual; 0 = the whole training split",
+    )
+    p.add_argument(
+        "--dm-solver",
+        dest="dm_solver",
+        default=DEFAULT_DM_SOLVER,
+        choices=list(DM_SOLVERS),
+        help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
+        "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images "
+        "in "
+        "one batch, which drops the source's weak directions (the result records how many as dm_dropped)",
+    )
+    p.add_argument(
+        "-l1",
+        "--l1-coef",
+        dest="l1_coef",
+        type=finite_float,
+        default=0.0,
+        help="L1 penalty on the stitching weight and bias during training",
+    )
+    p.add_argument(
+        "-c2t-cls",
+        "--c2t-cls-token",
+        dest="c2t_cls_token",
+        type=_optional_choice(C2T_CLS_MODES, "c2t CLS mode"),
+        default=None,
+        help="c2t CLS token: None, pool or learn",
+    )
+    p.add_argument(
+        "-t2c-cls",
+        "--t2c-cls-token",
+        dest="t2c_cls_token",
+        type=_optional_choice(T2C_CLS_MODES, "t2c CLS mode"),
+        default=None,
+        help="t2c CLS handling: None (= drop), drop, add or only",
+    )
+    p.add_argument(
+        "-upsample",
+        "--upsample-mode",
+        dest="upsample_mode",
+        default="bilinear",
+        choices=list(UPSAMPLE_MODES),
+        help="resize mode of rc2c and t2c",
+    )
+    p.add_argument(
+        "--front-stitch-rank",
+        dest="front_stitch_rank",
+        type=int,
+        default=None,
+        help="low-rank approximation of the front activation in every stitched forward (training and evaluation); a "
+        "rank "
+        "above a front layer's channel count is its full rank: a warning says so and the result records the rank used",
+    )
+    p.add_argument(
+        "--front-pinv-rank",
+        dest="front_pinv_rank",
+        type=int,
+        default=None,
+        help="low-rank approximation of the front activation for the direct-matching fit (same source definition and "
+        "clamping as --front-stitch-rank)",
+    )
     add_low_rank_mode(p, "fixed: one basis estimated on the K fit images; per_batch: the original's SVD of every batch")
 
 
 def _add_speed_options(p) -> None:
     """Options that change how fast a grid runs, not its numbers (except --amp)."""
     speed = p.add_argument_group("speed (the numbers stay the same up to float rounding, except --amp)")
-    speed.add_argument("--per-pair", dest="grouping", action="store_const", const="per-pair", default="grouped",
-                       help="train and evaluate a grid's pairs one after the other (the reference) instead of all together, "
-                       "one front pass per batch and one end-suffix pass per group of pairs")
-    speed.add_argument("--group-size", dest="group_size", type=int, default=None, metavar="N",
-                       help="pairs per end-suffix pass of a grouped grid (default: what the free memory holds; on a CPU ~256 samples)")
+    speed.add_argument(
+        "--per-pair",
+        dest="grouping",
+        action="store_const",
+        const="per-pair",
+        default="grouped",
+        help="train and evaluate a grid's pairs one after the other (the reference) instead of all together, "
+        "one front pass per batch and one end-suffix pass per group of pairs",
+    )
+    speed.add_argument(
+        "--group-size",
+        dest="group_size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pairs per end-suffix pass of a grouped grid (default: what the free memory holds; on a CPU ~256 samples)",
+    )
     add_data_path(speed)
-    speed.add_argument("--amp", action="store_true", help="bf16 autocast of donors and stitching layers during TLM training on CUDA "
-                       "(recorded; the final evaluation stays float32)")
-    speed.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
-                       help="keep the donors in the default memory layout (channels-last convolutions are faster on CPUs and GPUs)")
-    speed.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false", default=None,
-                       help="run the donors as they are instead of a copy with each BatchNorm folded into the convolution before it")
-    speed.add_argument("--compile", action="store_true", help="torch.compile the network cuts (falls back to eager when compiling fails)")
-    speed.add_argument("--activation-cache", dest="activation_cache", default=None, metavar="DIR",
-                       help="persistent cache of the donors' accuracies and the end network's test activations, so that single pairs "
-                       "run one after another skip both (default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/...)")
-    speed.add_argument("--no-activation-cache", dest="use_activation_cache", action="store_false", help="do not use that cache")
-    speed.add_argument("--cache-limit-gb", dest="cache_limit_gb", type=finite_float, default=4.0, help="largest size of that cache (least recently used go first)")
+    speed.add_argument(
+        "--amp",
+        action="store_true",
+        help="bf16 autocast of donors and stitching layers during TLM training on CUDA "
+        "(recorded; the final evaluation stays float32)",
+    )
+    speed.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_false",
+        default=None,
+        help="keep the donors in the default memory layout (channels-last convolutions are faster on CPUs and GPUs)",
+    )
+    speed.add_argument(
+        "--no-fold-batchnorm",
+        dest="fold_batchnorm",
+        action="store_false",
+        default=None,
+        help="run the donors as they are instead of a copy with each BatchNorm folded into the convolution before it",
+    )
+    speed.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network cuts (falls back to eager when compiling fails)",
+    )
+    speed.add_argument(
+        "--activation-cache",
+        dest="activation_cache",
+        default=None,
+        metavar="DIR",
+        help="persistent cache of the donors' accuracies and the end network's test activations, so that single pairs "
+        "run one after another skip both (default $XDG_CACHE_HOME/stitchkit/activations, i.e. ~/.cache/...)",
+    )
+    speed.add_argument(
+        "--no-activation-cache", dest="use_activation_cache", action="store_false", help="do not use that cache"
+    )
+    speed.add_argument(
+        "--cache-limit-gb",
+        dest="cache_limit_gb",
+        type=finite_float,
+        default=4.0,
+        help="largest size of that cache (least recently used go first)",
+    )
 
 
 def _layers(positional: str, flag: str | None, which: str) -> str:
     if flag is None:
         if positional == "-":
-            raise StitchkitError(f"the {which} layer is '-'; give --{which}-layers, or a layer name, a list or 'all' positionally")
+            raise StitchkitError(
+                f"the {which} layer is '-'; give --{which}-layers, or a layer name, a list or 'all' positionally"
+            )
         return positional
     if positional not in ("-", flag):
-        raise StitchkitError(f"give the {which} layers either positionally ({positional!r}) or with --{which}-layers ({flag!r}), not both")
+        raise StitchkitError(
+            f"give the {which} layers either positionally ({positional!r}) or with --{which}-layers ({flag!r}), not "
+            f"both"
+        )
     return flag
 
 
@@ -205,19 +450,59 @@ def settings_from_args(args: argparse.Namespace):
     from ..training.optim import OptimConfig
 
     return StitchSettings(
-        stitching_type=args.stitching_type, init=args.init, epochs=args.n_epochs, batch_size=args.batch_size,
-        optim=OptimConfig(optimizer=args.optimizer, lr=args.learning_rate, weight_decay=args.weight_decay, scheduler=args.lr_scheduler,
-                          milestones=list(args.reduce_lr_epochs), schedule_unit=args.schedule_unit, warmup_fraction=args.warmup_fraction),
-        seed=args.seed, fit_samples=args.n_pinv_init_samples or None, test_samples=args.test_samples, train_samples=args.train_subset, l1=args.l1_coef,
-        grad_clip=args.grad_clip, upsample_mode=args.upsample_mode, c2t_cls=args.c2t_cls_token, t2c_cls=args.t2c_cls_token,
-        front_stitch_rank=args.front_stitch_rank, front_pinv_rank=args.front_pinv_rank, low_rank_mode=args.low_rank_mode,
-        dm_solver=args.dm_solver, augment=args.augment,
-        dataset=args.dataset, data_root=args.data_root, download=args.download, device=args.device, workers=args.workers,
-        prefetch=args.prefetch, save_weights=not args.no_save, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        memory_limit_gb=args.memory_limit_gb, progress=args.progress, verbose=args.verbose, grouping=args.grouping, group_size=args.group_size,
-        data_path=args.data_path, amp=args.amp, channels_last=args.channels_last, fold_batchnorm=args.fold_batchnorm, compile=args.compile,
-        activation_cache=(args.activation_cache or str(user_cache_dir() / "activations")) if args.use_activation_cache else None,
-        cache_limit_gb=args.cache_limit_gb, bootstrap=args.bootstrap, bootstrap_level=args.level, bootstrap_seed=args.bootstrap_seed,
+        stitching_type=args.stitching_type,
+        init=args.init,
+        epochs=args.n_epochs,
+        batch_size=args.batch_size,
+        optim=OptimConfig(
+            optimizer=args.optimizer,
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+            scheduler=args.lr_scheduler,
+            milestones=list(args.reduce_lr_epochs),
+            schedule_unit=args.schedule_unit,
+            warmup_fraction=args.warmup_fraction,
+        ),
+        seed=args.seed,
+        fit_samples=args.n_pinv_init_samples or None,
+        test_samples=args.test_samples,
+        train_samples=args.train_subset,
+        l1=args.l1_coef,
+        grad_clip=args.grad_clip,
+        upsample_mode=args.upsample_mode,
+        c2t_cls=args.c2t_cls_token,
+        t2c_cls=args.t2c_cls_token,
+        front_stitch_rank=args.front_stitch_rank,
+        front_pinv_rank=args.front_pinv_rank,
+        low_rank_mode=args.low_rank_mode,
+        dm_solver=args.dm_solver,
+        augment=args.augment,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        download=args.download,
+        device=args.device,
+        workers=args.workers,
+        prefetch=args.prefetch,
+        save_weights=not args.no_save,
+        overwrite=args.overwrite,
+        cache_dir=args.cache_dir,
+        memory_limit_gb=args.memory_limit_gb,
+        progress=args.progress,
+        verbose=args.verbose,
+        grouping=args.grouping,
+        group_size=args.group_size,
+        data_path=args.data_path,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        fold_batchnorm=args.fold_batchnorm,
+        compile=args.compile,
+        activation_cache=(args.activation_cache or str(user_cache_dir() / "activations"))
+        if args.use_activation_cache
+        else None,
+        cache_limit_gb=args.cache_limit_gb,
+        bootstrap=args.bootstrap,
+        bootstrap_level=args.level,
+        bootstrap_seed=args.bootstrap_seed,
     )
 
 
@@ -226,7 +511,9 @@ def run(args: argparse.Namespace) -> int:
     from ..stitching.intervals import describe_ci
 
     if args.n_pinv_init_samples < 0:
-        raise StitchkitError(f"-pinv-samples must be 0 (the whole training split) or more, got {args.n_pinv_init_samples}")
+        raise StitchkitError(
+            f"-pinv-samples must be 0 (the whole training split) or more, got {args.n_pinv_init_samples}"
+        )
     front_layers = _layers(args.front_layer, args.front_layers, "front")
     end_layers = _layers(args.end_layer, args.end_layers, "end")
     settings = settings_from_args(args)
@@ -234,24 +521,42 @@ def run(args: argparse.Namespace) -> int:
     argv = sys.argv[1:]
     # The original wrote ' '.join(sys.argv); called in-process (tests, notebooks) sys.argv is someone
     # else's, so the command is then rebuilt from the parsed arguments.
-    command = "stitchkit " + " ".join(argv) if "stitch" in argv and args.front_model_path in argv else _rebuild_command(args)
+    command = (
+        "stitchkit " + " ".join(argv) if "stitch" in argv and args.front_model_path in argv else _rebuild_command(args)
+    )
     results = stitch_grid(
-        args.front_model_path, args.end_model_path, front_layers, end_layers, settings,
-        GridOptions(front_type=args.front_model_type, end_type=args.end_model_type, model_options=model_options(args),
-                    command=command, save_dir_label=args.save_dir),
+        args.front_model_path,
+        args.end_model_path,
+        front_layers,
+        end_layers,
+        settings,
+        GridOptions(
+            front_type=args.front_model_type,
+            end_type=args.end_model_type,
+            model_options=model_options(args),
+            command=command,
+            save_dir_label=args.save_dir,
+        ),
         save_dir=save_root,
     )
     stored = " (stored result; pass --overwrite to recompute)"
     if len(results) == 1 and args.original_output:
         r = results[0]
-        print(f"Clean accuracy: {100 * r.accuracy:.2f}%{describe_ci(r, 'accuracy', 100, '.2f', '%')}{stored if r.skipped else ''}")
+        print(
+            f"Clean accuracy: "
+            f"{100 * r.accuracy:.2f}%{describe_ci(r, 'accuracy', 100, '.2f', '%')}{stored if r.skipped else ''}"
+        )
     elif len(results) == 1:
         r = results[0]
         relative = r.relative_accuracy
         rel = "n/a" if relative is None else f"{relative:.3f}{describe_ci(r, 'relative_accuracy', 1, '.3f')}"
-        print(f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} epoch(s)){stored if r.skipped else ''}: "
-              f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network {percent(r.end_accuracy)}, "
-              f"relative accuracy {rel}")
+        print(
+            f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} "
+            f"epoch(s)){stored if r.skipped else ''}: "
+            f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network "
+            f"{percent(r.end_accuracy)}, "
+            f"relative accuracy {rel}"
+        )
         print_wrote(r.run_dir)
     else:
         done = sum(not r.skipped for r in results)

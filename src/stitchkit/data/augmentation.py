@@ -45,7 +45,8 @@ class Augmentation:
         return choice_of(self.augment)
 
     def describe(self) -> str:
-        """The recorded convention, e.g. ``"none (augment = network: the end network's checkpoint records augment: false)"``."""
+        """The recorded convention, e.g. ``"none (augment = network: the end network's checkpoint records augment:
+        false)"``."""
         return f"{self.name} (augment = {self.choice}: {self.reason})"
 
 

@@ -137,5 +137,6 @@ def dataset_info(name: str) -> DatasetInfo:
     if shape is None:
         return info
     return replace(info, name=canonical_name(name), shape=shape, aliases=(),
-                   description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with antialiasing; "
+                   description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with "
+                       f"antialiasing; "
                    "channels by luma or repetition).")

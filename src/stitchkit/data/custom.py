@@ -110,7 +110,8 @@ def parse(name: str) -> CustomSpec:
     kind, _, rest = str(name).strip().partition(":")
     kind = kind.strip().lower()
     if kind not in CUSTOM_KINDS or not rest.strip():
-        raise StitchkitError(f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or @CxHxW)")
+        raise StitchkitError(f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or "
+            f"@CxHxW)")
     path_text, channels, size = rest, None, None
     head, at, tail = rest.rpartition("@")
     parsed = parse_size(name, tail, strict=False) if at else None
@@ -167,8 +168,10 @@ def _check_memory(spec: CustomSpec, shape: tuple[int, int, int]) -> None:
         return
     need, available = 4 * shape[0] * shape[1] * shape[2], available_memory()
     if available is not None and need > available:
-        raise spec.error(f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes {gib(need)} "
-                         f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory available; give a smaller size")
+        raise spec.error(f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes "
+            f"{gib(need)} "
+                         f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory "
+                         f"available; give a smaller size")
 
 
 def _check_classes(spec: CustomSpec, train: list, test: list, names: tuple[str, str], listed: str) -> None:
@@ -181,7 +184,8 @@ def _check_classes(spec: CustomSpec, train: list, test: list, names: tuple[str, 
         raise spec.error(f"{names[0]} has only class {train[0]!r}; a classifier needs at least two classes ({way})")
     extra = sorted(set(test) - set(train))
     if extra:
-        raise spec.error(f"{names[1]} has class {extra[0]!r}, which {names[0]} lacks; both splits use the train split's classes ({listed})")
+        raise spec.error(f"{names[1]} has class {extra[0]!r}, which {names[0]} lacks; both splits use the train "
+            f"split's classes ({listed})")
 
 
 def _target_shape(spec: CustomSpec, channels: int, size: tuple[int, int]) -> tuple[int, int, int]:
@@ -213,7 +217,8 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
             raise spec.error(f"has no {split}/ folder; {_LAYOUT}")
         loose = [p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)]
         if loose:
-            raise spec.error(f"{split}/ holds images directly ({loose[0]}, …); put each class's images in its own folder, {split}/<class>/")
+            raise spec.error(f"{split}/ holds images directly ({loose[0]}, …); put each class's images in its own "
+                f"folder, {split}/<class>/")
         split_dirs[split] = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = tuple(p.name for p in split_dirs["train"])
     if not classes:
@@ -225,7 +230,8 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
         for folder in dirs:
             images = _images_under(folder)
             if not images and split == "train":
-                raise spec.error(f"train/{folder.name}/ holds no images ({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})")
+                raise spec.error(f"train/{folder.name}/ holds no images "
+                    f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})")
             files += images
             labels += [classes.index(folder.name)] * len(images)
         if not files:
@@ -297,7 +303,8 @@ def _check_images(spec: CustomSpec, key: str, x: np.ndarray) -> np.ndarray:
         raise spec.error(f"{key} holds NaN or infinite values; images must be uint8 (0–255) or float in [0, 1]")
     low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if low < 0 or high > 1:
-        raise spec.error(f"{key} is float with values in [{low:g}, {high:g}]; float images must lie in [0, 1] (or store uint8 0–255)")
+        raise spec.error(f"{key} is float with values in [{low:g}, {high:g}]; float images must lie in [0, 1] (or "
+            f"store uint8 0–255)")
     scaled = np.asarray(x, dtype=np.float64) * 255
     levels = np.rint(scaled)
     if np.abs(scaled - levels).max(initial=0) <= _UINT8_TOLERANCE:
@@ -316,7 +323,8 @@ def _check_labels(spec: CustomSpec, key: str, y: np.ndarray, n: int, x_key: str)
     if y.dtype.kind == "f":
         whole = np.isfinite(y) & (y == np.rint(np.nan_to_num(y)))
         if not whole.all():
-            raise spec.error(f"{key} has non-integer labels (e.g. {y[np.flatnonzero(~whole)[0]]!r}); labels must be class indices 0 … K−1")
+            raise spec.error(f"{key} has non-integer labels (e.g. {y[np.flatnonzero(~whole)[0]]!r}); labels must be "
+                f"class indices 0 … K−1")
     elif y.dtype.kind not in "iu":
         raise spec.error(f"{key} holds {y.dtype} values; labels must be integer class indices 0 … K−1")
     labels = y.astype(np.int64)
@@ -343,7 +351,8 @@ def _warn_empty_classes(spec: CustomSpec, train: list[int], num_classes: int) ->
     if not empty:
         return
     hint = "; are the labels 1-based? store y - 1 so that they run 0 … K−1" if empty == [0] and train[0] == 1 else ""
-    warn(f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), yet counts "
+    warn(f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), "
+        f"yet counts "
          f"among its {num_classes} classes (the largest label + 1){hint}")
 
 
@@ -352,13 +361,15 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
     if not path.is_file():
         raise spec.error("is a folder; give the .npz file" if path.is_dir() else "does not exist")
     if not zipfile.is_zipfile(path):
-        raise spec.error("is not an .npz archive (write one with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...))")
+        raise spec.error("is not an .npz archive (write one with np.savez(path, x_train=..., y_train=..., x_test=..., "
+            "y_test=...))")
     try:
         with zipfile.ZipFile(path) as archive:
             present = [n.removesuffix(".npy") for n in archive.namelist()]
             missing = [k for k in NPZ_KEYS if k not in present]
             if missing:
-                raise spec.error(f"has no {', '.join(missing)}; it holds {', '.join(present) or 'nothing'}, and needs {', '.join(NPZ_KEYS)}")
+                raise spec.error(f"has no {', '.join(missing)}; it holds {', '.join(present) or 'nothing'}, and needs "
+                    f"{', '.join(NPZ_KEYS)}")
             arrays = {k: _npz_member(spec, archive, k) for k in NPZ_KEYS}
     except zipfile.BadZipFile as exc:
         raise spec.error(f"is a damaged archive ({exc})") from None
@@ -372,7 +383,8 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
     image_shapes = {s: splits[s].images.shape[1:] if splits[s].images.ndim == 4 else (*splits[s].images.shape[1:], 1) for s in SPLITS}
     if image_shapes["train"] != image_shapes["test"]:
         a, b = image_shapes["train"], image_shapes["test"]
-        raise spec.error(f"x_train images are {'×'.join(map(str, a))} but x_test images are {'×'.join(map(str, b))}; both splits need one shape")
+        raise spec.error(f"x_train images are {'×'.join(map(str, a))} but x_test images are {'×'.join(map(str, b))}; "
+            f"both splits need one shape")
     height, width, channels = image_shapes["train"]
     shape = _target_shape(spec, channels, (height, width))
     present = {s: np.unique(splits[s].labels).tolist() for s in SPLITS}

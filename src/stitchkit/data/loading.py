@@ -53,7 +53,8 @@ def check_subset_size(n: int | None, available: int, what: str) -> None:
     the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
     split of fashion"."""
     if n is not None and n > available:
-        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
+        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most "
+            f"{available}, "
                              "or leave the option out to use all of them")
 
 
@@ -62,7 +63,8 @@ def clamped_count(n: int | None, available: int, what: str) -> int | None:
     asks for more than there are, all of them with a warning, so that results record and name the number
     used. ``what`` names the option and the set, e.g. "-pinv-samples (K): the training split of digits"."""
     if n is not None and n > available:
-        warn(f"{what} has only {available} images, fewer than the {n} asked for; using all {available} (recorded as {available})")
+        warn(f"{what} has only {available} images, fewer than the {n} asked for; using all {available} (recorded as "
+            f"{available})")
         return available
     return n
 

@@ -52,7 +52,8 @@ def provenance_message(others: Mapping[str, str], used: str) -> str:
     said = [f"the {role + ' ' if role else ''}network" + (f" on {name}" if i else f" was trained on {name}") for i, (role, name) in enumerate(others.items())]
     trained = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
     one = len(said) == 1
-    return (f"{trained} (as {'its checkpoint records' if one else 'their checkpoints record'}) but {'runs' if one else 'they run'} "
+    return (f"{trained} (as {'its checkpoint records' if one else 'their checkpoints record'}) but "
+        f"{'runs' if one else 'they run'} "
             f"on {used} here: {'its' if one else 'their'} results describe {'it' if one else 'them'} on data "
             f"{'it was' if one else 'they were'} not trained on")
 

@@ -124,7 +124,8 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
             info = archive.getinfo(name)
         except KeyError:
             raise StitchkitError(
-                f"{str(npz_path)!r} has no array {member!r}; it holds {', '.join(n.removesuffix('.npy') for n in archive.namelist())}"
+                f"{str(npz_path)!r} has no array {member!r}; it holds "
+                f"{', '.join(n.removesuffix('.npy') for n in archive.namelist())}"
             ) from None
         if info.compress_type != zipfile.ZIP_STORED:
             return _memmap_extracted(archive, info, npz_path, name, cache_dir)
@@ -138,7 +139,8 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
         shape, fortran_order, dtype = _read_npy_header(f, npz_path)
         offset = f.tell()
     if dtype.hasobject:  # a pickle of Python objects: mapping it would read raw pointers
-        raise StitchkitError(f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never loaded; store a numeric array")
+        raise StitchkitError(f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never "
+            f"loaded; store a numeric array")
     # copy-on-write: the file is never written, but the array is writable (torch.from_numpy warns on read-only arrays)
     return np.memmap(npz_path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran_order else "C")
 

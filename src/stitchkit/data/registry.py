@@ -129,7 +129,8 @@ def _check_shape(shape: Sequence[int] | None) -> Shape | None:
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
-        raise StitchkitError(f"shape must be (channels, height, width) with 1 or 3 channels, e.g. (1, 28, 28); got {shape!r}")
+        raise StitchkitError(f"shape must be (channels, height, width) with 1 or 3 channels, e.g. (1, 28, 28); got "
+            f"{shape!r}")
     return shape
 
 

@@ -153,7 +153,8 @@ def _idx_loader(name: str, class_name: str) -> Callable[[LoadRequest], ImageData
         images, labels = (read_idx(path) for path in files)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise StitchkitError(
-                f"{str(files[0])!r} and {str(files[1])!r} do not fit together: images {images.shape}, labels {labels.shape}; "
+                f"{str(files[0])!r} and {str(files[1])!r} do not fit together: images {images.shape}, labels "
+                f"{labels.shape}; "
                 "expected N×28×28 images and N labels"
             )
         return ArrayImageDataset(images.astype(np.uint8, copy=False), labels.astype(np.int64))

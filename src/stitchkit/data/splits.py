@@ -98,7 +98,8 @@ class DataSplits:
             if ds is not None and (split == "train" or ds is not train):
                 check_item(ds, split)
         if augmented is not None and len(augmented) != len(train):
-            raise StitchkitError(f"train_augmented has {len(augmented)} items but train has {len(train)}; give the same items, augmented")
+            raise StitchkitError(f"train_augmented has {len(augmented)} items but train has {len(train)}; give the "
+                f"same items, augmented")
         shape = tuple(int(s) for s in item_shape(train))
         if tuple(item_shape(test)) != shape:
             raise StitchkitError(f"the train items have shape {shape} but the test items {tuple(item_shape(test))}")
@@ -106,7 +107,8 @@ class DataSplits:
         if not isinstance(classes, int) or classes < 1:
             raise StitchkitError(f"num_classes must be a positive integer, got {classes!r}")
         label = name or (f"memory:{_describe(train)}" if test is train else f"memory:{_describe(train)}+{_describe(test)}")
-        info = DatasetInfo(label, classes, shape, test is not train, "datasets given in memory", "nothing (given in memory)")
+        info = DatasetInfo(label, classes, shape, test is not train, "datasets given in memory", "nothing (given in "
+            "memory)")
         return cls(info, train, test, augmented if augmented is not None else train, named=False)
 
     def with_num_classes(self, num_classes: int) -> "DataSplits":
@@ -128,7 +130,8 @@ def as_dataset(data: Any, what: str = "data") -> Dataset:
     if isinstance(data, DataLoader):
         data = data.dataset
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        raise StitchkitError(f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a DataLoader over one; "
+        raise StitchkitError(f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a "
+            f"DataLoader over one; "
                              f"got {type(data).__name__}")
     return data
 
@@ -160,7 +163,8 @@ def count_classes(dataset: Dataset) -> int:
     if labels is None:
         labels = torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
     if labels.dtype.is_floating_point or labels.dim() != 1:
-        raise StitchkitError("the labels must be integer class indices (one per item); give num_classes and integer labels")
+        raise StitchkitError("the labels must be integer class indices (one per item); give num_classes and integer "
+            "labels")
     if int(labels.min()) < 0:
         raise StitchkitError(f"labels must be class indices 0, 1, …; found {int(labels.min())}")
     return int(labels.max()) + 1
@@ -171,7 +175,8 @@ def check_unnamed(data: DataSplits, **uses: Any) -> None:
     given = [what for what, value in uses.items() if value]
     if not data.named and given:
         raise StitchkitError(f"{given[0]} needs a dataset given by name (e.g. 'fashion' or 'folder:PATH'): "
-                             f"data in memory ({data.info.name}) has no name that could key saved runs or cached activations")
+                             f"data in memory ({data.info.name}) has no name that could key saved runs or cached "
+                             f"activations")
 
 
 __all__ = ["DataSplits", "as_dataset", "check_unnamed", "count_classes"]

@@ -53,7 +53,10 @@ class ModelInfo:
         if unknown:
             hint = ""
             if unknown[0] == "weights":
-                hint = " (local weights load into torchvision: and timm: models; the zoo's own models load from a checkpoint)"
+                hint = (
+                    " (local weights load into torchvision: and timm: models; "
+                    "the zoo's own models load from a checkpoint)"
+                )
             if self.options:
                 known = "; ".join(f"{k} ({o.allowed()}, default {o.default!r})" for k, o in self.options.items())
                 raise StitchkitError(f"model {self.name!r} has no option {unknown[0]!r}{hint}; its options: {known}")
@@ -82,7 +85,15 @@ def resnet18_words() -> list[str]:
 
 def external_info(name: str, family: str, build_args: Mapping[str, Any], description: str) -> ModelInfo:
     """A ``torchvision:<name>`` or ``timm:<name>`` architecture (ImageNet-sized by default)."""
-    return ModelInfo(name, family, EXTERNAL_OPTIONS, description, default_input_size=(224, 224), own=False, build_args=dict(build_args))
+    return ModelInfo(
+        name,
+        family,
+        EXTERNAL_OPTIONS,
+        description,
+        default_input_size=(224, 224),
+        own=False,
+        build_args=dict(build_args),
+    )
 
 
 #: marks the metadata a family must declare
@@ -95,8 +106,14 @@ REQUIRED = object()
 #: defaults and ``size``; a member name with ``{size}`` is one model per entry of ``sizes`` (size word →
 #: option defaults)
 FAMILY_METADATA: dict[str, Any] = {
-    "title": REQUIRED, "members": REQUIRED, "options": {}, "description": "", "input_size": (32, 32), "own": True,
-    "sizes": None, "order": None,
+    "title": REQUIRED,
+    "members": REQUIRED,
+    "options": {},
+    "description": "",
+    "input_size": (32, 32),
+    "own": True,
+    "sizes": None,
+    "order": None,
 }
 #: a member's spec: build arguments, and what it changes of the family's description, options, option
 #: defaults and input size
@@ -110,9 +127,12 @@ def _options(given: Any, defaults: Mapping[str, Any], where: str) -> dict[str, O
     unknown = [k for k in defaults if k not in specs]
     if unknown:
         raise DeclarationError(
-            f"{where}: a default for {unknown[0]!r}, which is not one of its options ({', '.join(specs)})")
-    return {k: option_from({**spec, **({"default": defaults[k]} if k in defaults else {})}, f"{where}, option {k!r}")
-            for k, spec in specs.items()}
+            f"{where}: a default for {unknown[0]!r}, which is not one of its options ({', '.join(specs)})"
+        )
+    return {
+        k: option_from({**spec, **({"default": defaults[k]} if k in defaults else {})}, f"{where}, option {k!r}")
+        for k, spec in specs.items()
+    }
 
 
 def _family_members(decl: Declaration) -> list[ModelInfo]:
@@ -121,7 +141,8 @@ def _family_members(decl: Declaration) -> list[ModelInfo]:
     if unknown or missing:
         problem = f"has no metadata {unknown[0]!r}" if unknown else f"needs {missing[0]!r}"
         raise DeclarationError(
-            f"model family {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(FAMILY_METADATA)}")
+            f"model family {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(FAMILY_METADATA)}"
+        )
     meta = {**FAMILY_METADATA, **decl.meta}
     out = []
     for template, spec in meta["members"].items():
@@ -134,10 +155,17 @@ def _family_members(decl: Declaration) -> list[ModelInfo]:
             options = _options(spec.get("options", meta["options"]), {**row, **spec.get("defaults", {})}, where)
             args = dict(spec.get("args", {}))
             fields = {**args, **{k: o.default for k, o in options.items()}, "size": size}
-            out.append(ModelInfo(name=template.format(size=size), family=decl.name, options=options,
-                                 description=spec.get("description", meta["description"]).format(**fields),
-                                 default_input_size=tuple(spec.get("input_size", meta["input_size"])), own=meta["own"],
-                                 build_args=args))
+            out.append(
+                ModelInfo(
+                    name=template.format(size=size),
+                    family=decl.name,
+                    options=options,
+                    description=spec.get("description", meta["description"]).format(**fields),
+                    default_input_size=tuple(spec.get("input_size", meta["input_size"])),
+                    own=meta["own"],
+                    build_args=args,
+                )
+            )
     return out
 
 
@@ -156,7 +184,8 @@ def models() -> dict[str, ModelInfo]:
         for info in known[1]:
             if info.name in out:
                 raise DeclarationError(
-                    f"model {info.name!r} is declared by families {out[info.name].family!r} and {decl.name!r}")
+                    f"model {info.name!r} is declared by families {out[info.name].family!r} and {decl.name!r}"
+                )
             out[info.name] = info
     return out
 
@@ -176,8 +205,9 @@ def describe_models(entries: Iterable[Any] | None = None) -> str:
     lines = []
     for fam, members in by_family.items():
         opts = ", ".join(f"{k}={o.default!r}" for k, o in members[0].options.items())
-        lines.append(f"{family_title(fam)}: {', '.join(e.name for e in members)}"
-                     + (f"  [options: {opts}]" if opts else ""))
+        lines.append(
+            f"{family_title(fam)}: {', '.join(e.name for e in members)}" + (f"  [options: {opts}]" if opts else "")
+        )
     external = ", ".join(EXTERNAL_OPTIONS)
     lines.append(f"any torchvision classification model: {TORCHVISION_PREFIX}<name>  [options: {external}]")
     lines.append(f"any timm model: {TIMM_PREFIX}<name> (other vit… names also go to timm)  [options: {external}]")

@@ -21,9 +21,10 @@ import json
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,12 +111,15 @@ def save_checkpoint(
     (``optimizer``, ``scheduler``, ``scaler``) to the object whose ``state_dict()`` is kept to resume from."""
     unknown = sorted(set(resume or {}) - set(RESUME_STATES))
     if unknown:
-        raise StitchkitError(f"a checkpoint keeps the states of {', '.join(RESUME_STATES)} to resume from, "
-                             f"not {', '.join(unknown)}")
+        raise StitchkitError(
+            f"a checkpoint keeps the states of {', '.join(RESUME_STATES)} to resume from, not {', '.join(unknown)}"
+        )
     inner = unwrap(model)
     spec = getattr(inner, "stitchkit_spec", None)
     if spec is None:
-        raise StitchkitError(f"{type(inner).__name__} was not built by stitchkit.models.get_model, so its checkpoint cannot describe it")
+        raise StitchkitError(
+            f"{type(inner).__name__} was not built by stitchkit.models.get_model, so its checkpoint cannot describe it"
+        )
     payload: dict[str, Any] = {
         "stitchkit_checkpoint": FORMAT_VERSION,
         "stitchkit_version": __version__,
@@ -159,7 +163,17 @@ def read_checkpoint_file(path: Path) -> Any:
             ) from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, IndexError, KeyError, TypeError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        TypeError,
+    ) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StitchkitError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({first})") from None
 
@@ -184,7 +198,11 @@ def refused_global(exc: BaseException) -> str | None:
 
 
 def _looks_like_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -193,7 +211,7 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     out = dict(state)
     for prefix in ("module.", "_orig_mod."):
         if out and all(k.startswith(prefix) for k in out):
-            out = {k[len(prefix):]: v for k, v in out.items()}
+            out = {k[len(prefix) :]: v for k, v in out.items()}
     return out
 
 
@@ -204,7 +222,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if isinstance(obj, Mapping) and "stitchkit_checkpoint" in obj:
         version = obj.get("stitchkit_checkpoint")
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise StitchkitError(f"checkpoint {str(path)!r} has format {version!r}, newer than this stitchkit understands ({FORMAT_VERSION}); upgrade stitchkit")
+            raise StitchkitError(
+                f"checkpoint {str(path)!r} has format {version!r}, newer than this stitchkit understands "
+                f"({FORMAT_VERSION}); upgrade stitchkit"
+            )
         state = obj.get("state_dict")
         if not _looks_like_state_dict(state):
             raise StitchkitError(f"checkpoint {str(path)!r} has no usable state_dict")
@@ -223,7 +244,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if isinstance(obj, Mapping) and _looks_like_state_dict(obj.get("state_dict")):
         obj = obj["state_dict"]  # {"state_dict": ..., "epoch": ...} files of other trainers
     if not _looks_like_state_dict(obj):
-        raise StitchkitError(f"{str(path)!r} is a PyTorch file but holds neither a stitchkit checkpoint nor a state_dict")
+        raise StitchkitError(
+            f"{str(path)!r} is a PyTorch file but holds neither a stitchkit checkpoint nor a state_dict"
+        )
     ckpt = Checkpoint(path=path, state_dict=strip_prefixes(obj))
     _describe_from_run_config(ckpt)
     return ckpt
@@ -251,10 +274,18 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         parts = []
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (file vs model)", wrong)):
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches (file vs model)", wrong),
+        ):
             if keys:
                 shown = ", ".join(keys[:6]) + (f", … ({len(keys)} in all)" if len(keys) > 6 else "")
                 parts.append(f"{label}: {shown}")

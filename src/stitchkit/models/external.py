@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import StitchkitError, unknown_name
+
 # weights-only reading and its one-line errors
 from .checkpoint import load_state_into, read_checkpoint_file, strip_prefixes
 from .resnet_cifar import resnet_layer_names
@@ -82,18 +83,23 @@ def _replace_module(model: nn.Module, qualname: str, new: nn.Module) -> None:
 
 def adapt_first_conv(model: nn.Module, in_channels: int, pretrained: bool) -> None:
     """Give the first Conv2d ``in_channels`` inputs (see the module docstring)."""
-    for qualname, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            break
-    else:
+    first = next(((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
         raise StitchkitError(f"cannot adapt {type(model).__name__} to {in_channels} input channels: it has no Conv2d")
+    qualname, m = first
     if m.in_channels == in_channels:
         return
     if m.groups != 1:
         raise StitchkitError(f"cannot adapt the grouped first convolution {qualname!r} to {in_channels} channels")
     new = nn.Conv2d(
-        in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-        bias=m.bias is not None, padding_mode=m.padding_mode,
+        in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dilation=m.dilation,
+        bias=m.bias is not None,
+        padding_mode=m.padding_mode,
     )
     with torch.no_grad():
         if pretrained:
@@ -137,18 +143,25 @@ def read_local_weights(path: str | Path) -> dict[str, torch.Tensor]:
     (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes are stripped."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise StitchkitError(f"weights file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise StitchkitError(
+            f"weights file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else "")
+        )
     obj = read_checkpoint_file(path)
 
     def is_state(x: Any) -> bool:
-        return isinstance(x, Mapping) and len(x) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in x.items())
+        return (
+            isinstance(x, Mapping)
+            and len(x) > 0
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in x.items())
+        )
 
     if isinstance(obj, Mapping) and not is_state(obj):
         obj = next((obj[k] for k in ("state_dict", "model") if is_state(obj.get(k))), obj)
     if not is_state(obj):
         keys = f"; its keys: {', '.join(map(str, list(obj)[:8]))}" if isinstance(obj, Mapping) else ""
         raise StitchkitError(
-            f"weights file {str(path)!r} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or 'model'){keys}"
+            f"weights file {str(path)!r} holds no state_dict (expected a dict of tensors, or one under 'state_dict' "
+            f"or 'model'){keys}"
         )
     return strip_prefixes(obj)
 
@@ -163,8 +176,13 @@ def _dim(state: Mapping[str, torch.Tensor], module: str | None, axis: int) -> in
 
 
 def _with_local_weights(
-    build: Callable[[int, int], nn.Module], head_name: Callable[[nn.Module], str | None], reset_head: Callable[[nn.Module, int], None],
-    num_classes: int, in_channels: int, path: str | Path, label: str,
+    build: Callable[[int, int], nn.Module],
+    head_name: Callable[[nn.Module], str | None],
+    reset_head: Callable[[nn.Module, int], None],
+    num_classes: int,
+    in_channels: int,
+    path: str | Path,
+    label: str,
 ) -> nn.Module:
     """The model with the weights of ``path``. Weights made for another class count or input channel
     count (e.g. an ImageNet head) load into a model of their own shape first; then the head is replaced
@@ -192,8 +210,10 @@ def _last_linear_name(model: nn.Module) -> str | None:
 
 
 #: where local weights go instead of a download, in every interface
-LOCAL_WEIGHTS = ("without internet, load them from a local file: --weights PATH (the model option weights=PATH; "
-                 "weights = \"PATH\" under [networks] in a study config; model_options={\"weights\": PATH} in the Python API)")
+LOCAL_WEIGHTS = (
+    "without internet, load them from a local file: --weights PATH (the model option weights=PATH; "
+    'weights = "PATH" under [networks] in a study config; model_options={"weights": PATH} in the Python API)'
+)
 #: seconds to wait for the weights' server to accept a connection before saying it is unreachable
 CONNECT_TIMEOUT = 3.0
 
@@ -259,11 +279,17 @@ def _check_timm_download(name: str) -> None:
 
 def _check_weight_source(label: str, pretrained: bool, weights: str | None) -> None:
     if pretrained and weights:
-        raise StitchkitError(f"{label}: give either pretrained=true (download the weights) or weights=PATH (a local file), not both")
+        raise StitchkitError(
+            f"{label}: give either pretrained=true (download the weights) or weights=PATH (a local file), not both"
+        )
 
 
 def build_torchvision(
-    name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    pretrained: bool = False,
+    weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     import torchvision  # deferred: torchvision loads only for its models
@@ -280,8 +306,15 @@ def build_torchvision(
 
     try:
         if weights:
-            model = _with_local_weights(plain, _last_linear_name, lambda m, n: resize_classifier(m, n, name), num_classes, in_channels,
-                                        weights, f"torchvision:{name}")
+            model = _with_local_weights(
+                plain,
+                _last_linear_name,
+                lambda m, n: resize_classifier(m, n, name),
+                num_classes,
+                in_channels,
+                weights,
+                f"torchvision:{name}",
+            )
         elif pretrained:
             _check_torchvision_download(name)
             model = torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
@@ -303,7 +336,11 @@ def _timm_head_name(model: nn.Module) -> str | None:
 
 
 def build_timm(
-    name: str, num_classes: int, in_channels: int, pretrained: bool = False, weights: str | None = None,
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    pretrained: bool = False,
+    weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     import timm  # deferred: timm is optional and slow to import
@@ -317,8 +354,15 @@ def build_timm(
 
     try:
         if weights:
-            return _with_local_weights(plain, _timm_head_name, lambda m, n: m.reset_classifier(n), num_classes, in_channels,
-                                       weights, f"timm:{name}")
+            return _with_local_weights(
+                plain,
+                _timm_head_name,
+                lambda m, n: m.reset_classifier(n),
+                num_classes,
+                in_channels,
+                weights,
+                f"timm:{name}",
+            )
         if pretrained:
             _check_timm_download(name)
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs)

@@ -22,7 +22,8 @@ the result. Layers are therefore **checked when the model is cut**: the model ru
 keeping every candidate's output, and then once per candidate on another input B with the candidate's
 output replaced by A's; a candidate is a layer only if the logits equal A's (everything after it depends
 on the input only through it). B is one sample while A is two; where that fails (a forward that reads
-the input's batch size after the cut), B is two samples and the cut's dummy the batch's size. This is the hook path's version of the fx path's "clean cut", checked on
+the input's batch size after the cut), B is two samples and the cut's dummy the batch's size. This is the hook path's
+version of the fx path's "clean cut", checked on
 numbers instead of a graph: a skip whose effect on the logits vanishes for both random inputs would go
 unnoticed. Modules called more than once, or never, are not layers.
 
@@ -37,8 +38,8 @@ a model built by stitchkit, or a ``transformers`` config's ``num_channels`` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -88,8 +89,13 @@ def _placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 @contextmanager
-def _hooks(model: nn.Module, capture: Sequence[str], stop: bool, replace: dict[str, Tensor] | None = None,
-           calls: dict[str, int] | None = None) -> Iterator[dict[str, Tensor]]:
+def _hooks(
+    model: nn.Module,
+    capture: Sequence[str],
+    stop: bool,
+    replace: dict[str, Tensor] | None = None,
+    calls: dict[str, int] | None = None,
+) -> Iterator[dict[str, Tensor]]:
     """Forward hooks on ``model`` for the duration of the block: the outputs of the modules named in
     ``capture`` land in the yielded dict (read by :func:`activation_of`; with ``stop``, the forward ends
     by :class:`_Stop` once all are there); the modules named in ``replace`` return the given tensors
@@ -111,11 +117,13 @@ def _hooks(model: nn.Module, capture: Sequence[str], stop: bool, replace: dict[s
                 raise _Stop
             # a later in-place operation (ReLU(inplace=True), x += y) must not change what was kept
             captured[name] = activation.clone()
+
         return hook
 
     def replacer(new: Tensor):
         def hook(_module, _inputs, output):
             return replace_activation(output, new)
+
         return hook
 
     try:
@@ -129,8 +137,14 @@ def _hooks(model: nn.Module, capture: Sequence[str], stop: bool, replace: dict[s
             handle.remove()
 
 
-def run_hooked(model: nn.Module, x: Tensor, capture: Sequence[str] = (), *, stop: bool = True,
-               replace: dict[str, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+def run_hooked(
+    model: nn.Module,
+    x: Tensor,
+    capture: Sequence[str] = (),
+    *,
+    stop: bool = True,
+    replace: dict[str, Tensor] | None = None,
+) -> tuple[dict[str, Tensor], Tensor | None]:
     """Run ``model`` on ``x`` with the hooks of :func:`_hooks`: the captured activations, and the logits
     (None when the forward stopped after the last captured layer)."""
     with _hooks(model, capture, stop and bool(capture), replace) as captured:
@@ -151,8 +165,16 @@ class HookedForward(nn.Module):
     (or, with no ``capture``, only return) the model's logits, which runs it to the end.
     """
 
-    def __init__(self, hooked: "HookedModel", *, capture: Sequence[str] = (), replace: str | None = None,
-                 logits: bool = False, single: bool = False, label: str = ""):
+    def __init__(
+        self,
+        hooked: HookedModel,
+        *,
+        capture: Sequence[str] = (),
+        replace: str | None = None,
+        logits: bool = False,
+        single: bool = False,
+        label: str = "",
+    ):
         super().__init__()
         self.model = hooked.model
         self.input_shape = hooked.input_shape
@@ -164,7 +186,9 @@ class HookedForward(nn.Module):
         replace = None
         if self.replace is not None:
             replace = {self.replace: x}
-            x = torch.zeros(self.dummy_batch or x.shape[0], *self.input_shape, device=x.device, dtype=_placement(self.model)[1])
+            x = torch.zeros(
+                self.dummy_batch or x.shape[0], *self.input_shape, device=x.device, dtype=_placement(self.model)[1]
+            )
         captured, logits = run_hooked(self.model, x, self.capture, stop=not self.logits, replace=replace)
         if self.single:
             return captured[self.capture[0]]
@@ -215,8 +239,10 @@ class HookedModel(LayeredModel):
         self.model = model
         shape = tuple(int(s) for s in input_shape) if input_shape is not None else probe_input_shape(model)
         if shape is None:
-            raise StitchkitError(f"cannot tell the input shape of {type(model).__name__}, which cutting with hooks needs; "
-                                 "give it: stitchkit.models.layers.layered(model, cut='hooks', input_shape=(C, H, W))")
+            raise StitchkitError(
+                f"cannot tell the input shape of {type(model).__name__}, which cutting with hooks needs; "
+                "give it: stitchkit.models.layers.layered(model, cut='hooks', input_shape=(C, H, W))"
+            )
         self.input_shape = shape
         modules = dict(model.named_modules())
         declared = getattr(model, "stitchable_layers", None)
@@ -232,13 +258,17 @@ class HookedModel(LayeredModel):
         if declared is not None:
             bad = [n for n in declared if n not in found]
             if bad:
-                raise StitchkitError(f"declared stitchable layer {bad[0]!r} of {type(model).__name__} is not a clean cut of its forward")
+                raise StitchkitError(
+                    f"declared stitchable layer {bad[0]!r} of {type(model).__name__} is not a clean cut of its forward"
+                )
         self.layers: list[str] = sorted(found, key=found.get)
         self._cuts = {name: found[name] for name in self.layers}  # name -> position in the forward
         output_layer = self._output_layer() if declared is None else None
         #: each layer's kind and module class name, as on the fx path (:func:`layer_kind`)
-        self.kinds: dict[str, str] = {name: FEATURE if declared is not None else layer_kind(modules[name], is_output=name == output_layer)
-                                      for name in self.layers}
+        self.kinds: dict[str, str] = {
+            name: FEATURE if declared is not None else layer_kind(modules[name], is_output=name == output_layer)
+            for name in self.layers
+        }
         self.module_types: dict[str, str] = {name: type(modules[name]).__name__ for name in self.layers}
 
     @torch.no_grad()
@@ -267,15 +297,20 @@ class HookedModel(LayeredModel):
                 try:
                     reference = logits_of(model(a))
                 except Exception as exc:  # the user's forward: one line, not its traceback
-                    raise StitchkitError(f"{type(model).__name__} cannot run on inputs of shape {self.input_shape}: "
-                                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+                    raise StitchkitError(
+                        f"{type(model).__name__} cannot run on inputs of shape {self.input_shape}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                    ) from None
                 order = {name: i for i, name in enumerate(outputs)}  # dicts keep the order of the first calls
             scale = float(reference.abs().max()) + 1e-12
             found: dict[str, int] = {}
             for name in candidates:
                 if calls.get(name) != 1 or (not nested_too and any(name.startswith(kept + ".") for kept in found)):
                     continue
-                for dummy in (b, c):  # one dummy sample is enough unless the forward uses the input's batch size after the cut
+                for dummy in (
+                    b,
+                    c,
+                ):  # one dummy sample is enough unless the forward uses the input's batch size after the cut
                     if self._same_logits(name, outputs[name], dummy, reference, scale):
                         found[name] = order[name]
                         self.dummy_batch[name] = dummy.shape[0] if dummy is b else None
@@ -290,7 +325,9 @@ class HookedModel(LayeredModel):
             _, logits = run_hooked(self.model, dummy, replace={name: activation})
         except Exception:  # a forward that cannot take the replaced batch fails in its own way: not this dummy
             return False
-        return logits.shape == reference.shape and float((logits - reference).abs().max()) <= CLEAN_CUT_TOLERANCE * scale
+        return (
+            logits.shape == reference.shape and float((logits - reference).abs().max()) <= CLEAN_CUT_TOLERANCE * scale
+        )
 
     # -- the cuts (LayeredModel's interface) ---------------------------------------------------------
     def prefix(self, layer: str) -> HookedForward:
@@ -320,7 +357,9 @@ class HookedModel(LayeredModel):
         return HookedForward(self, replace=s, capture=[e], single=True, label=f"{self.model_name}[{start}:{end}]")
 
     @torch.no_grad()
-    def shapes(self, input_shape: Sequence[int] | None = None, layers: Sequence[str] | None = None) -> dict[str, tuple[int, ...]]:
+    def shapes(
+        self, input_shape: Sequence[int] | None = None, layers: Sequence[str] | None = None
+    ) -> dict[str, tuple[int, ...]]:
         """Activation shape (without batch) of each layer for one input of ``input_shape`` (C, H, W;
         default the model's)."""
         layers = list(layers) if layers is not None else self.layers
@@ -334,10 +373,21 @@ class HookedModel(LayeredModel):
             try:
                 out = self.extractor(layers)(torch.zeros(1, *shape, device=device, dtype=dtype))
             except RuntimeError as exc:
-                raise StitchkitError(f"{self.model_name} cannot take inputs of shape {tuple(shape)}: {str(exc).splitlines()[0]}") from None
+                raise StitchkitError(
+                    f"{self.model_name} cannot take inputs of shape {tuple(shape)}: {str(exc).splitlines()[0]}"
+                ) from None
         finally:
             self.model.train(was_training)
         return {name: tuple(value.shape[1:]) for name, value in out.items()}
 
 
-__all__ = ["CLEAN_CUT_TOLERANCE", "HOOKS", "INPUT_SHAPE_ATTRIBUTE", "HookedForward", "HookedModel", "intermediate_bytes", "probe_input_shape", "run_hooked"]
+__all__ = [
+    "CLEAN_CUT_TOLERANCE",
+    "HOOKS",
+    "INPUT_SHAPE_ATTRIBUTE",
+    "HookedForward",
+    "HookedModel",
+    "intermediate_bytes",
+    "probe_input_shape",
+    "run_hooked",
+]

@@ -4,7 +4,7 @@ not (a timm ViT built for 224 pixels on 28-pixel data): :func:`check_input` for 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -40,11 +40,16 @@ def input_shape_error(model: nn.Module, label: str, input_shape: Sequence[int], 
         data = f"give it data of the size it takes (dataset NAME@{size}, e.g. {example})"
     else:
         data = "give it data of a size it takes (dataset NAME@CxHxW, e.g. fashion@3x32x32 or cifar10_large)"
-    text = f"{label}{f' (built for {size} inputs)' if expected else ''} cannot take inputs of shape {_size_text(input_shape)} " \
-           f"({type(exc).__name__}: {reason}); {data}"
+    text = (
+        f"{label}{f' (built for {size} inputs)' if expected else ''} cannot take inputs of shape "
+        f"{_size_text(input_shape)} "
+        f"({type(exc).__name__}: {reason}); {data}"
+    )
     if type(model).__module__.split(".")[0] in ("timm", "torchvision"):
-        text += (", or build it for this size through its constructor's keyword arguments (the model option kwargs, e.g. "
-                 f"--model-option 'kwargs={{\"img_size\": {input_shape[-1]}}}' for a timm ViT)")
+        text += (
+            ", or build it for this size through its constructor's keyword arguments (the model option kwargs, e.g. "
+            f"--model-option 'kwargs={{\"img_size\": {input_shape[-1]}}}' for a timm ViT)"
+        )
     return StitchkitError(text)
 
 

@@ -23,8 +23,8 @@ for all of them (:data:`~stitchkit.choices.EVERY_LAYER`); a model's declared lay
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import fx, nn
@@ -33,7 +33,15 @@ from ..choices import ALL_LAYERS, CUT_METHODS, EVERY_LAYER
 from ..errors import StitchkitError, unknown_name, warn
 from .input_check import INPUT_ERRORS, input_shape_error
 from .layer_kinds import FEATURE, layer_kind
-from .tracing import CutModule, LayerTracer, drop_specialised_arguments, extra_forward_args, module_path, mutates_input, uses_timm
+from .tracing import (
+    CutModule,
+    LayerTracer,
+    drop_specialised_arguments,
+    extra_forward_args,
+    module_path,
+    mutates_input,
+    uses_timm,
+)
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Key of the model's output in the dict of ``extractor(layers, with_logits=True)`` (not a module name).
@@ -88,7 +96,10 @@ class LayeredModel:
             cut = self._find_cut(name)
             if cut is None:
                 if declared is not None:
-                    raise StitchkitError(f"declared stitchable layer {name!r} of {type(model).__name__} is not a clean cut of its forward")
+                    raise StitchkitError(
+                        f"declared stitchable layer {name!r} of {type(model).__name__} is not a clean cut of its "
+                        f"forward"
+                    )
                 continue
             if declared is None and any(name.startswith(kept + ".") for kept in self._cuts):
                 continue  # inside a block that is already a layer: blocks, not their parts
@@ -96,11 +107,15 @@ class LayeredModel:
         ordered = sorted(self._cuts.values(), key=lambda c: c.position)
         self.layers: list[str] = [c.name for c in ordered]
         if declared is not None and self.layers != list(declared):
-            raise StitchkitError(f"declared stitchable layers of {type(model).__name__} are not in forward order: {list(declared)}")
+            raise StitchkitError(
+                f"declared stitchable layers of {type(model).__name__} are not in forward order: {list(declared)}"
+            )
         returned = self.output_node.args[0]
         #: each layer's kind (:func:`layer_kind`); a model's declared layers are its features
         self.kinds: dict[str, str] = {
-            name: FEATURE if declared is not None else layer_kind(modules[name], is_output=self._cuts[name].node is returned)
+            name: FEATURE
+            if declared is not None
+            else layer_kind(modules[name], is_output=self._cuts[name].node is returned)
             for name in self.layers
         }
         #: each layer's module class name (``Conv2dNormActivation``, ``Hardswish``)
@@ -124,7 +139,11 @@ class LayeredModel:
         return names
 
     def _find_cut(self, name: str) -> _Cut | None:
-        inside = [i for i, node in enumerate(self.nodes) if name in module_path(node) or (node.op == "call_module" and node.target == name)]
+        inside = [
+            i
+            for i, node in enumerate(self.nodes)
+            if name in module_path(node) or (node.op == "call_module" and node.target == name)
+        ]
         if not inside:
             return None  # never called in forward
         first, last = inside[0], inside[-1]
@@ -138,7 +157,7 @@ class LayeredModel:
 
     def _is_clean_cut(self, cut: fx.Node) -> bool:
         position = self._position[cut]
-        for node in self.nodes[position + 1:]:
+        for node in self.nodes[position + 1 :]:
             for used in node.all_input_nodes:
                 if used is cut or used.op == "get_attr":
                     continue
@@ -161,7 +180,10 @@ class LayeredModel:
         if name not in self._cuts:
             listing = ", ".join(self.layers) if self.layers else "(none found)"
             if where:
-                raise StitchkitError(f"{where} has {name!r}, which is not a stitchable layer of {self.model_name}; valid layers: {listing}")
+                raise StitchkitError(
+                    f"{where} has {name!r}, which is not a stitchable layer of {self.model_name}; valid layers: "
+                    f"{listing}"
+                )
             raise StitchkitError(f"{name!r} is not a stitchable layer of {self.model_name}; valid layers: {listing}")
         return name
 
@@ -174,13 +196,17 @@ class LayeredModel:
         names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
         if layers is None or names in ([ALL_LAYERS], [EVERY_LAYER]):
             if not self.layers:
-                raise StitchkitError(f"{self.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
-                                     "output is a clean cut of the graph); wrap its blocks in an nn.Sequential")
+                raise StitchkitError(
+                    f"{self.model_name} has no stitchable layers (modules inside a container, like features.3, whose "
+                    "output is a clean cut of the graph); wrap its blocks in an nn.Sequential"
+                )
             if names == [EVERY_LAYER]:
                 return list(self.layers)
             if not self.feature_layers:
-                raise StitchkitError(f"{self.model_name} has no stitchable layers that are features (its layers: {self._listing()}); "
-                                     f"ask for them by name or with {EVERY_LAYER!r}")
+                raise StitchkitError(
+                    f"{self.model_name} has no stitchable layers that are features (its layers: {self._listing()}); "
+                    f"ask for them by name or with {EVERY_LAYER!r}"
+                )
             return self.feature_layers
         if not names:
             raise StitchkitError(f"no layers given for {self.model_name}; valid layers: {', '.join(self.layers)}")
@@ -218,7 +244,7 @@ class LayeredModel:
         env: dict[fx.Node, fx.Node] = {cut.node: activation}
         if any(mutates_input(user, self.model) for user in cut.node.users):
             env[cut.node] = graph.call_method("clone", (activation,))  # never write into the caller's tensor
-        for node in self.nodes[cut.position + 1:]:
+        for node in self.nodes[cut.position + 1 :]:
             for used in node.all_input_nodes:
                 if used not in env:  # get_attr nodes traced before the cut (parameters, buffers)
                     env[used] = graph.node_copy(used, lambda n: env[n])
@@ -235,7 +261,7 @@ class LayeredModel:
         env: dict[fx.Node, fx.Node] = {s.node: activation}
         if any(mutates_input(user, self.model) for user in s.node.users):
             env[s.node] = graph.call_method("clone", (activation,))
-        for node in self.nodes[s.position + 1: e.position + 1]:
+        for node in self.nodes[s.position + 1 : e.position + 1]:
             for used in node.all_input_nodes:
                 if used not in env:
                     env[used] = graph.node_copy(used, lambda n: env[n])
@@ -318,7 +344,7 @@ class LayeredModel:
         return module
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, LayeredModel]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, LayeredModel] = weakref.WeakKeyDictionary()
 
 
 #: the model attribute that keeps a model's cut method chosen by ``layered(model, cut=...)``: an
@@ -341,7 +367,10 @@ def layered(model: nn.Module, cut: str | None = None, *, input_shape: Sequence[i
         if cut not in CUT_METHODS:
             raise unknown_name("cut method", str(cut), CUT_METHODS)
         setattr(model, CUT_ATTRIBUTE, cut)
-    from .hooks import INPUT_SHAPE_ATTRIBUTE, HookedModel  # deferred: hooks.py subclasses LayeredModel (an import cycle at the top)
+    from .hooks import (  # deferred: hooks.py subclasses LayeredModel (an import cycle at the top)
+        INPUT_SHAPE_ATTRIBUTE,
+        HookedModel,
+    )
 
     if input_shape is not None:
         setattr(model, INPUT_SHAPE_ATTRIBUTE, tuple(int(s) for s in input_shape))
@@ -376,9 +405,13 @@ def _warn_hooks(model: nn.Module, reason: TraceError) -> None:
     if name in _WARNED:
         return
     _WARNED.add(name)
-    warn(f"{reason}; so {name} is cut with forward hooks instead: extraction stops after the last needed layer as usual, but "
-         "every stitched forward runs the whole end network, the layers before the cut on a dummy input (one sample where "
-         "that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)")
+    warn(
+        f"{reason}; so {name} is cut with forward hooks instead: extraction stops after the last needed layer as "
+        f"usual, but "
+        "every stitched forward runs the whole end network, the layers before the cut on a dummy input (one sample "
+        "where "
+        "that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)"
+    )
 
 
 def stitchable_layers(model: nn.Module) -> list[str]:

@@ -44,8 +44,14 @@ class LiuWideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, ch[0], 3, stride=1, padding=1, bias=False)
         for g, stride in enumerate((1, 2, 2)):
             blocks = make_preact_stage(
-                n, ch[g], ch[g + 1], stride, activation="relu", padding="symmetric",
-                names=LIU_WRN_NAMES, drop_rate=drop_rate,
+                n,
+                ch[g],
+                ch[g + 1],
+                stride,
+                activation="relu",
+                padding="symmetric",
+                names=LIU_WRN_NAMES,
+                drop_rate=drop_rate,
             )
             setattr(self, f"block{g + 1}", BlockGroup(blocks, attr="layer"))
         self.bn1 = nn.BatchNorm2d(ch[3])

@@ -55,7 +55,9 @@ def load_model(
             num_classes = num_classes if num_classes is not None else info.num_classes
             in_channels = in_channels if in_channels is not None else info.shape[0]
             input_size = input_size if input_size is not None else tuple(info.shape[1:])
-        model = get_model(model_name, num_classes=num_classes, in_channels=in_channels, input_size=input_size, **options)
+        model = get_model(
+            model_name, num_classes=num_classes, in_channels=in_channels, input_size=input_size, **options
+        )
     load_state_into(model, ckpt.state_dict, source=f"checkpoint {str(path)!r}")
     # The training record travels with the model (like stitchkit_spec), so that whatever later trains
     # on images fed through it can follow its augmentation (stitchkit.data.augmentation).
@@ -88,8 +90,10 @@ def check_fits_dataset(model: nn.Module, info: DatasetInfo) -> None:
     spec = getattr(model, "stitchkit_spec", None) or {}
     if spec.get("num_classes") not in (None, info.num_classes) or spec.get("in_channels") not in (None, info.shape[0]):
         raise StitchkitError(
-            f"model {spec.get('name')} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} classes, "
-            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes; pass the dataset it was trained on (-d)"
+            f"model {spec.get('name')} takes {spec.get('in_channels')}-channel inputs with {spec.get('num_classes')} "
+            f"classes, "
+            f"but dataset {info.name} has {info.shape[0]} channels and {info.num_classes} classes; pass the dataset "
+            f"it was trained on (-d)"
         )
 
 

@@ -72,9 +72,7 @@ class Option:
                 value = int(value)
             else:
                 value = float(value)
-            if self.minimum is not None and (
-                value <= self.minimum if self.exclusive_minimum else value < self.minimum
-            ):
+            if self.minimum is not None and (value <= self.minimum if self.exclusive_minimum else value < self.minimum):
                 raise bad()
             if self.maximum is not None and value > self.maximum:
                 raise bad()
@@ -111,7 +109,8 @@ def option_from(spec: Mapping[str, Any], where: str = "an option") -> Option:
     unknown = [k for k in spec if k not in known]
     if unknown or not {"default", "kind", "help"} <= set(spec):
         raise StitchkitError(
-            f"{where}: an option is a dict of {', '.join(known)} (default, kind and help required), got {dict(spec)!r}")
+            f"{where}: an option is a dict of {', '.join(known)} (default, kind and help required), got {dict(spec)!r}"
+        )
     return Option(**{k: tuple(v) if k == "choices" and v is not None else v for k, v in spec.items()})
 
 
@@ -126,9 +125,13 @@ ACTIVATION = {
 #: the options of every torchvision and timm model
 EXTERNAL = {
     "pretrained": {"default": False, "kind": "bool", "help": "download and load pretrained weights (needs internet)"},
-    "weights": {"default": None, "kind": "str", "nullable": True,
-                "help": "local pretrained weights: a state_dict file (plain, or under 'state_dict' or 'model'; "
-                "'module.' prefixes are stripped), loaded like pretrained=true but without a download"},
+    "weights": {
+        "default": None,
+        "kind": "str",
+        "nullable": True,
+        "help": "local pretrained weights: a state_dict file (plain, or under 'state_dict' or 'model'; "
+        "'module.' prefixes are stripped), loaded like pretrained=true but without a download",
+    },
     "kwargs": {"default": {}, "kind": "dict", "help": "extra keyword arguments passed to the library's constructor"},
 }
 

@@ -48,8 +48,10 @@ def _select(output: Any, preferred: str, what: str) -> Tensor:
         return getattr(output, preferred)
     elif isinstance(output, (tuple, list)) and output:
         return _select(output[0], preferred, what)
-    raise StitchkitError(f"{what} returned {type(output).__name__}, in which stitchkit finds no tensor (it reads a tensor, "
-                         f"a mapping's {preferred!r} or first tensor entry, or a tuple's first element)")
+    raise StitchkitError(
+        f"{what} returned {type(output).__name__}, in which stitchkit finds no tensor (it reads a tensor, "
+        f"a mapping's {preferred!r} or first tensor entry, or a tuple's first element)"
+    )
 
 
 def logits_of(output: Any) -> Tensor:
@@ -76,7 +78,11 @@ def replace_activation(output: Any, new: Tensor) -> Any:
     if isinstance(output, (tuple, list)) and output:
         first = replace_activation(output[0], new)
         rest = list(output[1:])
-        return type(output)([first, *rest]) if isinstance(output, list) or type(output) is tuple else type(output)(first, *rest)
+        return (
+            type(output)([first, *rest])
+            if isinstance(output, list) or type(output) is tuple
+            else type(output)(first, *rest)
+        )
     raise StitchkitError(f"the layer returned {type(output).__name__}, whose tensor stitchkit cannot replace")
 
 

@@ -78,16 +78,31 @@ def make_activation(name: str) -> nn.Module:
 
 # submodule names of the block in each original code base: role -> attribute name
 DM_PREACT_NAMES = {
-    "norm_a": "batchnorm_0", "act_a": "relu_0", "conv_a": "conv_2d_1",
-    "norm_b": "batchnorm_1", "act_b": "relu_1", "conv_b": "conv_2d_2", "shortcut": "shortcut",
+    "norm_a": "batchnorm_0",
+    "act_a": "relu_0",
+    "conv_a": "conv_2d_1",
+    "norm_b": "batchnorm_1",
+    "act_b": "relu_1",
+    "conv_b": "conv_2d_2",
+    "shortcut": "shortcut",
 }
 DM_WRN_NAMES = {
-    "norm_a": "batchnorm_0", "act_a": "relu_0", "conv_a": "conv_0",
-    "norm_b": "batchnorm_1", "act_b": "relu_1", "conv_b": "conv_1", "shortcut": "shortcut",
+    "norm_a": "batchnorm_0",
+    "act_a": "relu_0",
+    "conv_a": "conv_0",
+    "norm_b": "batchnorm_1",
+    "act_b": "relu_1",
+    "conv_b": "conv_1",
+    "shortcut": "shortcut",
 }
 LIU_WRN_NAMES = {
-    "norm_a": "bn1", "act_a": "relu1", "conv_a": "conv1",
-    "norm_b": "bn2", "act_b": "relu2", "conv_b": "conv2", "shortcut": "convShortcut",
+    "norm_a": "bn1",
+    "act_a": "relu1",
+    "conv_a": "conv1",
+    "norm_b": "bn2",
+    "act_b": "relu2",
+    "conv_b": "conv2",
+    "shortcut": "convShortcut",
 }
 
 
@@ -203,8 +218,14 @@ class PreActResNet(nn.Module):
         for s, (n, mult, stride) in enumerate(zip(counts, (1, 2, 4, 8), (1, 2, 2, 2))):
             out_ch = width * mult
             blocks = make_preact_stage(
-                n, in_ch, out_ch, stride, activation=activation, padding="same",
-                names=DM_PREACT_NAMES, bn_momentum=DM_BN_MOMENTUM,
+                n,
+                in_ch,
+                out_ch,
+                stride,
+                activation=activation,
+                padding="same",
+                names=DM_PREACT_NAMES,
+                bn_momentum=DM_BN_MOMENTUM,
             )
             setattr(self, f"layer_{s}", nn.Sequential(*blocks))
             in_ch = out_ch

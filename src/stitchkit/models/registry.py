@@ -68,13 +68,15 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _build_torchvision(num_classes, in_channels, input_size, *, tv_name, pretrained, weights, kwargs):
-    return external.build_torchvision(tv_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
-                                      kwargs=kwargs)
+    return external.build_torchvision(
+        tv_name, num_classes, in_channels, pretrained=pretrained, weights=weights, kwargs=kwargs
+    )
 
 
 def _build_timm(num_classes, in_channels, input_size, *, timm_name, pretrained, weights, kwargs):
-    return external.build_timm(timm_name, num_classes, in_channels, pretrained=pretrained, weights=weights,
-                               kwargs=kwargs)
+    return external.build_timm(
+        timm_name, num_classes, in_channels, pretrained=pretrained, weights=weights, kwargs=kwargs
+    )
 
 
 #: the build functions of the prefixed names (``torchvision:<name>``, ``timm:<name>``); every other
@@ -125,11 +127,11 @@ def model_entry(name: str) -> ModelEntry:
     if name in declared:
         return _entry(declared[name])
     if name.startswith(TORCHVISION_PREFIX):
-        tv = name[len(TORCHVISION_PREFIX):]
+        tv = name[len(TORCHVISION_PREFIX) :]
         external.check_torchvision_name(tv)
         return _entry(catalog.external_info(name, "torchvision", {"tv_name": tv}, f"torchvision {tv}"))
     if name.startswith(TIMM_PREFIX):
-        tm = name[len(TIMM_PREFIX):]
+        tm = name[len(TIMM_PREFIX) :]
         external.check_timm_name(tm)
         return _entry(catalog.external_info(name, "timm", {"timm_name": tm}, f"timm {tm}"))
     if re.fullmatch(r"resnet18_(\w+)", name):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import fx, nn
 
@@ -56,7 +56,10 @@ def extra_forward_args(model: nn.Module) -> dict | None:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is inspect.Parameter.empty:
-            raise StitchkitError(f"{type(model).__name__}.forward needs argument {p.name!r} besides the input; stitchkit cuts single-input models")
+            raise StitchkitError(
+                f"{type(model).__name__}.forward needs argument {p.name!r} besides the input; stitchkit cuts "
+                f"single-input models"
+            )
         extra[p.name] = p.default
     return extra or None
 
@@ -72,7 +75,9 @@ def drop_specialised_arguments(graph: fx.Graph) -> None:
             stack.extend(node.users)
         for node in sorted(set(doomed), key=lambda n: -list(graph.nodes).index(n)):
             if any(user not in doomed for user in node.users):
-                raise StitchkitError("the model's forward uses arguments besides the input; stitchkit cuts single-input models")
+                raise StitchkitError(
+                    "the model's forward uses arguments besides the input; stitchkit cuts single-input models"
+                )
             graph.erase_node(node)
 
 

@@ -19,8 +19,14 @@ import torch.nn.functional as F
 
 from ..errors import StitchkitError
 from .preact_resnet import (
-    CIFAR10_MEAN, CIFAR10_STD, DM_BN_MOMENTUM, DM_WRN_NAMES, BlockGroup, InputNormalize,
-    make_activation, make_preact_stage,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DM_BN_MOMENTUM,
+    DM_WRN_NAMES,
+    BlockGroup,
+    InputNormalize,
+    make_activation,
+    make_preact_stage,
 )
 from .resnet_cifar import init_conv_bn_
 
@@ -55,8 +61,14 @@ class DMWideResNet(nn.Module):
             *(
                 BlockGroup(
                     make_preact_stage(
-                        n, ch[g], ch[g + 1], stride, activation=activation, padding="same",
-                        names=DM_WRN_NAMES, bn_momentum=DM_BN_MOMENTUM,
+                        n,
+                        ch[g],
+                        ch[g + 1],
+                        stride,
+                        activation=activation,
+                        padding="same",
+                        names=DM_WRN_NAMES,
+                        bn_momentum=DM_BN_MOMENTUM,
                     ),
                     attr="block",
                 )

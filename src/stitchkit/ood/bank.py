@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,20 +46,40 @@ def default_detector_type(activation_shape: Sequence[int]) -> str:
         return "repr_cls_resnet18"
     if len(activation_shape) == 2:
         return "repr_cls_vit_tiny"
-    raise StitchkitError(f"no representation classifier takes activations of shape {tuple(activation_shape)}; "
-                         "detectors need (C, H, W) maps or (T, D) token sequences")
+    raise StitchkitError(
+        f"no representation classifier takes activations of shape {tuple(activation_shape)}; "
+        "detectors need (C, H, W) maps or (T, D) token sequences"
+    )
 
 
-def build_detector_model(model_type: str, activation_shape: Sequence[int], num_classes: int, input_shape: Sequence[int], options: dict | None = None) -> nn.Module:
+def build_detector_model(
+    model_type: str,
+    activation_shape: Sequence[int],
+    num_classes: int,
+    input_shape: Sequence[int],
+    options: dict | None = None,
+) -> nn.Module:
     """A representation classifier for activations of ``activation_shape`` from a network whose input
     is ``input_shape`` (C, H, W): conv detectors resize the map to (H, W); token detectors take D."""
     shape = tuple(activation_shape)
     if model_type.startswith("repr_cls_resnet") and len(shape) != 3:
-        raise StitchkitError(f"{model_type} takes (C, H, W) activations, but the layer gives {shape}; use repr_cls_vit_tiny for token sequences")
+        raise StitchkitError(
+            f"{model_type} takes (C, H, W) activations, but the layer gives {shape}; use repr_cls_vit_tiny for token "
+            f"sequences"
+        )
     if model_type.startswith("repr_cls_vit") and len(shape) != 2:
-        raise StitchkitError(f"{model_type} takes (T, D) token sequences, but the layer gives {shape}; use repr_cls_resnet18 for conv maps")
+        raise StitchkitError(
+            f"{model_type} takes (T, D) token sequences, but the layer gives {shape}; use repr_cls_resnet18 for conv "
+            f"maps"
+        )
     in_channels = shape[0] if len(shape) == 3 else shape[-1]
-    return get_model(model_type, num_classes=num_classes, in_channels=in_channels, input_size=tuple(input_shape[1:]), **(options or {}))
+    return get_model(
+        model_type,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=tuple(input_shape[1:]),
+        **(options or {}),
+    )
 
 
 class _Paired:
@@ -75,7 +96,8 @@ class _Paired:
 
 
 def _schedule_text(config: DetectorTrainConfig, phase: str) -> str:
-    """A phase's LR schedule as the conventions record it (the default's texts are those from before other schedules existed)."""
+    """A phase's LR schedule as the conventions record it (the default's texts are those from before other schedules
+    existed)."""
     decay = "×0.1 at each -rlre epoch" if phase == "pretrain" else "×0.1 after ft_epochs//2 epochs"
     optim = config.optim(phase)
     if config.scheduler == "none" and not optim.per_step:
@@ -111,9 +133,18 @@ class DetectorBank:
     ``no_grad`` and only up to the deepest layer.
     """
 
-    def __init__(self, source: nn.Module, layers: Sequence[str], config: DetectorTrainConfig, *, source_path: str | None = None,
-                 source_type: str | None = None, input_shape: Sequence[int] | None = None, argv_config: dict[str, Any] | None = None,
-                 provenance: dict[str, str] | None = None):
+    def __init__(
+        self,
+        source: nn.Module,
+        layers: Sequence[str],
+        config: DetectorTrainConfig,
+        *,
+        source_path: str | None = None,
+        source_type: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        argv_config: dict[str, Any] | None = None,
+        provenance: dict[str, str] | None = None,
+    ):
         self.provenance = dict(provenance or {})  # the data_provenance convention (stitchkit.data.provenance)
         config.validate()
         self.config, self.source, self.source_path, self.source_type = config, source, source_path, source_type
@@ -137,10 +168,22 @@ class DetectorBank:
         self.source_hash = model_fingerprint(source)
         self.shapes = cut.shapes(self.input_shape, self.layers)
         self.extractor = cut.extractor(self.layers).eval()
-        self.model_type = {layer: config.model_type or default_detector_type(self.shapes[layer]) for layer in self.layers}
+        self.model_type = {
+            layer: config.model_type or default_detector_type(self.shapes[layer]) for layer in self.layers
+        }
         self.keys = {layer: f"d{i}" for i, layer in enumerate(self.layers)}
-        self.detectors = nn.ModuleDict({self.keys[layer]: build_detector_model(self.model_type[layer], self.shapes[layer], self.info.num_classes,
-                                                                               self.input_shape, config.model_options) for layer in self.layers})
+        self.detectors = nn.ModuleDict(
+            {
+                self.keys[layer]: build_detector_model(
+                    self.model_type[layer],
+                    self.shapes[layer],
+                    self.info.num_classes,
+                    self.input_shape,
+                    config.model_options,
+                )
+                for layer in self.layers
+            }
+        )
         self.detectors.to(self.device)
         self.say = printer(config.verbose)
         self.pre_logs: dict[str, list[dict[str, float]]] = {layer: [] for layer in self.layers}
@@ -148,8 +191,14 @@ class DetectorBank:
         self.seconds = {"pretrain": 0.0, "finetune": 0.0}
         self.val_loader = None
         if self.data.test is not None:
-            self.val_loader = make_batches(self.data.test, config.batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch,
-                                           device=self.device)
+            self.val_loader = make_batches(
+                self.data.test,
+                config.batch_size,
+                shuffle=False,
+                workers=config.workers,
+                prefetch=config.prefetch,
+                device=self.device,
+            )
         self._write_configs(argv_config)
 
     def _check_datasets(self) -> None:
@@ -157,22 +206,36 @@ class DetectorBank:
         self.info = dataset_info(config.dataset or "cifar10")
         self.ft_info = dataset_info(config.ft_id_dataset or self.info.name)
         if self.ft_info.num_classes != self.info.num_classes:
-            raise StitchkitError(f"the fine-tuning ID set {self.ft_info.name!r} has {self.ft_info.num_classes} classes but the detector is "
-                                 f"pre-trained on {self.info.name!r} with {self.info.num_classes}; use an ID set with the same classes")
+            raise StitchkitError(
+                f"the fine-tuning ID set {self.ft_info.name!r} has {self.ft_info.num_classes} classes but the "
+                f"detector is "
+                f"pre-trained on {self.info.name!r} with {self.info.num_classes}; use an ID set with the same classes"
+            )
         self.ood_info = dataset_info(config.ft_ood_dataset)
 
     def _write_configs(self, argv_config: dict[str, Any] | None) -> None:
         config = self.config
         self.resolved = {
-            "command": "detector train", "stitchkit_version": __version__, "source_model_path": self.source_path,
-            "source_model_type": self.source_type, "source_model_hash": self.source_hash, "layers": self.layers, "dataset": self.info.name,
-            "ft_id_dataset": self.ft_info.name, "input_shape": list(self.input_shape), "activation_shapes": {k: list(v) for k, v in self.shapes.items()},
-            "model_types": self.model_type, "model_specs": {layer: self.detectors[self.keys[layer]].stitchkit_spec for layer in self.layers},
-            "settings": asdict(config), "device": str(self.device), "samples": self.data.counts(),
+            "command": "detector train",
+            "stitchkit_version": __version__,
+            "source_model_path": self.source_path,
+            "source_model_type": self.source_type,
+            "source_model_hash": self.source_hash,
+            "layers": self.layers,
+            "dataset": self.info.name,
+            "ft_id_dataset": self.ft_info.name,
+            "input_shape": list(self.input_shape),
+            "activation_shapes": {k: list(v) for k, v in self.shapes.items()},
+            "model_types": self.model_type,
+            "model_specs": {layer: self.detectors[self.keys[layer]].stitchkit_spec for layer in self.layers},
+            "settings": asdict(config),
+            "device": str(self.device),
+            "samples": self.data.counts(),
             "conventions": {
                 "energy": "E = −logsumexp(logits), T = 1; higher = more OOD",
                 "pretrain_lr_schedule": _schedule_text(config, "pretrain"),
-                "finetune_lr_schedule": "×0.1 after ft_epochs//2 iterations (batches; the original's behaviour)" if config.ft_lr_per_batch
+                "finetune_lr_schedule": "×0.1 after ft_epochs//2 iterations (batches; the original's behaviour)"
+                if config.ft_lr_per_batch
                 else _schedule_text(config, "finetune"),
                 "ce_loss": "mean CE over the ID samples",
                 **self.augmentation.conventions(),
@@ -216,32 +279,62 @@ class DetectorBank:
         """Cross-entropy on the source's activations of the (augmented) train split, validated on the test split."""
         config, started = self.config, time.perf_counter()
         if config.epochs > 0:
-            train_loader = make_batches(self.data.train, config.batch_size, shuffle=True, workers=config.workers, prefetch=config.prefetch,
-                                        device=self.device)
+            train_loader = make_batches(
+                self.data.train,
+                config.batch_size,
+                shuffle=True,
+                workers=config.workers,
+                prefetch=config.prefetch,
+                device=self.device,
+            )
             optim_cfg = config.optim("pretrain")
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = build_scheduler(optimizer, optim_cfg, config.epochs, train_loader)
-            loop = LoopSettings(epochs=config.epochs, device=self.device, seed=config.seed, progress=config.progress,
-                                verbose=False, desc="detector pre-training")
-            fit(self.detectors, train_loader, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler,
-                step_fn=self._ce_step, val_step_fn=self._ce_step, on_epoch_end=self._log_pretrain_epoch)
+            loop = LoopSettings(
+                epochs=config.epochs,
+                device=self.device,
+                seed=config.seed,
+                progress=config.progress,
+                verbose=False,
+                desc="detector pre-training",
+            )
+            fit(
+                self.detectors,
+                train_loader,
+                optimizer,
+                loop,
+                val_loader=self.val_loader,
+                scheduler=scheduler,
+                step_fn=self._ce_step,
+                val_step_fn=self._ce_step,
+                on_epoch_end=self._log_pretrain_epoch,
+            )
         self.seconds["pretrain"] = time.perf_counter() - started
 
     def _log_pretrain_epoch(self, log: EpochLog) -> None:
         for layer in self.layers:
             row = {
-                "train_acc": log.train.get(f"{layer}|acc", math.nan), "train_loss": log.train.get(f"{layer}|loss", math.nan),
+                "train_acc": log.train.get(f"{layer}|acc", math.nan),
+                "train_loss": log.train.get(f"{layer}|loss", math.nan),
                 "val_acc": log.val.get(f"{layer}|acc", math.nan) if log.val else math.nan,
                 "val_loss": log.val.get(f"{layer}|loss", math.nan) if log.val else math.nan,
-                "epoch": log.epoch, "lr": log.lr, "seconds": log.seconds,
+                "epoch": log.epoch,
+                "lr": log.lr,
+                "seconds": log.seconds,
             }
             self.pre_logs[layer].append(row)
             write_csv_atomic(self.dirs[layer] / "training_logs.csv", self.pre_logs[layer])
             if log.epoch % self.config.save_frequency == 0:
                 save_state_dict(self.dirs[layer] / f"model_{log.epoch}.pt", self.detectors[self.keys[layer]])
-            self.say(f"{self._tag(layer)}Epoch #{log.epoch} train loss: {row['train_loss']:.4f}, accuracy: {row['train_acc']:.4f}")
+            self.say(
+                f"{self._tag(layer)}Epoch #{log.epoch} train loss: {row['train_loss']:.4f}, accuracy: "
+                f"{row['train_acc']:.4f}"
+            )
             if log.val:
-                self.say(f"{self._tag(layer)}Epoch #{log.epoch} val loss: {row['val_loss']:.4f}, accuracy: {row['val_acc']:.4f}")
+                self.say(
+                    f"{self._tag(layer)}Epoch #{log.epoch} val loss: {row['val_loss']:.4f}, accuracy: "
+                    f"{row['val_acc']:.4f}"
+                )
 
     # -- phase C: energy fine-tuning with outlier exposure ------------------------------------------
     def finetune(self) -> None:
@@ -252,21 +345,45 @@ class DetectorBank:
             optim_cfg = config.optim("finetune")
             batches = self._paired_batches()
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
-            scheduler = None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
+            scheduler = (
+                None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
+            )
             step = _FinetuneStep(self, optimizer, milestone)
-            loop = LoopSettings(epochs=config.ft_epochs, device=self.device, seed=config.seed + 1,
-                                progress=config.progress, verbose=False, desc="energy fine-tuning")
-            fit(self.detectors, batches, optimizer, loop, val_loader=self.val_loader, scheduler=scheduler, step_fn=step,
-                val_step_fn=self._energy_val_step, on_epoch_end=self._log_finetune_epoch)
+            loop = LoopSettings(
+                epochs=config.ft_epochs,
+                device=self.device,
+                seed=config.seed + 1,
+                progress=config.progress,
+                verbose=False,
+                desc="energy fine-tuning",
+            )
+            fit(
+                self.detectors,
+                batches,
+                optimizer,
+                loop,
+                val_loader=self.val_loader,
+                scheduler=scheduler,
+                step_fn=step,
+                val_step_fn=self._energy_val_step,
+                on_epoch_end=self._log_finetune_epoch,
+            )
         self.seconds["finetune"] = time.perf_counter() - started
 
-    def _paired_batches(self) -> "_Paired":
+    def _paired_batches(self) -> _Paired:
         config, data = self.config, self.data
         half = config.batch_size // 2
-        id_sampler = MultiEpochDisjointSubsetSampler(data.ft_id, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1))
-        ood_sampler = MultiEpochDisjointSubsetSampler(data.ft_ood, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2))
+        id_sampler = MultiEpochDisjointSubsetSampler(
+            data.ft_id, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1)
+        )
+        ood_sampler = MultiEpochDisjointSubsetSampler(
+            data.ft_ood, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2)
+        )
         batches = dict(shuffle=False, workers=config.workers, prefetch=config.prefetch, device=self.device)
-        return _Paired(make_batches(data.ft_id, half, sampler=id_sampler, **batches), make_batches(data.ft_ood, half, sampler=ood_sampler, **batches))
+        return _Paired(
+            make_batches(data.ft_id, half, sampler=id_sampler, **batches),
+            make_batches(data.ft_ood, half, sampler=ood_sampler, **batches),
+        )
 
     def _log_finetune_epoch(self, log: EpochLog) -> None:
         share_id = log.train["n_id"]  # fraction of ID samples among all (fit divides sums by the total)
@@ -274,19 +391,32 @@ class DetectorBank:
         for layer in self.layers:
             t, v = log.train, log.val or {}
             row = {
-                "ft_loss": t[f"{layer}|ft_loss"], "ce_loss": t[f"{layer}|ce"] / share_id, "train_acc": t[f"{layer}|acc"] / share_id,
-                "val_ce_loss": v.get(f"{layer}|loss", math.nan), "val_acc": v.get(f"{layer}|acc", math.nan),
-                "reg_loss": t[f"{layer}|reg"], "mean_energy_in": t[f"{layer}|energy_in"] / share_id,
+                "ft_loss": t[f"{layer}|ft_loss"],
+                "ce_loss": t[f"{layer}|ce"] / share_id,
+                "train_acc": t[f"{layer}|acc"] / share_id,
+                "val_ce_loss": v.get(f"{layer}|loss", math.nan),
+                "val_acc": v.get(f"{layer}|acc", math.nan),
+                "reg_loss": t[f"{layer}|reg"],
+                "mean_energy_in": t[f"{layer}|energy_in"] / share_id,
                 "mean_energy_out": t[f"{layer}|energy_out"] / share_out if share_out > 0 else math.nan,
-                "val_mean_energy": v.get(f"{layer}|energy", math.nan), "epoch": log.epoch, "lr": log.lr, "seconds": log.seconds,
+                "val_mean_energy": v.get(f"{layer}|energy", math.nan),
+                "epoch": log.epoch,
+                "lr": log.lr,
+                "seconds": log.seconds,
             }
             self.ft_logs[layer].append(row)
             write_csv_atomic(self.dirs[layer] / "ft_logs.csv", self.ft_logs[layer])
             save_state_dict(self.dirs[layer] / f"ft_model_{log.epoch}.pt", self.detectors[self.keys[layer]])
-            self.say(f"{self._tag(layer)}FT Epoch #{log.epoch} FT loss: {row['ft_loss']:.4f}, CE Loss: {row['ce_loss']:.4f}, accuracy: {row['train_acc']:.4f}, "
-                     f"energy ID {row['mean_energy_in']:.2f} / outliers {row['mean_energy_out']:.2f}")
+            self.say(
+                f"{self._tag(layer)}FT Epoch #{log.epoch} FT loss: {row['ft_loss']:.4f}, CE Loss: "
+                f"{row['ce_loss']:.4f}, accuracy: {row['train_acc']:.4f}, "
+                f"energy ID {row['mean_energy_in']:.2f} / outliers {row['mean_energy_out']:.2f}"
+            )
             if log.val:
-                self.say(f"{self._tag(layer)}FT Epoch #{log.epoch} val loss: {row['val_ce_loss']:.4f}, accuracy: {row['val_acc']:.4f}")
+                self.say(
+                    f"{self._tag(layer)}FT Epoch #{log.epoch} val loss: {row['val_ce_loss']:.4f}, accuracy: "
+                    f"{row['val_acc']:.4f}"
+                )
 
     # -- phase D: publishing ------------------------------------------------------------------------
     def publish(self) -> list[TrainedDetector]:
@@ -296,8 +426,14 @@ class DetectorBank:
     def _publish(self, layer: str) -> TrainedDetector:
         config = self.config
         # defaults resolved, so that spelling a default out does not change the id
-        identity = {**config.identity(), "model_type": self.model_type[layer], "dataset": self.info.name, "ft_id_dataset": self.ft_info.name,
-                    "ft_ood_dataset": self.ood_info.name, **self.augmentation.identity(config, self.info.name, self.ft_info.name)}
+        identity = {
+            **config.identity(),
+            "model_type": self.model_type[layer],
+            "dataset": self.info.name,
+            "ft_id_dataset": self.ft_info.name,
+            "ft_ood_dataset": self.ood_info.name,
+            **self.augmentation.identity(config, self.info.name, self.ft_info.name),
+        }
         model = self.detectors[self.keys[layer]].eval().cpu()
         last_pre = self.pre_logs[layer][-1] if self.pre_logs[layer] else {}
         last_ft = self.ft_logs[layer][-1] if self.ft_logs[layer] else {}
@@ -316,11 +452,17 @@ class DetectorBank:
             "num_classes": self.info.num_classes,
             "model_spec": model.stitchkit_spec,
             "training_config": identity,
-            "conventions": {"score": "energy E = −logsumexp(logits), T = 1; higher = more OOD", **self.resolved["conventions"]},
+            "conventions": {
+                "score": "energy E = −logsumexp(logits), T = 1; higher = more OOD",
+                **self.resolved["conventions"],
+            },
             "metrics": {
-                "pretrain_val_acc": last_pre.get("val_acc"), "finetune_val_acc": last_ft.get("val_acc"),
-                "finetune_mean_energy_in": last_ft.get("mean_energy_in"), "finetune_mean_energy_out": last_ft.get("mean_energy_out"),
-                "pretrain_seconds": self.seconds["pretrain"], "finetune_seconds": self.seconds["finetune"],
+                "pretrain_val_acc": last_pre.get("val_acc"),
+                "finetune_val_acc": last_ft.get("val_acc"),
+                "finetune_mean_energy_in": last_ft.get("mean_energy_in"),
+                "finetune_mean_energy_out": last_ft.get("mean_energy_out"),
+                "pretrain_seconds": self.seconds["pretrain"],
+                "finetune_seconds": self.seconds["finetune"],
             },
         }
         det_id, reg_path = None, None
@@ -331,7 +473,9 @@ class DetectorBank:
             self.say(f"{self._tag(layer)}detector {det_id} registered in {self.registry.meta_path}")
         meta["id"] = det_id
         write_json_atomic(self.dirs[layer] / "detector.json", meta)
-        return TrainedDetector(layer, model, str(self.dirs[layer]), det_id, reg_path, meta, self.pre_logs[layer], self.ft_logs[layer])
+        return TrainedDetector(
+            layer, model, str(self.dirs[layer]), det_id, reg_path, meta, self.pre_logs[layer], self.ft_logs[layer]
+        )
 
 
 class _FinetuneStep:
@@ -351,15 +495,27 @@ class _FinetuneStep:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.lr * factor
             self.iteration += 1
-        x_in, y_in, x_out = x_in.to(dev, non_blocking=True), y_in.to(dev, non_blocking=True), x_out.to(dev, non_blocking=True)
+        x_in, y_in, x_out = (
+            x_in.to(dev, non_blocking=True),
+            y_in.to(dev, non_blocking=True),
+            x_out.to(dev, non_blocking=True),
+        )
         n_in = x_in.shape[0]
         acts = bank._activations(torch.cat([x_in, x_out]))
         total, stats = 0.0, {"n_id": float(n_in)}
         n = n_in + x_out.shape[0]
         for layer in bank.layers:
             logits = model[bank.keys[layer]](acts[layer])
-            loss, parts = energy_finetune_loss(logits[:n_in], y_in, logits[n_in:], score=config.score, m_in=config.m_in, m_out=config.m_out,
-                                               energy_weight=config.energy_weight, oe_weight=config.oe_weight)
+            loss, parts = energy_finetune_loss(
+                logits[:n_in],
+                y_in,
+                logits[n_in:],
+                score=config.score,
+                m_in=config.m_in,
+                m_out=config.m_out,
+                energy_weight=config.energy_weight,
+                oe_weight=config.oe_weight,
+            )
             total = total + loss
             stats[f"{layer}|ft_loss"] = float(loss.detach()) * n
             stats[f"{layer}|ce"] = float(parts["ce"]) * n_in

@@ -21,7 +21,8 @@ The functions here work on activations and do not depend on how a stitch is buil
 * :func:`stitched_batches` — stitched activation batches from a front prefix and a stitching layer;
 * :func:`check_detectors` — the detectors' sanity check (genuine ID test activations vs another
   dataset's, e.g. ``digits`` offline where the original used SVHN), its options in :class:`DetectorCheckSettings`;
-* :class:`~.matrices.OODMatrices` (:mod:`.matrices`) — front × end matrices of accuracy, AUROC, AUPR and FPR95, written as CSV/JSON.
+* :class:`~.matrices.OODMatrices` (:mod:`.matrices`) — front × end matrices of accuracy, AUROC, AUPR and FPR95, written
+  as CSV/JSON.
 
 Scores are outlier scores (higher = more OOD); metrics follow :mod:`stitchkit.ood.metrics`'
 convention argument (default: ID positive, as the original).
@@ -35,8 +36,9 @@ typical than the genuine ones; a norm ratio far from 1 is one reason a detector 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,16 +69,29 @@ class GenuineActivations:
     norms: dict[str, np.ndarray]
 
 
-def genuine_scores(model: nn.Module, detectors: DetectorsByLayer, data: Any, scoring: PassOptions | None = None, *,
-                   desc: str = "ID scores") -> dict[str, dict[str, np.ndarray]]:
+def genuine_scores(
+    model: nn.Module,
+    detectors: DetectorsByLayer,
+    data: Any,
+    scoring: PassOptions | None = None,
+    *,
+    desc: str = "ID scores",
+) -> dict[str, dict[str, np.ndarray]]:
     """Outlier scores of ``model``'s genuine activations, ``{layer: {detector: scores}}``
     (:func:`genuine_pass` without the norms)."""
     return genuine_pass(model, detectors, data, scoring, norms=False, desc=desc).scores
 
 
 @torch.no_grad()
-def genuine_pass(model: nn.Module, detectors: DetectorsByLayer, data: Any, scoring: PassOptions | None = None, *,
-                 norms: bool = True, desc: str = "ID scores") -> GenuineActivations:
+def genuine_pass(
+    model: nn.Module,
+    detectors: DetectorsByLayer,
+    data: Any,
+    scoring: PassOptions | None = None,
+    *,
+    norms: bool = True,
+    desc: str = "ID scores",
+) -> GenuineActivations:
     """Outlier scores of ``model``'s genuine activations and (``norms``) each sample's activation norm,
     for every layer of ``detectors``.
 
@@ -106,8 +121,10 @@ def genuine_pass(model: nn.Module, detectors: DetectorsByLayer, data: Any, scori
                     norm_parts[layer].append(activation_norms(acts[layer]).cpu())
     finally:
         model.train(was_training)
-    return GenuineActivations({layer: {name: torch.cat(v).numpy() for name, v in per.items()} for layer, per in out.items()},
-                              {layer: torch.cat(parts).numpy() for layer, parts in norm_parts.items()})
+    return GenuineActivations(
+        {layer: {name: torch.cat(v).numpy() for name, v in per.items()} for layer, per in out.items()},
+        {layer: torch.cat(parts).numpy() for layer, parts in norm_parts.items()},
+    )
 
 
 @torch.no_grad()
@@ -203,8 +220,9 @@ def evaluate_stitched(
     if scored.n == 0:
         raise StitchkitError(f"no stitched activations to evaluate at layer {end_layer!r}")
     genuine_norms = None if id_norms is None else {end_layer: id_norms}
-    [result] = grouped.stitch_results([stitch], [scored], {end_layer: detectors}, {end_layer: id_scores},
-                                      convention or OODConvention(), genuine_norms)
+    [result] = grouped.stitch_results(
+        [stitch], [scored], {end_layer: detectors}, {end_layer: id_scores}, convention or OODConvention(), genuine_norms
+    )
     return result
 
 
@@ -251,9 +269,15 @@ class DetectorCheck:
     conventions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"conventions": self.conventions,
-            "model": self.model, "model_hash": self.model_hash, "id_dataset": self.id_dataset, "sanity_dataset": self.sanity_dataset,
-            "layers": self.layers, "detector_ids": self.detector_ids, "seconds": self.seconds,
+        return {
+            "conventions": self.conventions,
+            "model": self.model,
+            "model_hash": self.model_hash,
+            "id_dataset": self.id_dataset,
+            "sanity_dataset": self.sanity_dataset,
+            "layers": self.layers,
+            "detector_ids": self.detector_ids,
+            "seconds": self.seconds,
             "metrics": {layer: {name: m.to_dict() for name, m in per.items()} for layer, per in self.metrics.items()},
         }
 
@@ -273,8 +297,15 @@ class DetectorCheck:
         return "\n".join(rows)
 
 
-def load_layer_detectors(registry: Any, model: nn.Module, layers: Sequence[str], *, source_path: str | None = None,
-                         device: Any = None, id_dataset: str | None = None) -> dict[str, Detector]:
+def load_layer_detectors(
+    registry: Any,
+    model: nn.Module,
+    layers: Sequence[str],
+    *,
+    source_path: str | None = None,
+    device: Any = None,
+    id_dataset: str | None = None,
+) -> dict[str, Detector]:
     """The registry's energy detector for each layer of ``model`` (matched by content hash)."""
     source_hash = model_fingerprint(model)
     out = {}
@@ -329,28 +360,48 @@ def check_detectors(
     if s.training_free:
         started = time.perf_counter()
         train = get_dataset(info.name, "train", root=s.data_root, augment=False)
-        fit_set = sample_subset(train, s.fit_samples, seed=s.seed,
-                                clamp=f"--fit-samples: the training split of {info.name}")
-        fitted = fit_training_free(model, layers, fit_set, names=s.training_free, options=s.training_free_options,
-                                   scoring=s)
+        fit_set = sample_subset(
+            train, s.fit_samples, seed=s.seed, clamp=f"--fit-samples: the training split of {info.name}"
+        )
+        fitted = fit_training_free(
+            model, layers, fit_set, names=s.training_free, options=s.training_free_options, scoring=s
+        )
         for layer in layers:
             detectors[layer].update(fitted[layer])
         seconds["fit_training_free"] = time.perf_counter() - started
     if not any(detectors.values()):
         raise StitchkitError("no detectors to check: give a detector registry (-detectors) or training-free detectors")
     started = time.perf_counter()
-    id_set = sample_subset(get_dataset(info.name, "test", root=s.data_root), s.id_samples,
-                           clamp=f"--id-samples: the test split of {info.name}")
+    id_set = sample_subset(
+        get_dataset(info.name, "test", root=s.data_root),
+        s.id_samples,
+        clamp=f"--id-samples: the test split of {info.name}",
+    )
     id_s = genuine_scores(model, detectors, id_set, s, desc="ID test scores")
     seconds["id_scores"] = time.perf_counter() - started
     started = time.perf_counter()
     sanity_test = get_dataset(s.sanity_dataset, "test", root=s.sanity_root or s.data_root, shape=info.shape)
-    sanity_set = sample_subset(sanity_test, s.sanity_samples,
-                               clamp=f"--sanity-samples: the test split of {s.sanity_dataset}")
+    sanity_set = sample_subset(
+        sanity_test, s.sanity_samples, clamp=f"--sanity-samples: the test split of {s.sanity_dataset}"
+    )
     sc_s = genuine_scores(model, detectors, sanity_set, s, desc=f"{s.sanity_dataset} scores")
     seconds["sanity_scores"] = time.perf_counter() - started
-    metrics = {layer: {name: s.metrics(id_s[layer][name], sc_s[layer][name], detectors[layer][name].name)
-                       for name in detectors[layer]}
-               for layer in layers}
-    return DetectorCheck(model_path, model_fingerprint(model), info.name, s.sanity_dataset, list(layers), metrics, ids,
-                         seconds, id_s, sc_s)
+    metrics = {
+        layer: {
+            name: s.metrics(id_s[layer][name], sc_s[layer][name], detectors[layer][name].name)
+            for name in detectors[layer]
+        }
+        for layer in layers
+    }
+    return DetectorCheck(
+        model_path,
+        model_fingerprint(model),
+        info.name,
+        s.sanity_dataset,
+        list(layers),
+        metrics,
+        ids,
+        seconds,
+        id_s,
+        sc_s,
+    )

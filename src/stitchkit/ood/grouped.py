@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,16 +162,29 @@ def stitch_results(
     OOD metrics of its scores against the end network's genuine ``id_scores`` (``{end layer: {detector:
     scores}}``) under ``convention``, its norms, and with ``id_norms`` (``{end layer: norms}`` of the same
     genuine activations) the norm ratio."""
-    genuine_norms = {layer: ValueSummary.of(values, f"genuine activation norms at {layer!r}")
-                     for layer, values in (id_norms or {}).items()}
+    genuine_norms = {
+        layer: ValueSummary.of(values, f"genuine activation norms at {layer!r}")
+        for layer, values in (id_norms or {}).items()
+    }
     results = []
     for pair, out in zip(pairs, scored, strict=True):
         ood, norms = out.arrays(), out.norm_array()
         genuine, end_detectors = id_scores[pair.end_layer], detectors[pair.end_layer]
         metrics = {name: convention.metrics(genuine[name], ood[name], end_detectors[name].name) for name in ood}
-        results.append(StitchOODResult(pair.end_layer, out.accuracy, out.n, metrics, ood, front_layer=pair.front_layer,
-                                       seconds=out.seconds, stitched_norm=ValueSummary.of(norms),
-                                       genuine_norm=genuine_norms.get(pair.end_layer), norms=norms))
+        results.append(
+            StitchOODResult(
+                pair.end_layer,
+                out.accuracy,
+                out.n,
+                metrics,
+                ood,
+                front_layer=pair.front_layer,
+                seconds=out.seconds,
+                stitched_norm=ValueSummary.of(norms),
+                genuine_norm=genuine_norms.get(pair.end_layer),
+                norms=norms,
+            )
+        )
     return results
 
 

@@ -8,8 +8,9 @@ by :func:`stitchkit.results.ood_scores.score_figure`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,14 @@ SCORE_METRICS = ("median_score",)
 #: how each number reads as a :class:`~stitchkit.results.Matrix`, (kind, range): a high AUROC / AUPR
 #: means the detector tells the stitched activations from the genuine ones (not alike), a high FPR95
 #: that it cannot
-METRIC_KINDS = {"accuracy": ("accuracy", (0.0, 1.0)), "auroc": ("distance", (0.0, 1.0)), "aupr": ("distance", (0.0, 1.0)),
-                "fpr95": ("similarity", (0.0, 1.0)), "norm_ratio": ("ratio", (0.0, None)), "median_score": ("distance", None)}
+METRIC_KINDS = {
+    "accuracy": ("accuracy", (0.0, 1.0)),
+    "auroc": ("distance", (0.0, 1.0)),
+    "aupr": ("distance", (0.0, 1.0)),
+    "fpr95": ("similarity", (0.0, 1.0)),
+    "norm_ratio": ("ratio", (0.0, None)),
+    "median_score": ("distance", None),
+}
 #: the titles of the matrices that are not a detector's metric
 TITLES = {"accuracy": "stitched accuracy", "norm_ratio": "norm ratio (stitched / genuine)"}
 #: the corner cell of the matrices' CSV files
@@ -60,7 +67,8 @@ class OODMatrices:
         self.results[(front_layer, end_layer)] = result
 
     def set_intervals(self, bounds: Mapping[str, tuple[np.ndarray, np.ndarray]], interval: Mapping[str, Any]) -> None:
-        """Keep the bounds of :func:`~stitchkit.uncertainty.stitch_scores.interval_grids` (made for the current layers, in their order)
+        """Keep the bounds of :func:`~stitchkit.uncertainty.stitch_scores.interval_grids` (made for the current layers,
+        in their order)
         and their record (:meth:`~stitchkit.uncertainty.bootstrap.BootstrapSpec.record`)."""
         self.bounds, self.interval = dict(bounds), dict(interval)
 
@@ -69,7 +77,11 @@ class OODMatrices:
         if metric not in TITLES:
             detector = detector or (self.detectors or ["energy"])[0]
         found = self.bounds.get(metric if metric in TITLES else f"{metric}|{detector}")
-        return None if found is None else (np.asarray(found[0], dtype=float).tolist(), np.asarray(found[1], dtype=float).tolist())
+        return (
+            None
+            if found is None
+            else (np.asarray(found[0], dtype=float).tolist(), np.asarray(found[1], dtype=float).tolist())
+        )
 
     def ci(self, metric: str = "auroc", detector: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The confidence intervals of ``metric`` (a detector's, default the first) as front × end
@@ -97,7 +109,13 @@ class OODMatrices:
                     row.append(r.norm_ratio)
                 else:
                     m = r.metrics.get(detector or "energy")
-                    row.append(math.nan if m is None else _median(m.ood_score_summary) if metric == "median_score" else getattr(m, metric))
+                    row.append(
+                        math.nan
+                        if m is None
+                        else _median(m.ood_score_summary)
+                        if metric == "median_score"
+                        else getattr(m, metric)
+                    )
             out.append(row)
         return out
 
@@ -107,12 +125,18 @@ class OODMatrices:
         r = next((r for (_, e), r in self.results.items() if e == end_layer), None)
         if r is None:
             return None
-        return {"norm": None if r.genuine_norm is None else r.genuine_norm.to_dict(),
-                "scores": {name: None if m.id_score_summary is None else m.id_score_summary.to_dict() for name, m in r.metrics.items()}}
+        return {
+            "norm": None if r.genuine_norm is None else r.genuine_norm.to_dict(),
+            "scores": {
+                name: None if m.id_score_summary is None else m.id_score_summary.to_dict()
+                for name, m in r.metrics.items()
+            },
+        }
 
     def score_rows(self) -> list[dict[str, Any]]:
         """Each detector's score distribution, per end layer: the genuine activations' row, then one row
-        per stitch into that layer with its AUROC (columns :data:`~stitchkit.results.ood_scores.SCORE_COLUMNS`; outlier scores,
+        per stitch into that layer with its AUROC (columns :data:`~stitchkit.results.ood_scores.SCORE_COLUMNS`; outlier
+        scores,
         higher = more OOD)."""
         rows = []
         for e in self.end_layers:
@@ -121,12 +145,29 @@ class OODMatrices:
             for name in self.detectors:
                 genuine = genuine_scores.get(name)
                 if genuine is not None:
-                    rows.append({"end_layer": e, "front_layer": None, "detector": name, "activations": "genuine", **genuine, "auroc": None})
+                    rows.append(
+                        {
+                            "end_layer": e,
+                            "front_layer": None,
+                            "detector": name,
+                            "activations": "genuine",
+                            **genuine,
+                            "auroc": None,
+                        }
+                    )
                 for f, r in stitches:
                     m = r.metrics.get(name)
                     if m is not None and m.ood_score_summary is not None:
-                        rows.append({"end_layer": e, "front_layer": f, "detector": name, "activations": "stitched",
-                                     **m.ood_score_summary.to_dict(), "auroc": m.auroc})
+                        rows.append(
+                            {
+                                "end_layer": e,
+                                "front_layer": f,
+                                "detector": name,
+                                "activations": "stitched",
+                                **m.ood_score_summary.to_dict(),
+                                "auroc": m.auroc,
+                            }
+                        )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,16 +176,33 @@ class OODMatrices:
             for name, m in r.metrics.items():
                 conventions.setdefault(name, m.convention)
         return {
-            "front_layers": self.front_layers, "end_layers": self.end_layers, "accuracy": self.matrix("accuracy"),
+            "front_layers": self.front_layers,
+            "end_layers": self.end_layers,
+            "accuracy": self.matrix("accuracy"),
             "norm_ratio": self.matrix("norm_ratio"),
-            "detectors": {name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS + SCORE_METRICS} for name in self.detectors},
+            "detectors": {
+                name: {metric: self.matrix(metric, name) for metric in MATRIX_METRICS + SCORE_METRICS}
+                for name in self.detectors
+            },
             "genuine": {e: genuine for e in self.end_layers if (genuine := self.genuine(e)) is not None},
-            "conventions": conventions, "norm_ratio_definition": NORM_DEFINITION,
-            **({"intervals": {key: {"lower": np.asarray(lo).tolist(), "upper": np.asarray(hi).tolist()} for key, (lo, hi) in self.bounds.items()},
-                "interval": self.interval} if self.bounds else {}),
+            "conventions": conventions,
+            "norm_ratio_definition": NORM_DEFINITION,
+            **(
+                {
+                    "intervals": {
+                        key: {"lower": np.asarray(lo).tolist(), "upper": np.asarray(hi).tolist()}
+                        for key, (lo, hi) in self.bounds.items()
+                    },
+                    "interval": self.interval,
+                }
+                if self.bounds
+                else {}
+            ),
         }
 
-    def to_matrix(self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None) -> Matrix:
+    def to_matrix(
+        self, metric: str = "accuracy", detector: str | None = None, *, provenance: Provenance | None = None
+    ) -> Matrix:
         """Front × end :class:`~stitchkit.results.Matrix` of ``accuracy``, ``norm_ratio`` or of a
         detector's ``auroc``, ``aupr``, ``fpr95`` or ``median_score`` (default: the first detector), with
         ``provenance`` (default: the metric conventions)."""
@@ -155,19 +213,36 @@ class OODMatrices:
             if detector not in self.detectors:
                 raise unknown_name("detector of this test", detector, self.detectors)
         kind, value_range = METRIC_KINDS[metric]
-        name = TITLES.get(metric) or (f"median score ({detector})" if metric == "median_score" else f"{metric.upper()} ({detector})")
+        name = TITLES.get(metric) or (
+            f"median score ({detector})" if metric == "median_score" else f"{metric.upper()} ({detector})"
+        )
         if provenance is None:
             conventions = {f"metrics ({k})": text for k, text in self.to_dict()["conventions"].items()}
-            provenance = Provenance(f"OOD test of stitches: {name}", conventions={**conventions, "norm ratio": NORM_DEFINITION})
+            provenance = Provenance(
+                f"OOD test of stitches: {name}", conventions={**conventions, "norm ratio": NORM_DEFINITION}
+            )
         bounds = self.bounds_of(metric, detector)
         lower, upper = bounds if bounds is not None else (None, None)
-        return Matrix(self.front_layers, self.end_layers, self.matrix(metric, detector), kind=kind, range=value_range, name=name,
-                      provenance=provenance, lower=lower, upper=upper, interval=self.interval if bounds is not None else {})
+        return Matrix(
+            self.front_layers,
+            self.end_layers,
+            self.matrix(metric, detector),
+            kind=kind,
+            range=value_range,
+            name=name,
+            provenance=provenance,
+            lower=lower,
+            upper=upper,
+            interval=self.interval if bounds is not None else {},
+        )
 
     def _csv(self, matrix: list[list[float]]) -> list[dict[str, Any]]:
-        """The rows of one matrix's CSV: the front layer, then each end layer's value to 6 digits (empty where missing)."""
-        return [{CSV_CORNER: f, **{e: "" if math.isnan(v) else f"{v:.6g}" for e, v in zip(self.end_layers, row)}}
-                for f, row in zip(self.front_layers, matrix)]
+        """The rows of one matrix's CSV: the front layer, then each end layer's value to 6 digits (empty where
+        missing)."""
+        return [
+            {CSV_CORNER: f, **{e: "" if math.isnan(v) else f"{v:.6g}" for e, v in zip(self.end_layers, row)}}
+            for f, row in zip(self.front_layers, matrix)
+        ]
 
     def save(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
         """``accuracy.csv``, ``norm_ratio.csv``, ``<metric>_<detector>.csv`` (``median_score`` too) and
@@ -195,15 +270,22 @@ class OODMatrices:
         level = self.interval.get("level")
         note = f" [{100 * level:g}% interval]" if level is not None else ""
 
-        def block(title: str, metric: str, detector: str | None = None, genuine: list[float] | None = None) -> list[str]:
+        def block(
+            title: str, metric: str, detector: str | None = None, genuine: list[float] | None = None
+        ) -> list[str]:
             matrix, bounds = self.matrix(metric, detector), self.bounds_of(metric, detector)
-            cells = [[_cell(v, None if bounds is None else (bounds[0][i][j], bounds[1][i][j])) for j, v in enumerate(row)]
-                     for i, row in enumerate(matrix)]
+            cells = [
+                [_cell(v, None if bounds is None else (bounds[0][i][j], bounds[1][i][j])) for j, v in enumerate(row)]
+                for i, row in enumerate(matrix)
+            ]
             if genuine is not None:
                 cells.append([_cell(v) for v in genuine])
             width = max([len(e) for e in self.end_layers] + [len(c) for row in cells for c in row] + [8])
             labels = self.front_layers + (["genuine"] if genuine is not None else [])
-            lines = [title + (note if bounds is not None else ""), " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers)]
+            lines = [
+                title + (note if bounds is not None else ""),
+                " " * 12 + "".join(f"{e:>{width + 1}}" for e in self.end_layers),
+            ]
             lines += [f"{f:<12}" + "".join(f"{c:>{width + 1}}" for c in row) for f, row in zip(labels, cells)]
             return lines
 
@@ -212,12 +294,20 @@ class OODMatrices:
             for name in self.detectors:
                 lines += [""] + block(f"STITCHING OOD Detection AUROC ({name})", "auroc", name)
             return "\n".join(lines)
-        lines += [""] + block("NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)", "norm_ratio")
+        lines += [""] + block(
+            "NORM RATIO (mean L2 norm of a sample's whole activation at the end layer, stitched / genuine)",
+            "norm_ratio",
+        )
         for name in self.detectors:
             for metric, label in (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr95", "FPR95")):
                 lines += [""] + block(f"STITCHING OOD Detection {label} ({name})", metric, name)
             genuine = [_median((self.genuine(e) or {}).get("scores", {}).get(name)) for e in self.end_layers]
-            lines += [""] + block(f"MEDIAN SCORE ({name}; higher = more OOD; last row: genuine activations)", "median_score", name, genuine)
+            lines += [""] + block(
+                f"MEDIAN SCORE ({name}; higher = more OOD; last row: genuine activations)",
+                "median_score",
+                name,
+                genuine,
+            )
         return "\n".join(lines)
 
 

@@ -56,7 +56,9 @@ def _as_scores(values: Any, what: str) -> np.ndarray:
         raise StitchkitError(f"no {what} scores: OOD metrics need at least one score on each side")
     if not np.all(np.isfinite(array)):
         bad = int(np.sum(~np.isfinite(array)))
-        raise StitchkitError(f"{bad} of the {array.size} {what} scores are NaN or infinite; check the detector and its inputs")
+        raise StitchkitError(
+            f"{bad} of the {array.size} {what} scores are NaN or infinite; check the detector and its inputs"
+        )
     return array
 
 
@@ -124,14 +126,22 @@ class ValueSummary:
     max: float
 
     @classmethod
-    def of(cls, values: Any, what: str = "values") -> "ValueSummary":
+    def of(cls, values: Any, what: str = "values") -> ValueSummary:
         """The summary of ``values`` (array-like or tensor, any shape, at least one value; a NaN makes
         every statistic NaN)."""
         array = _scores_or_empty(values)
         if array.size == 0:
             raise StitchkitError(f"no {what} to summarise: a distribution needs at least one value")
         q25, q50, q75 = np.quantile(array, [0.25, 0.5, 0.75])
-        return cls(int(array.size), float(array.mean()), float(array.min()), float(q25), float(q50), float(q75), float(array.max()))
+        return cls(
+            int(array.size),
+            float(array.mean()),
+            float(array.min()),
+            float(q25),
+            float(q50),
+            float(q75),
+            float(array.max()),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,16 +199,34 @@ def ood_metrics(
     if positive == "id":
         fpr = fpr_at_tpr(-id_s, -ood_s, tpr, fpr_rule)
         aupr = aupr_in
-        text = f"ID positive, scored by −{score}; FPR{round(100 * tpr)} = OOD fraction above the threshold recalling {tpr:g} of ID; AUPR = AUPR-In"
+        text = (
+            f"ID positive, scored by −{score}; FPR{round(100 * tpr)} = OOD fraction above the threshold "
+            f"recalling {tpr:g} of ID; AUPR = AUPR-In"
+        )
     else:
         fpr = fpr_at_tpr(ood_s, id_s, tpr, fpr_rule)
         aupr = aupr_out
-        text = f"OOD positive, scored by {score}; FPR{round(100 * tpr)} = ID fraction above the threshold detecting {tpr:g} of OOD; AUPR = AUPR-Out"
+        text = (
+            f"OOD positive, scored by {score}; FPR{round(100 * tpr)} = ID fraction above the threshold "
+            f"detecting {tpr:g} of OOD; AUPR = AUPR-Out"
+        )
     return OODMetricsResult(
-        auroc=auroc(-id_s, -ood_s), aupr_in=aupr_in, aupr_out=aupr_out, fpr95=fpr, aupr=aupr,
-        n_id=int(id_s.size), n_ood=int(ood_s.size), mean_id_score=float(id_s.mean()), mean_ood_score=float(ood_s.mean()),
-        positive=positive, tpr_level=tpr, fpr_rule=fpr_rule, score=score, convention=text + f" (FPR rule: {fpr_rule})",
-        id_score_summary=ValueSummary.of(id_s), ood_score_summary=ValueSummary.of(ood_s),
+        auroc=auroc(-id_s, -ood_s),
+        aupr_in=aupr_in,
+        aupr_out=aupr_out,
+        fpr95=fpr,
+        aupr=aupr,
+        n_id=int(id_s.size),
+        n_ood=int(ood_s.size),
+        mean_id_score=float(id_s.mean()),
+        mean_ood_score=float(ood_s.mean()),
+        positive=positive,
+        tpr_level=tpr,
+        fpr_rule=fpr_rule,
+        score=score,
+        convention=text + f" (FPR rule: {fpr_rule})",
+        id_score_summary=ValueSummary.of(id_s),
+        ood_score_summary=ValueSummary.of(ood_s),
     )
 
 
@@ -226,7 +254,7 @@ class OODConvention(SettingsRecord):
         """The convention as the keywords of :func:`ood_metrics` (and of the bootstrap's ``ood_metric_samples``)."""
         return {"positive": self.positive, "tpr": self.tpr, "fpr_rule": self.fpr_rule}
 
-    def metrics(self, id_scores: Any, ood_scores: Any, score: str) -> "OODMetricsResult":
+    def metrics(self, id_scores: Any, ood_scores: Any, score: str) -> OODMetricsResult:
         """:func:`ood_metrics` of outlier scores under this convention; ``score`` names the outlier score."""
         return ood_metrics(id_scores, ood_scores, **self.options(), score=score)
 
@@ -250,12 +278,12 @@ class OODMetrics:
         self.positive, self.tpr, self.fpr_rule, self.score = positive, tpr, fpr_rule, score
         self.reset()
 
-    def reset(self) -> "OODMetrics":
+    def reset(self) -> OODMetrics:
         self._id: list[np.ndarray] = []
         self._ood: list[np.ndarray] = []
         return self
 
-    def update(self, id_scores: Any = None, ood_scores: Any = None) -> "OODMetrics":
+    def update(self, id_scores: Any = None, ood_scores: Any = None) -> OODMetrics:
         if id_scores is not None:
             self._id.append(_scores_or_empty(id_scores))
         if ood_scores is not None:
@@ -271,7 +299,14 @@ class OODMetrics:
         return np.concatenate(self._ood) if self._ood else np.zeros(0)
 
     def compute(self) -> OODMetricsResult:
-        return ood_metrics(self.id_scores, self.ood_scores, positive=self.positive, tpr=self.tpr, fpr_rule=self.fpr_rule, score=self.score)
+        return ood_metrics(
+            self.id_scores,
+            self.ood_scores,
+            positive=self.positive,
+            tpr=self.tpr,
+            fpr_rule=self.fpr_rule,
+            score=self.score,
+        )
 
 
 def _scores_or_empty(values: Any) -> np.ndarray:

@@ -9,7 +9,8 @@ image's activation norm, under the keys of a study ood unit's ``scores.npz`` art
 * ``norm_genuine|<end layer>`` and ``norm_stitched|<front layer>|<end layer>``: the norms whose means
   the norm ratio divides (:data:`~stitchkit.results.ood_scores.NORM_DEFINITION`).
 
-:func:`~stitchkit.uncertainty.stitch_scores.interval_grids` makes the percentile intervals of AUROC, AUPR, FPR95 and the norm ratio of
+:func:`~stitchkit.uncertainty.stitch_scores.interval_grids` makes the percentile intervals of AUROC, AUPR, FPR95 and the
+norm ratio of
 every cell from such arrays (so a study can make them from the stored artifact alone). Where the
 genuine and the stitched activations come from the same test images (``paired``, the default: the
 evaluation set is the ID set), a resample draws the same images on both sides; otherwise the two
@@ -20,7 +21,8 @@ intervals too.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +32,16 @@ from ..uncertainty.stitch_scores import SEP, interval_grids
 from .metrics import OODConvention
 
 #: what a study ood unit's ``scores.npz`` holds (its conventions say it)
-SCORES_CONVENTION = ("per test image, in the test set's order: genuine|<end>|<detector> and stitched|<front>|<end>|<detector> outlier "
-                     "scores (higher = more OOD; the metrics' inputs), norm_genuine|<end> and norm_stitched|<front>|<end> activation "
-                     "norms (norm ratio = mean stitched / mean genuine); genuine and stitched on the same images")
+SCORES_CONVENTION = (
+    "per test image, in the test set's order: genuine|<end>|<detector> and stitched|<front>|<end>|<detector> outlier "
+    "scores (higher = more OOD; the metrics' inputs), norm_genuine|<end> and norm_stitched|<front>|<end> activation "
+    "norms (norm ratio = mean stitched / mean genuine); genuine and stitched on the same images"
+)
 
 
-def score_arrays(results: Mapping[tuple[str, str], Any], id_scores: Mapping[str, Mapping[str, Any]],
-                 id_norms: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def score_arrays(
+    results: Mapping[tuple[str, str], Any], id_scores: Mapping[str, Mapping[str, Any]], id_norms: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
     """The per-image arrays of an OOD test (module docstring) from its ``results`` (``{(front, end):
     StitchOODResult}``, :attr:`.matrices.OODMatrices.results`) and the genuine side's ``id_scores``
     (``{end layer: {detector: scores}}``) and ``id_norms`` (``{end layer: norms}``), as float64."""
@@ -55,8 +60,15 @@ def score_arrays(results: Mapping[tuple[str, str], Any], id_scores: Mapping[str,
     return out
 
 
-def attach_intervals(matrices: Any, id_scores: Mapping[str, Mapping[str, Any]], id_norms: Mapping[str, Any], spec: BootstrapSpec | int, *,
-                     paired: bool = True, convention: OODConvention | None = None) -> None:
+def attach_intervals(
+    matrices: Any,
+    id_scores: Mapping[str, Mapping[str, Any]],
+    id_norms: Mapping[str, Any],
+    spec: BootstrapSpec | int,
+    *,
+    paired: bool = True,
+    convention: OODConvention | None = None,
+) -> None:
     """Give ``matrices`` (:class:`.matrices.OODMatrices`, complete) the intervals of :func:`interval_grids`
     made from its own per-image scores and the genuine side's, under the metric ``convention`` (None: its
     defaults); nothing when the bootstrap is off."""
@@ -76,7 +88,9 @@ def as_bootstrap(spec: BootstrapSpec | int | None) -> BootstrapSpec:
     if spec is None:
         return BootstrapSpec(resamples=0)
     if isinstance(spec, bool) or not isinstance(spec, (int, np.integer)) or spec < 0:
-        raise StitchkitError(f"the number of bootstrap resamples must be a non-negative integer (0: no intervals), got {spec!r}")
+        raise StitchkitError(
+            f"the number of bootstrap resamples must be a non-negative integer (0: no intervals), got {spec!r}"
+        )
     return BootstrapSpec(resamples=int(spec))
 
 

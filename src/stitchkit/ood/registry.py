@@ -15,7 +15,8 @@ with two fixes and some additions:
 
 Identifiers are deterministic: a hash of (source hash, layer, result-relevant training configuration),
 so retraining the same detector replaces its entry instead of adding a duplicate. ``meta.json`` is
-updated read-modify-write under an exclusive ``fcntl`` lock on ``<fdir>/.meta.json.lock`` (removed after use) and replaced
+updated read-modify-write under an exclusive ``fcntl`` lock on ``<fdir>/.meta.json.lock`` (removed after use) and
+replaced
 by an atomic rename, so concurrent trainings cannot lose each other's entries and readers never see a
 half-written file.
 
@@ -31,8 +32,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .. import __version__
 from ..activations.extract import model_fingerprint
@@ -74,7 +76,9 @@ class DetectorRegistry:
         if self.root.exists() and not self.root.is_dir():
             raise StitchkitError(f"detector registry {str(self.root)!r} is a file, not a folder")
         if self.meta_path.is_dir():
-            raise StitchkitError(f"detector registry {str(self.root)!r} has a folder named {META_FILE}, not the registry file")
+            raise StitchkitError(
+                f"detector registry {str(self.root)!r} has a folder named {META_FILE}, not the registry file"
+            )
         if not self.meta_path.is_file():
             return {}
         try:
@@ -82,7 +86,9 @@ class DetectorRegistry:
         except ValueError as exc:
             raise StitchkitError(f"detector registry {str(self.meta_path)!r} is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
-            raise StitchkitError(f"detector registry {str(self.meta_path)!r} must hold a JSON object keyed by '<id>.pt'")
+            raise StitchkitError(
+                f"detector registry {str(self.meta_path)!r} must hold a JSON object keyed by '<id>.pt'"
+            )
         return data
 
     def find(
@@ -131,7 +137,9 @@ class DetectorRegistry:
             source_hash = model_fingerprint(model)
         matches = self.find(layer, source_hash=source_hash, source_path=source_path, id_dataset=id_dataset)
         if not matches:
-            same_layer = sorted({str(m.get("source_model_path")) for m in self.entries().values() if m.get("source_layer") == layer})
+            same_layer = sorted(
+                {str(m.get("source_model_path")) for m in self.entries().values() if m.get("source_layer") == layer}
+            )
             hint = f"; detectors for layer {layer!r} exist for: {', '.join(same_layer)}" if same_layer else ""
             who = f"hash {source_hash}" if source_hash else f"path {str(source_path)!r}"
             raise StitchkitError(
@@ -154,8 +162,12 @@ class DetectorRegistry:
             shape = list(meta["required_input_shape"])
             in_channels = shape[0] if len(shape) == 3 else shape[-1]
             orig = list(meta["orig_input_shape"])
-            model = get_model(meta["model_type"], num_classes=dataset_info(meta["id_dataset"]).num_classes,
-                              in_channels=in_channels, input_size=tuple(orig[1:]))
+            model = get_model(
+                meta["model_type"],
+                num_classes=dataset_info(meta["id_dataset"]).num_classes,
+                in_channels=in_channels,
+                input_size=tuple(orig[1:]),
+            )
         ckpt = load_checkpoint(self.root / key)
         load_state_into(model, ckpt.state_dict, source=f"detector {str(self.root / key)!r}")
         return EnergyDetector(model, device=device, meta={**meta, "id": key[:-3]})
@@ -187,7 +199,7 @@ class DetectorRegistry:
         torch_save_atomic(dict(state_dict), self.root / key)
         record = dict(meta)
         record.setdefault("stitchkit_version", __version__)
-        record.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"))
+        record.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"))
         if record.get("source_model_path") is not None:
             record.setdefault("source_model_realpath", _realpath(record["source_model_path"]))
         self.update(key, record)

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..results.ood_scores import NORM_DEFINITION  # torch-free home of the text (the report reads it)
 from .metrics import OODMetricsResult, ValueSummary
 
+
 def activation_norms(act: Tensor) -> Tensor:
     """Each sample's L2 norm over its whole activation tensor (every dimension but the first), float32."""
     return torch.linalg.vector_norm(act.float(), dim=tuple(range(1, act.dim())))
@@ -63,11 +64,20 @@ class StitchOODResult:
         return self.stitched_norm.mean / self.genuine_norm.mean
 
     def to_dict(self, scores: bool = False) -> dict[str, Any]:
-        norms = {key: None if value is None else value.to_dict() for key, value in (("stitched_norm", self.stitched_norm), ("genuine_norm", self.genuine_norm))}
+        norms = {
+            key: None if value is None else value.to_dict()
+            for key, value in (("stitched_norm", self.stitched_norm), ("genuine_norm", self.genuine_norm))
+        }
         out = {
-            "front_layer": self.front_layer, "end_layer": self.end_layer, "accuracy": self.accuracy, "n": self.n,
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()}, "norm_ratio": self.norm_ratio, **norms,
-            "seconds": self.seconds, **self.extra,
+            "front_layer": self.front_layer,
+            "end_layer": self.end_layer,
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "norm_ratio": self.norm_ratio,
+            **norms,
+            "seconds": self.seconds,
+            **self.extra,
         }
         if scores:
             out["ood_scores"] = {k: v.tolist() for k, v in self.ood_scores.items()}

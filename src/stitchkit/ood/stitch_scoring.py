@@ -7,7 +7,8 @@ Python API (``stitchkit.ood_test``) calls them on the stitches of a grid it has 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -34,9 +34,10 @@ where the ID set is the evaluation set), in the matrices, their JSON and the pri
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,8 +126,10 @@ def _group_runs(results_dir: Path) -> dict[str, list[Any]]:
         result = StitchResult.load(run_dir)
         groups.setdefault(result.config_key, []).append(result)
     if not groups:
-        raise StitchkitError(f"{str(results_dir)!r} holds no finished stitching runs (sub-folders with result.json); "
-                             "run `stitchkit stitch ... -dir` first")
+        raise StitchkitError(
+            f"{str(results_dir)!r} holds no finished stitching runs (sub-folders with result.json); "
+            "run `stitchkit stitch ... -dir` first"
+        )
     return groups
 
 
@@ -165,27 +168,51 @@ def _load_run_model(desc: Mapping[str, Any], dataset: str, dev: torch.device) ->
     return model.to(dev).eval()
 
 
-def _run_detectors(s: ResultsOODSettings, registry: DetectorRegistry | None, end: nn.Module, end_layers: list[str],
-                   first: Any, id_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+def _run_detectors(
+    s: ResultsOODSettings,
+    registry: DetectorRegistry | None,
+    end: nn.Module,
+    end_layers: list[str],
+    first: Any,
+    id_name: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
     """The detectors of every end layer (energy from the registry, training-free ones fitted on the ID
     training split: :func:`.stitch_scoring.end_layer_detectors`) and the energy detectors' ids."""
     fit_set = None
     if s.training_free:
         train = get_dataset(id_name, "train", root=s.id_data_root or s.data_root, augment=False)
-        fit_set = sample_subset(train, s.fit_samples, seed=s.seed,
-                                clamp=f"--fit-samples: the training split of {id_name}")
-    return end_layer_detectors(end, end_layers, registry=registry, source_path=first.end.get("path"),
-                               training_free=s.training_free, training_free_options=s.training_free_options,
-                               fit_set=fit_set, scoring=s)
+        fit_set = sample_subset(
+            train, s.fit_samples, seed=s.seed, clamp=f"--fit-samples: the training split of {id_name}"
+        )
+    return end_layer_detectors(
+        end,
+        end_layers,
+        registry=registry,
+        source_path=first.end.get("path"),
+        training_free=s.training_free,
+        training_free_options=s.training_free_options,
+        fit_set=fit_set,
+        scoring=s,
+    )
 
 
-def _sanity_check(s: ResultsOODSettings, log: Callable[[str], None], end: nn.Module,
-                  detectors: dict[str, dict[str, Any]], id_scores: dict[str, dict[str, np.ndarray]],
-                  shape: tuple[int, ...], exp_dir: Path, pending: _PendingScores) -> dict[str, dict[str, Any]]:
+def _sanity_check(
+    s: ResultsOODSettings,
+    log: Callable[[str], None],
+    end: nn.Module,
+    detectors: dict[str, dict[str, Any]],
+    id_scores: dict[str, dict[str, np.ndarray]],
+    shape: tuple[int, ...],
+    exp_dir: Path,
+    pending: _PendingScores,
+) -> dict[str, dict[str, Any]]:
     """The detectors on genuine ID test activations against the sanity dataset's, per end layer."""
     name = s.sanity_dataset
-    sc_set = sample_subset(get_dataset(name, "test", root=s.sanity_root or s.data_root, shape=shape), s.test_samples,
-                           clamp=f"--test-samples: the test split of {name}")
+    sc_set = sample_subset(
+        get_dataset(name, "test", root=s.sanity_root or s.data_root, shape=shape),
+        s.test_samples,
+        clamp=f"--test-samples: the test split of {name}",
+    )
     sc_scores = genuine_scores(end, detectors, sc_set, s, desc=name)
     sanity: dict[str, dict[str, Any]] = {}
     for layer, per in detectors.items():
@@ -199,27 +226,54 @@ def _sanity_check(s: ResultsOODSettings, log: Callable[[str], None], end: nn.Mod
     return sanity
 
 
-def _stitch_pass(s: ResultsOODSettings, ordered: list[Any], front: nn.Module, end: nn.Module,
-                 detectors: dict[str, dict[str, Any]], genuine: Any,
-                 eval_name: str) -> tuple[list[StitchOODResult], int]:
+def _stitch_pass(
+    s: ResultsOODSettings,
+    ordered: list[Any],
+    front: nn.Module,
+    end: nn.Module,
+    detectors: dict[str, dict[str, Any]],
+    genuine: Any,
+    eval_name: str,
+) -> tuple[list[StitchOODResult], int]:
     """All stitches of an experiment in one grouped pass (:func:`.stitch_scoring.score_stitches`): per test
     batch the front network runs once for all front layers, and per end layer the suffix and the
     detectors once for all its stitches; each stitch's result (against the ``genuine`` scores and norms
     of its end layer) in the order of ``ordered``, and the largest group."""
-    eval_set = sample_subset(get_dataset(eval_name, "test", root=s.data_root), s.test_samples,
-                             clamp=f"--test-samples: the test split of {eval_name}")
+    eval_set = sample_subset(
+        get_dataset(eval_name, "test", root=s.data_root),
+        s.test_samples,
+        clamp=f"--test-samples: the test split of {eval_name}",
+    )
     dev = s.device
     # frozen copies with folded BatchNorms in channels-last layout: faster, the same function (tested)
     front_run = fold_batchnorm(front).to(dev, memory_format=torch.channels_last)
     end_run = front_run if end is front else fold_batchnorm(end).to(dev, memory_format=torch.channels_last)
-    pairs = [GridPair(r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval())
-             for r in ordered]
-    return score_stitches(pairs, detectors, genuine.scores, eval_set, id_norms=genuine.norms, convention=s, scoring=s,
-                          group_size=s.group_size)
+    pairs = [
+        GridPair(
+            r.front_layer, r.end_layer, load_stitcher(Path(r.run_dir), device=dev, front=front_run, end=end_run).eval()
+        )
+        for r in ordered
+    ]
+    return score_stitches(
+        pairs,
+        detectors,
+        genuine.scores,
+        eval_set,
+        id_norms=genuine.norms,
+        convention=s,
+        scoring=s,
+        group_size=s.group_size,
+    )
 
 
-def _stitch_results(log: Callable[[str], None], ordered: list[Any], scored: list[StitchOODResult],
-                    matrices: OODMatrices, exp_dir: Path, pending: _PendingScores) -> dict[str, StitchOODResult]:
+def _stitch_results(
+    log: Callable[[str], None],
+    ordered: list[Any],
+    scored: list[StitchOODResult],
+    matrices: OODMatrices,
+    exp_dir: Path,
+    pending: _PendingScores,
+) -> dict[str, StitchOODResult]:
     """Each stitch's result (accuracy and metrics against the genuine ID scores of its end layer) by
     run name, in the matrices, its scores pending, and logged."""
     run_results: dict[str, StitchOODResult] = {}
@@ -230,14 +284,25 @@ def _stitch_results(log: Callable[[str], None], ordered: list[Any], scored: list
         matrices.add(result.front_layer, result.end_layer, res)
         for name, values in res.ood_scores.items():
             pending.add(exp_dir / "energies" / "runs" / run_dir.name / f"{name}.npy", values)
-        parts = "  ".join(f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items())
-        log(f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  "
-            f"norm ratio {res.norm_ratio:.3f}  {parts}")
+        parts = "  ".join(
+            f"{name}: AUROC {m.auroc:.4f} AUPR {m.aupr:.4f} FPR95 {m.fpr95:.4f}" for name, m in res.metrics.items()
+        )
+        log(
+            f"{result.front_layer} -> {result.end_layer}  Accuracy: {res.accuracy:.4f}  "
+            f"norm ratio {res.norm_ratio:.3f}  {parts}"
+        )
     return run_results
 
 
-def _evaluate_experiment(s: ResultsOODSettings, log: Callable[[str], None], key: str, runs: list[Any],
-                         registry: DetectorRegistry | None, exp_dir: Path, results_dir: Path) -> ExperimentOOD:
+def _evaluate_experiment(
+    s: ResultsOODSettings,
+    log: Callable[[str], None],
+    key: str,
+    runs: list[Any],
+    registry: DetectorRegistry | None,
+    exp_dir: Path,
+    results_dir: Path,
+) -> ExperimentOOD:
     """The OOD test of one experiment (the runs sharing a config key), written into ``exp_dir`` once complete."""
     first = runs[0]
     label = _label(first)
@@ -248,7 +313,11 @@ def _evaluate_experiment(s: ResultsOODSettings, log: Callable[[str], None], key:
     pending = _PendingScores()
     started = time.perf_counter()
     front = _load_run_model(first.front, first.dataset, dev)
-    end = front if first.front.get("fingerprint") == first.end.get("fingerprint") else _load_run_model(first.end, first.dataset, dev)
+    end = (
+        front
+        if first.front.get("fingerprint") == first.end.get("fingerprint")
+        else _load_run_model(first.end, first.dataset, dev)
+    )
     seconds["load_models"] = time.perf_counter() - started
     end_order, front_order = layered(end).layers, layered(front).layers
     end_layers = [layer for layer in end_order if any(r.end_layer == layer for r in runs)]
@@ -291,10 +360,20 @@ def _evaluate_experiment(s: ResultsOODSettings, log: Callable[[str], None], key:
         seconds["bootstrap"] = time.perf_counter() - started
     seconds["group_size"] = largest_group
     extra = {
-        "results_dir": str(results_dir), "experiment": label, "config_key": key, "eval_dataset": info.name, "id_dataset": id_info.name,
-        "test_samples": s.test_samples, "front": first.front, "end": first.end, "detector_ids": ids,
-        "detector_settings": {layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()},
-        "sanity_dataset": s.sanity_dataset, "sanity": sanity,
+        "results_dir": str(results_dir),
+        "experiment": label,
+        "config_key": key,
+        "eval_dataset": info.name,
+        "id_dataset": id_info.name,
+        "test_samples": s.test_samples,
+        "front": first.front,
+        "end": first.end,
+        "detector_ids": ids,
+        "detector_settings": {
+            layer: {name: det.describe() for name, det in per.items()} for layer, per in detectors.items()
+        },
+        "sanity_dataset": s.sanity_dataset,
+        "sanity": sanity,
         "runs": {name: r.to_dict() for name, r in run_results.items()},
         "seconds": seconds,
     }
@@ -330,11 +409,16 @@ def evaluate_results_dir(
     s = replace(s, device=resolve_device(s.device))
     registry = DetectorRegistry(detector_dir) if detector_dir else None
     if registry is None and not s.training_free:
-        raise StitchkitError("no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)")
+        raise StitchkitError(
+            "no detectors: give the energy detectors' folder (-detectors) or training-free detectors (--training-free)"
+        )
     groups = _group_runs(results_dir)
-    return [_evaluate_experiment(s, log, key, runs, registry,
-                                 out_root / _label(runs[0]) if len(groups) > 1 else out_root, results_dir)
-            for key, runs in groups.items()]
+    return [
+        _evaluate_experiment(
+            s, log, key, runs, registry, out_root / _label(runs[0]) if len(groups) > 1 else out_root, results_dir
+        )
+        for key, runs in groups.items()
+    ]
 
 
 def _model_path(desc: Mapping[str, Any]) -> str:
@@ -344,5 +428,7 @@ def _model_path(desc: Mapping[str, Any]) -> str:
     if desc.get("abs_path") and Path(desc["abs_path"]).exists():
         return desc["abs_path"]
     if not path:
-        raise StitchkitError("a stitching run's model was given in memory, so the OOD test cannot reload it; stitch saved checkpoints")
+        raise StitchkitError(
+            "a stitching run's model was given in memory, so the OOD test cannot reload it; stitch saved checkpoints"
+        )
     raise StitchkitError(f"the model checkpoint {path!r} recorded in the stitching run does not exist any more")

@@ -48,7 +48,8 @@ fine-tuning epoch (bare state_dicts, as the original), ``config.txt`` (the argum
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -60,8 +61,17 @@ from .bank import DetectorBank, TrainedDetector, build_detector_model, default_d
 from .finetune_loss import energy_finetune_loss
 from .train_config import DetectorTrainConfig
 
-__all__ = ["OOD_SCORES", "DetectorBank", "DetectorTrainConfig", "TrainedDetector", "build_detector_model", "default_detector_type",
-           "energy_finetune_loss", "train_detectors", "train_detectors_for_checkpoint"]
+__all__ = [
+    "OOD_SCORES",
+    "DetectorBank",
+    "DetectorTrainConfig",
+    "TrainedDetector",
+    "build_detector_model",
+    "default_detector_type",
+    "energy_finetune_loss",
+    "train_detectors",
+    "train_detectors_for_checkpoint",
+]
 
 
 def train_detectors(
@@ -82,8 +92,16 @@ def train_detectors(
     dataset's. ``provenance``: the conventions entry of a source run on another dataset than its own
     (:func:`stitchkit.data.provenance.note_provenance`). See the module docstring for the phases and outputs.
     """
-    bank = DetectorBank(source, layers, config, source_path=source_path, source_type=source_type, input_shape=input_shape,
-                        argv_config=argv_config, provenance=provenance)
+    bank = DetectorBank(
+        source,
+        layers,
+        config,
+        source_path=source_path,
+        source_type=source_type,
+        input_shape=input_shape,
+        argv_config=argv_config,
+        provenance=provenance,
+    )
     bank.pretrain()
     bank.finetune()
     return bank.publish()
@@ -102,10 +120,20 @@ def train_detectors_for_checkpoint(
     comma-separated string or a list. ``config.dataset`` defaults to the checkpoint's dataset."""
     config.validate()  # before the checkpoint is loaded
     check_model_type(source_model_path, source_model_type)
-    source, ckpt, info = load_for_dataset(source_model_path, source_model_type, dataset=config.dataset, model_options=source_options)
+    source, ckpt, info = load_for_dataset(
+        source_model_path, source_model_type, dataset=config.dataset, model_options=source_options
+    )
     if config.dataset is None:
         config.dataset = ckpt.dataset or "cifar10"
     layers = layered(source).resolve(layers)
     provenance = note_provenance({"": ckpt.dataset}, info.name)
-    return train_detectors(source, layers, config, source_path=str(source_model_path), source_type=source.stitchkit_spec["name"],
-                           input_shape=info.shape, argv_config=argv_config, provenance=provenance)
+    return train_detectors(
+        source,
+        layers,
+        config,
+        source_path=str(source_model_path),
+        source_type=source.stitchkit_spec["name"],
+        input_shape=info.shape,
+        argv_config=argv_config,
+        provenance=provenance,
+    )

@@ -14,8 +14,24 @@ from ..utils.run_options import RunOptions
 
 # Configuration fields that do not change the trained weights: left out of the detector id. The
 # augmentation enters it resolved, as it acts (stitchkit.ood.train_inputs.DetectorAugmentation.identity).
-_NOT_IN_ID = ("save_dir", "final_save_dir", "data_root", "ft_id_root", "ft_ood_root", "device", "workers", "prefetch",
-              "progress", "verbose", "val_subset", "save_frequency", "register", "overwrite", "augment", "ft_id_augment")
+_NOT_IN_ID = (
+    "save_dir",
+    "final_save_dir",
+    "data_root",
+    "ft_id_root",
+    "ft_ood_root",
+    "device",
+    "workers",
+    "prefetch",
+    "progress",
+    "verbose",
+    "val_subset",
+    "save_frequency",
+    "register",
+    "overwrite",
+    "augment",
+    "ft_id_augment",
+)
 # Fields in the detector id only when not at their defaults (the ids of detectors trained before they existed stay).
 _IN_ID_WHEN_SET = ("scheduler", "schedule_unit", "warmup_fraction")
 
@@ -63,32 +79,60 @@ class DetectorTrainConfig(RunOptions):
     register: bool = True
     overwrite: bool = False  # train into a -dir that already holds finished detectors
 
-    def validate(self) -> "DetectorTrainConfig":
+    def validate(self) -> DetectorTrainConfig:
         if self.score not in OOD_SCORES:
             raise unknown_name("OOD score", self.score, OOD_SCORES)
         check_augmentation(self.augment, "augment")
         check_seed(self.seed)
-        check_finite({"learning rate": self.lr, "weight decay": self.weight_decay, "energy margin m_in": self.m_in, "energy margin m_out": self.m_out})
+        check_finite(
+            {
+                "learning rate": self.lr,
+                "weight decay": self.weight_decay,
+                "energy margin m_in": self.m_in,
+                "energy margin m_out": self.m_out,
+            }
+        )
         if self.ft_id_augment not in (None, True, False):
             raise StitchkitError(f"ft_id_augment must be true, false or None (as augment), got {self.ft_id_augment!r}")
         checks = [
             (self.epochs >= 0, f"pre-training epochs (-e) must be non-negative, got {self.epochs}"),
             (self.ft_epochs >= 0, f"fine-tuning epochs (-fe) must be non-negative, got {self.ft_epochs}"),
-            (self.batch_size >= 2, f"batch size must be at least 2 (fine-tuning batches are half ID, half outliers), got {self.batch_size}"),
-            (self.save_frequency >= 1, f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}"),
+            (
+                self.batch_size >= 2,
+                "batch size must be at least 2 (fine-tuning batches are half ID, half outliers), "
+                f"got {self.batch_size}",
+            ),
+            (
+                self.save_frequency >= 1,
+                f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}",
+            ),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}"),
-            (all(m > 0 for m in self.reduce_lr_epochs), f"LR decay epochs (-rlre) must be positive, got {self.reduce_lr_epochs}"),
-            (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
-            (self.ft_samples is None or self.ft_samples >= 1, f"fine-tuning samples per epoch must be at least 1, got {self.ft_samples}"),
-            (self.val_subset is None or self.val_subset >= 0, f"validation subset must be non-negative, got {self.val_subset}"),
+            (
+                all(m > 0 for m in self.reduce_lr_epochs),
+                f"LR decay epochs (-rlre) must be positive, got {self.reduce_lr_epochs}",
+            ),
+            (
+                self.train_subset is None or self.train_subset >= 1,
+                f"training subset must be at least 1 image, got {self.train_subset}",
+            ),
+            (
+                self.ft_samples is None or self.ft_samples >= 1,
+                f"fine-tuning samples per epoch must be at least 1, got {self.ft_samples}",
+            ),
+            (
+                self.val_subset is None or self.val_subset >= 0,
+                f"validation subset must be non-negative, got {self.val_subset}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise StitchkitError(message)
         if self.ft_lr_per_batch and (self.scheduler != "none" or self.schedule_unit != "epoch"):
-            raise StitchkitError("--ft-lr-per-batch is the original's fine-tuning decay, set batch by batch; it cannot be combined with "
-                                 "another LR schedule (--lr-scheduler, --schedule-unit)")
+            raise StitchkitError(
+                "--ft-lr-per-batch is the original's fine-tuning decay, set batch by batch; it cannot be combined with "
+                "another LR schedule (--lr-scheduler, --schedule-unit)"
+            )
         self.optim("pretrain").validate()
         self.optim("finetune").validate()
         self.check_run_options()
@@ -105,10 +149,18 @@ class DetectorTrainConfig(RunOptions):
         else:
             half = self.ft_epochs // 2
             milestones = [half] if half > 0 and not self.ft_lr_per_batch else []
-        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, milestones=milestones, scheduler=self.scheduler,
-                           schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
+        return OptimConfig(
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            milestones=milestones,
+            scheduler=self.scheduler,
+            schedule_unit=self.schedule_unit,
+            warmup_fraction=self.warmup_fraction,
+        )
 
     def identity(self) -> dict[str, Any]:
         """The result-relevant part of the configuration (what the detector id hashes)."""
         defaults = {f.name: f.default for f in fields(self) if f.name in _IN_ID_WHEN_SET}
-        return {k: v for k, v in asdict(self).items() if k not in _NOT_IN_ID and not (k in defaults and v == defaults[k])}
+        return {
+            k: v for k, v in asdict(self).items() if k not in _NOT_IN_ID and not (k in defaults and v == defaults[k])
+        }

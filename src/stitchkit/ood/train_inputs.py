@@ -9,10 +9,10 @@ images fed through the source network get its augmentation (:func:`resolve_detec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from ..data import dataset_augments, get_dataset
 from ..data.augmentation import Augmentation, choice_of, resolve_augmentation
@@ -31,7 +31,9 @@ def check_outputs(config: DetectorTrainConfig, dirs: dict[str, Path]):
         check_writable_dir(d, "detector training folder (-dir)")
     finished = [str(d) for d in dirs.values() if (d / "detector.json").exists()]
     if finished and not config.overwrite:
-        raise StitchkitError(f"{finished[0]!r} already holds a trained detector; choose another -dir, or pass --overwrite to replace it")
+        raise StitchkitError(
+            f"{finished[0]!r} already holds a trained detector; choose another -dir, or pass --overwrite to replace it"
+        )
     if not config.register:
         return None
     check_writable_dir(config.final_save_dir, "detector registry folder (-fdir)")
@@ -53,8 +55,13 @@ class TrainingData:
     def counts(self) -> dict[str, int | None]:
         """What was used (recorded in config.json)."""
         size = lambda d: None if d is None else len(d)  # noqa: E731
-        return {"pretrain": size(self.train), "validation": size(self.test), "finetune_id": size(self.ft_id),
-                "finetune_outliers": size(self.ft_ood), "finetune_per_epoch": self.ft_per_epoch or None}
+        return {
+            "pretrain": size(self.train),
+            "validation": size(self.test),
+            "finetune_id": size(self.ft_id),
+            "finetune_outliers": size(self.ft_ood),
+            "finetune_per_epoch": self.ft_per_epoch or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,11 @@ class DetectorAugmentation:
         return out
 
     def conventions(self) -> dict[str, str]:
-        return {"pretrain_augmentation": self.pretrain.describe(), "finetune_id_augmentation": self.finetune_id.describe(),
-                "finetune_outlier_augmentation": "the outlier set's default training augmentation"}
+        return {
+            "pretrain_augmentation": self.pretrain.describe(),
+            "finetune_id_augmentation": self.finetune_id.describe(),
+            "finetune_outlier_augmentation": "the outlier set's default training augmentation",
+        }
 
 
 def resolve_detector_augmentation(config: DetectorTrainConfig, recorded: bool | None) -> DetectorAugmentation:
@@ -89,24 +99,51 @@ def resolve_detector_augmentation(config: DetectorTrainConfig, recorded: bool | 
     pretrain = resolve_augmentation(config.augment, recorded, "the source network")
     if config.ft_id_augment is None:
         return DetectorAugmentation(pretrain, pretrain)
-    return DetectorAugmentation(pretrain, Augmentation(choice_of(config.ft_id_augment), bool(config.ft_id_augment), f"asked for by ft_id_augment = {bool(config.ft_id_augment)}"))
+    return DetectorAugmentation(
+        pretrain,
+        Augmentation(
+            choice_of(config.ft_id_augment),
+            bool(config.ft_id_augment),
+            f"asked for by ft_id_augment = {bool(config.ft_id_augment)}",
+        ),
+    )
 
 
-def load_training_data(config: DetectorTrainConfig, dataset: str, ft_id_name: str, input_shape: Sequence[int],
-                       augmentation: DetectorAugmentation) -> TrainingData:
+def load_training_data(
+    config: DetectorTrainConfig,
+    dataset: str,
+    ft_id_name: str,
+    input_shape: Sequence[int],
+    augmentation: DetectorAugmentation,
+) -> TrainingData:
     data = TrainingData()
     if config.epochs > 0:
-        full = get_dataset(dataset, "train", root=config.data_root, augment=augmentation.pretrain.augment, shape=input_shape)
-        data.train = sample_subset(full, config.train_subset, config.seed, what=f"--train-subset: the train split of {dataset}")
+        full = get_dataset(
+            dataset, "train", root=config.data_root, augment=augmentation.pretrain.augment, shape=input_shape
+        )
+        data.train = sample_subset(
+            full, config.train_subset, config.seed, what=f"--train-subset: the train split of {dataset}"
+        )
     if config.val_subset != 0 and (config.epochs > 0 or config.ft_epochs > 0):
         test = get_dataset(dataset, "test", root=config.data_root, shape=input_shape)
         data.test = sample_subset(test, config.val_subset, what=f"--val-subset: the test split of {dataset}")
     if config.ft_epochs > 0:
-        data.ft_id = get_dataset(ft_id_name, "train", root=config.ft_id_root or config.data_root, augment=augmentation.finetune_id.augment,
-                                 shape=input_shape)
-        data.ft_ood = get_dataset(config.ft_ood_dataset, "train", root=config.ft_ood_root or config.data_root, shape=input_shape)
+        data.ft_id = get_dataset(
+            ft_id_name,
+            "train",
+            root=config.ft_id_root or config.data_root,
+            augment=augmentation.finetune_id.augment,
+            shape=input_shape,
+        )
+        data.ft_ood = get_dataset(
+            config.ft_ood_dataset, "train", root=config.ft_ood_root or config.data_root, shape=input_shape
+        )
         both = min(len(data.ft_id), len(data.ft_ood))
-        check_subset_size(config.ft_samples, both, f"--ft-samples: the smaller fine-tuning set ({ft_id_name}: {len(data.ft_id)}, "
-                                                   f"{config.ft_ood_dataset}: {len(data.ft_ood)})")
+        check_subset_size(
+            config.ft_samples,
+            both,
+            f"--ft-samples: the smaller fine-tuning set ({ft_id_name}: {len(data.ft_id)}, "
+            f"{config.ft_ood_dataset}: {len(data.ft_ood)})",
+        )
         data.ft_per_epoch = int(config.ft_samples or both)
     return data

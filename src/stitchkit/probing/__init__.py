@@ -12,8 +12,8 @@ and specificity tests.
 """
 
 from ..ranks import LOW_RANK_MODES, check_ranks, rank_label
-from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
 from .bank import FeatureStats, ProbeBank, ProbeSpec, probe_activations, probe_on_features
+from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
 from .probe import (
     TOKEN_POOLS,
     ProbeConfig,

@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ class FeatureStats:
 
 # -- the probes -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ProbeSpec:
     """One probe: a layer, a rank (None = full) and the layer's per-sample activation shape."""
@@ -112,7 +114,9 @@ class ProbeBank(nn.Module):
         self.token_pool = token_pool
         self.pooled_input = pooled_input
         self.layers = list(dict.fromkeys(s.layer for s in self.specs))
-        self._groups: dict[str, list[int]] = {layer: [i for i, s in enumerate(self.specs) if s.layer == layer] for layer in self.layers}
+        self._groups: dict[str, list[int]] = {
+            layer: [i for i, s in enumerate(self.specs) if s.layer == layer] for layer in self.layers
+        }
         needs = {s.layer for s in self.specs if self._truncates(s)}
         if low_rank_mode != "fixed" and pooled_input and needs:
             raise StitchkitError("per-batch low rank needs the raw activations, not pooled features")
@@ -137,7 +141,9 @@ class ProbeBank(nn.Module):
                 if layer in needs:
                     basis = (bases or {}).get(layer)
                     if basis is None or not basis.fitted:
-                        raise StitchkitError(f"probes of layer {layer!r} at low rank need a fitted low-rank basis of that layer")
+                        raise StitchkitError(
+                            f"probes of layer {layer!r} at low rank need a fitted low-rank basis of that layer"
+                        )
                     mean = basis.mean.float()
                     for k, spec in enumerate(group):
                         if self._truncates(spec):
@@ -154,9 +160,15 @@ class ProbeBank(nn.Module):
         """The features of every probe of layer group ``g``: (probes, batch, features)."""
         group = [self.specs[i] for i in self._groups[self.layers[g]]]
         if self.low_rank_mode == "per_batch" and not self.pooled_input:
-            directions = principal_directions(x) if any(self._truncates(s) for s in group) else None  # one decomposition, every rank
-            return torch.stack([pool_activation(truncate(x, *directions, s.rank) if self._truncates(s) else x, self.token_pool)
-                                for s in group]).float()
+            directions = (
+                principal_directions(x) if any(self._truncates(s) for s in group) else None
+            )  # one decomposition, every rank
+            return torch.stack(
+                [
+                    pool_activation(truncate(x, *directions, s.rank) if self._truncates(s) else x, self.token_pool)
+                    for s in group
+                ]
+            ).float()
         z = (x if self.pooled_input else pool_activation(x, self.token_pool)).float()
         if not any(self._truncates(s) for s in group):
             return z.unsqueeze(0).expand(len(group), -1, -1)
@@ -192,7 +204,11 @@ def bank_step(source: BatchSource, record: list[Tensor] | None = None) -> Callab
         features, labels = source(batch, device)
         logits = torch.stack(bank(features))  # (probes, batch, classes): one loss and one count for all probes
         n, classes = labels.shape[0], logits.shape[-1]
-        losses = F.cross_entropy(logits.reshape(-1, classes), labels.repeat(len(bank.specs)), reduction="none").view(-1, n).mean(dim=1)
+        losses = (
+            F.cross_entropy(logits.reshape(-1, classes), labels.repeat(len(bank.specs)), reduction="none")
+            .view(-1, n)
+            .mean(dim=1)
+        )
         right = logits.detach().argmax(dim=-1) == labels
         if record is not None:
             record.append(right.to(torch.uint8).cpu())
@@ -209,6 +225,7 @@ def bank_step(source: BatchSource, record: list[Tensor] | None = None) -> Callab
 
 
 # -- training ---------------------------------------------------------------------------------------
+
 
 def train_probe_bank(
     bank: ProbeBank,
@@ -246,11 +263,20 @@ def train_probe_bank(
                     line += f", val accuracy {val_acc:.4f}"
                 print(line, flush=True)
 
-    loop = LoopSettings(epochs=config.epochs, device=device, seed=config.seed, progress=config.progress, verbose=False,
-                        desc=desc)
-    history = fit(bank, train_loader, optimizer, loop,
-                  val_loader=test_loader if (config.track_val or config.verbose) else None, scheduler=scheduler,
-                  step_fn=step, val_step_fn=val_step, on_epoch_end=on_epoch_end)
+    loop = LoopSettings(
+        epochs=config.epochs, device=device, seed=config.seed, progress=config.progress, verbose=False, desc=desc
+    )
+    history = fit(
+        bank,
+        train_loader,
+        optimizer,
+        loop,
+        val_loader=test_loader if (config.track_val or config.verbose) else None,
+        scheduler=scheduler,
+        step_fn=step,
+        val_step_fn=val_step,
+        on_epoch_end=on_epoch_end,
+    )
     if history[-1].val is not None:
         final_val = history[-1].val
     else:
@@ -259,12 +285,20 @@ def train_probe_bank(
     final_train = history[-1].train
     results = []
     for k, spec in enumerate(bank.specs):
-        results.append(ProbeResult(
-            layer=spec.layer, rank=spec.rank, val_acc=float(final_val[f"acc/{spec.key}"]),
-            val_loss=float(final_val[f"loss/{spec.key}"]), train_acc=float(final_train[f"acc/{spec.key}"]),
-            train_loss=float(final_train[f"loss/{spec.key}"]), in_features=spec.in_features, activation_shape=spec.shape,
-            history=histories[spec.key], test_hits=hits[k],
-        ))
+        results.append(
+            ProbeResult(
+                layer=spec.layer,
+                rank=spec.rank,
+                val_acc=float(final_val[f"acc/{spec.key}"]),
+                val_loss=float(final_val[f"loss/{spec.key}"]),
+                train_acc=float(final_train[f"acc/{spec.key}"]),
+                train_loss=float(final_train[f"loss/{spec.key}"]),
+                in_features=spec.in_features,
+                activation_shape=spec.shape,
+                history=histories[spec.key],
+                test_hits=hits[k],
+            )
+        )
     return results
 
 
@@ -283,7 +317,9 @@ def tensor_loader(tensors: Sequence[Tensor], batch_size: int, *, shuffle: bool) 
 
 def _pooled_source(layers: Sequence[str]) -> BatchSource:
     def source(batch, device):
-        return {layer: batch[i].to(device, non_blocking=True) for i, layer in enumerate(layers)}, batch[-1].to(device, non_blocking=True)
+        return {layer: batch[i].to(device, non_blocking=True) for i, layer in enumerate(layers)}, batch[-1].to(
+            device, non_blocking=True
+        )
 
     return source
 
@@ -304,12 +340,25 @@ def probe_on_features(
     ``config.device``."""
     device = resolve_device(config.device)
     layers = list(train_features)
-    bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode="fixed",
-                     token_pool=config.token_pool, pooled_input=True, seed=config.seed)
-    train_loader = tensor_loader([*(train_features[layer].float() for layer in layers), torch.as_tensor(train_labels).long()],
-                                 config.batch_size, shuffle=True)
-    test_loader = tensor_loader([*(test_features[layer].float() for layer in layers), torch.as_tensor(test_labels).long()],
-                                config.batch_size, shuffle=False)
+    bank = ProbeBank(
+        probe_specs(shapes, layers, ranks),
+        num_classes,
+        bases=bases,
+        low_rank_mode="fixed",
+        token_pool=config.token_pool,
+        pooled_input=True,
+        seed=config.seed,
+    )
+    train_loader = tensor_loader(
+        [*(train_features[layer].float() for layer in layers), torch.as_tensor(train_labels).long()],
+        config.batch_size,
+        shuffle=True,
+    )
+    test_loader = tensor_loader(
+        [*(test_features[layer].float() for layer in layers), torch.as_tensor(test_labels).long()],
+        config.batch_size,
+        shuffle=False,
+    )
     return train_probe_bank(bank, _pooled_source(layers), train_loader, test_loader, config, device)
 
 
@@ -341,16 +390,24 @@ def probe_activations(
     if not train:
         raise StitchkitError("no layers given to probe")
     if set(train) != set(test):
-        raise StitchkitError(f"train and test activations must have the same layers, got {sorted(train)} and {sorted(test)}")
+        raise StitchkitError(
+            f"train and test activations must have the same layers, got {sorted(train)} and {sorted(test)}"
+        )
     train_labels, test_labels = _as_tensor(train_labels).long(), _as_tensor(test_labels).long()
     layers = list(train)
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in layers:
         tr, te = _as_tensor(train[layer]), _as_tensor(test[layer])
         if tr.shape[1:] != te.shape[1:]:
-            raise StitchkitError(f"layer {layer!r}: train activations {tuple(tr.shape)} and test activations {tuple(te.shape)} differ in shape")
+            raise StitchkitError(
+                f"layer {layer!r}: train activations {tuple(tr.shape)} and test activations {tuple(te.shape)} differ "
+                f"in shape"
+            )
         if tr.shape[0] != train_labels.shape[0] or te.shape[0] != test_labels.shape[0]:
-            raise StitchkitError(f"layer {layer!r}: {tr.shape[0]}/{te.shape[0]} activations but {train_labels.shape[0]}/{test_labels.shape[0]} labels")
+            raise StitchkitError(
+                f"layer {layer!r}: {tr.shape[0]}/{te.shape[0]} activations but "
+                f"{train_labels.shape[0]}/{test_labels.shape[0]} labels"
+            )
         shapes[layer] = tuple(int(s) for s in tr.shape[1:])
         feature_count(shapes[layer])
     if num_classes is None:
@@ -358,12 +415,24 @@ def probe_activations(
     low = any(r is not None for r in ranks)
     if config.low_rank_mode == "per_batch" and low:
         # The original's per-batch SVD needs every batch's raw activation.
-        bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, low_rank_mode="per_batch", token_pool=config.token_pool, seed=config.seed)
+        bank = ProbeBank(
+            probe_specs(shapes, layers, ranks),
+            num_classes,
+            low_rank_mode="per_batch",
+            token_pool=config.token_pool,
+            seed=config.seed,
+        )
         results = train_probe_bank(
-            bank, _pooled_source(layers),
-            tensor_loader([*(_as_tensor(train[layer]).float() for layer in layers), train_labels], config.batch_size, shuffle=True),
-            tensor_loader([*(_as_tensor(test[layer]).float() for layer in layers), test_labels], config.batch_size, shuffle=False),
-            config, device,
+            bank,
+            _pooled_source(layers),
+            tensor_loader(
+                [*(_as_tensor(train[layer]).float() for layer in layers), train_labels], config.batch_size, shuffle=True
+            ),
+            tensor_loader(
+                [*(_as_tensor(test[layer]).float() for layer in layers), test_labels], config.batch_size, shuffle=False
+            ),
+            config,
+            device,
         )
     else:
         train_feats, test_feats, bases = {}, {}, {}
@@ -371,11 +440,25 @@ def probe_activations(
             stats = FeatureStats(config.token_pool, need_basis=low)
             data = _as_tensor(train[layer])
             for start in range(0, data.shape[0], config.feature_batch_size):
-                stats.update(data[start:start + config.feature_batch_size].float())
+                stats.update(data[start : start + config.feature_batch_size].float())
             train_feats[layer], bases[layer] = stats.features(), stats.basis()
             test_feats[layer] = pool_activation(_as_tensor(test[layer]).float(), config.token_pool)
-        results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
-                                    num_classes=num_classes, config=replace(config, device=str(device)))
-    info = {"num_classes": num_classes, "train_samples": int(train_labels.shape[0]), "test_samples": int(test_labels.shape[0]),
-            "seconds": time.perf_counter() - started, "path": "per-batch raw activations" if config.low_rank_mode == "per_batch" and low else "pooled features"}
+        results = probe_on_features(
+            train_feats,
+            train_labels,
+            test_feats,
+            test_labels,
+            shapes=shapes,
+            bases=bases,
+            ranks=ranks,
+            num_classes=num_classes,
+            config=replace(config, device=str(device)),
+        )
+    info = {
+        "num_classes": num_classes,
+        "train_samples": int(train_labels.shape[0]),
+        "test_samples": int(test_labels.shape[0]),
+        "seconds": time.perf_counter() - started,
+        "path": "per-batch raw activations" if config.low_rank_mode == "per_batch" and low else "pooled features",
+    }
     return ProbeReport(results, config_record(config), info)

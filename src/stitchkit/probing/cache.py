@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -26,15 +27,26 @@ class ProbeCache:
         if self.path is None:
             return
         if self.path.is_dir():
-            raise StitchkitError(f"probe cache {str(self.path)!r} is a folder; give a file name (e.g. {str(self.path / 'probes.json')!r})")
-        check_writable_dir(self.path.parent, "folder of the probe cache")  # it is written after the probes: fail before them
+            raise StitchkitError(
+                f"probe cache {str(self.path)!r} is a folder; give a file name (e.g. "
+                f"{str(self.path / 'probes.json')!r})"
+            )
+        check_writable_dir(
+            self.path.parent, "folder of the probe cache"
+        )  # it is written after the probes: fail before them
         if self.path.is_file():
             try:
                 self.entries = json.loads(self.path.read_text())
             except (ValueError, UnicodeDecodeError):
-                raise StitchkitError(f"probe cache {str(self.path)!r} is not valid JSON; delete it or choose another file") from None
-            if not isinstance(self.entries, dict) or not all(isinstance(e, dict) and "val_acc" in e for e in self.entries.values()):
-                raise StitchkitError(f"probe cache {str(self.path)!r} is not a stitchkit probe cache; delete it or choose another file")
+                raise StitchkitError(
+                    f"probe cache {str(self.path)!r} is not valid JSON; delete it or choose another file"
+                ) from None
+            if not isinstance(self.entries, dict) or not all(
+                isinstance(e, dict) and "val_acc" in e for e in self.entries.values()
+            ):
+                raise StitchkitError(
+                    f"probe cache {str(self.path)!r} is not a stitchkit probe cache; delete it or choose another file"
+                )
 
     @staticmethod
     def key(fingerprint: str, dataset: str, layer: str, rank: int | None, config: ProbeConfig) -> str:
@@ -56,13 +68,24 @@ class ProbeCache:
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.entries[key] = entry
 
-    def put_results(self, fingerprint: str, dataset: str, results: Iterable[Any], config: ProbeConfig, network: str | None) -> None:
+    def put_results(
+        self, fingerprint: str, dataset: str, results: Iterable[Any], config: ProbeConfig, network: str | None
+    ) -> None:
         """Store the probe results of one network (``ProbeResult``s of :func:`~stitchkit.probing.probe_model`)."""
         for r in results:
-            entry = {"val_acc": r.val_acc, "network": network, "layer": r.layer, "rank": r.rank, "train_acc": r.train_acc}
+            entry = {
+                "val_acc": r.val_acc,
+                "network": network,
+                "layer": r.layer,
+                "rank": r.rank,
+                "train_acc": r.train_acc,
+            }
             if getattr(r, "test_hits", None) is not None:  # the hits, one bit per test image: the accuracy's resamples
                 hits = np.asarray(r.test_hits, dtype=np.uint8).reshape(-1)
-                entry.update(test_hits=base64.b64encode(np.packbits(hits != 0).tobytes()).decode("ascii"), test_images=int(hits.size))
+                entry.update(
+                    test_hits=base64.b64encode(np.packbits(hits != 0).tobytes()).decode("ascii"),
+                    test_images=int(hits.size),
+                )
             self.put(self.key(fingerprint, dataset, r.layer, r.rank, config), entry)
 
     def save(self) -> None:

@@ -17,8 +17,9 @@ Two ways to feed the probes, chosen automatically:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +35,8 @@ from ..errors import StitchkitError
 from ..models.layers import LayeredModel, layered
 from ..models.loading import load_for_dataset, recorded_augmentation
 from ..ranks import Rank, check_ranks, feature_count, warn_clamped
-from ..utils.progress import progress_bar
 from ..utils.device import resolve_device
+from ..utils.progress import progress_bar
 from ..utils.seed import set_seed
 from .bank import FeatureStats, ProbeBank, probe_on_features, probe_specs, train_probe_bank
 from .probe import ProbeConfig, ProbeReport, config_record
@@ -61,8 +62,9 @@ def feature_pass(
     model.eval()
     stats = {layer: FeatureStats(config.token_pool, need_basis=layer in set(basis_layers)) for layer in layers}
     labels: list[Tensor] = []
-    loader = make_batches(data, config.feature_batch_size, shuffle=False, workers=config.workers,
-                          prefetch=config.prefetch, device=device)
+    loader = make_batches(
+        data, config.feature_batch_size, shuffle=False, workers=config.workers, prefetch=config.prefetch, device=device
+    )
     try:
         for inputs, targets in progress_bar(loader, desc, config.progress):
             out = extractor(inputs.to(device, non_blocking=True))
@@ -74,7 +76,9 @@ def feature_pass(
     return {k: s.features() for k, s in stats.items()}, {k: s.basis() for k, s in stats.items()}, torch.cat(labels)
 
 
-def pooled_features(activations: Mapping[str, Tensor], layers: Sequence[str], *, token_pool: str = "cls", batch_size: int = 256) -> dict[str, Tensor]:
+def pooled_features(
+    activations: Mapping[str, Tensor], layers: Sequence[str], *, token_pool: str = "cls", batch_size: int = 256
+) -> dict[str, Tensor]:
     """The probe features of activations extracted for another use (pooled in slices, as
     :func:`feature_pass` pools each batch)."""
     out = {}
@@ -82,7 +86,7 @@ def pooled_features(activations: Mapping[str, Tensor], layers: Sequence[str], *,
         stats = FeatureStats(token_pool, need_basis=False)
         data = activations[layer]
         for start in range(0, data.shape[0], batch_size):
-            stats.update(data[start:start + batch_size])
+            stats.update(data[start : start + batch_size])
         out[layer] = stats.features()
     return out
 
@@ -120,7 +124,9 @@ def probe_model(
     config = (config or ProbeConfig()).validate()
     ranks = check_ranks(ranks)
     train_data, test_data, augmented_train_data = _probe_splits(data)
-    check_subset_size(config.train_subset, len(train_data), "the probes' training subset (train_subset): the training set")
+    check_subset_size(
+        config.train_subset, len(train_data), "the probes' training subset (train_subset): the training set"
+    )
     if config.train_subset is not None:  # the same images, augmented or not
         train_data = sample_subset(train_data, config.train_subset, seed=config.seed)
         if augmented_train_data is not None:
@@ -138,18 +144,29 @@ def probe_model(
     num_classes = num_classes if num_classes is not None else _class_count(model)
     low = low_rank_layers(shapes, ranks)
     if runs_features_once(config, augmented_train_data is not None, low):
-        train_feats, bases, train_labels = feature_pass(model, layers, train_data, config=config, basis_layers=low,
-                                                        desc="train features")
+        train_feats, bases, train_labels = feature_pass(
+            model, layers, train_data, config=config, basis_layers=low, desc="train features"
+        )
         if test_features is None:
             test_feats, _, test_labels = feature_pass(model, layers, test_data, config=config, desc="test features")
         else:
             test_feats, test_labels = {layer: test_features[0][layer] for layer in layers}, test_features[1]
-        results = probe_on_features(train_feats, train_labels, test_feats, test_labels, shapes=shapes, bases=bases, ranks=ranks,
-                                    num_classes=num_classes, config=config)
+        results = probe_on_features(
+            train_feats,
+            train_labels,
+            test_feats,
+            test_labels,
+            shapes=shapes,
+            bases=bases,
+            ranks=ranks,
+            num_classes=num_classes,
+            config=config,
+        )
         path = "features once"
     else:
-        results = _probe_prefix_per_batch(lm, layers, shapes, ranks, low, train_data, augmented_train_data, test_data,
-                                          num_classes, config)
+        results = _probe_prefix_per_batch(
+            lm, layers, shapes, ranks, low, train_data, augmented_train_data, test_data, num_classes, config
+        )
         path = "prefix per batch"
     info = {
         "model": lm.model_name,
@@ -171,8 +188,10 @@ def _probe_splits(data: Mapping[str, Dataset]) -> tuple[Dataset, Dataset, Datase
     """``data``'s training, test and (optional) augmented training sets."""
     unknown = sorted(set(data) - {"train", "test", "train_augmented"})
     if unknown or "train" not in data or "test" not in data:
-        raise StitchkitError("probing data is a dict with the keys 'train', 'test' and optionally 'train_augmented'; "
-                             f"got {', '.join(map(str, data))}")
+        raise StitchkitError(
+            "probing data is a dict with the keys 'train', 'test' and optionally 'train_augmented'; "
+            f"got {', '.join(map(str, data))}"
+        )
     return data["train"], data["test"], data.get("train_augmented")
 
 
@@ -183,9 +202,18 @@ def _class_count(model: nn.Module) -> int:
     return num_classes
 
 
-def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping[str, tuple[int, ...]], ranks: list[Rank], low: list[str],
-                            train_data: Dataset, augmented_train_data: Dataset | None, test_data: Dataset, num_classes: int,
-                            config: ProbeConfig) -> list:
+def _probe_prefix_per_batch(
+    lm: LayeredModel,
+    layers: list[str],
+    shapes: Mapping[str, tuple[int, ...]],
+    ranks: list[Rank],
+    low: list[str],
+    train_data: Dataset,
+    augmented_train_data: Dataset | None,
+    test_data: Dataset,
+    num_classes: int,
+    config: ProbeConfig,
+) -> list:
     """The probes trained with the frozen prefix run on every batch (augmentation, or per-batch low rank);
     a fixed basis first from one pass over the un-augmented training set."""
     dev = resolve_device(config.device)
@@ -193,8 +221,14 @@ def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping
     if low and config.low_rank_mode == "fixed":
         _, bases, _ = feature_pass(lm.model, low, train_data, config=config, basis_layers=low, desc="low-rank basis")
     extractor = lm.extractor(layers)
-    bank = ProbeBank(probe_specs(shapes, layers, ranks), num_classes, bases=bases, low_rank_mode=config.low_rank_mode,
-                     token_pool=config.token_pool, seed=config.seed)
+    bank = ProbeBank(
+        probe_specs(shapes, layers, ranks),
+        num_classes,
+        bases=bases,
+        low_rank_mode=config.low_rank_mode,
+        token_pool=config.token_pool,
+        seed=config.seed,
+    )
 
     def source(batch: Any, device: torch.device):
         with torch.no_grad():
@@ -202,7 +236,12 @@ def _probe_prefix_per_batch(lm: LayeredModel, layers: list[str], shapes: Mapping
         return out, batch[1].to(device, non_blocking=True)
 
     batches = dict(workers=config.workers, prefetch=config.prefetch, device=dev)
-    train_loader = make_batches(augmented_train_data if augmented_train_data is not None else train_data, config.batch_size, shuffle=True, **batches)
+    train_loader = make_batches(
+        augmented_train_data if augmented_train_data is not None else train_data,
+        config.batch_size,
+        shuffle=True,
+        **batches,
+    )
     test_loader = make_batches(test_data, config.batch_size, shuffle=False, **batches)
     return train_probe_bank(bank, source, train_loader, test_loader, config, dev)
 
@@ -214,7 +253,9 @@ def resolve_probe_config(config: ProbeConfig, model: nn.Module) -> tuple[ProbeCo
     return replace(config, augment=augmentation.name), augmentation
 
 
-def probe_datasets(dataset: str, data_root: str | None = None, *, augment: bool = True, download: bool = True) -> dict[str, Dataset]:
+def probe_datasets(
+    dataset: str, data_root: str | None = None, *, augment: bool = True, download: bool = True
+) -> dict[str, Dataset]:
     """The splits probing needs: ``train`` (un-augmented), ``train_augmented`` (when asked) and ``test``."""
     out = {
         "train": get_dataset(dataset, "train", root=data_root, augment=False, download=download),

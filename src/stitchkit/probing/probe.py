@@ -69,7 +69,6 @@ from ..utils.numbers import check_seed
 from ..utils.run_options import RUN_OPTION_NAMES, RunOptions
 
 
-
 def default_milestones(epochs: int) -> list[int]:
     """The original's LR decay epoch ``e − 5``, used only where it is meaningful (e > 5).
 
@@ -115,7 +114,7 @@ class ProbeConfig(RunOptions):
     verbose: bool = field(default=False, kw_only=True)  # RunOptions, quiet by default
     progress: bool = field(default=False, kw_only=True)
 
-    def validate(self) -> "ProbeConfig":
+    def validate(self) -> ProbeConfig:
         if isinstance(self.low_rank_mode, str):
             self.low_rank_mode = low_rank_mode(self.low_rank_mode)  # one spelling (the earlier per-batch warns)
         if isinstance(self.augment, bool):  # the option's earlier form: on = the dataset's default
@@ -123,14 +122,28 @@ class ProbeConfig(RunOptions):
         check_augmentation(self.augment, "probe augment")
         check_seed(self.seed, "probe seed")
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, f"probe epochs must be at least 1, got {self.epochs!r}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"probe batch size must be at least 1, got {self.batch_size!r}"),
-            (self.train_subset is None or (isinstance(self.train_subset, int) and self.train_subset >= 1),
-             f"the probes' training subset must be a positive number of images, got {self.train_subset!r}"),
+            (
+                isinstance(self.epochs, int) and self.epochs >= 1,
+                f"probe epochs must be at least 1, got {self.epochs!r}",
+            ),
+            (
+                isinstance(self.batch_size, int) and self.batch_size >= 1,
+                f"probe batch size must be at least 1, got {self.batch_size!r}",
+            ),
+            (
+                self.train_subset is None or (isinstance(self.train_subset, int) and self.train_subset >= 1),
+                f"the probes' training subset must be a positive number of images, got {self.train_subset!r}",
+            ),
             (self.lr > 0, f"probe learning rate must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"probe weight decay must be non-negative, got {self.weight_decay}"),
-            (self.low_rank_mode in LOW_RANK_MODES, f"low-rank mode must be one of {', '.join(LOW_RANK_MODES)}, got {self.low_rank_mode!r}"),
-            (self.token_pool in TOKEN_POOLS, f"token pooling must be one of {', '.join(TOKEN_POOLS)}, got {self.token_pool!r}"),
+            (
+                self.low_rank_mode in LOW_RANK_MODES,
+                f"low-rank mode must be one of {', '.join(LOW_RANK_MODES)}, got {self.low_rank_mode!r}",
+            ),
+            (
+                self.token_pool in TOKEN_POOLS,
+                f"token pooling must be one of {', '.join(TOKEN_POOLS)}, got {self.token_pool!r}",
+            ),
             (self.feature_batch_size >= 1, f"feature batch size must be at least 1, got {self.feature_batch_size}"),
         ]
         for ok, message in checks:
@@ -147,8 +160,16 @@ class ProbeConfig(RunOptions):
         return list(self.milestones) if self.milestones is not None else default_milestones(self.epochs)
 
     def optim(self) -> OptimConfig:
-        return OptimConfig(optimizer="adam", lr=self.lr, weight_decay=self.weight_decay, milestones=self.resolved_milestones, gamma=self.gamma,
-                           scheduler=self.scheduler, schedule_unit=self.schedule_unit, warmup_fraction=self.warmup_fraction)
+        return OptimConfig(
+            optimizer="adam",
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            milestones=self.resolved_milestones,
+            gamma=self.gamma,
+            scheduler=self.scheduler,
+            schedule_unit=self.schedule_unit,
+            warmup_fraction=self.warmup_fraction,
+        )
 
     def recorded(self) -> dict[str, Any]:
         """The fields a result records: the probes' options (not where they ran: no run option but
@@ -162,17 +183,31 @@ class ProbeConfig(RunOptions):
         # the augmentation as it acts, spelled as before the choice existed (True/False) so that cached
         # results stay valid; an unresolved "network" matches nothing cached
         augment = {"dataset": True, "none": False}.get(self.augment, self.augment)
-        parts = [self.epochs, self.batch_size, self.lr, self.weight_decay, self.seed, self.resolved_milestones, self.gamma,
-                 self.low_rank_mode, self.token_pool, augment]
+        parts = [
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.weight_decay,
+            self.seed,
+            self.resolved_milestones,
+            self.gamma,
+            self.low_rank_mode,
+            self.token_pool,
+            augment,
+        ]
         if self.train_subset is not None:
             parts.append(f"train_subset={self.train_subset}")
         defaults = ProbeConfig()
-        parts += [f"{name}={getattr(self, name)}" for name in ("scheduler", "schedule_unit", "warmup_fraction")
-                  if getattr(self, name) != getattr(defaults, name)]  # only when set: the keys of cached results stay
+        parts += [
+            f"{name}={getattr(self, name)}"
+            for name in ("scheduler", "schedule_unit", "warmup_fraction")
+            if getattr(self, name) != getattr(defaults, name)
+        ]  # only when set: the keys of cached results stay
         return "|".join(map(str, parts))
 
 
 # -- features ---------------------------------------------------------------------------------------
+
 
 def pool_activation(x: Tensor, token_pool: str = "cls") -> Tensor:
     """The probe's feature vector of each sample: conv → global average pool, tokens → CLS token (or
@@ -185,6 +220,7 @@ def pool_activation(x: Tensor, token_pool: str = "cls") -> Tensor:
 
 
 # -- results ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class ProbeResult:
@@ -213,7 +249,9 @@ class ProbeResult:
         return rank_used(self.rank, self.activation_shape)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_hits"}  # the hits go to per_sample(), not JSON
+        out = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_hits"
+        }  # the hits go to per_sample(), not JSON
         out["history"] = [dict(h) for h in self.history]
         out["activation_shape"] = list(self.activation_shape)
         out["rank_used"] = self.rank_used
@@ -231,7 +269,9 @@ class ProbeReport:
     def __repr__(self) -> str:
         """One line of what it holds (the records: ``report.results``; the numbers: :meth:`matrix`, :meth:`table`)."""
         layers = list(dict.fromkeys(r.layer for r in self.results))
-        return f"ProbeReport: {len(self.results)} probes over {len(layers)} layers; .matrix() (layers × ranks), .table()"
+        return (
+            f"ProbeReport: {len(self.results)} probes over {len(layers)} layers; .matrix() (layers × ranks), .table()"
+        )
 
     def accuracy(self, layer: str, rank: Rank = None) -> float:
         for r in self.results:
@@ -246,13 +286,29 @@ class ProbeReport:
         return {"info": self.info, "config": self.config, "results": [r.to_dict() for r in self.results]}
 
     #: the columns of ``probes.csv``
-    CSV_COLUMNS = ("layer", "rank", "val_acc", "val_loss", "train_acc", "train_loss", "in_features", "activation_shape", "rank_used")
+    CSV_COLUMNS = (
+        "layer",
+        "rank",
+        "val_acc",
+        "val_loss",
+        "train_acc",
+        "train_loss",
+        "in_features",
+        "activation_shape",
+        "rank_used",
+    )
 
     def provenance(self, what: str) -> Provenance:
-        options = {k: self.info.get(k) for k in ("layers", "ranks", "num_classes", "train_samples", "test_samples", "augmented",
-                                                "augmentation")}
-        return Provenance(what, {"model": self.info.get("model_fingerprint")}, {**options, "config": self.config},
-                          {"accuracy": "the final test accuracy after the last epoch (the original's report)"})
+        options = {
+            k: self.info.get(k)
+            for k in ("layers", "ranks", "num_classes", "train_samples", "test_samples", "augmented", "augmentation")
+        }
+        return Provenance(
+            what,
+            {"model": self.info.get("model_fingerprint")},
+            {**options, "config": self.config},
+            {"accuracy": "the final test accuracy after the last epoch (the original's report)"},
+        )
 
     def matrix(self, metric: str = "val_acc", bootstrap: BootstrapSpec | None = None) -> Matrix:
         """Layers (rows) × ranks (columns, ``full`` first) of ``val_acc`` (default), ``val_loss``,
@@ -267,19 +323,35 @@ class ProbeReport:
         bounds: dict[str, Any] = {}
         if bootstrap is not None and bootstrap.enabled and metric == "val_acc":
             found = self.accuracy_intervals(bootstrap)
-            bounds = {side: [[found[(layer, rank)][k] if (layer, rank) in found else math.nan for rank in ranks] for layer in self.layers()]
-                      for k, side in enumerate(("lower", "upper"))}
+            bounds = {
+                side: [
+                    [found[(layer, rank)][k] if (layer, rank) in found else math.nan for rank in ranks]
+                    for layer in self.layers()
+                ]
+                for k, side in enumerate(("lower", "upper"))
+            }
             bounds["interval"] = bootstrap.record()
-        return Matrix(self.layers(), [rank_label(r) for r in ranks], values, kind="accuracy" if accuracy else "distance",
-                      range=(0.0, 1.0) if accuracy else (0.0, None), row_label="layer", col_label="rank", name=f"probe {metric}",
-                      provenance=self.provenance(f"linear probes: {metric}"), **bounds)
+        return Matrix(
+            self.layers(),
+            [rank_label(r) for r in ranks],
+            values,
+            kind="accuracy" if accuracy else "distance",
+            range=(0.0, 1.0) if accuracy else (0.0, None),
+            row_label="layer",
+            col_label="rank",
+            name=f"probe {metric}",
+            provenance=self.provenance(f"linear probes: {metric}"),
+            **bounds,
+        )
 
     def per_sample(self) -> dict[str, np.ndarray]:
         """Each probe's hits on the test images, ``hits|<layer>|<rank label>`` (uint8, 1 = right), and the
         test images' indices in their set (``images``): a study probes unit's ``per_sample`` artifact."""
         kept = [r for r in self.results if r.test_hits is not None]
         if not kept:
-            raise StitchkitError("these probe results keep no per-image hits (they were made before stitchkit kept them); probe again")
+            raise StitchkitError(
+                "these probe results keep no per-image hits (they were made before stitchkit kept them); probe again"
+            )
         out = {f"hits|{r.layer}|{rank_label(r.rank)}": np.asarray(r.test_hits, dtype=np.uint8) for r in kept}
         images = self.info.get("test_images")
         out["images"] = np.asarray(images if images is not None else np.arange(kept[0].test_hits.size), dtype=np.int64)
@@ -302,9 +374,17 @@ class ProbeReport:
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """The rows of ``probes.csv``: ranks as ``full`` or a number, numbers to 6 decimals, shapes as ``CxHxW``."""
-        return [{"layer": r.layer, "rank": rank_label(r.rank), **{k: f"{getattr(r, k):.6f}" for k in ("val_acc", "val_loss", "train_acc", "train_loss")},
-                 "in_features": r.in_features, "activation_shape": "x".join(map(str, r.activation_shape)), "rank_used": rank_label(r.rank_used)}
-                for r in self.results]
+        return [
+            {
+                "layer": r.layer,
+                "rank": rank_label(r.rank),
+                **{k: f"{getattr(r, k):.6f}" for k in ("val_acc", "val_loss", "train_acc", "train_loss")},
+                "in_features": r.in_features,
+                "activation_shape": "x".join(map(str, r.activation_shape)),
+                "rank_used": rank_label(r.rank_used),
+            }
+            for r in self.results
+        ]
 
     def to_csv(self) -> str:
         return csv_text(self.csv_rows(), self.CSV_COLUMNS)
@@ -325,8 +405,11 @@ def config_record(config: ProbeConfig) -> dict[str, Any]:
     out["optimizer"] = "adam"
     out["conventions"] = {
         "accuracy": "test-split accuracy after the last epoch (the original's val accuracy)",
-        "pooling": "conv: global average pool; tokens: " + ("CLS token" if config.token_pool == "cls" else "mean token") + "; vectors: as they are",
-        "low_rank": "fixed basis estimated on the un-augmented training set" if config.low_rank_mode == "fixed"
+        "pooling": "conv: global average pool; tokens: "
+        + ("CLS token" if config.token_pool == "cls" else "mean token")
+        + "; vectors: as they are",
+        "low_rank": "fixed basis estimated on the un-augmented training set"
+        if config.low_rank_mode == "fixed"
         else "centred truncated SVD of every mini-batch (the original)",
         "lr_decay": "×gamma after each milestone epoch; default e−5 only when e > 5",
     }

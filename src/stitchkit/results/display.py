@@ -17,8 +17,9 @@ from __future__ import annotations
 import html
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,17 +63,24 @@ def labels(names: Sequence[str], shown: int = SHOWN_LABELS) -> str:
     if len(names) <= shown:
         return ", ".join(names)
     head = shown // 2 + shown % 2
-    return f"{', '.join(names[:head])}, …, {', '.join(names[len(names) - (shown - head):])} ({len(names)})"
+    return f"{', '.join(names[:head])}, …, {', '.join(names[len(names) - (shown - head) :])} ({len(names)})"
 
 
-def matrix_stats(matrix: "Matrix") -> dict[str, Any]:
+def matrix_stats(matrix: Matrix) -> dict[str, Any]:
     """The numbers of a matrix's line: ``measured`` cells of ``cells``, ``mean``, ``min``, ``max``, the
     extreme cell ``extreme = (which, value, row, col)`` (``which`` "highest" or "lowest"; None for a
     ratio) and ``same_layer_mean`` (None unless the rows and columns are the same labels)."""
     values = matrix.to_numpy()
     finite = np.isfinite(values)
-    stats: dict[str, Any] = {"cells": int(values.size), "measured": int(finite.sum()), "mean": None, "min": None, "max": None,
-                             "extreme": None, "same_layer_mean": None}
+    stats: dict[str, Any] = {
+        "cells": int(values.size),
+        "measured": int(finite.sum()),
+        "mean": None,
+        "min": None,
+        "max": None,
+        "extreme": None,
+        "same_layer_mean": None,
+    }
     if not finite.any():
         return stats
     picked = np.where(finite, values, np.nan)
@@ -88,7 +96,7 @@ def matrix_stats(matrix: "Matrix") -> dict[str, Any]:
     return stats
 
 
-def matrix_line(matrix: "Matrix") -> str:
+def matrix_line(matrix: Matrix) -> str:
     """One line of numbers: ``mean 0.41, 0.1 to 0.63, highest 0.63 at (layer3.1, layer3.1)``."""
     s = matrix_stats(matrix)
     if s["mean"] is None:
@@ -104,7 +112,7 @@ def matrix_line(matrix: "Matrix") -> str:
     return ", ".join(parts)
 
 
-def kind_text(matrix: "Matrix") -> str:
+def kind_text(matrix: Matrix) -> str:
     """``accuracy in [0, 1]``, ``distance ≥ 0``: the matrix's kind and range."""
     lo, hi = matrix.range or (None, None)
     if lo is not None and hi is not None:
@@ -122,7 +130,7 @@ class Description:
 
     title: str
     facts: dict[str, str] = field(default_factory=dict)
-    matrices: Mapping[str, "Matrix"] = field(default_factory=dict)
+    matrices: Mapping[str, Matrix] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def lines(self, *, brief: bool = False) -> list[str]:
@@ -143,19 +151,38 @@ class Description:
 
     def html(self) -> str:
         """The title, the facts and one table row per matrix (its numbers in columns)."""
-        facts = "".join(f"<tr><th style='text-align:left'>{_e(k)}</th><td style='text-align:left' colspan='6'>{_e(v)}</td></tr>"
-                        for k, v in self.facts.items())
+        facts = "".join(
+            f"<tr><th style='text-align:left'>{_e(k)}</th><td style='text-align:left' colspan='6'>{_e(v)}</td></tr>"
+            for k, v in self.facts.items()
+        )
         rows = []
         for name, matrix in self.matrices.items():
             s = matrix_stats(matrix)
-            extreme = "" if s["extreme"] is None else f"{s['extreme'][0]} {number(s['extreme'][1])} at ({s['extreme'][2]}, {s['extreme'][3]})"
-            cells = [name, kind_text(matrix), number(s["mean"]), number(s["min"]), number(s["max"]), extreme,
-                     number(s["same_layer_mean"])]
+            extreme = (
+                ""
+                if s["extreme"] is None
+                else f"{s['extreme'][0]} {number(s['extreme'][1])} at ({s['extreme'][2]}, {s['extreme'][3]})"
+            )
+            cells = [
+                name,
+                kind_text(matrix),
+                number(s["mean"]),
+                number(s["min"]),
+                number(s["max"]),
+                extreme,
+                number(s["same_layer_mean"]),
+            ]
             rows.append("<tr>" + "".join(f"<td style='text-align:left'>{_e(c)}</td>" for c in cells) + "</tr>")
         header = ""
         if rows:
-            header = "<tr>" + "".join(f"<th style='text-align:left'>{h}</th>" for h in
-                                      ("matrix", "kind", "mean", "min", "max", "extreme cell", "same layers")) + "</tr>"
+            header = (
+                "<tr>"
+                + "".join(
+                    f"<th style='text-align:left'>{h}</th>"
+                    for h in ("matrix", "kind", "mean", "min", "max", "extreme cell", "same layers")
+                )
+                + "</tr>"
+            )
         notes = "".join(f"<br><small>{_e(n)}</small>" for n in self.notes)
         return f"<div><b>{_e(self.title)}</b><table>{facts}{header}{''.join(rows)}</table>{notes}</div>"
 
@@ -178,7 +205,9 @@ def inline(figure):
     a :class:`~.figure.InlineFigure` (the same object, its class swapped for a subclass that adds
     ``_repr_png_`` and no state); a figure of any other class is returned as it is. ``plot()`` applies
     it to the figures it makes, not to one the caller gave an ``ax`` of (a pyplot figure shows already)."""
-    from matplotlib.figure import Figure  # deferred: matplotlib takes a second to import (loaded already where a figure exists)
+    from matplotlib.figure import (
+        Figure,  # deferred: matplotlib takes a second to import (loaded already where a figure exists)
+    )
 
     from .figure import InlineFigure
 
@@ -207,5 +236,18 @@ class Described(ABC):
         return self.description().html()
 
 
-__all__ = ["Description", "Described", "HTML_CELLS", "REPR_MATRICES", "SHOWN_LABELS", "Summary", "html_grid", "inline", "kind_text", "labels",
-           "matrix_line", "matrix_stats", "number"]
+__all__ = [
+    "Description",
+    "Described",
+    "HTML_CELLS",
+    "REPR_MATRICES",
+    "SHOWN_LABELS",
+    "Summary",
+    "html_grid",
+    "inline",
+    "kind_text",
+    "labels",
+    "matrix_line",
+    "matrix_stats",
+    "number",
+]

@@ -11,37 +11,63 @@ the genuine one has an AUROC well below ½.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import StitchkitError
 from .plot import summary_boxes
 
 #: what the norm ratio of a stitch compares
-NORM_DEFINITION = ("norm = L2 norm of one sample's whole activation tensor at the end layer (all channels and positions, or all "
-                   "tokens and features); norm ratio = mean norm of the stitched activations (evaluation test images) / mean norm "
-                   "of the end network's genuine activations (ID test images, the AUROC's ID side)")
+NORM_DEFINITION = (
+    "norm = L2 norm of one sample's whole activation tensor at the end layer (all channels and positions, or all "
+    "tokens and features); norm ratio = mean norm of the stitched activations (evaluation test images) / mean norm "
+    "of the end network's genuine activations (ID test images, the AUROC's ID side)"
+)
 #: the columns of :meth:`OODMatrices.score_rows` (``front_layer`` and ``auroc`` are None on the genuine rows)
-SCORE_COLUMNS = ("end_layer", "front_layer", "detector", "activations", "n", "mean", "min", "q25", "q50", "q75", "max", "auroc")
+SCORE_COLUMNS = (
+    "end_layer",
+    "front_layer",
+    "detector",
+    "activations",
+    "n",
+    "mean",
+    "min",
+    "q25",
+    "q50",
+    "q75",
+    "max",
+    "auroc",
+)
 #: how to read :func:`score_figure` (AUROC is the same whichever class is positive: :mod:`stitchkit.ood.metrics`)
 SCORE_FIGURE_CAPTION = (
-    "Per end layer, the grey box shows the detector's outlier scores (higher = more OOD) of the end network's genuine activations on "
-    "the ID test set and each blue box those of one stitch's activations, labelled by its front layer with its AUROC above it (boxes "
-    "span the quartiles with a line at the median, whiskers min to max, a dot at the mean, a dashed line at the genuine median); "
-    "AUROC = P(stitched score > genuine score), so a stitch whose box lies above the grey one is flagged OOD (AUROC near 1), one level "
-    "with it is indistinguishable (about 0.5), and one whose box lies below it is rated more typical than the genuine activations "
+    "Per end layer, the grey box shows the detector's outlier scores (higher = more OOD) of the end network's genuine "
+    "activations on "
+    "the ID test set and each blue box those of one stitch's activations, labelled by its front layer with its AUROC "
+    "above it (boxes "
+    "span the quartiles with a line at the median, whiskers min to max, a dot at the mean, a dashed line at the "
+    "genuine median); "
+    "AUROC = P(stitched score > genuine score), so a stitch whose box lies above the grey one is flagged OOD (AUROC "
+    "near 1), one level "
+    "with it is indistinguishable (about 0.5), and one whose box lies below it is rated more typical than the genuine "
+    "activations "
     "(AUROC well below 0.5: unlike the genuine activations too, in the other direction)."
 )
 
 
 def score_figure(rows: Sequence[Mapping[str, Any]], detector: str, *, title: str = ""):
-    """The score distributions of ``detector`` (:func:`score_panels` of :meth:`~stitchkit.ood.matrices.OODMatrices.score_rows`)
+    """The score distributions of ``detector`` (:func:`score_panels` of
+    :meth:`~stitchkit.ood.matrices.OODMatrices.score_rows`)
     as box plots, one panel per end layer (read them as :data:`SCORE_FIGURE_CAPTION` says)."""
     panels = score_panels(rows, detector)
     if not panels:
         raise StitchkitError(f"no score distributions of detector {detector!r} to draw")
     title = f"{title} (above each stitch's box: its AUROC)" if title else "above each stitch's box: its AUROC"
-    return summary_boxes({f"end: {layer}": boxes for layer, boxes in panels.items()}, title=title, xlabel="front layer of the stitch",
-                         ylabel=f"{detector} score (higher = more OOD)")
+    return summary_boxes(
+        {f"end: {layer}": boxes for layer, boxes in panels.items()},
+        title=title,
+        xlabel="front layer of the stitch",
+        ylabel=f"{detector} score (higher = more OOD)",
+    )
 
 
 def score_panels(rows: Sequence[Mapping[str, Any]], detector: str) -> dict[str, list[dict[str, Any]]]:
@@ -56,8 +82,13 @@ def score_panels(rows: Sequence[Mapping[str, Any]], detector: str) -> dict[str, 
         auroc = row.get("auroc")
         note = None if genuine or auroc is None or not math.isfinite(auroc) else f"{auroc:.2f}"
         panels.setdefault(str(row["end_layer"]), []).append(
-            {"label": "genuine" if genuine else str(row["front_layer"]), "reference": genuine, "note": note,
-             **{k: row.get(k) for k in ("mean", "min", "q25", "q50", "q75", "max")}})
+            {
+                "label": "genuine" if genuine else str(row["front_layer"]),
+                "reference": genuine,
+                "note": note,
+                **{k: row.get(k) for k in ("mean", "min", "q25", "q50", "q75", "max")},
+            }
+        )
     for boxes in panels.values():
         boxes.sort(key=lambda box: not box["reference"])  # the genuine box first; stitches keep their order
     return panels

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 ANNOTATE_CELLS = 144
 #: the colour bar's ticks of a ratio matrix, where they fall inside its scale: powers of two, or where
 #: fewer than three of them do (a scale within ½..2), these finer ones
-RATIO_TICKS = tuple(2.0 ** k for k in range(-12, 13))
+RATIO_TICKS = tuple(2.0**k for k in range(-12, 13))
 FINE_RATIO_TICKS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 #: the colour map of each matrix kind, declared once for every heatmap (the study report's and the API's):
 #: "more alike" is the same colour everywhere, so a distance's map is the similarity's reversed. An OOD
@@ -53,7 +54,11 @@ def wrap_title(text: str, width: int) -> tuple[str, float]:
     :data:`NAME_BREAKS`); and the font
     scale (≤ 1) at which a piece longer than ``width`` (which cannot break) still fits."""
     lines = [""]
-    pieces = [part for piece in TITLE_BREAKS.split(text) for part in (NAME_BREAKS.split(piece) if len(piece.rstrip()) > width else [piece])]
+    pieces = [
+        part
+        for piece in TITLE_BREAKS.split(text)
+        for part in (NAME_BREAKS.split(piece) if len(piece.rstrip()) > width else [piece])
+    ]
     for piece in filter(None, pieces):
         if lines[-1].strip() and len(lines[-1]) + len(piece.rstrip()) > width:
             lines.append(piece.lstrip())
@@ -71,7 +76,7 @@ def set_title(ax, text: str, width_inches: float, fontsize: float = 10, *, figur
     (ax.suptitle if figure else ax.set_title)(text, fontsize=size)
 
 
-def colour_scale(matrix: "Matrix") -> tuple[float, float]:
+def colour_scale(matrix: Matrix) -> tuple[float, float]:
     """The heatmap's ``(vmin, vmax)``: the matrix's range where it is finite, else its finite values'."""
     values = matrix.to_numpy()
     lo, hi = matrix.range or (None, None)
@@ -92,7 +97,7 @@ def ratio_norm(values: np.ndarray):
     return LogNorm(vmin=math.exp(-spread), vmax=math.exp(spread))
 
 
-def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bool | None = None):
+def heatmap(matrix: Matrix, ax=None, *, title: str | None = None, annotate: bool | None = None):
     """The matrix as a heatmap with row and column labels, its range as the colour scale (reversed for
     distances, so that "more alike" is always the same colour; for ratios a diverging logarithmic scale
     with 1 in the middle, :func:`ratio_norm`), values written into the cells of small matrices
@@ -124,7 +129,15 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
             for j in range(len(cols)):
                 v = values[i, j]
                 if math.isfinite(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if shades[i, j] > 0.6 else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if shades[i, j] > 0.6 else "white",
+                    )
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if matrix.kind == "ratio":  # plain numbers (0.5, 1, 2) instead of powers of ten
         ticks = [t for t in RATIO_TICKS if norm.vmin <= t <= norm.vmax]
@@ -135,7 +148,7 @@ def heatmap(matrix: "Matrix", ax=None, *, title: str | None = None, annotate: bo
     return fig
 
 
-def heatmaps(matrices: Sequence["Matrix"], *, columns: int | None = None):
+def heatmaps(matrices: Sequence[Matrix], *, columns: int | None = None):
     """Several matrices' heatmaps side by side in one figure (``columns`` per row, default all)."""
     if not matrices:
         raise StitchkitError("no matrices to draw")
@@ -150,7 +163,14 @@ def heatmaps(matrices: Sequence["Matrix"], *, columns: int | None = None):
     return fig
 
 
-def summary_boxes(panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "", xlabel: str = "", ylabel: str = "", columns: int = 4):
+def summary_boxes(
+    panels: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    columns: int = 4,
+):
     """Box plots of distributions given by their summaries, one panel (own y axis) per key of ``panels``.
 
     Each box is a dict with ``label``, ``q25``, ``q50``, ``q75``, ``min`` and ``max`` (the box spans the
@@ -167,7 +187,17 @@ def summary_boxes(panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: s
     fig = Figure(figsize=(columns * max(2.6, 0.32 * widest + 1.0), rows * 3.0 + 0.6))
     for k, (name, boxes) in enumerate(panels.items()):
         ax = fig.add_subplot(rows, columns, k + 1)
-        stats = [{"label": b["label"], "q1": b["q25"], "med": b["q50"], "q3": b["q75"], "whislo": b["min"], "whishi": b["max"]} for b in boxes]
+        stats = [
+            {
+                "label": b["label"],
+                "q1": b["q25"],
+                "med": b["q50"],
+                "q3": b["q75"],
+                "whislo": b["min"],
+                "whishi": b["max"],
+            }
+            for b in boxes
+        ]
         drawn = ax.bxp(stats, showfliers=False, patch_artist=True)
         means = [(position, b["mean"]) for position, b in enumerate(boxes, start=1) if b.get("mean") is not None]
         if means:  # bxp draws means only when every box has one
@@ -179,7 +209,15 @@ def summary_boxes(panels: Mapping[str, Sequence[Mapping[str, Any]]], *, title: s
         top = max(b["max"] for b in boxes)
         for position, box in enumerate(boxes, start=1):
             if box.get("note"):
-                ax.annotate(str(box["note"]), (position, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=6)
+                ax.annotate(
+                    str(box["note"]),
+                    (position, top),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
         ax.set_title(str(name), fontsize=9)
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
@@ -199,7 +237,9 @@ def _numeric(values: Sequence) -> bool:
     return bool(present) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present)
 
 
-def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | None = None, *, ax=None, title: str | None = None):
+def bar_chart(
+    table: Table, x: str | None = None, y: str | Sequence[str] | None = None, *, ax=None, title: str | None = None
+):
     """Grouped bars: one group per row (labelled by column ``x``), one bar per numeric column in ``y``."""
     numeric = [c for c in table.columns if _numeric(table.column(c))]
     if x is None:
@@ -207,7 +247,10 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     ys = [y] if isinstance(y, str) else list(y) if y is not None else [c for c in numeric if c != x]
     for column in ys:
         if column not in numeric:
-            raise StitchkitError(f"column {column!r} is not numeric, so it cannot be drawn as bars; numeric columns: {', '.join(numeric) or 'none'}")
+            raise StitchkitError(
+                f"column {column!r} is not numeric, so it cannot be drawn as bars; numeric columns: "
+                f"{', '.join(numeric) or 'none'}"
+            )
     if not ys:
         raise StitchkitError("the table has no numeric column to draw")
     labels = [str(v) for v in table.column(x)] if x is not None else [str(i) for i in range(len(table))]
@@ -217,7 +260,13 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     for k, column in enumerate(ys):
         heights = [math.nan if v is None else float(v) for v in table.column(column)]
         ax.bar(positions + (k - (len(ys) - 1) / 2) * width, heights, width, label=column)
-    ax.set_xticks(positions, labels, rotation=60 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center", fontsize=8)
+    ax.set_xticks(
+        positions,
+        labels,
+        rotation=60 if len(labels) > 6 else 0,
+        ha="right" if len(labels) > 6 else "center",
+        fontsize=8,
+    )
     if x is not None:
         ax.set_xlabel(x)
     if len(ys) > 1:
@@ -229,5 +278,15 @@ def bar_chart(table: "Table", x: str | None = None, y: str | Sequence[str] | Non
     return fig
 
 
-__all__ = ["ANNOTATE_CELLS", "KIND_CMAPS", "bar_chart", "colour_scale", "heatmap", "heatmaps", "ratio_norm", "set_title", "summary_boxes",
-           "wrap_title"]
+__all__ = [
+    "ANNOTATE_CELLS",
+    "KIND_CMAPS",
+    "bar_chart",
+    "colour_scale",
+    "heatmap",
+    "heatmaps",
+    "ratio_norm",
+    "set_title",
+    "summary_boxes",
+    "wrap_title",
+]

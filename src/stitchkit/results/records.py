@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +29,11 @@ from ..utils.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from .display import HTML_CELLS, Description, Described, html_grid, inline, kind_text, labels, matrix_line
+from .display import HTML_CELLS, Described, Description, html_grid, inline, kind_text, labels, matrix_line
 from .plot import bar_chart, heatmap
 
-#: what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a fraction),
+# : what a matrix's values are: "similarity" (higher = more alike), "distance" (lower = more alike), "accuracy" (a
+# fraction),
 #: "ratio" (a positive ratio, 1 = equal)
 KINDS = ("similarity", "distance", "accuracy", "ratio")
 #: the file formats of :meth:`Matrix.save` and :meth:`Table.save`, by suffix
@@ -53,7 +55,7 @@ class Provenance:
         return json_safe(asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Provenance":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Provenance:
         data = dict(data or {})
         known = {"what", "models", "options", "conventions", "stitchkit_version"}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -67,7 +69,9 @@ def _check_file(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise StitchkitError(f"cannot tell the format of {str(path)!r} from its suffix; use one of {', '.join(FORMATS)}")
+        raise StitchkitError(
+            f"cannot tell the format of {str(path)!r} from its suffix; use one of {', '.join(FORMATS)}"
+        )
     return path, fmt
 
 
@@ -129,7 +133,9 @@ class Matrix(Described):
         values = [[_float(v) for v in row] for row in values]
         if len(values) != len(self.rows) or any(len(row) != len(self.cols) for row in values):
             shape = (len(values), max((len(row) for row in values), default=0))
-            raise StitchkitError(f"a matrix of {len(self.rows)} rows and {len(self.cols)} columns got {what} of shape {shape}")
+            raise StitchkitError(
+                f"a matrix of {len(self.rows)} rows and {len(self.cols)} columns got {what} of shape {shape}"
+            )
         return values
 
     # --- access ----------------------------------------------------------------------------------
@@ -145,8 +151,10 @@ class Matrix(Described):
         """The confidence interval: of one cell, ``(lower, upper)`` by labels; of every cell (no labels),
         two arrays shaped like :meth:`to_numpy`. Refused when the matrix has none (turn the bootstrap on)."""
         if self.lower is None or self.upper is None:
-            raise StitchkitError(f"the matrix {self.name or '(unnamed)'!r} has no confidence intervals; compute it with bootstrap "
-                                 "resamples (e.g. bootstrap=1000, or --bootstrap 1000)")
+            raise StitchkitError(
+                f"the matrix {self.name or '(unnamed)'!r} has no confidence intervals; compute it with bootstrap "
+                "resamples (e.g. bootstrap=1000, or --bootstrap 1000)"
+            )
         if row is None and col is None:
             return np.array(self.lower, dtype=float), np.array(self.upper, dtype=float)
         i, j = self._index(row, col)
@@ -158,9 +166,9 @@ class Matrix(Described):
         return self.values[i][j]
 
     def _index(self, row: Any, col: Any) -> tuple[int, int]:
-        for labels, label, what in ((self.rows, row, self.row_label), (self.cols, col, self.col_label)):
-            if label not in labels:
-                raise StitchkitError(f"{label!r} is not a {what} of this matrix; it has {', '.join(labels)}")
+        for known, label, what in ((self.rows, row, self.row_label), (self.cols, col, self.col_label)):
+            if label not in known:
+                raise StitchkitError(f"{label!r} is not a {what} of this matrix; it has {', '.join(known)}")
         return self.rows.index(row), self.cols.index(col)
 
     def to_numpy(self) -> np.ndarray:
@@ -170,8 +178,11 @@ class Matrix(Described):
         """A DataFrame indexed by the rows (named ``row_label``) with one column per ``cols`` entry."""
         import pandas as pd  # deferred: pandas takes a second to import, and only these two methods need it
 
-        return pd.DataFrame(self.to_numpy(), index=pd.Index(self.rows, name=self.row_label),
-                            columns=pd.Index(self.cols, name=self.col_label))
+        return pd.DataFrame(
+            self.to_numpy(),
+            index=pd.Index(self.rows, name=self.row_label),
+            columns=pd.Index(self.cols, name=self.col_label),
+        )
 
     def plot(self, ax=None, *, title: str | None = None, annotate: bool | None = None):
         """A labelled heatmap (:func:`.plot.heatmap`); returns the matplotlib figure (drawn into ``ax``'s, or
@@ -191,42 +202,67 @@ class Matrix(Described):
             notes.append("with confidence intervals: " + ", ".join(f"{k} {v}" for k, v in self.interval.items()))
         if self.p_value is not None:
             notes.append("with permutation p-values (matrix.p_value)")
-        title = f"Matrix{f' {self.name!r}' if self.name else ''}: {kind_text(self)}, {self.shape[0]} × {self.shape[1]} " \
-                f"({self.row_label} × {self.col_label})"
-        return Description(title, {f"rows ({self.row_label})": labels(self.rows), f"columns ({self.col_label})": labels(self.cols)},
-                           {"values": self}, notes)
+        title = (
+            f"Matrix{f' {self.name!r}' if self.name else ''}: {kind_text(self)}, {self.shape[0]} × {self.shape[1]} "
+            f"({self.row_label} × {self.col_label})"
+        )
+        return Description(
+            title,
+            {f"rows ({self.row_label})": labels(self.rows), f"columns ({self.col_label})": labels(self.cols)},
+            {"values": self},
+            notes,
+        )
 
     def _repr_html_(self) -> str:
         """The values (the first :data:`~.display.HTML_CELLS` rows and columns), the title above, the
         line of numbers below."""
         rows, cols = self.rows[:HTML_CELLS], self.cols[:HTML_CELLS]
         cut = "" if (len(rows), len(cols)) == self.shape else f"; first {len(rows)} rows and {len(cols)} columns shown"
-        return html_grid([self.corner, *cols], [[row, *self.values[i][:len(cols)]] for i, row in enumerate(rows)],
-                         caption=self.description().title, note=matrix_line(self) + cut)
+        return html_grid(
+            [self.corner, *cols],
+            [[row, *self.values[i][: len(cols)]] for i, row in enumerate(rows)],
+            caption=self.description().title,
+            note=matrix_line(self) + cut,
+        )
 
     # --- plain data ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe data; the keys ``rows``, ``cols``, ``values``, ``kind``, ``range``, ``row_label``,
         ``col_label`` are those of a study unit's ``metrics["matrices"]`` entries."""
-        return json_safe({
-            "name": self.name, "rows": self.rows, "cols": self.cols, "values": self.values, "kind": self.kind,
-            "range": None if self.range is None else list(self.range), "row_label": self.row_label, "col_label": self.col_label,
-            "provenance": self.provenance.to_dict(),
-            **{extra: getattr(self, extra) for extra in BOUND_FIELDS if getattr(self, extra) is not None},
-            **({"interval": self.interval} if self.interval else {}),
-        })
+        return json_safe(
+            {
+                "name": self.name,
+                "rows": self.rows,
+                "cols": self.cols,
+                "values": self.values,
+                "kind": self.kind,
+                "range": None if self.range is None else list(self.range),
+                "row_label": self.row_label,
+                "col_label": self.col_label,
+                "provenance": self.provenance.to_dict(),
+                **{extra: getattr(self, extra) for extra in BOUND_FIELDS if getattr(self, extra) is not None},
+                **({"interval": self.interval} if self.interval else {}),
+            }
+        )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None) -> "Matrix":
+    def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None) -> Matrix:
         """From :meth:`to_dict`'s output or a study unit's matrix entry (whose name is its key: ``name``)."""
         missing = [k for k in ("rows", "cols", "values") if k not in data]
         if missing:
             raise StitchkitError(f"a matrix needs {', '.join(missing)}; got keys {', '.join(map(str, data)) or 'none'}")
         return cls(
-            rows=list(data["rows"]), cols=list(data["cols"]), values=data["values"], kind=data.get("kind") or "similarity",
-            range=data.get("range"), row_label=data.get("row_label") or "front layer", col_label=data.get("col_label") or "end layer",
-            name=name if name is not None else data.get("name", ""), provenance=Provenance.from_dict(data.get("provenance")),
-            **{extra: data.get(extra) for extra in BOUND_FIELDS}, interval=data.get("interval") or {},
+            rows=list(data["rows"]),
+            cols=list(data["cols"]),
+            values=data["values"],
+            kind=data.get("kind") or "similarity",
+            range=data.get("range"),
+            row_label=data.get("row_label") or "front layer",
+            col_label=data.get("col_label") or "end layer",
+            name=name if name is not None else data.get("name", ""),
+            provenance=Provenance.from_dict(data.get("provenance")),
+            **{extra: data.get(extra) for extra in BOUND_FIELDS},
+            interval=data.get("interval") or {},
         )
 
     # --- files -----------------------------------------------------------------------------------
@@ -238,7 +274,12 @@ class Matrix(Described):
     def table_columns(self) -> list[str]:
         """The CSV and Parquet header: the corner, the columns' values, then each bound the matrix has,
         column by column (``"layer2.1 (lower)"``, …, ``"layer2.1 (upper)"``, …, ``"layer2.1 (p)"``)."""
-        bounds = [f"{c} ({BOUND_SUFFIX[extra]})" for extra in BOUND_FIELDS if getattr(self, extra) is not None for c in self.cols]
+        bounds = [
+            f"{c} ({BOUND_SUFFIX[extra]})"
+            for extra in BOUND_FIELDS
+            if getattr(self, extra) is not None
+            for c in self.cols
+        ]
         return [self.corner, *self.cols, *bounds]
 
     def table_rows(self) -> list[dict[str, Any]]:
@@ -265,7 +306,7 @@ class Matrix(Described):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **fields_: Any) -> "Matrix":
+    def load(cls, path: str | os.PathLike, **fields_: Any) -> Matrix:
         """Read what :meth:`save` wrote. From CSV or Parquet, the values and labels come from the file and
         the other fields (``kind``, ``range``, ``name``, ``provenance``) from the keywords."""
         path, fmt = _check_file(path)
@@ -273,13 +314,29 @@ class Matrix(Described):
             return cls.from_dict(read_json(path))
         columns, rows = read_csv(path) if fmt == "csv" else read_parquet(path)
         if not columns or " \\ " not in columns[0]:
-            raise StitchkitError(f"{str(path)!r} is not a matrix file: its first header cell should be 'row label \\ column label'")
+            raise StitchkitError(
+                f"{str(path)!r} is not a matrix file: its first header cell should be 'row label \\ column label'"
+            )
         row_label, col_label = columns[0].split(" \\ ", 1)
         suffixes = {f" ({suffix})": extra for extra, suffix in BOUND_SUFFIX.items()}
         cols = [c for c in columns[1:] if not any(c.endswith(s) for s in suffixes)]
-        extras = {extra: [[r[f"{c}{s}"] for c in cols] for r in rows] for s, extra in suffixes.items() if f"{cols[0]}{s}" in columns} if cols else {}
-        return cls(rows=[str(r[columns[0]]) for r in rows], cols=cols, values=[[r[c] for c in cols] for r in rows],
-                   row_label=row_label, col_label=col_label, **{**extras, **fields_})
+        extras = (
+            {
+                extra: [[r[f"{c}{s}"] for c in cols] for r in rows]
+                for s, extra in suffixes.items()
+                if f"{cols[0]}{s}" in columns
+            }
+            if cols
+            else {}
+        )
+        return cls(
+            rows=[str(r[columns[0]]) for r in rows],
+            cols=cols,
+            values=[[r[c] for c in cols] for r in rows],
+            row_label=row_label,
+            col_label=col_label,
+            **{**extras, **fields_},
+        )
 
 
 @dataclass(repr=False)
@@ -326,24 +383,36 @@ class Table(Described):
     def description(self) -> Description:
         """The title (name, size), the columns and, for :meth:`summary`, what the table holds."""
         title = f"Table{f' {self.name!r}' if self.name else ''}: {len(self.rows)} rows × {len(self.columns)} columns"
-        return Description(title, {"columns": labels(self.columns, 10)}, {}, [self.provenance.what] if self.provenance.what else [])
+        return Description(
+            title, {"columns": labels(self.columns, 10)}, {}, [self.provenance.what] if self.provenance.what else []
+        )
 
     def _repr_html_(self) -> str:
         """The first :data:`~.display.HTML_CELLS` rows, every column."""
         shown = self.rows[:HTML_CELLS]
         note = "" if len(shown) == len(self.rows) else f"first {len(shown)} of {len(self.rows)} rows shown"
-        return html_grid(self.columns, [[row.get(c) for c in self.columns] for row in shown], caption=self.description().title, note=note)
+        return html_grid(
+            self.columns,
+            [[row.get(c) for c in self.columns] for row in shown],
+            caption=self.description().title,
+            note=note,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"name": self.name, "columns": self.columns, "rows": self.rows,
-                          "provenance": self.provenance.to_dict()})
+        return json_safe(
+            {"name": self.name, "columns": self.columns, "rows": self.rows, "provenance": self.provenance.to_dict()}
+        )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Table":
+    def from_dict(cls, data: Mapping[str, Any]) -> Table:
         if "rows" not in data:
             raise StitchkitError(f"a table needs rows; got keys {', '.join(map(str, data)) or 'none'}")
-        return cls(rows=list(data["rows"]), columns=list(data.get("columns") or []), name=data.get("name", ""),
-                   provenance=Provenance.from_dict(data.get("provenance")))
+        return cls(
+            rows=list(data["rows"]),
+            columns=list(data.get("columns") or []),
+            name=data.get("name", ""),
+            provenance=Provenance.from_dict(data.get("provenance")),
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """CSV, JSON or Parquet by the suffix; written whole or not at all. In CSV and Parquet a list or
@@ -358,7 +427,7 @@ class Table(Described):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **fields_: Any) -> "Table":
+    def load(cls, path: str | os.PathLike, **fields_: Any) -> Table:
         """Read what :meth:`save` wrote (from CSV: numbers come back as numbers, empty cells as None)."""
         path, fmt = _check_file(path)
         if fmt == "json":

@@ -46,7 +46,15 @@ left empty).
 """
 
 from ..probing.cache import ProbeCache
-from .comparisons import ALL, STITCH_MEASURES, TESTS, Comparison, sensitivity_comparisons, specificity_comparisons, split_measures
+from .comparisons import (
+    ALL,
+    STITCH_MEASURES,
+    TESTS,
+    Comparison,
+    sensitivity_comparisons,
+    specificity_comparisons,
+    split_measures,
+)
 from .measures import array_measure_values, stitching_measure_values
 from .report import GroundingReport, grounding_report
 from .run import grounding_test_checkpoints, network_names, run_grounding_test

@@ -3,8 +3,8 @@ measures are computed on arrays and which by stitching."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from ..errors import StitchkitError
 from ..ranks import check_ranks
@@ -25,7 +25,9 @@ class Comparison:
     candidate: Rep
 
 
-def sensitivity_comparisons(networks: Sequence[str], layers: Sequence[str], ranks: Iterable[int | None]) -> list[Comparison]:
+def sensitivity_comparisons(
+    networks: Sequence[str], layers: Sequence[str], ranks: Iterable[int | None]
+) -> list[Comparison]:
     """For each layer: every network's full-rank layer as a reference against that layer of every
     network at every rank (and full rank), except the reference itself."""
     ranks = check_ranks(list(ranks) + [None])
@@ -42,14 +44,18 @@ def sensitivity_comparisons(networks: Sequence[str], layers: Sequence[str], rank
     return out
 
 
-def specificity_comparisons(networks: Sequence[str], layers: Sequence[str], reference_layers: Sequence[str] | None = None) -> list[Comparison]:
+def specificity_comparisons(
+    networks: Sequence[str], layers: Sequence[str], reference_layers: Sequence[str] | None = None
+) -> list[Comparison]:
     """For each reference layer: every network's reference layer against every layer of every network
     (all at full rank), except the reference itself."""
     reference_layers = list(reference_layers) if reference_layers else list(layers)
     _check_names(networks, layers)
     unknown = [layer for layer in reference_layers if layer not in layers]
     if unknown:
-        raise StitchkitError(f"reference layers {', '.join(unknown)} are not among the compared layers {', '.join(layers)}")
+        raise StitchkitError(
+            f"reference layers {', '.join(unknown)} are not among the compared layers {', '.join(layers)}"
+        )
     out = []
     for ref_layer in reference_layers:
         for ref_net in networks:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import GroundingReport
 
 
-def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
+def plot_report(report: GroundingReport, path: str | Path) -> Path | None:
     """Write the figure to ``path`` (PNG); returns None when matplotlib is missing."""
     try:
         import matplotlib  # deferred: matplotlib loads only when a figure is drawn
@@ -39,10 +39,18 @@ def plot_report(report: "GroundingReport", path: str | Path) -> Path | None:
         ax = axes[k // cols][k % cols]
         for g, group in enumerate(groups):
             pts = [p for p in report.points if p["measure"] == measure and p["group"] == group]
-            ax.scatter([p["dissimilarity"] for p in pts], [p["functional_difference"] for p in pts], s=14, alpha=0.75,
-                       color=colours(g % colours.N), label=group)
+            ax.scatter(
+                [p["dissimilarity"] for p in pts],
+                [p["functional_difference"] for p in pts],
+                s=14,
+                alpha=0.75,
+                color=colours(g % colours.N),
+                label=group,
+            )
         st = report.stat(measure)
-        ax.set_title(f"{measure}: ρ={_f(st['spearman'])}, τ={_f(st['kendall'])}, bad={_f(st['bad_fraction'])}", fontsize=FONT + 2)
+        ax.set_title(
+            f"{measure}: ρ={_f(st['spearman'])}, τ={_f(st['kendall'])}, bad={_f(st['bad_fraction'])}", fontsize=FONT + 2
+        )
         ax.set_xlabel("dissimilarity (from the measure's metadata)", fontsize=FONT + 1)
         ax.set_ylabel("|Δ probe accuracy|", fontsize=FONT + 1)
         ax.tick_params(labelsize=FONT)

@@ -5,8 +5,8 @@ reference's."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -42,7 +42,9 @@ def array_measure_values(
         m = get_measure(name)
         out[m.name] = [bank.compare(m, c.candidate, c.reference, policy=policy).value for c in comparisons]
         if counts is not None and resamples is not None:
-            resamples[m.name] = np.stack([bank.resampled(m, c.candidate, c.reference, counts, policy=policy) for c in comparisons], axis=1)
+            resamples[m.name] = np.stack(
+                [bank.resampled(m, c.candidate, c.reference, counts, policy=policy) for c in comparisons], axis=1
+            )
         bank.forget(prepared_only=True)  # the next measure prepares differently; keep the truncations
     return out
 
@@ -67,11 +69,26 @@ def stitching_measure_values(
         if measure == "dm_accuracy":
             base = StitchSettings(init="pinv", epochs=0)
         else:
-            base = StitchSettings(init="rand", epochs=settings.tlm_epochs, batch_size=settings.tlm_batch_size, train_samples=settings.tlm_train_samples,
-                                  optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5), augment=settings.tlm_augment)
-        run = replace(settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False)
-        base = replace(base, fit_samples=settings.stitch_fit_samples, test_samples=settings.stitch_test_samples, dataset=dataset,
-                       low_rank_mode=settings.low_rank_mode, save_weights=False, **vars(run))
+            base = StitchSettings(
+                init="rand",
+                epochs=settings.tlm_epochs,
+                batch_size=settings.tlm_batch_size,
+                train_samples=settings.tlm_train_samples,
+                optim=OptimConfig(optimizer="adam", lr=settings.tlm_lr, weight_decay=1e-5),
+                augment=settings.tlm_augment,
+            )
+        run = replace(
+            settings.run_options(), data_root=data_root if data_root is not None else settings.data_root, verbose=False
+        )
+        base = replace(
+            base,
+            fit_samples=settings.stitch_fit_samples,
+            test_samples=settings.stitch_test_samples,
+            dataset=dataset,
+            low_rank_mode=settings.low_rank_mode,
+            save_weights=False,
+            **vars(run),
+        )
         groups: dict[tuple[str, str, int | None], list[int]] = {}
         for i, c in enumerate(comparisons):
             groups.setdefault((c.candidate.network, c.reference.network, c.candidate.rank), []).append(i)
@@ -79,7 +96,10 @@ def stitching_measure_values(
         for n_group, ((front, end, rank), idx) in enumerate(groups.items()):
             fls = list(dict.fromkeys(comparisons[i].candidate.layer for i in idx))
             els = list(dict.fromkeys(comparisons[i].reference.layer for i in idx))
-            say(f"{measure}: {front} -> {end} at rank {rank_label(rank)}: {len(fls)}×{len(els)} layer pair(s) [{n_group + 1}/{len(groups)}]")
+            say(
+                f"{measure}: {front} -> {end} at rank {rank_label(rank)}: {len(fls)}×{len(els)} layer pair(s) "
+                f"[{n_group + 1}/{len(groups)}]"
+            )
             results = stitch_grid(donors[front], donors[end], fls, els, replace(base, front_stitch_rank=rank))
             by_pair = {(r.front_layer, r.end_layer): r.accuracy for r in results}
             for i in idx:

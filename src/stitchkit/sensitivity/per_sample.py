@@ -24,7 +24,7 @@ measures (``dm_accuracy``, ``tlm_accuracy``), which keep no resamples.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -39,8 +39,14 @@ PER_SAMPLE_FILE = "per_sample.npz"
 VALUES = "values|"
 
 
-def sample_arrays(comparisons: Sequence[Comparison], scores: Mapping[Rep, float], hits: Mapping[Rep, np.ndarray],
-                  resamples: Mapping[str, np.ndarray], *, seed: int) -> dict[str, np.ndarray]:
+def sample_arrays(
+    comparisons: Sequence[Comparison],
+    scores: Mapping[Rep, float],
+    hits: Mapping[Rep, np.ndarray],
+    resamples: Mapping[str, np.ndarray],
+    *,
+    seed: int,
+) -> dict[str, np.ndarray]:
     """The per-sample file's arrays: ``reps`` (labels) and their ``scores`` (probe accuracies), ``reference``
     and ``candidate`` (each comparison's indices into ``reps``), ``hits`` (the probes' hits, one row per
     representation in ``hits_of``), ``values|<measure>`` ((B, comparisons)), ``resamples`` and ``seed``."""
@@ -49,17 +55,23 @@ def sample_arrays(comparisons: Sequence[Comparison], scores: Mapping[Rep, float]
     kept = [rep for rep in reps if rep in hits]
     sizes = {int(np.asarray(hits[rep]).size) for rep in kept}
     if len(sizes) > 1:
-        raise StitchkitError(f"the probes' hits cover different numbers of test images ({sorted(sizes)}); they must share the test split")
+        raise StitchkitError(
+            f"the probes' hits cover different numbers of test images ({sorted(sizes)}); they must share the test split"
+        )
     widths = {int(v.shape[0]) for v in resamples.values()}
     if len(widths) > 1:
         raise StitchkitError(f"the measures' resamples differ in number ({sorted(widths)})")
     out: dict[str, np.ndarray] = {
-        "reps": np.array([rep.label() for rep in reps]), "scores": np.array([float(scores[rep]) for rep in reps]),
+        "reps": np.array([rep.label() for rep in reps]),
+        "scores": np.array([float(scores[rep]) for rep in reps]),
         "reference": np.array([at[c.reference] for c in comparisons], dtype=np.int64),
         "candidate": np.array([at[c.candidate] for c in comparisons], dtype=np.int64),
         "hits_of": np.array([at[rep] for rep in kept], dtype=np.int64),
-        "hits": np.stack([np.asarray(hits[rep], dtype=np.uint8).reshape(-1) for rep in kept]) if kept else np.zeros((0, 0), np.uint8),
-        "resamples": np.int64(widths.pop() if widths else 0), "seed": np.int64(seed),
+        "hits": np.stack([np.asarray(hits[rep], dtype=np.uint8).reshape(-1) for rep in kept])
+        if kept
+        else np.zeros((0, 0), np.uint8),
+        "resamples": np.int64(widths.pop() if widths else 0),
+        "seed": np.int64(seed),
     }
     out.update({f"{VALUES}{measure}": np.asarray(v, dtype=np.float64) for measure, v in resamples.items()})
     return out
@@ -67,10 +79,12 @@ def sample_arrays(comparisons: Sequence[Comparison], scores: Mapping[Rep, float]
 
 def resampled_measures(arrays: Mapping[str, np.ndarray]) -> list[str]:
     """The measures whose values the file keeps on every resample."""
-    return [key[len(VALUES):] for key in arrays if key.startswith(VALUES)]
+    return [key[len(VALUES) :] for key in arrays if key.startswith(VALUES)]
 
 
-def resampled_agreements(arrays: Mapping[str, np.ndarray], probe_counts: np.ndarray | None) -> dict[str, list[RankAgreement]]:
+def resampled_agreements(
+    arrays: Mapping[str, np.ndarray], probe_counts: np.ndarray | None
+) -> dict[str, list[RankAgreement]]:
     """Each resampled measure's pooled rank agreement (all comparisons in one ranking) on every resample b:
     d from its values on b, f from the probe accuracies on b (``probe_counts`` (B, n_test) applied to the
     kept hits; the stored accuracy where a probe kept none, or for all of them without counts)."""
@@ -91,7 +105,9 @@ def resampled_agreements(arrays: Mapping[str, np.ndarray], probe_counts: np.ndar
         info = measure_info(measure)
         lo, hi = info.range
         values = np.asarray(arrays[f"{VALUES}{measure}"], dtype=np.float64)
-        dissimilarity = hi - values if info.kind == "similarity" else values - lo  # MeasureInfo.dissimilarity, for arrays
+        dissimilarity = (
+            hi - values if info.kind == "similarity" else values - lo
+        )  # MeasureInfo.dissimilarity, for arrays
         out[measure] = [_agreement(dissimilarity[i], functional[i]) for i in range(b)]
     return out
 
@@ -103,7 +119,10 @@ def fixed_parts(arrays: Mapping[str, np.ndarray], measures: Sequence[str]) -> li
     missing = sorted(set(range(len(arrays["reps"]))) - {int(i) for i in arrays["hits_of"]})
     if missing:
         labels = [str(arrays["reps"][i]) for i in missing]
-        out.append(f"the probe accuracies of {', '.join(labels[:4])}{' …' if len(labels) > 4 else ''} (cached without per-image hits)")
+        out.append(
+            f"the probe accuracies of {', '.join(labels[:4])}{' …' if len(labels) > 4 else ''} (cached without "
+            f"per-image hits)"
+        )
     unsampled = [m for m in measures if m not in resampled_measures(arrays)]
     if unsampled:
         out.append(f"the values of {', '.join(unsampled)} (no resamples kept)")

@@ -4,9 +4,10 @@ statistics per group and for all groups, tables, CSV, JSON and the figure."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,13 @@ class GroundingReport:
         raise StitchkitError(f"no {scope} statistics for measure {measure!r} in group {group!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"test": self.test, "info": self.info, "stats": self.stats, "per_reference": self.per_reference, "points": self.points}
+        return {
+            "test": self.test,
+            "info": self.info,
+            "stats": self.stats,
+            "per_reference": self.per_reference,
+            "points": self.points,
+        }
 
     def stats_csv(self) -> str:
         return csv_text(self.stats, STAT_COLUMNS)
@@ -53,8 +60,10 @@ class GroundingReport:
 
     def table(self, group: str = ALL) -> str:
         """The statistics of one group as a text table (one row per measure and scope)."""
-        lines = [f"{'measure':<14}{'scope':<22}{'Spearman ρ':>11}{'p (1-sided)':>13}{'Kendall τ':>11}{'p (1-sided)':>13}"
-                 f"{'bad pairs':>11}{'refs':>6}{'pairs':>7}"]
+        lines = [
+            f"{'measure':<14}{'scope':<22}{'Spearman ρ':>11}{'p (1-sided)':>13}{'Kendall τ':>11}{'p (1-sided)':>13}"
+            f"{'bad pairs':>11}{'refs':>6}{'pairs':>7}"
+        ]
         for row in self.stats:
             if row["group"] != group:
                 continue
@@ -68,7 +77,11 @@ class GroundingReport:
         """``<test>_stats.csv``, ``<test>_points.csv``, ``<test>.json``, ``<test>.png`` (when matplotlib is there)
         and the per-sample statistics (``per_sample.npz``, when the test kept them)."""
         folder = ensure_writable_dir(out_dir)
-        paths = {"stats": folder / f"{self.test}_stats.csv", "points": folder / f"{self.test}_points.csv", "json": folder / f"{self.test}.json"}
+        paths = {
+            "stats": folder / f"{self.test}_stats.csv",
+            "points": folder / f"{self.test}_points.csv",
+            "json": folder / f"{self.test}.json",
+        }
         write_text_atomic(paths["stats"], self.stats_csv())
         write_text_atomic(paths["points"], self.points_csv())
         write_json_atomic(paths["json"], json_safe(self.to_dict()))
@@ -82,10 +95,37 @@ class GroundingReport:
         return paths
 
 
-STAT_COLUMNS = ["test", "measure", "group", "scope", "n", "references", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction",
-                "ordered_pairs"]
-POINT_COLUMNS = ["test", "group", "measure", "reference", "candidate", "reference_network", "reference_layer", "candidate_network",
-                 "candidate_layer", "candidate_rank", "value", "dissimilarity", "reference_acc", "candidate_acc", "functional_difference"]
+STAT_COLUMNS = [
+    "test",
+    "measure",
+    "group",
+    "scope",
+    "n",
+    "references",
+    "spearman",
+    "spearman_p",
+    "kendall",
+    "kendall_p",
+    "bad_fraction",
+    "ordered_pairs",
+]
+POINT_COLUMNS = [
+    "test",
+    "group",
+    "measure",
+    "reference",
+    "candidate",
+    "reference_network",
+    "reference_layer",
+    "candidate_network",
+    "candidate_layer",
+    "candidate_rank",
+    "value",
+    "dissimilarity",
+    "reference_acc",
+    "candidate_acc",
+    "functional_difference",
+]
 
 
 def _fmt(v: float) -> str:
@@ -107,7 +147,10 @@ def grounding_report(
     accuracy per representation) into points and statistics."""
     if test not in TESTS:
         raise StitchkitError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
-    missing = sorted({c.reference.label() for c in comparisons if c.reference not in scores} | {c.candidate.label() for c in comparisons if c.candidate not in scores})
+    missing = sorted(
+        {c.reference.label() for c in comparisons if c.reference not in scores}
+        | {c.candidate.label() for c in comparisons if c.candidate not in scores}
+    )
     if missing:
         raise StitchkitError(f"no functional score (probe accuracy) for {', '.join(missing[:5])}")
     points, stats, per_ref = [], [], []
@@ -119,13 +162,25 @@ def grounding_report(
             raise StitchkitError(f"measure {measure!r}: {len(vals)} values for {len(comparisons)} comparisons")
         d = np.array([info_m.dissimilarity(v) for v in vals], dtype=np.float64)
         for c, v, di, fi in zip(comparisons, vals, d, f):
-            points.append({
-                "test": test, "group": c.group, "measure": measure, "reference": c.reference.label(), "candidate": c.candidate.label(),
-                "reference_network": c.reference.network, "reference_layer": c.reference.layer, "candidate_network": c.candidate.network,
-                "candidate_layer": c.candidate.layer, "candidate_rank": rank_label(c.candidate.rank), "value": float(v),
-                "dissimilarity": float(di), "reference_acc": float(scores[c.reference]), "candidate_acc": float(scores[c.candidate]),
-                "functional_difference": float(fi),
-            })
+            points.append(
+                {
+                    "test": test,
+                    "group": c.group,
+                    "measure": measure,
+                    "reference": c.reference.label(),
+                    "candidate": c.candidate.label(),
+                    "reference_network": c.reference.network,
+                    "reference_layer": c.reference.layer,
+                    "candidate_network": c.candidate.network,
+                    "candidate_layer": c.candidate.layer,
+                    "candidate_rank": rank_label(c.candidate.rank),
+                    "value": float(v),
+                    "dissimilarity": float(di),
+                    "reference_acc": float(scores[c.reference]),
+                    "candidate_acc": float(scores[c.candidate]),
+                    "functional_difference": float(fi),
+                }
+            )
         for group in groups + [ALL]:
             idx = [i for i, c in enumerate(comparisons) if group == ALL or c.group == group]
             refs = list(dict.fromkeys(comparisons[i].reference for i in idx))
@@ -137,7 +192,15 @@ def grounding_report(
                 agreement = rank_agreement(d[ridx], f[ridx])
                 ref_stats.append(agreement)
                 if group != ALL:
-                    per_ref.append({"test": test, "measure": measure, "group": group, "reference": ref.label(), **agreement.to_dict()})
+                    per_ref.append(
+                        {
+                            "test": test,
+                            "measure": measure,
+                            "group": group,
+                            "reference": ref.label(),
+                            **agreement.to_dict(),
+                        }
+                    )
             stats.append(_mean_row(test, measure, group, ref_stats, len(idx)))
     return GroundingReport(test, points, stats, per_ref, dict(info or {}))
 
@@ -151,6 +214,17 @@ def _mean_row(test: str, measure: str, group: str, parts: Sequence[RankAgreement
         vals = [getattr(p, name) for p in parts if not math.isnan(getattr(p, name))]
         return float(np.mean(vals)) if vals else math.nan
 
-    return {"test": test, "measure": measure, "group": group, "scope": "mean_over_references", "references": len(parts), "n": n,
-            "spearman": mean("spearman"), "spearman_p": math.nan, "kendall": mean("kendall"), "kendall_p": math.nan,
-            "bad_fraction": mean("bad_fraction"), "ordered_pairs": int(sum(p.ordered_pairs for p in parts))}
+    return {
+        "test": test,
+        "measure": measure,
+        "group": group,
+        "scope": "mean_over_references",
+        "references": len(parts),
+        "n": n,
+        "spearman": mean("spearman"),
+        "spearman_p": math.nan,
+        "kendall": mean("kendall"),
+        "kendall_p": math.nan,
+        "bad_fraction": mean("bad_fraction"),
+        "ordered_pairs": int(sum(p.ordered_pairs for p in parts)),
+    }

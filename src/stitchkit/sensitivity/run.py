@@ -4,9 +4,9 @@ through the probe cache), the measures on the comparisons, and the report."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +20,15 @@ from ..errors import StitchkitError
 from ..models.layers import layered
 from ..models.loading import load_for_dataset
 from ..probing.cache import ProbeCache
-from ..probing.model import feature_pass, low_rank_layers, pooled_features, probe_datasets, probe_model, resolve_probe_config, runs_features_once
+from ..probing.model import (
+    feature_pass,
+    low_rank_layers,
+    pooled_features,
+    probe_datasets,
+    probe_model,
+    resolve_probe_config,
+    runs_features_once,
+)
 from ..ranks import check_ranks, check_ranks_fit, rank_label
 from ..similarity.pairs import Rep, RepresentationBank
 from ..similarity.registry import get_measure
@@ -44,7 +52,10 @@ def _check_distinct(fingerprints: Mapping[str, str], paths: Mapping[str, str]) -
         if fp in seen:
             first = seen[fp]
             where = f" ({paths[first]} and {paths[name]})" if first in paths and name in paths else ""
-            raise StitchkitError(f"networks {first} and {name} are the same network{where}: their weights are identical; give each network once")
+            raise StitchkitError(
+                f"networks {first} and {name} are the same network{where}: their weights are identical; give each "
+                f"network once"
+            )
         seen[fp] = name
 
 
@@ -60,8 +71,15 @@ class _Plan:
     needed_ranks: list[int | None]
 
 
-def _plan(test: str, models: Mapping[str, nn.Module], dataset: str, layers: Sequence[str] | None, ranks: Sequence[int | None],
-          reference_layers: Sequence[str] | None, paths: Mapping[str, str]) -> _Plan:
+def _plan(
+    test: str,
+    models: Mapping[str, nn.Module],
+    dataset: str,
+    layers: Sequence[str] | None,
+    ranks: Sequence[int | None],
+    reference_layers: Sequence[str] | None,
+    paths: Mapping[str, str],
+) -> _Plan:
     """Every check of the request, before any work: the networks, their layers and the comparisons."""
     if test not in TESTS:
         raise StitchkitError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
@@ -69,8 +87,10 @@ def _plan(test: str, models: Mapping[str, nn.Module], dataset: str, layers: Sequ
     if not names:
         raise StitchkitError("the tests need at least one network")
     if test == "sensitivity" and len(names) < 2:
-        raise StitchkitError("the sensitivity test needs at least two networks (e.g. two seeds of one architecture): its statistics "
-                             "rank every network's low-rank versions against the other networks, and with one network they are undefined")
+        raise StitchkitError(
+            "the sensitivity test needs at least two networks (e.g. two seeds of one architecture): its statistics "
+            "rank every network's low-rank versions against the other networks, and with one network they are undefined"
+        )
     fingerprints = {name: model_fingerprint(models[name]) for name in names}
     _check_distinct(fingerprints, paths)
     first = layered(models[names[0]])
@@ -85,8 +105,17 @@ def _plan(test: str, models: Mapping[str, nn.Module], dataset: str, layers: Sequ
         if not ranks:
             raise StitchkitError("the sensitivity test needs at least one rank (-ranks), e.g. -ranks 32 16 8 4 2 1")
         check_ranks_fit(ranks, first.shapes(dataset_info(dataset).shape, layers), "-ranks")
-        return _Plan(names, fingerprints, layers, reference_layers, sensitivity_comparisons(names, layers, ranks), check_ranks([None] + list(ranks)))
-    return _Plan(names, fingerprints, layers, reference_layers, specificity_comparisons(names, layers, reference_layers), [None])
+        return _Plan(
+            names,
+            fingerprints,
+            layers,
+            reference_layers,
+            sensitivity_comparisons(names, layers, ranks),
+            check_ranks([None] + list(ranks)),
+        )
+    return _Plan(
+        names, fingerprints, layers, reference_layers, specificity_comparisons(names, layers, reference_layers), [None]
+    )
 
 
 class _Network:
@@ -94,16 +123,29 @@ class _Network:
     the network's own record gives by default) and its activations of the measures' test images, from
     one pass over the test split where the probes train on features."""
 
-    def __init__(self, name: str, model: nn.Module, plan: _Plan, dataset: str, data_root: str | None, settings: GroundingSettings,
-                 device, seconds: dict[str, float], say: Callable[[str], None]):
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        plan: _Plan,
+        dataset: str,
+        data_root: str | None,
+        settings: GroundingSettings,
+        device,
+        seconds: dict[str, float],
+        say: Callable[[str], None],
+    ):
         self.name, self.model, self.plan, self.dataset, self.data_root = name, model, plan, dataset, data_root
         self.settings, self.device, self.seconds, self.say = settings, device, seconds, say
         config, self.augmentation = resolve_probe_config(settings.probe, model)
         # the probes run where the test runs (the tests' run options; none of them is part of a probe's key)
         self.probe_config = replace(config, device=str(device), workers=settings.workers, prefetch=settings.prefetch)
 
-    def cached_scores(self, cache: ProbeCache, scores: dict[Rep, float], hits: dict[Rep, np.ndarray]) -> list[tuple[str, int | None]]:
-        """Fill ``scores`` (and ``hits``, where the cache kept them) from the cache; the (layer, rank) probes still missing."""
+    def cached_scores(
+        self, cache: ProbeCache, scores: dict[Rep, float], hits: dict[Rep, np.ndarray]
+    ) -> list[tuple[str, int | None]]:
+        """Fill ``scores`` (and ``hits``, where the cache kept them) from the cache; the (layer, rank) probes still
+        missing."""
         todo = [(layer, r) for layer in self.plan.layers for r in self.plan.needed_ranks]
         for layer, r in todo:
             key = ProbeCache.key(self.plan.fingerprints[self.name], self.dataset, layer, r, self.probe_config)
@@ -123,8 +165,14 @@ class _Network:
         t0 = time.perf_counter()
         self.model.to(self.device)
         s = self.settings
-        loader = make_batches(sample_subset(test_set, s.n_samples), s.batch_size, shuffle=False, workers=s.workers, prefetch=s.prefetch,
-                              device=self.device)
+        loader = make_batches(
+            sample_subset(test_set, s.n_samples),
+            s.batch_size,
+            shuffle=False,
+            workers=s.workers,
+            prefetch=s.prefetch,
+            device=self.device,
+        )
         how = ExtractionSettings(device=self.device, progress=s.progress)
         acts = extract_activations(self.model, self.plan.layers, loader, settings=how)
         self.seconds["extraction"] += time.perf_counter() - t0
@@ -141,7 +189,9 @@ class _Network:
         """The probes' pooled test features: the measures' images from their activations, the rest of
         the test split from one more pass over it (so every test image runs once)."""
         probe = self.probe_config
-        head = pooled_features(acts.layers, miss_layers, token_pool=probe.token_pool, batch_size=probe.feature_batch_size)
+        head = pooled_features(
+            acts.layers, miss_layers, token_pool=probe.token_pool, batch_size=probe.feature_batch_size
+        )
         rest = Subset(test_set, range(len(acts), len(test_set)))
         labels = acts.labels.long()
         if len(rest) == 0:
@@ -158,14 +208,24 @@ class _Network:
         splits = {"train": data["train"], "test": data["test"]}
         if self.augmentation.augment:
             splits["train_augmented"] = data["train_augmented"]
-        report = probe_model(self.model, miss_layers, splits, ranks=miss_ranks, config=self.probe_config,
-                             test_features=test_features)
+        report = probe_model(
+            self.model, miss_layers, splits, ranks=miss_ranks, config=self.probe_config, test_features=test_features
+        )
         self.seconds["probes"] += time.perf_counter() - t0
         return report
 
 
-def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, dataset: str, data_root: str | None, settings: GroundingSettings,
-                            device, with_activations: bool, seconds: dict[str, float], say: Callable[[str], None]):
+def _scores_and_activations(
+    models: Mapping[str, nn.Module],
+    plan: _Plan,
+    dataset: str,
+    data_root: str | None,
+    settings: GroundingSettings,
+    device,
+    with_activations: bool,
+    seconds: dict[str, float],
+    say: Callable[[str], None],
+):
     """The functional score (probe accuracy) of every representation, its probe's hits per test image
     (where kept) and, for the array measures, every network's activations of the first ``n_samples`` test
     images: each network and its data loaded once, its test images run once where the probes train on features."""
@@ -175,7 +235,9 @@ def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, datase
     acts: dict[str, Activations] = {}
     data: dict[str, Any] | None = None
     test_set = None
-    nets = [_Network(name, models[name], plan, dataset, data_root, settings, device, seconds, say) for name in plan.names]
+    nets = [
+        _Network(name, models[name], plan, dataset, data_root, settings, device, seconds, say) for name in plan.names
+    ]
     for net in nets:
         name = net.name
         missing = net.cached_scores(cache, scores, hits)
@@ -198,11 +260,23 @@ def _scores_and_activations(models: Mapping[str, nn.Module], plan: _Plan, datase
                 hits[Rep(name, res.layer, res.rank)] = np.asarray(res.test_hits, dtype=np.uint8)
         cache.put_results(plan.fingerprints[name], dataset, report.results, net.probe_config, name)
         cache.save()
-    return scores, hits, {name: a.layers for name, a in acts.items()}, {net.name: net.augmentation.describe() for net in nets}
+    return (
+        scores,
+        hits,
+        {name: a.layers for name, a in acts.items()},
+        {net.name: net.augmentation.describe() for net in nets},
+    )
 
 
-def _array_values(acts: dict[str, dict[str, Tensor]], comparisons: Sequence[Comparison], measures: Sequence[str], settings: GroundingSettings,
-                  seconds: dict[str, float], say: Callable[[str], None], resamples: dict[str, np.ndarray]) -> dict[str, list[float]]:
+def _array_values(
+    acts: dict[str, dict[str, Tensor]],
+    comparisons: Sequence[Comparison],
+    measures: Sequence[str],
+    settings: GroundingSettings,
+    seconds: dict[str, float],
+    say: Callable[[str], None],
+    resamples: dict[str, np.ndarray],
+) -> dict[str, list[float]]:
     """Each array measure on every comparison; with ``settings.bootstrap``, also on every resample of the
     measures' images (into ``resamples``, :mod:`.per_sample`)."""
     t0 = time.perf_counter()
@@ -212,21 +286,41 @@ def _array_values(acts: dict[str, dict[str, Tensor]], comparisons: Sequence[Comp
     values: dict[str, list[float]] = {}
     for measure in measures:
         say(f"{measure}: {len(comparisons)} pairs")
-        values.update(array_measure_values(bank, comparisons, [measure], policy=settings.policy, counts=counts, resamples=resamples))
+        values.update(
+            array_measure_values(
+                bank, comparisons, [measure], policy=settings.policy, counts=counts, resamples=resamples
+            )
+        )
     seconds["measures"] = time.perf_counter() - t0
     return values
 
 
-def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, measures: list[str], scores: Mapping[Rep, float],
-          stitching: bool, paths: Mapping[str, str], device, seconds: dict[str, float], probe_augmentation: Mapping[str, str]) -> dict[str, Any]:
+def _info(
+    test: str,
+    dataset: str,
+    plan: _Plan,
+    settings: GroundingSettings,
+    measures: list[str],
+    scores: Mapping[Rep, float],
+    stitching: bool,
+    paths: Mapping[str, str],
+    device,
+    seconds: dict[str, float],
+    probe_augmentation: Mapping[str, str],
+) -> dict[str, Any]:
     """The provenance recorded with the report."""
     return {
         "test": test,
         "dataset": dataset,
-        "networks": {name: {"fingerprint": plan.fingerprints[name], **({"path": paths[name]} if name in paths else {})} for name in plan.names},
+        "networks": {
+            name: {"fingerprint": plan.fingerprints[name], **({"path": paths[name]} if name in paths else {})}
+            for name in plan.names
+        },
         "layers": plan.layers,
         "ranks": [rank_label(r) for r in plan.needed_ranks],
-        "reference_layers": list(plan.reference_layers) if plan.reference_layers else (plan.layers if test == "specificity" else None),
+        "reference_layers": list(plan.reference_layers)
+        if plan.reference_layers
+        else (plan.layers if test == "specificity" else None),
         "measures": measures,
         "n_samples": settings.n_samples,
         "policy": settings.policy,
@@ -234,10 +328,17 @@ def _info(test: str, dataset: str, plan: _Plan, settings: GroundingSettings, mea
         "probe": settings.probe.recorded() | {"milestones": settings.probe.resolved_milestones},
         "probe_augmentation": dict(probe_augmentation),
         "probe_accuracy": {rep.label(): acc for rep, acc in scores.items()},
-        "stitching": {"test_samples": settings.stitch_test_samples, "fit_samples": settings.stitch_fit_samples,
-                      "tlm_epochs": settings.tlm_epochs, "tlm_batch_size": settings.tlm_batch_size, "tlm_lr": settings.tlm_lr,
-                      "tlm_train_samples": settings.tlm_train_samples, "tlm_augment": settings.tlm_augment}
-        if stitching else None,
+        "stitching": {
+            "test_samples": settings.stitch_test_samples,
+            "fit_samples": settings.stitch_fit_samples,
+            "tlm_epochs": settings.tlm_epochs,
+            "tlm_batch_size": settings.tlm_batch_size,
+            "tlm_lr": settings.tlm_lr,
+            "tlm_train_samples": settings.tlm_train_samples,
+            "tlm_augment": settings.tlm_augment,
+        }
+        if stitching
+        else None,
         "conventions": CONVENTIONS,
         "device": str(device),
         "seconds": seconds,
@@ -279,20 +380,41 @@ def run_grounding_test(
     dev = resolve_device(settings.device)
     seconds = {"probes": 0.0, "extraction": 0.0, "measures": 0.0, "stitching": 0.0}
     # 1. the functional scores and the array measures' activations, each network once
-    scores, hits, acts, probe_augmentation = _scores_and_activations(models, plan, dataset, data_root, settings, dev, bool(array_measures),
-                                                                     seconds, say)
+    scores, hits, acts, probe_augmentation = _scores_and_activations(
+        models, plan, dataset, data_root, settings, dev, bool(array_measures), seconds, say
+    )
     # 2. array measures on the first n test images (and on their resamples)
     resamples: dict[str, np.ndarray] = {}
-    values = _array_values(acts, plan.comparisons, array_measures, settings, seconds, say, resamples) if array_measures else {}
+    values = (
+        _array_values(acts, plan.comparisons, array_measures, settings, seconds, say, resamples)
+        if array_measures
+        else {}
+    )
     del acts
     # 3. stitching measures: stitch the candidate's network into the reference's
     if stitch_measures:
         t0 = time.perf_counter()
-        values.update(stitching_measure_values(models, plan.comparisons, stitch_measures, dataset, settings, data_root=data_root, say=say))
+        values.update(
+            stitching_measure_values(
+                models, plan.comparisons, stitch_measures, dataset, settings, data_root=data_root, say=say
+            )
+        )
         seconds["stitching"] = time.perf_counter() - t0
     ordered = {m: values[m] for m in [get_measure(x).name for x in settings.measures] if m in values}
     seconds["total"] = time.perf_counter() - started
-    info = _info(test, dataset, plan, settings, list(ordered), scores, bool(stitch_measures), paths or {}, dev, seconds, probe_augmentation)
+    info = _info(
+        test,
+        dataset,
+        plan,
+        settings,
+        list(ordered),
+        scores,
+        bool(stitch_measures),
+        paths or {},
+        dev,
+        seconds,
+        probe_augmentation,
+    )
     report = grounding_report(test, plan.comparisons, scores, ordered, info)
     report.samples = sample_arrays(plan.comparisons, scores, hits, resamples, seed=settings.bootstrap_seed)
     return report
@@ -322,5 +444,7 @@ def grounding_test_checkpoints(
         models[name], _, info = load_for_dataset(path, model_type, dataset=dataset, model_options=model_options)
         datasets.add(info.name)
     if len(datasets) > 1:
-        raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); choose one with -d")
+        raise StitchkitError(
+            f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); choose one with -d"
+        )
     return run_grounding_test(test, models, datasets.pop(), paths=dict(zip(names, map(str, checkpoints))), **kwargs)

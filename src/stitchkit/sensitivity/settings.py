@@ -46,7 +46,7 @@ class GroundingSettings(RunOptions):
     bootstrap_seed: int = 0
     progress: bool = field(default=False, kw_only=True)  # RunOptions, with no bars by default
 
-    def validate(self) -> "GroundingSettings":
+    def validate(self) -> GroundingSettings:
         self.low_rank_mode = low_rank_mode(self.low_rank_mode)  # one spelling (the earlier per-batch warns)
         self.probe.validate()
         array, stitch = split_measures(self.measures)
@@ -57,7 +57,10 @@ class GroundingSettings(RunOptions):
         if self.tlm_epochs < 1:
             raise StitchkitError(f"task loss matching needs at least 1 epoch, got {self.tlm_epochs}")
         if self.tlm_lr <= 0 or self.tlm_batch_size < 1:
-            raise StitchkitError(f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and {self.tlm_batch_size}")
+            raise StitchkitError(
+                f"task loss matching needs a positive learning rate and batch size, got {self.tlm_lr} and "
+                f"{self.tlm_batch_size}"
+            )
         if self.tlm_train_samples is not None and self.tlm_train_samples < 1:
             raise StitchkitError(f"task loss matching needs at least 1 training image, got {self.tlm_train_samples}")
         for name in ("bootstrap", "bootstrap_seed"):

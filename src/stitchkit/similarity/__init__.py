@@ -44,7 +44,16 @@ from .cka import RBFCKA, DebiasedLinearCKA, LinearCKA, StreamingCKA
 from .compute import SimilarityResult, apply_rank, compute, pairwise_matrix
 from .direct import DMResidual
 from .models import DEFAULT_MEASURES, SimilarityReport, compare_checkpoints, compare_models
-from .pairs import PairResult, Rep, RepresentationBank, describe_mixed, layer_pairs, mixed_policies, result_matrix, similarity_table
+from .pairs import (
+    PairResult,
+    Rep,
+    RepresentationBank,
+    describe_mixed,
+    layer_pairs,
+    mixed_policies,
+    result_matrix,
+    similarity_table,
+)
 from .policy import POLICIES, matrix_shape, paired_matrices, resolve_policy, to_matrix
 from .procrustes import Procrustes
 from .registry import get_measure, list_measures, measure_info, measure_options

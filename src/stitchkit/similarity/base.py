@@ -96,9 +96,15 @@ def declared_info(cls: type) -> MeasureInfo:
         raise DeclarationError(f"measure {decl.name!r} ({decl.source}) does not declare {', '.join(missing)}")
     meta = decl.meta
     return MeasureInfo(
-        name=decl.name, kind=meta["kind"], range=tuple(meta["range"]), symmetric=meta["symmetric"],
-        invariances=frozenset(meta["invariances"]), description=meta["description"], citation=meta["citation"],
-        requires_models=meta["requires_models"], original_policy=meta.get("original_policy"),
+        name=decl.name,
+        kind=meta["kind"],
+        range=tuple(meta["range"]),
+        symmetric=meta["symmetric"],
+        invariances=frozenset(meta["invariances"]),
+        description=meta["description"],
+        citation=meta["citation"],
+        requires_models=meta["requires_models"],
+        original_policy=meta.get("original_policy"),
     )
 
 
@@ -228,7 +234,8 @@ class Measure:
 def check_same_rows(shape_x, shape_y, what: str) -> None:
     if int(shape_x[0]) != int(shape_y[0]):
         raise StitchkitError(
-            f"{what} needs the same data points (rows) in X and Y, got X {fmt_shape(shape_x)} and Y {fmt_shape(shape_y)}"
+            f"{what} needs the same data points (rows) in X and Y, got X {fmt_shape(shape_x)} and Y "
+            f"{fmt_shape(shape_y)}"
         )
 
 

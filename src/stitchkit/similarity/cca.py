@@ -106,7 +106,9 @@ class _CCABase(Measure):
 
 
 @declare(
-    "measure", "mean_cca", order=4,
+    "measure",
+    "mean_cca",
+    order=4,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=True,
@@ -123,7 +125,9 @@ class MeanCCA(_CCABase):
 
 
 @declare(
-    "measure", "svcca", order=5,
+    "measure",
+    "svcca",
+    order=5,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=True,
@@ -134,11 +138,22 @@ class MeanCCA(_CCABase):
     requires_models=False,
 )
 class SVCCA(MeanCCA):
-    def __init__(self, *, variance: float = 0.99, n_components: int | None = None, rcond: float | None = None, dtype=torch.float64):
+    def __init__(
+        self,
+        *,
+        variance: float = 0.99,
+        n_components: int | None = None,
+        rcond: float | None = None,
+        dtype=torch.float64,
+    ):
         super().__init__(rcond=rcond, dtype=dtype)
         if not (isinstance(variance, (int, float)) and 0 < variance <= 1):
-            raise StitchkitError(f"variance (the fraction of variance the kept directions explain) must be in (0, 1], got {variance!r}")
-        if n_components is not None and (isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1):
+            raise StitchkitError(
+                f"variance (the fraction of variance the kept directions explain) must be in (0, 1], got {variance!r}"
+            )
+        if n_components is not None and (
+            isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1
+        ):
             raise StitchkitError(f"n_components must be None or a positive integer, got {n_components!r}")
         self.variance = float(variance)
         self.n_components = n_components
@@ -159,16 +174,18 @@ class SVCCA(MeanCCA):
 
 
 @declare(
-    "measure", "pwcca", order=6,
+    "measure",
+    "pwcca",
+    order=6,
     kind="distance",
     range=(0.0, 1.0),
     symmetric=False,
     invariances={"isotropic_scaling", "translation", "permutation"},
     description="projection-weighted CCA distance 1 − Σ wᵢρᵢ, weights from the projections of X's features on its "
-        "canonical variates (Ding et al.'s conventions); 0 for any data when features ≥ samples",
+    "canonical variates (Ding et al.'s conventions); 0 for any data when features ≥ samples",
     citation="Morcos, Raghu & Bengio, Insights on representational similarity in neural networks with canonical "
-        "correlation, NeurIPS 2018; Ding, Denain & Steinhardt, Grounding Representation Similarity with "
-        "Statistical Testing, NeurIPS 2021",
+    "correlation, NeurIPS 2018; Ding, Denain & Steinhardt, Grounding Representation Similarity with "
+    "Statistical Testing, NeurIPS 2021",
     original_policy=_CCA_POLICY,
     requires_models=False,
 )

@@ -33,7 +33,8 @@ Needs n ≥ 4.
 n(n−1)/2 distinct pairs and σ = 0.8 by default (their choice of bandwidth as a fraction of the median
 distance); then biased CKA on the Gram matrices. Kornblith et al.'s notebook takes the median of the
 *squared* distances over the full n × n matrix (diagonal zeros included), a slightly smaller bandwidth;
-the value here follows the paper's wording (σ times the median distance between distinct examples). Invariant to orthogonal maps, isotropic scaling (the bandwidth
+the value here follows the paper's wording (σ times the median distance between distinct examples). Invariant to
+orthogonal maps, isotropic scaling (the bandwidth
 scales with the data) and translation.
 
 **Streaming** (:class:`StreamingCKA`): the biased linear CKA from mini-batches through the feature-space
@@ -125,7 +126,9 @@ class _CKA(Measure):
 
 
 @declare(
-    "measure", "cka", order=1,
+    "measure",
+    "cka",
+    order=1,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=True,
@@ -157,15 +160,17 @@ class LinearCKA(_CKA):
 
 
 @declare(
-    "measure", "cka_debiased", order=2,
+    "measure",
+    "cka_debiased",
+    order=2,
     kind="similarity",
     range=(-1.0, 1.0),
     symmetric=True,
     invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
     description="linear CKA with the unbiased HSIC estimator of Song et al. 2012 (U-centred Gram matrices); "
-        "near 0 for unrelated data even when features ≫ samples; can be negative",
+    "near 0 for unrelated data even when features ≫ samples; can be negative",
     citation="Song et al., Feature Selection via Dependence Maximization, JMLR 2012; Kornblith et al., ICML 2019; "
-        "Nguyen, Raghu & Kornblith, Do Wide and Deep Networks Learn the Same Things?, ICLR 2021",
+    "Nguyen, Raghu & Kornblith, Do Wide and Deep Networks Learn the Same Things?, ICLR 2021",
     original_policy="flatten",
     requires_models=False,
 )
@@ -174,7 +179,9 @@ class DebiasedLinearCKA(LinearCKA):
 
 
 @declare(
-    "measure", "rbf_cka", order=3,
+    "measure",
+    "rbf_cka",
+    order=3,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=True,
@@ -188,7 +195,10 @@ class RBFCKA(_CKA):
     def __init__(self, *, sigma: float = 0.8, dtype=torch.float64):
         super().__init__(dtype=dtype)
         if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0 and math.isfinite(sigma)):
-            raise StitchkitError(f"sigma (the RBF bandwidth as a fraction of the median distance) must be a positive number, got {sigma!r}")
+            raise StitchkitError(
+                f"sigma (the RBF bandwidth as a fraction of the median distance) must be a positive number, got "
+                f"{sigma!r}"
+            )
         self.sigma = float(sigma)
 
     def prepare(self, x) -> KernelPrep:
@@ -274,7 +284,11 @@ class StreamingCKA:
             p, q = x.shape[1], y.shape[1]
             f64 = dict(dtype=torch.float64, device=x.device)
             self._mean_x, self._mean_y = torch.zeros(p, **f64), torch.zeros(q, **f64)
-            self._cxx, self._cyy, self._cxy = torch.zeros(p, p, **f64), torch.zeros(q, q, **f64), torch.zeros(p, q, **f64)
+            self._cxx, self._cyy, self._cxy = (
+                torch.zeros(p, p, **f64),
+                torch.zeros(q, q, **f64),
+                torch.zeros(p, q, **f64),
+            )
         elif x.shape[1] != self._cxx.shape[0] or y.shape[1] != self._cyy.shape[0]:
             raise StitchkitError(
                 f"streaming CKA was started with ({self._cxx.shape[0]}, {self._cyy.shape[0]}) features, "

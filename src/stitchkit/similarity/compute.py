@@ -21,8 +21,9 @@ set is passed as a ``LowRankBasis`` (a fixed basis, so only with ``low_rank_mode
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,6 @@ from ..ranks import low_rank_mode as canonical_low_rank_mode  # its parameters a
 from .base import Measure
 from .policy import as_tensor, check_paired, resolve_policy, to_matrix
 from .registry import get_measure
-
 
 #: a rank (:mod:`stitchkit.ranks`) or a fitted basis of the layer (its rank is the basis's)
 RankOrBasis = Rank | LowRankBasis
@@ -75,8 +75,13 @@ def _rank_label(rank: RankOrBasis):
     return f"basis({rank.rank})" if isinstance(rank, LowRankBasis) else rank
 
 
-def apply_rank(x, rank: RankOrBasis, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64,
-               directions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+def apply_rank(
+    x,
+    rank: RankOrBasis,
+    low_rank_mode: str = "fixed",
+    dtype: torch.dtype = torch.float64,
+    directions: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
     """The activation truncated to ``rank`` (see the module docstring), in ``dtype``; ``directions``
     (:func:`~stitchkit.activations.principal_directions` of the same activation) saves decomposing it
     again for every rank."""

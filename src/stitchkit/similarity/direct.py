@@ -36,15 +36,17 @@ class RawMatrix(Prepared):
 
 
 @declare(
-    "measure", "dm_residual", order=8,
+    "measure",
+    "dm_residual",
+    order=8,
     kind="distance",
     range=(0.0, 1.0),
     symmetric=False,
     invariances={"orthogonal", "isotropic_scaling", "permutation"},
     description="direct matching: relative residual ‖XWᵀ + b − Y‖²/‖Y‖² (uncentred) of the least-squares affine map "
-        "from X to Y; also invariant to invertible affine maps of X alone",
+    "from X to Y; also invariant to invertible affine maps of X alone",
     citation="Csiszárik et al., Similarity and Matching of Neural Network Representations, NeurIPS 2021; "
-        "Balogh & Jelasity, How not to Stitch Representations to Measure Similarity, AAAI 2025",
+    "Balogh & Jelasity, How not to Stitch Representations to Measure Similarity, AAAI 2025",
     original_policy="positions",
     requires_models=False,
 )
@@ -75,7 +77,7 @@ class DMResidual(Measure):
         ratio is :meth:`compare`'s value, and weighted sums of them are the residual of a resample with
         the fit held fixed."""
         x, y, weight, bias = self._fit(a, b)
-        return ((x @ weight.T + bias - y) ** 2).sum(dim=1), (y ** 2).sum(dim=1)
+        return ((x @ weight.T + bias - y) ** 2).sum(dim=1), (y**2).sum(dim=1)
 
 
 class _ModelBased(Measure):
@@ -99,7 +101,9 @@ class _ModelBased(Measure):
 
 
 @declare(
-    "measure", "dm_accuracy", order=9,
+    "measure",
+    "dm_accuracy",
+    order=9,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=False,
@@ -113,7 +117,9 @@ class DMAccuracy(_ModelBased):
 
 
 @declare(
-    "measure", "tlm_accuracy", order=10,
+    "measure",
+    "tlm_accuracy",
+    order=10,
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=False,

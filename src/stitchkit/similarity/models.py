@@ -11,9 +11,10 @@ the dataset first; it is what ``stitchkit similarity`` calls.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -26,17 +27,17 @@ from ..activations.extract import (
     sample_subset,
 )
 from ..choices import DEFAULT_SIMILARITY_MEASURES  # torch-free home (the CLI reads it)
-from ..errors import StitchkitError, warn
 from ..data import get_dataset, resolve_data_root
 from ..data.loading import item_shape, make_batches
+from ..errors import StitchkitError, warn
 from ..models.layers import layered
 from ..models.loading import load_for_dataset, requested_model_type
 from ..ranks import warn_clamped
 from ..results import Matrix, Provenance, Table
+from ..uncertainty.similarity import UNCERTAINTY_FIELDS
 from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.seed import set_seed
-from ..uncertainty.similarity import UNCERTAINTY_FIELDS
 from .pairs import PairResult, describe_mixed, mixed_policies, result_matrix, similarity_table
 from .registry import measure_info
 from .settings import CheckpointOptions, SimilaritySettings
@@ -53,17 +54,37 @@ class SimilarityReport:
 
     def __repr__(self) -> str:
         """One line of what it holds (the records: ``report.results``; the numbers: :meth:`matrix`, :meth:`table`)."""
-        return (f"SimilarityReport: {len(self.results)} results of {', '.join(self.info.get('measures', []))} between "
-                f"{len(self.info.get('model1', {}).get('layers', []))} and {len(self.info.get('model2', {}).get('layers', []))} layers "
-                f"on {self.info.get('n_samples')} images; .matrix(measure), .table()")
+        return (
+            f"SimilarityReport: {len(self.results)} results of {', '.join(self.info.get('measures', []))} between "
+            f"{len(self.info.get('model1', {}).get('layers', []))} and "
+            f"{len(self.info.get('model2', {}).get('layers', []))} layers "
+            f"on {self.info.get('n_samples')} images; .matrix(measure), .table()"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"info": self.info, "results": [r.to_dict() for r in self.results]}
 
     #: the columns of ``similarity.csv``
-    CSV_COLUMNS = ("measure", "network_x", "layer_x", "rank_x", "network_y", "layer_y", "rank_y", "value", "kind", "dissimilarity",
-                   "policy", "resolved_policy", "policy_mixed", "low_rank_mode", "matrix_shape_x", "matrix_shape_y", "rank_used_x",
-                   "rank_used_y")
+    CSV_COLUMNS = (
+        "measure",
+        "network_x",
+        "layer_x",
+        "rank_x",
+        "network_y",
+        "layer_y",
+        "rank_y",
+        "value",
+        "kind",
+        "dissimilarity",
+        "policy",
+        "resolved_policy",
+        "policy_mixed",
+        "low_rank_mode",
+        "matrix_shape_x",
+        "matrix_shape_y",
+        "rank_used_x",
+        "rank_used_y",
+    )
 
     @property
     def mixed_policies(self) -> dict[str, list[str]]:
@@ -76,9 +97,15 @@ class SimilarityReport:
 
     def provenance(self, what: str) -> Provenance:
         info = self.info
-        return Provenance(what, {"a": info.get("model1", {}).get("fingerprint"), "b": info.get("model2", {}).get("fingerprint")},
-                          {k: info.get(k) for k in ("measures", "n_samples", "all_pairs", "policy", "low_rank_mode", "dataset", "split")},
-                          {"samples": str(info.get("samples", "")), **info.get("conventions", {})})
+        return Provenance(
+            what,
+            {"a": info.get("model1", {}).get("fingerprint"), "b": info.get("model2", {}).get("fingerprint")},
+            {
+                k: info.get(k)
+                for k in ("measures", "n_samples", "all_pairs", "policy", "low_rank_mode", "dataset", "split")
+            },
+            {"samples": str(info.get("samples", "")), **info.get("conventions", {})},
+        )
 
     def matrix(self, measure: str, *, rank_x: int | None = None, rank_y: int | None = None) -> Matrix:
         """Layers of model 1 (rows) × layers of model 2 (columns) of one measure at one rank pair (NaN
@@ -86,9 +113,11 @@ class SimilarityReport:
         values, rows, cols = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y)
         sure = self.info.get("uncertainty") or {}
         if not rows:
-            raise StitchkitError(f"no {measure} values at ranks ({rank_x}, {rank_y}) in this report; it has measures "
-                                 f"{', '.join(self.info.get('measures', []))} at ranks {self.info.get('model1', {}).get('ranks')} × "
-                                 f"{self.info.get('model2', {}).get('ranks')}")
+            raise StitchkitError(
+                f"no {measure} values at ranks ({rank_x}, {rank_y}) in this report; it has measures "
+                f"{', '.join(self.info.get('measures', []))} at ranks {self.info.get('model1', {}).get('ranks')} × "
+                f"{self.info.get('model2', {}).get('ranks')}"
+            )
         info = measure_info(measure)
         ranks = "" if rank_x is None and rank_y is None else f" (ranks {rank_x or 'full'}, {rank_y or 'full'})"
         what = f"{measure}{ranks}"
@@ -101,11 +130,27 @@ class SimilarityReport:
             provenance.conventions["mixed_policy"] = describe_mixed({measure: mixed}, str(self.info.get("policy")))
         bounds = {}
         if sure.get("resamples"):
-            bounds.update({f: result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field=f)[0] for f in ("lower", "upper")})
+            bounds.update(
+                {
+                    f: result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field=f)[0]
+                    for f in ("lower", "upper")
+                }
+            )
         if sure.get("permutations"):
             bounds["p_value"] = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field="p_value")[0]
-        return Matrix(rows, cols, values, kind=info.kind, range=info.range, row_label="layer of model a", col_label="layer of model b",
-                      name=what, provenance=provenance, interval=sure, **bounds)
+        return Matrix(
+            rows,
+            cols,
+            values,
+            kind=info.kind,
+            range=info.range,
+            row_label="layer of model a",
+            col_label="layer of model b",
+            name=what,
+            provenance=provenance,
+            interval=sure,
+            **bounds,
+        )
 
     def calibrated(self, measure: str, *, rank_x: int | None = None, rank_y: int | None = None) -> Matrix:
         """The null-calibrated scores of one measure (1 − dissimilarity / mean null dissimilarity: 1 for
@@ -114,12 +159,24 @@ class SimilarityReport:
             raise StitchkitError("null-calibrated scores need a permutation null; compare with permutations > 0")
         base = self.matrix(measure, rank_x=rank_x, rank_y=rank_y)
         values = result_matrix(self.results, measure, rank_x=rank_x, rank_y=rank_y, field="calibrated")[0]
-        return Matrix(base.rows, base.cols, values, kind="similarity", range=None, row_label=base.row_label,
-                      col_label=base.col_label, name=f"{base.name} (null-calibrated)", provenance=base.provenance, interval=base.interval)
+        return Matrix(
+            base.rows,
+            base.cols,
+            values,
+            kind="similarity",
+            range=None,
+            row_label=base.row_label,
+            col_label=base.col_label,
+            name=f"{base.name} (null-calibrated)",
+            provenance=base.provenance,
+            interval=base.interval,
+        )
 
     def table(self) -> Table:
         """One row per measure, layer pair and rank pair (every field of the records)."""
-        return Table([r.to_dict() for r in self.results], name="similarity", provenance=self.provenance("similarity indices"))
+        return Table(
+            [r.to_dict() for r in self.results], name="similarity", provenance=self.provenance("similarity indices")
+        )
 
     def csv_columns(self) -> tuple[str, ...]:
         """:attr:`CSV_COLUMNS`, and the uncertainty's columns when it was computed."""
@@ -149,20 +206,39 @@ class SimilarityReport:
         return paths
 
 
-def _clamped_ranks(model_x: nn.Module, model_y: nn.Module, layers_x: list[str], layers_y: list[str], input_shape: tuple[int, ...],
-                   ranks_x: Sequence[int | None], ranks_y: Sequence[int | None]) -> dict[str, list]:
+def _clamped_ranks(
+    model_x: nn.Module,
+    model_y: nn.Module,
+    layers_x: list[str],
+    layers_y: list[str],
+    input_shape: tuple[int, ...],
+    ranks_x: Sequence[int | None],
+    ranks_y: Sequence[int | None],
+) -> dict[str, list]:
     """Ranks above a layer's channel count are that layer's full rank: warned about before anything is
     extracted, and recorded (each result also records its ``rank_used``)."""
     out = {}
-    for side, model, layers, ranks, label in (("model1", model_x, layers_x, ranks_x, "model 1 rank (-m1r)"),
-                                              ("model2", model_y, layers_y, ranks_y, "model 2 rank (-m2r)")):
-        found = warn_clamped(ranks, layered(model).shapes(input_shape, layers), label) if any(r is not None for r in ranks) else []
+    for side, model, layers, ranks, label in (
+        ("model1", model_x, layers_x, ranks_x, "model 1 rank (-m1r)"),
+        ("model2", model_y, layers_y, ranks_y, "model 2 rank (-m2r)"),
+    ):
+        found = (
+            warn_clamped(ranks, layered(model).shapes(input_shape, layers), label)
+            if any(r is not None for r in ranks)
+            else []
+        )
         out[side] = [{"layer": layer, "rank": r, "rank_used": limit} for layer, r, limit in found]
     return out
 
 
-def _pair_activations(extract: Callable[[nn.Module, list[str]], Any], model_x: nn.Module, model_y: nn.Module,
-                      layers_x: list[str], layers_y: list[str], same: bool) -> tuple[dict, dict]:
+def _pair_activations(
+    extract: Callable[[nn.Module, list[str]], Any],
+    model_x: nn.Module,
+    model_y: nn.Module,
+    layers_x: list[str],
+    layers_y: list[str],
+    same: bool,
+) -> tuple[dict, dict]:
     """Both sides' activations by layer; one network compared with itself is run once, for the union of its layers."""
     if same:
         acts = extract(model_x, list(dict.fromkeys(layers_x + layers_y))).layers
@@ -170,9 +246,17 @@ def _pair_activations(extract: Callable[[nn.Module, list[str]], Any], model_x: n
     return extract(model_x, layers_x).layers, extract(model_y, layers_y).layers
 
 
-def _side_info(model: nn.Module, fingerprint: str, layers: list[str], ranks: Sequence[int | None], clamped: list[dict]) -> dict[str, Any]:
+def _side_info(
+    model: nn.Module, fingerprint: str, layers: list[str], ranks: Sequence[int | None], clamped: list[dict]
+) -> dict[str, Any]:
     """What the report records of one side of a comparison."""
-    return {"name": layered(model).model_name, "fingerprint": fingerprint, "layers": layers, "ranks": list(ranks), "clamped_ranks": clamped}
+    return {
+        "name": layered(model).model_name,
+        "fingerprint": fingerprint,
+        "layers": layers,
+        "ranks": list(ranks),
+        "clamped_ranks": clamped,
+    }
 
 
 def compare_models(
@@ -201,11 +285,16 @@ def compare_models(
     dev = resolve_device(s.device)
     layers_x, layers_y = layered(model_x).resolve(layers_x or None), layered(model_y).resolve(layers_y or None)
     if not s.all_pairs and len(layers_x) != len(layers_y):
-        raise StitchkitError(f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for all pairs")
+        raise StitchkitError(
+            f"got {len(layers_x)} layers of model 1 and {len(layers_y)} of model 2; pair them one to one or ask for "
+            f"all pairs"
+        )
     subset = sample_subset(data, s.n_samples, clamp="--n-samples (n_samples): the data compared")
     clamped = _clamped_ranks(model_x, model_y, layers_x, layers_y, item_shape(subset), s.ranks_x, s.ranks_y)
     fp_x, fp_y = model_fingerprint(model_x), model_fingerprint(model_y)
-    same = model_x is model_y or (fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None))
+    same = model_x is model_y or (
+        fp_x == fp_y and getattr(model_x, "stitchkit_spec", None) == getattr(model_y, "stitchkit_spec", None)
+    )
     key = sample_key or f"{type(data).__name__}/{len(data)}/n={len(subset)}"
 
     def extract(model: nn.Module, layers: list[str]):
@@ -220,8 +309,9 @@ def compare_models(
     acts_x, acts_y = _pair_activations(extract, model_x, model_y, layers_x, layers_y, same)
     extraction_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    results = similarity_table(s.measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y,
-                               settings=s)
+    results = similarity_table(
+        s.measures, acts_x, None if same else acts_y, layers_x=layers_x, layers_y=layers_y, settings=s
+    )
     info = {
         "model1": _side_info(model_x, fp_x, layers_x, s.ranks_x, clamped["model1"]),
         "model2": _side_info(model_y, fp_y, layers_y, s.ranks_y, clamped["model2"]),
@@ -231,7 +321,8 @@ def compare_models(
         "samples": "the first n items of the split (the original: the first 1000 test images)",
         "all_pairs": s.all_pairs,
         "policy": s.policy,
-        #: {measure: [concrete policies]} where a matrix mixes computations (auto_original on layers of different shapes)
+        # : {measure: [concrete policies]} where a matrix mixes computations (auto_original on layers of different
+        # shapes)
         "mixed_policies": mixed_policies(results),
         "low_rank_mode": s.low_rank_mode,
         "device": str(dev),
@@ -279,10 +370,14 @@ def compare_checkpoints(
     if str(Path(model2_path).resolve()) == str(Path(model1_path).resolve()) and same_type:
         model2, name2 = model1, name1
     else:
-        model2, _, info2 = load_for_dataset(model2_path, model2_type, dataset=dataset or name1, model_options=model_options)
+        model2, _, info2 = load_for_dataset(
+            model2_path, model2_type, dataset=dataset or name1, model_options=model_options
+        )
         name2 = info2.name
     if name1 != name2:
-        raise StitchkitError(f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d")
+        raise StitchkitError(
+            f"the two checkpoints were trained on different datasets ({name1} and {name2}); choose one with -d"
+        )
     data = get_dataset(name1, split, root=s.data_root)
     key = sample_key(name1, s.data_root, split, s.n_samples)
     report = compare_models(model1, model2, layers1, layers2, data, s, sample_key=key)

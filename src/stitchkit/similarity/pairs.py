@@ -24,8 +24,9 @@ record's ``resolved_policy`` says ``positions+resize``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,12 +37,6 @@ from ..activations.low_rank import principal_directions
 from ..errors import StitchkitError
 from ..ranks import low_rank_mode as canonical_low_rank_mode  # its parameters are named low_rank_mode
 from ..ranks import rank_used
-from .base import Measure
-from .direct import DMResidual
-from .compute import SimilarityResult, apply_rank
-from .policy import as_tensor, check_paired, resolve_policy, to_matrix
-from .registry import get_measure, measure_info
-from .settings import SimilaritySettings
 from ..uncertainty.similarity import (
     PreparedSide,
     UncertaintyPlan,
@@ -51,6 +46,12 @@ from ..uncertainty.similarity import (
     resampling_state,
     row_weights,
 )
+from .base import Measure
+from .compute import SimilarityResult, apply_rank
+from .direct import DMResidual
+from .policy import as_tensor, check_paired, resolve_policy, to_matrix
+from .registry import get_measure, measure_info
+from .settings import SimilaritySettings
 
 
 class Rep(NamedTuple):
@@ -76,7 +77,13 @@ class RepresentationBank:
     :mod:`.compute`). ``forget`` drops cached truncations and preparations to bound memory.
     """
 
-    def __init__(self, activations: Mapping[str, Mapping[str, Any]], *, low_rank_mode: str = "fixed", dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        activations: Mapping[str, Mapping[str, Any]],
+        *,
+        low_rank_mode: str = "fixed",
+        dtype: torch.dtype = torch.float64,
+    ):
         if not activations:
             raise StitchkitError("a representation bank needs the activations of at least one network")
         self.activations = {str(net): dict(layers) for net, layers in activations.items()}
@@ -94,7 +101,9 @@ class RepresentationBank:
             raise StitchkitError(f"unknown network {network!r}; the bank holds {', '.join(self.activations)}")
         layers = self.activations[network]
         if layer not in layers:
-            raise StitchkitError(f"network {network!r} has no activations of layer {layer!r}; it has {', '.join(layers)}")
+            raise StitchkitError(
+                f"network {network!r} has no activations of layer {layer!r}; it has {', '.join(layers)}"
+            )
         return as_tensor(layers[layer])
 
     def truncated(self, rep: Rep) -> Tensor:
@@ -125,7 +134,9 @@ class RepresentationBank:
             self.counts["preparations"] += 1
         return self._prepared[key]
 
-    def resampling(self, measure: Measure, rep: Rep, concrete: str, size: tuple[int, int] | None = None) -> tuple[Tensor, Any]:
+    def resampling(
+        self, measure: Measure, rep: Rep, concrete: str, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor, Any]:
         """The data matrix of a prepared representation and its resampling state (the Gram matrices of
         CKA; :func:`~stitchkit.uncertainty.similarity.resampling_state`), once each: for uncertainty."""
         rep = Rep(*rep)
@@ -164,8 +175,13 @@ class RepresentationBank:
         xa, ya = self.truncated(x), self.truncated(y)
         concrete = resolve_policy(xa.shape, ya.shape, policy, m)
         size = None
-        if (policy == "auto_original" and m.info.original_policy == "positions" and xa.dim() == 4 and ya.dim() == 4
-                and tuple(xa.shape[2:]) != tuple(ya.shape[2:])):
+        if (
+            policy == "auto_original"
+            and m.info.original_policy == "positions"
+            and xa.dim() == 4
+            and ya.dim() == 4
+            and tuple(xa.shape[2:]) != tuple(ya.shape[2:])
+        ):
             size = (int(ya.shape[2]), int(ya.shape[3]))
         shape_x = tuple(int(s) for s in xa.shape) if size is None else (*tuple(int(s) for s in xa.shape[:2]), *size)
         try:
@@ -174,7 +190,9 @@ class RepresentationBank:
             raise StitchkitError(f"{x.label()} and {y.label()}: {e}") from None
         return m, x, y, xa, ya, concrete, size
 
-    def resampled(self, measure: str | Measure, x: Rep, y: Rep, counts: np.ndarray, *, policy: str = "auto_original", **options) -> np.ndarray:
+    def resampled(
+        self, measure: str | Measure, x: Rep, y: Rep, counts: np.ndarray, *, policy: str = "auto_original", **options
+    ) -> np.ndarray:
         """``measure(X, Y)`` on each bootstrap resample of the images (``counts`` (B, images), e.g.
         :func:`~stitchkit.uncertainty.bootstrap.resample_counts`), clipped to the measure's range: the
         batched recomputations of :func:`~stitchkit.uncertainty.similarity.bootstrap_values`, except that
@@ -186,12 +204,24 @@ class RepresentationBank:
         (mx, sx), (my, sy) = self.resampling(m, x, concrete, size), self.resampling(m, y, concrete)
         w = torch.as_tensor(row_weights(counts, int(mx.shape[0])), dtype=m.dtype, device=mx.device)
         with torch.no_grad():
-            values = fixed_fit_values(m, px, py, w) if isinstance(m, DMResidual) else bootstrap_values(m, px, py, mx, my, w, sx, sy)
+            values = (
+                fixed_fit_values(m, px, py, w)
+                if isinstance(m, DMResidual)
+                else bootstrap_values(m, px, py, mx, my, w, sx, sy)
+            )
         lo, hi = m.info.range
         return np.clip(values.cpu().numpy().astype(np.float64), lo, hi)
 
-    def compare(self, measure: str | Measure, x: Rep, y: Rep, *, policy: str = "auto_original", uncertainty: UncertaintyPlan | None = None,
-                **options) -> SimilarityResult:
+    def compare(
+        self,
+        measure: str | Measure,
+        x: Rep,
+        y: Rep,
+        *,
+        policy: str = "auto_original",
+        uncertainty: UncertaintyPlan | None = None,
+        **options,
+    ) -> SimilarityResult:
         """``measure(X, Y)`` with X the representation ``x`` (the source, for asymmetric measures) and Y ``y``;
         with an ``uncertainty`` plan, also its bootstrap interval and permutation null over the images."""
         start = time.perf_counter()
@@ -205,10 +235,21 @@ class RepresentationBank:
             sides = PreparedSide(prep=px, x=mx, state=sx), PreparedSide(prep=py, x=my, state=sy)
             sure = pair_uncertainty(m, *sides, uncertainty, images=int(xa.shape[0]), value=value).to_dict()
         return SimilarityResult(
-            measure=m.name, value=float(value), kind=m.info.kind, policy=policy, resolved_policy=RESIZED if size else concrete,
-            shape_x=tuple(int(s) for s in xa.shape), shape_y=tuple(int(s) for s in ya.shape),
-            matrix_shape_x=(px.n, px.d), matrix_shape_y=(py.n, py.d), rank_x=x.rank, rank_y=y.rank,
-            low_rank_mode=self.low_rank_mode, options=m.options, seconds=time.perf_counter() - start, uncertainty=sure,
+            measure=m.name,
+            value=float(value),
+            kind=m.info.kind,
+            policy=policy,
+            resolved_policy=RESIZED if size else concrete,
+            shape_x=tuple(int(s) for s in xa.shape),
+            shape_y=tuple(int(s) for s in ya.shape),
+            matrix_shape_x=(px.n, px.d),
+            matrix_shape_y=(py.n, py.d),
+            rank_x=x.rank,
+            rank_y=y.rank,
+            low_rank_mode=self.low_rank_mode,
+            options=m.options,
+            seconds=time.perf_counter() - start,
+            uncertainty=sure,
         )
 
 
@@ -238,7 +279,12 @@ class PairResult:
         return _rank_used(self.y.rank, self.result.shape_y)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"network_x": self.x.network, "layer_x": self.x.layer, "network_y": self.y.network, "layer_y": self.y.layer}
+        out = {
+            "network_x": self.x.network,
+            "layer_x": self.x.layer,
+            "network_y": self.y.network,
+            "layer_y": self.y.layer,
+        }
         out.update(self.result.to_dict())
         out["dissimilarity"] = self.dissimilarity
         out["rank_used_x"], out["rank_used_y"] = self.rank_used_x, self.rank_used_y
@@ -259,7 +305,8 @@ def layer_pairs(layers_x: Sequence[str], layers_y: Sequence[str], all_pairs: boo
         return [(a, b) for a in layers_x for b in layers_y]
     if len(layers_x) != len(layers_y):
         raise StitchkitError(
-            f"matching layer pairs need as many layers on both sides, got {len(layers_x)} and {len(layers_y)}; ask for all pairs instead"
+            f"matching layer pairs need as many layers on both sides, got {len(layers_x)} and {len(layers_y)}; ask "
+            f"for all pairs instead"
         )
     return list(zip(layers_x, layers_y))
 
@@ -301,9 +348,12 @@ def similarity_table(
         raise StitchkitError("no measures given")
     for m in measures:
         if m.info.requires_models:
-            raise StitchkitError(f"{m.name} is computed from two models and data, not from activations: use `stitchkit stitch`")
-    bank = RepresentationBank({name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y},
-                              low_rank_mode=s.low_rank_mode)
+            raise StitchkitError(
+                f"{m.name} is computed from two models and data, not from activations: use `stitchkit stitch`"
+            )
+    bank = RepresentationBank(
+        {name_x: acts_x} if same else {name_x: acts_x, name_y: acts_y}, low_rank_mode=s.low_rank_mode
+    )
     out: list[PairResult] = []
     for i, rx in enumerate(ranks_x):
         for ry in ranks_y:
@@ -313,20 +363,29 @@ def similarity_table(
                     x, y = Rep(name_x, lx, rx), Rep(name_y, ly, ry)
                     if same and rx == ry and m.info.symmetric and (ly, lx) in done:
                         mirrored = done[(ly, lx)]
-                        result = SimilarityResult(**{**mirrored.to_dict(), "shape_x": mirrored.shape_y, "shape_y": mirrored.shape_x,
-                                                     "matrix_shape_x": mirrored.matrix_shape_y, "matrix_shape_y": mirrored.matrix_shape_x,
-                                                     "seconds": 0.0})
+                        result = SimilarityResult(
+                            **{
+                                **mirrored.to_dict(),
+                                "shape_x": mirrored.shape_y,
+                                "shape_y": mirrored.shape_x,
+                                "matrix_shape_x": mirrored.matrix_shape_y,
+                                "matrix_shape_y": mirrored.matrix_shape_x,
+                                "seconds": 0.0,
+                            }
+                        )
                     else:
                         result = bank.compare(m, x, y, policy=policy, uncertainty=uncertainty)
                     done[(lx, ly)] = result
                     out.append(PairResult(x, y, result))
         # Truncations of x at this rank are not needed again (unless y shares them).
-        if not (same and rx in ranks_y) and rx not in ranks_x[i + 1:]:
+        if not (same and rx in ranks_y) and rx not in ranks_x[i + 1 :]:
             bank.forget(network=name_x, rank=rx)
     return out
 
 
-def result_matrix(results: Sequence[PairResult], measure: str, *, rank_x=None, rank_y=None, field: str = "value") -> tuple[np.ndarray, list[str], list[str]]:
+def result_matrix(
+    results: Sequence[PairResult], measure: str, *, rank_x=None, rank_y=None, field: str = "value"
+) -> tuple[np.ndarray, list[str], list[str]]:
     """The L × L' matrix of ``measure`` at one rank pair from a :func:`similarity_table` (NaN where missing);
     ``field`` another number of each record's uncertainty (``lower``, ``upper``, ``p_value``, ``calibrated``, …)."""
     chosen = [r for r in results if r.result.measure == measure and r.x.rank == rank_x and r.y.rank == rank_y]
@@ -348,7 +407,9 @@ def mixed_policies(results: Sequence[PairResult]) -> dict[str, list[str]]:
     seen: dict[tuple[str, Any, Any], set[str]] = {}
     for r in results:
         # direct matching's resized source is still every spatial position (as stitching does it)
-        seen.setdefault((r.result.measure, r.x.rank, r.y.rank), set()).add(r.result.resolved_policy.removesuffix("+resize"))
+        seen.setdefault((r.result.measure, r.x.rank, r.y.rank), set()).add(
+            r.result.resolved_policy.removesuffix("+resize")
+        )
     out: dict[str, set[str]] = {}
     for (measure, _, _), policies in seen.items():
         if len(policies) > 1:
@@ -361,6 +422,9 @@ def describe_mixed(mixed: Mapping[str, Sequence[str]], policy: str) -> str:
     if not mixed:
         return ""
     which = "; ".join(f"{measure}: {' and '.join(policies)}" for measure, policies in mixed.items())
-    return (f"policy {policy!r} computes the cells of one matrix in different ways ({which}): same-shape pairs over spatial "
-            f"positions, the others over pooled channels, so their values are not comparable across the matrix; "
-            f"use policy 'pool' (the default) for one computation throughout")
+    return (
+        f"policy {policy!r} computes the cells of one matrix in different ways ({which}): same-shape pairs over "
+        f"spatial "
+        f"positions, the others over pooled channels, so their values are not comparable across the matrix; "
+        f"use policy 'pool' (the default) for one computation throughout"
+    )

@@ -44,9 +44,7 @@ def as_tensor(x) -> Tensor:
     if not torch.is_tensor(x):
         x = torch.as_tensor(np.asarray(x))
     if x.dim() not in (2, 3, 4):
-        raise StitchkitError(
-            f"activations must have shape (N, C, H, W), (N, T, D) or (N, D), got {fmt_shape(x.shape)}"
-        )
+        raise StitchkitError(f"activations must have shape (N, C, H, W), (N, T, D) or (N, D), got {fmt_shape(x.shape)}")
     return x
 
 
@@ -62,7 +60,8 @@ def matrix_shape(shape, policy: str) -> tuple[int, int]:
     _check_policy(policy)
     if policy == "auto_original":
         raise StitchkitError(
-            "policy 'auto_original' depends on both activations and the measure; use paired_matrices(x, y, policy, measure) "
+            "policy 'auto_original' depends on both activations and the measure; use paired_matrices(x, y, policy, "
+            "measure) "
             "or resolve_policy(...) first"
         )
     if len(shape) not in (2, 3, 4):
@@ -75,7 +74,8 @@ def matrix_shape(shape, policy: str) -> tuple[int, int]:
     if policy == "cls":
         if len(shape) == 4:
             raise StitchkitError(
-                f"policy 'cls' takes token 0 of token activations (N, T, D), but got a conv activation {fmt_shape(shape)}; "
+                f"policy 'cls' takes token 0 of token activations (N, T, D), but got a conv activation "
+                f"{fmt_shape(shape)}; "
                 f"use 'pool', 'positions' or 'flatten'"
             )
         return n, shape[2]
@@ -121,7 +121,9 @@ def resolve_policy(x_shape, y_shape, policy: str, measure) -> str:
     info = _info(measure)
     x_shape, y_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in y_shape)
     if info.original_policy is None:
-        raise StitchkitError(f"measure {info.name!r} is not computed from activation matrices, so it has no activation policy")
+        raise StitchkitError(
+            f"measure {info.name!r} is not computed from activation matrices, so it has no activation policy"
+        )
     if info.original_policy == "flatten":
         return "flatten"
     if info.original_policy == "positions":

@@ -33,14 +33,16 @@ class NormalisedFactor(Prepared):
 
 
 @declare(
-    "measure", "procrustes", order=7,
+    "measure",
+    "procrustes",
+    order=7,
     kind="distance",
     range=(0.0, 2.0),
     symmetric=True,
     invariances={"orthogonal", "isotropic_scaling", "translation", "permutation"},
     description="orthogonal Procrustes distance ‖A‖² + ‖B‖² − 2‖AᵀB‖_* on centred, Frobenius-normalised A, B",
     citation="Schönemann, A generalized solution of the orthogonal Procrustes problem, Psychometrika 1966; "
-        "Ding, Denain & Steinhardt, Grounding Representation Similarity with Statistical Testing, NeurIPS 2021",
+    "Ding, Denain & Steinhardt, Grounding Representation Similarity with Statistical Testing, NeurIPS 2021",
     original_policy="positions_or_pool",
     requires_models=False,
 )
@@ -51,7 +53,10 @@ class Procrustes(Measure):
         a = centre(x)
         norm = torch.linalg.matrix_norm(a)
         if float(norm) == 0.0:
-            raise StitchkitError(f"the Procrustes distance is undefined for a matrix of shape {fmt_shape(x.shape)} whose rows are all equal")
+            raise StitchkitError(
+                f"the Procrustes distance is undefined for a matrix of shape {fmt_shape(x.shape)} whose rows are all "
+                f"equal"
+            )
         a = a / norm
         if d > n:
             u, s, _ = torch.linalg.svd(a, full_matrices=False)

@@ -26,8 +26,11 @@ def _measure_class(name: str) -> type[Measure]:
 def list_measures(*, requires_models: bool | None = None) -> list[str]:
     """Names of the declared measures, in their declared order; ``requires_models=False`` keeps those
     computed from arrays, ``True`` those computed from models (stitching accuracies)."""
-    return [name for name, decl in catalogue("measure").items()
-            if requires_models is None or decl.get("requires_models") == requires_models]
+    return [
+        name
+        for name, decl in catalogue("measure").items()
+        if requires_models is None or decl.get("requires_models") == requires_models
+    ]
 
 
 def measure_info(name: str) -> MeasureInfo:
@@ -47,7 +50,8 @@ def get_measure(name: str | Measure, **options) -> Measure:
     if isinstance(name, Measure):
         if options:
             raise StitchkitError(
-                f"options {sorted(options)} cannot be applied to the already configured measure {name!r}")
+                f"options {sorted(options)} cannot be applied to the already configured measure {name!r}"
+            )
         return name
     cls = _measure_class(name)
     accepted = measure_options(cls.info.name)

@@ -62,8 +62,9 @@ class SimilaritySettings:
 
     def uncertainty(self) -> UncertaintyPlan:
         """The bootstrap and permutation plan of these settings (a fresh one: it keeps its draws)."""
-        return UncertaintyPlan(bootstrap=self.bootstrap, permutations=self.permutations, level=self.level,
-                               seed=self.uncertainty_seed)
+        return UncertaintyPlan(
+            bootstrap=self.bootstrap, permutations=self.permutations, level=self.level, seed=self.uncertainty_seed
+        )
 
 
 #: the splits :func:`~.models.compare_checkpoints` reads the first ``n_samples`` images of

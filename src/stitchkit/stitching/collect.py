@@ -21,10 +21,10 @@ import numpy as np
 from ..choices import COLLECT_METRICS
 from ..errors import StitchkitError, unknown_name
 from ..results import Matrix, Provenance
-from ..utils.io import csv_text, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, BootstrapSpec
-from .records import RESULT_FILE, StitchResult
+from ..utils.io import csv_text, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from .intervals import INTERVAL_FIELDS, attach_intervals
+from .records import RESULT_FILE, StitchResult
 
 METRICS = COLLECT_METRICS
 #: how each per-pair number reads as a :class:`~stitchkit.results.Matrix`: (kind, range)
@@ -74,8 +74,16 @@ class ResultMatrices:
             "end_layers": self.end_layers,
             "n_runs": self.n_runs,
             "metrics": {name: _nullable(matrix) for name, matrix in self.metrics.items()},
-            **({"bounds": {name: {"lower": _nullable(lo), "upper": _nullable(hi)} for name, (lo, hi) in self.bounds.items()},
-                "interval": self.interval} if self.bounds else {}),
+            **(
+                {
+                    "bounds": {
+                        name: {"lower": _nullable(lo), "upper": _nullable(hi)} for name, (lo, hi) in self.bounds.items()
+                    },
+                    "interval": self.interval,
+                }
+                if self.bounds
+                else {}
+            ),
         }
 
     def matrix(self, metric: str = "accuracy") -> Matrix:
@@ -84,20 +92,37 @@ class ResultMatrices:
             raise unknown_name("collected metric", metric, self.metrics)
         kind, value_range = METRIC_KINDS[metric]
         name = f"{metric.replace('_', ' ')}: {self.label}"
-        provenance = Provenance(name, {"front": self.front.get("fingerprint"), "end": self.end.get("fingerprint")},
-                                {"dataset": self.dataset, "config_key": self.config_key, **self.options})
+        provenance = Provenance(
+            name,
+            {"front": self.front.get("fingerprint"), "end": self.end.get("fingerprint")},
+            {"dataset": self.dataset, "config_key": self.config_key, **self.options},
+        )
         extra = {}
         if metric in self.bounds:
             extra = {"lower": self.bounds[metric][0], "upper": self.bounds[metric][1], "interval": self.interval}
-        return Matrix(self.front_layers, self.end_layers, self.metrics[metric], kind=kind, range=value_range, name=name, provenance=provenance,
-                      **extra)
+        return Matrix(
+            self.front_layers,
+            self.end_layers,
+            self.metrics[metric],
+            kind=kind,
+            range=value_range,
+            name=name,
+            provenance=provenance,
+            **extra,
+        )
 
     def csv_rows(self, metric: str, values: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """The rows of ``<metric>.csv``: the front layer, then each end layer's value (``repr``, exact; ``nan`` where missing);
+        """The rows of ``<metric>.csv``: the front layer, then each end layer's value (``repr``, exact; ``nan`` where
+        missing);
         ``values`` instead of the metric's (its bounds)."""
         values = self.metrics[metric] if values is None else values
-        return [{"front\\end": layer, **{e: "nan" if math.isnan(v) else repr(float(v)) for e, v in zip(self.end_layers, row)}}
-                for layer, row in zip(self.front_layers, values)]
+        return [
+            {
+                "front\\end": layer,
+                **{e: "nan" if math.isnan(v) else repr(float(v)) for e, v in zip(self.end_layers, row)},
+            }
+            for layer, row in zip(self.front_layers, values)
+        ]
 
     def csv(self, metric: str) -> str:
         return csv_text(self.csv_rows(metric), ["front\\end", *self.end_layers])
@@ -123,7 +148,8 @@ def _label(result: StitchResult) -> str:
     o = result.options
     text = (
         f"{result.front.get('model_type')} -> {result.end.get('model_type')} on {result.dataset}: "
-        f"{o.get('stitching_type')} init={o.get('init')} epochs={o.get('epochs')} K={o.get('fit_samples')} seed={o.get('seed')}"
+        f"{o.get('stitching_type')} init={o.get('init')} epochs={o.get('epochs')} K={o.get('fit_samples')} "
+        f"seed={o.get('seed')}"
     )
     ranks = [f"{k}={o[k]}" for k in ("front_stitch_rank", "front_pinv_rank") if o.get(k)]
     if ranks:
@@ -150,8 +176,14 @@ def _ordered(names: set[str], order: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (position.get(n, len(order)), n))
 
 
-def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False, bootstrap: int = 0, level: float = DEFAULT_LEVEL,
-                    seed: int | None = None) -> list[ResultMatrices]:
+def collect_results(
+    results_dir: str | os.PathLike,
+    *,
+    all_layers: bool = False,
+    bootstrap: int = 0,
+    level: float = DEFAULT_LEVEL,
+    seed: int | None = None,
+) -> list[ResultMatrices]:
     """Group the runs under ``results_dir`` by experiment and build their matrices.
 
     Rows/columns are the layers that occur in the group's runs, in the networks' layer order; with
@@ -173,7 +205,9 @@ def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False,
         first = results[0]
         front_order = list(first.front.get("layers") or [])
         end_order = list(first.end.get("layers") or [])
-        front_layers = front_order if all_layers and front_order else _ordered({r.front_layer for r in results}, front_order)
+        front_layers = (
+            front_order if all_layers and front_order else _ordered({r.front_layer for r in results}, front_order)
+        )
         end_layers = end_order if all_layers and end_order else _ordered({r.end_layer for r in results}, end_order)
         fi = {n: i for i, n in enumerate(front_layers)}
         ei = {n: j for j, n in enumerate(end_layers)}
@@ -184,8 +218,18 @@ def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False,
                 value = getattr(r, m)
                 metrics[m][fi[r.front_layer], ei[r.end_layer]] = math.nan if value is None else float(value)
             run_dirs[f"{r.front_layer}|{r.end_layer}"] = r.run_dir or ""
-        group = ResultMatrices(_label(first), key, front_layers, end_layers, metrics, first.front, first.end, first.dataset,
-                               first.options, run_dirs)
+        group = ResultMatrices(
+            _label(first),
+            key,
+            front_layers,
+            end_layers,
+            metrics,
+            first.front,
+            first.end,
+            first.dataset,
+            first.options,
+            run_dirs,
+        )
         if bootstrap:
             spec = BootstrapSpec(bootstrap, level, seed if seed is not None else int(first.options.get("seed") or 0))
             _add_bounds(group, results, spec, fi, ei)
@@ -197,7 +241,9 @@ def collect_results(results_dir: str | os.PathLike, *, all_layers: bool = False,
     return sorted(out, key=lambda g: g.label)
 
 
-def _add_bounds(group: ResultMatrices, results: list[StitchResult], spec: BootstrapSpec, fi: dict[str, int], ei: dict[str, int]) -> None:
+def _add_bounds(
+    group: ResultMatrices, results: list[StitchResult], spec: BootstrapSpec, fi: dict[str, int], ei: dict[str, int]
+) -> None:
     """The intervals of the runs that kept their per-image statistics, as bound matrices of the group."""
     attach_intervals(results, spec)
     for metric in (m for m in INTERVAL_FIELDS if m in group.metrics):
@@ -208,8 +254,11 @@ def _add_bounds(group: ResultMatrices, results: list[StitchResult], spec: Bootst
                 lower[fi[r.front_layer], ei[r.end_layer]], upper[fi[r.front_layer], ei[r.end_layer]] = ci
         group.bounds[metric] = (lower, upper)
     n = sorted({r.samples.n for r in results if r.samples is not None})
-    group.interval = {**spec.record(), "n": n[0] if len(n) == 1 else n,
-                      "runs_without_per_sample": sum(r.samples is None for r in results)}
+    group.interval = {
+        **spec.record(),
+        "n": n[0] if len(n) == 1 else n,
+        "runs_without_per_sample": sum(r.samples is None for r in results),
+    }
 
 
 def _slug(text: str) -> str:

@@ -36,8 +36,8 @@ resolution limit of a Gram-matrix method in float64. It is not the original's fl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -185,12 +185,7 @@ class LeastSquaresAccumulator:
                 f"got {_fmt(weight.shape)} and {_fmt(bias.shape)}"
             )
         d = weight @ self._mean_x + bias - self._mean_y
-        err = (
-            ((weight @ self._cxx) * weight).sum()
-            - 2.0 * (weight * self._cxy.T).sum()
-            + self._ssy
-            + self.n * (d @ d)
-        )
+        err = ((weight @ self._cxx) * weight).sum() - 2.0 * (weight * self._cxy.T).sum() + self._ssy + self.n * (d @ d)
         total = self._ssy + self.n * (self._mean_y @ self._mean_y)
         if float(total) == 0.0:
             raise StitchkitError("the relative residual is undefined because every target value is zero")
@@ -376,8 +371,9 @@ def accumulate_pairs(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> LeastSq
 
 
 @torch.no_grad()
-def direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: float | None = None,
-                 solver: str = DEFAULT_DM_SOLVER) -> DirectMatchResult:
+def direct_match(
+    layer, batches: Iterable[tuple[Tensor, Tensor]], *, rcond: float | None = None, solver: str = DEFAULT_DM_SOLVER
+) -> DirectMatchResult:
     """Fit ``layer.transform`` by direct matching and install the map.
 
     ``batches`` yields ``(front_activation, end_activation)`` pairs with shapes ``(B, *layer.source_shape)``

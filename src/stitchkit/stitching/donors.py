@@ -4,9 +4,10 @@ identity (path and content hash), and layer lists resolved against them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -14,8 +15,8 @@ from ..activations.extract import model_fingerprint
 from ..data.augmentation import Augmentation, resolve_augmentation
 from ..data.base import DatasetInfo
 from ..errors import StitchkitError
-from ..models.loading import check_model_type, load_model, recorded_augmentation, requested_model_type
 from ..models.layers import layered
+from ..models.loading import check_model_type, load_model, recorded_augmentation, requested_model_type
 
 
 @dataclass
@@ -38,8 +39,13 @@ class Donor:
         }
 
 
-def load_donor(source: str | os.PathLike | nn.Module | Donor, model_type: str | None = None, *, dataset: str | None = None,
-               model_options: dict[str, Any] | None = None) -> Donor:
+def load_donor(
+    source: str | os.PathLike | nn.Module | Donor,
+    model_type: str | None = None,
+    *,
+    dataset: str | None = None,
+    model_options: dict[str, Any] | None = None,
+) -> Donor:
     """A :class:`Donor` from a checkpoint path (a self-describing stitchkit checkpoint needs no type;
     ``model_type`` ``None``/``"-"``/``"auto"`` means "read it from the checkpoint"; the original's plain
     state_dicts need the architecture name and take their shapes from ``dataset``) or from a model."""
@@ -69,7 +75,9 @@ def check_donors_fit(front: Donor, end: Donor, info: DatasetInfo) -> None:
     for donor, role in ((front, "front"), (end, "end")):
         channels = (getattr(donor.model, "stitchkit_spec", None) or {}).get("in_channels")
         if channels is not None and channels != info.shape[0]:
-            raise StitchkitError(f"the {role} model takes {channels}-channel inputs but dataset {info.name} has {info.shape[0]} channels")
+            raise StitchkitError(
+                f"the {role} model takes {channels}-channel inputs but dataset {info.name} has {info.shape[0]} channels"
+            )
     end_classes = (getattr(end.model, "stitchkit_spec", None) or {}).get("num_classes")
     if end_classes is not None and end_classes != info.num_classes:
         raise StitchkitError(f"the end model has {end_classes} classes but dataset {info.name} has {info.num_classes}")
@@ -81,7 +89,9 @@ def resolve_dataset(name: str | None, front: Donor, end: Donor) -> str:
         return name
     described = {d.dataset for d in (front, end) if d.dataset}
     if len(described) > 1:
-        raise StitchkitError(f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d")
+        raise StitchkitError(
+            f"the checkpoints were trained on different datasets ({', '.join(sorted(described))}); choose one with -d"
+        )
     return described.pop() if described else "cifar10"
 
 
@@ -113,6 +123,9 @@ def stitch_augmentation(choice: str, front: Donor, end: Donor, data_augments: bo
     note = None
     if choice == "network" and front_resolved.augment != resolved.augment:
         said = {True: "with", False: "without"}
-        note = (f"the front network was trained {said[front_resolved.augment]} augmentation, the end network {said[resolved.augment]}: "
-                "task loss matching follows the end network, whose task loss it optimises")
+        note = (
+            f"the front network was trained {said[front_resolved.augment]} augmentation, the end network "
+            f"{said[resolved.augment]}: "
+            "task loss matching follows the end network, whose task loss it optimises"
+        )
     return StitchAugmentation(resolved, note, data_augments)

@@ -36,19 +36,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import nn
 
 from ..data.splits import DataSplits, check_unnamed
 from ..utils.progress import printer
 from .donors import Donor, load_donor, resolve_layers
-from .intervals import attach_intervals, bootstrap_spec, describe_ci
-from .records import StitchResult, run_name
 from .grid_run import run_grid
+from .intervals import attach_intervals, bootstrap_spec, describe_ci
 from .pair_fit import warn_clamped_ranks
+from .records import StitchResult, run_name
 from .run_folder import RunContext, is_finished, write_run
 from .session import GridSession
 from .settings import StitchSettings
@@ -100,25 +101,39 @@ def stitch_grid(
     front_d = load_donor(front, o.front_type, dataset=settings.dataset, model_options=o.model_options)
     paths = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike))
     same_file = paths and str(end) == str(front) and o.end_type == o.front_type
-    end_d = front_d if (end is front or same_file) else \
-        load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
+    end_d = (
+        front_d
+        if (end is front or same_file)
+        else load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
+    )
     fls = resolve_layers(front_d.model, front_layers)
     els = resolve_layers(end_d.model, end_layers)
     if data is not None:
         check_unnamed(data, save_dir=save_dir, cache_dir=settings.cache_dir, activation_cache=settings.activation_cache)
     session = GridSession(front_d, end_d, settings, log=log, data=data)
     pairs = [(fl, el) for fl in fls for el in els]
-    names = {pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs}
+    names = {
+        pair: run_name(pair[0], pair[1], front_d, end_d, session.info.name, session.naming_settings) for pair in pairs
+    }
     root = Path(save_dir) if save_dir is not None else None
     results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
     warn_clamped_ranks(front_d.model, session.input_shape, sorted({fl for fl, _ in todo}, key=fls.index), settings)
     label = o.save_dir_label if o.save_dir_label is not None else (str(root) if root is not None else "")
-    context = RunContext(front_d, end_d, settings, session.input_shape, session.device,
-                         o.command or "python: stitchkit.stitching.stitch_grid", label)
+    context = RunContext(
+        front_d,
+        end_d,
+        settings,
+        session.input_shape,
+        session.device,
+        o.command or "python: stitchkit.stitching.stitch_grid",
+        label,
+    )
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
 
     spec = bootstrap_spec(settings)
-    attach_intervals(list(results.values()), spec)  # stored records: intervals as asked now, from their per-image statistics
+    attach_intervals(
+        list(results.values()), spec
+    )  # stored records: intervals as asked now, from their per-image statistics
 
     def finish(i: int, result: StitchResult, stitcher) -> None:
         fl, el = result.front_layer, result.end_layer
@@ -128,9 +143,12 @@ def stitch_grid(
         results[(fl, el)] = result
         where = f" -> {result.run_dir}" if result.run_dir else ""
         if len(pairs) > 1:
-            log(f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: {100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
+            log(
+                f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: "
+                f"{100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
                 f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
-                f"| fit residual {result.fit_residual:.4f}{where}")
+                f"| fit residual {result.fit_residual:.4f}{where}"
+            )
         if o.on_result is not None:
             o.on_result(result)
         if o.on_stitched is not None:
@@ -149,8 +167,13 @@ def stitch_grid(
     return [results[pair] for pair in pairs]
 
 
-def _finished_and_todo(pairs: list[tuple[str, str]], names: dict[tuple[str, str], str], root: Path | None, overwrite: bool,
-                       log: Callable[[str], None]) -> tuple[dict[tuple[str, str], StitchResult], list[tuple[str, str]]]:
+def _finished_and_todo(
+    pairs: list[tuple[str, str]],
+    names: dict[tuple[str, str], str],
+    root: Path | None,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> tuple[dict[tuple[str, str], StitchResult], list[tuple[str, str]]]:
     """The stored records of the pairs whose run folder is finished (``skipped=True``; none with
     ``overwrite``) and the pairs still to compute, in order."""
     results: dict[tuple[str, str], StitchResult] = {}

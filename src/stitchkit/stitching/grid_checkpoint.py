@@ -4,8 +4,9 @@ file that cannot be read, or that another grid (key, runs, epochs, version) wrot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -21,7 +22,9 @@ def checkpoint_identity(key: str, runs: list[str], epochs: int) -> dict[str, Any
     return {"version": CHECKPOINT_VERSION, "key": key, "runs": runs, "epochs": epochs}
 
 
-def load_grouped_checkpoint(path: Path | None, identity: dict[str, Any], log: Callable[[str], None]) -> GroupedTrainingState | None:
+def load_grouped_checkpoint(
+    path: Path | None, identity: dict[str, Any], log: Callable[[str], None]
+) -> GroupedTrainingState | None:
     """The saved state, when ``path`` holds one for ``identity``; else None (start over)."""
     if path is None or not path.is_file():
         return None
@@ -37,5 +40,16 @@ def load_grouped_checkpoint(path: Path | None, identity: dict[str, Any], log: Ca
 
 
 def save_grouped_checkpoint(path: Path, identity: dict[str, Any], state: GroupedTrainingState) -> None:
-    torch_save_atomic({"identity": identity, "state": {"epoch": state.epoch, "layers": state.layers, "optimizer": state.optimizer,
-                                                      "scheduler": state.scheduler, "history": state.history}}, path)
+    torch_save_atomic(
+        {
+            "identity": identity,
+            "state": {
+                "epoch": state.epoch,
+                "layers": state.layers,
+                "optimizer": state.optimizer,
+                "scheduler": state.scheduler,
+                "history": state.history,
+            },
+        },
+        path,
+    )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -74,11 +74,19 @@ class SharedActivations:
     layers: list[str] = field(default_factory=list)
 
 
-def _network_activations(grid: GridPass, which: str, needed: Sequence[str], shared: SharedActivations | None, x: Tensor, y: Tensor,
-                         start: int, with_logits: bool) -> dict[str, Tensor]:
+def _network_activations(
+    grid: GridPass,
+    which: str,
+    needed: Sequence[str],
+    shared: SharedActivations | None,
+    x: Tensor,
+    y: Tensor,
+    start: int,
+    with_logits: bool,
+) -> dict[str, Tensor]:
     if shared is not None and shared.cached is not None:
         b = y.shape[0]
-        out = {layer: shared.cached[layer][start:start + b].to(y.device, non_blocking=True) for layer in needed}
+        out = {layer: shared.cached[layer][start : start + b].to(y.device, non_blocking=True) for layer in needed}
         if with_logits:  # the rest of the network after a cached activation is its forward's second half
             out[LOGITS] = grid.rest(which, needed[0])(out[needed[0]])
         return out
@@ -139,16 +147,28 @@ class GridEvaluation:
             per_image = {"hits": res.hit_images, "residual_num": num, "residual_den": den}
             donors = (("front_hits", self.front_hit_images), ("end_hits", self.end_hit_images))
             per_image.update({key: images for key, images in donors if images is not None})
-        return StitchEvaluation(accuracy=res.accuracy(), loss=res.loss(),
-                                residual=meter.pooled if meter is not None else math.nan,
-                                residual_batch_mean=meter.batch_mean if meter is not None else math.nan, n=res.n,
-                                front_accuracy=self.front_accuracy, end_accuracy=self.end_accuracy, per_image=per_image)
+        return StitchEvaluation(
+            accuracy=res.accuracy(),
+            loss=res.loss(),
+            residual=meter.pooled if meter is not None else math.nan,
+            residual_batch_mean=meter.batch_mean if meter is not None else math.nan,
+            n=res.n,
+            front_accuracy=self.front_accuracy,
+            end_accuracy=self.end_accuracy,
+            per_image=per_image,
+        )
 
 
 @torch.no_grad()
-def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | str,
-                     options: EvalOptions = EvalOptions(), *, fronts_from: SharedActivations | None = None,
-                     ends_from: SharedActivations | None = None) -> GridEvaluation:
+def grouped_evaluate(
+    grid: GridPass,
+    batches: Iterable,
+    device: torch.device | str,
+    options: EvalOptions = EvalOptions(),
+    *,
+    fronts_from: SharedActivations | None = None,
+    ends_from: SharedActivations | None = None,
+) -> GridEvaluation:
     """Accuracy, cross-entropy and (with ``options.residuals``) the residual of every pair's installed map
     against the end layer's own activation, plus (with ``options.donors``) the two networks' accuracies, from
     one grouped pass over ``batches`` (see the module docstring). A single pair is a grid of one
@@ -161,7 +181,10 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
     device = torch.device(device)
     residuals, donors, keep_samples = options.residuals, options.donors, options.keep_samples
     started = time.perf_counter()
-    results = [PairEvaluation(residual=ResidualMeter() if residuals else None, hit_images=[] if keep_samples else None) for _ in grid.pairs]
+    results = [
+        PairEvaluation(residual=ResidualMeter() if residuals else None, hit_images=[] if keep_samples else None)
+        for _ in grid.pairs
+    ]
     donor_images: dict[str, list[Tensor]] = {"front": [], "end": []}
     modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
     for stitcher, _ in modes:
@@ -176,7 +199,11 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
             b = y.shape[0]
             with autocast(device, options.amp):
                 fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
-                ends = _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors) if (residuals or donors) else None
+                ends = (
+                    _network_activations(grid, "end", grid.end_layers, ends_from, x, y, n, donors)
+                    if (residuals or donors)
+                    else None
+                )
                 if donors:
                     front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
                     end_right = end_logits.argmax(-1) == y
@@ -192,7 +219,11 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
                             donor_images["front"].append(front_right.to(torch.uint8))
                 for group in grid.groups:
                     stitched, logits = grid.group_forward(group, fronts)
-                    ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
+                    ce = (
+                        F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none")
+                        .view(len(group), b)
+                        .sum(1)
+                    )
                     right = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b)
                     hits = right.sum(1)
                     for k, pair in enumerate(group):
@@ -221,8 +252,16 @@ def grouped_evaluate(grid: GridPass, batches: Iterable, device: torch.device | s
             res.hit_images = _joined(res.hit_images)
     front_images = _joined(donor_images["front"]) if keep_samples and donors and front_ok else None
     end_images = _joined(donor_images["end"]) if keep_samples and donors else None
-    return GridEvaluation(results, n, int(front_hits) if donors else None, int(end_hits) if donors else None, front_ok,
-                          time.perf_counter() - started, front_images, end_images)
+    return GridEvaluation(
+        results,
+        n,
+        int(front_hits) if donors else None,
+        int(end_hits) if donors else None,
+        front_ok,
+        time.perf_counter() - started,
+        front_images,
+        end_images,
+    )
 
 
 def _joined(batches: list[Tensor]) -> np.ndarray:

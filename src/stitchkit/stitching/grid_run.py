@@ -14,8 +14,8 @@ grids of one pair, one after the other.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..models.layers import layered
 from ..training.loop import EpochLog, LoopSettings

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +73,7 @@ def plan_groups(pairs: Sequence[GridPair], group_size: int) -> list[list[GridPai
     by_end: dict[str, list[GridPair]] = {}
     for pair in pairs:
         by_end.setdefault(pair.end_layer, []).append(pair)
-    return [same[i:i + group_size] for same in by_end.values() for i in range(0, len(same), group_size)]
+    return [same[i : i + group_size] for same in by_end.values() for i in range(0, len(same), group_size)]
 
 
 # --- memory -----------------------------------------------------------------------------------------
@@ -118,7 +118,9 @@ def auto_group_size(pairs: Sequence[GridPair], batch_size: int, device: torch.de
     for pair in pairs:
         per_end[pair.end_layer] = per_end.get(pair.end_layer, 0) + 1
         if pair.end_layer not in cost:
-            cost[pair.end_layer] = suffix_bytes_per_sample(pair.stitcher.end_model, pair.end_layer, pair.stitcher.target_shape)
+            cost[pair.end_layer] = suffix_bytes_per_sample(
+                pair.stitcher.end_model, pair.end_layer, pair.stitcher.target_shape
+            )
     per_pair_batch = max(cost.values()) * batch_size
     fits = max(1, memory_budget(device) // max(per_pair_batch, 1))
     if device.type == "cpu":
@@ -132,8 +134,15 @@ class GridPass:
     """The shared parts of a grid's forward passes: the front extractor for all front layers, the end
     extractor for all end layers (for residuals), and each group's concatenated suffix pass."""
 
-    def __init__(self, pairs: Sequence[GridPair], group_size: int, *, donors: bool = False, channels_last: bool = False,
-                 compile: bool = False):
+    def __init__(
+        self,
+        pairs: Sequence[GridPair],
+        group_size: int,
+        *,
+        donors: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
         if not pairs:
             raise StitchkitError("a grid needs at least one pair")
         self.pairs = list(pairs)
@@ -147,10 +156,15 @@ class GridPass:
         self.front_extractor = maybe_compile(layered(self.front_model).extractor(self.front_layers), compile)
         self.end_extractor = maybe_compile(layered(self.end_model).extractor(self.end_layers), compile)
         if donors:
-            self.front_with_logits = maybe_compile(layered(self.front_model).extractor(self.front_layers, with_logits=True), compile)
-            self.end_with_logits = maybe_compile(layered(self.end_model).extractor(self.end_layers, with_logits=True), compile)
-        self.suffixes = {layer: maybe_compile(model_cut(self.end_model, "suffix", layer), compile)
-                         for layer in self.end_layers}
+            self.front_with_logits = maybe_compile(
+                layered(self.front_model).extractor(self.front_layers, with_logits=True), compile
+            )
+            self.end_with_logits = maybe_compile(
+                layered(self.end_model).extractor(self.end_layers, with_logits=True), compile
+            )
+        self.suffixes = {
+            layer: maybe_compile(model_cut(self.end_model, "suffix", layer), compile) for layer in self.end_layers
+        }
         self.index = {id(p): i for i, p in enumerate(self.pairs)}
         self._extractors: dict[tuple, nn.Module] = {}
 
@@ -213,9 +227,16 @@ def _resume_from(state: GroupedTrainingState, pairs: Sequence[GridPair], optimiz
     return [[_log_from_row(row) for row in rows] for rows in state.history]
 
 
-def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: list[list[nn.Parameter]], epoch: int,
-                 loop: LoopSettings, l1: float,
-                 step_schedule: PerStepLR | None) -> tuple[list[float], list[float], float]:
+def _train_epoch(
+    grid: GridPass,
+    train_batches: Iterable,
+    optimizer,
+    params: list[list[nn.Parameter]],
+    epoch: int,
+    loop: LoopSettings,
+    l1: float,
+    step_schedule: PerStepLR | None,
+) -> tuple[list[float], list[float], float]:
     """One pass over the training batches for every pair, stepping ``step_schedule`` after every optimizer
     step; returns each pair's mean loss and accuracy and the learning rate of the last step."""
     pairs, device = grid.pairs, loop.device
@@ -246,7 +267,9 @@ def _train_epoch(grid: GridPass, train_batches: Iterable, optimizer, params: lis
     return (loss_sums / max(n, 1)).tolist(), (hit_sums.double() / max(n, 1)).tolist(), lr
 
 
-def _state_after(epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]) -> GroupedTrainingState:
+def _state_after(
+    epoch: int, pairs: Sequence[GridPair], optimizer, scheduler, history: list[list[EpochLog]]
+) -> GroupedTrainingState:
     layers = [{k: v.detach().cpu().clone() for k, v in p.stitcher.layer.state_dict().items()} for p in pairs]
     rows = [[log.row() for log in logs] for logs in history]
     return GroupedTrainingState(epoch, layers, optimizer.state_dict(), scheduler.state_dict(), rows)
@@ -295,8 +318,12 @@ def grouped_task_loss_match(
             history[k].append(EpochLog(epoch + 1, train, val[k] if val is not None else None, lr, seconds))
         if loop.verbose:
             mean_val = sum(v["acc"] for v in val) / len(val) if val else math.nan
-            print(f"{loop.desc} epoch {epoch + 1}/{loop.epochs}: mean train loss {sum(losses) / len(pairs):.4f}, "
-                  f"mean val accuracy {mean_val:.4f} over {len(pairs)} pairs | {seconds:.1f}s", file=sys.stdout, flush=True)
+            print(
+                f"{loop.desc} epoch {epoch + 1}/{loop.epochs}: mean train loss {sum(losses) / len(pairs):.4f}, "
+                f"mean val accuracy {mean_val:.4f} over {len(pairs)} pairs | {seconds:.1f}s",
+                file=sys.stdout,
+                flush=True,
+            )
         if on_epoch_end is not None:
             on_epoch_end(_state_after(epoch + 1, pairs, optimizer, scheduler, history))
 
@@ -306,7 +333,9 @@ def grouped_task_loss_match(
     return history
 
 
-def _train_step(grid: GridPass, x: Tensor, y: Tensor, l1: float, amp: bool, device: torch.device) -> tuple[Tensor, Tensor]:
+def _train_step(
+    grid: GridPass, x: Tensor, y: Tensor, l1: float, amp: bool, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Forward and backward of every group for one batch; returns each pair's loss and top-1 hits (in
     the grid's order)."""
     b = y.shape[0]
@@ -333,12 +362,25 @@ def _train_step(grid: GridPass, x: Tensor, y: Tensor, l1: float, amp: bool, devi
 def _log_from_row(row: dict[str, float]) -> EpochLog:
     """An :class:`EpochLog` back from its :meth:`~EpochLog.row` (for resumed histories)."""
     train = {"loss": row["train_loss"], "acc": row["train_acc"]}
-    val = None if row.get("val_loss") is None or (isinstance(row.get("val_loss"), float) and math.isnan(row["val_loss"])) else \
-        {"loss": row["val_loss"], "acc": row["val_acc"], **{k[4:]: v for k, v in row.items() if k.startswith("val_") and k not in ("val_loss", "val_acc")}}
+    val = (
+        None
+        if row.get("val_loss") is None or (isinstance(row.get("val_loss"), float) and math.isnan(row["val_loss"]))
+        else {
+            "loss": row["val_loss"],
+            "acc": row["val_acc"],
+            **{k[4:]: v for k, v in row.items() if k.startswith("val_") and k not in ("val_loss", "val_acc")},
+        }
+    )
     return EpochLog(int(row["epoch"]), train, val, row["lr"], row["seconds"])
 
 
 __all__ = [
-    "GridPair", "GridPass", "GroupedTrainingState", "auto_group_size", "grouped_task_loss_match", "memory_budget", "plan_groups",
+    "GridPair",
+    "GridPass",
+    "GroupedTrainingState",
+    "auto_group_size",
+    "grouped_task_loss_match",
+    "memory_budget",
+    "plan_groups",
     "suffix_bytes_per_sample",
 ]

@@ -16,7 +16,7 @@ resampled consistently. Percentile intervals; the bootstrap's settings are recor
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,8 +41,12 @@ def metric_samples(samples: Sequence[PairSamples], counts: np.ndarray) -> dict[s
     """``(B, P)`` bootstrap samples of each metric of :data:`INTERVAL_FIELDS` for ``P`` pairs measured on
     the same images (relative accuracy only where the end network's hits are known)."""
     hits = np.stack([s.hits for s in samples])
-    out = {"accuracy": mean_samples(hits, counts),
-           "residual": ratio_samples(np.stack([s.residual_num for s in samples]), np.stack([s.residual_den for s in samples]), counts)}
+    out = {
+        "accuracy": mean_samples(hits, counts),
+        "residual": ratio_samples(
+            np.stack([s.residual_num for s in samples]), np.stack([s.residual_den for s in samples]), counts
+        ),
+    }
     if all(s.end_hits is not None for s in samples):
         out["relative_accuracy"] = ratio_samples(hits, np.stack([s.end_hits for s in samples]), counts)
     return out
@@ -56,9 +60,13 @@ def pair_intervals(samples: Sequence[PairSamples], spec: BootstrapSpec) -> dict[
         return {}
     n = samples[0].n
     if any(not np.array_equal(s.images, samples[0].images) for s in samples):
-        raise StitchkitError("the pairs were evaluated on different test images; their intervals cannot share resamples")
+        raise StitchkitError(
+            "the pairs were evaluated on different test images; their intervals cannot share resamples"
+        )
     counts = resample_counts(n, spec.resamples, spec.seed)
-    return {metric: percentile_interval(values, spec.level) for metric, values in metric_samples(samples, counts).items()}
+    return {
+        metric: percentile_interval(values, spec.level) for metric, values in metric_samples(samples, counts).items()
+    }
 
 
 def attach_intervals(results: Sequence[StitchResult], spec: BootstrapSpec) -> None:

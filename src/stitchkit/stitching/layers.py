@@ -46,8 +46,16 @@ from ..errors import StitchkitError, unknown_name
 from .layer_types.auto import auto_stitching_type
 from .layer_types.base import StitchingLayer, shape_error
 
-__all__ = ["C2T_CLS_MODES", "INITS", "T2C_CLS_MODES", "UPSAMPLE_MODES", "StitchingLayer", "auto_stitching_type",
-           "list_stitching_layers", "make_stitching_layer"]
+__all__ = [
+    "C2T_CLS_MODES",
+    "INITS",
+    "T2C_CLS_MODES",
+    "UPSAMPLE_MODES",
+    "StitchingLayer",
+    "auto_stitching_type",
+    "list_stitching_layers",
+    "make_stitching_layer",
+]
 
 
 def list_stitching_layers() -> list[str]:

@@ -28,7 +28,7 @@ commutes with a spatial resize that preserves constants).
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ PairSource = Callable[[], Iterator[PairBatch]]
 
 
 # --- sources of pair batches ----------------------------------------------------------------------
-def image_pairs(stitcher: Stitcher, loader: Iterable, device: torch.device | str, *, need_end: bool = True) -> PairSource:
+def image_pairs(
+    stitcher: Stitcher, loader: Iterable, device: torch.device | str, *, need_end: bool = True
+) -> PairSource:
     """Pair batches computed on the fly: ``front prefix(x)``, ``end prefix(x)`` (only with
     ``need_end``; else an empty tensor), labels."""
     device = torch.device(device)
@@ -65,7 +67,9 @@ def image_pairs(stitcher: Stitcher, loader: Iterable, device: torch.device | str
     return source
 
 
-def cached_pairs(front: Activations, front_layer: str, end: Activations, end_layer: str, batch_size: int, device: torch.device | str) -> PairSource:
+def cached_pairs(
+    front: Activations, front_layer: str, end: Activations, end_layer: str, batch_size: int, device: torch.device | str
+) -> PairSource:
     """Pair batches read from extracted activations (tensors or memmaps) of the same samples in order."""
     device = torch.device(device)
     if len(front) != len(end):
@@ -107,12 +111,15 @@ def fit_direct_match(
         for front, _, _ in pairs():
             reducer.update(front)
         reducer.finalize()
-    return direct_match(stitcher.layer, ((reducer(front), end) for front, end, _ in pairs()), rcond=rcond, solver=solver)
+    return direct_match(
+        stitcher.layer, ((reducer(front), end) for front, end, _ in pairs()), rcond=rcond, solver=solver
+    )
 
 
 @torch.no_grad()
-def fit_image_terms(stitcher: Stitcher, pairs: PairSource, *, accumulate: bool = False
-                    ) -> tuple[LeastSquaresAccumulator | None, np.ndarray, np.ndarray]:
+def fit_image_terms(
+    stitcher: Stitcher, pairs: PairSource, *, accumulate: bool = False
+) -> tuple[LeastSquaresAccumulator | None, np.ndarray, np.ndarray]:
     """Each fit image's ``Σ‖x Wᵀ + b − y‖²`` and ``Σ‖y‖²`` over its rows, for the installed map ``W, b``
     held fixed (x the rows of the source the stitched network sees, the stitcher's own low-rank
     reduction applied, and y the end activation's rows): their sums' ratio is the in-sample fit residual,
@@ -145,8 +152,15 @@ def _grid_of_one(stitcher: Stitcher, *, donors: bool = False) -> GridPass:
     return GridPass([GridPair(stitcher.front_layer, stitcher.end_layer, stitcher)], 1, donors=donors)
 
 
-def task_loss_match(stitcher: Stitcher, train_loader: Iterable, loop: LoopSettings, *, optim: OptimConfig | None = None,
-                    l1: float = 0.0, val_batches: Iterable | None = None) -> list[EpochLog]:
+def task_loss_match(
+    stitcher: Stitcher,
+    train_loader: Iterable,
+    loop: LoopSettings,
+    *,
+    optim: OptimConfig | None = None,
+    l1: float = 0.0,
+    val_batches: Iterable | None = None,
+) -> list[EpochLog]:
     """Train only the stitching layer on the task loss (defaults: Adam, lr 1e-3, wd 1e-5 as L2, like
     the original): :func:`~.grouped.grouped_task_loss_match` of a grid of one. ``val_batches`` (image
     batches) are evaluated after every epoch."""
@@ -162,8 +176,14 @@ def task_loss_match(stitcher: Stitcher, train_loader: Iterable, loop: LoopSettin
 
 
 @torch.no_grad()
-def evaluate_stitcher(stitcher: Stitcher, batches: Iterable, device: torch.device | str, *, donors: bool = False,
-                      keep_samples: bool = False) -> StitchEvaluation:
+def evaluate_stitcher(
+    stitcher: Stitcher,
+    batches: Iterable,
+    device: torch.device | str,
+    *,
+    donors: bool = False,
+    keep_samples: bool = False,
+) -> StitchEvaluation:
     """Accuracy and loss of the stitched network on image ``batches`` and the residual of the installed
     map against the end layer's own activation, in one pass; with ``donors`` also the front and end
     models' accuracies. With ``keep_samples`` the result's ``per_image`` keeps each test image's
@@ -181,7 +201,9 @@ def sparsity(stitcher: Stitcher, thresholds=(0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1))
     both = torch.cat([w, b])
     out: dict[str, dict[str, float]] = {}
     for name, values in (("weight", w), ("bias", b), ("all", both)):
-        out[name] = {_threshold_key(t): float((values <= t).double().mean()) if values.numel() else math.nan for t in thresholds}
+        out[name] = {
+            _threshold_key(t): float((values <= t).double().mean()) if values.numel() else math.nan for t in thresholds
+        }
     return out
 
 

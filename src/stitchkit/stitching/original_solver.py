@@ -26,8 +26,8 @@ the solution; tests check it against ``torch.linalg.pinv`` and numpy's float32 `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -83,8 +83,10 @@ def solve_original(x_rows: Tensor, y_rows: Tensor) -> OriginalSolve:
     x = torch.as_tensor(x_rows).detach().to("cpu", torch.float32)
     y = torch.as_tensor(y_rows).detach().to("cpu", torch.float32)
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise StitchkitError(f"the original's direct matching needs source and target rows (m, p) and (m, q) with m ≥ 1, "
-                             f"got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise StitchkitError(
+            f"the original's direct matching needs source and target rows (m, p) and (m, q) with m ≥ 1, "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     m, p = x.shape
     x1 = torch.cat([x, torch.ones(m, 1)], dim=1)
     u, s, vh = torch.linalg.svd(x1, full_matrices=False)  # s descending
@@ -97,8 +99,17 @@ def solve_original(x_rows: Tensor, y_rows: Tensor) -> OriginalSolve:
     if float(target) == 0.0:
         raise StitchkitError("the relative residual is undefined because every target value is zero")
     reported = float(torch.linalg.matrix_norm(x1 @ exact - y) ** 2 / target)
-    return OriginalSolve(weight=a[:p].T.contiguous(), bias=a[p].contiguous(), rows=m, columns=p + 1, kept=min(kept, p + 1),
-                         rtol=rtol, sigma_max=sigma_max, cutoff=cutoff, reported_residual=reported)
+    return OriginalSolve(
+        weight=a[:p].T.contiguous(),
+        bias=a[p].contiguous(),
+        rows=m,
+        columns=p + 1,
+        kept=min(kept, p + 1),
+        rtol=rtol,
+        sigma_max=sigma_max,
+        cutoff=cutoff,
+        reported_residual=reported,
+    )
 
 
 @torch.no_grad()
@@ -118,7 +129,8 @@ def original_direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> Di
         if size > MAX_ORIGINAL_BYTES:
             raise StitchkitError(
                 f"--dm-solver original solves all fit rows in one float32 matrix, and these are more than "
-                f"{MAX_ORIGINAL_BYTES / 2**30:.0f} GiB; use fewer fit images (-pinv-samples) or the default solver")
+                f"{MAX_ORIGINAL_BYTES / 2**30:.0f} GiB; use fewer fit images (-pinv-samples) or the default solver"
+            )
         xs.append(x_rows.detach().to("cpu", torch.float32))
         ys.append(y_rows.detach().to("cpu", torch.float32))
     if not xs:
@@ -127,8 +139,14 @@ def original_direct_match(layer, batches: Iterable[tuple[Tensor, Tensor]]) -> Di
     layer.set_affine(solve.weight, solve.bias)
     installed_w, installed_b = layer.affine()
     return DirectMatchResult(
-        weight=installed_w, bias=installed_b, residual=acc.residual(installed_w, installed_b), n_rows=acc.n,
-        rank=solve.kept - 1, stats=acc, dropped=solve.dropped, reported_residual=solve.reported_residual,
+        weight=installed_w,
+        bias=installed_b,
+        residual=acc.residual(installed_w, installed_b),
+        n_rows=acc.n,
+        rank=solve.kept - 1,
+        stats=acc,
+        dropped=solve.dropped,
+        reported_residual=solve.reported_residual,
     )
 
 

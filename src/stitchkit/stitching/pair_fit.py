@@ -4,7 +4,7 @@ direct matching (``init="pinv"``) and the in-sample residual of whatever map is 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

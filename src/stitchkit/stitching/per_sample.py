@@ -18,9 +18,9 @@ contract layout (``(F, E, N)``, :func:`grid_arrays`) go to one ``per_sample.npz`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -53,17 +53,27 @@ class PairSamples:
             if getattr(self, name) is not None:
                 setattr(self, name, np.asarray(getattr(self, name), dtype=np.uint8))
         n = len(self.hits)
-        sizes = {name: len(getattr(self, name)) for name in ("residual_num", "residual_den", "images", "end_hits", "front_hits")
-                 if getattr(self, name) is not None}
+        sizes = {
+            name: len(getattr(self, name))
+            for name in ("residual_num", "residual_den", "images", "end_hits", "front_hits")
+            if getattr(self, name) is not None
+        }
         if any(size != n for size in sizes.values()):
-            raise StitchkitError(f"per-sample statistics of one pair must all cover the same {n} images, got sizes {sizes}")
+            raise StitchkitError(
+                f"per-sample statistics of one pair must all cover the same {n} images, got sizes {sizes}"
+            )
         if (self.fit_num is None) != (self.fit_den is None):
             raise StitchkitError("the fit residual's per-image terms need both numerators and denominators")
         if self.fit_num is not None:
-            self.fit_num, self.fit_den = np.asarray(self.fit_num, dtype=np.float64), np.asarray(self.fit_den, dtype=np.float64)
+            self.fit_num, self.fit_den = (
+                np.asarray(self.fit_num, dtype=np.float64),
+                np.asarray(self.fit_den, dtype=np.float64),
+            )
             if self.fit_num.shape != self.fit_den.shape or self.fit_num.ndim != 1:
-                raise StitchkitError(f"the fit residual's numerators and denominators must be two vectors of one length, got shapes "
-                                     f"{self.fit_num.shape} and {self.fit_den.shape}")
+                raise StitchkitError(
+                    f"the fit residual's numerators and denominators must be two vectors of one length, got shapes "
+                    f"{self.fit_num.shape} and {self.fit_den.shape}"
+                )
 
     @property
     def n(self) -> int:
@@ -78,21 +88,40 @@ class PairSamples:
         return float(self.residual_num.sum() / self.residual_den.sum())
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"hits": self.hits, "residual_num": self.residual_num, "residual_den": self.residual_den, "images": self.images}
-        arrays.update({name: getattr(self, name) for name in ("end_hits", "front_hits", "fit_num", "fit_den") if getattr(self, name) is not None})
+        arrays = {
+            "hits": self.hits,
+            "residual_num": self.residual_num,
+            "residual_den": self.residual_den,
+            "images": self.images,
+        }
+        arrays.update(
+            {
+                name: getattr(self, name)
+                for name in ("end_hits", "front_hits", "fit_num", "fit_den")
+                if getattr(self, name) is not None
+            }
+        )
         return arrays
 
     def save(self, path: str | os.PathLike) -> None:
         write_npz_atomic(path, self.to_arrays())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PairSamples":
+    def load(cls, path: str | os.PathLike) -> PairSamples:
         arrays = read_npz(path)
         missing = [k for k in ("hits", "residual_num", "residual_den", "images") if k not in arrays]
         if missing:
             raise StitchkitError(f"{str(path)!r} lacks {', '.join(missing)}; it is not a stitch run's per-sample file")
-        return cls(arrays["hits"], arrays["residual_num"], arrays["residual_den"], arrays.get("end_hits"), arrays.get("front_hits"),
-                   arrays["images"], arrays.get("fit_num"), arrays.get("fit_den"))
+        return cls(
+            arrays["hits"],
+            arrays["residual_num"],
+            arrays["residual_den"],
+            arrays.get("end_hits"),
+            arrays.get("front_hits"),
+            arrays["images"],
+            arrays.get("fit_num"),
+            arrays.get("fit_den"),
+        )
 
 
 def load_run_samples(run_dir: str | os.PathLike) -> PairSamples | None:
@@ -101,7 +130,9 @@ def load_run_samples(run_dir: str | os.PathLike) -> PairSamples | None:
     return PairSamples.load(path) if path.is_file() else None
 
 
-def grid_arrays(samples: dict[tuple[str, str], PairSamples], front_layers: Sequence[str], end_layers: Sequence[str]) -> dict[str, np.ndarray]:
+def grid_arrays(
+    samples: dict[tuple[str, str], PairSamples], front_layers: Sequence[str], end_layers: Sequence[str]
+) -> dict[str, np.ndarray]:
     """A grid's per-sample statistics in the study's layout: ``hits`` uint8 and ``residual_num`` /
     ``residual_den`` float64 ``(F, E, N)``, the donors' ``front_hits`` / ``end_hits`` ``(N,)``
     (``front_hits`` left out where the front network's classes are not the labels'), ``images``, the
@@ -109,17 +140,27 @@ def grid_arrays(samples: dict[tuple[str, str], PairSamples], front_layers: Seque
     Every pair must be there, on the same images."""
     missing = [f"{f} -> {e}" for f in front_layers for e in end_layers if (f, e) not in samples]
     if missing:
-        raise StitchkitError(f"no per-sample statistics for {', '.join(missing)} (runs from before they were kept: run them again "
-                             "with --overwrite)")
+        raise StitchkitError(
+            f"no per-sample statistics for {', '.join(missing)} (runs from before they were kept: run them again "
+            "with --overwrite)"
+        )
     first = samples[(front_layers[0], end_layers[0])]
     if any(not np.array_equal(s.images, first.images) for s in samples.values()):
-        raise StitchkitError("the pairs of a grid were evaluated on different test images; their statistics cannot be stacked")
+        raise StitchkitError(
+            "the pairs of a grid were evaluated on different test images; their statistics cannot be stacked"
+        )
 
     def stack(name: str) -> np.ndarray:
         return np.stack([np.stack([getattr(samples[(f, e)], name) for e in end_layers]) for f in front_layers])
 
-    arrays = {"front_layers": np.array(list(front_layers), dtype=str), "end_layers": np.array(list(end_layers), dtype=str),
-              "hits": stack("hits"), "residual_num": stack("residual_num"), "residual_den": stack("residual_den"), "images": first.images}
+    arrays = {
+        "front_layers": np.array(list(front_layers), dtype=str),
+        "end_layers": np.array(list(end_layers), dtype=str),
+        "hits": stack("hits"),
+        "residual_num": stack("residual_num"),
+        "residual_den": stack("residual_den"),
+        "images": first.images,
+    }
     for name in ("end_hits", "front_hits"):
         if getattr(first, name) is not None:
             arrays[name] = getattr(first, name)

@@ -25,6 +25,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "final_model.pt"
 BASIS_FILE = "low_rank_basis.pt"
 
+
 @dataclass(repr=False)
 class StitchResult:
     """One stitched pair: what was measured, on what, with which options and conventions.
@@ -87,12 +88,19 @@ class StitchResult:
 
     def __repr__(self) -> str:
         """One line of what was measured (every field: :meth:`to_dict`)."""
-        donors = ", ".join(f"{role} {number(value)}" for role, value in (("front", self.front_accuracy), ("end", self.end_accuracy))
-                           if value is not None)
+        donors = ", ".join(
+            f"{role} {number(value)}"
+            for role, value in (("front", self.front_accuracy), ("end", self.end_accuracy))
+            if value is not None
+        )
         relative = f", relative {number(self.relative_accuracy)}" if self.relative_accuracy is not None else ""
-        return (f"StitchResult {self.front_layer} -> {self.end_layer} ({self.stitching_type}, init {self.init}, {self.epochs} epochs, "
-                f"{self.dataset}): accuracy {number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}{relative}, "
-                f"residual {number(self.residual)}, {self.n_test} test images")
+        return (
+            f"StitchResult {self.front_layer} -> {self.end_layer} ({self.stitching_type}, init {self.init}, "
+            f"{self.epochs} epochs, "
+            f"{self.dataset}): accuracy "
+            f"{number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}{relative}, "
+            f"residual {number(self.residual)}, {self.n_test} test images"
+        )
 
     @property
     def relative_accuracy(self) -> float | None:
@@ -105,7 +113,7 @@ class StitchResult:
         return json_safe({k: v for k, v in asdict(replace(self, samples=None)).items() if k != "samples"})
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StitchResult":
+    def from_dict(cls, data: dict[str, Any]) -> StitchResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         for key in ("accuracy", "loss", "residual", "residual_batch_mean", "fit_residual"):
@@ -114,7 +122,7 @@ class StitchResult:
         return cls(**values)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike) -> "StitchResult":
+    def load(cls, run_dir: str | os.PathLike) -> StitchResult:
         path = Path(run_dir) / RESULT_FILE
         try:
             data = json.loads(path.read_text())
@@ -132,14 +140,19 @@ def _hash(obj: Any, n: int = 10) -> str:
 
 def config_key(front: Donor, end: Donor, dataset: str, settings: StitchSettings) -> str:
     """Identifies an experiment up to the layer pair: both models by content, the data and the options."""
-    return _hash({"front": front.fingerprint, "end": end.fingerprint, "dataset": dataset, "options": settings.result_options()})
+    return _hash(
+        {"front": front.fingerprint, "end": end.fingerprint, "dataset": dataset, "options": settings.result_options()}
+    )
 
 
 def run_name(front_layer: str, end_layer: str, front: Donor, end: Donor, dataset: str, settings: StitchSettings) -> str:
     """The deterministic folder name of one pair's run."""
-    digest = _hash({"key": config_key(front, end, dataset, settings), "front_layer": front_layer, "end_layer": end_layer})
+    digest = _hash(
+        {"key": config_key(front, end, dataset, settings), "front_layer": front_layer, "end_layer": end_layer}
+    )
     safe = lambda s: "".join(c if c.isalnum() or c in "._-" else "-" for c in s)  # noqa: E731
-    return f"{safe(front_layer)}__{safe(end_layer)}__{settings.stitching_type}__{settings.init}_e{settings.epochs}__{digest}"
+    pair = f"{safe(front_layer)}__{safe(end_layer)}"
+    return f"{pair}__{settings.stitching_type}__{settings.init}_e{settings.epochs}__{digest}"
 
 
 def summary_text(result: StitchResult, command: str) -> str:
@@ -169,20 +182,47 @@ def summary_text(result: StitchResult, command: str) -> str:
     )
 
 
-def original_config(front: Donor, end: Donor, front_layer: str, end_layer: str, dataset: str, settings: StitchSettings,
-                    save_dir: str) -> dict[str, Any]:
+def original_config(
+    front: Donor, end: Donor, front_layer: str, end_layer: str, dataset: str, settings: StitchSettings, save_dir: str
+) -> dict[str, Any]:
     """``config.txt``: the arguments under the original's names (``exec_eval_stitcher_ood.py`` read them),
     then stitchkit's additions."""
     s = settings
     return {
-        "front_model_path": front.path, "end_model_path": end.path, "front_model_type": front.model_type, "end_model_type": end.model_type,
-        "front_layer": front_layer, "end_layer": end_layer, "stitching_type": s.stitching_type, "gpu": s.device, "dataset": dataset,
-        "optimizer": s.optim.optimizer, "batch_size": s.batch_size, "n_epochs": s.epochs, "learning_rate": s.optim.lr,
-        "weight_decay": s.optim.weight_decay, "seed": s.seed, "reduce_lr_epochs": list(s.optim.milestones), "dataset_root": s.data_root,
-        "n_workers": s.workers, "prefetch_factor": s.prefetch, "save_dir": save_dir, "no_save": not s.save_weights, "mod_only_stitch": True,
-        "init": s.init, "n_pinv_init_samples": s.fit_samples, "l1_coef": s.l1, "c2t_cls_token": s.c2t_cls, "t2c_cls_token": s.t2c_cls,
-        "upsample_mode": s.upsample_mode, "front_stitch_rank": s.front_stitch_rank, "front_pinv_rank": s.front_pinv_rank,
+        "front_model_path": front.path,
+        "end_model_path": end.path,
+        "front_model_type": front.model_type,
+        "end_model_type": end.model_type,
+        "front_layer": front_layer,
+        "end_layer": end_layer,
+        "stitching_type": s.stitching_type,
+        "gpu": s.device,
+        "dataset": dataset,
+        "optimizer": s.optim.optimizer,
+        "batch_size": s.batch_size,
+        "n_epochs": s.epochs,
+        "learning_rate": s.optim.lr,
+        "weight_decay": s.optim.weight_decay,
+        "seed": s.seed,
+        "reduce_lr_epochs": list(s.optim.milestones),
+        "dataset_root": s.data_root,
+        "n_workers": s.workers,
+        "prefetch_factor": s.prefetch,
+        "save_dir": save_dir,
+        "no_save": not s.save_weights,
+        "mod_only_stitch": True,
+        "init": s.init,
+        "n_pinv_init_samples": s.fit_samples,
+        "l1_coef": s.l1,
+        "c2t_cls_token": s.c2t_cls,
+        "t2c_cls_token": s.t2c_cls,
+        "upsample_mode": s.upsample_mode,
+        "front_stitch_rank": s.front_stitch_rank,
+        "front_pinv_rank": s.front_pinv_rank,
         # stitchkit's additions
-        "lr_scheduler": s.optim.scheduler, "grad_clip": s.grad_clip, "low_rank_mode": s.low_rank_mode, "test_samples": s.test_samples,
+        "lr_scheduler": s.optim.scheduler,
+        "grad_clip": s.grad_clip,
+        "low_rank_mode": s.low_rank_mode,
+        "test_samples": s.test_samples,
         "train_subset": s.train_samples,
     }

@@ -8,9 +8,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from .per_sample import PER_SAMPLE_FILE
 from .records import BASIS_FILE, CONFIG_FILE, RESULT_FILE, WEIGHTS_FILE, StitchResult, original_config, summary_text
 from .settings import StitchSettings
 from .stitcher import Stitcher, StitcherOptions
+
 
 def publish(final_dir: Path, write: Callable[[Path], None], overwrite: bool) -> None:
     """Write a run into a hidden temporary folder beside ``final_dir`` and rename it into place, so a
@@ -48,6 +50,7 @@ def publish(final_dir: Path, write: Callable[[Path], None], overwrite: bool) -> 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / RESULT_FILE).is_file()
 
+
 @dataclass(frozen=True)
 class RunContext:
     """What every run folder of a grid records besides the pair's own result: the donors, the settings,
@@ -70,9 +73,17 @@ def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, context
     input_shape, device, save_dir_label = context.input_shape, context.device, context.save_dir_label
     config = original_config(front, end, result.front_layer, result.end_layer, result.dataset, s, save_dir_label)
     full_config = {
-        "command": "stitch", "stitchkit_version": __version__, "front": front.describe(), "end": end.describe(),
-        "front_layer": result.front_layer, "end_layer": result.end_layer, "dataset": result.dataset,
-        "input_shape": list(input_shape), "settings": s.to_dict(), "run_name": result.run_name, "config_key": result.config_key,
+        "command": "stitch",
+        "stitchkit_version": __version__,
+        "front": front.describe(),
+        "end": end.describe(),
+        "front_layer": result.front_layer,
+        "end_layer": result.end_layer,
+        "dataset": result.dataset,
+        "input_shape": list(input_shape),
+        "settings": s.to_dict(),
+        "run_name": result.run_name,
+        "config_key": result.config_key,
         "device": str(device),
     }
 
@@ -84,7 +95,9 @@ def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, context
             torch_save_atomic(stitcher.stitching_state_dict(), folder / WEIGHTS_FILE)
             basis = stitcher.reduce.basis
             if basis is not None:
-                torch_save_atomic({"rank": basis.rank, "mean": basis.mean.cpu(), "basis": basis.basis.cpu()}, folder / BASIS_FILE)
+                torch_save_atomic(
+                    {"rank": basis.rank, "mean": basis.mean.cpu(), "basis": basis.basis.cpu()}, folder / BASIS_FILE
+                )
         if result.train_history:
             write_csv_atomic(folder / "training_logs.csv", result.train_history)
         if result.samples is not None:
@@ -95,8 +108,13 @@ def write_run(final_dir: Path, result: StitchResult, stitcher: Stitcher, context
     result.run_dir = str(final_dir)
 
 
-def load_stitcher(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu", front: nn.Module | None = None,
-                  end: nn.Module | None = None) -> Stitcher:
+def load_stitcher(
+    run_dir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    front: nn.Module | None = None,
+    end: nn.Module | None = None,
+) -> Stitcher:
     """Rebuild the stitched network of a finished run folder: the donors from their recorded checkpoints
     (or the given models), the stitching layer from ``final_model.pt`` and a fixed low-rank basis from
     ``low_rank_basis.pt``."""
@@ -121,7 +139,12 @@ def load_stitcher(run_dir: str | os.PathLike, *, device: str | torch.device = "c
     if config["front"]["fingerprint"] == config["end"]["fingerprint"] and front is None and end is None:
         models[1] = models[0]
     stitcher = Stitcher(
-        models[0], models[1], config["front_layer"], config["end_layer"], settings.stitching_type, input_shape=config["input_shape"],
+        models[0],
+        models[1],
+        config["front_layer"],
+        config["end_layer"],
+        settings.stitching_type,
+        input_shape=config["input_shape"],
         options=StitcherOptions.of(settings),
     )
     weights = run_dir / WEIGHTS_FILE

@@ -12,8 +12,8 @@ as groups of one (``StitchSettings(grouping="per-pair")``, ``--per-pair``, the r
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 from torch import nn

@@ -30,7 +30,8 @@ CONVENTIONS = {
     "direct_matching": "minimum-norm least squares [X, 1]·Θ = Y, streamed float64 statistics; rows are spatial "
     "positions (conv) or tokens including CLS; source = the stitching layer's transform input (after resizing)",
     "dm_dropped": "singular values of [X, 1] (in_features + 1 of them; X the fit rows of the transform input) that the "
-    "direct-matching solver's cutoff treats as zero; dm_rank = in_features − dm_dropped is the rank of the centred source it used",
+    "direct-matching solver's cutoff treats as zero; dm_rank = in_features − dm_dropped is the rank of the centred "
+    "source it used",
     "low_rank_source": "both --front-stitch-rank and --front-pinv-rank truncate the front activation before the "
     "stitching layer (the original truncated the resized source for the pinv fit)",
     "donors": "frozen (requires_grad False) and always in eval mode (BatchNorm statistics never change)",
@@ -40,11 +41,15 @@ CONVENTIONS = {
 
 #: the ``direct_matching`` convention of ``--dm-solver original`` (the others stay as above)
 ORIGINAL_SOLVER_CONVENTIONS = {
-    "direct_matching": "the original's solve (--dm-solver original): A = torch.linalg.pinv([X, 1]) · Y in float32 on the CPU, "
-    "all rows of the K fit images in one matrix, torch's default cutoff (singular values ≤ eps32 · max(rows, columns) · σ_max "
-    "count as zero, dm_dropped of them); rows are spatial positions (conv) or tokens including CLS; source = the stitching "
+    "direct_matching": "the original's solve (--dm-solver original): A = torch.linalg.pinv([X, 1]) · Y in float32 on "
+    "the CPU, "
+    "all rows of the K fit images in one matrix, torch's default cutoff (singular values ≤ eps32 · max(rows, columns) "
+    "· σ_max "
+    "count as zero, dm_dropped of them); rows are spatial positions (conv) or tokens including CLS; source = the "
+    "stitching "
     "layer's transform input (after resizing)",
-    "dm_reported_residual": "the original's 'Normalized PINV difference': in-sample residual of a second float32 pinv solve with "
+    "dm_reported_residual": "the original's 'Normalized PINV difference': in-sample residual of a second float32 pinv "
+    "solve with "
     "atol = rtol = 0 (not the installed map; fit_residual and dm_fit_residual are those of the installed map)",
 }
 
@@ -127,7 +132,7 @@ class StitchSettings(RunOptions):
     bootstrap_level: float = 0.95
     bootstrap_seed: int | None = None
 
-    def validate(self) -> "StitchSettings":
+    def validate(self) -> StitchSettings:
         if self.stitching_type not in list_stitching_layers():
             raise unknown_name("stitching type", self.stitching_type, list_stitching_layers())
         if self.init not in INITS:
@@ -145,17 +150,37 @@ class StitchSettings(RunOptions):
         checks = [
             (self.epochs >= 0, f"epochs (-e) must be 0 (direct matching only) or more, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size (-b) must be at least 1, got {self.batch_size}"),
-            (self.fit_samples is None or self.fit_samples >= 1, f"-pinv-samples must be at least 1, got {self.fit_samples}"),
-            (self.test_samples is None or self.test_samples >= 1, f"--test-samples must be at least 1, got {self.test_samples}"),
-            (self.train_samples is None or self.train_samples >= 1, f"--train-subset must be at least 1, got {self.train_samples}"),
+            (
+                self.fit_samples is None or self.fit_samples >= 1,
+                f"-pinv-samples must be at least 1, got {self.fit_samples}",
+            ),
+            (
+                self.test_samples is None or self.test_samples >= 1,
+                f"--test-samples must be at least 1, got {self.test_samples}",
+            ),
+            (
+                self.train_samples is None or self.train_samples >= 1,
+                f"--train-subset must be at least 1, got {self.train_samples}",
+            ),
             (self.l1 >= 0, f"L1 coefficient (-l1) must be non-negative, got {self.l1}"),
-            (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
+            (
+                self.grad_clip is None or self.grad_clip > 0,
+                f"gradient clipping threshold must be positive, got {self.grad_clip}",
+            ),
             (self.memory_limit_gb >= 0, f"memory limit must be non-negative, got {self.memory_limit_gb}"),
-            (self.group_size is None or (isinstance(self.group_size, int) and self.group_size >= 1),
-             f"--group-size must be at least 1 pair per suffix pass, got {self.group_size}"),
+            (
+                self.group_size is None or (isinstance(self.group_size, int) and self.group_size >= 1),
+                f"--group-size must be at least 1 pair per suffix pass, got {self.group_size}",
+            ),
             (self.cache_limit_gb >= 0, f"--cache-limit-gb must be non-negative, got {self.cache_limit_gb}"),
-            (isinstance(self.bootstrap, int) and self.bootstrap >= 0, f"--bootstrap must be 0 (off) or a number of resamples, got {self.bootstrap}"),
-            (0 < self.bootstrap_level < 1, f"the confidence level must be between 0 and 1 (e.g. 0.95), got {self.bootstrap_level}"),
+            (
+                isinstance(self.bootstrap, int) and self.bootstrap >= 0,
+                f"--bootstrap must be 0 (off) or a number of resamples, got {self.bootstrap}",
+            ),
+            (
+                0 < self.bootstrap_level < 1,
+                f"the confidence level must be between 0 and 1 (e.g. 0.95), got {self.bootstrap_level}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -173,20 +198,30 @@ class StitchSettings(RunOptions):
             if self.init != "pinv":
                 raise StitchkitError("--dm-solver original only applies to direct matching; add -i pinv")
             if self.fit_samples is None:
-                raise StitchkitError("--dm-solver original fits the K fit images in one batch, as the original did; "
-                                     "give their number with -pinv-samples K (the original's default is 100)")
+                raise StitchkitError(
+                    "--dm-solver original fits the K fit images in one batch, as the original did; "
+                    "give their number with -pinv-samples K (the original's default is 100)"
+                )
             if self.rcond is not None:
-                raise StitchkitError("rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff")
+                raise StitchkitError(
+                    "rcond is the cutoff of stitchkit's solver; --dm-solver original uses torch's default cutoff"
+                )
         # 0 epochs is direct matching; any other start left untrained is no stitching result
         if self.epochs == 0 and self.init != "pinv":
-            raise StitchkitError(f"0 epochs (-e 0) with init {self.init!r} would record an untrained stitching layer (its starting point) as a "
-                                 "result; train it (-e 1 or more) or fit it by direct matching (-i pinv)")
+            raise StitchkitError(
+                f"0 epochs (-e 0) with init {self.init!r} would record an untrained stitching layer (its starting "
+                f"point) as a "
+                "result; train it (-e 1 or more) or fit it by direct matching (-i pinv)"
+            )
         return self
 
     def conventions(self) -> dict[str, str]:
         """The conventions recorded with a result of these settings."""
-        return {**CONVENTIONS, **(ORIGINAL_SOLVER_CONVENTIONS if self.dm_solver == "original" else {}),
-                **({"lr_schedule": describe_schedule(self.optim)} if self.epochs > 0 else {})}
+        return {
+            **CONVENTIONS,
+            **(ORIGINAL_SOLVER_CONVENTIONS if self.dm_solver == "original" else {}),
+            **({"lr_schedule": describe_schedule(self.optim)} if self.epochs > 0 else {}),
+        }
 
     def result_options(self) -> dict[str, Any]:
         """The options that change the numbers (they name the run); not device, loaders or paths."""
@@ -195,7 +230,9 @@ class StitchSettings(RunOptions):
             "init": self.init,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "optim": self.optim.identity() if self.epochs > 0 else None,  # the per-step schedule only where it changes the LRs
+            "optim": self.optim.identity()
+            if self.epochs > 0
+            else None,  # the per-step schedule only where it changes the LRs
             "seed": self.seed,
             "fit_samples": self.fit_samples,
             "test_samples": self.test_samples,
@@ -209,7 +246,9 @@ class StitchSettings(RunOptions):
             "front_pinv_rank": self.front_pinv_rank,
             "low_rank_mode": self.low_rank_mode if (self.front_stitch_rank or self.front_pinv_rank) else None,
             "rcond": self.rcond,
-            **({"amp": "bf16"} if self.amp and self.epochs > 0 else {}),  # only when it changes the numbers (old names stay)
+            **(
+                {"amp": "bf16"} if self.amp and self.epochs > 0 else {}
+            ),  # only when it changes the numbers (old names stay)
             **({"dm_solver": self.dm_solver} if self.dm_solver != DEFAULT_DM_SOLVER else {}),  # likewise
             # likewise: only where the training images differ from the dataset's default augmentation. Runs
             # are named by the session's settings, with the augmentation as it acts there ("dataset" or "none",
@@ -221,7 +260,7 @@ class StitchSettings(RunOptions):
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StitchSettings":
+    def from_dict(cls, data: dict[str, Any]) -> StitchSettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         if isinstance(values.get("optim"), dict):

@@ -5,7 +5,7 @@ one process after another (the original's workflow) then skip the donors' full p
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from torch import nn
@@ -18,7 +18,6 @@ from .donors import Donor
 from .grid_evaluation import SharedActivations
 from .grouped import GridPass
 
-
 #: each donor's per-image hits (uint8 ``hits``, the samples' order) beside its accuracy record in the cache
 #: (not ``.npy``: that folder's ``<layer>.npy`` files are activations)
 HITS_FILE = "donor_hits.npz"
@@ -26,7 +25,9 @@ HITS_FILE = "donor_hits.npz"
 DonorRecord = tuple[float | None, float | None, "np.ndarray | None", "np.ndarray | None"]
 
 
-def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int) -> DonorRecord | None:
+def cached_donor_accuracy(
+    cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int
+) -> DonorRecord | None:
     """Both donors' accuracies on the ``n`` samples of ``sample_key`` and their per-image hits (None for
     a donor without an accuracy), when all of them are cached."""
     if cache is None:
@@ -50,12 +51,16 @@ def cached_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Dono
     return records[0]["accuracy"], records[1]["accuracy"], hits[0], hits[1]
 
 
-def store_donor_accuracy(cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int, record: DonorRecord) -> None:
+def store_donor_accuracy(
+    cache: ActivationCache | None, front: Donor, end: Donor, sample_key: str, n: int, record: DonorRecord
+) -> None:
     if cache is None:
         return
     for donor, accuracy, hits in zip((front, end), record[:2], record[2:]):
         if hits is not None:  # first, so that an accuracy record always has its hits
-            write_npz_atomic(cache.folder(donor.model, sample_key) / HITS_FILE, {"hits": np.asarray(hits, dtype=np.uint8)})
+            write_npz_atomic(
+                cache.folder(donor.model, sample_key) / HITS_FILE, {"hits": np.asarray(hits, dtype=np.uint8)}
+            )
         cache.put_accuracy(donor.model, sample_key, accuracy, n)
 
 
@@ -75,15 +80,27 @@ class DonorAccuracy:
     def measured(self) -> bool:
         return self.accuracy is not None
 
-    def store(self, front_accuracy: float | None, end_accuracy: float | None, front_hits: np.ndarray | None,
-              end_hits: np.ndarray | None) -> None:
+    def store(
+        self,
+        front_accuracy: float | None,
+        end_accuracy: float | None,
+        front_hits: np.ndarray | None,
+        end_hits: np.ndarray | None,
+    ) -> None:
         self.accuracy, self.hits = (front_accuracy, end_accuracy), (front_hits, end_hits)
         store_donor_accuracy(self.cache, self.front, self.end, self.sample_key, self.n, (*self.accuracy, *self.hits))
 
 
-def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.Module, nn.Module], end: tuple[nn.Module, nn.Module],
-                       input_shape: Sequence[int], sample_key: str, n: int, limit_bytes: float,
-                       ) -> tuple[SharedActivations | None, SharedActivations | None]:
+def shared_activations(
+    cache: ActivationCache,
+    grid: GridPass,
+    front: tuple[nn.Module, nn.Module],
+    end: tuple[nn.Module, nn.Module],
+    input_shape: Sequence[int],
+    sample_key: str,
+    n: int,
+    limit_bytes: float,
+) -> tuple[SharedActivations | None, SharedActivations | None]:
     """The two networks' test activations from the cache, or writers that fill it during the
     evaluation: every stitchable layer of both networks when that fits ``limit_bytes`` (so that any
     later pair of these networks finds them), else the layers this grid needs, else the end network's
@@ -91,8 +108,12 @@ def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.M
     cache is keyed by the donor's."""
     same = end[1] is front[1]
     sides = [("end", *end)] if same else [("front", *front), ("end", *end)]
-    needed_layers = {"front": grid.front_layers, "end": sorted(set(grid.end_layers) | (set(grid.front_layers) if same else set()),
-                                                                key=layered(end[1]).layers.index)}
+    needed_layers = {
+        "front": grid.front_layers,
+        "end": sorted(
+            set(grid.end_layers) | (set(grid.front_layers) if same else set()), key=layered(end[1]).layers.index
+        ),
+    }
     cached = {which: cache.lookup(original, needed_layers[which], sample_key) for which, original, _ in sides}
     cached = {which: acts if acts is not None and len(acts) == n else None for which, acts in cached.items()}
 
@@ -100,9 +121,11 @@ def shared_activations(cache: ActivationCache, grid: GridPass, front: tuple[nn.M
         return sum(math.prod(shape) for shape in layered(model).shapes(tuple(input_shape), layers).values()) * 4 * n
 
     missing = {which: model for which, _, model in sides if cached[which] is None}
-    plans = [{which: list(layered(model).layers) for which, model in missing.items()},
-             {which: needed_layers[which] for which in missing},
-             {which: needed_layers[which] for which in missing if which == "end"}]
+    plans = [
+        {which: list(layered(model).layers) for which, model in missing.items()},
+        {which: needed_layers[which] for which in missing},
+        {which: needed_layers[which] for which in missing if which == "end"},
+    ]
     plan = next((p for p in plans if sum(size(missing[w], layers) for w, layers in p.items()) <= limit_bytes), {})
     out = {}
     for which, original, _ in sides:

@@ -22,8 +22,9 @@ The same model object may be both front and end (a layer stitched to a layer of 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,9 +34,7 @@ from ..models.layers import layered
 from ..ranks import check_rank, low_rank_mode
 from .layers import StitchingLayer, make_stitching_layer
 
-
-
-_CUTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CUTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def model_cut(model: nn.Module, what: str, layer: str, input_shape: tuple[int, ...] | None = None):
@@ -55,7 +54,7 @@ def model_cut(model: nn.Module, what: str, layer: str, input_shape: tuple[int, .
 def _has_cls_token(model: nn.Module) -> bool | None:
     """Whether a token-producing model prepends a CLS token (our ViT and timm's expose ``cls_token``)."""
     if hasattr(model, "cls_token"):
-        return getattr(model, "cls_token") is not None
+        return model.cls_token is not None
     return None
 
 
@@ -114,8 +113,14 @@ class StitcherOptions:
     def of(cls, settings: Any, **options: Any) -> StitcherOptions:
         """The options a :class:`~stitchkit.stitching.settings.StitchSettings` gives a stitcher (its
         ``init`` only where ``options`` name it)."""
-        return cls(upsample_mode=settings.upsample_mode, c2t_cls=settings.c2t_cls, t2c_cls=settings.t2c_cls,
-                   front_rank=settings.front_stitch_rank, low_rank_mode=settings.low_rank_mode, **options)
+        return cls(
+            upsample_mode=settings.upsample_mode,
+            c2t_cls=settings.c2t_cls,
+            t2c_cls=settings.t2c_cls,
+            front_rank=settings.front_stitch_rank,
+            low_rank_mode=settings.low_rank_mode,
+            **options,
+        )
 
 
 class Stitcher(nn.Module):
@@ -178,8 +183,14 @@ class Stitcher(nn.Module):
         self.end_prefix = model_cut(end, "prefix", end_layer)
         param = next(front.parameters(), None)
         self.layer: StitchingLayer = make_stitching_layer(
-            kind, self.source_shape, self.target_shape, init=o.init, upsample_mode=o.upsample_mode,
-            c2t_cls=o.c2t_cls, t2c_cls=o.t2c_cls, front_has_cls=front_has_cls,
+            kind,
+            self.source_shape,
+            self.target_shape,
+            init=o.init,
+            upsample_mode=o.upsample_mode,
+            c2t_cls=o.c2t_cls,
+            t2c_cls=o.t2c_cls,
+            front_has_cls=front_has_cls,
         )
         if param is not None:
             self.layer.to(param.device)
@@ -188,7 +199,7 @@ class Stitcher(nn.Module):
         self.train(False)
 
     # --- modes ------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Stitcher":
+    def train(self, mode: bool = True) -> Stitcher:
         """Only the stitching layer changes mode; the donors stay in eval mode."""
         self.training = mode
         self.layer.train(mode)

@@ -6,4 +6,14 @@ from .runner import StudySummary, run_study, study_status
 from .store import Store, UnitRecord
 from .units import Unit, register_unit_kind
 
-__all__ = ["Store", "StudySummary", "Unit", "UnitRecord", "load_config", "register_unit_kind", "run_study", "study_status", "validate"]
+__all__ = [
+    "Store",
+    "StudySummary",
+    "Unit",
+    "UnitRecord",
+    "load_config",
+    "register_unit_kind",
+    "run_study",
+    "study_status",
+    "validate",
+]

@@ -17,8 +17,9 @@ against the networks it depends on, as it would find them when it runs:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -76,10 +77,17 @@ def check_units(config: dict[str, Any], networks: list[Unit], units: Iterable[Un
         elif unit.kind == "sensitivity":
             for n in deps:
                 _has_layers(n, [p["layer"]], "sensitivity.layer", config["sensitivity"]["layer"] or _MIDDLE)
-                check_ranks_fit(p["ranks"], {p["layer"]: n.shapes[p["layer"]]}, f"{PREFIX}: sensitivity.ranks (network {n.label})")
+                check_ranks_fit(
+                    p["ranks"], {p["layer"]: n.shapes[p["layer"]]}, f"{PREFIX}: sensitivity.ranks (network {n.label})"
+                )
         elif unit.kind == "specificity":
             for n in deps:
-                _has_layers(n, [p["reference_layer"]], "specificity.reference_layer", config["specificity"]["reference_layer"] or _MIDDLE)
+                _has_layers(
+                    n,
+                    [p["reference_layer"]],
+                    "specificity.reference_layer",
+                    config["specificity"]["reference_layer"] or _MIDDLE,
+                )
                 _has_layers(n, p["layers"], "[specificity] (every layer of networks[0])", None)
 
 
@@ -105,13 +113,17 @@ def _has_layers(n: _Network, layers: list[str], key: str, value: Any) -> None:
         return
     asked = key if value is None else f"{key} ({value})" if value == _MIDDLE else f"{key} = {json.dumps(value)}"
     raise StitchkitError(
-        f"{PREFIX}: {asked} uses layer {missing[0]!r}, which network {n.label} (networks[{n.index}], a {n.model}) does not have; "
-        f"the study's networks differ in architecture, so name layers each of them has ({n.label}'s: {', '.join(n.shapes)}) "
+        f"{PREFIX}: {asked} uses layer {missing[0]!r}, which network {n.label} (networks[{n.index}], a {n.model}) "
+        f"does not have; "
+        f"the study's networks differ in architecture, so name layers each of them has ({n.label}'s: "
+        f"{', '.join(n.shapes)}) "
         "or use networks of one architecture"
     )
 
 
-def _stitches_fit(front: _Network, end: _Network, p: dict[str, Any], dataset: str, fitted: set[tuple[Any, ...]]) -> None:
+def _stitches_fit(
+    front: _Network, end: _Network, p: dict[str, Any], dataset: str, fitted: set[tuple[Any, ...]]
+) -> None:
     """Every pair of the grid gets its stitching layer, as the grid builds it (and direct matching can fit it)."""
     dm = p["method"] in DIRECT_MATCHING_METHODS
     key = ("stitch", id(front.net), id(end.net), tuple(p["front_layers"]), tuple(p["end_layers"]), p["type"], dm)
@@ -125,14 +137,22 @@ def _stitches_fit(front: _Network, end: _Network, p: dict[str, Any], dataset: st
                 if dm:  # what direct matching fits to: the end activation in the transform's layout
                     stitcher.layer.transform_target(torch.empty((1, *stitcher.target_shape), device="meta"))
             except StitchkitError as exc:
-                raise StitchkitError(f"{PREFIX}: stitching.type = {p['type']!r} cannot stitch {front.label} {fl} → {end.label} {el} "
-                                     f"({p['method']}): {exc}; choose another stitching.type (\"auto\" picks one per pair) or other layers") from None
+                raise StitchkitError(
+                    f"{PREFIX}: stitching.type = {p['type']!r} cannot stitch {front.label} {fl} → {end.label} {el} "
+                    f'({p["method"]}): {exc}; choose another stitching.type ("auto" picks one per pair) or other layers'
+                ) from None
     fitted.add(key)
 
 
 def _detectors_fit(end: _Network, p: dict[str, Any], dataset: str, fitted: set[tuple[Any, ...]]) -> None:
     """Every end layer gets its detector architecture (built on the meta device: no memory)."""
-    key = ("detectors", id(end.net), tuple(p["layers"]), p["detector"], json.dumps(p["options"], sort_keys=True, default=str))
+    key = (
+        "detectors",
+        id(end.net),
+        tuple(p["layers"]),
+        p["detector"],
+        json.dumps(p["options"], sort_keys=True, default=str),
+    )
     if key in fitted:
         return
     info = dataset_info(dataset)
@@ -141,5 +161,7 @@ def _detectors_fit(end: _Network, p: dict[str, Any], dataset: str, fitted: set[t
             with torch.device("meta"):
                 build_detector_model(p["detector"], end.shapes[layer], info.num_classes, info.shape, p["options"])
         except StitchkitError as exc:
-            raise StitchkitError(f"{PREFIX}: ood.detector = {p['detector']!r} cannot test layer {layer} of {end.label}: {exc}") from None
+            raise StitchkitError(
+                f"{PREFIX}: ood.detector = {p['detector']!r} cannot test layer {layer} of {end.label}: {exc}"
+            ) from None
     fitted.add(key)

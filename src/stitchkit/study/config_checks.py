@@ -28,7 +28,9 @@ def cross_checks(config: dict[str, dict[str, Any]], source: str) -> None:
     nets = config["networks"]
     if not nets["checkpoints"]:
         if not nets["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in nets["seeds"]):
-            raise StitchkitError(f"{source}: networks.seeds must be a non-empty list of integers, got {nets['seeds']!r}")
+            raise StitchkitError(
+                f"{source}: networks.seeds must be a non-empty list of integers, got {nets['seeds']!r}"
+            )
         if len(set(nets["seeds"])) != len(nets["seeds"]):
             raise StitchkitError(f"{source}: networks.seeds has duplicates: {nets['seeds']!r}")
         if not all(seed_in_range(s) for s in nets["seeds"]):
@@ -66,36 +68,52 @@ def _check_names(nets: dict[str, Any], source: str) -> None:
         return
     what, count = ("checkpoints", len(nets["checkpoints"])) if nets["checkpoints"] else ("seeds", len(nets["seeds"]))
     if len(names) != count:
-        raise StitchkitError(f"{source}: networks.names has {len(names)} name(s) for {count} network(s) (networks.{what}); give one name per network")
+        raise StitchkitError(
+            f"{source}: networks.names has {len(names)} name(s) for {count} network(s) (networks.{what}); give one "
+            f"name per network"
+        )
     for i, name in enumerate(names):
         if not isinstance(name, str) or not NETWORK_NAME.fullmatch(name):
-            raise StitchkitError(f"{source}: networks.names[{i}] = {name!r} is not a usable name; use letters, digits and . _ + = - "
-                                 "(no spaces, slashes or arrows; not starting with a dot), e.g. \"fm_r18_s0\"")
+            raise StitchkitError(
+                f"{source}: networks.names[{i}] = {name!r} is not a usable name; use letters, digits and . _ + = - "
+                '(no spaces, slashes or arrows; not starting with a dot), e.g. "fm_r18_s0"'
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise StitchkitError(f"{source}: networks.names gives {', '.join(map(repr, repeated))} more than once; each network needs its own name")
+        raise StitchkitError(
+            f"{source}: networks.names gives {', '.join(map(repr, repeated))} more than once; each network needs its "
+            f"own name"
+        )
 
 
 #: what each section runs when enabled: a list that must not be empty (an enabled section with nothing
 #: to run would plan no units and still say "finished")
-_MUST_NAME = {"stitching": ("methods", either_of(METHODS)), "similarity": ("measures", "e.g. cka"),
-              "sensitivity": ("measures", "e.g. cka"), "specificity": ("measures", "e.g. cka")}
+_MUST_NAME = {
+    "stitching": ("methods", either_of(METHODS)),
+    "similarity": ("measures", "e.g. cka"),
+    "sensitivity": ("measures", "e.g. cka"),
+    "specificity": ("measures", "e.g. cka"),
+}
 
 
 def _check_enabled_sections(config: dict[str, dict[str, Any]], source: str) -> None:
     """An enabled section names something to run; every layer list names a layer."""
     for section, (key, example) in _MUST_NAME.items():
         if config[section]["enabled"] and not config[section][key]:
-            raise StitchkitError(f"{source}: [{section}] is enabled but {section}.{key} is empty; name at least one ({example}) "
-                                 f"or set [{section}] enabled = false")
+            raise StitchkitError(
+                f"{source}: [{section}] is enabled but {section}.{key} is empty; name at least one ({example}) "
+                f"or set [{section}] enabled = false"
+            )
     ood = config["ood"]
     if ood["enabled"] and config["stitching"]["enabled"] and not ood["energy"] and not ood["training_free"]:
-        raise StitchkitError(f"{source}: [ood] is enabled with energy = false and ood.training_free empty, so no detector would test "
-                             "anything; set energy = true, name training-free detectors, or set [ood] enabled = false")
+        raise StitchkitError(
+            f"{source}: [ood] is enabled with energy = false and ood.training_free empty, so no detector would test "
+            "anything; set energy = true, name training-free detectors, or set [ood] enabled = false"
+        )
     for section, key in (("layers", "front"), ("layers", "end"), ("probes", "layers")):
         value = config[section][key]
         if not (value.strip() if isinstance(value, str) else value):
-            raise StitchkitError(f"{source}: {section}.{key} is empty; give \"all\" or a list of layer names")
+            raise StitchkitError(f'{source}: {section}.{key} is empty; give "all" or a list of layer names')
 
 
 def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
@@ -115,15 +133,25 @@ def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
                 raise StitchkitError(f"{source}: ood.{key}: {exc}") from None
     if not ood["energy"]:
         return
-    if ood["finetune_id"] is not None and dataset_info(ood["finetune_id"]).num_classes != dataset_info(dataset).num_classes:
-        raise StitchkitError(f"{source}: ood.finetune_id {ood['finetune_id']!r} has {dataset_info(ood['finetune_id']).num_classes} classes but "
-                             f"the study's dataset {dataset!r} has {dataset_info(dataset).num_classes}; the detectors classify the study's "
-                             "classes, so use an ID set with the same classes (or none: the study's dataset)")
+    if (
+        ood["finetune_id"] is not None
+        and dataset_info(ood["finetune_id"]).num_classes != dataset_info(dataset).num_classes
+    ):
+        raise StitchkitError(
+            f"{source}: ood.finetune_id {ood['finetune_id']!r} has {dataset_info(ood['finetune_id']).num_classes} "
+            f"classes but "
+            f"the study's dataset {dataset!r} has {dataset_info(dataset).num_classes}; the detectors classify the "
+            f"study's "
+            "classes, so use an ID set with the same classes (or none: the study's dataset)"
+        )
     known = models()
     detectors = [name for name, info in known.items() if info.family.startswith("repr_cls")]
     if ood["detector"] not in known:
-        raise StitchkitError(f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the representation "
-                             f"classifiers: {', '.join(detectors)}")
+        raise StitchkitError(
+            f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the "
+            f"representation "
+            f"classifiers: {', '.join(detectors)}"
+        )
     try:
         known[ood["detector"]].resolve_options(ood["detector_options"])
     except StitchkitError as exc:
@@ -139,19 +167,26 @@ def _check_schedules(config: dict[str, dict[str, Any]], source: str) -> None:
         try:
             OptimConfig(**{k: values[k] for k in SCHEDULE_KEYS}).validate()
         except StitchkitError as exc:
-            raise StitchkitError(f"{source}: [{section}] scheduler = {values['scheduler']!r}, schedule_unit = {values['schedule_unit']!r}, "
-                                 f"warmup_fraction = {values['warmup_fraction']!r}: {exc}") from None
+            raise StitchkitError(
+                f"{source}: [{section}] scheduler = {values['scheduler']!r}, schedule_unit = "
+                f"{values['schedule_unit']!r}, "
+                f"warmup_fraction = {values['warmup_fraction']!r}: {exc}"
+            ) from None
 
 
 def _fold_weights(nets: dict[str, Any], source: str) -> None:
     """networks.weights is the model option ``weights``: checked, made absolute and put there."""
     if nets["checkpoints"]:
-        raise StitchkitError(f"{source}: networks.weights is for networks to train; the networks.checkpoints hold their own weights")
+        raise StitchkitError(
+            f"{source}: networks.weights is for networks to train; the networks.checkpoints hold their own weights"
+        )
     path = Path(nets["weights"]).expanduser().absolute()
     if not path.is_file():
         raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} is not a file")
     given = nets["options"].get("weights")
     if given is not None and Path(str(given)).expanduser().absolute() != path:
-        raise StitchkitError(f"{source}: networks.weights {nets['weights']!r} and networks.options.weights {given!r} differ; give one")
+        raise StitchkitError(
+            f"{source}: networks.weights {nets['weights']!r} and networks.options.weights {given!r} differ; give one"
+        )
     nets["weights"] = str(path)
     nets["options"] = {**nets["options"], "weights": str(path)}

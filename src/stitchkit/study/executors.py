@@ -79,7 +79,9 @@ def _init_pool_worker(driver_pid: int, gpus: int, counter: Any) -> None:
             counter.value += 1
         os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported before the variable was set: tell it directly
+    if (
+        "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit()
+    ):  # imported before the variable was set: tell it directly
         sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
 
 
@@ -98,9 +100,12 @@ class ProcessPoolExecutor(Executor):
         self.capacity = workers
         ctx = mp.get_context("spawn")
         gpus = _gpu_count()
-        counter = ctx.Value("i", 0) if gpus else None  # a shared counter, not a Manager: no extra process to outlive the driver
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker,
-                                           initargs=(os.getpid(), gpus, counter))
+        counter = (
+            ctx.Value("i", 0) if gpus else None
+        )  # a shared counter, not a Manager: no extra process to outlive the driver
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), gpus, counter)
+        )
         self.futures: dict[cf.Future, str] = {}
 
     def submit(self, unit, study_dir, deps, settings):
@@ -158,7 +163,9 @@ class RayExecutor(Executor):
         try:
             import ray  # deferred: Ray is optional and slow to import
         except ImportError:
-            raise StitchkitError("the ray executor needs Ray: pip install 'stitchkit[ray]' (or pip install ray)") from None
+            raise StitchkitError(
+                "the ray executor needs Ray: pip install 'stitchkit[ray]' (or pip install ray)"
+            ) from None
         self.ray = ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
@@ -169,7 +176,9 @@ class RayExecutor(Executor):
             try:
                 ray.init(**kwargs)
             except Exception as exc:
-                raise StitchkitError(f"could not start or join Ray{' at ' + address if address else ''}: {exc}") from None
+                raise StitchkitError(
+                    f"could not start or join Ray{' at ' + address if address else ''}: {exc}"
+                ) from None
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         cpus = max(1, int(resources.get("CPU", 1)))
@@ -186,7 +195,9 @@ class RayExecutor(Executor):
         return options
 
     def submit(self, unit, study_dir, deps, settings):
-        ref = self.remote.options(**self.options(unit, settings)).remote(unit, study_dir, deps, {**settings, "progress": False})
+        ref = self.remote.options(**self.options(unit, settings)).remote(
+            unit, study_dir, deps, {**settings, "progress": False}
+        )
         self.refs[ref] = unit.id
 
     def wait(self):

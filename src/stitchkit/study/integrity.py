@@ -15,16 +15,35 @@ import datetime as _dt
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .store import STATUSES, Store, dump_json
 from .units import RESULT_FILE, Unit
 
 #: columns of ``units`` that a study reads (a store missing one is not a study store of this version)
-REQUIRED_COLUMNS = ("id", "kind", "label", "config", "deps", "status", "conventions", "model_hashes", "code_version", "seed", "metrics",
-                    "artifacts", "error", "attempts", "started", "finished", "seconds", "worker")
+REQUIRED_COLUMNS = (
+    "id",
+    "kind",
+    "label",
+    "config",
+    "deps",
+    "status",
+    "conventions",
+    "model_hashes",
+    "code_version",
+    "seed",
+    "metrics",
+    "artifacts",
+    "error",
+    "attempts",
+    "started",
+    "finished",
+    "seconds",
+    "worker",
+)
 JSON_COLUMNS = ("config", "deps", "conventions", "model_hashes", "metrics", "artifacts")
 
 
@@ -87,9 +106,14 @@ class Rebuilt:
     unreadable: int  # unit folders whose unit_result.json could not be used (they run again)
 
     def message(self, study_dir: Path, problem: str) -> str:
-        skipped = f"; {self.unreadable} unit folder(s) without a usable result will run again" if self.unreadable else ""
-        return (f"the study store {str(study_dir / 'study.sqlite')!r} is damaged: {problem}. It was kept as {self.kept_as.name!r} and "
-                f"rebuilt from the unit_result.json files of {self.units} finished unit(s){skipped}")
+        skipped = (
+            f"; {self.unreadable} unit folder(s) without a usable result will run again" if self.unreadable else ""
+        )
+        return (
+            f"the study store {str(study_dir / 'study.sqlite')!r} is damaged: {problem}. It was kept as "
+            f"{self.kept_as.name!r} and "
+            f"rebuilt from the unit_result.json files of {self.units} finished unit(s){skipped}"
+        )
 
 
 def rebuild_store(study_dir: str | os.PathLike, store_name: str, planned: Iterable[Unit] = ()) -> Rebuilt:
@@ -98,7 +122,7 @@ def rebuild_store(study_dir: str | os.PathLike, store_name: str, planned: Iterab
     of an earlier config gets the label its result file recorded, or ``"<kind> <id>"``)."""
     study_dir = Path(study_dir)
     path = study_dir / store_name
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     kept = path.with_name(f"{store_name}.damaged-{stamp}")
     for suffix in ("-wal", "-shm"):  # SQLite would otherwise replay the old WAL into the new file
         side = path.with_name(path.name + suffix)
@@ -119,8 +143,10 @@ def rebuild_store(study_dir: str | os.PathLike, store_name: str, planned: Iterab
     with Store(path) as store, store.transaction():
         for r in recovered:
             store.db.execute(
-                "INSERT OR REPLACE INTO units(id, kind, label, config, deps, status, conventions, model_hashes, code_version, seed, metrics, "
-                "artifacts, error, attempts, started, finished, seconds, worker) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, NULL, 1, NULL, ?, ?, ?)",
+                "INSERT OR REPLACE INTO units(id, kind, label, config, deps, status, conventions, model_hashes, "
+                "code_version, seed, metrics, "
+                "artifacts, error, attempts, started, finished, seconds, worker) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, "
+                "?, ?, ?, ?, NULL, 1, NULL, ?, ?, ?)",
                 r,
             )
     return Rebuilt(kept, len(recovered), unreadable)
@@ -138,6 +164,19 @@ def _recovered(folder: Path, labels: dict[str, str]) -> tuple[Any, ...] | None:
     if not data.get("ok") or folder.name != unit.folder_name:  # not a finished unit, or not this folder's
         return None
     label = labels.get(unit.id) or unit.label or f"{unit.kind} {unit.id}"
-    return (unit.id, unit.kind, label, dump_json(unit.params), dump_json(list(unit.deps)), dump_json(data.get("conventions", {})),
-            dump_json(data.get("model_hashes", {})), data.get("code_version"), unit.params.get("seed"), dump_json(data.get("metrics", {})),
-            dump_json(data.get("artifacts", {})), marker.stat().st_mtime, data.get("seconds"), data.get("worker"))
+    return (
+        unit.id,
+        unit.kind,
+        label,
+        dump_json(unit.params),
+        dump_json(list(unit.deps)),
+        dump_json(data.get("conventions", {})),
+        dump_json(data.get("model_hashes", {})),
+        data.get("code_version"),
+        unit.params.get("seed"),
+        dump_json(data.get("metrics", {})),
+        dump_json(data.get("artifacts", {})),
+        marker.stat().st_mtime,
+        data.get("seconds"),
+        data.get("worker"),
+    )

@@ -53,10 +53,20 @@ class Upgrade:
     dropped: list[str] = field(default_factory=list)  # labels of finished units that run again
 
     def message(self) -> str:
-        again = (f"; {len(self.dropped)} finished unit(s) whose inputs' roles the old store cannot tell run again: "
-                 f"{', '.join(self.dropped)}") if self.dropped else ""
-        return (f"upgraded the study store from version {self.from_version} to {STORE_VERSION} (unit ids now keep which network is "
-                f"the front and which the end, and identify given networks by content): kept {self.kept} finished unit(s){again}")
+        again = (
+            (
+                f"; {len(self.dropped)} finished unit(s) whose inputs' roles the old store cannot tell run again: "
+                f"{', '.join(self.dropped)}"
+            )
+            if self.dropped
+            else ""
+        )
+        return (
+            f"upgraded the study store from version {self.from_version} to {STORE_VERSION} (unit ids now keep which "
+            f"network is "
+            f"the front and which the end, and identify given networks by content): kept {self.kept} finished "
+            f"unit(s){again}"
+        )
 
 
 def upgrade_store(study_dir: str | os.PathLike, store: Store) -> Upgrade | None:
@@ -132,11 +142,28 @@ def _ordered_deps(study_dir: Path, rec: UnitRecord) -> list[str] | None:
 
 def _insert(store: Store, unit: Unit, rec: UnitRecord) -> None:
     store.db.execute(
-        "INSERT INTO units(id, kind, label, config, deps, status, conventions, model_hashes, code_version, seed, metrics, artifacts, error, "
-        "attempts, started, finished, seconds, worker) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-        (unit.id, unit.kind, rec.label, dump_json(unit.params), dump_json(list(unit.deps)), dump_json(rec.conventions),
-         dump_json(rec.model_hashes), rec.code_version, rec.seed, dump_json(rec.metrics), dump_json(rec.artifacts), rec.attempts,
-         rec.started, rec.finished, rec.seconds, rec.worker),
+        "INSERT INTO units(id, kind, label, config, deps, status, conventions, model_hashes, code_version, seed, "
+        "metrics, artifacts, error, "
+        "attempts, started, finished, seconds, worker) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, NULL, ?, ?, "
+        "?, ?, ?)",
+        (
+            unit.id,
+            unit.kind,
+            rec.label,
+            dump_json(unit.params),
+            dump_json(list(unit.deps)),
+            dump_json(rec.conventions),
+            dump_json(rec.model_hashes),
+            rec.code_version,
+            rec.seed,
+            dump_json(rec.metrics),
+            dump_json(rec.artifacts),
+            rec.attempts,
+            rec.started,
+            rec.finished,
+            rec.seconds,
+            rec.worker,
+        ),
     )
 
 

@@ -32,17 +32,25 @@ NORM_RATIO_MATRIX = "norm ratio (stitched / genuine)"
 #: the table of score distributions (genuine and stitched, per detector)
 SCORE_TABLE = "OOD score distributions"
 #: how to read the norm-ratio heatmap
-NORM_RATIO_CAPTION = (f"{NORM_DEFINITION}; 1 = the same scale, red = the stitched activations are larger, blue = smaller "
-                      "(logarithmic colour scale)")
+NORM_RATIO_CAPTION = (
+    f"{NORM_DEFINITION}; 1 = the same scale, red = the stitched activations are larger, blue = smaller "
+    "(logarithmic colour scale)"
+)
 
 
-def norm_ratio_matrix(matrices: "OODMatrices") -> dict[str, Any]:
+def norm_ratio_matrix(matrices: OODMatrices) -> dict[str, Any]:
     """The unit's :data:`NORM_RATIO_MATRIX` entry (a study matrix: rows, cols, values, kind, range, caption)."""
-    return {"rows": matrices.front_layers, "cols": matrices.end_layers, "values": json_safe(matrices.matrix("norm_ratio")),
-            "kind": "ratio", "range": [0, None], "caption": NORM_RATIO_CAPTION}
+    return {
+        "rows": matrices.front_layers,
+        "cols": matrices.end_layers,
+        "values": json_safe(matrices.matrix("norm_ratio")),
+        "kind": "ratio",
+        "range": [0, None],
+        "caption": NORM_RATIO_CAPTION,
+    }
 
 
-def score_table(matrices: "OODMatrices") -> list[dict[str, Any]]:
+def score_table(matrices: OODMatrices) -> list[dict[str, Any]]:
     """The unit's :data:`SCORE_TABLE` rows (:meth:`~stitchkit.ood.matrices.OODMatrices.score_rows`)."""
     return json_safe(matrices.score_rows())
 
@@ -67,13 +75,33 @@ def score_figures(record: UnitRecord) -> list[UnitFigure]:
     """One box-plot figure per detector of an OOD unit's :data:`SCORE_TABLE` (none for a unit that did
     not store it)."""
     rows = (record.metrics.get("tables") or {}).get(SCORE_TABLE) or []
-    heatmaps = [name[len("AUROC ("):-1] for name in record.metrics.get("matrices") or {} if name.startswith("AUROC (")]
+    heatmaps = [
+        name[len("AUROC (") : -1] for name in record.metrics.get("matrices") or {} if name.startswith("AUROC (")
+    ]
     # in the order of the unit's AUROC heatmaps (the store keeps a unit's matrices sorted by name)
-    detectors = sorted(dict.fromkeys(row["detector"] for row in rows), key=lambda name: heatmaps.index(name) if name in heatmaps else len(heatmaps))
-    return [UnitFigure(score_figure_name(name), score_figure(rows, name, title=f"{record.label}: {name} scores, genuine vs stitched"),
-                       SCORE_FIGURE_CAPTION, SCORE_TABLE)
-            for name in detectors]
+    detectors = sorted(
+        dict.fromkeys(row["detector"] for row in rows),
+        key=lambda name: heatmaps.index(name) if name in heatmaps else len(heatmaps),
+    )
+    return [
+        UnitFigure(
+            score_figure_name(name),
+            score_figure(rows, name, title=f"{record.label}: {name} scores, genuine vs stitched"),
+            SCORE_FIGURE_CAPTION,
+            SCORE_TABLE,
+        )
+        for name in detectors
+    ]
 
 
-__all__ = ["NORM_DEFINITION", "NORM_RATIO_CAPTION", "NORM_RATIO_MATRIX", "SCORE_TABLE", "UnitFigure", "norm_ratio_matrix", "score_figure_name", "score_figures",
-           "score_table"]
+__all__ = [
+    "NORM_DEFINITION",
+    "NORM_RATIO_CAPTION",
+    "NORM_RATIO_MATRIX",
+    "SCORE_TABLE",
+    "UnitFigure",
+    "norm_ratio_matrix",
+    "score_figure_name",
+    "score_figures",
+    "score_table",
+]

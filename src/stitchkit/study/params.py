@@ -17,8 +17,9 @@ changes exactly when its training images do.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from ..declarations import catalogue
 from .config import SCHEMA
@@ -34,8 +35,14 @@ def present_if(predicate: Callable[[Any], bool], default: Any, kw_only: bool = F
     return field(default=default, metadata={"present_if": predicate}, kw_only=kw_only)
 
 
-def if_set(section: str, key: str, when: Callable[[Any], bool] = lambda p: True, *, name: str | None = None,
-           kw_only: bool = False) -> Any:
+def if_set(
+    section: str,
+    key: str,
+    when: Callable[[Any], bool] = lambda p: True,
+    *,
+    name: str | None = None,
+    kw_only: bool = False,
+) -> Any:
     """A field (``name``, default ``key``) stored only when it differs from the schema's default of
     ``section.key`` and ``when(record)`` holds."""
     default = schema_default(section, key)
@@ -62,7 +69,11 @@ class UnitParams:
         unknown = set(params) - names
         if unknown:
             raise ValueError(f"{cls.kind} unit: unknown parameter(s) {sorted(unknown)}")
-        missing = [f.name for f in fields(cls) if f.name not in params and f.default is MISSING and f.default_factory is MISSING]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.name not in params and f.default is MISSING and f.default_factory is MISSING
+        ]
         if missing:
             raise ValueError(f"{cls.kind} unit: missing parameter(s) {missing}")
         return cls(**params)

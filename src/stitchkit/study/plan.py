@@ -50,11 +50,19 @@ def _file_hash(path: Path) -> str:
 
 def network(spec: dict[str, Any], dataset: str) -> LayeredModel:
     """The (untrained) network a model name and options describe, cut into its stitchable layers."""
-    from ..models import get_model  # deferred: importing the study package must not import torch (pool workers set threads first)
+    from ..models import (
+        get_model,  # deferred: importing the study package must not import torch (pool workers set threads first)
+    )
     from ..models.layers import layered
 
     info = dataset_info(dataset)
-    model = get_model(spec["model"], num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **spec["options"])
+    model = get_model(
+        spec["model"],
+        num_classes=info.num_classes,
+        in_channels=info.shape[0],
+        input_size=tuple(info.shape[1:]),
+        **spec["options"],
+    )
     return layered(model)
 
 
@@ -86,7 +94,7 @@ def _pairs(n: int, how: str) -> list[tuple[int, int]]:
     if how in ("reference_and_self", "first_and_self"):
         pairs = [(0, 0)] + pairs
     if not pairs:
-        raise StitchkitError("study config: stitching between networks needs at least two networks (or pairs = \"self\")")
+        raise StitchkitError('study config: stitching between networks needs at least two networks (or pairs = "self")')
     return pairs
 
 
@@ -96,12 +104,17 @@ def _check_networks(config: dict[str, Any], networks: list[Unit]) -> None:
     for i, n in enumerate(networks):
         if n.kind == NetworkParams.kind:
             if n.params["sha256"] in hashes:
-                raise StitchkitError(f"study config: networks.checkpoints[{i}] is the same file as networks.checkpoints[{hashes[n.params['sha256']]}]; "
-                                     "give each network once")
+                raise StitchkitError(
+                    f"study config: networks.checkpoints[{i}] is the same file as "
+                    f"networks.checkpoints[{hashes[n.params['sha256']]}]; "
+                    "give each network once"
+                )
             hashes[n.params["sha256"]] = i
     if config["sensitivity"]["enabled"] and len(networks) < 2:
-        raise StitchkitError("study config: the sensitivity test needs at least two networks (it ranks each network's low-rank versions "
-                             "against the others); add a seed or a checkpoint, or set [sensitivity] enabled = false")
+        raise StitchkitError(
+            "study config: the sensitivity test needs at least two networks (it ranks each network's low-rank versions "
+            "against the others); add a seed or a checkpoint, or set [sensitivity] enabled = false"
+        )
 
 
 @dataclass
@@ -147,18 +160,42 @@ def _network_units(config: dict[str, Any]) -> tuple[list[Unit], dict[str, bool |
     records: dict[str, bool | None] = {}
     paths = [Path(raw).expanduser().resolve() for raw in nets_cfg["checkpoints"]]
     # names only label (a unit's identity is its content, Unit.id): the config's, else the files' own
-    for i, (raw, path, name) in enumerate(zip(nets_cfg["checkpoints"], paths, nets_cfg["names"] or network_names(paths))):
+    for i, (raw, path, name) in enumerate(
+        zip(nets_cfg["checkpoints"], paths, nets_cfg["names"] or network_names(paths))
+    ):
         ckpt = load_checkpoint(path)
         if not ckpt.self_describing:
-            raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit checkpoint (final.pt)")
-        params = NetworkParams(path=str(path), sha256=_file_hash(path), dataset=dataset, model=ckpt.model_spec["name"],
-                               options=ckpt.model_spec.get("options", {}))
+            raise StitchkitError(
+                f"study config: networks.checkpoints[{i}] {raw!r} does not describe its architecture; use a stitchkit "
+                f"checkpoint (final.pt)"
+            )
+        params = NetworkParams(
+            path=str(path),
+            sha256=_file_hash(path),
+            dataset=dataset,
+            model=ckpt.model_spec["name"],
+            options=ckpt.model_spec.get("options", {}),
+        )
         networks.append(Unit(params.kind, params.to_params(), (), f"network {name}"))
         records[networks[-1].id] = ckpt.augment
     if networks:
         return networks, records
-    keys = ("model", "options", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "scheduler", "milestones", "augment", "train_subset",
-            "schedule_unit", "warmup_fraction")
+    keys = (
+        "model",
+        "options",
+        "epochs",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "weight_decay",
+        "momentum",
+        "scheduler",
+        "milestones",
+        "augment",
+        "train_subset",
+        "schedule_unit",
+        "warmup_fraction",
+    )
     names = nets_cfg["names"] or [f"{nets_cfg['model']} s{seed}" for seed in nets_cfg["seeds"]]
     for seed, name in zip(nets_cfg["seeds"], names):
         params = TrainParams(**{k: nets_cfg[k] for k in keys}, dataset=dataset, seed=seed)
@@ -175,13 +212,34 @@ def _stitch_units(ctx: _Context) -> list[Unit]:
     units = []
     for i, j in _pairs(len(ctx.networks), st["pairs"]):
         for method in st["methods"]:
-            training = {} if method == "dm" else {k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp",
-                                                                         *SCHEDULE_KEYS)}
-            params = StitchParams(**ctx.common, method=method, front_layers=ctx.front_layers, end_layers=ctx.end_layers, type=st["type"],
-                                  fit_samples=st["fit_samples"], eval_samples=st["eval_samples"], dm_solver=st["dm_solver"],
-                                  augment=ctx.augmented("stitching", ctx.networks[j].id) is not False, **training)
-            units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
-                              f"stitch {method} {ctx.names[i]}→{ctx.names[j]}"))
+            training = (
+                {}
+                if method == "dm"
+                else {
+                    k: st[k]
+                    for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp", *SCHEDULE_KEYS)
+                }
+            )
+            params = StitchParams(
+                **ctx.common,
+                method=method,
+                front_layers=ctx.front_layers,
+                end_layers=ctx.end_layers,
+                type=st["type"],
+                fit_samples=st["fit_samples"],
+                eval_samples=st["eval_samples"],
+                dm_solver=st["dm_solver"],
+                augment=ctx.augmented("stitching", ctx.networks[j].id) is not False,
+                **training,
+            )
+            units.append(
+                Unit(
+                    params.kind,
+                    params.to_params(),
+                    (ctx.networks[i].id, ctx.networks[j].id),
+                    f"stitch {method} {ctx.names[i]}→{ctx.names[j]}",
+                )
+            )
     return units
 
 
@@ -195,18 +253,33 @@ def _ood_units(ctx: _Context, stitch_units: list[Unit]) -> list[Unit]:
     detector_units: dict[str, Unit] = {}
     if oc["energy"]:
         for end_id in sorted({u.deps[1] for u in ood_stitches}, key=[n.id for n in ctx.networks].index):
-            params = DetectorsParams(**ctx.common, detector=oc["detector"], options=oc["detector_options"], layers=ctx.end_layers,
-                                     outliers=oc["outliers"], finetune_id=oc["finetune_id"], pretrain_epochs=oc["pretrain_epochs"],
-                                     finetune_epochs=oc["finetune_epochs"], batch_size=oc["batch_size"], train_subset=oc["train_subset"],
-                                     **{k: oc[k] for k in SCHEDULE_KEYS},
-                                     augment=ctx.augmented("ood", end_id) is not False,
-                                     finetune_id_augment=ctx.augmented("ood", end_id, oc["finetune_id"]) is True)
+            params = DetectorsParams(
+                **ctx.common,
+                detector=oc["detector"],
+                options=oc["detector_options"],
+                layers=ctx.end_layers,
+                outliers=oc["outliers"],
+                finetune_id=oc["finetune_id"],
+                pretrain_epochs=oc["pretrain_epochs"],
+                finetune_epochs=oc["finetune_epochs"],
+                batch_size=oc["batch_size"],
+                train_subset=oc["train_subset"],
+                **{k: oc[k] for k in SCHEDULE_KEYS},
+                augment=ctx.augmented("ood", end_id) is not False,
+                finetune_id_augment=ctx.augmented("ood", end_id, oc["finetune_id"]) is True,
+            )
             label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
             detector_units[end_id] = Unit(params.kind, params.to_params(), (end_id,), f"detectors {label}")
     units = list(detector_units.values())
     for su in ood_stitches:
         deps = (su.id,) + ((detector_units[su.deps[1]].id,) if su.deps[1] in detector_units else ())
-        params = OodParams(**ctx.common, training_free=oc["training_free"], sanity=oc["sanity"], eval_samples=oc["eval_samples"], energy=oc["energy"])
+        params = OodParams(
+            **ctx.common,
+            training_free=oc["training_free"],
+            sanity=oc["sanity"],
+            eval_samples=oc["eval_samples"],
+            energy=oc["energy"],
+        )
         units.append(Unit(params.kind, params.to_params(), deps, f"ood {su.label.split(' ', 1)[1]}"))
     return units
 
@@ -218,17 +291,34 @@ def _similarity_units(ctx: _Context) -> list[Unit]:
     n = len(ctx.networks)
     units = []
     for i, j in _pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
-        params = SimilarityParams(**ctx.common, measures=sc["measures"], n_samples=sc["n_samples"], policy=sc["policy"], layers=ctx.layers,
-                                  **similarity_uncertainty(ctx.config))
-        units.append(Unit(params.kind, params.to_params(), (ctx.networks[i].id, ctx.networks[j].id),
-                          f"similarity {ctx.names[i]}↔{ctx.names[j]}"))
+        params = SimilarityParams(
+            **ctx.common,
+            measures=sc["measures"],
+            n_samples=sc["n_samples"],
+            policy=sc["policy"],
+            layers=ctx.layers,
+            **similarity_uncertainty(ctx.config),
+        )
+        units.append(
+            Unit(
+                params.kind,
+                params.to_params(),
+                (ctx.networks[i].id, ctx.networks[j].id),
+                f"similarity {ctx.names[i]}↔{ctx.names[j]}",
+            )
+        )
     return units
 
 
 def similarity_uncertainty(config: dict[str, Any]) -> dict[str, Any]:
     """The similarity units' interval and null settings (:class:`~.params.SimilarityParams`), from [uncertainty]."""
     u = config["uncertainty"]
-    return {"bootstrap": u["similarity_bootstrap"], "permutations": u["permutations"], "level": u["level"], "uncertainty_seed": u["seed"]}
+    return {
+        "bootstrap": u["similarity_bootstrap"],
+        "permutations": u["permutations"],
+        "level": u["level"],
+        "uncertainty_seed": u["seed"],
+    }
 
 
 def _probe_units(ctx: _Context) -> list[Unit]:
@@ -238,9 +328,15 @@ def _probe_units(ctx: _Context) -> list[Unit]:
     probe_layers = _select(ctx.net, pc["layers"], "probes.layers")
     units = []
     for n, name in zip(ctx.networks, ctx.names, strict=True):
-        params = ProbesParams(**ctx.common, layers=probe_layers, ranks=pc["ranks"], epochs=pc["epochs"],
-                              train_subset=pc["train_subset"], augment=ctx.augmented("probes", n.id) is True,
-                              **{k: pc[k] for k in SCHEDULE_KEYS})
+        params = ProbesParams(
+            **ctx.common,
+            layers=probe_layers,
+            ranks=pc["ranks"],
+            epochs=pc["epochs"],
+            train_subset=pc["train_subset"],
+            augment=ctx.augmented("probes", n.id) is True,
+            **{k: pc[k] for k in SCHEDULE_KEYS},
+        )
         units.append(Unit(params.kind, params.to_params(), (n.id,), f"probes {name}"))
     return units
 
@@ -253,19 +349,33 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
     sc, pc, st = config["similarity"], config["probes"], config["stitching"]
     middle = ctx.layers[len(ctx.layers) // 2]
     deps = tuple(n.id for n in ctx.networks) + tuple(probe_ids)
-    shared = dict(**ctx.common, n_samples=sc["n_samples"], policy=sc["policy"], probe_epochs=pc["epochs"], probe_train_subset=pc["train_subset"],
-                  fit_samples=st["fit_samples"], probe_augment=[ctx.augmented("probes", n.id) is True for n in ctx.networks],
-                  tlm_augment=[ctx.augmented("stitching", n.id) is not False for n in ctx.networks], **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS})
+    shared = dict(
+        **ctx.common,
+        n_samples=sc["n_samples"],
+        policy=sc["policy"],
+        probe_epochs=pc["epochs"],
+        probe_train_subset=pc["train_subset"],
+        fit_samples=st["fit_samples"],
+        probe_augment=[ctx.augmented("probes", n.id) is True for n in ctx.networks],
+        tlm_augment=[ctx.augmented("stitching", n.id) is not False for n in ctx.networks],
+        **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS},
+    )
     units = []
     sens = config["sensitivity"]
     if sens["enabled"]:
         layer = _select(ctx.net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
         check_ranks_fit(sens["ranks"], {layer: shapes[layer]}, "study config: sensitivity.ranks")
-        params = SensitivityParams(layer=layer, ranks=sens["ranks"] or default_ranks(shapes[layer]), measures=sens["measures"], **shared)
+        params = SensitivityParams(
+            layer=layer, ranks=sens["ranks"] or default_ranks(shapes[layer]), measures=sens["measures"], **shared
+        )
         units.append(Unit(params.kind, params.to_params(), deps, f"sensitivity {layer}"))
     spec_cfg = config["specificity"]
     if spec_cfg["enabled"]:
-        layer = _select(ctx.net, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0] if spec_cfg["reference_layer"] else middle
+        layer = (
+            _select(ctx.net, [spec_cfg["reference_layer"]], "specificity.reference_layer")[0]
+            if spec_cfg["reference_layer"]
+            else middle
+        )
         params = SpecificityParams(reference_layer=layer, layers=ctx.layers, measures=spec_cfg["measures"], **shared)
         units.append(Unit(params.kind, params.to_params(), deps, f"specificity {layer}"))
     return units
@@ -273,7 +383,8 @@ def _test_units(ctx: _Context, probe_ids: list[str]) -> list[Unit]:
 
 def _check_provenance(config: dict[str, Any]) -> None:
     """Refuse a checkpoint that records a dataset other than ``study.dataset`` unless
-    ``networks.allow_other_dataset`` (then each one is said once, :func:`~stitchkit.data.provenance.note_provenance`)."""
+    ``networks.allow_other_dataset`` (then each one is said once,
+    :func:`~stitchkit.data.provenance.note_provenance`)."""
     from ..models.checkpoint import load_checkpoint  # deferred: importing the study package must not import torch
 
     dataset = config["study"]["dataset"]
@@ -282,8 +393,11 @@ def _check_provenance(config: dict[str, Any]) -> None:
         if not other_datasets({"": recorded}, dataset):
             continue
         if not config["networks"]["allow_other_dataset"]:
-            raise StitchkitError(f"study config: networks.checkpoints[{i}] {raw!r} was trained on {recorded}, not on study.dataset {dataset!r}; "
-                                 f"set study.dataset = {recorded!r}, or networks.allow_other_dataset = true to study it on {dataset}")
+            raise StitchkitError(
+                f"study config: networks.checkpoints[{i}] {raw!r} was trained on {recorded}, not on study.dataset "
+                f"{dataset!r}; "
+                f"set study.dataset = {recorded!r}, or networks.allow_other_dataset = true to study it on {dataset}"
+            )
         note_provenance({f"networks.checkpoints[{i}]": recorded}, dataset)
 
 
@@ -295,13 +409,26 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     networks, augment_records = _network_units(config)
     _check_networks(config, networks)
     net = network({"model": networks[0].params["model"], "options": networks[0].params["options"]}, dataset)
-    ctx = _Context(config, networks, [n.label.split(" ", 1)[1] for n in networks], net, net.shapes(info.shape),
-                   _select(net, config["layers"]["front"], "layers.front"), _select(net, config["layers"]["end"], "layers.end"),
-                   augment_records=augment_records)
+    ctx = _Context(
+        config,
+        networks,
+        [n.label.split(" ", 1)[1] for n in networks],
+        net,
+        net.shapes(info.shape),
+        _select(net, config["layers"]["front"], "layers.front"),
+        _select(net, config["layers"]["end"], "layers.end"),
+        augment_records=augment_records,
+    )
     stitch_units = _stitch_units(ctx)
     probe_units = _probe_units(ctx)
-    units = [*networks, *stitch_units, *_ood_units(ctx, stitch_units), *_similarity_units(ctx), *probe_units,
-             *_test_units(ctx, [u.id for u in probe_units])]
+    units = [
+        *networks,
+        *stitch_units,
+        *_ood_units(ctx, stitch_units),
+        *_similarity_units(ctx),
+        *probe_units,
+        *_test_units(ctx, [u.id for u in probe_units]),
+    ]
     from .checks import check_units  # deferred: importing the study package must not import torch
 
     check_units(config, networks, units, net)  # what each unit would meet on its networks, before anything is written

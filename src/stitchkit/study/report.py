@@ -18,8 +18,9 @@ import base64
 import html
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,9 @@ UNIT_FIGURES: dict[str, Callable[[UnitRecord], list[UnitFigure]]] = {"ood": scor
 FIGURE_DPI = 130
 
 
-def _heatmap(matrix: Matrix, png: Path, pdf: Path, alpha: float, spread: np.ndarray | None = None, spread_title: str = "") -> None:
+def _heatmap(
+    matrix: Matrix, png: Path, pdf: Path, alpha: float, spread: np.ndarray | None = None, spread_title: str = ""
+) -> None:
     """The one heatmap of stitchkit.results; beside it a panel of each cell's uncertainty (its interval's
     width, or the given ``spread``) and × on the cells not above the permutation null, where there are any."""
     markers = not_above_null(matrix, alpha)
@@ -76,8 +79,16 @@ def _base_rows(records: list[UnitRecord], study_dir: Path, settings: Uncertainty
         if r.kind in network_kinds() and r.status == "done":
             bounds = scalar_intervals(study_dir, r, settings).get("test_acc")  # from the unit's per-image hits
             interval = {"test accuracy (lower)": bounds[0], "test accuracy (upper)": bounds[1]} if bounds else {}
-            rows.append({"network": r.label.split(" ", 1)[1], "test accuracy": r.metrics.get("test_acc"), **interval,
-                         "top-5": r.metrics.get("test_top5"), "seconds": r.seconds, "content hash": r.model_hashes.get("network")})
+            rows.append(
+                {
+                    "network": r.label.split(" ", 1)[1],
+                    "test accuracy": r.metrics.get("test_acc"),
+                    **interval,
+                    "top-5": r.metrics.get("test_top5"),
+                    "seconds": r.seconds,
+                    "content hash": r.model_hashes.get("network"),
+                }
+            )
     return rows
 
 
@@ -100,7 +111,9 @@ def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _figure_html(stem: str, title: str, png: Path, table_stem: str | None, caption: str | None, *, wide: bool = False) -> str:
+def _figure_html(
+    stem: str, title: str, png: Path, table_stem: str | None, caption: str | None, *, wide: bool = False
+) -> str:
     """A report figure: the embedded PNG (linked to itself at full size), its title, how to read it, and
     links to its PDF and its data's CSV where they exist; ``wide`` figures (many panels) take the page's width."""
     text = html.escape(title) + (f". {html.escape(caption)}" if caption else "")
@@ -109,18 +122,32 @@ def _figure_html(stem: str, title: str, png: Path, table_stem: str | None, capti
         links.append(f'<a href="figures/{png.stem}.pdf">PDF</a>')
     if table_stem is not None:
         links.append(f'<a href="tables/{table_stem}.csv">CSV</a>')
-    return (f'<figure id="{stem}"{" class=wide" if wide else ""}><a href="figures/{png.name}"><img alt="{html.escape(title)}" '
-            f'src="{_embedded_png(png)}"></a><figcaption>{text} ({", ".join(links)})</figcaption></figure>')
+    return (
+        f'<figure id="{stem}"{" class=wide" if wide else ""}><a href="figures/{png.name}"><img '
+        f'alt="{html.escape(title)}" '
+        f'src="{_embedded_png(png)}"></a><figcaption>{text} ({", ".join(links)})</figcaption></figure>'
+    )
 
 
-def _matrix_html(title: str, stem: str, entry: dict[str, Any], out: Path, exports: list[str], alpha: float,
-                 spread: np.ndarray | None = None, spread_title: str = "") -> tuple[str, str]:
+def _matrix_html(
+    title: str,
+    stem: str,
+    entry: dict[str, Any],
+    out: Path,
+    exports: list[str],
+    alpha: float,
+    spread: np.ndarray | None = None,
+    spread_title: str = "",
+) -> tuple[str, str]:
     """A matrix's heatmap (with its uncertainty, where it has any) and its CSV (with the bound columns): the
     figure's HTML, and that of its values' table (folded away; empty without intervals or p-values)."""
     matrix = Matrix.from_dict(entry, name=title)
     png, pdf = out / "figures" / f"{stem}.png", out / "figures" / f"{stem}.pdf"
     _heatmap(matrix, png, pdf, alpha, spread, spread_title)
-    rows = [{"front \\ end": row[matrix.corner], **{k: v for k, v in row.items() if k != matrix.corner}} for row in matrix.table_rows()]
+    rows = [
+        {"front \\ end": row[matrix.corner], **{k: v for k, v in row.items() if k != matrix.corner}}
+        for row in matrix.table_rows()
+    ]
     _write_table(rows, out / "tables" / f"{stem}.csv")
     exports.append(f"{stem}.csv")
     caption = "; ".join(filter(None, [entry.get("caption"), interval_caption(matrix, alpha)]))
@@ -129,8 +156,15 @@ def _matrix_html(title: str, stem: str, entry: dict[str, Any], out: Path, export
     return _figure_html(stem, title, png, stem, caption or None, wide=wide), table
 
 
-def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str], settings: UncertaintySettings, thresholds: Thresholds,
-                  shown: dict[str, str]) -> str:
+def _unit_section(
+    r: UnitRecord,
+    study_dir: Path,
+    out: Path,
+    exports: list[str],
+    settings: UncertaintySettings,
+    thresholds: Thresholds,
+    shown: dict[str, str],
+) -> str:
     """A unit's heatmaps (with the intervals its per-sample statistics give; a stitch grid's relative accuracy
     beside its accuracy), tables (those not ``shown`` before) and own figures (written to ``figures/`` and
     ``tables/``), as HTML."""
@@ -139,34 +173,53 @@ def _unit_section(r: UnitRecord, study_dir: Path, out: Path, exports: list[str],
     relative = _relative_accuracy(r)
     for mname, matrix in interval_matrices(study_dir, r, settings).items():
         relative_bounds = matrix.pop("relative", {})
-        figure, table = _matrix_html(f"{r.label}: {mname}", artifact_stem(r.kind, r.label, mname), matrix, out, exports, alpha)
+        figure, table = _matrix_html(
+            f"{r.label}: {mname}", artifact_stem(r.kind, r.label, mname), matrix, out, exports, alpha
+        )
         if relative is not None and mname == relative[0]:  # beside the absolute accuracy it is computed from
             name = f"{mname.removesuffix(' accuracy')} relative accuracy"
             bounded = {**relative[1], **relative_bounds}
-            figure += _matrix_html(f"{r.label}: {name}", artifact_stem(r.kind, r.label, name), bounded, out, exports, alpha)[0]
+            figure += _matrix_html(
+                f"{r.label}: {name}", artifact_stem(r.kind, r.label, name), bounded, out, exports, alpha
+            )[0]
         parts.append(figure + table)
     for extra in UNIT_FIGURES.get(r.kind, lambda record: [])(r):
         stem = artifact_stem(r.kind, r.label, extra.name)
         png = out / "figures" / f"{stem}.png"
         extra.figure.savefig(png, dpi=FIGURE_DPI)
         extra.figure.savefig(out / "figures" / f"{stem}.pdf")
-        parts.append(_figure_html(stem, f"{r.label}: {extra.name}", png, artifact_stem(r.kind, r.label, extra.table), extra.caption, wide=True))
+        parts.append(
+            _figure_html(
+                stem,
+                f"{r.label}: {extra.name}",
+                png,
+                artifact_stem(r.kind, r.label, extra.table),
+                extra.caption,
+                wide=True,
+            )
+        )
     for tname, rows in (r.metrics.get("tables") or {}).items():
         stem = artifact_stem(r.kind, r.label, tname)
         _write_table(rows, out / "tables" / f"{stem}.csv")
         exports.append(f"{stem}.csv")
         parts.append(_unit_table(r, tname, rows, shown, thresholds))
-    for aname, rel in (r.artifacts or {}).items():  # figures a unit drew itself (the sensitivity and specificity tests' plots)
+    for aname, rel in (
+        r.artifacts or {}
+    ).items():  # figures a unit drew itself (the sensitivity and specificity tests' plots)
         if str(rel).endswith(".png"):
             src = study_dir / "units" / f"{r.kind}-{r.id}" / rel
             if src.is_file():
                 stem = artifact_stem(r.kind, r.label, aname)
                 shutil.copyfile(src, out / "figures" / f"{stem}.png")
-                parts.append(_figure_html(stem, f"{r.label}: {aname}", out / "figures" / f"{stem}.png", None, None, wide=True))
+                parts.append(
+                    _figure_html(stem, f"{r.label}: {aname}", out / "figures" / f"{stem}.png", None, None, wide=True)
+                )
     return "\n".join(parts)
 
 
-def _unit_table(r: UnitRecord, name: str, rows: list[dict[str, Any]], shown: dict[str, str], thresholds: Thresholds) -> str:
+def _unit_table(
+    r: UnitRecord, name: str, rows: list[dict[str, Any]], shown: dict[str, str], thresholds: Thresholds
+) -> str:
     """A unit's table as HTML: once (a table equal to one shown before, e.g. the sanity check of the end
     network two OOD units share, links to it), with the sanity check's failures marked."""
     stem = artifact_stem(r.kind, r.label, name)
@@ -178,25 +231,42 @@ def _unit_table(r: UnitRecord, name: str, rows: list[dict[str, Any]], shown: dic
     if name.startswith(SANITY_TABLE):
         marked = [{**row, "passes": passes_sanity(row, thresholds.detector_sanity)} for row in rows]
         failing = sum(not row["passes"] for row in marked)
-        note = (f"<p>{failing} of {len(marked)} rows fail the check (red: AUROC below detector_sanity = {thresholds.detector_sanity:g}); "
-                "the findings do not use a detector on a layer where it fails.</p>") if failing else ""
+        note = (
+            (
+                f"<p>{failing} of {len(marked)} rows fail the check (red: AUROC below detector_sanity = "
+                f"{thresholds.detector_sanity:g}); "
+                "the findings do not use a detector on a layer where it fails.</p>"
+            )
+            if failing
+            else ""
+        )
         return heading + note + html_table(marked, lambda row: None if row["passes"] else "fail")
     return heading + html_table(rows)
 
 
 def _relative_accuracy(r: UnitRecord) -> tuple[str, dict[str, Any]] | None:
     """A stitch unit's relative accuracy matrix (stitched / the end network's own accuracy, as the findings
-    read it: :class:`~.findings.view.StitchGrid`) and the name of the accuracy matrix it comes from; None for other units."""
+    read it: :class:`~.findings.view.StitchGrid`) and the name of the accuracy matrix it comes from; None for other
+    units."""
     if r.kind != "stitch" or r.status != "done":
         return None
     grid = StitchGrid.of(r)
     if grid.accuracy is None:
         return None
     values = [[float(v) if np.isfinite(v) else None for v in row] for row in grid.accuracy.values]
-    caption = (f"The stitched accuracy divided by the end network's own accuracy ({grid.end_accuracy:.3f}): 1 = as accurate as the end "
-               "network (white), blue below, red above")
-    return f"{grid.title} accuracy", {"rows": list(grid.accuracy.rows), "cols": list(grid.accuracy.cols), "values": values, "kind": "ratio",
-                                      "range": [0, None], "caption": caption}
+    caption = (
+        f"The stitched accuracy divided by the end network's own accuracy ({grid.end_accuracy:.3f}): 1 = as accurate "
+        f"as the end "
+        "network (white), blue below, red above"
+    )
+    return f"{grid.title} accuracy", {
+        "rows": list(grid.accuracy.rows),
+        "cols": list(grid.accuracy.cols),
+        "values": values,
+        "kind": "ratio",
+        "range": [0, None],
+        "caption": caption,
+    }
 
 
 def _seeds_section(records: list[UnitRecord], out: Path, exports: list[str], alpha: float) -> str:
@@ -205,20 +275,36 @@ def _seeds_section(records: list[UnitRecord], out: Path, exports: list[str], alp
     spreads = across_pairs(records)
     if not spreads:
         return ""
-    parts = ["<h2 id=\"seeds\">Across network pairs (seeds)</h2><p>Per cell, the mean and the standard deviation across the network "
-             "pairs of each matrix kind: how much a number depends on which trained networks were compared.</p>"]
+    parts = [
+        '<h2 id="seeds">Across network pairs (seeds)</h2><p>Per cell, the mean and the standard deviation across the '
+        "network "
+        "pairs of each matrix kind: how much a number depends on which trained networks were compared.</p>"
+    ]
     for spread in spreads:
         stem = artifact_stem("seeds", spread.kind, spread.title)
-        parts.append("".join(_matrix_html(spread.title, stem, spread.mean_matrix(), out, exports, alpha, spread.std, "standard deviation")))
+        parts.append(
+            "".join(
+                _matrix_html(
+                    spread.title, stem, spread.mean_matrix(), out, exports, alpha, spread.std, "standard deviation"
+                )
+            )
+        )
         _write_table(spread.table_rows(), out / "tables" / f"{stem}_table.csv")
         exports.append(f"{stem}_table.csv")
-        parts.append(f"<details><summary>{html.escape(spread.title)}: mean and standard deviation per cell</summary>"
-                     + html_table(spread.table_rows()) + "</details>")
+        parts.append(
+            f"<details><summary>{html.escape(spread.title)}: mean and standard deviation per cell</summary>"
+            + html_table(spread.table_rows())
+            + "</details>"
+        )
     return "\n".join(parts)
 
 
 def _has_results(r: UnitRecord) -> bool:
-    return bool(r.metrics.get("matrices") or r.metrics.get("tables") or any(str(v).endswith(".png") for v in (r.artifacts or {}).values()))
+    return bool(
+        r.metrics.get("matrices")
+        or r.metrics.get("tables")
+        or any(str(v).endswith(".png") for v in (r.artifacts or {}).values())
+    )
 
 
 def _status_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
@@ -227,10 +313,16 @@ def _status_rows(records: list[UnitRecord]) -> list[dict[str, Any]]:
     for r in records:
         if r.seconds:
             timing[r.kind] = timing.get(r.kind, 0.0) + r.seconds
-    return [{"kind": k, "done": sum(1 for r in records if r.kind == k and r.status == "done"),
-             "failed": sum(1 for r in records if r.kind == k and r.status == "failed"),
-             "left": sum(1 for r in records if r.kind == k and r.status in ("pending", "running")),
-             "seconds": round(timing.get(k, 0.0), 1)} for k in dict.fromkeys(r.kind for r in records)]
+    return [
+        {
+            "kind": k,
+            "done": sum(1 for r in records if r.kind == k and r.status == "done"),
+            "failed": sum(1 for r in records if r.kind == k and r.status == "failed"),
+            "left": sum(1 for r in records if r.kind == k and r.status in ("pending", "running")),
+            "seconds": round(timing.get(k, 0.0), 1),
+        }
+        for k in dict.fromkeys(r.kind for r in records)
+    ]
 
 
 def _notes(records: list[UnitRecord]) -> str:
@@ -244,24 +336,27 @@ def _notes(records: list[UnitRecord]) -> str:
     return notes
 
 
-def _page(name: str, version: str, dataset: str, n_units: int, findings_html: str, units_html: str, sections: list[str]) -> str:
+def _page(
+    name: str, version: str, dataset: str, n_units: int, findings_html: str, units_html: str, sections: list[str]
+) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stitchkit study: {html.escape(name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1240px; padding: 0 1em; color: #222; }}
 {TABLE_CSS}
-figure {{ display: inline-block; margin: 0.5em; vertical-align: top; max-width: 100%; }} figure img {{ max-width: 100%; height: auto; }}
+figure {{ display: inline-block; margin: 0.5em; vertical-align: top; max-width: 100%; }}
+figure img {{ max-width: 100%; height: auto; }}
 figcaption {{ font-size: 0.85em; color: #555; max-width: 640px; }} figure.wide figcaption {{ max-width: 100%; }}
 p.intro {{ max-width: 60em; }} .warn {{ color: #a40; }}
 {FINDINGS_CSS}
 </style></head><body>
 <h1>stitchkit study: {html.escape(name)}</h1>
 <p>stitchkit {html.escape(str(version))}; dataset {html.escape(dataset)};
-{n_units} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as PNG and PDF in
-<code>figures/</code>.</p>
+{n_units} units. Tables are exported as CSV (and Parquet where available) in <code>tables/</code>, figures as
+PNG and PDF in <code>figures/</code>.</p>
 {findings_html}
 <h2>Units</h2><p class=intro>{html.escape(kind_intro("units"))}</p>{units_html}
-{''.join(sections)}
+{"".join(sections)}
 </body></html>
 """
 
@@ -275,9 +370,14 @@ def write_report(study_dir: str | Path) -> Path:
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True, exist_ok=True)
     settings = UncertaintySettings.from_config(config)
-    findings = verdict_robustness(records, study_dir, compute_findings(records, config.get("findings")), config.get("findings"), settings)
-    write_findings_json(out / "findings.json", findings, {"study": (config.get("study") or {}).get("name", study_dir.name),
-                                                          "uncertainty": vars(settings)})
+    findings = verdict_robustness(
+        records, study_dir, compute_findings(records, config.get("findings")), config.get("findings"), settings
+    )
+    write_findings_json(
+        out / "findings.json",
+        findings,
+        {"study": (config.get("study") or {}).get("name", study_dir.name), "uncertainty": vars(settings)},
+    )
     order = kind_order()
     records.sort(key=lambda r: (order.index(r.kind) if r.kind in order else len(order), r.label))
     name = (config.get("study") or {}).get("name", study_dir.name)
@@ -288,21 +388,27 @@ def write_report(study_dir: str | Path) -> Path:
     if base:
         _write_table(base, out / "tables" / "base_accuracy.csv")
         exports.append("base_accuracy.csv")
-        sections.append(f"<h2>Base networks</h2><p class=intro>{html.escape(kind_intro('base', thresholds))}</p>" + html_table(base))
+        sections.append(
+            f"<h2>Base networks</h2><p class=intro>{html.escape(kind_intro('base', thresholds))}</p>" + html_table(base)
+        )
     current_kind = None
     shown: dict[str, str] = {}  # tables already on the page, by content: each is shown once
     for r in filter(_has_results, records):
         if r.kind != current_kind:
             intro = kind_intro(r.kind, thresholds)
-            sections.append(f"<h2>{html.escape(kind_title(r.kind))}</h2>"
-                            + (f"<p class=intro>{html.escape(intro)}</p>" if intro else ""))
+            sections.append(
+                f"<h2>{html.escape(kind_title(r.kind))}</h2>"
+                + (f"<p class=intro>{html.escape(intro)}</p>" if intro else "")
+            )
             current_kind = r.kind
         sections.append(_unit_section(r, study_dir, out, exports, settings, thresholds, shown))
     sections.append(_seeds_section(records, out, exports, findings.thresholds.alpha))
     status_rows = _status_rows(records)
     _write_table(status_rows, out / "tables" / "units.csv")
     dataset = str((config.get("study") or {}).get("dataset", "?"))
-    page = _page(name, version, dataset, len(records), render_html(findings), html_table(status_rows) + _notes(records), sections)
+    page = _page(
+        name, version, dataset, len(records), render_html(findings), html_table(status_rows) + _notes(records), sections
+    )
     path = out / "index.html"
     write_text_atomic(path, page)
     return path

@@ -6,16 +6,52 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 #: what the report writes for a missing or non-finite value (never "nan" or "None")
 MISSING = "—"
 #: columns that say what a row is about, in this order, before every other column
-KEY_COLUMNS = ("kind", "unit", "network", "measure", "scope", "end_layer", "detector", "activations", "layer", "front_layer", "rank",
-               "passes", "error")
+KEY_COLUMNS = (
+    "kind",
+    "unit",
+    "network",
+    "measure",
+    "scope",
+    "end_layer",
+    "detector",
+    "activations",
+    "layer",
+    "front_layer",
+    "rank",
+    "passes",
+    "error",
+)
 #: columns of numbers, in this order, after the key columns (others follow in the order the rows give them)
-VALUE_COLUMNS = ("test accuracy", "top-5", "auroc", "aupr", "fpr95", "spearman", "spearman_p", "kendall", "kendall_p", "bad_fraction",
-                 "min", "q25", "q50", "mean", "q75", "max", "n", "done", "failed", "left", "seconds", "content hash")
+VALUE_COLUMNS = (
+    "test accuracy",
+    "top-5",
+    "auroc",
+    "aupr",
+    "fpr95",
+    "spearman",
+    "spearman_p",
+    "kendall",
+    "kendall_p",
+    "bad_fraction",
+    "min",
+    "q25",
+    "q50",
+    "mean",
+    "q75",
+    "max",
+    "n",
+    "done",
+    "failed",
+    "left",
+    "seconds",
+    "content hash",
+)
 
 #: the suffixes of a value's interval columns ("test accuracy (lower)"), which come right after the value
 BOUND_SUFFIXES = ("lower)", "upper)", "p)")
@@ -84,14 +120,22 @@ def html_table(rows: Sequence[dict[str, Any]], row_class: Callable[[dict[str, An
     (e.g. ``fail``), or None."""
     columns = column_order(rows)
     formats = {c: number_format([r.get(c) for r in rows]) for c in columns}
-    numeric = {c for c in columns if any(_is_number(r.get(c)) for r in rows) and all(_is_number(r.get(c)) or r.get(c) is None for r in rows)}
+    numeric = {
+        c
+        for c in columns
+        if any(_is_number(r.get(c)) for r in rows) and all(_is_number(r.get(c)) or r.get(c) is None for r in rows)
+    }
 
     def td(c: str, v: Any) -> str:
         return f'<td class="num">{cell(v, formats[c])}</td>' if c in numeric else f"<td>{cell(v, formats[c])}</td>"
 
-    head = "".join(f'<th{" class=num" if c in numeric else ""}>{html.escape(c)}</th>' for c in columns)
-    body = "".join(f'<tr{(" class=" + cls) if row_class and (cls := row_class(r)) else ""}>' + "".join(td(c, r.get(c)) for c in columns) + "</tr>"
-                   for r in rows)
+    head = "".join(f"<th{' class=num' if c in numeric else ''}>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr{(' class=' + cls) if row_class and (cls := row_class(r)) else ''}>"
+        + "".join(td(c, r.get(c)) for c in columns)
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -34,6 +34,6 @@ def kind_intro(kind: str, thresholds: Thresholds | None = None) -> str:
 #: what the report's own sections (not a unit kind's) say
 SECTION_INTROS = {
     "base": "One row per network: its top-1 and top-5 accuracy on the study's test set, the seconds it took and the "
-            "hash of its weights (what identifies it; its name only labels it).",
+    "hash of its weights (what identifies it; its name only labels it).",
     "units": "One row per kind of unit: how many are done, failed and left, and the seconds they took.",
 }

@@ -18,9 +18,10 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .. import __version__
 from ..declarations import names
@@ -51,8 +52,13 @@ class StudySummary:
     seconds_by_kind: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study_dir": str(self.study_dir), "counts": self.counts, "seconds": self.seconds, "ran": self.ran,
-                "seconds_by_kind": self.seconds_by_kind}
+        return {
+            "study_dir": str(self.study_dir),
+            "counts": self.counts,
+            "seconds": self.seconds,
+            "ran": self.ran,
+            "seconds_by_kind": self.seconds_by_kind,
+        }
 
 
 def default_study_dir(config: dict[str, Any]) -> Path:
@@ -75,12 +81,21 @@ def _settings(config: dict[str, Any], progress: bool) -> dict[str, Any]:
     # the sensitivity and specificity tests keep their indices' values on the first similarity_bootstrap of the
     # verdicts' resamples (each resample refits every index: the same budget as the similarity units'), for C6's
     # robustness; not part of any unit's identity (a test stored with none of them says so in C6's robustness)
-    return {"device": study["device"], "data_root": study["data_root"], "workers": study["workers"], "progress": progress,
-            "data_path": study["data_path"], "group_size": study["group_size"],
-            "ranking_resamples": min(sure.get("verdict_resamples", 0), sure.get("similarity_bootstrap", 0)), "uncertainty_seed": sure.get("seed", 0)}
+    return {
+        "device": study["device"],
+        "data_root": study["data_root"],
+        "workers": study["workers"],
+        "progress": progress,
+        "data_path": study["data_path"],
+        "group_size": study["group_size"],
+        "ranking_resamples": min(sure.get("verdict_resamples", 0), sure.get("similarity_bootstrap", 0)),
+        "uncertainty_seed": sure.get("seed", 0),
+    }
 
 
-def prepare_study(config_path: str | Path, study_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[Unit]]:
+def prepare_study(
+    config_path: str | Path, study_dir: str | Path | None = None
+) -> tuple[dict[str, Any], Path, list[Unit]]:
     """Read and plan a study; nothing is created or written (the folder only has to be creatable)."""
     config = load_config(config_path)
     study_dir = Path(study_dir) if study_dir else default_study_dir(config)
@@ -97,7 +112,8 @@ def check_rerun(kinds: Iterable[str]) -> set[str]:
             unit_kind(kind)
         except StitchkitError:
             raise StitchkitError(
-                f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(names('unit_kind')))}") from None
+                f"--rerun {kind!r} is not a unit kind; valid kinds: {', '.join(sorted(names('unit_kind')))}"
+            ) from None
         out.add(kind)
     return out
 
@@ -136,15 +152,20 @@ def read_store(study_dir: str | Path):
         return
     problem = store_problem(path)
     if problem is not None:
-        raise StitchkitError(f"the study store {str(path)!r} is damaged: {problem}; run the study again (the same command without "
-                             "--status or --findings) to keep the damaged file aside and rebuild the store from the finished units' "
-                             "unit_result.json files")
+        raise StitchkitError(
+            f"the study store {str(path)!r} is damaged: {problem}; run the study again (the same command without "
+            "--status or --findings) to keep the damaged file aside and rebuild the store from the finished units' "
+            "unit_result.json files"
+        )
     with Store(path, readonly=True) as store:
         current = store.version >= STORE_VERSION
     if not current:
         if driver_running(study_dir):
-            raise StitchkitError(f"the study store {str(path)!r} was written by an earlier stitchkit and a driver is running the study now; "
-                                 "wait for it to finish, then ask again")
+            raise StitchkitError(
+                f"the study store {str(path)!r} was written by an earlier stitchkit and a driver is running the study "
+                f"now; "
+                "wait for it to finish, then ask again"
+            )
         with _exclusive(Path(study_dir)), Store(path) as store:
             _upgrade(Path(study_dir), store)
     with Store(path, readonly=True) as store:
@@ -185,7 +206,9 @@ def run_study(
         _keep_config(study_dir, config, config_path)
         with Store(study_dir / STORE_NAME) as store:
             _upgrade(study_dir, store, log)
-            ran, durations = _run_units(store, study_dir, config, units, by_id, rerun, executor, workers, address, settings, progress, log)
+            ran, durations = _run_units(
+                store, study_dir, config, units, by_id, rerun, executor, workers, address, settings, progress, log
+            )
             counts = store.counts()
     elapsed = time.perf_counter() - started
     log.info("finished: %s in %.1fs", counts, elapsed)
@@ -199,8 +222,15 @@ def _remove_partial_units(study_dir: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _record_plan(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
-                 log: logging.Logger) -> dict[str, str]:
+def _record_plan(
+    store: Store,
+    study_dir: Path,
+    config: dict[str, Any],
+    units: list[Unit],
+    by_id: dict[str, Unit],
+    rerun: set[str],
+    log: logging.Logger,
+) -> dict[str, str]:
     """Store the config and the plan, set interrupted, failed and re-run units back to pending, and
     return every planned unit's status."""
     _remove_partial_units(study_dir)
@@ -224,23 +254,58 @@ def _dependency_results(store: Store, study_dir: Path, unit: Unit) -> dict[str, 
     deps = {}
     for d in unit.deps:
         rec = store.get(d)
-        deps[d] = {"kind": rec.kind, "params": rec.config, "metrics": rec.metrics, "label": rec.label, "model_hashes": rec.model_hashes,
-                   "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts)}
+        deps[d] = {
+            "kind": rec.kind,
+            "params": rec.config,
+            "metrics": rec.metrics,
+            "label": rec.label,
+            "model_hashes": rec.model_hashes,
+            "artifacts": resolve_artifacts(study_dir, d, rec.kind, rec.artifacts),
+        }
     return deps
 
 
-def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: list[Unit], by_id: dict[str, Unit], rerun: set[str],
-               executor: str, workers: int, address: str | None, settings: dict[str, Any], progress: bool,
-               log: logging.Logger) -> tuple[int, dict[str, list[float]]]:
+def _run_units(
+    store: Store,
+    study_dir: Path,
+    config: dict[str, Any],
+    units: list[Unit],
+    by_id: dict[str, Unit],
+    rerun: set[str],
+    executor: str,
+    workers: int,
+    address: str | None,
+    settings: dict[str, Any],
+    progress: bool,
+    log: logging.Logger,
+) -> tuple[int, dict[str, list[float]]]:
     """Record the plan, then run every unit that is not done, in dependency order."""
-    study_dir = study_dir.absolute()  # units and their dependencies' artifacts travel to workers whose working folder is not ours
+    study_dir = (
+        study_dir.absolute()
+    )  # units and their dependencies' artifacts travel to workers whose working folder is not ours
     ran = 0
     status = _record_plan(store, study_dir, config, units, by_id, rerun, log)
     todo = [u for u in units if status[u.id] != "done"]
-    log.info("study %s: %d units, %d to run (stitchkit %s, executor %s)", config["study"]["name"], len(units), len(todo), __version__, executor)
+    log.info(
+        "study %s: %d units, %d to run (stitchkit %s, executor %s)",
+        config["study"]["name"],
+        len(units),
+        len(todo),
+        __version__,
+        executor,
+    )
     ex = make_executor(executor, workers=workers, address=address)
-    overall = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", unit="unit", disable=not progress,
-                   file=sys.stderr, dynamic_ncols=True, position=0, leave=True)
+    overall = tqdm(
+        total=len(units),
+        initial=len(units) - len(todo),
+        desc="study",
+        unit="unit",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        position=0,
+        leave=True,
+    )
     running: dict[str, float] = {}
     durations: dict[str, list[float]] = {}  # per unit kind, for the time estimate and the summary
 
@@ -278,7 +343,9 @@ def _run_units(store: Store, study_dir: Path, config: dict[str, Any], units: lis
                     durations.setdefault(unit.kind, []).append(result.get("seconds") or 0.0)
                     log.info("done %s in %.1fs", unit.label, result.get("seconds") or 0.0)
                 else:
-                    store.mark_failed(unit_id, result.get("error") or "unknown error", result.get("seconds"), result.get("worker"))
+                    store.mark_failed(
+                        unit_id, result.get("error") or "unknown error", result.get("seconds"), result.get("worker")
+                    )
                     status[unit_id] = "failed"
                     log.error("failed %s: %s\n%s", unit.label, result.get("error"), result.get("traceback", ""))
                     tqdm.write(f"stitchkit: unit {unit.label} failed: {result.get('error')}", file=sys.stderr)
@@ -310,7 +377,9 @@ def _exclusive(study_dir: Path, wait: float = 2.0):
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 handle.close()
-                raise StitchkitError(f"study {str(study_dir)!r} is already being run by another stitchkit process") from None
+                raise StitchkitError(
+                    f"study {str(study_dir)!r} is already being run by another stitchkit process"
+                ) from None
             time.sleep(0.05)
     try:
         yield
@@ -325,7 +394,7 @@ def driver_running(study_dir: str | Path) -> bool:
     path = Path(study_dir) / LOCK_NAME
     if not path.is_file():
         return False
-    with open(path, "r") as handle:
+    with open(path) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -334,7 +403,9 @@ def driver_running(study_dir: str | Path) -> bool:
         return False
 
 
-def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: dict[str, list[float]], unfinished: list[Unit]) -> str:
+def _postfix(
+    running: dict[str, float], by_id: dict[str, Unit], durations: dict[str, list[float]], unfinished: list[Unit]
+) -> str:
     """The running units and the time left: each unfinished unit is expected to take as long as the
     finished units of its kind took on average (of all finished units while its kind has none)."""
     current = ", ".join(by_id[u].label for u in running) or "-"
@@ -342,7 +413,9 @@ def _postfix(running: dict[str, float], by_id: dict[str, Unit], durations: dict[
     if not finished or not unfinished:
         return current
     overall = sum(finished) / len(finished)
-    left = sum(sum(durations[u.kind]) / len(durations[u.kind]) if durations.get(u.kind) else overall for u in unfinished)
+    left = sum(
+        sum(durations[u.kind]) / len(durations[u.kind]) if durations.get(u.kind) else overall for u in unfinished
+    )
     return f"{current} | ~{left / 60:.0f} min left"
 
 
@@ -351,7 +424,6 @@ def study_status(config_path: str | Path, study_dir: str | Path | None = None) -
     writes nothing). A unit recorded as running while no driver holds the folder's lock was
     interrupted: its driver died (it runs again when the study is run again)."""
     config, study_dir, units = prepare_study(config_path, study_dir)
-    path = study_dir / STORE_NAME
     records = {}
     alive = driver_running(study_dir)
     with read_store(study_dir) as store:
@@ -369,4 +441,11 @@ def study_status(config_path: str | Path, study_dir: str | Path | None = None) -
         if state == "failed":
             failed.append({"unit": u.label, "error": rec.error})
     totals = {s: sum(k[s] for k in kinds.values()) for s in states}
-    return {"study_dir": str(study_dir), "units": len(units), "by_kind": kinds, "totals": totals, "failed": failed, "driver_running": alive}
+    return {
+        "study_dir": str(study_dir),
+        "units": len(units),
+        "by_kind": kinds,
+        "totals": totals,
+        "failed": failed,
+        "driver_running": alive,
+    }

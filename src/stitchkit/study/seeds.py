@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,18 +42,34 @@ class Spread:
 
     @property
     def title(self) -> str:
-        return f"{self.name}, {'each network into itself' if self.self_pairs else 'between networks'}: mean over {len(self.pairs)} pairs"
+        which = "each network into itself" if self.self_pairs else "between networks"
+        return f"{self.name}, {which}: mean over {len(self.pairs)} pairs"
 
     def mean_matrix(self) -> dict[str, Any]:
         """The mean as a study matrix entry (Matrix.to_dict-shaped)."""
         keep = ("rows", "cols", "kind", "range", "row_label", "col_label")
-        return {**{k: self.entry[k] for k in keep if k in self.entry}, "values": _listed(self.mean),
-                "caption": (f"mean over the network pairs {', '.join(self.pairs)}; the right panel is the standard deviation across "
-                            "them (sample, ddof = 1): how much the number depends on which networks (seeds) were compared")}
+        return {
+            **{k: self.entry[k] for k in keep if k in self.entry},
+            "values": _listed(self.mean),
+            "caption": (
+                f"mean over the network pairs {', '.join(self.pairs)}; the right panel is the standard deviation "
+                f"across "
+                "them (sample, ddof = 1): how much the number depends on which networks (seeds) were compared"
+            ),
+        }
 
     def table_rows(self) -> list[dict[str, Any]]:
-        return [{"front": r, "end": c, "mean": _num(self.mean[i, j]), "sd": _num(self.std[i, j]), "pairs": int(self.count[i, j])}
-                for i, r in enumerate(self.entry["rows"]) for j, c in enumerate(self.entry["cols"])]
+        return [
+            {
+                "front": r,
+                "end": c,
+                "mean": _num(self.mean[i, j]),
+                "sd": _num(self.std[i, j]),
+                "pairs": int(self.count[i, j]),
+            }
+            for i, r in enumerate(self.entry["rows"])
+            for j, c in enumerate(self.entry["cols"])
+        ]
 
 
 def _num(v: float) -> float | None:
@@ -85,6 +102,16 @@ def across_pairs(records: Sequence[UnitRecord]) -> list[Spread]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a cell no pair has is NaN, one pair has no spread
             mean, std = np.nanmean(stack, 0), np.where(count >= 2, np.nanstd(stack, 0, ddof=1), np.nan)
-        spreads.append(Spread(kind, name, self_pairs, first, [pair_name(r) if kind == "stitch" else r.label.split(" ", 1)[1] for r, _ in members],
-                              mean, std, count))
+        spreads.append(
+            Spread(
+                kind,
+                name,
+                self_pairs,
+                first,
+                [pair_name(r) if kind == "stitch" else r.label.split(" ", 1)[1] for r, _ in members],
+                mean,
+                std,
+                count,
+            )
+        )
     return spreads

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (
@@ -105,7 +106,7 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -135,7 +136,8 @@ class Store:
                     self.db.execute("UPDATE units SET label = ? WHERE id = ?", (u.label, u.id))
                     continue
                 self.db.execute(
-                    "INSERT INTO units(id, kind, label, config, deps, status, seed) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                    "INSERT INTO units(id, kind, label, config, deps, status, seed) VALUES (?, ?, ?, ?, ?, 'pending', "
+                    "?)",
                     (u.id, u.kind, u.label, dump_json(u.params), dump_json(list(u.deps)), u.params.get("seed")),
                 )
                 new += 1
@@ -148,7 +150,8 @@ class Store:
 
     def mark_running(self, unit_id: str, worker: str) -> None:
         self.db.execute(
-            "UPDATE units SET status = 'running', started = ?, worker = ?, attempts = attempts + 1, error = NULL WHERE id = ?",
+            "UPDATE units SET status = 'running', started = ?, worker = ?, attempts = attempts + 1, error = NULL "
+            "WHERE id = ?",
             (time.time(), worker, unit_id),
         )
 
@@ -159,15 +162,24 @@ class Store:
             "UPDATE units SET status = 'done', finished = ?, seconds = ?, metrics = ?, artifacts = ?, conventions = ?, "
             "model_hashes = ?, code_version = ?, error = NULL, worker = COALESCE(?, worker) WHERE id = ?",
             (
-                time.time(), result.get("seconds"), dump_json(result.get("metrics", {})), dump_json(result.get("artifacts", {})),
-                dump_json(result.get("conventions", {})), dump_json(result.get("model_hashes", {})), result.get("code_version"),
-                result.get("worker"), unit_id,
+                time.time(),
+                result.get("seconds"),
+                dump_json(result.get("metrics", {})),
+                dump_json(result.get("artifacts", {})),
+                dump_json(result.get("conventions", {})),
+                dump_json(result.get("model_hashes", {})),
+                result.get("code_version"),
+                result.get("worker"),
+                unit_id,
             ),
         )
 
     def mark_failed(self, unit_id: str, error: str, seconds: float | None = None, worker: str | None = None) -> None:
-        self.db.execute("UPDATE units SET status = 'failed', finished = ?, seconds = ?, error = ?, worker = COALESCE(?, worker) WHERE id = ?",
-                        (time.time(), seconds, error, worker, unit_id))
+        self.db.execute(
+            "UPDATE units SET status = 'failed', finished = ?, seconds = ?, error = ?, worker = COALESCE(?, worker) "
+            "WHERE id = ?",
+            (time.time(), seconds, error, worker, unit_id),
+        )
 
     def get(self, unit_id: str) -> UnitRecord | None:
         row = self.db.execute("SELECT * FROM units WHERE id = ?", (unit_id,)).fetchone()

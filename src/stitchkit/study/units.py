@@ -24,9 +24,10 @@ import shutil
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import __version__
 from ..declarations import DeclarationError, catalogue, declare, implementation, names
@@ -52,7 +53,11 @@ class Unit:
         """The hash of the kind, the parameters that determine the result (:func:`~.params.identity`:
         not where an input file happens to lie) and the dependencies IN ORDER: their position is
         their role (front, end, …), so the stitch A → B and the stitch B → A are different units."""
-        blob = json.dumps({"kind": self.kind, "params": identity(self.kind, self.params), "deps": list(self.deps)}, sort_keys=True, default=str)
+        blob = json.dumps(
+            {"kind": self.kind, "params": identity(self.kind, self.params), "deps": list(self.deps)},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -73,8 +78,13 @@ class UnitContext:
     def run(self) -> RunOptions:
         """How the unit runs (the study's device, data root, workers and progress bars; never verbose)."""
         s = self.settings
-        return RunOptions(data_root=s.get("data_root"), device=s.get("device", "auto"), workers=s.get("workers", 0),
-                          progress=s.get("progress", False), verbose=False)
+        return RunOptions(
+            data_root=s.get("data_root"),
+            device=s.get("device", "auto"),
+            workers=s.get("workers", 0),
+            progress=s.get("progress", False),
+            verbose=False,
+        )
 
     @property
     def data_path(self) -> str:
@@ -126,8 +136,10 @@ def unit_kind(name: str) -> UnitKind:
     decl = known[name]
     unknown = sorted(set(decl.meta) - set(KIND_METADATA))
     if unknown:
-        raise DeclarationError(f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; "
-                               f"its metadata: {', '.join(KIND_METADATA)}")
+        raise DeclarationError(
+            f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; "
+            f"its metadata: {', '.join(KIND_METADATA)}"
+        )
     return UnitKind(name, implementation("unit_kind", name), decl.get("help", ""), decl.get("uses_gpu", True))
 
 
@@ -140,7 +152,9 @@ def unit_dir(study_dir: Path, unit: Unit) -> Path:
     return Path(study_dir) / "units" / unit.folder_name
 
 
-def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+def execute_unit(
+    unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, Any]], settings: dict[str, Any]
+) -> dict[str, Any]:
     """Run one unit and return ``{"ok", "metrics", "artifacts", "conventions", "model_hashes", "seconds",
     "code_version", "worker", "error"}``. Never raises for a failure of the unit itself: the error is
     returned, so the study records it and goes on."""
@@ -167,7 +181,10 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
             "worker": worker,
             "error": None,
         }
-        record = {"unit": {"kind": unit.kind, "params": unit.params, "deps": list(unit.deps), "label": unit.label}, **result}
+        record = {
+            "unit": {"kind": unit.kind, "params": unit.params, "deps": list(unit.deps), "label": unit.label},
+            **result,
+        }
         (tmp / RESULT_FILE).write_text(json.dumps(record, indent=2, default=str))
         if final.exists():
             shutil.rmtree(final)
@@ -178,7 +195,13 @@ def execute_unit(unit: Unit, study_dir: str | Path, deps: dict[str, dict[str, An
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         message = _failure_message(exc, final)
-        return {"ok": False, "error": message, "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started, "worker": worker}
+        return {
+            "ok": False,
+            "error": message,
+            "traceback": traceback.format_exc(),
+            "seconds": time.perf_counter() - started,
+            "worker": worker,
+        }
 
 
 def _failure_message(exc: BaseException, final: Path) -> str:

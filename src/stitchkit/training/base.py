@@ -26,12 +26,20 @@ from torch.utils.data import Sampler
 
 from .. import __version__
 from ..data import dataset_info, get_dataset, train_sampler_for
-from ..errors import StitchkitError
-from ..models import get_model
-from ..models.checkpoint import RUN_CONFIG, load_checkpoint, load_state_into, plain_data, save_checkpoint, save_state_dict, unwrap
-from ..models.loading import load_for_dataset
 from ..data.loading import BatchPath, make_batches, sample_subset
 from ..data.provenance import note_provenance
+from ..errors import StitchkitError
+from ..models import get_model
+from ..models.checkpoint import (
+    RUN_CONFIG,
+    load_checkpoint,
+    load_state_into,
+    plain_data,
+    save_checkpoint,
+    save_state_dict,
+    unwrap,
+)
+from ..models.loading import load_for_dataset
 from ..utils.device import resolve_device
 from ..utils.io import check_writable_dir, ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.numbers import check_seed
@@ -68,15 +76,24 @@ class TrainSettings(RunOptions):
     data_path: str = "auto"  # how batches are made: data.loading.make_batches (the same batches on every path)
     download: bool = True
 
-    def validate(self) -> "TrainSettings":
+    def validate(self) -> TrainSettings:
         check_seed(self.seed)
         self.optim.validate()
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.save_frequency >= 1, f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}"),
-            (self.grad_clip is None or self.grad_clip > 0, f"gradient clipping threshold must be positive, got {self.grad_clip}"),
-            (self.train_subset is None or self.train_subset >= 1, f"training subset must be at least 1 image, got {self.train_subset}"),
+            (
+                self.save_frequency >= 1,
+                f"save frequency (-sf) must be at least 1 (the original's 0 crashed), got {self.save_frequency}",
+            ),
+            (
+                self.grad_clip is None or self.grad_clip > 0,
+                f"gradient clipping threshold must be positive, got {self.grad_clip}",
+            ),
+            (
+                self.train_subset is None or self.train_subset >= 1,
+                f"training subset must be at least 1 image, got {self.train_subset}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -113,7 +130,11 @@ def _check_output(settings: TrainSettings, save_dir: Path, dist_info: DistInfo) 
     if not dist_info.is_main:
         return
     check_writable_dir(save_dir)
-    if settings.resume is None and not settings.overwrite and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists()):
+    if (
+        settings.resume is None
+        and not settings.overwrite
+        and ((save_dir / "final.pt").exists() or (save_dir / "last.pt").exists())
+    ):
         raise StitchkitError(
             f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
             "choose another -dir, or pass --overwrite"
@@ -132,7 +153,13 @@ class _Start:
 
 
 def _start(settings: TrainSettings, info: Any, save_dir: Path) -> _Start:
-    model = get_model(settings.model, num_classes=info.num_classes, in_channels=info.shape[0], input_size=tuple(info.shape[1:]), **settings.model_options)
+    model = get_model(
+        settings.model,
+        num_classes=info.num_classes,
+        in_channels=info.shape[0],
+        input_size=tuple(info.shape[1:]),
+        **settings.model_options,
+    )
     if not settings.resume:
         return _Start(model)
     ckpt, mismatches = _check_resume(settings, model.stitchkit_spec, info.name)
@@ -146,24 +173,41 @@ def _start(settings: TrainSettings, info: Any, save_dir: Path) -> _Start:
 
 def _loaders(settings: TrainSettings, info: Any, dist_info: DistInfo, device: torch.device) -> tuple[Any, Any, Any]:
     """The training subset and the train and test batches (sharded when distributed)."""
-    full_train_set = get_dataset(settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download)
-    train_set = sample_subset(full_train_set, settings.train_subset, settings.seed, what=f"--train-subset: the train split of {info.name}")
+    full_train_set = get_dataset(
+        settings.dataset, "train", root=settings.data_root, augment=settings.augment, download=settings.download
+    )
+    train_set = sample_subset(
+        full_train_set, settings.train_subset, settings.seed, what=f"--train-subset: the train split of {info.name}"
+    )
     test_set = get_dataset(settings.dataset, "test", root=settings.data_root, download=settings.download)
     if dist_info.enabled:
-        train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed)
+        train_sampler: Sampler | None = torch.utils.data.distributed.DistributedSampler(
+            train_set, dist_info.world_size, dist_info.rank, shuffle=True, seed=settings.seed
+        )
         test_sampler: Sampler | None = _ShardSampler(len(test_set), dist_info.rank, dist_info.world_size)
     else:
         train_sampler = train_sampler_for(settings.dataset, train_set, generator=None)
         test_sampler = None
-    batches = dict(workers=settings.workers, prefetch=settings.prefetch, device=device,
-                   path=BatchPath(data_path=settings.data_path))
+    batches = dict(
+        workers=settings.workers,
+        prefetch=settings.prefetch,
+        device=device,
+        path=BatchPath(data_path=settings.data_path),
+    )
     train_loader = make_batches(train_set, settings.batch_size, shuffle=True, sampler=train_sampler, **batches)
     test_loader = make_batches(test_set, settings.batch_size, shuffle=False, sampler=test_sampler, **batches)
     return train_set, train_loader, test_loader
 
 
-def _run_config(settings: TrainSettings, info: Any, spec: dict[str, Any], device: torch.device, dist_info: DistInfo, train_samples: int,
-                mismatches: list[str]) -> dict[str, Any]:
+def _run_config(
+    settings: TrainSettings,
+    info: Any,
+    spec: dict[str, Any],
+    device: torch.device,
+    dist_info: DistInfo,
+    train_samples: int,
+    mismatches: list[str],
+) -> dict[str, Any]:
     """``config.json``: the full, resolved configuration of the run."""
     return {
         "command": "train",
@@ -178,11 +222,16 @@ def _run_config(settings: TrainSettings, info: Any, spec: dict[str, Any], device
         "train_samples": train_samples,
         "resumed_from": str(settings.resume) if settings.resume else None,
         "resume_mismatches": mismatches,
-        "conventions": {"lr_schedule": describe_schedule(settings.optim), "weight_decay": "L2 added to the gradient" if settings.optim.optimizer != "adamw" else "decoupled"},
+        "conventions": {
+            "lr_schedule": describe_schedule(settings.optim),
+            "weight_decay": "L2 added to the gradient" if settings.optim.optimizer != "adamw" else "decoupled",
+        },
     }
 
 
-def _final_metrics(settings: TrainSettings, history: list[EpochLog], train_samples: int, world_size: int, elapsed: float) -> dict[str, Any]:
+def _final_metrics(
+    settings: TrainSettings, history: list[EpochLog], train_samples: int, world_size: int, elapsed: float
+) -> dict[str, Any]:
     final = history[-1]
     return {
         "test_acc": final.val["acc"] if final.val else math.nan,
@@ -215,10 +264,14 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     model.to(device)
     train_module: torch.nn.Module = model
     if dist_info.enabled:
-        train_module = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_module = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimizer = build_optimizer(model.parameters(), settings.optim)
     train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
-    scheduler = build_scheduler(optimizer, settings.optim, settings.epochs, train_loader)  # a per-step one counts the batches
+    scheduler = build_scheduler(
+        optimizer, settings.optim, settings.epochs, train_loader
+    )  # a per-step one counts the batches
     if start.checkpoint is not None:
         optimizer.load_state_dict(start.checkpoint.extra["optimizer"])
         if "scheduler" in start.checkpoint.extra:
@@ -238,20 +291,42 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
         if log.epoch % settings.save_frequency == 0:
             save_state_dict(save_dir / f"model_{log.epoch}.pt", model)
         save_checkpoint(
-            save_dir / "last.pt", model, dataset=info.name, input_shape=info.shape, training=run_config["settings"],
-            epoch=log.epoch, metrics=log.row(), resume={"optimizer": optimizer, "scheduler": scheduler},
+            save_dir / "last.pt",
+            model,
+            dataset=info.name,
+            input_shape=info.shape,
+            training=run_config["settings"],
+            epoch=log.epoch,
+            metrics=log.row(),
+            resume={"optimizer": optimizer, "scheduler": scheduler},
         )
 
     step = classification_step(topk=(1, 5))
     started = time.perf_counter()
     try:
         main = dist_info.is_main
-        loop = LoopSettings(epochs=settings.epochs, device=device, seed=settings.seed, grad_clip=settings.grad_clip,
-                            amp=settings.amp and device.type == "cuda", start_epoch=start.epoch,
-                            progress=settings.progress and main, verbose=settings.verbose and main,
-                            desc=f"train {settings.model}")
-        history = fit(train_module, train_loader, optimizer, loop, val_loader=test_loader, scheduler=scheduler,
-                      step_fn=step, val_step_fn=step, on_epoch_end=on_epoch_end)
+        loop = LoopSettings(
+            epochs=settings.epochs,
+            device=device,
+            seed=settings.seed,
+            grad_clip=settings.grad_clip,
+            amp=settings.amp and device.type == "cuda",
+            start_epoch=start.epoch,
+            progress=settings.progress and main,
+            verbose=settings.verbose and main,
+            desc=f"train {settings.model}",
+        )
+        history = fit(
+            train_module,
+            train_loader,
+            optimizer,
+            loop,
+            val_loader=test_loader,
+            scheduler=scheduler,
+            step_fn=step,
+            val_step_fn=step,
+            on_epoch_end=on_epoch_end,
+        )
     except BaseException:
         if dist_info.is_main and start.checkpoint is None and not (save_dir / "last.pt").exists():
             _remove_unstarted_run(save_dir, new_folder)
@@ -259,7 +334,15 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
     metrics = _final_metrics(settings, history, len(train_set), dist_info.world_size, time.perf_counter() - started)
     result = {"metrics": metrics, "save_dir": str(save_dir), "final": str(save_dir / "final.pt")}
     if dist_info.is_main:
-        save_checkpoint(save_dir / "final.pt", unwrap(train_module), dataset=info.name, input_shape=info.shape, training=run_config["settings"], epoch=settings.epochs, metrics=metrics)
+        save_checkpoint(
+            save_dir / "final.pt",
+            unwrap(train_module),
+            dataset=info.name,
+            input_shape=info.shape,
+            training=run_config["settings"],
+            epoch=settings.epochs,
+            metrics=metrics,
+        )
         write_json_atomic(save_dir / "metrics.json", metrics)
     barrier()
     return result
@@ -278,15 +361,21 @@ def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
     """The checkpoint to resume from, and what differs from this run (refused unless forced)."""
     ckpt = load_checkpoint(settings.resume)
     if "optimizer" not in ckpt.extra:
-        raise StitchkitError(f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt")
+        raise StitchkitError(
+            f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt"
+        )
     recorded = ckpt.training.get("settings", ckpt.training) if isinstance(ckpt.training, dict) else {}
     if isinstance(recorded.get("optim"), dict):  # a checkpoint from before an option existed ran with its default
         recorded = {**recorded, "optim": {**asdict(OptimConfig()), **recorded["optim"]}}
-    mismatches = resume_mismatches(ckpt.model_spec, ckpt.dataset, recorded, plain_data(spec), dataset, plain_data(asdict(settings)))
+    mismatches = resume_mismatches(
+        ckpt.model_spec, ckpt.dataset, recorded, plain_data(spec), dataset, plain_data(asdict(settings))
+    )
     if mismatches and not settings.force_resume:
         raise StitchkitError(
-            f"cannot resume from {settings.resume!r}: it comes from a different run ({'; '.join(mismatches)}); resume from this "
-            "run's last.pt, or pass --force-resume to continue from it anyway (the differences are then recorded in config.json)"
+            f"cannot resume from {settings.resume!r}: it comes from a different run ({'; '.join(mismatches)}); resume "
+            f"from this "
+            "run's last.pt, or pass --force-resume to continue from it anyway (the differences are then recorded in "
+            "config.json)"
         )
     return ckpt, mismatches
 
@@ -316,7 +405,17 @@ def evaluate_model(
     test_set = get_dataset(info.name, "test", root=data_root)
     loader = make_batches(test_set, batch_size, shuffle=False, workers=workers, prefetch=prefetch, device=dev)
     recorded: list[torch.Tensor] | None = [] if keep_hits else None
-    stats = evaluate(model, loader, dev, step_fn=classification_step(topk=(1, 5), record=recorded), progress=progress, desc="eval")
+    stats = evaluate(
+        model, loader, dev, step_fn=classification_step(topk=(1, 5), record=recorded), progress=progress, desc="eval"
+    )
     hits = {"hits": torch.cat(recorded).to(torch.uint8).numpy()} if recorded else {}
-    return {"model": str(model_path), "model_name": spec["name"], "dataset": info.name, "trained_on": ckpt.dataset, "n": len(test_set), **stats,
-            **hits, **({"conventions": conventions} if conventions else {})}
+    return {
+        "model": str(model_path),
+        "model_name": spec["name"],
+        "dataset": info.name,
+        "trained_on": ckpt.dataset,
+        "n": len(test_set),
+        **stats,
+        **hits,
+        **({"conventions": conventions} if conventions else {}),
+    }

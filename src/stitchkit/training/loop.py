@@ -14,8 +14,9 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -44,7 +45,9 @@ def move_batch(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def classification_step(loss_fn: Callable | None = None, topk: Iterable[int] = (1,), record: list[torch.Tensor] | None = None) -> StepFn:
+def classification_step(
+    loss_fn: Callable | None = None, topk: Iterable[int] = (1,), record: list[torch.Tensor] | None = None
+) -> StepFn:
     """Cross-entropy (or ``loss_fn``) on ``(inputs, labels)`` batches, counting top-k hits; with ``record``,
     each batch's top-1 hits per sample (bool, on the CPU) are appended to it, in the loader's order."""
     loss_fn = loss_fn or nn.functional.cross_entropy
@@ -87,7 +90,9 @@ def _finish(sums: dict[str, float], n: float) -> dict[str, float]:
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def _reduce(loss_sum: float, n: int, sums: dict[str, float], device: torch.device) -> tuple[float, float, dict[str, float]]:
+def _reduce(
+    loss_sum: float, n: int, sums: dict[str, float], device: torch.device
+) -> tuple[float, float, dict[str, float]]:
     keys = sorted(sums)
     reduced = all_reduce_sum([loss_sum, float(n)] + [sums[k] for k in keys], device)
     return reduced[0], reduced[1], dict(zip(keys, reduced[2:]))
@@ -152,14 +157,24 @@ def check_finite(loss: torch.Tensor, epoch: int, batch: int, names: Sequence[str
     bad = ~torch.isfinite(loss)
     if not bool(bad.any()):
         return
-    what = f"the loss became {float(loss)}" if names is None else \
-        f"the loss of {names[int(bad.nonzero()[0])]} became {float(loss[bad][0])}"
-    raise TrainingDiverged(f"training diverged: {what} at epoch {epoch + 1}, batch {batch + 1}; "
-                           "lower the learning rate (-lr) or clip gradients (--grad-clip)")
+    what = (
+        f"the loss became {float(loss)}"
+        if names is None
+        else f"the loss of {names[int(bad.nonzero()[0])]} became {float(loss[bad][0])}"
+    )
+    raise TrainingDiverged(
+        f"training diverged: {what} at epoch {epoch + 1}, batch {batch + 1}; "
+        "lower the learning rate (-lr) or clip gradients (--grad-clip)"
+    )
 
 
-def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any, grad_clip: float | None,
-                       clip_params: list[torch.nn.Parameter]) -> None:
+def _backward_and_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    grad_clip: float | None,
+    clip_params: list[torch.nn.Parameter],
+) -> None:
     """One optimizer step from a batch's loss (through the AMP gradient scaler when there is one)."""
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -175,9 +190,21 @@ def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, sca
         optimizer.step()
 
 
-def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer, step_fn: StepFn, device: torch.device, amp: bool,
-                 scaler: Any, grad_clip: float | None, clip_params: list[torch.nn.Parameter], epoch: int, bar_desc: str,
-                 progress: bool, step_schedule: PerStepLR | None) -> tuple[dict[str, float], float]:
+def _train_epoch(
+    model: nn.Module,
+    train_loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    step_fn: StepFn,
+    device: torch.device,
+    amp: bool,
+    scaler: Any,
+    grad_clip: float | None,
+    clip_params: list[torch.nn.Parameter],
+    epoch: int,
+    bar_desc: str,
+    progress: bool,
+    step_schedule: PerStepLR | None,
+) -> tuple[dict[str, float], float]:
     """One pass over the training batches, stepping ``step_schedule`` after every optimizer step; returns
     the epoch's mean loss and statistics (all processes) and the learning rate of its last step."""
     loss_sum, n, sums = 0.0, 0, {}
@@ -200,7 +227,9 @@ def _train_epoch(model: nn.Module, train_loader: Iterable, optimizer: torch.opti
             post = {"loss": f"{loss_sum / max(n, 1):.4f}"}
             if "acc" in sums:
                 post["acc"] = f"{sums['acc'] / max(n, 1):.4f}"
-            bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a log file would get a line per batch)
+            bar.set_postfix(
+                post, refresh=False
+            )  # the bar redraws at its own pace (a log file would get a line per batch)
     bar.close()
     loss_sum, total, sums = _reduce(loss_sum, n, sums, device)
     return {"loss": loss_sum / max(total, 1), **_finish(sums, total)}, lr
@@ -237,16 +266,20 @@ class LoopSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", torch.device(self.device))
 
-    def resumed(self, start_epoch: int) -> "LoopSettings":
+    def resumed(self, start_epoch: int) -> LoopSettings:
         return replace(self, start_epoch=start_epoch)
 
 
 EpochOut = TypeVar("EpochOut")
 
 
-def run_epochs(settings: LoopSettings, train_batches: Iterable, scheduler: Any,
-               one_epoch: Callable[[int, PerStepLR | None], EpochOut],
-               after_epoch: Callable[[int, EpochOut, float], None]) -> None:
+def run_epochs(
+    settings: LoopSettings,
+    train_batches: Iterable,
+    scheduler: Any,
+    one_epoch: Callable[[int, PerStepLR | None], EpochOut],
+    after_epoch: Callable[[int, EpochOut, float], None],
+) -> None:
     """The epoch scaffold of every training: for each epoch from ``settings.start_epoch``, the per-epoch
     seed and the sampler's epoch, then ``one_epoch(epoch, per_step_schedule)`` (train and validate; it
     steps a :class:`~stitchkit.training.optim.PerStepLR` after each optimizer step), then the per-epoch
@@ -295,11 +328,26 @@ def fit(
 
     def one_epoch(epoch: int, per_step: PerStepLR | None):
         model.train()
-        train_stats, lr = _train_epoch(model, train_loader, optimizer, step_fn, device, amp, scaler, settings.grad_clip,
-                                       clip_params, epoch, f"{settings.desc} {epoch + 1}/{epochs}", settings.progress,
-                                       per_step)
-        val_stats = evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=settings.progress) \
-            if val_loader is not None else None
+        train_stats, lr = _train_epoch(
+            model,
+            train_loader,
+            optimizer,
+            step_fn,
+            device,
+            amp,
+            scaler,
+            settings.grad_clip,
+            clip_params,
+            epoch,
+            f"{settings.desc} {epoch + 1}/{epochs}",
+            settings.progress,
+            per_step,
+        )
+        val_stats = (
+            evaluate(model, val_loader, device, step_fn=val_step_fn, amp=amp, progress=settings.progress)
+            if val_loader is not None
+            else None
+        )
         return train_stats, val_stats, lr
 
     def after_epoch(epoch: int, out, seconds: float) -> None:

@@ -10,8 +10,9 @@ the formulas.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -43,9 +44,16 @@ class OptimConfig:
     #: per-step schedules: the share of the run's optimizer steps spent warming up, in [0, 1)
     warmup_fraction: float = 0.0
 
-    def validate(self) -> "OptimConfig":
-        check_finite({"learning rate": self.lr, "weight decay": self.weight_decay, "momentum": self.momentum, "LR decay factor": self.gamma,
-                      "warm-up fraction": self.warmup_fraction})
+    def validate(self) -> OptimConfig:
+        check_finite(
+            {
+                "learning rate": self.lr,
+                "weight decay": self.weight_decay,
+                "momentum": self.momentum,
+                "LR decay factor": self.gamma,
+                "warm-up fraction": self.warmup_fraction,
+            }
+        )
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
         if self.scheduler not in SCHEDULERS:
@@ -74,21 +82,32 @@ class OptimConfig:
         if self.schedule_unit not in SCHEDULE_UNITS:
             raise unknown_name("schedule unit", self.schedule_unit, SCHEDULE_UNITS)
         if isinstance(self.warmup_fraction, bool) or not 0 <= self.warmup_fraction < 1:
-            raise StitchkitError(f"the warm-up fraction is a share of the run's optimizer steps in [0, 1), got {self.warmup_fraction!r}")
+            raise StitchkitError(
+                f"the warm-up fraction is a share of the run's optimizer steps in [0, 1), got {self.warmup_fraction!r}"
+            )
         if self.schedule_unit == "epoch":
             if self.warmup_fraction:
-                raise StitchkitError("a warm-up fraction (--warmup-fraction) warms up over optimizer steps: it needs the schedule unit step "
-                                     "(--schedule-unit step)")
+                raise StitchkitError(
+                    "a warm-up fraction (--warmup-fraction) warms up over optimizer steps: it needs the schedule unit "
+                    "step "
+                    "(--schedule-unit step)"
+                )
             if self.scheduler == "onecycle":
-                raise StitchkitError("the onecycle schedule changes the LR after every optimizer step: it needs the schedule unit step "
-                                     "(--schedule-unit step) and a warm-up fraction (--warmup-fraction, e.g. 0.3)")
+                raise StitchkitError(
+                    "the onecycle schedule changes the LR after every optimizer step: it needs the schedule unit step "
+                    "(--schedule-unit step) and a warm-up fraction (--warmup-fraction, e.g. 0.3)"
+                )
             return
         if self.warmup_epochs:
-            raise StitchkitError("--warmup-epochs warms up a per-epoch schedule; a per-step one (--schedule-unit step) warms up over a "
-                                 "share of its steps: --warmup-fraction")
+            raise StitchkitError(
+                "--warmup-epochs warms up a per-epoch schedule; a per-step one (--schedule-unit step) warms up over a "
+                "share of its steps: --warmup-fraction"
+            )
         if self.scheduler == "onecycle" and not self.warmup_fraction:
-            raise StitchkitError("the onecycle schedule rises to the peak LR during its warm-up: give the warm-up's share of the steps "
-                                 "(--warmup-fraction, e.g. 0.3, the one-cycle policy's usual)")
+            raise StitchkitError(
+                "the onecycle schedule rises to the peak LR during its warm-up: give the warm-up's share of the steps "
+                "(--warmup-fraction, e.g. 0.3, the one-cycle policy's usual)"
+            )
 
     @property
     def per_step(self) -> bool:
@@ -119,7 +138,9 @@ def _adamw(params, cfg: OptimConfig):
 
 
 def _sgd(params, cfg: OptimConfig):
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, nesterov=cfg.nesterov
+    )
 
 
 OPTIMIZERS = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
@@ -192,18 +213,24 @@ def steps_per_epoch(batches: Any) -> int:
     try:
         return len(batches)
     except TypeError:
-        raise StitchkitError("a per-step LR schedule (--schedule-unit step) needs the number of batches per epoch, but the training batches "
-                             "have no len(); give a DataLoader or another sized iterable, or use --schedule-unit epoch") from None
+        raise StitchkitError(
+            "a per-step LR schedule (--schedule-unit step) needs the number of batches per epoch, but the training "
+            "batches "
+            "have no len(); give a DataLoader or another sized iterable, or use --schedule-unit epoch"
+        ) from None
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int,
-                    batches: Any = None) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int, batches: Any = None
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of a run of ``epochs`` epochs (:func:`schedule_factor`): a LambdaLR to step after each
     epoch, or with ``cfg.schedule_unit == "step"`` a :class:`PerStepLR` over ``epochs × len(batches)``
     optimizer steps (``batches``: the training batches of one epoch; only per-step schedules read them)."""
     cfg.validate()
     if not cfg.per_step:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: schedule_factor(cfg, e, epochs, cfg.warmup_epochs, e))
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: schedule_factor(cfg, e, epochs, cfg.warmup_epochs, e)
+        )
     per_epoch = steps_per_epoch(batches)
     total = epochs * per_epoch
     warmup = warmup_steps(cfg.warmup_fraction, total)

@@ -9,7 +9,8 @@ records the differences in ``config.json``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: Settings that change the trained weights (what must agree). The epoch count may grow on resume;
 #: folders, devices, loader workers and display options do not change the result.
@@ -35,8 +36,10 @@ def resume_mismatches(
     settings (not written by ``stitchkit train``) only has its model and dataset compared."""
     out: list[str] = []
     if checkpoint_spec is not None and dict(checkpoint_spec) != dict(spec):
-        out.append(f"model {checkpoint_spec.get('name')} with {_show(checkpoint_spec.get('options', {}))} "
-                   f"(this run: {spec.get('name')} with {_show(spec.get('options', {}))})")
+        out.append(
+            f"model {checkpoint_spec.get('name')} with {_show(checkpoint_spec.get('options', {}))} "
+            f"(this run: {spec.get('name')} with {_show(spec.get('options', {}))})"
+        )
     if checkpoint_dataset is not None and checkpoint_dataset != dataset:
         out.append(f"dataset {checkpoint_dataset} (this run: {dataset})")
     if not checkpoint_settings:

@@ -55,7 +55,9 @@ def _draw(n: int, resamples: int, seed: int) -> np.ndarray:
     return counts
 
 
-def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+    samples: np.ndarray, level: float = DEFAULT_LEVEL, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The percentile interval of bootstrap ``samples`` along ``axis`` (the resamples): the
     ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles; NaN where every resample is NaN (a resample
     with a NaN is left out)."""

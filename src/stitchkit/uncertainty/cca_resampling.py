@@ -107,7 +107,10 @@ class CovarianceSide:
         if self._weights is not w:  # another set of resamples: start over
             self._weights, self._all = w, None
             if w.shape[0] * d * d * 2 * 8 <= _SIDE_CACHE_BYTES:  # small enough to keep for every pair of this side
-                pieces = [_covariance_bases(self.measure, self.x, w[p], w[p] @ self.x / n) for p in chunks(w.shape[0], d * (n + 3 * d))]
+                pieces = [
+                    _covariance_bases(self.measure, self.x, w[p], w[p] @ self.x / n)
+                    for p in chunks(w.shape[0], d * (n + 3 * d))
+                ]
                 self._all = (torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))
         if self._all is not None:
             return mean, self._all[0][part], self._all[1][part]
@@ -126,7 +129,7 @@ def _covariance_bases(measure, x: Tensor, w: Tensor, mean: Tensor) -> tuple[Tens
     return vecs * inverse[:, None, :], vecs * (s * keep)[:, None, :]
 
 
-def cca_boot_covariance(measure, a, b, w: Tensor, sa: "CovarianceSide", sb: "CovarianceSide") -> Tensor:
+def cca_boot_covariance(measure, a, b, w: Tensor, sa: CovarianceSide, sb: CovarianceSide) -> Tensor:
     """Mean CCA and PWCCA on every resample from the two sides' cached whitenings: per pair only the
     resamples' cross-covariances ``Xᵀdiag(w)Y − n·m_X m_Yᵀ`` and a small SVD."""
     n, da, db = sa.x.shape[0], sa.x.shape[1], sb.x.shape[1]
@@ -147,6 +150,10 @@ def cca_boot(measure, a, b, w: Tensor, xa: Tensor, xb: Tensor) -> Tensor:
         ua, va_s, ka = _weighted_bases(measure, xa, w[part])
         ub, _, kb = _weighted_bases(measure, xb, w[part])
         # SVCCA's canonical pairs follow the directions kept in each resample; the others' are fixed
-        m = torch.clamp(torch.minimum(ka, kb), max=n - 1).to(ua.dtype) if isinstance(measure, SVCCA) else n_canonical_pairs(a, b)
+        m = (
+            torch.clamp(torch.minimum(ka, kb), max=n - 1).to(ua.dtype)
+            if isinstance(measure, SVCCA)
+            else n_canonical_pairs(a, b)
+        )
         out.append(_cca_values(measure, ua, ub, va_s, m))
     return torch.cat(out)

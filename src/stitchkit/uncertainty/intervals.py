@@ -51,7 +51,9 @@ def _counts(counts: Any, n: int, what: str = "samples") -> np.ndarray:
     """``counts`` as a float64 ``(B, n)`` matrix of non-negative weights, or a StitchkitError."""
     array = np.asarray(counts)
     if array.ndim != 2 or array.shape[1] != n:
-        raise StitchkitError(f"the resample counts must be a (resamples, {n}) matrix for the {n} {what}, got shape {array.shape}")
+        raise StitchkitError(
+            f"the resample counts must be a (resamples, {n}) matrix for the {n} {what}, got shape {array.shape}"
+        )
     array = array.astype(np.float64, copy=False)
     if array.shape[0] < 1 or np.any(array < 0) or not np.all(np.isfinite(array)):
         raise StitchkitError("the resample counts must hold at least one resample of finite non-negative weights")
@@ -120,7 +122,9 @@ def ratio_interval(num: Any, den: Any, counts: Any, level: float = DEFAULT_LEVEL
     return _with_interval(point, samples, level, keep_samples)
 
 
-def norm_ratio_interval(stitched: Any, genuine: Any, counts: Any, level: float = DEFAULT_LEVEL, *, keep_samples: bool = False):
+def norm_ratio_interval(
+    stitched: Any, genuine: Any, counts: Any, level: float = DEFAULT_LEVEL, *, keep_samples: bool = False
+):
     """``(point, lower, upper)`` of the activation norm ratio ``mean(stitched) / mean(genuine)`` of two
     paired per-image norm arrays ``(..., n)`` (one counts matrix resamples both: the mean ratio of
     paired arrays is their ratio of sums)."""
@@ -136,7 +140,10 @@ def _scores(values: Any, what: str) -> np.ndarray:
     if array.size == 0:
         raise StitchkitError(f"no {what} scores: OOD metrics need at least one score on each side")
     if not np.all(np.isfinite(array)):
-        raise StitchkitError(f"{int(np.sum(~np.isfinite(array)))} of the {array.size} {what} scores are NaN or infinite; check the detector and its inputs")
+        raise StitchkitError(
+            f"{int(np.sum(~np.isfinite(array)))} of the {array.size} {what} scores are NaN or infinite; check the "
+            f"detector and its inputs"
+        )
     return array
 
 
@@ -201,17 +208,24 @@ def ood_metric_samples(
         raise StitchkitError(f"the TPR level must be in (0, 1], got {tpr}")
     id_s, ood_s = _scores(id_scores, "in-distribution"), _scores(ood_scores, "OOD")
     if counts_ood is None and id_s.size != ood_s.size:
-        raise StitchkitError(f"paired resampling needs as many OOD as ID scores, got {ood_s.size} and {id_s.size}; pass counts_ood for unpaired sets")
+        raise StitchkitError(
+            f"paired resampling needs as many OOD as ID scores, got {ood_s.size} and {id_s.size}; pass counts_ood for "
+            f"unpaired sets"
+        )
     w_id = _counts(counts_id, id_s.size, "ID scores")
     w_ood = w_id if counts_ood is None else _counts(counts_ood, ood_s.size, "OOD scores")
     if w_id.shape[0] != w_ood.shape[0]:
-        raise StitchkitError(f"the ID and OOD counts must have as many resamples, got {w_id.shape[0]} and {w_ood.shape[0]}")
+        raise StitchkitError(
+            f"the ID and OOD counts must have as many resamples, got {w_id.shape[0]} and {w_ood.shape[0]}"
+        )
     # groups of equal outlier score, ascending: the order of decreasing −score (ID positive)
     values, group = np.unique(np.r_[id_s, ood_s], return_inverse=True)
-    group_id, group_ood = group[: id_s.size], group[id_s.size:]
+    group_id, group_ood = group[: id_s.size], group[id_s.size :]
     block = max(1, OOD_BLOCK_CELLS // values.size)  # blocks of resamples bound the memory, not a loop per resample
-    parts = [_ood_block(group_id, group_ood, values.size, w_id[s:s + block], w_ood[s:s + block], positive, tpr, fpr_rule)
-             for s in range(0, w_id.shape[0], block)]
+    parts = [
+        _ood_block(group_id, group_ood, values.size, w_id[s : s + block], w_ood[s : s + block], positive, tpr, fpr_rule)
+        for s in range(0, w_id.shape[0], block)
+    ]
     return {key: np.concatenate([part[key] for part in parts]) for key in OOD_METRICS}
 
 
@@ -234,7 +248,13 @@ def _ood_block(group_id, group_ood, n_groups, w_id, w_ood, positive, tpr, fpr_ru
         fpr = _fpr_at_tpr(tps, fps, present, tpr, fpr_rule)
     else:
         fpr = _fpr_at_tpr(tps_out[:, ::-1], fps_out[:, ::-1], present[:, ::-1], tpr, fpr_rule)
-    return {"auroc": auroc, "aupr": aupr_in if positive == "id" else aupr_out, "fpr95": fpr, "aupr_in": aupr_in, "aupr_out": aupr_out}
+    return {
+        "auroc": auroc,
+        "aupr": aupr_in if positive == "id" else aupr_out,
+        "fpr95": fpr,
+        "aupr_in": aupr_in,
+        "aupr_out": aupr_out,
+    }
 
 
 def ood_metric_interval(

@@ -107,10 +107,16 @@ class UncertaintyPlan:
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.bootstrap:
-            out.update(method="percentile bootstrap over images", resamples=self.bootstrap, level=self.level, seed=self.seed)
+            out.update(
+                method="percentile bootstrap over images", resamples=self.bootstrap, level=self.level, seed=self.seed
+            )
         if self.permutations:
-            out.update(permutations=self.permutations, seed=self.seed, null="Y's images permuted against X's",
-                       calibrated="1 - dissimilarity / mean null dissimilarity")
+            out.update(
+                permutations=self.permutations,
+                seed=self.seed,
+                null="Y's images permuted against X's",
+                calibrated="1 - dissimilarity / mean null dissimilarity",
+            )
         return out
 
     def counts(self, images: int) -> np.ndarray:
@@ -261,7 +267,13 @@ class IndexUncertainty:
     calibrated: float = math.nan
 
     def to_dict(self) -> dict[str, float]:
-        return {"lower": self.lower, "upper": self.upper, "p_value": self.p_value, "null_mean": self.null_mean, "calibrated": self.calibrated}
+        return {
+            "lower": self.lower,
+            "upper": self.upper,
+            "p_value": self.p_value,
+            "null_mean": self.null_mean,
+            "calibrated": self.calibrated,
+        }
 
 
 def resampling_state(measure: Measure, prep, x: Tensor) -> Any:
@@ -316,7 +328,9 @@ def null_values(measure: Measure, pa, pb, xa: Tensor, xb: Tensor, perms: Tensor,
     return _explicit_null(measure, pa, xb, perms)
 
 
-def summarise(measure: Measure, value: float, boot: np.ndarray | None, null: np.ndarray | None, level: float) -> IndexUncertainty:
+def summarise(
+    measure: Measure, value: float, boot: np.ndarray | None, null: np.ndarray | None, level: float
+) -> IndexUncertainty:
     """Interval, p-value, null mean and calibrated score from the resampled and the null values."""
     info = measure.info
     lo, hi = info.range
@@ -345,7 +359,9 @@ class PreparedSide:
     state: Any = None
 
 
-def index_uncertainty(measure: Measure, x, y, plan: UncertaintyPlan, *, images: int | None = None) -> tuple[float, IndexUncertainty]:
+def index_uncertainty(
+    measure: Measure, x, y, plan: UncertaintyPlan, *, images: int | None = None
+) -> tuple[float, IndexUncertainty]:
     """``measure(X, Y)`` and how sure it is, for data matrices ``x``, ``y`` whose rows are ``images``
     images (default: one row each) — the library entry point on arrays."""
     xa = measure._matrix(x, "X")
@@ -356,8 +372,15 @@ def index_uncertainty(measure: Measure, x, y, plan: UncertaintyPlan, *, images: 
     return value, pair_uncertainty(measure, *sides, plan, images=images or xa.shape[0])
 
 
-def pair_uncertainty(measure: Measure, a: PreparedSide, b: PreparedSide, plan: UncertaintyPlan, *, images: int,
-                     value: float | None = None) -> IndexUncertainty:
+def pair_uncertainty(
+    measure: Measure,
+    a: PreparedSide,
+    b: PreparedSide,
+    plan: UncertaintyPlan,
+    *,
+    images: int,
+    value: float | None = None,
+) -> IndexUncertainty:
     """The :class:`IndexUncertainty` of one prepared pair (see :func:`index_uncertainty`); ``value``: the
     measure on it, when already computed."""
     pa, pb, xa, xb, states = a.prep, b.prep, a.x, b.x, (a.state, b.state)

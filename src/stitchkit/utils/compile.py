@@ -23,8 +23,12 @@ class CompiledOrEager:
             self._fall_back(exc)
 
     def _fall_back(self, exc: BaseException) -> None:
-        print(f"stitchkit: note: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-              "running eagerly", file=sys.stderr)
+        print(
+            f"stitchkit: note: torch.compile failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+            "running eagerly",
+            file=sys.stderr,
+        )
         self.compiled = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

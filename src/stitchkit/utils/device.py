@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -31,12 +31,18 @@ def resolve_device(spec: str | int | None) -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise StitchkitError(f"unknown device {spec!r}; use -1 or 'cpu' for the CPU, a GPU index like 0, or 'cuda:1'") from None
+        raise StitchkitError(
+            f"unknown device {spec!r}; use -1 or 'cpu' for the CPU, a GPU index like 0, or 'cuda:1'"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise StitchkitError(f"device {spec!r} asked for a GPU but CUDA is not available here; use -gpu -1 (or --device cpu)")
+            raise StitchkitError(
+                f"device {spec!r} asked for a GPU but CUDA is not available here; use -gpu -1 (or --device cpu)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise StitchkitError(f"GPU {device.index} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+            raise StitchkitError(
+                f"GPU {device.index} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+            )
     return device
 
 

@@ -29,8 +29,9 @@ import math
 import os
 import secrets
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -131,8 +132,9 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise StitchkitError(f"cannot read the per-sample statistics {str(path)!r}: {exc}") from None
 
 
-PARQUET_HINT = ("Parquet files need pyarrow: pip install 'stitchkit[parquet]' (or pyarrow); "
-                "CSV and JSON need nothing extra")
+PARQUET_HINT = (
+    "Parquet files need pyarrow: pip install 'stitchkit[parquet]' (or pyarrow); CSV and JSON need nothing extra"
+)
 
 
 def json_safe(obj: Any) -> Any:
@@ -219,8 +221,9 @@ def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
     return buffer.getvalue()
 
 
-def write_csv_atomic(target: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-                     columns: Sequence[str] | None = None) -> None:
+def write_csv_atomic(
+    target: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> None:
     """:func:`csv_text`, written whole or not at all."""
     write_text_atomic(target, csv_text(rows, columns))
 
@@ -254,17 +257,23 @@ def _pyarrow():
 
 def _parquet_column(values: list[Any]) -> list[Any]:
     """A column pyarrow can type: lists/dicts as JSON text; a column mixing kinds of values as text."""
-    values = [json.dumps(json_safe(v)) if isinstance(v, (list, tuple, dict)) else v.item() if isinstance(v, np.generic)
-              else v for v in values]
-    kinds = {"bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "text"
-             for v in values if v is not None}
+    values = [
+        json.dumps(json_safe(v)) if isinstance(v, (list, tuple, dict)) else v.item() if isinstance(v, np.generic) else v
+        for v in values
+    ]
+    kinds = {
+        "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "text"
+        for v in values
+        if v is not None
+    }
     if len(kinds) > 1:
         return [None if v is None else str(v) for v in values]
     return values
 
 
-def write_parquet_atomic(target: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-                         columns: Sequence[str] | None = None) -> None:
+def write_parquet_atomic(
+    target: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> None:
     """``rows`` as a Parquet table with ``columns`` (default: every key, first seen first) in order,
     written whole or not at all (needs pyarrow: module docstring)."""
     pa, pq = _pyarrow()

@@ -4,8 +4,8 @@ when no name is given (one home for the study planner and the sensitivity test).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 #: the stems of the files every ``stitchkit train`` run writes into its own folder: they name no network
 #: (the training loop's names, stitchkit.training.base; not imported from there, which would import torch)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import StitchkitError
 
@@ -31,5 +32,7 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise StitchkitError(f"{what} must be an integer, got {seed!r} ({type(seed).__name__}); e.g. {what}=0")
     if not 0 <= int(seed) < SEED_LIMIT:
-        raise StitchkitError(f"{what} must be an integer from 0 to 2**64 - 1 (what the random generators take), got {seed}")
+        raise StitchkitError(
+            f"{what} must be an integer from 0 to 2**64 - 1 (what the random generators take), got {seed}"
+        )
     return int(seed)

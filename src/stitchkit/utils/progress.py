@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 if importlib.util.find_spec("ipywidgets") is not None:
     from tqdm.auto import tqdm
@@ -20,8 +20,16 @@ else:
 def progress_bar(iterable: Iterable, desc: str, enabled: bool, **kw):
     """tqdm on stderr; redraws at most every few seconds when stderr is a log file, not a terminal."""
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, leave=False, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.1 if interactive else 10.0, **kw)
+    return tqdm(
+        iterable,
+        desc=desc,
+        leave=False,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.1 if interactive else 10.0,
+        **kw,
+    )
 
 
 def printer(verbose: bool) -> Callable[[str], None]:

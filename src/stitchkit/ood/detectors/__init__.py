@@ -28,8 +28,17 @@ from .energy import EnergyDetector
 from .knn import KNNDetector
 from .mahalanobis import MahalanobisDetector
 
-__all__ = ["POOLINGS", "Detector", "EnergyDetector", "KNNDetector", "MahalanobisDetector", "list_detectors",
-           "make_detector", "pool_features", "training_free_detectors"]
+__all__ = [
+    "POOLINGS",
+    "Detector",
+    "EnergyDetector",
+    "KNNDetector",
+    "MahalanobisDetector",
+    "list_detectors",
+    "make_detector",
+    "pool_features",
+    "training_free_detectors",
+]
 
 
 def list_detectors() -> list[str]:

@@ -11,7 +11,8 @@ result records is the declared one.
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ def fit_batches(data: Any, labels: Any = None) -> Iterable[tuple[Tensor, Tensor 
         y = None if labels is None else torch.as_tensor(labels)
         step = 1024
         for start in range(0, x.shape[0], step):
-            yield x[start:start + step], (None if y is None else y[start:start + step])
+            yield x[start : start + step], (None if y is None else y[start : start + step])
         return
     for batch in data:
         if isinstance(batch, (list, tuple)):
@@ -48,7 +49,7 @@ class Detector(abc.ABC):
         """The declared name (``@declare("detector", name, ...)`` at the class)."""
         return declaration_of("detector", type(self)).name
 
-    def fit(self, data: Any, labels: Any = None) -> "Detector":
+    def fit(self, data: Any, labels: Any = None) -> Detector:
         """Fit on ID activations: a tensor ``(N, …)`` with ``labels``, or an iterable of ``(x, y)``
         batches. Returns ``self``."""
         return self

@@ -15,8 +15,13 @@ from ..scores import energy_score
 from .base import Detector
 
 
-@declare("detector", "energy", order=1, trains=True,
-         help="a trained representation classifier scored by its energy (Liu et al. 2020; `stitchkit detector train`)")
+@declare(
+    "detector",
+    "energy",
+    order=1,
+    trains=True,
+    help="a trained representation classifier scored by its energy (Liu et al. 2020; `stitchkit detector train`)",
+)
 class EnergyDetector(Detector):
     """A trained representation classifier scored by energy (Liu et al. 2020).
 
@@ -25,8 +30,13 @@ class EnergyDetector(Detector):
 
     score_name = "energy"
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0, device: torch.device | str | None = None,
-                 meta: dict | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        temperature: float = 1.0,
+        device: torch.device | str | None = None,
+        meta: dict | None = None,
+    ):
         self.model = model
         self.temperature = float(temperature)
         if device is not None:
@@ -39,7 +49,7 @@ class EnergyDetector(Detector):
         param = next(self.model.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
-    def to(self, device: torch.device | str) -> "EnergyDetector":
+    def to(self, device: torch.device | str) -> EnergyDetector:
         self.model.to(device)
         return self
 

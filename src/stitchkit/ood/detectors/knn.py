@@ -15,14 +15,26 @@ from ...errors import StitchkitError, unknown_name
 from .base import Detector, fit_batches
 
 #: the pooling option every training-free detector offers (``--pool``)
-POOL = {"flag": "--pool", "type": "str", "default": "avg", "choices": ("avg", "cls", "flatten"),
-        "help": "pooling of activations for the training-free detectors"}
+POOL = {
+    "flag": "--pool",
+    "type": "str",
+    "default": "avg",
+    "choices": ("avg", "cls", "flatten"),
+    "help": "pooling of activations for the training-free detectors",
+}
 
 
-@declare("detector", "knn", order=3, trains=False,
-         options={"k": {"flag": "--knn-k", "type": "int", "default": 50, "min": 1, "help": "k of the k-NN detector"},
-                  "pool": POOL},
-         help="distance to the k-th nearest L2-normalised ID feature (Sun et al. 2022)")
+@declare(
+    "detector",
+    "knn",
+    order=3,
+    trains=False,
+    options={
+        "k": {"flag": "--knn-k", "type": "int", "default": 50, "min": 1, "help": "k of the k-NN detector"},
+        "pool": POOL,
+    },
+    help="distance to the k-th nearest L2-normalised ID feature (Sun et al. 2022)",
+)
 class KNNDetector(Detector):
     """Distance to the ``k``-th nearest ID feature, features L2-normalised (Sun et al. 2022).
 
@@ -33,8 +45,9 @@ class KNNDetector(Detector):
 
     score_name = "distance to the k-th nearest normalised ID feature"
 
-    def __init__(self, k: int = 50, pool: str = "avg", normalize: bool = True, max_fit: int | None = None,
-                 chunk: int = 4096):
+    def __init__(
+        self, k: int = 50, pool: str = "avg", normalize: bool = True, max_fit: int | None = None, chunk: int = 4096
+    ):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise StitchkitError(f"k must be a positive integer, got {k!r}")
         if pool not in POOLINGS:
@@ -47,7 +60,7 @@ class KNNDetector(Detector):
         return nn.functional.normalize(f, dim=1) if self.normalize else f
 
     @torch.no_grad()
-    def fit(self, data: Any, labels: Any = None) -> "KNNDetector":
+    def fit(self, data: Any, labels: Any = None) -> KNNDetector:
         parts, n = [], 0
         for x, _ in fit_batches(data, labels):
             f = self._features(x)
@@ -62,8 +75,9 @@ class KNNDetector(Detector):
             raise StitchkitError("the k-NN detector got no fitting samples")
         self.bank = torch.cat(parts)
         if self.bank.shape[0] < self.k:
-            raise StitchkitError(f"the k-NN detector needs at least k = {self.k} fitting samples, "
-                                 f"got {self.bank.shape[0]}; lower k")
+            raise StitchkitError(
+                f"the k-NN detector needs at least k = {self.k} fitting samples, got {self.bank.shape[0]}; lower k"
+            )
         return self
 
     @torch.no_grad()
@@ -75,7 +89,7 @@ class KNNDetector(Detector):
             raise StitchkitError(f"the k-NN detector was fitted on {self.bank.shape[1]} features, got {f.shape[1]}")
         best: Tensor | None = None  # the k smallest distances so far, (B, k)
         for start in range(0, self.bank.shape[0], self.chunk):
-            d = torch.cdist(f, self.bank[start:start + self.chunk])
+            d = torch.cdist(f, self.bank[start : start + self.chunk])
             merged = d if best is None else torch.cat([best, d], dim=1)
             best = merged.topk(min(self.k, merged.shape[1]), dim=1, largest=False).values
         return best[:, self.k - 1]

@@ -16,12 +16,23 @@ from ...errors import StitchkitError, unknown_name
 from .base import Detector, fit_batches
 
 #: the pooling option every training-free detector offers (``--pool``)
-POOL = {"flag": "--pool", "type": "str", "default": "avg", "choices": ("avg", "cls", "flatten"),
-        "help": "pooling of activations for the training-free detectors"}
+POOL = {
+    "flag": "--pool",
+    "type": "str",
+    "default": "avg",
+    "choices": ("avg", "cls", "flatten"),
+    "help": "pooling of activations for the training-free detectors",
+}
 
 
-@declare("detector", "mahalanobis", order=2, trains=False, options={"pool": POOL},
-         help="min squared Mahalanobis distance to a class mean, one shared covariance (Lee et al. 2018)")
+@declare(
+    "detector",
+    "mahalanobis",
+    order=2,
+    trains=False,
+    options={"pool": POOL},
+    help="min squared Mahalanobis distance to a class mean, one shared covariance (Lee et al. 2018)",
+)
 class MahalanobisDetector(Detector):
     """Class-conditional Gaussians with a shared (tied) covariance on pooled activations (Lee et al.
     2018). Score = ``min_c (x − μ_c)ᵀ Σ⁺ (x − μ_c)``.
@@ -45,7 +56,7 @@ class MahalanobisDetector(Detector):
         self.n_fit = 0
 
     @torch.no_grad()
-    def fit(self, data: Any, labels: Any = None) -> "MahalanobisDetector":
+    def fit(self, data: Any, labels: Any = None) -> MahalanobisDetector:
         sums: dict[int, Tensor] = {}
         counts: dict[int, int] = {}
         second: Tensor | None = None
@@ -84,7 +95,8 @@ class MahalanobisDetector(Detector):
         f = pool_features(x, self.pool).double().cpu()
         if f.shape[1] != self.means.shape[1]:
             raise StitchkitError(
-                f"the Mahalanobis detector was fitted on {self.means.shape[1]} features, got {f.shape[1]}")
+                f"the Mahalanobis detector was fitted on {self.means.shape[1]} features, got {f.shape[1]}"
+            )
         diff = f[:, None, :] - self.means[None, :, :]  # (B, C, F)
         d2 = torch.einsum("bcf,fg,bcg->bc", diff, self.precision, diff)
         return d2.min(dim=1).values.float()

@@ -7,8 +7,13 @@ from ...errors import StitchkitError
 from .base import fmt_shape
 
 
-@declare("stitching_layer", "auto", order=7, picks=True,
-         help="any of the others: picks the type from the activation shapes (the one declared for their dimensions)")
+@declare(
+    "stitching_layer",
+    "auto",
+    order=7,
+    picks=True,
+    help="any of the others: picks the type from the activation shapes (the one declared for their dimensions)",
+)
 def auto_stitching_type(source_shape: tuple, target_shape: tuple) -> str:
     """The type ``auto`` picks from the activation shapes (without batch): the one declared with
     ``auto_for=(source dims, target dims)``. (C,H,W)→(C,H,W): ``rc2c_pre`` (the paper's layer for every

@@ -3,7 +3,8 @@ with one affine ``transform`` (see :mod:`stitchkit.stitching.layers`), and the s
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ class StitchingLayer(nn.Module):
     rectangular_eye: bool = False
 
     @classmethod
-    def build(cls, source_shape: tuple, target_shape: tuple, options: Mapping[str, Any]) -> "StitchingLayer":
+    def build(cls, source_shape: tuple, target_shape: tuple, options: Mapping[str, Any]) -> StitchingLayer:
         """A layer of this type from :func:`~stitchkit.stitching.layers.make_stitching_layer`'s options
         (``upsample_mode``, ``c2t_cls``, ``t2c_cls``, ``front_has_cls``); a type reads those it uses."""
         return cls(source_shape, target_shape)

@@ -9,8 +9,13 @@ from ...declarations import declare
 from .base import StitchingLayer, conv1x1, need_rank, shape_error
 
 
-@declare("stitching_layer", "c2t", order=3, auto_for=(3, 2),
-         help="(C,H,W) → (T,D): 1×1 conv, flatten to H·W tokens, optionally prepend a CLS token (--c2t-cls)")
+@declare(
+    "stitching_layer",
+    "c2t",
+    order=3,
+    auto_for=(3, 2),
+    help="(C,H,W) → (T,D): 1×1 conv, flatten to H·W tokens, optionally prepend a CLS token (--c2t-cls)",
+)
 class ConvToTrans(StitchingLayer):
     """``c2t``: 1×1 conv to the token width, flatten ``(B, D, H, W) -> (B, H·W, D)`` (row-major positions),
     then the CLS option: ``None`` adds nothing, ``"pool"`` prepends the mean of the tokens, ``"learn"``
@@ -22,7 +27,7 @@ class ConvToTrans(StitchingLayer):
     """
 
     @classmethod
-    def build(cls, source_shape, target_shape, options) -> "ConvToTrans":
+    def build(cls, source_shape, target_shape, options) -> ConvToTrans:
         return cls(source_shape, target_shape, cls=options["c2t_cls"])
 
     def __init__(self, source_shape, target_shape, *, cls: str | None = None):
@@ -34,8 +39,10 @@ class ConvToTrans(StitchingLayer):
             if cls is None and h * w + 1 == n_tokens:
                 why = "the target has one more token than H·W; pass c2t_cls='pool' or 'learn' to add a CLS token"
             else:
-                why = (f"H·W{' + 1 (CLS)' if extra else ''} = {h * w + extra} differs from the target token count "
-                       f"{n_tokens}")
+                why = (
+                    f"H·W{' + 1 (CLS)' if extra else ''} = {h * w + extra} differs from the target token count "
+                    f"{n_tokens}"
+                )
             raise shape_error(self.kind, source_shape, target_shape, why)
         super().__init__(source_shape, target_shape, conv1x1(c, target_shape[1]))
         self.cls = cls

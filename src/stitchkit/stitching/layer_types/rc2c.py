@@ -21,7 +21,7 @@ class ResizedConvToConv(StitchingLayer):
     pre_resize: bool
 
     @classmethod
-    def build(cls, source_shape, target_shape, options) -> "ResizedConvToConv":
+    def build(cls, source_shape, target_shape, options) -> ResizedConvToConv:
         return cls(source_shape, target_shape, upsample_mode=options["upsample_mode"])
 
     def __init__(self, source_shape, target_shape, *, upsample_mode: str = "bilinear"):
@@ -62,8 +62,13 @@ class ResizedConvToConv(StitchingLayer):
         return super().extra_repr() + f", upsample_mode={self.upsample_mode!r}"
 
 
-@declare("stitching_layer", "rc2c_pre", order=5, auto_for=(3, 3),
-         help="(C,H,W) → (C',H',W'): resize to (H',W') (bilinear, align_corners=False, or nearest), then 1×1 conv")
+@declare(
+    "stitching_layer",
+    "rc2c_pre",
+    order=5,
+    auto_for=(3, 3),
+    help="(C,H,W) → (C',H',W'): resize to (H',W') (bilinear, align_corners=False, or nearest), then 1×1 conv",
+)
 class ResizeThenConv(ResizedConvToConv):
     """``rc2c_pre``: resize, then 1×1 conv (the paper's layer for every conv pair)."""
 

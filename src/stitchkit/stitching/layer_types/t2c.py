@@ -16,8 +16,13 @@ def _is_square(n: int) -> bool:
     return n >= 0 and math.isqrt(n) ** 2 == n
 
 
-@declare("stitching_layer", "t2c", order=4, auto_for=(2, 3),
-         help="(T,D) → (C,H,W): CLS drop/add/only (--t2c-cls), tokens → √N×√N grid, resize to (H,W), 1×1 conv")
+@declare(
+    "stitching_layer",
+    "t2c",
+    order=4,
+    auto_for=(2, 3),
+    help="(T,D) → (C,H,W): CLS drop/add/only (--t2c-cls), tokens → √N×√N grid, resize to (H,W), 1×1 conv",
+)
 class TransToConv(StitchingLayer):
     """``t2c``: CLS handling, tokens ``(B, N, D)`` → grid ``(B, D, √N, √N)`` (row-major), resize to the
     target (H, W), 1×1 conv.
@@ -29,9 +34,14 @@ class TransToConv(StitchingLayer):
     """
 
     @classmethod
-    def build(cls, source_shape, target_shape, options) -> "TransToConv":
-        return cls(source_shape, target_shape, cls=options["t2c_cls"], front_has_cls=options["front_has_cls"],
-                   upsample_mode=options["upsample_mode"])
+    def build(cls, source_shape, target_shape, options) -> TransToConv:
+        return cls(
+            source_shape,
+            target_shape,
+            cls=options["t2c_cls"],
+            front_has_cls=options["front_has_cls"],
+            upsample_mode=options["upsample_mode"],
+        )
 
     def __init__(
         self,

@@ -8,8 +8,13 @@ from ...declarations import declare
 from .base import StitchingLayer, need_rank, shape_error
 
 
-@declare("stitching_layer", "t2t", order=2, auto_for=(2, 2),
-         help="(T,D) → (T,D'): Linear on every token including CLS; equal T")
+@declare(
+    "stitching_layer",
+    "t2t",
+    order=2,
+    auto_for=(2, 2),
+    help="(T,D) → (T,D'): Linear on every token including CLS; equal T",
+)
 class TransToTrans(StitchingLayer):
     """``t2t``: a Linear on the last dimension, applied to every token including CLS."""
 

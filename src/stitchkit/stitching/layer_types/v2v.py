@@ -8,8 +8,9 @@ from ...declarations import declare
 from .base import StitchingLayer, need_rank
 
 
-@declare("stitching_layer", "v2v", order=8, auto_for=(1, 1),
-         help="(D,) → (D',): Linear (flat vectors; not in the original)")
+@declare(
+    "stitching_layer", "v2v", order=8, auto_for=(1, 1), help="(D,) → (D',): Linear (flat vectors; not in the original)"
+)
 class VecToVec(StitchingLayer):
     """``v2v``: a Linear between flat ``(D,)`` activations (not in the original)."""
 

@@ -20,8 +20,9 @@ k of n pairs"), and one pair decides alone. C5 combines its detectors the same w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..runner import prepare_study, read_store
 from ..store import UnitRecord
@@ -58,8 +59,23 @@ def study_findings(config_path: str | Path, study_dir: str | Path | None = None)
     from ..uncertainty import UncertaintySettings, verdict_robustness
 
     findings = compute_findings(records, config["findings"])
-    return verdict_robustness(records, study_dir, findings, config["findings"], UncertaintySettings.from_config(config)), config
+    return verdict_robustness(
+        records, study_dir, findings, config["findings"], UncertaintySettings.from_config(config)
+    ), config
 
 
-__all__ = ["CLAIMS", "CSS", "Finding", "Findings", "Link", "Part", "Thresholds", "VERDICTS", "compute_findings", "render_html", "render_text",
-           "study_findings", "write_findings_json"]
+__all__ = [
+    "CLAIMS",
+    "CSS",
+    "Finding",
+    "Findings",
+    "Link",
+    "Part",
+    "Thresholds",
+    "VERDICTS",
+    "compute_findings",
+    "render_html",
+    "render_text",
+    "study_findings",
+    "write_findings_json",
+]

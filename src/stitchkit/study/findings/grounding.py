@@ -33,8 +33,11 @@ def statistics_table(record: UnitRecord) -> tuple[str, dict[str, dict[str, float
     """(table name, measure → {rho, p}) of a finished test unit (None without its table)."""
     for name, rows in (record.metrics.get("tables") or {}).items():
         if name.startswith(f"{record.kind} test"):
-            stats = {row["measure"]: {"rho": row.get("spearman"), "p": row.get("spearman_p")}
-                     for row in rows if row.get("scope") == SCOPE and row.get("group", "all") == "all"}
+            stats = {
+                row["measure"]: {"rho": row.get("spearman"), "p": row.get("spearman_p")}
+                for row in rows
+                if row.get("scope") == SCOPE and row.get("group", "all") == "all"
+            }
             return name, stats
     return None
 
@@ -71,32 +74,70 @@ def claim_c6(view: StudyView, t: Thresholds) -> Finding:
         name, stats = table
         links.append(unit_link(record, name, figure=False))
         rhos = {m: s["rho"] for m, s in stats.items()}
-        numbers[test] = {"Spearman ρ and one-sided p (pooled)": stats,
-                         f"Ding et al. ({DING_TESTS[test]}, BERT)": DING_PUBLISHED[test],
-                         "study's ordering of the indices": sorted((m for m in INDICES if finite(rhos.get(m))), key=lambda m: -rhos[m]),
-                         "Ding et al.'s ordering": sorted(DING_PUBLISHED[test], key=lambda m: -DING_PUBLISHED[test][m]),
-                         "Kendall τ with Ding et al.'s ordering": ordering_agreement(rhos, DING_PUBLISHED[test])}
+        numbers[test] = {
+            "Spearman ρ and one-sided p (pooled)": stats,
+            f"Ding et al. ({DING_TESTS[test]}, BERT)": DING_PUBLISHED[test],
+            "study's ordering of the indices": sorted(
+                (m for m in INDICES if finite(rhos.get(m))), key=lambda m: -rhos[m]
+            ),
+            "Ding et al.'s ordering": sorted(DING_PUBLISHED[test], key=lambda m: -DING_PUBLISHED[test][m]),
+            "Kendall τ with Ding et al.'s ordering": ordering_agreement(rhos, DING_PUBLISHED[test]),
+        }
         if DM_MEASURE not in stats:
-            return not_testable("C6", used, f"{DM_MEASURE} is not among the {test} test's measures (add it to {test}.measures)",
-                                numbers=numbers, links=links, units=[r.label for r in records.values()])
+            return not_testable(
+                "C6",
+                used,
+                f"{DM_MEASURE} is not among the {test} test's measures (add it to {test}.measures)",
+                numbers=numbers,
+                links=links,
+                units=[r.label for r in records.values()],
+            )
         if not any(m in stats for m in INDICES):
-            return not_testable("C6", used, f"the {test} test has no similarity index ({', '.join(INDICES)}) to compare {DM_MEASURE} with",
-                                numbers=numbers, links=links, units=[r.label for r in records.values()])
+            return not_testable(
+                "C6",
+                used,
+                f"the {test} test has no similarity index ({', '.join(INDICES)}) to compare {DM_MEASURE} with",
+                numbers=numbers,
+                links=links,
+                units=[r.label for r in records.values()],
+            )
         rho, p = stats[DM_MEASURE]["rho"], stats[DM_MEASURE]["p"]
         significant = finite(rho) and rho > 0 and finite(p) and p < t.alpha
         index_rhos = {m: rhos[m] for m in INDICES if finite(rhos.get(m))}
         best = max(index_rhos, key=index_rhos.get) if index_rhos else None
         highest = index_rhos[best] if best else None
         at_least = highest is not None and finite(rho) and rho >= highest - t.rho_tolerance
-        numbers[test].update({f"{DM_MEASURE} significantly positive": significant, "highest index ρ": highest, "highest index": best,
-                              f"{DM_MEASURE} at least as high (within rho_tolerance)": at_least})
-        checks.append(f"{test}: ρ = {_num(rho)} with p = {_num(p)}, {'significant' if significant else 'not significant'} at alpha = {t.alpha:g}; "
-                      f"{'within' if at_least else 'more than'} rho_tolerance = {t.rho_tolerance:g} {'of' if at_least else 'below'} the best "
-                      f"index's ρ {_num(highest)}{f' ({best})' if best else ''}")
-    ok = all(numbers[test][f"{DM_MEASURE} significantly positive"] and numbers[test][f"{DM_MEASURE} at least as high (within rho_tolerance)"]
-             for test in TESTS)
+        numbers[test].update(
+            {
+                f"{DM_MEASURE} significantly positive": significant,
+                "highest index ρ": highest,
+                "highest index": best,
+                f"{DM_MEASURE} at least as high (within rho_tolerance)": at_least,
+            }
+        )
+        checks.append(
+            f"{test}: ρ = {_num(rho)} with p = {_num(p)}, {'significant' if significant else 'not significant'} at "
+            f"alpha = {t.alpha:g}; "
+            f"{'within' if at_least else 'more than'} rho_tolerance = {t.rho_tolerance:g} "
+            f"{'of' if at_least else 'below'} the best "
+            f"index's ρ {_num(highest)}{f' ({best})' if best else ''}"
+        )
+    ok = all(
+        numbers[test][f"{DM_MEASURE} significantly positive"]
+        and numbers[test][f"{DM_MEASURE} at least as high (within rho_tolerance)"]
+        for test in TESTS
+    )
     reason = f"{DM_MEASURE}: " + "; ".join(checks)
-    return Finding("C6", CLAIMS["C6"], SUPPORTED if ok else NOT_SUPPORTED, reason, numbers, used, links, [r.label for r in records.values()])
+    return Finding(
+        "C6",
+        CLAIMS["C6"],
+        SUPPORTED if ok else NOT_SUPPORTED,
+        reason,
+        numbers,
+        used,
+        links,
+        [r.label for r in records.values()],
+    )
 
 
 def _num(value: Any) -> str:

@@ -21,9 +21,10 @@ CLAIMS: dict[str, str] = {
     "C3": "TLM's most similar front layer for an end layer is often not the corresponding one.",
     "C4": "Within one network, TLM rates some other layer as more similar to a layer than the layer itself.",
     "C5": "TLM's stitched representations are OOD for the end network even when they are accurate, while DM's are "
-          "in-distribution where DM matches.",
-    "C6": "Direct matching tracks functional differences (sensitivity and specificity tests of Ding et al.) at least as well "
-          "as the similarity indices.",
+    "in-distribution where DM matches.",
+    "C6": "Direct matching tracks functional differences (sensitivity and specificity tests of Ding et al.) at least "
+    "as well "
+    "as the similarity indices.",
 }
 
 
@@ -47,7 +48,7 @@ class Thresholds:
     pair_support: float
 
     @classmethod
-    def from_config(cls, section: dict[str, Any] | None = None, source: str = "study config") -> "Thresholds":
+    def from_config(cls, section: dict[str, Any] | None = None, source: str = "study config") -> Thresholds:
         """Checked values, defaults filled in (a store written before [findings] existed has none)."""
         return cls(**validate_section("findings", section or {}, source))
 
@@ -120,10 +121,22 @@ class Finding:
         return self.robustness is not None and self.robustness < FRAGILE_BELOW
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"claim": self.claim, "statement": self.statement, "verdict": self.verdict, "reason": self.reason,
-                          "robustness": self.robustness, "fragile": self.fragile, "robustness_note": self.robustness_note,
-                          "numbers": self.numbers, "thresholds": self.thresholds, "links": [link.to_dict() for link in self.links],
-                          "units": self.units, "parts": [part.to_dict() for part in self.parts]})
+        return json_safe(
+            {
+                "claim": self.claim,
+                "statement": self.statement,
+                "verdict": self.verdict,
+                "reason": self.reason,
+                "robustness": self.robustness,
+                "fragile": self.fragile,
+                "robustness_note": self.robustness_note,
+                "numbers": self.numbers,
+                "thresholds": self.thresholds,
+                "links": [link.to_dict() for link in self.links],
+                "units": self.units,
+                "parts": [part.to_dict() for part in self.parts],
+            }
+        )
 
 
 @dataclass
@@ -144,17 +157,22 @@ class Findings:
         defaults = Thresholds.defaults()
         return {
             "findings": [f.to_dict() for f in self.findings],
-            "thresholds": {name: {"value": value, "default": defaults[name], "rationale": rationale[name]}
-                           for name, value in self.thresholds.to_dict().items()},
+            "thresholds": {
+                name: {"value": value, "default": defaults[name], "rationale": rationale[name]}
+                for name, value in self.thresholds.to_dict().items()
+            },
             "units": {"done": self.units_done, "planned": self.units_planned},
             "conventions": {
                 "relative_accuracy": "stitched accuracy / the end network's own accuracy on the same test images",
                 "nan": "a missing or non-finite cell never counts as supporting a claim; it stays in the denominator",
-                "verdict_basis": "every finished network pair a claim can use is evaluated on its own; with several, the claim is "
-                                 "supported when it holds for more than pair_support of the pairs on which it is testable",
-                "robustness": "the fraction of bootstrap resamples of the test images (every matrix and donor accuracy the claim reads "
-                              f"recomputed on the resample, thresholds fixed) in which the verdict comes out the same; below {FRAGILE_BELOW:g} "
-                              "the verdict is fragile",
+                "verdict_basis": "every finished network pair a claim can use is evaluated on its own; with several, "
+                "the claim is "
+                "supported when it holds for more than pair_support of the pairs on which it is testable",
+                "robustness": "the fraction of bootstrap resamples of the test images (every matrix and donor "
+                "accuracy the claim reads "
+                f"recomputed on the resample, thresholds fixed) in which the verdict comes out the same; below "
+                f"{FRAGILE_BELOW:g} "
+                "the verdict is fragile",
             },
         }
 
@@ -202,30 +220,54 @@ def percent(fraction: float) -> str:
 def share(fraction: float, needed: float, name: str, *, strict: bool = False) -> str:
     """A share beside the threshold it is held against, in words: "100%; at least 75% needed (most = 0.75)",
     or with ``strict`` "50%; more than 50% needed (detector_support = 0.5)"."""
-    return f"{percent(fraction)}; {'more than' if strict else 'at least'} {percent(needed)} needed ({name} = {needed:g})"
+    return (
+        f"{percent(fraction)}; {'more than' if strict else 'at least'} {percent(needed)} needed ({name} = {needed:g})"
+    )
 
 
-def pairs_decide(claim: str, thresholds: dict[str, float], outcomes: list[Outcome], pair_support: float, noun: str = "network pairs") -> Finding:
+def pairs_decide(
+    claim: str, thresholds: dict[str, float], outcomes: list[Outcome], pair_support: float, noun: str = "network pairs"
+) -> Finding:
     """Every finished candidate (network pair) is judged on its own. One decides alone; with several, the
     claim is supported when it holds for more than ``pair_support`` of those on which it is testable
     ("holds for k of n pairs"), each pair's verdict, reason and numbers listed."""
     if len(outcomes) == 1:
         only = outcomes[0]
-        return Finding(claim, CLAIMS[claim], only.verdict, only.reason, dict(only.numbers), thresholds, only.links, only.units, list(only.parts))
+        return Finding(
+            claim,
+            CLAIMS[claim],
+            only.verdict,
+            only.reason,
+            dict(only.numbers),
+            thresholds,
+            only.links,
+            only.units,
+            list(only.parts),
+        )
     verdict, k, n = majority([o.verdict for o in outcomes], pair_support)
     untested = len(outcomes) - n
     parts = [Part(o.pair or " / ".join(o.units), o.verdict, o.reason) for o in outcomes]
     numbers: dict[str, Any] = {
-        "pairs holding": k, "pairs tested": n, "pairs not testable": untested,
-        "per pair": [{"pair": o.pair, "units": o.units, "verdict": o.verdict, "reason": o.reason, **o.numbers} for o in outcomes],
+        "pairs holding": k,
+        "pairs tested": n,
+        "pairs not testable": untested,
+        "per pair": [
+            {"pair": o.pair, "units": o.units, "verdict": o.verdict, "reason": o.reason, **o.numbers} for o in outcomes
+        ],
     }
     if verdict == NOT_TESTABLE:
         reason = f"not testable on any of the {len(outcomes)} {noun}; the first: {outcomes[0].reason}"
     else:
         fraction = k / n
-        reason = (f"holds for {k} of {n} {noun}" + (f" ({untested} more not testable)" if untested else "")
-                  + f" ({share(fraction, pair_support, 'pair_support', strict=True)}): "
-                  + "; ".join(f"{p.label}: {p.verdict}" + (f" ({_headline(o.summary)})" if o.summary else "") for p, o in zip(parts, outcomes)))
+        reason = (
+            f"holds for {k} of {n} {noun}"
+            + (f" ({untested} more not testable)" if untested else "")
+            + f" ({share(fraction, pair_support, 'pair_support', strict=True)}): "
+            + "; ".join(
+                f"{p.label}: {p.verdict}" + (f" ({_headline(o.summary)})" if o.summary else "")
+                for p, o in zip(parts, outcomes)
+            )
+        )
     links = _unique([link for o in outcomes for link in o.links])
     units = _unique([u for o in outcomes for u in o.units])
     return Finding(claim, CLAIMS[claim], verdict, reason, numbers, thresholds, links, units, parts)

@@ -23,7 +23,7 @@ details pre { font-size: 0.8em; max-height: 30em; overflow: auto; background: #f
 def _after_label(part: Part) -> str:
     """A part's reason without a leading repetition of its label ("energy: 3 of 4 …" under "energy")."""
     prefix = f"{part.label}: "
-    return part.reason[len(prefix):] if part.reason.startswith(prefix) else part.reason
+    return part.reason[len(prefix) :] if part.reason.startswith(prefix) else part.reason
 
 
 def _css_class(verdict: str) -> str:
@@ -31,7 +31,7 @@ def _css_class(verdict: str) -> str:
 
 
 def robustness_text(f: Finding) -> str:
-    """"robustness 0.93 (…)", "robustness 0.71, FRAGILE (…)" or "robustness: not resampled (why)"; empty when never
+    """ "robustness 0.93 (…)", "robustness 0.71, FRAGILE (…)" or "robustness: not resampled (why)"; empty when never
     asked, and for a claim that is not testable (its reason says why; findings.json keeps the note)."""
     if f.verdict == "not testable":
         return ""
@@ -41,7 +41,8 @@ def robustness_text(f: Finding) -> str:
 
 
 def render_text(findings: Findings, name: str | None = None) -> str:
-    head = f"Findings{f' of study {name!r}' if name else ''} ({findings.units_done} of {findings.units_planned} units done)"
+    of_study = f" of study {name!r}" if name else ""
+    head = f"Findings{of_study} ({findings.units_done} of {findings.units_planned} units done)"
     lines = [head, ""]
     for f in findings.findings:
         lines.append(f"{f.claim:<4} {f.statement}")
@@ -62,31 +63,53 @@ def render_html(findings: Findings) -> str:
     """The report's findings section: one row per claim, each verdict linking to what it rests on."""
     rows = []
     for f in findings.findings:
-        links = "<br>".join(f'<a href="#{html.escape(link.stem)}">{html.escape(link.title)}</a>' for link in f.links) or "—"
-        parts = "".join(f'<li>{html.escape(part.label)}: <span class="{_css_class(part.verdict)}">{part.verdict}</span>: '
-                        f'{html.escape(_after_label(part))}</li>' for part in f.parts)
+        links = (
+            "<br>".join(f'<a href="#{html.escape(link.stem)}">{html.escape(link.title)}</a>' for link in f.links) or "—"
+        )
+        parts = "".join(
+            f'<li>{html.escape(part.label)}: <span class="{_css_class(part.verdict)}">{part.verdict}</span>: '
+            f"{html.escape(_after_label(part))}</li>"
+            for part in f.parts
+        )
         robust = robustness_text(f)
-        why = (html.escape(f.reason) + (f'<ul class="parts">{parts}</ul>' if parts else "")
-               + (f'<div class="robustness{" fragile" if f.fragile else ""}">{html.escape(robust)}</div>' if robust else ""))
+        why = (
+            html.escape(f.reason)
+            + (f'<ul class="parts">{parts}</ul>' if parts else "")
+            + (
+                f'<div class="robustness{" fragile" if f.fragile else ""}">{html.escape(robust)}</div>'
+                if robust
+                else ""
+            )
+        )
         fragile = '<br><span class="fragile">fragile</span>' if f.fragile else ""
-        rows.append(f"<tr><td>{f.claim}</td><td>{html.escape(f.statement)}</td><td class=\"verdict {_css_class(f.verdict)}\">{f.verdict}{fragile}</td>"
-                    f"<td>{why}</td><td>{links}</td></tr>")
-    numbers = "".join(f"<h4>{f.claim}</h4><pre>{html.escape(json.dumps(json_safe(f.numbers), indent=1, ensure_ascii=False))}</pre>"
-                      for f in findings.findings if f.numbers)
+        rows.append(
+            f'<tr><td>{f.claim}</td><td>{html.escape(f.statement)}</td><td class="verdict '
+            f'{_css_class(f.verdict)}">{f.verdict}{fragile}</td>'
+            f"<td>{why}</td><td>{links}</td></tr>"
+        )
+    numbers = "".join(
+        f"<h4>{f.claim}</h4><pre>{html.escape(json.dumps(json_safe(f.numbers), indent=1, ensure_ascii=False))}</pre>"
+        for f in findings.findings
+        if f.numbers
+    )
     rationale, defaults = Thresholds.rationale(), Thresholds.defaults()
-    thresholds = "".join(f"<tr><td>{k}</td><td>{v:g}</td><td>{defaults[k]:g}</td><td>{html.escape(rationale[k])}</td></tr>"
-                         for k, v in findings.thresholds.to_dict().items())
+    thresholds = "".join(
+        f"<tr><td>{k}</td><td>{v:g}</td><td>{defaults[k]:g}</td><td>{html.escape(rationale[k])}</td></tr>"
+        for k, v in findings.thresholds.to_dict().items()
+    )
     return f"""<h2 id="findings">Findings</h2>
-<p>Each claim of the paper that this study's units can test, with the numbers behind it and a verdict: supported, not supported, or
-not testable here (with the reason). Verdicts come from the stored results ({findings.units_done} of {findings.units_planned} units
-done) and the thresholds below; relative accuracy is the stitched accuracy divided by the end network's own accuracy; a missing
-cell never counts as supporting a claim. Also in <a href="findings.json">findings.json</a>.</p>
-<table class="findings"><thead><tr><th>claim</th><th>statement</th><th>verdict</th><th>why</th><th>rests on</th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
+<p>Each claim of the paper that this study's units can test, with the numbers behind it and a verdict:
+supported, not supported, or not testable here (with the reason). Verdicts come from the stored results
+({findings.units_done} of {findings.units_planned} units done) and the thresholds below; relative accuracy
+is the stitched accuracy divided by the end network's own accuracy; a missing cell never counts as
+supporting a claim. Also in <a href="findings.json">findings.json</a>.</p>
+<table class="findings"><thead><tr><th>claim</th><th>statement</th><th>verdict</th><th>why</th>
+<th>rests on</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
 <details><summary>The numbers behind each verdict</summary>{numbers}</details>
 <h3>Thresholds</h3>
-<p>Set in the <code>[findings]</code> section of the config; they are read from the stored results only, so changing them recomputes
-no unit (run the study again, or <code>stitchkit study CONFIG --findings</code>).</p>
+<p>Set in the <code>[findings]</code> section of the config; they are read from the stored results only,
+so changing them recomputes no unit (run the study again, or <code>stitchkit study CONFIG --findings</code>).</p>
 <table class="findings"><thead><tr><th>key</th><th>value</th><th>default</th><th>meaning and rationale</th></tr></thead>
 <tbody>{thresholds}</tbody></table>
 """

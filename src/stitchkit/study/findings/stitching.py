@@ -13,7 +13,18 @@ from fractions import Fraction
 import numpy as np
 
 from ..store import UnitRecord
-from .model import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, Finding, Outcome, Thresholds, not_testable, pairs_decide, percent, share
+from .model import (
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    SUPPORTED,
+    Finding,
+    Outcome,
+    Thresholds,
+    not_testable,
+    pairs_decide,
+    percent,
+    share,
+)
 from .view import Grid, StitchGrid, StudyView, available, finite, stitch_hint
 
 
@@ -69,8 +80,11 @@ def _undertrained(tlm: Grid, t: Thresholds) -> str | None:
     hits = reaching(diag, t.match)
     if hits / len(diag) >= t.most:
         return None
-    return (f"TLM does not reach the end network's accuracy even on corresponding layers ({hits} of {len(diag)} reach match = {t.match:g}; "
-            f"needs most = {t.most:g}), so its budget is too small to tell")
+    return (
+        f"TLM does not reach the end network's accuracy even on corresponding layers ({hits} of {len(diag)} reach "
+        f"match = {t.match:g}; "
+        f"needs most = {t.most:g}), so its budget is too small to tell"
+    )
 
 
 def _square(grid: StitchGrid, which: Grid | None) -> tuple[Grid | None, str | None]:
@@ -86,7 +100,9 @@ def _square(grid: StitchGrid, which: Grid | None) -> tuple[Grid | None, str | No
 def claim_c1a(view: StudyView, t: Thresholds) -> Finding:
     """supported if the fraction of corresponding layers i with a_dm[i, i] ≥ match is ≥ most."""
     used = t.pick("match", "most", "pair_support")
-    pairs, why = available(view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm"))
+    pairs, why = available(
+        view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm")
+    )
     if why:
         return not_testable("C1a", used, why)
     return pairs_decide("C1a", used, [_c1a(StitchGrid.of(dm), t) for (dm,) in pairs], t.pair_support)
@@ -100,10 +116,20 @@ def _c1a(dm: StitchGrid, t: Thresholds) -> Outcome:
     diag = corresponding(square)
     hits, n = reaching(diag, t.match), len(diag)
     fraction = hits / n
-    reason = (f"{hits} of {n} corresponding layers reach {percent(t.match)} of the end network's accuracy (match = {t.match:g}) in "
-              f"{dm.label}: {share(fraction, t.most, 'most')}")
-    numbers = {"grid": dm.label, "end accuracy": dm.end_accuracy, "relative accuracy a_dm[i, i]": diag, "fraction reaching match": fraction}
-    return Outcome(_fraction_verdict(fraction, t.most), reason, numbers, summary={"fraction reaching match": fraction}, **base)
+    reason = (
+        f"{hits} of {n} corresponding layers reach {percent(t.match)} of the end network's accuracy (match = "
+        f"{t.match:g}) in "
+        f"{dm.label}: {share(fraction, t.most, 'most')}"
+    )
+    numbers = {
+        "grid": dm.label,
+        "end accuracy": dm.end_accuracy,
+        "relative accuracy a_dm[i, i]": diag,
+        "fraction reaching match": fraction,
+    }
+    return Outcome(
+        _fraction_verdict(fraction, t.most), reason, numbers, summary={"fraction reaching match": fraction}, **base
+    )
 
 
 # -- C1b ---------------------------------------------------------------------------------------------
@@ -112,7 +138,9 @@ def claim_c1b(view: StudyView, t: Thresholds) -> Finding:
     is ≥ most. A column with a NaN residual does not count as near (its minimum is unknown); equal
     minima count as near only if all of them are."""
     used = t.pick("near", "most", "pair_support")
-    pairs, why = available(view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm"))
+    pairs, why = available(
+        view.stitch_pairs(("dm",)), "DM grid between two different networks of the same architecture", stitch_hint("dm")
+    )
     if why:
         return not_testable("C1b", used, why)
     return pairs_decide("C1b", used, [_c1b(StitchGrid.of(dm), t) for (dm,) in pairs], t.pair_support)
@@ -137,9 +165,16 @@ def _c1b(dm: StitchGrid, t: Thresholds) -> Outcome:
         smallest[end] = [layers[i] for i in minimisers]
         near += all(abs(int(i) - j) <= t.near for i in minimisers)
     fraction = near / len(layers)
-    reason = (f"for {near} of {len(layers)} end layers the smallest DM residual lies at most {t.near:g} layer(s) from the corresponding "
-              f"front layer (near = {t.near:g}) in {dm.label}: {share(fraction, t.most, 'most')}")
-    numbers = {"grid": dm.label, "front layer(s) of the smallest residual, per end layer": smallest, "fraction near": fraction}
+    reason = (
+        f"for {near} of {len(layers)} end layers the smallest DM residual lies at most {t.near:g} layer(s) from the "
+        f"corresponding "
+        f"front layer (near = {t.near:g}) in {dm.label}: {share(fraction, t.most, 'most')}"
+    )
+    numbers = {
+        "grid": dm.label,
+        "front layer(s) of the smallest residual, per end layer": smallest,
+        "fraction near": fraction,
+    }
     return Outcome(_fraction_verdict(fraction, t.most), reason, numbers, summary={"fraction near": fraction}, **base)
 
 
@@ -148,10 +183,16 @@ def claim_c2(view: StudyView, t: Thresholds) -> Finding:
     """Pairs P = {(i, j): i − j ≥ ceil(far · n)}; supported if the pairs with a_tlm ≥ high and
     a_dm < high (both finite) are at least ``often`` of |P|."""
     used = t.pick("far", "high", "often", "match", "most", "pair_support")
-    pairs, why = available(view.stitch_pairs(("tlm", "dm")), "TLM and DM grids of the same pair of different networks", stitch_hint("tlm", "dm"))
+    pairs, why = available(
+        view.stitch_pairs(("tlm", "dm")),
+        "TLM and DM grids of the same pair of different networks",
+        stitch_hint("tlm", "dm"),
+    )
     if why:
         return not_testable("C2", used, why)
-    return pairs_decide("C2", used, [_c2(StitchGrid.of(tlm), StitchGrid.of(dm), t) for tlm, dm in pairs], t.pair_support)
+    return pairs_decide(
+        "C2", used, [_c2(StitchGrid.of(tlm), StitchGrid.of(dm), t) for tlm, dm in pairs], t.pair_support
+    )
 
 
 def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
@@ -165,7 +206,11 @@ def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
     gap = distant_gap(t.far, n)
     distant = [(i, j) for i in range(n) for j in range(n) if i - j >= gap]
     if not distant:
-        return Outcome(NOT_TESTABLE, f"with {n} corresponding layer(s) no pair has front index − end index ≥ ceil(far · n) = {gap}", **base)
+        return Outcome(
+            NOT_TESTABLE,
+            f"with {n} corresponding layer(s) no pair has front index − end index ≥ ceil(far · n) = {gap}",
+            **base,
+        )
     why = _undertrained(square, t)
     if why:
         return Outcome(NOT_TESTABLE, why, {"relative accuracy a_tlm[i, i]": corresponding(square)}, **base)
@@ -173,11 +218,17 @@ def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
     for i, j in distant:
         a_tlm, a_dm = float(square.values[i, j]), dm.accuracy.get(layers[i], layers[j])
         misleads = finite(a_tlm) and finite(a_dm) and a_tlm >= t.high and a_dm < t.high
-        rows.append({"front": layers[i], "end": layers[j], "a_tlm": a_tlm, "a_dm": a_dm, "TLM high where DM is not": misleads})
+        rows.append(
+            {"front": layers[i], "end": layers[j], "a_tlm": a_tlm, "a_dm": a_dm, "TLM high where DM is not": misleads}
+        )
     count = sum(r["TLM high where DM is not"] for r in rows)
     fraction = count / len(rows)
-    reason = (f"{count} of {len(rows)} distant late → early pairs (the front layer at least {gap} layer(s) after the end layer) reach "
-              f"{percent(t.high)} of the end network's accuracy with TLM but not with DM (high = {t.high:g}): {share(fraction, t.often, 'often')}")
+    reason = (
+        f"{count} of {len(rows)} distant late → early pairs (the front layer at least {gap} layer(s) after the end "
+        f"layer) reach "
+        f"{percent(t.high)} of the end network's accuracy with TLM but not with DM (high = {t.high:g}): "
+        f"{share(fraction, t.often, 'often')}"
+    )
     numbers = {"grids": [tlm.label, dm.label], "distant pairs": rows, "minimum index gap": gap, "fraction": fraction}
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"fraction": fraction}, **base)
 
@@ -187,7 +238,11 @@ def claim_c3(view: StudyView, t: Thresholds) -> Finding:
     """supported if, for at least ``often`` of the end layers j, TLM's best front layer is not j
     (another layer beats a_tlm[j, j] by more than the tie). DM's same fraction is reported beside it."""
     used = t.pick("tie", "often", "match", "most", "pair_support")
-    pairs, why = available(view.stitch_pairs(("tlm",)), "TLM grid between two different networks with the same layer names", stitch_hint("tlm"))
+    pairs, why = available(
+        view.stitch_pairs(("tlm",)),
+        "TLM grid between two different networks with the same layer names",
+        stitch_hint("tlm"),
+    )
     if why:
         return not_testable("C3", used, why)
     dm_of = {tlm.id: dm for tlm, dm in view.stitch_pairs(("tlm", "dm"))}
@@ -208,10 +263,19 @@ def _c3(tlm: StitchGrid, dm_record: UnitRecord | None, t: Thresholds) -> Outcome
     numbers["DM fraction not corresponding"], dm_note = _dm_beside(dm_record, t)
     if dm_note is None:
         base["links"] += StitchGrid.of(dm_record).links()
-    reason = (f"for {count} of {len(per_layer)} end layers TLM's best front layer is not the corresponding one in {tlm.label}: "
-              f"{share(fraction, t.often, 'often')}; DM, for comparison: "
-              + (f"{percent(numbers['DM fraction not corresponding'])}" if dm_note is None else dm_note))
-    return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"TLM fraction not corresponding": fraction}, **base)
+    reason = (
+        f"for {count} of {len(per_layer)} end layers TLM's best front layer is not the corresponding one in "
+        f"{tlm.label}: "
+        f"{share(fraction, t.often, 'often')}; DM, for comparison: "
+        + (f"{percent(numbers['DM fraction not corresponding'])}" if dm_note is None else dm_note)
+    )
+    return Outcome(
+        _fraction_verdict(fraction, t.often),
+        reason,
+        numbers,
+        summary={"TLM fraction not corresponding": fraction},
+        **base,
+    )
 
 
 def _dm_beside(dm_record: UnitRecord | None, t: Thresholds) -> tuple[float | None, str | None]:
@@ -232,11 +296,20 @@ def claim_c4(view: StudyView, t: Thresholds) -> Finding:
     """In a TLM self-pair grid, supported if for at least ``often`` of the end layers j some i ≠ j has
     a_tlm_self[i, j] > a_tlm_self[j, j] + tie."""
     used = t.pick("tie", "often", "pair_support")
-    pairs, why = available(view.stitch_pairs(("tlm",), self_pairs=True), "TLM self-pair grid (a network stitched into itself)",
-                           stitch_hint("tlm", self_pairs=True))
+    pairs, why = available(
+        view.stitch_pairs(("tlm",), self_pairs=True),
+        "TLM self-pair grid (a network stitched into itself)",
+        stitch_hint("tlm", self_pairs=True),
+    )
     if why:
         return not_testable("C4", used, why)
-    return pairs_decide("C4", used, [_c4(StitchGrid.of(tlm), t) for (tlm,) in pairs], t.pair_support, noun="networks stitched into themselves")
+    return pairs_decide(
+        "C4",
+        used,
+        [_c4(StitchGrid.of(tlm), t) for (tlm,) in pairs],
+        t.pair_support,
+        noun="networks stitched into themselves",
+    )
 
 
 def _c4(tlm: StitchGrid, t: Thresholds) -> Outcome:
@@ -253,7 +326,10 @@ def _c4(tlm: StitchGrid, t: Thresholds) -> Outcome:
         others = [square.layers[i] for i in range(len(column)) if i != j and beaten and column[i] > column[j] + t.tie]
         per_layer[end] = {"a_tlm_self[j, j]": float(column[j]), "layers rated more similar": others}
     fraction = count / len(per_layer)
-    reason = (f"for {count} of {len(per_layer)} layers of {tlm.label} TLM rates another layer as more similar than the layer itself, "
-              f"by more than {t.tie:g} (tie = {t.tie:g}): {share(fraction, t.often, 'often')}")
+    reason = (
+        f"for {count} of {len(per_layer)} layers of {tlm.label} TLM rates another layer as more similar than the "
+        f"layer itself, "
+        f"by more than {t.tie:g} (tie = {t.tie:g}): {share(fraction, t.often, 'often')}"
+    )
     numbers = {"grid": tlm.label, "per layer": per_layer, "fraction": fraction}
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"fraction": fraction}, **base)

@@ -4,8 +4,9 @@ their OOD tests, and why a unit a claim needs is not there (not planned, not com
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Grid:
     values: np.ndarray
 
     @classmethod
-    def from_stored(cls, entry: dict[str, Any] | None) -> "Grid | None":
+    def from_stored(cls, entry: dict[str, Any] | None) -> Grid | None:
         """None when the matrix is absent or has no finite value (it was not computed)."""
         if not entry:
             return None
@@ -45,16 +46,18 @@ class Grid:
             return math.nan
         return float(self.values[self.rows.index(row), self.cols.index(col)])
 
-    def scaled(self, factor: float) -> "Grid":
+    def scaled(self, factor: float) -> Grid:
         return Grid(self.rows, self.cols, self.values * factor)
 
-    def square(self) -> "Grid | None":
+    def square(self) -> Grid | None:
         """The sub-grid of the layers that are both front and end layers (in depth order, index =
         position), on which "corresponding layer" (i == j) is defined; None when they share none."""
         common = [r for r in self.rows if r in self.cols]
         if not common:
             return None
-        return Grid(tuple(common), tuple(common), np.array([[self.get(r, c) for c in common] for r in common], dtype=float))
+        return Grid(
+            tuple(common), tuple(common), np.array([[self.get(r, c) for c in common] for r in common], dtype=float)
+        )
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -73,7 +76,7 @@ class StitchGrid:
     problem: str | None  # why the accuracies cannot be used
 
     @classmethod
-    def of(cls, record: UnitRecord) -> "StitchGrid":
+    def of(cls, record: UnitRecord) -> StitchGrid:
         title = METHOD_TITLES[record.config["method"]]
         matrices = record.metrics.get("matrices") or {}
         absolute = Grid.from_stored(matrices.get(f"{title} accuracy"))
@@ -160,12 +163,17 @@ class StudyView:
 def stitch_hint(*methods: str, self_pairs: bool = False) -> str:
     """Which config keys add the stitch units a claim needs."""
     wanted = " and ".join(f'"{m}"' for m in methods)
-    pairs = 'stitching.pairs = "reference_and_self" (or "self")' if self_pairs else \
-        'stitching.pairs between two networks ("reference", "first", "all" or "reference_and_self")'
+    pairs = (
+        'stitching.pairs = "reference_and_self" (or "self")'
+        if self_pairs
+        else 'stitching.pairs between two networks ("reference", "first", "all" or "reference_and_self")'
+    )
     return f"[stitching] enabled = true, {wanted} in stitching.methods and {pairs}"
 
 
-def available(candidates: Sequence[tuple[UnitRecord, ...]], what: str, how_to_add: str) -> tuple[list[tuple[UnitRecord, ...]], str | None]:
+def available(
+    candidates: Sequence[tuple[UnitRecord, ...]], what: str, how_to_add: str
+) -> tuple[list[tuple[UnitRecord, ...]], str | None]:
     """The candidates whose units are all finished, in order, or why there is none: the study has no
     such units (and the config keys that add them), or they are not computed yet (pending, running or
     failed, each named)."""
@@ -175,7 +183,10 @@ def available(candidates: Sequence[tuple[UnitRecord, ...]], what: str, how_to_ad
     if done:
         return done, None
     waiting = list({r.id: r for c in candidates for r in c if r.status != "done"}.values())
-    states = ", ".join(f"{r.label}: {r.status}" + (f" ({_short(r.error)})" if r.status == "failed" and r.error else "") for r in waiting)
+    states = ", ".join(
+        f"{r.label}: {r.status}" + (f" ({_short(r.error)})" if r.status == "failed" and r.error else "")
+        for r in waiting
+    )
     return [], f"{what} not computed yet ({states}; run the study to compute it)"
 
 
