@@ -15,14 +15,23 @@ Torch-free: the study plans its units with it before any computation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..choices import AUGMENTATIONS, DEFAULT_AUGMENTATION
 from ..errors import StitchkitError
 
-__all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENTATION", "Augmentation", "check_augmentation", "choice_for", "choice_of", "recorded_augment",
-           "resolve_augmentation"]
+__all__ = [
+    "AUGMENTATIONS",
+    "DEFAULT_AUGMENTATION",
+    "Augmentation",
+    "check_augmentation",
+    "choice_for",
+    "choice_of",
+    "recorded_augment",
+    "resolve_augmentation",
+]
 
 
 def choice_of(augment: bool) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import StitchkitError
 
@@ -53,7 +53,11 @@ def size_suffix(channels: int | None, size: tuple[int, int]) -> str:
 
 def is_custom(name) -> bool:
     """Whether ``name`` names your own data (``folder:...`` or ``npz:...``)."""
-    return isinstance(name, (str, os.PathLike)) and ":" in str(name) and str(name).split(":", 1)[0].strip().lower() in CUSTOM_KINDS
+    return (
+        isinstance(name, (str, os.PathLike))
+        and ":" in str(name)
+        and str(name).split(":", 1)[0].strip().lower() in CUSTOM_KINDS
+    )
 
 
 @dataclass(frozen=True)
@@ -101,16 +105,24 @@ class LoadRequest:
     def train(self) -> bool:
         return self.split == "train"
 
-    def missing(self, searched: Sequence[Path], missing: Sequence[str] = (), download_error: BaseException | None = None) -> StitchkitError:
+    def missing(
+        self, searched: Sequence[Path], missing: Sequence[str] = (), download_error: BaseException | None = None
+    ) -> StitchkitError:
         """The missing-data error: one paragraph naming the dataset, what was searched, the expected
         files and how to get them."""
         where = ", ".join(str(p) for p in dict.fromkeys(searched))
-        text = f"dataset {self.name!r} ({self.split} split) was not found: it needs {self.info.expected_files}; searched {where}"
+        text = (
+            f"dataset {self.name!r} ({self.split} split) was not found: it needs {self.info.expected_files}; "
+            f"searched {where}"
+        )
         if missing:
             text += f" (missing: {', '.join(missing)})"
         text += f". To get it: {self.how_to_get.format(root=self.root)}"
         if download_error is not None:
             reason = str(download_error).strip() or type(download_error).__name__
-            text += f" The automatic download failed ({type(download_error).__name__}: {reason}); without network access, place the files by hand."
+            text += (
+                f" The automatic download failed ({type(download_error).__name__}: {reason}); "
+                "without network access, place the files by hand."
+            )
         text += f" The data root is the root= argument, else ${DATA_ROOT_ENV}, else {DEFAULT_DATA_ROOT}."
         return StitchkitError(text)

@@ -42,10 +42,20 @@ REQUIRED = object()
 #: → its default (:data:`REQUIRED`: none); the transforms are named by their function in
 #: :mod:`stitchkit.data.transforms`, ``mean_std`` is the ``(mean, std)`` the items are normalised with
 METADATA: dict[str, Any] = {
-    "num_classes": REQUIRED, "shape": REQUIRED, "description": REQUIRED, "expected_files": REQUIRED,
+    "num_classes": REQUIRED,
+    "shape": REQUIRED,
+    "description": REQUIRED,
+    "expected_files": REQUIRED,
     "how_to_get": REQUIRED,
-    "has_test_split": True, "aliases": (), "generated": False, "takes_size": False, "epoch_size": None,
-    "train_transform": "no_ops", "eval_transform": "no_ops", "mean_std": None, "order": None,
+    "has_test_split": True,
+    "aliases": (),
+    "generated": False,
+    "takes_size": False,
+    "epoch_size": None,
+    "train_transform": "no_ops",
+    "eval_transform": "no_ops",
+    "mean_std": None,
+    "order": None,
 }
 
 
@@ -56,11 +66,22 @@ def _entry(decl: Declaration) -> CatalogEntry:
         problem = f"has no metadata {unknown[0]!r}" if unknown else f"needs {missing[0]!r}"
         raise DeclarationError(f"dataset {decl.name!r} ({decl.source}) {problem}; its metadata: {', '.join(METADATA)}")
     meta = {**METADATA, **decl.meta}
-    info = DatasetInfo(name=decl.name, num_classes=meta["num_classes"], shape=tuple(meta["shape"]),
-                       has_test_split=meta["has_test_split"], description=meta["description"],
-                       expected_files=meta["expected_files"], aliases=tuple(meta["aliases"]))
-    return CatalogEntry(info, meta["how_to_get"], generated=meta["generated"], takes_size=meta["takes_size"],
-                        epoch_size=meta["epoch_size"])
+    info = DatasetInfo(
+        name=decl.name,
+        num_classes=meta["num_classes"],
+        shape=tuple(meta["shape"]),
+        has_test_split=meta["has_test_split"],
+        description=meta["description"],
+        expected_files=meta["expected_files"],
+        aliases=tuple(meta["aliases"]),
+    )
+    return CatalogEntry(
+        info,
+        meta["how_to_get"],
+        generated=meta["generated"],
+        takes_size=meta["takes_size"],
+        epoch_size=meta["epoch_size"],
+    )
 
 
 # id of a declaration -> (the declaration, its entry): one entry per declaration, so that a name's
@@ -86,7 +107,10 @@ def aliases() -> dict[str, str]:
 
 
 #: how the registry's errors and listings name your own data
-OWN_DATA = "your own data: folder:PATH (PATH/train/<class>/<image>, PATH/test/<class>/<image>) or npz:PATH (x_train, y_train, x_test, y_test)"
+OWN_DATA = (
+    "your own data: folder:PATH (PATH/train/<class>/<image>, PATH/test/<class>/<image>) "
+    "or npz:PATH (x_train, y_train, x_test, y_test)"
+)
 #: how the registry's errors and listings name a registered set at another input size
 SIZED = "any of them at another input size as NAME@CxHxW (e.g. fashion@3x224x224)"
 
@@ -136,7 +160,12 @@ def dataset_info(name: str) -> DatasetInfo:
     info = entries()[key].info
     if shape is None:
         return info
-    return replace(info, name=canonical_name(name), shape=shape, aliases=(),
-                   description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with "
-                       f"antialiasing; "
-                   "channels by luma or repetition).")
+    return replace(
+        info,
+        name=canonical_name(name),
+        shape=shape,
+        aliases=(),
+        description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with "
+        f"antialiasing; "
+        "channels by luma or repetition).",
+    )

@@ -110,8 +110,9 @@ def parse(name: str) -> CustomSpec:
     kind, _, rest = str(name).strip().partition(":")
     kind = kind.strip().lower()
     if kind not in CUSTOM_KINDS or not rest.strip():
-        raise StitchkitError(f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or "
-            f"@CxHxW)")
+        raise StitchkitError(
+            f"{name!r} is not your own data's name; use folder:PATH or npz:PATH (optionally @HxW or @CxHxW)"
+        )
     path_text, channels, size = rest, None, None
     head, at, tail = rest.rpartition("@")
     parsed = parse_size(name, tail, strict=False) if at else None
@@ -168,10 +169,12 @@ def _check_memory(spec: CustomSpec, shape: tuple[int, int, int]) -> None:
         return
     need, available = 4 * shape[0] * shape[1] * shape[2], available_memory()
     if available is not None and need > available:
-        raise spec.error(f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes "
+        raise spec.error(
+            f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes "
             f"{gib(need)} "
-                         f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory "
-                         f"available; give a smaller size")
+            f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory "
+            f"available; give a smaller size"
+        )
 
 
 def _check_classes(spec: CustomSpec, train: list, test: list, names: tuple[str, str], listed: str) -> None:
@@ -184,8 +187,10 @@ def _check_classes(spec: CustomSpec, train: list, test: list, names: tuple[str, 
         raise spec.error(f"{names[0]} has only class {train[0]!r}; a classifier needs at least two classes ({way})")
     extra = sorted(set(test) - set(train))
     if extra:
-        raise spec.error(f"{names[1]} has class {extra[0]!r}, which {names[0]} lacks; both splits use the train "
-            f"split's classes ({listed})")
+        raise spec.error(
+            f"{names[1]} has class {extra[0]!r}, which {names[0]} lacks; both splits use the train "
+            f"split's classes ({listed})"
+        )
 
 
 def _target_shape(spec: CustomSpec, channels: int, size: tuple[int, int]) -> tuple[int, int, int]:
@@ -202,7 +207,9 @@ def _images_under(folder: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+        found += [
+            Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)
+        ]
     return found
 
 
@@ -217,8 +224,10 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
             raise spec.error(f"has no {split}/ folder; {_LAYOUT}")
         loose = [p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)]
         if loose:
-            raise spec.error(f"{split}/ holds images directly ({loose[0]}, …); put each class's images in its own "
-                f"folder, {split}/<class>/")
+            raise spec.error(
+                f"{split}/ holds images directly ({loose[0]}, …); put each class's images in its own "
+                f"folder, {split}/<class>/"
+            )
         split_dirs[split] = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = tuple(p.name for p in split_dirs["train"])
     if not classes:
@@ -230,8 +239,9 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
         for folder in dirs:
             images = _images_under(folder)
             if not images and split == "train":
-                raise spec.error(f"train/{folder.name}/ holds no images "
-                    f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})")
+                raise spec.error(
+                    f"train/{folder.name}/ holds no images ({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})"
+                )
             files += images
             labels += [classes.index(folder.name)] * len(images)
         if not files:
@@ -244,14 +254,21 @@ def _describe_folder(spec: CustomSpec) -> CustomData:
         channels, sizes = _scan_headers(spec, [f for split in SPLITS for f in files_by_split[split]])
     if len(sizes) > 1 and spec.size is None:
         (a, fa), (b, fb) = sorted(sizes.items())[:2]
-        raise spec.error(f"has images of mixed sizes ({a[0]}×{a[1]} in {fa}, {b[0]}×{b[1]} in {fb}, …); "
-                         f"give the size to deliver them at, e.g. folder:{root}@{a[0]}x{a[1]}")
+        raise spec.error(
+            f"has images of mixed sizes ({a[0]}×{a[1]} in {fa}, {b[0]}×{b[1]} in {fb}, …); "
+            f"give the size to deliver them at, e.g. folder:{root}@{a[0]}x{a[1]}"
+        )
     native = next(iter(sizes))
     shape = _target_shape(spec, channels, native)
     n_train, n_test = (len(files_by_split[s]) for s in SPLITS)
-    info = DatasetInfo(spec.name, len(classes), shape, True,
-                       f"your image folders: {n_train} train / {n_test} test images in {len(classes)} classes",
-                       f"{root}/train/<class>/<image> and {root}/test/<class>/<image>")
+    info = DatasetInfo(
+        spec.name,
+        len(classes),
+        shape,
+        True,
+        f"your image folders: {n_train} train / {n_test} test images in {len(classes)} classes",
+        f"{root}/train/<class>/<image> and {root}/test/<class>/<image>",
+    )
     # with a given size every item is converted (a no-op for images already at that size)
     native_shape = (shape[0], *native) if len(sizes) == 1 and (spec.channels is None or spec.size is None) else None
     return CustomData(spec, info, splits, classes, shape[0], spec.size is not None, native_shape)
@@ -284,7 +301,9 @@ def _npz_member(spec: CustomSpec, archive: zipfile.ZipFile, key: str) -> np.ndar
         with np.load(spec.path, allow_pickle=False) as arrays:
             return arrays[key]
     except ValueError as exc:  # object arrays (pickles) and broken headers
-        raise spec.error(f"cannot read {key} ({exc}); store plain numeric arrays (np.savez(path, x_train=..., ...))") from None
+        raise spec.error(
+            f"cannot read {key} ({exc}); store plain numeric arrays (np.savez(path, x_train=..., ...))"
+        ) from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise spec.error(f"cannot read {key} ({type(exc).__name__}: {exc}); the archive may be truncated") from None
 
@@ -303,8 +322,9 @@ def _check_images(spec: CustomSpec, key: str, x: np.ndarray) -> np.ndarray:
         raise spec.error(f"{key} holds NaN or infinite values; images must be uint8 (0–255) or float in [0, 1]")
     low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if low < 0 or high > 1:
-        raise spec.error(f"{key} is float with values in [{low:g}, {high:g}]; float images must lie in [0, 1] (or "
-            f"store uint8 0–255)")
+        raise spec.error(
+            f"{key} is float with values in [{low:g}, {high:g}]; float images must lie in [0, 1] (or store uint8 0–255)"
+        )
     scaled = np.asarray(x, dtype=np.float64) * 255
     levels = np.rint(scaled)
     if np.abs(scaled - levels).max(initial=0) <= _UINT8_TOLERANCE:
@@ -323,8 +343,10 @@ def _check_labels(spec: CustomSpec, key: str, y: np.ndarray, n: int, x_key: str)
     if y.dtype.kind == "f":
         whole = np.isfinite(y) & (y == np.rint(np.nan_to_num(y)))
         if not whole.all():
-            raise spec.error(f"{key} has non-integer labels (e.g. {y[np.flatnonzero(~whole)[0]]!r}); labels must be "
-                f"class indices 0 … K−1")
+            raise spec.error(
+                f"{key} has non-integer labels (e.g. {y[np.flatnonzero(~whole)[0]]!r}); labels must be "
+                f"class indices 0 … K−1"
+            )
     elif y.dtype.kind not in "iu":
         raise spec.error(f"{key} holds {y.dtype} values; labels must be integer class indices 0 … K−1")
     labels = y.astype(np.int64)
@@ -351,9 +373,11 @@ def _warn_empty_classes(spec: CustomSpec, train: list[int], num_classes: int) ->
     if not empty:
         return
     hint = "; are the labels 1-based? store y - 1 so that they run 0 … K−1" if empty == [0] and train[0] == 1 else ""
-    warn(f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), "
+    warn(
+        f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), "
         f"yet counts "
-         f"among its {num_classes} classes (the largest label + 1){hint}")
+        f"among its {num_classes} classes (the largest label + 1){hint}"
+    )
 
 
 def _describe_npz(spec: CustomSpec) -> CustomData:
@@ -361,15 +385,18 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
     if not path.is_file():
         raise spec.error("is a folder; give the .npz file" if path.is_dir() else "does not exist")
     if not zipfile.is_zipfile(path):
-        raise spec.error("is not an .npz archive (write one with np.savez(path, x_train=..., y_train=..., x_test=..., "
-            "y_test=...))")
+        raise spec.error(
+            "is not an .npz archive (write one with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...))"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             present = [n.removesuffix(".npy") for n in archive.namelist()]
             missing = [k for k in NPZ_KEYS if k not in present]
             if missing:
-                raise spec.error(f"has no {', '.join(missing)}; it holds {', '.join(present) or 'nothing'}, and needs "
-                    f"{', '.join(NPZ_KEYS)}")
+                raise spec.error(
+                    f"has no {', '.join(missing)}; it holds {', '.join(present) or 'nothing'}, and needs "
+                    f"{', '.join(NPZ_KEYS)}"
+                )
             arrays = {k: _npz_member(spec, archive, k) for k in NPZ_KEYS}
     except zipfile.BadZipFile as exc:
         raise spec.error(f"is a damaged archive ({exc})") from None
@@ -380,11 +407,16 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
         if len(images) == 0:
             raise spec.error(f"{x_key} holds no images")
         splits[split] = ArraySplit(images, _check_labels(spec, y_key, arrays[y_key], len(images), x_key))
-    image_shapes = {s: splits[s].images.shape[1:] if splits[s].images.ndim == 4 else (*splits[s].images.shape[1:], 1) for s in SPLITS}
+    image_shapes = {
+        s: splits[s].images.shape[1:] if splits[s].images.ndim == 4 else (*splits[s].images.shape[1:], 1)
+        for s in SPLITS
+    }
     if image_shapes["train"] != image_shapes["test"]:
         a, b = image_shapes["train"], image_shapes["test"]
-        raise spec.error(f"x_train images are {'×'.join(map(str, a))} but x_test images are {'×'.join(map(str, b))}; "
-            f"both splits need one shape")
+        raise spec.error(
+            f"x_train images are {'×'.join(map(str, a))} but x_test images are {'×'.join(map(str, b))}; "
+            f"both splits need one shape"
+        )
     height, width, channels = image_shapes["train"]
     shape = _target_shape(spec, channels, (height, width))
     present = {s: np.unique(splits[s].labels).tolist() for s in SPLITS}
@@ -392,7 +424,12 @@ def _describe_npz(spec: CustomSpec) -> CustomData:
     num_classes = int(max(present["train"])) + 1
     _warn_empty_classes(spec, present["train"], num_classes)
     n_train, n_test = (len(splits[s].labels) for s in SPLITS)
-    info = DatasetInfo(spec.name, num_classes, shape, True,
-                       f"your arrays: {n_train} train / {n_test} test images, {num_classes} classes (largest label + 1)",
-                       f"{path} with arrays {', '.join(NPZ_KEYS)}")
+    info = DatasetInfo(
+        spec.name,
+        num_classes,
+        shape,
+        True,
+        f"your arrays: {n_train} train / {n_test} test images, {num_classes} classes (largest label + 1)",
+        f"{path} with arrays {', '.join(NPZ_KEYS)}",
+    )
     return CustomData(spec, info, splits, None, channels, shape != (channels, height, width), (channels, height, width))

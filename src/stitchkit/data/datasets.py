@@ -7,7 +7,8 @@ same); the generated sets in :mod:`stitchkit.data.synthetic` yield tensors.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,14 @@ class FileImageDataset(ImageDataset):
     """Image files with their labels, each read in ``mode`` (``"L"`` or ``"RGB"``) when indexed
     (:func:`~stitchkit.data.image_files.read_image`: 16-bit images scaled, damaged files named)."""
 
-    def __init__(self, files: Sequence[str], labels, mode: str, transform: Callable | None = None, classes: Sequence[str] | None = None):
+    def __init__(
+        self,
+        files: Sequence[str],
+        labels,
+        mode: str,
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+    ):
         super().__init__(transform, classes)
         if len(files) != len(labels):
             raise ValueError(f"{len(files)} files but {len(labels)} labels")

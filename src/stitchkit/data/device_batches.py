@@ -24,8 +24,9 @@ crops) and custom transforms are not reproduced here: :func:`can_batch_on_device
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,8 +115,17 @@ class DeviceBatches:
     training loop's ``set_epoch`` reaches a DistributedSampler), as on a DataLoader.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, sampler: Sampler | None = None,
-                 device: torch.device | str = "cpu", channels_last: bool = False, drop_last: bool = False):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        sampler: Sampler | None = None,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        drop_last: bool = False,
+    ):
         reason = can_batch_on_device(dataset)
         if reason is not None:
             raise ValueError(f"cannot batch this dataset on the device: {reason}")
@@ -137,8 +147,14 @@ class DeviceBatches:
         else:
             chosen = labels if indices is None else labels[np.asarray(indices, dtype=np.int64)]
             self.labels = torch.from_numpy(np.asarray(chosen).astype(np.int64)).to(self.device)
-        self.index_loader = DataLoader(_Indices(len(self.images)), batch_size=self.batch_size, shuffle=shuffle and sampler is None,
-                                       sampler=sampler, num_workers=0, drop_last=drop_last)
+        self.index_loader = DataLoader(
+            _Indices(len(self.images)),
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=0,
+            drop_last=drop_last,
+        )
         self.sampler = self.index_loader.sampler
         self._normalize = None
         if self.recipe.mean_std is not None:
@@ -195,7 +211,9 @@ def flip_and_crop_batch(x: Tensor, flip: Tensor, top: Tensor, left: Tensor, padd
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = (top.view(b, 1) + torch.arange(h, device=device)).view(b, 1, h, 1)
     cols = (left.view(b, 1) + torch.arange(w, device=device)).view(b, 1, 1, w)
-    return padded[torch.arange(b, device=device).view(b, 1, 1, 1), torch.arange(c, device=device).view(1, c, 1, 1), rows, cols]
+    return padded[
+        torch.arange(b, device=device).view(b, 1, 1, 1), torch.arange(c, device=device).view(1, c, 1, 1), rows, cols
+    ]
 
 
 def match_shape_batch(x: Tensor, shape: Sequence[int]) -> Tensor:

@@ -37,17 +37,20 @@ def read_image(path: str, mode: str) -> Image.Image:
     except StitchkitError:
         raise
     except _DECODE_ERRORS as exc:
-        raise StitchkitError(f"cannot decode image {path}: {_reason(exc)}; re-save the file or remove it from the "
-            f"folder") from None
+        raise StitchkitError(
+            f"cannot decode image {path}: {_reason(exc)}; re-save the file or remove it from the folder"
+        ) from None
 
 
 def eight_bit(image: Image.Image, path: str = "") -> Image.Image:
     """A 16-bit grey image as an 8-bit ``"L"`` image with the same brightness (``round(v · 255 / 65535)``)."""
     pixels = np.asarray(image, dtype=np.int64)
     if pixels.size and (pixels.min() < 0 or pixels.max() > _FULL_SCALE):
-        raise StitchkitError(f"image {path} is a {image.mode}-mode image with values in [{pixels.min()}, "
+        raise StitchkitError(
+            f"image {path} is a {image.mode}-mode image with values in [{pixels.min()}, "
             f"{pixels.max()}], outside the "
-                             f"16-bit range 0–{_FULL_SCALE}; store 8-bit or 16-bit images")
+            f"16-bit range 0–{_FULL_SCALE}; store 8-bit or 16-bit images"
+        )
     return Image.fromarray(np.rint(pixels * (255 / _FULL_SCALE)).astype(np.uint8), mode="L")
 
 

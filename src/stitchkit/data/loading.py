@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from ..choices import DATA_PATHS
 from ..errors import StitchkitError, unknown_name, warn
 from ..utils.seed import seed_worker
-from .device_batches import DeviceBatches, unwrap_subsets, can_batch_on_device, device_bytes
+from .device_batches import DeviceBatches, can_batch_on_device, device_bytes, unwrap_subsets
 
 #: Device memory the uint8 images may take on the auto path (CIFAR-10's training split: 0.15 GB).
 DEFAULT_DEVICE_DATA_GB = 4.0
@@ -53,9 +54,11 @@ def check_subset_size(n: int | None, available: int, what: str) -> None:
     the number asked for). ``what`` names the option and the set, e.g. "--train-subset … the train
     split of fashion"."""
     if n is not None and n > available:
-        raise StitchkitError(f"{what} has only {available} images, fewer than the {n} asked for; ask for at most "
+        raise StitchkitError(
+            f"{what} has only {available} images, fewer than the {n} asked for; ask for at most "
             f"{available}, "
-                             "or leave the option out to use all of them")
+            "or leave the option out to use all of them"
+        )
 
 
 def clamped_count(n: int | None, available: int, what: str) -> int | None:
@@ -63,14 +66,22 @@ def clamped_count(n: int | None, available: int, what: str) -> int | None:
     asks for more than there are, all of them with a warning, so that results record and name the number
     used. ``what`` names the option and the set, e.g. "-pinv-samples (K): the training split of digits"."""
     if n is not None and n > available:
-        warn(f"{what} has only {available} images, fewer than the {n} asked for; using all {available} (recorded as "
-            f"{available})")
+        warn(
+            f"{what} has only {available} images, fewer than the {n} asked for; using all {available} (recorded as "
+            f"{available})"
+        )
         return available
     return n
 
 
-def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = None, *, what: str | None = None,
-                  clamp: str | None = None) -> Dataset:
+def sample_subset(
+    dataset: Dataset,
+    n_samples: int | None,
+    seed: int | None = None,
+    *,
+    what: str | None = None,
+    clamp: str | None = None,
+) -> Dataset:
     """The first ``n_samples`` items (seed None, like the original's test-set measures) or a seeded
     random subset of that size (like the original's K training images for direct matching); all of
     ``dataset`` when ``n_samples`` is None or covers it. With ``what`` (the option and the set, for the
@@ -90,14 +101,29 @@ def sample_subset(dataset: Dataset, n_samples: int | None, seed: int | None = No
     return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:n_samples].tolist())
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, workers: int = 0, prefetch: int = 1,
-                device: torch.device | None = None, sampler: Sampler | None = None) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    workers: int = 0,
+    prefetch: int = 1,
+    device: torch.device | None = None,
+    sampler: Sampler | None = None,
+) -> DataLoader:
     """A DataLoader with the original's knobs, minus its crashes (prefetch only with workers)."""
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs.update(prefetch_factor=prefetch, persistent_workers=True, worker_init_fn=seed_worker)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler, num_workers=workers,
-                      pin_memory=device is not None and torch.device(device).type == "cuda", **kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device is not None and torch.device(device).type == "cuda",
+        **kwargs,
+    )
 
 
 def make_batches(
@@ -125,18 +151,36 @@ def make_batches(
     fits = reason is None and device_bytes(dataset) <= path.memory_limit_gb * 2**30
     use_device = data_path == "device" or (data_path == "auto" and fits)
     if use_device:
-        return DeviceBatches(dataset, batch_size, shuffle=shuffle, sampler=sampler, device=device, channels_last=channels_last)
-    return make_loader(dataset, batch_size, shuffle=shuffle, workers=workers, prefetch=prefetch, device=device, sampler=sampler)
+        return DeviceBatches(
+            dataset, batch_size, shuffle=shuffle, sampler=sampler, device=device, channels_last=channels_last
+        )
+    return make_loader(
+        dataset, batch_size, shuffle=shuffle, workers=workers, prefetch=prefetch, device=device, sampler=sampler
+    )
 
 
-def batches_of(data: Any, batch_size: int, *, device: torch.device | str | None = None, workers: int = 0, prefetch: int = 1,
-               data_path: str = "auto") -> Iterable:
+def batches_of(
+    data: Any,
+    batch_size: int,
+    *,
+    device: torch.device | str | None = None,
+    workers: int = 0,
+    prefetch: int = 1,
+    data_path: str = "auto",
+) -> Iterable:
     """Batches in order: ``data`` itself when it is already batched (a DataLoader, device batches or any
     iterable without item access), else :func:`make_batches` of the dataset, unshuffled."""
     if isinstance(data, (DataLoader, DeviceBatches)) or not hasattr(data, "__getitem__"):
         return data
-    return make_batches(data, batch_size, shuffle=False, device=device, workers=workers, prefetch=prefetch,
-                        path=BatchPath(data_path=data_path))
+    return make_batches(
+        data,
+        batch_size,
+        shuffle=False,
+        device=device,
+        workers=workers,
+        prefetch=prefetch,
+        path=BatchPath(data_path=data_path),
+    )
 
 
 def item_shape(dataset: Dataset) -> tuple[int, ...]:

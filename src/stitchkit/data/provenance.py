@@ -9,8 +9,8 @@ Torch-free (the study's planner imports it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import StitchkitError, warn
 from .base import is_custom
@@ -49,13 +49,18 @@ def other_datasets(recorded: Mapping[str, str | None], used: str | None) -> dict
 
 def provenance_message(others: Mapping[str, str], used: str) -> str:
     """One sentence naming both datasets (``others`` from :func:`other_datasets`, not empty)."""
-    said = [f"the {role + ' ' if role else ''}network" + (f" on {name}" if i else f" was trained on {name}") for i, (role, name) in enumerate(others.items())]
+    said = [
+        f"the {role + ' ' if role else ''}network" + (f" on {name}" if i else f" was trained on {name}")
+        for i, (role, name) in enumerate(others.items())
+    ]
     trained = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
     one = len(said) == 1
-    return (f"{trained} (as {'its checkpoint records' if one else 'their checkpoints record'}) but "
+    return (
+        f"{trained} (as {'its checkpoint records' if one else 'their checkpoints record'}) but "
         f"{'runs' if one else 'they run'} "
-            f"on {used} here: {'its' if one else 'their'} results describe {'it' if one else 'them'} on data "
-            f"{'it was' if one else 'they were'} not trained on")
+        f"on {used} here: {'its' if one else 'their'} results describe {'it' if one else 'them'} on data "
+        f"{'it was' if one else 'they were'} not trained on"
+    )
 
 
 def provenance_conventions(others: Mapping[str, str], used: str) -> dict[str, str]:

@@ -19,8 +19,8 @@ import pickle
 import shutil
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -42,7 +42,9 @@ def read_cifar_batches(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
             try:
                 entry = pickle.load(f, encoding="latin1")
             except Exception as exc:  # a truncated or foreign file
-                raise StitchkitError(f"cannot read CIFAR batch {str(path)!r}: {exc}; delete it and download again") from None
+                raise StitchkitError(
+                    f"cannot read CIFAR batch {str(path)!r}: {exc}; delete it and download again"
+                ) from None
         data = np.asarray(entry["data"], dtype=np.uint8)
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
@@ -105,7 +107,9 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
 
 
-def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str | os.PathLike | None = None) -> np.memmap:
+def memmap_npz_member(
+    npz_path: str | os.PathLike, member: str, cache_dir: str | os.PathLike | None = None
+) -> np.memmap:
     """Memory-map array ``member`` (e.g. ``"X"``) of an ``.npz`` without reading it into RAM.
 
     ``np.savez`` stores each array as an ``.npy`` file inside a zip archive. When the member is
@@ -139,8 +143,10 @@ def memmap_npz_member(npz_path: str | os.PathLike, member: str, cache_dir: str |
         shape, fortran_order, dtype = _read_npy_header(f, npz_path)
         offset = f.tell()
     if dtype.hasobject:  # a pickle of Python objects: mapping it would read raw pointers
-        raise StitchkitError(f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never "
-            f"loaded; store a numeric array")
+        raise StitchkitError(
+            f"{str(npz_path)!r} stores {member} as Python objects (a pickle), which are never "
+            f"loaded; store a numeric array"
+        )
     # copy-on-write: the file is never written, but the array is writable (torch.from_numpy warns on read-only arrays)
     return np.memmap(npz_path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
@@ -154,7 +160,9 @@ def _read_npy_header(f, where) -> tuple[tuple[int, ...], bool, np.dtype]:
     raise StitchkitError(f"unsupported .npy format version {version} in {str(where)!r}")
 
 
-def _memmap_extracted(archive: zipfile.ZipFile, info: zipfile.ZipInfo, npz_path: Path, name: str, cache_dir) -> np.memmap:
+def _memmap_extracted(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, npz_path: Path, name: str, cache_dir
+) -> np.memmap:
     cache_name = f"{npz_path.stem}.{name}"
     candidates = [npz_path.parent / cache_name]
     if cache_dir is not None:
@@ -180,7 +188,6 @@ def _memmap_extracted(archive: zipfile.ZipFile, info: zipfile.ZipInfo, npz_path:
 def memmap_npy(path: str | os.PathLike) -> np.memmap:
     """Memory-map a plain ``.npy`` file."""
     return np.load(Path(path), mmap_mode="r")
-
 
 
 class MappedArray:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Callable, Sequence, Sized
 
 import torch
 from torch.utils.data import Dataset
@@ -59,16 +59,26 @@ class _Entry:
 
 
 #: the default transforms a dataset's declaration can name (``train_transform=``, ``eval_transform=``)
-TRANSFORMS: dict[str, tf.OpsFactory] = {ops.__name__: ops for ops in (
-    tf.no_ops, tf.flip_and_crop, tf.affine_jitter, tf.large_cifar_train, tf.large_cifar_eval, tf.imagenet_train,
-    tf.imagenet_eval)}
+TRANSFORMS: dict[str, tf.OpsFactory] = {
+    ops.__name__: ops
+    for ops in (
+        tf.no_ops,
+        tf.flip_and_crop,
+        tf.affine_jitter,
+        tf.large_cifar_train,
+        tf.large_cifar_eval,
+        tf.imagenet_train,
+        tf.imagenet_eval,
+    )
+}
 
 
 def _transform_named(decl: Declaration, key: str) -> tf.OpsFactory:
     name = decl.get(key, catalog.METADATA[key])
     if name not in TRANSFORMS:
         raise DeclarationError(
-            f"dataset {decl.name!r} ({decl.source}): {key} {name!r} is not one of {', '.join(TRANSFORMS)}")
+            f"dataset {decl.name!r} ({decl.source}): {key} {name!r} is not one of {', '.join(TRANSFORMS)}"
+        )
     return TRANSFORMS[name]
 
 
@@ -76,16 +86,21 @@ def _builder(name: str) -> _Builder:
     """A registered dataset's declared loader (importing its module in :mod:`stitchkit.data.sets`) and transforms."""
     decl = declaration("dataset", name)
     mean_std = decl.get("mean_std")
-    return _Builder(implementation("dataset", name), _transform_named(decl, "train_transform"),
-                    _transform_named(decl, "eval_transform"),
-                    None if mean_std is None else (tuple(mean_std[0]), tuple(mean_std[1])))
+    return _Builder(
+        implementation("dataset", name),
+        _transform_named(decl, "train_transform"),
+        _transform_named(decl, "eval_transform"),
+        None if mean_std is None else (tuple(mean_std[0]), tuple(mean_std[1])),
+    )
 
 
 def _load_custom(req: LoadRequest) -> ImageDataset:
     data = custom.describe(req.info.name)
     split = data.splits[req.split]
     if isinstance(split, custom.FolderSplit):
-        return FileImageDataset(split.files, split.labels, "L" if data.native_channels == 1 else "RGB", classes=data.classes)
+        return FileImageDataset(
+            split.files, split.labels, "L" if data.native_channels == 1 else "RGB", classes=data.classes
+        )
     if split.images.dtype == "uint8":
         return ArrayImageDataset(split.images, split.labels)
     images = split.images if split.images.ndim == 4 else split.images[..., None]
@@ -98,8 +113,12 @@ _CUSTOM_BUILDER = _Builder(_load_custom, tf.no_ops, tf.no_ops)  # no default aug
 def _entry(name: str) -> _Entry:
     if custom.is_custom(name):
         data = custom.describe(name)
-        return _Entry(catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"), _CUSTOM_BUILDER, convert=data.convert,
-                      native_shape=data.native_shape)
+        return _Entry(
+            catalog.CatalogEntry(data.info, f"check the files at {data.spec.path}"),
+            _CUSTOM_BUILDER,
+            convert=data.convert,
+            native_shape=data.native_shape,
+        )
     key, shape = catalog.registered(name)
     return _Entry(catalog.entries()[key], _builder(key), shape=shape)
 
@@ -129,8 +148,9 @@ def _check_shape(shape: Sequence[int] | None) -> Shape | None:
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
-        raise StitchkitError(f"shape must be (channels, height, width) with 1 or 3 channels, e.g. (1, 28, 28); got "
-            f"{shape!r}")
+        raise StitchkitError(
+            f"shape must be (channels, height, width) with 1 or 3 channels, e.g. (1, 28, 28); got {shape!r}"
+        )
     return shape
 
 
@@ -194,12 +214,27 @@ def get_dataset(
     empty = transform is None and ops is tf.no_ops and not dataset.yields_pil and not match and builder.mean_std is None
     # Built on first use: the default transforms need torchvision, whose import takes seconds, and
     # batches made on the device never call them.
-    dataset.transform = None if empty else tf.DeferredTransform(functools.partial(
-        _transform, ops, dataset.yields_pil, produced, target if match else None, builder.mean_std, transform))
+    dataset.transform = (
+        None
+        if empty
+        else tf.DeferredTransform(
+            functools.partial(
+                _transform, ops, dataset.yields_pil, produced, target if match else None, builder.mean_std, transform
+            )
+        )
+    )
     # The default transform, described for the batched device path (data/device_batches.py).
     native = entry.native_shape or produced
-    dataset.recipe = None if ops is None or not dataset.yields_pil else TransformRecipe(
-        ops.__name__, tuple(native), target if target is not None and tuple(target) != tuple(native) else None, builder.mean_std)
+    dataset.recipe = (
+        None
+        if ops is None or not dataset.yields_pil
+        else TransformRecipe(
+            ops.__name__,
+            tuple(native),
+            target if target is not None and tuple(target) != tuple(native) else None,
+            builder.mean_std,
+        )
+    )
     return dataset
 
 

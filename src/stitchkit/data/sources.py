@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import StitchkitError
 from .base import LoadRequest
 from .datasets import ArrayImageDataset, ConcatArrays, FolderImageDataset, ImageDataset
-from .readers import MappedArray, memmap_npy, memmap_npz_member, read_cifar_batches, read_cifar_class_names, read_idx, read_svhn_mat
+from .readers import (
+    MappedArray,
+    memmap_npy,
+    memmap_npz_member,
+    read_cifar_batches,
+    read_cifar_class_names,
+    read_idx,
+    read_svhn_mat,
+)
 
 #: how the missing-data messages of the sets torchvision can fetch end (quoted in their declarations)
 TORCHVISION_DOWNLOAD = "or let torchvision download it into {root} (download=True, needs network access)"
@@ -49,7 +57,9 @@ def download_with_torchvision(class_name: str, root: Path, **kwargs) -> None:
     getattr(datasets, class_name)(str(root), download=True, **kwargs)
 
 
-def _fetch_or_fail(req: LoadRequest, fetch: Callable[[], None] | None, searched, missing, present: Callable[[], bool]) -> None:
+def _fetch_or_fail(
+    req: LoadRequest, fetch: Callable[[], None] | None, searched, missing, present: Callable[[], bool]
+) -> None:
     """Download when allowed and possible; afterwards the files must be ``present``."""
     if fetch is None or not req.download:
         raise req.missing(searched, missing)

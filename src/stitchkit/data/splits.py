@@ -13,8 +13,9 @@ and the callers refuse those (:func:`check_unnamed`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
@@ -31,10 +32,22 @@ class DataSplits:
     first use, the augmented training split never for direct matching alone. ``root`` is the data root
     a named dataset is read from (part of the keys of cached activations)."""
 
-    def __init__(self, info: DatasetInfo, train: Dataset | Callable[[], Dataset], test: Dataset | Callable[[], Dataset],
-                 augmented: Dataset | Callable[[], Dataset], *, named: bool, root: str | None = None):
+    def __init__(
+        self,
+        info: DatasetInfo,
+        train: Dataset | Callable[[], Dataset],
+        test: Dataset | Callable[[], Dataset],
+        augmented: Dataset | Callable[[], Dataset],
+        *,
+        named: bool,
+        root: str | None = None,
+    ):
         self.info, self.named, self.root = info, named, root
-        self._splits: dict[str, Dataset | Callable[[], Dataset]] = {"train": train, "test": test, "augmented": augmented}
+        self._splits: dict[str, Dataset | Callable[[], Dataset]] = {
+            "train": train,
+            "test": test,
+            "augmented": augmented,
+        }
 
     def _split(self, which: str) -> Dataset:
         value = self._splits[which]
@@ -69,7 +82,7 @@ class DataSplits:
         return self._splits["augmented"] is not self._splits["train"]
 
     @classmethod
-    def from_name(cls, name: str, *, root: str | None = None, download: bool = True) -> "DataSplits":
+    def from_name(cls, name: str, *, root: str | None = None, download: bool = True) -> DataSplits:
         """A registered dataset (or ``folder:``/``npz:`` data), its splits read through
         :func:`~stitchkit.data.get_dataset` on first use."""
         info = datasets.dataset_info(name)
@@ -81,9 +94,15 @@ class DataSplits:
         return cls(info, split("train", False), split("test", None), split("train", True), named=True, root=root)
 
     @classmethod
-    def from_datasets(cls, train: Dataset | DataLoader, test: Dataset | DataLoader | None = None, *,
-                      train_augmented: Dataset | DataLoader | None = None, num_classes: int | None = None,
-                      name: str | None = None) -> "DataSplits":
+    def from_datasets(
+        cls,
+        train: Dataset | DataLoader,
+        test: Dataset | DataLoader | None = None,
+        *,
+        train_augmented: Dataset | DataLoader | None = None,
+        num_classes: int | None = None,
+        name: str | None = None,
+    ) -> DataSplits:
         """Datasets in memory: ``train`` (fit samples; also trained on unless ``train_augmented`` is
         given), ``test`` (default: ``train`` itself). The item shape is read from ``train``; the class
         count is ``num_classes`` or counted from the labels of both sets. ``name`` labels the data in
@@ -98,31 +117,48 @@ class DataSplits:
             if ds is not None and (split == "train" or ds is not train):
                 check_item(ds, split)
         if augmented is not None and len(augmented) != len(train):
-            raise StitchkitError(f"train_augmented has {len(augmented)} items but train has {len(train)}; give the "
-                f"same items, augmented")
+            raise StitchkitError(
+                f"train_augmented has {len(augmented)} items but train has {len(train)}; give the same items, augmented"
+            )
         shape = tuple(int(s) for s in item_shape(train))
         if tuple(item_shape(test)) != shape:
             raise StitchkitError(f"the train items have shape {shape} but the test items {tuple(item_shape(test))}")
         classes = num_classes if num_classes is not None else max(count_classes(train), count_classes(test))
         if not isinstance(classes, int) or classes < 1:
             raise StitchkitError(f"num_classes must be a positive integer, got {classes!r}")
-        label = name or (f"memory:{_describe(train)}" if test is train else f"memory:{_describe(train)}+{_describe(test)}")
-        info = DatasetInfo(label, classes, shape, test is not train, "datasets given in memory", "nothing (given in "
-            "memory)")
+        label = name or (
+            f"memory:{_describe(train)}" if test is train else f"memory:{_describe(train)}+{_describe(test)}"
+        )
+        info = DatasetInfo(
+            label, classes, shape, test is not train, "datasets given in memory", "nothing (given in memory)"
+        )
         return cls(info, train, test, augmented if augmented is not None else train, named=False)
 
-    def with_num_classes(self, num_classes: int) -> "DataSplits":
+    def with_num_classes(self, num_classes: int) -> DataSplits:
         """The same splits with another class count (data in memory whose labels lack the last classes)."""
-        return DataSplits(replace(self.info, num_classes=int(num_classes)), self._splits["train"], self._splits["test"],
-                          self._splits["augmented"], named=self.named, root=self.root)
+        return DataSplits(
+            replace(self.info, num_classes=int(num_classes)),
+            self._splits["train"],
+            self._splits["test"],
+            self._splits["augmented"],
+            named=self.named,
+            root=self.root,
+        )
 
     def train_sampler(self, dataset: Dataset):
         """The training sampler the dataset needs (CIFAR-5M's epochs of fresh images), else None."""
         return datasets.train_sampler_for(self.info.name, dataset) if self.named else None
 
     def describe(self) -> dict[str, Any]:
-        return {"dataset": self.info.name, "named": self.named, "root": self.root, "n_train": len(self.train), "n_test": len(self.test),
-                "shape": list(self.info.shape), "num_classes": self.info.num_classes}
+        return {
+            "dataset": self.info.name,
+            "named": self.named,
+            "root": self.root,
+            "n_train": len(self.train),
+            "n_test": len(self.test),
+            "shape": list(self.info.shape),
+            "num_classes": self.info.num_classes,
+        }
 
 
 def as_dataset(data: Any, what: str = "data") -> Dataset:
@@ -130,9 +166,11 @@ def as_dataset(data: Any, what: str = "data") -> Dataset:
     if isinstance(data, DataLoader):
         data = data.dataset
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        raise StitchkitError(f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a "
+        raise StitchkitError(
+            f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a "
             f"DataLoader over one; "
-                             f"got {type(data).__name__}")
+            f"got {type(data).__name__}"
+        )
     return data
 
 
@@ -163,8 +201,9 @@ def count_classes(dataset: Dataset) -> int:
     if labels is None:
         labels = torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
     if labels.dtype.is_floating_point or labels.dim() != 1:
-        raise StitchkitError("the labels must be integer class indices (one per item); give num_classes and integer "
-            "labels")
+        raise StitchkitError(
+            "the labels must be integer class indices (one per item); give num_classes and integer labels"
+        )
     if int(labels.min()) < 0:
         raise StitchkitError(f"labels must be class indices 0, 1, …; found {int(labels.min())}")
     return int(labels.max()) + 1
@@ -174,9 +213,11 @@ def check_unnamed(data: DataSplits, **uses: Any) -> None:
     """Refuse run folders and persistent caches for data in memory (no name to key them by)."""
     given = [what for what, value in uses.items() if value]
     if not data.named and given:
-        raise StitchkitError(f"{given[0]} needs a dataset given by name (e.g. 'fashion' or 'folder:PATH'): "
-                             f"data in memory ({data.info.name}) has no name that could key saved runs or cached "
-                             f"activations")
+        raise StitchkitError(
+            f"{given[0]} needs a dataset given by name (e.g. 'fashion' or 'folder:PATH'): "
+            f"data in memory ({data.info.name}) has no name that could key saved runs or cached "
+            f"activations"
+        )
 
 
 __all__ = ["DataSplits", "as_dataset", "check_unnamed", "count_classes"]

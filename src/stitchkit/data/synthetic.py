@@ -18,7 +18,7 @@ an OOD set can match the in-distribution set's channels and size without resampl
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ ends as a ``C×H×W`` float tensor in [0, 1] (ImageNet: normalised).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,7 @@ class DeferredTransform:
 
     def __repr__(self) -> str:
         return f"DeferredTransform({self._transform!r})" if self._built else "DeferredTransform(<not built yet>)"
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,7 +124,9 @@ def match_shape(image: torch.Tensor, shape: Shape) -> torch.Tensor:
     if image.dim() != 3:
         raise StitchkitError(f"expected a C×H×W image tensor, got shape {tuple(image.shape)}")
     if image.shape[1:] != (height, width):
-        image = F.interpolate(image[None].float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True)[0]
+        image = F.interpolate(
+            image[None].float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )[0]
     if image.shape[0] != channels:
         image = convert_channels(image, channels)
     return image

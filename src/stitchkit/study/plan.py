@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..choices import SCHEDULE_KEYS
 from ..data import dataset_info  # the torch-free catalogue
 from ..data.augmentation import resolve_augmentation
 from ..data.provenance import note_provenance, other_datasets
 from ..errors import StitchkitError
 from ..ranks import check_ranks_fit, feature_count  # torch-free: importing the study package must not import torch
 from ..utils.names import network_names
-from .config import SCHEDULE_KEYS
 from .unit_kinds.detectors import DetectorsParams
 from .unit_kinds.network import NetworkParams
 from .unit_kinds.ood import OodParams

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SCHEDULE_KEYS
+from ...choices import SCHEDULE_KEYS
 from ..params import UnitParams, if_set, present_if
 from ..units import Unit, UnitContext, network_kinds
 
