@@ -162,8 +162,7 @@ def bench_tlm(args) -> dict:
     )
     print(
         f"  per-pair (before grouping) {best['per-pair']:.1f} s, grouped (group size {group}) {best['grouped']:.1f} s "
-        f"-> {ratio:.2f}x "
-        f"(target >= 2x); largest accuracy difference {diff:.2e}"
+        f"-> {ratio:.2f}x (target >= 2x); largest accuracy difference {diff:.2e}"
     )
     print("  where the grouped grid's time goes:")
     print("\n".join(lines))
@@ -250,8 +249,7 @@ def bench_dm(args) -> dict:
     n = args.test_samples or 10_000
     print(
         f"8x8 DM grid on {n} test images: grouped {grid_seconds:.1f} s; 64 single-pair runs the original's way "
-        f"~{estimate:.0f} s "
-        f"(from {len(transversal)} runs) -> {ratio:.1f}x (target >= 10x)"
+        f"~{estimate:.0f} s (from {len(transversal)} runs) -> {ratio:.1f}x (target >= 10x)"
     )
     if per_pair_seconds:
         print(f"  grouping alone: {per_pair_seconds / grid_seconds:.2f}x over the same grid pair by pair")

@@ -264,8 +264,7 @@ def similarity_figures(paths, args) -> list[dict]:
             rows.append(row)
             print(
                 f"{la}/{lb} | {measure} | {ours[measure]:.6f} | {f64:.6f} ({abs(f64 - ours[measure]):.1e}) | "
-                f"{f32:.6f} | "
-                f"{f32 - ours[measure]:+.2e} | {f32 - f64:+.2e}"
+                f"{f32:.6f} | {f32 - ours[measure]:+.2e} | {f32 - f64:+.2e}"
             )
     print("\nProcrustes, each float32 stage alone (shift of the distance):")
     print(

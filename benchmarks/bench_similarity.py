@@ -106,8 +106,7 @@ def main() -> None:
     )
     print(
         f"ResNet-18 width {args.width} on {'×'.join(map(str, shape))} inputs, n = {args.n_samples}, {len(pairs)} "
-        f"layer pairs, "
-        f"measures {', '.join(MEASURES)}"
+        f"layer pairs, measures {', '.join(MEASURES)}"
     )
 
     started = time.perf_counter()

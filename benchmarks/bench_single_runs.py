@@ -139,10 +139,8 @@ def bench_dm(args, tmp: Path, env: dict) -> dict:
     }
     print(
         f"single DM pair, {len(pairs)} runs in a row on the whole test set: the original's way {orig:.1f} s per run; "
-        f"stitchkit "
-        f"{ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s with the cache -> "
-        f"{out['ratio_warm']:.2f}x; "
-        f"the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)"
+        f"stitchkit {ours[0]:.1f} s cold (first run) -> {out['ratio_cold']:.2f}x, {warm:.1f} s with the cache -> "
+        f"{out['ratio_warm']:.2f}x; the whole sequence {out['ratio_sequence']:.2f}x (target >= 3x)"
     )
     return out
 
@@ -322,8 +320,7 @@ def bench_tlm(args, tmp: Path, env: dict) -> dict:
     ratio = original / ours
     print(
         f"one TLM epoch of {fl} -> {el} over {args.tlm_train} images (batch {args.tlm_batch}), whole test set: the "
-        f"original's way {original:.1f} s, "
-        f"stitchkit {ours:.1f} s -> {ratio:.2f}x"
+        f"original's way {original:.1f} s, stitchkit {ours:.1f} s -> {ratio:.2f}x"
     )
     return {"stitchkit_seconds": ours, "original_seconds": original, "ratio": ratio}
 

@@ -353,8 +353,7 @@ def main() -> None:
     failed = [name for name, ok, _ in RESULTS if not ok]
     print(
         f"summary: {len(RESULTS) - len(failed)} of {len(RESULTS)} checks "
-        f"passed{' (failed: ' + ', '.join(failed) + ')' if failed else ''}; "
-        f"{time.perf_counter() - started:.0f} s"
+        f"passed{' (failed: ' + ', '.join(failed) + ')' if failed else ''}; {time.perf_counter() - started:.0f} s"
     )
     sys.exit(1 if failed else 0)
 

@@ -248,8 +248,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {s['width']} | {s['epochs']} × {s['subset']} | {s['layers']} | {s['k']} | {tlm_budget} | "
             f"{dm['end_accuracy']:.3f} | {dm['diag_mean']:.2f} / {dm['diag_min']:.2f} / "
-            f"{dm['diag_match_fraction']:.2f} | {tlm_diag} | "
-            f"{tlm_far} | {dm['late_early_mean']:.2f} | "
+            f"{dm['diag_match_fraction']:.2f} | {tlm_diag} | {tlm_far} | {dm['late_early_mean']:.2f} | "
             + " | ".join(verdicts)
             + f" | {_seconds(r['train_seconds_per_network'])} | {t.get('dm', 0):.0f} | {tlm_seconds} |"
         )

@@ -225,8 +225,7 @@ def table(rows: list[dict]) -> str:
         "| detector width | pre-train × fine-tune epochs | images | outliers | detectors s | sanity AUROC energy / "
         "Mahalanobis / k-NN "
         "(min–max over layers) | energy AUROC: accurate TLM / matching DM | k-NN AUROC: TLM / DM | Mahalanobis AUROC: "
-        "TLM / DM | "
-        "TLM norm ratio | ρ(energy AUROC, norm ratio) | C5 energy / Mah. / k-NN → overall |"
+        "TLM / DM | TLM norm ratio | ρ(energy AUROC, norm ratio) | C5 energy / Mah. / k-NN → overall |"
     )
     lines = [head, "|" + "---|" * 12]
     for r in rows:

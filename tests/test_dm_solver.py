@@ -200,8 +200,7 @@ def test_the_cli_flag_reaches_the_result(tmp_path, capsys):
         save_checkpoint(ck / f"s{seed}.pt", trained_resnet(seed), dataset="digits", input_shape=(1, 28, 28))
     common = (
         f"stitch {ck}/s0.pt {ck}/s1.pt - - layer4.1 layer4.1 c2c -e 0 -i pinv -pinv-samples 40 --test-samples 40 -d "
-        f"digits "
-        f"-gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x"
+        f"digits -gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x"
     ).split()
     assert main(common + ["--dm-solver", "original"]) == 0
     assert main(common) == 0

@@ -580,8 +580,7 @@ def test_c5_supported_when_accurate_tlm_is_ood_and_matching_dm_is_not(study, pai
     assert f.verdict == "not supported", f.reason
     assert f.reason.startswith(
         "1 of 2 detectors that can test it support it (50%; more than 50% needed (detector_support = 0.5)) — energy: "
-        "supported; "
-        "mahalanobis: not supported"
+        "supported; mahalanobis: not supported"
     )
     energy = f.numbers["per detector"]["energy"]
     assert (

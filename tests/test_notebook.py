@@ -132,8 +132,7 @@ def test_a_stitch_grid_describes_itself_in_a_few_lines(results):
     assert text.splitlines()[0] == "StitchGridResult: DM stitching, 2 × 2 layer pairs, digits (64 test images)"
     assert (
         f"accuracy: mean {np.mean(list(accuracies.values())):.3g}, {min(accuracies.values()):.3g} to "
-        f"{max(accuracies.values()):.3g}, "
-        f"highest {accuracies[best]:.3g} at ({best[0]}, {best[1]}), same layers "
+        f"{max(accuracies.values()):.3g}, highest {accuracies[best]:.3g} at ({best[0]}, {best[1]}), same layers "
         f"{np.mean([accuracies[(l, l)] for l in LAYERS]):.3g}" in text
     )
     assert (

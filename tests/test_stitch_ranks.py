@@ -82,8 +82,7 @@ def test_pinv_samples_0_fits_on_the_whole_training_split(tmp_path, capsys):
         save_checkpoint(ck / f"s{seed}.pt", trained_resnet(seed), dataset="digits", input_shape=(1, 28, 28))
     args = (
         f"stitch {ck}/s0.pt {ck}/s1.pt - - layer4.1 layer4.1 c2c -e 0 -i pinv -pinv-samples 0 --test-samples 32 -d "
-        f"digits "
-        f"-gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x"
+        f"digits -gpu -1 -workers 0 --no-progress --no-activation-cache --results-root {tmp_path}/r -dir x"
     ).split()
     assert main(args) == 0
     [path] = (tmp_path / "r" / "x").glob("*/result.json")

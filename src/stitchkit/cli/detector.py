@@ -355,8 +355,7 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{t.layer}: detector {t.detector_id}, validation accuracy {percent(m['pretrain_val_acc'])} "
-                f"pre-trained, "
-                f"{percent(m['finetune_val_acc'])} fine-tuned ({seconds:.1f}s)"
+                f"pre-trained, {percent(m['finetune_val_acc'])} fine-tuned ({seconds:.1f}s)"
             )
             print_wrote(t.save_dir)
     return 0

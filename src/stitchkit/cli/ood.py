@@ -155,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
             record = exp.matrices.interval
             print(
                 f"intervals: {100 * record['level']:g}% percentile bootstrap of the test images, "
-                f"{record['resamples']} resamples, "
-                f"seed {record['seed']}, "
+                f"{record['resamples']} resamples, seed {record['seed']}, "
                 + (
                     "genuine and stitched resampled together (the same images)"
                     if record["paired"]

@@ -45,8 +45,7 @@ def register(sub) -> None:
         description="Train a linear probe (global average pool for conv layers, CLS token for ViT blocks, vectors as "
         "they "
         "are) on each layer at each rank and print the final test accuracies as a layer × rank table (the original's "
-        "format with "
-        "--original-output). Low rank uses a fixed "
+        "format with --original-output). Low rank uses a fixed "
         "basis estimated on the training set (or, with --low-rank-mode per_batch, the original's per-batch SVD). With "
         "-o, "
         "writes probes.json and probes.csv (and, with --bootstrap, probe_accuracy.csv with the intervals' bounds).",
@@ -164,14 +163,12 @@ def run(args: argparse.Namespace) -> int:
     info = report.info
     print(
         f"({info['path']}; {info['train_samples']} training / {info['test_samples']} test images; augmentation "
-        f"{info['augmentation']}; "
-        f"{info['seconds']:.1f}s)"
+        f"{info['augmentation']}; {info['seconds']:.1f}s)"
     )
     if bootstrap.enabled:
         print(
             f"(in brackets: {100 * bootstrap.level:g}% percentile bootstrap intervals of the test accuracy, "
-            f"{bootstrap.resamples} resamples "
-            f"of the test images, seed {bootstrap.seed})"
+            f"{bootstrap.resamples} resamples of the test images, seed {bootstrap.seed})"
         )
     if args.out:
         paths = report.write(args.out)

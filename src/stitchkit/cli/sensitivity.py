@@ -164,8 +164,7 @@ def register(sub) -> None:
         "sensitivity",
         help="sensitivity test: do measures react to low-rank versions of a layer as probe accuracy does?",
         description="For each layer: every network's full-rank layer is a reference; the candidates are that layer of "
-        "every "
-        "network at every rank (and full rank). Each measure's dissimilarity (candidate → reference) is ranked "
+        "every network at every rank (and full rank). Each measure's dissimilarity (candidate → reference) is ranked "
         "against the "
         "functional difference |Δ probe accuracy|: Spearman ρ, Kendall τ, one-sided p-values, fraction of badly "
         "ordered pairs.",

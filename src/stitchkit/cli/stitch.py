@@ -554,8 +554,7 @@ def run(args: argparse.Namespace) -> int:
             f"stitched {r.front_layer} -> {r.end_layer} ({r.stitching_type}, {r.init}, {r.epochs} "
             f"epoch(s)){stored if r.skipped else ''}: "
             f"accuracy {percent(r.accuracy)}{describe_ci(r, 'accuracy', 100, '.2f', '%')}, end network "
-            f"{percent(r.end_accuracy)}, "
-            f"relative accuracy {rel}"
+            f"{percent(r.end_accuracy)}, relative accuracy {rel}"
         )
         print_wrote(r.run_dir)
     else:

@@ -165,7 +165,6 @@ def dataset_info(name: str) -> DatasetInfo:
         name=canonical_name(name),
         shape=shape,
         aliases=(),
-        description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with "
-        f"antialiasing; "
+        description=f"{info.description} Delivered at {'×'.join(map(str, shape))} (bilinear resize with antialiasing; "
         "channels by luma or repetition).",
     )

@@ -170,8 +170,7 @@ def _check_memory(spec: CustomSpec, shape: tuple[int, int, int]) -> None:
     need, available = 4 * shape[0] * shape[1] * shape[2], available_memory()
     if available is not None and need > available:
         raise spec.error(
-            f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes "
-            f"{gib(need)} "
+            f"@{spec.size[0]}x{spec.size[1]} makes every image {'×'.join(map(str, shape))}, which takes {gib(need)} "
             f"({need} bytes) as float32 for one image, more than the {gib(available)} of memory "
             f"available; give a smaller size"
         )
@@ -375,8 +374,7 @@ def _warn_empty_classes(spec: CustomSpec, train: list[int], num_classes: int) ->
     hint = "; are the labels 1-based? store y - 1 so that they run 0 … K−1" if empty == [0] and train[0] == 1 else ""
     warn(
         f"dataset {spec.kind}:{spec.path}: class {_ranges(empty)} has no training images (labels {_ranges(train)}), "
-        f"yet counts "
-        f"among its {num_classes} classes (the largest label + 1){hint}"
+        f"yet counts among its {num_classes} classes (the largest label + 1){hint}"
     )
 
 

@@ -47,8 +47,7 @@ def eight_bit(image: Image.Image, path: str = "") -> Image.Image:
     pixels = np.asarray(image, dtype=np.int64)
     if pixels.size and (pixels.min() < 0 or pixels.max() > _FULL_SCALE):
         raise StitchkitError(
-            f"image {path} is a {image.mode}-mode image with values in [{pixels.min()}, "
-            f"{pixels.max()}], outside the "
+            f"image {path} is a {image.mode}-mode image with values in [{pixels.min()}, {pixels.max()}], outside the "
             f"16-bit range 0–{_FULL_SCALE}; store 8-bit or 16-bit images"
         )
     return Image.fromarray(np.rint(pixels * (255 / _FULL_SCALE)).astype(np.uint8), mode="L")

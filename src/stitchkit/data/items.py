@@ -54,8 +54,7 @@ def _check_image(x: Any, where: str) -> None:
         )
     if x.dim() == 4 and x.shape[0] == 1:
         raise StitchkitError(
-            f"the image of {where} has shape {tuple(x.shape)}, with a batch dimension; an item is "
-            f"one image "
+            f"the image of {where} has shape {tuple(x.shape)}, with a batch dimension; an item is one image "
             f"(C×H×W): x.squeeze(0)"
         )
     if x.numel() == 0:
@@ -64,8 +63,7 @@ def _check_image(x: Any, where: str) -> None:
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise StitchkitError(
-            f"the image of {where} holds {bad} NaN or infinite value{'s' if bad > 1 else ''} of "
-            f"{x.numel()}; "
+            f"the image of {where} holds {bad} NaN or infinite value{'s' if bad > 1 else ''} of {x.numel()}; "
             "images must be finite"
         )
     high = float(x.max())

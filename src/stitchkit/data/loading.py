@@ -55,8 +55,7 @@ def check_subset_size(n: int | None, available: int, what: str) -> None:
     split of fashion"."""
     if n is not None and n > available:
         raise StitchkitError(
-            f"{what} has only {available} images, fewer than the {n} asked for; ask for at most "
-            f"{available}, "
+            f"{what} has only {available} images, fewer than the {n} asked for; ask for at most {available}, "
             "or leave the option out to use all of them"
         )
 

@@ -167,8 +167,7 @@ def as_dataset(data: Any, what: str = "data") -> Dataset:
         data = data.dataset
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         raise StitchkitError(
-            f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a "
-            f"DataLoader over one; "
+            f"{what} must be a dataset name, a torch Dataset with __getitem__ and __len__, or a DataLoader over one; "
             f"got {type(data).__name__}"
         )
     return data
@@ -215,8 +214,7 @@ def check_unnamed(data: DataSplits, **uses: Any) -> None:
     if not data.named and given:
         raise StitchkitError(
             f"{given[0]} needs a dataset given by name (e.g. 'fashion' or 'folder:PATH'): "
-            f"data in memory ({data.info.name}) has no name that could key saved runs or cached "
-            f"activations"
+            f"data in memory ({data.info.name}) has no name that could key saved runs or cached activations"
         )
 
 

@@ -42,8 +42,7 @@ def input_shape_error(model: nn.Module, label: str, input_shape: Sequence[int], 
         data = "give it data of a size it takes (dataset NAME@CxHxW, e.g. fashion@3x32x32 or cifar10_large)"
     text = (
         f"{label}{f' (built for {size} inputs)' if expected else ''} cannot take inputs of shape "
-        f"{_size_text(input_shape)} "
-        f"({type(exc).__name__}: {reason}); {data}"
+        f"{_size_text(input_shape)} ({type(exc).__name__}: {reason}); {data}"
     )
     if type(model).__module__.split(".")[0] in ("timm", "torchvision"):
         text += (

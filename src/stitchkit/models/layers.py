@@ -409,8 +409,7 @@ def _warn_hooks(model: nn.Module, reason: TraceError) -> None:
         f"{reason}; so {name} is cut with forward hooks instead: extraction stops after the last needed layer as "
         f"usual, but "
         "every stitched forward runs the whole end network, the layers before the cut on a dummy input (one sample "
-        "where "
-        "that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)"
+        "where that is enough, else the whole batch) (layered(model, cut='hooks') chooses this without the warning)"
     )
 
 

@@ -49,8 +49,7 @@ SCORE_FIGURE_CAPTION = (
     "AUROC = P(stitched score > genuine score), so a stitch whose box lies above the grey one is flagged OOD (AUROC "
     "near 1), one level "
     "with it is indistinguishable (about 0.5), and one whose box lies below it is rated more typical than the genuine "
-    "activations "
-    "(AUROC well below 0.5: unlike the genuine activations too, in the other direction)."
+    "activations (AUROC well below 0.5: unlike the genuine activations too, in the other direction)."
 )
 
 

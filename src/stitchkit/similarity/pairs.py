@@ -424,7 +424,6 @@ def describe_mixed(mixed: Mapping[str, Sequence[str]], policy: str) -> str:
     which = "; ".join(f"{measure}: {' and '.join(policies)}" for measure, policies in mixed.items())
     return (
         f"policy {policy!r} computes the cells of one matrix in different ways ({which}): same-shape pairs over "
-        f"spatial "
-        f"positions, the others over pooled channels, so their values are not comparable across the matrix; "
+        f"spatial positions, the others over pooled channels, so their values are not comparable across the matrix; "
         f"use policy 'pool' (the default) for one computation throughout"
     )

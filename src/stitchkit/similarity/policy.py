@@ -61,8 +61,7 @@ def matrix_shape(shape, policy: str) -> tuple[int, int]:
     if policy == "auto_original":
         raise StitchkitError(
             "policy 'auto_original' depends on both activations and the measure; use paired_matrices(x, y, policy, "
-            "measure) "
-            "or resolve_policy(...) first"
+            "measure) or resolve_policy(...) first"
         )
     if len(shape) not in (2, 3, 4):
         raise StitchkitError(f"activations must have shape (N, C, H, W), (N, T, D) or (N, D), got {fmt_shape(shape)}")
@@ -75,8 +74,7 @@ def matrix_shape(shape, policy: str) -> tuple[int, int]:
         if len(shape) == 4:
             raise StitchkitError(
                 f"policy 'cls' takes token 0 of token activations (N, T, D), but got a conv activation "
-                f"{fmt_shape(shape)}; "
-                f"use 'pool', 'positions' or 'flatten'"
+                f"{fmt_shape(shape)}; use 'pool', 'positions' or 'flatten'"
             )
         return n, shape[2]
     if len(shape) == 4:

@@ -96,8 +96,7 @@ class StitchResult:
         relative = f", relative {number(self.relative_accuracy)}" if self.relative_accuracy is not None else ""
         return (
             f"StitchResult {self.front_layer} -> {self.end_layer} ({self.stitching_type}, init {self.init}, "
-            f"{self.epochs} epochs, "
-            f"{self.dataset}): accuracy "
+            f"{self.epochs} epochs, {self.dataset}): accuracy "
             f"{number(self.accuracy)}{f' (networks alone: {donors})' if donors else ''}{relative}, "
             f"residual {number(self.residual)}, {self.n_test} test images"
         )
@@ -162,22 +161,14 @@ def summary_text(result: StitchResult, command: str) -> str:
     end_path = result.end.get("path") or f"<memory:{result.end['fingerprint']}>"
     s = result.sparsity["all"]
     return (
-        f"Front model: {front_path} \n"
-        f"End model: {end_path} \n"
-        f"Front layer: {result.front_layer} \n"
-        f"End layer: {result.end_layer} \n"
-        f"Clean accuracy: {result.accuracy:.4f} \n"
+        f"Front model: {front_path} \nEnd model: {end_path} \nFront layer: {result.front_layer} \n"
+        f"End layer: {result.end_layer} \nClean accuracy: {result.accuracy:.4f} \n"
         f"Normalized PINV difference: {result.fit_residual:.4f}\n"
         f"Normalized representation difference: {result.residual_batch_mean:.4f}\n"
         "\n"
         f"Command: {command}\n"
-        "\n"
-        "Sparsity\n"
-        f"0: \t\t{s['0']}\n"
-        f"1e-5: \t{s['1e-5']}\n"
-        f"1e-4: \t{s['1e-4']}\n"
-        f"1e-3: \t{s['1e-3']}\n"
-        f"1e-2: \t{s['1e-2']}\n"
+        "\nSparsity\n"
+        f"0: \t\t{s['0']}\n1e-5: \t{s['1e-5']}\n1e-4: \t{s['1e-4']}\n1e-3: \t{s['1e-3']}\n1e-2: \t{s['1e-2']}\n"
         f"1e-1: \t{s['1e-1']}\n"
     )
 

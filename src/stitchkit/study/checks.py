@@ -114,8 +114,7 @@ def _has_layers(n: _Network, layers: list[str], key: str, value: Any) -> None:
     asked = key if value is None else f"{key} ({value})" if value == _MIDDLE else f"{key} = {json.dumps(value)}"
     raise StitchkitError(
         f"{PREFIX}: {asked} uses layer {missing[0]!r}, which network {n.label} (networks[{n.index}], a {n.model}) "
-        f"does not have; "
-        f"the study's networks differ in architecture, so name layers each of them has ({n.label}'s: "
+        f"does not have; the study's networks differ in architecture, so name layers each of them has ({n.label}'s: "
         f"{', '.join(n.shapes)}) "
         "or use networks of one architecture"
     )

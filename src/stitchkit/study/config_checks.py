@@ -149,8 +149,7 @@ def _check_ood_names(ood: dict[str, Any], dataset: str, source: str) -> None:
     if ood["detector"] not in known:
         raise StitchkitError(
             f"{source}: ood.detector has {ood['detector']!r}, which is not a registered architecture; the "
-            f"representation "
-            f"classifiers: {', '.join(detectors)}"
+            f"representation classifiers: {', '.join(detectors)}"
         )
     try:
         known[ood["detector"]].resolve_options(ood["detector_options"])
@@ -169,8 +168,7 @@ def _check_schedules(config: dict[str, dict[str, Any]], source: str) -> None:
         except StitchkitError as exc:
             raise StitchkitError(
                 f"{source}: [{section}] scheduler = {values['scheduler']!r}, schedule_unit = "
-                f"{values['schedule_unit']!r}, "
-                f"warmup_fraction = {values['warmup_fraction']!r}: {exc}"
+                f"{values['schedule_unit']!r}, warmup_fraction = {values['warmup_fraction']!r}: {exc}"
             ) from None
 
 

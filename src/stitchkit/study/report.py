@@ -277,8 +277,7 @@ def _seeds_section(records: list[UnitRecord], out: Path, exports: list[str], alp
         return ""
     parts = [
         '<h2 id="seeds">Across network pairs (seeds)</h2><p>Per cell, the mean and the standard deviation across the '
-        "network "
-        "pairs of each matrix kind: how much a number depends on which trained networks were compared.</p>"
+        "network pairs of each matrix kind: how much a number depends on which trained networks were compared.</p>"
     ]
     for spread in spreads:
         stem = artifact_stem("seeds", spread.kind, spread.title)

@@ -100,8 +100,7 @@ def interval_caption(matrix: Matrix, alpha: float) -> str:
     if matrix.p_value is not None:
         parts.append(
             f"× marks cells whose permutation p-value ({spec.get('permutations', '?')} permutations of the sample "
-            f"correspondence) "
-            f"is ≥ α = {alpha:g}: not above what unrelated representations of these shapes give"
+            f"correspondence) is ≥ α = {alpha:g}: not above what unrelated representations of these shapes give"
         )
     return "; ".join(parts)
 

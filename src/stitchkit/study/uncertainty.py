@@ -505,8 +505,7 @@ def verdict_robustness(
             )
             f.robustness_note = (
                 f"the verdict comes out {f.verdict!r} in {same[f.claim]} of {n} bootstrap resamples of the test "
-                f"images{first} "
-                f"(seed {settings.seed}){_held_fixed(f.units, by_label, set(samples), held)}"
+                f"images{first} (seed {settings.seed}){_held_fixed(f.units, by_label, set(samples), held)}"
             )
     return findings
 

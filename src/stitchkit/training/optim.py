@@ -89,8 +89,7 @@ class OptimConfig:
             if self.warmup_fraction:
                 raise StitchkitError(
                     "a warm-up fraction (--warmup-fraction) warms up over optimizer steps: it needs the schedule unit "
-                    "step "
-                    "(--schedule-unit step)"
+                    "step (--schedule-unit step)"
                 )
             if self.scheduler == "onecycle":
                 raise StitchkitError(
@@ -215,8 +214,7 @@ def steps_per_epoch(batches: Any) -> int:
     except TypeError:
         raise StitchkitError(
             "a per-step LR schedule (--schedule-unit step) needs the number of batches per epoch, but the training "
-            "batches "
-            "have no len(); give a DataLoader or another sized iterable, or use --schedule-unit epoch"
+            "batches have no len(); give a DataLoader or another sized iterable, or use --schedule-unit epoch"
         ) from None
 
 

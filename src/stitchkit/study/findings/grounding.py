@@ -117,10 +117,8 @@ def claim_c6(view: StudyView, t: Thresholds) -> Finding:
         )
         checks.append(
             f"{test}: ρ = {_num(rho)} with p = {_num(p)}, {'significant' if significant else 'not significant'} at "
-            f"alpha = {t.alpha:g}; "
-            f"{'within' if at_least else 'more than'} rho_tolerance = {t.rho_tolerance:g} "
-            f"{'of' if at_least else 'below'} the best "
-            f"index's ρ {_num(highest)}{f' ({best})' if best else ''}"
+            f"alpha = {t.alpha:g}; {'within' if at_least else 'more than'} rho_tolerance = {t.rho_tolerance:g} "
+            f"{'of' if at_least else 'below'} the best index's ρ {_num(highest)}{f' ({best})' if best else ''}"
         )
     ok = all(
         numbers[test][f"{DM_MEASURE} significantly positive"]

@@ -170,8 +170,7 @@ def _contrast(
             NOT_TESTABLE,
             (
                 f"{detector}: no TLM stitch reaches {percent(t.high)} of the end network's accuracy (high = "
-                f"{t.high:g}) on an "
-                f"end layer where {detector} is usable, so there is no accurate TLM pair to test"
+                f"{t.high:g}) on an end layer where {detector} is usable, so there is no accurate TLM pair to test"
             ),
             numbers,
         )
@@ -192,8 +191,7 @@ def _contrast(
         f"{t.ood_auroc:g}): {percent(tlm_part['fraction'])}, and {dm_part['count']} of {dm_part['pairs']} matching DM "
         f"stitches look "
         f"in-distribution (AUROC at most id_auroc = {t.id_auroc:g}): {percent(dm_part['fraction'])}; each needs at "
-        f"least "
-        f"{percent(t.often)} (often = {t.often:g})"
+        f"least {percent(t.often)} (often = {t.often:g})"
     )
     return (SUPPORTED if ok else NOT_SUPPORTED), reason, numbers
 
@@ -239,8 +237,7 @@ def _c5(tlm: StitchGrid, dm: StitchGrid, ood_tlm: UnitRecord, ood_dm: UnitRecord
         if 0 < k < n:  # the detectors disagree: say what the scores react to
             reason += (
                 f"; the detectors disagree — the accurate TLM stitches' activations have {scale[0]:.3g}× the genuine "
-                f"ones' mean norm "
-                f"(median; {scale[1]:.3g}–{scale[2]:.3g}), see the score distributions"
+                f"ones' mean norm (median; {scale[1]:.3g}–{scale[2]:.3g}), see the score distributions"
             )
     summary = {"detectors supporting": f"{k} of {n}", **{d: per_detector[d]["verdict"] for d in shared}}
     return Outcome(verdict, reason, numbers, links=links, summary=summary, parts=parts, **base)

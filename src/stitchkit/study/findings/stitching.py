@@ -82,8 +82,7 @@ def _undertrained(tlm: Grid, t: Thresholds) -> str | None:
         return None
     return (
         f"TLM does not reach the end network's accuracy even on corresponding layers ({hits} of {len(diag)} reach "
-        f"match = {t.match:g}; "
-        f"needs most = {t.most:g}), so its budget is too small to tell"
+        f"match = {t.match:g}; needs most = {t.most:g}), so its budget is too small to tell"
     )
 
 
@@ -118,8 +117,7 @@ def _c1a(dm: StitchGrid, t: Thresholds) -> Outcome:
     fraction = hits / n
     reason = (
         f"{hits} of {n} corresponding layers reach {percent(t.match)} of the end network's accuracy (match = "
-        f"{t.match:g}) in "
-        f"{dm.label}: {share(fraction, t.most, 'most')}"
+        f"{t.match:g}) in {dm.label}: {share(fraction, t.most, 'most')}"
     )
     numbers = {
         "grid": dm.label,
@@ -167,8 +165,7 @@ def _c1b(dm: StitchGrid, t: Thresholds) -> Outcome:
     fraction = near / len(layers)
     reason = (
         f"for {near} of {len(layers)} end layers the smallest DM residual lies at most {t.near:g} layer(s) from the "
-        f"corresponding "
-        f"front layer (near = {t.near:g}) in {dm.label}: {share(fraction, t.most, 'most')}"
+        f"corresponding front layer (near = {t.near:g}) in {dm.label}: {share(fraction, t.most, 'most')}"
     )
     numbers = {
         "grid": dm.label,
@@ -225,8 +222,7 @@ def _c2(tlm: StitchGrid, dm: StitchGrid, t: Thresholds) -> Outcome:
     fraction = count / len(rows)
     reason = (
         f"{count} of {len(rows)} distant late → early pairs (the front layer at least {gap} layer(s) after the end "
-        f"layer) reach "
-        f"{percent(t.high)} of the end network's accuracy with TLM but not with DM (high = {t.high:g}): "
+        f"layer) reach {percent(t.high)} of the end network's accuracy with TLM but not with DM (high = {t.high:g}): "
         f"{share(fraction, t.often, 'often')}"
     )
     numbers = {"grids": [tlm.label, dm.label], "distant pairs": rows, "minimum index gap": gap, "fraction": fraction}
@@ -265,8 +261,7 @@ def _c3(tlm: StitchGrid, dm_record: UnitRecord | None, t: Thresholds) -> Outcome
         base["links"] += StitchGrid.of(dm_record).links()
     reason = (
         f"for {count} of {len(per_layer)} end layers TLM's best front layer is not the corresponding one in "
-        f"{tlm.label}: "
-        f"{share(fraction, t.often, 'often')}; DM, for comparison: "
+        f"{tlm.label}: {share(fraction, t.often, 'often')}; DM, for comparison: "
         + (f"{percent(numbers['DM fraction not corresponding'])}" if dm_note is None else dm_note)
     )
     return Outcome(
@@ -328,8 +323,7 @@ def _c4(tlm: StitchGrid, t: Thresholds) -> Outcome:
     fraction = count / len(per_layer)
     reason = (
         f"for {count} of {len(per_layer)} layers of {tlm.label} TLM rates another layer as more similar than the "
-        f"layer itself, "
-        f"by more than {t.tie:g} (tie = {t.tie:g}): {share(fraction, t.often, 'often')}"
+        f"layer itself, by more than {t.tie:g} (tie = {t.tie:g}): {share(fraction, t.often, 'often')}"
     )
     numbers = {"grid": tlm.label, "per layer": per_layer, "fraction": fraction}
     return Outcome(_fraction_verdict(fraction, t.often), reason, numbers, summary={"fraction": fraction}, **base)

@@ -27,8 +27,7 @@ class SensitivityParams(RankingTestParams):
     title="Sensitivity test",
     help="the sensitivity test: candidates at decreasing ranks across seeds",
     intro="Each panel is one measure: a dot is a pair of representations, placed by the measure's dissimilarity (x) "
-    "and "
-    "their difference in probe accuracy (y), one colour per network group; a measure that tracks function rises "
+    "and their difference in probe accuracy (y), one colour per network group; a measure that tracks function rises "
     "from left to right (Spearman ρ and Kendall τ high, few bad pairs); the table gives these per measure, pooled "
     "and as the mean over references.",
 )

@@ -43,8 +43,7 @@ class SimilarityParams(UnitParams):
     title="Similarity indices",
     help="similarity index matrices (CKA, PWCCA, Procrustes, …) between the layers of two networks",
     intro="Rows are the first network's layers and columns the second's; colour is the index's value with yellow "
-    "always "
-    "meaning more alike (a distance's scale is reversed); the grey panel is the width of each cell's confidence "
+    "always meaning more alike (a distance's scale is reversed); the grey panel is the width of each cell's confidence "
     "interval, and × marks a cell not above the permutation null.",
 )
 def run_similarity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
