@@ -21,12 +21,13 @@ from stitchkit.data.datasets import TensorImageDataset
 from stitchkit.models import catalog as model_catalog
 from stitchkit.models import get_model, list_models, model_options
 from stitchkit.models.registry import family_builder, model_entry
-from stitchkit.study import runner as runner_module
 from stitchkit.study.config import load_config
+from stitchkit.study.plan import plan_study, planning_order
+from stitchkit.study.planning import PlanContext, Planned
 from stitchkit.study.report import write_report
 from stitchkit.study.runner import check_rerun, run_study
 from stitchkit.study.store import Store
-from stitchkit.study.units import Unit, UnitContext, unit_kind
+from stitchkit.study.units import Unit, UnitContext, unit_kind, unit_planner
 
 #: images per split of the toy set
 TOY_SIZES = {"train": 96, "test": 48}
@@ -68,6 +69,13 @@ def run_toy_count(unit: Unit, ctx: UnitContext) -> dict:
     return {"metrics": {"value": value, "tables": {"toy table": [{"scaled accuracy": value}]}}}
 
 
+def plan_toy_count(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The toy kind's own planner (named by its declaration): one unit on the first network, planned
+    after every kind declared before it."""
+    assert list(planned) == [k for k in planning_order() if k in planned]  # the kinds before it, in order
+    return [Unit("toy_count", {"scale": 2.0}, (ctx.networks[0].id,), "toy count")]
+
+
 @pytest.fixture
 def toys():
     """The toy dataset, model family and unit kind, declared as a contributor's module would (here at run time)."""
@@ -95,6 +103,7 @@ def toys():
         "toy_count",
         help="toy: scale the network's accuracy",
         uses_gpu=False,
+        planner="plan_toy_count",
         title="Toy counts",
         intro="One row per toy unit.",
     )(run_toy_count)
@@ -138,12 +147,13 @@ def test_a_declared_model_family_is_listed_and_built(toys, capsys):
 def test_the_registry_and_the_report_see_a_declared_unit_kind(toys):
     kind = unit_kind("toy_count")
     assert kind.run is run_toy_count and not kind.uses_gpu and kind.description == "toy: scale the network's accuracy"
+    assert unit_planner("toy_count") is plan_toy_count and planning_order()[-1] == "toy_count"
     assert check_rerun(["toy_count"]) == {"toy_count"}
     with pytest.raises(Exception, match="toy_count"):  # the known kinds are listed
         check_rerun(["toy_cunt"])
 
 
-def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys, tmp_path, monkeypatch):
+def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys, tmp_path):
     disabled = "\n".join(
         f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
     )
@@ -168,13 +178,9 @@ def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys,
     )
     loaded = load_config(config)  # the schema takes the toys' names
     assert (loaded["study"]["dataset"], loaded["networks"]["model"]) == ("toy_stripes", "toy_net")
-    plan = runner_module.plan_study
-
-    def with_toy_unit(cfg, study_dir):
-        units = plan(cfg, study_dir)
-        return [*units, Unit("toy_count", {"scale": 2.0}, (units[0].id,), "toy count")]
-
-    monkeypatch.setattr(runner_module, "plan_study", with_toy_unit)
+    # the study plans the toy unit with the toy kind's own planner, after the declared kinds
+    units = plan_study(loaded, tmp_path / "study")
+    assert [u.kind for u in units] == ["train", "toy_count"] and units[1].deps == (units[0].id,)
     summary = run_study(config, tmp_path / "study", progress=False)
     assert summary.counts["done"] == 2 and summary.counts["failed"] == 0
     with Store(tmp_path / "study" / "study.sqlite") as store:

@@ -10,6 +10,7 @@ from ...declarations import declare
 from ...utils.io import json_safe, write_npz_atomic
 from ..ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from ..params import UnitParams
+from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
 
 KIND = "ood"
@@ -30,6 +31,7 @@ class OodParams(UnitParams):
     "unit_kind",
     KIND,
     order=4,
+    planner="plan",
     record="OodParams",
     title="OOD test of stitched activations",
     help="the OOD test of a stitch grid: are stitched representations in-distribution for the end network?",
@@ -103,3 +105,31 @@ def run_ood(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "artifacts": {"out": ctx.out_dir, "scores": ctx.out_dir / "scores.npz"},
         "conventions": conventions,
     }
+
+
+def tested_stitches(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The stitch units the OOD test looks at: all, or (``ood.self_pairs = false``) those between two
+    networks; none when ``ood.enabled`` is off."""
+    oc = ctx.config["ood"]
+    if not oc["enabled"]:
+        return []
+    return [u for u in planned.get("stitch", []) if oc["self_pairs"] or u.deps[0] != u.deps[1]]
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The OOD test of every tested stitch grid, with its end network's energy detectors (the
+    ``detectors`` kind's, planned before) when ``ood.energy``."""
+    oc = ctx.config["ood"]
+    detectors = {u.deps[0]: u for u in planned.get("detectors", [])}
+    units = []
+    for su in tested_stitches(ctx, planned):
+        deps = (su.id,) + ((detectors[su.deps[1]].id,) if su.deps[1] in detectors else ())
+        params = OodParams(
+            **ctx.common,
+            training_free=oc["training_free"],
+            sanity=oc["sanity"],
+            eval_samples=oc["eval_samples"],
+            energy=oc["energy"],
+        )
+        units.append(Unit(params.kind, params.to_params(), deps, f"ood {su.label.split(' ', 1)[1]}"))
+    return units

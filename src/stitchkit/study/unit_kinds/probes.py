@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from ...choices import SCHEDULE_KEYS
 from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...utils.io import write_npz_atomic
 from ..params import UnitParams, if_set, present_if
+from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext
 from .shared import load_network, matrix, probe_config, schedule
 
@@ -34,6 +36,7 @@ class ProbesParams(UnitParams):
     "unit_kind",
     KIND,
     order=6,
+    planner="plan",
     record="ProbesParams",
     title="Linear probes",
     help="linear probes of one network's layers at full and low ranks",
@@ -87,3 +90,24 @@ def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
             "low_rank_mode": report.config.get("low_rank_mode"),
         },
     }
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """Linear probes of each network's layers (``probes.layers``) at each rank."""
+    pc = ctx.config["probes"]
+    if not pc["enabled"]:
+        return []
+    probe_layers = select(ctx.net, pc["layers"], "probes.layers")
+    units = []
+    for n, name in zip(ctx.networks, ctx.names, strict=True):
+        params = ProbesParams(
+            **ctx.common,
+            layers=probe_layers,
+            ranks=pc["ranks"],
+            epochs=pc["epochs"],
+            train_subset=pc["train_subset"],
+            augment=ctx.augmented("probes", n.id) is True,
+            **{k: pc[k] for k in SCHEDULE_KEYS},
+        )
+        units.append(Unit(params.kind, params.to_params(), (n.id,), f"probes {name}"))
+    return units

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...declarations import declare
+from ...ranks import check_ranks_fit
+from ..planning import PlanContext, Planned, default_ranks, select
 from ..units import Unit, UnitContext
-from .shared import RankingTestParams, run_ranking_test
+from .shared import RankingTestParams, ranking_test_plan, run_ranking_test
 
 KIND = "sensitivity"
 
@@ -23,6 +25,7 @@ class SensitivityParams(RankingTestParams):
     "unit_kind",
     KIND,
     order=7,
+    planner="plan",
     record="SensitivityParams",
     title="Sensitivity test",
     help="the sensitivity test: candidates at decreasing ranks across seeds",
@@ -35,3 +38,17 @@ class SensitivityParams(RankingTestParams):
 def run_sensitivity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p = SensitivityParams.from_params(unit.params)
     return run_ranking_test(p, unit, ctx, layers=[p.layer], ranks=p.ranks or ())
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The sensitivity test of one layer (``sensitivity.layer``, default the middle one) over all networks."""
+    sens = ctx.config["sensitivity"]
+    if not sens["enabled"]:
+        return []
+    shared, deps, middle = ranking_test_plan(ctx, planned)
+    layer = select(ctx.net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
+    check_ranks_fit(sens["ranks"], {layer: ctx.shapes[layer]}, "study config: sensitivity.ranks")
+    params = SensitivityParams(
+        layer=layer, ranks=sens["ranks"] or default_ranks(ctx.shapes[layer]), measures=sens["measures"], **shared
+    )
+    return [Unit(params.kind, params.to_params(), deps, f"sensitivity {layer}")]

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SCHEDULE_KEYS
+from ...choices import SCHEDULE_KEYS
 from ..params import UnitParams, if_set, present_if
+from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext, network_kinds
 
 #: batch size of a given network's clean-accuracy pass (no effect on the result)
@@ -15,7 +16,7 @@ NETWORK_EVAL_BATCH = 256
 
 
 def schedule(p: Any, prefix: str = "") -> dict[str, Any]:
-    """A unit's LR schedule options (:data:`~..config.SCHEDULE_KEYS`, stored as ``prefix + key``), as the
+    """A unit's LR schedule options (:data:`~stitchkit.choices.SCHEDULE_KEYS`, stored as ``prefix + key``), as the
     library's configs name them."""
     return {key: getattr(p, prefix + key) for key in SCHEDULE_KEYS}
 
@@ -99,6 +100,28 @@ class RankingTestParams(UnitParams):
     tlm_augment: list[bool] | None = present_if(
         lambda p: "tlm_accuracy" in p.measures and not all(p.tlm_augment or ()), None, kw_only=True
     )
+
+
+def ranking_test_plan(ctx: PlanContext, planned: Planned) -> tuple[dict[str, Any], tuple[str, ...], str]:
+    """What a sensitivity or specificity unit takes from the plan: the fields the two tests share (the
+    measures' activations from [similarity], their probes from [probes], the TLM fit from [stitching]),
+    their dependencies (every network, and the probes units, whose probes they share through the probe
+    cache) and the middle stitchable layer (their default layer)."""
+    config = ctx.config
+    sc, pc, st = config["similarity"], config["probes"], config["stitching"]
+    deps = tuple(n.id for n in ctx.networks) + tuple(u.id for u in planned.get("probes", []))
+    shared = dict(
+        **ctx.common,
+        n_samples=sc["n_samples"],
+        policy=sc["policy"],
+        probe_epochs=pc["epochs"],
+        probe_train_subset=pc["train_subset"],
+        fit_samples=st["fit_samples"],
+        probe_augment=[ctx.augmented("probes", n.id) is True for n in ctx.networks],
+        tlm_augment=[ctx.augmented("stitching", n.id) is not False for n in ctx.networks],
+        **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS},
+    )
+    return shared, deps, ctx.layers[len(ctx.layers) // 2]
 
 
 def run_ranking_test(p: RankingTestParams, unit: Unit, ctx: UnitContext, **where: Any) -> dict[str, Any]:

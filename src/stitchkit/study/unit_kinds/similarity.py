@@ -9,6 +9,7 @@ from ...declarations import declare
 from ...uncertainty.bootstrap import BootstrapSpec
 from ...utils.io import json_safe
 from ..params import UnitParams, present_if, schema_default
+from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext
 from .shared import load_network
 
@@ -39,6 +40,7 @@ class SimilarityParams(UnitParams):
     "unit_kind",
     KIND,
     order=5,
+    planner="plan",
     record="SimilarityParams",
     title="Similarity indices",
     help="similarity index matrices (CKA, PWCCA, Procrustes, …) between the layers of two networks",
@@ -129,3 +131,41 @@ def _similarity_bounds(results: list[Any], measure: str, p: SimilarityParams) ->
         "permutations": p.permutations,
     }
     return out
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The measure matrices of each network pair (``similarity.pairs``; one network: itself)."""
+    sc = ctx.config["similarity"]
+    if not sc["enabled"]:
+        return []
+    n = len(ctx.networks)
+    units = []
+    for i, j in pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
+        params = SimilarityParams(
+            **ctx.common,
+            measures=sc["measures"],
+            n_samples=sc["n_samples"],
+            policy=sc["policy"],
+            layers=ctx.layers,
+            **similarity_uncertainty(ctx.config),
+        )
+        units.append(
+            Unit(
+                params.kind,
+                params.to_params(),
+                (ctx.networks[i].id, ctx.networks[j].id),
+                f"similarity {ctx.names[i]}↔{ctx.names[j]}",
+            )
+        )
+    return units
+
+
+def similarity_uncertainty(config: dict[str, Any]) -> dict[str, Any]:
+    """The similarity units' interval and null settings (:class:`SimilarityParams`), from [uncertainty]."""
+    u = config["uncertainty"]
+    return {
+        "bootstrap": u["similarity_bootstrap"],
+        "permutations": u["permutations"],
+        "level": u["level"],
+        "uncertainty_seed": u["seed"],
+    }

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import SCHEDULE_KEYS
 from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...stitch_methods import METHOD_INIT, METHOD_TITLES
 from ...utils.io import write_npz_atomic
 from ..params import UnitParams, if_set, present_if, schema_default
+from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext
 from .shared import matrix, schedule
 
@@ -54,6 +56,7 @@ class StitchParams(UnitParams):
     "unit_kind",
     KIND,
     order=3,
+    planner="plan",
     record="StitchParams",
     title="Stitching",
     help="fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)",
@@ -136,3 +139,42 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "model_hashes": {"front": first.front.get("fingerprint"), "end": first.end.get("fingerprint")},
         "conventions": dict(first.conventions),
     }
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """One layer grid per (front network, end network, method)."""
+    st = ctx.config["stitching"]
+    if not st["enabled"]:
+        return []
+    units = []
+    for i, j in pairs(len(ctx.networks), st["pairs"]):
+        for method in st["methods"]:
+            training = (
+                {}
+                if method == "dm"
+                else {
+                    k: st[k]
+                    for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp", *SCHEDULE_KEYS)
+                }
+            )
+            params = StitchParams(
+                **ctx.common,
+                method=method,
+                front_layers=ctx.front_layers,
+                end_layers=ctx.end_layers,
+                type=st["type"],
+                fit_samples=st["fit_samples"],
+                eval_samples=st["eval_samples"],
+                dm_solver=st["dm_solver"],
+                augment=ctx.augmented("stitching", ctx.networks[j].id) is not False,
+                **training,
+            )
+            units.append(
+                Unit(
+                    params.kind,
+                    params.to_params(),
+                    (ctx.networks[i].id, ctx.networks[j].id),
+                    f"stitch {method} {ctx.names[i]}→{ctx.names[j]}",
+                )
+            )
+    return units
