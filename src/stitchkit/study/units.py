@@ -118,10 +118,11 @@ class UnitKind:
 #: :mod:`stitchkit.study.unit_kinds`): ``help`` says what it does, ``uses_gpu`` whether it wants a GPU,
 #: ``record`` names its parameter record in its module, ``network`` marks the kinds that give the study a
 #: network, ``planner`` names its module's function that plans its units (``plan(ctx, planned)``,
-#: :mod:`.planning`), ``config_section`` the section of the study config it reads (its module's
-#: ``SECTION``, :mod:`.config`), ``title`` and ``intro`` head its section of the report (``intro`` may name a
-#: finding threshold, ``{detector_sanity:g}``), ``order`` places that section and its planning, and
-#: ``plan_order`` places its planning elsewhere (a kind whose units later kinds depend on)
+#: :mod:`.planning`), ``config_section`` the section of the study config it declares (its module's
+#: ``SECTION``, :mod:`.config`; ``config_order`` places it in the schema, default ``order``), ``title``
+#: and ``intro`` head its section of the report (``intro`` may name a finding threshold,
+#: ``{detector_sanity:g}``), ``order`` places that section and its planning, and ``plan_order`` places its
+#: planning elsewhere (a kind whose units later kinds depend on)
 KIND_METADATA = (
     "help",
     "uses_gpu",
@@ -129,6 +130,7 @@ KIND_METADATA = (
     "network",
     "planner",
     "config_section",
+    "config_order",
     "title",
     "intro",
     "order",

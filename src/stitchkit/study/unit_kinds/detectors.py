@@ -12,6 +12,7 @@ from ...declarations import declare
 from ..params import UnitParams, if_set, present_if
 from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
+from .ood import SECTION as OOD_SECTION
 from .ood import tested_stitches
 from .shared import schedule
 
@@ -32,9 +33,9 @@ class DetectorsParams(UnitParams):
     finetune_epochs: int
     batch_size: int
     train_subset: int | None
-    scheduler: str = if_set("ood", "scheduler")
-    schedule_unit: str = if_set("ood", "schedule_unit")
-    warmup_fraction: float = if_set("ood", "warmup_fraction")
+    scheduler: str = if_set(OOD_SECTION, "scheduler")
+    schedule_unit: str = if_set(OOD_SECTION, "schedule_unit")
+    warmup_fraction: float = if_set(OOD_SECTION, "warmup_fraction")
     # pre-training on un-augmented images (False) / the fine-tuning ID half on augmented ones (True)
     augment: bool = present_if(lambda p: not p.augment, True)
     finetune_id_augment: bool = present_if(lambda p: p.finetune_id_augment, False)

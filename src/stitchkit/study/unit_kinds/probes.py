@@ -5,16 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ...choices import SCHEDULE_KEYS
+from ...choices import ALL_LAYERS, AUGMENTATIONS, DEFAULT_AUGMENTATION, LAYER_REQUESTS, SCHEDULE_KEYS
 from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...utils.io import write_npz_atomic
+from ..config import COUNT, Key, positive, schedule_keys
 from ..params import UnitParams, if_set, present_if
 from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext
 from .shared import load_network, matrix, probe_config, schedule
 
 KIND = "probes"
+
+#: the ``[probes]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "train linear probes"),
+    "layers": Key((str, list), ALL_LAYERS, f"probed layers: {LAYER_REQUESTS}"),
+    "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
+    "epochs": Key(int, 10, "probe epochs", check=positive, check_text="must be ≥ 1"),
+    "train_subset": Key((int, type(None)), None, "probes train on a fixed random subset of this many images", **COUNT),
+    **schedule_keys(
+        "the probes, also those of the sensitivity and specificity tests", "×0.1 after epoch e − 5 when e > 5"
+    ),
+    "augment": Key(
+        str,
+        DEFAULT_AUGMENTATION,
+        "augmentation of the probes' training images, also the sensitivity and specificity "
+        "tests' probes: network (as the probed network was trained), dataset or none (features extracted once: "
+        "much faster)",
+        choices=tuple(AUGMENTATIONS),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -26,15 +47,16 @@ class ProbesParams(UnitParams):
     ranks: list[int]
     epochs: int
     train_subset: int | None
-    scheduler: str = if_set("probes", "scheduler")
-    schedule_unit: str = if_set("probes", "schedule_unit")
-    warmup_fraction: float = if_set("probes", "warmup_fraction")
+    scheduler: str = if_set(SECTION, "scheduler")
+    schedule_unit: str = if_set(SECTION, "schedule_unit")
+    warmup_fraction: float = if_set(SECTION, "warmup_fraction")
     augment: bool = present_if(lambda p: p.augment, False)  # True: the probes train on augmented images
 
 
 @declare(
     "unit_kind",
     KIND,
+    config_section="probes",
     order=6,
     planner="plan",
     record="ProbesParams",

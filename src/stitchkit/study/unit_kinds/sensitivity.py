@@ -7,11 +7,20 @@ from typing import Any, ClassVar
 
 from ...declarations import declare
 from ...ranks import check_ranks_fit
+from ..config import Key
 from ..planning import PlanContext, Planned, default_ranks, select
 from ..units import Unit, UnitContext
 from .shared import RankingTestParams, ranking_test_plan, run_ranking_test
 
 KIND = "sensitivity"
+
+#: the ``[sensitivity]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
+    "layer": Key((str, type(None)), None, "layer tested (default: the middle stitchable layer)"),
+    "ranks": Key(list, [], "decreasing ranks of the candidates (default: derived from the layer width)"),
+    "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+}
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class SensitivityParams(RankingTestParams):
 @declare(
     "unit_kind",
     KIND,
+    config_section="sensitivity",
     order=7,
     planner="plan",
     record="SensitivityParams",

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...choices import SCHEDULE_KEYS
+from ..config import schedule_keys
 from ..params import UnitParams, if_set, present_if
 from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext, network_kinds
+
+#: the probes' schedule keys, whose defaults the sensitivity and specificity tests' probe_* fields compare with
+#: (every section's schedule keys share their defaults; the probes kind's own section is its SECTION)
+PROBE_SCHEDULE = schedule_keys("the probes", "the probes kind's")
 
 #: batch size of a given network's clean-accuracy pass (no effect on the result)
 NETWORK_EVAL_BATCH = 256
@@ -91,9 +96,9 @@ class RankingTestParams(UnitParams):
     probe_train_subset: int | None
     fit_samples: int
     # the probes' schedule (keyword-only: the subclasses' fields come after these defaults)
-    probe_scheduler: str = if_set("probes", "scheduler", name="probe_scheduler", kw_only=True)
-    probe_schedule_unit: str = if_set("probes", "schedule_unit", name="probe_schedule_unit", kw_only=True)
-    probe_warmup_fraction: float = if_set("probes", "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
+    probe_scheduler: str = if_set(PROBE_SCHEDULE, "scheduler", name="probe_scheduler", kw_only=True)
+    probe_schedule_unit: str = if_set(PROBE_SCHEDULE, "schedule_unit", name="probe_schedule_unit", kw_only=True)
+    probe_warmup_fraction: float = if_set(PROBE_SCHEDULE, "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
     # per network (in the order of the dependencies): its probes train on augmented images; the
     # reference's tlm_accuracy trains on its dataset's default augmentation (or the same images)
     probe_augment: list[bool] | None = present_if(lambda p: any(p.probe_augment or ()), None, kw_only=True)

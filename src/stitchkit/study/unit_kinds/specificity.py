@@ -6,11 +6,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...declarations import declare
+from ..config import Key
 from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext
 from .shared import RankingTestParams, ranking_test_plan, run_ranking_test
 
 KIND = "specificity"
+
+#: the ``[specificity]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "run the specificity test"),
+    "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
+    "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class SpecificityParams(RankingTestParams):
 @declare(
     "unit_kind",
     KIND,
+    config_section="specificity",
     order=8,
     planner="plan",
     record="SpecificityParams",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ...declarations import declare
+from ..config import LEADING_SECTIONS
 from ..params import UnitParams, if_set
 from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
@@ -31,8 +32,8 @@ class TrainParams(UnitParams):
     train_subset: int | None
     dataset: str
     seed: int
-    schedule_unit: str = if_set("networks", "schedule_unit")
-    warmup_fraction: float = if_set("networks", "warmup_fraction")
+    schedule_unit: str = if_set(LEADING_SECTIONS["networks"], "schedule_unit")
+    warmup_fraction: float = if_set(LEADING_SECTIONS["networks"], "warmup_fraction")
 
 
 @declare(
