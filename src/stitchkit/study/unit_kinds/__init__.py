@@ -9,5 +9,6 @@ returning metrics, artifacts, conventions and the content hashes of the networks
 no torch until a unit runs (the study package, and with it planning and the records, stays torch-free:
 pool workers set their thread counts before torch loads), so the library is imported inside the run
 functions. The plan (:mod:`..plan`), the schema (:data:`..config.SCHEMA`), the registry
-(:func:`..units.unit_kind`) and the report read the declarations; adding a kind is adding one module here (``CONTRIBUTING.md``).
+(:func:`..units.unit_kind`) and the report read the declarations; adding a kind is adding one module here
+(``CONTRIBUTING.md``).
 """
