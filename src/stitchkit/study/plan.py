@@ -66,7 +66,6 @@ def plan_study(config: dict[str, Any], study_dir: Path) -> list[Unit]:
     units = [u for kind_units in planned.values() for u in kind_units]
     from .checks import check_units  # deferred: importing the study package must not import torch
 
-    check_units(
-        config, networks, units, ctx.net
-    )  # what each unit would meet on its networks, before anything is written
+    # what each unit would meet on its networks, before anything is written
+    check_units(config, networks, units, ctx.net)
     return units
