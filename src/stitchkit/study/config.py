@@ -387,9 +387,9 @@ def kind_sections() -> dict[str, dict[str, Key]]:
 
 
 class Schema(Mapping[str, dict[str, Key]]):
-    """The study config's schema, section → key → :class:`Key`: the shared sections (:data:`LEADING_SECTIONS`,
-    then the unit kinds' own sections (:func:`kind_sections`), then :data:`TRAILING_SECTIONS`. Read anew when
-    used, so a unit kind declared at run time (a notebook's or a test's) brings its section."""
+    """The study config's schema, section → key → :class:`Key`: the shared :data:`LEADING_SECTIONS`, the
+    unit kinds' own sections (:func:`kind_sections`), then the shared :data:`TRAILING_SECTIONS`. Read anew
+    when used, so a unit kind declared at run time (a notebook's or a test's) brings its section."""
 
     def sections(self) -> dict[str, dict[str, Key]]:
         return {**LEADING_SECTIONS, **kind_sections(), **TRAILING_SECTIONS}
