@@ -1,7 +1,8 @@
 """Adding a dataset, a model family or a study unit kind is one declaration where it is defined
 (stitchkit.declarations): toys declared here, at run time, are loaded, built and run by the registries,
-listed by `stitchkit datasets` / `stitchkit models`, accepted by the study, and planned and reported in a
-tiny study that trains a toy network on the toy data and runs a toy unit on it."""
+listed by `stitchkit datasets` / `stitchkit models`, accepted by the study, and, for the unit kind,
+planned by its own planner with its own config section, in a tiny study that trains a toy network on the
+toy data and runs a toy unit on it (nothing else is patched)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from stitchkit.data.datasets import TensorImageDataset
 from stitchkit.models import catalog as model_catalog
 from stitchkit.models import get_model, list_models, model_options
 from stitchkit.models.registry import family_builder, model_entry
-from stitchkit.study import runner as runner_module
-from stitchkit.study.config import load_config
+from stitchkit.study.config import SCHEMA, Key, load_config, validate
+from stitchkit.study.plan import plan_study, planning_order
+from stitchkit.study.planning import PlanContext, Planned
 from stitchkit.study.report import write_report
 from stitchkit.study.runner import check_rerun, run_study
 from stitchkit.study.store import Store
-from stitchkit.study.units import Unit, UnitContext, unit_kind
+from stitchkit.study.units import Unit, UnitContext, unit_kind, unit_planner
 
 #: images per split of the toy set
 TOY_SIZES = {"train": 96, "test": 48}
@@ -68,6 +70,17 @@ def run_toy_count(unit: Unit, ctx: UnitContext) -> dict:
     return {"metrics": {"value": value, "tables": {"toy table": [{"scaled accuracy": value}]}}}
 
 
+#: the toy kind's own section of the study config, [toy] (named by its declaration's config_section)
+SECTION = {"scale": Key(float, 2.0, "toy: the factor", check=lambda v: v > 0, check_text="must be > 0")}
+
+
+def plan_toy_count(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The toy kind's own planner (named by its declaration): one unit on the first network, planned
+    after every kind declared before it, from its own config section."""
+    assert list(planned) == [k for k in planning_order() if k in planned]  # the kinds before it, in order
+    return [Unit("toy_count", {"scale": ctx.config["toy"]["scale"]}, (ctx.networks[0].id,), "toy count")]
+
+
 @pytest.fixture
 def toys():
     """The toy dataset, model family and unit kind, declared as a contributor's module would (here at run time)."""
@@ -95,6 +108,8 @@ def toys():
         "toy_count",
         help="toy: scale the network's accuracy",
         uses_gpu=False,
+        planner="plan_toy_count",
+        config_section="toy",
         title="Toy counts",
         intro="One row per toy unit.",
     )(run_toy_count)
@@ -103,7 +118,7 @@ def toys():
     finally:
         for kind, name in (("dataset", "toy_stripes"), ("model_family", "toy_family"), ("unit_kind", "toy_count")):
             d.forget(kind, name)
-    assert "toy_stripes" not in list_datasets() and "toy_net" not in list_models()
+    assert "toy_stripes" not in list_datasets() and "toy_net" not in list_models() and "toy" not in SCHEMA
 
 
 def test_a_declared_dataset_is_listed_and_loaded(toys, capsys):
@@ -138,12 +153,22 @@ def test_a_declared_model_family_is_listed_and_built(toys, capsys):
 def test_the_registry_and_the_report_see_a_declared_unit_kind(toys):
     kind = unit_kind("toy_count")
     assert kind.run is run_toy_count and not kind.uses_gpu and kind.description == "toy: scale the network's accuracy"
+    assert unit_planner("toy_count") is plan_toy_count and planning_order()[-1] == "toy_count"
+
+
+def test_a_declared_unit_kind_brings_its_config_section(toys, capsys):
+    assert list(SCHEMA)[-3:] == ["toy", "uncertainty", "findings"] and SCHEMA["toy"] is SECTION
+    assert validate({"networks": {"seeds": [0]}, "toy": {"scale": 3}})["toy"] == {"scale": 3}
+    with pytest.raises(Exception, match=r"toy\.scale must be > 0, got -1"):
+        validate({"networks": {"seeds": [0]}, "toy": {"scale": -1}})
+    assert main(["study", "--schema"]) == 0
+    assert "[toy]\n# scale = 2.0  — toy: the factor" in capsys.readouterr().out
     assert check_rerun(["toy_count"]) == {"toy_count"}
     with pytest.raises(Exception, match="toy_count"):  # the known kinds are listed
         check_rerun(["toy_cunt"])
 
 
-def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys, tmp_path, monkeypatch):
+def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys, tmp_path):
     disabled = "\n".join(
         f"[{s}]\nenabled = false" for s in ("stitching", "similarity", "ood", "probes", "sensitivity", "specificity")
     )
@@ -166,15 +191,12 @@ def test_a_tiny_study_trains_a_toy_network_on_toy_data_and_runs_a_toy_unit(toys,
         + disabled
         + "\n"
     )
-    loaded = load_config(config)  # the schema takes the toys' names
+    loaded = load_config(config)  # the schema takes the toys' names, and the toy kind's section
     assert (loaded["study"]["dataset"], loaded["networks"]["model"]) == ("toy_stripes", "toy_net")
-    plan = runner_module.plan_study
-
-    def with_toy_unit(cfg, study_dir):
-        units = plan(cfg, study_dir)
-        return [*units, Unit("toy_count", {"scale": 2.0}, (units[0].id,), "toy count")]
-
-    monkeypatch.setattr(runner_module, "plan_study", with_toy_unit)
+    assert loaded["toy"] == {"scale": 2.0}
+    # the study plans the toy unit with the toy kind's own planner, after the declared kinds
+    units = plan_study(loaded, tmp_path / "study")
+    assert [u.kind for u in units] == ["train", "toy_count"] and units[1].deps == (units[0].id,)
     summary = run_study(config, tmp_path / "study", progress=False)
     assert summary.counts["done"] == 2 and summary.counts["failed"] == 0
     with Store(tmp_path / "study" / "study.sqlite") as store:

@@ -17,9 +17,10 @@ from stitchkit.errors import StitchkitError
 from stitchkit.study import Store, migrate, run_study, study_status
 from stitchkit.study.config import validate
 from stitchkit.study.migrate import legacy_unit_id
-from stitchkit.study.plan import network_names, plan_study
+from stitchkit.study.plan import plan_study
 from stitchkit.study.report import write_report
 from stitchkit.study.store import STORE_VERSION
+from stitchkit.utils.names import network_names
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
 SECTIONS_OFF = "\n".join(f"[{s}]\nenabled = false" for s in ("ood", "probes", "sensitivity", "specificity"))

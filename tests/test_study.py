@@ -95,7 +95,7 @@ def test_unit_ids_are_hashes_of_what_determines_the_result():
 
 
 def test_network_pairings():
-    from stitchkit.study.plan import _pairs
+    from stitchkit.study.planning import pairs as _pairs
 
     assert _pairs(3, "reference") == [(0, 1), (0, 2)]
     assert _pairs(3, "first") == [(0, 1)]

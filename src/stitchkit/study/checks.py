@@ -31,7 +31,7 @@ from ..ranks import check_ranks_fit
 from ..stitch_methods import DIRECT_MATCHING_METHODS
 from ..stitching.stitcher import Stitcher
 from ..utils.device import resolve_device
-from .plan import network
+from .planning import network
 from .units import Unit
 
 PREFIX = "study config"

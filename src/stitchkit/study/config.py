@@ -1,34 +1,33 @@
 """The study configuration: one TOML (or YAML) file describes a whole comparison.
 
-The schema is declared once below (section → key → type, default, allowed values, help); validation
-errors name the section, the key and what is allowed. ``examples/demo.toml`` is a commented example.
+The schema is declared once (section → key → type, default, allowed values, help): the sections every
+study has below, and each configurable unit kind's own section in its module of
+:mod:`stitchkit.study.unit_kinds` (``SECTION``, named by ``config_section=`` in its declaration);
+:data:`SCHEMA` puts them together. Validation errors name the section, the key and what is allowed.
+``examples/demo.toml`` is a commented example.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..choices import (
     ALL_LAYERS,
-    AUGMENTATIONS,
     DATA_PATHS,
-    DEFAULT_AUGMENTATION,
-    DEFAULT_POLICY,
     LAYER_REQUESTS,
     OPTIMIZERS,
-    POLICIES,
     SCHEDULE_UNITS,
     SCHEDULERS,
 )
-from ..declarations import LiveNames
+from ..declarations import DeclarationError, LiveNames, catalogue, implementation
 from ..errors import StitchkitError
-from ..stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHODS, METHODS_HELP
 from ..uncertainty.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from .config_checks import SEED_RANGE, cross_checks, seed_in_range
 
@@ -43,32 +42,32 @@ class Key:
     check_text: str = ""
 
 
-def _positive(v: Any) -> bool:
+def positive(v: Any) -> bool:
     return v > 0
 
 
-def _non_negative(v: Any) -> bool:
+def non_negative(v: Any) -> bool:
     return v >= 0
 
 
-def _unit_fraction(v: Any) -> bool:
+def unit_fraction(v: Any) -> bool:
     return 0 < v <= 1
 
 
-def _probability(v: Any) -> bool:
+def probability(v: Any) -> bool:
     return 0 <= v <= 1
 
 
-def _below_one(v: Any) -> bool:
+def below_one(v: Any) -> bool:
     return 0 <= v < 1
 
 
-def _count_or_none(v: Any) -> bool:
+def count_or_none(v: Any) -> bool:
     return v is None or v >= 1
 
 
 #: a sample count or subset size that may be left out (None: all)
-_COUNT = {"check": _count_or_none, "check_text": 'must be ≥ 1 (or "none" for all)'}
+COUNT = {"check": count_or_none, "check_text": 'must be ≥ 1 (or "none" for all)'}
 
 
 PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_and_self")
@@ -76,7 +75,7 @@ PAIRINGS = ("reference", "first", "all", "self", "reference_and_self", "first_an
 STITCH_TYPES = LiveNames("stitching_layer", first=("auto",))
 
 
-def _schedule_keys(what: str, none: str) -> dict[str, Key]:
+def schedule_keys(what: str, none: str) -> dict[str, Key]:
     """The :data:`SCHEDULE_KEYS` of a section, for the training of ``what`` (``none``: what the default does)."""
     return {
         "scheduler": Key(
@@ -97,13 +96,14 @@ def _schedule_keys(what: str, none: str) -> dict[str, Key]:
             0.0,
             'with schedule_unit = "step": warm up over the first round(fraction·T) of the '
             "T = epochs × batches optimizer steps",
-            check=_below_one,
+            check=below_one,
             check_text="must be in [0, 1)",
         ),
     }
 
 
-SCHEMA: dict[str, dict[str, Key]] = {
+#: the sections every study has, listed first (the unit kinds' own sections follow, :class:`Schema`)
+LEADING_SECTIONS: dict[str, dict[str, Key]] = {
     "study": {
         "name": Key(str, "study", "a name for the study (used in the report)"),
         "dataset": Key(
@@ -120,7 +120,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             check=seed_in_range,
             check_text=f"must be in {SEED_RANGE}",
         ),
-        "workers": Key(int, 0, "data loader workers inside a unit", check=_non_negative, check_text="must be ≥ 0"),
+        "workers": Key(int, 0, "data loader workers inside a unit", check=non_negative, check_text="must be ≥ 0"),
         "data_path": Key(
             str,
             "auto",
@@ -161,13 +161,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "local pretrained weights (a state_dict file) a torchvision:/timm: model starts from, "
             "instead of a download (the same as options.weights; paths relative to the working folder)",
         ),
-        "epochs": Key(int, 3, "training epochs", check=_positive, check_text="must be ≥ 1"),
-        "batch_size": Key(int, 128, "training batch size", check=_positive, check_text="must be ≥ 1"),
-        "lr": Key((int, float), 2e-3, "learning rate", check=_positive, check_text="must be > 0"),
+        "epochs": Key(int, 3, "training epochs", check=positive, check_text="must be ≥ 1"),
+        "batch_size": Key(int, 128, "training batch size", check=positive, check_text="must be ≥ 1"),
+        "lr": Key((int, float), 2e-3, "learning rate", check=positive, check_text="must be > 0"),
         "optimizer": Key(str, "adam", "optimizer", choices=OPTIMIZERS),
-        "weight_decay": Key((int, float), 1e-5, "weight decay", check=_non_negative, check_text="must be ≥ 0"),
-        "momentum": Key((int, float), 0.0, "SGD momentum", check=_below_one, check_text="must be in [0, 1)"),
-        **_schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
+        "weight_decay": Key((int, float), 1e-5, "weight decay", check=non_negative, check_text="must be ≥ 0"),
+        "momentum": Key((int, float), 0.0, "SGD momentum", check=below_one, check_text="must be in [0, 1)"),
+        **schedule_keys("the networks' training", "constant, or ×0.1 at the milestones when given"),
         "milestones": Key(list, [], "multistep LR milestones (epochs)"),
         "augment": Key(
             bool,
@@ -175,153 +175,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "use the dataset's training augmentation (recorded in the checkpoint; what trains through the network "
             "follows it by default: stitching.augment, ood.augment, probes.augment)",
         ),
-        "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images", **_COUNT),
+        "train_subset": Key((int, type(None)), None, "train on a fixed random subset of this many images", **COUNT),
     },
     "layers": {
         "front": Key((str, list), ALL_LAYERS, f"front (source) layers: {LAYER_REQUESTS}"),
         "end": Key((str, list), ALL_LAYERS, f"end (target) layers: {LAYER_REQUESTS}"),
     },
-    "stitching": {
-        "enabled": Key(bool, True, "run stitching grids"),
-        "methods": Key(list, ["dm", "tlm"], METHODS_HELP, choices=METHODS),
-        "pairs": Key(
-            str,
-            "reference",
-            "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, "
-            "reference_and_self, first_and_self (first → itself and → second)",
-            choices=PAIRINGS,
-        ),
-        "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
-        "fit_samples": Key(
-            int, 100, "K, training images of the direct-matching fit", check=_positive, check_text="must be ≥ 1"
-        ),
-        "epochs": Key(int, 30, "TLM epochs", check=_positive, check_text="must be ≥ 1"),
-        "batch_size": Key(int, 256, "TLM batch size", check=_positive, check_text="must be ≥ 1"),
-        "lr": Key((int, float), 1e-3, "TLM learning rate", check=_positive, check_text="must be > 0"),
-        "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=_non_negative, check_text="must be ≥ 0"),
-        "train_subset": Key(
-            (int, type(None)), None, "TLM trains on a fixed random subset of this many images", **_COUNT
-        ),
-        **_schedule_keys("TLM", "constant"),
-        "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)", **_COUNT),
-        "amp": Key(
-            bool,
-            False,
-            "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; "
-            "recorded)",
-        ),
-        "dm_solver": Key(
-            str,
-            DEFAULT_DM_SOLVER,
-            "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least "
-            "squares) or original (its float32 pinv with torch's default cutoff on the fit images in one batch)",
-            choices=DM_SOLVERS,
-        ),
-        "augment": Key(
-            str,
-            DEFAULT_AUGMENTATION,
-            "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
-            "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; "
-            "the dataset's "
-            "default when it records nothing), dataset = the dataset's default, none",
-            choices=tuple(AUGMENTATIONS),
-        ),
-    },
-    "similarity": {
-        "enabled": Key(bool, True, "compute similarity index matrices"),
-        "measures": Key(
-            list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"
-        ),
-        "n_samples": Key(int, 1000, "test images the indices use", check=_positive, check_text="must be ≥ 1"),
-        "policy": Key(
-            str,
-            DEFAULT_POLICY,
-            "how activations become data matrices (also for the sensitivity and specificity tests), the same for "
-            "every cell of a matrix; auto_original mixes positions and pooling by shape, as the original did (its "
-            "matrices are marked)",
-            choices=POLICIES,
-        ),
-        "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
-    },
-    "ood": {
-        "enabled": Key(bool, True, "test stitched representations with OOD detectors"),
-        "energy": Key(
-            bool, True, "train energy detectors (representation classifiers fine-tuned with outlier exposure)"
-        ),
-        "self_pairs": Key(
-            bool,
-            True,
-            "also test the stitches of a network into itself (false: only stitches between two networks, "
-            "which are what the findings' OOD claim uses; saves the detectors of networks that are only self-stitched)",
-        ),
-        "training_free": Key(
-            list, ["mahalanobis", "knn"], "training-free detectors", choices=LiveNames("detector", trains=False)
-        ),
-        "detector": Key(str, "repr_cls_resnet18", "energy detector architecture"),
-        "detector_options": Key(dict, {"width": 8}, "detector architecture options"),
-        "outliers": Key(str, "natural_patches_gray", "auxiliary outlier set for fine-tuning"),
-        "finetune_id": Key(
-            (str, type(None)),
-            None,
-            "in-distribution set of the fine-tuning (the paper: cifar5m; default the study's dataset)",
-        ),
-        "sanity": Key((str, type(None)), "digits", "sanity-check OOD set per layer (None to skip)"),
-        "pretrain_epochs": Key(int, 1, "detector pre-training epochs", check=_positive, check_text="must be ≥ 1"),
-        "finetune_epochs": Key(int, 1, "energy fine-tuning epochs", check=_positive, check_text="must be ≥ 1"),
-        "batch_size": Key(
-            int,
-            128,
-            "detector batch size (fine-tuning batches are half in-distribution, half outliers)",
-            check=lambda v: v >= 2,
-            check_text="must be ≥ 2",
-        ),
-        "train_subset": Key(
-            (int, type(None)), None, "detectors train on a fixed random subset of this many images", **_COUNT
-        ),
-        **_schedule_keys("both detector phases", "×0.1 after half the fine-tuning epochs"),
-        "eval_samples": Key(
-            (int, type(None)), None, "OOD evaluation on the first N test images (default all)", **_COUNT
-        ),
-        "augment": Key(
-            str,
-            DEFAULT_AUGMENTATION,
-            "augmentation of the images the detectors' pre-training and the ID half of their "
-            "fine-tuning feed through the end network (the outliers keep their set's): network, dataset or none, as "
-            "stitching.augment",
-            choices=tuple(AUGMENTATIONS),
-        ),
-    },
-    "probes": {
-        "enabled": Key(bool, True, "train linear probes"),
-        "layers": Key((str, list), ALL_LAYERS, f"probed layers: {LAYER_REQUESTS}"),
-        "ranks": Key(list, [], "low ranks of the representation to probe besides full rank"),
-        "epochs": Key(int, 10, "probe epochs", check=_positive, check_text="must be ≥ 1"),
-        "train_subset": Key(
-            (int, type(None)), None, "probes train on a fixed random subset of this many images", **_COUNT
-        ),
-        **_schedule_keys(
-            "the probes, also those of the sensitivity and specificity tests", "×0.1 after epoch e − 5 when e > 5"
-        ),
-        "augment": Key(
-            str,
-            DEFAULT_AUGMENTATION,
-            "augmentation of the probes' training images, also the sensitivity and specificity "
-            "tests' probes: network (as the probed network was trained), dataset or none (features extracted once: "
-            "much faster)",
-            choices=tuple(AUGMENTATIONS),
-        ),
-    },
-    "sensitivity": {
-        "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
-        "layer": Key((str, type(None)), None, "layer tested (default: the middle stitchable layer)"),
-        "ranks": Key(list, [], "decreasing ranks of the candidates (default: derived from the layer width)"),
-        "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
-    },
-    "specificity": {
-        "enabled": Key(bool, True, "run the specificity test"),
-        "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
-        "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
-    },
+}
+
+#: the sections every study has, listed last
+TRAILING_SECTIONS: dict[str, dict[str, Key]] = {
     # How sure each number is (issue 19). Intervals of the stitch, OOD and probe matrices and the verdicts'
     # robustness are computed at report time from the per-sample statistics the units always store, so
     # these keys are not part of those units' identities (switching them on re-runs none of them); the
@@ -335,7 +198,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             DEFAULT_RESAMPLES,
             "bootstrap resamples of the test images behind each interval (0: no intervals); percentile "
             "intervals, the same resampled images for every cell of a grid and every unit on the same images",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "similarity_bootstrap": Key(
@@ -344,7 +207,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "bootstrap resamples of the similarity indices (0: none): each resample refits the index "
             "(an SVD per resample and layer pair for PWCCA and Procrustes), hence fewer than `bootstrap` by default; "
             "the similarity units run again when it changes",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "permutations": Key(
@@ -352,7 +215,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             50,
             "permutations of the sample correspondence giving each similarity index's null distribution and "
             "p-value (0: none; the smallest p-value is 1/(permutations + 1))",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "level": Key(
@@ -374,7 +237,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             200,
             "bootstrap resamples on which each finding's verdict is recomputed to say how often it comes out "
             "the same (0: not measured); a verdict holding in fewer than 90% of them is marked fragile",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
     },
@@ -387,7 +250,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.90,
             "\"reproduces the end network's accuracy\" = at least this fraction of the end network's own accuracy "
             "(relative, so that it means the same for an 85% and a 95% network)",
-            check=_unit_fraction,
+            check=unit_fraction,
             check_text="must be in (0, 1]",
         ),
         "high": Key(
@@ -395,7 +258,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.90,
             '"rated highly similar" by a stitching method = at least this fraction of the end network\'s accuracy '
             "(the same relative criterion)",
-            check=_unit_fraction,
+            check=unit_fraction,
             check_text="must be in (0, 1]",
         ),
         "most": Key(
@@ -403,21 +266,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.75,
             '"on the corresponding layers" / "for most layers" = at least this fraction of the layers (allows the '
             "first block or two to fail, as the paper's own figures show for the earliest layers)",
-            check=_unit_fraction,
+            check=unit_fraction,
             check_text="must be in (0, 1]",
         ),
         "often": Key(
             (int, float),
             0.5,
             '"often" = at least this fraction of the cases',
-            check=_unit_fraction,
+            check=unit_fraction,
             check_text="must be in (0, 1]",
         ),
         "near": Key(
             int,
             1,
             '"near the corresponding layer" = at most this many layer indices away',
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "tie": Key(
@@ -425,28 +288,28 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.005,
             "two relative accuracies within this (absolute difference) are a tie, counted in favour of the "
             "corresponding layer",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "far": Key(
             (int, float),
             0.5,
             '"distant late → early pairs" = front index − end index ≥ ceil(far · n) for n layers',
-            check=_unit_fraction,
+            check=unit_fraction,
             check_text="must be in (0, 1]",
         ),
         "ood_auroc": Key(
             (int, float),
             0.75,
             '"flagged OOD" = detector AUROC ≥ this (clearly separable, far above 0.5)',
-            check=_probability,
+            check=probability,
             check_text="must be in [0, 1]",
         ),
         "id_auroc": Key(
             (int, float),
             0.65,
             '"in-distribution" = detector AUROC ≤ this (close to chance); between id_auroc and ood_auroc is neither',
-            check=_probability,
+            check=probability,
             check_text="must be in [0, 1]",
         ),
         "detector_sanity": Key(
@@ -454,7 +317,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.90,
             "a layer's detector is used only if its sanity-check AUROC (genuine test activations vs the sanity set) "
             "is at least this",
-            check=_probability,
+            check=probability,
             check_text="must be in [0, 1]",
         ),
         "alpha": Key(
@@ -471,7 +334,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "each test, its Spearman ρ is not below the HIGHEST index ρ by more than this (a smaller gap is within "
             "the noise of a "
             "rank correlation)",
-            check=_non_negative,
+            check=non_negative,
             check_text="must be ≥ 0",
         ),
         "detector_support": Key(
@@ -482,7 +345,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "can test it when it passes its sanity check (AUROC ≥ detector_sanity) on some end layer of both OOD "
             "tests and those layers have accurate TLM and matching DM stitches; each such detector's own verdict is "
             "reported beside the overall one",
-            check=_below_one,
+            check=below_one,
             check_text="must be in [0, 1)",
         ),
         "pair_support": Key(
@@ -492,11 +355,59 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "this fraction of the pairs on which it is testable (0.5: a strict majority), not supported otherwise; "
             "the verdict "
             'says "holds for k of n pairs" with each pair\'s numbers. One pair decides alone',
-            check=_below_one,
+            check=below_one,
             check_text="must be in [0, 1)",
         ),
     },
 }
+
+
+def kind_sections() -> dict[str, dict[str, Key]]:
+    """The sections the unit kinds declare: a kind whose declaration names ``config_section=`` defines the
+    section's keys as ``SECTION`` in its module (a ``dict`` of :class:`Key`); listed in the kinds' order
+    (``config_order``, default ``order``)."""
+    declared = [d for d in catalogue("unit_kind").values() if "config_section" in d.meta]
+    out: dict[str, dict[str, Key]] = {}
+    for decl in sorted(declared, key=lambda d: d.get("config_order", d.order)):
+        name = decl.meta["config_section"]
+        if name in LEADING_SECTIONS or name in TRAILING_SECTIONS or name in out:
+            raise DeclarationError(
+                f"unit kind {decl.name!r} ({decl.source}) declares the study config section "
+                f"[{name}], which the study already has"
+            )
+        implementation("unit_kind", decl.name)  # imports its module
+        section = getattr(sys.modules[decl.module], "SECTION", None)
+        if not isinstance(section, dict) or not all(isinstance(k, Key) for k in section.values()):
+            raise DeclarationError(
+                f"unit kind {decl.name!r} ({decl.source}) declares config_section={name!r} "
+                f"but its module {decl.module} has no SECTION dict of study.config.Key"
+            )
+        out[name] = section
+    return out
+
+
+class Schema(Mapping[str, dict[str, Key]]):
+    """The study config's schema, section → key → :class:`Key`: the shared :data:`LEADING_SECTIONS`, the
+    unit kinds' own sections (:func:`kind_sections`), then the shared :data:`TRAILING_SECTIONS`. Read anew
+    when used, so a unit kind declared at run time (a notebook's or a test's) brings its section."""
+
+    def sections(self) -> dict[str, dict[str, Key]]:
+        return {**LEADING_SECTIONS, **kind_sections(), **TRAILING_SECTIONS}
+
+    def __getitem__(self, section: str) -> dict[str, Key]:
+        return self.sections()[section]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sections())
+
+    def __len__(self) -> int:
+        return len(self.sections())
+
+    def __repr__(self) -> str:
+        return f"Schema({list(self)})"
+
+
+SCHEMA = Schema()
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:

@@ -1,6 +1,7 @@
 """What the parameters of each unit kind are as a typed record (each kind's record is in its module of
 :mod:`stitchkit.study.unit_kinds`): the plan fills one from the config and the unit kind reads it back,
-so every default is stated once (the config schema's, :data:`~.config.SCHEMA`).
+so every default is stated once (the config schema's: a kind's own ``SECTION``, or a shared section of
+:mod:`.config`).
 
 A unit's identity is the hash of ``record.to_params()`` (:class:`~.units.Unit`), so the dict must stay
 exactly what existing studies stored: a field marked ``present_if`` is left out of it unless its
@@ -17,17 +18,17 @@ changes exactly when its training images do.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..declarations import catalogue
-from .config import SCHEMA
+from .config import Key
 
 
-def schema_default(section: str, key: str) -> Any:
-    """The study schema's default of ``section.key``."""
-    return SCHEMA[section][key].default
+def schema_default(section: Mapping[str, Key], key: str) -> Any:
+    """The default of ``key`` in a section of the study schema (its keys: a kind's ``SECTION``)."""
+    return section[key].default
 
 
 def present_if(predicate: Callable[[Any], bool], default: Any, kw_only: bool = False) -> Any:
@@ -36,7 +37,7 @@ def present_if(predicate: Callable[[Any], bool], default: Any, kw_only: bool = F
 
 
 def if_set(
-    section: str,
+    section: Mapping[str, Key],
     key: str,
     when: Callable[[Any], bool] = lambda p: True,
     *,

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..declarations import DeclarationError, catalogue, declare, implementation, names
+from ..declarations import Declaration, DeclarationError, catalogue, declare, implementation, names
 from ..errors import StitchkitError, unknown_name
 from ..utils.run_options import RunOptions
 from ..utils.write_errors import disk_full_cause
@@ -116,9 +117,25 @@ class UnitKind:
 #: a unit kind's declaration metadata (``@declare("unit_kind", KIND, **metadata)`` at its run function in
 #: :mod:`stitchkit.study.unit_kinds`): ``help`` says what it does, ``uses_gpu`` whether it wants a GPU,
 #: ``record`` names its parameter record in its module, ``network`` marks the kinds that give the study a
-#: network, ``title`` and ``intro`` head its section of the report (``intro`` may name a finding threshold,
-#: ``{detector_sanity:g}``), and ``order`` places that section
-KIND_METADATA = ("help", "uses_gpu", "record", "network", "title", "intro", "order")
+#: network, ``planner`` names its module's function that plans its units (``plan(ctx, planned)``,
+#: :mod:`.planning`), ``config_section`` the section of the study config it declares (its module's
+#: ``SECTION``, :mod:`.config`; ``config_order`` places it in the schema, default ``order``), ``title``
+#: and ``intro`` head its section of the report (``intro`` may name a finding threshold,
+#: ``{detector_sanity:g}``), ``order`` places that section and its planning, and ``plan_order`` places its
+#: planning elsewhere (a kind whose units later kinds depend on)
+KIND_METADATA = (
+    "help",
+    "uses_gpu",
+    "record",
+    "network",
+    "planner",
+    "config_section",
+    "config_order",
+    "title",
+    "intro",
+    "order",
+    "plan_order",
+)
 
 
 def register_unit_kind(name: str, description: str, uses_gpu: bool = True):
@@ -128,8 +145,8 @@ def register_unit_kind(name: str, description: str, uses_gpu: bool = True):
     return declare("unit_kind", name, help=description, uses_gpu=uses_gpu)
 
 
-def unit_kind(name: str) -> UnitKind:
-    """A declared unit kind, its run function imported (an unknown name lists the known ones)."""
+def unit_kind_declaration(name: str) -> Declaration:
+    """A unit kind's declaration, its metadata checked (an unknown name lists the known ones)."""
     known = catalogue("unit_kind")
     if name not in known:
         raise unknown_name("unit kind", name, list(known))
@@ -140,7 +157,29 @@ def unit_kind(name: str) -> UnitKind:
             f"unit kind {name!r} ({decl.source}) has no metadata {unknown[0]!r}; "
             f"its metadata: {', '.join(KIND_METADATA)}"
         )
+    return decl
+
+
+def unit_kind(name: str) -> UnitKind:
+    """A declared unit kind, its run function imported (an unknown name lists the known ones)."""
+    decl = unit_kind_declaration(name)
     return UnitKind(name, implementation("unit_kind", name), decl.get("help", ""), decl.get("uses_gpu", True))
+
+
+def unit_planner(name: str) -> Callable[..., list[Unit]] | None:
+    """The planner a unit kind's declaration names (``planner=``: a function of its module, called as
+    ``plan(ctx, planned)``); None for a kind without one (its units are planned by hand)."""
+    decl = unit_kind_declaration(name)
+    if "planner" not in decl.meta:
+        return None
+    implementation("unit_kind", name)  # imports its module
+    planner = getattr(sys.modules[decl.module], decl.meta["planner"], None)
+    if not callable(planner):
+        raise DeclarationError(
+            f"unit kind {name!r} ({decl.source}) names the planner {decl.meta['planner']!r}, "
+            f"which its module {decl.module} does not define"
+        )
+    return planner
 
 
 def network_kinds() -> tuple[str, ...]:

@@ -6,10 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import SCHEDULE_KEYS
 from ...data.augmentation import choice_of
 from ...declarations import declare
 from ..params import UnitParams, if_set, present_if
+from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
+from .ood import SECTION as OOD_SECTION
+from .ood import tested_stitches
 from .shared import schedule
 
 KIND = "detectors"
@@ -29,9 +33,9 @@ class DetectorsParams(UnitParams):
     finetune_epochs: int
     batch_size: int
     train_subset: int | None
-    scheduler: str = if_set("ood", "scheduler")
-    schedule_unit: str = if_set("ood", "schedule_unit")
-    warmup_fraction: float = if_set("ood", "warmup_fraction")
+    scheduler: str = if_set(OOD_SECTION, "scheduler")
+    schedule_unit: str = if_set(OOD_SECTION, "schedule_unit")
+    warmup_fraction: float = if_set(OOD_SECTION, "warmup_fraction")
     # pre-training on un-augmented images (False) / the fine-tuning ID half on augmented ones (True)
     augment: bool = present_if(lambda p: not p.augment, True)
     finetune_id_augment: bool = present_if(lambda p: p.finetune_id_augment, False)
@@ -41,6 +45,8 @@ class DetectorsParams(UnitParams):
     "unit_kind",
     KIND,
     order=9,
+    plan_order=3.5,
+    planner="plan",
     record="DetectorsParams",
     title="OOD detectors",
     help="energy OOD detectors (representation classifiers, outlier exposure) for every end layer of a network",
@@ -83,3 +89,32 @@ def run_detectors(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
             **{k: v for k, v in trained[0].meta["conventions"].items() if k.endswith("augmentation")},
         },
     }
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """Energy detectors (``ood.energy``) for every end network of a stitch grid the OOD test looks at,
+    in the networks' order (planned after the stitches, before the OOD tests: ``plan_order``)."""
+    oc = ctx.config["ood"]
+    stitches = tested_stitches(ctx, planned)
+    if not oc["energy"]:
+        return []
+    units = []
+    for end_id in sorted({u.deps[1] for u in stitches}, key=[n.id for n in ctx.networks].index):
+        params = DetectorsParams(
+            **ctx.common,
+            detector=oc["detector"],
+            options=oc["detector_options"],
+            layers=ctx.end_layers,
+            outliers=oc["outliers"],
+            finetune_id=oc["finetune_id"],
+            pretrain_epochs=oc["pretrain_epochs"],
+            finetune_epochs=oc["finetune_epochs"],
+            batch_size=oc["batch_size"],
+            train_subset=oc["train_subset"],
+            **{k: oc[k] for k in SCHEDULE_KEYS},
+            augment=ctx.augmented("ood", end_id) is not False,
+            finetune_id_augment=ctx.augmented("ood", end_id, oc["finetune_id"]) is True,
+        )
+        label = next(n.label for n in ctx.networks if n.id == end_id).split(" ", 1)[1]
+        units.append(Unit(params.kind, params.to_params(), (end_id,), f"detectors {label}"))
+    return units

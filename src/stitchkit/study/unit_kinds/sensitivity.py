@@ -6,10 +6,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...declarations import declare
+from ...ranks import check_ranks_fit
+from ..config import Key
+from ..planning import PlanContext, Planned, default_ranks, select
 from ..units import Unit, UnitContext
-from .shared import RankingTestParams, run_ranking_test
+from .shared import RankingTestParams, ranking_test_plan, run_ranking_test
 
 KIND = "sensitivity"
+
+#: the ``[sensitivity]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
+    "layer": Key((str, type(None)), None, "layer tested (default: the middle stitchable layer)"),
+    "ranks": Key(list, [], "decreasing ranks of the candidates (default: derived from the layer width)"),
+    "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+}
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,9 @@ class SensitivityParams(RankingTestParams):
 @declare(
     "unit_kind",
     KIND,
+    config_section="sensitivity",
     order=7,
+    planner="plan",
     record="SensitivityParams",
     title="Sensitivity test",
     help="the sensitivity test: candidates at decreasing ranks across seeds",
@@ -34,3 +47,17 @@ class SensitivityParams(RankingTestParams):
 def run_sensitivity(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     p = SensitivityParams.from_params(unit.params)
     return run_ranking_test(p, unit, ctx, layers=[p.layer], ranks=p.ranks or ())
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The sensitivity test of one layer (``sensitivity.layer``, default the middle one) over all networks."""
+    sens = ctx.config["sensitivity"]
+    if not sens["enabled"]:
+        return []
+    shared, deps, middle = ranking_test_plan(ctx, planned)
+    layer = select(ctx.net, [sens["layer"]], "sensitivity.layer")[0] if sens["layer"] else middle
+    check_ranks_fit(sens["ranks"], {layer: ctx.shapes[layer]}, "study config: sensitivity.ranks")
+    params = SensitivityParams(
+        layer=layer, ranks=sens["ranks"] or default_ranks(ctx.shapes[layer]), measures=sens["measures"], **shared
+    )
+    return [Unit(params.kind, params.to_params(), deps, f"sensitivity {layer}")]

@@ -7,15 +7,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...choices import SCHEDULE_KEYS
+from ..config import schedule_keys
 from ..params import UnitParams, if_set, present_if
+from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext, network_kinds
+
+#: the probes' schedule keys, whose defaults the sensitivity and specificity tests' probe_* fields compare with
+#: (every section's schedule keys share their defaults; the probes kind's own section is its SECTION)
+PROBE_SCHEDULE = schedule_keys("the probes", "the probes kind's")
 
 #: batch size of a given network's clean-accuracy pass (no effect on the result)
 NETWORK_EVAL_BATCH = 256
 
 
 def schedule(p: Any, prefix: str = "") -> dict[str, Any]:
-    """A unit's LR schedule options (:data:`~..config.SCHEDULE_KEYS`, stored as ``prefix + key``), as the
+    """A unit's LR schedule options (:data:`~stitchkit.choices.SCHEDULE_KEYS`, stored as ``prefix + key``), as the
     library's configs name them."""
     return {key: getattr(p, prefix + key) for key in SCHEDULE_KEYS}
 
@@ -90,15 +96,37 @@ class RankingTestParams(UnitParams):
     probe_train_subset: int | None
     fit_samples: int
     # the probes' schedule (keyword-only: the subclasses' fields come after these defaults)
-    probe_scheduler: str = if_set("probes", "scheduler", name="probe_scheduler", kw_only=True)
-    probe_schedule_unit: str = if_set("probes", "schedule_unit", name="probe_schedule_unit", kw_only=True)
-    probe_warmup_fraction: float = if_set("probes", "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
+    probe_scheduler: str = if_set(PROBE_SCHEDULE, "scheduler", name="probe_scheduler", kw_only=True)
+    probe_schedule_unit: str = if_set(PROBE_SCHEDULE, "schedule_unit", name="probe_schedule_unit", kw_only=True)
+    probe_warmup_fraction: float = if_set(PROBE_SCHEDULE, "warmup_fraction", name="probe_warmup_fraction", kw_only=True)
     # per network (in the order of the dependencies): its probes train on augmented images; the
     # reference's tlm_accuracy trains on its dataset's default augmentation (or the same images)
     probe_augment: list[bool] | None = present_if(lambda p: any(p.probe_augment or ()), None, kw_only=True)
     tlm_augment: list[bool] | None = present_if(
         lambda p: "tlm_accuracy" in p.measures and not all(p.tlm_augment or ()), None, kw_only=True
     )
+
+
+def ranking_test_plan(ctx: PlanContext, planned: Planned) -> tuple[dict[str, Any], tuple[str, ...], str]:
+    """What a sensitivity or specificity unit takes from the plan: the fields the two tests share (the
+    measures' activations from [similarity], their probes from [probes], the TLM fit from [stitching]),
+    their dependencies (every network, and the probes units, whose probes they share through the probe
+    cache) and the middle stitchable layer (their default layer)."""
+    config = ctx.config
+    sc, pc, st = config["similarity"], config["probes"], config["stitching"]
+    deps = tuple(n.id for n in ctx.networks) + tuple(u.id for u in planned.get("probes", []))
+    shared = dict(
+        **ctx.common,
+        n_samples=sc["n_samples"],
+        policy=sc["policy"],
+        probe_epochs=pc["epochs"],
+        probe_train_subset=pc["train_subset"],
+        fit_samples=st["fit_samples"],
+        probe_augment=[ctx.augmented("probes", n.id) is True for n in ctx.networks],
+        tlm_augment=[ctx.augmented("stitching", n.id) is not False for n in ctx.networks],
+        **{f"probe_{k}": pc[k] for k in SCHEDULE_KEYS},
+    )
+    return shared, deps, ctx.layers[len(ctx.layers) // 2]
 
 
 def run_ranking_test(p: RankingTestParams, unit: Unit, ctx: UnitContext, **where: Any) -> dict[str, Any]:

@@ -5,14 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import DEFAULT_POLICY, POLICIES
 from ...declarations import declare
 from ...uncertainty.bootstrap import BootstrapSpec
 from ...utils.io import json_safe
+from ..config import PAIRINGS, TRAILING_SECTIONS, Key, positive
 from ..params import UnitParams, present_if, schema_default
+from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext
 from .shared import load_network
 
 KIND = "similarity"
+
+#: the ``[similarity]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "compute similarity index matrices"),
+    "measures": Key(
+        list, ["cka", "pwcca", "procrustes"], "similarity measures (see stitchkit.similarity.list_measures)"
+    ),
+    "n_samples": Key(int, 1000, "test images the indices use", check=positive, check_text="must be ≥ 1"),
+    "policy": Key(
+        str,
+        DEFAULT_POLICY,
+        "how activations become data matrices (also for the sensitivity and specificity tests), the same for "
+        "every cell of a matrix; auto_original mixes positions and pooling by shape, as the original did (its "
+        "matrices are marked)",
+        choices=POLICIES,
+    ),
+    "pairs": Key(str, "reference", "network pairs, as for stitching", choices=PAIRINGS),
+}
 
 
 @dataclass(frozen=True)
@@ -29,8 +50,8 @@ class SimilarityParams(UnitParams):
     bootstrap: int = present_if(lambda p: p.bootstrap > 0, 0)
     permutations: int = present_if(lambda p: p.permutations > 0, 0)
     level: float = present_if(
-        lambda p: p.bootstrap > 0 and p.level != schema_default("uncertainty", "level"),
-        schema_default("uncertainty", "level"),
+        lambda p: p.bootstrap > 0 and p.level != schema_default(TRAILING_SECTIONS["uncertainty"], "level"),
+        schema_default(TRAILING_SECTIONS["uncertainty"], "level"),
     )
     uncertainty_seed: int = present_if(lambda p: (p.bootstrap > 0 or p.permutations > 0) and p.uncertainty_seed != 0, 0)
 
@@ -38,7 +59,9 @@ class SimilarityParams(UnitParams):
 @declare(
     "unit_kind",
     KIND,
+    config_section="similarity",
     order=5,
+    planner="plan",
     record="SimilarityParams",
     title="Similarity indices",
     help="similarity index matrices (CKA, PWCCA, Procrustes, …) between the layers of two networks",
@@ -128,3 +151,41 @@ def _similarity_bounds(results: list[Any], measure: str, p: SimilarityParams) ->
         "permutations": p.permutations,
     }
     return out
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """The measure matrices of each network pair (``similarity.pairs``; one network: itself)."""
+    sc = ctx.config["similarity"]
+    if not sc["enabled"]:
+        return []
+    n = len(ctx.networks)
+    units = []
+    for i, j in pairs(n, sc["pairs"]) if n > 1 or sc["pairs"] == "self" else [(0, 0)]:
+        params = SimilarityParams(
+            **ctx.common,
+            measures=sc["measures"],
+            n_samples=sc["n_samples"],
+            policy=sc["policy"],
+            layers=ctx.layers,
+            **similarity_uncertainty(ctx.config),
+        )
+        units.append(
+            Unit(
+                params.kind,
+                params.to_params(),
+                (ctx.networks[i].id, ctx.networks[j].id),
+                f"similarity {ctx.names[i]}↔{ctx.names[j]}",
+            )
+        )
+    return units
+
+
+def similarity_uncertainty(config: dict[str, Any]) -> dict[str, Any]:
+    """The similarity units' interval and null settings (:class:`SimilarityParams`), from [uncertainty]."""
+    u = config["uncertainty"]
+    return {
+        "bootstrap": u["similarity_bootstrap"],
+        "permutations": u["permutations"],
+        "level": u["level"],
+        "uncertainty_seed": u["seed"],
+    }

@@ -5,15 +5,64 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import AUGMENTATIONS, DEFAULT_AUGMENTATION, SCHEDULE_KEYS
 from ...data.augmentation import choice_of
 from ...declarations import declare
-from ...stitch_methods import METHOD_INIT, METHOD_TITLES
+from ...stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHOD_INIT, METHOD_TITLES, METHODS, METHODS_HELP
 from ...utils.io import write_npz_atomic
+from ..config import COUNT, PAIRINGS, STITCH_TYPES, Key, non_negative, positive, schedule_keys
 from ..params import UnitParams, if_set, present_if, schema_default
+from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext
 from .shared import matrix, schedule
 
 KIND = "stitch"
+
+#: the ``[stitching]`` section of the study config (``config_section`` below; :mod:`..config`)
+SECTION: dict[str, Key] = {
+    "enabled": Key(bool, True, "run stitching grids"),
+    "methods": Key(list, ["dm", "tlm"], METHODS_HELP, choices=METHODS),
+    "pairs": Key(
+        str,
+        "reference",
+        "network pairs: reference (first → each other), first (first → second only), all (ordered pairs), self, "
+        "reference_and_self, first_and_self (first → itself and → second)",
+        choices=PAIRINGS,
+    ),
+    "type": Key(str, "auto", "stitching layer type", choices=STITCH_TYPES),
+    "fit_samples": Key(
+        int, 100, "K, training images of the direct-matching fit", check=positive, check_text="must be ≥ 1"
+    ),
+    "epochs": Key(int, 30, "TLM epochs", check=positive, check_text="must be ≥ 1"),
+    "batch_size": Key(int, 256, "TLM batch size", check=positive, check_text="must be ≥ 1"),
+    "lr": Key((int, float), 1e-3, "TLM learning rate", check=positive, check_text="must be > 0"),
+    "weight_decay": Key((int, float), 1e-5, "TLM weight decay", check=non_negative, check_text="must be ≥ 0"),
+    "train_subset": Key((int, type(None)), None, "TLM trains on a fixed random subset of this many images", **COUNT),
+    **schedule_keys("TLM", "constant"),
+    "eval_samples": Key((int, type(None)), None, "evaluate on the first N test images (default all)", **COUNT),
+    "amp": Key(
+        bool,
+        False,
+        "bf16 autocast of donors and stitching layers during TLM training on CUDA (changes the numbers slightly; "
+        "recorded)",
+    ),
+    "dm_solver": Key(
+        str,
+        DEFAULT_DM_SOLVER,
+        "direct-matching solve of dm and tlm_from_dm: stitchkit (float64 least "
+        "squares) or original (its float32 pinv with torch's default cutoff on the fit images in one batch)",
+        choices=DM_SOLVERS,
+    ),
+    "augment": Key(
+        str,
+        DEFAULT_AUGMENTATION,
+        "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
+        "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; "
+        "the dataset's "
+        "default when it records nothing), dataset = the dataset's default, none",
+        choices=tuple(AUGMENTATIONS),
+    ),
+}
 
 
 def _trains(p: StitchParams) -> bool:
@@ -33,19 +82,19 @@ class StitchParams(UnitParams):
     eval_samples: int | None
     # the training options of TLM and TLM from DM (a DM unit trains no epochs and has none of them)
     epochs: int = present_if(_trains, 0)
-    batch_size: int = present_if(_trains, schema_default("stitching", "batch_size"))
-    lr: float = present_if(_trains, schema_default("stitching", "lr"))
-    weight_decay: float = present_if(_trains, schema_default("stitching", "weight_decay"))
-    train_subset: int | None = present_if(_trains, schema_default("stitching", "train_subset"))
+    batch_size: int = present_if(_trains, schema_default(SECTION, "batch_size"))
+    lr: float = present_if(_trains, schema_default(SECTION, "lr"))
+    weight_decay: float = present_if(_trains, schema_default(SECTION, "weight_decay"))
+    train_subset: int | None = present_if(_trains, schema_default(SECTION, "train_subset"))
     # only when set / not the default, so that the units of existing studies keep their identities
-    amp: bool = present_if(lambda p: _trains(p) and p.amp, schema_default("stitching", "amp"))
+    amp: bool = present_if(lambda p: _trains(p) and p.amp, schema_default(SECTION, "amp"))
     dm_solver: str = present_if(
-        lambda p: p.method != "tlm" and p.dm_solver != schema_default("stitching", "dm_solver"),
-        schema_default("stitching", "dm_solver"),
+        lambda p: p.method != "tlm" and p.dm_solver != schema_default(SECTION, "dm_solver"),
+        schema_default(SECTION, "dm_solver"),
     )
-    scheduler: str = if_set("stitching", "scheduler", _trains)
-    schedule_unit: str = if_set("stitching", "schedule_unit", _trains)
-    warmup_fraction: float = if_set("stitching", "warmup_fraction", _trains)
+    scheduler: str = if_set(SECTION, "scheduler", _trains)
+    schedule_unit: str = if_set(SECTION, "schedule_unit", _trains)
+    warmup_fraction: float = if_set(SECTION, "warmup_fraction", _trains)
     # False: TLM trains on un-augmented images where the dataset has an augmentation (e.g. networks trained without)
     augment: bool = present_if(lambda p: _trains(p) and not p.augment, True)
 
@@ -53,7 +102,9 @@ class StitchParams(UnitParams):
 @declare(
     "unit_kind",
     KIND,
+    config_section="stitching",
     order=3,
+    planner="plan",
     record="StitchParams",
     title="Stitching",
     help="fit and evaluate a layer grid of stitches between two networks (DM, TLM or TLM from DM)",
@@ -136,3 +187,42 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "model_hashes": {"front": first.front.get("fingerprint"), "end": first.end.get("fingerprint")},
         "conventions": dict(first.conventions),
     }
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """One layer grid per (front network, end network, method)."""
+    st = ctx.config["stitching"]
+    if not st["enabled"]:
+        return []
+    units = []
+    for i, j in pairs(len(ctx.networks), st["pairs"]):
+        for method in st["methods"]:
+            training = (
+                {}
+                if method == "dm"
+                else {
+                    k: st[k]
+                    for k in ("epochs", "batch_size", "lr", "weight_decay", "train_subset", "amp", *SCHEDULE_KEYS)
+                }
+            )
+            params = StitchParams(
+                **ctx.common,
+                method=method,
+                front_layers=ctx.front_layers,
+                end_layers=ctx.end_layers,
+                type=st["type"],
+                fit_samples=st["fit_samples"],
+                eval_samples=st["eval_samples"],
+                dm_solver=st["dm_solver"],
+                augment=ctx.augmented("stitching", ctx.networks[j].id) is not False,
+                **training,
+            )
+            units.append(
+                Unit(
+                    params.kind,
+                    params.to_params(),
+                    (ctx.networks[i].id, ctx.networks[j].id),
+                    f"stitch {method} {ctx.names[i]}→{ctx.names[j]}",
+                )
+            )
+    return units

@@ -6,7 +6,9 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ...declarations import declare
+from ..config import LEADING_SECTIONS
 from ..params import UnitParams, if_set
+from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
 from .shared import NETWORK_EVAL_BATCH, fingerprint, schedule, write_hits
 
@@ -30,14 +32,15 @@ class TrainParams(UnitParams):
     train_subset: int | None
     dataset: str
     seed: int
-    schedule_unit: str = if_set("networks", "schedule_unit")
-    warmup_fraction: float = if_set("networks", "warmup_fraction")
+    schedule_unit: str = if_set(LEADING_SECTIONS["networks"], "schedule_unit")
+    warmup_fraction: float = if_set(LEADING_SECTIONS["networks"], "warmup_fraction")
 
 
 @declare(
     "unit_kind",
     KIND,
     order=1,
+    planner="plan",
     record="TrainParams",
     network=True,
     title="Base networks",
@@ -90,3 +93,37 @@ def run_train(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
         "model_hashes": {"network": fingerprint(str(checkpoint))},
         "conventions": {"lr_schedule": describe_schedule(settings.optim)},
     }
+
+
+#: the ``[networks]`` keys a ``train`` unit takes as they are
+TRAIN_KEYS = (
+    "model",
+    "options",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "scheduler",
+    "milestones",
+    "augment",
+    "train_subset",
+    "schedule_unit",
+    "warmup_fraction",
+)
+
+
+def plan(ctx: PlanContext, planned: Planned) -> list[Unit]:
+    """A ``train`` unit per seed, unless checkpoints are given (the ``network`` kind's); each network's
+    augmentation (``networks.augment``) goes into ``ctx.augment_records``."""
+    nets_cfg = ctx.config["networks"]
+    if nets_cfg["checkpoints"]:
+        return []
+    networks = []
+    names = nets_cfg["names"] or [f"{nets_cfg['model']} s{seed}" for seed in nets_cfg["seeds"]]
+    for seed, name in zip(nets_cfg["seeds"], names):
+        params = TrainParams(**{k: nets_cfg[k] for k in TRAIN_KEYS}, dataset=ctx.config["study"]["dataset"], seed=seed)
+        networks.append(Unit(params.kind, params.to_params(), (), f"train {name}"))
+        ctx.augment_records[networks[-1].id] = params.augment
+    return networks
