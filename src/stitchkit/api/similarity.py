@@ -85,8 +85,7 @@ class ComparisonResult(Described):
         ]
         return Description(
             f"ComparisonResult: {len(self.measures)} measures on {len(self.layers_a)} × {len(self.layers_b)} layer "
-            f"pairs, "
-            f"{info.get('dataset')} ({info.get('n_samples')} test images)",
+            f"pairs, {info.get('dataset')} ({info.get('n_samples')} test images)",
             facts,
             self.matrices,
             notes,

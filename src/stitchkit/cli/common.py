@@ -239,8 +239,7 @@ def add_weights(parser: argparse.ArgumentParser) -> None:
         help="start a torchvision:NAME or timm:NAME model from the pretrained weights in this local state_dict file "
         "(plain, or under "
         "'state_dict' or 'model'; 'module.' prefixes stripped): like --model-option pretrained=true, without a "
-        "download. "
-        "A head for another class count is replaced by a fresh one, as with downloaded weights",
+        "download. A head for another class count is replaced by a fresh one, as with downloaded weights",
     )
 
 

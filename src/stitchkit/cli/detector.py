@@ -238,8 +238,7 @@ def _register_train(actions) -> None:
         action="store_const",
         const=False,
         help="the fine-tuning ID samples un-augmented whatever --augment says (with --augment dataset: what every run "
-        "did "
-        "before --augment existed)",
+        "did before --augment existed)",
     )
     p.add_argument(
         "--train-subset",

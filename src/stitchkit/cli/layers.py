@@ -27,8 +27,7 @@ def register(sub) -> None:
         description="Print the stitchable layers of a model in forward order, with each one's module type and the "
         "activation shape it has for the dataset's input size. Layer names are the ones every other command takes. "
         f"Layers that are no features of their own (an activation alone, dropout, the logits) are marked: "
-        f"'{ALL_LAYERS}' "
-        f"leaves them out, '{EVERY_LAYER}' includes them.",
+        f"'{ALL_LAYERS}' leaves them out, '{EVERY_LAYER}' includes them.",
         examples=EXAMPLES,
     )
     p.add_argument("model", help="architecture name or checkpoint path")

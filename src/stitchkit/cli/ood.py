@@ -30,8 +30,7 @@ def register(sub) -> None:
         "median scores (CSV + JSON, with both sides' score distributions) and saves the scores per run, under "
         "RESULTS_DIR/ood (or -o). Runs with different "
         "options (e.g. TLM and DM) give separate experiments. Prints the accuracy and AUROC matrices and where it "
-        "wrote "
-        "(every matrix, sanity check and convention with --original-output).",
+        "wrote (every matrix, sanity check and convention with --original-output).",
         examples=EXAMPLES,
         original_output=True,
     )

@@ -47,8 +47,7 @@ def register(sub) -> None:
         "are) on each layer at each rank and print the final test accuracies as a layer × rank table (the original's "
         "format with --original-output). Low rank uses a fixed "
         "basis estimated on the training set (or, with --low-rank-mode per_batch, the original's per-batch SVD). With "
-        "-o, "
-        "writes probes.json and probes.csv (and, with --bootstrap, probe_accuracy.csv with the intervals' bounds).",
+        "-o, writes probes.json and probes.csv (and, with --bootstrap, probe_accuracy.csv with the intervals' bounds).",
         examples=EXAMPLES,
         original_output=True,
     )

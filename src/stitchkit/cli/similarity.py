@@ -62,8 +62,7 @@ def register(sub) -> None:
         "of the layer pairs (the original's format with --original-output), or one matrix per measure and rank pair "
         "in all-pairs mode, "
         "and, with -o, writes similarity.json and similarity.csv. Every cell is computed by one --policy (default "
-        "pool); the "
-        "original's auto_original mixes positions and pooling by shape, and a matrix it mixes is marked.",
+        "pool); the original's auto_original mixes positions and pooling by shape, and a matrix it mixes is marked.",
         examples=EXAMPLES,
         original_output=True,
     )

@@ -103,8 +103,7 @@ def register(sub) -> None:
         "(the stitching layer's state_dict), training_logs.csv (when trained), result.json and per_sample.npz (each "
         "test image's hit and residual terms, for --bootstrap intervals). Finished runs are skipped, "
         "never overwritten, unless --overwrite. A single pair prints its accuracy, its relative accuracy (stitched / "
-        "end network) "
-        "and its run folder (the original's `Clean accuracy` line with --original-output).",
+        "end network) and its run folder (the original's `Clean accuracy` line with --original-output).",
         examples=EXAMPLES,
         original_output=True,
     )
@@ -308,8 +307,7 @@ def _add_matching_options(p) -> None:
         choices=list(DM_SOLVERS),
         help="direct-matching solve: stitchkit = least squares from float64 statistics (minimum-norm, the default); "
         "original = the original's float32 torch.linalg.pinv([X, 1]) with torch's default cutoff on the K fit images "
-        "in "
-        "one batch, which drops the source's weak directions (the result records how many as dm_dropped)",
+        "in one batch, which drops the source's weak directions (the result records how many as dm_dropped)",
     )
     p.add_argument(
         "-l1",

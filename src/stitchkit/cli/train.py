@@ -77,8 +77,7 @@ def register(sub) -> None:
         help="train a base model",
         description="Train a base classifier. Writes model_<epoch>.pt, "
         "training_logs.csv, config.txt/config.json, last.pt (for --resume) and final.pt into -dir, and prints the "
-        "test accuracy "
-        "and where it wrote (the original's `Clean accuracy` and a JSON line with --original-output).",
+        "test accuracy and where it wrote (the original's `Clean accuracy` and a JSON line with --original-output).",
         examples=EXAMPLES,
         original_output=True,
     )

@@ -46,8 +46,7 @@ ORIGINAL_SOLVER_CONVENTIONS = {
     "all rows of the K fit images in one matrix, torch's default cutoff (singular values ≤ eps32 · max(rows, columns) "
     "· σ_max "
     "count as zero, dm_dropped of them); rows are spatial positions (conv) or tokens including CLS; source = the "
-    "stitching "
-    "layer's transform input (after resizing)",
+    "stitching layer's transform input (after resizing)",
     "dm_reported_residual": "the original's 'Normalized PINV difference': in-sample residual of a second float32 pinv "
     "solve with "
     "atol = rtol = 0 (not the installed map; fit_residual and dm_fit_residual are those of the installed map)",

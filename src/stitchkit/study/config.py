@@ -146,8 +146,7 @@ LEADING_SECTIONS: dict[str, dict[str, Key]] = {
             [],
             "the networks' names in labels, figures and file names, one per network (per seed, or per checkpoint) in "
             "order; letters, digits and . _ + = - (default: the checkpoints' run folders, e.g. fm_r18_s0, or the "
-            "model and seed); "
-            "names only label: renaming recomputes nothing",
+            "model and seed); names only label: renaming recomputes nothing",
         ),
         "allow_other_dataset": Key(
             bool,
@@ -332,8 +331,7 @@ TRAILING_SECTIONS: dict[str, dict[str, Key]] = {
             0.05,
             'C6: direct matching tracks functional differences "at least as well as" the indices when, in '
             "each test, its Spearman ρ is not below the HIGHEST index ρ by more than this (a smaller gap is within "
-            "the noise of a "
-            "rank correlation)",
+            "the noise of a rank correlation)",
             check=non_negative,
             check_text="must be ≥ 0",
         ),

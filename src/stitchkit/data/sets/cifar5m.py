@@ -16,8 +16,7 @@ from ..datasets import ImageDataset
     shape=(3, 32, 32),
     epoch_size=50_000,
     description="CIFAR-5M (about 6M synthetic CIFAR-10-like images), memory-mapped; the test split is CIFAR-10's test "
-    "set; "
-    "training samples 50,000 fresh images per epoch.",
+    "set; training samples 50,000 fresh images per epoch.",
     expected_files="cifar5m/cifar5m_part0.npz … cifar5m_part5.npz (arrays X: N×32×32×3 uint8, Y: N labels), "
     "and cifar-10-batches-py/test_batch for the test split",
     how_to_get="CIFAR-5M cannot be downloaded automatically; get cifar5m_part0.npz … cifar5m_part5.npz from "

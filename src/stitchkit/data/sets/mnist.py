@@ -33,8 +33,7 @@ def load_mnist(req: LoadRequest) -> ImageDataset:
     aliases=("fashion-mnist", "fashion_mnist"),
     description="Fashion-MNIST clothing images (60,000 train / 10,000 test).",
     expected_files="FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, plain or .gz (torchvision's "
-    "layout), "
-    "or the same .gz files in /usr/share/datasets/fashion-mnist",
+    "layout), or the same .gz files in /usr/share/datasets/fashion-mnist",
     how_to_get="install Debian's package (apt-get install dataset-fashion-mnist, which puts the files in "
     "/usr/share/datasets/fashion-mnist), copy the four IDX files into {root}/FashionMNIST/raw, "
     + TORCHVISION_DOWNLOAD

@@ -20,8 +20,7 @@ from ..datasets import ImageDataset
     "the test split is the same images without augmentation.",
     expected_files="oe/300K_random_images.npy (300,000×32×32×3 uint8, NHWC)",
     how_to_get="download 300K_random_images.npy (linked from https://github.com/hendrycks/outlier-exposure) and place "
-    "it "
-    "in {root}/oe; offline, the natural_patches dataset is a stand-in.",
+    "it in {root}/oe; offline, the natural_patches dataset is a stand-in.",
     train_transform="flip_and_crop",
 )
 def load_outlier_exposure(req: LoadRequest) -> ImageDataset:

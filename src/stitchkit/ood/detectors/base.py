@@ -19,6 +19,15 @@ from torch import Tensor
 
 from ...declarations import declaration_of
 
+#: the pooling option every training-free detector offers (``--pool``)
+POOL = {
+    "flag": "--pool",
+    "type": "str",
+    "default": "avg",
+    "choices": ("avg", "cls", "flatten"),
+    "help": "pooling of activations for the training-free detectors",
+}
+
 
 def fit_batches(data: Any, labels: Any = None) -> Iterable[tuple[Tensor, Tensor | None]]:
     """A tensor (with optional labels) or an iterable of ``(x, y)`` / ``x`` batches."""

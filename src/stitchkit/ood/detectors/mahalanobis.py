@@ -13,16 +13,7 @@ from torch import Tensor
 from ...activations.pooling import POOLINGS, pool_features
 from ...declarations import declare
 from ...errors import StitchkitError, unknown_name
-from .base import Detector, fit_batches
-
-#: the pooling option every training-free detector offers (``--pool``)
-POOL = {
-    "flag": "--pool",
-    "type": "str",
-    "default": "avg",
-    "choices": ("avg", "cls", "flatten"),
-    "help": "pooling of activations for the training-free detectors",
-}
+from .base import POOL, Detector, fit_batches
 
 
 @declare(

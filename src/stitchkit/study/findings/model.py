@@ -23,8 +23,7 @@ CLAIMS: dict[str, str] = {
     "C5": "TLM's stitched representations are OOD for the end network even when they are accurate, while DM's are "
     "in-distribution where DM matches.",
     "C6": "Direct matching tracks functional differences (sensitivity and specificity tests of Ding et al.) at least "
-    "as well "
-    "as the similarity indices.",
+    "as well as the similarity indices.",
 }
 
 
@@ -166,8 +165,7 @@ class Findings:
                 "relative_accuracy": "stitched accuracy / the end network's own accuracy on the same test images",
                 "nan": "a missing or non-finite cell never counts as supporting a claim; it stays in the denominator",
                 "verdict_basis": "every finished network pair a claim can use is evaluated on its own; with several, "
-                "the claim is "
-                "supported when it holds for more than pair_support of the pairs on which it is testable",
+                "the claim is supported when it holds for more than pair_support of the pairs on which it is testable",
                 "robustness": "the fraction of bootstrap resamples of the test images (every matrix and donor "
                 "accuracy the claim reads "
                 f"recomputed on the resample, thresholds fixed) in which the verdict comes out the same; below "

@@ -63,8 +63,7 @@ class ProbesParams(UnitParams):
     title="Linear probes",
     help="linear probes of one network's layers at full and low ranks",
     intro="Rows are layers and columns the probe's rank (full: no low-rank bottleneck); colour is the linear probe's "
-    "test accuracy, "
-    "from dark purple (0) to yellow (1).",
+    "test accuracy, from dark purple (0) to yellow (1).",
 )
 def run_probes(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     from ...probing.cache import ProbeCache  # deferred: no torch until a unit runs

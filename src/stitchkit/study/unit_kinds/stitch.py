@@ -58,8 +58,7 @@ SECTION: dict[str, Key] = {
         DEFAULT_AUGMENTATION,
         "augmentation of the images TLM and TLM from DM train on (also the tests' tlm_accuracy): "
         "network = as the end network was trained (its checkpoint's record, networks.augment for trained ones; "
-        "the dataset's "
-        "default when it records nothing), dataset = the dataset's default, none",
+        "the dataset's default when it records nothing), dataset = the dataset's default, none",
         choices=tuple(AUGMENTATIONS),
     ),
 }
