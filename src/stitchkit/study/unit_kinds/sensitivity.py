@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import DEFAULT_GROUNDING_MEASURES
 from ...declarations import declare
 from ...ranks import check_ranks_fit
 from ..config import Key
@@ -19,7 +20,7 @@ SECTION: dict[str, Key] = {
     "enabled": Key(bool, True, "run the sensitivity test (Ding et al.)"),
     "layer": Key((str, type(None)), None, "layer tested (default: the middle stitchable layer)"),
     "ranks": Key(list, [], "decreasing ranks of the candidates (default: derived from the layer width)"),
-    "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+    "measures": Key(list, list(DEFAULT_GROUNDING_MEASURES), "measures tested"),
 }
 
 

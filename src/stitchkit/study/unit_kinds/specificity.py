@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...choices import DEFAULT_GROUNDING_MEASURES
 from ...declarations import declare
 from ..config import Key
 from ..planning import PlanContext, Planned, select
@@ -17,7 +18,7 @@ KIND = "specificity"
 SECTION: dict[str, Key] = {
     "enabled": Key(bool, True, "run the specificity test"),
     "reference_layer": Key((str, type(None)), None, "reference layer (default: the middle stitchable layer)"),
-    "measures": Key(list, ["cka", "pwcca", "procrustes", "dm_residual"], "measures tested"),
+    "measures": Key(list, list(DEFAULT_GROUNDING_MEASURES), "measures tested"),
 }
 
 
