@@ -4,6 +4,7 @@ The positional arguments are the original's. The two layer arguments also take a
 or ``all`` (a grid, run in one process); ``--front-layers``/``--end-layers`` are the same, spelled as
 flags (then give ``-`` positionally). The model types may be ``-`` or ``auto`` for stitchkit checkpoints,
 which describe their own architecture; the original's plain state_dicts need the name.
+Its option groups live in :mod:`.stitch_options`; this module registers the command and runs it.
 """
 
 from __future__ import annotations
