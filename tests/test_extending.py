@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from stitchkit import declarations as d
 from stitchkit.cli import build_parser, main
-from stitchkit.cli.detector import training_free_options
+from stitchkit.cli.detector_check import training_free_options
 from stitchkit.declarations import declare, forget
 from stitchkit.errors import StitchkitError
 from stitchkit.ood.detectors import (

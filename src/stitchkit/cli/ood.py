@@ -7,7 +7,7 @@ import argparse
 
 from ..choices import DEFAULT_DETECTOR_DIR
 from .common import add_bootstrap, add_command, add_device, add_loader, bootstrap_spec, print_wrote
-from .detector import add_metric_options, training_free_options
+from .detector_check import add_metric_options, training_free_options
 
 EXAMPLES = """\
   # the original's call: a folder of stitching runs, detectors from the default registry, SVHN sanity check

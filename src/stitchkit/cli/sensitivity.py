@@ -43,6 +43,30 @@ SPECIFICITY_EXAMPLES = """\
 
 
 def _common(p: argparse.ArgumentParser, test: str) -> None:
+    """The options of both tests (``test`` names their output files), in the order ``--help`` lists them."""
+    _add_network_arguments(p)
+    _add_measure_options(p)
+    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset)")
+    _add_probe_options(p)
+    _add_stitching_options(p)
+    add_loader(p)
+    add_device(p)
+    p.add_argument(
+        "-o",
+        "--out",
+        dest="out",
+        default=f"results/{test}",
+        metavar="DIR",
+        help=f"output folder for {test}_stats.csv, {test}_points.csv, {test}.json and {test}.png",
+    )
+    p.add_argument("--no-figure", dest="figure", action="store_false", help="do not draw the figure")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the tables")
+    add_model_options(p)
+
+
+def _add_network_arguments(p: argparse.ArgumentParser) -> None:
+    """The networks to test: their checkpoints, architecture and short names."""
     p.add_argument(
         "checkpoints", nargs="+", help="checkpoints of the networks (e.g. several seeds of one architecture)"
     )
@@ -50,6 +74,10 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
         "--model-type", dest="model_type", default=None, help="architecture, needed only for plain state_dict files"
     )
     p.add_argument("--names", nargs="+", default=None, help="a short name per checkpoint (default: the folder names)")
+
+
+def _add_measure_options(p: argparse.ArgumentParser) -> None:
+    """The measures tested and how the array measures see the activations."""
     choices = list(names("measure"))
     p.add_argument(
         "--measures",
@@ -72,7 +100,10 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
     add_low_rank_mode(
         p, "probes (and stitches): a fixed basis from the training set, or the original's per-batch SVD (per_batch)"
     )
-    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset)")
+
+
+def _add_probe_options(p: argparse.ArgumentParser) -> None:
+    """The probes, whose accuracy is the functional score."""
     g = p.add_argument_group("probes (the functional score; defaults are the original's exec_probe.py)")
     g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=64, help="probe batch size")
     g.add_argument("-e", "--epochs", dest="epochs", type=int, default=10, help="probe epochs")
@@ -102,6 +133,10 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
         metavar="FILE",
         help="JSON file of probe accuracies to reuse and extend (default: <out>/probes.json)",
     )
+
+
+def _add_stitching_options(p: argparse.ArgumentParser) -> None:
+    """The stitching measures' settings (dm_accuracy, tlm_accuracy)."""
     s = p.add_argument_group("stitching measures (dm_accuracy, tlm_accuracy)")
     s.add_argument(
         "--stitch-test-samples",
@@ -142,20 +177,6 @@ def _common(p: argparse.ArgumentParser, test: str) -> None:
         metavar="N",
         help="task loss matching trains on a fixed random subset of N training images (default: all)",
     )
-    add_loader(p)
-    add_device(p)
-    p.add_argument(
-        "-o",
-        "--out",
-        dest="out",
-        default=f"results/{test}",
-        metavar="DIR",
-        help=f"output folder for {test}_stats.csv, {test}_points.csv, {test}.json and {test}.png",
-    )
-    p.add_argument("--no-figure", dest="figure", action="store_false", help="do not draw the figure")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the tables")
-    add_model_options(p)
 
 
 def register(sub) -> None:

@@ -66,6 +66,23 @@ def register(sub) -> None:
         examples=EXAMPLES,
         original_output=True,
     )
+    _add_network_arguments(p)
+    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
+    add_loader(p)
+    add_device(p)
+    _add_measure_options(p)
+    _add_cache_options(p)
+    p.add_argument(
+        "-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _add_uncertainty_options(p)
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def _add_network_arguments(p: argparse.ArgumentParser) -> None:
+    """The two networks, their layers and the ranks of each layer's activation."""
     p.add_argument("model1_path", help="checkpoint of model 1")
     p.add_argument("model2_path", help="checkpoint of model 2 (may be the same file)")
     p.add_argument("model1_type", help="architecture of model 1, or - / auto for a stitchkit checkpoint")
@@ -90,9 +107,10 @@ def register(sub) -> None:
         metavar="RANK",
         help="ranks of model 2's activation (default full)",
     )
-    add_data(p, default=None, help_extra=" (default: the checkpoints' dataset, else cifar10)")
-    add_loader(p)
-    add_device(p)
+
+
+def _add_measure_options(p: argparse.ArgumentParser) -> None:
+    """What is computed: the measures, images, activation policy, pairs, batch size, split."""
     p.add_argument(
         "--measures",
         nargs="+",
@@ -131,6 +149,10 @@ def register(sub) -> None:
     p.add_argument(
         "--split", default="test", choices=["test", "train"], help="which split the first N images come from"
     )
+
+
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
+    """The activation cache shared with ``stitchkit stitch``."""
     p.add_argument(
         "--cache-dir",
         "--activation-cache",
@@ -147,10 +169,10 @@ def register(sub) -> None:
         default=4.0,
         help="largest size of that cache (least recently used go first)",
     )
-    p.add_argument(
-        "-o", "--out", dest="out", default=None, metavar="DIR", help="write similarity.json and similarity.csv into DIR"
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _add_uncertainty_options(p: argparse.ArgumentParser) -> None:
+    """Bootstrap intervals and permutation tests of every value."""
     p.add_argument(
         "--bootstrap",
         type=int,
@@ -174,8 +196,6 @@ def register(sub) -> None:
         default=0,
         help="seed of the resamples and permutations (recorded)",
     )
-    add_model_options(p)
-    p.set_defaults(handler=run)
 
 
 def _fmt(v: float, digits: int = 6) -> str:

@@ -84,6 +84,19 @@ def register(sub) -> None:
     p.add_argument("model_type", help="architecture name (see `stitchkit models`)")
     add_device(p)
     add_data(p, default=None, help_extra=" (default cifar10)")
+    _add_optimizer_options(p)
+    _add_lr_schedule_options(p)
+    add_loader(p)
+    add_data_path(p)
+    _add_run_options(p)
+    _add_subset_and_switch_options(p)
+    add_model_options(p)
+    add_weights(p)
+    p.set_defaults(handler=run)
+
+
+def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
+    """The optimizer, batch size, epochs and seed (None: the defaults or the --preset's)."""
     p.add_argument(
         "-o",
         "--optimizer",
@@ -120,6 +133,10 @@ def register(sub) -> None:
     )
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("-s", "--seed", type=int, default=0, help="random seed")
+
+
+def _add_lr_schedule_options(p: argparse.ArgumentParser) -> None:
+    """The learning-rate schedule and gradient clipping."""
     p.add_argument(
         "-sched", "--lr-scheduler", dest="scheduler", default=None, choices=sorted(SCHEDULERS), help=schedulers_help()
     )
@@ -155,8 +172,10 @@ def register(sub) -> None:
         default=None,
         help="clip the global L2 gradient norm to this value",
     )
-    add_loader(p)
-    add_data_path(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The output folder, the recipe (--amp, --preset), resuming and overwriting."""
     p.add_argument("-dir", "--save-dir", dest="save_dir", required=True, help="output folder")
     p.add_argument(
         "-sf",
@@ -189,6 +208,10 @@ def register(sub) -> None:
         "config.json)",
     )
     p.add_argument("--overwrite", action="store_true", help="train into a folder that already holds a run")
+
+
+def _add_subset_and_switch_options(p: argparse.ArgumentParser) -> None:
+    """A training subset for quick runs, and the augmentation, download and progress switches."""
     p.add_argument(
         "--train-subset",
         dest="train_subset",
@@ -204,9 +227,6 @@ def register(sub) -> None:
         "--no-download", dest="download", action="store_false", help="never try to download a missing dataset"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    add_model_options(p)
-    add_weights(p)
-    p.set_defaults(handler=run)
 
 
 def resolve(args: argparse.Namespace) -> dict:
