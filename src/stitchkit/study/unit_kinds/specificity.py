@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...declarations import declare
-from ..config import Key
+from ..config_keys import Key
 from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext
 from .shared import RankingTestParams, ranking_test_plan, run_ranking_test

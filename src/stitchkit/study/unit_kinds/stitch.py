@@ -10,7 +10,7 @@ from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHOD_INIT, METHOD_TITLES, METHODS, METHODS_HELP
 from ...utils.io import write_npz_atomic
-from ..config import COUNT, PAIRINGS, STITCH_TYPES, Key, non_negative, positive, schedule_keys
+from ..config_keys import COUNT, PAIRINGS, STITCH_TYPES, Key, non_negative, positive, schedule_keys
 from ..params import UnitParams, if_set, present_if, schema_default
 from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext
