@@ -3,7 +3,8 @@ runs the source once for all of them (the phases are described in :mod:`stitchki
 
 :class:`DetectorBank` checks everything and writes the run's configuration when it is made, then
 :meth:`~DetectorBank.pretrain`, :meth:`~DetectorBank.finetune` and :meth:`~DetectorBank.publish` are the
-three steps of a run.
+three steps of a run. The detectors' models are built by :mod:`.detector_model`; the fine-tuning's paired
+batches and step function are in :mod:`.bank_finetune`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..activations import model_fingerprint
-from ..data import MultiEpochDisjointSubsetSampler, dataset_info
+from ..data import dataset_info
 from ..data.loading import make_batches
 from ..errors import StitchkitError
-from ..models import get_model
 from ..models.checkpoint import save_state_dict
 from ..models.layers import layered
 from ..models.loading import recorded_augmentation
@@ -34,65 +34,11 @@ from ..utils.device import resolve_device
 from ..utils.io import ensure_writable_dir, write_csv_atomic, write_json_atomic
 from ..utils.progress import printer
 from ..utils.seed import set_seed
-from .finetune_loss import energy_finetune_loss
+from .bank_finetune import FinetuneStep, paired_batches
+from .detector_model import build_detector_model, default_detector_type
 from .registry import detector_id
 from .train_config import DetectorTrainConfig
 from .train_inputs import check_outputs, load_training_data, resolve_detector_augmentation
-
-
-def default_detector_type(activation_shape: Sequence[int]) -> str:
-    """``repr_cls_resnet18`` for conv maps ``(C, H, W)``, ``repr_cls_vit_tiny`` for tokens ``(T, D)``."""
-    if len(activation_shape) == 3:
-        return "repr_cls_resnet18"
-    if len(activation_shape) == 2:
-        return "repr_cls_vit_tiny"
-    raise StitchkitError(
-        f"no representation classifier takes activations of shape {tuple(activation_shape)}; "
-        "detectors need (C, H, W) maps or (T, D) token sequences"
-    )
-
-
-def build_detector_model(
-    model_type: str,
-    activation_shape: Sequence[int],
-    num_classes: int,
-    input_shape: Sequence[int],
-    options: dict | None = None,
-) -> nn.Module:
-    """A representation classifier for activations of ``activation_shape`` from a network whose input
-    is ``input_shape`` (C, H, W): conv detectors resize the map to (H, W); token detectors take D."""
-    shape = tuple(activation_shape)
-    if model_type.startswith("repr_cls_resnet") and len(shape) != 3:
-        raise StitchkitError(
-            f"{model_type} takes (C, H, W) activations, but the layer gives {shape}; use repr_cls_vit_tiny for token "
-            f"sequences"
-        )
-    if model_type.startswith("repr_cls_vit") and len(shape) != 2:
-        raise StitchkitError(
-            f"{model_type} takes (T, D) token sequences, but the layer gives {shape}; use repr_cls_resnet18 for conv "
-            f"maps"
-        )
-    in_channels = shape[0] if len(shape) == 3 else shape[-1]
-    return get_model(
-        model_type,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        input_size=tuple(input_shape[1:]),
-        **(options or {}),
-    )
-
-
-class _Paired:
-    """Zip an ID loader and an outlier loader; one item = ((x_in, y_in), (x_out, y_out))."""
-
-    def __init__(self, id_loader, ood_loader):
-        self.id_loader, self.ood_loader = id_loader, ood_loader
-
-    def __iter__(self):
-        return zip(self.id_loader, self.ood_loader)
-
-    def __len__(self) -> int:
-        return min(len(self.id_loader), len(self.ood_loader))
 
 
 def _schedule_text(config: DetectorTrainConfig, phase: str) -> str:
@@ -249,7 +195,8 @@ class DetectorBank:
             write_json_atomic(d / "config.json", {**self.resolved, "layer": layer})
 
     # -- shared pieces ------------------------------------------------------------------------------
-    def _activations(self, x: Tensor) -> dict[str, Tensor]:
+    def activations(self, x: Tensor) -> dict[str, Tensor]:
+        """The frozen source's activations of ``x`` at every layer of the bank."""
         with torch.no_grad():
             return self.extractor(x)
 
@@ -259,7 +206,7 @@ class DetectorBank:
     def _ce_step(self, model: nn.Module, batch: Any, dev: torch.device, energy: bool = False):
         """Cross-entropy of every layer's detector; with ``energy`` also the summed energies (validation)."""
         x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-        acts = self._activations(x)
+        acts = self.activations(x)
         total, stats = 0.0, {}
         for layer in self.layers:
             logits = model[self.keys[layer]](acts[layer])
@@ -343,12 +290,12 @@ class DetectorBank:
         if config.ft_epochs > 0:
             milestone = config.ft_epochs // 2
             optim_cfg = config.optim("finetune")
-            batches = self._paired_batches()
+            batches = paired_batches(config, self.data, self.device)
             optimizer = build_optimizer(self.detectors.parameters(), optim_cfg)
             scheduler = (
                 None if config.ft_lr_per_batch else build_scheduler(optimizer, optim_cfg, config.ft_epochs, batches)
             )
-            step = _FinetuneStep(self, optimizer, milestone)
+            step = FinetuneStep(self, optimizer, milestone)
             loop = LoopSettings(
                 epochs=config.ft_epochs,
                 device=self.device,
@@ -369,21 +316,6 @@ class DetectorBank:
                 on_epoch_end=self._log_finetune_epoch,
             )
         self.seconds["finetune"] = time.perf_counter() - started
-
-    def _paired_batches(self) -> _Paired:
-        config, data = self.config, self.data
-        half = config.batch_size // 2
-        id_sampler = MultiEpochDisjointSubsetSampler(
-            data.ft_id, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 1)
-        )
-        ood_sampler = MultiEpochDisjointSubsetSampler(
-            data.ft_ood, int(data.ft_per_epoch), generator=torch.Generator().manual_seed(config.seed * 7919 + 2)
-        )
-        batches = dict(shuffle=False, workers=config.workers, prefetch=config.prefetch, device=self.device)
-        return _Paired(
-            make_batches(data.ft_id, half, sampler=id_sampler, **batches),
-            make_batches(data.ft_ood, half, sampler=ood_sampler, **batches),
-        )
 
     def _log_finetune_epoch(self, log: EpochLog) -> None:
         share_id = log.train["n_id"]  # fraction of ID samples among all (fit divides sums by the total)
@@ -476,51 +408,3 @@ class DetectorBank:
         return TrainedDetector(
             layer, model, str(self.dirs[layer]), det_id, reg_path, meta, self.pre_logs[layer], self.ft_logs[layer]
         )
-
-
-class _FinetuneStep:
-    """The fine-tuning step function: the loss of every layer's detector on one half-ID, half-outlier batch."""
-
-    def __init__(self, bank: DetectorBank, optimizer: torch.optim.Optimizer, milestone: int):
-        self.bank, self.optimizer, self.milestone = bank, optimizer, milestone
-        self.iteration = 0
-
-    def __call__(self, model: nn.Module, batch: Any, dev: torch.device):
-        config, bank = self.bank.config, self.bank
-        (x_in, y_in), (x_out, _) = batch
-        if config.ft_lr_per_batch and model.training:
-            # The original's MultiStepLR([fe//2]) stepped after every batch: batch i (counted over
-            # the whole fine-tuning) runs at lr·0.1 once i ≥ fe//2.
-            factor = 0.1 if self.iteration >= self.milestone else 1.0
-            for group in self.optimizer.param_groups:
-                group["lr"] = config.lr * factor
-            self.iteration += 1
-        x_in, y_in, x_out = (
-            x_in.to(dev, non_blocking=True),
-            y_in.to(dev, non_blocking=True),
-            x_out.to(dev, non_blocking=True),
-        )
-        n_in = x_in.shape[0]
-        acts = bank._activations(torch.cat([x_in, x_out]))
-        total, stats = 0.0, {"n_id": float(n_in)}
-        n = n_in + x_out.shape[0]
-        for layer in bank.layers:
-            logits = model[bank.keys[layer]](acts[layer])
-            loss, parts = energy_finetune_loss(
-                logits[:n_in],
-                y_in,
-                logits[n_in:],
-                score=config.score,
-                m_in=config.m_in,
-                m_out=config.m_out,
-                energy_weight=config.energy_weight,
-                oe_weight=config.oe_weight,
-            )
-            total = total + loss
-            stats[f"{layer}|ft_loss"] = float(loss.detach()) * n
-            stats[f"{layer}|ce"] = float(parts["ce"]) * n_in
-            stats[f"{layer}|reg"] = float(parts["reg"]) * n
-            stats[f"{layer}|acc"] = float((logits[:n_in].detach().argmax(-1) == y_in).sum())
-            stats[f"{layer}|energy_in"] = float(parts["energy_in"].sum())
-            stats[f"{layer}|energy_out"] = float(parts["energy_out"].sum())
-        return total, n, stats

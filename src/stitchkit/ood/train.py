@@ -57,7 +57,8 @@ from ..choices import OOD_SCORES  # torch-free home of the names (the CLI reads 
 from ..data.provenance import note_provenance
 from ..models.layers import layered
 from ..models.loading import check_model_type, load_for_dataset
-from .bank import DetectorBank, TrainedDetector, build_detector_model, default_detector_type
+from .bank import DetectorBank, TrainedDetector
+from .detector_model import build_detector_model, default_detector_type
 from .finetune_loss import energy_finetune_loss
 from .train_config import DetectorTrainConfig
 

@@ -26,7 +26,7 @@ import torch
 from ..data import dataset_info
 from ..errors import StitchkitError
 from ..models.layers import LayeredModel
-from ..ood.bank import build_detector_model
+from ..ood.detector_model import build_detector_model
 from ..ranks import check_ranks_fit
 from ..stitch_methods import DIRECT_MATCHING_METHODS
 from ..stitching.stitcher import Stitcher

@@ -1,7 +1,7 @@
 """What the parameters of each unit kind are as a typed record (each kind's record is in its module of
 :mod:`stitchkit.study.unit_kinds`): the plan fills one from the config and the unit kind reads it back,
 so every default is stated once (the config schema's: a kind's own ``SECTION``, or a shared section of
-:mod:`.config`).
+:mod:`.config_sections`).
 
 A unit's identity is the hash of ``record.to_params()`` (:class:`~.units.Unit`), so the dict must stay
 exactly what existing studies stored: a field marked ``present_if`` is left out of it unless its
@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..declarations import catalogue
-from .config import Key
+from .config_keys import Key
 
 
 def schema_default(section: Mapping[str, Key], key: str) -> Any:

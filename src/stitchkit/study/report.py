@@ -37,9 +37,9 @@ from .report_tables import CSS as TABLE_CSS
 from .report_tables import html_table
 from .report_text import kind_intro, kind_order, kind_title
 from .report_uncertainty import interval_caption, interval_table_html, interval_width, not_above_null, spread_figure
-from .runner import STORE_NAME, read_store
 from .seeds import across_pairs
 from .store import UnitRecord
+from .store_access import STORE_NAME, read_store
 from .uncertainty import UncertaintySettings, interval_matrices, scalar_intervals, verdict_robustness
 from .units import network_kinds
 

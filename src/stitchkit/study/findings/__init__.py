@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runner import prepare_study, read_store
+from ..runner import prepare_study
 from ..store import UnitRecord
+from ..store_access import read_store
 from .grounding import claim_c6
 from .model import CLAIMS, VERDICTS, Finding, Findings, Link, Part, Thresholds
 from .ood import claim_c5

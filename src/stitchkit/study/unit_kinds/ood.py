@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ...choices import AUGMENTATIONS, DEFAULT_AUGMENTATION
 from ...declarations import LiveNames, declare
 from ...utils.io import json_safe, write_npz_atomic
-from ..config import COUNT, Key, positive, schedule_keys
+from ..config_keys import COUNT, Key, positive, schedule_keys
 from ..ood_records import NORM_DEFINITION, NORM_RATIO_MATRIX, SCORE_TABLE, norm_ratio_matrix, score_table
 from ..params import UnitParams
 from ..planning import PlanContext, Planned

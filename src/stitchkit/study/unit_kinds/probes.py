@@ -9,7 +9,7 @@ from ...choices import ALL_LAYERS, AUGMENTATIONS, DEFAULT_AUGMENTATION, LAYER_RE
 from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...utils.io import write_npz_atomic
-from ..config import COUNT, Key, positive, schedule_keys
+from ..config_keys import COUNT, Key, positive, schedule_keys
 from ..params import UnitParams, if_set, present_if
 from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext

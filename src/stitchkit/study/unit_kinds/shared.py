@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...choices import SCHEDULE_KEYS
-from ..config import schedule_keys
+from ..config_keys import schedule_keys
 from ..params import UnitParams, if_set, present_if
 from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext, network_kinds

@@ -9,7 +9,8 @@ from ...choices import DEFAULT_POLICY, POLICIES
 from ...declarations import declare
 from ...uncertainty.bootstrap import BootstrapSpec
 from ...utils.io import json_safe
-from ..config import PAIRINGS, TRAILING_SECTIONS, Key, positive
+from ..config_keys import PAIRINGS, Key, positive
+from ..config_sections import TRAILING_SECTIONS
 from ..params import UnitParams, present_if, schema_default
 from ..planning import PlanContext, Planned, pairs
 from ..units import Unit, UnitContext

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from ...choices import DEFAULT_GROUNDING_MEASURES
 from ...declarations import declare
-from ..config import Key
+from ..config_keys import Key
 from ..planning import PlanContext, Planned, select
 from ..units import Unit, UnitContext
 from .shared import RankingTestParams, ranking_test_plan, run_ranking_test

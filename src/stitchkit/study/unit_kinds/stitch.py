@@ -10,9 +10,10 @@ from ...data.augmentation import choice_of
 from ...declarations import declare
 from ...stitch_methods import DEFAULT_DM_SOLVER, DM_SOLVERS, METHOD_INIT, METHOD_TITLES, METHODS, METHODS_HELP
 from ...utils.io import write_npz_atomic
-from ..config import COUNT, PAIRINGS, STITCH_TYPES, Key, non_negative, positive, schedule_keys
+from ..config_keys import COUNT, PAIRINGS, STITCH_TYPES, Key, non_negative, positive, schedule_keys
 from ..params import UnitParams, if_set, present_if, schema_default
 from ..planning import PlanContext, Planned, pairs
+from ..resampling import FIT_RESIDUAL
 from ..units import Unit, UnitContext
 from .shared import matrix, schedule
 
@@ -121,7 +122,6 @@ def run_stitch(unit: Unit, ctx: UnitContext) -> dict[str, Any]:
     from ...stitching.per_sample import PER_SAMPLE_FILE, grid_arrays
     from ...stitching.settings import StitchSettings
     from ...training.optim import OptimConfig
-    from ..uncertainty import FIT_RESIDUAL  # (the report's module, which imports the runner and so the plan)
 
     p = StitchParams.from_params(unit.params)
     front, end = ctx.deps[unit.deps[0]], ctx.deps[unit.deps[1]]

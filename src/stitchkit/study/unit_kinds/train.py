@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ...declarations import declare
-from ..config import LEADING_SECTIONS
+from ..config_sections import LEADING_SECTIONS
 from ..params import UnitParams, if_set
 from ..planning import PlanContext, Planned
 from ..units import Unit, UnitContext
