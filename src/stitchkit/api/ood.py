@@ -171,24 +171,20 @@ class OODTestResult(Described):
             notes,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def _records(self) -> dict[str, Any]:
+        """What :meth:`to_dict` and :meth:`save` add to the matrices: detector ids, options, each stitch's run."""
         return {
-            **self.ood.to_dict(),
             "detector_ids": self.detector_ids,
             "options": self.options,
             "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.ood.to_dict(), **self._records()}
+
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """The files ``stitchkit ood`` writes: ``accuracy.csv``, ``<metric>_<detector>.csv``, ``ood_matrices.json``."""
-        return self.ood.save(
-            out_dir,
-            {
-                "detector_ids": self.detector_ids,
-                "options": self.options,
-                "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
-            },
-        )
+        return self.ood.save(out_dir, self._records())
 
 
 @dataclass(frozen=True, kw_only=True)

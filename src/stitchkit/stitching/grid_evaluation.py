@@ -198,8 +198,9 @@ def _record_group(
     """One suffix pass of a group of pairs over a batch, added to each pair's sums (and residual)."""
     b = y.shape[0]
     stitched, logits = grid.group_forward(group, fronts)
-    ce = F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none").view(len(group), b).sum(1)
-    right = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b)
+    targets = y.repeat(len(group))  # the labels once per pair of the group
+    ce = F.cross_entropy(logits.float(), targets, reduction="none").view(len(group), b).sum(1)
+    right = (logits.argmax(-1) == targets).view(len(group), b)
     hits = right.sum(1)
     for k, pair in enumerate(group):
         res = results[grid.index[id(pair)]]
