@@ -13,19 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from ..data import get_dataset
 from ..data.loading import sample_subset
-from ..data.splits import DataSplits, as_dataset
+from ..data.splits import as_dataset
 from ..errors import StitchkitError
 from ..models.layers import layered
-from ..ood.detectors import Detector, training_free_detectors
+from ..ood.detectors import Detector
 from ..ood.evaluate import genuine_pass
 from ..ood.matrices import MATRIX_METRICS, OODMatrices
 from ..ood.metrics import OODConvention
 from ..ood.per_sample import as_bootstrap, attach_intervals, score_arrays
-from ..ood.registry import DetectorRegistry
 from ..ood.settings import PassOptions
-from ..ood.stitch_scoring import end_layer_detectors, score_stitches
+from ..ood.stitch_scoring import score_stitches
 from ..results import Matrix, Provenance, Table
 from ..results.display import Described, Description, inline, labels
 from ..results.ood_scores import score_figure
@@ -35,6 +33,7 @@ from ..uncertainty.bootstrap import BootstrapSpec
 from ..utils.device import resolve_device
 from .arguments import check_types
 from .inputs import network_text, resolve_data, split_options
+from .ood_inputs import detector_sources, detectors_by_end_layer, id_splits
 from .stitch import StitchGridResult, stitch_grid
 
 
@@ -172,74 +171,20 @@ class OODTestResult(Described):
             notes,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def _records(self) -> dict[str, Any]:
+        """What :meth:`to_dict` and :meth:`save` add to the matrices: detector ids, options, each stitch's run."""
         return {
-            **self.ood.to_dict(),
             "detector_ids": self.detector_ids,
             "options": self.options,
             "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.ood.to_dict(), **self._records()}
+
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """The files ``stitchkit ood`` writes: ``accuracy.csv``, ``<metric>_<detector>.csv``, ``ood_matrices.json``."""
-        return self.ood.save(
-            out_dir,
-            {
-                "detector_ids": self.detector_ids,
-                "options": self.options,
-                "runs": {f"{f}|{e}": r.to_dict() for (f, e), r in self.ood.results.items()},
-            },
-        )
-
-
-def _detector_sources(
-    detectors: Any,
-) -> tuple[DetectorRegistry | None, list[str], Mapping[str, Mapping[str, Detector]] | None]:
-    """``detectors`` as (an energy detectors' registry, training-free names, ready detectors by layer)."""
-    if isinstance(detectors, Mapping):
-        return None, [], detectors
-    items = [detectors] if isinstance(detectors, (str, os.PathLike)) else list(detectors)
-    registry, names, training_free = None, [], training_free_detectors()
-    for item in items:
-        if isinstance(item, str) and item in training_free:
-            names.append(item)
-        elif isinstance(item, (str, os.PathLike)) and Path(item).is_dir() and registry is None:
-            registry = DetectorRegistry(item)
-        else:
-            raise StitchkitError(
-                f"detector {item!r} is neither a training-free detector ({', '.join(training_free)}) nor a folder "
-                "of energy detectors (`stitchkit detector train … -fdir FOLDER`; one folder at most)"
-            )
-    if registry is None and not names:
-        raise StitchkitError(
-            "no detectors: give training-free ones (e.g. detectors=['mahalanobis']) or a folder of energy detectors"
-        )
-    return registry, names, None
-
-
-def _ready_detectors(
-    ready: Mapping[str, Mapping[str, Detector]], end_layers: list[str]
-) -> dict[str, dict[str, Detector]]:
-    """Detectors given ready, ``{end layer: {name: detector}}``: one set for every end layer of the grid."""
-    missing = [layer for layer in end_layers if not ready.get(layer)]
-    if missing:
-        raise StitchkitError(
-            f"no detectors given for end layer {missing[0]}; give {{end layer: {{name: detector}}}} for "
-            f"{', '.join(end_layers)}"
-        )
-    return {layer: dict(ready[layer]) for layer in end_layers}
-
-
-def _id_splits(id_data: Any, eval_splits: DataSplits, data_root: str | None) -> tuple[Any, Any, str]:
-    """The ID (test set, training set for fitting detectors, name); a named ID set is converted to the
-    evaluation set's item shape, as ``stitchkit ood -idd`` does."""
-    if id_data is None:
-        return eval_splits.test, eval_splits.train, eval_splits.info.name
-    if isinstance(id_data, (str, os.PathLike)):
-        test = get_dataset(str(id_data), "test", root=data_root, shape=eval_splits.info.shape)
-        return test, get_dataset(str(id_data), "train", root=data_root, augment=False), str(id_data)
-    splits = resolve_data(id_data)
-    return splits.test, splits.train, splits.info.name
+        return self.ood.save(out_dir, self._records())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,6 +204,85 @@ class OODTestSettings(OODConvention):
 
 
 _OOD_OPTIONS = frozenset(f.name for f in fields(OODTestSettings))
+
+
+def _split_test_options(
+    stitches: Any, positional: Mapping[str, Any], options: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` as (the test's own, checked against :class:`OODTestSettings`; the stitching's, which
+    :func:`stitch_grid` checks). A ready grid takes no stitching options, and none of ``positional`` (the
+    other positional arguments, by name)."""
+    if isinstance(stitches, StitchGridResult):
+        given = [name for name, value in positional.items() if value is not None]
+        if given:
+            raise StitchkitError(
+                f"ood_test of a stitch grid takes no {given[0]}: the grid has its models, layers and data"
+            )
+        return split_options(options, OODTestSettings, "stitchkit.ood_test"), {}
+    own = {name: value for name, value in options.items() if name in _OOD_OPTIONS}
+    stitch_options = {name: value for name, value in options.items() if name not in _OOD_OPTIONS}
+    return own, stitch_options
+
+
+def _grid_to_test(
+    stitches: Any, positional: Mapping[str, Any], test_samples: int | None, stitch_options: Mapping[str, Any]
+) -> StitchGridResult:
+    """The grid given, or the one :func:`stitch_grid` makes of the networks, layers (default all) and data
+    in ``positional``, evaluated on the first ``test_samples`` test images."""
+    if isinstance(stitches, StitchGridResult):
+        return stitches
+    front_layers, end_layers = positional["front_layers"], positional["end_layers"]
+    fronts, ends = "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers
+    return stitch_grid(
+        stitches, positional["end"], fronts, ends, positional["data"], test_samples=test_samples, **stitch_options
+    )
+
+
+def _ood_matrices(grid_result: StitchGridResult, ordered: list[Any], scored: list[Any]) -> OODMatrices:
+    """The front × end matrices of the scored stitches (``scored[i]`` is ``ordered[i]``'s), each result
+    noting the stitched accuracy the grid recorded."""
+    matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
+    for record, result in zip(ordered, scored, strict=True):
+        result.extra = {"stitched_accuracy_in_result": record.accuracy}
+        matrices.add(record.front_layer, record.end_layer, result)
+    return matrices
+
+
+def _stitches_in_order(
+    grid_result: StitchGridResult, end_order: list[str], front_order: list[str]
+) -> tuple[list[Any], list[GridPair]]:
+    """The grid's records sorted by end layer, then front layer (the networks' layer order), and their
+    stitched networks in eval mode."""
+    ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
+    pairs = [
+        GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered
+    ]
+    return ordered, pairs
+
+
+def _recorded_options(
+    eval_name: str,
+    id_name: str,
+    o: OODTestSettings,
+    largest_group: int,
+    by_layer: Mapping[str, Mapping[str, Detector]],
+) -> dict[str, Any]:
+    """What :attr:`OODTestResult.options` records: the data, the test's settings, the group size used
+    and each detector's settings."""
+    return {
+        "eval_dataset": eval_name,
+        "id_dataset": id_name,
+        "test_samples": o.test_samples,
+        "detector_fit_samples": o.detector_fit_samples,
+        "seed": o.seed,
+        "positive": o.positive,
+        "tpr": o.tpr,
+        "fpr_rule": o.fpr_rule,
+        "group_size": largest_group,
+        "detector_settings": {
+            layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()
+        },
+    }
 
 
 def ood_test(
@@ -291,62 +315,39 @@ def ood_test(
     (:meth:`OODTestResult.ci`), from the per-image scores, with no further pass of any network.
     """
     check_types(ood_test, locals(), "stitchkit.ood_test")
-    if isinstance(stitches, StitchGridResult):
-        given = [
-            n
-            for n, v in (("end", end), ("front_layers", front_layers), ("end_layers", end_layers), ("data", data))
-            if v is not None
-        ]
-        if given:
-            raise StitchkitError(
-                f"ood_test of a stitch grid takes no {given[0]}: the grid has its models, layers and data"
-            )
-        own, stitch_options = split_options(options, OODTestSettings, "stitchkit.ood_test"), {}
-    else:  # the test's own options, and the stitching's (checked by stitch_grid)
-        own = {name: value for name, value in options.items() if name in _OOD_OPTIONS}
-        stitch_options = {name: value for name, value in options.items() if name not in _OOD_OPTIONS}
+    positional = {"end": end, "front_layers": front_layers, "end_layers": end_layers, "data": data}
+    own, stitch_options = _split_test_options(stitches, positional, options)
     check_types(OODTestSettings, own, "stitchkit.ood_test")
     o = replace(settings or OODTestSettings(), **own)
     spec = as_bootstrap(o.bootstrap)
-    if isinstance(stitches, StitchGridResult):
-        grid_result = stitches
-    else:
-        fronts, ends = "all" if front_layers is None else front_layers, "all" if end_layers is None else end_layers
-        grid_result = stitch_grid(stitches, end, fronts, ends, data, test_samples=o.test_samples, **stitch_options)
+    grid_result = _grid_to_test(stitches, positional, o.test_samples, stitch_options)
     s = grid_result.settings
     device = resolve_device(s.device)
     scoring = PassOptions(device=device, batch_size=s.batch_size, workers=s.workers, progress=o.progress)
-    registry, training_free, ready = _detector_sources(detectors)
+    sources = detector_sources(detectors)
     eval_splits = (
         grid_result.data
         if o.eval_data is None
         else resolve_data(o.eval_data, data_root=s.data_root, download=s.download)
     )
-    id_test, id_train, id_name = _id_splits(o.id_data, eval_splits, s.data_root)
-    end_model = grid_result.end.model.to(
-        device
-    ).eval()  # the network itself (its content hash finds its detectors), not a folded copy
+    id_test, id_train, id_name = id_splits(o.id_data, eval_splits, s.data_root)
+    # the network itself (its content hash finds its detectors), not a folded copy
+    end_model = grid_result.end.model.to(device).eval()
     end_order, front_order = layered(end_model).layers, layered(grid_result.front.model).layers
     end_layers_used = [layer for layer in end_order if layer in grid_result.end_layers]
-    if ready is not None:
-        by_layer, ids = _ready_detectors(ready, end_layers_used), {}
-    else:
-        fit_set = sample_subset(as_dataset(id_train), o.detector_fit_samples, seed=o.seed) if training_free else None
-        by_layer, ids = end_layer_detectors(
-            end_model,
-            end_layers_used,
-            registry=registry,
-            source_path=grid_result.end.path,
-            training_free=training_free,
-            training_free_options=o.detector_options,
-            fit_set=fit_set,
-            scoring=scoring,
-        )
+    by_layer, ids = detectors_by_end_layer(
+        sources,
+        end_model,
+        end_layers_used,
+        id_train=id_train,
+        end_path=grid_result.end.path,
+        fit_samples=o.detector_fit_samples,
+        seed=o.seed,
+        detector_options=o.detector_options,
+        scoring=scoring,
+    )
     genuine = genuine_pass(end_model, by_layer, sample_subset(as_dataset(id_test), o.test_samples), scoring)
-    ordered = sorted(grid_result.pairs, key=lambda r: (end_order.index(r.end_layer), front_order.index(r.front_layer)))
-    pairs = [
-        GridPair(r.front_layer, r.end_layer, grid_result.stitcher(r.front_layer, r.end_layer).eval()) for r in ordered
-    ]
+    ordered, pairs = _stitches_in_order(grid_result, end_order, front_order)
     eval_test = sample_subset(eval_splits.test, o.test_samples)
     scored, largest_group = score_stitches(
         pairs,
@@ -358,26 +359,10 @@ def ood_test(
         scoring=scoring,
         group_size=o.group_size,
     )
-    matrices = OODMatrices(grid_result.front_layers, grid_result.end_layers)
-    for record, result in zip(ordered, scored, strict=True):
-        result.extra = {"stitched_accuracy_in_result": record.accuracy}
-        matrices.add(record.front_layer, record.end_layer, result)
+    matrices = _ood_matrices(grid_result, ordered, scored)
     # paired where the genuine side is the evaluation set's own test split (the same first test_samples images)
     attach_intervals(matrices, genuine.scores, genuine.norms, spec, paired=o.id_data is None, convention=o)
-    options = {
-        "eval_dataset": eval_splits.info.name,
-        "id_dataset": id_name,
-        "test_samples": o.test_samples,
-        "detector_fit_samples": o.detector_fit_samples,
-        "seed": o.seed,
-        "positive": o.positive,
-        "tpr": o.tpr,
-        "fpr_rule": o.fpr_rule,
-        "group_size": largest_group,
-        "detector_settings": {
-            layer: {name: det.describe() for name, det in per.items()} for layer, per in by_layer.items()
-        },
-    }
+    options = _recorded_options(eval_splits.info.name, id_name, o, largest_group, by_layer)
     return OODTestResult(matrices, grid_result, ids, genuine.scores, options, genuine.norms)
 
 

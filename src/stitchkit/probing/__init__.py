@@ -12,7 +12,8 @@ and specificity tests.
 """
 
 from ..ranks import LOW_RANK_MODES, check_ranks, rank_label
-from .bank import FeatureStats, ProbeBank, ProbeSpec, probe_activations, probe_on_features
+from .arrays import probe_activations, probe_on_features
+from .bank import FeatureStats, ProbeBank, ProbeSpec
 from .model import feature_pass, probe_checkpoint, probe_datasets, probe_model
 from .probe import (
     TOKEN_POOLS,

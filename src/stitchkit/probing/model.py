@@ -38,7 +38,8 @@ from ..ranks import Rank, check_ranks, feature_count, warn_clamped
 from ..utils.device import resolve_device
 from ..utils.progress import progress_bar
 from ..utils.seed import set_seed
-from .bank import FeatureStats, ProbeBank, probe_on_features, probe_specs, train_probe_bank
+from .arrays import probe_on_features
+from .bank import FeatureStats, ProbeBank, probe_specs, train_probe_bank
 from .probe import ProbeConfig, ProbeReport, config_record
 
 
@@ -83,10 +84,7 @@ def pooled_features(
     :func:`feature_pass` pools each batch)."""
     out = {}
     for layer in layers:
-        stats = FeatureStats(token_pool, need_basis=False)
-        data = activations[layer]
-        for start in range(0, data.shape[0], batch_size):
-            stats.update(data[start : start + batch_size])
+        stats = FeatureStats(token_pool, need_basis=False).update_in_slices(activations[layer], batch_size)
         out[layer] = stats.features()
     return out
 

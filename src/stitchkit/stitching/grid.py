@@ -98,14 +98,7 @@ def stitch_grid(
     settings = replace(settings or StitchSettings()).validate()  # a copy: the cache folder is filled in below
     o = options or GridOptions()
     log = printer(settings.verbose)
-    front_d = load_donor(front, o.front_type, dataset=settings.dataset, model_options=o.model_options)
-    paths = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike))
-    same_file = paths and str(end) == str(front) and o.end_type == o.front_type
-    end_d = (
-        front_d
-        if (end is front or same_file)
-        else load_donor(end, o.end_type, dataset=settings.dataset, model_options=o.model_options)
-    )
+    front_d, end_d = _load_donors(front, end, settings.dataset, o)
     fls = resolve_layers(front_d.model, front_layers)
     els = resolve_layers(end_d.model, end_layers)
     if data is not None:
@@ -118,16 +111,7 @@ def stitch_grid(
     root = Path(save_dir) if save_dir is not None else None
     results, todo = _finished_and_todo(pairs, names, root, settings.overwrite, log)
     warn_clamped_ranks(front_d.model, session.input_shape, sorted({fl for fl, _ in todo}, key=fls.index), settings)
-    label = o.save_dir_label if o.save_dir_label is not None else (str(root) if root is not None else "")
-    context = RunContext(
-        front_d,
-        end_d,
-        settings,
-        session.input_shape,
-        session.device,
-        o.command or "python: stitchkit.stitching.stitch_grid",
-        label,
-    )
+    context = _run_context(session, settings, o, root)
     checkpoint = root / f".grouped-training-{session.key}.pt" if root is not None and settings.epochs > 0 else None
 
     spec = bootstrap_spec(settings)
@@ -141,14 +125,8 @@ def stitch_grid(
         if root is not None:
             write_run(root / names[(fl, el)], result, stitcher, context)
         results[(fl, el)] = result
-        where = f" -> {result.run_dir}" if result.run_dir else ""
         if len(pairs) > 1:
-            log(
-                f"[{i + 1}/{len(todo)}] {fl} -> {el}: Clean accuracy: "
-                f"{100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
-                f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
-                f"| fit residual {result.fit_residual:.4f}{where}"
-            )
+            log(_pair_line(i, len(todo), result))
         if o.on_result is not None:
             o.on_result(result)
         if o.on_stitched is not None:
@@ -156,15 +134,66 @@ def stitch_grid(
 
     try:
         if todo and settings.cache_dir is None:
-            session.remove_cache = True
-            base = root if root is not None else Path(tempfile.mkdtemp(prefix="stitchkit-activations-"))
-            settings.cache_dir = str(base / ".activation_cache")
+            _use_own_activation_cache(session, settings, root)
         if todo:
             for i, (result, stitcher) in enumerate(run_grid(session, todo, names, checkpoint=checkpoint)):
                 finish(i, result, stitcher)
     finally:
         session.close()
     return [results[pair] for pair in pairs]
+
+
+def _load_donors(
+    front: str | os.PathLike | nn.Module | Donor,
+    end: str | os.PathLike | nn.Module | Donor,
+    dataset: str | None,
+    o: GridOptions,
+) -> tuple[Donor, Donor]:
+    """The two donors, loaded once: ``end`` is the front donor itself when it is the same object or the same
+    file of the same type."""
+    front_d = load_donor(front, o.front_type, dataset=dataset, model_options=o.model_options)
+    paths = isinstance(end, (str, os.PathLike)) and isinstance(front, (str, os.PathLike))
+    same_file = paths and str(end) == str(front) and o.end_type == o.front_type
+    end_d = (
+        front_d
+        if (end is front or same_file)
+        else load_donor(end, o.end_type, dataset=dataset, model_options=o.model_options)
+    )
+    return front_d, end_d
+
+
+def _run_context(session: GridSession, settings: StitchSettings, o: GridOptions, root: Path | None) -> RunContext:
+    """What every run folder of the grid records besides its own result: the donors, the settings, the
+    command and the ``save_dir`` label."""
+    label = o.save_dir_label if o.save_dir_label is not None else (str(root) if root is not None else "")
+    return RunContext(
+        session.front,
+        session.end,
+        settings,
+        session.input_shape,
+        session.device,
+        o.command or "python: stitchkit.stitching.stitch_grid",
+        label,
+    )
+
+
+def _use_own_activation_cache(session: GridSession, settings: StitchSettings, root: Path | None) -> None:
+    """No cache folder was given: the session's own one, under ``root`` (or a new temporary folder),
+    removed when the session closes."""
+    session.remove_cache = True
+    base = root if root is not None else Path(tempfile.mkdtemp(prefix="stitchkit-activations-"))
+    settings.cache_dir = str(base / ".activation_cache")
+
+
+def _pair_line(i: int, total: int, result: StitchResult) -> str:
+    """The progress line of the ``i``-th computed pair of ``total``: accuracy, residuals and run folder."""
+    where = f" -> {result.run_dir}" if result.run_dir else ""
+    return (
+        f"[{i + 1}/{total}] {result.front_layer} -> {result.end_layer}: Clean accuracy: "
+        f"{100 * result.accuracy:.2f}%{describe_ci(result, 'accuracy', 100, '.2f', '%')} "
+        f"| residual {result.residual:.4f}{describe_ci(result, 'residual')} "
+        f"| fit residual {result.fit_residual:.4f}{where}"
+    )
 
 
 def _finished_and_todo(

@@ -159,6 +159,60 @@ class GridEvaluation:
         )
 
 
+@dataclass
+class _DonorHits:
+    """The two networks' own hits during a pass (device tensors until it ends: no sync per batch) and,
+    with ``keep_samples``, each batch's per-image hits; ``front_ok`` turns False for good once a batch's
+    front logits cannot be compared with its labels."""
+
+    front: Tensor
+    end: Tensor
+    front_ok: bool = True
+    front_images: list[Tensor] = field(default_factory=list)
+    end_images: list[Tensor] = field(default_factory=list)
+
+    def record(self, front_logits: Tensor, end_logits: Tensor, y: Tensor, keep_samples: bool) -> None:
+        end_right = end_logits.argmax(-1) == y
+        self.end = self.end + end_right.sum()
+        if keep_samples:
+            self.end_images.append(end_right.to(torch.uint8))
+        if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
+            self.front_ok = False
+        else:
+            front_right = front_logits.argmax(-1) == y
+            self.front = self.front + front_right.sum()
+            if keep_samples:
+                self.front_images.append(front_right.to(torch.uint8))
+
+
+def _record_group(
+    grid: GridPass,
+    group: Sequence,
+    fronts: dict[str, Tensor],
+    ends: dict[str, Tensor] | None,
+    y: Tensor,
+    results: list[PairEvaluation],
+    residuals: bool,
+    keep_samples: bool,
+) -> None:
+    """One suffix pass of a group of pairs over a batch, added to each pair's sums (and residual)."""
+    b = y.shape[0]
+    stitched, logits = grid.group_forward(group, fronts)
+    targets = y.repeat(len(group))  # the labels once per pair of the group
+    ce = F.cross_entropy(logits.float(), targets, reduction="none").view(len(group), b).sum(1)
+    right = (logits.argmax(-1) == targets).view(len(group), b)
+    hits = right.sum(1)
+    for k, pair in enumerate(group):
+        res = results[grid.index[id(pair)]]
+        res.n += b
+        res.hits = res.hits + hits[k]
+        res.ce_sum = res.ce_sum + ce[k].double()
+        if keep_samples:
+            res.hit_images.append(right[k].to(torch.uint8))
+        if residuals:
+            res.residual.record(stitched[k], ends[pair.end_layer])
+
+
 @torch.no_grad()
 def grouped_evaluate(
     grid: GridPass,
@@ -185,18 +239,16 @@ def grouped_evaluate(
         PairEvaluation(residual=ResidualMeter() if residuals else None, hit_images=[] if keep_samples else None)
         for _ in grid.pairs
     ]
-    donor_images: dict[str, list[Tensor]] = {"front": [], "end": []}
     modes = [(p.stitcher, p.stitcher.training) for p in grid.pairs]
     for stitcher, _ in modes:
         stitcher.eval()
     n = 0
-    front_hits = end_hits = torch.zeros((), dtype=torch.long, device=device)
-    front_ok = True
+    zero = torch.zeros((), dtype=torch.long, device=device)
+    donor_hits = _DonorHits(zero, zero)
     try:
         for inputs, labels in progress_bar(batches, options.desc, options.progress):
             x = inputs.to(device, non_blocking=True)
             y = torch.as_tensor(labels).to(device, non_blocking=True)
-            b = y.shape[0]
             with autocast(device, options.amp):
                 fronts = _network_activations(grid, "front", grid.front_layers, fronts_from, x, y, n, donors)
                 ends = (
@@ -205,37 +257,10 @@ def grouped_evaluate(
                     else None
                 )
                 if donors:
-                    front_logits, end_logits = fronts[LOGITS], ends[LOGITS]
-                    end_right = end_logits.argmax(-1) == y
-                    end_hits = end_hits + end_right.sum()
-                    if keep_samples:
-                        donor_images["end"].append(end_right.to(torch.uint8))
-                    if front_logits.dim() != 2 or front_logits.shape[-1] <= int(y.max()):
-                        front_ok = False
-                    else:
-                        front_right = front_logits.argmax(-1) == y
-                        front_hits = front_hits + front_right.sum()
-                        if keep_samples:
-                            donor_images["front"].append(front_right.to(torch.uint8))
+                    donor_hits.record(fronts[LOGITS], ends[LOGITS], y, keep_samples)
                 for group in grid.groups:
-                    stitched, logits = grid.group_forward(group, fronts)
-                    ce = (
-                        F.cross_entropy(logits.float(), y.repeat(len(group)), reduction="none")
-                        .view(len(group), b)
-                        .sum(1)
-                    )
-                    right = (logits.argmax(-1) == y.repeat(len(group))).view(len(group), b)
-                    hits = right.sum(1)
-                    for k, pair in enumerate(group):
-                        res = results[grid.index[id(pair)]]
-                        res.n += b
-                        res.hits = res.hits + hits[k]
-                        res.ce_sum = res.ce_sum + ce[k].double()
-                        if keep_samples:
-                            res.hit_images.append(right[k].to(torch.uint8))
-                        if residuals:
-                            res.residual.record(stitched[k], ends[pair.end_layer])
-            n += b
+                    _record_group(grid, group, fronts, ends, y, results, residuals, keep_samples)
+            n += y.shape[0]
     except BaseException:
         for shared in (fronts_from, ends_from):
             if shared is not None and shared.sink is not None:
@@ -250,13 +275,14 @@ def grouped_evaluate(
         res.hits, res.ce_sum = int(res.hits), float(res.ce_sum)
         if keep_samples:
             res.hit_images = _joined(res.hit_images)
-    front_images = _joined(donor_images["front"]) if keep_samples and donors and front_ok else None
-    end_images = _joined(donor_images["end"]) if keep_samples and donors else None
+    front_ok = donor_hits.front_ok
+    front_images = _joined(donor_hits.front_images) if keep_samples and donors and front_ok else None
+    end_images = _joined(donor_hits.end_images) if keep_samples and donors else None
     return GridEvaluation(
         results,
         n,
-        int(front_hits) if donors else None,
-        int(end_hits) if donors else None,
+        int(donor_hits.front) if donors else None,
+        int(donor_hits.end) if donors else None,
         front_ok,
         time.perf_counter() - started,
         front_images,

@@ -14,9 +14,9 @@ Outputs of a training run in ``save_dir`` (the original's files first):
 
 from __future__ import annotations
 
-import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,9 @@ from ..data import dataset_info, get_dataset, train_sampler_for
 from ..data.loading import BatchPath, make_batches, sample_subset
 from ..data.provenance import note_provenance
 from ..errors import StitchkitError
-from ..models import get_model
 from ..models.checkpoint import (
     RUN_CONFIG,
-    load_checkpoint,
-    load_state_into,
-    plain_data,
+    load_checkpoint,  # noqa: F401 (tests read checkpoints through this module; resume.py loads them)
     save_checkpoint,
     save_state_dict,
     unwrap,
@@ -48,7 +45,7 @@ from ..utils.seed import set_seed
 from .distributed import DistInfo, barrier, init_distributed, local_device
 from .loop import EpochLog, LoopSettings, classification_step, evaluate, fit
 from .optim import OptimConfig, build_optimizer, build_scheduler, describe_schedule
-from .resume import resume_mismatches
+from .resume import training_start
 
 
 @dataclass
@@ -118,13 +115,6 @@ class _ShardSampler(Sampler[int]):
 _write_csv = write_csv_atomic  # training_logs.csv of every trainer (base models, detectors, stitches)
 
 
-def _read_csv(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(f)]
-
-
 def _check_output(settings: TrainSettings, save_dir: Path, dist_info: DistInfo) -> None:
     """Every check of the output folder before anything is written: a refused run leaves no folder behind."""
     if not dist_info.is_main:
@@ -139,36 +129,6 @@ def _check_output(settings: TrainSettings, save_dir: Path, dist_info: DistInfo) 
             f"{str(save_dir)!r} already holds a training run; continue it with --resume {save_dir / 'last.pt'}, "
             "choose another -dir, or pass --overwrite"
         )
-
-
-@dataclass
-class _Start:
-    """Where training starts: a fresh model, or a resumed one with its checkpoint and logged history."""
-
-    model: torch.nn.Module
-    epoch: int = 0
-    checkpoint: Any = None
-    history_rows: list[dict[str, float]] = field(default_factory=list)
-    mismatches: list[str] = field(default_factory=list)
-
-
-def _start(settings: TrainSettings, info: Any, save_dir: Path) -> _Start:
-    model = get_model(
-        settings.model,
-        num_classes=info.num_classes,
-        in_channels=info.shape[0],
-        input_size=tuple(info.shape[1:]),
-        **settings.model_options,
-    )
-    if not settings.resume:
-        return _Start(model)
-    ckpt, mismatches = _check_resume(settings, model.stitchkit_spec, info.name)
-    load_state_into(model, ckpt.state_dict, source=f"checkpoint {settings.resume!r}")
-    epoch = int(ckpt.epoch or 0)
-    if epoch >= settings.epochs:
-        raise StitchkitError(f"{settings.resume!r} has already been trained for {epoch} epochs; ask for more with -e")
-    rows = [r for r in _read_csv(save_dir / "training_logs.csv") if r.get("epoch", math.inf) <= epoch]
-    return _Start(model, epoch, ckpt, rows, mismatches)
 
 
 def _loaders(settings: TrainSettings, info: Any, dist_info: DistInfo, device: torch.device) -> tuple[Any, Any, Any]:
@@ -248,44 +208,41 @@ def _final_metrics(
     }
 
 
-def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train a base model; returns the final metrics and output paths (see the module docstring)."""
-    settings.validate()
-    info = dataset_info(settings.dataset)
-    requested = resolve_device(settings.device)
-    dist_info: DistInfo = init_distributed(requested.type)
-    device = local_device(requested, dist_info)
-    save_dir = Path(settings.save_dir)
-    _check_output(settings, save_dir, dist_info)
-    set_seed(settings.seed)
+def _for_training(model: torch.nn.Module, dist_info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """The module the loop trains: ``model`` itself, or wrapped in DistributedDataParallel when distributed."""
+    if not dist_info.enabled:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    start = _start(settings, info, save_dir)
-    model, history_rows = start.model, start.history_rows
-    model.to(device)
-    train_module: torch.nn.Module = model
-    if dist_info.enabled:
-        train_module = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    optimizer = build_optimizer(model.parameters(), settings.optim)
-    train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
-    scheduler = build_scheduler(
-        optimizer, settings.optim, settings.epochs, train_loader
-    )  # a per-step one counts the batches
-    if start.checkpoint is not None:
-        optimizer.load_state_dict(start.checkpoint.extra["optimizer"])
-        if "scheduler" in start.checkpoint.extra:
-            scheduler.load_state_dict(dict(start.checkpoint.extra["scheduler"]))
-    run_config = _run_config(settings, info, model.stitchkit_spec, device, dist_info, len(train_set), start.mismatches)
-    new_folder = not save_dir.exists()
-    if dist_info.is_main:
-        ensure_writable_dir(save_dir)
-        write_json_atomic(save_dir / RUN_CONFIG, run_config)
-        write_json_atomic(save_dir / "config.txt", argv_config if argv_config is not None else asdict(settings))
 
-    def on_epoch_end(log: EpochLog) -> None:  # the logs, the original's state_dicts and last.pt (for --resume)
+def _restore_optimizer_state(optimizer: Any, scheduler: Any, checkpoint: Any) -> None:
+    """A resumed run's optimizer and (when saved) scheduler state, from its ``last.pt`` (``None``: a fresh run)."""
+    if checkpoint is None:
+        return
+    optimizer.load_state_dict(checkpoint.extra["optimizer"])
+    if "scheduler" in checkpoint.extra:
+        scheduler.load_state_dict(dict(checkpoint.extra["scheduler"]))
+
+
+def _epoch_logger(
+    settings: TrainSettings,
+    info: Any,
+    save_dir: Path,
+    run_config: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    history_rows: list[dict[str, float]],
+    is_main: bool,
+) -> Callable[[EpochLog], None]:
+    """The loop's end-of-epoch callback: the logs, the original's state_dicts and ``last.pt`` (for --resume);
+    only the main process writes."""
+
+    def on_epoch_end(log: EpochLog) -> None:
         history_rows.append(log.row())
-        if not dist_info.is_main:
+        if not is_main:
             return
         _write_csv(save_dir / "training_logs.csv", history_rows)
         if log.epoch % settings.save_frequency == 0:
@@ -301,21 +258,67 @@ def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = No
             resume={"optimizer": optimizer, "scheduler": scheduler},
         )
 
+    return on_epoch_end
+
+
+def _train_loop_settings(settings: TrainSettings, device: torch.device, start_epoch: int, main: bool) -> LoopSettings:
+    """The training loop's settings (progress and messages from the main process only)."""
+    return LoopSettings(
+        epochs=settings.epochs,
+        device=device,
+        seed=settings.seed,
+        grad_clip=settings.grad_clip,
+        amp=settings.amp and device.type == "cuda",
+        start_epoch=start_epoch,
+        progress=settings.progress and main,
+        verbose=settings.verbose and main,
+        desc=f"train {settings.model}",
+    )
+
+
+def train_model(settings: TrainSettings, argv_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a base model; returns the final metrics and output paths (see the module docstring)."""
+    settings.validate()
+    info = dataset_info(settings.dataset)
+    requested = resolve_device(settings.device)
+    dist_info: DistInfo = init_distributed(requested.type)
+    device = local_device(requested, dist_info)
+    save_dir = Path(settings.save_dir)
+    _check_output(settings, save_dir, dist_info)
+    set_seed(settings.seed)
+
+    start = training_start(settings, info, save_dir)
+    model, history_rows = start.model, start.history_rows
+    model.to(device)
+    train_module = _for_training(model, dist_info, device)
+    optimizer = build_optimizer(model.parameters(), settings.optim)
+    train_set, train_loader, test_loader = _loaders(settings, info, dist_info, device)
+    scheduler = build_scheduler(
+        optimizer, settings.optim, settings.epochs, train_loader
+    )  # a per-step one counts the batches
+    _restore_optimizer_state(optimizer, scheduler, start.checkpoint)
+    run_config = _run_config(settings, info, model.stitchkit_spec, device, dist_info, len(train_set), start.mismatches)
+    new_folder = not save_dir.exists()
+    if dist_info.is_main:
+        ensure_writable_dir(save_dir)
+        write_json_atomic(save_dir / RUN_CONFIG, run_config)
+        write_json_atomic(save_dir / "config.txt", argv_config if argv_config is not None else asdict(settings))
+    on_epoch_end = _epoch_logger(
+        settings,
+        info,
+        save_dir,
+        run_config,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        history_rows=history_rows,
+        is_main=dist_info.is_main,
+    )
+
     step = classification_step(topk=(1, 5))
     started = time.perf_counter()
     try:
-        main = dist_info.is_main
-        loop = LoopSettings(
-            epochs=settings.epochs,
-            device=device,
-            seed=settings.seed,
-            grad_clip=settings.grad_clip,
-            amp=settings.amp and device.type == "cuda",
-            start_epoch=start.epoch,
-            progress=settings.progress and main,
-            verbose=settings.verbose and main,
-            desc=f"train {settings.model}",
-        )
+        loop = _train_loop_settings(settings, device, start.epoch, dist_info.is_main)
         history = fit(
             train_module,
             train_loader,
@@ -355,29 +358,6 @@ def _remove_unstarted_run(save_dir: Path, new_folder: bool) -> None:
         (save_dir / name).unlink(missing_ok=True)
     if new_folder and save_dir.is_dir() and not any(save_dir.iterdir()):
         save_dir.rmdir()
-
-
-def _check_resume(settings: TrainSettings, spec: dict[str, Any], dataset: str):
-    """The checkpoint to resume from, and what differs from this run (refused unless forced)."""
-    ckpt = load_checkpoint(settings.resume)
-    if "optimizer" not in ckpt.extra:
-        raise StitchkitError(
-            f"{settings.resume!r} has no optimizer state to resume from; resume from the run's last.pt"
-        )
-    recorded = ckpt.training.get("settings", ckpt.training) if isinstance(ckpt.training, dict) else {}
-    if isinstance(recorded.get("optim"), dict):  # a checkpoint from before an option existed ran with its default
-        recorded = {**recorded, "optim": {**asdict(OptimConfig()), **recorded["optim"]}}
-    mismatches = resume_mismatches(
-        ckpt.model_spec, ckpt.dataset, recorded, plain_data(spec), dataset, plain_data(asdict(settings))
-    )
-    if mismatches and not settings.force_resume:
-        raise StitchkitError(
-            f"cannot resume from {settings.resume!r}: it comes from a different run ({'; '.join(mismatches)}); resume "
-            f"from this "
-            "run's last.pt, or pass --force-resume to continue from it anyway (the differences are then recorded in "
-            "config.json)"
-        )
-    return ckpt, mismatches
 
 
 def evaluate_model(
