@@ -17,6 +17,7 @@ from torch import nn
 from stitchkit.cli import main
 from stitchkit.errors import StitchkitError
 from stitchkit.models import get_model
+from stitchkit.models.checkpoint import load_checkpoint
 from stitchkit.ood import DetectorTrainConfig, train_detectors
 from stitchkit.probing import ProbeConfig, probe_activations
 from stitchkit.stitching import StitchSettings, grouped, stitch_grid
@@ -195,7 +196,7 @@ def test_base_training_resumed_between_epochs_follows_the_same_per_step_schedule
     expected = [1e-2 * expected_factor("cosine", s, 6, 2) for s in range(6)]  # T = 2 · 3, warm-up round(0.34 · 6) = 2
     assert straight == pytest.approx(expected, rel=1e-12)
     assert first[:3] + second == straight  # exactly the same LRs
-    a, b = (base_training.load_checkpoint(tmp_path / n / "final.pt").state_dict for n in ("straight", "resumed"))
+    a, b = (load_checkpoint(tmp_path / n / "final.pt").state_dict for n in ("straight", "resumed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = list(csv.DictReader((tmp_path / "resumed" / "training_logs.csv").open()))
     assert [float(r["lr"]) for r in rows] == pytest.approx([straight[2], straight[5]])

@@ -25,6 +25,7 @@ from ..training.loop import autocast
 from ..utils.progress import progress_bar
 from .direct_match import ResidualMeter
 from .grouped import GridPass
+from .stitcher import Stitcher, l1_penalty
 
 
 @dataclass
@@ -113,6 +114,12 @@ class PairEvaluation:
 
     def loss(self) -> float:
         return float(self.ce_sum) / self.n if self.n else math.nan
+
+    def validation_row(self, stitcher: Stitcher, l1: float = 0.0) -> dict[str, float]:
+        """This pair's row of an epoch's validation: the loss TLM minimises (cross-entropy, plus the L1
+        penalty of ``stitcher``'s map when ``l1``), the accuracy and the image count."""
+        penalty = l1 * float(l1_penalty(stitcher).detach()) if l1 else 0.0
+        return {"loss": self.loss() + penalty, "acc": self.accuracy(), "n": self.n}
 
 
 @dataclass

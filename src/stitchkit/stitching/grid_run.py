@@ -28,7 +28,7 @@ from .pair_result import execution, pair_result
 from .records import StitchResult
 from .session import GridSession
 from .shared_cache import shared_activations
-from .stitcher import Stitcher, l1_penalty
+from .stitcher import Stitcher
 
 Pair = tuple[str, str]
 Shared = tuple[SharedActivations | None, SharedActivations | None] | None
@@ -151,14 +151,7 @@ def _train(
         ev = _evaluate(session, grid, options, shared)
         if last:
             final = ev
-        return [
-            {
-                "loss": p.loss() + (s.l1 * float(l1_penalty(pair.stitcher).detach()) if s.l1 else 0.0),
-                "acc": p.accuracy(),
-                "n": p.n,
-            }
-            for p, pair in zip(ev.pairs, pairs, strict=True)
-        ]
+        return [p.validation_row(pair.stitcher, s.l1) for p, pair in zip(ev.pairs, pairs, strict=True)]
 
     identity = checkpoint_identity(session.key, runs, s.epochs)
     resume = load_grouped_checkpoint(checkpoint, identity, session.log)

@@ -41,7 +41,7 @@ from ..training.optim import OptimConfig
 from .direct_match import DirectMatchResult, LeastSquaresAccumulator, direct_match, paired_rows
 from .grid_evaluation import EvalOptions, StitchEvaluation, grouped_evaluate
 from .grouped import GridPair, GridPass, grouped_task_loss_match
-from .stitcher import SourceReducer, Stitcher, l1_penalty
+from .stitcher import SourceReducer, Stitcher
 
 PairBatch = tuple[Tensor, Tensor, Tensor]
 #: A re-iterable source of pair batches: calling it starts a fresh pass.
@@ -168,8 +168,7 @@ def task_loss_match(
 
     def validate(epoch: int) -> list[dict[str, float]]:
         ev = grouped_evaluate(grid, val_batches, loop.device, EvalOptions(amp=loop.amp)).pairs[0]
-        penalty = l1 * float(l1_penalty(stitcher).detach()) if l1 else 0.0
-        return [{"loss": ev.loss() + penalty, "acc": ev.accuracy(), "n": ev.n}]
+        return [ev.validation_row(stitcher, l1)]
 
     check = validate if val_batches is not None else None
     return grouped_task_loss_match(grid, train_loader, loop, optim=optim, l1=l1, validate=check)[0]

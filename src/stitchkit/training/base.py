@@ -31,7 +31,6 @@ from ..data.provenance import note_provenance
 from ..errors import StitchkitError
 from ..models.checkpoint import (
     RUN_CONFIG,
-    load_checkpoint,  # noqa: F401 (tests read checkpoints through this module; resume.py loads them)
     save_checkpoint,
     save_state_dict,
     unwrap,
